@@ -1,0 +1,339 @@
+//! The configuration file: `config.toml`, deserialised into typed sections.
+//!
+//! Every key is optional and has a default, so an empty file (or none at all) is a working
+//! configuration. Unknown keys are rejected, so that a misspelt key is an error at start-up
+//! rather than a silently ignored setting. Reading the file is separate from
+//! [`Config::from_toml`], which the tests use on strings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP listener: address, TLS and allowed web origins.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The sylkRTC WebSocket endpoint and its limits.
+    #[serde(default)]
+    pub websocket: WebSocketConfig,
+    /// What accounts clients may add.
+    #[serde(default)]
+    pub accounts: AccountsConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[http]`: the listener that serves the WebSocket endpoint, `/health` and `/metrics`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The address and port to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// A PEM file with the certificate chain; with `tls_private_key` it turns on https/wss.
+    #[serde(default)]
+    pub tls_certificate: Option<PathBuf>,
+    /// A PEM file with the private key of `tls_certificate`.
+    #[serde(default)]
+    pub tls_private_key: Option<PathBuf>,
+    /// The web origins allowed to open a WebSocket (the `Origin` header, such as
+    /// `https://phone.example.com`); `*` allows any origin and requests without one.
+    #[serde(default = "default_web_origins")]
+    pub web_origins: Vec<String>,
+}
+
+/// `[websocket]`: the sylkRTC endpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// The URL path of the endpoint.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Seconds between WebSocket Ping frames; a connection that sends no Pong within half of it
+    /// is closed. 0 turns pings off.
+    #[serde(default = "default_ping_interval")]
+    pub websocket_ping_interval: u64,
+    /// The largest message (and frame) accepted from a client, in bytes; a larger one closes the
+    /// connection with code 1009.
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: usize,
+    /// The most WebSocket connections open at once; past it, upgrades get HTTP 503.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// The most requests of one connection waiting to be handled; past it, a request gets an
+    /// `error` reply (or the connection is closed with 1008 when it does not read its replies).
+    #[serde(default = "default_max_queued_requests")]
+    pub max_queued_requests: usize,
+    /// Log every WebSocket message in and out (passwords are masked).
+    #[serde(default)]
+    pub trace_client: bool,
+}
+
+/// `[accounts]`: what `account-add` accepts.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// The SIP domains accounts may belong to; `*` allows any domain.
+    #[serde(default = "default_sip_domains")]
+    pub sip_domains: Vec<String>,
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// The log filter, in `tracing` directive syntax (`info`, `gateway=debug,info`, ...). The
+    /// `RUST_LOG` environment variable overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 10888))
+}
+
+fn default_web_origins() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+fn default_path() -> String {
+    "/webrtcgateway/ws".to_owned()
+}
+
+fn default_ping_interval() -> u64 {
+    120
+}
+
+fn default_max_message_size() -> usize {
+    64 * 1024
+}
+
+fn default_max_connections() -> usize {
+    10_000
+}
+
+fn default_max_queued_requests() -> usize {
+    100
+}
+
+fn default_sip_domains() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_listen(),
+            tls_certificate: None,
+            tls_private_key: None,
+            web_origins: default_web_origins(),
+        }
+    }
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            path: default_path(),
+            websocket_ping_interval: default_ping_interval(),
+            max_message_size: default_max_message_size(),
+            max_connections: default_max_connections(),
+            max_queued_requests: default_max_queued_requests(),
+            trace_client: false,
+        }
+    }
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            sip_domains: default_sip_domains(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+        }
+    }
+}
+
+/// The smallest `max_message_size`: an `account-add` or a trickle must always fit.
+const MIN_MESSAGE_SIZE: usize = 1024;
+
+impl Config {
+    /// Parses and checks a configuration.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(Error::ConfigParse)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads `path`. When `path` is `None`, reads `./config.toml` if it exists and otherwise
+    /// returns the built-in defaults (the second value says which file was read, if any).
+    pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>)> {
+        let (path, required) = match path {
+            Some(path) => (path.to_path_buf(), true),
+            None => (PathBuf::from("config.toml"), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok((Config::from_toml(&text)?, Some(path))),
+            Err(error) if !required && error.kind() == std::io::ErrorKind::NotFound => {
+                Ok((Config::default(), None))
+            }
+            Err(source) => Err(Error::ConfigRead { path, source }),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let invalid = |text: String| Err(Error::ConfigInvalid(text));
+        let ws = &self.websocket;
+        if !ws.path.starts_with('/') || ws.path.contains(['?', '#', ' ']) {
+            return invalid(format!(
+                "websocket.path must be a URL path starting with '/', not {:?}",
+                ws.path
+            ));
+        }
+        if ["/health", "/metrics"].contains(&ws.path.as_str()) {
+            return invalid(format!(
+                "websocket.path {:?} is taken by a built-in route",
+                ws.path
+            ));
+        }
+        if ws.max_message_size < MIN_MESSAGE_SIZE {
+            return invalid(format!(
+                "websocket.max_message_size must be at least {MIN_MESSAGE_SIZE} bytes"
+            ));
+        }
+        if ws.max_connections == 0 || ws.max_queued_requests == 0 {
+            return invalid(
+                "websocket.max_connections and max_queued_requests must be at least 1".into(),
+            );
+        }
+        match (&self.http.tls_certificate, &self.http.tls_private_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return invalid("http.tls_certificate and http.tls_private_key go together".into());
+            }
+            _ => {}
+        }
+        if self.http.web_origins.is_empty() {
+            return invalid(
+                "http.web_origins is empty: no browser could connect (use [\"*\"] for any)".into(),
+            );
+        }
+        if let Some(origin) = self
+            .http
+            .web_origins
+            .iter()
+            .find(|o| o.as_str() != "*" && !o.contains("://"))
+        {
+            return invalid(format!(
+                "http.web_origins entry {origin:?} is not an origin like https://host[:port]"
+            ));
+        }
+        if self.accounts.sip_domains.is_empty()
+            || self.accounts.sip_domains.iter().any(String::is_empty)
+        {
+            return invalid(
+                "accounts.sip_domains needs at least one domain (or \"*\" for any)".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether https/wss is configured.
+    pub fn tls_enabled(&self) -> bool {
+        self.http.tls_certificate.is_some()
+    }
+}
+
+impl WebSocketConfig {
+    /// The ping interval, `None` when pings are off.
+    pub fn ping_interval(&self) -> Option<Duration> {
+        (self.websocket_ping_interval > 0)
+            .then(|| Duration::from_secs(self.websocket_ping_interval))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_parses_and_is_the_defaults() {
+        let text = include_str!("../../config.toml");
+        let config = Config::from_toml(text).unwrap();
+        // The shipped file documents the defaults: it must not drift from them.
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn an_empty_file_is_the_defaults() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.http.listen, "127.0.0.1:10888".parse().unwrap());
+        assert_eq!(config.websocket.path, "/webrtcgateway/ws");
+        assert_eq!(
+            config.websocket.ping_interval(),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(config.websocket.max_message_size, 65536);
+        assert_eq!(config.accounts.sip_domains, ["*"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        for text in [
+            "bogus = 1",
+            "[http]\nlisten_port = 80",
+            "[websocket]\npingInterval = 3",
+            "[nope]\n",
+        ] {
+            let error = Config::from_toml(text).unwrap_err().to_string();
+            assert!(error.contains("unknown"), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn values_are_checked() {
+        for (text, needle) in [
+            ("[websocket]\npath = \"ws\"", "websocket.path"),
+            ("[websocket]\npath = \"/metrics\"", "built-in route"),
+            ("[websocket]\nmax_message_size = 10", "max_message_size"),
+            ("[websocket]\nmax_connections = 0", "max_connections"),
+            ("[http]\ntls_certificate = \"a.pem\"", "go together"),
+            ("[http]\nweb_origins = []", "web_origins"),
+            ("[http]\nweb_origins = [\"example.com\"]", "not an origin"),
+            ("[accounts]\nsip_domains = []", "sip_domains"),
+            ("[http]\nlisten = \"nowhere\"", "invalid socket address"),
+            ("[websocket]\nwebsocket_ping_interval = -1", "invalid value"),
+        ] {
+            let error = Config::from_toml(text).unwrap_err().to_string();
+            assert!(error.contains(needle), "{text:?}: {error}");
+        }
+        let config = Config::from_toml("[websocket]\nwebsocket_ping_interval = 0").unwrap();
+        assert_eq!(config.websocket.ping_interval(), None);
+    }
+
+    #[test]
+    fn a_missing_default_file_means_defaults_but_a_named_one_is_an_error() {
+        let missing = Path::new("/nonexistent/sylkrtc-gateway.toml");
+        assert!(matches!(
+            Config::load(Some(missing)),
+            Err(Error::ConfigRead { .. })
+        ));
+    }
+}

@@ -1,0 +1,251 @@
+use serde_json::{Value, json};
+
+use super::*;
+
+fn connection(version: Version, domains: &[&str]) -> Connection {
+    let domains: Vec<String> = domains.iter().map(|d| (*d).to_owned()).collect();
+    let mut connection = Connection::new(version, Arc::new(SipDomains::new(&domains)));
+    let ready = connection.poll_output().unwrap();
+    let expected = match version {
+        Version::V1 => json!({"sylkrtc": "event", "event": "ready"}),
+        Version::V2 => json!({"sylkrtc": "ready-event"}),
+    };
+    assert_eq!(serde_json::from_str::<Value>(&ready).unwrap(), expected);
+    connection
+}
+
+/// Sends `request` and returns everything the connection queued in reply.
+fn exchange(connection: &mut Connection, request: Value) -> (Handled, Vec<Value>) {
+    let handled = connection.handle_text(&request.to_string());
+    let mut out = Vec::new();
+    while let Some(text) = connection.poll_output() {
+        out.push(serde_json::from_str(&text).unwrap());
+    }
+    (handled, out)
+}
+
+fn add(transaction: &str, account: &str) -> Value {
+    json!({"sylkrtc": "account-add", "transaction": transaction, "account": account,
+        "password": "884edfee38ed471b8a15006700139485"})
+}
+
+#[test]
+fn ping_is_acked() {
+    for version in Version::PREFERENCE {
+        let mut connection = connection(version, &["*"]);
+        let (handled, out) = exchange(
+            &mut connection,
+            json!({"sylkrtc": "ping", "transaction": "p"}),
+        );
+        assert_eq!(handled.outcome, Outcome::Ack);
+        assert_eq!(handled.name.as_deref(), Some("ping"));
+        assert_eq!(out, [json!({"sylkrtc": "ack", "transaction": "p"})]);
+    }
+}
+
+#[test]
+fn accounts_are_added_once_and_removed() {
+    let mut connection = connection(Version::V2, &["*"]);
+    let (_, out) = exchange(&mut connection, add("1", "alice@example.com"));
+    assert_eq!(out, [json!({"sylkrtc": "ack", "transaction": "1"})]);
+    // The same account, spelt with sip: and another case of domain, is a duplicate.
+    let (handled, out) = exchange(&mut connection, add("2", "sip:alice@EXAMPLE.com"));
+    assert_eq!(
+        out,
+        [
+            json!({"sylkrtc": "error", "transaction": "2", "error": "Account alice@EXAMPLE.com already added"})
+        ]
+    );
+    assert!(matches!(
+        handled.outcome,
+        Outcome::Error {
+            kind: ErrorKind::Refused,
+            ..
+        }
+    ));
+    exchange(&mut connection, add("3", "bob@example.com"));
+    assert_eq!(connection.account_count(), 2);
+
+    let remove =
+        |t: &str, a: &str| json!({"sylkrtc": "account-remove", "transaction": t, "account": a});
+    let (_, out) = exchange(&mut connection, remove("4", "alice@example.com"));
+    assert_eq!(out, [json!({"sylkrtc": "ack", "transaction": "4"})]);
+    let (_, out) = exchange(&mut connection, remove("5", "alice@example.com"));
+    assert_eq!(
+        out,
+        [
+            json!({"sylkrtc": "error", "transaction": "5", "error": "Unknown account specified: alice@example.com"})
+        ]
+    );
+    assert_eq!(connection.account_count(), 1);
+    // Removed accounts can be added again.
+    let (_, out) = exchange(&mut connection, add("6", "alice@example.com"));
+    assert_eq!(out, [json!({"sylkrtc": "ack", "transaction": "6"})]);
+}
+
+#[test]
+fn domains_outside_sip_domains_are_refused() {
+    let mut connection = connection(Version::V2, &["Example.com", "127.0.0.1"]);
+    let (_, out) = exchange(&mut connection, add("1", "alice@example.COM"));
+    assert_eq!(out[0]["sylkrtc"], "ack");
+    let (_, out) = exchange(&mut connection, add("2", "alice@127.0.0.1"));
+    assert_eq!(out[0]["sylkrtc"], "ack");
+    let (handled, out) = exchange(&mut connection, add("3", "alice@example.org"));
+    assert_eq!(
+        out,
+        [
+            json!({"sylkrtc": "error", "transaction": "3", "error": "SIP domain not allowed: example.org"})
+        ]
+    );
+    assert!(matches!(
+        handled.outcome,
+        Outcome::Error {
+            kind: ErrorKind::Refused,
+            ..
+        }
+    ));
+    assert_eq!(connection.account_count(), 2);
+}
+
+#[test]
+fn features_not_built_say_so() {
+    let mut connection = connection(Version::V1, &["*"]);
+    for (name, extra) in [
+        ("account-register", json!({"account": "a@b.c"})),
+        ("account-unregister", json!({"account": "a@b.c"})),
+        (
+            "session-create",
+            json!({"account": "a@b.c", "session": "s", "uri": "b@b.c", "sdp": "v=0"}),
+        ),
+        ("session-trickle", json!({"session": "s", "candidates": []})),
+        ("session-terminate", json!({"session": "s"})),
+        ("videoroom-join", json!({})),
+        ("account-fetch-addressbook", json!({"account": "a@b.c"})),
+        ("lookup-public-key", json!({"uri": "a@b.c"})),
+    ] {
+        let mut request = json!({"sylkrtc": name, "transaction": "t"});
+        request
+            .as_object_mut()
+            .unwrap()
+            .append(&mut extra.as_object().unwrap().clone());
+        let (handled, out) = exchange(&mut connection, request);
+        let text = format!("not supported yet: {name}");
+        assert_eq!(
+            out,
+            [json!({"sylkrtc": "error", "transaction": "t", "error": text})]
+        );
+        assert_eq!(
+            handled.outcome,
+            Outcome::Error {
+                kind: ErrorKind::NotSupported,
+                text
+            }
+        );
+    }
+}
+
+#[test]
+fn unknown_and_invalid_requests_get_errors() {
+    let mut connection = connection(Version::V2, &["*"]);
+    let (handled, out) = exchange(
+        &mut connection,
+        json!({"sylkrtc": "frobnicate", "transaction": "t"}),
+    );
+    assert_eq!(
+        out,
+        [json!({"sylkrtc": "error", "transaction": "t", "error": "unknown request: frobnicate"})]
+    );
+    assert_eq!(handled.name.as_deref(), Some("frobnicate"));
+    assert!(matches!(
+        handled.outcome,
+        Outcome::Error {
+            kind: ErrorKind::UnknownRequest,
+            ..
+        }
+    ));
+
+    let (handled, out) = exchange(
+        &mut connection,
+        json!({"sylkrtc": "account-add", "transaction": "u"}),
+    );
+    assert_eq!(
+        out,
+        [json!({"sylkrtc": "error", "transaction": "u", "error": "missing field `account`"})]
+    );
+    assert!(matches!(
+        handled.outcome,
+        Outcome::Error {
+            kind: ErrorKind::Invalid,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn messages_without_a_transaction_are_not_answered() {
+    let mut connection = connection(Version::V2, &["*"]);
+    for text in [
+        "{oops",
+        "[1]",
+        r#"{"sylkrtc":"ping"}"#,
+        r#"{"sylkrtc":"ping","transaction":7}"#,
+    ] {
+        let handled = connection.handle_text(text);
+        assert!(
+            matches!(
+                handled.outcome,
+                Outcome::Unanswered {
+                    kind: ErrorKind::Malformed,
+                    ..
+                }
+            ),
+            "{text}: {handled:?}"
+        );
+        assert_eq!(connection.poll_output(), None);
+    }
+}
+
+#[test]
+fn binary_frames_are_refused() {
+    let mut connection = connection(Version::V2, &["*"]);
+    let handled = connection.handle_binary(br#"{"sylkrtc":"ping","transaction":"b1"}"#);
+    assert!(matches!(
+        handled.outcome,
+        Outcome::Error {
+            kind: ErrorKind::BinaryFrame,
+            ..
+        }
+    ));
+    let reply: Value = serde_json::from_str(&connection.poll_output().unwrap()).unwrap();
+    assert_eq!(reply["transaction"], "b1");
+    assert_eq!(
+        reply["error"],
+        "binary frames are not supported: send each request as a text frame"
+    );
+    let handled = connection.handle_binary(&[0xff, 0x00, 0x13]);
+    assert!(matches!(
+        handled.outcome,
+        Outcome::Unanswered {
+            kind: ErrorKind::BinaryFrame,
+            ..
+        }
+    ));
+    assert_eq!(connection.poll_output(), None);
+}
+
+#[test]
+fn redaction_masks_passwords_however_spelt() {
+    let ha1 = "884edfee38ed471b8a15006700139485";
+    let plain = add("1", "alice@example.com").to_string();
+    let escaped = plain.replace("\"password\"", "\"pass\\u0077ord\"");
+    assert_ne!(plain, escaped);
+    for text in [plain.as_str(), escaped.as_str()] {
+        let shown = redact(text);
+        assert!(!shown.contains(ha1), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+    let broken = format!(r#"{{"password":"{ha1}""#);
+    assert!(!redact(&broken).contains(ha1));
+    let ping = r#"{"sylkrtc":"ping","transaction":"p"}"#;
+    assert_eq!(redact(ping), ping);
+}

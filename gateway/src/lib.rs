@@ -1,0 +1,24 @@
+//! sylkrtc-gateway: a WebRTC-to-SIP gateway that speaks the sylkRTC WebSocket protocol.
+//!
+//! This crate is the binary's library half: configuration, the HTTP/WebSocket front-end, and
+//! the per-connection state that ties the browser-facing protocol ([`protocol`]) to the SIP user
+//! agent (`sip`) and the media relay (`media`). It does the I/O: one tokio task per WebSocket
+//! connection, whose protocol state is a sans-IO struct fed with the client's messages.
+//!
+//! [`Server::bind`] and [`Server::run`] start it; the tests start it in-process on port 0.
+
+#![deny(missing_docs)]
+
+mod config;
+mod connection;
+mod error;
+mod http;
+mod keepalive;
+mod metrics;
+mod server;
+mod tls;
+mod ws;
+
+pub use config::{AccountsConfig, Config, HttpConfig, LogConfig, WebSocketConfig};
+pub use error::{Error, Result};
+pub use server::{Server, check, run};

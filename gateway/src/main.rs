@@ -1,0 +1,82 @@
+//! The `sylkrtc-gateway` binary: reads the configuration, sets up logging and runs the gateway
+//! until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use gateway::Config;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
+
+/// A WebRTC-to-SIP gateway speaking the sylkRTC WebSocket protocol.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The configuration file [default: ./config.toml, or built-in defaults when it is absent]
+    #[arg(short, long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Check the configuration (and the TLS files it names), print the result and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sylkrtc-gateway: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let (config, source) = Config::load(args.config.as_deref())?;
+    let source = source.map_or_else(
+        || "built-in defaults".to_owned(),
+        |path| path.display().to_string(),
+    );
+    if args.check_config {
+        // Loading the TLS files is part of the check: a bad path or key is caught before deploying.
+        gateway::check(&config)?;
+        eprintln!("configuration OK ({source})");
+        return Ok(());
+    }
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .with_context(|| format!("invalid log.level {:?}", config.log.level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    info!(config = %source, version = env!("CARGO_PKG_VERSION"), "starting sylkrtc-gateway");
+
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let server = gateway::Server::bind(&config).await?;
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        server.run(shutdown).await?;
+        anyhow::Ok(())
+    })
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        warn!("cannot install signal handlers: stop the gateway with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => info!("SIGINT: shutting down"),
+        _ = terminate.recv() => info!("SIGTERM: shutting down"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,289 @@
+//! Counters for `/metrics`, rendered in the Prometheus text format.
+//!
+//! Plain atomics, one set per running gateway (not a process-wide registry), so that several
+//! gateways in one test process each report their own numbers.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use protocol::REQUEST_NAMES;
+
+/// Why a request got an `error`, or was dropped unanswered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    /// Not JSON, not an object, or no `transaction`.
+    Malformed,
+    /// A mandatory field is missing or invalid.
+    Invalid,
+    /// The request name is not part of the protocol.
+    UnknownRequest,
+    /// The request is part of the protocol but not built yet.
+    NotSupported,
+    /// The request was valid but refused (unknown account, duplicate, domain not allowed).
+    Refused,
+    /// The connection's request queue was full.
+    QueueFull,
+    /// A binary frame.
+    BinaryFrame,
+    /// A message over `max_message_size`.
+    TooBig,
+}
+
+impl ErrorKind {
+    const ALL: [ErrorKind; 8] = [
+        ErrorKind::Malformed,
+        ErrorKind::Invalid,
+        ErrorKind::UnknownRequest,
+        ErrorKind::NotSupported,
+        ErrorKind::Refused,
+        ErrorKind::QueueFull,
+        ErrorKind::BinaryFrame,
+        ErrorKind::TooBig,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Malformed => "malformed",
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::UnknownRequest => "unknown_request",
+            ErrorKind::NotSupported => "not_supported",
+            ErrorKind::Refused => "refused",
+            ErrorKind::QueueFull => "queue_full",
+            ErrorKind::BinaryFrame => "binary_frame",
+            ErrorKind::TooBig => "too_big",
+        }
+    }
+}
+
+/// Why a WebSocket upgrade was refused.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rejection {
+    /// The `Origin` is not in `web_origins`.
+    Origin,
+    /// No sylkRTC subprotocol was offered.
+    Subprotocol,
+    /// `max_connections` are open.
+    Capacity,
+}
+
+impl Rejection {
+    const ALL: [Rejection; 3] = [
+        Rejection::Origin,
+        Rejection::Subprotocol,
+        Rejection::Capacity,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Rejection::Origin => "origin",
+            Rejection::Subprotocol => "subprotocol",
+            Rejection::Capacity => "capacity",
+        }
+    }
+}
+
+/// The gateway's counters.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    connections: AtomicI64,
+    connections_total: AtomicU64,
+    rejected: [AtomicU64; Rejection::ALL.len()],
+    accounts: AtomicI64,
+    /// One counter per name of [`REQUEST_NAMES`], then one for unknown names.
+    requests: Box<[AtomicU64]>,
+    errors: [AtomicU64; ErrorKind::ALL.len()],
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            connections: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+            rejected: Default::default(),
+            accounts: AtomicI64::new(0),
+            requests: (0..=REQUEST_NAMES.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            errors: Default::default(),
+        }
+    }
+}
+
+impl Metrics {
+    pub(crate) fn connection_opened(&self) {
+        self.connections.fetch_add(1, Relaxed);
+        self.connections_total.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn connections(&self) -> i64 {
+        self.connections.load(Relaxed)
+    }
+
+    pub(crate) fn rejected(&self, why: Rejection) {
+        self.rejected[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn accounts_changed(&self, delta: i64) {
+        if delta != 0 {
+            self.accounts.fetch_add(delta, Relaxed);
+        }
+    }
+
+    /// Counts a request by name; names outside the protocol count as `unknown`.
+    pub(crate) fn request(&self, name: &str) {
+        let index = REQUEST_NAMES
+            .iter()
+            .position(|known| *known == name)
+            .unwrap_or(REQUEST_NAMES.len());
+        self.requests[index].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn error(&self, kind: ErrorKind) {
+        self.errors[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        family(
+            &mut out,
+            "sylkrtc_connections",
+            "gauge",
+            "Open sylkRTC WebSocket connections.",
+        );
+        let _ = writeln!(
+            out,
+            "sylkrtc_connections {}",
+            self.connections.load(Relaxed)
+        );
+        family(
+            &mut out,
+            "sylkrtc_connections_total",
+            "counter",
+            "sylkRTC WebSocket connections accepted.",
+        );
+        let _ = writeln!(
+            out,
+            "sylkrtc_connections_total {}",
+            self.connections_total.load(Relaxed)
+        );
+        family(
+            &mut out,
+            "sylkrtc_connections_rejected_total",
+            "counter",
+            "WebSocket upgrades refused, by reason.",
+        );
+        for why in Rejection::ALL {
+            let count = self.rejected[why as usize].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "sylkrtc_connections_rejected_total{{reason=\"{}\"}} {count}",
+                why.label()
+            );
+        }
+        family(
+            &mut out,
+            "sylkrtc_accounts",
+            "gauge",
+            "Accounts added on open connections.",
+        );
+        let _ = writeln!(out, "sylkrtc_accounts {}", self.accounts.load(Relaxed));
+        family(
+            &mut out,
+            "sylkrtc_requests_total",
+            "counter",
+            "Requests received, by request name.",
+        );
+        for (index, counter) in self.requests.iter().enumerate() {
+            let label = REQUEST_NAMES.get(index).copied().unwrap_or("unknown");
+            let _ = writeln!(
+                out,
+                "sylkrtc_requests_total{{request=\"{label}\"}} {}",
+                counter.load(Relaxed)
+            );
+        }
+        family(
+            &mut out,
+            "sylkrtc_errors_total",
+            "counter",
+            "Requests answered with an error or dropped, by kind.",
+        );
+        for kind in ErrorKind::ALL {
+            let count = self.errors[kind as usize].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "sylkrtc_errors_total{{kind=\"{}\"}} {count}",
+                kind.label()
+            );
+        }
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample<'a>(text: &'a str, line_start: &str) -> &'a str {
+        text.lines()
+            .find_map(|line| line.strip_prefix(line_start))
+            .unwrap_or_else(|| panic!("no {line_start:?} in\n{text}"))
+            .trim()
+    }
+
+    #[test]
+    fn renders_every_family_with_its_samples() {
+        let metrics = Metrics::default();
+        metrics.connection_opened();
+        metrics.connection_opened();
+        metrics.connection_closed();
+        metrics.request("ping");
+        metrics.request("ping");
+        metrics.request("no-such-request");
+        metrics.error(ErrorKind::NotSupported);
+        metrics.rejected(Rejection::Origin);
+        metrics.accounts_changed(3);
+        metrics.accounts_changed(-1);
+        let text = metrics.render();
+        assert_eq!(sample(&text, "sylkrtc_connections "), "1");
+        assert_eq!(sample(&text, "sylkrtc_connections_total "), "2");
+        assert_eq!(sample(&text, "sylkrtc_accounts "), "2");
+        assert_eq!(
+            sample(&text, "sylkrtc_requests_total{request=\"ping\"}"),
+            "2"
+        );
+        assert_eq!(
+            sample(&text, "sylkrtc_requests_total{request=\"unknown\"}"),
+            "1"
+        );
+        assert_eq!(
+            sample(&text, "sylkrtc_requests_total{request=\"account-add\"}"),
+            "0"
+        );
+        assert_eq!(
+            sample(&text, "sylkrtc_errors_total{kind=\"not_supported\"}"),
+            "1"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "sylkrtc_connections_rejected_total{reason=\"origin\"}"
+            ),
+            "1"
+        );
+        // Each family's samples follow its TYPE line, before the next family's HELP.
+        let type_line = text.find("# TYPE sylkrtc_accounts gauge").unwrap();
+        let accounts = text.find("sylkrtc_accounts 2").unwrap();
+        let next_help = text.find("# HELP sylkrtc_requests_total").unwrap();
+        assert!(type_line < accounts && accounts < next_help, "{text}");
+    }
+}

@@ -1,0 +1,130 @@
+//! https/wss: the certificate and key, and a listener that completes TLS handshakes off the
+//! accept path, so that one slow client cannot hold up the others.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tracing::debug;
+
+use crate::error::{Error, Result};
+
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Finished handshakes waiting for the HTTP server to take them.
+const READY_QUEUE: usize = 64;
+
+/// Loads the certificate chain and private key (PEM) into a rustls server configuration.
+pub(crate) fn server_config(certificate: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
+    let chain = CertificateDer::pem_file_iter(certificate)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| {
+            Error::Tls(format!(
+                "cannot read certificates from {}: {error}",
+                certificate.display()
+            ))
+        })?;
+    if chain.is_empty() {
+        return Err(Error::Tls(format!(
+            "no certificate in {}",
+            certificate.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|error| {
+        Error::Tls(format!(
+            "cannot read the private key from {}: {error}",
+            key.display()
+        ))
+    })?;
+    let mut config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|error| Error::Tls(format!("certificate and key do not fit: {error}")))?;
+    // WebSocket needs HTTP/1.1 (its upgrade does not exist in HTTP/2 without RFC 8441).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A listener whose connections arrive with their TLS handshake done.
+#[derive(Debug)]
+pub(crate) struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local_addr: SocketAddr,
+    /// Accepts TCP connections and spawns their handshakes; stopped with the listener.
+    acceptor: JoinHandle<()>,
+}
+
+impl TlsListener {
+    pub(crate) fn new(listener: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<Self> {
+        let local_addr = listener.local_addr()?;
+        let (ready_tx, ready) = mpsc::channel(READY_QUEUE);
+        let acceptor = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), ready_tx));
+        Ok(TlsListener {
+            ready,
+            local_addr,
+            acceptor,
+        })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Usually out of file descriptors: wait instead of spinning.
+                debug!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let _ = ready.send((stream, peer)).await;
+                }
+                Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            // The accept loop never ends on its own; if it is gone, nothing more will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}

@@ -1,0 +1,540 @@
+//! The sylkRTC WebSocket endpoint: the HTTP upgrade (origin, subprotocol, connection limit) and
+//! the task that drives one connection.
+//!
+//! Each connection is one task running three futures side by side:
+//! * the reader takes frames off the socket, answers keepalive, and queues requests (bounded by
+//!   `max_queued_requests`) without ever waiting, so Pongs and limits are seen even when the
+//!   handler is busy;
+//! * the handler feeds queued requests, strictly in order, to the sans-IO [`Connection`] and
+//!   passes what it emits to the writer;
+//! * the writer sends queued messages, batching whatever is waiting into one flush, and sends a
+//!   Close frame first when the reader asks for one.
+//!
+//! When the reader or the handler ends, the writer gets a short grace period to send its last
+//! frames, then everything the connection owns is dropped.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use protocol::{Request, ServerMessage, Version};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::connection::{Connection, Handled, Outcome, redact};
+use crate::keepalive::{Action, Keepalive};
+use crate::metrics::{ErrorKind, Metrics, Rejection};
+use crate::server::Shared;
+
+/// The tungstenite read buffer. Its default (128 KiB) is allocated up front for every
+/// connection; requests are a few hundred bytes, and larger messages grow it on demand.
+const READ_BUFFER: usize = 4 * 1024;
+/// How many outgoing bytes are gathered before a write; nothing is allocated until used.
+const WRITE_BUFFER: usize = 8 * 1024;
+/// Messages waiting for the writer. Past it the handler waits, so a client that does not read
+/// eventually fills its request queue and gets errors, then a 1008 close.
+const OUTBOUND_QUEUE: usize = 256;
+/// How long the writer may take to send its last frames once the connection is ending.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// `GET <websocket.path>`: checks the upgrade, then hands the socket to a connection task.
+pub(crate) async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let origin = headers.get(header::ORIGIN);
+    if !origin_allowed(&shared.web_origins, origin) {
+        shared.metrics.rejected(Rejection::Origin);
+        let shown = origin
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("(none)");
+        info!(%peer, origin = shown, "upgrade refused: origin not allowed");
+        return (
+            StatusCode::FORBIDDEN,
+            format!("Origin not allowed: {shown}\n"),
+        )
+            .into_response();
+    }
+    let upgrade = upgrade.protocols(Version::PREFERENCE.map(Version::subprotocol));
+    let Some(version) = upgrade
+        .selected_protocol()
+        .and_then(|name| name.to_str().ok())
+        .and_then(Version::from_subprotocol)
+    else {
+        shared.metrics.rejected(Rejection::Subprotocol);
+        info!(%peer, "upgrade refused: no sylkRTC subprotocol offered");
+        return (
+            StatusCode::NOT_ACCEPTABLE,
+            "No compatible protocol specified: offer sylkRTC-2 or sylkRTC-1 in Sec-WebSocket-Protocol\n",
+        )
+            .into_response();
+    };
+    let Ok(permit) = shared.connection_slots.clone().try_acquire_owned() else {
+        shared.metrics.rejected(Rejection::Capacity);
+        warn!(%peer, limit = shared.websocket.max_connections, "upgrade refused: too many connections");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "Too many connections (limit {})\n",
+                shared.websocket.max_connections
+            ),
+        )
+            .into_response();
+    };
+    let limit = shared.websocket.max_message_size;
+    upgrade
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_failed_upgrade(move |error| debug!(%peer, %error, "WebSocket upgrade failed"))
+        .on_upgrade(move |socket| {
+            let tracker = shared.tracker.clone();
+            tracker.track_future(serve(socket, shared, version, peer, permit))
+        })
+}
+
+/// Whether a browser page of `origin` may connect. A missing or `null` Origin (non-browser
+/// clients, sandboxed pages) passes only when any origin is allowed, as in the reference.
+fn origin_allowed(allowed: &[String], origin: Option<&HeaderValue>) -> bool {
+    if allowed.iter().any(|entry| entry == "*") {
+        return true;
+    }
+    let Some(origin) = origin.and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    let origin = origin.trim_end_matches('/');
+    origin != "null"
+        && allowed
+            .iter()
+            .any(|entry| entry.trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
+/// A frame the reader queued for the handler.
+enum Inbound {
+    Text(Utf8Bytes),
+    Binary(axum::body::Bytes),
+}
+
+/// A frame for the writer.
+enum Outbound {
+    Text(String),
+    Ping,
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum Ended {
+    /// The client closed the connection or it dropped.
+    ClientClosed,
+    /// The socket failed; the code is the close frame to send, when one makes sense.
+    Broken(String, Option<u16>),
+    /// A message over `max_message_size`.
+    TooBig(usize),
+    /// No Pong within half the ping interval.
+    NoPong(Duration),
+    /// The request queue overflowed while the client was not reading its replies.
+    Overflow(usize),
+    /// The gateway is shutting down.
+    Shutdown,
+    /// The writer or handler stopped (the socket can no longer be written).
+    WriterGone,
+}
+
+impl Ended {
+    /// The close frame to send, if any.
+    fn close_frame(&self) -> Option<CloseFrame> {
+        let (code, reason) = match self {
+            Ended::ClientClosed | Ended::WriterGone | Ended::Broken(_, None) => return None,
+            Ended::Broken(reason, Some(code)) => (*code, reason.clone()),
+            Ended::TooBig(limit) => (1009, format!("message too big (limit {limit} bytes)")),
+            Ended::NoPong(wait) => (1001, format!("no pong within {} s", wait.as_secs())),
+            Ended::Overflow(limit) => (1008, format!("too many queued requests (limit {limit})")),
+            Ended::Shutdown => (1001, "server shutting down".to_owned()),
+        };
+        Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })
+    }
+}
+
+impl fmt::Display for Ended {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ended::ClientClosed => f.write_str("closed by the client"),
+            Ended::Broken(reason, _) => write!(f, "socket error: {reason}"),
+            Ended::WriterGone => f.write_str("the socket can no longer be written"),
+            other => match other.close_frame() {
+                Some(frame) => write!(f, "{} (close code {})", frame.reason, frame.code),
+                None => f.write_str("closed"),
+            },
+        }
+    }
+}
+
+/// The task of one connection.
+async fn serve(
+    socket: WebSocket,
+    shared: Arc<Shared>,
+    version: Version,
+    peer: SocketAddr,
+    // Held for the connection's lifetime: it is the connection's slot under `max_connections`.
+    _permit: OwnedSemaphorePermit,
+) {
+    let id = shared.next_connection_id.fetch_add(1, Relaxed);
+    let span = info_span!("conn", id, %peer, protocol = version.subprotocol());
+    async move {
+        shared.metrics.connection_opened();
+        info!("connected");
+        let ended = drive(socket, &shared, version).await;
+        shared.metrics.connection_closed();
+        info!("disconnected: {ended}");
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn drive(socket: WebSocket, shared: &Shared, version: Version) -> Ended {
+    let (sink, stream) = socket.split();
+    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let (request_tx, request_rx) = mpsc::channel(shared.websocket.max_queued_requests);
+    let (close_tx, close_rx) = oneshot::channel();
+    let trace = shared.websocket.trace_client;
+
+    let reader = read_loop(
+        stream,
+        request_tx,
+        out_tx.clone(),
+        close_tx,
+        shared,
+        version,
+    );
+    let handler = handle_loop(
+        Connection::new(version, shared.domains.clone()),
+        request_rx,
+        out_tx,
+        shared,
+    );
+    let writer = write_loop(sink, out_rx, close_rx, trace);
+    tokio::pin!(writer);
+    tokio::select! {
+        ended = async {
+            tokio::select! {
+                ended = reader => ended,
+                () = handler => Ended::WriterGone,
+            }
+        } => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
+            ended
+        }
+        () = &mut writer => Ended::WriterGone,
+    }
+}
+
+async fn read_loop(
+    mut stream: SplitStream<WebSocket>,
+    requests: mpsc::Sender<Inbound>,
+    out: mpsc::Sender<Outbound>,
+    close: oneshot::Sender<CloseFrame>,
+    shared: &Shared,
+    version: Version,
+) -> Ended {
+    let mut keepalive = Keepalive::new(shared.websocket.ping_interval(), Instant::now().into_std());
+    let ended = loop {
+        let timer = keepalive.poll_timeout();
+        let step = tokio::select! {
+            () = shared.shutdown.cancelled() => Some(Ended::Shutdown),
+            () = sleep_until(timer) => match keepalive.handle_timeout(Instant::now().into_std()) {
+                Some(Action::Ping) => {
+                    // A full queue means the client is not reading: the Pong deadline decides.
+                    let _ = out.try_send(Outbound::Ping);
+                    None
+                }
+                Some(Action::Expired) => shared.websocket.ping_interval().map(|interval| Ended::NoPong(interval / 2)),
+                None => None,
+            },
+            frame = stream.next() => match frame {
+                None | Some(Ok(Message::Close(_))) => Some(Ended::ClientClosed),
+                Some(Ok(Message::Text(text))) => queue(Inbound::Text(text), &requests, &out, shared, version),
+                Some(Ok(Message::Binary(data))) => queue(Inbound::Binary(data), &requests, &out, shared, version),
+                Some(Ok(Message::Pong(_))) => {
+                    keepalive.handle_pong();
+                    None
+                }
+                // tungstenite answers Pings itself.
+                Some(Ok(Message::Ping(_))) => None,
+                Some(Err(error)) => Some(socket_error(error, shared.websocket.max_message_size, &shared.metrics)),
+            },
+        };
+        if let Some(ended) = step {
+            break ended;
+        }
+    };
+    if let Some(frame) = ended.close_frame() {
+        let _ = close.send(frame);
+    }
+    ended
+}
+
+/// Queues a frame for the handler; when the queue is full, the request is refused at once.
+fn queue(
+    inbound: Inbound,
+    requests: &mpsc::Sender<Inbound>,
+    out: &mpsc::Sender<Outbound>,
+    shared: &Shared,
+    version: Version,
+) -> Option<Ended> {
+    let inbound = match requests.try_send(inbound) {
+        Ok(()) => return None,
+        Err(TrySendError::Closed(_)) => return Some(Ended::WriterGone),
+        Err(TrySendError::Full(inbound)) => inbound,
+    };
+    let limit = shared.websocket.max_queued_requests;
+    shared.metrics.error(ErrorKind::QueueFull);
+    let Inbound::Text(text) = inbound else {
+        warn!(limit, "request queue full: binary frame dropped");
+        return None;
+    };
+    let (transaction, name) = match Request::parse(&text) {
+        Ok(request) => (
+            Some(request.transaction),
+            Some(request.body.name().to_owned()),
+        ),
+        Err(error) => (error.transaction, error.name),
+    };
+    if let Some(name) = &name {
+        shared.metrics.request(name);
+    }
+    let Some(transaction) = transaction else {
+        warn!(
+            limit,
+            "request queue full: message without a transaction dropped"
+        );
+        return None;
+    };
+    let error = format!("too many queued requests (limit {limit})");
+    debug!(transaction, "refused: {error}");
+    let reply = ServerMessage::Error { transaction, error }.encode(version);
+    if shared.websocket.trace_client {
+        info!(target: "sylkrtc_gateway::client", "send {reply}");
+    }
+    // The reply may overtake replies to earlier requests still in the queue; its transaction
+    // says which request it belongs to.
+    match out.try_send(Outbound::Text(reply)) {
+        Ok(()) => None,
+        Err(_) => Some(Ended::Overflow(limit)),
+    }
+}
+
+fn socket_error(error: axum::Error, limit: usize, metrics: &Metrics) -> Ended {
+    let inner = error.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => {
+            metrics.error(ErrorKind::TooBig);
+            Ended::TooBig(limit)
+        }
+        Some(tungstenite::Error::Utf8(_)) => {
+            Ended::Broken("invalid UTF-8 in a text frame".into(), Some(1007))
+        }
+        Some(tungstenite::Error::Protocol(violation)) => {
+            Ended::Broken(violation.to_string(), Some(1002))
+        }
+        _ => Ended::Broken(inner.to_string(), None),
+    }
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Handles queued requests in order. The [`Connection`] and its accounts live in here, so that
+/// they are released whenever this future is dropped.
+async fn handle_loop(
+    connection: Connection,
+    mut requests: mpsc::Receiver<Inbound>,
+    out: mpsc::Sender<Outbound>,
+    shared: &Shared,
+) {
+    let mut session = Session {
+        connection,
+        metrics: &shared.metrics,
+        accounts: 0,
+    };
+    let trace = shared.websocket.trace_client;
+    if !session.flush(&out, trace).await {
+        return;
+    }
+    while let Some(inbound) = requests.recv().await {
+        let handled = match inbound {
+            Inbound::Text(text) => {
+                if trace {
+                    info!(target: "sylkrtc_gateway::client", "recv {}", redact(&text));
+                }
+                session.connection.handle_text(&text)
+            }
+            Inbound::Binary(data) => {
+                if trace {
+                    info!(target: "sylkrtc_gateway::client", "recv binary frame of {} bytes", data.len());
+                }
+                session.connection.handle_binary(&data)
+            }
+        };
+        session.record(handled);
+        if !session.flush(&out, trace).await {
+            return;
+        }
+    }
+}
+
+/// The handler's state: the connection and its share of the `accounts` gauge.
+struct Session<'a> {
+    connection: Connection,
+    metrics: &'a Metrics,
+    /// Accounts counted in the gauge for this connection.
+    accounts: usize,
+}
+
+impl Session<'_> {
+    fn record(&mut self, handled: Handled) {
+        if let Some(name) = &handled.name {
+            self.metrics.request(name);
+        }
+        match handled.outcome {
+            Outcome::Ack => {}
+            Outcome::Error { kind, text } => {
+                self.metrics.error(kind);
+                debug!(
+                    request = handled.name.as_deref().unwrap_or("?"),
+                    "error reply: {text}"
+                );
+            }
+            Outcome::Unanswered { kind, reason } => {
+                self.metrics.error(kind);
+                warn!("message ignored: {reason}");
+            }
+        }
+        let accounts = self.connection.account_count();
+        self.metrics
+            .accounts_changed(accounts as i64 - self.accounts as i64);
+        self.accounts = accounts;
+    }
+
+    /// Passes everything the connection emitted to the writer; false once the writer is gone.
+    async fn flush(&mut self, out: &mpsc::Sender<Outbound>, trace: bool) -> bool {
+        while let Some(text) = self.connection.poll_output() {
+            if trace {
+                info!(target: "sylkrtc_gateway::client", "send {text}");
+            }
+            if out.send(Outbound::Text(text)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        self.metrics.accounts_changed(-(self.accounts as i64));
+    }
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut out: mpsc::Receiver<Outbound>,
+    mut close: oneshot::Receiver<CloseFrame>,
+    trace: bool,
+) {
+    let frame = |message: Outbound| match message {
+        Outbound::Text(text) => Message::Text(text.into()),
+        Outbound::Ping => {
+            if trace {
+                info!(target: "sylkrtc_gateway::client", "send ping frame");
+            }
+            Message::Ping(Default::default())
+        }
+    };
+    loop {
+        let first = tokio::select! {
+            biased;
+            close = &mut close => {
+                if let Ok(close) = close {
+                    let _ = sink.send(Message::Close(Some(close))).await;
+                }
+                return;
+            }
+            message = out.recv() => match message {
+                Some(message) => message,
+                None => return,
+            },
+        };
+        if sink.feed(frame(first)).await.is_err() {
+            return;
+        }
+        // Whatever else is waiting goes out in the same flush.
+        while let Ok(message) = out.try_recv() {
+            if sink.feed(frame(message)).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(list: &[&str], origin: Option<&str>) -> bool {
+        let list: Vec<String> = list.iter().map(|entry| (*entry).to_owned()).collect();
+        let origin = origin.map(|text| HeaderValue::from_str(text).unwrap());
+        origin_allowed(&list, origin.as_ref())
+    }
+
+    #[test]
+    fn origins() {
+        assert!(allowed(&["*"], None));
+        assert!(allowed(&["*"], Some("null")));
+        assert!(allowed(&["*"], Some("https://anything.example")));
+        let list = ["https://phone.example.com", "http://127.0.0.1:8000/"];
+        assert!(allowed(&list, Some("https://phone.example.com")));
+        assert!(allowed(&list, Some("https://PHONE.example.com")));
+        assert!(allowed(&list, Some("http://127.0.0.1:8000")));
+        assert!(!allowed(&list, Some("http://phone.example.com")));
+        assert!(!allowed(&list, Some("https://phone.example.com.evil.org")));
+        assert!(!allowed(&list, Some("null")));
+        assert!(!allowed(&list, None));
+    }
+
+    #[test]
+    fn close_codes() {
+        let code = |ended: Ended| ended.close_frame().map(|frame| frame.code);
+        assert_eq!(code(Ended::TooBig(65536)), Some(1009));
+        assert_eq!(code(Ended::Overflow(100)), Some(1008));
+        assert_eq!(code(Ended::Shutdown), Some(1001));
+        assert_eq!(code(Ended::NoPong(Duration::from_secs(60))), Some(1001));
+        assert_eq!(code(Ended::ClientClosed), None);
+        assert_eq!(
+            Ended::TooBig(65536).to_string(),
+            "message too big (limit 65536 bytes) (close code 1009)"
+        );
+    }
+}

@@ -1,0 +1,259 @@
+use serde_json::{Value, json};
+
+use super::*;
+
+/// Parses `input` as a message of `version`, and checks that encoding gives it back.
+fn round_trip(version: Version, input: Value) -> ServerMessage {
+    let message = ServerMessage::parse(&input.to_string(), version).unwrap();
+    let encoded: Value = serde_json::from_str(&message.encode(version)).unwrap();
+    assert_eq!(encoded, input, "{version:?}");
+    message
+}
+
+fn account(event: AccountEvent) -> ServerMessage {
+    ServerMessage::Event(Event::Account {
+        account: "saghul@sip2sip.info".into(),
+        event,
+    })
+}
+
+fn session(id: &str, event: SessionEvent) -> ServerMessage {
+    ServerMessage::Event(Event::Session {
+        session: id.into(),
+        event,
+    })
+}
+
+#[test]
+fn seed_examples_round_trip_as_sylkrtc_1() {
+    let v1 = Version::V1;
+    assert_eq!(
+        round_trip(v1, json!({"event": "ready", "sylkrtc": "event"})),
+        ServerMessage::Event(Event::Ready)
+    );
+    assert_eq!(
+        round_trip(
+            v1,
+            json!({"account": "saghul@sip2sip.info", "data": {"state": "registering"},
+            "event": "registration_state", "sylkrtc": "account_event"})
+        ),
+        account(AccountEvent::RegistrationState(
+            RegistrationState::Registering
+        ))
+    );
+    round_trip(
+        v1,
+        json!({"account": "saghul@sip2sip.info", "data": {"state": "registered"},
+        "event": "registration_state", "sylkrtc": "account_event"}),
+    );
+    assert_eq!(
+        round_trip(
+            v1,
+            json!({"account": "saghul@sip2sip.info",
+            "data": {"reason": "904 Operation has no matching challenge ", "state": "failed"},
+            "event": "registration_state", "sylkrtc": "account_event"})
+        ),
+        account(AccountEvent::RegistrationState(RegistrationState::Failed {
+            reason: Some("904 Operation has no matching challenge ".into())
+        }))
+    );
+    assert_eq!(
+        round_trip(
+            v1,
+            json!({"account": "saghul@sip2sip.info",
+            "data": {"originator": "31208005163@ag-projects.com", "sdp": "..."},
+            "event": "incoming_session", "session": "509b256aa6a14540a2a37553e6bd33e1", "sylkrtc": "account_event"})
+        ),
+        account(AccountEvent::IncomingSession {
+            session: "509b256aa6a14540a2a37553e6bd33e1".into(),
+            originator: Party {
+                uri: "31208005163@ag-projects.com".into(),
+                display_name: None
+            },
+            sdp: "...".into(),
+            call_id: None,
+            headers: Headers::new(),
+        })
+    );
+    let s = "38dffdf81acb44b2b11b61f4488c4ca9";
+    assert_eq!(
+        round_trip(
+            v1,
+            json!({"data": {"state": "established"}, "event": "state", "session": s,
+            "sylkrtc": "session_event"})
+        ),
+        session(s, SessionEvent::State(SessionState::Established))
+    );
+    let s = "20c40185-1ef2-419e-b91a-70415778acb4";
+    assert_eq!(
+        round_trip(
+            v1,
+            json!({"data": {"sdp": "...", "state": "accepted"}, "event": "state", "session": s,
+            "sylkrtc": "session_event"})
+        ),
+        session(
+            s,
+            SessionEvent::State(SessionState::Accepted {
+                sdp: Some("...".into()),
+                call_id: None,
+                headers: Headers::new()
+            })
+        )
+    );
+    assert_eq!(
+        round_trip(
+            v1,
+            json!({"data": {"reason": "200 to BYE", "state": "terminated"}, "event": "state",
+            "session": s, "sylkrtc": "session_event"})
+        ),
+        session(
+            s,
+            SessionEvent::State(SessionState::Terminated {
+                reason: Some("200 to BYE".into())
+            })
+        )
+    );
+}
+
+#[test]
+fn spec_examples_round_trip_as_sylkrtc_2() {
+    let v2 = Version::V2;
+    assert_eq!(
+        round_trip(v2, json!({"sylkrtc": "ready-event"})),
+        ServerMessage::Event(Event::Ready)
+    );
+    assert_eq!(
+        round_trip(v2, json!({"sylkrtc": "ack", "transaction": "t1"})),
+        ServerMessage::Ack {
+            transaction: "t1".into()
+        }
+    );
+    round_trip(
+        v2,
+        json!({"sylkrtc": "error", "transaction": "t1", "error": "Unknown account specified: a@b"}),
+    );
+    round_trip(
+        v2,
+        json!({"sylkrtc": "account-event", "account": "alice@example.com",
+        "event": "registration-state", "state": "registering"}),
+    );
+    round_trip(
+        v2,
+        json!({"sylkrtc": "account-event", "account": "alice@example.com",
+        "event": "registration-state", "state": "registered"}),
+    );
+    round_trip(
+        v2,
+        json!({"sylkrtc": "account-event", "account": "alice@example.com",
+        "event": "registration-state", "state": "failed", "reason": "401 Unauthorized"}),
+    );
+    round_trip(
+        v2,
+        json!({"sylkrtc": "account-event", "account": "alice@example.com", "event": "incoming-session",
+        "session": "c0ffee", "originator": {"uri": "bob@example.com", "display_name": "Bob"}, "sdp": "v=0",
+        "call_id": "abc@host", "headers": {"X-Foo": "1"}}),
+    );
+    round_trip(
+        v2,
+        json!({"sylkrtc": "account-event", "account": "alice@example.com", "event": "missed-session",
+        "originator": {"uri": "bob@example.com"}}),
+    );
+    for state in [
+        json!({"state": "progress"}),
+        json!({"state": "proceeding", "code": 183}),
+        json!({"state": "ringing"}),
+        json!({"state": "early-media", "sdp": "v=0", "call_id": "c1"}),
+        json!({"state": "accepted", "sdp": "v=0", "call_id": "c1", "headers": {"X-Bar": "2"}}),
+        json!({"state": "accepted"}),
+        json!({"state": "established"}),
+        json!({"state": "terminated", "reason": "486 Busy Here"}),
+    ] {
+        let mut input = json!({"sylkrtc": "session-event", "session": "s1", "event": "state"});
+        input
+            .as_object_mut()
+            .unwrap()
+            .append(&mut state.as_object().unwrap().clone());
+        round_trip(v2, input);
+    }
+    for update in [
+        json!({"state": "received", "sdp": "v=0"}),
+        json!({"state": "accepted", "sdp": "v=0"}),
+        json!({"state": "failed", "reason": "488 Not Acceptable Here"}),
+    ] {
+        let mut input = json!({"sylkrtc": "session-event", "session": "s1", "event": "update"});
+        input
+            .as_object_mut()
+            .unwrap()
+            .append(&mut update.as_object().unwrap().clone());
+        round_trip(v2, input);
+    }
+}
+
+#[test]
+fn sylkrtc_1_nests_the_payload_and_drops_what_it_lacks() {
+    let event = account(AccountEvent::IncomingSession {
+        session: "c0ffee".into(),
+        originator: Party {
+            uri: "bob@example.com".into(),
+            display_name: Some("Bob".into()),
+        },
+        sdp: "v=0".into(),
+        call_id: Some("abc@host".into()),
+        headers: Headers::from([("X-Foo".to_owned(), "1".to_owned())]),
+    });
+    let v1: Value = serde_json::from_str(&event.encode(Version::V1)).unwrap();
+    assert_eq!(
+        v1,
+        json!({"sylkrtc": "account_event", "account": "saghul@sip2sip.info", "event": "incoming_session",
+            "session": "c0ffee", "data": {"originator": "bob@example.com", "sdp": "v=0"}})
+    );
+    let update = session(
+        "s",
+        SessionEvent::Update(UpdateState::Received { sdp: "v=0".into() }),
+    );
+    let v1: Value = serde_json::from_str(&update.encode(Version::V1)).unwrap();
+    assert_eq!(
+        v1,
+        json!({"sylkrtc": "session_event", "session": "s", "event": "update", "data": {"state": "received", "sdp": "v=0"}})
+    );
+    assert_eq!(
+        ServerMessage::parse(&update.encode(Version::V1), Version::V1).unwrap(),
+        update
+    );
+}
+
+#[test]
+fn replies_escape_their_text() {
+    let error = ServerMessage::Error {
+        transaction: "a\"b".into(),
+        error: "line\nbreak \u{1}".into(),
+    };
+    for version in Version::PREFERENCE {
+        assert_eq!(
+            ServerMessage::parse(&error.encode(version), version).unwrap(),
+            error
+        );
+    }
+    assert_eq!(
+        ServerMessage::Ack {
+            transaction: "t".into()
+        }
+        .encode(Version::V1),
+        r#"{"sylkrtc":"ack","transaction":"t"}"#
+    );
+}
+
+#[test]
+fn messages_of_the_other_version_are_not_understood() {
+    assert!(ServerMessage::parse(r#"{"sylkrtc":"ready-event"}"#, Version::V1).is_err());
+    assert!(ServerMessage::parse(r#"{"sylkrtc":"event","event":"ready"}"#, Version::V2).is_err());
+    let error = ServerMessage::parse(
+        r#"{"sylkrtc":"session-event","session":"s","event":"state","state":"odd"}"#,
+        Version::V2,
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid field `state`: unknown state \"odd\""
+    );
+}

@@ -1,0 +1,79 @@
+//! The sylkRTC WebSocket protocol: the JSON messages a browser and the gateway exchange.
+//!
+//! This crate is pure: it parses text into a typed model and encodes the model back into text,
+//! and does no I/O at all (it does not depend on tokio). Both wire versions share one model:
+//! [`Version::V2`] (`sylkRTC-2`, the current one, with hyphenated names and flat fields) and
+//! [`Version::V1`] (`sylkRTC-1`, the 2015 one, with underscored event names and a nested `data`
+//! object). Requests are the same in both versions; events and the ready message differ.
+//!
+//! * [`Request::parse`] turns a client message into a [`Request`], or into a [`RequestError`]
+//!   that carries the `transaction` whenever it could be read, so that the error can be answered.
+//! * [`ServerMessage::encode`] writes an `ack`, an `error` or an [`Event`] in either version;
+//!   [`ServerMessage::parse`] reads them back (for clients and tests).
+//!
+//! Unknown extra fields are ignored everywhere. A missing or mistyped mandatory field is an
+//! [`Error`] that names the field.
+
+#![deny(missing_docs)]
+
+mod aor;
+mod error;
+mod event;
+mod fields;
+mod request;
+
+pub use aor::Aor;
+pub use error::{Error, RequestError, Result};
+pub use event::{
+    AccountEvent, Event, Headers, Party, RegistrationState, ServerMessage, SessionEvent,
+    SessionState, UpdateState,
+};
+pub use request::{
+    AccountAdd, Candidate, Header, NOT_MODELLED, REQUEST_NAMES, Request, RequestBody, Secret,
+    SessionAnswer, SessionCreate, SessionDtmfInfo, SessionTrickle, SessionUpdate,
+};
+
+/// A wire version of the protocol, chosen by the WebSocket subprotocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    /// `sylkRTC-1`: the 2015 encoding (`{"sylkrtc":"event","event":"ready"}`, `account_event`,
+    /// `session_event`, payload under `data`).
+    V1,
+    /// `sylkRTC-2`: the current encoding (`ready-event`, `account-event`, `session-event`, flat
+    /// fields).
+    V2,
+}
+
+impl Version {
+    /// Every version, in the order of preference when a client offers several.
+    pub const PREFERENCE: [Version; 2] = [Version::V2, Version::V1];
+
+    /// The WebSocket subprotocol that selects this version, spelled exactly as it is echoed.
+    pub const fn subprotocol(self) -> &'static str {
+        match self {
+            Version::V1 => "sylkRTC-1",
+            Version::V2 => "sylkRTC-2",
+        }
+    }
+
+    /// The version a subprotocol name selects (the match is exact and case-sensitive).
+    pub fn from_subprotocol(name: &str) -> Option<Self> {
+        Self::PREFERENCE
+            .into_iter()
+            .find(|version| version.subprotocol() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subprotocols_are_exact() {
+        assert_eq!(Version::from_subprotocol("sylkRTC-2"), Some(Version::V2));
+        assert_eq!(Version::from_subprotocol("sylkRTC-1"), Some(Version::V1));
+        assert_eq!(Version::from_subprotocol("sylkrtc-2"), None);
+        assert_eq!(Version::from_subprotocol("sylkRTC-3"), None);
+        assert_eq!(Version::V2.subprotocol(), "sylkRTC-2");
+    }
+}

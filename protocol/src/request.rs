@@ -1,0 +1,602 @@
+//! Requests: what a client asks of the gateway. Every request carries `sylkrtc` (its name) and
+//! `transaction` (an id the reply echoes).
+
+use std::fmt;
+
+use serde_json::{Map, Value, json};
+
+use crate::aor::Aor;
+use crate::error::{Error, RequestError, Result};
+use crate::fields::{self, Fields};
+
+/// The name of every request the protocol defines (spec section 2), modelled or not.
+pub const REQUEST_NAMES: &[&str] = &[
+    "ping",
+    "lookup-public-key",
+    "account-add",
+    "account-remove",
+    "account-register",
+    "account-unregister",
+    "account-devicetoken",
+    "account-message",
+    "account-disposition-notification",
+    "account-sync-conversations",
+    "account-mark-conversation-read",
+    "account-remove-message",
+    "account-remove-conversation",
+    "account-fetch-addressbook",
+    "account-update-addressbook",
+    "session-create",
+    "session-answer",
+    "session-trickle",
+    "session-terminate",
+    "session-update",
+    "session-message",
+    "session-dtmf-info",
+    "videoroom-join",
+    "videoroom-leave",
+    "videoroom-configure",
+    "videoroom-feed-attach",
+    "videoroom-feed-answer",
+    "videoroom-feed-detach",
+    "videoroom-invite",
+    "videoroom-session-trickle",
+    "videoroom-session-update",
+    "videoroom-message",
+    "videoroom-composing-indication",
+    "videoroom-mute-audio-participants",
+    "videoroom-toggle-hand",
+];
+
+/// The requests of [`REQUEST_NAMES`] whose fields this model does not carry: they parse into
+/// [`RequestBody::NotModelled`], so that the gateway can say "not supported yet" rather than
+/// "unknown request".
+pub const NOT_MODELLED: &[&str] = &[
+    "lookup-public-key",
+    "account-devicetoken",
+    "account-message",
+    "account-disposition-notification",
+    "account-sync-conversations",
+    "account-mark-conversation-read",
+    "account-remove-message",
+    "account-remove-conversation",
+    "account-fetch-addressbook",
+    "account-update-addressbook",
+    "session-message",
+    "videoroom-join",
+    "videoroom-leave",
+    "videoroom-configure",
+    "videoroom-feed-attach",
+    "videoroom-feed-answer",
+    "videoroom-feed-detach",
+    "videoroom-invite",
+    "videoroom-session-trickle",
+    "videoroom-session-update",
+    "videoroom-message",
+    "videoroom-composing-indication",
+    "videoroom-mute-audio-participants",
+    "videoroom-toggle-hand",
+];
+
+/// A client request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The client's id for this request, echoed in the `ack` or `error`.
+    pub transaction: String,
+    /// What is asked.
+    pub body: RequestBody,
+}
+
+/// What a request asks, by request name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestBody {
+    /// `ping`: a keepalive, answered with an ack.
+    Ping,
+    /// `account-add`: configure an account on this connection.
+    AccountAdd(AccountAdd),
+    /// `account-remove`: forget an account (and unregister it).
+    AccountRemove {
+        /// The account.
+        account: Aor,
+    },
+    /// `account-register`: register the account via SIP.
+    AccountRegister {
+        /// The account.
+        account: Aor,
+    },
+    /// `account-unregister`: remove the account's SIP registration.
+    AccountUnregister {
+        /// The account.
+        account: Aor,
+    },
+    /// `session-create`: place an outgoing call.
+    SessionCreate(SessionCreate),
+    /// `session-answer`: answer an incoming call.
+    SessionAnswer(SessionAnswer),
+    /// `session-trickle`: ICE candidates for a call.
+    SessionTrickle(SessionTrickle),
+    /// `session-terminate`: hang up, cancel or decline a call.
+    SessionTerminate {
+        /// The session id.
+        session: String,
+    },
+    /// `session-update`: a re-INVITE offer, or the answer to a remote re-INVITE.
+    SessionUpdate(SessionUpdate),
+    /// `session-dtmf-info`: DTMF tones sent as SIP INFO.
+    SessionDtmfInfo(SessionDtmfInfo),
+    /// A request of the protocol whose fields this model does not carry (see [`NOT_MODELLED`]).
+    NotModelled(&'static str),
+}
+
+/// The fields of `account-add`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountAdd {
+    /// The account's address of record.
+    pub account: Aor,
+    /// The credential: an HA1 digest by default, a plain password with `ha1: false`.
+    pub secret: Secret,
+    /// The display name for SIP From headers.
+    pub display_name: Option<String>,
+    /// The User-Agent for the account's SIP requests.
+    pub user_agent: Option<String>,
+    /// Prefixes of SIP header names to pass to the browser on incoming calls.
+    pub incoming_header_prefixes: Vec<String>,
+}
+
+/// An account's credential. Its `Debug` output never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// The HA1 digest `md5(user:realm:password)` as 32 lower-case hex digits.
+    Ha1(String),
+    /// A plain password (sent with `ha1: false`).
+    Password(String),
+}
+
+impl Secret {
+    /// The secret's text (the HA1 hex or the password): for the SIP digest, never for logs.
+    pub fn expose(&self) -> &str {
+        match self {
+            Secret::Ha1(text) | Secret::Password(text) => text,
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Ha1(_) => f.write_str("Ha1(<redacted>)"),
+            Secret::Password(_) => f.write_str("Password(<redacted>)"),
+        }
+    }
+}
+
+/// A SIP header a client adds to an INVITE or its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The header name (a SIP token).
+    pub name: String,
+    /// The header value (a single line).
+    pub value: String,
+}
+
+/// The fields of `session-create`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCreate {
+    /// The calling account.
+    pub account: Aor,
+    /// The client-chosen session id.
+    pub session: String,
+    /// The callee.
+    pub uri: Aor,
+    /// The browser's SDP offer.
+    pub sdp: String,
+    /// Extra SIP headers for the INVITE.
+    pub headers: Vec<Header>,
+}
+
+/// The fields of `session-answer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionAnswer {
+    /// The session id.
+    pub session: String,
+    /// The browser's SDP answer.
+    pub sdp: String,
+    /// Extra SIP headers for the 200 OK.
+    pub headers: Vec<Header>,
+}
+
+/// The fields of `session-trickle`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionTrickle {
+    /// The session id.
+    pub session: String,
+    /// The candidates; an empty list marks the end of candidates.
+    pub candidates: Vec<Candidate>,
+}
+
+/// One trickled ICE candidate, as the browser's `RTCIceCandidate` gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The `candidate:` line.
+    pub candidate: String,
+    /// The media stream id the candidate belongs to.
+    pub sdp_mid: Option<String>,
+    /// The index of the m-line the candidate belongs to.
+    pub sdp_mline_index: Option<u32>,
+}
+
+/// The fields of `session-update`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUpdate {
+    /// The session id.
+    pub session: String,
+    /// An SDP offer (re-INVITE) or the answer to a remote re-INVITE.
+    pub sdp: String,
+    /// Extra SIP headers.
+    pub headers: Vec<Header>,
+}
+
+/// The fields of `session-dtmf-info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionDtmfInfo {
+    /// The session id.
+    pub session: String,
+    /// One or more tones: `0`-`9`, `*`, `#`, `A`-`D`.
+    pub digit: String,
+    /// The duration of each tone in milliseconds.
+    pub duration: Option<u32>,
+}
+
+/// The longest password (or HA1) the reference server accepts.
+const MAX_PASSWORD_LEN: usize = 9999;
+/// The DTMF duration range accepted, in milliseconds.
+const DTMF_DURATION_MS: std::ops::RangeInclusive<u32> = 1..=10_000;
+
+impl RequestBody {
+    /// The request's `sylkrtc` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RequestBody::Ping => "ping",
+            RequestBody::AccountAdd(_) => "account-add",
+            RequestBody::AccountRemove { .. } => "account-remove",
+            RequestBody::AccountRegister { .. } => "account-register",
+            RequestBody::AccountUnregister { .. } => "account-unregister",
+            RequestBody::SessionCreate(_) => "session-create",
+            RequestBody::SessionAnswer(_) => "session-answer",
+            RequestBody::SessionTrickle(_) => "session-trickle",
+            RequestBody::SessionTerminate { .. } => "session-terminate",
+            RequestBody::SessionUpdate(_) => "session-update",
+            RequestBody::SessionDtmfInfo(_) => "session-dtmf-info",
+            RequestBody::NotModelled(name) => name,
+        }
+    }
+
+    fn parse(name: &str, fields: Fields<'_>) -> Result<RequestBody> {
+        Ok(match name {
+            "ping" => RequestBody::Ping,
+            "account-add" => RequestBody::AccountAdd(AccountAdd::parse(fields)?),
+            "account-remove" => RequestBody::AccountRemove {
+                account: aor(fields, "account")?,
+            },
+            "account-register" => RequestBody::AccountRegister {
+                account: aor(fields, "account")?,
+            },
+            "account-unregister" => RequestBody::AccountUnregister {
+                account: aor(fields, "account")?,
+            },
+            "session-create" => RequestBody::SessionCreate(SessionCreate {
+                account: aor(fields, "account")?,
+                session: session(fields)?,
+                uri: aor(fields, "uri")?,
+                sdp: fields.string("sdp")?.to_owned(),
+                headers: headers(fields)?,
+            }),
+            "session-answer" => RequestBody::SessionAnswer(SessionAnswer {
+                session: session(fields)?,
+                sdp: fields.string("sdp")?.to_owned(),
+                headers: headers(fields)?,
+            }),
+            "session-trickle" => RequestBody::SessionTrickle(SessionTrickle {
+                session: session(fields)?,
+                candidates: candidates(fields)?,
+            }),
+            "session-terminate" => RequestBody::SessionTerminate {
+                session: session(fields)?,
+            },
+            "session-update" => RequestBody::SessionUpdate(SessionUpdate {
+                session: session(fields)?,
+                sdp: fields.string("sdp")?.to_owned(),
+                headers: headers(fields)?,
+            }),
+            "session-dtmf-info" => RequestBody::SessionDtmfInfo(SessionDtmfInfo::parse(fields)?),
+            other => match NOT_MODELLED.iter().find(|known| **known == other) {
+                Some(known) => RequestBody::NotModelled(known),
+                None => return Err(Error::UnknownRequest(other.to_owned())),
+            },
+        })
+    }
+
+    fn write(&self, out: &mut Map<String, Value>) {
+        let mut put = |key: &str, value: Value| {
+            out.insert(key.to_owned(), value);
+        };
+        match self {
+            RequestBody::Ping | RequestBody::NotModelled(_) => {}
+            RequestBody::AccountAdd(add) => {
+                put("account", json!(add.account.to_string()));
+                put("password", json!(add.secret.expose()));
+                if let Secret::Password(_) = add.secret {
+                    put("ha1", json!(false));
+                }
+                if let Some(name) = &add.display_name {
+                    put("display_name", json!(name));
+                }
+                if let Some(agent) = &add.user_agent {
+                    put("user_agent", json!(agent));
+                }
+                if !add.incoming_header_prefixes.is_empty() {
+                    put(
+                        "incoming_header_prefixes",
+                        json!(add.incoming_header_prefixes),
+                    );
+                }
+            }
+            RequestBody::AccountRemove { account }
+            | RequestBody::AccountRegister { account }
+            | RequestBody::AccountUnregister { account } => {
+                put("account", json!(account.to_string()))
+            }
+            RequestBody::SessionCreate(create) => {
+                put("account", json!(create.account.to_string()));
+                put("session", json!(create.session));
+                put("uri", json!(create.uri.to_string()));
+                put("sdp", json!(create.sdp));
+                write_headers(&mut put, &create.headers);
+            }
+            RequestBody::SessionAnswer(answer) => {
+                put("session", json!(answer.session));
+                put("sdp", json!(answer.sdp));
+                write_headers(&mut put, &answer.headers);
+            }
+            RequestBody::SessionTrickle(trickle) => {
+                put("session", json!(trickle.session));
+                let candidates: Vec<Value> =
+                    trickle.candidates.iter().map(Candidate::to_json).collect();
+                put("candidates", Value::Array(candidates));
+            }
+            RequestBody::SessionTerminate { session } => put("session", json!(session)),
+            RequestBody::SessionUpdate(update) => {
+                put("session", json!(update.session));
+                put("sdp", json!(update.sdp));
+                write_headers(&mut put, &update.headers);
+            }
+            RequestBody::SessionDtmfInfo(dtmf) => {
+                put("session", json!(dtmf.session));
+                put("digit", json!(dtmf.digit));
+                if let Some(duration) = dtmf.duration {
+                    put("duration", json!(duration));
+                }
+            }
+        }
+    }
+}
+
+impl Request {
+    /// Parses a client message.
+    ///
+    /// The `transaction` is read first, so that every later failure can still be answered.
+    pub fn parse(text: &str) -> Result<Request, RequestError> {
+        let map = fields::object(text).map_err(|error| RequestError {
+            transaction: None,
+            name: None,
+            error,
+        })?;
+        Self::from_object(&map)
+    }
+
+    /// Reads a request out of an already parsed JSON object.
+    pub fn from_object(map: &Map<String, Value>) -> Result<Request, RequestError> {
+        let fields = Fields::new(map);
+        let parse = || -> Result<Request> {
+            let transaction = fields.string("transaction")?.to_owned();
+            let body = RequestBody::parse(fields.string("sylkrtc")?, fields)?;
+            Ok(Request { transaction, body })
+        };
+        parse().map_err(|error| RequestError {
+            transaction: fields.string("transaction").ok().map(str::to_owned),
+            name: fields.string("sylkrtc").ok().map(str::to_owned),
+            error,
+        })
+    }
+
+    /// The request as a JSON object (both protocol versions encode requests alike).
+    pub fn to_json(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("sylkrtc".to_owned(), json!(self.body.name()));
+        map.insert("transaction".to_owned(), json!(self.transaction));
+        self.body.write(&mut map);
+        Value::Object(map)
+    }
+
+    /// The request as JSON text.
+    pub fn encode(&self) -> String {
+        self.to_json().to_string()
+    }
+}
+
+impl AccountAdd {
+    fn parse(fields: Fields<'_>) -> Result<AccountAdd> {
+        let account = aor(fields, "account")?;
+        let password = fields.string("password")?;
+        if password.is_empty() || password.chars().count() > MAX_PASSWORD_LEN {
+            return Err(Error::invalid(
+                "password",
+                format!("must be 1 to {MAX_PASSWORD_LEN} characters"),
+            ));
+        }
+        let secret = if fields.opt_bool("ha1")?.unwrap_or(true) {
+            if password.len() != 32 || !password.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::invalid(
+                    "password",
+                    "expected the HA1 as 32 hex digits (send `ha1: false` with a plain password)",
+                ));
+            }
+            Secret::Ha1(password.to_ascii_lowercase())
+        } else {
+            Secret::Password(password.to_owned())
+        };
+        Ok(AccountAdd {
+            account,
+            secret,
+            display_name: fields.opt_string("display_name")?.map(str::to_owned),
+            user_agent: single_line(fields, "user_agent")?,
+            incoming_header_prefixes: fields
+                .opt_strings("incoming_header_prefixes")?
+                .unwrap_or_default(),
+        })
+    }
+}
+
+impl SessionDtmfInfo {
+    fn parse(fields: Fields<'_>) -> Result<SessionDtmfInfo> {
+        let session = session(fields)?;
+        let digit = fields.non_empty("digit")?;
+        if !digit
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"*#ABCDabcd".contains(&b))
+        {
+            return Err(Error::invalid("digit", "DTMF tones are 0-9, *, # and A-D"));
+        }
+        let duration = fields.opt_u32("duration")?;
+        if duration.is_some_and(|ms| !DTMF_DURATION_MS.contains(&ms)) {
+            return Err(Error::invalid(
+                "duration",
+                format!(
+                    "must be {} to {} milliseconds",
+                    DTMF_DURATION_MS.start(),
+                    DTMF_DURATION_MS.end()
+                ),
+            ));
+        }
+        Ok(SessionDtmfInfo {
+            session,
+            digit: digit.to_ascii_uppercase(),
+            duration,
+        })
+    }
+}
+
+impl Candidate {
+    fn parse(fields: Fields<'_>) -> Result<Candidate> {
+        let candidate = Candidate {
+            candidate: fields.string("candidate")?.to_owned(),
+            sdp_mid: fields.opt_string("sdpMid")?.map(str::to_owned),
+            sdp_mline_index: fields.opt_u32("sdpMLineIndex")?,
+        };
+        if candidate.sdp_mid.is_none() && candidate.sdp_mline_index.is_none() {
+            // The browser API refuses such a candidate too: it cannot be tied to a stream.
+            return Err(Error::MissingField(fields.name("sdpMid")));
+        }
+        Ok(candidate)
+    }
+
+    fn to_json(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("candidate".to_owned(), json!(self.candidate));
+        if let Some(mid) = &self.sdp_mid {
+            map.insert("sdpMid".to_owned(), json!(mid));
+        }
+        if let Some(index) = self.sdp_mline_index {
+            map.insert("sdpMLineIndex".to_owned(), json!(index));
+        }
+        Value::Object(map)
+    }
+}
+
+fn aor(fields: Fields<'_>, key: &str) -> Result<Aor> {
+    let text = fields.string(key)?;
+    Aor::parse(text)
+        .map_err(|reason| Error::invalid(fields.name(key), format!("{reason}: {text:?}")))
+}
+
+fn session(fields: Fields<'_>) -> Result<String> {
+    fields.non_empty("session").map(str::to_owned)
+}
+
+/// A string that will be copied into a SIP header, where CR or LF would inject headers.
+fn single_line(fields: Fields<'_>, key: &str) -> Result<Option<String>> {
+    let Some(text) = fields.opt_string(key)? else {
+        return Ok(None);
+    };
+    if text.contains(['\r', '\n', '\0']) {
+        return Err(Error::invalid(fields.name(key), "must be a single line"));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+fn headers(fields: Fields<'_>) -> Result<Vec<Header>> {
+    let Some(items) = fields.opt_array("headers")? else {
+        return Ok(Vec::new());
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let path = format!("headers[{index}]");
+            let Value::Object(map) = item else {
+                return Err(Error::invalid(
+                    path,
+                    "expected an object with `name` and `value`",
+                ));
+            };
+            let header = Fields::nested(map, &path);
+            let name = header.non_empty("name")?;
+            // RFC 3261 token characters: anything else would corrupt the SIP message.
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+            {
+                return Err(Error::invalid(
+                    header.name("name"),
+                    "not a valid SIP header name",
+                ));
+            }
+            let value = single_line(header, "value")?
+                .ok_or_else(|| Error::MissingField(header.name("value")))?;
+            Ok(Header {
+                name: name.to_owned(),
+                value,
+            })
+        })
+        .collect()
+}
+
+fn write_headers(put: &mut impl FnMut(&str, Value), headers: &[Header]) {
+    if headers.is_empty() {
+        return;
+    }
+    let list = headers
+        .iter()
+        .map(|header| json!({"name": header.name, "value": header.value}))
+        .collect();
+    put("headers", Value::Array(list));
+}
+
+fn candidates(fields: Fields<'_>) -> Result<Vec<Candidate>> {
+    fields
+        .array("candidates")?
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let path = format!("candidates[{index}]");
+            match item {
+                Value::Object(map) => Candidate::parse(Fields::nested(map, &path)),
+                _ => Err(Error::invalid(path, "expected an object")),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
