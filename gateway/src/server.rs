@@ -40,6 +40,21 @@ pub(crate) struct Shared {
     pub(crate) next_connection_id: AtomicU64,
 }
 
+impl Shared {
+    pub(crate) fn new(config: &Config) -> Shared {
+        Shared {
+            websocket: config.websocket.clone(),
+            web_origins: config.http.web_origins.clone(),
+            domains: Arc::new(SipDomains::new(&config.accounts.sip_domains)),
+            metrics: Metrics::default(),
+            connection_slots: Arc::new(Semaphore::new(config.websocket.max_connections)),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            next_connection_id: AtomicU64::new(1),
+        }
+    }
+}
+
 /// A bound gateway, ready to serve.
 #[derive(Debug)]
 pub struct Server {
@@ -61,16 +76,7 @@ impl Server {
             .await
             .map_err(|source| Error::Bind { addr, source })?;
         let local_addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            websocket: config.websocket.clone(),
-            web_origins: config.http.web_origins.clone(),
-            domains: Arc::new(SipDomains::new(&config.accounts.sip_domains)),
-            metrics: Metrics::default(),
-            connection_slots: Arc::new(Semaphore::new(config.websocket.max_connections)),
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            next_connection_id: AtomicU64::new(1),
-        });
+        let shared = Arc::new(Shared::new(config));
         Ok(Server {
             listener,
             local_addr,

@@ -23,10 +23,8 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use protocol::{Request, ServerMessage, Version};
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -46,6 +44,10 @@ const WRITE_BUFFER: usize = 8 * 1024;
 const OUTBOUND_QUEUE: usize = 256;
 /// How long the writer may take to send its last frames once the connection is ending.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a request waits for room in a full request queue. A burst is absorbed (the handler
+/// drains the queue in microseconds); a queue that stays full means the handler is stuck behind
+/// a client that does not read its replies.
+const QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 /// `GET <websocket.path>`: checks the upgrade, then hands the socket to a connection task.
 pub(crate) async fn upgrade(
@@ -160,7 +162,10 @@ impl Ended {
             Ended::ClientClosed | Ended::WriterGone | Ended::Broken(_, None) => return None,
             Ended::Broken(reason, Some(code)) => (*code, reason.clone()),
             Ended::TooBig(limit) => (1009, format!("message too big (limit {limit} bytes)")),
-            Ended::NoPong(wait) => (1001, format!("no pong within {} s", wait.as_secs())),
+            Ended::NoPong(wait) if wait.subsec_millis() == 0 => {
+                (1001, format!("no pong within {} s", wait.as_secs()))
+            }
+            Ended::NoPong(wait) => (1001, format!("no pong within {} ms", wait.as_millis())),
             Ended::Overflow(limit) => (1008, format!("too many queued requests (limit {limit})")),
             Ended::Shutdown => (1001, "server shutting down".to_owned()),
         };
@@ -199,7 +204,8 @@ async fn serve(
     async move {
         shared.metrics.connection_opened();
         info!("connected");
-        let ended = drive(socket, &shared, version).await;
+        let (sink, stream) = socket.split();
+        let ended = drive(stream, sink, &shared, version).await;
         shared.metrics.connection_closed();
         info!("disconnected: {ended}");
     }
@@ -207,8 +213,12 @@ async fn serve(
     .await;
 }
 
-async fn drive(socket: WebSocket, shared: &Shared, version: Version) -> Ended {
-    let (sink, stream) = socket.split();
+/// Runs a connection over any frame stream and sink (a WebSocket, or channels in the tests).
+async fn drive<S, K>(stream: S, sink: K, shared: &Shared, version: Version) -> Ended
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    K: Sink<Message> + Unpin,
+{
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let (request_tx, request_rx) = mpsc::channel(shared.websocket.max_queued_requests);
     let (close_tx, close_rx) = oneshot::channel();
@@ -245,7 +255,7 @@ async fn drive(socket: WebSocket, shared: &Shared, version: Version) -> Ended {
 }
 
 async fn read_loop(
-    mut stream: SplitStream<WebSocket>,
+    mut stream: impl Stream<Item = Result<Message, axum::Error>> + Unpin,
     requests: mpsc::Sender<Inbound>,
     out: mpsc::Sender<Outbound>,
     close: oneshot::Sender<CloseFrame>,
@@ -268,8 +278,8 @@ async fn read_loop(
             },
             frame = stream.next() => match frame {
                 None | Some(Ok(Message::Close(_))) => Some(Ended::ClientClosed),
-                Some(Ok(Message::Text(text))) => queue(Inbound::Text(text), &requests, &out, shared, version),
-                Some(Ok(Message::Binary(data))) => queue(Inbound::Binary(data), &requests, &out, shared, version),
+                Some(Ok(Message::Text(text))) => queue(Inbound::Text(text), &requests, &out, shared, version).await,
+                Some(Ok(Message::Binary(data))) => queue(Inbound::Binary(data), &requests, &out, shared, version).await,
                 Some(Ok(Message::Pong(_))) => {
                     keepalive.handle_pong();
                     None
@@ -289,19 +299,23 @@ async fn read_loop(
     ended
 }
 
-/// Queues a frame for the handler; when the queue is full, the request is refused at once.
-fn queue(
+/// Queues a frame for the handler. When the queue stays full for [`QUEUE_WAIT`], the request is
+/// refused with an `error`, or, when even that cannot be queued, the connection is closed.
+async fn queue(
     inbound: Inbound,
     requests: &mpsc::Sender<Inbound>,
     out: &mpsc::Sender<Outbound>,
     shared: &Shared,
     version: Version,
 ) -> Option<Ended> {
-    let inbound = match requests.try_send(inbound) {
-        Ok(()) => return None,
-        Err(TrySendError::Closed(_)) => return Some(Ended::WriterGone),
-        Err(TrySendError::Full(inbound)) => inbound,
-    };
+    match tokio::time::timeout(QUEUE_WAIT, requests.reserve()).await {
+        Ok(Ok(slot)) => {
+            slot.send(inbound);
+            return None;
+        }
+        Ok(Err(_)) => return Some(Ended::WriterGone),
+        Err(_) => {}
+    }
     let limit = shared.websocket.max_queued_requests;
     shared.metrics.error(ErrorKind::QueueFull);
     let Inbound::Text(text) = inbound else {
@@ -456,7 +470,7 @@ impl Drop for Session<'_> {
 }
 
 async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
+    mut sink: impl Sink<Message> + Unpin,
     mut out: mpsc::Receiver<Outbound>,
     mut close: oneshot::Receiver<CloseFrame>,
     trace: bool,
@@ -500,41 +514,4 @@ async fn write_loop(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn allowed(list: &[&str], origin: Option<&str>) -> bool {
-        let list: Vec<String> = list.iter().map(|entry| (*entry).to_owned()).collect();
-        let origin = origin.map(|text| HeaderValue::from_str(text).unwrap());
-        origin_allowed(&list, origin.as_ref())
-    }
-
-    #[test]
-    fn origins() {
-        assert!(allowed(&["*"], None));
-        assert!(allowed(&["*"], Some("null")));
-        assert!(allowed(&["*"], Some("https://anything.example")));
-        let list = ["https://phone.example.com", "http://127.0.0.1:8000/"];
-        assert!(allowed(&list, Some("https://phone.example.com")));
-        assert!(allowed(&list, Some("https://PHONE.example.com")));
-        assert!(allowed(&list, Some("http://127.0.0.1:8000")));
-        assert!(!allowed(&list, Some("http://phone.example.com")));
-        assert!(!allowed(&list, Some("https://phone.example.com.evil.org")));
-        assert!(!allowed(&list, Some("null")));
-        assert!(!allowed(&list, None));
-    }
-
-    #[test]
-    fn close_codes() {
-        let code = |ended: Ended| ended.close_frame().map(|frame| frame.code);
-        assert_eq!(code(Ended::TooBig(65536)), Some(1009));
-        assert_eq!(code(Ended::Overflow(100)), Some(1008));
-        assert_eq!(code(Ended::Shutdown), Some(1001));
-        assert_eq!(code(Ended::NoPong(Duration::from_secs(60))), Some(1001));
-        assert_eq!(code(Ended::ClientClosed), None);
-        assert_eq!(
-            Ended::TooBig(65536).to_string(),
-            "message too big (limit 65536 bytes) (close code 1009)"
-        );
-    }
-}
+mod tests;

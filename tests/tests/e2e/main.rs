@@ -1,1 +1,16 @@
+//! End-to-end tests: the real gateway, in-process on 127.0.0.1:0, spoken to over real
+//! WebSockets. One binary, one module per topic.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod accounts;
+mod handshake;
+mod http;
+mod keepalive;
+mod limits;
+mod logging;
+mod requests;
+mod tls;

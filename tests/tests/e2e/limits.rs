@@ -1,0 +1,161 @@
+//! Limits: message size, connection count, queued requests. Past each one: a clear error or
+//! close code, and nobody else is disturbed.
+
+use std::time::Duration;
+
+use gateway::Config;
+use gateway_tests::{Client, Gateway};
+use protocol::ServerMessage;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn an_oversized_message_closes_only_its_connection() {
+    let mut config = Config::default();
+    config.websocket.max_message_size = 4096;
+    let gateway = Gateway::start(config).await;
+    let mut bystander = gateway.client().await;
+    let mut client = gateway.client().await;
+    // Just under the limit is fine.
+    let sdp = "a".repeat(3500);
+    let reply = client
+        .request(json!({"sylkrtc": "session-answer", "session": "s", "sdp": sdp}))
+        .await;
+    assert!(matches!(reply, ServerMessage::Error { .. }), "{reply:?}");
+    // Over it closes the connection with 1009.
+    let sdp = "a".repeat(5000);
+    client
+        .send_json(
+            &json!({"sylkrtc": "session-answer", "transaction": "big", "session": "s", "sdp": sdp}),
+        )
+        .await;
+    let (code, reason) = client.expect_close().await;
+    assert_eq!(code, 1009);
+    assert_eq!(reason, "message too big (limit 4096 bytes)");
+    bystander.expect_ack(json!({"sylkrtc": "ping"})).await;
+    assert_eq!(
+        gateway
+            .metric("sylkrtc_errors_total{kind=\"too_big\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_get_503() {
+    let mut config = Config::default();
+    config.websocket.max_connections = 2;
+    let gateway = Gateway::start(config).await;
+    let first = gateway.client().await;
+    let mut second = gateway.client().await;
+    let refused = Client::connect(&gateway.url, &["sylkRTC-2"], None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.body.trim(), "Too many connections (limit 2)");
+    second.expect_ack(json!({"sylkrtc": "ping"})).await;
+    // A slot frees up when a connection closes.
+    first.close().await;
+    let mut third = None;
+    for _ in 0..50 {
+        if let Ok(client) = Client::connect(&gateway.url, &["sylkRTC-2"], None).await {
+            third = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut third = third.expect("a new connection is accepted once one closed");
+    third.expect_ready().await;
+    third.expect_ack(json!({"sylkrtc": "ping"})).await;
+    // HTTP routes are not WebSocket connections and keep working at the limit.
+    assert_eq!(gateway.get("/health").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_burst_larger_than_the_request_queue_is_absorbed() {
+    let mut config = Config::default();
+    config.websocket.max_queued_requests = 1;
+    let gateway = Gateway::start(config).await;
+    let mut client = gateway.client().await;
+    let count = 500;
+    for index in 0..count {
+        let request = json!({"sylkrtc": "ping", "transaction": format!("b{index}")});
+        client.feed(Message::text(request.to_string())).await;
+    }
+    client.flush().await;
+    // The handler drains the queue as fast as the burst arrives: every request is acked.
+    for index in 0..count {
+        assert_eq!(
+            client.recv().await,
+            ServerMessage::Ack {
+                transaction: format!("b{index}")
+            }
+        );
+    }
+    assert_eq!(
+        gateway
+            .metric("sylkrtc_errors_total{kind=\"queue_full\"}")
+            .await,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_sends_without_reading_is_dropped() {
+    let mut config = Config::default();
+    config.websocket.max_queued_requests = 8;
+    let gateway = Gateway::start(config).await;
+    let mut bystander = gateway.client().await;
+    // A small receive buffer, so that unread replies back up quickly.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(gateway.addr).await.unwrap();
+    let mut flooder = Client::connect_over(Box::new(stream), &gateway.url, &["sylkRTC-2"], None)
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    loop {
+        let request = json!({"sylkrtc": "ping", "transaction": format!("f{sent}")});
+        let fed = tokio::time::timeout(Duration::from_secs(2), async {
+            flooder.try_feed(Message::text(request.to_string())).await
+        })
+        .await;
+        // Stop when the gateway stops reading (the write blocks) or has dropped the connection.
+        if !matches!(fed, Ok(true)) {
+            break;
+        }
+        sent += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still accepting after {sent} requests"
+        );
+    }
+    // The connection ends: reading what the gateway managed to send runs into its end.
+    let mut acks = 0u64;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), flooder.recv_frame()).await {
+            Ok(Some(Message::Text(_))) => acks += 1,
+            Ok(Some(Message::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), 1008);
+                break;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => panic!("the connection was not dropped ({sent} sent, {acks} replies read)"),
+        }
+    }
+    assert!(acks < sent, "{acks} replies for {sent} requests");
+    assert!(
+        gateway
+            .metric("sylkrtc_errors_total{kind=\"queue_full\"}")
+            .await
+            >= 1.0
+    );
+    // Meanwhile, everybody else is served.
+    bystander.expect_ack(json!({"sylkrtc": "ping"})).await;
+    eprintln!(
+        "flood: {sent} requests sent, {acks} replies read, {:?}",
+        started.elapsed()
+    );
+}
