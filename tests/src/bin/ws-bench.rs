@@ -1,0 +1,266 @@
+//! WebSocket benchmark of the gateway: memory per idle connection, and requests per second per
+//! core under ping and account-add/remove churn.
+//!
+//! It starts the release binary `sylkrtc-gateway` (next to this program in `target/release`)
+//! as a child process on a free loopback port, then:
+//! 1. opens `--idle` connections that each read the ready event and do one ping, and reports
+//!    the growth of the gateway's resident memory (VmRSS) divided by their number;
+//! 2. runs `--connections` clients, each sending batches of `--window` pipelined requests
+//!    (account-add, ping, account-remove, ping, ...) for `--seconds`, and reports requests per
+//!    second of wall time and per second of the gateway's CPU time (user + system, from
+//!    /proc), which is the figure per core.
+//!
+//! Run it with `tests/bench-ws` (which builds both in release mode first).
+
+#![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Idle connections for the memory measurement.
+    #[arg(long, default_value_t = 5000)]
+    idle: usize,
+    /// Concurrent connections for the throughput measurement.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// Duration of the throughput measurement.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let binary = std::env::current_exe()?
+        .parent()
+        .ok_or("no directory")?
+        .join("sylkrtc-gateway");
+    if !binary.exists() {
+        return Err(format!(
+            "{} is missing: build it with `cargo build --release -p gateway`",
+            binary.display()
+        )
+        .into());
+    }
+    let (mut gateway, addr) = start_gateway(&binary, args.idle + args.connections + 16)?;
+    // The client runs on one thread, so that it takes at most one of the machine's cores.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(bench(&args, addr, gateway.id()));
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    result
+}
+
+fn start_gateway(
+    binary: &PathBuf,
+    max_connections: usize,
+) -> Result<(Child, SocketAddr), Box<dyn std::error::Error>> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let config = std::env::temp_dir().join(format!("ws-bench-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = \"{addr}\"\n[websocket]\nmax_connections = {max_connections}\n[log]\nlevel = \"warn\"\n"
+        ),
+    )?;
+    let child = Command::new(binary)
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .spawn()?;
+    let started = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err("the gateway did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((child, addr))
+}
+
+async fn bench(args: &Args, addr: SocketAddr, pid: u32) -> Result<(), Box<dyn std::error::Error>> {
+    let url = format!("ws://{addr}/webrtcgateway/ws");
+
+    // Warm up: the first connection allocates the runtime's and allocator's per-thread state.
+    let mut warm = connect(&url).await?;
+    ping(&mut warm, "warm").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(pid)?;
+    let mut idle = Vec::with_capacity(args.idle);
+    for index in 0..args.idle {
+        let mut ws = connect(&url).await?;
+        ping(&mut ws, &format!("i{index}")).await?;
+        idle.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(pid)?;
+    let per_connection = (after.saturating_sub(before)) as f64 * 1024.0 / args.idle as f64;
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut clients = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        clients.push(connect(&url).await?);
+    }
+    let cpu_before = cpu_seconds(pid)?;
+    let own_before = cpu_seconds(std::process::id())?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(index, ws)| tokio::spawn(churn(ws, index, args.window, deadline)))
+        .collect();
+    let (mut requests, mut errors) = (0u64, 0u64);
+    for task in tasks {
+        let (done, failed) = task.await??;
+        requests += done;
+        errors += failed;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid)? - cpu_before;
+    let own = cpu_seconds(std::process::id())? - own_before;
+
+    println!("## ws-bench");
+    println!();
+    println!("| measure | value |");
+    println!("| --- | --- |");
+    println!("| idle connections | {} |", args.idle);
+    println!("| gateway RSS before / after | {before} KiB / {after} KiB |");
+    println!(
+        "| memory per idle connection | {:.1} KiB |",
+        per_connection / 1024.0
+    );
+    println!(
+        "| churn connections x window | {} x {} |",
+        args.connections, args.window
+    );
+    println!("| requests answered (errors) | {requests} ({errors}) |");
+    println!("| wall time | {wall:.2} s |");
+    println!(
+        "| requests per second (wall) | {:.0} |",
+        requests as f64 / wall
+    );
+    println!(
+        "| gateway CPU time | {cpu:.2} s ({:.0}% of one core) |",
+        cpu / wall * 100.0
+    );
+    println!(
+        "| requests per second per gateway core | {:.0} |",
+        requests as f64 / cpu
+    );
+    println!("| client CPU time | {own:.2} s |");
+    if errors > 0 {
+        return Err(format!("{errors} requests got errors").into());
+    }
+    Ok(())
+}
+
+async fn connect(url: &str) -> Result<Ws, Box<dyn std::error::Error>> {
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "sylkRTC-2".parse()?);
+    let host = request.uri().authority().ok_or("no host")?.to_string();
+    let stream = TcpStream::connect(host).await?;
+    stream.set_nodelay(true)?;
+    // Small client buffers: thousands of idle clients must not exhaust the benchmark's memory.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(4096);
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
+    match ws.next().await {
+        Some(Ok(Message::Text(text))) if text.contains("ready-event") => Ok(ws),
+        other => Err(format!("expected ready-event, got {other:?}").into()),
+    }
+}
+
+async fn ping(ws: &mut Ws, transaction: &str) -> Result<(), Box<dyn std::error::Error>> {
+    ws.send(Message::text(format!(
+        r#"{{"sylkrtc":"ping","transaction":"{transaction}"}}"#
+    )))
+    .await?;
+    match ws.next().await {
+        Some(Ok(Message::Text(text))) if text.contains("\"ack\"") => Ok(()),
+        other => Err(format!("expected an ack, got {other:?}").into()),
+    }
+}
+
+/// Sends batches of `window` pipelined requests until `deadline`; returns (answered, errors).
+async fn churn(
+    mut ws: Ws,
+    index: usize,
+    window: usize,
+    deadline: Instant,
+) -> Result<(u64, u64), String> {
+    let (mut answered, mut errors, mut serial) = (0u64, 0u64, 0u64);
+    while Instant::now() < deadline {
+        for _ in 0..window {
+            let account = format!("user{index}x{}@example.com", serial / 4);
+            let text = match serial % 4 {
+                0 => format!(
+                    r#"{{"sylkrtc":"account-add","transaction":"{serial}","account":"{account}","password":"884edfee38ed471b8a15006700139485"}}"#
+                ),
+                2 => format!(
+                    r#"{{"sylkrtc":"account-remove","transaction":"{serial}","account":"{account}"}}"#
+                ),
+                _ => format!(r#"{{"sylkrtc":"ping","transaction":"{serial}"}}"#),
+            };
+            ws.feed(Message::text(text))
+                .await
+                .map_err(|e| e.to_string())?;
+            serial += 1;
+        }
+        ws.flush().await.map_err(|e| e.to_string())?;
+        for _ in 0..window {
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    answered += 1;
+                    errors += u64::from(!text.contains("\"ack\""));
+                }
+                other => return Err(format!("connection {index}: {other:?}")),
+            }
+        }
+    }
+    Ok((answered, errors))
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> Result<u64, Box<dyn std::error::Error>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS".into())
+}
+
+/// User plus system CPU time of a process, in seconds.
+fn cpu_seconds(pid: u32) -> Result<f64, Box<dyn std::error::Error>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) are space-separated; utime and
+    // stime are the 14th and 15th fields, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = stat.rsplit_once(')').ok_or("bad stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(ticks as f64 / 100.0)
+}
