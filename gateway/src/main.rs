@@ -1,6 +1,7 @@
 //! The `sylkrtc-gateway` binary: reads the configuration, sets up logging and runs the gateway
 //! until SIGINT or SIGTERM.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,6 +53,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     info!(config = %source, version = env!("CARGO_PKG_VERSION"), "starting sylkrtc-gateway");
 

@@ -343,7 +343,7 @@ async fn queue(
     debug!(transaction, "refused: {error}");
     let reply = ServerMessage::Error { transaction, error }.encode(version);
     if shared.websocket.trace_client {
-        info!(target: "sylkrtc_gateway::client", "send {reply}");
+        info!(target: "gateway::client", "send {reply}");
     }
     // The reply may overtake replies to earlier requests still in the queue; its transaction
     // says which request it belongs to.
@@ -398,13 +398,13 @@ async fn handle_loop(
         let handled = match inbound {
             Inbound::Text(text) => {
                 if trace {
-                    info!(target: "sylkrtc_gateway::client", "recv {}", redact(&text));
+                    info!(target: "gateway::client", "recv {}", redact(&text));
                 }
                 session.connection.handle_text(&text)
             }
             Inbound::Binary(data) => {
                 if trace {
-                    info!(target: "sylkrtc_gateway::client", "recv binary frame of {} bytes", data.len());
+                    info!(target: "gateway::client", "recv binary frame of {} bytes", data.len());
                 }
                 session.connection.handle_binary(&data)
             }
@@ -453,7 +453,7 @@ impl Session<'_> {
     async fn flush(&mut self, out: &mpsc::Sender<Outbound>, trace: bool) -> bool {
         while let Some(text) = self.connection.poll_output() {
             if trace {
-                info!(target: "sylkrtc_gateway::client", "send {text}");
+                info!(target: "gateway::client", "send {text}");
             }
             if out.send(Outbound::Text(text)).await.is_err() {
                 return false;
@@ -479,7 +479,7 @@ async fn write_loop(
         Outbound::Text(text) => Message::Text(text.into()),
         Outbound::Ping => {
             if trace {
-                info!(target: "sylkrtc_gateway::client", "send ping frame");
+                info!(target: "gateway::client", "send ping frame");
             }
             Message::Ping(Default::default())
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use gateway::Config;
 use gateway_tests::{Client, Gateway};
-use protocol::ServerMessage;
+use protocol::{ServerMessage, Version};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -14,8 +14,20 @@ async fn an_oversized_message_closes_only_its_connection() {
     let mut config = Config::default();
     config.websocket.max_message_size = 4096;
     let gateway = Gateway::start(config).await;
-    let mut bystander = gateway.client().await;
-    let mut client = gateway.client().await;
+    for version in Version::PREFERENCE {
+        oversized(&gateway, version).await;
+    }
+    assert_eq!(
+        gateway
+            .metric("sylkrtc_errors_total{kind=\"too_big\"}")
+            .await,
+        2.0
+    );
+}
+
+async fn oversized(gateway: &Gateway, version: Version) {
+    let mut bystander = gateway.client_version(version).await;
+    let mut client = gateway.client_version(version).await;
     // Just under the limit is fine.
     let sdp = "a".repeat(3500);
     let reply = client
@@ -33,12 +45,6 @@ async fn an_oversized_message_closes_only_its_connection() {
     assert_eq!(code, 1009);
     assert_eq!(reason, "message too big (limit 4096 bytes)");
     bystander.expect_ack(json!({"sylkrtc": "ping"})).await;
-    assert_eq!(
-        gateway
-            .metric("sylkrtc_errors_total{kind=\"too_big\"}")
-            .await,
-        1.0
-    );
 }
 
 #[tokio::test]
@@ -48,17 +54,19 @@ async fn connections_past_the_limit_get_503() {
     let gateway = Gateway::start(config).await;
     let first = gateway.client().await;
     let mut second = gateway.client().await;
-    let refused = Client::connect(&gateway.url, &["sylkRTC-2"], None)
-        .await
-        .unwrap_err();
-    assert_eq!(refused.status, 503);
-    assert_eq!(refused.body.trim(), "Too many connections (limit 2)");
+    for offer in ["sylkRTC-2", "sylkRTC-1"] {
+        let refused = Client::connect(&gateway.url, &[offer], None)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, 503);
+        assert_eq!(refused.body.trim(), "Too many connections (limit 2)");
+    }
     second.expect_ack(json!({"sylkrtc": "ping"})).await;
     // A slot frees up when a connection closes.
     first.close().await;
     let mut third = None;
     for _ in 0..50 {
-        if let Ok(client) = Client::connect(&gateway.url, &["sylkRTC-2"], None).await {
+        if let Ok(client) = Client::connect(&gateway.url, &["sylkRTC-1"], None).await {
             third = Some(client);
             break;
         }
@@ -76,21 +84,19 @@ async fn a_burst_larger_than_the_request_queue_is_absorbed() {
     let mut config = Config::default();
     config.websocket.max_queued_requests = 1;
     let gateway = Gateway::start(config).await;
-    let mut client = gateway.client().await;
-    let count = 500;
-    for index in 0..count {
-        let request = json!({"sylkrtc": "ping", "transaction": format!("b{index}")});
-        client.feed(Message::text(request.to_string())).await;
-    }
-    client.flush().await;
-    // The handler drains the queue as fast as the burst arrives: every request is acked.
-    for index in 0..count {
-        assert_eq!(
-            client.recv().await,
-            ServerMessage::Ack {
-                transaction: format!("b{index}")
-            }
-        );
+    for version in Version::PREFERENCE {
+        let mut client = gateway.client_version(version).await;
+        let count = 500;
+        for index in 0..count {
+            let request = json!({"sylkrtc": "ping", "transaction": format!("b{index}")});
+            client.feed(Message::text(request.to_string())).await;
+        }
+        client.flush().await;
+        // The handler drains the queue as fast as the burst arrives: every request is acked.
+        for index in 0..count {
+            let transaction = format!("b{index}");
+            assert_eq!(client.recv().await, ServerMessage::Ack { transaction });
+        }
     }
     assert_eq!(
         gateway
@@ -105,14 +111,31 @@ async fn a_client_that_sends_without_reading_is_dropped() {
     let mut config = Config::default();
     config.websocket.max_queued_requests = 8;
     let gateway = Gateway::start(config).await;
-    let mut bystander = gateway.client().await;
+    for version in Version::PREFERENCE {
+        flood(&gateway, version).await;
+    }
+    assert!(
+        gateway
+            .metric("sylkrtc_errors_total{kind=\"queue_full\"}")
+            .await
+            >= 2.0
+    );
+}
+
+async fn flood(gateway: &Gateway, version: Version) {
+    let mut bystander = gateway.client_version(version).await;
     // A small receive buffer, so that unread replies back up quickly.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(gateway.addr).await.unwrap();
-    let mut flooder = Client::connect_over(Box::new(stream), &gateway.url, &["sylkRTC-2"], None)
-        .await
-        .unwrap();
+    let mut flooder = Client::connect_over(
+        Box::new(stream),
+        &gateway.url,
+        &[version.subprotocol()],
+        None,
+    )
+    .await
+    .unwrap();
     let started = tokio::time::Instant::now();
     let mut sent = 0u64;
     loop {
