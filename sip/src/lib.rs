@@ -1,12 +1,14 @@
 //! The gateway's SIP user agent.
 //!
-//! This crate will hold the SIP side of the gateway: the message layer on `ezk-sip-types`,
-//! transports (UDP, TCP, TLS), RFC 3261 transactions, digest authentication, registration and
-//! dialogs. The protocol logic is sans-IO (state machines fed with messages and `now`); the
-//! sockets and timers live in a thin tokio driver behind a feature.
-//!
-//! Nothing of it is built yet. Until it is, the gateway answers the requests that need SIP
-//! (`account-register`, `account-unregister` and every `session-*` request) with the error
-//! "not supported yet: NAME".
+//! The protocol logic is sans-IO: messages are parsed and printed by [`message`], and the state
+//! machines (transactions, digest authentication, registration) are plain structs fed with
+//! messages, timer expiries and `now`, which return messages to send, events and the next
+//! timeout. SIP headers and URIs are parsed with ezk-sip-types, under a thin layer of our own
+//! (framing, strict list decoding, well-formedness checks). The sockets, timers and DNS live in
+//! a thin tokio driver behind the `tokio` feature.
 
 #![deny(missing_docs)]
+
+pub mod message;
+
+pub use message::{Frame, Invalid, Message, ParseError, RequestUri, StartLine, StreamFramer};
