@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod message;
 
 pub use message::{Frame, Invalid, Message, ParseError, RequestUri, StartLine, StreamFramer};
