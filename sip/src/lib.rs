@@ -11,5 +11,6 @@
 
 pub mod auth;
 pub mod message;
+pub mod transaction;
 
 pub use message::{Frame, Invalid, Message, ParseError, RequestUri, StartLine, StreamFramer};

@@ -211,6 +211,34 @@ impl Message {
         Ok(())
     }
 
+    /// A response to this request (RFC 3261 section 8.2.6.2): the Vias, From, Call-ID and CSeq
+    /// copied, and the To copied with `to_tag` added when it has no tag yet (a response above
+    /// 100 needs one).
+    pub fn response(&self, code: u16, reason: &str, to_tag: Option<&str>) -> Message {
+        let mut headers = Headers::with_capacity(8);
+        for name in [Name::VIA, Name::FROM, Name::TO, Name::CALL_ID, Name::CSEQ] {
+            for value in self.headers.get_raw(&name) {
+                let mut value = value.as_str().to_owned();
+                if name == Name::TO
+                    && let Some(tag) = to_tag
+                    && header_param(&value, "tag").is_none()
+                {
+                    value.push_str(";tag=");
+                    value.push_str(tag);
+                }
+                headers.insert(name.clone(), value);
+            }
+        }
+        Message {
+            start: StartLine::Response {
+                code,
+                reason: reason.to_owned(),
+            },
+            headers,
+            body: Bytes::new(),
+        }
+    }
+
     /// Prints the message, with a Content-Length that matches the body.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut text = String::with_capacity(256 + self.headers.printed_len());

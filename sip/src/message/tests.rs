@@ -333,3 +333,29 @@ fn header_params_are_found_outside_the_uri() {
         Some("60")
     );
 }
+
+#[test]
+fn responses_copy_the_dialog_headers() {
+    let request = parse(
+        "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h1;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP h2;branch=z9hG4bK2\r\n\
+         From: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: c\r\nCSeq: 7 OPTIONS\r\nMax-Forwards: 70\r\n\r\n",
+    );
+    let response = request.response(200, "OK", Some("t9"));
+    response.validate().unwrap();
+    assert_eq!(response.vias().unwrap().len(), 2);
+    assert_eq!(response.tag(&Name::TO), Some("t9"));
+    assert_eq!(response.cseq().unwrap().cseq, 7);
+    assert!(response.header(&Name::MAX_FORWARDS).is_none());
+    let text = String::from_utf8(response.to_bytes()).unwrap();
+    assert!(
+        text.starts_with(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h1;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP h2"
+        ),
+        "{text}"
+    );
+    // A To that already has a tag keeps it.
+    let tagged = request
+        .response(200, "OK", Some("t9"))
+        .response(200, "OK", Some("other"));
+    assert_eq!(tagged.tag(&Name::TO), Some("t9"));
+}
