@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod message;
+pub mod registration;
 pub mod transaction;
 
 pub use message::{Frame, Invalid, Message, ParseError, RequestUri, StartLine, StreamFramer};
