@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod endpoint;
 pub mod message;
 pub mod registration;
 pub mod transaction;

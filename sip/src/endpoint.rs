@@ -1,0 +1,592 @@
+//! The user agent's core, sans-IO: routes messages between the network, the transactions and
+//! the registrations, and answers requests that reach the gateway.
+//!
+//! The driver feeds it what arrived (with the transport and source address) and timer expiries,
+//! and sends what it asks ([`Transmit`]) to the target it names. Requests from the network are
+//! answered here until calls exist: OPTIONS gets 200, other methods 405 (known) or 501
+//! (unknown), a Request-URI that matches no live registration gets 404, so that SIP scanners
+//! never reach a browser, and malformed requests get 400 when they can be answered at all.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ezk_sip_types::{Method, Name};
+
+use crate::message::{Frame, Message, ParseError, RequestUri, StartLine};
+use crate::registration::{
+    Failure, Registration, RegistrationConfig, RegistrationEvent, Transport,
+};
+use crate::transaction::{Event, InviteServer, NonInviteClient, NonInviteServer, Timers};
+
+/// Where a message goes or came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The transport.
+    pub transport: Transport,
+    /// The remote address.
+    pub addr: SocketAddr,
+}
+
+/// Bytes to send.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    /// Where to.
+    pub target: Target,
+    /// What.
+    pub bytes: Bytes,
+}
+
+/// Identifies a registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegistrationId(pub u64);
+
+/// What the endpoint reports to its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointEvent {
+    /// A registration's state changed. After [`RegistrationEvent::Unregistered`] the
+    /// registration is gone.
+    Registration {
+        /// Which.
+        id: RegistrationId,
+        /// What happened.
+        event: RegistrationEvent,
+    },
+}
+
+/// The endpoint's settings.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Transaction timers.
+    pub timers: Timers,
+    /// The largest message accepted.
+    pub max_message_size: usize,
+    /// The Server header of our responses.
+    pub user_agent: String,
+    /// Random text that To tags are made from (with a counter).
+    pub tag_seed: String,
+}
+
+/// The methods the endpoint accepts (what Allow lists).
+pub const ALLOW: &str = "OPTIONS";
+
+#[derive(Debug)]
+struct ClientTransaction {
+    transaction: NonInviteClient,
+    target: Target,
+    owner: RegistrationId,
+}
+
+#[derive(Debug)]
+enum ServerTransaction {
+    NonInvite(NonInviteServer),
+    Invite(InviteServer),
+}
+
+#[derive(Debug)]
+struct ServerEntry {
+    transaction: ServerTransaction,
+    target: Target,
+}
+
+#[derive(Debug)]
+struct RegistrationEntry {
+    registration: Registration,
+    target: Target,
+}
+
+/// The user agent core.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: EndpointConfig,
+    next_id: u64,
+    next_tag: u64,
+    /// Client transactions by branch.
+    clients: HashMap<String, ClientTransaction>,
+    /// Server transactions by (branch, sent-by, method), RFC 3261 section 17.2.3.
+    servers: HashMap<(String, String, String), ServerEntry>,
+    registrations: HashMap<RegistrationId, RegistrationEntry>,
+    /// Registrations by their Contact user part, for requests that reach us.
+    contacts: HashMap<String, RegistrationId>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<EndpointEvent>,
+}
+
+impl Endpoint {
+    /// An endpoint with nothing going on.
+    pub fn new(config: EndpointConfig) -> Self {
+        Endpoint {
+            config,
+            next_id: 1,
+            next_tag: 1,
+            clients: HashMap::new(),
+            servers: HashMap::new(),
+            registrations: HashMap::new(),
+            contacts: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Starts a registration toward `target` (the registrar, or the outbound proxy).
+    pub fn register(
+        &mut self,
+        now: Instant,
+        config: RegistrationConfig,
+        target: Target,
+    ) -> RegistrationId {
+        let id = RegistrationId(self.next_id);
+        self.next_id += 1;
+        self.contacts.insert(config.contact_user.clone(), id);
+        let mut registration = Registration::new(config);
+        registration.register();
+        self.registrations.insert(
+            id,
+            RegistrationEntry {
+                registration,
+                target,
+            },
+        );
+        self.pump(now, id);
+        id
+    }
+
+    /// Removes a registration's binding; the registration ends with
+    /// [`RegistrationEvent::Unregistered`].
+    pub fn unregister(&mut self, now: Instant, id: RegistrationId) {
+        if let Some(entry) = self.registrations.get_mut(&id) {
+            entry.registration.unregister();
+            self.pump(now, id);
+        }
+    }
+
+    /// The number of live registrations.
+    pub fn registration_count(&self) -> usize {
+        self.registrations.len()
+    }
+
+    /// A datagram arrived. An error means it was dropped: not a SIP message at all, so
+    /// nothing could be answered (the driver logs it).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: Target,
+        data: &[u8],
+    ) -> Result<(), ParseError> {
+        if data.iter().all(|byte| matches!(byte, b'\r' | b'\n')) {
+            return Ok(()); // A keep-alive.
+        }
+        let message = Message::parse_datagram(data, self.config.max_message_size)?;
+        self.handle_message(now, source, message);
+        Ok(())
+    }
+
+    /// A frame arrived on a stream connection (keep-alive frames are the driver's business).
+    /// An error means it was dropped, as for datagrams.
+    pub fn handle_frame(
+        &mut self,
+        now: Instant,
+        source: Target,
+        frame: Frame,
+    ) -> Result<(), ParseError> {
+        match frame {
+            Frame::Message(message) => self.handle_message(now, source, *message),
+            Frame::Invalid(error) => return Err(error),
+            Frame::Ping | Frame::Pong => {}
+        }
+        Ok(())
+    }
+
+    fn handle_message(&mut self, now: Instant, source: Target, message: Message) {
+        match &message.start {
+            StartLine::Response { .. } => self.handle_response(now, message),
+            StartLine::Request { .. } => self.handle_request(now, source, message),
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, response: Message) {
+        let Some(branch) = top_branch(&response) else {
+            return;
+        };
+        let Some(client) = self.clients.get_mut(&branch) else {
+            return;
+        };
+        // RFC 3261 section 17.1.3: the CSeq method must match too.
+        let matches = response
+            .cseq()
+            .is_ok_and(|cseq| cseq.method == Method::REGISTER);
+        if !matches {
+            return;
+        }
+        client.transaction.handle_response(now, response);
+        self.drive_client(now, &branch);
+    }
+
+    fn handle_request(&mut self, now: Instant, source: Target, request: Message) {
+        if let Err(invalid) = request.validate() {
+            let status = if invalid.status == 400 {
+                "Bad Request"
+            } else {
+                "Error"
+            };
+            return self.respond_stateless(
+                source,
+                &request,
+                invalid.status,
+                &format!("{status} ({})", invalid.reason),
+            );
+        }
+        let Some(method) = request.method().cloned() else {
+            return;
+        };
+        let Some(key) = server_key(&request, &method) else {
+            return;
+        };
+        // A retransmission, or the ACK of a transaction we answered.
+        if let Some(entry) = self.servers.get_mut(&key) {
+            match (&mut entry.transaction, method == Method::ACK) {
+                (ServerTransaction::Invite(invite), true) => invite.handle_ack(now, request),
+                (ServerTransaction::Invite(invite), false) => invite.handle_retransmission(),
+                (ServerTransaction::NonInvite(transaction), _) => {
+                    transaction.handle_retransmission()
+                }
+            }
+            self.drain_server(&key);
+            return;
+        }
+        if method == Method::ACK {
+            return; // An ACK for nothing we know (a 2xx ACK, or stray): nothing to answer.
+        }
+        let (code, reason) = self.decide(&request, &method);
+        let tag = self.new_tag();
+        let mut response = request.response(code, reason, Some(&tag));
+        if code == 405 || (method == Method::OPTIONS && code == 200) {
+            response.headers.insert(Name::ALLOW, ALLOW);
+        }
+        if method == Method::OPTIONS && code == 200 {
+            response.headers.insert(Name::ACCEPT, "application/sdp");
+        }
+        response
+            .headers
+            .insert(Name::SERVER, self.config.user_agent.clone());
+        let reliable = source.transport.reliable();
+        let mut transaction = if method == Method::INVITE {
+            ServerTransaction::Invite(InviteServer::new(&request, reliable, self.config.timers))
+        } else {
+            ServerTransaction::NonInvite(NonInviteServer::new(reliable, self.config.timers))
+        };
+        match &mut transaction {
+            ServerTransaction::Invite(invite) => invite.respond(now, &response),
+            ServerTransaction::NonInvite(transaction) => transaction.respond(now, &response),
+        }
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                transaction,
+                target: source,
+            },
+        );
+        self.drain_server(&key);
+    }
+
+    /// The answer to a request that reached us.
+    fn decide(&self, request: &Message, method: &Method) -> (u16, &'static str) {
+        let StartLine::Request { uri, .. } = &request.start else {
+            return (400, "Bad Request");
+        };
+        let RequestUri::Sip(uri) = uri else {
+            return (416, "Unsupported URI Scheme");
+        };
+        if !KNOWN_METHODS.contains(method) {
+            return (501, "Not Implemented");
+        }
+        let user = match &uri.user_part {
+            ezk_sip_types::uri::SipUriUserPart::User(user) => Some(user.as_str()),
+            _ => None,
+        };
+        let live = user
+            .and_then(|user| self.contacts.get(user))
+            .and_then(|id| self.registrations.get(id))
+            .is_some_and(|entry| entry.registration.is_registered());
+        if !live {
+            return (404, "Not Found");
+        }
+        if *method == Method::OPTIONS {
+            (200, "OK")
+        } else {
+            (405, "Method Not Allowed")
+        }
+    }
+
+    /// Answers a request outside any transaction (it is malformed), when it has what a response
+    /// needs (a Via to route it back, and the dialog headers).
+    fn respond_stateless(&mut self, source: Target, request: &Message, code: u16, reason: &str) {
+        if request.method() == Some(&Method::ACK)
+            || request.vias().map_or(true, |vias| vias.is_empty())
+        {
+            return;
+        }
+        for name in [Name::FROM, Name::TO, Name::CALL_ID, Name::CSEQ] {
+            if request.header(&name).is_none() {
+                return;
+            }
+        }
+        let tag = self.new_tag();
+        let response = request.response(code, reason, Some(&tag));
+        self.transmits.push_back(Transmit {
+            target: source,
+            bytes: Bytes::from(response.to_bytes()),
+        });
+    }
+
+    fn new_tag(&mut self) -> String {
+        self.next_tag += 1;
+        format!("{}{:x}", self.config.tag_seed, self.next_tag)
+    }
+
+    fn drain_server(&mut self, key: &(String, String, String)) {
+        let Some(entry) = self.servers.get_mut(key) else {
+            return;
+        };
+        let target = entry.target;
+        loop {
+            let bytes = match &mut entry.transaction {
+                ServerTransaction::NonInvite(transaction) => transaction.poll_transmit(),
+                ServerTransaction::Invite(invite) => {
+                    while invite.poll_event().is_some() {}
+                    invite.poll_transmit()
+                }
+            };
+            match bytes {
+                Some(bytes) => self.transmits.push_back(Transmit { target, bytes }),
+                None => break,
+            }
+        }
+    }
+
+    /// Runs a registration's output: requests into new client transactions, events out.
+    fn pump(&mut self, now: Instant, id: RegistrationId) {
+        let Some(entry) = self.registrations.get_mut(&id) else {
+            return;
+        };
+        let target = entry.target;
+        while let Some(request) = entry.registration.poll_request() {
+            let Some(branch) = top_branch(&request) else {
+                continue;
+            };
+            let transaction = NonInviteClient::new(
+                Bytes::from(request.to_bytes()),
+                target.transport.reliable(),
+                self.config.timers,
+                now,
+            );
+            self.clients.insert(
+                branch.clone(),
+                ClientTransaction {
+                    transaction,
+                    target,
+                    owner: id,
+                },
+            );
+            if let Some(client) = self.clients.get_mut(&branch) {
+                while let Some(bytes) = client.transaction.poll_transmit() {
+                    self.transmits.push_back(Transmit { target, bytes });
+                }
+            }
+        }
+        let mut done = false;
+        while let Some(event) = entry.registration.poll_event() {
+            done |= event == RegistrationEvent::Unregistered;
+            self.events
+                .push_back(EndpointEvent::Registration { id, event });
+        }
+        if done || entry.registration.is_done() {
+            let contact = entry.registration.config().contact_user.clone();
+            self.registrations.remove(&id);
+            self.contacts.remove(&contact);
+        }
+    }
+
+    /// Runs a client transaction's output, and hands its final outcome to its registration.
+    fn drive_client(&mut self, now: Instant, branch: &str) {
+        let Some(client) = self.clients.get_mut(branch) else {
+            return;
+        };
+        let (target, owner) = (client.target, client.owner);
+        while let Some(bytes) = client.transaction.poll_transmit() {
+            self.transmits.push_back(Transmit { target, bytes });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(event) = client.transaction.poll_event() {
+            outcomes.push(event);
+        }
+        if client.transaction.state() == crate::transaction::State::Terminated {
+            self.clients.remove(branch);
+        }
+        for outcome in outcomes {
+            let Some(entry) = self.registrations.get_mut(&owner) else {
+                continue;
+            };
+            match outcome {
+                Event::Final(response) => entry.registration.handle_response(now, &response),
+                Event::Timeout => entry.registration.handle_failure(now, Failure::Timeout),
+                Event::TransportError => entry.registration.handle_failure(now, Failure::Transport),
+                Event::Provisional(_) | Event::Ack(_) => continue,
+            }
+            self.pump(now, owner);
+        }
+    }
+
+    /// The transport could not reach `target` (a refused or broken connection): the
+    /// transactions toward it fail.
+    pub fn handle_transport_error(&mut self, now: Instant, target: Target) {
+        let failed: Vec<String> = self
+            .clients
+            .iter()
+            .filter(|(_, client)| client.target == target)
+            .map(|(branch, _)| branch.clone())
+            .collect();
+        for branch in failed {
+            if let Some(client) = self.clients.get_mut(&branch) {
+                client.transaction.handle_transport_error();
+            }
+            self.drive_client(now, &branch);
+        }
+    }
+
+    /// Timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due = |deadline: Option<Instant>| deadline.is_some_and(|deadline| deadline <= now);
+        let clients: Vec<String> = self
+            .clients
+            .iter()
+            .filter(|(_, client)| due(client.transaction.poll_timeout()))
+            .map(|(branch, _)| branch.clone())
+            .collect();
+        for branch in clients {
+            if let Some(client) = self.clients.get_mut(&branch) {
+                client.transaction.handle_timeout(now);
+            }
+            self.drive_client(now, &branch);
+        }
+        let servers: Vec<_> = self
+            .servers
+            .iter()
+            .filter(|(_, entry)| due(server_timeout(&entry.transaction)))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in servers {
+            if let Some(entry) = self.servers.get_mut(&key) {
+                match &mut entry.transaction {
+                    ServerTransaction::NonInvite(transaction) => transaction.handle_timeout(now),
+                    ServerTransaction::Invite(invite) => invite.handle_timeout(now),
+                }
+            }
+            self.drain_server(&key);
+            let terminated = self
+                .servers
+                .get(&key)
+                .is_some_and(|entry| match &entry.transaction {
+                    ServerTransaction::NonInvite(transaction) => {
+                        transaction.state() == crate::transaction::State::Terminated
+                    }
+                    ServerTransaction::Invite(invite) => {
+                        invite.state() == crate::transaction::State::Terminated
+                    }
+                });
+            if terminated {
+                self.servers.remove(&key);
+            }
+        }
+        let registrations: Vec<RegistrationId> = self
+            .registrations
+            .iter()
+            .filter(|(_, entry)| due(entry.registration.poll_timeout()))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in registrations {
+            if let Some(entry) = self.registrations.get_mut(&id) {
+                entry.registration.handle_timeout(now);
+            }
+            self.pump(now, id);
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<EndpointEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let clients = self
+            .clients
+            .values()
+            .filter_map(|client| client.transaction.poll_timeout());
+        let servers = self
+            .servers
+            .values()
+            .filter_map(|entry| server_timeout(&entry.transaction));
+        let registrations = self
+            .registrations
+            .values()
+            .filter_map(|entry| entry.registration.poll_timeout());
+        clients.chain(servers).chain(registrations).min()
+    }
+}
+
+/// The methods of RFC 3261 and its common extensions: other methods get 501, these 405.
+const KNOWN_METHODS: [Method; 14] = [
+    Method::INVITE,
+    Method::ACK,
+    Method::CANCEL,
+    Method::BYE,
+    Method::REGISTER,
+    Method::MESSAGE,
+    Method::UPDATE,
+    Method::PRACK,
+    Method::OPTIONS,
+    Method::SUBSCRIBE,
+    Method::NOTIFY,
+    Method::PUBLISH,
+    Method::INFO,
+    Method::REFER,
+];
+
+fn server_timeout(transaction: &ServerTransaction) -> Option<Instant> {
+    match transaction {
+        ServerTransaction::NonInvite(transaction) => transaction.poll_timeout(),
+        ServerTransaction::Invite(invite) => invite.poll_timeout(),
+    }
+}
+
+fn top_branch(message: &Message) -> Option<String> {
+    let vias = message.vias().ok()?;
+    let via = vias.first()?;
+    via.params
+        .get_val("branch")
+        .map(|branch| branch.to_string())
+}
+
+/// RFC 3261 section 17.2.3: branch, sent-by and method (an ACK belongs to its INVITE).
+fn server_key(request: &Message, method: &Method) -> Option<(String, String, String)> {
+    let vias = request.vias().ok()?;
+    let via = vias.first()?;
+    let branch = via.params.get_val("branch")?.to_string();
+    let sent_by = format!("{}:{}", via.sent_by.host, via.sent_by.port.unwrap_or(5060));
+    let method = if *method == Method::ACK {
+        Method::INVITE
+    } else {
+        method.clone()
+    };
+    Some((branch, sent_by, method.to_string()))
+}
+
+#[cfg(test)]
+mod tests;
