@@ -5,7 +5,7 @@
 //! rather than a silently ignored setting. Reading the file is separate from
 //! [`Config::from_toml`], which the tests use on strings.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,6 +26,9 @@ pub struct Config {
     /// What accounts clients may add.
     #[serde(default)]
     pub accounts: AccountsConfig,
+    /// The SIP user agent: transports, registration, timers.
+    #[serde(default)]
+    pub sip: SipConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -86,6 +89,57 @@ pub struct AccountsConfig {
     pub sip_domains: Vec<String>,
 }
 
+/// `[sip]`: the SIP side.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    /// The address the SIP transports bind to.
+    #[serde(default = "default_sip_listen")]
+    pub listen: IpAddr,
+    /// The UDP port (0 picks a free one).
+    #[serde(default = "default_sip_port")]
+    pub udp_port: u16,
+    /// The TCP port (0 picks a free one).
+    #[serde(default = "default_sip_port")]
+    pub tcp_port: u16,
+    /// The host (name or IP) to put in Via and Contact instead of the local address, when the
+    /// gateway is behind NAT. Empty: the local address, corrected by what registrars report.
+    #[serde(default)]
+    pub advertised_address: String,
+    /// A proxy every REGISTER is sent through (`sip:proxy.example.com;transport=tcp`). Empty:
+    /// each account's domain is resolved (RFC 3263: SRV, then A/AAAA).
+    #[serde(default)]
+    pub outbound_proxy: String,
+    /// The transport for servers that do not name one: `udp` or `tcp`.
+    #[serde(default = "default_sip_transport")]
+    pub transport: String,
+    /// The registration expiry asked for, in seconds.
+    #[serde(default = "default_register_expires")]
+    pub register_expires: u32,
+    /// Seconds between keep-alive pings (CRLF) on the gateway's TCP connections; 0 turns them
+    /// off.
+    #[serde(default = "default_keepalive")]
+    pub keepalive_interval: u64,
+    /// Timer T1 (round-trip estimate), in milliseconds.
+    #[serde(default = "default_t1")]
+    pub t1_ms: u64,
+    /// Timer T2 (longest retransmission interval), in milliseconds.
+    #[serde(default = "default_t2")]
+    pub t2_ms: u64,
+    /// Timer T4 (how long a message may stay in the network), in milliseconds.
+    #[serde(default = "default_t4")]
+    pub t4_ms: u64,
+    /// DNS servers (`"192.0.2.53:53"`) for finding SIP servers; empty: the system's.
+    #[serde(default)]
+    pub dns_servers: Vec<SocketAddr>,
+    /// The largest SIP message accepted, in bytes.
+    #[serde(default = "default_sip_max_message_size")]
+    pub max_message_size: usize,
+    /// The User-Agent of REGISTERs when the client names none, and the Server of responses.
+    #[serde(default = "default_user_agent")]
+    pub user_agent: String,
+}
+
 /// `[log]`: logging.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +184,67 @@ fn default_sip_domains() -> Vec<String> {
 
 fn default_log_level() -> String {
     "info".to_owned()
+}
+
+fn default_sip_listen() -> IpAddr {
+    IpAddr::from([0, 0, 0, 0])
+}
+
+fn default_sip_port() -> u16 {
+    5060
+}
+
+fn default_sip_transport() -> String {
+    "udp".to_owned()
+}
+
+fn default_register_expires() -> u32 {
+    600
+}
+
+fn default_keepalive() -> u64 {
+    30
+}
+
+fn default_t1() -> u64 {
+    500
+}
+
+fn default_t2() -> u64 {
+    4000
+}
+
+fn default_t4() -> u64 {
+    5000
+}
+
+fn default_sip_max_message_size() -> usize {
+    65_535
+}
+
+fn default_user_agent() -> String {
+    concat!("sylkrtc-gateway/", env!("CARGO_PKG_VERSION")).to_owned()
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: default_sip_listen(),
+            udp_port: default_sip_port(),
+            tcp_port: default_sip_port(),
+            advertised_address: String::new(),
+            outbound_proxy: String::new(),
+            transport: default_sip_transport(),
+            register_expires: default_register_expires(),
+            keepalive_interval: default_keepalive(),
+            t1_ms: default_t1(),
+            t2_ms: default_t2(),
+            t4_ms: default_t4(),
+            dns_servers: Vec::new(),
+            max_message_size: default_sip_max_message_size(),
+            user_agent: default_user_agent(),
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -243,6 +358,30 @@ impl Config {
         {
             return invalid(format!(
                 "http.web_origins entry {origin:?} is not an origin like https://host[:port]"
+            ));
+        }
+        let sip = &self.sip;
+        if !["udp", "tcp"].contains(&sip.transport.as_str()) {
+            return invalid(format!(
+                "sip.transport must be \"udp\" or \"tcp\", not {:?}",
+                sip.transport
+            ));
+        }
+        if sip.t1_ms == 0 || sip.t2_ms < sip.t1_ms || sip.t4_ms == 0 {
+            return invalid("sip timers need t1_ms > 0, t2_ms >= t1_ms and t4_ms > 0".into());
+        }
+        if sip.register_expires < 10 {
+            return invalid("sip.register_expires must be at least 10 seconds".into());
+        }
+        if sip.max_message_size < 1500 {
+            return invalid("sip.max_message_size must be at least 1500 bytes".into());
+        }
+        if !sip.outbound_proxy.is_empty()
+            && sip::driver::resolve::ServerUri::parse(&sip.outbound_proxy).is_none()
+        {
+            return invalid(format!(
+                "sip.outbound_proxy {:?} is not a SIP URI",
+                sip.outbound_proxy
             ));
         }
         if self.accounts.sip_domains.is_empty()

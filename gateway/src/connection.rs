@@ -6,15 +6,19 @@
 //!
 //! Ordering (spec section 1): requests are handled one at a time, and whatever a handler emits
 //! itself is queued before its `ack` or `error`. No handler waits on the network: work that
-//! needs SIP or media will be started here and report back later as events.
+//! needs SIP or media is started here as an [`Output`] for the driver, and reports back later as
+//! events ([`Connection::handle_sip_event`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use protocol::{
-    AccountAdd, Aor, Error as ProtocolError, Event, Request, RequestBody, RequestError, Secret,
-    ServerMessage, Version,
+    AccountAdd, AccountEvent, Aor, Error as ProtocolError, Event, RegistrationState, Request,
+    RequestBody, RequestError, Secret, ServerMessage, Version,
 };
+use sip::auth::{Credentials, Secret as SipSecret};
+use sip::driver::{Account as SipAccount, SipEvent};
+use sip::registration::RegistrationEvent;
 
 use crate::metrics::ErrorKind;
 
@@ -48,23 +52,43 @@ impl SipDomains {
 #[derive(Debug)]
 struct Account {
     aor: Aor,
-    #[expect(
-        dead_code,
-        reason = "read by SIP registration and calls, which are not built yet"
-    )]
     secret: Secret,
-    #[expect(
-        dead_code,
-        reason = "read by SIP registration and calls, which are not built yet"
-    )]
     display_name: Option<String>,
-    #[expect(
-        dead_code,
-        reason = "read by SIP registration and calls, which are not built yet"
-    )]
     user_agent: Option<String>,
     #[expect(dead_code, reason = "read by incoming calls, which are not built yet")]
     incoming_header_prefixes: Vec<String>,
+    /// The account's SIP registration, when `account-register` started one.
+    registration: Option<Registration>,
+}
+
+/// A registration of one account, as this connection sees it.
+#[derive(Debug)]
+struct Registration {
+    /// Our number for it in the SIP driver.
+    handle: u64,
+    /// The last state sent to the client, so that repeats are not sent.
+    reported: Option<Reported>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reported {
+    Registering,
+    Registered,
+    Failed,
+}
+
+/// Work for the driver, in order with the messages.
+#[derive(Debug)]
+pub(crate) enum Output {
+    /// Send this text to the client.
+    Send(String),
+    /// Start a SIP registration.
+    Register {
+        handle: u64,
+        account: Box<SipAccount>,
+    },
+    /// Remove a SIP registration.
+    Unregister { handle: u64 },
 }
 
 /// What became of one client message: for metrics and logs.
@@ -92,8 +116,13 @@ pub(crate) struct Connection {
     domains: Arc<SipDomains>,
     /// Accounts in the order they were added; a connection holds few, so a list is enough.
     accounts: Vec<Account>,
-    /// Encoded messages waiting to be sent, in order.
-    out: VecDeque<String>,
+    /// Messages and driver work waiting, in order.
+    out: VecDeque<Output>,
+    /// Driver work a handler started, queued after its reply: the client hears "ack" before
+    /// anything the work causes.
+    deferred: Vec<Output>,
+    /// Numbers registrations for the driver.
+    next_handle: u64,
 }
 
 impl Connection {
@@ -104,14 +133,66 @@ impl Connection {
             domains,
             accounts: Vec::new(),
             out: VecDeque::new(),
+            deferred: Vec::new(),
+            next_handle: 1,
         };
         connection.send(ServerMessage::Event(Event::Ready));
         connection
     }
 
-    /// The next message to send.
-    pub(crate) fn poll_output(&mut self) -> Option<String> {
+    /// The next message to send or work to start.
+    pub(crate) fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
+    }
+
+    /// The registrations to remove when the connection ends.
+    pub(crate) fn registrations(&self) -> impl Iterator<Item = u64> + '_ {
+        self.accounts.iter().filter_map(|account| {
+            account
+                .registration
+                .as_ref()
+                .map(|registration| registration.handle)
+        })
+    }
+
+    /// News from the SIP driver about one of our registrations.
+    pub(crate) fn handle_sip_event(&mut self, event: SipEvent) {
+        let SipEvent::Registration { handle, event } = event;
+        let Some(account) = self.accounts.iter_mut().find(|account| {
+            account
+                .registration
+                .as_ref()
+                .is_some_and(|r| r.handle == handle)
+        }) else {
+            return; // A registration we already dropped.
+        };
+        let (state, kind) = match event {
+            RegistrationEvent::Registering => {
+                (RegistrationState::Registering, Reported::Registering)
+            }
+            RegistrationEvent::Registered { .. } => {
+                (RegistrationState::Registered, Reported::Registered)
+            }
+            RegistrationEvent::Failed { reason, .. } => (
+                RegistrationState::Failed {
+                    reason: Some(reason),
+                },
+                Reported::Failed,
+            ),
+            RegistrationEvent::Unregistered => return,
+        };
+        let Some(registration) = account.registration.as_mut() else {
+            return;
+        };
+        if registration.reported == Some(kind) {
+            return;
+        }
+        registration.reported = Some(kind);
+        let account = account.aor.to_string();
+        self.send(ServerMessage::Event(Event::Account {
+            account,
+            event: AccountEvent::RegistrationState(state),
+        }));
     }
 
     pub(crate) fn account_count(&self) -> usize {
@@ -184,6 +265,8 @@ impl Connection {
             RequestBody::Ping => Ok(()),
             RequestBody::AccountAdd(add) => self.account_add(add),
             RequestBody::AccountRemove { account } => self.account_remove(&account),
+            RequestBody::AccountRegister { account } => self.account_register(&account),
+            RequestBody::AccountUnregister { account } => self.account_unregister(&account),
             _ => Err((
                 ErrorKind::NotSupported,
                 format!("not supported yet: {name}"),
@@ -201,6 +284,7 @@ impl Connection {
                 Outcome::Error { kind, text }
             }
         };
+        self.out.extend(self.deferred.drain(..));
         Handled {
             name: Some(name.to_owned()),
             outcome,
@@ -230,21 +314,87 @@ impl Connection {
             display_name: add.display_name,
             user_agent: add.user_agent,
             incoming_header_prefixes: add.incoming_header_prefixes,
+            registration: None,
         });
         Ok(())
     }
 
     fn account_remove(&mut self, aor: &Aor) -> Result<(), (ErrorKind, String)> {
-        match self.accounts.iter().position(|account| account.aor == *aor) {
-            Some(index) => {
-                self.accounts.remove(index);
-                Ok(())
-            }
-            None => Err((
-                ErrorKind::Refused,
-                format!("Unknown account specified: {aor}"),
-            )),
+        let index = self.account_index(aor)?;
+        let account = self.accounts.remove(index);
+        if let Some(registration) = account.registration {
+            self.deferred.push(Output::Unregister {
+                handle: registration.handle,
+            });
         }
+        Ok(())
+    }
+
+    /// Starts registering; the outcome arrives as `registration-state` events. A registration
+    /// that is running (or in place) is left alone; a failed one is started afresh.
+    fn account_register(&mut self, aor: &Aor) -> Result<(), (ErrorKind, String)> {
+        let index = self.account_index(aor)?;
+        if let Some(registration) = &self.accounts[index].registration {
+            if registration.reported != Some(Reported::Failed) {
+                return Ok(());
+            }
+            let stale = registration.handle;
+            self.deferred.push(Output::Unregister { handle: stale });
+        }
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        let account = &mut self.accounts[index];
+        account.registration = Some(Registration {
+            handle,
+            reported: None,
+        });
+        let secret = match &account.secret {
+            Secret::Ha1(ha1) => SipSecret::Ha1(ha1.clone()),
+            Secret::Password(password) => SipSecret::Password(password.clone()),
+        };
+        let domain = match account.aor.port() {
+            Some(port) => format!("{}:{port}", account.aor.host()),
+            None => account.aor.host().to_owned(),
+        };
+        let sip_account = SipAccount {
+            user: account.aor.user().to_owned(),
+            domain,
+            display_name: account.display_name.clone(),
+            credentials: Credentials {
+                username: account.aor.user().to_owned(),
+                secret,
+            },
+            user_agent: account.user_agent.clone(),
+        };
+        self.deferred.push(Output::Register {
+            handle,
+            account: Box::new(sip_account),
+        });
+        Ok(())
+    }
+
+    /// Removes the registration. The un-REGISTER runs after the ack; its outcome is only
+    /// logged, so that a dead registrar never holds up the client.
+    fn account_unregister(&mut self, aor: &Aor) -> Result<(), (ErrorKind, String)> {
+        let index = self.account_index(aor)?;
+        if let Some(registration) = self.accounts[index].registration.take() {
+            self.deferred.push(Output::Unregister {
+                handle: registration.handle,
+            });
+        }
+        Ok(())
+    }
+
+    fn account_index(&self, aor: &Aor) -> Result<usize, (ErrorKind, String)> {
+        self.accounts
+            .iter()
+            .position(|account| account.aor == *aor)
+            .ok_or_else(|| {
+                (
+                    ErrorKind::Refused,
+                    format!("Unknown account specified: {aor}"),
+                )
+            })
     }
 
     fn reply_error(&mut self, transaction: String, error: String) {
@@ -252,7 +402,8 @@ impl Connection {
     }
 
     fn send(&mut self, message: ServerMessage) {
-        self.out.push_back(message.encode(self.version));
+        self.out
+            .push_back(Output::Send(message.encode(self.version)));
     }
 }
 

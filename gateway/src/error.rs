@@ -35,6 +35,14 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The SIP transports could not be bound.
+    #[error("cannot listen for SIP on {addr}: {source}")]
+    SipBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// Serving failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),

@@ -19,6 +19,6 @@ mod server;
 mod tls;
 mod ws;
 
-pub use config::{AccountsConfig, Config, HttpConfig, LogConfig, WebSocketConfig};
+pub use config::{AccountsConfig, Config, HttpConfig, LogConfig, SipConfig, WebSocketConfig};
 pub use error::{Error, Result};
 pub use server::{Server, check, run};

@@ -18,6 +18,10 @@ use crate::error::{Error, Result};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsListener};
+use sip::driver::{DriverConfig, Sip, SipHandle};
+use sip::endpoint::EndpointConfig;
+use sip::registration::Transport;
+use sip::transaction::Timers;
 
 /// How long shutdown waits for connections to send their close frames.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -36,12 +40,14 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// Tracks the connection tasks, so that shutdown can wait for their close frames.
     pub(crate) tracker: TaskTracker,
-    /// Numbers connections for the logs.
+    /// Numbers connections for the logs (and their registrations in the SIP driver).
     pub(crate) next_connection_id: AtomicU64,
+    /// The SIP driver.
+    pub(crate) sip: SipHandle,
 }
 
 impl Shared {
-    pub(crate) fn new(config: &Config) -> Shared {
+    pub(crate) fn new(config: &Config, sip: SipHandle) -> Shared {
         Shared {
             websocket: config.websocket.clone(),
             web_origins: config.http.web_origins.clone(),
@@ -51,6 +57,7 @@ impl Shared {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             next_connection_id: AtomicU64::new(1),
+            sip,
         }
     }
 }
@@ -62,6 +69,9 @@ pub struct Server {
     local_addr: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
     shared: Arc<Shared>,
+    sip: Sip,
+    /// Stops the SIP driver once the connections are gone.
+    sip_shutdown: CancellationToken,
 }
 
 impl Server {
@@ -76,18 +86,32 @@ impl Server {
             .await
             .map_err(|source| Error::Bind { addr, source })?;
         let local_addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(config));
+        let sip_shutdown = CancellationToken::new();
+        let sip = sip::driver::start(sip_config(config), sip_shutdown.clone())
+            .await
+            .map_err(|source| Error::SipBind {
+                addr: SocketAddr::new(config.sip.listen, config.sip.udp_port),
+                source,
+            })?;
+        let shared = Arc::new(Shared::new(config, sip.handle.clone()));
         Ok(Server {
             listener,
             local_addr,
             tls,
             shared,
+            sip,
+            sip_shutdown,
         })
     }
 
     /// The address the gateway listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The SIP transports' bound addresses (UDP, TCP).
+    pub fn sip_addresses(&self) -> (SocketAddr, SocketAddr) {
+        (self.sip.udp, self.sip.tcp)
     }
 
     /// The URL of the sylkRTC endpoint.
@@ -141,8 +165,44 @@ impl Server {
                 "connections still open after the shutdown grace period"
             );
         }
+        // The connections asked for their registrations to be removed; the driver sends the
+        // un-REGISTERs (waiting a few seconds for the answers) and stops.
+        self.sip_shutdown.cancel();
+        let _ = self.sip.task.await;
         info!("stopped");
         Ok(())
+    }
+}
+
+/// The SIP driver's settings from the configuration.
+pub(crate) fn sip_config(config: &Config) -> DriverConfig {
+    let sip = &config.sip;
+    let mut transports = vec![Transport::Udp, Transport::Tcp];
+    if sip.transport == "tcp" {
+        transports.reverse();
+    }
+    let non_empty = |text: &str| (!text.trim().is_empty()).then(|| text.trim().to_owned());
+    DriverConfig {
+        listen: sip.listen,
+        udp_port: sip.udp_port,
+        tcp_port: sip.tcp_port,
+        advertised: non_empty(&sip.advertised_address),
+        outbound_proxy: non_empty(&sip.outbound_proxy),
+        transports,
+        register_expires: sip.register_expires,
+        keepalive: (sip.keepalive_interval > 0)
+            .then(|| Duration::from_secs(sip.keepalive_interval)),
+        dns_servers: sip.dns_servers.clone(),
+        endpoint: EndpointConfig {
+            timers: Timers {
+                t1: Duration::from_millis(sip.t1_ms),
+                t2: Duration::from_millis(sip.t2_ms),
+                t4: Duration::from_millis(sip.t4_ms),
+            },
+            max_message_size: sip.max_message_size,
+            user_agent: sip.user_agent.clone(),
+            tag_seed: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+        },
     }
 }
 

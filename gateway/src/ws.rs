@@ -25,11 +25,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use protocol::{Request, ServerMessage, Version};
+use sip::driver::{RegistrationKey, SipEvent, SipHandle};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::connection::{Connection, Handled, Outcome, redact};
+use crate::connection::{Connection, Handled, Outcome, Output, redact};
 use crate::keepalive::{Action, Keepalive};
 use crate::metrics::{ErrorKind, Metrics, Rejection};
 use crate::server::Shared;
@@ -205,7 +206,7 @@ async fn serve(
         shared.metrics.connection_opened();
         info!("connected");
         let (sink, stream) = socket.split();
-        let ended = drive(stream, sink, &shared, version).await;
+        let ended = drive(stream, sink, &shared, version, id).await;
         shared.metrics.connection_closed();
         info!("disconnected: {ended}");
     }
@@ -214,7 +215,7 @@ async fn serve(
 }
 
 /// Runs a connection over any frame stream and sink (a WebSocket, or channels in the tests).
-async fn drive<S, K>(stream: S, sink: K, shared: &Shared, version: Version) -> Ended
+async fn drive<S, K>(stream: S, sink: K, shared: &Shared, version: Version, id: u64) -> Ended
 where
     S: Stream<Item = Result<Message, axum::Error>> + Unpin,
     K: Sink<Message> + Unpin,
@@ -237,6 +238,7 @@ where
         request_rx,
         out_tx,
         shared,
+        id,
     );
     let writer = write_loop(sink, out_rx, close_rx, trace);
     tokio::pin!(writer);
@@ -377,49 +379,71 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
     }
 }
 
-/// Handles queued requests in order. The [`Connection`] and its accounts live in here, so that
-/// they are released whenever this future is dropped.
+/// Handles queued requests in order, and SIP events as they come. The [`Connection`] and its
+/// accounts live in here, so that they are released (registrations removed) whenever this
+/// future is dropped.
 async fn handle_loop(
     connection: Connection,
     mut requests: mpsc::Receiver<Inbound>,
     out: mpsc::Sender<Outbound>,
     shared: &Shared,
+    id: u64,
 ) {
+    // Unbounded, like the driver's own queues: the driver must never wait on one connection.
+    let (sip_events, mut sip_rx) = mpsc::unbounded_channel();
     let mut session = Session {
         connection,
         metrics: &shared.metrics,
+        sip: &shared.sip,
+        sip_events,
+        owner: id,
         accounts: 0,
     };
     let trace = shared.websocket.trace_client;
     if !session.flush(&out, trace).await {
         return;
     }
-    while let Some(inbound) = requests.recv().await {
-        let handled = match inbound {
-            Inbound::Text(text) => {
-                if trace {
-                    info!(target: "gateway::client", "recv {}", redact(&text));
-                }
-                session.connection.handle_text(&text)
+    loop {
+        tokio::select! {
+            inbound = requests.recv() => {
+                let Some(inbound) = inbound else { return };
+                let handled = match inbound {
+                    Inbound::Text(text) => {
+                        if trace {
+                            info!(target: "gateway::client", "recv {}", redact(&text));
+                        }
+                        session.connection.handle_text(&text)
+                    }
+                    Inbound::Binary(data) => {
+                        if trace {
+                            info!(target: "gateway::client", "recv binary frame of {} bytes", data.len());
+                        }
+                        session.connection.handle_binary(&data)
+                    }
+                };
+                session.record(handled);
             }
-            Inbound::Binary(data) => {
-                if trace {
-                    info!(target: "gateway::client", "recv binary frame of {} bytes", data.len());
-                }
-                session.connection.handle_binary(&data)
+            Some(event) = sip_rx.recv() => {
+                debug!(?event, "SIP event");
+                session.connection.handle_sip_event(event);
             }
-        };
-        session.record(handled);
+        }
         if !session.flush(&out, trace).await {
             return;
         }
     }
 }
 
-/// The handler's state: the connection and its share of the `accounts` gauge.
+/// The handler's state: the connection, its share of the `accounts` gauge, and its link to the
+/// SIP driver.
 struct Session<'a> {
     connection: Connection,
     metrics: &'a Metrics,
+    sip: &'a SipHandle,
+    /// Where the driver sends this connection's SIP events.
+    sip_events: mpsc::UnboundedSender<SipEvent>,
+    /// This connection's number, which names its registrations in the driver.
+    owner: u64,
     /// Accounts counted in the gauge for this connection.
     accounts: usize,
 }
@@ -449,14 +473,31 @@ impl Session<'_> {
         self.accounts = accounts;
     }
 
-    /// Passes everything the connection emitted to the writer; false once the writer is gone.
+    fn key(&self, handle: u64) -> RegistrationKey {
+        RegistrationKey {
+            owner: self.owner,
+            handle,
+        }
+    }
+
+    /// Passes everything the connection emitted to the writer and the SIP driver; false once
+    /// the writer is gone.
     async fn flush(&mut self, out: &mpsc::Sender<Outbound>, trace: bool) -> bool {
-        while let Some(text) = self.connection.poll_output() {
-            if trace {
-                info!(target: "gateway::client", "send {text}");
-            }
-            if out.send(Outbound::Text(text)).await.is_err() {
-                return false;
+        while let Some(output) = self.connection.poll_output() {
+            match output {
+                Output::Send(text) => {
+                    if trace {
+                        info!(target: "gateway::client", "send {text}");
+                    }
+                    if out.send(Outbound::Text(text)).await.is_err() {
+                        return false;
+                    }
+                }
+                Output::Register { handle, account } => {
+                    self.sip
+                        .register(self.key(handle), *account, self.sip_events.clone());
+                }
+                Output::Unregister { handle } => self.sip.unregister(self.key(handle)),
             }
         }
         true
@@ -466,6 +507,12 @@ impl Session<'_> {
 impl Drop for Session<'_> {
     fn drop(&mut self) {
         self.metrics.accounts_changed(-(self.accounts as i64));
+        for handle in self.connection.registrations() {
+            self.sip.unregister(RegistrationKey {
+                owner: self.owner,
+                handle,
+            });
+        }
     }
 }
 

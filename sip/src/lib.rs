@@ -10,6 +10,8 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+#[cfg(feature = "tokio")]
+pub mod driver;
 pub mod endpoint;
 pub mod message;
 pub mod registration;

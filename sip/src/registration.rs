@@ -394,8 +394,16 @@ impl Registration {
         if received.is_none() && rport.is_none() {
             return false;
         }
-        let (host, port) = split_host_port(&self.config.local);
-        let host = received.unwrap_or(host);
+        let (local_host, port) = split_host_port(&self.config.local);
+        let host = received.unwrap_or_else(|| local_host.clone());
+        // Over TCP and TLS the source port of our connection is always an ephemeral one, so a
+        // different rport says nothing of NAT; only a different address does (and then the
+        // connection is the way back, so its port goes in the Contact).
+        if self.config.transport.reliable()
+            && host.trim_matches(['[', ']']) == local_host.trim_matches(['[', ']'])
+        {
+            return false;
+        }
         let port = rport.or(port);
         let seen = match port {
             Some(port) if host.contains(':') && !host.starts_with('[') => {

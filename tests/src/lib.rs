@@ -22,6 +22,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
 
+pub mod peers;
+
 /// How long a test waits for a message that must come.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
@@ -32,6 +34,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// The sylkRTC endpoint (`ws://` or `wss://`).
     pub url: String,
+    /// The SIP transports' addresses (UDP, TCP).
+    pub sip: (SocketAddr, SocketAddr),
     shutdown: CancellationToken,
     task: Option<JoinHandle<gateway::Result<()>>>,
 }
@@ -42,19 +46,29 @@ impl Gateway {
         Gateway::start(Config::default()).await
     }
 
-    /// Starts a gateway with `config`, listening on a free loopback port.
+    /// Starts a gateway with `config`, listening on free loopback ports (HTTP, and SIP unless
+    /// the test chose its SIP ports).
     pub async fn start(mut config: Config) -> Gateway {
         config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.sip.listen = std::net::Ipv4Addr::LOCALHOST.into();
+        if config.sip.udp_port == 5060 {
+            config.sip.udp_port = 0;
+        }
+        if config.sip.tcp_port == 5060 {
+            config.sip.tcp_port = 0;
+        }
         let server = gateway::Server::bind(&config)
             .await
             .expect("the gateway binds");
         let addr = server.local_addr();
+        let sip = server.sip_addresses();
         let url = server.websocket_url();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server.run(shutdown.clone()));
         Gateway {
             addr,
             url,
+            sip,
             shutdown,
             task: Some(task),
         }

@@ -1,11 +1,16 @@
 use serde_json::{Value, json};
 
+use sip::driver::SipEvent;
+use sip::registration::RegistrationEvent;
+
 use super::*;
 
 fn connection(version: Version, domains: &[&str]) -> Connection {
     let domains: Vec<String> = domains.iter().map(|d| (*d).to_owned()).collect();
     let mut connection = Connection::new(version, Arc::new(SipDomains::new(&domains)));
-    let ready = connection.poll_output().unwrap();
+    let Some(Output::Send(ready)) = connection.poll_output() else {
+        panic!("no ready event")
+    };
     let expected = match version {
         Version::V1 => json!({"sylkrtc": "event", "event": "ready"}),
         Version::V2 => json!({"sylkrtc": "ready-event"}),
@@ -18,8 +23,13 @@ fn connection(version: Version, domains: &[&str]) -> Connection {
 fn exchange(connection: &mut Connection, request: Value) -> (Handled, Vec<Value>) {
     let handled = connection.handle_text(&request.to_string());
     let mut out = Vec::new();
-    while let Some(text) = connection.poll_output() {
-        out.push(serde_json::from_str(&text).unwrap());
+    while let Some(output) = connection.poll_output() {
+        match output {
+            Output::Send(text) => out.push(serde_json::from_str(&text).unwrap()),
+            Output::Register { handle, account } => out
+                .push(json!({"register": handle, "user": account.user, "domain": account.domain})),
+            Output::Unregister { handle } => out.push(json!({"unregister": handle})),
+        }
     }
     (handled, out)
 }
@@ -111,8 +121,6 @@ fn domains_outside_sip_domains_are_refused() {
 fn features_not_built_say_so() {
     let mut connection = connection(Version::V1, &["*"]);
     for (name, extra) in [
-        ("account-register", json!({"account": "a@b.c"})),
-        ("account-unregister", json!({"account": "a@b.c"})),
         (
             "session-create",
             json!({"account": "a@b.c", "session": "s", "uri": "b@b.c", "sdp": "v=0"}),
@@ -201,7 +209,7 @@ fn messages_without_a_transaction_are_not_answered() {
             ),
             "{text}: {handled:?}"
         );
-        assert_eq!(connection.poll_output(), None);
+        assert!(connection.poll_output().is_none());
     }
 }
 
@@ -216,7 +224,10 @@ fn binary_frames_are_refused() {
             ..
         }
     ));
-    let reply: Value = serde_json::from_str(&connection.poll_output().unwrap()).unwrap();
+    let Some(Output::Send(reply)) = connection.poll_output() else {
+        panic!("no reply")
+    };
+    let reply: Value = serde_json::from_str(&reply).unwrap();
     assert_eq!(reply["transaction"], "b1");
     assert_eq!(
         reply["error"],
@@ -230,7 +241,7 @@ fn binary_frames_are_refused() {
             ..
         }
     ));
-    assert_eq!(connection.poll_output(), None);
+    assert!(connection.poll_output().is_none());
 }
 
 #[test]
@@ -248,4 +259,132 @@ fn redaction_masks_passwords_however_spelt() {
     assert!(!redact(&broken).contains(ha1));
     let ping = r#"{"sylkrtc":"ping","transaction":"p"}"#;
     assert_eq!(redact(ping), ping);
+}
+
+fn registration_event(handle: u64, event: RegistrationEvent) -> SipEvent {
+    SipEvent::Registration { handle, event }
+}
+
+fn drain(connection: &mut Connection) -> Vec<Value> {
+    let mut out = Vec::new();
+    while let Some(output) = connection.poll_output() {
+        if let Output::Send(text) = output {
+            out.push(serde_json::from_str(&text).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn registration_is_started_and_its_states_reported_once_each() {
+    let mut connection = connection(Version::V2, &["*"]);
+    exchange(&mut connection, add("1", "alice@example.com:5080"));
+    let register = json!({"sylkrtc": "account-register", "transaction": "2", "account": "alice@example.com:5080"});
+    let (_, out) = exchange(&mut connection, register.clone());
+    // The ack comes first; the SIP work is handed to the driver.
+    assert_eq!(
+        out,
+        [
+            json!({"sylkrtc": "ack", "transaction": "2"}),
+            json!({"register": 1, "user": "alice", "domain": "example.com:5080"}),
+        ]
+    );
+    // Registering again while it runs changes nothing.
+    let (_, out) = exchange(&mut connection, register.clone());
+    assert_eq!(out, [json!({"sylkrtc": "ack", "transaction": "2"})]);
+
+    for event in [
+        RegistrationEvent::Registering,
+        RegistrationEvent::Registering,
+        RegistrationEvent::Registered { expires: 600 },
+        RegistrationEvent::Registered { expires: 300 },
+    ] {
+        connection.handle_sip_event(registration_event(1, event));
+    }
+    let state = |state: &str| json!({"sylkrtc": "account-event", "account": "alice@example.com:5080", "event": "registration-state", "state": state});
+    assert_eq!(
+        drain(&mut connection),
+        [state("registering"), state("registered")]
+    );
+    connection.handle_sip_event(registration_event(
+        1,
+        RegistrationEvent::Failed {
+            reason: "408 Request Timeout".into(),
+            retry_in: None,
+        },
+    ));
+    let mut failed = state("failed");
+    failed["reason"] = json!("408 Request Timeout");
+    assert_eq!(drain(&mut connection), [failed]);
+    // Events of registrations we no longer hold are dropped.
+    connection.handle_sip_event(registration_event(99, RegistrationEvent::Registering));
+    assert!(drain(&mut connection).is_empty());
+
+    // A failed registration is started afresh by account-register.
+    let (_, out) = exchange(&mut connection, register);
+    assert_eq!(out[1], json!({"unregister": 1}));
+    assert_eq!(out[2]["register"], 2);
+    assert_eq!(connection.registrations().collect::<Vec<_>>(), [2]);
+
+    // Unregister: ack, then the driver removes the binding; events of it are not relayed.
+    let (_, out) = exchange(
+        &mut connection,
+        json!({"sylkrtc": "account-unregister", "transaction": "3", "account": "alice@example.com:5080"}),
+    );
+    assert_eq!(
+        out,
+        [
+            json!({"sylkrtc": "ack", "transaction": "3"}),
+            json!({"unregister": 2})
+        ]
+    );
+    connection.handle_sip_event(registration_event(
+        2,
+        RegistrationEvent::Registered { expires: 60 },
+    ));
+    assert!(drain(&mut connection).is_empty());
+    assert_eq!(connection.registrations().count(), 0);
+}
+
+#[test]
+fn removing_an_account_removes_its_registration() {
+    let mut connection = connection(Version::V1, &["*"]);
+    exchange(&mut connection, add("1", "alice@example.com"));
+    exchange(
+        &mut connection,
+        json!({"sylkrtc": "account-register", "transaction": "2", "account": "alice@example.com"}),
+    );
+    connection.handle_sip_event(registration_event(
+        1,
+        RegistrationEvent::Registered { expires: 60 },
+    ));
+    // sylkRTC-1 encoding of the event.
+    assert_eq!(
+        drain(&mut connection),
+        [
+            json!({"sylkrtc": "account_event", "account": "alice@example.com", "event": "registration_state",
+            "data": {"state": "registered"}})
+        ]
+    );
+    let (_, out) = exchange(
+        &mut connection,
+        json!({"sylkrtc": "account-remove", "transaction": "3", "account": "alice@example.com"}),
+    );
+    assert_eq!(
+        out,
+        [
+            json!({"sylkrtc": "ack", "transaction": "3"}),
+            json!({"unregister": 1})
+        ]
+    );
+    let (_, out) = exchange(
+        &mut connection,
+        json!({"sylkrtc": "account-register", "transaction": "4", "account": "alice@example.com"}),
+    );
+    assert_eq!(
+        out,
+        [
+            json!({"sylkrtc": "error", "transaction": "4", "error": "Unknown account specified: alice@example.com"})
+        ]
+    );
 }

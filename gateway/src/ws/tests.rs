@@ -19,8 +19,21 @@ struct Peer {
     shared: Arc<Shared>,
 }
 
-fn start(config: Config, stalled: bool) -> Peer {
-    let shared = Arc::new(Shared::new(&config));
+/// A SIP driver on free loopback ports, idle unless a test registers.
+async fn sip() -> SipHandle {
+    let mut config = Config::default();
+    config.sip.listen = std::net::Ipv4Addr::LOCALHOST.into();
+    config.sip.udp_port = 0;
+    config.sip.tcp_port = 0;
+    let driver = crate::server::sip_config(&config);
+    sip::driver::start(driver, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap()
+        .handle
+}
+
+async fn start(config: Config, stalled: bool) -> Peer {
+    let shared = Arc::new(Shared::new(&config, sip().await));
     let (to_gateway, mut inbound) = unbounded_channel();
     let (outbound, from_gateway) = unbounded_channel();
     let stream = futures_util::stream::poll_fn(move |cx| inbound.poll_recv(cx));
@@ -28,14 +41,14 @@ fn start(config: Config, stalled: bool) -> Peer {
         let shared = shared.clone();
         tokio::spawn(async move {
             if stalled {
-                drive(stream, Stalled, &shared, Version::V2).await
+                drive(stream, Stalled, &shared, Version::V2, 1).await
             } else {
                 let sink =
                     futures_util::sink::unfold(outbound, |outbound, message: Message| async move {
                         let _ = outbound.send(message);
                         Ok::<_, Infallible>(outbound)
                     });
-                drive(stream, Box::pin(sink), &shared, Version::V2).await
+                drive(stream, Box::pin(sink), &shared, Version::V2, 1).await
             }
         })
     };
@@ -101,7 +114,7 @@ fn close_code(message: Message) -> u16 {
 
 #[tokio::test(start_paused = true)]
 async fn ready_comes_first_and_replies_follow_in_order() {
-    let mut peer = start(Config::default(), false);
+    let mut peer = start(Config::default(), false).await;
     for index in 0..10 {
         peer.send(json!({"sylkrtc": "ping", "transaction": index.to_string()}));
     }
@@ -120,7 +133,7 @@ async fn ready_comes_first_and_replies_follow_in_order() {
 async fn a_burst_larger_than_the_queue_is_absorbed() {
     let mut config = Config::default();
     config.websocket.max_queued_requests = 2;
-    let mut peer = start(config, false);
+    let mut peer = start(config, false).await;
     for index in 0..1000 {
         peer.send(json!({"sylkrtc": "ping", "transaction": index.to_string()}));
     }
@@ -140,7 +153,7 @@ async fn a_burst_larger_than_the_queue_is_absorbed() {
 async fn a_client_that_does_not_read_overflows_the_queue_and_is_dropped() {
     let mut config = Config::default();
     config.websocket.max_queued_requests = 4;
-    let peer = start(config, true);
+    let peer = start(config, true).await;
     // The writer is stuck on the first frame: the outbound queue, then the request queue fill.
     for index in 0..(OUTBOUND_QUEUE + 100) {
         peer.send(json!({"sylkrtc": "ping", "transaction": index.to_string()}));
@@ -156,7 +169,7 @@ async fn a_client_that_does_not_read_overflows_the_queue_and_is_dropped() {
 async fn no_pong_closes_with_1001_and_pongs_keep_the_connection() {
     let mut config = Config::default();
     config.websocket.websocket_ping_interval = 10;
-    let mut peer = start(config.clone(), false);
+    let mut peer = start(config.clone(), false).await;
     peer.recv().await; // ready
     let started = Instant::now();
     assert!(matches!(peer.recv().await, Message::Ping(_)));
@@ -165,7 +178,7 @@ async fn no_pong_closes_with_1001_and_pongs_keep_the_connection() {
     assert_eq!(started.elapsed(), Duration::from_secs(15));
     assert!(matches!(peer.ended().await, Ended::NoPong(_)));
 
-    let mut peer = start(config, false);
+    let mut peer = start(config, false).await;
     peer.recv().await;
     for _ in 0..20 {
         assert!(matches!(peer.recv().await, Message::Ping(_)));
@@ -181,7 +194,7 @@ async fn no_pong_closes_with_1001_and_pongs_keep_the_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_closes_with_1001_and_releases_accounts() {
-    let mut peer = start(Config::default(), false);
+    let mut peer = start(Config::default(), false).await;
     peer.recv().await;
     peer.send(
         json!({"sylkrtc": "account-add", "transaction": "a", "account": "a@example.com",
@@ -205,7 +218,7 @@ async fn shutdown_closes_with_1001_and_releases_accounts() {
 async fn socket_errors_end_the_connection_with_the_right_code() {
     let mut config = Config::default();
     config.websocket.max_message_size = 2048;
-    let mut peer = start(config, false);
+    let mut peer = start(config, false).await;
     peer.recv().await;
     let too_big = tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
         size: 5000,

@@ -400,3 +400,26 @@ fn a_nat_mapping_rewrites_the_contact() {
     assert!(fixed.poll_request().is_none());
     assert!(fixed.is_registered());
 }
+
+#[test]
+fn an_ephemeral_tcp_port_is_no_nat() {
+    let start = Instant::now();
+    let mut registration = Registration::new(RegistrationConfig {
+        transport: Transport::Tcp,
+        ..config()
+    });
+    registration.register();
+    let first = registration.poll_request().unwrap();
+    let mut ok = first.response(200, "OK", Some("r"));
+    ok.headers.remove(&Name::VIA);
+    ok.headers.insert(
+        Name::VIA,
+        "SIP/2.0/TCP 127.0.0.1:5062;branch=z9hG4bKx;received=127.0.0.1;rport=41234",
+    );
+    registration.handle_response(
+        start,
+        &Message::parse_datagram(&ok.to_bytes(), 65536).unwrap(),
+    );
+    assert!(registration.poll_request().is_none());
+    assert!(registration.is_registered());
+}

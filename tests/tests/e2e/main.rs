@@ -12,5 +12,6 @@ mod http;
 mod keepalive;
 mod limits;
 mod logging;
+mod register;
 mod requests;
 mod tls;

@@ -20,21 +20,27 @@ async fn every_request_gets_exactly_one_reply() {
             "unknown request: frobnicate"
         );
         for name in [
-            "account-register",
             "session-create",
             "videoroom-join",
             "account-fetch-addressbook",
+            "lookup-public-key",
         ] {
-            let mut request = json!({"sylkrtc": name, "account": "alice@example.com", "session": "s1",
+            let request = json!({"sylkrtc": name, "account": "alice@example.com", "session": "s1",
                 "uri": "bob@example.com", "sdp": "v=0"});
-            if name == "account-register" {
-                request = json!({"sylkrtc": name, "account": "alice@example.com"});
-            }
             assert_eq!(
                 client.expect_error(request).await,
                 format!("not supported yet: {name}")
             );
         }
+        // account-register of an account that was not added.
+        assert_eq!(
+            client
+                .expect_error(
+                    json!({"sylkrtc": "account-register", "account": "alice@example.com"})
+                )
+                .await,
+            "Unknown account specified: alice@example.com"
+        );
         assert_eq!(
             client
                 .expect_error(json!({"sylkrtc": "account-remove", "account": 42}))

@@ -1,0 +1,558 @@
+//! The tokio driver: owns the sockets, the clock and DNS, and runs the sans-IO [`Endpoint`] in
+//! one task.
+//!
+//! Users talk to it through a [`SipHandle`]: `register` and `unregister` are fire-and-forget
+//! (they never wait on the network), and what happens is reported as [`SipEvent`]s on the
+//! channel the registration was started with.
+
+mod connection;
+pub mod resolve;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use self::connection::{ConnectionInput, WRITE_QUEUE};
+use self::resolve::{Resolver, ServerUri};
+use crate::auth::Credentials;
+use crate::endpoint::{Endpoint, EndpointConfig, EndpointEvent, RegistrationId, Target};
+use crate::registration::{RegistrationConfig, RegistrationEvent, Transport};
+
+/// The driver's settings.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// The address to bind the SIP transports to.
+    pub listen: IpAddr,
+    /// The UDP port (0 picks a free one).
+    pub udp_port: u16,
+    /// The TCP port (0 picks a free one).
+    pub tcp_port: u16,
+    /// The host to put in Via and Contact instead of the bound address (behind NAT).
+    pub advertised: Option<String>,
+    /// The outbound proxy every REGISTER goes through (`sip:host[:port][;transport=x]`).
+    pub outbound_proxy: Option<String>,
+    /// The transport for registrars that name none, then the others in order.
+    pub transports: Vec<Transport>,
+    /// The expiry asked for in REGISTERs.
+    pub register_expires: u32,
+    /// Seconds between keep-alive pings on our stream connections.
+    pub keepalive: Option<Duration>,
+    /// DNS servers (the system's when empty).
+    pub dns_servers: Vec<SocketAddr>,
+    /// Timers, size limit and User-Agent.
+    pub endpoint: EndpointConfig,
+}
+
+/// An account to register.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// The user part.
+    pub user: String,
+    /// The domain (host, optionally with a port).
+    pub domain: String,
+    /// The display name.
+    pub display_name: Option<String>,
+    /// The digest credentials.
+    pub credentials: Credentials,
+    /// A User-Agent for this account's requests (the endpoint's otherwise).
+    pub user_agent: Option<String>,
+}
+
+/// Names a registration: the owner (a connection) and the owner's own number for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RegistrationKey {
+    /// The owner.
+    pub owner: u64,
+    /// The owner's number for this registration.
+    pub handle: u64,
+}
+
+/// What the driver reports to an owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SipEvent {
+    /// A registration's state changed.
+    Registration {
+        /// The owner's number for it.
+        handle: u64,
+        /// What happened.
+        event: RegistrationEvent,
+    },
+}
+
+#[derive(Debug)]
+enum Command {
+    Register {
+        key: RegistrationKey,
+        account: Box<Account>,
+        events: mpsc::UnboundedSender<SipEvent>,
+    },
+    Unregister {
+        key: RegistrationKey,
+    },
+}
+
+/// Talks to the driver. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SipHandle {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl SipHandle {
+    /// Starts registering `account`; its events go to `events`, tagged with `key.handle`.
+    pub fn register(
+        &self,
+        key: RegistrationKey,
+        account: Account,
+        events: mpsc::UnboundedSender<SipEvent>,
+    ) {
+        let _ = self.commands.send(Command::Register {
+            key,
+            account: Box::new(account),
+            events,
+        });
+    }
+
+    /// Removes the registration's binding (if it was ever made) and forgets it.
+    pub fn unregister(&self, key: RegistrationKey) {
+        let _ = self.commands.send(Command::Unregister { key });
+    }
+}
+
+/// A running driver.
+#[derive(Debug)]
+pub struct Sip {
+    /// Talks to it.
+    pub handle: SipHandle,
+    /// The bound UDP address.
+    pub udp: SocketAddr,
+    /// The bound TCP address.
+    pub tcp: SocketAddr,
+    /// The driver task; it ends after shutdown, once un-registrations are done.
+    pub task: JoinHandle<()>,
+}
+
+/// Binds the transports and starts the driver. `shutdown` makes it remove every binding and
+/// stop.
+pub async fn start(config: DriverConfig, shutdown: CancellationToken) -> io::Result<Sip> {
+    let udp = UdpSocket::bind(SocketAddr::new(config.listen, config.udp_port)).await?;
+    let tcp = TcpListener::bind(SocketAddr::new(config.listen, config.tcp_port)).await?;
+    let (udp_addr, tcp_addr) = (udp.local_addr()?, tcp.local_addr()?);
+    let resolver = Resolver::new(&config.dns_servers, config.transports.clone())
+        .map_err(|error| io::Error::other(error.to_string()))?;
+    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let (inputs, inputs_rx) = mpsc::unbounded_channel();
+    let driver = Driver {
+        endpoint: Endpoint::new(config.endpoint.clone()),
+        config,
+        udp,
+        tcp,
+        udp_addr,
+        tcp_addr,
+        resolver,
+        connections: HashMap::new(),
+        keys: HashMap::new(),
+        owners: HashMap::new(),
+        inputs,
+    };
+    info!(udp = %udp_addr, tcp = %tcp_addr, "SIP transports listening");
+    let task = tokio::spawn(driver.run(commands_rx, inputs_rx, shutdown));
+    Ok(Sip {
+        handle: SipHandle { commands },
+        udp: udp_addr,
+        tcp: tcp_addr,
+        task,
+    })
+}
+
+/// Inputs from helper tasks (connections, DNS lookups).
+#[derive(Debug)]
+enum Input {
+    Connection(ConnectionInput),
+    Resolved {
+        key: RegistrationKey,
+        result: Result<Target, String>,
+    },
+}
+
+/// Where a registration stands in the driver.
+#[derive(Debug)]
+enum Slot {
+    /// Waiting for DNS.
+    Resolving {
+        account: Box<Account>,
+        events: mpsc::UnboundedSender<SipEvent>,
+    },
+    /// Handed to the endpoint.
+    Active(RegistrationId),
+}
+
+struct Driver {
+    config: DriverConfig,
+    endpoint: Endpoint,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    udp_addr: SocketAddr,
+    tcp_addr: SocketAddr,
+    resolver: Resolver,
+    /// Stream connections by remote address, each a task fed through this queue.
+    connections: HashMap<Target, mpsc::Sender<Bytes>>,
+    keys: HashMap<RegistrationKey, Slot>,
+    owners: HashMap<RegistrationId, (RegistrationKey, mpsc::UnboundedSender<SipEvent>)>,
+    inputs: mpsc::UnboundedSender<Input>,
+}
+
+/// How long shutdown waits for un-REGISTERs to be answered.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long a TCP connection may take to come up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut inputs: mpsc::UnboundedReceiver<Input>,
+        shutdown: CancellationToken,
+    ) {
+        let mut buffer = vec![0u8; 65_536];
+        let mut stopping: Option<Instant> = None;
+        loop {
+            let timer = self.endpoint.poll_timeout().map(Instant::from_std);
+            let deadline = match (timer, stopping) {
+                (Some(timer), Some(stop)) => Some(timer.min(stop + SHUTDOWN_GRACE)),
+                (timer, Some(stop)) => timer.or(Some(stop + SHUTDOWN_GRACE)),
+                (timer, None) => timer,
+            };
+            tokio::select! {
+                () = shutdown.cancelled(), if stopping.is_none() => {
+                    stopping = Some(Instant::now());
+                    self.unregister_all();
+                }
+                command = commands.recv(), if stopping.is_none() => match command {
+                    Some(command) => self.command(command),
+                    None => {
+                        stopping = Some(Instant::now());
+                        self.unregister_all();
+                    }
+                },
+                input = inputs.recv() => {
+                    if let Some(input) = input {
+                        self.input(input);
+                    }
+                }
+                received = self.udp.recv_from(&mut buffer) => match received {
+                    Ok((length, source)) => {
+                        let target = Target { transport: Transport::Udp, addr: source };
+                        let now = Instant::now().into_std();
+                        if let Err(error) = self.endpoint.handle_datagram(now, target, &buffer[..length]) {
+                            debug!(%source, %error, "dropped a UDP datagram");
+                        }
+                    }
+                    Err(error) => debug!(%error, "UDP receive failed"),
+                },
+                accepted = self.tcp.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let target = Target { transport: Transport::Tcp, addr: peer };
+                        self.spawn_connection(target, Some(stream), None);
+                    }
+                    Err(error) => {
+                        debug!(%error, "TCP accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                () = sleep_until(deadline) => {
+                    self.endpoint.handle_timeout(Instant::now().into_std());
+                }
+            }
+            self.flush().await;
+            if let Some(stop) = stopping
+                && (self.endpoint.registration_count() == 0 || stop.elapsed() >= SHUTDOWN_GRACE)
+            {
+                break;
+            }
+        }
+        debug!("SIP driver stopped");
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Register {
+                key,
+                account,
+                events,
+            } => {
+                if self.keys.contains_key(&key) {
+                    return;
+                }
+                let _ = events.send(SipEvent::Registration {
+                    handle: key.handle,
+                    event: RegistrationEvent::Registering,
+                });
+                let server = self
+                    .config
+                    .outbound_proxy
+                    .clone()
+                    .unwrap_or_else(|| account.domain.clone());
+                self.keys.insert(key, Slot::Resolving { account, events });
+                let resolver = self.resolver.clone();
+                let inputs = self.inputs.clone();
+                tokio::spawn(async move {
+                    let result = match ServerUri::parse(&server) {
+                        Some(uri) => resolver
+                            .resolve(&uri)
+                            .await
+                            .map_err(|error| error.to_string())
+                            .and_then(|targets| {
+                                targets
+                                    .into_iter()
+                                    .next()
+                                    .ok_or_else(|| "no address".to_owned())
+                            }),
+                        None => Err(format!("invalid SIP server {server:?}")),
+                    };
+                    let _ = inputs.send(Input::Resolved { key, result });
+                });
+            }
+            Command::Unregister { key } => match self.keys.remove(&key) {
+                Some(Slot::Active(id)) => {
+                    // The owner no longer listens; the endpoint finishes the un-REGISTER alone.
+                    self.owners.remove(&id);
+                    self.endpoint.unregister(Instant::now().into_std(), id);
+                }
+                Some(Slot::Resolving { .. }) | None => {}
+            },
+        }
+    }
+
+    fn unregister_all(&mut self) {
+        let now = Instant::now().into_std();
+        for (_, slot) in self.keys.drain() {
+            if let Slot::Active(id) = slot {
+                self.owners.remove(&id);
+                self.endpoint.unregister(now, id);
+            }
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        let now = Instant::now().into_std();
+        match input {
+            Input::Connection(ConnectionInput::Frame(source, frame)) => {
+                if let Err(error) = self.endpoint.handle_frame(now, source, frame) {
+                    debug!(remote = %source.addr, %error, "dropped a SIP message");
+                }
+            }
+            Input::Connection(ConnectionInput::Closed(target)) => {
+                self.connections.remove(&target);
+                self.endpoint.handle_transport_error(now, target);
+            }
+            Input::Resolved { key, result } => {
+                let Some(Slot::Resolving { account, events }) = self.keys.remove(&key) else {
+                    return; // Unregistered while resolving.
+                };
+                let target = match result {
+                    Ok(target) => target,
+                    Err(error) => {
+                        warn!(user = %account.user, domain = %account.domain, %error, "cannot find the SIP server");
+                        let _ = events.send(SipEvent::Registration {
+                            handle: key.handle,
+                            event: RegistrationEvent::Failed {
+                                reason: format!("503 Service Unavailable ({error})"),
+                                retry_in: None,
+                            },
+                        });
+                        return;
+                    }
+                };
+                let config = self.registration_config(&account, target);
+                let id = self.endpoint.register(now, config, target);
+                self.keys.insert(key, Slot::Active(id));
+                self.owners.insert(id, (key, events));
+            }
+        }
+    }
+
+    fn registration_config(&self, account: &Account, target: Target) -> RegistrationConfig {
+        let port = match target.transport {
+            Transport::Udp => self.udp_addr.port(),
+            Transport::Tcp | Transport::Tls => self.tcp_addr.port(),
+        };
+        let host = match &self.config.advertised {
+            Some(host) => host.clone(),
+            None => host_text(self.local_ip_toward(target.addr)),
+        };
+        let random = || uuid::Uuid::new_v4().simple().to_string();
+        let route = self.config.outbound_proxy.as_ref().map(|proxy| {
+            let uri = proxy.trim().trim_start_matches('<').trim_end_matches('>');
+            let uri = if uri.contains(':') && (uri.starts_with("sip:") || uri.starts_with("sips:"))
+            {
+                uri.to_owned()
+            } else {
+                format!("sip:{uri}")
+            };
+            format!("<{uri};lr>")
+        });
+        RegistrationConfig {
+            user: account.user.clone(),
+            domain: account.domain.clone(),
+            display_name: account.display_name.clone(),
+            credentials: account.credentials.clone(),
+            route,
+            transport: target.transport,
+            local: format!("{host}:{port}"),
+            local_fixed: self.config.advertised.is_some(),
+            contact_user: random()[..16].to_owned(),
+            instance: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+            expires: self.config.register_expires,
+            user_agent: account
+                .user_agent
+                .clone()
+                .unwrap_or_else(|| self.config.endpoint.user_agent.clone()),
+            call_id: random(),
+            from_tag: random()[..12].to_owned(),
+            nonce_seed: random()[..8].to_owned(),
+        }
+    }
+
+    /// The local address packets to `remote` leave from: the bound address, or, when bound to
+    /// all interfaces, the one the routing table picks (found by connecting a UDP socket, which
+    /// sends nothing).
+    fn local_ip_toward(&self, remote: SocketAddr) -> IpAddr {
+        if !self.config.listen.is_unspecified() {
+            return self.config.listen;
+        }
+        let any = SocketAddr::new(self.config.listen, 0);
+        std::net::UdpSocket::bind(any)
+            .and_then(|socket| {
+                socket.connect(remote)?;
+                socket.local_addr()
+            })
+            .map(|local| local.ip())
+            .unwrap_or(self.config.listen)
+    }
+
+    /// Sends what the endpoint produced and routes its events.
+    async fn flush(&mut self) {
+        while let Some(transmit) = self.endpoint.poll_transmit() {
+            match transmit.target.transport {
+                Transport::Udp => {
+                    if let Err(error) = self
+                        .udp
+                        .send_to(&transmit.bytes, transmit.target.addr)
+                        .await
+                    {
+                        debug!(remote = %transmit.target.addr, %error, "UDP send failed");
+                        self.endpoint
+                            .handle_transport_error(Instant::now().into_std(), transmit.target);
+                    }
+                }
+                Transport::Tcp | Transport::Tls => {
+                    self.send_stream(transmit.target, transmit.bytes)
+                }
+            }
+        }
+        while let Some(event) = self.endpoint.poll_event() {
+            let EndpointEvent::Registration { id, event } = event;
+            let done = event == RegistrationEvent::Unregistered;
+            if let Some((key, events)) = self.owners.get(&id) {
+                let _ = events.send(SipEvent::Registration {
+                    handle: key.handle,
+                    event,
+                });
+            }
+            if done {
+                self.owners.remove(&id);
+            }
+        }
+    }
+
+    fn send_stream(&mut self, target: Target, bytes: Bytes) {
+        if let Some(connection) = self.connections.get(&target) {
+            if connection.try_send(bytes).is_err() {
+                // Full or gone: the connection is not keeping up; its transactions fail.
+                self.connections.remove(&target);
+                self.endpoint
+                    .handle_transport_error(Instant::now().into_std(), target);
+            }
+            return;
+        }
+        self.spawn_connection(target, None, Some(bytes));
+    }
+
+    /// Starts a connection task: for an accepted stream, or a new outgoing connection whose
+    /// first message waits until it is up.
+    fn spawn_connection(
+        &mut self,
+        target: Target,
+        accepted: Option<TcpStream>,
+        first: Option<Bytes>,
+    ) {
+        let (sender, receiver) = mpsc::channel(WRITE_QUEUE);
+        if let Some(first) = first {
+            let _ = sender.try_send(first);
+        }
+        self.connections.insert(target, sender);
+        let inputs = self.inputs.clone();
+        let max = self.config.endpoint.max_message_size;
+        // Our own connections carry our registrations: keep them (and NAT bindings) alive.
+        let keepalive = if accepted.is_none() {
+            self.config.keepalive
+        } else {
+            None
+        };
+        let (forward, mut forwarded) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(input) = forwarded.recv().await {
+                if inputs.send(Input::Connection(input)).is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let stream = match accepted {
+                Some(stream) => stream,
+                None => {
+                    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.addr))
+                        .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            debug!(remote = %target.addr, %error, "TCP connect failed");
+                            let _ = forward.send(ConnectionInput::Closed(target));
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(remote = %target.addr, "TCP connect timed out");
+                            let _ = forward.send(ConnectionInput::Closed(target));
+                            return;
+                        }
+                    }
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            connection::run(stream, target, receiver, forward, keepalive, max).await;
+        });
+    }
+}
+
+fn host_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

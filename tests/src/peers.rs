@@ -1,0 +1,405 @@
+//! Real SIP peers for the end-to-end tests: kamailio (registrar and proxy with digest auth) and
+//! dnsmasq (SRV and A records). Each test starts its own, on free loopback ports.
+//!
+//! A missing program is a test failure that names its Debian package (`tests/install-peers`
+//! installs them); tests never skip.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::TempDir;
+
+/// The users of the test registrar: (user, password), domain 127.0.0.1.
+pub const USERS: [(&str, &str); 3] = [("alice", "alicepw"), ("bob", "bobpw"), ("carol", "carolpw")];
+
+/// Fails the test, naming the package, when `program` is not installed.
+pub fn require(program: &str, package: &str) -> PathBuf {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/bin",
+        "/usr/local/sbin",
+    ] {
+        let path = Path::new(dir).join(program);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!(
+        "{program} is not installed: install the Debian package {package} (tests/install-peers does it)"
+    );
+}
+
+/// The directory of the tests' data files.
+pub fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data")
+}
+
+/// A free port on 127.0.0.1 for both UDP and TCP (as far as can be known without holding it).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP probe");
+        let port = udp.local_addr().expect("probe address").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The output of a child process, collected by a thread.
+#[derive(Debug, Clone, Default)]
+pub struct Log(Arc<Mutex<String>>);
+
+impl Log {
+    fn collect(child: &mut Child) -> Log {
+        let log = Log::default();
+        if let Some(stderr) = child.stderr.take() {
+            let sink = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut text = sink.0.lock().expect("log lock");
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            });
+        }
+        log
+    }
+
+    /// Everything so far.
+    pub fn text(&self) -> String {
+        self.0.lock().expect("log lock").clone()
+    }
+
+    /// How many lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.text()
+            .lines()
+            .filter(|line| line.contains(needle))
+            .count()
+    }
+}
+
+/// Settings of a test registrar.
+#[derive(Debug, Clone)]
+pub struct KamailioOptions {
+    /// The longest expiry it grants.
+    pub max_expires: u32,
+    /// The shortest expiry it accepts (below it: 423).
+    pub min_expires: u32,
+}
+
+impl Default for KamailioOptions {
+    fn default() -> Self {
+        KamailioOptions {
+            max_expires: 3600,
+            min_expires: 1,
+        }
+    }
+}
+
+/// A kamailio registrar and proxy on 127.0.0.1, UDP and TCP.
+#[derive(Debug)]
+pub struct Kamailio {
+    child: Child,
+    /// Its SIP port (UDP and TCP).
+    pub port: u16,
+    options: KamailioOptions,
+    dir: TempDir,
+    /// What it logged (`REGISTER ok ...` lines among others).
+    pub log: Log,
+}
+
+impl Kamailio {
+    /// Starts one and waits until it answers.
+    pub fn start(options: KamailioOptions) -> Kamailio {
+        let dir = TempDir::new();
+        let port = free_port();
+        let (child, log) = Self::spawn(&options, port, dir.path());
+        let kamailio = Kamailio {
+            child,
+            port,
+            options,
+            dir,
+            log,
+        };
+        kamailio.wait_ready();
+        kamailio
+    }
+
+    fn spawn(options: &KamailioOptions, port: u16, dir: &Path) -> (Child, Log) {
+        let binary = require("kamailio", "kamailio");
+        let data = data_dir().join("kamailio");
+        let mut child = Command::new(binary)
+            .args(["-DD", "-E", "-f"])
+            .arg(data.join("kamailio.cfg"))
+            .arg("-Y")
+            .arg(dir)
+            .arg("-A")
+            .arg(format!("DBURL=\"text://{}\"", data.join("db").display()))
+            .arg("-A")
+            .arg(format!("SIPPORT={port}"))
+            .arg("-A")
+            .arg(format!("MAXEXPIRES={}", options.max_expires))
+            .arg("-A")
+            .arg(format!("MINEXPIRES={}", options.min_expires))
+            .arg("-A")
+            .arg(format!("CTLSOCK=\"unix:{}\"", dir.join("ctl").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kamailio");
+        let log = Log::collect(&mut child);
+        (child, log)
+    }
+
+    /// The address to register with.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Waits until an OPTIONS to the server is answered.
+    fn wait_ready(&self) {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a probe");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buffer = [0u8; 2048];
+        while Instant::now() < deadline {
+            let local = socket.local_addr().expect("probe address");
+            let options = format!(
+                "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKprobe{n}\r\n\
+                 From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\nCall-ID: probe-{n}\r\nCSeq: 1 OPTIONS\r\n\
+                 Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                port = self.port,
+                n = deadline.elapsed().as_nanos()
+            );
+            let _ = socket.send_to(options.as_bytes(), self.addr());
+            if socket.recv(&mut buffer).is_ok() {
+                return;
+            }
+        }
+        panic!(
+            "kamailio did not start on port {}:\n{}",
+            self.port,
+            self.log.text()
+        );
+    }
+
+    /// Stops it and starts it again on the same port (bindings are lost: they are in memory).
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, log) = Self::spawn(&self.options, self.port, self.dir.path());
+        self.child = child;
+        self.log = log;
+        self.wait_ready();
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// The bindings of `user`, from `kamcmd ul.dump`.
+    pub fn bindings(&self, user: &str) -> Vec<Binding> {
+        let kamcmd = require("kamcmd", "kamailio");
+        let output = Command::new(kamcmd)
+            .arg("-s")
+            .arg(format!("unix:{}", self.dir.path().join("ctl").display()))
+            .arg("ul.dump")
+            .output()
+            .expect("run kamcmd");
+        let text = String::from_utf8_lossy(&output.stdout);
+        parse_dump(&text)
+            .into_iter()
+            .filter(|binding| binding.aor == user)
+            .collect()
+    }
+
+    /// Waits until `user` has `count` bindings.
+    pub fn wait_bindings(&self, user: &str, count: usize, within: Duration) -> Vec<Binding> {
+        let deadline = Instant::now() + within;
+        loop {
+            let bindings = self.bindings(user);
+            if bindings.len() == count {
+                return bindings;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{user} has {} bindings, expected {count}: {bindings:?}\n{}",
+                    bindings.len(),
+                    self.log.text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One binding in kamailio's location table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Binding {
+    /// The address of record (the user).
+    pub aor: String,
+    /// The Contact URI.
+    pub address: String,
+    /// Seconds left.
+    pub expires: i64,
+    /// The socket it arrived on (`udp:127.0.0.1:5060`).
+    pub socket: String,
+    /// Its `+sip.instance`.
+    pub instance: String,
+    /// The User-Agent.
+    pub user_agent: String,
+}
+
+fn parse_dump(text: &str) -> Vec<Binding> {
+    let mut bindings = Vec::new();
+    let mut aor = String::new();
+    let mut current: Option<Binding> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        let Some((key, value)) = line.split_once(": ") else {
+            continue;
+        };
+        match key {
+            "AoR" => aor = value.to_owned(),
+            "Address" => {
+                if let Some(done) = current.take() {
+                    bindings.push(done);
+                }
+                current = Some(Binding {
+                    aor: aor.clone(),
+                    address: value.to_owned(),
+                    ..Binding::default()
+                });
+            }
+            "Expires" => {
+                if let Some(binding) = &mut current {
+                    binding.expires = value.parse().unwrap_or(-1);
+                }
+            }
+            "Socket" => {
+                if let Some(binding) = &mut current {
+                    binding.socket = value.to_owned();
+                }
+            }
+            "Instance" => {
+                if let Some(binding) = &mut current {
+                    binding.instance = value.to_owned();
+                }
+            }
+            "User-Agent" => {
+                if let Some(binding) = &mut current {
+                    binding.user_agent = value.to_owned();
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(done) = current {
+        bindings.push(done);
+    }
+    bindings
+}
+
+/// A DNS server for the tests: dnsmasq on 127.0.0.1, answering only the records it is given.
+#[derive(Debug)]
+pub struct Dnsmasq {
+    child: Child,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+impl Dnsmasq {
+    /// Starts one with these extra options (`--srv-host=...`, `--address=/name/ip`, ...).
+    pub fn start(records: &[String]) -> Dnsmasq {
+        let binary = require("dnsmasq", "dnsmasq-base");
+        let port = free_port();
+        let child = Command::new(binary)
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--no-poll",
+                "--bind-interfaces",
+            ])
+            .args([
+                "--listen-address=127.0.0.1",
+                "--user=root",
+                "--pid-file",
+                "--log-queries",
+            ])
+            .arg(format!("--port={port}"))
+            .args(records)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dnsmasq");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        // Held from here, so that a failed start still stops the process.
+        let dnsmasq = Dnsmasq { child, addr };
+        // Ready when it answers a query.
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a probe");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let query = [
+            0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, b't', b'e', b's', b't', 0, 0, 1, 0, 1,
+        ];
+        let mut buffer = [0u8; 512];
+        for _ in 0..100 {
+            let _ = socket.send_to(&query, addr);
+            if socket.recv(&mut buffer).is_ok() {
+                return dnsmasq;
+            }
+        }
+        panic!("dnsmasq did not start on {addr}");
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ul_dump() {
+        let dump = "{\n\tDomains: {\n\t\tDomain: {\n\t\t\tDomain: location\n\t\t\tAoRs: {\n\t\t\t\tInfo: {\n\
+                    \t\t\t\t\tAoR: alice\n\t\t\t\t\tContacts: {\n\t\t\t\t\t\tContact: {\n\
+                    \t\t\t\t\t\t\tAddress: sip:abc@127.0.0.1:5062;transport=udp\n\t\t\t\t\t\t\tExpires: 594\n\
+                    \t\t\t\t\t\t\tSocket: udp:127.0.0.1:5060\n\t\t\t\t\t\t\tInstance: <urn:uuid:1>\n\
+                    \t\t\t\t\t\t}\n\t\t\t\t\t\tContact: {\n\t\t\t\t\t\t\tAddress: sip:def@127.0.0.1:5062\n\
+                    \t\t\t\t\t\t\tExpires: 10\n\t\t\t\t\t\t}\n";
+        let bindings = parse_dump(dump);
+        assert_eq!(bindings.len(), 2);
+        assert_eq!(bindings[0].aor, "alice");
+        assert_eq!(bindings[0].expires, 594);
+        assert_eq!(bindings[0].socket, "udp:127.0.0.1:5060");
+        assert_eq!(bindings[0].instance, "<urn:uuid:1>");
+        assert_eq!(bindings[1].address, "sip:def@127.0.0.1:5062");
+    }
+}

@@ -1,0 +1,263 @@
+//! Registration against a real registrar (kamailio with digest auth), over UDP and TCP.
+
+use std::time::Duration;
+
+use gateway::Config;
+use gateway_tests::peers::{Dnsmasq, Kamailio, KamailioOptions};
+use gateway_tests::{Client, Gateway};
+use protocol::{AccountEvent, Event, RegistrationState, ServerMessage, Version};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn ha1(user: &str, realm: &str, password: &str) -> String {
+    sip::auth::ha1(user, realm, password)
+}
+
+/// A gateway whose accounts register at `kamailio`, over `transport`.
+async fn gateway(kamailio: &Kamailio, transport: &str) -> Gateway {
+    let mut config = Config::default();
+    config.sip.outbound_proxy = format!("sip:127.0.0.1:{};transport={transport}", kamailio.port);
+    Gateway::start(config).await
+}
+
+/// Adds `user@127.0.0.1` with this HA1 and asks to register it.
+async fn register(client: &mut Client, user: &str, ha1: &str) {
+    let account = format!("{user}@127.0.0.1");
+    client
+        .expect_ack(json!({"sylkrtc": "account-add", "account": account, "password": ha1, "user_agent": "e2e browser"}))
+        .await;
+    client
+        .expect_ack(json!({"sylkrtc": "account-register", "account": account}))
+        .await;
+}
+
+/// The next registration state of `user`.
+async fn state(client: &mut Client, user: &str) -> RegistrationState {
+    match tokio::time::timeout(WAIT, client.recv())
+        .await
+        .expect("a registration event in time")
+    {
+        ServerMessage::Event(Event::Account {
+            account,
+            event: AccountEvent::RegistrationState(state),
+        }) => {
+            assert_eq!(account, format!("{user}@127.0.0.1"));
+            state
+        }
+        other => panic!("expected a registration-state event, got {other:?}"),
+    }
+}
+
+async fn until_registered(client: &mut Client, user: &str) {
+    assert_eq!(state(client, user).await, RegistrationState::Registering);
+    assert_eq!(state(client, user).await, RegistrationState::Registered);
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("blocking work")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_right_ha1_registers_and_unregister_removes_the_binding() {
+    let kamailio = std::sync::Arc::new(Kamailio::start(KamailioOptions::default()));
+    for (transport, version) in [("udp", Version::V2), ("tcp", Version::V1)] {
+        let gateway = gateway(&kamailio, transport).await;
+        let mut client = gateway.client_version(version).await;
+        register(&mut client, "alice", &ha1("alice", "127.0.0.1", "alicepw")).await;
+        until_registered(&mut client, "alice").await;
+        let k = kamailio.clone();
+        let bindings = blocking(move || k.wait_bindings("alice", 1, WAIT)).await;
+        let binding = &bindings[0];
+        assert!(
+            binding
+                .socket
+                .starts_with(&format!("{transport}:127.0.0.1:")),
+            "{binding:?}"
+        );
+        assert!(binding.instance.starts_with("<urn:uuid:"), "{binding:?}");
+        assert_eq!(binding.user_agent, "e2e browser");
+        let port = if transport == "udp" {
+            gateway.sip.0.port()
+        } else {
+            gateway.sip.1.port()
+        };
+        assert!(
+            binding
+                .address
+                .contains(&format!("@127.0.0.1:{port};transport={transport}")),
+            "{binding:?}"
+        );
+        assert!(binding.expires > 500, "{binding:?}");
+
+        // Unregister is acked at once; the binding goes away after.
+        client
+            .expect_ack(json!({"sylkrtc": "account-unregister", "account": "alice@127.0.0.1"}))
+            .await;
+        let k = kamailio.clone();
+        blocking(move || k.wait_bindings("alice", 0, WAIT)).await;
+        // No event follows an unregister.
+        client.expect_silence(Duration::from_millis(300)).await;
+        gateway.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_ha1_fails_with_the_status_and_is_not_retried() {
+    let kamailio = Kamailio::start(KamailioOptions::default());
+    let gateway = gateway(&kamailio, "udp").await;
+    let mut client = gateway.client().await;
+    register(&mut client, "alice", &ha1("alice", "127.0.0.1", "wrong")).await;
+    assert_eq!(
+        state(&mut client, "alice").await,
+        RegistrationState::Registering
+    );
+    match state(&mut client, "alice").await {
+        RegistrationState::Failed {
+            reason: Some(reason),
+        } => {
+            assert!(
+                reason == "401 Unauthorized" || reason.starts_with("403"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected failed, got {other:?}"),
+    }
+    client.expect_silence(Duration::from_millis(500)).await;
+    // Two REGISTERs (one answered with the wrong credentials), then nothing more.
+    assert_eq!(
+        kamailio.log.count("REGISTER sip:alice@127.0.0.1 from"),
+        2,
+        "{}",
+        kamailio.log.text()
+    );
+    assert!(kamailio.bindings("alice").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_connection_has_its_own_binding_and_closing_removes_it() {
+    let kamailio = std::sync::Arc::new(Kamailio::start(KamailioOptions::default()));
+    let gateway = gateway(&kamailio, "udp").await;
+    let alice = ha1("alice", "127.0.0.1", "alicepw");
+    let mut first = gateway.client().await;
+    let mut second = gateway.client().await;
+    register(&mut first, "alice", &alice).await;
+    until_registered(&mut first, "alice").await;
+    register(&mut second, "alice", &alice).await;
+    until_registered(&mut second, "alice").await;
+    register(&mut second, "bob", &ha1("bob", "127.0.0.1", "bobpw")).await;
+    until_registered(&mut second, "bob").await;
+    let k = kamailio.clone();
+    let bindings = blocking(move || k.wait_bindings("alice", 2, WAIT)).await;
+    assert_ne!(bindings[0].instance, bindings[1].instance);
+    assert_ne!(bindings[0].address, bindings[1].address);
+
+    // The second connection goes away: its bindings are removed, the first one's stays.
+    second.close().await;
+    let k = kamailio.clone();
+    blocking(move || k.wait_bindings("alice", 1, WAIT)).await;
+    let k = kamailio.clone();
+    blocking(move || k.wait_bindings("bob", 0, WAIT)).await;
+    // account-remove unregisters too.
+    first
+        .expect_ack(json!({"sylkrtc": "account-remove", "account": "alice@127.0.0.1"}))
+        .await;
+    let k = kamailio.clone();
+    blocking(move || k.wait_bindings("alice", 0, WAIT)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_expiries_are_refreshed_and_a_restarted_registrar_gets_the_binding_back() {
+    // kamailio grants at most 4 s: the gateway refreshes every 2 s.
+    let mut kamailio = Kamailio::start(KamailioOptions {
+        max_expires: 4,
+        min_expires: 1,
+    });
+    let gateway = gateway(&kamailio, "udp").await;
+    let mut client = gateway.client().await;
+    register(&mut client, "carol", &ha1("carol", "127.0.0.1", "carolpw")).await;
+    until_registered(&mut client, "carol").await;
+    client.expect_silence(Duration::from_millis(4500)).await;
+    let refreshes = kamailio.log.count("REGISTER ok sip:carol@127.0.0.1");
+    assert!(
+        refreshes >= 3,
+        "{refreshes} successful REGISTERs in 4.5 s:\n{}",
+        kamailio.log.text()
+    );
+    assert_eq!(kamailio.bindings("carol").len(), 1);
+
+    // The registrar restarts and forgets every binding: the next refresh puts ours back.
+    let kamailio = tokio::task::spawn_blocking(move || {
+        kamailio.restart();
+        assert!(kamailio.bindings("carol").is_empty());
+        kamailio.wait_bindings("carol", 1, Duration::from_secs(4));
+        kamailio
+    })
+    .await
+    .unwrap();
+    drop(kamailio);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registrar_is_found_through_dns_srv() {
+    let kamailio = std::sync::Arc::new(Kamailio::start(KamailioOptions::default()));
+    let dns = Dnsmasq::start(&[
+        format!(
+            "--srv-host=_sip._udp.example.test,sip1.example.test,{},0,0",
+            kamailio.port
+        ),
+        "--address=/sip1.example.test/127.0.0.1".to_owned(),
+    ]);
+    let mut config = Config::default();
+    config.sip.dns_servers = vec![dns.addr];
+    let gateway = Gateway::start(config).await;
+    let mut client = gateway.client().await;
+    let account = "alice@example.test";
+    client
+        .expect_ack(json!({"sylkrtc": "account-add", "account": account, "password": ha1("alice", "example.test", "alicepw")}))
+        .await;
+    client
+        .expect_ack(json!({"sylkrtc": "account-register", "account": account}))
+        .await;
+    for expected in [
+        RegistrationState::Registering,
+        RegistrationState::Registered,
+    ] {
+        match tokio::time::timeout(WAIT, client.recv()).await.unwrap() {
+            ServerMessage::Event(Event::Account {
+                event: AccountEvent::RegistrationState(state),
+                ..
+            }) => {
+                assert_eq!(state, expected, "{}", kamailio.log.text());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let k = kamailio.clone();
+    blocking(move || k.wait_bindings("alice", 1, WAIT)).await;
+
+    // A domain with no records fails with the reason.
+    client
+        .expect_ack(json!({"sylkrtc": "account-add", "account": "bob@nowhere.test", "password": ha1("bob", "nowhere.test", "x")}))
+        .await;
+    client
+        .expect_ack(json!({"sylkrtc": "account-register", "account": "bob@nowhere.test"}))
+        .await;
+    let mut states = Vec::new();
+    for _ in 0..2 {
+        if let ServerMessage::Event(Event::Account {
+            event: AccountEvent::RegistrationState(state),
+            ..
+        }) = tokio::time::timeout(WAIT, client.recv()).await.unwrap()
+        {
+            states.push(state);
+        }
+    }
+    assert_eq!(states[0], RegistrationState::Registering);
+    assert!(
+        matches!(&states[1], RegistrationState::Failed { reason: Some(reason) } if reason.starts_with("503")),
+        "{states:?}"
+    );
+}
