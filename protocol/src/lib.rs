@@ -113,6 +113,28 @@ mod tests {
         }
     }
 
+    /// The inputs that once broke the `ws_json` fuzz target (tests/fuzz/regressions) still
+    /// parse or fail cleanly, and what parses encodes back to itself.
+    #[test]
+    fn the_fuzz_regressions_replay() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fuzz/regressions/ws_json"
+        );
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            if let Ok(request) = Request::parse(text) {
+                assert_eq!(Request::parse(&request.encode()).unwrap(), request);
+            }
+            for version in Version::PREFERENCE {
+                let _ = ServerMessage::parse(text, version);
+            }
+        }
+    }
+
     #[test]
     fn subprotocols_are_exact() {
         assert_eq!(Version::from_subprotocol("sylkRTC-2"), Some(Version::V2));

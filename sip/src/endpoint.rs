@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use ezk_sip_types::{Method, Name};
 
-use crate::message::{Frame, Message, ParseError, RequestUri, StartLine};
+use crate::message::{Frame, Message, ParseError, StartLine};
 use crate::registration::{
     Failure, Registration, RegistrationConfig, RegistrationEvent, Transport,
 };
@@ -295,16 +295,13 @@ impl Endpoint {
         let StartLine::Request { uri, .. } = &request.start else {
             return (400, "Bad Request");
         };
-        let RequestUri::Sip(uri) = uri else {
+        if !uri.is_sip() {
             return (416, "Unsupported URI Scheme");
-        };
+        }
         if !KNOWN_METHODS.contains(method) {
             return (501, "Not Implemented");
         }
-        let user = match &uri.user_part {
-            ezk_sip_types::uri::SipUriUserPart::User(user) => Some(user.as_str()),
-            _ => None,
-        };
+        let user = uri.user();
         let live = user
             .and_then(|user| self.contacts.get(user))
             .and_then(|id| self.registrations.get(id))

@@ -13,7 +13,6 @@ use bytes::{Buf, Bytes, BytesMut};
 use bytesstr::BytesStr;
 use ezk_sip_types::header::HeaderParse;
 use ezk_sip_types::header::typed::{CSeq, Via};
-use ezk_sip_types::uri::SipUri;
 use ezk_sip_types::{Headers, Method, Name};
 
 /// A SIP request or response.
@@ -46,13 +45,103 @@ pub enum StartLine {
     },
 }
 
-/// A Request-URI: a SIP URI, or another scheme (such as `tel:`) kept as text.
-#[derive(Debug, Clone)]
-pub enum RequestUri {
-    /// `sip:` or `sips:`.
-    Sip(SipUri),
-    /// Any other absolute URI.
-    Other(String),
+/// A Request-URI, kept as text: its scheme and, for SIP URIs, its user part are read out
+/// (RFC 3261 section 19.1). Other schemes (such as `tel:`) are kept so that the user agent can
+/// answer them with 416.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestUri {
+    text: String,
+    /// Whether the scheme is `sip` or `sips`.
+    sip: bool,
+    /// The end of the user part in `text` (the `@`), for SIP URIs that have one.
+    user_end: Option<usize>,
+}
+
+impl RequestUri {
+    /// Parses a Request-URI. SIP URIs are checked for a well-formed host and port, and must
+    /// not carry headers (`?...`), which a Request-URI cannot have.
+    pub fn parse(text: &str) -> Option<RequestUri> {
+        if text.is_empty() || text.contains([' ', '\t', '<', '>', '"']) {
+            return None;
+        }
+        let (scheme, rest) = text.split_once(':')?;
+        let valid_scheme = !scheme.is_empty()
+            && scheme.as_bytes()[0].is_ascii_alphabetic()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+        if !valid_scheme || rest.is_empty() {
+            return None;
+        }
+        let sip = scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips");
+        if !sip {
+            return Some(RequestUri {
+                text: text.to_owned(),
+                sip,
+                user_end: None,
+            });
+        }
+        // The user part may hold `;`, `?` and `@`-free text; the host part starts after the
+        // last `@`.
+        let user_end = rest.rfind('@').map(|at| scheme.len() + 1 + at);
+        let hostpart = match user_end {
+            Some(end) if end == scheme.len() + 1 => return None,
+            Some(end) => &text[end + 1..],
+            None => rest,
+        };
+        if hostpart.contains('?') {
+            return None;
+        }
+        let hostport = hostpart.split(';').next().unwrap_or_default();
+        if !valid_hostport(hostport) {
+            return None;
+        }
+        Some(RequestUri {
+            text: text.to_owned(),
+            sip,
+            user_end,
+        })
+    }
+
+    /// Whether this is a `sip:` or `sips:` URI.
+    pub fn is_sip(&self) -> bool {
+        self.sip
+    }
+
+    /// The user part of a SIP URI, as written (escapes not decoded).
+    pub fn user(&self) -> Option<&str> {
+        let end = self.user_end?;
+        let start = self.text.find(':')? + 1;
+        Some(&self.text[start..end])
+    }
+
+    /// The URI as text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// `host[:port]`: a host name, an IPv4 address or a bracketed IPv6 address.
+fn valid_hostport(text: &str) -> bool {
+    let valid_port = |port: &str| {
+        !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+    };
+    if let Some(inner) = text.strip_prefix('[') {
+        let Some((host, rest)) = inner.split_once(']') else {
+            return false;
+        };
+        return host.parse::<std::net::Ipv6Addr>().is_ok()
+            && (rest.is_empty() || rest.strip_prefix(':').is_some_and(valid_port));
+    }
+    let (host, port) = match text.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (text, None),
+    };
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        && port.is_none_or(valid_port)
 }
 
 /// Why bytes are not a SIP message at all (nothing can be answered).
@@ -197,6 +286,18 @@ impl Message {
                 _ => return Err(Invalid::bad("Max-Forwards is not a number from 0 to 255")),
             }
         }
+        if let Some(value) = self.header(&Name::DATE)
+            && !valid_date(value)
+        {
+            return Err(Invalid::bad("Date is not an RFC 1123 date in GMT"));
+        }
+        for contact in self.headers.get_raw(&Name::CONTACT) {
+            if contact.trim() != "*" {
+                for item in split_list(contact) {
+                    check_name_addr(item).map_err(|why| Invalid::bad(format!("Contact: {why}")))?;
+                }
+            }
+        }
         if let Some(value) = self.header(&Name::EXPIRES) {
             // RFC 3261 section 20.19: delta-seconds, at most 2**32-1.
             if value.trim().parse::<u32>().is_err() {
@@ -266,13 +367,7 @@ impl fmt::Display for StartLine {
 
 impl fmt::Display for RequestUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RequestUri::Sip(uri) => {
-                use ezk_sip_types::print::AppendCtx as _;
-                write!(f, "{}", uri.default_print_ctx())
-            }
-            RequestUri::Other(text) => f.write_str(text),
-        }
+        f.write_str(&self.text)
     }
 }
 
@@ -461,25 +556,8 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     }
     Ok(StartLine::Request {
         method: Method::from(method),
-        uri: parse_request_uri(uri).ok_or_else(|| malformed("invalid Request-URI"))?,
+        uri: RequestUri::parse(uri).ok_or_else(|| malformed("invalid Request-URI"))?,
     })
-}
-
-fn parse_request_uri(text: &str) -> Option<RequestUri> {
-    let (scheme, _) = text.split_once(':')?;
-    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
-        // A Request-URI has no headers (RFC 3261 section 19.1.5: they are not allowed there).
-        if text.contains('?') {
-            return None;
-        }
-        return text.parse::<SipUri>().ok().map(RequestUri::Sip);
-    }
-    let valid_scheme = !scheme.is_empty()
-        && scheme.as_bytes()[0].is_ascii_alphabetic()
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
-    (valid_scheme && !text.contains(['<', '>', '"'])).then(|| RequestUri::Other(text.to_owned()))
 }
 
 /// RFC 3261 `token` characters.
@@ -609,7 +687,7 @@ fn check_name_addr(value: &str) -> Result<(), &'static str> {
         }
         uri
     } else {
-        let uri = value.split(';').next().unwrap_or_default();
+        let uri = value.split(';').next().unwrap_or_default().trim_end();
         if uri.contains([' ', '\t', ',', '?']) {
             return Err("a URI with spaces, commas or headers must be in <>");
         }
@@ -619,6 +697,50 @@ fn check_name_addr(value: &str) -> Result<(), &'static str> {
         return Err("no URI");
     }
     Ok(())
+}
+
+/// Splits a header list at the commas that are outside quotes and angle brackets.
+fn split_list(value: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let (mut quoted, mut bracketed, mut escaped, mut start) = (false, false, false, 0);
+    for (index, byte) in value.bytes().enumerate() {
+        match byte {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => bracketed = true,
+            b'>' if !quoted => bracketed = false,
+            b',' if !quoted && !bracketed => {
+                items.push(&value[start..index]);
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&value[start..]);
+    items
+}
+
+/// An RFC 1123 date in GMT, as RFC 3261 section 20.17 requires: `Sat, 13 Nov 2010 23:29:00 GMT`.
+fn valid_date(value: &str) -> bool {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let digits =
+        |text: &str, count: usize| text.len() == count && text.bytes().all(|b| b.is_ascii_digit());
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let [day, date, month, year, time, zone] = parts[..] else {
+        return false;
+    };
+    let time: Vec<&str> = time.split(':').collect();
+    DAYS.iter().any(|name| day == format!("{name},"))
+        && digits(date, 2)
+        && MONTHS.contains(&month)
+        && digits(year, 4)
+        && time.len() == 3
+        && time.iter().all(|part| digits(part, 2))
+        && zone == "GMT"
 }
 
 /// The index of `needle` outside double quotes; an unterminated quoted string is an error.

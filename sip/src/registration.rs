@@ -519,10 +519,10 @@ impl Registration {
         if let Some((name, value)) = self.auth.authorize("REGISTER", &registrar, b"", &cnonce) {
             headers.insert(name, value);
         }
-        let uri = registrar
-            .parse()
-            .map(RequestUri::Sip)
-            .unwrap_or(RequestUri::Other(registrar));
+        let Some(uri) = RequestUri::parse(&registrar) else {
+            // The domain was checked when the account was added; nothing to send otherwise.
+            return;
+        };
         self.out.push_back(Message {
             start: StartLine::Request {
                 method: Method::REGISTER,

@@ -265,8 +265,16 @@ async fn the_registrar_is_found_through_dns_srv() {
 /// Runs sipsak with `args`; returns its exit code and output.
 async fn sipsak(args: Vec<String>) -> (i32, String) {
     let binary = gateway_tests::peers::require("sipsak", "sipsak");
-    let output = tokio::process::Command::new(binary).args(&args).output().await.expect("run sipsak");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let output = tokio::process::Command::new(binary)
+        .args(&args)
+        .output()
+        .await
+        .expect("run sipsak");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     (output.status.code().unwrap_or(-1), text)
 }
 
@@ -278,7 +286,9 @@ async fn requests_reach_a_registered_contact_and_nothing_else() {
     register(&mut client, "alice", &ha1("alice", "127.0.0.1", "alicepw")).await;
     until_registered(&mut client, "alice").await;
     let k = kamailio.clone();
-    let binding = blocking(move || k.wait_bindings("alice", 1, WAIT)).await.remove(0);
+    let binding = blocking(move || k.wait_bindings("alice", 1, WAIT))
+        .await
+        .remove(0);
 
     // An OPTIONS to alice, through the registrar (with digest auth), reaches our binding and
     // gets 200 with Allow.
@@ -288,8 +298,26 @@ async fn requests_reach_a_registered_contact_and_nothing_else() {
         .arg(format!("127.0.0.1:{}", kamailio.port))
         .arg("-sf")
         .arg(&scenario)
-        .args(["-s", "alice", "-key", "caller", "alice", "-au", "alice", "-ap", "alicepw", "-i", "127.0.0.1"])
-        .args(["-p", &gateway_tests::peers::free_port().to_string(), "-m", "1", "-nostdin"])
+        .args([
+            "-s",
+            "alice",
+            "-key",
+            "caller",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "alicepw",
+            "-i",
+            "127.0.0.1",
+        ])
+        .args([
+            "-p",
+            &gateway_tests::peers::free_port().to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+        ])
         .args(["-timeout", "10", "-timeout_error"])
         .output()
         .await
@@ -304,7 +332,13 @@ async fn requests_reach_a_registered_contact_and_nothing_else() {
 
     // Straight to the gateway: the binding's URI answers, any other user is 404.
     let direct = |uri: String| {
-        vec!["-vv".into(), "-s".into(), uri, "-H".into(), "127.0.0.1".into()]
+        vec![
+            "-vv".into(),
+            "-s".into(),
+            uri,
+            "-H".into(),
+            "127.0.0.1".into(),
+        ]
     };
     let (code, output) = sipsak(direct(binding.address.replace(";transport=udp", ""))).await;
     assert_eq!(code, 0, "{output}");
@@ -325,13 +359,27 @@ async fn requests_reach_a_registered_contact_and_nothing_else() {
     );
     socket.send_to(bad.as_bytes(), gateway.sip.0).await.unwrap();
     let mut buffer = vec![0u8; 4096];
-    let (length, _) = tokio::time::timeout(WAIT, socket.recv_from(&mut buffer)).await.unwrap().unwrap();
+    let (length, _) = tokio::time::timeout(WAIT, socket.recv_from(&mut buffer))
+        .await
+        .unwrap()
+        .unwrap();
     let response = String::from_utf8_lossy(&buffer[..length]).into_owned();
-    assert!(response.starts_with("SIP/2.0 400 Bad Request"), "{response}");
-    for garbage in [&b"\x00\x01\x02 not sip"[..], b"GET / HTTP/1.1\r\n\r\n", b"INVITE sip:x SIP/2.0\r\n\r\n"] {
+    assert!(
+        response.starts_with("SIP/2.0 400 Bad Request"),
+        "{response}"
+    );
+    for garbage in [
+        &b"\x00\x01\x02 not sip"[..],
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"INVITE sip:x SIP/2.0\r\n\r\n",
+    ] {
         socket.send_to(garbage, gateway.sip.0).await.unwrap();
     }
-    assert!(tokio::time::timeout(Duration::from_millis(300), socket.recv_from(&mut buffer)).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), socket.recv_from(&mut buffer))
+            .await
+            .is_err()
+    );
     let (code, output) = sipsak(direct(uri)).await;
     assert_eq!(code, 0, "{output}");
     client.expect_ack(json!({"sylkrtc": "ping"})).await;
