@@ -106,11 +106,25 @@ pub struct SipConfig {
     /// gateway is behind NAT. Empty: the local address, corrected by what registrars report.
     #[serde(default)]
     pub advertised_address: String,
+    /// The TLS port, when a certificate and key are configured (0 picks a free one).
+    #[serde(default = "default_sip_tls_port")]
+    pub tls_port: u16,
+    /// A PEM certificate chain for the SIP TLS listener; with `tls_private_key` it turns the
+    /// listener on.
+    #[serde(default)]
+    pub tls_certificate: Option<PathBuf>,
+    /// The PEM private key of `tls_certificate`.
+    #[serde(default)]
+    pub tls_private_key: Option<PathBuf>,
+    /// The certificate authorities (PEM) that SIP servers' TLS certificates are checked
+    /// against; unset: the system's bundle.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
     /// A proxy every REGISTER is sent through (`sip:proxy.example.com;transport=tcp`). Empty:
     /// each account's domain is resolved (RFC 3263: SRV, then A/AAAA).
     #[serde(default)]
     pub outbound_proxy: String,
-    /// The transport for servers that do not name one: `udp` or `tcp`.
+    /// The transport for servers that do not name one: `udp`, `tcp` or `tls`.
     #[serde(default = "default_sip_transport")]
     pub transport: String,
     /// The registration expiry asked for, in seconds.
@@ -194,6 +208,10 @@ fn default_sip_port() -> u16 {
     5060
 }
 
+fn default_sip_tls_port() -> u16 {
+    5061
+}
+
 fn default_sip_transport() -> String {
     "udp".to_owned()
 }
@@ -232,6 +250,10 @@ impl Default for SipConfig {
             listen: default_sip_listen(),
             udp_port: default_sip_port(),
             tcp_port: default_sip_port(),
+            tls_port: default_sip_tls_port(),
+            tls_certificate: None,
+            tls_private_key: None,
+            tls_ca_file: None,
             advertised_address: String::new(),
             outbound_proxy: String::new(),
             transport: default_sip_transport(),
@@ -361,7 +383,10 @@ impl Config {
             ));
         }
         let sip = &self.sip;
-        if !["udp", "tcp"].contains(&sip.transport.as_str()) {
+        if sip.tls_certificate.is_some() != sip.tls_private_key.is_some() {
+            return invalid("sip.tls_certificate and sip.tls_private_key go together".into());
+        }
+        if !["udp", "tcp", "tls"].contains(&sip.transport.as_str()) {
             return invalid(format!(
                 "sip.transport must be \"udp\" or \"tcp\", not {:?}",
                 sip.transport

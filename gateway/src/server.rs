@@ -87,7 +87,7 @@ impl Server {
             .map_err(|source| Error::Bind { addr, source })?;
         let local_addr = listener.local_addr()?;
         let sip_shutdown = CancellationToken::new();
-        let sip = sip::driver::start(sip_config(config), sip_shutdown.clone())
+        let sip = sip::driver::start(sip_config(config)?, sip_shutdown.clone())
             .await
             .map_err(|source| Error::SipBind {
                 addr: SocketAddr::new(config.sip.listen, config.sip.udp_port),
@@ -175,14 +175,27 @@ impl Server {
 }
 
 /// The SIP driver's settings from the configuration.
-pub(crate) fn sip_config(config: &Config) -> DriverConfig {
+pub(crate) fn sip_config(config: &Config) -> Result<DriverConfig> {
     let sip = &config.sip;
-    let mut transports = vec![Transport::Udp, Transport::Tcp];
-    if sip.transport == "tcp" {
-        transports.reverse();
-    }
+    let first = match sip.transport.as_str() {
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
+        _ => Transport::Udp,
+    };
+    let mut transports = vec![first];
+    transports.extend(
+        [Transport::Udp, Transport::Tcp, Transport::Tls]
+            .into_iter()
+            .filter(|t| *t != first),
+    );
+    let tls_server = match (&sip.tls_certificate, &sip.tls_private_key) {
+        (Some(certificate), Some(key)) => {
+            Some((sip.tls_port, Arc::new(tls::load(certificate, key)?)))
+        }
+        _ => None,
+    };
     let non_empty = |text: &str| (!text.trim().is_empty()).then(|| text.trim().to_owned());
-    DriverConfig {
+    Ok(DriverConfig {
         listen: sip.listen,
         udp_port: sip.udp_port,
         tcp_port: sip.tcp_port,
@@ -203,17 +216,20 @@ pub(crate) fn sip_config(config: &Config) -> DriverConfig {
             user_agent: sip.user_agent.clone(),
             tag_seed: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
         },
-    }
+        tls_client: tls::client_config(sip.tls_ca_file.as_deref())?,
+        tls_server,
+    })
 }
 
-/// Checks what the configuration refers to without binding: the TLS certificate and key load
-/// and fit together.
+/// Checks what the configuration refers to without binding: the TLS certificates and keys
+/// (https and SIP) load and fit together.
 pub fn check(config: &Config) -> Result<()> {
     if let (Some(certificate), Some(key)) =
         (&config.http.tls_certificate, &config.http.tls_private_key)
     {
         tls::server_config(certificate, key)?;
     }
+    sip_config(config)?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ServerConfig;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,8 +23,17 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Finished handshakes waiting for the HTTP server to take them.
 const READY_QUEUE: usize = 64;
 
-/// Loads the certificate chain and private key (PEM) into a rustls server configuration.
+/// Loads the certificate chain and private key (PEM) into a rustls server configuration for
+/// https/wss.
 pub(crate) fn server_config(certificate: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
+    let mut config = load(certificate, key)?;
+    // WebSocket needs HTTP/1.1 (its upgrade does not exist in HTTP/2 without RFC 8441).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Loads the certificate chain and private key (PEM) into a rustls server configuration.
+pub(crate) fn load(certificate: &Path, key: &Path) -> Result<ServerConfig> {
     let chain = CertificateDer::pem_file_iter(certificate)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|error| {
@@ -45,13 +54,41 @@ pub(crate) fn server_config(certificate: &Path, key: &Path) -> Result<Arc<Server
             key.display()
         ))
     })?;
-    let mut config = ServerConfig::builder()
+    ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|error| Error::Tls(format!("certificate and key do not fit: {error}")))?;
-    // WebSocket needs HTTP/1.1 (its upgrade does not exist in HTTP/2 without RFC 8441).
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+        .map_err(|error| Error::Tls(format!("certificate and key do not fit: {error}")))
+}
+
+/// Debian's bundle of trusted certificate authorities.
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A client configuration trusting the certificates in `ca_file` (PEM), or the system's bundle.
+pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    let path = ca_file.unwrap_or(Path::new(SYSTEM_ROOTS));
+    if ca_file.is_some() || path.exists() {
+        let certificates = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|error| {
+                Error::Tls(format!(
+                    "cannot read certificates from {}: {error}",
+                    path.display()
+                ))
+            })?;
+        let (added, _) = roots.add_parsable_certificates(certificates);
+        if ca_file.is_some() && added == 0 {
+            return Err(Error::Tls(format!(
+                "no usable certificate in {}",
+                path.display()
+            )));
+        }
+    }
+    Ok(Arc::new(
+        ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
 }
 
 /// A listener whose connections arrive with their TLS handshake done.

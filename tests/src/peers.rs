@@ -16,8 +16,11 @@ use crate::TempDir;
 /// The users of the test registrar: (user, password), domain 127.0.0.1.
 pub const USERS: [(&str, &str); 3] = [("alice", "alicepw"), ("bob", "bobpw"), ("carol", "carolpw")];
 
-/// Fails the test, naming the package, when `program` is not installed.
+/// Fails the test, naming the package, when `program` (or an absolute file) is not installed.
 pub fn require(program: &str, package: &str) -> PathBuf {
+    if program.starts_with('/') && Path::new(program).exists() {
+        return PathBuf::from(program);
+    }
     for dir in [
         "/usr/sbin",
         "/usr/bin",
@@ -93,6 +96,8 @@ pub struct KamailioOptions {
     pub max_expires: u32,
     /// The shortest expiry it accepts (below it: 423).
     pub min_expires: u32,
+    /// A TLS listener with this certificate and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for KamailioOptions {
@@ -100,6 +105,7 @@ impl Default for KamailioOptions {
         KamailioOptions {
             max_expires: 3600,
             min_expires: 1,
+            tls: None,
         }
     }
 }
@@ -110,6 +116,8 @@ pub struct Kamailio {
     child: Child,
     /// Its SIP port (UDP and TCP).
     pub port: u16,
+    /// Its TLS port, when it listens for TLS.
+    pub tls_port: Option<u16>,
     options: KamailioOptions,
     dir: TempDir,
     /// What it logged (`REGISTER ok ...` lines among others).
@@ -121,10 +129,12 @@ impl Kamailio {
     pub fn start(options: KamailioOptions) -> Kamailio {
         let dir = TempDir::new();
         let port = free_port();
-        let (child, log) = Self::spawn(&options, port, dir.path());
+        let tls_port = options.tls.as_ref().map(|_| free_port());
+        let (child, log) = Self::spawn(&options, port, tls_port, dir.path());
         let kamailio = Kamailio {
             child,
             port,
+            tls_port,
             options,
             dir,
             log,
@@ -133,10 +143,36 @@ impl Kamailio {
         kamailio
     }
 
-    fn spawn(options: &KamailioOptions, port: u16, dir: &Path) -> (Child, Log) {
+    fn spawn(
+        options: &KamailioOptions,
+        port: u16,
+        tls_port: Option<u16>,
+        dir: &Path,
+    ) -> (Child, Log) {
         let binary = require("kamailio", "kamailio");
         let data = data_dir().join("kamailio");
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let (Some((certificate, key)), Some(tls_port)) = (&options.tls, tls_port) {
+            require(
+                "/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so",
+                "kamailio-tls-modules",
+            );
+            let config = dir.join("tls.cfg");
+            let text = format!(
+                "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
+                 private_key = {}\ncertificate = {}\n\n[client:default]\nverify_certificate = no\n\
+                 require_certificate = no\n",
+                key.display(),
+                certificate.display()
+            );
+            std::fs::write(&config, text).expect("write kamailio's TLS configuration");
+            command
+                .arg("-A")
+                .arg(format!("TLSPORT={tls_port}"))
+                .arg("-A")
+                .arg(format!("TLSCFG=\"{}\"", config.display()));
+        }
+        let mut child = command
             .args(["-DD", "-E", "-f"])
             .arg(data.join("kamailio.cfg"))
             .arg("-Y")
@@ -197,7 +233,7 @@ impl Kamailio {
     /// Stops it and starts it again on the same port (bindings are lost: they are in memory).
     pub fn restart(&mut self) {
         self.stop();
-        let (child, log) = Self::spawn(&self.options, self.port, self.dir.path());
+        let (child, log) = Self::spawn(&self.options, self.port, self.tls_port, self.dir.path());
         self.child = child;
         self.log = log;
         self.wait_ready();

@@ -25,7 +25,7 @@ async fn sip() -> SipHandle {
     config.sip.listen = std::net::Ipv4Addr::LOCALHOST.into();
     config.sip.udp_port = 0;
     config.sip.tcp_port = 0;
-    let driver = crate::server::sip_config(&config);
+    let driver = crate::server::sip_config(&config).unwrap();
     sip::driver::start(driver, tokio_util::sync::CancellationToken::new())
         .await
         .unwrap()

@@ -11,6 +11,7 @@ pub mod resolve;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -50,6 +52,11 @@ pub struct DriverConfig {
     pub dns_servers: Vec<SocketAddr>,
     /// Timers, size limit and User-Agent.
     pub endpoint: EndpointConfig,
+    /// How TLS connections to SIP servers verify them (trusted roots).
+    pub tls_client: Arc<rustls::ClientConfig>,
+    /// A TLS listener (port, 0 for a free one, and certificate), for servers that open
+    /// connections to us.
+    pub tls_server: Option<(u16, Arc<rustls::ServerConfig>)>,
 }
 
 /// An account to register.
@@ -136,6 +143,8 @@ pub struct Sip {
     pub udp: SocketAddr,
     /// The bound TCP address.
     pub tcp: SocketAddr,
+    /// The bound TLS address, when TLS is listened for.
+    pub tls: Option<SocketAddr>,
     /// The driver task; it ends after shutdown, once un-registrations are done.
     pub task: JoinHandle<()>,
 }
@@ -146,6 +155,17 @@ pub async fn start(config: DriverConfig, shutdown: CancellationToken) -> io::Res
     let udp = UdpSocket::bind(SocketAddr::new(config.listen, config.udp_port)).await?;
     let tcp = TcpListener::bind(SocketAddr::new(config.listen, config.tcp_port)).await?;
     let (udp_addr, tcp_addr) = (udp.local_addr()?, tcp.local_addr()?);
+    let tls = match &config.tls_server {
+        Some((port, server)) => {
+            let listener = TcpListener::bind(SocketAddr::new(config.listen, *port)).await?;
+            Some((listener, TlsAcceptor::from(server.clone())))
+        }
+        None => None,
+    };
+    let tls_addr = match &tls {
+        Some((listener, _)) => Some(listener.local_addr()?),
+        None => None,
+    };
     let resolver = Resolver::new(&config.dns_servers, config.transports.clone())
         .map_err(|error| io::Error::other(error.to_string()))?;
     let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -157,18 +177,22 @@ pub async fn start(config: DriverConfig, shutdown: CancellationToken) -> io::Res
         tcp,
         udp_addr,
         tcp_addr,
+        tls,
+        tls_addr,
+        tls_names: HashMap::new(),
         resolver,
         connections: HashMap::new(),
         keys: HashMap::new(),
         owners: HashMap::new(),
         inputs,
     };
-    info!(udp = %udp_addr, tcp = %tcp_addr, "SIP transports listening");
+    info!(udp = %udp_addr, tcp = %tcp_addr, tls = ?tls_addr, "SIP transports listening");
     let task = tokio::spawn(driver.run(commands_rx, inputs_rx, shutdown));
     Ok(Sip {
         handle: SipHandle { commands },
         udp: udp_addr,
         tcp: tcp_addr,
+        tls: tls_addr,
         task,
     })
 }
@@ -179,8 +203,11 @@ enum Input {
     Connection(ConnectionInput),
     Resolved {
         key: RegistrationKey,
-        result: Result<Target, String>,
+        /// The target, and the server's name to check its TLS certificate against.
+        result: Result<(Target, String), String>,
     },
+    /// An accepted TLS connection finished its handshake.
+    TlsAccepted(Box<tokio_rustls::server::TlsStream<TcpStream>>, SocketAddr),
 }
 
 /// Where a registration stands in the driver.
@@ -202,6 +229,12 @@ struct Driver {
     tcp: TcpListener,
     udp_addr: SocketAddr,
     tcp_addr: SocketAddr,
+    /// The TLS listener, when one is configured.
+    tls: Option<(TcpListener, TlsAcceptor)>,
+    tls_addr: Option<SocketAddr>,
+    /// The name each TLS server's certificate must carry (RFC 5922: the domain that was
+    /// resolved, or the proxy's host), by address.
+    tls_names: HashMap<SocketAddr, String>,
     resolver: Resolver,
     /// Stream connections by remote address, each a task fed through this queue.
     connections: HashMap<Target, mpsc::Sender<Bytes>>,
@@ -261,10 +294,17 @@ impl Driver {
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let target = Target { transport: Transport::Tcp, addr: peer };
-                        self.spawn_connection(target, Some(stream), None);
+                        self.spawn_connection(target, Some(Accepted::Tcp(stream)), None);
                     }
                     Err(error) => {
                         debug!(%error, "TCP accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                accepted = accept_tls(&self.tls) => match accepted {
+                    Ok((stream, peer)) => self.handshake(stream, peer),
+                    Err(error) => {
+                        debug!(%error, "TLS accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
@@ -315,7 +355,8 @@ impl Driver {
                                     .into_iter()
                                     .next()
                                     .ok_or_else(|| "no address".to_owned())
-                            }),
+                            })
+                            .map(|target| (target, uri.host.clone())),
                         None => Err(format!("invalid SIP server {server:?}")),
                     };
                     let _ = inputs.send(Input::Resolved { key, result });
@@ -350,6 +391,19 @@ impl Driver {
                     debug!(remote = %source.addr, %error, "dropped a SIP message");
                 }
             }
+            Input::TlsAccepted(stream, peer) => {
+                let target = Target {
+                    transport: Transport::Tls,
+                    addr: peer,
+                };
+                self.spawn_connection(
+                    target,
+                    Some(Accepted::Tls(Box::new(tokio_rustls::TlsStream::Server(
+                        *stream,
+                    )))),
+                    None,
+                );
+            }
             Input::Connection(ConnectionInput::Closed(target)) => {
                 self.connections.remove(&target);
                 self.endpoint.handle_transport_error(now, target);
@@ -359,7 +413,12 @@ impl Driver {
                     return; // Unregistered while resolving.
                 };
                 let target = match result {
-                    Ok(target) => target,
+                    Ok((target, name)) => {
+                        if target.transport == Transport::Tls {
+                            self.tls_names.insert(target.addr, name);
+                        }
+                        target
+                    }
                     Err(error) => {
                         warn!(user = %account.user, domain = %account.domain, %error, "cannot find the SIP server");
                         let _ = events.send(SipEvent::Registration {
@@ -383,7 +442,9 @@ impl Driver {
     fn registration_config(&self, account: &Account, target: Target) -> RegistrationConfig {
         let port = match target.transport {
             Transport::Udp => self.udp_addr.port(),
-            Transport::Tcp | Transport::Tls => self.tcp_addr.port(),
+            Transport::Tcp => self.tcp_addr.port(),
+            // Without a TLS listener, requests come back over the registration's connection.
+            Transport::Tls => self.tls_addr.unwrap_or(self.tcp_addr).port(),
         };
         let host = match &self.config.advertised {
             Some(host) => host.clone(),
@@ -487,12 +548,31 @@ impl Driver {
         self.spawn_connection(target, None, Some(bytes));
     }
 
+    /// Completes the TLS handshake of an accepted connection in its own task, so that a slow
+    /// client cannot hold up the driver.
+    fn handshake(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let Some((_, acceptor)) = &self.tls else {
+            return;
+        };
+        let acceptor = acceptor.clone();
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let _ = inputs.send(Input::TlsAccepted(Box::new(stream), peer));
+                }
+                Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+
     /// Starts a connection task: for an accepted stream, or a new outgoing connection whose
     /// first message waits until it is up.
     fn spawn_connection(
         &mut self,
         target: Target,
-        accepted: Option<TcpStream>,
+        accepted: Option<Accepted>,
         first: Option<Bytes>,
     ) {
         let (sender, receiver) = mpsc::channel(WRITE_QUEUE);
@@ -516,30 +596,72 @@ impl Driver {
                 }
             }
         });
+        let tls = (target.transport == Transport::Tls).then(|| {
+            let name = self
+                .tls_names
+                .get(&target.addr)
+                .cloned()
+                .unwrap_or_else(|| target.addr.ip().to_string());
+            (TlsConnector::from(self.config.tls_client.clone()), name)
+        });
         tokio::spawn(async move {
             let stream = match accepted {
-                Some(stream) => stream,
-                None => {
-                    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.addr))
-                        .await
-                    {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(error)) => {
-                            debug!(remote = %target.addr, %error, "TCP connect failed");
-                            let _ = forward.send(ConnectionInput::Closed(target));
-                            return;
-                        }
-                        Err(_) => {
-                            debug!(remote = %target.addr, "TCP connect timed out");
-                            let _ = forward.send(ConnectionInput::Closed(target));
-                            return;
-                        }
+                Some(Accepted::Tcp(stream)) => Accepted::Tcp(stream),
+                Some(Accepted::Tls(stream)) => Accepted::Tls(stream),
+                None => match tokio::time::timeout(CONNECT_TIMEOUT, connect(target, tls)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        debug!(remote = %target.addr, %error, "connection failed");
+                        let _ = forward.send(ConnectionInput::Closed(target));
+                        return;
                     }
-                }
+                    Err(_) => {
+                        debug!(remote = %target.addr, "connection timed out");
+                        let _ = forward.send(ConnectionInput::Closed(target));
+                        return;
+                    }
+                },
             };
-            let _ = stream.set_nodelay(true);
-            connection::run(stream, target, receiver, forward, keepalive, max).await;
+            match stream {
+                Accepted::Tcp(stream) => {
+                    connection::run(stream, target, receiver, forward, keepalive, max).await
+                }
+                Accepted::Tls(stream) => {
+                    connection::run(stream, target, receiver, forward, keepalive, max).await
+                }
+            }
         });
+    }
+}
+
+/// A connected stream.
+enum Accepted {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+}
+
+/// Opens a TCP connection, and the TLS session over it when `tls` names the server.
+async fn connect(target: Target, tls: Option<(TlsConnector, String)>) -> io::Result<Accepted> {
+    let stream = TcpStream::connect(target.addr).await?;
+    let _ = stream.set_nodelay(true);
+    let Some((connector, name)) = tls else {
+        return Ok(Accepted::Tcp(stream));
+    };
+    let name = rustls::pki_types::ServerName::try_from(name)
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+    let stream = connector.connect(name, stream).await?;
+    Ok(Accepted::Tls(Box::new(tokio_rustls::TlsStream::Client(
+        stream,
+    ))))
+}
+
+/// The next connection on the TLS listener (never, without one).
+async fn accept_tls(
+    tls: &Option<(TcpListener, TlsAcceptor)>,
+) -> io::Result<(TcpStream, SocketAddr)> {
+    match tls {
+        Some((listener, _)) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }
 

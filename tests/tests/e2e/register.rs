@@ -174,6 +174,7 @@ async fn short_expiries_are_refreshed_and_a_restarted_registrar_gets_the_binding
     let mut kamailio = Kamailio::start(KamailioOptions {
         max_expires: 4,
         min_expires: 1,
+        tls: None,
     });
     let gateway = gateway(&kamailio, "udp").await;
     let mut client = gateway.client().await;
@@ -383,4 +384,58 @@ async fn requests_reach_a_registered_contact_and_nothing_else() {
     let (code, output) = sipsak(direct(uri)).await;
     assert_eq!(code, 0, "{output}");
     client.expect_ack(json!({"sylkrtc": "ping"})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_over_tls_and_checks_the_certificate() {
+    let dir = gateway_tests::TempDir::new();
+    let certificate = gateway_tests::TestCertificate::generate(dir.path());
+    let kamailio = std::sync::Arc::new(Kamailio::start(KamailioOptions {
+        tls: Some((certificate.certificate.clone(), certificate.key.clone())),
+        ..KamailioOptions::default()
+    }));
+    let tls_port = kamailio.tls_port.unwrap();
+    let proxy = format!("sip:127.0.0.1:{tls_port};transport=tls");
+
+    // Trusting the registrar's certificate: registered over TLS.
+    let mut config = Config::default();
+    config.sip.outbound_proxy = proxy.clone();
+    config.sip.tls_ca_file = Some(certificate.certificate.clone());
+    let gateway = Gateway::start(config).await;
+    let mut client = gateway.client().await;
+    register(&mut client, "alice", &ha1("alice", "127.0.0.1", "alicepw")).await;
+    until_registered(&mut client, "alice").await;
+    let k = kamailio.clone();
+    let binding = blocking(move || k.wait_bindings("alice", 1, WAIT))
+        .await
+        .remove(0);
+    assert_eq!(
+        binding.socket,
+        format!("tls:127.0.0.1:{tls_port}"),
+        "{binding:?}"
+    );
+    assert!(binding.address.ends_with(";transport=tls"), "{binding:?}");
+    client
+        .expect_ack(json!({"sylkrtc": "account-unregister", "account": "alice@127.0.0.1"}))
+        .await;
+    let k = kamailio.clone();
+    blocking(move || k.wait_bindings("alice", 0, WAIT)).await;
+
+    // Not trusting it (the system's authorities only): the connection is refused.
+    let mut config = Config::default();
+    config.sip.outbound_proxy = proxy;
+    let untrusting = Gateway::start(config).await;
+    let mut client = untrusting.client().await;
+    register(&mut client, "bob", &ha1("bob", "127.0.0.1", "bobpw")).await;
+    assert_eq!(
+        state(&mut client, "bob").await,
+        RegistrationState::Registering
+    );
+    match state(&mut client, "bob").await {
+        RegistrationState::Failed {
+            reason: Some(reason),
+        } => assert!(reason.starts_with("503"), "{reason}"),
+        other => panic!("expected failed, got {other:?}"),
+    }
+    assert!(kamailio.bindings("bob").is_empty());
 }
