@@ -93,3 +93,89 @@ pub(crate) async fn run<S>(
 fn closed(inputs: &mpsc::UnboundedSender<ConnectionInput>, target: Target) {
     let _ = inputs.send(ConnectionInput::Closed(target));
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::registration::Transport;
+
+    /// A connection task on a real loopback connection, and the peer's end of it.
+    async fn connected(
+        keepalive: Option<Duration>,
+    ) -> (
+        TcpStream,
+        Target,
+        mpsc::Sender<Bytes>,
+        mpsc::UnboundedReceiver<ConnectionInput>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let target = Target {
+            transport: Transport::Tcp,
+            addr,
+        };
+        let (outgoing, receiver) = mpsc::channel(4);
+        let (inputs, inputs_rx) = mpsc::unbounded_channel();
+        let client = TcpStream::connect(addr).await.unwrap();
+        tokio::spawn(run(client, target, receiver, inputs, keepalive, 65_536));
+        let (server, _) = listener.accept().await.unwrap();
+        (server, target, outgoing, inputs_rx)
+    }
+
+    const WAIT: Duration = Duration::from_secs(2);
+
+    #[tokio::test]
+    async fn sends_keepalive_pings() {
+        // The sender is held: dropping it is how the driver closes a connection.
+        let (mut server, _target, _outgoing, _inputs) =
+            connected(Some(Duration::from_millis(100))).await;
+        for _ in 0..2 {
+            let mut ping = [0u8; 4];
+            tokio::time::timeout(WAIT, server.read_exact(&mut ping))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&ping, b"\r\n\r\n");
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_pings_frames_messages_and_reports_the_close() {
+        let (mut server, target, outgoing, mut inputs) = connected(None).await;
+        // The peer's ping is answered with a pong: one CRLF, and nothing else.
+        server.write_all(b"\r\n\r\n").await.unwrap();
+        let mut pong = [0u8; 8];
+        let count = tokio::time::timeout(WAIT, server.read(&mut pong))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&pong[..count], b"\r\n");
+        // What the driver sends is written.
+        outgoing.send(Bytes::from_static(b"hello")).await.unwrap();
+        let mut hello = [0u8; 5];
+        tokio::time::timeout(WAIT, server.read_exact(&mut hello))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&hello, b"hello");
+        // What arrives is framed.
+        let message = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nContent-Length: 0\r\n\r\n";
+        server.write_all(message).await.unwrap();
+        let input = tokio::time::timeout(WAIT, inputs.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(input, ConnectionInput::Frame(from, Frame::Message(_)) if from == target));
+        // The peer closing is reported.
+        drop(server);
+        let closed = tokio::time::timeout(WAIT, inputs.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(closed, ConnectionInput::Closed(from) if from == target));
+    }
+}

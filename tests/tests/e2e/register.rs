@@ -92,6 +92,24 @@ async fn the_right_ha1_registers_and_unregister_removes_the_binding() {
         );
         assert!(binding.expires > 500, "{binding:?}");
 
+        if transport == "tcp" {
+            // A second account reuses the gateway's connection to the registrar.
+            register(&mut client, "bob", &ha1("bob", "127.0.0.1", "bobpw")).await;
+            until_registered(&mut client, "bob").await;
+            let sources: std::collections::HashSet<String> = kamailio
+                .log
+                .text()
+                .lines()
+                .filter(|line| line.contains("REGISTER sip:") && line.contains(" -> challenge"))
+                .filter_map(|line| line.split(" from ").nth(1))
+                .map(|rest| rest.split(' ').next().unwrap_or_default().to_owned())
+                .collect();
+            // UDP registrations of the first round came from the UDP port; over TCP, one more.
+            assert_eq!(sources.len(), 2, "{sources:?}");
+            client
+                .expect_ack(json!({"sylkrtc": "account-remove", "account": "bob@127.0.0.1"}))
+                .await;
+        }
         // Unregister is acked at once; the binding goes away after.
         client
             .expect_ack(json!({"sylkrtc": "account-unregister", "account": "alice@127.0.0.1"}))
