@@ -7,7 +7,8 @@
 //! (unknown), a Request-URI that matches no live registration gets 404, so that SIP scanners
 //! never reach a browser, and malformed requests get 400 when they can be answered at all.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -111,6 +112,17 @@ pub struct Endpoint {
     contacts: HashMap<String, RegistrationId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<EndpointEvent>,
+    /// Every timer, soonest first. An entry may be stale (its owner gone, or its deadline
+    /// moved): it is checked against the owner when popped, so that nothing is ever scanned.
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+}
+
+/// Whose timer a heap entry is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Client(String),
+    Server((String, String, String)),
+    Registration(RegistrationId),
 }
 
 impl Endpoint {
@@ -126,6 +138,28 @@ impl Endpoint {
             contacts: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            timers: BinaryHeap::new(),
+        }
+    }
+
+    /// Records the current deadline of a timer's owner.
+    fn schedule(&mut self, timer: Timer) {
+        let deadline = match &timer {
+            Timer::Client(branch) => self
+                .clients
+                .get(branch)
+                .and_then(|client| client.transaction.poll_timeout()),
+            Timer::Server(key) => self
+                .servers
+                .get(key)
+                .and_then(|entry| server_timeout(&entry.transaction)),
+            Timer::Registration(id) => self
+                .registrations
+                .get(id)
+                .and_then(|entry| entry.registration.poll_timeout()),
+        };
+        if let Some(deadline) = deadline {
+            self.timers.push(Reverse((deadline, timer)));
         }
     }
 
@@ -360,6 +394,7 @@ impl Endpoint {
                 None => break,
             }
         }
+        self.schedule(Timer::Server(key.clone()));
     }
 
     /// Runs a registration's output: requests into new client transactions, events out.
@@ -368,16 +403,21 @@ impl Endpoint {
             return;
         };
         let target = entry.target;
-        while let Some(request) = entry.registration.poll_request() {
+        let requests: Vec<Message> =
+            std::iter::from_fn(|| entry.registration.poll_request()).collect();
+        for request in requests {
             let Some(branch) = top_branch(&request) else {
                 continue;
             };
-            let transaction = NonInviteClient::new(
+            let mut transaction = NonInviteClient::new(
                 Bytes::from(request.to_bytes()),
                 target.transport.reliable(),
                 self.config.timers,
                 now,
             );
+            while let Some(bytes) = transaction.poll_transmit() {
+                self.transmits.push_back(Transmit { target, bytes });
+            }
             self.clients.insert(
                 branch.clone(),
                 ClientTransaction {
@@ -386,12 +426,11 @@ impl Endpoint {
                     owner: id,
                 },
             );
-            if let Some(client) = self.clients.get_mut(&branch) {
-                while let Some(bytes) = client.transaction.poll_transmit() {
-                    self.transmits.push_back(Transmit { target, bytes });
-                }
-            }
+            self.schedule(Timer::Client(branch));
         }
+        let Some(entry) = self.registrations.get_mut(&id) else {
+            return;
+        };
         let mut done = false;
         while let Some(event) = entry.registration.poll_event() {
             done |= event == RegistrationEvent::Unregistered;
@@ -402,7 +441,9 @@ impl Endpoint {
             let contact = entry.registration.config().contact_user.clone();
             self.registrations.remove(&id);
             self.contacts.remove(&contact);
+            return;
         }
+        self.schedule(Timer::Registration(id));
     }
 
     /// Runs a client transaction's output, and hands its final outcome to its registration.
@@ -420,6 +461,8 @@ impl Endpoint {
         }
         if client.transaction.state() == crate::transaction::State::Terminated {
             self.clients.remove(branch);
+        } else {
+            self.schedule(Timer::Client(branch.to_owned()));
         }
         for outcome in outcomes {
             let Some(entry) = self.registrations.get_mut(&owner) else {
@@ -455,58 +498,58 @@ impl Endpoint {
     /// Timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         let due = |deadline: Option<Instant>| deadline.is_some_and(|deadline| deadline <= now);
-        let clients: Vec<String> = self
-            .clients
-            .iter()
-            .filter(|(_, client)| due(client.transaction.poll_timeout()))
-            .map(|(branch, _)| branch.clone())
-            .collect();
-        for branch in clients {
-            if let Some(client) = self.clients.get_mut(&branch) {
-                client.transaction.handle_timeout(now);
-            }
-            self.drive_client(now, &branch);
-        }
-        let servers: Vec<_> = self
-            .servers
-            .iter()
-            .filter(|(_, entry)| due(server_timeout(&entry.transaction)))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in servers {
-            if let Some(entry) = self.servers.get_mut(&key) {
-                match &mut entry.transaction {
-                    ServerTransaction::NonInvite(transaction) => transaction.handle_timeout(now),
-                    ServerTransaction::Invite(invite) => invite.handle_timeout(now),
+        while self
+            .timers
+            .peek()
+            .is_some_and(|Reverse((deadline, _))| *deadline <= now)
+        {
+            let Some(Reverse((_, timer))) = self.timers.pop() else {
+                break;
+            };
+            match timer {
+                Timer::Client(branch) => {
+                    let Some(client) = self.clients.get_mut(&branch) else {
+                        continue;
+                    };
+                    if !due(client.transaction.poll_timeout()) {
+                        continue;
+                    }
+                    client.transaction.handle_timeout(now);
+                    self.drive_client(now, &branch);
+                }
+                Timer::Server(key) => {
+                    let Some(entry) = self.servers.get_mut(&key) else {
+                        continue;
+                    };
+                    if !due(server_timeout(&entry.transaction)) {
+                        continue;
+                    }
+                    let terminated = match &mut entry.transaction {
+                        ServerTransaction::NonInvite(transaction) => {
+                            transaction.handle_timeout(now);
+                            transaction.state() == crate::transaction::State::Terminated
+                        }
+                        ServerTransaction::Invite(invite) => {
+                            invite.handle_timeout(now);
+                            invite.state() == crate::transaction::State::Terminated
+                        }
+                    };
+                    self.drain_server(&key);
+                    if terminated {
+                        self.servers.remove(&key);
+                    }
+                }
+                Timer::Registration(id) => {
+                    let Some(entry) = self.registrations.get_mut(&id) else {
+                        continue;
+                    };
+                    if !due(entry.registration.poll_timeout()) {
+                        continue;
+                    }
+                    entry.registration.handle_timeout(now);
+                    self.pump(now, id);
                 }
             }
-            self.drain_server(&key);
-            let terminated = self
-                .servers
-                .get(&key)
-                .is_some_and(|entry| match &entry.transaction {
-                    ServerTransaction::NonInvite(transaction) => {
-                        transaction.state() == crate::transaction::State::Terminated
-                    }
-                    ServerTransaction::Invite(invite) => {
-                        invite.state() == crate::transaction::State::Terminated
-                    }
-                });
-            if terminated {
-                self.servers.remove(&key);
-            }
-        }
-        let registrations: Vec<RegistrationId> = self
-            .registrations
-            .iter()
-            .filter(|(_, entry)| due(entry.registration.poll_timeout()))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in registrations {
-            if let Some(entry) = self.registrations.get_mut(&id) {
-                entry.registration.handle_timeout(now);
-            }
-            self.pump(now, id);
         }
     }
 
@@ -520,21 +563,9 @@ impl Endpoint {
         self.events.pop_front()
     }
 
-    /// When `handle_timeout` must be called next.
+    /// When `handle_timeout` must be called next (possibly early, for a timer that moved).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let clients = self
-            .clients
-            .values()
-            .filter_map(|client| client.transaction.poll_timeout());
-        let servers = self
-            .servers
-            .values()
-            .filter_map(|entry| server_timeout(&entry.transaction));
-        let registrations = self
-            .registrations
-            .values()
-            .filter_map(|entry| entry.registration.poll_timeout());
-        clients.chain(servers).chain(registrations).min()
+        self.timers.peek().map(|Reverse((deadline, _))| *deadline)
     }
 }
 

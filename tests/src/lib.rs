@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
 
+pub mod bench;
 pub mod peers;
 
 /// How long a test waits for a message that must come.

@@ -98,6 +98,8 @@ pub struct KamailioOptions {
     pub min_expires: u32,
     /// A TLS listener with this certificate and key (PEM files).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// A db_text directory with the subscriber table (the tests' three users otherwise).
+    pub db: Option<PathBuf>,
 }
 
 impl Default for KamailioOptions {
@@ -106,6 +108,7 @@ impl Default for KamailioOptions {
             max_expires: 3600,
             min_expires: 1,
             tls: None,
+            db: None,
         }
     }
 }
@@ -178,7 +181,14 @@ impl Kamailio {
             .arg("-Y")
             .arg(dir)
             .arg("-A")
-            .arg(format!("DBURL=\"text://{}\"", data.join("db").display()))
+            .arg(format!(
+                "DBURL=\"text://{}\"",
+                options
+                    .db
+                    .clone()
+                    .unwrap_or_else(|| data.join("db"))
+                    .display()
+            ))
             .arg("-A")
             .arg(format!("SIPPORT={port}"))
             .arg("-A")
@@ -246,8 +256,13 @@ impl Kamailio {
         let _ = self.child.wait();
     }
 
-    /// The bindings of `user`, from `kamcmd ul.dump`.
-    pub fn bindings(&self, user: &str) -> Vec<Binding> {
+    /// The process id of its main process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every binding, from `kamcmd ul.dump`.
+    pub fn all_bindings(&self) -> Vec<Binding> {
         let kamcmd = require("kamcmd", "kamailio");
         let output = Command::new(kamcmd)
             .arg("-s")
@@ -255,8 +270,12 @@ impl Kamailio {
             .arg("ul.dump")
             .output()
             .expect("run kamcmd");
-        let text = String::from_utf8_lossy(&output.stdout);
-        parse_dump(&text)
+        parse_dump(&String::from_utf8_lossy(&output.stdout))
+    }
+
+    /// The bindings of `user`, from `kamcmd ul.dump`.
+    pub fn bindings(&self, user: &str) -> Vec<Binding> {
+        self.all_bindings()
             .into_iter()
             .filter(|binding| binding.aor == user)
             .collect()

@@ -152,7 +152,7 @@ pub struct Sip {
 /// Binds the transports and starts the driver. `shutdown` makes it remove every binding and
 /// stop.
 pub async fn start(config: DriverConfig, shutdown: CancellationToken) -> io::Result<Sip> {
-    let udp = UdpSocket::bind(SocketAddr::new(config.listen, config.udp_port)).await?;
+    let udp = bind_udp(SocketAddr::new(config.listen, config.udp_port))?;
     let tcp = TcpListener::bind(SocketAddr::new(config.listen, config.tcp_port)).await?;
     let (udp_addr, tcp_addr) = (udp.local_addr()?, tcp.local_addr()?);
     let tls = match &config.tls_server {
@@ -663,6 +663,24 @@ async fn accept_tls(
         Some((listener, _)) => listener.accept().await,
         None => std::future::pending().await,
     }
+}
+
+/// The receive and send buffers asked for the UDP socket. A burst of registrations (a restart,
+/// a reconnect storm) brings as many responses at once; the default 208 KiB drops them, which
+/// costs retransmissions. The kernel caps this at `net.core.rmem_max`.
+const UDP_BUFFER: usize = 4 * 1024 * 1024;
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        None,
+    )?;
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 fn host_text(ip: IpAddr) -> String {

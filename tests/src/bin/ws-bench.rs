@@ -14,17 +14,12 @@
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use gateway_tests::bench::{Error, GatewayProcess, Ws, connect, cpu_seconds, rss_kib};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -42,71 +37,29 @@ struct Args {
     seconds: u64,
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
-
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Error> {
     let args = Args::parse();
-    let binary = std::env::current_exe()?
-        .parent()
-        .ok_or("no directory")?
-        .join("sylkrtc-gateway");
-    if !binary.exists() {
-        return Err(format!(
-            "{} is missing: build it with `cargo build --release -p gateway`",
-            binary.display()
-        )
-        .into());
-    }
-    let (mut gateway, addr) = start_gateway(&binary, args.idle + args.connections + 16)?;
+    let config = format!(
+        "[websocket]\nmax_connections = {}\n[sip]\nlisten = \"127.0.0.1\"\nudp_port = 0\ntcp_port = 0\n[log]\nlevel = \"warn\"\n",
+        args.idle + args.connections + 16
+    );
+    let gateway = GatewayProcess::start(&config)?;
     // The client runs on one thread, so that it takes at most one of the machine's cores.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let result = runtime.block_on(bench(&args, addr, gateway.id()));
-    let _ = gateway.kill();
-    let _ = gateway.wait();
-    result
+    runtime.block_on(bench(&args, &gateway.url(), gateway.pid()))
 }
 
-fn start_gateway(
-    binary: &PathBuf,
-    max_connections: usize,
-) -> Result<(Child, SocketAddr), Box<dyn std::error::Error>> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let config = std::env::temp_dir().join(format!("ws-bench-{}.toml", std::process::id()));
-    std::fs::write(
-        &config,
-        format!(
-            "[http]\nlisten = \"{addr}\"\n[websocket]\nmax_connections = {max_connections}\n[log]\nlevel = \"warn\"\n"
-        ),
-    )?;
-    let child = Command::new(binary)
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .spawn()?;
-    let started = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        if started.elapsed() > Duration::from_secs(10) {
-            return Err("the gateway did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((child, addr))
-}
-
-async fn bench(args: &Args, addr: SocketAddr, pid: u32) -> Result<(), Box<dyn std::error::Error>> {
-    let url = format!("ws://{addr}/webrtcgateway/ws");
-
+async fn bench(args: &Args, url: &str, pid: u32) -> Result<(), Error> {
     // Warm up: the first connection allocates the runtime's and allocator's per-thread state.
-    let mut warm = connect(&url).await?;
+    let mut warm = connect(url).await?;
     ping(&mut warm, "warm").await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss_kib(pid)?;
     let mut idle = Vec::with_capacity(args.idle);
     for index in 0..args.idle {
-        let mut ws = connect(&url).await?;
+        let mut ws = connect(url).await?;
         ping(&mut ws, &format!("i{index}")).await?;
         idle.push(ws);
     }
@@ -118,7 +71,7 @@ async fn bench(args: &Args, addr: SocketAddr, pid: u32) -> Result<(), Box<dyn st
 
     let mut clients = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        clients.push(connect(&url).await?);
+        clients.push(connect(url).await?);
     }
     let cpu_before = cpu_seconds(pid)?;
     let own_before = cpu_seconds(std::process::id())?;
@@ -174,27 +127,7 @@ async fn bench(args: &Args, addr: SocketAddr, pid: u32) -> Result<(), Box<dyn st
     Ok(())
 }
 
-async fn connect(url: &str) -> Result<Ws, Box<dyn std::error::Error>> {
-    let mut request = url.into_client_request()?;
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", "sylkRTC-2".parse()?);
-    let host = request.uri().authority().ok_or("no host")?.to_string();
-    let stream = TcpStream::connect(host).await?;
-    stream.set_nodelay(true)?;
-    // Small client buffers: thousands of idle clients must not exhaust the benchmark's memory.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(4096);
-    let (mut ws, _) =
-        tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
-    match ws.next().await {
-        Some(Ok(Message::Text(text))) if text.contains("ready-event") => Ok(ws),
-        other => Err(format!("expected ready-event, got {other:?}").into()),
-    }
-}
-
-async fn ping(ws: &mut Ws, transaction: &str) -> Result<(), Box<dyn std::error::Error>> {
+async fn ping(ws: &mut Ws, transaction: &str) -> Result<(), Error> {
     ws.send(Message::text(format!(
         r#"{{"sylkrtc":"ping","transaction":"{transaction}"}}"#
     )))
@@ -242,25 +175,4 @@ async fn churn(
         }
     }
     Ok((answered, errors))
-}
-
-/// Resident memory of a process, in KiB.
-fn rss_kib(pid: u32) -> Result<u64, Box<dyn std::error::Error>> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| "no VmRSS".into())
-}
-
-/// User plus system CPU time of a process, in seconds.
-fn cpu_seconds(pid: u32) -> Result<f64, Box<dyn std::error::Error>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may contain spaces) are space-separated; utime and
-    // stime are the 14th and 15th fields, in clock ticks (USER_HZ, 100 on Linux).
-    let rest = stat.rsplit_once(')').ok_or("bad stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    Ok(ticks as f64 / 100.0)
 }

@@ -191,8 +191,7 @@ async fn short_expiries_are_refreshed_and_a_restarted_registrar_gets_the_binding
     // kamailio grants at most 4 s: the gateway refreshes every 2 s.
     let mut kamailio = Kamailio::start(KamailioOptions {
         max_expires: 4,
-        min_expires: 1,
-        tls: None,
+        ..KamailioOptions::default()
     });
     let gateway = gateway(&kamailio, "udp").await;
     let mut client = gateway.client().await;
