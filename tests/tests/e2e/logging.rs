@@ -106,3 +106,50 @@ async fn trace_client_logs_every_message_without_secrets() {
         "{logs}"
     );
 }
+
+#[tokio::test]
+async fn registration_logs_never_show_the_ha1() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let kamailio =
+        gateway_tests::peers::Kamailio::start(gateway_tests::peers::KamailioOptions::default());
+    let mut config = Config::default();
+    config.websocket.trace_client = true;
+    config.sip.outbound_proxy = format!("sip:127.0.0.1:{}", kamailio.port);
+    let gateway = Gateway::start(config).await;
+    let mut client = gateway.client().await;
+    let ha1 = sip::auth::ha1("alice", "127.0.0.1", "alicepw");
+    client
+        .expect_ack(
+            json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1", "password": ha1}),
+        )
+        .await;
+    client
+        .expect_ack(json!({"sylkrtc": "account-register", "account": "alice@127.0.0.1"}))
+        .await;
+    // registering, then registered: the digest was computed and sent.
+    client.recv().await;
+    let registered = client.recv().await;
+    assert!(
+        format!("{registered:?}").contains("Registered"),
+        "{registered:?}"
+    );
+    client.close().await;
+    gateway.stop().await;
+
+    let logs = captured.text();
+    assert!(
+        logs.contains("SIP event"),
+        "the SIP side logged at this level:\n{logs}"
+    );
+    assert!(
+        !logs.contains(&ha1),
+        "the HA1 leaked into the logs:\n{logs}"
+    );
+}
