@@ -1,11 +1,16 @@
-//! The gateway's media relay: WebRTC termination (ICE, DTLS-SRTP) toward the browser and plain
-//! RTP toward SIP endpoints.
+//! The gateway's media relay: WebRTC termination (ICE-lite, DTLS-SRTP) toward the browser and
+//! plain RTP toward SIP endpoints, relaying audio without decoding it.
 //!
-//! It will be built on str0m, which is sans-IO and lets every browser peer share one UDP port;
-//! the relay session is a state machine fed with datagrams and `now`, and the sockets live in a
-//! thin tokio driver behind a feature. The gateway never sees str0m types.
-//!
-//! Nothing of it is built yet. Until it is, the gateway answers the requests that need media
-//! (`session-create`, `session-answer`, ...) with "not supported yet: NAME".
+//! The protocol logic is sans-IO: session descriptions are read and written by [`sdp`], and a
+//! call's relay is a state machine fed with datagrams and `now` (str0m does the WebRTC side).
+//! The sockets live in a thin tokio driver behind the `tokio` feature. The gateway never sees
+//! str0m types.
 
 #![deny(missing_docs)]
+
+pub mod codec;
+mod error;
+pub mod sdp;
+
+pub use codec::{Codec, Format, Payload};
+pub use error::{Error, Result};

@@ -1,0 +1,431 @@
+//! Session descriptions, read into a small model and written for the SIP side (plain RTP/AVP),
+//! with the `sdp` crate. The browser side's descriptions are read here and written by str0m.
+
+use std::fmt;
+use std::io::Cursor;
+use std::net::{IpAddr, SocketAddr};
+
+use sdp::description::common::{Address, Attribute, ConnectionInformation};
+use sdp::description::media::{MediaDescription, MediaName, RangedPort};
+use sdp::description::session::{Origin, SessionDescription, TimeDescription, Timing};
+
+use crate::codec::{Codec, Format, Payload};
+use crate::error::{Error, Result};
+
+/// The direction of a stream (RFC 3264 section 6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Both ways.
+    SendRecv,
+    /// Only from the describing side.
+    SendOnly,
+    /// Only to the describing side.
+    RecvOnly,
+    /// Neither (on hold both ways).
+    Inactive,
+}
+
+impl Direction {
+    /// The direction an answer takes to this offered one: sendonly becomes recvonly, so that
+    /// holding works.
+    pub fn answer(self) -> Direction {
+        match self {
+            Direction::SendRecv => Direction::SendRecv,
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            Direction::Inactive => Direction::Inactive,
+        }
+    }
+
+    /// Whether the describing side sends.
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    /// Whether the describing side receives.
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+
+    fn from_attribute(key: &str) -> Option<Direction> {
+        match key {
+            "sendrecv" => Some(Direction::SendRecv),
+            "sendonly" => Some(Direction::SendOnly),
+            "recvonly" => Some(Direction::RecvOnly),
+            "inactive" => Some(Direction::Inactive),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        })
+    }
+}
+
+/// One m-line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaLine {
+    /// `audio`, `video`, `application`, ...
+    pub kind: String,
+    /// The port (0: declined).
+    pub port: u16,
+    /// The transport profile (`RTP/AVP`, `UDP/TLS/RTP/SAVPF`, ...).
+    pub proto: String,
+    /// The format list as written.
+    pub formats: Vec<String>,
+    /// `a=mid`.
+    pub mid: Option<String>,
+    /// The audio payloads the relay can carry, in the m-line's order.
+    pub payloads: Vec<Payload>,
+    /// The encoding names of every payload, as written (for messages about codecs).
+    pub codec_names: Vec<String>,
+    /// The stream's direction (the session's, or sendrecv, when the m-line says none).
+    pub direction: Direction,
+    /// The connection address of the m-line (or the session's).
+    pub connection: Option<IpAddr>,
+    /// `a=rtcp`: where RTCP goes when it is not port+1.
+    pub rtcp: Option<SocketAddr>,
+    /// `a=rtcp-mux`.
+    pub rtcp_mux: bool,
+}
+
+/// A parsed session description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description {
+    /// The m-lines, in order.
+    pub lines: Vec<MediaLine>,
+}
+
+impl Description {
+    /// Parses SDP text.
+    pub fn parse(text: &str) -> Result<Description> {
+        let session = SessionDescription::unmarshal(&mut Cursor::new(text.as_bytes()))
+            .map_err(|error| Error::Sdp(error.to_string()))?;
+        let session_connection = connection_address(session.connection_information.as_ref());
+        let session_direction = session
+            .attributes
+            .iter()
+            .find_map(|attribute| Direction::from_attribute(&attribute.key));
+        let lines = session
+            .media_descriptions
+            .iter()
+            .map(|media| media_line(media, session_connection, session_direction))
+            .collect();
+        Ok(Description { lines })
+    }
+
+    /// The first audio m-line that is not declined, with its index.
+    pub fn audio(&self) -> Option<(usize, &MediaLine)> {
+        self.lines
+            .iter()
+            .enumerate()
+            .find(|(_, line)| line.kind == "audio" && line.port != 0)
+    }
+}
+
+impl MediaLine {
+    /// Where the far end wants RTP (the connection address and the port); `None` when the
+    /// address is unspecified (`0.0.0.0`, an old way to say hold) or missing.
+    pub fn rtp_target(&self) -> Option<SocketAddr> {
+        let ip = self.connection?;
+        (!ip.is_unspecified() && self.port != 0).then(|| SocketAddr::new(ip, self.port))
+    }
+
+    /// Where the far end wants RTCP: `a=rtcp`, the RTP port with rtcp-mux, else port+1.
+    pub fn rtcp_target(&self) -> Option<SocketAddr> {
+        if self.rtcp_mux {
+            return self.rtp_target();
+        }
+        match self.rtcp {
+            Some(rtcp) => Some(rtcp),
+            None => self
+                .rtp_target()
+                .map(|rtp| SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1))),
+        }
+    }
+
+    /// The telephone-event payload at `clock_rate`, if offered.
+    pub fn telephone_event(&self, clock_rate: u32) -> Option<&Payload> {
+        self.payloads
+            .iter()
+            .find(|payload| payload.format == Format::TelephoneEvent(clock_rate))
+    }
+
+    /// The first audio codec payload.
+    pub fn first_codec(&self) -> Option<&Payload> {
+        self.payloads
+            .iter()
+            .find(|payload| matches!(payload.format, Format::Audio(_)))
+    }
+}
+
+fn connection_address(info: Option<&ConnectionInformation>) -> Option<IpAddr> {
+    info?
+        .address
+        .as_ref()?
+        .address
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn media_line(
+    media: &MediaDescription,
+    session_connection: Option<IpAddr>,
+    session_direction: Option<Direction>,
+) -> MediaLine {
+    let value = |key: &str| -> Vec<&str> {
+        media
+            .attributes
+            .iter()
+            .filter(|attribute| attribute.key == key)
+            .filter_map(|attribute| attribute.value.as_deref())
+            .collect()
+    };
+    let rtpmaps: Vec<(u8, String, u32)> = value("rtpmap")
+        .into_iter()
+        .filter_map(|rtpmap| {
+            let (pt, encoding) = rtpmap.split_once(' ')?;
+            let mut parts = encoding.trim().split('/');
+            let name = parts.next()?.to_owned();
+            let rate = parts.next()?.parse().ok()?;
+            Some((pt.parse().ok()?, name, rate))
+        })
+        .collect();
+    let fmtp = |pt: u8| {
+        value("fmtp").into_iter().find_map(|line| {
+            let (number, params) = line.split_once(' ')?;
+            (number.parse::<u8>().ok()? == pt).then(|| params.trim().to_owned())
+        })
+    };
+    let mut payloads = Vec::new();
+    let mut codec_names = Vec::new();
+    for format in &media.media_name.formats {
+        let Ok(pt) = format.parse::<u8>() else {
+            continue;
+        };
+        // A static payload type may come without an rtpmap (RFC 3551).
+        let (name, rate) = match rtpmaps.iter().find(|(number, _, _)| *number == pt) {
+            Some((_, name, rate)) => (name.clone(), *rate),
+            None => match pt {
+                0 => ("PCMU".to_owned(), 8_000),
+                8 => ("PCMA".to_owned(), 8_000),
+                9 => ("G722".to_owned(), 8_000),
+                _ => (format!("payload {pt}"), 0),
+            },
+        };
+        let format = if name.eq_ignore_ascii_case("telephone-event") {
+            Some(Format::TelephoneEvent(rate))
+        } else {
+            Codec::from_rtpmap(&name, rate).map(Format::Audio)
+        };
+        if let Some(format) = format {
+            payloads.push(Payload {
+                pt,
+                format,
+                fmtp: fmtp(pt),
+            });
+        }
+        codec_names.push(name);
+    }
+    let direction = media
+        .attributes
+        .iter()
+        .find_map(|attribute| Direction::from_attribute(&attribute.key))
+        .or(session_direction)
+        .unwrap_or(Direction::SendRecv);
+    let connection =
+        connection_address(media.connection_information.as_ref()).or(session_connection);
+    let rtcp = value("rtcp").first().and_then(|rtcp| {
+        let mut parts = rtcp.split_whitespace();
+        let port: u16 = parts.next()?.parse().ok()?;
+        let ip = parts.nth(2).and_then(|ip| ip.parse().ok()).or(connection)?;
+        Some(SocketAddr::new(ip, port))
+    });
+    MediaLine {
+        kind: media.media_name.media.clone(),
+        port: u16::try_from(media.media_name.port.value).unwrap_or(0),
+        proto: media.media_name.protos.join("/"),
+        formats: media.media_name.formats.clone(),
+        mid: value("mid").first().map(|mid| (*mid).to_owned()),
+        payloads,
+        codec_names,
+        direction,
+        connection,
+        rtcp,
+        rtcp_mux: media
+            .attributes
+            .iter()
+            .any(|attribute| attribute.key == "rtcp-mux"),
+    }
+}
+
+/// A SIP-side description to write: one audio stream, plus the other m-lines of the description
+/// it answers, declined with port 0 in their places.
+#[derive(Debug, Clone)]
+pub struct SipDescription<'a> {
+    /// The o= session id (stays the same for a call).
+    pub session_id: u64,
+    /// The o= version (grows with each new description of the call).
+    pub version: u64,
+    /// Our RTP address and port.
+    pub rtp: SocketAddr,
+    /// The payloads, first preferred.
+    pub payloads: &'a [Payload],
+    /// The direction.
+    pub direction: Direction,
+    /// When answering: the offer's m-lines, so that the others are declined in place.
+    pub answering: Option<(&'a Description, usize)>,
+}
+
+impl SipDescription<'_> {
+    /// The SDP text (CRLF line ends).
+    pub fn write(&self) -> String {
+        let ip = self.rtp.ip();
+        let (network, address_type) = match ip {
+            IpAddr::V4(_) => ("IN", "IP4"),
+            IpAddr::V6(_) => ("IN", "IP6"),
+        };
+        let connection = ConnectionInformation {
+            network_type: network.to_owned(),
+            address_type: address_type.to_owned(),
+            address: Some(Address {
+                address: ip.to_string(),
+                ttl: None,
+                range: None,
+            }),
+        };
+        let mut session = SessionDescription {
+            origin: Origin {
+                username: "-".to_owned(),
+                session_id: self.session_id,
+                session_version: self.version,
+                network_type: network.to_owned(),
+                address_type: address_type.to_owned(),
+                unicast_address: ip.to_string(),
+            },
+            session_name: "sylkrtc-gateway".to_owned(),
+            connection_information: Some(connection),
+            time_descriptions: vec![TimeDescription {
+                timing: Timing {
+                    start_time: 0,
+                    stop_time: 0,
+                },
+                repeat_times: Vec::new(),
+            }],
+            ..SessionDescription::default()
+        };
+        let audio = self.audio_line();
+        match self.answering {
+            Some((offer, audio_index)) => {
+                for (index, line) in offer.lines.iter().enumerate() {
+                    if index == audio_index {
+                        session.media_descriptions.push(audio.clone());
+                    } else {
+                        session.media_descriptions.push(declined(line));
+                    }
+                }
+            }
+            None => session.media_descriptions.push(audio),
+        }
+        session.marshal()
+    }
+
+    fn audio_line(&self) -> MediaDescription {
+        let mut attributes: Vec<Attribute> = Vec::new();
+        for payload in self.payloads {
+            attributes.push(Attribute::new("rtpmap".to_owned(), Some(payload.rtpmap())));
+            if let Some(fmtp) = &payload.fmtp {
+                attributes.push(Attribute::new(
+                    "fmtp".to_owned(),
+                    Some(format!("{} {fmtp}", payload.pt)),
+                ));
+            }
+        }
+        attributes.push(Attribute::new("ptime".to_owned(), Some("20".to_owned())));
+        attributes.push(Attribute::new(self.direction.to_string(), None));
+        MediaDescription {
+            media_name: MediaName {
+                media: "audio".to_owned(),
+                port: RangedPort {
+                    value: isize::try_from(self.rtp.port()).unwrap_or(0),
+                    range: None,
+                },
+                protos: vec!["RTP".to_owned(), "AVP".to_owned()],
+                formats: self
+                    .payloads
+                    .iter()
+                    .map(|payload| payload.pt.to_string())
+                    .collect(),
+            },
+            attributes,
+            ..MediaDescription::default()
+        }
+    }
+}
+
+/// An m-line refused in an answer: same kind, proto and formats, port 0 (RFC 3264 section 6).
+fn declined(line: &MediaLine) -> MediaDescription {
+    MediaDescription {
+        media_name: MediaName {
+            media: line.kind.clone(),
+            port: RangedPort {
+                value: 0,
+                range: None,
+            },
+            protos: line.proto.split('/').map(str::to_owned).collect(),
+            formats: if line.formats.is_empty() {
+                vec!["0".to_owned()]
+            } else {
+                line.formats.clone()
+            },
+        },
+        ..MediaDescription::default()
+    }
+}
+
+/// The payloads of `offered` the relay can carry, ordered by `preference`, followed by the
+/// telephone-event payloads whose clock rates match a kept codec.
+pub fn common_payloads(offered: &[Payload], preference: &[Codec]) -> Vec<Payload> {
+    let mut kept: Vec<Payload> = preference
+        .iter()
+        .filter_map(|codec| {
+            offered
+                .iter()
+                .find(|payload| payload.format == Format::Audio(*codec))
+                .cloned()
+        })
+        .collect();
+    let rates: Vec<u32> = kept
+        .iter()
+        .map(|payload| payload.format.clock_rate())
+        .collect();
+    let events: Vec<Payload> = offered
+        .iter()
+        .filter(|payload| matches!(payload.format, Format::TelephoneEvent(rate) if rates.contains(&rate)))
+        .cloned()
+        .collect();
+    kept.extend(events);
+    kept
+}
+
+/// Why codecs do not meet, in words for a `terminated` reason.
+pub fn no_common_codec(offered: &MediaLine, preference: &[Codec]) -> String {
+    let configured: Vec<&str> = preference.iter().map(|codec| codec.name()).collect();
+    format!(
+        "no common codec: the far end offers {}, the gateway relays {}",
+        offered.codec_names.join(", "),
+        configured.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests;

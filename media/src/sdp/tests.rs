@@ -1,0 +1,158 @@
+use super::*;
+
+fn data(name: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/sdp/");
+    std::fs::read_to_string(format!("{path}{name}")).unwrap()
+}
+
+#[test]
+fn reads_chrome_offers() {
+    let offer = Description::parse(&data("chrome-offer-audio-video.sdp")).unwrap();
+    assert_eq!(offer.lines.len(), 2);
+    let (index, audio) = offer.audio().unwrap();
+    assert_eq!(index, 0);
+    assert_eq!(audio.proto, "UDP/TLS/RTP/SAVPF");
+    assert_eq!(audio.mid.as_deref(), Some("0"));
+    assert!(audio.rtcp_mux);
+    let formats: Vec<Format> = audio
+        .payloads
+        .iter()
+        .map(|payload| payload.format)
+        .collect();
+    assert_eq!(
+        formats,
+        [
+            Format::Audio(Codec::Opus),
+            Format::Audio(Codec::G722),
+            Format::Audio(Codec::Pcmu),
+            Format::Audio(Codec::Pcma),
+            Format::TelephoneEvent(48_000),
+            Format::TelephoneEvent(8_000),
+        ]
+    );
+    assert_eq!(
+        audio.payloads[0].fmtp.as_deref(),
+        Some("minptime=10;useinbandfec=1")
+    );
+    assert_eq!(audio.codec_names[1], "red");
+    assert_eq!(offer.lines[1].kind, "video");
+    assert_eq!(audio.direction, Direction::SendRecv);
+}
+
+#[test]
+fn reads_sip_offers_and_answers() {
+    let baresip = Description::parse(&data("baresip-offer.sdp")).unwrap();
+    let (_, audio) = baresip.audio().unwrap();
+    assert_eq!(audio.rtp_target(), Some("127.0.0.1:10004".parse().unwrap()));
+    assert_eq!(
+        audio.rtcp_target(),
+        Some("127.0.0.1:10005".parse().unwrap())
+    );
+    assert_eq!(audio.telephone_event(8_000).map(|te| te.pt), Some(101));
+    assert_eq!(
+        audio.first_codec().map(|codec| codec.format),
+        Some(Format::Audio(Codec::Pcmu))
+    );
+    let sipp = Description::parse(&data("sipp-offer.sdp")).unwrap();
+    let (_, audio) = sipp.audio().unwrap();
+    assert_eq!(
+        audio.first_codec().map(|codec| codec.format),
+        Some(Format::Audio(Codec::Pcma))
+    );
+    let answer = Description::parse(&data("sipp-answer.sdp")).unwrap();
+    assert_eq!(
+        answer.audio().unwrap().1.rtp_target(),
+        Some("127.0.0.1:6000".parse().unwrap())
+    );
+}
+
+#[test]
+fn hold_and_rtcp_attributes() {
+    let text = "v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=sendonly\r\n\
+                m=audio 4000 RTP/AVP 0\r\na=rtcp:4005 IN IP4 192.0.2.9\r\n";
+    let description = Description::parse(text).unwrap();
+    let (_, audio) = description.audio().unwrap();
+    assert_eq!(
+        audio.direction,
+        Direction::SendOnly,
+        "the session-level direction applies"
+    );
+    assert_eq!(audio.rtp_target(), None, "0.0.0.0 is no target");
+    assert_eq!(audio.rtcp, Some("192.0.2.9:4005".parse().unwrap()));
+    assert_eq!(Direction::SendOnly.answer(), Direction::RecvOnly);
+    assert_eq!(Direction::Inactive.answer(), Direction::Inactive);
+    assert!(Description::parse("not sdp").is_err());
+}
+
+#[test]
+fn writes_sip_offers_and_answers_that_read_back() {
+    let chrome = Description::parse(&data("chrome-offer-audio-video.sdp")).unwrap();
+    let (_, audio) = chrome.audio().unwrap();
+    let preference = [Codec::Pcmu, Codec::Opus, Codec::Pcma];
+    let payloads = common_payloads(&audio.payloads, &preference);
+    let formats: Vec<Format> = payloads.iter().map(|payload| payload.format).collect();
+    assert_eq!(
+        formats,
+        [
+            Format::Audio(Codec::Pcmu),
+            Format::Audio(Codec::Opus),
+            Format::Audio(Codec::Pcma),
+            Format::TelephoneEvent(48_000),
+            Format::TelephoneEvent(8_000),
+        ]
+    );
+    let offer = SipDescription {
+        session_id: 7,
+        version: 1,
+        rtp: "192.0.2.10:30000".parse().unwrap(),
+        payloads: &payloads,
+        direction: Direction::SendRecv,
+        answering: None,
+    }
+    .write();
+    assert!(
+        offer.contains("m=audio 30000 RTP/AVP 0 111 8 110 126\r\n"),
+        "{offer}"
+    );
+    assert!(offer.contains("c=IN IP4 192.0.2.10\r\n"), "{offer}");
+    assert!(offer.contains("a=rtpmap:111 opus/48000/2\r\n"), "{offer}");
+    assert!(
+        offer.contains("a=fmtp:111 minptime=10;useinbandfec=1\r\n"),
+        "{offer}"
+    );
+    let again = Description::parse(&offer).unwrap();
+    assert_eq!(again.audio().unwrap().1.payloads, payloads);
+    assert_eq!(
+        again.audio().unwrap().1.rtp_target(),
+        Some("192.0.2.10:30000".parse().unwrap())
+    );
+
+    // An answer keeps the offer's m-lines in place, declining the others.
+    let answer = SipDescription {
+        session_id: 7,
+        version: 1,
+        rtp: "192.0.2.10:30002".parse().unwrap(),
+        payloads: &payloads[..1],
+        direction: Direction::RecvOnly,
+        answering: Some((&chrome, 0)),
+    }
+    .write();
+    let read = Description::parse(&answer).unwrap();
+    assert_eq!(read.lines.len(), 2);
+    assert_eq!(read.lines[1].kind, "video");
+    assert_eq!(read.lines[1].port, 0);
+    assert_eq!(read.lines[0].direction, Direction::RecvOnly);
+}
+
+#[test]
+fn no_common_codec_names_both_sides() {
+    let text = "v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+                m=audio 4000 RTP/AVP 18 3\r\na=rtpmap:18 G729/8000\r\na=rtpmap:3 GSM/8000\r\n";
+    let description = Description::parse(text).unwrap();
+    let (_, audio) = description.audio().unwrap();
+    assert!(common_payloads(&audio.payloads, &Codec::ALL).is_empty());
+    assert_eq!(
+        no_common_codec(audio, &Codec::ALL),
+        "no common codec: the far end offers G729, GSM, the gateway relays opus, G722, PCMU, PCMA"
+    );
+}
