@@ -152,6 +152,12 @@ pub struct SipConfig {
     /// The User-Agent of REGISTERs when the client names none, and the Server of responses.
     #[serde(default = "default_user_agent")]
     pub user_agent: String,
+    /// The session interval (RFC 4028) asked for in calls, in seconds; 0 asks for none.
+    #[serde(default = "default_session_expires")]
+    pub session_expires: u32,
+    /// The smallest session interval accepted from the far end, in seconds (at least 90).
+    #[serde(default = "default_min_se")]
+    pub min_se: u32,
 }
 
 /// `[log]`: logging.
@@ -240,6 +246,14 @@ fn default_sip_max_message_size() -> usize {
     65_535
 }
 
+fn default_session_expires() -> u32 {
+    1800
+}
+
+fn default_min_se() -> u32 {
+    90
+}
+
 fn default_user_agent() -> String {
     concat!("sylkrtc-gateway/", env!("CARGO_PKG_VERSION")).to_owned()
 }
@@ -265,6 +279,8 @@ impl Default for SipConfig {
             dns_servers: Vec::new(),
             max_message_size: default_sip_max_message_size(),
             user_agent: default_user_agent(),
+            session_expires: default_session_expires(),
+            min_se: default_min_se(),
         }
     }
 }

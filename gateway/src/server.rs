@@ -215,6 +215,8 @@ pub(crate) fn sip_config(config: &Config) -> Result<DriverConfig> {
             max_message_size: sip.max_message_size,
             user_agent: sip.user_agent.clone(),
             tag_seed: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+            session_expires: (sip.session_expires > 0).then_some(sip.session_expires),
+            min_se: sip.min_se,
         },
         tls_client: tls::client_config(sip.tls_ca_file.as_deref())?,
         tls_server,

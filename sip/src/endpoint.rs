@@ -15,11 +15,17 @@ use std::time::Instant;
 use bytes::Bytes;
 use ezk_sip_types::{Method, Name};
 
+use crate::call::CallEvent;
 use crate::message::{Frame, Message, ParseError, StartLine};
 use crate::registration::{
     Failure, Registration, RegistrationConfig, RegistrationEvent, Transport,
 };
-use crate::transaction::{Event, InviteServer, NonInviteClient, NonInviteServer, Timers};
+use crate::transaction::{
+    Event, InviteClient, InviteServer, NonInviteClient, NonInviteServer, Timers,
+};
+
+mod calls;
+use calls::CallEntry;
 
 /// Where a message goes or came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,7 +50,7 @@ pub struct Transmit {
 pub struct RegistrationId(pub u64);
 
 /// What the endpoint reports to its user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum EndpointEvent {
     /// A registration's state changed. After [`RegistrationEvent::Unregistered`] the
     /// registration is gone.
@@ -54,6 +60,61 @@ pub enum EndpointEvent {
         /// What happened.
         event: RegistrationEvent,
     },
+    /// An INVITE reached a registration: a new incoming call (answered 100 Trying, nothing
+    /// more until the owner rings, answers or rejects it).
+    Incoming {
+        /// The registration it reached.
+        registration: RegistrationId,
+        /// The new call.
+        id: CallId,
+        /// The INVITE.
+        invite: Box<Message>,
+    },
+    /// A call's event. After [`CallEvent::Terminated`] nothing more comes for the call.
+    Call {
+        /// Which.
+        id: CallId,
+        /// What happened.
+        event: CallEvent,
+    },
+}
+
+impl PartialEq for EndpointEvent {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                EndpointEvent::Registration { id, event },
+                EndpointEvent::Registration {
+                    id: other_id,
+                    event: other_event,
+                },
+            ) => id == other_id && event == other_event,
+            (
+                EndpointEvent::Incoming {
+                    registration,
+                    id,
+                    invite,
+                },
+                EndpointEvent::Incoming {
+                    registration: other_registration,
+                    id: other_id,
+                    invite: other_invite,
+                },
+            ) => {
+                registration == other_registration
+                    && id == other_id
+                    && invite.to_bytes() == other_invite.to_bytes()
+            }
+            (
+                EndpointEvent::Call { id, event },
+                EndpointEvent::Call {
+                    id: other_id,
+                    event: other_event,
+                },
+            ) => id == other_id && event == other_event,
+            _ => false,
+        }
+    }
 }
 
 /// The endpoint's settings.
@@ -67,16 +128,92 @@ pub struct EndpointConfig {
     pub user_agent: String,
     /// Random text that To tags are made from (with a counter).
     pub tag_seed: String,
+    /// The session interval asked for in calls (RFC 4028), or none.
+    pub session_expires: Option<u32>,
+    /// The smallest session interval accepted.
+    pub min_se: u32,
 }
 
-/// The methods the endpoint accepts (what Allow lists).
+/// The methods the endpoint accepts outside calls (what Allow lists).
 pub const ALLOW: &str = "OPTIONS";
+
+/// Identifies a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// Whose a client transaction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Registration(RegistrationId),
+    Call(CallId),
+}
+
+#[derive(Debug)]
+enum ClientKind {
+    NonInvite(NonInviteClient),
+    Invite(InviteClient),
+}
+
+impl ClientKind {
+    fn poll_transmit(&mut self) -> Option<Bytes> {
+        match self {
+            ClientKind::NonInvite(transaction) => transaction.poll_transmit(),
+            ClientKind::Invite(transaction) => transaction.poll_transmit(),
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        match self {
+            ClientKind::NonInvite(transaction) => transaction.poll_event(),
+            ClientKind::Invite(transaction) => transaction.poll_event(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            ClientKind::NonInvite(transaction) => transaction.poll_timeout(),
+            ClientKind::Invite(transaction) => transaction.poll_timeout(),
+        }
+    }
+
+    fn state(&self) -> crate::transaction::State {
+        match self {
+            ClientKind::NonInvite(transaction) => transaction.state(),
+            ClientKind::Invite(transaction) => transaction.state(),
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, response: Message) {
+        match self {
+            ClientKind::NonInvite(transaction) => transaction.handle_response(now, response),
+            ClientKind::Invite(transaction) => transaction.handle_response(now, response),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            ClientKind::NonInvite(transaction) => transaction.handle_timeout(now),
+            ClientKind::Invite(transaction) => transaction.handle_timeout(now),
+        }
+    }
+
+    fn handle_transport_error(&mut self) {
+        match self {
+            ClientKind::NonInvite(transaction) => transaction.handle_transport_error(),
+            ClientKind::Invite(transaction) => transaction.handle_transport_error(),
+        }
+    }
+}
 
 #[derive(Debug)]
 struct ClientTransaction {
-    transaction: NonInviteClient,
+    transaction: ClientKind,
     target: Target,
-    owner: RegistrationId,
+    owner: Owner,
+    /// The method, to match responses (RFC 3261 section 17.1.3).
+    method: Method,
+    /// The request, for calls (which are told which of their requests failed).
+    request: Option<Message>,
 }
 
 #[derive(Debug)]
@@ -89,6 +226,8 @@ enum ServerTransaction {
 struct ServerEntry {
     transaction: ServerTransaction,
     target: Target,
+    /// The call whose request this is.
+    owner: Option<CallId>,
 }
 
 #[derive(Debug)]
@@ -106,10 +245,13 @@ pub struct Endpoint {
     /// Client transactions by branch.
     clients: HashMap<String, ClientTransaction>,
     /// Server transactions by (branch, sent-by, method), RFC 3261 section 17.2.3.
-    servers: HashMap<(String, String, String), ServerEntry>,
+    servers: HashMap<ServerKey, ServerEntry>,
     registrations: HashMap<RegistrationId, RegistrationEntry>,
     /// Registrations by their Contact user part, for requests that reach us.
     contacts: HashMap<String, RegistrationId>,
+    calls: HashMap<CallId, CallEntry>,
+    /// Calls by Call-ID and our tag, for the requests of their dialogs.
+    dialogs: HashMap<(String, String), CallId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<EndpointEvent>,
     /// Every timer, soonest first. An entry may be stale (its owner gone, or its deadline
@@ -121,8 +263,9 @@ pub struct Endpoint {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Client(String),
-    Server((String, String, String)),
+    Server(ServerKey),
     Registration(RegistrationId),
+    Call(CallId),
 }
 
 impl Endpoint {
@@ -136,6 +279,8 @@ impl Endpoint {
             servers: HashMap::new(),
             registrations: HashMap::new(),
             contacts: HashMap::new(),
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             timers: BinaryHeap::new(),
@@ -149,6 +294,10 @@ impl Endpoint {
                 .clients
                 .get(branch)
                 .and_then(|client| client.transaction.poll_timeout()),
+            Timer::Call(id) => self
+                .calls
+                .get(id)
+                .and_then(|entry| entry.call.poll_timeout()),
             Timer::Server(key) => self
                 .servers
                 .get(key)
@@ -249,7 +398,7 @@ impl Endpoint {
         // RFC 3261 section 17.1.3: the CSeq method must match too.
         let matches = response
             .cseq()
-            .is_ok_and(|cseq| cseq.method == Method::REGISTER);
+            .is_ok_and(|cseq| cseq.method == client.method);
         if !matches {
             return;
         }
@@ -279,20 +428,59 @@ impl Endpoint {
         };
         // A retransmission, or the ACK of a transaction we answered.
         if let Some(entry) = self.servers.get_mut(&key) {
+            let mut acked = None;
             match (&mut entry.transaction, method == Method::ACK) {
-                (ServerTransaction::Invite(invite), true) => invite.handle_ack(now, request),
+                (ServerTransaction::Invite(invite), true) => {
+                    invite.handle_ack(now, request);
+                    while let Some(event) = invite.poll_event() {
+                        if let Event::Ack(ack) = event {
+                            acked = entry.owner.map(|owner| (owner, ack));
+                        }
+                    }
+                }
                 (ServerTransaction::Invite(invite), false) => invite.handle_retransmission(),
                 (ServerTransaction::NonInvite(transaction), _) => {
                     transaction.handle_retransmission()
                 }
             }
             self.drain_server(&key);
+            // RFC 6026: an ACK for a 2xx that reuses the INVITE's branch still reaches the call.
+            if let Some((owner, ack)) = acked {
+                self.call_request(now, owner, &ack);
+            }
             return;
         }
+        if method == Method::CANCEL {
+            return self.cancel(now, source, &request, key);
+        }
+        if request.tag(&Name::TO).is_some() {
+            return self.in_dialog(now, source, &request, &method, key);
+        }
         if method == Method::ACK {
-            return; // An ACK for nothing we know (a 2xx ACK, or stray): nothing to answer.
+            return; // An ACK for nothing we know: nothing to answer.
+        }
+        if method == Method::INVITE
+            && let Some(registration) = self.invite_target(&request)
+        {
+            return self.incoming(now, source, request, key, registration);
         }
         let (code, reason) = self.decide(&request, &method);
+        self.respond_new(now, source, &request, key, code, reason);
+    }
+
+    /// Answers a request in a new server transaction of its own.
+    fn respond_new(
+        &mut self,
+        now: Instant,
+        source: Target,
+        request: &Message,
+        key: ServerKey,
+        code: u16,
+        reason: &str,
+    ) {
+        let Some(method) = request.method().cloned() else {
+            return;
+        };
         let tag = self.new_tag();
         let mut response = request.response(code, reason, Some(&tag));
         if code == 405 || (method == Method::OPTIONS && code == 200) {
@@ -306,7 +494,7 @@ impl Endpoint {
             .insert(Name::SERVER, self.config.user_agent.clone());
         let reliable = source.transport.reliable();
         let mut transaction = if method == Method::INVITE {
-            ServerTransaction::Invite(InviteServer::new(&request, reliable, self.config.timers))
+            ServerTransaction::Invite(InviteServer::new(request, reliable, self.config.timers))
         } else {
             ServerTransaction::NonInvite(NonInviteServer::new(reliable, self.config.timers))
         };
@@ -319,6 +507,7 @@ impl Endpoint {
             ServerEntry {
                 transaction,
                 target: source,
+                owner: None,
             },
         );
         self.drain_server(&key);
@@ -345,6 +534,8 @@ impl Endpoint {
         }
         if *method == Method::OPTIONS {
             (200, "OK")
+        } else if request.tag(&Name::TO).is_some() {
+            (481, "Call/Transaction Does Not Exist")
         } else {
             (405, "Method Not Allowed")
         }
@@ -376,7 +567,7 @@ impl Endpoint {
         format!("{}{:x}", self.config.tag_seed, self.next_tag)
     }
 
-    fn drain_server(&mut self, key: &(String, String, String)) {
+    fn drain_server(&mut self, key: &ServerKey) {
         let Some(entry) = self.servers.get_mut(key) else {
             return;
         };
@@ -384,10 +575,7 @@ impl Endpoint {
         loop {
             let bytes = match &mut entry.transaction {
                 ServerTransaction::NonInvite(transaction) => transaction.poll_transmit(),
-                ServerTransaction::Invite(invite) => {
-                    while invite.poll_event().is_some() {}
-                    invite.poll_transmit()
-                }
+                ServerTransaction::Invite(invite) => invite.poll_transmit(),
             };
             match bytes {
                 Some(bytes) => self.transmits.push_back(Transmit { target, bytes }),
@@ -409,24 +597,22 @@ impl Endpoint {
             let Some(branch) = top_branch(&request) else {
                 continue;
             };
-            let mut transaction = NonInviteClient::new(
+            let transaction = NonInviteClient::new(
                 Bytes::from(request.to_bytes()),
                 target.transport.reliable(),
                 self.config.timers,
                 now,
             );
-            while let Some(bytes) = transaction.poll_transmit() {
-                self.transmits.push_back(Transmit { target, bytes });
-            }
-            self.clients.insert(
-                branch.clone(),
+            self.start_client(
+                branch,
                 ClientTransaction {
-                    transaction,
+                    transaction: ClientKind::NonInvite(transaction),
                     target,
-                    owner: id,
+                    owner: Owner::Registration(id),
+                    method: Method::REGISTER,
+                    request: None,
                 },
             );
-            self.schedule(Timer::Client(branch));
         }
         let Some(entry) = self.registrations.get_mut(&id) else {
             return;
@@ -446,12 +632,25 @@ impl Endpoint {
         self.schedule(Timer::Registration(id));
     }
 
-    /// Runs a client transaction's output, and hands its final outcome to its registration.
+    /// Starts a client transaction: its first transmission goes out.
+    fn start_client(&mut self, branch: String, mut client: ClientTransaction) {
+        while let Some(bytes) = client.transaction.poll_transmit() {
+            self.transmits.push_back(Transmit {
+                target: client.target,
+                bytes,
+            });
+        }
+        self.clients.insert(branch.clone(), client);
+        self.schedule(Timer::Client(branch));
+    }
+
+    /// Runs a client transaction's output, and hands its outcome to its owner.
     fn drive_client(&mut self, now: Instant, branch: &str) {
         let Some(client) = self.clients.get_mut(branch) else {
             return;
         };
         let (target, owner) = (client.target, client.owner);
+        let request = client.request.clone();
         while let Some(bytes) = client.transaction.poll_transmit() {
             self.transmits.push_back(Transmit { target, bytes });
         }
@@ -464,6 +663,15 @@ impl Endpoint {
         } else {
             self.schedule(Timer::Client(branch.to_owned()));
         }
+        let owner = match owner {
+            Owner::Registration(id) => id,
+            Owner::Call(id) => {
+                if let Some(request) = request {
+                    self.call_outcomes(now, id, &request, outcomes);
+                }
+                return;
+            }
+        };
         for outcome in outcomes {
             let Some(entry) = self.registrations.get_mut(&owner) else {
                 continue;
@@ -539,6 +747,16 @@ impl Endpoint {
                         self.servers.remove(&key);
                     }
                 }
+                Timer::Call(id) => {
+                    let Some(entry) = self.calls.get_mut(&id) else {
+                        continue;
+                    };
+                    if !due(entry.call.poll_timeout()) {
+                        continue;
+                    }
+                    entry.call.handle_timeout(now);
+                    self.pump_call(now, id);
+                }
                 Timer::Registration(id) => {
                     let Some(entry) = self.registrations.get_mut(&id) else {
                         continue;
@@ -602,8 +820,11 @@ fn top_branch(message: &Message) -> Option<String> {
         .map(|branch| branch.to_string())
 }
 
+/// A server transaction's key: branch, sent-by and method.
+type ServerKey = (String, String, String);
+
 /// RFC 3261 section 17.2.3: branch, sent-by and method (an ACK belongs to its INVITE).
-fn server_key(request: &Message, method: &Method) -> Option<(String, String, String)> {
+fn server_key(request: &Message, method: &Method) -> Option<ServerKey> {
     let vias = request.vias().ok()?;
     let via = vias.first()?;
     let branch = via.params.get_val("branch")?.to_string();

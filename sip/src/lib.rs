@@ -10,6 +10,8 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod call;
+pub mod dialog;
 #[cfg(feature = "tokio")]
 pub mod driver;
 pub mod endpoint;

@@ -700,7 +700,7 @@ fn check_name_addr(value: &str) -> Result<(), &'static str> {
 }
 
 /// Splits a header list at the commas that are outside quotes and angle brackets.
-fn split_list(value: &str) -> Vec<&str> {
+pub(crate) fn split_list(value: &str) -> Vec<&str> {
     let mut items = Vec::new();
     let (mut quoted, mut bracketed, mut escaped, mut start) = (false, false, false, 0);
     for (index, byte) in value.bytes().enumerate() {

@@ -521,7 +521,9 @@ impl Driver {
             }
         }
         while let Some(event) = self.endpoint.poll_event() {
-            let EndpointEvent::Registration { id, event } = event;
+            let EndpointEvent::Registration { id, event } = event else {
+                continue; // Calls are wired in the next step.
+            };
             let done = event == RegistrationEvent::Unregistered;
             if let Some((key, events)) = self.owners.get(&id) {
                 let _ = events.send(SipEvent::Registration {

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::auth::{Credentials, Secret, ha1};
+use crate::call::Call;
 
 const REGISTRAR: &str = "127.0.0.1:5060";
 
@@ -11,6 +12,8 @@ fn endpoint() -> Endpoint {
         max_message_size: 65536,
         user_agent: "sylkrtc-gateway test".into(),
         tag_seed: "t".into(),
+        session_expires: Some(1800),
+        min_se: 90,
     })
 }
 
@@ -26,10 +29,7 @@ fn registration(contact_user: &str) -> RegistrationConfig {
         user: "alice".into(),
         domain: "127.0.0.1".into(),
         display_name: None,
-        credentials: Credentials {
-            username: "alice".into(),
-            secret: Secret::Ha1(ha1("alice", "127.0.0.1", "alicepw")),
-        },
+        credentials: alice(),
         route: None,
         transport: Transport::Udp,
         local: "127.0.0.1:5062".into(),
@@ -41,6 +41,13 @@ fn registration(contact_user: &str) -> RegistrationConfig {
         call_id: format!("call-{contact_user}"),
         from_tag: "f".into(),
         nonce_seed: contact_user.into(),
+    }
+}
+
+fn alice() -> Credentials {
+    Credentials {
+        username: "alice".into(),
+        secret: Secret::Ha1(ha1("alice", "127.0.0.1", "alicepw")),
     }
 }
 
@@ -172,14 +179,15 @@ fn requests_to_us_are_answered() {
     let resent = sent(&mut endpoint);
     assert_eq!(resent.len(), 1);
     assert_eq!(resent[0].1.header(&Name::ALLOW), Some(ALLOW));
-    // A known method we do not take yet: 405 with Allow (an INVITE gets 100 Trying first).
+    // A known method we do not take outside calls: 405 with Allow.
     assert_eq!(
         answer(&mut endpoint, now, &request("MESSAGE", live, "z9hG4bK2")),
         [405]
     );
+    // An INVITE gets 100 Trying first; this one has no Contact, so no dialog can be made.
     assert_eq!(
         answer(&mut endpoint, now, &request("INVITE", live, "z9hG4bK3")),
-        [100, 405]
+        [100, 400]
     );
     // Its ACK is absorbed by the transaction.
     assert_eq!(
@@ -312,4 +320,145 @@ fn a_transport_error_fails_the_register() {
     // Over TCP nothing is retransmitted.
     endpoint.handle_timeout(now + Duration::from_secs(1));
     assert!(sent(&mut endpoint).is_empty());
+}
+
+const PHONE_INVITE: &str = "INVITE sip:gw1@127.0.0.1:5062 SIP/2.0\r
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKinv1\r
+Record-Route: <sip:127.0.0.1:5060;lr>\r
+From: <sip:bob@127.0.0.1>;tag=bob1\r
+To: <sip:alice@127.0.0.1>\r
+Call-ID: incall\r
+CSeq: 5 INVITE\r
+Contact: <sip:bob@127.0.0.1:5070>\r
+Max-Forwards: 70\r
+Content-Type: application/sdp\r
+Content-Length: 4\r
+\r
+v=0\n";
+
+#[test]
+fn an_incoming_call_is_reported_rung_and_cancelled() {
+    let now = Instant::now();
+    let mut endpoint = endpoint();
+    let registration = registered(&mut endpoint, now, "gw1");
+    endpoint
+        .handle_datagram(now, registrar(), PHONE_INVITE.as_bytes())
+        .unwrap();
+    assert_eq!(sent(&mut endpoint)[0].1.code(), Some(100));
+    let Some(EndpointEvent::Incoming {
+        registration: reached,
+        id,
+        invite,
+    }) = endpoint.poll_event()
+    else {
+        panic!("an incoming call");
+    };
+    assert_eq!(reached, registration);
+    assert_eq!(invite.call_id(), Some("incall"));
+    // A retransmitted INVITE is absorbed by its transaction (100 again), not a second call.
+    endpoint
+        .handle_datagram(now, registrar(), PHONE_INVITE.as_bytes())
+        .unwrap();
+    assert_eq!(sent(&mut endpoint)[0].1.code(), Some(100));
+    assert!(events(&mut endpoint).is_empty());
+
+    endpoint.with_call(now, id, Call::ring);
+    let ringing = sent(&mut endpoint);
+    assert_eq!(ringing[0].1.code(), Some(180));
+    let tag = ringing[0].1.tag(&Name::TO).unwrap().to_owned();
+
+    let cancel = PHONE_INVITE
+        .replace("INVITE sip:gw1", "CANCEL sip:gw1")
+        .replace("CSeq: 5 INVITE", "CSeq: 5 CANCEL")
+        .replace(
+            "Content-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n",
+            "Content-Length: 0\r\n\r\n",
+        );
+    endpoint
+        .handle_datagram(now, registrar(), cancel.as_bytes())
+        .unwrap();
+    let codes: Vec<_> = sent(&mut endpoint)
+        .iter()
+        .map(|(_, message)| message.code())
+        .collect();
+    assert_eq!(codes, [Some(200), Some(487)]);
+    assert!(matches!(
+        &events(&mut endpoint)[..],
+        [EndpointEvent::Call { event: CallEvent::Terminated(ending), .. }] if ending.cancelled
+    ));
+    assert_eq!(endpoint.call_count(), 0);
+    // The ACK of the 487 belongs to the INVITE transaction; a BYE for the gone dialog gets 481.
+    let ack = format!(
+        "ACK sip:gw1@127.0.0.1:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKinv1\r\nFrom: <sip:bob@127.0.0.1>;tag=bob1\r\nTo: <sip:alice@127.0.0.1>;tag={tag}\r\nCall-ID: incall\r\nCSeq: 5 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert!(answer(&mut endpoint, now, &ack).is_empty());
+    let bye = ack
+        .replace("ACK sip", "BYE sip")
+        .replace("CSeq: 5 ACK", "CSeq: 6 BYE")
+        .replace("z9hG4bKinv1", "z9hG4bKbye1");
+    assert_eq!(answer(&mut endpoint, now, &bye), [481]);
+}
+
+#[test]
+fn an_outgoing_call_runs_through_transactions() {
+    use crate::call::{CallConfig, Outgoing};
+    let now = Instant::now();
+    let mut endpoint = endpoint();
+    let config = CallConfig {
+        user: "alice".into(),
+        domain: "127.0.0.1".into(),
+        display_name: None,
+        credentials: alice(),
+        transport: Transport::Udp,
+        local: "127.0.0.1:5062".into(),
+        contact_user: "c1".into(),
+        user_agent: "test".into(),
+        tag: "ours".into(),
+        seed: "x".into(),
+        timers: Timers::default(),
+        session_expires: None,
+        min_se: 90,
+    };
+    let id = endpoint.invite(
+        now,
+        config,
+        Outgoing {
+            uri: "sip:bob@127.0.0.1".into(),
+            route: None,
+            call_id: "out1".into(),
+            sdp: Bytes::from_static(b"v=0\r\n"),
+            headers: vec![],
+        },
+        registrar(),
+    );
+    let (target, invite) = sent(&mut endpoint).pop().unwrap();
+    assert_eq!(target, registrar());
+    // Retransmitted at T1 over UDP, by the INVITE client transaction.
+    let t1 = Timers::default().t1;
+    endpoint.handle_timeout(now + t1);
+    assert_eq!(sent(&mut endpoint).len(), 1);
+    let mut ok = invite.response(200, "OK", Some("far"));
+    ok.headers.insert(Name::CONTACT, "<sip:bob@127.0.0.1:5070>");
+    endpoint
+        .handle_datagram(now + t1, registrar(), &ok.to_bytes())
+        .unwrap();
+    let (target, ack) = sent(&mut endpoint).pop().unwrap();
+    assert_eq!(ack.method(), Some(&Method::ACK));
+    // No Record-Route: the ACK goes straight to the far end's Contact.
+    assert_eq!(target.addr, "127.0.0.1:5070".parse().unwrap());
+    assert!(matches!(
+        &events(&mut endpoint)[..],
+        [EndpointEvent::Call { id: got, event: CallEvent::Answered { .. } }] if *got == id
+    ));
+    // The far end hangs up.
+    let bye = "BYE sip:c1@127.0.0.1:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKfarbye\r\nFrom: <sip:bob@127.0.0.1>;tag=far\r\nTo: <sip:bob@127.0.0.1>;tag=ours\r\nCall-ID: out1\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(answer(&mut endpoint, now + t1, bye), [200]);
+    assert!(matches!(
+        &events(&mut endpoint)[..],
+        [EndpointEvent::Call {
+            event: CallEvent::Terminated(_),
+            ..
+        }]
+    ));
+    assert_eq!(endpoint.call_count(), 0);
 }

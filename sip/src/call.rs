@@ -1,0 +1,875 @@
+//! One call (an INVITE session, RFC 3261 sections 13 to 15), sans-IO: the transaction user
+//! above the endpoint's transactions.
+//!
+//! A [`Call`] is either outgoing (we sent the INVITE) or incoming. It is fed with the responses
+//! to its requests, the requests of its dialog, transaction failures, timer expiries and the
+//! owner's commands (hang up, answer, reject, answer an offer, send INFO), and it produces
+//! [`CallOutput`]s (new requests, ACKs for 2xx, responses) and [`CallEvent`]s. The endpoint runs
+//! the transactions and routes messages to calls.
+//!
+//! What it covers: early dialogs (one per fork) and PRACK for reliable provisional responses
+//! (RFC 3262); digest authentication of the INVITE and of in-dialog requests; Record-Route;
+//! CANCEL only once a provisional response came (a hang-up before any waits for one); a 2xx
+//! that crosses our CANCEL, or comes from a second fork, is ACKed then ended with BYE;
+//! retransmission of our 2xx until its ACK; re-INVITE and UPDATE from the far end (the owner
+//! answers the offer, or gives one for an offerless re-INVITE); glare (491) and its retry;
+//! session timers (RFC 4028), refreshing with UPDATE (or re-INVITE) when we are the refresher
+//! and ending the call when the far end's refresh does not come, and 422 on our INVITE.
+//! An incoming INVITE that requires reliable provisional responses gets none: the gateway then
+//! sends no 180 (it needs no reliable provisional response of its own).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ezk_sip_types::{Method, Name};
+
+use crate::auth::{Credentials, DigestClient};
+use crate::dialog::{Dialog, record_routes};
+use crate::message::{Message, StartLine};
+use crate::registration::Transport;
+use crate::transaction::Timers;
+
+mod outgoing;
+mod refresh;
+#[cfg(test)]
+mod tests;
+
+/// The methods a call accepts in its dialog, for Allow headers.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK";
+/// The extensions we support.
+const SUPPORTED: &str = "100rel, timer";
+
+/// What a call needs to know about us.
+#[derive(Debug, Clone)]
+pub struct CallConfig {
+    /// Our user part (From of outgoing calls).
+    pub user: String,
+    /// Our domain.
+    pub domain: String,
+    /// Our display name.
+    pub display_name: Option<String>,
+    /// For the challenges of our requests.
+    pub credentials: Credentials,
+    /// The transport toward the next hop.
+    pub transport: Transport,
+    /// Our `host:port` for Via and Contact.
+    pub local: String,
+    /// The user part of our Contact.
+    pub contact_user: String,
+    /// The User-Agent (and Server) header.
+    pub user_agent: String,
+    /// Our dialog tag.
+    pub tag: String,
+    /// Random text that branches and cnonces are made from (with a counter).
+    pub seed: String,
+    /// Transaction timers (T1, T2 time 2xx retransmissions).
+    pub timers: Timers,
+    /// The session interval we ask for (RFC 4028), or none to not ask.
+    pub session_expires: Option<u32>,
+    /// The smallest session interval we accept.
+    pub min_se: u32,
+}
+
+/// An outgoing call's request.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The Request-URI (and To) of the INVITE.
+    pub uri: String,
+    /// A Route header value (an outbound proxy), if any.
+    pub route: Option<String>,
+    /// The Call-ID.
+    pub call_id: String,
+    /// The SDP offer.
+    pub sdp: Bytes,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    /// The SIP status behind it, when there is one (the final response, 487 for a CANCEL).
+    pub code: Option<u16>,
+    /// Readable, such as `486 Busy Here`.
+    pub reason: String,
+    /// The caller cancelled an incoming call before it was answered.
+    pub cancelled: bool,
+}
+
+/// What the call tells its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    /// A provisional response to our INVITE (with the fork's tag, when it has one).
+    Provisional {
+        /// The status code.
+        code: u16,
+        /// The reason phrase.
+        reason: String,
+        /// The early SDP answer, if any.
+        sdp: Option<Bytes>,
+        /// The fork's To tag.
+        tag: Option<String>,
+    },
+    /// The first 2xx to our INVITE: the call is up.
+    Answered {
+        /// The SDP answer (or none, which the owner must treat as an error).
+        sdp: Option<Bytes>,
+    },
+    /// The ACK of our 2xx to an incoming call: the call is up. It carries the SDP answer
+    /// when the INVITE had no offer.
+    Confirmed {
+        /// The answer, for an offerless INVITE.
+        sdp: Option<Bytes>,
+    },
+    /// The far end sent a new offer (re-INVITE or UPDATE), or asked for one (offerless
+    /// re-INVITE, `None`): call [`Call::answer_offer`].
+    Offer {
+        /// The offer.
+        sdp: Option<Bytes>,
+    },
+    /// The answer (in an ACK) to the offer we gave an offerless re-INVITE.
+    Answer {
+        /// The answer.
+        sdp: Bytes,
+    },
+    /// An INFO arrived.
+    Info {
+        /// Its Content-Type.
+        content_type: String,
+        /// Its body.
+        body: Bytes,
+    },
+    /// The call is over (reported once).
+    Terminated(Ending),
+}
+
+/// What the call asks the endpoint to send.
+#[derive(Debug, Clone)]
+pub enum CallOutput {
+    /// A request, in a new client transaction.
+    Request(Message),
+    /// An ACK for a 2xx, sent as is (no transaction).
+    Ack(Message),
+    /// A response, through the server transaction of its request.
+    Response(Message),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Outgoing: INVITE sent, nothing heard.
+    Calling,
+    /// Outgoing: a provisional response came.
+    Early,
+    /// Incoming: not answered yet.
+    Ringing,
+    /// Incoming: our 2xx went out, its ACK has not come.
+    Accepting,
+    /// The dialog is up.
+    Confirmed,
+    /// We sent BYE (or wait for a chance to): waiting for it to complete.
+    Ending,
+    /// Nothing more will happen.
+    Done,
+}
+
+/// A 2xx we retransmit until its ACK (RFC 3261 section 13.3.1.4).
+#[derive(Debug, Clone)]
+struct Unacked {
+    response: Message,
+    cseq: u32,
+    due: Instant,
+    interval: Duration,
+    deadline: Instant,
+    /// The 2xx carried our offer (offerless INVITE or re-INVITE): the ACK carries the answer.
+    offered: bool,
+}
+
+/// A request of the far end we have not answered yet, waiting for the owner.
+#[derive(Debug, Clone)]
+struct PendingOffer {
+    request: Message,
+    offered: bool,
+}
+
+/// Session timer state (RFC 4028).
+#[derive(Debug, Clone, Copy)]
+struct SessionTimer {
+    interval: u32,
+    we_refresh: bool,
+    due: Instant,
+}
+
+/// One call.
+#[derive(Debug)]
+pub struct Call {
+    config: CallConfig,
+    outgoing: Option<Outgoing>,
+    phase: Phase,
+    auth: DigestClient,
+    counter: u64,
+    cseq: u32,
+    /// Our INVITE as last sent (outgoing calls), or the far end's (incoming).
+    invite: Option<Message>,
+    /// Incoming: whether the INVITE requires 100rel (we then send no provisional response).
+    reliable_required: bool,
+    /// Outgoing: a hang-up came before any provisional response.
+    cancel_pending: bool,
+    cancel_sent: bool,
+    /// Outgoing: early dialogs by To tag, with the last RSeq acknowledged.
+    early: HashMap<String, (Dialog, u32)>,
+    dialog: Option<Dialog>,
+    /// The ACKs sent for 2xx, by To tag, to answer retransmissions.
+    acks: HashMap<String, Message>,
+    unacked: Option<Unacked>,
+    pending: Option<PendingOffer>,
+    /// The CSeq of our own re-INVITE or UPDATE in progress (a refresh).
+    refreshing: Option<(Method, u32)>,
+    /// When to retry a refresh that met glare.
+    retry_refresh: Option<Instant>,
+    timer: Option<SessionTimer>,
+    /// The far end accepts UPDATE (it listed it in Allow).
+    peer_update: bool,
+    /// Our current SDP, resent by re-INVITE refreshes.
+    local_sdp: Bytes,
+    /// A BYE to send once our 2xx is ACKed.
+    bye_pending: bool,
+    /// The CSeq of our BYE.
+    bye: Option<u32>,
+    /// A 422 was answered once already.
+    retried_422: bool,
+    terminated: bool,
+    out: VecDeque<CallOutput>,
+    events: VecDeque<CallEvent>,
+}
+
+impl Call {
+    /// Starts an outgoing call: the INVITE is the first output.
+    pub fn outgoing(now: Instant, config: CallConfig, outgoing: Outgoing) -> Call {
+        let mut call = Call::new(config, Phase::Calling);
+        call.local_sdp = outgoing.sdp.clone();
+        call.outgoing = Some(outgoing);
+        call.send_invite(now);
+        call
+    }
+
+    /// Takes an incoming INVITE (already answered 100 by its transaction). An error is the final
+    /// response to send instead (such as 420 for an extension we lack, 422 for a session
+    /// interval below our minimum).
+    pub fn incoming(
+        now: Instant,
+        config: CallConfig,
+        invite: &Message,
+    ) -> Result<Call, Box<Message>> {
+        let unsupported: Vec<String> = tokens(invite, &Name::REQUIRE)
+            .into_iter()
+            .filter(|option| !SUPPORTED.split(", ").any(|ours| ours == option))
+            .collect();
+        if !unsupported.is_empty() {
+            let mut response = invite.response(420, "Bad Extension", Some(&config.tag));
+            response
+                .headers
+                .insert(Name::UNSUPPORTED, unsupported.join(", "));
+            return Err(Box::new(response));
+        }
+        let asked = session_expires(invite);
+        if let Some((interval, _)) = asked
+            && interval < config.min_se
+        {
+            let mut response =
+                invite.response(422, "Session Interval Too Small", Some(&config.tag));
+            response
+                .headers
+                .insert(Name::MIN_SE, config.min_se.to_string());
+            return Err(Box::new(response));
+        }
+        let Some(dialog) = Dialog::from_request(invite, &config.tag, 0) else {
+            let response = invite.response(400, "Bad Request (no Contact)", Some(&config.tag));
+            return Err(Box::new(response));
+        };
+        let mut call = Call::new(config, Phase::Ringing);
+        call.reliable_required = tokens(invite, &Name::REQUIRE).iter().any(|t| t == "100rel");
+        call.peer_update = allows_update(invite);
+        // RFC 4028 section 9: without a refresher parameter the UAS picks; the caller refreshes
+        // when it supports timers, otherwise we do.
+        call.timer = asked.map(|(interval, refresher)| {
+            let uac_supports = tokens(invite, &Name::SUPPORTED)
+                .iter()
+                .any(|t| t == "timer");
+            let we_refresh = match refresher.as_deref() {
+                Some("uas") => true,
+                Some(_) => false,
+                None => !uac_supports,
+            };
+            SessionTimer {
+                interval,
+                we_refresh,
+                due: now,
+            }
+        });
+        call.dialog = Some(dialog);
+        call.invite = Some(invite.clone());
+        Ok(call)
+    }
+
+    fn new(config: CallConfig, phase: Phase) -> Call {
+        Call {
+            auth: DigestClient::new(config.credentials.clone()),
+            config,
+            outgoing: None,
+            phase,
+            counter: 0,
+            cseq: 0,
+            invite: None,
+            reliable_required: false,
+            cancel_pending: false,
+            cancel_sent: false,
+            early: HashMap::new(),
+            dialog: None,
+            acks: HashMap::new(),
+            unacked: None,
+            pending: None,
+            refreshing: None,
+            retry_refresh: None,
+            timer: None,
+            peer_update: false,
+            local_sdp: Bytes::new(),
+            bye_pending: false,
+            bye: None,
+            retried_422: false,
+            terminated: false,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Whether nothing more will happen: the endpoint forgets the call.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// Whether the call was reported terminated (it may still be finishing a BYE or CANCEL).
+    pub fn is_terminated(&self) -> bool {
+        self.terminated
+    }
+
+    /// The Call-ID.
+    pub fn call_id(&self) -> Option<&str> {
+        self.invite.as_ref().and_then(Message::call_id)
+    }
+
+    /// Our tag.
+    pub fn tag(&self) -> &str {
+        &self.config.tag
+    }
+
+    /// The URI in-dialog requests are sent to (first route or remote target), once there is a
+    /// dialog.
+    pub fn next_hop(&self) -> Option<&str> {
+        self.dialog.as_ref().map(Dialog::next_hop)
+    }
+
+    fn next_id(&mut self) -> String {
+        self.counter += 1;
+        format!("{}{:x}", self.config.seed, self.counter)
+    }
+
+    fn via(&mut self) -> String {
+        let branch = self.next_id();
+        format!(
+            "SIP/2.0/{} {};rport;branch=z9hG4bK{branch}",
+            self.config.transport.via_name(),
+            self.config.local
+        )
+    }
+
+    fn contact(&self) -> String {
+        format!(
+            "<sip:{}@{};transport={}>",
+            self.config.contact_user,
+            self.config.local,
+            self.config.transport.param()
+        )
+    }
+
+    fn name_addr(&self) -> String {
+        let aor = format!("sip:{}@{}", self.config.user, self.config.domain);
+        match &self.config.display_name {
+            Some(name) => format!(
+                "\"{}\" <{aor}>",
+                name.replace('\\', "\\\\").replace('"', "\\\"")
+            ),
+            None => format!("<{aor}>"),
+        }
+    }
+
+    fn report(&mut self, ending: Ending) {
+        if !self.terminated {
+            self.terminated = true;
+            self.events.push_back(CallEvent::Terminated(ending));
+        }
+    }
+
+    fn end(&mut self, code: Option<u16>, reason: impl Into<String>) {
+        self.report(Ending {
+            code,
+            reason: reason.into(),
+            cancelled: false,
+        });
+    }
+
+    // ----- Incoming calls -----
+
+    /// Sends 180 Ringing (unless the INVITE requires reliable provisional responses).
+    pub fn ring(&mut self) {
+        if self.phase != Phase::Ringing || self.reliable_required {
+            return;
+        }
+        if let Some(response) = self.dialog_response(180, "Ringing") {
+            self.out.push_back(CallOutput::Response(response));
+        }
+    }
+
+    /// A response to the pending INVITE (or re-INVITE) with our tag, Contact and Record-Route.
+    fn dialog_response(&self, code: u16, reason: &str) -> Option<Message> {
+        let request = match &self.pending {
+            Some(pending) => &pending.request,
+            None => self.invite.as_ref()?,
+        };
+        Some(self.respond_in_dialog(request, code, reason))
+    }
+
+    fn respond_in_dialog(&self, request: &Message, code: u16, reason: &str) -> Message {
+        let mut response = request.response(code, reason, Some(&self.config.tag));
+        for route in record_routes(request) {
+            response.headers.insert(Name::RECORD_ROUTE, route);
+        }
+        if code > 100 && code < 300 {
+            response.headers.insert(Name::CONTACT, self.contact());
+        }
+        response
+            .headers
+            .insert(Name::SERVER, self.config.user_agent.clone());
+        response
+    }
+
+    /// Answers the incoming call: 200 OK with `sdp` (an answer, or our offer when the INVITE
+    /// had none) and extra headers.
+    pub fn answer(&mut self, now: Instant, sdp: Bytes, headers: &[(String, String)]) {
+        if self.phase != Phase::Ringing {
+            return;
+        }
+        let Some(invite) = self.invite.clone() else {
+            return;
+        };
+        let mut response = self.respond_in_dialog(&invite, 200, "OK");
+        response.headers.insert(Name::ALLOW, ALLOW);
+        response.headers.insert(Name::SUPPORTED, SUPPORTED);
+        if let Some(timer) = self.timer {
+            let refresher = if timer.we_refresh { "uas" } else { "uac" };
+            response.headers.insert(
+                Name::SESSION_EXPIRES,
+                format!("{};refresher={refresher}", timer.interval),
+            );
+            if !timer.we_refresh {
+                response.headers.insert(Name::REQUIRE, "timer");
+            }
+        }
+        for (name, value) in headers {
+            response
+                .headers
+                .insert(Name::from(name.clone()), value.clone());
+        }
+        response
+            .headers
+            .insert(Name::CONTENT_TYPE, "application/sdp");
+        response.body = sdp.clone();
+        self.local_sdp = sdp;
+        let offered = invite.body.is_empty();
+        let cseq = invite.cseq().map(|cseq| cseq.cseq).unwrap_or_default();
+        self.send_2xx(now, response, cseq, offered);
+        self.phase = Phase::Accepting;
+        self.arm_session_timer(now);
+    }
+
+    fn send_2xx(&mut self, now: Instant, response: Message, cseq: u32, offered: bool) {
+        self.out.push_back(CallOutput::Response(response.clone()));
+        let t1 = self.config.timers.t1;
+        self.unacked = Some(Unacked {
+            response,
+            cseq,
+            due: now + t1,
+            interval: t1,
+            deadline: now + t1 * 64,
+            offered,
+        });
+    }
+
+    /// Refuses the incoming call with a final response (486, 603, 480...).
+    pub fn reject(&mut self, code: u16, reason: &str) {
+        if self.phase != Phase::Ringing {
+            return;
+        }
+        if let Some(response) = self.dialog_response(code, reason) {
+            self.out.push_back(CallOutput::Response(response));
+        }
+        self.phase = Phase::Done;
+        self.end(Some(code), format!("{code} {reason}"));
+    }
+
+    /// The caller cancelled the INVITE (the endpoint answers the CANCEL itself).
+    pub fn handle_cancel(&mut self) {
+        if self.phase != Phase::Ringing {
+            return;
+        }
+        if let Some(response) = self.dialog_response(487, "Request Terminated") {
+            self.out.push_back(CallOutput::Response(response));
+        }
+        self.phase = Phase::Done;
+        self.report(Ending {
+            code: Some(487),
+            reason: "487 Request Terminated".to_owned(),
+            cancelled: true,
+        });
+    }
+
+    // ----- Both -----
+
+    /// Ends the call from our side: CANCEL (outgoing, once a provisional response came), BYE
+    /// (once the dialog is up), 480 for an incoming call not answered yet. Reported as
+    /// terminated at once; the call lingers until its CANCEL or BYE completes.
+    pub fn hangup(&mut self, now: Instant) {
+        self.hangup_with(now, None, "local hangup".to_owned());
+    }
+
+    fn hangup_with(&mut self, now: Instant, code: Option<u16>, reason: String) {
+        let _ = now;
+        match self.phase {
+            Phase::Calling => self.cancel_pending = true,
+            Phase::Early => {
+                if !self.cancel_sent {
+                    self.send_cancel();
+                }
+            }
+            Phase::Ringing => {
+                if let Some(response) = self.dialog_response(480, "Temporarily Unavailable") {
+                    self.out.push_back(CallOutput::Response(response));
+                }
+                self.phase = Phase::Done;
+            }
+            Phase::Accepting => {
+                self.bye_pending = true;
+                self.phase = Phase::Ending;
+            }
+            Phase::Confirmed => self.send_bye(),
+            Phase::Ending | Phase::Done => {}
+        }
+        self.end(code, reason);
+    }
+
+    fn send_bye(&mut self) {
+        let Some(dialog) = &self.dialog else {
+            self.phase = Phase::Done;
+            return;
+        };
+        let dialog = dialog.clone();
+        self.cseq = self.cseq.max(dialog.local_seq) + 1;
+        let via = self.via();
+        if let Some(mut bye) = dialog.request(Method::BYE, self.cseq, via) {
+            bye.headers
+                .insert(Name::USER_AGENT, self.config.user_agent.clone());
+            self.authorize(&mut bye);
+            self.out.push_back(CallOutput::Request(bye));
+            self.bye = Some(self.cseq);
+            self.phase = Phase::Ending;
+        } else {
+            self.phase = Phase::Done;
+        }
+        self.unacked = None;
+        self.timer = None;
+    }
+
+    /// Adds credentials from the challenge held, if any.
+    fn authorize(&mut self, request: &mut Message) {
+        let StartLine::Request { method, uri } = &request.start else {
+            return;
+        };
+        let (method, uri) = (method.to_string(), uri.as_str().to_owned());
+        let cnonce = self.next_id();
+        if let Some((name, value)) = self.auth.authorize(&method, &uri, &request.body, &cnonce) {
+            request.headers.insert(name, value);
+        }
+    }
+
+    /// Sends an INFO in the dialog (DTMF by `application/dtmf-relay`, for instance).
+    pub fn info(&mut self, content_type: &str, body: Bytes) {
+        if !matches!(self.phase, Phase::Confirmed | Phase::Accepting) {
+            return;
+        }
+        let Some(dialog) = self.dialog.clone() else {
+            return;
+        };
+        self.cseq = self.cseq.max(dialog.local_seq) + 1;
+        let via = self.via();
+        if let Some(mut info) = dialog.request(Method::INFO, self.cseq, via) {
+            info.headers
+                .insert(Name::CONTENT_TYPE, content_type.to_owned());
+            info.body = body;
+            self.authorize(&mut info);
+            self.out.push_back(CallOutput::Request(info));
+        }
+    }
+
+    /// A request of our dialog (or an ACK for our 2xx). Everything but ACK gets a response.
+    pub fn handle_request(&mut self, now: Instant, request: &Message) {
+        let (Some(method), Ok(cseq)) = (request.method().cloned(), request.cseq()) else {
+            return;
+        };
+        if method == Method::ACK {
+            return self.handle_ack(now, cseq.cseq, request);
+        }
+        let Some(dialog) = &mut self.dialog else {
+            let response = self.respond_in_dialog(request, 481, "Call/Transaction Does Not Exist");
+            return self.out.push_back(CallOutput::Response(response));
+        };
+        // RFC 3261 section 12.2.2: an old CSeq is refused.
+        if dialog.remote_seq != 0 && cseq.cseq <= dialog.remote_seq {
+            let response = self.respond_in_dialog(request, 500, "Server Internal Error (old CSeq)");
+            return self.out.push_back(CallOutput::Response(response));
+        }
+        dialog.remote_seq = cseq.cseq;
+        let ended = matches!(self.phase, Phase::Ending | Phase::Done);
+        match method {
+            Method::BYE => {
+                let response = self.respond_in_dialog(request, 200, "OK");
+                self.out.push_back(CallOutput::Response(response));
+                if self.phase == Phase::Ringing {
+                    // A BYE before the answer (RFC 3261 section 15.1.2) ends the INVITE too.
+                    if let Some(response) = self.dialog_response(487, "Request Terminated") {
+                        self.out.push_back(CallOutput::Response(response));
+                    }
+                }
+                self.phase = Phase::Done;
+                self.unacked = None;
+                self.end(None, "remote hangup");
+            }
+            Method::INVITE | Method::UPDATE if ended => {
+                let response =
+                    self.respond_in_dialog(request, 481, "Call/Transaction Does Not Exist");
+                self.out.push_back(CallOutput::Response(response));
+            }
+            Method::INVITE | Method::UPDATE => self.remote_offer(now, method, request),
+            Method::INFO => {
+                let response = self.respond_in_dialog(request, 200, "OK");
+                self.out.push_back(CallOutput::Response(response));
+                if !ended {
+                    self.events.push_back(CallEvent::Info {
+                        content_type: request
+                            .header(&Name::CONTENT_TYPE)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_owned(),
+                        body: request.body.clone(),
+                    });
+                }
+            }
+            Method::OPTIONS => {
+                let mut response = self.respond_in_dialog(request, 200, "OK");
+                response.headers.insert(Name::ALLOW, ALLOW);
+                response.headers.insert(Name::ACCEPT, "application/sdp");
+                self.out.push_back(CallOutput::Response(response));
+            }
+            Method::PRACK => {
+                // We never send reliable provisional responses.
+                let response =
+                    self.respond_in_dialog(request, 481, "Call/Transaction Does Not Exist");
+                self.out.push_back(CallOutput::Response(response));
+            }
+            _ => {
+                let mut response = self.respond_in_dialog(request, 405, "Method Not Allowed");
+                response.headers.insert(Name::ALLOW, ALLOW);
+                self.out.push_back(CallOutput::Response(response));
+            }
+        }
+    }
+
+    fn handle_ack(&mut self, now: Instant, cseq: u32, ack: &Message) {
+        let Some(unacked) = &self.unacked else {
+            return; // A retransmitted ACK, or one for nothing.
+        };
+        if unacked.cseq != cseq {
+            return;
+        }
+        let offered = unacked.offered;
+        self.unacked = None;
+        let sdp = (!ack.body.is_empty()).then(|| ack.body.clone());
+        match self.phase {
+            Phase::Accepting => {
+                self.phase = Phase::Confirmed;
+                self.events.push_back(CallEvent::Confirmed {
+                    sdp: if offered { sdp } else { None },
+                });
+            }
+            Phase::Ending if self.bye_pending => {
+                self.bye_pending = false;
+                self.send_bye();
+            }
+            _ => {
+                if offered && let Some(sdp) = sdp {
+                    self.events.push_back(CallEvent::Answer { sdp });
+                }
+            }
+        }
+        let _ = now;
+    }
+
+    /// A transaction of ours failed (no response in time, or the transport failed).
+    pub fn handle_failure(&mut self, now: Instant, request: &Message, timeout: bool) {
+        let (Some(method), Ok(cseq)) = (request.method(), request.cseq()) else {
+            return;
+        };
+        let (code, reason) = if timeout {
+            (408, "408 Request Timeout")
+        } else {
+            (503, "503 Service Unavailable (transport failure)")
+        };
+        match *method {
+            Method::INVITE if Some(cseq.cseq) == self.invite_cseq() && self.outgoing.is_some() => {
+                if self.dialog.is_none() {
+                    self.phase = Phase::Done;
+                    self.end(Some(code), reason);
+                }
+            }
+            Method::BYE => self.phase = Phase::Done,
+            Method::CANCEL => {
+                // The INVITE transaction times out on its own.
+            }
+            _ => {
+                if self.refreshing.as_ref().map(|(_, number)| *number) == Some(cseq.cseq) {
+                    self.refreshing = None;
+                }
+                if self.dialog.is_some() && !self.terminated {
+                    self.hangup_with(now, Some(code), reason.to_owned());
+                }
+            }
+        }
+    }
+
+    /// Timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(unacked) = &mut self.unacked {
+            if now >= unacked.deadline {
+                // RFC 3261 section 13.3.1.4: no ACK, the session ends.
+                self.unacked = None;
+                self.bye_pending = false;
+                self.phase = Phase::Confirmed;
+                self.send_bye();
+                self.end(Some(408), "408 no ACK for the 2xx");
+            } else if now >= unacked.due {
+                if !self.config.transport.reliable() {
+                    self.out
+                        .push_back(CallOutput::Response(unacked.response.clone()));
+                }
+                unacked.interval = (unacked.interval * 2).min(self.config.timers.t2);
+                unacked.due = now + unacked.interval;
+            }
+        }
+        if self.retry_refresh.is_some_and(|due| now >= due) {
+            self.retry_refresh = None;
+            self.send_refresh(now);
+        }
+        if self.phase == Phase::Confirmed
+            && self.refreshing.is_none()
+            && let Some(timer) = self.timer
+            && now >= timer.due
+        {
+            if timer.we_refresh {
+                self.send_refresh(now);
+            } else {
+                self.hangup_with(now, Some(408), "session timer expired".to_owned());
+            }
+        }
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let unacked = self
+            .unacked
+            .as_ref()
+            .map(|unacked| unacked.due.min(unacked.deadline));
+        let timer = (self.phase == Phase::Confirmed && self.refreshing.is_none())
+            .then_some(self.timer.map(|timer| timer.due))
+            .flatten();
+        [unacked, timer, self.retry_refresh]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The next message to send.
+    pub fn poll_output(&mut self) -> Option<CallOutput> {
+        self.out.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<CallEvent> {
+        self.events.pop_front()
+    }
+}
+
+/// The tokens of a comma-separated option header (Require, Supported), lower-cased.
+fn tokens(message: &Message, name: &Name) -> Vec<String> {
+    message
+        .headers
+        .get_raw(name)
+        .flat_map(|value| value.as_str().split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .filter(|token| !token.is_empty())
+        .collect()
+}
+
+fn allows_update(message: &Message) -> bool {
+    tokens(message, &Name::ALLOW)
+        .iter()
+        .any(|method| method == "update")
+}
+
+/// Session-Expires: the interval and the refresher parameter.
+fn session_expires(message: &Message) -> Option<(u32, Option<String>)> {
+    let value = message.header(&Name::SESSION_EXPIRES)?;
+    let mut parts = value.split(';');
+    let interval = parts.next()?.trim().parse().ok()?;
+    let refresher = parts.find_map(|part| {
+        let (name, value) = part.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("refresher")
+            .then(|| value.trim().to_ascii_lowercase())
+    });
+    Some((interval, refresher))
+}
+
+fn sdp_of(message: &Message) -> Option<Bytes> {
+    let sdp = message.header(&Name::CONTENT_TYPE).is_some_and(|value| {
+        value
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("application/sdp")
+    });
+    (sdp && !message.body.is_empty()).then(|| message.body.clone())
+}
+
+fn response_reason(response: &Message) -> String {
+    match &response.start {
+        StartLine::Response { reason, .. } => reason.clone(),
+        StartLine::Request { .. } => String::new(),
+    }
+}
+
+/// `486 Busy Here`.
+fn response_line(response: &Message) -> String {
+    format!(
+        "{} {}",
+        response.code().unwrap_or_default(),
+        response_reason(response)
+    )
+}

@@ -1,0 +1,213 @@
+//! Offers from the far end (re-INVITE, UPDATE) and session refreshes (RFC 4028).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ezk_sip_types::{Method, Name};
+
+use super::*;
+use crate::message::Message;
+
+impl Call {
+    pub(super) fn remote_offer(&mut self, now: Instant, method: Method, request: &Message) {
+        // RFC 3261 section 14: one offer at a time; a crossing one is glare.
+        let busy = self.pending.is_some()
+            || self.refreshing.is_some()
+            || self.unacked.is_some()
+            || matches!(self.phase, Phase::Ringing | Phase::Accepting);
+        if busy {
+            let (code, reason) = if method == Method::INVITE && self.unacked.is_some() {
+                (500, "Server Internal Error")
+            } else {
+                (491, "Request Pending")
+            };
+            let mut response = self.respond_in_dialog(request, code, reason);
+            if code == 500 {
+                response.headers.insert(Name::RETRY_AFTER, "1");
+            }
+            return self.out.push_back(CallOutput::Response(response));
+        }
+        if let Some(dialog) = &mut self.dialog {
+            dialog.refresh_target(request);
+        }
+        // Any re-INVITE or UPDATE refreshes the session (RFC 4028 section 10).
+        if let Some((interval, refresher)) = session_expires(request) {
+            self.timer = Some(SessionTimer {
+                interval,
+                we_refresh: refresher.as_deref() == Some("uas"),
+                due: now,
+            });
+        }
+        self.arm_session_timer(now);
+        if method == Method::UPDATE && request.body.is_empty() {
+            // A refresh only.
+            let response = self.refresh_ok(request);
+            return self.out.push_back(CallOutput::Response(response));
+        }
+        let offered = request.body.is_empty();
+        self.pending = Some(PendingOffer {
+            request: request.clone(),
+            offered,
+        });
+        self.events.push_back(CallEvent::Offer {
+            sdp: (!offered).then(|| request.body.clone()),
+        });
+    }
+
+    /// A 200 for a refresh, with the session interval echoed.
+    pub(super) fn refresh_ok(&self, request: &Message) -> Message {
+        let mut response = self.respond_in_dialog(request, 200, "OK");
+        if let Some(timer) = self.timer {
+            // In a response, `uac` names the sender of the request.
+            let refresher = if timer.we_refresh { "uas" } else { "uac" };
+            response.headers.insert(
+                Name::SESSION_EXPIRES,
+                format!("{};refresher={refresher}", timer.interval),
+            );
+            response.headers.insert(Name::REQUIRE, "timer");
+        }
+        response
+    }
+
+    /// Answers the far end's pending re-INVITE or UPDATE: `sdp` is the answer to its offer, or
+    /// our offer when the re-INVITE had none.
+    pub fn answer_offer(&mut self, now: Instant, sdp: Bytes) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let mut response = self.refresh_ok(&pending.request);
+        response.headers.insert(Name::ALLOW, ALLOW);
+        response
+            .headers
+            .insert(Name::CONTENT_TYPE, "application/sdp");
+        response.body = sdp.clone();
+        self.local_sdp = sdp;
+        if pending.request.method() == Some(&Method::INVITE) {
+            let cseq = pending
+                .request
+                .cseq()
+                .map(|cseq| cseq.cseq)
+                .unwrap_or_default();
+            self.send_2xx(now, response, cseq, pending.offered);
+        } else {
+            self.out.push_back(CallOutput::Response(response));
+        }
+    }
+
+    /// Refuses the far end's pending offer (488 when it cannot be taken).
+    pub fn refuse_offer(&mut self, code: u16, reason: &str) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let response = self.respond_in_dialog(&pending.request, code, reason);
+        self.out.push_back(CallOutput::Response(response));
+    }
+
+    pub(super) fn arm_session_timer(&mut self, now: Instant) {
+        if let Some(timer) = &mut self.timer {
+            let interval = u64::from(timer.interval);
+            timer.due = if timer.we_refresh {
+                now + Duration::from_secs(interval / 2)
+            } else {
+                // Section 10: the BYE goes out a little before the expiry.
+                now + Duration::from_secs(interval - (interval / 3).min(32))
+            };
+        }
+    }
+
+    pub(super) fn send_refresh(&mut self, now: Instant) {
+        let Some(dialog) = self.dialog.clone() else {
+            return;
+        };
+        let Some(timer) = self.timer else { return };
+        let method = if self.peer_update {
+            Method::UPDATE
+        } else {
+            Method::INVITE
+        };
+        self.cseq = self.cseq.max(dialog.local_seq) + 1;
+        let via = self.via();
+        let Some(mut request) = dialog.request(method.clone(), self.cseq, via) else {
+            return;
+        };
+        request.headers.insert(Name::CONTACT, self.contact());
+        request.headers.insert(Name::SUPPORTED, SUPPORTED);
+        request.headers.insert(
+            Name::SESSION_EXPIRES,
+            format!("{};refresher=uac", timer.interval),
+        );
+        request
+            .headers
+            .insert(Name::MIN_SE, self.config.min_se.to_string());
+        if method == Method::INVITE {
+            // The session is unchanged: the same description again (RFC 3264 section 8).
+            request
+                .headers
+                .insert(Name::CONTENT_TYPE, "application/sdp");
+            request.body = self.local_sdp.clone();
+        }
+        self.authorize(&mut request);
+        self.refreshing = Some((method, self.cseq));
+        self.out.push_back(CallOutput::Request(request));
+        // Until the response, the next attempt is a full interval away.
+        if let Some(timer) = &mut self.timer {
+            timer.due = now + Duration::from_secs(u64::from(timer.interval));
+        }
+    }
+
+    pub(super) fn refresh_response(
+        &mut self,
+        now: Instant,
+        code: u16,
+        method: &Method,
+        response: &Message,
+    ) {
+        if code < 200 {
+            return;
+        }
+        self.refreshing = None;
+        match code {
+            200..=299 => {
+                if *method == Method::INVITE
+                    && let Some(dialog) = self.dialog.clone()
+                {
+                    let via = self.via();
+                    let cseq = response.cseq().map(|cseq| cseq.cseq).unwrap_or(self.cseq);
+                    if let Some(mut ack) = dialog.request(Method::ACK, cseq, via) {
+                        self.authorize(&mut ack);
+                        self.out.push_back(CallOutput::Ack(ack));
+                    }
+                }
+                if let Some(dialog) = &mut self.dialog {
+                    dialog.refresh_target(response);
+                }
+                if let Some((interval, refresher)) = session_expires(response)
+                    && let Some(timer) = &mut self.timer
+                {
+                    timer.interval = interval;
+                    timer.we_refresh = refresher.as_deref() != Some("uas");
+                }
+                self.auth.succeeded();
+                self.arm_session_timer(now);
+            }
+            401 | 407 if self.auth.challenge(response).is_ok() => self.send_refresh(now),
+            422 => {
+                let min = response
+                    .header(&Name::MIN_SE)
+                    .and_then(|value| value.split(';').next())
+                    .and_then(|value| value.trim().parse::<u32>().ok());
+                if let (Some(min), Some(timer)) = (min, &mut self.timer) {
+                    timer.interval = min.max(timer.interval);
+                    self.config.min_se = min;
+                    self.send_refresh(now);
+                }
+            }
+            // RFC 3261 section 14.1: glare, retry after 2.1 to 4 s (we own no Call-ID choice
+            // to order by, so a fixed 2.5 s).
+            491 => self.retry_refresh = Some(now + Duration::from_millis(2_500)),
+            408 | 481 => self.hangup_with(now, Some(code), response_line(response)),
+            // Other failures leave the session as it was, until it expires.
+            _ => {}
+        }
+    }
+}
