@@ -10,7 +10,16 @@
 
 pub mod codec;
 mod error;
+pub mod relay;
+pub mod rtp;
 pub mod sdp;
 
 pub use codec::{Codec, Format, Payload};
 pub use error::{Error, Result};
+pub use relay::{Event, Output, Relay, RelayConfig};
+
+/// Installs the process-wide crypto provider of the WebRTC stack (DTLS, SRTP). Call once at
+/// start-up, before any relay is made; later calls do nothing.
+pub fn init_crypto() {
+    str0m::crypto::from_feature_flags().install_process_default();
+}

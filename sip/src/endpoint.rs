@@ -776,6 +776,11 @@ impl Endpoint {
         self.transmits.pop_front()
     }
 
+    /// Whether there is something to send or report.
+    pub fn has_output(&self) -> bool {
+        !self.transmits.is_empty() || !self.events.is_empty()
+    }
+
     /// The next event.
     pub fn poll_event(&mut self) -> Option<EndpointEvent> {
         self.events.pop_front()

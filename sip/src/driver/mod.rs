@@ -5,13 +5,17 @@
 //! (they never wait on the network), and what happens is reported as [`SipEvent`]s on the
 //! channel the registration was started with.
 
+mod calls;
 mod connection;
 pub mod resolve;
+
+pub use calls::{CallCommand, CallHandle, IncomingCall, OutgoingCall};
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,10 +27,12 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use self::calls::CallSlot;
 use self::connection::{ConnectionInput, WRITE_QUEUE};
 use self::resolve::{Resolver, ServerUri};
 use crate::auth::Credentials;
-use crate::endpoint::{Endpoint, EndpointConfig, EndpointEvent, RegistrationId, Target};
+use crate::call::CallEvent;
+use crate::endpoint::{CallId, Endpoint, EndpointConfig, EndpointEvent, RegistrationId, Target};
 use crate::registration::{RegistrationConfig, RegistrationEvent, Transport};
 
 /// The driver's settings.
@@ -93,6 +99,23 @@ pub enum SipEvent {
         /// What happened.
         event: RegistrationEvent,
     },
+    /// A call reached the registration `handle`. It has been answered 100 Trying only: the owner
+    /// rings, answers or rejects it with [`SipHandle::call`].
+    Incoming {
+        /// The owner's number for the registration.
+        handle: u64,
+        /// The new call.
+        call: CallHandle,
+        /// What the INVITE said.
+        invite: Box<IncomingCall>,
+    },
+    /// A call's event; after [`CallEvent::Terminated`] nothing more comes for it.
+    Call {
+        /// Which call.
+        call: CallHandle,
+        /// What happened.
+        event: CallEvent,
+    },
 }
 
 #[derive(Debug)]
@@ -105,12 +128,22 @@ enum Command {
     Unregister {
         key: RegistrationKey,
     },
+    Invite {
+        call: CallHandle,
+        outgoing: Box<OutgoingCall>,
+        events: mpsc::UnboundedSender<SipEvent>,
+    },
+    Call {
+        call: CallHandle,
+        command: CallCommand,
+    },
 }
 
 /// Talks to the driver. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SipHandle {
     commands: mpsc::UnboundedSender<Command>,
+    next_call: Arc<AtomicU64>,
 }
 
 impl SipHandle {
@@ -131,6 +164,26 @@ impl SipHandle {
     /// Removes the registration's binding (if it was ever made) and forgets it.
     pub fn unregister(&self, key: RegistrationKey) {
         let _ = self.commands.send(Command::Unregister { key });
+    }
+
+    /// Places a call; its events go to `events`, tagged with the handle returned.
+    pub fn invite(
+        &self,
+        outgoing: OutgoingCall,
+        events: mpsc::UnboundedSender<SipEvent>,
+    ) -> CallHandle {
+        let call = CallHandle(self.next_call.fetch_add(1, Ordering::Relaxed));
+        let _ = self.commands.send(Command::Invite {
+            call,
+            outgoing: Box::new(outgoing),
+            events,
+        });
+        call
+    }
+
+    /// Steers a call (hang up, ring, answer...). Commands for a call that is over are ignored.
+    pub fn call(&self, call: CallHandle, command: CallCommand) {
+        let _ = self.commands.send(Command::Call { call, command });
     }
 }
 
@@ -170,6 +223,7 @@ pub async fn start(config: DriverConfig, shutdown: CancellationToken) -> io::Res
         .map_err(|error| io::Error::other(error.to_string()))?;
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (inputs, inputs_rx) = mpsc::unbounded_channel();
+    let next_call = Arc::new(AtomicU64::new(1));
     let driver = Driver {
         endpoint: Endpoint::new(config.endpoint.clone()),
         config,
@@ -184,12 +238,18 @@ pub async fn start(config: DriverConfig, shutdown: CancellationToken) -> io::Res
         connections: HashMap::new(),
         keys: HashMap::new(),
         owners: HashMap::new(),
+        calls: HashMap::new(),
+        call_owners: HashMap::new(),
+        next_call: next_call.clone(),
         inputs,
     };
     info!(udp = %udp_addr, tcp = %tcp_addr, tls = ?tls_addr, "SIP transports listening");
     let task = tokio::spawn(driver.run(commands_rx, inputs_rx, shutdown));
     Ok(Sip {
-        handle: SipHandle { commands },
+        handle: SipHandle {
+            commands,
+            next_call,
+        },
         udp: udp_addr,
         tcp: tcp_addr,
         tls: tls_addr,
@@ -204,6 +264,11 @@ enum Input {
     Resolved {
         key: RegistrationKey,
         /// The target, and the server's name to check its TLS certificate against.
+        result: Result<(Target, String), String>,
+    },
+    /// A call's proxy was looked up.
+    CallResolved {
+        call: CallHandle,
         result: Result<(Target, String), String>,
     },
     /// An accepted TLS connection finished its handshake.
@@ -240,6 +305,9 @@ struct Driver {
     connections: HashMap<Target, mpsc::Sender<Bytes>>,
     keys: HashMap<RegistrationKey, Slot>,
     owners: HashMap<RegistrationId, (RegistrationKey, mpsc::UnboundedSender<SipEvent>)>,
+    calls: HashMap<CallHandle, CallSlot>,
+    call_owners: HashMap<CallId, (CallHandle, mpsc::UnboundedSender<SipEvent>)>,
+    next_call: Arc<AtomicU64>,
     inputs: mpsc::UnboundedSender<Input>,
 }
 
@@ -267,12 +335,14 @@ impl Driver {
             tokio::select! {
                 () = shutdown.cancelled(), if stopping.is_none() => {
                     stopping = Some(Instant::now());
+                    self.hangup_all();
                     self.unregister_all();
                 }
                 command = commands.recv(), if stopping.is_none() => match command {
                     Some(command) => self.command(command),
                     None => {
                         stopping = Some(Instant::now());
+                        self.hangup_all();
                         self.unregister_all();
                     }
                 },
@@ -314,7 +384,8 @@ impl Driver {
             }
             self.flush().await;
             if let Some(stop) = stopping
-                && (self.endpoint.registration_count() == 0 || stop.elapsed() >= SHUTDOWN_GRACE)
+                && ((self.endpoint.registration_count() == 0 && self.endpoint.call_count() == 0)
+                    || stop.elapsed() >= SHUTDOWN_GRACE)
             {
                 break;
             }
@@ -342,26 +413,14 @@ impl Driver {
                     .clone()
                     .unwrap_or_else(|| account.domain.clone());
                 self.keys.insert(key, Slot::Resolving { account, events });
-                let resolver = self.resolver.clone();
-                let inputs = self.inputs.clone();
-                tokio::spawn(async move {
-                    let result = match ServerUri::parse(&server) {
-                        Some(uri) => resolver
-                            .resolve(&uri)
-                            .await
-                            .map_err(|error| error.to_string())
-                            .and_then(|targets| {
-                                targets
-                                    .into_iter()
-                                    .next()
-                                    .ok_or_else(|| "no address".to_owned())
-                            })
-                            .map(|target| (target, uri.host.clone())),
-                        None => Err(format!("invalid SIP server {server:?}")),
-                    };
-                    let _ = inputs.send(Input::Resolved { key, result });
-                });
+                self.resolve(server, move |result| Input::Resolved { key, result });
             }
+            Command::Invite {
+                call,
+                outgoing,
+                events,
+            } => self.start_call(call, outgoing, events),
+            Command::Call { call, command } => self.call_command(call, command),
             Command::Unregister { key } => match self.keys.remove(&key) {
                 Some(Slot::Active(id)) => {
                     // The owner no longer listens; the endpoint finishes the un-REGISTER alone.
@@ -371,6 +430,34 @@ impl Driver {
                 Some(Slot::Resolving { .. }) | None => {}
             },
         }
+    }
+
+    /// Looks `server` up (RFC 3263) in a task of its own; `done` makes the input that brings
+    /// the result back.
+    fn resolve(
+        &self,
+        server: String,
+        done: impl FnOnce(Result<(Target, String), String>) -> Input + Send + 'static,
+    ) {
+        let resolver = self.resolver.clone();
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let result = match ServerUri::parse(&server) {
+                Some(uri) => resolver
+                    .resolve(&uri)
+                    .await
+                    .map_err(|error| error.to_string())
+                    .and_then(|targets| {
+                        targets
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| "no address".to_owned())
+                    })
+                    .map(|target| (target, uri.host.clone())),
+                None => Err(format!("invalid SIP server {server:?}")),
+            };
+            let _ = inputs.send(done(result));
+        });
     }
 
     fn unregister_all(&mut self) {
@@ -408,6 +495,7 @@ impl Driver {
                 self.connections.remove(&target);
                 self.endpoint.handle_transport_error(now, target);
             }
+            Input::CallResolved { call, result } => self.call_resolved(call, result),
             Input::Resolved { key, result } => {
                 let Some(Slot::Resolving { account, events }) = self.keys.remove(&key) else {
                     return; // Unregistered while resolving.
@@ -439,7 +527,8 @@ impl Driver {
         }
     }
 
-    fn registration_config(&self, account: &Account, target: Target) -> RegistrationConfig {
+    /// Our `host:port` toward `target`, for Via and Contact.
+    fn local_address(&self, target: Target) -> String {
         let port = match target.transport {
             Transport::Udp => self.udp_addr.port(),
             Transport::Tcp => self.tcp_addr.port(),
@@ -450,8 +539,12 @@ impl Driver {
             Some(host) => host.clone(),
             None => host_text(self.local_ip_toward(target.addr)),
         };
-        let random = || uuid::Uuid::new_v4().simple().to_string();
-        let route = self.config.outbound_proxy.as_ref().map(|proxy| {
+        format!("{host}:{port}")
+    }
+
+    /// The Route header value of the outbound proxy, if one is configured.
+    fn route(&self) -> Option<String> {
+        self.config.outbound_proxy.as_ref().map(|proxy| {
             let uri = proxy.trim().trim_start_matches('<').trim_end_matches('>');
             let uri = if uri.contains(':') && (uri.starts_with("sip:") || uri.starts_with("sips:"))
             {
@@ -460,15 +553,19 @@ impl Driver {
                 format!("sip:{uri}")
             };
             format!("<{uri};lr>")
-        });
+        })
+    }
+
+    fn registration_config(&self, account: &Account, target: Target) -> RegistrationConfig {
+        let random = || uuid::Uuid::new_v4().simple().to_string();
         RegistrationConfig {
             user: account.user.clone(),
             domain: account.domain.clone(),
             display_name: account.display_name.clone(),
             credentials: account.credentials.clone(),
-            route,
+            route: self.route(),
             transport: target.transport,
-            local: format!("{host}:{port}"),
+            local: self.local_address(target),
             local_fixed: self.config.advertised.is_some(),
             contact_user: random()[..16].to_owned(),
             instance: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
@@ -502,6 +599,13 @@ impl Driver {
 
     /// Sends what the endpoint produced and routes its events.
     async fn flush(&mut self) {
+        // Handling an event can make more to send (a call refused for want of an owner).
+        while self.endpoint.has_output() {
+            self.flush_once().await;
+        }
+    }
+
+    async fn flush_once(&mut self) {
         while let Some(transmit) = self.endpoint.poll_transmit() {
             match transmit.target.transport {
                 Transport::Udp => {
@@ -521,8 +625,20 @@ impl Driver {
             }
         }
         while let Some(event) = self.endpoint.poll_event() {
-            let EndpointEvent::Registration { id, event } = event else {
-                continue; // Calls are wired in the next step.
+            let (id, event) = match event {
+                EndpointEvent::Registration { id, event } => (id, event),
+                EndpointEvent::Incoming {
+                    registration,
+                    id,
+                    invite,
+                } => {
+                    self.incoming_call(registration, id, &invite);
+                    continue;
+                }
+                EndpointEvent::Call { id, event } => {
+                    self.call_event(id, event);
+                    continue;
+                }
             };
             let done = event == RegistrationEvent::Unregistered;
             if let Some((key, events)) = self.owners.get(&id) {

@@ -1,0 +1,762 @@
+//! One call's media relay, sans-IO: the browser leg (str0m: ICE-lite, DTLS-SRTP, rtcp-mux,
+//! BUNDLE) and the SIP leg (plain RTP/AVP), with RTP forwarded both ways without decoding.
+//!
+//! The relay negotiates both sides: for an outgoing call it turns the browser's offer into a SIP
+//! offer, then the SIP answer into the browser's answer (which can only be made once the SIP
+//! side has chosen the codec, since nothing is transcoded); for an incoming call it turns the
+//! SIP offer into an offer for the browser and the browser's answer into the SIP answer.
+//! Re-offers from the SIP side are answered here (direction mirrored, so that hold works).
+//!
+//! It is fed datagrams from both legs and timer expiries, and drained with
+//! [`Relay::poll_output`] (datagrams to send, then the next timeout) and [`Relay::poll_event`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::{Codec as WebRtcCodec, FormatParams};
+use str0m::media::{Direction as WebRtcDirection, Frequency, MediaKind, Mid};
+use str0m::{Candidate, Rtc, RtcConfig};
+
+use crate::codec::{Codec, Format, Payload};
+use crate::error::{Error, Result};
+use crate::rtp::{ReceiveStats, SendStats};
+use crate::sdp::{Description, Direction, SipDescription, common_payloads, no_common_codec};
+
+mod forward;
+
+pub use forward::is_stun;
+
+/// A relay's settings.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Where browsers reach the gateway: the advertised address and the shared UDP port (the
+    /// ICE candidate given to the browser).
+    pub browser: SocketAddr,
+    /// The SIP leg's RTP address as written in SDP (the advertised address and the call's
+    /// port).
+    pub sip_rtp: SocketAddr,
+    /// The codecs relayed, first preferred.
+    pub codecs: Vec<Codec>,
+    /// How long a leg that should be sending may stay silent.
+    pub media_timeout: Duration,
+    /// How long the browser may go without an ICE check (consent, RFC 7675).
+    pub ice_timeout: Duration,
+    /// The wall-clock time at `now` of creation, for RTCP sender reports.
+    pub wallclock: SystemTime,
+    /// The CNAME of our RTCP toward the SIP side.
+    pub cname: String,
+}
+
+/// What the relay tells its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// ICE and DTLS are up on the browser leg.
+    Connected,
+    /// The call must end: a leg went silent, or the browser leg failed.
+    Failed(String),
+}
+
+/// A datagram to send, or when to call back.
+#[derive(Debug)]
+pub enum Output<'a> {
+    /// To a browser, from the shared browser port.
+    Browser {
+        /// Where to.
+        destination: SocketAddr,
+        /// What.
+        data: &'a [u8],
+    },
+    /// To the SIP side, from the call's RTP port.
+    SipRtp {
+        /// Where to.
+        destination: SocketAddr,
+        /// What.
+        data: &'a [u8],
+    },
+    /// To the SIP side, from the call's RTCP port (the RTP port with rtcp-mux).
+    SipRtcp {
+        /// Where to.
+        destination: SocketAddr,
+        /// What.
+        data: &'a [u8],
+    },
+    /// Nothing more now: call [`Relay::handle_timeout`] at this time.
+    Timeout(Instant),
+}
+
+/// How payload types of the two legs correspond, and where events change clock rate.
+#[derive(Debug, Clone, Default)]
+struct Mapping {
+    /// The browser leg's payload types.
+    browser: Vec<(u8, Format)>,
+    /// The SIP leg's payload types.
+    sip: Vec<(u8, Format)>,
+}
+
+impl Mapping {
+    /// The payload type on the other leg for `pt` (browser to SIP when `to_sip`), with the
+    /// clock rates (in, out) when they differ (telephone-event at another rate).
+    fn map(&self, pt: u8, to_sip: bool) -> Option<(u8, Option<(u32, u32)>)> {
+        let (from, to) = if to_sip {
+            (&self.browser, &self.sip)
+        } else {
+            (&self.sip, &self.browser)
+        };
+        let format = from.iter().find(|(p, _)| *p == pt)?.1;
+        if let Some((out, _)) = to.iter().find(|(_, f)| *f == format) {
+            return Some((*out, None));
+        }
+        let Format::TelephoneEvent(rate) = format else {
+            return None;
+        };
+        to.iter().find_map(|(out, f)| match f {
+            Format::TelephoneEvent(other) => Some((*out, Some((rate, *other)))),
+            Format::Audio(_) => None,
+        })
+    }
+}
+
+/// Where the negotiation stands.
+#[derive(Debug)]
+enum Negotiation {
+    /// Outgoing: the browser's offer waits for the SIP answer.
+    AwaitingSipAnswer {
+        offer: Box<SdpOffer>,
+        offer_text: String,
+    },
+    /// Incoming: our offer to the browser waits for its answer.
+    AwaitingBrowserAnswer {
+        pending: Box<SdpPendingOffer>,
+        sip_offer: Option<Description>,
+    },
+    /// Incoming, offerless INVITE: the browser answered; the SIP answer comes in the ACK.
+    AwaitingSipAck,
+    /// Both sides agreed.
+    Done,
+}
+
+/// Rewrites sequence numbers and timestamps of one direction so that the output stays
+/// continuous when the input source changes (a new SSRC after a fork or re-INVITE).
+#[derive(Debug, Clone, Default)]
+struct Rewrite {
+    source: Option<u32>,
+    seq_offset: u16,
+    ts_offset: u32,
+    /// The last output: extended sequence number, timestamp, and when.
+    last: Option<(u64, u32, Instant)>,
+}
+
+impl Rewrite {
+    /// The output sequence number (extended) and timestamp for an input packet.
+    fn apply(
+        &mut self,
+        ssrc: u32,
+        seq: u16,
+        timestamp: u32,
+        clock: u32,
+        now: Instant,
+    ) -> (u64, u32) {
+        if self.source != Some(ssrc) {
+            self.source = Some(ssrc);
+            match self.last {
+                Some((last_seq, last_ts, at)) => {
+                    let elapsed =
+                        now.saturating_duration_since(at).as_secs_f64() * f64::from(clock);
+                    let next_ts = last_ts.wrapping_add(elapsed.max(1.0) as u32);
+                    self.seq_offset = (last_seq as u16).wrapping_add(1).wrapping_sub(seq);
+                    self.ts_offset = next_ts.wrapping_sub(timestamp);
+                }
+                None => {
+                    self.seq_offset = 0;
+                    self.ts_offset = 0;
+                }
+            }
+        }
+        let out_seq = seq.wrapping_add(self.seq_offset);
+        let out_ts = timestamp.wrapping_add(self.ts_offset);
+        let extended = match self.last {
+            Some((last, _, _)) => {
+                let delta = out_seq.wrapping_sub(last as u16) as i16;
+                last.checked_add_signed(i64::from(delta)).unwrap_or(last)
+            }
+            None => u64::from(out_seq),
+        };
+        if self.last.is_none_or(|(last, _, _)| extended > last) {
+            self.last = Some((extended, out_ts, now));
+        }
+        (extended, out_ts)
+    }
+}
+
+/// One call's relay.
+#[derive(Debug)]
+pub struct Relay {
+    config: RelayConfig,
+    created: Instant,
+    rtc: Option<Rtc>,
+    mid: Option<Mid>,
+    negotiation: Negotiation,
+    session_id: u64,
+    version: u64,
+    mapping: Mapping,
+    /// The audio codec both legs use.
+    codec: Option<Codec>,
+    /// The SIP payloads we offered (outgoing) or the SIP offer's common payloads (incoming).
+    sip_payloads: Vec<Payload>,
+    /// Our direction toward the SIP side, as written in our SDP.
+    sip_direction: Direction,
+    /// Where the SIP side's SDP says to send RTP and RTCP.
+    sip_target: Option<SocketAddr>,
+    sip_rtcp_target: Option<SocketAddr>,
+    sip_rtcp_mux: bool,
+    /// Where the SIP side's RTP and RTCP actually come from (symmetric RTP).
+    sip_latched: Option<SocketAddr>,
+    sip_rtcp_latched: Option<SocketAddr>,
+    to_sip: Rewrite,
+    to_browser: Rewrite,
+    sip_ssrc: u32,
+    sip_sent: SendStats,
+    sip_received: ReceiveStats,
+    next_report: Option<Instant>,
+    /// When each leg was last heard (RTP), and the browser's last ICE check.
+    last_sip_rtp: Instant,
+    last_browser_rtp: Instant,
+    last_stun: Instant,
+    /// When the silence checks run next.
+    next_check: Instant,
+    connected: bool,
+    failed: bool,
+    /// The datagram handed out by `poll_output`, kept until the next call.
+    held: Option<str0m::net::Transmit>,
+    /// A report for the SIP side waiting to go.
+    report: Option<Vec<u8>>,
+    scratch: Vec<u8>,
+    events: VecDeque<Event>,
+}
+
+impl Relay {
+    fn new(now: Instant, config: RelayConfig, negotiation: Negotiation, rtc: Option<Rtc>) -> Self {
+        // Not secret, only distinct per call: the wall clock's nanoseconds and the port.
+        let seed = config
+            .wallclock
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|since| since.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ (u64::from(config.sip_rtp.port()) << 40);
+        Relay {
+            created: now,
+            rtc,
+            mid: None,
+            negotiation,
+            session_id: seed & 0x7fff_ffff_ffff,
+            version: 1,
+            mapping: Mapping::default(),
+            codec: None,
+            sip_payloads: Vec::new(),
+            sip_direction: Direction::SendRecv,
+            sip_target: None,
+            sip_rtcp_target: None,
+            sip_rtcp_mux: false,
+            sip_latched: None,
+            sip_rtcp_latched: None,
+            to_sip: Rewrite::default(),
+            to_browser: Rewrite::default(),
+            sip_ssrc: (seed as u32) ^ (seed >> 32) as u32 | 1,
+            sip_sent: SendStats::default(),
+            sip_received: ReceiveStats::default(),
+            next_report: None,
+            last_sip_rtp: now,
+            last_browser_rtp: now,
+            last_stun: now,
+            next_check: now + Duration::from_secs(1),
+            connected: false,
+            failed: false,
+            held: None,
+            report: None,
+            scratch: Vec::with_capacity(1500),
+            events: VecDeque::new(),
+            config,
+        }
+    }
+
+    /// An outgoing call: takes the browser's offer and returns the relay with the SIP offer
+    /// (the codecs both the browser and the configuration have, and telephone-event).
+    pub fn outgoing(
+        now: Instant,
+        config: RelayConfig,
+        browser_offer: &str,
+    ) -> Result<(Relay, String)> {
+        let description = Description::parse(browser_offer)?;
+        let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
+        let payloads = common_payloads(&audio.payloads, &config.codecs);
+        if !payloads
+            .iter()
+            .any(|payload| matches!(payload.format, Format::Audio(_)))
+        {
+            return Err(Error::NoCommonCodec(no_common_codec(audio, &config.codecs)));
+        }
+        let offer = SdpOffer::from_sdp_string(browser_offer)
+            .map_err(|error| Error::Sdp(error.to_string()))?;
+        let mut relay = Relay::new(
+            now,
+            config,
+            Negotiation::AwaitingSipAnswer {
+                offer: Box::new(offer),
+                offer_text: browser_offer.to_owned(),
+            },
+            None,
+        );
+        relay.mid = audio.mid.as_deref().map(Mid::from);
+        relay.sip_payloads = payloads;
+        let sip_offer = relay.sip_description(Direction::SendRecv, None);
+        Ok((relay, sip_offer))
+    }
+
+    /// An incoming call: takes the SIP offer (none for an offerless INVITE) and returns the
+    /// relay with the offer for the browser.
+    pub fn incoming(
+        now: Instant,
+        config: RelayConfig,
+        sip_offer: Option<&str>,
+    ) -> Result<(Relay, String)> {
+        let (description, payloads) = match sip_offer {
+            Some(text) => {
+                let description = Description::parse(text)?;
+                let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
+                let payloads = common_payloads(&audio.payloads, &config.codecs);
+                if !payloads
+                    .iter()
+                    .any(|payload| matches!(payload.format, Format::Audio(_)))
+                {
+                    return Err(Error::NoCommonCodec(no_common_codec(audio, &config.codecs)));
+                }
+                (Some(description), payloads)
+            }
+            None => (None, default_payloads(&config.codecs)),
+        };
+        // The browser gets the same payload types, plus telephone-event at each codec's own
+        // rate (browsers send DTMF only at the rate of the audio codec in use).
+        let mut browser = payloads.clone();
+        for payload in &payloads {
+            let rate = match payload.format {
+                Format::Audio(codec) => codec.clock_rate(),
+                Format::TelephoneEvent(_) => continue,
+            };
+            if !browser
+                .iter()
+                .any(|p| p.format == Format::TelephoneEvent(rate))
+            {
+                let pt = free_pt(&browser);
+                browser.push(Payload {
+                    pt,
+                    format: Format::TelephoneEvent(rate),
+                    fmtp: Some("0-16".to_owned()),
+                });
+            }
+        }
+        let mut rtc = build_rtc(now, &config, &browser)?;
+        let mut api = rtc.sdp_api();
+        let mid = api.add_media(
+            MediaKind::Audio,
+            WebRtcDirection::SendRecv,
+            None,
+            None,
+            None,
+        );
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| Error::WebRtc("no offer was made".to_owned()))?;
+        let mut relay = Relay::new(
+            now,
+            config,
+            Negotiation::AwaitingBrowserAnswer {
+                pending: Box::new(pending),
+                sip_offer: description.clone(),
+            },
+            Some(rtc),
+        );
+        relay.mid = Some(mid);
+        relay.sip_payloads = payloads;
+        if let Some(description) = &description {
+            relay.apply_sip_side(description, true);
+        }
+        Ok((relay, offer.to_sdp_string()))
+    }
+
+    /// The SIP side's answer (or early answer, from a 183) to our offer. The first time, returns
+    /// the answer for the browser; later (another fork's early media, the 200 after a 183), it
+    /// only moves the SIP leg to the new description.
+    pub fn accept_sip_answer(&mut self, now: Instant, sip_answer: &str) -> Result<Option<String>> {
+        let description = Description::parse(sip_answer)?;
+        let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
+        let offered: Vec<Format> = self.sip_payloads.iter().map(|p| p.format).collect();
+        let answered: Vec<Payload> = audio
+            .payloads
+            .iter()
+            .filter(|payload| offered.contains(&payload.format))
+            .cloned()
+            .collect();
+        let Some(codec) = answered.iter().find_map(|payload| match payload.format {
+            Format::Audio(codec) => Some(codec),
+            Format::TelephoneEvent(_) => None,
+        }) else {
+            return Err(Error::NoCommonCodec(format!(
+                "the SIP answer has none of the offered codecs (it has {})",
+                audio.codec_names.join(", ")
+            )));
+        };
+        match std::mem::replace(&mut self.negotiation, Negotiation::Done) {
+            Negotiation::AwaitingSipAnswer { offer, offer_text } => {
+                self.codec = Some(codec);
+                self.apply_sip_answer(&description);
+                let browser = Description::parse(&offer_text)?;
+                let (_, browser_audio) = browser.audio().ok_or(Error::NoAudio)?;
+                let mut payloads: Vec<Payload> = browser_audio
+                    .payloads
+                    .iter()
+                    .filter(|payload| payload.format == Format::Audio(codec))
+                    .take(1)
+                    .cloned()
+                    .collect();
+                payloads.extend(browser_audio.telephone_event(codec.clock_rate()).cloned());
+                let mut rtc = build_rtc(now, &self.config, &payloads)?;
+                let answer = rtc
+                    .sdp_api()
+                    .accept_offer(*offer)
+                    .map_err(|error| Error::WebRtc(error.to_string()))?;
+                self.rtc = Some(rtc);
+                self.last_stun = now;
+                self.learn_browser_pts();
+                Ok(Some(answer.to_sdp_string()))
+            }
+            Negotiation::AwaitingSipAck => {
+                self.codec = Some(codec);
+                self.apply_sip_answer(&description);
+                Ok(None)
+            }
+            other => {
+                self.negotiation = other;
+                if Some(codec) != self.codec {
+                    return Err(Error::NoCommonCodec(format!(
+                        "the SIP side changed codec to {} (the call uses {})",
+                        codec.name(),
+                        self.codec.map_or("none", Codec::name)
+                    )));
+                }
+                self.apply_sip_answer(&description);
+                Ok(None)
+            }
+        }
+    }
+
+    fn apply_sip_answer(&mut self, description: &Description) {
+        self.apply_sip_side(description, false);
+        self.version += 1;
+    }
+
+    /// Reads the SIP side's description: payload types, target and direction.
+    fn apply_sip_side(&mut self, description: &Description, offer: bool) {
+        let Some((_, audio)) = description.audio() else {
+            return;
+        };
+        let formats: Vec<Format> = self.sip_payloads.iter().map(|p| p.format).collect();
+        self.mapping.sip = audio
+            .payloads
+            .iter()
+            .filter(|payload| formats.contains(&payload.format))
+            .map(|payload| (payload.pt, payload.format))
+            .collect();
+        let target = audio.rtp_target();
+        if target != self.sip_target {
+            // A new place: learn the source again (symmetric RTP).
+            self.sip_latched = None;
+            self.sip_rtcp_latched = None;
+        }
+        self.sip_target = target;
+        self.sip_rtcp_target = audio.rtcp_target();
+        self.sip_rtcp_mux = audio.rtcp_mux;
+        self.sip_direction = if offer {
+            audio.direction.answer()
+        } else {
+            // We offered sendrecv: we send where they receive, and the reverse.
+            match (audio.direction.receives(), audio.direction.sends()) {
+                (true, true) => Direction::SendRecv,
+                (true, false) => Direction::SendOnly,
+                (false, true) => Direction::RecvOnly,
+                (false, false) => Direction::Inactive,
+            }
+        };
+        self.last_sip_rtp = self.last_sip_rtp.max(self.created);
+    }
+
+    /// The browser's answer to our offer (incoming calls): returns the SIP answer, or for an
+    /// offerless INVITE the SIP offer to put in the 200.
+    pub fn accept_browser_answer(&mut self, now: Instant, answer: &str) -> Result<String> {
+        let Negotiation::AwaitingBrowserAnswer { pending, sip_offer } =
+            std::mem::replace(&mut self.negotiation, Negotiation::Done)
+        else {
+            return Err(Error::WebRtc(
+                "no offer is waiting for an answer".to_owned(),
+            ));
+        };
+        let answer =
+            SdpAnswer::from_sdp_string(answer).map_err(|error| Error::Sdp(error.to_string()))?;
+        let rtc = self
+            .rtc
+            .as_mut()
+            .ok_or_else(|| Error::WebRtc("no WebRTC peer".to_owned()))?;
+        rtc.sdp_api()
+            .accept_answer(*pending, answer)
+            .map_err(|error| Error::WebRtc(error.to_string()))?;
+        self.last_stun = now;
+        self.learn_browser_pts();
+        let codec = self
+            .mapping
+            .browser
+            .iter()
+            .find_map(|(_, format)| match format {
+                Format::Audio(codec) => Some(*codec),
+                Format::TelephoneEvent(_) => None,
+            })
+            .ok_or_else(|| {
+                Error::NoCommonCodec("the browser answered no audio codec".to_owned())
+            })?;
+        self.codec = Some(codec);
+        let Some(sip_offer) = sip_offer else {
+            // Offerless INVITE: our offer goes in the 200, the answer in the ACK.
+            self.negotiation = Negotiation::AwaitingSipAck;
+            self.sip_payloads = chosen(&self.sip_payloads, codec);
+            return Ok(self.sip_description(Direction::SendRecv, None));
+        };
+        self.sip_payloads = chosen(&self.sip_payloads, codec);
+        self.apply_sip_side(&sip_offer, true);
+        let audio_index = sip_offer.audio().map(|(index, _)| index).unwrap_or(0);
+        Ok(self.sip_description(self.sip_direction, Some((&sip_offer, audio_index))))
+    }
+
+    /// A new offer from the SIP side (re-INVITE or UPDATE): the answer, with the direction
+    /// mirrored (sendonly gets recvonly, so that hold works) and the RTP target moved.
+    pub fn answer_sip_offer(&mut self, sdp: &str) -> Result<String> {
+        let description = Description::parse(sdp)?;
+        let (audio_index, audio) = description.audio().ok_or(Error::NoAudio)?;
+        let codec = self
+            .codec
+            .ok_or_else(|| Error::WebRtc("no codec chosen yet".to_owned()))?;
+        if !audio
+            .payloads
+            .iter()
+            .any(|p| p.format == Format::Audio(codec))
+        {
+            return Err(Error::NoCommonCodec(format!(
+                "the new offer drops {} (it has {})",
+                codec.name(),
+                audio.codec_names.join(", ")
+            )));
+        }
+        let wanted: Vec<Format> = self.sip_payloads.iter().map(|p| p.format).collect();
+        self.sip_payloads = audio
+            .payloads
+            .iter()
+            .filter(|p| wanted.contains(&p.format) || matches!(p.format, Format::TelephoneEvent(_)))
+            .filter(|p| match p.format {
+                Format::Audio(other) => other == codec,
+                Format::TelephoneEvent(_) => true,
+            })
+            .cloned()
+            .collect();
+        self.apply_sip_side(&description, true);
+        self.version += 1;
+        Ok(self.sip_description(self.sip_direction, Some((&description, audio_index))))
+    }
+
+    /// Our offer for an offerless re-INVITE from the SIP side (the call as it is).
+    pub fn sip_offer(&mut self) -> String {
+        self.version += 1;
+        self.sip_description(Direction::SendRecv, None)
+    }
+
+    /// The answer (in the ACK) to [`Relay::sip_offer`].
+    pub fn accept_sip_reanswer(&mut self, sdp: &str) -> Result<()> {
+        let description = Description::parse(sdp)?;
+        self.apply_sip_side(&description, false);
+        Ok(())
+    }
+
+    fn sip_description(
+        &self,
+        direction: Direction,
+        answering: Option<(&Description, usize)>,
+    ) -> String {
+        SipDescription {
+            session_id: self.session_id,
+            version: self.version,
+            rtp: self.config.sip_rtp,
+            payloads: &self.sip_payloads,
+            direction,
+            answering,
+        }
+        .write()
+    }
+
+    /// Reads the browser leg's negotiated payload types from str0m.
+    fn learn_browser_pts(&mut self) {
+        let Some(rtc) = &self.rtc else { return };
+        let remote: Vec<u8> = self
+            .mid
+            .and_then(|mid| rtc.media(mid))
+            .map(|media| media.remote_pts().iter().map(|pt| **pt).collect())
+            .unwrap_or_default();
+        self.mapping.browser = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .filter(|params| remote.is_empty() || remote.contains(&*params.pt()))
+            .filter_map(|params| {
+                let spec = params.spec();
+                let format = match spec.codec {
+                    WebRtcCodec::Opus => Format::Audio(Codec::Opus),
+                    WebRtcCodec::PCMU => Format::Audio(Codec::Pcmu),
+                    WebRtcCodec::PCMA => Format::Audio(Codec::Pcma),
+                    WebRtcCodec::G722 => Format::Audio(Codec::G722),
+                    WebRtcCodec::Tele => Format::TelephoneEvent(spec.clock_rate.get()),
+                    _ => return None,
+                };
+                Some((*params.pt(), format))
+            })
+            .collect();
+    }
+
+    /// The ICE username fragment browsers use toward this relay (for demultiplexing), once
+    /// the browser leg exists.
+    pub fn ice_ufrag(&mut self) -> Option<String> {
+        self.rtc
+            .as_mut()
+            .map(|rtc| rtc.direct_api().local_ice_credentials().ufrag)
+    }
+
+    /// The codec in use, once negotiated.
+    pub fn codec(&self) -> Option<Codec> {
+        self.codec
+    }
+
+    /// Our direction toward the SIP side.
+    pub fn sip_direction(&self) -> Direction {
+        self.sip_direction
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Ends the browser leg (DTLS close) so that the last datagrams go out.
+    pub fn close(&mut self) {
+        if let Some(rtc) = &mut self.rtc {
+            let _ = rtc.close();
+        }
+    }
+}
+
+/// The payloads kept once `codec` is chosen: it, and telephone-event.
+fn chosen(payloads: &[Payload], codec: Codec) -> Vec<Payload> {
+    payloads
+        .iter()
+        .filter(|p| match p.format {
+            Format::Audio(other) => other == codec,
+            Format::TelephoneEvent(_) => true,
+        })
+        .cloned()
+        .collect()
+}
+
+/// Our payloads when we make the first offer: the configured codecs (static payload types where
+/// they have one) and telephone-event at their rates.
+fn default_payloads(codecs: &[Codec]) -> Vec<Payload> {
+    let mut payloads: Vec<Payload> = Vec::new();
+    for codec in codecs {
+        let pt = codec.static_pt().unwrap_or_else(|| free_pt(&payloads));
+        payloads.push(Payload {
+            pt,
+            format: Format::Audio(*codec),
+            fmtp: (*codec == Codec::Opus).then(|| "useinbandfec=1".to_owned()),
+        });
+    }
+    let rates: Vec<u32> = codecs.iter().map(|codec| codec.clock_rate()).collect();
+    for rate in rates {
+        if !payloads
+            .iter()
+            .any(|p| p.format == Format::TelephoneEvent(rate))
+        {
+            let pt = free_pt(&payloads);
+            payloads.push(Payload {
+                pt,
+                format: Format::TelephoneEvent(rate),
+                fmtp: Some("0-16".to_owned()),
+            });
+        }
+    }
+    payloads
+}
+
+/// A dynamic payload type not used yet.
+fn free_pt(payloads: &[Payload]) -> u8 {
+    (96..=127)
+        .rev()
+        .find(|pt| !payloads.iter().any(|p| p.pt == *pt))
+        .unwrap_or(127)
+}
+
+/// A str0m peer for the browser leg: ICE-lite with one host candidate at the advertised
+/// address, RTP mode, and exactly the given payloads.
+fn build_rtc(now: Instant, config: &RelayConfig, payloads: &[Payload]) -> Result<Rtc> {
+    let mut rtc_config = RtcConfig::new()
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .clear_codecs();
+    let codecs = rtc_config.codec_config();
+    for payload in payloads {
+        let (codec, rate, channels) = match payload.format {
+            Format::Audio(Codec::Opus) => (WebRtcCodec::Opus, 48_000, Some(2)),
+            Format::Audio(Codec::Pcmu) => (WebRtcCodec::PCMU, 8_000, None),
+            Format::Audio(Codec::Pcma) => (WebRtcCodec::PCMA, 8_000, None),
+            Format::Audio(Codec::G722) => (WebRtcCodec::G722, 8_000, None),
+            Format::TelephoneEvent(rate) => (WebRtcCodec::Tele, rate, None),
+        };
+        let Some(rate) = Frequency::new(rate) else {
+            continue;
+        };
+        let format = payload
+            .fmtp
+            .as_deref()
+            .map(FormatParams::parse_line)
+            .unwrap_or_default();
+        codecs.add_config(payload.pt.into(), None, codec, rate, channels, format);
+    }
+    let mut rtc = rtc_config.build(now);
+    let candidate =
+        Candidate::host(config.browser, "udp").map_err(|error| Error::WebRtc(error.to_string()))?;
+    rtc.add_local_candidate(candidate);
+    Ok(rtc)
+}
+
+/// Telephone-event payloads (RFC 4733 section 2.3) with their durations scaled from one clock
+/// rate to another, into `out`.
+fn rescale_events(payload: &[u8], (from, to): (u32, u32), out: &mut Vec<u8>) {
+    out.extend_from_slice(payload);
+    let start = out.len() - payload.len();
+    for block in out[start..].chunks_exact_mut(4) {
+        let duration = u64::from(u16::from_be_bytes([block[2], block[3]]));
+        let scaled = (duration * u64::from(to) / u64::from(from)).min(0xffff) as u16;
+        block[2..4].copy_from_slice(&scaled.to_be_bytes());
+    }
+}
+
+/// A timestamp moved from one clock rate to another.
+fn rescale_timestamp(timestamp: u32, (from, to): (u32, u32)) -> u32 {
+    (u64::from(timestamp) * u64::from(to) / u64::from(from)) as u32
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,325 @@
+//! The packet paths of a relay: browser to SIP, SIP to browser, RTCP on the SIP leg, and the
+//! timers (reports, silence, ICE consent).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
+use str0m::{Event as WebRtcEvent, Input, Output as WebRtcOutput};
+
+use super::{Event, Output, Relay, rescale_events, rescale_timestamp};
+use crate::codec::Format;
+use crate::rtp::{
+    RtpHeader, RtpView, is_rtcp, ntp_time, read_sender_report, write_report, write_rtp,
+};
+
+/// How often RTCP reports go to the SIP side (RFC 3550's recommended minimum).
+const REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What `poll_output` hands out, before borrowing it.
+enum Next {
+    Browser(SocketAddr),
+    Sip(SocketAddr),
+    SipRtcp(SocketAddr),
+    Timeout(Instant),
+}
+
+/// Whether a datagram is STUN (RFC 7983: first byte 0 to 3).
+pub fn is_stun(data: &[u8]) -> bool {
+    data.first().is_some_and(|byte| *byte < 4)
+}
+
+impl Relay {
+    /// A datagram from the browser (on the shared port).
+    pub fn handle_browser(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        let Some(rtc) = &mut self.rtc else {
+            return;
+        };
+        if is_stun(data) {
+            self.last_stun = now;
+        }
+        let Ok(receive) = Receive::new(Protocol::Udp, source, self.config.browser, data) else {
+            return; // Not STUN, DTLS, RTP or RTCP.
+        };
+        if let Err(error) = rtc.handle_input(Input::Receive(now, receive)) {
+            self.fail(format!("browser leg: {error}"));
+        }
+    }
+
+    /// A datagram from the SIP side, on the call's RTP port or (`rtcp_port`) its RTCP port.
+    pub fn handle_sip(&mut self, now: Instant, source: SocketAddr, data: &[u8], rtcp_port: bool) {
+        if rtcp_port || is_rtcp(data) {
+            if let Some((_, ntp)) = read_sender_report(data) {
+                self.sip_received.record_sender_report(ntp, now);
+            }
+            if self.sip_rtcp_latched.is_none() {
+                self.sip_rtcp_latched = Some(source);
+            }
+            return;
+        }
+        let Some(view) = RtpView::parse(data) else {
+            return;
+        };
+        // Symmetric RTP: answer where the far end's RTP comes from.
+        if self.sip_latched.is_none() {
+            self.sip_latched = Some(source);
+        }
+        self.last_sip_rtp = now;
+        let clock = self.clock();
+        let arrival =
+            (now.saturating_duration_since(self.created).as_secs_f64() * f64::from(clock)) as i64;
+        self.sip_received
+            .record(view.ssrc(), view.seq(), view.timestamp(), arrival);
+        if !self.sip_direction.receives() {
+            return;
+        }
+        let Some((pt, rescale)) = self.mapping.map(view.pt(), false) else {
+            return;
+        };
+        let (Some(rtc), Some(mid)) = (&mut self.rtc, self.mid) else {
+            return;
+        };
+        let (seq, mut timestamp) =
+            self.to_browser
+                .apply(view.ssrc(), view.seq(), view.timestamp(), clock, now);
+        // The payload must be owned by str0m: one copy per packet, whatever we do.
+        let payload: Arc<[u8]> = match rescale {
+            Some(rates) => {
+                timestamp = rescale_timestamp(timestamp, rates);
+                self.scratch.clear();
+                rescale_events(view.payload(), rates, &mut self.scratch);
+                Arc::from(&self.scratch[..])
+            }
+            None => Arc::from(view.payload()),
+        };
+        let mut api = rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        stream.write_rtp(
+            RtpWrite::new(pt.into(), SeqNo::from(seq), timestamp, now, payload)
+                .marker(view.marker()),
+        );
+    }
+
+    /// The RTP clock rate of the codec in use.
+    fn clock(&self) -> u32 {
+        self.codec.map_or(8_000, |codec| codec.clock_rate())
+    }
+
+    /// Browser RTP toward the SIP side: rewritten into `scratch`; returns where it goes.
+    fn forward_to_sip(&mut self, now: Instant, packet: &RtpPacket) -> Option<SocketAddr> {
+        self.last_browser_rtp = now;
+        if !self.sip_direction.sends() {
+            return None;
+        }
+        let destination = self.sip_latched.or(self.sip_target)?;
+        let header = &packet.header;
+        let (pt, rescale) = self.mapping.map(*header.payload_type, true)?;
+        let clock = self.clock();
+        let (seq, mut timestamp) = self.to_sip.apply(
+            *header.ssrc,
+            header.sequence_number,
+            header.timestamp,
+            clock,
+            now,
+        );
+        let seq = seq as u16;
+        let out = RtpHeader {
+            pt,
+            marker: header.marker,
+            seq,
+            timestamp,
+            ssrc: self.sip_ssrc,
+        };
+        match rescale {
+            Some(rates) => {
+                timestamp = rescale_timestamp(timestamp, rates);
+                write_rtp(&mut self.scratch, RtpHeader { timestamp, ..out }, &[]);
+                rescale_events(&packet.payload, rates, &mut self.scratch);
+            }
+            None => write_rtp(&mut self.scratch, out, &packet.payload),
+        }
+        self.sip_sent.packets = self.sip_sent.packets.wrapping_add(1);
+        self.sip_sent.octets = self
+            .sip_sent
+            .octets
+            .wrapping_add(packet.payload.len() as u32);
+        if matches!(
+            self.mapping.sip.iter().find(|(p, _)| *p == pt),
+            Some((_, Format::Audio(_)))
+        ) {
+            self.sip_sent.last = Some((timestamp, now));
+        }
+        Some(destination)
+    }
+
+    fn fail(&mut self, reason: String) {
+        if !self.failed {
+            self.failed = true;
+            self.events.push_back(Event::Failed(reason));
+        }
+    }
+
+    /// Timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(rtc) = &mut self.rtc
+            && let Err(error) = rtc.handle_input(Input::Timeout(now))
+        {
+            self.fail(format!("browser leg: {error}"));
+        }
+        if now >= self.next_check {
+            self.next_check = now + Duration::from_secs(1);
+            self.check_silence(now);
+        }
+        if self.sip_target.is_some() && self.codec.is_some() {
+            let due = *self.next_report.get_or_insert(now + REPORT_INTERVAL);
+            if now >= due {
+                self.next_report = Some(now + REPORT_INTERVAL);
+                self.make_report(now);
+            }
+        }
+    }
+
+    fn check_silence(&mut self, now: Instant) {
+        let waiting_for_browser = matches!(
+            self.negotiation,
+            super::Negotiation::AwaitingBrowserAnswer { .. }
+                | super::Negotiation::AwaitingSipAnswer { .. }
+        );
+        if self.rtc.is_some()
+            && !waiting_for_browser
+            && now.saturating_duration_since(self.last_stun) > self.config.ice_timeout
+        {
+            let seconds = self.config.ice_timeout.as_secs();
+            self.fail(format!("no ICE checks from the browser for {seconds} s"));
+        }
+        let timeout = self.config.media_timeout;
+        if self.codec.is_some()
+            && self.sip_direction.receives()
+            && now.saturating_duration_since(self.last_sip_rtp) > timeout
+        {
+            self.fail(format!(
+                "no RTP from the SIP side for {} s",
+                timeout.as_secs()
+            ));
+        }
+        if self.connected && now.saturating_duration_since(self.last_browser_rtp) > timeout {
+            self.fail(format!(
+                "no RTP from the browser for {} s",
+                timeout.as_secs()
+            ));
+        }
+    }
+
+    fn make_report(&mut self, now: Instant) {
+        let block = self.sip_received.report(now);
+        let wallclock = self.config.wallclock + now.saturating_duration_since(self.created);
+        let clock = self.clock();
+        let sender = self.sip_sent.last.map(|(timestamp, at)| {
+            let since = now.saturating_duration_since(at).as_secs_f64() * f64::from(clock);
+            (
+                ntp_time(wallclock),
+                timestamp.wrapping_add(since as u32),
+                &self.sip_sent,
+            )
+        });
+        let mut report = Vec::with_capacity(96);
+        write_report(
+            &mut report,
+            self.sip_ssrc,
+            sender,
+            block,
+            &self.config.cname,
+        );
+        self.report = Some(report);
+    }
+
+    /// The next datagram to send, or when to call [`Relay::handle_timeout`]. Call again until
+    /// it returns [`Output::Timeout`]; each datagram is valid until the next call.
+    pub fn poll_output(&mut self) -> Output<'_> {
+        match self.next_output() {
+            Next::Browser(destination) => Output::Browser {
+                destination,
+                data: self
+                    .held
+                    .as_ref()
+                    .map_or(&[][..], |held| &held.contents[..]),
+            },
+            Next::Sip(destination) => Output::SipRtp {
+                destination,
+                data: &self.scratch,
+            },
+            Next::SipRtcp(destination) => Output::SipRtcp {
+                destination,
+                data: &self.scratch,
+            },
+            Next::Timeout(at) => Output::Timeout(at),
+        }
+    }
+
+    fn next_output(&mut self) -> Next {
+        self.held = None;
+        if let Some(report) = self.report.take() {
+            let destination = if self.sip_rtcp_mux {
+                self.sip_latched.or(self.sip_target)
+            } else {
+                self.sip_rtcp_latched.or(self.sip_rtcp_target)
+            };
+            if let Some(destination) = destination {
+                self.scratch = report;
+                return if self.sip_rtcp_mux {
+                    Next::Sip(destination)
+                } else {
+                    Next::SipRtcp(destination)
+                };
+            }
+        }
+        let mut deadline = self.next_report;
+        while let Some(rtc) = &mut self.rtc {
+            let output = match rtc.poll_output() {
+                Ok(output) => output,
+                Err(error) => {
+                    self.fail(format!("browser leg: {error}"));
+                    break;
+                }
+            };
+            match output {
+                WebRtcOutput::Transmit(transmit) => {
+                    let destination = transmit.destination;
+                    self.held = Some(transmit);
+                    return Next::Browser(destination);
+                }
+                WebRtcOutput::Event(event) => match event {
+                    WebRtcEvent::Connected if !self.connected => {
+                        self.connected = true;
+                        self.last_browser_rtp = self.last_browser_rtp.max(self.last_stun);
+                        self.events.push_back(Event::Connected);
+                    }
+                    WebRtcEvent::RtpPacket(packet) => {
+                        if let Some(destination) = self.forward_to_sip(packet.timestamp, &packet) {
+                            return Next::Sip(destination);
+                        }
+                    }
+                    WebRtcEvent::Closed => {
+                        self.fail("the browser closed the connection".to_owned())
+                    }
+                    _ => {}
+                },
+                WebRtcOutput::Timeout(at) => {
+                    deadline = Some(deadline.map_or(at, |ours| ours.min(at)));
+                    break;
+                }
+            }
+        }
+        // Silence checks run once a second.
+        Next::Timeout(deadline.map_or(self.next_check, |at| at.min(self.next_check)))
+    }
+
+    /// Whether the browser leg is up.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+}

@@ -1,0 +1,263 @@
+use std::time::{Duration, Instant, SystemTime};
+
+use super::*;
+
+fn data(name: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/sdp/");
+    std::fs::read_to_string(format!("{path}{name}")).expect("test data")
+}
+
+fn config(codecs: &[Codec]) -> RelayConfig {
+    crate::init_crypto();
+    RelayConfig {
+        browser: "127.0.0.1:40000".parse().expect("addr"),
+        sip_rtp: "127.0.0.1:30000".parse().expect("addr"),
+        codecs: codecs.to_vec(),
+        media_timeout: Duration::from_secs(30),
+        ice_timeout: Duration::from_secs(30),
+        wallclock: SystemTime::now(),
+        cname: "gw".into(),
+    }
+}
+
+const ALL: [Codec; 4] = [Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma];
+
+fn formats(line: &crate::sdp::MediaLine) -> Vec<Format> {
+    line.payloads.iter().map(|payload| payload.format).collect()
+}
+
+#[test]
+fn a_chrome_offer_becomes_a_sip_offer_and_the_sip_answer_the_browser_answer() {
+    let now = Instant::now();
+    let (mut relay, sip_offer) =
+        Relay::outgoing(now, config(&ALL), &data("chrome-offer-audio.sdp")).expect("relay");
+    let offer = Description::parse(&sip_offer).expect("valid SDP");
+    let (_, audio) = offer.audio().expect("audio");
+    assert_eq!(audio.proto, "RTP/AVP");
+    assert_eq!(audio.rtp_target(), Some(config(&ALL).sip_rtp));
+    assert_eq!(
+        formats(audio),
+        [
+            Format::Audio(Codec::Opus),
+            Format::Audio(Codec::G722),
+            Format::Audio(Codec::Pcmu),
+            Format::Audio(Codec::Pcma),
+            Format::TelephoneEvent(48_000),
+            Format::TelephoneEvent(8_000),
+        ]
+    );
+    assert!(!sip_offer.contains("red/"), "no RED toward SIP");
+    assert!(!sip_offer.contains("SAVPF") && !sip_offer.contains("ice-ufrag"));
+
+    // baresip answers PCMU and telephone-event/8000.
+    let answer = relay
+        .accept_sip_answer(now, &data("baresip-answer.sdp"))
+        .expect("accepted")
+        .expect("a browser answer");
+    let browser = Description::parse(&answer).expect("valid SDP");
+    let (_, audio) = browser.audio().expect("audio");
+    assert_eq!(audio.proto, "UDP/TLS/RTP/SAVPF");
+    assert_eq!(
+        formats(audio),
+        [Format::Audio(Codec::Pcmu), Format::TelephoneEvent(8_000)]
+    );
+    assert!(answer.contains("a=ice-lite"));
+    assert!(answer.contains("a=setup:"));
+    assert!(answer.contains("127.0.0.1 40000 typ host"), "{answer}");
+    assert!(!answer.contains("red/") && !answer.contains("ulpfec"));
+    assert_eq!(relay.codec(), Some(Codec::Pcmu));
+    assert!(relay.ice_ufrag().is_some());
+    assert_eq!(relay.sip_direction(), Direction::SendRecv);
+    // A later SIP description (the 200 after a 183) only moves the SIP leg.
+    assert!(
+        relay
+            .accept_sip_answer(now, &data("baresip-answer.sdp"))
+            .expect("accepted")
+            .is_none()
+    );
+}
+
+#[test]
+fn video_is_declined_toward_the_browser() {
+    let now = Instant::now();
+    let (mut relay, sip_offer) =
+        Relay::outgoing(now, config(&ALL), &data("chrome-offer-audio-video.sdp")).expect("relay");
+    assert!(
+        !sip_offer.contains("m=video"),
+        "video is not offered to SIP"
+    );
+    let answer = relay
+        .accept_sip_answer(now, &data("baresip-answer.sdp"))
+        .expect("accepted")
+        .expect("an answer");
+    let browser = Description::parse(&answer).expect("valid SDP");
+    assert_eq!(browser.lines.len(), 2);
+    assert_eq!(browser.lines[1].kind, "video");
+    assert_eq!(browser.lines[1].port, 0, "{answer}");
+}
+
+#[test]
+fn no_common_codec_names_both_sides() {
+    let now = Instant::now();
+    let error = Relay::incoming(
+        now,
+        config(&[Codec::Opus, Codec::Pcma]),
+        Some(&data("baresip-offer.sdp")),
+    )
+    .expect_err("refused");
+    let text = error.to_string();
+    assert!(text.contains("PCMU"), "{text}");
+    assert!(text.contains("opus") && text.contains("PCMA"), "{text}");
+    // An answer with none of the offered codecs is refused too.
+    let (mut relay, _) =
+        Relay::outgoing(now, config(&[Codec::Opus]), &data("chrome-offer-audio.sdp"))
+            .expect("relay");
+    assert!(matches!(
+        relay.accept_sip_answer(now, &data("baresip-answer.sdp")),
+        Err(Error::NoCommonCodec(_))
+    ));
+}
+
+/// A str0m peer that plays the browser in these unit tests (the end-to-end tests use
+/// webrtc-rs).
+fn browser_answer(offer: &str) -> String {
+    let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
+    rtc.add_local_candidate(
+        Candidate::host("127.0.0.1:50000".parse().expect("addr"), "udp").expect("candidate"),
+    );
+    rtc.sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(offer).expect("offer"))
+        .expect("answered")
+        .to_sdp_string()
+}
+
+#[test]
+fn a_sip_offer_becomes_a_browser_offer_and_the_browser_answer_the_200() {
+    let now = Instant::now();
+    let sip_offer = data("baresip-offer.sdp");
+    let (mut relay, browser_offer) =
+        Relay::incoming(now, config(&ALL), Some(&sip_offer)).expect("relay");
+    let offer = Description::parse(&browser_offer).expect("valid SDP");
+    let (_, audio) = offer.audio().expect("audio");
+    assert_eq!(audio.proto, "UDP/TLS/RTP/SAVPF");
+    assert_eq!(
+        formats(audio),
+        [Format::Audio(Codec::Pcmu), Format::TelephoneEvent(8_000)]
+    );
+    assert!(browser_offer.contains("a=ice-lite"));
+    let answer = relay
+        .accept_browser_answer(now, &browser_answer(&browser_offer))
+        .expect("accepted");
+    let sip = Description::parse(&answer).expect("valid SDP");
+    let (_, audio) = sip.audio().expect("audio");
+    assert_eq!(audio.proto, "RTP/AVP");
+    assert_eq!(
+        formats(audio),
+        [Format::Audio(Codec::Pcmu), Format::TelephoneEvent(8_000)]
+    );
+    assert_eq!(
+        audio.payloads[1].pt, 101,
+        "the SIP side's own payload types"
+    );
+    assert_eq!(audio.direction, Direction::SendRecv);
+    assert_eq!(relay.codec(), Some(Codec::Pcmu));
+
+    // Hold: sendonly gets recvonly; resume gets sendrecv; the target moves.
+    let hold = sip_offer
+        .replace("a=sendrecv", "a=sendonly")
+        .replace("m=audio 10004", "m=audio 10010");
+    let answer = relay.answer_sip_offer(&hold).expect("answered");
+    let (_, audio) = Description::parse(&answer)
+        .expect("valid")
+        .audio()
+        .map(|(i, l)| (i, l.clone()))
+        .expect("audio");
+    assert_eq!(audio.direction, Direction::RecvOnly);
+    assert_eq!(relay.sip_direction(), Direction::RecvOnly);
+    assert_eq!(
+        relay.sip_target,
+        Some("127.0.0.1:10010".parse().expect("addr"))
+    );
+    let answer = relay.answer_sip_offer(&sip_offer).expect("answered");
+    assert!(answer.contains("a=sendrecv"));
+    // A re-offer without the codec in use cannot be taken (no transcoding).
+    let pcma = sip_offer
+        .replace("RTP/AVP 0 101", "RTP/AVP 8 101")
+        .replace("0 PCMU/8000", "8 PCMA/8000");
+    assert!(matches!(
+        relay.answer_sip_offer(&pcma),
+        Err(Error::NoCommonCodec(_))
+    ));
+}
+
+#[test]
+fn an_offerless_invite_gets_our_offer_after_the_browser_answers() {
+    let now = Instant::now();
+    let (mut relay, browser_offer) = Relay::incoming(now, config(&ALL), None).expect("relay");
+    let offer = Description::parse(&browser_offer).expect("valid SDP");
+    let (_, audio) = offer.audio().expect("audio");
+    assert!(formats(audio).contains(&Format::Audio(Codec::Opus)));
+    assert!(formats(audio).contains(&Format::TelephoneEvent(48_000)));
+    let sip_offer = relay
+        .accept_browser_answer(now, &browser_answer(&browser_offer))
+        .expect("accepted");
+    let (_, audio) = Description::parse(&sip_offer)
+        .expect("valid")
+        .audio()
+        .map(|(i, l)| (i, l.clone()))
+        .expect("audio");
+    assert_eq!(audio.payloads[0].format, Format::Audio(Codec::Opus));
+    assert!(
+        audio
+            .payloads
+            .iter()
+            .all(|p| p.format != Format::Audio(Codec::Pcmu))
+    );
+    // The SIP side answers in the ACK.
+    let ack_answer = sip_offer.replace("m=audio 30000", "m=audio 10050");
+    relay.accept_sip_answer(now, &ack_answer).expect("accepted");
+    assert_eq!(
+        relay.sip_target,
+        Some("127.0.0.1:10050".parse().expect("addr"))
+    );
+}
+
+#[test]
+fn payload_types_map_by_format_and_events_change_rate() {
+    let mapping = Mapping {
+        browser: vec![
+            (111, Format::Audio(Codec::Opus)),
+            (110, Format::TelephoneEvent(48_000)),
+        ],
+        sip: vec![
+            (96, Format::Audio(Codec::Opus)),
+            (101, Format::TelephoneEvent(8_000)),
+        ],
+    };
+    assert_eq!(mapping.map(111, true), Some((96, None)));
+    assert_eq!(mapping.map(110, true), Some((101, Some((48_000, 8_000)))));
+    assert_eq!(mapping.map(101, false), Some((110, Some((8_000, 48_000)))));
+    assert_eq!(mapping.map(0, true), None);
+    let mut out = Vec::new();
+    // Event 5, end bit, duration 960 at 48 kHz = 160 at 8 kHz.
+    rescale_events(&[5, 0x8a, 0x03, 0xc0], (48_000, 8_000), &mut out);
+    assert_eq!(out, [5, 0x8a, 0x00, 0xa0]);
+    assert_eq!(rescale_timestamp(48_000, (48_000, 8_000)), 8_000);
+}
+
+#[test]
+fn rewrites_keep_the_output_continuous_across_sources() {
+    let now = Instant::now();
+    let mut rewrite = Rewrite::default();
+    assert_eq!(rewrite.apply(1, 100, 1000, 8000, now), (100, 1000));
+    assert_eq!(rewrite.apply(1, 101, 1160, 8000, now), (101, 1160));
+    // A new source 20 ms later continues after the last output.
+    let later = now + Duration::from_millis(20);
+    let (seq, ts) = rewrite.apply(2, 5000, 777, 8000, later);
+    assert_eq!(seq, 102);
+    assert_eq!(ts, 1160 + 160);
+    // Sequence numbers extend across the 16-bit wrap.
+    let mut rewrite = Rewrite::default();
+    rewrite.apply(1, 65_535, 0, 8000, now);
+    assert_eq!(rewrite.apply(1, 0, 160, 8000, now).0, 65_536);
+}

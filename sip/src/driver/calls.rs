@@ -1,0 +1,319 @@
+//! The driver's side of calls: owners start and steer calls through the [`SipHandle`](super::SipHandle),
+//! and get their events, tagged with a [`CallHandle`], on their event channel.
+
+use bytes::Bytes;
+use ezk_sip_types::Name;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::{Account, Driver, Input, SipEvent};
+use crate::call::{Call, CallConfig, CallEvent, Ending, Outgoing};
+use crate::dialog::{bare_uri, without_tag};
+use crate::endpoint::{CallId, RegistrationId, Target};
+use crate::message::{Message, StartLine};
+
+/// Names a call, for its owner and the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallHandle(pub u64);
+
+/// A call to place.
+#[derive(Debug, Clone)]
+pub struct OutgoingCall {
+    /// The calling account (From, credentials).
+    pub account: Account,
+    /// Whom to call (`sip:user@domain`).
+    pub uri: String,
+    /// The SDP offer.
+    pub sdp: Bytes,
+    /// Extra headers for the INVITE.
+    pub headers: Vec<(String, String)>,
+}
+
+/// An INVITE that reached a registration, as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingCall {
+    /// The caller's URI.
+    pub from_uri: String,
+    /// The caller's display name.
+    pub display_name: Option<String>,
+    /// The Call-ID.
+    pub call_id: String,
+    /// The SDP offer (empty for an offerless INVITE).
+    pub sdp: Bytes,
+    /// Every header, in order, as (name, value).
+    pub headers: Vec<(String, String)>,
+}
+
+impl IncomingCall {
+    fn from_invite(invite: &Message) -> Self {
+        let from = invite.header(&Name::FROM).unwrap_or_default();
+        let from = without_tag(from);
+        let display_name = from.find('<').and_then(|open| {
+            let name = from[..open].trim().trim_matches('"').trim();
+            (!name.is_empty()).then(|| name.replace("\\\"", "\"").replace("\\\\", "\\"))
+        });
+        IncomingCall {
+            from_uri: bare_uri(&from).to_owned(),
+            display_name,
+            call_id: invite.call_id().unwrap_or_default().to_owned(),
+            sdp: invite.body.clone(),
+            headers: invite
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_print_str().to_owned(), value.as_str().to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// What an owner asks of a call.
+#[derive(Debug, Clone)]
+pub enum CallCommand {
+    /// End it (CANCEL, BYE, or 480 for an incoming call not answered).
+    Hangup,
+    /// Send 180 Ringing (incoming).
+    Ring,
+    /// Answer with 200 OK (incoming).
+    Answer {
+        /// The SDP.
+        sdp: Bytes,
+        /// Extra headers.
+        headers: Vec<(String, String)>,
+    },
+    /// Refuse (incoming, not answered yet).
+    Reject {
+        /// The status code.
+        code: u16,
+        /// The reason phrase.
+        reason: String,
+    },
+    /// Answer the far end's re-INVITE or UPDATE (or give the offer an offerless re-INVITE asked
+    /// for).
+    AnswerOffer(Bytes),
+    /// Refuse the far end's offer.
+    RefuseOffer {
+        /// The status code.
+        code: u16,
+        /// The reason phrase.
+        reason: String,
+    },
+    /// Send an INFO.
+    Info {
+        /// Its Content-Type.
+        content_type: String,
+        /// Its body.
+        body: Bytes,
+    },
+}
+
+/// Where a call stands in the driver.
+#[derive(Debug)]
+pub(super) enum CallSlot {
+    /// Waiting for DNS.
+    Resolving {
+        outgoing: Box<OutgoingCall>,
+        events: mpsc::UnboundedSender<SipEvent>,
+    },
+    /// Handed to the endpoint.
+    Active(CallId),
+}
+
+impl Driver {
+    pub(super) fn start_call(
+        &mut self,
+        call: CallHandle,
+        outgoing: Box<OutgoingCall>,
+        events: mpsc::UnboundedSender<SipEvent>,
+    ) {
+        if self.calls.contains_key(&call) {
+            return;
+        }
+        let server = self
+            .config
+            .outbound_proxy
+            .clone()
+            .unwrap_or_else(|| outgoing.account.domain.clone());
+        self.calls
+            .insert(call, CallSlot::Resolving { outgoing, events });
+        self.resolve(server, move |result| Input::CallResolved { call, result });
+    }
+
+    pub(super) fn call_resolved(
+        &mut self,
+        call: CallHandle,
+        result: Result<(Target, String), String>,
+    ) {
+        let Some(CallSlot::Resolving { outgoing, events }) = self.calls.remove(&call) else {
+            return; // Hung up while resolving.
+        };
+        let target = match result {
+            Ok((target, name)) => {
+                if target.transport == crate::registration::Transport::Tls {
+                    self.tls_names.insert(target.addr, name);
+                }
+                target
+            }
+            Err(error) => {
+                warn!(uri = %outgoing.uri, %error, "cannot find the SIP server for a call");
+                let _ = events.send(SipEvent::Call {
+                    call,
+                    event: CallEvent::Terminated(Ending {
+                        code: Some(503),
+                        reason: format!("503 Service Unavailable ({error})"),
+                        cancelled: false,
+                    }),
+                });
+                return;
+            }
+        };
+        let local = self.local_address(target);
+        let random = || uuid::Uuid::new_v4().simple().to_string();
+        let account = &outgoing.account;
+        let config = CallConfig {
+            user: account.user.clone(),
+            domain: account.domain.clone(),
+            display_name: account.display_name.clone(),
+            credentials: account.credentials.clone(),
+            transport: target.transport,
+            local,
+            contact_user: random()[..16].to_owned(),
+            user_agent: account
+                .user_agent
+                .clone()
+                .unwrap_or_else(|| self.config.endpoint.user_agent.clone()),
+            tag: random()[..12].to_owned(),
+            seed: random()[..8].to_owned(),
+            timers: self.config.endpoint.timers,
+            session_expires: self.config.endpoint.session_expires,
+            min_se: self.config.endpoint.min_se,
+        };
+        let request = Outgoing {
+            uri: outgoing.uri.clone(),
+            route: self.route(),
+            call_id: random(),
+            sdp: outgoing.sdp.clone(),
+            headers: outgoing.headers.clone(),
+        };
+        let id = self
+            .endpoint
+            .invite(Instant::now().into_std(), config, request, target);
+        self.calls.insert(call, CallSlot::Active(id));
+        self.call_owners.insert(id, (call, events));
+    }
+
+    pub(super) fn call_command(&mut self, call: CallHandle, command: CallCommand) {
+        let now = Instant::now().into_std();
+        let id = match self.calls.get(&call) {
+            Some(CallSlot::Active(id)) => *id,
+            Some(CallSlot::Resolving { .. }) => {
+                if let (Some(CallSlot::Resolving { events, .. }), CallCommand::Hangup) =
+                    (self.calls.remove(&call), command)
+                {
+                    let _ = events.send(SipEvent::Call {
+                        call,
+                        event: CallEvent::Terminated(Ending {
+                            code: None,
+                            reason: "local hangup".to_owned(),
+                            cancelled: false,
+                        }),
+                    });
+                }
+                return;
+            }
+            None => return,
+        };
+        self.endpoint.with_call(now, id, |sip| match command {
+            CallCommand::Hangup => sip.hangup(now),
+            CallCommand::Ring => sip.ring(),
+            CallCommand::Answer { sdp, headers } => sip.answer(now, sdp, &headers),
+            CallCommand::Reject { code, reason } => sip.reject(code, &reason),
+            CallCommand::AnswerOffer(sdp) => sip.answer_offer(now, sdp),
+            CallCommand::RefuseOffer { code, reason } => sip.refuse_offer(code, &reason),
+            CallCommand::Info { content_type, body } => sip.info(&content_type, body),
+        });
+    }
+
+    /// An INVITE reached a registration: its owner gets the call, or it is refused when the
+    /// owner is gone.
+    pub(super) fn incoming_call(
+        &mut self,
+        registration: RegistrationId,
+        id: CallId,
+        invite: &Message,
+    ) {
+        let Some((key, events)) = self.owners.get(&registration) else {
+            let now = Instant::now().into_std();
+            self.endpoint
+                .with_call(now, id, |call| call.reject(480, "Temporarily Unavailable"));
+            return;
+        };
+        let call = CallHandle(
+            self.next_call
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
+        let incoming = IncomingCall::from_invite(invite);
+        if let StartLine::Request { uri, .. } = &invite.start {
+            debug!(%uri, from = %incoming.from_uri, call_id = %incoming.call_id, "incoming call");
+        }
+        let _ = events.send(SipEvent::Incoming {
+            handle: key.handle,
+            call,
+            invite: Box::new(incoming),
+        });
+        self.calls.insert(call, CallSlot::Active(id));
+        self.call_owners.insert(id, (call, events.clone()));
+    }
+
+    pub(super) fn call_event(&mut self, id: CallId, event: CallEvent) {
+        let terminated = matches!(event, CallEvent::Terminated(_));
+        if let Some((call, events)) = self.call_owners.get(&id) {
+            let _ = events.send(SipEvent::Call { call: *call, event });
+        }
+        if terminated && let Some((call, _)) = self.call_owners.remove(&id) {
+            self.calls.remove(&call);
+        }
+    }
+
+    /// Hangs up every call (at shutdown).
+    pub(super) fn hangup_all(&mut self) {
+        let now = Instant::now().into_std();
+        let ids: Vec<CallId> = self
+            .calls
+            .values()
+            .filter_map(|slot| match slot {
+                CallSlot::Active(id) => Some(*id),
+                CallSlot::Resolving { .. } => None,
+            })
+            .collect();
+        for id in ids {
+            self.endpoint
+                .with_call(now, id, |call| Call::hangup(call, now));
+        }
+        self.calls.clear();
+        self.call_owners.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incoming_calls_show_the_caller() {
+        let invite = Message::parse_datagram(
+            b"INVITE sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\nFrom: \"Bob \\\"B\\\"\" <sip:bob@example.com>;tag=1\r\nTo: <sip:alice@example.com>\r\nCall-ID: abc\r\nCSeq: 1 INVITE\r\nX-Custom: yes\r\nContent-Length: 0\r\n\r\n",
+            65_535,
+        )
+        .expect("parses");
+        let incoming = IncomingCall::from_invite(&invite);
+        assert_eq!(incoming.from_uri, "sip:bob@example.com");
+        assert_eq!(incoming.display_name.as_deref(), Some("Bob \"B\""));
+        assert_eq!(incoming.call_id, "abc");
+        assert!(
+            incoming
+                .headers
+                .contains(&("X-Custom".into(), "yes".into()))
+        );
+    }
+}
