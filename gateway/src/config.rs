@@ -29,9 +29,119 @@ pub struct Config {
     /// The SIP user agent: transports, registration, timers.
     #[serde(default)]
     pub sip: SipConfig,
+    /// The media relay: ports, addresses, codecs, timeouts.
+    #[serde(default)]
+    pub media: MediaConfig,
+    /// Calls: ringing and declining.
+    #[serde(default)]
+    pub calls: CallsConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// `[media]`: the relay between browsers (WebRTC) and SIP endpoints (RTP).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// The address media sockets bind to.
+    #[serde(default = "default_media_listen")]
+    pub listen: IpAddr,
+    /// The one UDP port all browser peers use (ICE, DTLS, SRTP).
+    #[serde(default = "default_browser_port")]
+    pub browser_port: u16,
+    /// The address given to browsers (the ICE candidate) and to SIP peers (SDP `c=`). Empty:
+    /// the listen address, or when that is the wildcard, the host's address toward the
+    /// internet (read from the routing table; nothing is sent).
+    #[serde(default)]
+    pub advertised_address: String,
+    /// The SIP legs' RTP ports: each call takes an even port and the one above it for RTCP.
+    #[serde(default = "default_rtp_port_min")]
+    pub rtp_port_min: u16,
+    /// The top of the RTP port range.
+    #[serde(default = "default_rtp_port_max")]
+    pub rtp_port_max: u16,
+    /// The codecs relayed, first preferred: opus, G722, PCMU, PCMA. Nothing is transcoded.
+    #[serde(default = "default_codecs")]
+    pub codecs: Vec<String>,
+    /// Seconds a leg that should be sending may stay silent before the call ends.
+    #[serde(default = "default_media_timeout")]
+    pub media_timeout: u64,
+    /// Seconds the browser may go without an ICE check before the call ends.
+    #[serde(default = "default_ice_timeout")]
+    pub ice_timeout: u64,
+}
+
+/// `[calls]`: incoming calls.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CallsConfig {
+    /// Seconds an incoming call rings before it is refused with 480 and reported missed.
+    #[serde(default = "default_ring_timeout")]
+    pub ring_timeout: u64,
+    /// The SIP status of a `session-terminate` before the answer: 486 (busy) or 603 (decline).
+    #[serde(default = "default_decline_code")]
+    pub decline_code: u16,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            listen: default_media_listen(),
+            browser_port: default_browser_port(),
+            advertised_address: String::new(),
+            rtp_port_min: default_rtp_port_min(),
+            rtp_port_max: default_rtp_port_max(),
+            codecs: default_codecs(),
+            media_timeout: default_media_timeout(),
+            ice_timeout: default_ice_timeout(),
+        }
+    }
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            ring_timeout: default_ring_timeout(),
+            decline_code: default_decline_code(),
+        }
+    }
+}
+
+fn default_media_listen() -> IpAddr {
+    IpAddr::from([0, 0, 0, 0])
+}
+
+fn default_browser_port() -> u16 {
+    20_000
+}
+
+fn default_rtp_port_min() -> u16 {
+    30_000
+}
+
+fn default_rtp_port_max() -> u16 {
+    39_999
+}
+
+fn default_codecs() -> Vec<String> {
+    ["opus", "G722", "PCMU", "PCMA"].map(str::to_owned).to_vec()
+}
+
+fn default_media_timeout() -> u64 {
+    60
+}
+
+fn default_ice_timeout() -> u64 {
+    30
+}
+
+fn default_ring_timeout() -> u64 {
+    60
+}
+
+fn default_decline_code() -> u16 {
+    486
 }
 
 /// `[http]`: the listener that serves the WebSocket endpoint, `/health` and `/metrics`.
@@ -424,6 +534,37 @@ impl Config {
                 "sip.outbound_proxy {:?} is not a SIP URI",
                 sip.outbound_proxy
             ));
+        }
+        let media = &self.media;
+        if media.codecs.is_empty() {
+            return invalid("media.codecs needs at least one codec".into());
+        }
+        for codec in &media.codecs {
+            if let Err(error) = codec.parse::<media::Codec>() {
+                return invalid(format!("media.codecs: {error}"));
+            }
+        }
+        if media.rtp_port_min < 1024 || media.rtp_port_max <= media.rtp_port_min {
+            return invalid(
+                "media.rtp_port_min must be at least 1024 and below media.rtp_port_max".into(),
+            );
+        }
+        if !media.advertised_address.is_empty()
+            && media.advertised_address.parse::<IpAddr>().is_err()
+        {
+            return invalid(format!(
+                "media.advertised_address must be an IP address, not {:?}",
+                media.advertised_address
+            ));
+        }
+        if media.media_timeout == 0 || media.ice_timeout == 0 {
+            return invalid("media.media_timeout and media.ice_timeout must be at least 1".into());
+        }
+        if ![486, 603].contains(&self.calls.decline_code) {
+            return invalid("calls.decline_code must be 486 or 603".into());
+        }
+        if self.calls.ring_timeout == 0 {
+            return invalid("calls.ring_timeout must be at least 1 second".into());
         }
         if self.accounts.sip_domains.is_empty()
             || self.accounts.sip_domains.iter().any(String::is_empty)

@@ -9,7 +9,7 @@
 //! needs SIP or media is started here as an [`Output`] for the driver, and reports back later as
 //! events ([`Connection::handle_sip_event`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use protocol::{
@@ -17,7 +17,7 @@ use protocol::{
     RequestBody, RequestError, Secret, ServerMessage, Version,
 };
 use sip::auth::{Credentials, Secret as SipSecret};
-use sip::driver::{Account as SipAccount, SipEvent};
+use sip::driver::{Account as SipAccount, CallHandle, IncomingCall, SipEvent};
 use sip::registration::RegistrationEvent;
 
 use crate::metrics::ErrorKind;
@@ -55,10 +55,33 @@ struct Account {
     secret: Secret,
     display_name: Option<String>,
     user_agent: Option<String>,
-    #[expect(dead_code, reason = "read by incoming calls, which are not built yet")]
     incoming_header_prefixes: Vec<String>,
     /// The account's SIP registration, when `account-register` started one.
     registration: Option<Registration>,
+}
+
+impl Account {
+    /// The account as the SIP driver needs it.
+    fn sip(&self) -> SipAccount {
+        let secret = match &self.secret {
+            Secret::Ha1(ha1) => SipSecret::Ha1(ha1.clone()),
+            Secret::Password(password) => SipSecret::Password(password.clone()),
+        };
+        let domain = match self.aor.port() {
+            Some(port) => format!("{}:{port}", self.aor.host()),
+            None => self.aor.host().to_owned(),
+        };
+        SipAccount {
+            user: self.aor.user().to_owned(),
+            domain,
+            display_name: self.display_name.clone(),
+            credentials: Credentials {
+                username: self.aor.user().to_owned(),
+                secret,
+            },
+            user_agent: self.user_agent.clone(),
+        }
+    }
 }
 
 /// A registration of one account, as this connection sees it.
@@ -89,6 +112,70 @@ pub(crate) enum Output {
     },
     /// Remove a SIP registration.
     Unregister { handle: u64 },
+    /// Start an outgoing call (its task).
+    StartCall(Box<StartCall>),
+    /// An incoming call for one of our accounts: start its task.
+    Incoming(Box<Incoming>),
+    /// An incoming call no account of ours takes any more: refuse it.
+    RefuseCall(CallHandle),
+    /// Pass a command to a call's task.
+    Call {
+        session: String,
+        command: SessionCommand,
+    },
+}
+
+/// What an outgoing call's task starts from.
+#[derive(Debug)]
+pub(crate) struct StartCall {
+    pub(crate) session: String,
+    pub(crate) account: SipAccount,
+    pub(crate) uri: String,
+    pub(crate) sdp: String,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+/// What an incoming call's task starts from.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub(crate) session: String,
+    /// The account, as the client named it.
+    pub(crate) account: String,
+    pub(crate) call: CallHandle,
+    pub(crate) invite: IncomingCall,
+    /// Which headers go to the client.
+    pub(crate) header_prefixes: Vec<String>,
+}
+
+/// What the client asks of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SessionCommand {
+    Answer {
+        sdp: String,
+        headers: Vec<(String, String)>,
+    },
+    Terminate,
+    Dtmf {
+        digits: String,
+        duration: u32,
+    },
+}
+
+/// What a call's task tells its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// The call is answered: DTMF can be sent.
+    Accepted,
+    /// The call is over: its id is free.
+    Ended,
+}
+
+/// A call of this connection, as far as requests need to know.
+#[derive(Debug)]
+struct Session {
+    incoming: bool,
+    answered: bool,
+    accepted: bool,
 }
 
 /// What became of one client message: for metrics and logs.
@@ -123,6 +210,8 @@ pub(crate) struct Connection {
     deferred: Vec<Output>,
     /// Numbers registrations for the driver.
     next_handle: u64,
+    /// Live calls by session id.
+    sessions: HashMap<String, Session>,
 }
 
 impl Connection {
@@ -135,6 +224,7 @@ impl Connection {
             out: VecDeque::new(),
             deferred: Vec::new(),
             next_handle: 1,
+            sessions: HashMap::new(),
         };
         connection.send(ServerMessage::Event(Event::Ready));
         connection
@@ -155,9 +245,18 @@ impl Connection {
         })
     }
 
-    /// News from the SIP driver about one of our registrations.
+    /// News from the SIP driver about one of our registrations (call events go to the calls'
+    /// tasks, not here).
     pub(crate) fn handle_sip_event(&mut self, event: SipEvent) {
-        let SipEvent::Registration { handle, event } = event;
+        let (handle, event) = match event {
+            SipEvent::Registration { handle, event } => (handle, event),
+            SipEvent::Incoming {
+                handle,
+                call,
+                invite,
+            } => return self.incoming(handle, call, *invite),
+            SipEvent::Call { .. } => return,
+        };
         let Some(account) = self.accounts.iter_mut().find(|account| {
             account
                 .registration
@@ -193,6 +292,11 @@ impl Connection {
             account,
             event: AccountEvent::RegistrationState(state),
         }));
+    }
+
+    /// An event from one of the connection's calls, for the client.
+    pub(crate) fn send_event(&mut self, event: Event) {
+        self.send(ServerMessage::Event(event));
     }
 
     pub(crate) fn account_count(&self) -> usize {
@@ -267,6 +371,11 @@ impl Connection {
             RequestBody::AccountRemove { account } => self.account_remove(&account),
             RequestBody::AccountRegister { account } => self.account_register(&account),
             RequestBody::AccountUnregister { account } => self.account_unregister(&account),
+            RequestBody::SessionCreate(create) => self.session_create(create),
+            RequestBody::SessionAnswer(answer) => self.session_answer(answer),
+            RequestBody::SessionTrickle(trickle) => self.session_live(&trickle.session).map(|_| ()),
+            RequestBody::SessionTerminate { session } => self.session_terminate(session),
+            RequestBody::SessionDtmfInfo(dtmf) => self.session_dtmf(dtmf),
             _ => Err((
                 ErrorKind::NotSupported,
                 format!("not supported yet: {name}"),
@@ -348,27 +457,9 @@ impl Connection {
             handle,
             reported: None,
         });
-        let secret = match &account.secret {
-            Secret::Ha1(ha1) => SipSecret::Ha1(ha1.clone()),
-            Secret::Password(password) => SipSecret::Password(password.clone()),
-        };
-        let domain = match account.aor.port() {
-            Some(port) => format!("{}:{port}", account.aor.host()),
-            None => account.aor.host().to_owned(),
-        };
-        let sip_account = SipAccount {
-            user: account.aor.user().to_owned(),
-            domain,
-            display_name: account.display_name.clone(),
-            credentials: Credentials {
-                username: account.aor.user().to_owned(),
-                secret,
-            },
-            user_agent: account.user_agent.clone(),
-        };
         self.deferred.push(Output::Register {
             handle,
-            account: Box::new(sip_account),
+            account: Box::new(account.sip()),
         });
         Ok(())
     }
@@ -431,5 +522,6 @@ pub(crate) fn redact(text: &str) -> String {
     }
 }
 
+mod sessions;
 #[cfg(test)]
 mod tests;

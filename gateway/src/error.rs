@@ -43,6 +43,14 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The media relay's browser port could not be bound.
+    #[error("cannot listen for media on {addr}: {source}")]
+    MediaBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// Serving failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),

@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+mod call;
 mod config;
 mod connection;
 mod error;
@@ -19,6 +20,9 @@ mod server;
 mod tls;
 mod ws;
 
-pub use config::{AccountsConfig, Config, HttpConfig, LogConfig, SipConfig, WebSocketConfig};
+pub use config::{
+    AccountsConfig, CallsConfig, Config, HttpConfig, LogConfig, MediaConfig, SipConfig,
+    WebSocketConfig,
+};
 pub use error::{Error, Result};
 pub use server::{Server, check, run};

@@ -89,6 +89,11 @@ pub(crate) struct Metrics {
     connections_total: AtomicU64,
     rejected: [AtomicU64; Rejection::ALL.len()],
     accounts: AtomicI64,
+    /// Calls whose task runs.
+    calls: AtomicI64,
+    calls_total: AtomicU64,
+    /// UDP ports the SIP legs of calls hold.
+    media_ports: AtomicI64,
     /// One counter per name of [`REQUEST_NAMES`], then one for unknown names.
     requests: Box<[AtomicU64]>,
     errors: [AtomicU64; ErrorKind::ALL.len()],
@@ -101,6 +106,9 @@ impl Default for Metrics {
             connections_total: AtomicU64::new(0),
             rejected: Default::default(),
             accounts: AtomicI64::new(0),
+            calls: AtomicI64::new(0),
+            calls_total: AtomicU64::new(0),
+            media_ports: AtomicI64::new(0),
             requests: (0..=REQUEST_NAMES.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -125,6 +133,27 @@ impl Metrics {
 
     pub(crate) fn rejected(&self, why: Rejection) {
         self.rejected[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A call's task started: counted until the guard is dropped.
+    pub(crate) fn call_started(self: &std::sync::Arc<Self>) -> Gauge {
+        self.calls.fetch_add(1, Relaxed);
+        self.calls_total.fetch_add(1, Relaxed);
+        Gauge {
+            metrics: self.clone(),
+            which: Which::Calls,
+            count: 1,
+        }
+    }
+
+    /// A call took its RTP and RTCP ports: counted until the guard is dropped.
+    pub(crate) fn ports_taken(self: &std::sync::Arc<Self>) -> Gauge {
+        self.media_ports.fetch_add(2, Relaxed);
+        Gauge {
+            metrics: self.clone(),
+            which: Which::Ports,
+            count: 2,
+        }
     }
 
     pub(crate) fn accounts_changed(&self, delta: i64) {
@@ -192,6 +221,30 @@ impl Metrics {
             "Accounts added on open connections.",
         );
         let _ = writeln!(out, "sylkrtc_accounts {}", self.accounts.load(Relaxed));
+        family(&mut out, "sylkrtc_calls", "gauge", "Calls in progress.");
+        let _ = writeln!(out, "sylkrtc_calls {}", self.calls.load(Relaxed));
+        family(
+            &mut out,
+            "sylkrtc_calls_total",
+            "counter",
+            "Calls started, both directions.",
+        );
+        let _ = writeln!(
+            out,
+            "sylkrtc_calls_total {}",
+            self.calls_total.load(Relaxed)
+        );
+        family(
+            &mut out,
+            "sylkrtc_media_ports",
+            "gauge",
+            "UDP ports held by the SIP legs of calls (RTP and RTCP).",
+        );
+        let _ = writeln!(
+            out,
+            "sylkrtc_media_ports {}",
+            self.media_ports.load(Relaxed)
+        );
         family(
             &mut out,
             "sylkrtc_requests_total",
@@ -221,6 +274,30 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Calls,
+    Ports,
+}
+
+/// Holds a gauge up while it lives.
+#[derive(Debug)]
+pub(crate) struct Gauge {
+    metrics: std::sync::Arc<Metrics>,
+    which: Which,
+    count: i64,
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        let gauge = match self.which {
+            Which::Calls => &self.metrics.calls,
+            Which::Ports => &self.metrics.media_ports,
+        };
+        gauge.fetch_sub(self.count, Relaxed);
     }
 }
 

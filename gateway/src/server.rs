@@ -1,6 +1,6 @@
 //! The listener and what all connections share: binding, serving and shutting down.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsListener};
+use media::Codec;
+use media::driver::{BrowserPort, PortRange};
 use sip::driver::{DriverConfig, Sip, SipHandle};
 use sip::endpoint::EndpointConfig;
 use sip::registration::Transport;
@@ -33,7 +35,7 @@ pub(crate) struct Shared {
     pub(crate) websocket: WebSocketConfig,
     pub(crate) web_origins: Vec<String>,
     pub(crate) domains: Arc<SipDomains>,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<Metrics>,
     /// One permit per open WebSocket connection: this is the `max_connections` limit.
     pub(crate) connection_slots: Arc<Semaphore>,
     /// Cancelled at shutdown, so that every connection closes with code 1001.
@@ -44,20 +46,91 @@ pub(crate) struct Shared {
     pub(crate) next_connection_id: AtomicU64,
     /// The SIP driver.
     pub(crate) sip: SipHandle,
+    /// The media relay's shared parts.
+    pub(crate) media: Media,
+}
+
+/// What every call's relay shares: the browser port, the SIP legs' port range, settings.
+#[derive(Debug)]
+pub(crate) struct Media {
+    pub(crate) browser: BrowserPort,
+    /// The ICE candidate browsers get: the advertised address and the browser port.
+    pub(crate) browser_addr: SocketAddr,
+    pub(crate) ports: PortRange,
+    /// The address SIP peers get in SDP.
+    pub(crate) advertised: IpAddr,
+    pub(crate) codecs: Vec<Codec>,
+    pub(crate) media_timeout: Duration,
+    pub(crate) ice_timeout: Duration,
+    pub(crate) ring_timeout: Duration,
+    pub(crate) decline_code: u16,
+}
+
+impl Media {
+    /// Binds the browser port (needs a tokio runtime).
+    pub(crate) fn bind(config: &Config) -> Result<Media> {
+        media::init_crypto();
+        let settings = &config.media;
+        let addr = SocketAddr::new(settings.listen, settings.browser_port);
+        let browser =
+            BrowserPort::bind(addr).map_err(|source| Error::MediaBind { addr, source })?;
+        let port = browser.local_addr()?.port();
+        let advertised = match settings.advertised_address.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) if !settings.listen.is_unspecified() => settings.listen,
+            Err(_) => host_address(settings.listen),
+        };
+        Ok(Media {
+            browser,
+            browser_addr: SocketAddr::new(advertised, port),
+            ports: PortRange::new(
+                settings.listen,
+                settings.rtp_port_min,
+                settings.rtp_port_max,
+            ),
+            advertised,
+            codecs: settings
+                .codecs
+                .iter()
+                .filter_map(|codec| codec.parse().ok())
+                .collect(),
+            media_timeout: Duration::from_secs(settings.media_timeout),
+            ice_timeout: Duration::from_secs(settings.ice_timeout),
+            ring_timeout: Duration::from_secs(config.calls.ring_timeout),
+            decline_code: config.calls.decline_code,
+        })
+    }
+}
+
+/// The host's own address when media listens on all interfaces: the one the routing table
+/// picks toward a public address (found by connecting a UDP socket, which sends nothing).
+fn host_address(listen: IpAddr) -> IpAddr {
+    let probe: SocketAddr = match listen {
+        IpAddr::V4(_) => SocketAddr::from(([192, 0, 2, 1], 9)),
+        IpAddr::V6(_) => SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1], 9)),
+    };
+    std::net::UdpSocket::bind(SocketAddr::new(listen, 0))
+        .and_then(|socket| {
+            socket.connect(probe)?;
+            socket.local_addr()
+        })
+        .map(|local| local.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
 impl Shared {
-    pub(crate) fn new(config: &Config, sip: SipHandle) -> Shared {
+    pub(crate) fn new(config: &Config, sip: SipHandle, media: Media) -> Shared {
         Shared {
             websocket: config.websocket.clone(),
             web_origins: config.http.web_origins.clone(),
             domains: Arc::new(SipDomains::new(&config.accounts.sip_domains)),
-            metrics: Metrics::default(),
+            metrics: Arc::new(Metrics::default()),
             connection_slots: Arc::new(Semaphore::new(config.websocket.max_connections)),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             next_connection_id: AtomicU64::new(1),
             sip,
+            media,
         }
     }
 }
@@ -93,7 +166,8 @@ impl Server {
                 addr: SocketAddr::new(config.sip.listen, config.sip.udp_port),
                 source,
             })?;
-        let shared = Arc::new(Shared::new(config, sip.handle.clone()));
+        let media = Media::bind(config)?;
+        let shared = Arc::new(Shared::new(config, sip.handle.clone(), media));
         Ok(Server {
             listener,
             local_addr,

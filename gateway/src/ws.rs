@@ -13,6 +13,7 @@
 //! When the reader or the handler ends, the writer gets a short grace period to send its last
 //! frames, then everything the connection owns is dropped.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,12 +26,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use protocol::{Request, ServerMessage, Version};
-use sip::driver::{RegistrationKey, SipEvent, SipHandle};
+use sip::driver::{CallCommand, CallHandle, RegistrationKey, SipEvent, SipHandle};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::connection::{Connection, Handled, Outcome, Output, redact};
+use crate::call::{self, CallTask, Report};
+use crate::connection::{Connection, Handled, Notice, Outcome, Output, redact};
 use crate::keepalive::{Action, Keepalive};
 use crate::metrics::{ErrorKind, Metrics, Rejection};
 use crate::server::Shared;
@@ -215,7 +217,7 @@ async fn serve(
 }
 
 /// Runs a connection over any frame stream and sink (a WebSocket, or channels in the tests).
-async fn drive<S, K>(stream: S, sink: K, shared: &Shared, version: Version, id: u64) -> Ended
+async fn drive<S, K>(stream: S, sink: K, shared: &Arc<Shared>, version: Version, id: u64) -> Ended
 where
     S: Stream<Item = Result<Message, axum::Error>> + Unpin,
     K: Sink<Message> + Unpin,
@@ -386,16 +388,22 @@ async fn handle_loop(
     connection: Connection,
     mut requests: mpsc::Receiver<Inbound>,
     out: mpsc::Sender<Outbound>,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     id: u64,
 ) {
-    // Unbounded, like the driver's own queues: the driver must never wait on one connection.
+    // Unbounded, like the driver's own queues: the driver must never wait on one connection,
+    // nor a call's task.
     let (sip_events, mut sip_rx) = mpsc::unbounded_channel();
+    let (reports, mut reports_rx) = mpsc::unbounded_channel();
     let mut session = Session {
         connection,
         metrics: &shared.metrics,
+        shared,
         sip: &shared.sip,
         sip_events,
+        reports,
+        calls: HashMap::new(),
+        incoming_calls: HashMap::new(),
         owner: id,
         accounts: 0,
     };
@@ -425,8 +433,9 @@ async fn handle_loop(
             }
             Some(event) = sip_rx.recv() => {
                 debug!(?event, "SIP event");
-                session.connection.handle_sip_event(event);
+                session.sip_event(event);
             }
+            Some((call, report)) = reports_rx.recv() => session.report(call, report),
         }
         if !session.flush(&out, trace).await {
             return;
@@ -440,8 +449,15 @@ struct Session<'a> {
     connection: Connection,
     metrics: &'a Metrics,
     sip: &'a SipHandle,
+    shared: &'a Arc<Shared>,
     /// Where the driver sends this connection's SIP events.
     sip_events: mpsc::UnboundedSender<SipEvent>,
+    /// Where calls' tasks send their events.
+    reports: mpsc::UnboundedSender<(String, Report)>,
+    /// The calls' tasks, by session id.
+    calls: HashMap<String, CallTask>,
+    /// Incoming calls' sessions, by SIP call, for their SIP events.
+    incoming_calls: HashMap<CallHandle, String>,
     /// This connection's number, which names its registrations in the driver.
     owner: u64,
     /// Accounts counted in the gauge for this connection.
@@ -473,6 +489,36 @@ impl Session<'_> {
         self.accounts = accounts;
     }
 
+    /// A SIP event: call events go to their call's task, the rest to the connection.
+    fn sip_event(&mut self, event: SipEvent) {
+        if let SipEvent::Call { call, .. } = &event {
+            let task = self
+                .incoming_calls
+                .get(call)
+                .and_then(|session| self.calls.get(session))
+                .and_then(|task| task.sip_events.as_ref());
+            if let Some(task) = task {
+                let _ = task.send(event);
+            }
+            return;
+        }
+        self.connection.handle_sip_event(event);
+    }
+
+    /// News from a call's task.
+    fn report(&mut self, session: String, report: Report) {
+        match report {
+            Report::Event(event) => self.connection.send_event(event),
+            Report::Notice(notice) => {
+                self.connection.handle_notice(&session, notice);
+                if notice == Notice::Ended {
+                    self.calls.remove(&session);
+                    self.incoming_calls.retain(|_, owner| *owner != session);
+                }
+            }
+        }
+    }
+
     fn key(&self, handle: u64) -> RegistrationKey {
         RegistrationKey {
             owner: self.owner,
@@ -498,6 +544,29 @@ impl Session<'_> {
                         .register(self.key(handle), *account, self.sip_events.clone());
                 }
                 Output::Unregister { handle } => self.sip.unregister(self.key(handle)),
+                Output::StartCall(start) => {
+                    let session = start.session.clone();
+                    let task = call::outgoing(self.shared.clone(), *start, self.reports.clone());
+                    self.calls.insert(session, task);
+                }
+                Output::Incoming(incoming) => {
+                    let session = incoming.session.clone();
+                    self.incoming_calls.insert(incoming.call, session.clone());
+                    let task = call::incoming(self.shared.clone(), *incoming, self.reports.clone());
+                    self.calls.insert(session, task);
+                }
+                Output::RefuseCall(call) => self.sip.call(
+                    call,
+                    CallCommand::Reject {
+                        code: 480,
+                        reason: "Temporarily Unavailable".to_owned(),
+                    },
+                ),
+                Output::Call { session, command } => {
+                    if let Some(task) = self.calls.get(&session) {
+                        let _ = task.commands.send(command);
+                    }
+                }
             }
         }
         true

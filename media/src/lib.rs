@@ -9,6 +9,8 @@
 #![deny(missing_docs)]
 
 pub mod codec;
+#[cfg(feature = "tokio")]
+pub mod driver;
 mod error;
 pub mod relay;
 pub mod rtp;

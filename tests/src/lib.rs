@@ -58,6 +58,10 @@ impl Gateway {
         if config.sip.tcp_port == 5060 {
             config.sip.tcp_port = 0;
         }
+        config.media.listen = std::net::Ipv4Addr::LOCALHOST.into();
+        if config.media.browser_port == 20_000 {
+            config.media.browser_port = 0;
+        }
         let server = gateway::Server::bind(&config)
             .await
             .expect("the gateway binds");

@@ -29,6 +29,16 @@ fn exchange(connection: &mut Connection, request: Value) -> (Handled, Vec<Value>
             Output::Register { handle, account } => out
                 .push(json!({"register": handle, "user": account.user, "domain": account.domain})),
             Output::Unregister { handle } => out.push(json!({"unregister": handle})),
+            Output::StartCall(start) => out.push(
+                json!({"call": start.session, "uri": start.uri, "user": start.account.user, "headers": start.headers}),
+            ),
+            Output::Incoming(incoming) => out.push(
+                json!({"incoming": incoming.session, "account": incoming.account, "prefixes": incoming.header_prefixes}),
+            ),
+            Output::RefuseCall(call) => out.push(json!({"refuse": call.0})),
+            Output::Call { session, command } => {
+                out.push(json!({"command": session, "what": format!("{command:?}")}))
+            }
         }
     }
     (handled, out)
@@ -121,12 +131,7 @@ fn domains_outside_sip_domains_are_refused() {
 fn features_not_built_say_so() {
     let mut connection = connection(Version::V1, &["*"]);
     for (name, extra) in [
-        (
-            "session-create",
-            json!({"account": "a@b.c", "session": "s", "uri": "b@b.c", "sdp": "v=0"}),
-        ),
-        ("session-trickle", json!({"session": "s", "candidates": []})),
-        ("session-terminate", json!({"session": "s"})),
+        ("session-update", json!({"session": "s", "sdp": "v=0"})),
         ("videoroom-join", json!({})),
         ("account-fetch-addressbook", json!({"account": "a@b.c"})),
         ("lookup-public-key", json!({"uri": "a@b.c"})),
@@ -387,4 +392,152 @@ fn removing_an_account_removes_its_registration() {
             json!({"sylkrtc": "error", "transaction": "4", "error": "Unknown account specified: alice@example.com"})
         ]
     );
+}
+
+fn request(name: &str, transaction: &str, fields: Value) -> Value {
+    let mut request = json!({"sylkrtc": name, "transaction": transaction});
+    if let (Some(request), Some(fields)) = (request.as_object_mut(), fields.as_object()) {
+        request.extend(fields.clone());
+    }
+    request
+}
+
+#[test]
+fn outgoing_sessions_are_checked_then_handed_to_their_task() {
+    let mut connection = connection(Version::V2, &["*"]);
+    exchange(&mut connection, add("1", "alice@example.com"));
+    let create = json!({"account": "alice@example.com", "session": "s1", "uri": "sip:bob@example.com",
+        "sdp": "v=0", "headers": [{"name": "X-Test", "value": "1"}]});
+    let (_, out) = exchange(
+        &mut connection,
+        request("session-create", "2", create.clone()),
+    );
+    // The ack comes before the call starts.
+    assert_eq!(
+        out,
+        [
+            json!({"sylkrtc": "ack", "transaction": "2"}),
+            json!({"call": "s1", "uri": "sip:bob@example.com", "user": "alice", "headers": [["X-Test", "1"]]}),
+        ]
+    );
+    // A trickle right after is accepted (an ICE-lite gateway needs no candidates), the end
+    // marker too.
+    let trickle = json!({"session": "s1", "candidates": [{"candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host", "sdpMid": "0", "sdpMLineIndex": 0}]});
+    let (_, out) = exchange(&mut connection, request("session-trickle", "3", trickle));
+    assert_eq!(out, [json!({"sylkrtc": "ack", "transaction": "3"})]);
+    let (_, out) = exchange(
+        &mut connection,
+        request(
+            "session-trickle",
+            "4",
+            json!({"session": "s1", "candidates": []}),
+        ),
+    );
+    assert_eq!(out, [json!({"sylkrtc": "ack", "transaction": "4"})]);
+    // The same id again, an unknown account, an answer to an outgoing call, DTMF too early.
+    let (_, out) = exchange(&mut connection, request("session-create", "5", create));
+    assert_eq!(out[0]["error"], "Session ID s1 already in use");
+    let unknown = json!({"account": "carol@example.com", "session": "s2", "uri": "bob@example.com", "sdp": "v=0"});
+    let (_, out) = exchange(&mut connection, request("session-create", "6", unknown));
+    assert_eq!(
+        out[0]["error"],
+        "Unknown account specified: carol@example.com"
+    );
+    let (_, out) = exchange(
+        &mut connection,
+        request(
+            "session-answer",
+            "7",
+            json!({"session": "s1", "sdp": "v=0"}),
+        ),
+    );
+    assert_eq!(
+        out[0]["error"],
+        "Session s1 is not an incoming call waiting for an answer"
+    );
+    let dtmf = json!({"session": "s1", "digit": "12#"});
+    let (_, out) = exchange(
+        &mut connection,
+        request("session-dtmf-info", "8", dtmf.clone()),
+    );
+    assert_eq!(out[0]["error"], "Session s1 is not answered yet: no DTMF");
+    connection.handle_notice("s1", Notice::Accepted);
+    let (_, out) = exchange(&mut connection, request("session-dtmf-info", "9", dtmf));
+    assert_eq!(out[1]["what"], "Dtmf { digits: \"12#\", duration: 100 }");
+    let (_, out) = exchange(
+        &mut connection,
+        request(
+            "session-dtmf-info",
+            "10",
+            json!({"session": "s1", "digit": "x"}),
+        ),
+    );
+    assert_eq!(out[0]["sylkrtc"], "error", "{out:?}");
+    let (_, out) = exchange(
+        &mut connection,
+        request("session-terminate", "11", json!({"session": "s1"})),
+    );
+    assert_eq!(out[1], json!({"command": "s1", "what": "Terminate"}));
+    // Once the task reports the end, the id is unknown (and free again).
+    connection.handle_notice("s1", Notice::Ended);
+    let (_, out) = exchange(
+        &mut connection,
+        request(
+            "session-trickle",
+            "12",
+            json!({"session": "s1", "candidates": []}),
+        ),
+    );
+    assert_eq!(out[0]["error"], "Unknown session: s1");
+}
+
+#[test]
+fn incoming_calls_become_sessions_of_their_account() {
+    let mut connection = connection(Version::V2, &["*"]);
+    let mut add = add("1", "alice@example.com");
+    add["incoming_header_prefixes"] = json!(["X-"]);
+    exchange(&mut connection, add);
+    let (_, out) = exchange(
+        &mut connection,
+        json!({"sylkrtc": "account-register", "transaction": "2", "account": "alice@example.com"}),
+    );
+    let handle = out[1]["register"].as_u64().unwrap();
+    let invite = || sip::driver::IncomingCall {
+        from_uri: "sip:bob@example.com".into(),
+        display_name: None,
+        call_id: "c".into(),
+        sdp: Default::default(),
+        headers: vec![],
+    };
+    connection.handle_sip_event(SipEvent::Incoming {
+        handle,
+        call: sip::driver::CallHandle(7),
+        invite: Box::new(invite()),
+    });
+    let Some(Output::Incoming(incoming)) = connection.poll_output() else {
+        panic!("an incoming call");
+    };
+    assert_eq!(incoming.account, "alice@example.com");
+    assert_eq!(incoming.header_prefixes, ["X-"]);
+    let session = incoming.session.clone();
+    let answer = json!({"session": session, "sdp": "v=0"});
+    let (_, out) = exchange(
+        &mut connection,
+        request("session-answer", "3", answer.clone()),
+    );
+    assert_eq!(out[0], json!({"sylkrtc": "ack", "transaction": "3"}));
+    assert!(out[1]["what"].as_str().unwrap().starts_with("Answer"));
+    // Answered once only.
+    let (_, out) = exchange(&mut connection, request("session-answer", "4", answer));
+    assert!(out[0]["error"].as_str().is_some());
+    // A call for a registration that is gone is refused.
+    connection.handle_sip_event(SipEvent::Incoming {
+        handle: handle + 100,
+        call: sip::driver::CallHandle(8),
+        invite: Box::new(invite()),
+    });
+    assert!(matches!(
+        connection.poll_output(),
+        Some(Output::RefuseCall(_))
+    ));
 }

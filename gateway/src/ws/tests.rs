@@ -33,7 +33,11 @@ async fn sip() -> SipHandle {
 }
 
 async fn start(config: Config, stalled: bool) -> Peer {
-    let shared = Arc::new(Shared::new(&config, sip().await));
+    let mut media_config = config.clone();
+    media_config.media.listen = std::net::Ipv4Addr::LOCALHOST.into();
+    media_config.media.browser_port = 0;
+    let media = crate::server::Media::bind(&media_config).unwrap();
+    let shared = Arc::new(Shared::new(&config, sip().await, media));
     let (to_gateway, mut inbound) = unbounded_channel();
     let (outbound, from_gateway) = unbounded_channel();
     let stream = futures_util::stream::poll_fn(move |cx| inbound.poll_recv(cx));

@@ -1,0 +1,659 @@
+//! One call's task: it ties the SIP call (through the driver's handle), the media relay and its
+//! sockets, and the sylkRTC events of the session.
+//!
+//! The task owns everything the call holds (the relay, the SIP leg's ports, its claim on the
+//! shared browser port), so that whatever ends it (a hang-up, a failure, the connection going
+//! away) releases all of it. It never waits on the connection: its events go to the
+//! connection's handler through an unbounded queue, in order.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use media::driver::{Datagram, PortPair, Route};
+use media::{Output as MediaOutput, Relay, RelayConfig};
+use protocol::{AccountEvent, Event, Party, SessionEvent, SessionState};
+use sip::call::CallEvent;
+use sip::driver::{CallCommand, CallHandle, OutgoingCall, SipEvent};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::connection::{Incoming, Notice, SessionCommand, StartCall};
+use crate::metrics::Gauge;
+use crate::server::Shared;
+
+/// Datagrams from the browser waiting for the call's task; past it they are dropped.
+const BROWSER_QUEUE: usize = 512;
+
+/// What a call's task tells its connection.
+#[derive(Debug)]
+pub(crate) enum Report {
+    /// An event for the client.
+    Event(Event),
+    /// A change the connection's request checks need.
+    Notice(Notice),
+}
+
+/// The connection's end of a call's task.
+#[derive(Debug)]
+pub(crate) struct CallTask {
+    /// Commands from the client; dropping it ends the call.
+    pub(crate) commands: mpsc::UnboundedSender<SessionCommand>,
+    /// The call's SIP events, for incoming calls (whose events reach the connection first).
+    pub(crate) sip_events: Option<mpsc::UnboundedSender<SipEvent>>,
+}
+
+/// Starts an outgoing call's task.
+pub(crate) fn outgoing(
+    shared: Arc<Shared>,
+    start: StartCall,
+    reports: mpsc::UnboundedSender<(String, Report)>,
+) -> CallTask {
+    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let (sip_tx, sip_rx) = mpsc::unbounded_channel();
+    let span = info_span!("call", session = %start.session, direction = "out");
+    let session = start.session.clone();
+    let account = start.account.user.clone() + "@" + &start.account.domain;
+    let task = async move {
+        let mut call = Call::new(shared, session, account, reports, false);
+        match call.start_outgoing(start, sip_tx) {
+            Ok(()) => call.run(commands_rx, sip_rx).await,
+            Err(reason) => call.finish(&reason),
+        }
+    };
+    tokio::spawn(task.instrument(span));
+    CallTask {
+        commands,
+        sip_events: None,
+    }
+}
+
+/// Starts an incoming call's task.
+pub(crate) fn incoming(
+    shared: Arc<Shared>,
+    incoming: Incoming,
+    reports: mpsc::UnboundedSender<(String, Report)>,
+) -> CallTask {
+    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let (sip_tx, sip_rx) = mpsc::unbounded_channel();
+    let span = info_span!("call", session = %incoming.session, direction = "in");
+    let task = async move {
+        let session = incoming.session.clone();
+        let account = incoming.account.clone();
+        let mut call = Call::new(shared, session, account, reports, true);
+        if call.start_incoming(incoming) {
+            call.run(commands_rx, sip_rx).await;
+        }
+    };
+    tokio::spawn(task.instrument(span));
+    CallTask {
+        commands,
+        sip_events: Some(sip_tx),
+    }
+}
+
+/// Where the call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Outgoing: the INVITE is out.
+    Calling,
+    /// Incoming: ringing, waiting for `session-answer`.
+    Ringing,
+    /// Answered.
+    Up,
+    /// Over.
+    Over,
+}
+
+struct Call {
+    shared: Arc<Shared>,
+    session: String,
+    account: String,
+    reports: mpsc::UnboundedSender<(String, Report)>,
+    phase: Phase,
+    sip_call: Option<CallHandle>,
+    /// The SIP call has ended on its own (no hang-up to send).
+    sip_over: bool,
+    call_id: Option<String>,
+    originator: Option<Party>,
+    relay: Option<Relay>,
+    ports: Option<PortPair>,
+    route: Option<Route>,
+    browser_tx: mpsc::Sender<Datagram>,
+    browser_rx: Option<mpsc::Receiver<Datagram>>,
+    /// When the relay wants its timer, and when an unanswered call stops ringing.
+    relay_deadline: Option<std::time::Instant>,
+    ring_deadline: Option<Instant>,
+    /// Early media was given to the browser: the answer has no SDP for it.
+    early: bool,
+    _gauges: Vec<Gauge>,
+}
+
+impl Call {
+    fn new(
+        shared: Arc<Shared>,
+        session: String,
+        account: String,
+        reports: mpsc::UnboundedSender<(String, Report)>,
+        incoming: bool,
+    ) -> Call {
+        let (browser_tx, browser_rx) = mpsc::channel(BROWSER_QUEUE);
+        let gauge = shared.metrics.call_started();
+        Call {
+            shared,
+            session,
+            account,
+            reports,
+            phase: if incoming {
+                Phase::Ringing
+            } else {
+                Phase::Calling
+            },
+            sip_call: None,
+            sip_over: false,
+            call_id: None,
+            originator: None,
+            relay: None,
+            ports: None,
+            route: None,
+            browser_tx,
+            browser_rx: Some(browser_rx),
+            relay_deadline: None,
+            ring_deadline: None,
+            early: false,
+            _gauges: vec![gauge],
+        }
+    }
+
+    fn report(&self, report: Report) {
+        let _ = self.reports.send((self.session.clone(), report));
+    }
+
+    fn state(&self, state: SessionState) {
+        self.report(Report::Event(Event::Session {
+            session: self.session.clone(),
+            event: SessionEvent::State(state),
+        }));
+    }
+
+    fn account_event(&self, event: AccountEvent) {
+        self.report(Report::Event(Event::Account {
+            account: self.account.clone(),
+            event,
+        }));
+    }
+
+    /// The relay's settings for a call whose SIP leg has these ports.
+    fn relay_config(&mut self) -> Result<RelayConfig, String> {
+        let media = &self.shared.media;
+        let pair = media
+            .ports
+            .allocate()
+            .map_err(|error| format!("503 Service Unavailable ({error})"))?;
+        let port = pair
+            .rtp
+            .local_addr()
+            .map_err(|error| format!("503 Service Unavailable ({error})"))?
+            .port();
+        self._gauges.push(self.shared.metrics.ports_taken());
+        self.ports = Some(pair);
+        Ok(RelayConfig {
+            browser: media.browser_addr,
+            sip_rtp: SocketAddr::new(media.advertised, port),
+            codecs: media.codecs.clone(),
+            media_timeout: media.media_timeout,
+            ice_timeout: media.ice_timeout,
+            wallclock: SystemTime::now(),
+            cname: format!(
+                "{}@sylkrtc-gateway",
+                &self.session[..self.session.len().min(16)]
+            ),
+        })
+    }
+
+    /// Claims the browser's datagrams on the shared port, once the relay's ufrag exists.
+    fn claim_browser_port(&mut self) {
+        if self.route.is_some() {
+            return;
+        }
+        if let Some(ufrag) = self.relay.as_mut().and_then(Relay::ice_ufrag) {
+            self.route = Some(
+                self.shared
+                    .media
+                    .browser
+                    .register(ufrag, self.browser_tx.clone()),
+            );
+        }
+    }
+
+    fn start_outgoing(
+        &mut self,
+        start: StartCall,
+        sip_events: mpsc::UnboundedSender<SipEvent>,
+    ) -> Result<(), String> {
+        let config = self.relay_config()?;
+        let (relay, sip_offer) = Relay::outgoing(std::time::Instant::now(), config, &start.sdp)
+            .map_err(|error| match error {
+                media::Error::NoCommonCodec(reason) => reason,
+                other => format!("488 Not Acceptable Here ({other})"),
+            })?;
+        self.relay = Some(relay);
+        info!(uri = %start.uri, "calling");
+        let call = self.shared.sip.invite(
+            OutgoingCall {
+                account: start.account,
+                uri: start.uri,
+                sdp: Bytes::from(sip_offer),
+                headers: start.headers,
+            },
+            sip_events,
+        );
+        self.sip_call = Some(call);
+        self.state(SessionState::Progress);
+        Ok(())
+    }
+
+    /// Sets up an incoming call; false when it was refused at once.
+    fn start_incoming(&mut self, incoming: Incoming) -> bool {
+        let invite = incoming.invite;
+        self.sip_call = Some(incoming.call);
+        self.call_id = Some(invite.call_id.clone());
+        let originator = Party {
+            uri: invite.from_uri.trim_start_matches("sip:").to_owned(),
+            display_name: invite.display_name.clone(),
+        };
+        self.originator = Some(originator.clone());
+        let offer = String::from_utf8_lossy(&invite.sdp).into_owned();
+        let offer = (!offer.trim().is_empty()).then_some(offer);
+        let made = self.relay_config().and_then(|config| {
+            Relay::incoming(std::time::Instant::now(), config, offer.as_deref())
+                .map_err(|error| error.to_string())
+        });
+        let (relay, browser_offer) = match made {
+            Ok(made) => made,
+            Err(reason) => {
+                info!(%reason, "incoming call refused");
+                self.sip(CallCommand::Reject {
+                    code: 488,
+                    reason: "Not Acceptable Here".to_owned(),
+                });
+                self.sip_over = true;
+                self.phase = Phase::Over;
+                self.report(Report::Notice(Notice::Ended));
+                return false;
+            }
+        };
+        self.relay = Some(relay);
+        self.claim_browser_port();
+        let prefixes: Vec<String> = incoming
+            .header_prefixes
+            .iter()
+            .map(|prefix| prefix.to_ascii_lowercase())
+            .collect();
+        let headers: BTreeMap<String, String> = invite
+            .headers
+            .iter()
+            .filter(|(name, _)| {
+                let name = name.to_ascii_lowercase();
+                prefixes
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix.as_str()))
+            })
+            .cloned()
+            .collect();
+        info!(from = %originator.uri, call_id = %invite.call_id, "incoming call");
+        self.account_event(AccountEvent::IncomingSession {
+            session: self.session.clone(),
+            originator,
+            sdp: browser_offer,
+            call_id: Some(invite.call_id.clone()),
+            headers,
+        });
+        self.sip(CallCommand::Ring);
+        self.ring_deadline = Some(Instant::now() + self.shared.media.ring_timeout);
+        true
+    }
+
+    fn sip(&self, command: CallCommand) {
+        if let Some(call) = self.sip_call {
+            self.shared.sip.call(call, command);
+        }
+    }
+
+    async fn run(
+        &mut self,
+        mut commands: mpsc::UnboundedReceiver<SessionCommand>,
+        mut sip_events: mpsc::UnboundedReceiver<SipEvent>,
+    ) {
+        let mut rtp_buffer = vec![0u8; 2048];
+        let mut rtcp_buffer = vec![0u8; 1500];
+        let (Some(ports), Some(mut browser_rx)) = (self.ports.take(), self.browser_rx.take())
+        else {
+            return;
+        };
+        self.drain(&ports);
+        while self.phase != Phase::Over {
+            let relay_deadline = self.relay_deadline.map(Instant::from_std);
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    // The connection is gone: so is the call.
+                    None => self.hang_up("the client disconnected"),
+                },
+                event = sip_events.recv() => match event {
+                    Some(SipEvent::Call { event, .. }) => self.sip_event(event),
+                    Some(_) => {}
+                    None => self.finish("500 the SIP user agent stopped"),
+                },
+                Some(datagram) = browser_rx.recv() => {
+                    if let Some(relay) = &mut self.relay {
+                        relay.handle_browser(datagram.at, datagram.source, &datagram.data);
+                    }
+                }
+                received = ports.rtp.recv_from(&mut rtp_buffer) => {
+                    if let (Ok((length, source)), Some(relay)) = (received, &mut self.relay) {
+                        relay.handle_sip(std::time::Instant::now(), source, &rtp_buffer[..length], false);
+                    }
+                }
+                received = ports.rtcp.recv_from(&mut rtcp_buffer) => {
+                    if let (Ok((length, source)), Some(relay)) = (received, &mut self.relay) {
+                        relay.handle_sip(std::time::Instant::now(), source, &rtcp_buffer[..length], true);
+                    }
+                }
+                () = sleep_until(relay_deadline) => {
+                    if let Some(relay) = &mut self.relay {
+                        relay.handle_timeout(std::time::Instant::now());
+                    }
+                }
+                () = sleep_until(self.ring_deadline) => self.ring_timeout(),
+            }
+            self.drain(&ports);
+        }
+        if let Some(relay) = &mut self.relay {
+            // DTLS close_notify and the last RTCP go out.
+            relay.close();
+        }
+        self.drain(&ports);
+        debug!("call task ended");
+    }
+
+    /// Sends what the relay has for the network and handles its events.
+    fn drain(&mut self, ports: &PortPair) {
+        let Some(relay) = &mut self.relay else {
+            return;
+        };
+        let browser = self.shared.media.browser.socket();
+        loop {
+            // Sends never wait: a full socket buffer drops the datagram, as the network would.
+            match relay.poll_output() {
+                MediaOutput::Browser { destination, data } => {
+                    let _ = browser.try_send_to(data, destination);
+                }
+                MediaOutput::SipRtp { destination, data } => {
+                    let _ = ports.rtp.try_send_to(data, destination);
+                }
+                MediaOutput::SipRtcp { destination, data } => {
+                    let _ = ports.rtcp.try_send_to(data, destination);
+                }
+                MediaOutput::Timeout(at) => {
+                    self.relay_deadline = Some(at);
+                    break;
+                }
+            }
+        }
+        let mut failed = None;
+        let mut connected = false;
+        while let Some(event) = relay.poll_event() {
+            match event {
+                media::Event::Connected => connected = true,
+                media::Event::Failed(reason) => failed = Some(reason),
+            }
+        }
+        if connected && self.phase != Phase::Over {
+            info!("media established");
+            self.state(SessionState::Established);
+        }
+        if let Some(reason) = failed {
+            warn!(%reason, "media failed");
+            self.hang_up(&reason);
+        }
+    }
+
+    fn command(&mut self, command: SessionCommand) {
+        match command {
+            SessionCommand::Terminate => match self.phase {
+                Phase::Ringing => {
+                    let code = self.shared.media.decline_code;
+                    let reason = if code == 603 { "Decline" } else { "Busy Here" };
+                    self.sip(CallCommand::Reject {
+                        code,
+                        reason: reason.to_owned(),
+                    });
+                    self.sip_over = true;
+                    self.finish(&format!("{code} {reason}"));
+                }
+                _ => self.hang_up("local hangup"),
+            },
+            SessionCommand::Answer { sdp, headers } => self.answer(&sdp, headers),
+            SessionCommand::Dtmf { digits, duration } => {
+                for digit in digits.chars() {
+                    self.sip(CallCommand::Info {
+                        content_type: "application/dtmf-relay".to_owned(),
+                        body: Bytes::from(format!("Signal={digit}\r\nDuration={duration}\r\n")),
+                    });
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, sdp: &str, headers: Vec<(String, String)>) {
+        if self.phase != Phase::Ringing {
+            return;
+        }
+        let Some(relay) = &mut self.relay else { return };
+        match relay.accept_browser_answer(std::time::Instant::now(), sdp) {
+            Ok(sip_sdp) => {
+                self.sip(CallCommand::Answer {
+                    sdp: Bytes::from(sip_sdp),
+                    headers,
+                });
+                self.phase = Phase::Up;
+                self.ring_deadline = None;
+                self.state(SessionState::Accepted {
+                    sdp: None,
+                    call_id: self.call_id.clone(),
+                    headers: BTreeMap::new(),
+                });
+                self.report(Report::Notice(Notice::Accepted));
+            }
+            Err(error) => {
+                warn!(%error, "the browser's answer cannot be used");
+                self.sip(CallCommand::Reject {
+                    code: 488,
+                    reason: "Not Acceptable Here".to_owned(),
+                });
+                self.sip_over = true;
+                self.finish(&format!("the answer cannot be used: {error}"));
+            }
+        }
+    }
+
+    fn ring_timeout(&mut self) {
+        self.ring_deadline = None;
+        if self.phase != Phase::Ringing {
+            return;
+        }
+        info!("no answer: ring timeout");
+        self.sip(CallCommand::Reject {
+            code: 480,
+            reason: "Temporarily Unavailable".to_owned(),
+        });
+        self.sip_over = true;
+        self.missed();
+        self.finish("480 no answer (ring timeout)");
+    }
+
+    fn missed(&self) {
+        if let Some(originator) = &self.originator {
+            self.account_event(AccountEvent::MissedSession {
+                originator: originator.clone(),
+            });
+        }
+    }
+
+    fn sip_event(&mut self, event: CallEvent) {
+        match event {
+            CallEvent::Provisional {
+                code, reason, sdp, ..
+            } => self.provisional(code, &reason, sdp),
+            CallEvent::Answered { sdp } => self.answered(sdp),
+            CallEvent::Confirmed { sdp } => {
+                if let (Some(sdp), Some(relay)) = (sdp, &mut self.relay)
+                    && let Err(error) = relay.accept_sip_answer(
+                        std::time::Instant::now(),
+                        &String::from_utf8_lossy(&sdp),
+                    )
+                {
+                    self.hang_up(&format!("the SIP answer cannot be used: {error}"));
+                }
+            }
+            CallEvent::Offer { sdp } => {
+                let Some(relay) = &mut self.relay else { return };
+                let answer = match sdp {
+                    Some(sdp) => relay.answer_sip_offer(&String::from_utf8_lossy(&sdp)),
+                    None => Ok(relay.sip_offer()),
+                };
+                match answer {
+                    Ok(answer) => {
+                        info!(direction = %relay.sip_direction(), "re-INVITE answered");
+                        self.sip(CallCommand::AnswerOffer(Bytes::from(answer)));
+                    }
+                    Err(error) => {
+                        info!(%error, "re-INVITE refused");
+                        self.sip(CallCommand::RefuseOffer {
+                            code: 488,
+                            reason: "Not Acceptable Here".to_owned(),
+                        });
+                    }
+                }
+            }
+            CallEvent::Answer { sdp } => {
+                if let Some(relay) = &mut self.relay
+                    && let Err(error) = relay.accept_sip_reanswer(&String::from_utf8_lossy(&sdp))
+                {
+                    warn!(%error, "the answer to our offer cannot be used");
+                }
+            }
+            CallEvent::Info { content_type, body } => {
+                debug!(%content_type, body = %String::from_utf8_lossy(&body), "INFO from the SIP side");
+            }
+            CallEvent::Terminated(ending) => {
+                self.sip_over = true;
+                if ending.cancelled {
+                    self.missed();
+                }
+                info!(reason = %ending.reason, "call ended by SIP");
+                self.finish(&ending.reason);
+            }
+        }
+    }
+
+    fn provisional(&mut self, code: u16, reason: &str, sdp: Option<Bytes>) {
+        if self.phase != Phase::Calling {
+            return;
+        }
+        if let Some(sdp) = sdp {
+            let Some(relay) = &mut self.relay else { return };
+            match relay.accept_sip_answer(std::time::Instant::now(), &String::from_utf8_lossy(&sdp))
+            {
+                Ok(Some(answer)) => {
+                    self.early = true;
+                    self.claim_browser_port();
+                    info!(code, "early media");
+                    self.state(SessionState::EarlyMedia {
+                        sdp: answer,
+                        call_id: None,
+                    });
+                }
+                Ok(None) => {}
+                Err(error) => self.hang_up(&format!("the early SDP cannot be used: {error}")),
+            }
+            return;
+        }
+        debug!(code, reason, "provisional response");
+        if code == 180 || code == 181 {
+            self.state(SessionState::Ringing);
+        } else {
+            self.state(SessionState::Proceeding { code });
+        }
+    }
+
+    fn answered(&mut self, sdp: Option<Bytes>) {
+        if self.phase != Phase::Calling {
+            return;
+        }
+        let Some(relay) = &mut self.relay else { return };
+        let Some(sdp) = sdp else {
+            return self.hang_up("the SIP answer has no SDP");
+        };
+        match relay.accept_sip_answer(std::time::Instant::now(), &String::from_utf8_lossy(&sdp)) {
+            Ok(answer) => {
+                self.phase = Phase::Up;
+                self.claim_browser_port();
+                info!("answered");
+                self.state(SessionState::Accepted {
+                    sdp: answer.filter(|_| !self.early),
+                    call_id: self.call_id.clone(),
+                    headers: BTreeMap::new(),
+                });
+                self.report(Report::Notice(Notice::Accepted));
+            }
+            Err(error) => self.hang_up(&format!("the SIP answer cannot be used: {error}")),
+        }
+    }
+
+    /// Ends the call from our side: hangs up SIP, then reports it terminated.
+    fn hang_up(&mut self, reason: &str) {
+        if self.phase == Phase::Over {
+            return;
+        }
+        if !self.sip_over {
+            self.sip(CallCommand::Hangup);
+            self.sip_over = true;
+        }
+        info!(%reason, "hanging up");
+        self.finish(reason);
+    }
+
+    /// Reports the call terminated (once) and stops the task.
+    fn finish(&mut self, reason: &str) {
+        if self.phase == Phase::Over {
+            return;
+        }
+        self.phase = Phase::Over;
+        self.ring_deadline = None;
+        self.state(SessionState::Terminated {
+            reason: Some(reason.to_owned()),
+        });
+        self.report(Report::Notice(Notice::Ended));
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        // A task dropped mid-call (shutdown) still ends the SIP side.
+        if !self.sip_over {
+            self.sip(CallCommand::Hangup);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

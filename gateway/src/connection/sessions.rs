@@ -1,0 +1,178 @@
+//! The session requests of a connection (calls): checked here, carried out by each call's task.
+
+use protocol::{SessionAnswer, SessionCreate, SessionDtmfInfo};
+use sip::driver::{CallHandle, IncomingCall};
+
+use super::{Connection, Incoming, Notice, Output, Session, SessionCommand, StartCall};
+use crate::metrics::ErrorKind;
+
+type Refusal = (ErrorKind, String);
+
+/// The DTMF tones `session-dtmf-info` can carry (RFC 4733 events 0 to 15).
+const DTMF_TONES: &str = "0123456789*#ABCDabcd";
+/// A tone's duration when the client names none, in milliseconds.
+const DTMF_DURATION: u32 = 100;
+
+impl Connection {
+    /// `session-create`: the call starts after the ack; its states arrive as events.
+    pub(super) fn session_create(&mut self, create: SessionCreate) -> Result<(), Refusal> {
+        let index = self.account_index(&create.account)?;
+        if self.sessions.contains_key(&create.session) {
+            return Err((
+                ErrorKind::Refused,
+                format!("Session ID {} already in use", create.session),
+            ));
+        }
+        if create.session.is_empty() {
+            return Err((ErrorKind::Invalid, "session must not be empty".to_owned()));
+        }
+        if create.sdp.trim().is_empty() {
+            return Err((ErrorKind::Invalid, "sdp must hold an SDP offer".to_owned()));
+        }
+        let uri = match create.uri.port() {
+            Some(port) => format!("sip:{}@{}:{port}", create.uri.user(), create.uri.host()),
+            None => format!("sip:{}@{}", create.uri.user(), create.uri.host()),
+        };
+        self.sessions.insert(
+            create.session.clone(),
+            Session {
+                incoming: false,
+                answered: true,
+                accepted: false,
+            },
+        );
+        let account = self.accounts[index].sip();
+        self.deferred.push(Output::StartCall(Box::new(StartCall {
+            session: create.session,
+            account,
+            uri,
+            sdp: create.sdp,
+            headers: create
+                .headers
+                .into_iter()
+                .map(|header| (header.name, header.value))
+                .collect(),
+        })));
+        Ok(())
+    }
+
+    /// The session, if it is one of ours and not over.
+    pub(super) fn session_live(&mut self, session: &str) -> Result<&mut Session, Refusal> {
+        self.sessions
+            .get_mut(session)
+            .ok_or_else(|| (ErrorKind::Refused, format!("Unknown session: {session}")))
+    }
+
+    /// `session-answer`: only for an incoming call not answered yet.
+    pub(super) fn session_answer(&mut self, answer: SessionAnswer) -> Result<(), Refusal> {
+        let session = self.session_live(&answer.session)?;
+        if !session.incoming || session.answered {
+            return Err((
+                ErrorKind::Refused,
+                format!(
+                    "Session {} is not an incoming call waiting for an answer",
+                    answer.session
+                ),
+            ));
+        }
+        if answer.sdp.trim().is_empty() {
+            return Err((ErrorKind::Invalid, "sdp must hold an SDP answer".to_owned()));
+        }
+        session.answered = true;
+        self.deferred.push(Output::Call {
+            session: answer.session,
+            command: SessionCommand::Answer {
+                sdp: answer.sdp,
+                headers: answer
+                    .headers
+                    .into_iter()
+                    .map(|header| (header.name, header.value))
+                    .collect(),
+            },
+        });
+        Ok(())
+    }
+
+    /// `session-terminate`: declines, cancels or hangs up, in the call's task.
+    pub(super) fn session_terminate(&mut self, session: String) -> Result<(), Refusal> {
+        self.session_live(&session)?;
+        self.deferred.push(Output::Call {
+            session,
+            command: SessionCommand::Terminate,
+        });
+        Ok(())
+    }
+
+    /// `session-dtmf-info`: SIP INFO, once the call is answered.
+    pub(super) fn session_dtmf(&mut self, dtmf: SessionDtmfInfo) -> Result<(), Refusal> {
+        let session = self.session_live(&dtmf.session)?;
+        if !session.accepted {
+            return Err((
+                ErrorKind::Refused,
+                format!("Session {} is not answered yet: no DTMF", dtmf.session),
+            ));
+        }
+        if dtmf.digit.is_empty() || !dtmf.digit.chars().all(|tone| DTMF_TONES.contains(tone)) {
+            return Err((
+                ErrorKind::Invalid,
+                format!(
+                    "digit must be DTMF tones (0-9, *, #, A-D), not {:?}",
+                    dtmf.digit
+                ),
+            ));
+        }
+        self.deferred.push(Output::Call {
+            session: dtmf.session,
+            command: SessionCommand::Dtmf {
+                digits: dtmf.digit,
+                duration: dtmf.duration.unwrap_or(DTMF_DURATION),
+            },
+        });
+        Ok(())
+    }
+
+    /// An INVITE reached the registration `handle`: a new session for its account.
+    pub(super) fn incoming(&mut self, handle: u64, call: CallHandle, invite: IncomingCall) {
+        let account = self.accounts.iter().find(|account| {
+            account
+                .registration
+                .as_ref()
+                .is_some_and(|registration| registration.handle == handle)
+        });
+        let Some(account) = account else {
+            self.out.push_back(Output::RefuseCall(call));
+            return;
+        };
+        let session = uuid::Uuid::new_v4().to_string();
+        let incoming = Incoming {
+            session: session.clone(),
+            account: account.aor.to_string(),
+            call,
+            invite,
+            header_prefixes: account.incoming_header_prefixes.clone(),
+        };
+        self.sessions.insert(
+            session,
+            Session {
+                incoming: true,
+                answered: false,
+                accepted: false,
+            },
+        );
+        self.out.push_back(Output::Incoming(Box::new(incoming)));
+    }
+
+    /// News from a call's task.
+    pub(crate) fn handle_notice(&mut self, session: &str, notice: Notice) {
+        match notice {
+            Notice::Accepted => {
+                if let Some(session) = self.sessions.get_mut(session) {
+                    session.accepted = true;
+                }
+            }
+            Notice::Ended => {
+                self.sessions.remove(session);
+            }
+        }
+    }
+}

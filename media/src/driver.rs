@@ -1,0 +1,304 @@
+//! The tokio side of the relay: the UDP port shared by every browser peer, with the task that
+//! demultiplexes its datagrams to calls, and the port range the SIP legs take their RTP and
+//! RTCP sockets from.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::error::{Error, Result};
+use crate::relay::is_stun;
+
+/// A datagram for a call's browser leg.
+#[derive(Debug)]
+pub struct Datagram {
+    /// Who sent it.
+    pub source: SocketAddr,
+    /// When it was read.
+    pub at: Instant,
+    /// What.
+    pub data: Bytes,
+}
+
+#[derive(Debug)]
+enum Command {
+    Register {
+        id: u64,
+        ufrag: String,
+        sender: mpsc::Sender<Datagram>,
+    },
+    Unregister(u64),
+}
+
+/// The UDP port all browser peers share.
+#[derive(Debug, Clone)]
+pub struct BrowserPort {
+    socket: Arc<UdpSocket>,
+    commands: mpsc::UnboundedSender<Command>,
+    next_id: Arc<AtomicU64>,
+    /// Datagrams dropped because their call did not keep up, or because no call claimed them.
+    dropped: Arc<AtomicU64>,
+}
+
+/// A call's claim on the browser port; dropping it releases the claim.
+#[derive(Debug)]
+pub struct Route {
+    id: u64,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Drop for Route {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Unregister(self.id));
+    }
+}
+
+/// The receive buffer asked for the shared port: every call's browser traffic comes through it.
+const BUFFER: usize = 4 * 1024 * 1024;
+
+impl BrowserPort {
+    /// Binds the port and starts its demultiplexing task.
+    pub fn bind(addr: SocketAddr) -> io::Result<BrowserPort> {
+        let socket = bind_udp(addr, BUFFER)?;
+        let socket = Arc::new(socket);
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let dropped = Arc::new(AtomicU64::new(0));
+        tokio::spawn(demultiplex(socket.clone(), receiver, dropped.clone()));
+        Ok(BrowserPort {
+            socket,
+            commands,
+            next_id: Arc::new(AtomicU64::new(1)),
+            dropped,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// The socket, to send from.
+    pub fn socket(&self) -> &Arc<UdpSocket> {
+        &self.socket
+    }
+
+    /// Sends datagrams whose STUN USERNAME starts with `ufrag` (and everything else later from
+    /// the addresses they came from) to `sender`.
+    pub fn register(&self, ufrag: String, sender: mpsc::Sender<Datagram>) -> Route {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let _ = self.commands.send(Command::Register { id, ufrag, sender });
+        Route {
+            id,
+            commands: self.commands.clone(),
+        }
+    }
+
+    /// Datagrams dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Routes the shared port's datagrams: STUN by the local ufrag of its USERNAME, the rest by the
+/// source address a STUN check came from.
+async fn demultiplex(
+    socket: Arc<UdpSocket>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    dropped: Arc<AtomicU64>,
+) {
+    let mut ufrags: HashMap<String, u64> = HashMap::new();
+    let mut addresses: HashMap<SocketAddr, u64> = HashMap::new();
+    let mut senders: HashMap<u64, mpsc::Sender<Datagram>> = HashMap::new();
+    let mut buffer = BytesMut::with_capacity(64 * 1024);
+    loop {
+        if buffer.capacity() < 2048 {
+            buffer.reserve(64 * 1024);
+        }
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(Command::Register { id, ufrag, sender }) => {
+                    ufrags.insert(ufrag, id);
+                    senders.insert(id, sender);
+                }
+                Some(Command::Unregister(id)) => {
+                    senders.remove(&id);
+                    ufrags.retain(|_, owner| *owner != id);
+                    addresses.retain(|_, owner| *owner != id);
+                }
+                None => return,
+            },
+            received = socket.recv_buf_from(&mut buffer) => {
+                let Ok((length, source)) = received else { continue };
+                let data = buffer.split_to(length).freeze();
+                let owner = if is_stun(&data) {
+                    let owner = stun_ufrag(&data).and_then(|ufrag| ufrags.get(ufrag)).copied();
+                    if let Some(owner) = owner {
+                        addresses.insert(source, owner);
+                    }
+                    owner.or_else(|| addresses.get(&source).copied())
+                } else {
+                    addresses.get(&source).copied()
+                };
+                let Some(sender) = owner.and_then(|owner| senders.get(&owner)) else {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let datagram = Datagram { source, at: Instant::now(), data };
+                if sender.try_send(datagram).is_err() {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// The local part of a STUN message's USERNAME (`local:remote`, RFC 8445 section 7.2.2).
+fn stun_ufrag(data: &[u8]) -> Option<&str> {
+    if data.len() < 20 || data[4..8] != [0x21, 0x12, 0xa4, 0x42] {
+        return None;
+    }
+    let mut rest = &data[20..];
+    while rest.len() >= 4 {
+        let kind = u16::from_be_bytes([rest[0], rest[1]]);
+        let length = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        let value = rest.get(4..4 + length)?;
+        if kind == 0x0006 {
+            let username = std::str::from_utf8(value).ok()?;
+            return username.split(':').next();
+        }
+        rest = rest.get(4 + length.div_ceil(4) * 4..)?;
+    }
+    None
+}
+
+/// The ports SIP legs take: an even RTP port and the odd RTCP port above it.
+#[derive(Debug)]
+pub struct PortRange {
+    ip: IpAddr,
+    first: u16,
+    last: u16,
+    next: AtomicU16,
+    in_use: Arc<Mutex<u32>>,
+}
+
+/// A SIP leg's sockets; the pair returns to the range when dropped.
+#[derive(Debug)]
+pub struct PortPair {
+    /// The RTP socket (even port).
+    pub rtp: UdpSocket,
+    /// The RTCP socket (the port above).
+    pub rtcp: UdpSocket,
+    in_use: Arc<Mutex<u32>>,
+}
+
+impl Drop for PortPair {
+    fn drop(&mut self) {
+        if let Ok(mut in_use) = self.in_use.lock() {
+            *in_use = in_use.saturating_sub(1);
+        }
+    }
+}
+
+impl PortRange {
+    /// The even ports of `first..=last` on `ip`.
+    pub fn new(ip: IpAddr, first: u16, last: u16) -> PortRange {
+        let first = first + first % 2;
+        PortRange {
+            ip,
+            first,
+            last,
+            next: AtomicU16::new(first),
+            in_use: Arc::new(Mutex::new(0)),
+        }
+    }
+
+    /// How many pairs are taken.
+    pub fn in_use(&self) -> u32 {
+        self.in_use.lock().map_or(0, |in_use| *in_use)
+    }
+
+    /// Binds the next free pair, going round the range.
+    pub fn allocate(&self) -> Result<PortPair> {
+        let pairs = u32::from(self.last.saturating_sub(self.first)) / 2 + 1;
+        for _ in 0..pairs {
+            let port = self.next.fetch_add(2, Ordering::Relaxed);
+            let port = if port >= self.last || port < self.first {
+                self.next.store(self.first + 2, Ordering::Relaxed);
+                self.first
+            } else {
+                port
+            };
+            let Ok(rtp) = bind_udp(SocketAddr::new(self.ip, port), 256 * 1024) else {
+                continue;
+            };
+            let Ok(rtcp) = bind_udp(SocketAddr::new(self.ip, port + 1), 64 * 1024) else {
+                continue;
+            };
+            if let Ok(mut in_use) = self.in_use.lock() {
+                *in_use += 1;
+            }
+            return Ok(PortPair {
+                rtp,
+                rtcp,
+                in_use: self.in_use.clone(),
+            });
+        }
+        debug!(
+            first = self.first,
+            last = self.last,
+            "RTP port range exhausted"
+        );
+        Err(Error::NoPort(format!("{}-{}", self.first, self.last)))
+    }
+}
+
+fn bind_udp(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    socket.set_nonblocking(true)?;
+    let socket = UdpSocket::from_std(socket)?;
+    set_buffers(&socket, buffer);
+    Ok(socket)
+}
+
+/// Raises the socket's buffers (the kernel caps them at `net.core.rmem_max`/`wmem_max`).
+fn set_buffers(socket: &UdpSocket, size: usize) {
+    let socket = socket2::SockRef::from(socket);
+    let _ = socket.set_recv_buffer_size(size);
+    let _ = socket.set_send_buffer_size(size);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_local_ufrag_of_a_stun_username() {
+        let mut message = vec![0x00, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42];
+        message.extend_from_slice(&[7; 12]);
+        message.extend_from_slice(&[0x00, 0x06, 0x00, 0x07]);
+        message.extend_from_slice(b"abc:xyz\0");
+        assert_eq!(stun_ufrag(&message), Some("abc"));
+        message.truncate(22);
+        assert_eq!(stun_ufrag(&message), None);
+    }
+
+    #[tokio::test]
+    async fn port_pairs_are_even_and_return_to_the_range() {
+        let range = PortRange::new("127.0.0.1".parse().expect("ip"), 41_001, 41_011);
+        let first = range.allocate().expect("a pair");
+        let port = first.rtp.local_addr().expect("addr").port();
+        assert_eq!(port % 2, 0);
+        assert_eq!(first.rtcp.local_addr().expect("addr").port(), port + 1);
+        assert_eq!(range.in_use(), 1);
+        drop(first);
+        assert_eq!(range.in_use(), 0);
+    }
+}
