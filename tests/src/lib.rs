@@ -22,7 +22,10 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
 
+pub mod audio;
+pub mod baresip;
 pub mod bench;
+pub mod browser;
 pub mod peers;
 
 /// How long a test waits for a message that must come.

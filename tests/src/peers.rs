@@ -75,6 +75,22 @@ impl Log {
         log
     }
 
+    /// Collects both standard output and standard error.
+    pub fn collect_all(child: &mut Child) -> Log {
+        let log = Log::collect(child);
+        if let Some(stdout) = child.stdout.take() {
+            let sink = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let mut text = sink.0.lock().expect("log lock");
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            });
+        }
+        log
+    }
+
     /// Everything so far.
     pub fn text(&self) -> String {
         self.0.lock().expect("log lock").clone()

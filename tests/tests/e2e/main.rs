@@ -7,6 +7,7 @@
 )]
 
 mod accounts;
+mod calls;
 mod handshake;
 mod http;
 mod keepalive;

@@ -1,0 +1,213 @@
+//! baresip as the far-end phone: it registers with the test registrar, auto-answers, plays its
+//! own tone from a WAV file and records what it receives (`*-dec.wav`); the harness steers it
+//! over its ctrl_tcp socket (JSON in netstrings) and keeps every event it reports.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::TempDir;
+use crate::audio::{PROBES, Tone, dominant, read_wav, voiced, write_wav};
+use crate::peers::{Log, data_dir, free_port, require};
+
+/// A baresip user agent.
+#[derive(Debug)]
+pub struct Baresip {
+    child: Child,
+    dir: TempDir,
+    /// Its SIP port.
+    pub sip_port: u16,
+    control: Mutex<TcpStream>,
+    messages: Arc<Mutex<Vec<Value>>>,
+    /// What it printed.
+    pub log: Log,
+}
+
+/// A port that is free together with the one above it (baresip opens TLS on port+1).
+fn free_pair() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 65_000 && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl Baresip {
+    /// Starts `user` (password `password`, registering with the registrar on `registrar_port`),
+    /// offering `codecs` (baresip's full names, such as `PCMU/8000/1`), playing `tone` Hz.
+    pub fn start(
+        user: &str,
+        password: &str,
+        registrar_port: u16,
+        codecs: &str,
+        tone: f64,
+    ) -> Baresip {
+        let binary = require("baresip", "baresip-core");
+        let dir = TempDir::new();
+        let sip_port = free_pair();
+        let control_port = free_port();
+        let rtp = free_port() & !1;
+        let sound = dir.path().join("sound");
+        std::fs::create_dir_all(&sound).expect("a sound directory");
+        let source = dir.path().join("tone.wav");
+        let mut generator = Tone::new(tone, 8000);
+        write_wav(&source, &generator.samples(8000 * 60), 8000).expect("write the tone");
+        let template = std::fs::read_to_string(data_dir().join("baresip/config.tmpl"))
+            .expect("the baresip template");
+        let config = template
+            .replace("@SIPPORT@", &sip_port.to_string())
+            .replace("@CTRLPORT@", &control_port.to_string())
+            .replace("@RTPPORTS@", &format!("{rtp}-{}", rtp + 19))
+            .replace("@SRCWAV@", &source.display().to_string())
+            .replace("@SNDPATH@", &sound.display().to_string());
+        std::fs::write(dir.path().join("config"), config).expect("write the config");
+        let account = format!(
+            "<sip:{user}@127.0.0.1:{registrar_port};transport=udp>;auth_pass={password};answermode=auto;audio_codecs={codecs};regint=300\n"
+        );
+        std::fs::write(dir.path().join("accounts"), account).expect("write the account");
+        let mut child = Command::new(binary)
+            .arg("-f")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start baresip");
+        let log = Log::collect_all(&mut child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let control = loop {
+            match TcpStream::connect(("127.0.0.1", control_port)) {
+                Ok(stream) => break stream,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(error) => panic!("baresip's control port: {error}\n{}", log.text()),
+            }
+        };
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let reader = control.try_clone().expect("clone the control socket");
+        let sink = messages.clone();
+        std::thread::spawn(move || read_messages(reader, &sink));
+        Baresip {
+            child,
+            dir,
+            sip_port,
+            control: Mutex::new(control),
+            messages,
+            log,
+        }
+    }
+
+    /// Sends a command (`dial`, `hangup`, `hold`, `resume`, `accept`, `quit`...).
+    pub fn command(&self, command: &str, params: &str) {
+        let body = json!({"command": command, "params": params, "token": command}).to_string();
+        let frame = format!("{}:{body},", body.len());
+        let mut control = self.control.lock().expect("control lock");
+        control
+            .write_all(frame.as_bytes())
+            .expect("write to baresip's control port");
+    }
+
+    /// Every event so far (`{"event":true,"type":"CALL_ESTABLISHED",...}`).
+    pub fn events(&self) -> Vec<Value> {
+        self.messages
+            .lock()
+            .map(|messages| {
+                messages
+                    .iter()
+                    .filter(|m| m["event"] == true)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// How many events of `kind` came.
+    pub fn count(&self, kind: &str) -> usize {
+        self.events()
+            .iter()
+            .filter(|event| event["type"] == kind)
+            .count()
+    }
+
+    /// Waits until `count` events of `kind` came; false on timeout.
+    pub async fn wait_for(&self, kind: &str, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.count(kind) >= count {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// The recordings of what it received (`*-dec.wav`), oldest first.
+    pub fn received_recordings(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("sound"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path())
+                    .filter(|path| path.to_string_lossy().ends_with("-dec.wav"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
+    /// The dominant tone of the latest call's recording and how many seconds carry sound.
+    pub fn received_tone(&self) -> Option<(f64, f64)> {
+        let path = self.received_recordings().pop()?;
+        let (samples, rate) = read_wav(&path).ok()?;
+        let sound = voiced(&samples, rate);
+        let seconds = sound.len() as f64 / f64::from(rate);
+        let (frequency, _) = dominant(&sound[..sound.len().min(rate as usize * 5)], rate, &PROBES);
+        Some((frequency, seconds))
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads netstrings of JSON from baresip's control socket into `sink`.
+fn read_messages(mut stream: TcpStream, sink: &Mutex<Vec<Value>>) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(read) = stream.read(&mut chunk) {
+        if read == 0 {
+            return;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+        while let Some(colon) = buffer.iter().position(|b| *b == b':') {
+            let Some(length) = std::str::from_utf8(&buffer[..colon])
+                .ok()
+                .and_then(|text| text.parse::<usize>().ok())
+            else {
+                buffer.clear();
+                break;
+            };
+            let end = colon + 1 + length;
+            if buffer.len() < end + 1 {
+                break;
+            }
+            if let Ok(message) = serde_json::from_slice::<Value>(&buffer[colon + 1..end])
+                && let Ok(mut sink) = sink.lock()
+            {
+                sink.push(message);
+            }
+            buffer.drain(..=end);
+        }
+    }
+}

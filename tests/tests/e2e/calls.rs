@@ -1,0 +1,220 @@
+//! Calls between the test browser (webrtc-rs) and baresip, through the gateway and kamailio:
+//! tones both ways, hang-ups from either side, refusals, failures, and that nothing is left
+//! behind.
+
+use std::time::Duration;
+
+use gateway::Config;
+use gateway_tests::audio::{PROBES, alaw_decode, dominant, ulaw_decode};
+use gateway_tests::baresip::Baresip;
+use gateway_tests::browser::{AudioCodec, Browser};
+use gateway_tests::peers::{Kamailio, KamailioOptions};
+use gateway_tests::{Client, Gateway};
+use media::sdp::Description;
+use protocol::{AccountEvent, Event, ServerMessage, SessionEvent, SessionState};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The registrar, a gateway using it as outbound proxy, and a client with alice added.
+pub(crate) struct Setup {
+    pub(crate) kamailio: Kamailio,
+    pub(crate) gateway: Gateway,
+    pub(crate) client: Client,
+}
+
+impl Setup {
+    pub(crate) async fn new(configure: impl FnOnce(&mut Config)) -> Setup {
+        let kamailio = Kamailio::start(KamailioOptions::default());
+        let mut config = Config::default();
+        config.sip.outbound_proxy = format!("sip:127.0.0.1:{}", kamailio.port);
+        config.media.media_timeout = 10;
+        configure(&mut config);
+        let gateway = Gateway::start(config).await;
+        let mut client = gateway.client().await;
+        let ha1 = sip::auth::ha1("alice", "127.0.0.1", "alicepw");
+        client
+            .expect_ack(
+                json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1", "password": ha1}),
+            )
+            .await;
+        Setup {
+            kamailio,
+            gateway,
+            client,
+        }
+    }
+
+    /// Starts bob (baresip) with these codecs and tone, registered.
+    pub(crate) fn bob(&self, codecs: &str, tone: f64) -> Baresip {
+        let bob = Baresip::start("bob", "bobpw", self.kamailio.port, codecs, tone);
+        self.kamailio.wait_bindings("bob", 1, WAIT);
+        bob
+    }
+
+    /// Registers alice on the gateway.
+    pub(crate) async fn register_alice(&mut self) {
+        self.client
+            .expect_ack(json!({"sylkrtc": "account-register", "account": "alice@127.0.0.1"}))
+            .await;
+        loop {
+            if let ServerMessage::Event(Event::Account {
+                event: AccountEvent::RegistrationState(protocol::RegistrationState::Registered),
+                ..
+            }) = next(&mut self.client).await
+            {
+                break;
+            }
+        }
+    }
+
+    /// No call, call task or media port left, once the call has had time to end.
+    pub(crate) async fn assert_nothing_left(&self) {
+        for _ in 0..50 {
+            if self.gateway.metric("sylkrtc_calls").await == 0.0
+                && self.gateway.metric("sylkrtc_media_ports").await == 0.0
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "left behind: {} calls, {} media ports",
+            self.gateway.metric("sylkrtc_calls").await,
+            self.gateway.metric("sylkrtc_media_ports").await
+        );
+    }
+}
+
+/// The next message, in time.
+pub(crate) async fn next(client: &mut Client) -> ServerMessage {
+    tokio::time::timeout(WAIT, client.recv())
+        .await
+        .expect("a message in time")
+}
+
+/// The next session state of `session` (other messages are skipped).
+pub(crate) async fn state(client: &mut Client, session: &str) -> SessionState {
+    loop {
+        if let ServerMessage::Event(Event::Session {
+            session: got,
+            event: SessionEvent::State(state),
+        }) = next(client).await
+            && got == session
+        {
+            return state;
+        }
+    }
+}
+
+/// States until `wanted` matches, which is returned.
+pub(crate) async fn until(
+    client: &mut Client,
+    session: &str,
+    wanted: impl Fn(&SessionState) -> bool,
+) -> SessionState {
+    loop {
+        let state = state(client, session).await;
+        if wanted(&state) {
+            return state;
+        }
+        assert!(
+            !matches!(state, SessionState::Terminated { .. }),
+            "the call ended: {state:?}"
+        );
+    }
+}
+
+/// The payload type of `codec` in an SDP.
+pub(crate) fn payload_type(sdp: &str, format: media::Format) -> u8 {
+    let description = Description::parse(sdp).expect("valid SDP");
+    let (_, audio) = description.audio().expect("audio");
+    audio
+        .payloads
+        .iter()
+        .find(|payload| payload.format == format)
+        .map(|payload| payload.pt)
+        .unwrap_or_else(|| panic!("no {format:?} in\n{sdp}"))
+}
+
+/// The dominant tone of what the browser received with payload type `pt` (G.711).
+pub(crate) fn browser_tone(browser: &Browser, pt: u8, codec: AudioCodec) -> (f64, usize) {
+    let packets: Vec<_> = browser
+        .received()
+        .into_iter()
+        .filter(|packet| packet.header.payload_type == pt)
+        .collect();
+    let samples: Vec<i16> = packets
+        .iter()
+        .flat_map(|packet| packet.payload.iter().copied())
+        .map(|byte| match codec {
+            AudioCodec::Pcma => alaw_decode(byte),
+            _ => ulaw_decode(byte),
+        })
+        .collect();
+    let sound = gateway_tests::audio::voiced(&samples, 8000);
+    (dominant(&sound, 8000, &PROBES).0, packets.len())
+}
+
+/// Places a call from the browser to bob and waits until media is up both ways.
+pub(crate) async fn call_bob(setup: &mut Setup, browser: &mut Browser, session: &str) -> String {
+    let offer = browser.offer().await;
+    let uri = "bob@127.0.0.1";
+    setup
+        .client
+        .expect_ack(json!({"sylkrtc": "session-create", "account": "alice@127.0.0.1", "session": session, "uri": uri, "sdp": offer}))
+        .await;
+    assert_eq!(
+        state(&mut setup.client, session).await,
+        SessionState::Progress
+    );
+    let answer = match until(&mut setup.client, session, |state| {
+        matches!(
+            state,
+            SessionState::Accepted { .. } | SessionState::EarlyMedia { .. }
+        )
+    })
+    .await
+    {
+        SessionState::Accepted { sdp: Some(sdp), .. } | SessionState::EarlyMedia { sdp, .. } => sdp,
+        other => panic!("no answer SDP: {other:?}"),
+    };
+    browser.accept_answer(&answer).await;
+    assert!(browser.connected(WAIT).await, "the browser leg connects");
+    answer
+}
+
+#[tokio::test]
+async fn the_browser_calls_bob_and_tones_go_both_ways_pcmu() {
+    let mut setup = Setup::new(|_| {}).await;
+    let bob = setup.bob("PCMU/8000/1", 1000.0);
+    let mut browser = Browser::new(&[AudioCodec::Opus, AudioCodec::Pcmu]).await;
+    let answer = call_bob(&mut setup, &mut browser, "call-1").await;
+    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 440.0);
+    until(&mut setup.client, "call-1", |state| {
+        *state == SessionState::Established
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (tone, packets) = browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert!(packets > 50, "the browser got {packets} packets");
+    assert_eq!(tone, 1000.0, "the browser hears bob's tone");
+    setup
+        .client
+        .expect_ack(json!({"sylkrtc": "session-terminate", "session": "call-1"}))
+        .await;
+    assert!(matches!(
+        state(&mut setup.client, "call-1").await,
+        SessionState::Terminated { .. }
+    ));
+    assert!(
+        bob.wait_for("CALL_CLOSED", 1, WAIT).await,
+        "bob hangs up too"
+    );
+    let (tone, seconds) = bob.received_tone().expect("bob's recording");
+    assert!(seconds > 2.0, "bob heard {seconds} s of sound");
+    assert_eq!(tone, 440.0, "bob hears the browser's tone");
+    browser.close().await;
+    setup.assert_nothing_left().await;
+}
