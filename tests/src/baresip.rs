@@ -48,6 +48,18 @@ impl Baresip {
         codecs: &str,
         tone: f64,
     ) -> Baresip {
+        Baresip::start_with(user, password, registrar_port, codecs, tone, true)
+    }
+
+    /// As [`Baresip::start`]; without `auto_answer`, calls ring until told (`accept`).
+    pub fn start_with(
+        user: &str,
+        password: &str,
+        registrar_port: u16,
+        codecs: &str,
+        tone: f64,
+        auto_answer: bool,
+    ) -> Baresip {
         let binary = require("baresip", "baresip-core");
         let dir = TempDir::new();
         let sip_port = free_pair();
@@ -68,7 +80,8 @@ impl Baresip {
             .replace("@SNDPATH@", &sound.display().to_string());
         std::fs::write(dir.path().join("config"), config).expect("write the config");
         let account = format!(
-            "<sip:{user}@127.0.0.1:{registrar_port};transport=udp>;auth_pass={password};answermode=auto;audio_codecs={codecs};regint=300\n"
+            "<sip:{user}@127.0.0.1:{registrar_port};transport=udp>;auth_pass={password};answermode={mode};audio_codecs={codecs};regint=300\n",
+            mode = if auto_answer { "auto" } else { "manual" }
         );
         std::fs::write(dir.path().join("accounts"), account).expect("write the account");
         let mut child = Command::new(binary)

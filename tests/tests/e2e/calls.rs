@@ -25,6 +25,13 @@ pub(crate) struct Setup {
 
 impl Setup {
     pub(crate) async fn new(configure: impl FnOnce(&mut Config)) -> Setup {
+        // GATEWAY_LOG=debug shows the gateway's log of a failing test.
+        if let Ok(filter) = std::env::var("GATEWAY_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let kamailio = Kamailio::start(KamailioOptions::default());
         let mut config = Config::default();
         config.sip.outbound_proxy = format!("sip:127.0.0.1:{}", kamailio.port);
@@ -50,6 +57,14 @@ impl Setup {
         let bob = Baresip::start("bob", "bobpw", self.kamailio.port, codecs, tone);
         self.kamailio.wait_bindings("bob", 1, WAIT);
         bob
+    }
+
+    /// Has `phone` call `user` through the registrar.
+    pub(crate) fn dial(&self, phone: &Baresip, user: &str) {
+        phone.command(
+            "dial",
+            &format!("sip:{user}@127.0.0.1:{}", self.kamailio.port),
+        );
     }
 
     /// Registers alice on the gateway.
@@ -215,6 +230,200 @@ async fn the_browser_calls_bob_and_tones_go_both_ways_pcmu() {
     let (tone, seconds) = bob.received_tone().expect("bob's recording");
     assert!(seconds > 2.0, "bob heard {seconds} s of sound");
     assert_eq!(tone, 440.0, "bob hears the browser's tone");
+    browser.close().await;
+    setup.assert_nothing_left().await;
+}
+
+/// The next incoming-session for alice: (session, offer).
+async fn incoming(client: &mut Client) -> (String, String, protocol::Party) {
+    loop {
+        if let ServerMessage::Event(Event::Account {
+            account,
+            event:
+                AccountEvent::IncomingSession {
+                    session,
+                    sdp,
+                    originator,
+                    ..
+                },
+        }) = next(client).await
+        {
+            assert_eq!(account, "alice@127.0.0.1");
+            return (session, sdp, originator);
+        }
+    }
+}
+
+#[tokio::test]
+async fn bob_calls_the_browser_which_answers_and_bob_hangs_up() {
+    let mut setup = Setup::new(|_| {}).await;
+    setup.register_alice().await;
+    let bob = setup.bob("PCMU/8000/1", 1000.0);
+    setup.dial(&bob, "alice");
+    let (session, offer, originator) = incoming(&mut setup.client).await;
+    assert!(
+        originator.uri.starts_with("bob@127.0.0.1"),
+        "{originator:?}"
+    );
+    assert!(
+        bob.wait_for("CALL_RINGING", 1, WAIT).await,
+        "bob hears ringing"
+    );
+    let mut browser = Browser::new(&[AudioCodec::Opus, AudioCodec::Pcmu]).await;
+    let answer = browser.answer(&offer).await;
+    setup
+        .client
+        .expect_ack(json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}))
+        .await;
+    assert!(matches!(
+        state(&mut setup.client, &session).await,
+        SessionState::Accepted { sdp: None, .. }
+    ));
+    assert!(browser.connected(WAIT).await, "the browser leg connects");
+    until(&mut setup.client, &session, |state| {
+        *state == SessionState::Established
+    })
+    .await;
+    let pt = payload_type(&offer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 440.0);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (tone, packets) = browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert!(packets > 50, "the browser got {packets} packets");
+    assert_eq!(tone, 1000.0);
+    bob.command("hangup", "");
+    assert!(matches!(
+        state(&mut setup.client, &session).await,
+        SessionState::Terminated { .. }
+    ));
+    let (tone, seconds) = bob.received_tone().expect("bob's recording");
+    assert!(seconds > 2.0, "bob heard {seconds} s");
+    assert_eq!(tone, 440.0);
+    browser.close().await;
+    setup.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn a_caller_that_cancels_leaves_a_missed_session() {
+    let mut setup = Setup::new(|_| {}).await;
+    setup.register_alice().await;
+    let bob = setup.bob("PCMU/8000/1", 1000.0);
+    setup.dial(&bob, "alice");
+    let (session, _, _) = incoming(&mut setup.client).await;
+    assert!(bob.wait_for("CALL_RINGING", 1, WAIT).await);
+    bob.command("hangup", "");
+    let mut missed = false;
+    let mut terminated = false;
+    while !(missed && terminated) {
+        match next(&mut setup.client).await {
+            ServerMessage::Event(Event::Account {
+                event: AccountEvent::MissedSession { originator },
+                ..
+            }) => {
+                assert!(
+                    originator.uri.starts_with("bob@127.0.0.1"),
+                    "{originator:?}"
+                );
+                missed = true;
+            }
+            ServerMessage::Event(Event::Session {
+                session: got,
+                event: SessionEvent::State(SessionState::Terminated { reason }),
+            }) if got == session => {
+                assert_eq!(reason.as_deref(), Some("487 Request Terminated"));
+                terminated = true;
+            }
+            _ => {}
+        }
+    }
+    setup.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn declining_and_unanswered_incoming_calls() {
+    let mut setup = Setup::new(|config| config.calls.ring_timeout = 2).await;
+    setup.register_alice().await;
+    let bob = setup.bob("PCMU/8000/1", 1000.0);
+    // Declined: bob gets 486.
+    setup.dial(&bob, "alice");
+    let (session, _, _) = incoming(&mut setup.client).await;
+    setup
+        .client
+        .expect_ack(json!({"sylkrtc": "session-terminate", "session": session}))
+        .await;
+    assert!(matches!(
+        state(&mut setup.client, &session).await,
+        SessionState::Terminated { reason: Some(reason) } if reason == "486 Busy Here"
+    ));
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
+    assert!(
+        bob.log.text().contains("486 Busy Here"),
+        "bob was told busy:\n{}",
+        bob.log.text()
+    );
+    // Not answered: after the ring timeout, 480 and a missed call.
+    setup.dial(&bob, "alice");
+    let (session, _, _) = incoming(&mut setup.client).await;
+    assert!(matches!(
+        state(&mut setup.client, &session).await,
+        SessionState::Terminated { reason: Some(reason) } if reason.starts_with("480")
+    ));
+    assert!(bob.wait_for("CALL_CLOSED", 2, WAIT).await);
+    assert!(bob.log.text().contains("480 Temporarily Unavailable"));
+    setup.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn bob_busy_and_no_common_codec() {
+    let mut setup = Setup::new(|config| {
+        config.media.codecs = vec!["opus".into(), "PCMU".into()];
+    })
+    .await;
+    let bob = Baresip::start_with(
+        "bob",
+        "bobpw",
+        setup.kamailio.port,
+        "PCMU/8000/1",
+        1000.0,
+        false,
+    );
+    setup.kamailio.wait_bindings("bob", 1, WAIT);
+    // bob refuses while ringing: 486 reaches the browser as the reason.
+    let browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let offer = browser.offer().await;
+    setup
+        .client
+        .expect_ack(json!({"sylkrtc": "session-create", "account": "alice@127.0.0.1", "session": "busy", "uri": "bob@127.0.0.1", "sdp": offer}))
+        .await;
+    until(&mut setup.client, "busy", |state| {
+        *state == SessionState::Ringing
+    })
+    .await;
+    bob.command("hangup", "");
+    let reason = match until(&mut setup.client, "busy", |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await
+    {
+        SessionState::Terminated { reason } => reason.unwrap_or_default(),
+        _ => unreachable!(),
+    };
+    assert!(reason.starts_with("486"), "{reason}");
+    browser.close().await;
+    // A browser offering only PCMA to a gateway relaying PCMU and opus: refused, with the
+    // codecs named, and no INVITE sent.
+    let browser = Browser::new(&[AudioCodec::Pcma]).await;
+    let offer = browser.offer().await;
+    setup
+        .client
+        .expect_ack(json!({"sylkrtc": "session-create", "account": "alice@127.0.0.1", "session": "pcma", "uri": "bob@127.0.0.1", "sdp": offer}))
+        .await;
+    let SessionState::Terminated {
+        reason: Some(reason),
+    } = state(&mut setup.client, "pcma").await
+    else {
+        panic!("the call is refused");
+    };
+    assert!(reason.contains("PCMA"), "{reason}");
     browser.close().await;
     setup.assert_nothing_left().await;
 }
