@@ -427,3 +427,73 @@ async fn bob_busy_and_no_common_codec() {
     browser.close().await;
     setup.assert_nothing_left().await;
 }
+
+#[tokio::test]
+async fn a_dropped_websocket_ends_its_calls() {
+    let mut setup = Setup::new(|_| {}).await;
+    let bob = setup.bob("PCMU/8000/1", 1000.0);
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    call_bob(&mut setup, &mut browser, "drop").await;
+    assert!(bob.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
+    // The client vanishes without a word.
+    let Setup {
+        kamailio,
+        gateway,
+        client,
+    } = setup;
+    drop(client);
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await, "bob gets a BYE");
+    let setup = Setup {
+        client: gateway.client().await,
+        kamailio,
+        gateway,
+    };
+    setup.assert_nothing_left().await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_far_end_that_vanishes_ends_the_call_after_the_media_timeout() {
+    let mut setup = Setup::new(|config| config.media.media_timeout = 3).await;
+    let bob = setup.bob("PCMU/8000/1", 1000.0);
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = call_bob(&mut setup, &mut browser, "gone").await;
+    browser.send_pcmu_tone(payload_type(&answer, media::Format::Audio(media::Codec::Pcmu)), 440.0);
+    until(&mut setup.client, "gone", |state| *state == SessionState::Established).await;
+    // bob's process dies: no BYE, no more RTP.
+    drop(bob);
+    let SessionState::Terminated { reason: Some(reason) } = until(&mut setup.client, "gone", |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await
+    else {
+        panic!("a reason");
+    };
+    assert!(reason.contains("no RTP from the SIP side"), "{reason}");
+    browser.close().await;
+    setup.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn the_browser_vanishing_ends_the_call_too() {
+    let mut setup = Setup::new(|config| config.media.media_timeout = 3).await;
+    let bob = setup.bob("PCMU/8000/1", 1000.0);
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    call_bob(&mut setup, &mut browser, "quiet").await;
+    until(&mut setup.client, "quiet", |state| *state == SessionState::Established).await;
+    // The browser stops everything (no RTP, no ICE consent) but its WebSocket stays.
+    browser.close().await;
+    let SessionState::Terminated { reason: Some(reason) } = until(&mut setup.client, "quiet", |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await
+    else {
+        panic!("a reason");
+    };
+    assert!(
+        reason.contains("browser") || reason.contains("ICE"),
+        "{reason}"
+    );
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await, "bob gets a BYE");
+    setup.assert_nothing_left().await;
+}
