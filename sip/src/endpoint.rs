@@ -389,7 +389,7 @@ impl Endpoint {
     }
 
     fn handle_response(&mut self, now: Instant, response: Message) {
-        let Some(branch) = top_branch(&response) else {
+        let Some(branch) = client_key(&response) else {
             return;
         };
         let Some(client) = self.clients.get_mut(&branch) else {
@@ -594,7 +594,7 @@ impl Endpoint {
         let requests: Vec<Message> =
             std::iter::from_fn(|| entry.registration.poll_request()).collect();
         for request in requests {
-            let Some(branch) = top_branch(&request) else {
+            let Some(branch) = client_key(&request) else {
                 continue;
             };
             let transaction = NonInviteClient::new(
@@ -815,6 +815,14 @@ fn server_timeout(transaction: &ServerTransaction) -> Option<Instant> {
         ServerTransaction::NonInvite(transaction) => transaction.poll_timeout(),
         ServerTransaction::Invite(invite) => invite.poll_timeout(),
     }
+}
+
+/// A client transaction's key: the branch and the CSeq method (RFC 3261 section 17.1.3), so
+/// that a CANCEL, which shares its INVITE's branch, is a transaction of its own.
+fn client_key(message: &Message) -> Option<String> {
+    let branch = top_branch(message)?;
+    let method = message.cseq().ok()?.method;
+    Some(format!("{branch} {method}"))
 }
 
 fn top_branch(message: &Message) -> Option<String> {

@@ -49,10 +49,7 @@ impl IncomingCall {
     fn from_invite(invite: &Message) -> Self {
         let from = invite.header(&Name::FROM).unwrap_or_default();
         let from = without_tag(from);
-        let display_name = from.find('<').and_then(|open| {
-            let name = from[..open].trim().trim_matches('"').trim();
-            (!name.is_empty()).then(|| name.replace("\\\"", "\"").replace("\\\\", "\\"))
-        });
+        let display_name = from.find('<').and_then(|open| display_name(&from[..open]));
         IncomingCall {
             from_uri: bare_uri(&from).to_owned(),
             display_name,
@@ -65,6 +62,25 @@ impl IncomingCall {
                 .collect(),
         }
     }
+}
+
+/// The display name before a name-addr's `<`: a token list, or a quoted string with its
+/// escapes undone.
+fn display_name(text: &str) -> Option<String> {
+    let text = text.trim();
+    let Some(quoted) = text.strip_prefix('"') else {
+        return (!text.is_empty()).then(|| text.to_owned());
+    };
+    let mut name = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => name.extend(chars.next()),
+            '"' => break,
+            other => name.push(other),
+        }
+    }
+    (!name.is_empty()).then_some(name)
 }
 
 /// What an owner asks of a call.

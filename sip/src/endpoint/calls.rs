@@ -9,7 +9,7 @@ use ezk_sip_types::{Method, Name};
 
 use super::{
     ClientKind, ClientTransaction, Endpoint, EndpointEvent, Owner, ServerEntry, ServerKey,
-    ServerTransaction, Target, Timer, top_branch,
+    ServerTransaction, Target, Timer,
 };
 use crate::call::{Call, CallConfig, CallOutput, Outgoing};
 use crate::endpoint::{CallId, RegistrationId};
@@ -256,7 +256,7 @@ impl Endpoint {
                     let Some(method) = request.method().cloned() else {
                         continue;
                     };
-                    let Some(branch) = top_branch(&request) else {
+                    let Some(branch) = super::client_key(&request) else {
                         continue;
                     };
                     // Requests before the dialog (INVITE, CANCEL) go to the proxy.

@@ -458,11 +458,19 @@ async fn a_far_end_that_vanishes_ends_the_call_after_the_media_timeout() {
     let bob = setup.bob("PCMU/8000/1", 1000.0);
     let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
     let answer = call_bob(&mut setup, &mut browser, "gone").await;
-    browser.send_pcmu_tone(payload_type(&answer, media::Format::Audio(media::Codec::Pcmu)), 440.0);
-    until(&mut setup.client, "gone", |state| *state == SessionState::Established).await;
+    browser.send_pcmu_tone(
+        payload_type(&answer, media::Format::Audio(media::Codec::Pcmu)),
+        440.0,
+    );
+    until(&mut setup.client, "gone", |state| {
+        *state == SessionState::Established
+    })
+    .await;
     // bob's process dies: no BYE, no more RTP.
     drop(bob);
-    let SessionState::Terminated { reason: Some(reason) } = until(&mut setup.client, "gone", |state| {
+    let SessionState::Terminated {
+        reason: Some(reason),
+    } = until(&mut setup.client, "gone", |state| {
         matches!(state, SessionState::Terminated { .. })
     })
     .await
@@ -480,10 +488,15 @@ async fn the_browser_vanishing_ends_the_call_too() {
     let bob = setup.bob("PCMU/8000/1", 1000.0);
     let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
     call_bob(&mut setup, &mut browser, "quiet").await;
-    until(&mut setup.client, "quiet", |state| *state == SessionState::Established).await;
+    until(&mut setup.client, "quiet", |state| {
+        *state == SessionState::Established
+    })
+    .await;
     // The browser stops everything (no RTP, no ICE consent) but its WebSocket stays.
     browser.close().await;
-    let SessionState::Terminated { reason: Some(reason) } = until(&mut setup.client, "quiet", |state| {
+    let SessionState::Terminated {
+        reason: Some(reason),
+    } = until(&mut setup.client, "quiet", |state| {
         matches!(state, SessionState::Terminated { .. })
     })
     .await

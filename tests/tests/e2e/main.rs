@@ -15,4 +15,5 @@ mod limits;
 mod logging;
 mod register;
 mod requests;
+mod sipp_calls;
 mod tls;

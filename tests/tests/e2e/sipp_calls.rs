@@ -1,0 +1,136 @@
+//! Call corner cases against sipp playing the far end: CANCEL rules, a 2xx crossing our
+//! CANCEL, a 407 on our BYE.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use gateway::Config;
+use gateway_tests::browser::{AudioCodec, Browser};
+use gateway_tests::peers::{data_dir, free_port, require};
+use gateway_tests::{Client, Gateway};
+use protocol::SessionState;
+use serde_json::json;
+use tokio::process::Child;
+
+use crate::calls::{state, until};
+
+/// sipp running `scenario` as the far end, on a free port.
+fn sipp_uas(scenario: &str) -> (u16, Child) {
+    let sipp = require("sipp", "sip-tester");
+    let port = free_port();
+    let child = tokio::process::Command::new(sipp)
+        .arg("-sf")
+        .arg(data_dir().join("sipp").join(scenario))
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+        ])
+        .args(["-mp", &free_port().to_string()])
+        .args(["-timeout", "20", "-timeout_error"])
+        .arg("-trace_err")
+        // Its error log goes to the working directory.
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sipp");
+    (port, child)
+}
+
+async fn sipp_done(child: Child) {
+    let output = tokio::time::timeout(Duration::from_secs(25), child.wait_with_output())
+        .await
+        .expect("sipp ends")
+        .expect("sipp's output");
+    assert!(
+        output.status.success(),
+        "sipp failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A gateway whose calls go to sipp, with alice added, and a call started.
+async fn call(port: u16, session: &str) -> (Gateway, Client, Browser) {
+    let mut config = Config::default();
+    config.sip.outbound_proxy = format!("sip:127.0.0.1:{port}");
+    let gateway = Gateway::start(config).await;
+    let mut client = gateway.client().await;
+    let ha1 = sip::auth::ha1("alice", "127.0.0.1", "alicepw");
+    client
+        .expect_ack(
+            json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1", "password": ha1}),
+        )
+        .await;
+    let browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let offer = browser.offer().await;
+    client
+        .expect_ack(json!({"sylkrtc": "session-create", "account": "alice@127.0.0.1", "session": session, "uri": "callee@127.0.0.1", "sdp": offer}))
+        .await;
+    assert_eq!(state(&mut client, session).await, SessionState::Progress);
+    (gateway, client, browser)
+}
+
+#[tokio::test]
+async fn a_hangup_before_any_provisional_response_cancels_only_after_one() {
+    let (port, sipp) = sipp_uas("uas_cancel_before_1xx.xml");
+    let (gateway, mut client, browser) = call(port, "early-hangup").await;
+    client
+        .expect_ack(json!({"sylkrtc": "session-terminate", "session": "early-hangup"}))
+        .await;
+    // The browser hears at once; SIP waits for the 100, then CANCELs.
+    assert!(matches!(
+        state(&mut client, "early-hangup").await,
+        SessionState::Terminated { .. }
+    ));
+    sipp_done(sipp).await;
+    assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_2xx_that_crosses_our_cancel_is_acked_then_ended_with_bye() {
+    let (port, sipp) = sipp_uas("uas_2xx_crosses_cancel.xml");
+    let (gateway, mut client, browser) = call(port, "crossing").await;
+    until(&mut client, "crossing", |state| {
+        *state == SessionState::Ringing
+    })
+    .await;
+    client
+        .expect_ack(json!({"sylkrtc": "session-terminate", "session": "crossing"}))
+        .await;
+    assert!(matches!(
+        state(&mut client, "crossing").await,
+        SessionState::Terminated { .. }
+    ));
+    sipp_done(sipp).await;
+    assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_bye_challenged_with_407_is_sent_again_with_credentials() {
+    let (port, sipp) = sipp_uas("uas_407_on_bye.xml");
+    let (gateway, mut client, browser) = call(port, "bye-auth").await;
+    until(&mut client, "bye-auth", |state| {
+        matches!(state, SessionState::Accepted { .. })
+    })
+    .await;
+    client
+        .expect_ack(json!({"sylkrtc": "session-terminate", "session": "bye-auth"}))
+        .await;
+    assert!(matches!(
+        state(&mut client, "bye-auth").await,
+        SessionState::Terminated { .. }
+    ));
+    sipp_done(sipp).await;
+    assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
+    browser.close().await;
+}
