@@ -510,3 +510,81 @@ async fn the_browser_vanishing_ends_the_call_too() {
     assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await, "bob gets a BYE");
     setup.assert_nothing_left().await;
 }
+
+#[tokio::test]
+async fn a_forked_call_connects_to_the_phone_that_answers() {
+    let mut setup = Setup::new(|_| {}).await;
+    // Two phones registered as bob: one answers, the other rings until told.
+    let first = Baresip::start("bob", "bobpw", setup.kamailio.port, "PCMU/8000/1", 1000.0);
+    let second =
+        Baresip::start_with("bob", "bobpw", setup.kamailio.port, "PCMU/8000/1", 700.0, false);
+    setup.kamailio.wait_bindings("bob", 2, WAIT);
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = call_bob(&mut setup, &mut browser, "fork").await;
+    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 440.0);
+    assert!(first.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
+    assert!(second.wait_for("CALL_CLOSED", 1, WAIT).await, "the other phone stops ringing");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(browser_tone(&browser, pt, AudioCodec::Pcmu).0, 1000.0);
+    first.command("hangup", "");
+    assert!(matches!(
+        until(&mut setup.client, "fork", |state| matches!(state, SessionState::Terminated { .. })).await,
+        SessionState::Terminated { .. }
+    ));
+    browser.close().await;
+    setup.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn hold_and_resume_from_the_phone_and_dtmf_both_ways() {
+    let mut setup = Setup::new(|_| {}).await;
+    let bob = setup.bob("PCMU/8000/1", 1000.0);
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = call_bob(&mut setup, &mut browser, "hold").await;
+    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
+    let event_pt = payload_type(&answer, media::Format::TelephoneEvent(8000));
+    browser.send_pcmu_tone(pt, 440.0);
+    until(&mut setup.client, "hold", |state| *state == SessionState::Established).await;
+    assert!(bob.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // DTMF by SIP INFO, then by RFC 4733 from the browser: bob sees both.
+    setup
+        .client
+        .expect_ack(json!({"sylkrtc": "session-dtmf-info", "session": "hold", "digit": "5"}))
+        .await;
+    browser.send_event(event_pt, 9, 800).await;
+    browser.send_pcmu_tone(pt, 440.0);
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline && bob.count("CALL_DTMF_START") < 2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let keys: Vec<String> = bob
+        .events()
+        .iter()
+        .filter(|event| event["type"] == "CALL_DTMF_START")
+        .map(|event| event["param"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(keys, ["5", "9"], "bob's DTMF events: {:?}\n{}", bob.events(), bob.log.text());
+
+    // Hold: the gateway answers the re-INVITE itself, mirrored; then resume.
+    bob.command("hold", "");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    bob.command("resume", "");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    browser.clear_received();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (tone, packets) = browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert!(packets > 50, "audio resumed: {packets} packets");
+    assert_eq!(tone, 1000.0);
+    let log = bob.log.text();
+    assert!(log.contains("recvonly") || log.contains("sendonly"), "{log}");
+    setup
+        .client
+        .expect_ack(json!({"sylkrtc": "session-terminate", "session": "hold"}))
+        .await;
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
+    browser.close().await;
+    setup.assert_nothing_left().await;
+}
