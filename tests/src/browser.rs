@@ -253,6 +253,13 @@ impl Browser {
         });
     }
 
+    /// Sends an Opus tone (48 kHz mono, 20 ms frames) with payload type `pt`, until stopped.
+    pub fn send_opus_tone(&mut self, pt: u8, frequency: f64) {
+        let mut tone = Tone::new(frequency, 48_000);
+        let mut encoder = crate::opus::Encoder::new();
+        self.send_frames(pt, 960, move || encoder.encode(&tone.samples(960)));
+    }
+
     /// Sends frames made by `next`, every 20 ms, `step` timestamp units apart, until stopped.
     pub fn send_frames(
         &mut self,

@@ -26,6 +26,7 @@ pub mod audio;
 pub mod baresip;
 pub mod bench;
 pub mod browser;
+pub mod opus;
 pub mod peers;
 
 /// How long a test waits for a message that must come.

@@ -152,6 +152,22 @@ pub(crate) fn payload_type(sdp: &str, format: media::Format) -> u8 {
         .unwrap_or_else(|| panic!("no {format:?} in\n{sdp}"))
 }
 
+/// The dominant tone of what the browser received with payload type `pt` (Opus).
+pub(crate) fn browser_opus_tone(browser: &Browser, pt: u8) -> (f64, usize) {
+    let mut decoder = gateway_tests::opus::Decoder::new();
+    let packets: Vec<_> = browser
+        .received()
+        .into_iter()
+        .filter(|packet| packet.header.payload_type == pt)
+        .collect();
+    let samples: Vec<i16> = packets
+        .iter()
+        .flat_map(|packet| decoder.decode(&packet.payload))
+        .collect();
+    let sound = gateway_tests::audio::voiced(&samples, 48_000);
+    (dominant(&sound, 48_000, &PROBES).0, packets.len())
+}
+
 /// The dominant tone of what the browser received with payload type `pt` (G.711).
 pub(crate) fn browser_tone(browser: &Browser, pt: u8, codec: AudioCodec) -> (f64, usize) {
     let packets: Vec<_> = browser
@@ -516,20 +532,33 @@ async fn a_forked_call_connects_to_the_phone_that_answers() {
     let mut setup = Setup::new(|_| {}).await;
     // Two phones registered as bob: one answers, the other rings until told.
     let first = Baresip::start("bob", "bobpw", setup.kamailio.port, "PCMU/8000/1", 1000.0);
-    let second =
-        Baresip::start_with("bob", "bobpw", setup.kamailio.port, "PCMU/8000/1", 700.0, false);
+    let second = Baresip::start_with(
+        "bob",
+        "bobpw",
+        setup.kamailio.port,
+        "PCMU/8000/1",
+        700.0,
+        false,
+    );
     setup.kamailio.wait_bindings("bob", 2, WAIT);
     let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
     let answer = call_bob(&mut setup, &mut browser, "fork").await;
     let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
     browser.send_pcmu_tone(pt, 440.0);
     assert!(first.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
-    assert!(second.wait_for("CALL_CLOSED", 1, WAIT).await, "the other phone stops ringing");
+    assert!(
+        second.wait_for("CALL_CLOSED", 1, WAIT).await,
+        "the other phone stops ringing"
+    );
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(browser_tone(&browser, pt, AudioCodec::Pcmu).0, 1000.0);
     first.command("hangup", "");
     assert!(matches!(
-        until(&mut setup.client, "fork", |state| matches!(state, SessionState::Terminated { .. })).await,
+        until(&mut setup.client, "fork", |state| matches!(
+            state,
+            SessionState::Terminated { .. }
+        ))
+        .await,
         SessionState::Terminated { .. }
     ));
     browser.close().await;
@@ -545,7 +574,10 @@ async fn hold_and_resume_from_the_phone_and_dtmf_both_ways() {
     let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
     let event_pt = payload_type(&answer, media::Format::TelephoneEvent(8000));
     browser.send_pcmu_tone(pt, 440.0);
-    until(&mut setup.client, "hold", |state| *state == SessionState::Established).await;
+    until(&mut setup.client, "hold", |state| {
+        *state == SessionState::Established
+    })
+    .await;
     assert!(bob.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -566,7 +598,13 @@ async fn hold_and_resume_from_the_phone_and_dtmf_both_ways() {
         .filter(|event| event["type"] == "CALL_DTMF_START")
         .map(|event| event["param"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(keys, ["5", "9"], "bob's DTMF events: {:?}\n{}", bob.events(), bob.log.text());
+    assert_eq!(
+        keys,
+        ["5", "9"],
+        "bob's DTMF events: {:?}\n{}",
+        bob.events(),
+        bob.log.text()
+    );
 
     // Hold: the gateway answers the re-INVITE itself, mirrored; then resume.
     bob.command("hold", "");
@@ -579,12 +617,43 @@ async fn hold_and_resume_from_the_phone_and_dtmf_both_ways() {
     assert!(packets > 50, "audio resumed: {packets} packets");
     assert_eq!(tone, 1000.0);
     let log = bob.log.text();
-    assert!(log.contains("recvonly") || log.contains("sendonly"), "{log}");
+    assert!(
+        log.contains("recvonly") || log.contains("sendonly"),
+        "{log}"
+    );
     setup
         .client
         .expect_ack(json!({"sylkrtc": "session-terminate", "session": "hold"}))
         .await;
     assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
+    browser.close().await;
+    setup.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn the_browser_calls_bob_and_tones_go_both_ways_opus() {
+    let mut setup = Setup::new(|_| {}).await;
+    let bob = setup.bob("opus/48000/2", 1000.0);
+    let mut browser = Browser::new(&[AudioCodec::Opus, AudioCodec::Pcmu]).await;
+    let answer = call_bob(&mut setup, &mut browser, "opus").await;
+    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Opus));
+    browser.send_opus_tone(pt, 440.0);
+    until(&mut setup.client, "opus", |state| {
+        *state == SessionState::Established
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (tone, packets) = browser_opus_tone(&browser, pt);
+    assert!(packets > 50, "the browser got {packets} packets");
+    assert_eq!(tone, 1000.0, "the browser hears bob's tone");
+    setup
+        .client
+        .expect_ack(json!({"sylkrtc": "session-terminate", "session": "opus"}))
+        .await;
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
+    let (tone, seconds) = bob.received_tone().expect("bob's recording");
+    assert!(seconds > 2.0, "bob heard {seconds} s of sound");
+    assert_eq!(tone, 440.0, "bob hears the browser's tone");
     browser.close().await;
     setup.assert_nothing_left().await;
 }
