@@ -20,7 +20,7 @@ async fn every_request_gets_exactly_one_reply() {
             "unknown request: frobnicate"
         );
         for name in [
-            "session-create",
+            "session-update",
             "videoroom-join",
             "account-fetch-addressbook",
             "lookup-public-key",
@@ -32,6 +32,16 @@ async fn every_request_gets_exactly_one_reply() {
                 format!("not supported yet: {name}")
             );
         }
+        // A call from an account that was not added.
+        assert_eq!(
+            client
+                .expect_error(
+                    json!({"sylkrtc": "session-create", "account": "alice@example.com",
+                    "session": "s1", "uri": "bob@example.com", "sdp": "v=0"})
+                )
+                .await,
+            "Unknown account specified: alice@example.com"
+        );
         // account-register of an account that was not added.
         assert_eq!(
             client
