@@ -420,7 +420,19 @@ impl Relay {
                     .take(1)
                     .cloned()
                     .collect();
-                payloads.extend(browser_audio.telephone_event(codec.clock_rate()).cloned());
+                // telephone-event at the codec's rate (what Chrome sends with opus), else at
+                // the rate the browser has (Firefox offers only 8 kHz): the relay rescales.
+                payloads.extend(
+                    browser_audio
+                        .telephone_event(codec.clock_rate())
+                        .or_else(|| {
+                            browser_audio
+                                .payloads
+                                .iter()
+                                .find(|p| matches!(p.format, Format::TelephoneEvent(_)))
+                        })
+                        .cloned(),
+                );
                 let mut rtc = build_rtc(now, &self.config, &payloads)?;
                 let answer = rtc
                     .sdp_api()

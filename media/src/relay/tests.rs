@@ -261,3 +261,63 @@ fn rewrites_keep_the_output_continuous_across_sources() {
     rewrite.apply(1, 65_535, 0, 8000, now);
     assert_eq!(rewrite.apply(1, 0, 160, 8000, now).0, 65_536);
 }
+
+#[test]
+fn a_firefox_offer_keeps_its_8khz_events_next_to_opus() {
+    let now = Instant::now();
+    let (mut relay, sip_offer) =
+        Relay::outgoing(now, config(&ALL), &data("firefox-offer-audio.sdp")).expect("relay");
+    let offer = Description::parse(&sip_offer).expect("valid SDP");
+    let (_, audio) = offer.audio().expect("audio");
+    assert_eq!(
+        formats(audio),
+        [
+            Format::Audio(Codec::Opus),
+            Format::Audio(Codec::G722),
+            Format::Audio(Codec::Pcmu),
+            Format::Audio(Codec::Pcma),
+            Format::TelephoneEvent(8_000),
+        ]
+    );
+    // The SIP side takes opus with telephone-event/8000.
+    let sip_answer = sip_offer.replace("RTP/AVP 109 9 0 8 101", "RTP/AVP 109 101");
+    let answer = relay
+        .accept_sip_answer(now, &sip_answer)
+        .expect("accepted")
+        .expect("a browser answer");
+    let browser = Description::parse(&answer).expect("valid");
+    let (_, audio) = browser.audio().expect("audio");
+    assert_eq!(
+        formats(audio),
+        [Format::Audio(Codec::Opus), Format::TelephoneEvent(8_000)]
+    );
+    // Firefox's audio+video offer: video declined.
+    let (mut relay, _) =
+        Relay::outgoing(now, config(&ALL), &data("firefox-offer-audio-video.sdp")).expect("relay");
+    let answer = relay
+        .accept_sip_answer(now, &data("baresip-answer.sdp"))
+        .expect("accepted")
+        .expect("an answer");
+    let browser = Description::parse(&answer).expect("valid SDP");
+    assert!(
+        browser
+            .lines
+            .iter()
+            .any(|line| line.kind == "video" && line.port == 0),
+        "{answer}"
+    );
+}
+
+#[test]
+fn sipp_offers_translate_both_ways() {
+    let now = Instant::now();
+    let (mut relay, browser_offer) =
+        Relay::incoming(now, config(&ALL), Some(&data("sipp-offer.sdp"))).expect("relay");
+    let answer = relay
+        .accept_browser_answer(now, &browser_answer(&browser_offer))
+        .expect("accepted");
+    let sip = Description::parse(&answer).expect("valid SDP");
+    let (_, audio) = sip.audio().expect("audio");
+    assert_eq!(audio.proto, "RTP/AVP");
+    assert_eq!(relay.codec(), Some(Codec::Pcmu));
+}
