@@ -241,13 +241,16 @@ impl Call {
                 other => format!("488 Not Acceptable Here ({other})"),
             })?;
         self.relay = Some(relay);
-        info!(uri = %start.uri, "calling");
+        let call_id = uuid::Uuid::new_v4().simple().to_string();
+        info!(uri = %start.uri, %call_id, "calling");
+        self.call_id = Some(call_id.clone());
         let call = self.shared.sip.invite(
             OutgoingCall {
                 account: start.account,
                 uri: start.uri,
                 sdp: Bytes::from(sip_offer),
                 headers: start.headers,
+                call_id,
             },
             sip_events,
         );
@@ -575,7 +578,7 @@ impl Call {
                     info!(code, "early media");
                     self.state(SessionState::EarlyMedia {
                         sdp: answer,
-                        call_id: None,
+                        call_id: self.call_id.clone(),
                     });
                 }
                 Ok(None) => {}

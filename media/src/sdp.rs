@@ -351,6 +351,14 @@ impl SipDescription<'_> {
             }
         }
         attributes.push(Attribute::new("ptime".to_owned(), Some("20".to_owned())));
+        // RTCP on the RTP port when the offer asks for it (RFC 5761); port+1 otherwise.
+        let mux = self
+            .answering
+            .and_then(|(offer, index)| offer.lines.get(index))
+            .is_some_and(|line| line.rtcp_mux);
+        if mux {
+            attributes.push(Attribute::new("rtcp-mux".to_owned(), None));
+        }
         attributes.push(Attribute::new(self.direction.to_string(), None));
         MediaDescription {
             media_name: MediaName {

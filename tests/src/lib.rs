@@ -186,6 +186,8 @@ pub struct Client {
     /// The version that subprotocol selects (V2 when none was chosen).
     pub version: Version,
     next_transaction: u64,
+    /// Events read while waiting for a reply, handed out by `recv` first.
+    pending: std::collections::VecDeque<ServerMessage>,
 }
 
 impl Client {
@@ -236,6 +238,7 @@ impl Client {
                     protocol,
                     version,
                     next_transaction: 1,
+                    pending: std::collections::VecDeque::new(),
                 })
             }
             Err(tungstenite::Error::Http(response)) => Err(Refused {
@@ -324,6 +327,21 @@ impl Client {
         );
     }
 
+    /// Sends `request` and asserts it is acked, where events (of calls running meanwhile) may
+    /// come before the reply: they are kept for `recv`, in order.
+    pub async fn expect_ack_amid_events(&mut self, mut request: Value) {
+        let transaction = self.transaction();
+        request["transaction"] = Value::from(transaction.clone());
+        self.send_json(&request).await;
+        loop {
+            match self.recv_wire().await {
+                ServerMessage::Ack { transaction: t } if t == transaction => return,
+                ServerMessage::Event(event) => self.pending.push_back(ServerMessage::Event(event)),
+                other => panic!("{request} -> {other:?}"),
+            }
+        }
+    }
+
     /// Sends `request` and returns the error text (it must be an error).
     pub async fn expect_error(&mut self, request: Value) -> String {
         match self.request(request.clone()).await {
@@ -334,6 +352,14 @@ impl Client {
 
     /// The next sylkRTC message (Ping and Pong frames are skipped).
     pub async fn recv(&mut self) -> ServerMessage {
+        match self.pending.pop_front() {
+            Some(message) => message,
+            None => self.recv_wire().await,
+        }
+    }
+
+    /// The next sylkRTC message off the socket.
+    async fn recv_wire(&mut self) -> ServerMessage {
         loop {
             match self.recv_frame().await {
                 Some(Message::Text(text)) => {

@@ -321,3 +321,21 @@ fn sipp_offers_translate_both_ways() {
     assert_eq!(audio.proto, "RTP/AVP");
     assert_eq!(relay.codec(), Some(Codec::Pcmu));
 }
+
+#[test]
+fn rtcp_mux_is_answered_when_offered() {
+    let now = Instant::now();
+    let offer = data("baresip-offer.sdp").replace("a=sendrecv", "a=sendrecv\r\na=rtcp-mux");
+    let (mut relay, browser_offer) =
+        Relay::incoming(now, config(&ALL), Some(&offer)).expect("relay");
+    let answer = relay
+        .accept_browser_answer(now, &browser_answer(&browser_offer))
+        .expect("accepted");
+    assert!(answer.contains("a=rtcp-mux"), "{answer}");
+    let (mut relay, browser_offer) =
+        Relay::incoming(now, config(&ALL), Some(&data("baresip-offer.sdp"))).expect("relay");
+    let answer = relay
+        .accept_browser_answer(now, &browser_answer(&browser_offer))
+        .expect("accepted");
+    assert!(!answer.contains("a=rtcp-mux"), "{answer}");
+}

@@ -28,6 +28,8 @@ pub struct OutgoingCall {
     pub sdp: Bytes,
     /// Extra headers for the INVITE.
     pub headers: Vec<(String, String)>,
+    /// The Call-ID (unique; the owner shows it to its client).
+    pub call_id: String,
 }
 
 /// An INVITE that reached a registration, as its owner sees it.
@@ -207,7 +209,7 @@ impl Driver {
         let request = Outgoing {
             uri: outgoing.uri.clone(),
             route: self.route(),
-            call_id: random(),
+            call_id: outgoing.call_id.clone(),
             sdp: outgoing.sdp.clone(),
             headers: outgoing.headers.clone(),
         };

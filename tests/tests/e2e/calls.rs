@@ -189,11 +189,21 @@ pub(crate) fn browser_tone(browser: &Browser, pt: u8, codec: AudioCodec) -> (f64
 
 /// Places a call from the browser to bob and waits until media is up both ways.
 pub(crate) async fn call_bob(setup: &mut Setup, browser: &mut Browser, session: &str) -> String {
+    call(setup, browser, session, "bob").await
+}
+
+/// Places a call from the browser to `user` and waits until media is up both ways.
+pub(crate) async fn call(
+    setup: &mut Setup,
+    browser: &mut Browser,
+    session: &str,
+    user: &str,
+) -> String {
     let offer = browser.offer().await;
-    let uri = "bob@127.0.0.1";
+    let uri = format!("{user}@127.0.0.1");
     setup
         .client
-        .expect_ack(json!({"sylkrtc": "session-create", "account": "alice@127.0.0.1", "session": session, "uri": uri, "sdp": offer}))
+        .expect_ack_amid_events(json!({"sylkrtc": "session-create", "account": "alice@127.0.0.1", "session": session, "uri": uri, "sdp": offer}))
         .await;
     assert_eq!(
         state(&mut setup.client, session).await,
@@ -207,7 +217,15 @@ pub(crate) async fn call_bob(setup: &mut Setup, browser: &mut Browser, session: 
     })
     .await
     {
-        SessionState::Accepted { sdp: Some(sdp), .. } | SessionState::EarlyMedia { sdp, .. } => sdp,
+        SessionState::Accepted {
+            sdp: Some(sdp),
+            call_id: Some(_),
+            ..
+        }
+        | SessionState::EarlyMedia {
+            sdp,
+            call_id: Some(_),
+        } => sdp,
         other => panic!("no answer SDP: {other:?}"),
     };
     browser.accept_answer(&answer).await;
@@ -655,5 +673,43 @@ async fn the_browser_calls_bob_and_tones_go_both_ways_opus() {
     assert!(seconds > 2.0, "bob heard {seconds} s of sound");
     assert_eq!(tone, 440.0, "bob hears the browser's tone");
     browser.close().await;
+    setup.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn two_calls_at_once_on_one_connection() {
+    let mut setup = Setup::new(|_| {}).await;
+    let bob = setup.bob("PCMU/8000/1", 1000.0);
+    let carol = Baresip::start(
+        "carol",
+        "carolpw",
+        setup.kamailio.port,
+        "PCMU/8000/1",
+        700.0,
+    );
+    setup.kamailio.wait_bindings("carol", 1, WAIT);
+    let mut first = Browser::new(&[AudioCodec::Pcmu]).await;
+    let mut second = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = call(&mut setup, &mut first, "one", "bob").await;
+    call(&mut setup, &mut second, "two", "carol").await;
+    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
+    first.send_pcmu_tone(pt, 440.0);
+    second.send_pcmu_tone(pt, 1500.0);
+    assert_eq!(setup.gateway.metric("sylkrtc_calls").await, 2.0);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(browser_tone(&first, pt, AudioCodec::Pcmu).0, 1000.0);
+    assert_eq!(browser_tone(&second, pt, AudioCodec::Pcmu).0, 700.0);
+    for session in ["one", "two"] {
+        setup
+            .client
+            .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": session}))
+            .await;
+    }
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
+    assert!(carol.wait_for("CALL_CLOSED", 1, WAIT).await);
+    assert_eq!(bob.received_tone().expect("bob's recording").0, 440.0);
+    assert_eq!(carol.received_tone().expect("carol's recording").0, 1500.0);
+    first.close().await;
+    second.close().await;
     setup.assert_nothing_left().await;
 }
