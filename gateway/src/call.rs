@@ -27,6 +27,8 @@ use crate::server::Shared;
 
 /// Datagrams from the browser waiting for the call's task; past it they are dropped.
 const BROWSER_QUEUE: usize = 512;
+/// How many more datagrams are read from the SIP leg's socket once it is readable.
+const BATCH: usize = 32;
 
 /// What a call's task tells its connection.
 #[derive(Debug)]
@@ -338,8 +340,19 @@ impl Call {
             return;
         };
         self.drain(&ports);
+        // One timer for the relay, moved only when its deadline changes: a new timer per
+        // packet would cost a timer-wheel insertion and removal each time.
+        let far = Instant::now() + std::time::Duration::from_secs(86_400);
+        let relay_timer = tokio::time::sleep_until(far);
+        tokio::pin!(relay_timer);
+        let mut armed: Option<std::time::Instant> = None;
         while self.phase != Phase::Over {
-            let relay_deadline = self.relay_deadline.map(Instant::from_std);
+            if self.relay_deadline != armed {
+                armed = self.relay_deadline;
+                relay_timer
+                    .as_mut()
+                    .reset(armed.map_or(far, Instant::from_std));
+            }
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => self.command(command),
@@ -354,11 +367,22 @@ impl Call {
                 Some(datagram) = browser_rx.recv() => {
                     if let Some(relay) = &mut self.relay {
                         relay.handle_browser(datagram.at, datagram.source, &datagram.data);
+                        // Whatever else is queued goes through before the output is polled.
+                        while let Ok(datagram) = browser_rx.try_recv() {
+                            relay.handle_browser(datagram.at, datagram.source, &datagram.data);
+                        }
                     }
                 }
                 received = ports.rtp.recv_from(&mut rtp_buffer) => {
                     if let (Ok((length, source)), Some(relay)) = (received, &mut self.relay) {
-                        relay.handle_sip(std::time::Instant::now(), source, &rtp_buffer[..length], false);
+                        let now = std::time::Instant::now();
+                        relay.handle_sip(now, source, &rtp_buffer[..length], false);
+                        for _ in 0..BATCH {
+                            let Ok((length, source)) = ports.rtp.try_recv_from(&mut rtp_buffer) else {
+                                break;
+                            };
+                            relay.handle_sip(now, source, &rtp_buffer[..length], false);
+                        }
                     }
                 }
                 received = ports.rtcp.recv_from(&mut rtcp_buffer) => {
@@ -366,7 +390,9 @@ impl Call {
                         relay.handle_sip(std::time::Instant::now(), source, &rtcp_buffer[..length], true);
                     }
                 }
-                () = sleep_until(relay_deadline) => {
+                () = &mut relay_timer => {
+                    armed = None;
+                    self.relay_deadline = None;
                     if let Some(relay) = &mut self.relay {
                         relay.handle_timeout(std::time::Instant::now());
                     }

@@ -27,6 +27,9 @@ struct Args {
     /// Seconds measured.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// Set the calls up but send nothing: the cost of calls at rest (timers, RTCP, ICE).
+    #[arg(long)]
+    silent: bool,
 }
 
 #[tokio::main]
@@ -97,7 +100,9 @@ async fn main() -> Result<(), Error> {
         if !browser.connected(Duration::from_secs(10)).await {
             return Err("a browser leg did not connect".into());
         }
-        browser.send_pcmu_tone(0, 440.0);
+        if !args.silent {
+            browser.send_pcmu_tone(0, 440.0);
+        }
     }
     let setup = started.elapsed();
     // Let every stream settle, then measure.
@@ -116,7 +121,7 @@ async fn main() -> Result<(), Error> {
     let returned = received(&browsers) - packets_before;
     let relayed = 2 * returned;
     let rss_after = rss_kib(pid)?;
-    let sent = args.calls as f64 * 50.0 * wall;
+    let sent = if args.silent { 0.0 } else { args.calls as f64 * 50.0 * wall };
 
     println!("calls                      {}", args.calls);
     println!("set-up (offer to answer)   {:.1} s", setup.as_secs_f64());
