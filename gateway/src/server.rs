@@ -80,6 +80,12 @@ impl Media {
             Err(_) if !settings.listen.is_unspecified() => settings.listen,
             Err(_) => host_address(settings.listen),
         };
+        info!(
+            browser_port = %SocketAddr::new(settings.listen, port),
+            %advertised,
+            rtp_ports = %format!("{}-{}", settings.rtp_port_min, settings.rtp_port_max),
+            "media relay listening"
+        );
         Ok(Media {
             browser,
             browser_addr: SocketAddr::new(advertised, port),
