@@ -471,7 +471,9 @@ impl Config {
                 ws.path
             ));
         }
-        if ["/health", "/metrics"].contains(&ws.path.as_str()) {
+        if ["/health", "/metrics"].contains(&ws.path.as_str())
+            || crate::web::paths().any(|path| path == ws.path)
+        {
             return invalid(format!(
                 "websocket.path {:?} is taken by a built-in route",
                 ws.path

@@ -1,4 +1,4 @@
-//! The HTTP routes: the WebSocket endpoint, `/health` and `/metrics`.
+//! The HTTP routes: the WebSocket endpoint, the web phone, `/health` and `/metrics`.
 
 use std::sync::Arc;
 
@@ -9,10 +9,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::server::Shared;
-use crate::ws;
+use crate::{web, ws};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    web::routes(Router::new())
         .route(&shared.websocket.path, get(ws::upgrade))
         .route("/health", get(health))
         .route("/metrics", get(metrics))

@@ -18,6 +18,7 @@ mod keepalive;
 mod metrics;
 mod server;
 mod tls;
+mod web;
 mod ws;
 
 pub use config::{

@@ -26,6 +26,7 @@ pub mod audio;
 pub mod baresip;
 pub mod bench;
 pub mod browser;
+pub mod chromium;
 pub mod opus;
 pub mod peers;
 
@@ -55,6 +56,12 @@ impl Gateway {
     /// the test chose its SIP ports).
     pub async fn start(mut config: Config) -> Gateway {
         config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        Gateway::start_at(config).await
+    }
+
+    /// As [`Gateway::start`], but on the HTTP address `config` names (to come back on the
+    /// address of a gateway that stopped).
+    pub async fn start_at(mut config: Config) -> Gateway {
         config.sip.listen = std::net::Ipv4Addr::LOCALHOST.into();
         if config.sip.udp_port == 5060 {
             config.sip.udp_port = 0;

@@ -121,7 +121,11 @@ async fn main() -> Result<(), Error> {
     let returned = received(&browsers) - packets_before;
     let relayed = 2 * returned;
     let rss_after = rss_kib(pid)?;
-    let sent = if args.silent { 0.0 } else { args.calls as f64 * 50.0 * wall };
+    let sent = if args.silent {
+        0.0
+    } else {
+        args.calls as f64 * 50.0 * wall
+    };
 
     println!("calls                      {}", args.calls);
     println!("set-up (offer to answer)   {:.1} s", setup.as_secs_f64());

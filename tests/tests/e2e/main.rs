@@ -17,3 +17,4 @@ mod register;
 mod requests;
 mod sipp_calls;
 mod tls;
+mod web_phone;

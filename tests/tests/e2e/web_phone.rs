@@ -1,0 +1,156 @@
+//! The web phone in a real browser (chromium, headless, fake microphone playing a known tone):
+//! signing in, registering, calls both ways with tones checked by ear (a WebAudio analyser in
+//! the page, baresip's recording on the far side), hang-ups, a wrong password, a gateway that
+//! goes away and comes back. Screenshots go to `target/screenshots/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gateway::Config;
+use gateway_tests::audio::{Tone, write_wav};
+use gateway_tests::chromium::Chromium;
+use gateway_tests::{Gateway, TempDir};
+use serde_json::json;
+
+use crate::calls::Setup;
+
+const WAIT: Duration = Duration::from_secs(15);
+/// The tone the page's fake microphone plays, and bob's.
+const PAGE_TONE: f64 = 440.0;
+const BOB_TONE: f64 = 1000.0;
+
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots")
+}
+
+/// A browser whose microphone plays the page's tone.
+fn browser(dir: &TempDir) -> Chromium {
+    let wav = dir.path().join("microphone.wav");
+    let mut tone = Tone::new(PAGE_TONE, 48_000);
+    write_wav(&wav, &tone.samples(48_000 * 30), 48_000).expect("write the microphone's tone");
+    Chromium::start(&wav)
+}
+
+/// Opens the page and signs in as `account`.
+async fn sign_in(page: &mut Chromium, gateway: &Gateway, account: &str, password: &str) {
+    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
+        .await;
+    page.command(json!({"do": "fill", "selector": "#account", "value": account}))
+        .await;
+    page.command(json!({"do": "fill", "selector": "#password", "value": password}))
+        .await;
+    page.command(json!({"do": "click", "selector": "#sign-in-button"}))
+        .await;
+}
+
+/// Whether `heard` is `expected` within the analyser's resolution.
+fn near(heard: f64, expected: f64) -> bool {
+    (heard - expected).abs() < 15.0
+}
+
+#[tokio::test]
+async fn the_page_calls_bob_and_bob_calls_the_page() {
+    let dir = TempDir::new();
+    let setup = Setup::new(|_| {}).await;
+    let bob = setup.bob("PCMU/8000/1", BOB_TONE);
+    let mut page = browser(&dir);
+    page.command(json!({"do": "open", "url": format!("http://{}/", setup.gateway.addr)}))
+        .await;
+    page.screenshot(&screenshots().join("signed-out.png")).await;
+    sign_in(&mut page, &setup.gateway, "alice@127.0.0.1", "alicepw").await;
+    page.wait_text("#registration-state", "^registered$").await;
+    page.wait_text("#connection-state", "^ready$").await;
+    page.screenshot(&screenshots().join("registered.png")).await;
+
+    // The page calls bob.
+    page.command(json!({"do": "fill", "selector": "#uri", "value": "bob@127.0.0.1"}))
+        .await;
+    page.command(json!({"do": "click", "selector": "#call"}))
+        .await;
+    page.wait_text("#call-state", "^established$").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let heard = page.heard_frequency(2.0).await;
+    assert!(near(heard, BOB_TONE), "the page hears {heard} Hz");
+    page.wait_text("#stat-codec", "PCMU").await;
+    page.screenshot(&screenshots().join("in-call.png")).await;
+    page.command(json!({"do": "click", "selector": "#hangup"}))
+        .await;
+    page.wait_text("#last-call", "ended").await;
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
+    let (tone, seconds) = bob.received_tone().expect("bob's recording");
+    assert!(seconds > 2.0, "bob heard {seconds} s");
+    assert_eq!(tone, PAGE_TONE, "bob hears the page's microphone");
+
+    // bob calls the page, which answers; bob hangs up.
+    setup.dial(&bob, "alice");
+    page.command(json!({"do": "waitVisible", "selector": "#incoming"}))
+        .await;
+    let from = page.wait_text("#incoming-from", "bob").await;
+    assert!(from.contains("bob@127.0.0.1"), "{from}");
+    page.screenshot(&screenshots().join("incoming.png")).await;
+    page.command(json!({"do": "click", "selector": "#answer"}))
+        .await;
+    page.wait_text("#call-state", "^established$").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let heard = page.heard_frequency(2.0).await;
+    assert!(near(heard, BOB_TONE), "the page hears {heard} Hz");
+    bob.command("hangup", "");
+    page.wait_text("#last-call", "ended").await;
+    assert_eq!(bob.received_tone().expect("bob's recording").0, PAGE_TONE);
+    page.close().await;
+    setup.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_shown() {
+    let dir = TempDir::new();
+    let setup = Setup::new(|_| {}).await;
+    let mut page = browser(&dir);
+    sign_in(
+        &mut page,
+        &setup.gateway,
+        "alice@127.0.0.1",
+        "not the password",
+    )
+    .await;
+    page.wait_text("#registration-state", "^failed$").await;
+    let error = page.wait_text("#error", "refused").await;
+    assert!(error.contains("401") || error.contains("403"), "{error}");
+    page.screenshot(&screenshots().join("wrong-password.png"))
+        .await;
+    page.close().await;
+}
+
+#[tokio::test]
+async fn a_gateway_that_goes_away_is_shown_and_reconnected() {
+    let dir = TempDir::new();
+    let Setup {
+        kamailio, gateway, ..
+    } = Setup::new(|_| {}).await;
+    let addr = gateway.addr;
+    let mut page = browser(&dir);
+    sign_in(&mut page, &gateway, "alice@127.0.0.1", "alicepw").await;
+    page.wait_text("#registration-state", "^registered$").await;
+    gateway.stop().await;
+    page.wait_text("#connection-state", "reconnecting").await;
+    let error = page.wait_text("#error", "Lost the connection").await;
+    assert!(error.contains("reconnecting"), "{error}");
+    page.screenshot(&screenshots().join("reconnecting.png"))
+        .await;
+    // The same gateway address again: the page reconnects, adds the account and registers.
+    let mut config = Config::default();
+    config.http.listen = addr;
+    config.sip.outbound_proxy = format!("sip:127.0.0.1:{}", kamailio.port);
+    let again = Gateway::start_at(config).await;
+    page.wait_text("#connection-state", "^ready$").await;
+    page.wait_text("#registration-state", "^registered$").await;
+    assert!(
+        !page
+            .command(json!({"do": "visible", "selector": "#error"}))
+            .await
+            .as_bool()
+            .unwrap_or(true)
+    );
+    page.close().await;
+    again.stop().await;
+}
