@@ -223,9 +223,11 @@ function ended(call, reason) {
   $('in-call').hidden = true;
   $('dial').hidden = false;
   $('remote-video').hidden = true;
-  const who = call.remoteIdentity?.uri || '';
-  $('last-call').textContent = `Call with ${who} ended${reason ? `: ${reason}` : ''}.`;
+  const who = call.remoteIdentity?.displayName || call.remoteIdentity?.uri || '';
   const ordinary = !reason || /^(local hangup|remote hangup|local)$/.test(reason);
+  $('last-call').textContent = reason === 'remote hangup'
+    ? `Call with ${who} ended: they hung up.`
+    : `Call with ${who} ended.`;
   if (!ordinary) showError(reason);
 }
 
