@@ -16,6 +16,7 @@ pub mod dialog;
 pub mod driver;
 pub mod endpoint;
 pub mod message;
+pub mod registrar;
 pub mod registration;
 pub mod transaction;
 

@@ -1,0 +1,350 @@
+//! The gateway as registrar of its local domain (RFC 3261 section 10.3), sans-IO: softphones
+//! register their Contacts here with digest authentication, and the gateway finds them to call
+//! them.
+//!
+//! Challenges carry a nonce the registrar can check without remembering it: the time it was
+//! made and a MAC of that time under a secret. A nonce older than its lifetime gets a fresh
+//! challenge with `stale=true`; a nonce count that does not grow is a replay and is refused.
+//! With open registration any user may register with any password (the challenge is still
+//! made, so that phones run their usual authentication), which only suits a demonstration.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ezk_sip_types::Name;
+use ezk_sip_types::header::typed::{AuthResponse, Contact};
+use md5::{Digest as _, Md5};
+use sha2::Sha256;
+
+use crate::endpoint::Target;
+use crate::message::{Message, header_param, list};
+
+/// The local domain's settings.
+#[derive(Debug, Clone)]
+pub struct LocalDomain {
+    /// The domain (`local.test`); also the digest realm.
+    pub domain: String,
+    /// Users and their HA1 (`md5(user:domain:password)`).
+    pub users: HashMap<String, String>,
+    /// Any user, any password.
+    pub open: bool,
+    /// The key of the nonces' MACs (random per run).
+    pub secret: String,
+    /// How long a nonce may be used.
+    pub nonce_lifetime: Duration,
+    /// The longest registration granted, and the shortest accepted.
+    pub max_expires: u32,
+    /// The shortest registration accepted (423 below it).
+    pub min_expires: u32,
+}
+
+/// A registered Contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The Contact URI.
+    pub contact: String,
+    /// Where its REGISTER came from: requests to it go there (NAT, connection reuse).
+    pub target: Target,
+    /// When it expires.
+    pub expires: Instant,
+}
+
+/// Why a request is not authorized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No credentials (or for another realm): challenge.
+    Missing,
+    /// A nonce too old: challenge again with `stale=true`.
+    Stale,
+    /// Wrong credentials, an unknown user, or a replayed nonce count.
+    Forbidden,
+}
+
+/// The registrar.
+#[derive(Debug)]
+pub struct Registrar {
+    config: LocalDomain,
+    epoch: Instant,
+    bindings: HashMap<String, Vec<Binding>>,
+    /// The last nonce count seen per nonce, to refuse replays.
+    counts: HashMap<String, (u32, Instant)>,
+    /// Makes nonces of the same millisecond distinct.
+    serial: u64,
+}
+
+impl Registrar {
+    /// A registrar with no bindings.
+    pub fn new(config: LocalDomain, now: Instant) -> Registrar {
+        Registrar {
+            config,
+            epoch: now,
+            bindings: HashMap::new(),
+            counts: HashMap::new(),
+            serial: 0,
+        }
+    }
+
+    /// The local domain.
+    pub fn domain(&self) -> &str {
+        &self.config.domain
+    }
+
+    /// Whether `host` is the local domain.
+    pub fn is_local(&self, host: &str) -> bool {
+        host.trim_end_matches('.')
+            .eq_ignore_ascii_case(&self.config.domain)
+    }
+
+    /// Whether registration is open to anyone.
+    pub fn is_open(&self) -> bool {
+        self.config.open
+    }
+
+    fn mac(&self, stamp: &str) -> String {
+        let digest = Sha256::digest(format!("{}:{stamp}", self.config.secret).as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn nonce(&mut self, now: Instant) -> String {
+        self.serial += 1;
+        let stamp = format!(
+            "{:x}.{:x}",
+            now.saturating_duration_since(self.epoch).as_millis(),
+            self.serial
+        );
+        format!("{stamp}.{}", self.mac(&stamp))
+    }
+
+    /// The age of a nonce we made, `None` for one we did not.
+    fn nonce_age(&self, nonce: &str, now: Instant) -> Option<Duration> {
+        let (stamp, mac) = nonce.rsplit_once('.')?;
+        if self.mac(stamp) != mac {
+            return None;
+        }
+        let (millis, _) = stamp.split_once('.')?;
+        let millis = u64::from_str_radix(millis, 16).ok()?;
+        let made = self.epoch + Duration::from_millis(millis);
+        Some(now.saturating_duration_since(made))
+    }
+
+    /// A challenge (401 for REGISTER, 407 for other requests) to `request`.
+    pub fn challenge(
+        &mut self,
+        now: Instant,
+        request: &Message,
+        code: u16,
+        stale: bool,
+        tag: &str,
+    ) -> Message {
+        let (reason, name) = if code == 407 {
+            ("Proxy Authentication Required", Name::PROXY_AUTHENTICATE)
+        } else {
+            ("Unauthorized", Name::WWW_AUTHENTICATE)
+        };
+        let mut response = request.response(code, reason, Some(tag));
+        let nonce = self.nonce(now);
+        let mut value = format!(
+            "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\"",
+            self.config.domain
+        );
+        if stale {
+            value.push_str(", stale=true");
+        }
+        response.headers.insert(name, value);
+        response
+    }
+
+    /// Checks a request's credentials (`header`: Authorization or Proxy-Authorization) for
+    /// `user` of the local domain.
+    pub fn authenticate(
+        &mut self,
+        now: Instant,
+        request: &Message,
+        header: &Name,
+        user: &str,
+    ) -> Result<(), Refusal> {
+        let Some(method) = request.method().map(|m| m.to_string()) else {
+            return Err(Refusal::Forbidden);
+        };
+        let responses = list::<AuthResponse>(&request.headers, header).unwrap_or_default();
+        let digest = responses.into_iter().find_map(|response| match response {
+            AuthResponse::Digest(digest) if self.is_local(&digest.realm) => Some(digest),
+            _ => None,
+        });
+        let Some(digest) = digest else {
+            return Err(Refusal::Missing);
+        };
+        let username = match &digest.username {
+            ezk_sip_types::header::typed::Username::Username(name)
+            | ezk_sip_types::header::typed::Username::UsernameNonASCII(name) => name.to_string(),
+        };
+        let Some(age) = self.nonce_age(&digest.nonce, now) else {
+            return Err(Refusal::Missing); // Not our nonce (another run's): a fresh challenge.
+        };
+        if age > self.config.nonce_lifetime {
+            return Err(Refusal::Stale);
+        }
+        if !username.eq_ignore_ascii_case(user) {
+            return Err(Refusal::Forbidden);
+        }
+        // Replays: the nonce count must grow (without qop there is none: one use per nonce).
+        let count = digest.qop_response.as_ref().map_or(1, |qop| qop.nc);
+        self.counts.retain(|_, (_, seen)| {
+            now.saturating_duration_since(*seen) <= self.config.nonce_lifetime * 2
+        });
+        if let Some((last, _)) = self.counts.get(digest.nonce.as_str())
+            && count <= *last
+        {
+            return Err(Refusal::Forbidden);
+        }
+        if !self.config.open {
+            let Some(ha1) = self.config.users.get(user) else {
+                return Err(Refusal::Forbidden);
+            };
+            let hex = |data: String| -> String {
+                Md5::digest(data.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            };
+            let ha2 = hex(format!("{method}:{}", digest.uri));
+            let expected = match &digest.qop_response {
+                Some(qop) => hex(format!(
+                    "{}:{}:{:08x}:{}:auth:{ha2}",
+                    ha1.to_ascii_lowercase(),
+                    digest.nonce,
+                    qop.nc,
+                    qop.cnonce
+                )),
+                None => hex(format!(
+                    "{}:{}:{ha2}",
+                    ha1.to_ascii_lowercase(),
+                    digest.nonce
+                )),
+            };
+            if !expected.eq_ignore_ascii_case(&digest.response) {
+                return Err(Refusal::Forbidden);
+            }
+        }
+        self.counts.insert(digest.nonce.to_string(), (count, now));
+        Ok(())
+    }
+
+    /// Handles a REGISTER for the local domain from `source`: the response to send.
+    pub fn handle_register(
+        &mut self,
+        now: Instant,
+        request: &Message,
+        source: Target,
+        tag: &str,
+    ) -> Message {
+        let Some(user) = request
+            .header(&Name::TO)
+            .and_then(|to| uri_user(crate::dialog::bare_uri(to)).map(str::to_owned))
+        else {
+            return request.response(400, "Bad Request (no user in To)", Some(tag));
+        };
+        match self.authenticate(now, request, &Name::AUTHORIZATION, &user) {
+            Ok(()) => {}
+            Err(Refusal::Missing) => return self.challenge(now, request, 401, false, tag),
+            Err(Refusal::Stale) => return self.challenge(now, request, 401, true, tag),
+            Err(Refusal::Forbidden) => return request.response(403, "Forbidden", Some(tag)),
+        }
+        let default = request
+            .header(&Name::EXPIRES)
+            .and_then(|value| value.trim().parse::<u32>().ok())
+            .unwrap_or(3600);
+        let raw_contacts: Vec<String> = request
+            .headers
+            .get_raw(&Name::CONTACT)
+            .flat_map(|value| crate::message::split_list(value.as_str()))
+            .map(|entry| entry.trim().to_owned())
+            .filter(|entry| !entry.is_empty())
+            .collect();
+        let bindings = self.bindings.entry(user.clone()).or_default();
+        bindings.retain(|binding| binding.expires > now);
+        if raw_contacts.iter().any(|contact| contact == "*") {
+            if default != 0 {
+                return request.response(400, "Bad Request (* needs Expires: 0)", Some(tag));
+            }
+            bindings.clear();
+        } else {
+            if list::<Contact>(&request.headers, &Name::CONTACT).is_err() {
+                return request.response(400, "Bad Request (invalid Contact)", Some(tag));
+            }
+            for entry in &raw_contacts {
+                let uri = crate::dialog::bare_uri(entry).to_owned();
+                let expires = header_param(entry, "expires")
+                    .and_then(|value| value.parse::<u32>().ok())
+                    .unwrap_or(default);
+                if expires != 0 && expires < self.config.min_expires {
+                    let mut response = request.response(423, "Interval Too Brief", Some(tag));
+                    response
+                        .headers
+                        .insert(Name::MIN_EXPIRES, self.config.min_expires.to_string());
+                    return response;
+                }
+                bindings.retain(|binding| binding.contact != uri);
+                if expires > 0 {
+                    let granted = expires.min(self.config.max_expires);
+                    bindings.push(Binding {
+                        contact: uri,
+                        target: source,
+                        expires: now + Duration::from_secs(u64::from(granted)),
+                    });
+                }
+            }
+        }
+        let mut response = request.response(200, "OK", Some(tag));
+        for binding in bindings.iter() {
+            let left = binding.expires.saturating_duration_since(now).as_secs();
+            response.headers.insert(
+                Name::CONTACT,
+                format!("<{}>;expires={left}", binding.contact),
+            );
+        }
+        if bindings.is_empty() {
+            self.bindings.remove(&user);
+        }
+        response
+    }
+
+    /// The live bindings of `user`.
+    pub fn lookup(&mut self, now: Instant, user: &str) -> Vec<Binding> {
+        let Some(bindings) = self.bindings.get_mut(user) else {
+            return Vec::new();
+        };
+        bindings.retain(|binding| binding.expires > now);
+        bindings.clone()
+    }
+
+    /// Users with at least one live binding.
+    pub fn registered_count(&self) -> usize {
+        self.bindings.len()
+    }
+}
+
+/// The user part of a SIP URI (`sip:carol@local.test;x` gives `carol`).
+pub fn uri_user(uri: &str) -> Option<&str> {
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let (user, _) = rest.split_once('@')?;
+    Some(user.split(';').next().unwrap_or(user))
+}
+
+/// The host part of a SIP URI, without port or parameters.
+pub fn uri_host(uri: &str) -> Option<&str> {
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host = host.split([';', '?']).next()?;
+    Some(match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => host.split(':').next().unwrap_or(host),
+    })
+}
+
+#[cfg(test)]
+mod tests;

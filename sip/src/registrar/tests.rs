@@ -1,0 +1,205 @@
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ezk_sip_types::Name;
+
+use super::*;
+use crate::auth::{Credentials, DigestClient, Secret, ha1};
+use crate::registration::Transport;
+
+fn registrar(open: bool, now: Instant) -> Registrar {
+    let mut users = HashMap::new();
+    users.insert("carol".to_owned(), ha1("carol", "local.test", "carolpw"));
+    Registrar::new(
+        LocalDomain {
+            domain: "local.test".into(),
+            users,
+            open,
+            secret: "s3cret".into(),
+            nonce_lifetime: Duration::from_secs(300),
+            max_expires: 3600,
+            min_expires: 60,
+        },
+        now,
+    )
+}
+
+fn source() -> Target {
+    Target {
+        transport: Transport::Udp,
+        addr: "127.0.0.1:5080".parse().expect("addr"),
+    }
+}
+
+fn register(cseq: u32, extra: &str) -> Message {
+    let text = format!(
+        "REGISTER sip:local.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK{cseq}\r\n\
+         From: <sip:carol@local.test>;tag=c\r\nTo: <sip:carol@local.test>\r\nCall-ID: reg1\r\n\
+         CSeq: {cseq} REGISTER\r\nContact: <sip:carol@127.0.0.1:5080>;expires=600\r\nMax-Forwards: 70\r\n\
+         {extra}Content-Length: 0\r\n\r\n"
+    );
+    Message::parse_datagram(text.as_bytes(), 65_535).expect("parses")
+}
+
+/// The Authorization a phone with `password` sends for `challenge`.
+fn answer(challenge: &Message, password: &str) -> String {
+    let mut client = DigestClient::new(Credentials {
+        username: "carol".into(),
+        secret: Secret::Password(password.into()),
+    });
+    client.challenge(challenge).expect("a challenge");
+    let (_, value) = client
+        .authorize("REGISTER", "sip:local.test", b"", "cn0nce")
+        .expect("authorized");
+    format!("Authorization: {value}\r\n")
+}
+
+#[test]
+fn a_phone_registers_through_a_challenge_and_wrong_passwords_are_refused() {
+    let now = Instant::now();
+    let mut registrar = registrar(false, now);
+    let challenge = registrar.handle_register(now, &register(1, ""), source(), "t");
+    assert_eq!(challenge.code(), Some(401));
+    let header = challenge
+        .header(&Name::WWW_AUTHENTICATE)
+        .expect("a challenge");
+    assert!(
+        header.contains("realm=\"local.test\"") && header.contains("qop=\"auth\""),
+        "{header}"
+    );
+
+    let ok = registrar.handle_register(
+        now,
+        &register(2, &answer(&challenge, "carolpw")),
+        source(),
+        "t",
+    );
+    assert_eq!(ok.code(), Some(200));
+    assert_eq!(
+        ok.header(&Name::CONTACT),
+        Some("<sip:carol@127.0.0.1:5080>;expires=600")
+    );
+    let bindings = registrar.lookup(now, "carol");
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(bindings[0].target, source());
+    // The same Authorization again (same nonce count): a replay.
+    let replay = registrar.handle_register(
+        now,
+        &register(3, &answer(&challenge, "carolpw")),
+        source(),
+        "t",
+    );
+    assert_eq!(replay.code(), Some(403));
+    // A wrong password, an unknown user.
+    let challenge = registrar.handle_register(now, &register(4, ""), source(), "t");
+    let wrong = registrar.handle_register(
+        now,
+        &register(5, &answer(&challenge, "nope")),
+        source(),
+        "t",
+    );
+    assert_eq!(wrong.code(), Some(403));
+    // The binding expires.
+    assert!(
+        registrar
+            .lookup(now + Duration::from_secs(601), "carol")
+            .is_empty()
+    );
+}
+
+#[test]
+fn old_nonces_are_stale_and_foreign_ones_are_rechallenged() {
+    let now = Instant::now();
+    let mut registrar = registrar(false, now);
+    let challenge = registrar.handle_register(now, &register(1, ""), source(), "t");
+    let later = now + Duration::from_secs(301);
+    let stale = registrar.handle_register(
+        later,
+        &register(2, &answer(&challenge, "carolpw")),
+        source(),
+        "t",
+    );
+    assert_eq!(stale.code(), Some(401));
+    assert!(
+        stale
+            .header(&Name::WWW_AUTHENTICATE)
+            .expect("challenge")
+            .contains("stale=true")
+    );
+    // A nonce from another registrar (another secret) gets a plain new challenge.
+    let mut other = {
+        let mut config = registrar.config.clone();
+        config.secret = "other".into();
+        Registrar::new(config, now)
+    };
+    let foreign = other.challenge(now, &register(3, ""), 401, false, "t");
+    let again = registrar.handle_register(
+        now,
+        &register(4, &answer(&foreign, "carolpw")),
+        source(),
+        "t",
+    );
+    assert_eq!(again.code(), Some(401));
+    assert!(
+        !again
+            .header(&Name::WWW_AUTHENTICATE)
+            .expect("challenge")
+            .contains("stale")
+    );
+}
+
+#[test]
+fn open_registration_takes_any_password_and_contacts_can_be_removed() {
+    let now = Instant::now();
+    let mut registrar = registrar(true, now);
+    let challenge = registrar.handle_register(now, &register(1, ""), source(), "t");
+    let ok = registrar.handle_register(
+        now,
+        &register(2, &answer(&challenge, "anything")),
+        source(),
+        "t",
+    );
+    assert_eq!(ok.code(), Some(200));
+    // Unregistering with `*` and Expires: 0.
+    let challenge = registrar.handle_register(now, &register(3, ""), source(), "t");
+    let remove = register(
+        4,
+        &format!("{}Expires: 0\r\n", answer(&challenge, "anything")),
+    )
+    .to_bytes();
+    let text = String::from_utf8(remove).expect("utf-8").replace(
+        "Contact: <sip:carol@127.0.0.1:5080>;expires=600",
+        "Contact: *",
+    );
+    let remove = Message::parse_datagram(text.as_bytes(), 65_535).expect("parses");
+    let done = registrar.handle_register(now, &remove, source(), "t");
+    assert_eq!(done.code(), Some(200));
+    assert!(registrar.lookup(now, "carol").is_empty());
+    // Too short: 423 with the minimum.
+    let challenge = registrar.handle_register(now, &register(5, ""), source(), "t");
+    let text = String::from_utf8(register(6, &answer(&challenge, "x")).to_bytes())
+        .expect("utf-8")
+        .replace("expires=600", "expires=10");
+    let brief = registrar.handle_register(
+        now,
+        &Message::parse_datagram(text.as_bytes(), 65_535).expect("parses"),
+        source(),
+        "t",
+    );
+    assert_eq!(brief.code(), Some(423));
+    assert_eq!(brief.header(&Name::MIN_EXPIRES), Some("60"));
+}
+
+#[test]
+fn uris_split_into_user_and_host() {
+    assert_eq!(
+        uri_user("sip:carol@local.test;transport=udp"),
+        Some("carol")
+    );
+    assert_eq!(
+        uri_host("sip:carol@local.test:5060;transport=udp"),
+        Some("local.test")
+    );
+    assert_eq!(uri_host("sip:[::1]:5060"), Some("::1"));
+    assert_eq!(uri_user("sip:local.test"), None);
+}
