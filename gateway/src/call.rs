@@ -16,7 +16,7 @@ use media::driver::{Datagram, PortPair, Route};
 use media::{Output as MediaOutput, Relay, RelayConfig};
 use protocol::{AccountEvent, Event, Party, SessionEvent, SessionState};
 use sip::call::CallEvent;
-use sip::driver::{CallCommand, CallHandle, OutgoingCall, SipEvent};
+use sip::driver::{CallCommand, CallHandle, IncomingCall, OutgoingCall, SipEvent};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -246,6 +246,36 @@ impl Call {
         let call_id = uuid::Uuid::new_v4().simple().to_string();
         info!(uri = %start.uri, %call_id, "calling");
         self.call_id = Some(call_id.clone());
+        let host = sip::registrar::uri_host(&start.uri)
+            .unwrap_or_default()
+            .to_owned();
+        let user = sip::registrar::uri_user(&start.uri)
+            .unwrap_or_default()
+            .to_owned();
+        let local = self.shared.local.as_ref();
+        // A browser of the local domain: bridged inside the gateway.
+        if let Some(local) = local
+            && local.is_local(&host)
+            && let Some(callee) = local.browser(&user)
+        {
+            info!(%user, "calling a browser of the local domain");
+            let invite = IncomingCall {
+                from_uri: format!("sip:{}@{}", start.account.user, start.account.domain),
+                display_name: start.account.display_name.clone(),
+                call_id,
+                sdp: Bytes::from(sip_offer),
+                headers: start.headers,
+            };
+            let call = local.bridge(&self.shared.sip, sip_events, &callee, invite);
+            self.sip_call = Some(call);
+            self.state(SessionState::Progress);
+            return Ok(());
+        }
+        // An account of the local domain calling elsewhere: to the callee's domain (there is
+        // no registrar above us to send it to).
+        let server = local
+            .filter(|local| local.is_local(&start.account.domain) && !local.is_local(&host))
+            .map(|_| host.clone());
         let call = self.shared.sip.invite(
             OutgoingCall {
                 account: start.account,
@@ -253,6 +283,7 @@ impl Call {
                 sdp: Bytes::from(sip_offer),
                 headers: start.headers,
                 call_id,
+                server,
             },
             sip_events,
         );
@@ -322,10 +353,15 @@ impl Call {
         true
     }
 
+    /// A command for the far end: through a bridge to another browser, or to SIP.
     fn sip(&self, command: CallCommand) {
-        if let Some(call) = self.sip_call {
-            self.shared.sip.call(call, command);
+        let Some(call) = self.sip_call else { return };
+        if let Some(local) = &self.shared.local
+            && local.bridge_command(call, command.clone())
+        {
+            return;
         }
+        self.shared.sip.call(call, command);
     }
 
     async fn run(
@@ -581,7 +617,7 @@ impl Call {
             }
             CallEvent::Terminated(ending) => {
                 self.sip_over = true;
-                if ending.cancelled {
+                if ending.cancelled && self.phase == Phase::Ringing {
                     self.missed();
                 }
                 info!(reason = %ending.reason, "call ended by SIP");

@@ -35,6 +35,9 @@ pub struct Config {
     /// Calls: ringing and declining.
     #[serde(default)]
     pub calls: CallsConfig,
+    /// The local SIP domain the gateway serves itself (registrar, proxy, echo test).
+    #[serde(default)]
+    pub local: LocalConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -70,6 +73,38 @@ pub struct MediaConfig {
     /// Seconds the browser may go without an ICE check before the call ends.
     #[serde(default = "default_ice_timeout")]
     pub ice_timeout: u64,
+}
+
+/// `[local]`: a SIP domain the gateway serves itself: it is the registrar of its users (browser
+/// accounts and softphones), connects their calls, and answers `echo@` with the caller's own
+/// media.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// The domain (`local.test`); empty turns the local domain off.
+    #[serde(default)]
+    pub domain: String,
+    /// Any user name may sign in with any password. For demonstrations only: local accounts
+    /// may then call only the local domain.
+    #[serde(default)]
+    pub open_registration: bool,
+    /// The users, when registration is not open.
+    #[serde(default)]
+    pub users: Vec<LocalUser>,
+}
+
+/// A user of the local domain: a password, or its HA1 (`md5(user:domain:password)`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalUser {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The HA1 instead of the password.
+    #[serde(default)]
+    pub ha1: Option<String>,
 }
 
 /// `[calls]`: incoming calls.
@@ -561,6 +596,30 @@ impl Config {
         }
         if media.media_timeout == 0 || media.ice_timeout == 0 {
             return invalid("media.media_timeout and media.ice_timeout must be at least 1".into());
+        }
+        let local = &self.local;
+        if !local.domain.is_empty() {
+            if local.domain.contains(['@', ':', ' ', '/']) {
+                return invalid(format!(
+                    "local.domain {:?} is not a domain name",
+                    local.domain
+                ));
+            }
+            for user in &local.users {
+                if user.user.is_empty() || user.user.contains(['@', ':', ' ']) {
+                    return invalid(format!("local.users: invalid user name {:?}", user.user));
+                }
+                let ha1 = user
+                    .ha1
+                    .as_deref()
+                    .map(|ha1| ha1.len() == 32 && ha1.bytes().all(|b| b.is_ascii_hexdigit()));
+                if user.password.is_some() == user.ha1.is_some() || ha1 == Some(false) {
+                    return invalid(format!(
+                        "local.users: {} needs a password or a 32-hex-digit ha1 (one of them)",
+                        user.user
+                    ));
+                }
+            }
         }
         if ![486, 603].contains(&self.calls.decline_code) {
             return invalid("calls.decline_code must be 486 or 603".into());

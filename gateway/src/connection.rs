@@ -255,7 +255,7 @@ impl Connection {
                 call,
                 invite,
             } => return self.incoming(handle, call, *invite),
-            SipEvent::Call { .. } => return,
+            SipEvent::Call { .. } | SipEvent::LocalIncoming { .. } => return,
         };
         let Some(account) = self.accounts.iter_mut().find(|account| {
             account

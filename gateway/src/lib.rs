@@ -12,9 +12,11 @@
 mod call;
 mod config;
 mod connection;
+mod echo;
 mod error;
 mod http;
 mod keepalive;
+mod local;
 mod metrics;
 mod server;
 mod tls;
@@ -22,8 +24,8 @@ mod web;
 mod ws;
 
 pub use config::{
-    AccountsConfig, CallsConfig, Config, HttpConfig, LogConfig, MediaConfig, SipConfig,
-    WebSocketConfig,
+    AccountsConfig, CallsConfig, Config, HttpConfig, LocalConfig, LocalUser, LogConfig,
+    MediaConfig, SipConfig, WebSocketConfig,
 };
 pub use error::{Error, Result};
 pub use server::{Server, check, run};

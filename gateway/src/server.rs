@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) sip: SipHandle,
     /// The media relay's shared parts.
     pub(crate) media: Media,
+    /// The local domain, when one is configured.
+    pub(crate) local: Option<crate::local::Local>,
 }
 
 /// What every call's relay shares: the browser port, the SIP legs' port range, settings.
@@ -137,6 +139,7 @@ impl Shared {
             next_connection_id: AtomicU64::new(1),
             sip,
             media,
+            local: crate::local::Local::new(&config.local),
         }
     }
 }
@@ -166,7 +169,10 @@ impl Server {
             .map_err(|source| Error::Bind { addr, source })?;
         let local_addr = listener.local_addr()?;
         let sip_shutdown = CancellationToken::new();
-        let sip = sip::driver::start(sip_config(config)?, sip_shutdown.clone())
+        let mut driver = sip_config(config)?;
+        let (local_calls, local_calls_rx) = tokio::sync::mpsc::unbounded_channel();
+        driver.local_calls = Some(local_calls);
+        let sip = sip::driver::start(driver, sip_shutdown.clone())
             .await
             .map_err(|source| Error::SipBind {
                 addr: SocketAddr::new(config.sip.listen, config.sip.udp_port),
@@ -174,6 +180,7 @@ impl Server {
             })?;
         let media = Media::bind(config)?;
         let shared = Arc::new(Shared::new(config, sip.handle.clone(), media));
+        tokio::spawn(crate::local::route(shared.clone(), local_calls_rx));
         Ok(Server {
             listener,
             local_addr,
@@ -297,9 +304,41 @@ pub(crate) fn sip_config(config: &Config) -> Result<DriverConfig> {
             tag_seed: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
             session_expires: (sip.session_expires > 0).then_some(sip.session_expires),
             min_se: sip.min_se,
+            local: local_domain(config),
         },
         tls_client: tls::client_config(sip.tls_ca_file.as_deref())?,
         tls_server,
+        local_calls: None,
+    })
+}
+
+/// The registrar settings of the local domain, if one is configured.
+fn local_domain(config: &Config) -> Option<sip::registrar::LocalDomain> {
+    let local = &config.local;
+    if local.domain.is_empty() {
+        return None;
+    }
+    let domain = local.domain.to_ascii_lowercase();
+    let users = local
+        .users
+        .iter()
+        .map(|user| {
+            let ha1 = match (&user.ha1, &user.password) {
+                (Some(ha1), _) => ha1.to_ascii_lowercase(),
+                (None, Some(password)) => sip::auth::ha1(&user.user, &domain, password),
+                (None, None) => String::new(),
+            };
+            (user.user.clone(), ha1)
+        })
+        .collect();
+    Some(sip::registrar::LocalDomain {
+        domain,
+        users,
+        open: local.open_registration,
+        secret: uuid::Uuid::new_v4().simple().to_string(),
+        nonce_lifetime: Duration::from_secs(300),
+        max_expires: 3600,
+        min_expires: 60,
     })
 }
 

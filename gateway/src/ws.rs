@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use protocol::{Request, ServerMessage, Version};
 use sip::driver::{CallCommand, CallHandle, RegistrationKey, SipEvent, SipHandle};
+use sip::registration::RegistrationEvent;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -404,6 +405,7 @@ async fn handle_loop(
         reports,
         calls: HashMap::new(),
         incoming_calls: HashMap::new(),
+        local_registrations: std::collections::HashSet::new(),
         owner: id,
         accounts: 0,
     };
@@ -458,6 +460,8 @@ struct Session<'a> {
     calls: HashMap<String, CallTask>,
     /// Incoming calls' sessions, by SIP call, for their SIP events.
     incoming_calls: HashMap<CallHandle, String>,
+    /// Registrations of local-domain accounts (held by the gateway, not a SIP registrar).
+    local_registrations: std::collections::HashSet<u64>,
     /// This connection's number, which names its registrations in the driver.
     owner: u64,
     /// Accounts counted in the gauge for this connection.
@@ -519,6 +523,72 @@ impl Session<'_> {
         }
     }
 
+    /// Registers an account of the local domain with the gateway itself; false for other
+    /// accounts. The outcome arrives as SIP events do, after the ack.
+    fn register_local(&mut self, handle: u64, account: &sip::driver::Account) -> bool {
+        let Some(local) = &self.shared.local else {
+            return false;
+        };
+        if !local.is_local(&account.domain) {
+            return false;
+        }
+        let binding = crate::local::BrowserBinding {
+            events: self.sip_events.clone(),
+            handle,
+            owner: self.owner,
+        };
+        let outcome = match local.register(&account.user, &account.credentials.secret, binding) {
+            Ok(()) => RegistrationEvent::Registered { expires: 0 },
+            Err(crate::local::Refused(reason)) => RegistrationEvent::Failed {
+                reason,
+                retry_in: None,
+            },
+        };
+        self.local_registrations.insert(handle);
+        for event in [RegistrationEvent::Registering, outcome] {
+            let _ = self
+                .sip_events
+                .send(SipEvent::Registration { handle, event });
+        }
+        true
+    }
+
+    /// Starts a call's task: the echo test, a call the open local domain may not make, or a
+    /// call through the relay.
+    fn start_call(&mut self, start: crate::connection::StartCall) {
+        let session = start.session.clone();
+        let target = sip::registrar::uri_host(&start.uri)
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(local) = &self.shared.local {
+            let to_local = local.is_local(&target);
+            let user = sip::registrar::uri_user(&start.uri).unwrap_or_default();
+            if to_local && user.eq_ignore_ascii_case("echo") {
+                let task = crate::echo::browser(self.shared.clone(), start, self.reports.clone());
+                self.calls.insert(session, task);
+                return;
+            }
+            if !to_local && local.is_open() && local.is_local(&start.account.domain) {
+                // Open registration must never make the gateway a relay toward other domains.
+                let reason = format!(
+                    "403 Forbidden (accounts of the open domain {} can call only {})",
+                    local.domain(),
+                    local.domain()
+                );
+                self.connection.send_event(protocol::Event::Session {
+                    session: session.clone(),
+                    event: protocol::SessionEvent::State(protocol::SessionState::Terminated {
+                        reason: Some(reason),
+                    }),
+                });
+                self.connection.handle_notice(&session, Notice::Ended);
+                return;
+            }
+        }
+        let task = call::outgoing(self.shared.clone(), start, self.reports.clone());
+        self.calls.insert(session, task);
+    }
+
     fn key(&self, handle: u64) -> RegistrationKey {
         RegistrationKey {
             owner: self.owner,
@@ -540,15 +610,22 @@ impl Session<'_> {
                     }
                 }
                 Output::Register { handle, account } => {
+                    if self.register_local(handle, &account) {
+                        continue;
+                    }
                     self.sip
                         .register(self.key(handle), *account, self.sip_events.clone());
                 }
-                Output::Unregister { handle } => self.sip.unregister(self.key(handle)),
-                Output::StartCall(start) => {
-                    let session = start.session.clone();
-                    let task = call::outgoing(self.shared.clone(), *start, self.reports.clone());
-                    self.calls.insert(session, task);
+                Output::Unregister { handle } => {
+                    if self.local_registrations.remove(&handle) {
+                        if let Some(local) = &self.shared.local {
+                            local.unregister(self.owner, handle);
+                        }
+                    } else {
+                        self.sip.unregister(self.key(handle));
+                    }
                 }
+                Output::StartCall(start) => self.start_call(*start),
                 Output::Incoming(incoming) => {
                     let session = incoming.session.clone();
                     self.incoming_calls.insert(incoming.call, session.clone());
@@ -577,6 +654,12 @@ impl Drop for Session<'_> {
     fn drop(&mut self) {
         self.metrics.accounts_changed(-(self.accounts as i64));
         for handle in self.connection.registrations() {
+            if self.local_registrations.contains(&handle) {
+                if let Some(local) = &self.shared.local {
+                    local.unregister(self.owner, handle);
+                }
+                continue;
+            }
             self.sip.unregister(RegistrationKey {
                 owner: self.owner,
                 handle,

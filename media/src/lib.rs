@@ -11,12 +11,14 @@
 pub mod codec;
 #[cfg(feature = "tokio")]
 pub mod driver;
+pub mod echo;
 mod error;
 pub mod relay;
 pub mod rtp;
 pub mod sdp;
 
 pub use codec::{Codec, Format, Payload};
+pub use echo::Echo;
 pub use error::{Error, Result};
 pub use relay::{Event, Output, Relay, RelayConfig};
 

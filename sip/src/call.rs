@@ -74,8 +74,10 @@ pub struct CallConfig {
 /// An outgoing call's request.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    /// The Request-URI (and To) of the INVITE.
+    /// The To of the INVITE, and its Request-URI unless `target` is given.
     pub uri: String,
+    /// The Request-URI when it is not `uri` (a registered Contact of the callee).
+    pub target: Option<String>,
     /// A Route header value (an outbound proxy), if any.
     pub route: Option<String>,
     /// The Call-ID.

@@ -25,7 +25,9 @@ use crate::transaction::{
 };
 
 mod calls;
+mod local;
 use calls::CallEntry;
+pub use local::PendingInvite;
 
 /// Where a message goes or came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,6 +69,16 @@ pub enum EndpointEvent {
         registration: RegistrationId,
         /// The new call.
         id: CallId,
+        /// The INVITE.
+        invite: Box<Message>,
+    },
+    /// An INVITE for a user of the local domain: take it with [`Endpoint::accept_local`] or
+    /// refuse it with [`Endpoint::refuse_local`].
+    LocalInvite {
+        /// Names it.
+        pending: PendingInvite,
+        /// Where it came from.
+        source: Target,
         /// The INVITE.
         invite: Box<Message>,
     },
@@ -112,6 +124,16 @@ impl PartialEq for EndpointEvent {
                     event: other_event,
                 },
             ) => id == other_id && event == other_event,
+            (
+                EndpointEvent::LocalInvite {
+                    pending, invite, ..
+                },
+                EndpointEvent::LocalInvite {
+                    pending: other_pending,
+                    invite: other_invite,
+                    ..
+                },
+            ) => pending == other_pending && invite.to_bytes() == other_invite.to_bytes(),
             _ => false,
         }
     }
@@ -132,6 +154,8 @@ pub struct EndpointConfig {
     pub session_expires: Option<u32>,
     /// The smallest session interval accepted.
     pub min_se: u32,
+    /// The local domain the gateway is registrar of, if any.
+    pub local: Option<crate::registrar::LocalDomain>,
 }
 
 /// The methods the endpoint accepts outside calls (what Allow lists).
@@ -250,6 +274,8 @@ pub struct Endpoint {
     /// Registrations by their Contact user part, for requests that reach us.
     contacts: HashMap<String, RegistrationId>,
     calls: HashMap<CallId, CallEntry>,
+    /// The registrar of the local domain.
+    registrar: Option<crate::registrar::Registrar>,
     /// Calls by Call-ID and our tag, for the requests of their dialogs.
     dialogs: HashMap<(String, String), CallId>,
     transmits: VecDeque<Transmit>,
@@ -271,7 +297,13 @@ enum Timer {
 impl Endpoint {
     /// An endpoint with nothing going on.
     pub fn new(config: EndpointConfig) -> Self {
+        // The registrar's nonces count time from here.
+        let registrar = config
+            .local
+            .clone()
+            .map(|local| crate::registrar::Registrar::new(local, Instant::now()));
         Endpoint {
+            registrar,
             config,
             next_id: 1,
             next_tag: 1,
@@ -464,6 +496,14 @@ impl Endpoint {
         {
             return self.incoming(now, source, request, key, registration);
         }
+        if self.for_local_domain(&request) {
+            if method == Method::REGISTER {
+                return self.local_register(now, source, &request, key);
+            }
+            if method == Method::INVITE {
+                return self.local_invite(now, source, request, key);
+            }
+        }
         let (code, reason) = self.decide(&request, &method);
         self.respond_new(now, source, &request, key, code, reason);
     }
@@ -523,6 +563,12 @@ impl Endpoint {
         }
         if !KNOWN_METHODS.contains(method) {
             return (501, "Not Implemented");
+        }
+        if self.for_local_domain(request) {
+            return match *method {
+                Method::OPTIONS => (200, "OK"),
+                _ => (405, "Method Not Allowed"),
+            };
         }
         let user = uri.user();
         let live = user

@@ -15,7 +15,8 @@ impl Call {
         let Some(outgoing) = self.outgoing.clone() else {
             return;
         };
-        let Some(uri) = RequestUri::parse(&outgoing.uri) else {
+        let request_uri = outgoing.target.as_deref().unwrap_or(&outgoing.uri);
+        let Some(uri) = RequestUri::parse(request_uri) else {
             self.phase = Phase::Done;
             return self.end(Some(416), format!("416 Unsupported URI ({})", outgoing.uri));
         };
@@ -48,7 +49,7 @@ impl Call {
         let cnonce = self.next_id();
         if let Some((name, value)) =
             self.auth
-                .authorize("INVITE", &outgoing.uri, &outgoing.sdp, &cnonce)
+                .authorize("INVITE", request_uri, &outgoing.sdp, &cnonce)
         {
             headers.insert(name, value);
         }

@@ -38,6 +38,7 @@ fn outgoing(now: Instant) -> Call {
         config(Transport::Udp),
         Outgoing {
             uri: "sip:bob@example.com".into(),
+            target: None,
             route: None,
             call_id: "call1".into(),
             sdp: Bytes::from_static(OFFER.as_bytes()),

@@ -10,7 +10,7 @@ use tracing::{debug, warn};
 use super::{Account, Driver, Input, SipEvent};
 use crate::call::{Call, CallConfig, CallEvent, Ending, Outgoing};
 use crate::dialog::{bare_uri, without_tag};
-use crate::endpoint::{CallId, RegistrationId, Target};
+use crate::endpoint::{CallId, PendingInvite, RegistrationId, Target};
 use crate::message::{Message, StartLine};
 
 /// Names a call, for its owner and the driver.
@@ -30,6 +30,8 @@ pub struct OutgoingCall {
     pub headers: Vec<(String, String)>,
     /// The Call-ID (unique; the owner shows it to its client).
     pub call_id: String,
+    /// The server to send the INVITE to instead of the account's (a callee's domain).
+    pub server: Option<String>,
 }
 
 /// An INVITE that reached a registration, as its owner sees it.
@@ -147,10 +149,14 @@ impl Driver {
         if self.calls.contains_key(&call) {
             return;
         }
+        if let Some(user) = self.local_user(&outgoing.uri) {
+            return self.call_local(call, outgoing, events, &user);
+        }
         let server = self
             .config
             .outbound_proxy
             .clone()
+            .or_else(|| outgoing.server.clone())
             .unwrap_or_else(|| outgoing.account.domain.clone());
         self.calls
             .insert(call, CallSlot::Resolving { outgoing, events });
@@ -185,6 +191,19 @@ impl Driver {
                 return;
             }
         };
+        self.place_call(call, &outgoing, events, target, None);
+    }
+
+    /// Sends the INVITE of an outgoing call toward `target` (the Request-URI is `contact` when
+    /// given: a registered phone of the local domain).
+    fn place_call(
+        &mut self,
+        call: CallHandle,
+        outgoing: &OutgoingCall,
+        events: mpsc::UnboundedSender<SipEvent>,
+        target: Target,
+        contact: Option<String>,
+    ) {
         let local = self.local_address(target);
         let random = || uuid::Uuid::new_v4().simple().to_string();
         let account = &outgoing.account;
@@ -208,7 +227,13 @@ impl Driver {
         };
         let request = Outgoing {
             uri: outgoing.uri.clone(),
-            route: self.route(),
+            target: contact.clone(),
+            // A phone of the local domain is reached directly, never through a proxy.
+            route: if contact.is_some() {
+                None
+            } else {
+                self.route()
+            },
             call_id: outgoing.call_id.clone(),
             sdp: outgoing.sdp.clone(),
             headers: outgoing.headers.clone(),
@@ -218,6 +243,106 @@ impl Driver {
             .invite(Instant::now().into_std(), config, request, target);
         self.calls.insert(call, CallSlot::Active(id));
         self.call_owners.insert(id, (call, events));
+    }
+
+    /// The user of a URI of the local domain.
+    fn local_user(&self, uri: &str) -> Option<String> {
+        let domain = self.endpoint.local_domain()?;
+        let host = crate::registrar::uri_host(uri)?;
+        host.eq_ignore_ascii_case(domain)
+            .then(|| crate::registrar::uri_user(uri).map(str::to_owned))
+            .flatten()
+    }
+
+    /// A call to a phone registered at our local domain: to its latest Contact, directly.
+    fn call_local(
+        &mut self,
+        call: CallHandle,
+        outgoing: Box<OutgoingCall>,
+        events: mpsc::UnboundedSender<SipEvent>,
+        user: &str,
+    ) {
+        let now = Instant::now().into_std();
+        let Some(binding) = self.endpoint.local_bindings(now, user).pop() else {
+            let _ = events.send(SipEvent::Call {
+                call,
+                event: CallEvent::Terminated(Ending {
+                    code: Some(404),
+                    reason: format!("404 Not Found ({user} is not registered)"),
+                    cancelled: false,
+                }),
+            });
+            return;
+        };
+        self.place_call(
+            call,
+            &outgoing,
+            events,
+            binding.target,
+            Some(binding.contact),
+        );
+    }
+
+    /// An INVITE for a user of the local domain: a call for the local router, if there is one.
+    pub(super) fn local_invite(
+        &mut self,
+        pending: &PendingInvite,
+        source: Target,
+        invite: &Message,
+    ) {
+        let now = Instant::now().into_std();
+        let user = match &invite.start {
+            StartLine::Request { uri, .. } => {
+                crate::registrar::uri_user(uri.as_str()).map(str::to_owned)
+            }
+            StartLine::Response { .. } => None,
+        };
+        let (Some(user), Some(router), Some(domain)) = (
+            user,
+            self.config.local_calls.clone(),
+            self.endpoint.local_domain().map(str::to_owned),
+        ) else {
+            return self.endpoint.refuse_local(
+                now,
+                pending,
+                invite,
+                480,
+                "Temporarily Unavailable",
+            );
+        };
+        let random = || uuid::Uuid::new_v4().simple().to_string();
+        let config = CallConfig {
+            user: user.clone(),
+            domain,
+            display_name: None,
+            credentials: crate::auth::Credentials {
+                username: user.clone(),
+                secret: crate::auth::Secret::Password(String::new()),
+            },
+            transport: source.transport,
+            local: self.local_address(source),
+            contact_user: user.clone(),
+            user_agent: self.config.endpoint.user_agent.clone(),
+            tag: random()[..12].to_owned(),
+            seed: random()[..8].to_owned(),
+            timers: self.config.endpoint.timers,
+            session_expires: self.config.endpoint.session_expires,
+            min_se: self.config.endpoint.min_se,
+        };
+        let Some(id) = self.endpoint.accept_local(now, pending, invite, config) else {
+            return;
+        };
+        let call = CallHandle(
+            self.next_call
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
+        self.calls.insert(call, CallSlot::Active(id));
+        self.call_owners.insert(id, (call, router.clone()));
+        let _ = router.send(SipEvent::LocalIncoming {
+            call,
+            user,
+            invite: Box::new(IncomingCall::from_invite(invite)),
+        });
     }
 
     pub(super) fn call_command(&mut self, call: CallHandle, command: CallCommand) {

@@ -63,6 +63,9 @@ pub struct DriverConfig {
     /// A TLS listener (port, 0 for a free one, and certificate), for servers that open
     /// connections to us.
     pub tls_server: Option<(u16, Arc<rustls::ServerConfig>)>,
+    /// Where calls for users of the local domain go (`SipEvent::LocalIncoming`, then their
+    /// `SipEvent::Call`s); without it they are refused with 480.
+    pub local_calls: Option<mpsc::UnboundedSender<SipEvent>>,
 }
 
 /// An account to register.
@@ -106,6 +109,16 @@ pub enum SipEvent {
         handle: u64,
         /// The new call.
         call: CallHandle,
+        /// What the INVITE said.
+        invite: Box<IncomingCall>,
+    },
+    /// A call for a user of the local domain (on the `local_calls` channel). It has been
+    /// answered 100 Trying only.
+    LocalIncoming {
+        /// The new call.
+        call: CallHandle,
+        /// The callee (the Request-URI's user).
+        user: String,
         /// What the INVITE said.
         invite: Box<IncomingCall>,
     },
@@ -179,6 +192,12 @@ impl SipHandle {
             events,
         });
         call
+    }
+
+    /// A new call handle, unique among the driver's (for calls the owner connects without
+    /// SIP, such as two browsers of the local domain).
+    pub fn new_call_handle(&self) -> CallHandle {
+        CallHandle(self.next_call.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Steers a call (hang up, ring, answer...). Commands for a call that is over are ignored.
@@ -637,6 +656,14 @@ impl Driver {
                 }
                 EndpointEvent::Call { id, event } => {
                     self.call_event(id, event);
+                    continue;
+                }
+                EndpointEvent::LocalInvite {
+                    pending,
+                    source,
+                    invite,
+                } => {
+                    self.local_invite(&pending, source, &invite);
                     continue;
                 }
             };

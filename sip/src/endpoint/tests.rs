@@ -14,6 +14,7 @@ fn endpoint() -> Endpoint {
         tag_seed: "t".into(),
         session_expires: Some(1800),
         min_se: 90,
+        local: None,
     })
 }
 
@@ -424,6 +425,7 @@ fn an_outgoing_call_runs_through_transactions() {
         config,
         Outgoing {
             uri: "sip:bob@127.0.0.1".into(),
+            target: None,
             route: None,
             call_id: "out1".into(),
             sdp: Bytes::from_static(b"v=0\r\n"),

@@ -1,0 +1,323 @@
+//! The local domain: the gateway is the registrar of its users and connects their calls.
+//!
+//! * Browser accounts of the local domain "register" here: `account-register` checks the HA1
+//!   against the configured users (any password with open registration) and records the
+//!   connection as a binding; no SIP is involved.
+//! * Softphones register to the SIP listener (the `sip` crate's registrar) and call in; the
+//!   driver hands those calls to [`route`], which gives them to a browser binding of the callee,
+//!   to the echo test, or refuses them.
+//! * A browser calling a browser of the local domain is bridged inside the gateway: each side's
+//!   call task talks to the other through a [`Bridge`] that turns one side's SIP commands into
+//!   the other side's SIP events, and their relays exchange plain RTP over the host's own
+//!   address, as they would with a phone.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sip::auth::ha1;
+use sip::call::{CallEvent, Ending};
+use sip::driver::{CallCommand, CallHandle, IncomingCall, SipEvent, SipHandle};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::config::LocalConfig;
+use crate::server::Shared;
+
+/// A browser connection where a local user takes calls.
+#[derive(Debug, Clone)]
+pub(crate) struct BrowserBinding {
+    /// The connection's SIP events channel (the driver's own for remote accounts).
+    pub(crate) events: mpsc::UnboundedSender<SipEvent>,
+    /// The connection's number for this registration.
+    pub(crate) handle: u64,
+    /// The connection.
+    pub(crate) owner: u64,
+}
+
+/// The local domain's users and bindings, and the calls bridged between browsers.
+#[derive(Debug)]
+pub(crate) struct Local {
+    domain: String,
+    open: bool,
+    users: HashMap<String, String>,
+    browsers: Mutex<HashMap<String, Vec<BrowserBinding>>>,
+    bridges: Mutex<HashMap<CallHandle, Bridge>>,
+}
+
+/// Why a local registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused(pub(crate) String);
+
+impl Local {
+    pub(crate) fn new(config: &LocalConfig) -> Option<Local> {
+        if config.domain.is_empty() {
+            return None;
+        }
+        let domain = config.domain.to_ascii_lowercase();
+        let users = config
+            .users
+            .iter()
+            .map(|user| {
+                let secret = match (&user.ha1, &user.password) {
+                    (Some(ha1), _) => ha1.to_ascii_lowercase(),
+                    (None, Some(password)) => ha1(&user.user, &domain, password),
+                    (None, None) => String::new(),
+                };
+                (user.user.clone(), secret)
+            })
+            .collect();
+        if config.open_registration {
+            warn!(
+                domain = %domain,
+                "OPEN REGISTRATION: anyone may sign in to the local domain with any user name and \
+                 password; local accounts can call only the local domain. Turn it off in [local] \
+                 for anything but a demonstration."
+            );
+        }
+        Some(Local {
+            domain,
+            open: config.open_registration,
+            users,
+            browsers: Mutex::new(HashMap::new()),
+            bridges: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The domain.
+    pub(crate) fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// Whether `host` is the local domain.
+    pub(crate) fn is_local(&self, host: &str) -> bool {
+        host.split(':')
+            .next()
+            .unwrap_or(host)
+            .eq_ignore_ascii_case(&self.domain)
+    }
+
+    /// Whether registration is open (local accounts may then call only the local domain).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Registers a browser account of the local domain, checking its HA1.
+    pub(crate) fn register(
+        &self,
+        user: &str,
+        secret: &sip::auth::Secret,
+        binding: BrowserBinding,
+    ) -> Result<(), Refused> {
+        if !self.open {
+            let Some(expected) = self.users.get(user) else {
+                return Err(Refused(format!(
+                    "404 Not Found (no user {user} in {})",
+                    self.domain
+                )));
+            };
+            let given = match secret {
+                sip::auth::Secret::Ha1(ha1) => ha1.to_ascii_lowercase(),
+                sip::auth::Secret::Password(password) => ha1(user, &self.domain, password),
+            };
+            if given != *expected {
+                return Err(Refused("403 Forbidden (wrong password)".to_owned()));
+            }
+        }
+        if let Ok(mut browsers) = self.browsers.lock() {
+            let bindings = browsers.entry(user.to_owned()).or_default();
+            bindings.retain(|b| !(b.owner == binding.owner && b.handle == binding.handle));
+            bindings.push(binding);
+        }
+        info!(%user, domain = %self.domain, "browser registered at the local domain");
+        Ok(())
+    }
+
+    /// Removes a browser binding.
+    pub(crate) fn unregister(&self, owner: u64, handle: u64) {
+        if let Ok(mut browsers) = self.browsers.lock() {
+            for bindings in browsers.values_mut() {
+                bindings.retain(|b| !(b.owner == owner && b.handle == handle));
+            }
+            browsers.retain(|_, bindings| !bindings.is_empty());
+        }
+    }
+
+    /// The latest browser binding of `user`.
+    pub(crate) fn browser(&self, user: &str) -> Option<BrowserBinding> {
+        self.browsers
+            .lock()
+            .ok()
+            .and_then(|browsers| browsers.get(user).and_then(|b| b.last().cloned()))
+    }
+
+    /// Sets up a bridge between a calling browser (whose call task gets its events on
+    /// `caller_events`) and `callee`'s browser: returns the caller's handle, after handing the
+    /// callee its incoming call with `offer`.
+    pub(crate) fn bridge(
+        &self,
+        sip: &SipHandle,
+        caller_events: mpsc::UnboundedSender<SipEvent>,
+        callee: &BrowserBinding,
+        invite: IncomingCall,
+    ) -> CallHandle {
+        let (caller, called) = (sip.new_call_handle(), sip.new_call_handle());
+        let state = Arc::new(BridgeState::default());
+        if let Ok(mut bridges) = self.bridges.lock() {
+            bridges.insert(
+                caller,
+                Bridge {
+                    peer: callee.events.clone(),
+                    peer_handle: called,
+                    caller: true,
+                    state: state.clone(),
+                },
+            );
+            bridges.insert(
+                called,
+                Bridge {
+                    peer: caller_events,
+                    peer_handle: caller,
+                    caller: false,
+                    state,
+                },
+            );
+        }
+        let _ = callee.events.send(SipEvent::Incoming {
+            handle: callee.handle,
+            call: called,
+            invite: Box::new(invite),
+        });
+        caller
+    }
+
+    /// Carries a command of a bridged call to its other side; false when `call` is not bridged
+    /// (it goes to SIP).
+    pub(crate) fn bridge_command(&self, call: CallHandle, command: CallCommand) -> bool {
+        let Ok(mut bridges) = self.bridges.lock() else {
+            return false;
+        };
+        let Some(bridge) = bridges.get(&call) else {
+            return false;
+        };
+        let event = bridge.translate(command);
+        let ended = matches!(event, Some(CallEvent::Terminated(_)));
+        if let Some(event) = event {
+            let _ = bridge.peer.send(SipEvent::Call {
+                call: bridge.peer_handle,
+                event,
+            });
+        }
+        if ended {
+            let peer = bridge.peer_handle;
+            bridges.remove(&call);
+            bridges.remove(&peer);
+        }
+        true
+    }
+}
+
+#[derive(Debug, Default)]
+struct BridgeState {
+    answered: AtomicBool,
+}
+
+/// One side of a call bridged between two browsers.
+#[derive(Debug)]
+struct Bridge {
+    /// The other side's SIP events.
+    peer: mpsc::UnboundedSender<SipEvent>,
+    peer_handle: CallHandle,
+    caller: bool,
+    state: Arc<BridgeState>,
+}
+
+impl Bridge {
+    /// What one side's command means to the other side, as SIP would have said it.
+    fn translate(&self, command: CallCommand) -> Option<CallEvent> {
+        let ended = |code: Option<u16>, reason: &str, cancelled: bool| {
+            Some(CallEvent::Terminated(Ending {
+                code,
+                reason: reason.to_owned(),
+                cancelled,
+            }))
+        };
+        match command {
+            CallCommand::Ring if !self.caller => Some(CallEvent::Provisional {
+                code: 180,
+                reason: "Ringing".to_owned(),
+                sdp: None,
+                tag: None,
+            }),
+            CallCommand::Answer { sdp, .. } if !self.caller => {
+                self.state.answered.store(true, Ordering::Relaxed);
+                // The callee's side is confirmed at once: there is no ACK to wait for.
+                let _ = self.peer.send(SipEvent::Call {
+                    call: self.peer_handle,
+                    event: CallEvent::Answered { sdp: Some(sdp) },
+                });
+                None
+            }
+            CallCommand::Reject { code, reason } if !self.caller => {
+                ended(Some(code), &format!("{code} {reason}"), false)
+            }
+            CallCommand::Hangup => {
+                if self.caller && !self.state.answered.load(Ordering::Relaxed) {
+                    ended(Some(487), "487 Request Terminated", true)
+                } else {
+                    ended(None, "remote hangup", false)
+                }
+            }
+            CallCommand::Info { content_type, body } => {
+                Some(CallEvent::Info { content_type, body })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Takes the calls the SIP driver gives the local domain (from softphones): to a browser of the
+/// callee, to the echo test, or refused. Their later events are forwarded to where they went.
+pub(crate) async fn route(shared: Arc<Shared>, mut calls: mpsc::UnboundedReceiver<SipEvent>) {
+    let mut routes: HashMap<CallHandle, mpsc::UnboundedSender<SipEvent>> = HashMap::new();
+    while let Some(event) = calls.recv().await {
+        match event {
+            SipEvent::LocalIncoming { call, user, invite } => {
+                let Some(local) = &shared.local else { continue };
+                if user.eq_ignore_ascii_case("echo") {
+                    debug!(from = %invite.from_uri, "echo test call from SIP");
+                    let (events, receiver) = mpsc::unbounded_channel();
+                    routes.insert(call, events);
+                    crate::echo::sip(shared.clone(), call, *invite, receiver);
+                } else if let Some(binding) = local.browser(&user) {
+                    debug!(%user, from = %invite.from_uri, "call from SIP to a local browser");
+                    routes.insert(call, binding.events.clone());
+                    let _ = binding.events.send(SipEvent::Incoming {
+                        handle: binding.handle,
+                        call,
+                        invite,
+                    });
+                } else {
+                    debug!(%user, "call for a local user with no browser registered");
+                    shared.sip.call(
+                        call,
+                        CallCommand::Reject {
+                            code: 480,
+                            reason: "Temporarily Unavailable".to_owned(),
+                        },
+                    );
+                }
+            }
+            SipEvent::Call { call, event } => {
+                let ended = matches!(event, CallEvent::Terminated(_));
+                if let Some(route) = routes.get(&call) {
+                    let _ = route.send(SipEvent::Call { call, event });
+                }
+                if ended {
+                    routes.remove(&call);
+                }
+            }
+            SipEvent::Registration { .. } | SipEvent::Incoming { .. } => {}
+        }
+    }
+}

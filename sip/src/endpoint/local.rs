@@ -1,0 +1,214 @@
+//! The endpoint's side of the local domain: REGISTERs go to the registrar, and INVITEs for its
+//! users wait for the owner (the driver) to take them as calls or refuse them.
+
+use std::time::Instant;
+
+use ezk_sip_types::{Method, Name};
+
+use super::{
+    CallEntry, Endpoint, EndpointEvent, ServerEntry, ServerKey, ServerTransaction, Target,
+};
+use crate::call::{Call, CallConfig};
+use crate::endpoint::CallId;
+use crate::message::{Message, StartLine};
+use crate::registrar::{Binding, Refusal, uri_host};
+use crate::transaction::{InviteServer, NonInviteServer};
+
+/// An INVITE for a user of the local domain, waiting for [`Endpoint::accept_local`] or
+/// [`Endpoint::refuse_local`]. It has been answered 100 Trying.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PendingInvite(ServerKey);
+
+impl Endpoint {
+    /// Whether a request is for the local domain (by Request-URI, or To).
+    pub(super) fn for_local_domain(&self, request: &Message) -> bool {
+        let Some(registrar) = &self.registrar else {
+            return false;
+        };
+        let request_uri = match &request.start {
+            StartLine::Request { uri, .. } => uri_host(uri.as_str()).map(str::to_owned),
+            StartLine::Response { .. } => None,
+        };
+        let to = request
+            .header(&Name::TO)
+            .and_then(|to| uri_host(crate::dialog::bare_uri(to)).map(str::to_owned));
+        [request_uri, to]
+            .iter()
+            .flatten()
+            .any(|host| registrar.is_local(host))
+    }
+
+    /// Sends `response` in a new server transaction for `request`.
+    pub(super) fn respond_with(
+        &mut self,
+        now: Instant,
+        source: Target,
+        request: &Message,
+        key: ServerKey,
+        mut response: Message,
+    ) {
+        response
+            .headers
+            .insert(Name::SERVER, self.config.user_agent.clone());
+        let reliable = source.transport.reliable();
+        let mut transaction = if request.method() == Some(&Method::INVITE) {
+            ServerTransaction::Invite(InviteServer::new(request, reliable, self.config.timers))
+        } else {
+            ServerTransaction::NonInvite(NonInviteServer::new(reliable, self.config.timers))
+        };
+        match &mut transaction {
+            ServerTransaction::Invite(invite) => invite.respond(now, &response),
+            ServerTransaction::NonInvite(transaction) => transaction.respond(now, &response),
+        }
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                transaction,
+                target: source,
+                owner: None,
+            },
+        );
+        self.drain_server(&key);
+    }
+
+    /// A REGISTER for the local domain.
+    pub(super) fn local_register(
+        &mut self,
+        now: Instant,
+        source: Target,
+        request: &Message,
+        key: ServerKey,
+    ) {
+        let tag = self.new_tag();
+        let Some(registrar) = &mut self.registrar else {
+            return;
+        };
+        let response = registrar.handle_register(now, request, source, &tag);
+        self.respond_with(now, source, request, key, response);
+    }
+
+    /// An INVITE for a user of the local domain: callers of the local domain authenticate (407),
+    /// then the owner decides.
+    pub(super) fn local_invite(
+        &mut self,
+        now: Instant,
+        source: Target,
+        request: Message,
+        key: ServerKey,
+    ) {
+        let from = request
+            .header(&Name::FROM)
+            .map(|from| crate::dialog::bare_uri(from).to_owned())
+            .unwrap_or_default();
+        let tag = self.new_tag();
+        if let Some(registrar) = &mut self.registrar
+            && uri_host(&from).is_some_and(|host| registrar.is_local(host))
+        {
+            let user = crate::registrar::uri_user(&from)
+                .unwrap_or_default()
+                .to_owned();
+            let refusal = registrar
+                .authenticate(now, &request, &Name::PROXY_AUTHORIZATION, &user)
+                .err();
+            let response = match refusal {
+                None => None,
+                Some(Refusal::Missing) => {
+                    Some(registrar.challenge(now, &request, 407, false, &tag))
+                }
+                Some(Refusal::Stale) => Some(registrar.challenge(now, &request, 407, true, &tag)),
+                Some(Refusal::Forbidden) => Some(request.response(403, "Forbidden", Some(&tag))),
+            };
+            if let Some(response) = response {
+                return self.respond_with(now, source, &request, key, response);
+            }
+        }
+        let transaction =
+            InviteServer::new(&request, source.transport.reliable(), self.config.timers);
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                transaction: ServerTransaction::Invite(transaction),
+                target: source,
+                owner: None,
+            },
+        );
+        self.drain_server(&key);
+        self.events.push_back(EndpointEvent::LocalInvite {
+            pending: PendingInvite(key),
+            source,
+            invite: Box::new(request),
+        });
+    }
+
+    /// Takes a local INVITE as a call with `config` (our tag, address, user).
+    pub fn accept_local(
+        &mut self,
+        now: Instant,
+        pending: &PendingInvite,
+        invite: &Message,
+        config: CallConfig,
+    ) -> Option<CallId> {
+        let key = &pending.0;
+        let source = self.servers.get(key)?.target;
+        match Call::incoming(now, config, invite) {
+            Ok(call) => {
+                let id = CallId(self.next_id);
+                self.next_id += 1;
+                if let Some(entry) = self.servers.get_mut(key) {
+                    entry.owner = Some(id);
+                }
+                let call_id = invite.call_id().unwrap_or_default().to_owned();
+                self.dialogs.insert((call_id, call.tag().to_owned()), id);
+                self.calls.insert(
+                    id,
+                    CallEntry {
+                        call,
+                        target: source,
+                    },
+                );
+                self.pump_call(now, id);
+                Some(id)
+            }
+            Err(response) => {
+                self.finish_pending(now, key, &response);
+                None
+            }
+        }
+    }
+
+    /// Refuses a local INVITE with a final response.
+    pub fn refuse_local(
+        &mut self,
+        now: Instant,
+        pending: &PendingInvite,
+        invite: &Message,
+        code: u16,
+        reason: &str,
+    ) {
+        let tag = self.new_tag();
+        let response = invite.response(code, reason, Some(&tag));
+        self.finish_pending(now, &pending.0, &response);
+    }
+
+    fn finish_pending(&mut self, now: Instant, key: &ServerKey, response: &Message) {
+        if let Some(entry) = self.servers.get_mut(key)
+            && let ServerTransaction::Invite(invite) = &mut entry.transaction
+        {
+            invite.respond(now, response);
+        }
+        self.drain_server(key);
+    }
+
+    /// The Contacts a user of the local domain registered.
+    pub fn local_bindings(&mut self, now: Instant, user: &str) -> Vec<Binding> {
+        self.registrar
+            .as_mut()
+            .map(|registrar| registrar.lookup(now, user))
+            .unwrap_or_default()
+    }
+
+    /// The local domain, if there is one.
+    pub fn local_domain(&self) -> Option<&str> {
+        self.registrar.as_ref().map(|registrar| registrar.domain())
+    }
+}
