@@ -43,9 +43,14 @@ impl Echo {
         offer: &str,
         ice_timeout: Duration,
     ) -> Result<(Echo, String)> {
+        // str0m's default codecs (opus and the video codecs browsers have), plus G.711 and G.722
+        // for callers that offer only those.
         let mut rtc = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(true)
+            .enable_pcmu(true, false)
+            .enable_pcma(true, false)
+            .enable_g722(true, false)
             .build(now);
         let candidate =
             Candidate::host(browser, "udp").map_err(|error| Error::WebRtc(error.to_string()))?;

@@ -60,6 +60,31 @@ impl Baresip {
         tone: f64,
         auto_answer: bool,
     ) -> Baresip {
+        let account = format!(
+            "<sip:{user}@127.0.0.1:{registrar_port};transport=udp>;auth_pass={password};answermode={mode};audio_codecs={codecs};regint=300\n",
+            mode = if auto_answer { "auto" } else { "manual" }
+        );
+        Baresip::start_account(&account, tone)
+    }
+
+    /// A phone registering `user@domain` through the SIP server at `127.0.0.1:port` (its
+    /// outbound proxy), auto-answering.
+    pub fn start_at_domain(
+        user: &str,
+        password: &str,
+        domain: &str,
+        port: u16,
+        codecs: &str,
+        tone: f64,
+    ) -> Baresip {
+        let account = format!(
+            "<sip:{user}@{domain};transport=udp>;outbound=\"sip:127.0.0.1:{port};transport=udp\";auth_pass={password};answermode=auto;audio_codecs={codecs};regint=300\n"
+        );
+        Baresip::start_account(&account, tone)
+    }
+
+    /// Starts baresip with one account line (baresip's `accounts` syntax), playing `tone` Hz.
+    pub fn start_account(account: &str, tone: f64) -> Baresip {
         let binary = require("baresip", "baresip-core");
         let dir = TempDir::new();
         let sip_port = free_pair();
@@ -79,10 +104,6 @@ impl Baresip {
             .replace("@SRCWAV@", &source.display().to_string())
             .replace("@SNDPATH@", &sound.display().to_string());
         std::fs::write(dir.path().join("config"), config).expect("write the config");
-        let account = format!(
-            "<sip:{user}@127.0.0.1:{registrar_port};transport=udp>;auth_pass={password};answermode={mode};audio_codecs={codecs};regint=300\n",
-            mode = if auto_answer { "auto" } else { "manual" }
-        );
         std::fs::write(dir.path().join("accounts"), account).expect("write the account");
         let mut child = Command::new(binary)
             .arg("-f")
@@ -154,6 +175,18 @@ impl Baresip {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if self.count(kind) >= count {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Waits until its log has a line with `needle`; false on timeout.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log.count(needle) > 0 {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -12,6 +12,7 @@ mod handshake;
 mod http;
 mod keepalive;
 mod limits;
+mod local;
 mod logging;
 mod register;
 mod requests;

@@ -154,3 +154,28 @@ async fn a_gateway_that_goes_away_is_shown_and_reconnected() {
     page.close().await;
     again.stop().await;
 }
+
+#[tokio::test]
+async fn with_the_shipped_configuration_the_page_calls_echo_and_hears_itself() {
+    let dir = TempDir::new();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config.toml");
+    let (config, _) = Config::load(Some(&path)).expect("the shipped configuration");
+    let gateway = Gateway::start(config).await;
+    let mut page = browser(&dir);
+    sign_in(&mut page, &gateway, "newcomer@local.test", "any password").await;
+    page.wait_text("#registration-state", "^registered$").await;
+    page.command(json!({"do": "fill", "selector": "#uri", "value": "echo"}))
+        .await;
+    page.command(json!({"do": "click", "selector": "#call"}))
+        .await;
+    page.wait_text("#call-state", "^established$").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let heard = page.heard_frequency(2.0).await;
+    assert!(near(heard, PAGE_TONE), "the page hears itself: {heard} Hz");
+    page.screenshot(&screenshots().join("echo.png")).await;
+    page.command(json!({"do": "click", "selector": "#hangup"}))
+        .await;
+    page.wait_text("#last-call", "ended").await;
+    page.close().await;
+    gateway.stop().await;
+}

@@ -1,0 +1,309 @@
+//! The local domain of the shipped configuration: softphones (baresip) registering to the
+//! gateway and calling browsers and back with no other SIP server, browsers calling each
+//! other, the echo test, and open registration never relaying elsewhere.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gateway::{Config, LocalUser};
+use gateway_tests::baresip::Baresip;
+use gateway_tests::browser::{AudioCodec, Browser};
+use gateway_tests::{Client, Gateway};
+use protocol::SessionState;
+use serde_json::json;
+
+use crate::calls::{browser_tone, next, payload_type, state, until};
+
+const WAIT: Duration = Duration::from_secs(15);
+const DOMAIN: &str = "local.test";
+
+/// The shipped `config.toml` (ports and addresses moved to free loopback ones by the harness).
+fn shipped() -> Config {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config.toml");
+    let (config, _) = Config::load(Some(&path)).expect("the shipped configuration loads");
+    assert_eq!(config.local.domain, DOMAIN);
+    config
+}
+
+/// A client with `user@local.test` added (any password: open registration) and registered.
+async fn local_client(gateway: &Gateway, user: &str) -> Client {
+    let mut client = gateway.client().await;
+    let account = format!("{user}@{DOMAIN}");
+    let ha1 = sip::auth::ha1(user, DOMAIN, "whatever");
+    client
+        .expect_ack(json!({"sylkrtc": "account-add", "account": account, "password": ha1}))
+        .await;
+    client
+        .expect_ack(json!({"sylkrtc": "account-register", "account": account}))
+        .await;
+    loop {
+        if let protocol::ServerMessage::Event(protocol::Event::Account {
+            event:
+                protocol::AccountEvent::RegistrationState(protocol::RegistrationState::Registered),
+            ..
+        }) = next(&mut client).await
+        {
+            return client;
+        }
+    }
+}
+
+/// A phone registered at the gateway's SIP port as `user@local.test`.
+async fn phone(gateway: &Gateway, user: &str, password: &str, tone: f64) -> Baresip {
+    let phone = Baresip::start_at_domain(
+        user,
+        password,
+        DOMAIN,
+        gateway.sip.0.port(),
+        "PCMU/8000/1",
+        tone,
+    );
+    assert!(
+        phone.wait_log("200 OK", WAIT).await,
+        "the phone registers at the gateway:\n{}",
+        phone.log.text()
+    );
+    phone
+}
+
+async fn place(client: &mut Client, browser: &Browser, session: &str, uri: &str) {
+    let offer = browser.offer().await;
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-create", "account": client_account(client),
+            "session": session, "uri": uri, "sdp": offer}),
+        )
+        .await;
+}
+
+fn client_account(_client: &Client) -> String {
+    format!("alice@{DOMAIN}")
+}
+
+/// The answer SDP of an outgoing call, once accepted.
+async fn answered(client: &mut Client, session: &str) -> String {
+    match until(client, session, |state| {
+        matches!(state, SessionState::Accepted { .. })
+    })
+    .await
+    {
+        SessionState::Accepted { sdp: Some(sdp), .. } => sdp,
+        other => panic!("no answer: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn softphones_register_with_digest_and_wrong_passwords_fail() {
+    let mut config = shipped();
+    config.local.open_registration = false;
+    config.local.users = vec![LocalUser {
+        user: "carol".into(),
+        password: Some("carolpw".into()),
+        ha1: None,
+    }];
+    let gateway = Gateway::start(config).await;
+    let carol = phone(&gateway, "carol", "carolpw", 1000.0).await;
+    let wrong = Baresip::start_at_domain(
+        "carol",
+        "nope",
+        DOMAIN,
+        gateway.sip.0.port(),
+        "PCMU/8000/1",
+        700.0,
+    );
+    assert!(
+        wrong.wait_log("403 Forbidden", WAIT).await,
+        "a wrong password is refused:\n{}",
+        wrong.log.text()
+    );
+    // A browser account of the closed domain with a wrong password fails to register too.
+    let mut client = gateway.client().await;
+    let account = format!("carol@{DOMAIN}");
+    client
+        .expect_ack(json!({"sylkrtc": "account-add", "account": account,
+            "password": sip::auth::ha1("carol", DOMAIN, "nope")}))
+        .await;
+    client
+        .expect_ack(json!({"sylkrtc": "account-register", "account": account}))
+        .await;
+    let mut failed = None;
+    while failed.is_none() {
+        if let protocol::ServerMessage::Event(protocol::Event::Account {
+            event:
+                protocol::AccountEvent::RegistrationState(protocol::RegistrationState::Failed {
+                    reason,
+                }),
+            ..
+        }) = next(&mut client).await
+        {
+            failed = reason;
+        }
+    }
+    assert!(failed.unwrap_or_default().starts_with("403"));
+    drop(carol);
+}
+
+#[tokio::test]
+async fn a_browser_and_a_softphone_call_each_other_through_the_gateway_alone() {
+    let gateway = Gateway::start(shipped()).await;
+    let carol = phone(&gateway, "carol", "anything", 1000.0).await;
+    let mut client = local_client(&gateway, "alice").await;
+
+    // The browser calls the phone.
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    place(
+        &mut client,
+        &browser,
+        "to-phone",
+        &format!("carol@{DOMAIN}"),
+    )
+    .await;
+    let answer = answered(&mut client, "to-phone").await;
+    browser.accept_answer(&answer).await;
+    assert!(browser.connected(WAIT).await);
+    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 440.0);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(browser_tone(&browser, pt, AudioCodec::Pcmu).0, 1000.0);
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-phone"}))
+        .await;
+    assert!(carol.wait_for("CALL_CLOSED", 1, WAIT).await);
+    assert_eq!(carol.received_tone().expect("carol's recording").0, 440.0);
+    browser.close().await;
+
+    // The phone calls the browser.
+    carol.command("dial", &format!("sip:alice@{DOMAIN}"));
+    let (session, offer) = loop {
+        if let protocol::ServerMessage::Event(protocol::Event::Account {
+            event:
+                protocol::AccountEvent::IncomingSession {
+                    session,
+                    sdp,
+                    originator,
+                    ..
+                },
+            ..
+        }) = next(&mut client).await
+        {
+            assert!(originator.uri.starts_with("carol@"), "{originator:?}");
+            break (session, sdp);
+        }
+    };
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = browser.answer(&offer).await;
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}),
+        )
+        .await;
+    assert!(browser.connected(WAIT).await);
+    let pt = payload_type(&offer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 440.0);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(browser_tone(&browser, pt, AudioCodec::Pcmu).0, 1000.0);
+    carol.command("hangup", "");
+    until(&mut client, &session, |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await;
+    assert_eq!(carol.received_tone().expect("carol's recording").0, 440.0);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn two_browsers_call_each_other_and_open_registration_stays_local() {
+    let gateway = Gateway::start(shipped()).await;
+    let mut alice = local_client(&gateway, "alice").await;
+    let mut bob = local_client(&gateway, "bob").await;
+    let mut caller = Browser::new(&[AudioCodec::Pcmu]).await;
+    place(&mut alice, &caller, "b2b", &format!("bob@{DOMAIN}")).await;
+    let (session, offer) = loop {
+        if let protocol::ServerMessage::Event(protocol::Event::Account {
+            event:
+                protocol::AccountEvent::IncomingSession {
+                    session,
+                    sdp,
+                    originator,
+                    ..
+                },
+            ..
+        }) = next(&mut bob).await
+        {
+            assert_eq!(originator.uri, format!("alice@{DOMAIN}"));
+            break (session, sdp);
+        }
+    };
+    until(&mut alice, "b2b", |state| *state == SessionState::Ringing).await;
+    let mut callee = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = callee.answer(&offer).await;
+    bob.expect_ack_amid_events(
+        json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}),
+    )
+    .await;
+    let caller_answer = answered(&mut alice, "b2b").await;
+    caller.accept_answer(&caller_answer).await;
+    assert!(caller.connected(WAIT).await && callee.connected(WAIT).await);
+    let pt_caller = payload_type(&caller_answer, media::Format::Audio(media::Codec::Pcmu));
+    let pt_callee = payload_type(&offer, media::Format::Audio(media::Codec::Pcmu));
+    caller.send_pcmu_tone(pt_caller, 440.0);
+    callee.send_pcmu_tone(pt_callee, 1000.0);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(browser_tone(&caller, pt_caller, AudioCodec::Pcmu).0, 1000.0);
+    assert_eq!(browser_tone(&callee, pt_callee, AudioCodec::Pcmu).0, 440.0);
+    bob.expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": session}))
+        .await;
+    until(&mut alice, "b2b", |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await;
+    caller.close().await;
+    callee.close().await;
+
+    // Open registration: a local account may not call another domain.
+    let browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    place(&mut alice, &browser, "outside", "bob@example.com").await;
+    let SessionState::Terminated {
+        reason: Some(reason),
+    } = state(&mut alice, "outside").await
+    else {
+        panic!("refused");
+    };
+    assert!(reason.starts_with("403"), "{reason}");
+    browser.close().await;
+    assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
+}
+
+#[tokio::test]
+async fn the_echo_test_returns_the_callers_tone() {
+    let gateway = Gateway::start(shipped()).await;
+    let mut client = local_client(&gateway, "alice").await;
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    place(&mut client, &browser, "echo", &format!("echo@{DOMAIN}")).await;
+    let answer = answered(&mut client, "echo").await;
+    browser.accept_answer(&answer).await;
+    assert!(browser.connected(WAIT).await);
+    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 700.0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (tone, packets) = browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert!(packets > 50, "{packets} packets came back");
+    assert_eq!(tone, 700.0);
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "echo"}))
+        .await;
+    until(&mut client, "echo", |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await;
+    browser.close().await;
+
+    // A SIP phone calls the echo test too.
+    let carol = phone(&gateway, "carol", "anything", 1500.0).await;
+    carol.command("dial", &format!("sip:echo@{DOMAIN}"));
+    assert!(carol.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    carol.command("hangup", "");
+    assert!(carol.wait_for("CALL_CLOSED", 1, WAIT).await);
+    assert_eq!(carol.received_tone().expect("carol's recording").0, 1500.0);
+}
