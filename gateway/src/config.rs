@@ -658,8 +658,14 @@ mod tests {
     #[test]
     fn the_shipped_config_parses_and_is_the_defaults() {
         let text = include_str!("../../config.toml");
-        let config = Config::from_toml(text).unwrap();
-        // The shipped file documents the defaults: it must not drift from them.
+        let mut config = Config::from_toml(text).unwrap();
+        // The shipped file turns the local domain on (a demonstration), which is off by
+        // default so that no deployment gets open registration without asking for it.
+        assert_eq!(config.local.domain, "local.test");
+        assert!(config.local.open_registration);
+        assert_eq!(Config::default().local, LocalConfig::default());
+        config.local = LocalConfig::default();
+        // Everything else documents the defaults: it must not drift from them.
         assert_eq!(config, Config::default());
     }
 
