@@ -46,11 +46,25 @@ impl GatewayProcess {
     /// Starts the gateway on a free loopback port with `config` (TOML, without `[http]`) and
     /// waits until it accepts connections.
     pub fn start(config: &str) -> Result<GatewayProcess, Error> {
+        GatewayProcess::start_pinned(config, None)
+    }
+
+    /// As [`GatewayProcess::start`], pinned to one CPU core (with `taskset`) when `core` is
+    /// given.
+    pub fn start_pinned(config: &str, core: Option<usize>) -> Result<GatewayProcess, Error> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let path = std::env::temp_dir().join(format!("bench-{}-{port}.toml", std::process::id()));
         std::fs::write(&path, format!("[http]\nlisten = \"{addr}\"\n{config}"))?;
-        let child = Command::new(gateway_binary()?)
+        let mut command = match core {
+            Some(core) => {
+                let mut command = Command::new(crate::peers::require("taskset", "util-linux"));
+                command.arg("-c").arg(core.to_string()).arg(gateway_binary()?);
+                command
+            }
+            None => Command::new(gateway_binary()?),
+        };
+        let child = command
             .arg("--config")
             .arg(&path)
             .stdin(Stdio::null())

@@ -1,0 +1,366 @@
+//! The load generator's browsers: str0m peers (full ICE, DTLS-SRTP, RTP mode), each on its own
+//! UDP socket, all driven from one thread with one mio poll. Each sends 160-byte audio packets
+//! at 50 per second, carrying its send time and a sequence number, and measures what comes
+//! back: loss, round-trip time, interarrival jitter.
+
+use std::collections::BinaryHeap;
+use std::cmp::Reverse;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+
+/// Packets per second each peer sends.
+pub(crate) const RATE: u32 = 50;
+const PAYLOAD: usize = 160;
+const WAKER: Token = Token(usize::MAX);
+const REFLECTOR: Token = Token(usize::MAX - 1);
+
+/// What the control side asks of the loop.
+pub(crate) enum Command {
+    /// A new peer: its offer goes back on the channel.
+    Create(Sender<(usize, String)>),
+    /// The answer for peer `id`.
+    Answer(usize, String),
+    /// Start or stop sending on every connected peer.
+    Sending(bool),
+    /// Drop every peer.
+    Clear,
+    /// Report and reset the counters.
+    Report(Sender<Report>),
+    /// End the loop.
+    Quit,
+}
+
+/// Counters over a measuring window.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Report {
+    /// Peers with ICE and DTLS up.
+    pub(crate) connected: usize,
+    /// Peers.
+    pub(crate) peers: usize,
+    /// Packets sent.
+    pub(crate) sent: u64,
+    /// Packets that came back.
+    pub(crate) received: u64,
+    /// Round-trip times of the packets that came back, in microseconds.
+    pub(crate) rtts: Vec<u32>,
+    /// The interarrival jitter of each peer at the end of the window, in microseconds.
+    pub(crate) jitters: Vec<u32>,
+    /// The loop's own CPU time over the window (seconds).
+    pub(crate) cpu: f64,
+    /// RTP or RTCP datagrams that reached the peers' sockets (before decryption).
+    pub(crate) datagrams: u64,
+}
+
+struct Peer {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    pending: Option<SdpPendingOffer>,
+    mid: Mid,
+    connected: bool,
+    seq: u64,
+    timestamp: u32,
+    next_send: Instant,
+    /// RFC 3550 jitter, in microseconds (scaled by 16), and the last transit time.
+    jitter: u64,
+    transit: Option<i64>,
+    /// The stream of our own packets coming back through a relay that keeps SSRCs (with the
+    /// reflector's change) is declared.
+    expecting: bool,
+}
+
+/// Runs the peers until told to quit. `base` is the address peers bind their sockets to;
+/// `reflector` is the far end's RTP socket: every packet goes back where it came from, with
+/// its SSRC changed (a relay that passes SSRCs through would otherwise hand the peer its own).
+pub(crate) fn run(
+    base: std::net::IpAddr,
+    reflector: std::net::UdpSocket,
+    commands: Receiver<Command>,
+    waker_out: Sender<Arc<Waker>>,
+) {
+    let mut poll = Poll::new().expect("a poll");
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).expect("a waker"));
+    let _ = reflector.set_nonblocking(true);
+    let mut reflector = UdpSocket::from_std(reflector);
+    poll.registry()
+        .register(&mut reflector, REFLECTOR, Interest::READABLE)
+        .expect("register the reflector");
+    let _ = waker_out.send(waker);
+    let mut events = Events::with_capacity(1024);
+    let mut peers: Vec<Option<Peer>> = Vec::new();
+    let mut timers: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let mut sending = false;
+    let mut report = Report::default();
+    let mut buffer = vec![0u8; 2048];
+    let started = Instant::now();
+    let mut cpu_mark = thread_cpu();
+    loop {
+        let now = Instant::now();
+        let timeout = timers
+            .peek()
+            .map(|Reverse((at, _))| at.saturating_duration_since(now))
+            .unwrap_or(Duration::from_millis(100))
+            .min(Duration::from_millis(100));
+        if poll.poll(&mut events, Some(timeout)).is_err() {
+            continue;
+        }
+        for event in events.iter() {
+            let token = event.token();
+            if token == WAKER {
+                continue;
+            }
+            if token == REFLECTOR {
+                while let Ok((length, source)) = reflector.recv_from(&mut buffer) {
+                    if length >= 12 {
+                        for byte in &mut buffer[8..12] {
+                            *byte ^= 0x5a;
+                        }
+                    }
+                    let _ = reflector.send_to(&buffer[..length], source);
+                }
+                continue;
+            }
+            let Some(Some(peer)) = peers.get_mut(token.0) else { continue };
+            loop {
+                match peer.socket.recv_from(&mut buffer) {
+                    Ok((length, source)) => {
+                        if (128..192).contains(&buffer[0]) {
+                            report.datagrams += 1;
+                        }
+                        let now = Instant::now();
+                        if let Ok(receive) = Receive::new(Protocol::Udp, source, peer.local, &buffer[..length]) {
+                            let _ = peer.rtc.handle_input(Input::Receive(now, receive));
+                        }
+                    }
+                    Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => break,
+                }
+            }
+            drain(peer, token.0, started, &mut report, &mut timers);
+        }
+        // Commands from the control side.
+        while let Ok(command) = commands.try_recv() {
+            match command {
+                Command::Create(reply) => {
+                    let id = peers.len();
+                    match Peer::new(base, started) {
+                        Ok((mut peer, offer)) => {
+                            poll.registry()
+                                .register(&mut peer.socket, Token(id), Interest::READABLE)
+                                .expect("register a socket");
+                            peers.push(Some(peer));
+                            let _ = reply.send((id, offer));
+                        }
+                        Err(error) => eprintln!("a peer could not be made: {error}"),
+                    }
+                }
+                Command::Answer(id, sdp) => {
+                    if let Some(Some(peer)) = peers.get_mut(id) {
+                        peer.accept(&sdp);
+                        drain(peer, id, started, &mut report, &mut timers);
+                    }
+                }
+                Command::Sending(on) => {
+                    sending = on;
+                    let now = Instant::now();
+                    let count = peers.len().max(1) as u32;
+                    for (index, peer) in peers.iter_mut().enumerate().filter_map(|(i, p)| p.as_mut().map(|p| (i, p))) {
+                        // Spread the peers over the 20 ms period.
+                        peer.next_send = now + Duration::from_secs(1) / RATE * index as u32 / count;
+                        timers.push(Reverse((peer.next_send, index)));
+                    }
+                }
+                Command::Clear => {
+                    for peer in peers.iter_mut().flatten() {
+                        let _ = poll.registry().deregister(&mut peer.socket);
+                    }
+                    peers.clear();
+                    timers.clear();
+                    sending = false;
+                }
+                Command::Report(reply) => {
+                    let cpu = thread_cpu();
+                    report.cpu = cpu - cpu_mark;
+                    cpu_mark = cpu;
+                    report.peers = peers.iter().flatten().count();
+                    report.connected = peers.iter().flatten().filter(|p| p.connected).count();
+                    report.jitters = peers
+                        .iter()
+                        .flatten()
+                        .filter(|p| p.connected)
+                        .map(|p| (p.jitter >> 4) as u32)
+                        .collect();
+                    let _ = reply.send(std::mem::take(&mut report));
+                }
+                Command::Quit => return,
+            }
+        }
+        // Timers: str0m's and the send ticks.
+        let now = Instant::now();
+        while let Some(Reverse((at, id))) = timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            timers.pop();
+            let Some(Some(peer)) = peers.get_mut(id) else { continue };
+            if sending && peer.connected && peer.next_send <= now {
+                peer.send(started, now);
+                report.sent += 1;
+                peer.next_send += Duration::from_secs(1) / RATE;
+                if peer.next_send < now {
+                    peer.next_send = now + Duration::from_secs(1) / RATE;
+                }
+                timers.push(Reverse((peer.next_send, id)));
+            }
+            let _ = peer.rtc.handle_input(Input::Timeout(now));
+            drain(peer, id, started, &mut report, &mut timers);
+        }
+    }
+}
+
+/// Sends what the peer has to send, handles its events, and schedules its next timer.
+fn drain(
+    peer: &mut Peer,
+    id: usize,
+    started: Instant,
+    report: &mut Report,
+    timers: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+) {
+    loop {
+        match peer.rtc.poll_output() {
+            Ok(Output::Transmit(transmit)) => {
+                let _ = peer.socket.send_to(&transmit.contents, transmit.destination);
+            }
+            Ok(Output::Timeout(at)) => {
+                timers.push(Reverse((at, id)));
+                return;
+            }
+            Ok(Output::Event(event)) => match event {
+                Event::Connected => peer.connected = true,
+                Event::RtpPacket(packet) => {
+                    if packet.payload.len() >= 16 {
+                        let mut sent = [0u8; 8];
+                        sent.copy_from_slice(&packet.payload[8..16]);
+                        let sent = u64::from_be_bytes(sent);
+                        let now = packet.timestamp.saturating_duration_since(started).as_micros() as u64;
+                        report.received += 1;
+                        report.rtts.push(now.saturating_sub(sent) as u32);
+                        // Jitter of the arrival against the 20 ms send rhythm (RFC 3550 A.8).
+                        let transit = now as i64 - sent as i64;
+                        if let Some(previous) = peer.transit {
+                            let d = (transit - previous).unsigned_abs();
+                            peer.jitter = peer.jitter + d - ((peer.jitter + 8) >> 4);
+                        }
+                        peer.transit = Some(transit);
+                    }
+                }
+                _ => {}
+            },
+            Err(_) => return,
+        }
+    }
+}
+
+impl Peer {
+    fn new(base: std::net::IpAddr, started: Instant) -> std::io::Result<(Peer, String)> {
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(base, 0))?;
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?;
+        let socket = UdpSocket::from_std(socket);
+        let mut config = RtcConfig::new().clear_codecs().set_rtp_mode(true);
+        config.codec_config().enable_pcmu(true, false);
+        let mut rtc = config.build(Instant::now());
+        let candidate = Candidate::host(local, "udp").map_err(|e| std::io::Error::other(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        let mut api = rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| std::io::Error::other("no offer"))?;
+        let _ = started;
+        Ok((
+            Peer {
+                rtc,
+                socket,
+                local,
+                pending: Some(pending),
+                mid,
+                connected: false,
+                seq: 1,
+                timestamp: 0,
+                next_send: Instant::now(),
+                jitter: 0,
+                transit: None,
+                expecting: false,
+            },
+            offer.to_sdp_string(),
+        ))
+    }
+
+    fn accept(&mut self, sdp: &str) {
+        let (Some(pending), Ok(answer)) = (self.pending.take(), SdpAnswer::from_sdp_string(sdp)) else {
+            return;
+        };
+        if let Err(error) = self.rtc.sdp_api().accept_answer(pending, answer) {
+            eprintln!("an answer was refused: {error}");
+        }
+    }
+
+    fn send(&mut self, started: Instant, now: Instant) {
+        let mut payload = [0xffu8; PAYLOAD];
+        payload[..8].copy_from_slice(&self.seq.to_be_bytes());
+        let sent = now.saturating_duration_since(started).as_micros() as u64;
+        payload[8..16].copy_from_slice(&sent.to_be_bytes());
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(self.mid, None) else {
+            return;
+        };
+        let ssrc = *stream.ssrc();
+        if !self.expecting {
+            self.expecting = true;
+            api.expect_stream_rx((ssrc ^ 0x5a5a_5a5a).into(), None, self.mid, None);
+        }
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(self.mid, None) else {
+            return;
+        };
+        let pt = stream_pt();
+        stream.write_rtp(RtpWrite::new(pt.into(), SeqNo::from(self.seq), self.timestamp, now, &payload[..]));
+        self.seq += 1;
+        self.timestamp = self.timestamp.wrapping_add(8000 / RATE);
+    }
+}
+
+/// PCMU's static payload type.
+fn stream_pt() -> u8 {
+    let _ = Codec::PCMU;
+    0
+}
+
+/// This thread's CPU time (user + system), in seconds.
+pub(crate) fn thread_cpu() -> f64 {
+    let Ok(text) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    ticks / 100.0
+}
