@@ -76,6 +76,8 @@ struct Peer {
     /// RFC 3550 jitter, in microseconds (scaled by 16), and the last transit time.
     jitter: u64,
     transit: Option<i64>,
+    /// The deadline str0m asked for last (timers with another deadline are stale).
+    timer: Option<Instant>,
     /// The stream of our own packets coming back through a relay that keeps SSRCs (with the
     /// reflector's change) is declared.
     expecting: bool,
@@ -215,7 +217,15 @@ pub(crate) fn run(
             }
             timers.pop();
             let Some(Some(peer)) = peers.get_mut(id) else { continue };
-            if sending && peer.connected && peer.next_send <= now {
+            let send_due = sending && peer.connected && peer.next_send <= now;
+            let timer_due = peer.timer.is_some_and(|timer| timer <= now);
+            if !send_due && !timer_due {
+                continue; // A stale entry.
+            }
+            if timer_due {
+                peer.timer = None;
+            }
+            if send_due {
                 peer.send(started, now);
                 report.sent += 1;
                 peer.next_send += Duration::from_secs(1) / RATE;
@@ -244,7 +254,11 @@ fn drain(
                 let _ = peer.socket.send_to(&transmit.contents, transmit.destination);
             }
             Ok(Output::Timeout(at)) => {
-                timers.push(Reverse((at, id)));
+                // One live timer per peer: a new one only when the deadline moves earlier.
+                if peer.timer.is_none_or(|current| at < current) {
+                    peer.timer = Some(at);
+                    timers.push(Reverse((at, id)));
+                }
                 return;
             }
             Ok(Output::Event(event)) => match event {
@@ -304,6 +318,7 @@ impl Peer {
                 jitter: 0,
                 transit: None,
                 expecting: false,
+                timer: None,
             },
             offer.to_sdp_string(),
         ))
