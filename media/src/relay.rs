@@ -720,13 +720,36 @@ fn free_pt(payloads: &[Payload]) -> u8 {
         .unwrap_or(127)
 }
 
+/// The DTLS certificate of every browser leg: made once per process. A certificate per call
+/// cost a key generation at each set-up and its memory for the call's life; browsers only
+/// check that the fingerprint in the SDP matches.
+fn certificate() -> Option<str0m::config::DtlsCert> {
+    static CERTIFICATE: std::sync::OnceLock<Option<str0m::config::DtlsCert>> =
+        std::sync::OnceLock::new();
+    CERTIFICATE
+        .get_or_init(|| {
+            str0m::crypto::from_feature_flags()
+                .dtls_provider
+                .generate_certificate()
+        })
+        .clone()
+}
+
+/// Outgoing audio waits in str0m's send buffer only between a write and the next poll (we
+/// poll at once, and audio is not resent): a few packets suffice where the default keeps 50.
+const SEND_BUFFER_AUDIO: usize = 4;
+
 /// A str0m peer for the browser leg: ICE-lite with one host candidate at the advertised
 /// address, RTP mode, and exactly the given payloads.
 fn build_rtc(now: Instant, config: &RelayConfig, payloads: &[Payload]) -> Result<Rtc> {
     let mut rtc_config = RtcConfig::new()
         .set_ice_lite(true)
         .set_rtp_mode(true)
+        .set_send_buffer_audio(SEND_BUFFER_AUDIO)
         .clear_codecs();
+    if let Some(certificate) = certificate() {
+        rtc_config = rtc_config.set_dtls_cert(certificate);
+    }
     let codecs = rtc_config.codec_config();
     for payload in payloads {
         let (codec, rate, channels) = match payload.format {

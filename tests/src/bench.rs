@@ -59,7 +59,10 @@ impl GatewayProcess {
         let mut command = match core {
             Some(core) => {
                 let mut command = Command::new(crate::peers::require("taskset", "util-linux"));
-                command.arg("-c").arg(core.to_string()).arg(gateway_binary()?);
+                command
+                    .arg("-c")
+                    .arg(core.to_string())
+                    .arg(gateway_binary()?);
                 command
             }
             None => Command::new(gateway_binary()?),

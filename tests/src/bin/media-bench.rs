@@ -42,7 +42,14 @@ async fn main() -> Result<(), Error> {
         .arg(data_dir().join("sipp/uas_answer.xml"))
         .args(["-i", "127.0.0.1", "-p", &sip_port.to_string()])
         .args(["-mp", &echo_port.to_string(), "-rtp_echo", "-nostdin"])
-        .args(["-key", "echo_ip", "127.0.0.1", "-key", "echo_port", &echo_port.to_string()])
+        .args([
+            "-key",
+            "echo_ip",
+            "127.0.0.1",
+            "-key",
+            "echo_port",
+            &echo_port.to_string(),
+        ])
         .args(["-m", &args.calls.to_string()])
         .current_dir(std::env::temp_dir())
         .stdin(Stdio::null())

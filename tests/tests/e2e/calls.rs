@@ -262,7 +262,7 @@ async fn the_browser_calls_bob_and_tones_go_both_ways_pcmu() {
         "bob hangs up too"
     );
     let (tone, seconds) = bob.received_tone().expect("bob's recording");
-    assert!(seconds > 2.0, "bob heard {seconds} s of sound");
+    assert!(seconds > 1.0, "bob heard {seconds} s of sound");
     assert_eq!(tone, 440.0, "bob hears the browser's tone");
     browser.close().await;
     setup.assert_nothing_left().await;
@@ -330,7 +330,7 @@ async fn bob_calls_the_browser_which_answers_and_bob_hangs_up() {
         SessionState::Terminated { .. }
     ));
     let (tone, seconds) = bob.received_tone().expect("bob's recording");
-    assert!(seconds > 2.0, "bob heard {seconds} s");
+    assert!(seconds > 1.0, "bob heard {seconds} s");
     assert_eq!(tone, 440.0);
     browser.close().await;
     setup.assert_nothing_left().await;
@@ -670,7 +670,7 @@ async fn the_browser_calls_bob_and_tones_go_both_ways_opus() {
         .await;
     assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
     let (tone, seconds) = bob.received_tone().expect("bob's recording");
-    assert!(seconds > 2.0, "bob heard {seconds} s of sound");
+    assert!(seconds > 1.0, "bob heard {seconds} s of sound");
     assert_eq!(tone, 440.0, "bob hears the browser's tone");
     browser.close().await;
     setup.assert_nothing_left().await;

@@ -24,14 +24,19 @@ impl GatewayControl {
         client.expect_ready().await;
         let ha1 = sip::auth::ha1("bench", "127.0.0.1", "benchpw");
         client
-            .expect_ack(json!({"sylkrtc": "account-add", "account": "bench@127.0.0.1", "password": ha1}))
+            .expect_ack(
+                json!({"sylkrtc": "account-add", "account": "bench@127.0.0.1", "password": ha1}),
+            )
             .await;
         Ok(GatewayControl { client, next: 0 })
     }
 
     /// Places one call per offer (all at once, pipelined); returns each answer, in order, and
     /// the time from request to `accepted` of each.
-    pub(crate) async fn calls(&mut self, offers: &[String]) -> Result<(Vec<String>, Vec<Duration>), String> {
+    pub(crate) async fn calls(
+        &mut self,
+        offers: &[String],
+    ) -> Result<(Vec<String>, Vec<Duration>), String> {
         let mut started = HashMap::new();
         let mut ids = Vec::with_capacity(offers.len());
         for offer in offers {
@@ -50,9 +55,15 @@ impl GatewayControl {
                 .await
                 .map_err(|_| "no answer in 30 s".to_owned())?;
             match message {
-                ServerMessage::Event(Event::Session { session, event: SessionEvent::State(state) }) => match state {
+                ServerMessage::Event(Event::Session {
+                    session,
+                    event: SessionEvent::State(state),
+                }) => match state {
                     SessionState::Accepted { sdp: Some(sdp), .. } => {
-                        let took = started.get(&session).map(Instant::elapsed).unwrap_or_default();
+                        let took = started
+                            .get(&session)
+                            .map(Instant::elapsed)
+                            .unwrap_or_default();
                         answers.insert(session, (sdp, took));
                     }
                     SessionState::Terminated { reason } => {
@@ -108,19 +119,31 @@ impl RtpengineControl {
         self.next += 1;
         let mut data = format!("{cookie} ").into_bytes();
         encode_dict(message, &mut data);
-        self.socket.send_to(&data, self.server).map_err(|e| e.to_string())?;
+        self.socket
+            .send_to(&data, self.server)
+            .map_err(|e| e.to_string())?;
         let mut buffer = vec![0u8; 65_536];
         loop {
-            let (length, _) = self.socket.recv_from(&mut buffer).map_err(|e| format!("rtpengine: {e}"))?;
+            let (length, _) = self
+                .socket
+                .recv_from(&mut buffer)
+                .map_err(|e| format!("rtpengine: {e}"))?;
             let reply = &buffer[..length];
-            let Some(space) = reply.iter().position(|b| *b == b' ') else { continue };
+            let Some(space) = reply.iter().position(|b| *b == b' ') else {
+                continue;
+            };
             if &reply[..space] != cookie.as_bytes() {
                 continue;
             }
             let (value, _) = decode(&reply[space + 1..]).ok_or("rtpengine: an unreadable reply")?;
-            let Value::Dict(dict) = value else { return Err("rtpengine: not a dictionary".into()) };
+            let Value::Dict(dict) = value else {
+                return Err("rtpengine: not a dictionary".into());
+            };
             if dict.get("result").and_then(Value::text) != Some("ok") {
-                let reason = dict.get("error-reason").and_then(Value::text).unwrap_or("?");
+                let reason = dict
+                    .get("error-reason")
+                    .and_then(Value::text)
+                    .unwrap_or("?");
                 return Err(format!("rtpengine refused: {reason}"));
             }
             return Ok(dict);
@@ -129,7 +152,10 @@ impl RtpengineControl {
 
     /// Relays each offer (WebRTC) to sipp's echo port (plain RTP): the answers for the peers, and
     /// the time each set-up took.
-    pub(crate) fn calls(&mut self, offers: &[String]) -> Result<(Vec<String>, Vec<Duration>), String> {
+    pub(crate) fn calls(
+        &mut self,
+        offers: &[String],
+    ) -> Result<(Vec<String>, Vec<Duration>), String> {
         let mut answers = Vec::new();
         let mut times = Vec::new();
         for offer in offers {
@@ -156,7 +182,10 @@ impl RtpengineControl {
                 ("to-tag", Value::text_of("callee")),
                 ("sdp", Value::text_of(&plain)),
             ])?;
-            let sdp = reply.get("sdp").and_then(Value::text).ok_or("rtpengine: no SDP")?;
+            let sdp = reply
+                .get("sdp")
+                .and_then(Value::text)
+                .ok_or("rtpengine: no SDP")?;
             answers.push(bundled(sdp));
             times.push(started.elapsed());
             self.calls.push(call);

@@ -158,6 +158,10 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// A system under test, running.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "two of them at most exist, one at a time"
+)]
 enum System {
     Gateway(GatewayProcess, Option<GatewayControl>),
     Rtpengine(Child, RtpengineControl),
@@ -215,13 +219,29 @@ async fn start(system: &str, sip_port: u16, echo: SocketAddr) -> Result<System, 
             let child = Process::new(require("taskset", "util-linux"))
                 .args(["-c", "0"])
                 .arg(require("rtpengine", "rtpengine-daemon"))
-                .args(["--interface=127.0.0.1", "--table=-1", "--foreground", "--log-stderr"])
+                .args([
+                    "--interface=127.0.0.1",
+                    "--table=-1",
+                    "--foreground",
+                    "--log-stderr",
+                ])
                 .arg(format!("--listen-ng={ng}"))
                 .args(["--port-min=40000", "--port-max=49999", "--no-fallback"])
-                .arg(format!("--log-level={}", if std::env::var_os("RTPENGINE_LOG").is_some() { 7 } else { 3 }))
+                .arg(format!(
+                    "--log-level={}",
+                    if std::env::var_os("RTPENGINE_LOG").is_some() {
+                        7
+                    } else {
+                        3
+                    }
+                ))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(if std::env::var_os("RTPENGINE_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
+                .stderr(if std::env::var_os("RTPENGINE_LOG").is_some() {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                })
                 .spawn()?;
             let control = RtpengineControl::new(ng, echo)?;
             // Wait until it answers the control protocol.
@@ -320,7 +340,10 @@ async fn ramp(
             step.memory_per_call_kib
         );
         if step.loss > 0.5 {
-            println!("    ({} RTP/RTCP datagrams reached the peers)", report.datagrams);
+            println!(
+                "    ({} RTP/RTCP datagrams reached the peers)",
+                report.datagrams
+            );
         }
         let passes = step.passes();
         run.steps.push(step);
@@ -353,7 +376,10 @@ fn zero_line(echo: SocketAddr) -> Result<(f64, f64), Error> {
         std::thread::sleep(Duration::from_millis(20).saturating_sub(sent.elapsed()));
     }
     let _ = started;
-    Ok((percentile(&mut rtts, 0.5) / 1000.0, percentile(&mut rtts, 0.99) / 1000.0))
+    Ok((
+        percentile(&mut rtts, 0.5) / 1000.0,
+        percentile(&mut rtts, 0.99) / 1000.0,
+    ))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -381,7 +407,14 @@ async fn main() -> Result<(), Error> {
         .arg(data_dir().join("sipp/uas_answer.xml"))
         .args(["-i", "127.0.0.1", "-p", &sip_port.to_string()])
         .args(["-mp", &free_port().to_string(), "-nostdin", "-m", "1000000"])
-        .args(["-key", "echo_ip", "127.0.0.1", "-key", "echo_port", &echo.port().to_string()])
+        .args([
+            "-key",
+            "echo_ip",
+            "127.0.0.1",
+            "-key",
+            "echo_port",
+            &echo.port().to_string(),
+        ])
         .current_dir(std::env::temp_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -400,7 +433,9 @@ async fn main() -> Result<(), Error> {
 
     drop(zero_socket);
     let (zero_p50, zero_p99) = zero_line(echo)?;
-    println!("zero line (the reflector alone): round trip p50 {zero_p50:.3} ms, p99 {zero_p99:.3} ms");
+    println!(
+        "zero line (the reflector alone): round trip p50 {zero_p50:.3} ms, p99 {zero_p99:.3} ms"
+    );
 
     let mut runs: Vec<Run> = Vec::new();
     for rep in 0..args.reps {
@@ -432,7 +467,21 @@ async fn main() -> Result<(), Error> {
 
     report(&runs, &systems, zero_p50, zero_p99, &mut setup, &args);
     if let Some(path) = &args.svg {
-        svg::write(path, &runs.iter().map(|run| (run.system, run.steps.iter().map(|s| (s.calls, s.cpu_percent, 100.0 * s.loss)).collect())).collect::<Vec<_>>())?;
+        svg::write(
+            path,
+            &runs
+                .iter()
+                .map(|run| {
+                    (
+                        run.system,
+                        run.steps
+                            .iter()
+                            .map(|s| (s.calls, s.cpu_percent, 100.0 * s.loss))
+                            .collect(),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )?;
         println!("plot: {}", path.display());
     }
     generator.send(Command::Quit);
@@ -442,18 +491,37 @@ async fn main() -> Result<(), Error> {
     Ok(())
 }
 
-fn report(runs: &[Run], systems: &[&'static str], zero_p50: f64, zero_p99: f64, setup: &mut [u32], args: &Args) {
+fn report(
+    runs: &[Run],
+    systems: &[&'static str],
+    zero_p50: f64,
+    zero_p99: f64,
+    setup: &mut [u32],
+    args: &Args,
+) {
     println!();
-    println!("medians of {} runs (fixed load = {} calls)", args.reps, args.steps.split(',').next().unwrap_or("?"));
+    println!(
+        "medians of {} runs (fixed load = {} calls)",
+        args.reps,
+        args.steps.split(',').next().unwrap_or("?")
+    );
     let mut table: Vec<(&str, [f64; 6])> = Vec::new();
     for system in systems {
         let runs: Vec<&Run> = runs.iter().filter(|run| run.system == *system).collect();
-        let first = |f: &dyn Fn(&Step) -> f64| median(runs.iter().filter_map(|run| run.steps.first().map(f)).collect());
+        let first = |f: &dyn Fn(&Step) -> f64| {
+            median(
+                runs.iter()
+                    .filter_map(|run| run.steps.first().map(f))
+                    .collect(),
+            )
+        };
         let cpu = first(&|step| step.cpu_per_1000_ms);
         let memory = first(&|step| step.memory_per_call_kib);
         let generator = first(&|step| step.generator_percent);
         let max = median(runs.iter().map(|run| run.max_calls() as f64).collect());
-        let at_80 = |f: &dyn Fn(&Step) -> f64| median(runs.iter().filter_map(|run| run.at_80().map(f)).collect());
+        let at_80 = |f: &dyn Fn(&Step) -> f64| {
+            median(runs.iter().filter_map(|run| run.at_80().map(f)).collect())
+        };
         let p50 = (at_80(&|step| step.rtt_p50_ms) - zero_p50).max(0.0) / 2.0;
         let p99 = (at_80(&|step| step.rtt_p99_ms) - zero_p99).max(0.0) / 2.0;
         println!(

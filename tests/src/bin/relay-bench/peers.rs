@@ -3,12 +3,12 @@
 //! at 50 per second, carrying its send time and a sequence number, and measures what comes
 //! back: loss, round-trip time, interarrival jitter.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
@@ -134,7 +134,9 @@ pub(crate) fn run(
                 }
                 continue;
             }
-            let Some(Some(peer)) = peers.get_mut(token.0) else { continue };
+            let Some(Some(peer)) = peers.get_mut(token.0) else {
+                continue;
+            };
             loop {
                 match peer.socket.recv_from(&mut buffer) {
                     Ok((length, source)) => {
@@ -142,7 +144,9 @@ pub(crate) fn run(
                             report.datagrams += 1;
                         }
                         let now = Instant::now();
-                        if let Ok(receive) = Receive::new(Protocol::Udp, source, peer.local, &buffer[..length]) {
+                        if let Ok(receive) =
+                            Receive::new(Protocol::Udp, source, peer.local, &buffer[..length])
+                        {
                             let _ = peer.rtc.handle_input(Input::Receive(now, receive));
                         }
                     }
@@ -178,7 +182,11 @@ pub(crate) fn run(
                     sending = on;
                     let now = Instant::now();
                     let count = peers.len().max(1) as u32;
-                    for (index, peer) in peers.iter_mut().enumerate().filter_map(|(i, p)| p.as_mut().map(|p| (i, p))) {
+                    for (index, peer) in peers
+                        .iter_mut()
+                        .enumerate()
+                        .filter_map(|(i, p)| p.as_mut().map(|p| (i, p)))
+                    {
                         // Spread the peers over the 20 ms period.
                         peer.next_send = now + Duration::from_secs(1) / RATE * index as u32 / count;
                         timers.push(Reverse((peer.next_send, index)));
@@ -216,7 +224,9 @@ pub(crate) fn run(
                 break;
             }
             timers.pop();
-            let Some(Some(peer)) = peers.get_mut(id) else { continue };
+            let Some(Some(peer)) = peers.get_mut(id) else {
+                continue;
+            };
             let send_due = sending && peer.connected && peer.next_send <= now;
             let timer_due = peer.timer.is_some_and(|timer| timer <= now);
             if !send_due && !timer_due {
@@ -251,7 +261,9 @@ fn drain(
     loop {
         match peer.rtc.poll_output() {
             Ok(Output::Transmit(transmit)) => {
-                let _ = peer.socket.send_to(&transmit.contents, transmit.destination);
+                let _ = peer
+                    .socket
+                    .send_to(&transmit.contents, transmit.destination);
             }
             Ok(Output::Timeout(at)) => {
                 // One live timer per peer: a new one only when the deadline moves earlier.
@@ -263,12 +275,15 @@ fn drain(
             }
             Ok(Output::Event(event)) => match event {
                 Event::Connected => peer.connected = true,
-                Event::RtpPacket(packet) => {
-                    if packet.payload.len() >= 16 {
+                Event::RtpPacket(packet) if packet.payload.len() >= 16 => {
+                    {
                         let mut sent = [0u8; 8];
                         sent.copy_from_slice(&packet.payload[8..16]);
                         let sent = u64::from_be_bytes(sent);
-                        let now = packet.timestamp.saturating_duration_since(started).as_micros() as u64;
+                        let now = packet
+                            .timestamp
+                            .saturating_duration_since(started)
+                            .as_micros() as u64;
                         report.received += 1;
                         report.rtts.push(now.saturating_sub(sent) as u32);
                         // Jitter of the arrival against the 20 ms send rhythm (RFC 3550 A.8).
@@ -296,7 +311,8 @@ impl Peer {
         let mut config = RtcConfig::new().clear_codecs().set_rtp_mode(true);
         config.codec_config().enable_pcmu(true, false);
         let mut rtc = config.build(Instant::now());
-        let candidate = Candidate::host(local, "udp").map_err(|e| std::io::Error::other(e.to_string()))?;
+        let candidate =
+            Candidate::host(local, "udp").map_err(|e| std::io::Error::other(e.to_string()))?;
         rtc.add_local_candidate(candidate);
         let mut api = rtc.sdp_api();
         let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
@@ -325,7 +341,8 @@ impl Peer {
     }
 
     fn accept(&mut self, sdp: &str) {
-        let (Some(pending), Ok(answer)) = (self.pending.take(), SdpAnswer::from_sdp_string(sdp)) else {
+        let (Some(pending), Ok(answer)) = (self.pending.take(), SdpAnswer::from_sdp_string(sdp))
+        else {
             return;
         };
         if let Err(error) = self.rtc.sdp_api().accept_answer(pending, answer) {
@@ -352,7 +369,13 @@ impl Peer {
             return;
         };
         let pt = stream_pt();
-        stream.write_rtp(RtpWrite::new(pt.into(), SeqNo::from(self.seq), self.timestamp, now, &payload[..]));
+        stream.write_rtp(RtpWrite::new(
+            pt.into(),
+            SeqNo::from(self.seq),
+            self.timestamp,
+            now,
+            &payload[..],
+        ));
         self.seq += 1;
         self.timestamp = self.timestamp.wrapping_add(8000 / RATE);
     }

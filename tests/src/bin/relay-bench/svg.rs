@@ -31,12 +31,23 @@ pub(crate) fn write(path: &Path, runs: &Series<'_>) -> std::io::Result<()> {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r##"<rect width="100%" height="100%" fill="#fff"/>"##);
-    for (panel, (title, max, index)) in [("CPU of the system under test (% of one core)", max_cpu, 1usize), ("Packet loss (%)", max_loss, 2)]
-        .into_iter()
-        .enumerate()
+    for (panel, (title, max, index)) in [
+        (
+            "CPU of the system under test (% of one core)",
+            max_cpu,
+            1usize,
+        ),
+        ("Packet loss (%)", max_loss, 2),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let y0 = top + panel as f64 * (plot_h + 80.0);
-        let _ = writeln!(svg, r#"<text x="{left}" y="{}" font-weight="bold">{title}</text>"#, y0 - 10.0);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{left}" y="{}" font-weight="bold">{title}</text>"#,
+            y0 - 10.0
+        );
         let _ = writeln!(
             svg,
             r##"<rect x="{left}" y="{y0}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/>"##
@@ -44,13 +55,26 @@ pub(crate) fn write(path: &Path, runs: &Series<'_>) -> std::io::Result<()> {
         for tick in 0..=4 {
             let value = max * f64::from(tick) / 4.0;
             let y = y0 + plot_h - plot_h * f64::from(tick) / 4.0;
-            let _ = writeln!(svg, r#"<text x="{}" y="{}" text-anchor="end">{value:.1}</text>"#, left - 6.0, y + 4.0);
-            let _ = writeln!(svg, r##"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" stroke="#eee"/>"##, left + plot_w);
+            let _ = writeln!(
+                svg,
+                r#"<text x="{}" y="{}" text-anchor="end">{value:.1}</text>"#,
+                left - 6.0,
+                y + 4.0
+            );
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" stroke="#eee"/>"##,
+                left + plot_w
+            );
         }
         for tick in 0..=4 {
             let calls = max_calls * f64::from(tick) / 4.0;
             let x = left + plot_w * f64::from(tick) / 4.0;
-            let _ = writeln!(svg, r#"<text x="{x}" y="{}" text-anchor="middle">{calls:.0}</text>"#, y0 + plot_h + 16.0);
+            let _ = writeln!(
+                svg,
+                r#"<text x="{x}" y="{}" text-anchor="middle">{calls:.0}</text>"#,
+                y0 + plot_h + 16.0
+            );
         }
         let _ = writeln!(
             svg,
@@ -59,7 +83,11 @@ pub(crate) fn write(path: &Path, runs: &Series<'_>) -> std::io::Result<()> {
             y0 + plot_h + 34.0
         );
         for (system, points) in runs {
-            let colour = if *system == "gateway" { "#1f5fbf" } else { "#e07b00" };
+            let colour = if *system == "gateway" {
+                "#1f5fbf"
+            } else {
+                "#e07b00"
+            };
             let coordinates: Vec<String> = points
                 .iter()
                 .map(|point| {
@@ -77,10 +105,29 @@ pub(crate) fn write(path: &Path, runs: &Series<'_>) -> std::io::Result<()> {
         }
     }
     let legend_y = height - 20.0;
-    let _ = writeln!(svg, r##"<line x1="{left}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="#1f5fbf" stroke-width="3"/>"##, left + 30.0);
-    let _ = writeln!(svg, r#"<text x="{}" y="{}">sylkrtc-gateway</text>"#, left + 36.0, legend_y + 4.0);
-    let _ = writeln!(svg, r##"<line x1="{}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="#e07b00" stroke-width="3"/>"##, left + 170.0, left + 200.0);
-    let _ = writeln!(svg, r#"<text x="{}" y="{}">rtpengine (userspace)</text>"#, left + 206.0, legend_y + 4.0);
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{left}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="#1f5fbf" stroke-width="3"/>"##,
+        left + 30.0
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}">sylkrtc-gateway</text>"#,
+        left + 36.0,
+        legend_y + 4.0
+    );
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="#e07b00" stroke-width="3"/>"##,
+        left + 170.0,
+        left + 200.0
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}">rtpengine (userspace)</text>"#,
+        left + 206.0,
+        legend_y + 4.0
+    );
     svg.push_str("</svg>\n");
     std::fs::write(path, svg)
 }
