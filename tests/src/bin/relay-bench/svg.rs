@@ -24,7 +24,7 @@ pub(crate) fn write(path: &Path, runs: &Series<'_>) -> std::io::Result<()> {
         .flat_map(|(_, points)| points.iter().map(|p| p.2))
         .fold(2.0_f64, f64::max)
         .ceil();
-    let (width, height, left, top, plot_w, plot_h) = (720.0, 560.0, 70.0, 40.0, 600.0, 190.0);
+    let (width, height, left, top, plot_w, plot_h) = (720.0, 590.0, 70.0, 40.0, 600.0, 190.0);
     let mut svg = String::new();
     let _ = writeln!(
         svg,
