@@ -141,7 +141,13 @@ pub fn read_wav(path: &std::path::Path) -> std::io::Result<(Vec<i16>, u32)> {
             ]);
         }
         if id == b"data" {
-            let end = (body + size).min(data.len());
+            // A writer that has not closed its file yet leaves the size 0 (or a
+            // placeholder): what is on disk is then the data read so far.
+            let end = if size == 0 || size == u32::MAX as usize {
+                data.len()
+            } else {
+                (body + size).min(data.len())
+            };
             let samples = data[body..end]
                 .chunks_exact(2)
                 .map(|pair| i16::from_le_bytes([pair[0], pair[1]]))

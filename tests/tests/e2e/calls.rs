@@ -329,6 +329,7 @@ async fn bob_calls_the_browser_which_answers_and_bob_hangs_up() {
         state(&mut setup.client, &session).await,
         SessionState::Terminated { .. }
     ));
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
     let (tone, seconds) = bob.received_tone().expect("bob's recording");
     assert!(seconds > 1.0, "bob heard {seconds} s");
     assert_eq!(tone, 440.0);

@@ -207,6 +207,7 @@ async fn a_browser_and_a_softphone_call_each_other_through_the_gateway_alone() {
         matches!(state, SessionState::Terminated { .. })
     })
     .await;
+    assert!(carol.wait_for("CALL_CLOSED", 2, WAIT).await);
     assert_eq!(carol.received_tone().expect("carol's recording").0, 440.0);
     browser.close().await;
 }

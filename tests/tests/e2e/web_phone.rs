@@ -96,6 +96,7 @@ async fn the_page_calls_bob_and_bob_calls_the_page() {
     assert!(near(heard, BOB_TONE), "the page hears {heard} Hz");
     bob.command("hangup", "");
     page.wait_text("#last-call", "ended").await;
+    assert!(bob.wait_for("CALL_CLOSED", 2, WAIT).await);
     assert_eq!(bob.received_tone().expect("bob's recording").0, PAGE_TONE);
     page.close().await;
     setup.assert_nothing_left().await;
