@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::{Codec as WebRtcCodec, FormatParams};
 use str0m::media::{Direction as WebRtcDirection, Frequency, MediaKind, Mid};
+use str0m::rtp::Extension;
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use crate::codec::{Codec, Format, Payload};
@@ -224,6 +225,8 @@ pub struct Relay {
     last_sip_rtp: Instant,
     last_browser_rtp: Instant,
     last_stun: Instant,
+    /// The latest time the relay was given (by a datagram or a timeout).
+    now: Instant,
     /// When the silence checks run next.
     next_check: Instant,
     connected: bool,
@@ -270,6 +273,7 @@ impl Relay {
             last_sip_rtp: now,
             last_browser_rtp: now,
             last_stun: now,
+            now,
             next_check: now + Duration::from_secs(1),
             connected: false,
             failed: false,
@@ -741,8 +745,18 @@ const SEND_BUFFER_AUDIO: usize = 4;
 
 /// A str0m peer for the browser leg: ICE-lite with one host candidate at the advertised
 /// address, RTP mode, and exactly the given payloads.
+///
+/// Its header extensions are str0m's standard ones without the two that only feed bandwidth
+/// estimation (transport-wide sequence numbers and abs-send-time): the relay estimates nothing,
+/// and transport-cc would cost a feedback packet each way every 100 ms or so per call.
 fn build_rtc(now: Instant, config: &RelayConfig, payloads: &[Payload]) -> Result<Rtc> {
     let mut rtc_config = RtcConfig::new()
+        .clear_extension_map()
+        .set_extension(1, Extension::AudioLevel)
+        .set_extension(4, Extension::RtpMid)
+        .set_extension(10, Extension::RtpStreamId)
+        .set_extension(11, Extension::RepairedRtpStreamId)
+        .set_extension(13, Extension::VideoOrientation)
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .set_send_buffer_audio(SEND_BUFFER_AUDIO)
