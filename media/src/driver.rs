@@ -107,6 +107,9 @@ impl BrowserPort {
     }
 }
 
+/// How many datagrams the demultiplexer reads before it lets the calls run.
+const YIELD_EVERY: usize = 8;
+
 /// Routes the shared port's datagrams: STUN by the local ufrag of its USERNAME, the rest by the
 /// source address a STUN check came from.
 async fn demultiplex(
@@ -118,7 +121,16 @@ async fn demultiplex(
     let mut addresses: HashMap<SocketAddr, u64> = HashMap::new();
     let mut senders: HashMap<u64, mpsc::Sender<Datagram>> = HashMap::new();
     let mut buffer = BytesMut::with_capacity(64 * 1024);
+    let mut streak = 0;
     loop {
+        // Every datagram wakes a call task, which runs after this one yields: reading a long
+        // run in one go (up to the runtime's budget of 128) would hold the first call's packet
+        // until the whole run is read, and delay the SIP side's packets behind it as well.
+        streak += 1;
+        if streak == YIELD_EVERY {
+            streak = 0;
+            tokio::task::yield_now().await;
+        }
         if buffer.capacity() < 2048 {
             buffer.reserve(64 * 1024);
         }
