@@ -75,6 +75,8 @@ struct Step {
     /// The generator's CPU, in % of a core.
     generator_percent: f64,
     memory_per_call_kib: f64,
+    /// RTP and RTCP datagrams that reached the peers.
+    datagrams: u64,
 }
 
 impl Step {
@@ -237,11 +239,8 @@ async fn start(system: &str, sip_port: u16, echo: SocketAddr) -> Result<System, 
                 ))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(if std::env::var_os("RTPENGINE_LOG").is_some() {
-                    Stdio::inherit()
-                } else {
-                    Stdio::null()
-                })
+                // Errors (level 3) show, so that a crash under load says why.
+                .stderr(Stdio::inherit())
                 .spawn()?;
             let control = RtpengineControl::new(ng, echo)?;
             // Wait until it answers the control protocol.
@@ -305,26 +304,13 @@ async fn ramp(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         generator.send(Command::Sending(true));
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let _ = generator.report();
-        let cpu_before = cpu_seconds(pid)?;
-        let measured = Instant::now();
-        tokio::time::sleep(Duration::from_secs(seconds)).await;
-        let mut report = generator.report();
-        let cpu = cpu_seconds(pid)? - cpu_before;
-        let wall = measured.elapsed().as_secs_f64();
-        let relayed = 2.0 * report.received as f64;
-        let step = Step {
-            calls,
-            connected: report.connected,
-            loss: 1.0 - report.received as f64 / (report.sent.max(1)) as f64,
-            jitter_p99_ms: percentile(&mut report.jitters, 0.99) / 1000.0,
-            rtt_p50_ms: percentile(&mut report.rtts, 0.50) / 1000.0,
-            rtt_p99_ms: percentile(&mut report.rtts, 0.99) / 1000.0,
-            cpu_percent: 100.0 * cpu / wall,
-            cpu_per_1000_ms: 1e6 * cpu / relayed.max(1.0),
-            generator_percent: 100.0 * report.cpu / wall,
-            memory_per_call_kib: (rss_kib(pid)?.saturating_sub(rss_idle)) as f64 / calls as f64,
+        // A system that dies under load ends its ramp; the steps it passed still count.
+        let step = match measure(generator, pid, calls, seconds, rss_idle).await {
+            Ok(step) => step,
+            Err(error) => {
+                println!("  {name}: stopped at {calls} calls: {error}");
+                break;
+            }
         };
         println!(
             "  {name:9} {:4} calls ({} up): loss {:.2}%, jitter p99 {:.2} ms, rtt p50/p99 {:.2}/{:.2} ms, CPU {:.1}% ({:.1} ms per 1,000 packets), generator {:.1}%, {:.0} KiB/call",
@@ -342,7 +328,7 @@ async fn ramp(
         if step.loss > 0.5 {
             println!(
                 "    ({} RTP/RTCP datagrams reached the peers)",
-                report.datagrams
+                step.datagrams
             );
         }
         let passes = step.passes();
@@ -355,6 +341,38 @@ async fn ramp(
     generator.send(Command::Clear);
     system.stop().await;
     Ok(run)
+}
+
+/// Measures one step: `seconds` of traffic after 3 s of settling.
+async fn measure(
+    generator: &Generator,
+    pid: u32,
+    calls: usize,
+    seconds: u64,
+    rss_idle: u64,
+) -> Result<Step, Error> {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = generator.report();
+    let cpu_before = cpu_seconds(pid)?;
+    let measured = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let mut report = generator.report();
+    let cpu = cpu_seconds(pid)? - cpu_before;
+    let wall = measured.elapsed().as_secs_f64();
+    let relayed = 2.0 * report.received as f64;
+    Ok(Step {
+        calls,
+        connected: report.connected,
+        loss: 1.0 - report.received as f64 / (report.sent.max(1)) as f64,
+        jitter_p99_ms: percentile(&mut report.jitters, 0.99) / 1000.0,
+        rtt_p50_ms: percentile(&mut report.rtts, 0.50) / 1000.0,
+        rtt_p99_ms: percentile(&mut report.rtts, 0.99) / 1000.0,
+        cpu_percent: 100.0 * cpu / wall,
+        cpu_per_1000_ms: 1e6 * cpu / relayed.max(1.0),
+        generator_percent: 100.0 * report.cpu / wall,
+        memory_per_call_kib: (rss_kib(pid)?.saturating_sub(rss_idle)) as f64 / calls as f64,
+        datagrams: report.datagrams,
+    })
 }
 
 /// The round trip through sipp's echo port alone: the zero line of latency.
@@ -543,6 +561,34 @@ fn report(
             ratio(gateway[3], rtpengine[3]),
             ratio(gateway[4], rtpengine[4])
         );
+        // Each system's own 80% point may be a different load: compare one load as well, the
+        // step nearest 80% of the smaller maximum.
+        let target = 0.8 * gateway[1].min(rtpengine[1]);
+        let load = args
+            .steps
+            .split(',')
+            .filter_map(|step| step.trim().parse::<usize>().ok())
+            .min_by(|a, b| {
+                (*a as f64 - target)
+                    .abs()
+                    .total_cmp(&(*b as f64 - target).abs())
+            });
+        if let Some(load) = load {
+            let added_p99 = |system: &str| {
+                let rtts = runs
+                    .iter()
+                    .filter(|run| run.system == system)
+                    .filter_map(|run| run.steps.iter().find(|step| step.calls == load))
+                    .map(|step| step.rtt_p99_ms)
+                    .collect();
+                (median(rtts) - zero_p99).max(0.0) / 2.0
+            };
+            let (ours, theirs) = (added_p99("gateway"), added_p99("rtpengine"));
+            println!(
+                "added one-way latency p99 at {load} calls for both: gateway {ours:.3} ms, rtpengine {theirs:.3} ms, ratio {:.2}",
+                ratio(ours, theirs)
+            );
+        }
     }
     if !setup.is_empty() {
         println!(
