@@ -4,10 +4,7 @@
 //! The task owns everything the call holds (the relay, the SIP leg's ports, its claim on the
 //! shared browser port), so that whatever ends it (a hang-up, a failure, the connection going
 //! away) releases all of it. It never waits on the connection: its events go to the
-//! connection's handler through an unbounded queue, in order. The relay itself sits in a
-//! [`leg::Leg`] that the browser port's task drives for the browser's datagrams.
-
-mod leg;
+//! connection's handler through an unbounded queue, in order.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,8 +12,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use media::driver::Route;
-use media::{Relay, RelayConfig};
+use media::driver::{Datagram, PortPair, Route};
+use media::{Output as MediaOutput, Relay, RelayConfig};
 use protocol::{AccountEvent, Event, Party, SessionEvent, SessionState};
 use sip::call::CallEvent;
 use sip::driver::{CallCommand, CallHandle, IncomingCall, OutgoingCall, SipEvent};
@@ -27,9 +24,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::connection::{Incoming, Notice, SessionCommand, StartCall};
 use crate::metrics::Gauge;
 use crate::server::Shared;
-use leg::Leg;
-use media::driver::BrowserLeg;
 
+/// Datagrams from the browser waiting for the call's task; past it they are dropped.
+const BROWSER_QUEUE: usize = 512;
 /// How many more datagrams are read from the SIP leg's socket once it is readable.
 const BATCH: usize = 32;
 
@@ -124,10 +121,13 @@ struct Call {
     sip_over: bool,
     call_id: Option<String>,
     originator: Option<Party>,
-    /// The relay and the SIP leg's ports.
-    leg: Arc<Leg>,
+    relay: Option<Relay>,
+    ports: Option<PortPair>,
     route: Option<Route>,
-    /// When an unanswered call stops ringing.
+    browser_tx: mpsc::Sender<Datagram>,
+    browser_rx: Option<mpsc::Receiver<Datagram>>,
+    /// When the relay wants its timer, and when an unanswered call stops ringing.
+    relay_deadline: Option<std::time::Instant>,
     ring_deadline: Option<Instant>,
     /// Early media was given to the browser: the answer has no SDP for it.
     early: bool,
@@ -142,7 +142,7 @@ impl Call {
         reports: mpsc::UnboundedSender<(String, Report)>,
         incoming: bool,
     ) -> Call {
-        let leg = Arc::new(Leg::new(shared.media.browser.socket().clone()));
+        let (browser_tx, browser_rx) = mpsc::channel(BROWSER_QUEUE);
         let gauge = shared.metrics.call_started();
         Call {
             shared,
@@ -158,8 +158,12 @@ impl Call {
             sip_over: false,
             call_id: None,
             originator: None,
-            leg,
+            relay: None,
+            ports: None,
             route: None,
+            browser_tx,
+            browser_rx: Some(browser_rx),
+            relay_deadline: None,
             ring_deadline: None,
             early: false,
             _gauges: vec![gauge],
@@ -197,7 +201,7 @@ impl Call {
             .map_err(|error| format!("503 Service Unavailable ({error})"))?
             .port();
         self._gauges.push(self.shared.metrics.ports_taken());
-        self.leg.set_ports(pair);
+        self.ports = Some(pair);
         Ok(RelayConfig {
             browser: media.browser_addr,
             sip_rtp: SocketAddr::new(media.advertised, port),
@@ -217,10 +221,13 @@ impl Call {
         if self.route.is_some() {
             return;
         }
-        let ufrag = self.leg.lock().relay.as_mut().and_then(Relay::ice_ufrag);
-        if let Some(ufrag) = ufrag {
-            let leg: Arc<dyn BrowserLeg> = self.leg.clone();
-            self.route = Some(self.shared.media.browser.register(ufrag, leg));
+        if let Some(ufrag) = self.relay.as_mut().and_then(Relay::ice_ufrag) {
+            self.route = Some(
+                self.shared
+                    .media
+                    .browser
+                    .register(ufrag, self.browser_tx.clone()),
+            );
         }
     }
 
@@ -235,7 +242,7 @@ impl Call {
                 media::Error::NoCommonCodec(reason) => reason,
                 other => format!("488 Not Acceptable Here ({other})"),
             })?;
-        self.leg.lock().relay = Some(relay);
+        self.relay = Some(relay);
         let call_id = uuid::Uuid::new_v4().simple().to_string();
         info!(uri = %start.uri, %call_id, "calling");
         self.call_id = Some(call_id.clone());
@@ -315,7 +322,7 @@ impl Call {
                 return false;
             }
         };
-        self.leg.lock().relay = Some(relay);
+        self.relay = Some(relay);
         self.claim_browser_port();
         let prefixes: Vec<String> = incoming
             .header_prefixes
@@ -364,34 +371,40 @@ impl Call {
     ) {
         let mut rtp_buffer = vec![0u8; 2048];
         let mut rtcp_buffer = vec![0u8; 1500];
-        let leg = self.leg.clone();
-        let Some(ports) = leg.ports() else {
+        let (Some(ports), Some(mut browser_rx)) = (self.ports.take(), self.browser_rx.take())
+        else {
             return;
         };
-        self.drain();
-        // One timer for the relay, moved only when its deadline comes earlier: a new timer per
+        self.drain(&ports);
+        // One timer for the relay, moved only when its deadline changes: a new timer per
         // packet would cost a timer-wheel insertion and removal each time.
         let far = Instant::now() + std::time::Duration::from_secs(86_400);
         let relay_timer = tokio::time::sleep_until(far);
         tokio::pin!(relay_timer);
+        let mut armed: Option<std::time::Instant> = None;
         while self.phase != Phase::Over {
+            // The timer only ever moves earlier: a later deadline lets it fire early, which
+            // costs one spare poll of the relay, instead of a timer-wheel update per packet.
+            if let Some(deadline) = self.relay_deadline
+                && armed.is_none_or(|armed| deadline < armed)
             {
-                // A later deadline lets the timer fire early, which costs one spare poll of
-                // the relay, instead of a timer-wheel update per packet.
-                let mut state = leg.lock();
-                if let Some(deadline) = state.deadline
-                    && state.armed.is_none_or(|armed| deadline < armed)
-                {
-                    state.armed = Some(deadline);
-                    relay_timer.as_mut().reset(Instant::from_std(deadline));
-                }
+                armed = Some(deadline);
+                relay_timer.as_mut().reset(Instant::from_std(deadline));
             }
-            // Media first: it is what arrives 50 times a second; signalling waits a packet.
+            // Media first: it is what arrives 100 times a second; signalling waits a packet.
             tokio::select! {
                 biased;
+                Some(datagram) = browser_rx.recv() => {
+                    if let Some(relay) = &mut self.relay {
+                        relay.handle_browser(datagram.at, datagram.source, &datagram.data);
+                        // Whatever else is queued goes through before the output is polled.
+                        while let Ok(datagram) = browser_rx.try_recv() {
+                            relay.handle_browser(datagram.at, datagram.source, &datagram.data);
+                        }
+                    }
+                }
                 received = ports.rtp.recv_from(&mut rtp_buffer) => {
-                    let mut state = leg.lock();
-                    if let (Ok((length, source)), Some(relay)) = (received, &mut state.relay) {
+                    if let (Ok((length, source)), Some(relay)) = (received, &mut self.relay) {
                         let now = std::time::Instant::now();
                         relay.handle_sip(now, source, &rtp_buffer[..length], false);
                         for _ in 0..BATCH {
@@ -403,17 +416,14 @@ impl Call {
                     }
                 }
                 received = ports.rtcp.recv_from(&mut rtcp_buffer) => {
-                    if let (Ok((length, source)), Some(relay)) = (received, &mut leg.lock().relay) {
+                    if let (Ok((length, source)), Some(relay)) = (received, &mut self.relay) {
                         relay.handle_sip(std::time::Instant::now(), source, &rtcp_buffer[..length], true);
                     }
                 }
-                // The browser port's task relayed a datagram and left an event or an earlier
-                // deadline: the drain below takes them.
-                () = leg.notified() => {}
                 () = &mut relay_timer => {
-                    let mut state = leg.lock();
-                    state.armed = None;
-                    if let Some(relay) = &mut state.relay {
+                    armed = None;
+                    self.relay_deadline = None;
+                    if let Some(relay) = &mut self.relay {
                         relay.handle_timeout(std::time::Instant::now());
                     }
                 }
@@ -429,33 +439,46 @@ impl Call {
                 },
                 () = sleep_until(self.ring_deadline) => self.ring_timeout(),
             }
-            self.drain();
+            self.drain(&ports);
         }
-        // The browser port's task no longer relays for this call.
-        self.route = None;
-        if let Some(relay) = &mut leg.lock().relay {
+        if let Some(relay) = &mut self.relay {
             // DTLS close_notify and the last RTCP go out.
             relay.close();
         }
-        self.drain();
+        self.drain(&ports);
         debug!("call task ended");
     }
 
     /// Sends what the relay has for the network and handles its events.
-    fn drain(&mut self) {
+    fn drain(&mut self, ports: &PortPair) {
+        let Some(relay) = &mut self.relay else {
+            return;
+        };
+        let browser = self.shared.media.browser.socket();
+        loop {
+            // Sends never wait: a full socket buffer drops the datagram, as the network would.
+            match relay.poll_output() {
+                MediaOutput::Browser { destination, data } => {
+                    let _ = browser.try_send_to(data, destination);
+                }
+                MediaOutput::SipRtp { destination, data } => {
+                    let _ = ports.rtp.try_send_to(data, destination);
+                }
+                MediaOutput::SipRtcp { destination, data } => {
+                    let _ = ports.rtcp.try_send_to(data, destination);
+                }
+                MediaOutput::Timeout(at) => {
+                    self.relay_deadline = Some(at);
+                    break;
+                }
+            }
+        }
         let mut failed = None;
         let mut connected = false;
-        {
-            let mut state = self.leg.lock();
-            self.leg.flush(&mut state);
-            let Some(relay) = &mut state.relay else {
-                return;
-            };
-            while let Some(event) = relay.poll_event() {
-                match event {
-                    media::Event::Connected => connected = true,
-                    media::Event::Failed(reason) => failed = Some(reason),
-                }
+        while let Some(event) = relay.poll_event() {
+            match event {
+                media::Event::Connected => connected = true,
+                media::Event::Failed(reason) => failed = Some(reason),
             }
         }
         if connected && self.phase != Phase::Over {
@@ -499,14 +522,8 @@ impl Call {
         if self.phase != Phase::Ringing {
             return;
         }
-        let accepted = {
-            let mut state = self.leg.lock();
-            let Some(relay) = &mut state.relay else {
-                return;
-            };
-            relay.accept_browser_answer(std::time::Instant::now(), sdp)
-        };
-        match accepted {
+        let Some(relay) = &mut self.relay else { return };
+        match relay.accept_browser_answer(std::time::Instant::now(), sdp) {
             Ok(sip_sdp) => {
                 self.sip(CallCommand::Answer {
                     sdp: Bytes::from(sip_sdp),
@@ -563,36 +580,24 @@ impl Call {
             } => self.provisional(code, &reason, sdp),
             CallEvent::Answered { sdp } => self.answered(sdp),
             CallEvent::Confirmed { sdp } => {
-                let refused = sdp.and_then(|sdp| {
-                    let relay = &mut self.leg.lock().relay;
-                    relay.as_mut().and_then(|relay| {
-                        relay
-                            .accept_sip_answer(
-                                std::time::Instant::now(),
-                                &String::from_utf8_lossy(&sdp),
-                            )
-                            .err()
-                    })
-                });
-                if let Some(error) = refused {
+                if let (Some(sdp), Some(relay)) = (sdp, &mut self.relay)
+                    && let Err(error) = relay.accept_sip_answer(
+                        std::time::Instant::now(),
+                        &String::from_utf8_lossy(&sdp),
+                    )
+                {
                     self.hang_up(&format!("the SIP answer cannot be used: {error}"));
                 }
             }
             CallEvent::Offer { sdp } => {
-                let (answer, direction) = {
-                    let mut state = self.leg.lock();
-                    let Some(relay) = &mut state.relay else {
-                        return;
-                    };
-                    let answer = match sdp {
-                        Some(sdp) => relay.answer_sip_offer(&String::from_utf8_lossy(&sdp)),
-                        None => Ok(relay.sip_offer()),
-                    };
-                    (answer, relay.sip_direction())
+                let Some(relay) = &mut self.relay else { return };
+                let answer = match sdp {
+                    Some(sdp) => relay.answer_sip_offer(&String::from_utf8_lossy(&sdp)),
+                    None => Ok(relay.sip_offer()),
                 };
                 match answer {
                     Ok(answer) => {
-                        info!(%direction, "re-INVITE answered");
+                        info!(direction = %relay.sip_direction(), "re-INVITE answered");
                         self.sip(CallCommand::AnswerOffer(Bytes::from(answer)));
                     }
                     Err(error) => {
@@ -605,7 +610,7 @@ impl Call {
                 }
             }
             CallEvent::Answer { sdp } => {
-                if let Some(relay) = &mut self.leg.lock().relay
+                if let Some(relay) = &mut self.relay
                     && let Err(error) = relay.accept_sip_reanswer(&String::from_utf8_lossy(&sdp))
                 {
                     warn!(%error, "the answer to our offer cannot be used");
@@ -630,14 +635,9 @@ impl Call {
             return;
         }
         if let Some(sdp) = sdp {
-            let accepted = {
-                let mut state = self.leg.lock();
-                let Some(relay) = &mut state.relay else {
-                    return;
-                };
-                relay.accept_sip_answer(std::time::Instant::now(), &String::from_utf8_lossy(&sdp))
-            };
-            match accepted {
+            let Some(relay) = &mut self.relay else { return };
+            match relay.accept_sip_answer(std::time::Instant::now(), &String::from_utf8_lossy(&sdp))
+            {
                 Ok(Some(answer)) => {
                     self.early = true;
                     self.claim_browser_port();
@@ -664,20 +664,11 @@ impl Call {
         if self.phase != Phase::Calling {
             return;
         }
-        if self.leg.lock().relay.is_none() {
-            return;
-        }
+        let Some(relay) = &mut self.relay else { return };
         let Some(sdp) = sdp else {
             return self.hang_up("the SIP answer has no SDP");
         };
-        let accepted = {
-            let mut state = self.leg.lock();
-            let Some(relay) = &mut state.relay else {
-                return;
-            };
-            relay.accept_sip_answer(std::time::Instant::now(), &String::from_utf8_lossy(&sdp))
-        };
-        match accepted {
+        match relay.accept_sip_answer(std::time::Instant::now(), &String::from_utf8_lossy(&sdp)) {
             Ok(answer) => {
                 self.phase = Phase::Up;
                 self.claim_browser_port();

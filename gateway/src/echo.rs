@@ -76,9 +76,7 @@ async fn run_browser(
     };
     info!("echo test call");
     let (datagrams_tx, mut datagrams) = mpsc::channel(512);
-    let _route = media
-        .browser
-        .register(echo.ice_ufrag(), Arc::new(datagrams_tx));
+    let _route = media.browser.register(echo.ice_ufrag(), datagrams_tx);
     state(SessionState::Progress);
     state(SessionState::Accepted {
         sdp: Some(answer),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -28,26 +28,12 @@ pub struct Datagram {
     pub data: Bytes,
 }
 
-/// What takes a call's datagrams from the browser port.
-pub trait BrowserLeg: Send + Sync + 'static {
-    /// A datagram from `source`, read at `at`. It runs on the port's task, which reads every
-    /// call's datagrams: it must not block. False when the datagram was dropped.
-    fn receive(&self, at: Instant, source: SocketAddr, data: &[u8]) -> bool;
-}
-
-/// A queue to a task: a full queue drops the datagram.
-impl BrowserLeg for mpsc::Sender<Datagram> {
-    fn receive(&self, at: Instant, source: SocketAddr, data: &[u8]) -> bool {
-        let data = Bytes::copy_from_slice(data);
-        self.try_send(Datagram { source, at, data }).is_ok()
-    }
-}
-
+#[derive(Debug)]
 enum Command {
     Register {
         id: u64,
         ufrag: String,
-        leg: Arc<dyn BrowserLeg>,
+        sender: mpsc::Sender<Datagram>,
     },
     Unregister(u64),
 }
@@ -104,11 +90,11 @@ impl BrowserPort {
         &self.socket
     }
 
-    /// Gives datagrams whose STUN USERNAME starts with `ufrag` (and everything else later from
-    /// the addresses they came from) to `leg`.
-    pub fn register(&self, ufrag: String, leg: Arc<dyn BrowserLeg>) -> Route {
+    /// Sends datagrams whose STUN USERNAME starts with `ufrag` (and everything else later from
+    /// the addresses they came from) to `sender`.
+    pub fn register(&self, ufrag: String, sender: mpsc::Sender<Datagram>) -> Route {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let _ = self.commands.send(Command::Register { id, ufrag, leg });
+        let _ = self.commands.send(Command::Register { id, ufrag, sender });
         Route {
             id,
             commands: self.commands.clone(),
@@ -133,36 +119,39 @@ async fn demultiplex(
 ) {
     let mut ufrags: HashMap<String, u64> = HashMap::new();
     let mut addresses: HashMap<SocketAddr, u64> = HashMap::new();
-    let mut legs: HashMap<u64, Arc<dyn BrowserLeg>> = HashMap::new();
-    let mut buffer = vec![0u8; 64 * 1024];
+    let mut senders: HashMap<u64, mpsc::Sender<Datagram>> = HashMap::new();
+    let mut buffer = BytesMut::with_capacity(64 * 1024);
     let mut streak = 0;
     loop {
-        // A call's leg relays its datagram on this task: reading a long run in one go (up to
-        // the runtime's budget of 128) would hold back the SIP side's packets, whose call
-        // tasks wait behind it.
+        // Every datagram wakes a call task, which runs after this one yields: reading a long
+        // run in one go (up to the runtime's budget of 128) would hold the first call's packet
+        // until the whole run is read, and delay the SIP side's packets behind it as well.
         streak += 1;
         if streak == YIELD_EVERY {
             streak = 0;
             tokio::task::yield_now().await;
         }
+        if buffer.capacity() < 2048 {
+            buffer.reserve(64 * 1024);
+        }
         tokio::select! {
             command = commands.recv() => match command {
-                Some(Command::Register { id, ufrag, leg }) => {
+                Some(Command::Register { id, ufrag, sender }) => {
                     ufrags.insert(ufrag, id);
-                    legs.insert(id, leg);
+                    senders.insert(id, sender);
                 }
                 Some(Command::Unregister(id)) => {
-                    legs.remove(&id);
+                    senders.remove(&id);
                     ufrags.retain(|_, owner| *owner != id);
                     addresses.retain(|_, owner| *owner != id);
                 }
                 None => return,
             },
-            received = socket.recv_from(&mut buffer) => {
+            received = socket.recv_buf_from(&mut buffer) => {
                 let Ok((length, source)) = received else { continue };
-                let data = &buffer[..length];
-                let owner = if is_stun(data) {
-                    let owner = stun_ufrag(data).and_then(|ufrag| ufrags.get(ufrag)).copied();
+                let data = buffer.split_to(length).freeze();
+                let owner = if is_stun(&data) {
+                    let owner = stun_ufrag(&data).and_then(|ufrag| ufrags.get(ufrag)).copied();
                     if let Some(owner) = owner {
                         addresses.insert(source, owner);
                     }
@@ -170,11 +159,12 @@ async fn demultiplex(
                 } else {
                     addresses.get(&source).copied()
                 };
-                let Some(leg) = owner.and_then(|owner| legs.get(&owner)) else {
+                let Some(sender) = owner.and_then(|owner| senders.get(&owner)) else {
                     dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                if !leg.receive(Instant::now(), source, data) {
+                let datagram = Datagram { source, at: Instant::now(), data };
+                if sender.try_send(datagram).is_err() {
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -662,11 +662,6 @@ impl Relay {
         self.sip_direction
     }
 
-    /// Whether [`Relay::poll_event`] has something.
-    pub fn has_events(&self) -> bool {
-        !self.events.is_empty()
-    }
-
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
