@@ -13,6 +13,10 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+mod seeds;
+
+pub use seeds::NextRtcConfig;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +42,9 @@ pub struct Config {
     /// The local SIP domain the gateway serves itself (registrar, proxy, echo test).
     #[serde(default)]
     pub local: LocalConfig,
+    /// The NextRTC conversation protocol.
+    #[serde(default)]
+    pub nextrtc: NextRtcConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -513,6 +520,31 @@ impl Config {
                 "websocket.path {:?} is taken by a built-in route",
                 ws.path
             ));
+        }
+        let nextrtc = &self.nextrtc;
+        if nextrtc.enabled {
+            if !nextrtc.path.starts_with('/')
+                || nextrtc.path.contains(['?', '#', ' '])
+                || nextrtc.path == ws.path
+                || ["/health", "/metrics"].contains(&nextrtc.path.as_str())
+                || crate::web::paths().any(|path| path == nextrtc.path)
+            {
+                return invalid(format!(
+                    "nextrtc.path must be a URL path of its own starting with '/', not {:?}",
+                    nextrtc.path
+                ));
+            }
+            if crate::seeds::nextrtc::Kind::parse(&nextrtc.default_conversation_type).is_none() {
+                return invalid(format!(
+                    "nextrtc.default_conversation_type must be MESH, BROADCAST or MESH_WITH_MASTER, not {:?}",
+                    nextrtc.default_conversation_type
+                ));
+            }
+            if nextrtc.ping_period == 0 || nextrtc.max_connection_setup_time == 0 {
+                return invalid(
+                    "nextrtc.ping_period and max_connection_setup_time must be at least 1 s".into(),
+                );
+            }
         }
         if ws.max_message_size < MIN_MESSAGE_SIZE {
             return invalid(format!(

@@ -1,4 +1,4 @@
-//! The HTTP routes: the WebSocket endpoint, the web phone, `/health` and `/metrics`.
+//! The HTTP routes: the WebSocket endpoints (sylkRTC, NextRTC), the web phone, `/health` and `/metrics`.
 
 use std::sync::Arc;
 
@@ -9,10 +9,14 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::server::Shared;
-use crate::{web, ws};
+use crate::{seeds, web, ws};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    web::routes(Router::new())
+    let mut router = web::routes(Router::new());
+    if shared.nextrtc.is_some() {
+        router = router.route(&shared.nextrtc_path, get(seeds::nextrtc_upgrade));
+    }
+    router
         .route(&shared.websocket.path, get(ws::upgrade))
         .route("/health", get(health))
         .route("/metrics", get(metrics))

@@ -5,6 +5,9 @@
 //! agent (`sip`) and the media relay (`media`). It does the I/O: one tokio task per WebSocket
 //! connection, whose protocol state is a sans-IO struct fed with the client's messages.
 //!
+//! It also hosts the WebSocket signalling protocols of the project's seed documents (NextRTC),
+//! each a sans-IO hub driven by one task.
+//!
 //! [`Server::bind`] and [`Server::run`] start it; the tests start it in-process on port 0.
 
 #![deny(missing_docs)]
@@ -18,6 +21,7 @@ mod http;
 mod keepalive;
 mod local;
 mod metrics;
+mod seeds;
 mod server;
 mod tls;
 mod web;
@@ -25,7 +29,7 @@ mod ws;
 
 pub use config::{
     AccountsConfig, CallsConfig, Config, HttpConfig, LocalConfig, LocalUser, LogConfig,
-    MediaConfig, SipConfig, WebSocketConfig,
+    MediaConfig, NextRtcConfig, SipConfig, WebSocketConfig,
 };
 pub use error::{Error, Result};
 pub use server::{Server, check, run};

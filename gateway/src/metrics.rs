@@ -82,9 +82,35 @@ impl Rejection {
     }
 }
 
+/// The seed signalling protocols hosted beside sylkRTC.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Seed {
+    NextRtc,
+}
+
+impl Seed {
+    const ALL: [Seed; 1] = [Seed::NextRtc];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Seed::NextRtc => "nextrtc",
+        }
+    }
+}
+
+/// One seed protocol's counters.
+#[derive(Debug, Default)]
+struct SeedCounters {
+    connections: AtomicI64,
+    connections_total: AtomicU64,
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+}
+
 /// The gateway's counters.
 #[derive(Debug)]
 pub(crate) struct Metrics {
+    seeds: [SeedCounters; Seed::ALL.len()],
     connections: AtomicI64,
     connections_total: AtomicU64,
     rejected: [AtomicU64; Rejection::ALL.len()],
@@ -102,6 +128,7 @@ pub(crate) struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
+            seeds: Default::default(),
             connections: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
             rejected: Default::default(),
@@ -125,6 +152,27 @@ impl Metrics {
 
     pub(crate) fn connection_closed(&self) {
         self.connections.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn seed_opened(&self, seed: Seed) {
+        let counters = &self.seeds[seed as usize];
+        counters.connections.fetch_add(1, Relaxed);
+        counters.connections_total.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn seed_closed(&self, seed: Seed) {
+        self.seeds[seed as usize].connections.fetch_sub(1, Relaxed);
+    }
+
+    /// A message of a seed protocol, received (`inbound`) or sent.
+    pub(crate) fn seed_message(&self, seed: Seed, inbound: bool) {
+        let counters = &self.seeds[seed as usize];
+        let counter = if inbound {
+            &counters.messages_in
+        } else {
+            &counters.messages_out
+        };
+        counter.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn connections(&self) -> i64 {
@@ -273,7 +321,59 @@ impl Metrics {
                 kind.label()
             );
         }
+        self.render_seeds(&mut out);
         out
+    }
+
+    fn render_seeds(&self, out: &mut String) {
+        family(
+            out,
+            "sylkrtc_signalling_connections",
+            "gauge",
+            "Open WebSocket connections of the other signalling protocols.",
+        );
+        for seed in Seed::ALL {
+            let count = self.seeds[seed as usize].connections.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "sylkrtc_signalling_connections{{protocol=\"{}\"}} {count}",
+                seed.label()
+            );
+        }
+        family(
+            out,
+            "sylkrtc_signalling_connections_total",
+            "counter",
+            "WebSocket connections of the other signalling protocols accepted.",
+        );
+        for seed in Seed::ALL {
+            let count = self.seeds[seed as usize].connections_total.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "sylkrtc_signalling_connections_total{{protocol=\"{}\"}} {count}",
+                seed.label()
+            );
+        }
+        family(
+            out,
+            "sylkrtc_signalling_messages_total",
+            "counter",
+            "Messages of the other signalling protocols, by direction.",
+        );
+        for seed in Seed::ALL {
+            let counters = &self.seeds[seed as usize];
+            for (direction, counter) in [
+                ("in", &counters.messages_in),
+                ("out", &counters.messages_out),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "sylkrtc_signalling_messages_total{{protocol=\"{}\",direction=\"{direction}\"}} {}",
+                    seed.label(),
+                    counter.load(Relaxed)
+                );
+            }
+        }
     }
 }
 

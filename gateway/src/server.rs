@@ -50,6 +50,9 @@ pub(crate) struct Shared {
     pub(crate) media: Media,
     /// The local domain, when one is configured.
     pub(crate) local: Option<crate::local::Local>,
+    /// The NextRTC endpoint, when enabled, and its path.
+    pub(crate) nextrtc: Option<crate::seeds::NextRtc>,
+    pub(crate) nextrtc_path: String,
 }
 
 /// What every call's relay shares: the browser port, the SIP legs' port range, settings.
@@ -140,6 +143,11 @@ impl Shared {
             sip,
             media,
             local: crate::local::Local::new(&config.local),
+            nextrtc: config
+                .nextrtc
+                .enabled
+                .then(|| crate::seeds::NextRtc::start(&config.nextrtc)),
+            nextrtc_path: config.nextrtc.path.clone(),
         }
     }
 }

@@ -60,18 +60,8 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let origin = headers.get(header::ORIGIN);
-    if !origin_allowed(&shared.web_origins, origin) {
-        shared.metrics.rejected(Rejection::Origin);
-        let shown = origin
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("(none)");
-        info!(%peer, origin = shown, "upgrade refused: origin not allowed");
-        return (
-            StatusCode::FORBIDDEN,
-            format!("Origin not allowed: {shown}\n"),
-        )
-            .into_response();
+    if let Err(refused) = check_origin(&shared, peer, &headers) {
+        return *refused;
     }
     let upgrade = upgrade.protocols(Version::PREFERENCE.map(Version::subprotocol));
     let Some(version) = upgrade
@@ -87,17 +77,9 @@ pub(crate) async fn upgrade(
         )
             .into_response();
     };
-    let Ok(permit) = shared.connection_slots.clone().try_acquire_owned() else {
-        shared.metrics.rejected(Rejection::Capacity);
-        warn!(%peer, limit = shared.websocket.max_connections, "upgrade refused: too many connections");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "Too many connections (limit {})\n",
-                shared.websocket.max_connections
-            ),
-        )
-            .into_response();
+    let permit = match take_slot(&shared, peer) {
+        Ok(permit) => permit,
+        Err(refused) => return *refused,
     };
     let limit = shared.websocket.max_message_size;
     upgrade
@@ -109,6 +91,55 @@ pub(crate) async fn upgrade(
         .on_upgrade(move |socket| {
             let tracker = shared.tracker.clone();
             tracker.track_future(serve(socket, shared, version, peer, permit))
+        })
+}
+
+/// Refuses (403) an upgrade from a page whose `Origin` is not allowed.
+pub(crate) fn check_origin(
+    shared: &Shared,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(), Box<Response>> {
+    let origin = headers.get(header::ORIGIN);
+    if origin_allowed(&shared.web_origins, origin) {
+        return Ok(());
+    }
+    shared.metrics.rejected(Rejection::Origin);
+    let shown = origin
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("(none)");
+    info!(%peer, origin = shown, "upgrade refused: origin not allowed");
+    Err(Box::new(
+        (
+            StatusCode::FORBIDDEN,
+            format!("Origin not allowed: {shown}\n"),
+        )
+            .into_response(),
+    ))
+}
+
+/// A connection's slot under `max_connections`, or the 503 that refuses the upgrade.
+pub(crate) fn take_slot(
+    shared: &Shared,
+    peer: SocketAddr,
+) -> Result<OwnedSemaphorePermit, Box<Response>> {
+    shared
+        .connection_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            shared.metrics.rejected(Rejection::Capacity);
+            warn!(%peer, limit = shared.websocket.max_connections, "upgrade refused: too many connections");
+            Box::new(
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "Too many connections (limit {})\n",
+                        shared.websocket.max_connections
+                    ),
+                )
+                    .into_response(),
+            )
         })
 }
 

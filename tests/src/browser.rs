@@ -27,8 +27,8 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
-    RTCPeerConnectionState,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit,
+    RTCIceGatheringState, RTCPeerConnectionState,
 };
 
 use crate::audio::{Tone, ulaw_encode};
@@ -231,6 +231,16 @@ impl Browser {
         self.local_sdp().await
     }
 
+    /// Adds a candidate the far end trickled, given as a browser's `RTCIceCandidate` JSON.
+    pub async fn add_candidate(&self, json: &str) {
+        let candidate: RTCIceCandidateInit =
+            serde_json::from_str(json).expect("an RTCIceCandidate in JSON");
+        self.peer
+            .add_ice_candidate(candidate)
+            .await
+            .expect("the candidate applies");
+    }
+
     /// Waits until ICE and DTLS are up; false on failure or timeout.
     pub async fn connected(&mut self, timeout: Duration) -> bool {
         let wait = self.state.wait_for(|state| {
@@ -408,4 +418,51 @@ fn packet(
 fn rand_ssrc() -> u32 {
     let bytes = *uuid::Uuid::new_v4().as_bytes();
     u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) | 1
+}
+
+/// A description without its candidates, and the candidates as a browser trickles them
+/// (`RTCIceCandidate` JSON: `candidate`, `sdpMid`, `sdpMLineIndex`), for signalling that
+/// carries them apart from the SDP.
+pub fn trickle(sdp: &str) -> (String, Vec<String>) {
+    // Each m-line's mid, wherever in its section the a=mid line is.
+    let mut mids: Vec<Option<String>> = Vec::new();
+    for line in sdp.lines() {
+        if line.starts_with("m=") {
+            mids.push(None);
+        } else if let (Some(value), Some(slot)) = (line.strip_prefix("a=mid:"), mids.last_mut()) {
+            *slot = Some(value.to_owned());
+        }
+    }
+    let mut description = String::new();
+    let mut candidates = Vec::new();
+    let mut section: usize = 0;
+    let mut seen_media = false;
+    for line in sdp.lines() {
+        if line.starts_with("m=") {
+            if seen_media {
+                section += 1;
+            }
+            seen_media = true;
+        }
+        if let Some(candidate) = line.strip_prefix("a=") {
+            if candidate.starts_with("candidate:") {
+                let mid = mids.get(section).cloned().flatten();
+                candidates.push(
+                    serde_json::json!({
+                        "candidate": candidate,
+                        "sdpMid": mid,
+                        "sdpMLineIndex": section,
+                    })
+                    .to_string(),
+                );
+                continue;
+            }
+            if candidate == "end-of-candidates" {
+                continue;
+            }
+        }
+        description.push_str(line);
+        description.push_str("\r\n");
+    }
+    (description, candidates)
 }

@@ -14,6 +14,7 @@ mod keepalive;
 mod limits;
 mod local;
 mod logging;
+mod nextrtc;
 mod register;
 mod requests;
 mod sipp_calls;
