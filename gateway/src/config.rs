@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 
 mod seeds;
 
-pub use seeds::NextRtcConfig;
+pub use seeds::{GstreamerConfig, NextRtcConfig};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -45,6 +45,9 @@ pub struct Config {
     /// The NextRTC conversation protocol.
     #[serde(default)]
     pub nextrtc: NextRtcConfig,
+    /// GStreamer's webrtc signalling, on its own listener.
+    #[serde(default)]
+    pub gstreamer: GstreamerConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -545,6 +548,15 @@ impl Config {
                     "nextrtc.ping_period and max_connection_setup_time must be at least 1 s".into(),
                 );
             }
+        }
+        let gst = &self.gstreamer;
+        if gst.tls_certificate.is_some() != gst.tls_private_key.is_some() {
+            return invalid(
+                "gstreamer.tls_certificate and gstreamer.tls_private_key go together".into(),
+            );
+        }
+        if gst.enabled && gst.keepalive_timeout == 0 {
+            return invalid("gstreamer.keepalive_timeout must be at least 1 s".into());
         }
         if ws.max_message_size < MIN_MESSAGE_SIZE {
             return invalid(format!(

@@ -86,14 +86,16 @@ impl Rejection {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Seed {
     NextRtc,
+    GStreamer,
 }
 
 impl Seed {
-    const ALL: [Seed; 1] = [Seed::NextRtc];
+    const ALL: [Seed; 2] = [Seed::NextRtc, Seed::GStreamer];
 
     pub(crate) fn label(self) -> &'static str {
         match self {
             Seed::NextRtc => "nextrtc",
+            Seed::GStreamer => "gstreamer",
         }
     }
 }

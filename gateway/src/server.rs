@@ -51,8 +51,10 @@ pub(crate) struct Shared {
     /// The local domain, when one is configured.
     pub(crate) local: Option<crate::local::Local>,
     /// The NextRTC endpoint, when enabled, and its path.
-    pub(crate) nextrtc: Option<crate::seeds::NextRtc>,
+    pub(crate) nextrtc: Option<crate::seeds::Endpoint>,
     pub(crate) nextrtc_path: String,
+    /// GStreamer's webrtc signalling, when enabled (served on its own listener).
+    pub(crate) gst: Option<crate::seeds::Endpoint>,
 }
 
 /// What every call's relay shares: the browser port, the SIP legs' port range, settings.
@@ -113,6 +115,40 @@ impl Media {
     }
 }
 
+/// Serves GStreamer's signalling listener until shutdown.
+async fn serve_gst(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shared: Arc<Shared>,
+) {
+    let addr = listener.local_addr().ok();
+    info!(
+        url = %format!("{}://{}", if tls.is_some() { "wss" } else { "ws" }, addr.map(|a| a.to_string()).unwrap_or_default()),
+        "GStreamer signalling listening"
+    );
+    let router = crate::seeds::gst_router(shared.clone())
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let stop = shared.shutdown.clone();
+    let result = match tls {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        }
+        Some(config) => match TlsListener::new(listener, config) {
+            Ok(listener) => {
+                axum::serve(listener.tap_io(|_| {}), router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            }
+            Err(error) => Err(error),
+        },
+    };
+    if let Err(error) = result {
+        warn!(%error, "the GStreamer signalling listener failed");
+    }
+}
+
 /// The host's own address when media listens on all interfaces: the one the routing table
 /// picks toward a public address (found by connecting a UDP socket, which sends nothing).
 fn host_address(listen: IpAddr) -> IpAddr {
@@ -146,8 +182,11 @@ impl Shared {
             nextrtc: config
                 .nextrtc
                 .enabled
-                .then(|| crate::seeds::NextRtc::start(&config.nextrtc)),
+                .then(|| crate::seeds::start_nextrtc(&config.nextrtc)),
             nextrtc_path: config.nextrtc.path.clone(),
+            gst: config.gstreamer.enabled.then(|| {
+                crate::seeds::start_gst(Duration::from_secs(config.gstreamer.keepalive_timeout))
+            }),
         }
     }
 }
@@ -162,6 +201,9 @@ pub struct Server {
     sip: Sip,
     /// Stops the SIP driver once the connections are gone.
     sip_shutdown: CancellationToken,
+    /// GStreamer's signalling listener, with its TLS, and its address.
+    gst: Option<(TcpListener, Option<Arc<rustls::ServerConfig>>)>,
+    gst_addr: Option<SocketAddr>,
 }
 
 impl Server {
@@ -187,6 +229,25 @@ impl Server {
                 source,
             })?;
         let media = Media::bind(config)?;
+        let gst = if config.gstreamer.enabled {
+            let settings = &config.gstreamer;
+            let tls = match (&settings.tls_certificate, &settings.tls_private_key) {
+                _ if !settings.tls => None,
+                (Some(certificate), Some(key)) => Some(tls::server_config(certificate, key)?),
+                _ => Some(tls::self_signed()?),
+            };
+            let addr = settings.listen;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind { addr, source })?;
+            Some((listener, tls))
+        } else {
+            None
+        };
+        let gst_addr = match &gst {
+            Some((listener, _)) => Some(listener.local_addr()?),
+            None => None,
+        };
         let shared = Arc::new(Shared::new(config, sip.handle.clone(), media));
         tokio::spawn(crate::local::route(shared.clone(), local_calls_rx));
         Ok(Server {
@@ -196,6 +257,18 @@ impl Server {
             shared,
             sip,
             sip_shutdown,
+            gst,
+            gst_addr,
+        })
+    }
+
+    /// The GStreamer signalling listener's address and whether it is TLS, when enabled.
+    pub fn gstreamer_addr(&self) -> Option<(SocketAddr, bool)> {
+        self.gst_addr.map(|addr| {
+            (
+                addr,
+                self.gst.as_ref().is_some_and(|(_, tls)| tls.is_some()),
+            )
         })
     }
 
@@ -228,6 +301,9 @@ impl Server {
         );
         let router =
             http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let gst = self
+            .gst
+            .map(|(listener, tls)| tokio::spawn(serve_gst(listener, tls, shared.clone())));
         let connections = shared.shutdown.clone();
         let signal = async move {
             shutdown.cancelled().await;
@@ -249,6 +325,9 @@ impl Server {
                     .with_graceful_shutdown(signal)
                     .await?;
             }
+        }
+        if let Some(gst) = gst {
+            let _ = gst.await;
         }
         shared.tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, shared.tracker.wait())

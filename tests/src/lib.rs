@@ -42,6 +42,8 @@ pub struct Gateway {
     pub url: String,
     /// The SIP transports' addresses (UDP, TCP).
     pub sip: (SocketAddr, SocketAddr),
+    /// GStreamer's signalling listener and whether it is TLS, when enabled.
+    pub gstreamer: Option<(SocketAddr, bool)>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<gateway::Result<()>>>,
 }
@@ -73,18 +75,23 @@ impl Gateway {
         if config.media.browser_port == 20_000 {
             config.media.browser_port = 0;
         }
+        if config.gstreamer.listen.port() == 8443 {
+            config.gstreamer.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        }
         let server = gateway::Server::bind(&config)
             .await
             .expect("the gateway binds");
         let addr = server.local_addr();
         let sip = server.sip_addresses();
         let url = server.websocket_url();
+        let gstreamer = server.gstreamer_addr();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server.run(shutdown.clone()));
         Gateway {
             addr,
             url,
             sip,
+            gstreamer,
             shutdown,
             task: Some(task),
         }
@@ -486,6 +493,74 @@ impl TestCertificate {
             .await
             .expect("TLS handshake");
         Box::new(tls)
+    }
+}
+
+/// Connects to `addr` over TLS accepting any certificate: for listeners that make their own
+/// self-signed one, which clients such as GStreamer's do not check either.
+pub async fn insecure_tls(addr: SocketAddr) -> Box<dyn Io> {
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    let client = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    Box::new(tls)
+}
+
+/// Accepts every certificate, checking only that the handshake's signatures are sound.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -1,5 +1,8 @@
 //! The sections of the seed signalling protocols the gateway hosts beside sylkRTC.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 /// `[nextrtc]`: the NextRTC conversation protocol (the reference's `nextrtc.properties`).
@@ -59,4 +62,51 @@ fn default_setup_time() -> u64 {
 
 fn default_conversation_type() -> String {
     "MESH".to_owned()
+}
+
+/// `[gstreamer]`: GStreamer's webrtc signalling (the line protocol of gst-examples'
+/// `simple_server.py`), on a listener of its own.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GstreamerConfig {
+    /// Serve it (off by default: it takes a port of its own).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Its listener (the reference's default port is 8443).
+    #[serde(default = "default_gst_listen")]
+    pub listen: SocketAddr,
+    /// TLS (`wss://`), as the reference clients expect.
+    #[serde(default = "yes")]
+    pub tls: bool,
+    /// PEM files; without them a self-signed certificate is made at start-up (fit for tests:
+    /// the reference clients do not verify it).
+    #[serde(default)]
+    pub tls_certificate: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[serde(default)]
+    pub tls_private_key: Option<PathBuf>,
+    /// Seconds without traffic after which a connection gets a WebSocket Ping.
+    #[serde(default = "default_keepalive")]
+    pub keepalive_timeout: u64,
+}
+
+impl Default for GstreamerConfig {
+    fn default() -> Self {
+        GstreamerConfig {
+            enabled: false,
+            listen: default_gst_listen(),
+            tls: true,
+            tls_certificate: None,
+            tls_private_key: None,
+            keepalive_timeout: default_keepalive(),
+        }
+    }
+}
+
+fn default_gst_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+
+fn default_keepalive() -> u64 {
+    30
 }

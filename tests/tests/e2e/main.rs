@@ -8,6 +8,7 @@
 
 mod accounts;
 mod calls;
+mod gstreamer;
 mod handshake;
 mod http;
 mod keepalive;
