@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 
 mod seeds;
 
-pub use seeds::{GstreamerConfig, NextRtcConfig};
+pub use seeds::{CuttlefishConfig, GstreamerConfig, NextRtcConfig};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -48,6 +48,9 @@ pub struct Config {
     /// GStreamer's webrtc signalling, on its own listener.
     #[serde(default)]
     pub gstreamer: GstreamerConfig,
+    /// The Cuttlefish operator.
+    #[serde(default)]
+    pub cuttlefish: CuttlefishConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,

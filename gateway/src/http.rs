@@ -14,7 +14,13 @@ use crate::{seeds, web, ws};
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let mut router = web::routes(Router::new());
     if shared.nextrtc.is_some() {
-        router = router.route(&shared.nextrtc_path, get(seeds::nextrtc_upgrade));
+        router = router.route(
+            &shared.nextrtc_path,
+            get(seeds::upgrade::<{ seeds::NEXTRTC_UPGRADE }>),
+        );
+    }
+    if shared.cuttlefish.is_some() {
+        router = seeds::cuttlefish_routes(router);
     }
     router
         .route(&shared.websocket.path, get(ws::upgrade))

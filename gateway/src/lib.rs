@@ -6,7 +6,8 @@
 //! connection, whose protocol state is a sans-IO struct fed with the client's messages.
 //!
 //! It also hosts the WebSocket signalling protocols of the project's seed documents (NextRTC,
-//! GStreamer's webrtc signalling), each a sans-IO hub driven by one task.
+//! GStreamer's webrtc signalling, the Cuttlefish operator), each a sans-IO hub driven by one
+//! task.
 //!
 //! [`Server::bind`] and [`Server::run`] start it; the tests start it in-process on port 0.
 
@@ -28,8 +29,8 @@ mod web;
 mod ws;
 
 pub use config::{
-    AccountsConfig, CallsConfig, Config, GstreamerConfig, HttpConfig, LocalConfig, LocalUser,
-    LogConfig, MediaConfig, NextRtcConfig, SipConfig, WebSocketConfig,
+    AccountsConfig, CallsConfig, Config, CuttlefishConfig, GstreamerConfig, HttpConfig,
+    LocalConfig, LocalUser, LogConfig, MediaConfig, NextRtcConfig, SipConfig, WebSocketConfig,
 };
 pub use error::{Error, Result};
 pub use server::{Server, check, run};

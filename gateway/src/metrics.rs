@@ -87,15 +87,17 @@ impl Rejection {
 pub(crate) enum Seed {
     NextRtc,
     GStreamer,
+    Cuttlefish,
 }
 
 impl Seed {
-    const ALL: [Seed; 2] = [Seed::NextRtc, Seed::GStreamer];
+    const ALL: [Seed; 3] = [Seed::NextRtc, Seed::GStreamer, Seed::Cuttlefish];
 
     pub(crate) fn label(self) -> &'static str {
         match self {
             Seed::NextRtc => "nextrtc",
             Seed::GStreamer => "gstreamer",
+            Seed::Cuttlefish => "cuttlefish",
         }
     }
 }

@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) nextrtc_path: String,
     /// GStreamer's webrtc signalling, when enabled (served on its own listener).
     pub(crate) gst: Option<crate::seeds::Endpoint>,
+    /// The Cuttlefish operator, when enabled.
+    pub(crate) cuttlefish: Option<crate::seeds::Cuttlefish>,
 }
 
 /// What every call's relay shares: the browser port, the SIP legs' port range, settings.
@@ -184,6 +186,10 @@ impl Shared {
                 .enabled
                 .then(|| crate::seeds::start_nextrtc(&config.nextrtc)),
             nextrtc_path: config.nextrtc.path.clone(),
+            cuttlefish: config
+                .cuttlefish
+                .enabled
+                .then(|| crate::seeds::start_cuttlefish(&config.cuttlefish.stun_servers)),
             gst: config.gstreamer.enabled.then(|| {
                 crate::seeds::start_gst(Duration::from_secs(config.gstreamer.keepalive_timeout))
             }),

@@ -110,3 +110,25 @@ fn default_gst_listen() -> SocketAddr {
 fn default_keepalive() -> u64 {
     30
 }
+
+/// `[cuttlefish]`: the Cuttlefish operator's signalling (`/register_device`,
+/// `/connect_client`, `/devices`, `/infra_config`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CuttlefishConfig {
+    /// Serve it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The STUN servers devices and clients get in `config` (`stun:` is added when missing).
+    #[serde(default)]
+    pub stun_servers: Vec<String>,
+}
+
+impl Default for CuttlefishConfig {
+    fn default() -> Self {
+        CuttlefishConfig {
+            enabled: true,
+            stun_servers: Vec::new(),
+        }
+    }
+}

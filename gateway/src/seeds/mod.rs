@@ -1,6 +1,7 @@
 //! The WebSocket signalling protocols of the project's seed documents, hosted beside sylkRTC:
-//! NextRTC's conversation protocol on the gateway's own listener, and GStreamer's webrtc
-//! signalling on a listener of its own (its clients connect to the root of a `wss://` URL).
+//! NextRTC's conversation protocol and the Cuttlefish operator on the gateway's own listener,
+//! and GStreamer's webrtc signalling on a listener of its own (its clients connect to the root
+//! of a `wss://` URL).
 //!
 //! A protocol is a sans-IO hub (every connection's frames in, frames and closes for
 //! connections out, `now` for its timers) owned by one task. Each WebSocket connection is a
@@ -9,6 +10,7 @@
 //! messages and nobody else's. The connections share the sylkRTC endpoint's limits: the origin
 //! check, `max_connections`, `max_message_size`, and shutdown.
 
+pub(crate) mod cuttlefish;
 pub(crate) mod gst;
 pub(crate) mod nextrtc;
 
@@ -49,14 +51,20 @@ enum Input {
     Connected {
         conn: u64,
         out: mpsc::Sender<Outbound>,
+        /// For Cuttlefish: which endpoint the connection came through.
+        side: Option<cuttlefish::Side>,
     },
     Text {
         conn: u64,
         text: String,
+        /// It came as a binary frame (the text is its lossy UTF-8 reading).
+        binary: bool,
     },
     Closed {
         conn: u64,
     },
+    /// For Cuttlefish's `/devices`: the registered devices.
+    Devices(tokio::sync::oneshot::Sender<Vec<String>>),
 }
 
 /// A running protocol endpoint: the way into its hub's task.
@@ -67,6 +75,7 @@ pub(crate) struct Endpoint {
     /// Without traffic for this long, the connection gets a WebSocket Ping.
     keepalive: Option<Duration>,
     next_conn: Arc<AtomicU64>,
+    side: Option<cuttlefish::Side>,
 }
 
 /// The runtime's clock (which tests may pause), as the hubs take it.
@@ -95,6 +104,7 @@ pub(crate) fn start_nextrtc(config: &NextRtcConfig) -> Endpoint {
         inputs,
         keepalive: None,
         next_conn: Arc::new(AtomicU64::new(1)),
+        side: None,
     }
 }
 
@@ -108,13 +118,13 @@ async fn run_nextrtc(mut hub: nextrtc::Hub, mut inputs: mpsc::UnboundedReceiver<
         tokio::select! {
             input = inputs.recv() => match input {
                 None => return,
-                Some(Input::Connected { conn, out }) => {
+                Some(Input::Connected { conn, out, .. }) => {
                     let id = uuid::Uuid::new_v4().simple().to_string();
                     hub.connect(id.clone());
                     members.insert(conn, id.clone());
                     outs.insert(id, out);
                 }
-                Some(Input::Text { conn, text }) => {
+                Some(Input::Text { conn, text, .. }) => {
                     if let Some(id) = members.get(&conn) {
                         hub.receive(now(), id, &text);
                     }
@@ -125,6 +135,7 @@ async fn run_nextrtc(mut hub: nextrtc::Hub, mut inputs: mpsc::UnboundedReceiver<
                         outs.remove(&id);
                     }
                 }
+                Some(Input::Devices(_)) => {}
             },
             () = tokio::time::sleep_until(deadline) => hub.handle_timeout(now()),
         }
@@ -149,6 +160,7 @@ pub(crate) fn start_gst(keepalive: Duration) -> Endpoint {
         inputs,
         keepalive: Some(keepalive),
         next_conn: Arc::new(AtomicU64::new(1)),
+        side: None,
     }
 }
 
@@ -156,15 +168,16 @@ async fn run_gst(mut hub: gst::Hub, mut inputs: mpsc::UnboundedReceiver<Input>) 
     let mut outs: HashMap<u64, mpsc::Sender<Outbound>> = HashMap::new();
     while let Some(input) = inputs.recv().await {
         match input {
-            Input::Connected { conn, out } => {
+            Input::Connected { conn, out, .. } => {
                 hub.connect(conn);
                 outs.insert(conn, out);
             }
-            Input::Text { conn, text } => hub.receive(conn, &text),
+            Input::Text { conn, text, .. } => hub.receive(conn, &text),
             Input::Closed { conn } => {
                 hub.disconnect(conn);
                 outs.remove(&conn);
             }
+            Input::Devices(_) => {}
         }
         while let Some(output) = hub.poll_output() {
             match output {
@@ -185,14 +198,135 @@ async fn run_gst(mut hub: gst::Hub, mut inputs: mpsc::UnboundedReceiver<Input>) 
     }
 }
 
-/// `GET <nextrtc.path>`: checks the upgrade as the sylkRTC endpoint does, then serves it.
-pub(crate) async fn nextrtc_upgrade(
+/// The Cuttlefish operator: its two WebSocket endpoints share one hub.
+#[derive(Debug, Clone)]
+pub(crate) struct Cuttlefish {
+    device: Endpoint,
+    client: Endpoint,
+    /// The `config` message, also served at `/infra_config`.
+    config: serde_json::Value,
+}
+
+/// Starts the Cuttlefish operator's hub task (needs a tokio runtime).
+pub(crate) fn start_cuttlefish(stun_servers: &[String]) -> Cuttlefish {
+    let hub = cuttlefish::Hub::new(stun_servers);
+    let config = hub.config();
+    let (inputs, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(run_cuttlefish(hub, receiver).instrument(info_span!("cuttlefish")));
+    let next_conn = Arc::new(AtomicU64::new(1));
+    let endpoint = |side| Endpoint {
+        seed: Seed::Cuttlefish,
+        inputs: inputs.clone(),
+        keepalive: None,
+        next_conn: next_conn.clone(),
+        side: Some(side),
+    };
+    Cuttlefish {
+        device: endpoint(cuttlefish::Side::Device),
+        client: endpoint(cuttlefish::Side::Client),
+        config,
+    }
+}
+
+async fn run_cuttlefish(mut hub: cuttlefish::Hub, mut inputs: mpsc::UnboundedReceiver<Input>) {
+    let mut outs: HashMap<u64, mpsc::Sender<Outbound>> = HashMap::new();
+    while let Some(input) = inputs.recv().await {
+        match input {
+            Input::Connected { conn, out, side } => {
+                hub.connect(conn, side.unwrap_or(cuttlefish::Side::Client));
+                outs.insert(conn, out);
+            }
+            Input::Text {
+                conn, binary: true, ..
+            } => hub.binary(conn),
+            Input::Text { conn, text, .. } => hub.receive(conn, &text),
+            Input::Closed { conn } => {
+                hub.disconnect(conn);
+                outs.remove(&conn);
+            }
+            Input::Devices(reply) => {
+                let _ = reply.send(hub.device_ids());
+            }
+        }
+        while let Some(output) = hub.poll_output() {
+            match output {
+                cuttlefish::Output::Send(conn, message) => {
+                    if let Some(out) = outs.get(&conn)
+                        && out.try_send(Outbound::Text(message.to_string())).is_err()
+                    {
+                        debug!(conn, "dropped: the client does not read");
+                    }
+                }
+                cuttlefish::Output::Close(conn) => {
+                    if let Some(out) = outs.remove(&conn) {
+                        let _ = out.try_send(Outbound::Close(1000, String::new()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Cuttlefish's routes: the two WebSocket endpoints, `/devices` and `/infra_config`.
+pub(crate) fn cuttlefish_routes(router: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
+    router
+        .route("/register_device", get(upgrade::<DEVICE>))
+        .route("/connect_client", get(upgrade::<CLIENT>))
+        .route("/devices", get(devices))
+        .route("/infra_config", get(infra_config))
+}
+
+/// `GET /devices`: the registered devices' ids, as a JSON array.
+async fn devices(State(shared): State<Arc<Shared>>) -> Response {
+    let Some(operator) = &shared.cuttlefish else {
+        return (StatusCode::NOT_FOUND, "Not found\n").into_response();
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let _ = operator.device.inputs.send(Input::Devices(reply));
+    let ids = answer.await.unwrap_or_default();
+    json_response(&serde_json::json!(ids))
+}
+
+/// `GET /infra_config`: the `config` message devices and clients get.
+async fn infra_config(State(shared): State<Arc<Shared>>) -> Response {
+    match &shared.cuttlefish {
+        Some(operator) => json_response(&operator.config),
+        None => (StatusCode::NOT_FOUND, "Not found\n").into_response(),
+    }
+}
+
+fn json_response(body: &serde_json::Value) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Which endpoint an upgrade is for.
+const NEXTRTC: u8 = 0;
+const GSTREAMER: u8 = 1;
+const DEVICE: u8 = 2;
+const CLIENT: u8 = 3;
+
+/// `GET <nextrtc.path>`: a NextRTC connection.
+pub(crate) const NEXTRTC_UPGRADE: u8 = NEXTRTC;
+
+/// An upgrade to one of the protocols: 404 when it is off, else the sylkRTC endpoint's checks
+/// and the connection's task.
+pub(crate) async fn upgrade<const WHICH: u8>(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    match shared.nextrtc.clone() {
+    let endpoint = match WHICH {
+        NEXTRTC => shared.nextrtc.clone(),
+        GSTREAMER => shared.gst.clone(),
+        DEVICE => shared.cuttlefish.as_ref().map(|c| c.device.clone()),
+        _ => shared.cuttlefish.as_ref().map(|c| c.client.clone()),
+    };
+    match endpoint {
         Some(endpoint) => accept(shared, endpoint, peer, &headers, upgrade),
         None => (StatusCode::NOT_FOUND, "Not found\n").into_response(),
     }
@@ -202,20 +336,8 @@ pub(crate) async fn nextrtc_upgrade(
 pub(crate) fn gst_router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(|| async { "OK\n" }))
-        .fallback(gst_upgrade)
+        .fallback(upgrade::<GSTREAMER>)
         .with_state(shared)
-}
-
-async fn gst_upgrade(
-    State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    match shared.gst.clone() {
-        Some(endpoint) => accept(shared, endpoint, peer, &headers, upgrade),
-        None => (StatusCode::NOT_FOUND, "Not found\n").into_response(),
-    }
 }
 
 /// The sylkRTC endpoint's checks (origin, connection limit, message size), then the
@@ -260,7 +382,7 @@ async fn serve(
         shared.metrics.seed_opened(seed);
         info!("connected");
         let (out_tx, mut out_rx) = mpsc::channel(OUTBOUND_QUEUE);
-        let _ = endpoint.inputs.send(Input::Connected { conn, out: out_tx });
+        let _ = endpoint.inputs.send(Input::Connected { conn, out: out_tx, side: endpoint.side });
         let (mut sink, mut stream) = socket.split();
         let idle = endpoint.keepalive.unwrap_or(Duration::from_secs(86_400));
         let keepalive = tokio::time::sleep(idle);
@@ -298,13 +420,13 @@ async fn serve(
                         None | Some(Ok(Message::Close(_))) => break "closed by the client".to_owned(),
                         Some(Ok(Message::Text(text))) => {
                             shared.metrics.seed_message(seed, true);
-                            let _ = endpoint.inputs.send(Input::Text { conn, text: text.to_string() });
+                            let _ = endpoint.inputs.send(Input::Text { conn, text: text.to_string(), binary: false });
                         }
                         Some(Ok(Message::Binary(data))) => {
-                            // Not part of either protocol: the hub sees it as unreadable text.
+                            // Not part of any of the protocols: the hub decides.
                             shared.metrics.seed_message(seed, true);
                             let text = String::from_utf8_lossy(&data).into_owned();
-                            let _ = endpoint.inputs.send(Input::Text { conn, text });
+                            let _ = endpoint.inputs.send(Input::Text { conn, text, binary: true });
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                         Some(Err(error)) => break format!("socket error: {error}"),

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod calls;
+mod cuttlefish;
 mod gstreamer;
 mod handshake;
 mod http;
