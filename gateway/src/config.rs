@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 
 mod seeds;
 
-pub use seeds::{CuttlefishConfig, GstreamerConfig, NextRtcConfig};
+pub use seeds::{CuttlefishConfig, GstreamerConfig, NextRtcConfig, WebrtcsinkConfig};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -48,6 +48,9 @@ pub struct Config {
     /// GStreamer's webrtc signalling, on its own listener.
     #[serde(default)]
     pub gstreamer: GstreamerConfig,
+    /// GStreamer's webrtcsink JSON signalling.
+    #[serde(default)]
+    pub webrtcsink: WebrtcsinkConfig,
     /// The Cuttlefish operator.
     #[serde(default)]
     pub cuttlefish: CuttlefishConfig,
@@ -551,6 +554,18 @@ impl Config {
                     "nextrtc.ping_period and max_connection_setup_time must be at least 1 s".into(),
                 );
             }
+        }
+        let sink = &self.webrtcsink;
+        if sink.enabled
+            && (!sink.path.starts_with('/')
+                || sink.path.contains(['?', '#', ' '])
+                || sink.path == ws.path
+                || (nextrtc.enabled && sink.path == nextrtc.path))
+        {
+            return invalid(format!(
+                "webrtcsink.path must be a URL path of its own starting with '/', not {:?}",
+                sink.path
+            ));
         }
         let gst = &self.gstreamer;
         if gst.tls_certificate.is_some() != gst.tls_private_key.is_some() {

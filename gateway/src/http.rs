@@ -19,6 +19,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(seeds::upgrade::<{ seeds::NEXTRTC_UPGRADE }>),
         );
     }
+    if shared.webrtcsink.is_some() {
+        router = router.route(
+            &shared.webrtcsink_path,
+            get(seeds::upgrade::<{ seeds::WEBRTCSINK_UPGRADE }>),
+        );
+    }
     if shared.cuttlefish.is_some() {
         router = seeds::cuttlefish_routes(router);
     }

@@ -31,6 +31,7 @@ mod ws;
 pub use config::{
     AccountsConfig, CallsConfig, Config, CuttlefishConfig, GstreamerConfig, HttpConfig,
     LocalConfig, LocalUser, LogConfig, MediaConfig, NextRtcConfig, SipConfig, WebSocketConfig,
+    WebrtcsinkConfig,
 };
 pub use error::{Error, Result};
 pub use server::{Server, check, run};

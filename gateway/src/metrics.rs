@@ -87,16 +87,23 @@ impl Rejection {
 pub(crate) enum Seed {
     NextRtc,
     GStreamer,
+    Webrtcsink,
     Cuttlefish,
 }
 
 impl Seed {
-    const ALL: [Seed; 3] = [Seed::NextRtc, Seed::GStreamer, Seed::Cuttlefish];
+    const ALL: [Seed; 4] = [
+        Seed::NextRtc,
+        Seed::GStreamer,
+        Seed::Webrtcsink,
+        Seed::Cuttlefish,
+    ];
 
     pub(crate) fn label(self) -> &'static str {
         match self {
             Seed::NextRtc => "nextrtc",
             Seed::GStreamer => "gstreamer",
+            Seed::Webrtcsink => "webrtcsink",
             Seed::Cuttlefish => "cuttlefish",
         }
     }

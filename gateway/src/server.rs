@@ -57,6 +57,9 @@ pub(crate) struct Shared {
     pub(crate) gst: Option<crate::seeds::Endpoint>,
     /// The Cuttlefish operator, when enabled.
     pub(crate) cuttlefish: Option<crate::seeds::Cuttlefish>,
+    /// GStreamer's webrtcsink signalling, when enabled, and its path.
+    pub(crate) webrtcsink: Option<crate::seeds::Endpoint>,
+    pub(crate) webrtcsink_path: String,
 }
 
 /// What every call's relay shares: the browser port, the SIP legs' port range, settings.
@@ -186,6 +189,11 @@ impl Shared {
                 .enabled
                 .then(|| crate::seeds::start_nextrtc(&config.nextrtc)),
             nextrtc_path: config.nextrtc.path.clone(),
+            webrtcsink: config
+                .webrtcsink
+                .enabled
+                .then(crate::seeds::start_webrtcsink),
+            webrtcsink_path: config.webrtcsink.path.clone(),
             cuttlefish: config
                 .cuttlefish
                 .enabled

@@ -132,3 +132,29 @@ impl Default for CuttlefishConfig {
         }
     }
 }
+
+/// `[webrtcsink]`: the JSON signalling of GStreamer's webrtcsink and webrtcsrc (the protocol of
+/// `gst-webrtc-signalling-server`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebrtcsinkConfig {
+    /// Serve it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The WebSocket path (the reference server takes any path).
+    #[serde(default = "default_webrtcsink_path")]
+    pub path: String,
+}
+
+impl Default for WebrtcsinkConfig {
+    fn default() -> Self {
+        WebrtcsinkConfig {
+            enabled: true,
+            path: default_webrtcsink_path(),
+        }
+    }
+}
+
+fn default_webrtcsink_path() -> String {
+    "/webrtcsink".to_owned()
+}

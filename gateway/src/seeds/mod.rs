@@ -1,7 +1,7 @@
 //! The WebSocket signalling protocols of the project's seed documents, hosted beside sylkRTC:
-//! NextRTC's conversation protocol and the Cuttlefish operator on the gateway's own listener,
-//! and GStreamer's webrtc signalling on a listener of its own (its clients connect to the root
-//! of a `wss://` URL).
+//! NextRTC's conversation protocol, GStreamer's webrtcsink protocol and the Cuttlefish operator
+//! on the gateway's own listener, and GStreamer's older webrtc signalling on a listener of its
+//! own (its clients connect to the root of a `wss://` URL).
 //!
 //! A protocol is a sans-IO hub (every connection's frames in, frames and closes for
 //! connections out, `now` for its timers) owned by one task. Each WebSocket connection is a
@@ -13,6 +13,7 @@
 pub(crate) mod cuttlefish;
 pub(crate) mod gst;
 pub(crate) mod nextrtc;
+pub(crate) mod webrtcsink;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -146,6 +147,57 @@ async fn run_nextrtc(mut hub: nextrtc::Hub, mut inputs: mpsc::UnboundedReceiver<
             };
             if out.try_send(Outbound::Text(text)).is_err() {
                 debug!(member = %to, signal = %message.signal, "dropped: the client does not read");
+            }
+        }
+    }
+}
+
+/// Starts the webrtcsink signalling hub's task (needs a tokio runtime).
+pub(crate) fn start_webrtcsink() -> Endpoint {
+    let hub = webrtcsink::Hub::new(Box::new(|| uuid::Uuid::new_v4().to_string()));
+    let (inputs, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(run_webrtcsink(hub, receiver).instrument(info_span!("webrtcsink")));
+    Endpoint {
+        seed: Seed::Webrtcsink,
+        inputs,
+        // The reference pings a connection it has sent nothing to for 30 s.
+        keepalive: Some(Duration::from_secs(30)),
+        next_conn: Arc::new(AtomicU64::new(1)),
+        side: None,
+    }
+}
+
+async fn run_webrtcsink(mut hub: webrtcsink::Hub, mut inputs: mpsc::UnboundedReceiver<Input>) {
+    // Peers are named by UUIDs, as the reference names them.
+    let mut peers: HashMap<u64, String> = HashMap::new();
+    let mut outs: HashMap<String, mpsc::Sender<Outbound>> = HashMap::new();
+    while let Some(input) = inputs.recv().await {
+        match input {
+            Input::Connected { conn, out, .. } => {
+                let id = uuid::Uuid::new_v4().to_string();
+                peers.insert(conn, id.clone());
+                outs.insert(id.clone(), out);
+                hub.connect(&id);
+            }
+            // Binary frames are not part of the protocol; the reference ignores them.
+            Input::Text { binary: true, .. } | Input::Devices(_) => {}
+            Input::Text { conn, text, .. } => {
+                if let Some(id) = peers.get(&conn) {
+                    hub.receive(id, &text);
+                }
+            }
+            Input::Closed { conn } => {
+                if let Some(id) = peers.remove(&conn) {
+                    outs.remove(&id);
+                    hub.disconnect(&id);
+                }
+            }
+        }
+        while let Some((to, message)) = hub.poll_output() {
+            if let Some(out) = outs.get(&to)
+                && out.try_send(Outbound::Text(message.to_string())).is_err()
+            {
+                debug!(peer = %to, "dropped: the client does not read");
             }
         }
     }
@@ -308,9 +360,12 @@ const NEXTRTC: u8 = 0;
 const GSTREAMER: u8 = 1;
 const DEVICE: u8 = 2;
 const CLIENT: u8 = 3;
+const WEBRTCSINK: u8 = 4;
 
 /// `GET <nextrtc.path>`: a NextRTC connection.
 pub(crate) const NEXTRTC_UPGRADE: u8 = NEXTRTC;
+/// `GET <webrtcsink.path>`: a webrtcsink signalling connection.
+pub(crate) const WEBRTCSINK_UPGRADE: u8 = WEBRTCSINK;
 
 /// An upgrade to one of the protocols: 404 when it is off, else the sylkRTC endpoint's checks
 /// and the connection's task.
@@ -324,7 +379,8 @@ pub(crate) async fn upgrade<const WHICH: u8>(
         NEXTRTC => shared.nextrtc.clone(),
         GSTREAMER => shared.gst.clone(),
         DEVICE => shared.cuttlefish.as_ref().map(|c| c.device.clone()),
-        _ => shared.cuttlefish.as_ref().map(|c| c.client.clone()),
+        CLIENT => shared.cuttlefish.as_ref().map(|c| c.client.clone()),
+        _ => shared.webrtcsink.clone(),
     };
     match endpoint {
         Some(endpoint) => accept(shared, endpoint, peer, &headers, upgrade),

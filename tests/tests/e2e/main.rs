@@ -22,3 +22,4 @@ mod requests;
 mod sipp_calls;
 mod tls;
 mod web_phone;
+mod webrtcsink;
