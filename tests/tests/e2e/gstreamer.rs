@@ -161,3 +161,46 @@ async fn without_a_certificate_one_is_made_and_off_means_no_listener() {
     assert_eq!(status, 200);
     assert!(Gateway::start_default().await.gstreamer.is_none());
 }
+
+#[tokio::test]
+async fn two_webrtc_peers_connect_through_a_session() {
+    use gateway_tests::browser::{AudioCodec, Browser};
+    use serde_json::{Value, json};
+
+    let setup = Setup::new().await;
+    let mut caller = setup.hello("101").await;
+    let mut callee = setup.hello("202").await;
+    say(&mut caller, "SESSION 202").await;
+    assert_eq!(caller.recv_text().await, "SESSION_OK");
+    let mut caller_peer = Browser::new(&[AudioCodec::Pcmu]).await;
+    let offer = caller_peer.offer().await;
+    say(
+        &mut caller,
+        &json!({"sdp": {"type": "offer", "sdp": offer}}).to_string(),
+    )
+    .await;
+    let relayed: Value = serde_json::from_str(&callee.recv_text().await).unwrap();
+    let mut callee_peer = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = callee_peer
+        .answer(relayed["sdp"]["sdp"].as_str().expect("an offer"))
+        .await;
+    say(
+        &mut callee,
+        &json!({"sdp": {"type": "answer", "sdp": answer}}).to_string(),
+    )
+    .await;
+    let relayed: Value = serde_json::from_str(&caller.recv_text().await).unwrap();
+    caller_peer
+        .accept_answer(relayed["sdp"]["sdp"].as_str().expect("an answer"))
+        .await;
+    let wait = std::time::Duration::from_secs(10);
+    assert!(caller_peer.connected(wait).await && callee_peer.connected(wait).await);
+    callee_peer.send_pcmu_tone(0, 1500.0);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        crate::calls::browser_tone(&caller_peer, 0, AudioCodec::Pcmu).0,
+        1500.0
+    );
+    caller_peer.close().await;
+    callee_peer.close().await;
+}
