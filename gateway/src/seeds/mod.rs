@@ -440,9 +440,14 @@ async fn serve(
         let (out_tx, mut out_rx) = mpsc::channel(OUTBOUND_QUEUE);
         let _ = endpoint.inputs.send(Input::Connected { conn, out: out_tx, side: endpoint.side });
         let (mut sink, mut stream) = socket.split();
-        let idle = endpoint.keepalive.unwrap_or(Duration::from_secs(86_400));
+        // A quiet connection gets a Ping; one that stays silent for as long again (no Pong, no
+        // frame) has vanished and is closed, so that its hub forgets it. The protocol's own
+        // interval, else the sylkRTC endpoint's.
+        let interval = endpoint.keepalive.or(shared.websocket.ping_interval());
+        let idle = interval.unwrap_or(Duration::from_secs(86_400));
         let keepalive = tokio::time::sleep(idle);
         tokio::pin!(keepalive);
+        let mut pinged = false;
         let ended = loop {
             tokio::select! {
                 () = shared.shutdown.cancelled() => {
@@ -450,8 +455,15 @@ async fn serve(
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     break "shutdown".to_owned();
                 }
-                () = &mut keepalive, if endpoint.keepalive.is_some() => {
+                () = &mut keepalive, if interval.is_some() => {
                     keepalive.as_mut().reset(tokio::time::Instant::now() + idle);
+                    if pinged {
+                        let reason = format!("no pong within {} s", idle.as_secs());
+                        let frame = CloseFrame { code: 1001, reason: reason.clone().into() };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        break reason;
+                    }
+                    pinged = true;
                     if sink.send(Message::Ping(Default::default())).await.is_err() {
                         break "the socket can no longer be written".to_owned();
                     }
@@ -472,6 +484,7 @@ async fn serve(
                 },
                 frame = stream.next() => {
                     keepalive.as_mut().reset(tokio::time::Instant::now() + idle);
+                    pinged = false;
                     match frame {
                         None | Some(Ok(Message::Close(_))) => break "closed by the client".to_owned(),
                         Some(Ok(Message::Text(text))) => {

@@ -204,3 +204,38 @@ async fn two_webrtc_peers_connect_through_a_session() {
     caller_peer.close().await;
     callee_peer.close().await;
 }
+
+#[tokio::test]
+async fn a_peer_that_vanishes_is_closed_and_its_room_told() {
+    let dir = TempDir::new();
+    let certificate = TestCertificate::generate(dir.path());
+    let mut config = Config::default();
+    config.gstreamer.enabled = true;
+    config.gstreamer.keepalive_timeout = 1;
+    config.gstreamer.tls_certificate = Some(certificate.certificate.clone());
+    config.gstreamer.tls_private_key = Some(certificate.key.clone());
+    let setup = Setup {
+        gateway: Gateway::start(config).await,
+        certificate,
+        _dir: dir,
+    };
+    let mut a = setup.hello("a").await;
+    let mut b = setup.hello("b").await;
+    say(&mut a, "ROOM r").await;
+    assert_eq!(a.recv_text().await, "ROOM_OK ");
+    say(&mut b, "ROOM r").await;
+    assert_eq!(b.recv_text().await, "ROOM_OK a");
+    assert_eq!(a.recv_text().await, "ROOM_PEER_JOINED b");
+    // b stops reading (so it answers no Ping); a keeps reading, and answers them.
+    let started = std::time::Instant::now();
+    let left = loop {
+        match a.recv_frame().await {
+            Some(Message::Text(text)) => break text.to_string(),
+            Some(Message::Ping(_) | Message::Pong(_)) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    };
+    assert_eq!(left, "ROOM_PEER_LEFT b");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    drop(b);
+}
