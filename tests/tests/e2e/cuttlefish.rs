@@ -173,7 +173,14 @@ async fn errors_say_what_went_wrong_and_close_where_the_reference_closes() {
     next(&mut client).await;
     next(&mut client).await;
     device.close().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while gateway.get("/devices").await.1 != "[]" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the device stays registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     send(
         &mut client,
         json!({"message_type": "forward", "payload": {}}),

@@ -175,16 +175,19 @@ async fn errors_keep_the_connection_open_and_pings_arrive() {
     assert_eq!(ping["content"], "");
 
     // A member that vanishes leaves nothing behind: its conversation's name is free again.
+    // (Once its connection task has ended, which it tells the hub before the gauge drops.)
     drop(client);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let series = "sylkrtc_signalling_connections{protocol=\"nextrtc\"}";
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while gateway.metric(series).await != 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the connection stays open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     send(&mut other, json!({"signal": "create", "content": "c1"})).await;
     expect(&mut other, "created").await;
-    assert_eq!(
-        gateway
-            .metric("sylkrtc_signalling_connections{protocol=\"nextrtc\"}")
-            .await,
-        1.0
-    );
     // Four frames from the first member, three from the other.
     assert_eq!(
         gateway
