@@ -16,13 +16,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     if shared.nextrtc.is_some() {
         router = router.route(
             &shared.nextrtc_path,
-            get(seeds::upgrade::<{ seeds::NEXTRTC_UPGRADE }>),
+            get(seeds::upgrade::<{ seeds::NEXTRTC }>),
         );
     }
     if shared.webrtcsink.is_some() {
         router = router.route(
             &shared.webrtcsink_path,
-            get(seeds::upgrade::<{ seeds::WEBRTCSINK_UPGRADE }>),
+            get(seeds::upgrade::<{ seeds::WEBRTCSINK }>),
         );
     }
     if shared.cuttlefish.is_some() {

@@ -529,11 +529,23 @@ impl Endpoint {
         if method == Method::OPTIONS && code == 200 {
             response.headers.insert(Name::ACCEPT, "application/sdp");
         }
+        self.respond_with(now, source, request, key, response);
+    }
+
+    /// Sends `response` in a new server transaction for `request`.
+    pub(super) fn respond_with(
+        &mut self,
+        now: Instant,
+        source: Target,
+        request: &Message,
+        key: ServerKey,
+        mut response: Message,
+    ) {
         response
             .headers
             .insert(Name::SERVER, self.config.user_agent.clone());
         let reliable = source.transport.reliable();
-        let mut transaction = if method == Method::INVITE {
+        let mut transaction = if request.method() == Some(&Method::INVITE) {
             ServerTransaction::Invite(InviteServer::new(request, reliable, self.config.timers))
         } else {
             ServerTransaction::NonInvite(NonInviteServer::new(reliable, self.config.timers))

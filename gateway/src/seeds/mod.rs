@@ -64,8 +64,6 @@ enum Input {
     Closed {
         conn: u64,
     },
-    /// For Cuttlefish's `/devices`: the registered devices.
-    Devices(tokio::sync::oneshot::Sender<Vec<String>>),
 }
 
 /// A running protocol endpoint: the way into its hub's task.
@@ -136,7 +134,6 @@ async fn run_nextrtc(mut hub: nextrtc::Hub, mut inputs: mpsc::UnboundedReceiver<
                         outs.remove(&id);
                     }
                 }
-                Some(Input::Devices(_)) => {}
             },
             () = tokio::time::sleep_until(deadline) => hub.handle_timeout(now()),
         }
@@ -160,7 +157,7 @@ pub(crate) fn start_webrtcsink() -> Endpoint {
     Endpoint {
         seed: Seed::Webrtcsink,
         inputs,
-        // The reference pings a connection it has sent nothing to for 30 s.
+        // 30 s, as the reference (which counts from the last frame it sent, not received).
         keepalive: Some(Duration::from_secs(30)),
         next_conn: Arc::new(AtomicU64::new(1)),
         side: None,
@@ -180,7 +177,7 @@ async fn run_webrtcsink(mut hub: webrtcsink::Hub, mut inputs: mpsc::UnboundedRec
                 hub.connect(&id);
             }
             // Binary frames are not part of the protocol; the reference ignores them.
-            Input::Text { binary: true, .. } | Input::Devices(_) => {}
+            Input::Text { binary: true, .. } => {}
             Input::Text { conn, text, .. } => {
                 if let Some(id) = peers.get(&conn) {
                     hub.receive(id, &text);
@@ -229,7 +226,6 @@ async fn run_gst(mut hub: gst::Hub, mut inputs: mpsc::UnboundedReceiver<Input>) 
                 hub.disconnect(conn);
                 outs.remove(&conn);
             }
-            Input::Devices(_) => {}
         }
         while let Some(output) = hub.poll_output() {
             match output {
@@ -257,6 +253,8 @@ pub(crate) struct Cuttlefish {
     client: Endpoint,
     /// The `config` message, also served at `/infra_config`.
     config: serde_json::Value,
+    /// The registered devices, for `/devices`, kept current by the hub's task.
+    devices: tokio::sync::watch::Receiver<Vec<String>>,
 }
 
 /// Starts the Cuttlefish operator's hub task (needs a tokio runtime).
@@ -264,7 +262,8 @@ pub(crate) fn start_cuttlefish(stun_servers: &[String]) -> Cuttlefish {
     let hub = cuttlefish::Hub::new(stun_servers);
     let config = hub.config();
     let (inputs, receiver) = mpsc::unbounded_channel();
-    tokio::spawn(run_cuttlefish(hub, receiver).instrument(info_span!("cuttlefish")));
+    let (devices_tx, devices) = tokio::sync::watch::channel(Vec::new());
+    tokio::spawn(run_cuttlefish(hub, receiver, devices_tx).instrument(info_span!("cuttlefish")));
     let next_conn = Arc::new(AtomicU64::new(1));
     let endpoint = |side| Endpoint {
         seed: Seed::Cuttlefish,
@@ -277,10 +276,15 @@ pub(crate) fn start_cuttlefish(stun_servers: &[String]) -> Cuttlefish {
         device: endpoint(cuttlefish::Side::Device),
         client: endpoint(cuttlefish::Side::Client),
         config,
+        devices,
     }
 }
 
-async fn run_cuttlefish(mut hub: cuttlefish::Hub, mut inputs: mpsc::UnboundedReceiver<Input>) {
+async fn run_cuttlefish(
+    mut hub: cuttlefish::Hub,
+    mut inputs: mpsc::UnboundedReceiver<Input>,
+    devices: tokio::sync::watch::Sender<Vec<String>>,
+) {
     let mut outs: HashMap<u64, mpsc::Sender<Outbound>> = HashMap::new();
     while let Some(input) = inputs.recv().await {
         match input {
@@ -295,9 +299,6 @@ async fn run_cuttlefish(mut hub: cuttlefish::Hub, mut inputs: mpsc::UnboundedRec
             Input::Closed { conn } => {
                 hub.disconnect(conn);
                 outs.remove(&conn);
-            }
-            Input::Devices(reply) => {
-                let _ = reply.send(hub.device_ids());
             }
         }
         while let Some(output) = hub.poll_output() {
@@ -316,6 +317,12 @@ async fn run_cuttlefish(mut hub: cuttlefish::Hub, mut inputs: mpsc::UnboundedRec
                 }
             }
         }
+        let ids = hub.device_ids();
+        devices.send_if_modified(|current| {
+            let changed = *current != ids;
+            *current = ids;
+            changed
+        });
     }
 }
 
@@ -333,9 +340,7 @@ async fn devices(State(shared): State<Arc<Shared>>) -> Response {
     let Some(operator) = &shared.cuttlefish else {
         return (StatusCode::NOT_FOUND, "Not found\n").into_response();
     };
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let _ = operator.device.inputs.send(Input::Devices(reply));
-    let ids = answer.await.unwrap_or_default();
+    let ids = operator.devices.borrow().clone();
     json_response(&serde_json::json!(ids))
 }
 
@@ -355,17 +360,12 @@ fn json_response(body: &serde_json::Value) -> Response {
         .into_response()
 }
 
-/// Which endpoint an upgrade is for.
-const NEXTRTC: u8 = 0;
+// Which endpoint an upgrade is for (the parameter of [`upgrade`]).
+pub(crate) const NEXTRTC: u8 = 0;
 const GSTREAMER: u8 = 1;
 const DEVICE: u8 = 2;
 const CLIENT: u8 = 3;
-const WEBRTCSINK: u8 = 4;
-
-/// `GET <nextrtc.path>`: a NextRTC connection.
-pub(crate) const NEXTRTC_UPGRADE: u8 = NEXTRTC;
-/// `GET <webrtcsink.path>`: a webrtcsink signalling connection.
-pub(crate) const WEBRTCSINK_UPGRADE: u8 = WEBRTCSINK;
+pub(crate) const WEBRTCSINK: u8 = 4;
 
 /// An upgrade to one of the protocols: 404 when it is off, else the sylkRTC endpoint's checks
 /// and the connection's task.

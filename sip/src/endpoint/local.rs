@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use ezk_sip_types::{Method, Name};
+use ezk_sip_types::Name;
 
 use super::{
     CallEntry, Endpoint, EndpointEvent, ServerEntry, ServerKey, ServerTransaction, Target,
@@ -12,7 +12,7 @@ use crate::call::{Call, CallConfig};
 use crate::endpoint::CallId;
 use crate::message::{Message, StartLine};
 use crate::registrar::{Binding, Refusal, uri_host};
-use crate::transaction::{InviteServer, NonInviteServer};
+use crate::transaction::InviteServer;
 
 /// An INVITE for a user of the local domain, waiting for [`Endpoint::accept_local`] or
 /// [`Endpoint::refuse_local`]. It has been answered 100 Trying.
@@ -36,39 +36,6 @@ impl Endpoint {
             .iter()
             .flatten()
             .any(|host| registrar.is_local(host))
-    }
-
-    /// Sends `response` in a new server transaction for `request`.
-    pub(super) fn respond_with(
-        &mut self,
-        now: Instant,
-        source: Target,
-        request: &Message,
-        key: ServerKey,
-        mut response: Message,
-    ) {
-        response
-            .headers
-            .insert(Name::SERVER, self.config.user_agent.clone());
-        let reliable = source.transport.reliable();
-        let mut transaction = if request.method() == Some(&Method::INVITE) {
-            ServerTransaction::Invite(InviteServer::new(request, reliable, self.config.timers))
-        } else {
-            ServerTransaction::NonInvite(NonInviteServer::new(reliable, self.config.timers))
-        };
-        match &mut transaction {
-            ServerTransaction::Invite(invite) => invite.respond(now, &response),
-            ServerTransaction::NonInvite(transaction) => transaction.respond(now, &response),
-        }
-        self.servers.insert(
-            key.clone(),
-            ServerEntry {
-                transaction,
-                target: source,
-                owner: None,
-            },
-        );
-        self.drain_server(&key);
     }
 
     /// A REGISTER for the local domain.
