@@ -15,7 +15,7 @@ use bytes::Bytes;
 use media::driver::{Datagram, PortPair, Route};
 use media::{Output as MediaOutput, Relay, RelayConfig};
 use protocol::{AccountEvent, Event, Party, SessionEvent, SessionState};
-use sip::call::CallEvent;
+use sip::call::{CallEvent, Warning};
 use sip::driver::{CallCommand, CallHandle, IncomingCall, OutgoingCall, SipEvent};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -304,17 +304,25 @@ impl Call {
         self.originator = Some(originator.clone());
         let offer = String::from_utf8_lossy(&invite.sdp).into_owned();
         let offer = (!offer.trim().is_empty()).then_some(offer);
-        let made = self.relay_config().and_then(|config| {
-            Relay::incoming(std::time::Instant::now(), config, offer.as_deref())
-                .map_err(|error| error.to_string())
-        });
+        let made = self
+            .relay_config()
+            .map_err(|reason| (503, "Service Unavailable", reason, None))
+            .and_then(|config| {
+                Relay::incoming(std::time::Instant::now(), config, offer.as_deref()).map_err(
+                    |error| {
+                        let warning = Some(warning_for(&error));
+                        (488, "Not Acceptable Here", error.to_string(), warning)
+                    },
+                )
+            });
         let (relay, browser_offer) = match made {
             Ok(made) => made,
-            Err(reason) => {
+            Err((code, phrase, reason, warning)) => {
                 info!(%reason, "incoming call refused");
                 self.sip(CallCommand::Reject {
-                    code: 488,
-                    reason: "Not Acceptable Here".to_owned(),
+                    code,
+                    reason: phrase.to_owned(),
+                    warning,
                 });
                 self.sip_over = true;
                 self.phase = Phase::Over;
@@ -500,6 +508,7 @@ impl Call {
                     self.sip(CallCommand::Reject {
                         code,
                         reason: reason.to_owned(),
+                        warning: None,
                     });
                     self.sip_over = true;
                     self.finish(&format!("{code} {reason}"));
@@ -543,6 +552,7 @@ impl Call {
                 self.sip(CallCommand::Reject {
                     code: 488,
                     reason: "Not Acceptable Here".to_owned(),
+                    warning: Some(warning_for(&error)),
                 });
                 self.sip_over = true;
                 self.finish(&format!("the answer cannot be used: {error}"));
@@ -559,6 +569,7 @@ impl Call {
         self.sip(CallCommand::Reject {
             code: 480,
             reason: "Temporarily Unavailable".to_owned(),
+            warning: None,
         });
         self.sip_over = true;
         self.missed();
@@ -605,6 +616,7 @@ impl Call {
                         self.sip(CallCommand::RefuseOffer {
                             code: 488,
                             reason: "Not Acceptable Here".to_owned(),
+                            warning: Some(warning_for(&error)),
                         });
                     }
                 }
@@ -725,4 +737,17 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// The `Warning` of a 488 for a description the relay cannot take: its kind as RFC 3261's
+/// warn-code, and the relay's own words (which name the codecs or the profile).
+pub(crate) fn warning_for(error: &media::Error) -> Warning {
+    let code = match error {
+        media::Error::IncompatibleTransport(_) => Warning::INCOMPATIBLE_TRANSPORT,
+        media::Error::NoCommonCodec(_) | media::Error::NoAudio => {
+            Warning::INCOMPATIBLE_MEDIA_FORMAT
+        }
+        _ => Warning::MISCELLANEOUS,
+    };
+    Warning::new(code, error.to_string())
 }

@@ -367,6 +367,10 @@ impl Connection {
         let name = request.body.name();
         let result = match request.body {
             RequestBody::Ping => Ok(()),
+            RequestBody::LookupPublicKey { uri } => {
+                self.lookup_public_key(&uri);
+                Ok(())
+            }
             RequestBody::AccountAdd(add) => self.account_add(add),
             RequestBody::AccountRemove { account } => self.account_remove(&account),
             RequestBody::AccountRegister { account } => self.account_register(&account),
@@ -490,6 +494,19 @@ impl Connection {
 
     fn reply_error(&mut self, transaction: String, error: String) {
         self.send(ServerMessage::Error { transaction, error });
+    }
+
+    /// The Sylk app asks for a contact's PGP key at every registration and waits for the event.
+    /// The gateway stores no keys yet, so the answer is "none" (`public_key: null`), sent after
+    /// the ack as the reference does.
+    fn lookup_public_key(&mut self, uri: &Aor) {
+        let event = Event::PublicKey {
+            uri: uri.to_string(),
+            public_key: None,
+        };
+        self.deferred.push(Output::Send(
+            ServerMessage::Event(event).encode(self.version),
+        ));
     }
 
     fn send(&mut self, message: ServerMessage) {

@@ -9,16 +9,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
-use media::sdp::{Description, SipDescription, common_payloads};
+use media::sdp::{Description, SipDescription, common_payloads, no_common_codec};
 use media::{Codec, Echo, Output};
 use protocol::{Event, SessionEvent, SessionState};
-use sip::call::CallEvent;
+use sip::call::{CallEvent, Warning};
 use sip::driver::{CallCommand, CallHandle, IncomingCall, SipEvent};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::call::{CallTask, Report};
+use crate::call::{CallTask, Report, warning_for};
 use crate::connection::{Notice, SessionCommand, StartCall};
 use crate::server::Shared;
 
@@ -158,25 +158,34 @@ async fn run_sip(
     mut events: mpsc::UnboundedReceiver<SipEvent>,
 ) {
     let _gauge = shared.metrics.call_started();
-    let refuse = |code: u16, reason: &str| {
+    let refuse_with = |code: u16, reason: &str, warning: Option<Warning>| {
         shared.sip.call(
             call,
             CallCommand::Reject {
                 code,
                 reason: reason.to_owned(),
+                warning,
             },
         );
     };
+    let refuse = |code: u16, reason: &str| refuse_with(code, reason, None);
+    let not_acceptable =
+        |error: &media::Error| refuse_with(488, "Not Acceptable Here", Some(warning_for(error)));
     let offer = String::from_utf8_lossy(&invite.sdp).into_owned();
-    let Ok(description) = Description::parse(&offer) else {
-        return refuse(488, "Not Acceptable Here");
+    let description = match Description::parse(&offer) {
+        Ok(description) => description,
+        Err(error) => return not_acceptable(&error),
     };
-    let Some((audio_index, audio)) = description.audio() else {
-        return refuse(488, "Not Acceptable Here");
+    let (audio_index, audio) = match description.sip_audio() {
+        Ok(audio) => audio,
+        Err(error) => return not_acceptable(&error),
     };
     let payloads = common_payloads(&audio.payloads, &Codec::ALL);
     if payloads.is_empty() {
-        return refuse(488, "Not Acceptable Here");
+        return not_acceptable(&media::Error::NoCommonCodec(no_common_codec(
+            audio,
+            &Codec::ALL,
+        )));
     }
     let Ok(ports) = shared.media.ports.allocate() else {
         return refuse(503, "Service Unavailable");

@@ -21,6 +21,7 @@ mod error;
 mod http;
 mod keepalive;
 mod local;
+mod log_limit;
 mod metrics;
 mod seeds;
 mod server;

@@ -258,7 +258,7 @@ impl Bridge {
                 });
                 None
             }
-            CallCommand::Reject { code, reason } if !self.caller => {
+            CallCommand::Reject { code, reason, .. } if !self.caller => {
                 ended(Some(code), &format!("{code} {reason}"), false)
             }
             CallCommand::Hangup => {
@@ -304,6 +304,7 @@ pub(crate) async fn route(shared: Arc<Shared>, mut calls: mpsc::UnboundedReceive
                         CallCommand::Reject {
                             code: 480,
                             reason: "Temporarily Unavailable".to_owned(),
+                            warning: None,
                         },
                     );
                 }

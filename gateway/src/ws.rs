@@ -35,6 +35,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::call::{self, CallTask, Report};
 use crate::connection::{Connection, Handled, Notice, Outcome, Output, redact};
 use crate::keepalive::{Action, Keepalive};
+use crate::log_limit::LogLimit;
 use crate::metrics::{ErrorKind, Metrics, Rejection};
 use crate::server::Shared;
 
@@ -439,6 +440,7 @@ async fn handle_loop(
         local_registrations: std::collections::HashSet::new(),
         owner: id,
         accounts: 0,
+        warnings: LogLimit::new(),
     };
     let trace = shared.websocket.trace_client;
     if !session.flush(&out, trace).await {
@@ -497,6 +499,8 @@ struct Session<'a> {
     owner: u64,
     /// Accounts counted in the gauge for this connection.
     accounts: usize,
+    /// This connection's budget of warnings about what it sends.
+    warnings: LogLimit,
 }
 
 impl Session<'_> {
@@ -515,7 +519,13 @@ impl Session<'_> {
             }
             Outcome::Unanswered { kind, reason } => {
                 self.metrics.error(kind);
-                warn!("message ignored: {reason}");
+                match self.warnings.allow(std::time::Instant::now()) {
+                    Some(0) => warn!("message ignored: {reason}"),
+                    Some(held_back) => warn!(
+                        "message ignored: {reason} ({held_back} more such warnings not shown)"
+                    ),
+                    None => {}
+                }
             }
         }
         let accounts = self.connection.account_count();
@@ -668,6 +678,7 @@ impl Session<'_> {
                     CallCommand::Reject {
                         code: 480,
                         reason: "Temporarily Unavailable".to_owned(),
+                        warning: None,
                     },
                 ),
                 Output::Call { session, command } => {
@@ -683,6 +694,10 @@ impl Session<'_> {
 
 impl Drop for Session<'_> {
     fn drop(&mut self) {
+        let held_back = self.warnings.take_suppressed();
+        if held_back > 0 {
+            warn!("{held_back} more warnings about ignored messages were not shown");
+        }
         self.metrics.accounts_changed(-(self.accounts as i64));
         for handle in self.connection.registrations() {
             if self.local_registrations.contains(&handle) {

@@ -13,6 +13,10 @@ pub enum Error {
     /// The description has no audio stream.
     #[error("no audio stream in the session description")]
     NoAudio,
+    /// The SIP side offers audio only on a transport profile the relay does not speak (SRTP's
+    /// `RTP/SAVP`, ...): answered with 488 and `Warning: 302`.
+    #[error("incompatible transport protocol {0}: the gateway speaks RTP/AVP toward SIP")]
+    IncompatibleTransport(String),
     /// The two sides share no codec; the text names what each side has.
     #[error("{0}")]
     NoCommonCodec(String),

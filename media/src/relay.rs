@@ -23,7 +23,9 @@ use str0m::{Candidate, Rtc, RtcConfig};
 use crate::codec::{Codec, Format, Payload};
 use crate::error::{Error, Result};
 use crate::rtp::{ReceiveStats, SendStats};
-use crate::sdp::{Description, Direction, SipDescription, common_payloads, no_common_codec};
+use crate::sdp::{
+    Description, Direction, SipDescription, common_payloads, declined_as_offered, no_common_codec,
+};
 
 mod forward;
 
@@ -328,7 +330,7 @@ impl Relay {
         let (description, payloads) = match sip_offer {
             Some(text) => {
                 let description = Description::parse(text)?;
-                let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
+                let (_, audio) = description.sip_audio()?;
                 let payloads = common_payloads(&audio.payloads, &config.codecs);
                 if !payloads
                     .iter()
@@ -394,7 +396,7 @@ impl Relay {
     /// only moves the SIP leg to the new description.
     pub fn accept_sip_answer(&mut self, now: Instant, sip_answer: &str) -> Result<Option<String>> {
         let description = Description::parse(sip_answer)?;
-        let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
+        let (_, audio) = description.sip_audio()?;
         let offered: Vec<Format> = self.sip_payloads.iter().map(|p| p.format).collect();
         let answered: Vec<Payload> = audio
             .payloads
@@ -445,7 +447,18 @@ impl Relay {
                 self.rtc = Some(rtc);
                 self.last_stun = now;
                 self.learn_browser_pts();
-                Ok(Some(answer.to_sdp_string()))
+                if !self
+                    .mapping
+                    .browser
+                    .iter()
+                    .any(|(_, format)| *format == Format::Audio(codec))
+                {
+                    return Err(Error::NoCommonCodec(format!(
+                        "the browser's answer could not carry {}, the SIP side's codec",
+                        codec.name()
+                    )));
+                }
+                Ok(Some(declined_as_offered(&answer.to_sdp_string(), &browser)))
             }
             Negotiation::AwaitingSipAck => {
                 self.codec = Some(codec);
@@ -474,7 +487,7 @@ impl Relay {
 
     /// Reads the SIP side's description: payload types, target and direction.
     fn apply_sip_side(&mut self, description: &Description, offer: bool) {
-        let Some((_, audio)) = description.audio() else {
+        let Ok((_, audio)) = description.sip_audio() else {
             return;
         };
         let formats: Vec<Format> = self.sip_payloads.iter().map(|p| p.format).collect();
@@ -539,6 +552,16 @@ impl Relay {
             .ok_or_else(|| {
                 Error::NoCommonCodec("the browser answered no audio codec".to_owned())
             })?;
+        if !self
+            .sip_payloads
+            .iter()
+            .any(|payload| payload.format == Format::Audio(codec))
+        {
+            return Err(Error::NoCommonCodec(format!(
+                "the browser answered {}, which the SIP side did not offer",
+                codec.name()
+            )));
+        }
         self.codec = Some(codec);
         let Some(sip_offer) = sip_offer else {
             // Offerless INVITE: our offer goes in the 200, the answer in the ACK.
@@ -548,7 +571,7 @@ impl Relay {
         };
         self.sip_payloads = chosen(&self.sip_payloads, codec);
         self.apply_sip_side(&sip_offer, true);
-        let audio_index = sip_offer.audio().map(|(index, _)| index).unwrap_or(0);
+        let audio_index = sip_offer.sip_audio().map(|(index, _)| index).unwrap_or(0);
         Ok(self.sip_description(self.sip_direction, Some((&sip_offer, audio_index))))
     }
 
@@ -556,7 +579,7 @@ impl Relay {
     /// mirrored (sendonly gets recvonly, so that hold works) and the RTP target moved.
     pub fn answer_sip_offer(&mut self, sdp: &str) -> Result<String> {
         let description = Description::parse(sdp)?;
-        let (audio_index, audio) = description.audio().ok_or(Error::NoAudio)?;
+        let (audio_index, audio) = description.sip_audio()?;
         let codec = self
             .codec
             .ok_or_else(|| Error::WebRtc("no codec chosen yet".to_owned()))?;
@@ -770,7 +793,10 @@ fn build_rtc(now: Instant, config: &RelayConfig, payloads: &[Payload]) -> Result
             Format::Audio(Codec::Opus) => (WebRtcCodec::Opus, 48_000, Some(2)),
             Format::Audio(Codec::Pcmu) => (WebRtcCodec::PCMU, 8_000, None),
             Format::Audio(Codec::Pcma) => (WebRtcCodec::PCMA, 8_000, None),
-            Format::Audio(Codec::G722) => (WebRtcCodec::G722, 8_000, None),
+            // str0m models G.722 at its 16 kHz sampling rate and writes (and matches) the
+            // 8 kHz RTP clock of RFC 3551 in SDP itself: configured at 8 kHz it matches no
+            // offered G.722 and the answer is left with telephone-event alone.
+            Format::Audio(Codec::G722) => (WebRtcCodec::G722, 16_000, None),
             Format::TelephoneEvent(rate) => (WebRtcCodec::Tele, rate, None),
         };
         let Some(rate) = Frequency::new(rate) else {

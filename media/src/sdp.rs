@@ -128,9 +128,34 @@ impl Description {
             .enumerate()
             .find(|(_, line)| line.kind == "audio" && line.port != 0)
     }
+
+    /// The SIP side's audio stream: the first audio m-line, not declined, on plain RTP
+    /// (`RTP/AVP` or `RTP/AVPF`). Other audio m-lines (SRTP's `RTP/SAVP`, ...) are declined in the
+    /// answer; when they are all there is, the description is refused as an incompatible
+    /// transport rather than answered with a profile it did not offer.
+    pub fn sip_audio(&self) -> Result<(usize, &MediaLine)> {
+        let mut audio = self
+            .lines
+            .iter()
+            .enumerate()
+            .filter(|(_, line)| line.kind == "audio" && line.port != 0)
+            .peekable();
+        let first_proto = audio.peek().map(|(_, line)| line.proto.clone());
+        let refusal = match first_proto {
+            Some(proto) => Error::IncompatibleTransport(proto),
+            None => Error::NoAudio,
+        };
+        audio.find(|(_, line)| line.is_plain_rtp()).ok_or(refusal)
+    }
 }
 
 impl MediaLine {
+    /// Whether the stream is plain RTP (`RTP/AVP` or `RTP/AVPF`), the only profiles the SIP leg
+    /// speaks until it has SRTP.
+    pub fn is_plain_rtp(&self) -> bool {
+        self.proto.eq_ignore_ascii_case("RTP/AVP") || self.proto.eq_ignore_ascii_case("RTP/AVPF")
+    }
+
     /// Where the far end wants RTP (the connection address and the port); `None` when the
     /// address is unspecified (`0.0.0.0`, an old way to say hold) or missing.
     pub fn rtp_target(&self) -> Option<SocketAddr> {
@@ -398,6 +423,35 @@ fn declined(line: &MediaLine) -> MediaDescription {
         },
         ..MediaDescription::default()
     }
+}
+
+/// Rewrites the declined m-lines (port 0) of `answer` to keep the proto of the m-line they
+/// answer in `offer` and list its first format. RFC 3264 only asks for some format, but strict
+/// parsers (aiortc and others) refuse a whole answer whose declined m-line names a format the
+/// offer did not have, and the WebRTC engine writes `0` there.
+pub fn declined_as_offered(answer: &str, offer: &Description) -> String {
+    let mut index = 0;
+    let mut out = String::with_capacity(answer.len());
+    for line in answer.split_inclusive('\n') {
+        let Some(media) = line.strip_prefix("m=") else {
+            out.push_str(line);
+            continue;
+        };
+        let offered = offer.lines.get(index);
+        index += 1;
+        let mut fields = media.trim_end().split(' ');
+        let (Some(kind), Some("0"), Some(offered)) = (fields.next(), fields.next(), offered) else {
+            out.push_str(line);
+            continue;
+        };
+        let Some(format) = offered.formats.first() else {
+            out.push_str(line);
+            continue;
+        };
+        let ending = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
+        out.push_str(&format!("m={kind} 0 {} {format}{ending}", offered.proto));
+    }
+    out
 }
 
 /// The payloads of `offered` the relay can carry, ordered by `preference`, followed by the

@@ -46,6 +46,13 @@ pub enum Event {
         /// What happened.
         event: AccountEvent,
     },
+    /// `lookup-public-key-event`: the answer to `lookup-public-key` (the same in both versions).
+    PublicKey {
+        /// The account asked about.
+        uri: String,
+        /// Its PGP public key, `None` (JSON null) when none is stored.
+        public_key: Option<String>,
+    },
     /// An event of one call.
     Session {
         /// The session id.
@@ -222,6 +229,11 @@ impl Event {
                 out.insert("sylkrtc".into(), json!("event"));
                 out.insert("event".into(), json!("ready"));
             }
+            (Event::PublicKey { uri, public_key }, _) => {
+                out.insert("sylkrtc".into(), json!("lookup-public-key-event"));
+                out.insert("uri".into(), json!(uri));
+                out.insert("public_key".into(), json!(public_key));
+            }
             (Event::Account { account, event }, _) => {
                 let (name, mut payload) = event.payload(version);
                 out.insert("account".into(), json!(account));
@@ -265,6 +277,10 @@ impl Event {
         match (kind, version) {
             ("ready-event", Version::V2) => Ok(Event::Ready),
             ("event", Version::V1) if fields.string("event")? == "ready" => Ok(Event::Ready),
+            ("lookup-public-key-event", _) => Ok(Event::PublicKey {
+                uri: fields.string("uri")?.to_owned(),
+                public_key: fields.opt_string("public_key")?.map(str::to_owned),
+            }),
             ("account-event", Version::V2) => Ok(Event::Account {
                 account: fields.string("account")?.to_owned(),
                 event: AccountEvent::from_fields(fields.string("event")?, fields, version)?,

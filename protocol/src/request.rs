@@ -52,7 +52,6 @@ pub const REQUEST_NAMES: &[&str] = &[
 /// [`RequestBody::NotModelled`], so that the gateway can say "not supported yet" rather than
 /// "unknown request".
 pub const NOT_MODELLED: &[&str] = &[
-    "lookup-public-key",
     "account-devicetoken",
     "account-message",
     "account-disposition-notification",
@@ -93,6 +92,12 @@ pub struct Request {
 pub enum RequestBody {
     /// `ping`: a keepalive, answered with an ack.
     Ping,
+    /// `lookup-public-key`: the PGP public key stored for an account, answered with an ack and
+    /// a `lookup-public-key-event`.
+    LookupPublicKey {
+        /// The account whose key is asked for.
+        uri: Aor,
+    },
     /// `account-add`: configure an account on this connection.
     AccountAdd(AccountAdd),
     /// `account-remove`: forget an account (and unregister it).
@@ -258,6 +263,7 @@ impl RequestBody {
     pub fn name(&self) -> &'static str {
         match self {
             RequestBody::Ping => "ping",
+            RequestBody::LookupPublicKey { .. } => "lookup-public-key",
             RequestBody::AccountAdd(_) => "account-add",
             RequestBody::AccountRemove { .. } => "account-remove",
             RequestBody::AccountRegister { .. } => "account-register",
@@ -275,6 +281,9 @@ impl RequestBody {
     fn parse(name: &str, fields: Fields<'_>) -> Result<RequestBody> {
         Ok(match name {
             "ping" => RequestBody::Ping,
+            "lookup-public-key" => RequestBody::LookupPublicKey {
+                uri: aor(fields, "uri")?,
+            },
             "account-add" => RequestBody::AccountAdd(AccountAdd::parse(fields)?),
             "account-remove" => RequestBody::AccountRemove {
                 account: aor(fields, "account")?,
@@ -323,6 +332,7 @@ impl RequestBody {
         };
         match self {
             RequestBody::Ping | RequestBody::NotModelled(_) => {}
+            RequestBody::LookupPublicKey { uri } => put("uri", json!(uri.to_string())),
             RequestBody::AccountAdd(add) => {
                 put("account", json!(add.account.to_string()));
                 put("password", json!(add.secret.expose()));
@@ -435,16 +445,20 @@ impl AccountAdd {
                 format!("must be 1 to {MAX_PASSWORD_LEN} characters"),
             ));
         }
-        let secret = if fields.opt_bool("ha1")?.unwrap_or(true) {
-            if password.len() != 32 || !password.bytes().all(|b| b.is_ascii_hexdigit()) {
+        // sylkrtc.js sends `ha1: false` with a plain password only in some versions; others send
+        // the plain password alone. As the reference server does, a password that is not an HA1
+        // (32 hex digits) is taken as a plain one; an explicit `ha1: true` insists on the HA1.
+        let is_ha1 = password.len() == 32 && password.bytes().all(|b| b.is_ascii_hexdigit());
+        let secret = match fields.opt_bool("ha1")? {
+            Some(false) => Secret::Password(password.to_owned()),
+            Some(true) if !is_ha1 => {
                 return Err(Error::invalid(
                     "password",
-                    "expected the HA1 as 32 hex digits (send `ha1: false` with a plain password)",
+                    "`ha1: true` needs the HA1 as 32 hex digits",
                 ));
             }
-            Secret::Ha1(password.to_ascii_lowercase())
-        } else {
-            Secret::Password(password.to_owned())
+            _ if is_ha1 => Secret::Ha1(password.to_ascii_lowercase()),
+            _ => Secret::Password(password.to_owned()),
         };
         Ok(AccountAdd {
             account,

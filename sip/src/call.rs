@@ -88,6 +88,47 @@ pub struct Outgoing {
     pub headers: Vec<(String, String)>,
 }
 
+/// A `Warning` header (RFC 3261 section 20.43): why a request was refused, in words for the
+/// person at the other end, with a code that says the kind (`302` incompatible transport, `305`
+/// incompatible media format, `399` anything else).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The warn-code.
+    pub code: u16,
+    /// The warn-text.
+    pub text: String,
+}
+
+impl Warning {
+    /// `302 Incompatible transport protocol`.
+    pub const INCOMPATIBLE_TRANSPORT: u16 = 302;
+    /// `305 Incompatible media format`.
+    pub const INCOMPATIBLE_MEDIA_FORMAT: u16 = 305;
+    /// `399 Miscellaneous warning`.
+    pub const MISCELLANEOUS: u16 = 399;
+
+    /// A warning with this code and text.
+    pub fn new(code: u16, text: impl Into<String>) -> Warning {
+        Warning {
+            code,
+            text: text.into(),
+        }
+    }
+
+    /// The header's value: `code agent "text"`, the agent a pseudonym token (the gateway), the
+    /// text a quoted string on one line.
+    pub fn header_value(&self) -> String {
+        let text: String = self
+            .text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        format!("{} sylkrtc-gateway \"{text}\"", self.code)
+    }
+}
+
 /// How a call ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ending {
@@ -509,10 +550,20 @@ impl Call {
 
     /// Refuses the incoming call with a final response (486, 603, 480...).
     pub fn reject(&mut self, code: u16, reason: &str) {
+        self.reject_with(code, reason, None);
+    }
+
+    /// As [`Call::reject`], with a `Warning` that says why.
+    pub fn reject_with(&mut self, code: u16, reason: &str, warning: Option<&Warning>) {
         if self.phase != Phase::Ringing {
             return;
         }
-        if let Some(response) = self.dialog_response(code, reason) {
+        if let Some(mut response) = self.dialog_response(code, reason) {
+            if let Some(warning) = warning {
+                response
+                    .headers
+                    .insert(Name::WARNING, warning.header_value());
+            }
             self.out.push_back(CallOutput::Response(response));
         }
         self.phase = Phase::Done;

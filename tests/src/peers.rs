@@ -116,6 +116,10 @@ pub struct KamailioOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// A db_text directory with the subscriber table (the tests' three users otherwise).
     pub db: Option<PathBuf>,
+    /// The digest realm it challenges with (the From domain otherwise).
+    pub realm: Option<String>,
+    /// The digest algorithm it challenges with (`SHA-256`; MD5 otherwise).
+    pub algorithm: Option<String>,
 }
 
 impl Default for KamailioOptions {
@@ -125,6 +129,8 @@ impl Default for KamailioOptions {
             min_expires: 1,
             tls: None,
             db: None,
+            realm: None,
+            algorithm: None,
         }
     }
 }
@@ -190,6 +196,12 @@ impl Kamailio {
                 .arg(format!("TLSPORT={tls_port}"))
                 .arg("-A")
                 .arg(format!("TLSCFG=\"{}\"", config.display()));
+        }
+        if let Some(realm) = &options.realm {
+            command.arg("-A").arg(format!("REALM=\"{realm}\""));
+        }
+        if let Some(algorithm) = &options.algorithm {
+            command.arg("-A").arg(format!("DIGESTALG=\"{algorithm}\""));
         }
         let mut child = command
             .args(["-DD", "-E", "-f"])

@@ -134,7 +134,6 @@ fn features_not_built_say_so() {
         ("session-update", json!({"session": "s", "sdp": "v=0"})),
         ("videoroom-join", json!({})),
         ("account-fetch-addressbook", json!({"account": "a@b.c"})),
-        ("lookup-public-key", json!({"uri": "a@b.c"})),
     ] {
         let mut request = json!({"sylkrtc": name, "transaction": "t"});
         request
@@ -153,6 +152,33 @@ fn features_not_built_say_so() {
                 kind: ErrorKind::NotSupported,
                 text
             }
+        );
+    }
+}
+
+#[test]
+fn lookup_public_key_is_acked_then_answered_with_no_key() {
+    for version in Version::PREFERENCE {
+        let mut connection = connection(version, &["*"]);
+        let (handled, out) = exchange(
+            &mut connection,
+            json!({"sylkrtc": "lookup-public-key", "transaction": "t", "uri": "sip:Bob@Example.com"}),
+        );
+        assert_eq!(handled.outcome, Outcome::Ack);
+        assert_eq!(
+            out,
+            [
+                json!({"sylkrtc": "ack", "transaction": "t"}),
+                json!({"sylkrtc": "lookup-public-key-event", "uri": "Bob@Example.com", "public_key": null}),
+            ]
+        );
+        let (_, out) = exchange(
+            &mut connection,
+            json!({"sylkrtc": "lookup-public-key", "transaction": "u"}),
+        );
+        assert_eq!(
+            out,
+            [json!({"sylkrtc": "error", "transaction": "u", "error": "missing field `uri`"})]
         );
     }
 }

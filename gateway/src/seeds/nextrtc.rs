@@ -63,20 +63,29 @@ impl Kind {
     }
 }
 
-/// One frame, either way.
+/// One frame, either way. A field that is absent or `null` is empty: JSON clients send `null`
+/// for unset fields, and the reference's decoder reads it as absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Message {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub(crate) from: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub(crate) to: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub(crate) signal: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub(crate) content: String,
     /// String values only, as in the reference (whose decoder fails on anything else).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub(crate) custom: BTreeMap<String, String>,
+}
+
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 /// The reference's exception names, sent as an error's content.

@@ -94,6 +94,36 @@ fn video_is_declined_toward_the_browser() {
     assert_eq!(browser.lines.len(), 2);
     assert_eq!(browser.lines[1].kind, "video");
     assert_eq!(browser.lines[1].port, 0, "{answer}");
+    // Strict parsers (aiortc, ...) refuse a declined m-line whose format the offer did not
+    // have: it keeps the offer's proto and lists the offer's first format.
+    let offer = Description::parse(&data("chrome-offer-audio-video.sdp")).expect("offer");
+    assert_eq!(browser.lines[1].proto, offer.lines[1].proto, "{answer}");
+    assert_eq!(
+        browser.lines[1].formats,
+        [offer.lines[1].formats[0].clone()],
+        "{answer}"
+    );
+    // Firefox's offer too.
+    let (mut relay, _) =
+        Relay::outgoing(now, config(&ALL), &data("firefox-offer-audio-video.sdp")).expect("relay");
+    let answer = relay
+        .accept_sip_answer(now, &data("baresip-answer.sdp"))
+        .expect("accepted")
+        .expect("an answer");
+    let browser = Description::parse(&answer).expect("valid SDP");
+    let offer = Description::parse(&data("firefox-offer-audio-video.sdp")).expect("offer");
+    let video = browser
+        .lines
+        .iter()
+        .position(|line| line.kind == "video")
+        .expect("video");
+    assert_eq!(browser.lines[video].port, 0);
+    assert!(
+        offer.lines[video]
+            .formats
+            .contains(&browser.lines[video].formats[0]),
+        "{answer}"
+    );
 }
 
 #[test]
@@ -338,4 +368,103 @@ fn rtcp_mux_is_answered_when_offered() {
         .accept_browser_answer(now, &browser_answer(&browser_offer))
         .expect("accepted");
     assert!(!answer.contains("a=rtcp-mux"), "{answer}");
+}
+
+/// A phone's SDP with one codec and telephone-event/8000 (baresip's shape).
+fn phone_sdp(codec: Codec) -> String {
+    let pt = codec.static_pt().unwrap_or(96);
+    let rtpmap = match codec.channels() {
+        Some(channels) => format!("{}/{}/{channels}", codec.name(), codec.clock_rate()),
+        None => format!("{}/{}", codec.name(), codec.clock_rate()),
+    };
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio 10020 RTP/AVP {pt} 101\r\na=rtpmap:{pt} {rtpmap}\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n"
+    )
+}
+
+/// The audio codec of a description's first audio m-line.
+fn audio_codec(sdp: &str) -> Option<Codec> {
+    let description = Description::parse(sdp).expect("valid SDP");
+    let (_, audio) = description.audio().expect("audio");
+    audio
+        .payloads
+        .iter()
+        .find_map(|payload| match payload.format {
+            Format::Audio(codec) => Some(codec),
+            Format::TelephoneEvent(_) => None,
+        })
+}
+
+/// Every codec of the list, as the phone's only codec, both call directions: the browser's
+/// answer (or offer) carries that codec, and so does the SIP answer. G.722 was the case that
+/// failed: str0m models it at 16 kHz and matched nothing configured at 8 kHz.
+#[test]
+fn each_codec_alone_on_the_phone_is_negotiated_both_ways() {
+    let now = Instant::now();
+    for codec in ALL {
+        // A browser calls the phone.
+        let (mut relay, _) =
+            Relay::outgoing(now, config(&ALL), &data("chrome-offer-audio.sdp")).expect("relay");
+        let answer = relay
+            .accept_sip_answer(now, &phone_sdp(codec))
+            .expect("accepted")
+            .expect("a browser answer");
+        assert_eq!(audio_codec(&answer), Some(codec), "{answer}");
+        assert_eq!(relay.codec(), Some(codec));
+        if codec == Codec::G722 {
+            assert!(answer.contains("a=rtpmap:9 G722/8000"), "{answer}");
+        }
+
+        // The phone calls a browser.
+        let (mut relay, browser_offer) =
+            Relay::incoming(now, config(&ALL), Some(&phone_sdp(codec))).expect("relay");
+        assert_eq!(audio_codec(&browser_offer), Some(codec), "{browser_offer}");
+        let sip_answer = relay
+            .accept_browser_answer(now, &browser_answer(&browser_offer))
+            .expect("accepted");
+        assert_eq!(audio_codec(&sip_answer), Some(codec), "{sip_answer}");
+        assert_eq!(relay.codec(), Some(codec));
+    }
+}
+
+/// SRTP toward SIP does not exist yet: an `RTP/SAVP` audio offer is refused as an incompatible
+/// transport, never answered with `RTP/AVP`; next to a plain RTP audio m-line it is only declined.
+#[test]
+fn an_srtp_offer_is_refused_or_its_m_line_declined() {
+    let now = Instant::now();
+    let savp = phone_sdp(Codec::Pcmu).replace("RTP/AVP", "RTP/SAVP")
+        + "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
+    match Relay::incoming(now, config(&ALL), Some(&savp)) {
+        Err(Error::IncompatibleTransport(proto)) => assert_eq!(proto, "RTP/SAVP"),
+        other => panic!("expected an incompatible transport, got {other:?}"),
+    }
+    // Both: the plain one is taken, the SRTP one declined in its place with its own proto.
+    let both = savp.clone()
+        + &phone_sdp(Codec::Pcmu)[phone_sdp(Codec::Pcmu).find("m=audio").expect("m-line")..];
+    let (mut relay, browser_offer) =
+        Relay::incoming(now, config(&ALL), Some(&both)).expect("relay");
+    let answer = relay
+        .accept_browser_answer(now, &browser_answer(&browser_offer))
+        .expect("accepted");
+    let sip = Description::parse(&answer).expect("valid SDP");
+    assert_eq!(sip.lines.len(), 2, "{answer}");
+    assert_eq!(
+        (sip.lines[0].port, sip.lines[0].proto.as_str()),
+        (0, "RTP/SAVP")
+    );
+    assert_eq!(sip.lines[1].proto, "RTP/AVP");
+    assert_ne!(sip.lines[1].port, 0);
+    // The same for a re-offer and for an answer to our offer.
+    assert!(matches!(
+        relay.answer_sip_offer(&savp),
+        Err(Error::IncompatibleTransport(_))
+    ));
+    let (mut relay, _) =
+        Relay::outgoing(now, config(&ALL), &data("chrome-offer-audio.sdp")).expect("relay");
+    assert!(matches!(
+        relay.accept_sip_answer(now, &savp),
+        Err(Error::IncompatibleTransport(_))
+    ));
 }

@@ -103,27 +103,46 @@ fn every_modelled_request_round_trips() {
     }
 }
 
-#[test]
-fn plain_passwords_need_ha1_false() {
-    let request = Request::parse(
-        &json!({"sylkrtc": "account-add", "transaction": "a",
-        "account": "bob@example.org", "password": "pw", "ha1": false})
-        .to_string(),
-    )
-    .unwrap();
+fn secret_of(request: serde_json::Value) -> Secret {
+    let request = Request::parse(&request.to_string()).unwrap();
     let RequestBody::AccountAdd(add) = request.body else {
         panic!()
     };
-    assert_eq!(add.secret, Secret::Password("pw".into()));
+    add.secret
+}
+
+#[test]
+fn plain_passwords_with_or_without_ha1_false() {
+    let plain = |extra: serde_json::Value| {
+        let mut request = json!({"sylkrtc": "account-add", "transaction": "a",
+            "account": "bob@example.org", "password": "pw"});
+        if let serde_json::Value::Object(extra) = extra {
+            request.as_object_mut().unwrap().extend(extra);
+        }
+        secret_of(request)
+    };
+    // sylkrtc.js with `ha1: false` sends the plain password and no `ha1` field at all.
+    assert_eq!(plain(json!({})), Secret::Password("pw".into()));
+    assert_eq!(plain(json!({"ha1": false})), Secret::Password("pw".into()));
+    // 32 hex digits are an HA1 unless the client says otherwise.
+    let hex = "0123456789abcdef0123456789ABCDEF";
+    assert_eq!(
+        secret_of(json!({"sylkrtc": "account-add", "transaction": "a",
+            "account": "bob@example.org", "password": hex})),
+        Secret::Ha1(hex.to_ascii_lowercase())
+    );
+    assert_eq!(
+        secret_of(json!({"sylkrtc": "account-add", "transaction": "a",
+            "account": "bob@example.org", "password": hex, "ha1": false})),
+        Secret::Password(hex.into())
+    );
     let error = parse_err(
         json!({"sylkrtc": "account-add", "transaction": "a", "account": "bob@example.org",
-        "password": "pw"}),
+        "password": "pw", "ha1": true}),
     );
-    assert!(
-        error
-            .to_string()
-            .starts_with("invalid field `password`: expected the HA1"),
-        "{error}"
+    assert_eq!(
+        error.to_string(),
+        "invalid field `password`: `ha1: true` needs the HA1 as 32 hex digits"
     );
     let error = parse_err(
         json!({"sylkrtc": "account-add", "transaction": "a", "account": "bob@example.org",

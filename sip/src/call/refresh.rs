@@ -95,11 +95,16 @@ impl Call {
     }
 
     /// Refuses the far end's pending offer (488 when it cannot be taken).
-    pub fn refuse_offer(&mut self, code: u16, reason: &str) {
+    pub fn refuse_offer(&mut self, code: u16, reason: &str, warning: Option<&Warning>) {
         let Some(pending) = self.pending.take() else {
             return;
         };
-        let response = self.respond_in_dialog(&pending.request, code, reason);
+        let mut response = self.respond_in_dialog(&pending.request, code, reason);
+        if let Some(warning) = warning {
+            response
+                .headers
+                .insert(Name::WARNING, warning.header_value());
+        }
         self.out.push_back(CallOutput::Response(response));
     }
 

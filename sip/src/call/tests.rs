@@ -600,6 +600,20 @@ fn cancel_reject_and_extensions() {
     assert_eq!(only_request(&mut call).code(), Some(603));
     assert!(call.is_done());
 
+    // A refusal can say why, in a Warning header (quotes and line ends made safe).
+    let (mut call, _) = incoming(now, true, "");
+    let warning = Warning::new(
+        Warning::INCOMPATIBLE_TRANSPORT,
+        "no \"RTP/SAVP\"\r\nX-Injected: 1",
+    );
+    call.reject_with(488, "Not Acceptable Here", Some(&warning));
+    let response = only_request(&mut call);
+    assert_eq!(response.code(), Some(488));
+    assert_eq!(
+        response.header(&Name::WARNING),
+        Some(r#"302 sylkrtc-gateway "no \"RTP/SAVP\"  X-Injected: 1""#)
+    );
+
     let invite = parse(&INCOMING.replace("Supported: timer\n", "Require: foo, timer\n"));
     let refused = Call::incoming(now, config(Transport::Udp), &invite).expect_err("refused");
     assert_eq!(refused.code(), Some(420));

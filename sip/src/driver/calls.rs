@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::{Account, Driver, Input, SipEvent};
-use crate::call::{Call, CallConfig, CallEvent, Ending, Outgoing};
+use crate::call::{Call, CallConfig, CallEvent, Ending, Outgoing, Warning};
 use crate::dialog::{bare_uri, without_tag};
 use crate::endpoint::{CallId, PendingInvite, RegistrationId, Target};
 use crate::message::{Message, StartLine};
@@ -107,6 +107,8 @@ pub enum CallCommand {
         code: u16,
         /// The reason phrase.
         reason: String,
+        /// Why, for the person calling.
+        warning: Option<Warning>,
     },
     /// Answer the far end's re-INVITE or UPDATE (or give the offer an offerless re-INVITE asked
     /// for).
@@ -117,6 +119,8 @@ pub enum CallCommand {
         code: u16,
         /// The reason phrase.
         reason: String,
+        /// Why, for the person at the other end.
+        warning: Option<Warning>,
     },
     /// Send an INFO.
     Info {
@@ -370,9 +374,17 @@ impl Driver {
             CallCommand::Hangup => sip.hangup(now),
             CallCommand::Ring => sip.ring(),
             CallCommand::Answer { sdp, headers } => sip.answer(now, sdp, &headers),
-            CallCommand::Reject { code, reason } => sip.reject(code, &reason),
+            CallCommand::Reject {
+                code,
+                reason,
+                warning,
+            } => sip.reject_with(code, &reason, warning.as_ref()),
             CallCommand::AnswerOffer(sdp) => sip.answer_offer(now, sdp),
-            CallCommand::RefuseOffer { code, reason } => sip.refuse_offer(code, &reason),
+            CallCommand::RefuseOffer {
+                code,
+                reason,
+                warning,
+            } => sip.refuse_offer(code, &reason, warning.as_ref()),
             CallCommand::Info { content_type, body } => sip.info(&content_type, body),
         });
     }

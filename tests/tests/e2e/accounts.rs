@@ -49,11 +49,12 @@ async fn account_fields_are_validated() {
     for version in Version::PREFERENCE {
         let mut client = gateway.client_version(version).await;
         let error = client
-            .expect_error(json!({"sylkrtc": "account-add", "account": "alice@example.com", "password": "plain"}))
+            .expect_error(json!({"sylkrtc": "account-add", "account": "alice@example.com", "password": "plain",
+                "ha1": true}))
             .await;
-        assert!(
-            error.starts_with("invalid field `password`: expected the HA1 as 32 hex digits"),
-            "{error}"
+        assert_eq!(
+            error,
+            "invalid field `password`: `ha1: true` needs the HA1 as 32 hex digits"
         );
         let error = client
             .expect_error(json!({"sylkrtc": "account-add", "account": "alice", "password": HA1}))

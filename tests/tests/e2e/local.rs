@@ -308,3 +308,30 @@ async fn the_echo_test_returns_the_callers_tone() {
     assert!(carol.wait_for("CALL_CLOSED", 1, WAIT).await);
     assert_eq!(carol.received_tone().expect("carol's recording").0, 1500.0);
 }
+
+/// A phone that insists on SRTP (baresip with `mediaenc=srtp-mand` offers `RTP/SAVP`) is refused
+/// with 488 (and `Warning: 302`, checked in the SIP unit tests), never answered with plain
+/// `RTP/AVP`.
+#[tokio::test]
+async fn an_srtp_only_phone_is_refused_with_incompatible_transport() {
+    let gateway = Gateway::start(shipped()).await;
+    let account = format!(
+        "<sip:dave@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";auth_pass=x;\
+         answermode=auto;audio_codecs=PCMU/8000/1;mediaenc=srtp-mand;regint=300\n",
+        gateway.sip.0.port()
+    );
+    let dave = Baresip::start_account(&account, 800.0);
+    assert!(dave.wait_for("REGISTER_OK", 1, WAIT).await);
+    dave.command("dial", &format!("sip:echo@{DOMAIN}"));
+    assert!(dave.wait_for("CALL_CLOSED", 1, WAIT).await);
+    let closed = dave
+        .events()
+        .into_iter()
+        .find(|event| event["type"] == "CALL_CLOSED")
+        .expect("closed");
+    assert!(
+        closed["param"].as_str().unwrap_or_default().contains("488"),
+        "{closed}"
+    );
+    assert_eq!(dave.count("CALL_ESTABLISHED"), 0);
+}

@@ -153,3 +153,138 @@ async fn registration_logs_never_show_the_ha1() {
         "the HA1 leaked into the logs:\n{logs}"
     );
 }
+
+/// The gateway binary next to this test (`cargo test --workspace` builds it).
+fn gateway_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let binary = dir.join("sylkrtc-gateway");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build -p gateway`",
+        binary.display()
+    );
+    binary
+}
+
+/// The real binary, whose logging goes through `log` as well as `tracing` (the WebSocket library
+/// logs every frame through `log` at trace level): at no level, whatever `RUST_LOG` says, does a
+/// password or HA1 reach its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_level_of_the_binary_prints_a_credential() {
+    let dir = gateway_tests::TempDir::new();
+    for level in [
+        "error",
+        "warn",
+        "info",
+        "debug",
+        "trace",
+        "tungstenite=trace,trace",
+    ] {
+        let port = gateway_tests::peers::free_port();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[http]\nlisten = \"127.0.0.1:{port}\"\n[websocket]\ntrace_client = true\n\
+                 [sip]\nlisten = \"127.0.0.1\"\nudp_port = 0\ntcp_port = 0\n"
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("stderr.log");
+        let mut child = std::process::Command::new(gateway_binary())
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", level)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the gateway");
+        let url = format!("ws://127.0.0.1:{port}/webrtcgateway/ws");
+        let started = std::time::Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed().as_secs() < 20,
+                "the gateway did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let mut client = gateway_tests::Client::connect(&url, &["sylkRTC-2"], None)
+            .await
+            .expect("connected");
+        client.expect_ready().await;
+        client
+            .expect_ack(
+                json!({"sylkrtc": "account-add", "account": "alice@example.com", "password": HA1}),
+            )
+            .await;
+        // sylkrtc.js with `ha1: false`: the plain password alone.
+        client
+            .expect_ack(
+                json!({"sylkrtc": "account-add", "account": "bob@example.com",
+                "password": "hunter2hunter2"}),
+            )
+            .await;
+        client.close().await;
+        let _ = child.kill();
+        let _ = child.wait();
+        let logs = std::fs::read_to_string(&log).unwrap();
+        let hex_password: String = "hunter2hunter2"
+            .bytes()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        for secret in [HA1, "hunter2hunter2", &hex_password, "68 75 6e 74 65 72"] {
+            assert!(
+                !logs.contains(secret),
+                "RUST_LOG={level}: {secret} leaked into the log:\n{logs}"
+            );
+        }
+        if level.contains("trace") {
+            // The level was in force: the gateway's own trace of the client's messages is there.
+            assert!(
+                logs.contains("\"sylkrtc\":\"account-add\",\"transaction\""),
+                "{logs}"
+            );
+            assert!(logs.contains("<redacted>"), "{logs}");
+        }
+    }
+}
+
+/// A client sending nothing but malformed messages gets a few warnings in the log, not one each.
+#[tokio::test]
+async fn malformed_messages_are_logged_a_few_per_connection_and_window() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let gateway = Gateway::start_default().await;
+    let mut client = gateway.client().await;
+    for n in 0..500 {
+        client.feed(Message::text(format!("{{not json {n}"))).await;
+    }
+    client.flush().await;
+    // The connection still works, and answers in order after the flood.
+    client.expect_ack(json!({"sylkrtc": "ping"})).await;
+    client.close().await;
+    gateway.stop().await;
+    let logs = captured.text();
+    let shown = logs.matches("message ignored:").count();
+    assert!((1..=5).contains(&shown), "{shown} warnings:\n{logs}");
+    assert!(
+        logs.contains(&format!(
+            "{} more warnings about ignored messages were not shown",
+            500 - shown
+        )),
+        "{logs}"
+    );
+}

@@ -154,6 +154,43 @@ async fn a_wrong_ha1_fails_with_the_status_and_is_not_retried() {
     assert!(kamailio.bindings("alice").is_empty());
 }
 
+/// sylkrtc.js with `ha1: false` sends the plain password and no `ha1` field: the gateway computes
+/// H(A1) with each challenge's realm (not the domain) and answers SHA-256 challenges too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_password_registers_with_any_realm_and_sha_256() {
+    for algorithm in [None, Some("SHA-256")] {
+        let kamailio = std::sync::Arc::new(Kamailio::start(KamailioOptions {
+            realm: Some("voip.test".into()),
+            algorithm: algorithm.map(str::to_owned),
+            ..KamailioOptions::default()
+        }));
+        let gateway = gateway(&kamailio, "udp").await;
+        let mut client = gateway.client().await;
+        register(&mut client, "alice", "alicepw").await;
+        until_registered(&mut client, "alice").await;
+        let k = kamailio.clone();
+        blocking(move || k.wait_bindings("alice", 1, WAIT)).await;
+        let challenges = kamailio.log.count("REGISTER sip:alice@127.0.0.1 from");
+        assert!(challenges >= 1, "{}", kamailio.log.text());
+
+        // A wrong plain password is refused, once, whatever the algorithm.
+        register(&mut client, "bob", "not-bobs").await;
+        assert_eq!(
+            state(&mut client, "bob").await,
+            RegistrationState::Registering
+        );
+        assert!(
+            matches!(
+                state(&mut client, "bob").await,
+                RegistrationState::Failed { reason: Some(_) }
+            ),
+            "{algorithm:?}"
+        );
+        assert!(kamailio.bindings("bob").is_empty());
+        gateway.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_connection_has_its_own_binding_and_closing_removes_it() {
     let kamailio = std::sync::Arc::new(Kamailio::start(KamailioOptions::default()));

@@ -180,3 +180,79 @@ async fn with_the_shipped_configuration_the_page_calls_echo_and_hears_itself() {
     page.close().await;
     gateway.stop().await;
 }
+
+/// baresip's name (`name/sampling rate/channels`) for each codec the gateway relays, and the
+/// name the page shows for it.
+fn phone_codec(codec: &str) -> (&'static str, &'static str) {
+    match codec.to_ascii_lowercase().as_str() {
+        "opus" => ("opus/48000/2", "opus"),
+        // G.722 samples at 16 kHz; its RTP clock is 8 kHz (RFC 3551).
+        "g722" => ("G722/16000/1", "G722"),
+        "pcmu" => ("PCMU/8000/1", "PCMU"),
+        "pcma" => ("PCMA/8000/1", "PCMA"),
+        other => panic!("no phone codec for {other}"),
+    }
+}
+
+/// Every codec of the configured list, with a phone that has only that codec, carries the
+/// tones both ways, whichever side calls: the page in chromium hears the phone's tone and the
+/// phone's recording has the page's. G.722 was silent both ways.
+#[tokio::test]
+async fn every_configured_codec_carries_audio_both_ways_in_both_call_directions() {
+    let dir = TempDir::new();
+    let mut page = browser(&dir);
+    for codec in Config::default().media.codecs {
+        let (phone, shown) = phone_codec(&codec);
+        let setup = Setup::new(|_| {}).await;
+        let bob = setup.bob(phone, BOB_TONE);
+        sign_in(&mut page, &setup.gateway, "alice@127.0.0.1", "alicepw").await;
+        page.wait_text("#registration-state", "^registered$").await;
+
+        page.command(json!({"do": "fill", "selector": "#uri", "value": "bob@127.0.0.1"}))
+            .await;
+        page.command(json!({"do": "click", "selector": "#call"}))
+            .await;
+        let call = format!("{codec}, the page calls");
+        established_hearing_bob(&mut page, shown, &call).await;
+        page.command(json!({"do": "click", "selector": "#hangup"}))
+            .await;
+        ended_with_bob_hearing_the_page(&mut page, &bob, 1, &call).await;
+
+        setup.dial(&bob, "alice");
+        page.command(json!({"do": "waitVisible", "selector": "#incoming"}))
+            .await;
+        page.command(json!({"do": "click", "selector": "#answer"}))
+            .await;
+        let call = format!("{codec}, bob calls");
+        established_hearing_bob(&mut page, shown, &call).await;
+        bob.command("hangup", "");
+        ended_with_bob_hearing_the_page(&mut page, &bob, 2, &call).await;
+        setup.assert_nothing_left().await;
+    }
+    page.close().await;
+}
+
+/// The call is established with the codec shown as `shown`, and the page hears bob's tone.
+async fn established_hearing_bob(page: &mut Chromium, shown: &str, call: &str) {
+    page.wait_text("#call-state", "^established$").await;
+    page.wait_text("#stat-codec", shown).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let heard = page.heard_frequency(2.0).await;
+    assert!(near(heard, BOB_TONE), "{call}: the page hears {heard} Hz");
+}
+
+/// The call ends on both sides (bob's `closed`-th call), and bob's recording has the page's tone.
+async fn ended_with_bob_hearing_the_page(
+    page: &mut Chromium,
+    bob: &gateway_tests::baresip::Baresip,
+    closed: usize,
+    call: &str,
+) {
+    page.wait_text("#last-call", "ended").await;
+    assert!(bob.wait_for("CALL_CLOSED", closed, WAIT).await);
+    let (tone, seconds) = bob.received_tone().expect("bob's recording");
+    assert!(
+        tone == PAGE_TONE && seconds > 1.0,
+        "{call}: bob hears {tone} Hz for {seconds} s"
+    );
+}

@@ -572,3 +572,39 @@ fn every_member_gets_a_ping_after_1_s_then_every_period() {
     hub.handle_timeout(now + Duration::from_secs(2));
     assert_eq!(drain(&mut hub), []);
 }
+
+#[test]
+fn null_fields_of_an_envelope_read_as_absent() {
+    let now = Instant::now();
+    let mut hub = hub(now);
+    hub.connect("a".into());
+    hub.connect("b".into());
+    // Each optional field null in turn: the request works as if the field were absent.
+    send(
+        &mut hub,
+        now,
+        "a",
+        json!({"from": null, "to": null, "signal": "create", "content": "room", "custom": null}),
+    );
+    let (to, created) = hub.poll_output().expect("created");
+    assert_eq!((to.as_str(), created.signal.as_str()), ("a", "created"));
+    assert_eq!(created.content, "room");
+    send(
+        &mut hub,
+        now,
+        "b",
+        json!({"from": null, "to": null, "signal": "join", "content": "room", "custom": null}),
+    );
+    let signals: Vec<String> = drain(&mut hub)
+        .into_iter()
+        .map(|(to, signal, _, _)| format!("{to}:{signal}"))
+        .collect();
+    assert!(signals.contains(&"b:joined".to_owned()), "{signals:?}");
+    // A null content or signal is an empty one, not a decoding failure.
+    send(&mut hub, now, "a", json!({"signal": null, "content": null}));
+    let errors: Vec<String> = drain(&mut hub)
+        .into_iter()
+        .map(|(_, _, _, content)| content)
+        .collect();
+    assert!(!errors.iter().any(|e| e == "UNKNOWN_ERROR"), "{errors:?}");
+}
