@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -192,14 +192,29 @@ fn stun_ufrag(data: &[u8]) -> Option<&str> {
 }
 
 /// The ports SIP legs take: an even RTP port and the odd RTCP port above it.
+///
+/// Ports are handed out at random from a list of free ones, so that a call's ports cannot be
+/// guessed from another call's (RTP injection, "RTP bleed"), and an exhausted range is refused
+/// at once instead of with a bind attempt per port.
 #[derive(Debug)]
 pub struct PortRange {
     ip: IpAddr,
     first: u16,
     last: u16,
-    next: AtomicU16,
-    in_use: Arc<Mutex<u32>>,
+    pool: Arc<Mutex<Pool>>,
 }
+
+/// The free RTP ports (even) of a range.
+#[derive(Debug)]
+struct Pool {
+    free: Vec<u16>,
+    in_use: u32,
+    rng: fastrand::Rng,
+}
+
+/// How many free ports one allocation tries to bind before giving up (another program may
+/// hold some of the range).
+const BIND_ATTEMPTS: usize = 8;
 
 /// A SIP leg's sockets; the pair returns to the range when dropped.
 #[derive(Debug)]
@@ -208,67 +223,97 @@ pub struct PortPair {
     pub rtp: UdpSocket,
     /// The RTCP socket (the port above).
     pub rtcp: UdpSocket,
-    in_use: Arc<Mutex<u32>>,
+    port: u16,
+    pool: Arc<Mutex<Pool>>,
 }
 
 impl Drop for PortPair {
     fn drop(&mut self) {
-        if let Ok(mut in_use) = self.in_use.lock() {
-            *in_use = in_use.saturating_sub(1);
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.in_use = pool.in_use.saturating_sub(1);
+            pool.free.push(self.port);
         }
     }
 }
 
 impl PortRange {
-    /// The even ports of `first..=last` on `ip`.
+    /// The even ports of `first..=last` on `ip` (each with the odd port above it).
     pub fn new(ip: IpAddr, first: u16, last: u16) -> PortRange {
         let first = first + first % 2;
+        let free: Vec<u16> = (first..last).step_by(2).collect();
         PortRange {
             ip,
             first,
             last,
-            next: AtomicU16::new(first),
-            in_use: Arc::new(Mutex::new(0)),
+            pool: Arc::new(Mutex::new(Pool {
+                free,
+                in_use: 0,
+                rng: fastrand::Rng::new(),
+            })),
         }
     }
 
     /// How many pairs are taken.
     pub fn in_use(&self) -> u32 {
-        self.in_use.lock().map_or(0, |in_use| *in_use)
+        self.pool.lock().map_or(0, |pool| pool.in_use)
     }
 
-    /// Binds the next free pair, going round the range.
+    /// How many pairs are free.
+    pub fn free(&self) -> usize {
+        self.pool.lock().map_or(0, |pool| pool.free.len())
+    }
+
+    /// Binds a free pair chosen at random.
     pub fn allocate(&self) -> Result<PortPair> {
-        let pairs = u32::from(self.last.saturating_sub(self.first)) / 2 + 1;
-        for _ in 0..pairs {
-            let port = self.next.fetch_add(2, Ordering::Relaxed);
-            let port = if port >= self.last || port < self.first {
-                self.next.store(self.first + 2, Ordering::Relaxed);
-                self.first
-            } else {
-                port
-            };
-            let Ok(rtp) = bind_udp(SocketAddr::new(self.ip, port), 256 * 1024) else {
-                continue;
-            };
-            let Ok(rtcp) = bind_udp(SocketAddr::new(self.ip, port + 1), 64 * 1024) else {
-                continue;
-            };
-            if let Ok(mut in_use) = self.in_use.lock() {
-                *in_use += 1;
+        let exhausted = || Error::NoPort(format!("{}-{}", self.first, self.last));
+        let mut busy = Vec::new();
+        let result = (|| {
+            for _ in 0..BIND_ATTEMPTS {
+                let port = {
+                    let mut pool = self.pool.lock().map_err(|_| exhausted())?;
+                    if pool.free.is_empty() {
+                        return Err(exhausted());
+                    }
+                    let count = pool.free.len();
+                    let index = pool.rng.usize(..count);
+                    pool.free.swap_remove(index)
+                };
+                let bound = bind_udp(SocketAddr::new(self.ip, port), 256 * 1024).and_then(|rtp| {
+                    Ok((
+                        rtp,
+                        bind_udp(SocketAddr::new(self.ip, port + 1), 64 * 1024)?,
+                    ))
+                });
+                match bound {
+                    Ok((rtp, rtcp)) => return Ok((port, rtp, rtcp)),
+                    // Held by another program: tried again by later allocations.
+                    Err(_) => busy.push(port),
+                }
             }
-            return Ok(PortPair {
-                rtp,
-                rtcp,
-                in_use: self.in_use.clone(),
-            });
+            Err(exhausted())
+        })();
+        let mut pool = self.pool.lock().map_err(|_| exhausted())?;
+        pool.free.extend(busy);
+        match result {
+            Ok((port, rtp, rtcp)) => {
+                pool.in_use += 1;
+                Ok(PortPair {
+                    rtp,
+                    rtcp,
+                    port,
+                    pool: self.pool.clone(),
+                })
+            }
+            Err(error) => {
+                debug!(
+                    first = self.first,
+                    last = self.last,
+                    free = pool.free.len(),
+                    "no RTP port pair could be had"
+                );
+                Err(error)
+            }
         }
-        debug!(
-            first = self.first,
-            last = self.last,
-            "RTP port range exhausted"
-        );
-        Err(Error::NoPort(format!("{}-{}", self.first, self.last)))
     }
 }
 
@@ -312,5 +357,39 @@ mod tests {
         assert_eq!(range.in_use(), 1);
         drop(first);
         assert_eq!(range.in_use(), 0);
+    }
+
+    /// Ports are not handed out in sequence, an exhausted range is refused, and a pair held by
+    /// another program is skipped.
+    #[tokio::test]
+    async fn ports_are_random_and_exhaustion_is_cheap() {
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let range = PortRange::new(ip, 42_000, 42_199);
+        assert_eq!(range.free(), 100);
+        let held = std::net::UdpSocket::bind((ip, 42_100)).expect("another program's port");
+        let mut pairs = Vec::new();
+        while let Ok(pair) = range.allocate() {
+            pairs.push(pair);
+        }
+        // Every pair but the one another program holds (and, by chance, none other).
+        assert!(pairs.len() >= 95, "{} pairs", pairs.len());
+        let ports: Vec<u16> = pairs.iter().map(|pair| pair.port).collect();
+        assert!(!ports.contains(&42_100));
+        let in_order = ports
+            .windows(2)
+            .filter(|pair| pair[1] == pair[0] + 2)
+            .count();
+        assert!(
+            in_order < 20,
+            "{in_order} of {} in sequence: {ports:?}",
+            ports.len()
+        );
+        // Exhausted: refused (at most a few bind attempts, on the one port left that is held).
+        assert!(matches!(range.allocate(), Err(Error::NoPort(_))));
+        assert_eq!(range.free(), 1);
+        drop(held);
+        pairs.clear();
+        assert_eq!(range.in_use(), 0);
+        assert_eq!(range.free(), 100);
     }
 }

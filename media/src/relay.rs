@@ -28,6 +28,9 @@ use crate::sdp::{
 };
 
 mod forward;
+mod latch;
+
+use latch::Latch;
 
 pub use forward::is_stun;
 
@@ -210,13 +213,13 @@ pub struct Relay {
     sip_payloads: Vec<Payload>,
     /// Our direction toward the SIP side, as written in our SDP.
     sip_direction: Direction,
-    /// Where the SIP side's SDP says to send RTP and RTCP.
+    /// Where the SIP side's SDP says to send RTP.
     sip_target: Option<SocketAddr>,
-    sip_rtcp_target: Option<SocketAddr>,
     sip_rtcp_mux: bool,
-    /// Where the SIP side's RTP and RTCP actually come from (symmetric RTP).
-    sip_latched: Option<SocketAddr>,
-    sip_rtcp_latched: Option<SocketAddr>,
+    /// The sources the SIP side's RTP and RTCP are accepted from, and sent back to (symmetric
+    /// RTP): learnt anew after each remote SDP, then only those.
+    sip_rtp_source: Latch,
+    sip_rtcp_source: Latch,
     to_sip: Rewrite,
     to_browser: Rewrite,
     sip_ssrc: u32,
@@ -262,10 +265,9 @@ impl Relay {
             sip_payloads: Vec::new(),
             sip_direction: Direction::SendRecv,
             sip_target: None,
-            sip_rtcp_target: None,
             sip_rtcp_mux: false,
-            sip_latched: None,
-            sip_rtcp_latched: None,
+            sip_rtp_source: Latch::default(),
+            sip_rtcp_source: Latch::default(),
             to_sip: Rewrite::default(),
             to_browser: Rewrite::default(),
             sip_ssrc: (seed as u32) ^ (seed >> 32) as u32 | 1,
@@ -497,14 +499,11 @@ impl Relay {
             .filter(|payload| formats.contains(&payload.format))
             .map(|payload| (payload.pt, payload.format))
             .collect();
-        let target = audio.rtp_target();
-        if target != self.sip_target {
-            // A new place: learn the source again (symmetric RTP).
-            self.sip_latched = None;
-            self.sip_rtcp_latched = None;
-        }
-        self.sip_target = target;
-        self.sip_rtcp_target = audio.rtcp_target();
+        // Every new description opens the learning of the sources again (the phone may have
+        // moved, or a NAT binding changed).
+        self.sip_target = audio.rtp_target();
+        self.sip_rtp_source.reset(self.sip_target);
+        self.sip_rtcp_source.reset(audio.rtcp_target());
         self.sip_rtcp_mux = audio.rtcp_mux;
         self.sip_direction = if offer {
             audio.direction.answer()

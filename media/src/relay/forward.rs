@@ -53,20 +53,26 @@ impl Relay {
     pub fn handle_sip(&mut self, now: Instant, source: SocketAddr, data: &[u8], rtcp_port: bool) {
         self.now = self.now.max(now);
         if rtcp_port || is_rtcp(data) {
+            // RTCP on its own port is latched on its own; multiplexed, it follows RTP's source.
+            let taken = if rtcp_port {
+                self.sip_rtcp_source.accept(now, source)
+            } else {
+                self.sip_rtp_source.accept(now, source)
+            };
+            if !taken {
+                return;
+            }
             if let Some((_, ntp)) = read_sender_report(data) {
                 self.sip_received.record_sender_report(ntp, now);
-            }
-            if self.sip_rtcp_latched.is_none() {
-                self.sip_rtcp_latched = Some(source);
             }
             return;
         }
         let Some(view) = RtpView::parse(data) else {
             return;
         };
-        // Symmetric RTP: answer where the far end's RTP comes from.
-        if self.sip_latched.is_none() {
-            self.sip_latched = Some(source);
+        // Only the learnt source is heard (and answered: symmetric RTP).
+        if !self.sip_rtp_source.accept(now, source) {
+            return;
         }
         self.last_sip_rtp = now;
         let clock = self.clock();
@@ -117,7 +123,7 @@ impl Relay {
         if !self.sip_direction.sends() {
             return None;
         }
-        let destination = self.sip_latched.or(self.sip_target)?;
+        let destination = self.sip_rtp_source.destination()?;
         let header = &packet.header;
         let (pt, rescale) = self.mapping.map(*header.payload_type, true)?;
         let clock = self.clock();
@@ -267,9 +273,9 @@ impl Relay {
         self.held = None;
         if let Some(report) = self.report.take() {
             let destination = if self.sip_rtcp_mux {
-                self.sip_latched.or(self.sip_target)
+                self.sip_rtp_source.destination()
             } else {
-                self.sip_rtcp_latched.or(self.sip_rtcp_target)
+                self.sip_rtcp_source.destination()
             };
             if let Some(destination) = destination {
                 self.scratch = report;

@@ -714,3 +714,63 @@ async fn two_calls_at_once_on_one_connection() {
     second.close().await;
     setup.assert_nothing_left().await;
 }
+
+/// A third party spraying RTP (and RTCP) at every port of the media range during a call is
+/// never heard: the SIP side's ports take only the phone's source ("RTP bleed").
+#[tokio::test]
+async fn a_third_party_sending_to_a_calls_ports_is_never_heard() {
+    let (first, last) = {
+        let base = gateway_tests::peers::free_port() & !1;
+        (base, base + 9)
+    };
+    let mut setup = Setup::new(|config| {
+        config.media.rtp_port_min = first;
+        config.media.rtp_port_max = last;
+    })
+    .await;
+    let bob = setup.bob("PCMU/8000/1", 1000.0);
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = call_bob(&mut setup, &mut browser, "bleed").await;
+    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 440.0);
+    until(&mut setup.client, "bleed", |state| {
+        *state == SessionState::Established
+    })
+    .await;
+    // From another address, as an attacker on the network would: PCMU packets whose payload
+    // is a pattern no tone has, to every port of the range, 50 a second for 3 s.
+    let attacker = tokio::net::UdpSocket::bind("127.0.0.9:0")
+        .await
+        .expect("the attacker's socket");
+    for n in 0u16..150 {
+        let mut packet = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0x0b, 0xad, 0xbe, 0xef];
+        packet[2..4].copy_from_slice(&n.to_be_bytes());
+        packet[4..8].copy_from_slice(&(u32::from(n) * 160).to_be_bytes());
+        packet.extend_from_slice(&[0x5a; 160]);
+        for port in first..=last {
+            let _ = attacker.send_to(&packet, ("127.0.0.1", port)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let received = browser.received();
+    let injected = received
+        .iter()
+        .filter(|packet| packet.payload.iter().all(|byte| *byte == 0x5a))
+        .count();
+    assert_eq!(
+        injected, 0,
+        "{injected} injected packets reached the browser"
+    );
+    let (tone, packets) = browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert!(packets > 100, "the browser got {packets} packets");
+    assert_eq!(tone, 1000.0, "the browser still hears bob");
+    setup
+        .client
+        .expect_ack(json!({"sylkrtc": "session-terminate", "session": "bleed"}))
+        .await;
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
+    let (tone, _) = bob.received_tone().expect("bob's recording");
+    assert_eq!(tone, 440.0, "bob still hears the browser");
+    browser.close().await;
+    setup.assert_nothing_left().await;
+}
