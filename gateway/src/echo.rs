@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
-use media::sdp::{Description, SipDescription, common_payloads, no_common_codec};
+use media::sdp::{Description, Direction, SipDescription, common_payloads, no_common_codec};
 use media::{Codec, Echo, Output};
 use protocol::{Event, SessionEvent, SessionState};
 use sip::call::{CallEvent, Warning};
@@ -171,22 +171,10 @@ async fn run_sip(
     let refuse = |code: u16, reason: &str| refuse_with(code, reason, None);
     let not_acceptable =
         |error: &media::Error| refuse_with(488, "Not Acceptable Here", Some(warning_for(error)));
-    let offer = String::from_utf8_lossy(&invite.sdp).into_owned();
-    let description = match Description::parse(&offer) {
-        Ok(description) => description,
+    let (description, audio_index, payloads, direction) = match read_offer(&invite.sdp) {
+        Ok(offer) => offer,
         Err(error) => return not_acceptable(&error),
     };
-    let (audio_index, audio) = match description.sip_audio() {
-        Ok(audio) => audio,
-        Err(error) => return not_acceptable(&error),
-    };
-    let payloads = common_payloads(&audio.payloads, &Codec::ALL);
-    if payloads.is_empty() {
-        return not_acceptable(&media::Error::NoCommonCodec(no_common_codec(
-            audio,
-            &Codec::ALL,
-        )));
-    }
     let Ok(ports) = shared.media.ports.allocate() else {
         return refuse(503, "Service Unavailable");
     };
@@ -194,15 +182,14 @@ async fn run_sip(
     let Ok(local) = ports.rtp.local_addr() else {
         return refuse(503, "Service Unavailable");
     };
-    let answer = SipDescription {
-        session_id: u64::from(local.port()) << 16,
+    let rtp = std::net::SocketAddr::new(shared.media.advertised, local.port());
+    let mut session = EchoSession {
+        rtp,
         version: 1,
-        rtp: std::net::SocketAddr::new(shared.media.advertised, local.port()),
-        payloads: &payloads,
-        direction: audio.direction.answer(),
-        answering: Some((&description, audio_index)),
-    }
-    .write();
+        payloads,
+        phone_sends: direction.sends(),
+    };
+    let answer = session.answer(&description, audio_index, direction);
     info!(from = %invite.from_uri, "echo test call from SIP");
     shared.sip.call(
         call,
@@ -217,6 +204,15 @@ async fn run_sip(
         tokio::select! {
             event = events.recv() => match event {
                 Some(SipEvent::Call { event: CallEvent::Terminated(_), .. }) | None => return,
+                Some(SipEvent::Call { event: CallEvent::Offer { sdp }, .. }) => {
+                    // Hold, resume, a new address or codec (re-INVITE or UPDATE): answered like
+                    // the first offer, the direction mirrored.
+                    let command = session.reoffer(sdp.as_deref());
+                    if session.phone_sends {
+                        heard = Instant::now();
+                    }
+                    shared.sip.call(call, command);
+                }
                 Some(_) => {}
             },
             received = ports.rtp.recv_from(&mut buffer) => {
@@ -225,11 +221,86 @@ async fn run_sip(
                     let _ = ports.rtp.try_send_to(&buffer[..length], source);
                 }
             }
-            () = tokio::time::sleep_until(heard + SILENCE) => {
+            () = tokio::time::sleep_until(heard + SILENCE), if session.phone_sends => {
                 info!("echo test: no RTP for {} s, hanging up", SILENCE.as_secs());
                 shared.sip.call(call, CallCommand::Hangup);
                 return;
             }
         }
     }
+}
+
+/// What the echo test has agreed with a SIP phone, to answer its later offers.
+struct EchoSession {
+    rtp: std::net::SocketAddr,
+    version: u64,
+    payloads: Vec<media::Payload>,
+    /// Whether the phone's direction has it sending (a held phone is not timed out).
+    phone_sends: bool,
+}
+
+impl EchoSession {
+    /// The answer to an offer: our port, the offer's payloads we carry, the direction mirrored.
+    fn answer(&self, offer: &Description, audio_index: usize, direction: Direction) -> String {
+        SipDescription {
+            session_id: u64::from(self.rtp.port()) << 16,
+            version: self.version,
+            rtp: self.rtp,
+            payloads: &self.payloads,
+            direction: direction.answer(),
+            answering: Some((offer, audio_index)),
+        }
+        .write()
+    }
+
+    /// The command that answers a re-INVITE's or UPDATE's offer (or, for an offerless
+    /// re-INVITE, gives ours). The echo reflects whatever it receives, so any codec it carries
+    /// will do.
+    fn reoffer(&mut self, sdp: Option<&[u8]>) -> CallCommand {
+        self.version += 1;
+        let Some(sdp) = sdp else {
+            self.phone_sends = true;
+            let offer = SipDescription {
+                session_id: u64::from(self.rtp.port()) << 16,
+                version: self.version,
+                rtp: self.rtp,
+                payloads: &self.payloads,
+                direction: Direction::SendRecv,
+                answering: None,
+            }
+            .write();
+            return CallCommand::AnswerOffer(Bytes::from(offer));
+        };
+        let refuse = |error: &media::Error| CallCommand::RefuseOffer {
+            code: 488,
+            reason: "Not Acceptable Here".to_owned(),
+            warning: Some(warning_for(error)),
+        };
+        let (offer, index, payloads, direction) = match read_offer(sdp) {
+            Ok(offer) => offer,
+            Err(error) => return refuse(&error),
+        };
+        self.payloads = payloads;
+        self.phone_sends = direction.sends();
+        info!(direction = %direction.answer(), "echo test: new offer answered");
+        CallCommand::AnswerOffer(Bytes::from(self.answer(&offer, index, direction)))
+    }
+}
+
+/// A phone's offer as the echo takes it: the description, its audio m-line's index, the
+/// payloads the echo carries of it and the phone's direction; or why it cannot be taken.
+fn read_offer(
+    sdp: &[u8],
+) -> Result<(Description, usize, Vec<media::Payload>, Direction), media::Error> {
+    let description = Description::parse(&String::from_utf8_lossy(sdp))?;
+    let (index, audio) = description.sip_audio()?;
+    let payloads = common_payloads(&audio.payloads, &Codec::ALL);
+    if payloads.is_empty() {
+        return Err(media::Error::NoCommonCodec(no_common_codec(
+            audio,
+            &Codec::ALL,
+        )));
+    }
+    let direction = audio.direction;
+    Ok((description, index, payloads, direction))
 }

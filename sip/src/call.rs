@@ -570,6 +570,37 @@ impl Call {
         self.end(Some(code), format!("{code} {reason}"));
     }
 
+    /// A CANCEL matched one of this call's INVITEs (the endpoint answers the CANCEL itself):
+    /// the first INVITE while it rings ends the call with 487; a re-INVITE still waiting for
+    /// our answer gets 487 and the call goes on as it was. Anything else has had its final
+    /// response already, and the CANCEL changes nothing.
+    pub fn handle_cancel_of(&mut self, cancel: &Message) {
+        if self.phase == Phase::Ringing {
+            return self.handle_cancel();
+        }
+        let branch = |message: &Message| {
+            message.vias().ok().and_then(|vias| {
+                vias.first().and_then(|via| {
+                    via.params
+                        .get_val("branch")
+                        .map(|branch| branch.to_string())
+                })
+            })
+        };
+        let pending_invite = self.pending.as_ref().is_some_and(|pending| {
+            pending.request.method() == Some(&Method::INVITE)
+                && branch(&pending.request).is_some()
+                && branch(&pending.request) == branch(cancel)
+        });
+        if !pending_invite {
+            return;
+        }
+        if let Some(pending) = self.pending.take() {
+            let response = self.respond_in_dialog(&pending.request, 487, "Request Terminated");
+            self.out.push_back(CallOutput::Response(response));
+        }
+    }
+
     /// The caller cancelled the INVITE (the endpoint answers the CANCEL itself).
     pub fn handle_cancel(&mut self) {
         if self.phase != Phase::Ringing {

@@ -782,3 +782,47 @@ fn info_is_sent_in_the_dialog() {
     assert!(text.starts_with("INFO sip:bob@127.0.0.1:5070 SIP/2.0\r\n"));
     assert_eq!(info.method(), Some(&Method::INFO));
 }
+
+#[test]
+fn a_cancelled_reinvite_gets_487_and_the_call_goes_on() {
+    let now = Instant::now();
+    let mut call = confirmed(now);
+    let hold = in_dialog(
+        "INVITE",
+        21,
+        "Content-Type: application/sdp\n",
+        "v=0 sendonly\n",
+    );
+    call.handle_request(now, &hold);
+    events(&mut call);
+    // A CANCEL of another branch (the first INVITE, long answered) changes nothing.
+    call.handle_cancel_of(&in_dialog("CANCEL", 20, "", ""));
+    assert!(drain(&mut call).is_empty());
+    // The re-INVITE's own CANCEL: 487 for it, and no answer later.
+    let cancel = parse(
+        "CANCEL sip:c0ffee@127.0.0.1:5062 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKINVITE21
+Max-Forwards: 70
+From: \"Bob\" <sip:bob@example.com>;tag=bobtag
+To: <sip:alice@example.com>;tag=ourtag
+Call-ID: in1
+CSeq: 21 CANCEL
+Content-Length: 0
+
+",
+    );
+    call.handle_cancel_of(&cancel);
+    assert_eq!(only_request(&mut call).code(), Some(487));
+    call.answer_offer(now, Bytes::from_static(b"late"));
+    assert!(drain(&mut call).is_empty());
+    assert!(!call.is_done());
+    // The next offer is taken as usual.
+    call.handle_request(
+        now,
+        &in_dialog("UPDATE", 22, "Content-Type: application/sdp\n", "v=0\n"),
+    );
+    assert!(matches!(
+        &events(&mut call)[..],
+        [CallEvent::Offer { sdp: Some(_) }]
+    ));
+}

@@ -158,7 +158,7 @@ impl Endpoint {
         let owner = entry.owner;
         self.respond_new(now, source, request, key, 200, "OK");
         if let Some(id) = owner {
-            self.with_call(now, id, Call::handle_cancel);
+            self.with_call(now, id, |call| call.handle_cancel_of(request));
         }
     }
 

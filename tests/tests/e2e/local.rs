@@ -335,3 +335,41 @@ async fn an_srtp_only_phone_is_refused_with_incompatible_transport() {
     );
     assert_eq!(dave.count("CALL_ESTABLISHED"), 0);
 }
+
+/// Runs a sipp scenario as a phone against the gateway's SIP port; its output on failure.
+async fn sipp_phone(gateway: &Gateway, scenario: &str, service: &str) -> Result<(), String> {
+    let sipp = gateway_tests::peers::require("sipp", "sip-tester");
+    let output = tokio::process::Command::new(sipp)
+        .arg(format!("127.0.0.1:{}", gateway.sip.0.port()))
+        .arg("-sf")
+        .arg(gateway_tests::peers::data_dir().join("sipp").join(scenario))
+        .args(["-s", service, "-i", "127.0.0.1", "-m", "1", "-nostdin"])
+        .args(["-p", &gateway_tests::peers::free_port().to_string()])
+        .args(["-mp", &gateway_tests::peers::free_port().to_string()])
+        // Each answer must come at once: the echo used to leave re-INVITEs unanswered (the
+        // phone's BYE then waited 32 s).
+        .args(["-timeout", "8", "-timeout_error", "-recv_timeout", "3000"])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .await
+        .expect("run sipp");
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// The echo test answers a phone's in-dialog offers like any call: hold (recvonly), resume by
+/// UPDATE, an offerless re-INVITE (our offer), and the BYE after them at once.
+#[tokio::test]
+async fn the_echo_test_answers_hold_resume_update_and_offerless_reinvites() {
+    let gateway = Gateway::start(shipped()).await;
+    if let Err(output) = sipp_phone(&gateway, "uac_echo_reoffers.xml", "echo").await {
+        panic!("the echo test did not answer as a call does:\n{output}");
+    }
+}
