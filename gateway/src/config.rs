@@ -94,7 +94,7 @@ pub struct MediaConfig {
 /// `[local]`: a SIP domain the gateway serves itself: it is the registrar of its users (browser
 /// accounts and softphones), connects their calls, and answers `echo@` with the caller's own
 /// media.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LocalConfig {
     /// The domain (`local.test`); empty turns the local domain off.
@@ -107,6 +107,38 @@ pub struct LocalConfig {
     /// The users, when registration is not open.
     #[serde(default)]
     pub users: Vec<LocalUser>,
+    /// Calls that callers who did not authenticate (other domains' users calling the echo test
+    /// or a local user) may hold at once, in all.
+    #[serde(default = "default_max_unauthenticated_calls")]
+    pub max_unauthenticated_calls: usize,
+    /// The same, from one source address.
+    #[serde(default = "default_max_unauthenticated_calls_per_source")]
+    pub max_unauthenticated_calls_per_source: usize,
+    /// Proxies whose address stands for many callers (a Kamailio in front): the per-source
+    /// limit does not apply to them, the total does.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        LocalConfig {
+            domain: String::new(),
+            open_registration: false,
+            users: Vec::new(),
+            max_unauthenticated_calls: default_max_unauthenticated_calls(),
+            max_unauthenticated_calls_per_source: default_max_unauthenticated_calls_per_source(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+fn default_max_unauthenticated_calls() -> usize {
+    100
+}
+
+fn default_max_unauthenticated_calls_per_source() -> usize {
+    4
 }
 
 /// A user of the local domain: a password, or its HA1 (`md5(user:domain:password)`).

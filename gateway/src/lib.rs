@@ -13,6 +13,7 @@
 
 #![deny(missing_docs)]
 
+mod admission;
 mod call;
 mod config;
 mod connection;

@@ -16,11 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sip::auth::ha1;
-use sip::call::{CallEvent, Ending};
+use sip::call::{CallEvent, Ending, Warning};
 use sip::driver::{CallCommand, CallHandle, IncomingCall, SipEvent, SipHandle};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::admission::Admission;
 use crate::config::LocalConfig;
 use crate::server::Shared;
 
@@ -277,13 +278,36 @@ impl Bridge {
 }
 
 /// Takes the calls the SIP driver gives the local domain (from softphones): to a browser of the
-/// callee, to the echo test, or refused. Their later events are forwarded to where they went.
-pub(crate) async fn route(shared: Arc<Shared>, mut calls: mpsc::UnboundedReceiver<SipEvent>) {
+/// callee, to the echo test, or refused; callers who did not authenticate only within the
+/// admission's limits. Their later events are forwarded to where they went.
+pub(crate) async fn route(
+    shared: Arc<Shared>,
+    mut calls: mpsc::UnboundedReceiver<SipEvent>,
+    mut admission: Admission,
+) {
     let mut routes: HashMap<CallHandle, mpsc::UnboundedSender<SipEvent>> = HashMap::new();
     while let Some(event) = calls.recv().await {
         match event {
-            SipEvent::LocalIncoming { call, user, invite } => {
+            SipEvent::LocalIncoming {
+                call,
+                user,
+                source,
+                authenticated,
+                invite,
+            } => {
                 let Some(local) = &shared.local else { continue };
+                if !authenticated && let Err(refusal) = admission.admit(call, source.ip()) {
+                    warn!(%source, from = %invite.from_uri, "call refused: {}", refusal.text());
+                    shared.sip.call(
+                        call,
+                        CallCommand::Reject {
+                            code: 503,
+                            reason: "Service Unavailable".to_owned(),
+                            warning: Some(Warning::new(Warning::MISCELLANEOUS, refusal.text())),
+                        },
+                    );
+                    continue;
+                }
                 if user.eq_ignore_ascii_case("echo") {
                     debug!(from = %invite.from_uri, "echo test call from SIP");
                     let (events, receiver) = mpsc::unbounded_channel();
@@ -316,6 +340,7 @@ pub(crate) async fn route(shared: Arc<Shared>, mut calls: mpsc::UnboundedReceive
                 }
                 if ended {
                     routes.remove(&call);
+                    admission.ended(call);
                 }
             }
             SipEvent::Registration { .. } | SipEvent::Incoming { .. } => {}

@@ -263,7 +263,16 @@ impl Server {
             None => None,
         };
         let shared = Arc::new(Shared::new(config, sip.handle.clone(), media));
-        tokio::spawn(crate::local::route(shared.clone(), local_calls_rx));
+        let admission = crate::admission::Admission::new(
+            config.local.max_unauthenticated_calls_per_source,
+            config.local.max_unauthenticated_calls,
+            config.local.trusted_proxies.clone(),
+        );
+        tokio::spawn(crate::local::route(
+            shared.clone(),
+            local_calls_rx,
+            admission,
+        ));
         Ok(Server {
             listener,
             local_addr,

@@ -79,6 +79,9 @@ pub enum EndpointEvent {
         pending: PendingInvite,
         /// Where it came from.
         source: Target,
+        /// Whether the caller proved who it is (a caller of the local domain answered our
+        /// digest challenge); callers of other domains cannot.
+        authenticated: bool,
         /// The INVITE.
         invite: Box<Message>,
     },

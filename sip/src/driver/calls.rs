@@ -292,6 +292,7 @@ impl Driver {
         &mut self,
         pending: &PendingInvite,
         source: Target,
+        authenticated: bool,
         invite: &Message,
     ) {
         let now = Instant::now().into_std();
@@ -345,6 +346,8 @@ impl Driver {
         let _ = router.send(SipEvent::LocalIncoming {
             call,
             user,
+            source: source.addr,
+            authenticated,
             invite: Box::new(IncomingCall::from_invite(invite)),
         });
     }

@@ -119,6 +119,10 @@ pub enum SipEvent {
         call: CallHandle,
         /// The callee (the Request-URI's user).
         user: String,
+        /// The address the INVITE came from.
+        source: std::net::SocketAddr,
+        /// Whether the caller authenticated (a local user); callers of other domains do not.
+        authenticated: bool,
         /// What the INVITE said.
         invite: Box<IncomingCall>,
     },
@@ -661,9 +665,10 @@ impl Driver {
                 EndpointEvent::LocalInvite {
                     pending,
                     source,
+                    authenticated,
                     invite,
                 } => {
-                    self.local_invite(&pending, source, &invite);
+                    self.local_invite(&pending, source, authenticated, &invite);
                     continue;
                 }
             };

@@ -68,6 +68,7 @@ impl Endpoint {
             .map(|from| crate::dialog::bare_uri(from).to_owned())
             .unwrap_or_default();
         let tag = self.new_tag();
+        let mut authenticated = false;
         if let Some(registrar) = &mut self.registrar
             && uri_host(&from).is_some_and(|host| registrar.is_local(host))
         {
@@ -88,6 +89,7 @@ impl Endpoint {
             if let Some(response) = response {
                 return self.respond_with(now, source, &request, key, response);
             }
+            authenticated = true;
         }
         let transaction =
             InviteServer::new(&request, source.transport.reliable(), self.config.timers);
@@ -103,6 +105,7 @@ impl Endpoint {
         self.events.push_back(EndpointEvent::LocalInvite {
             pending: PendingInvite(key),
             source,
+            authenticated,
             invite: Box::new(request),
         });
     }

@@ -373,3 +373,180 @@ async fn the_echo_test_answers_hold_resume_update_and_offerless_reinvites() {
         panic!("the echo test did not answer as a call does:\n{output}");
     }
 }
+
+/// An INVITE to `echo@local.test` from a caller of another domain (who cannot authenticate),
+/// as a phone at `local` would send it.
+fn foreign_invite(local: std::net::SocketAddr, call_id: &str) -> String {
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
+        ip = local.ip(),
+        port = local.port() + 1000
+    );
+    format!(
+        "INVITE sip:echo@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{call_id}\r\n\
+         From: <sip:mallory@elsewhere.test>;tag={call_id}\r\nTo: <sip:echo@{DOMAIN}>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:mallory@{local}>\r\nMax-Forwards: 70\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+/// The final response to each of `call_ids` sent from `socket`: (Call-ID, status, whole text).
+async fn finals(
+    socket: &tokio::net::UdpSocket,
+    call_ids: &[String],
+) -> std::collections::HashMap<String, (u16, String)> {
+    let mut finals = std::collections::HashMap::new();
+    let mut buffer = vec![0u8; 8192];
+    while finals.len() < call_ids.len() {
+        let (length, _) = tokio::time::timeout(WAIT, socket.recv_from(&mut buffer))
+            .await
+            .expect("a response in time")
+            .expect("a datagram");
+        let text = String::from_utf8_lossy(&buffer[..length]).into_owned();
+        let code: u16 = text
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let call_id = text
+            .lines()
+            .find_map(|line| line.strip_prefix("Call-ID: "))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        if code >= 200 && call_ids.contains(&call_id) {
+            finals.entry(call_id).or_insert((code, text));
+        }
+    }
+    finals
+}
+
+/// Callers who cannot authenticate hold only a few calls each, and a bounded number in all:
+/// one source flooding `echo@` gets 503 past its share, others still get through, and the
+/// media ports it took come back.
+#[tokio::test]
+async fn unauthenticated_callers_hold_a_bounded_number_of_calls() {
+    let mut config = shipped();
+    config.local.max_unauthenticated_calls_per_source = 3;
+    config.local.max_unauthenticated_calls = 5;
+    let gateway = Gateway::start(config).await;
+    let gateway_sip = gateway.sip.0;
+    let flooder = tokio::net::UdpSocket::bind("127.0.0.9:0").await.unwrap();
+    let local = flooder.local_addr().unwrap();
+    let ids: Vec<String> = (0..8).map(|n| format!("flood-{n}")).collect();
+    for id in &ids {
+        flooder
+            .send_to(foreign_invite(local, id).as_bytes(), gateway_sip)
+            .await
+            .unwrap();
+    }
+    let answers = finals(&flooder, &ids).await;
+    let ok = answers.values().filter(|(code, _)| *code == 200).count();
+    let refused: Vec<&String> = answers
+        .values()
+        .filter(|(code, _)| *code == 503)
+        .map(|(_, text)| text)
+        .collect();
+    assert_eq!((ok, refused.len()), (3, 5), "{answers:?}");
+    assert!(
+        refused[0].contains(
+            "Warning: 399 sylkrtc-gateway \"too many calls without authentication from this address"
+        ),
+        "{}",
+        refused[0]
+    );
+    // Each call holds a port pair.
+    assert_eq!(gateway.metric("sylkrtc_media_ports").await, 6.0);
+
+    // Another source still gets its calls, up to the total.
+    let other = tokio::net::UdpSocket::bind("127.0.0.10:0").await.unwrap();
+    let other_local = other.local_addr().unwrap();
+    let other_ids: Vec<String> = (0..3).map(|n| format!("other-{n}")).collect();
+    for id in &other_ids {
+        other
+            .send_to(foreign_invite(other_local, id).as_bytes(), gateway_sip)
+            .await
+            .unwrap();
+    }
+    let answers = finals(&other, &other_ids).await;
+    let codes: Vec<u16> = other_ids.iter().map(|id| answers[id].0).collect();
+    assert_eq!(
+        codes.iter().filter(|code| **code == 200).count(),
+        2,
+        "{answers:?}"
+    );
+    assert!(
+        answers
+            .values()
+            .any(|(code, text)| *code == 503 && text.contains("(limit 5)")),
+        "{answers:?}"
+    );
+
+    // The flooder hangs up: its places and ports come back.
+    for (id, (code, text)) in &answers_to_bye(&flooder, &ids, gateway_sip).await {
+        assert_eq!(*code, 200, "BYE {id}: {text}");
+    }
+    for _ in 0..50 {
+        if gateway.metric("sylkrtc_media_ports").await == 4.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(gateway.metric("sylkrtc_media_ports").await, 4.0);
+    let again = vec!["flood-again".to_owned()];
+    flooder
+        .send_to(foreign_invite(local, &again[0]).as_bytes(), gateway_sip)
+        .await
+        .unwrap();
+    assert_eq!(finals(&flooder, &again).await[&again[0]].0, 200);
+}
+
+/// Sends ACK and BYE for each answered call of `ids` (from the INVITEs' 200s, which must be
+/// read again: the gateway retransmits them until the ACK) and returns the BYEs' answers.
+async fn answers_to_bye(
+    socket: &tokio::net::UdpSocket,
+    ids: &[String],
+    gateway: std::net::SocketAddr,
+) -> std::collections::HashMap<String, (u16, String)> {
+    let local = socket.local_addr().unwrap();
+    let mut buffer = vec![0u8; 8192];
+    let mut tags = std::collections::HashMap::new();
+    // The 200s are retransmitted (no ACK yet): read until each answered call has its To tag.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Ok((length, _))) =
+        tokio::time::timeout_at(deadline, socket.recv_from(&mut buffer)).await
+    {
+        let text = String::from_utf8_lossy(&buffer[..length]).into_owned();
+        if !text.starts_with("SIP/2.0 200") {
+            continue;
+        }
+        let header = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name))
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        };
+        tags.insert(header("Call-ID: "), header("To: "));
+        if tags.len() == 3 {
+            break;
+        }
+    }
+    let mut byes = Vec::new();
+    for id in ids {
+        let Some(to) = tags.get(id) else { continue };
+        for (method, cseq) in [("ACK", 1), ("BYE", 2)] {
+            let request = format!(
+                "{method} sip:echo@{gateway} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{method}{id}\r\n\
+                 From: <sip:mallory@elsewhere.test>;tag={id}\r\nTo: {to}\r\nCall-ID: {id}\r\n\
+                 CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            socket.send_to(request.as_bytes(), gateway).await.unwrap();
+        }
+        byes.push(id.clone());
+    }
+    assert_eq!(byes.len(), 3, "three calls were answered: {tags:?}");
+    finals(socket, &byes).await
+}
