@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use sip::auth::ha1;
 use sip::call::{CallEvent, Ending, Warning};
-use sip::driver::{CallCommand, CallHandle, IncomingCall, SipEvent, SipHandle};
+use sip::driver::{CallCommand, CallHandle, IncomingCall, LocalCallee, SipEvent, SipHandle};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -277,6 +277,29 @@ impl Bridge {
     }
 }
 
+/// The refusal of a call from SIP to a local user with no browser: a phone-to-phone call is
+/// not connected yet (403, saying so), a user of the domain with no device is unavailable
+/// (480), any other name is not found (404); the same codes as for a browser calling.
+fn no_browser(user: &str, callee: LocalCallee) -> (u16, &'static str, String) {
+    if callee.phones > 0 {
+        (
+            403,
+            "Forbidden",
+            format!(
+                "calls between two softphones are not connected yet ({user} has only a softphone)"
+            ),
+        )
+    } else if callee.known {
+        (
+            480,
+            "Temporarily Unavailable",
+            format!("{user} has no device registered"),
+        )
+    } else {
+        (404, "Not Found", format!("no user {user}"))
+    }
+}
+
 /// Takes the calls the SIP driver gives the local domain (from softphones): to a browser of the
 /// callee, to the echo test, or refused; callers who did not authenticate only within the
 /// admission's limits. Their later events are forwarded to where they went.
@@ -293,6 +316,7 @@ pub(crate) async fn route(
                 user,
                 source,
                 authenticated,
+                callee,
                 invite,
             } => {
                 let Some(local) = &shared.local else { continue };
@@ -322,13 +346,14 @@ pub(crate) async fn route(
                         invite,
                     });
                 } else {
-                    debug!(%user, "call for a local user with no browser registered");
+                    let (code, reason, text) = no_browser(&user, callee);
+                    info!(%user, from = %invite.from_uri, code, "call from SIP refused: {text}");
                     shared.sip.call(
                         call,
                         CallCommand::Reject {
-                            code: 480,
-                            reason: "Temporarily Unavailable".to_owned(),
-                            warning: None,
+                            code,
+                            reason: reason.to_owned(),
+                            warning: Some(Warning::new(Warning::MISCELLANEOUS, text)),
                         },
                     );
                 }

@@ -100,6 +100,12 @@ impl Registrar {
         self.config.open
     }
 
+    /// Whether `user` is a user of the domain (any name is, when registration is open), so
+    /// that a call to one with no binding is 480, not 404.
+    pub fn knows(&self, user: &str) -> bool {
+        self.config.open || self.config.users.contains_key(user)
+    }
+
     fn mac(&self, stamp: &str) -> String {
         let digest = Sha256::digest(format!("{}:{stamp}", self.config.secret).as_bytes());
         digest[..8].iter().map(|b| format!("{b:02x}")).collect()

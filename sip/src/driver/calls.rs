@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{Account, Driver, Input, SipEvent};
+use super::{Account, Driver, Input, LocalCallee, SipEvent};
 use crate::call::{Call, CallConfig, CallEvent, Ending, Outgoing, Warning};
 use crate::dialog::{bare_uri, without_tag};
 use crate::endpoint::{CallId, PendingInvite, RegistrationId, Target};
@@ -268,11 +268,22 @@ impl Driver {
     ) {
         let now = Instant::now().into_std();
         let Some(binding) = self.endpoint.local_bindings(now, user).pop() else {
+            // RFC 3261 section 21.4.18: a user of the domain with no device is unavailable
+            // (480); a name the domain does not have is not found (404).
+            let (code, reason) = if self.endpoint.local_user_known(user) {
+                (
+                    480,
+                    format!("480 Temporarily Unavailable ({user} has no device registered)"),
+                )
+            } else {
+                (404, format!("404 Not Found (no user {user})"))
+            };
+            tracing::info!(%user, code, "call to the local domain refused");
             let _ = events.send(SipEvent::Call {
                 call,
                 event: CallEvent::Terminated(Ending {
-                    code: Some(404),
-                    reason: format!("404 Not Found ({user} is not registered)"),
+                    code: Some(code),
+                    reason,
                     cancelled: false,
                 }),
             });
@@ -343,11 +354,16 @@ impl Driver {
         );
         self.calls.insert(call, CallSlot::Active(id));
         self.call_owners.insert(id, (call, router.clone()));
+        let callee = LocalCallee {
+            known: self.endpoint.local_user_known(&user),
+            phones: self.endpoint.local_bindings(now, &user).len(),
+        };
         let _ = router.send(SipEvent::LocalIncoming {
             call,
             user,
             source: source.addr,
             authenticated,
+            callee,
             invite: Box::new(IncomingCall::from_invite(invite)),
         });
     }

@@ -92,6 +92,15 @@ pub struct RegistrationKey {
     pub handle: u64,
 }
 
+/// What the registrar knows of the callee of a call to the local domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalCallee {
+    /// A user of the domain (any name is, with open registration).
+    pub known: bool,
+    /// Phones registered for the user.
+    pub phones: usize,
+}
+
 /// What the driver reports to an owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SipEvent {
@@ -123,6 +132,8 @@ pub enum SipEvent {
         source: std::net::SocketAddr,
         /// Whether the caller authenticated (a local user); callers of other domains do not.
         authenticated: bool,
+        /// What the registrar knows of the callee.
+        callee: LocalCallee,
         /// What the INVITE said.
         invite: Box<IncomingCall>,
     },

@@ -177,6 +177,13 @@ impl Endpoint {
             .unwrap_or_default()
     }
 
+    /// Whether `user` is a user of the local domain (see [`Registrar::knows`]).
+    pub fn local_user_known(&self, user: &str) -> bool {
+        self.registrar
+            .as_ref()
+            .is_some_and(|registrar| registrar.knows(user))
+    }
+
     /// The local domain, if there is one.
     pub fn local_domain(&self) -> Option<&str> {
         self.registrar.as_ref().map(|registrar| registrar.domain())

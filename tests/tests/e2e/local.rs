@@ -550,3 +550,77 @@ async fn answers_to_bye(
     assert_eq!(byes.len(), 3, "three calls were answered: {tags:?}");
     finals(socket, &byes).await
 }
+
+/// The reason a phone's call ended, as baresip reports it.
+async fn closed_reason(phone: &Baresip, count: usize) -> String {
+    assert!(phone.wait_for("CALL_CLOSED", count, WAIT).await);
+    phone
+        .events()
+        .into_iter()
+        .filter(|event| event["type"] == "CALL_CLOSED")
+        .nth(count - 1)
+        .map(|event| event["param"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+/// Calls that cannot be connected get the code that says why, whichever side calls: a name
+/// the domain does not have 404, a user with no device 480, a phone calling a user who has
+/// only a phone 403 (not connected yet, said in a Warning).
+#[tokio::test]
+async fn refused_calls_say_why_with_the_same_codes_from_phones_and_browsers() {
+    let mut config = shipped();
+    config.local.open_registration = false;
+    config.local.users = ["alice", "bob", "dave"]
+        .into_iter()
+        .map(|user| LocalUser {
+            user: user.into(),
+            password: Some(format!("{user}pw")),
+            ha1: None,
+        })
+        .collect();
+    let gateway = Gateway::start(config).await;
+    let alice = phone(&gateway, "alice", "alicepw", 1000.0).await;
+    let bob = phone(&gateway, "bob", "bobpw", 1200.0).await;
+
+    alice.command("dial", &format!("sip:zed@{DOMAIN}"));
+    let reason = closed_reason(&alice, 1).await;
+    assert!(reason.contains("404"), "{reason}");
+    alice.command("dial", &format!("sip:dave@{DOMAIN}"));
+    let reason = closed_reason(&alice, 2).await;
+    assert!(reason.contains("480"), "{reason}");
+    alice.command("dial", &format!("sip:bob@{DOMAIN}"));
+    let reason = closed_reason(&alice, 3).await;
+    assert!(reason.contains("403"), "{reason}");
+    assert_eq!(bob.count("CALL_INCOMING"), 0);
+
+    // A browser of the domain calling the same users.
+    let mut client_alice = gateway.client().await;
+    client_alice
+        .expect_ack(
+            json!({"sylkrtc": "account-add", "account": format!("alice@{DOMAIN}"),
+            "password": sip::auth::ha1("alice", DOMAIN, "alicepw")}),
+        )
+        .await;
+    let browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    for (session, user, code) in [("to-zed", "zed", "404"), ("to-dave", "dave", "480")] {
+        place(
+            &mut client_alice,
+            &browser,
+            session,
+            &format!("{user}@{DOMAIN}"),
+        )
+        .await;
+        match until(&mut client_alice, session, |state| {
+            matches!(state, SessionState::Terminated { .. })
+        })
+        .await
+        {
+            SessionState::Terminated { reason } => {
+                let reason = reason.unwrap_or_default();
+                assert!(reason.starts_with(code), "{user}: {reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    browser.close().await;
+}
