@@ -8,7 +8,7 @@
 //! With open registration any user may register with any password (the challenge is still
 //! made, so that phones run their usual authentication), which only suits a demonstration.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use ezk_sip_types::Name;
@@ -60,14 +60,31 @@ pub enum Refusal {
     Forbidden,
 }
 
+/// The most nonces remembered at once; past it the oldest are forgotten (their replays within
+/// their lifetime are then no longer recognised, which a flood of that size may cost).
+const MAX_NONCES: usize = 100_000;
+/// The most Contacts one REGISTER may add, and one user may have.
+pub const MAX_CONTACTS: usize = 10;
+/// The most bindings in all (open registration lets anyone create users).
+const MAX_BINDINGS: usize = 100_000;
+/// How often expired bindings of users no request touches are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The registrar.
 #[derive(Debug)]
 pub struct Registrar {
     config: LocalDomain,
     epoch: Instant,
     bindings: HashMap<String, Vec<Binding>>,
-    /// The last nonce count seen per nonce, to refuse replays.
-    counts: HashMap<String, (u32, Instant)>,
+    /// How many bindings there are, in all.
+    binding_count: usize,
+    /// When expired bindings of users nobody looks up are swept next.
+    next_sweep: Instant,
+    /// The last nonce count seen per nonce in use, to refuse replays.
+    counts: HashMap<String, u32>,
+    /// The nonces of `counts` in the order they were first used, to forget them once they are
+    /// stale (a stale nonce is refused before its count matters): constant cost per request.
+    nonce_order: VecDeque<(Instant, String)>,
     /// Makes nonces of the same millisecond distinct.
     serial: u64,
 }
@@ -79,7 +96,10 @@ impl Registrar {
             config,
             epoch: now,
             bindings: HashMap::new(),
+            binding_count: 0,
+            next_sweep: now + SWEEP_INTERVAL,
             counts: HashMap::new(),
+            nonce_order: VecDeque::new(),
             serial: 0,
         }
     }
@@ -195,10 +215,8 @@ impl Registrar {
         }
         // Replays: the nonce count must grow (without qop there is none: one use per nonce).
         let count = digest.qop_response.as_ref().map_or(1, |qop| qop.nc);
-        self.counts.retain(|_, (_, seen)| {
-            now.saturating_duration_since(*seen) <= self.config.nonce_lifetime * 2
-        });
-        if let Some((last, _)) = self.counts.get(digest.nonce.as_str())
+        self.forget_stale_nonces(now);
+        if let Some(last) = self.counts.get(digest.nonce.as_str())
             && count <= *last
         {
             return Err(Refusal::Forbidden);
@@ -232,8 +250,55 @@ impl Registrar {
                 return Err(Refusal::Forbidden);
             }
         }
-        self.counts.insert(digest.nonce.to_string(), (count, now));
+        if self
+            .counts
+            .insert(digest.nonce.to_string(), count)
+            .is_none()
+        {
+            self.nonce_order.push_back((now, digest.nonce.to_string()));
+            while self.counts.len() > MAX_NONCES {
+                let Some((_, oldest)) = self.nonce_order.pop_front() else {
+                    break;
+                };
+                self.counts.remove(&oldest);
+            }
+        }
         Ok(())
+    }
+
+    /// Forgets the nonces first used more than a lifetime ago: they are stale by now.
+    fn forget_stale_nonces(&mut self, now: Instant) {
+        while let Some((first_used, _)) = self.nonce_order.front() {
+            if now.saturating_duration_since(*first_used) <= self.config.nonce_lifetime {
+                break;
+            }
+            if let Some((_, nonce)) = self.nonce_order.pop_front() {
+                self.counts.remove(&nonce);
+            }
+        }
+    }
+
+    /// How many nonces are remembered.
+    pub fn nonces_remembered(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Drops expired bindings of every user, once per [`SWEEP_INTERVAL`].
+    fn sweep(&mut self, now: Instant) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP_INTERVAL;
+        self.bindings.retain(|_, bindings| {
+            bindings.retain(|binding| binding.expires > now);
+            !bindings.is_empty()
+        });
+        self.binding_count = self.bindings.values().map(Vec::len).sum();
+    }
+
+    /// How many bindings there are (expired ones not swept yet included).
+    pub fn binding_count(&self) -> usize {
+        self.binding_count
     }
 
     /// Handles a REGISTER for the local domain from `source`: the response to send.
@@ -267,7 +332,17 @@ impl Registrar {
             .map(|entry| entry.trim().to_owned())
             .filter(|entry| !entry.is_empty())
             .collect();
-        let bindings = self.bindings.entry(user.clone()).or_default();
+        if raw_contacts.len() > MAX_CONTACTS {
+            return request.response(
+                403,
+                &format!("Forbidden (at most {MAX_CONTACTS} Contacts)"),
+                Some(tag),
+            );
+        }
+        self.sweep(now);
+        // The user's bindings are changed on a copy, taken only if the whole REGISTER is.
+        let before = self.bindings.get(&user).map_or(0, Vec::len);
+        let mut bindings = self.bindings.get(&user).cloned().unwrap_or_default();
         bindings.retain(|binding| binding.expires > now);
         if raw_contacts.iter().any(|contact| contact == "*") {
             if default != 0 {
@@ -301,6 +376,19 @@ impl Registrar {
                 }
             }
         }
+        if bindings.len() > MAX_CONTACTS {
+            return request.response(
+                403,
+                &format!("Forbidden (at most {MAX_CONTACTS} Contacts per user)"),
+                Some(tag),
+            );
+        }
+        let total = self.binding_count - before + bindings.len();
+        if bindings.len() > before && total > MAX_BINDINGS {
+            let mut response = request.response(503, "Service Unavailable", Some(tag));
+            response.headers.insert(Name::RETRY_AFTER, "60");
+            return response;
+        }
         let mut response = request.response(200, "OK", Some(tag));
         for binding in bindings.iter() {
             let left = binding.expires.saturating_duration_since(now).as_secs();
@@ -309,19 +397,29 @@ impl Registrar {
                 format!("<{}>;expires={left}", binding.contact),
             );
         }
+        self.binding_count = total;
         if bindings.is_empty() {
             self.bindings.remove(&user);
+        } else {
+            self.bindings.insert(user, bindings);
         }
         response
     }
 
     /// The live bindings of `user`.
     pub fn lookup(&mut self, now: Instant, user: &str) -> Vec<Binding> {
+        self.sweep(now);
         let Some(bindings) = self.bindings.get_mut(user) else {
             return Vec::new();
         };
+        let before = bindings.len();
         bindings.retain(|binding| binding.expires > now);
-        bindings.clone()
+        self.binding_count -= before - bindings.len();
+        let live = bindings.clone();
+        if live.is_empty() {
+            self.bindings.remove(user);
+        }
+        live
     }
 
     /// Users with at least one live binding.

@@ -203,3 +203,96 @@ fn uris_split_into_user_and_host() {
     assert_eq!(uri_host("sip:[::1]:5060"), Some("::1"));
     assert_eq!(uri_user("sip:local.test"), None);
 }
+
+/// A REGISTER authenticated with a fresh challenge, with `contact` lines instead of the usual.
+fn registered(registrar: &mut Registrar, now: Instant, cseq: u32, contacts: &str) -> Message {
+    let challenge = registrar.handle_register(now, &register(cseq, ""), source(), "t");
+    let text = String::from_utf8(register(cseq + 1, &answer(&challenge, "carolpw")).to_bytes())
+        .expect("utf-8")
+        .replace(
+            "Contact: <sip:carol@127.0.0.1:5080>;expires=600\r\n",
+            contacts,
+        );
+    let request = Message::parse_datagram(text.as_bytes(), 65_535).expect("parses");
+    registrar.handle_register(now, &request, source(), "t")
+}
+
+/// A steady stream of REGISTERs keeps only the nonces of the last lifetime (each request
+/// costs the same however long the registrar runs), and replays are still refused.
+#[test]
+fn nonces_are_forgotten_in_time_order_and_replays_still_refused() {
+    let start = Instant::now();
+    let mut registrar = registrar(false, start);
+    let contact = "Contact: <sip:carol@127.0.0.1:5080>;expires=600\r\n";
+    for second in 0..1200u32 {
+        let now = start + Duration::from_secs(u64::from(second));
+        let ok = registered(&mut registrar, now, second * 2 + 1, contact);
+        assert_eq!(ok.code(), Some(200), "at {second} s");
+        assert!(
+            registrar.nonces_remembered() <= 302,
+            "{} nonces at {second} s",
+            registrar.nonces_remembered()
+        );
+    }
+    // A replayed request (same nonce and count) within the lifetime is refused.
+    let now = start + Duration::from_secs(1300);
+    let challenge = registrar.handle_register(now, &register(9001, ""), source(), "t");
+    let authorization = answer(&challenge, "carolpw");
+    let first = registrar.handle_register(now, &register(9002, &authorization), source(), "t");
+    assert_eq!(first.code(), Some(200));
+    let replay = registrar.handle_register(now, &register(9003, &authorization), source(), "t");
+    assert_eq!(replay.code(), Some(403));
+}
+
+/// One REGISTER adds at most MAX_CONTACTS, one user holds at most as many, and bindings
+/// nobody looks up again are dropped once they expire.
+#[test]
+fn contacts_are_bounded_and_expired_bindings_pruned() {
+    let now = Instant::now();
+    let mut registrar = registrar(false, now);
+    let many: String = (0..=MAX_CONTACTS)
+        .map(|n| {
+            format!(
+                "Contact: <sip:carol@127.0.0.1:{}>;expires=600\r\n",
+                6000 + n
+            )
+        })
+        .collect();
+    let refused = registered(&mut registrar, now, 1, &many);
+    assert_eq!(refused.code(), Some(403));
+    assert_eq!(registrar.binding_count(), 0);
+    let some: String = (0..MAX_CONTACTS - 1)
+        .map(|n| {
+            format!(
+                "Contact: <sip:carol@127.0.0.1:{}>;expires=600\r\n",
+                6000 + n
+            )
+        })
+        .collect();
+    assert_eq!(registered(&mut registrar, now, 3, &some).code(), Some(200));
+    assert_eq!(registrar.binding_count(), MAX_CONTACTS - 1);
+    let two = "Contact: <sip:carol@127.0.0.1:7000>;expires=600\r\n\
+               Contact: <sip:carol@127.0.0.1:7001>;expires=600\r\n";
+    let refused = registered(&mut registrar, now, 5, two);
+    assert_eq!(refused.code(), Some(403));
+    assert_eq!(
+        registrar.binding_count(),
+        MAX_CONTACTS - 1,
+        "nothing of it was taken"
+    );
+    // Time passes with no lookup: the next REGISTER (a query, adding nothing) sweeps them.
+    let later = now + Duration::from_secs(700);
+    let challenge = registrar.handle_register(later, &register(7, ""), source(), "t");
+    let text = String::from_utf8(register(8, &answer(&challenge, "carolpw")).to_bytes())
+        .expect("utf-8")
+        .replace("Contact: <sip:carol@127.0.0.1:5080>;expires=600\r\n", "");
+    let query = Message::parse_datagram(text.as_bytes(), 65_535).expect("parses");
+    assert_eq!(
+        registrar
+            .handle_register(later, &query, source(), "t")
+            .code(),
+        Some(200)
+    );
+    assert_eq!(registrar.binding_count(), 0);
+    assert_eq!(registrar.registered_count(), 0);
+}
