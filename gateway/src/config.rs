@@ -342,6 +342,10 @@ pub struct SipConfig {
     /// The largest SIP message accepted, in bytes.
     #[serde(default = "default_sip_max_message_size")]
     pub max_message_size: usize,
+    /// The most SIP server transactions held at once; new requests past it get a stateless
+    /// 503 with Retry-After (a UDP transaction is held 32 s after its response).
+    #[serde(default = "default_sip_max_transactions")]
+    pub max_transactions: usize,
     /// The User-Agent of REGISTERs when the client names none, and the Server of responses.
     #[serde(default = "default_user_agent")]
     pub user_agent: String,
@@ -435,6 +439,10 @@ fn default_t4() -> u64 {
     5000
 }
 
+fn default_sip_max_transactions() -> usize {
+    20_000
+}
+
 fn default_sip_max_message_size() -> usize {
     65_535
 }
@@ -471,6 +479,7 @@ impl Default for SipConfig {
             t4_ms: default_t4(),
             dns_servers: Vec::new(),
             max_message_size: default_sip_max_message_size(),
+            max_transactions: default_sip_max_transactions(),
             user_agent: default_user_agent(),
             session_expires: default_session_expires(),
             min_se: default_min_se(),

@@ -415,6 +415,7 @@ pub(crate) fn sip_config(config: &Config) -> Result<DriverConfig> {
             session_expires: (sip.session_expires > 0).then_some(sip.session_expires),
             min_se: sip.min_se,
             local: local_domain(config),
+            max_server_transactions: sip.max_transactions,
         },
         tls_client: tls::client_config(sip.tls_ca_file.as_deref())?,
         tls_server,

@@ -159,6 +159,10 @@ pub struct EndpointConfig {
     pub min_se: u32,
     /// The local domain the gateway is registrar of, if any.
     pub local: Option<crate::registrar::LocalDomain>,
+    /// The most server transactions held at once (a UDP transaction lingers 32 s after its
+    /// response to absorb retransmissions); a new request past it gets a stateless 503 with
+    /// Retry-After, which holds nothing.
+    pub max_server_transactions: usize,
 }
 
 /// The methods the endpoint accepts outside calls (what Allow lists).
@@ -269,6 +273,8 @@ pub struct Endpoint {
     config: EndpointConfig,
     next_id: u64,
     next_tag: u64,
+    /// Requests refused because the transaction table was full.
+    shed: u64,
     /// Client transactions by branch.
     clients: HashMap<String, ClientTransaction>,
     /// Server transactions by (branch, sent-by, method), RFC 3261 section 17.2.3.
@@ -310,6 +316,7 @@ impl Endpoint {
             config,
             next_id: 1,
             next_tag: 1,
+            shed: 0,
             clients: HashMap::new(),
             servers: HashMap::new(),
             registrations: HashMap::new(),
@@ -485,6 +492,10 @@ impl Endpoint {
             }
             return;
         }
+        if self.servers.len() >= self.config.max_server_transactions {
+            self.shed += 1;
+            return self.respond_overloaded(source, &request);
+        }
         if method == Method::CANCEL {
             return self.cancel(now, source, &request, key);
         }
@@ -621,6 +632,30 @@ impl Endpoint {
             target: source,
             bytes: Bytes::from(response.to_bytes()),
         });
+    }
+
+    /// A stateless 503 with Retry-After: the endpoint holds as many transactions as it may.
+    fn respond_overloaded(&mut self, source: Target, request: &Message) {
+        if request.method() == Some(&Method::ACK) {
+            return;
+        }
+        let tag = self.new_tag();
+        let mut response = request.response(503, "Service Unavailable", Some(&tag));
+        response.headers.insert(Name::RETRY_AFTER, "5");
+        self.transmits.push_back(Transmit {
+            target: source,
+            bytes: Bytes::from(response.to_bytes()),
+        });
+    }
+
+    /// How many requests were refused because the transaction table was full.
+    pub fn shed_count(&self) -> u64 {
+        self.shed
+    }
+
+    /// How many server transactions are held.
+    pub fn server_transactions(&self) -> usize {
+        self.servers.len()
     }
 
     fn new_tag(&mut self) -> String {

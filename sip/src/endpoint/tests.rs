@@ -7,6 +7,10 @@ use crate::call::Call;
 const REGISTRAR: &str = "127.0.0.1:5060";
 
 fn endpoint() -> Endpoint {
+    endpoint_with(20_000)
+}
+
+fn endpoint_with(max_server_transactions: usize) -> Endpoint {
     Endpoint::new(EndpointConfig {
         timers: Timers::default(),
         max_message_size: 65536,
@@ -15,6 +19,7 @@ fn endpoint() -> Endpoint {
         session_expires: Some(1800),
         min_se: 90,
         local: None,
+        max_server_transactions,
     })
 }
 
@@ -463,4 +468,56 @@ fn an_outgoing_call_runs_through_transactions() {
         }]
     ));
     assert_eq!(endpoint.call_count(), 0);
+}
+
+/// A flood of requests fills the transaction table only up to its bound: past it each new
+/// request gets a stateless 503 with Retry-After and holds nothing, retransmissions of held
+/// transactions are still answered from them, and room comes back as transactions end.
+#[test]
+fn transactions_are_bounded_and_the_excess_shed_with_503() {
+    let now = Instant::now();
+    let mut endpoint = endpoint_with(100);
+    let uri = "sip:127.0.0.1:5062";
+    for index in 0..1000 {
+        let codes = answer(
+            &mut endpoint,
+            now,
+            &request("OPTIONS", uri, &format!("z9hG4bKflood{index}")),
+        );
+        // Not for any registration of ours: 404, in a transaction of its own.
+        let expected = if index < 100 { 404 } else { 503 };
+        assert_eq!(codes, [expected], "request {index}");
+    }
+    assert_eq!(endpoint.server_transactions(), 100);
+    assert_eq!(endpoint.shed_count(), 900);
+    endpoint
+        .handle_datagram(
+            now,
+            registrar(),
+            request("OPTIONS", uri, "z9hG4bKflood1000").as_bytes(),
+        )
+        .unwrap();
+    let shed = sent(&mut endpoint);
+    assert_eq!(shed[0].1.header(&Name::RETRY_AFTER), Some("5"));
+    // A retransmission of a held one gets its own answer again.
+    assert_eq!(
+        answer(
+            &mut endpoint,
+            now,
+            &request("OPTIONS", uri, "z9hG4bKflood7")
+        ),
+        [404]
+    );
+    // Once they end (Timer J, 64*T1 over UDP), new requests are served again.
+    let later = now + Duration::from_secs(33);
+    endpoint.handle_timeout(later);
+    assert_eq!(endpoint.server_transactions(), 0);
+    assert_eq!(
+        answer(
+            &mut endpoint,
+            later,
+            &request("OPTIONS", uri, "z9hG4bKafter")
+        ),
+        [404]
+    );
 }
