@@ -244,6 +244,14 @@ pub struct HttpConfig {
     /// `https://phone.example.com`); `*` allows any origin and requests without one.
     #[serde(default = "default_web_origins")]
     pub web_origins: Vec<String>,
+    /// The most TCP connections (HTTP and WebSocket, on this listener and GStreamer's) open at
+    /// once; past it a new connection is closed at once.
+    #[serde(default = "default_http_max_connections")]
+    pub max_connections: usize,
+    /// The same, from one source address (raise it behind a proxy, whose address stands for
+    /// all its clients).
+    #[serde(default = "default_http_max_connections_per_source")]
+    pub max_connections_per_source: usize,
 }
 
 /// `[websocket]`: the sylkRTC endpoint.
@@ -346,6 +354,16 @@ pub struct SipConfig {
     /// 503 with Retry-After (a UDP transaction is held 32 s after its response).
     #[serde(default = "default_sip_max_transactions")]
     pub max_transactions: usize,
+    /// The most TCP and TLS connections peers may hold open to the SIP listeners, in all.
+    #[serde(default = "default_sip_max_connections")]
+    pub max_connections: usize,
+    /// The same, from one source address.
+    #[serde(default = "default_sip_max_connections_per_source")]
+    pub max_connections_per_source: usize,
+    /// Seconds a peer's connection may stay without sending a message or keep-alive (its
+    /// first one must come within 30 s).
+    #[serde(default = "default_sip_idle_timeout")]
+    pub idle_timeout: u64,
     /// The User-Agent of REGISTERs when the client names none, and the Server of responses.
     #[serde(default = "default_user_agent")]
     pub user_agent: String,
@@ -373,6 +391,14 @@ fn default_listen() -> SocketAddr {
 
 fn default_web_origins() -> Vec<String> {
     vec!["*".to_owned()]
+}
+
+fn default_http_max_connections() -> usize {
+    20_000
+}
+
+fn default_http_max_connections_per_source() -> usize {
+    256
 }
 
 fn default_path() -> String {
@@ -443,6 +469,20 @@ fn default_sip_max_transactions() -> usize {
     20_000
 }
 
+fn default_sip_max_connections() -> usize {
+    10_000
+}
+
+fn default_sip_max_connections_per_source() -> usize {
+    64
+}
+
+fn default_sip_idle_timeout() -> u64 {
+    // Longer than the longest registration the local registrar grants, so that a phone that
+    // only refreshes its registration keeps its connection (the way calls reach it).
+    3900
+}
+
 fn default_sip_max_message_size() -> usize {
     65_535
 }
@@ -480,6 +520,9 @@ impl Default for SipConfig {
             dns_servers: Vec::new(),
             max_message_size: default_sip_max_message_size(),
             max_transactions: default_sip_max_transactions(),
+            max_connections: default_sip_max_connections(),
+            max_connections_per_source: default_sip_max_connections_per_source(),
+            idle_timeout: default_sip_idle_timeout(),
             user_agent: default_user_agent(),
             session_expires: default_session_expires(),
             min_se: default_min_se(),
@@ -494,6 +537,8 @@ impl Default for HttpConfig {
             tls_certificate: None,
             tls_private_key: None,
             web_origins: default_web_origins(),
+            max_connections: default_http_max_connections(),
+            max_connections_per_source: default_http_max_connections_per_source(),
         }
     }
 }
@@ -666,6 +711,24 @@ impl Config {
         }
         if sip.max_message_size < 1500 {
             return invalid("sip.max_message_size must be at least 1500 bytes".into());
+        }
+        if sip.max_transactions == 0
+            || sip.max_connections == 0
+            || sip.max_connections_per_source == 0
+        {
+            return invalid(
+                "sip.max_transactions, max_connections and max_connections_per_source must be \
+                 at least 1"
+                    .into(),
+            );
+        }
+        if self.http.max_connections == 0 || self.http.max_connections_per_source == 0 {
+            return invalid(
+                "http.max_connections and max_connections_per_source must be at least 1".into(),
+            );
+        }
+        if sip.idle_timeout < 30 {
+            return invalid("sip.idle_timeout must be at least 30 seconds".into());
         }
         if !sip.outbound_proxy.is_empty()
             && sip::driver::resolve::ServerUri::parse(&sip.outbound_proxy).is_none()

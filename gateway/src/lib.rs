@@ -21,6 +21,7 @@ mod echo;
 mod error;
 mod http;
 mod keepalive;
+mod listener;
 mod local;
 mod log_limit;
 mod metrics;

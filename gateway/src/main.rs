@@ -57,6 +57,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     info!(config = %source, version = env!("CARGO_PKG_VERSION"), "starting sylkrtc-gateway");
+    raise_descriptor_limit();
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
@@ -83,6 +84,26 @@ fn without_payloads(filter: EnvFilter) -> EnvFilter {
         .into_iter()
         .filter_map(|directive| directive.parse().ok())
         .fold(filter, EnvFilter::add_directive)
+}
+
+/// Every connection, call port and WebSocket takes a file descriptor, and the usual soft limit
+/// (1,024) is far below what a gateway holds: raise it to the hard limit, and say what it is.
+fn raise_descriptor_limit() {
+    let before = match rlimit::Resource::NOFILE.get() {
+        Ok((soft, _)) => soft,
+        Err(error) => {
+            warn!(%error, "cannot read the file descriptor limit");
+            return;
+        }
+    };
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!(
+            limit,
+            was = before,
+            "file descriptors: connections, calls and WebSockets share this limit"
+        ),
+        Err(error) => warn!(%error, limit = before, "cannot raise the file descriptor limit"),
+    }
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

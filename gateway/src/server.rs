@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +15,7 @@ use crate::config::{Config, WebSocketConfig};
 use crate::connection::SipDomains;
 use crate::error::{Error, Result};
 use crate::http;
+use crate::listener;
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsListener};
 use media::Codec;
@@ -23,6 +23,7 @@ use media::driver::{BrowserPort, PortRange};
 use sip::driver::{DriverConfig, Sip, SipHandle};
 use sip::endpoint::EndpointConfig;
 use sip::registration::Transport;
+use sip::slots::ConnectionSlots;
 use sip::transaction::Timers;
 
 /// How long shutdown waits for connections to send their close frames.
@@ -125,32 +126,24 @@ async fn serve_gst(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     shared: Arc<Shared>,
+    slots: ConnectionSlots,
 ) {
     let addr = listener.local_addr().ok();
     info!(
         url = %format!("{}://{}", if tls.is_some() { "wss" } else { "ws" }, addr.map(|a| a.to_string()).unwrap_or_default()),
         "GStreamer signalling listening"
     );
-    let router = crate::seeds::gst_router(shared.clone())
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let router = crate::seeds::gst_router(shared.clone());
     let stop = shared.shutdown.clone();
-    let result = match tls {
+    match tls {
         None => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
+            let plain = listener::Plain::new(listener, slots);
+            listener::serve(plain, router, listener::HEADER_TIMEOUT, stop).await;
         }
-        Some(config) => match TlsListener::new(listener, config) {
-            Ok(listener) => {
-                axum::serve(listener.tap_io(|_| {}), router)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-            }
-            Err(error) => Err(error),
+        Some(config) => match TlsListener::new(listener, config, slots) {
+            Ok(tls) => listener::serve(tls, router, listener::HEADER_TIMEOUT, stop).await,
+            Err(error) => warn!(%error, "the GStreamer signalling listener failed"),
         },
-    };
-    if let Err(error) = result {
-        warn!(%error, "the GStreamer signalling listener failed");
     }
 }
 
@@ -218,6 +211,8 @@ pub struct Server {
     /// GStreamer's signalling listener, with its TLS, and its address.
     gst: Option<(TcpListener, Option<Arc<rustls::ServerConfig>>)>,
     gst_addr: Option<SocketAddr>,
+    /// The HTTP listeners' connections, per source and in all.
+    http_slots: ConnectionSlots,
 }
 
 impl Server {
@@ -282,6 +277,10 @@ impl Server {
             sip_shutdown,
             gst,
             gst_addr,
+            http_slots: ConnectionSlots::new(
+                config.http.max_connections,
+                config.http.max_connections_per_source,
+            ),
         })
     }
 
@@ -322,31 +321,25 @@ impl Server {
             url = %format!("{}://{}{}", if self.tls.is_some() { "wss" } else { "ws" }, self.local_addr, shared.websocket.path),
             "sylkRTC endpoint listening"
         );
-        let router =
-            http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let gst = self
-            .gst
-            .map(|(listener, tls)| tokio::spawn(serve_gst(listener, tls, shared.clone())));
+        let router = http::router(shared.clone());
+        let slots = self.http_slots;
+        let gst = self.gst.map(|(listener, tls)| {
+            tokio::spawn(serve_gst(listener, tls, shared.clone(), slots.clone()))
+        });
         let connections = shared.shutdown.clone();
-        let signal = async move {
+        tokio::spawn(async move {
             shutdown.cancelled().await;
             connections.cancel();
-        };
+        });
+        let stop = shared.shutdown.clone();
         match self.tls {
             None => {
-                let listener = self.listener.tap_io(|stream| {
-                    // Replies are small and latency matters more than packet count.
-                    let _ = stream.set_nodelay(true);
-                });
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(signal)
-                    .await?;
+                let plain = listener::Plain::new(self.listener, slots);
+                listener::serve(plain, router, listener::HEADER_TIMEOUT, stop).await;
             }
             Some(config) => {
-                let listener = TlsListener::new(self.listener, config)?.tap_io(|_| {});
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(signal)
-                    .await?;
+                let tls = TlsListener::new(self.listener, config, slots)?;
+                listener::serve(tls, router, listener::HEADER_TIMEOUT, stop).await;
             }
         }
         if let Some(gst) = gst {
@@ -420,6 +413,9 @@ pub(crate) fn sip_config(config: &Config) -> Result<DriverConfig> {
         tls_client: tls::client_config(sip.tls_ca_file.as_deref())?,
         tls_server,
         local_calls: None,
+        max_connections: sip.max_connections,
+        max_connections_per_source: sip.max_connections_per_source,
+        idle_timeout: Duration::from_secs(sip.idle_timeout),
     })
 }
 

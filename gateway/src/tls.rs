@@ -9,6 +9,7 @@ use std::time::Duration;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sip::slots::{ConnectionSlots, Slot};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -107,25 +108,29 @@ pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>>
     ))
 }
 
-/// A listener whose connections arrive with their TLS handshake done.
+/// A listener whose connections arrive with their TLS handshake done, each with the slot it
+/// took before its handshake.
 #[derive(Debug)]
 pub(crate) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local_addr: SocketAddr,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr, Slot)>,
     /// Accepts TCP connections and spawns their handshakes; stopped with the listener.
     acceptor: JoinHandle<()>,
 }
 
 impl TlsListener {
-    pub(crate) fn new(listener: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<Self> {
-        let local_addr = listener.local_addr()?;
+    pub(crate) fn new(
+        listener: TcpListener,
+        config: Arc<ServerConfig>,
+        slots: ConnectionSlots,
+    ) -> std::io::Result<Self> {
         let (ready_tx, ready) = mpsc::channel(READY_QUEUE);
-        let acceptor = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), ready_tx));
-        Ok(TlsListener {
-            ready,
-            local_addr,
-            acceptor,
-        })
+        let acceptor = tokio::spawn(accept_loop(
+            listener,
+            TlsAcceptor::from(config),
+            ready_tx,
+            slots,
+        ));
+        Ok(TlsListener { ready, acceptor })
     }
 }
 
@@ -138,7 +143,8 @@ impl Drop for TlsListener {
 async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr, Slot)>,
+    slots: ConnectionSlots,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -150,13 +156,16 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Some(slot) = crate::listener::take_slot(&slots, peer) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let ready = ready.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
-                    let _ = ready.send((stream, peer)).await;
+                    let _ = ready.send((stream, peer, slot)).await;
                 }
                 Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => debug!(%peer, "TLS handshake timed out"),
@@ -165,19 +174,14 @@ async fn accept_loop(
     }
 }
 
-impl axum::serve::Listener for TlsListener {
+impl crate::listener::Accept for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    async fn accept(&mut self) -> (Self::Io, SocketAddr, Slot) {
         match self.ready.recv().await {
             Some(accepted) => accepted,
             // The accept loop never ends on its own; if it is gone, nothing more will come.
             None => std::future::pending().await,
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local_addr)
     }
 }

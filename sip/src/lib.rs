@@ -18,6 +18,7 @@ pub mod endpoint;
 pub mod message;
 pub mod registrar;
 pub mod registration;
+pub mod slots;
 pub mod transaction;
 
 pub use message::{Frame, Invalid, Message, ParseError, RequestUri, StartLine, StreamFramer};

@@ -23,24 +23,57 @@ pub(crate) enum ConnectionInput {
 /// Messages waiting to be written on one connection.
 pub(crate) const WRITE_QUEUE: usize = 256;
 
-/// Runs one connection until it fails, the peer closes it, or the driver drops its sender.
+/// How long a connection a peer opened may stay silent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// Until its first complete message (or keep-alive).
+    pub(crate) first_message: Duration,
+    /// Between complete messages (or keep-alives) after that.
+    pub(crate) idle: Duration,
+}
+
+/// How one connection behaves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// Send a double-CRLF ping this often (our own connections).
+    pub(crate) keepalive: Option<Duration>,
+    /// Close the connection when the peer stays silent (connections peers opened).
+    pub(crate) timeouts: Option<Timeouts>,
+    pub(crate) max_message_size: usize,
+}
+
+/// Runs one connection until it fails, the peer closes it or stays silent too long, or the
+/// driver drops its sender.
 pub(crate) async fn run<S>(
     stream: S,
     target: Target,
     mut outgoing: mpsc::Receiver<Bytes>,
     inputs: mpsc::UnboundedSender<ConnectionInput>,
-    keepalive: Option<Duration>,
-    max_message_size: usize,
+    settings: Settings,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut framer = StreamFramer::new(max_message_size);
+    let mut framer = StreamFramer::new(settings.max_message_size);
     let mut buffer = vec![0u8; 16 * 1024];
-    let mut ping = keepalive
+    let mut ping = settings
+        .keepalive
         .map(|interval| tokio::time::interval_at(tokio::time::Instant::now() + interval, interval));
+    // Only complete messages count as life: a byte now and then does not keep a socket.
+    let mut silent_until = settings
+        .timeouts
+        .map(|timeouts| tokio::time::Instant::now() + timeouts.first_message);
     loop {
         tokio::select! {
+            () = async {
+                match silent_until {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                debug!(remote = %target.addr, "closing a SIP connection that sent nothing in time");
+                break;
+            }
             read = reader.read(&mut buffer) => {
                 let count = match read {
                     Ok(0) | Err(_) => break,
@@ -48,7 +81,11 @@ pub(crate) async fn run<S>(
                 };
                 framer.push(&buffer[..count]);
                 loop {
-                    match framer.next_frame() {
+                    let frame = framer.next_frame();
+                    if let (Ok(Some(_)), Some(timeouts)) = (&frame, settings.timeouts) {
+                        silent_until = Some(tokio::time::Instant::now() + timeouts.idle);
+                    }
+                    match frame {
                         Ok(Some(Frame::Ping)) => {
                             if writer.write_all(b"\r\n").await.is_err() {
                                 return closed(&inputs, target);
@@ -112,6 +149,22 @@ mod tests {
         mpsc::Sender<Bytes>,
         mpsc::UnboundedReceiver<ConnectionInput>,
     ) {
+        connected_with(Settings {
+            keepalive,
+            timeouts: None,
+            max_message_size: 65_536,
+        })
+        .await
+    }
+
+    async fn connected_with(
+        settings: Settings,
+    ) -> (
+        TcpStream,
+        Target,
+        mpsc::Sender<Bytes>,
+        mpsc::UnboundedReceiver<ConnectionInput>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let target = Target {
@@ -121,7 +174,7 @@ mod tests {
         let (outgoing, receiver) = mpsc::channel(4);
         let (inputs, inputs_rx) = mpsc::unbounded_channel();
         let client = TcpStream::connect(addr).await.unwrap();
-        tokio::spawn(run(client, target, receiver, inputs, keepalive, 65_536));
+        tokio::spawn(run(client, target, receiver, inputs, settings));
         let (server, _) = listener.accept().await.unwrap();
         (server, target, outgoing, inputs_rx)
     }
@@ -177,5 +230,61 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(closed, ConnectionInput::Closed(from) if from == target));
+    }
+
+    /// A peer's connection that sends nothing is closed after the first-message timeout; one
+    /// that sends keep-alives lives on, and is closed once it goes silent for the idle time;
+    /// a byte now and then (no complete message) keeps nothing alive.
+    #[tokio::test(start_paused = true)]
+    async fn silent_peer_connections_are_closed() {
+        let settings = Settings {
+            keepalive: None,
+            timeouts: Some(Timeouts {
+                first_message: Duration::from_secs(30),
+                idle: Duration::from_secs(600),
+            }),
+            max_message_size: 65_536,
+        };
+        let (_server, target, _outgoing, mut inputs) = connected_with(settings).await;
+        let closed = tokio::time::timeout(Duration::from_secs(31), inputs.recv())
+            .await
+            .expect("closed within the first-message timeout")
+            .unwrap();
+        assert!(matches!(closed, ConnectionInput::Closed(from) if from == target));
+
+        let (mut server, target, _outgoing, mut inputs) = connected_with(settings).await;
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            server.write_all(b"\r\n\r\n").await.unwrap();
+        }
+        // A trickle of bytes that never completes a message: closed once the idle time since
+        // the last keep-alive has passed (100 s of keep-alives, then 600 s).
+        let mut elapsed = Duration::ZERO;
+        while elapsed < Duration::from_secs(1000) {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            elapsed += Duration::from_secs(20);
+            if server.write_all(b"O").await.is_err() {
+                break;
+            }
+            if let Ok(Some(input)) =
+                tokio::time::timeout(Duration::from_millis(1), inputs.recv()).await
+            {
+                assert!(matches!(input, ConnectionInput::Closed(from) if from == target));
+                assert!(
+                    elapsed >= Duration::from_secs(580),
+                    "closed after {elapsed:?}"
+                );
+                return;
+            }
+        }
+        let input = tokio::time::timeout(WAIT, inputs.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(input, ConnectionInput::Closed(from) if from == target));
+        assert!(
+            elapsed >= Duration::from_secs(580),
+            "closed after {elapsed:?}"
+        );
     }
 }

@@ -34,6 +34,7 @@ use crate::auth::Credentials;
 use crate::call::CallEvent;
 use crate::endpoint::{CallId, Endpoint, EndpointConfig, EndpointEvent, RegistrationId, Target};
 use crate::registration::{RegistrationConfig, RegistrationEvent, Transport};
+use crate::slots::{ConnectionSlots, Slot as ConnectionSlot};
 
 /// The driver's settings.
 #[derive(Debug, Clone)]
@@ -66,7 +67,18 @@ pub struct DriverConfig {
     /// Where calls for users of the local domain go (`SipEvent::LocalIncoming`, then their
     /// `SipEvent::Call`s); without it they are refused with 480.
     pub local_calls: Option<mpsc::UnboundedSender<SipEvent>>,
+    /// The most TCP and TLS connections peers may open to us, in all and from one address;
+    /// past them a new connection is closed at once.
+    pub max_connections: usize,
+    /// The same, from one address.
+    pub max_connections_per_source: usize,
+    /// How long a connection a peer opened may stay without sending a complete message (or a
+    /// keep-alive); its first one must come within [`FIRST_MESSAGE_TIMEOUT`].
+    pub idle_timeout: Duration,
 }
+
+/// How long a peer's new connection may take to send its first message (or keep-alive).
+pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An account to register.
 #[derive(Debug, Clone)]
@@ -260,6 +272,7 @@ pub async fn start(config: DriverConfig, shutdown: CancellationToken) -> io::Res
     let next_call = Arc::new(AtomicU64::new(1));
     let driver = Driver {
         endpoint: Endpoint::new(config.endpoint.clone()),
+        slots: ConnectionSlots::new(config.max_connections, config.max_connections_per_source),
         config,
         udp,
         tcp,
@@ -306,7 +319,11 @@ enum Input {
         result: Result<(Target, String), String>,
     },
     /// An accepted TLS connection finished its handshake.
-    TlsAccepted(Box<tokio_rustls::server::TlsStream<TcpStream>>, SocketAddr),
+    TlsAccepted(
+        Box<tokio_rustls::server::TlsStream<TcpStream>>,
+        SocketAddr,
+        ConnectionSlot,
+    ),
 }
 
 /// Where a registration stands in the driver.
@@ -334,6 +351,8 @@ struct Driver {
     /// The name each TLS server's certificate must carry (RFC 5922: the domain that was
     /// resolved, or the proxy's host), by address.
     tls_names: HashMap<SocketAddr, String>,
+    /// The connections peers opened to us, counted per source.
+    slots: ConnectionSlots,
     resolver: Resolver,
     /// Stream connections by remote address, each a task fed through this queue.
     connections: HashMap<Target, mpsc::Sender<Bytes>>,
@@ -397,8 +416,10 @@ impl Driver {
                 },
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let target = Target { transport: Transport::Tcp, addr: peer };
-                        self.spawn_connection(target, Some(Accepted::Tcp(stream)), None);
+                        if let Some(slot) = self.slot_for(peer) {
+                            let target = Target { transport: Transport::Tcp, addr: peer };
+                            self.spawn_connection(target, Some((Accepted::Tcp(stream), slot)), None);
+                        }
                     }
                     Err(error) => {
                         debug!(%error, "TCP accept failed");
@@ -406,7 +427,11 @@ impl Driver {
                     }
                 },
                 accepted = accept_tls(&self.tls) => match accepted {
-                    Ok((stream, peer)) => self.handshake(stream, peer),
+                    Ok((stream, peer)) => {
+                        if let Some(slot) = self.slot_for(peer) {
+                            self.handshake(stream, peer, slot);
+                        }
+                    }
                     Err(error) => {
                         debug!(%error, "TLS accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -512,18 +537,13 @@ impl Driver {
                     debug!(remote = %source.addr, %error, "dropped a SIP message");
                 }
             }
-            Input::TlsAccepted(stream, peer) => {
+            Input::TlsAccepted(stream, peer, slot) => {
                 let target = Target {
                     transport: Transport::Tls,
                     addr: peer,
                 };
-                self.spawn_connection(
-                    target,
-                    Some(Accepted::Tls(Box::new(tokio_rustls::TlsStream::Server(
-                        *stream,
-                    )))),
-                    None,
-                );
+                let stream = Accepted::Tls(Box::new(tokio_rustls::TlsStream::Server(*stream)));
+                self.spawn_connection(target, Some((stream, slot)), None);
             }
             Input::Connection(ConnectionInput::Closed(target)) => {
                 self.connections.remove(&target);
@@ -711,7 +731,7 @@ impl Driver {
 
     /// Completes the TLS handshake of an accepted connection in its own task, so that a slow
     /// client cannot hold up the driver.
-    fn handshake(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn handshake(&mut self, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
         let Some((_, acceptor)) = &self.tls else {
             return;
         };
@@ -720,7 +740,7 @@ impl Driver {
         tokio::spawn(async move {
             match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
-                    let _ = inputs.send(Input::TlsAccepted(Box::new(stream), peer));
+                    let _ = inputs.send(Input::TlsAccepted(Box::new(stream), peer, slot));
                 }
                 Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => debug!(%peer, "TLS handshake timed out"),
@@ -728,12 +748,23 @@ impl Driver {
         });
     }
 
-    /// Starts a connection task: for an accepted stream, or a new outgoing connection whose
-    /// first message waits until it is up.
+    /// A slot for a connection `peer` opened, or none (the connection is then dropped).
+    fn slot_for(&self, peer: SocketAddr) -> Option<ConnectionSlot> {
+        match self.slots.take(peer.ip()) {
+            Ok(slot) => Some(slot),
+            Err(limit) => {
+                debug!(%peer, %limit, "SIP connection refused: the limit is reached");
+                None
+            }
+        }
+    }
+
+    /// Starts a connection task: for an accepted stream (holding its slot), or a new outgoing
+    /// connection whose first message waits until it is up.
     fn spawn_connection(
         &mut self,
         target: Target,
-        accepted: Option<Accepted>,
+        accepted: Option<(Accepted, ConnectionSlot)>,
         first: Option<Bytes>,
     ) {
         let (sender, receiver) = mpsc::channel(WRITE_QUEUE);
@@ -749,6 +780,11 @@ impl Driver {
         } else {
             None
         };
+        // A peer's connection must send, or it goes (idle sockets must not use up descriptors).
+        let timeouts = accepted.is_some().then_some(connection::Timeouts {
+            first_message: FIRST_MESSAGE_TIMEOUT,
+            idle: self.config.idle_timeout,
+        });
         let (forward, mut forwarded) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(input) = forwarded.recv().await {
@@ -766,11 +802,10 @@ impl Driver {
             (TlsConnector::from(self.config.tls_client.clone()), name)
         });
         tokio::spawn(async move {
-            let stream = match accepted {
-                Some(Accepted::Tcp(stream)) => Accepted::Tcp(stream),
-                Some(Accepted::Tls(stream)) => Accepted::Tls(stream),
+            let (stream, _slot) = match accepted {
+                Some((stream, slot)) => (stream, Some(slot)),
                 None => match tokio::time::timeout(CONNECT_TIMEOUT, connect(target, tls)).await {
-                    Ok(Ok(stream)) => stream,
+                    Ok(Ok(stream)) => (stream, None),
                     Ok(Err(error)) => {
                         debug!(remote = %target.addr, %error, "connection failed");
                         let _ = forward.send(ConnectionInput::Closed(target));
@@ -783,12 +818,17 @@ impl Driver {
                     }
                 },
             };
+            let settings = connection::Settings {
+                keepalive,
+                timeouts,
+                max_message_size: max,
+            };
             match stream {
                 Accepted::Tcp(stream) => {
-                    connection::run(stream, target, receiver, forward, keepalive, max).await
+                    connection::run(stream, target, receiver, forward, settings).await
                 }
                 Accepted::Tls(stream) => {
-                    connection::run(stream, target, receiver, forward, keepalive, max).await
+                    connection::run(stream, target, receiver, forward, settings).await
                 }
             }
         });

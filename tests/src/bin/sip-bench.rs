@@ -55,8 +55,8 @@ fn main() -> Result<(), Error> {
         ..KamailioOptions::default()
     });
     let config = format!(
-        "[websocket]\nmax_connections = {}\n[sip]\nlisten = \"127.0.0.1\"\nudp_port = 0\ntcp_port = 0\n\
-         outbound_proxy = \"sip:127.0.0.1:{};transport={}\"\n[log]\nlevel = \"warn\"\n",
+        "max_connections_per_source = {0}\n[websocket]\nmax_connections = {0}\n[sip]\nlisten = \"127.0.0.1\"\nudp_port = 0\ntcp_port = 0\n\
+         outbound_proxy = \"sip:127.0.0.1:{1};transport={2}\"\n[log]\nlevel = \"warn\"\n",
         args.connections + 16,
         kamailio.port,
         args.transport

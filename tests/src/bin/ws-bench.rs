@@ -40,7 +40,8 @@ struct Args {
 fn main() -> Result<(), Error> {
     let args = Args::parse();
     let config = format!(
-        "[websocket]\nmax_connections = {}\n[sip]\nlisten = \"127.0.0.1\"\nudp_port = 0\ntcp_port = 0\n[log]\nlevel = \"warn\"\n",
+        // All the clients come from one address: the per-source limit must not count them.
+        "max_connections_per_source = {0}\n[websocket]\nmax_connections = {0}\n[sip]\nlisten = \"127.0.0.1\"\nudp_port = 0\ntcp_port = 0\n[log]\nlevel = \"warn\"\n",
         args.idle + args.connections + 16
     );
     let gateway = GatewayProcess::start(&config)?;

@@ -182,3 +182,90 @@ async fn flood(gateway: &Gateway, version: Version) {
         started.elapsed()
     );
 }
+
+/// Whether the gateway closed a socket: it reads end-of-stream (or a reset) within `within`.
+async fn closed_by_the_gateway(socket: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 256];
+    match tokio::time::timeout(within, socket.read(&mut buffer)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) | Err(_) => false,
+    }
+}
+
+/// Opens `count` TCP connections to `addr` from `source`, sending nothing.
+async fn idle_sockets(
+    source: &str,
+    addr: std::net::SocketAddr,
+    count: usize,
+) -> Vec<tokio::net::TcpStream> {
+    let mut sockets = Vec::new();
+    for _ in 0..count {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        sockets.push(socket.connect(addr).await.expect("connects"));
+    }
+    sockets
+}
+
+/// Idle sockets cannot use up the gateway: past the per-source limit a new connection is
+/// closed at once, on the HTTP port and on the SIP TCP port; a connection that sends no
+/// request headers is closed after the header timeout; meanwhile other clients get /health,
+/// WebSockets and SIP over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_are_bounded_per_source_and_timed_out() {
+    let mut config = Config::default();
+    config.http.max_connections_per_source = 20;
+    config.sip.max_connections_per_source = 20;
+    let gateway = Gateway::start(config).await;
+
+    // HTTP: 20 held, the 21st to 30th closed at once.
+    let mut held = idle_sockets("127.0.0.9", gateway.addr, 20).await;
+    let mut extra = idle_sockets("127.0.0.9", gateway.addr, 10).await;
+    for socket in &mut extra {
+        assert!(closed_by_the_gateway(socket, Duration::from_secs(2)).await);
+    }
+    assert!(!closed_by_the_gateway(&mut held[0], Duration::from_millis(200)).await);
+    // Others are served meanwhile.
+    assert_eq!(gateway.get("/health").await.0, 200);
+    let mut client = gateway.client().await;
+    client.expect_ack(json!({"sylkrtc": "ping"})).await;
+
+    // SIP over TCP: the same per-source limit.
+    let sip_tcp = gateway.sip.1;
+    let _sip_held = idle_sockets("127.0.0.9", sip_tcp, 20).await;
+    let mut sip_extra = idle_sockets("127.0.0.9", sip_tcp, 5).await;
+    for socket in &mut sip_extra {
+        assert!(closed_by_the_gateway(socket, Duration::from_secs(2)).await);
+    }
+    let mut other = tokio::net::TcpStream::connect(sip_tcp).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    other
+        .write_all(
+            b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bKidle\r\n\
+              From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: idle-1\r\nCSeq: 1 OPTIONS\r\n\
+              Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut response = [0u8; 64];
+    use tokio::io::AsyncReadExt;
+    let count = tokio::time::timeout(Duration::from_secs(5), other.read(&mut response))
+        .await
+        .expect("an answer over TCP")
+        .unwrap();
+    assert!(
+        response[..count].starts_with(b"SIP/2.0 "),
+        "{:?}",
+        &response[..count]
+    );
+
+    // HTTP connections that never send their request headers are closed after 10 s.
+    for socket in &mut held {
+        assert!(closed_by_the_gateway(socket, Duration::from_secs(12)).await);
+    }
+    // Their places came back.
+    let mut again = idle_sockets("127.0.0.9", gateway.addr, 1).await;
+    assert!(!closed_by_the_gateway(&mut again[0], Duration::from_millis(200)).await);
+    client.expect_ack(json!({"sylkrtc": "ping"})).await;
+}

@@ -206,7 +206,7 @@ async fn start(system: &str, sip_port: u16, echo: SocketAddr) -> Result<System, 
     match system {
         "gateway" => {
             let config = format!(
-                "[websocket]\nmax_connections = 100\n\
+                "max_connections_per_source = 1000\n[websocket]\nmax_connections = 100\n\
                  [sip]\nlisten = \"127.0.0.1\"\nudp_port = 0\ntcp_port = 0\n\
                  outbound_proxy = \"sip:127.0.0.1:{sip_port}\"\nsession_expires = 0\n\
                  [media]\nlisten = \"127.0.0.1\"\nbrowser_port = 0\nrtp_port_min = 30000\nrtp_port_max = 39999\n\
