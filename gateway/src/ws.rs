@@ -82,17 +82,21 @@ pub(crate) async fn upgrade(
         Ok(permit) => permit,
         Err(refused) => return *refused,
     };
-    let limit = shared.websocket.max_message_size;
-    upgrade
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(limit)
-        .max_frame_size(limit)
+    sized(upgrade, shared.websocket.max_message_size)
         .on_failed_upgrade(move |error| debug!(%peer, %error, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| {
             let tracker = shared.tracker.clone();
             tracker.track_future(serve(socket, shared, version, peer, permit))
         })
+}
+
+/// The upgrade with the buffers and limits of every WebSocket endpoint of the gateway.
+pub(crate) fn sized(upgrade: WebSocketUpgrade, limit: usize) -> WebSocketUpgrade {
+    upgrade
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(limit)
+        .max_frame_size(limit)
 }
 
 /// Refuses (403) an upgrade from a page whose `Origin` is not allowed.
@@ -175,8 +179,10 @@ enum Outbound {
 /// Why a connection ended.
 #[derive(Debug)]
 enum Ended {
-    /// The client closed the connection or it dropped.
+    /// The client's stream ended without a Close frame (it dropped).
     ClientClosed,
+    /// The client sent a Close frame: it gets one back (RFC 6455 section 5.5.1).
+    ClientClose(Option<u16>),
     /// The socket failed; the code is the close frame to send, when one makes sense.
     Broken(String, Option<u16>),
     /// A message over `max_message_size`.
@@ -192,10 +198,25 @@ enum Ended {
 }
 
 impl Ended {
-    /// The close frame to send, if any.
+    /// The Close to send, if any: the frame (none: an empty Close).
+    fn close_reply(&self) -> Option<Option<CloseFrame>> {
+        match self {
+            // The client's code echoed, as the RFC suggests; an empty Close for an empty one.
+            Ended::ClientClose(code) => Some(code.map(|code| CloseFrame {
+                code,
+                reason: Utf8Bytes::default(),
+            })),
+            other => other.close_frame().map(Some),
+        }
+    }
+
+    /// The close frame of a connection the gateway closes, if any.
     fn close_frame(&self) -> Option<CloseFrame> {
         let (code, reason) = match self {
-            Ended::ClientClosed | Ended::WriterGone | Ended::Broken(_, None) => return None,
+            Ended::ClientClosed
+            | Ended::ClientClose(_)
+            | Ended::WriterGone
+            | Ended::Broken(_, None) => return None,
             Ended::Broken(reason, Some(code)) => (*code, reason.clone()),
             Ended::TooBig(limit) => (1009, format!("message too big (limit {limit} bytes)")),
             Ended::NoPong(wait) if wait.subsec_millis() == 0 => {
@@ -215,7 +236,9 @@ impl Ended {
 impl fmt::Display for Ended {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Ended::ClientClosed => f.write_str("closed by the client"),
+            Ended::ClientClosed => f.write_str("the client went away"),
+            Ended::ClientClose(Some(code)) => write!(f, "closed by the client (code {code})"),
+            Ended::ClientClose(None) => f.write_str("closed by the client"),
             Ended::Broken(reason, _) => write!(f, "socket error: {reason}"),
             Ended::WriterGone => f.write_str("the socket can no longer be written"),
             other => match other.close_frame() {
@@ -295,7 +318,7 @@ async fn read_loop(
     mut stream: impl Stream<Item = Result<Message, axum::Error>> + Unpin,
     requests: mpsc::Sender<Inbound>,
     out: mpsc::Sender<Outbound>,
-    close: oneshot::Sender<CloseFrame>,
+    close: oneshot::Sender<Option<CloseFrame>>,
     shared: &Shared,
     version: Version,
 ) -> Ended {
@@ -314,7 +337,10 @@ async fn read_loop(
                 None => None,
             },
             frame = stream.next() => match frame {
-                None | Some(Ok(Message::Close(_))) => Some(Ended::ClientClosed),
+                None => Some(Ended::ClientClosed),
+                Some(Ok(Message::Close(frame))) => {
+                    Some(Ended::ClientClose(frame.map(|frame| frame.code)))
+                }
                 Some(Ok(Message::Text(text))) => queue(Inbound::Text(text), &requests, &out, shared, version).await,
                 Some(Ok(Message::Binary(data))) => queue(Inbound::Binary(data), &requests, &out, shared, version).await,
                 Some(Ok(Message::Pong(_))) => {
@@ -330,8 +356,8 @@ async fn read_loop(
             break ended;
         }
     };
-    if let Some(frame) = ended.close_frame() {
-        let _ = close.send(frame);
+    if let Some(reply) = ended.close_reply() {
+        let _ = close.send(reply);
     }
     ended
 }
@@ -391,19 +417,26 @@ async fn queue(
 }
 
 fn socket_error(error: axum::Error, limit: usize, metrics: &Metrics) -> Ended {
-    let inner = error.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => {
+    match error_close(error, limit) {
+        (_, Some(1009)) => {
             metrics.error(ErrorKind::TooBig);
             Ended::TooBig(limit)
         }
-        Some(tungstenite::Error::Utf8(_)) => {
-            Ended::Broken("invalid UTF-8 in a text frame".into(), Some(1007))
+        (reason, code) => Ended::Broken(reason, code),
+    }
+}
+
+/// Why a WebSocket read failed, and the close code that says so to the client when one makes
+/// sense: 1009 for a message over `limit`, 1007 for invalid UTF-8, 1002 for a protocol error.
+pub(crate) fn error_close(error: axum::Error, limit: usize) -> (String, Option<u16>) {
+    let inner = error.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => {
+            (format!("message too big (limit {limit} bytes)"), Some(1009))
         }
-        Some(tungstenite::Error::Protocol(violation)) => {
-            Ended::Broken(violation.to_string(), Some(1002))
-        }
-        _ => Ended::Broken(inner.to_string(), None),
+        Some(tungstenite::Error::Utf8(_)) => ("invalid UTF-8 in a text frame".into(), Some(1007)),
+        Some(tungstenite::Error::Protocol(violation)) => (violation.to_string(), Some(1002)),
+        _ => (inner.to_string(), None),
     }
 }
 
@@ -717,7 +750,7 @@ impl Drop for Session<'_> {
 async fn write_loop(
     mut sink: impl Sink<Message> + Unpin,
     mut out: mpsc::Receiver<Outbound>,
-    mut close: oneshot::Receiver<CloseFrame>,
+    mut close: oneshot::Receiver<Option<CloseFrame>>,
     trace: bool,
 ) {
     let frame = |message: Outbound| match message {
@@ -734,7 +767,11 @@ async fn write_loop(
             biased;
             close = &mut close => {
                 if let Ok(close) = close {
-                    let _ = sink.send(Message::Close(Some(close))).await;
+                    // After a client's Close the WebSocket library has queued the echo itself
+                    // and refuses another Close: flushing sends the queued one.
+                    if sink.send(Message::Close(close)).await.is_err() {
+                        let _ = sink.flush().await;
+                    }
                 }
                 return;
             }

@@ -412,10 +412,7 @@ fn accept(
         Ok(permit) => permit,
         Err(refused) => return *refused,
     };
-    let limit = shared.websocket.max_message_size;
-    upgrade
-        .max_message_size(limit)
-        .max_frame_size(limit)
+    crate::ws::sized(upgrade, shared.websocket.max_message_size)
         .on_failed_upgrade(move |error| debug!(%peer, %error, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| {
             let tracker = shared.tracker.clone();
@@ -486,7 +483,21 @@ async fn serve(
                     keepalive.as_mut().reset(tokio::time::Instant::now() + idle);
                     pinged = false;
                     match frame {
-                        None | Some(Ok(Message::Close(_))) => break "closed by the client".to_owned(),
+                        None => break "the client went away".to_owned(),
+                        Some(Ok(Message::Close(frame))) => {
+                            // Answered with a Close echoing its code (RFC 6455 section 5.5.1).
+                            let code = frame.map(|frame| frame.code);
+                            let reply = code.map(|code| CloseFrame { code, reason: Default::default() });
+                            // The WebSocket library queued the echo itself and refuses another
+                            // Close: flushing sends the queued one.
+                            if sink.send(Message::Close(reply)).await.is_err() {
+                                let _ = sink.flush().await;
+                            }
+                            break match code {
+                                Some(code) => format!("closed by the client (code {code})"),
+                                None => "closed by the client".to_owned(),
+                            };
+                        }
                         Some(Ok(Message::Text(text))) => {
                             shared.metrics.seed_message(seed, true);
                             let _ = endpoint.inputs.send(Input::Text { conn, text: text.to_string(), binary: false });
@@ -498,7 +509,15 @@ async fn serve(
                             let _ = endpoint.inputs.send(Input::Text { conn, text, binary: true });
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                        Some(Err(error)) => break format!("socket error: {error}"),
+                        Some(Err(error)) => {
+                            let (reason, code) =
+                                crate::ws::error_close(error, shared.websocket.max_message_size);
+                            if let Some(code) = code {
+                                let frame = CloseFrame { code, reason: reason.clone().into() };
+                                let _ = sink.send(Message::Close(Some(frame))).await;
+                            }
+                            break format!("socket error: {reason}");
+                        }
                     }
                 }
             }

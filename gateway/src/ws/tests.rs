@@ -280,3 +280,31 @@ fn close_codes() {
         "message too big (limit 65536 bytes) (close code 1009)"
     );
 }
+
+/// A client's Close frame is answered with one (RFC 6455 section 5.5.1), its code echoed, so
+/// the client sees a clean close instead of 1006.
+#[tokio::test(start_paused = true)]
+async fn a_clients_close_frame_is_answered() {
+    for (sent, echoed) in [
+        (Some(1000), Some(1000)),
+        (Some(4001), Some(4001)),
+        (None, None),
+    ] {
+        let mut peer = start(Config::default(), false).await;
+        assert_eq!(peer.recv_json().await, json!({"sylkrtc": "ready-event"}));
+        let frame = sent.map(|code| CloseFrame {
+            code,
+            reason: "bye".into(),
+        });
+        peer.to_gateway
+            .as_ref()
+            .unwrap()
+            .send(Ok(Message::Close(frame)))
+            .unwrap();
+        match peer.recv().await {
+            Message::Close(reply) => assert_eq!(reply.map(|frame| frame.code), echoed),
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+        assert!(matches!(peer.ended().await, Ended::ClientClose(code) if code == sent));
+    }
+}

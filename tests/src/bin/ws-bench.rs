@@ -69,6 +69,22 @@ async fn bench(args: &Args, url: &str, pid: u32) -> Result<(), Error> {
     let per_connection = (after.saturating_sub(before)) as f64 * 1024.0 / args.idle as f64;
     drop(idle);
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // The other signalling endpoints, the same way (no subprotocol, nothing sent).
+    let mut seeds = Vec::new();
+    for path in ["/signaling", "/webrtcsink"] {
+        let seed_url = url.replace("/webrtcgateway/ws", path);
+        let before = rss_kib(pid)?;
+        let mut idle = Vec::with_capacity(args.idle);
+        for _ in 0..args.idle {
+            let (ws, _) = tokio_tungstenite::connect_async(seed_url.as_str()).await?;
+            idle.push(ws);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = rss_kib(pid)?;
+        seeds.push((path, after.saturating_sub(before) as f64 / args.idle as f64));
+        drop(idle);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     let mut clients = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
@@ -103,6 +119,9 @@ async fn bench(args: &Args, url: &str, pid: u32) -> Result<(), Error> {
         "| memory per idle connection | {:.1} KiB |",
         per_connection / 1024.0
     );
+    for (path, kib) in &seeds {
+        println!("| memory per idle connection at {path} | {kib:.1} KiB |");
+    }
     println!(
         "| churn connections x window | {} x {} |",
         args.connections, args.window

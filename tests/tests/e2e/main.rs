@@ -8,6 +8,7 @@
 
 mod accounts;
 mod calls;
+mod closes;
 mod cuttlefish;
 mod gstreamer;
 mod handshake;
