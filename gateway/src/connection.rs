@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use protocol::{
     AccountAdd, AccountEvent, Aor, Error as ProtocolError, Event, RegistrationState, Request,
-    RequestBody, RequestError, Secret, ServerMessage, Version,
+    RequestBody, RequestError, Secret, ServerMessage, SessionEvent, SessionState, Version,
 };
 use sip::auth::{Credentials, Secret as SipSecret};
 use sip::driver::{Account as SipAccount, CallHandle, IncomingCall, SipEvent};
@@ -173,9 +173,14 @@ pub(crate) enum Notice {
 /// A call of this connection, as far as requests need to know.
 #[derive(Debug)]
 struct Session {
+    /// The account the call belongs to (removing the account ends it).
+    account: Aor,
     incoming: bool,
     answered: bool,
     accepted: bool,
+    /// The answer SDP an `early-media` state carried, held for a sylkRTC-1 client (which
+    /// knows no such state) until `accepted`.
+    early_sdp: Option<String>,
 }
 
 /// What became of one client message: for metrics and logs.
@@ -295,7 +300,30 @@ impl Connection {
     }
 
     /// An event from one of the connection's calls, for the client.
-    pub(crate) fn send_event(&mut self, event: Event) {
+    pub(crate) fn send_event(&mut self, mut event: Event) {
+        if self.version == Version::V1
+            && let Event::Session {
+                session,
+                event: SessionEvent::State(state),
+            } = &mut event
+        {
+            // sylkRTC-1 has no `early-media` state: its answer SDP goes in `accepted`.
+            match state {
+                SessionState::EarlyMedia { sdp, .. } => {
+                    if let Some(live) = self.sessions.get_mut(session.as_str()) {
+                        live.early_sdp = Some(std::mem::take(sdp));
+                    }
+                    return;
+                }
+                SessionState::Accepted { sdp, .. } if sdp.is_none() => {
+                    *sdp = self
+                        .sessions
+                        .get_mut(session.as_str())
+                        .and_then(|live| live.early_sdp.take());
+                }
+                _ => {}
+            }
+        }
         self.send(ServerMessage::Event(event));
     }
 
@@ -438,6 +466,21 @@ impl Connection {
         if let Some(registration) = account.registration {
             self.deferred.push(Output::Unregister {
                 handle: registration.handle,
+            });
+        }
+        // Its calls end as a session-terminate would end them (BYE, CANCEL, or the decline
+        // code for a call still ringing); their `terminated` events follow.
+        let mut ended: Vec<&String> = self
+            .sessions
+            .iter()
+            .filter(|(_, session)| session.account == account.aor)
+            .map(|(id, _)| id)
+            .collect();
+        ended.sort();
+        for session in ended {
+            self.deferred.push(Output::Call {
+                session: session.clone(),
+                command: SessionCommand::Terminate,
             });
         }
         Ok(())

@@ -32,6 +32,22 @@ use crate::transaction::Timers;
 
 mod outgoing;
 mod refresh;
+
+/// Whether a CANCEL says the call was answered elsewhere (RFC 3326: a `Reason` with protocol
+/// `SIP` and `cause=200`), as forking proxies say to the devices that lost the race.
+fn answered_elsewhere(cancel: &Message) -> bool {
+    cancel
+        .headers
+        .get_raw(&Name::from("Reason".to_owned()))
+        .flat_map(|value| crate::message::split_list(value.as_str()))
+        .any(|reason| {
+            let reason = reason.trim();
+            let protocol = reason.split(';').next().unwrap_or_default().trim();
+            protocol.eq_ignore_ascii_case("SIP")
+                && crate::message::header_param(reason, "cause").map(str::trim) == Some("200")
+        })
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -136,7 +152,8 @@ pub struct Ending {
     pub code: Option<u16>,
     /// Readable, such as `486 Busy Here`.
     pub reason: String,
-    /// The caller cancelled an incoming call before it was answered.
+    /// The caller cancelled an incoming call before it was answered (not when the CANCEL said
+    /// it was answered elsewhere, RFC 3326 `Reason: SIP;cause=200`: that call was not missed).
     pub cancelled: bool,
 }
 
@@ -576,6 +593,19 @@ impl Call {
     /// response already, and the CANCEL changes nothing.
     pub fn handle_cancel_of(&mut self, cancel: &Message) {
         if self.phase == Phase::Ringing {
+            if answered_elsewhere(cancel) {
+                // RFC 3326 `Reason: SIP;cause=200`: another device took the call; it was not
+                // missed.
+                if let Some(response) = self.dialog_response(487, "Request Terminated") {
+                    self.out.push_back(CallOutput::Response(response));
+                }
+                self.phase = Phase::Done;
+                return self.report(Ending {
+                    code: Some(487),
+                    reason: "answered elsewhere".to_owned(),
+                    cancelled: false,
+                });
+            }
             return self.handle_cancel();
         }
         let branch = |message: &Message| {

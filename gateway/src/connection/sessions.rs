@@ -36,9 +36,11 @@ impl Connection {
         self.sessions.insert(
             create.session.clone(),
             Session {
+                account: create.account.clone(),
                 incoming: false,
                 answered: true,
                 accepted: false,
+                early_sdp: None,
             },
         );
         let account = self.accounts[index].sip();
@@ -154,9 +156,11 @@ impl Connection {
         self.sessions.insert(
             session,
             Session {
+                account: account.aor.clone(),
                 incoming: true,
                 answered: false,
                 accepted: false,
+                early_sdp: None,
             },
         );
         self.out.push_back(Output::Incoming(Box::new(incoming)));

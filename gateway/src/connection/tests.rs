@@ -567,3 +567,83 @@ fn incoming_calls_become_sessions_of_their_account() {
         Some(Output::RefuseCall(_))
     ));
 }
+
+/// The states the client is sent for early media then the answer, as JSON.
+fn early_then_accepted(version: Version) -> Vec<Value> {
+    let mut connection = connection(version, &["*"]);
+    exchange(&mut connection, add("1", "alice@example.com"));
+    let create = json!({"account": "alice@example.com", "session": "s1", "uri": "bob@example.com",
+        "sdp": "v=0"});
+    exchange(&mut connection, request("session-create", "2", create));
+    for state in [
+        SessionState::EarlyMedia {
+            sdp: "v=0 early answer".into(),
+            call_id: Some("c1".into()),
+        },
+        SessionState::Accepted {
+            sdp: None,
+            call_id: Some("c1".into()),
+            headers: Default::default(),
+        },
+    ] {
+        connection.send_event(Event::Session {
+            session: "s1".into(),
+            event: SessionEvent::State(state),
+        });
+    }
+    std::iter::from_fn(|| connection.poll_output())
+        .filter_map(|output| match output {
+            Output::Send(text) => Some(serde_json::from_str(&text).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A sylkRTC-1 client knows no `early-media` state: the answer SDP of a 183 reaches it in
+/// `accepted`. sylkRTC-2 gets both states as they happen.
+#[test]
+fn early_media_answer_goes_in_accepted_for_sylkrtc_1() {
+    let v1 = early_then_accepted(Version::V1);
+    assert_eq!(v1.len(), 1, "{v1:?}");
+    assert_eq!(v1[0]["event"], "state");
+    assert_eq!(v1[0]["data"]["state"], "accepted");
+    assert_eq!(v1[0]["data"]["sdp"], "v=0 early answer");
+    let v2 = early_then_accepted(Version::V2);
+    assert_eq!(v2.len(), 2, "{v2:?}");
+    assert_eq!(v2[0]["state"], "early-media");
+    assert_eq!(v2[0]["sdp"], "v=0 early answer");
+    assert_eq!(v2[1]["state"], "accepted");
+    assert!(v2[1].get("sdp").is_none(), "{v2:?}");
+}
+
+/// Removing an account ends its calls (after the ack), and only its calls.
+#[test]
+fn account_remove_ends_the_accounts_calls() {
+    let mut connection = connection(Version::V2, &["*"]);
+    exchange(&mut connection, add("1", "alice@example.com"));
+    exchange(&mut connection, add("2", "bob@example.com"));
+    for (transaction, account, session) in [
+        ("3", "alice@example.com", "a1"),
+        ("4", "alice@example.com", "a2"),
+        ("5", "bob@example.com", "b1"),
+    ] {
+        let create = json!({"account": account, "session": session, "uri": "carol@example.com",
+            "sdp": "v=0"});
+        exchange(
+            &mut connection,
+            request("session-create", transaction, create),
+        );
+    }
+    let (_, out) = exchange(
+        &mut connection,
+        json!({"sylkrtc": "account-remove", "transaction": "6", "account": "alice@example.com"}),
+    );
+    assert_eq!(
+        out,
+        [
+            json!({"sylkrtc": "ack", "transaction": "6"}),
+            json!({"command": "a1", "what": "Terminate"}),
+            json!({"command": "a2", "what": "Terminate"}),
+        ]
+    );
+}

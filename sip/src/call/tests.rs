@@ -826,3 +826,46 @@ Content-Length: 0
         [CallEvent::Offer { sdp: Some(_) }]
     ));
 }
+
+#[test]
+fn a_cancel_answered_elsewhere_is_not_a_missed_call() {
+    let now = Instant::now();
+    let cancel = |reason: &str| {
+        parse(&format!(
+            "CANCEL sip:alice@127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKinv
+Max-Forwards: 70
+From: \"Bob\" <sip:bob@example.com>;tag=bobtag
+To: <sip:alice@example.com>
+Call-ID: in1
+CSeq: 1 CANCEL
+{reason}Content-Length: 0
+
+"
+        ))
+    };
+    for (reason, missed) in [
+        (
+            "Reason: SIP;cause=200;text=\"Call completed elsewhere\"\n",
+            false,
+        ),
+        ("Reason: Q.850;cause=16, SIP ;cause=200\n", false),
+        ("Reason: SIP;cause=487\n", true),
+        ("", true),
+    ] {
+        let (mut call, _) = incoming(now, true, "");
+        call.ring();
+        drain(&mut call);
+        call.handle_cancel_of(&cancel(reason));
+        assert_eq!(only_request(&mut call).code(), Some(487), "{reason}");
+        match &events(&mut call)[..] {
+            [CallEvent::Terminated(ending)] => {
+                assert_eq!(ending.cancelled, missed, "{reason}");
+                if !missed {
+                    assert_eq!(ending.reason, "answered elsewhere");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -44,15 +44,41 @@ fn main() -> Result<(), Error> {
         "max_connections_per_source = {0}\n[websocket]\nmax_connections = {0}\n[sip]\nlisten = \"127.0.0.1\"\nudp_port = 0\ntcp_port = 0\n[log]\nlevel = \"warn\"\n",
         args.idle + args.connections + 16
     );
-    let gateway = GatewayProcess::start(&config)?;
     // The client runs on one thread, so that it takes at most one of the machine's cores.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(bench(&args, &gateway.url(), gateway.pid()))
+    // The other signalling endpoints' idle connections, each in a gateway of its own (freed
+    // memory stays with the process, so one gateway would measure only the first endpoint).
+    let mut seeds = Vec::new();
+    for path in ["/signaling", "/webrtcsink"] {
+        let gateway = GatewayProcess::start(&config)?;
+        let url = gateway.url().replace("/webrtcgateway/ws", path);
+        let kib = runtime.block_on(idle_seed_connections(&url, gateway.pid(), args.idle))?;
+        seeds.push((path, kib));
+    }
+    let gateway = GatewayProcess::start(&config)?;
+    runtime.block_on(bench(&args, &gateway.url(), gateway.pid(), &seeds))
 }
 
-async fn bench(args: &Args, url: &str, pid: u32) -> Result<(), Error> {
+/// KiB of gateway memory per idle connection to a signalling endpoint at `url` (no
+/// subprotocol, nothing sent).
+async fn idle_seed_connections(url: &str, pid: u32, count: usize) -> Result<f64, Error> {
+    let (warm, _) = tokio_tungstenite::connect_async(url).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(pid)?;
+    let mut idle = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        idle.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(pid)?;
+    drop((warm, idle));
+    Ok(after.saturating_sub(before) as f64 / count as f64)
+}
+
+async fn bench(args: &Args, url: &str, pid: u32, seeds: &[(&str, f64)]) -> Result<(), Error> {
     // Warm up: the first connection allocates the runtime's and allocator's per-thread state.
     let mut warm = connect(url).await?;
     ping(&mut warm, "warm").await?;
@@ -69,22 +95,6 @@ async fn bench(args: &Args, url: &str, pid: u32) -> Result<(), Error> {
     let per_connection = (after.saturating_sub(before)) as f64 * 1024.0 / args.idle as f64;
     drop(idle);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // The other signalling endpoints, the same way (no subprotocol, nothing sent).
-    let mut seeds = Vec::new();
-    for path in ["/signaling", "/webrtcsink"] {
-        let seed_url = url.replace("/webrtcgateway/ws", path);
-        let before = rss_kib(pid)?;
-        let mut idle = Vec::with_capacity(args.idle);
-        for _ in 0..args.idle {
-            let (ws, _) = tokio_tungstenite::connect_async(seed_url.as_str()).await?;
-            idle.push(ws);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let after = rss_kib(pid)?;
-        seeds.push((path, after.saturating_sub(before) as f64 / args.idle as f64));
-        drop(idle);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 
     let mut clients = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
@@ -119,7 +129,7 @@ async fn bench(args: &Args, url: &str, pid: u32) -> Result<(), Error> {
         "| memory per idle connection | {:.1} KiB |",
         per_connection / 1024.0
     );
-    for (path, kib) in &seeds {
+    for (path, kib) in seeds {
         println!("| memory per idle connection at {path} | {kib:.1} KiB |");
     }
     println!(

@@ -774,3 +774,88 @@ async fn a_third_party_sending_to_a_calls_ports_is_never_heard() {
     browser.close().await;
     setup.assert_nothing_left().await;
 }
+
+/// Two devices of alice ring in parallel (kamailio forks the INVITE); one answers, and the
+/// other's CANCEL says `Reason: SIP;cause=200`: it ends without a missed call.
+#[tokio::test]
+async fn a_call_answered_on_another_device_is_not_missed() {
+    let mut setup = Setup::new(|_| {}).await;
+    setup.register_alice().await;
+    let mut other = setup.gateway.client().await;
+    let ha1 = sip::auth::ha1("alice", "127.0.0.1", "alicepw");
+    other
+        .expect_ack(
+            json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1", "password": ha1}),
+        )
+        .await;
+    other
+        .expect_ack(json!({"sylkrtc": "account-register", "account": "alice@127.0.0.1"}))
+        .await;
+    loop {
+        if let ServerMessage::Event(Event::Account {
+            event: AccountEvent::RegistrationState(protocol::RegistrationState::Registered),
+            ..
+        }) = next(&mut other).await
+        {
+            break;
+        }
+    }
+    let bob = setup.bob("PCMU/8000/1", 1000.0);
+    assert_eq!(setup.kamailio.bindings("alice").len(), 2);
+    setup.dial(&bob, "alice");
+    let (session, offer, _) = incoming(&mut setup.client).await;
+    let (other_session, _, _) = incoming(&mut other).await;
+    let browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = browser.answer(&offer).await;
+    setup
+        .client
+        .expect_ack(json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}))
+        .await;
+    // The other device: terminated, and no missed-session before or after.
+    let mut missed = false;
+    loop {
+        match next(&mut other).await {
+            ServerMessage::Event(Event::Account {
+                event: AccountEvent::MissedSession { .. },
+                ..
+            }) => missed = true,
+            ServerMessage::Event(Event::Session {
+                session: ended,
+                event: SessionEvent::State(SessionState::Terminated { reason }),
+            }) if ended == other_session => {
+                assert_eq!(reason.as_deref(), Some("answered elsewhere"));
+                break;
+            }
+            _ => {}
+        }
+    }
+    other.expect_silence(Duration::from_millis(500)).await;
+    assert!(!missed, "a call answered elsewhere is not a missed call");
+    bob.command("hangup", "");
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
+    browser.close().await;
+    setup.assert_nothing_left().await;
+}
+
+/// `account-remove` ends the account's calls: the phone gets its BYE, the client `terminated`.
+#[tokio::test]
+async fn removing_the_account_ends_its_call() {
+    let mut setup = Setup::new(|_| {}).await;
+    let bob = setup.bob("PCMU/8000/1", 1000.0);
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    call_bob(&mut setup, &mut browser, "removed").await;
+    setup
+        .client
+        .expect_ack_amid_events(json!({"sylkrtc": "account-remove", "account": "alice@127.0.0.1"}))
+        .await;
+    until(&mut setup.client, "removed", |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await;
+    assert!(
+        bob.wait_for("CALL_CLOSED", 1, WAIT).await,
+        "bob's call ends"
+    );
+    browser.close().await;
+    setup.assert_nothing_left().await;
+}

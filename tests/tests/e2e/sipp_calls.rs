@@ -59,10 +59,19 @@ async fn sipp_done(child: Child) {
 
 /// A gateway whose calls go to sipp, with alice added, and a call started.
 async fn call(port: u16, session: &str) -> (Gateway, Client, Browser) {
+    call_as(port, session, protocol::Version::V2).await
+}
+
+/// As [`call`], with a client of the given protocol version.
+async fn call_as(
+    port: u16,
+    session: &str,
+    version: protocol::Version,
+) -> (Gateway, Client, Browser) {
     let mut config = Config::default();
     config.sip.outbound_proxy = format!("sip:127.0.0.1:{port}");
     let gateway = Gateway::start(config).await;
-    let mut client = gateway.client().await;
+    let mut client = gateway.client_version(version).await;
     let ha1 = sip::auth::ha1("alice", "127.0.0.1", "alicepw");
     client
         .expect_ack(
@@ -133,4 +142,49 @@ async fn a_bye_challenged_with_407_is_sent_again_with_credentials() {
     sipp_done(sipp).await;
     assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
     browser.close().await;
+}
+
+/// A callee with early media (183 with SDP, then 200): a sylkRTC-2 client gets `early-media`
+/// with the answer and then `accepted` without one; a sylkRTC-1 client, which knows no
+/// `early-media`, gets the answer in `accepted`. Either way the browser connects.
+#[tokio::test]
+async fn early_media_reaches_both_protocol_versions() {
+    for version in protocol::Version::PREFERENCE {
+        let (port, sipp) = sipp_uas("uas_183_then_200.xml");
+        let (gateway, mut client, mut browser) = call_as(port, "early", version).await;
+        let mut answer = None;
+        loop {
+            match state(&mut client, "early").await {
+                SessionState::EarlyMedia { sdp, .. } => {
+                    assert_eq!(
+                        version,
+                        protocol::Version::V2,
+                        "sylkRTC-1 has no early-media"
+                    );
+                    answer = Some(sdp);
+                }
+                SessionState::Accepted { sdp, .. } => {
+                    match version {
+                        protocol::Version::V1 => answer = sdp,
+                        protocol::Version::V2 => assert!(sdp.is_none()),
+                    }
+                    break;
+                }
+                SessionState::Terminated { reason } => panic!("ended: {reason:?}"),
+                _ => {}
+            }
+        }
+        let answer = answer.expect("an answer SDP");
+        browser.accept_answer(&answer).await;
+        assert!(
+            browser.connected(Duration::from_secs(10)).await,
+            "{version:?}: the browser connects"
+        );
+        client
+            .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "early"}))
+            .await;
+        sipp_done(sipp).await;
+        browser.close().await;
+        drop(gateway);
+    }
 }
