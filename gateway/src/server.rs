@@ -237,6 +237,17 @@ impl Server {
                 addr: SocketAddr::new(config.sip.listen, config.sip.udp_port),
                 source,
             })?;
+        if let Some(tls) = sip.tls
+            && config.sip.tls_certificate.is_none()
+        {
+            warn!(
+                %tls,
+                domain = %config.local.domain,
+                "SIP over TLS uses a SELF-SIGNED certificate made at start-up for the local \
+                 domain: softphones must be told to accept it. Set [sip] tls_certificate and \
+                 tls_private_key for a real one."
+            );
+        }
         let media = Media::bind(config)?;
         let gst = if config.gstreamer.enabled {
             let settings = &config.gstreamer;
@@ -302,6 +313,11 @@ impl Server {
     /// The SIP transports' bound addresses (UDP, TCP).
     pub fn sip_addresses(&self) -> (SocketAddr, SocketAddr) {
         (self.sip.udp, self.sip.tcp)
+    }
+
+    /// The SIP TLS listener's bound address, when there is one.
+    pub fn sip_tls_address(&self) -> Option<SocketAddr> {
+        self.sip.tls
     }
 
     /// The URL of the sylkRTC endpoint.
@@ -381,6 +397,19 @@ pub(crate) fn sip_config(config: &Config) -> Result<DriverConfig> {
     let tls_server = match (&sip.tls_certificate, &sip.tls_private_key) {
         (Some(certificate), Some(key)) => {
             Some((sip.tls_port, Arc::new(tls::load(certificate, key)?)))
+        }
+        // The local domain's softphones can use TLS at once: with a certificate made now.
+        _ if !config.local.domain.is_empty() => {
+            let mut names = vec![
+                config.local.domain.to_ascii_lowercase(),
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+            ];
+            let advertised = sip.advertised_address.trim();
+            if !advertised.is_empty() && !names.iter().any(|name| name == advertised) {
+                names.push(advertised.to_owned());
+            }
+            Some((sip.tls_port, Arc::new(tls::self_signed_for(names)?)))
         }
         _ => None,
     };

@@ -37,17 +37,22 @@ pub(crate) fn server_config(certificate: &Path, key: &Path) -> Result<Arc<Server
 /// A server configuration with a certificate made now, for `localhost` and 127.0.0.1: for
 /// listeners whose clients do not verify it (test set-ups).
 pub(crate) fn self_signed() -> Result<Arc<ServerConfig>> {
-    let made =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .map_err(|error| Error::Tls(format!("cannot make a certificate: {error}")))?;
-    let key = PrivateKeyDer::try_from(made.signing_key.serialize_der())
-        .map_err(|error| Error::Tls(format!("cannot use the key made: {error}")))?;
-    let mut config = ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![made.cert.der().clone()], key)
-        .map_err(|error| Error::Tls(format!("certificate and key do not fit: {error}")))?;
+    let mut config = self_signed_for(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A server configuration with a self-signed certificate made now for `names` (DNS names or
+/// IP addresses).
+pub(crate) fn self_signed_for(names: Vec<String>) -> Result<ServerConfig> {
+    let made = rcgen::generate_simple_self_signed(names)
+        .map_err(|error| Error::Tls(format!("cannot make a certificate: {error}")))?;
+    let key = PrivateKeyDer::try_from(made.signing_key.serialize_der())
+        .map_err(|error| Error::Tls(format!("cannot use the key made: {error}")))?;
+    ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![made.cert.der().clone()], key)
+        .map_err(|error| Error::Tls(format!("certificate and key do not fit: {error}")))
 }
 
 pub(crate) fn load(certificate: &Path, key: &Path) -> Result<ServerConfig> {

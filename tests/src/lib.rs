@@ -42,6 +42,8 @@ pub struct Gateway {
     pub url: String,
     /// The SIP transports' addresses (UDP, TCP).
     pub sip: (SocketAddr, SocketAddr),
+    /// The SIP TLS listener's address, when there is one.
+    pub sip_tls: Option<SocketAddr>,
     /// GStreamer's signalling listener and whether it is TLS, when enabled.
     pub gstreamer: Option<(SocketAddr, bool)>,
     shutdown: CancellationToken,
@@ -71,6 +73,9 @@ impl Gateway {
         if config.sip.tcp_port == 5060 {
             config.sip.tcp_port = 0;
         }
+        if config.sip.tls_port == 5061 {
+            config.sip.tls_port = 0;
+        }
         config.media.listen = std::net::Ipv4Addr::LOCALHOST.into();
         if config.media.browser_port == 20_000 {
             config.media.browser_port = 0;
@@ -83,6 +88,7 @@ impl Gateway {
             .expect("the gateway binds");
         let addr = server.local_addr();
         let sip = server.sip_addresses();
+        let sip_tls = server.sip_tls_address();
         let url = server.websocket_url();
         let gstreamer = server.gstreamer_addr();
         let shutdown = CancellationToken::new();
@@ -91,6 +97,7 @@ impl Gateway {
             addr,
             url,
             sip,
+            sip_tls,
             gstreamer,
             shutdown,
             task: Some(task),
