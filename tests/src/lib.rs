@@ -506,6 +506,17 @@ impl TestCertificate {
 /// Connects to `addr` over TLS accepting any certificate: for listeners that make their own
 /// self-signed one, which clients such as GStreamer's do not check either.
 pub async fn insecure_tls(addr: SocketAddr) -> Box<dyn Io> {
+    Box::new(insecure_connect(addr).await)
+}
+
+/// The certificate (DER) a TLS listener at `addr` presents, accepting any.
+pub async fn tls_certificate(addr: SocketAddr) -> Vec<u8> {
+    let tls = insecure_connect(addr).await;
+    let (_, session) = tls.get_ref();
+    session.peer_certificates().expect("a certificate")[0].to_vec()
+}
+
+async fn insecure_connect(addr: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
@@ -515,11 +526,10 @@ pub async fn insecure_tls(addr: SocketAddr) -> Box<dyn Io> {
         .with_no_client_auth();
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+    tokio_rustls::TlsConnector::from(Arc::new(client))
         .connect(name, tcp)
         .await
-        .expect("TLS handshake");
-    Box::new(tls)
+        .expect("TLS handshake")
 }
 
 /// Accepts every certificate, checking only that the handshake's signatures are sound.

@@ -633,19 +633,7 @@ async fn a_softphone_registers_and_calls_over_tls_with_the_shipped_configuration
     let tls = gateway.sip_tls.expect("a SIP TLS listener");
 
     // The certificate names the local domain.
-    let tcp = tokio::net::TcpStream::connect(tls).await.unwrap();
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let _ = provider.clone().install_default();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
-        rustls::ClientConfig::builder()
-            .dangerous()
-            .with_custom_certificate_verifier(std::sync::Arc::new(Recording::default()))
-            .with_no_client_auth(),
-    ));
-    let name = rustls_pki_types::ServerName::try_from(DOMAIN.to_owned()).unwrap();
-    let client = connector.connect(name, tcp).await.expect("TLS handshake");
-    let (_, session) = client.get_ref();
-    let certificate = session.peer_certificates().expect("a certificate")[0].to_vec();
+    let certificate = gateway_tests::tls_certificate(tls).await;
     assert!(
         certificate
             .windows(DOMAIN.len())
@@ -670,45 +658,4 @@ async fn a_softphone_registers_and_calls_over_tls_with_the_shipped_configuration
     dave.command("hangup", "");
     assert!(dave.wait_for("CALL_CLOSED", 1, WAIT).await);
     assert_eq!(dave.received_tone().expect("dave's recording").0, 1500.0);
-}
-
-/// Accepts any certificate (the test reads it afterwards).
-#[derive(Debug, Default)]
-struct Recording;
-
-impl rustls::client::danger::ServerCertVerifier for Recording {
-    fn verify_server_cert(
-        &self,
-        _: &rustls_pki_types::CertificateDer<'_>,
-        _: &[rustls_pki_types::CertificateDer<'_>],
-        _: &rustls_pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls_pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &rustls_pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &rustls_pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::aws_lc_rs::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
