@@ -423,6 +423,11 @@ impl Call {
         &self.config.tag
     }
 
+    /// Whether the dialog has a route set (its requests go through proxies).
+    pub fn routed(&self) -> bool {
+        self.dialog.as_ref().is_some_and(Dialog::has_routes)
+    }
+
     /// The URI in-dialog requests are sent to (first route or remote target), once there is a
     /// dialog.
     pub fn next_hop(&self) -> Option<&str> {

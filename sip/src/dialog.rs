@@ -94,6 +94,11 @@ impl Dialog {
         })
     }
 
+    /// Whether the dialog has a route set (proxies that Record-Routed it).
+    pub fn has_routes(&self) -> bool {
+        !self.routes.is_empty()
+    }
+
     /// The URI of the next hop of in-dialog requests: the first route, or the remote target.
     pub fn next_hop(&self) -> &str {
         self.routes

@@ -25,6 +25,16 @@ const NO_SUCH_CALL: &str = "Call/Transaction Does Not Exist";
 pub(super) struct CallEntry {
     pub(super) call: Call,
     pub(super) target: Target,
+    /// The peer is the phone itself, not a proxy: its INVITE had one Via, or we called a
+    /// phone of the local domain at its registration's flow. Its in-dialog requests then go
+    /// over that flow (the connection, or the source address), not to its Contact, which
+    /// behind NAT is an address nobody can reach (RFC 5626's flows, Kamailio's nathelper).
+    pub(super) direct: bool,
+}
+
+/// Whether a request came straight from the user agent that sent it (one Via).
+pub(super) fn from_the_phone_itself(request: &Message) -> bool {
+    request.vias().is_ok_and(|vias| vias.len() == 1)
 }
 
 impl Endpoint {
@@ -40,8 +50,16 @@ impl Endpoint {
         self.next_id += 1;
         self.dialogs
             .insert((outgoing.call_id.clone(), config.tag.clone()), id);
+        let direct = outgoing.target.is_some();
         let call = Call::outgoing(now, config, outgoing);
-        self.calls.insert(id, CallEntry { call, target });
+        self.calls.insert(
+            id,
+            CallEntry {
+                call,
+                target,
+                direct,
+            },
+        );
         self.pump_call(now, id);
         id
     }
@@ -122,6 +140,7 @@ impl Endpoint {
                     CallEntry {
                         call,
                         target: source,
+                        direct: from_the_phone_itself(&request),
                     },
                 );
                 self.events.push_back(EndpointEvent::Incoming {
@@ -240,11 +259,15 @@ impl Endpoint {
         let outputs: Vec<CallOutput> = std::iter::from_fn(|| entry.call.poll_output()).collect();
         let events: Vec<_> = std::iter::from_fn(|| entry.call.poll_event()).collect();
         let default = entry.target;
-        let hop = entry
-            .call
-            .next_hop()
-            .and_then(|uri| hop_target(uri, default.transport))
-            .unwrap_or(default);
+        let hop = if entry.direct && !entry.call.routed() {
+            default
+        } else {
+            entry
+                .call
+                .next_hop()
+                .and_then(|uri| hop_target(uri, default.transport))
+                .unwrap_or(default)
+        };
         let done = entry.call.is_done();
         let dialog_key = entry
             .call

@@ -134,6 +134,7 @@ impl Endpoint {
                     CallEntry {
                         call,
                         target: source,
+                        direct: super::calls::from_the_phone_itself(invite),
                     },
                 );
                 self.pump_call(now, id);

@@ -337,10 +337,14 @@ async fn an_srtp_only_phone_is_refused_with_incompatible_transport() {
 }
 
 /// Runs a sipp scenario as a phone against the gateway's SIP port; its output on failure.
-async fn sipp_phone(gateway: &Gateway, scenario: &str, service: &str) -> Result<(), String> {
+async fn sipp_phone(
+    gateway: std::net::SocketAddr,
+    scenario: &str,
+    service: &str,
+) -> Result<(), String> {
     let sipp = gateway_tests::peers::require("sipp", "sip-tester");
     let output = tokio::process::Command::new(sipp)
-        .arg(format!("127.0.0.1:{}", gateway.sip.0.port()))
+        .arg(gateway.to_string())
         .arg("-sf")
         .arg(gateway_tests::peers::data_dir().join("sipp").join(scenario))
         .args(["-s", service, "-i", "127.0.0.1", "-m", "1", "-nostdin"])
@@ -369,7 +373,7 @@ async fn sipp_phone(gateway: &Gateway, scenario: &str, service: &str) -> Result<
 #[tokio::test]
 async fn the_echo_test_answers_hold_resume_update_and_offerless_reinvites() {
     let gateway = Gateway::start(shipped()).await;
-    if let Err(output) = sipp_phone(&gateway, "uac_echo_reoffers.xml", "echo").await {
+    if let Err(output) = sipp_phone(gateway.sip.0, "uac_echo_reoffers.xml", "echo").await {
         panic!("the echo test did not answer as a call does:\n{output}");
     }
 }
@@ -658,4 +662,41 @@ async fn a_softphone_registers_and_calls_over_tls_with_the_shipped_configuration
     dave.command("hangup", "");
     assert!(dave.wait_for("CALL_CLOSED", 1, WAIT).await);
     assert_eq!(dave.received_tone().expect("dave's recording").0, 1500.0);
+}
+
+/// A phone behind NAT (its Contact names an address nobody can reach, its packets come from
+/// elsewhere) calls a browser: the BYE when the browser hangs up goes where the phone's INVITE
+/// came from, not to its Contact.
+#[tokio::test]
+async fn in_dialog_requests_reach_a_phone_behind_nat_through_its_flow() {
+    let gateway = Gateway::start(shipped()).await;
+    let mut client = local_client(&gateway, "alice").await;
+    let phone = tokio::spawn(sipp_phone(gateway.sip.0, "uac_nat_phone.xml", "alice"));
+    let (session, offer) = loop {
+        if let protocol::ServerMessage::Event(protocol::Event::Account {
+            event: protocol::AccountEvent::IncomingSession { session, sdp, .. },
+            ..
+        }) = next(&mut client).await
+        {
+            break (session, sdp);
+        }
+    };
+    let browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = browser.answer(&offer).await;
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}),
+        )
+        .await;
+    until(&mut client, &session, |state| {
+        matches!(state, SessionState::Accepted { .. })
+    })
+    .await;
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": session}))
+        .await;
+    if let Err(output) = phone.await.expect("sipp ran") {
+        panic!("the phone got no BYE where it is:\n{output}");
+    }
+    browser.close().await;
 }
