@@ -402,6 +402,16 @@ impl Endpoint {
         if data.iter().all(|byte| matches!(byte, b'\r' | b'\n')) {
             return Ok(()); // A keep-alive.
         }
+        if crate::stun::is_stun(data) {
+            // A STUN keep-alive (RFC 5626 section 8): answered with the address it came from.
+            if let Some(response) = crate::stun::binding_response(data, source.addr) {
+                self.transmits.push_back(Transmit {
+                    target: source,
+                    bytes: Bytes::from(response),
+                });
+            }
+            return Ok(());
+        }
         let message = Message::parse_datagram(data, self.config.max_message_size)?;
         self.handle_message(now, source, message);
         Ok(())

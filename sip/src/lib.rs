@@ -19,6 +19,7 @@ pub mod message;
 pub mod registrar;
 pub mod registration;
 pub mod slots;
+pub mod stun;
 pub mod transaction;
 
 pub use message::{Frame, Invalid, Message, ParseError, RequestUri, StartLine, StreamFramer};

@@ -47,7 +47,14 @@ pub struct Binding {
     pub target: Target,
     /// When it expires.
     pub expires: Instant,
+    /// The phone does SIP Outbound (RFC 5626: `+sip.instance` and `reg-id`, or `;ob`): it keeps
+    /// its flow alive itself (CRLF or STUN keep-alives), so it needs no OPTIONS pings.
+    pub outbound: bool,
 }
+
+/// The keep-alive interval a phone doing SIP Outbound is told to use (`Flow-Timer`, RFC 5626
+/// section 4.4.1): under the usual 30 s and more of NAT bindings for UDP.
+pub const FLOW_TIMER: u32 = 25;
 
 /// Why a request is not authorized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,6 +347,7 @@ impl Registrar {
             );
         }
         self.sweep(now);
+        let mut outbound_used = false;
         // The user's bindings are changed on a copy, taken only if the whole REGISTER is.
         let before = self.bindings.get(&user).map_or(0, Vec::len);
         let mut bindings = self.bindings.get(&user).cloned().unwrap_or_default();
@@ -368,10 +376,13 @@ impl Registrar {
                 bindings.retain(|binding| binding.contact != uri);
                 if expires > 0 {
                     let granted = expires.min(self.config.max_expires);
+                    let outbound = does_outbound(entry);
+                    outbound_used |= outbound;
                     bindings.push(Binding {
                         contact: uri,
                         target: source,
                         expires: now + Duration::from_secs(u64::from(granted)),
+                        outbound,
                     });
                 }
             }
@@ -390,6 +401,13 @@ impl Registrar {
             return response;
         }
         let mut response = request.response(200, "OK", Some(tag));
+        if outbound_used {
+            // RFC 5626 section 6: the flow is kept; the phone keeps it alive this often.
+            response.headers.insert(Name::REQUIRE, "outbound");
+            response
+                .headers
+                .insert(Name::from("Flow-Timer".to_owned()), FLOW_TIMER.to_string());
+        }
         for binding in bindings.iter() {
             let left = binding.expires.saturating_duration_since(now).as_secs();
             response.headers.insert(
@@ -426,6 +444,19 @@ impl Registrar {
     pub fn registered_count(&self) -> usize {
         self.bindings.len()
     }
+}
+
+/// Whether a Contact of a REGISTER asks for SIP Outbound: `+sip.instance` with `reg-id`, or the
+/// URI's `ob` parameter (RFC 5626 section 4.2).
+fn does_outbound(contact: &str) -> bool {
+    let instance = header_param(contact, "+sip.instance").is_some();
+    let reg_id = header_param(contact, "reg-id").is_some();
+    let uri = crate::dialog::bare_uri(contact);
+    let ob = uri
+        .split(';')
+        .skip(1)
+        .any(|param| param.trim().eq_ignore_ascii_case("ob"));
+    (instance && reg_id) || ob
 }
 
 /// The user part of a SIP URI (`sip:carol@local.test;x` gives `carol`).

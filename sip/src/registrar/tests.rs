@@ -296,3 +296,38 @@ fn contacts_are_bounded_and_expired_bindings_pruned() {
     assert_eq!(registrar.binding_count(), 0);
     assert_eq!(registrar.registered_count(), 0);
 }
+
+/// A phone doing SIP Outbound (`+sip.instance` and `reg-id`, or `;ob`) is told its flow is kept
+/// (`Require: outbound`) and how often to keep it alive (`Flow-Timer`); others are not.
+#[test]
+fn outbound_registrations_get_require_outbound_and_a_flow_timer() {
+    let now = Instant::now();
+    for (contact, outbound) in [
+        (
+            "Contact: <sip:carol@127.0.0.1:5080>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1;expires=600\r\n",
+            true,
+        ),
+        (
+            "Contact: <sip:carol@127.0.0.1:5080;ob>;expires=600\r\n",
+            true,
+        ),
+        (
+            "Contact: <sip:carol@127.0.0.1:5080>;reg-id=1;expires=600\r\n",
+            false,
+        ),
+        ("Contact: <sip:carol@127.0.0.1:5080>;expires=600\r\n", false),
+    ] {
+        let mut registrar = registrar(false, now);
+        let ok = registered(&mut registrar, now, 1, contact);
+        assert_eq!(ok.code(), Some(200), "{contact}");
+        let flow_timer = ok.header(&Name::from("Flow-Timer".to_owned()));
+        if outbound {
+            assert_eq!(ok.header(&Name::REQUIRE), Some("outbound"), "{contact}");
+            assert_eq!(flow_timer, Some("25"));
+        } else {
+            assert_eq!(ok.header(&Name::REQUIRE), None, "{contact}");
+            assert_eq!(flow_timer, None);
+        }
+        assert_eq!(registrar.lookup(now, "carol")[0].outbound, outbound);
+    }
+}
