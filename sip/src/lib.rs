@@ -15,6 +15,7 @@ pub mod dialog;
 #[cfg(feature = "tokio")]
 pub mod driver;
 pub mod endpoint;
+pub mod fuzzing;
 pub mod message;
 pub mod registrar;
 pub mod registration;

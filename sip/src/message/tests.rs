@@ -426,29 +426,6 @@ fn dates_and_contact_lists() {
     );
 }
 
-/// What the `sip_message` fuzz target checks, for one input.
-fn fuzz_one(data: &[u8]) {
-    if let Ok(message) = Message::parse_datagram(data, 65_536) {
-        if message.validate().is_ok() {
-            let again = Message::parse_datagram(&message.to_bytes(), 131_072).unwrap();
-            again.validate().unwrap();
-        }
-        let _ = message.vias();
-    }
-    let split = data
-        .first()
-        .map_or(0, |first| usize::from(*first) % (data.len() + 1));
-    let mut framer = StreamFramer::new(65_536);
-    for piece in [&data[..split], &data[split..]] {
-        framer.push(piece);
-        while let Ok(Some(frame)) = framer.next_frame() {
-            if let Frame::Message(message) = frame {
-                let _ = message.validate();
-            }
-        }
-    }
-}
-
 #[test]
 fn the_fuzz_corpus_replays() {
     // The fuzz target's seeds (every captured and torture message) and the inputs that once
@@ -463,7 +440,7 @@ fn the_fuzz_corpus_replays() {
     ] {
         for (name, bytes) in corpus(dir) {
             if !name.starts_with('.') {
-                fuzz_one(&bytes);
+                crate::fuzzing::check_message(&bytes);
                 count += 1;
             }
         }
