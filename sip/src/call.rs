@@ -245,6 +245,17 @@ struct Unacked {
     offered: bool,
 }
 
+/// A reliable provisional response (RFC 3262) retransmitted until its PRACK.
+#[derive(Debug, Clone)]
+struct Reliable {
+    response: Message,
+    rseq: u32,
+    due: Instant,
+    interval: Duration,
+    /// 64*T1 after it was first sent: no PRACK by then, the INVITE is refused with a 5xx.
+    deadline: Instant,
+}
+
 /// A request of the far end we have not answered yet, waiting for the owner.
 #[derive(Debug, Clone)]
 struct PendingOffer {
@@ -271,8 +282,13 @@ pub struct Call {
     cseq: u32,
     /// Our INVITE as last sent (outgoing calls), or the far end's (incoming).
     invite: Option<Message>,
-    /// Incoming: whether the INVITE requires 100rel (we then send no provisional response).
+    /// Incoming: whether the INVITE requires 100rel (provisional responses are then sent
+    /// reliably, RFC 3262).
     reliable_required: bool,
+    /// Incoming: the reliable provisional response waiting for its PRACK.
+    reliable: Option<Reliable>,
+    /// Incoming: the RSeq of the next reliable provisional response.
+    next_rseq: u32,
     /// Outgoing: a hang-up came before any provisional response.
     cancel_pending: bool,
     cancel_sent: bool,
@@ -388,6 +404,8 @@ impl Call {
             dialog: None,
             acks: HashMap::new(),
             unacked: None,
+            reliable: None,
+            next_rseq: 1,
             pending: None,
             refreshing: None,
             retry_refresh: None,
@@ -486,13 +504,70 @@ impl Call {
     // ----- Incoming calls -----
 
     /// Sends 180 Ringing (unless the INVITE requires reliable provisional responses).
-    pub fn ring(&mut self) {
-        if self.phase != Phase::Ringing || self.reliable_required {
+    pub fn ring(&mut self, now: Instant) {
+        if self.phase != Phase::Ringing {
             return;
         }
-        if let Some(response) = self.dialog_response(180, "Ringing") {
-            self.out.push_back(CallOutput::Response(response));
+        let Some(mut response) = self.dialog_response(180, "Ringing") else {
+            return;
+        };
+        if self.reliable_required {
+            // RFC 3262: reliable, retransmitted from T1 (doubling) until the PRACK. One at a
+            // time: a second ring while the first waits changes nothing.
+            if self.reliable.is_some() {
+                return;
+            }
+            let rseq = self.next_rseq;
+            self.next_rseq += 1;
+            response.headers.insert(Name::REQUIRE, "100rel");
+            response.headers.insert(Name::RSEQ, rseq.to_string());
+            let t1 = self.config.timers.t1;
+            self.reliable = Some(Reliable {
+                response: response.clone(),
+                rseq,
+                due: now + t1,
+                interval: t1,
+                deadline: now + t1 * 64,
+            });
         }
+        self.out.push_back(CallOutput::Response(response));
+    }
+
+    /// A PRACK (RFC 3262 section 3): `RAck` must name our reliable provisional response that
+    /// waits (its RSeq, and the INVITE's CSeq and method); it then stops being retransmitted.
+    fn handle_prack(&mut self, request: &Message) {
+        let rack = request
+            .headers
+            .get_raw(&Name::RACK)
+            .next()
+            .map(|value| {
+                value
+                    .as_str()
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let invite_cseq = self
+            .invite
+            .as_ref()
+            .and_then(|invite| invite.cseq().ok())
+            .map(|cseq| cseq.cseq);
+        let matches = match (&self.reliable, rack.as_slice()) {
+            (Some(reliable), [rseq, cseq, method]) => {
+                rseq.parse::<u32>().ok() == Some(reliable.rseq)
+                    && cseq.parse::<u32>().ok() == invite_cseq
+                    && method.eq_ignore_ascii_case("INVITE")
+            }
+            _ => false,
+        };
+        let response = if matches {
+            self.reliable = None;
+            self.respond_in_dialog(request, 200, "OK")
+        } else {
+            self.respond_in_dialog(request, 481, "Call/Transaction Does Not Exist")
+        };
+        self.out.push_back(CallOutput::Response(response));
     }
 
     /// A response to the pending INVITE (or re-INVITE) with our tag, Contact and Record-Route.
@@ -798,12 +873,7 @@ impl Call {
                 response.headers.insert(Name::ACCEPT, "application/sdp");
                 self.out.push_back(CallOutput::Response(response));
             }
-            Method::PRACK => {
-                // We never send reliable provisional responses.
-                let response =
-                    self.respond_in_dialog(request, 481, "Call/Transaction Does Not Exist");
-                self.out.push_back(CallOutput::Response(response));
-            }
+            Method::PRACK => self.handle_prack(request),
             _ => {
                 let mut response = self.respond_in_dialog(request, 405, "Method Not Allowed");
                 response.headers.insert(Name::ALLOW, ALLOW);
@@ -876,6 +946,20 @@ impl Call {
 
     /// Timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(reliable) = &mut self.reliable {
+            if self.phase != Phase::Ringing {
+                self.reliable = None;
+            } else if now >= reliable.deadline {
+                // RFC 3262 section 3: no PRACK in 64*T1, the INVITE is refused with a 5xx.
+                self.reliable = None;
+                self.reject(504, "Server Time-out (no PRACK)");
+            } else if now >= reliable.due {
+                self.out
+                    .push_back(CallOutput::Response(reliable.response.clone()));
+                reliable.interval *= 2;
+                reliable.due = now + reliable.interval;
+            }
+        }
         if let Some(unacked) = &mut self.unacked {
             if now >= unacked.deadline {
                 // RFC 3261 section 13.3.1.4: no ACK, the session ends.
@@ -919,7 +1003,11 @@ impl Call {
         let timer = (self.phase == Phase::Confirmed && self.refreshing.is_none())
             .then_some(self.timer.map(|timer| timer.due))
             .flatten();
-        [unacked, timer, self.retry_refresh]
+        let reliable = self
+            .reliable
+            .as_ref()
+            .map(|reliable| reliable.due.min(reliable.deadline));
+        [unacked, timer, self.retry_refresh, reliable]
             .into_iter()
             .flatten()
             .min()

@@ -476,7 +476,7 @@ fn incoming_call_rings_answers_retransmits_until_ack_and_ends_on_bye() {
     let t1 = Duration::from_millis(500);
     let now = Instant::now();
     let (mut call, _) = incoming(now, true, "");
-    call.ring();
+    call.ring(now);
     let ringing = only_request(&mut call);
     assert_eq!(ringing.code(), Some(180));
     assert_eq!(ringing.tag(&Name::TO), Some("ourtag"));
@@ -581,7 +581,7 @@ fn no_ack_ends_the_call_with_bye() {
 fn cancel_reject_and_extensions() {
     let now = Instant::now();
     let (mut call, _) = incoming(now, true, "");
-    call.ring();
+    call.ring(now);
     drain(&mut call);
     call.handle_cancel();
     assert_eq!(only_request(&mut call).code(), Some(487));
@@ -624,11 +624,67 @@ fn cancel_reject_and_extensions() {
     let refused = Call::incoming(now, config(Transport::Udp), &invite).expect_err("refused");
     assert_eq!(refused.code(), Some(422));
     assert_eq!(refused.header(&Name::MIN_SE), Some("90"));
+}
 
-    // 100rel required: no 180 (we send no reliable provisional responses).
+/// An INVITE that requires 100rel gets a reliable 180 (RFC 3262): `Require: 100rel` and an
+/// RSeq, retransmitted from T1 (doubling) until a PRACK names it; a PRACK for anything else
+/// gets 481; with no PRACK within 64*T1 the INVITE is refused with a 5xx.
+#[test]
+fn a_required_100rel_gets_a_reliable_180_until_its_prack() {
+    let t1 = Duration::from_millis(500);
+    let now = Instant::now();
+    let (mut call, invite) = incoming(now, true, "Require: 100rel\n");
+    call.ring(now);
+    let ringing = only_request(&mut call);
+    assert_eq!(ringing.code(), Some(180));
+    assert_eq!(ringing.header(&Name::REQUIRE), Some("100rel"));
+    let rseq = ringing
+        .header(&Name::RSEQ)
+        .expect("an RSeq")
+        .trim()
+        .to_owned();
+    assert_eq!(call.poll_timeout(), Some(now + t1));
+    call.handle_timeout(now + t1);
+    assert_eq!(only_request(&mut call).code(), Some(180));
+    assert_eq!(call.poll_timeout(), Some(now + t1 * 3));
+    // A PRACK naming another RSeq: 481, and the 180 goes on.
+    let cseq = invite.cseq().unwrap().cseq;
+    let prack = |n: u32, rack: String| in_dialog("PRACK", cseq + n, &format!("RAck: {rack}\n"), "");
+    call.handle_request(now + t1 * 2, &prack(1, format!("999 {cseq} INVITE")));
+    assert_eq!(only_request(&mut call).code(), Some(481));
+    call.handle_request(now + t1 * 2, &prack(2, format!("{rseq} {cseq} INVITE")));
+    assert_eq!(only_request(&mut call).code(), Some(200));
+    assert_eq!(call.poll_timeout(), None, "no more retransmissions");
+    // The call is answered as usual afterwards.
+    call.answer(now + t1 * 3, Bytes::from_static(b"answer"), &[]);
+    assert_eq!(only_request(&mut call).code(), Some(200));
+
+    // No PRACK at all: 504 after 64*T1.
     let (mut call, _) = incoming(now, true, "Require: 100rel\n");
-    call.ring();
-    assert!(drain(&mut call).is_empty());
+    call.ring(now);
+    drain(&mut call);
+    let mut at = now;
+    while let Some(next) = call.poll_timeout() {
+        at = next;
+        call.handle_timeout(at);
+        if call.is_done() {
+            break;
+        }
+    }
+    let last = drain(&mut call);
+    assert_eq!(
+        last.last().and_then(|(_, message)| message.code()),
+        Some(504),
+        "{last:?}"
+    );
+    assert!(at >= now + t1 * 64);
+    assert!(matches!(
+        &events(&mut call)[..],
+        [CallEvent::Terminated(Ending {
+            code: Some(504),
+            ..
+        })]
+    ));
 }
 
 fn confirmed(now: Instant) -> Call {
@@ -854,7 +910,7 @@ CSeq: 1 CANCEL
         ("", true),
     ] {
         let (mut call, _) = incoming(now, true, "");
-        call.ring();
+        call.ring(now);
         drain(&mut call);
         call.handle_cancel_of(&cancel(reason));
         assert_eq!(only_request(&mut call).code(), Some(487), "{reason}");

@@ -391,7 +391,7 @@ impl Driver {
         };
         self.endpoint.with_call(now, id, |sip| match command {
             CallCommand::Hangup => sip.hangup(now),
-            CallCommand::Ring => sip.ring(),
+            CallCommand::Ring => sip.ring(now),
             CallCommand::Answer { sdp, headers } => sip.answer(now, sdp, &headers),
             CallCommand::Reject {
                 code,

@@ -2,7 +2,6 @@ use std::time::Duration;
 
 use super::*;
 use crate::auth::{Credentials, Secret, ha1};
-use crate::call::Call;
 
 const REGISTRAR: &str = "127.0.0.1:5060";
 
@@ -368,7 +367,7 @@ fn an_incoming_call_is_reported_rung_and_cancelled() {
     assert_eq!(sent(&mut endpoint)[0].1.code(), Some(100));
     assert!(events(&mut endpoint).is_empty());
 
-    endpoint.with_call(now, id, Call::ring);
+    endpoint.with_call(now, id, |call| call.ring(now));
     let ringing = sent(&mut endpoint);
     assert_eq!(ringing[0].1.code(), Some(180));
     let tag = ringing[0].1.tag(&Name::TO).unwrap().to_owned();

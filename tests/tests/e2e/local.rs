@@ -664,14 +664,12 @@ async fn a_softphone_registers_and_calls_over_tls_with_the_shipped_configuration
     assert_eq!(dave.received_tone().expect("dave's recording").0, 1500.0);
 }
 
-/// A phone behind NAT (its Contact names an address nobody can reach, its packets come from
-/// elsewhere) calls a browser: the BYE when the browser hangs up goes where the phone's INVITE
-/// came from, not to its Contact.
-#[tokio::test]
-async fn in_dialog_requests_reach_a_phone_behind_nat_through_its_flow() {
+/// A phone played by sipp's `scenario` calls alice's browser, which answers after `delay` and
+/// then hangs up; the scenario's own checks decide.
+async fn a_phone_calls_the_browser(scenario: &'static str, delay: Duration) {
     let gateway = Gateway::start(shipped()).await;
     let mut client = local_client(&gateway, "alice").await;
-    let phone = tokio::spawn(sipp_phone(gateway.sip.0, "uac_nat_phone.xml", "alice"));
+    let phone = tokio::spawn(sipp_phone(gateway.sip.0, scenario, "alice"));
     let (session, offer) = loop {
         if let protocol::ServerMessage::Event(protocol::Event::Account {
             event: protocol::AccountEvent::IncomingSession { session, sdp, .. },
@@ -681,6 +679,7 @@ async fn in_dialog_requests_reach_a_phone_behind_nat_through_its_flow() {
             break (session, sdp);
         }
     };
+    tokio::time::sleep(delay).await;
     let browser = Browser::new(&[AudioCodec::Pcmu]).await;
     let answer = browser.answer(&offer).await;
     client
@@ -696,9 +695,24 @@ async fn in_dialog_requests_reach_a_phone_behind_nat_through_its_flow() {
         .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": session}))
         .await;
     if let Err(output) = phone.await.expect("sipp ran") {
-        panic!("the phone got no BYE where it is:\n{output}");
+        panic!("{scenario}:\n{output}");
     }
     browser.close().await;
+}
+
+/// A phone behind NAT (its Contact names an address nobody can reach, its packets come from
+/// elsewhere) calls a browser: the BYE when the browser hangs up goes where the phone's INVITE
+/// came from, not to its Contact.
+#[tokio::test]
+async fn in_dialog_requests_reach_a_phone_behind_nat_through_its_flow() {
+    a_phone_calls_the_browser("uac_nat_phone.xml", Duration::ZERO).await;
+}
+
+/// A caller that requires 100rel hears a reliable 180 (Require: 100rel, RSeq), PRACKs it and
+/// gets 200, then the answer (RFC 3262).
+#[tokio::test]
+async fn a_caller_requiring_100rel_gets_a_reliable_180_and_its_prack_answered() {
+    a_phone_calls_the_browser("uac_100rel.xml", Duration::from_millis(1500)).await;
 }
 
 /// A phone's keep-alives are answered: a STUN Binding request on the SIP UDP port with the
