@@ -162,6 +162,14 @@ enum Phase {
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(1800);
 
+/// The wait before retry number `attempt` (0 for the first) of something that failed:
+/// 30 s, doubling up to 30 min. Registrations and the DNS look-ups before them share it.
+pub fn backoff(attempt: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
+        .min(MAX_BACKOFF)
+}
+
 /// One account binding's registration.
 #[derive(Debug)]
 pub struct Registration {

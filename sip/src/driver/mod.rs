@@ -318,6 +318,10 @@ enum Input {
         call: CallHandle,
         result: Result<(Target, String), String>,
     },
+    /// Time to look a registration's server up again after a failed look-up.
+    RetryResolve {
+        key: RegistrationKey,
+    },
     /// An accepted TLS connection finished its handshake.
     TlsAccepted(
         Box<tokio_rustls::server::TlsStream<TcpStream>>,
@@ -329,10 +333,12 @@ enum Input {
 /// Where a registration stands in the driver.
 #[derive(Debug)]
 enum Slot {
-    /// Waiting for DNS.
+    /// Waiting for DNS (or for the next try after a failed look-up).
     Resolving {
         account: Box<Account>,
         events: mpsc::UnboundedSender<SipEvent>,
+        /// Look-ups that failed so far.
+        failures: u32,
     },
     /// Handed to the endpoint.
     Active(RegistrationId),
@@ -466,12 +472,15 @@ impl Driver {
                     handle: key.handle,
                     event: RegistrationEvent::Registering,
                 });
-                let server = self
-                    .config
-                    .outbound_proxy
-                    .clone()
-                    .unwrap_or_else(|| account.domain.clone());
-                self.keys.insert(key, Slot::Resolving { account, events });
+                let server = self.server_of(&account);
+                self.keys.insert(
+                    key,
+                    Slot::Resolving {
+                        account,
+                        events,
+                        failures: 0,
+                    },
+                );
                 self.resolve(server, move |result| Input::Resolved { key, result });
             }
             Command::Invite {
@@ -489,6 +498,14 @@ impl Driver {
                 Some(Slot::Resolving { .. }) | None => {}
             },
         }
+    }
+
+    /// The server an account registers with: the outbound proxy, else its domain.
+    fn server_of(&self, account: &Account) -> String {
+        self.config
+            .outbound_proxy
+            .clone()
+            .unwrap_or_else(|| account.domain.clone())
     }
 
     /// Looks `server` up (RFC 3263) in a task of its own; `done` makes the input that brings
@@ -550,8 +567,28 @@ impl Driver {
                 self.endpoint.handle_transport_error(now, target);
             }
             Input::CallResolved { call, result } => self.call_resolved(call, result),
+            Input::RetryResolve { key } => {
+                // Still wanted (not unregistered meanwhile): look it up again.
+                let Some(Slot::Resolving {
+                    account, events, ..
+                }) = self.keys.get(&key)
+                else {
+                    return;
+                };
+                let _ = events.send(SipEvent::Registration {
+                    handle: key.handle,
+                    event: RegistrationEvent::Registering,
+                });
+                let server = self.server_of(account);
+                self.resolve(server, move |result| Input::Resolved { key, result });
+            }
             Input::Resolved { key, result } => {
-                let Some(Slot::Resolving { account, events }) = self.keys.remove(&key) else {
+                let Some(Slot::Resolving {
+                    account,
+                    events,
+                    failures,
+                }) = self.keys.remove(&key)
+                else {
                     return; // Unregistered while resolving.
                 };
                 let target = match result {
@@ -562,13 +599,29 @@ impl Driver {
                         target
                     }
                     Err(error) => {
-                        warn!(user = %account.user, domain = %account.domain, %error, "cannot find the SIP server");
+                        // DNS may come back (a resolver restarting, a record being added):
+                        // looked up again with the registrations' backoff.
+                        let retry_in = crate::registration::backoff(failures);
+                        warn!(user = %account.user, domain = %account.domain, %error, retry_in = ?retry_in, "cannot find the SIP server");
                         let _ = events.send(SipEvent::Registration {
                             handle: key.handle,
                             event: RegistrationEvent::Failed {
                                 reason: format!("503 Service Unavailable ({error})"),
-                                retry_in: None,
+                                retry_in: Some(retry_in),
                             },
+                        });
+                        self.keys.insert(
+                            key,
+                            Slot::Resolving {
+                                account,
+                                events,
+                                failures: failures + 1,
+                            },
+                        );
+                        let inputs = self.inputs.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(retry_in).await;
+                            let _ = inputs.send(Input::RetryResolve { key });
                         });
                         return;
                     }

@@ -423,3 +423,12 @@ fn an_ephemeral_tcp_port_is_no_nat() {
     assert!(registration.poll_request().is_none());
     assert!(registration.is_registered());
 }
+
+#[test]
+fn backoff_doubles_from_30_s_to_30_min() {
+    let seconds: Vec<u64> = [0, 1, 2, 5, 6, 7, 40, u32::MAX]
+        .into_iter()
+        .map(|attempt| backoff(attempt).as_secs())
+        .collect();
+    assert_eq!(seconds, [30, 60, 120, 960, 1800, 1800, 1800, 1800]);
+}

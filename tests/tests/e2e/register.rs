@@ -493,3 +493,46 @@ async fn registers_over_tls_and_checks_the_certificate() {
     }
     assert!(kamailio.bindings("bob").is_empty());
 }
+
+/// A domain DNS cannot resolve fails the registration with 503, and the look-up is tried again
+/// with backoff (30 s first) instead of being left failed for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_failure_at_register_is_retried_with_backoff() {
+    let dns = Dnsmasq::start(&["--address=/other.test/127.0.0.1".to_owned()]);
+    let mut config = Config::default();
+    config.sip.dns_servers = vec![dns.addr];
+    let gateway = Gateway::start(config).await;
+    let mut client = gateway.client().await;
+    let account = "alice@nowhere.test";
+    client
+        .expect_ack(json!({"sylkrtc": "account-add", "account": account, "password": ha1("alice", "nowhere.test", "pw")}))
+        .await;
+    client
+        .expect_ack(json!({"sylkrtc": "account-register", "account": account}))
+        .await;
+    let mut states = Vec::new();
+    // Registering, failed, then (after the first backoff of 30 s) registering again.
+    while states.len() < 3 {
+        if states.len() == 2 {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        match client.recv().await {
+            ServerMessage::Event(Event::Account {
+                event: AccountEvent::RegistrationState(state),
+                ..
+            }) => states.push(state),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(states[0], RegistrationState::Registering);
+    match &states[1] {
+        RegistrationState::Failed {
+            reason: Some(reason),
+        } => assert!(reason.starts_with("503"), "{reason}"),
+        other => panic!("expected failed, got {other:?}"),
+    }
+    assert_eq!(states[2], RegistrationState::Registering, "retried");
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "account-remove", "account": account}))
+        .await;
+}
