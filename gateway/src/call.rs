@@ -268,6 +268,7 @@ impl Call {
             };
             let call = local.bridge(&self.shared.sip, sip_events, &callee, invite);
             self.sip_call = Some(call);
+            self.ring_deadline = Some(Instant::now() + self.shared.media.no_answer_timeout);
             self.state(SessionState::Progress);
             return Ok(());
         }
@@ -288,6 +289,7 @@ impl Call {
             sip_events,
         );
         self.sip_call = Some(call);
+        self.ring_deadline = Some(Instant::now() + self.shared.media.no_answer_timeout);
         self.state(SessionState::Progress);
         Ok(())
     }
@@ -562,6 +564,14 @@ impl Call {
 
     fn ring_timeout(&mut self) {
         self.ring_deadline = None;
+        if self.phase == Phase::Calling {
+            // Our call only rings: CANCEL it rather than ring for ever.
+            let seconds = self.shared.media.no_answer_timeout.as_secs();
+            info!(seconds, "no answer: CANCEL");
+            return self.hang_up(&format!(
+                "408 Request Timeout (no answer within {seconds} s)"
+            ));
+        }
         if self.phase != Phase::Ringing {
             return;
         }
@@ -683,6 +693,7 @@ impl Call {
         match relay.accept_sip_answer(std::time::Instant::now(), &String::from_utf8_lossy(&sdp)) {
             Ok(answer) => {
                 self.phase = Phase::Up;
+                self.ring_deadline = None;
                 self.claim_browser_port();
                 info!("answered");
                 self.state(SessionState::Accepted {

@@ -165,6 +165,10 @@ pub struct CallsConfig {
     /// The SIP status of a `session-terminate` before the answer: 486 (busy) or 603 (decline).
     #[serde(default = "default_decline_code")]
     pub decline_code: u16,
+    /// Seconds an outgoing call may go unanswered before it is cancelled (`terminated` with
+    /// `408 Request Timeout (no answer within N s)`).
+    #[serde(default = "default_no_answer_timeout")]
+    pub no_answer_timeout: u64,
 }
 
 impl Default for MediaConfig {
@@ -187,6 +191,7 @@ impl Default for CallsConfig {
         CallsConfig {
             ring_timeout: default_ring_timeout(),
             decline_code: default_decline_code(),
+            no_answer_timeout: default_no_answer_timeout(),
         }
     }
 }
@@ -221,6 +226,10 @@ fn default_ice_timeout() -> u64 {
 
 fn default_ring_timeout() -> u64 {
     60
+}
+
+fn default_no_answer_timeout() -> u64 {
+    120
 }
 
 fn default_decline_code() -> u16 {
@@ -789,6 +798,9 @@ impl Config {
         }
         if ![486, 603].contains(&self.calls.decline_code) {
             return invalid("calls.decline_code must be 486 or 603".into());
+        }
+        if self.calls.no_answer_timeout == 0 {
+            return invalid("calls.no_answer_timeout must be at least 1 second".into());
         }
         if self.calls.ring_timeout == 0 {
             return invalid("calls.ring_timeout must be at least 1 second".into());

@@ -76,6 +76,8 @@ pub(crate) struct Media {
     pub(crate) media_timeout: Duration,
     pub(crate) ice_timeout: Duration,
     pub(crate) ring_timeout: Duration,
+    /// How long an outgoing call may ring before it is cancelled.
+    pub(crate) no_answer_timeout: Duration,
     pub(crate) decline_code: u16,
 }
 
@@ -116,6 +118,7 @@ impl Media {
             media_timeout: Duration::from_secs(settings.media_timeout),
             ice_timeout: Duration::from_secs(settings.ice_timeout),
             ring_timeout: Duration::from_secs(config.calls.ring_timeout),
+            no_answer_timeout: Duration::from_secs(config.calls.no_answer_timeout),
             decline_code: config.calls.decline_code,
         })
     }

@@ -859,3 +859,49 @@ async fn removing_the_account_ends_its_call() {
     browser.close().await;
     setup.assert_nothing_left().await;
 }
+
+/// An outgoing call that only rings is cancelled after `[calls] no_answer_timeout`: the phone
+/// stops ringing (CANCEL), the browser gets `terminated` with 408.
+#[tokio::test]
+async fn an_outgoing_call_that_only_rings_is_cancelled_after_the_no_answer_timeout() {
+    let mut setup = Setup::new(|config| config.calls.no_answer_timeout = 2).await;
+    let bob = Baresip::start_with(
+        "bob",
+        "bobpw",
+        setup.kamailio.port,
+        "PCMU/8000/1",
+        1000.0,
+        false,
+    );
+    setup.kamailio.wait_bindings("bob", 1, WAIT);
+    let browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let offer = browser.offer().await;
+    setup
+        .client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-create", "account": "alice@127.0.0.1",
+            "session": "unanswered", "uri": "bob@127.0.0.1", "sdp": offer}),
+        )
+        .await;
+    until(&mut setup.client, "unanswered", |state| {
+        *state == SessionState::Ringing
+    })
+    .await;
+    match until(&mut setup.client, "unanswered", |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await
+    {
+        SessionState::Terminated { reason } => {
+            let reason = reason.unwrap_or_default();
+            assert_eq!(reason, "408 Request Timeout (no answer within 2 s)");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        bob.wait_for("CALL_CLOSED", 1, WAIT).await,
+        "bob stops ringing"
+    );
+    browser.close().await;
+    setup.assert_nothing_left().await;
+}
