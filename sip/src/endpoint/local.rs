@@ -178,7 +178,7 @@ impl Endpoint {
             .unwrap_or_default()
     }
 
-    /// Whether `user` is a user of the local domain (see [`Registrar::knows`]).
+    /// Whether `user` is a user of the local domain (see [`crate::registrar::Registrar::knows`]).
     pub fn local_user_known(&self, user: &str) -> bool {
         self.registrar
             .as_ref()
