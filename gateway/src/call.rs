@@ -131,6 +131,14 @@ struct Call {
     ring_deadline: Option<Instant>,
     /// Early media was given to the browser: the answer has no SDP for it.
     early: bool,
+    /// DTMF tones waiting to go, one INFO at a time: the next after the previous one's final
+    /// response, spaced by the tone's duration (a phone's dialler takes them in order).
+    dtmf: std::collections::VecDeque<char>,
+    dtmf_duration: u32,
+    /// An INFO is waiting for its response.
+    dtmf_in_flight: bool,
+    /// When the next tone goes.
+    dtmf_due: Option<Instant>,
     _gauges: Vec<Gauge>,
 }
 
@@ -166,6 +174,10 @@ impl Call {
             relay_deadline: None,
             ring_deadline: None,
             early: false,
+            dtmf: std::collections::VecDeque::new(),
+            dtmf_duration: 0,
+            dtmf_in_flight: false,
+            dtmf_due: None,
             _gauges: vec![gauge],
         }
     }
@@ -448,6 +460,10 @@ impl Call {
                     None => self.finish("500 the SIP user agent stopped"),
                 },
                 () = sleep_until(self.ring_deadline) => self.ring_timeout(),
+                () = sleep_until(self.dtmf_due) => {
+                    self.dtmf_due = None;
+                    self.send_dtmf();
+                }
             }
             self.drain(&ports);
         }
@@ -519,11 +535,10 @@ impl Call {
             },
             SessionCommand::Answer { sdp, headers } => self.answer(&sdp, headers),
             SessionCommand::Dtmf { digits, duration } => {
-                for digit in digits.chars() {
-                    self.sip(CallCommand::Info {
-                        content_type: "application/dtmf-relay".to_owned(),
-                        body: Bytes::from(format!("Signal={digit}\r\nDuration={duration}\r\n")),
-                    });
+                self.dtmf.extend(digits.chars());
+                self.dtmf_duration = duration;
+                if !self.dtmf_in_flight && self.dtmf_due.is_none() {
+                    self.send_dtmf();
                 }
             }
         }
@@ -560,6 +575,19 @@ impl Call {
                 self.finish(&format!("the answer cannot be used: {error}"));
             }
         }
+    }
+
+    /// Sends the next DTMF tone as one SIP INFO (`application/dtmf-relay`).
+    fn send_dtmf(&mut self) {
+        let Some(digit) = self.dtmf.pop_front() else {
+            return;
+        };
+        let duration = self.dtmf_duration;
+        self.dtmf_in_flight = true;
+        self.sip(CallCommand::Info {
+            content_type: "application/dtmf-relay".to_owned(),
+            body: Bytes::from(format!("Signal={digit}\r\nDuration={duration}\r\n")),
+        });
     }
 
     fn ring_timeout(&mut self) {
@@ -640,6 +668,14 @@ impl Call {
             }
             CallEvent::Info { content_type, body } => {
                 debug!(%content_type, body = %String::from_utf8_lossy(&body), "INFO from the SIP side");
+            }
+            CallEvent::InfoAnswered { code } => {
+                debug!(code, "DTMF INFO answered");
+                self.dtmf_in_flight = false;
+                if !self.dtmf.is_empty() {
+                    let spacing = std::time::Duration::from_millis(u64::from(self.dtmf_duration));
+                    self.dtmf_due = Some(Instant::now() + spacing);
+                }
             }
             CallEvent::Terminated(ending) => {
                 self.sip_over = true;

@@ -201,8 +201,16 @@ impl Local {
         let Some(bridge) = bridges.get(&call) else {
             return false;
         };
+        let info = matches!(command, CallCommand::Info { .. });
         let event = bridge.translate(command);
         let ended = matches!(event, Some(CallEvent::Terminated(_)));
+        if info && let Some(other) = bridges.get(&bridge.peer_handle) {
+            // The other side takes it at once, as a phone's 200 would say.
+            let _ = other.peer.send(SipEvent::Call {
+                call,
+                event: CallEvent::InfoAnswered { code: 200 },
+            });
+        }
         if let Some(event) = event {
             let _ = bridge.peer.send(SipEvent::Call {
                 call: bridge.peer_handle,

@@ -193,6 +193,11 @@ pub enum CallEvent {
         /// The answer.
         sdp: Bytes,
     },
+    /// Our INFO got its final response (or failed: 408, 503), so the next may go.
+    InfoAnswered {
+        /// The status code.
+        code: u16,
+    },
     /// An INFO arrived.
     Info {
         /// Its Content-Type.
@@ -930,6 +935,12 @@ impl Call {
                 }
             }
             Method::BYE => self.phase = Phase::Done,
+            Method::INFO => {
+                self.events.push_back(CallEvent::InfoAnswered { code });
+                if self.dialog.is_some() && !self.terminated {
+                    self.hangup_with(now, Some(code), reason.to_owned());
+                }
+            }
             Method::CANCEL => {
                 // The INVITE transaction times out on its own.
             }

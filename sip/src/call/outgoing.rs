@@ -113,6 +113,13 @@ impl Call {
                 401 | 407 if self.auth.challenge(response).is_ok() => self.send_bye(),
                 _ => self.phase = Phase::Done,
             },
+            Method::INFO if code >= 200 => {
+                self.events.push_back(CallEvent::InfoAnswered { code });
+                // RFC 3261 section 12.2.1.2: these mean the dialog is gone.
+                if matches!(code, 408 | 481) && self.dialog.is_some() {
+                    self.hangup_with(now, Some(code), response_reason(response));
+                }
+            }
             // RFC 3261 section 12.2.1.2: these mean the dialog is gone.
             Method::PRACK | Method::INFO | Method::UPDATE | Method::INVITE
                 if matches!(code, 408 | 481) && self.dialog.is_some() =>
