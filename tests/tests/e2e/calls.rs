@@ -52,6 +52,21 @@ impl Setup {
         }
     }
 
+    /// Starts a bob (baresip, PCMU) that rings until told to answer, as binding number
+    /// `binding` of bob.
+    pub(crate) fn ringing_bob(&self, tone: f64, binding: usize) -> Baresip {
+        let bob = Baresip::start_with(
+            "bob",
+            "bobpw",
+            self.kamailio.port,
+            "PCMU/8000/1",
+            tone,
+            false,
+        );
+        self.kamailio.wait_bindings("bob", binding, WAIT);
+        bob
+    }
+
     /// Starts bob (baresip) with these codecs and tone, registered.
     pub(crate) fn bob(&self, codecs: &str, tone: f64) -> Baresip {
         let bob = Baresip::start("bob", "bobpw", self.kamailio.port, codecs, tone);
@@ -413,15 +428,7 @@ async fn bob_busy_and_no_common_codec() {
         config.media.codecs = vec!["opus".into(), "PCMU".into()];
     })
     .await;
-    let bob = Baresip::start_with(
-        "bob",
-        "bobpw",
-        setup.kamailio.port,
-        "PCMU/8000/1",
-        1000.0,
-        false,
-    );
-    setup.kamailio.wait_bindings("bob", 1, WAIT);
+    let bob = setup.ringing_bob(1000.0, 1);
     // bob refuses while ringing: 486 reaches the browser as the reason.
     let browser = Browser::new(&[AudioCodec::Pcmu]).await;
     let offer = browser.offer().await;
@@ -551,15 +558,7 @@ async fn a_forked_call_connects_to_the_phone_that_answers() {
     let mut setup = Setup::new(|_| {}).await;
     // Two phones registered as bob: one answers, the other rings until told.
     let first = Baresip::start("bob", "bobpw", setup.kamailio.port, "PCMU/8000/1", 1000.0);
-    let second = Baresip::start_with(
-        "bob",
-        "bobpw",
-        setup.kamailio.port,
-        "PCMU/8000/1",
-        700.0,
-        false,
-    );
-    setup.kamailio.wait_bindings("bob", 2, WAIT);
+    let second = setup.ringing_bob(700.0, 2);
     let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
     let answer = call_bob(&mut setup, &mut browser, "fork").await;
     let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
@@ -865,15 +864,7 @@ async fn removing_the_account_ends_its_call() {
 #[tokio::test]
 async fn an_outgoing_call_that_only_rings_is_cancelled_after_the_no_answer_timeout() {
     let mut setup = Setup::new(|config| config.calls.no_answer_timeout = 2).await;
-    let bob = Baresip::start_with(
-        "bob",
-        "bobpw",
-        setup.kamailio.port,
-        "PCMU/8000/1",
-        1000.0,
-        false,
-    );
-    setup.kamailio.wait_bindings("bob", 1, WAIT);
+    let bob = setup.ringing_bob(1000.0, 1);
     let browser = Browser::new(&[AudioCodec::Pcmu]).await;
     let offer = browser.offer().await;
     setup
