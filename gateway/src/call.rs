@@ -672,6 +672,12 @@ impl Call {
             CallEvent::InfoAnswered { code } => {
                 debug!(code, "DTMF INFO answered");
                 self.dtmf_in_flight = false;
+                if code >= 300 && !self.dtmf.is_empty() {
+                    // The far end takes no DTMF by INFO (or there is no dialog for it): the
+                    // remaining tones would fare no better.
+                    warn!(code, dropped = self.dtmf.len(), "DTMF INFO refused");
+                    self.dtmf.clear();
+                }
                 if !self.dtmf.is_empty() {
                     let spacing = std::time::Duration::from_millis(u64::from(self.dtmf_duration));
                     self.dtmf_due = Some(Instant::now() + spacing);

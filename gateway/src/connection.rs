@@ -178,6 +178,8 @@ struct Session {
     incoming: bool,
     answered: bool,
     accepted: bool,
+    /// The far end's early media reached the client: DTMF may go before the answer.
+    early_media: bool,
     /// The answer SDP an `early-media` state carried, held for a sylkRTC-1 client (which
     /// knows no such state) until `accepted`.
     early_sdp: Option<String>,
@@ -301,6 +303,14 @@ impl Connection {
 
     /// An event from one of the connection's calls, for the client.
     pub(crate) fn send_event(&mut self, mut event: Event) {
+        if let Event::Session {
+            session,
+            event: SessionEvent::State(SessionState::EarlyMedia { .. }),
+        } = &event
+            && let Some(live) = self.sessions.get_mut(session.as_str())
+        {
+            live.early_media = true;
+        }
         if self.version == Version::V1
             && let Event::Session {
                 session,

@@ -299,6 +299,9 @@ pub struct Call {
     cancel_sent: bool,
     /// Outgoing: early dialogs by To tag, with the last RSeq acknowledged.
     early: HashMap<String, (Dialog, u32)>,
+    /// Outgoing: the To tag of the last provisional response with SDP, the early dialog whose
+    /// media the caller hears (and where an INFO before the answer goes).
+    early_media: Option<String>,
     dialog: Option<Dialog>,
     /// The ACKs sent for 2xx, by To tag, to answer retransmissions.
     acks: HashMap<String, Message>,
@@ -406,6 +409,7 @@ impl Call {
             cancel_pending: false,
             cancel_sent: false,
             early: HashMap::new(),
+            early_media: None,
             dialog: None,
             acks: HashMap::new(),
             unacked: None,
@@ -800,23 +804,36 @@ impl Call {
         }
     }
 
-    /// Sends an INFO in the dialog (DTMF by `application/dtmf-relay`, for instance).
-    pub fn info(&mut self, content_type: &str, body: Bytes) {
-        if !matches!(self.phase, Phase::Confirmed | Phase::Accepting) {
-            return;
-        }
-        let Some(dialog) = self.dialog.clone() else {
-            return;
+    /// Sends an INFO in the dialog (DTMF by `application/dtmf-relay`, for instance), or before
+    /// the answer in the early dialog whose media the caller hears (RFC 6086 section 4.2.1
+    /// allows INFO in early dialogs). Returns false when there is no dialog to send it in; the
+    /// caller still hears of it as `InfoAnswered` with 481, so a queue of INFOs moves on.
+    pub fn info(&mut self, content_type: &str, body: Bytes) -> bool {
+        let via = self.via();
+        let dialog = match self.phase {
+            Phase::Confirmed | Phase::Accepting => self.dialog.as_mut(),
+            Phase::Early => match &self.early_media {
+                Some(tag) => self.early.get_mut(tag).map(|(dialog, _)| dialog),
+                None => None,
+            },
+            _ => None,
+        };
+        let Some(dialog) = dialog else {
+            self.events.push_back(CallEvent::InfoAnswered { code: 481 });
+            return false;
         };
         self.cseq = self.cseq.max(dialog.local_seq) + 1;
-        let via = self.via();
-        if let Some(mut info) = dialog.request(Method::INFO, self.cseq, via) {
-            info.headers
-                .insert(Name::CONTENT_TYPE, content_type.to_owned());
-            info.body = body;
-            self.authorize(&mut info);
-            self.out.push_back(CallOutput::Request(info));
-        }
+        dialog.local_seq = self.cseq;
+        let Some(mut info) = dialog.request(Method::INFO, self.cseq, via) else {
+            self.events.push_back(CallEvent::InfoAnswered { code: 481 });
+            return false;
+        };
+        info.headers
+            .insert(Name::CONTENT_TYPE, content_type.to_owned());
+        info.body = body;
+        self.authorize(&mut info);
+        self.out.push_back(CallOutput::Request(info));
+        true
     }
 
     /// A request of our dialog (or an ACK for our 2xx). Everything but ACK gets a response.

@@ -40,6 +40,7 @@ impl Connection {
                 incoming: false,
                 answered: true,
                 accepted: false,
+                early_media: false,
                 early_sdp: None,
             },
         );
@@ -105,13 +106,17 @@ impl Connection {
         Ok(())
     }
 
-    /// `session-dtmf-info`: SIP INFO, once the call is answered.
+    /// `session-dtmf-info`: SIP INFO, once the call is answered or has early media (as the
+    /// reference allows: IVRs and calling-card numbers take digits before they answer).
     pub(super) fn session_dtmf(&mut self, dtmf: SessionDtmfInfo) -> Result<(), Refusal> {
         let session = self.session_live(&dtmf.session)?;
-        if !session.accepted {
+        if !session.accepted && !session.early_media {
             return Err((
                 ErrorKind::Refused,
-                format!("Session {} is not answered yet: no DTMF", dtmf.session),
+                format!(
+                    "Session {} has neither an answer nor early media yet: no DTMF",
+                    dtmf.session
+                ),
             ));
         }
         if dtmf.digit.is_empty() || !dtmf.digit.chars().all(|tone| DTMF_TONES.contains(tone)) {
@@ -160,6 +165,7 @@ impl Connection {
                 incoming: true,
                 answered: false,
                 accepted: false,
+                early_media: false,
                 early_sdp: None,
             },
         );

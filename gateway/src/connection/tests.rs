@@ -486,7 +486,10 @@ fn outgoing_sessions_are_checked_then_handed_to_their_task() {
         &mut connection,
         request("session-dtmf-info", "8", dtmf.clone()),
     );
-    assert_eq!(out[0]["error"], "Session s1 is not answered yet: no DTMF");
+    assert_eq!(
+        out[0]["error"],
+        "Session s1 has neither an answer nor early media yet: no DTMF"
+    );
     connection.handle_notice("s1", Notice::Accepted);
     let (_, out) = exchange(&mut connection, request("session-dtmf-info", "9", dtmf));
     assert_eq!(out[1]["what"], "Dtmf { digits: \"12#\", duration: 100 }");
@@ -614,6 +617,43 @@ fn early_media_answer_goes_in_accepted_for_sylkrtc_1() {
     assert_eq!(v2[0]["sdp"], "v=0 early answer");
     assert_eq!(v2[1]["state"], "accepted");
     assert!(v2[1].get("sdp").is_none(), "{v2:?}");
+}
+
+/// DTMF may go once the far end's early media reached the client (an IVR before it answers),
+/// for either protocol version, but not while the call only rings.
+#[test]
+fn dtmf_is_allowed_in_early_media() {
+    for version in [Version::V1, Version::V2] {
+        let mut connection = connection(version, &["*"]);
+        exchange(&mut connection, add("1", "alice@example.com"));
+        let create = json!({"account": "alice@example.com", "session": "s1", "uri": "bob@example.com",
+            "sdp": "v=0"});
+        exchange(&mut connection, request("session-create", "2", create));
+        let dtmf = json!({"session": "s1", "digit": "1"});
+        connection.send_event(Event::Session {
+            session: "s1".into(),
+            event: SessionEvent::State(SessionState::Ringing),
+        });
+        let (_, out) = exchange(
+            &mut connection,
+            request("session-dtmf-info", "3", dtmf.clone()),
+        );
+        assert_eq!(out.last().unwrap()["sylkrtc"], "error", "{out:?}");
+        connection.send_event(Event::Session {
+            session: "s1".into(),
+            event: SessionEvent::State(SessionState::EarlyMedia {
+                sdp: "v=0 early answer".into(),
+                call_id: None,
+            }),
+        });
+        let (_, out) = exchange(&mut connection, request("session-dtmf-info", "4", dtmf));
+        assert!(out.iter().any(|o| o["sylkrtc"] == "ack"), "{out:?}");
+        assert!(
+            out.iter()
+                .any(|o| o["what"] == "Dtmf { digits: \"1\", duration: 100 }"),
+            "{out:?}"
+        );
+    }
 }
 
 /// Removing an account ends its calls (after the ack), and only its calls.

@@ -157,6 +157,9 @@ impl Call {
                     && code > 100
                 {
                     self.early_response(&invite, response, tag);
+                    if !response.body.is_empty() {
+                        self.early_media = Some(tag.clone());
+                    }
                 }
                 self.events.push_back(CallEvent::Provisional {
                     code,

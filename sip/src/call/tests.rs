@@ -839,6 +839,67 @@ fn info_is_sent_in_the_dialog() {
     assert_eq!(info.method(), Some(&Method::INFO));
 }
 
+/// Before the answer an INFO goes in the early dialog whose media the caller hears: the last
+/// fork that sent SDP, not one that only rang; with no early media there is nowhere to send it.
+#[test]
+fn info_in_early_media_goes_to_the_branch_that_sent_sdp() {
+    let now = Instant::now();
+    let mut call = outgoing(now);
+    let invite = only_request(&mut call);
+    let dtmf = || Bytes::from_static(b"Signal=5\r\nDuration=100\r\n");
+    call.handle_response(
+        now,
+        &reply(
+            &invite,
+            180,
+            Some("ringer"),
+            &[("Contact", "<sip:r@10.0.0.3>")],
+            false,
+        ),
+    );
+    events(&mut call);
+    assert!(
+        !call.info("application/dtmf-relay", dtmf()),
+        "only ringing: no early media"
+    );
+    assert!(matches!(
+        &events(&mut call)[..],
+        [CallEvent::InfoAnswered { code: 481 }]
+    ));
+    assert!(drain(&mut call).is_empty());
+    call.handle_response(
+        now,
+        &reply(
+            &invite,
+            183,
+            Some("media"),
+            &[("Contact", "<sip:m@10.0.0.2>")],
+            true,
+        ),
+    );
+    events(&mut call);
+    assert!(call.info("application/dtmf-relay", dtmf()));
+    let info = only_request(&mut call);
+    assert_eq!(method(&info), "INFO");
+    assert_eq!(info.tag(&Name::TO), Some("media"));
+    assert!(
+        String::from_utf8(info.to_bytes())
+            .expect("utf-8")
+            .starts_with("INFO sip:m@10.0.0.2 SIP/2.0\r\n")
+    );
+    let first = info.cseq().expect("cseq").cseq;
+    assert!(first > invite.cseq().expect("cseq").cseq);
+    call.handle_response(now, &reply(&info, 200, None, &[], false));
+    assert!(matches!(
+        &events(&mut call)[..],
+        [CallEvent::InfoAnswered { code: 200 }]
+    ));
+    // The next one has a higher CSeq, and the answer's dialog goes on from there.
+    call.info("application/dtmf-relay", dtmf());
+    let second = only_request(&mut call);
+    assert!(second.cseq().expect("cseq").cseq > first);
+}
+
 #[test]
 fn a_cancelled_reinvite_gets_487_and_the_call_goes_on() {
     let now = Instant::now();

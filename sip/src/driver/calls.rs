@@ -404,7 +404,9 @@ impl Driver {
                 reason,
                 warning,
             } => sip.refuse_offer(code, &reason, warning.as_ref()),
-            CallCommand::Info { content_type, body } => sip.info(&content_type, body),
+            CallCommand::Info { content_type, body } => {
+                sip.info(&content_type, body);
+            }
         });
     }
 

@@ -212,3 +212,34 @@ async fn multi_digit_dtmf_is_paced_one_info_after_another() {
     assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
     browser.close().await;
 }
+
+/// DTMF before the answer: an IVR that sends early media and answers only once it has a digit
+/// by INFO in that early dialog (as the reference allows DTMF in early media).
+#[tokio::test]
+async fn dtmf_goes_in_early_media_before_the_answer() {
+    let (port, sipp) = sipp_uas("uas_early_info.xml");
+    let (gateway, mut client, browser) = call(port, "ivr").await;
+    let answer = loop {
+        match state(&mut client, "ivr").await {
+            SessionState::EarlyMedia { sdp, .. } => break sdp,
+            SessionState::Terminated { reason } => panic!("ended: {reason:?}"),
+            _ => {}
+        }
+    };
+    browser.accept_answer(&answer).await;
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-dtmf-info", "session": "ivr", "digit": "4"}),
+        )
+        .await;
+    until(&mut client, "ivr", |state| {
+        matches!(state, SessionState::Accepted { .. })
+    })
+    .await;
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "ivr"}))
+        .await;
+    sipp_done(sipp).await;
+    assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
+    browser.close().await;
+}
