@@ -118,6 +118,11 @@ pub struct LocalConfig {
     /// limit does not apply to them, the total does.
     #[serde(default)]
     pub trusted_proxies: Vec<IpAddr>,
+    /// Seconds between the OPTIONS pings sent to phones registered over UDP that do not do SIP
+    /// Outbound (which keep their NAT binding open; a phone that answers none of its
+    /// retransmissions is unregistered). 0: no pings.
+    #[serde(default = "default_phone_ping_interval")]
+    pub ping_interval: u64,
 }
 
 impl Default for LocalConfig {
@@ -129,8 +134,14 @@ impl Default for LocalConfig {
             max_unauthenticated_calls: default_max_unauthenticated_calls(),
             max_unauthenticated_calls_per_source: default_max_unauthenticated_calls_per_source(),
             trusted_proxies: Vec::new(),
+            ping_interval: default_phone_ping_interval(),
         }
     }
+}
+
+/// Under the 30 s that many NATs keep an idle UDP binding, as Kamailio setups commonly ping.
+fn default_phone_ping_interval() -> u64 {
+    25
 }
 
 fn default_max_unauthenticated_calls() -> usize {

@@ -478,6 +478,7 @@ fn local_domain(config: &Config) -> Option<sip::registrar::LocalDomain> {
         nonce_lifetime: Duration::from_secs(300),
         max_expires: 3600,
         min_expires: 60,
+        ping_interval: (local.ping_interval > 0).then(|| Duration::from_secs(local.ping_interval)),
     })
 }
 

@@ -92,6 +92,8 @@ pub enum EndpointEvent {
         /// What happened.
         event: CallEvent,
     },
+    /// A phone of the local domain did not answer its OPTIONS ping: its binding is gone.
+    BindingLost(crate::registrar::Ping),
 }
 
 impl PartialEq for EndpointEvent {
@@ -137,6 +139,7 @@ impl PartialEq for EndpointEvent {
                     ..
                 },
             ) => pending == other_pending && invite.to_bytes() == other_invite.to_bytes(),
+            (EndpointEvent::BindingLost(ping), EndpointEvent::BindingLost(other)) => ping == other,
             _ => false,
         }
     }
@@ -177,6 +180,8 @@ pub struct CallId(pub u64);
 enum Owner {
     Registration(RegistrationId),
     Call(CallId),
+    /// An OPTIONS ping of a local phone (its entry in `Endpoint::pings`).
+    Ping(u64),
 }
 
 #[derive(Debug)]
@@ -289,6 +294,11 @@ pub struct Endpoint {
     dialogs: HashMap<(String, String), CallId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<EndpointEvent>,
+    /// OPTIONS pings of local phones: due ones waiting for [`Endpoint::send_ping`], sent ones
+    /// waiting for their answer, and when the pings' timer is set for.
+    ping_queue: VecDeque<crate::registrar::Ping>,
+    pings: HashMap<u64, crate::registrar::Ping>,
+    ping_timer: Option<Instant>,
     /// Every timer, soonest first. An entry may be stale (its owner gone, or its deadline
     /// moved): it is checked against the owner when popped, so that nothing is ever scanned.
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
@@ -301,6 +311,7 @@ enum Timer {
     Server(ServerKey),
     Registration(RegistrationId),
     Call(CallId),
+    Ping,
 }
 
 impl Endpoint {
@@ -325,6 +336,9 @@ impl Endpoint {
             dialogs: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            ping_queue: VecDeque::new(),
+            pings: HashMap::new(),
+            ping_timer: None,
             timers: BinaryHeap::new(),
         }
     }
@@ -348,6 +362,20 @@ impl Endpoint {
                 .registrations
                 .get(id)
                 .and_then(|entry| entry.registration.poll_timeout()),
+            Timer::Ping => {
+                // One entry in the heap at a time: a REGISTER may only move it earlier.
+                let next = self
+                    .registrar
+                    .as_ref()
+                    .and_then(|registrar| registrar.next_ping());
+                match (next, self.ping_timer) {
+                    (Some(next), Some(set)) if set <= next => None,
+                    (next, _) => {
+                        self.ping_timer = next;
+                        next
+                    }
+                }
+            }
         };
         if let Some(deadline) = deadline {
             self.timers.push(Reverse((deadline, timer)));
@@ -777,6 +805,7 @@ impl Endpoint {
                 }
                 return;
             }
+            Owner::Ping(id) => return self.ping_outcomes(id, outcomes),
         };
         for outcome in outcomes {
             let Some(entry) = self.registrations.get_mut(&owner) else {
@@ -873,6 +902,7 @@ impl Endpoint {
                     entry.registration.handle_timeout(now);
                     self.pump(now, id);
                 }
+                Timer::Ping => self.pings_due(now),
             }
         }
     }

@@ -151,6 +151,7 @@ mod tests {
                 nonce_lifetime: Duration::from_secs(300),
                 max_expires: 3600,
                 min_expires: 60,
+                ping_interval: Some(Duration::from_secs(30)),
             }),
             max_server_transactions: 1000,
         })

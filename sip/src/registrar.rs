@@ -18,6 +18,7 @@ use sha2::Sha256;
 
 use crate::endpoint::Target;
 use crate::message::{Message, header_param, list};
+use crate::registration::Transport;
 
 /// The local domain's settings.
 #[derive(Debug, Clone)]
@@ -36,6 +37,10 @@ pub struct LocalDomain {
     pub max_expires: u32,
     /// The shortest registration accepted (423 below it).
     pub min_expires: u32,
+    /// How often phones that do not do SIP Outbound are sent an OPTIONS ping over their
+    /// registration's flow (UDP only), which keeps their NAT binding open and finds phones that
+    /// are gone; none: never.
+    pub ping_interval: Option<Duration>,
 }
 
 /// A registered Contact.
@@ -50,6 +55,19 @@ pub struct Binding {
     /// The phone does SIP Outbound (RFC 5626: `+sip.instance` and `reg-id`, or `;ob`): it keeps
     /// its flow alive itself (CRLF or STUN keep-alives), so it needs no OPTIONS pings.
     pub outbound: bool,
+    /// When it is pinged next (a phone without Outbound registered over UDP).
+    pub next_ping: Option<Instant>,
+}
+
+/// A binding whose OPTIONS ping is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ping {
+    /// The user.
+    pub user: String,
+    /// The Contact URI (the OPTIONS's Request-URI).
+    pub contact: String,
+    /// Where it goes: the flow of the registration.
+    pub target: Target,
 }
 
 /// The keep-alive interval a phone doing SIP Outbound is told to use (`Flow-Timer`, RFC 5626
@@ -94,6 +112,9 @@ pub struct Registrar {
     nonce_order: VecDeque<(Instant, String)>,
     /// Makes nonces of the same millisecond distinct.
     serial: u64,
+    /// Pings by due time (user, contact): entries are only added at `now + interval`, so the
+    /// queue is in time order; an entry whose binding has moved on is skipped when it comes up.
+    pings: VecDeque<(Instant, String, String)>,
 }
 
 impl Registrar {
@@ -108,6 +129,7 @@ impl Registrar {
             counts: HashMap::new(),
             nonce_order: VecDeque::new(),
             serial: 0,
+            pings: VecDeque::new(),
         }
     }
 
@@ -348,6 +370,7 @@ impl Registrar {
         }
         self.sweep(now);
         let mut outbound_used = false;
+        let mut fresh_pings = Vec::new();
         // The user's bindings are changed on a copy, taken only if the whole REGISTER is.
         let before = self.bindings.get(&user).map_or(0, Vec::len);
         let mut bindings = self.bindings.get(&user).cloned().unwrap_or_default();
@@ -378,11 +401,20 @@ impl Registrar {
                     let granted = expires.min(self.config.max_expires);
                     let outbound = does_outbound(entry);
                     outbound_used |= outbound;
+                    let next_ping = self
+                        .config
+                        .ping_interval
+                        .filter(|_| !outbound && source.transport == Transport::Udp)
+                        .map(|interval| now + interval);
+                    if let Some(due) = next_ping {
+                        fresh_pings.push((due, uri.clone()));
+                    }
                     bindings.push(Binding {
                         contact: uri,
                         target: source,
                         expires: now + Duration::from_secs(u64::from(granted)),
                         outbound,
+                        next_ping,
                     });
                 }
             }
@@ -416,6 +448,9 @@ impl Registrar {
             );
         }
         self.binding_count = total;
+        for (due, contact) in fresh_pings {
+            self.pings.push_back((due, user.clone(), contact));
+        }
         if bindings.is_empty() {
             self.bindings.remove(&user);
         } else {
@@ -443,6 +478,59 @@ impl Registrar {
     /// Users with at least one live binding.
     pub fn registered_count(&self) -> usize {
         self.bindings.len()
+    }
+
+    /// When the next ping may be due (possibly early: its binding may have moved on).
+    pub fn next_ping(&self) -> Option<Instant> {
+        self.pings.front().map(|(due, _, _)| *due)
+    }
+
+    /// The pings due at `now`; each binding's next one is scheduled an interval later.
+    pub fn due_pings(&mut self, now: Instant) -> Vec<Ping> {
+        let Some(interval) = self.config.ping_interval else {
+            return Vec::new();
+        };
+        let mut due = Vec::new();
+        while self.pings.front().is_some_and(|(at, _, _)| *at <= now) {
+            let Some((at, user, contact)) = self.pings.pop_front() else {
+                break;
+            };
+            let Some(binding) = self.bindings.get_mut(&user).and_then(|bindings| {
+                bindings
+                    .iter_mut()
+                    .find(|binding| binding.contact == contact && binding.next_ping == Some(at))
+            }) else {
+                continue;
+            };
+            if binding.expires <= now {
+                continue;
+            }
+            binding.next_ping = Some(now + interval);
+            due.push(Ping {
+                user: user.clone(),
+                contact: contact.clone(),
+                target: binding.target,
+            });
+            self.pings.push_back((now + interval, user, contact));
+        }
+        due
+    }
+
+    /// A ping got no response at all (or its flow failed): the phone is gone, its binding too,
+    /// unless a REGISTER since moved it to another flow. Returns whether it was removed.
+    pub fn ping_failed(&mut self, ping: &Ping) -> bool {
+        let Some(bindings) = self.bindings.get_mut(&ping.user) else {
+            return false;
+        };
+        let before = bindings.len();
+        bindings
+            .retain(|binding| !(binding.contact == ping.contact && binding.target == ping.target));
+        let removed = before - bindings.len();
+        self.binding_count -= removed;
+        if bindings.is_empty() {
+            self.bindings.remove(&ping.user);
+        }
+        removed > 0
     }
 }
 

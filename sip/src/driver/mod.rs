@@ -706,6 +706,12 @@ impl Driver {
 
     /// Sends what the endpoint produced and routes its events.
     async fn flush(&mut self) {
+        // OPTIONS pings of local phones need our address toward each.
+        while let Some(ping) = self.endpoint.poll_ping() {
+            let local = self.local_address(ping.target);
+            self.endpoint
+                .send_ping(Instant::now().into_std(), ping, &local);
+        }
         // Handling an event can make more to send (a call refused for want of an owner).
         while self.endpoint.has_output() {
             self.flush_once().await;
@@ -753,6 +759,11 @@ impl Driver {
                     invite,
                 } => {
                     self.local_invite(&pending, source, authenticated, &invite);
+                    continue;
+                }
+                EndpointEvent::BindingLost(ping) => {
+                    info!(user = %ping.user, contact = %ping.contact, remote = %ping.target.addr,
+                        "a phone did not answer its OPTIONS ping: its registration is removed");
                     continue;
                 }
             };

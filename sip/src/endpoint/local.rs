@@ -5,14 +5,21 @@ use std::time::Instant;
 
 use ezk_sip_types::Name;
 
+use bytes::Bytes;
+use ezk_sip_types::{Headers, Method};
+
 use super::{
-    CallEntry, Endpoint, EndpointEvent, ServerEntry, ServerKey, ServerTransaction, Target,
+    CallEntry, ClientKind, ClientTransaction, Endpoint, EndpointEvent, Owner, ServerEntry,
+    ServerKey, ServerTransaction, Target, Timer,
 };
 use crate::call::{Call, CallConfig};
 use crate::endpoint::CallId;
+use crate::message::RequestUri;
 use crate::message::{Message, StartLine};
+use crate::registrar::Ping;
 use crate::registrar::{Binding, Refusal, uri_host};
 use crate::transaction::InviteServer;
+use crate::transaction::{Event, NonInviteClient};
 
 /// An INVITE for a user of the local domain, waiting for [`Endpoint::accept_local`] or
 /// [`Endpoint::refuse_local`]. It has been answered 100 Trying.
@@ -52,6 +59,102 @@ impl Endpoint {
         };
         let response = registrar.handle_register(now, request, source, &tag);
         self.respond_with(now, source, request, key, response);
+        self.schedule(Timer::Ping);
+    }
+
+    /// The pings' timer fired: the due ones wait for [`Endpoint::send_ping`].
+    pub(super) fn pings_due(&mut self, now: Instant) {
+        self.ping_timer = None;
+        if let Some(registrar) = &mut self.registrar {
+            self.ping_queue.extend(registrar.due_pings(now));
+        }
+        self.schedule(Timer::Ping);
+    }
+
+    /// The next OPTIONS ping due: send it with [`Endpoint::send_ping`], which needs our address
+    /// toward its target (the driver knows it).
+    pub fn poll_ping(&mut self) -> Option<Ping> {
+        self.ping_queue.pop_front()
+    }
+
+    /// Sends an OPTIONS ping over the flow of a phone's registration (`local`: our `host:port`
+    /// toward it, for Via). Any response shows the phone is there; none, the phone is gone.
+    pub fn send_ping(&mut self, now: Instant, ping: Ping, local: &str) {
+        let Some(domain) = self.local_domain().map(str::to_owned) else {
+            return;
+        };
+        let Some(uri) = RequestUri::parse(&ping.contact) else {
+            return;
+        };
+        self.next_id += 1;
+        let id = self.next_id;
+        let tag = self.new_tag();
+        let branch = format!("z9hG4bK{tag}p{id}");
+        let mut headers = Headers::with_capacity(8);
+        headers.insert(
+            Name::VIA,
+            format!(
+                "SIP/2.0/{} {local};rport;branch={branch}",
+                ping.target.transport.via_name()
+            ),
+        );
+        headers.insert(Name::MAX_FORWARDS, "70");
+        headers.insert(Name::FROM, format!("<sip:ping@{domain}>;tag={tag}"));
+        headers.insert(Name::TO, format!("<{}>", ping.contact));
+        headers.insert(Name::CALL_ID, format!("{tag}p{id}@{domain}"));
+        headers.insert(Name::CSEQ, "1 OPTIONS");
+        headers.insert(Name::USER_AGENT, self.config.user_agent.clone());
+        let request = Message {
+            start: StartLine::Request {
+                method: Method::OPTIONS,
+                uri,
+            },
+            headers,
+            body: Bytes::new(),
+        };
+        let transaction = NonInviteClient::new(
+            Bytes::from(request.to_bytes()),
+            ping.target.transport.reliable(),
+            self.config.timers,
+            now,
+        );
+        let target = ping.target;
+        let Some(key) = super::client_key(&request) else {
+            return;
+        };
+        self.pings.insert(id, ping);
+        self.start_client(
+            key,
+            ClientTransaction {
+                transaction: ClientKind::NonInvite(transaction),
+                target,
+                owner: Owner::Ping(id),
+                method: Method::OPTIONS,
+                request: None,
+            },
+        );
+    }
+
+    /// A ping's outcome: a response of any kind means the phone is there.
+    pub(super) fn ping_outcomes(&mut self, id: u64, outcomes: Vec<Event>) {
+        for outcome in outcomes {
+            let Some(ping) = self.pings.remove(&id) else {
+                return;
+            };
+            match outcome {
+                Event::Final(_) => {}
+                Event::Timeout | Event::TransportError => {
+                    if let Some(registrar) = &mut self.registrar
+                        && registrar.ping_failed(&ping)
+                    {
+                        self.events.push_back(EndpointEvent::BindingLost(ping));
+                    }
+                }
+                Event::Provisional(_) | Event::Ack(_) => {
+                    self.pings.insert(id, ping);
+                }
+            }
+        }
     }
 
     /// An INVITE for a user of the local domain: callers of the local domain authenticate (407),

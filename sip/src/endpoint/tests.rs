@@ -520,3 +520,108 @@ fn transactions_are_bounded_and_the_excess_shed_with_503() {
         [404]
     );
 }
+
+/// A phone of the local domain registered over UDP without Outbound gets an OPTIONS ping over
+/// its registration's flow each interval; a ping that is answered changes nothing, one that
+/// gets no response through all its retransmissions unregisters the phone.
+#[test]
+fn local_phones_are_pinged_and_unregistered_when_they_stop_answering() {
+    let start = Instant::now();
+    let mut config = endpoint().config.clone();
+    config.local = Some(crate::registrar::LocalDomain {
+        domain: "local.test".into(),
+        users: HashMap::new(),
+        open: true,
+        secret: "s".into(),
+        nonce_lifetime: Duration::from_secs(300),
+        max_expires: 3600,
+        min_expires: 60,
+        ping_interval: Some(Duration::from_secs(25)),
+    });
+    let mut endpoint = Endpoint::new(config);
+    let phone = Target {
+        transport: Transport::Udp,
+        addr: "127.0.0.2:5090".parse().unwrap(),
+    };
+    let register = |branch: &str, authorization: &str| {
+        format!(
+            "REGISTER sip:local.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.9:5090;rport;branch={branch}\r\n\
+             From: <sip:carol@local.test>;tag=c\r\nTo: <sip:carol@local.test>\r\nCall-ID: reg\r\n\
+             CSeq: 1 REGISTER\r\nContact: <sip:carol@192.168.1.9:5090>\r\nMax-Forwards: 70\r\n\
+             {authorization}Content-Length: 0\r\n\r\n"
+        )
+    };
+    endpoint
+        .handle_datagram(start, phone, register("z9hG4bKr1", "").as_bytes())
+        .unwrap();
+    let (_, challenge) = sent(&mut endpoint).pop().unwrap();
+    let mut client = crate::auth::DigestClient::new(Credentials {
+        username: "carol".into(),
+        secret: Secret::Password("any".into()),
+    });
+    client.challenge(&challenge).unwrap();
+    let (_, value) = client
+        .authorize("REGISTER", "sip:local.test", b"", "cn")
+        .unwrap();
+    let authorized = register("z9hG4bKr2", &format!("Authorization: {value}\r\n"));
+    endpoint
+        .handle_datagram(start, phone, authorized.as_bytes())
+        .unwrap();
+    assert_eq!(sent(&mut endpoint).pop().unwrap().1.code(), Some(200));
+    assert_eq!(
+        endpoint.poll_timeout(),
+        Some(start + Duration::from_secs(25))
+    );
+
+    // The first ping is answered.
+    let first = start + Duration::from_secs(25);
+    endpoint.handle_timeout(first);
+    let ping = endpoint.poll_ping().expect("a ping is due");
+    assert!(endpoint.poll_ping().is_none());
+    endpoint.send_ping(first, ping, "127.0.0.1:5060");
+    let (target, options) = sent(&mut endpoint).pop().unwrap();
+    assert_eq!(
+        target, phone,
+        "over the registration's flow, not to the Contact"
+    );
+    assert_eq!(options.method(), Some(&Method::OPTIONS));
+    let text = String::from_utf8(options.to_bytes()).unwrap();
+    assert!(
+        text.starts_with("OPTIONS sip:carol@192.168.1.9:5090 SIP/2.0\r\n"),
+        "{text}"
+    );
+    let ok = options.response(200, "OK", Some("p"));
+    endpoint
+        .handle_datagram(first, phone, &ok.to_bytes())
+        .unwrap();
+    assert!(events(&mut endpoint).is_empty());
+    assert_eq!(endpoint.local_bindings(first, "carol").len(), 1);
+
+    // The next one 25 s later is not: retransmitted, then the binding goes.
+    let second = first + Duration::from_secs(25);
+    endpoint.handle_timeout(second);
+    let ping = endpoint.poll_ping().expect("the next ping");
+    endpoint.send_ping(second, ping, "127.0.0.1:5060");
+    assert_eq!(sent(&mut endpoint).len(), 1);
+    let mut now = second;
+    while let Some(deadline) = endpoint.poll_timeout() {
+        if deadline > second + Duration::from_secs(40) {
+            break;
+        }
+        now = deadline;
+        endpoint.handle_timeout(now);
+        while let Some(ping) = endpoint.poll_ping() {
+            endpoint.send_ping(now, ping, "127.0.0.1:5060");
+        }
+    }
+    assert!(sent(&mut endpoint).len() > 5, "retransmitted");
+    match &events(&mut endpoint)[..] {
+        [EndpointEvent::BindingLost(ping)] => {
+            assert_eq!(ping.user, "carol");
+            assert_eq!(ping.target, phone);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(endpoint.local_bindings(now, "carol").is_empty());
+    assert!(endpoint.poll_ping().is_none());
+}

@@ -19,6 +19,7 @@ fn registrar(open: bool, now: Instant) -> Registrar {
             nonce_lifetime: Duration::from_secs(300),
             max_expires: 3600,
             min_expires: 60,
+            ping_interval: Some(Duration::from_secs(30)),
         },
         now,
     )
@@ -330,4 +331,70 @@ fn outbound_registrations_get_require_outbound_and_a_flow_timer() {
         }
         assert_eq!(registrar.lookup(now, "carol")[0].outbound, outbound);
     }
+}
+
+/// Phones without Outbound registered over UDP get an OPTIONS ping each interval, counted from
+/// their last REGISTER; Outbound phones keep their flow alive themselves and are not pinged. A
+/// ping with no answer removes its binding, unless a REGISTER since moved it to another flow.
+#[test]
+fn phones_without_outbound_are_pinged_and_removed_when_gone() {
+    let now = Instant::now();
+    let plain = "Contact: <sip:carol@127.0.0.1:5080>;expires=600\r\n";
+    let mut registrar = registrar(false, now);
+    assert_eq!(registered(&mut registrar, now, 1, plain).code(), Some(200));
+    assert_eq!(registrar.next_ping(), Some(now + Duration::from_secs(30)));
+    assert!(
+        registrar
+            .due_pings(now + Duration::from_secs(29))
+            .is_empty()
+    );
+    let due = registrar.due_pings(now + Duration::from_secs(30));
+    assert_eq!(
+        due,
+        [Ping {
+            user: "carol".into(),
+            contact: "sip:carol@127.0.0.1:5080".into(),
+            target: source(),
+        }]
+    );
+    // A refresh at 40 s moves the next ping to 70 s: the one queued for 60 s is skipped.
+    let refreshed = now + Duration::from_secs(40);
+    assert_eq!(
+        registered(&mut registrar, refreshed, 3, plain).code(),
+        Some(200)
+    );
+    assert!(
+        registrar
+            .due_pings(now + Duration::from_secs(60))
+            .is_empty()
+    );
+    assert_eq!(registrar.due_pings(now + Duration::from_secs(70)).len(), 1);
+    // No answer: the binding goes, once; the user is no longer reachable.
+    assert!(registrar.ping_failed(&due[0]));
+    assert!(!registrar.ping_failed(&due[0]));
+    assert!(registrar.lookup(now, "carol").is_empty());
+    assert_eq!(registrar.binding_count(), 0);
+    assert!(
+        registrar
+            .due_pings(now + Duration::from_secs(100))
+            .is_empty()
+    );
+    // A phone that re-registered from another flow is not removed by the old flow's failure.
+    assert_eq!(registered(&mut registrar, now, 5, plain).code(), Some(200));
+    let stale = Ping {
+        target: Target {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:6000".parse().expect("addr"),
+        },
+        ..due[0].clone()
+    };
+    assert!(!registrar.ping_failed(&stale));
+    assert_eq!(registrar.lookup(now, "carol").len(), 1);
+
+    // An Outbound phone is never pinged.
+    let mut other = self::registrar(false, now);
+    let outbound = "Contact: <sip:carol@127.0.0.1:5080;ob>;expires=600\r\n";
+    assert_eq!(registered(&mut other, now, 1, outbound).code(), Some(200));
+    assert_eq!(other.next_ping(), None);
+    assert!(other.due_pings(now + Duration::from_secs(600)).is_empty());
 }

@@ -14,11 +14,11 @@ use serde_json::json;
 
 use crate::calls::{browser_tone, next, payload_type, state, until};
 
-const WAIT: Duration = Duration::from_secs(15);
-const DOMAIN: &str = "local.test";
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const DOMAIN: &str = "local.test";
 
 /// The shipped `config.toml` (ports and addresses moved to free loopback ones by the harness).
-fn shipped() -> Config {
+pub(crate) fn shipped() -> Config {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config.toml");
     let (config, _) = Config::load(Some(&path)).expect("the shipped configuration loads");
     assert_eq!(config.local.domain, DOMAIN);
@@ -26,7 +26,7 @@ fn shipped() -> Config {
 }
 
 /// A client with `user@local.test` added (any password: open registration) and registered.
-async fn local_client(gateway: &Gateway, user: &str) -> Client {
+pub(crate) async fn local_client(gateway: &Gateway, user: &str) -> Client {
     let mut client = gateway.client().await;
     let account = format!("{user}@{DOMAIN}");
     let ha1 = sip::auth::ha1(user, DOMAIN, "whatever");
@@ -49,7 +49,7 @@ async fn local_client(gateway: &Gateway, user: &str) -> Client {
 }
 
 /// A phone registered at the gateway's SIP port as `user@local.test`.
-async fn phone(gateway: &Gateway, user: &str, password: &str, tone: f64) -> Baresip {
+pub(crate) async fn phone(gateway: &Gateway, user: &str, password: &str, tone: f64) -> Baresip {
     let phone = Baresip::start_at_domain(
         user,
         password,
@@ -66,7 +66,52 @@ async fn phone(gateway: &Gateway, user: &str, password: &str, tone: f64) -> Bare
     phone
 }
 
-async fn place(client: &mut Client, browser: &Browser, session: &str, uri: &str) {
+/// The shipped configuration with registration closed to `users` (password: user + "pw").
+pub(crate) fn closed(users: &[&str]) -> Config {
+    let mut config = shipped();
+    config.local.open_registration = false;
+    config.local.users = users
+        .iter()
+        .map(|user| LocalUser {
+            user: (*user).into(),
+            password: Some(format!("{user}pw")),
+            ha1: None,
+        })
+        .collect();
+    config
+}
+
+/// A client with `user@local.test` of [`closed`] added (not registered).
+pub(crate) async fn closed_client(gateway: &Gateway, user: &str) -> Client {
+    let mut client = gateway.client().await;
+    client
+        .expect_ack(
+            json!({"sylkrtc": "account-add", "account": format!("{user}@{DOMAIN}"),
+            "password": sip::auth::ha1(user, DOMAIN, &format!("{user}pw"))}),
+        )
+        .await;
+    client
+}
+
+/// Calls `user@local.test` and returns why the call was refused.
+pub(crate) async fn refused(
+    client: &mut Client,
+    browser: &Browser,
+    session: &str,
+    user: &str,
+) -> String {
+    place(client, browser, session, &format!("{user}@{DOMAIN}")).await;
+    match until(client, session, |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await
+    {
+        SessionState::Terminated { reason } => reason.unwrap_or_default(),
+        other => panic!("{other:?}"),
+    }
+}
+
+pub(crate) async fn place(client: &mut Client, browser: &Browser, session: &str, uri: &str) {
     let offer = browser.offer().await;
     client
         .expect_ack_amid_events(
@@ -81,7 +126,7 @@ fn client_account(_client: &Client) -> String {
 }
 
 /// The answer SDP of an outgoing call, once accepted.
-async fn answered(client: &mut Client, session: &str) -> String {
+pub(crate) async fn answered(client: &mut Client, session: &str) -> String {
     match until(client, session, |state| {
         matches!(state, SessionState::Accepted { .. })
     })
@@ -572,17 +617,7 @@ async fn closed_reason(phone: &Baresip, count: usize) -> String {
 /// only a phone 403 (not connected yet, said in a Warning).
 #[tokio::test]
 async fn refused_calls_say_why_with_the_same_codes_from_phones_and_browsers() {
-    let mut config = shipped();
-    config.local.open_registration = false;
-    config.local.users = ["alice", "bob", "dave"]
-        .into_iter()
-        .map(|user| LocalUser {
-            user: user.into(),
-            password: Some(format!("{user}pw")),
-            ha1: None,
-        })
-        .collect();
-    let gateway = Gateway::start(config).await;
+    let gateway = Gateway::start(closed(&["alice", "bob", "dave"])).await;
     let alice = phone(&gateway, "alice", "alicepw", 1000.0).await;
     let bob = phone(&gateway, "bob", "bobpw", 1200.0).await;
 
@@ -598,33 +633,11 @@ async fn refused_calls_say_why_with_the_same_codes_from_phones_and_browsers() {
     assert_eq!(bob.count("CALL_INCOMING"), 0);
 
     // A browser of the domain calling the same users.
-    let mut client_alice = gateway.client().await;
-    client_alice
-        .expect_ack(
-            json!({"sylkrtc": "account-add", "account": format!("alice@{DOMAIN}"),
-            "password": sip::auth::ha1("alice", DOMAIN, "alicepw")}),
-        )
-        .await;
+    let mut client_alice = closed_client(&gateway, "alice").await;
     let browser = Browser::new(&[AudioCodec::Pcmu]).await;
     for (session, user, code) in [("to-zed", "zed", "404"), ("to-dave", "dave", "480")] {
-        place(
-            &mut client_alice,
-            &browser,
-            session,
-            &format!("{user}@{DOMAIN}"),
-        )
-        .await;
-        match until(&mut client_alice, session, |state| {
-            matches!(state, SessionState::Terminated { .. })
-        })
-        .await
-        {
-            SessionState::Terminated { reason } => {
-                let reason = reason.unwrap_or_default();
-                assert!(reason.starts_with(code), "{user}: {reason}");
-            }
-            other => panic!("{other:?}"),
-        }
+        let reason = refused(&mut client_alice, &browser, session, user).await;
+        assert!(reason.starts_with(code), "{user}: {reason}");
     }
     browser.close().await;
 }
@@ -713,81 +726,4 @@ async fn in_dialog_requests_reach_a_phone_behind_nat_through_its_flow() {
 #[tokio::test]
 async fn a_caller_requiring_100rel_gets_a_reliable_180_and_its_prack_answered() {
     a_phone_calls_the_browser("uac_100rel.xml", Duration::from_millis(1500)).await;
-}
-
-/// A phone's keep-alives are answered: a STUN Binding request on the SIP UDP port with the
-/// address it came from (RFC 5626 section 8), a double CRLF on TCP with a CRLF.
-#[tokio::test]
-async fn keep_alives_are_answered_on_udp_with_stun_and_on_tcp_with_crlf() {
-    let gateway = Gateway::start(shipped()).await;
-    let socket = tokio::net::UdpSocket::bind("127.0.0.7:0").await.unwrap();
-    let local = socket.local_addr().unwrap();
-    let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
-    request.extend_from_slice(b"keepalive-01");
-    socket.send_to(&request, gateway.sip.0).await.unwrap();
-    let mut buffer = [0u8; 128];
-    let (length, _) = tokio::time::timeout(WAIT, socket.recv_from(&mut buffer))
-        .await
-        .expect("a STUN response")
-        .unwrap();
-    let response = &buffer[..length];
-    assert_eq!(&response[0..2], &[0x01, 0x01], "Binding success");
-    assert_eq!(&response[8..20], b"keepalive-01");
-    let port = u16::from_be_bytes([response[26], response[27]]) ^ 0x2112;
-    let ip =
-        u32::from_be_bytes([response[28], response[29], response[30], response[31]]) ^ 0x2112_a442;
-    assert_eq!(
-        std::net::SocketAddr::from((std::net::Ipv4Addr::from(ip), port)),
-        local
-    );
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(gateway.sip.1).await.unwrap();
-    tcp.write_all(b"\r\n\r\n").await.unwrap();
-    let mut pong = [0u8; 8];
-    let count = tokio::time::timeout(WAIT, tcp.read(&mut pong))
-        .await
-        .expect("a pong")
-        .unwrap();
-    assert_eq!(&pong[..count], b"\r\n");
-}
-
-/// A phone doing SIP Outbound (baresip with `sipnat=outbound` sends `+sip.instance` and
-/// `reg-id`) registers, is told its flow is kept, and is reached over it.
-#[tokio::test]
-async fn a_phone_doing_sip_outbound_registers_and_is_called_over_its_flow() {
-    let gateway = Gateway::start(shipped()).await;
-    let account = format!(
-        "<sip:erin@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";auth_pass=x;\
-         answermode=auto;audio_codecs=PCMU/8000/1;sipnat=outbound;regint=300\n",
-        gateway.sip.0.port()
-    );
-    let erin = Baresip::start_account(&account, 1500.0);
-    assert!(
-        erin.wait_for("REGISTER_OK", 1, WAIT).await,
-        "{}",
-        erin.log.text()
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let log = erin.log.text();
-    assert!(
-        !log.to_ascii_lowercase().contains("outbound not supported"),
-        "{log}"
-    );
-    // A browser calls the phone through the gateway alone.
-    let mut client = local_client(&gateway, "alice").await;
-    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
-    place(&mut client, &browser, "to-erin", &format!("erin@{DOMAIN}")).await;
-    let answer = answered(&mut client, "to-erin").await;
-    browser.accept_answer(&answer).await;
-    assert!(browser.connected(WAIT).await);
-    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (tone, _) = browser_tone(&browser, pt, AudioCodec::Pcmu);
-    assert_eq!(tone, 1500.0);
-    client
-        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-erin"}))
-        .await;
-    assert!(erin.wait_for("CALL_CLOSED", 1, WAIT).await);
-    browser.close().await;
 }

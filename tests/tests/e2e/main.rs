@@ -17,6 +17,7 @@ mod keepalive;
 mod limits;
 mod local;
 mod logging;
+mod nat;
 mod nextrtc;
 mod register;
 mod requests;
