@@ -270,6 +270,72 @@ struct ServerEntry {
 struct RegistrationEntry {
     registration: Registration,
     target: Target,
+    /// The servers of the domain in the order to try them (RFC 3263), `target` among them.
+    failover: Failover,
+}
+
+/// The servers a registration or a call may fail over to (RFC 3263 section 4.3): the next is
+/// tried when one times out, fails at the transport, or answers 503.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Failover {
+    targets: Vec<Target>,
+    /// The position of the one in use.
+    current: usize,
+    /// How many servers this attempt has moved past: each is tried once per attempt, from
+    /// the one in use round to the one before it.
+    tried: usize,
+}
+
+impl Failover {
+    /// Whether a server is left to try in this attempt.
+    pub(super) fn targets_left(&self) -> bool {
+        self.tried + 1 < self.targets.len()
+    }
+
+    /// The next server of this attempt, if any is left.
+    pub(super) fn next(&mut self) -> Option<Target> {
+        if !self.targets_left() {
+            return None;
+        }
+        self.tried += 1;
+        self.current = (self.current + 1) % self.targets.len();
+        self.targets.get(self.current).copied()
+    }
+
+    /// A server answered: the next attempt starts from it.
+    pub(super) fn settled(&mut self) {
+        self.tried = 0;
+    }
+
+    /// Every server failed: the next attempt starts from the best.
+    pub(super) fn first(&mut self) -> Option<Target> {
+        self.current = 0;
+        self.tried = 0;
+        self.targets.first().copied()
+    }
+
+    /// New targets (a new look-up): the one in use stays if it is still among them, else the
+    /// first of the new ones is used from the next request on.
+    pub(super) fn replace(&mut self, targets: Vec<Target>, in_use: Target) -> Option<Target> {
+        self.targets = targets;
+        self.tried = 0;
+        match self.targets.iter().position(|target| *target == in_use) {
+            Some(position) => {
+                self.current = position;
+                None
+            }
+            None => self.first(),
+        }
+    }
+}
+
+/// Whether a transaction's outcome is one to fail over on.
+pub(super) fn server_failed(outcome: &Event) -> bool {
+    match outcome {
+        Event::Timeout | Event::TransportError => true,
+        Event::Final(response) => response.code() == Some(503),
+        Event::Provisional(_) | Event::Ack(_) => false,
+    }
 }
 
 /// The user agent core.
@@ -399,10 +465,27 @@ impl Endpoint {
             RegistrationEntry {
                 registration,
                 target,
+                failover: Failover {
+                    targets: vec![target],
+                    ..Failover::default()
+                },
             },
         );
         self.pump(now, id);
         id
+    }
+
+    /// The servers of a registration's domain, best first (a look-up, or a new one): when one
+    /// fails, the next is tried.
+    pub fn set_registration_targets(&mut self, id: RegistrationId, targets: Vec<Target>) {
+        if targets.is_empty() {
+            return;
+        }
+        if let Some(entry) = self.registrations.get_mut(&id)
+            && let Some(target) = entry.failover.replace(targets, entry.target)
+        {
+            entry.target = target;
+        }
     }
 
     /// Removes a registration's binding; the registration ends with
@@ -811,6 +894,21 @@ impl Endpoint {
             let Some(entry) = self.registrations.get_mut(&owner) else {
                 continue;
             };
+            if server_failed(&outcome) {
+                if let Some(next) = entry.failover.next()
+                    && entry.registration.failover()
+                {
+                    entry.target = next;
+                    self.pump(now, owner);
+                    continue;
+                }
+                // Every server failed: the next attempt starts from the first.
+                if let Some(first) = entry.failover.first() {
+                    entry.target = first;
+                }
+            } else if matches!(outcome, Event::Final(_)) {
+                entry.failover.settled();
+            }
             match outcome {
                 Event::Final(response) => entry.registration.handle_response(now, &response),
                 Event::Timeout => entry.registration.handle_failure(now, Failure::Timeout),
@@ -988,3 +1086,5 @@ fn server_key(request: &Message, method: &Method) -> Option<ServerKey> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_failover;

@@ -255,6 +255,18 @@ impl Registration {
         self.send_register(0);
     }
 
+    /// The outstanding REGISTER's server failed (no response, a transport error, 503): the
+    /// same REGISTER again in a new transaction, for the next server of the domain (RFC 3263
+    /// section 4.3). False when nothing is outstanding.
+    pub fn failover(&mut self) -> bool {
+        match self.phase {
+            Phase::Registering { .. } => self.send_register(self.expires),
+            Phase::Unregistering => self.send_register(0),
+            _ => return false,
+        }
+        true
+    }
+
     /// The final response to the outstanding REGISTER.
     pub fn handle_response(&mut self, now: Instant, response: &Message) {
         let Some(code) = response.code() else { return };

@@ -471,7 +471,12 @@ pub struct TestCertificate {
 impl TestCertificate {
     /// Generates the certificate into `dir`.
     pub fn generate(dir: &Path) -> TestCertificate {
-        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        Self::generate_for(dir, &["localhost", "127.0.0.1"])
+    }
+
+    /// Generates a certificate for these names (DNS names or IP addresses) into `dir`.
+    pub fn generate_for(dir: &Path, names: &[&str]) -> TestCertificate {
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
         let generated = rcgen::generate_simple_self_signed(names).expect("generate a certificate");
         let certificate = dir.join("cert.pem");
         let key = dir.join("key.pem");

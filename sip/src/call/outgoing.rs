@@ -10,6 +10,29 @@ use crate::dialog::Dialog;
 use crate::message::{Message, RequestUri, StartLine};
 
 impl Call {
+    /// Our INVITE's server failed before any provisional response (no response, a transport
+    /// error, 503): the INVITE again in a new transaction, for the next server of the domain
+    /// (RFC 3263 section 4.3). False when `request` is not our outstanding INVITE, or when the
+    /// call is committed (a provisional came) or being cancelled.
+    pub fn failover(&mut self, now: Instant, request: &Message) -> bool {
+        let ours = request.method() == Some(&Method::INVITE)
+            && request
+                .cseq()
+                .is_ok_and(|cseq| Some(cseq.cseq) == self.invite_cseq());
+        if !ours
+            || self.outgoing.is_none()
+            || self.phase != Phase::Calling
+            || self.dialog.is_some()
+            || self.cancel_pending
+            || self.cancel_sent
+            || self.terminated
+        {
+            return false;
+        }
+        self.send_invite(now);
+        true
+    }
+
     pub(super) fn send_invite(&mut self, now: Instant) {
         let _ = now;
         let Some(outgoing) = self.outgoing.clone() else {

@@ -170,17 +170,15 @@ impl Driver {
     pub(super) fn call_resolved(
         &mut self,
         call: CallHandle,
-        result: Result<(Target, String), String>,
+        result: Result<(Vec<Target>, String), String>,
     ) {
         let Some(CallSlot::Resolving { outgoing, events }) = self.calls.remove(&call) else {
             return; // Hung up while resolving.
         };
-        let target = match result {
-            Ok((target, name)) => {
-                if target.transport == crate::registration::Transport::Tls {
-                    self.tls_names.insert(target.addr, name);
-                }
-                target
+        let targets = match result {
+            Ok((targets, name)) => {
+                self.remember_tls_names(&targets, &name);
+                targets
             }
             Err(error) => {
                 warn!(uri = %outgoing.uri, %error, "cannot find the SIP server for a call");
@@ -195,7 +193,10 @@ impl Driver {
                 return;
             }
         };
-        self.place_call(call, &outgoing, events, target, None);
+        let target = targets[0];
+        if let Some(id) = self.place_call(call, &outgoing, events, target, None) {
+            self.endpoint.set_call_targets(id, targets);
+        }
     }
 
     /// Sends the INVITE of an outgoing call toward `target` (the Request-URI is `contact` when
@@ -207,7 +208,7 @@ impl Driver {
         events: mpsc::UnboundedSender<SipEvent>,
         target: Target,
         contact: Option<String>,
-    ) {
+    ) -> Option<CallId> {
         let local = self.local_address(target);
         let random = || uuid::Uuid::new_v4().simple().to_string();
         let account = &outgoing.account;
@@ -247,6 +248,7 @@ impl Driver {
             .invite(Instant::now().into_std(), config, request, target);
         self.calls.insert(call, CallSlot::Active(id));
         self.call_owners.insert(id, (call, events));
+        Some(id)
     }
 
     /// The user of a URI of the local domain.

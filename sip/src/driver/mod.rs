@@ -285,6 +285,7 @@ pub async fn start(config: DriverConfig, shutdown: CancellationToken) -> io::Res
         connections: HashMap::new(),
         keys: HashMap::new(),
         owners: HashMap::new(),
+        registration_servers: HashMap::new(),
         calls: HashMap::new(),
         call_owners: HashMap::new(),
         next_call: next_call.clone(),
@@ -310,13 +311,19 @@ enum Input {
     Connection(ConnectionInput),
     Resolved {
         key: RegistrationKey,
-        /// The target, and the server's name to check its TLS certificate against.
-        result: Result<(Target, String), String>,
+        /// The targets (best first), and the server's name to check TLS certificates against.
+        result: Result<(Vec<Target>, String), String>,
+    },
+    /// A live registration's server was looked up again (after each REGISTER's outcome, so
+    /// every refresh uses a look-up made since the previous one).
+    Reresolved {
+        id: RegistrationId,
+        result: Result<(Vec<Target>, String), String>,
     },
     /// A call's proxy was looked up.
     CallResolved {
         call: CallHandle,
-        result: Result<(Target, String), String>,
+        result: Result<(Vec<Target>, String), String>,
     },
     /// Time to look a registration's server up again after a failed look-up.
     RetryResolve {
@@ -364,6 +371,8 @@ struct Driver {
     connections: HashMap<Target, mpsc::Sender<Bytes>>,
     keys: HashMap<RegistrationKey, Slot>,
     owners: HashMap<RegistrationId, (RegistrationKey, mpsc::UnboundedSender<SipEvent>)>,
+    /// The server each live registration looked up (to look it up again).
+    registration_servers: HashMap<RegistrationId, String>,
     calls: HashMap<CallHandle, CallSlot>,
     call_owners: HashMap<CallId, (CallHandle, mpsc::UnboundedSender<SipEvent>)>,
     next_call: Arc<AtomicU64>,
@@ -513,7 +522,7 @@ impl Driver {
     fn resolve(
         &self,
         server: String,
-        done: impl FnOnce(Result<(Target, String), String>) -> Input + Send + 'static,
+        done: impl FnOnce(Result<(Vec<Target>, String), String>) -> Input + Send + 'static,
     ) {
         let resolver = self.resolver.clone();
         let inputs = self.inputs.clone();
@@ -524,12 +533,13 @@ impl Driver {
                     .await
                     .map_err(|error| error.to_string())
                     .and_then(|targets| {
-                        targets
-                            .into_iter()
-                            .next()
-                            .ok_or_else(|| "no address".to_owned())
+                        if targets.is_empty() {
+                            Err("no address".to_owned())
+                        } else {
+                            Ok(targets)
+                        }
                     })
-                    .map(|target| (target, uri.host.clone())),
+                    .map(|targets| (targets, uri.host.clone())),
                 None => Err(format!("invalid SIP server {server:?}")),
             };
             let _ = inputs.send(done(result));
@@ -591,12 +601,10 @@ impl Driver {
                 else {
                     return; // Unregistered while resolving.
                 };
-                let target = match result {
-                    Ok((target, name)) => {
-                        if target.transport == Transport::Tls {
-                            self.tls_names.insert(target.addr, name);
-                        }
-                        target
+                let targets = match result {
+                    Ok((targets, name)) => {
+                        self.remember_tls_names(&targets, &name);
+                        targets
                     }
                     Err(error) => {
                         // DNS may come back (a resolver restarting, a record being added):
@@ -626,12 +634,48 @@ impl Driver {
                         return;
                     }
                 };
+                let target = targets[0];
                 let config = self.registration_config(&account, target);
                 let id = self.endpoint.register(now, config, target);
+                self.endpoint.set_registration_targets(id, targets);
+                self.registration_servers
+                    .insert(id, self.server_of(&account));
                 self.keys.insert(key, Slot::Active(id));
                 self.owners.insert(id, (key, events));
             }
+            Input::Reresolved { id, result } => match result {
+                Ok((targets, name)) => {
+                    self.remember_tls_names(&targets, &name);
+                    self.endpoint.set_registration_targets(id, targets);
+                }
+                // The servers known so far stay; the next outcome looks them up again.
+                Err(error) => {
+                    debug!(%error, "a registration's server could not be looked up again")
+                }
+            },
         }
+    }
+
+    /// The name to check the certificates of TLS targets against: the SIP domain (or proxy
+    /// host) that was looked up, never the SRV target's name (RFC 5922 section 4).
+    fn remember_tls_names(&mut self, targets: &[Target], name: &str) {
+        for target in targets {
+            if target.transport == Transport::Tls {
+                self.tls_names.insert(target.addr, name.to_owned());
+            }
+        }
+    }
+
+    /// After each REGISTER's outcome, the registration's server is looked up again (unless it
+    /// is an IP address), so that a refresh or retry goes where the DNS says now.
+    fn reresolve(&self, id: RegistrationId) {
+        let Some(server) = self.registration_servers.get(&id).cloned() else {
+            return;
+        };
+        if ServerUri::parse(&server).is_some_and(|uri| uri.host.parse::<IpAddr>().is_ok()) {
+            return;
+        }
+        self.resolve(server, move |result| Input::Reresolved { id, result });
     }
 
     /// Our `host:port` toward `target`, for Via and Contact.
@@ -768,6 +812,12 @@ impl Driver {
                 }
             };
             let done = event == RegistrationEvent::Unregistered;
+            if matches!(
+                event,
+                RegistrationEvent::Registered { .. } | RegistrationEvent::Failed { .. }
+            ) {
+                self.reresolve(id);
+            }
             if let Some((key, events)) = self.owners.get(&id) {
                 let _ = events.send(SipEvent::Registration {
                     handle: key.handle,
@@ -776,6 +826,7 @@ impl Driver {
             }
             if done {
                 self.owners.remove(&id);
+                self.registration_servers.remove(&id);
             }
         }
     }

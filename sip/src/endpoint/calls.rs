@@ -30,6 +30,8 @@ pub(super) struct CallEntry {
     /// over that flow (the connection, or the source address), not to its Contact, which
     /// behind NAT is an address nobody can reach (RFC 5626's flows, Kamailio's nathelper).
     pub(super) direct: bool,
+    /// The servers the INVITE may fail over to before it is answered (RFC 3263).
+    pub(super) failover: super::Failover,
 }
 
 /// Whether a request came straight from the user agent that sent it (one Via).
@@ -58,10 +60,22 @@ impl Endpoint {
                 call,
                 target,
                 direct,
+                failover: super::Failover::default(),
             },
         );
         self.pump_call(now, id);
         id
+    }
+
+    /// The servers an outgoing call's INVITE may go to, best first (the first being the one it
+    /// was sent to): if a server times out, fails at the transport or answers 503 before any
+    /// provisional response, the INVITE goes to the next.
+    pub fn set_call_targets(&mut self, id: CallId, targets: Vec<Target>) {
+        if let Some(entry) = self.calls.get_mut(&id)
+            && let Some(target) = entry.failover.replace(targets, entry.target)
+        {
+            entry.target = target;
+        }
     }
 
     /// Runs a command on a call (hang up, ring, answer...), then sends what it produced.
@@ -141,6 +155,7 @@ impl Endpoint {
                         call,
                         target: source,
                         direct: from_the_phone_itself(&request),
+                        failover: super::Failover::default(),
                     },
                 );
                 self.events.push_back(EndpointEvent::Incoming {
@@ -239,6 +254,14 @@ impl Endpoint {
             return;
         };
         for outcome in outcomes {
+            if super::server_failed(&outcome)
+                && entry.failover.targets_left()
+                && entry.call.failover(now, request)
+                && let Some(next) = entry.failover.next()
+            {
+                entry.target = next;
+                continue;
+            }
             match outcome {
                 Event::Provisional(response) | Event::Final(response) => {
                     entry.call.handle_response(now, &response)

@@ -238,6 +238,7 @@ impl Endpoint {
                         call,
                         target: source,
                         direct: super::calls::from_the_phone_itself(invite),
+                        failover: super::Failover::default(),
                     },
                 );
                 self.pump_call(now, id);

@@ -5,7 +5,7 @@ use crate::auth::{Credentials, Secret, ha1};
 
 const REGISTRAR: &str = "127.0.0.1:5060";
 
-fn endpoint() -> Endpoint {
+pub(super) fn endpoint() -> Endpoint {
     endpoint_with(20_000)
 }
 
@@ -29,7 +29,7 @@ fn registrar() -> Target {
     }
 }
 
-fn registration(contact_user: &str) -> RegistrationConfig {
+pub(super) fn registration(contact_user: &str) -> RegistrationConfig {
     RegistrationConfig {
         user: "alice".into(),
         domain: "127.0.0.1".into(),
@@ -49,14 +49,14 @@ fn registration(contact_user: &str) -> RegistrationConfig {
     }
 }
 
-fn alice() -> Credentials {
+pub(super) fn alice() -> Credentials {
     Credentials {
         username: "alice".into(),
         secret: Secret::Ha1(ha1("alice", "127.0.0.1", "alicepw")),
     }
 }
 
-fn sent(endpoint: &mut Endpoint) -> Vec<(Target, Message)> {
+pub(super) fn sent(endpoint: &mut Endpoint) -> Vec<(Target, Message)> {
     std::iter::from_fn(|| endpoint.poll_transmit())
         .map(|transmit| {
             (
@@ -67,7 +67,7 @@ fn sent(endpoint: &mut Endpoint) -> Vec<(Target, Message)> {
         .collect()
 }
 
-fn events(endpoint: &mut Endpoint) -> Vec<EndpointEvent> {
+pub(super) fn events(endpoint: &mut Endpoint) -> Vec<EndpointEvent> {
     std::iter::from_fn(|| endpoint.poll_event()).collect()
 }
 

@@ -10,6 +10,7 @@ mod accounts;
 mod calls;
 mod closes;
 mod cuttlefish;
+mod dns;
 mod gstreamer;
 mod handshake;
 mod http;

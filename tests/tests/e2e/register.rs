@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use gateway::Config;
-use gateway_tests::peers::{Dnsmasq, Kamailio, KamailioOptions};
+use gateway_tests::peers::{Kamailio, KamailioOptions};
 use gateway_tests::{Client, Gateway};
 use protocol::{AccountEvent, Event, RegistrationState, ServerMessage, Version};
 use serde_json::json;
 
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
-fn ha1(user: &str, realm: &str, password: &str) -> String {
+pub(crate) fn ha1(user: &str, realm: &str, password: &str) -> String {
     sip::auth::ha1(user, realm, password)
 }
 
@@ -22,7 +22,7 @@ async fn gateway(kamailio: &Kamailio, transport: &str) -> Gateway {
 }
 
 /// Adds `user@127.0.0.1` with this HA1 and asks to register it.
-async fn register(client: &mut Client, user: &str, ha1: &str) {
+pub(crate) async fn register(client: &mut Client, user: &str, ha1: &str) {
     let account = format!("{user}@127.0.0.1");
     client
         .expect_ack(json!({"sylkrtc": "account-add", "account": account, "password": ha1, "user_agent": "e2e browser"}))
@@ -33,7 +33,7 @@ async fn register(client: &mut Client, user: &str, ha1: &str) {
 }
 
 /// The next registration state of `user`.
-async fn state(client: &mut Client, user: &str) -> RegistrationState {
+pub(crate) async fn state(client: &mut Client, user: &str) -> RegistrationState {
     match tokio::time::timeout(WAIT, client.recv())
         .await
         .expect("a registration event in time")
@@ -49,12 +49,12 @@ async fn state(client: &mut Client, user: &str) -> RegistrationState {
     }
 }
 
-async fn until_registered(client: &mut Client, user: &str) {
+pub(crate) async fn until_registered(client: &mut Client, user: &str) {
     assert_eq!(state(client, user).await, RegistrationState::Registering);
     assert_eq!(state(client, user).await, RegistrationState::Registered);
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(work)
         .await
         .expect("blocking work")
@@ -255,68 +255,6 @@ async fn short_expiries_are_refreshed_and_a_restarted_registrar_gets_the_binding
     drop(kamailio);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_registrar_is_found_through_dns_srv() {
-    let kamailio = std::sync::Arc::new(Kamailio::start(KamailioOptions::default()));
-    let dns = Dnsmasq::start(&[
-        format!(
-            "--srv-host=_sip._udp.example.test,sip1.example.test,{},0,0",
-            kamailio.port
-        ),
-        "--address=/sip1.example.test/127.0.0.1".to_owned(),
-    ]);
-    let mut config = Config::default();
-    config.sip.dns_servers = vec![dns.addr];
-    let gateway = Gateway::start(config).await;
-    let mut client = gateway.client().await;
-    let account = "alice@example.test";
-    client
-        .expect_ack(json!({"sylkrtc": "account-add", "account": account, "password": ha1("alice", "example.test", "alicepw")}))
-        .await;
-    client
-        .expect_ack(json!({"sylkrtc": "account-register", "account": account}))
-        .await;
-    for expected in [
-        RegistrationState::Registering,
-        RegistrationState::Registered,
-    ] {
-        match tokio::time::timeout(WAIT, client.recv()).await.unwrap() {
-            ServerMessage::Event(Event::Account {
-                event: AccountEvent::RegistrationState(state),
-                ..
-            }) => {
-                assert_eq!(state, expected, "{}", kamailio.log.text());
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-    let k = kamailio.clone();
-    blocking(move || k.wait_bindings("alice", 1, WAIT)).await;
-
-    // A domain with no records fails with the reason.
-    client
-        .expect_ack(json!({"sylkrtc": "account-add", "account": "bob@nowhere.test", "password": ha1("bob", "nowhere.test", "x")}))
-        .await;
-    client
-        .expect_ack(json!({"sylkrtc": "account-register", "account": "bob@nowhere.test"}))
-        .await;
-    let mut states = Vec::new();
-    for _ in 0..2 {
-        if let ServerMessage::Event(Event::Account {
-            event: AccountEvent::RegistrationState(state),
-            ..
-        }) = tokio::time::timeout(WAIT, client.recv()).await.unwrap()
-        {
-            states.push(state);
-        }
-    }
-    assert_eq!(states[0], RegistrationState::Registering);
-    assert!(
-        matches!(&states[1], RegistrationState::Failed { reason: Some(reason) } if reason.starts_with("503")),
-        "{states:?}"
-    );
-}
-
 /// Runs sipsak with `args`; returns its exit code and output.
 async fn sipsak(args: Vec<String>) -> (i32, String) {
     let binary = gateway_tests::peers::require("sipsak", "sipsak");
@@ -492,47 +430,4 @@ async fn registers_over_tls_and_checks_the_certificate() {
         other => panic!("expected failed, got {other:?}"),
     }
     assert!(kamailio.bindings("bob").is_empty());
-}
-
-/// A domain DNS cannot resolve fails the registration with 503, and the look-up is tried again
-/// with backoff (30 s first) instead of being left failed for good.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dns_failure_at_register_is_retried_with_backoff() {
-    let dns = Dnsmasq::start(&["--address=/other.test/127.0.0.1".to_owned()]);
-    let mut config = Config::default();
-    config.sip.dns_servers = vec![dns.addr];
-    let gateway = Gateway::start(config).await;
-    let mut client = gateway.client().await;
-    let account = "alice@nowhere.test";
-    client
-        .expect_ack(json!({"sylkrtc": "account-add", "account": account, "password": ha1("alice", "nowhere.test", "pw")}))
-        .await;
-    client
-        .expect_ack(json!({"sylkrtc": "account-register", "account": account}))
-        .await;
-    let mut states = Vec::new();
-    // Registering, failed, then (after the first backoff of 30 s) registering again.
-    while states.len() < 3 {
-        if states.len() == 2 {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-        }
-        match client.recv().await {
-            ServerMessage::Event(Event::Account {
-                event: AccountEvent::RegistrationState(state),
-                ..
-            }) => states.push(state),
-            other => panic!("{other:?}"),
-        }
-    }
-    assert_eq!(states[0], RegistrationState::Registering);
-    match &states[1] {
-        RegistrationState::Failed {
-            reason: Some(reason),
-        } => assert!(reason.starts_with("503"), "{reason}"),
-        other => panic!("expected failed, got {other:?}"),
-    }
-    assert_eq!(states[2], RegistrationState::Registering, "retried");
-    client
-        .expect_ack_amid_events(json!({"sylkrtc": "account-remove", "account": account}))
-        .await;
 }

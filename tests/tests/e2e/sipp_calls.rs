@@ -15,7 +15,7 @@ use tokio::process::Child;
 use crate::calls::{state, until};
 
 /// sipp running `scenario` as the far end, on a free port.
-fn sipp_uas(scenario: &str) -> (u16, Child) {
+pub(crate) fn sipp_uas(scenario: &str) -> (u16, Child) {
     let sipp = require("sipp", "sip-tester");
     let port = free_port();
     let child = tokio::process::Command::new(sipp)
@@ -44,7 +44,7 @@ fn sipp_uas(scenario: &str) -> (u16, Child) {
     (port, child)
 }
 
-async fn sipp_done(child: Child) {
+pub(crate) async fn sipp_done(child: Child) {
     let output = tokio::time::timeout(Duration::from_secs(25), child.wait_with_output())
         .await
         .expect("sipp ends")
