@@ -92,6 +92,9 @@ pub enum EndpointEvent {
         /// What happened.
         event: CallEvent,
     },
+    /// A registration's attempt ended (registered, or every server failed): the time to look
+    /// its servers up again, so that its next refresh or retry goes where the DNS says then.
+    RegistrationSettled(RegistrationId),
     /// A phone of the local domain did not answer its OPTIONS ping: its binding is gone.
     BindingLost(crate::registrar::Ping),
 }
@@ -140,6 +143,9 @@ impl PartialEq for EndpointEvent {
                 },
             ) => pending == other_pending && invite.to_bytes() == other_invite.to_bytes(),
             (EndpointEvent::BindingLost(ping), EndpointEvent::BindingLost(other)) => ping == other,
+            (EndpointEvent::RegistrationSettled(id), EndpointEvent::RegistrationSettled(other)) => {
+                id == other
+            }
             _ => false,
         }
     }
@@ -915,7 +921,12 @@ impl Endpoint {
                 Event::TransportError => entry.registration.handle_failure(now, Failure::Transport),
                 Event::Provisional(_) | Event::Ack(_) => continue,
             }
+            let settled = entry.registration.is_settled();
             self.pump(now, owner);
+            if settled {
+                self.events
+                    .push_back(EndpointEvent::RegistrationSettled(owner));
+            }
         }
     }
 

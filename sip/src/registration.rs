@@ -223,6 +223,11 @@ impl Registration {
         )
     }
 
+    /// Whether an attempt just ended: registered or failed, nothing outstanding.
+    pub fn is_settled(&self) -> bool {
+        matches!(self.phase, Phase::Registered | Phase::Failed)
+    }
+
     /// Whether nothing more will happen (un-registered).
     pub fn is_done(&self) -> bool {
         self.phase == Phase::Done

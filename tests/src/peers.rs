@@ -413,8 +413,13 @@ pub struct Dnsmasq {
 impl Dnsmasq {
     /// Starts one with these extra options (`--srv-host=...`, `--address=/name/ip`, ...).
     pub fn start(records: &[String]) -> Dnsmasq {
+        Self::start_at(free_port(), records)
+    }
+
+    /// As [`Dnsmasq::start`], on this port (to change the records a client is given: stop one,
+    /// start another where it was).
+    pub fn start_at(port: u16, records: &[String]) -> Dnsmasq {
         let binary = require("dnsmasq", "dnsmasq-base");
-        let port = free_port();
         let child = Command::new(binary)
             .args([
                 "--keep-in-foreground",

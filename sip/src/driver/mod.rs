@@ -805,6 +805,10 @@ impl Driver {
                     self.local_invite(&pending, source, authenticated, &invite);
                     continue;
                 }
+                EndpointEvent::RegistrationSettled(id) => {
+                    self.reresolve(id);
+                    continue;
+                }
                 EndpointEvent::BindingLost(ping) => {
                     info!(user = %ping.user, contact = %ping.contact, remote = %ping.target.addr,
                         "a phone did not answer its OPTIONS ping: its registration is removed");
@@ -812,12 +816,6 @@ impl Driver {
                 }
             };
             let done = event == RegistrationEvent::Unregistered;
-            if matches!(
-                event,
-                RegistrationEvent::Registered { .. } | RegistrationEvent::Failed { .. }
-            ) {
-                self.reresolve(id);
-            }
             if let Some((key, events)) = self.owners.get(&id) {
                 let _ = events.send(SipEvent::Registration {
                     handle: key.handle,

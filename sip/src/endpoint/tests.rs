@@ -102,6 +102,7 @@ fn registered(endpoint: &mut Endpoint, now: Instant, contact_user: &str) -> Regi
                 id,
                 event: RegistrationEvent::Registered { expires: 600 }
             },
+            EndpointEvent::RegistrationSettled(id),
         ]
     );
     id
@@ -150,7 +151,9 @@ fn an_unanswered_register_is_retransmitted_then_fails_with_408() {
         sends += sent(&mut endpoint).len();
     }
     assert_eq!(sends, 11);
-    let failure = events(&mut endpoint).pop().unwrap();
+    let mut reported = events(&mut endpoint);
+    assert_eq!(reported.pop(), Some(EndpointEvent::RegistrationSettled(id)));
+    let failure = reported.pop().unwrap();
     assert_eq!(
         failure,
         EndpointEvent::Registration {
@@ -318,7 +321,9 @@ fn a_transport_error_fails_the_register() {
     );
     assert_eq!(sent(&mut endpoint).len(), 1);
     endpoint.handle_transport_error(now, tcp);
-    let last = events(&mut endpoint).pop().unwrap();
+    let mut reported = events(&mut endpoint);
+    assert_eq!(reported.pop(), Some(EndpointEvent::RegistrationSettled(id)));
+    let last = reported.pop().unwrap();
     assert!(
         matches!(last, EndpointEvent::Registration { id: got, event: RegistrationEvent::Failed { .. } } if got == id)
     );

@@ -318,3 +318,39 @@ async fn a_call_fails_over_to_the_next_srv_target_on_503() {
     sipp_done(second).await;
     browser.close().await;
 }
+
+/// The servers are looked up again as the registration goes on: when the domain's SRV record
+/// moves to another registrar, the next refresh goes there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_follows_the_domains_records_when_they_change() {
+    // Both grant at most 4 s: refreshes every 2 s.
+    let options = || KamailioOptions {
+        max_expires: 4,
+        ..KamailioOptions::default()
+    };
+    let old = std::sync::Arc::new(Kamailio::start(options()));
+    let new = std::sync::Arc::new(Kamailio::start(options()));
+    let records = |port: u16| {
+        vec![
+            format!("--srv-host=_sip._udp.example.test,registrar.example.test,{port},10,0"),
+            "--address=/example.test/127.0.0.1".to_owned(),
+        ]
+    };
+    let dns = Dnsmasq::start(&records(old.port));
+    let mut config = Config::default();
+    config.sip.dns_servers = vec![dns.addr];
+    let gateway = Gateway::start(config).await;
+    let mut client = gateway.client().await;
+    register_alice(&mut client).await;
+    let states = states_until_settled(&mut client, WAIT).await;
+    assert_eq!(states.last(), Some(&RegistrationState::Registered));
+    let o = old.clone();
+    blocking(move || o.wait_bindings("alice", 1, WAIT)).await;
+    assert!(new.bindings("alice").is_empty());
+
+    let port = dns.addr.port();
+    drop(dns);
+    let _dns = Dnsmasq::start_at(port, &records(new.port));
+    let n = new.clone();
+    blocking(move || n.wait_bindings("alice", 1, Duration::from_secs(10))).await;
+}
