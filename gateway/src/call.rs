@@ -669,6 +669,10 @@ impl Call {
             CallEvent::Info { content_type, body } => {
                 debug!(%content_type, body = %String::from_utf8_lossy(&body), "INFO from the SIP side");
             }
+            CallEvent::Redirected { code, contacts, .. } => {
+                // The SIP driver follows it or ends the call, as its policy says.
+                info!(code, ?contacts, "call redirected");
+            }
             CallEvent::InfoAnswered { code } => {
                 debug!(code, "DTMF INFO answered");
                 self.dtmf_in_flight = false;

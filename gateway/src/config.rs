@@ -384,6 +384,12 @@ pub struct SipConfig {
     /// first one must come within 30 s).
     #[serde(default = "default_sip_idle_timeout")]
     pub idle_timeout: u64,
+    /// The hosts a 3xx response may send an outgoing call to (`"sip.example.com"`, or `"*"`
+    /// for any). A redirection elsewhere is not followed (it could send a call, and its
+    /// charges, anywhere): the call ends with the 3xx and its Contact. At most three are
+    /// followed per call, never back to a URI already tried.
+    #[serde(default)]
+    pub redirect_domains: Vec<String>,
     /// The User-Agent of REGISTERs when the client names none, and the Server of responses.
     #[serde(default = "default_user_agent")]
     pub user_agent: String,
@@ -543,6 +549,7 @@ impl Default for SipConfig {
             max_connections: default_sip_max_connections(),
             max_connections_per_source: default_sip_max_connections_per_source(),
             idle_timeout: default_sip_idle_timeout(),
+            redirect_domains: Vec::new(),
             user_agent: default_user_agent(),
             session_expires: default_session_expires(),
             min_se: default_min_se(),

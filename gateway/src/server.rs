@@ -448,6 +448,7 @@ pub(crate) fn sip_config(config: &Config) -> Result<DriverConfig> {
         max_connections: sip.max_connections,
         max_connections_per_source: sip.max_connections_per_source,
         idle_timeout: Duration::from_secs(sip.idle_timeout),
+        redirect_domains: sip.redirect_domains.clone(),
     })
 }
 

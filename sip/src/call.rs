@@ -171,6 +171,16 @@ pub enum CallEvent {
         /// The fork's To tag.
         tag: Option<String>,
     },
+    /// Our INVITE was redirected (3xx): follow it with [`Call::follow_redirect`] or end the
+    /// call with [`Call::refuse_redirect`]; nothing happens until one of them is called.
+    Redirected {
+        /// The status code.
+        code: u16,
+        /// The status line.
+        reason: String,
+        /// The Contacts, most preferred first (by `q`, then in order).
+        contacts: Vec<String>,
+    },
     /// The first 2xx to our INVITE: the call is up.
     Answered {
         /// The SDP answer (or none, which the owner must treat as an error).
@@ -297,6 +307,10 @@ pub struct Call {
     /// Outgoing: a hang-up came before any provisional response.
     cancel_pending: bool,
     cancel_sent: bool,
+    /// Outgoing: a 3xx waiting for its owner's decision (its status code and line).
+    redirect: Option<(u16, String)>,
+    /// Outgoing: the Request-URIs our INVITE has been sent to, the first included.
+    visited: Vec<String>,
     /// Outgoing: early dialogs by To tag, with the last RSeq acknowledged.
     early: HashMap<String, (Dialog, u32)>,
     /// Outgoing: the To tag of the last provisional response with SDP, the early dialog whose
@@ -408,6 +422,8 @@ impl Call {
             reliable_required: false,
             cancel_pending: false,
             cancel_sent: false,
+            redirect: None,
+            visited: Vec::new(),
             early: HashMap::new(),
             early_media: None,
             dialog: None,
@@ -748,6 +764,8 @@ impl Call {
     fn hangup_with(&mut self, now: Instant, code: Option<u16>, reason: String) {
         let _ = now;
         match self.phase {
+            // A redirection waits for nobody but us: nothing is outstanding.
+            Phase::Calling if self.redirect.take().is_some() => self.phase = Phase::Done,
             Phase::Calling => self.cancel_pending = true,
             Phase::Early => {
                 if !self.cancel_sent {

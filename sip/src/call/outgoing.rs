@@ -10,6 +10,52 @@ use crate::dialog::Dialog;
 use crate::message::{Message, RequestUri, StartLine};
 
 impl Call {
+    /// Follows the 3xx reported by [`CallEvent::Redirected`]: the INVITE again (same Call-ID,
+    /// From and To, a higher CSeq, RFC 3261 section 8.1.3.4) with `uri` as its Request-URI.
+    /// Refused, ending the call, past three redirections or for a URI already tried (a loop).
+    pub fn follow_redirect(&mut self, now: Instant, uri: &str) -> Result<(), String> {
+        let Some((code, line)) = self.redirect.take() else {
+            return Err("no redirection to follow".to_owned());
+        };
+        let Some(outgoing) = &mut self.outgoing else {
+            return Err("not an outgoing call".to_owned());
+        };
+        if self.visited.is_empty() {
+            self.visited.push(
+                outgoing
+                    .target
+                    .clone()
+                    .unwrap_or_else(|| outgoing.uri.clone()),
+            );
+        }
+        let refusal = if self.visited.len() > MAX_REDIRECTS {
+            Some(format!("more than {MAX_REDIRECTS} redirections"))
+        } else if self.visited.iter().any(|seen| same_target(seen, uri)) {
+            Some(format!("a redirection loop back to {uri}"))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            self.phase = Phase::Done;
+            self.end(Some(code), format!("{line} (not followed: {refusal})"));
+            return Err(refusal);
+        }
+        outgoing.target = Some(uri.to_owned());
+        self.visited.push(uri.to_owned());
+        self.send_invite(now);
+        Ok(())
+    }
+
+    /// Ends the call on the 3xx reported by [`CallEvent::Redirected`], with `why` it was not
+    /// followed (the status line and the Contact go in the reason).
+    pub fn refuse_redirect(&mut self, why: &str) {
+        let Some((code, line)) = self.redirect.take() else {
+            return;
+        };
+        self.phase = Phase::Done;
+        self.end(Some(code), format!("{line} ({why})"));
+    }
+
     /// Our INVITE's server failed before any provisional response (no response, a transport
     /// error, 503): the INVITE again in a new transaction, for the next server of the domain
     /// (RFC 3263 section 4.3). False when `request` is not our outstanding INVITE, or when the
@@ -192,6 +238,22 @@ impl Call {
                 });
             }
             200..=299 => self.invite_accepted(now, &invite, response),
+            300..=399 if !self.cancel_pending && !self.cancel_sent && !self.terminated => {
+                let contacts = redirect_contacts(response);
+                if contacts.is_empty() {
+                    self.phase = Phase::Done;
+                    return self.end(
+                        Some(code),
+                        format!("{} (no Contact)", response_line(response)),
+                    );
+                }
+                self.redirect = Some((code, response_line(response)));
+                self.events.push_back(CallEvent::Redirected {
+                    code,
+                    reason: response_line(response),
+                    contacts,
+                });
+            }
             401 | 407 if !self.cancel_sent && !self.terminated => {
                 match self.auth.challenge(response) {
                     Ok(()) => self.send_invite(now),
@@ -322,4 +384,40 @@ impl Call {
             sdp: sdp_of(response),
         });
     }
+}
+
+/// The most 3xx responses one call follows.
+pub(super) const MAX_REDIRECTS: usize = 3;
+
+/// The Contact URIs of a 3xx, highest `q` first (RFC 3261 section 8.1.3.4), in order otherwise.
+fn redirect_contacts(response: &Message) -> Vec<String> {
+    let mut contacts: Vec<(u32, String)> = response
+        .headers
+        .get_raw(&Name::CONTACT)
+        .flat_map(|value| crate::message::split_list(value.as_str()))
+        .filter_map(|entry| {
+            let uri = crate::dialog::bare_uri(entry.trim()).trim();
+            if uri.is_empty() || uri == "*" {
+                return None;
+            }
+            // q in thousandths: "1", "0.5", "0.25" and so on.
+            let q = crate::message::header_param(entry, "q")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .map_or(1000, |q| (q.clamp(0.0, 1.0) * 1000.0) as u32);
+            Some((q, uri.to_owned()))
+        })
+        .collect();
+    contacts.sort_by_key(|(q, _)| std::cmp::Reverse(*q));
+    contacts.into_iter().map(|(_, uri)| uri).collect()
+}
+
+/// Whether two URIs name the same target (scheme, user and host, case aside; parameters too).
+fn same_target(a: &str, b: &str) -> bool {
+    let strip = |uri: &str| {
+        uri.trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_ascii_lowercase()
+    };
+    strip(a) == strip(b)
 }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use ezk_sip_types::Name;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{Account, Driver, Input, LocalCallee, SipEvent};
 use crate::call::{Call, CallConfig, CallEvent, Ending, Outgoing, Warning};
@@ -444,12 +444,75 @@ impl Driver {
     }
 
     pub(super) fn call_event(&mut self, id: CallId, event: CallEvent) {
+        if let CallEvent::Redirected { contacts, .. } = &event {
+            self.redirect(id, contacts);
+        }
         let terminated = matches!(event, CallEvent::Terminated(_));
         if let Some((call, events)) = self.call_owners.get(&id) {
             let _ = events.send(SipEvent::Call { call: *call, event });
         }
         if terminated && let Some((call, _)) = self.call_owners.remove(&id) {
             self.calls.remove(&call);
+        }
+    }
+
+    /// A 3xx: followed to the first Contact the policy allows (`[sip] redirect_domains`), whose
+    /// server is looked up first; otherwise the call ends with the Contact in its reason.
+    fn redirect(&mut self, id: CallId, contacts: &[String]) {
+        let allowed = |uri: &str| {
+            crate::registrar::uri_host(uri).is_some_and(|host| {
+                self.config
+                    .redirect_domains
+                    .iter()
+                    .any(|domain| domain == "*" || domain.eq_ignore_ascii_case(host))
+            })
+        };
+        let Some(uri) = contacts.iter().find(|uri| allowed(uri)).cloned() else {
+            let first = contacts.first().map_or("", String::as_str);
+            warn!(
+                contact = first,
+                "a redirection to a host not in [sip] redirect_domains is not followed"
+            );
+            let why =
+                format!("redirected to {first}, not followed: not among [sip] redirect_domains");
+            let now = Instant::now().into_std();
+            self.endpoint
+                .with_call(now, id, |call| call.refuse_redirect(&why));
+            return;
+        };
+        info!(%uri, "following a redirection");
+        // Through the outbound proxy when there is one, else to the Contact's own server.
+        let server = self
+            .config
+            .outbound_proxy
+            .clone()
+            .unwrap_or_else(|| uri.clone());
+        let target = uri.clone();
+        self.resolve(server, move |result| Input::RedirectResolved {
+            id,
+            uri: target,
+            result,
+        });
+    }
+
+    /// The server of a redirection's target was looked up: the INVITE goes there.
+    pub(super) fn redirect_resolved(
+        &mut self,
+        id: CallId,
+        uri: &str,
+        result: Result<(Vec<Target>, String), String>,
+    ) {
+        let now = Instant::now().into_std();
+        match result {
+            Ok((targets, name)) => {
+                self.remember_tls_names(&targets, &name);
+                self.endpoint.redirect_call(now, id, uri, targets);
+            }
+            Err(error) => {
+                let why = format!("redirected to {uri}, whose server was not found: {error}");
+                self.endpoint
+                    .with_call(now, id, |call| call.refuse_redirect(&why));
+            }
         }
     }
 

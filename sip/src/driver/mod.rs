@@ -75,6 +75,8 @@ pub struct DriverConfig {
     /// How long a connection a peer opened may stay without sending a complete message (or a
     /// keep-alive); its first one must come within [`FIRST_MESSAGE_TIMEOUT`].
     pub idle_timeout: Duration,
+    /// The hosts a 3xx may send an outgoing call to (`*`: any); others are not followed.
+    pub redirect_domains: Vec<String>,
 }
 
 /// How long a peer's new connection may take to send its first message (or keep-alive).
@@ -318,6 +320,12 @@ enum Input {
     /// every refresh uses a look-up made since the previous one).
     Reresolved {
         id: RegistrationId,
+        result: Result<(Vec<Target>, String), String>,
+    },
+    /// The server of a redirected call's new target was looked up.
+    RedirectResolved {
+        id: CallId,
+        uri: String,
         result: Result<(Vec<Target>, String), String>,
     },
     /// A call's proxy was looked up.
@@ -577,6 +585,7 @@ impl Driver {
                 self.endpoint.handle_transport_error(now, target);
             }
             Input::CallResolved { call, result } => self.call_resolved(call, result),
+            Input::RedirectResolved { id, uri, result } => self.redirect_resolved(id, &uri, result),
             Input::RetryResolve { key } => {
                 // Still wanted (not unregistered meanwhile): look it up again.
                 let Some(Slot::Resolving {

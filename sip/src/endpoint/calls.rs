@@ -67,6 +67,22 @@ impl Endpoint {
         id
     }
 
+    /// Follows a call's redirection to `uri`, whose servers are `targets` (best first); a
+    /// refusal (too many redirections, a loop) ends the call with its reason.
+    pub fn redirect_call(&mut self, now: Instant, id: CallId, uri: &str, targets: Vec<Target>) {
+        let Some(entry) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(first) = targets.first().copied() else {
+            return;
+        };
+        entry.target = first;
+        entry.failover.replace(targets, first);
+        // A refusal has already ended the call, with its reason: nothing more to do.
+        let _ = entry.call.follow_redirect(now, uri);
+        self.pump_call(now, id);
+    }
+
     /// The servers an outgoing call's INVITE may go to, best first (the first being the one it
     /// was sent to): if a server times out, fails at the transport or answers 503 before any
     /// provisional response, the INVITE goes to the next.

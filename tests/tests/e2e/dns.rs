@@ -8,11 +8,11 @@ use std::time::Duration;
 use gateway::Config;
 use gateway_tests::Gateway;
 use gateway_tests::peers::{Dnsmasq, Kamailio, KamailioOptions, free_port};
-use protocol::{AccountEvent, Event, RegistrationState, ServerMessage};
+use protocol::{AccountEvent, Event, RegistrationState, ServerMessage, SessionState};
 use serde_json::json;
 
 use crate::register::{WAIT, blocking, ha1};
-use crate::sipp_calls::{sipp_done, sipp_uas};
+use crate::sipp_calls::{sipp_done, sipp_uas, sipp_uas_with};
 
 /// The registration states of `account`, until registered or failed (or `limit` passes).
 async fn states_until_settled(
@@ -274,7 +274,6 @@ async fn naptr_chooses_tls_and_the_certificate_is_checked_against_the_sip_domain
 /// the browser's call is accepted as if the first had not been there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_fails_over_to_the_next_srv_target_on_503() {
-    use gateway_tests::browser::{AudioCodec, Browser};
     let (overloaded, first) = sipp_uas("uas_invite_503.xml");
     let (answering, second) = sipp_uas("uas_183_then_200.xml");
     let dns = Dnsmasq::start(&[
@@ -284,22 +283,7 @@ async fn a_call_fails_over_to_the_next_srv_target_on_503() {
     ]);
     let mut config = Config::default();
     config.sip.dns_servers = vec![dns.addr];
-    let gateway = Gateway::start(config).await;
-    let mut client = gateway.client().await;
-    client
-        .expect_ack(
-            json!({"sylkrtc": "account-add", "account": "alice@example.test",
-            "password": ha1("alice", "example.test", "alicepw")}),
-        )
-        .await;
-    let browser = Browser::new(&[AudioCodec::Pcmu]).await;
-    let offer = browser.offer().await;
-    client
-        .expect_ack(
-            json!({"sylkrtc": "session-create", "account": "alice@example.test",
-            "session": "s1", "uri": "bob@example.test", "sdp": offer}),
-        )
-        .await;
+    let (_gateway, mut client, browser) = call_example_test(config, "s1").await;
     let accepted = crate::calls::until(&mut client, "s1", |state| {
         matches!(
             state,
@@ -353,4 +337,87 @@ async fn a_refresh_follows_the_domains_records_when_they_change() {
     let _dns = Dnsmasq::start_at(port, &records(new.port));
     let n = new.clone();
     blocking(move || n.wait_bindings("alice", 1, Duration::from_secs(10))).await;
+}
+
+/// Starts a call from alice@example.test to bob@example.test (whose server the DNS names).
+async fn call_example_test(
+    config: Config,
+    session: &str,
+) -> (
+    Gateway,
+    gateway_tests::Client,
+    gateway_tests::browser::Browser,
+) {
+    use gateway_tests::browser::{AudioCodec, Browser};
+    let gateway = Gateway::start(config).await;
+    let mut client = gateway.client().await;
+    client
+        .expect_ack(
+            json!({"sylkrtc": "account-add", "account": "alice@example.test",
+            "password": ha1("alice", "example.test", "alicepw")}),
+        )
+        .await;
+    let browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let offer = browser.offer().await;
+    client
+        .expect_ack(
+            json!({"sylkrtc": "session-create", "account": "alice@example.test",
+            "session": session, "uri": "bob@example.test", "sdp": offer}),
+        )
+        .await;
+    (gateway, client, browser)
+}
+
+/// A 302 to a host that `[sip] redirect_domains` allows is followed: the INVITE goes to the
+/// Contact and that callee answers. With the default (no host allowed) the call ends with the
+/// 3xx and the Contact it named, and nothing reaches that Contact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirections_are_followed_only_to_allowed_hosts() {
+    for allowed in [true, false] {
+        let (target, callee) = sipp_uas("uas_183_then_200.xml");
+        let target_port = target.to_string();
+        let (port, redirector) =
+            sipp_uas_with("uas_302.xml", &["-key", "target_port", &target_port]);
+        let dns = Dnsmasq::start(&[
+            format!("--srv-host=_sip._udp.example.test,redirect.example.test,{port},10,0"),
+            "--address=/example.test/127.0.0.1".to_owned(),
+        ]);
+        let mut config = Config::default();
+        config.sip.dns_servers = vec![dns.addr];
+        if allowed {
+            config.sip.redirect_domains = vec!["127.0.0.1".into()];
+        }
+        let session = if allowed { "followed" } else { "refused" };
+        let (gateway, mut client, browser) = call_example_test(config, session).await;
+        let end = crate::calls::until(&mut client, session, |state| {
+            matches!(
+                state,
+                SessionState::Accepted { .. } | SessionState::Terminated { .. }
+            )
+        })
+        .await;
+        sipp_done(redirector).await;
+        if allowed {
+            assert!(matches!(end, SessionState::Accepted { .. }), "{end:?}");
+            client
+                .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": session}))
+                .await;
+            sipp_done(callee).await;
+        } else {
+            let SessionState::Terminated {
+                reason: Some(reason),
+            } = end
+            else {
+                panic!("{end:?}");
+            };
+            assert!(reason.starts_with("302"), "{reason}");
+            assert!(
+                reason.contains(&format!("sip:target@127.0.0.1:{target_port}")),
+                "{reason}"
+            );
+            drop(callee);
+        }
+        assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
+        browser.close().await;
+    }
 }

@@ -16,6 +16,11 @@ use crate::calls::{state, until};
 
 /// sipp running `scenario` as the far end, on a free port.
 pub(crate) fn sipp_uas(scenario: &str) -> (u16, Child) {
+    sipp_uas_with(scenario, &[])
+}
+
+/// As [`sipp_uas`], with more arguments (`-key name value` for the scenario's `[name]`).
+pub(crate) fn sipp_uas_with(scenario: &str, extra: &[&str]) -> (u16, Child) {
     let sipp = require("sipp", "sip-tester");
     let port = free_port();
     let child = tokio::process::Command::new(sipp)
@@ -32,6 +37,7 @@ pub(crate) fn sipp_uas(scenario: &str) -> (u16, Child) {
         ])
         .args(["-mp", &free_port().to_string()])
         .args(["-timeout", "20", "-timeout_error"])
+        .args(extra)
         .arg("-trace_err")
         // Its error log goes to the working directory.
         .current_dir(std::env::temp_dir())
