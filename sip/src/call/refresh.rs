@@ -10,6 +10,21 @@ use crate::message::Message;
 
 impl Call {
     pub(super) fn remote_offer(&mut self, now: Instant, method: Method, request: &Message) {
+        if self.phase == Phase::Ringing && method == Method::UPDATE {
+            // RFC 3311 section 5.2: in the early dialog an UPDATE without an offer is answered;
+            // a new offer while the INVITE's offer has no answer yet gets 500 and Retry-After.
+            let response = if request.body.is_empty() {
+                self.refresh_ok(request)
+            } else {
+                let mut response =
+                    self.respond_in_dialog(request, 500, "Server Internal Error (offer pending)");
+                response
+                    .headers
+                    .insert(Name::RETRY_AFTER, random_retry_after());
+                response
+            };
+            return self.out.push_back(CallOutput::Response(response));
+        }
         // RFC 3261 section 14: one offer at a time; a crossing one is glare.
         let busy = self.pending.is_some()
             || self.refreshing.is_some()
@@ -215,4 +230,13 @@ impl Call {
             _ => {}
         }
     }
+}
+
+/// A Retry-After between 1 and 10 seconds (RFC 3311 asks for a random one up to 10), from the
+/// clock's nanoseconds: spread enough that two phones retrying do not collide again.
+fn random_retry_after() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    (1 + nanos % 10).to_string()
 }

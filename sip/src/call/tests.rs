@@ -1095,3 +1095,35 @@ fn redirections_are_followed_once_each_and_loops_refused() {
         );
     }
 }
+
+/// UPDATE while the call rings (the early dialog): without a body it is answered 200; with an
+/// offer, while the INVITE's offer has no answer yet, 500 with a Retry-After of 1 to 10 s
+/// (RFC 3311 section 5.2), and the call goes on ringing.
+#[test]
+fn an_update_in_the_early_dialog_is_answered() {
+    let now = Instant::now();
+    let (mut call, _) = incoming(now, true, "");
+    call.ring(now);
+    drain(&mut call);
+    events(&mut call);
+    call.handle_request(now, &in_dialog("UPDATE", 21, "", ""));
+    assert_eq!(only_request(&mut call).code(), Some(200));
+    call.handle_request(
+        now,
+        &in_dialog(
+            "UPDATE",
+            22,
+            "Content-Type: application/sdp\n",
+            "v=0 sendonly\n",
+        ),
+    );
+    let refused = only_request(&mut call);
+    assert_eq!(refused.code(), Some(500));
+    let retry: u32 = refused
+        .header(&Name::RETRY_AFTER)
+        .and_then(|value| value.trim().parse().ok())
+        .expect("Retry-After");
+    assert!((1..=10).contains(&retry), "{retry}");
+    assert!(events(&mut call).is_empty());
+    assert!(!call.is_done());
+}

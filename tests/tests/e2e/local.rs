@@ -713,6 +713,13 @@ async fn a_phone_calls_the_browser(scenario: &'static str, delay: Duration) {
     browser.close().await;
 }
 
+/// UPDATE in the early dialog (after a reliable 180): without a body it is answered 200, with
+/// a new offer while the INVITE's is unanswered 500 and Retry-After (RFC 3311 section 5.2).
+#[tokio::test]
+async fn an_update_in_the_early_dialog_is_answered() {
+    a_phone_calls_the_browser("uac_early_update.xml", Duration::from_millis(2500)).await;
+}
+
 /// A phone behind NAT (its Contact names an address nobody can reach, its packets come from
 /// elsewhere) calls a browser: the BYE when the browser hangs up goes where the phone's INVITE
 /// came from, not to its Contact.
