@@ -7,6 +7,7 @@
 )]
 
 mod accounts;
+mod autobahn;
 mod calls;
 mod closes;
 mod cuttlefish;

@@ -256,3 +256,69 @@ async fn ended_with_bob_hearing_the_page(
         "{call}: bob hears {tone} Hz for {seconds} s"
     );
 }
+
+/// Chromium offers audio and video to a phone that has only audio: the gateway's answer
+/// declines the video with port 0, the offer's proto and one of the offer's own formats (strict
+/// WebRTC stacks refuse an answer naming a format the offer did not have, and with it the
+/// audio), and Chromium takes the answer.
+#[tokio::test]
+async fn declined_video_keeps_the_offers_proto_and_a_format_it_offered() {
+    let dir = TempDir::new();
+    let gateway = Gateway::start(crate::local::shipped()).await;
+    let _bob = crate::local::phone(&gateway, "bob", "x", BOB_TONE).await;
+    let mut client = crate::local::local_client(&gateway, "alice").await;
+    let mut page = browser(&dir);
+    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
+        .await;
+    let offer = page
+        .command(json!({"do": "evaluate", "expression": "(async () => {
+            window.pc = new RTCPeerConnection();
+            pc.addTransceiver('audio');
+            pc.addTransceiver('video');
+            await pc.setLocalDescription(await pc.createOffer());
+            return pc.localDescription.sdp;
+        })()"}))
+        .await;
+    let offer = offer.as_str().expect("an SDP offer").to_owned();
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
+            "account": format!("alice@{}", crate::local::DOMAIN), "session": "av",
+            "uri": format!("bob@{}", crate::local::DOMAIN), "sdp": offer}))
+        .await;
+    let answer = crate::local::answered(&mut client, "av").await;
+    let m_line = |sdp: &str| {
+        sdp.lines()
+            .find(|line| line.starts_with("m=video"))
+            .map(|line| {
+                line.split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .expect("an m=video line")
+    };
+    let (offered, answered) = (m_line(&offer), m_line(&answer));
+    assert_eq!(answered[1], "0", "declined: {answered:?}");
+    assert_eq!(answered[2], offered[2], "the offer's proto");
+    assert_eq!(answered.len(), 4, "one format: {answered:?}");
+    assert!(
+        offered[3..].contains(&answered[3]),
+        "{answered:?} names a format of {offered:?}"
+    );
+    // Chromium takes the answer: audio both ways, the video transceiver stopped.
+    let expression = format!(
+        "(async () => {{ await pc.setRemoteDescription({{type: 'answer', sdp: {}}});
+            const of = kind => pc.getTransceivers().find(t => t.receiver.track.kind === kind);
+            const video = of('video');
+            return {{audio: of('audio').currentDirection,
+                     video: !video || video.stopped ? 'stopped' : video.currentDirection}}; }})()",
+        serde_json::to_string(&answer).unwrap()
+    );
+    let directions = page
+        .command(json!({"do": "evaluate", "expression": expression}))
+        .await;
+    assert_eq!(directions, json!({"audio": "sendrecv", "video": "stopped"}));
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "av"}))
+        .await;
+    page.close().await;
+}
