@@ -27,8 +27,8 @@ use ezk_sip_types::{Method, Name};
 use crate::auth::{Credentials, DigestClient};
 use crate::dialog::{Dialog, record_routes};
 use crate::message::{Message, StartLine};
-use crate::registration::Transport;
 use crate::transaction::Timers;
+use crate::transport::Transport;
 
 mod outgoing;
 mod refresh;

@@ -141,13 +141,7 @@ fn request_uri(message: &Message) -> Option<String> {
     }
 }
 
-/// The URI of a name-addr or addr-spec (`"Bob" <sip:bob@h;lr>;x=y` gives `sip:bob@h;lr`).
-pub fn bare_uri(value: &str) -> &str {
-    match (value.find('<'), value.find('>')) {
-        (Some(open), Some(close)) if open < close => &value[open + 1..close],
-        _ => value.split(';').next().unwrap_or(value).trim(),
-    }
-}
+pub use crate::uri::bare_uri;
 
 /// A From or To value without its tag parameter.
 pub fn without_tag(value: &str) -> String {

@@ -9,7 +9,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -17,26 +16,16 @@ use ezk_sip_types::{Method, Name};
 
 use crate::call::CallEvent;
 use crate::message::{Frame, Message, ParseError, StartLine};
-use crate::registration::{
-    Failure, Registration, RegistrationConfig, RegistrationEvent, Transport,
-};
+use crate::registration::{Failure, Registration, RegistrationConfig, RegistrationEvent};
 use crate::transaction::{
     Event, InviteClient, InviteServer, NonInviteClient, NonInviteServer, Timers,
 };
+pub use crate::transport::Target;
 
 mod calls;
 mod local;
 use calls::CallEntry;
 pub use local::PendingInvite;
-
-/// Where a message goes or came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Target {
-    /// The transport.
-    pub transport: Transport,
-    /// The remote address.
-    pub addr: SocketAddr,
-}
 
 /// Bytes to send.
 #[derive(Debug, Clone)]

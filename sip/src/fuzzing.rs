@@ -54,8 +54,8 @@ mod tests {
     use super::*;
     use crate::endpoint::EndpointConfig;
     use crate::registrar::LocalDomain;
-    use crate::registration::Transport;
     use crate::transaction::Timers;
+    use crate::transport::Transport;
 
     /// Every message of the corpus: captured, synthetic, and RFC 4475's valid and invalid ones.
     fn corpus() -> Vec<Vec<u8>> {

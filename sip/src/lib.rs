@@ -22,5 +22,7 @@ pub mod registration;
 pub mod slots;
 pub mod stun;
 pub mod transaction;
+pub mod transport;
+pub mod uri;
 
 pub use message::{Frame, Invalid, Message, ParseError, RequestUri, StartLine, StreamFramer};

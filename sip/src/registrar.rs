@@ -16,9 +16,10 @@ use ezk_sip_types::header::typed::{AuthResponse, Contact};
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
-use crate::endpoint::Target;
 use crate::message::{Message, header_param, list};
-use crate::registration::Transport;
+use crate::transport::Target;
+use crate::transport::Transport;
+pub use crate::uri::{uri_host, uri_user};
 
 /// The local domain's settings.
 #[derive(Debug, Clone)]
@@ -340,7 +341,7 @@ impl Registrar {
     ) -> Message {
         let Some(user) = request
             .header(&Name::TO)
-            .and_then(|to| uri_user(crate::dialog::bare_uri(to)).map(str::to_owned))
+            .and_then(|to| uri_user(crate::uri::bare_uri(to)).map(str::to_owned))
         else {
             return request.response(400, "Bad Request (no user in To)", Some(tag));
         };
@@ -385,7 +386,7 @@ impl Registrar {
                 return request.response(400, "Bad Request (invalid Contact)", Some(tag));
             }
             for entry in &raw_contacts {
-                let uri = crate::dialog::bare_uri(entry).to_owned();
+                let uri = crate::uri::bare_uri(entry).to_owned();
                 let expires = header_param(entry, "expires")
                     .and_then(|value| value.parse::<u32>().ok())
                     .unwrap_or(default);
@@ -539,34 +540,12 @@ impl Registrar {
 fn does_outbound(contact: &str) -> bool {
     let instance = header_param(contact, "+sip.instance").is_some();
     let reg_id = header_param(contact, "reg-id").is_some();
-    let uri = crate::dialog::bare_uri(contact);
+    let uri = crate::uri::bare_uri(contact);
     let ob = uri
         .split(';')
         .skip(1)
         .any(|param| param.trim().eq_ignore_ascii_case("ob"));
     (instance && reg_id) || ob
-}
-
-/// The user part of a SIP URI (`sip:carol@local.test;x` gives `carol`).
-pub fn uri_user(uri: &str) -> Option<&str> {
-    let rest = uri
-        .strip_prefix("sip:")
-        .or_else(|| uri.strip_prefix("sips:"))?;
-    let (user, _) = rest.split_once('@')?;
-    Some(user.split(';').next().unwrap_or(user))
-}
-
-/// The host part of a SIP URI, without port or parameters.
-pub fn uri_host(uri: &str) -> Option<&str> {
-    let rest = uri
-        .strip_prefix("sip:")
-        .or_else(|| uri.strip_prefix("sips:"))?;
-    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let host = host.split([';', '?']).next()?;
-    Some(match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(v6),
-        None => host.split(':').next().unwrap_or(host),
-    })
 }
 
 #[cfg(test)]

@@ -16,7 +16,6 @@
 //!   `rport`: a NAT), the Contact is rewritten to that address and registered again.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,58 +24,7 @@ use ezk_sip_types::{Headers, Method, Name};
 
 use crate::auth::{AuthError, Credentials, DigestClient};
 use crate::message::{Message, RequestUri, StartLine, list};
-
-/// A transport protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// UDP: unreliable, retransmitted by transactions.
-    Udp,
-    /// TCP.
-    Tcp,
-    /// TLS over TCP.
-    Tls,
-}
-
-impl Transport {
-    /// The name in a Via header (`SIP/2.0/UDP`).
-    pub fn via_name(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-            Transport::Tls => "TLS",
-        }
-    }
-
-    /// The `transport=` URI parameter value.
-    pub fn param(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        }
-    }
-
-    /// Whether the transport delivers reliably (no retransmissions).
-    pub fn reliable(self) -> bool {
-        self != Transport::Udp
-    }
-
-    /// The transport named by a URI `transport=` parameter.
-    pub fn from_param(name: &str) -> Option<Transport> {
-        match name.to_ascii_lowercase().as_str() {
-            "udp" => Some(Transport::Udp),
-            "tcp" => Some(Transport::Tcp),
-            "tls" => Some(Transport::Tls),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.via_name())
-    }
-}
+pub use crate::transport::Transport;
 
 /// Everything a binding needs to build its REGISTERs.
 #[derive(Debug, Clone)]

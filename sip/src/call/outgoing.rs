@@ -396,7 +396,7 @@ fn redirect_contacts(response: &Message) -> Vec<String> {
         .get_raw(&Name::CONTACT)
         .flat_map(|value| crate::message::split_list(value.as_str()))
         .filter_map(|entry| {
-            let uri = crate::dialog::bare_uri(entry.trim()).trim();
+            let uri = crate::uri::bare_uri(entry.trim()).trim();
             if uri.is_empty() || uri == "*" {
                 return None;
             }

@@ -6,8 +6,8 @@ use ezk_sip_types::{Method, Name};
 use super::*;
 use crate::auth::{Credentials, Secret};
 use crate::message::Message;
-use crate::registration::Transport;
 use crate::transaction::Timers;
+use crate::transport::Transport;
 
 const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
 

@@ -254,9 +254,9 @@ impl Driver {
     /// The user of a URI of the local domain.
     fn local_user(&self, uri: &str) -> Option<String> {
         let domain = self.endpoint.local_domain()?;
-        let host = crate::registrar::uri_host(uri)?;
+        let host = crate::uri::uri_host(uri)?;
         host.eq_ignore_ascii_case(domain)
-            .then(|| crate::registrar::uri_user(uri).map(str::to_owned))
+            .then(|| crate::uri::uri_user(uri).map(str::to_owned))
             .flatten()
     }
 
@@ -310,9 +310,7 @@ impl Driver {
     ) {
         let now = Instant::now().into_std();
         let user = match &invite.start {
-            StartLine::Request { uri, .. } => {
-                crate::registrar::uri_user(uri.as_str()).map(str::to_owned)
-            }
+            StartLine::Request { uri, .. } => crate::uri::uri_user(uri.as_str()).map(str::to_owned),
             StartLine::Response { .. } => None,
         };
         let (Some(user), Some(router), Some(domain)) = (
@@ -460,7 +458,7 @@ impl Driver {
     /// server is looked up first; otherwise the call ends with the Contact in its reason.
     fn redirect(&mut self, id: CallId, contacts: &[String]) {
         let allowed = |uri: &str| {
-            crate::registrar::uri_host(uri).is_some_and(|host| {
+            crate::uri::uri_host(uri).is_some_and(|host| {
                 self.config
                     .redirect_domains
                     .iter()

@@ -8,8 +8,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::endpoint::Target;
 use crate::message::{Frame, StreamFramer};
+use crate::transport::Target;
 
 /// What a connection task tells the driver.
 #[derive(Debug)]
@@ -138,7 +138,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
-    use crate::registration::Transport;
+    use crate::transport::Transport;
 
     /// A connection task on a real loopback connection, and the peer's end of it.
     async fn connected(

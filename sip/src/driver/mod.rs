@@ -33,8 +33,9 @@ use self::resolve::{Resolver, ServerUri};
 use crate::auth::Credentials;
 use crate::call::CallEvent;
 use crate::endpoint::{CallId, Endpoint, EndpointConfig, EndpointEvent, RegistrationId, Target};
-use crate::registration::{RegistrationConfig, RegistrationEvent, Transport};
+use crate::registration::{RegistrationConfig, RegistrationEvent};
 use crate::slots::{ConnectionSlots, Slot as ConnectionSlot};
+use crate::transport::Transport;
 
 /// The driver's settings.
 #[derive(Debug, Clone)]

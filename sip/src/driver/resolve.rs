@@ -21,8 +21,8 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
-use crate::endpoint::Target;
-use crate::registration::Transport;
+use crate::transport::Target;
+use crate::transport::Transport;
 
 /// A SIP server to resolve: host, optional port and transport, as a URI names them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use super::{
 use crate::call::{Call, CallConfig, CallOutput, Outgoing};
 use crate::endpoint::{CallId, RegistrationId};
 use crate::message::{Message, StartLine};
-use crate::registration::Transport;
 use crate::transaction::{Event, InviteClient, InviteServer, NonInviteClient, NonInviteServer};
+use crate::transport::Transport;
 
 /// The reason phrase of 481.
 const NO_SUCH_CALL: &str = "Call/Transaction Does Not Exist";

@@ -17,9 +17,10 @@ use crate::endpoint::CallId;
 use crate::message::RequestUri;
 use crate::message::{Message, StartLine};
 use crate::registrar::Ping;
-use crate::registrar::{Binding, Refusal, uri_host};
+use crate::registrar::{Binding, Refusal};
 use crate::transaction::InviteServer;
 use crate::transaction::{Event, NonInviteClient};
+use crate::uri::uri_host;
 
 /// An INVITE for a user of the local domain, waiting for [`Endpoint::accept_local`] or
 /// [`Endpoint::refuse_local`]. It has been answered 100 Trying.
@@ -38,7 +39,7 @@ impl Endpoint {
         };
         let to = request
             .header(&Name::TO)
-            .and_then(|to| uri_host(crate::dialog::bare_uri(to)).map(str::to_owned));
+            .and_then(|to| uri_host(crate::uri::bare_uri(to)).map(str::to_owned));
         [request_uri, to]
             .iter()
             .flatten()
@@ -168,16 +169,14 @@ impl Endpoint {
     ) {
         let from = request
             .header(&Name::FROM)
-            .map(|from| crate::dialog::bare_uri(from).to_owned())
+            .map(|from| crate::uri::bare_uri(from).to_owned())
             .unwrap_or_default();
         let tag = self.new_tag();
         let mut authenticated = false;
         if let Some(registrar) = &mut self.registrar
             && uri_host(&from).is_some_and(|host| registrar.is_local(host))
         {
-            let user = crate::registrar::uri_user(&from)
-                .unwrap_or_default()
-                .to_owned();
+            let user = crate::uri::uri_user(&from).unwrap_or_default().to_owned();
             let refusal = registrar
                 .authenticate(now, &request, &Name::PROXY_AUTHORIZATION, &user)
                 .err();

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::auth::{Credentials, Secret, ha1};
+use crate::transport::Transport;
 
 const REGISTRAR: &str = "127.0.0.1:5060";
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::tests::{alice, endpoint, events, registration, sent};
 use super::*;
 use crate::call::{CallConfig, Outgoing};
+use crate::transport::Transport;
 
 fn server(port: u16) -> Target {
     Target {

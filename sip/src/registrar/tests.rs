@@ -5,7 +5,7 @@ use ezk_sip_types::Name;
 
 use super::*;
 use crate::auth::{Credentials, DigestClient, Secret, ha1};
-use crate::registration::Transport;
+use crate::transport::Transport;
 
 fn registrar(open: bool, now: Instant) -> Registrar {
     let mut users = HashMap::new();

@@ -1,0 +1,32 @@
+//! Pieces of SIP URIs and name-addrs as text: a leaf of the crate, for the layers that only need
+//! a user, a host or the URI inside angle brackets.
+
+/// The URI of a name-addr or addr-spec (`"Bob" <sip:bob@h;lr>;x=y` gives `sip:bob@h;lr`).
+pub fn bare_uri(value: &str) -> &str {
+    match (value.find('<'), value.find('>')) {
+        (Some(open), Some(close)) if open < close => &value[open + 1..close],
+        _ => value.split(';').next().unwrap_or(value).trim(),
+    }
+}
+
+/// The user part of a SIP URI (`sip:carol@local.test;x` gives `carol`).
+pub fn uri_user(uri: &str) -> Option<&str> {
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let (user, _) = rest.split_once('@')?;
+    Some(user.split(';').next().unwrap_or(user))
+}
+
+/// The host part of a SIP URI, without port or parameters.
+pub fn uri_host(uri: &str) -> Option<&str> {
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host = host.split([';', '?']).next()?;
+    Some(match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => host.split(':').next().unwrap_or(host),
+    })
+}
