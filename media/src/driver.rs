@@ -151,7 +151,7 @@ async fn demultiplex(
                 let Ok((length, source)) = received else { continue };
                 let data = buffer.split_to(length).freeze();
                 let owner = if is_stun(&data) {
-                    let owner = stun_ufrag(&data).and_then(|ufrag| ufrags.get(ufrag)).copied();
+                    let owner = crate::stun::stun_ufrag(&data).and_then(|ufrag| ufrags.get(ufrag)).copied();
                     if let Some(owner) = owner {
                         addresses.insert(source, owner);
                     }
@@ -170,25 +170,6 @@ async fn demultiplex(
             }
         }
     }
-}
-
-/// The local part of a STUN message's USERNAME (`local:remote`, RFC 8445 section 7.2.2).
-fn stun_ufrag(data: &[u8]) -> Option<&str> {
-    if data.len() < 20 || data[4..8] != [0x21, 0x12, 0xa4, 0x42] {
-        return None;
-    }
-    let mut rest = &data[20..];
-    while rest.len() >= 4 {
-        let kind = u16::from_be_bytes([rest[0], rest[1]]);
-        let length = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-        let value = rest.get(4..4 + length)?;
-        if kind == 0x0006 {
-            let username = std::str::from_utf8(value).ok()?;
-            return username.split(':').next();
-        }
-        rest = rest.get(4 + length.div_ceil(4) * 4..)?;
-    }
-    None
 }
 
 /// The ports SIP legs take: an even RTP port and the odd RTCP port above it.
@@ -335,17 +316,6 @@ fn set_buffers(socket: &UdpSocket, size: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_local_ufrag_of_a_stun_username() {
-        let mut message = vec![0x00, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42];
-        message.extend_from_slice(&[7; 12]);
-        message.extend_from_slice(&[0x00, 0x06, 0x00, 0x07]);
-        message.extend_from_slice(b"abc:xyz\0");
-        assert_eq!(stun_ufrag(&message), Some("abc"));
-        message.truncate(22);
-        assert_eq!(stun_ufrag(&message), None);
-    }
 
     #[tokio::test]
     async fn port_pairs_are_even_and_return_to_the_range() {

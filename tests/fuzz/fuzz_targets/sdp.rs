@@ -25,7 +25,9 @@ fn config() -> RelayConfig {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     media::init_crypto();
     let now = Instant::now();
     let _ = Description::parse(text);

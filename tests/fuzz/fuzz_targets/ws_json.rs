@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use protocol::{Request, ServerMessage, Version};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(request) = Request::parse(text) {
         let again = Request::parse(&request.encode()).expect("an encoded request parses again");
         assert_eq!(again, request);
