@@ -5,26 +5,17 @@
 
 #![no_main]
 
-use std::time::{Duration, Instant, SystemTime};
+#[path = "relay_setup.rs"]
+mod relay_setup;
+
+use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
 use media::rtp::{RtpHeader, RtpView, read_sender_report, write_rtp};
-use media::{Codec, Output, Relay, RelayConfig};
+use media::{Output, Relay};
+use relay_setup::{CHROME, config};
 
-const CHROME: &str = include_str!("../../data/sdp/chrome-offer-audio.sdp");
 const BARESIP: &str = include_str!("../../data/sdp/baresip-answer.sdp");
-
-fn config() -> RelayConfig {
-    RelayConfig {
-        browser: "127.0.0.1:40000".parse().expect("addr"),
-        sip_rtp: "127.0.0.1:30000".parse().expect("addr"),
-        codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
-        media_timeout: Duration::from_secs(30),
-        ice_timeout: Duration::from_secs(30),
-        wallclock: SystemTime::UNIX_EPOCH,
-        cname: "fuzz".into(),
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     if let Some(view) = RtpView::parse(data) {

@@ -4,25 +4,15 @@
 
 #![no_main]
 
-use std::time::{Duration, Instant, SystemTime};
+#[path = "relay_setup.rs"]
+mod relay_setup;
+
+use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
+use media::Relay;
 use media::sdp::Description;
-use media::{Codec, Relay, RelayConfig};
-
-const CHROME: &str = include_str!("../../data/sdp/chrome-offer-audio.sdp");
-
-fn config() -> RelayConfig {
-    RelayConfig {
-        browser: "127.0.0.1:40000".parse().expect("addr"),
-        sip_rtp: "127.0.0.1:30000".parse().expect("addr"),
-        codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
-        media_timeout: Duration::from_secs(30),
-        ice_timeout: Duration::from_secs(30),
-        wallclock: SystemTime::UNIX_EPOCH,
-        cname: "fuzz".into(),
-    }
-}
+use relay_setup::{CHROME, config};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

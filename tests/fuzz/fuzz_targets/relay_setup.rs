@@ -1,0 +1,22 @@
+//! What the relay fuzz targets share: a relay's configuration and the browser offer they call
+//! with.
+
+use std::time::{Duration, SystemTime};
+
+use media::{Codec, RelayConfig};
+
+/// Chrome's audio offer.
+pub const CHROME: &str = include_str!("../../data/sdp/chrome-offer-audio.sdp");
+
+/// A relay's configuration with every codec.
+pub fn config() -> RelayConfig {
+    RelayConfig {
+        browser: "127.0.0.1:40000".parse().expect("addr"),
+        sip_rtp: "127.0.0.1:30000".parse().expect("addr"),
+        codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
+        media_timeout: Duration::from_secs(30),
+        ice_timeout: Duration::from_secs(30),
+        wallclock: SystemTime::UNIX_EPOCH,
+        cname: "fuzz".into(),
+    }
+}
