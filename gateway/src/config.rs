@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 
 mod seeds;
 
-pub use seeds::{CuttlefishConfig, GstreamerConfig, NextRtcConfig, WebrtcsinkConfig};
+pub use seeds::{
+    ConversationType, CuttlefishConfig, GstreamerConfig, NextRtcConfig, WebrtcsinkConfig,
+};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -635,31 +637,13 @@ impl Config {
                 ws.path
             ));
         }
-        if ["/health", "/metrics"].contains(&ws.path.as_str())
-            || crate::web::paths().any(|path| path == ws.path)
-        {
-            return invalid(format!(
-                "websocket.path {:?} is taken by a built-in route",
-                ws.path
-            ));
-        }
+        // Paths claimed twice are refused where the routers are merged (`http::check_routes`).
         let nextrtc = &self.nextrtc;
         if nextrtc.enabled {
-            if !nextrtc.path.starts_with('/')
-                || nextrtc.path.contains(['?', '#', ' '])
-                || nextrtc.path == ws.path
-                || ["/health", "/metrics"].contains(&nextrtc.path.as_str())
-                || crate::web::paths().any(|path| path == nextrtc.path)
-            {
+            if !nextrtc.path.starts_with('/') || nextrtc.path.contains(['?', '#', ' ']) {
                 return invalid(format!(
-                    "nextrtc.path must be a URL path of its own starting with '/', not {:?}",
+                    "nextrtc.path must be a URL path starting with '/', not {:?}",
                     nextrtc.path
-                ));
-            }
-            if crate::seeds::nextrtc::Kind::parse(&nextrtc.default_conversation_type).is_none() {
-                return invalid(format!(
-                    "nextrtc.default_conversation_type must be MESH, BROADCAST or MESH_WITH_MASTER, not {:?}",
-                    nextrtc.default_conversation_type
                 ));
             }
             if nextrtc.ping_period == 0 || nextrtc.max_connection_setup_time == 0 {
@@ -669,14 +653,9 @@ impl Config {
             }
         }
         let sink = &self.webrtcsink;
-        if sink.enabled
-            && (!sink.path.starts_with('/')
-                || sink.path.contains(['?', '#', ' '])
-                || sink.path == ws.path
-                || (nextrtc.enabled && sink.path == nextrtc.path))
-        {
+        if sink.enabled && (!sink.path.starts_with('/') || sink.path.contains(['?', '#', ' '])) {
             return invalid(format!(
-                "webrtcsink.path must be a URL path of its own starting with '/', not {:?}",
+                "webrtcsink.path must be a URL path starting with '/', not {:?}",
                 sink.path
             ));
         }
@@ -895,7 +874,6 @@ mod tests {
     fn values_are_checked() {
         for (text, needle) in [
             ("[websocket]\npath = \"ws\"", "websocket.path"),
-            ("[websocket]\npath = \"/metrics\"", "built-in route"),
             ("[websocket]\nmax_message_size = 10", "max_message_size"),
             ("[websocket]\nmax_connections = 0", "max_connections"),
             ("[http]\ntls_certificate = \"a.pem\"", "go together"),

@@ -32,9 +32,9 @@ mod web;
 mod ws;
 
 pub use config::{
-    AccountsConfig, CallsConfig, Config, CuttlefishConfig, GstreamerConfig, HttpConfig,
-    LocalConfig, LocalUser, LogConfig, MediaConfig, NextRtcConfig, SipConfig, WebSocketConfig,
-    WebrtcsinkConfig,
+    AccountsConfig, CallsConfig, Config, ConversationType, CuttlefishConfig, GstreamerConfig,
+    HttpConfig, LocalConfig, LocalUser, LogConfig, MediaConfig, NextRtcConfig, SipConfig,
+    WebSocketConfig, WebrtcsinkConfig,
 };
 pub use error::{Error, Result};
 pub use server::{Server, check, run};

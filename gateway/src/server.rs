@@ -221,6 +221,7 @@ pub struct Server {
 impl Server {
     /// Loads the TLS files (if configured) and binds the listener.
     pub async fn bind(config: &Config) -> Result<Server> {
+        http::check_routes(config)?;
         let tls = match (&config.http.tls_certificate, &config.http.tls_private_key) {
             (Some(certificate), Some(key)) => Some(tls::server_config(certificate, key)?),
             _ => None,
@@ -492,6 +493,7 @@ pub fn check(config: &Config) -> Result<()> {
         tls::server_config(certificate, key)?;
     }
     sip_config(config)?;
+    http::check_routes(config)?;
     Ok(())
 }
 

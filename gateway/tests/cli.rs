@@ -47,6 +47,15 @@ fn check_config_rejects_unknown_keys_and_missing_files() {
         "{stderr}"
     );
 
+    // Two endpoints on one path (the router could not be built): refused, both named.
+    let clash = temp_file("clash.toml", "[webrtcsink]\npath = \"/health\"\n");
+    let (ok, stderr) = run(&["--config", clash.to_str().unwrap(), "--check-config"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("webrtcsink.path \"/health\" is already a route of the built-in /health"),
+        "{stderr}"
+    );
+
     let (ok, stderr) = run(&["--config", "/nonexistent/gateway.toml", "--check-config"]);
     assert!(!ok);
     assert!(

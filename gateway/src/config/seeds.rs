@@ -27,8 +27,8 @@ pub struct NextRtcConfig {
     #[serde(default)]
     pub join_only_to_existing: bool,
     /// The type of conversations created without one: MESH, BROADCAST or MESH_WITH_MASTER.
-    #[serde(default = "default_conversation_type")]
-    pub default_conversation_type: String,
+    #[serde(default)]
+    pub default_conversation_type: ConversationType,
 }
 
 impl Default for NextRtcConfig {
@@ -39,7 +39,7 @@ impl Default for NextRtcConfig {
             ping_period: default_ping_period(),
             max_connection_setup_time: default_setup_time(),
             join_only_to_existing: false,
-            default_conversation_type: default_conversation_type(),
+            default_conversation_type: ConversationType::Mesh,
         }
     }
 }
@@ -60,8 +60,30 @@ fn default_setup_time() -> u64 {
     30
 }
 
-fn default_conversation_type() -> String {
-    "MESH".to_owned()
+/// A NextRTC conversation type, named as `nextrtc.properties` names them (in any case).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ConversationType {
+    /// Every member connects to every other.
+    #[default]
+    Mesh,
+    /// The first member sends to everyone else.
+    Broadcast,
+    /// A mesh that ends for everyone when its creator leaves.
+    MeshWithMaster,
+}
+
+impl<'de> Deserialize<'de> for ConversationType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        match name.to_ascii_uppercase().as_str() {
+            "MESH" => Ok(ConversationType::Mesh),
+            "BROADCAST" => Ok(ConversationType::Broadcast),
+            "MESH_WITH_MASTER" => Ok(ConversationType::MeshWithMaster),
+            _ => Err(serde::de::Error::custom(format!(
+                "nextrtc.default_conversation_type must be MESH, BROADCAST or MESH_WITH_MASTER, not {name:?}"
+            ))),
+        }
+    }
 }
 
 /// `[gstreamer]`: GStreamer's webrtc signalling (the line protocol of gst-examples'

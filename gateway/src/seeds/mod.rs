@@ -31,7 +31,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::{Instrument, debug, info, info_span};
 
-use crate::config::NextRtcConfig;
+use crate::config::{ConversationType, NextRtcConfig};
 use crate::metrics::Seed;
 use crate::server::Shared;
 
@@ -89,7 +89,11 @@ pub(crate) fn start_nextrtc(config: &NextRtcConfig) -> Endpoint {
         ping_period: Duration::from_secs(config.ping_period),
         max_connection_setup_time: Duration::from_secs(config.max_connection_setup_time),
         join_only_to_existing: config.join_only_to_existing,
-        default_type: Kind::parse(&config.default_conversation_type).unwrap_or(Kind::Mesh),
+        default_type: match config.default_conversation_type {
+            ConversationType::Mesh => Kind::Mesh,
+            ConversationType::Broadcast => Kind::Broadcast,
+            ConversationType::MeshWithMaster => Kind::MeshWithMaster,
+        },
     };
     let hub = Hub::new(
         now(),
@@ -326,13 +330,22 @@ async fn run_cuttlefish(
     }
 }
 
-/// Cuttlefish's routes: the two WebSocket endpoints, `/devices` and `/infra_config`.
+/// Cuttlefish's paths: the two WebSocket endpoints, `/devices` and `/infra_config`.
+pub(crate) const CUTTLEFISH_PATHS: [&str; 4] = [
+    "/register_device",
+    "/connect_client",
+    "/devices",
+    "/infra_config",
+];
+
+/// Cuttlefish's routes, at [`CUTTLEFISH_PATHS`].
 pub(crate) fn cuttlefish_routes(router: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
+    let [register, connect, list, infra] = CUTTLEFISH_PATHS;
     router
-        .route("/register_device", get(upgrade::<DEVICE>))
-        .route("/connect_client", get(upgrade::<CLIENT>))
-        .route("/devices", get(devices))
-        .route("/infra_config", get(infra_config))
+        .route(register, get(upgrade::<DEVICE>))
+        .route(connect, get(upgrade::<CLIENT>))
+        .route(list, get(devices))
+        .route(infra, get(infra_config))
 }
 
 /// `GET /devices`: the registered devices' ids, as a JSON array.
