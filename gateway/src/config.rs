@@ -13,9 +13,9 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-mod seeds;
+mod signalling;
 
-pub use seeds::{
+pub use signalling::{
     ConversationType, CuttlefishConfig, GstreamerConfig, NextRtcConfig, WebrtcsinkConfig,
 };
 

@@ -11,7 +11,7 @@ use axum::routing::get;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::server::Shared;
-use crate::{seeds, web, ws};
+use crate::{signalling, web, ws};
 
 /// Every path the router serves for `config`, with what serves it: the built-in ones first,
 /// so that a clash names the configurable one.
@@ -23,7 +23,7 @@ fn planned_routes(config: &Config) -> Vec<(String, &'static str)> {
     routes.extend(web::paths().map(|path| (path.to_owned(), "the web phone")));
     if config.cuttlefish.enabled {
         routes.extend(
-            seeds::CUTTLEFISH_PATHS
+            signalling::CUTTLEFISH_PATHS
                 .iter()
                 .map(|path| ((*path).to_owned(), "the Cuttlefish endpoints")),
         );
@@ -57,17 +57,17 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     if shared.nextrtc.is_some() {
         router = router.route(
             &shared.nextrtc_path,
-            get(seeds::upgrade::<{ seeds::NEXTRTC }>),
+            get(signalling::upgrade::<{ signalling::NEXTRTC }>),
         );
     }
     if shared.webrtcsink.is_some() {
         router = router.route(
             &shared.webrtcsink_path,
-            get(seeds::upgrade::<{ seeds::WEBRTCSINK }>),
+            get(signalling::upgrade::<{ signalling::WEBRTCSINK }>),
         );
     }
     if shared.cuttlefish.is_some() {
-        router = seeds::cuttlefish_routes(router);
+        router = signalling::cuttlefish_routes(router);
     }
     router
         .route(&shared.websocket.path, get(ws::upgrade))

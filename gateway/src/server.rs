@@ -52,14 +52,14 @@ pub(crate) struct Shared {
     /// The local domain, when one is configured.
     pub(crate) local: Option<crate::local::Local>,
     /// The NextRTC endpoint, when enabled, and its path.
-    pub(crate) nextrtc: Option<crate::seeds::Endpoint>,
+    pub(crate) nextrtc: Option<crate::signalling::Endpoint>,
     pub(crate) nextrtc_path: String,
     /// GStreamer's webrtc signalling, when enabled (served on its own listener).
-    pub(crate) gst: Option<crate::seeds::Endpoint>,
+    pub(crate) gst: Option<crate::signalling::Endpoint>,
     /// The Cuttlefish operator, when enabled.
-    pub(crate) cuttlefish: Option<crate::seeds::Cuttlefish>,
+    pub(crate) cuttlefish: Option<crate::signalling::Cuttlefish>,
     /// GStreamer's webrtcsink signalling, when enabled, and its path.
-    pub(crate) webrtcsink: Option<crate::seeds::Endpoint>,
+    pub(crate) webrtcsink: Option<crate::signalling::Endpoint>,
     pub(crate) webrtcsink_path: String,
 }
 
@@ -136,7 +136,7 @@ async fn serve_gst(
         url = %format!("{}://{}", if tls.is_some() { "wss" } else { "ws" }, addr.map(|a| a.to_string()).unwrap_or_default()),
         "GStreamer signalling listening"
     );
-    let router = crate::seeds::gst_router(shared.clone());
+    let router = crate::signalling::gst_router(shared.clone());
     let stop = shared.shutdown.clone();
     match tls {
         None => {
@@ -183,19 +183,21 @@ impl Shared {
             nextrtc: config
                 .nextrtc
                 .enabled
-                .then(|| crate::seeds::start_nextrtc(&config.nextrtc)),
+                .then(|| crate::signalling::start_nextrtc(&config.nextrtc)),
             nextrtc_path: config.nextrtc.path.clone(),
             webrtcsink: config
                 .webrtcsink
                 .enabled
-                .then(crate::seeds::start_webrtcsink),
+                .then(crate::signalling::start_webrtcsink),
             webrtcsink_path: config.webrtcsink.path.clone(),
             cuttlefish: config
                 .cuttlefish
                 .enabled
-                .then(|| crate::seeds::start_cuttlefish(&config.cuttlefish.stun_servers)),
+                .then(|| crate::signalling::start_cuttlefish(&config.cuttlefish.stun_servers)),
             gst: config.gstreamer.enabled.then(|| {
-                crate::seeds::start_gst(Duration::from_secs(config.gstreamer.keepalive_timeout))
+                crate::signalling::start_gst(Duration::from_secs(
+                    config.gstreamer.keepalive_timeout,
+                ))
             }),
         }
     }

@@ -4,7 +4,8 @@
 //! own (its clients connect to the root of a `wss://` URL).
 //!
 //! A protocol is a sans-IO hub (every connection's frames in, frames and closes for
-//! connections out, `now` for its timers) owned by one task. Each WebSocket connection is a
+//! connections out, `now` for its timers) owned by one task, the same run loop for all of them
+//! (`hub::run`, with an adapter per protocol). Each WebSocket connection is a
 //! task of its own: it passes the client's frames to the hub's task and writes back what the
 //! hub has for it, through a bounded queue, so a client that does not read loses its own
 //! messages and nobody else's. The connections share the sylkRTC endpoint's limits: the origin
@@ -12,10 +13,10 @@
 
 pub(crate) mod cuttlefish;
 pub(crate) mod gst;
+mod hub;
 pub(crate) mod nextrtc;
 pub(crate) mod webrtcsink;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,7 +102,7 @@ pub(crate) fn start_nextrtc(config: &NextRtcConfig) -> Endpoint {
         Box::new(|| uuid::Uuid::new_v4().to_string()),
     );
     let (inputs, receiver) = mpsc::unbounded_channel();
-    tokio::spawn(run_nextrtc(hub, receiver).instrument(info_span!("nextrtc")));
+    tokio::spawn(hub::run(hub::NextRtc::new(hub), receiver).instrument(info_span!("nextrtc")));
     Endpoint {
         seed: Seed::NextRtc,
         inputs,
@@ -111,53 +112,13 @@ pub(crate) fn start_nextrtc(config: &NextRtcConfig) -> Endpoint {
     }
 }
 
-/// The NextRTC hub's task: ends when every sender (the endpoint and its connections) is gone.
-async fn run_nextrtc(mut hub: nextrtc::Hub, mut inputs: mpsc::UnboundedReceiver<Input>) {
-    // Members are named by UUIDs, as a servlet container names WebSocket sessions.
-    let mut members: HashMap<u64, String> = HashMap::new();
-    let mut outs: HashMap<String, mpsc::Sender<Outbound>> = HashMap::new();
-    loop {
-        let deadline = tokio::time::Instant::from_std(hub.poll_timeout());
-        tokio::select! {
-            input = inputs.recv() => match input {
-                None => return,
-                Some(Input::Connected { conn, out, .. }) => {
-                    let id = uuid::Uuid::new_v4().simple().to_string();
-                    hub.connect(id.clone());
-                    members.insert(conn, id.clone());
-                    outs.insert(id, out);
-                }
-                Some(Input::Text { conn, text, .. }) => {
-                    if let Some(id) = members.get(&conn) {
-                        hub.receive(now(), id, &text);
-                    }
-                }
-                Some(Input::Closed { conn }) => {
-                    if let Some(id) = members.remove(&conn) {
-                        hub.disconnect(&id);
-                        outs.remove(&id);
-                    }
-                }
-            },
-            () = tokio::time::sleep_until(deadline) => hub.handle_timeout(now()),
-        }
-        while let Some((to, message)) = hub.poll_output() {
-            let Some(out) = outs.get(&to) else { continue };
-            let Ok(text) = serde_json::to_string(&message) else {
-                continue;
-            };
-            if out.try_send(Outbound::Text(text)).is_err() {
-                debug!(member = %to, signal = %message.signal, "dropped: the client does not read");
-            }
-        }
-    }
-}
-
 /// Starts the webrtcsink signalling hub's task (needs a tokio runtime).
 pub(crate) fn start_webrtcsink() -> Endpoint {
     let hub = webrtcsink::Hub::new(Box::new(|| uuid::Uuid::new_v4().to_string()));
     let (inputs, receiver) = mpsc::unbounded_channel();
-    tokio::spawn(run_webrtcsink(hub, receiver).instrument(info_span!("webrtcsink")));
+    tokio::spawn(
+        hub::run(hub::Webrtcsink::new(hub), receiver).instrument(info_span!("webrtcsink")),
+    );
     Endpoint {
         seed: Seed::Webrtcsink,
         inputs,
@@ -168,85 +129,16 @@ pub(crate) fn start_webrtcsink() -> Endpoint {
     }
 }
 
-async fn run_webrtcsink(mut hub: webrtcsink::Hub, mut inputs: mpsc::UnboundedReceiver<Input>) {
-    // Peers are named by UUIDs, as the reference names them.
-    let mut peers: HashMap<u64, String> = HashMap::new();
-    let mut outs: HashMap<String, mpsc::Sender<Outbound>> = HashMap::new();
-    while let Some(input) = inputs.recv().await {
-        match input {
-            Input::Connected { conn, out, .. } => {
-                let id = uuid::Uuid::new_v4().to_string();
-                peers.insert(conn, id.clone());
-                outs.insert(id.clone(), out);
-                hub.connect(&id);
-            }
-            // Binary frames are not part of the protocol; the reference ignores them.
-            Input::Text { binary: true, .. } => {}
-            Input::Text { conn, text, .. } => {
-                if let Some(id) = peers.get(&conn) {
-                    hub.receive(id, &text);
-                }
-            }
-            Input::Closed { conn } => {
-                if let Some(id) = peers.remove(&conn) {
-                    outs.remove(&id);
-                    hub.disconnect(&id);
-                }
-            }
-        }
-        while let Some((to, message)) = hub.poll_output() {
-            if let Some(out) = outs.get(&to)
-                && out.try_send(Outbound::Text(message.to_string())).is_err()
-            {
-                debug!(peer = %to, "dropped: the client does not read");
-            }
-        }
-    }
-}
-
 /// Starts the GStreamer signalling hub's task (needs a tokio runtime).
 pub(crate) fn start_gst(keepalive: Duration) -> Endpoint {
     let (inputs, receiver) = mpsc::unbounded_channel();
-    tokio::spawn(run_gst(gst::Hub::default(), receiver).instrument(info_span!("gstreamer")));
+    tokio::spawn(hub::run(gst::Hub::default(), receiver).instrument(info_span!("gstreamer")));
     Endpoint {
         seed: Seed::GStreamer,
         inputs,
         keepalive: Some(keepalive),
         next_conn: Arc::new(AtomicU64::new(1)),
         side: None,
-    }
-}
-
-async fn run_gst(mut hub: gst::Hub, mut inputs: mpsc::UnboundedReceiver<Input>) {
-    let mut outs: HashMap<u64, mpsc::Sender<Outbound>> = HashMap::new();
-    while let Some(input) = inputs.recv().await {
-        match input {
-            Input::Connected { conn, out, .. } => {
-                hub.connect(conn);
-                outs.insert(conn, out);
-            }
-            Input::Text { conn, text, .. } => hub.receive(conn, &text),
-            Input::Closed { conn } => {
-                hub.disconnect(conn);
-                outs.remove(&conn);
-            }
-        }
-        while let Some(output) = hub.poll_output() {
-            match output {
-                gst::Output::Send(conn, text) => {
-                    if let Some(out) = outs.get(&conn)
-                        && out.try_send(Outbound::Text(text)).is_err()
-                    {
-                        debug!(conn, "dropped: the client does not read");
-                    }
-                }
-                gst::Output::Close(conn, code, reason) => {
-                    if let Some(out) = outs.remove(&conn) {
-                        let _ = out.try_send(Outbound::Close(code, reason));
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -267,7 +159,10 @@ pub(crate) fn start_cuttlefish(stun_servers: &[String]) -> Cuttlefish {
     let config = hub.config();
     let (inputs, receiver) = mpsc::unbounded_channel();
     let (devices_tx, devices) = tokio::sync::watch::channel(Vec::new());
-    tokio::spawn(run_cuttlefish(hub, receiver, devices_tx).instrument(info_span!("cuttlefish")));
+    tokio::spawn(
+        hub::run(hub::Cuttlefish::new(hub, devices_tx), receiver)
+            .instrument(info_span!("cuttlefish")),
+    );
     let next_conn = Arc::new(AtomicU64::new(1));
     let endpoint = |side| Endpoint {
         seed: Seed::Cuttlefish,
@@ -281,52 +176,6 @@ pub(crate) fn start_cuttlefish(stun_servers: &[String]) -> Cuttlefish {
         client: endpoint(cuttlefish::Side::Client),
         config,
         devices,
-    }
-}
-
-async fn run_cuttlefish(
-    mut hub: cuttlefish::Hub,
-    mut inputs: mpsc::UnboundedReceiver<Input>,
-    devices: tokio::sync::watch::Sender<Vec<String>>,
-) {
-    let mut outs: HashMap<u64, mpsc::Sender<Outbound>> = HashMap::new();
-    while let Some(input) = inputs.recv().await {
-        match input {
-            Input::Connected { conn, out, side } => {
-                hub.connect(conn, side.unwrap_or(cuttlefish::Side::Client));
-                outs.insert(conn, out);
-            }
-            Input::Text {
-                conn, binary: true, ..
-            } => hub.binary(conn),
-            Input::Text { conn, text, .. } => hub.receive(conn, &text),
-            Input::Closed { conn } => {
-                hub.disconnect(conn);
-                outs.remove(&conn);
-            }
-        }
-        while let Some(output) = hub.poll_output() {
-            match output {
-                cuttlefish::Output::Send(conn, message) => {
-                    if let Some(out) = outs.get(&conn)
-                        && out.try_send(Outbound::Text(message.to_string())).is_err()
-                    {
-                        debug!(conn, "dropped: the client does not read");
-                    }
-                }
-                cuttlefish::Output::Close(conn) => {
-                    if let Some(out) = outs.remove(&conn) {
-                        let _ = out.try_send(Outbound::Close(1000, String::new()));
-                    }
-                }
-            }
-        }
-        let ids = hub.device_ids();
-        devices.send_if_modified(|current| {
-            let changed = *current != ids;
-            *current = ids;
-            changed
-        });
     }
 }
 
