@@ -14,36 +14,27 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use media::driver::{Datagram, PortPair, Route};
 use media::{Output as MediaOutput, Relay, RelayConfig};
-use protocol::{AccountEvent, Event, Party, SessionEvent, SessionState};
 use sip::call::{CallEvent, Warning};
 use sip::driver::{CallCommand, CallHandle, IncomingCall, OutgoingCall, SipEvent};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::connection::{Incoming, Notice, SessionCommand, StartCall};
+mod interface;
 use crate::metrics::Gauge;
 use crate::server::Shared;
+pub(crate) use interface::{CallUpdate, Caller, Command, Ending, Incoming, StartCall};
 
 /// Datagrams from the browser waiting for the call's task; past it they are dropped.
 const BROWSER_QUEUE: usize = 512;
 /// How many more datagrams are read from the SIP leg's socket once it is readable.
 const BATCH: usize = 32;
 
-/// What a call's task tells its connection.
-#[derive(Debug)]
-pub(crate) enum Report {
-    /// An event for the client.
-    Event(Event),
-    /// A change the connection's request checks need.
-    Notice(Notice),
-}
-
 /// The connection's end of a call's task.
 #[derive(Debug)]
 pub(crate) struct CallTask {
     /// Commands from the client; dropping it ends the call.
-    pub(crate) commands: mpsc::UnboundedSender<SessionCommand>,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
     /// The call's SIP events, for incoming calls (whose events reach the connection first).
     pub(crate) sip_events: Option<mpsc::UnboundedSender<SipEvent>>,
 }
@@ -52,15 +43,14 @@ pub(crate) struct CallTask {
 pub(crate) fn outgoing(
     shared: Arc<Shared>,
     start: StartCall,
-    reports: mpsc::UnboundedSender<(String, Report)>,
+    reports: mpsc::UnboundedSender<(String, CallUpdate)>,
 ) -> CallTask {
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (sip_tx, sip_rx) = mpsc::unbounded_channel();
     let span = info_span!("call", session = %start.session, direction = "out");
     let session = start.session.clone();
-    let account = start.account.user.clone() + "@" + &start.account.domain;
     let task = async move {
-        let mut call = Call::new(shared, session, account, reports, false);
+        let mut call = Call::new(shared, session, reports, false);
         match call.start_outgoing(start, sip_tx) {
             Ok(()) => call.run(commands_rx, sip_rx).await,
             Err(reason) => call.finish(&reason),
@@ -77,15 +67,14 @@ pub(crate) fn outgoing(
 pub(crate) fn incoming(
     shared: Arc<Shared>,
     incoming: Incoming,
-    reports: mpsc::UnboundedSender<(String, Report)>,
+    reports: mpsc::UnboundedSender<(String, CallUpdate)>,
 ) -> CallTask {
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (sip_tx, sip_rx) = mpsc::unbounded_channel();
     let span = info_span!("call", session = %incoming.session, direction = "in");
     let task = async move {
         let session = incoming.session.clone();
-        let account = incoming.account.clone();
-        let mut call = Call::new(shared, session, account, reports, true);
+        let mut call = Call::new(shared, session, reports, true);
         if call.start_incoming(incoming) {
             call.run(commands_rx, sip_rx).await;
         }
@@ -113,14 +102,13 @@ enum Phase {
 struct Call {
     shared: Arc<Shared>,
     session: String,
-    account: String,
-    reports: mpsc::UnboundedSender<(String, Report)>,
+    reports: mpsc::UnboundedSender<(String, CallUpdate)>,
     phase: Phase,
     sip_call: Option<CallHandle>,
     /// The SIP call has ended on its own (no hang-up to send).
     sip_over: bool,
     call_id: Option<String>,
-    originator: Option<Party>,
+    originator: Option<Caller>,
     relay: Option<Relay>,
     ports: Option<PortPair>,
     route: Option<Route>,
@@ -146,8 +134,7 @@ impl Call {
     fn new(
         shared: Arc<Shared>,
         session: String,
-        account: String,
-        reports: mpsc::UnboundedSender<(String, Report)>,
+        reports: mpsc::UnboundedSender<(String, CallUpdate)>,
         incoming: bool,
     ) -> Call {
         let (browser_tx, browser_rx) = mpsc::channel(BROWSER_QUEUE);
@@ -155,7 +142,6 @@ impl Call {
         Call {
             shared,
             session,
-            account,
             reports,
             phase: if incoming {
                 Phase::Ringing
@@ -182,22 +168,9 @@ impl Call {
         }
     }
 
-    fn report(&self, report: Report) {
-        let _ = self.reports.send((self.session.clone(), report));
-    }
-
-    fn state(&self, state: SessionState) {
-        self.report(Report::Event(Event::Session {
-            session: self.session.clone(),
-            event: SessionEvent::State(state),
-        }));
-    }
-
-    fn account_event(&self, event: AccountEvent) {
-        self.report(Report::Event(Event::Account {
-            account: self.account.clone(),
-            event,
-        }));
+    /// News for the front-end, in order.
+    fn update(&self, update: CallUpdate) {
+        let _ = self.reports.send((self.session.clone(), update));
     }
 
     /// The relay's settings for a call whose SIP leg has these ports.
@@ -281,7 +254,7 @@ impl Call {
             let call = local.bridge(&self.shared.sip, sip_events, &callee, invite);
             self.sip_call = Some(call);
             self.ring_deadline = Some(Instant::now() + self.shared.media.no_answer_timeout);
-            self.state(SessionState::Progress);
+            self.update(CallUpdate::Progress);
             return Ok(());
         }
         // An account of the local domain calling elsewhere: to the callee's domain (there is
@@ -302,7 +275,7 @@ impl Call {
         );
         self.sip_call = Some(call);
         self.ring_deadline = Some(Instant::now() + self.shared.media.no_answer_timeout);
-        self.state(SessionState::Progress);
+        self.update(CallUpdate::Progress);
         Ok(())
     }
 
@@ -311,7 +284,7 @@ impl Call {
         let invite = incoming.invite;
         self.sip_call = Some(incoming.call);
         self.call_id = Some(invite.call_id.clone());
-        let originator = Party {
+        let originator = Caller {
             uri: invite.from_uri.trim_start_matches("sip:").to_owned(),
             display_name: invite.display_name.clone(),
         };
@@ -340,7 +313,8 @@ impl Call {
                 });
                 self.sip_over = true;
                 self.phase = Phase::Over;
-                self.report(Report::Notice(Notice::Ended));
+                // Never announced to the front-end: it ends without a word to the client.
+                self.update(CallUpdate::Terminated(Ending::new(reason)));
                 return false;
             }
         };
@@ -363,9 +337,8 @@ impl Call {
             .cloned()
             .collect();
         info!(from = %originator.uri, call_id = %invite.call_id, "incoming call");
-        self.account_event(AccountEvent::IncomingSession {
-            session: self.session.clone(),
-            originator,
+        self.update(CallUpdate::Incoming {
+            caller: originator,
             sdp: browser_offer,
             call_id: Some(invite.call_id.clone()),
             headers,
@@ -388,7 +361,7 @@ impl Call {
 
     async fn run(
         &mut self,
-        mut commands: mpsc::UnboundedReceiver<SessionCommand>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
         mut sip_events: mpsc::UnboundedReceiver<SipEvent>,
     ) {
         let mut rtp_buffer = vec![0u8; 2048];
@@ -509,7 +482,7 @@ impl Call {
         }
         if connected && self.phase != Phase::Over {
             info!("media established");
-            self.state(SessionState::Established);
+            self.update(CallUpdate::Established);
         }
         if let Some(reason) = failed {
             warn!(%reason, "media failed");
@@ -517,9 +490,9 @@ impl Call {
         }
     }
 
-    fn command(&mut self, command: SessionCommand) {
+    fn command(&mut self, command: Command) {
         match command {
-            SessionCommand::Terminate => match self.phase {
+            Command::Hangup => match self.phase {
                 Phase::Ringing => {
                     let code = self.shared.media.decline_code;
                     let reason = if code == 603 { "Decline" } else { "Busy Here" };
@@ -533,8 +506,8 @@ impl Call {
                 }
                 _ => self.hang_up("local hangup"),
             },
-            SessionCommand::Answer { sdp, headers } => self.answer(&sdp, headers),
-            SessionCommand::Dtmf { digits, duration } => {
+            Command::Answer { sdp, headers } => self.answer(&sdp, headers),
+            Command::Dtmf { digits, duration } => {
                 self.dtmf.extend(digits.chars());
                 self.dtmf_duration = duration;
                 if !self.dtmf_in_flight && self.dtmf_due.is_none() {
@@ -557,12 +530,10 @@ impl Call {
                 });
                 self.phase = Phase::Up;
                 self.ring_deadline = None;
-                self.state(SessionState::Accepted {
+                self.update(CallUpdate::Accepted {
                     sdp: None,
                     call_id: self.call_id.clone(),
-                    headers: BTreeMap::new(),
                 });
-                self.report(Report::Notice(Notice::Accepted));
             }
             Err(error) => {
                 warn!(%error, "the browser's answer cannot be used");
@@ -616,8 +587,8 @@ impl Call {
 
     fn missed(&self) {
         if let Some(originator) = &self.originator {
-            self.account_event(AccountEvent::MissedSession {
-                originator: originator.clone(),
+            self.update(CallUpdate::Missed {
+                caller: originator.clone(),
             });
         }
     }
@@ -710,7 +681,7 @@ impl Call {
                     self.early = true;
                     self.claim_browser_port();
                     info!(code, "early media");
-                    self.state(SessionState::EarlyMedia {
+                    self.update(CallUpdate::EarlyMedia {
                         sdp: answer,
                         call_id: self.call_id.clone(),
                     });
@@ -722,9 +693,9 @@ impl Call {
         }
         debug!(code, reason, "provisional response");
         if code == 180 || code == 181 {
-            self.state(SessionState::Ringing);
+            self.update(CallUpdate::Ringing);
         } else {
-            self.state(SessionState::Proceeding { code });
+            self.update(CallUpdate::Proceeding { code });
         }
     }
 
@@ -742,12 +713,10 @@ impl Call {
                 self.ring_deadline = None;
                 self.claim_browser_port();
                 info!("answered");
-                self.state(SessionState::Accepted {
+                self.update(CallUpdate::Accepted {
                     sdp: answer.filter(|_| !self.early),
                     call_id: self.call_id.clone(),
-                    headers: BTreeMap::new(),
                 });
-                self.report(Report::Notice(Notice::Accepted));
             }
             Err(error) => self.hang_up(&format!("the SIP answer cannot be used: {error}")),
         }
@@ -773,10 +742,7 @@ impl Call {
         }
         self.phase = Phase::Over;
         self.ring_deadline = None;
-        self.state(SessionState::Terminated {
-            reason: Some(reason.to_owned()),
-        });
-        self.report(Report::Notice(Notice::Ended));
+        self.update(CallUpdate::Terminated(Ending::new(reason)));
     }
 }
 

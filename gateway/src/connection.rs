@@ -17,9 +17,10 @@ use protocol::{
     RequestBody, RequestError, Secret, ServerMessage, SessionEvent, SessionState, Version,
 };
 use sip::auth::{Credentials, Secret as SipSecret};
-use sip::driver::{Account as SipAccount, CallHandle, IncomingCall, SipEvent};
+use sip::driver::{Account as SipAccount, CallHandle, SipEvent};
 use sip::registration::RegistrationEvent;
 
+use crate::call::{Command, Incoming, StartCall};
 use crate::metrics::ErrorKind;
 
 /// The SIP domains accounts may belong to (`[accounts] sip_domains`).
@@ -119,55 +120,7 @@ pub(crate) enum Output {
     /// An incoming call no account of ours takes any more: refuse it.
     RefuseCall(CallHandle),
     /// Pass a command to a call's task.
-    Call {
-        session: String,
-        command: SessionCommand,
-    },
-}
-
-/// What an outgoing call's task starts from.
-#[derive(Debug)]
-pub(crate) struct StartCall {
-    pub(crate) session: String,
-    pub(crate) account: SipAccount,
-    pub(crate) uri: String,
-    pub(crate) sdp: String,
-    pub(crate) headers: Vec<(String, String)>,
-}
-
-/// What an incoming call's task starts from.
-#[derive(Debug)]
-pub(crate) struct Incoming {
-    pub(crate) session: String,
-    /// The account, as the client named it.
-    pub(crate) account: String,
-    pub(crate) call: CallHandle,
-    pub(crate) invite: IncomingCall,
-    /// Which headers go to the client.
-    pub(crate) header_prefixes: Vec<String>,
-}
-
-/// What the client asks of a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SessionCommand {
-    Answer {
-        sdp: String,
-        headers: Vec<(String, String)>,
-    },
-    Terminate,
-    Dtmf {
-        digits: String,
-        duration: u32,
-    },
-}
-
-/// What a call's task tells its connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Notice {
-    /// The call is answered: DTMF can be sent.
-    Accepted,
-    /// The call is over: its id is free.
-    Ended,
+    Call { session: String, command: Command },
 }
 
 /// A call of this connection, as far as requests need to know.
@@ -176,6 +129,9 @@ struct Session {
     /// The account the call belongs to (removing the account ends it).
     account: Aor,
     incoming: bool,
+    /// The client knows of the call (an outgoing one it made, an incoming one it was told
+    /// of): an incoming call refused before that ends without a word to it.
+    announced: bool,
     answered: bool,
     accepted: bool,
     /// The far end's early media reached the client: DTMF may go before the answer.
@@ -301,16 +257,8 @@ impl Connection {
         }));
     }
 
-    /// An event from one of the connection's calls, for the client.
-    pub(crate) fn send_event(&mut self, mut event: Event) {
-        if let Event::Session {
-            session,
-            event: SessionEvent::State(SessionState::EarlyMedia { .. }),
-        } = &event
-            && let Some(live) = self.sessions.get_mut(session.as_str())
-        {
-            live.early_media = true;
-        }
+    /// An event from one of the connection's calls, for the client, in its version's words.
+    fn send_event(&mut self, mut event: Event) {
         if self.version == Version::V1
             && let Event::Session {
                 session,
@@ -490,7 +438,7 @@ impl Connection {
         for session in ended {
             self.deferred.push(Output::Call {
                 session: session.clone(),
-                command: SessionCommand::Terminate,
+                command: Command::Hangup,
             });
         }
         Ok(())

@@ -11,15 +11,14 @@ use std::time::{Duration, Instant as StdInstant};
 use bytes::Bytes;
 use media::sdp::{Description, Direction, SipDescription, common_payloads, no_common_codec};
 use media::{Codec, Echo, Output};
-use protocol::{Event, SessionEvent, SessionState};
 use sip::call::{CallEvent, Warning};
 use sip::driver::{CallCommand, CallHandle, IncomingCall, SipEvent};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::call::{CallTask, Report, warning_for};
-use crate::connection::{Notice, SessionCommand, StartCall};
+use crate::call::{CallTask, CallUpdate, Ending, warning_for};
+use crate::call::{Command, StartCall};
 use crate::server::Shared;
 
 /// How long an echo call may stay silent before it is ended.
@@ -29,7 +28,7 @@ const SILENCE: Duration = Duration::from_secs(60);
 pub(crate) fn browser(
     shared: Arc<Shared>,
     start: StartCall,
-    reports: mpsc::UnboundedSender<(String, Report)>,
+    reports: mpsc::UnboundedSender<(String, CallUpdate)>,
 ) -> CallTask {
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let span = info_span!("echo", session = %start.session);
@@ -43,19 +42,13 @@ pub(crate) fn browser(
 async fn run_browser(
     shared: Arc<Shared>,
     start: StartCall,
-    reports: mpsc::UnboundedSender<(String, Report)>,
-    mut commands: mpsc::UnboundedReceiver<SessionCommand>,
+    reports: mpsc::UnboundedSender<(String, CallUpdate)>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let _gauge = shared.metrics.call_started();
     let session = start.session.clone();
-    let report = |report: Report| {
-        let _ = reports.send((session.clone(), report));
-    };
-    let state = |state: SessionState| {
-        report(Report::Event(Event::Session {
-            session: session.clone(),
-            event: SessionEvent::State(state),
-        }));
+    let update = |update: CallUpdate| {
+        let _ = reports.send((session.clone(), update));
     };
     let media = &shared.media;
     let made = Echo::new(
@@ -67,23 +60,20 @@ async fn run_browser(
     let (mut echo, answer) = match made {
         Ok(made) => made,
         Err(error) => {
-            state(SessionState::Terminated {
-                reason: Some(format!("488 Not Acceptable Here ({error})")),
-            });
-            report(Report::Notice(Notice::Ended));
+            update(CallUpdate::Terminated(Ending::new(format!(
+                "488 Not Acceptable Here ({error})"
+            ))));
             return;
         }
     };
     info!("echo test call");
     let (datagrams_tx, mut datagrams) = mpsc::channel(512);
     let _route = media.browser.register(echo.ice_ufrag(), datagrams_tx);
-    state(SessionState::Progress);
-    state(SessionState::Accepted {
+    update(CallUpdate::Progress);
+    update(CallUpdate::Accepted {
         sdp: Some(answer),
         call_id: Some(uuid::Uuid::new_v4().simple().to_string()),
-        headers: Default::default(),
     });
-    report(Report::Notice(Notice::Accepted));
     let socket = media.browser.socket().clone();
     let mut deadline;
     let reason = loop {
@@ -103,7 +93,7 @@ async fn run_browser(
         let mut failed = None;
         while let Some(event) = echo.poll_event() {
             match event {
-                media::Event::Connected => state(SessionState::Established),
+                media::Event::Connected => update(CallUpdate::Established),
                 media::Event::Failed(reason) => failed = Some(reason),
             }
         }
@@ -113,11 +103,11 @@ async fn run_browser(
         }
         tokio::select! {
             command = commands.recv() => match command {
-                Some(SessionCommand::Terminate) | None => break "local hangup".to_owned(),
-                Some(SessionCommand::Dtmf { digits, .. }) => {
+                Some(Command::Hangup) | None => break "local hangup".to_owned(),
+                Some(Command::Dtmf { digits, .. }) => {
                     debug!(%digits, "DTMF to the echo test (nothing to send it to)");
                 }
-                Some(SessionCommand::Answer { .. }) => {}
+                Some(Command::Answer { .. }) => {}
             },
             Some(datagram) = datagrams.recv() => {
                 echo.handle_browser(datagram.at, datagram.source, &datagram.data);
@@ -134,10 +124,7 @@ async fn run_browser(
     while let Output::Browser { destination, data } = echo.poll_output() {
         let _ = socket.try_send_to(data, destination);
     }
-    state(SessionState::Terminated {
-        reason: Some(reason),
-    });
-    report(Report::Notice(Notice::Ended));
+    update(CallUpdate::Terminated(Ending::new(reason)));
 }
 
 /// A SIP phone calls the echo test.

@@ -32,8 +32,8 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::call::{self, CallTask, Report};
-use crate::connection::{Connection, Handled, Notice, Outcome, Output, redact};
+use crate::call::{self, CallTask, CallUpdate, Ending};
+use crate::connection::{Connection, Handled, Outcome, Output, redact};
 use crate::keepalive::{Action, Keepalive};
 use crate::log_limit::LogLimit;
 use crate::metrics::{ErrorKind, Metrics, Rejection};
@@ -521,7 +521,7 @@ struct Session<'a> {
     /// Where the driver sends this connection's SIP events.
     sip_events: mpsc::UnboundedSender<SipEvent>,
     /// Where calls' tasks send their events.
-    reports: mpsc::UnboundedSender<(String, Report)>,
+    reports: mpsc::UnboundedSender<(String, CallUpdate)>,
     /// The calls' tasks, by session id.
     calls: HashMap<String, CallTask>,
     /// Incoming calls' sessions, by SIP call, for their SIP events.
@@ -584,16 +584,12 @@ impl Session<'_> {
     }
 
     /// News from a call's task.
-    fn report(&mut self, session: String, report: Report) {
-        match report {
-            Report::Event(event) => self.connection.send_event(event),
-            Report::Notice(notice) => {
-                self.connection.handle_notice(&session, notice);
-                if notice == Notice::Ended {
-                    self.calls.remove(&session);
-                    self.incoming_calls.retain(|_, owner| *owner != session);
-                }
-            }
+    fn report(&mut self, session: String, update: CallUpdate) {
+        let over = matches!(update, CallUpdate::Terminated(_));
+        self.connection.handle_update(&session, update);
+        if over {
+            self.calls.remove(&session);
+            self.incoming_calls.retain(|_, owner| *owner != session);
         }
     }
 
@@ -629,7 +625,7 @@ impl Session<'_> {
 
     /// Starts a call's task: the echo test, a call the open local domain may not make, or a
     /// call through the relay.
-    fn start_call(&mut self, start: crate::connection::StartCall) {
+    fn start_call(&mut self, start: crate::call::StartCall) {
         let session = start.session.clone();
         let target = sip::registrar::uri_host(&start.uri)
             .unwrap_or_default()
@@ -649,13 +645,8 @@ impl Session<'_> {
                     local.domain(),
                     local.domain()
                 );
-                self.connection.send_event(protocol::Event::Session {
-                    session: session.clone(),
-                    event: protocol::SessionEvent::State(protocol::SessionState::Terminated {
-                        reason: Some(reason),
-                    }),
-                });
-                self.connection.handle_notice(&session, Notice::Ended);
+                self.connection
+                    .handle_update(&session, CallUpdate::Terminated(Ending::new(reason)));
                 return;
             }
         }

@@ -1,9 +1,15 @@
 //! The session requests of a connection (calls): checked here, carried out by each call's task.
 
-use protocol::{SessionAnswer, SessionCreate, SessionDtmfInfo};
+use std::collections::BTreeMap;
+
+use protocol::{
+    AccountEvent, Event, Party, SessionAnswer, SessionCreate, SessionDtmfInfo, SessionEvent,
+    SessionState,
+};
 use sip::driver::{CallHandle, IncomingCall};
 
-use super::{Connection, Incoming, Notice, Output, Session, SessionCommand, StartCall};
+use super::{Connection, Output, Session};
+use crate::call::{CallUpdate, Caller, Command, Incoming, StartCall};
 use crate::metrics::ErrorKind;
 
 type Refusal = (ErrorKind, String);
@@ -38,6 +44,7 @@ impl Connection {
             Session {
                 account: create.account.clone(),
                 incoming: false,
+                announced: true,
                 answered: true,
                 accepted: false,
                 early_media: false,
@@ -84,7 +91,7 @@ impl Connection {
         session.answered = true;
         self.deferred.push(Output::Call {
             session: answer.session,
-            command: SessionCommand::Answer {
+            command: Command::Answer {
                 sdp: answer.sdp,
                 headers: answer
                     .headers
@@ -101,7 +108,7 @@ impl Connection {
         self.session_live(&session)?;
         self.deferred.push(Output::Call {
             session,
-            command: SessionCommand::Terminate,
+            command: Command::Hangup,
         });
         Ok(())
     }
@@ -130,7 +137,7 @@ impl Connection {
         }
         self.deferred.push(Output::Call {
             session: dtmf.session,
-            command: SessionCommand::Dtmf {
+            command: Command::Dtmf {
                 digits: dtmf.digit,
                 duration: dtmf.duration.unwrap_or(DTMF_DURATION),
             },
@@ -153,7 +160,6 @@ impl Connection {
         let session = uuid::Uuid::new_v4().to_string();
         let incoming = Incoming {
             session: session.clone(),
-            account: account.aor.to_string(),
             call,
             invite,
             header_prefixes: account.incoming_header_prefixes.clone(),
@@ -163,6 +169,7 @@ impl Connection {
             Session {
                 account: account.aor.clone(),
                 incoming: true,
+                announced: false,
                 answered: false,
                 accepted: false,
                 early_media: false,
@@ -172,17 +179,76 @@ impl Connection {
         self.out.push_back(Output::Incoming(Box::new(incoming)));
     }
 
-    /// News from a call's task.
-    pub(crate) fn handle_notice(&mut self, session: &str, notice: Notice) {
-        match notice {
-            Notice::Accepted => {
-                if let Some(session) = self.sessions.get_mut(session) {
-                    session.accepted = true;
+    /// News from a call's task: what the session's requests need to know (answered, early
+    /// media, over) is kept, and the client told in sylkRTC's words.
+    pub(crate) fn handle_update(&mut self, session: &str, update: CallUpdate) {
+        let Some(live) = self.sessions.get_mut(session) else {
+            return;
+        };
+        let party = |caller: Caller| Party {
+            uri: caller.uri,
+            display_name: caller.display_name,
+        };
+        let state = match update {
+            CallUpdate::Incoming {
+                caller,
+                sdp,
+                call_id,
+                headers,
+            } => {
+                live.announced = true;
+                let account = live.account.to_string();
+                return self.send_event(Event::Account {
+                    account,
+                    event: AccountEvent::IncomingSession {
+                        session: session.to_owned(),
+                        originator: party(caller),
+                        sdp,
+                        call_id,
+                        headers,
+                    },
+                });
+            }
+            CallUpdate::Missed { caller } => {
+                let account = live.account.to_string();
+                return self.send_event(Event::Account {
+                    account,
+                    event: AccountEvent::MissedSession {
+                        originator: party(caller),
+                    },
+                });
+            }
+            CallUpdate::Progress => SessionState::Progress,
+            CallUpdate::Ringing => SessionState::Ringing,
+            CallUpdate::Proceeding { code } => SessionState::Proceeding { code },
+            CallUpdate::EarlyMedia { sdp, call_id } => {
+                live.early_media = true;
+                SessionState::EarlyMedia { sdp, call_id }
+            }
+            CallUpdate::Accepted { sdp, call_id } => {
+                live.accepted = true;
+                SessionState::Accepted {
+                    sdp,
+                    call_id,
+                    headers: BTreeMap::new(),
                 }
             }
-            Notice::Ended => {
+            CallUpdate::Established => SessionState::Established,
+            CallUpdate::Terminated(ending) => {
+                // The id is free again.
+                let announced = live.announced;
                 self.sessions.remove(session);
+                if !announced {
+                    return;
+                }
+                SessionState::Terminated {
+                    reason: Some(ending.text),
+                }
             }
-        }
+        };
+        self.send_event(Event::Session {
+            session: session.to_owned(),
+            event: SessionEvent::State(state),
+        });
     }
 }

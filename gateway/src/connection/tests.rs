@@ -4,6 +4,7 @@ use sip::driver::SipEvent;
 use sip::registration::RegistrationEvent;
 
 use super::*;
+use crate::call::{CallUpdate, Caller, Ending};
 
 fn connection(version: Version, domains: &[&str]) -> Connection {
     let domains: Vec<String> = domains.iter().map(|d| (*d).to_owned()).collect();
@@ -22,6 +23,17 @@ fn connection(version: Version, domains: &[&str]) -> Connection {
 /// Sends `request` and returns everything the connection queued in reply.
 fn exchange(connection: &mut Connection, request: Value) -> (Handled, Vec<Value>) {
     let handled = connection.handle_text(&request.to_string());
+    (handled, outputs(connection))
+}
+
+/// A call's news for the connection; what the client is sent of it, as JSON.
+fn update(connection: &mut Connection, session: &str, update: CallUpdate) -> Vec<Value> {
+    connection.handle_update(session, update);
+    outputs(connection)
+}
+
+/// What the connection has to send or do, as JSON.
+fn outputs(connection: &mut Connection) -> Vec<Value> {
     let mut out = Vec::new();
     while let Some(output) = connection.poll_output() {
         match output {
@@ -33,7 +45,7 @@ fn exchange(connection: &mut Connection, request: Value) -> (Handled, Vec<Value>
                 json!({"call": start.session, "uri": start.uri, "user": start.account.user, "headers": start.headers}),
             ),
             Output::Incoming(incoming) => out.push(
-                json!({"incoming": incoming.session, "account": incoming.account, "prefixes": incoming.header_prefixes}),
+                json!({"incoming": incoming.session, "prefixes": incoming.header_prefixes}),
             ),
             Output::RefuseCall(call) => out.push(json!({"refuse": call.0})),
             Output::Call { session, command } => {
@@ -41,7 +53,7 @@ fn exchange(connection: &mut Connection, request: Value) -> (Handled, Vec<Value>
             }
         }
     }
-    (handled, out)
+    out
 }
 
 fn add(transaction: &str, account: &str) -> Value {
@@ -490,7 +502,14 @@ fn outgoing_sessions_are_checked_then_handed_to_their_task() {
         out[0]["error"],
         "Session s1 has neither an answer nor early media yet: no DTMF"
     );
-    connection.handle_notice("s1", Notice::Accepted);
+    update(
+        &mut connection,
+        "s1",
+        CallUpdate::Accepted {
+            sdp: None,
+            call_id: None,
+        },
+    );
     let (_, out) = exchange(&mut connection, request("session-dtmf-info", "9", dtmf));
     assert_eq!(out[1]["what"], "Dtmf { digits: \"12#\", duration: 100 }");
     let (_, out) = exchange(
@@ -506,9 +525,13 @@ fn outgoing_sessions_are_checked_then_handed_to_their_task() {
         &mut connection,
         request("session-terminate", "11", json!({"session": "s1"})),
     );
-    assert_eq!(out[1], json!({"command": "s1", "what": "Terminate"}));
+    assert_eq!(out[1], json!({"command": "s1", "what": "Hangup"}));
     // Once the task reports the end, the id is unknown (and free again).
-    connection.handle_notice("s1", Notice::Ended);
+    update(
+        &mut connection,
+        "s1",
+        CallUpdate::Terminated(Ending::new("local hangup")),
+    );
     let (_, out) = exchange(
         &mut connection,
         request(
@@ -546,9 +569,28 @@ fn incoming_calls_become_sessions_of_their_account() {
     let Some(Output::Incoming(incoming)) = connection.poll_output() else {
         panic!("an incoming call");
     };
-    assert_eq!(incoming.account, "alice@example.com");
     assert_eq!(incoming.header_prefixes, ["X-"]);
     let session = incoming.session.clone();
+    // The call's task announces it: the client hears of it for its account.
+    let caller = Caller {
+        uri: "bob@example.com".into(),
+        display_name: Some("Bob".into()),
+    };
+    let out = update(
+        &mut connection,
+        &session,
+        CallUpdate::Incoming {
+            caller: caller.clone(),
+            sdp: "v=0 offer".into(),
+            call_id: Some("c".into()),
+            headers: Default::default(),
+        },
+    );
+    assert_eq!(out[0]["sylkrtc"], "account-event", "{out:?}");
+    assert_eq!(out[0]["account"], "alice@example.com");
+    assert_eq!(out[0]["event"], "incoming-session");
+    assert_eq!(out[0]["originator"]["uri"], "bob@example.com", "{out:?}");
+    assert_eq!(out[0]["originator"]["display_name"], "Bob");
     let answer = json!({"session": session, "sdp": "v=0"});
     let (_, out) = exchange(
         &mut connection,
@@ -578,28 +620,20 @@ fn early_then_accepted(version: Version) -> Vec<Value> {
     let create = json!({"account": "alice@example.com", "session": "s1", "uri": "bob@example.com",
         "sdp": "v=0"});
     exchange(&mut connection, request("session-create", "2", create));
-    for state in [
-        SessionState::EarlyMedia {
+    let mut out = Vec::new();
+    for news in [
+        CallUpdate::EarlyMedia {
             sdp: "v=0 early answer".into(),
             call_id: Some("c1".into()),
         },
-        SessionState::Accepted {
+        CallUpdate::Accepted {
             sdp: None,
             call_id: Some("c1".into()),
-            headers: Default::default(),
         },
     ] {
-        connection.send_event(Event::Session {
-            session: "s1".into(),
-            event: SessionEvent::State(state),
-        });
+        out.extend(update(&mut connection, "s1", news));
     }
-    std::iter::from_fn(|| connection.poll_output())
-        .filter_map(|output| match output {
-            Output::Send(text) => Some(serde_json::from_str(&text).unwrap()),
-            _ => None,
-        })
-        .collect()
+    out
 }
 
 /// A sylkRTC-1 client knows no `early-media` state: the answer SDP of a 183 reaches it in
@@ -630,22 +664,20 @@ fn dtmf_is_allowed_in_early_media() {
             "sdp": "v=0"});
         exchange(&mut connection, request("session-create", "2", create));
         let dtmf = json!({"session": "s1", "digit": "1"});
-        connection.send_event(Event::Session {
-            session: "s1".into(),
-            event: SessionEvent::State(SessionState::Ringing),
-        });
+        update(&mut connection, "s1", CallUpdate::Ringing);
         let (_, out) = exchange(
             &mut connection,
             request("session-dtmf-info", "3", dtmf.clone()),
         );
         assert_eq!(out.last().unwrap()["sylkrtc"], "error", "{out:?}");
-        connection.send_event(Event::Session {
-            session: "s1".into(),
-            event: SessionEvent::State(SessionState::EarlyMedia {
+        update(
+            &mut connection,
+            "s1",
+            CallUpdate::EarlyMedia {
                 sdp: "v=0 early answer".into(),
                 call_id: None,
-            }),
-        });
+            },
+        );
         let (_, out) = exchange(&mut connection, request("session-dtmf-info", "4", dtmf));
         assert!(out.iter().any(|o| o["sylkrtc"] == "ack"), "{out:?}");
         assert!(
@@ -682,8 +714,74 @@ fn account_remove_ends_the_accounts_calls() {
         out,
         [
             json!({"sylkrtc": "ack", "transaction": "6"}),
-            json!({"command": "a1", "what": "Terminate"}),
-            json!({"command": "a2", "what": "Terminate"}),
+            json!({"command": "a1", "what": "Hangup"}),
+            json!({"command": "a2", "what": "Hangup"}),
         ]
     );
+}
+
+/// An incoming call its task refuses before announcing it (no media port, an offer it cannot
+/// take) ends without a word to the client, and its id is forgotten; a call given up while it
+/// rang is reported missed, then terminated.
+#[test]
+fn unannounced_calls_end_silently_and_missed_ones_are_reported() {
+    let mut connection = connection(Version::V2, &["*"]);
+    exchange(&mut connection, add("1", "alice@example.com"));
+    let (_, out) = exchange(
+        &mut connection,
+        json!({"sylkrtc": "account-register", "transaction": "2", "account": "alice@example.com"}),
+    );
+    let handle = out[1]["register"].as_u64().unwrap();
+    let mut ring = |call: u64| {
+        connection.handle_sip_event(SipEvent::Incoming {
+            handle,
+            call: sip::driver::CallHandle(call),
+            invite: Box::new(sip::driver::IncomingCall {
+                from_uri: "sip:bob@example.com".into(),
+                display_name: None,
+                call_id: format!("c{call}"),
+                sdp: Default::default(),
+                headers: vec![],
+            }),
+        });
+        let Some(Output::Incoming(incoming)) = connection.poll_output() else {
+            panic!("an incoming call");
+        };
+        incoming.session
+    };
+    let refused = ring(1);
+    let rang = ring(2);
+    let out = update(
+        &mut connection,
+        &refused,
+        CallUpdate::Terminated(Ending::new("503 Service Unavailable (no port)")),
+    );
+    assert!(out.is_empty(), "{out:?}");
+    let answer = json!({"session": refused, "sdp": "v=0"});
+    let (_, out) = exchange(&mut connection, request("session-answer", "3", answer));
+    assert_eq!(out[0]["sylkrtc"], "error", "the id is gone: {out:?}");
+
+    let caller = Caller {
+        uri: "bob@example.com".into(),
+        display_name: None,
+    };
+    update(
+        &mut connection,
+        &rang,
+        CallUpdate::Incoming {
+            caller: caller.clone(),
+            sdp: "v=0".into(),
+            call_id: None,
+            headers: Default::default(),
+        },
+    );
+    let mut out = update(&mut connection, &rang, CallUpdate::Missed { caller });
+    out.extend(update(
+        &mut connection,
+        &rang,
+        CallUpdate::Terminated(Ending::new("487 Request Terminated")),
+    ));
+    assert_eq!(out[0]["event"], "missed-session", "{out:?}");
+    assert_eq!(out[1]["state"], "terminated", "{out:?}");
+    assert_eq!(out[1]["reason"], "487 Request Terminated");
 }

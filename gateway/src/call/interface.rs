@@ -1,0 +1,134 @@
+//! What a front-end and a call say to each other, in no protocol's words: how a call starts,
+//! the commands a front-end gives it, and the news it hears back. The front-end (today the
+//! sylkRTC connection) translates these from and into its own messages, and keeps what its
+//! requests need to know (answered, early media, over) from the news, so that a call's state
+//! lives in the call and reaches the front-end once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use sip::driver::{Account, CallHandle, IncomingCall};
+
+/// What an outgoing call's task starts from.
+#[derive(Debug)]
+pub(crate) struct StartCall {
+    pub(crate) session: String,
+    pub(crate) account: Account,
+    pub(crate) uri: String,
+    pub(crate) sdp: String,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+/// What an incoming call's task starts from.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub(crate) session: String,
+    pub(crate) call: CallHandle,
+    pub(crate) invite: IncomingCall,
+    /// Which headers go to the client.
+    pub(crate) header_prefixes: Vec<String>,
+}
+
+/// What the client asks of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Command {
+    Answer {
+        sdp: String,
+        headers: Vec<(String, String)>,
+    },
+    /// Hang up (decline, cancel or end, as the call stands).
+    Hangup,
+    Dtmf {
+        digits: String,
+        duration: u32,
+    },
+}
+
+/// The far end of an incoming call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Caller {
+    /// Its address (`user@host`).
+    pub(crate) uri: String,
+    /// Its display name.
+    pub(crate) display_name: Option<String>,
+}
+
+/// Why a call ended: the SIP status when there is one, and the words said (which start with
+/// the status, as in `486 Busy Here`, or say what happened, as in `local hangup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ending {
+    /// The SIP status code, when the words start with one.
+    pub(crate) code: Option<u16>,
+    /// The words.
+    pub(crate) text: String,
+}
+
+impl Ending {
+    /// An ending told in words; a leading status code is read from them.
+    pub(crate) fn new(text: impl Into<String>) -> Ending {
+        let text = text.into();
+        let code = text
+            .get(..3)
+            .filter(|_| text.len() == 3 || text.as_bytes()[3] == b' ')
+            .and_then(|digits| digits.parse::<u16>().ok())
+            .filter(|code| (100..700).contains(code));
+        Ending { code, text }
+    }
+}
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A call's news, in the order it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CallUpdate {
+    /// An incoming call for the front-end's account: the offer made for it.
+    Incoming {
+        caller: Caller,
+        sdp: String,
+        call_id: Option<String>,
+        /// The far end's headers the account asked for.
+        headers: BTreeMap<String, String>,
+    },
+    /// The outgoing request is on its way.
+    Progress,
+    /// The far end rings.
+    Ringing,
+    /// Another provisional status.
+    Proceeding { code: u16 },
+    /// The far end's media comes before the answer: the answer for the front-end's offer.
+    EarlyMedia {
+        sdp: String,
+        call_id: Option<String>,
+    },
+    /// Answered (with the answer, unless early media gave it already).
+    Accepted {
+        sdp: Option<String>,
+        call_id: Option<String>,
+    },
+    /// Media flows with the front-end.
+    Established,
+    /// An incoming call was given up before it was answered (the caller cancelled, or no one
+    /// answered in time). `Terminated` follows.
+    Missed { caller: Caller },
+    /// Over: nothing more comes.
+    Terminated(Ending),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endings_read_their_status_code() {
+        assert_eq!(Ending::new("486 Busy Here").code, Some(486));
+        assert_eq!(Ending::new("408").code, Some(408));
+        assert_eq!(Ending::new("local hangup").code, None);
+        assert_eq!(Ending::new("4860 things").code, None);
+        assert_eq!(Ending::new("no RTP from the SIP side for 60 s").code, None);
+        assert_eq!(Ending::new("486 Busy Here").to_string(), "486 Busy Here");
+    }
+}
