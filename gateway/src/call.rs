@@ -1,10 +1,12 @@
-//! One call's task: it ties the SIP call (through the driver's handle), the media relay and its
-//! sockets, and the sylkRTC events of the session.
+//! One call's task: it ties the far end (a SIP call through the driver's handle, or a bridge to
+//! another browser), the media relay and its sockets, and the front-end's session.
 //!
-//! The task owns everything the call holds (the relay, the SIP leg's ports, its claim on the
-//! shared browser port), so that whatever ends it (a hang-up, a failure, the connection going
-//! away) releases all of it. It never waits on the connection: its events go to the
-//! connection's handler through an unbounded queue, in order.
+//! The call's decisions are the sans-IO [`machine::Machine`]; this task is its I/O: the select
+//! loop over the front-end's commands, the far end's events, the relay's packets and the
+//! machine's timers. The task owns everything the call holds (the relay inside the machine,
+//! the SIP leg's ports, its claim on the shared browser port), so that whatever ends it (a
+//! hang-up, a failure, the front-end going away) releases all of it. It never waits on the
+//! front-end: its news goes through an unbounded queue, in order.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,15 +14,17 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use machine::{Machine, Output, Policy};
 use media::driver::{Datagram, PortPair, Route};
 use media::{Output as MediaOutput, Relay, RelayConfig};
-use sip::call::{CallEvent, Warning};
+use sip::call::Warning;
 use sip::driver::{CallCommand, CallHandle, IncomingCall, OutgoingCall, SipEvent};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span};
 
 mod interface;
+mod machine;
 use crate::metrics::Gauge;
 use crate::server::Shared;
 pub(crate) use interface::{CallUpdate, Caller, Command, Ending, Incoming, StartCall};
@@ -50,10 +54,10 @@ pub(crate) fn outgoing(
     let span = info_span!("call", session = %start.session, direction = "out");
     let session = start.session.clone();
     let task = async move {
-        let mut call = Call::new(shared, session, reports, false);
+        let mut call = Call::new(shared, session, reports);
         match call.start_outgoing(start, sip_tx) {
             Ok(()) => call.run(commands_rx, sip_rx).await,
-            Err(reason) => call.finish(&reason),
+            Err(reason) => call.update(CallUpdate::Terminated(Ending::new(reason))),
         }
     };
     tokio::spawn(task.instrument(span));
@@ -74,7 +78,7 @@ pub(crate) fn incoming(
     let span = info_span!("call", session = %incoming.session, direction = "in");
     let task = async move {
         let session = incoming.session.clone();
-        let mut call = Call::new(shared, session, reports, true);
+        let mut call = Call::new(shared, session, reports);
         if call.start_incoming(incoming) {
             call.run(commands_rx, sip_rx).await;
         }
@@ -86,47 +90,20 @@ pub(crate) fn incoming(
     }
 }
 
-/// Where the call stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Outgoing: the INVITE is out.
-    Calling,
-    /// Incoming: ringing, waiting for `session-answer`.
-    Ringing,
-    /// Answered.
-    Up,
-    /// Over.
-    Over,
-}
-
+/// The task's side of a call: the machine and the I/O around it.
 struct Call {
     shared: Arc<Shared>,
     session: String,
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
-    phase: Phase,
-    sip_call: Option<CallHandle>,
-    /// The SIP call has ended on its own (no hang-up to send).
-    sip_over: bool,
-    call_id: Option<String>,
-    originator: Option<Caller>,
-    relay: Option<Relay>,
+    /// The call's decisions, once its relay exists.
+    machine: Option<Machine>,
+    far_end: Option<CallHandle>,
     ports: Option<PortPair>,
     route: Option<Route>,
     browser_tx: mpsc::Sender<Datagram>,
     browser_rx: Option<mpsc::Receiver<Datagram>>,
-    /// When the relay wants its timer, and when an unanswered call stops ringing.
+    /// When the relay wants its timer.
     relay_deadline: Option<std::time::Instant>,
-    ring_deadline: Option<Instant>,
-    /// Early media was given to the browser: the answer has no SDP for it.
-    early: bool,
-    /// DTMF tones waiting to go, one INFO at a time: the next after the previous one's final
-    /// response, spaced by the tone's duration (a phone's dialler takes them in order).
-    dtmf: std::collections::VecDeque<char>,
-    dtmf_duration: u32,
-    /// An INFO is waiting for its response.
-    dtmf_in_flight: bool,
-    /// When the next tone goes.
-    dtmf_due: Option<Instant>,
     _gauges: Vec<Gauge>,
 }
 
@@ -135,7 +112,6 @@ impl Call {
         shared: Arc<Shared>,
         session: String,
         reports: mpsc::UnboundedSender<(String, CallUpdate)>,
-        incoming: bool,
     ) -> Call {
         let (browser_tx, browser_rx) = mpsc::channel(BROWSER_QUEUE);
         let gauge = shared.metrics.call_started();
@@ -143,27 +119,13 @@ impl Call {
             shared,
             session,
             reports,
-            phase: if incoming {
-                Phase::Ringing
-            } else {
-                Phase::Calling
-            },
-            sip_call: None,
-            sip_over: false,
-            call_id: None,
-            originator: None,
-            relay: None,
+            machine: None,
+            far_end: None,
             ports: None,
             route: None,
             browser_tx,
             browser_rx: Some(browser_rx),
             relay_deadline: None,
-            ring_deadline: None,
-            early: false,
-            dtmf: std::collections::VecDeque::new(),
-            dtmf_duration: 0,
-            dtmf_in_flight: false,
-            dtmf_due: None,
             _gauges: vec![gauge],
         }
     }
@@ -171,6 +133,15 @@ impl Call {
     /// News for the front-end, in order.
     fn update(&self, update: CallUpdate) {
         let _ = self.reports.send((self.session.clone(), update));
+    }
+
+    fn policy(&self) -> Policy {
+        let media = &self.shared.media;
+        Policy {
+            ring_timeout: media.ring_timeout,
+            no_answer_timeout: media.no_answer_timeout,
+            decline_code: media.decline_code,
+        }
     }
 
     /// The relay's settings for a call whose SIP leg has these ports.
@@ -201,21 +172,6 @@ impl Call {
         })
     }
 
-    /// Claims the browser's datagrams on the shared port, once the relay's ufrag exists.
-    fn claim_browser_port(&mut self) {
-        if self.route.is_some() {
-            return;
-        }
-        if let Some(ufrag) = self.relay.as_mut().and_then(Relay::ice_ufrag) {
-            self.route = Some(
-                self.shared
-                    .media
-                    .browser
-                    .register(ufrag, self.browser_tx.clone()),
-            );
-        }
-    }
-
     fn start_outgoing(
         &mut self,
         start: StartCall,
@@ -227,10 +183,8 @@ impl Call {
                 media::Error::NoCommonCodec(reason) => reason,
                 other => format!("488 Not Acceptable Here ({other})"),
             })?;
-        self.relay = Some(relay);
         let call_id = uuid::Uuid::new_v4().simple().to_string();
         info!(uri = %start.uri, %call_id, "calling");
-        self.call_id = Some(call_id.clone());
         let host = sip::registrar::uri_host(&start.uri)
             .unwrap_or_default()
             .to_owned();
@@ -238,57 +192,53 @@ impl Call {
             .unwrap_or_default()
             .to_owned();
         let local = self.shared.local.as_ref();
-        // A browser of the local domain: bridged inside the gateway.
-        if let Some(local) = local
+        let far_end = if let Some(local) = local
             && local.is_local(&host)
             && let Some(callee) = local.browser(&user)
         {
+            // A browser of the local domain: bridged inside the gateway.
             info!(%user, "calling a browser of the local domain");
             let invite = IncomingCall {
                 from_uri: format!("sip:{}@{}", start.account.user, start.account.domain),
                 display_name: start.account.display_name.clone(),
-                call_id,
+                call_id: call_id.clone(),
                 sdp: Bytes::from(sip_offer),
                 headers: start.headers,
             };
-            let call = local.bridge(&self.shared.sip, sip_events, &callee, invite);
-            self.sip_call = Some(call);
-            self.ring_deadline = Some(Instant::now() + self.shared.media.no_answer_timeout);
-            self.update(CallUpdate::Progress);
-            return Ok(());
-        }
-        // An account of the local domain calling elsewhere: to the callee's domain (there is
-        // no registrar above us to send it to).
-        let server = local
-            .filter(|local| local.is_local(&start.account.domain) && !local.is_local(&host))
-            .map(|_| host.clone());
-        let call = self.shared.sip.invite(
-            OutgoingCall {
-                account: start.account,
-                uri: start.uri,
-                sdp: Bytes::from(sip_offer),
-                headers: start.headers,
-                call_id,
-                server,
-            },
-            sip_events,
-        );
-        self.sip_call = Some(call);
-        self.ring_deadline = Some(Instant::now() + self.shared.media.no_answer_timeout);
-        self.update(CallUpdate::Progress);
+            local.bridge(&self.shared.sip, sip_events, &callee, invite)
+        } else {
+            // An account of the local domain calling elsewhere: to the callee's domain (there
+            // is no registrar above us to send it to).
+            let server = local
+                .filter(|local| local.is_local(&start.account.domain) && !local.is_local(&host))
+                .map(|_| host.clone());
+            self.shared.sip.invite(
+                OutgoingCall {
+                    account: start.account,
+                    uri: start.uri,
+                    sdp: Bytes::from(sip_offer),
+                    headers: start.headers,
+                    call_id: call_id.clone(),
+                    server,
+                },
+                sip_events,
+            )
+        };
+        self.far_end = Some(far_end);
+        let machine = Machine::outgoing(std::time::Instant::now(), self.policy(), relay, call_id);
+        self.machine = Some(machine);
+        self.apply();
         Ok(())
     }
 
     /// Sets up an incoming call; false when it was refused at once.
     fn start_incoming(&mut self, incoming: Incoming) -> bool {
         let invite = incoming.invite;
-        self.sip_call = Some(incoming.call);
-        self.call_id = Some(invite.call_id.clone());
-        let originator = Caller {
+        self.far_end = Some(incoming.call);
+        let caller = Caller {
             uri: invite.from_uri.trim_start_matches("sip:").to_owned(),
             display_name: invite.display_name.clone(),
         };
-        self.originator = Some(originator.clone());
         let offer = String::from_utf8_lossy(&invite.sdp).into_owned();
         let offer = (!offer.trim().is_empty()).then_some(offer);
         let made = self
@@ -306,20 +256,17 @@ impl Call {
             Ok(made) => made,
             Err((code, phrase, reason, warning)) => {
                 info!(%reason, "incoming call refused");
-                self.sip(CallCommand::Reject {
+                self.send_far_end(CallCommand::Reject {
                     code,
                     reason: phrase.to_owned(),
                     warning,
                 });
-                self.sip_over = true;
-                self.phase = Phase::Over;
+                self.far_end = None;
                 // Never announced to the front-end: it ends without a word to the client.
                 self.update(CallUpdate::Terminated(Ending::new(reason)));
                 return false;
             }
         };
-        self.relay = Some(relay);
-        self.claim_browser_port();
         let prefixes: Vec<String> = incoming
             .header_prefixes
             .iter()
@@ -336,27 +283,50 @@ impl Call {
             })
             .cloned()
             .collect();
-        info!(from = %originator.uri, call_id = %invite.call_id, "incoming call");
-        self.update(CallUpdate::Incoming {
-            caller: originator,
+        info!(from = %caller.uri, call_id = %invite.call_id, "incoming call");
+        let announce = CallUpdate::Incoming {
+            caller,
             sdp: browser_offer,
             call_id: Some(invite.call_id.clone()),
             headers,
-        });
-        self.sip(CallCommand::Ring);
-        self.ring_deadline = Some(Instant::now() + self.shared.media.ring_timeout);
+        };
+        let machine = Machine::incoming(std::time::Instant::now(), self.policy(), relay, announce);
+        self.machine = Some(machine);
+        self.apply();
         true
     }
 
     /// A command for the far end: through a bridge to another browser, or to SIP.
-    fn sip(&self, command: CallCommand) {
-        let Some(call) = self.sip_call else { return };
+    fn send_far_end(&self, command: CallCommand) {
+        let Some(call) = self.far_end else { return };
         if let Some(local) = &self.shared.local
             && local.bridge_command(call, command.clone())
         {
             return;
         }
         self.shared.sip.call(call, command);
+    }
+
+    /// Carries out what the machine decided.
+    fn apply(&mut self) {
+        while let Some(output) = self.machine.as_mut().and_then(Machine::poll_output) {
+            match output {
+                Output::FarEnd(command) => self.send_far_end(command),
+                Output::Update(update) => self.update(update),
+                Output::ClaimBrowserPort(ufrag) => {
+                    self.route = Some(
+                        self.shared
+                            .media
+                            .browser
+                            .register(ufrag, self.browser_tx.clone()),
+                    );
+                }
+            }
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        self.machine.as_ref().is_none_or(Machine::is_over)
     }
 
     async fn run(
@@ -377,7 +347,10 @@ impl Call {
         let relay_timer = tokio::time::sleep_until(far);
         tokio::pin!(relay_timer);
         let mut armed: Option<std::time::Instant> = None;
-        while self.phase != Phase::Over {
+        while !self.is_over() {
+            let Some(machine) = self.machine.as_mut() else {
+                break;
+            };
             // The timer only ever moves earlier: a later deadline lets it fire early, which
             // costs one spare poll of the relay, instead of a timer-wheel update per packet.
             if let Some(deadline) = self.relay_deadline
@@ -386,20 +359,21 @@ impl Call {
                 armed = Some(deadline);
                 relay_timer.as_mut().reset(Instant::from_std(deadline));
             }
+            let call_deadline = machine.poll_timeout().map(Instant::from_std);
             // Media first: it is what arrives 100 times a second; signalling waits a packet.
             tokio::select! {
                 biased;
                 Some(datagram) = browser_rx.recv() => {
-                    if let Some(relay) = &mut self.relay {
+                    let relay = machine.relay_mut();
+                    relay.handle_browser(datagram.at, datagram.source, &datagram.data);
+                    // Whatever else is queued goes through before the output is polled.
+                    while let Ok(datagram) = browser_rx.try_recv() {
                         relay.handle_browser(datagram.at, datagram.source, &datagram.data);
-                        // Whatever else is queued goes through before the output is polled.
-                        while let Ok(datagram) = browser_rx.try_recv() {
-                            relay.handle_browser(datagram.at, datagram.source, &datagram.data);
-                        }
                     }
                 }
                 received = ports.rtp.recv_from(&mut rtp_buffer) => {
-                    if let (Ok((length, source)), Some(relay)) = (received, &mut self.relay) {
+                    if let Ok((length, source)) = received {
+                        let relay = machine.relay_mut();
                         let now = std::time::Instant::now();
                         relay.handle_sip(now, source, &rtp_buffer[..length], false);
                         for _ in 0..BATCH {
@@ -411,49 +385,47 @@ impl Call {
                     }
                 }
                 received = ports.rtcp.recv_from(&mut rtcp_buffer) => {
-                    if let (Ok((length, source)), Some(relay)) = (received, &mut self.relay) {
-                        relay.handle_sip(std::time::Instant::now(), source, &rtcp_buffer[..length], true);
+                    if let Ok((length, source)) = received {
+                        machine.relay_mut().handle_sip(std::time::Instant::now(), source, &rtcp_buffer[..length], true);
                     }
                 }
                 () = &mut relay_timer => {
                     armed = None;
                     self.relay_deadline = None;
-                    if let Some(relay) = &mut self.relay {
-                        relay.handle_timeout(std::time::Instant::now());
-                    }
+                    machine.relay_mut().handle_timeout(std::time::Instant::now());
                 }
                 command = commands.recv() => match command {
-                    Some(command) => self.command(command),
-                    // The connection is gone: so is the call.
-                    None => self.hang_up("the client disconnected"),
+                    Some(command) => machine.handle_command(std::time::Instant::now(), command),
+                    // The front-end is gone: so is the call.
+                    None => machine.front_end_gone(),
                 },
                 event = sip_events.recv() => match event {
-                    Some(SipEvent::Call { event, .. }) => self.sip_event(event),
+                    Some(SipEvent::Call { event, .. }) => {
+                        machine.handle_far_end(std::time::Instant::now(), event);
+                    }
                     Some(_) => {}
-                    None => self.finish("500 the SIP user agent stopped"),
+                    None => machine.far_end_gone(),
                 },
-                () = sleep_until(self.ring_deadline) => self.ring_timeout(),
-                () = sleep_until(self.dtmf_due) => {
-                    self.dtmf_due = None;
-                    self.send_dtmf();
-                }
+                () = sleep_until(call_deadline) => machine.handle_timeout(std::time::Instant::now()),
             }
             self.drain(&ports);
         }
-        if let Some(relay) = &mut self.relay {
+        if let Some(machine) = &mut self.machine {
             // DTLS close_notify and the last RTCP go out.
-            relay.close();
+            machine.relay_mut().close();
         }
         self.drain(&ports);
         debug!("call task ended");
     }
 
-    /// Sends what the relay has for the network and handles its events.
+    /// Sends what the relay has for the network, then lets the machine see its events and
+    /// carries out what it decided.
     fn drain(&mut self, ports: &PortPair) {
-        let Some(relay) = &mut self.relay else {
+        let Some(machine) = &mut self.machine else {
             return;
         };
         let browser = self.shared.media.browser.socket();
+        let relay = machine.relay_mut();
         loop {
             // Sends never wait: a full socket buffer drops the datagram, as the network would.
             match relay.poll_output() {
@@ -472,285 +444,16 @@ impl Call {
                 }
             }
         }
-        let mut failed = None;
-        let mut connected = false;
-        while let Some(event) = relay.poll_event() {
-            match event {
-                media::Event::Connected => connected = true,
-                media::Event::Failed(reason) => failed = Some(reason),
-            }
-        }
-        if connected && self.phase != Phase::Over {
-            info!("media established");
-            self.update(CallUpdate::Established);
-        }
-        if let Some(reason) = failed {
-            warn!(%reason, "media failed");
-            self.hang_up(&reason);
-        }
-    }
-
-    fn command(&mut self, command: Command) {
-        match command {
-            Command::Hangup => match self.phase {
-                Phase::Ringing => {
-                    let code = self.shared.media.decline_code;
-                    let reason = if code == 603 { "Decline" } else { "Busy Here" };
-                    self.sip(CallCommand::Reject {
-                        code,
-                        reason: reason.to_owned(),
-                        warning: None,
-                    });
-                    self.sip_over = true;
-                    self.finish(&format!("{code} {reason}"));
-                }
-                _ => self.hang_up("local hangup"),
-            },
-            Command::Answer { sdp, headers } => self.answer(&sdp, headers),
-            Command::Dtmf { digits, duration } => {
-                self.dtmf.extend(digits.chars());
-                self.dtmf_duration = duration;
-                if !self.dtmf_in_flight && self.dtmf_due.is_none() {
-                    self.send_dtmf();
-                }
-            }
-        }
-    }
-
-    fn answer(&mut self, sdp: &str, headers: Vec<(String, String)>) {
-        if self.phase != Phase::Ringing {
-            return;
-        }
-        let Some(relay) = &mut self.relay else { return };
-        match relay.accept_browser_answer(std::time::Instant::now(), sdp) {
-            Ok(sip_sdp) => {
-                self.sip(CallCommand::Answer {
-                    sdp: Bytes::from(sip_sdp),
-                    headers,
-                });
-                self.phase = Phase::Up;
-                self.ring_deadline = None;
-                self.update(CallUpdate::Accepted {
-                    sdp: None,
-                    call_id: self.call_id.clone(),
-                });
-            }
-            Err(error) => {
-                warn!(%error, "the browser's answer cannot be used");
-                self.sip(CallCommand::Reject {
-                    code: 488,
-                    reason: "Not Acceptable Here".to_owned(),
-                    warning: Some(warning_for(&error)),
-                });
-                self.sip_over = true;
-                self.finish(&format!("the answer cannot be used: {error}"));
-            }
-        }
-    }
-
-    /// Sends the next DTMF tone as one SIP INFO (`application/dtmf-relay`).
-    fn send_dtmf(&mut self) {
-        let Some(digit) = self.dtmf.pop_front() else {
-            return;
-        };
-        let duration = self.dtmf_duration;
-        self.dtmf_in_flight = true;
-        self.sip(CallCommand::Info {
-            content_type: "application/dtmf-relay".to_owned(),
-            body: Bytes::from(format!("Signal={digit}\r\nDuration={duration}\r\n")),
-        });
-    }
-
-    fn ring_timeout(&mut self) {
-        self.ring_deadline = None;
-        if self.phase == Phase::Calling {
-            // Our call only rings: CANCEL it rather than ring for ever.
-            let seconds = self.shared.media.no_answer_timeout.as_secs();
-            info!(seconds, "no answer: CANCEL");
-            return self.hang_up(&format!(
-                "408 Request Timeout (no answer within {seconds} s)"
-            ));
-        }
-        if self.phase != Phase::Ringing {
-            return;
-        }
-        info!("no answer: ring timeout");
-        self.sip(CallCommand::Reject {
-            code: 480,
-            reason: "Temporarily Unavailable".to_owned(),
-            warning: None,
-        });
-        self.sip_over = true;
-        self.missed();
-        self.finish("480 no answer (ring timeout)");
-    }
-
-    fn missed(&self) {
-        if let Some(originator) = &self.originator {
-            self.update(CallUpdate::Missed {
-                caller: originator.clone(),
-            });
-        }
-    }
-
-    fn sip_event(&mut self, event: CallEvent) {
-        match event {
-            CallEvent::Provisional {
-                code, reason, sdp, ..
-            } => self.provisional(code, &reason, sdp),
-            CallEvent::Answered { sdp } => self.answered(sdp),
-            CallEvent::Confirmed { sdp } => {
-                if let (Some(sdp), Some(relay)) = (sdp, &mut self.relay)
-                    && let Err(error) = relay.accept_sip_answer(
-                        std::time::Instant::now(),
-                        &String::from_utf8_lossy(&sdp),
-                    )
-                {
-                    self.hang_up(&format!("the SIP answer cannot be used: {error}"));
-                }
-            }
-            CallEvent::Offer { sdp } => {
-                let Some(relay) = &mut self.relay else { return };
-                let answer = match sdp {
-                    Some(sdp) => relay.answer_sip_offer(&String::from_utf8_lossy(&sdp)),
-                    None => Ok(relay.sip_offer()),
-                };
-                match answer {
-                    Ok(answer) => {
-                        info!(direction = %relay.sip_direction(), "re-INVITE answered");
-                        self.sip(CallCommand::AnswerOffer(Bytes::from(answer)));
-                    }
-                    Err(error) => {
-                        info!(%error, "re-INVITE refused");
-                        self.sip(CallCommand::RefuseOffer {
-                            code: 488,
-                            reason: "Not Acceptable Here".to_owned(),
-                            warning: Some(warning_for(&error)),
-                        });
-                    }
-                }
-            }
-            CallEvent::Answer { sdp } => {
-                if let Some(relay) = &mut self.relay
-                    && let Err(error) = relay.accept_sip_reanswer(&String::from_utf8_lossy(&sdp))
-                {
-                    warn!(%error, "the answer to our offer cannot be used");
-                }
-            }
-            CallEvent::Info { content_type, body } => {
-                debug!(%content_type, body = %String::from_utf8_lossy(&body), "INFO from the SIP side");
-            }
-            CallEvent::Redirected { code, contacts, .. } => {
-                // The SIP driver follows it or ends the call, as its policy says.
-                info!(code, ?contacts, "call redirected");
-            }
-            CallEvent::InfoAnswered { code } => {
-                debug!(code, "DTMF INFO answered");
-                self.dtmf_in_flight = false;
-                if code >= 300 && !self.dtmf.is_empty() {
-                    // The far end takes no DTMF by INFO (or there is no dialog for it): the
-                    // remaining tones would fare no better.
-                    warn!(code, dropped = self.dtmf.len(), "DTMF INFO refused");
-                    self.dtmf.clear();
-                }
-                if !self.dtmf.is_empty() {
-                    let spacing = std::time::Duration::from_millis(u64::from(self.dtmf_duration));
-                    self.dtmf_due = Some(Instant::now() + spacing);
-                }
-            }
-            CallEvent::Terminated(ending) => {
-                self.sip_over = true;
-                if ending.cancelled && self.phase == Phase::Ringing {
-                    self.missed();
-                }
-                info!(reason = %ending.reason, "call ended by SIP");
-                self.finish(&ending.reason);
-            }
-        }
-    }
-
-    fn provisional(&mut self, code: u16, reason: &str, sdp: Option<Bytes>) {
-        if self.phase != Phase::Calling {
-            return;
-        }
-        if let Some(sdp) = sdp {
-            let Some(relay) = &mut self.relay else { return };
-            match relay.accept_sip_answer(std::time::Instant::now(), &String::from_utf8_lossy(&sdp))
-            {
-                Ok(Some(answer)) => {
-                    self.early = true;
-                    self.claim_browser_port();
-                    info!(code, "early media");
-                    self.update(CallUpdate::EarlyMedia {
-                        sdp: answer,
-                        call_id: self.call_id.clone(),
-                    });
-                }
-                Ok(None) => {}
-                Err(error) => self.hang_up(&format!("the early SDP cannot be used: {error}")),
-            }
-            return;
-        }
-        debug!(code, reason, "provisional response");
-        if code == 180 || code == 181 {
-            self.update(CallUpdate::Ringing);
-        } else {
-            self.update(CallUpdate::Proceeding { code });
-        }
-    }
-
-    fn answered(&mut self, sdp: Option<Bytes>) {
-        if self.phase != Phase::Calling {
-            return;
-        }
-        let Some(relay) = &mut self.relay else { return };
-        let Some(sdp) = sdp else {
-            return self.hang_up("the SIP answer has no SDP");
-        };
-        match relay.accept_sip_answer(std::time::Instant::now(), &String::from_utf8_lossy(&sdp)) {
-            Ok(answer) => {
-                self.phase = Phase::Up;
-                self.ring_deadline = None;
-                self.claim_browser_port();
-                info!("answered");
-                self.update(CallUpdate::Accepted {
-                    sdp: answer.filter(|_| !self.early),
-                    call_id: self.call_id.clone(),
-                });
-            }
-            Err(error) => self.hang_up(&format!("the SIP answer cannot be used: {error}")),
-        }
-    }
-
-    /// Ends the call from our side: hangs up SIP, then reports it terminated.
-    fn hang_up(&mut self, reason: &str) {
-        if self.phase == Phase::Over {
-            return;
-        }
-        if !self.sip_over {
-            self.sip(CallCommand::Hangup);
-            self.sip_over = true;
-        }
-        info!(%reason, "hanging up");
-        self.finish(reason);
-    }
-
-    /// Reports the call terminated (once) and stops the task.
-    fn finish(&mut self, reason: &str) {
-        if self.phase == Phase::Over {
-            return;
-        }
-        self.phase = Phase::Over;
-        self.ring_deadline = None;
-        self.update(CallUpdate::Terminated(Ending::new(reason)));
+        machine.handle_media_events();
+        self.apply();
     }
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
-        // A task dropped mid-call (shutdown) still ends the SIP side.
-        if !self.sip_over {
-            self.sip(CallCommand::Hangup);
+        // A task dropped mid-call (shutdown) still ends the far end.
+        if let Some(command) = self.machine.as_mut().and_then(Machine::abandon) {
+            self.send_far_end(command);
         }
     }
 }

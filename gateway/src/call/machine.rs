@@ -1,0 +1,485 @@
+//! A call's decisions, sans-IO: fed the front-end's commands, the far end's events, the relay's
+//! media events and `now`, it answers with commands for the far end, news for the front-end
+//! and the next time it must be woken. It owns the relay (itself sans-IO) for what the
+//! signalling does with it (answers, re-offers, early media); the call's task only moves its
+//! packets and runs this machine, which is tested on a fake clock.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use media::Relay;
+use sip::call::CallEvent;
+use sip::driver::CallCommand;
+use tracing::{debug, info, warn};
+
+use super::interface::{CallUpdate, Caller, Command, Ending};
+use super::warning_for;
+
+/// The timers and codes a call keeps to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    /// How long an incoming call rings before it is given up (480).
+    pub(crate) ring_timeout: Duration,
+    /// How long an outgoing call may ring unanswered before it is cancelled.
+    pub(crate) no_answer_timeout: Duration,
+    /// The status of declining an incoming call: 486 or 603.
+    pub(crate) decline_code: u16,
+}
+
+/// What the machine has for the world.
+#[derive(Debug)]
+pub(crate) enum Output {
+    /// For the far end (the SIP call, or the browser it is bridged to).
+    FarEnd(CallCommand),
+    /// For the front-end.
+    Update(CallUpdate),
+    /// The relay's ICE ufrag is known: the browser's datagrams on the shared port that carry
+    /// it are this call's.
+    ClaimBrowserPort(String),
+}
+
+/// Where the call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Outgoing: the request is out.
+    Calling,
+    /// Incoming: ringing, waiting for the front-end's answer.
+    Ringing,
+    /// Answered.
+    Up,
+    /// Over.
+    Over,
+}
+
+/// One call's state.
+pub(crate) struct Machine {
+    policy: Policy,
+    phase: Phase,
+    /// The far end has ended on its own, or been told: no hang-up left to send.
+    far_end_over: bool,
+    call_id: Option<String>,
+    caller: Option<Caller>,
+    relay: Relay,
+    /// The browser port is claimed for the relay's ufrag.
+    claimed: bool,
+    /// Early media was given to the front-end: the answer has no SDP for it.
+    early: bool,
+    /// When an unanswered call stops ringing.
+    ring_deadline: Option<Instant>,
+    /// DTMF tones waiting to go, one INFO at a time: the next after the previous one's final
+    /// response, spaced by the tone's duration (a phone's dialler takes them in order).
+    dtmf: VecDeque<char>,
+    dtmf_duration: u32,
+    /// An INFO is waiting for its response.
+    dtmf_in_flight: bool,
+    /// When the next tone goes.
+    dtmf_due: Option<Instant>,
+    out: VecDeque<Output>,
+}
+
+impl Machine {
+    /// An outgoing call whose request the task has just sent.
+    pub(crate) fn outgoing(now: Instant, policy: Policy, relay: Relay, call_id: String) -> Self {
+        let mut machine = Machine::new(policy, Phase::Calling, relay, Some(call_id), None);
+        machine.ring_deadline = Some(now + policy.no_answer_timeout);
+        machine.update(CallUpdate::Progress);
+        machine
+    }
+
+    /// An incoming call: announced to the front-end with the offer made for it, ringing.
+    pub(crate) fn incoming(
+        now: Instant,
+        policy: Policy,
+        relay: Relay,
+        announce: CallUpdate,
+    ) -> Self {
+        let (call_id, caller) = match &announce {
+            CallUpdate::Incoming {
+                caller, call_id, ..
+            } => (call_id.clone(), Some(caller.clone())),
+            _ => (None, None),
+        };
+        let mut machine = Machine::new(policy, Phase::Ringing, relay, call_id, caller);
+        machine.claim_browser_port();
+        machine.update(announce);
+        machine.far_end(CallCommand::Ring);
+        machine.ring_deadline = Some(now + policy.ring_timeout);
+        machine
+    }
+
+    fn new(
+        policy: Policy,
+        phase: Phase,
+        relay: Relay,
+        call_id: Option<String>,
+        caller: Option<Caller>,
+    ) -> Self {
+        Machine {
+            policy,
+            phase,
+            far_end_over: false,
+            call_id,
+            caller,
+            relay,
+            claimed: false,
+            early: false,
+            ring_deadline: None,
+            dtmf: VecDeque::new(),
+            dtmf_duration: 0,
+            dtmf_in_flight: false,
+            dtmf_due: None,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The relay, for the task to move its packets.
+    pub(crate) fn relay_mut(&mut self) -> &mut Relay {
+        &mut self.relay
+    }
+
+    /// Whether the call is over (the task may end).
+    pub(crate) fn is_over(&self) -> bool {
+        self.phase == Phase::Over
+    }
+
+    /// The next output.
+    pub(crate) fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Machine::handle_timeout`] is due.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        [self.ring_deadline, self.dtmf_due]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The task goes away without the call having ended (shutdown): the far end's hang-up, if
+    /// one is still owed.
+    pub(crate) fn abandon(&mut self) -> Option<CallCommand> {
+        (!std::mem::replace(&mut self.far_end_over, true)).then_some(CallCommand::Hangup)
+    }
+
+    fn update(&mut self, update: CallUpdate) {
+        self.out.push_back(Output::Update(update));
+    }
+
+    fn far_end(&mut self, command: CallCommand) {
+        self.out.push_back(Output::FarEnd(command));
+    }
+
+    /// Claims the browser's datagrams on the shared port, once the relay's ufrag exists.
+    fn claim_browser_port(&mut self) {
+        if self.claimed {
+            return;
+        }
+        if let Some(ufrag) = self.relay.ice_ufrag() {
+            self.claimed = true;
+            self.out.push_back(Output::ClaimBrowserPort(ufrag));
+        }
+    }
+
+    /// A command from the front-end.
+    pub(crate) fn handle_command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Hangup => match self.phase {
+                Phase::Ringing => {
+                    let code = self.policy.decline_code;
+                    let reason = if code == 603 { "Decline" } else { "Busy Here" };
+                    self.far_end(CallCommand::Reject {
+                        code,
+                        reason: reason.to_owned(),
+                        warning: None,
+                    });
+                    self.far_end_over = true;
+                    self.finish(&format!("{code} {reason}"));
+                }
+                _ => self.hang_up("local hangup"),
+            },
+            Command::Answer { sdp, headers } => self.answer(now, &sdp, headers),
+            Command::Dtmf { digits, duration } => {
+                self.dtmf.extend(digits.chars());
+                self.dtmf_duration = duration;
+                if !self.dtmf_in_flight && self.dtmf_due.is_none() {
+                    self.send_dtmf();
+                }
+            }
+        }
+    }
+
+    /// The front-end is gone: so is the call.
+    pub(crate) fn front_end_gone(&mut self) {
+        self.hang_up("the client disconnected");
+    }
+
+    /// The far end's events stopped for good (the SIP user agent stopped).
+    pub(crate) fn far_end_gone(&mut self) {
+        self.finish("500 the SIP user agent stopped");
+    }
+
+    fn answer(&mut self, now: Instant, sdp: &str, headers: Vec<(String, String)>) {
+        if self.phase != Phase::Ringing {
+            return;
+        }
+        match self.relay.accept_browser_answer(now, sdp) {
+            Ok(sip_sdp) => {
+                self.far_end(CallCommand::Answer {
+                    sdp: Bytes::from(sip_sdp),
+                    headers,
+                });
+                self.phase = Phase::Up;
+                self.ring_deadline = None;
+                self.update(CallUpdate::Accepted {
+                    sdp: None,
+                    call_id: self.call_id.clone(),
+                });
+            }
+            Err(error) => {
+                warn!(%error, "the browser's answer cannot be used");
+                self.far_end(CallCommand::Reject {
+                    code: 488,
+                    reason: "Not Acceptable Here".to_owned(),
+                    warning: Some(warning_for(&error)),
+                });
+                self.far_end_over = true;
+                self.finish(&format!("the answer cannot be used: {error}"));
+            }
+        }
+    }
+
+    /// Sends the next DTMF tone as one SIP INFO (`application/dtmf-relay`).
+    fn send_dtmf(&mut self) {
+        let Some(digit) = self.dtmf.pop_front() else {
+            return;
+        };
+        let duration = self.dtmf_duration;
+        self.dtmf_in_flight = true;
+        self.far_end(CallCommand::Info {
+            content_type: "application/dtmf-relay".to_owned(),
+            body: Bytes::from(format!("Signal={digit}\r\nDuration={duration}\r\n")),
+        });
+    }
+
+    /// Timers that are due: the ring or no-answer timeout, the next DTMF tone.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.ring_deadline.is_some_and(|deadline| deadline <= now) {
+            self.ring_timeout();
+        }
+        if self.dtmf_due.is_some_and(|due| due <= now) {
+            self.dtmf_due = None;
+            self.send_dtmf();
+        }
+    }
+
+    fn ring_timeout(&mut self) {
+        self.ring_deadline = None;
+        if self.phase == Phase::Calling {
+            // Our call only rings: CANCEL it rather than ring for ever.
+            let seconds = self.policy.no_answer_timeout.as_secs();
+            info!(seconds, "no answer: CANCEL");
+            return self.hang_up(&format!(
+                "408 Request Timeout (no answer within {seconds} s)"
+            ));
+        }
+        if self.phase != Phase::Ringing {
+            return;
+        }
+        info!("no answer: ring timeout");
+        self.far_end(CallCommand::Reject {
+            code: 480,
+            reason: "Temporarily Unavailable".to_owned(),
+            warning: None,
+        });
+        self.far_end_over = true;
+        self.missed();
+        self.finish("480 no answer (ring timeout)");
+    }
+
+    fn missed(&mut self) {
+        if let Some(caller) = self.caller.clone() {
+            self.update(CallUpdate::Missed { caller });
+        }
+    }
+
+    /// What the relay's media did since the last time: established, or failed.
+    pub(crate) fn handle_media_events(&mut self) {
+        let mut failed = None;
+        let mut connected = false;
+        while let Some(event) = self.relay.poll_event() {
+            match event {
+                media::Event::Connected => connected = true,
+                media::Event::Failed(reason) => failed = Some(reason),
+            }
+        }
+        if connected && self.phase != Phase::Over {
+            info!("media established");
+            self.update(CallUpdate::Established);
+        }
+        if let Some(reason) = failed {
+            warn!(%reason, "media failed");
+            self.hang_up(&reason);
+        }
+    }
+
+    /// An event of the far end.
+    pub(crate) fn handle_far_end(&mut self, now: Instant, event: CallEvent) {
+        match event {
+            CallEvent::Provisional {
+                code, reason, sdp, ..
+            } => self.provisional(now, code, &reason, sdp),
+            CallEvent::Answered { sdp } => self.answered(now, sdp),
+            CallEvent::Confirmed { sdp } => {
+                if let Some(sdp) = sdp
+                    && let Err(error) = self
+                        .relay
+                        .accept_sip_answer(now, &String::from_utf8_lossy(&sdp))
+                {
+                    self.hang_up(&format!("the SIP answer cannot be used: {error}"));
+                }
+            }
+            CallEvent::Offer { sdp } => {
+                let answer = match sdp {
+                    Some(sdp) => self.relay.answer_sip_offer(&String::from_utf8_lossy(&sdp)),
+                    None => Ok(self.relay.sip_offer()),
+                };
+                match answer {
+                    Ok(answer) => {
+                        info!(direction = %self.relay.sip_direction(), "re-INVITE answered");
+                        self.far_end(CallCommand::AnswerOffer(Bytes::from(answer)));
+                    }
+                    Err(error) => {
+                        info!(%error, "re-INVITE refused");
+                        self.far_end(CallCommand::RefuseOffer {
+                            code: 488,
+                            reason: "Not Acceptable Here".to_owned(),
+                            warning: Some(warning_for(&error)),
+                        });
+                    }
+                }
+            }
+            CallEvent::Answer { sdp } => {
+                if let Err(error) = self
+                    .relay
+                    .accept_sip_reanswer(&String::from_utf8_lossy(&sdp))
+                {
+                    warn!(%error, "the answer to our offer cannot be used");
+                }
+            }
+            CallEvent::Info { content_type, body } => {
+                debug!(%content_type, body = %String::from_utf8_lossy(&body), "INFO from the SIP side");
+            }
+            CallEvent::Redirected { code, contacts, .. } => {
+                // The SIP driver follows it or ends the call, as its policy says.
+                info!(code, ?contacts, "call redirected");
+            }
+            CallEvent::InfoAnswered { code } => {
+                debug!(code, "DTMF INFO answered");
+                self.dtmf_in_flight = false;
+                if code >= 300 && !self.dtmf.is_empty() {
+                    // The far end takes no DTMF by INFO (or there is no dialog for it): the
+                    // remaining tones would fare no better.
+                    warn!(code, dropped = self.dtmf.len(), "DTMF INFO refused");
+                    self.dtmf.clear();
+                }
+                if !self.dtmf.is_empty() {
+                    let spacing = Duration::from_millis(u64::from(self.dtmf_duration));
+                    self.dtmf_due = Some(now + spacing);
+                }
+            }
+            CallEvent::Terminated(ending) => {
+                self.far_end_over = true;
+                if ending.cancelled && self.phase == Phase::Ringing {
+                    self.missed();
+                }
+                info!(reason = %ending.reason, "call ended by SIP");
+                self.finish(&ending.reason);
+            }
+        }
+    }
+
+    fn provisional(&mut self, now: Instant, code: u16, reason: &str, sdp: Option<Bytes>) {
+        if self.phase != Phase::Calling {
+            return;
+        }
+        if let Some(sdp) = sdp {
+            match self
+                .relay
+                .accept_sip_answer(now, &String::from_utf8_lossy(&sdp))
+            {
+                Ok(Some(answer)) => {
+                    self.early = true;
+                    self.claim_browser_port();
+                    info!(code, "early media");
+                    self.update(CallUpdate::EarlyMedia {
+                        sdp: answer,
+                        call_id: self.call_id.clone(),
+                    });
+                }
+                Ok(None) => {}
+                Err(error) => self.hang_up(&format!("the early SDP cannot be used: {error}")),
+            }
+            return;
+        }
+        debug!(code, reason, "provisional response");
+        if code == 180 || code == 181 {
+            self.update(CallUpdate::Ringing);
+        } else {
+            self.update(CallUpdate::Proceeding { code });
+        }
+    }
+
+    fn answered(&mut self, now: Instant, sdp: Option<Bytes>) {
+        if self.phase != Phase::Calling {
+            return;
+        }
+        let Some(sdp) = sdp else {
+            return self.hang_up("the SIP answer has no SDP");
+        };
+        match self
+            .relay
+            .accept_sip_answer(now, &String::from_utf8_lossy(&sdp))
+        {
+            Ok(answer) => {
+                self.phase = Phase::Up;
+                self.ring_deadline = None;
+                self.claim_browser_port();
+                info!("answered");
+                let sdp = answer.filter(|_| !self.early);
+                self.update(CallUpdate::Accepted {
+                    sdp,
+                    call_id: self.call_id.clone(),
+                });
+            }
+            Err(error) => self.hang_up(&format!("the SIP answer cannot be used: {error}")),
+        }
+    }
+
+    /// Ends the call from our side: hangs up the far end, then reports it terminated.
+    fn hang_up(&mut self, reason: &str) {
+        if self.phase == Phase::Over {
+            return;
+        }
+        if !self.far_end_over {
+            self.far_end(CallCommand::Hangup);
+            self.far_end_over = true;
+        }
+        info!(%reason, "hanging up");
+        self.finish(reason);
+    }
+
+    /// Reports the call terminated (once).
+    fn finish(&mut self, reason: &str) {
+        if self.phase == Phase::Over {
+            return;
+        }
+        self.phase = Phase::Over;
+        self.ring_deadline = None;
+        self.dtmf_due = None;
+        self.update(CallUpdate::Terminated(Ending::new(reason)));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,281 @@
+//! The call machine on a fake clock: `now` is made up, nothing sleeps, no socket is bound.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use media::{Codec, Relay, RelayConfig};
+use sip::call::{CallEvent, Ending as SipEnding};
+use sip::driver::CallCommand;
+
+use super::*;
+
+const CHROME: &str = include_str!("../../../../tests/data/sdp/chrome-offer-audio.sdp");
+const BARESIP_ANSWER: &str = include_str!("../../../../tests/data/sdp/baresip-answer.sdp");
+const SIPP_OFFER: &str = include_str!("../../../../tests/data/sdp/sipp-offer.sdp");
+
+const POLICY: Policy = Policy {
+    ring_timeout: Duration::from_secs(60),
+    no_answer_timeout: Duration::from_secs(120),
+    decline_code: 486,
+};
+
+fn config() -> RelayConfig {
+    media::init_crypto();
+    RelayConfig {
+        browser: "127.0.0.1:40000".parse().unwrap(),
+        sip_rtp: "127.0.0.1:30000".parse().unwrap(),
+        codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
+        media_timeout: Duration::from_secs(30),
+        ice_timeout: Duration::from_secs(30),
+        wallclock: SystemTime::UNIX_EPOCH,
+        cname: "test".into(),
+    }
+}
+
+fn outgoing(now: Instant) -> Machine {
+    let (relay, _) = Relay::outgoing(now, config(), CHROME).unwrap();
+    Machine::outgoing(now, POLICY, relay, "call-1".into())
+}
+
+fn caller() -> Caller {
+    Caller {
+        uri: "bob@example.com".into(),
+        display_name: None,
+    }
+}
+
+fn incoming(now: Instant) -> Machine {
+    let (relay, offer) = Relay::incoming(now, config(), Some(SIPP_OFFER)).unwrap();
+    let announce = CallUpdate::Incoming {
+        caller: caller(),
+        sdp: offer,
+        call_id: Some("call-2".into()),
+        headers: Default::default(),
+    };
+    Machine::incoming(now, POLICY, relay, announce)
+}
+
+/// The outputs, with the updates and far-end commands told apart (and the port claim kept).
+fn outputs(machine: &mut Machine) -> Vec<String> {
+    std::iter::from_fn(|| machine.poll_output())
+        .map(|output| match output {
+            Output::FarEnd(command) => format!("far end: {}", describe(&command)),
+            Output::Update(CallUpdate::Incoming { .. }) => "update: incoming".to_owned(),
+            Output::Update(CallUpdate::EarlyMedia { .. }) => "update: early media".to_owned(),
+            Output::Update(CallUpdate::Accepted { sdp, .. }) => {
+                format!("update: accepted (sdp: {})", sdp.is_some())
+            }
+            Output::Update(CallUpdate::Terminated(ending)) => {
+                format!("update: terminated {}", ending.text)
+            }
+            Output::Update(update) => format!("update: {update:?}"),
+            Output::ClaimBrowserPort(_) => "claim the browser port".to_owned(),
+        })
+        .collect()
+}
+
+fn describe(command: &CallCommand) -> String {
+    match command {
+        CallCommand::Reject { code, reason, .. } => format!("reject {code} {reason}"),
+        CallCommand::Info { body, .. } => {
+            format!(
+                "INFO {}",
+                String::from_utf8_lossy(body).lines().next().unwrap_or("")
+            )
+        }
+        CallCommand::Answer { .. } => "answer".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn sip_answer() -> Option<Bytes> {
+    Some(Bytes::from_static(BARESIP_ANSWER.as_bytes()))
+}
+
+#[test]
+fn an_outgoing_call_rings_gets_early_media_then_the_answer_and_ends() {
+    let now = Instant::now();
+    let mut call = outgoing(now);
+    assert_eq!(outputs(&mut call), ["update: Progress"]);
+    let provisional = |code, sdp| CallEvent::Provisional {
+        code,
+        reason: "x".into(),
+        sdp,
+        tag: Some("t".into()),
+    };
+    call.handle_far_end(now, provisional(180, None));
+    call.handle_far_end(now, provisional(183, sip_answer()));
+    assert_eq!(
+        outputs(&mut call),
+        [
+            "update: Ringing",
+            "claim the browser port",
+            "update: early media"
+        ]
+    );
+    // The answer after early media carries no SDP for the front-end: it has it.
+    call.handle_far_end(now, CallEvent::Answered { sdp: sip_answer() });
+    assert_eq!(outputs(&mut call), ["update: accepted (sdp: false)"]);
+    assert_eq!(call.poll_timeout(), None, "no more no-answer timer");
+    call.handle_far_end(
+        now,
+        CallEvent::Terminated(SipEnding {
+            code: None,
+            reason: "remote hangup".into(),
+            cancelled: false,
+        }),
+    );
+    assert_eq!(outputs(&mut call), ["update: terminated remote hangup"]);
+    assert!(call.is_over());
+    assert!(
+        call.abandon().is_none(),
+        "the far end ended it: nothing owed"
+    );
+}
+
+#[test]
+fn an_outgoing_call_that_only_rings_is_cancelled_at_the_no_answer_timeout() {
+    let start = Instant::now();
+    let mut call = outgoing(start);
+    outputs(&mut call);
+    let deadline = start + POLICY.no_answer_timeout;
+    assert_eq!(call.poll_timeout(), Some(deadline));
+    call.handle_timeout(deadline - Duration::from_millis(1));
+    assert!(outputs(&mut call).is_empty());
+    call.handle_timeout(deadline);
+    assert_eq!(
+        outputs(&mut call),
+        [
+            "far end: Hangup",
+            "update: terminated 408 Request Timeout (no answer within 120 s)"
+        ]
+    );
+    assert!(call.is_over());
+}
+
+#[test]
+fn an_incoming_call_rings_and_is_missed_at_the_ring_timeout() {
+    let start = Instant::now();
+    let mut call = incoming(start);
+    assert_eq!(
+        outputs(&mut call),
+        [
+            "claim the browser port",
+            "update: incoming",
+            "far end: Ring"
+        ]
+    );
+    call.handle_timeout(start + POLICY.ring_timeout);
+    assert_eq!(
+        outputs(&mut call),
+        [
+            "far end: reject 480 Temporarily Unavailable",
+            "update: Missed { caller: Caller { uri: \"bob@example.com\", display_name: None } }",
+            "update: terminated 480 no answer (ring timeout)"
+        ]
+    );
+    assert!(call.abandon().is_none());
+}
+
+#[test]
+fn declining_uses_the_decline_code_and_a_cancel_while_ringing_is_missed() {
+    let now = Instant::now();
+    let mut call = incoming(now);
+    outputs(&mut call);
+    call.handle_command(now, Command::Hangup);
+    assert_eq!(
+        outputs(&mut call),
+        [
+            "far end: reject 486 Busy Here",
+            "update: terminated 486 Busy Here"
+        ]
+    );
+    let mut call = incoming(now);
+    outputs(&mut call);
+    call.handle_far_end(
+        now,
+        CallEvent::Terminated(SipEnding {
+            code: Some(487),
+            reason: "487 Request Terminated".into(),
+            cancelled: true,
+        }),
+    );
+    let out = outputs(&mut call);
+    assert!(out[0].starts_with("update: Missed"), "{out:?}");
+    assert_eq!(out[1], "update: terminated 487 Request Terminated");
+    // Answered elsewhere (not cancelled as such): ended, not missed.
+    let mut call = incoming(now);
+    outputs(&mut call);
+    call.handle_far_end(
+        now,
+        CallEvent::Terminated(SipEnding {
+            code: Some(487),
+            reason: "answered elsewhere".into(),
+            cancelled: false,
+        }),
+    );
+    assert_eq!(
+        outputs(&mut call),
+        ["update: terminated answered elsewhere"]
+    );
+}
+
+#[test]
+fn dtmf_goes_one_info_at_a_time_spaced_by_the_duration() {
+    let start = Instant::now();
+    let mut call = outgoing(start);
+    call.handle_far_end(start, CallEvent::Answered { sdp: sip_answer() });
+    outputs(&mut call);
+    call.handle_command(
+        start,
+        Command::Dtmf {
+            digits: "12".into(),
+            duration: 100,
+        },
+    );
+    assert_eq!(outputs(&mut call), ["far end: INFO Signal=1"]);
+    // Nothing more until the INFO is answered, then the tone's duration later.
+    assert_eq!(call.poll_timeout(), None);
+    let answered = start + Duration::from_millis(40);
+    call.handle_far_end(answered, CallEvent::InfoAnswered { code: 200 });
+    assert!(outputs(&mut call).is_empty());
+    let due = answered + Duration::from_millis(100);
+    assert_eq!(call.poll_timeout(), Some(due));
+    call.handle_timeout(due);
+    assert_eq!(outputs(&mut call), ["far end: INFO Signal=2"]);
+    // A refused tone drops the rest.
+    call.handle_command(
+        due,
+        Command::Dtmf {
+            digits: "34".into(),
+            duration: 100,
+        },
+    );
+    call.handle_far_end(due, CallEvent::InfoAnswered { code: 200 });
+    call.handle_timeout(due + Duration::from_millis(100));
+    assert_eq!(outputs(&mut call), ["far end: INFO Signal=3"]);
+    call.handle_far_end(due, CallEvent::InfoAnswered { code: 415 });
+    assert_eq!(call.poll_timeout(), None);
+    assert!(outputs(&mut call).is_empty());
+}
+
+#[test]
+fn a_front_end_that_goes_away_hangs_up_once() {
+    let now = Instant::now();
+    let mut call = outgoing(now);
+    outputs(&mut call);
+    call.front_end_gone();
+    assert_eq!(
+        outputs(&mut call),
+        [
+            "far end: Hangup",
+            "update: terminated the client disconnected"
+        ]
+    );
+    call.handle_command(now, Command::Hangup);
+    assert!(outputs(&mut call).is_empty(), "over: nothing more");
+    assert!(call.abandon().is_none());
+    // A call dropped mid-way (shutdown) still owes the far end its hang-up.
+    let mut call = outgoing(now);
+    assert!(matches!(call.abandon(), Some(CallCommand::Hangup)));
+}
