@@ -15,6 +15,8 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use machine::{Machine, Output, Policy};
+
+use crate::routing::Route as Dial;
 use media::driver::{Datagram, PortPair, Route};
 use media::{Output as MediaOutput, Relay, RelayConfig};
 use sip::call::Warning;
@@ -47,6 +49,7 @@ pub(crate) struct CallTask {
 pub(crate) fn outgoing(
     shared: Arc<Shared>,
     start: StartCall,
+    route: Dial,
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
 ) -> CallTask {
     let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -55,7 +58,7 @@ pub(crate) fn outgoing(
     let session = start.session.clone();
     let task = async move {
         let mut call = Call::new(shared, session, reports);
-        match call.start_outgoing(start, sip_tx) {
+        match call.start_outgoing(start, route, sip_tx) {
             Ok(()) => call.run(commands_rx, sip_rx).await,
             Err(reason) => call.update(CallUpdate::Terminated(Ending::new(reason))),
         }
@@ -175,6 +178,7 @@ impl Call {
     fn start_outgoing(
         &mut self,
         start: StartCall,
+        route: Dial,
         sip_events: mpsc::UnboundedSender<SipEvent>,
     ) -> Result<(), String> {
         let config = self.relay_config()?;
@@ -185,34 +189,19 @@ impl Call {
             })?;
         let call_id = uuid::Uuid::new_v4().simple().to_string();
         info!(uri = %start.uri, %call_id, "calling");
-        let host = sip::registrar::uri_host(&start.uri)
-            .unwrap_or_default()
-            .to_owned();
-        let user = sip::registrar::uri_user(&start.uri)
-            .unwrap_or_default()
-            .to_owned();
-        let local = self.shared.local.as_ref();
-        let far_end = if let Some(local) = local
-            && local.is_local(&host)
-            && let Some(callee) = local.browser(&user)
-        {
-            // A browser of the local domain: bridged inside the gateway.
-            info!(%user, "calling a browser of the local domain");
-            let invite = IncomingCall {
-                from_uri: format!("sip:{}@{}", start.account.user, start.account.domain),
-                display_name: start.account.display_name.clone(),
-                call_id: call_id.clone(),
-                sdp: Bytes::from(sip_offer),
-                headers: start.headers,
-            };
-            local.bridge(&self.shared.sip, sip_events, &callee, invite)
-        } else {
-            // An account of the local domain calling elsewhere: to the callee's domain (there
-            // is no registrar above us to send it to).
-            let server = local
-                .filter(|local| local.is_local(&start.account.domain) && !local.is_local(&host))
-                .map(|_| host.clone());
-            self.shared.sip.invite(
+        let far_end = match (route, self.shared.local.as_ref()) {
+            (Dial::LocalBrowser(callee), Some(local)) => {
+                info!("calling a browser of the local domain");
+                let invite = IncomingCall {
+                    from_uri: format!("sip:{}@{}", start.account.user, start.account.domain),
+                    display_name: start.account.display_name.clone(),
+                    call_id: call_id.clone(),
+                    sdp: Bytes::from(sip_offer),
+                    headers: start.headers,
+                };
+                local.bridge(&self.shared.sip, sip_events, &callee, invite)
+            }
+            (Dial::Sip { server }, _) => self.shared.sip.invite(
                 OutgoingCall {
                     account: start.account,
                     uri: start.uri,
@@ -222,7 +211,8 @@ impl Call {
                     server,
                 },
                 sip_events,
-            )
+            ),
+            (route, _) => return Err(format!("500 the call task cannot take {route:?}")),
         };
         self.far_end = Some(far_end);
         let machine = Machine::outgoing(std::time::Instant::now(), self.policy(), relay, call_id);

@@ -25,6 +25,7 @@ mod listener;
 mod local;
 mod log_limit;
 mod metrics;
+mod routing;
 mod server;
 mod signalling;
 mod tls;

@@ -32,7 +32,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::call::{self, CallTask, CallUpdate, Ending};
+use crate::call::{self, CallTask, CallUpdate};
 use crate::connection::{Connection, Handled, Outcome, Output, redact};
 use crate::keepalive::{Action, Keepalive};
 use crate::log_limit::LogLimit;
@@ -627,30 +627,22 @@ impl Session<'_> {
     /// call through the relay.
     fn start_call(&mut self, start: crate::call::StartCall) {
         let session = start.session.clone();
-        let target = sip::registrar::uri_host(&start.uri)
-            .unwrap_or_default()
-            .to_owned();
-        if let Some(local) = &self.shared.local {
-            let to_local = local.is_local(&target);
-            let user = sip::registrar::uri_user(&start.uri).unwrap_or_default();
-            if to_local && user.eq_ignore_ascii_case("echo") {
-                let task = crate::echo::browser(self.shared.clone(), start, self.reports.clone());
-                self.calls.insert(session, task);
-                return;
+        let route = crate::routing::outgoing(
+            self.shared.local.as_ref(),
+            &start.account.domain,
+            &start.uri,
+        );
+        let task = match route {
+            crate::routing::Route::Echo => {
+                crate::echo::browser(self.shared.clone(), start, self.reports.clone())
             }
-            if !to_local && local.is_open() && local.is_local(&start.account.domain) {
-                // Open registration must never make the gateway a relay toward other domains.
-                let reason = format!(
-                    "403 Forbidden (accounts of the open domain {} can call only {})",
-                    local.domain(),
-                    local.domain()
-                );
+            crate::routing::Route::Refuse(ending) => {
                 self.connection
-                    .handle_update(&session, CallUpdate::Terminated(Ending::new(reason)));
+                    .handle_update(&session, CallUpdate::Terminated(ending));
                 return;
             }
-        }
-        let task = call::outgoing(self.shared.clone(), start, self.reports.clone());
+            route => call::outgoing(self.shared.clone(), start, route, self.reports.clone()),
+        };
         self.calls.insert(session, task);
     }
 
