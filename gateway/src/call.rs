@@ -16,7 +16,6 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use machine::{Machine, Output, Policy};
 
-use crate::routing::Route as Dial;
 use media::driver::{Datagram, PortPair, Route};
 use media::{Output as MediaOutput, Relay, RelayConfig};
 use sip::call::Warning;
@@ -27,9 +26,10 @@ use tracing::{Instrument, debug, info, info_span};
 
 mod interface;
 mod machine;
+mod services;
 use crate::metrics::Gauge;
-use crate::server::Shared;
-pub(crate) use interface::{CallUpdate, Caller, Command, Ending, Incoming, StartCall};
+pub(crate) use interface::{CallUpdate, Caller, Command, Ending, FarEnd, Incoming, StartCall};
+pub(crate) use services::{CallServices, Media};
 
 /// Datagrams from the browser waiting for the call's task; past it they are dropped.
 const BROWSER_QUEUE: usize = 512;
@@ -47,9 +47,9 @@ pub(crate) struct CallTask {
 
 /// Starts an outgoing call's task.
 pub(crate) fn outgoing(
-    shared: Arc<Shared>,
+    services: Arc<CallServices>,
     start: StartCall,
-    route: Dial,
+    far_end: FarEnd,
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
 ) -> CallTask {
     let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -57,8 +57,8 @@ pub(crate) fn outgoing(
     let span = info_span!("call", session = %start.session, direction = "out");
     let session = start.session.clone();
     let task = async move {
-        let mut call = Call::new(shared, session, reports);
-        match call.start_outgoing(start, route, sip_tx) {
+        let mut call = Call::new(services, session, reports);
+        match call.start_outgoing(start, far_end, sip_tx) {
             Ok(()) => call.run(commands_rx, sip_rx).await,
             Err(reason) => call.update(CallUpdate::Terminated(Ending::new(reason))),
         }
@@ -72,7 +72,7 @@ pub(crate) fn outgoing(
 
 /// Starts an incoming call's task.
 pub(crate) fn incoming(
-    shared: Arc<Shared>,
+    services: Arc<CallServices>,
     incoming: Incoming,
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
 ) -> CallTask {
@@ -81,7 +81,7 @@ pub(crate) fn incoming(
     let span = info_span!("call", session = %incoming.session, direction = "in");
     let task = async move {
         let session = incoming.session.clone();
-        let mut call = Call::new(shared, session, reports);
+        let mut call = Call::new(services, session, reports);
         if call.start_incoming(incoming) {
             call.run(commands_rx, sip_rx).await;
         }
@@ -95,7 +95,7 @@ pub(crate) fn incoming(
 
 /// The task's side of a call: the machine and the I/O around it.
 struct Call {
-    shared: Arc<Shared>,
+    services: Arc<CallServices>,
     session: String,
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
     /// The call's decisions, once its relay exists.
@@ -112,14 +112,14 @@ struct Call {
 
 impl Call {
     fn new(
-        shared: Arc<Shared>,
+        services: Arc<CallServices>,
         session: String,
         reports: mpsc::UnboundedSender<(String, CallUpdate)>,
     ) -> Call {
         let (browser_tx, browser_rx) = mpsc::channel(BROWSER_QUEUE);
-        let gauge = shared.metrics.call_started();
+        let gauge = services.metrics.call_started();
         Call {
-            shared,
+            services,
             session,
             reports,
             machine: None,
@@ -139,7 +139,7 @@ impl Call {
     }
 
     fn policy(&self) -> Policy {
-        let media = &self.shared.media;
+        let media = &self.services.media;
         Policy {
             ring_timeout: media.ring_timeout,
             no_answer_timeout: media.no_answer_timeout,
@@ -149,7 +149,7 @@ impl Call {
 
     /// The relay's settings for a call whose SIP leg has these ports.
     fn relay_config(&mut self) -> Result<RelayConfig, String> {
-        let media = &self.shared.media;
+        let media = &self.services.media;
         let pair = media
             .ports
             .allocate()
@@ -159,7 +159,7 @@ impl Call {
             .local_addr()
             .map_err(|error| format!("503 Service Unavailable ({error})"))?
             .port();
-        self._gauges.push(self.shared.metrics.ports_taken());
+        self._gauges.push(self.services.metrics.ports_taken());
         self.ports = Some(pair);
         Ok(RelayConfig {
             browser: media.browser_addr,
@@ -178,7 +178,7 @@ impl Call {
     fn start_outgoing(
         &mut self,
         start: StartCall,
-        route: Dial,
+        far_end: FarEnd,
         sip_events: mpsc::UnboundedSender<SipEvent>,
     ) -> Result<(), String> {
         let config = self.relay_config()?;
@@ -189,8 +189,8 @@ impl Call {
             })?;
         let call_id = uuid::Uuid::new_v4().simple().to_string();
         info!(uri = %start.uri, %call_id, "calling");
-        let far_end = match (route, self.shared.local.as_ref()) {
-            (Dial::LocalBrowser(callee), Some(local)) => {
+        let far_end = match (far_end, self.services.local.as_ref()) {
+            (FarEnd::LocalBrowser(callee), Some(local)) => {
                 info!("calling a browser of the local domain");
                 let invite = IncomingCall {
                     from_uri: format!("sip:{}@{}", start.account.user, start.account.domain),
@@ -199,9 +199,12 @@ impl Call {
                     sdp: Bytes::from(sip_offer),
                     headers: start.headers,
                 };
-                local.bridge(&self.shared.sip, sip_events, &callee, invite)
+                local.bridge(&self.services.sip, sip_events, &callee, invite)
             }
-            (Dial::Sip { server }, _) => self.shared.sip.invite(
+            (FarEnd::LocalBrowser(_), None) => {
+                return Err("500 a local browser without a local domain".to_owned());
+            }
+            (FarEnd::Sip { server }, _) => self.services.sip.invite(
                 OutgoingCall {
                     account: start.account,
                     uri: start.uri,
@@ -212,7 +215,6 @@ impl Call {
                 },
                 sip_events,
             ),
-            (route, _) => return Err(format!("500 the call task cannot take {route:?}")),
         };
         self.far_end = Some(far_end);
         let machine = Machine::outgoing(std::time::Instant::now(), self.policy(), relay, call_id);
@@ -289,12 +291,12 @@ impl Call {
     /// A command for the far end: through a bridge to another browser, or to SIP.
     fn send_far_end(&self, command: CallCommand) {
         let Some(call) = self.far_end else { return };
-        if let Some(local) = &self.shared.local
+        if let Some(local) = &self.services.local
             && local.bridge_command(call, command.clone())
         {
             return;
         }
-        self.shared.sip.call(call, command);
+        self.services.sip.call(call, command);
     }
 
     /// Carries out what the machine decided.
@@ -305,7 +307,7 @@ impl Call {
                 Output::Update(update) => self.update(update),
                 Output::ClaimBrowserPort(ufrag) => {
                     self.route = Some(
-                        self.shared
+                        self.services
                             .media
                             .browser
                             .register(ufrag, self.browser_tx.clone()),
@@ -414,7 +416,7 @@ impl Call {
         let Some(machine) = &mut self.machine else {
             return;
         };
-        let browser = self.shared.media.browser.socket();
+        let browser = self.services.media.browser.socket();
         let relay = machine.relay_mut();
         loop {
             // Sends never wait: a full socket buffer drops the datagram, as the network would.

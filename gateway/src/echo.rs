@@ -17,22 +17,21 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::call::{CallTask, CallUpdate, Ending, warning_for};
+use crate::call::{CallServices, CallTask, CallUpdate, Ending, warning_for};
 use crate::call::{Command, StartCall};
-use crate::server::Shared;
 
 /// How long an echo call may stay silent before it is ended.
 const SILENCE: Duration = Duration::from_secs(60);
 
 /// A browser calls the echo test.
 pub(crate) fn browser(
-    shared: Arc<Shared>,
+    services: Arc<CallServices>,
     start: StartCall,
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
 ) -> CallTask {
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let span = info_span!("echo", session = %start.session);
-    tokio::spawn(run_browser(shared, start, reports, commands_rx).instrument(span));
+    tokio::spawn(run_browser(services, start, reports, commands_rx).instrument(span));
     CallTask {
         commands,
         sip_events: None,
@@ -40,17 +39,17 @@ pub(crate) fn browser(
 }
 
 async fn run_browser(
-    shared: Arc<Shared>,
+    services: Arc<CallServices>,
     start: StartCall,
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let _gauge = shared.metrics.call_started();
+    let _gauge = services.metrics.call_started();
     let session = start.session.clone();
     let update = |update: CallUpdate| {
         let _ = reports.send((session.clone(), update));
     };
-    let media = &shared.media;
+    let media = &services.media;
     let made = Echo::new(
         StdInstant::now(),
         media.browser_addr,
@@ -129,24 +128,24 @@ async fn run_browser(
 
 /// A SIP phone calls the echo test.
 pub(crate) fn sip(
-    shared: Arc<Shared>,
+    services: Arc<CallServices>,
     call: CallHandle,
     invite: IncomingCall,
     events: mpsc::UnboundedReceiver<SipEvent>,
 ) {
     let span = info_span!("echo", call = call.0);
-    tokio::spawn(run_sip(shared, call, invite, events).instrument(span));
+    tokio::spawn(run_sip(services, call, invite, events).instrument(span));
 }
 
 async fn run_sip(
-    shared: Arc<Shared>,
+    services: Arc<CallServices>,
     call: CallHandle,
     invite: IncomingCall,
     mut events: mpsc::UnboundedReceiver<SipEvent>,
 ) {
-    let _gauge = shared.metrics.call_started();
+    let _gauge = services.metrics.call_started();
     let refuse_with = |code: u16, reason: &str, warning: Option<Warning>| {
-        shared.sip.call(
+        services.sip.call(
             call,
             CallCommand::Reject {
                 code,
@@ -162,14 +161,14 @@ async fn run_sip(
         Ok(offer) => offer,
         Err(error) => return not_acceptable(&error),
     };
-    let Ok(ports) = shared.media.ports.allocate() else {
+    let Ok(ports) = services.media.ports.allocate() else {
         return refuse(503, "Service Unavailable");
     };
-    let _ports_gauge = shared.metrics.ports_taken();
+    let _ports_gauge = services.metrics.ports_taken();
     let Ok(local) = ports.rtp.local_addr() else {
         return refuse(503, "Service Unavailable");
     };
-    let rtp = std::net::SocketAddr::new(shared.media.advertised, local.port());
+    let rtp = std::net::SocketAddr::new(services.media.advertised, local.port());
     let mut session = EchoSession {
         rtp,
         version: 1,
@@ -178,7 +177,7 @@ async fn run_sip(
     };
     let answer = session.answer(&description, audio_index, direction);
     info!(from = %invite.from_uri, "echo test call from SIP");
-    shared.sip.call(
+    services.sip.call(
         call,
         CallCommand::Answer {
             sdp: Bytes::from(answer),
@@ -198,7 +197,7 @@ async fn run_sip(
                     if session.phone_sends {
                         heard = Instant::now();
                     }
-                    shared.sip.call(call, command);
+                    services.sip.call(call, command);
                 }
                 Some(_) => {}
             },
@@ -210,7 +209,7 @@ async fn run_sip(
             }
             () = tokio::time::sleep_until(heard + SILENCE), if session.phone_sends => {
                 info!("echo test: no RTP for {} s, hanging up", SILENCE.as_secs());
-                shared.sip.call(call, CallCommand::Hangup);
+                services.sip.call(call, CallCommand::Hangup);
                 return;
             }
         }

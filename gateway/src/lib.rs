@@ -16,10 +16,10 @@
 mod admission;
 mod call;
 mod config;
-mod connection;
 mod echo;
 mod error;
 mod http;
+mod inbound;
 mod keepalive;
 mod listener;
 mod local;
@@ -28,9 +28,8 @@ mod metrics;
 mod routing;
 mod server;
 mod signalling;
+mod sylkrtc;
 mod tls;
-mod web;
-mod ws;
 
 pub use config::{
     AccountsConfig, CallsConfig, Config, ConversationType, CuttlefishConfig, GstreamerConfig,

@@ -4,8 +4,8 @@
 //!   against the configured users (any password with open registration) and records the
 //!   connection as a binding; no SIP is involved.
 //! * Softphones register to the SIP listener (the `sip` crate's registrar) and call in; the
-//!   driver hands those calls to [`route`], which gives them to a browser binding of the callee,
-//!   to the echo test, or refuses them.
+//!   driver hands those calls to the `inbound` module, which routes them with the dial plan to a
+//!   browser binding of the callee, to the echo test, or refuses them.
 //! * A browser calling a browser of the local domain is bridged inside the gateway: each side's
 //!   call task talks to the other through a [`Bridge`] that turns one side's SIP commands into
 //!   the other side's SIP events, and their relays exchange plain RTP over the host's own
@@ -16,14 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sip::auth::ha1;
-use sip::call::{CallEvent, Ending, Warning};
-use sip::driver::{CallCommand, CallHandle, IncomingCall, LocalCallee, SipEvent, SipHandle};
+use sip::call::{CallEvent, Ending};
+use sip::driver::{CallCommand, CallHandle, IncomingCall, SipEvent, SipHandle};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::admission::Admission;
 use crate::config::LocalConfig;
-use crate::server::Shared;
 
 /// A browser connection where a local user takes calls.
 #[derive(Debug, Clone)]
@@ -281,102 +279,6 @@ impl Bridge {
                 Some(CallEvent::Info { content_type, body })
             }
             _ => None,
-        }
-    }
-}
-
-/// The refusal of a call from SIP to a local user with no browser: a phone-to-phone call is
-/// not connected yet (403, saying so), a user of the domain with no device is unavailable
-/// (480), any other name is not found (404); the same codes as for a browser calling.
-fn no_browser(user: &str, callee: LocalCallee) -> (u16, &'static str, String) {
-    if callee.phones > 0 {
-        (
-            403,
-            "Forbidden",
-            format!(
-                "calls between two softphones are not connected yet ({user} has only a softphone)"
-            ),
-        )
-    } else if callee.known {
-        (
-            480,
-            "Temporarily Unavailable",
-            format!("{user} has no device registered"),
-        )
-    } else {
-        (404, "Not Found", format!("no user {user}"))
-    }
-}
-
-/// Takes the calls the SIP driver gives the local domain (from softphones): to a browser of the
-/// callee, to the echo test, or refused; callers who did not authenticate only within the
-/// admission's limits. Their later events are forwarded to where they went.
-pub(crate) async fn route(
-    shared: Arc<Shared>,
-    mut calls: mpsc::UnboundedReceiver<SipEvent>,
-    mut admission: Admission,
-) {
-    let mut routes: HashMap<CallHandle, mpsc::UnboundedSender<SipEvent>> = HashMap::new();
-    while let Some(event) = calls.recv().await {
-        match event {
-            SipEvent::LocalIncoming {
-                call,
-                user,
-                source,
-                authenticated,
-                callee,
-                invite,
-            } => {
-                let Some(local) = &shared.local else { continue };
-                if !authenticated && let Err(refusal) = admission.admit(call, source.ip()) {
-                    warn!(%source, from = %invite.from_uri, "call refused: {}", refusal.text());
-                    shared.sip.call(
-                        call,
-                        CallCommand::Reject {
-                            code: 503,
-                            reason: "Service Unavailable".to_owned(),
-                            warning: Some(Warning::new(Warning::MISCELLANEOUS, refusal.text())),
-                        },
-                    );
-                    continue;
-                }
-                if user.eq_ignore_ascii_case("echo") {
-                    debug!(from = %invite.from_uri, "echo test call from SIP");
-                    let (events, receiver) = mpsc::unbounded_channel();
-                    routes.insert(call, events);
-                    crate::echo::sip(shared.clone(), call, *invite, receiver);
-                } else if let Some(binding) = local.browser(&user) {
-                    debug!(%user, from = %invite.from_uri, "call from SIP to a local browser");
-                    routes.insert(call, binding.events.clone());
-                    let _ = binding.events.send(SipEvent::Incoming {
-                        handle: binding.handle,
-                        call,
-                        invite,
-                    });
-                } else {
-                    let (code, reason, text) = no_browser(&user, callee);
-                    info!(%user, from = %invite.from_uri, code, "call from SIP refused: {text}");
-                    shared.sip.call(
-                        call,
-                        CallCommand::Reject {
-                            code,
-                            reason: reason.to_owned(),
-                            warning: Some(Warning::new(Warning::MISCELLANEOUS, text)),
-                        },
-                    );
-                }
-            }
-            SipEvent::Call { call, event } => {
-                let ended = matches!(event, CallEvent::Terminated(_));
-                if let Some(route) = routes.get(&call) {
-                    let _ = route.send(SipEvent::Call { call, event });
-                }
-                if ended {
-                    routes.remove(&call);
-                    admission.ended(call);
-                }
-            }
-            SipEvent::Registration { .. } | SipEvent::Incoming { .. } => {}
         }
     }
 }

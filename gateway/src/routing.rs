@@ -1,7 +1,11 @@
-//! The dial plan for the calls a browser places: where one goes is decided here, once, before
-//! its task starts, from the local domain's settings and bindings and the callee's URI.
+//! The dial plan: where a call goes is decided here, once, before its task starts. For the
+//! calls a browser places ([`outgoing`]), from the local domain's settings and bindings and the
+//! callee's URI; for the calls phones place to a user of the local domain ([`from_phone`]),
+//! from that user's bindings.
 
-use crate::call::Ending;
+use crate::call::{Ending, FarEnd};
+use sip::driver::LocalCallee;
+
 use crate::local::{BrowserBinding, Local};
 
 /// Where a browser's call goes.
@@ -9,12 +13,8 @@ use crate::local::{BrowserBinding, Local};
 pub(crate) enum Route {
     /// The local domain's echo test.
     Echo,
-    /// A browser registered at the local domain: bridged inside the gateway.
-    LocalBrowser(BrowserBinding),
-    /// Through the SIP user agent: to the outbound proxy or the account's own domain, or to
-    /// `server` (an account of the local domain calling elsewhere: there is no registrar above
-    /// us to send it to). The user agent finds the local domain's phones itself.
-    Sip { server: Option<String> },
+    /// A call of the relay, to a local browser or through SIP.
+    Call(FarEnd),
     /// Not placed, with why.
     Refuse(Ending),
 }
@@ -22,7 +22,7 @@ pub(crate) enum Route {
 /// The route of a call from an account of `account_domain` to `uri` (`sip:user@host`).
 pub(crate) fn outgoing(local: Option<&Local>, account_domain: &str, uri: &str) -> Route {
     let Some(local) = local else {
-        return Route::Sip { server: None };
+        return Route::Call(FarEnd::Sip { server: None });
     };
     let host = sip::uri::uri_host(uri).unwrap_or_default();
     let user = sip::uri::uri_user(uri).unwrap_or_default();
@@ -39,11 +39,57 @@ pub(crate) fn outgoing(local: Option<&Local>, account_domain: &str, uri: &str) -
         )));
     }
     if to_local && let Some(callee) = local.browser(user) {
-        return Route::LocalBrowser(callee);
+        return Route::Call(FarEnd::LocalBrowser(callee));
     }
-    Route::Sip {
+    Route::Call(FarEnd::Sip {
         server: (from_local && !to_local).then(|| host.to_owned()),
+    })
+}
+
+/// Where a phone's call to a user of the local domain goes.
+#[derive(Debug)]
+pub(crate) enum PhoneRoute {
+    /// The local domain's echo test.
+    Echo,
+    /// A browser where the user takes calls.
+    LocalBrowser(BrowserBinding),
+    /// Refused with this status and why.
+    Refuse {
+        code: u16,
+        reason: &'static str,
+        text: String,
+    },
+}
+
+/// The route of a phone's call to `user` of the local domain. With no browser of the user, a
+/// phone-to-phone call is not connected yet (403, saying so), a user of the domain with no
+/// device is unavailable (480), any other name is not found (404): the same codes as for a
+/// browser calling.
+pub(crate) fn from_phone(local: &Local, user: &str, callee: LocalCallee) -> PhoneRoute {
+    if user.eq_ignore_ascii_case("echo") {
+        return PhoneRoute::Echo;
     }
+    if let Some(binding) = local.browser(user) {
+        return PhoneRoute::LocalBrowser(binding);
+    }
+    let (code, reason, text) = if callee.phones > 0 {
+        (
+            403,
+            "Forbidden",
+            format!(
+                "calls between two softphones are not connected yet ({user} has only a softphone)"
+            ),
+        )
+    } else if callee.known {
+        (
+            480,
+            "Temporarily Unavailable",
+            format!("{user} has no device registered"),
+        )
+    } else {
+        (404, "Not Found", format!("no user {user}"))
+    };
+    PhoneRoute::Refuse { code, reason, text }
 }
 
 #[cfg(test)]
@@ -70,8 +116,8 @@ mod tests {
     fn name(route: &Route) -> String {
         match route {
             Route::Echo => "echo".into(),
-            Route::LocalBrowser(binding) => format!("browser {}", binding.handle),
-            Route::Sip { server } => format!("sip {server:?}"),
+            Route::Call(FarEnd::LocalBrowser(binding)) => format!("browser {}", binding.handle),
+            Route::Call(FarEnd::Sip { server }) => format!("sip {server:?}"),
             Route::Refuse(ending) => format!("refuse {}", ending.text),
         }
     }
@@ -128,5 +174,38 @@ mod tests {
             route(Some(&open), "example.com", "sip:carol@example.com"),
             "sip None"
         );
+    }
+
+    /// A phone's call reaches the echo, a browser of the callee, or is refused with the code
+    /// that says why.
+    #[test]
+    fn every_phone_call_has_one_route() {
+        let domain = local(false);
+        let (events, _keep) = mpsc::unbounded_channel();
+        let binding = BrowserBinding {
+            events,
+            handle: 3,
+            owner: 1,
+        };
+        domain
+            .register("alice", &sip::auth::Secret::Password("pw".into()), binding)
+            .expect("registered");
+        let route = |user: &str, known: bool, phones: usize| match from_phone(
+            &domain,
+            user,
+            LocalCallee { known, phones },
+        ) {
+            PhoneRoute::Echo => "echo".to_owned(),
+            PhoneRoute::LocalBrowser(binding) => format!("browser {}", binding.handle),
+            PhoneRoute::Refuse { code, text, .. } => format!("{code} {text}"),
+        };
+        assert_eq!(route("Echo", false, 0), "echo");
+        assert_eq!(route("alice", true, 1), "browser 3");
+        assert_eq!(
+            route("bob", true, 1),
+            "403 calls between two softphones are not connected yet (bob has only a softphone)"
+        );
+        assert_eq!(route("bob", true, 0), "480 bob has no device registered");
+        assert_eq!(route("nobody", false, 0), "404 no user nobody");
     }
 }

@@ -1,26 +1,27 @@
-//! The listener and what all connections share: binding, serving and shutting down.
+//! The composition root: it binds the listeners and the SIP driver, builds the services (the
+//! WebSocket admission, the call services, the signalling hubs) and hands each to those that
+//! use it, merges the endpoints' routers, and orders shutdown. No module imports it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::{Config, WebSocketConfig};
-use crate::connection::SipDomains;
+use crate::call::{CallServices, Media};
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::http;
+use crate::http::{self, gate::Gate};
 use crate::listener;
+use crate::local::Local;
 use crate::metrics::Metrics;
+use crate::signalling::Hubs;
+use crate::sylkrtc::{SipDomains, Sylkrtc};
 use crate::tls::{self, TlsListener};
-use media::Codec;
-use media::driver::{BrowserPort, PortRange};
-use sip::driver::{DriverConfig, Sip, SipHandle};
+use sip::driver::{DriverConfig, Sip};
 use sip::endpoint::EndpointConfig;
 use sip::registration::Transport;
 use sip::slots::ConnectionSlots;
@@ -29,115 +30,19 @@ use sip::transaction::Timers;
 /// How long shutdown waits for connections to send their close frames.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// State shared by the HTTP handlers and every connection task. Only immutable configuration,
-/// atomics and the synchronisation the connection limit and shutdown need.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) websocket: WebSocketConfig,
-    pub(crate) web_origins: Vec<String>,
-    pub(crate) domains: Arc<SipDomains>,
-    pub(crate) metrics: Arc<Metrics>,
-    /// One permit per open WebSocket connection: this is the `max_connections` limit.
-    pub(crate) connection_slots: Arc<Semaphore>,
-    /// Cancelled at shutdown, so that every connection closes with code 1001.
-    pub(crate) shutdown: CancellationToken,
-    /// Tracks the connection tasks, so that shutdown can wait for their close frames.
-    pub(crate) tracker: TaskTracker,
-    /// Numbers connections for the logs (and their registrations in the SIP driver).
-    pub(crate) next_connection_id: AtomicU64,
-    /// The SIP driver.
-    pub(crate) sip: SipHandle,
-    /// The media relay's shared parts.
-    pub(crate) media: Media,
-    /// The local domain, when one is configured.
-    pub(crate) local: Option<crate::local::Local>,
-    /// The NextRTC endpoint, when enabled, and its path.
-    pub(crate) nextrtc: Option<crate::signalling::Endpoint>,
-    pub(crate) nextrtc_path: String,
-    /// GStreamer's webrtc signalling, when enabled (served on its own listener).
-    pub(crate) gst: Option<crate::signalling::Endpoint>,
-    /// The Cuttlefish operator, when enabled.
-    pub(crate) cuttlefish: Option<crate::signalling::Cuttlefish>,
-    /// GStreamer's webrtcsink signalling, when enabled, and its path.
-    pub(crate) webrtcsink: Option<crate::signalling::Endpoint>,
-    pub(crate) webrtcsink_path: String,
-}
-
-/// What every call's relay shares: the browser port, the SIP legs' port range, settings.
-#[derive(Debug)]
-pub(crate) struct Media {
-    pub(crate) browser: BrowserPort,
-    /// The ICE candidate browsers get: the advertised address and the browser port.
-    pub(crate) browser_addr: SocketAddr,
-    pub(crate) ports: PortRange,
-    /// The address SIP peers get in SDP.
-    pub(crate) advertised: IpAddr,
-    pub(crate) codecs: Vec<Codec>,
-    pub(crate) media_timeout: Duration,
-    pub(crate) ice_timeout: Duration,
-    pub(crate) ring_timeout: Duration,
-    /// How long an outgoing call may ring before it is cancelled.
-    pub(crate) no_answer_timeout: Duration,
-    pub(crate) decline_code: u16,
-}
-
-impl Media {
-    /// Binds the browser port (needs a tokio runtime).
-    pub(crate) fn bind(config: &Config) -> Result<Media> {
-        media::init_crypto();
-        let settings = &config.media;
-        let addr = SocketAddr::new(settings.listen, settings.browser_port);
-        let browser =
-            BrowserPort::bind(addr).map_err(|source| Error::MediaBind { addr, source })?;
-        let port = browser.local_addr()?.port();
-        let advertised = match settings.advertised_address.parse::<IpAddr>() {
-            Ok(ip) => ip,
-            Err(_) if !settings.listen.is_unspecified() => settings.listen,
-            Err(_) => host_address(settings.listen),
-        };
-        info!(
-            browser_port = %SocketAddr::new(settings.listen, port),
-            %advertised,
-            rtp_ports = %format!("{}-{}", settings.rtp_port_min, settings.rtp_port_max),
-            "media relay listening"
-        );
-        Ok(Media {
-            browser,
-            browser_addr: SocketAddr::new(advertised, port),
-            ports: PortRange::new(
-                settings.listen,
-                settings.rtp_port_min,
-                settings.rtp_port_max,
-            ),
-            advertised,
-            codecs: settings
-                .codecs
-                .iter()
-                .filter_map(|codec| codec.parse().ok())
-                .collect(),
-            media_timeout: Duration::from_secs(settings.media_timeout),
-            ice_timeout: Duration::from_secs(settings.ice_timeout),
-            ring_timeout: Duration::from_secs(config.calls.ring_timeout),
-            no_answer_timeout: Duration::from_secs(config.calls.no_answer_timeout),
-            decline_code: config.calls.decline_code,
-        })
-    }
-}
-
 /// Serves GStreamer's signalling listener until shutdown.
 async fn serve_gst(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    shared: Arc<Shared>,
+    router: Router,
     slots: ConnectionSlots,
+    stop: CancellationToken,
 ) {
     let addr = listener.local_addr().ok();
     info!(
         url = %format!("{}://{}", if tls.is_some() { "wss" } else { "ws" }, addr.map(|a| a.to_string()).unwrap_or_default()),
         "GStreamer signalling listening"
     );
-    let router = crate::signalling::gst_router(shared.clone());
-    let stop = shared.shutdown.clone();
     match tls {
         None => {
             let plain = listener::Plain::new(listener, slots);
@@ -150,66 +55,17 @@ async fn serve_gst(
     }
 }
 
-/// The host's own address when media listens on all interfaces: the one the routing table
-/// picks toward a public address (found by connecting a UDP socket, which sends nothing).
-fn host_address(listen: IpAddr) -> IpAddr {
-    let probe: SocketAddr = match listen {
-        IpAddr::V4(_) => SocketAddr::from(([192, 0, 2, 1], 9)),
-        IpAddr::V6(_) => SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1], 9)),
-    };
-    std::net::UdpSocket::bind(SocketAddr::new(listen, 0))
-        .and_then(|socket| {
-            socket.connect(probe)?;
-            socket.local_addr()
-        })
-        .map(|local| local.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
-}
-
-impl Shared {
-    pub(crate) fn new(config: &Config, sip: SipHandle, media: Media) -> Shared {
-        Shared {
-            websocket: config.websocket.clone(),
-            web_origins: config.http.web_origins.clone(),
-            domains: Arc::new(SipDomains::new(&config.accounts.sip_domains)),
-            metrics: Arc::new(Metrics::default()),
-            connection_slots: Arc::new(Semaphore::new(config.websocket.max_connections)),
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            next_connection_id: AtomicU64::new(1),
-            sip,
-            media,
-            local: crate::local::Local::new(&config.local),
-            nextrtc: config
-                .nextrtc
-                .enabled
-                .then(|| crate::signalling::start_nextrtc(&config.nextrtc)),
-            nextrtc_path: config.nextrtc.path.clone(),
-            webrtcsink: config
-                .webrtcsink
-                .enabled
-                .then(crate::signalling::start_webrtcsink),
-            webrtcsink_path: config.webrtcsink.path.clone(),
-            cuttlefish: config
-                .cuttlefish
-                .enabled
-                .then(|| crate::signalling::start_cuttlefish(&config.cuttlefish.stun_servers)),
-            gst: config.gstreamer.enabled.then(|| {
-                crate::signalling::start_gst(Duration::from_secs(
-                    config.gstreamer.keepalive_timeout,
-                ))
-            }),
-        }
-    }
-}
-
 /// A bound gateway, ready to serve.
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
-    shared: Arc<Shared>,
+    /// The WebSocket admission every endpoint shares.
+    gate: Arc<Gate>,
+    /// The merged routes of the gateway's listener, and of GStreamer's.
+    router: Router,
+    gst_router: Option<Router>,
     sip: Sip,
     /// Stops the SIP driver once the connections are gone.
     sip_shutdown: CancellationToken,
@@ -274,22 +130,49 @@ impl Server {
             Some((listener, _)) => Some(listener.local_addr()?),
             None => None,
         };
-        let shared = Arc::new(Shared::new(config, sip.handle.clone(), media));
+        let metrics = Arc::new(Metrics::default());
+        let gate = Arc::new(Gate::new(
+            &config.websocket,
+            &config.http.web_origins,
+            metrics.clone(),
+        ));
+        let calls = Arc::new(CallServices {
+            sip: sip.handle.clone(),
+            media,
+            local: Local::new(&config.local).map(Arc::new),
+            metrics: metrics.clone(),
+        });
         let admission = crate::admission::Admission::new(
             config.local.max_unauthenticated_calls_per_source,
             config.local.max_unauthenticated_calls,
             config.local.trusted_proxies.clone(),
         );
-        tokio::spawn(crate::local::route(
-            shared.clone(),
+        tokio::spawn(crate::inbound::route(
+            calls.clone(),
             local_calls_rx,
             admission,
         ));
+        let hubs = Hubs::start(config);
+        let sylkrtc = Arc::new(Sylkrtc {
+            gate: gate.clone(),
+            calls,
+            domains: Arc::new(SipDomains::new(&config.accounts.sip_domains)),
+        });
+        // The paths were checked apart above (`check_routes`), so the merge cannot clash.
+        let router = Router::new()
+            .merge(http::web::routes(&config.websocket.path))
+            .merge(http::status_routes(metrics))
+            .merge(hubs.routes(config, &gate))
+            .merge(sylkrtc.routes())
+            .fallback(http::not_found);
+        let gst_router = hubs.gst_router(&gate);
         Ok(Server {
             listener,
             local_addr,
             tls,
-            shared,
+            gate,
+            router,
+            gst_router,
             sip,
             sip_shutdown,
             gst,
@@ -329,31 +212,38 @@ impl Server {
     /// The URL of the sylkRTC endpoint.
     pub fn websocket_url(&self) -> String {
         let scheme = if self.tls.is_some() { "wss" } else { "ws" };
-        format!(
-            "{scheme}://{}{}",
-            self.local_addr, self.shared.websocket.path
-        )
+        format!("{scheme}://{}{}", self.local_addr, self.gate.websocket.path)
     }
 
     /// Serves until `shutdown` is cancelled, then closes every connection (code 1001) and
     /// waits briefly for them to finish.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
-        let shared = self.shared;
+        let gate = self.gate;
         info!(
-            url = %format!("{}://{}{}", if self.tls.is_some() { "wss" } else { "ws" }, self.local_addr, shared.websocket.path),
+            url = %format!("{}://{}{}", if self.tls.is_some() { "wss" } else { "ws" }, self.local_addr, gate.websocket.path),
             "sylkRTC endpoint listening"
         );
-        let router = http::router(shared.clone());
+        let router = self.router;
         let slots = self.http_slots;
-        let gst = self.gst.map(|(listener, tls)| {
-            tokio::spawn(serve_gst(listener, tls, shared.clone(), slots.clone()))
-        });
-        let connections = shared.shutdown.clone();
+        // The listeners stop accepting at shutdown; the connections then close (1001) below.
+        let stop = shutdown.clone();
+        let connections = gate.clone();
         tokio::spawn(async move {
             shutdown.cancelled().await;
-            connections.cancel();
+            connections.shutdown().cancel();
         });
-        let stop = shared.shutdown.clone();
+        let gst = self
+            .gst
+            .zip(self.gst_router)
+            .map(|((listener, tls), router)| {
+                tokio::spawn(serve_gst(
+                    listener,
+                    tls,
+                    router,
+                    slots.clone(),
+                    stop.clone(),
+                ))
+            });
         match self.tls {
             None => {
                 let plain = listener::Plain::new(self.listener, slots);
@@ -367,13 +257,10 @@ impl Server {
         if let Some(gst) = gst {
             let _ = gst.await;
         }
-        shared.tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, shared.tracker.wait())
-            .await
-            .is_err()
-        {
+        let open = gate.close_all(SHUTDOWN_GRACE).await;
+        if open > 0 {
             warn!(
-                open = shared.tracker.len(),
+                open,
                 "connections still open after the shutdown grace period"
             );
         }

@@ -9,6 +9,8 @@ use std::fmt;
 
 use sip::driver::{Account, CallHandle, IncomingCall};
 
+use crate::local::BrowserBinding;
+
 /// What an outgoing call's task starts from.
 #[derive(Debug)]
 pub(crate) struct StartCall {
@@ -17,6 +19,17 @@ pub(crate) struct StartCall {
     pub(crate) uri: String,
     pub(crate) sdp: String,
     pub(crate) headers: Vec<(String, String)>,
+}
+
+/// Where an outgoing call goes, as the dial plan (the `routing` module) decided.
+#[derive(Debug)]
+pub(crate) enum FarEnd {
+    /// A browser registered at the local domain: bridged inside the gateway.
+    LocalBrowser(BrowserBinding),
+    /// Through the SIP user agent: to the outbound proxy or the account's own domain, or to
+    /// `server` (an account of the local domain calling elsewhere: there is no registrar above
+    /// us to send it to). The user agent finds the local domain's phones itself.
+    Sip { server: Option<String> },
 }
 
 /// What an incoming call's task starts from.

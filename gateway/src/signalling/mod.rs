@@ -25,16 +25,17 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::{Instrument, debug, info, info_span};
 
-use crate::config::{ConversationType, NextRtcConfig};
+use crate::config::{Config, ConversationType, NextRtcConfig};
+use crate::http::CUTTLEFISH_PATHS;
+use crate::http::gate::{Gate, error_close};
 use crate::metrics::Seed;
-use crate::server::Shared;
 
 /// Frames waiting for a slow client; past it, its frames are dropped.
 const OUTBOUND_QUEUE: usize = 256;
@@ -84,7 +85,7 @@ fn now() -> std::time::Instant {
 }
 
 /// Starts the NextRTC hub's task (needs a tokio runtime).
-pub(crate) fn start_nextrtc(config: &NextRtcConfig) -> Endpoint {
+fn start_nextrtc(config: &NextRtcConfig) -> Endpoint {
     use nextrtc::{Hub, Kind, Settings};
     let settings = Settings {
         ping_period: Duration::from_secs(config.ping_period),
@@ -113,7 +114,7 @@ pub(crate) fn start_nextrtc(config: &NextRtcConfig) -> Endpoint {
 }
 
 /// Starts the webrtcsink signalling hub's task (needs a tokio runtime).
-pub(crate) fn start_webrtcsink() -> Endpoint {
+fn start_webrtcsink() -> Endpoint {
     let hub = webrtcsink::Hub::new(Box::new(|| uuid::Uuid::new_v4().to_string()));
     let (inputs, receiver) = mpsc::unbounded_channel();
     tokio::spawn(
@@ -130,7 +131,7 @@ pub(crate) fn start_webrtcsink() -> Endpoint {
 }
 
 /// Starts the GStreamer signalling hub's task (needs a tokio runtime).
-pub(crate) fn start_gst(keepalive: Duration) -> Endpoint {
+fn start_gst(keepalive: Duration) -> Endpoint {
     let (inputs, receiver) = mpsc::unbounded_channel();
     tokio::spawn(hub::run(gst::Hub::default(), receiver).instrument(info_span!("gstreamer")));
     Endpoint {
@@ -154,7 +155,7 @@ pub(crate) struct Cuttlefish {
 }
 
 /// Starts the Cuttlefish operator's hub task (needs a tokio runtime).
-pub(crate) fn start_cuttlefish(stun_servers: &[String]) -> Cuttlefish {
+fn start_cuttlefish(stun_servers: &[String]) -> Cuttlefish {
     let hub = cuttlefish::Hub::new(stun_servers);
     let config = hub.config();
     let (inputs, receiver) = mpsc::unbounded_channel();
@@ -179,39 +180,105 @@ pub(crate) fn start_cuttlefish(stun_servers: &[String]) -> Cuttlefish {
     }
 }
 
-/// Cuttlefish's paths: the two WebSocket endpoints, `/devices` and `/infra_config`.
-pub(crate) const CUTTLEFISH_PATHS: [&str; 4] = [
-    "/register_device",
-    "/connect_client",
-    "/devices",
-    "/infra_config",
-];
+/// The enabled protocols' hubs (each started on its own task), and the routes to them.
+#[derive(Debug, Default)]
+pub(crate) struct Hubs {
+    nextrtc: Option<Endpoint>,
+    webrtcsink: Option<Endpoint>,
+    cuttlefish: Option<Cuttlefish>,
+    gst: Option<Endpoint>,
+}
 
-/// Cuttlefish's routes, at [`CUTTLEFISH_PATHS`].
-pub(crate) fn cuttlefish_routes(router: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
-    let [register, connect, list, infra] = CUTTLEFISH_PATHS;
-    router
-        .route(register, get(upgrade::<DEVICE>))
-        .route(connect, get(upgrade::<CLIENT>))
-        .route(list, get(devices))
-        .route(infra, get(infra_config))
+impl Hubs {
+    /// Starts the hubs `config` enables (needs a tokio runtime).
+    pub(crate) fn start(config: &Config) -> Hubs {
+        Hubs {
+            nextrtc: config
+                .nextrtc
+                .enabled
+                .then(|| start_nextrtc(&config.nextrtc)),
+            webrtcsink: config.webrtcsink.enabled.then(start_webrtcsink),
+            cuttlefish: config
+                .cuttlefish
+                .enabled
+                .then(|| start_cuttlefish(&config.cuttlefish.stun_servers)),
+            gst: config
+                .gstreamer
+                .enabled
+                .then(|| start_gst(Duration::from_secs(config.gstreamer.keepalive_timeout))),
+        }
+    }
+
+    /// The routes on the gateway's own listener: NextRTC and webrtcsink at their configured
+    /// paths, Cuttlefish at [`CUTTLEFISH_PATHS`]; nothing for a protocol that is off.
+    pub(crate) fn routes(&self, config: &Config, gate: &Arc<Gate>) -> Router {
+        let door = |endpoint: &Endpoint| Door {
+            gate: gate.clone(),
+            endpoint: endpoint.clone(),
+        };
+        let mut router = Router::new();
+        if let Some(endpoint) = &self.nextrtc {
+            router = router.merge(
+                Router::new()
+                    .route(&config.nextrtc.path, get(upgrade))
+                    .with_state(door(endpoint)),
+            );
+        }
+        if let Some(endpoint) = &self.webrtcsink {
+            router = router.merge(
+                Router::new()
+                    .route(&config.webrtcsink.path, get(upgrade))
+                    .with_state(door(endpoint)),
+            );
+        }
+        if let Some(operator) = &self.cuttlefish {
+            let [register, connect, list, infra] = CUTTLEFISH_PATHS;
+            router = router
+                .merge(
+                    Router::new()
+                        .route(register, get(upgrade))
+                        .with_state(door(&operator.device)),
+                )
+                .merge(
+                    Router::new()
+                        .route(connect, get(upgrade))
+                        .with_state(door(&operator.client)),
+                )
+                .merge(
+                    Router::new()
+                        .route(list, get(devices))
+                        .route(infra, get(infra_config))
+                        .with_state(operator.clone()),
+                );
+        }
+        router
+    }
+
+    /// The routes of the GStreamer signalling listener, when it is on: `/health`, and
+    /// WebSocket on any other path.
+    pub(crate) fn gst_router(&self, gate: &Arc<Gate>) -> Option<Router> {
+        let endpoint = self.gst.clone()?;
+        Some(
+            Router::new()
+                .route("/health", get(|| async { "OK\n" }))
+                .fallback(upgrade)
+                .with_state(Door {
+                    gate: gate.clone(),
+                    endpoint,
+                }),
+        )
+    }
 }
 
 /// `GET /devices`: the registered devices' ids, as a JSON array.
-async fn devices(State(shared): State<Arc<Shared>>) -> Response {
-    let Some(operator) = &shared.cuttlefish else {
-        return (StatusCode::NOT_FOUND, "Not found\n").into_response();
-    };
+async fn devices(State(operator): State<Cuttlefish>) -> Response {
     let ids = operator.devices.borrow().clone();
     json_response(&serde_json::json!(ids))
 }
 
 /// `GET /infra_config`: the `config` message devices and clients get.
-async fn infra_config(State(shared): State<Arc<Shared>>) -> Response {
-    match &shared.cuttlefish {
-        Some(operator) => json_response(&operator.config),
-        None => (StatusCode::NOT_FOUND, "Not found\n").into_response(),
-    }
+async fn infra_config(State(operator): State<Cuttlefish>) -> Response {
+    json_response(&operator.config)
 }
 
 fn json_response(body: &serde_json::Value) -> Response {
@@ -222,70 +289,51 @@ fn json_response(body: &serde_json::Value) -> Response {
         .into_response()
 }
 
-// Which endpoint an upgrade is for (the parameter of [`upgrade`]).
-pub(crate) const NEXTRTC: u8 = 0;
-const GSTREAMER: u8 = 1;
-const DEVICE: u8 = 2;
-const CLIENT: u8 = 3;
-pub(crate) const WEBRTCSINK: u8 = 4;
+/// One WebSocket endpoint of a hub: its upgrades' state.
+#[derive(Debug, Clone)]
+struct Door {
+    gate: Arc<Gate>,
+    endpoint: Endpoint,
+}
 
-/// An upgrade to one of the protocols: 404 when it is off, else the sylkRTC endpoint's checks
-/// and the connection's task.
-pub(crate) async fn upgrade<const WHICH: u8>(
-    State(shared): State<Arc<Shared>>,
+/// An upgrade to one of the protocols.
+async fn upgrade(
+    State(door): State<Door>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let endpoint = match WHICH {
-        NEXTRTC => shared.nextrtc.clone(),
-        GSTREAMER => shared.gst.clone(),
-        DEVICE => shared.cuttlefish.as_ref().map(|c| c.device.clone()),
-        CLIENT => shared.cuttlefish.as_ref().map(|c| c.client.clone()),
-        _ => shared.webrtcsink.clone(),
-    };
-    match endpoint {
-        Some(endpoint) => accept(shared, endpoint, peer, &headers, upgrade),
-        None => (StatusCode::NOT_FOUND, "Not found\n").into_response(),
-    }
-}
-
-/// The routes of the GStreamer signalling listener: `/health`, and WebSocket on any other path.
-pub(crate) fn gst_router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/health", get(|| async { "OK\n" }))
-        .fallback(upgrade::<GSTREAMER>)
-        .with_state(shared)
+    accept(door, peer, &headers, upgrade)
 }
 
 /// The sylkRTC endpoint's checks (origin, connection limit, message size), then the
 /// connection's task.
 fn accept(
-    shared: Arc<Shared>,
-    endpoint: Endpoint,
+    door: Door,
     peer: SocketAddr,
     headers: &HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if let Err(refused) = crate::ws::check_origin(&shared, peer, headers) {
+    let Door { gate, endpoint } = door;
+    if let Err(refused) = gate.check_origin(peer, headers) {
         return *refused;
     }
-    let permit = match crate::ws::take_slot(&shared, peer) {
+    let permit = match gate.take_slot(peer) {
         Ok(permit) => permit,
         Err(refused) => return *refused,
     };
-    crate::ws::sized(upgrade, shared.websocket.max_message_size)
+    gate.sized(upgrade)
         .on_failed_upgrade(move |error| debug!(%peer, %error, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| {
-            let tracker = shared.tracker.clone();
-            tracker.track_future(serve(socket, shared, endpoint, peer, permit))
+            let task = serve(socket, gate.clone(), endpoint, peer, permit);
+            gate.track(task)
         })
 }
 
 /// One connection of a seed protocol.
 async fn serve(
     socket: WebSocket,
-    shared: Arc<Shared>,
+    gate: Arc<Gate>,
     endpoint: Endpoint,
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
@@ -294,7 +342,7 @@ async fn serve(
     let seed = endpoint.seed;
     let span = info_span!("conn", protocol = seed.label(), conn, %peer);
     async move {
-        shared.metrics.seed_opened(seed);
+        gate.metrics.seed_opened(seed);
         info!("connected");
         let (out_tx, mut out_rx) = mpsc::channel(OUTBOUND_QUEUE);
         let _ = endpoint.inputs.send(Input::Connected { conn, out: out_tx, side: endpoint.side });
@@ -302,14 +350,14 @@ async fn serve(
         // A quiet connection gets a Ping; one that stays silent for as long again (no Pong, no
         // frame) has vanished and is closed, so that its hub forgets it. The protocol's own
         // interval, else the sylkRTC endpoint's.
-        let interval = endpoint.keepalive.or(shared.websocket.ping_interval());
+        let interval = endpoint.keepalive.or(gate.websocket.ping_interval());
         let idle = interval.unwrap_or(Duration::from_secs(86_400));
         let keepalive = tokio::time::sleep(idle);
         tokio::pin!(keepalive);
         let mut pinged = false;
         let ended = loop {
             tokio::select! {
-                () = shared.shutdown.cancelled() => {
+                () = gate.shutdown().cancelled() => {
                     let frame = CloseFrame { code: 1001, reason: "server shutting down".into() };
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     break "shutdown".to_owned();
@@ -330,7 +378,7 @@ async fn serve(
                 outbound = out_rx.recv() => match outbound {
                     None => break "the hub stopped".to_owned(),
                     Some(Outbound::Text(text)) => {
-                        shared.metrics.seed_message(seed, false);
+                        gate.metrics.seed_message(seed, false);
                         if sink.send(Message::Text(text.into())).await.is_err() {
                             break "the socket can no longer be written".to_owned();
                         }
@@ -361,19 +409,19 @@ async fn serve(
                             };
                         }
                         Some(Ok(Message::Text(text))) => {
-                            shared.metrics.seed_message(seed, true);
+                            gate.metrics.seed_message(seed, true);
                             let _ = endpoint.inputs.send(Input::Text { conn, text: text.to_string(), binary: false });
                         }
                         Some(Ok(Message::Binary(data))) => {
                             // Not part of any of the protocols: the hub decides.
-                            shared.metrics.seed_message(seed, true);
+                            gate.metrics.seed_message(seed, true);
                             let text = String::from_utf8_lossy(&data).into_owned();
                             let _ = endpoint.inputs.send(Input::Text { conn, text, binary: true });
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                         Some(Err(error)) => {
                             let (reason, code) =
-                                crate::ws::error_close(error, shared.websocket.max_message_size);
+                                error_close(error, gate.websocket.max_message_size);
                             if let Some(code) = code {
                                 let frame = CloseFrame { code, reason: reason.clone().into() };
                                 let _ = sink.send(Message::Close(Some(frame))).await;
@@ -385,7 +433,7 @@ async fn serve(
             }
         };
         let _ = endpoint.inputs.send(Input::Closed { conn });
-        shared.metrics.seed_closed(seed);
+        gate.metrics.seed_closed(seed);
         info!("disconnected: {ended}");
     }
     .instrument(span)

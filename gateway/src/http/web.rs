@@ -1,27 +1,21 @@
 //! The web phone: its files are embedded in the binary and served at `/` (over https when TLS
 //! is configured, like everything on the listener).
 
-use std::sync::Arc;
-
 use axum::Router;
-use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
 use axum::routing::get;
-
-use crate::server::Shared;
 
 /// (path, content type, contents).
 const FILES: [(&str, &str, &str); 6] = [
-    ("/", HTML, include_str!("../web/index.html")),
-    ("/index.html", HTML, include_str!("../web/index.html")),
-    ("/app.js", JS, include_str!("../web/app.js")),
-    ("/sylkrtc.js", JS, include_str!("../web/sylkrtc.js")),
-    ("/md5.js", JS, include_str!("../web/md5.js")),
+    ("/", HTML, include_str!("../../web/index.html")),
+    ("/index.html", HTML, include_str!("../../web/index.html")),
+    ("/app.js", JS, include_str!("../../web/app.js")),
+    ("/sylkrtc.js", JS, include_str!("../../web/sylkrtc.js")),
+    ("/md5.js", JS, include_str!("../../web/md5.js")),
     (
         "/style.css",
         "text/css; charset=utf-8",
-        include_str!("../web/style.css"),
+        include_str!("../../web/style.css"),
     ),
 ];
 
@@ -40,7 +34,9 @@ pub(crate) fn paths() -> impl Iterator<Item = &'static str> {
         .chain(["/settings.json"])
 }
 
-pub(crate) fn routes(mut router: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
+/// The page's files, and its settings: where the sylkRTC endpoint is (`websocket_path`).
+pub(crate) fn routes(websocket_path: &str) -> Router {
+    let mut router = Router::new();
     for (path, content_type, body) in FILES {
         router = router.route(
             path,
@@ -57,17 +53,20 @@ pub(crate) fn routes(mut router: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
             }),
         );
     }
-    router.route("/settings.json", get(settings))
-}
-
-/// What the page needs to know of the configuration: where the sylkRTC endpoint is.
-async fn settings(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let body = serde_json::json!({ "websocket_path": shared.websocket.path });
-    (
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body.to_string(),
+    let settings = serde_json::json!({ "websocket_path": websocket_path }).to_string();
+    router.route(
+        "/settings.json",
+        get(move || {
+            let settings = settings.clone();
+            async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, "application/json"),
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    settings,
+                )
+            }
+        }),
     )
 }

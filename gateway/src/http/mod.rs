@@ -1,4 +1,10 @@
-//! The HTTP routes: the WebSocket endpoints (sylkRTC, NextRTC), the web phone, `/health` and `/metrics`.
+//! The HTTP side shared by every endpoint: which paths the configuration claims (a clash is
+//! refused before anything binds), the admission of WebSocket connections ([`gate`]), the web
+//! phone's files ([`web`]), `/health` and `/metrics`. The endpoints' routers are merged by the
+//! server, each with its own state.
+
+pub(crate) mod gate;
+pub(crate) mod web;
 
 use std::sync::Arc;
 
@@ -10,8 +16,15 @@ use axum::routing::get;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::server::Shared;
-use crate::{signalling, web, ws};
+use crate::metrics::Metrics;
+
+/// Cuttlefish's paths: the two WebSocket endpoints, `/devices` and `/infra_config`.
+pub(crate) const CUTTLEFISH_PATHS: [&str; 4] = [
+    "/register_device",
+    "/connect_client",
+    "/devices",
+    "/infra_config",
+];
 
 /// Every path the router serves for `config`, with what serves it: the built-in ones first,
 /// so that a clash names the configurable one.
@@ -23,7 +36,7 @@ fn planned_routes(config: &Config) -> Vec<(String, &'static str)> {
     routes.extend(web::paths().map(|path| (path.to_owned(), "the web phone")));
     if config.cuttlefish.enabled {
         routes.extend(
-            signalling::CUTTLEFISH_PATHS
+            CUTTLEFISH_PATHS
                 .iter()
                 .map(|path| ((*path).to_owned(), "the Cuttlefish endpoints")),
         );
@@ -52,36 +65,19 @@ pub(crate) fn check_routes(config: &Config) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    let mut router = web::routes(Router::new());
-    if shared.nextrtc.is_some() {
-        router = router.route(
-            &shared.nextrtc_path,
-            get(signalling::upgrade::<{ signalling::NEXTRTC }>),
-        );
-    }
-    if shared.webrtcsink.is_some() {
-        router = router.route(
-            &shared.webrtcsink_path,
-            get(signalling::upgrade::<{ signalling::WEBRTCSINK }>),
-        );
-    }
-    if shared.cuttlefish.is_some() {
-        router = signalling::cuttlefish_routes(router);
-    }
-    router
-        .route(&shared.websocket.path, get(ws::upgrade))
+/// `/health` and `/metrics`, for load balancers, operators and Prometheus.
+pub(crate) fn status_routes(metrics: Arc<Metrics>) -> Router {
+    Router::new()
         .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .fallback(not_found)
-        .with_state(shared)
+        .route("/metrics", get(render_metrics))
+        .with_state(metrics)
 }
 
 /// Liveness for load balancers and operators: 200 while the gateway serves.
-async fn health(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+async fn health(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     let body = serde_json::json!({
         "status": "ok",
-        "connections": shared.metrics.connections(),
+        "connections": metrics.connections(),
         "version": env!("CARGO_PKG_VERSION"),
     });
     (
@@ -90,17 +86,18 @@ async fn health(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     )
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        shared.metrics.render(),
+        metrics.render(),
     )
 }
 
-async fn not_found() -> impl IntoResponse {
+/// What a path no endpoint serves gets.
+pub(crate) async fn not_found() -> impl IntoResponse {
     (StatusCode::NOT_FOUND, "Not found\n")
 }
 

@@ -1,0 +1,306 @@
+//! The handler of a sylkRTC connection: it feeds the client's requests, in order, and the SIP
+//! driver's events to the sans-IO [`Connection`], and carries out what the connection decides:
+//! replies to the writer, registrations to the SIP driver or the local domain, calls to their
+//! tasks (routed by the dial plan), commands to the calls. News from the calls' tasks comes
+//! back here and is translated by the connection into protocol events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sip::driver::{CallCommand, CallHandle, RegistrationKey, SipEvent, SipHandle};
+use sip::registration::RegistrationEvent;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::Sylkrtc;
+use super::connection::{Connection, Handled, Outcome, Output, redact};
+use super::pump::{Inbound, Outbound};
+use crate::call::{self, CallServices, CallTask, CallUpdate};
+use crate::log_limit::LogLimit;
+use crate::metrics::Metrics;
+use crate::routing::Route;
+
+/// Handles queued requests in order, and SIP events as they come. The [`Connection`] and its
+/// accounts live in here, so that they are released (registrations removed) whenever this
+/// future is dropped.
+pub(super) async fn handle_loop(
+    connection: Connection,
+    mut requests: mpsc::Receiver<Inbound>,
+    out: mpsc::Sender<Outbound>,
+    sylkrtc: &Sylkrtc,
+    id: u64,
+) {
+    let services = &sylkrtc.calls;
+    // Unbounded, like the driver's own queues: the driver must never wait on one connection,
+    // nor a call's task.
+    let (sip_events, mut sip_rx) = mpsc::unbounded_channel();
+    let (reports, mut reports_rx) = mpsc::unbounded_channel();
+    let mut session = Session {
+        connection,
+        metrics: &services.metrics,
+        services,
+        sip: &services.sip,
+        sip_events,
+        reports,
+        calls: HashMap::new(),
+        incoming_calls: HashMap::new(),
+        local_registrations: std::collections::HashSet::new(),
+        owner: id,
+        accounts: 0,
+        warnings: LogLimit::new(),
+    };
+    let trace = sylkrtc.gate.websocket.trace_client;
+    if !session.flush(&out, trace).await {
+        return;
+    }
+    loop {
+        tokio::select! {
+            inbound = requests.recv() => {
+                let Some(inbound) = inbound else { return };
+                let handled = match inbound {
+                    Inbound::Text(text) => {
+                        if trace {
+                            info!(target: "gateway::client", "recv {}", redact(&text));
+                        }
+                        session.connection.handle_text(&text)
+                    }
+                    Inbound::Binary(data) => {
+                        if trace {
+                            info!(target: "gateway::client", "recv binary frame of {} bytes", data.len());
+                        }
+                        session.connection.handle_binary(&data)
+                    }
+                };
+                session.record(handled);
+            }
+            Some(event) = sip_rx.recv() => {
+                debug!(?event, "SIP event");
+                session.sip_event(event);
+            }
+            Some((call, report)) = reports_rx.recv() => session.report(call, report),
+        }
+        if !session.flush(&out, trace).await {
+            return;
+        }
+    }
+}
+
+/// The handler's state: the connection, its share of the `accounts` gauge, and its link to the
+/// SIP driver.
+struct Session<'a> {
+    connection: Connection,
+    metrics: &'a Metrics,
+    sip: &'a SipHandle,
+    services: &'a Arc<CallServices>,
+    /// Where the driver sends this connection's SIP events.
+    sip_events: mpsc::UnboundedSender<SipEvent>,
+    /// Where calls' tasks send their events.
+    reports: mpsc::UnboundedSender<(String, CallUpdate)>,
+    /// The calls' tasks, by session id.
+    calls: HashMap<String, CallTask>,
+    /// Incoming calls' sessions, by SIP call, for their SIP events.
+    incoming_calls: HashMap<CallHandle, String>,
+    /// Registrations of local-domain accounts (held by the gateway, not a SIP registrar).
+    local_registrations: std::collections::HashSet<u64>,
+    /// This connection's number, which names its registrations in the driver.
+    owner: u64,
+    /// Accounts counted in the gauge for this connection.
+    accounts: usize,
+    /// This connection's budget of warnings about what it sends.
+    warnings: LogLimit,
+}
+
+impl Session<'_> {
+    fn record(&mut self, handled: Handled) {
+        if let Some(name) = &handled.name {
+            self.metrics.request(name);
+        }
+        match handled.outcome {
+            Outcome::Ack => {}
+            Outcome::Error { kind, text } => {
+                self.metrics.error(kind);
+                debug!(
+                    request = handled.name.as_deref().unwrap_or("?"),
+                    "error reply: {text}"
+                );
+            }
+            Outcome::Unanswered { kind, reason } => {
+                self.metrics.error(kind);
+                match self.warnings.allow(std::time::Instant::now()) {
+                    Some(0) => warn!("message ignored: {reason}"),
+                    Some(held_back) => warn!(
+                        "message ignored: {reason} ({held_back} more such warnings not shown)"
+                    ),
+                    None => {}
+                }
+            }
+        }
+        let accounts = self.connection.account_count();
+        self.metrics
+            .accounts_changed(accounts as i64 - self.accounts as i64);
+        self.accounts = accounts;
+    }
+
+    /// A SIP event: call events go to their call's task, the rest to the connection.
+    fn sip_event(&mut self, event: SipEvent) {
+        if let SipEvent::Call { call, .. } = &event {
+            let task = self
+                .incoming_calls
+                .get(call)
+                .and_then(|session| self.calls.get(session))
+                .and_then(|task| task.sip_events.as_ref());
+            if let Some(task) = task {
+                let _ = task.send(event);
+            }
+            return;
+        }
+        self.connection.handle_sip_event(event);
+    }
+
+    /// News from a call's task.
+    fn report(&mut self, session: String, update: CallUpdate) {
+        let over = matches!(update, CallUpdate::Terminated(_));
+        self.connection.handle_update(&session, update);
+        if over {
+            self.calls.remove(&session);
+            self.incoming_calls.retain(|_, owner| *owner != session);
+        }
+    }
+
+    /// Registers an account of the local domain with the gateway itself; false for other
+    /// accounts. The outcome arrives as SIP events do, after the ack.
+    fn register_local(&mut self, handle: u64, account: &sip::driver::Account) -> bool {
+        let Some(local) = &self.services.local else {
+            return false;
+        };
+        if !local.is_local(&account.domain) {
+            return false;
+        }
+        let binding = crate::local::BrowserBinding {
+            events: self.sip_events.clone(),
+            handle,
+            owner: self.owner,
+        };
+        let outcome = match local.register(&account.user, &account.credentials.secret, binding) {
+            Ok(()) => RegistrationEvent::Registered { expires: 0 },
+            Err(crate::local::Refused(reason)) => RegistrationEvent::Failed {
+                reason,
+                retry_in: None,
+            },
+        };
+        self.local_registrations.insert(handle);
+        for event in [RegistrationEvent::Registering, outcome] {
+            let _ = self
+                .sip_events
+                .send(SipEvent::Registration { handle, event });
+        }
+        true
+    }
+
+    /// Starts a call's task: the echo test, a call the open local domain may not make, or a
+    /// call through the relay.
+    fn start_call(&mut self, start: crate::call::StartCall) {
+        let session = start.session.clone();
+        let route = crate::routing::outgoing(
+            self.services.local.as_deref(),
+            &start.account.domain,
+            &start.uri,
+        );
+        let task = match route {
+            Route::Echo => crate::echo::browser(self.services.clone(), start, self.reports.clone()),
+            Route::Refuse(ending) => {
+                self.connection
+                    .handle_update(&session, CallUpdate::Terminated(ending));
+                return;
+            }
+            Route::Call(far_end) => {
+                call::outgoing(self.services.clone(), start, far_end, self.reports.clone())
+            }
+        };
+        self.calls.insert(session, task);
+    }
+
+    fn key(&self, handle: u64) -> RegistrationKey {
+        RegistrationKey {
+            owner: self.owner,
+            handle,
+        }
+    }
+
+    /// Passes everything the connection emitted to the writer and the SIP driver; false once
+    /// the writer is gone.
+    async fn flush(&mut self, out: &mpsc::Sender<Outbound>, trace: bool) -> bool {
+        while let Some(output) = self.connection.poll_output() {
+            match output {
+                Output::Send(text) => {
+                    if trace {
+                        info!(target: "gateway::client", "send {text}");
+                    }
+                    if out.send(Outbound::Text(text)).await.is_err() {
+                        return false;
+                    }
+                }
+                Output::Register { handle, account } => {
+                    if self.register_local(handle, &account) {
+                        continue;
+                    }
+                    self.sip
+                        .register(self.key(handle), *account, self.sip_events.clone());
+                }
+                Output::Unregister { handle } => {
+                    if self.local_registrations.remove(&handle) {
+                        if let Some(local) = &self.services.local {
+                            local.unregister(self.owner, handle);
+                        }
+                    } else {
+                        self.sip.unregister(self.key(handle));
+                    }
+                }
+                Output::StartCall(start) => self.start_call(*start),
+                Output::Incoming(incoming) => {
+                    let session = incoming.session.clone();
+                    self.incoming_calls.insert(incoming.call, session.clone());
+                    let task =
+                        call::incoming(self.services.clone(), *incoming, self.reports.clone());
+                    self.calls.insert(session, task);
+                }
+                Output::RefuseCall(call) => self.sip.call(
+                    call,
+                    CallCommand::Reject {
+                        code: 480,
+                        reason: "Temporarily Unavailable".to_owned(),
+                        warning: None,
+                    },
+                ),
+                Output::Call { session, command } => {
+                    if let Some(task) = self.calls.get(&session) {
+                        let _ = task.commands.send(command);
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        let held_back = self.warnings.take_suppressed();
+        if held_back > 0 {
+            warn!("{held_back} more warnings about ignored messages were not shown");
+        }
+        self.metrics.accounts_changed(-(self.accounts as i64));
+        for handle in self.connection.registrations() {
+            if self.local_registrations.contains(&handle) {
+                if let Some(local) = &self.services.local {
+                    local.unregister(self.owner, handle);
+                }
+                continue;
+            }
+            self.sip.unregister(RegistrationKey {
+                owner: self.owner,
+                handle,
+            });
+        }
+    }
+}
