@@ -834,3 +834,6 @@ fn rescale_timestamp(timestamp: u32, (from, to): (u32, u32)) -> u32 {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod two_peers;

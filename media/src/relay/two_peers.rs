@@ -1,0 +1,329 @@
+//! A relay between two peers on a made-up clock, with no sockets: a str0m peer playing the
+//! browser (full ICE, DTLS-SRTP, the browser's own offer) on one side, and a plain RTP peer
+//! playing the phone on the other. Every datagram is handed over by the test, and time moves
+//! only when the test moves it, so ICE, DTLS, relaying, strict source and the silence timers
+//! run exactly as they would, in microseconds and the same way every time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction as WebRtcDirection, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::{Candidate, Event as WebRtcEvent, Input, Output as WebRtcOutput, Rtc};
+
+use super::{Event, Output, Relay, RelayConfig};
+use crate::codec::Codec;
+use crate::rtp::{RtpHeader, RtpView, write_rtp};
+
+/// The browser's host candidate.
+const BROWSER: &str = "192.0.2.10:50000";
+/// The gateway's browser port (the relay's ICE candidate).
+const GATEWAY: &str = "127.0.0.1:40000";
+/// The gateway's RTP port toward the phone, as written in SDP.
+const GATEWAY_RTP: &str = "127.0.0.1:30000";
+/// The phone's RTP address, as its SDP gives it.
+const PHONE: &str = "127.0.0.2:6000";
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().expect("an address")
+}
+
+/// The phone's answer: PCMU and telephone-event from [`PHONE`].
+fn phone_answer() -> String {
+    "v=0\r\no=phone 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
+     m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+     a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
+        .to_owned()
+}
+
+/// The two peers, the relay between them, and the clock.
+struct Pair {
+    now: Instant,
+    browser: Rtc,
+    mid: Mid,
+    relay: Relay,
+    /// What the relay sent toward the phone: (destination, RTP datagram).
+    to_phone: Vec<(SocketAddr, Vec<u8>)>,
+    /// What the browser peer heard: (payload type, sequence number, payload).
+    browser_heard: Vec<(u8, u64, Vec<u8>)>,
+    browser_connected: bool,
+    relay_events: Vec<Event>,
+    browser_deadline: Instant,
+    relay_deadline: Instant,
+}
+
+impl Pair {
+    /// A browser calls a phone: the browser's offer through the relay, the phone's answer
+    /// back, then ICE and DTLS until both sides say they are connected.
+    fn outgoing_call(media_timeout: Duration) -> Pair {
+        crate::init_crypto();
+        let now = Instant::now();
+        let mut browser = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_pcmu(true, false)
+            .build(now);
+        browser.add_local_candidate(Candidate::host(addr(BROWSER), "udp").expect("candidate"));
+        let mut change = browser.sdp_api();
+        let mid = change.add_media(
+            MediaKind::Audio,
+            WebRtcDirection::SendRecv,
+            None,
+            None,
+            None,
+        );
+        let (offer, pending) = change.apply().expect("an offer");
+        let config = RelayConfig {
+            browser: addr(GATEWAY),
+            sip_rtp: addr(GATEWAY_RTP),
+            codecs: vec![Codec::Opus, Codec::Pcmu],
+            media_timeout,
+            ice_timeout: Duration::from_secs(30),
+            wallclock: SystemTime::now(),
+            cname: "pair".into(),
+        };
+        let (mut relay, sip_offer) =
+            Relay::outgoing(now, config, &offer.to_sdp_string()).expect("a relay");
+        assert!(sip_offer.contains("PCMU/8000"), "{sip_offer}");
+        let answer = relay
+            .accept_sip_answer(now, &phone_answer())
+            .expect("the phone's answer taken")
+            .expect("an answer for the browser");
+        let answer = SdpAnswer::from_sdp_string(&answer).expect("a valid answer");
+        browser
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("the browser takes the answer");
+        let mut pair = Pair {
+            now,
+            browser,
+            mid,
+            relay,
+            to_phone: Vec::new(),
+            browser_heard: Vec::new(),
+            browser_connected: false,
+            relay_events: Vec::new(),
+            browser_deadline: now,
+            relay_deadline: now,
+        };
+        pair.run_until(|pair| pair.browser_connected && pair.relay.is_connected());
+        assert_eq!(pair.relay_events, [Event::Connected]);
+        pair
+    }
+
+    /// Hands every datagram waiting on either side to the other, until both are idle.
+    fn exchange(&mut self) {
+        loop {
+            let mut moved = false;
+            loop {
+                match self.browser.poll_output().expect("the browser peer runs") {
+                    WebRtcOutput::Transmit(transmit) => {
+                        assert_eq!(transmit.destination, addr(GATEWAY));
+                        self.relay
+                            .handle_browser(self.now, transmit.source, &transmit.contents);
+                        moved = true;
+                    }
+                    WebRtcOutput::Event(WebRtcEvent::Connected) => self.browser_connected = true,
+                    WebRtcOutput::Event(WebRtcEvent::RtpPacket(packet)) => {
+                        self.browser_heard.push((
+                            *packet.header.payload_type,
+                            *packet.seq_no,
+                            packet.payload.to_vec(),
+                        ));
+                    }
+                    WebRtcOutput::Event(_) => {}
+                    WebRtcOutput::Timeout(at) => {
+                        self.browser_deadline = at;
+                        break;
+                    }
+                }
+            }
+            loop {
+                match self.relay.poll_output() {
+                    Output::Browser { destination, data } => {
+                        assert_eq!(destination, addr(BROWSER));
+                        let receive = Receive::new(Protocol::Udp, addr(GATEWAY), destination, data)
+                            .expect("a datagram str0m reads");
+                        self.browser
+                            .handle_input(Input::Receive(self.now, receive))
+                            .expect("the browser peer takes it");
+                        moved = true;
+                    }
+                    Output::SipRtp { destination, data }
+                    | Output::SipRtcp { destination, data } => {
+                        self.to_phone.push((destination, data.to_vec()));
+                    }
+                    Output::Timeout(at) => {
+                        self.relay_deadline = at;
+                        break;
+                    }
+                }
+            }
+            while let Some(event) = self.relay.poll_event() {
+                self.relay_events.push(event);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Moves the clock to the next timer of either side, at most to `until`, and fires them.
+    fn step(&mut self, until: Instant) {
+        self.exchange();
+        let next = self.browser_deadline.min(self.relay_deadline).min(until);
+        self.now = self.now.max(next);
+        self.browser
+            .handle_input(Input::Timeout(self.now))
+            .expect("the browser peer runs");
+        self.relay.handle_timeout(self.now);
+        self.exchange();
+    }
+
+    /// Runs the timers for `duration` of made-up time.
+    fn advance(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        while self.now < until {
+            self.step(until);
+        }
+    }
+
+    /// Runs until `done`, failing after ten seconds of made-up time.
+    fn run_until(&mut self, done: impl Fn(&Pair) -> bool) {
+        let limit = self.now + Duration::from_secs(10);
+        while !done(self) {
+            assert!(
+                self.now < limit,
+                "not done after 10 s: {:?}",
+                self.relay_events
+            );
+            self.step(limit);
+        }
+    }
+
+    /// The browser sends one PCMU packet.
+    fn browser_sends(&mut self, seq: u64, payload: &[u8]) {
+        let mut api = self.browser.direct_api();
+        let stream = api
+            .stream_tx_by_mid(self.mid, None)
+            .expect("the browser's send stream");
+        let timestamp = (seq * 160) as u32;
+        stream.write_rtp(RtpWrite::new(
+            0.into(),
+            SeqNo::from(seq),
+            timestamp,
+            self.now,
+            Arc::<[u8]>::from(payload),
+        ));
+        self.exchange();
+    }
+
+    /// A datagram reaches the relay's RTP port from `source`: the phone's stream when `source`
+    /// is the phone, else a stream of its own (another SSRC, other sequence numbers).
+    fn phone_sends(&mut self, source: SocketAddr, seq: u16, payload: &[u8]) {
+        let (ssrc, seq) = if source == addr(PHONE) {
+            (0x1234_5678, seq)
+        } else {
+            (0x0bad_cafe, seq.wrapping_add(30_000))
+        };
+        let mut packet = Vec::new();
+        let header = RtpHeader {
+            pt: 0,
+            marker: seq == 0,
+            seq,
+            timestamp: u32::from(seq) * 160,
+            ssrc,
+        };
+        write_rtp(&mut packet, header, payload);
+        self.relay.handle_sip(self.now, source, &packet, false);
+        self.exchange();
+    }
+
+    /// The RTP packets the phone got so far: (payload type, sequence number, payload).
+    fn phone_heard(&self) -> Vec<(u8, u16, Vec<u8>)> {
+        self.to_phone
+            .iter()
+            .filter_map(|(destination, data)| {
+                assert_eq!(*destination, addr(PHONE));
+                let view = RtpView::parse(data)?;
+                (view.pt() < 64).then(|| (view.pt(), view.seq(), view.payload().to_vec()))
+            })
+            .collect()
+    }
+}
+
+/// Audio goes both ways through the relay: every packet arrives once, with the payload
+/// untouched, the payload type of the other side, and sequence numbers that follow on.
+#[test]
+fn audio_flows_both_ways() {
+    let mut pair = Pair::outgoing_call(Duration::from_secs(30));
+    let phone = addr(PHONE);
+    for seq in 0..50u16 {
+        let sent = [seq as u8; 160];
+        pair.browser_sends(u64::from(seq) + 1000, &sent);
+        pair.phone_sends(phone, seq, &[!(seq as u8); 160]);
+        pair.advance(Duration::from_millis(20));
+    }
+    let heard = pair.phone_heard();
+    assert_eq!(heard.len(), 50, "the phone hears every packet");
+    for (index, (pt, seq, payload)) in heard.iter().enumerate() {
+        assert_eq!(*pt, 0);
+        assert_eq!(*seq, heard[0].1.wrapping_add(index as u16));
+        assert_eq!(payload, &vec![index as u8; 160]);
+    }
+    assert_eq!(
+        pair.browser_heard.len(),
+        50,
+        "the browser hears every packet"
+    );
+    for (index, (pt, _, payload)) in pair.browser_heard.iter().enumerate() {
+        assert_eq!(*pt, 0);
+        assert_eq!(payload, &vec![!(index as u8); 160]);
+    }
+    assert_eq!(pair.relay_events, [Event::Connected]);
+}
+
+/// Once the phone's source is learnt (a 3 s window after its first packet), a third party
+/// sending to the call's port is not heard; when the phone then goes silent, the call fails
+/// after the media timeout, and not before.
+#[test]
+fn a_third_party_is_not_heard_and_silence_ends_the_call() {
+    let mut pair = Pair::outgoing_call(Duration::from_secs(5));
+    let phone = addr(PHONE);
+    let intruder = addr("127.0.0.9:7000");
+    for seq in 0..200u16 {
+        pair.phone_sends(phone, seq, &[1; 160]);
+        pair.browser_sends(u64::from(seq), &[2; 160]);
+        if seq >= 175 {
+            pair.phone_sends(intruder, seq, &[9; 160]);
+        }
+        pair.advance(Duration::from_millis(20));
+    }
+    assert_eq!(pair.browser_heard.len(), 200);
+    assert!(
+        pair.browser_heard
+            .iter()
+            .all(|(_, _, payload)| payload[0] == 1),
+        "nothing from the third party reached the browser"
+    );
+    // The phone goes silent; the browser still talks and answers ICE.
+    for seq in 200..(200 + 4_900 / 20) {
+        pair.browser_sends(seq, &[2; 160]);
+        pair.advance(Duration::from_millis(20));
+    }
+    assert_eq!(pair.relay_events, [Event::Connected], "not yet: 4.9 s");
+    for seq in 445..(445 + 1_200 / 20) {
+        pair.browser_sends(seq, &[2; 160]);
+        pair.advance(Duration::from_millis(20));
+    }
+    assert_eq!(
+        pair.relay_events,
+        [
+            Event::Connected,
+            Event::Failed("no RTP from the SIP side for 5 s".into())
+        ]
+    );
+}
