@@ -183,6 +183,21 @@ pub(crate) fn browser_opus_tone(browser: &Browser, pt: u8) -> (f64, usize) {
     (dominant(&sound, 48_000, &PROBES).0, packets.len())
 }
 
+/// Waits until `tone` (a reading of what a browser received: its dominant tone and packet
+/// count) says `expected` over at least 100 packets (two seconds of audio, so that the far end,
+/// which hears the browser from the same moment, has recorded that much too), for at most
+/// 15 s; returns the last reading, which the caller checks.
+pub(crate) async fn until_heard(expected: f64, tone: impl Fn() -> (f64, usize)) -> (f64, usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (heard, packets) = tone();
+        if (heard == expected && packets >= 100) || tokio::time::Instant::now() >= deadline {
+            return (heard, packets);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The dominant tone of what the browser received with payload type `pt` (G.711).
 pub(crate) fn browser_tone(browser: &Browser, pt: u8, codec: AudioCodec) -> (f64, usize) {
     let packets: Vec<_> = browser
@@ -260,9 +275,9 @@ async fn the_browser_calls_bob_and_tones_go_both_ways_pcmu() {
         *state == SessionState::Established
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (tone, packets) = browser_tone(&browser, pt, AudioCodec::Pcmu);
-    assert!(packets > 50, "the browser got {packets} packets");
+    let (tone, packets) =
+        until_heard(1000.0, || browser_tone(&browser, pt, AudioCodec::Pcmu)).await;
+    assert!(packets >= 50, "the browser got {packets} packets");
     assert_eq!(tone, 1000.0, "the browser hears bob's tone");
     setup
         .client
@@ -335,9 +350,9 @@ async fn bob_calls_the_browser_which_answers_and_bob_hangs_up() {
     .await;
     let pt = payload_type(&offer, media::Format::Audio(media::Codec::Pcmu));
     browser.send_pcmu_tone(pt, 440.0);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (tone, packets) = browser_tone(&browser, pt, AudioCodec::Pcmu);
-    assert!(packets > 50, "the browser got {packets} packets");
+    let (tone, packets) =
+        until_heard(1000.0, || browser_tone(&browser, pt, AudioCodec::Pcmu)).await;
+    assert!(packets >= 50, "the browser got {packets} packets");
     assert_eq!(tone, 1000.0);
     bob.command("hangup", "");
     assert!(matches!(
@@ -568,8 +583,8 @@ async fn a_forked_call_connects_to_the_phone_that_answers() {
         second.wait_for("CALL_CLOSED", 1, WAIT).await,
         "the other phone stops ringing"
     );
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(browser_tone(&browser, pt, AudioCodec::Pcmu).0, 1000.0);
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
     first.command("hangup", "");
     assert!(matches!(
         until(&mut setup.client, "fork", |state| matches!(
@@ -597,7 +612,8 @@ async fn hold_and_resume_from_the_phone_and_dtmf_both_ways() {
     })
     .await;
     assert!(bob.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
 
     // DTMF by SIP INFO, then by RFC 4733 from the browser: bob sees both.
     setup
@@ -626,19 +642,21 @@ async fn hold_and_resume_from_the_phone_and_dtmf_both_ways() {
 
     // Hold: the gateway answers the re-INVITE itself, mirrored; then resume.
     bob.command("hold", "");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = || {
+        let log = bob.log.text();
+        log.contains("recvonly") || log.contains("sendonly")
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while !held() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(held(), "{}", bob.log.text());
     bob.command("resume", "");
-    tokio::time::sleep(Duration::from_secs(1)).await;
     browser.clear_received();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (tone, packets) = browser_tone(&browser, pt, AudioCodec::Pcmu);
-    assert!(packets > 50, "audio resumed: {packets} packets");
+    let (tone, packets) =
+        until_heard(1000.0, || browser_tone(&browser, pt, AudioCodec::Pcmu)).await;
+    assert!(packets >= 100, "audio resumed: {packets} packets");
     assert_eq!(tone, 1000.0);
-    let log = bob.log.text();
-    assert!(
-        log.contains("recvonly") || log.contains("sendonly"),
-        "{log}"
-    );
     setup
         .client
         .expect_ack(json!({"sylkrtc": "session-terminate", "session": "hold"}))
@@ -660,9 +678,8 @@ async fn the_browser_calls_bob_and_tones_go_both_ways_opus() {
         *state == SessionState::Established
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (tone, packets) = browser_opus_tone(&browser, pt);
-    assert!(packets > 50, "the browser got {packets} packets");
+    let (tone, packets) = until_heard(1000.0, || browser_opus_tone(&browser, pt)).await;
+    assert!(packets >= 50, "the browser got {packets} packets");
     assert_eq!(tone, 1000.0, "the browser hears bob's tone");
     setup
         .client
@@ -696,9 +713,10 @@ async fn two_calls_at_once_on_one_connection() {
     first.send_pcmu_tone(pt, 440.0);
     second.send_pcmu_tone(pt, 1500.0);
     assert_eq!(setup.gateway.metric("sylkrtc_calls").await, 2.0);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(browser_tone(&first, pt, AudioCodec::Pcmu).0, 1000.0);
-    assert_eq!(browser_tone(&second, pt, AudioCodec::Pcmu).0, 700.0);
+    let tone = || browser_tone(&first, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
+    let tone = || browser_tone(&second, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(700.0, tone).await.0, 700.0);
     for session in ["one", "two"] {
         setup
             .client

@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
-use crate::calls::browser_tone;
+use crate::calls::{browser_tone, until_heard};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -101,8 +101,8 @@ async fn a_device_and_a_client_connect_their_peers_through_the_operator() {
         .await;
     assert!(device_peer.connected(WAIT).await && client_peer.connected(WAIT).await);
     device_peer.send_pcmu_tone(0, 700.0);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(browser_tone(&client_peer, 0, AudioCodec::Pcmu).0, 700.0);
+    let tone = || browser_tone(&client_peer, 0, AudioCodec::Pcmu);
+    assert_eq!(until_heard(700.0, tone).await.0, 700.0);
 
     // The client goes: the device is told.
     client.close().await;

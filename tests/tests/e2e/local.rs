@@ -12,7 +12,7 @@ use gateway_tests::{Client, Gateway};
 use protocol::SessionState;
 use serde_json::json;
 
-use crate::calls::{browser_tone, next, payload_type, state, until};
+use crate::calls::{browser_tone, next, payload_type, state, until, until_heard};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(15);
 pub(crate) const DOMAIN: &str = "local.test";
@@ -208,8 +208,8 @@ async fn a_browser_and_a_softphone_call_each_other_through_the_gateway_alone() {
     assert!(browser.connected(WAIT).await);
     let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
     browser.send_pcmu_tone(pt, 440.0);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(browser_tone(&browser, pt, AudioCodec::Pcmu).0, 1000.0);
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
     client
         .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-phone"}))
         .await;
@@ -245,8 +245,8 @@ async fn a_browser_and_a_softphone_call_each_other_through_the_gateway_alone() {
     assert!(browser.connected(WAIT).await);
     let pt = payload_type(&offer, media::Format::Audio(media::Codec::Pcmu));
     browser.send_pcmu_tone(pt, 440.0);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(browser_tone(&browser, pt, AudioCodec::Pcmu).0, 1000.0);
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
     carol.command("hangup", "");
     until(&mut client, &session, |state| {
         matches!(state, SessionState::Terminated { .. })
@@ -294,9 +294,10 @@ async fn two_browsers_call_each_other_and_open_registration_stays_local() {
     let pt_callee = payload_type(&offer, media::Format::Audio(media::Codec::Pcmu));
     caller.send_pcmu_tone(pt_caller, 440.0);
     callee.send_pcmu_tone(pt_callee, 1000.0);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(browser_tone(&caller, pt_caller, AudioCodec::Pcmu).0, 1000.0);
-    assert_eq!(browser_tone(&callee, pt_callee, AudioCodec::Pcmu).0, 440.0);
+    let tone = || browser_tone(&caller, pt_caller, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
+    let tone = || browser_tone(&callee, pt_callee, AudioCodec::Pcmu);
+    assert_eq!(until_heard(440.0, tone).await.0, 440.0);
     bob.expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": session}))
         .await;
     until(&mut alice, "b2b", |state| {
@@ -331,9 +332,8 @@ async fn the_echo_test_returns_the_callers_tone() {
     assert!(browser.connected(WAIT).await);
     let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
     browser.send_pcmu_tone(pt, 700.0);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (tone, packets) = browser_tone(&browser, pt, AudioCodec::Pcmu);
-    assert!(packets > 50, "{packets} packets came back");
+    let (tone, packets) = until_heard(700.0, || browser_tone(&browser, pt, AudioCodec::Pcmu)).await;
+    assert!(packets >= 50, "{packets} packets came back");
     assert_eq!(tone, 700.0);
     client
         .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "echo"}))

@@ -9,7 +9,7 @@ use gateway_tests::baresip::Baresip;
 use gateway_tests::browser::{AudioCodec, Browser};
 use serde_json::json;
 
-use crate::calls::{browser_tone, payload_type};
+use crate::calls::{browser_tone, payload_type, until_heard};
 use crate::local::{
     DOMAIN, WAIT, answered, closed, closed_client, local_client, phone, place, refused, shipped,
 };
@@ -81,8 +81,7 @@ async fn a_phone_doing_sip_outbound_registers_and_is_called_over_its_flow() {
     browser.accept_answer(&answer).await;
     assert!(browser.connected(WAIT).await);
     let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (tone, _) = browser_tone(&browser, pt, AudioCodec::Pcmu);
+    let (tone, _) = until_heard(1500.0, || browser_tone(&browser, pt, AudioCodec::Pcmu)).await;
     assert_eq!(tone, 1500.0);
     client
         .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-erin"}))

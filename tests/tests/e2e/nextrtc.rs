@@ -8,7 +8,7 @@ use gateway_tests::{Client, Gateway};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::calls::browser_tone;
+use crate::calls::{browser_tone, until_heard};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -120,9 +120,10 @@ async fn two_peers_connect_with_the_sdp_and_candidates_the_gateway_relays() {
     // Media flows between the two peers directly.
     alice_peer.send_pcmu_tone(0, 440.0);
     bob_peer.send_pcmu_tone(0, 1000.0);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(browser_tone(&bob_peer, 0, AudioCodec::Pcmu).0, 440.0);
-    assert_eq!(browser_tone(&alice_peer, 0, AudioCodec::Pcmu).0, 1000.0);
+    let tone = || browser_tone(&bob_peer, 0, AudioCodec::Pcmu);
+    assert_eq!(until_heard(440.0, tone).await.0, 440.0);
+    let tone = || browser_tone(&alice_peer, 0, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
 
     // Text, then alice's connection closing, which is her leaving.
     send(
