@@ -376,13 +376,13 @@ enum Timer {
 }
 
 impl Endpoint {
-    /// An endpoint with nothing going on.
-    pub fn new(config: EndpointConfig) -> Self {
-        // The registrar's nonces count time from here.
+    /// An endpoint with nothing going on, at `now` (from which the registrar's nonces count
+    /// time).
+    pub fn new(config: EndpointConfig, now: Instant) -> Self {
         let registrar = config
             .local
             .clone()
-            .map(|local| crate::registrar::Registrar::new(local, Instant::now()));
+            .map(|local| crate::registrar::Registrar::new(local, now));
         Endpoint {
             registrar,
             config,

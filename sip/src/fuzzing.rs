@@ -135,26 +135,28 @@ mod tests {
             "carol".to_owned(),
             crate::auth::ha1("carol", "local.test", "pw"),
         );
-        let _ = now;
-        Endpoint::new(EndpointConfig {
-            timers: Timers::default(),
-            max_message_size: 65_536,
-            user_agent: "robustness".into(),
-            tag_seed: "r".into(),
-            session_expires: Some(1800),
-            min_se: 90,
-            local: Some(LocalDomain {
-                domain: "local.test".into(),
-                users,
-                open: false,
-                secret: "s".into(),
-                nonce_lifetime: Duration::from_secs(300),
-                max_expires: 3600,
-                min_expires: 60,
-                ping_interval: Some(Duration::from_secs(30)),
-            }),
-            max_server_transactions: 1000,
-        })
+        Endpoint::new(
+            EndpointConfig {
+                timers: Timers::default(),
+                max_message_size: 65_536,
+                user_agent: "robustness".into(),
+                tag_seed: "r".into(),
+                session_expires: Some(1800),
+                min_se: 90,
+                local: Some(LocalDomain {
+                    domain: "local.test".into(),
+                    users,
+                    open: false,
+                    secret: "s".into(),
+                    nonce_lifetime: Duration::from_secs(300),
+                    max_expires: 3600,
+                    min_expires: 60,
+                    ping_interval: Some(Duration::from_secs(30)),
+                }),
+                max_server_transactions: 1000,
+            },
+            now,
+        )
     }
 
     /// The RFC 4475 messages and 200 mutations of every corpus message go through the fuzz

@@ -20,7 +20,7 @@ impl Call {
                     self.respond_in_dialog(request, 500, "Server Internal Error (offer pending)");
                 response
                     .headers
-                    .insert(Name::RETRY_AFTER, random_retry_after());
+                    .insert(Name::RETRY_AFTER, retry_after(request));
                 response
             };
             return self.out.push_back(CallOutput::Response(response));
@@ -232,11 +232,13 @@ impl Call {
     }
 }
 
-/// A Retry-After between 1 and 10 seconds (RFC 3311 asks for a random one up to 10), from the
-/// clock's nanoseconds: spread enough that two phones retrying do not collide again.
-fn random_retry_after() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.subsec_nanos());
-    (1 + nanos % 10).to_string()
+/// A Retry-After between 1 and 10 seconds (RFC 3311 asks for a random one up to 10), spread by
+/// the request's Call-ID and CSeq line rather than read from a clock (the core reads none): two
+/// phones retrying get different waits and do not collide again.
+fn retry_after(request: &Message) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    request.call_id().hash(&mut hasher);
+    request.header(&Name::CSEQ).hash(&mut hasher);
+    (1 + hasher.finish() % 10).to_string()
 }

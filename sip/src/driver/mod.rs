@@ -274,7 +274,7 @@ pub async fn start(config: DriverConfig, shutdown: CancellationToken) -> io::Res
     let (inputs, inputs_rx) = mpsc::unbounded_channel();
     let next_call = Arc::new(AtomicU64::new(1));
     let driver = Driver {
-        endpoint: Endpoint::new(config.endpoint.clone()),
+        endpoint: Endpoint::new(config.endpoint.clone(), Instant::now().into_std()),
         slots: ConnectionSlots::new(config.max_connections, config.max_connections_per_source),
         config,
         udp,

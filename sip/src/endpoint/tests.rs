@@ -11,16 +11,19 @@ pub(super) fn endpoint() -> Endpoint {
 }
 
 fn endpoint_with(max_server_transactions: usize) -> Endpoint {
-    Endpoint::new(EndpointConfig {
-        timers: Timers::default(),
-        max_message_size: 65536,
-        user_agent: "sylkrtc-gateway test".into(),
-        tag_seed: "t".into(),
-        session_expires: Some(1800),
-        min_se: 90,
-        local: None,
-        max_server_transactions,
-    })
+    Endpoint::new(
+        EndpointConfig {
+            timers: Timers::default(),
+            max_message_size: 65536,
+            user_agent: "sylkrtc-gateway test".into(),
+            tag_seed: "t".into(),
+            session_expires: Some(1800),
+            min_se: 90,
+            local: None,
+            max_server_transactions,
+        },
+        Instant::now(),
+    )
 }
 
 fn registrar() -> Target {
@@ -544,7 +547,7 @@ fn local_phones_are_pinged_and_unregistered_when_they_stop_answering() {
         min_expires: 60,
         ping_interval: Some(Duration::from_secs(25)),
     });
-    let mut endpoint = Endpoint::new(config);
+    let mut endpoint = Endpoint::new(config, Instant::now());
     let phone = Target {
         transport: Transport::Udp,
         addr: "127.0.0.2:5090".parse().unwrap(),
