@@ -19,7 +19,7 @@ use machine::{Machine, Output, Policy};
 use media::driver::{Datagram, PortPair, Route};
 use media::{Output as MediaOutput, Relay, RelayConfig};
 use sip::call::Warning;
-use sip::driver::{CallCommand, CallHandle, IncomingCall, OutgoingCall, SipEvent};
+use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall, OutgoingCall};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span};
@@ -41,8 +41,6 @@ const BATCH: usize = 32;
 pub(crate) struct CallTask {
     /// Commands from the client; dropping it ends the call.
     pub(crate) commands: mpsc::UnboundedSender<Command>,
-    /// The call's SIP events, for incoming calls (whose events reach the connection first).
-    pub(crate) sip_events: Option<mpsc::UnboundedSender<SipEvent>>,
 }
 
 /// Starts an outgoing call's task.
@@ -53,44 +51,37 @@ pub(crate) fn outgoing(
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
 ) -> CallTask {
     let (commands, commands_rx) = mpsc::unbounded_channel();
-    let (sip_tx, sip_rx) = mpsc::unbounded_channel();
     let span = info_span!("call", session = %start.session, direction = "out");
     let session = start.session.clone();
     let task = async move {
         let mut call = Call::new(services, session, reports);
-        match call.start_outgoing(start, far_end, sip_tx) {
-            Ok(()) => call.run(commands_rx, sip_rx).await,
+        match call.start_outgoing(start, far_end) {
+            Ok(events) => call.run(commands_rx, events).await,
             Err(reason) => call.update(CallUpdate::Terminated(Ending::new(reason))),
         }
     };
     tokio::spawn(task.instrument(span));
-    CallTask {
-        commands,
-        sip_events: None,
-    }
+    CallTask { commands }
 }
 
-/// Starts an incoming call's task.
+/// Starts an incoming call's task, which hears the call on `events`.
 pub(crate) fn incoming(
     services: Arc<CallServices>,
     incoming: Incoming,
+    events: CallEvents,
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
 ) -> CallTask {
     let (commands, commands_rx) = mpsc::unbounded_channel();
-    let (sip_tx, sip_rx) = mpsc::unbounded_channel();
     let span = info_span!("call", session = %incoming.session, direction = "in");
     let task = async move {
         let session = incoming.session.clone();
         let mut call = Call::new(services, session, reports);
         if call.start_incoming(incoming) {
-            call.run(commands_rx, sip_rx).await;
+            call.run(commands_rx, events).await;
         }
     };
     tokio::spawn(task.instrument(span));
-    CallTask {
-        commands,
-        sip_events: Some(sip_tx),
-    }
+    CallTask { commands }
 }
 
 /// The task's side of a call: the machine and the I/O around it.
@@ -175,12 +166,8 @@ impl Call {
         })
     }
 
-    fn start_outgoing(
-        &mut self,
-        start: StartCall,
-        far_end: FarEnd,
-        sip_events: mpsc::UnboundedSender<SipEvent>,
-    ) -> Result<(), String> {
+    /// Places the call; the far end's events.
+    fn start_outgoing(&mut self, start: StartCall, far_end: FarEnd) -> Result<CallEvents, String> {
         let config = self.relay_config()?;
         let (relay, sip_offer) = Relay::outgoing(std::time::Instant::now(), config, &start.sdp)
             .map_err(|error| match error {
@@ -189,7 +176,7 @@ impl Call {
             })?;
         let call_id = uuid::Uuid::new_v4().simple().to_string();
         info!(uri = %start.uri, %call_id, "calling");
-        let far_end = match (far_end, self.services.local.as_ref()) {
+        let (far_end, events) = match (far_end, self.services.local.as_ref()) {
             (FarEnd::LocalBrowser(callee), Some(local)) => {
                 info!("calling a browser of the local domain");
                 let invite = IncomingCall {
@@ -199,28 +186,25 @@ impl Call {
                     sdp: Bytes::from(sip_offer),
                     headers: start.headers,
                 };
-                local.bridge(&self.services.sip, sip_events, &callee, invite)
+                local.bridge(&self.services.sip, &callee, invite)
             }
             (FarEnd::LocalBrowser(_), None) => {
                 return Err("500 a local browser without a local domain".to_owned());
             }
-            (FarEnd::Sip { server }, _) => self.services.sip.invite(
-                OutgoingCall {
-                    account: start.account,
-                    uri: start.uri,
-                    sdp: Bytes::from(sip_offer),
-                    headers: start.headers,
-                    call_id: call_id.clone(),
-                    server,
-                },
-                sip_events,
-            ),
+            (FarEnd::Sip { server }, _) => self.services.sip.invite(OutgoingCall {
+                account: start.account,
+                uri: start.uri,
+                sdp: Bytes::from(sip_offer),
+                headers: start.headers,
+                call_id: call_id.clone(),
+                server,
+            }),
         };
         self.far_end = Some(far_end);
         let machine = Machine::outgoing(std::time::Instant::now(), self.policy(), relay, call_id);
         self.machine = Some(machine);
         self.apply();
-        Ok(())
+        Ok(events)
     }
 
     /// Sets up an incoming call; false when it was refused at once.
@@ -324,7 +308,7 @@ impl Call {
     async fn run(
         &mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
-        mut sip_events: mpsc::UnboundedReceiver<SipEvent>,
+        mut far_end: CallEvents,
     ) {
         let mut rtp_buffer = vec![0u8; 2048];
         let mut rtcp_buffer = vec![0u8; 1500];
@@ -391,11 +375,8 @@ impl Call {
                     // The front-end is gone: so is the call.
                     None => machine.front_end_gone(),
                 },
-                event = sip_events.recv() => match event {
-                    Some(SipEvent::Call { event, .. }) => {
-                        machine.handle_far_end(std::time::Instant::now(), event);
-                    }
-                    Some(_) => {}
+                event = far_end.recv() => match event {
+                    Some(event) => machine.handle_far_end(std::time::Instant::now(), event),
                     None => machine.far_end_gone(),
                 },
                 () = sleep_until(call_deadline) => machine.handle_timeout(std::time::Instant::now()),

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use media::sdp::{Description, Direction, SipDescription, common_payloads, no_common_codec};
 use media::{Codec, Echo, Output};
 use sip::call::{CallEvent, Warning};
-use sip::driver::{CallCommand, CallHandle, IncomingCall, SipEvent};
+use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -32,10 +32,7 @@ pub(crate) fn browser(
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let span = info_span!("echo", session = %start.session);
     tokio::spawn(run_browser(services, start, reports, commands_rx).instrument(span));
-    CallTask {
-        commands,
-        sip_events: None,
-    }
+    CallTask { commands }
 }
 
 async fn run_browser(
@@ -131,7 +128,7 @@ pub(crate) fn sip(
     services: Arc<CallServices>,
     call: CallHandle,
     invite: IncomingCall,
-    events: mpsc::UnboundedReceiver<SipEvent>,
+    events: CallEvents,
 ) {
     let span = info_span!("echo", call = call.0);
     tokio::spawn(run_sip(services, call, invite, events).instrument(span));
@@ -141,7 +138,7 @@ async fn run_sip(
     services: Arc<CallServices>,
     call: CallHandle,
     invite: IncomingCall,
-    mut events: mpsc::UnboundedReceiver<SipEvent>,
+    mut events: CallEvents,
 ) {
     let _gauge = services.metrics.call_started();
     let refuse_with = |code: u16, reason: &str, warning: Option<Warning>| {
@@ -189,8 +186,8 @@ async fn run_sip(
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(SipEvent::Call { event: CallEvent::Terminated(_), .. }) | None => return,
-                Some(SipEvent::Call { event: CallEvent::Offer { sdp }, .. }) => {
+                Some(CallEvent::Terminated(_)) | None => return,
+                Some(CallEvent::Offer { sdp }) => {
                     // Hold, resume, a new address or codec (re-INVITE or UPDATE): answered like
                     // the first offer, the direction mirrored.
                     let command = session.reoffer(sdp.as_deref());

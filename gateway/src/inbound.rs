@@ -3,11 +3,10 @@
 //! callers who did not authenticate only within the admission's limits. Their later events are
 //! forwarded to where they went.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use sip::call::{CallEvent, Warning};
-use sip::driver::{CallCommand, CallHandle, SipEvent};
+use sip::driver::{CallCommand, CallEvents, CallHandle, LocalIncoming, SipEvent};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -18,75 +17,125 @@ use crate::routing::PhoneRoute;
 /// Takes the local domain's calls from `calls` until the driver stops.
 pub(crate) async fn route(
     services: Arc<CallServices>,
-    mut calls: mpsc::UnboundedReceiver<SipEvent>,
+    mut calls: mpsc::UnboundedReceiver<LocalIncoming>,
     mut admission: Admission,
 ) {
-    let mut routes: HashMap<CallHandle, mpsc::UnboundedSender<SipEvent>> = HashMap::new();
-    while let Some(event) = calls.recv().await {
-        match event {
-            SipEvent::LocalIncoming {
-                call,
-                user,
-                source,
-                authenticated,
-                callee,
-                invite,
-            } => {
-                let Some(local) = &services.local else {
-                    continue;
-                };
-                if !authenticated && let Err(refusal) = admission.admit(call, source.ip()) {
-                    warn!(%source, from = %invite.from_uri, "call refused: {}", refusal.text());
-                    services.sip.call(
-                        call,
-                        CallCommand::Reject {
-                            code: 503,
-                            reason: "Service Unavailable".to_owned(),
-                            warning: Some(Warning::new(Warning::MISCELLANEOUS, refusal.text())),
-                        },
-                    );
-                    continue;
-                }
-                match crate::routing::from_phone(local, &user, callee) {
-                    PhoneRoute::Echo => {
-                        debug!(from = %invite.from_uri, "echo test call from SIP");
-                        let (events, receiver) = mpsc::unbounded_channel();
-                        routes.insert(call, events);
-                        crate::echo::sip(services.clone(), call, *invite, receiver);
-                    }
-                    PhoneRoute::LocalBrowser(binding) => {
-                        debug!(%user, from = %invite.from_uri, "call from SIP to a local browser");
-                        routes.insert(call, binding.events.clone());
-                        let _ = binding.events.send(SipEvent::Incoming {
-                            handle: binding.handle,
-                            call,
-                            invite,
-                        });
-                    }
-                    PhoneRoute::Refuse { code, reason, text } => {
-                        info!(%user, from = %invite.from_uri, code, "call from SIP refused: {text}");
-                        services.sip.call(
-                            call,
-                            CallCommand::Reject {
-                                code,
-                                reason: reason.to_owned(),
-                                warning: Some(Warning::new(Warning::MISCELLANEOUS, text)),
-                            },
-                        );
-                    }
-                }
+    // The admitted calls of callers who did not authenticate, as they end.
+    let (ended, mut ended_rx) = mpsc::unbounded_channel();
+    loop {
+        let incoming = tokio::select! {
+            incoming = calls.recv() => match incoming {
+                Some(incoming) => incoming,
+                None => return,
+            },
+            Some(call) = ended_rx.recv() => {
+                admission.ended(call);
+                continue;
             }
-            SipEvent::Call { call, event } => {
-                let ended = matches!(event, CallEvent::Terminated(_));
-                if let Some(route) = routes.get(&call) {
-                    let _ = route.send(SipEvent::Call { call, event });
-                }
-                if ended {
-                    routes.remove(&call);
-                    admission.ended(call);
-                }
+        };
+        let LocalIncoming {
+            call,
+            user,
+            source,
+            authenticated,
+            callee,
+            invite,
+            mut events,
+        } = incoming;
+        let Some(local) = &services.local else {
+            continue;
+        };
+        if !authenticated {
+            if let Err(refusal) = admission.admit(call, source.ip()) {
+                warn!(%source, from = %invite.from_uri, "call refused: {}", refusal.text());
+                services.sip.call(
+                    call,
+                    CallCommand::Reject {
+                        code: 503,
+                        reason: "Service Unavailable".to_owned(),
+                        warning: Some(Warning::new(Warning::MISCELLANEOUS, refusal.text())),
+                    },
+                );
+                continue;
             }
-            SipEvent::Registration { .. } | SipEvent::Incoming { .. } => {}
+            events = watched(call, events, ended.clone());
         }
+        match crate::routing::from_phone(local, &user, callee) {
+            PhoneRoute::Echo => {
+                debug!(from = %invite.from_uri, "echo test call from SIP");
+                crate::echo::sip(services.clone(), call, *invite, events);
+            }
+            PhoneRoute::LocalBrowser(binding) => {
+                debug!(%user, from = %invite.from_uri, "call from SIP to a local browser");
+                let _ = binding.events.send(SipEvent::Incoming {
+                    handle: binding.handle,
+                    call,
+                    invite,
+                    events,
+                });
+            }
+            PhoneRoute::Refuse { code, reason, text } => {
+                info!(%user, from = %invite.from_uri, code, "call from SIP refused: {text}");
+                services.sip.call(
+                    call,
+                    CallCommand::Reject {
+                        code,
+                        reason: reason.to_owned(),
+                        warning: Some(Warning::new(Warning::MISCELLANEOUS, text)),
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// An admitted call's events, watched on their way to whoever takes the call: `ended` hears
+/// of the call once it is over (whoever took it, even if they stopped listening).
+fn watched(
+    call: CallHandle,
+    mut events: CallEvents,
+    ended: mpsc::UnboundedSender<CallHandle>,
+) -> CallEvents {
+    let (forward, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let over = matches!(event, CallEvent::Terminated(_));
+            let _ = forward.send(event);
+            if over {
+                break;
+            }
+        }
+        let _ = ended.send(call);
+    });
+    receiver
+}
+
+#[cfg(test)]
+mod tests {
+    use sip::call::Ending;
+
+    use super::*;
+
+    /// The watcher passes a call's events on and reports the call over at its end, also when
+    /// whoever took the call stopped listening (an echo that hung up), so that an admitted
+    /// caller's slot always comes back.
+    #[tokio::test]
+    async fn a_watched_call_is_reported_over_even_unheard() {
+        let (driver, events) = mpsc::unbounded_channel();
+        let (ended, mut ended_rx) = mpsc::unbounded_channel();
+        let mut taken = watched(CallHandle(5), events, ended);
+        let ack = CallEvent::InfoAnswered { code: 200 };
+        driver.send(ack.clone()).unwrap();
+        assert_eq!(taken.recv().await, Some(ack));
+        drop(taken);
+        assert!(ended_rx.try_recv().is_err(), "not over yet");
+        driver
+            .send(CallEvent::Terminated(Ending {
+                code: None,
+                reason: "remote hangup".into(),
+                cancelled: false,
+            }))
+            .unwrap();
+        assert_eq!(ended_rx.recv().await, Some(CallHandle(5)));
     }
 }

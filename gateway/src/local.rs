@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use sip::auth::ha1;
 use sip::call::{CallEvent, Ending};
-use sip::driver::{CallCommand, CallHandle, IncomingCall, SipEvent, SipHandle};
+use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall, SipEvent, SipHandle};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -150,23 +150,23 @@ impl Local {
             .and_then(|browsers| browsers.get(user).and_then(|b| b.last().cloned()))
     }
 
-    /// Sets up a bridge between a calling browser (whose call task gets its events on
-    /// `caller_events`) and `callee`'s browser: returns the caller's handle, after handing the
-    /// callee its incoming call with `offer`.
+    /// Sets up a bridge between a calling browser and `callee`'s browser: returns the caller's
+    /// handle and events, after handing the callee its incoming call with `invite`.
     pub(crate) fn bridge(
         &self,
         sip: &SipHandle,
-        caller_events: mpsc::UnboundedSender<SipEvent>,
         callee: &BrowserBinding,
         invite: IncomingCall,
-    ) -> CallHandle {
+    ) -> (CallHandle, CallEvents) {
         let (caller, called) = (sip.new_call_handle(), sip.new_call_handle());
+        let (caller_events, caller_rx) = mpsc::unbounded_channel();
+        let (called_events, called_rx) = mpsc::unbounded_channel();
         let state = Arc::new(BridgeState::default());
         if let Ok(mut bridges) = self.bridges.lock() {
             bridges.insert(
                 caller,
                 Bridge {
-                    peer: callee.events.clone(),
+                    peer: called_events,
                     peer_handle: called,
                     caller: true,
                     state: state.clone(),
@@ -186,8 +186,9 @@ impl Local {
             handle: callee.handle,
             call: called,
             invite: Box::new(invite),
+            events: called_rx,
         });
-        caller
+        (caller, caller_rx)
     }
 
     /// Carries a command of a bridged call to its other side; false when `call` is not bridged
@@ -204,16 +205,10 @@ impl Local {
         let ended = matches!(event, Some(CallEvent::Terminated(_)));
         if info && let Some(other) = bridges.get(&bridge.peer_handle) {
             // The other side takes it at once, as a phone's 200 would say.
-            let _ = other.peer.send(SipEvent::Call {
-                call,
-                event: CallEvent::InfoAnswered { code: 200 },
-            });
+            let _ = other.peer.send(CallEvent::InfoAnswered { code: 200 });
         }
         if let Some(event) = event {
-            let _ = bridge.peer.send(SipEvent::Call {
-                call: bridge.peer_handle,
-                event,
-            });
+            let _ = bridge.peer.send(event);
         }
         if ended {
             let peer = bridge.peer_handle;
@@ -232,8 +227,8 @@ struct BridgeState {
 /// One side of a call bridged between two browsers.
 #[derive(Debug)]
 struct Bridge {
-    /// The other side's SIP events.
-    peer: mpsc::UnboundedSender<SipEvent>,
+    /// The other side's call events.
+    peer: mpsc::UnboundedSender<CallEvent>,
     peer_handle: CallHandle,
     caller: bool,
     state: Arc<BridgeState>,
@@ -259,10 +254,7 @@ impl Bridge {
             CallCommand::Answer { sdp, .. } if !self.caller => {
                 self.state.answered.store(true, Ordering::Relaxed);
                 // The callee's side is confirmed at once: there is no ACK to wait for.
-                let _ = self.peer.send(SipEvent::Call {
-                    call: self.peer_handle,
-                    event: CallEvent::Answered { sdp: Some(sdp) },
-                });
+                let _ = self.peer.send(CallEvent::Answered { sdp: Some(sdp) });
                 None
             }
             CallCommand::Reject { code, reason, .. } if !self.caller => {

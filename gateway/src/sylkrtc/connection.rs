@@ -17,7 +17,7 @@ use protocol::{
     RequestBody, RequestError, Secret, ServerMessage, SessionEvent, SessionState, Version,
 };
 use sip::auth::{Credentials, Secret as SipSecret};
-use sip::driver::{Account as SipAccount, CallHandle, SipEvent};
+use sip::driver::{Account as SipAccount, CallHandle, IncomingCall};
 use sip::registration::RegistrationEvent;
 
 use crate::call::{Command, Incoming, StartCall};
@@ -208,18 +208,13 @@ impl Connection {
         })
     }
 
-    /// News from the SIP driver about one of our registrations (call events go to the calls'
-    /// tasks, not here).
-    pub(crate) fn handle_sip_event(&mut self, event: SipEvent) {
-        let (handle, event) = match event {
-            SipEvent::Registration { handle, event } => (handle, event),
-            SipEvent::Incoming {
-                handle,
-                call,
-                invite,
-            } => return self.incoming(handle, call, *invite),
-            SipEvent::Call { .. } | SipEvent::LocalIncoming { .. } => return,
-        };
+    /// A call reached one of our registrations.
+    pub(crate) fn handle_incoming(&mut self, handle: u64, call: CallHandle, invite: IncomingCall) {
+        self.incoming(handle, call, invite);
+    }
+
+    /// News from the SIP driver about one of our registrations.
+    pub(crate) fn handle_registration(&mut self, handle: u64, event: RegistrationEvent) {
         let Some(account) = self.accounts.iter_mut().find(|account| {
             account
                 .registration

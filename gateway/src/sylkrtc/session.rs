@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sip::driver::{CallCommand, CallHandle, RegistrationKey, SipEvent, SipHandle};
+use sip::driver::{CallCommand, CallEvents, CallHandle, RegistrationKey, SipEvent, SipHandle};
 use sip::registration::RegistrationEvent;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -43,7 +43,7 @@ pub(super) async fn handle_loop(
         sip_events,
         reports,
         calls: HashMap::new(),
-        incoming_calls: HashMap::new(),
+        incoming_events: HashMap::new(),
         local_registrations: std::collections::HashSet::new(),
         owner: id,
         accounts: 0,
@@ -98,8 +98,9 @@ struct Session<'a> {
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
     /// The calls' tasks, by session id.
     calls: HashMap<String, CallTask>,
-    /// Incoming calls' sessions, by SIP call, for their SIP events.
-    incoming_calls: HashMap<CallHandle, String>,
+    /// Incoming calls' events, from the SIP driver until the connection takes or refuses
+    /// the call.
+    incoming_events: HashMap<CallHandle, CallEvents>,
     /// Registrations of local-domain accounts (held by the gateway, not a SIP registrar).
     local_registrations: std::collections::HashSet<u64>,
     /// This connection's number, which names its registrations in the driver.
@@ -141,20 +142,23 @@ impl Session<'_> {
         self.accounts = accounts;
     }
 
-    /// A SIP event: call events go to their call's task, the rest to the connection.
+    /// A SIP event for one of the connection's registrations. An incoming call's own events
+    /// wait here until the connection takes the call (they go to its task) or refuses it.
     fn sip_event(&mut self, event: SipEvent) {
-        if let SipEvent::Call { call, .. } = &event {
-            let task = self
-                .incoming_calls
-                .get(call)
-                .and_then(|session| self.calls.get(session))
-                .and_then(|task| task.sip_events.as_ref());
-            if let Some(task) = task {
-                let _ = task.send(event);
+        match event {
+            SipEvent::Registration { handle, event } => {
+                self.connection.handle_registration(handle, event);
             }
-            return;
+            SipEvent::Incoming {
+                handle,
+                call,
+                invite,
+                events,
+            } => {
+                self.incoming_events.insert(call, events);
+                self.connection.handle_incoming(handle, call, *invite);
+            }
         }
-        self.connection.handle_sip_event(event);
     }
 
     /// News from a call's task.
@@ -163,7 +167,6 @@ impl Session<'_> {
         self.connection.handle_update(&session, update);
         if over {
             self.calls.remove(&session);
-            self.incoming_calls.retain(|_, owner| *owner != session);
         }
     }
 
@@ -258,20 +261,29 @@ impl Session<'_> {
                 }
                 Output::StartCall(start) => self.start_call(*start),
                 Output::Incoming(incoming) => {
+                    let Some(events) = self.incoming_events.remove(&incoming.call) else {
+                        continue;
+                    };
                     let session = incoming.session.clone();
-                    self.incoming_calls.insert(incoming.call, session.clone());
-                    let task =
-                        call::incoming(self.services.clone(), *incoming, self.reports.clone());
+                    let task = call::incoming(
+                        self.services.clone(),
+                        *incoming,
+                        events,
+                        self.reports.clone(),
+                    );
                     self.calls.insert(session, task);
                 }
-                Output::RefuseCall(call) => self.sip.call(
-                    call,
-                    CallCommand::Reject {
-                        code: 480,
-                        reason: "Temporarily Unavailable".to_owned(),
-                        warning: None,
-                    },
-                ),
+                Output::RefuseCall(call) => {
+                    self.incoming_events.remove(&call);
+                    self.sip.call(
+                        call,
+                        CallCommand::Reject {
+                            code: 480,
+                            reason: "Temporarily Unavailable".to_owned(),
+                            warning: None,
+                        },
+                    );
+                }
                 Output::Call { session, command } => {
                     if let Some(task) = self.calls.get(&session) {
                         let _ = task.commands.send(command);

@@ -1,5 +1,5 @@
 //! The driver's side of calls: owners start and steer calls through the [`SipHandle`](super::SipHandle),
-//! and get their events, tagged with a [`CallHandle`], on their event channel.
+//! and get each call's events on a channel of that call's own.
 
 use bytes::Bytes;
 use ezk_sip_types::Name;
@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{Account, Driver, Input, LocalCallee, SipEvent};
+use super::{Account, Driver, Input, LocalCallee, LocalIncoming, SipEvent};
 use crate::call::{Call, CallConfig, CallEvent, Ending, Outgoing, Warning};
 use crate::dialog::{bare_uri, without_tag};
 use crate::endpoint::{CallId, PendingInvite, RegistrationId, Target};
@@ -137,7 +137,7 @@ pub(super) enum CallSlot {
     /// Waiting for DNS.
     Resolving {
         outgoing: Box<OutgoingCall>,
-        events: mpsc::UnboundedSender<SipEvent>,
+        events: mpsc::UnboundedSender<CallEvent>,
     },
     /// Handed to the endpoint.
     Active(CallId),
@@ -148,7 +148,7 @@ impl Driver {
         &mut self,
         call: CallHandle,
         outgoing: Box<OutgoingCall>,
-        events: mpsc::UnboundedSender<SipEvent>,
+        events: mpsc::UnboundedSender<CallEvent>,
     ) {
         if self.calls.contains_key(&call) {
             return;
@@ -182,14 +182,11 @@ impl Driver {
             }
             Err(error) => {
                 warn!(uri = %outgoing.uri, %error, "cannot find the SIP server for a call");
-                let _ = events.send(SipEvent::Call {
-                    call,
-                    event: CallEvent::Terminated(Ending {
-                        code: Some(503),
-                        reason: format!("503 Service Unavailable ({error})"),
-                        cancelled: false,
-                    }),
-                });
+                let _ = events.send(CallEvent::Terminated(Ending {
+                    code: Some(503),
+                    reason: format!("503 Service Unavailable ({error})"),
+                    cancelled: false,
+                }));
                 return;
             }
         };
@@ -205,7 +202,7 @@ impl Driver {
         &mut self,
         call: CallHandle,
         outgoing: &OutgoingCall,
-        events: mpsc::UnboundedSender<SipEvent>,
+        events: mpsc::UnboundedSender<CallEvent>,
         target: Target,
         contact: Option<String>,
     ) -> Option<CallId> {
@@ -265,7 +262,7 @@ impl Driver {
         &mut self,
         call: CallHandle,
         outgoing: Box<OutgoingCall>,
-        events: mpsc::UnboundedSender<SipEvent>,
+        events: mpsc::UnboundedSender<CallEvent>,
         user: &str,
     ) {
         let now = Instant::now().into_std();
@@ -281,14 +278,11 @@ impl Driver {
                 (404, format!("404 Not Found (no user {user})"))
             };
             tracing::info!(%user, code, "call to the local domain refused");
-            let _ = events.send(SipEvent::Call {
-                call,
-                event: CallEvent::Terminated(Ending {
-                    code: Some(code),
-                    reason,
-                    cancelled: false,
-                }),
-            });
+            let _ = events.send(CallEvent::Terminated(Ending {
+                code: Some(code),
+                reason,
+                cancelled: false,
+            }));
             return;
         };
         self.place_call(
@@ -353,18 +347,20 @@ impl Driver {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         );
         self.calls.insert(call, CallSlot::Active(id));
-        self.call_owners.insert(id, (call, router.clone()));
         let callee = LocalCallee {
             known: self.endpoint.local_user_known(&user),
             phones: self.endpoint.local_bindings(now, &user).len(),
         };
-        let _ = router.send(SipEvent::LocalIncoming {
+        let (events, receiver) = mpsc::unbounded_channel();
+        self.call_owners.insert(id, (call, events));
+        let _ = router.send(LocalIncoming {
             call,
             user,
             source: source.addr,
             authenticated,
             callee,
             invite: Box::new(IncomingCall::from_invite(invite)),
+            events: receiver,
         });
     }
 
@@ -376,14 +372,11 @@ impl Driver {
                 if let (Some(CallSlot::Resolving { events, .. }), CallCommand::Hangup) =
                     (self.calls.remove(&call), command)
                 {
-                    let _ = events.send(SipEvent::Call {
-                        call,
-                        event: CallEvent::Terminated(Ending {
-                            code: None,
-                            reason: "local hangup".to_owned(),
-                            cancelled: false,
-                        }),
-                    });
+                    let _ = events.send(CallEvent::Terminated(Ending {
+                        code: None,
+                        reason: "local hangup".to_owned(),
+                        cancelled: false,
+                    }));
                 }
                 return;
             }
@@ -432,13 +425,15 @@ impl Driver {
         if let StartLine::Request { uri, .. } = &invite.start {
             debug!(%uri, from = %incoming.from_uri, call_id = %incoming.call_id, "incoming call");
         }
+        let (call_events, receiver) = mpsc::unbounded_channel();
         let _ = events.send(SipEvent::Incoming {
             handle: key.handle,
             call,
             invite: Box::new(incoming),
+            events: receiver,
         });
         self.calls.insert(call, CallSlot::Active(id));
-        self.call_owners.insert(id, (call, events.clone()));
+        self.call_owners.insert(id, (call, call_events));
     }
 
     pub(super) fn call_event(&mut self, id: CallId, event: CallEvent) {
@@ -446,8 +441,8 @@ impl Driver {
             self.redirect(id, contacts);
         }
         let terminated = matches!(event, CallEvent::Terminated(_));
-        if let Some((call, events)) = self.call_owners.get(&id) {
-            let _ = events.send(SipEvent::Call { call: *call, event });
+        if let Some((_, events)) = self.call_owners.get(&id) {
+            let _ = events.send(event);
         }
         if terminated && let Some((call, _)) = self.call_owners.remove(&id) {
             self.calls.remove(&call);

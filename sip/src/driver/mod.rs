@@ -2,8 +2,10 @@
 //! one task.
 //!
 //! Users talk to it through a [`SipHandle`]: `register` and `unregister` are fire-and-forget
-//! (they never wait on the network), and what happens is reported as [`SipEvent`]s on the
-//! channel the registration was started with.
+//! (they never wait on the network), and what happens to a registration is reported as
+//! [`SipEvent`]s on the channel it was started with. Each call, placed or received, has a
+//! channel of its own for its events ([`CallEvents`]), which its owner hands to whoever takes
+//! the call.
 
 mod calls;
 mod connection;
@@ -65,9 +67,8 @@ pub struct DriverConfig {
     /// A TLS listener (port, 0 for a free one, and certificate), for servers that open
     /// connections to us.
     pub tls_server: Option<(u16, Arc<rustls::ServerConfig>)>,
-    /// Where calls for users of the local domain go (`SipEvent::LocalIncoming`, then their
-    /// `SipEvent::Call`s); without it they are refused with 480.
-    pub local_calls: Option<mpsc::UnboundedSender<SipEvent>>,
+    /// Where calls for users of the local domain go; without it they are refused with 480.
+    pub local_calls: Option<mpsc::UnboundedSender<LocalIncoming>>,
     /// The most TCP and TLS connections peers may open to us, in all and from one address;
     /// past them a new connection is closed at once.
     pub max_connections: usize,
@@ -116,8 +117,11 @@ pub struct LocalCallee {
     pub phones: usize,
 }
 
-/// What the driver reports to an owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A call's events, for its owner alone; after [`CallEvent::Terminated`] nothing more comes.
+pub type CallEvents = mpsc::UnboundedReceiver<CallEvent>;
+
+/// What the driver reports to a registration's owner.
+#[derive(Debug)]
 pub enum SipEvent {
     /// A registration's state changed.
     Registration {
@@ -127,7 +131,7 @@ pub enum SipEvent {
         event: RegistrationEvent,
     },
     /// A call reached the registration `handle`. It has been answered 100 Trying only: the owner
-    /// rings, answers or rejects it with [`SipHandle::call`].
+    /// rings, answers or rejects it with [`SipHandle::call`], and hears the call on `events`.
     Incoming {
         /// The owner's number for the registration.
         handle: u64,
@@ -135,30 +139,30 @@ pub enum SipEvent {
         call: CallHandle,
         /// What the INVITE said.
         invite: Box<IncomingCall>,
+        /// The call's events.
+        events: CallEvents,
     },
-    /// A call for a user of the local domain (on the `local_calls` channel). It has been
-    /// answered 100 Trying only.
-    LocalIncoming {
-        /// The new call.
-        call: CallHandle,
-        /// The callee (the Request-URI's user).
-        user: String,
-        /// The address the INVITE came from.
-        source: std::net::SocketAddr,
-        /// Whether the caller authenticated (a local user); callers of other domains do not.
-        authenticated: bool,
-        /// What the registrar knows of the callee.
-        callee: LocalCallee,
-        /// What the INVITE said.
-        invite: Box<IncomingCall>,
-    },
-    /// A call's event; after [`CallEvent::Terminated`] nothing more comes for it.
-    Call {
-        /// Which call.
-        call: CallHandle,
-        /// What happened.
-        event: CallEvent,
-    },
+}
+
+/// A call for a user of the local domain (on the `local_calls` channel). It has been answered
+/// 100 Trying only: the owner rings, answers or rejects it with [`SipHandle::call`], and hears
+/// the call on `events`.
+#[derive(Debug)]
+pub struct LocalIncoming {
+    /// The new call.
+    pub call: CallHandle,
+    /// The callee (the Request-URI's user).
+    pub user: String,
+    /// The address the INVITE came from.
+    pub source: std::net::SocketAddr,
+    /// Whether the caller authenticated (a local user); callers of other domains do not.
+    pub authenticated: bool,
+    /// What the registrar knows of the callee.
+    pub callee: LocalCallee,
+    /// What the INVITE said.
+    pub invite: Box<IncomingCall>,
+    /// The call's events.
+    pub events: CallEvents,
 }
 
 #[derive(Debug)]
@@ -174,7 +178,7 @@ enum Command {
     Invite {
         call: CallHandle,
         outgoing: Box<OutgoingCall>,
-        events: mpsc::UnboundedSender<SipEvent>,
+        events: mpsc::UnboundedSender<CallEvent>,
     },
     Call {
         call: CallHandle,
@@ -209,19 +213,16 @@ impl SipHandle {
         let _ = self.commands.send(Command::Unregister { key });
     }
 
-    /// Places a call; its events go to `events`, tagged with the handle returned.
-    pub fn invite(
-        &self,
-        outgoing: OutgoingCall,
-        events: mpsc::UnboundedSender<SipEvent>,
-    ) -> CallHandle {
+    /// Places a call: its handle, and its events.
+    pub fn invite(&self, outgoing: OutgoingCall) -> (CallHandle, CallEvents) {
         let call = CallHandle(self.next_call.fetch_add(1, Ordering::Relaxed));
+        let (events, receiver) = mpsc::unbounded_channel();
         let _ = self.commands.send(Command::Invite {
             call,
             outgoing: Box::new(outgoing),
             events,
         });
-        call
+        (call, receiver)
     }
 
     /// A new call handle, unique among the driver's (for calls the owner connects without
@@ -383,7 +384,7 @@ struct Driver {
     /// The server each live registration looked up (to look it up again).
     registration_servers: HashMap<RegistrationId, String>,
     calls: HashMap<CallHandle, CallSlot>,
-    call_owners: HashMap<CallId, (CallHandle, mpsc::UnboundedSender<SipEvent>)>,
+    call_owners: HashMap<CallId, (CallHandle, mpsc::UnboundedSender<CallEvent>)>,
     next_call: Arc<AtomicU64>,
     inputs: mpsc::UnboundedSender<Input>,
 }

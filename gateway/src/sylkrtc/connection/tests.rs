@@ -1,6 +1,5 @@
 use serde_json::{Value, json};
 
-use sip::driver::SipEvent;
 use sip::registration::RegistrationEvent;
 
 use super::*;
@@ -304,10 +303,6 @@ fn redaction_masks_passwords_however_spelt() {
     assert_eq!(redact(ping), ping);
 }
 
-fn registration_event(handle: u64, event: RegistrationEvent) -> SipEvent {
-    SipEvent::Registration { handle, event }
-}
-
 fn drain(connection: &mut Connection) -> Vec<Value> {
     let mut out = Vec::new();
     while let Some(output) = connection.poll_output() {
@@ -342,25 +337,25 @@ fn registration_is_started_and_its_states_reported_once_each() {
         RegistrationEvent::Registered { expires: 600 },
         RegistrationEvent::Registered { expires: 300 },
     ] {
-        connection.handle_sip_event(registration_event(1, event));
+        connection.handle_registration(1, event);
     }
     let state = |state: &str| json!({"sylkrtc": "account-event", "account": "alice@example.com:5080", "event": "registration-state", "state": state});
     assert_eq!(
         drain(&mut connection),
         [state("registering"), state("registered")]
     );
-    connection.handle_sip_event(registration_event(
+    connection.handle_registration(
         1,
         RegistrationEvent::Failed {
             reason: "408 Request Timeout".into(),
             retry_in: None,
         },
-    ));
+    );
     let mut failed = state("failed");
     failed["reason"] = json!("408 Request Timeout");
     assert_eq!(drain(&mut connection), [failed]);
     // Events of registrations we no longer hold are dropped.
-    connection.handle_sip_event(registration_event(99, RegistrationEvent::Registering));
+    connection.handle_registration(99, RegistrationEvent::Registering);
     assert!(drain(&mut connection).is_empty());
 
     // A failed registration is started afresh by account-register.
@@ -381,10 +376,7 @@ fn registration_is_started_and_its_states_reported_once_each() {
             json!({"unregister": 2})
         ]
     );
-    connection.handle_sip_event(registration_event(
-        2,
-        RegistrationEvent::Registered { expires: 60 },
-    ));
+    connection.handle_registration(2, RegistrationEvent::Registered { expires: 60 });
     assert!(drain(&mut connection).is_empty());
     assert_eq!(connection.registrations().count(), 0);
 }
@@ -397,10 +389,7 @@ fn removing_an_account_removes_its_registration() {
         &mut connection,
         json!({"sylkrtc": "account-register", "transaction": "2", "account": "alice@example.com"}),
     );
-    connection.handle_sip_event(registration_event(
-        1,
-        RegistrationEvent::Registered { expires: 60 },
-    ));
+    connection.handle_registration(1, RegistrationEvent::Registered { expires: 60 });
     // sylkRTC-1 encoding of the event.
     assert_eq!(
         drain(&mut connection),
@@ -561,11 +550,7 @@ fn incoming_calls_become_sessions_of_their_account() {
         sdp: Default::default(),
         headers: vec![],
     };
-    connection.handle_sip_event(SipEvent::Incoming {
-        handle,
-        call: sip::driver::CallHandle(7),
-        invite: Box::new(invite()),
-    });
+    connection.handle_incoming(handle, sip::driver::CallHandle(7), invite());
     let Some(Output::Incoming(incoming)) = connection.poll_output() else {
         panic!("an incoming call");
     };
@@ -602,11 +587,7 @@ fn incoming_calls_become_sessions_of_their_account() {
     let (_, out) = exchange(&mut connection, request("session-answer", "4", answer));
     assert!(out[0]["error"].as_str().is_some());
     // A call for a registration that is gone is refused.
-    connection.handle_sip_event(SipEvent::Incoming {
-        handle: handle + 100,
-        call: sip::driver::CallHandle(8),
-        invite: Box::new(invite()),
-    });
+    connection.handle_incoming(handle + 100, sip::driver::CallHandle(8), invite());
     assert!(matches!(
         connection.poll_output(),
         Some(Output::RefuseCall(_))
@@ -733,17 +714,17 @@ fn unannounced_calls_end_silently_and_missed_ones_are_reported() {
     );
     let handle = out[1]["register"].as_u64().unwrap();
     let mut ring = |call: u64| {
-        connection.handle_sip_event(SipEvent::Incoming {
+        connection.handle_incoming(
             handle,
-            call: sip::driver::CallHandle(call),
-            invite: Box::new(sip::driver::IncomingCall {
+            sip::driver::CallHandle(call),
+            sip::driver::IncomingCall {
                 from_uri: "sip:bob@example.com".into(),
                 display_name: None,
                 call_id: format!("c{call}"),
                 sdp: Default::default(),
                 headers: vec![],
-            }),
-        });
+            },
+        );
         let Some(Output::Incoming(incoming)) = connection.poll_output() else {
             panic!("an incoming call");
         };
