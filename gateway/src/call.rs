@@ -18,7 +18,7 @@ use machine::{Machine, Output, Policy};
 
 use media::driver::{Datagram, PortPair, Route};
 use media::{Output as MediaOutput, Relay, RelayConfig};
-use sip::call::Warning;
+use sip::Warning;
 use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall, OutgoingCall};
 use tokio::sync::mpsc;
 use tokio::time::Instant;

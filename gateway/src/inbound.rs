@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use sip::call::{CallEvent, Warning};
 use sip::driver::{CallCommand, CallEvents, CallHandle, LocalIncoming, SipEvent};
+use sip::{CallEvent, Warning};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -112,7 +112,7 @@ fn watched(
 
 #[cfg(test)]
 mod tests {
-    use sip::call::Ending;
+    use sip::Ending;
 
     use super::*;
 

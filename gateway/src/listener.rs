@@ -17,7 +17,7 @@ use axum::Router;
 use axum::extract::connect_info::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use sip::slots::{ConnectionSlots, Slot};
+use sip::{ConnectionSlots, Slot};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

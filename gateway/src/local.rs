@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sip::auth::ha1;
-use sip::call::{CallEvent, Ending};
 use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall, SipEvent, SipHandle};
+use sip::ha1;
+use sip::{CallEvent, Ending};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -105,7 +105,7 @@ impl Local {
     pub(crate) fn register(
         &self,
         user: &str,
-        secret: &sip::auth::Secret,
+        secret: &sip::Secret,
         binding: BrowserBinding,
     ) -> Result<(), Refused> {
         if !self.open {
@@ -116,8 +116,8 @@ impl Local {
                 )));
             };
             let given = match secret {
-                sip::auth::Secret::Ha1(ha1) => ha1.to_ascii_lowercase(),
-                sip::auth::Secret::Password(password) => ha1(user, &self.domain, password),
+                sip::Secret::Ha1(ha1) => ha1.to_ascii_lowercase(),
+                sip::Secret::Password(password) => ha1(user, &self.domain, password),
             };
             if given != *expected {
                 return Err(Refused("403 Forbidden (wrong password)".to_owned()));

@@ -24,8 +24,8 @@ pub(crate) fn outgoing(local: Option<&Local>, account_domain: &str, uri: &str) -
     let Some(local) = local else {
         return Route::Call(FarEnd::Sip { server: None });
     };
-    let host = sip::uri::uri_host(uri).unwrap_or_default();
-    let user = sip::uri::uri_user(uri).unwrap_or_default();
+    let host = sip::uri_host(uri).unwrap_or_default();
+    let user = sip::uri_user(uri).unwrap_or_default();
     let to_local = local.is_local(host);
     let from_local = local.is_local(account_domain);
     if to_local && user.eq_ignore_ascii_case("echo") {
@@ -134,7 +134,7 @@ mod tests {
             owner: 1,
         };
         closed
-            .register("alice", &sip::auth::Secret::Password("pw".into()), binding)
+            .register("alice", &sip::Secret::Password("pw".into()), binding)
             .expect("registered");
         let route = |local: Option<&Local>, from: &str, to: &str| name(&outgoing(local, from, to));
         assert_eq!(
@@ -188,7 +188,7 @@ mod tests {
             owner: 1,
         };
         domain
-            .register("alice", &sip::auth::Secret::Password("pw".into()), binding)
+            .register("alice", &sip::Secret::Password("pw".into()), binding)
             .expect("registered");
         let route = |user: &str, known: bool, phones: usize| match from_phone(
             &domain,

@@ -21,11 +21,11 @@ use crate::metrics::Metrics;
 use crate::signalling::Hubs;
 use crate::sylkrtc::{SipDomains, Sylkrtc};
 use crate::tls::{self, TlsListener};
+use sip::ConnectionSlots;
+use sip::EndpointConfig;
+use sip::Timers;
+use sip::Transport;
 use sip::driver::{DriverConfig, Sip};
-use sip::endpoint::EndpointConfig;
-use sip::registration::Transport;
-use sip::slots::ConnectionSlots;
-use sip::transaction::Timers;
 
 /// How long shutdown waits for connections to send their close frames.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -343,7 +343,7 @@ pub(crate) fn sip_config(config: &Config) -> Result<DriverConfig> {
 }
 
 /// The registrar settings of the local domain, if one is configured.
-fn local_domain(config: &Config) -> Option<sip::registrar::LocalDomain> {
+fn local_domain(config: &Config) -> Option<sip::LocalDomain> {
     let local = &config.local;
     if local.domain.is_empty() {
         return None;
@@ -355,13 +355,13 @@ fn local_domain(config: &Config) -> Option<sip::registrar::LocalDomain> {
         .map(|user| {
             let ha1 = match (&user.ha1, &user.password) {
                 (Some(ha1), _) => ha1.to_ascii_lowercase(),
-                (None, Some(password)) => sip::auth::ha1(&user.user, &domain, password),
+                (None, Some(password)) => sip::ha1(&user.user, &domain, password),
                 (None, None) => String::new(),
             };
             (user.user.clone(), ha1)
         })
         .collect();
-    Some(sip::registrar::LocalDomain {
+    Some(sip::LocalDomain {
         domain,
         users,
         open: local.open_registration,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use sip::slots::{ConnectionSlots, Slot};
+use sip::{ConnectionSlots, Slot};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;

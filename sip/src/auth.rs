@@ -44,7 +44,7 @@ impl fmt::Debug for Secret {
 
 /// Why a challenge cannot be answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// The response carries no challenge we can parse.
     #[error("no usable digest challenge")]
     NoChallenge,
@@ -59,7 +59,7 @@ pub enum AuthError {
 /// Answers digest challenges for one sequence of requests (a REGISTER and its refreshes, an
 /// INVITE...): keeps the nonce count, and tells a fresh challenge from a rejection.
 #[derive(Debug)]
-pub struct DigestClient {
+pub(crate) struct DigestClient {
     credentials: Credentials,
     /// The nonce last used, with its count.
     last: Option<(String, u32)>,
@@ -74,7 +74,7 @@ pub struct DigestClient {
 
 impl DigestClient {
     /// A client for these credentials.
-    pub fn new(credentials: Credentials) -> Self {
+    pub(crate) fn new(credentials: Credentials) -> Self {
         DigestClient {
             credentials,
             last: None,
@@ -87,7 +87,7 @@ impl DigestClient {
     /// Reads the challenges of a 401 or 407 and keeps the best one we can answer. A second
     /// challenge since the last success means the credentials are wrong, except for one retry
     /// when the server says the nonce was merely stale.
-    pub fn challenge(&mut self, response: &Message) -> Result<(), AuthError> {
+    pub(crate) fn challenge(&mut self, response: &Message) -> Result<(), AuthError> {
         let (name, authorization) = match response.code() {
             Some(407) => (Name::PROXY_AUTHENTICATE, Name::PROXY_AUTHORIZATION),
             _ => (Name::WWW_AUTHENTICATE, Name::AUTHORIZATION),
@@ -129,21 +129,16 @@ impl DigestClient {
         Ok(())
     }
 
-    /// Whether a challenge is held, so that requests can be authorized up front.
-    pub fn has_challenge(&self) -> bool {
-        self.current.is_some()
-    }
-
     /// The request succeeded: the next challenge is a fresh one (a nonce that expired between
     /// refreshes), not a rejection. The challenge is kept to authorize the next request.
-    pub fn succeeded(&mut self) {
+    pub(crate) fn succeeded(&mut self) {
         self.answered = false;
         self.stale_retried = false;
     }
 
     /// The header (name and value) that authorizes a request with the held challenge, or
     /// `None` when no challenge is held. `cnonce` should be random.
-    pub fn authorize(
+    pub(crate) fn authorize(
         &mut self,
         method: &str,
         uri: &str,

@@ -52,7 +52,7 @@ fn answered_elsewhere(cancel: &Message) -> bool {
 mod tests;
 
 /// The methods a call accepts in its dialog, for Allow headers.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK";
+pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK";
 /// The extensions we support.
 const SUPPORTED: &str = "100rel, timer";
 
@@ -171,8 +171,8 @@ pub enum CallEvent {
         /// The fork's To tag.
         tag: Option<String>,
     },
-    /// Our INVITE was redirected (3xx): follow it with [`Call::follow_redirect`] or end the
-    /// call with [`Call::refuse_redirect`]; nothing happens until one of them is called.
+    /// Our INVITE was redirected (3xx): follow it with `Call::follow_redirect` or end the
+    /// call with `Call::refuse_redirect`; nothing happens until one of them is called.
     Redirected {
         /// The status code.
         code: u16,
@@ -193,7 +193,7 @@ pub enum CallEvent {
         sdp: Option<Bytes>,
     },
     /// The far end sent a new offer (re-INVITE or UPDATE), or asked for one (offerless
-    /// re-INVITE, `None`): call [`Call::answer_offer`].
+    /// re-INVITE, `None`): call `Call::answer_offer`.
     Offer {
         /// The offer.
         sdp: Option<Bytes>,

@@ -8,7 +8,7 @@ use crate::message::{Message, RequestUri, StartLine, header_param, split_list};
 
 /// One dialog, seen from our side.
 #[derive(Debug, Clone)]
-pub struct Dialog {
+pub(crate) struct Dialog {
     /// The Call-ID.
     pub call_id: String,
     /// Our tag.
@@ -32,7 +32,11 @@ pub struct Dialog {
 impl Dialog {
     /// The dialog a UAC gets from a response with a To tag (RFC 3261 section 12.1.2): the route
     /// set is the response's Record-Route reversed.
-    pub fn from_response(request: &Message, response: &Message, local_seq: u32) -> Option<Self> {
+    pub(crate) fn from_response(
+        request: &Message,
+        response: &Message,
+        local_seq: u32,
+    ) -> Option<Self> {
         let remote_tag = response.tag(&Name::TO)?.to_owned();
         let local_tag = request.tag(&Name::FROM)?.to_owned();
         let mut routes = record_routes(response);
@@ -53,7 +57,7 @@ impl Dialog {
 
     /// The dialog a UAS gets from a request (RFC 3261 section 12.1.1): the route set is the
     /// request's Record-Route in order.
-    pub fn from_request(request: &Message, local_tag: &str, local_seq: u32) -> Option<Self> {
+    pub(crate) fn from_request(request: &Message, local_tag: &str, local_seq: u32) -> Option<Self> {
         Some(Dialog {
             call_id: request.call_id()?.to_owned(),
             local_tag: local_tag.to_owned(),
@@ -70,7 +74,7 @@ impl Dialog {
     /// A new request in this dialog (RFC 3261 section 12.2.1.1), without Via and CSeq number
     /// handling: `cseq` is used as given. Strict routers (a first route without `lr`) are not
     /// supported: the Request-URI is always the remote target.
-    pub fn request(&self, method: Method, cseq: u32, via: String) -> Option<Message> {
+    pub(crate) fn request(&self, method: Method, cseq: u32, via: String) -> Option<Message> {
         let uri = RequestUri::parse(&self.remote_target)?;
         let mut headers = Headers::with_capacity(12);
         headers.insert(Name::VIA, via);
@@ -95,12 +99,12 @@ impl Dialog {
     }
 
     /// Whether the dialog has a route set (proxies that Record-Routed it).
-    pub fn has_routes(&self) -> bool {
+    pub(crate) fn has_routes(&self) -> bool {
         !self.routes.is_empty()
     }
 
     /// The URI of the next hop of in-dialog requests: the first route, or the remote target.
-    pub fn next_hop(&self) -> &str {
+    pub(crate) fn next_hop(&self) -> &str {
         self.routes
             .first()
             .map(|route| bare_uri(route))
@@ -108,7 +112,7 @@ impl Dialog {
     }
 
     /// Updates the remote target from a target refresh (re-INVITE, UPDATE, or their 2xx).
-    pub fn refresh_target(&mut self, message: &Message) {
+    pub(crate) fn refresh_target(&mut self, message: &Message) {
         if let Some(target) = contact_uri(message) {
             self.remote_target = target;
         }
@@ -116,7 +120,7 @@ impl Dialog {
 }
 
 /// The Record-Route entries of a message, in order, each as a name-addr.
-pub fn record_routes(message: &Message) -> Vec<String> {
+pub(crate) fn record_routes(message: &Message) -> Vec<String> {
     message
         .headers
         .get_raw(&Name::RECORD_ROUTE)
@@ -127,7 +131,7 @@ pub fn record_routes(message: &Message) -> Vec<String> {
 }
 
 /// The URI of the first Contact.
-pub fn contact_uri(message: &Message) -> Option<String> {
+pub(crate) fn contact_uri(message: &Message) -> Option<String> {
     let value = message.headers.get_raw(&Name::CONTACT).next()?;
     let first = split_list(value.as_str()).into_iter().next()?;
     let uri = bare_uri(first.trim());
@@ -141,10 +145,10 @@ fn request_uri(message: &Message) -> Option<String> {
     }
 }
 
-pub use crate::uri::bare_uri;
+pub(crate) use crate::uri::bare_uri;
 
 /// A From or To value without its tag parameter.
-pub fn without_tag(value: &str) -> String {
+pub(crate) fn without_tag(value: &str) -> String {
     let Some(tag) = header_param(value, "tag") else {
         return value.trim().to_owned();
     };

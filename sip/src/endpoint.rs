@@ -20,12 +20,12 @@ use crate::registration::{Failure, Registration, RegistrationConfig, Registratio
 use crate::transaction::{
     Event, InviteClient, InviteServer, NonInviteClient, NonInviteServer, Timers,
 };
-pub use crate::transport::Target;
+pub(crate) use crate::transport::Target;
 
 mod calls;
 mod local;
 use calls::CallEntry;
-pub use local::PendingInvite;
+pub(crate) use local::PendingInvite;
 
 /// Bytes to send.
 #[derive(Debug, Clone)]
@@ -164,7 +164,7 @@ pub struct EndpointConfig {
 }
 
 /// The methods the endpoint accepts outside calls (what Allow lists).
-pub const ALLOW: &str = "OPTIONS";
+pub(crate) const ALLOW: &str = "OPTIONS";
 
 /// Identifies a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

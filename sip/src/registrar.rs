@@ -19,7 +19,7 @@ use sha2::Sha256;
 use crate::message::{Message, header_param, list};
 use crate::transport::Target;
 use crate::transport::Transport;
-pub use crate::uri::{uri_host, uri_user};
+pub(crate) use crate::uri::uri_user;
 
 /// The local domain's settings.
 #[derive(Debug, Clone)]
@@ -73,11 +73,11 @@ pub struct Ping {
 
 /// The keep-alive interval a phone doing SIP Outbound is told to use (`Flow-Timer`, RFC 5626
 /// section 4.4.1): under the usual 30 s and more of NAT bindings for UDP.
-pub const FLOW_TIMER: u32 = 25;
+pub(crate) const FLOW_TIMER: u32 = 25;
 
 /// Why a request is not authorized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// No credentials (or for another realm): challenge.
     Missing,
     /// A nonce too old: challenge again with `stale=true`.
@@ -90,7 +90,7 @@ pub enum Refusal {
 /// their lifetime are then no longer recognised, which a flood of that size may cost).
 const MAX_NONCES: usize = 100_000;
 /// The most Contacts one REGISTER may add, and one user may have.
-pub const MAX_CONTACTS: usize = 10;
+pub(crate) const MAX_CONTACTS: usize = 10;
 /// The most bindings in all (open registration lets anyone create users).
 const MAX_BINDINGS: usize = 100_000;
 /// How often expired bindings of users no request touches are swept.
@@ -98,7 +98,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The registrar.
 #[derive(Debug)]
-pub struct Registrar {
+pub(crate) struct Registrar {
     config: LocalDomain,
     epoch: Instant,
     bindings: HashMap<String, Vec<Binding>>,
@@ -120,7 +120,7 @@ pub struct Registrar {
 
 impl Registrar {
     /// A registrar with no bindings.
-    pub fn new(config: LocalDomain, now: Instant) -> Registrar {
+    pub(crate) fn new(config: LocalDomain, now: Instant) -> Registrar {
         Registrar {
             config,
             epoch: now,
@@ -135,24 +135,19 @@ impl Registrar {
     }
 
     /// The local domain.
-    pub fn domain(&self) -> &str {
+    pub(crate) fn domain(&self) -> &str {
         &self.config.domain
     }
 
     /// Whether `host` is the local domain.
-    pub fn is_local(&self, host: &str) -> bool {
+    pub(crate) fn is_local(&self, host: &str) -> bool {
         host.trim_end_matches('.')
             .eq_ignore_ascii_case(&self.config.domain)
     }
 
-    /// Whether registration is open to anyone.
-    pub fn is_open(&self) -> bool {
-        self.config.open
-    }
-
     /// Whether `user` is a user of the domain (any name is, when registration is open), so
     /// that a call to one with no binding is 480, not 404.
-    pub fn knows(&self, user: &str) -> bool {
+    pub(crate) fn knows(&self, user: &str) -> bool {
         self.config.open || self.config.users.contains_key(user)
     }
 
@@ -184,7 +179,7 @@ impl Registrar {
     }
 
     /// A challenge (401 for REGISTER, 407 for other requests) to `request`.
-    pub fn challenge(
+    pub(crate) fn challenge(
         &mut self,
         now: Instant,
         request: &Message,
@@ -212,7 +207,7 @@ impl Registrar {
 
     /// Checks a request's credentials (`header`: Authorization or Proxy-Authorization) for
     /// `user` of the local domain.
-    pub fn authenticate(
+    pub(crate) fn authenticate(
         &mut self,
         now: Instant,
         request: &Message,
@@ -309,7 +304,8 @@ impl Registrar {
     }
 
     /// How many nonces are remembered.
-    pub fn nonces_remembered(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn nonces_remembered(&self) -> usize {
         self.counts.len()
     }
 
@@ -327,12 +323,13 @@ impl Registrar {
     }
 
     /// How many bindings there are (expired ones not swept yet included).
-    pub fn binding_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn binding_count(&self) -> usize {
         self.binding_count
     }
 
     /// Handles a REGISTER for the local domain from `source`: the response to send.
-    pub fn handle_register(
+    pub(crate) fn handle_register(
         &mut self,
         now: Instant,
         request: &Message,
@@ -461,7 +458,7 @@ impl Registrar {
     }
 
     /// The live bindings of `user`.
-    pub fn lookup(&mut self, now: Instant, user: &str) -> Vec<Binding> {
+    pub(crate) fn lookup(&mut self, now: Instant, user: &str) -> Vec<Binding> {
         self.sweep(now);
         let Some(bindings) = self.bindings.get_mut(user) else {
             return Vec::new();
@@ -477,17 +474,18 @@ impl Registrar {
     }
 
     /// Users with at least one live binding.
-    pub fn registered_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn registered_count(&self) -> usize {
         self.bindings.len()
     }
 
     /// When the next ping may be due (possibly early: its binding may have moved on).
-    pub fn next_ping(&self) -> Option<Instant> {
+    pub(crate) fn next_ping(&self) -> Option<Instant> {
         self.pings.front().map(|(due, _, _)| *due)
     }
 
     /// The pings due at `now`; each binding's next one is scheduled an interval later.
-    pub fn due_pings(&mut self, now: Instant) -> Vec<Ping> {
+    pub(crate) fn due_pings(&mut self, now: Instant) -> Vec<Ping> {
         let Some(interval) = self.config.ping_interval else {
             return Vec::new();
         };
@@ -519,7 +517,7 @@ impl Registrar {
 
     /// A ping got no response at all (or its flow failed): the phone is gone, its binding too,
     /// unless a REGISTER since moved it to another flow. Returns whether it was removed.
-    pub fn ping_failed(&mut self, ping: &Ping) -> bool {
+    pub(crate) fn ping_failed(&mut self, ping: &Ping) -> bool {
         let Some(bindings) = self.bindings.get_mut(&ping.user) else {
             return false;
         };

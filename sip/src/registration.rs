@@ -24,7 +24,7 @@ use ezk_sip_types::{Headers, Method, Name};
 
 use crate::auth::{AuthError, Credentials, DigestClient};
 use crate::message::{Message, RequestUri, StartLine, list};
-pub use crate::transport::Transport;
+pub(crate) use crate::transport::Transport;
 
 /// Everything a binding needs to build its REGISTERs.
 #[derive(Debug, Clone)]
@@ -85,7 +85,7 @@ pub enum RegistrationEvent {
 
 /// Why a request got no final response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// No response in time (a local 408).
     Timeout,
     /// The transport could not deliver (connection refused, unreachable, ...).
@@ -112,7 +112,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1800);
 
 /// The wait before retry number `attempt` (0 for the first) of something that failed:
 /// 30 s, doubling up to 30 min. Registrations and the DNS look-ups before them share it.
-pub fn backoff(attempt: u32) -> Duration {
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) fn backoff(attempt: u32) -> Duration {
     FIRST_BACKOFF
         .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
         .min(MAX_BACKOFF)
@@ -120,7 +121,7 @@ pub fn backoff(attempt: u32) -> Duration {
 
 /// One account binding's registration.
 #[derive(Debug)]
-pub struct Registration {
+pub(crate) struct Registration {
     config: RegistrationConfig,
     auth: DigestClient,
     phase: Phase,
@@ -141,7 +142,7 @@ pub struct Registration {
 
 impl Registration {
     /// A registration that has not started.
-    pub fn new(config: RegistrationConfig) -> Self {
+    pub(crate) fn new(config: RegistrationConfig) -> Self {
         Registration {
             auth: DigestClient::new(config.credentials.clone()),
             expires: config.expires,
@@ -159,12 +160,12 @@ impl Registration {
     }
 
     /// The binding's configuration.
-    pub fn config(&self) -> &RegistrationConfig {
+    pub(crate) fn config(&self) -> &RegistrationConfig {
         &self.config
     }
 
     /// Whether the binding is in place.
-    pub fn is_registered(&self) -> bool {
+    pub(crate) fn is_registered(&self) -> bool {
         matches!(
             self.phase,
             Phase::Registered | Phase::Registering { refresh: true }
@@ -172,17 +173,17 @@ impl Registration {
     }
 
     /// Whether an attempt just ended: registered or failed, nothing outstanding.
-    pub fn is_settled(&self) -> bool {
+    pub(crate) fn is_settled(&self) -> bool {
         matches!(self.phase, Phase::Registered | Phase::Failed)
     }
 
     /// Whether nothing more will happen (un-registered).
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.phase == Phase::Done
     }
 
     /// Starts (or restarts) registering.
-    pub fn register(&mut self) {
+    pub(crate) fn register(&mut self) {
         if matches!(self.phase, Phase::Registering { .. } | Phase::Unregistering) {
             return;
         }
@@ -196,7 +197,7 @@ impl Registration {
 
     /// Removes our binding (`Expires: 0` on our Contact). Nothing is sent if it never
     /// succeeded.
-    pub fn unregister(&mut self) {
+    pub(crate) fn unregister(&mut self) {
         let was_bound = self.is_registered() || matches!(self.phase, Phase::Registering { .. });
         self.timer = None;
         if !was_bound {
@@ -211,7 +212,7 @@ impl Registration {
     /// The outstanding REGISTER's server failed (no response, a transport error, 503): the
     /// same REGISTER again in a new transaction, for the next server of the domain (RFC 3263
     /// section 4.3). False when nothing is outstanding.
-    pub fn failover(&mut self) -> bool {
+    pub(crate) fn failover(&mut self) -> bool {
         match self.phase {
             Phase::Registering { .. } => self.send_register(self.expires),
             Phase::Unregistering => self.send_register(0),
@@ -221,7 +222,7 @@ impl Registration {
     }
 
     /// The final response to the outstanding REGISTER.
-    pub fn handle_response(&mut self, now: Instant, response: &Message) {
+    pub(crate) fn handle_response(&mut self, now: Instant, response: &Message) {
         let Some(code) = response.code() else { return };
         if code < 200 {
             return;
@@ -288,7 +289,7 @@ impl Registration {
     }
 
     /// The outstanding REGISTER got no response.
-    pub fn handle_failure(&mut self, now: Instant, failure: Failure) {
+    pub(crate) fn handle_failure(&mut self, now: Instant, failure: Failure) {
         let reason = match failure {
             Failure::Timeout => "408 Request Timeout",
             Failure::Transport => "503 Service Unavailable (transport error)",
@@ -304,7 +305,7 @@ impl Registration {
     }
 
     /// Refreshes and retries that are due.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if self.timer.is_none_or(|due| now < due) {
             return;
         }
@@ -507,23 +508,23 @@ impl Registration {
     }
 
     /// The next REGISTER to send (in a new client transaction).
-    pub fn poll_request(&mut self) -> Option<Message> {
+    pub(crate) fn poll_request(&mut self) -> Option<Message> {
         self.out.pop_front()
     }
 
     /// The next event.
-    pub fn poll_event(&mut self) -> Option<RegistrationEvent> {
+    pub(crate) fn poll_event(&mut self) -> Option<RegistrationEvent> {
         self.events.pop_front()
     }
 
     /// When `handle_timeout` must be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.timer
     }
 }
 
 /// The methods the gateway accepts, for Allow headers.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE";
+pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE";
 
 /// When to refresh a binding granted for `expires` seconds: a minute early for long ones, half
 /// way for short ones, so that a lost refresh still has time for its retransmissions.

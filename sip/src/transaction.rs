@@ -45,7 +45,7 @@ impl Timers {
 
 /// What a transaction tells its user.
 #[derive(Debug, Clone)]
-pub enum Event {
+pub(crate) enum Event {
     /// A provisional response (client transactions).
     Provisional(Box<Message>),
     /// A final response (client transactions). For INVITE, 2xx retransmissions are passed on
@@ -61,7 +61,7 @@ pub enum Event {
 
 /// The states of all four machines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// INVITE client: INVITE sent, nothing heard.
     Calling,
     /// Non-INVITE client: request sent, nothing heard. Non-INVITE server: request received.
@@ -123,7 +123,7 @@ fn due(deadline: Option<Instant>, now: Instant) -> bool {
 
 /// A non-INVITE client transaction (RFC 3261 figure 6).
 #[derive(Debug)]
-pub struct NonInviteClient {
+pub(crate) struct NonInviteClient {
     state: State,
     request: Bytes,
     /// Timer E (unreliable transports only).
@@ -139,7 +139,7 @@ pub struct NonInviteClient {
 
 impl NonInviteClient {
     /// Starts the transaction: the request goes out at once.
-    pub fn new(request: Bytes, reliable: bool, timers: Timers, now: Instant) -> Self {
+    pub(crate) fn new(request: Bytes, reliable: bool, timers: Timers, now: Instant) -> Self {
         let mut out = Outputs::default();
         out.transmit.push_back(request.clone());
         NonInviteClient {
@@ -155,12 +155,12 @@ impl NonInviteClient {
     }
 
     /// The current state.
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         self.state
     }
 
     /// A response matched to this transaction.
-    pub fn handle_response(&mut self, now: Instant, response: Message) {
+    pub(crate) fn handle_response(&mut self, now: Instant, response: Message) {
         let Some(code) = response.code() else { return };
         match (self.state, code) {
             (State::Trying | State::Proceeding, 100..=199) => {
@@ -191,7 +191,7 @@ impl NonInviteClient {
     }
 
     /// Timers that are due.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if due(self.timeout, now) {
             self.out.events.push_back(Event::Timeout);
             self.terminate();
@@ -215,7 +215,7 @@ impl NonInviteClient {
     }
 
     /// The transport could not send the request.
-    pub fn handle_transport_error(&mut self) {
+    pub(crate) fn handle_transport_error(&mut self) {
         if self.state != State::Terminated {
             self.out.events.push_back(Event::TransportError);
             self.terminate();
@@ -230,24 +230,24 @@ impl NonInviteClient {
     }
 
     /// The next datagram or stream write.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+    pub(crate) fn poll_transmit(&mut self) -> Option<Bytes> {
         self.out.transmit.pop_front()
     }
 
     /// The next event for the transaction user.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
         self.out.events.pop_front()
     }
 
     /// When `handle_timeout` must be called next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         soonest(&[self.retransmit.map(|r| r.due), self.timeout, self.linger])
     }
 }
 
 /// An INVITE client transaction (RFC 3261 figure 5, with RFC 6026's Accepted state).
 #[derive(Debug)]
-pub struct InviteClient {
+pub(crate) struct InviteClient {
     state: State,
     request: Message,
     encoded: Bytes,
@@ -266,7 +266,7 @@ pub struct InviteClient {
 
 impl InviteClient {
     /// Starts the transaction: the INVITE goes out at once.
-    pub fn new(request: Message, reliable: bool, timers: Timers, now: Instant) -> Self {
+    pub(crate) fn new(request: Message, reliable: bool, timers: Timers, now: Instant) -> Self {
         let encoded = Bytes::from(request.to_bytes());
         let mut out = Outputs::default();
         out.transmit.push_back(encoded.clone());
@@ -285,12 +285,12 @@ impl InviteClient {
     }
 
     /// The current state.
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         self.state
     }
 
     /// A response matched to this transaction.
-    pub fn handle_response(&mut self, now: Instant, response: Message) {
+    pub(crate) fn handle_response(&mut self, now: Instant, response: Message) {
         let Some(code) = response.code() else { return };
         match (self.state, code) {
             (State::Calling | State::Proceeding, 100..=199) => {
@@ -341,7 +341,7 @@ impl InviteClient {
     }
 
     /// Timers that are due.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if due(self.timeout, now) {
             self.out.events.push_back(Event::Timeout);
             self.terminate();
@@ -360,7 +360,7 @@ impl InviteClient {
     }
 
     /// The transport could not send the request.
-    pub fn handle_transport_error(&mut self) {
+    pub(crate) fn handle_transport_error(&mut self) {
         if matches!(self.state, State::Calling | State::Proceeding) {
             self.out.events.push_back(Event::TransportError);
         }
@@ -375,24 +375,24 @@ impl InviteClient {
     }
 
     /// The next datagram or stream write.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+    pub(crate) fn poll_transmit(&mut self) -> Option<Bytes> {
         self.out.transmit.pop_front()
     }
 
     /// The next event for the transaction user.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
         self.out.events.pop_front()
     }
 
     /// When `handle_timeout` must be called next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         soonest(&[self.retransmit.map(|r| r.due), self.timeout, self.linger])
     }
 }
 
 /// The ACK for a non-2xx final response (RFC 3261 section 17.1.1.3): same Request-URI, Call-ID,
 /// From, CSeq number and Route as the INVITE, the top Via only, and the response's To.
-pub fn ack_for(invite: &Message, response: &Message) -> Message {
+pub(crate) fn ack_for(invite: &Message, response: &Message) -> Message {
     let mut headers = Headers::with_capacity(8);
     if let Some(via) = invite.headers.get_raw(&Name::VIA).next() {
         headers.insert(Name::VIA, via.as_str().to_owned());
@@ -432,7 +432,7 @@ pub fn ack_for(invite: &Message, response: &Message) -> Message {
 
 /// A non-INVITE server transaction (RFC 3261 figure 8).
 #[derive(Debug)]
-pub struct NonInviteServer {
+pub(crate) struct NonInviteServer {
     state: State,
     /// The last response sent, resent for each retransmitted request.
     last: Option<Bytes>,
@@ -445,7 +445,7 @@ pub struct NonInviteServer {
 
 impl NonInviteServer {
     /// A transaction for a request just received (the request itself goes to the user).
-    pub fn new(reliable: bool, timers: Timers) -> Self {
+    pub(crate) fn new(reliable: bool, timers: Timers) -> Self {
         NonInviteServer {
             state: State::Trying,
             last: None,
@@ -457,12 +457,12 @@ impl NonInviteServer {
     }
 
     /// The current state.
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         self.state
     }
 
     /// The user's response.
-    pub fn respond(&mut self, now: Instant, response: &Message) {
+    pub(crate) fn respond(&mut self, now: Instant, response: &Message) {
         let Some(code) = response.code() else { return };
         if !matches!(self.state, State::Trying | State::Proceeding) {
             return;
@@ -489,7 +489,7 @@ impl NonInviteServer {
     }
 
     /// The request arrived again: resend the last response, if any.
-    pub fn handle_retransmission(&mut self) {
+    pub(crate) fn handle_retransmission(&mut self) {
         if let Some(last) = &self.last
             && matches!(self.state, State::Proceeding | State::Completed)
         {
@@ -498,7 +498,7 @@ impl NonInviteServer {
     }
 
     /// Timers that are due.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if due(self.linger, now) {
             self.state = State::Terminated;
             self.linger = None;
@@ -506,19 +506,19 @@ impl NonInviteServer {
     }
 
     /// The next datagram or stream write.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+    pub(crate) fn poll_transmit(&mut self) -> Option<Bytes> {
         self.out.transmit.pop_front()
     }
 
     /// When `handle_timeout` must be called next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.linger
     }
 }
 
 /// An INVITE server transaction (RFC 3261 figure 7, with RFC 6026's Accepted state).
 #[derive(Debug)]
-pub struct InviteServer {
+pub(crate) struct InviteServer {
     state: State,
     last: Bytes,
     /// Timer G (non-2xx final, unreliable transports).
@@ -535,7 +535,7 @@ pub struct InviteServer {
 impl InviteServer {
     /// A transaction for an INVITE just received: it answers 100 Trying at once, so that the
     /// client stops retransmitting (RFC 3261 section 17.2.1).
-    pub fn new(invite: &Message, reliable: bool, timers: Timers) -> Self {
+    pub(crate) fn new(invite: &Message, reliable: bool, timers: Timers) -> Self {
         let trying = Bytes::from(invite.response(100, "Trying", None).to_bytes());
         let mut out = Outputs::default();
         out.transmit.push_back(trying.clone());
@@ -552,12 +552,12 @@ impl InviteServer {
     }
 
     /// The current state.
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         self.state
     }
 
     /// The user's response.
-    pub fn respond(&mut self, now: Instant, response: &Message) {
+    pub(crate) fn respond(&mut self, now: Instant, response: &Message) {
         let Some(code) = response.code() else { return };
         let encoded = Bytes::from(response.to_bytes());
         match (self.state, code) {
@@ -584,14 +584,14 @@ impl InviteServer {
 
     /// The INVITE arrived again: resend the last response (not in Accepted, where the user
     /// agent core owns 2xx retransmissions).
-    pub fn handle_retransmission(&mut self) {
+    pub(crate) fn handle_retransmission(&mut self) {
         if matches!(self.state, State::Proceeding | State::Completed) {
             self.out.transmit.push_back(self.last.clone());
         }
     }
 
     /// An ACK matched to this transaction.
-    pub fn handle_ack(&mut self, now: Instant, ack: Message) {
+    pub(crate) fn handle_ack(&mut self, now: Instant, ack: Message) {
         match self.state {
             State::Completed => {
                 self.state = State::Confirmed;
@@ -611,7 +611,7 @@ impl InviteServer {
     }
 
     /// Timers that are due.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if due(self.timeout, now) {
             self.out.events.push_back(Event::Timeout);
             self.terminate();
@@ -637,17 +637,17 @@ impl InviteServer {
     }
 
     /// The next datagram or stream write.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+    pub(crate) fn poll_transmit(&mut self) -> Option<Bytes> {
         self.out.transmit.pop_front()
     }
 
     /// The next event for the transaction user.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
         self.out.events.pop_front()
     }
 
     /// When `handle_timeout` must be called next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         soonest(&[self.retransmit.map(|r| r.due), self.timeout, self.linger])
     }
 }

@@ -2,7 +2,7 @@
 //! a user, a host or the URI inside angle brackets.
 
 /// The URI of a name-addr or addr-spec (`"Bob" <sip:bob@h;lr>;x=y` gives `sip:bob@h;lr`).
-pub fn bare_uri(value: &str) -> &str {
+pub(crate) fn bare_uri(value: &str) -> &str {
     match (value.find('<'), value.find('>')) {
         (Some(open), Some(close)) if open < close => &value[open + 1..close],
         _ => value.split(';').next().unwrap_or(value).trim(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use media::Relay;
-use sip::call::CallEvent;
+use sip::CallEvent;
 use sip::driver::CallCommand;
 use tracing::{debug, info, warn};
 

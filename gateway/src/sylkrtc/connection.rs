@@ -16,9 +16,9 @@ use protocol::{
     AccountAdd, AccountEvent, Aor, Error as ProtocolError, Event, RegistrationState, Request,
     RequestBody, RequestError, Secret, ServerMessage, SessionEvent, SessionState, Version,
 };
-use sip::auth::{Credentials, Secret as SipSecret};
+use sip::RegistrationEvent;
 use sip::driver::{Account as SipAccount, CallHandle, IncomingCall};
-use sip::registration::RegistrationEvent;
+use sip::{Credentials, Secret as SipSecret};
 
 use crate::call::{Command, Incoming, StartCall};
 use crate::metrics::ErrorKind;

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use sip::RegistrationEvent;
 use sip::driver::{CallCommand, CallEvents, CallHandle, RegistrationKey, SipEvent, SipHandle};
-use sip::registration::RegistrationEvent;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 

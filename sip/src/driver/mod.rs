@@ -1,4 +1,4 @@
-//! The tokio driver: owns the sockets, the clock and DNS, and runs the sans-IO [`Endpoint`] in
+//! The tokio driver: owns the sockets, the clock and DNS, and runs the sans-IO `Endpoint` in
 //! one task.
 //!
 //! Users talk to it through a [`SipHandle`]: `register` and `unregister` are fire-and-forget

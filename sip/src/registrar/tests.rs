@@ -6,6 +6,7 @@ use ezk_sip_types::Name;
 use super::*;
 use crate::auth::{Credentials, DigestClient, Secret, ha1};
 use crate::transport::Transport;
+use crate::uri::uri_host;
 
 fn registrar(open: bool, now: Instant) -> Registrar {
     let mut users = HashMap::new();

@@ -13,8 +13,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(ufrag.len() + 20 <= data.len());
     }
     let source = "192.0.2.7:5080".parse().expect("addr");
-    if let Some(response) = sip::stun::binding_response(data, source) {
-        assert!(sip::stun::is_stun(&response));
+    if let Some(response) = sip::binding_response(data, source) {
+        assert!(sip::is_stun(&response));
         assert!(response.len() >= 20);
         let length = usize::from(u16::from_be_bytes([response[2], response[3]]));
         assert_eq!(

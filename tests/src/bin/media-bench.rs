@@ -69,7 +69,7 @@ async fn main() -> Result<(), Error> {
         .await
         .map_err(|refused| format!("{refused:?}"))?;
     client.expect_ready().await;
-    let ha1 = sip::auth::ha1("alice", "127.0.0.1", "alicepw");
+    let ha1 = sip::ha1("alice", "127.0.0.1", "alicepw");
     client
         .expect_ack(
             json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1", "password": ha1}),

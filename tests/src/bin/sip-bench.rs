@@ -79,7 +79,7 @@ async fn bench(args: &Args, gateway: &GatewayProcess, kamailio: &Kamailio) -> Re
         .collect();
     for (ws, mine) in clients.iter_mut().zip(&accounts) {
         for index in mine {
-            let ha1 = sip::auth::ha1(&format!("u{index}"), "127.0.0.1", &format!("pw{index}"));
+            let ha1 = sip::ha1(&format!("u{index}"), "127.0.0.1", &format!("pw{index}"));
             ws.feed(Message::text(format!(
                 r#"{{"sylkrtc":"account-add","transaction":"a{index}","account":"u{index}@127.0.0.1","password":"{ha1}"}}"#
             )))

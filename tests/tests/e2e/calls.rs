@@ -39,7 +39,7 @@ impl Setup {
         configure(&mut config);
         let gateway = Gateway::start(config).await;
         let mut client = gateway.client().await;
-        let ha1 = sip::auth::ha1("alice", "127.0.0.1", "alicepw");
+        let ha1 = sip::ha1("alice", "127.0.0.1", "alicepw");
         client
             .expect_ack(
                 json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1", "password": ha1}),
@@ -799,7 +799,7 @@ async fn a_call_answered_on_another_device_is_not_missed() {
     let mut setup = Setup::new(|_| {}).await;
     setup.register_alice().await;
     let mut other = setup.gateway.client().await;
-    let ha1 = sip::auth::ha1("alice", "127.0.0.1", "alicepw");
+    let ha1 = sip::ha1("alice", "127.0.0.1", "alicepw");
     other
         .expect_ack(
             json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1", "password": ha1}),

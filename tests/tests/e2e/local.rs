@@ -29,7 +29,7 @@ pub(crate) fn shipped() -> Config {
 pub(crate) async fn local_client(gateway: &Gateway, user: &str) -> Client {
     let mut client = gateway.client().await;
     let account = format!("{user}@{DOMAIN}");
-    let ha1 = sip::auth::ha1(user, DOMAIN, "whatever");
+    let ha1 = sip::ha1(user, DOMAIN, "whatever");
     client
         .expect_ack(json!({"sylkrtc": "account-add", "account": account, "password": ha1}))
         .await;
@@ -87,7 +87,7 @@ pub(crate) async fn closed_client(gateway: &Gateway, user: &str) -> Client {
     client
         .expect_ack(
             json!({"sylkrtc": "account-add", "account": format!("{user}@{DOMAIN}"),
-            "password": sip::auth::ha1(user, DOMAIN, &format!("{user}pw"))}),
+            "password": sip::ha1(user, DOMAIN, &format!("{user}pw"))}),
         )
         .await;
     client
@@ -166,7 +166,7 @@ async fn softphones_register_with_digest_and_wrong_passwords_fail() {
     let account = format!("carol@{DOMAIN}");
     client
         .expect_ack(json!({"sylkrtc": "account-add", "account": account,
-            "password": sip::auth::ha1("carol", DOMAIN, "nope")}))
+            "password": sip::ha1("carol", DOMAIN, "nope")}))
         .await;
     client
         .expect_ack(json!({"sylkrtc": "account-register", "account": account}))

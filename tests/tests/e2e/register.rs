@@ -11,7 +11,7 @@ use serde_json::json;
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) fn ha1(user: &str, realm: &str, password: &str) -> String {
-    sip::auth::ha1(user, realm, password)
+    sip::ha1(user, realm, password)
 }
 
 /// A gateway whose accounts register at `kamailio`, over `transport`.

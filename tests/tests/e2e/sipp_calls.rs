@@ -78,7 +78,7 @@ async fn call_as(
     config.sip.outbound_proxy = format!("sip:127.0.0.1:{port}");
     let gateway = Gateway::start(config).await;
     let mut client = gateway.client_version(version).await;
-    let ha1 = sip::auth::ha1("alice", "127.0.0.1", "alicepw");
+    let ha1 = sip::ha1("alice", "127.0.0.1", "alicepw");
     client
         .expect_ack(
             json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1", "password": ha1}),

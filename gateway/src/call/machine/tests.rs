@@ -4,8 +4,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use media::{Codec, Relay, RelayConfig};
-use sip::call::{CallEvent, Ending as SipEnding};
 use sip::driver::CallCommand;
+use sip::{CallEvent, Ending as SipEnding};
 
 use super::*;
 

@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use sip::registration::RegistrationEvent;
+use sip::RegistrationEvent;
 
 use super::*;
 use crate::call::{CallUpdate, Caller, Ending};

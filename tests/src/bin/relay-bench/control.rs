@@ -22,7 +22,7 @@ impl GatewayControl {
             .await
             .map_err(|refused| format!("{refused:?}"))?;
         client.expect_ready().await;
-        let ha1 = sip::auth::ha1("bench", "127.0.0.1", "benchpw");
+        let ha1 = sip::ha1("bench", "127.0.0.1", "benchpw");
         client
             .expect_ack(
                 json!({"sylkrtc": "account-add", "account": "bench@127.0.0.1", "password": ha1}),
