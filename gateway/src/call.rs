@@ -2,8 +2,8 @@
 //! another browser), the media relay and its sockets, and the front-end's session.
 //!
 //! The call's decisions are the sans-IO [`machine::Machine`]; this task is its I/O: the select
-//! loop over the front-end's commands, the far end's events, the relay's packets and the
-//! machine's timers. The task owns everything the call holds (the relay inside the machine,
+//! loop over the front-end's commands, the far end's events, the machine's timers and the
+//! call's media (a `media::driver::MediaSession`, which reads and writes the relay's packets). The task owns everything the call holds (the relay inside the machine,
 //! the SIP leg's ports, its claim on the shared browser port), so that whatever ends it (a
 //! hang-up, a failure, the front-end going away) releases all of it. It never waits on the
 //! front-end: its news goes through an unbounded queue, in order.
@@ -16,8 +16,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use machine::{Machine, Output, Policy};
 
-use media::driver::{Datagram, PortPair, Route};
-use media::{Output as MediaOutput, Relay, RelayConfig};
+use media::driver::MediaSession;
+use media::{Relay, RelayConfig};
 use sip::Warning;
 use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall, OutgoingCall};
 use tokio::sync::mpsc;
@@ -30,11 +30,6 @@ mod services;
 use crate::metrics::Gauge;
 pub(crate) use interface::{CallUpdate, Caller, Command, Ending, FarEnd, Incoming, StartCall};
 pub(crate) use services::{CallServices, Media};
-
-/// Datagrams from the browser waiting for the call's task; past it they are dropped.
-const BROWSER_QUEUE: usize = 512;
-/// How many more datagrams are read from the SIP leg's socket once it is readable.
-const BATCH: usize = 32;
 
 /// The connection's end of a call's task.
 #[derive(Debug)]
@@ -92,12 +87,8 @@ struct Call {
     /// The call's decisions, once its relay exists.
     machine: Option<Machine>,
     far_end: Option<CallHandle>,
-    ports: Option<PortPair>,
-    route: Option<Route>,
-    browser_tx: mpsc::Sender<Datagram>,
-    browser_rx: Option<mpsc::Receiver<Datagram>>,
-    /// When the relay wants its timer.
-    relay_deadline: Option<std::time::Instant>,
+    /// The call's media I/O: its SIP leg's ports, its claim on the browser port.
+    media: Option<MediaSession>,
     _gauges: Vec<Gauge>,
 }
 
@@ -107,7 +98,6 @@ impl Call {
         session: String,
         reports: mpsc::UnboundedSender<(String, CallUpdate)>,
     ) -> Call {
-        let (browser_tx, browser_rx) = mpsc::channel(BROWSER_QUEUE);
         let gauge = services.metrics.call_started();
         Call {
             services,
@@ -115,11 +105,7 @@ impl Call {
             reports,
             machine: None,
             far_end: None,
-            ports: None,
-            route: None,
-            browser_tx,
-            browser_rx: Some(browser_rx),
-            relay_deadline: None,
+            media: None,
             _gauges: vec![gauge],
         }
     }
@@ -151,7 +137,7 @@ impl Call {
             .map_err(|error| format!("503 Service Unavailable ({error})"))?
             .port();
         self._gauges.push(self.services.metrics.ports_taken());
-        self.ports = Some(pair);
+        self.media = Some(MediaSession::new(&media.browser, Some(pair)));
         Ok(RelayConfig {
             browser: media.browser_addr,
             sip_rtp: SocketAddr::new(media.advertised, port),
@@ -290,12 +276,9 @@ impl Call {
                 Output::FarEnd(command) => self.send_far_end(command),
                 Output::Update(update) => self.update(update),
                 Output::ClaimBrowserPort(ufrag) => {
-                    self.route = Some(
-                        self.services
-                            .media
-                            .browser
-                            .register(ufrag, self.browser_tx.clone()),
-                    );
+                    if let Some(media) = &mut self.media {
+                        media.claim(ufrag);
+                    }
                 }
             }
         }
@@ -310,66 +293,18 @@ impl Call {
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut far_end: CallEvents,
     ) {
-        let mut rtp_buffer = vec![0u8; 2048];
-        let mut rtcp_buffer = vec![0u8; 1500];
-        let (Some(ports), Some(mut browser_rx)) = (self.ports.take(), self.browser_rx.take())
-        else {
-            return;
-        };
-        self.drain(&ports);
-        // One timer for the relay, moved only when its deadline changes: a new timer per
-        // packet would cost a timer-wheel insertion and removal each time.
-        let far = Instant::now() + std::time::Duration::from_secs(86_400);
-        let relay_timer = tokio::time::sleep_until(far);
-        tokio::pin!(relay_timer);
-        let mut armed: Option<std::time::Instant> = None;
+        self.drain();
         while !self.is_over() {
-            let Some(machine) = self.machine.as_mut() else {
+            // The media session stays in the call (the machine may claim the browser port at
+            // any time); the select borrows it and the machine side by side.
+            let (Some(machine), Some(media)) = (self.machine.as_mut(), self.media.as_mut()) else {
                 break;
             };
-            // The timer only ever moves earlier: a later deadline lets it fire early, which
-            // costs one spare poll of the relay, instead of a timer-wheel update per packet.
-            if let Some(deadline) = self.relay_deadline
-                && armed.is_none_or(|armed| deadline < armed)
-            {
-                armed = Some(deadline);
-                relay_timer.as_mut().reset(Instant::from_std(deadline));
-            }
             let call_deadline = machine.poll_timeout().map(Instant::from_std);
             // Media first: it is what arrives 100 times a second; signalling waits a packet.
             tokio::select! {
                 biased;
-                Some(datagram) = browser_rx.recv() => {
-                    let relay = machine.relay_mut();
-                    relay.handle_browser(datagram.at, datagram.source, &datagram.data);
-                    // Whatever else is queued goes through before the output is polled.
-                    while let Ok(datagram) = browser_rx.try_recv() {
-                        relay.handle_browser(datagram.at, datagram.source, &datagram.data);
-                    }
-                }
-                received = ports.rtp.recv_from(&mut rtp_buffer) => {
-                    if let Ok((length, source)) = received {
-                        let relay = machine.relay_mut();
-                        let now = std::time::Instant::now();
-                        relay.handle_sip(now, source, &rtp_buffer[..length], false);
-                        for _ in 0..BATCH {
-                            let Ok((length, source)) = ports.rtp.try_recv_from(&mut rtp_buffer) else {
-                                break;
-                            };
-                            relay.handle_sip(now, source, &rtp_buffer[..length], false);
-                        }
-                    }
-                }
-                received = ports.rtcp.recv_from(&mut rtcp_buffer) => {
-                    if let Ok((length, source)) = received {
-                        machine.relay_mut().handle_sip(std::time::Instant::now(), source, &rtcp_buffer[..length], true);
-                    }
-                }
-                () = &mut relay_timer => {
-                    armed = None;
-                    self.relay_deadline = None;
-                    machine.relay_mut().handle_timeout(std::time::Instant::now());
-                }
+                input = media.next() => media.feed(machine.relay_mut(), input),
                 command = commands.recv() => match command {
                     Some(command) => machine.handle_command(std::time::Instant::now(), command),
                     // The front-end is gone: so is the call.
@@ -381,42 +316,23 @@ impl Call {
                 },
                 () = sleep_until(call_deadline) => machine.handle_timeout(std::time::Instant::now()),
             }
-            self.drain(&ports);
+            self.drain();
         }
         if let Some(machine) = &mut self.machine {
             // DTLS close_notify and the last RTCP go out.
             machine.relay_mut().close();
         }
-        self.drain(&ports);
+        self.drain();
         debug!("call task ended");
     }
 
     /// Sends what the relay has for the network, then lets the machine see its events and
     /// carries out what it decided.
-    fn drain(&mut self, ports: &PortPair) {
-        let Some(machine) = &mut self.machine else {
+    fn drain(&mut self) {
+        let (Some(machine), Some(media)) = (&mut self.machine, &mut self.media) else {
             return;
         };
-        let browser = self.services.media.browser.socket();
-        let relay = machine.relay_mut();
-        loop {
-            // Sends never wait: a full socket buffer drops the datagram, as the network would.
-            match relay.poll_output() {
-                MediaOutput::Browser { destination, data } => {
-                    let _ = browser.try_send_to(data, destination);
-                }
-                MediaOutput::SipRtp { destination, data } => {
-                    let _ = ports.rtp.try_send_to(data, destination);
-                }
-                MediaOutput::SipRtcp { destination, data } => {
-                    let _ = ports.rtcp.try_send_to(data, destination);
-                }
-                MediaOutput::Timeout(at) => {
-                    self.relay_deadline = Some(at);
-                    break;
-                }
-            }
-        }
+        media.flush(machine.relay_mut());
         machine.handle_media_events();
         self.apply();
     }

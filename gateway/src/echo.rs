@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
+use media::driver::MediaSession;
 use media::sdp::{Description, Direction, SipDescription, common_payloads, no_common_codec};
-use media::{Codec, Echo, Output};
+use media::{Codec, Echo};
 use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall};
 use sip::{CallEvent, Warning};
 use tokio::sync::mpsc;
@@ -63,29 +64,16 @@ async fn run_browser(
         }
     };
     info!("echo test call");
-    let (datagrams_tx, mut datagrams) = mpsc::channel(512);
-    let _route = media.browser.register(echo.ice_ufrag(), datagrams_tx);
+    let mut session = MediaSession::new(&media.browser, None);
+    session.claim(echo.ice_ufrag());
     update(CallUpdate::Progress);
     update(CallUpdate::Accepted {
         sdp: Some(answer),
         call_id: Some(uuid::Uuid::new_v4().simple().to_string()),
     });
-    let socket = media.browser.socket().clone();
-    let mut deadline;
     let reason = loop {
         // Send what is due, and learn when to come back.
-        loop {
-            match echo.poll_output() {
-                Output::Browser { destination, data } => {
-                    let _ = socket.try_send_to(data, destination);
-                }
-                Output::Timeout(at) => {
-                    deadline = at;
-                    break;
-                }
-                Output::SipRtp { .. } | Output::SipRtcp { .. } => {}
-            }
-        }
+        session.flush(&mut echo);
         let mut failed = None;
         while let Some(event) = echo.poll_event() {
             match event {
@@ -98,6 +86,8 @@ async fn run_browser(
             break reason;
         }
         tokio::select! {
+            biased;
+            input = session.next() => session.feed(&mut echo, input),
             command = commands.recv() => match command {
                 Some(Command::Hangup) | None => break "local hangup".to_owned(),
                 Some(Command::Dtmf { digits, .. }) => {
@@ -105,21 +95,10 @@ async fn run_browser(
                 }
                 Some(Command::Answer { .. }) => {}
             },
-            Some(datagram) = datagrams.recv() => {
-                echo.handle_browser(datagram.at, datagram.source, &datagram.data);
-                while let Ok(datagram) = datagrams.try_recv() {
-                    echo.handle_browser(datagram.at, datagram.source, &datagram.data);
-                }
-            }
-            () = tokio::time::sleep_until(Instant::from_std(deadline)) => {
-                echo.handle_timeout(StdInstant::now());
-            }
         }
     };
     echo.close();
-    while let Output::Browser { destination, data } = echo.poll_output() {
-        let _ = socket.try_send_to(data, destination);
-    }
+    session.flush(&mut echo);
     update(CallUpdate::Terminated(Ending::new(reason)));
 }
 

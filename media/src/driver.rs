@@ -17,6 +17,9 @@ use tracing::debug;
 use crate::error::{Error, Result};
 use crate::relay::is_stun;
 
+mod session;
+pub use session::{Engine, MediaInput, MediaSession};
+
 /// A datagram for a call's browser leg.
 #[derive(Debug)]
 pub struct Datagram {

@@ -1,0 +1,329 @@
+//! One call's media I/O, for whatever sans-IO engine carries the call's media (a [`Relay`], the
+//! [`Echo`]): its claim on the shared browser port and the queue that claim fills, the SIP
+//! leg's port pair when it has one, and the engine's timer. The call's task selects on
+//! [`MediaSession::next`] beside its own signalling, feeds what came with
+//! [`MediaSession::feed`], and sends what the engine has with [`MediaSession::flush`]: one
+//! drive loop, whoever owns the engine.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Sleep;
+
+use super::{BrowserPort, Datagram, PortPair, Route};
+use crate::echo::Echo;
+use crate::relay::{Output, Relay};
+
+/// Datagrams from the browser waiting for the call's task; past it they are dropped.
+const BROWSER_QUEUE: usize = 512;
+/// How many more datagrams are read from the SIP leg's socket once it is readable.
+const BATCH: usize = 32;
+
+/// A sans-IO media engine a session drives.
+pub trait Engine {
+    /// A datagram from the browser (on the shared port).
+    fn handle_browser(&mut self, now: Instant, source: SocketAddr, data: &[u8]);
+    /// A datagram from the SIP side, on the RTP port or (`rtcp_port`) the RTCP port.
+    fn handle_sip(&mut self, now: Instant, source: SocketAddr, data: &[u8], rtcp_port: bool);
+    /// Timers that are due.
+    fn handle_timeout(&mut self, now: Instant);
+    /// The next datagram to send, or when to call back.
+    fn poll_output(&mut self) -> Output<'_>;
+}
+
+impl Engine for Relay {
+    fn handle_browser(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        Relay::handle_browser(self, now, source, data);
+    }
+
+    fn handle_sip(&mut self, now: Instant, source: SocketAddr, data: &[u8], rtcp_port: bool) {
+        Relay::handle_sip(self, now, source, data, rtcp_port);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Relay::handle_timeout(self, now);
+    }
+
+    fn poll_output(&mut self) -> Output<'_> {
+        Relay::poll_output(self)
+    }
+}
+
+impl Engine for Echo {
+    fn handle_browser(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        Echo::handle_browser(self, now, source, data);
+    }
+
+    /// The echo has no SIP leg.
+    fn handle_sip(&mut self, _: Instant, _: SocketAddr, _: &[u8], _: bool) {}
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Echo::handle_timeout(self, now);
+    }
+
+    fn poll_output(&mut self) -> Output<'_> {
+        Echo::poll_output(self)
+    }
+}
+
+/// What came for the engine (the data stays in the session until [`MediaSession::feed`]).
+#[derive(Debug)]
+pub enum MediaInput {
+    /// A datagram from the browser.
+    Browser(Datagram),
+    /// RTP of this length from the SIP side, in the session's RTP buffer.
+    Rtp(usize, SocketAddr),
+    /// RTCP of this length on the RTCP port, in the session's RTCP buffer.
+    Rtcp(usize, SocketAddr),
+    /// The engine's timer fired.
+    Timeout,
+    /// Nothing: a socket error, or the browser port's queue closed.
+    Nothing,
+}
+
+/// One call's media I/O.
+#[derive(Debug)]
+pub struct MediaSession {
+    browser: Arc<UdpSocket>,
+    port: BrowserPort,
+    browser_tx: mpsc::Sender<Datagram>,
+    browser_rx: mpsc::Receiver<Datagram>,
+    route: Option<Route>,
+    ports: Option<PortPair>,
+    rtp_buffer: Vec<u8>,
+    rtcp_buffer: Vec<u8>,
+    timer: Pin<Box<Sleep>>,
+    /// When the timer is set for (it only ever moves earlier between fires).
+    armed: Option<Instant>,
+    /// When the engine wants its timer.
+    deadline: Option<Instant>,
+}
+
+impl MediaSession {
+    /// A session on the shared browser port, with the SIP leg's ports when there is one.
+    pub fn new(port: &BrowserPort, ports: Option<PortPair>) -> MediaSession {
+        let (browser_tx, browser_rx) = mpsc::channel(BROWSER_QUEUE);
+        MediaSession {
+            browser: port.socket().clone(),
+            port: port.clone(),
+            browser_tx,
+            browser_rx,
+            route: None,
+            ports,
+            rtp_buffer: vec![0; 2048],
+            rtcp_buffer: vec![0; 1500],
+            timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            armed: None,
+            deadline: None,
+        }
+    }
+
+    /// Claims the browser datagrams for the ICE username fragment `ufrag` (and, once learnt,
+    /// their source address); the claim ends with the session.
+    pub fn claim(&mut self, ufrag: String) {
+        self.route = Some(self.port.register(ufrag, self.browser_tx.clone()));
+    }
+
+    /// The SIP leg's RTP address (the bound one), when there is a leg.
+    pub fn sip_port(&self) -> Option<u16> {
+        let ports = self.ports.as_ref()?;
+        ports.rtp.local_addr().ok().map(|addr| addr.port())
+    }
+
+    /// Waits for the next thing for the engine. Cancel-safe: it can lose a race in a select
+    /// without losing a datagram. Media goes first: it arrives 100 times a second.
+    pub async fn next(&mut self) -> MediaInput {
+        if let Some(deadline) = self.deadline
+            && self.armed.is_none_or(|armed| deadline < armed)
+        {
+            // A later deadline lets the timer fire early, which costs one spare poll of the
+            // engine, instead of a timer-wheel update per packet.
+            self.armed = Some(deadline);
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
+        }
+        let armed = self.armed.is_some();
+        let (rtp, rtcp) = match &self.ports {
+            Some(ports) => (Some(&ports.rtp), Some(&ports.rtcp)),
+            None => (None, None),
+        };
+        tokio::select! {
+            biased;
+            datagram = self.browser_rx.recv() => match datagram {
+                Some(datagram) => MediaInput::Browser(datagram),
+                None => MediaInput::Nothing,
+            },
+            received = recv(rtp, &mut self.rtp_buffer) => match received {
+                Some((length, source)) => MediaInput::Rtp(length, source),
+                None => MediaInput::Nothing,
+            },
+            received = recv(rtcp, &mut self.rtcp_buffer) => match received {
+                Some((length, source)) => MediaInput::Rtcp(length, source),
+                None => MediaInput::Nothing,
+            },
+            () = &mut self.timer, if armed => {
+                self.armed = None;
+                self.deadline = None;
+                MediaInput::Timeout
+            }
+        }
+    }
+
+    /// Gives what [`MediaSession::next`] found to the engine, with whatever else is already
+    /// waiting on the same socket (a batch, before the engine's output is polled).
+    pub fn feed(&mut self, engine: &mut impl Engine, input: MediaInput) {
+        match input {
+            MediaInput::Browser(datagram) => {
+                engine.handle_browser(datagram.at, datagram.source, &datagram.data);
+                while let Ok(datagram) = self.browser_rx.try_recv() {
+                    engine.handle_browser(datagram.at, datagram.source, &datagram.data);
+                }
+            }
+            MediaInput::Rtp(length, source) => {
+                let now = Instant::now();
+                engine.handle_sip(now, source, &self.rtp_buffer[..length], false);
+                let Some(ports) = &self.ports else { return };
+                for _ in 0..BATCH {
+                    let Ok((length, source)) = ports.rtp.try_recv_from(&mut self.rtp_buffer) else {
+                        break;
+                    };
+                    engine.handle_sip(now, source, &self.rtp_buffer[..length], false);
+                }
+            }
+            MediaInput::Rtcp(length, source) => {
+                engine.handle_sip(Instant::now(), source, &self.rtcp_buffer[..length], true);
+            }
+            MediaInput::Timeout => engine.handle_timeout(Instant::now()),
+            MediaInput::Nothing => {}
+        }
+    }
+
+    /// Sends everything the engine has for the network and learns when it wants its timer.
+    /// Sends never wait: a full socket buffer drops the datagram, as the network would.
+    pub fn flush(&mut self, engine: &mut impl Engine) {
+        loop {
+            match engine.poll_output() {
+                Output::Browser { destination, data } => {
+                    let _ = self.browser.try_send_to(data, destination);
+                }
+                Output::SipRtp { destination, data } => {
+                    if let Some(ports) = &self.ports {
+                        let _ = ports.rtp.try_send_to(data, destination);
+                    }
+                }
+                Output::SipRtcp { destination, data } => {
+                    if let Some(ports) = &self.ports {
+                        let _ = ports.rtcp.try_send_to(data, destination);
+                    }
+                }
+                Output::Timeout(at) => {
+                    self.deadline = Some(at);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads a datagram from `socket`; never resolves without one.
+async fn recv(socket: Option<&UdpSocket>, buffer: &mut [u8]) -> Option<(usize, SocketAddr)> {
+    match socket {
+        Some(socket) => socket.recv_from(buffer).await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::driver::PortRange;
+
+    /// An engine that records what it is given and sends the last SIP datagram back to its
+    /// source, asking for its timer at `deadline`.
+    #[derive(Default)]
+    struct Recorder {
+        heard: Vec<Vec<u8>>,
+        timeouts: usize,
+        reply_to: Option<SocketAddr>,
+        reply: Vec<u8>,
+        deadline: Option<Instant>,
+    }
+
+    impl Engine for Recorder {
+        fn handle_browser(&mut self, _: Instant, _: SocketAddr, _: &[u8]) {}
+
+        fn handle_sip(&mut self, _: Instant, source: SocketAddr, data: &[u8], _: bool) {
+            self.heard.push(data.to_vec());
+            self.reply_to = Some(source);
+            self.reply = data.to_vec();
+        }
+
+        fn handle_timeout(&mut self, _: Instant) {
+            self.timeouts += 1;
+            self.deadline = None;
+        }
+
+        fn poll_output(&mut self) -> Output<'_> {
+            if let Some(destination) = self.reply_to.take() {
+                return Output::SipRtp {
+                    destination,
+                    data: &self.reply,
+                };
+            }
+            Output::Timeout(
+                self.deadline
+                    .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+            )
+        }
+    }
+
+    /// Datagrams on the SIP leg's RTP port reach the engine (a burst in one feed), what the
+    /// engine sends leaves from that port, and the engine's timer fires when it asked.
+    #[tokio::test]
+    async fn a_session_feeds_its_engine_and_sends_what_it_has() {
+        let browser = BrowserPort::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let ports = PortRange::new([127, 0, 0, 1].into(), 41_000, 41_100)
+            .allocate()
+            .unwrap();
+        let rtp = ports.rtp.local_addr().unwrap();
+        let mut session = MediaSession::new(&browser, Some(ports));
+        assert_eq!(session.sip_port(), Some(rtp.port()));
+        let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut engine = Recorder::default();
+        for index in 0..3u8 {
+            phone.send_to(&[0x80, index], rtp).await.unwrap();
+        }
+        let input = session.next().await;
+        assert!(matches!(input, MediaInput::Rtp(2, _)), "{input:?}");
+        session.feed(&mut engine, input);
+        // The first datagram, and those already waiting behind it, in one feed.
+        assert_eq!(engine.heard[0], [0x80, 0]);
+        while engine.heard.len() < 3 {
+            let input = session.next().await;
+            session.feed(&mut engine, input);
+        }
+        assert_eq!(engine.heard, [[0x80, 0], [0x80, 1], [0x80, 2]]);
+        session.flush(&mut engine);
+        let mut buffer = [0u8; 16];
+        let (length, from) = phone.recv_from(&mut buffer).await.unwrap();
+        assert_eq!((from, &buffer[..length]), (rtp, &[0x80, 2][..]));
+        // The timer.
+        engine.deadline = Some(Instant::now() + Duration::from_millis(30));
+        session.flush(&mut engine);
+        loop {
+            match session.next().await {
+                MediaInput::Timeout => break,
+                other => session.feed(&mut engine, other),
+            }
+        }
+        session.feed(&mut engine, MediaInput::Timeout);
+        assert_eq!(engine.timeouts, 1);
+    }
+}
