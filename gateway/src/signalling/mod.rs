@@ -35,6 +35,7 @@ use tracing::{Instrument, debug, info, info_span};
 use crate::config::{Config, ConversationType, NextRtcConfig};
 use crate::http::CUTTLEFISH_PATHS;
 use crate::http::gate::{Gate, error_close};
+use crate::keepalive::{Action, Keepalive};
 use crate::metrics::Seed;
 
 /// Frames waiting for a slow client; past it, its frames are dropped.
@@ -82,6 +83,13 @@ pub(crate) struct Endpoint {
 /// The runtime's clock (which tests may pause), as the hubs take it.
 fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Starts the NextRTC hub's task (needs a tokio runtime).
@@ -351,30 +359,28 @@ async fn serve(
         // frame) has vanished and is closed, so that its hub forgets it. The protocol's own
         // interval, else the sylkRTC endpoint's.
         let interval = endpoint.keepalive.or(gate.websocket.ping_interval());
-        let idle = interval.unwrap_or(Duration::from_secs(86_400));
-        let keepalive = tokio::time::sleep(idle);
-        tokio::pin!(keepalive);
-        let mut pinged = false;
+        let mut keepalive = Keepalive::when_idle(interval, now());
         let ended = loop {
+            let timer = keepalive.poll_timeout();
             tokio::select! {
                 () = gate.shutdown().cancelled() => {
                     let frame = CloseFrame { code: 1001, reason: "server shutting down".into() };
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     break "shutdown".to_owned();
                 }
-                () = &mut keepalive, if interval.is_some() => {
-                    keepalive.as_mut().reset(tokio::time::Instant::now() + idle);
-                    if pinged {
-                        let reason = format!("no pong within {} s", idle.as_secs());
+                () = sleep_until(timer) => match keepalive.handle_timeout(now()) {
+                    Some(Action::Expired) => {
+                        let wait = interval.unwrap_or_default().as_secs();
+                        let reason = format!("no pong within {wait} s");
                         let frame = CloseFrame { code: 1001, reason: reason.clone().into() };
                         let _ = sink.send(Message::Close(Some(frame))).await;
                         break reason;
                     }
-                    pinged = true;
-                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    Some(Action::Ping) if sink.send(Message::Ping(Default::default())).await.is_err() => {
                         break "the socket can no longer be written".to_owned();
                     }
-                }
+                    Some(Action::Ping) | None => {}
+                },
                 outbound = out_rx.recv() => match outbound {
                     None => break "the hub stopped".to_owned(),
                     Some(Outbound::Text(text)) => {
@@ -390,8 +396,7 @@ async fn serve(
                     }
                 },
                 frame = stream.next() => {
-                    keepalive.as_mut().reset(tokio::time::Instant::now() + idle);
-                    pinged = false;
+                    keepalive.handle_frame(now());
                     match frame {
                         None => break "the client went away".to_owned(),
                         Some(Ok(Message::Close(frame))) => {
