@@ -27,6 +27,7 @@ use tracing::{Instrument, debug, info, info_span};
 mod interface;
 mod machine;
 mod services;
+use crate::local::BridgeEnd;
 use crate::metrics::Gauge;
 pub(crate) use interface::{CallUpdate, Caller, Command, Ending, FarEnd, Incoming, StartCall};
 pub(crate) use services::{CallServices, Media};
@@ -79,6 +80,15 @@ pub(crate) fn incoming(
     CallTask { commands }
 }
 
+/// How the call task reaches its far end.
+#[derive(Debug)]
+enum Link {
+    /// A SIP call, through the driver.
+    Sip(CallHandle),
+    /// Another browser of the local domain, through the bridge's end this side holds.
+    Bridge(BridgeEnd),
+}
+
 /// The task's side of a call: the machine and the I/O around it.
 struct Call {
     services: Arc<CallServices>,
@@ -86,7 +96,7 @@ struct Call {
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
     /// The call's decisions, once its relay exists.
     machine: Option<Machine>,
-    far_end: Option<CallHandle>,
+    far_end: Option<Link>,
     /// The call's media I/O: its SIP leg's ports, its claim on the browser port.
     media: Option<MediaSession>,
     _gauges: Vec<Gauge>,
@@ -172,19 +182,23 @@ impl Call {
                     sdp: Bytes::from(sip_offer),
                     headers: start.headers,
                 };
-                local.bridge(&self.services.sip, &callee, invite)
+                let (end, events) = local.bridge(&self.services.sip, &callee, invite);
+                (Link::Bridge(end), events)
             }
             (FarEnd::LocalBrowser(_), None) => {
                 return Err("500 a local browser without a local domain".to_owned());
             }
-            (FarEnd::Sip { server }, _) => self.services.sip.invite(OutgoingCall {
-                account: start.account,
-                uri: start.uri,
-                sdp: Bytes::from(sip_offer),
-                headers: start.headers,
-                call_id: call_id.clone(),
-                server,
-            }),
+            (FarEnd::Sip { server }, _) => {
+                let (call, events) = self.services.sip.invite(OutgoingCall {
+                    account: start.account,
+                    uri: start.uri,
+                    sdp: Bytes::from(sip_offer),
+                    headers: start.headers,
+                    call_id: call_id.clone(),
+                    server,
+                });
+                (Link::Sip(call), events)
+            }
         };
         self.far_end = Some(far_end);
         let machine = Machine::outgoing(std::time::Instant::now(), self.policy(), relay, call_id);
@@ -196,7 +210,16 @@ impl Call {
     /// Sets up an incoming call; false when it was refused at once.
     fn start_incoming(&mut self, incoming: Incoming) -> bool {
         let invite = incoming.invite;
-        self.far_end = Some(incoming.call);
+        // A call from another browser of the local domain comes with its bridge's end.
+        let bridged = self
+            .services
+            .local
+            .as_ref()
+            .and_then(|local| local.take_bridge(incoming.call));
+        self.far_end = Some(match bridged {
+            Some(end) => Link::Bridge(end),
+            None => Link::Sip(incoming.call),
+        });
         let caller = Caller {
             uri: invite.from_uri.trim_start_matches("sip:").to_owned(),
             display_name: invite.display_name.clone(),
@@ -260,13 +283,11 @@ impl Call {
 
     /// A command for the far end: through a bridge to another browser, or to SIP.
     fn send_far_end(&self, command: CallCommand) {
-        let Some(call) = self.far_end else { return };
-        if let Some(local) = &self.services.local
-            && local.bridge_command(call, command.clone())
-        {
-            return;
+        match &self.far_end {
+            Some(Link::Sip(call)) => self.services.sip.call(*call, command),
+            Some(Link::Bridge(end)) => end.command(command),
+            None => {}
         }
-        self.services.sip.call(call, command);
     }
 
     /// Carries out what the machine decided.

@@ -7,7 +7,7 @@
 //!   driver hands those calls to the `inbound` module, which routes them with the dial plan to a
 //!   browser binding of the callee, to the echo test, or refuses them.
 //! * A browser calling a browser of the local domain is bridged inside the gateway: each side's
-//!   call task talks to the other through a [`Bridge`] that turns one side's SIP commands into
+//!   call task talks to the other through its [`BridgeEnd`], which turns its SIP commands into
 //!   the other side's SIP events, and their relays exchange plain RTP over the host's own
 //!   address, as they would with a phone.
 
@@ -41,7 +41,8 @@ pub(crate) struct Local {
     open: bool,
     users: HashMap<String, String>,
     browsers: Mutex<HashMap<String, Vec<BrowserBinding>>>,
-    bridges: Mutex<HashMap<CallHandle, Bridge>>,
+    /// The called side's end of each bridge, until the callee's call task takes it.
+    unclaimed: Mutex<HashMap<CallHandle, BridgeEnd>>,
 }
 
 /// Why a local registration was refused.
@@ -79,7 +80,7 @@ impl Local {
             open: config.open_registration,
             users,
             browsers: Mutex::new(HashMap::new()),
-            bridges: Mutex::new(HashMap::new()),
+            unclaimed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -151,36 +152,32 @@ impl Local {
     }
 
     /// Sets up a bridge between a calling browser and `callee`'s browser: returns the caller's
-    /// handle and events, after handing the callee its incoming call with `invite`.
+    /// end of it and the caller's events, after handing the callee its incoming call with
+    /// `invite` (whose task takes the other end with [`Local::take_bridge`]).
     pub(crate) fn bridge(
         &self,
         sip: &SipHandle,
         callee: &BrowserBinding,
         invite: IncomingCall,
-    ) -> (CallHandle, CallEvents) {
-        let (caller, called) = (sip.new_call_handle(), sip.new_call_handle());
+    ) -> (BridgeEnd, CallEvents) {
+        let called = sip.new_call_handle();
         let (caller_events, caller_rx) = mpsc::unbounded_channel();
         let (called_events, called_rx) = mpsc::unbounded_channel();
         let state = Arc::new(BridgeState::default());
-        if let Ok(mut bridges) = self.bridges.lock() {
-            bridges.insert(
-                caller,
-                Bridge {
-                    peer: called_events,
-                    peer_handle: called,
-                    caller: true,
-                    state: state.clone(),
-                },
-            );
-            bridges.insert(
-                called,
-                Bridge {
-                    peer: caller_events,
-                    peer_handle: caller,
-                    caller: false,
-                    state,
-                },
-            );
+        let caller_end = BridgeEnd {
+            own: caller_events.clone(),
+            peer: called_events.clone(),
+            caller: true,
+            state: state.clone(),
+        };
+        let called_end = BridgeEnd {
+            own: called_events,
+            peer: caller_events,
+            caller: false,
+            state,
+        };
+        if let Ok(mut unclaimed) = self.unclaimed.lock() {
+            unclaimed.insert(called, called_end);
         }
         let _ = callee.events.send(SipEvent::Incoming {
             handle: callee.handle,
@@ -188,34 +185,12 @@ impl Local {
             invite: Box::new(invite),
             events: called_rx,
         });
-        (caller, caller_rx)
+        (caller_end, caller_rx)
     }
 
-    /// Carries a command of a bridged call to its other side; false when `call` is not bridged
-    /// (it goes to SIP).
-    pub(crate) fn bridge_command(&self, call: CallHandle, command: CallCommand) -> bool {
-        let Ok(mut bridges) = self.bridges.lock() else {
-            return false;
-        };
-        let Some(bridge) = bridges.get(&call) else {
-            return false;
-        };
-        let info = matches!(command, CallCommand::Info { .. });
-        let event = bridge.translate(command);
-        let ended = matches!(event, Some(CallEvent::Terminated(_)));
-        if info && let Some(other) = bridges.get(&bridge.peer_handle) {
-            // The other side takes it at once, as a phone's 200 would say.
-            let _ = other.peer.send(CallEvent::InfoAnswered { code: 200 });
-        }
-        if let Some(event) = event {
-            let _ = bridge.peer.send(event);
-        }
-        if ended {
-            let peer = bridge.peer_handle;
-            bridges.remove(&call);
-            bridges.remove(&peer);
-        }
-        true
+    /// The called side's end of the bridge of `call`, once, when `call` is bridged.
+    pub(crate) fn take_bridge(&self, call: CallHandle) -> Option<BridgeEnd> {
+        self.unclaimed.lock().ok()?.remove(&call)
     }
 }
 
@@ -224,17 +199,30 @@ struct BridgeState {
     answered: AtomicBool,
 }
 
-/// One side of a call bridged between two browsers.
+/// One side's end of a call bridged between two browsers: what its call task uses instead of
+/// the SIP driver. Each end belongs to its side's task; nothing is shared but the answered flag.
 #[derive(Debug)]
-struct Bridge {
+pub(crate) struct BridgeEnd {
+    /// This side's call events (for what SIP would answer at once).
+    own: mpsc::UnboundedSender<CallEvent>,
     /// The other side's call events.
     peer: mpsc::UnboundedSender<CallEvent>,
-    peer_handle: CallHandle,
     caller: bool,
     state: Arc<BridgeState>,
 }
 
-impl Bridge {
+impl BridgeEnd {
+    /// Carries this side's command to the other side, as SIP would have said it.
+    pub(crate) fn command(&self, command: CallCommand) {
+        if matches!(command, CallCommand::Info { .. }) {
+            // The other side takes it at once, as a phone's 200 would say.
+            let _ = self.own.send(CallEvent::InfoAnswered { code: 200 });
+        }
+        if let Some(event) = self.translate(command) {
+            let _ = self.peer.send(event);
+        }
+    }
+
     /// What one side's command means to the other side, as SIP would have said it.
     fn translate(&self, command: CallCommand) -> Option<CallEvent> {
         let ended = |code: Option<u16>, reason: &str, cancelled: bool| {

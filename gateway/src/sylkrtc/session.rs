@@ -275,14 +275,22 @@ impl Session<'_> {
                 }
                 Output::RefuseCall(call) => {
                     self.incoming_events.remove(&call);
-                    self.sip.call(
-                        call,
-                        CallCommand::Reject {
-                            code: 480,
-                            reason: "Temporarily Unavailable".to_owned(),
-                            warning: None,
-                        },
-                    );
+                    let refusal = CallCommand::Reject {
+                        code: 480,
+                        reason: "Temporarily Unavailable".to_owned(),
+                        warning: None,
+                    };
+                    // A call from another browser of the local domain is refused through its
+                    // bridge, one from SIP through the driver.
+                    let bridged = self
+                        .services
+                        .local
+                        .as_ref()
+                        .and_then(|l| l.take_bridge(call));
+                    match bridged {
+                        Some(end) => end.command(refusal),
+                        None => self.sip.call(call, refusal),
+                    }
                 }
                 Output::Call { session, command } => {
                     if let Some(task) = self.calls.get(&session) {
