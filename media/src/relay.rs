@@ -9,6 +9,12 @@
 //!
 //! It is fed datagrams from both legs and timer expiries, and drained with
 //! [`Relay::poll_output`] (datagrams to send, then the next timeout) and [`Relay::poll_event`].
+//!
+//! Inside, a relay is a browser leg (`browser_leg.rs`: str0m's peer and what is known of the
+//! browser), a SIP leg (`sip_leg.rs`: target, strict-source latches, SSRC, statistics and RTCP
+//! reports) and a track per m-line (`track.rs`: codec, payload type map, rewriting each way);
+//! the packet paths between them are in `forward.rs`. One audio track today; video and further
+//! streams add tracks.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -22,15 +28,19 @@ use str0m::{Candidate, Rtc, RtcConfig};
 
 use crate::codec::{Codec, Format, Payload};
 use crate::error::{Error, Result};
-use crate::rtp::{ReceiveStats, SendStats};
 use crate::sdp::{
     Description, Direction, SipDescription, common_payloads, declined_as_offered, no_common_codec,
 };
 
+mod browser_leg;
 mod forward;
 mod latch;
+mod sip_leg;
+mod track;
 
-use latch::Latch;
+use browser_leg::BrowserLeg;
+use sip_leg::SipLeg;
+use track::Track;
 
 pub use forward::is_stun;
 
@@ -92,38 +102,6 @@ pub enum Output<'a> {
     Timeout(Instant),
 }
 
-/// How payload types of the two legs correspond, and where events change clock rate.
-#[derive(Debug, Clone, Default)]
-struct Mapping {
-    /// The browser leg's payload types.
-    browser: Vec<(u8, Format)>,
-    /// The SIP leg's payload types.
-    sip: Vec<(u8, Format)>,
-}
-
-impl Mapping {
-    /// The payload type on the other leg for `pt` (browser to SIP when `to_sip`), with the
-    /// clock rates (in, out) when they differ (telephone-event at another rate).
-    fn map(&self, pt: u8, to_sip: bool) -> Option<(u8, Option<(u32, u32)>)> {
-        let (from, to) = if to_sip {
-            (&self.browser, &self.sip)
-        } else {
-            (&self.sip, &self.browser)
-        };
-        let format = from.iter().find(|(p, _)| *p == pt)?.1;
-        if let Some((out, _)) = to.iter().find(|(_, f)| *f == format) {
-            return Some((*out, None));
-        }
-        let Format::TelephoneEvent(rate) = format else {
-            return None;
-        };
-        to.iter().find_map(|(out, f)| match f {
-            Format::TelephoneEvent(other) => Some((*out, Some((rate, *other)))),
-            Format::Audio(_) => None,
-        })
-    }
-}
-
 /// Where the negotiation stands.
 #[derive(Debug)]
 enum Negotiation {
@@ -143,103 +121,26 @@ enum Negotiation {
     Done,
 }
 
-/// Rewrites sequence numbers and timestamps of one direction so that the output stays
-/// continuous when the input source changes (a new SSRC after a fork or re-INVITE).
-#[derive(Debug, Clone, Default)]
-struct Rewrite {
-    source: Option<u32>,
-    seq_offset: u16,
-    ts_offset: u32,
-    /// The last output: extended sequence number, timestamp, and when.
-    last: Option<(u64, u32, Instant)>,
-}
-
-impl Rewrite {
-    /// The output sequence number (extended) and timestamp for an input packet.
-    fn apply(
-        &mut self,
-        ssrc: u32,
-        seq: u16,
-        timestamp: u32,
-        clock: u32,
-        now: Instant,
-    ) -> (u64, u32) {
-        if self.source != Some(ssrc) {
-            self.source = Some(ssrc);
-            match self.last {
-                Some((last_seq, last_ts, at)) => {
-                    let elapsed =
-                        now.saturating_duration_since(at).as_secs_f64() * f64::from(clock);
-                    let next_ts = last_ts.wrapping_add(elapsed.max(1.0) as u32);
-                    self.seq_offset = (last_seq as u16).wrapping_add(1).wrapping_sub(seq);
-                    self.ts_offset = next_ts.wrapping_sub(timestamp);
-                }
-                None => {
-                    self.seq_offset = 0;
-                    self.ts_offset = 0;
-                }
-            }
-        }
-        let out_seq = seq.wrapping_add(self.seq_offset);
-        let out_ts = timestamp.wrapping_add(self.ts_offset);
-        let extended = match self.last {
-            Some((last, _, _)) => {
-                let delta = out_seq.wrapping_sub(last as u16) as i16;
-                last.checked_add_signed(i64::from(delta)).unwrap_or(last)
-            }
-            None => u64::from(out_seq),
-        };
-        if self.last.is_none_or(|(last, _, _)| extended > last) {
-            self.last = Some((extended, out_ts, now));
-        }
-        (extended, out_ts)
-    }
-}
-
 /// One call's relay.
 #[derive(Debug)]
 pub struct Relay {
     config: RelayConfig,
     created: Instant,
-    rtc: Option<Rtc>,
-    mid: Option<Mid>,
+    /// The browser leg: str0m's peer and what is known of the browser.
+    browser: BrowserLeg,
     negotiation: Negotiation,
     session_id: u64,
     version: u64,
-    mapping: Mapping,
-    /// The audio codec both legs use.
-    codec: Option<Codec>,
-    /// The SIP payloads we offered (outgoing) or the SIP offer's common payloads (incoming).
-    sip_payloads: Vec<Payload>,
-    /// Our direction toward the SIP side, as written in our SDP.
-    sip_direction: Direction,
-    /// Where the SIP side's SDP says to send RTP.
-    sip_target: Option<SocketAddr>,
-    sip_rtcp_mux: bool,
-    /// The sources the SIP side's RTP and RTCP are accepted from, and sent back to (symmetric
-    /// RTP): learnt anew after each remote SDP, then only those.
-    sip_rtp_source: Latch,
-    sip_rtcp_source: Latch,
-    to_sip: Rewrite,
-    to_browser: Rewrite,
-    sip_ssrc: u32,
-    sip_sent: SendStats,
-    sip_received: ReceiveStats,
-    next_report: Option<Instant>,
-    /// When each leg was last heard (RTP), and the browser's last ICE check.
-    last_sip_rtp: Instant,
-    last_browser_rtp: Instant,
-    last_stun: Instant,
+    /// The SIP leg: its address, sources, SSRC, statistics and reports.
+    sip: SipLeg,
+    /// The audio track (one m-line on each leg).
+    track: Track,
+
     /// The latest time the relay was given (by a datagram or a timeout).
     now: Instant,
     /// When the silence checks run next.
     next_check: Instant,
-    connected: bool,
     failed: bool,
-    /// The datagram handed out by `poll_output`, kept until the next call.
-    held: Option<str0m::net::Transmit>,
-    /// A report for the SIP side waiting to go.
-    report: Option<Vec<u8>>,
     scratch: Vec<u8>,
     events: VecDeque<Event>,
 }
@@ -255,34 +156,15 @@ impl Relay {
             ^ (u64::from(config.sip_rtp.port()) << 40);
         Relay {
             created: now,
-            rtc,
-            mid: None,
+            browser: BrowserLeg::new(now, rtc),
             negotiation,
             session_id: seed & 0x7fff_ffff_ffff,
             version: 1,
-            mapping: Mapping::default(),
-            codec: None,
-            sip_payloads: Vec::new(),
-            sip_direction: Direction::SendRecv,
-            sip_target: None,
-            sip_rtcp_mux: false,
-            sip_rtp_source: Latch::default(),
-            sip_rtcp_source: Latch::default(),
-            to_sip: Rewrite::default(),
-            to_browser: Rewrite::default(),
-            sip_ssrc: (seed as u32) ^ (seed >> 32) as u32 | 1,
-            sip_sent: SendStats::default(),
-            sip_received: ReceiveStats::default(),
-            next_report: None,
-            last_sip_rtp: now,
-            last_browser_rtp: now,
-            last_stun: now,
+            sip: SipLeg::new(now, (seed as u32) ^ (seed >> 32) as u32 | 1),
+            track: Track::default(),
             now,
             next_check: now + Duration::from_secs(1),
-            connected: false,
             failed: false,
-            held: None,
-            report: None,
             scratch: Vec::with_capacity(1500),
             events: VecDeque::new(),
             config,
@@ -316,8 +198,8 @@ impl Relay {
             },
             None,
         );
-        relay.mid = audio.mid.as_deref().map(Mid::from);
-        relay.sip_payloads = payloads;
+        relay.track.mid = audio.mid.as_deref().map(Mid::from);
+        relay.track.sip_payloads = payloads;
         let sip_offer = relay.sip_description(Direction::SendRecv, None);
         Ok((relay, sip_offer))
     }
@@ -385,8 +267,8 @@ impl Relay {
             },
             Some(rtc),
         );
-        relay.mid = Some(mid);
-        relay.sip_payloads = payloads;
+        relay.track.mid = Some(mid);
+        relay.track.sip_payloads = payloads;
         if let Some(description) = &description {
             relay.apply_sip_side(description, true);
         }
@@ -399,7 +281,7 @@ impl Relay {
     pub fn accept_sip_answer(&mut self, now: Instant, sip_answer: &str) -> Result<Option<String>> {
         let description = Description::parse(sip_answer)?;
         let (_, audio) = description.sip_audio()?;
-        let offered: Vec<Format> = self.sip_payloads.iter().map(|p| p.format).collect();
+        let offered: Vec<Format> = self.track.sip_payloads.iter().map(|p| p.format).collect();
         let answered: Vec<Payload> = audio
             .payloads
             .iter()
@@ -417,7 +299,7 @@ impl Relay {
         };
         match std::mem::replace(&mut self.negotiation, Negotiation::Done) {
             Negotiation::AwaitingSipAnswer { offer, offer_text } => {
-                self.codec = Some(codec);
+                self.track.codec = Some(codec);
                 self.apply_sip_answer(&description);
                 let browser = Description::parse(&offer_text)?;
                 let (_, browser_audio) = browser.audio().ok_or(Error::NoAudio)?;
@@ -446,10 +328,11 @@ impl Relay {
                     .sdp_api()
                     .accept_offer(*offer)
                     .map_err(|error| Error::WebRtc(error.to_string()))?;
-                self.rtc = Some(rtc);
-                self.last_stun = now;
+                self.browser.rtc = Some(rtc);
+                self.browser.last_stun = now;
                 self.learn_browser_pts();
                 if !self
+                    .track
                     .mapping
                     .browser
                     .iter()
@@ -463,17 +346,17 @@ impl Relay {
                 Ok(Some(declined_as_offered(&answer.to_sdp_string(), &browser)))
             }
             Negotiation::AwaitingSipAck => {
-                self.codec = Some(codec);
+                self.track.codec = Some(codec);
                 self.apply_sip_answer(&description);
                 Ok(None)
             }
             other => {
                 self.negotiation = other;
-                if Some(codec) != self.codec {
+                if Some(codec) != self.track.codec {
                     return Err(Error::NoCommonCodec(format!(
                         "the SIP side changed codec to {} (the call uses {})",
                         codec.name(),
-                        self.codec.map_or("none", Codec::name)
+                        self.track.codec.map_or("none", Codec::name)
                     )));
                 }
                 self.apply_sip_answer(&description);
@@ -492,8 +375,8 @@ impl Relay {
         let Ok((_, audio)) = description.sip_audio() else {
             return;
         };
-        let formats: Vec<Format> = self.sip_payloads.iter().map(|p| p.format).collect();
-        self.mapping.sip = audio
+        let formats: Vec<Format> = self.track.sip_payloads.iter().map(|p| p.format).collect();
+        self.track.mapping.sip = audio
             .payloads
             .iter()
             .filter(|payload| formats.contains(&payload.format))
@@ -501,11 +384,11 @@ impl Relay {
             .collect();
         // Every new description opens the learning of the sources again (the phone may have
         // moved, or a NAT binding changed).
-        self.sip_target = audio.rtp_target();
-        self.sip_rtp_source.reset(self.sip_target);
-        self.sip_rtcp_source.reset(audio.rtcp_target());
-        self.sip_rtcp_mux = audio.rtcp_mux;
-        self.sip_direction = if offer {
+        self.sip.target = audio.rtp_target();
+        self.sip.rtp_source.reset(self.sip.target);
+        self.sip.rtcp_source.reset(audio.rtcp_target());
+        self.sip.rtcp_mux = audio.rtcp_mux;
+        self.sip.direction = if offer {
             audio.direction.answer()
         } else {
             // We offered sendrecv: we send where they receive, and the reverse.
@@ -516,7 +399,7 @@ impl Relay {
                 (false, false) => Direction::Inactive,
             }
         };
-        self.last_sip_rtp = self.last_sip_rtp.max(self.created);
+        self.sip.last_rtp = self.sip.last_rtp.max(self.created);
     }
 
     /// The browser's answer to our offer (incoming calls): returns the SIP answer, or for an
@@ -532,15 +415,17 @@ impl Relay {
         let answer =
             SdpAnswer::from_sdp_string(answer).map_err(|error| Error::Sdp(error.to_string()))?;
         let rtc = self
+            .browser
             .rtc
             .as_mut()
             .ok_or_else(|| Error::WebRtc("no WebRTC peer".to_owned()))?;
         rtc.sdp_api()
             .accept_answer(*pending, answer)
             .map_err(|error| Error::WebRtc(error.to_string()))?;
-        self.last_stun = now;
+        self.browser.last_stun = now;
         self.learn_browser_pts();
         let codec = self
+            .track
             .mapping
             .browser
             .iter()
@@ -552,6 +437,7 @@ impl Relay {
                 Error::NoCommonCodec("the browser answered no audio codec".to_owned())
             })?;
         if !self
+            .track
             .sip_payloads
             .iter()
             .any(|payload| payload.format == Format::Audio(codec))
@@ -561,17 +447,17 @@ impl Relay {
                 codec.name()
             )));
         }
-        self.codec = Some(codec);
+        self.track.codec = Some(codec);
         let Some(sip_offer) = sip_offer else {
             // Offerless INVITE: our offer goes in the 200, the answer in the ACK.
             self.negotiation = Negotiation::AwaitingSipAck;
-            self.sip_payloads = chosen(&self.sip_payloads, codec);
+            self.track.sip_payloads = chosen(&self.track.sip_payloads, codec);
             return Ok(self.sip_description(Direction::SendRecv, None));
         };
-        self.sip_payloads = chosen(&self.sip_payloads, codec);
+        self.track.sip_payloads = chosen(&self.track.sip_payloads, codec);
         self.apply_sip_side(&sip_offer, true);
         let audio_index = sip_offer.sip_audio().map(|(index, _)| index).unwrap_or(0);
-        Ok(self.sip_description(self.sip_direction, Some((&sip_offer, audio_index))))
+        Ok(self.sip_description(self.sip.direction, Some((&sip_offer, audio_index))))
     }
 
     /// A new offer from the SIP side (re-INVITE or UPDATE): the answer, with the direction
@@ -580,6 +466,7 @@ impl Relay {
         let description = Description::parse(sdp)?;
         let (audio_index, audio) = description.sip_audio()?;
         let codec = self
+            .track
             .codec
             .ok_or_else(|| Error::WebRtc("no codec chosen yet".to_owned()))?;
         if !audio
@@ -593,8 +480,8 @@ impl Relay {
                 audio.codec_names.join(", ")
             )));
         }
-        let wanted: Vec<Format> = self.sip_payloads.iter().map(|p| p.format).collect();
-        self.sip_payloads = audio
+        let wanted: Vec<Format> = self.track.sip_payloads.iter().map(|p| p.format).collect();
+        self.track.sip_payloads = audio
             .payloads
             .iter()
             .filter(|p| wanted.contains(&p.format) || matches!(p.format, Format::TelephoneEvent(_)))
@@ -606,7 +493,7 @@ impl Relay {
             .collect();
         self.apply_sip_side(&description, true);
         self.version += 1;
-        Ok(self.sip_description(self.sip_direction, Some((&description, audio_index))))
+        Ok(self.sip_description(self.sip.direction, Some((&description, audio_index))))
     }
 
     /// Our offer for an offerless re-INVITE from the SIP side (the call as it is).
@@ -631,7 +518,7 @@ impl Relay {
             session_id: self.session_id,
             version: self.version,
             rtp: self.config.sip_rtp,
-            payloads: &self.sip_payloads,
+            payloads: &self.track.sip_payloads,
             direction,
             answering,
         }
@@ -640,13 +527,14 @@ impl Relay {
 
     /// Reads the browser leg's negotiated payload types from str0m.
     fn learn_browser_pts(&mut self) {
-        let Some(rtc) = &self.rtc else { return };
+        let Some(rtc) = &self.browser.rtc else { return };
         let remote: Vec<u8> = self
+            .track
             .mid
             .and_then(|mid| rtc.media(mid))
             .map(|media| media.remote_pts().iter().map(|pt| **pt).collect())
             .unwrap_or_default();
-        self.mapping.browser = rtc
+        self.track.mapping.browser = rtc
             .codec_config()
             .params()
             .iter()
@@ -669,19 +557,20 @@ impl Relay {
     /// The ICE username fragment browsers use toward this relay (for demultiplexing), once
     /// the browser leg exists.
     pub fn ice_ufrag(&mut self) -> Option<String> {
-        self.rtc
+        self.browser
+            .rtc
             .as_mut()
             .map(|rtc| rtc.direct_api().local_ice_credentials().ufrag)
     }
 
     /// The codec in use, once negotiated.
     pub fn codec(&self) -> Option<Codec> {
-        self.codec
+        self.track.codec
     }
 
     /// Our direction toward the SIP side.
     pub fn sip_direction(&self) -> Direction {
-        self.sip_direction
+        self.sip.direction
     }
 
     /// The next event.
@@ -691,7 +580,7 @@ impl Relay {
 
     /// Ends the browser leg (DTLS close) so that the last datagrams go out.
     pub fn close(&mut self) {
-        if let Some(rtc) = &mut self.rtc {
+        if let Some(rtc) = &mut self.browser.rtc {
             let _ = rtc.close();
         }
     }

@@ -35,11 +35,11 @@ impl Relay {
     /// A datagram from the browser (on the shared port).
     pub fn handle_browser(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
         self.now = self.now.max(now);
-        let Some(rtc) = &mut self.rtc else {
+        let Some(rtc) = &mut self.browser.rtc else {
             return;
         };
         if is_stun(data) {
-            self.last_stun = now;
+            self.browser.last_stun = now;
         }
         let Ok(receive) = Receive::new(Protocol::Udp, source, self.config.browser, data) else {
             return; // Not STUN, DTLS, RTP or RTCP.
@@ -55,15 +55,15 @@ impl Relay {
         if rtcp_port || is_rtcp(data) {
             // RTCP on its own port is latched on its own; multiplexed, it follows RTP's source.
             let taken = if rtcp_port {
-                self.sip_rtcp_source.accept(now, source)
+                self.sip.rtcp_source.accept(now, source)
             } else {
-                self.sip_rtp_source.accept(now, source)
+                self.sip.rtp_source.accept(now, source)
             };
             if !taken {
                 return;
             }
             if let Some((_, ntp)) = read_sender_report(data) {
-                self.sip_received.record_sender_report(ntp, now);
+                self.sip.received.record_sender_report(ntp, now);
             }
             return;
         }
@@ -71,26 +71,28 @@ impl Relay {
             return;
         };
         // Only the learnt source is heard (and answered: symmetric RTP).
-        if !self.sip_rtp_source.accept(now, source) {
+        if !self.sip.rtp_source.accept(now, source) {
             return;
         }
-        self.last_sip_rtp = now;
+        self.sip.last_rtp = now;
         let clock = self.clock();
         let arrival =
             (now.saturating_duration_since(self.created).as_secs_f64() * f64::from(clock)) as i64;
-        self.sip_received
+        self.sip
+            .received
             .record(view.ssrc(), view.seq(), view.timestamp(), arrival);
-        if !self.sip_direction.receives() {
+        if !self.sip.direction.receives() {
             return;
         }
-        let Some((pt, rescale)) = self.mapping.map(view.pt(), false) else {
+        let Some((pt, rescale)) = self.track.mapping.map(view.pt(), false) else {
             return;
         };
-        let (Some(rtc), Some(mid)) = (&mut self.rtc, self.mid) else {
+        let (Some(rtc), Some(mid)) = (&mut self.browser.rtc, self.track.mid) else {
             return;
         };
         let (seq, mut timestamp) =
-            self.to_browser
+            self.track
+                .to_browser
                 .apply(view.ssrc(), view.seq(), view.timestamp(), clock, now);
         // The payload must be owned by str0m: one copy per packet, whatever we do.
         let payload: Arc<[u8]> = match rescale {
@@ -114,20 +116,20 @@ impl Relay {
 
     /// The RTP clock rate of the codec in use.
     fn clock(&self) -> u32 {
-        self.codec.map_or(8_000, |codec| codec.clock_rate())
+        self.track.clock()
     }
 
     /// Browser RTP toward the SIP side: rewritten into `scratch`; returns where it goes.
     fn forward_to_sip(&mut self, now: Instant, packet: &RtpPacket) -> Option<SocketAddr> {
-        self.last_browser_rtp = now;
-        if !self.sip_direction.sends() {
+        self.browser.last_rtp = now;
+        if !self.sip.direction.sends() {
             return None;
         }
-        let destination = self.sip_rtp_source.destination()?;
+        let destination = self.sip.rtp_source.destination()?;
         let header = &packet.header;
-        let (pt, rescale) = self.mapping.map(*header.payload_type, true)?;
+        let (pt, rescale) = self.track.mapping.map(*header.payload_type, true)?;
         let clock = self.clock();
-        let (seq, mut timestamp) = self.to_sip.apply(
+        let (seq, mut timestamp) = self.track.to_sip.apply(
             *header.ssrc,
             header.sequence_number,
             header.timestamp,
@@ -140,7 +142,7 @@ impl Relay {
             marker: header.marker,
             seq,
             timestamp,
-            ssrc: self.sip_ssrc,
+            ssrc: self.sip.ssrc,
         };
         match rescale {
             Some(rates) => {
@@ -150,16 +152,17 @@ impl Relay {
             }
             None => write_rtp(&mut self.scratch, out, &packet.payload),
         }
-        self.sip_sent.packets = self.sip_sent.packets.wrapping_add(1);
-        self.sip_sent.octets = self
-            .sip_sent
+        self.sip.sent.packets = self.sip.sent.packets.wrapping_add(1);
+        self.sip.sent.octets = self
+            .sip
+            .sent
             .octets
             .wrapping_add(packet.payload.len() as u32);
         if matches!(
-            self.mapping.sip.iter().find(|(p, _)| *p == pt),
+            self.track.mapping.sip.iter().find(|(p, _)| *p == pt),
             Some((_, Format::Audio(_)))
         ) {
-            self.sip_sent.last = Some((timestamp, now));
+            self.sip.sent.last = Some((timestamp, now));
         }
         Some(destination)
     }
@@ -174,7 +177,7 @@ impl Relay {
     /// Timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        if let Some(rtc) = &mut self.rtc
+        if let Some(rtc) = &mut self.browser.rtc
             && let Err(error) = rtc.handle_input(Input::Timeout(now))
         {
             self.fail(format!("browser leg: {error}"));
@@ -183,10 +186,10 @@ impl Relay {
             self.next_check = now + Duration::from_secs(1);
             self.check_silence(now);
         }
-        if self.sip_target.is_some() && self.codec.is_some() {
-            let due = *self.next_report.get_or_insert(now + REPORT_INTERVAL);
+        if self.sip.target.is_some() && self.track.codec.is_some() {
+            let due = *self.sip.next_report.get_or_insert(now + REPORT_INTERVAL);
             if now >= due {
-                self.next_report = Some(now + REPORT_INTERVAL);
+                self.sip.next_report = Some(now + REPORT_INTERVAL);
                 self.make_report(now);
             }
         }
@@ -198,24 +201,25 @@ impl Relay {
             super::Negotiation::AwaitingBrowserAnswer { .. }
                 | super::Negotiation::AwaitingSipAnswer { .. }
         );
-        if self.rtc.is_some()
+        if self.browser.rtc.is_some()
             && !waiting_for_browser
-            && now.saturating_duration_since(self.last_stun) > self.config.ice_timeout
+            && now.saturating_duration_since(self.browser.last_stun) > self.config.ice_timeout
         {
             let seconds = self.config.ice_timeout.as_secs();
             self.fail(format!("no ICE checks from the browser for {seconds} s"));
         }
         let timeout = self.config.media_timeout;
-        if self.codec.is_some()
-            && self.sip_direction.receives()
-            && now.saturating_duration_since(self.last_sip_rtp) > timeout
+        if self.track.codec.is_some()
+            && self.sip.direction.receives()
+            && now.saturating_duration_since(self.sip.last_rtp) > timeout
         {
             self.fail(format!(
                 "no RTP from the SIP side for {} s",
                 timeout.as_secs()
             ));
         }
-        if self.connected && now.saturating_duration_since(self.last_browser_rtp) > timeout {
+        if self.browser.connected && now.saturating_duration_since(self.browser.last_rtp) > timeout
+        {
             self.fail(format!(
                 "no RTP from the browser for {} s",
                 timeout.as_secs()
@@ -224,26 +228,26 @@ impl Relay {
     }
 
     fn make_report(&mut self, now: Instant) {
-        let block = self.sip_received.report(now);
+        let block = self.sip.received.report(now);
         let wallclock = self.config.wallclock + now.saturating_duration_since(self.created);
         let clock = self.clock();
-        let sender = self.sip_sent.last.map(|(timestamp, at)| {
+        let sender = self.sip.sent.last.map(|(timestamp, at)| {
             let since = now.saturating_duration_since(at).as_secs_f64() * f64::from(clock);
             (
                 ntp_time(wallclock),
                 timestamp.wrapping_add(since as u32),
-                &self.sip_sent,
+                &self.sip.sent,
             )
         });
         let mut report = Vec::with_capacity(96);
         write_report(
             &mut report,
-            self.sip_ssrc,
+            self.sip.ssrc,
             sender,
             block,
             &self.config.cname,
         );
-        self.report = Some(report);
+        self.sip.report = Some(report);
     }
 
     /// The next datagram to send, or when to call [`Relay::handle_timeout`]. Call again until
@@ -253,6 +257,7 @@ impl Relay {
             Next::Browser(destination) => Output::Browser {
                 destination,
                 data: self
+                    .browser
                     .held
                     .as_ref()
                     .map_or(&[][..], |held| &held.contents[..]),
@@ -270,25 +275,21 @@ impl Relay {
     }
 
     fn next_output(&mut self) -> Next {
-        self.held = None;
-        if let Some(report) = self.report.take() {
-            let destination = if self.sip_rtcp_mux {
-                self.sip_rtp_source.destination()
-            } else {
-                self.sip_rtcp_source.destination()
-            };
+        self.browser.held = None;
+        if let Some(report) = self.sip.report.take() {
+            let destination = self.sip.rtcp_destination();
             if let Some(destination) = destination {
                 self.scratch = report;
-                return if self.sip_rtcp_mux {
+                return if self.sip.rtcp_mux {
                     Next::Sip(destination)
                 } else {
                     Next::SipRtcp(destination)
                 };
             }
         }
-        let mut deadline = self.next_report;
+        let mut deadline = self.sip.next_report;
         let mut caught_up = 0;
-        while let Some(rtc) = &mut self.rtc {
+        while let Some(rtc) = &mut self.browser.rtc {
             let output = match rtc.poll_output() {
                 Ok(output) => output,
                 Err(error) => {
@@ -299,13 +300,13 @@ impl Relay {
             match output {
                 WebRtcOutput::Transmit(transmit) => {
                     let destination = transmit.destination;
-                    self.held = Some(transmit);
+                    self.browser.held = Some(transmit);
                     return Next::Browser(destination);
                 }
                 WebRtcOutput::Event(event) => match event {
-                    WebRtcEvent::Connected if !self.connected => {
-                        self.connected = true;
-                        self.last_browser_rtp = self.last_browser_rtp.max(self.last_stun);
+                    WebRtcEvent::Connected if !self.browser.connected => {
+                        self.browser.connected = true;
+                        self.browser.last_rtp = self.browser.last_rtp.max(self.browser.last_stun);
                         self.events.push_back(Event::Connected);
                     }
                     WebRtcEvent::RtpPacket(packet) => {
@@ -340,6 +341,6 @@ impl Relay {
 
     /// Whether the browser leg is up.
     pub fn is_connected(&self) -> bool {
-        self.connected
+        self.browser.connected
     }
 }

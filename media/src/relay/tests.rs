@@ -1,5 +1,6 @@
 use std::time::{Duration, Instant, SystemTime};
 
+use super::track::{Mapping, Rewrite};
 use super::*;
 
 fn data(name: &str) -> String {
@@ -197,7 +198,7 @@ fn a_sip_offer_becomes_a_browser_offer_and_the_browser_answer_the_200() {
     assert_eq!(audio.direction, Direction::RecvOnly);
     assert_eq!(relay.sip_direction(), Direction::RecvOnly);
     assert_eq!(
-        relay.sip_target,
+        relay.sip.target,
         Some("127.0.0.1:10010".parse().expect("addr"))
     );
     let answer = relay.answer_sip_offer(&sip_offer).expect("answered");
@@ -239,7 +240,7 @@ fn an_offerless_invite_gets_our_offer_after_the_browser_answers() {
     let ack_answer = sip_offer.replace("m=audio 30000", "m=audio 10050");
     relay.accept_sip_answer(now, &ack_answer).expect("accepted");
     assert_eq!(
-        relay.sip_target,
+        relay.sip.target,
         Some("127.0.0.1:10050".parse().expect("addr"))
     );
 }

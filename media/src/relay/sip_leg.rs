@@ -1,0 +1,59 @@
+//! The SIP leg of a relay: where the SIP side's SDP says to send, the sources its RTP and RTCP
+//! are accepted from (strict source, learnt anew after each remote SDP), our SSRC toward it,
+//! what was sent and received (for RTCP reports), and the report waiting to go.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::latch::Latch;
+use crate::rtp::{ReceiveStats, SendStats};
+use crate::sdp::Direction;
+
+/// The SIP leg.
+#[derive(Debug)]
+pub(super) struct SipLeg {
+    /// Our direction toward the SIP side, as written in our SDP.
+    pub(super) direction: Direction,
+    /// Where the SIP side's SDP says to send RTP.
+    pub(super) target: Option<SocketAddr>,
+    pub(super) rtcp_mux: bool,
+    /// The sources the SIP side's RTP and RTCP are accepted from, and sent back to (symmetric
+    /// RTP): learnt anew after each remote SDP, then only those.
+    pub(super) rtp_source: Latch,
+    pub(super) rtcp_source: Latch,
+    pub(super) ssrc: u32,
+    pub(super) sent: SendStats,
+    pub(super) received: ReceiveStats,
+    pub(super) next_report: Option<Instant>,
+    /// A report for the SIP side waiting to go.
+    pub(super) report: Option<Vec<u8>>,
+    /// When the SIP side was last heard (RTP).
+    pub(super) last_rtp: Instant,
+}
+
+impl SipLeg {
+    pub(super) fn new(now: Instant, ssrc: u32) -> SipLeg {
+        SipLeg {
+            direction: Direction::SendRecv,
+            target: None,
+            rtcp_mux: false,
+            rtp_source: Latch::default(),
+            rtcp_source: Latch::default(),
+            ssrc,
+            sent: SendStats::default(),
+            received: ReceiveStats::default(),
+            next_report: None,
+            report: None,
+            last_rtp: now,
+        }
+    }
+
+    /// Where RTCP goes: the RTCP source (or the RTP source with rtcp-mux).
+    pub(super) fn rtcp_destination(&self) -> Option<SocketAddr> {
+        if self.rtcp_mux {
+            self.rtp_source.destination()
+        } else {
+            self.rtcp_source.destination()
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! One m-line's track through the relay: the codec both legs use, how payload types of the two
+//! legs correspond (and where telephone-event changes clock rate), and the rewriting of
+//! sequence numbers and timestamps each way. A relay holds one today (audio); video and further
+//! streams add more, one per m-line.
+
+use std::time::Instant;
+
+use str0m::media::Mid;
+
+use crate::codec::{Codec, Format, Payload};
+
+/// One m-line's track.
+#[derive(Debug, Default)]
+pub(super) struct Track {
+    /// The browser leg's m-line.
+    pub(super) mid: Option<Mid>,
+    /// The codec both legs use.
+    pub(super) codec: Option<Codec>,
+    /// The SIP payloads we offered (outgoing) or the SIP offer's common payloads (incoming).
+    pub(super) sip_payloads: Vec<Payload>,
+    pub(super) mapping: Mapping,
+    pub(super) to_sip: Rewrite,
+    pub(super) to_browser: Rewrite,
+}
+
+impl Track {
+    /// The RTP clock rate of the codec in use.
+    pub(super) fn clock(&self) -> u32 {
+        self.codec.map_or(8_000, |codec| codec.clock_rate())
+    }
+}
+
+/// How payload types of the two legs correspond, and where events change clock rate.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Mapping {
+    /// The browser leg's payload types.
+    pub(super) browser: Vec<(u8, Format)>,
+    /// The SIP leg's payload types.
+    pub(super) sip: Vec<(u8, Format)>,
+}
+
+impl Mapping {
+    /// The payload type on the other leg for `pt` (browser to SIP when `to_sip`), with the
+    /// clock rates (in, out) when they differ (telephone-event at another rate).
+    pub(super) fn map(&self, pt: u8, to_sip: bool) -> Option<(u8, Option<(u32, u32)>)> {
+        let (from, to) = if to_sip {
+            (&self.browser, &self.sip)
+        } else {
+            (&self.sip, &self.browser)
+        };
+        let format = from.iter().find(|(p, _)| *p == pt)?.1;
+        if let Some((out, _)) = to.iter().find(|(_, f)| *f == format) {
+            return Some((*out, None));
+        }
+        let Format::TelephoneEvent(rate) = format else {
+            return None;
+        };
+        to.iter().find_map(|(out, f)| match f {
+            Format::TelephoneEvent(other) => Some((*out, Some((rate, *other)))),
+            Format::Audio(_) => None,
+        })
+    }
+}
+
+/// Rewrites sequence numbers and timestamps of one direction so that the output stays
+/// continuous when the input source changes (a new SSRC after a fork or re-INVITE).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Rewrite {
+    source: Option<u32>,
+    seq_offset: u16,
+    ts_offset: u32,
+    /// The last output: extended sequence number, timestamp, and when.
+    last: Option<(u64, u32, Instant)>,
+}
+
+impl Rewrite {
+    /// The output sequence number (extended) and timestamp for an input packet.
+    pub(super) fn apply(
+        &mut self,
+        ssrc: u32,
+        seq: u16,
+        timestamp: u32,
+        clock: u32,
+        now: Instant,
+    ) -> (u64, u32) {
+        if self.source != Some(ssrc) {
+            self.source = Some(ssrc);
+            match self.last {
+                Some((last_seq, last_ts, at)) => {
+                    let elapsed =
+                        now.saturating_duration_since(at).as_secs_f64() * f64::from(clock);
+                    let next_ts = last_ts.wrapping_add(elapsed.max(1.0) as u32);
+                    self.seq_offset = (last_seq as u16).wrapping_add(1).wrapping_sub(seq);
+                    self.ts_offset = next_ts.wrapping_sub(timestamp);
+                }
+                None => {
+                    self.seq_offset = 0;
+                    self.ts_offset = 0;
+                }
+            }
+        }
+        let out_seq = seq.wrapping_add(self.seq_offset);
+        let out_ts = timestamp.wrapping_add(self.ts_offset);
+        let extended = match self.last {
+            Some((last, _, _)) => {
+                let delta = out_seq.wrapping_sub(last as u16) as i16;
+                last.checked_add_signed(i64::from(delta)).unwrap_or(last)
+            }
+            None => u64::from(out_seq),
+        };
+        if self.last.is_none_or(|(last, _, _)| extended > last) {
+            self.last = Some((extended, out_ts, now));
+        }
+        (extended, out_ts)
+    }
+}
