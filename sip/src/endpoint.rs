@@ -12,20 +12,23 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
-use ezk_sip_types::{Method, Name};
+use ezk_sip_types::Method;
 
 use crate::call::CallEvent;
 use crate::message::{Frame, Message, ParseError, StartLine};
 use crate::registration::{Failure, Registration, RegistrationConfig, RegistrationEvent};
-use crate::transaction::{
-    Event, InviteClient, InviteServer, NonInviteClient, NonInviteServer, Timers,
-};
+use crate::transaction::{Event, InviteServer, NonInviteClient, NonInviteServer, Timers};
 pub(crate) use crate::transport::Target;
 
 mod calls;
+mod failover;
 mod local;
+mod requests;
+mod transactions;
 use calls::CallEntry;
+pub(crate) use failover::{Failover, server_failed};
 pub(crate) use local::PendingInvite;
+use transactions::{ClientKind, ClientTransaction, ServerEntry, ServerTransaction};
 
 /// Bytes to send.
 #[derive(Debug, Clone)]
@@ -172,93 +175,11 @@ pub struct CallId(pub u64);
 
 /// Whose a client transaction is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
+pub(super) enum Owner {
     Registration(RegistrationId),
     Call(CallId),
     /// An OPTIONS ping of a local phone (its entry in `Endpoint::pings`).
     Ping(u64),
-}
-
-#[derive(Debug)]
-enum ClientKind {
-    NonInvite(NonInviteClient),
-    Invite(InviteClient),
-}
-
-impl ClientKind {
-    fn poll_transmit(&mut self) -> Option<Bytes> {
-        match self {
-            ClientKind::NonInvite(transaction) => transaction.poll_transmit(),
-            ClientKind::Invite(transaction) => transaction.poll_transmit(),
-        }
-    }
-
-    fn poll_event(&mut self) -> Option<Event> {
-        match self {
-            ClientKind::NonInvite(transaction) => transaction.poll_event(),
-            ClientKind::Invite(transaction) => transaction.poll_event(),
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            ClientKind::NonInvite(transaction) => transaction.poll_timeout(),
-            ClientKind::Invite(transaction) => transaction.poll_timeout(),
-        }
-    }
-
-    fn state(&self) -> crate::transaction::State {
-        match self {
-            ClientKind::NonInvite(transaction) => transaction.state(),
-            ClientKind::Invite(transaction) => transaction.state(),
-        }
-    }
-
-    fn handle_response(&mut self, now: Instant, response: Message) {
-        match self {
-            ClientKind::NonInvite(transaction) => transaction.handle_response(now, response),
-            ClientKind::Invite(transaction) => transaction.handle_response(now, response),
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            ClientKind::NonInvite(transaction) => transaction.handle_timeout(now),
-            ClientKind::Invite(transaction) => transaction.handle_timeout(now),
-        }
-    }
-
-    fn handle_transport_error(&mut self) {
-        match self {
-            ClientKind::NonInvite(transaction) => transaction.handle_transport_error(),
-            ClientKind::Invite(transaction) => transaction.handle_transport_error(),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct ClientTransaction {
-    transaction: ClientKind,
-    target: Target,
-    owner: Owner,
-    /// The method, to match responses (RFC 3261 section 17.1.3).
-    method: Method,
-    /// The request, for calls (which are told which of their requests failed).
-    request: Option<Message>,
-}
-
-#[derive(Debug)]
-enum ServerTransaction {
-    NonInvite(NonInviteServer),
-    Invite(InviteServer),
-}
-
-#[derive(Debug)]
-struct ServerEntry {
-    transaction: ServerTransaction,
-    target: Target,
-    /// The call whose request this is.
-    owner: Option<CallId>,
 }
 
 #[derive(Debug)]
@@ -267,70 +188,6 @@ struct RegistrationEntry {
     target: Target,
     /// The servers of the domain in the order to try them (RFC 3263), `target` among them.
     failover: Failover,
-}
-
-/// The servers a registration or a call may fail over to (RFC 3263 section 4.3): the next is
-/// tried when one times out, fails at the transport, or answers 503.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Failover {
-    targets: Vec<Target>,
-    /// The position of the one in use.
-    current: usize,
-    /// How many servers this attempt has moved past: each is tried once per attempt, from
-    /// the one in use round to the one before it.
-    tried: usize,
-}
-
-impl Failover {
-    /// Whether a server is left to try in this attempt.
-    pub(super) fn targets_left(&self) -> bool {
-        self.tried + 1 < self.targets.len()
-    }
-
-    /// The next server of this attempt, if any is left.
-    pub(super) fn next(&mut self) -> Option<Target> {
-        if !self.targets_left() {
-            return None;
-        }
-        self.tried += 1;
-        self.current = (self.current + 1) % self.targets.len();
-        self.targets.get(self.current).copied()
-    }
-
-    /// A server answered: the next attempt starts from it.
-    pub(super) fn settled(&mut self) {
-        self.tried = 0;
-    }
-
-    /// Every server failed: the next attempt starts from the best.
-    pub(super) fn first(&mut self) -> Option<Target> {
-        self.current = 0;
-        self.tried = 0;
-        self.targets.first().copied()
-    }
-
-    /// New targets (a new look-up): the one in use stays if it is still among them, else the
-    /// first of the new ones is used from the next request on.
-    pub(super) fn replace(&mut self, targets: Vec<Target>, in_use: Target) -> Option<Target> {
-        self.targets = targets;
-        self.tried = 0;
-        match self.targets.iter().position(|target| *target == in_use) {
-            Some(position) => {
-                self.current = position;
-                None
-            }
-            None => self.first(),
-        }
-    }
-}
-
-/// Whether a transaction's outcome is one to fail over on.
-pub(super) fn server_failed(outcome: &Event) -> bool {
-    match outcome {
-        Event::Timeout | Event::TransportError => true,
-        Event::Final(response) => response.code() == Some(503),
-        Event::Provisional(_) | Event::Ack(_) => false,
-    }
 }
 
 /// The user agent core.
@@ -460,10 +317,7 @@ impl Endpoint {
             RegistrationEntry {
                 registration,
                 target,
-                failover: Failover {
-                    targets: vec![target],
-                    ..Failover::default()
-                },
+                failover: Failover::new(vec![target]),
             },
         );
         self.pump(now, id);
@@ -562,206 +416,6 @@ impl Endpoint {
         }
         client.transaction.handle_response(now, response);
         self.drive_client(now, &branch);
-    }
-
-    fn handle_request(&mut self, now: Instant, source: Target, request: Message) {
-        if let Err(invalid) = request.validate() {
-            let status = if invalid.status == 400 {
-                "Bad Request"
-            } else {
-                "Error"
-            };
-            return self.respond_stateless(
-                source,
-                &request,
-                invalid.status,
-                &format!("{status} ({})", invalid.reason),
-            );
-        }
-        let Some(method) = request.method().cloned() else {
-            return;
-        };
-        let Some(key) = server_key(&request, &method) else {
-            return;
-        };
-        // A retransmission, or the ACK of a transaction we answered.
-        if let Some(entry) = self.servers.get_mut(&key) {
-            let mut acked = None;
-            match (&mut entry.transaction, method == Method::ACK) {
-                (ServerTransaction::Invite(invite), true) => {
-                    invite.handle_ack(now, request);
-                    while let Some(event) = invite.poll_event() {
-                        if let Event::Ack(ack) = event {
-                            acked = entry.owner.map(|owner| (owner, ack));
-                        }
-                    }
-                }
-                (ServerTransaction::Invite(invite), false) => invite.handle_retransmission(),
-                (ServerTransaction::NonInvite(transaction), _) => {
-                    transaction.handle_retransmission()
-                }
-            }
-            self.drain_server(&key);
-            // RFC 6026: an ACK for a 2xx that reuses the INVITE's branch still reaches the call.
-            if let Some((owner, ack)) = acked {
-                self.call_request(now, owner, &ack);
-            }
-            return;
-        }
-        if self.servers.len() >= self.config.max_server_transactions {
-            self.shed += 1;
-            return self.respond_overloaded(source, &request);
-        }
-        if method == Method::CANCEL {
-            return self.cancel(now, source, &request, key);
-        }
-        if request.tag(&Name::TO).is_some() {
-            return self.in_dialog(now, source, &request, &method, key);
-        }
-        if method == Method::ACK {
-            return; // An ACK for nothing we know: nothing to answer.
-        }
-        if method == Method::INVITE
-            && let Some(registration) = self.invite_target(&request)
-        {
-            return self.incoming(now, source, request, key, registration);
-        }
-        if self.for_local_domain(&request) {
-            if method == Method::REGISTER {
-                return self.local_register(now, source, &request, key);
-            }
-            if method == Method::INVITE {
-                return self.local_invite(now, source, request, key);
-            }
-        }
-        let (code, reason) = self.decide(&request, &method);
-        self.respond_new(now, source, &request, key, code, reason);
-    }
-
-    /// Answers a request in a new server transaction of its own.
-    fn respond_new(
-        &mut self,
-        now: Instant,
-        source: Target,
-        request: &Message,
-        key: ServerKey,
-        code: u16,
-        reason: &str,
-    ) {
-        let Some(method) = request.method().cloned() else {
-            return;
-        };
-        let tag = self.new_tag();
-        let mut response = request.response(code, reason, Some(&tag));
-        if code == 405 || (method == Method::OPTIONS && code == 200) {
-            response.headers.insert(Name::ALLOW, ALLOW);
-        }
-        if method == Method::OPTIONS && code == 200 {
-            response.headers.insert(Name::ACCEPT, "application/sdp");
-        }
-        self.respond_with(now, source, request, key, response);
-    }
-
-    /// Sends `response` in a new server transaction for `request`.
-    pub(super) fn respond_with(
-        &mut self,
-        now: Instant,
-        source: Target,
-        request: &Message,
-        key: ServerKey,
-        mut response: Message,
-    ) {
-        response
-            .headers
-            .insert(Name::SERVER, self.config.user_agent.clone());
-        let reliable = source.transport.reliable();
-        let mut transaction = if request.method() == Some(&Method::INVITE) {
-            ServerTransaction::Invite(InviteServer::new(request, reliable, self.config.timers))
-        } else {
-            ServerTransaction::NonInvite(NonInviteServer::new(reliable, self.config.timers))
-        };
-        match &mut transaction {
-            ServerTransaction::Invite(invite) => invite.respond(now, &response),
-            ServerTransaction::NonInvite(transaction) => transaction.respond(now, &response),
-        }
-        self.servers.insert(
-            key.clone(),
-            ServerEntry {
-                transaction,
-                target: source,
-                owner: None,
-            },
-        );
-        self.drain_server(&key);
-    }
-
-    /// The answer to a request that reached us.
-    fn decide(&self, request: &Message, method: &Method) -> (u16, &'static str) {
-        let StartLine::Request { uri, .. } = &request.start else {
-            return (400, "Bad Request");
-        };
-        if !uri.is_sip() {
-            return (416, "Unsupported URI Scheme");
-        }
-        if !KNOWN_METHODS.contains(method) {
-            return (501, "Not Implemented");
-        }
-        if self.for_local_domain(request) {
-            return match *method {
-                Method::OPTIONS => (200, "OK"),
-                _ => (405, "Method Not Allowed"),
-            };
-        }
-        let user = uri.user();
-        let live = user
-            .and_then(|user| self.contacts.get(user))
-            .and_then(|id| self.registrations.get(id))
-            .is_some_and(|entry| entry.registration.is_registered());
-        if !live {
-            return (404, "Not Found");
-        }
-        if *method == Method::OPTIONS {
-            (200, "OK")
-        } else if request.tag(&Name::TO).is_some() {
-            (481, "Call/Transaction Does Not Exist")
-        } else {
-            (405, "Method Not Allowed")
-        }
-    }
-
-    /// Answers a request outside any transaction (it is malformed), when it has what a response
-    /// needs (a Via to route it back, and the dialog headers).
-    fn respond_stateless(&mut self, source: Target, request: &Message, code: u16, reason: &str) {
-        if request.method() == Some(&Method::ACK)
-            || request.vias().map_or(true, |vias| vias.is_empty())
-        {
-            return;
-        }
-        for name in [Name::FROM, Name::TO, Name::CALL_ID, Name::CSEQ] {
-            if request.header(&name).is_none() {
-                return;
-            }
-        }
-        let tag = self.new_tag();
-        let response = request.response(code, reason, Some(&tag));
-        self.transmits.push_back(Transmit {
-            target: source,
-            bytes: Bytes::from(response.to_bytes()),
-        });
-    }
-
-    /// A stateless 503 with Retry-After: the endpoint holds as many transactions as it may.
-    fn respond_overloaded(&mut self, source: Target, request: &Message) {
-        if request.method() == Some(&Method::ACK) {
-            return;
-        }
-        let tag = self.new_tag();
-        let mut response = request.response(503, "Service Unavailable", Some(&tag));
-        response.headers.insert(Name::RETRY_AFTER, "5");
-        self.transmits.push_back(Transmit {
-            target: source,
-            bytes: Bytes::from(response.to_bytes()),
-        });
     }
 
     /// How many requests were refused because the transaction table was full.

@@ -3,6 +3,7 @@ use std::time::Duration;
 use super::*;
 use crate::auth::{Credentials, Secret, ha1};
 use crate::transport::Transport;
+use ezk_sip_types::Name;
 
 const REGISTRAR: &str = "127.0.0.1:5060";
 

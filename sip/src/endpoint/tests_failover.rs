@@ -7,6 +7,7 @@ use super::tests::{alice, endpoint, events, registration, sent};
 use super::*;
 use crate::call::{CallConfig, Outgoing};
 use crate::transport::Transport;
+use ezk_sip_types::Name;
 
 fn server(port: u16) -> Target {
     Target {
