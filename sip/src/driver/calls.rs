@@ -294,7 +294,7 @@ impl Driver {
         );
     }
 
-    /// An INVITE for a user of the local domain: a call for the local router, if there is one.
+    /// An INVITE for a user of the local domain: a call for the owner of `local_calls`, if there is one.
     pub(super) fn local_invite(
         &mut self,
         pending: &PendingInvite,

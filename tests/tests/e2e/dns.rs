@@ -44,10 +44,15 @@ async fn states_until_settled(
 
 /// Adds `alice@example.test` and asks to register it.
 async fn register_alice(client: &mut gateway_tests::Client) {
-    let account = "alice@example.test";
+    register(client, "alice", "example.test", "alicepw").await;
+}
+
+/// Adds `user@domain` with `password` and asks to register it.
+async fn register(client: &mut gateway_tests::Client, user: &str, domain: &str, password: &str) {
+    let account = format!("{user}@{domain}");
     client
         .expect_ack(json!({"sylkrtc": "account-add", "account": account,
-            "password": ha1("alice", "example.test", "alicepw")}))
+            "password": ha1(user, domain, password)}))
         .await;
     client
         .expect_ack(json!({"sylkrtc": "account-register", "account": account}))
@@ -68,13 +73,7 @@ async fn the_registrar_is_found_through_dns_srv() {
     config.sip.dns_servers = vec![dns.addr];
     let gateway = Gateway::start(config).await;
     let mut client = gateway.client().await;
-    let account = "alice@example.test";
-    client
-        .expect_ack(json!({"sylkrtc": "account-add", "account": account, "password": ha1("alice", "example.test", "alicepw")}))
-        .await;
-    client
-        .expect_ack(json!({"sylkrtc": "account-register", "account": account}))
-        .await;
+    register_alice(&mut client).await;
     for expected in [
         RegistrationState::Registering,
         RegistrationState::Registered,
@@ -93,12 +92,7 @@ async fn the_registrar_is_found_through_dns_srv() {
     blocking(move || k.wait_bindings("alice", 1, WAIT)).await;
 
     // A domain with no records fails with the reason.
-    client
-        .expect_ack(json!({"sylkrtc": "account-add", "account": "bob@nowhere.test", "password": ha1("bob", "nowhere.test", "x")}))
-        .await;
-    client
-        .expect_ack(json!({"sylkrtc": "account-register", "account": "bob@nowhere.test"}))
-        .await;
+    register(&mut client, "bob", "nowhere.test", "x").await;
     let mut states = Vec::new();
     for _ in 0..2 {
         if let ServerMessage::Event(Event::Account {
@@ -125,13 +119,7 @@ async fn a_dns_failure_at_register_is_retried_with_backoff() {
     config.sip.dns_servers = vec![dns.addr];
     let gateway = Gateway::start(config).await;
     let mut client = gateway.client().await;
-    let account = "alice@nowhere.test";
-    client
-        .expect_ack(json!({"sylkrtc": "account-add", "account": account, "password": ha1("alice", "nowhere.test", "pw")}))
-        .await;
-    client
-        .expect_ack(json!({"sylkrtc": "account-register", "account": account}))
-        .await;
+    register(&mut client, "alice", "nowhere.test", "pw").await;
     let mut states = Vec::new();
     // Registering, failed, then (after the first backoff of 30 s) registering again.
     while states.len() < 3 {
@@ -155,7 +143,9 @@ async fn a_dns_failure_at_register_is_retried_with_backoff() {
     }
     assert_eq!(states[2], RegistrationState::Registering, "retried");
     client
-        .expect_ack_amid_events(json!({"sylkrtc": "account-remove", "account": account}))
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "account-remove", "account": "alice@nowhere.test"}),
+        )
         .await;
 }
 
