@@ -348,8 +348,8 @@ pub struct SipConfig {
     #[serde(default)]
     pub outbound_proxy: String,
     /// The transport for servers that do not name one: `udp`, `tcp` or `tls`.
-    #[serde(default = "default_sip_transport")]
-    pub transport: String,
+    #[serde(default)]
+    pub transport: SipTransport,
     /// The registration expiry asked for, in seconds.
     #[serde(default = "default_register_expires")]
     pub register_expires: u32,
@@ -469,8 +469,17 @@ fn default_sip_tls_port() -> u16 {
     5061
 }
 
-fn default_sip_transport() -> String {
-    "udp".to_owned()
+/// A SIP transport, as the configuration names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SipTransport {
+    /// UDP.
+    #[default]
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
 }
 
 fn default_register_expires() -> u32 {
@@ -539,7 +548,7 @@ impl Default for SipConfig {
             tls_ca_file: None,
             advertised_address: String::new(),
             outbound_proxy: String::new(),
-            transport: default_sip_transport(),
+            transport: SipTransport::Udp,
             register_expires: default_register_expires(),
             keepalive_interval: default_keepalive(),
             t1_ms: default_t1(),
@@ -702,12 +711,6 @@ impl Config {
         let sip = &self.sip;
         if sip.tls_certificate.is_some() != sip.tls_private_key.is_some() {
             return invalid("sip.tls_certificate and sip.tls_private_key go together".into());
-        }
-        if !["udp", "tcp", "tls"].contains(&sip.transport.as_str()) {
-            return invalid(format!(
-                "sip.transport must be \"udp\" or \"tcp\", not {:?}",
-                sip.transport
-            ));
         }
         if sip.t1_ms == 0 || sip.t2_ms < sip.t1_ms || sip.t4_ms == 0 {
             return invalid("sip timers need t1_ms > 0, t2_ms >= t1_ms and t4_ms > 0".into());
@@ -882,12 +885,18 @@ mod tests {
             ("[accounts]\nsip_domains = []", "sip_domains"),
             ("[http]\nlisten = \"nowhere\"", "invalid socket address"),
             ("[websocket]\nwebsocket_ping_interval = -1", "invalid value"),
+            (
+                "[sip]\ntransport = \"sctp\"",
+                "expected one of `udp`, `tcp`, `tls`",
+            ),
         ] {
             let error = Config::from_toml(text).unwrap_err().to_string();
             assert!(error.contains(needle), "{text:?}: {error}");
         }
         let config = Config::from_toml("[websocket]\nwebsocket_ping_interval = 0").unwrap();
         assert_eq!(config.websocket.ping_interval(), None);
+        let config = Config::from_toml("[sip]\ntransport = \"tls\"").unwrap();
+        assert_eq!(config.sip.transport, SipTransport::Tls);
     }
 
     #[test]

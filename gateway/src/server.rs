@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::call::{CallServices, Media};
-use crate::config::Config;
+use crate::config::{Config, SipTransport};
 use crate::error::{Error, Result};
 use crate::http::{self, gate::Gate};
 use crate::listener;
@@ -276,10 +276,10 @@ impl Server {
 /// The SIP driver's settings from the configuration.
 pub(crate) fn sip_config(config: &Config) -> Result<DriverConfig> {
     let sip = &config.sip;
-    let first = match sip.transport.as_str() {
-        "tcp" => Transport::Tcp,
-        "tls" => Transport::Tls,
-        _ => Transport::Udp,
+    let first = match sip.transport {
+        SipTransport::Udp => Transport::Udp,
+        SipTransport::Tcp => Transport::Tcp,
+        SipTransport::Tls => Transport::Tls,
     };
     let mut transports = vec![first];
     transports.extend(
