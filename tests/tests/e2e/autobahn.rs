@@ -13,12 +13,19 @@
 //!   at a message its own protocol refuses (GStreamer's endpoint closes with 1002 at anything
 //!   but a HELLO, as its reference server does).
 //!
+//! Each case that sends its frames and gives the endpoint one second (`killAfter(1)`) before
+//! dropping the connection judges a starved client as a silent endpoint: the suite's timer can
+//! fire before the client reads a Close already on its socket (five clients and the rest of the
+//! suite share two cores in CI). A case that fails is run once more, alone, after all the
+//! others; it fails the test only if it fails again.
+//!
 //! Excluded, and why: 9.* (messages up to 16 MiB, past every endpoint's 64 KiB limit: they get
 //! 1009, which `closes.rs` tests), 7.1.6 (a 256 KiB message, the same), 12.* and 13.*
 //! (permessage-deflate, which the endpoints do not offer); for Cuttlefish the nine cases that
 //! send a text message before the bad frame (it ends the session at its first invalid JSON,
 //! with 1000, as its operator does: whether the bad frame is read first is a race).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -69,53 +76,68 @@ async fn every_websocket_endpoint_passes_the_autobahn_fuzzing_client() {
     config.gstreamer.enabled = true;
     let gateway = Gateway::start(config).await;
     let dir = gateway_tests::TempDir::new();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("autobahn/wstest.py");
     // One client per endpoint, at once: most cases wait a second for an echo that never comes.
     let mut runs = Vec::new();
     for (agent, url, protocols) in endpoints(&gateway) {
         let out = dir.path().join(agent);
+        let mut exclude_agent_cases = serde_json::Map::new();
+        if agent == "cuttlefish" {
+            exclude_agent_cases.insert(agent.to_owned(), json!(TEXT_BEFORE_VIOLATION));
+        }
         let spec = json!({
             "outdir": out,
             "servers": [{"agent": agent, "url": url, "protocols": protocols}],
             "cases": ["*"],
             "exclude-cases": ["9.*", "12.*", "13.*", "7.1.6"],
-            "exclude-agent-cases": {"cuttlefish": TEXT_BEFORE_VIOLATION},
+            "exclude-agent-cases": exclude_agent_cases,
         });
-        let spec_file = dir.path().join(format!("{agent}.json"));
-        std::fs::write(&spec_file, spec.to_string()).unwrap();
-        let child = tokio::process::Command::new(&python)
-            .arg(&script)
-            .arg(&packages)
-            .args(["-m", "fuzzingclient", "-s"])
-            .arg(&spec_file)
-            .current_dir(dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start wstest");
-        runs.push((agent, out, child));
+        runs.push((
+            agent,
+            out.clone(),
+            wstest(&python, &packages, &dir, agent, &spec),
+        ));
     }
-    let mut failures = Vec::new();
+    let mut retries = Vec::new();
     let mut judged = 0;
     for (agent, out, child) in runs {
-        let output = tokio::time::timeout(Duration::from_secs(600), child.wait_with_output())
-            .await
-            .expect("wstest finishes")
-            .expect("wstest's output");
-        assert!(
-            output.status.success(),
-            "wstest for {agent} failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let (count, mut found) = judge(agent, &out);
+        finish(agent, child).await;
+        let (count, failed) = judge(agent, &out);
         assert!(count > 200, "{agent}: only {count} cases ran");
         judged += count;
-        failures.append(&mut found);
+        if !failed.is_empty() {
+            retries.push((agent, failed));
+        }
+    }
+    // The failed cases once more, one client at a time.
+    let mut failures = Vec::new();
+    for (agent, failed) in retries {
+        let (_, url, protocols) = endpoints(&gateway)
+            .into_iter()
+            .find(|(name, _, _)| *name == agent)
+            .expect("the endpoint");
+        let out = dir.path().join(format!("{agent}-again"));
+        let cases: Vec<&String> = failed.keys().collect();
+        let spec = json!({
+            "outdir": out,
+            "servers": [{"agent": agent, "url": url, "protocols": protocols}],
+            "cases": cases,
+        });
+        let again = format!("{agent}-again");
+        finish(agent, wstest(&python, &packages, &dir, &again, &spec)).await;
+        let (count, found) = judge(agent, &out);
+        assert_eq!(count, failed.len(), "{agent}: the retried cases all ran");
+        for (case, problems) in found {
+            let first = failed[&case].join("; ");
+            for problem in problems {
+                failures.push(format!(
+                    "{agent} {case}: {problem} (the first time: {first})"
+                ));
+            }
+        }
     }
     assert!(
         failures.is_empty(),
-        "{} of {judged} cases failed:\n{}",
+        "{} of {judged} cases failed twice:\n{}",
         failures.len(),
         failures.join("\n")
     );
@@ -124,10 +146,48 @@ async fn every_websocket_endpoint_passes_the_autobahn_fuzzing_client() {
     client.expect_ack(json!({"sylkrtc": "ping"})).await;
 }
 
-/// Judges every case record of `agent` in `dir`: how many there were, and what failed.
-fn judge(agent: &str, dir: &Path) -> (usize, Vec<String>) {
+/// Starts the fuzzing client for `agent` with `spec` (written to `dir`).
+fn wstest(
+    python: &Path,
+    packages: &Path,
+    dir: &gateway_tests::TempDir,
+    name: &str,
+    spec: &Value,
+) -> tokio::process::Child {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("autobahn/wstest.py");
+    let spec_file = dir.path().join(format!("{name}.json"));
+    std::fs::write(&spec_file, spec.to_string()).unwrap();
+    tokio::process::Command::new(python)
+        .arg(&script)
+        .arg(packages)
+        .args(["-m", "fuzzingclient", "-s"])
+        .arg(&spec_file)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start wstest")
+}
+
+/// Waits for a fuzzing client, which must succeed.
+async fn finish(agent: &str, child: tokio::process::Child) {
+    let output = tokio::time::timeout(Duration::from_secs(600), child.wait_with_output())
+        .await
+        .expect("wstest finishes")
+        .expect("wstest's output");
+    assert!(
+        output.status.success(),
+        "wstest for {agent} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Judges every case record of `agent` in `dir`: how many there were, and each failed case's
+/// problems by its id.
+fn judge(agent: &str, dir: &Path) -> (usize, BTreeMap<String, Vec<String>>) {
     let mut count = 0;
-    let mut failures = Vec::new();
+    let mut failures = BTreeMap::new();
     let prefix = format!("{agent}_case_");
     for entry in std::fs::read_dir(dir).expect("the reports") {
         let path = entry.unwrap().path();
@@ -139,8 +199,10 @@ fn judge(agent: &str, dir: &Path) -> (usize, Vec<String>) {
         let text = std::fs::read_to_string(&path).unwrap();
         let record: Value = serde_json::from_str(&without_surrogates(&text))
             .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-        for problem in case_problems(&record) {
-            failures.push(format!("{agent} {}: {problem}", record["id"]));
+        let problems = case_problems(&record);
+        if !problems.is_empty() {
+            let id = record["id"].as_str().expect("the case id").to_owned();
+            failures.insert(id, problems);
         }
     }
     (count, failures)
