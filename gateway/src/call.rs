@@ -188,23 +188,34 @@ impl Call {
             (FarEnd::LocalBrowser(_), None) => {
                 return Err("500 a local browser without a local domain".to_owned());
             }
-            (FarEnd::Sip { server }, _) => {
-                let (call, events) = self.services.sip.invite(OutgoingCall {
-                    account: start.account,
-                    uri: start.uri,
-                    sdp: Bytes::from(sip_offer),
-                    headers: start.headers,
-                    call_id: call_id.clone(),
-                    server,
-                });
-                (Link::Sip(call), events)
-            }
+            // The user agent knows the local domain's phones: their bindings and flows.
+            (FarEnd::LocalPhone, _) => self.invite(start, sip_offer, &call_id, None),
+            (FarEnd::Sip { server }, _) => self.invite(start, sip_offer, &call_id, server),
         };
         self.far_end = Some(far_end);
         let machine = Machine::outgoing(std::time::Instant::now(), self.policy(), relay, call_id);
         self.machine = Some(machine);
         self.apply();
         Ok(events)
+    }
+
+    /// Sends the INVITE of an outgoing call through the SIP user agent.
+    fn invite(
+        &self,
+        start: StartCall,
+        sdp: String,
+        call_id: &str,
+        server: Option<String>,
+    ) -> (Link, CallEvents) {
+        let (call, events) = self.services.sip.invite(OutgoingCall {
+            account: start.account,
+            uri: start.uri,
+            sdp: Bytes::from(sdp),
+            headers: start.headers,
+            call_id: call_id.to_owned(),
+            server,
+        });
+        (Link::Sip(call), events)
     }
 
     /// Sets up an incoming call; false when it was refused at once.

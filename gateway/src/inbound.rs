@@ -38,7 +38,6 @@ pub(crate) async fn route(
             user,
             source,
             authenticated,
-            callee,
             invite,
             mut events,
         } = incoming;
@@ -60,7 +59,7 @@ pub(crate) async fn route(
             }
             events = watched(call, events, ended.clone());
         }
-        match crate::routing::from_phone(local, &user, callee) {
+        match crate::routing::from_phone(local, &user) {
             PhoneRoute::Echo => {
                 debug!(from = %invite.from_uri, "echo test call from SIP");
                 crate::echo::sip(services.clone(), call, *invite, events);

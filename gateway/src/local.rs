@@ -1,8 +1,12 @@
 //! The local domain: the gateway is the registrar of its users and connects their calls.
 //!
+//! * The domain's users and where they are live in one location service (the `sip` crate's
+//!   [`Location`], in memory here): one table of credentials, which the SIP registrar consults
+//!   too, and the bindings of phones and browsers.
 //! * Browser accounts of the local domain "register" here: `account-register` checks the HA1
-//!   against the configured users (any password with open registration) and records the
-//!   connection as a binding; no SIP is involved.
+//!   against the location service's users (any password with open registration) and records
+//!   the connection as a binding; no SIP is involved. Which connection's channel a binding
+//!   reaches is this gateway's own business, kept beside it.
 //! * Softphones register to the SIP listener (the `sip` crate's registrar) and call in; the
 //!   driver hands those calls to the `inbound` module, which routes them with the dial plan to a
 //!   browser binding of the callee, to the echo test, or refuses them.
@@ -16,8 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall, SipEvent, SipHandle};
-use sip::ha1;
-use sip::{CallEvent, Ending};
+use sip::{CallEvent, Credential, Ending, Location, MemoryLocation, ha1};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -34,13 +37,23 @@ pub(crate) struct BrowserBinding {
     pub(crate) owner: u64,
 }
 
+impl BrowserBinding {
+    /// Where it is, to the location service.
+    fn at(&self) -> sip::BrowserBinding {
+        sip::BrowserBinding {
+            owner: self.owner,
+            handle: self.handle,
+        }
+    }
+}
+
 /// The local domain's users and bindings, and the calls bridged between browsers.
 #[derive(Debug)]
 pub(crate) struct Local {
-    domain: String,
+    location: Arc<dyn Location>,
     open: bool,
-    users: HashMap<String, String>,
-    browsers: Mutex<HashMap<String, Vec<BrowserBinding>>>,
+    /// Where the browser bindings held by this gateway's connections are reached.
+    channels: Mutex<HashMap<sip::BrowserBinding, mpsc::UnboundedSender<SipEvent>>>,
     /// The called side's end of each bridge, until the callee's call task takes it.
     unclaimed: Mutex<HashMap<CallHandle, BridgeEnd>>,
 }
@@ -49,57 +62,81 @@ pub(crate) struct Local {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refused(pub(crate) String);
 
+/// The location service of the local domain configured in `config`, if one is.
+pub(crate) fn location(config: &LocalConfig) -> Option<Arc<dyn Location>> {
+    if config.domain.is_empty() {
+        return None;
+    }
+    let domain = config.domain.to_ascii_lowercase();
+    let users = config
+        .users
+        .iter()
+        .map(|user| {
+            let secret = match (&user.ha1, &user.password) {
+                (Some(ha1), _) => ha1.to_ascii_lowercase(),
+                (None, Some(password)) => ha1(&user.user, &domain, password),
+                (None, None) => String::new(),
+            };
+            (user.user.clone(), secret)
+        })
+        .collect();
+    Some(Arc::new(MemoryLocation::new(
+        &domain,
+        users,
+        config.open_registration,
+    )))
+}
+
 impl Local {
-    pub(crate) fn new(config: &LocalConfig) -> Option<Local> {
-        if config.domain.is_empty() {
-            return None;
-        }
-        let domain = config.domain.to_ascii_lowercase();
-        let users = config
-            .users
-            .iter()
-            .map(|user| {
-                let secret = match (&user.ha1, &user.password) {
-                    (Some(ha1), _) => ha1.to_ascii_lowercase(),
-                    (None, Some(password)) => ha1(&user.user, &domain, password),
-                    (None, None) => String::new(),
-                };
-                (user.user.clone(), secret)
-            })
-            .collect();
-        if config.open_registration {
+    /// The local domain of `location`; `open`: registration is open.
+    pub(crate) fn new(location: Arc<dyn Location>, open: bool) -> Local {
+        if open {
             warn!(
-                domain = %domain,
+                domain = %location.domain(),
                 "OPEN REGISTRATION: anyone may sign in to the local domain with any user name and \
                  password; local accounts can call only the local domain. Turn it off in [local] \
                  for anything but a demonstration."
             );
         }
-        Some(Local {
-            domain,
-            open: config.open_registration,
-            users,
-            browsers: Mutex::new(HashMap::new()),
+        Local {
+            location,
+            open,
+            channels: Mutex::new(HashMap::new()),
             unclaimed: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// The domain.
     pub(crate) fn domain(&self) -> &str {
-        &self.domain
+        self.location.domain()
     }
 
     /// Whether `host` is the local domain.
     pub(crate) fn is_local(&self, host: &str) -> bool {
-        host.split(':')
-            .next()
-            .unwrap_or(host)
-            .eq_ignore_ascii_case(&self.domain)
+        self.location.is_local(host)
     }
 
     /// Whether registration is open (local accounts may then call only the local domain).
     pub(crate) fn is_open(&self) -> bool {
         self.open
+    }
+
+    /// Whether `user` is a user of the domain.
+    pub(crate) fn knows(&self, user: &str) -> bool {
+        self.location.knows(user)
+    }
+
+    /// How many phones `user` has registered now.
+    pub(crate) fn phones(&self, user: &str) -> usize {
+        let now = std::time::Instant::now();
+        let phones = self.location.phones(user);
+        phones.iter().filter(|phone| phone.expires > now).count()
+    }
+
+    /// The location service.
+    #[cfg(test)]
+    pub(crate) fn location(&self) -> &dyn Location {
+        &*self.location
     }
 
     /// Registers a browser account of the local domain, checking its HA1.
@@ -109,46 +146,52 @@ impl Local {
         secret: &sip::Secret,
         binding: BrowserBinding,
     ) -> Result<(), Refused> {
-        if !self.open {
-            let Some(expected) = self.users.get(user) else {
+        let domain = self.location.domain();
+        match self.location.credential(user) {
+            None => {
                 return Err(Refused(format!(
-                    "404 Not Found (no user {user} in {})",
-                    self.domain
+                    "404 Not Found (no user {user} in {domain})"
                 )));
-            };
-            let given = match secret {
-                sip::Secret::Ha1(ha1) => ha1.to_ascii_lowercase(),
-                sip::Secret::Password(password) => ha1(user, &self.domain, password),
-            };
-            if given != *expected {
-                return Err(Refused("403 Forbidden (wrong password)".to_owned()));
+            }
+            Some(Credential::Any) => {}
+            Some(Credential::Ha1(expected)) => {
+                let given = match secret {
+                    sip::Secret::Ha1(ha1) => ha1.to_ascii_lowercase(),
+                    sip::Secret::Password(password) => ha1(user, domain, password),
+                };
+                if given != expected {
+                    return Err(Refused("403 Forbidden (wrong password)".to_owned()));
+                }
             }
         }
-        if let Ok(mut browsers) = self.browsers.lock() {
-            let bindings = browsers.entry(user.to_owned()).or_default();
-            bindings.retain(|b| !(b.owner == binding.owner && b.handle == binding.handle));
-            bindings.push(binding);
+        let at = binding.at();
+        if let Ok(mut channels) = self.channels.lock() {
+            channels.insert(at, binding.events);
         }
-        info!(%user, domain = %self.domain, "browser registered at the local domain");
+        self.location.add_browser(user, at);
+        info!(%user, %domain, "browser registered at the local domain");
         Ok(())
     }
 
     /// Removes a browser binding.
     pub(crate) fn unregister(&self, owner: u64, handle: u64) {
-        if let Ok(mut browsers) = self.browsers.lock() {
-            for bindings in browsers.values_mut() {
-                bindings.retain(|b| !(b.owner == owner && b.handle == handle));
-            }
-            browsers.retain(|_, bindings| !bindings.is_empty());
+        let at = sip::BrowserBinding { owner, handle };
+        self.location.remove_browser(at);
+        if let Ok(mut channels) = self.channels.lock() {
+            channels.remove(&at);
         }
     }
 
-    /// The latest browser binding of `user`.
+    /// The latest browser binding of `user` held by this gateway.
     pub(crate) fn browser(&self, user: &str) -> Option<BrowserBinding> {
-        self.browsers
-            .lock()
-            .ok()
-            .and_then(|browsers| browsers.get(user).and_then(|b| b.last().cloned()))
+        let channels = self.channels.lock().ok()?;
+        self.location.browsers(user).iter().rev().find_map(|at| {
+            channels.get(at).map(|events| BrowserBinding {
+                events: events.clone(),
+                handle: at.handle,
+                owner: at.owner,
+            })
+        })
     }
 
     /// Sets up a bridge between a calling browser and `callee`'s browser: returns the caller's

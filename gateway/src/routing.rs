@@ -1,10 +1,11 @@
 //! The dial plan: where a call goes is decided here, once, before its task starts. For the
-//! calls a browser places ([`outgoing`]), from the local domain's settings and bindings and the
-//! callee's URI; for the calls phones place to a user of the local domain ([`from_phone`]),
-//! from that user's bindings.
+//! calls a browser places ([`outgoing`]), from the local domain's settings, the callee's URI
+//! and the location service (browsers first, then phones); for the calls phones place to a
+//! user of the local domain ([`from_phone`]), from that user's bindings. A user of the domain
+//! with nowhere to take the call is unavailable (480), a name it does not have is not found
+//! (404), for browsers and phones calling alike (RFC 3261 section 21.4.18).
 
 use crate::call::{Ending, FarEnd};
-use sip::driver::LocalCallee;
 
 use crate::local::{BrowserBinding, Local};
 
@@ -38,12 +39,32 @@ pub(crate) fn outgoing(local: Option<&Local>, account_domain: &str, uri: &str) -
             "403 Forbidden (accounts of the open domain {domain} can call only {domain})"
         )));
     }
-    if to_local && let Some(callee) = local.browser(user) {
+    if !to_local {
+        return Route::Call(FarEnd::Sip {
+            server: from_local.then(|| host.to_owned()),
+        });
+    }
+    if let Some(callee) = local.browser(user) {
         return Route::Call(FarEnd::LocalBrowser(callee));
     }
-    Route::Call(FarEnd::Sip {
-        server: (from_local && !to_local).then(|| host.to_owned()),
-    })
+    if local.phones(user) > 0 {
+        return Route::Call(FarEnd::LocalPhone);
+    }
+    let (code, reason, text) = unreachable(local, user);
+    Route::Refuse(Ending::new(format!("{code} {reason} ({text})")))
+}
+
+/// Why `user` of the local domain, with no browser and no phone, cannot take a call.
+fn unreachable(local: &Local, user: &str) -> (u16, &'static str, String) {
+    if local.knows(user) {
+        (
+            480,
+            "Temporarily Unavailable",
+            format!("{user} has no device registered"),
+        )
+    } else {
+        (404, "Not Found", format!("no user {user}"))
+    }
 }
 
 /// Where a phone's call to a user of the local domain goes.
@@ -62,17 +83,16 @@ pub(crate) enum PhoneRoute {
 }
 
 /// The route of a phone's call to `user` of the local domain. With no browser of the user, a
-/// phone-to-phone call is not connected yet (403, saying so), a user of the domain with no
-/// device is unavailable (480), any other name is not found (404): the same codes as for a
+/// phone-to-phone call is not connected yet (403, saying so); otherwise 480 or 404 as for a
 /// browser calling.
-pub(crate) fn from_phone(local: &Local, user: &str, callee: LocalCallee) -> PhoneRoute {
+pub(crate) fn from_phone(local: &Local, user: &str) -> PhoneRoute {
     if user.eq_ignore_ascii_case("echo") {
         return PhoneRoute::Echo;
     }
     if let Some(binding) = local.browser(user) {
         return PhoneRoute::LocalBrowser(binding);
     }
-    let (code, reason, text) = if callee.phones > 0 {
+    let (code, reason, text) = if local.phones(user) > 0 {
         (
             403,
             "Forbidden",
@@ -80,14 +100,8 @@ pub(crate) fn from_phone(local: &Local, user: &str, callee: LocalCallee) -> Phon
                 "calls between two softphones are not connected yet ({user} has only a softphone)"
             ),
         )
-    } else if callee.known {
-        (
-            480,
-            "Temporarily Unavailable",
-            format!("{user} has no device registered"),
-        )
     } else {
-        (404, "Not Found", format!("no user {user}"))
+        unreachable(local, user)
     };
     PhoneRoute::Refuse { code, reason, text }
 }
@@ -100,30 +114,52 @@ mod tests {
     use crate::config::{LocalConfig, LocalUser};
 
     fn local(open: bool) -> Local {
-        Local::new(&LocalConfig {
+        let location = crate::local::location(&LocalConfig {
             domain: "local.test".into(),
             open_registration: open,
-            users: vec![LocalUser {
-                user: "alice".into(),
-                password: Some("pw".into()),
-                ha1: None,
-            }],
+            users: ["alice", "bob", "carol"]
+                .into_iter()
+                .map(|user| LocalUser {
+                    user: user.into(),
+                    password: Some("pw".into()),
+                    ha1: None,
+                })
+                .collect(),
             ..LocalConfig::default()
         })
-        .expect("a local domain")
+        .expect("a local domain");
+        Local::new(location, open)
+    }
+
+    /// Gives `user` a phone registered for a minute.
+    fn phone(local: &Local, user: &str) {
+        local.location().set_phones(
+            user,
+            vec![sip::Binding {
+                contact: format!("sip:{user}@127.0.0.1:5080"),
+                target: sip::Target {
+                    transport: sip::Transport::Udp,
+                    addr: "127.0.0.1:5080".parse().expect("addr"),
+                },
+                expires: std::time::Instant::now() + std::time::Duration::from_secs(60),
+                outbound: false,
+            }],
+        );
     }
 
     fn name(route: &Route) -> String {
         match route {
             Route::Echo => "echo".into(),
             Route::Call(FarEnd::LocalBrowser(binding)) => format!("browser {}", binding.handle),
+            Route::Call(FarEnd::LocalPhone) => "phone".into(),
             Route::Call(FarEnd::Sip { server }) => format!("sip {server:?}"),
             Route::Refuse(ending) => format!("refuse {}", ending.text),
         }
     }
 
-    /// Each kind of call goes one way: the echo test, a browser of the domain, SIP (to the
-    /// callee's domain for a local account calling out, else the usual server), or refused.
+    /// Each kind of call goes one way: the echo test, a browser of the domain, a phone of the
+    /// domain, SIP (to the callee's domain for a local account calling out, else the usual
+    /// server), or refused.
     #[test]
     fn every_call_has_one_route() {
         let closed = local(false);
@@ -149,9 +185,23 @@ mod tests {
             route(Some(&closed), "local.test", "sip:alice@local.test"),
             "browser 7"
         );
+        phone(&closed, "alice");
         assert_eq!(
-            route(Some(&closed), "local.test", "sip:bob@local.test"),
-            "sip None"
+            route(Some(&closed), "local.test", "sip:alice@local.test"),
+            "browser 7"
+        );
+        phone(&closed, "bob");
+        assert_eq!(
+            route(Some(&closed), "example.com", "sip:bob@local.test"),
+            "phone"
+        );
+        assert_eq!(
+            route(Some(&closed), "local.test", "sip:carol@local.test"),
+            "refuse 480 Temporarily Unavailable (carol has no device registered)"
+        );
+        assert_eq!(
+            route(Some(&closed), "local.test", "sip:zed@local.test"),
+            "refuse 404 Not Found (no user zed)"
         );
         assert_eq!(
             route(Some(&closed), "local.test", "sip:carol@example.com"),
@@ -190,22 +240,20 @@ mod tests {
         domain
             .register("alice", &sip::Secret::Password("pw".into()), binding)
             .expect("registered");
-        let route = |user: &str, known: bool, phones: usize| match from_phone(
-            &domain,
-            user,
-            LocalCallee { known, phones },
-        ) {
+        let route = |user: &str| match from_phone(&domain, user) {
             PhoneRoute::Echo => "echo".to_owned(),
             PhoneRoute::LocalBrowser(binding) => format!("browser {}", binding.handle),
             PhoneRoute::Refuse { code, text, .. } => format!("{code} {text}"),
         };
-        assert_eq!(route("Echo", false, 0), "echo");
-        assert_eq!(route("alice", true, 1), "browser 3");
+        assert_eq!(route("Echo"), "echo");
+        phone(&domain, "alice");
+        assert_eq!(route("alice"), "browser 3");
+        assert_eq!(route("bob"), "480 bob has no device registered");
+        phone(&domain, "bob");
         assert_eq!(
-            route("bob", true, 1),
+            route("bob"),
             "403 calls between two softphones are not connected yet (bob has only a softphone)"
         );
-        assert_eq!(route("bob", true, 0), "480 bob has no device registered");
-        assert_eq!(route("nobody", false, 0), "404 no user nobody");
+        assert_eq!(route("nobody"), "404 no user nobody");
     }
 }

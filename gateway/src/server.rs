@@ -91,6 +91,11 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let sip_shutdown = CancellationToken::new();
         let mut driver = sip_config(config)?;
+        let location = driver
+            .endpoint
+            .local
+            .as_ref()
+            .map(|local| local.location.clone());
         let (local_calls, local_calls_rx) = tokio::sync::mpsc::unbounded_channel();
         driver.local_calls = Some(local_calls);
         let sip = sip::driver::start(driver, sip_shutdown.clone())
@@ -139,7 +144,9 @@ impl Server {
         let calls = Arc::new(CallServices {
             sip: sip.handle.clone(),
             media,
-            local: Local::new(&config.local).map(Arc::new),
+            // The registrar's location service is the gateway's: one for the local domain.
+            local: location
+                .map(|location| Arc::new(Local::new(location, config.local.open_registration))),
             metrics: metrics.clone(),
         });
         let admission = crate::admission::Admission::new(
@@ -344,32 +351,14 @@ pub(crate) fn sip_config(config: &Config) -> Result<DriverConfig> {
 
 /// The registrar settings of the local domain, if one is configured.
 fn local_domain(config: &Config) -> Option<sip::LocalDomain> {
-    let local = &config.local;
-    if local.domain.is_empty() {
-        return None;
-    }
-    let domain = local.domain.to_ascii_lowercase();
-    let users = local
-        .users
-        .iter()
-        .map(|user| {
-            let ha1 = match (&user.ha1, &user.password) {
-                (Some(ha1), _) => ha1.to_ascii_lowercase(),
-                (None, Some(password)) => sip::ha1(&user.user, &domain, password),
-                (None, None) => String::new(),
-            };
-            (user.user.clone(), ha1)
-        })
-        .collect();
     Some(sip::LocalDomain {
-        domain,
-        users,
-        open: local.open_registration,
+        location: crate::local::location(&config.local)?,
         secret: uuid::Uuid::new_v4().simple().to_string(),
         nonce_lifetime: Duration::from_secs(300),
         max_expires: 3600,
         min_expires: 60,
-        ping_interval: (local.ping_interval > 0).then(|| Duration::from_secs(local.ping_interval)),
+        ping_interval: (config.local.ping_interval > 0)
+            .then(|| Duration::from_secs(config.local.ping_interval)),
     })
 }
 

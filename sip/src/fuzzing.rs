@@ -144,9 +144,11 @@ mod tests {
                 session_expires: Some(1800),
                 min_se: 90,
                 local: Some(LocalDomain {
-                    domain: "local.test".into(),
-                    users,
-                    open: false,
+                    location: std::sync::Arc::new(crate::location::MemoryLocation::new(
+                        "local.test",
+                        users,
+                        false,
+                    )),
                     secret: "s".into(),
                     nonce_lifetime: Duration::from_secs(300),
                     max_expires: 3600,

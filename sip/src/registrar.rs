@@ -9,6 +9,7 @@
 //! made, so that phones run their usual authentication), which only suits a demonstration.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ezk_sip_types::Name;
@@ -16,6 +17,7 @@ use ezk_sip_types::header::typed::{AuthResponse, Contact};
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
+use crate::location::{Credential, Location};
 use crate::message::{Message, header_param, list};
 use crate::transport::Target;
 use crate::transport::Transport;
@@ -24,12 +26,9 @@ pub(crate) use crate::uri::uri_user;
 /// The local domain's settings.
 #[derive(Debug, Clone)]
 pub struct LocalDomain {
-    /// The domain (`local.test`); also the digest realm.
-    pub domain: String,
-    /// Users and their HA1 (`md5(user:domain:password)`).
-    pub users: HashMap<String, String>,
-    /// Any user, any password.
-    pub open: bool,
+    /// Its location service: the domain (also the digest realm), its users' credentials, and
+    /// where the registrar keeps the phones' bindings.
+    pub location: Arc<dyn Location>,
     /// The key of the nonces' MACs (random per run).
     pub secret: String,
     /// How long a nonce may be used.
@@ -44,21 +43,7 @@ pub struct LocalDomain {
     pub ping_interval: Option<Duration>,
 }
 
-/// A registered Contact.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Binding {
-    /// The Contact URI.
-    pub contact: String,
-    /// Where its REGISTER came from: requests to it go there (NAT, connection reuse).
-    pub target: Target,
-    /// When it expires.
-    pub expires: Instant,
-    /// The phone does SIP Outbound (RFC 5626: `+sip.instance` and `reg-id`, or `;ob`): it keeps
-    /// its flow alive itself (CRLF or STUN keep-alives), so it needs no OPTIONS pings.
-    pub outbound: bool,
-    /// When it is pinged next (a phone without Outbound registered over UDP).
-    pub next_ping: Option<Instant>,
-}
+pub(crate) use crate::location::Binding;
 
 /// A binding whose OPTIONS ping is due.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,9 +86,6 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 pub(crate) struct Registrar {
     config: LocalDomain,
     epoch: Instant,
-    bindings: HashMap<String, Vec<Binding>>,
-    /// How many bindings there are, in all.
-    binding_count: usize,
     /// When expired bindings of users nobody looks up are swept next.
     next_sweep: Instant,
     /// The last nonce count seen per nonce in use, to refuse replays.
@@ -116,6 +98,10 @@ pub(crate) struct Registrar {
     /// Pings by due time (user, contact): entries are only added at `now + interval`, so the
     /// queue is in time order; an entry whose binding has moved on is skipped when it comes up.
     pings: VecDeque<(Instant, String, String)>,
+    /// When each pinged binding (user, contact) is pinged next: a queue entry due at another
+    /// time is stale. Kept here, not in the location service: pinging is this instance's
+    /// duty toward the flows it holds, and a shared location is written only on change.
+    ping_due: HashMap<(String, String), Instant>,
 }
 
 impl Registrar {
@@ -124,31 +110,29 @@ impl Registrar {
         Registrar {
             config,
             epoch: now,
-            bindings: HashMap::new(),
-            binding_count: 0,
             next_sweep: now + SWEEP_INTERVAL,
             counts: HashMap::new(),
             nonce_order: VecDeque::new(),
             serial: 0,
             pings: VecDeque::new(),
+            ping_due: HashMap::new(),
         }
     }
 
     /// The local domain.
     pub(crate) fn domain(&self) -> &str {
-        &self.config.domain
+        self.config.location.domain()
     }
 
     /// Whether `host` is the local domain.
     pub(crate) fn is_local(&self, host: &str) -> bool {
-        host.trim_end_matches('.')
-            .eq_ignore_ascii_case(&self.config.domain)
+        self.config.location.is_local(host)
     }
 
     /// Whether `user` is a user of the domain (any name is, when registration is open), so
     /// that a call to one with no binding is 480, not 404.
     pub(crate) fn knows(&self, user: &str) -> bool {
-        self.config.open || self.config.users.contains_key(user)
+        self.config.location.knows(user)
     }
 
     fn mac(&self, stamp: &str) -> String {
@@ -196,7 +180,7 @@ impl Registrar {
         let nonce = self.nonce(now);
         let mut value = format!(
             "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\"",
-            self.config.domain
+            self.domain()
         );
         if stale {
             value.push_str(", stale=true");
@@ -246,33 +230,34 @@ impl Registrar {
         {
             return Err(Refusal::Forbidden);
         }
-        if !self.config.open {
-            let Some(ha1) = self.config.users.get(user) else {
-                return Err(Refusal::Forbidden);
-            };
-            let hex = |data: String| -> String {
-                Md5::digest(data.as_bytes())
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect()
-            };
-            let ha2 = hex(format!("{method}:{}", digest.uri));
-            let expected = match &digest.qop_response {
-                Some(qop) => hex(format!(
-                    "{}:{}:{:08x}:{}:auth:{ha2}",
-                    ha1.to_ascii_lowercase(),
-                    digest.nonce,
-                    qop.nc,
-                    qop.cnonce
-                )),
-                None => hex(format!(
-                    "{}:{}:{ha2}",
-                    ha1.to_ascii_lowercase(),
-                    digest.nonce
-                )),
-            };
-            if !expected.eq_ignore_ascii_case(&digest.response) {
-                return Err(Refusal::Forbidden);
+        match self.config.location.credential(user) {
+            None => return Err(Refusal::Forbidden),
+            Some(Credential::Any) => {}
+            Some(Credential::Ha1(ha1)) => {
+                let hex = |data: String| -> String {
+                    Md5::digest(data.as_bytes())
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect()
+                };
+                let ha2 = hex(format!("{method}:{}", digest.uri));
+                let expected = match &digest.qop_response {
+                    Some(qop) => hex(format!(
+                        "{}:{}:{:08x}:{}:auth:{ha2}",
+                        ha1.to_ascii_lowercase(),
+                        digest.nonce,
+                        qop.nc,
+                        qop.cnonce
+                    )),
+                    None => hex(format!(
+                        "{}:{}:{ha2}",
+                        ha1.to_ascii_lowercase(),
+                        digest.nonce
+                    )),
+                };
+                if !expected.eq_ignore_ascii_case(&digest.response) {
+                    return Err(Refusal::Forbidden);
+                }
             }
         }
         if self
@@ -315,17 +300,29 @@ impl Registrar {
             return;
         }
         self.next_sweep = now + SWEEP_INTERVAL;
-        self.bindings.retain(|_, bindings| {
-            bindings.retain(|binding| binding.expires > now);
-            !bindings.is_empty()
-        });
-        self.binding_count = self.bindings.values().map(Vec::len).sum();
+        for user in self.config.location.phone_users() {
+            self.live_bindings(now, &user);
+        }
+    }
+
+    /// The bindings of `user` that have not expired; the expired ones are removed.
+    fn live_bindings(&self, now: Instant, user: &str) -> Vec<Binding> {
+        let bindings = self.config.location.phones(user);
+        let live: Vec<Binding> = bindings
+            .iter()
+            .filter(|binding| binding.expires > now)
+            .cloned()
+            .collect();
+        if live.len() < bindings.len() {
+            self.config.location.set_phones(user, live.clone());
+        }
+        live
     }
 
     /// How many bindings there are (expired ones not swept yet included).
     #[cfg(test)]
     pub(crate) fn binding_count(&self) -> usize {
-        self.binding_count
+        self.config.location.phone_count()
     }
 
     /// Handles a REGISTER for the local domain from `source`: the response to send.
@@ -370,8 +367,9 @@ impl Registrar {
         let mut outbound_used = false;
         let mut fresh_pings = Vec::new();
         // The user's bindings are changed on a copy, taken only if the whole REGISTER is.
-        let before = self.bindings.get(&user).map_or(0, Vec::len);
-        let mut bindings = self.bindings.get(&user).cloned().unwrap_or_default();
+        let stored = self.config.location.phones(&user);
+        let before = stored.len();
+        let mut bindings = stored.clone();
         bindings.retain(|binding| binding.expires > now);
         if raw_contacts.iter().any(|contact| contact == "*") {
             if default != 0 {
@@ -404,15 +402,12 @@ impl Registrar {
                         .ping_interval
                         .filter(|_| !outbound && source.transport == Transport::Udp)
                         .map(|interval| now + interval);
-                    if let Some(due) = next_ping {
-                        fresh_pings.push((due, uri.clone()));
-                    }
+                    fresh_pings.push((next_ping, uri.clone()));
                     bindings.push(Binding {
                         contact: uri,
                         target: source,
                         expires: now + Duration::from_secs(u64::from(granted)),
                         outbound,
-                        next_ping,
                     });
                 }
             }
@@ -424,7 +419,7 @@ impl Registrar {
                 Some(tag),
             );
         }
-        let total = self.binding_count - before + bindings.len();
+        let total = self.config.location.phone_count() - before + bindings.len();
         if bindings.len() > before && total > MAX_BINDINGS {
             let mut response = request.response(503, "Service Unavailable", Some(tag));
             response.headers.insert(Name::RETRY_AFTER, "60");
@@ -445,14 +440,21 @@ impl Registrar {
                 format!("<{}>;expires={left}", binding.contact),
             );
         }
-        self.binding_count = total;
         for (due, contact) in fresh_pings {
-            self.pings.push_back((due, user.clone(), contact));
+            let key = (user.clone(), contact);
+            match due {
+                Some(due) => {
+                    self.ping_due.insert(key.clone(), due);
+                    self.pings.push_back((due, key.0, key.1));
+                }
+                None => {
+                    self.ping_due.remove(&key);
+                }
+            }
         }
-        if bindings.is_empty() {
-            self.bindings.remove(&user);
-        } else {
-            self.bindings.insert(user, bindings);
+        // Written on change only: a shared location pays for each write.
+        if bindings != stored {
+            self.config.location.set_phones(&user, bindings);
         }
         response
     }
@@ -460,23 +462,13 @@ impl Registrar {
     /// The live bindings of `user`.
     pub(crate) fn lookup(&mut self, now: Instant, user: &str) -> Vec<Binding> {
         self.sweep(now);
-        let Some(bindings) = self.bindings.get_mut(user) else {
-            return Vec::new();
-        };
-        let before = bindings.len();
-        bindings.retain(|binding| binding.expires > now);
-        self.binding_count -= before - bindings.len();
-        let live = bindings.clone();
-        if live.is_empty() {
-            self.bindings.remove(user);
-        }
-        live
+        self.live_bindings(now, user)
     }
 
-    /// Users with at least one live binding.
+    /// Users with at least one binding.
     #[cfg(test)]
     pub(crate) fn registered_count(&self) -> usize {
-        self.bindings.len()
+        self.config.location.phone_users().len()
     }
 
     /// When the next ping may be due (possibly early: its binding may have moved on).
@@ -494,23 +486,28 @@ impl Registrar {
             let Some((at, user, contact)) = self.pings.pop_front() else {
                 break;
             };
-            let Some(binding) = self.bindings.get_mut(&user).and_then(|bindings| {
-                bindings
-                    .iter_mut()
-                    .find(|binding| binding.contact == contact && binding.next_ping == Some(at))
-            }) else {
-                continue;
-            };
-            if binding.expires <= now {
+            let key = (user, contact);
+            if self.ping_due.get(&key) != Some(&at) {
                 continue;
             }
-            binding.next_ping = Some(now + interval);
+            let target = self
+                .config
+                .location
+                .phones(&key.0)
+                .into_iter()
+                .find(|binding| binding.contact == key.1 && binding.expires > now)
+                .map(|binding| binding.target);
+            let Some(target) = target else {
+                self.ping_due.remove(&key);
+                continue;
+            };
             due.push(Ping {
-                user: user.clone(),
-                contact: contact.clone(),
-                target: binding.target,
+                user: key.0.clone(),
+                contact: key.1.clone(),
+                target,
             });
-            self.pings.push_back((now + interval, user, contact));
+            self.ping_due.insert(key.clone(), now + interval);
+            self.pings.push_back((now + interval, key.0, key.1));
         }
         due
     }
@@ -518,18 +515,17 @@ impl Registrar {
     /// A ping got no response at all (or its flow failed): the phone is gone, its binding too,
     /// unless a REGISTER since moved it to another flow. Returns whether it was removed.
     pub(crate) fn ping_failed(&mut self, ping: &Ping) -> bool {
-        let Some(bindings) = self.bindings.get_mut(&ping.user) else {
-            return false;
-        };
+        let mut bindings = self.config.location.phones(&ping.user);
         let before = bindings.len();
         bindings
             .retain(|binding| !(binding.contact == ping.contact && binding.target == ping.target));
-        let removed = before - bindings.len();
-        self.binding_count -= removed;
-        if bindings.is_empty() {
-            self.bindings.remove(&ping.user);
+        let removed = before > bindings.len();
+        if removed {
+            self.ping_due
+                .remove(&(ping.user.clone(), ping.contact.clone()));
+            self.config.location.set_phones(&ping.user, bindings);
         }
-        removed > 0
+        removed
     }
 }
 

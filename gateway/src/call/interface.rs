@@ -26,9 +26,12 @@ pub(crate) struct StartCall {
 pub(crate) enum FarEnd {
     /// A browser registered at the local domain: bridged inside the gateway.
     LocalBrowser(BrowserBinding),
+    /// A phone registered at the local domain: the SIP user agent delivers the call over the
+    /// phone's registration (its latest Contact, on the flow it registered from).
+    LocalPhone,
     /// Through the SIP user agent: to the outbound proxy or the account's own domain, or to
     /// `server` (an account of the local domain calling elsewhere: there is no registrar above
-    /// us to send it to). The user agent finds the local domain's phones itself.
+    /// us to send it to).
     Sip { server: Option<String> },
 }
 

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{Account, Driver, Input, LocalCallee, LocalIncoming, SipEvent};
+use super::{Account, Driver, Input, LocalIncoming, SipEvent};
 use crate::call::{Call, CallConfig, CallEvent, Ending, Outgoing, Warning};
 use crate::dialog::{bare_uri, without_tag};
 use crate::endpoint::{CallId, PendingInvite, RegistrationId, Target};
@@ -347,10 +347,6 @@ impl Driver {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         );
         self.calls.insert(call, CallSlot::Active(id));
-        let callee = LocalCallee {
-            known: self.endpoint.local_user_known(&user),
-            phones: self.endpoint.local_bindings(now, &user).len(),
-        };
         let (events, receiver) = mpsc::unbounded_channel();
         self.call_owners.insert(id, (call, events));
         let _ = router.send(LocalIncoming {
@@ -358,7 +354,6 @@ impl Driver {
             user,
             source: source.addr,
             authenticated,
-            callee,
             invite: Box::new(IncomingCall::from_invite(invite)),
             events: receiver,
         });

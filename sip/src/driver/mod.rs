@@ -108,15 +108,6 @@ pub struct RegistrationKey {
     pub handle: u64,
 }
 
-/// What the registrar knows of the callee of a call to the local domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalCallee {
-    /// A user of the domain (any name is, with open registration).
-    pub known: bool,
-    /// Phones registered for the user.
-    pub phones: usize,
-}
-
 /// A call's events, for its owner alone; after [`CallEvent::Terminated`] nothing more comes.
 pub type CallEvents = mpsc::UnboundedReceiver<CallEvent>;
 
@@ -157,8 +148,6 @@ pub struct LocalIncoming {
     pub source: std::net::SocketAddr,
     /// Whether the caller authenticated (a local user); callers of other domains do not.
     pub authenticated: bool,
-    /// What the registrar knows of the callee.
-    pub callee: LocalCallee,
     /// What the INVITE said.
     pub invite: Box<IncomingCall>,
     /// The call's events.

@@ -539,9 +539,11 @@ fn local_phones_are_pinged_and_unregistered_when_they_stop_answering() {
     let start = Instant::now();
     let mut config = endpoint().config.clone();
     config.local = Some(crate::registrar::LocalDomain {
-        domain: "local.test".into(),
-        users: HashMap::new(),
-        open: true,
+        location: std::sync::Arc::new(crate::location::MemoryLocation::new(
+            "local.test",
+            HashMap::new(),
+            true,
+        )),
         secret: "s".into(),
         nonce_lifetime: Duration::from_secs(300),
         max_expires: 3600,

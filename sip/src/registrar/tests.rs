@@ -13,9 +13,11 @@ fn registrar(open: bool, now: Instant) -> Registrar {
     users.insert("carol".to_owned(), ha1("carol", "local.test", "carolpw"));
     Registrar::new(
         LocalDomain {
-            domain: "local.test".into(),
-            users,
-            open,
+            location: std::sync::Arc::new(crate::location::MemoryLocation::new(
+                "local.test",
+                users,
+                open,
+            )),
             secret: "s3cret".into(),
             nonce_lifetime: Duration::from_secs(300),
             max_expires: 3600,
