@@ -275,6 +275,7 @@ impl BridgeEnd {
                 cancelled,
             }))
         };
+        // Every command is named: one a bridge cannot carry must be decided here, not dropped.
         match command {
             CallCommand::Ring if !self.caller => Some(CallEvent::Provisional {
                 code: 180,
@@ -291,6 +292,8 @@ impl BridgeEnd {
             CallCommand::Reject { code, reason, .. } if !self.caller => {
                 ended(Some(code), &format!("{code} {reason}"), false)
             }
+            // Only the called side rings, answers or refuses: the caller's machine never asks.
+            CallCommand::Ring | CallCommand::Answer { .. } | CallCommand::Reject { .. } => None,
             CallCommand::Hangup => {
                 if self.caller && !self.state.answered.load(Ordering::Relaxed) {
                     ended(Some(487), "487 Request Terminated", true)
@@ -301,7 +304,9 @@ impl BridgeEnd {
             CallCommand::Info { content_type, body } => {
                 Some(CallEvent::Info { content_type, body })
             }
-            _ => None,
+            // Answers to the other side's mid-call offers: neither side of a bridge makes one
+            // (a browser's session-update is refused before it reaches the call).
+            CallCommand::AnswerOffer(_) | CallCommand::RefuseOffer { .. } => None,
         }
     }
 }
