@@ -1,5 +1,6 @@
-//! One call's task: it ties the far end (a SIP call through the driver's handle, or a bridge to
-//! another browser), the media relay and its sockets, and the front-end's session.
+//! One call's task: it ties the far end (a SIP call through the driver's handle, a bridge to
+//! another browser, or a fork set of both ringing at once), the media relay and its sockets,
+//! and the front-end's session.
 //!
 //! The call's decisions are the sans-IO [`machine::Machine`]; this task is its I/O: the select
 //! loop over the front-end's commands, the far end's events, the machine's timers and the
@@ -24,11 +25,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span};
 
+mod fork;
 mod interface;
 mod machine;
 mod services;
 use crate::local::BridgeEnd;
 use crate::metrics::Gauge;
+use fork::Fork;
 pub(crate) use interface::{CallUpdate, Caller, Command, Ending, FarEnd, Incoming, StartCall};
 pub(crate) use services::{CallServices, Media};
 
@@ -73,20 +76,48 @@ pub(crate) fn incoming(
         let session = incoming.session.clone();
         let mut call = Call::new(services, session, reports);
         if call.start_incoming(incoming) {
-            call.run(commands_rx, events).await;
+            call.run(commands_rx, vec![events]).await;
         }
     };
     tokio::spawn(task.instrument(span));
     CallTask { commands }
 }
 
-/// How the call task reaches its far end.
+/// How the call task reaches one branch of its far end.
 #[derive(Debug)]
-enum Link {
+enum Leg {
     /// A SIP call, through the driver.
     Sip(CallHandle),
     /// Another browser of the local domain, through the bridge's end this side holds.
     Bridge(BridgeEnd),
+}
+
+/// The far end: its branches (one, but for a call to a user of the local domain who takes
+/// calls in several places) and the fork set's state, which makes them one far end to the
+/// machine.
+#[derive(Debug)]
+struct FarEnds {
+    legs: Vec<Leg>,
+    fork: Fork,
+}
+
+impl FarEnds {
+    fn one(leg: Leg) -> FarEnds {
+        FarEnds {
+            legs: vec![leg],
+            fork: Fork::new(1),
+        }
+    }
+
+    /// Sends the fork's commands to their branches.
+    fn flush(&mut self, sip: &sip::driver::SipHandle) {
+        while let Some((branch, command)) = self.fork.poll_command() {
+            match &self.legs[branch] {
+                Leg::Sip(call) => sip.call(*call, command),
+                Leg::Bridge(end) => end.command(command),
+            }
+        }
+    }
 }
 
 /// The task's side of a call: the machine and the I/O around it.
@@ -96,7 +127,7 @@ struct Call {
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
     /// The call's decisions, once its relay exists.
     machine: Option<Machine>,
-    far_end: Option<Link>,
+    far_end: Option<FarEnds>,
     /// The call's media I/O: its SIP leg's ports, its claim on the browser port.
     media: Option<MediaSession>,
     _gauges: Vec<Gauge>,
@@ -162,8 +193,12 @@ impl Call {
         })
     }
 
-    /// Places the call; the far end's events.
-    fn start_outgoing(&mut self, start: StartCall, far_end: FarEnd) -> Result<CallEvents, String> {
+    /// Places the call; the events of each branch of the far end.
+    fn start_outgoing(
+        &mut self,
+        start: StartCall,
+        far_end: FarEnd,
+    ) -> Result<Vec<CallEvents>, String> {
         let config = self.relay_config()?;
         let (relay, sip_offer) = Relay::outgoing(std::time::Instant::now(), config, &start.sdp)
             .map_err(|error| match error {
@@ -172,50 +207,79 @@ impl Call {
             })?;
         let call_id = uuid::Uuid::new_v4().simple().to_string();
         info!(uri = %start.uri, %call_id, "calling");
-        let (far_end, events) = match (far_end, self.services.local.as_ref()) {
-            (FarEnd::LocalBrowser(callee), Some(local)) => {
-                info!("calling a browser of the local domain");
-                let invite = IncomingCall {
-                    from_uri: format!("sip:{}@{}", start.account.user, start.account.domain),
-                    display_name: start.account.display_name.clone(),
-                    call_id: call_id.clone(),
-                    sdp: Bytes::from(sip_offer),
-                    headers: start.headers,
-                };
-                let (end, events) = local.bridge(&self.services.sip, &callee, invite);
-                (Link::Bridge(end), events)
+        let mut legs = Vec::new();
+        let mut events = Vec::new();
+        match (far_end, self.services.local.as_ref()) {
+            (FarEnd::Local { browsers, phones }, Some(local)) => {
+                info!(
+                    browsers = browsers.len(),
+                    phones = phones.len(),
+                    "calling a user of the local domain"
+                );
+                for callee in &browsers {
+                    let invite = IncomingCall {
+                        from_uri: format!("sip:{}@{}", start.account.user, start.account.domain),
+                        display_name: start.account.display_name.clone(),
+                        call_id: call_id.clone(),
+                        sdp: Bytes::from(sip_offer.clone()),
+                        headers: start.headers.clone(),
+                    };
+                    let (end, branch) = local.bridge(&self.services.sip, callee, invite);
+                    legs.push(Leg::Bridge(end));
+                    events.push(branch);
+                }
+                // The user agent knows the phones' flows; each branch has a Call-ID of its own.
+                for (n, phone) in phones.into_iter().enumerate() {
+                    let branch_id = match n {
+                        0 => call_id.clone(),
+                        n => format!("{call_id}-{n}"),
+                    };
+                    let (leg, branch) =
+                        self.invite(&start, &sip_offer, branch_id, None, Some(phone));
+                    legs.push(leg);
+                    events.push(branch);
+                }
             }
-            (FarEnd::LocalBrowser(_), None) => {
-                return Err("500 a local browser without a local domain".to_owned());
+            (FarEnd::Local { .. }, None) => {
+                return Err("500 a local user without a local domain".to_owned());
             }
-            // The user agent knows the local domain's phones: their bindings and flows.
-            (FarEnd::LocalPhone, _) => self.invite(start, sip_offer, &call_id, None),
-            (FarEnd::Sip { server }, _) => self.invite(start, sip_offer, &call_id, server),
-        };
-        self.far_end = Some(far_end);
+            (FarEnd::Sip { server }, _) => {
+                let (leg, branch) = self.invite(&start, &sip_offer, call_id.clone(), server, None);
+                legs.push(leg);
+                events.push(branch);
+            }
+        }
+        if legs.is_empty() {
+            return Err("480 Temporarily Unavailable (nowhere to ring)".to_owned());
+        }
+        let fork = Fork::new(legs.len());
+        self.far_end = Some(FarEnds { legs, fork });
         let machine = Machine::outgoing(std::time::Instant::now(), self.policy(), relay, call_id);
         self.machine = Some(machine);
         self.apply();
         Ok(events)
     }
 
-    /// Sends the INVITE of an outgoing call through the SIP user agent.
+    /// Sends the INVITE of an outgoing call (or of one of its branches) through the SIP user
+    /// agent.
     fn invite(
         &self,
-        start: StartCall,
-        sdp: String,
-        call_id: &str,
+        start: &StartCall,
+        sdp: &str,
+        call_id: String,
         server: Option<String>,
-    ) -> (Link, CallEvents) {
+        binding: Option<sip::Binding>,
+    ) -> (Leg, CallEvents) {
         let (call, events) = self.services.sip.invite(OutgoingCall {
-            account: start.account,
-            uri: start.uri,
-            sdp: Bytes::from(sdp),
-            headers: start.headers,
-            call_id: call_id.to_owned(),
+            account: start.account.clone(),
+            uri: start.uri.clone(),
+            sdp: Bytes::from(sdp.to_owned()),
+            headers: start.headers.clone(),
+            call_id,
             server,
+            binding,
         });
-        (Link::Sip(call), events)
+        (Leg::Sip(call), events)
     }
 
     /// Sets up an incoming call; false when it was refused at once.
@@ -227,10 +291,10 @@ impl Call {
             .local
             .as_ref()
             .and_then(|local| local.take_bridge(incoming.call));
-        self.far_end = Some(match bridged {
-            Some(end) => Link::Bridge(end),
-            None => Link::Sip(incoming.call),
-        });
+        self.far_end = Some(FarEnds::one(match bridged {
+            Some(end) => Leg::Bridge(end),
+            None => Leg::Sip(incoming.call),
+        }));
         let caller = Caller {
             uri: invite.from_uri.trim_start_matches("sip:").to_owned(),
             display_name: invite.display_name.clone(),
@@ -292,20 +356,26 @@ impl Call {
         true
     }
 
-    /// A command for the far end: through a bridge to another browser, or to SIP.
-    fn send_far_end(&self, command: CallCommand) {
-        match &self.far_end {
-            Some(Link::Sip(call)) => self.services.sip.call(*call, command),
-            Some(Link::Bridge(end)) => end.command(command),
-            None => {}
-        }
+    /// A command for the far end, to the branches it concerns (through a bridge to another
+    /// browser, or to SIP); what it means at once when no branch can take it.
+    fn send_far_end(&mut self, command: CallCommand) -> Option<sip::CallEvent> {
+        let far_end = self.far_end.as_mut()?;
+        let answer = far_end.fork.command(command);
+        far_end.flush(&self.services.sip);
+        answer
     }
 
     /// Carries out what the machine decided.
     fn apply(&mut self) {
         while let Some(output) = self.machine.as_mut().and_then(Machine::poll_output) {
             match output {
-                Output::FarEnd(command) => self.send_far_end(command),
+                Output::FarEnd(command) => {
+                    if let Some(event) = self.send_far_end(command)
+                        && let Some(machine) = &mut self.machine
+                    {
+                        machine.handle_far_end(std::time::Instant::now(), event);
+                    }
+                }
                 Output::Update(update) => self.update(update),
                 Output::ClaimBrowserPort(ufrag) => {
                     if let Some(media) = &mut self.media {
@@ -323,13 +393,18 @@ impl Call {
     async fn run(
         &mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
-        mut far_end: CallEvents,
+        events: Vec<CallEvents>,
     ) {
+        let mut branches: Vec<Option<CallEvents>> = events.into_iter().map(Some).collect();
         self.drain();
         while !self.is_over() {
             // The media session stays in the call (the machine may claim the browser port at
             // any time); the select borrows it and the machine side by side.
-            let (Some(machine), Some(media)) = (self.machine.as_mut(), self.media.as_mut()) else {
+            let (Some(machine), Some(media), Some(far_end)) = (
+                self.machine.as_mut(),
+                self.media.as_mut(),
+                self.far_end.as_mut(),
+            ) else {
                 break;
             };
             let call_deadline = machine.poll_timeout().map(Instant::from_std);
@@ -342,10 +417,19 @@ impl Call {
                     // The front-end is gone: so is the call.
                     None => machine.front_end_gone(),
                 },
-                event = far_end.recv() => match event {
-                    Some(event) => machine.handle_far_end(std::time::Instant::now(), event),
-                    None => machine.far_end_gone(),
-                },
+                (branch, event) = next_event(&mut branches) => {
+                    let heard = match event {
+                        Some(event) => far_end.fork.event(branch, event),
+                        None => {
+                            branches[branch] = None;
+                            far_end.fork.gone(branch, gone())
+                        }
+                    };
+                    far_end.flush(&self.services.sip);
+                    if let Some(event) = heard {
+                        machine.handle_far_end(std::time::Instant::now(), event);
+                    }
+                }
                 () = sleep_until(call_deadline) => machine.handle_timeout(std::time::Instant::now()),
             }
             self.drain();
@@ -376,6 +460,31 @@ impl Drop for Call {
         if let Some(command) = self.machine.as_mut().and_then(Machine::abandon) {
             self.send_far_end(command);
         }
+    }
+}
+
+/// The next event of any branch still heard, with the branch's number; `None` when that
+/// branch's channel closed (its sender, the driver or the bridge's other side, is gone).
+async fn next_event(branches: &mut [Option<CallEvents>]) -> (usize, Option<sip::CallEvent>) {
+    std::future::poll_fn(|context| {
+        for (branch, events) in branches.iter_mut().enumerate() {
+            if let Some(events) = events
+                && let std::task::Poll::Ready(event) = events.poll_recv(context)
+            {
+                return std::task::Poll::Ready((branch, event));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// How a branch whose channel closed without a final word ended.
+fn gone() -> sip::Ending {
+    sip::Ending {
+        code: Some(500),
+        reason: "500 the SIP user agent stopped".to_owned(),
+        cancelled: false,
     }
 }
 

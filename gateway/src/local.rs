@@ -126,11 +126,12 @@ impl Local {
         self.location.knows(user)
     }
 
-    /// How many phones `user` has registered now.
-    pub(crate) fn phones(&self, user: &str) -> usize {
+    /// The phones `user` has registered now.
+    pub(crate) fn phone_bindings(&self, user: &str) -> Vec<sip::Binding> {
         let now = std::time::Instant::now();
-        let phones = self.location.phones(user);
-        phones.iter().filter(|phone| phone.expires > now).count()
+        let mut phones = self.location.phones(user);
+        phones.retain(|phone| phone.expires > now);
+        phones
     }
 
     /// The location service.
@@ -182,16 +183,27 @@ impl Local {
         }
     }
 
+    /// The browser bindings of `user` held by this gateway, oldest first.
+    pub(crate) fn browsers(&self, user: &str) -> Vec<BrowserBinding> {
+        let Ok(channels) = self.channels.lock() else {
+            return Vec::new();
+        };
+        self.location
+            .browsers(user)
+            .iter()
+            .filter_map(|at| {
+                channels.get(at).map(|events| BrowserBinding {
+                    events: events.clone(),
+                    handle: at.handle,
+                    owner: at.owner,
+                })
+            })
+            .collect()
+    }
+
     /// The latest browser binding of `user` held by this gateway.
     pub(crate) fn browser(&self, user: &str) -> Option<BrowserBinding> {
-        let channels = self.channels.lock().ok()?;
-        self.location.browsers(user).iter().rev().find_map(|at| {
-            channels.get(at).map(|events| BrowserBinding {
-                events: events.clone(),
-                handle: at.handle,
-                owner: at.owner,
-            })
-        })
+        self.browsers(user).pop()
     }
 
     /// Sets up a bridge between a calling browser and `callee`'s browser: returns the caller's
@@ -301,6 +313,11 @@ impl BridgeEnd {
                     ended(None, "remote hangup", false)
                 }
             }
+            // Another branch of the caller's fork answered: no missed call here.
+            CallCommand::CompletedElsewhere if !self.state.answered.load(Ordering::Relaxed) => {
+                ended(None, "call completed elsewhere", false)
+            }
+            CallCommand::CompletedElsewhere => ended(None, "remote hangup", false),
             CallCommand::Info { content_type, body } => {
                 Some(CallEvent::Info { content_type, body })
             }

@@ -1,7 +1,8 @@
 //! The dial plan: where a call goes is decided here, once, before its task starts. For the
 //! calls a browser places ([`outgoing`]), from the local domain's settings, the callee's URI
-//! and the location service (browsers first, then phones); for the calls phones place to a
-//! user of the local domain ([`from_phone`]), from that user's bindings. A user of the domain
+//! and the location service (every browser and phone of the callee, rung at once); for the
+//! calls phones place to a user of the local domain ([`from_phone`]), from that user's
+//! bindings. A user of the domain
 //! with nowhere to take the call is unavailable (480), a name it does not have is not found
 //! (404), for browsers and phones calling alike (RFC 3261 section 21.4.18).
 
@@ -44,11 +45,10 @@ pub(crate) fn outgoing(local: Option<&Local>, account_domain: &str, uri: &str) -
             server: from_local.then(|| host.to_owned()),
         });
     }
-    if let Some(callee) = local.browser(user) {
-        return Route::Call(FarEnd::LocalBrowser(callee));
-    }
-    if local.phones(user) > 0 {
-        return Route::Call(FarEnd::LocalPhone);
+    let browsers = local.browsers(user);
+    let phones = local.phone_bindings(user);
+    if !browsers.is_empty() || !phones.is_empty() {
+        return Route::Call(FarEnd::Local { browsers, phones });
     }
     let (code, reason, text) = unreachable(local, user);
     Route::Refuse(Ending::new(format!("{code} {reason} ({text})")))
@@ -92,7 +92,7 @@ pub(crate) fn from_phone(local: &Local, user: &str) -> PhoneRoute {
     if let Some(binding) = local.browser(user) {
         return PhoneRoute::LocalBrowser(binding);
     }
-    let (code, reason, text) = if local.phones(user) > 0 {
+    let (code, reason, text) = if !local.phone_bindings(user).is_empty() {
         (
             403,
             "Forbidden",
@@ -150,15 +150,17 @@ mod tests {
     fn name(route: &Route) -> String {
         match route {
             Route::Echo => "echo".into(),
-            Route::Call(FarEnd::LocalBrowser(binding)) => format!("browser {}", binding.handle),
-            Route::Call(FarEnd::LocalPhone) => "phone".into(),
+            Route::Call(FarEnd::Local { browsers, phones }) => {
+                let handles: Vec<u64> = browsers.iter().map(|binding| binding.handle).collect();
+                format!("local browsers {handles:?} phones {}", phones.len())
+            }
             Route::Call(FarEnd::Sip { server }) => format!("sip {server:?}"),
             Route::Refuse(ending) => format!("refuse {}", ending.text),
         }
     }
 
-    /// Each kind of call goes one way: the echo test, a browser of the domain, a phone of the
-    /// domain, SIP (to the callee's domain for a local account calling out, else the usual
+    /// Each kind of call goes one way: the echo test, every browser and phone of a user of the
+    /// domain at once, SIP (to the callee's domain for a local account calling out, else the usual
     /// server), or refused.
     #[test]
     fn every_call_has_one_route() {
@@ -183,17 +185,30 @@ mod tests {
         );
         assert_eq!(
             route(Some(&closed), "local.test", "sip:alice@local.test"),
-            "browser 7"
+            "local browsers [7] phones 0"
         );
         phone(&closed, "alice");
         assert_eq!(
             route(Some(&closed), "local.test", "sip:alice@local.test"),
-            "browser 7"
+            "local browsers [7] phones 1"
+        );
+        let (events, _keep) = mpsc::unbounded_channel();
+        let second = BrowserBinding {
+            events,
+            handle: 8,
+            owner: 2,
+        };
+        closed
+            .register("alice", &sip::Secret::Password("pw".into()), second)
+            .expect("registered");
+        assert_eq!(
+            route(Some(&closed), "local.test", "sip:alice@local.test"),
+            "local browsers [7, 8] phones 1"
         );
         phone(&closed, "bob");
         assert_eq!(
             route(Some(&closed), "example.com", "sip:bob@local.test"),
-            "phone"
+            "local browsers [] phones 1"
         );
         assert_eq!(
             route(Some(&closed), "local.test", "sip:carol@local.test"),

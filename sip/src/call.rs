@@ -56,6 +56,9 @@ mod tests;
 pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK";
 /// The extensions we support.
 const SUPPORTED: &str = "100rel, timer";
+/// The `Reason` of a CANCEL sent because another branch of a fork answered (RFC 3326; the
+/// wording is the one phones know from forking proxies).
+const COMPLETED_ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
 
 /// What a call needs to know about us.
 #[derive(Debug, Clone)]
@@ -308,6 +311,8 @@ pub struct Call {
     /// Outgoing: a hang-up came before any provisional response.
     cancel_pending: bool,
     cancel_sent: bool,
+    /// The CANCEL's `Reason` (RFC 3326), when there is one to give.
+    cancel_reason: Option<&'static str>,
     /// Outgoing: a 3xx waiting for its owner's decision (its status code and line).
     redirect: Option<(u16, String)>,
     /// Outgoing: the Request-URIs our INVITE has been sent to, the first included.
@@ -423,6 +428,7 @@ impl Call {
             reliable_required: false,
             cancel_pending: false,
             cancel_sent: false,
+            cancel_reason: None,
             redirect: None,
             visited: Vec::new(),
             early: HashMap::new(),
@@ -534,6 +540,14 @@ impl Call {
     /// terminated at once; the call lingers until its CANCEL or BYE completes.
     pub fn hangup(&mut self, now: Instant) {
         self.hangup_with(now, None, "local hangup".to_owned());
+    }
+
+    /// Hangs up a call another branch of the same fork answered: its CANCEL says so
+    /// (`Reason: SIP;cause=200`, RFC 3326), so the phone shows no missed call. A branch that
+    /// answered meanwhile gets a BYE, as with [`Call::hangup`].
+    pub fn completed_elsewhere(&mut self, now: Instant) {
+        self.cancel_reason = Some(COMPLETED_ELSEWHERE);
+        self.hangup_with(now, None, "call completed elsewhere".to_owned());
     }
 
     fn hangup_with(&mut self, now: Instant, code: Option<u16>, reason: String) {

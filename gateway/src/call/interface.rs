@@ -24,11 +24,14 @@ pub(crate) struct StartCall {
 /// Where an outgoing call goes, as the dial plan (the `routing` module) decided.
 #[derive(Debug)]
 pub(crate) enum FarEnd {
-    /// A browser registered at the local domain: bridged inside the gateway.
-    LocalBrowser(BrowserBinding),
-    /// A phone registered at the local domain: the SIP user agent delivers the call over the
-    /// phone's registration (its latest Contact, on the flow it registered from).
-    LocalPhone,
+    /// A user of the local domain, rung in every place they take calls at once (a fork set):
+    /// their browsers, each bridged inside the gateway, and their phones, each through the
+    /// SIP user agent over that phone's registration (its Contact, on the flow it registered
+    /// from). At least one place.
+    Local {
+        browsers: Vec<BrowserBinding>,
+        phones: Vec<sip::Binding>,
+    },
     /// Through the SIP user agent: to the outbound proxy or the account's own domain, or to
     /// `server` (an account of the local domain calling elsewhere: there is no registrar above
     /// us to send it to).

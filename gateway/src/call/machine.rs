@@ -214,11 +214,6 @@ impl Machine {
         self.hang_up("the client disconnected");
     }
 
-    /// The far end's events stopped for good (the SIP user agent stopped).
-    pub(crate) fn far_end_gone(&mut self) {
-        self.finish("500 the SIP user agent stopped");
-    }
-
     fn answer(&mut self, now: Instant, sdp: &str, headers: Vec<(String, String)>) {
         if self.phase != Phase::Ringing {
             return;

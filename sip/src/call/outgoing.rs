@@ -148,6 +148,9 @@ impl Call {
         }
         let number = invite.cseq().map(|cseq| cseq.cseq).unwrap_or(self.cseq);
         headers.insert(Name::CSEQ, format!("{number} CANCEL"));
+        if let Some(reason) = self.cancel_reason {
+            headers.insert(Name::from("Reason".to_owned()), reason);
+        }
         let StartLine::Request { uri, .. } = &invite.start else {
             return;
         };

@@ -32,6 +32,9 @@ pub struct OutgoingCall {
     pub call_id: String,
     /// The server to send the INVITE to instead of the account's (a callee's domain).
     pub server: Option<String>,
+    /// For a phone of the local domain: the binding to call (one branch of a fork) rather
+    /// than the user's latest. Called only while it is still registered.
+    pub binding: Option<crate::Binding>,
 }
 
 /// An INVITE that reached a registration, as its owner sees it.
@@ -92,6 +95,9 @@ fn display_name(text: &str) -> Option<String> {
 pub enum CallCommand {
     /// End it (CANCEL, BYE, or 480 for an incoming call not answered).
     Hangup,
+    /// End an outgoing call that another branch of its fork answered: a CANCEL saying so
+    /// (RFC 3326 `Reason`), or a BYE if it answered meanwhile.
+    CompletedElsewhere,
     /// Send 180 Ringing (incoming).
     Ring,
     /// Answer with 200 OK (incoming).
@@ -257,7 +263,8 @@ impl Driver {
             .flatten()
     }
 
-    /// A call to a phone registered at our local domain: to its latest Contact, directly.
+    /// A call to a phone registered at our local domain: to the binding asked for, or its
+    /// latest Contact, directly.
     fn call_local(
         &mut self,
         call: CallHandle,
@@ -266,7 +273,14 @@ impl Driver {
         user: &str,
     ) {
         let now = Instant::now().into_std();
-        let Some(binding) = self.endpoint.local_bindings(now, user).pop() else {
+        let mut bindings = self.endpoint.local_bindings(now, user);
+        let chosen = match &outgoing.binding {
+            Some(wanted) => bindings.into_iter().find(|binding| {
+                binding.contact == wanted.contact && binding.target == wanted.target
+            }),
+            None => bindings.pop(),
+        };
+        let Some(binding) = chosen else {
             // RFC 3261 section 21.4.18: a user of the domain with no device is unavailable
             // (480); a name the domain does not have is not found (404).
             let (code, reason) = if self.endpoint.local_user_known(user) {
@@ -364,8 +378,10 @@ impl Driver {
         let id = match self.calls.get(&call) {
             Some(CallSlot::Active(id)) => *id,
             Some(CallSlot::Resolving { .. }) => {
-                if let (Some(CallSlot::Resolving { events, .. }), CallCommand::Hangup) =
-                    (self.calls.remove(&call), command)
+                if let (
+                    Some(CallSlot::Resolving { events, .. }),
+                    CallCommand::Hangup | CallCommand::CompletedElsewhere,
+                ) = (self.calls.remove(&call), command)
                 {
                     let _ = events.send(CallEvent::Terminated(Ending {
                         code: None,
@@ -379,6 +395,7 @@ impl Driver {
         };
         self.endpoint.with_call(now, id, |sip| match command {
             CallCommand::Hangup => sip.hangup(now),
+            CallCommand::CompletedElsewhere => sip.completed_elsewhere(now),
             CallCommand::Ring => sip.ring(now),
             CallCommand::Answer { sdp, headers } => sip.answer(now, sdp, &headers),
             CallCommand::Reject {
