@@ -313,11 +313,12 @@ impl BridgeEnd {
                     ended(None, "remote hangup", false)
                 }
             }
-            // Another branch of the caller's fork answered: no missed call here.
-            CallCommand::CompletedElsewhere if !self.state.answered.load(Ordering::Relaxed) => {
-                ended(None, "call completed elsewhere", false)
+            // Another branch of the caller's fork answered: no missed call here, in the words
+            // of a SIP CANCEL that says so.
+            CallCommand::AnsweredElsewhere if !self.state.answered.load(Ordering::Relaxed) => {
+                ended(Some(487), "answered elsewhere", false)
             }
-            CallCommand::CompletedElsewhere => ended(None, "remote hangup", false),
+            CallCommand::AnsweredElsewhere => ended(None, "remote hangup", false),
             CallCommand::Info { content_type, body } => {
                 Some(CallEvent::Info { content_type, body })
             }

@@ -545,9 +545,9 @@ impl Call {
     /// Hangs up a call another branch of the same fork answered: its CANCEL says so
     /// (`Reason: SIP;cause=200`, RFC 3326), so the phone shows no missed call. A branch that
     /// answered meanwhile gets a BYE, as with [`Call::hangup`].
-    pub fn completed_elsewhere(&mut self, now: Instant) {
+    pub fn hangup_answered_elsewhere(&mut self, now: Instant) {
         self.cancel_reason = Some(COMPLETED_ELSEWHERE);
-        self.hangup_with(now, None, "call completed elsewhere".to_owned());
+        self.hangup_with(now, None, "answered elsewhere".to_owned());
     }
 
     fn hangup_with(&mut self, now: Instant, code: Option<u16>, reason: String) {

@@ -85,6 +85,16 @@ impl Baresip {
 
     /// Starts baresip with one account line (baresip's `accounts` syntax), playing `tone` Hz.
     pub fn start_account(account: &str, tone: f64) -> Baresip {
+        Baresip::launch(account, tone, false)
+    }
+
+    /// As [`Baresip::start_account`], printing every SIP message it sends and receives to its
+    /// log (`-s`), for tests that look at a header.
+    pub fn start_account_traced(account: &str, tone: f64) -> Baresip {
+        Baresip::launch(account, tone, true)
+    }
+
+    fn launch(account: &str, tone: f64, trace: bool) -> Baresip {
         let binary = require("baresip", "baresip-core");
         let dir = TempDir::new();
         let sip_port = free_pair();
@@ -106,6 +116,7 @@ impl Baresip {
         std::fs::write(dir.path().join("config"), config).expect("write the config");
         std::fs::write(dir.path().join("accounts"), account).expect("write the account");
         let mut child = Command::new(binary)
+            .args(trace.then_some("-s"))
             .arg("-f")
             .arg(dir.path())
             .stdin(Stdio::null())

@@ -1,6 +1,6 @@
 //! The called side of a call as a fork set, sans-IO: a call to a user of the local domain rings
 //! every browser and phone where the user takes calls at once. The first to answer wins and the
-//! others are told the call was completed elsewhere (a CANCEL with `Reason: SIP;cause=200` for a
+//! others are told it was answered elsewhere (a CANCEL with `Reason: SIP;cause=200` for a
 //! phone, so neither shows a missed call); early media comes from one branch; when every branch
 //! fails, the caller hears the best of their final responses (RFC 3261 section 16.7: a 6xx ends
 //! the whole fork at once, otherwise the lowest class wins, the first received within it).
@@ -87,7 +87,7 @@ impl Fork {
             // A hang-up, and what only a called side says (which a call's own machine does
             // not send to its far end): to the answered branch, or to every branch still on.
             CallCommand::Hangup
-            | CallCommand::CompletedElsewhere
+            | CallCommand::AnsweredElsewhere
             | CallCommand::Ring
             | CallCommand::Answer { .. }
             | CallCommand::Reject { .. } => match self.winner {
@@ -116,7 +116,7 @@ impl Fork {
         }
         if self.winner.is_some_and(|winner| winner != branch) {
             // A branch that answered too late is hung up by its own side (it was told the
-            // call was completed elsewhere); nothing of it reaches the caller.
+            // call was answered elsewhere); nothing of it reaches the caller.
             return None;
         }
         match event {
@@ -149,7 +149,7 @@ impl Fork {
                 self.winner = Some(branch);
                 let others: Vec<usize> = self.live().filter(|other| *other != branch).collect();
                 for other in others {
-                    self.out.push_back((other, CallCommand::CompletedElsewhere));
+                    self.out.push_back((other, CallCommand::AnsweredElsewhere));
                 }
                 Some(CallEvent::Answered { sdp })
             }

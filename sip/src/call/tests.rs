@@ -278,6 +278,30 @@ fn hangup_before_any_provisional_waits_then_cancels() {
     assert!(events(&mut call).is_empty());
 }
 
+/// A branch of a fork another branch answered: its CANCEL says so (RFC 3326), and a plain
+/// hang-up's does not.
+#[test]
+fn a_cancel_for_a_call_answered_elsewhere_gives_the_reason() {
+    let now = Instant::now();
+    let mut call = outgoing(now);
+    let invite = only_request(&mut call);
+    call.handle_response(now, &reply(&invite, 180, Some("t"), &[], false));
+    call.hangup_answered_elsewhere(now);
+    let cancel = only_request(&mut call);
+    assert_eq!(method(&cancel), "CANCEL");
+    assert_eq!(
+        cancel.header(&Name::from("Reason".to_owned())),
+        Some("SIP;cause=200;text=\"Call completed elsewhere\"")
+    );
+    assert!(answered_elsewhere(&cancel), "our own reading of it agrees");
+    let mut plain = outgoing(now);
+    let invite = only_request(&mut plain);
+    plain.handle_response(now, &reply(&invite, 180, Some("t"), &[], false));
+    plain.hangup(now);
+    let cancel = only_request(&mut plain);
+    assert_eq!(cancel.header(&Name::from("Reason".to_owned())), None);
+}
+
 #[test]
 fn a_2xx_crossing_our_cancel_is_acked_then_ended() {
     let now = Instant::now();

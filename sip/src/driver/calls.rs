@@ -97,7 +97,7 @@ pub enum CallCommand {
     Hangup,
     /// End an outgoing call that another branch of its fork answered: a CANCEL saying so
     /// (RFC 3326 `Reason`), or a BYE if it answered meanwhile.
-    CompletedElsewhere,
+    AnsweredElsewhere,
     /// Send 180 Ringing (incoming).
     Ring,
     /// Answer with 200 OK (incoming).
@@ -380,7 +380,7 @@ impl Driver {
             Some(CallSlot::Resolving { .. }) => {
                 if let (
                     Some(CallSlot::Resolving { events, .. }),
-                    CallCommand::Hangup | CallCommand::CompletedElsewhere,
+                    CallCommand::Hangup | CallCommand::AnsweredElsewhere,
                 ) = (self.calls.remove(&call), command)
                 {
                     let _ = events.send(CallEvent::Terminated(Ending {
@@ -395,7 +395,7 @@ impl Driver {
         };
         self.endpoint.with_call(now, id, |sip| match command {
             CallCommand::Hangup => sip.hangup(now),
-            CallCommand::CompletedElsewhere => sip.completed_elsewhere(now),
+            CallCommand::AnsweredElsewhere => sip.hangup_answered_elsewhere(now),
             CallCommand::Ring => sip.ring(now),
             CallCommand::Answer { sdp, headers } => sip.answer(now, sdp, &headers),
             CallCommand::Reject {

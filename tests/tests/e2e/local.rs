@@ -288,16 +288,7 @@ async fn two_browsers_call_each_other_and_open_registration_stays_local() {
     )
     .await;
     let caller_answer = answered(&mut alice, "b2b").await;
-    caller.accept_answer(&caller_answer).await;
-    assert!(caller.connected(WAIT).await && callee.connected(WAIT).await);
-    let pt_caller = payload_type(&caller_answer, media::Format::Audio(media::Codec::Pcmu));
-    let pt_callee = payload_type(&offer, media::Format::Audio(media::Codec::Pcmu));
-    caller.send_pcmu_tone(pt_caller, 440.0);
-    callee.send_pcmu_tone(pt_callee, 1000.0);
-    let tone = || browser_tone(&caller, pt_caller, AudioCodec::Pcmu);
-    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
-    let tone = || browser_tone(&callee, pt_callee, AudioCodec::Pcmu);
-    assert_eq!(until_heard(440.0, tone).await.0, 440.0);
+    tones_both_ways(&mut caller, &caller_answer, &mut callee, &offer).await;
     bob.expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": session}))
         .await;
     until(&mut alice, "b2b", |state| {
@@ -319,6 +310,26 @@ async fn two_browsers_call_each_other_and_open_registration_stays_local() {
     assert!(reason.starts_with("403"), "{reason}");
     browser.close().await;
     assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
+}
+
+/// Two browsers in a call connect, and each hears the other's tone (PCMU: 440 Hz from the
+/// caller, which takes `caller_answer`, and 1000 Hz from the callee, which answered `offer`).
+pub(crate) async fn tones_both_ways(
+    caller: &mut Browser,
+    caller_answer: &str,
+    callee: &mut Browser,
+    offer: &str,
+) {
+    caller.accept_answer(caller_answer).await;
+    assert!(caller.connected(WAIT).await && callee.connected(WAIT).await);
+    let pt_caller = payload_type(caller_answer, media::Format::Audio(media::Codec::Pcmu));
+    let pt_callee = payload_type(offer, media::Format::Audio(media::Codec::Pcmu));
+    caller.send_pcmu_tone(pt_caller, 440.0);
+    callee.send_pcmu_tone(pt_callee, 1000.0);
+    let tone = || browser_tone(caller, pt_caller, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
+    let tone = || browser_tone(callee, pt_callee, AudioCodec::Pcmu);
+    assert_eq!(until_heard(440.0, tone).await.0, 440.0);
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ mod calls;
 mod closes;
 mod cuttlefish;
 mod dns;
+mod fork;
 mod gstreamer;
 mod handshake;
 mod http;

@@ -67,7 +67,7 @@ fn sent(fork: &mut Fork) -> Vec<String> {
         .map(|(branch, command)| {
             let name = match command {
                 CallCommand::Hangup => "hangup",
-                CallCommand::CompletedElsewhere => "completed elsewhere",
+                CallCommand::AnsweredElsewhere => "answered elsewhere",
                 CallCommand::Info { .. } => "info",
                 CallCommand::RefuseOffer { .. } => "refuse offer",
                 CallCommand::AnswerOffer(_) => "answer offer",

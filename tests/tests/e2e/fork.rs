@@ -1,0 +1,135 @@
+//! A browser's call to a user of the local domain who takes calls in several places: two
+//! browsers and a phone of the user ring at once, the first to answer gets the call and the
+//! others are told it was answered elsewhere (no missed call; the phone's CANCEL says so in
+//! its `Reason`).
+
+use gateway_tests::baresip::Baresip;
+use gateway_tests::browser::{AudioCodec, Browser};
+use gateway_tests::{Client, Gateway};
+use protocol::{AccountEvent, Event, ServerMessage, SessionEvent, SessionState};
+use serde_json::json;
+
+use crate::calls::{browser_tone, next, payload_type, until, until_heard};
+use crate::local::{DOMAIN, WAIT, answered, local_client, place, shipped, tones_both_ways};
+
+/// The next incoming session of a client: its id and offer.
+async fn incoming(client: &mut Client) -> (String, String) {
+    loop {
+        if let ServerMessage::Event(Event::Account {
+            event: AccountEvent::IncomingSession { session, sdp, .. },
+            ..
+        }) = next(client).await
+        {
+            return (session, sdp);
+        }
+    }
+}
+
+/// Waits for `session` of a callee that did not answer to end; its reason. A missed-session
+/// event on the way fails the test.
+async fn ended_unmissed(client: &mut Client, session: &str) -> String {
+    loop {
+        match next(client).await {
+            ServerMessage::Event(Event::Account {
+                event: AccountEvent::MissedSession { .. },
+                ..
+            }) => panic!("a call answered elsewhere is not a missed call"),
+            ServerMessage::Event(Event::Session {
+                session: ended,
+                event: SessionEvent::State(SessionState::Terminated { reason }),
+            }) if ended == session => return reason.unwrap_or_default(),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_place_of_a_local_user_rings_and_the_first_answer_wins() {
+    let gateway = Gateway::start(shipped()).await;
+    let mut first = local_client(&gateway, "carol").await;
+    let mut second = local_client(&gateway, "carol").await;
+    // Carol's phone rings until told to answer, and shows the SIP it gets.
+    let account = format!(
+        "<sip:carol@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";\
+         auth_pass=anything;answermode=manual;audio_codecs=PCMU/8000/1;regint=300\n",
+        gateway.sip.0.port()
+    );
+    let phone = Baresip::start_account_traced(&account, 1000.0);
+    assert!(
+        phone.wait_log("200 OK", WAIT).await,
+        "the phone registers at the gateway:\n{}",
+        phone.log.text()
+    );
+    let mut alice = local_client(&gateway, "alice").await;
+
+    // The second browser answers: the caller is connected to it, both ways.
+    let mut caller = Browser::new(&[AudioCodec::Pcmu]).await;
+    place(&mut alice, &caller, "fork", &format!("carol@{DOMAIN}")).await;
+    let (lost, _) = incoming(&mut first).await;
+    let (won, offer) = incoming(&mut second).await;
+    assert!(phone.wait_for("CALL_INCOMING", 1, WAIT).await);
+    until(&mut alice, "fork", |state| *state == SessionState::Ringing).await;
+    let mut callee = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = callee.answer(&offer).await;
+    second
+        .expect_ack_amid_events(json!({"sylkrtc": "session-answer", "session": won, "sdp": answer}))
+        .await;
+    let caller_answer = answered(&mut alice, "fork").await;
+    tones_both_ways(&mut caller, &caller_answer, &mut callee, &offer).await;
+    // The other browser and the phone: answered elsewhere, not missed.
+    assert_eq!(
+        ended_unmissed(&mut first, &lost).await,
+        "answered elsewhere"
+    );
+    assert!(phone.wait_for("CALL_CLOSED", 1, WAIT).await);
+    assert!(
+        phone
+            .log
+            .text()
+            .contains("Reason: SIP;cause=200;text=\"Call completed elsewhere\""),
+        "the phone's CANCEL says why:\n{}",
+        phone.log.text()
+    );
+    alice
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "fork"}))
+        .await;
+    until(&mut second, &won, |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await;
+    caller.close().await;
+    callee.close().await;
+
+    // The phone answers: both browsers are told, and the caller hears the phone.
+    let mut caller = Browser::new(&[AudioCodec::Pcmu]).await;
+    place(&mut alice, &caller, "fork-2", &format!("carol@{DOMAIN}")).await;
+    let (first_session, _) = incoming(&mut first).await;
+    let (second_session, _) = incoming(&mut second).await;
+    assert!(phone.wait_for("CALL_INCOMING", 2, WAIT).await);
+    phone.command("accept", "");
+    let caller_answer = answered(&mut alice, "fork-2").await;
+    caller.accept_answer(&caller_answer).await;
+    assert!(caller.connected(WAIT).await);
+    let pt = payload_type(&caller_answer, media::Format::Audio(media::Codec::Pcmu));
+    caller.send_pcmu_tone(pt, 440.0);
+    let tone = || browser_tone(&caller, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
+    assert_eq!(
+        ended_unmissed(&mut first, &first_session).await,
+        "answered elsewhere"
+    );
+    assert_eq!(
+        ended_unmissed(&mut second, &second_session).await,
+        "answered elsewhere"
+    );
+    alice
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "fork-2"}))
+        .await;
+    assert!(phone.wait_for("CALL_CLOSED", 2, WAIT).await);
+    assert_eq!(
+        phone.received_tone().expect("the phone's recording").0,
+        440.0
+    );
+    caller.close().await;
+    assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
+}
