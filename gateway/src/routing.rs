@@ -10,6 +10,9 @@ use crate::call::{Ending, FarEnd};
 
 use crate::local::{BrowserBinding, Local};
 
+/// The most browsers of one user a call rings at once (the latest ones).
+pub(crate) const MAX_BROWSER_BRANCHES: usize = 8;
+
 /// Where a browser's call goes.
 #[derive(Debug)]
 pub(crate) enum Route {
@@ -45,7 +48,10 @@ pub(crate) fn outgoing(local: Option<&Local>, account_domain: &str, uri: &str) -
             server: from_local.then(|| host.to_owned()),
         });
     }
-    let browsers = local.browsers(user);
+    let mut browsers = local.browsers(user);
+    // Each branch costs a relay and its ports: the latest few browsers ring (phones are
+    // bounded by the registrar's Contacts per user).
+    browsers.drain(..browsers.len().saturating_sub(MAX_BROWSER_BRANCHES));
     let phones = local.phone_bindings(user);
     if !browsers.is_empty() || !phones.is_empty() {
         return Route::Call(FarEnd::Local { browsers, phones });
@@ -117,7 +123,7 @@ mod tests {
         let location = crate::local::location(&LocalConfig {
             domain: "local.test".into(),
             open_registration: open,
-            users: ["alice", "bob", "carol"]
+            users: ["alice", "bob", "carol", "dave"]
                 .into_iter()
                 .map(|user| LocalUser {
                     user: user.into(),
@@ -209,6 +215,23 @@ mod tests {
         assert_eq!(
             route(Some(&closed), "example.com", "sip:bob@local.test"),
             "local browsers [] phones 1"
+        );
+        let mut keep = Vec::new();
+        for handle in 100..110 {
+            let (events, receiver) = mpsc::unbounded_channel();
+            keep.push(receiver);
+            let binding = BrowserBinding {
+                events,
+                handle,
+                owner: handle,
+            };
+            closed
+                .register("dave", &sip::Secret::Password("pw".into()), binding)
+                .expect("registered");
+        }
+        assert_eq!(
+            route(Some(&closed), "local.test", "sip:dave@local.test"),
+            "local browsers [102, 103, 104, 105, 106, 107, 108, 109] phones 0"
         );
         assert_eq!(
             route(Some(&closed), "local.test", "sip:carol@local.test"),
