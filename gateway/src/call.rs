@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span};
 
 mod fork;
+pub(crate) mod fork_in;
 mod interface;
 mod machine;
 mod services;
@@ -417,7 +418,7 @@ impl Call {
                     // The front-end is gone: so is the call.
                     None => machine.front_end_gone(),
                 },
-                (branch, event) = next_event(&mut branches) => {
+                (branch, event) = next_of(&mut branches) => {
                     let heard = match event {
                         Some(event) => far_end.fork.event(branch, event),
                         None => {
@@ -463,15 +464,17 @@ impl Drop for Call {
     }
 }
 
-/// The next event of any branch still heard, with the branch's number; `None` when that
-/// branch's channel closed (its sender, the driver or the bridge's other side, is gone).
-async fn next_event(branches: &mut [Option<CallEvents>]) -> (usize, Option<sip::CallEvent>) {
+/// The next message of any of `receivers` still open, with its index; `None` when that
+/// receiver's senders are all gone (a branch's driver, bridge or call task).
+pub(crate) async fn next_of<T>(
+    receivers: &mut [Option<mpsc::UnboundedReceiver<T>>],
+) -> (usize, Option<T>) {
     std::future::poll_fn(|context| {
-        for (branch, events) in branches.iter_mut().enumerate() {
-            if let Some(events) = events
-                && let std::task::Poll::Ready(event) = events.poll_recv(context)
+        for (index, receiver) in receivers.iter_mut().enumerate() {
+            if let Some(receiver) = receiver
+                && let std::task::Poll::Ready(message) = receiver.poll_recv(context)
             {
-                return std::task::Poll::Ready((branch, event));
+                return std::task::Poll::Ready((index, message));
             }
         }
         std::task::Poll::Pending

@@ -1,17 +1,20 @@
 //! The calls the SIP driver gives the local domain (from softphones): routed by the dial plan
-//! ([`crate::routing::from_phone`]) to a browser of the callee, to the echo test, or refused;
+//! ([`crate::routing::from_phone`]) to the browsers of the callee (several at once through a
+//! task that speaks for the fork), to the echo test, or refused;
 //! callers who did not authenticate only within the admission's limits. Their later events are
 //! forwarded to where they went.
 
 use std::sync::Arc;
 
-use sip::driver::{CallCommand, CallEvents, CallHandle, LocalIncoming, SipEvent};
+use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall, LocalIncoming, SipEvent};
 use sip::{CallEvent, Warning};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::admission::Admission;
 use crate::call::CallServices;
+use crate::call::fork_in::{Deliver, IncomingFork};
+use crate::local::BrowserBinding;
 use crate::routing::PhoneRoute;
 
 /// Takes the local domain's calls from `calls` until the driver stops.
@@ -64,14 +67,31 @@ pub(crate) async fn route(
                 debug!(from = %invite.from_uri, "echo test call from SIP");
                 crate::echo::sip(services.clone(), call, *invite, events);
             }
-            PhoneRoute::LocalBrowser(binding) => {
+            PhoneRoute::LocalBrowsers(mut browsers) if browsers.len() == 1 => {
                 debug!(%user, from = %invite.from_uri, "call from SIP to a local browser");
-                let _ = binding.events.send(SipEvent::Incoming {
+                let binding = browsers.remove(0);
+                let delivered = binding.events.send(SipEvent::Incoming {
                     handle: binding.handle,
                     call,
                     invite,
                     events,
                 });
+                if delivered.is_err() {
+                    // The browser's connection went away meanwhile.
+                    services.sip.call(
+                        call,
+                        CallCommand::Reject {
+                            code: 480,
+                            reason: "Temporarily Unavailable".to_owned(),
+                            warning: None,
+                        },
+                    );
+                }
+            }
+            PhoneRoute::LocalBrowsers(browsers) => {
+                debug!(%user, from = %invite.from_uri, browsers = browsers.len(),
+                    "call from SIP to the local browsers of its callee");
+                tokio::spawn(ring_all(services.clone(), call, *invite, events, browsers));
             }
             PhoneRoute::Refuse { code, reason, text } => {
                 info!(%user, from = %invite.from_uri, code, "call from SIP refused: {text}");
@@ -86,6 +106,57 @@ pub(crate) async fn route(
             }
         }
     }
+}
+
+/// A phone's call offered to several browsers at once: this task holds the phone's SIP call
+/// and speaks for the fork ([`IncomingFork`]) until the call is over; each browser's call task
+/// talks to it as it would to the SIP call.
+async fn ring_all(
+    services: Arc<CallServices>,
+    call: CallHandle,
+    invite: IncomingCall,
+    mut phone: CallEvents,
+    browsers: Vec<BrowserBinding>,
+) {
+    let Some(local) = services.local.clone() else {
+        return;
+    };
+    let mut to_branches = Vec::new();
+    let mut from_branches = Vec::new();
+    for browser in &browsers {
+        let (events, commands) = local.offer(&services.sip, browser, invite.clone());
+        to_branches.push(events);
+        from_branches.push(Some(commands));
+    }
+    let mut fork = IncomingFork::new(browsers.len());
+    let mut phone_open = true;
+    while !fork.is_over() {
+        tokio::select! {
+            event = phone.recv(), if phone_open => match event {
+                Some(event) => fork.event(event),
+                None => {
+                    phone_open = false;
+                    fork.phone_gone();
+                }
+            },
+            (branch, command) = crate::call::next_of(&mut from_branches) => match command {
+                Some(command) => fork.command(branch, command),
+                None => {
+                    from_branches[branch] = None;
+                    fork.branch_gone(branch);
+                }
+            },
+        }
+        while let Some(deliver) = fork.poll() {
+            match deliver {
+                Deliver::Phone(command) => services.sip.call(call, command),
+                Deliver::Branch(branch, event) => {
+                    let _ = to_branches[branch].send(event);
+                }
+            }
+        }
+    }
+    debug!("forked call over");
 }
 
 /// An admitted call's events, watched on their way to whoever takes the call: `ended` hears

@@ -201,11 +201,6 @@ impl Local {
             .collect()
     }
 
-    /// The latest browser binding of `user` held by this gateway.
-    pub(crate) fn browser(&self, user: &str) -> Option<BrowserBinding> {
-        self.browsers(user).pop()
-    }
-
     /// Sets up a bridge between a calling browser and `callee`'s browser: returns the caller's
     /// end of it and the caller's events, after handing the callee its incoming call with
     /// `invite` (whose task takes the other end with [`Local::take_bridge`]).
@@ -219,28 +214,77 @@ impl Local {
         let (caller_events, caller_rx) = mpsc::unbounded_channel();
         let (called_events, called_rx) = mpsc::unbounded_channel();
         let state = Arc::new(BridgeState::default());
-        let caller_end = BridgeEnd {
+        let caller_end = BridgeEnd::Browser(Bridged {
             own: caller_events.clone(),
             peer: called_events.clone(),
             caller: true,
             state: state.clone(),
-        };
-        let called_end = BridgeEnd {
+        });
+        let called_end = BridgeEnd::Browser(Bridged {
             own: called_events,
-            peer: caller_events,
+            peer: caller_events.clone(),
             caller: false,
             state,
-        };
-        if let Ok(mut unclaimed) = self.unclaimed.lock() {
-            unclaimed.insert(called, called_end);
+        });
+        if !self.deliver(callee, called, called_end, invite, called_rx) {
+            // The callee's connection went away meanwhile.
+            let _ = caller_events.send(CallEvent::Terminated(Ending {
+                code: Some(480),
+                reason: "480 Temporarily Unavailable (the callee's browser went away)".to_owned(),
+                cancelled: false,
+            }));
         }
-        let _ = callee.events.send(SipEvent::Incoming {
+        (caller_end, caller_rx)
+    }
+
+    /// Offers a phone's call to `callee`'s browser as one branch of a fork: returns the sender
+    /// of the branch's call events and the receiver of its commands, which the branch's call
+    /// task sends as it would to the phone's SIP call.
+    pub(crate) fn offer(
+        &self,
+        sip: &SipHandle,
+        callee: &BrowserBinding,
+        invite: IncomingCall,
+    ) -> (
+        mpsc::UnboundedSender<CallEvent>,
+        mpsc::UnboundedReceiver<CallCommand>,
+    ) {
+        let called = sip.new_call_handle();
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        self.deliver(
+            callee,
+            called,
+            BridgeEnd::Phone(commands),
+            invite,
+            events_rx,
+        );
+        (events, commands_rx)
+    }
+
+    /// Hands `callee`'s connection the incoming call `called`, whose task takes `end` with
+    /// [`Local::take_bridge`]; if the connection is gone, the end goes with it (false).
+    fn deliver(
+        &self,
+        callee: &BrowserBinding,
+        called: CallHandle,
+        end: BridgeEnd,
+        invite: IncomingCall,
+        events: CallEvents,
+    ) -> bool {
+        if let Ok(mut unclaimed) = self.unclaimed.lock() {
+            unclaimed.insert(called, end);
+        }
+        let delivered = callee.events.send(SipEvent::Incoming {
             handle: callee.handle,
             call: called,
             invite: Box::new(invite),
-            events: called_rx,
+            events,
         });
-        (caller_end, caller_rx)
+        if delivered.is_err() {
+            self.take_bridge(called);
+        }
+        delivered.is_ok()
     }
 
     /// The called side's end of the bridge of `call`, once, when `call` is bridged.
@@ -254,10 +298,32 @@ struct BridgeState {
     answered: AtomicBool,
 }
 
-/// One side's end of a call bridged between two browsers: what its call task uses instead of
-/// the SIP driver. Each end belongs to its side's task; nothing is shared but the answered flag.
+/// What a call task of the local domain uses instead of the SIP driver for its far end.
 #[derive(Debug)]
-pub(crate) struct BridgeEnd {
+pub(crate) enum BridgeEnd {
+    /// One side of a call bridged between two browsers.
+    Browser(Bridged),
+    /// One browser of several a phone's call is offered to: its commands go as they are to
+    /// the task holding the phone's call (`inbound`), which answers the phone for the fork.
+    Phone(mpsc::UnboundedSender<CallCommand>),
+}
+
+impl BridgeEnd {
+    /// Carries this side's command to the other side.
+    pub(crate) fn command(&self, command: CallCommand) {
+        match self {
+            BridgeEnd::Browser(bridged) => bridged.command(command),
+            BridgeEnd::Phone(commands) => {
+                let _ = commands.send(command);
+            }
+        }
+    }
+}
+
+/// One side's end of a call bridged between two browsers. Each end belongs to its side's
+/// task; nothing is shared but the answered flag.
+#[derive(Debug)]
+pub(crate) struct Bridged {
     /// This side's call events (for what SIP would answer at once).
     own: mpsc::UnboundedSender<CallEvent>,
     /// The other side's call events.
@@ -266,9 +332,9 @@ pub(crate) struct BridgeEnd {
     state: Arc<BridgeState>,
 }
 
-impl BridgeEnd {
+impl Bridged {
     /// Carries this side's command to the other side, as SIP would have said it.
-    pub(crate) fn command(&self, command: CallCommand) {
+    fn command(&self, command: CallCommand) {
         if matches!(command, CallCommand::Info { .. }) {
             // The other side takes it at once, as a phone's 200 would say.
             let _ = self.own.send(CallEvent::InfoAnswered { code: 200 });

@@ -48,16 +48,21 @@ pub(crate) fn outgoing(local: Option<&Local>, account_domain: &str, uri: &str) -
             server: from_local.then(|| host.to_owned()),
         });
     }
-    let mut browsers = local.browsers(user);
-    // Each branch costs a relay and its ports: the latest few browsers ring (phones are
-    // bounded by the registrar's Contacts per user).
-    browsers.drain(..browsers.len().saturating_sub(MAX_BROWSER_BRANCHES));
+    let browsers = latest_browsers(local, user);
     let phones = local.phone_bindings(user);
     if !browsers.is_empty() || !phones.is_empty() {
         return Route::Call(FarEnd::Local { browsers, phones });
     }
     let (code, reason, text) = unreachable(local, user);
     Route::Refuse(Ending::new(format!("{code} {reason} ({text})")))
+}
+
+/// The browsers of `user` a call rings: each costs a relay and its ports, so the latest few
+/// (phones are bounded by the registrar's Contacts per user).
+fn latest_browsers(local: &Local, user: &str) -> Vec<BrowserBinding> {
+    let mut browsers = local.browsers(user);
+    browsers.drain(..browsers.len().saturating_sub(MAX_BROWSER_BRANCHES));
+    browsers
 }
 
 /// Why `user` of the local domain, with no browser and no phone, cannot take a call.
@@ -78,8 +83,8 @@ fn unreachable(local: &Local, user: &str) -> (u16, &'static str, String) {
 pub(crate) enum PhoneRoute {
     /// The local domain's echo test.
     Echo,
-    /// A browser where the user takes calls.
-    LocalBrowser(BrowserBinding),
+    /// The browsers where the user takes calls (at least one; the latest few), rung at once.
+    LocalBrowsers(Vec<BrowserBinding>),
     /// Refused with this status and why.
     Refuse {
         code: u16,
@@ -88,15 +93,17 @@ pub(crate) enum PhoneRoute {
     },
 }
 
-/// The route of a phone's call to `user` of the local domain. With no browser of the user, a
+/// The route of a phone's call to `user` of the local domain: every browser of the user at
+/// once (calls between phones are not connected yet). With no browser of the user, a
 /// phone-to-phone call is not connected yet (403, saying so); otherwise 480 or 404 as for a
 /// browser calling.
 pub(crate) fn from_phone(local: &Local, user: &str) -> PhoneRoute {
     if user.eq_ignore_ascii_case("echo") {
         return PhoneRoute::Echo;
     }
-    if let Some(binding) = local.browser(user) {
-        return PhoneRoute::LocalBrowser(binding);
+    let browsers = latest_browsers(local, user);
+    if !browsers.is_empty() {
+        return PhoneRoute::LocalBrowsers(browsers);
     }
     let (code, reason, text) = if !local.phone_bindings(user).is_empty() {
         (
@@ -280,12 +287,15 @@ mod tests {
             .expect("registered");
         let route = |user: &str| match from_phone(&domain, user) {
             PhoneRoute::Echo => "echo".to_owned(),
-            PhoneRoute::LocalBrowser(binding) => format!("browser {}", binding.handle),
+            PhoneRoute::LocalBrowsers(browsers) => {
+                let handles: Vec<u64> = browsers.iter().map(|binding| binding.handle).collect();
+                format!("browsers {handles:?}")
+            }
             PhoneRoute::Refuse { code, text, .. } => format!("{code} {text}"),
         };
         assert_eq!(route("Echo"), "echo");
         phone(&domain, "alice");
-        assert_eq!(route("alice"), "browser 3");
+        assert_eq!(route("alice"), "browsers [3]");
         assert_eq!(route("bob"), "480 bob has no device registered");
         phone(&domain, "bob");
         assert_eq!(

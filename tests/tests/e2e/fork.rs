@@ -1,7 +1,7 @@
-//! A browser's call to a user of the local domain who takes calls in several places: two
-//! browsers and a phone of the user ring at once, the first to answer gets the call and the
-//! others are told it was answered elsewhere (no missed call; the phone's CANCEL says so in
-//! its `Reason`).
+//! Calls to a user of the local domain who takes calls in several places. A browser's call
+//! rings two browsers and a phone of the user at once; a phone's call rings both browsers. The
+//! first to answer gets the call and the others are told it was answered elsewhere (no missed
+//! call; a phone's CANCEL says so in its `Reason`).
 
 use gateway_tests::baresip::Baresip;
 use gateway_tests::browser::{AudioCodec, Browser};
@@ -9,8 +9,11 @@ use gateway_tests::{Client, Gateway};
 use protocol::{AccountEvent, Event, ServerMessage, SessionEvent, SessionState};
 use serde_json::json;
 
-use crate::calls::{browser_tone, next, payload_type, until, until_heard};
-use crate::local::{DOMAIN, WAIT, answered, local_client, place, shipped, tones_both_ways};
+use crate::calls::{next, until};
+use crate::local::{
+    DOMAIN, WAIT, answered, closed_reason, hears_the_phone, local_client, phone, place, shipped,
+    tones_both_ways,
+};
 
 /// The next incoming session of a client: its id and offer.
 async fn incoming(client: &mut Client) -> (String, String) {
@@ -109,11 +112,7 @@ async fn every_place_of_a_local_user_rings_and_the_first_answer_wins() {
     phone.command("accept", "");
     let caller_answer = answered(&mut alice, "fork-2").await;
     caller.accept_answer(&caller_answer).await;
-    assert!(caller.connected(WAIT).await);
-    let pt = payload_type(&caller_answer, media::Format::Audio(media::Codec::Pcmu));
-    caller.send_pcmu_tone(pt, 440.0);
-    let tone = || browser_tone(&caller, pt, AudioCodec::Pcmu);
-    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
+    hears_the_phone(&mut caller, &caller_answer).await;
     assert_eq!(
         ended_unmissed(&mut first, &first_session).await,
         "answered elsewhere"
@@ -131,5 +130,87 @@ async fn every_place_of_a_local_user_rings_and_the_first_answer_wins() {
         440.0
     );
     caller.close().await;
+    assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
+}
+
+/// A phone calls a user signed in in two browsers: both ring, the first to answer talks with
+/// the phone and the other is told it was answered elsewhere; the phone's CANCEL is a missed
+/// call in both; when both decline, the phone hears it once.
+#[tokio::test]
+async fn a_phones_call_rings_every_browser_of_the_callee() {
+    let gateway = Gateway::start(shipped()).await;
+    let mut first = local_client(&gateway, "carol").await;
+    let mut second = local_client(&gateway, "carol").await;
+    let dave = phone(&gateway, "dave", "anything", 1000.0).await;
+
+    // The first browser answers.
+    dave.command("dial", &format!("sip:carol@{DOMAIN}"));
+    let (won, offer) = incoming(&mut first).await;
+    let (lost, _) = incoming(&mut second).await;
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = browser.answer(&offer).await;
+    first
+        .expect_ack_amid_events(json!({"sylkrtc": "session-answer", "session": won, "sdp": answer}))
+        .await;
+    hears_the_phone(&mut browser, &offer).await;
+    assert_eq!(
+        ended_unmissed(&mut second, &lost).await,
+        "answered elsewhere"
+    );
+    dave.command("hangup", "");
+    until(&mut first, &won, |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await;
+    assert!(dave.wait_for("CALL_CLOSED", 1, WAIT).await);
+    assert_eq!(dave.received_tone().expect("dave's recording").0, 440.0);
+    browser.close().await;
+
+    // The phone gives up while both ring: a missed call in each.
+    dave.command("dial", &format!("sip:carol@{DOMAIN}"));
+    let (one, _) = incoming(&mut first).await;
+    let (two, _) = incoming(&mut second).await;
+    dave.command("hangup", "");
+    for (client, session) in [(&mut first, one), (&mut second, two)] {
+        let mut missed = false;
+        loop {
+            match next(client).await {
+                ServerMessage::Event(Event::Account {
+                    event: AccountEvent::MissedSession { .. },
+                    ..
+                }) => missed = true,
+                ServerMessage::Event(Event::Session {
+                    session: ended,
+                    event: SessionEvent::State(SessionState::Terminated { .. }),
+                }) if ended == session => break,
+                _ => {}
+            }
+        }
+        if !missed {
+            // The missed-session event may follow the session's end.
+            loop {
+                if let ServerMessage::Event(Event::Account {
+                    event: AccountEvent::MissedSession { .. },
+                    ..
+                }) = next(client).await
+                {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(dave.wait_for("CALL_CLOSED", 2, WAIT).await);
+
+    // Both decline: the phone hears busy, once.
+    dave.command("dial", &format!("sip:carol@{DOMAIN}"));
+    let (one, _) = incoming(&mut first).await;
+    let (two, _) = incoming(&mut second).await;
+    first
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": one}))
+        .await;
+    second
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": two}))
+        .await;
+    assert!(closed_reason(&dave, 3).await.contains("486"));
     assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
 }

@@ -205,11 +205,7 @@ async fn a_browser_and_a_softphone_call_each_other_through_the_gateway_alone() {
     .await;
     let answer = answered(&mut client, "to-phone").await;
     browser.accept_answer(&answer).await;
-    assert!(browser.connected(WAIT).await);
-    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
-    browser.send_pcmu_tone(pt, 440.0);
-    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
-    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
+    hears_the_phone(&mut browser, &answer).await;
     client
         .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-phone"}))
         .await;
@@ -242,11 +238,7 @@ async fn a_browser_and_a_softphone_call_each_other_through_the_gateway_alone() {
             json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}),
         )
         .await;
-    assert!(browser.connected(WAIT).await);
-    let pt = payload_type(&offer, media::Format::Audio(media::Codec::Pcmu));
-    browser.send_pcmu_tone(pt, 440.0);
-    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
-    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
+    hears_the_phone(&mut browser, &offer).await;
     carol.command("hangup", "");
     until(&mut client, &session, |state| {
         matches!(state, SessionState::Terminated { .. })
@@ -310,6 +302,16 @@ async fn two_browsers_call_each_other_and_open_registration_stays_local() {
     assert!(reason.starts_with("403"), "{reason}");
     browser.close().await;
     assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
+}
+
+/// A browser in a call with a phone playing 1000 Hz (`sdp`: the description that has the
+/// browser's payload types) connects, sends 440 Hz, and hears the phone.
+pub(crate) async fn hears_the_phone(browser: &mut Browser, sdp: &str) {
+    assert!(browser.connected(WAIT).await);
+    let pt = payload_type(sdp, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 440.0);
+    let tone = || browser_tone(browser, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
 }
 
 /// Two browsers in a call connect, and each hears the other's tone (PCMU: 440 Hz from the
@@ -612,7 +614,7 @@ async fn answers_to_bye(
 }
 
 /// The reason a phone's call ended, as baresip reports it.
-async fn closed_reason(phone: &Baresip, count: usize) -> String {
+pub(crate) async fn closed_reason(phone: &Baresip, count: usize) -> String {
     assert!(phone.wait_for("CALL_CLOSED", count, WAIT).await);
     phone
         .events()

@@ -104,7 +104,7 @@ fn a_single_branch_passes_everything_through() {
 /// Every branch rings; the caller hears ringing once; the first answer wins and the others
 /// are told the call was completed elsewhere; a late answer from one of them is not heard.
 #[test]
-fn the_first_answer_wins_and_the_others_are_completed_elsewhere() {
+fn the_first_answer_wins_and_the_others_are_answered_elsewhere() {
     let mut fork = Fork::new(3);
     assert_eq!(heard(fork.event(1, ringing())), "180");
     assert_eq!(heard(fork.event(0, ringing())), "-");
@@ -113,7 +113,7 @@ fn the_first_answer_wins_and_the_others_are_completed_elsewhere() {
     assert_eq!(heard(fork.event(2, answered("c"))), "answered c");
     assert_eq!(
         sent(&mut fork),
-        ["0: completed elsewhere", "1: completed elsewhere"]
+        ["0: answered elsewhere", "1: answered elsewhere"]
     );
     assert_eq!(heard(fork.event(0, answered("a"))), "-");
     assert_eq!(heard(fork.event(0, ended(None, "remote hangup"))), "-");

@@ -1,0 +1,244 @@
+//! A phone's call offered to several browsers of its callee at once, sans-IO: the other half
+//! of a fork set, where the branches are call tasks of the gateway (each with its relay, each
+//! believing it talks to the phone's SIP call) and the caller is one SIP call.
+//!
+//! The phone hears one callee: ringing once, the first answer (the other browsers are told it
+//! was answered elsewhere, so none shows a missed call), or, when every browser refused, the
+//! best refusal (RFC 3261 section 16.7: the lowest class; a 6xx at once, the others told it was
+//! declined elsewhere). Before the answer the phone's CANCEL and offers reach every browser
+//! still ringing (the first to answer an offer answers it); after it, the phone and the
+//! answering browser talk as if nobody else had been there.
+
+use std::collections::VecDeque;
+
+use sip::driver::CallCommand;
+use sip::{CallEvent, Ending, Warning};
+
+/// Where the fork's next message goes.
+#[derive(Debug, Clone)]
+pub(crate) enum Deliver {
+    /// A command for the phone's SIP call.
+    Phone(CallCommand),
+    /// An event for the call task of a branch.
+    Branch(usize, CallEvent),
+}
+
+/// A refusal kept for the phone until every branch has refused.
+#[derive(Debug, Clone)]
+struct Refusal {
+    code: u16,
+    reason: String,
+    warning: Option<Warning>,
+}
+
+/// The state of a phone's call offered to several browsers.
+#[derive(Debug)]
+pub(crate) struct IncomingFork {
+    /// Whether each branch is done with the call.
+    over: Vec<bool>,
+    winner: Option<usize>,
+    rung: bool,
+    /// The phone made an offer no branch has answered yet (before the answer).
+    offer_open: bool,
+    best: Option<Refusal>,
+    /// The call is over for the phone.
+    done: bool,
+    out: VecDeque<Deliver>,
+}
+
+impl IncomingFork {
+    /// A call offered to `branches` browsers.
+    pub(crate) fn new(branches: usize) -> IncomingFork {
+        IncomingFork {
+            over: vec![false; branches],
+            winner: None,
+            rung: false,
+            offer_open: false,
+            best: None,
+            done: branches == 0,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Whether the call is over for the phone and for every branch.
+    pub(crate) fn is_over(&self) -> bool {
+        self.done && self.over.iter().all(|over| *over)
+    }
+
+    /// The next message to deliver.
+    pub(crate) fn poll(&mut self) -> Option<Deliver> {
+        self.out.pop_front()
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.over.len())
+            .filter(|branch| !self.over[*branch])
+            .collect()
+    }
+
+    /// Ends `branch` for good with this news.
+    fn end_branch(&mut self, branch: usize, reason: &str) {
+        if !self.over[branch] {
+            self.over[branch] = true;
+            let ending = Ending {
+                code: Some(487),
+                reason: reason.to_owned(),
+                cancelled: false,
+            };
+            self.out
+                .push_back(Deliver::Branch(branch, CallEvent::Terminated(ending)));
+        }
+    }
+
+    /// A command of `branch`'s call task.
+    pub(crate) fn command(&mut self, branch: usize, command: CallCommand) {
+        if branch >= self.over.len() || self.over[branch] {
+            return;
+        }
+        if self.winner == Some(branch) {
+            if matches!(
+                command,
+                CallCommand::Hangup | CallCommand::AnsweredElsewhere
+            ) {
+                self.over[branch] = true;
+                self.done = true;
+                self.out.push_back(Deliver::Phone(CallCommand::Hangup));
+            } else {
+                self.out.push_back(Deliver::Phone(command));
+            }
+            return;
+        }
+        match command {
+            CallCommand::Ring => {
+                if !std::mem::replace(&mut self.rung, true) {
+                    self.out.push_back(Deliver::Phone(CallCommand::Ring));
+                }
+            }
+            CallCommand::Answer { sdp, headers } => {
+                self.winner = Some(branch);
+                self.offer_open = false;
+                for other in self.live() {
+                    if other != branch {
+                        self.end_branch(other, "answered elsewhere");
+                    }
+                }
+                self.out
+                    .push_back(Deliver::Phone(CallCommand::Answer { sdp, headers }));
+            }
+            CallCommand::Reject {
+                code,
+                reason,
+                warning,
+            } => self.refused(branch, code, reason, warning),
+            // A browser that leaves before answering (its connection went away): as if busy
+            // elsewhere, which the other branches' answers outrank.
+            CallCommand::Hangup | CallCommand::AnsweredElsewhere => {
+                self.refused(branch, 480, "Temporarily Unavailable".to_owned(), None)
+            }
+            // The first answer to the phone's offer in the early dialog is the callee's.
+            CallCommand::AnswerOffer(_) | CallCommand::RefuseOffer { .. } => {
+                if std::mem::replace(&mut self.offer_open, false) {
+                    self.out.push_back(Deliver::Phone(command));
+                }
+            }
+            // A ringing browser sends no DTMF; if one did, no dialog carries it.
+            CallCommand::Info { .. } => self.out.push_back(Deliver::Branch(
+                branch,
+                CallEvent::InfoAnswered { code: 481 },
+            )),
+        }
+    }
+
+    fn refused(&mut self, branch: usize, code: u16, reason: String, warning: Option<Warning>) {
+        self.over[branch] = true;
+        if self.done {
+            return;
+        }
+        let refusal = Refusal {
+            code,
+            reason,
+            warning,
+        };
+        if code >= 600 {
+            // A global refusal: the phone hears it now, the others stop ringing.
+            for other in self.live() {
+                self.end_branch(other, "declined elsewhere");
+            }
+            self.best = Some(refusal);
+        } else if self
+            .best
+            .as_ref()
+            .is_none_or(|best| code / 100 < best.code / 100)
+        {
+            self.best = Some(refusal);
+        }
+        if self.live().is_empty()
+            && let Some(best) = self.best.take()
+        {
+            self.done = true;
+            self.out.push_back(Deliver::Phone(CallCommand::Reject {
+                code: best.code,
+                reason: best.reason,
+                warning: best.warning,
+            }));
+        }
+    }
+
+    /// A branch's call task ended without a last word.
+    pub(crate) fn branch_gone(&mut self, branch: usize) {
+        if branch < self.over.len() && !self.over[branch] {
+            self.command(branch, CallCommand::Hangup);
+            self.over[branch] = true;
+        }
+    }
+
+    /// An event of the phone's SIP call.
+    pub(crate) fn event(&mut self, event: CallEvent) {
+        if self.done {
+            return;
+        }
+        let over = matches!(event, CallEvent::Terminated(_));
+        if let Some(winner) = self.winner {
+            if !self.over[winner] {
+                self.out.push_back(Deliver::Branch(winner, event));
+            }
+            if over {
+                self.over[winner] = true;
+                self.done = true;
+            }
+            return;
+        }
+        match event {
+            // A CANCEL, or the call's end: every browser still ringing hears it as it is
+            // (a caller who gave up is a missed call).
+            CallEvent::Terminated(_) => {
+                for branch in self.live() {
+                    self.out.push_back(Deliver::Branch(branch, event.clone()));
+                    self.over[branch] = true;
+                }
+                self.done = true;
+            }
+            CallEvent::Offer { .. } => {
+                self.offer_open = true;
+                for branch in self.live() {
+                    self.out.push_back(Deliver::Branch(branch, event.clone()));
+                }
+            }
+            // Nothing else has anyone to hear it before the answer.
+            _ => {}
+        }
+    }
+
+    /// The phone's call went away without a last word (the SIP user agent stopped).
+    pub(crate) fn phone_gone(&mut self) {
+        self.event(CallEvent::Terminated(Ending {
+            code: Some(500),
+            reason: "500 the SIP user agent stopped".to_owned(),
+            cancelled: false,
+        }));
+        self.done = true;
+    }
+}
+
+#[cfg(test)]
+mod tests;
