@@ -134,6 +134,8 @@ pub(crate) struct Metrics {
     /// One counter per name of [`REQUEST_NAMES`], then one for unknown names.
     requests: Box<[AtomicU64]>,
     errors: [AtomicU64; ErrorKind::ALL.len()],
+    /// The local domain's location service, whose bindings are counted when rendered.
+    location: std::sync::OnceLock<std::sync::Arc<dyn sip::Location>>,
 }
 
 impl Default for Metrics {
@@ -151,6 +153,7 @@ impl Default for Metrics {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             errors: Default::default(),
+            location: std::sync::OnceLock::new(),
         }
     }
 }
@@ -235,6 +238,11 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (format 0.0.4).
+    /// Counts the bindings of the local domain's location service from now on.
+    pub(crate) fn watch_location(&self, location: std::sync::Arc<dyn sip::Location>) {
+        let _ = self.location.set(location);
+    }
+
     pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         family(
@@ -304,6 +312,25 @@ impl Metrics {
             "sylkrtc_media_ports {}",
             self.media_ports.load(Relaxed)
         );
+        if let Some(location) = self.location.get() {
+            family(
+                &mut out,
+                "sylkrtc_local_bindings",
+                "gauge",
+                "Bindings at the local domain: phones registered over SIP (expired ones not yet \
+                 swept included) and browsers signed in.",
+            );
+            let _ = writeln!(
+                out,
+                "sylkrtc_local_bindings{{kind=\"phone\"}} {}",
+                location.phone_count()
+            );
+            let _ = writeln!(
+                out,
+                "sylkrtc_local_bindings{{kind=\"browser\"}} {}",
+                location.browser_count()
+            );
+        }
         family(
             &mut out,
             "sylkrtc_requests_total",

@@ -141,6 +141,9 @@ impl Server {
             &config.http.web_origins,
             metrics.clone(),
         ));
+        if let Some(location) = &location {
+            metrics.watch_location(location.clone());
+        }
         let calls = Arc::new(CallServices {
             sip: sip.handle.clone(),
             media,

@@ -68,6 +68,8 @@ pub trait Location: Send + Sync + fmt::Debug {
     fn remove_browser(&self, binding: BrowserBinding);
     /// The browser bindings of `user`, oldest first.
     fn browsers(&self, user: &str) -> Vec<BrowserBinding>;
+    /// How many browser bindings there are, in all.
+    fn browser_count(&self) -> usize;
 
     /// Whether `user` is a user of the domain (any name is, when registration is open).
     fn knows(&self, user: &str) -> bool {
@@ -178,6 +180,10 @@ impl Location for MemoryLocation {
             .cloned()
             .unwrap_or_default()
     }
+
+    fn browser_count(&self) -> usize {
+        self.places().browsers.values().map(Vec::len).sum()
+    }
 }
 
 #[cfg(test)]
@@ -246,6 +252,7 @@ mod tests {
         location.add_browser("alice", second);
         location.add_browser("alice", first);
         assert_eq!(location.browsers("alice"), vec![second, first]);
+        assert_eq!(location.browser_count(), 2);
         location.remove_browser(second);
         assert_eq!(location.browsers("alice"), vec![first]);
         location.remove_browser(first);

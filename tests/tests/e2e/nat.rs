@@ -11,8 +11,17 @@ use serde_json::json;
 
 use crate::calls::{browser_tone, payload_type, until_heard};
 use crate::local::{
-    DOMAIN, WAIT, answered, closed, closed_client, local_client, phone, place, refused, shipped,
+    DOMAIN, WAIT, answered, closed, closed_client, local_client, place, refused, shipped,
 };
+
+/// Waits (20 s at most) until `condition` holds, checking every 100 ms.
+async fn until_true(condition: impl Fn() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 /// A phone's keep-alives are answered: a STUN Binding request on the SIP UDP port with the
 /// address it came from (RFC 5626 section 8), a double CRLF on TCP with a CRLF.
@@ -101,10 +110,23 @@ async fn phones_that_stop_answering_pings_are_unregistered() {
     // Timer F (64*T1) is how long a ping waits for any response.
     config.sip.t1_ms = 100;
     let gateway = Gateway::start(config).await;
-    let carol = phone(&gateway, "carol", "carolpw", 1300.0).await;
+    // The phone prints the SIP it gets, pings included.
+    let account = format!(
+        "<sip:carol@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";\
+         auth_pass=carolpw;answermode=auto;audio_codecs=PCMU/8000/1;regint=300\n",
+        gateway.sip.0.port()
+    );
+    let carol = Baresip::start_account_traced(&account, 1300.0);
+    assert!(carol.wait_log("200 OK", WAIT).await, "{}", carol.log.text());
     let mut client = closed_client(&gateway, "alice").await;
-    // Several pings later (each answered) the phone is still registered: it answers a call.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Three pings later (each answered) the phone is still registered: it answers a call.
+    let pings = || {
+        let log = carol.log.text();
+        log.lines()
+            .filter(|line| line.starts_with("OPTIONS sip:"))
+            .count()
+    };
+    until_true(|| pings() >= 3, "three pings reach the phone").await;
     let browser = Browser::new(&[AudioCodec::Pcmu]).await;
     place(&mut client, &browser, "alive", &format!("carol@{DOMAIN}")).await;
     answered(&mut client, "alive").await;
@@ -115,7 +137,16 @@ async fn phones_that_stop_answering_pings_are_unregistered() {
 
     // Gone without a word: within an interval and Timer F its binding is removed.
     drop(carol);
-    tokio::time::sleep(Duration::from_secs(9)).await;
+    let phones = r#"sylkrtc_local_bindings{kind="phone"}"#;
+    assert_eq!(gateway.metric(phones).await, 1.0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while gateway.metric(phones).await > 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the phone's binding is removed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Without the pings: an INVITE to the dead phone, ended by Timer B (408).
     let reason = refused(&mut client, &browser, "gone", "carol").await;
     assert!(reason.starts_with("480"), "{reason}");
