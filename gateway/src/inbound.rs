@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall, LocalIncoming, SipEvent};
+use sip::driver::{
+    CallCommand, CallEvents, CallHandle, IncomingCall, LocalEvent, LocalIncoming, SipEvent,
+};
 use sip::{CallEvent, Warning};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -20,7 +22,7 @@ use crate::routing::PhoneRoute;
 /// Takes the local domain's calls from `calls` until the driver stops.
 pub(crate) async fn route(
     services: Arc<CallServices>,
-    mut calls: mpsc::UnboundedReceiver<LocalIncoming>,
+    mut calls: mpsc::UnboundedReceiver<LocalEvent>,
     mut admission: Admission,
 ) {
     // The admitted calls of callers who did not authenticate, as they end.
@@ -28,7 +30,12 @@ pub(crate) async fn route(
     loop {
         let incoming = tokio::select! {
             incoming = calls.recv() => match incoming {
-                Some(incoming) => incoming,
+                Some(LocalEvent::Call(incoming)) => incoming,
+                Some(LocalEvent::Request { request, message }) => {
+                    debug!(method = ?message.method(), "out-of-dialog request for the local domain");
+                    services.sip.answer(request, crate::routing::request_answer(&message));
+                    continue;
+                }
                 None => return,
             },
             Some(call) = ended_rx.recv() => {

@@ -6,6 +6,9 @@
 //! with nowhere to take the call is unavailable (480), a name it does not have is not found
 //! (404), for browsers and phones calling alike (RFC 3261 section 21.4.18).
 
+use sip::Warning;
+use sip::driver::Answer;
+
 use crate::call::{Ending, FarEnd};
 
 use crate::local::{BrowserBinding, Local};
@@ -117,6 +120,24 @@ pub(crate) fn from_phone(local: &Local, user: &str) -> PhoneRoute {
         unreachable(local, user)
     };
     PhoneRoute::Refuse { code, reason, text }
+}
+
+/// The answer to an out-of-dialog request for an account or the local domain (MESSAGE,
+/// SUBSCRIBE): messaging and presence are not built yet, which the Warning says; 405 (with our
+/// Allow) as before.
+pub(crate) fn request_answer(message: &sip::Message) -> Answer {
+    let method = message
+        .method()
+        .map_or_else(|| "the request".to_owned(), ToString::to_string);
+    let warning = Warning::new(
+        Warning::MISCELLANEOUS,
+        format!("{method} is not supported by this gateway yet"),
+    );
+    Answer {
+        code: 405,
+        reason: "Method Not Allowed".to_owned(),
+        headers: vec![("Warning".to_owned(), warning.header_value())],
+    }
 }
 
 #[cfg(test)]

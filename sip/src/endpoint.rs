@@ -28,6 +28,7 @@ mod transactions;
 use calls::CallEntry;
 pub(crate) use failover::{Failover, server_failed};
 pub(crate) use local::PendingInvite;
+pub(crate) use requests::PendingRequest;
 use transactions::{ClientKind, ClientTransaction, ServerEntry, ServerTransaction};
 
 /// Bytes to send.
@@ -89,6 +90,17 @@ pub enum EndpointEvent {
     RegistrationSettled(RegistrationId),
     /// A phone of the local domain did not answer its OPTIONS ping: its binding is gone.
     BindingLost(crate::registrar::Ping),
+    /// An out-of-dialog request the owner answers (MESSAGE, SUBSCRIBE), for a registration or
+    /// for the local domain (`registration` none): answer it with
+    /// [`Endpoint::answer_request`]; unanswered, it gets 500 by its deadline.
+    Request {
+        /// Names it.
+        pending: PendingRequest,
+        /// The registration it reached, if it is not for the local domain.
+        registration: Option<RegistrationId>,
+        /// The request.
+        request: Box<Message>,
+    },
 }
 
 impl PartialEq for EndpointEvent {
@@ -135,6 +147,22 @@ impl PartialEq for EndpointEvent {
                 },
             ) => pending == other_pending && invite.to_bytes() == other_invite.to_bytes(),
             (EndpointEvent::BindingLost(ping), EndpointEvent::BindingLost(other)) => ping == other,
+            (
+                EndpointEvent::Request {
+                    pending,
+                    registration,
+                    request,
+                },
+                EndpointEvent::Request {
+                    pending: other_pending,
+                    registration: other_registration,
+                    request: other_request,
+                },
+            ) => {
+                pending == other_pending
+                    && registration == other_registration
+                    && request.to_bytes() == other_request.to_bytes()
+            }
             (EndpointEvent::RegistrationSettled(id), EndpointEvent::RegistrationSettled(other)) => {
                 id == other
             }
@@ -217,6 +245,8 @@ pub struct Endpoint {
     ping_queue: VecDeque<crate::registrar::Ping>,
     pings: HashMap<u64, crate::registrar::Ping>,
     ping_timer: Option<Instant>,
+    /// Out-of-dialog requests waiting for their owner's answer: each request and its deadline.
+    pending_requests: HashMap<ServerKey, (Message, Instant)>,
     /// Every timer, soonest first. An entry may be stale (its owner gone, or its deadline
     /// moved): it is checked against the owner when popped, so that nothing is ever scanned.
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
@@ -230,6 +260,8 @@ enum Timer {
     Registration(RegistrationId),
     Call(CallId),
     Ping,
+    /// A pending request's deadline.
+    Request(ServerKey),
 }
 
 impl Endpoint {
@@ -257,6 +289,7 @@ impl Endpoint {
             ping_queue: VecDeque::new(),
             pings: HashMap::new(),
             ping_timer: None,
+            pending_requests: HashMap::new(),
             timers: BinaryHeap::new(),
         }
     }
@@ -280,6 +313,10 @@ impl Endpoint {
                 .registrations
                 .get(id)
                 .and_then(|entry| entry.registration.poll_timeout()),
+            Timer::Request(key) => self
+                .pending_requests
+                .get(key)
+                .map(|(_, deadline)| *deadline),
             Timer::Ping => {
                 // One entry in the heap at a time: a REGISTER may only move it earlier.
                 let next = self
@@ -655,6 +692,7 @@ impl Endpoint {
                     self.pump(now, id);
                 }
                 Timer::Ping => self.pings_due(now),
+                Timer::Request(key) => self.request_overdue(now, key),
             }
         }
     }

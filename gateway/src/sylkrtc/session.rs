@@ -158,6 +158,13 @@ impl Session<'_> {
                 self.incoming_events.insert(call, events);
                 self.connection.handle_incoming(handle, call, *invite);
             }
+            SipEvent::Request {
+                request, message, ..
+            } => {
+                debug!(method = ?message.method(), "out-of-dialog request for an account");
+                self.sip
+                    .answer(request, crate::routing::request_answer(&message));
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{Account, Driver, Input, LocalIncoming, SipEvent};
+use super::{Account, Driver, Input, LocalEvent, LocalIncoming, SipEvent};
 use crate::call::{Call, CallConfig, CallEvent, Ending, Outgoing, Warning};
 use crate::dialog::{bare_uri, without_tag};
 use crate::endpoint::{CallId, PendingInvite, RegistrationId, Target};
@@ -363,14 +363,14 @@ impl Driver {
         self.calls.insert(call, CallSlot::Active(id));
         let (events, receiver) = mpsc::unbounded_channel();
         self.call_owners.insert(id, (call, events));
-        let _ = router.send(LocalIncoming {
+        let _ = router.send(LocalEvent::Call(LocalIncoming {
             call,
             user,
             source: source.addr,
             authenticated,
             invite: Box::new(IncomingCall::from_invite(invite)),
             events: receiver,
-        });
+        }));
     }
 
     pub(super) fn call_command(&mut self, call: CallHandle, command: CallCommand) {

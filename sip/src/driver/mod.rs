@@ -9,9 +9,11 @@
 
 mod calls;
 mod connection;
+mod requests;
 pub mod resolve;
 
 pub use calls::{CallCommand, CallHandle, IncomingCall, OutgoingCall};
+pub use requests::{Answer, RequestHandle};
 
 use std::collections::HashMap;
 use std::io;
@@ -67,8 +69,9 @@ pub struct DriverConfig {
     /// A TLS listener (port, 0 for a free one, and certificate), for servers that open
     /// connections to us.
     pub tls_server: Option<(u16, Arc<rustls::ServerConfig>)>,
-    /// Where calls for users of the local domain go; without it they are refused with 480.
-    pub local_calls: Option<mpsc::UnboundedSender<LocalIncoming>>,
+    /// Where calls for users of the local domain go (without it they are refused with 480),
+    /// and the requests for the local domain its owner answers.
+    pub local_calls: Option<mpsc::UnboundedSender<LocalEvent>>,
     /// The most TCP and TLS connections peers may open to us, in all and from one address;
     /// past them a new connection is closed at once.
     pub max_connections: usize,
@@ -133,6 +136,31 @@ pub enum SipEvent {
         /// The call's events.
         events: CallEvents,
     },
+    /// An out-of-dialog request reached the registration `handle` (MESSAGE, SUBSCRIBE):
+    /// answer it with [`SipHandle::answer`].
+    Request {
+        /// The owner's number for the registration.
+        handle: u64,
+        /// Names it, for the answer.
+        request: RequestHandle,
+        /// The request.
+        message: Box<crate::Message>,
+    },
+}
+
+/// What the driver hands the local domain's owner (on the `local_calls` channel).
+#[derive(Debug)]
+pub enum LocalEvent {
+    /// A call for a user of the domain.
+    Call(LocalIncoming),
+    /// An out-of-dialog request for the domain (MESSAGE, SUBSCRIBE): answer it with
+    /// [`SipHandle::answer`].
+    Request {
+        /// Names it, for the answer.
+        request: RequestHandle,
+        /// The request.
+        message: Box<crate::Message>,
+    },
 }
 
 /// A call for a user of the local domain (on the `local_calls` channel). It has been answered
@@ -172,6 +200,10 @@ enum Command {
     Call {
         call: CallHandle,
         command: CallCommand,
+    },
+    Answer {
+        request: RequestHandle,
+        answer: Answer,
     },
 }
 
@@ -497,6 +529,7 @@ impl Driver {
                 events,
             } => self.start_call(call, outgoing, events),
             Command::Call { call, command } => self.call_command(call, command),
+            Command::Answer { request, answer } => self.answer_request(request, answer),
             Command::Unregister { key } => match self.keys.remove(&key) {
                 Some(Slot::Active(id)) => {
                     // The owner no longer listens; the endpoint finishes the un-REGISTER alone.
@@ -807,6 +840,14 @@ impl Driver {
                 }
                 EndpointEvent::RegistrationSettled(id) => {
                     self.reresolve(id);
+                    continue;
+                }
+                EndpointEvent::Request {
+                    pending,
+                    registration,
+                    request,
+                } => {
+                    self.forward_request(pending, registration, request);
                     continue;
                 }
                 EndpointEvent::BindingLost(ping) => {

@@ -1,7 +1,9 @@
 //! Requests that reach the endpoint from the network: matched to their server transaction
 //! (retransmissions), to a call (in-dialog requests, CANCEL), to the local domain (REGISTER,
-//! INVITE for its users), or answered here (OPTIONS, 404 for an unknown Request-URI, 405 and
-//! 501, 400 for what cannot be read, 503 when the transaction table is full).
+//! INVITE for its users), held for the owner to answer (out-of-dialog MESSAGE and SUBSCRIBE
+//! for a registration or the local domain), or answered here (OPTIONS, 404 for an unknown
+//! Request-URI, 405 and 501, 400 for what cannot be read, 503 when the transaction table is
+//! full).
 
 use std::time::Instant;
 
@@ -9,6 +11,11 @@ use bytes::Bytes;
 use ezk_sip_types::{Method, Name};
 
 use super::*;
+
+/// An out-of-dialog request waiting for [`Endpoint::answer_request`] (see
+/// [`EndpointEvent::Request`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PendingRequest(ServerKey);
 
 impl Endpoint {
     pub(super) fn handle_request(&mut self, now: Instant, source: Target, request: Message) {
@@ -81,8 +88,119 @@ impl Endpoint {
                 return self.local_invite(now, source, request, key);
             }
         }
+        if matches!(method, Method::MESSAGE | Method::SUBSCRIBE)
+            && let Some(registration) = self.request_owner(&request)
+        {
+            return self.hold_request(now, source, request, key, registration);
+        }
         let (code, reason) = self.decide(&request, &method);
         self.respond_new(now, source, &request, key, code, reason);
+    }
+
+    /// Whose an out-of-dialog request is: the local domain's (`Some(None)`), a live
+    /// registration's, or nobody's.
+    fn request_owner(&self, request: &Message) -> Option<Option<RegistrationId>> {
+        if self.for_local_domain(request) {
+            return Some(None);
+        }
+        let StartLine::Request { uri, .. } = &request.start else {
+            return None;
+        };
+        let id = *self.contacts.get(uri.user()?)?;
+        self.registrations
+            .get(&id)
+            .filter(|entry| entry.registration.is_registered())?;
+        Some(Some(id))
+    }
+
+    /// Holds a request in a server transaction of its own until its owner answers it (its
+    /// retransmissions are absorbed meanwhile), or its deadline: 16 T1 (8 s), well within the
+    /// 64 T1 its sender waits.
+    fn hold_request(
+        &mut self,
+        now: Instant,
+        source: Target,
+        request: Message,
+        key: ServerKey,
+        registration: Option<RegistrationId>,
+    ) {
+        let transaction = NonInviteServer::new(source.transport.reliable(), self.config.timers);
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                transaction: ServerTransaction::NonInvite(transaction),
+                target: source,
+                owner: None,
+            },
+        );
+        let deadline = now + self.config.timers.t1 * 16;
+        self.pending_requests
+            .insert(key.clone(), (request.clone(), deadline));
+        self.schedule(Timer::Request(key.clone()));
+        self.events.push_back(EndpointEvent::Request {
+            pending: PendingRequest(key),
+            registration,
+            request: Box::new(request),
+        });
+    }
+
+    /// Answers a pending request (`headers` added to the response; a 405 gets our Allow).
+    /// Once only: a request answered already, or past its deadline, is left alone.
+    pub fn answer_request(
+        &mut self,
+        now: Instant,
+        pending: &PendingRequest,
+        code: u16,
+        reason: &str,
+        headers: &[(String, String)],
+    ) {
+        let Some((request, _)) = self.pending_requests.remove(&pending.0) else {
+            return;
+        };
+        let tag = self.new_tag();
+        let mut response = request.response(code, reason, Some(&tag));
+        for (name, value) in headers {
+            response
+                .headers
+                .insert(Name::from(name.clone()), value.clone());
+        }
+        if code == 405 {
+            response.headers.insert(Name::ALLOW, ALLOW);
+        }
+        response
+            .headers
+            .insert(Name::SERVER, self.config.user_agent.clone());
+        if let Some(ServerEntry {
+            transaction: ServerTransaction::NonInvite(transaction),
+            ..
+        }) = self.servers.get_mut(&pending.0)
+        {
+            transaction.respond(now, &response);
+        }
+        self.drain_server(&pending.0);
+    }
+
+    /// A pending request's deadline passed: nobody answered it, so we do.
+    pub(super) fn request_overdue(&mut self, now: Instant, key: ServerKey) {
+        if self
+            .pending_requests
+            .get(&key)
+            .is_some_and(|(_, deadline)| *deadline <= now)
+        {
+            let pending = PendingRequest(key);
+            self.answer_request(
+                now,
+                &pending,
+                500,
+                "Server Internal Error (no answer in time)",
+                &[],
+            );
+        }
+    }
+
+    /// How many requests wait for their owner's answer.
+    pub fn pending_requests(&self) -> usize {
+        self.pending_requests.len()
     }
 
     /// Answers a request in a new server transaction of its own.

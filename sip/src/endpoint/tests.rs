@@ -175,7 +175,7 @@ fn an_unanswered_register_is_retransmitted_then_fails_with_408() {
 fn requests_to_us_are_answered() {
     let now = Instant::now();
     let mut endpoint = endpoint();
-    registered(&mut endpoint, now, "gw1");
+    let id = registered(&mut endpoint, now, "gw1");
     let live = "sip:gw1@127.0.0.1:5062";
     assert_eq!(
         answer(&mut endpoint, now, &request("OPTIONS", live, "z9hG4bK1")),
@@ -192,11 +192,25 @@ fn requests_to_us_are_answered() {
     let resent = sent(&mut endpoint);
     assert_eq!(resent.len(), 1);
     assert_eq!(resent[0].1.header(&Name::ALLOW), Some(ALLOW));
-    // A known method we do not take outside calls: 405 with Allow.
+    // A MESSAGE waits for the registration's owner, who answers it.
     assert_eq!(
         answer(&mut endpoint, now, &request("MESSAGE", live, "z9hG4bK2")),
-        [405]
+        Vec::<u16>::new()
     );
+    let Some(EndpointEvent::Request {
+        pending,
+        registration,
+        request: message,
+    }) = endpoint.poll_event()
+    else {
+        panic!("the MESSAGE is handed over");
+    };
+    assert_eq!(registration, Some(id));
+    assert_eq!(message.call_id(), Some("in-z9hG4bK2"));
+    endpoint.answer_request(now, &pending, 405, "Method Not Allowed", &[]);
+    let answered = sent(&mut endpoint);
+    assert_eq!(answered[0].1.code(), Some(405));
+    assert_eq!(answered[0].1.header(&Name::ALLOW), Some(ALLOW));
     // An INVITE gets 100 Trying first; this one has no Contact, so no dialog can be made.
     assert_eq!(
         answer(&mut endpoint, now, &request("INVITE", live, "z9hG4bK3")),
@@ -636,4 +650,65 @@ fn local_phones_are_pinged_and_unregistered_when_they_stop_answering() {
     }
     assert!(endpoint.local_bindings(now, "carol").is_empty());
     assert!(endpoint.poll_ping().is_none());
+}
+
+/// A request held for its owner absorbs its retransmissions, is answered once, and gets 500
+/// from the endpoint when nobody answers by its deadline; one for the local domain names no
+/// registration.
+#[test]
+fn held_requests_are_answered_once_or_by_their_deadline() {
+    let start = Instant::now();
+    let mut config = endpoint().config.clone();
+    config.local = Some(crate::registrar::LocalDomain {
+        location: std::sync::Arc::new(crate::location::MemoryLocation::new(
+            "local.test",
+            HashMap::new(),
+            true,
+        )),
+        secret: "s".into(),
+        nonce_lifetime: Duration::from_secs(300),
+        max_expires: 3600,
+        min_expires: 60,
+        ping_interval: None,
+    });
+    let mut endpoint = Endpoint::new(config, start);
+    let message = request("MESSAGE", "sip:carol@local.test", "z9hG4bKm1");
+    assert!(answer(&mut endpoint, start, &message).is_empty());
+    let Some(EndpointEvent::Request {
+        pending,
+        registration: None,
+        ..
+    }) = endpoint.poll_event()
+    else {
+        panic!("the MESSAGE is handed over for the local domain");
+    };
+    assert_eq!(endpoint.pending_requests(), 1);
+    // Its retransmission: nothing yet, and no second hand-over.
+    assert!(answer(&mut endpoint, start, &message).is_empty());
+    assert!(events(&mut endpoint).is_empty());
+    let headers = [("Warning".to_owned(), "399 x \"later\"".to_owned())];
+    endpoint.answer_request(start, &pending, 405, "Method Not Allowed", &headers);
+    let answered = sent(&mut endpoint);
+    assert_eq!(answered.len(), 1);
+    assert_eq!(
+        answered[0].1.header(&Name::WARNING),
+        Some("399 x \"later\"")
+    );
+    // Once only; a retransmission now gets the same answer from the transaction.
+    endpoint.answer_request(start, &pending, 200, "OK", &[]);
+    assert!(sent(&mut endpoint).is_empty());
+    assert_eq!(answer(&mut endpoint, start, &message), [405]);
+
+    // Nobody answers the next one: 500 after 16 T1.
+    let subscribe = request("SUBSCRIBE", "sip:carol@local.test", "z9hG4bKm2");
+    assert!(answer(&mut endpoint, start, &subscribe).is_empty());
+    assert_eq!(events(&mut endpoint).len(), 1);
+    let deadline = start + Timers::default().t1 * 16;
+    endpoint.handle_timeout(deadline - Duration::from_millis(1));
+    assert!(sent(&mut endpoint).is_empty());
+    endpoint.handle_timeout(deadline);
+    let overdue = sent(&mut endpoint);
+    assert_eq!(overdue.len(), 1);
+    assert_eq!(overdue[0].1.code(), Some(500));
+    assert_eq!(endpoint.pending_requests(), 0);
 }

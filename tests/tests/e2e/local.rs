@@ -455,7 +455,7 @@ fn foreign_invite(local: std::net::SocketAddr, call_id: &str) -> String {
 }
 
 /// The final response to each of `call_ids` sent from `socket`: (Call-ID, status, whole text).
-async fn finals(
+pub(crate) async fn finals(
     socket: &tokio::net::UdpSocket,
     call_ids: &[String],
 ) -> std::collections::HashMap<String, (u16, String)> {

@@ -20,6 +20,7 @@ mod keepalive;
 mod limits;
 mod local;
 mod logging;
+mod messaging;
 mod nat;
 mod nextrtc;
 mod register;
