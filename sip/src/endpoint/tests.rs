@@ -27,6 +27,25 @@ fn endpoint_with(max_server_transactions: usize) -> Endpoint {
     )
 }
 
+/// An endpoint that is registrar of `local.test` (open registration), pinging its phones
+/// every `ping_interval`.
+fn local_endpoint(now: Instant, ping_interval: Option<Duration>) -> Endpoint {
+    let mut config = endpoint().config.clone();
+    config.local = Some(crate::registrar::LocalDomain {
+        location: std::sync::Arc::new(crate::location::MemoryLocation::new(
+            "local.test",
+            HashMap::new(),
+            true,
+        )),
+        secret: "s".into(),
+        nonce_lifetime: Duration::from_secs(300),
+        max_expires: 3600,
+        min_expires: 60,
+        ping_interval,
+    });
+    Endpoint::new(config, now)
+}
+
 fn registrar() -> Target {
     Target {
         transport: Transport::Udp,
@@ -551,20 +570,7 @@ fn transactions_are_bounded_and_the_excess_shed_with_503() {
 #[test]
 fn local_phones_are_pinged_and_unregistered_when_they_stop_answering() {
     let start = Instant::now();
-    let mut config = endpoint().config.clone();
-    config.local = Some(crate::registrar::LocalDomain {
-        location: std::sync::Arc::new(crate::location::MemoryLocation::new(
-            "local.test",
-            HashMap::new(),
-            true,
-        )),
-        secret: "s".into(),
-        nonce_lifetime: Duration::from_secs(300),
-        max_expires: 3600,
-        min_expires: 60,
-        ping_interval: Some(Duration::from_secs(25)),
-    });
-    let mut endpoint = Endpoint::new(config, Instant::now());
+    let mut endpoint = local_endpoint(start, Some(Duration::from_secs(25)));
     let phone = Target {
         transport: Transport::Udp,
         addr: "127.0.0.2:5090".parse().unwrap(),
@@ -658,20 +664,7 @@ fn local_phones_are_pinged_and_unregistered_when_they_stop_answering() {
 #[test]
 fn held_requests_are_answered_once_or_by_their_deadline() {
     let start = Instant::now();
-    let mut config = endpoint().config.clone();
-    config.local = Some(crate::registrar::LocalDomain {
-        location: std::sync::Arc::new(crate::location::MemoryLocation::new(
-            "local.test",
-            HashMap::new(),
-            true,
-        )),
-        secret: "s".into(),
-        nonce_lifetime: Duration::from_secs(300),
-        max_expires: 3600,
-        min_expires: 60,
-        ping_interval: None,
-    });
-    let mut endpoint = Endpoint::new(config, start);
+    let mut endpoint = local_endpoint(start, None);
     let message = request("MESSAGE", "sip:carol@local.test", "z9hG4bKm1");
     assert!(answer(&mut endpoint, start, &message).is_empty());
     let Some(EndpointEvent::Request {
