@@ -9,8 +9,12 @@
 
 mod calls;
 mod connection;
+mod events;
+pub use events::{Account, CallEvents, LocalEvent, LocalIncoming, RegistrationKey, SipEvent};
 mod requests;
 pub mod resolve;
+mod streams;
+use streams::{Accepted, accept_tls};
 
 pub use calls::{CallCommand, CallHandle, IncomingCall, OutgoingCall};
 pub use requests::{Answer, RequestHandle};
@@ -27,14 +31,13 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::calls::CallSlot;
 use self::connection::{ConnectionInput, WRITE_QUEUE};
 use self::resolve::{Resolver, ServerUri};
-use crate::auth::Credentials;
 use crate::call::CallEvent;
 use crate::endpoint::{CallId, Endpoint, EndpointConfig, EndpointEvent, RegistrationId, Target};
 use crate::registration::{RegistrationConfig, RegistrationEvent};
@@ -86,101 +89,6 @@ pub struct DriverConfig {
 
 /// How long a peer's new connection may take to send its first message (or keep-alive).
 pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// An account to register.
-#[derive(Debug, Clone)]
-pub struct Account {
-    /// The user part.
-    pub user: String,
-    /// The domain (host, optionally with a port).
-    pub domain: String,
-    /// The display name.
-    pub display_name: Option<String>,
-    /// The digest credentials.
-    pub credentials: Credentials,
-    /// A User-Agent for this account's requests (the endpoint's otherwise).
-    pub user_agent: Option<String>,
-}
-
-/// Names a registration: the owner (a connection) and the owner's own number for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RegistrationKey {
-    /// The owner.
-    pub owner: u64,
-    /// The owner's number for this registration.
-    pub handle: u64,
-}
-
-/// A call's events, for its owner alone; after [`CallEvent::Terminated`] nothing more comes.
-pub type CallEvents = mpsc::UnboundedReceiver<CallEvent>;
-
-/// What the driver reports to a registration's owner.
-#[derive(Debug)]
-pub enum SipEvent {
-    /// A registration's state changed.
-    Registration {
-        /// The owner's number for it.
-        handle: u64,
-        /// What happened.
-        event: RegistrationEvent,
-    },
-    /// A call reached the registration `handle`. It has been answered 100 Trying only: the owner
-    /// rings, answers or rejects it with [`SipHandle::call`], and hears the call on `events`.
-    Incoming {
-        /// The owner's number for the registration.
-        handle: u64,
-        /// The new call.
-        call: CallHandle,
-        /// What the INVITE said.
-        invite: Box<IncomingCall>,
-        /// The call's events.
-        events: CallEvents,
-    },
-    /// An out-of-dialog request reached the registration `handle` (MESSAGE, SUBSCRIBE):
-    /// answer it with [`SipHandle::answer`].
-    Request {
-        /// The owner's number for the registration.
-        handle: u64,
-        /// Names it, for the answer.
-        request: RequestHandle,
-        /// The request.
-        message: Box<crate::Message>,
-    },
-}
-
-/// What the driver hands the local domain's owner (on the `local_calls` channel).
-#[derive(Debug)]
-pub enum LocalEvent {
-    /// A call for a user of the domain.
-    Call(LocalIncoming),
-    /// An out-of-dialog request for the domain (MESSAGE, SUBSCRIBE): answer it with
-    /// [`SipHandle::answer`].
-    Request {
-        /// Names it, for the answer.
-        request: RequestHandle,
-        /// The request.
-        message: Box<crate::Message>,
-    },
-}
-
-/// A call for a user of the local domain (on the `local_calls` channel). It has been answered
-/// 100 Trying only: the owner rings, answers or rejects it with [`SipHandle::call`], and hears
-/// the call on `events`.
-#[derive(Debug)]
-pub struct LocalIncoming {
-    /// The new call.
-    pub call: CallHandle,
-    /// The callee (the Request-URI's user).
-    pub user: String,
-    /// The address the INVITE came from.
-    pub source: std::net::SocketAddr,
-    /// Whether the caller authenticated (a local user); callers of other domains do not.
-    pub authenticated: bool,
-    /// What the INVITE said.
-    pub invite: Box<IncomingCall>,
-    /// The call's events.
-    pub events: CallEvents,
-}
 
 #[derive(Debug)]
 enum Command {
@@ -868,155 +776,6 @@ impl Driver {
                 self.registration_servers.remove(&id);
             }
         }
-    }
-
-    fn send_stream(&mut self, target: Target, bytes: Bytes) {
-        if let Some(connection) = self.connections.get(&target) {
-            if connection.try_send(bytes).is_err() {
-                // Full or gone: the connection is not keeping up; its transactions fail.
-                self.connections.remove(&target);
-                self.endpoint
-                    .handle_transport_error(Instant::now().into_std(), target);
-            }
-            return;
-        }
-        self.spawn_connection(target, None, Some(bytes));
-    }
-
-    /// Completes the TLS handshake of an accepted connection in its own task, so that a slow
-    /// client cannot hold up the driver.
-    fn handshake(&mut self, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
-        let Some((_, acceptor)) = &self.tls else {
-            return;
-        };
-        let acceptor = acceptor.clone();
-        let inputs = self.inputs.clone();
-        tokio::spawn(async move {
-            match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    let _ = inputs.send(Input::TlsAccepted(Box::new(stream), peer, slot));
-                }
-                Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => debug!(%peer, "TLS handshake timed out"),
-            }
-        });
-    }
-
-    /// A slot for a connection `peer` opened, or none (the connection is then dropped).
-    fn slot_for(&self, peer: SocketAddr) -> Option<ConnectionSlot> {
-        match self.slots.take(peer.ip()) {
-            Ok(slot) => Some(slot),
-            Err(limit) => {
-                debug!(%peer, %limit, "SIP connection refused: the limit is reached");
-                None
-            }
-        }
-    }
-
-    /// Starts a connection task: for an accepted stream (holding its slot), or a new outgoing
-    /// connection whose first message waits until it is up.
-    fn spawn_connection(
-        &mut self,
-        target: Target,
-        accepted: Option<(Accepted, ConnectionSlot)>,
-        first: Option<Bytes>,
-    ) {
-        let (sender, receiver) = mpsc::channel(WRITE_QUEUE);
-        if let Some(first) = first {
-            let _ = sender.try_send(first);
-        }
-        self.connections.insert(target, sender);
-        let inputs = self.inputs.clone();
-        let max = self.config.endpoint.max_message_size;
-        // Our own connections carry our registrations: keep them (and NAT bindings) alive.
-        let keepalive = if accepted.is_none() {
-            self.config.keepalive
-        } else {
-            None
-        };
-        // A peer's connection must send, or it goes (idle sockets must not use up descriptors).
-        let timeouts = accepted.is_some().then_some(connection::Timeouts {
-            first_message: FIRST_MESSAGE_TIMEOUT,
-            idle: self.config.idle_timeout,
-        });
-        let (forward, mut forwarded) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Some(input) = forwarded.recv().await {
-                if inputs.send(Input::Connection(input)).is_err() {
-                    break;
-                }
-            }
-        });
-        let tls = (target.transport == Transport::Tls).then(|| {
-            let name = self
-                .tls_names
-                .get(&target.addr)
-                .cloned()
-                .unwrap_or_else(|| target.addr.ip().to_string());
-            (TlsConnector::from(self.config.tls_client.clone()), name)
-        });
-        tokio::spawn(async move {
-            let (stream, _slot) = match accepted {
-                Some((stream, slot)) => (stream, Some(slot)),
-                None => match tokio::time::timeout(CONNECT_TIMEOUT, connect(target, tls)).await {
-                    Ok(Ok(stream)) => (stream, None),
-                    Ok(Err(error)) => {
-                        debug!(remote = %target.addr, %error, "connection failed");
-                        let _ = forward.send(ConnectionInput::Closed(target));
-                        return;
-                    }
-                    Err(_) => {
-                        debug!(remote = %target.addr, "connection timed out");
-                        let _ = forward.send(ConnectionInput::Closed(target));
-                        return;
-                    }
-                },
-            };
-            let settings = connection::Settings {
-                keepalive,
-                timeouts,
-                max_message_size: max,
-            };
-            match stream {
-                Accepted::Tcp(stream) => {
-                    connection::run(stream, target, receiver, forward, settings).await
-                }
-                Accepted::Tls(stream) => {
-                    connection::run(stream, target, receiver, forward, settings).await
-                }
-            }
-        });
-    }
-}
-
-/// A connected stream.
-enum Accepted {
-    Tcp(TcpStream),
-    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
-}
-
-/// Opens a TCP connection, and the TLS session over it when `tls` names the server.
-async fn connect(target: Target, tls: Option<(TlsConnector, String)>) -> io::Result<Accepted> {
-    let stream = TcpStream::connect(target.addr).await?;
-    let _ = stream.set_nodelay(true);
-    let Some((connector, name)) = tls else {
-        return Ok(Accepted::Tcp(stream));
-    };
-    let name = rustls::pki_types::ServerName::try_from(name)
-        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
-    let stream = connector.connect(name, stream).await?;
-    Ok(Accepted::Tls(Box::new(tokio_rustls::TlsStream::Client(
-        stream,
-    ))))
-}
-
-/// The next connection on the TLS listener (never, without one).
-async fn accept_tls(
-    tls: &Option<(TcpListener, TlsAcceptor)>,
-) -> io::Result<(TcpStream, SocketAddr)> {
-    match tls {
-        Some((listener, _)) => listener.accept().await,
-        None => std::future::pending().await,
     }
 }
 
