@@ -46,6 +46,25 @@ async fn ended_unmissed(client: &mut Client, session: &str) -> String {
     }
 }
 
+/// Waits for `session` of a callee to end as a missed call (the missed-session event may come
+/// before or after the end).
+async fn ended_missed(client: &mut Client, session: &str) {
+    let (mut missed, mut ended) = (false, false);
+    while !(missed && ended) {
+        match next(client).await {
+            ServerMessage::Event(Event::Account {
+                event: AccountEvent::MissedSession { .. },
+                ..
+            }) => missed = true,
+            ServerMessage::Event(Event::Session {
+                session: over,
+                event: SessionEvent::State(SessionState::Terminated { .. }),
+            }) if over == session => ended = true,
+            _ => {}
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_place_of_a_local_user_rings_and_the_first_answer_wins() {
     let gateway = Gateway::start(shipped()).await;
@@ -130,6 +149,23 @@ async fn every_place_of_a_local_user_rings_and_the_first_answer_wins() {
         440.0
     );
     caller.close().await;
+
+    // The caller gives up while all three ring: a missed call in each browser, and the
+    // phone's CANCEL says nothing of an answer elsewhere.
+    let caller = Browser::new(&[AudioCodec::Pcmu]).await;
+    place(&mut alice, &caller, "fork-3", &format!("carol@{DOMAIN}")).await;
+    let (one, _) = incoming(&mut first).await;
+    let (two, _) = incoming(&mut second).await;
+    assert!(phone.wait_for("CALL_INCOMING", 3, WAIT).await);
+    alice
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "fork-3"}))
+        .await;
+    ended_missed(&mut first, &one).await;
+    ended_missed(&mut second, &two).await;
+    assert!(phone.wait_for("CALL_CLOSED", 3, WAIT).await);
+    let reasons = phone.log.text().matches("Reason: SIP;cause=200").count();
+    assert_eq!(reasons, 1, "only the CANCEL of the first call said so");
+    caller.close().await;
     assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
 }
 
@@ -171,34 +207,8 @@ async fn a_phones_call_rings_every_browser_of_the_callee() {
     let (one, _) = incoming(&mut first).await;
     let (two, _) = incoming(&mut second).await;
     dave.command("hangup", "");
-    for (client, session) in [(&mut first, one), (&mut second, two)] {
-        let mut missed = false;
-        loop {
-            match next(client).await {
-                ServerMessage::Event(Event::Account {
-                    event: AccountEvent::MissedSession { .. },
-                    ..
-                }) => missed = true,
-                ServerMessage::Event(Event::Session {
-                    session: ended,
-                    event: SessionEvent::State(SessionState::Terminated { .. }),
-                }) if ended == session => break,
-                _ => {}
-            }
-        }
-        if !missed {
-            // The missed-session event may follow the session's end.
-            loop {
-                if let ServerMessage::Event(Event::Account {
-                    event: AccountEvent::MissedSession { .. },
-                    ..
-                }) = next(client).await
-                {
-                    break;
-                }
-            }
-        }
-    }
+    ended_missed(&mut first, &one).await;
+    ended_missed(&mut second, &two).await;
     assert!(dave.wait_for("CALL_CLOSED", 2, WAIT).await);
 
     // Both decline: the phone hears busy, once.
@@ -212,5 +222,26 @@ async fn a_phones_call_rings_every_browser_of_the_callee() {
         .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": two}))
         .await;
     assert!(closed_reason(&dave, 3).await.contains("486"));
+
+    // One browser goes away while both ring: the other still takes the call.
+    dave.command("dial", &format!("sip:carol@{DOMAIN}"));
+    incoming(&mut first).await;
+    let (taken, offer) = incoming(&mut second).await;
+    first.close().await;
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = browser.answer(&offer).await;
+    second
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-answer", "session": taken, "sdp": answer}),
+        )
+        .await;
+    hears_the_phone(&mut browser, &offer).await;
+    dave.command("hangup", "");
+    until(&mut second, &taken, |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await;
+    assert!(dave.wait_for("CALL_CLOSED", 4, WAIT).await);
+    browser.close().await;
     assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
 }
