@@ -28,12 +28,16 @@ pub(crate) enum Route {
 }
 
 /// The route of a call from an account of `account_domain` to `uri` (`sip:user@host`).
-pub(crate) fn outgoing(local: Option<&Local>, account_domain: &str, uri: &str) -> Route {
+pub(crate) fn outgoing(
+    local: Option<&Local>,
+    account_domain: &str,
+    uri: &sip::RequestUri,
+) -> Route {
     let Some(local) = local else {
         return Route::Call(FarEnd::Sip { server: None });
     };
-    let host = sip::uri_host(uri).unwrap_or_default();
-    let user = sip::uri_user(uri).unwrap_or_default();
+    let host = uri.host().unwrap_or_default();
+    let user = uri.user().unwrap_or_default();
     let to_local = local.is_local(host);
     let from_local = local.is_local(account_domain);
     if to_local && user.eq_ignore_ascii_case("echo") {
@@ -208,7 +212,10 @@ mod tests {
         closed
             .register("alice", &sip::Secret::Password("pw".into()), binding)
             .expect("registered");
-        let route = |local: Option<&Local>, from: &str, to: &str| name(&outgoing(local, from, to));
+        let route = |local: Option<&Local>, from: &str, to: &str| {
+            let to = sip::RequestUri::parse(to).expect("a SIP URI");
+            name(&outgoing(local, from, &to))
+        };
         assert_eq!(
             route(Some(&closed), "local.test", "sip:echo@local.test"),
             "echo"

@@ -26,7 +26,7 @@ use ezk_sip_types::{Method, Name};
 
 use crate::auth::{Credentials, DigestClient};
 use crate::dialog::{Dialog, record_routes};
-use crate::message::{Message, StartLine};
+use crate::message::{Message, RequestUri, StartLine};
 use crate::transaction::Timers;
 use crate::transport::Transport;
 
@@ -95,7 +95,7 @@ pub struct CallConfig {
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     /// The To of the INVITE, and its Request-URI unless `target` is given.
-    pub uri: String,
+    pub uri: RequestUri,
     /// The Request-URI when it is not `uri` (a registered Contact of the callee).
     pub target: Option<String>,
     /// A Route header value (an outbound proxy), if any.

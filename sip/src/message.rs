@@ -115,6 +115,23 @@ impl RequestUri {
         Some(&self.text[start..end])
     }
 
+    /// The host of a SIP URI, without its port and parameters (an IPv6 address without its
+    /// brackets).
+    pub fn host(&self) -> Option<&str> {
+        if !self.sip {
+            return None;
+        }
+        let start = match self.user_end {
+            Some(end) => end + 1,
+            None => self.text.find(':')? + 1,
+        };
+        let hostport = self.text[start..].split(';').next()?;
+        match hostport.strip_prefix('[') {
+            Some(inner) => inner.split(']').next(),
+            None => hostport.split(':').next(),
+        }
+    }
+
     /// The URI as text.
     pub fn as_str(&self) -> &str {
         &self.text

@@ -16,7 +16,8 @@ use crate::local::BrowserBinding;
 pub(crate) struct StartCall {
     pub(crate) session: String,
     pub(crate) account: Account,
-    pub(crate) uri: String,
+    /// Whom to call, parsed once from the request.
+    pub(crate) uri: sip::RequestUri,
     pub(crate) sdp: String,
     pub(crate) headers: Vec<(String, String)>,
 }

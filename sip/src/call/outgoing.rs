@@ -25,7 +25,7 @@ impl Call {
                 outgoing
                     .target
                     .clone()
-                    .unwrap_or_else(|| outgoing.uri.clone()),
+                    .unwrap_or_else(|| outgoing.uri.to_string()),
             );
         }
         let refusal = if self.visited.len() > MAX_REDIRECTS {
@@ -84,8 +84,11 @@ impl Call {
         let Some(outgoing) = self.outgoing.clone() else {
             return;
         };
-        let request_uri = outgoing.target.as_deref().unwrap_or(&outgoing.uri);
-        let Some(uri) = RequestUri::parse(request_uri) else {
+        let uri = match &outgoing.target {
+            Some(target) => RequestUri::parse(target),
+            None => Some(outgoing.uri.clone()),
+        };
+        let Some(uri) = uri else {
             self.phase = Phase::Done;
             return self.end(Some(416), format!("416 Unsupported URI ({})", outgoing.uri));
         };
@@ -118,7 +121,7 @@ impl Call {
         let cnonce = self.next_id();
         if let Some((name, value)) =
             self.auth
-                .authorize("INVITE", request_uri, &outgoing.sdp, &cnonce)
+                .authorize("INVITE", uri.as_str(), &outgoing.sdp, &cnonce)
         {
             headers.insert(name, value);
         }

@@ -37,7 +37,7 @@ fn outgoing(now: Instant) -> Call {
         now,
         config(Transport::Udp),
         Outgoing {
-            uri: "sip:bob@example.com".into(),
+            uri: RequestUri::parse("sip:bob@example.com").unwrap(),
             target: None,
             route: None,
             call_id: "call1".into(),

@@ -22,8 +22,8 @@ pub struct CallHandle(pub u64);
 pub struct OutgoingCall {
     /// The calling account (From, credentials).
     pub account: Account,
-    /// Whom to call (`sip:user@domain`).
-    pub uri: String,
+    /// Whom to call (`sip:user@domain`), parsed once by whoever places the call.
+    pub uri: crate::RequestUri,
     /// The SDP offer.
     pub sdp: Bytes,
     /// Extra headers for the INVITE.
@@ -255,11 +255,11 @@ impl Driver {
     }
 
     /// The user of a URI of the local domain.
-    fn local_user(&self, uri: &str) -> Option<String> {
+    fn local_user(&self, uri: &crate::RequestUri) -> Option<String> {
         let domain = self.endpoint.local_domain()?;
-        let host = crate::uri::uri_host(uri)?;
+        let host = uri.host()?.trim_end_matches('.');
         host.eq_ignore_ascii_case(domain)
-            .then(|| crate::uri::uri_user(uri).map(str::to_owned))
+            .then(|| uri.user().map(str::to_owned))
             .flatten()
     }
 

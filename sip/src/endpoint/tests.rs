@@ -471,7 +471,7 @@ fn an_outgoing_call_runs_through_transactions() {
         now,
         config,
         Outgoing {
-            uri: "sip:bob@127.0.0.1".into(),
+            uri: crate::RequestUri::parse("sip:bob@127.0.0.1").unwrap(),
             target: None,
             route: None,
             call_id: "out1".into(),

@@ -154,7 +154,7 @@ fn an_invite_fails_over_until_a_server_answers_and_not_after_a_provisional_respo
         now,
         call_config(),
         Outgoing {
-            uri: "sip:bob@example.com".into(),
+            uri: crate::RequestUri::parse("sip:bob@example.com").unwrap(),
             target: None,
             route: None,
             call_id: "out1".into(),

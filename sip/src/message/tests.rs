@@ -372,6 +372,25 @@ fn request_uris() {
         Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
     );
     assert_eq!(RequestUri::parse("sip:[::1]:5060").unwrap().user(), None);
+    // The host, as the dial plan and the driver read it: no port, parameters or brackets.
+    for (text, host) in [
+        ("sip:[::1]:5060", Some("::1")),
+        ("sip:bob@Local.Test:5070;transport=tcp", Some("Local.Test")),
+        ("sip:example.com", Some("example.com")),
+        (
+            "sips:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*@example.com:5061",
+            Some("example.com"),
+        ),
+        ("tel:+15551234567", None),
+    ] {
+        let uri = RequestUri::parse(text).unwrap();
+        assert_eq!(uri.host(), host, "{text}");
+        assert_eq!(
+            uri.host(),
+            crate::uri::uri_host(text),
+            "{text}: as uri_host reads it"
+        );
+    }
     for bad in [
         "sip:user@example.com?Route=x",
         "sip:@example.com",

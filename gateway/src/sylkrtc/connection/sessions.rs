@@ -35,9 +35,13 @@ impl Connection {
         if create.sdp.trim().is_empty() {
             return Err((ErrorKind::Invalid, "sdp must hold an SDP offer".to_owned()));
         }
-        let uri = match create.uri.port() {
+        let text = match create.uri.port() {
             Some(port) => format!("sip:{}@{}:{port}", create.uri.user(), create.uri.host()),
             None => format!("sip:{}@{}", create.uri.user(), create.uri.host()),
+        };
+        // Made once here, and kept typed down to the INVITE's Request-URI.
+        let Some(uri) = sip::RequestUri::parse(&text) else {
+            return Err((ErrorKind::Invalid, format!("uri {text} is not a SIP URI")));
         };
         self.sessions.insert(
             create.session.clone(),

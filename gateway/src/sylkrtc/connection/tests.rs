@@ -41,7 +41,7 @@ fn outputs(connection: &mut Connection) -> Vec<Value> {
                 .push(json!({"register": handle, "user": account.user, "domain": account.domain})),
             Output::Unregister { handle } => out.push(json!({"unregister": handle})),
             Output::StartCall(start) => out.push(
-                json!({"call": start.session, "uri": start.uri, "user": start.account.user, "headers": start.headers}),
+                json!({"call": start.session, "uri": start.uri.as_str(), "user": start.account.user, "headers": start.headers}),
             ),
             Output::Incoming(incoming) => out.push(
                 json!({"incoming": incoming.session, "prefixes": incoming.header_prefixes}),
