@@ -220,6 +220,24 @@ impl Baresip {
         files
     }
 
+    /// Waits (at most `timeout`) until the latest call's recording, read while the call goes
+    /// on, holds `seconds` of sound whose dominant tone is `tone`.
+    pub async fn until_received(&self, tone: f64, seconds: f64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self
+                .received_tone()
+                .is_some_and(|(heard, length)| heard == tone && length >= seconds)
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The dominant tone of the latest call's recording and how many seconds carry sound.
     pub fn received_tone(&self) -> Option<(f64, f64)> {
         let path = self.received_recordings().pop()?;

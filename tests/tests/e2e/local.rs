@@ -361,7 +361,10 @@ async fn the_echo_test_returns_the_callers_tone() {
     let carol = phone(&gateway, "carol", "anything", 1500.0).await;
     carol.command("dial", &format!("sip:echo@{DOMAIN}"));
     assert!(carol.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        carol.until_received(1500.0, 2.0, WAIT).await,
+        "the echo returns the tone"
+    );
     carol.command("hangup", "");
     assert!(carol.wait_for("CALL_CLOSED", 1, WAIT).await);
     assert_eq!(carol.received_tone().expect("carol's recording").0, 1500.0);
@@ -684,7 +687,10 @@ async fn a_softphone_registers_and_calls_over_tls_with_the_shipped_configuration
     );
     dave.command("dial", &format!("sip:echo@{DOMAIN}"));
     assert!(dave.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        dave.until_received(1500.0, 1.0, WAIT).await,
+        "the echo returns the tone"
+    );
     dave.command("hangup", "");
     assert!(dave.wait_for("CALL_CLOSED", 1, WAIT).await);
     assert_eq!(dave.received_tone().expect("dave's recording").0, 1500.0);
