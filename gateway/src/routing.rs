@@ -27,9 +27,12 @@ pub(crate) enum Route {
     Refuse(Ending),
 }
 
-/// The route of a call from an account of `account_domain` to `uri` (`sip:user@host`).
+/// The route of a call from an account of `account_domain` on the connection `connection` to
+/// `uri` (`sip:user@host`). A user calling their own name rings their other places, never the
+/// connection the call comes from.
 pub(crate) fn outgoing(
     local: Option<&Local>,
+    connection: u64,
     account_domain: &str,
     uri: &sip::RequestUri,
 ) -> Route {
@@ -55,7 +58,8 @@ pub(crate) fn outgoing(
             server: from_local.then(|| host.to_owned()),
         });
     }
-    let browsers = latest_browsers(local, user);
+    let mut browsers = latest_browsers(local, user);
+    browsers.retain(|browser| browser.owner != connection);
     let phones = local.phone_bindings(user);
     if !browsers.is_empty() || !phones.is_empty() {
         return Route::Call(FarEnd::Local { browsers, phones });
@@ -212,9 +216,10 @@ mod tests {
         closed
             .register("alice", &sip::Secret::Password("pw".into()), binding)
             .expect("registered");
+        // The calls come from connection 99.
         let route = |local: Option<&Local>, from: &str, to: &str| {
             let to = sip::RequestUri::parse(to).expect("a SIP URI");
-            name(&outgoing(local, from, &to))
+            name(&outgoing(local, 99, from, &to))
         };
         assert_eq!(
             route(Some(&closed), "local.test", "sip:echo@local.test"),
@@ -267,6 +272,20 @@ mod tests {
         assert_eq!(
             route(Some(&closed), "local.test", "sip:dave@local.test"),
             "local browsers [102, 103, 104, 105, 106, 107, 108, 109] phones 0"
+        );
+        // Calling one's own name from a connection where one is signed in rings the others.
+        let (events, _own) = mpsc::unbounded_channel();
+        let own = BrowserBinding {
+            events,
+            handle: 5,
+            owner: 99,
+        };
+        closed
+            .register("bob", &sip::Secret::Password("pw".into()), own)
+            .expect("registered");
+        assert_eq!(
+            route(Some(&closed), "local.test", "sip:bob@local.test"),
+            "local browsers [] phones 1"
         );
         assert_eq!(
             route(Some(&closed), "local.test", "sip:carol@local.test"),

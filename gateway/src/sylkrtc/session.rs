@@ -213,6 +213,7 @@ impl Session<'_> {
         let session = start.session.clone();
         let route = crate::routing::outgoing(
             self.services.local.as_deref(),
+            self.owner,
             &start.account.domain,
             &start.uri,
         );
