@@ -13,7 +13,9 @@
 //! * A browser calling a browser of the local domain is bridged inside the gateway: each side's
 //!   call task talks to the other through its [`BridgeEnd`], which turns its SIP commands into
 //!   the other side's SIP events, and their relays exchange plain RTP over the host's own
-//!   address, as they would with a phone.
+//!   address, as they would with a phone. A phone's call offered to several browsers of its
+//!   callee reaches each through a [`BridgeEnd::Phone`], whose commands go to the task that
+//!   holds the phone's call and speaks for the fork.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,7 +53,6 @@ impl BrowserBinding {
 #[derive(Debug)]
 pub(crate) struct Local {
     location: Arc<dyn Location>,
-    open: bool,
     /// Where the browser bindings held by this gateway's connections are reached.
     channels: Mutex<HashMap<sip::BrowserBinding, mpsc::UnboundedSender<SipEvent>>>,
     /// The called side's end of each bridge, until the callee's call task takes it.
@@ -88,9 +89,9 @@ pub(crate) fn location(config: &LocalConfig) -> Option<Arc<dyn Location>> {
 }
 
 impl Local {
-    /// The local domain of `location`; `open`: registration is open.
-    pub(crate) fn new(location: Arc<dyn Location>, open: bool) -> Local {
-        if open {
+    /// The local domain of `location`.
+    pub(crate) fn new(location: Arc<dyn Location>) -> Local {
+        if location.open_registration() {
             warn!(
                 domain = %location.domain(),
                 "OPEN REGISTRATION: anyone may sign in to the local domain with any user name and \
@@ -100,7 +101,6 @@ impl Local {
         }
         Local {
             location,
-            open,
             channels: Mutex::new(HashMap::new()),
             unclaimed: Mutex::new(HashMap::new()),
         }
@@ -118,7 +118,7 @@ impl Local {
 
     /// Whether registration is open (local accounts may then call only the local domain).
     pub(crate) fn is_open(&self) -> bool {
-        self.open
+        self.location.open_registration()
     }
 
     /// Whether `user` is a user of the domain.

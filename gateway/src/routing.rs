@@ -170,7 +170,7 @@ mod tests {
             ..LocalConfig::default()
         })
         .expect("a local domain");
-        Local::new(location, open)
+        Local::new(location)
     }
 
     /// Gives `user` a phone registered for a minute.

@@ -148,8 +148,7 @@ impl Server {
             sip: sip.handle.clone(),
             media,
             // The registrar's location service is the gateway's: one for the local domain.
-            local: location
-                .map(|location| Arc::new(Local::new(location, config.local.open_registration))),
+            local: location.map(|location| Arc::new(Local::new(location))),
             metrics: metrics.clone(),
         });
         let admission = crate::admission::Admission::new(

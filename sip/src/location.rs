@@ -52,6 +52,8 @@ pub struct BrowserBinding {
 pub trait Location: Send + Sync + fmt::Debug {
     /// The domain, lowercase; also the digest realm.
     fn domain(&self) -> &str;
+    /// Whether registration is open: any user name, any password.
+    fn open_registration(&self) -> bool;
     /// How `user` signs in; `None` for no such user.
     fn credential(&self, user: &str) -> Option<Credential>;
     /// The phone bindings of `user`, expired ones possibly included.
@@ -126,6 +128,10 @@ impl MemoryLocation {
 impl Location for MemoryLocation {
     fn domain(&self) -> &str {
         &self.domain
+    }
+
+    fn open_registration(&self) -> bool {
+        self.open
     }
 
     fn credential(&self, user: &str) -> Option<Credential> {
@@ -218,6 +224,7 @@ mod tests {
         assert!(!closed.knows("mallory"));
         let open = MemoryLocation::new("local.test", users, true);
         assert_eq!(open.credential("mallory"), Some(Credential::Any));
+        assert!(open.open_registration() && !closed.open_registration());
         assert!(open.is_local("LOCAL.test.:5060"));
         assert!(!open.is_local("local.test.evil"));
     }

@@ -11,8 +11,8 @@ use serde_json::json;
 
 use crate::calls::{next, until};
 use crate::local::{
-    DOMAIN, WAIT, answered, closed_reason, hears_the_phone, local_client, phone, place, shipped,
-    tones_both_ways,
+    DOMAIN, WAIT, answer_in_browser, answered, closed_reason, hears_the_phone, local_client, phone,
+    place, shipped, tones_both_ways,
 };
 
 /// The next incoming session of a client: its id and offer.
@@ -91,11 +91,7 @@ async fn every_place_of_a_local_user_rings_and_the_first_answer_wins() {
     let (won, offer) = incoming(&mut second).await;
     assert!(phone.wait_for("CALL_INCOMING", 1, WAIT).await);
     until(&mut alice, "fork", |state| *state == SessionState::Ringing).await;
-    let mut callee = Browser::new(&[AudioCodec::Pcmu]).await;
-    let answer = callee.answer(&offer).await;
-    second
-        .expect_ack_amid_events(json!({"sylkrtc": "session-answer", "session": won, "sdp": answer}))
-        .await;
+    let mut callee = answer_in_browser(&mut second, &won, &offer).await;
     let caller_answer = answered(&mut alice, "fork").await;
     tones_both_ways(&mut caller, &caller_answer, &mut callee, &offer).await;
     // The other browser and the phone: answered elsewhere, not missed.
@@ -183,11 +179,7 @@ async fn a_phones_call_rings_every_browser_of_the_callee() {
     dave.command("dial", &format!("sip:carol@{DOMAIN}"));
     let (won, offer) = incoming(&mut first).await;
     let (lost, _) = incoming(&mut second).await;
-    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
-    let answer = browser.answer(&offer).await;
-    first
-        .expect_ack_amid_events(json!({"sylkrtc": "session-answer", "session": won, "sdp": answer}))
-        .await;
+    let mut browser = answer_in_browser(&mut first, &won, &offer).await;
     hears_the_phone(&mut browser, &offer).await;
     assert_eq!(
         ended_unmissed(&mut second, &lost).await,
@@ -228,13 +220,7 @@ async fn a_phones_call_rings_every_browser_of_the_callee() {
     incoming(&mut first).await;
     let (taken, offer) = incoming(&mut second).await;
     first.close().await;
-    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
-    let answer = browser.answer(&offer).await;
-    second
-        .expect_ack_amid_events(
-            json!({"sylkrtc": "session-answer", "session": taken, "sdp": answer}),
-        )
-        .await;
+    let mut browser = answer_in_browser(&mut second, &taken, &offer).await;
     hears_the_phone(&mut browser, &offer).await;
     dave.command("hangup", "");
     until(&mut second, &taken, |state| {

@@ -231,13 +231,7 @@ async fn a_browser_and_a_softphone_call_each_other_through_the_gateway_alone() {
             break (session, sdp);
         }
     };
-    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
-    let answer = browser.answer(&offer).await;
-    client
-        .expect_ack_amid_events(
-            json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}),
-        )
-        .await;
+    let mut browser = answer_in_browser(&mut client, &session, &offer).await;
     hears_the_phone(&mut browser, &offer).await;
     carol.command("hangup", "");
     until(&mut client, &session, |state| {
@@ -273,12 +267,7 @@ async fn two_browsers_call_each_other_and_open_registration_stays_local() {
         }
     };
     until(&mut alice, "b2b", |state| *state == SessionState::Ringing).await;
-    let mut callee = Browser::new(&[AudioCodec::Pcmu]).await;
-    let answer = callee.answer(&offer).await;
-    bob.expect_ack_amid_events(
-        json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}),
-    )
-    .await;
+    let mut callee = answer_in_browser(&mut bob, &session, &offer).await;
     let caller_answer = answered(&mut alice, "b2b").await;
     tones_both_ways(&mut caller, &caller_answer, &mut callee, &offer).await;
     bob.expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": session}))
@@ -302,6 +291,18 @@ async fn two_browsers_call_each_other_and_open_registration_stays_local() {
     assert!(reason.starts_with("403"), "{reason}");
     browser.close().await;
     assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
+}
+
+/// A new test browser (PCMU) answers `client`'s incoming `session`, which offered `offer`.
+pub(crate) async fn answer_in_browser(client: &mut Client, session: &str, offer: &str) -> Browser {
+    let browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = browser.answer(offer).await;
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}),
+        )
+        .await;
+    browser
 }
 
 /// A browser in a call with a phone playing 1000 Hz (`sdp`: the description that has the
@@ -712,13 +713,7 @@ async fn a_phone_calls_the_browser(scenario: &'static str, delay: Duration) {
         }
     };
     tokio::time::sleep(delay).await;
-    let browser = Browser::new(&[AudioCodec::Pcmu]).await;
-    let answer = browser.answer(&offer).await;
-    client
-        .expect_ack_amid_events(
-            json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}),
-        )
-        .await;
+    let browser = answer_in_browser(&mut client, &session, &offer).await;
     until(&mut client, &session, |state| {
         matches!(state, SessionState::Accepted { .. })
     })
