@@ -18,12 +18,13 @@ use bytes::Bytes;
 use machine::{Machine, Output, Policy};
 
 use media::driver::MediaSession;
+use media::srtp::{SrtpMode, SrtpPolicy};
 use media::{Relay, RelayConfig};
 use sip::Warning;
 use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall, OutgoingCall};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, info, info_span};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 mod fork;
 pub(crate) mod fork_in;
@@ -166,8 +167,8 @@ impl Call {
         }
     }
 
-    /// The relay's settings for a call whose SIP leg has these ports.
-    fn relay_config(&mut self) -> Result<RelayConfig, String> {
+    /// The relay's settings for a call whose SIP leg has these ports, with this SRTP policy.
+    fn relay_config(&mut self, srtp: SrtpPolicy) -> Result<RelayConfig, String> {
         let media = &self.services.media;
         let pair = media
             .ports
@@ -191,6 +192,7 @@ impl Call {
                 "{}@sylkrtc-gateway",
                 &self.session[..self.session.len().min(16)]
             ),
+            srtp,
         })
     }
 
@@ -200,7 +202,8 @@ impl Call {
         start: StartCall,
         far_end: FarEnd,
     ) -> Result<Vec<CallEvents>, String> {
-        let config = self.relay_config()?;
+        let srtp = outgoing_srtp(&self.services.media.srtp, &start.uri);
+        let config = self.relay_config(srtp)?;
         let (relay, sip_offer) = Relay::outgoing(std::time::Instant::now(), config, &start.sdp)
             .map_err(|error| match error {
                 media::Error::NoCommonCodec(reason) => reason,
@@ -208,6 +211,19 @@ impl Call {
             })?;
         let call_id = uuid::Uuid::new_v4().simple().to_string();
         info!(uri = %start.uri, %call_id, "calling");
+        if sip_offer.contains("a=crypto:") {
+            let encrypted = match &far_end {
+                FarEnd::Sip {
+                    server: Some(server),
+                } => services::is_tls_uri(server),
+                FarEnd::Sip { server: None } => self.services.media.signalling_encrypted,
+                // A phone's own flow, over whatever it registered with.
+                FarEnd::Local { .. } => false,
+            } || start.uri.as_str().to_ascii_lowercase().starts_with("sips:");
+            if !encrypted {
+                warn_keys_in_clear();
+            }
+        }
         let mut legs = Vec::new();
         let mut events = Vec::new();
         match (far_end, self.services.local.as_ref()) {
@@ -302,8 +318,9 @@ impl Call {
         };
         let offer = String::from_utf8_lossy(&invite.sdp).into_owned();
         let offer = (!offer.trim().is_empty()).then_some(offer);
+        let srtp = self.services.media.srtp.clone();
         let made = self
-            .relay_config()
+            .relay_config(srtp)
             .map_err(|reason| (503, "Service Unavailable", reason, None))
             .and_then(|config| {
                 Relay::incoming(std::time::Instant::now(), config, offer.as_deref()).map_err(
@@ -345,6 +362,12 @@ impl Call {
             .cloned()
             .collect();
         info!(from = %caller.uri, call_id = %invite.call_id, "incoming call");
+        let keyed = offer
+            .as_deref()
+            .is_some_and(|sdp| sdp.contains("a=crypto:"));
+        if keyed && self.services.media.srtp.mode != SrtpMode::Never && !arrived_over_tls(&invite) {
+            warn_keys_in_clear();
+        }
         let announce = CallUpdate::Incoming {
             caller,
             sdp: browser_offer,
@@ -498,6 +521,54 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// The SRTP policy of an outgoing call to `uri`: best-effort SRTP is not offered to telephone
+/// numbers, which end at PSTN gateways that take no keys (and some refuse an offer with them).
+fn outgoing_srtp(policy: &SrtpPolicy, uri: &sip::RequestUri) -> SrtpPolicy {
+    if policy.mode == SrtpMode::Optional && looks_like_telephone_number(uri) {
+        return SrtpPolicy::never();
+    }
+    policy.clone()
+}
+
+/// `user=phone`, a `tel:` URI, or a user part that is a number (`+`, digits and the visual
+/// separators of RFC 3966), with at least three digits.
+fn looks_like_telephone_number(uri: &sip::RequestUri) -> bool {
+    let text = uri.as_str().to_ascii_lowercase();
+    if text.starts_with("tel:") || text.contains(";user=phone") {
+        return true;
+    }
+    let Some(user) = uri.user() else {
+        return false;
+    };
+    let digits = user.bytes().filter(u8::is_ascii_digit).count();
+    digits >= 3
+        && user.bytes().enumerate().all(|(at, byte)| {
+            byte.is_ascii_digit() || b"-.()".contains(&byte) || (at == 0 && byte == b'+')
+        })
+}
+
+/// Whether the INVITE came over TLS (or a secure WebSocket): its topmost Via says so.
+fn arrived_over_tls(invite: &IncomingCall) -> bool {
+    invite
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("via") || name == "v")
+        .is_some_and(|(_, via)| {
+            let via = via.trim_start().to_ascii_uppercase();
+            via.starts_with("SIP/2.0/TLS") || via.starts_with("SIP/2.0/WSS")
+        })
+}
+
+/// SDES keys travel in the SDP: over a transport that is not encrypted, anyone on the path can
+/// read them and decrypt the call.
+fn warn_keys_in_clear() {
+    warn!(
+        "SRTP keys (SDES) are in an SDP that goes over an unencrypted SIP transport: anyone on \
+         the path can read them; use TLS toward SIP (sips: or transport=tls) or set \
+         media.srtp = \"never\""
+    );
+}
+
 /// The `Warning` of a 488 for a description the relay cannot take: its kind as RFC 3261's
 /// warn-code, and the relay's own words (which name the codecs or the profile).
 pub(crate) fn warning_for(error: &media::Error) -> Warning {
@@ -509,4 +580,42 @@ pub(crate) fn warning_for(error: &media::Error) -> Warning {
         _ => Warning::MISCELLANEOUS,
     };
     Warning::new(code, error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(text: &str) -> sip::RequestUri {
+        sip::RequestUri::parse(text).expect("a URI")
+    }
+
+    #[test]
+    fn best_effort_srtp_is_not_offered_to_telephone_numbers() {
+        let optional = SrtpPolicy::with_all_suites(SrtpMode::Optional);
+        for number in [
+            "sip:+31201234567@pstn.example.com",
+            "sip:0049-30-1234@example.com",
+            "sip:bob@example.com;user=phone",
+            "tel:+1-201-555-0123",
+        ] {
+            assert_eq!(
+                outgoing_srtp(&optional, &uri(number)).mode,
+                SrtpMode::Never,
+                "{number}"
+            );
+        }
+        for person in [
+            "sip:bob@example.com",
+            "sip:12@example.com",
+            "sip:b0b1@example.com",
+        ] {
+            assert_eq!(outgoing_srtp(&optional, &uri(person)), optional, "{person}");
+        }
+        let mandatory = SrtpPolicy::with_all_suites(SrtpMode::Mandatory);
+        assert_eq!(
+            outgoing_srtp(&mandatory, &uri("sip:+3120@example.com")),
+            mandatory
+        );
+    }
 }

@@ -93,6 +93,28 @@ pub struct MediaConfig {
     /// Seconds the browser may go without an ICE check before the call ends.
     #[serde(default = "default_ice_timeout")]
     pub ice_timeout: u64,
+    /// SRTP toward SIP, with SDES keys in the SDP (RFC 4568).
+    #[serde(default)]
+    pub srtp: SrtpSetting,
+    /// The SRTP suites offered and accepted, first preferred: `AES_CM_128_HMAC_SHA1_80`,
+    /// `AES_CM_128_HMAC_SHA1_32`, `AEAD_AES_128_GCM`.
+    #[serde(default = "default_srtp_suites")]
+    pub srtp_suites: Vec<String>,
+}
+
+/// `media.srtp`: whether the SIP side's media is protected with SRTP.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpSetting {
+    /// Plain RTP only: `RTP/SAVP` offers are refused with 488.
+    Never,
+    /// Best-effort SRTP (RFC 8643): offers are `RTP/AVP` with keys (not to telephone
+    /// numbers), SRTP is used when the answer has a key; offers with a key are answered with
+    /// SRTP, those without in plain RTP.
+    #[default]
+    Optional,
+    /// SRTP only: offers are `RTP/SAVP`; plain offers and answers are refused.
+    Mandatory,
 }
 
 /// `[local]`: a SIP domain the gateway serves itself: it is the registrar of its users (browser
@@ -197,6 +219,8 @@ impl Default for MediaConfig {
             codecs: default_codecs(),
             media_timeout: default_media_timeout(),
             ice_timeout: default_ice_timeout(),
+            srtp: SrtpSetting::default(),
+            srtp_suites: default_srtp_suites(),
         }
     }
 }
@@ -229,6 +253,12 @@ fn default_rtp_port_max() -> u16 {
 
 fn default_codecs() -> Vec<String> {
     ["opus", "G722", "PCMU", "PCMA"].map(str::to_owned).to_vec()
+}
+
+fn default_srtp_suites() -> Vec<String> {
+    media::srtp::Suite::ALL
+        .map(|suite| suite.name().to_owned())
+        .to_vec()
 }
 
 fn default_media_timeout() -> u64 {
@@ -554,6 +584,17 @@ impl Config {
         for codec in &media.codecs {
             if let Err(error) = codec.parse::<media::Codec>() {
                 return invalid(format!("media.codecs: {error}"));
+            }
+        }
+        if media.srtp != SrtpSetting::Never && media.srtp_suites.is_empty() {
+            return invalid("media.srtp_suites needs at least one suite when SRTP is on".into());
+        }
+        for suite in &media.srtp_suites {
+            if media::srtp::Suite::from_name(suite).is_none() {
+                return invalid(format!(
+                    "media.srtp_suites: unknown suite {suite:?} (the gateway has {})",
+                    default_srtp_suites().join(", ")
+                ));
             }
         }
         if media.rtp_port_min < 1024 || media.rtp_port_max <= media.rtp_port_min {

@@ -3,7 +3,8 @@
 //! * From a browser: a WebRTC peer of its own ([`media::Echo`]) answers the offer, audio and
 //!   video, and sends every packet back; no SIP is involved.
 //! * From a SIP phone: the gateway answers the INVITE with the codecs of the offer and sends
-//!   every RTP packet back to where it came from.
+//!   every RTP packet back to where it came from; with SDES-SRTP (as `media.srtp` allows), each
+//!   packet is checked and decrypted with the phone's key and protected again with ours.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant as StdInstant};
 use bytes::Bytes;
 use media::driver::MediaSession;
 use media::sdp::{Description, Direction, SipDescription, common_payloads, no_common_codec};
+use media::srtp::{Crypto, SessionKeys, SrtpPolicy};
 use media::{Codec, Echo};
 use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall};
 use sip::{CallEvent, Warning};
@@ -133,7 +135,8 @@ async fn run_sip(
     let refuse = |code: u16, reason: &str| refuse_with(code, reason, None);
     let not_acceptable =
         |error: &media::Error| refuse_with(488, "Not Acceptable Here", Some(warning_for(error)));
-    let (description, audio_index, payloads, direction) = match read_offer(&invite.sdp) {
+    let policy = services.media.srtp.clone();
+    let offer = match read_offer(&invite.sdp, &policy) {
         Ok(offer) => offer,
         Err(error) => return not_acceptable(&error),
     };
@@ -148,10 +151,15 @@ async fn run_sip(
     let mut session = EchoSession {
         rtp,
         version: 1,
-        payloads,
-        phone_sends: direction.sends(),
+        payloads: Vec::new(),
+        phone_sends: false,
+        policy,
+        srtp: None,
+        secure: false,
+        plain: Vec::with_capacity(1500),
+        protected: Vec::with_capacity(1500),
     };
-    let answer = session.answer(&description, audio_index, direction);
+    let answer = session.take(offer);
     info!(from = %invite.from_uri, "echo test call from SIP");
     services.sip.call(
         call,
@@ -178,9 +186,11 @@ async fn run_sip(
                 Some(_) => {}
             },
             received = ports.rtp.recv_from(&mut buffer) => {
-                if let Ok((length, source)) = received {
+                if let Ok((length, source)) = received
+                    && let Some(packet) = session.reflect(&buffer[..length])
+                {
                     heard = Instant::now();
-                    let _ = ports.rtp.try_send_to(&buffer[..length], source);
+                    let _ = ports.rtp.try_send_to(packet, source);
                 }
             }
             () = tokio::time::sleep_until(heard + SILENCE), if session.phone_sends => {
@@ -199,11 +209,51 @@ struct EchoSession {
     payloads: Vec<media::Payload>,
     /// Whether the phone's direction has it sending (a held phone is not timed out).
     phone_sends: bool,
+    policy: SrtpPolicy,
+    /// The keys, when the phone's media is SRTP.
+    srtp: Option<SessionKeys>,
+    /// Whether our answers say `RTP/SAVP`.
+    secure: bool,
+    plain: Vec<u8>,
+    protected: Vec<u8>,
 }
 
 impl EchoSession {
+    /// Takes an offer: its payloads, direction and key; returns the answer.
+    fn take(&mut self, offer: Offer) -> String {
+        self.payloads = offer.payloads;
+        self.phone_sends = offer.direction.sends();
+        self.secure = offer.secure;
+        self.srtp = offer.key.map(|remote| {
+            let local = SessionKeys::answer_key(self.srtp.as_ref(), &remote);
+            SessionKeys::rekey(self.srtp.take(), local, remote)
+        });
+        self.answer(&offer.description, offer.index, offer.direction)
+    }
+
+    /// A packet from the phone as it goes back: as it came, or under our key once the phone's
+    /// checked out; `None` for one that did not.
+    fn reflect<'a>(&'a mut self, packet: &'a [u8]) -> Option<&'a [u8]> {
+        let Some(keys) = &mut self.srtp else {
+            return Some(packet);
+        };
+        if media::rtp::is_rtcp(packet) {
+            keys.receive.unprotect_rtcp(packet, &mut self.plain).ok()?;
+            keys.send
+                .protect_rtcp(&self.plain, &mut self.protected)
+                .ok()?;
+        } else {
+            keys.receive.unprotect_rtp(packet, &mut self.plain).ok()?;
+            keys.send
+                .protect_rtp(&self.plain, &mut self.protected)
+                .ok()?;
+        }
+        Some(&self.protected)
+    }
+
     /// The answer to an offer: our port, the offer's payloads we carry, the direction mirrored.
     fn answer(&self, offer: &Description, audio_index: usize, direction: Direction) -> String {
+        let keys: Vec<Crypto> = self.srtp.iter().map(|keys| keys.local.clone()).collect();
         SipDescription {
             session_id: u64::from(self.rtp.port()) << 16,
             version: self.version,
@@ -211,6 +261,8 @@ impl EchoSession {
             payloads: &self.payloads,
             direction: direction.answer(),
             answering: Some((offer, audio_index)),
+            crypto: &keys,
+            secure: self.secure,
         }
         .write()
     }
@@ -222,6 +274,7 @@ impl EchoSession {
         self.version += 1;
         let Some(sdp) = sdp else {
             self.phone_sends = true;
+            let keys: Vec<Crypto> = self.srtp.iter().map(|keys| keys.local.clone()).collect();
             let offer = SipDescription {
                 session_id: u64::from(self.rtp.port()) << 16,
                 version: self.version,
@@ -229,6 +282,8 @@ impl EchoSession {
                 payloads: &self.payloads,
                 direction: Direction::SendRecv,
                 answering: None,
+                crypto: &keys,
+                secure: self.secure,
             }
             .write();
             return CallCommand::AnswerOffer(Bytes::from(offer));
@@ -238,24 +293,34 @@ impl EchoSession {
             reason: "Not Acceptable Here".to_owned(),
             warning: Some(warning_for(error)),
         };
-        let (offer, index, payloads, direction) = match read_offer(sdp) {
+        let offer = match read_offer(sdp, &self.policy) {
             Ok(offer) => offer,
             Err(error) => return refuse(&error),
         };
-        self.payloads = payloads;
-        self.phone_sends = direction.sends();
-        info!(direction = %direction.answer(), "echo test: new offer answered");
-        CallCommand::AnswerOffer(Bytes::from(self.answer(&offer, index, direction)))
+        info!(direction = %offer.direction.answer(), "echo test: new offer answered");
+        CallCommand::AnswerOffer(Bytes::from(self.take(offer)))
     }
 }
 
-/// A phone's offer as the echo takes it: the description, its audio m-line's index, the
-/// payloads the echo carries of it and the phone's direction; or why it cannot be taken.
-fn read_offer(
-    sdp: &[u8],
-) -> Result<(Description, usize, Vec<media::Payload>, Direction), media::Error> {
+/// A phone's offer as the echo takes it.
+struct Offer {
+    description: Description,
+    /// Its audio m-line.
+    index: usize,
+    /// The payloads the echo carries of it.
+    payloads: Vec<media::Payload>,
+    /// The phone's direction.
+    direction: Direction,
+    /// The phone's key, when its media is SRTP.
+    key: Option<Crypto>,
+    /// Whether its profile is `RTP/SAVP`.
+    secure: bool,
+}
+
+/// Reads a phone's offer, or says why it cannot be taken.
+fn read_offer(sdp: &[u8], policy: &SrtpPolicy) -> Result<Offer, media::Error> {
     let description = Description::parse(&String::from_utf8_lossy(sdp))?;
-    let (index, audio) = description.sip_audio()?;
+    let (index, audio, key) = description.sip_audio_with(policy)?;
     let payloads = common_payloads(&audio.payloads, &Codec::ALL);
     if payloads.is_empty() {
         return Err(media::Error::NoCommonCodec(no_common_codec(
@@ -263,6 +328,12 @@ fn read_offer(
             &Codec::ALL,
         )));
     }
-    let direction = audio.direction;
-    Ok((description, index, payloads, direction))
+    Ok(Offer {
+        index,
+        payloads,
+        direction: audio.direction,
+        key: key.cloned(),
+        secure: audio.is_srtp_profile(),
+        description,
+    })
 }

@@ -34,7 +34,7 @@ mod tls;
 pub use config::{
     AccountsConfig, CallsConfig, Config, ConversationType, CuttlefishConfig, GstreamerConfig,
     HttpConfig, LocalConfig, LocalUser, LogConfig, MediaConfig, NextRtcConfig, SipConfig,
-    SipTransport, WebSocketConfig, WebrtcsinkConfig,
+    SipTransport, SrtpSetting, WebSocketConfig, WebrtcsinkConfig,
 };
 pub use error::{Error, Result};
 pub use server::{Server, check, run};

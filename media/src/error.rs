@@ -13,9 +13,10 @@ pub enum Error {
     /// The description has no audio stream.
     #[error("no audio stream in the session description")]
     NoAudio,
-    /// The SIP side offers audio only on a transport profile the relay does not speak (SRTP's
-    /// `RTP/SAVP`, ...): answered with 488 and `Warning: 302`.
-    #[error("incompatible transport protocol {0}: the gateway speaks RTP/AVP toward SIP")]
+    /// The SIP side offers or answers audio only on a transport profile the relay may not use
+    /// (SRTP when it is off here, plain RTP when SRTP is mandatory, DTLS-SRTP, ...): answered
+    /// with 488 and `Warning: 302`. The text says which profile and why.
+    #[error("incompatible transport protocol {0}")]
     IncompatibleTransport(String),
     /// The two sides share no codec; the text names what each side has.
     #[error("{0}")]

@@ -16,6 +16,7 @@ mod error;
 pub mod relay;
 pub mod rtp;
 pub mod sdp;
+pub mod srtp;
 pub mod stun;
 
 pub use codec::{Codec, Format, Payload};

@@ -1,5 +1,6 @@
 //! One call's media relay, sans-IO: the browser leg (str0m: ICE-lite, DTLS-SRTP, rtcp-mux,
-//! BUNDLE) and the SIP leg (plain RTP/AVP), with RTP forwarded both ways without decoding.
+//! BUNDLE) and the SIP leg (plain RTP/AVP, or SDES-SRTP as the policy and the phone agree),
+//! with RTP forwarded both ways without decoding.
 //!
 //! The relay negotiates both sides: for an outgoing call it turns the browser's offer into a SIP
 //! offer, then the SIP answer into the browser's answer (which can only be made once the SIP
@@ -29,8 +30,10 @@ use str0m::{Candidate, Rtc, RtcConfig};
 use crate::codec::{Codec, Format, Payload};
 use crate::error::{Error, Result};
 use crate::sdp::{
-    Description, Direction, SipDescription, common_payloads, declined_as_offered, no_common_codec,
+    Description, Direction, MediaLine, SipDescription, common_payloads, declined_as_offered,
+    no_common_codec,
 };
+use crate::srtp::{Crypto, SessionKeys, SrtpMode, SrtpPolicy};
 
 mod browser_leg;
 mod forward;
@@ -63,6 +66,8 @@ pub struct RelayConfig {
     pub wallclock: SystemTime,
     /// The CNAME of our RTCP toward the SIP side.
     pub cname: String,
+    /// SRTP toward the SIP side.
+    pub srtp: SrtpPolicy,
 }
 
 /// What the relay tells its owner.
@@ -135,6 +140,12 @@ pub struct Relay {
     sip: SipLeg,
     /// The audio track (one m-line on each leg).
     track: Track,
+    /// The keys of our latest offer to the SIP side, which its answer picks from.
+    offered_keys: Vec<Crypto>,
+    /// Whether our SIP-side descriptions say `RTP/SAVP`.
+    sip_secure: bool,
+    /// A buffer for the SIP side's packets once SRTP is taken off.
+    plain: Vec<u8>,
 
     /// The latest time the relay was given (by a datagram or a timeout).
     now: Instant,
@@ -162,6 +173,9 @@ impl Relay {
             version: 1,
             sip: SipLeg::new(now, (seed as u32) ^ (seed >> 32) as u32 | 1),
             track: Track::default(),
+            offered_keys: Vec::new(),
+            sip_secure: false,
+            plain: Vec::with_capacity(1500),
             now,
             next_check: now + Duration::from_secs(1),
             failed: false,
@@ -200,6 +214,7 @@ impl Relay {
         );
         relay.track.mid = audio.mid.as_deref().map(Mid::from);
         relay.track.sip_payloads = payloads;
+        relay.offer_keys();
         let sip_offer = relay.sip_description(Direction::SendRecv, None);
         Ok((relay, sip_offer))
     }
@@ -214,7 +229,7 @@ impl Relay {
         let (description, payloads) = match sip_offer {
             Some(text) => {
                 let description = Description::parse(text)?;
-                let (_, audio) = description.sip_audio()?;
+                let (_, audio, _) = description.sip_audio_with(&config.srtp)?;
                 let payloads = common_payloads(&audio.payloads, &config.codecs);
                 if !payloads
                     .iter()
@@ -269,8 +284,10 @@ impl Relay {
         );
         relay.track.mid = Some(mid);
         relay.track.sip_payloads = payloads;
-        if let Some(description) = &description {
-            relay.apply_sip_side(description, true);
+        match &description {
+            Some(description) => relay.apply_sip_side(description, true)?,
+            // Offerless INVITE: our offer goes in the 200.
+            None => relay.offer_keys(),
         }
         Ok((relay, offer.to_sdp_string()))
     }
@@ -280,7 +297,7 @@ impl Relay {
     /// only moves the SIP leg to the new description.
     pub fn accept_sip_answer(&mut self, now: Instant, sip_answer: &str) -> Result<Option<String>> {
         let description = Description::parse(sip_answer)?;
-        let (_, audio) = description.sip_audio()?;
+        let (_, audio, _) = description.sip_audio_with(&self.config.srtp)?;
         let offered: Vec<Format> = self.track.sip_payloads.iter().map(|p| p.format).collect();
         let answered: Vec<Payload> = audio
             .payloads
@@ -300,7 +317,7 @@ impl Relay {
         match std::mem::replace(&mut self.negotiation, Negotiation::Done) {
             Negotiation::AwaitingSipAnswer { offer, offer_text } => {
                 self.track.codec = Some(codec);
-                self.apply_sip_answer(&description);
+                self.apply_sip_answer(&description)?;
                 let browser = Description::parse(&offer_text)?;
                 let (_, browser_audio) = browser.audio().ok_or(Error::NoAudio)?;
                 let mut payloads: Vec<Payload> = browser_audio
@@ -347,7 +364,7 @@ impl Relay {
             }
             Negotiation::AwaitingSipAck => {
                 self.track.codec = Some(codec);
-                self.apply_sip_answer(&description);
+                self.apply_sip_answer(&description)?;
                 Ok(None)
             }
             other => {
@@ -359,22 +376,75 @@ impl Relay {
                         self.track.codec.map_or("none", Codec::name)
                     )));
                 }
-                self.apply_sip_answer(&description);
+                self.apply_sip_answer(&description)?;
                 Ok(None)
             }
         }
     }
 
-    fn apply_sip_answer(&mut self, description: &Description) {
-        self.apply_sip_side(description, false);
+    fn apply_sip_answer(&mut self, description: &Description) -> Result<()> {
+        self.apply_sip_side(description, false)?;
         self.version += 1;
+        Ok(())
     }
 
-    /// Reads the SIP side's description: payload types, target and direction.
-    fn apply_sip_side(&mut self, description: &Description, offer: bool) {
-        let Ok((_, audio)) = description.sip_audio() else {
-            return;
+    /// New keys for an offer to the SIP side, as the policy says.
+    fn offer_keys(&mut self) {
+        self.offered_keys = self.config.srtp.offer();
+        self.sip_secure = self.config.srtp.mode == SrtpMode::Mandatory;
+    }
+
+    /// Takes the SIP side's key (if any) from a description: an offer we answer, or the answer
+    /// to our offer (whose key must answer one of ours).
+    fn take_sip_keys(
+        &mut self,
+        audio: &MediaLine,
+        key: Option<&Crypto>,
+        offer: bool,
+    ) -> Result<()> {
+        let Some(remote) = key else {
+            self.sip.srtp = None;
+            if offer {
+                self.sip_secure = false;
+            }
+            return Ok(());
         };
+        let local = if offer {
+            let local = SessionKeys::answer_key(self.sip.srtp.as_ref(), remote);
+            self.sip_secure = audio.is_srtp_profile();
+            local
+        } else {
+            self.offered_keys
+                .iter()
+                .find(|ours| ours.tag == remote.tag && ours.suite == remote.suite)
+                .cloned()
+                .ok_or_else(|| {
+                    Error::IncompatibleTransport(format!(
+                        "{}: the answer's key ({} {}) answers none of the offered ones",
+                        audio.proto, remote.tag, remote.suite
+                    ))
+                })?
+        };
+        self.sip.srtp = Some(SessionKeys::rekey(
+            self.sip.srtp.take(),
+            local,
+            remote.clone(),
+        ));
+        Ok(())
+    }
+
+    /// The keys our next SIP-side description gives: the one in use, else those of our offer.
+    fn sip_keys(&self) -> Vec<Crypto> {
+        match &self.sip.srtp {
+            Some(srtp) => vec![srtp.local.clone()],
+            None => self.offered_keys.clone(),
+        }
+    }
+
+    /// Reads the SIP side's description: payload types, target, direction and keys.
+    fn apply_sip_side(&mut self, description: &Description, offer: bool) -> Result<()> {
+        let (_, audio, key) = description.sip_audio_with(&self.config.srtp)?;
+        self.take_sip_keys(audio, key, offer)?;
         let formats: Vec<Format> = self.track.sip_payloads.iter().map(|p| p.format).collect();
         self.track.mapping.sip = audio
             .payloads
@@ -400,6 +470,7 @@ impl Relay {
             }
         };
         self.sip.last_rtp = self.sip.last_rtp.max(self.created);
+        Ok(())
     }
 
     /// The browser's answer to our offer (incoming calls): returns the SIP answer, or for an
@@ -455,8 +526,11 @@ impl Relay {
             return Ok(self.sip_description(Direction::SendRecv, None));
         };
         self.track.sip_payloads = chosen(&self.track.sip_payloads, codec);
-        self.apply_sip_side(&sip_offer, true);
-        let audio_index = sip_offer.sip_audio().map(|(index, _)| index).unwrap_or(0);
+        self.apply_sip_side(&sip_offer, true)?;
+        let audio_index = sip_offer
+            .sip_audio_with(&self.config.srtp)
+            .map(|(index, _, _)| index)
+            .unwrap_or(0);
         Ok(self.sip_description(self.sip.direction, Some((&sip_offer, audio_index))))
     }
 
@@ -464,7 +538,7 @@ impl Relay {
     /// mirrored (sendonly gets recvonly, so that hold works) and the RTP target moved.
     pub fn answer_sip_offer(&mut self, sdp: &str) -> Result<String> {
         let description = Description::parse(sdp)?;
-        let (audio_index, audio) = description.sip_audio()?;
+        let (audio_index, audio, _) = description.sip_audio_with(&self.config.srtp)?;
         let codec = self
             .track
             .codec
@@ -491,7 +565,7 @@ impl Relay {
             })
             .cloned()
             .collect();
-        self.apply_sip_side(&description, true);
+        self.apply_sip_side(&description, true)?;
         self.version += 1;
         Ok(self.sip_description(self.sip.direction, Some((&description, audio_index))))
     }
@@ -499,14 +573,15 @@ impl Relay {
     /// Our offer for an offerless re-INVITE from the SIP side (the call as it is).
     pub fn sip_offer(&mut self) -> String {
         self.version += 1;
+        // The keys in use, so that the answer can keep them.
+        self.offered_keys = self.sip_keys();
         self.sip_description(Direction::SendRecv, None)
     }
 
     /// The answer (in the ACK) to [`Relay::sip_offer`].
     pub fn accept_sip_reanswer(&mut self, sdp: &str) -> Result<()> {
         let description = Description::parse(sdp)?;
-        self.apply_sip_side(&description, false);
-        Ok(())
+        self.apply_sip_side(&description, false)
     }
 
     fn sip_description(
@@ -514,6 +589,7 @@ impl Relay {
         direction: Direction,
         answering: Option<(&Description, usize)>,
     ) -> String {
+        let keys = self.sip_keys();
         SipDescription {
             session_id: self.session_id,
             version: self.version,
@@ -521,6 +597,8 @@ impl Relay {
             payloads: &self.track.sip_payloads,
             direction,
             answering,
+            crypto: &keys,
+            secure: self.sip_secure,
         }
         .write()
     }
@@ -571,6 +649,11 @@ impl Relay {
     /// Our direction toward the SIP side.
     pub fn sip_direction(&self) -> Direction {
         self.sip.direction
+    }
+
+    /// The SRTP suite of the SIP leg, when its media is protected.
+    pub fn sip_srtp(&self) -> Option<crate::srtp::Suite> {
+        self.sip.srtp.as_ref().map(|srtp| srtp.local.suite)
     }
 
     /// The next event.

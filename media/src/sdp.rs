@@ -1,5 +1,5 @@
-//! Session descriptions, read into a small model and written for the SIP side (plain RTP/AVP),
-//! with the `sdp` crate. The browser side's descriptions are read here and written by str0m.
+//! Session descriptions, read into a small model and written for the SIP side (RTP/AVP, or
+//! RTP/SAVP with SDES keys), with the `sdp` crate. The browser side's descriptions are read here and written by str0m.
 
 use std::fmt;
 use std::io::Cursor;
@@ -11,6 +11,7 @@ use sdp::description::session::{Origin, SessionDescription, TimeDescription, Tim
 
 use crate::codec::{Codec, Format, Payload};
 use crate::error::{Error, Result};
+use crate::srtp::{Crypto, SrtpMode, SrtpPolicy};
 
 /// The direction of a stream (RFC 3264 section 6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,6 +95,8 @@ pub struct MediaLine {
     pub rtcp: Option<SocketAddr>,
     /// `a=rtcp-mux`.
     pub rtcp_mux: bool,
+    /// The `a=crypto` lines the relay could honour, in the offerer's order (RFC 4568).
+    pub crypto: Vec<Crypto>,
 }
 
 /// A parsed session description.
@@ -129,31 +132,91 @@ impl Description {
             .find(|(_, line)| line.kind == "audio" && line.port != 0)
     }
 
-    /// The SIP side's audio stream: the first audio m-line, not declined, on plain RTP
-    /// (`RTP/AVP` or `RTP/AVPF`). Other audio m-lines (SRTP's `RTP/SAVP`, ...) are declined in the
-    /// answer; when they are all there is, the description is refused as an incompatible
-    /// transport rather than answered with a profile it did not offer.
+    /// The SIP side's audio stream when SRTP is off: the first audio m-line, not declined, on
+    /// plain RTP (`RTP/AVP` or `RTP/AVPF`). See [`Description::sip_audio_with`].
     pub fn sip_audio(&self) -> Result<(usize, &MediaLine)> {
-        let mut audio = self
-            .lines
-            .iter()
-            .enumerate()
-            .filter(|(_, line)| line.kind == "audio" && line.port != 0)
-            .peekable();
-        let first_proto = audio.peek().map(|(_, line)| line.proto.clone());
-        let refusal = match first_proto {
-            Some(proto) => Error::IncompatibleTransport(proto),
-            None => Error::NoAudio,
-        };
-        audio.find(|(_, line)| line.is_plain_rtp()).ok_or(refusal)
+        self.sip_audio_with(&SrtpPolicy::never())
+            .map(|(index, line, _)| (index, line))
+    }
+
+    /// The SIP side's audio stream under `policy`: the first audio m-line, not declined, that
+    /// the relay can take, with the key it will use when the stream is SRTP. Plain RTP
+    /// (`RTP/AVP`, `RTP/AVPF`) is taken unless SRTP is mandatory, with SRTP when it carries a
+    /// usable `a=crypto` line and SRTP is not off (best-effort SRTP, RFC 8643); `RTP/SAVP` and
+    /// `RTP/SAVPF` only with a usable key and SRTP not off. Other audio m-lines are declined in
+    /// the answer; when none fits, the description is refused as an incompatible transport
+    /// (never answered with a profile it did not offer), with the reason in words.
+    pub fn sip_audio_with(
+        &self,
+        policy: &SrtpPolicy,
+    ) -> Result<(usize, &MediaLine, Option<&Crypto>)> {
+        let mut refusal = None;
+        for (index, line) in self.lines.iter().enumerate() {
+            if line.kind != "audio" || line.port == 0 {
+                continue;
+            }
+            let key = line
+                .crypto
+                .iter()
+                .find(|crypto| policy.suites.contains(&crypto.suite));
+            let why = match (line.profile(), policy.mode, key) {
+                (Profile::Plain, SrtpMode::Never, _) => return Ok((index, line, None)),
+                (Profile::Plain, _, Some(key)) => return Ok((index, line, Some(key))),
+                (Profile::Plain, SrtpMode::Optional, None) => return Ok((index, line, None)),
+                (Profile::Secure, SrtpMode::Optional | SrtpMode::Mandatory, Some(key)) => {
+                    return Ok((index, line, Some(key)));
+                }
+                (Profile::Plain, SrtpMode::Mandatory, None) => {
+                    format!("{}: the gateway requires SRTP toward SIP", line.proto)
+                }
+                (Profile::Secure, SrtpMode::Never, _) => {
+                    format!("{}: SRTP toward SIP is turned off here", line.proto)
+                }
+                (Profile::Secure, _, None) => format!(
+                    "{} without a key the gateway can use (it takes {})",
+                    line.proto,
+                    policy
+                        .suites
+                        .iter()
+                        .map(|suite| suite.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                (Profile::Other, _, _) => format!(
+                    "{}: the gateway speaks RTP/AVP and SDES-SRTP (RTP/SAVP) toward SIP",
+                    line.proto
+                ),
+            };
+            refusal.get_or_insert(why);
+        }
+        Err(refusal.map_or(Error::NoAudio, Error::IncompatibleTransport))
     }
 }
 
+/// How an m-line's transport profile is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    /// `RTP/AVP`, `RTP/AVPF`.
+    Plain,
+    /// `RTP/SAVP`, `RTP/SAVPF` (SDES keys).
+    Secure,
+    /// Anything else (DTLS-SRTP's `UDP/TLS/RTP/SAVP`, T.38, ...).
+    Other,
+}
+
 impl MediaLine {
-    /// Whether the stream is plain RTP (`RTP/AVP` or `RTP/AVPF`), the only profiles the SIP leg
-    /// speaks until it has SRTP.
-    pub fn is_plain_rtp(&self) -> bool {
-        self.proto.eq_ignore_ascii_case("RTP/AVP") || self.proto.eq_ignore_ascii_case("RTP/AVPF")
+    fn profile(&self) -> Profile {
+        let proto = self.proto.to_ascii_uppercase();
+        match proto.as_str() {
+            "RTP/AVP" | "RTP/AVPF" => Profile::Plain,
+            "RTP/SAVP" | "RTP/SAVPF" => Profile::Secure,
+            _ => Profile::Other,
+        }
+    }
+
+    /// Whether the m-line's profile is SDES-SRTP (`RTP/SAVP`, `RTP/SAVPF`).
+    pub fn is_srtp_profile(&self) -> bool {
+        self.profile() == Profile::Secure
     }
 
     /// Where the far end wants RTP (the connection address and the port); `None` when the
@@ -290,6 +353,10 @@ fn media_line(
             .attributes
             .iter()
             .any(|attribute| attribute.key == "rtcp-mux"),
+        crypto: value("crypto")
+            .into_iter()
+            .filter_map(Crypto::parse)
+            .collect(),
     }
 }
 
@@ -309,6 +376,11 @@ pub struct SipDescription<'a> {
     pub direction: Direction,
     /// When answering: the offer's m-lines, so that the others are declined in place.
     pub answering: Option<(&'a Description, usize)>,
+    /// The keys to give (SDES-SRTP; none for plain RTP).
+    pub crypto: &'a [Crypto],
+    /// Whether the profile says SRTP (`RTP/SAVP`), or plain (`RTP/AVP`, with best-effort keys
+    /// when `crypto` has some).
+    pub secure: bool,
 }
 
 impl SipDescription<'_> {
@@ -385,6 +457,12 @@ impl SipDescription<'_> {
             attributes.push(Attribute::new("rtcp-mux".to_owned(), None));
         }
         attributes.push(Attribute::new(self.direction.to_string(), None));
+        for crypto in self.crypto {
+            attributes.push(Attribute::new(
+                "crypto".to_owned(),
+                Some(crypto.attribute()),
+            ));
+        }
         MediaDescription {
             media_name: MediaName {
                 media: "audio".to_owned(),
@@ -392,7 +470,10 @@ impl SipDescription<'_> {
                     value: isize::try_from(self.rtp.port()).unwrap_or(0),
                     range: None,
                 },
-                protos: vec!["RTP".to_owned(), "AVP".to_owned()],
+                protos: vec![
+                    "RTP".to_owned(),
+                    if self.secure { "SAVP" } else { "AVP" }.to_owned(),
+                ],
                 formats: self
                     .payloads
                     .iter()

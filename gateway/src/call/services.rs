@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use media::Codec;
 use media::driver::{BrowserPort, PortRange};
+use media::srtp::{SrtpMode, SrtpPolicy, Suite};
 use sip::driver::SipHandle;
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::{Config, SrtpSetting};
 use crate::error::{Error, Result};
 use crate::local::Local;
 use crate::metrics::Metrics;
@@ -38,6 +39,11 @@ pub(crate) struct Media {
     /// The address SIP peers get in SDP.
     pub(crate) advertised: IpAddr,
     pub(crate) codecs: Vec<Codec>,
+    /// SRTP toward SIP, as configured.
+    pub(crate) srtp: SrtpPolicy,
+    /// Whether SIP requests go out over TLS (the outbound proxy is `sips:` or
+    /// `transport=tls`): SDES keys in SDP are readable on any other transport.
+    pub(crate) signalling_encrypted: bool,
     pub(crate) media_timeout: Duration,
     pub(crate) ice_timeout: Duration,
     pub(crate) ring_timeout: Duration,
@@ -80,6 +86,19 @@ impl Media {
                 .iter()
                 .filter_map(|codec| codec.parse().ok())
                 .collect(),
+            srtp: SrtpPolicy {
+                mode: match settings.srtp {
+                    SrtpSetting::Never => SrtpMode::Never,
+                    SrtpSetting::Optional => SrtpMode::Optional,
+                    SrtpSetting::Mandatory => SrtpMode::Mandatory,
+                },
+                suites: settings
+                    .srtp_suites
+                    .iter()
+                    .filter_map(|suite| Suite::from_name(suite))
+                    .collect(),
+            },
+            signalling_encrypted: is_tls_uri(&config.sip.outbound_proxy),
             media_timeout: Duration::from_secs(settings.media_timeout),
             ice_timeout: Duration::from_secs(settings.ice_timeout),
             ring_timeout: Duration::from_secs(config.calls.ring_timeout),
@@ -103,4 +122,10 @@ fn host_address(listen: IpAddr) -> IpAddr {
         })
         .map(|local| local.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// Whether a SIP URI asks for TLS (`sips:`, or `transport=tls`).
+pub(crate) fn is_tls_uri(uri: &str) -> bool {
+    let uri = uri.to_ascii_lowercase();
+    uri.starts_with("sips:") || uri.contains(";transport=tls")
 }

@@ -52,7 +52,36 @@ impl Relay {
     /// A datagram from the SIP side, on the call's RTP port or (`rtcp_port`) its RTCP port.
     pub fn handle_sip(&mut self, now: Instant, source: SocketAddr, data: &[u8], rtcp_port: bool) {
         self.now = self.now.max(now);
-        if rtcp_port || is_rtcp(data) {
+        let rtcp = rtcp_port || is_rtcp(data);
+        let Some(srtp) = &mut self.sip.srtp else {
+            self.handle_sip_plain(now, source, data, rtcp, rtcp_port);
+            return;
+        };
+        // SRTP is checked before anything else: a packet that fails is not heard, and does not
+        // teach the latch a source.
+        let mut plain = std::mem::take(&mut self.plain);
+        let checked = if rtcp {
+            srtp.receive.unprotect_rtcp(data, &mut plain)
+        } else {
+            srtp.receive.unprotect_rtp(data, &mut plain)
+        };
+        match checked {
+            Ok(()) => self.handle_sip_plain(now, source, &plain, rtcp, rtcp_port),
+            Err(_) => self.sip.srtp_rejected += 1,
+        }
+        self.plain = plain;
+    }
+
+    /// A datagram from the SIP side in the clear (plain RTP, or SRTP once checked).
+    fn handle_sip_plain(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        data: &[u8],
+        rtcp: bool,
+        rtcp_port: bool,
+    ) {
+        if rtcp {
             // RTCP on its own port is latched on its own; multiplexed, it follows RTP's source.
             let taken = if rtcp_port {
                 self.sip.rtcp_source.accept(now, source)
@@ -152,6 +181,13 @@ impl Relay {
             }
             None => write_rtp(&mut self.scratch, out, &packet.payload),
         }
+        if let Some(srtp) = &mut self.sip.srtp {
+            let mut protected = std::mem::take(&mut self.plain);
+            let done = srtp.send.protect_rtp(&self.scratch, &mut protected);
+            std::mem::swap(&mut self.scratch, &mut protected);
+            self.plain = protected;
+            done.ok()?;
+        }
         self.sip.sent.packets = self.sip.sent.packets.wrapping_add(1);
         self.sip.sent.octets = self
             .sip
@@ -213,8 +249,13 @@ impl Relay {
             && self.sip.direction.receives()
             && now.saturating_duration_since(self.sip.last_rtp) > timeout
         {
+            // Packets that came but failed SRTP's checks say what is wrong: the keys.
+            let rejected = match self.sip.srtp_rejected {
+                0 => String::new(),
+                count => format!(" ({count} packets failed SRTP authentication)"),
+            };
             self.fail(format!(
-                "no RTP from the SIP side for {} s",
+                "no RTP from the SIP side for {} s{rejected}",
                 timeout.as_secs()
             ));
         }
@@ -247,6 +288,13 @@ impl Relay {
             block,
             &self.config.cname,
         );
+        if let Some(srtp) = &mut self.sip.srtp {
+            let mut protected = Vec::with_capacity(report.len() + 20);
+            if srtp.send.protect_rtcp(&report, &mut protected).is_err() {
+                return;
+            }
+            report = protected;
+        }
         self.sip.report = Some(report);
     }
 

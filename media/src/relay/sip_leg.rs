@@ -1,6 +1,7 @@
 //! The SIP leg of a relay: where the SIP side's SDP says to send, the sources its RTP and RTCP
 //! are accepted from (strict source, learnt anew after each remote SDP), our SSRC toward it,
-//! what was sent and received (for RTCP reports), and the report waiting to go.
+//! what was sent and received (for RTCP reports), the report waiting to go, and its SRTP keys
+//! when the SIP side protects its media (SDES).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -8,6 +9,7 @@ use std::time::Instant;
 use super::latch::Latch;
 use crate::rtp::{ReceiveStats, SendStats};
 use crate::sdp::Direction;
+use crate::srtp::SessionKeys;
 
 /// The SIP leg.
 #[derive(Debug)]
@@ -29,6 +31,10 @@ pub(super) struct SipLeg {
     pub(super) report: Option<Vec<u8>>,
     /// When the SIP side was last heard (RTP).
     pub(super) last_rtp: Instant,
+    /// SRTP, when the descriptions agreed on keys.
+    pub(super) srtp: Option<SessionKeys>,
+    /// Packets from the SIP side that failed SRTP's checks (for the reason of a silence).
+    pub(super) srtp_rejected: u64,
 }
 
 impl SipLeg {
@@ -45,6 +51,8 @@ impl SipLeg {
             next_report: None,
             report: None,
             last_rtp: now,
+            srtp: None,
+            srtp_rejected: 0,
         }
     }
 

@@ -2,6 +2,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::track::{Mapping, Rewrite};
 use super::*;
+use crate::srtp::{Crypto, SrtpMode, SrtpPolicy, Suite};
 
 fn data(name: &str) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/sdp/");
@@ -18,6 +19,7 @@ fn config(codecs: &[Codec]) -> RelayConfig {
         ice_timeout: Duration::from_secs(30),
         wallclock: SystemTime::now(),
         cname: "gw".into(),
+        srtp: crate::srtp::SrtpPolicy::never(),
     }
 }
 
@@ -422,15 +424,16 @@ fn each_codec_alone_on_the_phone_is_negotiated_both_ways() {
     }
 }
 
-/// SRTP toward SIP does not exist yet: an `RTP/SAVP` audio offer is refused as an incompatible
-/// transport, never answered with `RTP/AVP`; next to a plain RTP audio m-line it is only declined.
+/// With SRTP off (`media.srtp = "never"`), an `RTP/SAVP` audio offer is refused as an
+/// incompatible transport, never answered with `RTP/AVP`; next to a plain RTP audio m-line it is
+/// only declined.
 #[test]
 fn an_srtp_offer_is_refused_or_its_m_line_declined() {
     let now = Instant::now();
     let savp = phone_sdp(Codec::Pcmu).replace("RTP/AVP", "RTP/SAVP")
         + "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
     match Relay::incoming(now, config(&ALL), Some(&savp)) {
-        Err(Error::IncompatibleTransport(proto)) => assert_eq!(proto, "RTP/SAVP"),
+        Err(Error::IncompatibleTransport(why)) => assert!(why.starts_with("RTP/SAVP:"), "{why}"),
         other => panic!("expected an incompatible transport, got {other:?}"),
     }
     // Both: the plain one is taken, the SRTP one declined in its place with its own proto.
@@ -460,4 +463,97 @@ fn an_srtp_offer_is_refused_or_its_m_line_declined() {
         relay.accept_sip_answer(now, &savp),
         Err(Error::IncompatibleTransport(_))
     ));
+}
+
+fn srtp_config(mode: SrtpMode) -> RelayConfig {
+    RelayConfig {
+        srtp: SrtpPolicy::with_all_suites(mode),
+        ..config(&ALL)
+    }
+}
+
+/// The phone's key line for `tag` and `suite`, and the line itself.
+fn phone_key(tag: u32, suite: Suite) -> (Crypto, String) {
+    let key = Crypto::generate(tag, suite);
+    let line = format!("a=crypto:{}\r\n", key.attribute());
+    (key, line)
+}
+
+/// An `RTP/SAVP` offer is answered in kind with our own key under the offer's tag and suite; a
+/// re-offer with the same key keeps ours, and one with a new suite gets a new one.
+#[test]
+fn an_srtp_offer_is_answered_with_a_key_of_its_suite() {
+    let now = Instant::now();
+    let (_, line) = phone_key(3, Suite::AesCm128HmacSha1_32);
+    let savp = phone_sdp(Codec::Pcmu).replace("RTP/AVP", "RTP/SAVP") + &line;
+    let (mut relay, browser_offer) =
+        Relay::incoming(now, srtp_config(SrtpMode::Optional), Some(&savp)).expect("relay");
+    let answer = relay
+        .accept_browser_answer(now, &browser_answer(&browser_offer))
+        .expect("accepted");
+    let audio = Description::parse(&answer).expect("SDP").lines[0].clone();
+    assert_eq!(audio.proto, "RTP/SAVP", "{answer}");
+    assert_eq!(audio.crypto.len(), 1, "{answer}");
+    assert_eq!(
+        (audio.crypto[0].tag, audio.crypto[0].suite),
+        (3, Suite::AesCm128HmacSha1_32)
+    );
+    assert!(!audio.crypto[0].same_key(&Crypto::parse(&line[9..line.len() - 2]).expect("key")));
+    assert_eq!(relay.sip_srtp(), Some(Suite::AesCm128HmacSha1_32));
+    // A re-offer with the same key (hold): our key stays.
+    let hold = savp.replace("a=sendrecv", "a=sendonly");
+    let again = relay.answer_sip_offer(&hold).expect("answered");
+    let kept = Description::parse(&again).expect("SDP").lines[0].crypto[0].clone();
+    assert!(kept.same_key(&audio.crypto[0]), "{again}");
+    // Another suite: a new key of that suite.
+    let (_, gcm) = phone_key(1, Suite::AeadAes128Gcm);
+    let rekeyed = phone_sdp(Codec::Pcmu).replace("RTP/AVP", "RTP/SAVP") + &gcm;
+    let again = relay.answer_sip_offer(&rekeyed).expect("answered");
+    let new = Description::parse(&again).expect("SDP").lines[0].crypto[0].clone();
+    assert_eq!((new.tag, new.suite), (1, Suite::AeadAes128Gcm));
+    // A plain re-offer (best effort gave up): plain from now on.
+    let plain = relay
+        .answer_sip_offer(&phone_sdp(Codec::Pcmu))
+        .expect("answered");
+    let audio = Description::parse(&plain).expect("SDP").lines[0].clone();
+    assert_eq!((audio.proto.as_str(), audio.crypto.len()), ("RTP/AVP", 0));
+    assert_eq!(relay.sip_srtp(), None);
+}
+
+/// Our offers: best effort is `RTP/AVP` with a key per suite, mandatory `RTP/SAVP`; the answer
+/// must pick one of our keys, and under mandatory must have one.
+#[test]
+fn our_offers_carry_keys_and_the_answer_must_pick_one() {
+    let now = Instant::now();
+    let offer = data("chrome-offer-audio.sdp");
+    for (mode, proto) in [
+        (SrtpMode::Optional, "RTP/AVP"),
+        (SrtpMode::Mandatory, "RTP/SAVP"),
+    ] {
+        let (mut relay, sip_offer) =
+            Relay::outgoing(now, srtp_config(mode), &offer).expect("relay");
+        let audio = Description::parse(&sip_offer).expect("SDP").lines[0].clone();
+        assert_eq!(audio.proto, proto, "{sip_offer}");
+        let suites: Vec<Suite> = audio.crypto.iter().map(|key| key.suite).collect();
+        assert_eq!(suites, Suite::ALL, "{sip_offer}");
+        // A key under a tag we did not offer for its suite.
+        let (_, wrong) = phone_key(1, Suite::AeadAes128Gcm);
+        let answer = phone_sdp(Codec::Pcmu).replace("RTP/AVP", proto) + &wrong;
+        assert!(matches!(
+            relay.accept_sip_answer(now, &answer),
+            Err(Error::IncompatibleTransport(_))
+        ));
+        let (_, right) = phone_key(3, Suite::AeadAes128Gcm);
+        let answer = phone_sdp(Codec::Pcmu).replace("RTP/AVP", proto) + &right;
+        relay.accept_sip_answer(now, &answer).expect("taken");
+        assert_eq!(relay.sip_srtp(), Some(Suite::AeadAes128Gcm));
+    }
+    let (mut relay, _) =
+        Relay::outgoing(now, srtp_config(SrtpMode::Mandatory), &offer).expect("relay");
+    assert!(matches!(
+        relay.accept_sip_answer(now, &phone_sdp(Codec::Pcmu)),
+        Err(Error::IncompatibleTransport(_))
+    ));
+    let (_, never) = Relay::outgoing(now, config(&ALL), &offer).expect("relay");
+    assert!(!never.contains("a=crypto"), "{never}");
 }

@@ -1,6 +1,6 @@
 //! A relay between two peers on a made-up clock, with no sockets: a str0m peer playing the
 //! browser (full ICE, DTLS-SRTP, the browser's own offer) on one side, and a plain RTP peer
-//! playing the phone on the other. Every datagram is handed over by the test, and time moves
+//! playing the phone on the other (SRTP with SDES keys when the test asks for it). Every datagram is handed over by the test, and time moves
 //! only when the test moves it, so ICE, DTLS, relaying, strict source and the silence timers
 //! run exactly as they would, in microseconds and the same way every time.
 
@@ -16,7 +16,9 @@ use str0m::{Candidate, Event as WebRtcEvent, Input, Output as WebRtcOutput, Rtc}
 
 use super::{Event, Output, Relay, RelayConfig};
 use crate::codec::Codec;
-use crate::rtp::{RtpHeader, RtpView, write_rtp};
+use crate::rtp::{RtpHeader, RtpView, is_rtcp, write_rtp};
+use crate::sdp::Description;
+use crate::srtp::{Crypto, Srtp, SrtpMode, SrtpPolicy, Suite};
 
 /// The browser's host candidate.
 const BROWSER: &str = "192.0.2.10:50000";
@@ -53,12 +55,24 @@ struct Pair {
     relay_events: Vec<Event>,
     browser_deadline: Instant,
     relay_deadline: Instant,
+    /// The phone's SRTP: its sending context and its receiving one (our key).
+    phone_srtp: Option<(Srtp, Srtp)>,
 }
 
 impl Pair {
     /// A browser calls a phone: the browser's offer through the relay, the phone's answer
     /// back, then ICE and DTLS until both sides say they are connected.
     fn outgoing_call(media_timeout: Duration) -> Pair {
+        Pair::outgoing_srtp_call(media_timeout, SrtpPolicy::never(), None)
+    }
+
+    /// As [`Pair::outgoing_call`], with the relay's SRTP `policy`; the phone answers with a key
+    /// of `suite` (picking the offer's line of that suite) or, with `None`, in plain RTP.
+    fn outgoing_srtp_call(
+        media_timeout: Duration,
+        policy: SrtpPolicy,
+        suite: Option<Suite>,
+    ) -> Pair {
         crate::init_crypto();
         let now = Instant::now();
         let mut browser = Rtc::builder()
@@ -84,12 +98,30 @@ impl Pair {
             ice_timeout: Duration::from_secs(30),
             wallclock: SystemTime::now(),
             cname: "pair".into(),
+            srtp: policy,
         };
         let (mut relay, sip_offer) =
             Relay::outgoing(now, config, &offer.to_sdp_string()).expect("a relay");
         assert!(sip_offer.contains("PCMU/8000"), "{sip_offer}");
+        let mut phone_answer = phone_answer();
+        let mut phone_srtp = None;
+        if let Some(suite) = suite {
+            let offered = Description::parse(&sip_offer).expect("the SIP offer");
+            let ours = offered.lines[0]
+                .crypto
+                .iter()
+                .find(|line| line.suite == suite)
+                .expect("the suite offered")
+                .clone();
+            let theirs = Crypto::generate(ours.tag, suite);
+            phone_answer = phone_answer.replace(
+                "a=sendrecv\r\n",
+                &format!("a=sendrecv\r\na=crypto:{}\r\n", theirs.attribute()),
+            );
+            phone_srtp = Some((Srtp::new(&theirs, true), Srtp::new(&ours, false)));
+        }
         let answer = relay
-            .accept_sip_answer(now, &phone_answer())
+            .accept_sip_answer(now, &phone_answer)
             .expect("the phone's answer taken")
             .expect("an answer for the browser");
         let answer = SdpAnswer::from_sdp_string(&answer).expect("a valid answer");
@@ -108,6 +140,7 @@ impl Pair {
             relay_events: Vec::new(),
             browser_deadline: now,
             relay_deadline: now,
+            phone_srtp,
         };
         pair.run_until(|pair| pair.browser_connected && pair.relay.is_connected());
         assert_eq!(pair.relay_events, [Event::Connected]);
@@ -238,20 +271,35 @@ impl Pair {
             ssrc,
         };
         write_rtp(&mut packet, header, payload);
+        if let Some((send, _)) = &mut self.phone_srtp {
+            let plain = std::mem::take(&mut packet);
+            send.protect_rtp(&plain, &mut packet).expect("protected");
+        }
         self.relay.handle_sip(self.now, source, &packet, false);
         self.exchange();
     }
 
     /// The RTP packets the phone got so far: (payload type, sequence number, payload).
-    fn phone_heard(&self) -> Vec<(u8, u16, Vec<u8>)> {
-        self.to_phone
+    fn phone_heard(&mut self) -> Vec<(u8, u16, Vec<u8>)> {
+        let mut srtp = self.phone_srtp.take();
+        let heard = self
+            .to_phone
             .iter()
+            .filter(|(_, data)| !is_rtcp(data))
             .filter_map(|(destination, data)| {
                 assert_eq!(*destination, addr(PHONE));
-                let view = RtpView::parse(data)?;
+                let mut plain = data.clone();
+                if let Some((_, receive)) = &mut srtp {
+                    receive
+                        .unprotect_rtp(data, &mut plain)
+                        .expect("the relay's SRTP checks out at the phone");
+                }
+                let view = RtpView::parse(&plain)?;
                 (view.pt() < 64).then(|| (view.pt(), view.seq(), view.payload().to_vec()))
             })
-            .collect()
+            .collect();
+        self.phone_srtp = srtp;
+        heard
     }
 }
 
@@ -326,4 +374,73 @@ fn a_third_party_is_not_heard_and_silence_ends_the_call() {
             Event::Failed("no RTP from the SIP side for 5 s".into())
         ]
     );
+}
+
+/// With SDES keys, audio flows both ways as in plain RTP with every suite: the phone decrypts
+/// all the relay sends, the browser hears all the phone sends; packets in the clear or under
+/// another key are not heard, and when nothing else comes the call's end says why.
+#[test]
+fn srtp_with_every_suite_flows_both_ways_and_refuses_the_unprotected() {
+    for suite in Suite::ALL {
+        let policy = SrtpPolicy {
+            mode: SrtpMode::Optional,
+            suites: Suite::ALL.to_vec(),
+        };
+        let mut pair = Pair::outgoing_srtp_call(Duration::from_secs(5), policy, Some(suite));
+        assert_eq!(pair.relay.sip_srtp(), Some(suite));
+        let phone = addr(PHONE);
+        for seq in 0..50u16 {
+            pair.browser_sends(u64::from(seq) + 1000, &[seq as u8; 160]);
+            pair.phone_sends(phone, seq, &[!(seq as u8); 160]);
+            pair.advance(Duration::from_millis(20));
+        }
+        let heard = pair.phone_heard();
+        assert_eq!(heard.len(), 50, "{suite}: the phone decrypts every packet");
+        for (index, (_, _, payload)) in heard.iter().enumerate() {
+            assert_eq!(payload, &vec![index as u8; 160], "{suite}");
+        }
+        assert_eq!(pair.browser_heard.len(), 50, "{suite}");
+        for (index, (_, _, payload)) in pair.browser_heard.iter().enumerate() {
+            assert_eq!(payload, &vec![!(index as u8); 160], "{suite}");
+        }
+        // Plain RTP from the phone's own address is not heard now.
+        let keys = pair.phone_srtp.take();
+        for seq in 50..300u16 {
+            pair.phone_sends(phone, seq, &[7; 160]);
+            pair.browser_sends(u64::from(seq) + 1000, &[1; 160]);
+            pair.advance(Duration::from_millis(20));
+        }
+        assert_eq!(
+            pair.browser_heard.len(),
+            50,
+            "{suite}: nothing in the clear"
+        );
+        pair.phone_srtp = keys;
+        assert_eq!(
+            pair.relay_events,
+            [
+                Event::Connected,
+                Event::Failed(
+                    "no RTP from the SIP side for 5 s (250 packets failed SRTP authentication)"
+                        .into()
+                )
+            ],
+            "{suite}"
+        );
+    }
+}
+
+/// Best-effort SRTP with a phone that answers without a key: plain RTP, as before.
+#[test]
+fn an_answer_without_a_key_keeps_the_call_in_plain_rtp() {
+    let policy = SrtpPolicy::with_all_suites(SrtpMode::Optional);
+    let mut pair = Pair::outgoing_srtp_call(Duration::from_secs(30), policy, None);
+    assert_eq!(pair.relay.sip_srtp(), None);
+    for seq in 0..10u16 {
+        pair.browser_sends(u64::from(seq), &[3; 160]);
+        pair.phone_sends(addr(PHONE), seq, &[4; 160]);
+        pair.advance(Duration::from_millis(20));
+    }
+    assert_eq!(pair.phone_heard().len(), 10);
+    assert_eq!(pair.browser_heard.len(), 10);
 }

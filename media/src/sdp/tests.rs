@@ -108,6 +108,8 @@ fn writes_sip_offers_and_answers_that_read_back() {
         payloads: &payloads,
         direction: Direction::SendRecv,
         answering: None,
+        crypto: &[],
+        secure: false,
     }
     .write();
     assert!(
@@ -135,6 +137,8 @@ fn writes_sip_offers_and_answers_that_read_back() {
         payloads: &payloads[..1],
         direction: Direction::RecvOnly,
         answering: Some((&chrome, 0)),
+        crypto: &[],
+        secure: false,
     }
     .write();
     let read = Description::parse(&answer).unwrap();
@@ -155,4 +159,100 @@ fn no_common_codec_names_both_sides() {
         no_common_codec(audio, &Codec::ALL),
         "no common codec: the far end offers G729, GSM, the gateway relays opus, G722, PCMU, PCMA"
     );
+}
+
+/// A phone's description with an audio m-line of each profile, in this order.
+fn phone_with(lines: &[(&str, bool)]) -> Description {
+    let key = "WnD7c1ksDGs+dIefCEo8omPg4uO8DYIinNGL5yxQ";
+    let mut text =
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.7\r\ns=-\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\n".to_owned();
+    for (at, (proto, keyed)) in lines.iter().enumerate() {
+        text += &format!(
+            "m=audio {} {proto} 0\r\na=rtpmap:0 PCMU/8000\r\n",
+            4000 + 2 * at
+        );
+        if *keyed {
+            text += &format!("a=crypto:1 UNKNOWN_SUITE inline:{key}\r\n");
+            text += &format!("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{key}|2^31|1:1\r\n");
+        }
+    }
+    Description::parse(&text).expect("valid")
+}
+
+#[test]
+fn the_sip_audio_stream_is_chosen_by_the_srtp_policy() {
+    use crate::srtp::{SrtpMode, SrtpPolicy, Suite};
+    let never = SrtpPolicy::never();
+    let optional = SrtpPolicy::with_all_suites(SrtpMode::Optional);
+    let mandatory = SrtpPolicy::with_all_suites(SrtpMode::Mandatory);
+    let pick = |description: &Description, policy: &SrtpPolicy| {
+        description
+            .sip_audio_with(policy)
+            .map(|(index, _, key)| (index, key.map(|key| (key.tag, key.suite))))
+    };
+    let savp = phone_with(&[("RTP/SAVP", true)]);
+    let keyed_avp = phone_with(&[("RTP/AVP", true)]);
+    let avp = phone_with(&[("RTP/AVP", false)]);
+    let both = phone_with(&[("RTP/SAVP", true), ("RTP/AVP", false)]);
+    // The unknown suite is skipped for the next line, MKI and all.
+    let key = Some((2, Suite::AesCm128HmacSha1_32));
+    assert_eq!(pick(&savp, &optional).ok(), Some((0, key)));
+    assert_eq!(pick(&savp, &mandatory).ok(), Some((0, key)));
+    assert_eq!(
+        pick(&keyed_avp, &optional).ok(),
+        Some((0, key)),
+        "best effort"
+    );
+    assert_eq!(
+        pick(&keyed_avp, &never).ok(),
+        Some((0, None)),
+        "keys ignored"
+    );
+    assert_eq!(pick(&avp, &optional).ok(), Some((0, None)));
+    assert_eq!(pick(&both, &never).ok(), Some((1, None)));
+    assert_eq!(pick(&both, &optional).ok(), Some((0, key)));
+    let refused = |description: &Description, policy: &SrtpPolicy| match pick(description, policy) {
+        Err(Error::IncompatibleTransport(why)) => why,
+        other => panic!("{other:?}"),
+    };
+    assert!(refused(&savp, &never).contains("SRTP toward SIP is turned off"));
+    assert!(refused(&avp, &mandatory).contains("requires SRTP"));
+    let only_80 = SrtpPolicy {
+        mode: SrtpMode::Optional,
+        suites: vec![Suite::AesCm128HmacSha1_80],
+    };
+    assert!(refused(&savp, &only_80).contains("without a key the gateway can use"));
+    let dtls = phone_with(&[("UDP/TLS/RTP/SAVP", false)]);
+    assert!(refused(&dtls, &optional).contains("UDP/TLS/RTP/SAVP"));
+}
+
+#[test]
+fn keys_are_written_with_the_profile() {
+    use crate::srtp::{Crypto, Suite};
+    let keys = [
+        Crypto::generate(1, Suite::AesCm128HmacSha1_80),
+        Crypto::generate(2, Suite::AeadAes128Gcm),
+    ];
+    let payloads = [Payload {
+        pt: 0,
+        format: Format::Audio(Codec::Pcmu),
+        fmtp: None,
+    }];
+    for secure in [false, true] {
+        let text = SipDescription {
+            session_id: 1,
+            version: 1,
+            rtp: "192.0.2.10:30000".parse().unwrap(),
+            payloads: &payloads,
+            direction: Direction::SendRecv,
+            answering: None,
+            crypto: &keys,
+            secure,
+        }
+        .write();
+        let read = Description::parse(&text).unwrap();
+        let proto = if secure { "RTP/SAVP" } else { "RTP/AVP" };
+        assert_eq!(read.lines[0].proto, proto, "{text}");
+        assert_eq!(read.lines[0].crypto, keys, "{text}");
+    }
 }

@@ -299,7 +299,7 @@ async fn the_browser_calls_bob_and_tones_go_both_ways_pcmu() {
 }
 
 /// The next incoming-session for alice: (session, offer).
-async fn incoming(client: &mut Client) -> (String, String, protocol::Party) {
+pub(crate) async fn incoming(client: &mut Client) -> (String, String, protocol::Party) {
     loop {
         if let ServerMessage::Event(Event::Account {
             account,

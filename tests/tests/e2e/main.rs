@@ -26,6 +26,7 @@ mod nextrtc;
 mod register;
 mod requests;
 mod sipp_calls;
+mod srtp;
 mod tls;
 mod web_phone;
 mod webrtcsink;

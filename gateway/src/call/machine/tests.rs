@@ -29,6 +29,7 @@ fn config() -> RelayConfig {
         ice_timeout: Duration::from_secs(30),
         wallclock: SystemTime::UNIX_EPOCH,
         cname: "test".into(),
+        srtp: media::srtp::SrtpPolicy::never(),
     }
 }
 
