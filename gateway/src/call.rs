@@ -560,13 +560,24 @@ fn arrived_over_tls(invite: &IncomingCall) -> bool {
 }
 
 /// SDES keys travel in the SDP: over a transport that is not encrypted, anyone on the path can
-/// read them and decrypt the call.
+/// read them and decrypt the call. Said for every call, within the log's budget (a few lines
+/// per ten seconds for the whole process, with the count of those held back).
 fn warn_keys_in_clear() {
-    warn!(
-        "SRTP keys (SDES) are in an SDP that goes over an unencrypted SIP transport: anyone on \
-         the path can read them; use TLS toward SIP (sips: or transport=tls) or set \
-         media.srtp = \"never\""
-    );
+    static LIMIT: std::sync::OnceLock<std::sync::Mutex<crate::log_limit::LogLimit>> =
+        std::sync::OnceLock::new();
+    let allowed = LIMIT
+        .get_or_init(|| std::sync::Mutex::new(crate::log_limit::LogLimit::new()))
+        .lock()
+        .map(|mut limit| limit.allow(std::time::Instant::now()))
+        .unwrap_or(Some(0));
+    if let Some(held_back) = allowed {
+        warn!(
+            held_back,
+            "SRTP keys (SDES) are in an SDP that goes over an unencrypted SIP transport: anyone \
+             on the path can read them; use TLS toward SIP (sips: or transport=tls) or set \
+             media.srtp = \"never\""
+        );
+    }
 }
 
 /// The `Warning` of a 488 for a description the relay cannot take: its kind as RFC 3261's

@@ -730,6 +730,15 @@ mod tests {
                 "[sip]\ntransport = \"sctp\"",
                 "expected one of `udp`, `tcp`, `tls`",
             ),
+            (
+                "[media]\nsrtp = \"sometimes\"",
+                "expected one of `never`, `optional`, `mandatory`",
+            ),
+            ("[media]\nsrtp_suites = []", "media.srtp_suites"),
+            (
+                "[media]\nsrtp_suites = [\"AES_256_CM_HMAC_SHA1_80\"]",
+                "unknown suite",
+            ),
         ] {
             let error = Config::from_toml(text).unwrap_err().to_string();
             assert!(error.contains(needle), "{text:?}: {error}");
@@ -738,6 +747,8 @@ mod tests {
         assert_eq!(config.websocket.ping_interval(), None);
         let config = Config::from_toml("[sip]\ntransport = \"tls\"").unwrap();
         assert_eq!(config.sip.transport, SipTransport::Tls);
+        let config = Config::from_toml("[media]\nsrtp = \"never\"\nsrtp_suites = []").unwrap();
+        assert_eq!(config.media.srtp, SrtpSetting::Never);
     }
 
     #[test]
