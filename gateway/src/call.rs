@@ -21,7 +21,7 @@ use media::driver::MediaSession;
 use media::srtp::{SrtpMode, SrtpPolicy};
 use media::{Relay, RelayConfig};
 use sip::Warning;
-use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall, OutgoingCall};
+use sip::driver::{CallEvents, CallHandle, IncomingCall, OutgoingCall};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -29,12 +29,14 @@ use tracing::{Instrument, debug, info, info_span, warn};
 mod fork;
 pub(crate) mod fork_in;
 mod interface;
+mod leg;
 mod machine;
 mod services;
 use crate::local::BridgeEnd;
 use crate::metrics::Gauge;
 use fork::Fork;
 pub(crate) use interface::{CallUpdate, Caller, Command, Ending, FarEnd, Incoming, StartCall};
+use leg::{LegCommand, LegEnding, LegEvent, Refusal};
 pub(crate) use services::{CallServices, Media};
 
 /// The connection's end of a call's task.
@@ -115,8 +117,8 @@ impl FarEnds {
     fn flush(&mut self, sip: &sip::driver::SipHandle) {
         while let Some((branch, command)) = self.fork.poll_command() {
             match &self.legs[branch] {
-                Leg::Sip(call) => sip.call(*call, command),
-                Leg::Bridge(end) => end.command(command),
+                Leg::Sip(call) => sip.call(*call, leg::to_sip(command)),
+                Leg::Bridge(end) => end.command(leg::to_sip(command)),
             }
         }
     }
@@ -334,11 +336,7 @@ impl Call {
             Ok(made) => made,
             Err((code, phrase, reason, warning)) => {
                 info!(%reason, "incoming call refused");
-                self.send_far_end(CallCommand::Reject {
-                    code,
-                    reason: phrase.to_owned(),
-                    warning,
-                });
+                self.send_far_end(LegCommand::Reject(Refusal::new(code, phrase, warning)));
                 self.far_end = None;
                 // Never announced to the front-end: it ends without a word to the client.
                 self.update(CallUpdate::Terminated(Ending::new(reason)));
@@ -382,7 +380,7 @@ impl Call {
 
     /// A command for the far end, to the branches it concerns (through a bridge to another
     /// browser, or to SIP); what it means at once when no branch can take it.
-    fn send_far_end(&mut self, command: CallCommand) -> Option<sip::CallEvent> {
+    fn send_far_end(&mut self, command: LegCommand) -> Option<LegEvent> {
         let far_end = self.far_end.as_mut()?;
         let answer = far_end.fork.command(command);
         far_end.flush(&self.services.sip);
@@ -443,7 +441,8 @@ impl Call {
                 },
                 (branch, event) = next_of(&mut branches) => {
                     let heard = match event {
-                        Some(event) => far_end.fork.event(branch, event),
+                        Some(event) => leg::from_sip(event)
+                            .and_then(|event| far_end.fork.event(branch, event)),
                         None => {
                             branches[branch] = None;
                             far_end.fork.gone(branch, gone())
@@ -506,12 +505,8 @@ pub(crate) async fn next_of<T>(
 }
 
 /// How a branch whose channel closed without a final word ended.
-fn gone() -> sip::Ending {
-    sip::Ending {
-        code: Some(500),
-        reason: "500 the SIP user agent stopped".to_owned(),
-        cancelled: false,
-    }
+fn gone() -> LegEnding {
+    LegEnding::new(Some(500), "500 the SIP user agent stopped", false)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -12,8 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use sip::driver::CallCommand;
-use sip::{CallEvent, Ending};
+use super::leg::{LegCommand, LegEnding, LegEvent, Refusal};
 
 /// A fork set's state: which branches are still on, which answered, which gives early media.
 #[derive(Debug)]
@@ -28,12 +27,12 @@ pub(crate) struct Fork {
     provisional: HashMap<u16, usize>,
     /// The branch whose offer (an UPDATE in its early dialog) the machine answers next.
     offer_from: Option<usize>,
-    /// The branch the last INFO went to.
+    /// The branch the last DTMF tone went to.
     info_to: Option<usize>,
     /// The best final response of the branches that failed so far.
-    best: Option<Ending>,
+    best: Option<LegEnding>,
     /// Commands for branches, in order.
-    out: VecDeque<(usize, CallCommand)>,
+    out: VecDeque<(usize, LegCommand)>,
 }
 
 impl Fork {
@@ -60,37 +59,37 @@ impl Fork {
     }
 
     /// The next command for a branch.
-    pub(crate) fn poll_command(&mut self) -> Option<(usize, CallCommand)> {
+    pub(crate) fn poll_command(&mut self) -> Option<(usize, LegCommand)> {
         self.out.pop_front()
     }
 
     /// A command of the call machine. What it means to the machine at once, when no branch
     /// can take it (an INFO before any dialog would carry it: 481, as SIP would say).
-    pub(crate) fn command(&mut self, command: CallCommand) -> Option<CallEvent> {
+    pub(crate) fn command(&mut self, command: LegCommand) -> Option<LegEvent> {
         if self.single() {
             self.out.push_back((0, command));
             return None;
         }
         match command {
-            CallCommand::Info { .. } => {
+            LegCommand::Dtmf { .. } => {
                 let Some(branch) = self.winner.or(self.early) else {
-                    return Some(CallEvent::InfoAnswered { code: 481 });
+                    return Some(LegEvent::DtmfAnswered { code: 481 });
                 };
                 self.info_to = Some(branch);
                 self.out.push_back((branch, command));
             }
-            CallCommand::AnswerOffer(_) | CallCommand::RefuseOffer { .. } => {
+            LegCommand::AnswerOffer(_) | LegCommand::RefuseOffer(_) => {
                 if let Some(branch) = self.offer_from.take() {
                     self.out.push_back((branch, command));
                 }
             }
             // A hang-up, and what only a called side says (which a call's own machine does
             // not send to its far end): to the answered branch, or to every branch still on.
-            CallCommand::Hangup
-            | CallCommand::AnsweredElsewhere
-            | CallCommand::Ring
-            | CallCommand::Answer { .. }
-            | CallCommand::Reject { .. } => match self.winner {
+            LegCommand::Hangup
+            | LegCommand::AnsweredElsewhere
+            | LegCommand::Ring
+            | LegCommand::Answer { .. }
+            | LegCommand::Reject(_) => match self.winner {
                 Some(branch) => self.out.push_back((branch, command)),
                 None => {
                     let live: Vec<usize> = self.live().collect();
@@ -104,11 +103,11 @@ impl Fork {
     }
 
     /// An event of `branch`: what the machine hears of it, if anything.
-    pub(crate) fn event(&mut self, branch: usize, event: CallEvent) -> Option<CallEvent> {
+    pub(crate) fn event(&mut self, branch: usize, event: LegEvent) -> Option<LegEvent> {
         if branch >= self.over.len() || self.over[branch] {
             return None;
         }
-        if let CallEvent::Terminated(ending) = event {
+        if let LegEvent::Terminated(ending) = event {
             return self.terminated(branch, ending);
         }
         if self.single() {
@@ -120,58 +119,43 @@ impl Fork {
             return None;
         }
         match event {
-            CallEvent::Provisional {
-                code,
-                reason,
-                sdp,
-                tag,
-            } => {
+            LegEvent::Progress { code, reason, sdp } => {
                 if sdp.is_some() && self.early.is_none_or(|early| early == branch) {
                     self.early = Some(branch);
                     self.provisional.entry(code).or_insert(branch);
-                    return Some(CallEvent::Provisional {
-                        code,
-                        reason,
-                        sdp,
-                        tag,
-                    });
+                    return Some(LegEvent::Progress { code, reason, sdp });
                 }
                 // Each status once, from the branch that gave it first (its repeats too).
                 let first = *self.provisional.entry(code).or_insert(branch);
-                (first == branch).then_some(CallEvent::Provisional {
+                (first == branch).then_some(LegEvent::Progress {
                     code,
                     reason,
                     sdp: None,
-                    tag,
                 })
             }
-            CallEvent::Answered { sdp } => {
+            LegEvent::Answered { sdp } => {
                 self.winner = Some(branch);
                 let others: Vec<usize> = self.live().filter(|other| *other != branch).collect();
                 for other in others {
-                    self.out.push_back((other, CallCommand::AnsweredElsewhere));
+                    self.out.push_back((other, LegCommand::AnsweredElsewhere));
                 }
-                Some(CallEvent::Answered { sdp })
+                Some(LegEvent::Answered { sdp })
             }
-            CallEvent::InfoAnswered { code } => {
-                (self.info_to == Some(branch)).then_some(CallEvent::InfoAnswered { code })
+            LegEvent::DtmfAnswered { code } => {
+                (self.info_to == Some(branch)).then_some(LegEvent::DtmfAnswered { code })
             }
             event if self.winner == Some(branch) || self.early == Some(branch) => {
-                if matches!(event, CallEvent::Offer { .. }) {
+                if matches!(event, LegEvent::Offer { .. }) {
                     self.offer_from = Some(branch);
                 }
                 Some(event)
             }
             // Before any answer, what a branch without early media says mid-dialog (an
             // INFO, an UPDATE's offer) has nobody to hear it: the caller's media is not there.
-            CallEvent::Offer { .. } => {
+            LegEvent::Offer { .. } => {
                 self.out.push_back((
                     branch,
-                    CallCommand::RefuseOffer {
-                        code: 488,
-                        reason: "Not Acceptable Here".to_owned(),
-                        warning: None,
-                    },
+                    LegCommand::RefuseOffer(Refusal::new(488, "Not Acceptable Here", None)),
                 ));
                 None
             }
@@ -181,14 +165,14 @@ impl Fork {
 
     /// `branch` went away without a final word (its channel closed): it is over, with this
     /// ending.
-    pub(crate) fn gone(&mut self, branch: usize, ending: Ending) -> Option<CallEvent> {
-        self.event(branch, CallEvent::Terminated(ending))
+    pub(crate) fn gone(&mut self, branch: usize, ending: LegEnding) -> Option<LegEvent> {
+        self.event(branch, LegEvent::Terminated(ending))
     }
 
-    fn terminated(&mut self, branch: usize, ending: Ending) -> Option<CallEvent> {
+    fn terminated(&mut self, branch: usize, ending: LegEnding) -> Option<LegEvent> {
         self.over[branch] = true;
         if self.single() || self.winner == Some(branch) {
-            return Some(CallEvent::Terminated(ending));
+            return Some(LegEvent::Terminated(ending));
         }
         if self.winner.is_some() {
             return None;
@@ -201,10 +185,10 @@ impl Fork {
             // A global failure: the other branches are cancelled and the caller hears it.
             let live: Vec<usize> = self.live().collect();
             for other in live {
-                self.out.push_back((other, CallCommand::Hangup));
+                self.out.push_back((other, LegCommand::Hangup));
                 self.over[other] = true;
             }
-            return Some(CallEvent::Terminated(ending));
+            return Some(LegEvent::Terminated(ending));
         }
         if self
             .best
@@ -216,13 +200,13 @@ impl Fork {
         if self.live().next().is_some() {
             return None;
         }
-        self.best.take().map(CallEvent::Terminated)
+        self.best.take().map(LegEvent::Terminated)
     }
 }
 
 /// How a failed branch's ending ranks for the caller, lowest first: by the class of its status
 /// (a 487 the fork's own CANCEL caused after everything else, then endings without a status).
-fn rank(ending: &Ending) -> u16 {
+fn rank(ending: &LegEnding) -> u16 {
     match ending.code {
         Some(487) if ending.cancelled => 900,
         Some(code) => code / 100 * 100,

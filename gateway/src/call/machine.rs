@@ -7,13 +7,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use media::Relay;
-use sip::CallEvent;
-use sip::driver::CallCommand;
 use tracing::{debug, info, warn};
 
 use super::interface::{CallUpdate, Caller, Command, Ending};
+use super::leg::{LegCommand, LegEvent, Refusal};
 use super::warning_for;
 
 /// The timers and codes a call keeps to.
@@ -31,7 +29,7 @@ pub(crate) struct Policy {
 #[derive(Debug)]
 pub(crate) enum Output {
     /// For the far end (the SIP call, or the browser it is bridged to).
-    FarEnd(CallCommand),
+    FarEnd(LegCommand),
     /// For the front-end.
     Update(CallUpdate),
     /// The relay's ICE ufrag is known: the browser's datagrams on the shared port that carry
@@ -103,7 +101,7 @@ impl Machine {
         let mut machine = Machine::new(policy, Phase::Ringing, relay, call_id, caller);
         machine.claim_browser_port();
         machine.update(announce);
-        machine.far_end(CallCommand::Ring);
+        machine.far_end(LegCommand::Ring);
         machine.ring_deadline = Some(now + policy.ring_timeout);
         machine
     }
@@ -158,15 +156,15 @@ impl Machine {
 
     /// The task goes away without the call having ended (shutdown): the far end's hang-up, if
     /// one is still owed.
-    pub(crate) fn abandon(&mut self) -> Option<CallCommand> {
-        (!std::mem::replace(&mut self.far_end_over, true)).then_some(CallCommand::Hangup)
+    pub(crate) fn abandon(&mut self) -> Option<LegCommand> {
+        (!std::mem::replace(&mut self.far_end_over, true)).then_some(LegCommand::Hangup)
     }
 
     fn update(&mut self, update: CallUpdate) {
         self.out.push_back(Output::Update(update));
     }
 
-    fn far_end(&mut self, command: CallCommand) {
+    fn far_end(&mut self, command: LegCommand) {
         self.out.push_back(Output::FarEnd(command));
     }
 
@@ -188,11 +186,7 @@ impl Machine {
                 Phase::Ringing => {
                     let code = self.policy.decline_code;
                     let reason = if code == 603 { "Decline" } else { "Busy Here" };
-                    self.far_end(CallCommand::Reject {
-                        code,
-                        reason: reason.to_owned(),
-                        warning: None,
-                    });
+                    self.far_end(LegCommand::Reject(Refusal::new(code, reason, None)));
                     self.far_end_over = true;
                     self.finish(&format!("{code} {reason}"));
                 }
@@ -220,8 +214,8 @@ impl Machine {
         }
         match self.relay.accept_browser_answer(now, sdp) {
             Ok(sip_sdp) => {
-                self.far_end(CallCommand::Answer {
-                    sdp: Bytes::from(sip_sdp),
+                self.far_end(LegCommand::Answer {
+                    sdp: sip_sdp,
                     headers,
                 });
                 self.phase = Phase::Up;
@@ -233,28 +227,25 @@ impl Machine {
             }
             Err(error) => {
                 warn!(%error, "the browser's answer cannot be used");
-                self.far_end(CallCommand::Reject {
-                    code: 488,
-                    reason: "Not Acceptable Here".to_owned(),
-                    warning: Some(warning_for(&error)),
-                });
+                self.far_end(LegCommand::Reject(Refusal::new(
+                    488,
+                    "Not Acceptable Here",
+                    Some(warning_for(&error)),
+                )));
                 self.far_end_over = true;
                 self.finish(&format!("the answer cannot be used: {error}"));
             }
         }
     }
 
-    /// Sends the next DTMF tone as one SIP INFO (`application/dtmf-relay`).
+    /// Sends the next DTMF tone (to SIP, one INFO).
     fn send_dtmf(&mut self) {
         let Some(digit) = self.dtmf.pop_front() else {
             return;
         };
         let duration = self.dtmf_duration;
         self.dtmf_in_flight = true;
-        self.far_end(CallCommand::Info {
-            content_type: "application/dtmf-relay".to_owned(),
-            body: Bytes::from(format!("Signal={digit}\r\nDuration={duration}\r\n")),
-        });
+        self.far_end(LegCommand::Dtmf { digit, duration });
     }
 
     /// Timers that are due: the ring or no-answer timeout, the next DTMF tone.
@@ -282,11 +273,11 @@ impl Machine {
             return;
         }
         info!("no answer: ring timeout");
-        self.far_end(CallCommand::Reject {
-            code: 480,
-            reason: "Temporarily Unavailable".to_owned(),
-            warning: None,
-        });
+        self.far_end(LegCommand::Reject(Refusal::new(
+            480,
+            "Temporarily Unavailable",
+            None,
+        )));
         self.far_end_over = true;
         self.missed();
         self.finish("480 no answer (ring timeout)");
@@ -319,63 +310,54 @@ impl Machine {
     }
 
     /// An event of the far end.
-    pub(crate) fn handle_far_end(&mut self, now: Instant, event: CallEvent) {
+    pub(crate) fn handle_far_end(&mut self, now: Instant, event: LegEvent) {
         match event {
-            CallEvent::Provisional {
-                code, reason, sdp, ..
-            } => self.provisional(now, code, &reason, sdp),
-            CallEvent::Answered { sdp } => self.answered(now, sdp),
-            CallEvent::Confirmed { sdp } => {
+            LegEvent::Progress { code, reason, sdp } => self.provisional(now, code, &reason, sdp),
+            LegEvent::Answered { sdp } => self.answered(now, sdp),
+            LegEvent::Confirmed { sdp } => {
                 if let Some(sdp) = sdp
-                    && let Err(error) = self
-                        .relay
-                        .accept_sip_answer(now, &String::from_utf8_lossy(&sdp))
+                    && let Err(error) = self.relay.accept_sip_answer(now, &sdp)
                 {
                     self.hang_up(&format!("the SIP answer cannot be used: {error}"));
                 }
             }
-            CallEvent::Offer { sdp } => {
+            LegEvent::Offer { sdp } => {
                 let answer = match sdp {
-                    Some(sdp) => self.relay.answer_sip_offer(&String::from_utf8_lossy(&sdp)),
+                    Some(sdp) => self.relay.answer_sip_offer(&sdp),
                     None => Ok(self.relay.sip_offer()),
                 };
                 match answer {
                     Ok(answer) => {
                         info!(direction = %self.relay.sip_direction(), "re-INVITE answered");
-                        self.far_end(CallCommand::AnswerOffer(Bytes::from(answer)));
+                        self.far_end(LegCommand::AnswerOffer(answer));
                     }
                     Err(error) => {
                         info!(%error, "re-INVITE refused");
-                        self.far_end(CallCommand::RefuseOffer {
-                            code: 488,
-                            reason: "Not Acceptable Here".to_owned(),
-                            warning: Some(warning_for(&error)),
-                        });
+                        self.far_end(LegCommand::RefuseOffer(Refusal::new(
+                            488,
+                            "Not Acceptable Here",
+                            Some(warning_for(&error)),
+                        )));
                     }
                 }
             }
-            CallEvent::Answer { sdp } => {
-                if let Err(error) = self
-                    .relay
-                    .accept_sip_reanswer(&String::from_utf8_lossy(&sdp))
-                {
+            LegEvent::Answer { sdp } => {
+                if let Err(error) = self.relay.accept_sip_reanswer(&sdp) {
                     warn!(%error, "the answer to our offer cannot be used");
                 }
             }
-            CallEvent::Info { content_type, body } => {
-                debug!(%content_type, body = %String::from_utf8_lossy(&body), "INFO from the SIP side");
+            LegEvent::Dtmf { digit, duration } => {
+                // The front-end's protocol has no DTMF toward the browser: the tone is in the
+                // media too (telephone-event) where the phone sends it there.
+                debug!(%digit, duration, "DTMF from the far end");
             }
-            CallEvent::Redirected { code, contacts, .. } => {
-                // The SIP driver follows it or ends the call, as its policy says.
-                info!(code, ?contacts, "call redirected");
-            }
-            CallEvent::InfoAnswered { code } => {
-                debug!(code, "DTMF INFO answered");
+            LegEvent::DtmfAnswered { code } => {
+                debug!(code, "DTMF answered");
                 self.dtmf_in_flight = false;
                 if code >= 300 && !self.dtmf.is_empty() {
-                    // The far end takes no DTMF by INFO (or there is no dialog for it): the
+                    // The far end takes no DTMF this way (or there is no dialog for it): the
                     // remaining tones would fare no better.
-                    warn!(code, dropped = self.dtmf.len(), "DTMF INFO refused");
+                    warn!(code, dropped = self.dtmf.len(), "DTMF refused");
                     self.dtmf.clear();
                 }
                 if !self.dtmf.is_empty() {
@@ -383,26 +365,23 @@ impl Machine {
                     self.dtmf_due = Some(now + spacing);
                 }
             }
-            CallEvent::Terminated(ending) => {
+            LegEvent::Terminated(ending) => {
                 self.far_end_over = true;
                 if ending.cancelled && self.phase == Phase::Ringing {
                     self.missed();
                 }
-                info!(reason = %ending.reason, "call ended by SIP");
+                info!(reason = %ending.reason, "call ended by the far end");
                 self.finish(&ending.reason);
             }
         }
     }
 
-    fn provisional(&mut self, now: Instant, code: u16, reason: &str, sdp: Option<Bytes>) {
+    fn provisional(&mut self, now: Instant, code: u16, reason: &str, sdp: Option<String>) {
         if self.phase != Phase::Calling {
             return;
         }
         if let Some(sdp) = sdp {
-            match self
-                .relay
-                .accept_sip_answer(now, &String::from_utf8_lossy(&sdp))
-            {
+            match self.relay.accept_sip_answer(now, &sdp) {
                 Ok(Some(answer)) => {
                     self.early = true;
                     self.claim_browser_port();
@@ -425,17 +404,14 @@ impl Machine {
         }
     }
 
-    fn answered(&mut self, now: Instant, sdp: Option<Bytes>) {
+    fn answered(&mut self, now: Instant, sdp: Option<String>) {
         if self.phase != Phase::Calling {
             return;
         }
         let Some(sdp) = sdp else {
             return self.hang_up("the SIP answer has no SDP");
         };
-        match self
-            .relay
-            .accept_sip_answer(now, &String::from_utf8_lossy(&sdp))
-        {
+        match self.relay.accept_sip_answer(now, &sdp) {
             Ok(answer) => {
                 self.phase = Phase::Up;
                 self.ring_deadline = None;
@@ -457,7 +433,7 @@ impl Machine {
             return;
         }
         if !self.far_end_over {
-            self.far_end(CallCommand::Hangup);
+            self.far_end(LegCommand::Hangup);
             self.far_end_over = true;
         }
         info!(%reason, "hanging up");

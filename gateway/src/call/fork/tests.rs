@@ -1,62 +1,53 @@
-use bytes::Bytes;
-
 use super::*;
 
-fn ringing() -> CallEvent {
-    CallEvent::Provisional {
+fn ringing() -> LegEvent {
+    LegEvent::Progress {
         code: 180,
         reason: "Ringing".into(),
         sdp: None,
-        tag: None,
     }
 }
 
-fn early(sdp: &str) -> CallEvent {
-    CallEvent::Provisional {
+fn early(sdp: &str) -> LegEvent {
+    LegEvent::Progress {
         code: 183,
         reason: "Session Progress".into(),
-        sdp: Some(Bytes::from(sdp.to_owned())),
-        tag: None,
+        sdp: Some(sdp.to_owned()),
     }
 }
 
-fn answered(sdp: &str) -> CallEvent {
-    CallEvent::Answered {
-        sdp: Some(Bytes::from(sdp.to_owned())),
+fn answered(sdp: &str) -> LegEvent {
+    LegEvent::Answered {
+        sdp: Some(sdp.to_owned()),
     }
 }
 
-fn ended(code: Option<u16>, reason: &str) -> CallEvent {
-    CallEvent::Terminated(Ending {
+fn ended(code: Option<u16>, reason: &str) -> LegEvent {
+    LegEvent::Terminated(LegEnding {
         code,
         reason: reason.into(),
         cancelled: code == Some(487),
     })
 }
 
-fn info() -> CallCommand {
-    CallCommand::Info {
-        content_type: "application/dtmf-relay".into(),
-        body: Bytes::from_static(b"Signal=1\r\nDuration=100\r\n"),
+fn info() -> LegCommand {
+    LegCommand::Dtmf {
+        digit: '1',
+        duration: 100,
     }
 }
 
 /// What the machine hears, in short.
-fn heard(event: Option<CallEvent>) -> String {
+fn heard(event: Option<LegEvent>) -> String {
     match event {
         None => "-".into(),
-        Some(CallEvent::Provisional { code, sdp, .. }) => match sdp {
-            Some(sdp) => format!("{code} {}", String::from_utf8_lossy(&sdp)),
+        Some(LegEvent::Progress { code, sdp, .. }) => match sdp {
+            Some(sdp) => format!("{code} {sdp}"),
             None => code.to_string(),
         },
-        Some(CallEvent::Answered { sdp }) => {
-            format!(
-                "answered {}",
-                String::from_utf8_lossy(&sdp.unwrap_or_default())
-            )
-        }
-        Some(CallEvent::Terminated(ending)) => format!("ended {}", ending.reason),
-        Some(CallEvent::InfoAnswered { code }) => format!("info {code}"),
+        Some(LegEvent::Answered { sdp }) => format!("answered {}", sdp.unwrap_or_default()),
+        Some(LegEvent::Terminated(ending)) => format!("ended {}", ending.reason),
+        Some(LegEvent::DtmfAnswered { code }) => format!("info {code}"),
         Some(other) => format!("{other:?}"),
     }
 }
@@ -66,14 +57,14 @@ fn sent(fork: &mut Fork) -> Vec<String> {
     std::iter::from_fn(|| fork.poll_command())
         .map(|(branch, command)| {
             let name = match command {
-                CallCommand::Hangup => "hangup",
-                CallCommand::AnsweredElsewhere => "answered elsewhere",
-                CallCommand::Info { .. } => "info",
-                CallCommand::RefuseOffer { .. } => "refuse offer",
-                CallCommand::AnswerOffer(_) => "answer offer",
-                CallCommand::Ring => "ring",
-                CallCommand::Answer { .. } => "answer",
-                CallCommand::Reject { .. } => "reject",
+                LegCommand::Hangup => "hangup",
+                LegCommand::AnsweredElsewhere => "answered elsewhere",
+                LegCommand::Dtmf { .. } => "info",
+                LegCommand::RefuseOffer(_) => "refuse offer",
+                LegCommand::AnswerOffer(_) => "answer offer",
+                LegCommand::Ring => "ring",
+                LegCommand::Answer { .. } => "answer",
+                LegCommand::Reject(_) => "reject",
             };
             format!("{branch}: {name}")
         })
@@ -88,11 +79,11 @@ fn a_single_branch_passes_everything_through() {
     assert_eq!(heard(fork.event(0, ringing())), "180");
     assert_eq!(heard(fork.event(0, early("a"))), "183 a");
     assert_eq!(
-        heard(fork.event(0, CallEvent::InfoAnswered { code: 200 })),
+        heard(fork.event(0, LegEvent::DtmfAnswered { code: 200 })),
         "info 200"
     );
     assert!(fork.command(info()).is_none());
-    assert_eq!(fork.command(CallCommand::Ring), None);
+    assert_eq!(fork.command(LegCommand::Ring), None);
     assert_eq!(sent(&mut fork), ["0: info", "0: ring"]);
     assert_eq!(
         heard(fork.event(0, ended(Some(486), "486 Busy Here"))),
@@ -120,7 +111,7 @@ fn the_first_answer_wins_and_the_others_are_answered_elsewhere() {
     assert_eq!(heard(fork.event(1, ended(Some(487), "487"))), "-");
     // After the answer, commands reach the winner alone.
     assert!(fork.command(info()).is_none());
-    fork.command(CallCommand::Hangup);
+    fork.command(LegCommand::Hangup);
     assert_eq!(sent(&mut fork), ["2: info", "2: hangup"]);
     assert_eq!(
         heard(fork.event(2, ended(None, "local hangup"))),
@@ -136,17 +127,17 @@ fn early_media_comes_from_one_branch() {
     assert_eq!(heard(fork.event(0, early("a"))), "183 a");
     assert_eq!(heard(fork.event(1, early("b"))), "-");
     assert_eq!(heard(fork.event(0, early("a2"))), "183 a2");
-    assert_eq!(heard(fork.event(1, CallEvent::Offer { sdp: None })), "-");
+    assert_eq!(heard(fork.event(1, LegEvent::Offer { sdp: None })), "-");
     assert_eq!(sent(&mut fork), ["1: refuse offer"]);
     // DTMF before the answer goes to the branch with early media, and only its answer counts.
     assert!(fork.command(info()).is_none());
     assert_eq!(sent(&mut fork), ["0: info"]);
     assert_eq!(
-        heard(fork.event(1, CallEvent::InfoAnswered { code: 200 })),
+        heard(fork.event(1, LegEvent::DtmfAnswered { code: 200 })),
         "-"
     );
     assert_eq!(
-        heard(fork.event(0, CallEvent::InfoAnswered { code: 200 })),
+        heard(fork.event(0, LegEvent::DtmfAnswered { code: 200 })),
         "info 200"
     );
     assert_eq!(heard(fork.event(0, ended(Some(486), "486 Busy Here"))), "-");
@@ -170,7 +161,7 @@ fn a_hangup_before_the_answer_cancels_every_branch() {
         heard(fork.event(1, ended(Some(480), "480 Temporarily Unavailable"))),
         "-"
     );
-    fork.command(CallCommand::Hangup);
+    fork.command(LegCommand::Hangup);
     assert_eq!(sent(&mut fork), ["0: hangup", "2: hangup"]);
     assert_eq!(
         heard(fork.event(0, ended(Some(487), "487 Request Terminated"))),
@@ -195,7 +186,7 @@ fn the_best_failure_is_heard_and_a_6xx_ends_the_fork() {
     assert_eq!(
         heard(fork.gone(
             2,
-            Ending {
+            LegEnding {
                 code: Some(480),
                 reason: "480 gone".into(),
                 cancelled: false,

@@ -2,10 +2,9 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use media::{Codec, Relay, RelayConfig};
-use sip::driver::CallCommand;
-use sip::{CallEvent, Ending as SipEnding};
+
+use super::super::leg::LegEnding;
 
 use super::*;
 
@@ -75,22 +74,17 @@ fn outputs(machine: &mut Machine) -> Vec<String> {
         .collect()
 }
 
-fn describe(command: &CallCommand) -> String {
+fn describe(command: &LegCommand) -> String {
     match command {
-        CallCommand::Reject { code, reason, .. } => format!("reject {code} {reason}"),
-        CallCommand::Info { body, .. } => {
-            format!(
-                "INFO {}",
-                String::from_utf8_lossy(body).lines().next().unwrap_or("")
-            )
-        }
-        CallCommand::Answer { .. } => "answer".to_owned(),
+        LegCommand::Reject(refusal) => format!("reject {} {}", refusal.code, refusal.reason),
+        LegCommand::Dtmf { digit, .. } => format!("DTMF {digit}"),
+        LegCommand::Answer { .. } => "answer".to_owned(),
         other => format!("{other:?}"),
     }
 }
 
-fn sip_answer() -> Option<Bytes> {
-    Some(Bytes::from_static(BARESIP_ANSWER.as_bytes()))
+fn sip_answer() -> Option<String> {
+    Some(BARESIP_ANSWER.to_owned())
 }
 
 #[test]
@@ -98,11 +92,10 @@ fn an_outgoing_call_rings_gets_early_media_then_the_answer_and_ends() {
     let now = Instant::now();
     let mut call = outgoing(now);
     assert_eq!(outputs(&mut call), ["update: Progress"]);
-    let provisional = |code, sdp| CallEvent::Provisional {
+    let provisional = |code, sdp| LegEvent::Progress {
         code,
         reason: "x".into(),
         sdp,
-        tag: Some("t".into()),
     };
     call.handle_far_end(now, provisional(180, None));
     call.handle_far_end(now, provisional(183, sip_answer()));
@@ -115,12 +108,12 @@ fn an_outgoing_call_rings_gets_early_media_then_the_answer_and_ends() {
         ]
     );
     // The answer after early media carries no SDP for the front-end: it has it.
-    call.handle_far_end(now, CallEvent::Answered { sdp: sip_answer() });
+    call.handle_far_end(now, LegEvent::Answered { sdp: sip_answer() });
     assert_eq!(outputs(&mut call), ["update: accepted (sdp: false)"]);
     assert_eq!(call.poll_timeout(), None, "no more no-answer timer");
     call.handle_far_end(
         now,
-        CallEvent::Terminated(SipEnding {
+        LegEvent::Terminated(LegEnding {
             code: None,
             reason: "remote hangup".into(),
             cancelled: false,
@@ -195,7 +188,7 @@ fn declining_uses_the_decline_code_and_a_cancel_while_ringing_is_missed() {
     outputs(&mut call);
     call.handle_far_end(
         now,
-        CallEvent::Terminated(SipEnding {
+        LegEvent::Terminated(LegEnding {
             code: Some(487),
             reason: "487 Request Terminated".into(),
             cancelled: true,
@@ -209,7 +202,7 @@ fn declining_uses_the_decline_code_and_a_cancel_while_ringing_is_missed() {
     outputs(&mut call);
     call.handle_far_end(
         now,
-        CallEvent::Terminated(SipEnding {
+        LegEvent::Terminated(LegEnding {
             code: Some(487),
             reason: "answered elsewhere".into(),
             cancelled: false,
@@ -225,7 +218,7 @@ fn declining_uses_the_decline_code_and_a_cancel_while_ringing_is_missed() {
 fn dtmf_goes_one_info_at_a_time_spaced_by_the_duration() {
     let start = Instant::now();
     let mut call = outgoing(start);
-    call.handle_far_end(start, CallEvent::Answered { sdp: sip_answer() });
+    call.handle_far_end(start, LegEvent::Answered { sdp: sip_answer() });
     outputs(&mut call);
     call.handle_command(
         start,
@@ -234,16 +227,16 @@ fn dtmf_goes_one_info_at_a_time_spaced_by_the_duration() {
             duration: 100,
         },
     );
-    assert_eq!(outputs(&mut call), ["far end: INFO Signal=1"]);
+    assert_eq!(outputs(&mut call), ["far end: DTMF 1"]);
     // Nothing more until the INFO is answered, then the tone's duration later.
     assert_eq!(call.poll_timeout(), None);
     let answered = start + Duration::from_millis(40);
-    call.handle_far_end(answered, CallEvent::InfoAnswered { code: 200 });
+    call.handle_far_end(answered, LegEvent::DtmfAnswered { code: 200 });
     assert!(outputs(&mut call).is_empty());
     let due = answered + Duration::from_millis(100);
     assert_eq!(call.poll_timeout(), Some(due));
     call.handle_timeout(due);
-    assert_eq!(outputs(&mut call), ["far end: INFO Signal=2"]);
+    assert_eq!(outputs(&mut call), ["far end: DTMF 2"]);
     // A refused tone drops the rest.
     call.handle_command(
         due,
@@ -252,10 +245,10 @@ fn dtmf_goes_one_info_at_a_time_spaced_by_the_duration() {
             duration: 100,
         },
     );
-    call.handle_far_end(due, CallEvent::InfoAnswered { code: 200 });
+    call.handle_far_end(due, LegEvent::DtmfAnswered { code: 200 });
     call.handle_timeout(due + Duration::from_millis(100));
-    assert_eq!(outputs(&mut call), ["far end: INFO Signal=3"]);
-    call.handle_far_end(due, CallEvent::InfoAnswered { code: 415 });
+    assert_eq!(outputs(&mut call), ["far end: DTMF 3"]);
+    call.handle_far_end(due, LegEvent::DtmfAnswered { code: 415 });
     assert_eq!(call.poll_timeout(), None);
     assert!(outputs(&mut call).is_empty());
 }
@@ -278,5 +271,5 @@ fn a_front_end_that_goes_away_hangs_up_once() {
     assert!(call.abandon().is_none());
     // A call dropped mid-way (shutdown) still owes the far end its hang-up.
     let mut call = outgoing(now);
-    assert!(matches!(call.abandon(), Some(CallCommand::Hangup)));
+    assert!(matches!(call.abandon(), Some(LegCommand::Hangup)));
 }
