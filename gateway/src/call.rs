@@ -21,7 +21,7 @@ use media::driver::MediaSession;
 use media::srtp::{SrtpMode, SrtpPolicy};
 use media::{Relay, RelayConfig};
 use sip::Warning;
-use sip::driver::{CallEvents, CallHandle, IncomingCall, OutgoingCall};
+use sip::driver::{CallEvents, IncomingCall, OutgoingCall};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -29,14 +29,14 @@ use tracing::{Instrument, debug, info, info_span, warn};
 mod fork;
 pub(crate) mod fork_in;
 mod interface;
-mod leg;
+pub(crate) mod leg;
 mod machine;
 mod services;
-use crate::local::BridgeEnd;
+use crate::local::{Arriving, BridgeEnd};
 use crate::metrics::Gauge;
 use fork::Fork;
 pub(crate) use interface::{CallUpdate, Caller, Command, Ending, FarEnd, Incoming, StartCall};
-use leg::{LegCommand, LegEnding, LegEvent, Refusal};
+pub(crate) use leg::{LegCommand, LegEnding, LegEvent, Refusal};
 pub(crate) use services::{CallServices, Media};
 
 /// The connection's end of a call's task.
@@ -67,11 +67,11 @@ pub(crate) fn outgoing(
     CallTask { commands }
 }
 
-/// Starts an incoming call's task, which hears the call on `events`.
+/// Starts an incoming call's task, whose far end is `from`.
 pub(crate) fn incoming(
     services: Arc<CallServices>,
     incoming: Incoming,
-    events: CallEvents,
+    from: Arriving,
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
 ) -> CallTask {
     let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -79,7 +79,7 @@ pub(crate) fn incoming(
     let task = async move {
         let session = incoming.session.clone();
         let mut call = Call::new(services, session, reports);
-        if call.start_incoming(incoming) {
+        if let Some(events) = call.start_incoming(incoming, from) {
             call.run(commands_rx, vec![events]).await;
         }
     };
@@ -91,9 +91,18 @@ pub(crate) fn incoming(
 #[derive(Debug)]
 enum Leg {
     /// A SIP call, through the driver.
-    Sip(CallHandle),
+    Sip(sip::driver::CallHandle),
     /// Another browser of the local domain, through the bridge's end this side holds.
     Bridge(BridgeEnd),
+}
+
+/// How the call task hears one branch of its far end.
+#[derive(Debug)]
+enum Events {
+    /// A SIP call's events, in SIP's words.
+    Sip(CallEvents),
+    /// A bridge's, in the call's.
+    Bridge(mpsc::UnboundedReceiver<LegEvent>),
 }
 
 /// The far end: its branches (one, but for a call to a user of the local domain who takes
@@ -118,7 +127,7 @@ impl FarEnds {
         while let Some((branch, command)) = self.fork.poll_command() {
             match &self.legs[branch] {
                 Leg::Sip(call) => sip.call(*call, leg::to_sip(command)),
-                Leg::Bridge(end) => end.command(leg::to_sip(command)),
+                Leg::Bridge(end) => end.command(command),
             }
         }
     }
@@ -199,11 +208,7 @@ impl Call {
     }
 
     /// Places the call; the events of each branch of the far end.
-    fn start_outgoing(
-        &mut self,
-        start: StartCall,
-        far_end: FarEnd,
-    ) -> Result<Vec<CallEvents>, String> {
+    fn start_outgoing(&mut self, start: StartCall, far_end: FarEnd) -> Result<Vec<Events>, String> {
         let srtp = outgoing_srtp(&self.services.media.srtp, &start.uri);
         let config = self.relay_config(srtp)?;
         let (relay, sip_offer) = Relay::outgoing(std::time::Instant::now(), config, &start.sdp)
@@ -245,7 +250,7 @@ impl Call {
                     };
                     let (end, branch) = local.bridge(&self.services.sip, callee, invite);
                     legs.push(Leg::Bridge(end));
-                    events.push(branch);
+                    events.push(Events::Bridge(branch));
                 }
                 // The user agent knows the phones' flows; each branch has a Call-ID of its own.
                 for (n, phone) in phones.into_iter().enumerate() {
@@ -288,7 +293,7 @@ impl Call {
         call_id: String,
         server: Option<String>,
         binding: Option<sip::Binding>,
-    ) -> (Leg, CallEvents) {
+    ) -> (Leg, Events) {
         let (call, events) = self.services.sip.invite(OutgoingCall {
             account: start.account.clone(),
             uri: start.uri.clone(),
@@ -298,22 +303,17 @@ impl Call {
             server,
             binding,
         });
-        (Leg::Sip(call), events)
+        (Leg::Sip(call), Events::Sip(events))
     }
 
-    /// Sets up an incoming call; false when it was refused at once.
-    fn start_incoming(&mut self, incoming: Incoming) -> bool {
+    /// Sets up an incoming call: its far end's events, or none when it was refused at once.
+    fn start_incoming(&mut self, incoming: Incoming, from: Arriving) -> Option<Events> {
         let invite = incoming.invite;
-        // A call from another browser of the local domain comes with its bridge's end.
-        let bridged = self
-            .services
-            .local
-            .as_ref()
-            .and_then(|local| local.take_bridge(incoming.call));
-        self.far_end = Some(FarEnds::one(match bridged {
-            Some(end) => Leg::Bridge(end),
-            None => Leg::Sip(incoming.call),
-        }));
+        let (leg, events) = match from {
+            Arriving::Sip(events) => (Leg::Sip(incoming.call), Events::Sip(events)),
+            Arriving::Bridge { end, events } => (Leg::Bridge(end), Events::Bridge(events)),
+        };
+        self.far_end = Some(FarEnds::one(leg));
         let caller = Caller {
             uri: invite.from_uri.trim_start_matches("sip:").to_owned(),
             display_name: invite.display_name.clone(),
@@ -340,7 +340,7 @@ impl Call {
                 self.far_end = None;
                 // Never announced to the front-end: it ends without a word to the client.
                 self.update(CallUpdate::Terminated(Ending::new(reason)));
-                return false;
+                return None;
             }
         };
         let prefixes: Vec<String> = incoming
@@ -375,7 +375,7 @@ impl Call {
         let machine = Machine::incoming(std::time::Instant::now(), self.policy(), relay, announce);
         self.machine = Some(machine);
         self.apply();
-        true
+        Some(events)
     }
 
     /// A command for the far end, to the branches it concerns (through a bridge to another
@@ -412,12 +412,8 @@ impl Call {
         self.machine.as_ref().is_none_or(Machine::is_over)
     }
 
-    async fn run(
-        &mut self,
-        mut commands: mpsc::UnboundedReceiver<Command>,
-        events: Vec<CallEvents>,
-    ) {
-        let mut branches: Vec<Option<CallEvents>> = events.into_iter().map(Some).collect();
+    async fn run(&mut self, mut commands: mpsc::UnboundedReceiver<Command>, events: Vec<Events>) {
+        let mut branches: Vec<Option<Events>> = events.into_iter().map(Some).collect();
         self.drain();
         while !self.is_over() {
             // The media session stays in the call (the machine may claim the browser port at
@@ -439,10 +435,9 @@ impl Call {
                     // The front-end is gone: so is the call.
                     None => machine.front_end_gone(),
                 },
-                (branch, event) = next_of(&mut branches) => {
+                (branch, event) = next_event(&mut branches) => {
                     let heard = match event {
-                        Some(event) => leg::from_sip(event)
-                            .and_then(|event| far_end.fork.event(branch, event)),
+                        Some(event) => far_end.fork.event(branch, event),
                         None => {
                             branches[branch] = None;
                             far_end.fork.gone(branch, gone())
@@ -497,6 +492,35 @@ pub(crate) async fn next_of<T>(
                 && let std::task::Poll::Ready(message) = receiver.poll_recv(context)
             {
                 return std::task::Poll::Ready((index, message));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// The next event of any branch still open, in the call's words, with its index; `None` when
+/// that branch's channel closed. SIP events that mean nothing to a call are passed over.
+async fn next_event(branches: &mut [Option<Events>]) -> (usize, Option<LegEvent>) {
+    std::future::poll_fn(|context| {
+        for (index, branch) in branches.iter_mut().enumerate() {
+            loop {
+                let polled = match branch {
+                    Some(Events::Sip(events)) => match events.poll_recv(context) {
+                        std::task::Poll::Ready(Some(event)) => match leg::from_sip(event) {
+                            Some(event) => std::task::Poll::Ready(Some(event)),
+                            None => continue,
+                        },
+                        std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+                        std::task::Poll::Pending => std::task::Poll::Pending,
+                    },
+                    Some(Events::Bridge(events)) => events.poll_recv(context),
+                    None => std::task::Poll::Pending,
+                };
+                if let std::task::Poll::Ready(event) = polled {
+                    return std::task::Poll::Ready((index, event));
+                }
+                break;
             }
         }
         std::task::Poll::Pending

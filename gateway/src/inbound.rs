@@ -6,9 +6,7 @@
 
 use std::sync::Arc;
 
-use sip::driver::{
-    CallCommand, CallEvents, CallHandle, IncomingCall, LocalEvent, LocalIncoming, SipEvent,
-};
+use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall, LocalEvent, LocalIncoming};
 use sip::{CallEvent, Warning};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -16,7 +14,8 @@ use tracing::{debug, info, warn};
 use crate::admission::Admission;
 use crate::call::CallServices;
 use crate::call::fork_in::{Deliver, IncomingFork};
-use crate::local::BrowserBinding;
+use crate::call::leg;
+use crate::local::{Arriving, BrowserBinding};
 use crate::routing::PhoneRoute;
 
 /// Takes the local domain's calls from `calls` until the driver stops.
@@ -77,13 +76,13 @@ pub(crate) async fn route(
             PhoneRoute::LocalBrowsers(mut browsers) if browsers.len() == 1 => {
                 debug!(%user, from = %invite.from_uri, "call from SIP to a local browser");
                 let binding = browsers.remove(0);
-                let delivered = binding.events.send(SipEvent::Incoming {
+                let arrival = crate::local::Arrival {
                     handle: binding.handle,
                     call,
-                    invite,
-                    events,
-                });
-                if delivered.is_err() {
+                    invite: *invite,
+                    from: Arriving::Sip(events),
+                };
+                if binding.calls.send(arrival).is_err() {
                     // The browser's connection went away meanwhile.
                     services.sip.call(
                         call,
@@ -117,7 +116,7 @@ pub(crate) async fn route(
 
 /// A phone's call offered to several browsers at once: this task holds the phone's SIP call
 /// and speaks for the fork ([`IncomingFork`]) until the call is over; each browser's call task
-/// talks to it as it would to the SIP call.
+/// talks to it as it would to any far end. The phone's SIP is translated here.
 async fn ring_all(
     services: Arc<CallServices>,
     call: CallHandle,
@@ -140,7 +139,11 @@ async fn ring_all(
     while !fork.is_over() {
         tokio::select! {
             event = phone.recv(), if phone_open => match event {
-                Some(event) => fork.event(event),
+                Some(event) => {
+                    if let Some(event) = leg::from_sip(event) {
+                        fork.event(event);
+                    }
+                }
                 None => {
                     phone_open = false;
                     fork.phone_gone();
@@ -156,7 +159,7 @@ async fn ring_all(
         }
         while let Some(deliver) = fork.poll() {
             match deliver {
-                Deliver::Phone(command) => services.sip.call(call, command),
+                Deliver::Phone(command) => services.sip.call(call, leg::to_sip(command)),
                 Deliver::Branch(branch, event) => {
                     let _ = to_branches[branch].send(event);
                 }

@@ -11,28 +11,56 @@
 //!   driver hands those calls to the `inbound` module, which routes them with the dial plan to a
 //!   browser binding of the callee, to the echo test, or refuses them.
 //! * A browser calling a browser of the local domain is bridged inside the gateway: each side's
-//!   call task talks to the other through its [`BridgeEnd`], which turns its SIP commands into
-//!   the other side's SIP events, and their relays exchange plain RTP over the host's own
-//!   address, as they would with a phone. A phone's call offered to several browsers of its
-//!   callee reaches each through a [`BridgeEnd::Phone`], whose commands go to the task that
-//!   holds the phone's call and speaks for the fork.
+//!   call task talks to the other through its [`BridgeEnd`], which turns its commands into the
+//!   other side's events (both in the calls' own words, `call::leg`), and their relays exchange
+//!   plain RTP over the host's own address, as they would with a phone. A phone's call offered
+//!   to several browsers of its callee reaches each through a [`BridgeEnd::Phone`], whose
+//!   commands go to the task that holds the phone's call and speaks for the fork.
+//! * Calls reach a browser's connection as an [`Arrival`] on the channel its binding names,
+//!   with the far end they come from: a SIP call, or a bridge.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall, SipEvent, SipHandle};
-use sip::{CallEvent, Credential, Ending, Location, MemoryLocation, ha1};
+use sip::driver::{CallEvents, CallHandle, IncomingCall, SipHandle};
+use sip::{Credential, Location, MemoryLocation, ha1};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::call::{LegCommand, LegEnding, LegEvent};
 use crate::config::LocalConfig;
+
+/// An incoming call for a browser connection of the local domain.
+#[derive(Debug)]
+pub(crate) struct Arrival {
+    /// The connection's number for the registration it came to.
+    pub(crate) handle: u64,
+    /// The call's number (from the SIP user agent's series, whatever its far end).
+    pub(crate) call: CallHandle,
+    pub(crate) invite: IncomingCall,
+    /// Its far end.
+    pub(crate) from: Arriving,
+}
+
+/// Where an incoming call's far end is.
+#[derive(Debug)]
+pub(crate) enum Arriving {
+    /// A SIP call, through the SIP user agent: its events.
+    Sip(CallEvents),
+    /// A bridge inside the gateway (another browser, or a phone's call offered to several
+    /// browsers): this side's end of it and its events.
+    Bridge {
+        end: BridgeEnd,
+        events: mpsc::UnboundedReceiver<LegEvent>,
+    },
+}
 
 /// A browser connection where a local user takes calls.
 #[derive(Debug, Clone)]
 pub(crate) struct BrowserBinding {
-    /// The connection's SIP events channel (the driver's own for remote accounts).
-    pub(crate) events: mpsc::UnboundedSender<SipEvent>,
+    /// Where the connection takes its incoming calls.
+    pub(crate) calls: mpsc::UnboundedSender<Arrival>,
     /// The connection's number for this registration.
     pub(crate) handle: u64,
     /// The connection.
@@ -54,9 +82,7 @@ impl BrowserBinding {
 pub(crate) struct Local {
     location: Arc<dyn Location>,
     /// Where the browser bindings held by this gateway's connections are reached.
-    channels: Mutex<HashMap<sip::BrowserBinding, mpsc::UnboundedSender<SipEvent>>>,
-    /// The called side's end of each bridge, until the callee's call task takes it.
-    unclaimed: Mutex<HashMap<CallHandle, BridgeEnd>>,
+    channels: Mutex<HashMap<sip::BrowserBinding, mpsc::UnboundedSender<Arrival>>>,
 }
 
 /// Why a local registration was refused.
@@ -102,7 +128,6 @@ impl Local {
         Local {
             location,
             channels: Mutex::new(HashMap::new()),
-            unclaimed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -167,7 +192,7 @@ impl Local {
         }
         let at = binding.at();
         if let Ok(mut channels) = self.channels.lock() {
-            channels.insert(at, binding.events);
+            channels.insert(at, binding.calls);
         }
         self.location.add_browser(user, at);
         info!(%user, %domain, "browser registered at the local domain");
@@ -192,8 +217,8 @@ impl Local {
             .browsers(user)
             .iter()
             .filter_map(|at| {
-                channels.get(at).map(|events| BrowserBinding {
-                    events: events.clone(),
+                channels.get(at).map(|calls| BrowserBinding {
+                    calls: calls.clone(),
                     handle: at.handle,
                     owner: at.owner,
                 })
@@ -203,14 +228,13 @@ impl Local {
 
     /// Sets up a bridge between a calling browser and `callee`'s browser: returns the caller's
     /// end of it and the caller's events, after handing the callee its incoming call with
-    /// `invite` (whose task takes the other end with [`Local::take_bridge`]).
+    /// `invite` and the other end.
     pub(crate) fn bridge(
         &self,
         sip: &SipHandle,
         callee: &BrowserBinding,
         invite: IncomingCall,
-    ) -> (BridgeEnd, CallEvents) {
-        let called = sip.new_call_handle();
+    ) -> (BridgeEnd, mpsc::UnboundedReceiver<LegEvent>) {
         let (caller_events, caller_rx) = mpsc::unbounded_channel();
         let (called_events, called_rx) = mpsc::unbounded_channel();
         let state = Arc::new(BridgeState::default());
@@ -226,71 +250,60 @@ impl Local {
             caller: false,
             state,
         });
-        if !self.deliver(callee, called, called_end, invite, called_rx) {
+        let from = Arriving::Bridge {
+            end: called_end,
+            events: called_rx,
+        };
+        if !deliver(sip, callee, invite, from) {
             // The callee's connection went away meanwhile.
-            let _ = caller_events.send(CallEvent::Terminated(Ending {
-                code: Some(480),
-                reason: "480 Temporarily Unavailable (the callee's browser went away)".to_owned(),
-                cancelled: false,
-            }));
+            let _ = caller_events.send(LegEvent::Terminated(LegEnding::new(
+                Some(480),
+                "480 Temporarily Unavailable (the callee's browser went away)",
+                false,
+            )));
         }
         (caller_end, caller_rx)
     }
 
     /// Offers a phone's call to `callee`'s browser as one branch of a fork: returns the sender
     /// of the branch's call events and the receiver of its commands, which the branch's call
-    /// task sends as it would to the phone's SIP call.
+    /// task sends as it would to any far end.
     pub(crate) fn offer(
         &self,
         sip: &SipHandle,
         callee: &BrowserBinding,
         invite: IncomingCall,
     ) -> (
-        mpsc::UnboundedSender<CallEvent>,
-        mpsc::UnboundedReceiver<CallCommand>,
+        mpsc::UnboundedSender<LegEvent>,
+        mpsc::UnboundedReceiver<LegCommand>,
     ) {
-        let called = sip.new_call_handle();
         let (events, events_rx) = mpsc::unbounded_channel();
         let (commands, commands_rx) = mpsc::unbounded_channel();
-        self.deliver(
-            callee,
-            called,
-            BridgeEnd::Phone(commands),
-            invite,
-            events_rx,
-        );
+        let from = Arriving::Bridge {
+            end: BridgeEnd::Phone(commands),
+            events: events_rx,
+        };
+        // A connection that went away drops the commands' sender: the fork hears it gone.
+        deliver(sip, callee, invite, from);
         (events, commands_rx)
     }
+}
 
-    /// Hands `callee`'s connection the incoming call `called`, whose task takes `end` with
-    /// [`Local::take_bridge`]; if the connection is gone, the end goes with it (false).
-    fn deliver(
-        &self,
-        callee: &BrowserBinding,
-        called: CallHandle,
-        end: BridgeEnd,
-        invite: IncomingCall,
-        events: CallEvents,
-    ) -> bool {
-        if let Ok(mut unclaimed) = self.unclaimed.lock() {
-            unclaimed.insert(called, end);
-        }
-        let delivered = callee.events.send(SipEvent::Incoming {
-            handle: callee.handle,
-            call: called,
-            invite: Box::new(invite),
-            events,
-        });
-        if delivered.is_err() {
-            self.take_bridge(called);
-        }
-        delivered.is_ok()
-    }
-
-    /// The called side's end of the bridge of `call`, once, when `call` is bridged.
-    pub(crate) fn take_bridge(&self, call: CallHandle) -> Option<BridgeEnd> {
-        self.unclaimed.lock().ok()?.remove(&call)
-    }
+/// Hands `callee`'s connection an incoming call from `from`, under a new call number; false
+/// when the connection is gone.
+pub(crate) fn deliver(
+    sip: &SipHandle,
+    callee: &BrowserBinding,
+    invite: IncomingCall,
+    from: Arriving,
+) -> bool {
+    let arrival = Arrival {
+        handle: callee.handle,
+        call: sip.new_call_handle(),
+        invite,
+        from,
+    };
+    callee.calls.send(arrival).is_ok()
 }
 
 #[derive(Debug, Default)]
@@ -305,12 +318,12 @@ pub(crate) enum BridgeEnd {
     Browser(Bridged),
     /// One browser of several a phone's call is offered to: its commands go as they are to
     /// the task holding the phone's call (`inbound`), which answers the phone for the fork.
-    Phone(mpsc::UnboundedSender<CallCommand>),
+    Phone(mpsc::UnboundedSender<LegCommand>),
 }
 
 impl BridgeEnd {
     /// Carries this side's command to the other side.
-    pub(crate) fn command(&self, command: CallCommand) {
+    pub(crate) fn command(&self, command: LegCommand) {
         match self {
             BridgeEnd::Browser(bridged) => bridged.command(command),
             BridgeEnd::Phone(commands) => {
@@ -324,55 +337,54 @@ impl BridgeEnd {
 /// task; nothing is shared but the answered flag.
 #[derive(Debug)]
 pub(crate) struct Bridged {
-    /// This side's call events (for what SIP would answer at once).
-    own: mpsc::UnboundedSender<CallEvent>,
+    /// This side's call events (for what the other side's SIP would answer at once).
+    own: mpsc::UnboundedSender<LegEvent>,
     /// The other side's call events.
-    peer: mpsc::UnboundedSender<CallEvent>,
+    peer: mpsc::UnboundedSender<LegEvent>,
     caller: bool,
     state: Arc<BridgeState>,
 }
 
 impl Bridged {
-    /// Carries this side's command to the other side, as SIP would have said it.
-    fn command(&self, command: CallCommand) {
-        if matches!(command, CallCommand::Info { .. }) {
+    /// Carries this side's command to the other side.
+    fn command(&self, command: LegCommand) {
+        if matches!(command, LegCommand::Dtmf { .. }) {
             // The other side takes it at once, as a phone's 200 would say.
-            let _ = self.own.send(CallEvent::InfoAnswered { code: 200 });
+            let _ = self.own.send(LegEvent::DtmfAnswered { code: 200 });
         }
         if let Some(event) = self.translate(command) {
             let _ = self.peer.send(event);
         }
     }
 
-    /// What one side's command means to the other side, as SIP would have said it.
-    fn translate(&self, command: CallCommand) -> Option<CallEvent> {
+    /// What one side's command means to the other side.
+    fn translate(&self, command: LegCommand) -> Option<LegEvent> {
         let ended = |code: Option<u16>, reason: &str, cancelled: bool| {
-            Some(CallEvent::Terminated(Ending {
-                code,
-                reason: reason.to_owned(),
-                cancelled,
-            }))
+            Some(LegEvent::Terminated(LegEnding::new(
+                code, reason, cancelled,
+            )))
         };
         // Every command is named: one a bridge cannot carry must be decided here, not dropped.
         match command {
-            CallCommand::Ring if !self.caller => Some(CallEvent::Provisional {
+            LegCommand::Ring if !self.caller => Some(LegEvent::Progress {
                 code: 180,
                 reason: "Ringing".to_owned(),
                 sdp: None,
-                tag: None,
             }),
-            CallCommand::Answer { sdp, .. } if !self.caller => {
+            LegCommand::Answer { sdp, .. } if !self.caller => {
                 self.state.answered.store(true, Ordering::Relaxed);
                 // The callee's side is confirmed at once: there is no ACK to wait for.
-                let _ = self.peer.send(CallEvent::Answered { sdp: Some(sdp) });
+                let _ = self.peer.send(LegEvent::Answered { sdp: Some(sdp) });
                 None
             }
-            CallCommand::Reject { code, reason, .. } if !self.caller => {
-                ended(Some(code), &format!("{code} {reason}"), false)
-            }
+            LegCommand::Reject(refusal) if !self.caller => ended(
+                Some(refusal.code),
+                &format!("{} {}", refusal.code, refusal.reason),
+                false,
+            ),
             // Only the called side rings, answers or refuses: the caller's machine never asks.
-            CallCommand::Ring | CallCommand::Answer { .. } | CallCommand::Reject { .. } => None,
-            CallCommand::Hangup => {
+            LegCommand::Ring | LegCommand::Answer { .. } | LegCommand::Reject(_) => None,
+            LegCommand::Hangup => {
                 if self.caller && !self.state.answered.load(Ordering::Relaxed) {
                     ended(Some(487), "487 Request Terminated", true)
                 } else {
@@ -381,16 +393,14 @@ impl Bridged {
             }
             // Another branch of the caller's fork answered: no missed call here, in the words
             // of a SIP CANCEL that says so.
-            CallCommand::AnsweredElsewhere if !self.state.answered.load(Ordering::Relaxed) => {
+            LegCommand::AnsweredElsewhere if !self.state.answered.load(Ordering::Relaxed) => {
                 ended(Some(487), "answered elsewhere", false)
             }
-            CallCommand::AnsweredElsewhere => ended(None, "remote hangup", false),
-            CallCommand::Info { content_type, body } => {
-                Some(CallEvent::Info { content_type, body })
-            }
+            LegCommand::AnsweredElsewhere => ended(None, "remote hangup", false),
+            LegCommand::Dtmf { digit, duration } => Some(LegEvent::Dtmf { digit, duration }),
             // Answers to the other side's mid-call offers: neither side of a bridge makes one
             // (a browser's session-update is refused before it reaches the call).
-            CallCommand::AnswerOffer(_) | CallCommand::RefuseOffer { .. } => None,
+            LegCommand::AnswerOffer(_) | LegCommand::RefuseOffer(_) => None,
         }
     }
 }

@@ -209,7 +209,7 @@ mod tests {
         let closed = local(false);
         let (events, _keep) = mpsc::unbounded_channel();
         let binding = BrowserBinding {
-            events,
+            calls: events,
             handle: 7,
             owner: 1,
         };
@@ -240,7 +240,7 @@ mod tests {
         );
         let (events, _keep) = mpsc::unbounded_channel();
         let second = BrowserBinding {
-            events,
+            calls: events,
             handle: 8,
             owner: 2,
         };
@@ -261,7 +261,7 @@ mod tests {
             let (events, receiver) = mpsc::unbounded_channel();
             keep.push(receiver);
             let binding = BrowserBinding {
-                events,
+                calls: events,
                 handle,
                 owner: handle,
             };
@@ -276,7 +276,7 @@ mod tests {
         // Calling one's own name from a connection where one is signed in rings the others.
         let (events, _own) = mpsc::unbounded_channel();
         let own = BrowserBinding {
-            events,
+            calls: events,
             handle: 5,
             owner: 99,
         };
@@ -325,7 +325,7 @@ mod tests {
         let domain = local(false);
         let (events, _keep) = mpsc::unbounded_channel();
         let binding = BrowserBinding {
-            events,
+            calls: events,
             handle: 3,
             owner: 1,
         };

@@ -11,24 +11,15 @@
 
 use std::collections::VecDeque;
 
-use sip::driver::CallCommand;
-use sip::{CallEvent, Ending, Warning};
+use super::leg::{LegCommand, LegEnding, LegEvent, Refusal};
 
 /// Where the fork's next message goes.
 #[derive(Debug, Clone)]
 pub(crate) enum Deliver {
     /// A command for the phone's SIP call.
-    Phone(CallCommand),
+    Phone(LegCommand),
     /// An event for the call task of a branch.
-    Branch(usize, CallEvent),
-}
-
-/// A refusal kept for the phone until every branch has refused.
-#[derive(Debug, Clone)]
-struct Refusal {
-    code: u16,
-    reason: String,
-    warning: Option<Warning>,
+    Branch(usize, LegEvent),
 }
 
 /// The state of a phone's call offered to several browsers.
@@ -80,41 +71,34 @@ impl IncomingFork {
     fn end_branch(&mut self, branch: usize, reason: &str) {
         if !self.over[branch] {
             self.over[branch] = true;
-            let ending = Ending {
-                code: Some(487),
-                reason: reason.to_owned(),
-                cancelled: false,
-            };
+            let ending = LegEnding::new(Some(487), reason, false);
             self.out
-                .push_back(Deliver::Branch(branch, CallEvent::Terminated(ending)));
+                .push_back(Deliver::Branch(branch, LegEvent::Terminated(ending)));
         }
     }
 
     /// A command of `branch`'s call task.
-    pub(crate) fn command(&mut self, branch: usize, command: CallCommand) {
+    pub(crate) fn command(&mut self, branch: usize, command: LegCommand) {
         if branch >= self.over.len() || self.over[branch] {
             return;
         }
         if self.winner == Some(branch) {
-            if matches!(
-                command,
-                CallCommand::Hangup | CallCommand::AnsweredElsewhere
-            ) {
+            if matches!(command, LegCommand::Hangup | LegCommand::AnsweredElsewhere) {
                 self.over[branch] = true;
                 self.done = true;
-                self.out.push_back(Deliver::Phone(CallCommand::Hangup));
+                self.out.push_back(Deliver::Phone(LegCommand::Hangup));
             } else {
                 self.out.push_back(Deliver::Phone(command));
             }
             return;
         }
         match command {
-            CallCommand::Ring => {
+            LegCommand::Ring => {
                 if !std::mem::replace(&mut self.rung, true) {
-                    self.out.push_back(Deliver::Phone(CallCommand::Ring));
+                    self.out.push_back(Deliver::Phone(LegCommand::Ring));
                 }
             }
-            CallCommand::Answer { sdp, headers } => {
+            LegCommand::Answer { sdp, headers } => {
                 self.winner = Some(branch);
                 self.offer_open = false;
                 for other in self.live() {
@@ -123,42 +107,34 @@ impl IncomingFork {
                     }
                 }
                 self.out
-                    .push_back(Deliver::Phone(CallCommand::Answer { sdp, headers }));
+                    .push_back(Deliver::Phone(LegCommand::Answer { sdp, headers }));
             }
-            CallCommand::Reject {
-                code,
-                reason,
-                warning,
-            } => self.refused(branch, code, reason, warning),
+            LegCommand::Reject(refusal) => self.refused(branch, refusal),
             // A browser that leaves before answering (its connection went away): as if busy
             // elsewhere, which the other branches' answers outrank.
-            CallCommand::Hangup | CallCommand::AnsweredElsewhere => {
-                self.refused(branch, 480, "Temporarily Unavailable".to_owned(), None)
+            LegCommand::Hangup | LegCommand::AnsweredElsewhere => {
+                self.refused(branch, Refusal::new(480, "Temporarily Unavailable", None))
             }
             // The first answer to the phone's offer in the early dialog is the callee's.
-            CallCommand::AnswerOffer(_) | CallCommand::RefuseOffer { .. } => {
+            LegCommand::AnswerOffer(_) | LegCommand::RefuseOffer(_) => {
                 if std::mem::replace(&mut self.offer_open, false) {
                     self.out.push_back(Deliver::Phone(command));
                 }
             }
             // A ringing browser sends no DTMF; if one did, no dialog carries it.
-            CallCommand::Info { .. } => self.out.push_back(Deliver::Branch(
+            LegCommand::Dtmf { .. } => self.out.push_back(Deliver::Branch(
                 branch,
-                CallEvent::InfoAnswered { code: 481 },
+                LegEvent::DtmfAnswered { code: 481 },
             )),
         }
     }
 
-    fn refused(&mut self, branch: usize, code: u16, reason: String, warning: Option<Warning>) {
+    fn refused(&mut self, branch: usize, refusal: Refusal) {
         self.over[branch] = true;
         if self.done {
             return;
         }
-        let refusal = Refusal {
-            code,
-            reason,
-            warning,
-        };
+        let code = refusal.code;
         if code >= 600 {
             // A global refusal: the phone hears it now, the others stop ringing.
             for other in self.live() {
@@ -176,28 +152,24 @@ impl IncomingFork {
             && let Some(best) = self.best.take()
         {
             self.done = true;
-            self.out.push_back(Deliver::Phone(CallCommand::Reject {
-                code: best.code,
-                reason: best.reason,
-                warning: best.warning,
-            }));
+            self.out.push_back(Deliver::Phone(LegCommand::Reject(best)));
         }
     }
 
     /// A branch's call task ended without a last word.
     pub(crate) fn branch_gone(&mut self, branch: usize) {
         if branch < self.over.len() && !self.over[branch] {
-            self.command(branch, CallCommand::Hangup);
+            self.command(branch, LegCommand::Hangup);
             self.over[branch] = true;
         }
     }
 
     /// An event of the phone's SIP call.
-    pub(crate) fn event(&mut self, event: CallEvent) {
+    pub(crate) fn event(&mut self, event: LegEvent) {
         if self.done {
             return;
         }
-        let over = matches!(event, CallEvent::Terminated(_));
+        let over = matches!(event, LegEvent::Terminated(_));
         if let Some(winner) = self.winner {
             if !self.over[winner] {
                 self.out.push_back(Deliver::Branch(winner, event));
@@ -211,14 +183,14 @@ impl IncomingFork {
         match event {
             // A CANCEL, or the call's end: every browser still ringing hears it as it is
             // (a caller who gave up is a missed call).
-            CallEvent::Terminated(_) => {
+            LegEvent::Terminated(_) => {
                 for branch in self.live() {
                     self.out.push_back(Deliver::Branch(branch, event.clone()));
                     self.over[branch] = true;
                 }
                 self.done = true;
             }
-            CallEvent::Offer { .. } => {
+            LegEvent::Offer { .. } => {
                 self.offer_open = true;
                 for branch in self.live() {
                     self.out.push_back(Deliver::Branch(branch, event.clone()));
@@ -231,11 +203,11 @@ impl IncomingFork {
 
     /// The phone's call went away without a last word (the SIP user agent stopped).
     pub(crate) fn phone_gone(&mut self) {
-        self.event(CallEvent::Terminated(Ending {
-            code: Some(500),
-            reason: "500 the SIP user agent stopped".to_owned(),
-            cancelled: false,
-        }));
+        self.event(LegEvent::Terminated(LegEnding::new(
+            Some(500),
+            "500 the SIP user agent stopped",
+            false,
+        )));
         self.done = true;
     }
 }

@@ -8,14 +8,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sip::RegistrationEvent;
-use sip::driver::{CallCommand, CallEvents, CallHandle, RegistrationKey, SipEvent, SipHandle};
+use sip::driver::{CallHandle, RegistrationKey, SipEvent, SipHandle};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Sylkrtc;
 use super::connection::{Connection, Handled, Outcome, Output, redact};
 use super::pump::{Inbound, Outbound};
-use crate::call::{self, CallServices, CallTask, CallUpdate};
+use crate::call::{self, CallServices, CallTask, CallUpdate, LegCommand, Refusal};
+use crate::local::{Arrival, Arriving};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::routing::Route;
@@ -34,6 +35,7 @@ pub(super) async fn handle_loop(
     // Unbounded, like the driver's own queues: the driver must never wait on one connection,
     // nor a call's task.
     let (sip_events, mut sip_rx) = mpsc::unbounded_channel();
+    let (arrivals, mut arrivals_rx) = mpsc::unbounded_channel();
     let (reports, mut reports_rx) = mpsc::unbounded_channel();
     let mut session = Session {
         connection,
@@ -41,6 +43,7 @@ pub(super) async fn handle_loop(
         services,
         sip: &services.sip,
         sip_events,
+        arrivals,
         reports,
         calls: HashMap::new(),
         incoming_events: HashMap::new(),
@@ -77,6 +80,7 @@ pub(super) async fn handle_loop(
                 debug!(?event, "SIP event");
                 session.sip_event(event);
             }
+            Some(arrival) = arrivals_rx.recv() => session.arrival(arrival),
             Some((call, report)) = reports_rx.recv() => session.report(call, report),
         }
         if !session.flush(&out, trace).await {
@@ -94,13 +98,14 @@ struct Session<'a> {
     services: &'a Arc<CallServices>,
     /// Where the driver sends this connection's SIP events.
     sip_events: mpsc::UnboundedSender<SipEvent>,
+    /// Where the local domain sends this connection's incoming calls.
+    arrivals: mpsc::UnboundedSender<Arrival>,
     /// Where calls' tasks send their events.
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
     /// The calls' tasks, by session id.
     calls: HashMap<String, CallTask>,
-    /// Incoming calls' events, from the SIP driver until the connection takes or refuses
-    /// the call.
-    incoming_events: HashMap<CallHandle, CallEvents>,
+    /// Incoming calls' far ends, until the connection takes or refuses the call.
+    incoming_events: HashMap<CallHandle, Arriving>,
     /// Registrations of local-domain accounts (held by the gateway, not a SIP registrar).
     local_registrations: std::collections::HashSet<u64>,
     /// This connection's number, which names its registrations in the driver.
@@ -155,7 +160,7 @@ impl Session<'_> {
                 invite,
                 events,
             } => {
-                self.incoming_events.insert(call, events);
+                self.incoming_events.insert(call, Arriving::Sip(events));
                 self.connection.handle_incoming(handle, call, *invite);
             }
             SipEvent::Request {
@@ -166,6 +171,13 @@ impl Session<'_> {
                     .answer(request, crate::routing::request_answer(&message));
             }
         }
+    }
+
+    /// An incoming call from the local domain.
+    fn arrival(&mut self, arrival: Arrival) {
+        self.incoming_events.insert(arrival.call, arrival.from);
+        self.connection
+            .handle_incoming(arrival.handle, arrival.call, arrival.invite);
     }
 
     /// News from a call's task.
@@ -187,7 +199,7 @@ impl Session<'_> {
             return false;
         }
         let binding = crate::local::BrowserBinding {
-            events: self.sip_events.clone(),
+            calls: self.arrivals.clone(),
             handle,
             owner: self.owner,
         };
@@ -269,35 +281,29 @@ impl Session<'_> {
                 }
                 Output::StartCall(start) => self.start_call(*start),
                 Output::Incoming(incoming) => {
-                    let Some(events) = self.incoming_events.remove(&incoming.call) else {
+                    let Some(from) = self.incoming_events.remove(&incoming.call) else {
                         continue;
                     };
                     let session = incoming.session.clone();
                     let task = call::incoming(
                         self.services.clone(),
                         *incoming,
-                        events,
+                        from,
                         self.reports.clone(),
                     );
                     self.calls.insert(session, task);
                 }
                 Output::RefuseCall(call) => {
-                    self.incoming_events.remove(&call);
-                    let refusal = CallCommand::Reject {
-                        code: 480,
-                        reason: "Temporarily Unavailable".to_owned(),
-                        warning: None,
-                    };
-                    // A call from another browser of the local domain is refused through its
-                    // bridge, one from SIP through the driver.
-                    let bridged = self
-                        .services
-                        .local
-                        .as_ref()
-                        .and_then(|l| l.take_bridge(call));
-                    match bridged {
-                        Some(end) => end.command(refusal),
-                        None => self.sip.call(call, refusal),
+                    let refusal = Refusal::new(480, "Temporarily Unavailable", None);
+                    // A call from another place in the gateway is refused through its bridge,
+                    // one from SIP through the driver.
+                    match self.incoming_events.remove(&call) {
+                        Some(Arriving::Bridge { end, .. }) => {
+                            end.command(LegCommand::Reject(refusal));
+                        }
+                        Some(Arriving::Sip(_)) | None => self
+                            .sip
+                            .call(call, crate::call::leg::to_sip(LegCommand::Reject(refusal))),
                     }
                 }
                 Output::Call { session, command } => {

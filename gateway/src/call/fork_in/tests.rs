@@ -1,28 +1,18 @@
-use bytes::Bytes;
-
 use super::*;
 
-fn answer(sdp: &str) -> CallCommand {
-    CallCommand::Answer {
-        sdp: Bytes::from(sdp.to_owned()),
+fn answer(sdp: &str) -> LegCommand {
+    LegCommand::Answer {
+        sdp: sdp.to_owned(),
         headers: Vec::new(),
     }
 }
 
-fn reject(code: u16) -> CallCommand {
-    CallCommand::Reject {
-        code,
-        reason: format!("reason {code}"),
-        warning: None,
-    }
+fn reject(code: u16) -> LegCommand {
+    LegCommand::Reject(Refusal::new(code, &format!("reason {code}"), None))
 }
 
-fn cancel() -> CallEvent {
-    CallEvent::Terminated(Ending {
-        code: Some(487),
-        reason: "487 Request Terminated".into(),
-        cancelled: true,
-    })
+fn cancel() -> LegEvent {
+    LegEvent::Terminated(LegEnding::new(Some(487), "487 Request Terminated", true))
 }
 
 /// What was delivered, in short.
@@ -32,27 +22,25 @@ fn delivered(fork: &mut IncomingFork) -> Vec<String> {
             Deliver::Phone(command) => format!(
                 "phone: {}",
                 match command {
-                    CallCommand::Ring => "ring".to_owned(),
-                    CallCommand::Answer { sdp, .. } =>
-                        format!("answer {}", String::from_utf8_lossy(&sdp)),
-                    CallCommand::Reject { code, .. } => format!("reject {code}"),
-                    CallCommand::Hangup => "hangup".to_owned(),
-                    CallCommand::AnswerOffer(sdp) =>
-                        format!("answer offer {}", String::from_utf8_lossy(&sdp)),
+                    LegCommand::Ring => "ring".to_owned(),
+                    LegCommand::Answer { sdp, .. } => format!("answer {sdp}"),
+                    LegCommand::Reject(refusal) => format!("reject {}", refusal.code),
+                    LegCommand::Hangup => "hangup".to_owned(),
+                    LegCommand::AnswerOffer(sdp) => format!("answer offer {sdp}"),
                     other => format!("{other:?}"),
                 }
             ),
             Deliver::Branch(branch, event) => format!(
                 "{branch}: {}",
                 match event {
-                    CallEvent::Terminated(ending) => format!(
+                    LegEvent::Terminated(ending) => format!(
                         "ended {}{}",
                         ending.reason,
                         if ending.cancelled { " (missed)" } else { "" }
                     ),
-                    CallEvent::Offer { .. } => "offer".to_owned(),
-                    CallEvent::Confirmed { .. } => "confirmed".to_owned(),
-                    CallEvent::InfoAnswered { code } => format!("info {code}"),
+                    LegEvent::Offer { .. } => "offer".to_owned(),
+                    LegEvent::Confirmed { .. } => "confirmed".to_owned(),
+                    LegEvent::DtmfAnswered { code } => format!("info {code}"),
                     other => format!("{other:?}"),
                 }
             ),
@@ -66,9 +54,9 @@ fn delivered(fork: &mut IncomingFork) -> Vec<String> {
 #[test]
 fn the_first_browser_to_answer_takes_the_call() {
     let mut fork = IncomingFork::new(3);
-    fork.command(0, CallCommand::Ring);
-    fork.command(1, CallCommand::Ring);
-    fork.command(2, CallCommand::Ring);
+    fork.command(0, LegCommand::Ring);
+    fork.command(1, LegCommand::Ring);
+    fork.command(2, LegCommand::Ring);
     assert_eq!(delivered(&mut fork), ["phone: ring"]);
     fork.command(1, answer("b"));
     assert_eq!(
@@ -81,17 +69,17 @@ fn the_first_browser_to_answer_takes_the_call() {
     );
     // A late answer is not heard; the losers' last words neither.
     fork.command(0, answer("a"));
-    fork.command(2, CallCommand::Hangup);
+    fork.command(2, LegCommand::Hangup);
     assert!(delivered(&mut fork).is_empty());
-    fork.event(CallEvent::Confirmed { sdp: None });
-    fork.event(CallEvent::Offer { sdp: None });
-    fork.command(1, CallCommand::AnswerOffer(Bytes::from_static(b"held")));
+    fork.event(LegEvent::Confirmed { sdp: None });
+    fork.event(LegEvent::Offer { sdp: None });
+    fork.command(1, LegCommand::AnswerOffer("held".into()));
     assert_eq!(
         delivered(&mut fork),
         ["1: confirmed", "1: offer", "phone: answer offer held"]
     );
     assert!(!fork.is_over());
-    fork.command(1, CallCommand::Hangup);
+    fork.command(1, LegCommand::Hangup);
     assert_eq!(delivered(&mut fork), ["phone: hangup"]);
     assert!(fork.is_over());
 }
@@ -122,7 +110,7 @@ fn refusals_are_heard_once_all_have_refused_and_a_6xx_at_once() {
     assert!(fork.is_over());
 
     let mut fork = IncomingFork::new(3);
-    fork.command(2, CallCommand::Ring);
+    fork.command(2, LegCommand::Ring);
     fork.command(1, reject(603));
     assert_eq!(
         delivered(&mut fork),
@@ -141,14 +129,14 @@ fn refusals_are_heard_once_all_have_refused_and_a_6xx_at_once() {
 #[test]
 fn an_early_offer_is_answered_once() {
     let mut fork = IncomingFork::new(2);
-    fork.event(CallEvent::Offer { sdp: None });
-    fork.command(1, CallCommand::AnswerOffer(Bytes::from_static(b"one")));
-    fork.command(0, CallCommand::AnswerOffer(Bytes::from_static(b"zero")));
+    fork.event(LegEvent::Offer { sdp: None });
+    fork.command(1, LegCommand::AnswerOffer("one".into()));
+    fork.command(0, LegCommand::AnswerOffer("zero".into()));
     fork.command(
         0,
-        CallCommand::Info {
-            content_type: "application/dtmf-relay".into(),
-            body: Bytes::new(),
+        LegCommand::Dtmf {
+            digit: '1',
+            duration: 100,
         },
     );
     assert_eq!(
