@@ -29,14 +29,13 @@ use tracing::{Instrument, debug, info, info_span, warn};
 mod fork;
 pub(crate) mod fork_in;
 mod interface;
-pub(crate) mod leg;
 mod machine;
 mod services;
+use crate::leg::{self, LegCommand, LegEnding, LegEvent, Refusal};
 use crate::local::{Arriving, BridgeEnd};
 use crate::metrics::Gauge;
 use fork::Fork;
 pub(crate) use interface::{CallUpdate, Caller, Command, Ending, FarEnd, Incoming, StartCall};
-pub(crate) use leg::{LegCommand, LegEnding, LegEvent, Refusal};
 pub(crate) use services::{CallServices, Media};
 
 /// The connection's end of a call's task.

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 use crate::admission::Admission;
 use crate::call::CallServices;
 use crate::call::fork_in::{Deliver, IncomingFork};
-use crate::call::leg;
+use crate::leg;
 use crate::local::{Arriving, BrowserBinding};
 use crate::routing::PhoneRoute;
 

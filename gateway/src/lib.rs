@@ -21,6 +21,7 @@ mod error;
 mod http;
 mod inbound;
 mod keepalive;
+mod leg;
 mod listener;
 mod local;
 mod log_limit;

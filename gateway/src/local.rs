@@ -28,8 +28,8 @@ use sip::{Credential, Location, MemoryLocation, ha1};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::call::{LegCommand, LegEnding, LegEvent};
 use crate::config::LocalConfig;
+use crate::leg::{LegCommand, LegEnding, LegEvent};
 
 /// An incoming call for a browser connection of the local domain.
 #[derive(Debug)]

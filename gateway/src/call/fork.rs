@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::leg::{LegCommand, LegEnding, LegEvent, Refusal};
+use crate::leg::{LegCommand, LegEnding, LegEvent, Refusal};
 
 /// A fork set's state: which branches are still on, which answered, which gives early media.
 #[derive(Debug)]

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use super::leg::{LegCommand, LegEnding, LegEvent, Refusal};
+use crate::leg::{LegCommand, LegEnding, LegEvent, Refusal};
 
 /// Where the fork's next message goes.
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@ use media::Relay;
 use tracing::{debug, info, warn};
 
 use super::interface::{CallUpdate, Caller, Command, Ending};
-use super::leg::{LegCommand, LegEvent, Refusal};
 use super::warning_for;
+use crate::leg::{LegCommand, LegEvent, Refusal};
 
 /// The timers and codes a call keeps to.
 #[derive(Debug, Clone, Copy)]

@@ -15,7 +15,8 @@ use tracing::{debug, info, warn};
 use super::Sylkrtc;
 use super::connection::{Connection, Handled, Outcome, Output, redact};
 use super::pump::{Inbound, Outbound};
-use crate::call::{self, CallServices, CallTask, CallUpdate, LegCommand, Refusal};
+use crate::call::{self, CallServices, CallTask, CallUpdate};
+use crate::leg::{LegCommand, Refusal};
 use crate::local::{Arrival, Arriving};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
@@ -303,7 +304,7 @@ impl Session<'_> {
                         }
                         Some(Arriving::Sip(_)) | None => self
                             .sip
-                            .call(call, crate::call::leg::to_sip(LegCommand::Reject(refusal))),
+                            .call(call, crate::leg::to_sip(LegCommand::Reject(refusal))),
                     }
                 }
                 Output::Call { session, command } => {

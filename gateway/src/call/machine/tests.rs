@@ -4,7 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use media::{Codec, Relay, RelayConfig};
 
-use super::super::leg::LegEnding;
+use crate::leg::LegEnding;
 
 use super::*;
 
