@@ -177,3 +177,54 @@ async fn with_srtp_off_an_srtp_only_phone_is_refused() {
         bob.log.text()
     );
 }
+
+/// A phone's hold and resume (re-INVITEs with their keys) keep an SRTP call: the relay answers
+/// each with its own key, keeps the contexts of keys that did not change (and their rollover
+/// counters), and audio flows again after the resume.
+#[tokio::test]
+async fn srtp_survives_hold_and_resume_from_the_phone() {
+    let mut setup = Setup::new(|config| config.media.srtp = SrtpSetting::Mandatory).await;
+    let bob = bob(&setup, "srtp-mand", 1000.0);
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = call_bob(&mut setup, &mut browser, "held").await;
+    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 440.0);
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
+    bob.command("hold", "");
+    let reinvites = || {
+        bob.log
+            .text()
+            .lines()
+            .filter(|line| line.starts_with("INVITE sip:"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while !bob.log.text().contains("a=sendonly") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(bob.log.text().contains("a=sendonly"), "bob held the call");
+    bob.command("resume", "");
+    let deadline = std::time::Instant::now() + WAIT;
+    // The first INVITE came from the gateway; hold and resume are bob's.
+    while reinvites() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.clear_received();
+    let (tone, packets) =
+        until_heard(1000.0, || browser_tone(&browser, pt, AudioCodec::Pcmu)).await;
+    assert!(packets >= 100, "audio resumed: {packets} packets");
+    assert_eq!(tone, 1000.0);
+    let sdp = crypto_lines(&bob);
+    assert!(
+        sdp.iter().filter(|line| line.contains("a=crypto:")).count() >= 6,
+        "the offer, the answer and both re-INVITEs' offers and answers carry keys: {sdp:#?}"
+    );
+    setup
+        .client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "held"}))
+        .await;
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
+    browser.close().await;
+    setup.assert_nothing_left().await;
+}
