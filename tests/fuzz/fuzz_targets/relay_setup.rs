@@ -3,12 +3,14 @@
 
 use std::time::{Duration, SystemTime};
 
+use media::srtp::{SrtpMode, SrtpPolicy};
 use media::{Codec, RelayConfig};
 
 /// Chrome's audio offer.
 pub const CHROME: &str = include_str!("../../data/sdp/chrome-offer-audio.sdp");
 
-/// A relay's configuration with every codec.
+/// A relay's configuration with every codec and best-effort SRTP (so that keys in the SDP are
+/// read and used).
 pub fn config() -> RelayConfig {
     RelayConfig {
         browser: "127.0.0.1:40000".parse().expect("addr"),
@@ -18,5 +20,6 @@ pub fn config() -> RelayConfig {
         ice_timeout: Duration::from_secs(30),
         wallclock: SystemTime::UNIX_EPOCH,
         cname: "fuzz".into(),
+        srtp: SrtpPolicy::with_all_suites(SrtpMode::Optional),
     }
 }
