@@ -55,8 +55,8 @@ impl Echo {
         let candidate =
             Candidate::host(browser, "udp").map_err(|error| Error::WebRtc(error.to_string()))?;
         rtc.add_local_candidate(candidate);
-        let offer =
-            SdpOffer::from_sdp_string(offer).map_err(|error| Error::Sdp(error.to_string()))?;
+        let offer = SdpOffer::from_sdp_string(offer)
+            .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)

@@ -202,7 +202,7 @@ impl Relay {
             return Err(Error::NoCommonCodec(no_common_codec(audio, &config.codecs)));
         }
         let offer = SdpOffer::from_sdp_string(browser_offer)
-            .map_err(|error| Error::Sdp(error.to_string()))?;
+            .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
         let mut relay = Relay::new(
             now,
             config,
@@ -483,8 +483,8 @@ impl Relay {
                 "no offer is waiting for an answer".to_owned(),
             ));
         };
-        let answer =
-            SdpAnswer::from_sdp_string(answer).map_err(|error| Error::Sdp(error.to_string()))?;
+        let answer = SdpAnswer::from_sdp_string(answer)
+            .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
         let rtc = self
             .browser
             .rtc

@@ -110,7 +110,7 @@ impl Description {
     /// Parses SDP text.
     pub fn parse(text: &str) -> Result<Description> {
         let session = SessionDescription::unmarshal(&mut Cursor::new(text.as_bytes()))
-            .map_err(|error| Error::Sdp(error.to_string()))?;
+            .map_err(|error| Error::Sdp(without_keys(&error.to_string())))?;
         let session_connection = connection_address(session.connection_information.as_ref());
         let session_direction = session
             .attributes
@@ -558,6 +558,24 @@ pub fn common_payloads(offered: &[Payload], preference: &[Codec]) -> Vec<Payload
         .collect();
     kept.extend(events);
     kept
+}
+
+/// An error's text with the value of any SDES key it quotes (`inline:...`) left out: parse
+/// errors may quote the line they failed on, and keys never go to a log or a peer.
+pub fn without_keys(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("inline:") {
+        out.push_str(&rest[..at + "inline:".len()]);
+        out.push_str("(key)");
+        rest = &rest[at + "inline:".len()..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ')')
+            .unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Why codecs do not meet, in words for a `terminated` reason.

@@ -256,3 +256,17 @@ fn keys_are_written_with_the_profile() {
         assert_eq!(read.lines[0].crypto, keys, "{text}");
     }
 }
+
+#[test]
+fn keys_are_left_out_of_error_texts() {
+    assert_eq!(
+        without_keys("bad line a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:c2VjcmV0|2^31|1:1 here"),
+        "bad line a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:(key) here"
+    );
+    assert_eq!(without_keys("nothing secret"), "nothing secret");
+    let broken =
+        "v=0\r\nm=audio x RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:c2VjcmV0\r\n";
+    if let Err(error) = Description::parse(broken) {
+        assert!(!error.to_string().contains("c2VjcmV0"), "{error}");
+    }
+}

@@ -37,8 +37,9 @@ pub struct OutgoingCall {
     pub binding: Option<crate::Binding>,
 }
 
-/// An INVITE that reached a registration, as its owner sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An INVITE that reached a registration, as its owner sees it. Its `Debug` leaves out the
+/// SDP, which may carry SRTP keys (`a=crypto`), and the headers' values.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IncomingCall {
     /// The caller's URI.
     pub from_uri: String,
@@ -50,6 +51,18 @@ pub struct IncomingCall {
     pub sdp: Bytes,
     /// Every header, in order, as (name, value).
     pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for IncomingCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingCall")
+            .field("from_uri", &self.from_uri)
+            .field("display_name", &self.display_name)
+            .field("call_id", &self.call_id)
+            .field("sdp_bytes", &self.sdp.len())
+            .field("headers", &self.headers.len())
+            .finish()
+    }
 }
 
 impl IncomingCall {
@@ -544,6 +557,23 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_incoming_call_is_logged_without_its_sdp() {
+        let call = IncomingCall {
+            from_uri: "sip:bob@example.com".into(),
+            display_name: None,
+            call_id: "c".into(),
+            sdp: Bytes::from_static(b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:c2VjcmV0\r\n"),
+            headers: vec![("X-Secret".into(), "value".into())],
+        };
+        let shown = format!("{call:?}");
+        assert!(
+            !shown.contains("c2VjcmV0") && !shown.contains("value"),
+            "{shown}"
+        );
+        assert!(shown.contains("sip:bob@example.com"), "{shown}");
+    }
 
     #[test]
     fn incoming_calls_show_the_caller() {
