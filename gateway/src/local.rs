@@ -309,6 +309,8 @@ pub(crate) fn deliver(
 #[derive(Debug, Default)]
 struct BridgeState {
     answered: AtomicBool,
+    /// One side has ended the call (its last word went to the other).
+    ended: AtomicBool,
 }
 
 /// What a call task of the local domain uses instead of the SIP driver for its far end.
@@ -353,6 +355,9 @@ impl Bridged {
             let _ = self.own.send(LegEvent::DtmfAnswered { code: 200 });
         }
         if let Some(event) = self.translate(command) {
+            if matches!(event, LegEvent::Terminated(_)) {
+                self.state.ended.store(true, Ordering::Relaxed);
+            }
             let _ = self.peer.send(event);
         }
     }
@@ -402,5 +407,110 @@ impl Bridged {
             // (a browser's session-update is refused before it reaches the call).
             LegCommand::AnswerOffer(_) | LegCommand::RefuseOffer(_) => None,
         }
+    }
+}
+
+impl Drop for Bridged {
+    /// A called side that goes away without a last word (its connection closed before the
+    /// call was announced, or its task ended) must not leave the caller ringing until the
+    /// no-answer timeout: the caller hears it gone.
+    fn drop(&mut self) {
+        if !self.caller && !self.state.ended.swap(true, Ordering::Relaxed) {
+            let reason = if self.state.answered.load(Ordering::Relaxed) {
+                "remote hangup"
+            } else {
+                "480 Temporarily Unavailable (the callee's browser went away)"
+            };
+            let code = (!self.state.answered.load(Ordering::Relaxed)).then_some(480);
+            let _ = self
+                .peer
+                .send(LegEvent::Terminated(LegEnding::new(code, reason, false)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two ends of a bridge and the events each side hears.
+    fn bridge() -> (
+        Bridged,
+        mpsc::UnboundedReceiver<LegEvent>,
+        Bridged,
+        mpsc::UnboundedReceiver<LegEvent>,
+    ) {
+        let (caller_events, caller_rx) = mpsc::unbounded_channel();
+        let (called_events, called_rx) = mpsc::unbounded_channel();
+        let state = Arc::new(BridgeState::default());
+        let caller = Bridged {
+            own: caller_events.clone(),
+            peer: called_events.clone(),
+            caller: true,
+            state: state.clone(),
+        };
+        let called = Bridged {
+            own: called_events,
+            peer: caller_events,
+            caller: false,
+            state,
+        };
+        (caller, caller_rx, called, called_rx)
+    }
+
+    #[test]
+    fn a_callee_that_vanishes_unannounced_ends_the_callers_call() {
+        let (_caller, mut caller_rx, called, _called_rx) = bridge();
+        drop(called);
+        assert_eq!(
+            caller_rx.try_recv().ok(),
+            Some(LegEvent::Terminated(LegEnding::new(
+                Some(480),
+                "480 Temporarily Unavailable (the callee's browser went away)",
+                false
+            )))
+        );
+    }
+
+    #[test]
+    fn commands_cross_the_bridge_and_the_last_word_is_said_once() {
+        let (caller, mut caller_rx, called, mut called_rx) = bridge();
+        called.command(LegCommand::Ring);
+        called.command(LegCommand::Answer {
+            sdp: "v=0".into(),
+            headers: Vec::new(),
+        });
+        caller.command(LegCommand::Dtmf {
+            digit: '5',
+            duration: 100,
+        });
+        let heard: Vec<LegEvent> = std::iter::from_fn(|| caller_rx.try_recv().ok()).collect();
+        assert!(matches!(heard[0], LegEvent::Progress { code: 180, .. }));
+        assert_eq!(
+            heard[1],
+            LegEvent::Answered {
+                sdp: Some("v=0".into())
+            }
+        );
+        assert_eq!(heard[2], LegEvent::DtmfAnswered { code: 200 });
+        assert_eq!(
+            called_rx.try_recv().ok(),
+            Some(LegEvent::Dtmf {
+                digit: '5',
+                duration: 100
+            })
+        );
+        caller.command(LegCommand::Hangup);
+        assert_eq!(
+            called_rx.try_recv().ok(),
+            Some(LegEvent::Terminated(LegEnding::new(
+                None,
+                "remote hangup",
+                false
+            )))
+        );
+        // The callee's task ends after that: nothing more for the caller.
+        drop(called);
+        assert!(caller_rx.try_recv().is_err());
     }
 }
