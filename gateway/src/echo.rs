@@ -11,7 +11,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
 use media::driver::MediaSession;
-use media::sdp::{Description, Direction, SipDescription, common_payloads, no_common_codec};
+use media::sdp::{Description, Direction, SipDescription, relayable};
 use media::srtp::{Crypto, SessionKeys, SrtpPolicy};
 use media::{Codec, Echo};
 use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall};
@@ -321,13 +321,7 @@ struct Offer {
 fn read_offer(sdp: &[u8], policy: &SrtpPolicy) -> Result<Offer, media::Error> {
     let description = Description::parse(&String::from_utf8_lossy(sdp))?;
     let (index, audio, key) = description.sip_audio_with(policy)?;
-    let payloads = common_payloads(&audio.payloads, &Codec::ALL);
-    if payloads.is_empty() {
-        return Err(media::Error::NoCommonCodec(no_common_codec(
-            audio,
-            &Codec::ALL,
-        )));
-    }
+    let payloads = relayable(audio, &Codec::ALL)?;
     Ok(Offer {
         index,
         payloads,

@@ -68,12 +68,15 @@ pub(crate) async fn route(
             }
             events = watched(call, events, ended.clone());
         }
-        match crate::routing::from_phone(local, &user) {
+        match crate::routing::from_phone(local, &user, source) {
             PhoneRoute::Echo => {
                 debug!(from = %invite.from_uri, "echo test call from SIP");
                 crate::echo::sip(services.clone(), call, *invite, events);
             }
-            PhoneRoute::LocalBrowsers(mut browsers) if browsers.len() == 1 => {
+            PhoneRoute::Local {
+                mut browsers,
+                phones,
+            } if browsers.len() == 1 && phones.is_empty() => {
                 debug!(%user, from = %invite.from_uri, "call from SIP to a local browser");
                 let binding = browsers.remove(0);
                 let arrival = crate::local::Arrival {
@@ -94,10 +97,15 @@ pub(crate) async fn route(
                     );
                 }
             }
-            PhoneRoute::LocalBrowsers(browsers) => {
+            PhoneRoute::Local { browsers, phones } => {
                 debug!(%user, from = %invite.from_uri, browsers = browsers.len(),
-                    "call from SIP to the local browsers of its callee");
-                tokio::spawn(ring_all(services.clone(), call, *invite, events, browsers));
+                    phones = phones.len(), "call from SIP to every place of its local callee");
+                let places = Places {
+                    user,
+                    browsers,
+                    phones,
+                };
+                tokio::spawn(ring_all(services.clone(), call, *invite, events, places));
             }
             PhoneRoute::Refuse { code, reason, text } => {
                 info!(%user, from = %invite.from_uri, code, "call from SIP refused: {text}");
@@ -114,27 +122,50 @@ pub(crate) async fn route(
     }
 }
 
-/// A phone's call offered to several browsers at once: this task holds the phone's SIP call
-/// and speaks for the fork ([`IncomingFork`]) until the call is over; each browser's call task
-/// talks to it as it would to any far end. The phone's SIP is translated here.
+/// Where a local user takes calls.
+struct Places {
+    user: String,
+    browsers: Vec<BrowserBinding>,
+    phones: Vec<sip::Binding>,
+}
+
+/// A phone's call offered to several places at once (or to one phone): this task holds the
+/// caller's SIP call and speaks for the fork ([`IncomingFork`]) until the call is over; each
+/// branch (a browser's call task, or a task calling one of the callee's phones and relaying
+/// between the two) talks to it as it would to any far end. The caller's SIP is translated
+/// here.
 async fn ring_all(
     services: Arc<CallServices>,
     call: CallHandle,
     invite: IncomingCall,
     mut phone: CallEvents,
-    browsers: Vec<BrowserBinding>,
+    places: Places,
 ) {
     let Some(local) = services.local.clone() else {
         return;
     };
     let mut to_branches = Vec::new();
     let mut from_branches = Vec::new();
-    for browser in &browsers {
+    for browser in &places.browsers {
         let (events, commands) = local.offer(&services.sip, browser, invite.clone());
         to_branches.push(events);
         from_branches.push(Some(commands));
     }
-    let mut fork = IncomingFork::new(browsers.len());
+    for callee_phone in places.phones {
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let branch = crate::phone_branch::PhoneBranch {
+            invite: invite.clone(),
+            user: places.user.clone(),
+            phone: callee_phone,
+            events: events_rx,
+            commands,
+        };
+        crate::phone_branch::spawn(services.clone(), branch);
+        to_branches.push(events);
+        from_branches.push(Some(commands_rx));
+    }
+    let mut fork = IncomingFork::new(to_branches.len());
     let mut phone_open = true;
     while !fork.is_over() {
         tokio::select! {

@@ -82,6 +82,10 @@ pub(crate) enum LegEvent {
     Terminated(LegEnding),
 }
 
+/// The words of an ending that tells a ringing branch another branch took the call (no missed
+/// call there; a phone gets a CANCEL saying so).
+pub(crate) const ANSWERED_ELSEWHERE: &str = "answered elsewhere";
+
 /// How a far end ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LegEnding {

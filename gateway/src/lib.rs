@@ -26,6 +26,7 @@ mod listener;
 mod local;
 mod log_limit;
 mod metrics;
+mod phone_branch;
 mod routing;
 mod server;
 mod signalling;

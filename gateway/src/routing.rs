@@ -94,8 +94,12 @@ fn unreachable(local: &Local, user: &str) -> (u16, &'static str, String) {
 pub(crate) enum PhoneRoute {
     /// The local domain's echo test.
     Echo,
-    /// The browsers where the user takes calls (at least one; the latest few), rung at once.
-    LocalBrowsers(Vec<BrowserBinding>),
+    /// Where the user takes calls, rung at once: their browsers (the latest few) and their
+    /// phones (but the calling one). At least one place.
+    Local {
+        browsers: Vec<BrowserBinding>,
+        phones: Vec<sip::Binding>,
+    },
     /// Refused with this status and why.
     Refuse {
         code: u16,
@@ -104,29 +108,29 @@ pub(crate) enum PhoneRoute {
     },
 }
 
-/// The route of a phone's call to `user` of the local domain: every browser of the user at
-/// once (calls between phones are not connected yet). With no browser of the user, a
-/// phone-to-phone call is not connected yet (403, saying so); otherwise 480 or 404 as for a
-/// browser calling.
-pub(crate) fn from_phone(local: &Local, user: &str) -> PhoneRoute {
+/// The route of a phone's call (from `source`) to `user` of the local domain: every browser
+/// and every other phone of the user at once; otherwise 480 or 404 as for a browser calling.
+pub(crate) fn from_phone(local: &Local, user: &str, source: std::net::SocketAddr) -> PhoneRoute {
     if user.eq_ignore_ascii_case("echo") {
         return PhoneRoute::Echo;
     }
     let browsers = latest_browsers(local, user);
-    if !browsers.is_empty() {
-        return PhoneRoute::LocalBrowsers(browsers);
+    let mut phones = local.phone_bindings(user);
+    // A phone calling its own user rings the user's other places, not itself.
+    let all = phones.len();
+    phones.retain(|phone| phone.target.addr != source);
+    if !browsers.is_empty() || !phones.is_empty() {
+        return PhoneRoute::Local { browsers, phones };
     }
-    let (code, reason, text) = if !local.phone_bindings(user).is_empty() {
-        (
-            403,
-            "Forbidden",
-            format!(
-                "calls between two softphones are not connected yet ({user} has only a softphone)"
-            ),
-        )
-    } else {
-        unreachable(local, user)
-    };
+    if phones.len() < all {
+        let text = format!("{user} has no other device registered");
+        return PhoneRoute::Refuse {
+            code: 480,
+            reason: "Temporarily Unavailable",
+            text,
+        };
+    }
+    let (code, reason, text) = unreachable(local, user);
     PhoneRoute::Refuse { code, reason, text }
 }
 
@@ -318,8 +322,8 @@ mod tests {
         );
     }
 
-    /// A phone's call reaches the echo, a browser of the callee, or is refused with the code
-    /// that says why.
+    /// A phone's call reaches the echo, the callee's browsers and other phones, or is refused
+    /// with the code that says why.
     #[test]
     fn every_phone_call_has_one_route() {
         let domain = local(false);
@@ -332,22 +336,28 @@ mod tests {
         domain
             .register("alice", &sip::Secret::Password("pw".into()), binding)
             .expect("registered");
-        let route = |user: &str| match from_phone(&domain, user) {
+        let caller: std::net::SocketAddr = "127.0.0.1:6000".parse().expect("addr");
+        let route_from = |user: &str, source| match from_phone(&domain, user, source) {
             PhoneRoute::Echo => "echo".to_owned(),
-            PhoneRoute::LocalBrowsers(browsers) => {
+            PhoneRoute::Local { browsers, phones } => {
                 let handles: Vec<u64> = browsers.iter().map(|binding| binding.handle).collect();
-                format!("browsers {handles:?}")
+                format!("browsers {handles:?} phones {}", phones.len())
             }
             PhoneRoute::Refuse { code, text, .. } => format!("{code} {text}"),
         };
+        let route = |user: &str| route_from(user, caller);
         assert_eq!(route("Echo"), "echo");
+        assert_eq!(route("alice"), "browsers [3] phones 0");
         phone(&domain, "alice");
-        assert_eq!(route("alice"), "browsers [3]");
+        assert_eq!(route("alice"), "browsers [3] phones 1");
         assert_eq!(route("bob"), "480 bob has no device registered");
         phone(&domain, "bob");
+        assert_eq!(route("bob"), "browsers [] phones 1");
+        // bob's own phone calling bob rings nothing of it: there is nothing else.
+        let own = "127.0.0.1:5080".parse().expect("addr");
         assert_eq!(
-            route("bob"),
-            "403 calls between two softphones are not connected yet (bob has only a softphone)"
+            route_from("bob", own),
+            "480 bob has no other device registered"
         );
         assert_eq!(route("nobody"), "404 no user nobody");
     }

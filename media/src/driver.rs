@@ -17,7 +17,9 @@ use tracing::debug;
 use crate::error::{Error, Result};
 use crate::relay::is_stun;
 
+mod pair;
 mod session;
+pub use pair::{PairInput, PairSession};
 pub use session::{Engine, MediaInput, MediaSession};
 
 /// A datagram for a call's browser leg.

@@ -22,6 +22,7 @@ pub mod stun;
 pub use codec::{Codec, Format, Payload};
 pub use echo::Echo;
 pub use error::{Error, Result};
+pub use relay::pair::{PairConfig, PairOutput, RtpPair, Side};
 pub use relay::{Event, Output, Relay, RelayConfig};
 
 /// Installs the process-wide crypto provider of the WebRTC stack (DTLS, SRTP). Call once at

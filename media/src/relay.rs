@@ -30,19 +30,19 @@ use str0m::{Candidate, Rtc, RtcConfig};
 use crate::codec::{Codec, Format, Payload};
 use crate::error::{Error, Result};
 use crate::sdp::{
-    Description, Direction, MediaLine, SipDescription, common_payloads, declined_as_offered,
-    no_common_codec,
+    Description, Direction, MediaLine, SipDescription, declined_as_offered, relayable,
 };
 use crate::srtp::{Crypto, SessionKeys, SrtpMode, SrtpPolicy};
 
 mod browser_leg;
 mod forward;
 mod latch;
+pub mod pair;
 mod sip_leg;
 mod track;
 
 use browser_leg::BrowserLeg;
-use sip_leg::SipLeg;
+use sip_leg::{SipLeg, answered_key};
 use track::Track;
 
 pub use forward::is_stun;
@@ -194,13 +194,7 @@ impl Relay {
     ) -> Result<(Relay, String)> {
         let description = Description::parse(browser_offer)?;
         let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
-        let payloads = common_payloads(&audio.payloads, &config.codecs);
-        if !payloads
-            .iter()
-            .any(|payload| matches!(payload.format, Format::Audio(_)))
-        {
-            return Err(Error::NoCommonCodec(no_common_codec(audio, &config.codecs)));
-        }
+        let payloads = relayable(audio, &config.codecs)?;
         let offer = SdpOffer::from_sdp_string(browser_offer)
             .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
         let mut relay = Relay::new(
@@ -230,13 +224,7 @@ impl Relay {
             Some(text) => {
                 let description = Description::parse(text)?;
                 let (_, audio, _) = description.sip_audio_with(&config.srtp)?;
-                let payloads = common_payloads(&audio.payloads, &config.codecs);
-                if !payloads
-                    .iter()
-                    .any(|payload| matches!(payload.format, Format::Audio(_)))
-                {
-                    return Err(Error::NoCommonCodec(no_common_codec(audio, &config.codecs)));
-                }
+                let payloads = relayable(audio, &config.codecs)?;
                 (Some(description), payloads)
             }
             None => (None, default_payloads(&config.codecs)),
@@ -414,16 +402,7 @@ impl Relay {
             self.sip_secure = audio.is_srtp_profile();
             local
         } else {
-            self.offered_keys
-                .iter()
-                .find(|ours| ours.tag == remote.tag && ours.suite == remote.suite)
-                .cloned()
-                .ok_or_else(|| {
-                    Error::IncompatibleTransport(format!(
-                        "{}: the answer's key ({} {}) answers none of the offered ones",
-                        audio.proto, remote.tag, remote.suite
-                    ))
-                })?
+            answered_key(&self.offered_keys, remote, &audio.proto)?
         };
         self.sip.srtp = Some(SessionKeys::rekey(
             self.sip.srtp.take(),
@@ -452,23 +431,7 @@ impl Relay {
             .filter(|payload| formats.contains(&payload.format))
             .map(|payload| (payload.pt, payload.format))
             .collect();
-        // Every new description opens the learning of the sources again (the phone may have
-        // moved, or a NAT binding changed).
-        self.sip.target = audio.rtp_target();
-        self.sip.rtp_source.reset(self.sip.target);
-        self.sip.rtcp_source.reset(audio.rtcp_target());
-        self.sip.rtcp_mux = audio.rtcp_mux;
-        self.sip.direction = if offer {
-            audio.direction.answer()
-        } else {
-            // We offered sendrecv: we send where they receive, and the reverse.
-            match (audio.direction.receives(), audio.direction.sends()) {
-                (true, true) => Direction::SendRecv,
-                (true, false) => Direction::SendOnly,
-                (false, true) => Direction::RecvOnly,
-                (false, false) => Direction::Inactive,
-            }
-        };
+        self.sip.take_remote(audio, offer);
         self.sip.last_rtp = self.sip.last_rtp.max(self.created);
         Ok(())
     }

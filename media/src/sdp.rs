@@ -578,6 +578,20 @@ pub fn without_keys(text: &str) -> String {
     out
 }
 
+/// The payloads of `audio` the relay carries (see [`common_payloads`]), or why there is none
+/// (no codec in common).
+pub fn relayable(audio: &MediaLine, codecs: &[Codec]) -> Result<Vec<Payload>> {
+    let payloads = common_payloads(&audio.payloads, codecs);
+    if payloads
+        .iter()
+        .any(|payload| matches!(payload.format, Format::Audio(_)))
+    {
+        Ok(payloads)
+    } else {
+        Err(Error::NoCommonCodec(no_common_codec(audio, codecs)))
+    }
+}
+
 /// Why codecs do not meet, in words for a `terminated` reason.
 pub fn no_common_codec(offered: &MediaLine, preference: &[Codec]) -> String {
     let configured: Vec<&str> = preference.iter().map(|codec| codec.name()).collect();

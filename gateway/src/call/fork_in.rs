@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use crate::leg::{LegCommand, LegEnding, LegEvent, Refusal};
+use crate::leg::{ANSWERED_ELSEWHERE, LegCommand, LegEnding, LegEvent, Refusal};
 
 /// Where the fork's next message goes.
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ impl IncomingFork {
                 self.offer_open = false;
                 for other in self.live() {
                     if other != branch {
-                        self.end_branch(other, "answered elsewhere");
+                        self.end_branch(other, ANSWERED_ELSEWHERE);
                     }
                 }
                 self.out

@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::latch::Latch;
+use crate::error::{Error, Result};
 use crate::rtp::{ReceiveStats, SendStats};
-use crate::sdp::Direction;
-use crate::srtp::SessionKeys;
+use crate::sdp::{Direction, MediaLine};
+use crate::srtp::{Crypto, SessionKeys};
 
 /// The SIP leg.
 #[derive(Debug)]
@@ -56,6 +57,27 @@ impl SipLeg {
         }
     }
 
+    /// Takes the far end's description (an offer we answer, or the answer to our sendrecv
+    /// offer): where to send, the sources to learn anew (the phone may have moved, or a NAT
+    /// binding changed), rtcp-mux, and our direction.
+    pub(super) fn take_remote(&mut self, audio: &MediaLine, offer: bool) {
+        self.target = audio.rtp_target();
+        self.rtp_source.reset(self.target);
+        self.rtcp_source.reset(audio.rtcp_target());
+        self.rtcp_mux = audio.rtcp_mux;
+        self.direction = if offer {
+            audio.direction.answer()
+        } else {
+            // We offered sendrecv: we send where they receive, and the reverse.
+            match (audio.direction.receives(), audio.direction.sends()) {
+                (true, true) => Direction::SendRecv,
+                (true, false) => Direction::SendOnly,
+                (false, true) => Direction::RecvOnly,
+                (false, false) => Direction::Inactive,
+            }
+        };
+    }
+
     /// Where RTCP goes: the RTCP source (or the RTP source with rtcp-mux).
     pub(super) fn rtcp_destination(&self) -> Option<SocketAddr> {
         if self.rtcp_mux {
@@ -64,4 +86,18 @@ impl SipLeg {
             self.rtcp_source.destination()
         }
     }
+}
+
+/// Our key that an answer's key answers: the offered one of its tag and suite.
+pub(super) fn answered_key(offered: &[Crypto], remote: &Crypto, proto: &str) -> Result<Crypto> {
+    offered
+        .iter()
+        .find(|ours| ours.tag == remote.tag && ours.suite == remote.suite)
+        .cloned()
+        .ok_or_else(|| {
+            Error::IncompatibleTransport(format!(
+                "{proto}: the answer's key ({} {}) answers none of the offered ones",
+                remote.tag, remote.suite
+            ))
+        })
 }

@@ -16,7 +16,7 @@ use crate::local::{
 };
 
 /// The next incoming session of a client: its id and offer.
-async fn incoming(client: &mut Client) -> (String, String) {
+pub(crate) async fn incoming(client: &mut Client) -> (String, String) {
     loop {
         if let ServerMessage::Event(Event::Account {
             event: AccountEvent::IncomingSession { session, sdp, .. },
@@ -30,7 +30,7 @@ async fn incoming(client: &mut Client) -> (String, String) {
 
 /// Waits for `session` of a callee that did not answer to end; its reason. A missed-session
 /// event on the way fails the test.
-async fn ended_unmissed(client: &mut Client, session: &str) -> String {
+pub(crate) async fn ended_unmissed(client: &mut Client, session: &str) -> String {
     loop {
         match next(client).await {
             ServerMessage::Event(Event::Account {

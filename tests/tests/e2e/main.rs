@@ -23,6 +23,7 @@ mod logging;
 mod messaging;
 mod nat;
 mod nextrtc;
+mod phones;
 mod register;
 mod requests;
 mod sipp_calls;

@@ -1,0 +1,472 @@
+//! A call between two SIP phones through the gateway, sans-IO: two SIP legs (each plain RTP or
+//! SDES-SRTP, as its phone and the policy agree), with RTP and RTCP passed from one to the other
+//! unchanged but for the payload type numbers (mapped by format when the answerer numbered them
+//! differently) and each leg's own SRTP. Both legs keep strict source: a packet is heard only
+//! from the address latched after each description.
+//!
+//! The caller's offer becomes the offer to the callee (the configured codecs it has, the
+//! caller's payload type numbers, our address and our keys), and the callee's answer becomes
+//! the answer to the caller. Nothing is decoded, so nothing more is needed. Later offers from
+//! either phone (hold, a new address) are answered here, the direction mirrored, as the
+//! browser relay does.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::Event;
+use super::sip_leg::{SipLeg, answered_key};
+use crate::codec::{Codec, Format, Payload};
+use crate::error::{Error, Result};
+use crate::rtp::is_rtcp;
+use crate::sdp::{Description, Direction, MediaLine, SipDescription, relayable};
+use crate::srtp::{Crypto, SessionKeys, SrtpMode, SrtpPolicy};
+
+/// A pair's settings.
+#[derive(Debug, Clone)]
+pub struct PairConfig {
+    /// The caller's leg's RTP address as written in SDP (advertised address and port).
+    pub caller_rtp: SocketAddr,
+    /// The callee's leg's.
+    pub callee_rtp: SocketAddr,
+    /// The codecs relayed, first preferred.
+    pub codecs: Vec<Codec>,
+    /// How long a leg that should be sending may stay silent.
+    pub media_timeout: Duration,
+    /// SRTP toward the callee (our offer); the caller's leg follows the caller's offer within
+    /// the same policy.
+    pub srtp: SrtpPolicy,
+}
+
+/// One of the two legs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The calling phone's.
+    Caller,
+    /// The called phone's.
+    Callee,
+}
+
+impl Side {
+    fn index(self) -> usize {
+        match self {
+            Side::Caller => 0,
+            Side::Callee => 1,
+        }
+    }
+
+    fn other(self) -> Side {
+        match self {
+            Side::Caller => Side::Callee,
+            Side::Callee => Side::Caller,
+        }
+    }
+}
+
+/// A datagram to send, or when to call back.
+#[derive(Debug)]
+pub enum PairOutput<'a> {
+    /// To a phone, from its leg's RTP port (`rtcp`: from the RTCP port).
+    Send {
+        /// Which leg's ports.
+        side: Side,
+        /// From the RTCP port (else the RTP port).
+        rtcp: bool,
+        /// Where to.
+        destination: SocketAddr,
+        /// What.
+        data: &'a [u8],
+    },
+    /// Nothing more now: call [`RtpPair::handle_timeout`] at this time.
+    Timeout(Instant),
+}
+
+/// One leg's description state.
+#[derive(Debug)]
+struct Leg {
+    sip: SipLeg,
+    rtp: SocketAddr,
+    /// The payloads of this leg, with its own numbers.
+    payloads: Vec<Payload>,
+    /// Whether our descriptions toward it say `RTP/SAVP`.
+    secure: bool,
+    /// The keys of our latest offer to it.
+    offered_keys: Vec<Crypto>,
+    version: u64,
+    /// The latest description it sent (for answering in place).
+    remote: Option<Description>,
+}
+
+/// A datagram waiting to go.
+#[derive(Debug)]
+struct Outgoing {
+    side: Side,
+    rtcp: bool,
+    destination: SocketAddr,
+    data: Vec<u8>,
+}
+
+/// Two phones' legs and the media between them.
+#[derive(Debug)]
+pub struct RtpPair {
+    config: PairConfig,
+    legs: [Leg; 2],
+    session_id: u64,
+    answered: bool,
+    created: Instant,
+    next_check: Instant,
+    failed: bool,
+    plain: Vec<u8>,
+    out: VecDeque<Outgoing>,
+    /// A sent datagram's buffer, for the next one.
+    spare: Vec<Vec<u8>>,
+    current: Option<Outgoing>,
+    events: VecDeque<Event>,
+}
+
+/// Datagrams waiting past this are dropped (the driver polls after every batch).
+const QUEUE: usize = 256;
+
+impl RtpPair {
+    /// A call from the phone that offered `caller_offer`: the pair, and the offer for the
+    /// callee.
+    pub fn new(now: Instant, config: PairConfig, caller_offer: &str) -> Result<(RtpPair, String)> {
+        let description = Description::parse(caller_offer)?;
+        let (_, audio, _) = description.sip_audio_with(&config.srtp)?;
+        let payloads = relayable(audio, &config.codecs)?;
+        let leg = |rtp: SocketAddr, ssrc: u32| Leg {
+            sip: SipLeg::new(now, ssrc),
+            rtp,
+            payloads: payloads.clone(),
+            secure: false,
+            offered_keys: Vec::new(),
+            version: 1,
+            remote: None,
+        };
+        let session_id =
+            u64::from(config.caller_rtp.port()) << 20 | u64::from(config.callee_rtp.port());
+        let mut pair = RtpPair {
+            legs: [leg(config.caller_rtp, 1), leg(config.callee_rtp, 2)],
+            session_id,
+            answered: false,
+            created: now,
+            next_check: now + Duration::from_secs(1),
+            failed: false,
+            plain: Vec::with_capacity(1500),
+            out: VecDeque::new(),
+            spare: Vec::new(),
+            current: None,
+            events: VecDeque::new(),
+            config,
+        };
+        pair.take_description(Side::Caller, description, true)?;
+        let callee = &mut pair.legs[1];
+        callee.offered_keys = pair.config.srtp.offer();
+        callee.secure = pair.config.srtp.mode == SrtpMode::Mandatory;
+        let offer = pair.describe(Side::Callee, Direction::SendRecv, false);
+        Ok((pair, offer))
+    }
+
+    /// The callee's answer (or early answer): the answer for the caller.
+    pub fn accept_answer(&mut self, now: Instant, answer: &str) -> Result<String> {
+        let description = Description::parse(answer)?;
+        let (_, audio, _) = description.sip_audio_with(&self.config.srtp)?;
+        let offered: Vec<Format> = self.legs[1].payloads.iter().map(|p| p.format).collect();
+        let answered: Vec<Payload> = audio
+            .payloads
+            .iter()
+            .filter(|payload| offered.contains(&payload.format))
+            .cloned()
+            .collect();
+        if !answered
+            .iter()
+            .any(|payload| matches!(payload.format, Format::Audio(_)))
+        {
+            return Err(Error::NoCommonCodec(format!(
+                "the callee's answer has none of the offered codecs (it has {})",
+                audio.codec_names.join(", ")
+            )));
+        }
+        self.take_description(Side::Callee, description, false)?;
+        // The caller's leg carries what the callee chose, with the caller's numbers.
+        let formats: Vec<Format> = answered.iter().map(|payload| payload.format).collect();
+        self.legs[1].payloads = answered;
+        self.legs[0]
+            .payloads
+            .retain(|payload| formats.contains(&payload.format));
+        self.answered = true;
+        self.legs[0].sip.last_rtp = now;
+        self.legs[1].sip.last_rtp = now;
+        let direction = self.legs[0].sip.direction;
+        Ok(self.describe(Side::Caller, direction, true))
+    }
+
+    /// A new offer from one phone (re-INVITE, UPDATE): the answer, the direction mirrored.
+    pub fn answer_offer(&mut self, side: Side, offer: &str) -> Result<String> {
+        let description = Description::parse(offer)?;
+        let (_, audio, _) = description.sip_audio_with(&self.config.srtp)?;
+        let kept: Vec<Format> = self.legs[side.index()]
+            .payloads
+            .iter()
+            .map(|p| p.format)
+            .collect();
+        if !audio.payloads.iter().any(|payload| {
+            kept.contains(&payload.format) && matches!(payload.format, Format::Audio(_))
+        }) {
+            return Err(Error::NoCommonCodec(format!(
+                "the new offer drops the call's codec (it has {})",
+                audio.codec_names.join(", ")
+            )));
+        }
+        let payloads: Vec<Payload> = audio
+            .payloads
+            .iter()
+            .filter(|payload| kept.contains(&payload.format))
+            .cloned()
+            .collect();
+        self.take_description(side, description, true)?;
+        let leg = &mut self.legs[side.index()];
+        leg.payloads = payloads;
+        leg.version += 1;
+        let direction = leg.sip.direction;
+        Ok(self.describe(side, direction, true))
+    }
+
+    /// Our offer to one phone for its offerless re-INVITE (the call as it is).
+    pub fn offer(&mut self, side: Side) -> String {
+        let leg = &mut self.legs[side.index()];
+        leg.version += 1;
+        leg.offered_keys = leg.sip.srtp.iter().map(|keys| keys.local.clone()).collect();
+        self.describe(side, Direction::SendRecv, false)
+    }
+
+    /// That phone's answer (in its ACK) to [`RtpPair::offer`].
+    pub fn accept_reanswer(&mut self, side: Side, answer: &str) -> Result<()> {
+        let description = Description::parse(answer)?;
+        self.take_description(side, description, false)
+    }
+
+    /// Reads a phone's description: target, direction, keys.
+    fn take_description(
+        &mut self,
+        side: Side,
+        description: Description,
+        offer: bool,
+    ) -> Result<()> {
+        let policy = self.config.srtp.clone();
+        let (_, audio, key) = description.sip_audio_with(&policy)?;
+        let audio: MediaLine = audio.clone();
+        let key = key.cloned();
+        let leg = &mut self.legs[side.index()];
+        match (key, offer) {
+            (None, _) => {
+                leg.sip.srtp = None;
+                if offer {
+                    leg.secure = false;
+                }
+            }
+            (Some(remote), true) => {
+                let local = SessionKeys::answer_key(leg.sip.srtp.as_ref(), &remote);
+                leg.secure = audio.is_srtp_profile();
+                leg.sip.srtp = Some(SessionKeys::rekey(leg.sip.srtp.take(), local, remote));
+            }
+            (Some(remote), false) => {
+                let local = answered_key(&leg.offered_keys, &remote, &audio.proto)?;
+                leg.sip.srtp = Some(SessionKeys::rekey(leg.sip.srtp.take(), local, remote));
+            }
+        }
+        leg.sip.take_remote(&audio, offer);
+        leg.remote = Some(description);
+        Ok(())
+    }
+
+    /// Our description toward one phone.
+    fn describe(&self, side: Side, direction: Direction, answering: bool) -> String {
+        let leg = &self.legs[side.index()];
+        let keys: Vec<Crypto> = match &leg.sip.srtp {
+            Some(keys) => vec![keys.local.clone()],
+            None => leg.offered_keys.clone(),
+        };
+        let remote = leg.remote.as_ref().filter(|_| answering);
+        let index = remote
+            .and_then(|remote| remote.sip_audio_with(&self.config.srtp).ok())
+            .map(|(index, _, _)| index)
+            .unwrap_or(0);
+        SipDescription {
+            session_id: self.session_id,
+            version: leg.version,
+            rtp: leg.rtp,
+            payloads: &leg.payloads,
+            direction,
+            answering: remote.map(|remote| (remote, index)),
+            crypto: &keys,
+            secure: leg.secure,
+        }
+        .write()
+    }
+
+    /// A datagram from one phone, on its leg's RTP port or (`rtcp_port`) its RTCP port.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        side: Side,
+        source: SocketAddr,
+        data: &[u8],
+        rtcp_port: bool,
+    ) {
+        let rtcp = rtcp_port || is_rtcp(data);
+        let mut plain = std::mem::take(&mut self.plain);
+        let from = &mut self.legs[side.index()].sip;
+        let data = match &mut from.srtp {
+            Some(keys) => {
+                let checked = if rtcp {
+                    keys.receive.unprotect_rtcp(data, &mut plain)
+                } else {
+                    keys.receive.unprotect_rtp(data, &mut plain)
+                };
+                if checked.is_err() {
+                    from.srtp_rejected += 1;
+                    self.plain = plain;
+                    return;
+                }
+                &plain[..]
+            }
+            None => data,
+        };
+        let taken = if rtcp_port {
+            from.rtcp_source.accept(now, source)
+        } else {
+            from.rtp_source.accept(now, source)
+        };
+        if taken && (rtcp || data.len() >= 12) {
+            if !rtcp {
+                from.last_rtp = now;
+            }
+            self.forward(side, rtcp, data);
+        }
+        self.plain = plain;
+    }
+
+    /// Passes a packet from `side` to the other phone.
+    fn forward(&mut self, side: Side, rtcp: bool, packet: &[u8]) {
+        if !self.answered || self.out.len() >= QUEUE {
+            return;
+        }
+        let (from, to) = match side {
+            Side::Caller => (&self.legs[0], &self.legs[1]),
+            Side::Callee => (&self.legs[1], &self.legs[0]),
+        };
+        if !rtcp && (!from.sip.direction.receives() || !to.sip.direction.sends()) {
+            return;
+        }
+        let destination = match (rtcp, to.sip.rtcp_mux) {
+            (false, _) | (true, true) => to.sip.rtp_source.destination(),
+            (true, false) => to.sip.rtcp_source.destination(),
+        };
+        let Some(destination) = destination else {
+            return;
+        };
+        let mut data = self.spare.pop().unwrap_or_default();
+        data.clear();
+        data.extend_from_slice(packet);
+        if !rtcp {
+            // The payload type by format: the answerer may have numbered it otherwise.
+            let pt = packet[1] & 0x7f;
+            let format = from.payloads.iter().find(|p| p.pt == pt).map(|p| p.format);
+            let Some(mapped) =
+                format.and_then(|format| to.payloads.iter().find(|p| p.format == format))
+            else {
+                self.spare.push(data);
+                return;
+            };
+            data[1] = (packet[1] & 0x80) | mapped.pt;
+        }
+        let to_side = side.other();
+        let to = &mut self.legs[to_side.index()].sip;
+        if let Some(keys) = &mut to.srtp {
+            let mut protected = std::mem::take(&mut self.plain);
+            let done = if rtcp {
+                keys.send.protect_rtcp(&data, &mut protected)
+            } else {
+                keys.send.protect_rtp(&data, &mut protected)
+            };
+            std::mem::swap(&mut data, &mut protected);
+            self.plain = protected;
+            if done.is_err() {
+                self.spare.push(data);
+                return;
+            }
+        }
+        self.out.push_back(Outgoing {
+            side: to_side,
+            rtcp: rtcp && !to.rtcp_mux,
+            destination,
+            data,
+        });
+    }
+
+    /// Timers that are due: a phone that should be sending and went silent ends the call.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_check {
+            return;
+        }
+        self.next_check = now + Duration::from_secs(1);
+        if !self.answered || self.failed {
+            return;
+        }
+        let timeout = self.config.media_timeout;
+        for (leg, name) in self.legs.iter().zip(["caller", "callee"]) {
+            if leg.sip.direction.receives()
+                && now.saturating_duration_since(leg.sip.last_rtp.max(self.created)) > timeout
+            {
+                let rejected = match leg.sip.srtp_rejected {
+                    0 => String::new(),
+                    count => format!(" ({count} packets failed SRTP authentication)"),
+                };
+                self.failed = true;
+                self.events.push_back(Event::Failed(format!(
+                    "no RTP from the {name} for {} s{rejected}",
+                    timeout.as_secs()
+                )));
+                return;
+            }
+        }
+    }
+
+    /// The next datagram to send, or when to call [`RtpPair::handle_timeout`]; each datagram
+    /// is valid until the next call.
+    pub fn poll_output(&mut self) -> PairOutput<'_> {
+        if let Some(sent) = self.current.take() {
+            self.spare.push(sent.data);
+        }
+        match self.out.pop_front() {
+            Some(outgoing) => {
+                let current = self.current.insert(outgoing);
+                PairOutput::Send {
+                    side: current.side,
+                    rtcp: current.rtcp,
+                    destination: current.destination,
+                    data: &current.data,
+                }
+            }
+            None => PairOutput::Timeout(self.next_check),
+        }
+    }
+
+    /// The next event (a failure).
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The SRTP suite of a leg, when its media is protected.
+    pub fn srtp(&self, side: Side) -> Option<crate::srtp::Suite> {
+        self.legs[side.index()]
+            .sip
+            .srtp
+            .as_ref()
+            .map(|keys| keys.local.suite)
+    }
+}
+
+#[cfg(test)]
+mod tests;

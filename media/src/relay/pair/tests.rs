@@ -1,0 +1,222 @@
+use super::*;
+use crate::rtp::{RtpHeader, RtpView, write_rtp};
+use crate::srtp::{Srtp, Suite};
+
+const CALLER: &str = "192.0.2.1:4000";
+const CALLEE: &str = "192.0.2.2:5000";
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().expect("an address")
+}
+
+fn config(mode: SrtpMode) -> PairConfig {
+    crate::init_crypto();
+    PairConfig {
+        caller_rtp: addr("127.0.0.1:30000"),
+        callee_rtp: addr("127.0.0.1:30002"),
+        codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
+        media_timeout: Duration::from_secs(5),
+        srtp: SrtpPolicy::with_all_suites(mode),
+    }
+}
+
+/// A phone's description from `at`: PCMU and telephone-event (as `te`), with `extra` lines.
+fn phone(at: &str, proto: &str, te: u8, extra: &str) -> String {
+    let at = addr(at);
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} {proto} 0 {te}\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:{te} telephone-event/8000\r\na=sendrecv\r\n{extra}",
+        ip = at.ip(),
+        port = at.port()
+    )
+}
+
+fn rtp(pt: u8, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut packet = Vec::new();
+    let header = RtpHeader {
+        pt,
+        marker: false,
+        seq,
+        timestamp: u32::from(seq) * 160,
+        ssrc: 0xabcd,
+    };
+    write_rtp(&mut packet, header, payload);
+    packet
+}
+
+/// What the pair sends now: (side, destination, datagram).
+fn sent(pair: &mut RtpPair) -> Vec<(Side, SocketAddr, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let PairOutput::Send {
+        side,
+        destination,
+        data,
+        ..
+    } = pair.poll_output()
+    {
+        out.push((side, destination, data.to_vec()));
+    }
+    out
+}
+
+/// The caller's offer goes on to the callee from our address with the caller's numbers; the
+/// callee's answer (which numbers telephone-event otherwise) comes back to the caller in the
+/// caller's numbers, and packets cross both ways with their payload types mapped.
+#[test]
+fn a_call_between_two_phones_is_translated_and_relayed() {
+    let now = Instant::now();
+    let (mut pair, offer) = RtpPair::new(
+        now,
+        config(SrtpMode::Never),
+        &phone(CALLER, "RTP/AVP", 101, ""),
+    )
+    .expect("pair");
+    let offered = Description::parse(&offer).expect("SDP").lines[0].clone();
+    assert_eq!(
+        offered.rtp_target(),
+        Some(addr("127.0.0.1:30002")),
+        "{offer}"
+    );
+    assert!(offered.formats.contains(&"101".to_owned()), "{offer}");
+    let answer = pair
+        .accept_answer(now, &phone(CALLEE, "RTP/AVP", 96, ""))
+        .expect("answered");
+    let answered = Description::parse(&answer).expect("SDP").lines[0].clone();
+    assert_eq!(
+        answered.rtp_target(),
+        Some(addr("127.0.0.1:30000")),
+        "{answer}"
+    );
+    assert_eq!(answered.formats, ["0", "101"], "{answer}");
+
+    pair.handle(now, Side::Caller, addr(CALLER), &rtp(0, 1, b"hello"), false);
+    pair.handle(
+        now,
+        Side::Caller,
+        addr(CALLER),
+        &rtp(101, 2, b"\x05\x0a\x00\xa0"),
+        false,
+    );
+    let out = sent(&mut pair);
+    assert_eq!(out.len(), 2);
+    assert_eq!((out[0].0, out[0].1), (Side::Callee, addr(CALLEE)));
+    assert_eq!(out[0].2, rtp(0, 1, b"hello"), "passed through unchanged");
+    assert_eq!(
+        RtpView::parse(&out[1].2).expect("RTP").pt(),
+        96,
+        "mapped by format"
+    );
+    pair.handle(
+        now,
+        Side::Callee,
+        addr(CALLEE),
+        &rtp(96, 9, b"\x05\x0a\x00\xa0"),
+        false,
+    );
+    let out = sent(&mut pair);
+    assert_eq!((out[0].0, out[0].1), (Side::Caller, addr(CALLER)));
+    assert_eq!(RtpView::parse(&out[0].2).expect("RTP").pt(), 101);
+    // A third party is not heard once the caller's source is latched.
+    let later = now + Duration::from_secs(4);
+    pair.handle(later, Side::Caller, addr(CALLER), &rtp(0, 3, b"x"), false);
+    pair.handle(
+        later,
+        Side::Caller,
+        addr("192.0.2.66:4000"),
+        &rtp(0, 4, b"intruder"),
+        false,
+    );
+    let out = sent(&mut pair);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].2, rtp(0, 3, b"x"));
+}
+
+/// Each leg has its own SRTP: a caller that insists on it and a callee in plain RTP talk,
+/// the relay decrypting one side and encrypting the other.
+#[test]
+fn each_leg_keeps_its_own_srtp() {
+    let now = Instant::now();
+    let caller_key = Crypto::generate(1, Suite::AesCm128HmacSha1_80);
+    let offer_text = phone(
+        CALLER,
+        "RTP/SAVP",
+        101,
+        &format!("a=crypto:{}\r\n", caller_key.attribute()),
+    );
+    let (mut pair, offer) =
+        RtpPair::new(now, config(SrtpMode::Optional), &offer_text).expect("pair");
+    assert!(
+        offer.contains("RTP/AVP") && offer.contains("a=crypto:"),
+        "{offer}"
+    );
+    let answer = pair
+        .accept_answer(now, &phone(CALLEE, "RTP/AVP", 101, ""))
+        .expect("answered");
+    let answered = Description::parse(&answer).expect("SDP").lines[0].clone();
+    assert_eq!(answered.proto, "RTP/SAVP");
+    assert_eq!(pair.srtp(Side::Caller), Some(Suite::AesCm128HmacSha1_80));
+    assert_eq!(pair.srtp(Side::Callee), None);
+    let mut caller_send = Srtp::new(&caller_key, true);
+    let mut caller_receive = Srtp::new(&answered.crypto[0], false);
+    let mut wire = Vec::new();
+    caller_send
+        .protect_rtp(&rtp(0, 1, b"secret"), &mut wire)
+        .expect("protected");
+    pair.handle(now, Side::Caller, addr(CALLER), &wire, false);
+    let out = sent(&mut pair);
+    assert_eq!(out[0].2, rtp(0, 1, b"secret"), "plain toward the callee");
+    pair.handle(now, Side::Callee, addr(CALLEE), &rtp(0, 1, b"reply"), false);
+    let out = sent(&mut pair);
+    let mut back = Vec::new();
+    caller_receive
+        .unprotect_rtp(&out[0].2, &mut back)
+        .expect("the caller decrypts");
+    assert_eq!(back, rtp(0, 1, b"reply"));
+    // Plain RTP from the caller's address is not heard on its SRTP leg.
+    pair.handle(now, Side::Caller, addr(CALLER), &rtp(0, 2, b"clear"), false);
+    assert!(sent(&mut pair).is_empty());
+}
+
+/// Hold from one phone is answered here (mirrored) and stops what goes to it; silence from a
+/// phone that should be sending ends the call.
+#[test]
+fn hold_is_answered_and_silence_ends_the_call() {
+    let now = Instant::now();
+    let (mut pair, _) = RtpPair::new(
+        now,
+        config(SrtpMode::Never),
+        &phone(CALLER, "RTP/AVP", 101, ""),
+    )
+    .expect("pair");
+    pair.accept_answer(now, &phone(CALLEE, "RTP/AVP", 101, ""))
+        .expect("answered");
+    let hold = phone(CALLEE, "RTP/AVP", 101, "").replace("a=sendrecv", "a=sendonly");
+    let answer = pair.answer_offer(Side::Callee, &hold).expect("answered");
+    assert!(answer.contains("a=recvonly"), "{answer}");
+    pair.handle(
+        now,
+        Side::Caller,
+        addr(CALLER),
+        &rtp(0, 1, b"to a held phone"),
+        false,
+    );
+    assert!(sent(&mut pair).is_empty());
+    for second in 1..=5 {
+        let at = now + Duration::from_secs(second);
+        pair.handle(
+            at,
+            Side::Callee,
+            addr(CALLEE),
+            &rtp(0, second as u16, b"music"),
+            false,
+        );
+        pair.handle_timeout(at);
+    }
+    assert_eq!(pair.poll_event(), None);
+    pair.handle_timeout(now + Duration::from_secs(7));
+    assert_eq!(
+        pair.poll_event(),
+        Some(Event::Failed("no RTP from the caller for 5 s".into()))
+    );
+}

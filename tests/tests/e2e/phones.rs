@@ -1,0 +1,142 @@
+//! Calls between softphones of the local domain, through the gateway's relay: two phones talk
+//! both ways (with SRTP on one leg and plain RTP on the other), a user with a browser and a
+//! phone gets both ringing and the phone takes the call (the browser is told it was answered
+//! elsewhere, the phone's CANCEL says so when the browser wins), and a busy phone's refusal
+//! reaches the caller.
+
+use gateway_tests::Gateway;
+use gateway_tests::baresip::Baresip;
+
+use crate::fork::{ended_unmissed, incoming};
+use crate::local::{
+    DOMAIN, WAIT, answer_in_browser, closed_reason, hears_the_phone, local_client, phone, shipped,
+};
+
+/// A phone of the local domain with this account line's extra parameters, ringing until told
+/// (`answermode=manual`) or answering at once, tracing its SIP.
+async fn phone_with(gateway: &Gateway, user: &str, tone: f64, extra: &str) -> Baresip {
+    let account = format!(
+        "<sip:{user}@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";\
+         auth_pass=anything;audio_codecs=PCMU/8000/1;regint=300;{extra}\n",
+        gateway.sip.0.port()
+    );
+    let phone = Baresip::start_account_traced(&account, tone);
+    assert!(
+        phone.wait_log("200 OK", WAIT).await,
+        "the phone registers at the gateway:\n{}",
+        phone.log.text()
+    );
+    phone
+}
+
+/// Two softphones call each other through the relay: each hears the other's tone, the media
+/// takes two port pairs of the gateway while the call lasts and none after it. The caller
+/// insists on SRTP and the callee has none: each leg keeps its own.
+#[tokio::test]
+async fn two_softphones_talk_through_the_relay() {
+    let gateway = Gateway::start(shipped()).await;
+    let carol = phone_with(
+        &gateway,
+        "carol",
+        1500.0,
+        "answermode=auto;mediaenc=srtp-mand",
+    )
+    .await;
+    let dave = phone(&gateway, "dave", "anything", 700.0).await;
+    carol.command("dial", &format!("sip:dave@{DOMAIN}"));
+    assert!(
+        carol.wait_for("CALL_ESTABLISHED", 1, WAIT).await,
+        "{}",
+        carol.log.text()
+    );
+    assert!(dave.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
+    assert!(
+        carol.until_received(700.0, 2.0, WAIT).await,
+        "carol hears dave: {:?}",
+        carol.received_tone()
+    );
+    assert!(
+        dave.until_received(1500.0, 2.0, WAIT).await,
+        "dave hears carol: {:?}",
+        dave.received_tone()
+    );
+    assert_eq!(gateway.metric("sylkrtc_media_ports").await, 2.0 * 2.0);
+    let log = carol.log.text();
+    assert!(
+        log.contains("RTP/SAVP") && log.contains("SRTP is Enabled"),
+        "carol's leg is SRTP:\n{log}"
+    );
+    carol.command("hangup", "");
+    assert!(carol.wait_for("CALL_CLOSED", 1, WAIT).await);
+    assert!(
+        dave.wait_for("CALL_CLOSED", 1, WAIT).await,
+        "dave hears the hang-up"
+    );
+    for _ in 0..50 {
+        if gateway.metric("sylkrtc_calls").await == 0.0
+            && gateway.metric("sylkrtc_media_ports").await == 0.0
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
+    assert_eq!(gateway.metric("sylkrtc_media_ports").await, 0.0);
+
+    // A phone that refuses: its status reaches the caller.
+    let erin = phone_with(&gateway, "erin", 1000.0, "answermode=manual").await;
+    carol.command("dial", &format!("sip:erin@{DOMAIN}"));
+    assert!(erin.wait_for("CALL_INCOMING", 1, WAIT).await);
+    erin.command("hangup", "");
+    assert!(closed_reason(&carol, 2).await.contains("486"), "busy here");
+}
+
+/// A phone calls a user with a browser and a phone: both ring. The phone answers: the caller
+/// talks with it, the browser is told the call was answered elsewhere (no missed call). Then
+/// the browser answers: the phone's CANCEL says the call was completed elsewhere.
+#[tokio::test]
+async fn a_phones_call_rings_the_callees_browser_and_phone() {
+    let gateway = Gateway::start(shipped()).await;
+    let mut browser_side = local_client(&gateway, "erin").await;
+    let erin = phone_with(&gateway, "erin", 700.0, "answermode=manual").await;
+    // 1000 Hz: the tone `hears_the_phone` listens for.
+    let carol = phone(&gateway, "carol", "anything", 1000.0).await;
+
+    carol.command("dial", &format!("sip:erin@{DOMAIN}"));
+    let (session, _) = incoming(&mut browser_side).await;
+    assert!(erin.wait_for("CALL_INCOMING", 1, WAIT).await);
+    erin.command("accept", "");
+    assert!(carol.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
+    assert_eq!(
+        ended_unmissed(&mut browser_side, &session).await,
+        "answered elsewhere"
+    );
+    assert!(
+        carol.until_received(700.0, 2.0, WAIT).await,
+        "carol hears erin's phone"
+    );
+    assert!(
+        erin.until_received(1000.0, 2.0, WAIT).await,
+        "erin's phone hears carol: {:?}",
+        erin.received_tone()
+    );
+    carol.command("hangup", "");
+    assert!(erin.wait_for("CALL_CLOSED", 1, WAIT).await);
+
+    carol.command("dial", &format!("sip:erin@{DOMAIN}"));
+    let (session, offer) = incoming(&mut browser_side).await;
+    assert!(erin.wait_for("CALL_INCOMING", 2, WAIT).await);
+    let mut browser = answer_in_browser(&mut browser_side, &session, &offer).await;
+    hears_the_phone(&mut browser, &offer).await;
+    assert!(erin.wait_for("CALL_CLOSED", 2, WAIT).await);
+    assert!(
+        erin.log
+            .text()
+            .contains("Reason: SIP;cause=200;text=\"Call completed elsewhere\""),
+        "erin's phone's CANCEL says why:\n{}",
+        erin.log.text()
+    );
+    carol.command("hangup", "");
+    assert!(carol.wait_for("CALL_CLOSED", 2, WAIT).await);
+    browser.close().await;
+}
