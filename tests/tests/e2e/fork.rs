@@ -48,7 +48,7 @@ pub(crate) async fn ended_unmissed(client: &mut Client, session: &str) -> String
 
 /// Waits for `session` of a callee to end as a missed call (the missed-session event may come
 /// before or after the end).
-async fn ended_missed(client: &mut Client, session: &str) {
+pub(crate) async fn ended_missed(client: &mut Client, session: &str) {
     let (mut missed, mut ended) = (false, false);
     while !(missed && ended) {
         match next(client).await {

@@ -7,7 +7,7 @@
 use gateway_tests::Gateway;
 use gateway_tests::baresip::Baresip;
 
-use crate::fork::{ended_unmissed, incoming};
+use crate::fork::{ended_missed, ended_unmissed, incoming};
 use crate::local::{
     DOMAIN, WAIT, answer_in_browser, closed_reason, hears_the_phone, local_client, phone, shipped,
 };
@@ -27,6 +27,23 @@ async fn phone_with(gateway: &Gateway, user: &str, tone: f64, extra: &str) -> Ba
         phone.log.text()
     );
     phone
+}
+
+/// No call and no media port left, once the calls have had time to end.
+async fn nothing_left(gateway: &Gateway) {
+    for _ in 0..50 {
+        if gateway.metric("sylkrtc_calls").await == 0.0
+            && gateway.metric("sylkrtc_media_ports").await == 0.0
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "left behind: {} calls, {} media ports",
+        gateway.metric("sylkrtc_calls").await,
+        gateway.metric("sylkrtc_media_ports").await
+    );
 }
 
 /// Two softphones call each other through the relay: each hears the other's tone, the media
@@ -72,16 +89,7 @@ async fn two_softphones_talk_through_the_relay() {
         dave.wait_for("CALL_CLOSED", 1, WAIT).await,
         "dave hears the hang-up"
     );
-    for _ in 0..50 {
-        if gateway.metric("sylkrtc_calls").await == 0.0
-            && gateway.metric("sylkrtc_media_ports").await == 0.0
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
-    assert_eq!(gateway.metric("sylkrtc_media_ports").await, 0.0);
+    nothing_left(&gateway).await;
 
     // A phone that refuses: its status reaches the caller.
     let erin = phone_with(&gateway, "erin", 1000.0, "answermode=manual").await;
@@ -139,4 +147,16 @@ async fn a_phones_call_rings_the_callees_browser_and_phone() {
     carol.command("hangup", "");
     assert!(carol.wait_for("CALL_CLOSED", 2, WAIT).await);
     browser.close().await;
+
+    // The caller gives up while both ring: a missed call in the browser, and the phone's
+    // CANCEL says nothing of an answer elsewhere.
+    carol.command("dial", &format!("sip:erin@{DOMAIN}"));
+    let (session, _) = incoming(&mut browser_side).await;
+    assert!(erin.wait_for("CALL_INCOMING", 3, WAIT).await);
+    carol.command("hangup", "");
+    ended_missed(&mut browser_side, &session).await;
+    assert!(erin.wait_for("CALL_CLOSED", 3, WAIT).await);
+    let reasons = erin.log.text().matches("Reason: SIP;cause=200").count();
+    assert_eq!(reasons, 1, "only the CANCEL of the second call said so");
+    nothing_left(&gateway).await;
 }
