@@ -421,7 +421,7 @@ async fn declining_and_unanswered_incoming_calls() {
     ));
     assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
     assert!(
-        bob.log.text().contains("486 Busy Here"),
+        bob.wait_log("486 Busy Here", WAIT).await,
         "bob was told busy:\n{}",
         bob.log.text()
     );
@@ -433,7 +433,12 @@ async fn declining_and_unanswered_incoming_calls() {
         SessionState::Terminated { reason: Some(reason) } if reason.starts_with("480")
     ));
     assert!(bob.wait_for("CALL_CLOSED", 2, WAIT).await);
-    assert!(bob.log.text().contains("480 Temporarily Unavailable"));
+    // The event may come before baresip's log line about it is read.
+    assert!(
+        bob.wait_log("480 Temporarily Unavailable", WAIT).await,
+        "bob was told the call was not answered:\n{}",
+        bob.log.text()
+    );
     setup.assert_nothing_left().await;
 }
 

@@ -138,9 +138,11 @@ async fn a_phones_call_rings_the_callees_browser_and_phone() {
     hears_the_phone(&mut browser, &offer).await;
     assert!(erin.wait_for("CALL_CLOSED", 2, WAIT).await);
     assert!(
-        erin.log
-            .text()
-            .contains("Reason: SIP;cause=200;text=\"Call completed elsewhere\""),
+        erin.wait_log(
+            "Reason: SIP;cause=200;text=\"Call completed elsewhere\"",
+            WAIT
+        )
+        .await,
         "erin's phone's CANCEL says why:\n{}",
         erin.log.text()
     );

@@ -172,7 +172,7 @@ async fn with_srtp_off_an_srtp_only_phone_is_refused() {
         "{closed}"
     );
     assert!(
-        bob.log.text().contains("Warning: 302"),
+        bob.wait_log("Warning: 302", WAIT).await,
         "the 488 says why:\n{}",
         bob.log.text()
     );
