@@ -96,6 +96,12 @@ async fn run_browser(
                     debug!(%digits, "DTMF to the echo test (nothing to send it to)");
                 }
                 Some(Command::Answer { .. }) => {}
+                Some(Command::Update { sdp }) => match echo.reoffer(&sdp) {
+                    Ok(answer) => update(CallUpdate::Updated { sdp: answer }),
+                    Err(error) => update(CallUpdate::UpdateFailed {
+                        reason: format!("488 the new offer cannot be used: {error}"),
+                    }),
+                },
             },
         }
     };

@@ -34,6 +34,8 @@ pub(crate) enum LegCommand {
     AnswerOffer(String),
     /// The far end's new offer cannot be taken; the session stays as it was.
     RefuseOffer(Refusal),
+    /// A new offer of ours mid-call (hold, resume).
+    Reoffer(String),
 }
 
 /// A refusal: a SIP status, as every far end understands one, and why.
@@ -74,6 +76,8 @@ pub(crate) enum LegEvent {
     Offer { sdp: Option<String> },
     /// Its answer to the offer we gave it.
     Answer { sdp: String },
+    /// Our offer was refused (or could not be made); the session stays as it was.
+    OfferRefused { code: u16, reason: String },
     /// Our DTMF tone was taken (or refused, 300 and up), so the next may go.
     DtmfAnswered { code: u16 },
     /// A DTMF tone from it.
@@ -132,6 +136,7 @@ pub(crate) fn to_sip(command: LegCommand) -> CallCommand {
             body: Bytes::from(format!("Signal={digit}\r\nDuration={duration}\r\n")),
         },
         LegCommand::AnswerOffer(sdp) => CallCommand::AnswerOffer(Bytes::from(sdp)),
+        LegCommand::Reoffer(sdp) => CallCommand::Reoffer(Bytes::from(sdp)),
         LegCommand::RefuseOffer(refused) => {
             let (code, reason, warning) = refusal(refused);
             CallCommand::RefuseOffer {
@@ -162,6 +167,7 @@ pub(crate) fn from_sip(event: sip::CallEvent) -> Option<LegEvent> {
         sip::CallEvent::Offer { sdp } => LegEvent::Offer { sdp: sdp.map(text) },
         sip::CallEvent::Answer { sdp } => LegEvent::Answer { sdp: text(sdp) },
         sip::CallEvent::InfoAnswered { code } => LegEvent::DtmfAnswered { code },
+        sip::CallEvent::OfferRefused { code, reason } => LegEvent::OfferRefused { code, reason },
         sip::CallEvent::Info { content_type, body } => {
             let tone = content_type
                 .trim()

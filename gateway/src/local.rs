@@ -403,9 +403,14 @@ impl Bridged {
             }
             LegCommand::AnsweredElsewhere => ended(None, "remote hangup", false),
             LegCommand::Dtmf { digit, duration } => Some(LegEvent::Dtmf { digit, duration }),
-            // Answers to the other side's mid-call offers: neither side of a bridge makes one
-            // (a browser's session-update is refused before it reaches the call).
-            LegCommand::AnswerOffer(_) | LegCommand::RefuseOffer(_) => None,
+            // A browser's new offer (hold, resume) reaches the other side's call as a
+            // re-INVITE would, and its answer or refusal comes back the same way.
+            LegCommand::Reoffer(sdp) => Some(LegEvent::Offer { sdp: Some(sdp) }),
+            LegCommand::AnswerOffer(sdp) => Some(LegEvent::Answer { sdp }),
+            LegCommand::RefuseOffer(refusal) => Some(LegEvent::OfferRefused {
+                code: refusal.code,
+                reason: format!("{} {}", refusal.code, refusal.reason),
+            }),
         }
     }
 }

@@ -277,7 +277,9 @@ impl Branch<'_> {
                 let _ = pair.accept_reanswer(Side::Callee, &sdp);
             }
             LegEvent::Dtmf { digit, duration } => self.say(LegCommand::Dtmf { digit, duration }),
-            LegEvent::Confirmed { .. } | LegEvent::DtmfAnswered { .. } => {}
+            LegEvent::Confirmed { .. }
+            | LegEvent::DtmfAnswered { .. }
+            | LegEvent::OfferRefused { .. } => {}
             LegEvent::Terminated(ending) => {
                 info!(reason = %ending.reason, "the callee's call ended");
                 self.say(if self.answered {
@@ -325,7 +327,8 @@ impl Branch<'_> {
             LegEvent::Progress { .. }
             | LegEvent::Answered { .. }
             | LegEvent::Confirmed { .. }
-            | LegEvent::DtmfAnswered { .. } => {}
+            | LegEvent::DtmfAnswered { .. }
+            | LegEvent::OfferRefused { .. } => {}
         }
     }
 }

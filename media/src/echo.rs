@@ -77,6 +77,19 @@ impl Echo {
         Ok((echo, answer.to_sdp_string()))
     }
 
+    /// The browser's new offer mid-call (hold, resume, video added): the answer. The echo
+    /// sends back whatever still comes.
+    pub fn reoffer(&mut self, offer: &str) -> Result<String> {
+        let offer = SdpOffer::from_sdp_string(offer)
+            .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|error| Error::WebRtc(error.to_string()))?;
+        Ok(answer.to_sdp_string())
+    }
+
     /// The ICE username fragment (for the browser port's demultiplexing).
     pub fn ice_ufrag(&mut self) -> String {
         self.rtc.direct_api().local_ice_credentials().ufrag

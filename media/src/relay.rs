@@ -122,6 +122,11 @@ enum Negotiation {
     },
     /// Incoming, offerless INVITE: the browser answered; the SIP answer comes in the ACK.
     AwaitingSipAck,
+    /// The browser's new offer mid-call went to the SIP side; its answer makes the browser's.
+    AwaitingSipReanswer {
+        offer: Box<SdpOffer>,
+        offer_text: String,
+    },
     /// Both sides agreed.
     Done,
 }
@@ -531,6 +536,67 @@ impl Relay {
         self.apply_sip_side(&description, true)?;
         self.version += 1;
         Ok(self.sip_description(self.sip.direction, Some((&description, audio_index))))
+    }
+
+    /// The browser's new offer mid-call (hold, resume, a new address after it changed
+    /// network): the offer for the SIP side's re-INVITE, in the direction the browser asks
+    /// for. The browser's answer is made once the SIP side answers
+    /// ([`Relay::finish_browser_reoffer`]); until then the call goes on as it was.
+    pub fn browser_reoffer(&mut self, offer: &str) -> Result<String> {
+        if !matches!(self.negotiation, Negotiation::Done) || self.browser.rtc.is_none() {
+            return Err(Error::WebRtc(
+                "the call is not ready for a new offer".to_owned(),
+            ));
+        }
+        let description = Description::parse(offer)?;
+        let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
+        let direction = audio.direction;
+        let parsed = SdpOffer::from_sdp_string(offer)
+            .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
+        self.negotiation = Negotiation::AwaitingSipReanswer {
+            offer: Box::new(parsed),
+            offer_text: offer.to_owned(),
+        };
+        self.version += 1;
+        self.offered_keys = self.sip_keys();
+        Ok(self.sip_description(direction, None))
+    }
+
+    /// The SIP side's answer to [`Relay::browser_reoffer`]: the browser's answer.
+    pub fn finish_browser_reoffer(&mut self, now: Instant, sip_answer: &str) -> Result<String> {
+        let Negotiation::AwaitingSipReanswer { offer, offer_text } =
+            std::mem::replace(&mut self.negotiation, Negotiation::Done)
+        else {
+            return Err(Error::WebRtc("no new offer is waiting".to_owned()));
+        };
+        self.accept_sip_reanswer(sip_answer)?;
+        let rtc = self
+            .browser
+            .rtc
+            .as_mut()
+            .ok_or_else(|| Error::WebRtc("no WebRTC peer".to_owned()))?;
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(*offer)
+            .map_err(|error| Error::WebRtc(error.to_string()))?;
+        self.learn_browser_pts();
+        let browser = Description::parse(&offer_text)?;
+        let sends = browser
+            .audio()
+            .is_some_and(|(_, audio)| audio.direction.sends());
+        if sends && !self.browser.sends {
+            // Resumed: its silence is counted from now.
+            self.browser.last_rtp = now;
+        }
+        self.browser.sends = sends;
+        Ok(declined_as_offered(&answer.to_sdp_string(), &browser))
+    }
+
+    /// The SIP side refused [`Relay::browser_reoffer`]: the call goes on as it was.
+    pub fn abandon_browser_reoffer(&mut self) {
+        if matches!(self.negotiation, Negotiation::AwaitingSipReanswer { .. }) {
+            self.negotiation = Negotiation::Done;
+        }
     }
 
     /// Our offer for an offerless re-INVITE from the SIP side (the call as it is).

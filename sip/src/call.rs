@@ -202,10 +202,19 @@ pub enum CallEvent {
         /// The offer.
         sdp: Option<Bytes>,
     },
-    /// The answer (in an ACK) to the offer we gave an offerless re-INVITE.
+    /// The far end's answer to our offer: in the ACK, for the offer we gave an offerless
+    /// re-INVITE; in the 2xx, for our own re-INVITE ([`Call::reoffer`]).
     Answer {
         /// The answer.
         sdp: Bytes,
+    },
+    /// Our re-INVITE's offer was refused (or could not be sent): the session stays as it
+    /// was (RFC 3261 section 14.1).
+    OfferRefused {
+        /// The status code.
+        code: u16,
+        /// The status line, or why it was not sent.
+        reason: String,
     },
     /// Our INFO got its final response (or failed: 408, 503), so the next may go.
     InfoAnswered {
@@ -329,8 +338,11 @@ pub struct Call {
     pending: Option<PendingOffer>,
     /// The CSeq of our own re-INVITE or UPDATE in progress (a refresh).
     refreshing: Option<(Method, u32)>,
-    /// When to retry a refresh that met glare.
+    /// When to retry a refresh (or our re-offer) that met glare.
     retry_refresh: Option<Instant>,
+    /// Our own re-INVITE with a new offer is in progress: the description it replaces, which
+    /// is ours again if the offer is refused.
+    reoffering: Option<Bytes>,
     timer: Option<SessionTimer>,
     /// The far end accepts UPDATE (it listed it in Allow).
     peer_update: bool,
@@ -441,6 +453,7 @@ impl Call {
             pending: None,
             refreshing: None,
             retry_refresh: None,
+            reoffering: None,
             timer: None,
             peer_update: false,
             local_sdp: Bytes::new(),
@@ -784,7 +797,11 @@ impl Call {
         }
         if self.retry_refresh.is_some_and(|due| now >= due) {
             self.retry_refresh = None;
-            self.send_refresh(now);
+            if self.reoffering.is_some() {
+                self.send_session_request(now, Method::INVITE);
+            } else {
+                self.send_refresh(now);
+            }
         }
         if self.phase == Phase::Confirmed
             && self.refreshing.is_none()

@@ -207,6 +207,14 @@ impl Browser {
         self.local_sdp().await
     }
 
+    /// A new offer mid-call whose streams say `direction` (`sendonly` to put the far end on
+    /// hold), not applied here: the test looks at what the far end makes of it, and the peer
+    /// goes on as it was.
+    pub async fn offer_with_direction(&self, direction: &str) -> String {
+        let offer = self.peer.create_offer(None).await.expect("an offer");
+        offer.sdp.replace("a=sendrecv", &format!("a={direction}"))
+    }
+
     /// Applies the answer to our offer.
     pub async fn accept_answer(&self, sdp: &str) {
         let answer = RTCSessionDescription::answer(sdp.to_owned()).expect("an answer");

@@ -78,6 +78,15 @@ impl Fork {
                 self.info_to = Some(branch);
                 self.out.push_back((branch, command));
             }
+            LegCommand::Reoffer(_) => {
+                let Some(branch) = self.winner else {
+                    return Some(LegEvent::OfferRefused {
+                        code: 491,
+                        reason: "491 Request Pending (no branch has answered)".to_owned(),
+                    });
+                };
+                self.out.push_back((branch, command));
+            }
             LegCommand::AnswerOffer(_) | LegCommand::RefuseOffer(_) => {
                 if let Some(branch) = self.offer_from.take() {
                     self.out.push_back((branch, command));

@@ -121,6 +121,14 @@ impl IncomingFork {
                     self.out.push_back(Deliver::Phone(command));
                 }
             }
+            // A browser offers anew only once the call is up (it is the winner then).
+            LegCommand::Reoffer(_) => self.out.push_back(Deliver::Branch(
+                branch,
+                LegEvent::OfferRefused {
+                    code: 491,
+                    reason: "491 Request Pending (the call is not answered)".to_owned(),
+                },
+            )),
             // A ringing browser sends no DTMF; if one did, no dialog carries it.
             LegCommand::Dtmf { .. } => self.out.push_back(Deliver::Branch(
                 branch,

@@ -62,6 +62,10 @@ pub(crate) enum Command {
         digits: String,
         duration: u32,
     },
+    /// A new offer from the front-end mid-call (hold, resume): re-offered to the far end.
+    Update {
+        sdp: String,
+    },
 }
 
 /// The far end of an incoming call.
@@ -131,6 +135,10 @@ pub(crate) enum CallUpdate {
     },
     /// Media flows with the front-end.
     Established,
+    /// The front-end's new offer was taken by the far end: the answer for it.
+    Updated { sdp: String },
+    /// The front-end's new offer was not taken; the call goes on as it was.
+    UpdateFailed { reason: String },
     /// An incoming call was given up before it was answered (the caller cancelled, or no one
     /// answered in time). `Terminated` follows.
     Missed { caller: Caller },

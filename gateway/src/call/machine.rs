@@ -73,6 +73,8 @@ pub(crate) struct Machine {
     dtmf_in_flight: bool,
     /// When the next tone goes.
     dtmf_due: Option<Instant>,
+    /// The front-end's new offer is with the far end.
+    updating: bool,
     out: VecDeque<Output>,
 }
 
@@ -127,6 +129,7 @@ impl Machine {
             dtmf_duration: 0,
             dtmf_in_flight: false,
             dtmf_due: None,
+            updating: false,
             out: VecDeque::new(),
         }
     }
@@ -193,6 +196,7 @@ impl Machine {
                 _ => self.hang_up("local hangup"),
             },
             Command::Answer { sdp, headers } => self.answer(now, &sdp, headers),
+            Command::Update { sdp } => self.reoffer(&sdp),
             Command::Dtmf { digits, duration } => {
                 self.dtmf.extend(digits.chars());
                 self.dtmf_duration = duration;
@@ -236,6 +240,23 @@ impl Machine {
                 self.finish(&format!("the answer cannot be used: {error}"));
             }
         }
+    }
+
+    /// The front-end's new offer mid-call: re-offered to the far end, one at a time.
+    fn reoffer(&mut self, sdp: &str) {
+        let refused = match (self.phase, self.updating) {
+            (Phase::Up, false) => match self.relay.browser_reoffer(sdp) {
+                Ok(offer) => {
+                    self.updating = true;
+                    info!("new offer from the front-end: re-INVITE");
+                    return self.far_end(LegCommand::Reoffer(offer));
+                }
+                Err(error) => format!("488 the new offer cannot be used: {error}"),
+            },
+            (Phase::Up, true) => "491 Request Pending (an update is in progress)".to_owned(),
+            _ => "the call is not answered: no update yet".to_owned(),
+        };
+        self.update(CallUpdate::UpdateFailed { reason: refused });
     }
 
     /// Sends the next DTMF tone (to SIP, one INFO).
@@ -341,9 +362,32 @@ impl Machine {
                     }
                 }
             }
+            LegEvent::Answer { sdp } if std::mem::take(&mut self.updating) => {
+                match self.relay.finish_browser_reoffer(now, &sdp) {
+                    Ok(answer) => {
+                        info!(direction = %self.relay.sip_direction(), "update answered");
+                        self.update(CallUpdate::Updated { sdp: answer });
+                    }
+                    // The far end took an offer the front-end's side cannot follow: the two
+                    // sides no longer agree, so the call ends.
+                    Err(error) => {
+                        self.update(CallUpdate::UpdateFailed {
+                            reason: error.to_string(),
+                        });
+                        self.hang_up(&format!("the answer to the update cannot be used: {error}"));
+                    }
+                }
+            }
             LegEvent::Answer { sdp } => {
                 if let Err(error) = self.relay.accept_sip_reanswer(&sdp) {
                     warn!(%error, "the answer to our offer cannot be used");
+                }
+            }
+            LegEvent::OfferRefused { code, reason } => {
+                if std::mem::take(&mut self.updating) {
+                    info!(code, %reason, "update refused");
+                    self.relay.abandon_browser_reoffer();
+                    self.update(CallUpdate::UpdateFailed { reason });
                 }
             }
             LegEvent::Dtmf { digit, duration } => {

@@ -361,6 +361,7 @@ impl Connection {
             RequestBody::SessionTrickle(trickle) => self.session_live(&trickle.session).map(|_| ()),
             RequestBody::SessionTerminate { session } => self.session_terminate(session),
             RequestBody::SessionDtmfInfo(dtmf) => self.session_dtmf(dtmf),
+            RequestBody::SessionUpdate(update) => self.session_update(update),
             _ => Err((
                 ErrorKind::NotSupported,
                 format!("not supported yet: {name}"),

@@ -19,6 +19,9 @@ pub(super) struct BrowserLeg {
     pub(super) last_stun: Instant,
     /// When the browser's RTP was last heard.
     pub(super) last_rtp: Instant,
+    /// The browser sends (its latest description's direction): a held browser's silence is
+    /// no failure.
+    pub(super) sends: bool,
     /// The datagram handed out by `poll_output`, kept until the next call.
     pub(super) held: Option<Transmit>,
 }
@@ -30,6 +33,7 @@ impl BrowserLeg {
             connected: false,
             last_stun: now,
             last_rtp: now,
+            sends: true,
             held: None,
         }
     }

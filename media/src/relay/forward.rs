@@ -259,7 +259,9 @@ impl Relay {
                 timeout.as_secs()
             ));
         }
-        if self.browser.connected && now.saturating_duration_since(self.browser.last_rtp) > timeout
+        if self.browser.connected
+            && self.browser.sends
+            && now.saturating_duration_since(self.browser.last_rtp) > timeout
         {
             self.fail(format!(
                 "no RTP from the browser for {} s",

@@ -135,15 +135,46 @@ impl Call {
         }
     }
 
+    /// Sends a new offer to the far end in a re-INVITE (hold, resume, a new address): its
+    /// answer comes as [`CallEvent::Answer`], a refusal as [`CallEvent::OfferRefused`] (the
+    /// session then stays as it was); 491 is retried after 2.5 s (RFC 3261 section 14.1);
+    /// 408 and 481 end the call. Refused at once (false, with the event) while the call is not
+    /// confirmed or another offer or refresh is in progress.
+    pub fn reoffer(&mut self, now: Instant, sdp: Bytes) -> bool {
+        let busy = self.phase != Phase::Confirmed
+            || self.dialog.is_none()
+            || self.pending.is_some()
+            || self.refreshing.is_some()
+            || self.unacked.is_some()
+            || self.reoffering.is_some();
+        if busy {
+            self.events.push_back(CallEvent::OfferRefused {
+                code: 491,
+                reason: "491 Request Pending (the call is not ready for a new offer)".to_owned(),
+            });
+            return false;
+        }
+        self.reoffering = Some(std::mem::replace(&mut self.local_sdp, sdp));
+        self.send_session_request(now, Method::INVITE);
+        true
+    }
+
     pub(super) fn send_refresh(&mut self, now: Instant) {
-        let Some(dialog) = self.dialog.clone() else {
+        if self.timer.is_none() {
             return;
-        };
-        let Some(timer) = self.timer else { return };
+        }
         let method = if self.peer_update {
             Method::UPDATE
         } else {
             Method::INVITE
+        };
+        self.send_session_request(now, method);
+    }
+
+    /// A refresh, or our re-offer (`local_sdp` is the description sent in a re-INVITE).
+    pub(super) fn send_session_request(&mut self, now: Instant, method: Method) {
+        let Some(dialog) = self.dialog.clone() else {
+            return;
         };
         self.cseq = self.cseq.max(dialog.local_seq) + 1;
         let via = self.via();
@@ -152,13 +183,15 @@ impl Call {
         };
         request.headers.insert(Name::CONTACT, self.contact());
         request.headers.insert(Name::SUPPORTED, SUPPORTED);
-        request.headers.insert(
-            Name::SESSION_EXPIRES,
-            format!("{};refresher=uac", timer.interval),
-        );
-        request
-            .headers
-            .insert(Name::MIN_SE, self.config.min_se.to_string());
+        if let Some(timer) = self.timer {
+            request.headers.insert(
+                Name::SESSION_EXPIRES,
+                format!("{};refresher=uac", timer.interval),
+            );
+            request
+                .headers
+                .insert(Name::MIN_SE, self.config.min_se.to_string());
+        }
         if method == Method::INVITE {
             // The session is unchanged: the same description again (RFC 3264 section 8).
             request
@@ -188,6 +221,11 @@ impl Call {
         self.refreshing = None;
         match code {
             200..=299 => {
+                if self.reoffering.take().is_some() {
+                    self.events.push_back(CallEvent::Answer {
+                        sdp: response.body.clone(),
+                    });
+                }
                 if *method == Method::INVITE
                     && let Some(dialog) = self.dialog.clone()
                 {
@@ -210,7 +248,13 @@ impl Call {
                 self.auth.succeeded();
                 self.arm_session_timer(now);
             }
-            401 | 407 if self.auth.challenge(response).is_ok() => self.send_refresh(now),
+            401 | 407 if self.auth.challenge(response).is_ok() => {
+                if self.reoffering.is_some() {
+                    self.send_session_request(now, Method::INVITE);
+                } else {
+                    self.send_refresh(now);
+                }
+            }
             422 => {
                 let min = response
                     .header(&Name::MIN_SE)
@@ -219,15 +263,36 @@ impl Call {
                 if let (Some(min), Some(timer)) = (min, &mut self.timer) {
                     timer.interval = min.max(timer.interval);
                     self.config.min_se = min;
-                    self.send_refresh(now);
+                    if self.reoffering.is_some() {
+                        self.send_session_request(now, Method::INVITE);
+                    } else {
+                        self.send_refresh(now);
+                    }
+                } else if let Some(previous) = self.reoffering.take() {
+                    self.local_sdp = previous;
+                    self.events.push_back(CallEvent::OfferRefused {
+                        code,
+                        reason: response_line(response),
+                    });
                 }
             }
             // RFC 3261 section 14.1: glare, retry after 2.1 to 4 s (we own no Call-ID choice
             // to order by, so a fixed 2.5 s).
             491 => self.retry_refresh = Some(now + Duration::from_millis(2_500)),
-            408 | 481 => self.hangup_with(now, Some(code), response_line(response)),
+            408 | 481 => {
+                self.reoffering = None;
+                self.hangup_with(now, Some(code), response_line(response));
+            }
             // Other failures leave the session as it was, until it expires.
-            _ => {}
+            _ => {
+                if let Some(previous) = self.reoffering.take() {
+                    self.local_sdp = previous;
+                    self.events.push_back(CallEvent::OfferRefused {
+                        code,
+                        reason: response_line(response),
+                    });
+                }
+            }
         }
     }
 }

@@ -794,6 +794,59 @@ fn reinvites_are_handed_to_the_owner_and_glare_gets_491() {
 }
 
 #[test]
+fn our_reoffer_goes_in_a_reinvite_and_its_answer_or_refusal_comes_back() {
+    let now = Instant::now();
+    let mut call = confirmed(now);
+    assert!(call.reoffer(now, Bytes::from_static(b"v=0 sendonly")));
+    let reinvite = only_request(&mut call);
+    assert_eq!(method(&reinvite), "INVITE");
+    assert_eq!(reinvite.body, Bytes::from_static(b"v=0 sendonly"));
+    // One offer at a time: a second one, and the far end's crossing one, wait.
+    assert!(!call.reoffer(now, Bytes::from_static(b"v=0 again")));
+    assert!(matches!(
+        &events(&mut call)[..],
+        [CallEvent::OfferRefused { code: 491, .. }]
+    ));
+    call.handle_request(
+        now,
+        &in_dialog("INVITE", 21, "Content-Type: application/sdp\n", "v=0\n"),
+    );
+    assert_eq!(only_request(&mut call).code(), Some(491));
+    // The answer comes in the 2xx, which is ACKed.
+    call.handle_response(now, &reply(&reinvite, 200, Some("x"), &[], true));
+    assert!(
+        matches!(&events(&mut call)[..], [CallEvent::Answer { sdp }] if sdp == &Bytes::from_static(OFFER.as_bytes()))
+    );
+    assert_eq!(method(&only_request(&mut call)), "ACK");
+
+    // Glare: retried after 2.5 s with the same offer; then refused: the old description is
+    // ours again (a refresh re-INVITE would resend it).
+    assert!(call.reoffer(now, Bytes::from_static(b"v=0 inactive")));
+    let reinvite = only_request(&mut call);
+    call.handle_response(now, &reply(&reinvite, 491, Some("x"), &[], false));
+    assert!(events(&mut call).is_empty());
+    let retry = call.poll_timeout().expect("a retry");
+    assert!(retry <= now + Duration::from_secs(4));
+    call.handle_timeout(retry);
+    let again = only_request(&mut call);
+    assert_eq!(again.body, Bytes::from_static(b"v=0 inactive"));
+    call.handle_response(retry, &reply(&again, 488, Some("x"), &[], false));
+    assert!(matches!(
+        &events(&mut call)[..],
+        [CallEvent::OfferRefused { code: 488, .. }]
+    ));
+    assert_eq!(call.local_sdp, Bytes::from_static(b"v=0 sendonly"));
+    // 481: the dialog is gone, and so is the call.
+    assert!(call.reoffer(retry, Bytes::from_static(b"v=0")));
+    let reinvite = only_request(&mut call);
+    call.handle_response(retry, &reply(&reinvite, 481, Some("x"), &[], false));
+    assert!(matches!(
+        events(&mut call).last(),
+        Some(CallEvent::Terminated(_))
+    ));
+}
+
+#[test]
 fn a_refresh_that_meets_glare_is_retried() {
     let now = Instant::now();
     let mut call = confirmed(now);

@@ -141,6 +141,9 @@ pub enum CallCommand {
         /// Why, for the person at the other end.
         warning: Option<Warning>,
     },
+    /// Send a new offer in a re-INVITE (its answer comes as `CallEvent::Answer`, a refusal as
+    /// `CallEvent::OfferRefused`).
+    Reoffer(Bytes),
     /// Send an INFO.
     Info {
         /// Its Content-Type.
@@ -424,6 +427,9 @@ impl Driver {
             } => sip.refuse_offer(code, &reason, warning.as_ref()),
             CallCommand::Info { content_type, body } => {
                 sip.info(&content_type, body);
+            }
+            CallCommand::Reoffer(sdp) => {
+                sip.reoffer(now, sdp);
             }
         });
     }

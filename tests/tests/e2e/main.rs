@@ -29,5 +29,6 @@ mod requests;
 mod sipp_calls;
 mod srtp;
 mod tls;
+mod updates;
 mod web_phone;
 mod webrtcsink;

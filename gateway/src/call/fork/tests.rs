@@ -62,6 +62,7 @@ fn sent(fork: &mut Fork) -> Vec<String> {
                 LegCommand::Dtmf { .. } => "info",
                 LegCommand::RefuseOffer(_) => "refuse offer",
                 LegCommand::AnswerOffer(_) => "answer offer",
+                LegCommand::Reoffer(_) => "reoffer",
                 LegCommand::Ring => "ring",
                 LegCommand::Answer { .. } => "answer",
                 LegCommand::Reject(_) => "reject",

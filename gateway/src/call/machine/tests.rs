@@ -79,6 +79,8 @@ fn describe(command: &LegCommand) -> String {
         LegCommand::Reject(refusal) => format!("reject {} {}", refusal.code, refusal.reason),
         LegCommand::Dtmf { digit, .. } => format!("DTMF {digit}"),
         LegCommand::Answer { .. } => "answer".to_owned(),
+        LegCommand::Reoffer(sdp) if sdp.contains("a=sendonly") => "re-offer sendonly".to_owned(),
+        LegCommand::Reoffer(_) => "re-offer".to_owned(),
         other => format!("{other:?}"),
     }
 }
@@ -272,4 +274,62 @@ fn a_front_end_that_goes_away_hangs_up_once() {
     // A call dropped mid-way (shutdown) still owes the far end its hang-up.
     let mut call = outgoing(now);
     assert!(matches!(call.abandon(), Some(LegCommand::Hangup)));
+}
+
+#[test]
+fn an_update_from_the_front_end_is_reoffered_and_answered_or_refused() {
+    let now = Instant::now();
+    let mut call = outgoing(now);
+    call.handle_command(
+        now,
+        Command::Update {
+            sdp: CHROME.to_owned(),
+        },
+    );
+    let out = outputs(&mut call);
+    assert_eq!(
+        out.last().map(String::as_str),
+        Some("update: UpdateFailed { reason: \"the call is not answered: no update yet\" }")
+    );
+    call.handle_far_end(now, LegEvent::Answered { sdp: sip_answer() });
+    outputs(&mut call);
+    // Hold: the browser's offer says sendonly, and so does the re-INVITE's.
+    let hold = CHROME.replace("a=sendrecv", "a=sendonly");
+    call.handle_command(now, Command::Update { sdp: hold.clone() });
+    assert_eq!(outputs(&mut call), ["far end: re-offer sendonly"]);
+    // One at a time.
+    call.handle_command(now, Command::Update { sdp: hold });
+    assert_eq!(
+        outputs(&mut call),
+        ["update: UpdateFailed { reason: \"491 Request Pending (an update is in progress)\" }"]
+    );
+    let held = BARESIP_ANSWER.replace("a=sendrecv", "a=recvonly");
+    call.handle_far_end(now, LegEvent::Answer { sdp: held });
+    let out = outputs(&mut call);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].starts_with("update: Updated"), "{out:?}");
+    assert!(
+        out[0].contains("a=recvonly"),
+        "the browser's answer: {out:?}"
+    );
+    // A refused update leaves the call as it was.
+    call.handle_command(
+        now,
+        Command::Update {
+            sdp: CHROME.to_owned(),
+        },
+    );
+    assert_eq!(outputs(&mut call), ["far end: re-offer"]);
+    call.handle_far_end(
+        now,
+        LegEvent::OfferRefused {
+            code: 488,
+            reason: "488 Not Acceptable Here".into(),
+        },
+    );
+    assert_eq!(
+        outputs(&mut call),
+        ["update: UpdateFailed { reason: \"488 Not Acceptable Here\" }"]
+    );
+    assert!(!call.is_over());
 }

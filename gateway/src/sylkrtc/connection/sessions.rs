@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use protocol::{
     AccountEvent, Event, Party, SessionAnswer, SessionCreate, SessionDtmfInfo, SessionEvent,
-    SessionState,
+    SessionState, SessionUpdate, UpdateState,
 };
 use sip::driver::{CallHandle, IncomingCall};
 
@@ -113,6 +113,28 @@ impl Connection {
         self.deferred.push(Output::Call {
             session,
             command: Command::Hangup,
+        });
+        Ok(())
+    }
+
+    /// `session-update`: the client's new offer once the call is answered (hold, resume), for
+    /// a re-INVITE; the far end's answer comes back as the session's `update` `accepted`, a
+    /// refusal as `update` `failed`, and the call goes on. (The gateway answers the far end's
+    /// own re-INVITEs itself, so a `session-update` is never the answer to one.)
+    pub(super) fn session_update(&mut self, update: SessionUpdate) -> Result<(), Refusal> {
+        let session = self.session_live(&update.session)?;
+        if !session.accepted && !session.answered {
+            return Err((
+                ErrorKind::Refused,
+                format!("Session {} is not answered yet: no update", update.session),
+            ));
+        }
+        if update.sdp.trim().is_empty() {
+            return Err((ErrorKind::Invalid, "sdp must be an offer".to_owned()));
+        }
+        self.deferred.push(Output::Call {
+            session: update.session,
+            command: Command::Update { sdp: update.sdp },
         });
         Ok(())
     }
@@ -238,6 +260,20 @@ impl Connection {
                 }
             }
             CallUpdate::Established => SessionState::Established,
+            CallUpdate::Updated { sdp } => {
+                return self.send_event(Event::Session {
+                    session: session.to_owned(),
+                    event: SessionEvent::Update(UpdateState::Accepted { sdp }),
+                });
+            }
+            CallUpdate::UpdateFailed { reason } => {
+                return self.send_event(Event::Session {
+                    session: session.to_owned(),
+                    event: SessionEvent::Update(UpdateState::Failed {
+                        reason: Some(reason),
+                    }),
+                });
+            }
             CallUpdate::Terminated(ending) => {
                 // The id is free again.
                 let announced = live.announced;

@@ -142,7 +142,6 @@ fn domains_outside_sip_domains_are_refused() {
 fn features_not_built_say_so() {
     let mut connection = connection(Version::V1, &["*"]);
     for (name, extra) in [
-        ("session-update", json!({"session": "s", "sdp": "v=0"})),
         ("videoroom-join", json!({})),
         ("account-fetch-addressbook", json!({"account": "a@b.c"})),
     ] {
