@@ -4,12 +4,17 @@
 
 use std::time::Duration;
 
+use gateway_tests::Gateway;
 use gateway_tests::baresip::Baresip;
 use gateway_tests::browser::{AudioCodec, Browser};
 use protocol::{Event, ServerMessage, SessionEvent, SessionState, UpdateState};
 use serde_json::json;
 
 use crate::calls::{Setup, browser_tone, call_bob, next, payload_type, until, until_heard};
+use crate::fork::incoming;
+use crate::local::{
+    DOMAIN, answer_in_browser, answered, local_client, place, shipped, tones_both_ways,
+};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -99,4 +104,81 @@ async fn the_browser_puts_the_phone_on_hold_and_resumes_it() {
     assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
     browser.close().await;
     setup.assert_nothing_left().await;
+}
+
+/// Between two browsers of the local domain the new offer crosses the bridge as a re-INVITE
+/// would: the callee's side answers it (mirrored), the caller's browser gets its answer, and
+/// after the resume both hear each other again. The echo test takes an update too.
+#[tokio::test]
+async fn an_update_crosses_a_call_between_browsers_and_reaches_the_echo() {
+    let gateway = Gateway::start(shipped()).await;
+    let mut alice = local_client(&gateway, "alice").await;
+    let mut carol = local_client(&gateway, "carol").await;
+    let mut caller = Browser::new(&[AudioCodec::Pcmu]).await;
+    place(&mut alice, &caller, "b2b", &format!("carol@{DOMAIN}")).await;
+    let (session, offer) = incoming(&mut carol).await;
+    let mut callee = answer_in_browser(&mut carol, &session, &offer).await;
+    let caller_answer = answered(&mut alice, "b2b").await;
+    tones_both_ways(&mut caller, &caller_answer, &mut callee, &offer).await;
+
+    let hold = caller.offer_with_direction("inactive").await;
+    alice
+        .expect_ack_amid_events(json!({"sylkrtc": "session-update", "session": "b2b", "sdp": hold}))
+        .await;
+    let UpdateState::Accepted { sdp } = update_of(&mut alice, "b2b").await else {
+        panic!("the update is accepted");
+    };
+    assert!(sdp.contains("a=inactive"), "{sdp}");
+    let resume = caller.offer().await;
+    alice
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-update", "session": "b2b", "sdp": resume}),
+        )
+        .await;
+    let UpdateState::Accepted { sdp } = update_of(&mut alice, "b2b").await else {
+        panic!("the update is accepted");
+    };
+    caller.accept_answer(&sdp).await;
+    caller.clear_received();
+    callee.clear_received();
+    let pt = payload_type(&sdp, media::Format::Audio(media::Codec::Pcmu));
+    let tone = || browser_tone(&caller, pt, AudioCodec::Pcmu);
+    assert_eq!(
+        until_heard(1000.0, tone).await.0,
+        1000.0,
+        "alice hears carol again"
+    );
+    let pt = payload_type(&offer, media::Format::Audio(media::Codec::Pcmu));
+    let tone = || browser_tone(&callee, pt, AudioCodec::Pcmu);
+    assert_eq!(
+        until_heard(440.0, tone).await.0,
+        440.0,
+        "carol hears alice again"
+    );
+    alice
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "b2b"}))
+        .await;
+    caller.close().await;
+    callee.close().await;
+
+    // The echo test.
+    let echo = Browser::new(&[AudioCodec::Pcmu]).await;
+    place(&mut alice, &echo, "echo", &format!("echo@{DOMAIN}")).await;
+    let answer = answered(&mut alice, "echo").await;
+    echo.accept_answer(&answer).await;
+    let hold = echo.offer_with_direction("sendonly").await;
+    alice
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-update", "session": "echo", "sdp": hold}),
+        )
+        .await;
+    let UpdateState::Accepted { sdp } = update_of(&mut alice, "echo").await else {
+        panic!("the echo takes the update");
+    };
+    assert!(sdp.contains("a=recvonly"), "{sdp}");
+    alice
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "echo"}))
+        .await;
+    echo.close().await;
+    assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
 }
