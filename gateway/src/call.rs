@@ -173,6 +173,7 @@ impl Call {
         Policy {
             ring_timeout: media.ring_timeout,
             no_answer_timeout: media.no_answer_timeout,
+            update_timeout: media.update_timeout,
             decline_code: media.decline_code,
         }
     }

@@ -206,6 +206,10 @@ pub struct CallsConfig {
     /// `408 Request Timeout (no answer within N s)`).
     #[serde(default = "default_no_answer_timeout")]
     pub no_answer_timeout: u64,
+    /// Seconds the client has to answer a far end's new offer (`update` `received`: hold,
+    /// resume) before the gateway answers it with the session as it stands.
+    #[serde(default = "default_update_timeout")]
+    pub update_timeout: u64,
 }
 
 impl Default for MediaConfig {
@@ -231,6 +235,7 @@ impl Default for CallsConfig {
             ring_timeout: default_ring_timeout(),
             decline_code: default_decline_code(),
             no_answer_timeout: default_no_answer_timeout(),
+            update_timeout: default_update_timeout(),
         }
     }
 }
@@ -275,6 +280,10 @@ fn default_ring_timeout() -> u64 {
 
 fn default_no_answer_timeout() -> u64 {
     120
+}
+
+fn default_update_timeout() -> u64 {
+    10
 }
 
 fn default_decline_code() -> u16 {

@@ -446,6 +446,7 @@ export class Call extends Emitter {
   getStats() { return this._pc ? this._pc.getStats() : Promise.resolve(new Map()); }
 
   async _event(data) {
+    if (data.event === 'update') return this._update(data);
     if (data.event !== 'state') return;
     const state = data.state;
     if (data.call_id) this.callId = data.call_id;
@@ -467,6 +468,28 @@ export class Call extends Emitter {
     if (data.code) extra.code = data.code;
     if (data.reason) extra.reason = data.reason;
     this._setState(state, extra);
+  }
+
+  /** The far end changed the session (hold, resume): its offer is answered at once, as
+   * sylkrtc.js's answerUpdate() would; the answer to our own update is applied. */
+  async _update(data) {
+    const pc = this._pc;
+    if (!pc) return;
+    try {
+      if (data.state === 'received' && data.sdp) {
+        await pc.setRemoteDescription({ type: 'offer', sdp: data.sdp });
+        const answer = await pc.createAnswer();
+        await pc.setLocalDescription(answer);
+        await this.connection.request('session-update', { session: this.id, sdp: pc.localDescription.sdp });
+      } else if (data.state === 'accepted' && data.sdp && pc.signalingState === 'have-local-offer') {
+        await pc.setRemoteDescription({ type: 'answer', sdp: data.sdp });
+      } else if (data.state === 'failed' && pc.signalingState === 'have-local-offer') {
+        await pc.setLocalDescription({ type: 'rollback' });
+      }
+    } catch (error) {
+      console.warn(`sylkrtc: update ${data.state}: ${error.message}`);
+    }
+    this.emit('update', data.state, data.reason);
   }
 
   _terminated(reason) {

@@ -122,6 +122,8 @@ enum Negotiation {
     },
     /// Incoming, offerless INVITE: the browser answered; the SIP answer comes in the ACK.
     AwaitingSipAck,
+    /// Our new offer to the browser (the SIP side changed the session) waits for its answer.
+    AwaitingBrowserUpdate { pending: Box<SdpPendingOffer> },
     /// The browser's new offer mid-call went to the SIP side; its answer makes the browser's.
     AwaitingSipReanswer {
         offer: Box<SdpOffer>,
@@ -590,6 +592,71 @@ impl Relay {
         }
         self.browser.sends = sends;
         Ok(declined_as_offered(&answer.to_sdp_string(), &browser))
+    }
+
+    /// After the SIP side's new offer was taken ([`Relay::answer_sip_offer`]): our offer to the
+    /// browser when what the browser sends or receives changed (hold, resume), else none. Its
+    /// answer goes to [`Relay::accept_browser_update`].
+    pub fn browser_update(&mut self) -> Result<Option<String>> {
+        if !matches!(self.negotiation, Negotiation::Done) {
+            return Ok(None);
+        }
+        let (Some(rtc), Some(mid)) = (self.browser.rtc.as_mut(), self.track.mid) else {
+            return Ok(None);
+        };
+        // Toward the browser we send what the SIP side sends us, and take from it what we
+        // send the SIP side.
+        let direction = match (self.sip.direction.receives(), self.sip.direction.sends()) {
+            (true, true) => WebRtcDirection::SendRecv,
+            (true, false) => WebRtcDirection::SendOnly,
+            (false, true) => WebRtcDirection::RecvOnly,
+            (false, false) => WebRtcDirection::Inactive,
+        };
+        let mut api = rtc.sdp_api();
+        api.set_direction(mid, direction);
+        let Some((offer, pending)) = api.apply() else {
+            return Ok(None);
+        };
+        self.negotiation = Negotiation::AwaitingBrowserUpdate {
+            pending: Box::new(pending),
+        };
+        Ok(Some(offer.to_sdp_string()))
+    }
+
+    /// Whether an offer to the browser waits for its answer.
+    pub fn browser_update_pending(&self) -> bool {
+        matches!(self.negotiation, Negotiation::AwaitingBrowserUpdate { .. })
+    }
+
+    /// The browser's answer to [`Relay::browser_update`].
+    pub fn accept_browser_update(&mut self, now: Instant, answer: &str) -> Result<()> {
+        let Negotiation::AwaitingBrowserUpdate { pending } =
+            std::mem::replace(&mut self.negotiation, Negotiation::Done)
+        else {
+            return Err(Error::WebRtc(
+                "no offer is waiting for an answer".to_owned(),
+            ));
+        };
+        let description = Description::parse(answer)?;
+        let parsed = SdpAnswer::from_sdp_string(answer)
+            .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
+        let rtc = self
+            .browser
+            .rtc
+            .as_mut()
+            .ok_or_else(|| Error::WebRtc("no WebRTC peer".to_owned()))?;
+        rtc.sdp_api()
+            .accept_answer(*pending, parsed)
+            .map_err(|error| Error::WebRtc(error.to_string()))?;
+        self.learn_browser_pts();
+        let sends = description
+            .audio()
+            .is_some_and(|(_, audio)| audio.direction.sends());
+        if sends && !self.browser.sends {
+            self.browser.last_rtp = now;
+        }
+        self.browser.sends = sends;
+        Ok(())
     }
 
     /// The SIP side refused [`Relay::browser_reoffer`]: the call goes on as it was.

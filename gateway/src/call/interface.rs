@@ -62,7 +62,8 @@ pub(crate) enum Command {
         digits: String,
         duration: u32,
     },
-    /// A new offer from the front-end mid-call (hold, resume): re-offered to the far end.
+    /// The front-end's SDP mid-call: a new offer (hold, resume), re-offered to the far end, or
+    /// the answer to the far end's (`CallUpdate::UpdateReceived`).
     Update {
         sdp: String,
     },
@@ -139,6 +140,9 @@ pub(crate) enum CallUpdate {
     Updated { sdp: String },
     /// The front-end's new offer was not taken; the call goes on as it was.
     UpdateFailed { reason: String },
+    /// The far end changed the session (hold, resume): an offer for the front-end, whose
+    /// answer comes as `Command::Update`.
+    UpdateReceived { sdp: String },
     /// An incoming call was given up before it was answered (the caller cancelled, or no one
     /// answered in time). `Terminated` follows.
     Missed { caller: Caller },

@@ -21,6 +21,8 @@ pub(crate) struct Policy {
     pub(crate) ring_timeout: Duration,
     /// How long an outgoing call may ring unanswered before it is cancelled.
     pub(crate) no_answer_timeout: Duration,
+    /// How long the front-end has to answer the far end's new offer.
+    pub(crate) update_timeout: Duration,
     /// The status of declining an incoming call: 486 or 603.
     pub(crate) decline_code: u16,
 }
@@ -75,6 +77,10 @@ pub(crate) struct Machine {
     dtmf_due: Option<Instant>,
     /// The front-end's new offer is with the far end.
     updating: bool,
+    /// The answer to the far end's new offer, held while the front-end is asked (its
+    /// `UpdateReceived`), until it answers or `update_deadline`.
+    held_answer: Option<String>,
+    update_deadline: Option<Instant>,
     out: VecDeque<Output>,
 }
 
@@ -130,6 +136,8 @@ impl Machine {
             dtmf_in_flight: false,
             dtmf_due: None,
             updating: false,
+            held_answer: None,
+            update_deadline: None,
             out: VecDeque::new(),
         }
     }
@@ -151,7 +159,7 @@ impl Machine {
 
     /// When [`Machine::handle_timeout`] is due.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        [self.ring_deadline, self.dtmf_due]
+        [self.ring_deadline, self.dtmf_due, self.update_deadline]
             .into_iter()
             .flatten()
             .min()
@@ -196,6 +204,9 @@ impl Machine {
                 _ => self.hang_up("local hangup"),
             },
             Command::Answer { sdp, headers } => self.answer(now, &sdp, headers),
+            Command::Update { sdp } if self.relay.browser_update_pending() => {
+                self.browser_update_answer(now, &sdp);
+            }
             Command::Update { sdp } => self.reoffer(&sdp),
             Command::Dtmf { digits, duration } => {
                 self.dtmf.extend(digits.chars());
@@ -242,6 +253,23 @@ impl Machine {
         }
     }
 
+    /// The front-end's answer to the far end's new offer: the far end gets its answer now.
+    fn browser_update_answer(&mut self, now: Instant, sdp: &str) {
+        if let Err(error) = self.relay.accept_browser_update(now, sdp) {
+            warn!(%error, "the client's answer to the update cannot be used");
+        }
+        self.release_held_answer();
+    }
+
+    /// Gives the far end the answer held for it.
+    fn release_held_answer(&mut self) {
+        self.update_deadline = None;
+        if let Some(answer) = self.held_answer.take() {
+            info!(direction = %self.relay.sip_direction(), "re-INVITE answered");
+            self.far_end(LegCommand::AnswerOffer(answer));
+        }
+    }
+
     /// The front-end's new offer mid-call: re-offered to the far end, one at a time.
     fn reoffer(&mut self, sdp: &str) {
         let refused = match (self.phase, self.updating) {
@@ -277,6 +305,11 @@ impl Machine {
         if self.dtmf_due.is_some_and(|due| due <= now) {
             self.dtmf_due = None;
             self.send_dtmf();
+        }
+        if self.update_deadline.is_some_and(|due| due <= now) {
+            // The client did not answer in time: the far end gets the session as it stands.
+            info!("no answer from the client to the update: answered here");
+            self.release_held_answer();
         }
     }
 
@@ -343,11 +376,15 @@ impl Machine {
                 }
             }
             LegEvent::Offer { sdp } => {
+                let offered = sdp.is_some();
                 let answer = match sdp {
                     Some(sdp) => self.relay.answer_sip_offer(&sdp),
                     None => Ok(self.relay.sip_offer()),
                 };
                 match answer {
+                    Ok(answer) if offered && self.ask_front_end(now) => {
+                        self.held_answer = Some(answer);
+                    }
                     Ok(answer) => {
                         info!(direction = %self.relay.sip_direction(), "re-INVITE answered");
                         self.far_end(LegCommand::AnswerOffer(answer));
@@ -416,6 +453,29 @@ impl Machine {
                 }
                 info!(reason = %ending.reason, "call ended by the far end");
                 self.finish(&ending.reason);
+            }
+        }
+    }
+
+    /// Whether the far end's new offer (already taken by the relay) changes what the
+    /// front-end sends or receives, so that the front-end is asked (`UpdateReceived`) before
+    /// the far end gets its answer. Refreshes and moves that change nothing for it are
+    /// answered at once.
+    fn ask_front_end(&mut self, now: Instant) -> bool {
+        if self.phase != Phase::Up || self.updating || self.held_answer.is_some() {
+            return false;
+        }
+        match self.relay.browser_update() {
+            Ok(Some(offer)) => {
+                info!(direction = %self.relay.sip_direction(), "re-INVITE: asking the client");
+                self.update_deadline = Some(now + self.policy.update_timeout);
+                self.update(CallUpdate::UpdateReceived { sdp: offer });
+                true
+            }
+            Ok(None) => false,
+            Err(error) => {
+                warn!(%error, "no offer for the client");
+                false
             }
         }
     }

@@ -49,6 +49,8 @@ pub(crate) struct Media {
     pub(crate) ring_timeout: Duration,
     /// How long an outgoing call may ring before it is cancelled.
     pub(crate) no_answer_timeout: Duration,
+    /// How long the front-end has to answer the far end's new offer.
+    pub(crate) update_timeout: Duration,
     pub(crate) decline_code: u16,
 }
 
@@ -103,6 +105,7 @@ impl Media {
             ice_timeout: Duration::from_secs(settings.ice_timeout),
             ring_timeout: Duration::from_secs(config.calls.ring_timeout),
             no_answer_timeout: Duration::from_secs(config.calls.no_answer_timeout),
+            update_timeout: Duration::from_secs(config.calls.update_timeout),
             decline_code: config.calls.decline_code,
         })
     }

@@ -116,6 +116,39 @@ impl Setup {
     }
 }
 
+/// Waits for the far end's new offer (`update` `received`) on `session`, answers it in
+/// `browser` and sends the answer with `session-update`, as a client does; the offer.
+pub(crate) async fn answer_update(client: &mut Client, browser: &Browser, session: &str) -> String {
+    let offer = loop {
+        if let ServerMessage::Event(Event::Session {
+            session: updated,
+            event: SessionEvent::Update(protocol::UpdateState::Received { sdp }),
+        }) = next(client).await
+            && updated == session
+        {
+            break sdp;
+        }
+    };
+    // webrtc-rs answers `sendrecv` whatever the offer's direction; a browser mirrors it
+    // (RFC 3264 section 6.1), which is what the gateway must see.
+    let mirrored = if offer.contains("a=sendonly") {
+        "a=recvonly"
+    } else if offer.contains("a=recvonly") {
+        "a=sendonly"
+    } else if offer.contains("a=inactive") {
+        "a=inactive"
+    } else {
+        "a=sendrecv"
+    };
+    let answer = browser.answer(&offer).await.replace("a=sendrecv", mirrored);
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-update", "session": session, "sdp": answer}),
+        )
+        .await;
+    offer
+}
+
 /// The next message, in time.
 pub(crate) async fn next(client: &mut Client) -> ServerMessage {
     tokio::time::timeout(WAIT, client.recv())
@@ -645,8 +678,11 @@ async fn hold_and_resume_from_the_phone_and_dtmf_both_ways() {
         bob.log.text()
     );
 
-    // Hold: the gateway answers the re-INVITE itself, mirrored; then resume.
+    // Hold: the browser is asked (`update` `received`) and its answer goes to bob, mirrored;
+    // then resume, the same way.
     bob.command("hold", "");
+    let offer = answer_update(&mut setup.client, &browser, "hold").await;
+    assert!(offer.contains("a=sendonly"), "{offer}");
     let held = || {
         let log = bob.log.text();
         log.contains("recvonly") || log.contains("sendonly")
@@ -655,8 +691,10 @@ async fn hold_and_resume_from_the_phone_and_dtmf_both_ways() {
     while !held() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(held(), "{}", bob.log.text());
+    assert!(held(), "bob's hold is answered:\n{}", bob.log.text());
     bob.command("resume", "");
+    let offer = answer_update(&mut setup.client, &browser, "hold").await;
+    assert!(offer.contains("a=sendrecv"), "{offer}");
     browser.clear_received();
     let (tone, packets) =
         until_heard(1000.0, || browser_tone(&browser, pt, AudioCodec::Pcmu)).await;

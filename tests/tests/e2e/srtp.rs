@@ -11,7 +11,7 @@ use protocol::SessionState;
 use serde_json::json;
 
 use crate::calls::{
-    Setup, browser_tone, call_bob, incoming, payload_type, state, until, until_heard,
+    Setup, answer_update, browser_tone, call_bob, incoming, payload_type, state, until, until_heard,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -192,6 +192,7 @@ async fn srtp_survives_hold_and_resume_from_the_phone() {
     let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
     assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
     bob.command("hold", "");
+    answer_update(&mut setup.client, &browser, "held").await;
     let reinvites = || {
         bob.log
             .text()
@@ -205,6 +206,7 @@ async fn srtp_survives_hold_and_resume_from_the_phone() {
     }
     assert!(bob.log.text().contains("a=sendonly"), "bob held the call");
     bob.command("resume", "");
+    answer_update(&mut setup.client, &browser, "held").await;
     let deadline = std::time::Instant::now() + WAIT;
     // The first INVITE came from the gateway; hold and resume are bob's.
     while reinvites() < 3 && std::time::Instant::now() < deadline {

@@ -10,7 +10,9 @@ use gateway_tests::browser::{AudioCodec, Browser};
 use protocol::{Event, ServerMessage, SessionEvent, SessionState, UpdateState};
 use serde_json::json;
 
-use crate::calls::{Setup, browser_tone, call_bob, next, payload_type, until, until_heard};
+use crate::calls::{
+    Setup, answer_update, browser_tone, call_bob, next, payload_type, until, until_heard,
+};
 use crate::fork::incoming;
 use crate::local::{
     DOMAIN, answer_in_browser, answered, local_client, place, shipped, tones_both_ways,
@@ -121,20 +123,24 @@ async fn an_update_crosses_a_call_between_browsers_and_reaches_the_echo() {
     let caller_answer = answered(&mut alice, "b2b").await;
     tones_both_ways(&mut caller, &caller_answer, &mut callee, &offer).await;
 
-    let hold = caller.offer_with_direction("inactive").await;
+    // Carol's browser is asked too, as it would be by a phone's re-INVITE, and answers.
+    let hold = caller.offer_with_direction("sendonly").await;
     alice
         .expect_ack_amid_events(json!({"sylkrtc": "session-update", "session": "b2b", "sdp": hold}))
         .await;
+    let asked = answer_update(&mut carol, &callee, &session).await;
+    assert!(asked.contains("a=sendonly"), "{asked}");
     let UpdateState::Accepted { sdp } = update_of(&mut alice, "b2b").await else {
         panic!("the update is accepted");
     };
-    assert!(sdp.contains("a=inactive"), "{sdp}");
+    assert!(sdp.contains("a=recvonly"), "{sdp}");
     let resume = caller.offer().await;
     alice
         .expect_ack_amid_events(
             json!({"sylkrtc": "session-update", "session": "b2b", "sdp": resume}),
         )
         .await;
+    answer_update(&mut carol, &callee, &session).await;
     let UpdateState::Accepted { sdp } = update_of(&mut alice, "b2b").await else {
         panic!("the update is accepted");
     };

@@ -15,6 +15,7 @@ const SIPP_OFFER: &str = include_str!("../../../../tests/data/sdp/sipp-offer.sdp
 const POLICY: Policy = Policy {
     ring_timeout: Duration::from_secs(60),
     no_answer_timeout: Duration::from_secs(120),
+    update_timeout: Duration::from_secs(10),
     decline_code: 486,
 };
 
@@ -332,4 +333,39 @@ fn an_update_from_the_front_end_is_reoffered_and_answered_or_refused() {
         ["update: UpdateFailed { reason: \"488 Not Acceptable Here\" }"]
     );
     assert!(!call.is_over());
+}
+
+/// A phone's hold asks the front-end first (its answer releases the 200's answer), or, when it
+/// does not answer in time, is answered with the session as it stands; a move that changes
+/// nothing for the front-end is answered at once.
+#[test]
+fn a_far_end_hold_asks_the_front_end_then_answers() {
+    let now = Instant::now();
+    let mut call = outgoing(now);
+    call.handle_far_end(now, LegEvent::Answered { sdp: sip_answer() });
+    outputs(&mut call);
+    let hold = BARESIP_ANSWER.replace("a=sendrecv", "a=sendonly");
+    call.handle_far_end(now, LegEvent::Offer { sdp: Some(hold) });
+    let out = outputs(&mut call);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].starts_with("update: UpdateReceived"), "{out:?}");
+    assert!(
+        out[0].contains("a=sendonly"),
+        "our offer to the browser: {out:?}"
+    );
+    let due = now + Duration::from_secs(10);
+    assert_eq!(call.poll_timeout(), Some(due));
+    // Nobody answers: the far end gets the answer at the deadline.
+    call.handle_timeout(due);
+    let out = outputs(&mut call);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(
+        out[0].contains("AnswerOffer") && out[0].contains("a=recvonly"),
+        "{out:?}"
+    );
+    // The same offer again (a refresh): answered at once, nobody asked.
+    let again = BARESIP_ANSWER.replace("a=sendrecv", "a=sendonly");
+    call.handle_far_end(due, LegEvent::Offer { sdp: Some(again) });
+    let out = outputs(&mut call);
+    assert!(out[0].contains("AnswerOffer"), "{out:?}");
 }

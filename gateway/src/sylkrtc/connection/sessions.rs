@@ -266,6 +266,12 @@ impl Connection {
                     event: SessionEvent::Update(UpdateState::Accepted { sdp }),
                 });
             }
+            CallUpdate::UpdateReceived { sdp } => {
+                return self.send_event(Event::Session {
+                    session: session.to_owned(),
+                    event: SessionEvent::Update(UpdateState::Received { sdp }),
+                });
+            }
             CallUpdate::UpdateFailed { reason } => {
                 return self.send_event(Event::Session {
                     session: session.to_owned(),
