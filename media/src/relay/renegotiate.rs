@@ -1,0 +1,130 @@
+//! Mid-call changes of a relay's session: the browser's new offer (re-offered to the SIP side,
+//! answered to the browser once the SIP side has), and the SIP side's changes that the browser
+//! must know of (offered to the browser, whose answer is taken here).
+
+use std::time::Instant;
+
+use str0m::change::SdpOffer;
+use str0m::media::Direction as WebRtcDirection;
+
+use super::{Negotiation, Relay};
+use crate::error::{Error, Result};
+use crate::sdp::{Description, declined_as_offered};
+
+impl Relay {
+    /// The browser's new offer mid-call (hold, resume, a new address after it changed
+    /// network): the offer for the SIP side's re-INVITE, in the direction the browser asks
+    /// for. The browser's answer is made once the SIP side answers
+    /// ([`Relay::finish_browser_reoffer`]); until then the call goes on as it was.
+    pub fn browser_reoffer(&mut self, offer: &str) -> Result<String> {
+        if !matches!(self.negotiation, Negotiation::Done) || self.browser.rtc.is_none() {
+            return Err(Error::WebRtc(
+                "the call is not ready for a new offer".to_owned(),
+            ));
+        }
+        let description = Description::parse(offer)?;
+        let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
+        let direction = audio.direction;
+        let parsed = SdpOffer::from_sdp_string(offer)
+            .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
+        self.negotiation = Negotiation::AwaitingSipReanswer {
+            offer: Box::new(parsed),
+            offer_text: offer.to_owned(),
+        };
+        self.version += 1;
+        self.offered_keys = self.sip_keys();
+        Ok(self.sip_description(direction, None))
+    }
+
+    /// The SIP side's answer to [`Relay::browser_reoffer`]: the browser's answer.
+    pub fn finish_browser_reoffer(&mut self, now: Instant, sip_answer: &str) -> Result<String> {
+        let Negotiation::AwaitingSipReanswer { offer, offer_text } =
+            std::mem::replace(&mut self.negotiation, Negotiation::Done)
+        else {
+            return Err(Error::WebRtc("no new offer is waiting".to_owned()));
+        };
+        self.accept_sip_reanswer(sip_answer)?;
+        let rtc = self
+            .browser
+            .rtc
+            .as_mut()
+            .ok_or_else(|| Error::WebRtc("no WebRTC peer".to_owned()))?;
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(*offer)
+            .map_err(|error| Error::WebRtc(error.to_string()))?;
+        self.learn_browser_pts();
+        let browser = Description::parse(&offer_text)?;
+        let sends = browser
+            .audio()
+            .is_some_and(|(_, audio)| audio.direction.sends());
+        if sends && !self.browser.sends {
+            // Resumed: its silence is counted from now.
+            self.browser.last_rtp = now;
+        }
+        self.browser.sends = sends;
+        Ok(declined_as_offered(&answer.to_sdp_string(), &browser))
+    }
+
+    /// After the SIP side's new offer was taken ([`Relay::answer_sip_offer`]): our offer to the
+    /// browser when what the browser sends or receives changed (hold, resume), else none. Its
+    /// answer goes to [`Relay::accept_browser_update`].
+    pub fn browser_update(&mut self) -> Result<Option<String>> {
+        if !matches!(self.negotiation, Negotiation::Done) {
+            return Ok(None);
+        }
+        let (Some(rtc), Some(mid)) = (self.browser.rtc.as_mut(), self.track.mid) else {
+            return Ok(None);
+        };
+        // Toward the browser we send what the SIP side sends us, and take from it what we
+        // send the SIP side.
+        let direction = match (self.sip.direction.receives(), self.sip.direction.sends()) {
+            (true, true) => WebRtcDirection::SendRecv,
+            (true, false) => WebRtcDirection::SendOnly,
+            (false, true) => WebRtcDirection::RecvOnly,
+            (false, false) => WebRtcDirection::Inactive,
+        };
+        let mut api = rtc.sdp_api();
+        api.set_direction(mid, direction);
+        let Some((offer, pending)) = api.apply() else {
+            return Ok(None);
+        };
+        self.negotiation = Negotiation::AwaitingBrowserUpdate {
+            pending: Box::new(pending),
+        };
+        Ok(Some(offer.to_sdp_string()))
+    }
+
+    /// Whether an offer to the browser waits for its answer.
+    pub fn browser_update_pending(&self) -> bool {
+        matches!(self.negotiation, Negotiation::AwaitingBrowserUpdate { .. })
+    }
+
+    /// The browser's answer to [`Relay::browser_update`].
+    pub fn accept_browser_update(&mut self, now: Instant, answer: &str) -> Result<()> {
+        let Negotiation::AwaitingBrowserUpdate { pending } =
+            std::mem::replace(&mut self.negotiation, Negotiation::Done)
+        else {
+            return Err(Error::WebRtc(
+                "no offer is waiting for an answer".to_owned(),
+            ));
+        };
+        let description = Description::parse(answer)?;
+        self.apply_browser_answer(*pending, answer)?;
+        let sends = description
+            .audio()
+            .is_some_and(|(_, audio)| audio.direction.sends());
+        if sends && !self.browser.sends {
+            self.browser.last_rtp = now;
+        }
+        self.browser.sends = sends;
+        Ok(())
+    }
+
+    /// The SIP side refused [`Relay::browser_reoffer`]: the call goes on as it was.
+    pub fn abandon_browser_reoffer(&mut self) {
+        if matches!(self.negotiation, Negotiation::AwaitingSipReanswer { .. }) {
+            self.negotiation = Negotiation::Done;
+        }
+    }
+}
