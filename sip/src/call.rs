@@ -203,7 +203,7 @@ pub enum CallEvent {
         sdp: Option<Bytes>,
     },
     /// The far end's answer to our offer: in the ACK, for the offer we gave an offerless
-    /// re-INVITE; in the 2xx, for our own re-INVITE ([`Call::reoffer`]).
+    /// re-INVITE; in the 2xx, for our own re-INVITE (`Call::reoffer`).
     Answer {
         /// The answer.
         sdp: Bytes,
