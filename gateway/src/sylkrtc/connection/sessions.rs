@@ -117,10 +117,10 @@ impl Connection {
         Ok(())
     }
 
-    /// `session-update`: the client's new offer once the call is answered (hold, resume), for
-    /// a re-INVITE; the far end's answer comes back as the session's `update` `accepted`, a
-    /// refusal as `update` `failed`, and the call goes on. (The gateway answers the far end's
-    /// own re-INVITEs itself, so a `session-update` is never the answer to one.)
+    /// `session-update`, once the call is answered: the client's new offer (hold, resume) for
+    /// a re-INVITE, whose answer comes back as the session's `update` `accepted` and a refusal
+    /// as `update` `failed` (the call goes on); or, after an `update` `received`, the client's
+    /// answer to the far end's offer. Which of the two it is, the call knows.
     pub(super) fn session_update(&mut self, update: SessionUpdate) -> Result<(), Refusal> {
         let session = self.session_live(&update.session)?;
         if !session.accepted && !session.answered {
