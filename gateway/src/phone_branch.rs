@@ -285,13 +285,18 @@ impl Branch<'_> {
                 self.say(if self.answered {
                     LegCommand::Hangup
                 } else {
-                    // The callee's refusal is the caller's (the fork picks the best of all).
-                    let code = ending.code.filter(|code| *code >= 300).unwrap_or(480);
+                    // The callee's refusal is the caller's (the fork picks the best of all),
+                    // but for a challenge: the gateway has no credentials for the callee's
+                    // phone, and the caller could not answer it either.
+                    let code = ending
+                        .code
+                        .filter(|code| *code >= 300 && !matches!(code, 401 | 407))
+                        .unwrap_or(480);
                     let phrase = ending
                         .reason
                         .strip_prefix(&code.to_string())
                         .map(str::trim)
-                        .filter(|phrase| !phrase.is_empty())
+                        .filter(|phrase| !phrase.is_empty() && ending.code == Some(code))
                         .unwrap_or("Temporarily Unavailable");
                     LegCommand::Reject(Refusal::new(code, phrase, None))
                 });
