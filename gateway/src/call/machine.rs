@@ -207,7 +207,7 @@ impl Machine {
             Command::Update { sdp } if self.relay.browser_update_pending() => {
                 self.browser_update_answer(now, &sdp);
             }
-            Command::Update { sdp } => self.reoffer(&sdp),
+            Command::Update { sdp } => self.reoffer(now, &sdp),
             Command::Dtmf { digits, duration } => {
                 self.dtmf.extend(digits.chars());
                 self.dtmf_duration = duration;
@@ -270,9 +270,21 @@ impl Machine {
         }
     }
 
-    /// The front-end's new offer mid-call: re-offered to the far end, one at a time.
-    fn reoffer(&mut self, sdp: &str) {
+    /// The front-end's new offer mid-call: re-offered to the far end, one at a time; one that
+    /// changes nothing the far end hears (an ICE restart) is answered on the browser leg alone.
+    fn reoffer(&mut self, now: Instant, sdp: &str) {
         let refused = match (self.phase, self.updating) {
+            (Phase::Up, false)
+                if self.relay.browser_offer_concerns_sip(sdp).ok() == Some(false) =>
+            {
+                match self.relay.answer_browser_offer(now, sdp) {
+                    Ok(answer) => {
+                        info!("new offer for the browser leg alone");
+                        return self.update(CallUpdate::Updated { sdp: answer });
+                    }
+                    Err(error) => format!("488 the new offer cannot be used: {error}"),
+                }
+            }
             (Phase::Up, false) => match self.relay.browser_reoffer(sdp) {
                 Ok(offer) => {
                     self.updating = true;

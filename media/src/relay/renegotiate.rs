@@ -121,6 +121,42 @@ impl Relay {
         Ok(())
     }
 
+    /// Whether the browser's new offer changes what the SIP side must hear (the direction of
+    /// the stream); when it does not (an ICE restart after the browser changed network, the
+    /// session offered again), it is answered on the browser leg alone
+    /// ([`Relay::answer_browser_offer`]).
+    pub fn browser_offer_concerns_sip(&self, offer: &str) -> Result<bool> {
+        let description = Description::parse(offer)?;
+        let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
+        Ok(audio.direction != self.sip.direction)
+    }
+
+    /// Answers the browser's new offer on its leg alone (str0m's renegotiation: new ICE
+    /// credentials, candidates).
+    pub fn answer_browser_offer(&mut self, now: Instant, offer: &str) -> Result<String> {
+        if !matches!(self.negotiation, Negotiation::Done) {
+            return Err(Error::WebRtc(
+                "the call is not ready for a new offer".to_owned(),
+            ));
+        }
+        let browser = Description::parse(offer)?;
+        let parsed = SdpOffer::from_sdp_string(offer)
+            .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
+        let rtc = self
+            .browser
+            .rtc
+            .as_mut()
+            .ok_or_else(|| Error::WebRtc("no WebRTC peer".to_owned()))?;
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(parsed)
+            .map_err(|error| Error::WebRtc(error.to_string()))?;
+        self.learn_browser_pts();
+        // A new network: consent is counted from now.
+        self.browser.last_stun = now;
+        Ok(declined_as_offered(&answer.to_sdp_string(), &browser))
+    }
+
     /// The SIP side refused [`Relay::browser_reoffer`]: the call goes on as it was.
     pub fn abandon_browser_reoffer(&mut self) {
         if matches!(self.negotiation, Negotiation::AwaitingSipReanswer { .. }) {

@@ -59,6 +59,22 @@ async fn the_browser_puts_the_phone_on_hold_and_resumes_it() {
         1000.0
     );
 
+    // The same session offered again (as after an ICE restart): answered on the browser leg
+    // alone, bob hears nothing of it.
+    let again = browser.offer().await;
+    setup
+        .client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-update", "session": "upd", "sdp": again}),
+        )
+        .await;
+    let UpdateState::Accepted { sdp } = update_of(&mut setup.client, "upd").await else {
+        panic!("the update is accepted");
+    };
+    browser.accept_answer(&sdp).await;
+    let invites = || bob.log.text().matches("INVITE sip:").count();
+    assert_eq!(invites(), 1, "bob got no re-INVITE:\n{}", bob.log.text());
+
     // Hold: bob gets a sendonly re-INVITE and answers recvonly; the browser's answer says so.
     let hold = browser.offer_with_direction("sendonly").await;
     setup

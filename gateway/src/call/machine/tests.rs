@@ -294,6 +294,19 @@ fn an_update_from_the_front_end_is_reoffered_and_answered_or_refused() {
     );
     call.handle_far_end(now, LegEvent::Answered { sdp: sip_answer() });
     outputs(&mut call);
+    // The same direction again (an ICE restart): the browser leg alone answers it.
+    call.handle_command(
+        now,
+        Command::Update {
+            sdp: CHROME.to_owned(),
+        },
+    );
+    let out = outputs(&mut call);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(
+        out[0].starts_with("update: Updated"),
+        "no re-INVITE: {out:?}"
+    );
     // Hold: the browser's offer says sendonly, and so does the re-INVITE's.
     let hold = CHROME.replace("a=sendrecv", "a=sendonly");
     call.handle_command(now, Command::Update { sdp: hold.clone() });
