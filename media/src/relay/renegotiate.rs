@@ -44,16 +44,7 @@ impl Relay {
             return Err(Error::WebRtc("no new offer is waiting".to_owned()));
         };
         self.accept_sip_reanswer(sip_answer)?;
-        let rtc = self
-            .browser
-            .rtc
-            .as_mut()
-            .ok_or_else(|| Error::WebRtc("no WebRTC peer".to_owned()))?;
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(*offer)
-            .map_err(|error| Error::WebRtc(error.to_string()))?;
-        self.learn_browser_pts();
+        let answer = self.apply_browser_offer(*offer)?;
         let browser = Description::parse(&offer_text)?;
         let sends = browser
             .audio()
@@ -142,6 +133,14 @@ impl Relay {
         let browser = Description::parse(offer)?;
         let parsed = SdpOffer::from_sdp_string(offer)
             .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
+        let answer = self.apply_browser_offer(parsed)?;
+        // A new network: consent is counted from now.
+        self.browser.last_stun = now;
+        Ok(declined_as_offered(&answer.to_sdp_string(), &browser))
+    }
+
+    /// Applies the browser's new offer to its leg: str0m's answer, and the payload types.
+    fn apply_browser_offer(&mut self, offer: SdpOffer) -> Result<str0m::change::SdpAnswer> {
         let rtc = self
             .browser
             .rtc
@@ -149,12 +148,10 @@ impl Relay {
             .ok_or_else(|| Error::WebRtc("no WebRTC peer".to_owned()))?;
         let answer = rtc
             .sdp_api()
-            .accept_offer(parsed)
+            .accept_offer(offer)
             .map_err(|error| Error::WebRtc(error.to_string()))?;
         self.learn_browser_pts();
-        // A new network: consent is counted from now.
-        self.browser.last_stun = now;
-        Ok(declined_as_offered(&answer.to_sdp_string(), &browser))
+        Ok(answer)
     }
 
     /// The SIP side refused [`Relay::browser_reoffer`]: the call goes on as it was.
