@@ -224,8 +224,10 @@ impl Call {
                     server: Some(server),
                 } => services::is_tls_uri(server),
                 FarEnd::Sip { server: None } => self.services.media.signalling_encrypted,
-                // A phone's own flow, over whatever it registered with.
-                FarEnd::Local { .. } => false,
+                // Each phone's own flow, over whatever it registered with.
+                FarEnd::Local { phones, .. } => phones
+                    .iter()
+                    .all(|phone| phone.target.transport == sip::Transport::Tls),
             } || start.uri.as_str().to_ascii_lowercase().starts_with("sips:");
             if !encrypted {
                 warn_keys_in_clear();
@@ -581,7 +583,7 @@ fn arrived_over_tls(invite: &IncomingCall) -> bool {
 /// SDES keys travel in the SDP: over a transport that is not encrypted, anyone on the path can
 /// read them and decrypt the call. Said for every call, within the log's budget (a few lines
 /// per ten seconds for the whole process, with the count of those held back).
-fn warn_keys_in_clear() {
+pub(crate) fn warn_keys_in_clear() {
     static LIMIT: std::sync::OnceLock<std::sync::Mutex<crate::log_limit::LogLimit>> =
         std::sync::OnceLock::new();
     let allowed = LIMIT

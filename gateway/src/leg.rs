@@ -86,10 +86,6 @@ pub(crate) enum LegEvent {
     Terminated(LegEnding),
 }
 
-/// The words of an ending that tells a ringing branch another branch took the call (no missed
-/// call there; a phone gets a CANCEL saying so).
-pub(crate) const ANSWERED_ELSEWHERE: &str = "answered elsewhere";
-
 /// How a far end ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LegEnding {
@@ -99,6 +95,9 @@ pub(crate) struct LegEnding {
     pub(crate) reason: String,
     /// It was the caller who gave up before an answer: a missed call.
     pub(crate) cancelled: bool,
+    /// Another branch of the caller's fork took the call: no missed call, and a phone gets a
+    /// CANCEL saying so (RFC 3326).
+    pub(crate) elsewhere: bool,
 }
 
 impl LegEnding {
@@ -107,6 +106,15 @@ impl LegEnding {
             code,
             reason: reason.into(),
             cancelled,
+            elsewhere: false,
+        }
+    }
+
+    /// The end of a ringing branch whose caller another branch answered.
+    pub(crate) fn answered_elsewhere() -> Self {
+        LegEnding {
+            elsewhere: true,
+            ..LegEnding::new(Some(487), "answered elsewhere", false)
         }
     }
 }
@@ -185,11 +193,9 @@ pub(crate) fn from_sip(event: sip::CallEvent) -> Option<LegEvent> {
             debug!(code, ?contacts, "call redirected");
             return None;
         }
-        sip::CallEvent::Terminated(ending) => LegEvent::Terminated(LegEnding {
-            code: ending.code,
-            reason: ending.reason,
-            cancelled: ending.cancelled,
-        }),
+        sip::CallEvent::Terminated(ending) => {
+            LegEvent::Terminated(LegEnding::new(ending.code, ending.reason, ending.cancelled))
+        }
     })
 }
 

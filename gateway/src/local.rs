@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::config::LocalConfig;
-use crate::leg::{ANSWERED_ELSEWHERE, LegCommand, LegEnding, LegEvent};
+use crate::leg::{LegCommand, LegEnding, LegEvent};
 
 /// An incoming call for a browser connection of the local domain.
 #[derive(Debug)]
@@ -399,7 +399,7 @@ impl Bridged {
             // Another branch of the caller's fork answered: no missed call here, in the words
             // of a SIP CANCEL that says so.
             LegCommand::AnsweredElsewhere if !self.state.answered.load(Ordering::Relaxed) => {
-                ended(Some(487), ANSWERED_ELSEWHERE, false)
+                Some(LegEvent::Terminated(LegEnding::answered_elsewhere()))
             }
             LegCommand::AnsweredElsewhere => ended(None, "remote hangup", false),
             LegCommand::Dtmf { digit, duration } => Some(LegEvent::Dtmf { digit, duration }),

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span};
 
 use crate::call::{CallServices, warning_for};
-use crate::leg::{self, ANSWERED_ELSEWHERE, LegCommand, LegEvent, Refusal};
+use crate::leg::{self, LegCommand, LegEvent, Refusal};
 
 /// What a phone branch starts from.
 #[derive(Debug)]
@@ -135,6 +135,9 @@ async fn run(services: Arc<CallServices>, branch: PhoneBranch) {
         },
         user_agent: None,
     };
+    if callee_offer.contains("a=crypto:") && phone.target.transport != sip::Transport::Tls {
+        crate::call::warn_keys_in_clear();
+    }
     let (callee, mut callee_events) = services.sip.invite(OutgoingCall {
         account,
         uri,
@@ -310,7 +313,7 @@ impl Branch<'_> {
         match event {
             LegEvent::Terminated(ending) => {
                 // Another branch answered: the callee's phone hears it in the CANCEL's Reason.
-                let command = if ending.reason == ANSWERED_ELSEWHERE {
+                let command = if ending.elsewhere {
                     LegCommand::AnsweredElsewhere
                 } else {
                     LegCommand::Hangup

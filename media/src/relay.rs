@@ -30,7 +30,8 @@ use str0m::{Candidate, Rtc, RtcConfig};
 use crate::codec::{Codec, Format, Payload};
 use crate::error::{Error, Result};
 use crate::sdp::{
-    Description, Direction, MediaLine, SipDescription, declined_as_offered, relayable,
+    Description, Direction, MediaLine, SipDescription, answered_payloads, declined_as_offered,
+    relayable,
 };
 use crate::srtp::{Crypto, SessionKeys, SrtpMode, SrtpPolicy};
 
@@ -294,13 +295,7 @@ impl Relay {
     pub fn accept_sip_answer(&mut self, now: Instant, sip_answer: &str) -> Result<Option<String>> {
         let description = Description::parse(sip_answer)?;
         let (_, audio, _) = description.sip_audio_with(&self.config.srtp)?;
-        let offered: Vec<Format> = self.track.sip_payloads.iter().map(|p| p.format).collect();
-        let answered: Vec<Payload> = audio
-            .payloads
-            .iter()
-            .filter(|payload| offered.contains(&payload.format))
-            .cloned()
-            .collect();
+        let answered = answered_payloads(audio, &self.track.sip_payloads);
         let Some(codec) = answered.iter().find_map(|payload| match payload.format {
             Format::Audio(codec) => Some(codec),
             Format::TelephoneEvent(_) => None,

@@ -578,6 +578,17 @@ pub fn without_keys(text: &str) -> String {
     out
 }
 
+/// The payloads of an answer's `audio` that were offered (by format), in the answer's order
+/// and with its numbers.
+pub fn answered_payloads(audio: &MediaLine, offered: &[Payload]) -> Vec<Payload> {
+    audio
+        .payloads
+        .iter()
+        .filter(|payload| offered.iter().any(|ours| ours.format == payload.format))
+        .cloned()
+        .collect()
+}
+
 /// The payloads of `audio` the relay carries (see [`common_payloads`]), or why there is none
 /// (no codec in common).
 pub fn relayable(audio: &MediaLine, codecs: &[Codec]) -> Result<Vec<Payload>> {

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use crate::leg::{ANSWERED_ELSEWHERE, LegCommand, LegEnding, LegEvent, Refusal};
+use crate::leg::{LegCommand, LegEnding, LegEvent, Refusal};
 
 /// Where the fork's next message goes.
 #[derive(Debug, Clone)]
@@ -68,10 +68,9 @@ impl IncomingFork {
     }
 
     /// Ends `branch` for good with this news.
-    fn end_branch(&mut self, branch: usize, reason: &str) {
+    fn end_branch(&mut self, branch: usize, ending: LegEnding) {
         if !self.over[branch] {
             self.over[branch] = true;
-            let ending = LegEnding::new(Some(487), reason, false);
             self.out
                 .push_back(Deliver::Branch(branch, LegEvent::Terminated(ending)));
         }
@@ -103,7 +102,7 @@ impl IncomingFork {
                 self.offer_open = false;
                 for other in self.live() {
                     if other != branch {
-                        self.end_branch(other, ANSWERED_ELSEWHERE);
+                        self.end_branch(other, LegEnding::answered_elsewhere());
                     }
                 }
                 self.out
@@ -146,7 +145,10 @@ impl IncomingFork {
         if code >= 600 {
             // A global refusal: the phone hears it now, the others stop ringing.
             for other in self.live() {
-                self.end_branch(other, "declined elsewhere");
+                self.end_branch(
+                    other,
+                    LegEnding::new(Some(487), "declined elsewhere", false),
+                );
             }
             self.best = Some(refusal);
         } else if self

@@ -394,12 +394,13 @@ impl Machine {
                     None => Ok(self.relay.sip_offer()),
                 };
                 match answer {
-                    Ok(answer) if offered && self.ask_front_end(now) => {
-                        self.held_answer = Some(answer);
-                    }
                     Ok(answer) => {
-                        info!(direction = %self.relay.sip_direction(), "re-INVITE answered");
-                        self.far_end(LegCommand::AnswerOffer(answer));
+                        if offered && self.ask_front_end(now) {
+                            self.held_answer = Some(answer);
+                        } else {
+                            info!(direction = %self.relay.sip_direction(), "re-INVITE answered");
+                            self.far_end(LegCommand::AnswerOffer(answer));
+                        }
                     }
                     Err(error) => {
                         info!(%error, "re-INVITE refused");

@@ -19,7 +19,7 @@ use super::sip_leg::{SipLeg, answered_key};
 use crate::codec::{Codec, Format, Payload};
 use crate::error::{Error, Result};
 use crate::rtp::is_rtcp;
-use crate::sdp::{Description, Direction, MediaLine, SipDescription, relayable};
+use crate::sdp::{Description, Direction, MediaLine, SipDescription, answered_payloads, relayable};
 use crate::srtp::{Crypto, SessionKeys, SrtpMode, SrtpPolicy};
 
 /// A pair's settings.
@@ -171,13 +171,7 @@ impl RtpPair {
     pub fn accept_answer(&mut self, now: Instant, answer: &str) -> Result<String> {
         let description = Description::parse(answer)?;
         let (_, audio, _) = description.sip_audio_with(&self.config.srtp)?;
-        let offered: Vec<Format> = self.legs[1].payloads.iter().map(|p| p.format).collect();
-        let answered: Vec<Payload> = audio
-            .payloads
-            .iter()
-            .filter(|payload| offered.contains(&payload.format))
-            .cloned()
-            .collect();
+        let answered = answered_payloads(audio, &self.legs[1].payloads);
         if !answered
             .iter()
             .any(|payload| matches!(payload.format, Format::Audio(_)))

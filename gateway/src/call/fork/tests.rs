@@ -27,6 +27,7 @@ fn ended(code: Option<u16>, reason: &str) -> LegEvent {
         code,
         reason: reason.into(),
         cancelled: code == Some(487),
+        elsewhere: false,
     })
 }
 
@@ -191,6 +192,7 @@ fn the_best_failure_is_heard_and_a_6xx_ends_the_fork() {
                 code: Some(480),
                 reason: "480 gone".into(),
                 cancelled: false,
+                elsewhere: false,
             }
         )),
         "ended 486 Busy Here"

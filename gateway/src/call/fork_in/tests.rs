@@ -34,9 +34,10 @@ fn delivered(fork: &mut IncomingFork) -> Vec<String> {
                 "{branch}: {}",
                 match event {
                     LegEvent::Terminated(ending) => format!(
-                        "ended {}{}",
+                        "ended {}{}{}",
                         ending.reason,
-                        if ending.cancelled { " (missed)" } else { "" }
+                        if ending.cancelled { " (missed)" } else { "" },
+                        if ending.elsewhere { " [elsewhere]" } else { "" }
                     ),
                     LegEvent::Offer { .. } => "offer".to_owned(),
                     LegEvent::Confirmed { .. } => "confirmed".to_owned(),
@@ -62,8 +63,8 @@ fn the_first_browser_to_answer_takes_the_call() {
     assert_eq!(
         delivered(&mut fork),
         [
-            "0: ended answered elsewhere",
-            "2: ended answered elsewhere",
+            "0: ended answered elsewhere [elsewhere]",
+            "2: ended answered elsewhere [elsewhere]",
             "phone: answer b"
         ]
     );

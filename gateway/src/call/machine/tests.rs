@@ -120,6 +120,7 @@ fn an_outgoing_call_rings_gets_early_media_then_the_answer_and_ends() {
             code: None,
             reason: "remote hangup".into(),
             cancelled: false,
+            elsewhere: false,
         }),
     );
     assert_eq!(outputs(&mut call), ["update: terminated remote hangup"]);
@@ -195,6 +196,7 @@ fn declining_uses_the_decline_code_and_a_cancel_while_ringing_is_missed() {
             code: Some(487),
             reason: "487 Request Terminated".into(),
             cancelled: true,
+            elsewhere: false,
         }),
     );
     let out = outputs(&mut call);
@@ -209,6 +211,7 @@ fn declining_uses_the_decline_code_and_a_cancel_while_ringing_is_missed() {
             code: Some(487),
             reason: "answered elsewhere".into(),
             cancelled: false,
+            elsewhere: false,
         }),
     );
     assert_eq!(
