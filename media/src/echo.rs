@@ -204,7 +204,10 @@ impl Echo {
                         packet.timestamp,
                         packet.payload.clone(),
                     )
-                    .marker(packet.header.marker),
+                    .marker(packet.header.marker)
+                    // Kept for the browser's NACKs, answered with RTX where it was
+                    // negotiated (the WebRTC stack marks packets without RTX unanswerable).
+                    .nackable(true),
                 );
             }
             WebRtcEvent::KeyframeRequest(request) => {

@@ -181,6 +181,10 @@ impl MediaSession {
             MediaInput::Browser(datagram) => {
                 engine.handle_browser(datagram.at, datagram.source, &datagram.data);
                 while let Ok(datagram) = self.browser_rx.try_recv() {
+                    // The WebRTC stack holds one received RTP packet until its output is
+                    // polled: a second datagram fed before that would overwrite the first
+                    // (half of a video frame's packets, which come in bursts).
+                    self.flush(engine);
                     engine.handle_browser(datagram.at, datagram.source, &datagram.data);
                 }
             }
@@ -325,5 +329,63 @@ mod tests {
         }
         session.feed(&mut engine, MediaInput::Timeout);
         assert_eq!(engine.timeouts, 1);
+    }
+
+    /// An engine that, like the WebRTC stack, keeps one received packet until its output is
+    /// polled, and counts what it passes on.
+    #[derive(Default)]
+    struct OneSlot {
+        held: Option<Vec<u8>>,
+        overwritten: usize,
+        passed: Vec<Vec<u8>>,
+        out: Vec<u8>,
+    }
+
+    impl Engine for OneSlot {
+        fn handle_browser(&mut self, _: Instant, _: SocketAddr, data: &[u8]) {
+            if self.held.replace(data.to_vec()).is_some() {
+                self.overwritten += 1;
+            }
+        }
+
+        fn handle_sip(&mut self, _: Instant, _: SocketAddr, _: &[u8], _: bool) {}
+
+        fn handle_timeout(&mut self, _: Instant) {}
+
+        fn poll_output(&mut self) -> Output<'_> {
+            if let Some(held) = self.held.take() {
+                self.passed.push(held.clone());
+                self.out = held;
+                return Output::Browser {
+                    destination: "127.0.0.1:9".parse().unwrap(),
+                    data: &self.out,
+                };
+            }
+            Output::Timeout(Instant::now() + Duration::from_secs(3600))
+        }
+    }
+
+    /// A burst of browser datagrams (a video frame's packets) is fed one at a time, the
+    /// engine's output polled between them: none is lost in an engine with one slot.
+    #[tokio::test]
+    async fn a_burst_from_the_browser_is_polled_between_datagrams() {
+        let browser = BrowserPort::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut session = MediaSession::new(&browser, None);
+        let source: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        for index in 0..5u8 {
+            let datagram = Datagram {
+                source,
+                at: Instant::now(),
+                data: bytes::Bytes::from(vec![0x80, index]),
+            };
+            session.browser_tx.try_send(datagram).unwrap();
+        }
+        let mut engine = OneSlot::default();
+        let input = session.next().await;
+        session.feed(&mut engine, input);
+        session.flush(&mut engine);
+        assert_eq!(engine.overwritten, 0);
+        let passed: Vec<u8> = engine.passed.iter().map(|data| data[1]).collect();
+        assert_eq!(passed, [0, 1, 2, 3, 4]);
     }
 }

@@ -30,5 +30,6 @@ mod sipp_calls;
 mod srtp;
 mod tls;
 mod updates;
+mod video;
 mod web_phone;
 mod webrtcsink;
