@@ -178,20 +178,44 @@ impl Call {
         }
     }
 
-    /// The relay's settings for a call whose SIP leg has these ports, with this SRTP policy.
-    fn relay_config(&mut self, srtp: SrtpPolicy) -> Result<RelayConfig, String> {
+    /// The relay's settings for a call whose SIP leg takes a port pair (and a second one for
+    /// video when the first offer, `sdp`, has video the configuration relays), with this SRTP
+    /// policy.
+    fn relay_config(&mut self, srtp: SrtpPolicy, sdp: Option<&str>) -> Result<RelayConfig, String> {
         let media = &self.services.media;
+        let unavailable =
+            |error: &dyn std::fmt::Display| format!("503 Service Unavailable ({error})");
         let pair = media
             .ports
             .allocate()
-            .map_err(|error| format!("503 Service Unavailable ({error})"))?;
+            .map_err(|error| unavailable(&error))?;
         let port = pair
             .rtp
             .local_addr()
-            .map_err(|error| format!("503 Service Unavailable ({error})"))?
+            .map_err(|error| unavailable(&error))?
             .port();
         self._gauges.push(self.services.metrics.ports_taken());
-        self.media = Some(MediaSession::new(&media.browser, Some(pair)));
+        let mut session = MediaSession::new(&media.browser, Some(pair));
+        let has_video = sdp.is_some_and(|sdp| {
+            media::sdp::Description::parse(sdp)
+                .is_ok_and(|description| description.video().is_some())
+        });
+        let mut sip_video = None;
+        if has_video && !media.video_codecs.is_empty() {
+            let pair = media
+                .ports
+                .allocate()
+                .map_err(|error| unavailable(&error))?;
+            let port = pair
+                .rtp
+                .local_addr()
+                .map_err(|error| unavailable(&error))?
+                .port();
+            self._gauges.push(self.services.metrics.ports_taken());
+            session.add_video_ports(pair);
+            sip_video = Some(SocketAddr::new(media.advertised, port));
+        }
+        self.media = Some(session);
         Ok(RelayConfig {
             browser: media.browser_addr,
             sip_rtp: SocketAddr::new(media.advertised, port),
@@ -204,13 +228,15 @@ impl Call {
                 &self.session[..self.session.len().min(16)]
             ),
             srtp,
+            sip_video,
+            video_codecs: media.video_codecs.clone(),
         })
     }
 
     /// Places the call; the events of each branch of the far end.
     fn start_outgoing(&mut self, start: StartCall, far_end: FarEnd) -> Result<Vec<Events>, String> {
         let srtp = outgoing_srtp(&self.services.media.srtp, &start.uri);
-        let config = self.relay_config(srtp)?;
+        let config = self.relay_config(srtp, Some(&start.sdp))?;
         let (relay, sip_offer) = Relay::outgoing(std::time::Instant::now(), config, &start.sdp)
             .map_err(|error| match error {
                 media::Error::NoCommonCodec(reason) => reason,
@@ -324,7 +350,7 @@ impl Call {
         let offer = (!offer.trim().is_empty()).then_some(offer);
         let srtp = self.services.media.srtp.clone();
         let made = self
-            .relay_config(srtp)
+            .relay_config(srtp, offer.as_deref())
             .map_err(|reason| (503, "Service Unavailable", reason, None))
             .and_then(|config| {
                 Relay::incoming(std::time::Instant::now(), config, offer.as_deref()).map_err(

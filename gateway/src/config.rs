@@ -87,6 +87,9 @@ pub struct MediaConfig {
     /// The codecs relayed, first preferred: opus, G722, PCMU, PCMA. Nothing is transcoded.
     #[serde(default = "default_codecs")]
     pub codecs: Vec<String>,
+    /// The video codecs relayed, first preferred: VP8, VP9, H264 (empty: video is declined).
+    #[serde(default = "default_video_codecs")]
+    pub video_codecs: Vec<String>,
     /// Seconds a leg that should be sending may stay silent before the call ends.
     #[serde(default = "default_media_timeout")]
     pub media_timeout: u64,
@@ -221,6 +224,7 @@ impl Default for MediaConfig {
             rtp_port_min: default_rtp_port_min(),
             rtp_port_max: default_rtp_port_max(),
             codecs: default_codecs(),
+            video_codecs: default_video_codecs(),
             media_timeout: default_media_timeout(),
             ice_timeout: default_ice_timeout(),
             srtp: SrtpSetting::default(),
@@ -258,6 +262,12 @@ fn default_rtp_port_max() -> u16 {
 
 fn default_codecs() -> Vec<String> {
     ["opus", "G722", "PCMU", "PCMA"].map(str::to_owned).to_vec()
+}
+
+fn default_video_codecs() -> Vec<String> {
+    media::VideoCodec::ALL
+        .map(|codec| codec.name().to_owned())
+        .to_vec()
 }
 
 fn default_srtp_suites() -> Vec<String> {
@@ -593,6 +603,11 @@ impl Config {
         for codec in &media.codecs {
             if let Err(error) = codec.parse::<media::Codec>() {
                 return invalid(format!("media.codecs: {error}"));
+            }
+        }
+        for codec in &media.video_codecs {
+            if let Err(error) = codec.parse::<media::VideoCodec>() {
+                return invalid(format!("media.video_codecs: {error}"));
             }
         }
         if media.srtp != SrtpSetting::Never && media.srtp_suites.is_empty() {

@@ -269,6 +269,7 @@ impl EchoSession {
             answering: Some((offer, audio_index)),
             crypto: &keys,
             secure: self.secure,
+            video: None,
         }
         .write()
     }
@@ -290,6 +291,7 @@ impl EchoSession {
                 answering: None,
                 crypto: &keys,
                 secure: self.secure,
+                video: None,
             }
             .write();
             return CallCommand::AnswerOffer(Bytes::from(offer));

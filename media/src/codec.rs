@@ -1,4 +1,5 @@
-//! The audio codecs the relay carries (it never transcodes) and the payload types that name them.
+//! The codecs the relay carries (it never transcodes), audio and video, and the payload types
+//! that name them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -84,6 +85,167 @@ impl FromStr for Codec {
     }
 }
 
+/// A video codec the gateway relays (90 kHz RTP clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VideoCodec {
+    /// VP8 (RFC 7741).
+    Vp8,
+    /// VP9.
+    Vp9,
+    /// H.264 (RFC 6184).
+    H264,
+}
+
+impl VideoCodec {
+    /// Every video codec, in the default order of preference.
+    pub const ALL: [VideoCodec; 3] = [VideoCodec::Vp8, VideoCodec::Vp9, VideoCodec::H264];
+
+    /// The encoding name of `a=rtpmap`.
+    pub fn name(self) -> &'static str {
+        match self {
+            VideoCodec::Vp8 => "VP8",
+            VideoCodec::Vp9 => "VP9",
+            VideoCodec::H264 => "H264",
+        }
+    }
+}
+
+impl fmt::Display for VideoCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for VideoCodec {
+    type Err = String;
+
+    /// Parses a configured video codec name (`VP8`, `VP9`, `H264`; any case).
+    fn from_str(name: &str) -> Result<VideoCodec, String> {
+        VideoCodec::ALL
+            .into_iter()
+            .find(|codec| codec.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                format!("unknown video codec {name:?} (the relay carries VP8, VP9 and H264)")
+            })
+    }
+}
+
+/// A video payload format. Two payload types carry the same format only when a packet of one
+/// can be read as the other: for H.264 the packetization mode and the profile must be the
+/// same (RFC 6184 section 8.1); the level is negotiated (the lower of the two), so it is no
+/// part of the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Video {
+    /// VP8.
+    Vp8,
+    /// VP9.
+    Vp9,
+    /// H.264 with this packetization mode and profile (`profile_idc` and the constraint flags
+    /// that matter: see [`H264Profile`]).
+    H264 {
+        /// `packetization-mode` (0 when absent).
+        mode: u8,
+        /// The profile.
+        profile: H264Profile,
+    },
+}
+
+/// The H.264 profiles as far as payload formats tell them apart (RFC 6184 section 8.1; the
+/// constrained baseline profile is written in several ways: `42e0`, `42c0`, `4de0`, `58e0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum H264Profile {
+    /// Constrained baseline: what phones and browsers have in common.
+    ConstrainedBaseline,
+    /// Baseline without the constraint.
+    Baseline,
+    /// Main.
+    Main,
+    /// High.
+    High,
+    /// Any other `profile_idc`.
+    Other(u8),
+}
+
+impl H264Profile {
+    /// The profile of a `profile-level-id` (six hex digits), with the level.
+    pub fn parse(profile_level_id: &str) -> Option<(H264Profile, u8)> {
+        let value = u32::from_str_radix(profile_level_id.get(..6)?, 16).ok()?;
+        let [_, idc, iop, level] = value.to_be_bytes();
+        let profile = match idc {
+            0x42 if iop & 0x40 != 0 => H264Profile::ConstrainedBaseline,
+            0x4d if iop & 0x80 != 0 => H264Profile::ConstrainedBaseline,
+            0x58 if iop & 0xc0 == 0xc0 => H264Profile::ConstrainedBaseline,
+            0x42 => H264Profile::Baseline,
+            0x4d => H264Profile::Main,
+            0x64 => H264Profile::High,
+            other => H264Profile::Other(other),
+        };
+        Some((profile, level))
+    }
+
+    /// The `profile-level-id` for this profile at `level`.
+    pub fn profile_level_id(self, level: u8) -> String {
+        let (idc, iop) = match self {
+            H264Profile::ConstrainedBaseline => (0x42, 0xe0),
+            H264Profile::Baseline => (0x42, 0x00),
+            H264Profile::Main => (0x4d, 0x00),
+            H264Profile::High => (0x64, 0x00),
+            H264Profile::Other(idc) => (idc, 0x00),
+        };
+        format!("{idc:02x}{iop:02x}{level:02x}")
+    }
+}
+
+/// The value of `name` in an `a=fmtp` parameter list (`a=1;b=2`).
+pub fn fmtp_value<'a>(fmtp: &'a str, name: &str) -> Option<&'a str> {
+    fmtp.split(';').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+impl Video {
+    /// The format of an `a=rtpmap` encoding (with its `a=fmtp`), if the relay carries it.
+    pub fn from_rtpmap(name: &str, clock_rate: u32, fmtp: Option<&str>) -> Option<Video> {
+        if clock_rate != 90_000 {
+            return None;
+        }
+        let codec = VideoCodec::ALL
+            .into_iter()
+            .find(|codec| codec.name().eq_ignore_ascii_case(name))?;
+        Some(match codec {
+            VideoCodec::Vp8 => Video::Vp8,
+            VideoCodec::Vp9 => Video::Vp9,
+            VideoCodec::H264 => {
+                let fmtp = fmtp.unwrap_or_default();
+                let mode = fmtp_value(fmtp, "packetization-mode")
+                    .and_then(|mode| mode.parse().ok())
+                    .unwrap_or(0);
+                // RFC 6184: without profile-level-id, baseline at level 1.0 (42000a).
+                let (profile, _) =
+                    H264Profile::parse(fmtp_value(fmtp, "profile-level-id").unwrap_or("42000a"))?;
+                Video::H264 { mode, profile }
+            }
+        })
+    }
+
+    /// The codec.
+    pub fn codec(self) -> VideoCodec {
+        match self {
+            Video::Vp8 => VideoCodec::Vp8,
+            Video::Vp9 => VideoCodec::Vp9,
+            Video::H264 { .. } => VideoCodec::H264,
+        }
+    }
+
+    /// The H.264 level of an `a=fmtp` (level 1.0 when it says none).
+    pub fn h264_level(fmtp: Option<&str>) -> u8 {
+        fmtp.and_then(|fmtp| fmtp_value(fmtp, "profile-level-id"))
+            .and_then(H264Profile::parse)
+            .map_or(0x0a, |(_, level)| level)
+    }
+}
+
 /// What a payload type carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
@@ -91,6 +253,8 @@ pub enum Format {
     Audio(Codec),
     /// RFC 4733 events (DTMF) at this clock rate.
     TelephoneEvent(u32),
+    /// Video in a format the relay carries.
+    Video(Video),
 }
 
 impl Format {
@@ -99,6 +263,7 @@ impl Format {
         match self {
             Format::Audio(codec) => codec.clock_rate(),
             Format::TelephoneEvent(rate) => rate,
+            Format::Video(_) => 90_000,
         }
     }
 }
@@ -128,6 +293,7 @@ impl Payload {
                 None => format!("{} {}/{}", self.pt, codec.name(), codec.clock_rate()),
             },
             Format::TelephoneEvent(rate) => format!("{} telephone-event/{rate}", self.pt),
+            Format::Video(video) => format!("{} {}/90000", self.pt, video.codec().name()),
         }
     }
 }
@@ -158,5 +324,53 @@ mod tests {
             fmtp: Some("0-16".into()),
         };
         assert_eq!(te.rtpmap(), "101 telephone-event/8000");
+    }
+
+    #[test]
+    fn video_formats() {
+        assert_eq!(Video::from_rtpmap("vp8", 90_000, None), Some(Video::Vp8));
+        assert_eq!(Video::from_rtpmap("VP8", 8_000, None), None);
+        let h264 = |fmtp| Video::from_rtpmap("H264", 90_000, Some(fmtp));
+        let cb = |mode| Video::H264 {
+            mode,
+            profile: H264Profile::ConstrainedBaseline,
+        };
+        // Chrome's and baresip's ways of writing constrained baseline are one format.
+        assert_eq!(
+            h264("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"),
+            Some(cb(1))
+        );
+        assert_eq!(
+            h264("profile-level-id=42C01F; packetization-mode=1"),
+            Some(cb(1))
+        );
+        assert_eq!(
+            h264("packetization-mode=1;profile-level-id=4de01f"),
+            Some(cb(1))
+        );
+        // A different packetization mode is a different format; no mode means 0.
+        assert_eq!(h264("profile-level-id=42e01f"), Some(cb(0)));
+        assert_eq!(
+            h264("packetization-mode=1;profile-level-id=640c1f"),
+            Some(Video::H264 {
+                mode: 1,
+                profile: H264Profile::High
+            })
+        );
+        assert_eq!(
+            Video::from_rtpmap("H264", 90_000, None),
+            Some(Video::H264 {
+                mode: 0,
+                profile: H264Profile::Baseline
+            })
+        );
+        assert_eq!(Video::h264_level(Some("profile-level-id=42e01f")), 0x1f);
+        assert_eq!(Video::h264_level(None), 0x0a);
+        assert_eq!(
+            H264Profile::ConstrainedBaseline.profile_level_id(0x1f),
+            "42e01f"
+        );
+        assert_eq!("h264".parse::<VideoCodec>(), Ok(VideoCodec::H264));
+        assert!("av1".parse::<VideoCodec>().is_err());
     }
 }

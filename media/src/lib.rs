@@ -19,7 +19,7 @@ pub mod sdp;
 pub mod srtp;
 pub mod stun;
 
-pub use codec::{Codec, Format, Payload};
+pub use codec::{Codec, Format, H264Profile, Payload, Video, VideoCodec};
 pub use echo::Echo;
 pub use error::{Error, Result};
 pub use relay::pair::{PairConfig, PairOutput, RtpPair, Side};

@@ -27,7 +27,7 @@ use str0m::media::{Direction as WebRtcDirection, Frequency, MediaKind, Mid};
 use str0m::rtp::Extension;
 use str0m::{Candidate, Rtc, RtcConfig};
 
-use crate::codec::{Codec, Format, Payload};
+use crate::codec::{Codec, Format, H264Profile, Payload, Video, VideoCodec};
 use crate::error::{Error, Result};
 use crate::sdp::{
     Description, Direction, MediaLine, SipDescription, answered_payloads, declined_as_offered,
@@ -42,10 +42,12 @@ pub mod pair;
 mod renegotiate;
 mod sip_leg;
 mod track;
+mod video;
 
 use browser_leg::BrowserLeg;
 use sip_leg::{SipLeg, answered_key};
 use track::Track;
+use video::VideoStream;
 
 pub use forward::is_stun;
 
@@ -70,6 +72,11 @@ pub struct RelayConfig {
     pub cname: String,
     /// SRTP toward the SIP side.
     pub srtp: SrtpPolicy,
+    /// The SIP leg's video RTP address as written in SDP, when the call has a port pair for
+    /// video (without one, video is declined).
+    pub sip_video: Option<SocketAddr>,
+    /// The video codecs relayed, first preferred (none: video is declined).
+    pub video_codecs: Vec<VideoCodec>,
 }
 
 /// What the relay tells its owner.
@@ -100,6 +107,20 @@ pub enum Output<'a> {
     },
     /// To the SIP side, from the call's RTCP port (the RTP port with rtcp-mux).
     SipRtcp {
+        /// Where to.
+        destination: SocketAddr,
+        /// What.
+        data: &'a [u8],
+    },
+    /// Video to the SIP side, from the call's video RTP port.
+    SipVideoRtp {
+        /// Where to.
+        destination: SocketAddr,
+        /// What.
+        data: &'a [u8],
+    },
+    /// Video RTCP to the SIP side, from the call's video RTCP port.
+    SipVideoRtcp {
         /// Where to.
         destination: SocketAddr,
         /// What.
@@ -149,6 +170,8 @@ pub struct Relay {
     sip: SipLeg,
     /// The audio track (one m-line on each leg).
     track: Track,
+    /// The video stream (its track and its SIP leg), when the call has video.
+    video: Option<VideoStream>,
     /// The keys of our latest offer to the SIP side, which its answer picks from.
     offered_keys: Vec<Crypto>,
     /// Whether our SIP-side descriptions say `RTP/SAVP`.
@@ -182,6 +205,7 @@ impl Relay {
             version: 1,
             sip: SipLeg::new(now, (seed as u32) ^ (seed >> 32) as u32 | 1),
             track: Track::default(),
+            video: None,
             offered_keys: Vec::new(),
             sip_secure: false,
             plain: Vec::with_capacity(1500),
@@ -218,6 +242,7 @@ impl Relay {
         relay.track.mid = audio.mid.as_deref().map(Mid::from);
         relay.track.sip_payloads = payloads;
         relay.offer_keys();
+        relay.video_from_browser_offer(&description);
         let sip_offer = relay.sip_description(Direction::SendRecv, None);
         Ok((relay, sip_offer))
     }
@@ -244,7 +269,7 @@ impl Relay {
         for payload in &payloads {
             let rate = match payload.format {
                 Format::Audio(codec) => codec.clock_rate(),
-                Format::TelephoneEvent(_) => continue,
+                Format::TelephoneEvent(_) | Format::Video(_) => continue,
             };
             if !browser
                 .iter()
@@ -258,7 +283,28 @@ impl Relay {
                 });
             }
         }
-        let mut rtc = build_rtc(now, &config, &browser)?;
+        // Video for the browser: the SIP offer's formats, each with a retransmission payload
+        // type of its own.
+        let mut video = description
+            .as_ref()
+            .and_then(|description| VideoStream::from_sip_offer(now, &config, description));
+        let mut rtx = Vec::new();
+        if let Some(video) = &video {
+            let payloads = &video.track.sip_payloads;
+            let mut taken = browser.clone();
+            taken.extend(payloads.iter().cloned());
+            for payload in payloads {
+                let pt = free_pt(&taken);
+                taken.push(Payload {
+                    pt,
+                    format: Format::TelephoneEvent(0),
+                    fmtp: None,
+                });
+                rtx.push((pt, payload.pt));
+            }
+            browser.extend(payloads.iter().cloned());
+        }
+        let mut rtc = build_rtc(now, &config, &browser, &rtx)?;
         let mut api = rtc.sdp_api();
         let mid = api.add_media(
             MediaKind::Audio,
@@ -267,6 +313,15 @@ impl Relay {
             None,
             None,
         );
+        if let Some(video) = &mut video {
+            video.track.mid = Some(api.add_media(
+                MediaKind::Video,
+                WebRtcDirection::SendRecv,
+                None,
+                None,
+                None,
+            ));
+        }
         let (offer, pending) = api
             .apply()
             .ok_or_else(|| Error::WebRtc("no offer was made".to_owned()))?;
@@ -279,6 +334,10 @@ impl Relay {
             },
             Some(rtc),
         );
+        if let Some(mut video) = video {
+            video.sip.ssrc = relay.sip.ssrc ^ 0x5555_5555;
+            relay.video = Some(video);
+        }
         relay.track.mid = Some(mid);
         relay.track.sip_payloads = payloads;
         match &description {
@@ -298,7 +357,7 @@ impl Relay {
         let answered = answered_payloads(audio, &self.track.sip_payloads);
         let Some(codec) = answered.iter().find_map(|payload| match payload.format {
             Format::Audio(codec) => Some(codec),
-            Format::TelephoneEvent(_) => None,
+            Format::TelephoneEvent(_) | Format::Video(_) => None,
         }) else {
             return Err(Error::NoCommonCodec(format!(
                 "the SIP answer has none of the offered codecs (it has {})",
@@ -331,7 +390,8 @@ impl Relay {
                         })
                         .cloned(),
                 );
-                let mut rtc = build_rtc(now, &self.config, &payloads)?;
+                let rtx = self.browser_video_payload(&browser, &mut payloads);
+                let mut rtc = build_rtc(now, &self.config, &payloads, &rtx)?;
                 let answer = rtc
                     .sdp_api()
                     .accept_offer(*offer)
@@ -351,7 +411,8 @@ impl Relay {
                         codec.name()
                     )));
                 }
-                Ok(Some(declined_as_offered(&answer.to_sdp_string(), &browser)))
+                let answer = declined_as_offered(&answer.to_sdp_string(), &browser);
+                Ok(Some(self.with_sip_bandwidth(answer)))
             }
             Negotiation::AwaitingSipAck => {
                 self.track.codec = Some(codec);
@@ -436,7 +497,7 @@ impl Relay {
             .collect();
         self.sip.take_remote(audio, offer);
         self.sip.last_rtp = self.sip.last_rtp.max(self.created);
-        Ok(())
+        self.apply_sip_video(description, offer)
     }
 
     /// The browser's answer to our offer (incoming calls): returns the SIP answer, or for an
@@ -458,7 +519,7 @@ impl Relay {
             .iter()
             .find_map(|(_, format)| match format {
                 Format::Audio(codec) => Some(*codec),
-                Format::TelephoneEvent(_) => None,
+                Format::TelephoneEvent(_) | Format::Video(_) => None,
             })
             .ok_or_else(|| {
                 Error::NoCommonCodec("the browser answered no audio codec".to_owned())
@@ -475,6 +536,7 @@ impl Relay {
             )));
         }
         self.track.codec = Some(codec);
+        self.take_browser_video_answer();
         let Some(sip_offer) = sip_offer else {
             // Offerless INVITE: our offer goes in the 200, the answer in the ACK.
             self.negotiation = Negotiation::AwaitingSipAck;
@@ -518,6 +580,7 @@ impl Relay {
             .filter(|p| match p.format {
                 Format::Audio(other) => other == codec,
                 Format::TelephoneEvent(_) => true,
+                Format::Video(_) => false,
             })
             .cloned()
             .collect();
@@ -546,6 +609,21 @@ impl Relay {
         answering: Option<(&Description, usize)>,
     ) -> String {
         let keys = self.sip_keys();
+        let video_keys = self
+            .video
+            .as_ref()
+            .map(|video| video.keys())
+            .unwrap_or_default();
+        // An offer puts video in the direction of the audio (hold is both); an answer mirrors
+        // the offer's video direction.
+        let video = self.video.as_ref().map(|video| {
+            let video_direction = if answering.is_some() {
+                video.sip.direction
+            } else {
+                direction
+            };
+            video.description(video_direction, &video_keys)
+        });
         SipDescription {
             session_id: self.session_id,
             version: self.version,
@@ -555,6 +633,7 @@ impl Relay {
             answering,
             crypto: &keys,
             secure: self.sip_secure,
+            video,
         }
         .write()
     }
@@ -578,30 +657,86 @@ impl Relay {
     /// Reads the browser leg's negotiated payload types from str0m.
     fn learn_browser_pts(&mut self) {
         let Some(rtc) = &self.browser.rtc else { return };
-        let remote: Vec<u8> = self
-            .track
-            .mid
-            .and_then(|mid| rtc.media(mid))
-            .map(|media| media.remote_pts().iter().map(|pt| **pt).collect())
-            .unwrap_or_default();
-        self.track.mapping.browser = rtc
-            .codec_config()
-            .params()
+        self.track.mapping.browser = browser_formats(rtc, self.track.mid, false);
+        if let Some(video) = &mut self.video {
+            video.track.mapping.browser = browser_formats(rtc, video.track.mid, true);
+        }
+    }
+
+    /// The browser's video payload for the format the SIP side answered (outgoing calls),
+    /// added to `payloads` with the lower H.264 level of the two; returns its retransmission
+    /// payload type (rtx, the payload it repairs), when the browser offered one.
+    fn browser_video_payload(
+        &self,
+        browser: &Description,
+        payloads: &mut Vec<Payload>,
+    ) -> Vec<(u8, u8)> {
+        let (Some(video), Some((_, line))) = (&self.video, browser.video()) else {
+            return Vec::new();
+        };
+        let Some(format) = video.format else {
+            return Vec::new();
+        };
+        let Some(payload) = line
+            .payloads
             .iter()
-            .filter(|params| remote.is_empty() || remote.contains(&*params.pt()))
-            .filter_map(|params| {
-                let spec = params.spec();
-                let format = match spec.codec {
-                    WebRtcCodec::Opus => Format::Audio(Codec::Opus),
-                    WebRtcCodec::PCMU => Format::Audio(Codec::Pcmu),
-                    WebRtcCodec::PCMA => Format::Audio(Codec::Pcma),
-                    WebRtcCodec::G722 => Format::Audio(Codec::G722),
-                    WebRtcCodec::Tele => Format::TelephoneEvent(spec.clock_rate.get()),
-                    _ => return None,
-                };
-                Some((*params.pt(), format))
-            })
-            .collect();
+            .find(|payload| payload.format == Format::Video(format))
+        else {
+            return Vec::new();
+        };
+        let mut payload = payload.clone();
+        if let Video::H264 { profile, .. } = format {
+            let level = Video::h264_level(payload.fmtp.as_deref())
+                .min(Video::h264_level(video.remote_fmtp.as_deref()));
+            payload.fmtp = Some(h264_fmtp(payload.fmtp.as_deref(), profile, level));
+        }
+        let rtx = line.rtx_for(payload.pt).map(|rtx| (rtx, payload.pt));
+        payloads.push(payload);
+        rtx.into_iter().collect()
+    }
+
+    /// The browser answered our offer (incoming calls): the video format it chose, and the
+    /// SIP side's payload of that format (its H.264 level lowered to the browser's); a
+    /// browser that refused video leaves the call without.
+    fn take_browser_video_answer(&mut self) {
+        let Some(video) = &mut self.video else { return };
+        let Some(format) =
+            video
+                .track
+                .mapping
+                .browser
+                .iter()
+                .find_map(|(_, format)| match format {
+                    Format::Video(video) => Some(*video),
+                    _ => None,
+                })
+        else {
+            self.video = None;
+            return;
+        };
+        video.format = Some(format);
+        video
+            .track
+            .sip_payloads
+            .retain(|payload| payload.format == Format::Video(format));
+        video.track.sip_payloads.truncate(1);
+        if let (Video::H264 { profile, .. }, Some(payload)) =
+            (format, video.track.sip_payloads.first_mut())
+        {
+            let browser_level = video.browser_h264_level.unwrap_or(0xff);
+            let level = Video::h264_level(payload.fmtp.as_deref()).min(browser_level);
+            payload.fmtp = Some(h264_fmtp(payload.fmtp.as_deref(), profile, level));
+        }
+    }
+
+    /// The browser's answer with the SIP side's `b=` lines in its video m-line.
+    fn with_sip_bandwidth(&self, answer: String) -> String {
+        match &self.video {
+            Some(video) if !video.sip_bandwidth.is_empty() => {
+                crate::sdp::with_bandwidth(&answer, "video", &video.sip_bandwidth)
+            }
+            _ => answer,
+        }
     }
 
     /// The ICE username fragment browsers use toward this relay (for demultiplexing), once
@@ -648,6 +783,7 @@ fn chosen(payloads: &[Payload], codec: Codec) -> Vec<Payload> {
         .filter(|p| match p.format {
             Format::Audio(other) => other == codec,
             Format::TelephoneEvent(_) => true,
+            Format::Video(_) => false,
         })
         .cloned()
         .collect()
@@ -680,6 +816,64 @@ fn default_payloads(codecs: &[Codec]) -> Vec<Payload> {
         }
     }
     payloads
+}
+
+/// The payload types of the browser leg's m-line `mid`, audio (and telephone-event) or video.
+fn browser_formats(rtc: &Rtc, mid: Option<Mid>, video: bool) -> Vec<(u8, Format)> {
+    let remote: Vec<u8> = mid
+        .and_then(|mid| rtc.media(mid))
+        .map(|media| media.remote_pts().iter().map(|pt| **pt).collect())
+        .unwrap_or_default();
+    rtc.codec_config()
+        .params()
+        .iter()
+        .filter(|params| remote.is_empty() || remote.contains(&*params.pt()))
+        .filter_map(|params| {
+            let spec = params.spec();
+            let format = match spec.codec {
+                WebRtcCodec::Opus => Format::Audio(Codec::Opus),
+                WebRtcCodec::PCMU => Format::Audio(Codec::Pcmu),
+                WebRtcCodec::PCMA => Format::Audio(Codec::Pcma),
+                WebRtcCodec::G722 => Format::Audio(Codec::G722),
+                WebRtcCodec::Tele => Format::TelephoneEvent(spec.clock_rate.get()),
+                WebRtcCodec::Vp8 => Format::Video(Video::Vp8),
+                WebRtcCodec::Vp9 => Format::Video(Video::Vp9),
+                WebRtcCodec::H264 => {
+                    let id = spec.format.profile_level_id.unwrap_or(0x42_00_0a);
+                    let (profile, _) = H264Profile::parse(&format!("{id:06x}"))?;
+                    Format::Video(Video::H264 {
+                        mode: spec.format.packetization_mode.unwrap_or(0),
+                        profile,
+                    })
+                }
+                _ => return None,
+            };
+            (matches!(format, Format::Video(_)) == video).then_some((*params.pt(), format))
+        })
+        .collect()
+}
+
+/// An H.264 `a=fmtp` with its `profile-level-id` set to `profile` at `level`, the other
+/// parameters kept.
+fn h264_fmtp(fmtp: Option<&str>, profile: H264Profile, level: u8) -> String {
+    let mut parts: Vec<String> = fmtp
+        .unwrap_or_default()
+        .split(';')
+        .map(str::trim)
+        .filter(|part| {
+            !part.is_empty()
+                && !part
+                    .split('=')
+                    .next()
+                    .is_some_and(|key| key.trim().eq_ignore_ascii_case("profile-level-id"))
+        })
+        .map(str::to_owned)
+        .collect();
+    parts.push(format!(
+        "profile-level-id={}",
+        profile.profile_level_id(level)
+    ));
+    parts.join(";")
 }
 
 /// A dynamic payload type not used yet.
@@ -715,14 +909,28 @@ const SEND_BUFFER_AUDIO: usize = 4;
 /// Its header extensions are str0m's standard ones without the two that only feed bandwidth
 /// estimation (transport-wide sequence numbers and abs-send-time): the relay estimates nothing,
 /// and transport-cc would cost a feedback packet each way every 100 ms or so per call.
-fn build_rtc(now: Instant, config: &RelayConfig, payloads: &[Payload]) -> Result<Rtc> {
+fn build_rtc(
+    now: Instant,
+    config: &RelayConfig,
+    payloads: &[Payload],
+    rtx: &[(u8, u8)],
+) -> Result<Rtc> {
+    let video = payloads
+        .iter()
+        .any(|payload| matches!(payload.format, Format::Video(_)));
     let mut rtc_config = RtcConfig::new()
         .clear_extension_map()
         .set_extension(1, Extension::AudioLevel)
         .set_extension(4, Extension::RtpMid)
         .set_extension(10, Extension::RtpStreamId)
         .set_extension(11, Extension::RepairedRtpStreamId)
-        .set_extension(13, Extension::VideoOrientation)
+        .set_extension(13, Extension::VideoOrientation);
+    if video {
+        // Congestion feedback lets the browser's encoder ramp up to the video's bitrate;
+        // audio-only calls go without (a feedback packet each way every 100 ms or so).
+        rtc_config = rtc_config.set_extension(3, Extension::TransportSequenceNumber);
+    }
+    let mut rtc_config = rtc_config
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .set_send_buffer_audio(SEND_BUFFER_AUDIO)
@@ -741,6 +949,15 @@ fn build_rtc(now: Instant, config: &RelayConfig, payloads: &[Payload]) -> Result
             // offered G.722 and the answer is left with telephone-event alone.
             Format::Audio(Codec::G722) => (WebRtcCodec::G722, 16_000, None),
             Format::TelephoneEvent(rate) => (WebRtcCodec::Tele, rate, None),
+            Format::Video(video) => (
+                match video {
+                    Video::Vp8 => WebRtcCodec::Vp8,
+                    Video::Vp9 => WebRtcCodec::Vp9,
+                    Video::H264 { .. } => WebRtcCodec::H264,
+                },
+                90_000,
+                None,
+            ),
         };
         let Some(rate) = Frequency::new(rate) else {
             continue;
@@ -750,7 +967,10 @@ fn build_rtc(now: Instant, config: &RelayConfig, payloads: &[Payload]) -> Result
             .as_deref()
             .map(FormatParams::parse_line)
             .unwrap_or_default();
-        codecs.add_config(payload.pt.into(), None, codec, rate, channels, format);
+        let resend = rtx
+            .iter()
+            .find_map(|(rtx, apt)| (*apt == payload.pt).then_some((*rtx).into()));
+        codecs.add_config(payload.pt.into(), resend, codec, rate, channels, format);
     }
     let mut rtc = rtc_config.build(now);
     let candidate =

@@ -302,9 +302,94 @@ pub fn read_sender_report(data: &[u8]) -> Option<(u32, u64)> {
     Some((ssrc, u64::from_be_bytes(ntp)))
 }
 
+/// The keyframe requests of a compound RTCP packet (RFC 4585 PLI, RFC 5104 FIR).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyframeAsk {
+    /// A picture loss indication.
+    pub pli: bool,
+    /// A full intra request.
+    pub fir: bool,
+}
+
+/// Reads the keyframe requests of a compound RTCP packet; the rest is left alone.
+pub fn read_keyframe_requests(data: &[u8]) -> KeyframeAsk {
+    let mut ask = KeyframeAsk::default();
+    let mut rest = data;
+    while rest.len() >= 4 && rest[0] >> 6 == 2 {
+        let length = (usize::from(u16::from_be_bytes([rest[2], rest[3]])) + 1) * 4;
+        if length > rest.len() {
+            break;
+        }
+        // Payload-specific feedback (206): FMT 1 is PLI, FMT 4 is FIR.
+        if rest[1] == 206 {
+            match rest[0] & 0x1f {
+                1 => ask.pli = true,
+                4 => ask.fir = true,
+                _ => {}
+            }
+        }
+        rest = &rest[length..];
+    }
+    ask
+}
+
+/// Writes a picture loss indication (RFC 4585 section 6.3.1) from `sender` about `media`.
+pub fn write_pli(out: &mut Vec<u8>, sender: u32, media: u32) {
+    out.clear();
+    out.extend_from_slice(&[0x81, 206, 0, 2]);
+    out.extend_from_slice(&sender.to_be_bytes());
+    out.extend_from_slice(&media.to_be_bytes());
+}
+
+/// Writes a full intra request (RFC 5104 section 4.3.1) from `sender` to `media`, with its
+/// command sequence number (raised only for a new request).
+pub fn write_fir(out: &mut Vec<u8>, sender: u32, media: u32, sequence: u8) {
+    out.clear();
+    out.extend_from_slice(&[0x84, 206, 0, 4]);
+    out.extend_from_slice(&sender.to_be_bytes());
+    // The media source field is unused in a FIR (RFC 5104 section 4.3.1.2).
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&media.to_be_bytes());
+    out.extend_from_slice(&[sequence, 0, 0, 0]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyframe_requests_are_read_and_written() {
+        let mut pli = Vec::new();
+        write_pli(&mut pli, 1, 2);
+        let mut fir = Vec::new();
+        write_fir(&mut fir, 1, 2, 7);
+        assert_eq!(fir.len(), 20);
+        assert_eq!(fir[16], 7);
+        let mut report = Vec::new();
+        write_report(&mut report, 1, None, None, "x");
+        assert_eq!(read_keyframe_requests(&report), KeyframeAsk::default());
+        let mut compound = report.clone();
+        compound.extend_from_slice(&pli);
+        assert_eq!(
+            read_keyframe_requests(&compound),
+            KeyframeAsk {
+                pli: true,
+                fir: false
+            }
+        );
+        compound.extend_from_slice(&fir);
+        assert_eq!(
+            read_keyframe_requests(&compound),
+            KeyframeAsk {
+                pli: true,
+                fir: true
+            }
+        );
+        // A length past the end stops the reading.
+        let mut broken = pli.clone();
+        broken[3] = 9;
+        assert_eq!(read_keyframe_requests(&broken), KeyframeAsk::default());
+    }
 
     #[test]
     fn rtp_round_trip_and_padding() {

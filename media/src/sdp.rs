@@ -5,11 +5,11 @@ use std::fmt;
 use std::io::Cursor;
 use std::net::{IpAddr, SocketAddr};
 
-use sdp::description::common::{Address, Attribute, ConnectionInformation};
+use sdp::description::common::{Address, Attribute, Bandwidth, ConnectionInformation};
 use sdp::description::media::{MediaDescription, MediaName, RangedPort};
 use sdp::description::session::{Origin, SessionDescription, TimeDescription, Timing};
 
-use crate::codec::{Codec, Format, Payload};
+use crate::codec::{Codec, Format, Payload, Video, VideoCodec};
 use crate::error::{Error, Result};
 use crate::srtp::{Crypto, SrtpMode, SrtpPolicy};
 
@@ -97,6 +97,12 @@ pub struct MediaLine {
     pub rtcp_mux: bool,
     /// The `a=crypto` lines the relay could honour, in the offerer's order (RFC 4568).
     pub crypto: Vec<Crypto>,
+    /// Retransmission payload types (`rtx`): (its number, the payload type it repairs).
+    pub rtx: Vec<(u8, u8)>,
+    /// `a=rtcp-fb` values: the payload type (`None` for `*`) and the feedback (`nack pli`).
+    pub feedback: Vec<(Option<u8>, String)>,
+    /// `b=` lines of the m-line: the type (`AS`, `TIAS`) and the value.
+    pub bandwidth: Vec<(String, u64)>,
 }
 
 /// A parsed session description.
@@ -130,6 +136,41 @@ impl Description {
             .iter()
             .enumerate()
             .find(|(_, line)| line.kind == "audio" && line.port != 0)
+    }
+
+    /// The first video m-line that is not declined, with its index.
+    pub fn video(&self) -> Option<(usize, &MediaLine)> {
+        self.lines
+            .iter()
+            .enumerate()
+            .find(|(_, line)| line.kind == "video" && line.port != 0)
+    }
+
+    /// The SIP side's video stream under `policy`, as [`Description::sip_audio_with`] chooses
+    /// audio: the first video m-line, not declined, whose transport the relay takes, with its
+    /// key. None when there is no such line (the video is then declined, the call goes on).
+    pub fn sip_video_with(
+        &self,
+        policy: &SrtpPolicy,
+    ) -> Option<(usize, &MediaLine, Option<&Crypto>)> {
+        self.lines.iter().enumerate().find_map(|(index, line)| {
+            if line.kind != "video" || line.port == 0 {
+                return None;
+            }
+            let key = line
+                .crypto
+                .iter()
+                .find(|crypto| policy.suites.contains(&crypto.suite));
+            match (line.profile(), policy.mode, key) {
+                (Profile::Plain, SrtpMode::Never, _) => Some((index, line, None)),
+                (Profile::Plain, SrtpMode::Optional, key) => Some((index, line, key)),
+                (Profile::Plain | Profile::Secure, SrtpMode::Mandatory, Some(key))
+                | (Profile::Secure, SrtpMode::Optional, Some(key)) => {
+                    Some((index, line, Some(key)))
+                }
+                _ => None,
+            }
+        })
     }
 
     /// The SIP side's audio stream when SRTP is off: the first audio m-line, not declined, on
@@ -246,6 +287,28 @@ impl MediaLine {
             .find(|payload| payload.format == Format::TelephoneEvent(clock_rate))
     }
 
+    /// The retransmission payload type that repairs `pt`, if offered.
+    pub fn rtx_for(&self, pt: u8) -> Option<u8> {
+        self.rtx
+            .iter()
+            .find_map(|(rtx, apt)| (*apt == pt).then_some(*rtx))
+    }
+
+    /// Whether the m-line asks for this RTCP feedback (`nack pli`, `ccm fir`) for `pt` or
+    /// for every payload type.
+    pub fn has_feedback(&self, pt: u8, feedback: &str) -> bool {
+        self.feedback
+            .iter()
+            .any(|(of, value)| of.is_none_or(|of| of == pt) && value.eq_ignore_ascii_case(feedback))
+    }
+
+    /// The first video payload.
+    pub fn first_video(&self) -> Option<&Payload> {
+        self.payloads
+            .iter()
+            .find(|payload| matches!(payload.format, Format::Video(_)))
+    }
+
     /// The first audio codec payload.
     pub fn first_codec(&self) -> Option<&Payload> {
         self.payloads
@@ -312,6 +375,8 @@ fn media_line(
         };
         let format = if name.eq_ignore_ascii_case("telephone-event") {
             Some(Format::TelephoneEvent(rate))
+        } else if media.media_name.media == "video" {
+            Video::from_rtpmap(&name, rate, fmtp(pt).as_deref()).map(Format::Video)
         } else {
             Codec::from_rtpmap(&name, rate).map(Format::Audio)
         };
@@ -357,6 +422,32 @@ fn media_line(
             .into_iter()
             .filter_map(Crypto::parse)
             .collect(),
+        rtx: rtpmaps
+            .iter()
+            .filter(|(_, name, _)| name.eq_ignore_ascii_case("rtx"))
+            .filter_map(|(pt, _, _)| {
+                let apt = fmtp(*pt)?;
+                let apt = crate::codec::fmtp_value(&apt, "apt")?.parse().ok()?;
+                Some((*pt, apt))
+            })
+            .collect(),
+        feedback: value("rtcp-fb")
+            .into_iter()
+            .filter_map(|line| {
+                let (pt, feedback) = line.trim().split_once(' ')?;
+                let pt = if pt == "*" {
+                    None
+                } else {
+                    Some(pt.parse().ok()?)
+                };
+                Some((pt, feedback.trim().to_owned()))
+            })
+            .collect(),
+        bandwidth: media
+            .bandwidth
+            .iter()
+            .map(|bandwidth| (bandwidth.bandwidth_type.clone(), bandwidth.bandwidth))
+            .collect(),
     }
 }
 
@@ -381,6 +472,30 @@ pub struct SipDescription<'a> {
     /// Whether the profile says SRTP (`RTP/SAVP`), or plain (`RTP/AVP`, with best-effort keys
     /// when `crypto` has some).
     pub secure: bool,
+    /// The video stream, if the call has one: written after the audio (an offer), or in the
+    /// place of the offer's video m-line (an answer; `index`).
+    pub video: Option<VideoDescription<'a>>,
+}
+
+/// The video m-line of a SIP-side description.
+#[derive(Debug, Clone)]
+pub struct VideoDescription<'a> {
+    /// When answering: the index of the offer's video m-line this answers.
+    pub index: Option<usize>,
+    /// Our RTP address and port for video.
+    pub rtp: SocketAddr,
+    /// The payloads, first preferred.
+    pub payloads: &'a [Payload],
+    /// The direction.
+    pub direction: Direction,
+    /// The keys to give (none for plain RTP).
+    pub crypto: &'a [Crypto],
+    /// Whether the profile says SRTP.
+    pub secure: bool,
+    /// RTCP on the RTP port (the offer asked for it).
+    pub rtcp_mux: bool,
+    /// `b=` lines to carry across (type, value).
+    pub bandwidth: &'a [(String, u64)],
 }
 
 impl SipDescription<'_> {
@@ -421,17 +536,26 @@ impl SipDescription<'_> {
             ..SessionDescription::default()
         };
         let audio = self.audio_line();
+        let video = self.video.as_ref().map(VideoDescription::line);
         match self.answering {
             Some((offer, audio_index)) => {
+                let video_index = self.video.as_ref().and_then(|video| video.index);
                 for (index, line) in offer.lines.iter().enumerate() {
                     if index == audio_index {
                         session.media_descriptions.push(audio.clone());
+                    } else if Some(index) == video_index
+                        && let Some(video) = &video
+                    {
+                        session.media_descriptions.push(video.clone());
                     } else {
                         session.media_descriptions.push(declined(line));
                     }
                 }
             }
-            None => session.media_descriptions.push(audio),
+            None => {
+                session.media_descriptions.push(audio);
+                session.media_descriptions.extend(video);
+            }
         }
         session.marshal()
     }
@@ -480,6 +604,68 @@ impl SipDescription<'_> {
                     .map(|payload| payload.pt.to_string())
                     .collect(),
             },
+            attributes,
+            ..MediaDescription::default()
+        }
+    }
+}
+
+impl VideoDescription<'_> {
+    fn line(&self) -> MediaDescription {
+        let mut attributes: Vec<Attribute> = Vec::new();
+        for payload in self.payloads {
+            attributes.push(Attribute::new("rtpmap".to_owned(), Some(payload.rtpmap())));
+            if let Some(fmtp) = &payload.fmtp {
+                attributes.push(Attribute::new(
+                    "fmtp".to_owned(),
+                    Some(format!("{} {fmtp}", payload.pt)),
+                ));
+            }
+            // The keyframe requests we take (RFC 4585, RFC 5104); phones on RTP/AVP send and
+            // honour them as well.
+            for feedback in ["nack pli", "ccm fir"] {
+                attributes.push(Attribute::new(
+                    "rtcp-fb".to_owned(),
+                    Some(format!("{} {feedback}", payload.pt)),
+                ));
+            }
+        }
+        if self.rtcp_mux {
+            attributes.push(Attribute::new("rtcp-mux".to_owned(), None));
+        }
+        attributes.push(Attribute::new(self.direction.to_string(), None));
+        for crypto in self.crypto {
+            attributes.push(Attribute::new(
+                "crypto".to_owned(),
+                Some(crypto.attribute()),
+            ));
+        }
+        MediaDescription {
+            media_name: MediaName {
+                media: "video".to_owned(),
+                port: RangedPort {
+                    value: isize::try_from(self.rtp.port()).unwrap_or(0),
+                    range: None,
+                },
+                protos: vec![
+                    "RTP".to_owned(),
+                    if self.secure { "SAVP" } else { "AVP" }.to_owned(),
+                ],
+                formats: self
+                    .payloads
+                    .iter()
+                    .map(|payload| payload.pt.to_string())
+                    .collect(),
+            },
+            bandwidth: self
+                .bandwidth
+                .iter()
+                .map(|(kind, value)| Bandwidth {
+                    experimental: false,
+                    bandwidth_type: kind.clone(),
+                    bandwidth: *value,
+                })
+                .collect(),
             attributes,
             ..MediaDescription::default()
         }
@@ -558,6 +744,54 @@ pub fn common_payloads(offered: &[Payload], preference: &[Codec]) -> Vec<Payload
         .collect();
     kept.extend(events);
     kept
+}
+
+/// The video payloads of `offered` the relay can carry, ordered by `preference`: for each
+/// preferred codec, every offered format of it (H.264 in several modes or profiles), in the
+/// offer's order.
+pub fn common_video(offered: &[Payload], preference: &[VideoCodec]) -> Vec<Payload> {
+    preference
+        .iter()
+        .flat_map(|codec| {
+            offered.iter().filter(move |payload| {
+                matches!(payload.format, Format::Video(video) if video.codec() == *codec)
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// Adds `b=` lines to the m-line of `kind` in an SDP text (for the bandwidth a phone asked for,
+/// given to the browser), after its `c=` line, or after the `m=` line when it has none.
+pub fn with_bandwidth(sdp: &str, kind: &str, bandwidth: &[(String, u64)]) -> String {
+    if bandwidth.is_empty() {
+        return sdp.to_owned();
+    }
+    let lines: Vec<&str> = sdp.split_inclusive('\n').collect();
+    let mut out = String::with_capacity(sdp.len() + 32);
+    let mut in_section = false;
+    let mut done = false;
+    for (index, line) in lines.iter().enumerate() {
+        out.push_str(line);
+        if let Some(media) = line.strip_prefix("m=") {
+            in_section = media.starts_with(kind)
+                && media.split(' ').nth(1).is_none_or(|port| port != "0");
+        }
+        if !in_section || done {
+            continue;
+        }
+        let next_is_connection = lines
+            .get(index + 1)
+            .is_some_and(|next| next.starts_with("c="));
+        if (line.starts_with("m=") && !next_is_connection) || line.starts_with("c=") {
+            let ending = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
+            for (kind, value) in bandwidth {
+                out.push_str(&format!("b={kind}:{value}{ending}"));
+            }
+            done = true;
+        }
+    }
+    out
 }
 
 /// An error's text with the value of any SDES key it quotes (`inline:...`) left out: parse

@@ -28,6 +28,12 @@ pub struct Baresip {
     pub log: Log,
 }
 
+/// baresip's video settings: a moving test picture as the camera, a display that only counts
+/// frames, VP8 and VP9, and snapshots of what it receives.
+const VIDEO: &str = "module\t\t\tfakevideo.so\nmodule\t\t\tvp8.so\nmodule\t\t\tvp9.so\n\
+module\t\t\tsnapshot.so\nvideo_source\t\tfakevideo,nil\nvideo_display\t\tfakevideo,nil\n\
+video_size\t\t320x240\nvideo_bitrate\t\t300000\nvideo_fps\t\t15\n";
+
 /// A port that is free together with the one above it (baresip opens TLS on port+1).
 fn free_pair() -> u16 {
     loop {
@@ -85,16 +91,23 @@ impl Baresip {
 
     /// Starts baresip with one account line (baresip's `accounts` syntax), playing `tone` Hz.
     pub fn start_account(account: &str, tone: f64) -> Baresip {
-        Baresip::launch(account, tone, false)
+        Baresip::launch(account, tone, false, false)
+    }
+
+    /// As [`Baresip::start_account`], with video: the `fakevideo` camera and display, the
+    /// VP8 and VP9 codecs, and the `snapshot` module (`snapshot_recv PATH` saves the next
+    /// received frame). The account line chooses the video codecs (`video_codecs=VP8`).
+    pub fn start_video(account: &str, tone: f64) -> Baresip {
+        Baresip::launch(account, tone, false, true)
     }
 
     /// As [`Baresip::start_account`], printing every SIP message it sends and receives to its
     /// log (`-s`), for tests that look at a header.
     pub fn start_account_traced(account: &str, tone: f64) -> Baresip {
-        Baresip::launch(account, tone, true)
+        Baresip::launch(account, tone, true, false)
     }
 
-    fn launch(account: &str, tone: f64, trace: bool) -> Baresip {
+    fn launch(account: &str, tone: f64, trace: bool, video: bool) -> Baresip {
         let binary = require("baresip", "baresip-core");
         let dir = TempDir::new();
         let sip_port = free_pair();
@@ -113,6 +126,11 @@ impl Baresip {
             .replace("@RTPPORTS@", &format!("{rtp}-{}", rtp + 19))
             .replace("@SRCWAV@", &source.display().to_string())
             .replace("@SNDPATH@", &sound.display().to_string());
+        let config = if video {
+            format!("{config}\n{VIDEO}")
+        } else {
+            config
+        };
         std::fs::write(dir.path().join("config"), config).expect("write the config");
         std::fs::write(dir.path().join("accounts"), account).expect("write the account");
         let mut child = Command::new(binary)

@@ -39,6 +39,7 @@ pub(crate) struct Media {
     /// The address SIP peers get in SDP.
     pub(crate) advertised: IpAddr,
     pub(crate) codecs: Vec<Codec>,
+    pub(crate) video_codecs: Vec<media::VideoCodec>,
     /// SRTP toward SIP, as configured.
     pub(crate) srtp: SrtpPolicy,
     /// Whether SIP requests go out over TLS (the outbound proxy is `sips:` or
@@ -85,6 +86,11 @@ impl Media {
             advertised,
             codecs: settings
                 .codecs
+                .iter()
+                .filter_map(|codec| codec.parse().ok())
+                .collect(),
+            video_codecs: settings
+                .video_codecs
                 .iter()
                 .filter_map(|codec| codec.parse().ok())
                 .collect(),

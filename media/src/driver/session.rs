@@ -29,6 +29,16 @@ pub trait Engine {
     fn handle_browser(&mut self, now: Instant, source: SocketAddr, data: &[u8]);
     /// A datagram from the SIP side, on the RTP port or (`rtcp_port`) the RTCP port.
     fn handle_sip(&mut self, now: Instant, source: SocketAddr, data: &[u8], rtcp_port: bool);
+    /// A datagram from the SIP side's video, on the video RTP port or (`rtcp_port`) its RTCP
+    /// port. Engines without video ignore it.
+    fn handle_sip_video(
+        &mut self,
+        _now: Instant,
+        _source: SocketAddr,
+        _data: &[u8],
+        _rtcp_port: bool,
+    ) {
+    }
     /// Timers that are due.
     fn handle_timeout(&mut self, now: Instant);
     /// The next datagram to send, or when to call back.
@@ -42,6 +52,10 @@ impl Engine for Relay {
 
     fn handle_sip(&mut self, now: Instant, source: SocketAddr, data: &[u8], rtcp_port: bool) {
         Relay::handle_sip(self, now, source, data, rtcp_port);
+    }
+
+    fn handle_sip_video(&mut self, now: Instant, source: SocketAddr, data: &[u8], rtcp_port: bool) {
+        Relay::handle_sip_video(self, now, source, data, rtcp_port);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -79,6 +93,10 @@ pub enum MediaInput {
     Rtp(usize, SocketAddr),
     /// RTCP of this length on the RTCP port, in the session's RTCP buffer.
     Rtcp(usize, SocketAddr),
+    /// Video RTP of this length from the SIP side, in the session's video RTP buffer.
+    VideoRtp(usize, SocketAddr),
+    /// Video RTCP of this length on the video RTCP port, in its buffer.
+    VideoRtcp(usize, SocketAddr),
     /// The engine's timer fired.
     Timeout,
     /// Nothing: a socket error, or the browser port's queue closed.
@@ -96,6 +114,10 @@ pub struct MediaSession {
     ports: Option<PortPair>,
     rtp_buffer: Vec<u8>,
     rtcp_buffer: Vec<u8>,
+    /// The SIP leg's video port pair, when the call has video.
+    video_ports: Option<PortPair>,
+    video_rtp_buffer: Vec<u8>,
+    video_rtcp_buffer: Vec<u8>,
     timer: Pin<Box<Sleep>>,
     /// When the timer is set for (it only ever moves earlier between fires).
     armed: Option<Instant>,
@@ -116,6 +138,9 @@ impl MediaSession {
             ports,
             rtp_buffer: vec![0; 2048],
             rtcp_buffer: vec![0; 1500],
+            video_ports: None,
+            video_rtp_buffer: Vec::new(),
+            video_rtcp_buffer: Vec::new(),
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             armed: None,
             deadline: None,
@@ -126,6 +151,13 @@ impl MediaSession {
     /// their source address); the claim ends with the session.
     pub fn claim(&mut self, ufrag: String) {
         self.route = Some(self.port.register(ufrag, self.browser_tx.clone()));
+    }
+
+    /// Gives the session the SIP leg's video port pair.
+    pub fn add_video_ports(&mut self, ports: PortPair) {
+        self.video_rtp_buffer = vec![0; 2048];
+        self.video_rtcp_buffer = vec![0; 1500];
+        self.video_ports = Some(ports);
     }
 
     /// The SIP leg's RTP address (the bound one), when there is a leg.
@@ -152,6 +184,10 @@ impl MediaSession {
             Some(ports) => (Some(&ports.rtp), Some(&ports.rtcp)),
             None => (None, None),
         };
+        let (video_rtp, video_rtcp) = match &self.video_ports {
+            Some(ports) => (Some(&ports.rtp), Some(&ports.rtcp)),
+            None => (None, None),
+        };
         tokio::select! {
             biased;
             datagram = self.browser_rx.recv() => match datagram {
@@ -164,6 +200,14 @@ impl MediaSession {
             },
             received = recv(rtcp, &mut self.rtcp_buffer) => match received {
                 Some((length, source)) => MediaInput::Rtcp(length, source),
+                None => MediaInput::Nothing,
+            },
+            received = recv(video_rtp, &mut self.video_rtp_buffer) => match received {
+                Some((length, source)) => MediaInput::VideoRtp(length, source),
+                None => MediaInput::Nothing,
+            },
+            received = recv(video_rtcp, &mut self.video_rtcp_buffer) => match received {
+                Some((length, source)) => MediaInput::VideoRtcp(length, source),
                 None => MediaInput::Nothing,
             },
             () = &mut self.timer, if armed => {
@@ -202,6 +246,24 @@ impl MediaSession {
             MediaInput::Rtcp(length, source) => {
                 engine.handle_sip(Instant::now(), source, &self.rtcp_buffer[..length], true);
             }
+            MediaInput::VideoRtp(length, source) => {
+                let now = Instant::now();
+                engine.handle_sip_video(now, source, &self.video_rtp_buffer[..length], false);
+                let Some(ports) = &self.video_ports else {
+                    return;
+                };
+                for _ in 0..BATCH {
+                    let Ok((length, source)) = ports.rtp.try_recv_from(&mut self.video_rtp_buffer)
+                    else {
+                        break;
+                    };
+                    engine.handle_sip_video(now, source, &self.video_rtp_buffer[..length], false);
+                }
+            }
+            MediaInput::VideoRtcp(length, source) => {
+                let data = &self.video_rtcp_buffer[..length];
+                engine.handle_sip_video(Instant::now(), source, data, true);
+            }
             MediaInput::Timeout => engine.handle_timeout(Instant::now()),
             MediaInput::Nothing => {}
         }
@@ -222,6 +284,16 @@ impl MediaSession {
                 }
                 Output::SipRtcp { destination, data } => {
                     if let Some(ports) = &self.ports {
+                        let _ = ports.rtcp.try_send_to(data, destination);
+                    }
+                }
+                Output::SipVideoRtp { destination, data } => {
+                    if let Some(ports) = &self.video_ports {
+                        let _ = ports.rtp.try_send_to(data, destination);
+                    }
+                }
+                Output::SipVideoRtcp { destination, data } => {
+                    if let Some(ports) = &self.video_ports {
                         let _ = ports.rtcp.try_send_to(data, destination);
                     }
                 }

@@ -23,6 +23,8 @@ enum Next {
     Browser(SocketAddr),
     Sip(SocketAddr),
     SipRtcp(SocketAddr),
+    SipVideo(SocketAddr),
+    SipVideoRtcp(SocketAddr),
     Timeout(Instant),
 }
 
@@ -70,6 +72,76 @@ impl Relay {
             Err(_) => self.sip.srtp_rejected += 1,
         }
         self.plain = plain;
+    }
+
+    /// A datagram from the SIP side's video, on the call's video RTP port or (`rtcp_port`) its
+    /// RTCP port.
+    pub fn handle_sip_video(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        data: &[u8],
+        rtcp_port: bool,
+    ) {
+        self.now = self.now.max(now);
+        let rtcp = rtcp_port || is_rtcp(data);
+        let Some(video) = &mut self.video else { return };
+        let Some(srtp) = &mut video.sip.srtp else {
+            self.handle_sip_video_plain(now, source, data, rtcp, rtcp_port);
+            return;
+        };
+        let mut plain = std::mem::take(&mut self.plain);
+        let checked = if rtcp {
+            srtp.receive.unprotect_rtcp(data, &mut plain)
+        } else {
+            srtp.receive.unprotect_rtp(data, &mut plain)
+        };
+        match checked {
+            Ok(()) => self.handle_sip_video_plain(now, source, &plain, rtcp, rtcp_port),
+            Err(_) => video.sip.srtp_rejected += 1,
+        }
+        self.plain = plain;
+    }
+
+    /// Browser video toward the SIP side: rewritten into `scratch`; returns where it goes.
+    fn forward_video_to_sip(&mut self, now: Instant, packet: &RtpPacket) -> Option<SocketAddr> {
+        let video = self.video.as_mut()?;
+        if !video.sip.direction.sends() {
+            return None;
+        }
+        let destination = video.sip.rtp_source.destination()?;
+        let header = &packet.header;
+        let (pt, _) = video.track.mapping.map(*header.payload_type, true)?;
+        let (seq, timestamp) = video.track.to_sip.apply(
+            *header.ssrc,
+            header.sequence_number,
+            header.timestamp,
+            90_000,
+            now,
+        );
+        let out = RtpHeader {
+            pt,
+            marker: header.marker,
+            seq: seq as u16,
+            timestamp,
+            ssrc: video.sip.ssrc,
+        };
+        write_rtp(&mut self.scratch, out, &packet.payload);
+        if let Some(srtp) = &mut video.sip.srtp {
+            let mut protected = std::mem::take(&mut self.plain);
+            let done = srtp.send.protect_rtp(&self.scratch, &mut protected);
+            std::mem::swap(&mut self.scratch, &mut protected);
+            self.plain = protected;
+            done.ok()?;
+        }
+        video.sip.sent.packets = video.sip.sent.packets.wrapping_add(1);
+        video.sip.sent.octets = video
+            .sip
+            .sent
+            .octets
+            .wrapping_add(packet.payload.len() as u32);
+        video.sip.sent.last = Some((timestamp, now));
+        Some(destination)
     }
 
     /// A datagram from the SIP side in the clear (plain RTP, or SRTP once checked).
@@ -229,6 +301,26 @@ impl Relay {
                 self.make_report(now);
             }
         }
+        if let Some(video) = &mut self.video
+            && video.sip.target.is_some()
+            && video.format.is_some()
+        {
+            let due = *video.sip.next_report.get_or_insert(now + REPORT_INTERVAL);
+            if now >= due {
+                video.sip.next_report = Some(now + REPORT_INTERVAL);
+                let wallclock = self.config.wallclock + now.saturating_duration_since(self.created);
+                video.sip.report =
+                    make_report(&mut video.sip, now, wallclock, 90_000, &self.config.cname);
+            }
+        }
+        if self
+            .video
+            .as_ref()
+            .is_some_and(|video| video.want_from_browser)
+            && self.browser.connected
+        {
+            self.request_from_browser(now);
+        }
     }
 
     fn check_silence(&mut self, now: Instant) {
@@ -271,33 +363,9 @@ impl Relay {
     }
 
     fn make_report(&mut self, now: Instant) {
-        let block = self.sip.received.report(now);
         let wallclock = self.config.wallclock + now.saturating_duration_since(self.created);
         let clock = self.clock();
-        let sender = self.sip.sent.last.map(|(timestamp, at)| {
-            let since = now.saturating_duration_since(at).as_secs_f64() * f64::from(clock);
-            (
-                ntp_time(wallclock),
-                timestamp.wrapping_add(since as u32),
-                &self.sip.sent,
-            )
-        });
-        let mut report = Vec::with_capacity(96);
-        write_report(
-            &mut report,
-            self.sip.ssrc,
-            sender,
-            block,
-            &self.config.cname,
-        );
-        if let Some(srtp) = &mut self.sip.srtp {
-            let mut protected = Vec::with_capacity(report.len() + 20);
-            if srtp.send.protect_rtcp(&report, &mut protected).is_err() {
-                return;
-            }
-            report = protected;
-        }
-        self.sip.report = Some(report);
+        self.sip.report = make_report(&mut self.sip, now, wallclock, clock, &self.config.cname);
     }
 
     /// The next datagram to send, or when to call [`Relay::handle_timeout`]. Call again until
@@ -320,12 +388,34 @@ impl Relay {
                 destination,
                 data: &self.scratch,
             },
+            Next::SipVideo(destination) => Output::SipVideoRtp {
+                destination,
+                data: &self.scratch,
+            },
+            Next::SipVideoRtcp(destination) => Output::SipVideoRtcp {
+                destination,
+                data: &self.scratch,
+            },
             Next::Timeout(at) => Output::Timeout(at),
         }
     }
 
     fn next_output(&mut self) -> Next {
         self.browser.held = None;
+        if let Some(video) = &mut self.video
+            && let Some(destination) = video.sip.rtcp_destination()
+            && let Some(packet) = video
+                .rtcp_out
+                .pop_front()
+                .or_else(|| video.sip.report.take())
+        {
+            self.scratch = packet;
+            return if video.sip.rtcp_mux {
+                Next::SipVideo(destination)
+            } else {
+                Next::SipVideoRtcp(destination)
+            };
+        }
         if let Some(report) = self.sip.report.take() {
             let destination = self.sip.rtcp_destination();
             if let Some(destination) = destination {
@@ -360,9 +450,27 @@ impl Relay {
                         self.events.push_back(Event::Connected);
                     }
                     WebRtcEvent::RtpPacket(packet) => {
-                        if let Some(destination) = self.forward_to_sip(packet.timestamp, &packet) {
+                        if self.is_browser_video(*packet.header.payload_type) {
+                            let now = packet.timestamp;
+                            if self
+                                .video
+                                .as_ref()
+                                .is_some_and(|video| video.want_from_browser)
+                            {
+                                self.request_from_browser(now);
+                            }
+                            if let Some(destination) = self.forward_video_to_sip(now, &packet) {
+                                return Next::SipVideo(destination);
+                            }
+                        } else if let Some(destination) =
+                            self.forward_to_sip(packet.timestamp, &packet)
+                        {
                             return Next::Sip(destination);
                         }
+                    }
+                    WebRtcEvent::KeyframeRequest(request) => {
+                        let now = self.now;
+                        self.browser_wants_keyframe(now, request.mid);
                     }
                     WebRtcEvent::Closed => {
                         self.fail("the browser closed the connection".to_owned())
@@ -393,4 +501,32 @@ impl Relay {
     pub fn is_connected(&self) -> bool {
         self.browser.connected
     }
+}
+
+/// An RTCP report (SR, or RR before we sent anything) for a SIP leg, protected when the leg
+/// is SRTP; none when protection fails.
+fn make_report(
+    sip: &mut super::sip_leg::SipLeg,
+    now: Instant,
+    wallclock: std::time::SystemTime,
+    clock: u32,
+    cname: &str,
+) -> Option<Vec<u8>> {
+    let block = sip.received.report(now);
+    let sender = sip.sent.last.map(|(timestamp, at)| {
+        let since = now.saturating_duration_since(at).as_secs_f64() * f64::from(clock);
+        (
+            ntp_time(wallclock),
+            timestamp.wrapping_add(since as u32),
+            &sip.sent,
+        )
+    });
+    let mut report = Vec::with_capacity(96);
+    write_report(&mut report, sip.ssrc, sender, block, cname);
+    if let Some(srtp) = &mut sip.srtp {
+        let mut protected = Vec::with_capacity(report.len() + 20);
+        srtp.send.protect_rtcp(&report, &mut protected).ok()?;
+        report = protected;
+    }
+    Some(report)
 }

@@ -295,6 +295,7 @@ impl RtpPair {
             answering: remote.map(|remote| (remote, index)),
             crypto: &keys,
             secure: leg.secure,
+            video: None,
         }
         .write()
     }

@@ -20,6 +20,8 @@ fn config(codecs: &[Codec]) -> RelayConfig {
         wallclock: SystemTime::now(),
         cname: "gw".into(),
         srtp: crate::srtp::SrtpPolicy::never(),
+        sip_video: None,
+        video_codecs: Vec::new(),
     }
 }
 
@@ -388,7 +390,7 @@ fn audio_codec(sdp: &str) -> Option<Codec> {
         .iter()
         .find_map(|payload| match payload.format {
             Format::Audio(codec) => Some(codec),
-            Format::TelephoneEvent(_) => None,
+            Format::TelephoneEvent(_) | Format::Video(_) => None,
         })
 }
 

@@ -14,8 +14,10 @@ use crate::codec::{Codec, Format, Payload};
 pub(super) struct Track {
     /// The browser leg's m-line.
     pub(super) mid: Option<Mid>,
-    /// The codec both legs use.
+    /// The codec both legs use (audio).
     pub(super) codec: Option<Codec>,
+    /// A video track (90 kHz clock).
+    pub(super) video: bool,
     /// The SIP payloads we offered (outgoing) or the SIP offer's common payloads (incoming).
     pub(super) sip_payloads: Vec<Payload>,
     pub(super) mapping: Mapping,
@@ -26,6 +28,9 @@ pub(super) struct Track {
 impl Track {
     /// The RTP clock rate of the codec in use.
     pub(super) fn clock(&self) -> u32 {
+        if self.video {
+            return 90_000;
+        }
         self.codec.map_or(8_000, |codec| codec.clock_rate())
     }
 }
@@ -57,7 +62,7 @@ impl Mapping {
         };
         to.iter().find_map(|(out, f)| match f {
             Format::TelephoneEvent(other) => Some((*out, Some((rate, *other)))),
-            Format::Audio(_) => None,
+            Format::Audio(_) | Format::Video(_) => None,
         })
     }
 }

@@ -98,6 +98,8 @@ impl Pair {
             ice_timeout: Duration::from_secs(30),
             wallclock: SystemTime::now(),
             cname: "pair".into(),
+            sip_video: None,
+            video_codecs: Vec::new(),
             srtp: policy,
         };
         let (mut relay, sip_offer) =
@@ -186,7 +188,9 @@ impl Pair {
                         moved = true;
                     }
                     Output::SipRtp { destination, data }
-                    | Output::SipRtcp { destination, data } => {
+                    | Output::SipRtcp { destination, data }
+                    | Output::SipVideoRtp { destination, data }
+                    | Output::SipVideoRtcp { destination, data } => {
                         self.to_phone.push((destination, data.to_vec()));
                     }
                     Output::Timeout(at) => {

@@ -110,6 +110,7 @@ fn writes_sip_offers_and_answers_that_read_back() {
         answering: None,
         crypto: &[],
         secure: false,
+        video: None,
     }
     .write();
     assert!(
@@ -139,6 +140,7 @@ fn writes_sip_offers_and_answers_that_read_back() {
         answering: Some((&chrome, 0)),
         crypto: &[],
         secure: false,
+        video: None,
     }
     .write();
     let read = Description::parse(&answer).unwrap();
@@ -248,6 +250,7 @@ fn keys_are_written_with_the_profile() {
             answering: None,
             crypto: &keys,
             secure,
+            video: None,
         }
         .write();
         let read = Description::parse(&text).unwrap();

@@ -167,3 +167,144 @@ async fn the_echo_test_returns_the_cameras_picture_moving() {
         .await;
     page.close().await;
 }
+
+/// Makes `window.pc` with the camera and microphone, answering `offer`; returns the answer.
+pub(crate) async fn camera_answer(page: &mut Chromium, offer: &str) -> String {
+    let expression = format!(
+        "(async () => {{
+            window.pc = new RTCPeerConnection();
+            const media = await navigator.mediaDevices.getUserMedia(
+                {{audio: true, video: {{width: 640, height: 480, frameRate: 30}}}});
+            await pc.setRemoteDescription({{type: 'offer', sdp: {}}});
+            for (const track of media.getTracks()) pc.addTrack(track, media);
+            await pc.setLocalDescription(await pc.createAnswer());
+            return pc.localDescription.sdp;
+        }})()",
+        serde_json::to_string(offer).unwrap()
+    );
+    let answer = page
+        .command(json!({"do": "evaluate", "expression": expression}))
+        .await;
+    answer.as_str().expect("an SDP answer").to_owned()
+}
+
+/// A baresip phone of the local domain with video (VP8 and VP9 in `codecs`' order).
+pub(crate) async fn video_phone(
+    gateway: &gateway_tests::Gateway,
+    user: &str,
+    codecs: &str,
+) -> gateway_tests::baresip::Baresip {
+    let account = format!(
+        "<sip:{user}@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";auth_pass=x;answermode=auto;audio_codecs=PCMU/8000/1;video_codecs={codecs};regint=300\n",
+        gateway.sip.0.port()
+    );
+    let phone = gateway_tests::baresip::Baresip::start_video(&account, 1000.0);
+    assert!(
+        phone.wait_log("200 OK", Duration::from_secs(15)).await,
+        "the phone registers at the gateway:\n{}",
+        phone.log.text()
+    );
+    phone
+}
+
+/// Asks baresip for a snapshot of the next frame it receives and waits for the picture: the
+/// phone decodes the browser's video.
+pub(crate) async fn phone_sees_video(
+    phone: &gateway_tests::baresip::Baresip,
+    dir: &TempDir,
+    name: &str,
+) {
+    let path = dir.path().join(format!("{name}.png"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while tokio::time::Instant::now() < deadline {
+        phone.command("snapshot_recv", &path.display().to_string());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if std::fs::metadata(&path).is_ok_and(|meta| meta.len() > 100) {
+            return;
+        }
+    }
+    panic!("the phone decoded no video:\n{}", phone.log.text());
+}
+
+/// A browser with its camera calls a video phone (VP8) and is called by it: each side sees the
+/// other's picture, the browser's moving for 10 s without a freeze.
+#[tokio::test]
+async fn a_browser_and_a_video_phone_see_each_other_both_ways() {
+    let dir = TempDir::new();
+    let gateway = gateway_tests::Gateway::start(shipped()).await;
+    let bob = video_phone(&gateway, "bob", "VP8").await;
+    let mut client = local_client(&gateway, "alice").await;
+    let mut page = browser(&dir);
+    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
+        .await;
+
+    // The browser calls the phone.
+    let offer = camera_offer(&mut page).await;
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
+            "account": format!("alice@{DOMAIN}"), "session": "to-bob",
+            "uri": format!("bob@{DOMAIN}"), "sdp": offer}))
+        .await;
+    let answer = answered(&mut client, "to-bob").await;
+    assert!(answer.contains("VP8/90000"), "{answer}");
+    take_answer(&mut page, &answer).await;
+    wait_for_frames(&mut page).await;
+    let stats = watch_moving(&mut page, 10).await;
+    eprintln!("browser to phone: {stats:?}");
+    assert_eq!(stats.codec, "video/VP8");
+    phone_sees_video(&bob, &dir, "from-browser").await;
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-bob"}))
+        .await;
+    assert!(
+        bob.wait_for("CALL_CLOSED", 1, Duration::from_secs(15))
+            .await
+    );
+
+    // The phone calls the browser.
+    bob.command("dial", &format!("sip:alice@{DOMAIN}"));
+    let (session, offer) = loop {
+        if let protocol::ServerMessage::Event(protocol::Event::Account {
+            event: protocol::AccountEvent::IncomingSession { session, sdp, .. },
+            ..
+        }) = crate::calls::next(&mut client).await
+        {
+            break (session, sdp);
+        }
+    };
+    assert!(offer.contains("m=video"), "{offer}");
+    let answer = camera_answer(&mut page, &offer).await;
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}),
+        )
+        .await;
+    wait_for_frames(&mut page).await;
+    let stats = watch_moving(&mut page, 10).await;
+    eprintln!("phone to browser: {stats:?}");
+    phone_sees_video(&bob, &dir, "to-browser").await;
+    bob.command("hangup", "");
+    assert!(
+        bob.wait_for("CALL_CLOSED", 2, Duration::from_secs(15))
+            .await
+    );
+    page.close().await;
+    nothing_left(&gateway).await;
+}
+
+/// Waits for the gateway to have no call and no media port left.
+pub(crate) async fn nothing_left(gateway: &gateway_tests::Gateway) {
+    for _ in 0..50 {
+        if gateway.metric("sylkrtc_calls").await == 0.0
+            && gateway.metric("sylkrtc_media_ports").await == 0.0
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "left behind: {} calls, {} media ports",
+        gateway.metric("sylkrtc_calls").await,
+        gateway.metric("sylkrtc_media_ports").await
+    );
+}

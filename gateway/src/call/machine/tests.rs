@@ -30,6 +30,8 @@ fn config() -> RelayConfig {
         wallclock: SystemTime::UNIX_EPOCH,
         cname: "test".into(),
         srtp: media::srtp::SrtpPolicy::never(),
+        sip_video: None,
+        video_codecs: Vec::new(),
     }
 }
 

@@ -1,0 +1,413 @@
+//! The video stream of a relay: one m-line on each leg, relayed without transcoding.
+//!
+//! * Formats: VP8, VP9 and H.264 as configured, payload types mapped per m-line as audio's;
+//!   H.264 only between payload types of the same packetization mode and profile, the level
+//!   being the lower of the two legs' (RFC 6184 section 8.1).
+//! * Its own SIP-side port pair (or rtcp-mux), latched as audio's, its own SDES keys.
+//! * Keyframes: a browser's PLI or FIR becomes a PLI for the SIP side, or a FIR (with the
+//!   sequence number raised for each new request, RFC 5104 section 4.3.1) for a phone that
+//!   says it takes FIR and not PLI; the SIP side's PLI or FIR becomes a PLI toward the browser.
+//!   A keyframe is asked of both sides once media starts and after every new description.
+//! * Loss on the browser leg is mended there: the WebRTC stack keeps what it sent and answers
+//!   the browser's NACKs with RTX, and NACKs the browser's own losses; transport-wide
+//!   congestion feedback lets the browser's encoder ramp up.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::media::KeyframeRequestKind;
+
+use super::Relay;
+use super::sip_leg::{SipLeg, answered_key};
+use super::track::Track;
+use crate::codec::{Format, Video};
+use crate::error::Result;
+use crate::rtp::{write_fir, write_pli};
+use crate::sdp::{Description, Direction, MediaLine, VideoDescription, answered_payloads};
+use crate::srtp::{Crypto, SessionKeys};
+
+/// Keyframe requests toward one side go no more often than this: a browser repeats its PLI
+/// while it waits, and every request makes an encoder spend a keyframe.
+const REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+
+/// The video stream.
+#[derive(Debug)]
+pub(super) struct VideoStream {
+    pub(super) track: Track,
+    pub(super) sip: SipLeg,
+    /// Our SIP-side address for video.
+    pub(super) rtp: SocketAddr,
+    /// The format both legs use, once agreed.
+    pub(super) format: Option<Video>,
+    /// The keys of our latest offer to the SIP side.
+    pub(super) offered_keys: Vec<Crypto>,
+    /// Whether our SIP-side descriptions say `RTP/SAVP`.
+    pub(super) secure: bool,
+    /// The index of the SIP offer's video m-line we answer.
+    pub(super) offer_index: Option<usize>,
+    /// Whether the SIP side asked for rtcp-mux (in its offer).
+    pub(super) rtcp_mux_offered: bool,
+    /// Whether the SIP side takes PLI, and FIR (its `a=rtcp-fb`).
+    pub(super) takes_pli: bool,
+    pub(super) takes_fir: bool,
+    /// The FIR command sequence number toward the SIP side.
+    pub(super) fir_sequence: u8,
+    /// A keyframe is wanted from the SIP side (for the browser) / from the browser.
+    pub(super) want_from_sip: bool,
+    pub(super) want_from_browser: bool,
+    pub(super) last_to_sip: Option<Instant>,
+    pub(super) last_to_browser: Option<Instant>,
+    /// The SIP side's video SSRC, from its RTP.
+    pub(super) sip_source: Option<u32>,
+    /// `b=` lines: the SIP side's (given to the browser) and the browser's (given to SIP).
+    pub(super) sip_bandwidth: Vec<(String, u64)>,
+    pub(super) browser_bandwidth: Vec<(String, u64)>,
+    /// The SIP side's `a=fmtp` of the format in use (its H.264 level).
+    pub(super) remote_fmtp: Option<String>,
+    /// The browser's H.264 level, from its offer (incoming calls' answers are lowered to it).
+    pub(super) browser_h264_level: Option<u8>,
+    /// RTCP waiting to go to the SIP side.
+    pub(super) rtcp_out: VecDeque<Vec<u8>>,
+}
+
+impl VideoStream {
+    pub(super) fn new(now: Instant, rtp: SocketAddr, ssrc: u32) -> VideoStream {
+        VideoStream {
+            track: Track {
+                video: true,
+                ..Track::default()
+            },
+            sip: SipLeg::new(now, ssrc),
+            rtp,
+            format: None,
+            offered_keys: Vec::new(),
+            secure: false,
+            offer_index: None,
+            rtcp_mux_offered: false,
+            takes_pli: true,
+            takes_fir: false,
+            fir_sequence: 0,
+            want_from_sip: true,
+            want_from_browser: true,
+            last_to_sip: None,
+            last_to_browser: None,
+            sip_source: None,
+            sip_bandwidth: Vec::new(),
+            browser_bandwidth: Vec::new(),
+            remote_fmtp: None,
+            browser_h264_level: None,
+            rtcp_out: VecDeque::new(),
+        }
+    }
+
+    /// The video stream of an incoming call, from the SIP offer: its video m-line's formats
+    /// that the configuration relays, when the call has a SIP-side video port.
+    pub(super) fn from_sip_offer(
+        now: Instant,
+        config: &super::RelayConfig,
+        offer: &Description,
+    ) -> Option<VideoStream> {
+        let rtp = config.sip_video?;
+        let (index, line, _) = offer.sip_video_with(&config.srtp)?;
+        let payloads = crate::sdp::common_video(&line.payloads, &config.video_codecs);
+        if payloads.is_empty() {
+            return None;
+        }
+        let mut video = VideoStream::new(now, rtp, 0);
+        video.track.sip_payloads = payloads;
+        video.offer_index = Some(index);
+        video.rtcp_mux_offered = line.rtcp_mux;
+        Some(video)
+    }
+
+    /// The keys our next description gives: the one in use, else those of our offer.
+    pub(super) fn keys(&self) -> Vec<Crypto> {
+        match &self.sip.srtp {
+            Some(srtp) => vec![srtp.local.clone()],
+            None => self.offered_keys.clone(),
+        }
+    }
+
+    /// Our video m-line for the SIP side.
+    pub(super) fn description<'a>(
+        &'a self,
+        direction: Direction,
+        keys: &'a [Crypto],
+    ) -> VideoDescription<'a> {
+        VideoDescription {
+            index: self.offer_index,
+            rtp: self.rtp,
+            payloads: &self.track.sip_payloads,
+            direction,
+            crypto: keys,
+            secure: self.secure,
+            rtcp_mux: self.rtcp_mux_offered,
+            bandwidth: &self.browser_bandwidth,
+        }
+    }
+
+    /// Takes the SIP side's video m-line: payload types, target, direction, keys, feedback.
+    fn take_remote(
+        &mut self,
+        line: &MediaLine,
+        key: Option<&Crypto>,
+        offer: bool,
+        created: Instant,
+    ) -> Result<()> {
+        match key {
+            None => {
+                self.sip.srtp = None;
+                if offer {
+                    self.secure = false;
+                }
+            }
+            Some(remote) => {
+                let local = if offer {
+                    self.secure = line.is_srtp_profile();
+                    SessionKeys::answer_key(self.sip.srtp.as_ref(), remote)
+                } else {
+                    answered_key(&self.offered_keys, remote, &line.proto)?
+                };
+                self.sip.srtp = Some(SessionKeys::rekey(
+                    self.sip.srtp.take(),
+                    local,
+                    remote.clone(),
+                ));
+            }
+        }
+        let formats: Vec<Format> = self.track.sip_payloads.iter().map(|p| p.format).collect();
+        self.track.mapping.sip = line
+            .payloads
+            .iter()
+            .filter(|payload| formats.contains(&payload.format))
+            .map(|payload| (payload.pt, payload.format))
+            .collect();
+        if let Some((pt, _)) = self.track.mapping.sip.first() {
+            self.remote_fmtp = line
+                .payloads
+                .iter()
+                .find(|payload| payload.pt == *pt)
+                .and_then(|payload| payload.fmtp.clone());
+            let pli = line.has_feedback(*pt, "nack pli");
+            let fir = line.has_feedback(*pt, "ccm fir");
+            // A phone that says nothing of feedback gets PLI, which most honour.
+            self.takes_pli = pli || !fir;
+            self.takes_fir = fir;
+        }
+        self.sip.take_remote(line, offer);
+        self.sip.last_rtp = self.sip.last_rtp.max(created);
+        self.sip_bandwidth = line.bandwidth.clone();
+        // A new description: the new decoder starts from a keyframe.
+        self.want_from_sip = true;
+        self.want_from_browser = true;
+        Ok(())
+    }
+
+    /// Queues a keyframe request toward the SIP side (PLI, or FIR for a phone that takes only
+    /// that), unless one went very recently.
+    fn request_from_sip(&mut self, now: Instant) {
+        let Some(media) = self.sip_source else {
+            // Not heard yet: asked for once it is.
+            self.want_from_sip = true;
+            return;
+        };
+        if self.sip.rtcp_destination().is_none() || !self.sip.direction.receives() {
+            return;
+        }
+        if self
+            .last_to_sip
+            .is_some_and(|last| now.saturating_duration_since(last) < REQUEST_INTERVAL)
+        {
+            return;
+        }
+        self.last_to_sip = Some(now);
+        self.want_from_sip = false;
+        let mut packet = Vec::with_capacity(20);
+        if self.takes_pli {
+            write_pli(&mut packet, self.sip.ssrc, media);
+        } else {
+            self.fir_sequence = self.fir_sequence.wrapping_add(1);
+            write_fir(&mut packet, self.sip.ssrc, media, self.fir_sequence);
+        }
+        if let Some(srtp) = &mut self.sip.srtp {
+            let mut protected = Vec::with_capacity(packet.len() + 20);
+            if srtp.send.protect_rtcp(&packet, &mut protected).is_err() {
+                return;
+            }
+            packet = protected;
+        }
+        self.rtcp_out.push_back(packet);
+    }
+}
+
+impl Relay {
+    /// Makes the video stream for an outgoing call from the browser's offer: its video m-line's
+    /// formats that the configuration relays, when the call has a SIP-side video port.
+    pub(super) fn video_from_browser_offer(&mut self, offer: &Description) {
+        let (Some(rtp), Some((_, line))) = (self.config.sip_video, offer.video()) else {
+            return;
+        };
+        let payloads = crate::sdp::common_video(&line.payloads, &self.config.video_codecs);
+        if payloads.is_empty() {
+            return;
+        }
+        let mut video = VideoStream::new(self.now, rtp, self.sip.ssrc ^ 0x5555_5555);
+        video.track.mid = line.mid.as_deref().map(str0m::media::Mid::from);
+        video.track.sip_payloads = payloads;
+        video.browser_bandwidth = line.bandwidth.clone();
+        video.offered_keys = self.config.srtp.offer();
+        video.secure = self.sip_secure;
+        self.video = Some(video);
+    }
+
+    /// Reads the SIP side's video m-line of a description (an offer we answer, or the answer
+    /// to ours). A description without a usable video m-line stops the video: the stream is
+    /// declined, the call goes on with audio.
+    pub(super) fn apply_sip_video(&mut self, description: &Description, offer: bool) -> Result<()> {
+        let Some(video) = &mut self.video else {
+            return Ok(());
+        };
+        let Some((index, line, key)) = description.sip_video_with(&self.config.srtp) else {
+            self.video = None;
+            return Ok(());
+        };
+        if !offer && video.format.is_none() {
+            let answered = answered_payloads(line, &video.track.sip_payloads);
+            let Some(format) = answered.iter().find_map(|payload| match payload.format {
+                Format::Video(format) => Some(format),
+                _ => None,
+            }) else {
+                self.video = None;
+                return Ok(());
+            };
+            video.format = Some(format);
+            video
+                .track
+                .sip_payloads
+                .retain(|payload| payload.format == Format::Video(format));
+        }
+        if offer {
+            video.offer_index = Some(index);
+            video.rtcp_mux_offered = line.rtcp_mux;
+        }
+        video.take_remote(line, key, offer, self.created)
+    }
+
+    /// The SIP side's video datagram in the clear.
+    pub(super) fn handle_sip_video_plain(
+        &mut self,
+        now: Instant,
+        source: std::net::SocketAddr,
+        data: &[u8],
+        rtcp: bool,
+        rtcp_port: bool,
+    ) {
+        let Some(video) = &mut self.video else { return };
+        if rtcp {
+            let taken = if rtcp_port {
+                video.sip.rtcp_source.accept(now, source)
+            } else {
+                video.sip.rtp_source.accept(now, source)
+            };
+            if !taken {
+                return;
+            }
+            if let Some((_, ntp)) = crate::rtp::read_sender_report(data) {
+                video.sip.received.record_sender_report(ntp, now);
+            }
+            let ask = crate::rtp::read_keyframe_requests(data);
+            if ask.pli || ask.fir {
+                video.want_from_browser = true;
+                self.request_from_browser(now);
+            }
+            return;
+        }
+        let Some(view) = crate::rtp::RtpView::parse(data) else {
+            return;
+        };
+        if !video.sip.rtp_source.accept(now, source) {
+            return;
+        }
+        video.sip.last_rtp = now;
+        video.sip_source = Some(view.ssrc());
+        let arrival = (now.saturating_duration_since(self.created).as_secs_f64() * 90_000.0) as i64;
+        video
+            .sip
+            .received
+            .record(view.ssrc(), view.seq(), view.timestamp(), arrival);
+        if video.want_from_sip {
+            video.request_from_sip(now);
+        }
+        if !video.sip.direction.receives() {
+            return;
+        }
+        let Some((pt, _)) = video.track.mapping.map(view.pt(), false) else {
+            return;
+        };
+        let (Some(rtc), Some(mid)) = (&mut self.browser.rtc, video.track.mid) else {
+            return;
+        };
+        let (seq, timestamp) =
+            video
+                .track
+                .to_browser
+                .apply(view.ssrc(), view.seq(), view.timestamp(), 90_000, now);
+        let payload: std::sync::Arc<[u8]> = std::sync::Arc::from(view.payload());
+        let mut api = rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        stream.write_rtp(
+            str0m::rtp::RtpWrite::new(
+                pt.into(),
+                str0m::rtp::SeqNo::from(seq),
+                timestamp,
+                now,
+                payload,
+            )
+            .marker(view.marker())
+            // Kept for the browser's NACKs (answered with RTX from what we sent).
+            .nackable(true),
+        );
+    }
+
+    /// Asks the browser for a keyframe (for the SIP side), unless one went very recently.
+    pub(super) fn request_from_browser(&mut self, now: Instant) {
+        let (Some(video), Some(rtc)) = (&mut self.video, &mut self.browser.rtc) else {
+            return;
+        };
+        let Some(mid) = video.track.mid else { return };
+        if video
+            .last_to_browser
+            .is_some_and(|last| now.saturating_duration_since(last) < REQUEST_INTERVAL)
+        {
+            return;
+        }
+        let mut api = rtc.direct_api();
+        let Some(stream) = api.stream_rx_by_mid(mid, None) else {
+            // The browser's stream is not known yet: asked for once it is.
+            return;
+        };
+        stream.request_keyframe(KeyframeRequestKind::Pli);
+        video.last_to_browser = Some(now);
+        video.want_from_browser = false;
+    }
+
+    /// The browser asked for a keyframe on our video toward it.
+    pub(super) fn browser_wants_keyframe(&mut self, now: Instant, mid: str0m::media::Mid) {
+        if let Some(video) = &mut self.video
+            && video.track.mid == Some(mid)
+        {
+            video.want_from_sip = true;
+            video.request_from_sip(now);
+        }
+    }
+
+    /// Whether a browser RTP packet is video (by its payload type), and its stream's state.
+    pub(super) fn is_browser_video(&self, pt: u8) -> bool {
+        self.video
+            .as_ref()
+            .is_some_and(|video| video.track.mapping.browser.iter().any(|(p, _)| *p == pt))
+    }
+}
