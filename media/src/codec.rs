@@ -138,8 +138,12 @@ impl FromStr for VideoCodec {
 pub enum Video {
     /// VP8.
     Vp8,
-    /// VP9.
-    Vp9,
+    /// VP9 of this profile (`profile-id`, 0 when absent: profile 2 is 10-bit video, another
+    /// format).
+    Vp9 {
+        /// `profile-id`.
+        profile: u8,
+    },
     /// H.264 with this packetization mode and profile (`profile_idc` and the constraint flags
     /// that matter: see [`H264Profile`]).
     H264 {
@@ -215,7 +219,12 @@ impl Video {
             .find(|codec| codec.name().eq_ignore_ascii_case(name))?;
         Some(match codec {
             VideoCodec::Vp8 => Video::Vp8,
-            VideoCodec::Vp9 => Video::Vp9,
+            VideoCodec::Vp9 => Video::Vp9 {
+                profile: fmtp
+                    .and_then(|fmtp| fmtp_value(fmtp, "profile-id"))
+                    .and_then(|profile| profile.parse().ok())
+                    .unwrap_or(0),
+            },
             VideoCodec::H264 => {
                 let fmtp = fmtp.unwrap_or_default();
                 let mode = fmtp_value(fmtp, "packetization-mode")
@@ -233,7 +242,7 @@ impl Video {
     pub fn codec(self) -> VideoCodec {
         match self {
             Video::Vp8 => VideoCodec::Vp8,
-            Video::Vp9 => VideoCodec::Vp9,
+            Video::Vp9 { .. } => VideoCodec::Vp9,
             Video::H264 { .. } => VideoCodec::H264,
         }
     }
@@ -330,6 +339,14 @@ mod tests {
     fn video_formats() {
         assert_eq!(Video::from_rtpmap("vp8", 90_000, None), Some(Video::Vp8));
         assert_eq!(Video::from_rtpmap("VP8", 8_000, None), None);
+        assert_eq!(
+            Video::from_rtpmap("VP9", 90_000, None),
+            Video::from_rtpmap("VP9", 90_000, Some("profile-id=0"))
+        );
+        assert_eq!(
+            Video::from_rtpmap("VP9", 90_000, Some("profile-id=2")),
+            Some(Video::Vp9 { profile: 2 })
+        );
         let h264 = |fmtp| Video::from_rtpmap("H264", 90_000, Some(fmtp));
         let cb = |mode| Video::H264 {
             mode,

@@ -837,7 +837,9 @@ fn browser_formats(rtc: &Rtc, mid: Option<Mid>, video: bool) -> Vec<(u8, Format)
                 WebRtcCodec::G722 => Format::Audio(Codec::G722),
                 WebRtcCodec::Tele => Format::TelephoneEvent(spec.clock_rate.get()),
                 WebRtcCodec::Vp8 => Format::Video(Video::Vp8),
-                WebRtcCodec::Vp9 => Format::Video(Video::Vp9),
+                WebRtcCodec::Vp9 => Format::Video(Video::Vp9 {
+                    profile: spec.format.profile_id.unwrap_or(0) as u8,
+                }),
                 WebRtcCodec::H264 => {
                     let id = spec.format.profile_level_id.unwrap_or(0x42_00_0a);
                     let (profile, _) = H264Profile::parse(&format!("{id:06x}"))?;
@@ -952,7 +954,7 @@ fn build_rtc(
             Format::Video(video) => (
                 match video {
                     Video::Vp8 => WebRtcCodec::Vp8,
-                    Video::Vp9 => WebRtcCodec::Vp9,
+                    Video::Vp9 { .. } => WebRtcCodec::Vp9,
                     Video::H264 { .. } => WebRtcCodec::H264,
                 },
                 90_000,

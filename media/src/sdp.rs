@@ -774,8 +774,8 @@ pub fn with_bandwidth(sdp: &str, kind: &str, bandwidth: &[(String, u64)]) -> Str
     for (index, line) in lines.iter().enumerate() {
         out.push_str(line);
         if let Some(media) = line.strip_prefix("m=") {
-            in_section = media.starts_with(kind)
-                && media.split(' ').nth(1).is_none_or(|port| port != "0");
+            in_section =
+                media.starts_with(kind) && media.split(' ').nth(1).is_none_or(|port| port != "0");
         }
         if !in_section || done {
             continue;

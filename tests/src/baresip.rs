@@ -31,6 +31,7 @@ pub struct Baresip {
 /// baresip's video settings: a moving test picture as the camera, a display that only counts
 /// frames, VP8 and VP9, and snapshots of what it receives.
 const VIDEO: &str = "module\t\t\tfakevideo.so\nmodule\t\t\tvp8.so\nmodule\t\t\tvp9.so\n\
+module\t\t\tavcodec.so\n\
 module\t\t\tsnapshot.so\nvideo_source\t\tfakevideo,nil\nvideo_display\t\tfakevideo,nil\n\
 video_size\t\t320x240\nvideo_bitrate\t\t300000\nvideo_fps\t\t15\n";
 
@@ -95,9 +96,10 @@ impl Baresip {
     }
 
     /// As [`Baresip::start_account`], with video: the `fakevideo` camera and display, the
-    /// VP8 and VP9 codecs, and the `snapshot` module (`snapshot_recv PATH` saves the next
+    /// VP8, VP9 and H.264 (`avcodec`, from `baresip-ffmpeg`) codecs, and the `snapshot` module (`snapshot_recv PATH` saves the next
     /// received frame). The account line chooses the video codecs (`video_codecs=VP8`).
     pub fn start_video(account: &str, tone: f64) -> Baresip {
+        require("/usr/lib/baresip/modules/avcodec.so", "baresip-ffmpeg");
         Baresip::launch(account, tone, false, true)
     }
 

@@ -26,6 +26,26 @@ pub(super) struct Track {
 }
 
 impl Track {
+    /// The browser leg's payload type for a payload type the SIP side sent (with the clock
+    /// rates when telephone-event changes rate). The SIP side should send with the numbers of
+    /// our description (RFC 3264 section 5.1), as most do, but many send with those of their
+    /// own: both are understood, ours first.
+    pub(super) fn from_sip(&self, pt: u8) -> Option<(u8, Option<(u32, u32)>)> {
+        let format = self
+            .sip_payloads
+            .iter()
+            .find(|payload| payload.pt == pt)
+            .map(|payload| payload.format)
+            .or_else(|| {
+                self.mapping
+                    .sip
+                    .iter()
+                    .find(|(p, _)| *p == pt)
+                    .map(|(_, format)| *format)
+            })?;
+        self.mapping.to_browser(format)
+    }
+
     /// The RTP clock rate of the codec in use.
     pub(super) fn clock(&self) -> u32 {
         if self.video {
@@ -54,6 +74,16 @@ impl Mapping {
             (&self.sip, &self.browser)
         };
         let format = from.iter().find(|(p, _)| *p == pt)?.1;
+        Mapping::towards(format, to)
+    }
+
+    /// The browser leg's payload type for `format`.
+    pub(super) fn to_browser(&self, format: Format) -> Option<(u8, Option<(u32, u32)>)> {
+        Mapping::towards(format, &self.browser)
+    }
+
+    /// The payload type of `to` for `format` (telephone-event at another rate if need be).
+    fn towards(format: Format, to: &[(u8, Format)]) -> Option<(u8, Option<(u32, u32)>)> {
         if let Some((out, _)) = to.iter().find(|(_, f)| *f == format) {
             return Some((*out, None));
         }

@@ -40,6 +40,9 @@ pub(super) struct VideoStream {
     pub(super) rtp: SocketAddr,
     /// The format both legs use, once agreed.
     pub(super) format: Option<Video>,
+    /// Every video payload of our offer to the SIP side, for phones that send with another
+    /// of its numbers than the one they answered.
+    pub(super) offered: Vec<(u8, Video)>,
     /// The keys of our latest offer to the SIP side.
     pub(super) offered_keys: Vec<Crypto>,
     /// Whether our SIP-side descriptions say `RTP/SAVP`.
@@ -81,6 +84,7 @@ impl VideoStream {
             sip: SipLeg::new(now, ssrc),
             rtp,
             format: None,
+            offered: Vec::new(),
             offered_keys: Vec::new(),
             secure: false,
             offer_index: None,
@@ -119,6 +123,25 @@ impl VideoStream {
         video.offer_index = Some(index);
         video.rtcp_mux_offered = line.rtcp_mux;
         Some(video)
+    }
+
+    /// The browser's payload type for a video payload type from the SIP side: by its format
+    /// (ours or the phone's numbering), else any payload type of our offer of the same codec
+    /// and packetization: phones that match offers by codec name alone (baresip) send H.264
+    /// with the number of the first offered payload of its packetization mode, whatever its
+    /// profile.
+    fn browser_pt(&self, pt: u8) -> Option<u8> {
+        if let Some((pt, _)) = self.track.from_sip(pt) {
+            return Some(pt);
+        }
+        let agreed = self.format?;
+        let (_, offered) = self.offered.iter().find(|(p, _)| *p == pt)?;
+        let same = match (offered, agreed) {
+            (Video::H264 { mode, .. }, Video::H264 { mode: agreed, .. }) => *mode == agreed,
+            (offered, agreed) => offered.codec() == agreed.codec(),
+        };
+        let (pt, _) = same.then(|| self.track.mapping.to_browser(Format::Video(agreed)))??;
+        Some(pt)
     }
 
     /// The keys our next description gives: the one in use, else those of our offer.
@@ -254,6 +277,13 @@ impl Relay {
         }
         let mut video = VideoStream::new(self.now, rtp, self.sip.ssrc ^ 0x5555_5555);
         video.track.mid = line.mid.as_deref().map(str0m::media::Mid::from);
+        video.offered = payloads
+            .iter()
+            .filter_map(|payload| match payload.format {
+                Format::Video(format) => Some((payload.pt, format)),
+                _ => None,
+            })
+            .collect();
         video.track.sip_payloads = payloads;
         video.browser_bandwidth = line.bandwidth.clone();
         video.offered_keys = self.config.srtp.offer();
@@ -342,7 +372,7 @@ impl Relay {
         if !video.sip.direction.receives() {
             return;
         }
-        let Some((pt, _)) = video.track.mapping.map(view.pt(), false) else {
+        let Some(pt) = video.browser_pt(view.pt()) else {
             return;
         };
         let (Some(rtc), Some(mid)) = (&mut self.browser.rtc, video.track.mid) else {
