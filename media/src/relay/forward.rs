@@ -185,7 +185,7 @@ impl Relay {
         if !self.sip.direction.receives() {
             return;
         }
-        let Some((pt, rescale)) = self.track.from_sip(view.pt()) else {
+        let Some((pt, rescale)) = self.track.browser_pt_for(view.pt()) else {
             return;
         };
         let (Some(rtc), Some(mid)) = (&mut self.browser.rtc, self.track.mid) else {

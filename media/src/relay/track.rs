@@ -30,7 +30,7 @@ impl Track {
     /// rates when telephone-event changes rate). The SIP side should send with the numbers of
     /// our description (RFC 3264 section 5.1), as most do, but many send with those of their
     /// own: both are understood, ours first.
-    pub(super) fn from_sip(&self, pt: u8) -> Option<(u8, Option<(u32, u32)>)> {
+    pub(super) fn browser_pt_for(&self, pt: u8) -> Option<(u8, Option<(u32, u32)>)> {
         let format = self
             .sip_payloads
             .iter()

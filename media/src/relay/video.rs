@@ -131,7 +131,7 @@ impl VideoStream {
     /// with the number of the first offered payload of its packetization mode, whatever its
     /// profile.
     fn browser_pt(&self, pt: u8) -> Option<u8> {
-        if let Some((pt, _)) = self.track.from_sip(pt) {
+        if let Some((pt, _)) = self.track.browser_pt_for(pt) {
             return Some(pt);
         }
         let agreed = self.format?;
