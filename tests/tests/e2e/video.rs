@@ -20,25 +20,29 @@ pub(crate) fn browser(dir: &TempDir) -> Chromium {
     Chromium::start(&wav)
 }
 
-/// Makes `window.pc` with the camera and microphone, and returns its offer.
-pub(crate) async fn camera_offer(page: &mut Chromium) -> String {
-    let offer = page
-        .command(json!({"do": "evaluate", "expression": "(async () => {
-            window.pc = new RTCPeerConnection();
+/// Makes the peer connection `window[pc]` with the camera and microphone, and returns its
+/// offer.
+pub(crate) async fn camera_offer(page: &mut Chromium, pc: &str) -> String {
+    let expression = format!(
+        "(async () => {{
+            const pc = window.{pc} = new RTCPeerConnection();
             const media = await navigator.mediaDevices.getUserMedia(
-                {audio: true, video: {width: 640, height: 480, frameRate: 30}});
+                {{audio: true, video: {{width: 640, height: 480, frameRate: 30}}}});
             for (const track of media.getTracks()) pc.addTrack(track, media);
             await pc.setLocalDescription(await pc.createOffer());
             return pc.localDescription.sdp;
-        })()"}))
+        }})()"
+    );
+    let offer = page
+        .command(json!({"do": "evaluate", "expression": expression}))
         .await;
     offer.as_str().expect("an SDP offer").to_owned()
 }
 
-/// Gives `window.pc` the answer.
-pub(crate) async fn take_answer(page: &mut Chromium, answer: &str) {
+/// Gives `window[pc]` the answer.
+pub(crate) async fn take_answer(page: &mut Chromium, pc: &str, answer: &str) {
     let expression = format!(
-        "(async () => {{ await pc.setRemoteDescription({{type: 'answer', sdp: {}}}); return null; }})()",
+        "(async () => {{ await {pc}.setRemoteDescription({{type: 'answer', sdp: {}}}); return null; }})()",
         serde_json::to_string(answer).unwrap()
     );
     page.command(json!({"do": "evaluate", "expression": expression}))
@@ -60,15 +64,15 @@ pub(crate) struct VideoStats {
     pub(crate) codec: String,
 }
 
-/// Reads `window.pc`'s video statistics.
-pub(crate) async fn video_stats(page: &mut Chromium) -> VideoStats {
-    let stats: Value = page
-        .command(json!({"do": "evaluate", "expression": "(async () => {
-            const out = {};
-            const report = await pc.getStats();
-            report.forEach(s => {
+/// Reads `window[pc]`'s video statistics.
+pub(crate) async fn video_stats(page: &mut Chromium, pc: &str) -> VideoStats {
+    let expression = format!(
+        "(async () => {{
+            const out = {{}};
+            const report = await {pc}.getStats();
+            report.forEach(s => {{
                 if (s.kind !== 'video') return;
-                if (s.type === 'inbound-rtp') {
+                if (s.type === 'inbound-rtp') {{
                     out.framesDecoded = s.framesDecoded || 0;
                     out.freezeCount = s.freezeCount || 0;
                     out.totalFreezesDuration = s.totalFreezesDuration || 0;
@@ -77,15 +81,18 @@ pub(crate) async fn video_stats(page: &mut Chromium) -> VideoStats {
                     out.nackSent = s.nackCount || 0;
                     const codec = report.get(s.codecId);
                     out.codec = codec ? codec.mimeType : '';
-                }
-                if (s.type === 'outbound-rtp') {
+                }}
+                if (s.type === 'outbound-rtp') {{
                     out.framesSent = s.framesSent || 0;
                     out.nackReceived = s.nackCount || 0;
                     out.retransmittedSent = s.retransmittedPacketsSent || 0;
-                }
-            });
+                }}
+            }});
             return out;
-        })()"}))
+        }})()"
+    );
+    let stats: Value = page
+        .command(json!({"do": "evaluate", "expression": expression}))
         .await;
     let number = |key: &str| stats[key].as_f64().unwrap_or(0.0);
     VideoStats {
@@ -104,11 +111,11 @@ pub(crate) async fn video_stats(page: &mut Chromium) -> VideoStats {
 
 /// Watches the received video for `seconds`, a second at a time: frames decoded must rise
 /// every second (no freeze of 1 s or more); returns the statistics at the end.
-pub(crate) async fn watch_moving(page: &mut Chromium, seconds: u32) -> VideoStats {
-    let mut last = video_stats(page).await;
+pub(crate) async fn watch_moving(page: &mut Chromium, pc: &str, seconds: u32) -> VideoStats {
+    let mut last = video_stats(page, pc).await;
     for second in 0..seconds {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = video_stats(page).await;
+        let now = video_stats(page, pc).await;
         assert!(
             now.frames_decoded > last.frames_decoded,
             "the picture stood still in second {second}: {now:?}"
@@ -119,10 +126,10 @@ pub(crate) async fn watch_moving(page: &mut Chromium, seconds: u32) -> VideoStat
 }
 
 /// Waits until the received video has decoded some frames (media flowing).
-pub(crate) async fn wait_for_frames(page: &mut Chromium) -> VideoStats {
+pub(crate) async fn wait_for_frames(page: &mut Chromium, pc: &str) -> VideoStats {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let stats = video_stats(page).await;
+        let stats = video_stats(page, pc).await;
         if stats.frames_decoded > 10 {
             return stats;
         }
@@ -144,16 +151,16 @@ async fn the_echo_test_returns_the_cameras_picture_moving() {
     let mut page = browser(&dir);
     page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
         .await;
-    let offer = camera_offer(&mut page).await;
+    let offer = camera_offer(&mut page, "pc").await;
     client
         .expect_ack_amid_events(json!({"sylkrtc": "session-create",
             "account": format!("alice@{DOMAIN}"), "session": "echo",
             "uri": format!("echo@{DOMAIN}"), "sdp": offer}))
         .await;
     let answer = answered(&mut client, "echo").await;
-    take_answer(&mut page, &answer).await;
-    let start = wait_for_frames(&mut page).await;
-    let end = watch_moving(&mut page, 20).await;
+    take_answer(&mut page, "pc", &answer).await;
+    let start = wait_for_frames(&mut page, "pc").await;
+    let end = watch_moving(&mut page, "pc", 20).await;
     let frames = end.frames_decoded - start.frames_decoded;
     eprintln!("echo video: {frames} frames in 20 s, {end:?}");
     assert!(frames > 200, "{frames} frames in 20 s: {end:?}");
@@ -168,11 +175,11 @@ async fn the_echo_test_returns_the_cameras_picture_moving() {
     page.close().await;
 }
 
-/// Makes `window.pc` with the camera and microphone, answering `offer`; returns the answer.
-pub(crate) async fn camera_answer(page: &mut Chromium, offer: &str) -> String {
+/// Makes `window[pc]` with the camera and microphone, answering `offer`; returns the answer.
+pub(crate) async fn camera_answer(page: &mut Chromium, pc: &str, offer: &str) -> String {
     let expression = format!(
         "(async () => {{
-            window.pc = new RTCPeerConnection();
+            const pc = window.{pc} = new RTCPeerConnection();
             const media = await navigator.mediaDevices.getUserMedia(
                 {{audio: true, video: {{width: 640, height: 480, frameRate: 30}}}});
             await pc.setRemoteDescription({{type: 'offer', sdp: {}}});
@@ -264,7 +271,7 @@ async fn a_browser_and_a_video_phone_see_each_other(codec: &str) {
     let mime = format!("video/{codec}");
 
     // The browser calls the phone.
-    let offer = camera_offer(&mut page).await;
+    let offer = camera_offer(&mut page, "pc").await;
     client
         .expect_ack_amid_events(json!({"sylkrtc": "session-create",
             "account": format!("alice@{DOMAIN}"), "session": "to-bob",
@@ -272,9 +279,9 @@ async fn a_browser_and_a_video_phone_see_each_other(codec: &str) {
         .await;
     let answer = answered(&mut client, "to-bob").await;
     assert!(answer.contains(&format!("{codec}/90000")), "{answer}");
-    take_answer(&mut page, &answer).await;
-    wait_for_frames(&mut page).await;
-    let stats = watch_moving(&mut page, 10).await;
+    take_answer(&mut page, "pc", &answer).await;
+    wait_for_frames(&mut page, "pc").await;
+    let stats = watch_moving(&mut page, "pc", 10).await;
     eprintln!("{codec}, the browser calls: {stats:?}");
     assert_eq!(stats.codec, mime);
     phone_takes_video(&bob, &dir, codec, "from-browser").await;
@@ -298,14 +305,14 @@ async fn a_browser_and_a_video_phone_see_each_other(codec: &str) {
         }
     };
     assert!(offer.contains(&format!("{codec}/90000")), "{offer}");
-    let answer = camera_answer(&mut page, &offer).await;
+    let answer = camera_answer(&mut page, "pc", &offer).await;
     client
         .expect_ack_amid_events(
             json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}),
         )
         .await;
-    wait_for_frames(&mut page).await;
-    let stats = watch_moving(&mut page, 10).await;
+    wait_for_frames(&mut page, "pc").await;
+    let stats = watch_moving(&mut page, "pc", 10).await;
     eprintln!("{codec}, the phone calls: {stats:?}");
     assert_eq!(stats.codec, mime);
     phone_takes_video(&bob, &dir, codec, "to-browser").await;
@@ -348,4 +355,52 @@ pub(crate) async fn nothing_left(gateway: &gateway_tests::Gateway) {
         gateway.metric("sylkrtc_calls").await,
         gateway.metric("sylkrtc_media_ports").await
     );
+}
+
+/// Two browsers of the local domain (two peer connections of one Chromium, each with its own
+/// signalling connection) call each other with their cameras: each sees the other's picture
+/// move for 10 s, through two relays bridged inside the gateway.
+#[tokio::test]
+async fn two_browsers_see_each_other_through_the_gateway() {
+    let dir = TempDir::new();
+    let gateway = gateway_tests::Gateway::start(shipped()).await;
+    let mut alice = local_client(&gateway, "alice").await;
+    let mut bob = local_client(&gateway, "bob").await;
+    let mut page = browser(&dir);
+    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
+        .await;
+    let offer = camera_offer(&mut page, "alice").await;
+    alice
+        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
+            "account": format!("alice@{DOMAIN}"), "session": "to-bob",
+            "uri": format!("bob@{DOMAIN}"), "sdp": offer}))
+        .await;
+    let (session, offer) = loop {
+        if let protocol::ServerMessage::Event(protocol::Event::Account {
+            event: protocol::AccountEvent::IncomingSession { session, sdp, .. },
+            ..
+        }) = crate::calls::next(&mut bob).await
+        {
+            break (session, sdp);
+        }
+    };
+    assert!(offer.contains("m=video"), "{offer}");
+    let answer = camera_answer(&mut page, "bob", &offer).await;
+    bob.expect_ack_amid_events(
+        json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}),
+    )
+    .await;
+    let answer = answered(&mut alice, "to-bob").await;
+    take_answer(&mut page, "alice", &answer).await;
+    wait_for_frames(&mut page, "alice").await;
+    wait_for_frames(&mut page, "bob").await;
+    let seen_by_alice = watch_moving(&mut page, "alice", 10).await;
+    let seen_by_bob = watch_moving(&mut page, "bob", 2).await;
+    eprintln!("alice sees {seen_by_alice:?}, bob sees {seen_by_bob:?}");
+    assert_eq!(seen_by_alice.codec, seen_by_bob.codec);
+    alice
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-bob"}))
+        .await;
+    page.close().await;
+    nothing_left(&gateway).await;
 }
