@@ -60,6 +60,7 @@ pub(crate) struct VideoStats {
     pub(crate) nacks_sent: u64,
     pub(crate) nacks_received: u64,
     pub(crate) retransmitted_sent: u64,
+    pub(crate) retransmitted_received: u64,
     pub(crate) frames_sent: u64,
     pub(crate) codec: String,
 }
@@ -79,6 +80,7 @@ pub(crate) async fn video_stats(page: &mut Chromium, pc: &str) -> VideoStats {
                     out.packetsLost = s.packetsLost || 0;
                     out.packetsReceived = s.packetsReceived || 0;
                     out.nackSent = s.nackCount || 0;
+                    out.retransmittedReceived = s.retransmittedPacketsReceived || 0;
                     const codec = report.get(s.codecId);
                     out.codec = codec ? codec.mimeType : '';
                 }}
@@ -104,6 +106,7 @@ pub(crate) async fn video_stats(page: &mut Chromium, pc: &str) -> VideoStats {
         nacks_sent: number("nackSent") as u64,
         nacks_received: number("nackReceived") as u64,
         retransmitted_sent: number("retransmittedSent") as u64,
+        retransmitted_received: number("retransmittedReceived") as u64,
         frames_sent: number("framesSent") as u64,
         codec: stats["codec"].as_str().unwrap_or_default().to_owned(),
     }
@@ -359,7 +362,8 @@ pub(crate) async fn nothing_left(gateway: &gateway_tests::Gateway) {
 
 /// Two browsers of the local domain (two peer connections of one Chromium, each with its own
 /// signalling connection) call each other with their cameras: each sees the other's picture
-/// move for 10 s, through two relays bridged inside the gateway.
+/// move for 10 s, through two relays bridged inside the gateway, with 5% of the media lost
+/// each way on the caller's browser leg (its relay answers its NACKs with RTX).
 #[tokio::test]
 async fn two_browsers_see_each_other_through_the_gateway() {
     let dir = TempDir::new();
@@ -391,16 +395,141 @@ async fn two_browsers_see_each_other_through_the_gateway() {
     )
     .await;
     let answer = answered(&mut alice, "to-bob").await;
-    take_answer(&mut page, "alice", &answer).await;
+    let media = candidate(&answer);
+    let shim = lossy_shim(media, 20).await;
+    take_answer(
+        &mut page,
+        "alice",
+        &candidates_through(&answer, media, shim),
+    )
+    .await;
     wait_for_frames(&mut page, "alice").await;
     wait_for_frames(&mut page, "bob").await;
     let seen_by_alice = watch_moving(&mut page, "alice", 10).await;
     let seen_by_bob = watch_moving(&mut page, "bob", 2).await;
     eprintln!("alice sees {seen_by_alice:?}, bob sees {seen_by_bob:?}");
     assert_eq!(seen_by_alice.codec, seen_by_bob.codec);
+    assert!(seen_by_alice.freezes_seconds < 2.0, "{seen_by_alice:?}");
+    assert!(
+        seen_by_alice.retransmitted_received > 0,
+        "alice's NACKs got no RTX: {seen_by_alice:?}"
+    );
     alice
         .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-bob"}))
         .await;
     page.close().await;
     nothing_left(&gateway).await;
+}
+
+/// A UDP shim in front of the gateway's browser port that drops one in `every` RTP and RTCP
+/// datagram each way (never STUN or DTLS, so that the call is set up), as a lossy Wi-Fi link
+/// on the browser leg alone would. Returns its address.
+async fn lossy_shim(gateway_port: std::net::SocketAddr, every: u64) -> std::net::SocketAddr {
+    let socket = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = socket.local_addr().unwrap();
+    let upstream = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    upstream.connect(gateway_port).await.unwrap();
+    let browser = std::sync::Arc::new(std::sync::Mutex::new(None::<std::net::SocketAddr>));
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let media = |data: &[u8]| data.first().is_some_and(|byte| (128..192).contains(byte));
+    {
+        let (socket, upstream, browser, counter) = (
+            socket.clone(),
+            upstream.clone(),
+            browser.clone(),
+            counter.clone(),
+        );
+        tokio::spawn(async move {
+            let mut buffer = vec![0; 2048];
+            while let Ok((length, from)) = socket.recv_from(&mut buffer).await {
+                *browser.lock().unwrap() = Some(from);
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if media(&buffer[..length]) && n % every == every / 2 {
+                    continue;
+                }
+                let _ = upstream.send(&buffer[..length]).await;
+            }
+        });
+    }
+    tokio::spawn(async move {
+        let mut buffer = vec![0; 2048];
+        while let Ok(length) = upstream.recv(&mut buffer).await {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if media(&buffer[..length]) && n % every == every / 2 {
+                continue;
+            }
+            let to = *browser.lock().unwrap();
+            if let Some(to) = to {
+                let _ = socket.send_to(&buffer[..length], to).await;
+            }
+        }
+    });
+    addr
+}
+
+/// The gateway's ICE candidate in a description.
+fn candidate(sdp: &str) -> std::net::SocketAddr {
+    let line = sdp
+        .lines()
+        .find(|line| line.starts_with("a=candidate"))
+        .expect("a candidate");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    format!("{}:{}", fields[4], fields[5])
+        .parse()
+        .expect("an address")
+}
+
+/// The answer with its ICE candidates moved to `to` (the lossy shim).
+fn candidates_through(
+    answer: &str,
+    from: std::net::SocketAddr,
+    to: std::net::SocketAddr,
+) -> String {
+    answer.replace(
+        &format!("{} {} typ", from.ip(), from.port()),
+        &format!("{} {} typ", to.ip(), to.port()),
+    )
+}
+
+/// With 5% of the media datagrams lost each way on the browser leg, the echo test's picture
+/// keeps moving: the browser's NACKs are answered with RTX from what was sent, and the
+/// browser's own losses are asked again.
+#[tokio::test]
+async fn the_picture_keeps_moving_with_five_percent_loss_on_the_browser_leg() {
+    let dir = TempDir::new();
+    let gateway = gateway_tests::Gateway::start(shipped()).await;
+    let mut client = local_client(&gateway, "alice").await;
+    let mut page = browser(&dir);
+    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
+        .await;
+    let offer = camera_offer(&mut page, "pc").await;
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
+            "account": format!("alice@{DOMAIN}"), "session": "echo",
+            "uri": format!("echo@{DOMAIN}"), "sdp": offer}))
+        .await;
+    let answer = answered(&mut client, "echo").await;
+    let media = candidate(&answer);
+    let shim = lossy_shim(media, 20).await;
+    let answer = candidates_through(&answer, media, shim);
+    assert!(answer.contains(&shim.port().to_string()), "{answer}");
+    take_answer(&mut page, "pc", &answer).await;
+    let start = wait_for_frames(&mut page, "pc").await;
+    let end = watch_moving(&mut page, "pc", 20).await;
+    eprintln!("with loss: {end:?}");
+    assert!(end.frames_decoded - start.frames_decoded > 150, "{end:?}");
+    assert!(end.freezes_seconds < 2.0, "{end:?}");
+    assert!(end.nacks_sent > 0 && end.nacks_received > 0, "{end:?}");
+    assert!(
+        end.retransmitted_sent > 0,
+        "the browser resent nothing: {end:?}"
+    );
+    assert!(
+        end.retransmitted_received > 0,
+        "the browser's NACKs got no RTX: {end:?}"
+    );
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "echo"}))
+        .await;
+    page.close().await;
 }
