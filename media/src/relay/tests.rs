@@ -559,3 +559,176 @@ fn our_offers_carry_keys_and_the_answer_must_pick_one() {
     let (_, never) = Relay::outgoing(now, config(&ALL), &offer).expect("relay");
     assert!(!never.contains("a=crypto"), "{never}");
 }
+
+fn video_config() -> RelayConfig {
+    RelayConfig {
+        sip_video: Some("127.0.0.1:30002".parse().expect("addr")),
+        video_codecs: crate::codec::VideoCodec::ALL.to_vec(),
+        ..config(&ALL)
+    }
+}
+
+/// Chrome's audio and video offer to a phone that answers H.264 in packetization mode 0 at a
+/// lower level, with a bandwidth, taking FIR only: the SIP offer has the browser's video
+/// formats on the video port; the browser's answer has exactly the answered format (Chrome's
+/// payload type of the same mode and profile, at the phone's level), its RTX, the phone's
+/// `b=AS`, and transport-cc.
+#[test]
+fn a_video_offer_becomes_a_sip_video_offer_and_the_answers_format_the_browsers() {
+    let now = Instant::now();
+    let (mut relay, sip_offer) =
+        Relay::outgoing(now, video_config(), &data("chrome-offer-audio-video.sdp")).expect("relay");
+    let offer = Description::parse(&sip_offer).expect("valid SDP");
+    let (_, video) = offer.video().expect("video offered to SIP");
+    assert_eq!(video.proto, "RTP/AVP");
+    assert_eq!(video.port, 30002);
+    assert_eq!(video.payloads.first().map(|p| p.pt), Some(96), "VP8 first");
+    assert!(video.rtx.is_empty(), "no RTX toward SIP: {sip_offer}");
+    assert!(!sip_offer.contains("AV1"), "{sip_offer}");
+    assert!(video.has_feedback(96, "nack pli") && video.has_feedback(96, "ccm fir"));
+    let answer = relay
+        .accept_sip_answer(now, &data("baresip-answer-video.sdp"))
+        .expect("accepted")
+        .expect("an answer");
+    let browser = Description::parse(&answer).expect("valid SDP");
+    let (_, video) = browser.video().expect("video answered");
+    let formats: Vec<u8> = video.payloads.iter().map(|payload| payload.pt).collect();
+    assert_eq!(
+        formats,
+        [114],
+        "Chrome's mode 0 constrained baseline: {answer}"
+    );
+    assert_eq!(video.rtx, [(115, 114)], "{answer}");
+    let fmtp = video.payloads[0].fmtp.as_deref().unwrap_or_default();
+    assert!(fmtp.contains("profile-level-id=42e015"), "{fmtp}");
+    assert!(fmtp.contains("packetization-mode=0"), "{fmtp}");
+    assert_eq!(video.bandwidth, [("AS".to_owned(), 512)], "{answer}");
+    assert!(answer.contains("transport-wide-cc"), "{answer}");
+    // The phone takes FIR only.
+    let stream = relay.video.as_ref().expect("a video stream");
+    assert!(stream.takes_fir && !stream.takes_pli);
+}
+
+/// An audio-only call keeps transport-cc off its browser leg.
+#[test]
+fn audio_only_calls_go_without_transport_cc() {
+    let now = Instant::now();
+    let (mut relay, sip_offer) =
+        Relay::outgoing(now, video_config(), &data("chrome-offer-audio.sdp")).expect("relay");
+    assert!(!sip_offer.contains("m=video"));
+    let answer = relay
+        .accept_sip_answer(now, &data("baresip-answer.sdp"))
+        .expect("accepted")
+        .expect("an answer");
+    assert!(!answer.contains("transport-wide-cc"), "{answer}");
+}
+
+/// A phone's audio and video offer: the browser is offered its video formats with an RTX
+/// payload type each; the browser's choice is the SIP answer's only video format (with the
+/// phone's payload type), on our video port, in the offer's place.
+#[test]
+fn a_sip_video_offer_becomes_a_browser_video_offer_and_the_choice_the_sip_answer() {
+    let now = Instant::now();
+    let (mut relay, browser_offer) =
+        Relay::incoming(now, video_config(), Some(&data("baresip-offer-video.sdp")))
+            .expect("relay");
+    let offer = Description::parse(&browser_offer).expect("valid SDP");
+    let (_, video) = offer.video().expect("video offered to the browser");
+    let vp9 = video
+        .payloads
+        .iter()
+        .find(|payload| payload.format == Format::Video(crate::codec::Video::Vp9 { profile: 0 }))
+        .expect("VP9");
+    assert!(video.rtx_for(vp9.pt).is_some(), "{browser_offer}");
+    let answer = browser_answer(&browser_offer);
+    let sip_answer = relay
+        .accept_browser_answer(now, &answer)
+        .expect("a SIP answer");
+    let description = Description::parse(&sip_answer).expect("valid SDP");
+    assert_eq!(description.lines.len(), 2);
+    let (index, video) = description.video().expect("video answered");
+    assert_eq!(index, 1);
+    assert_eq!(video.port, 30002);
+    assert_eq!(video.payloads.len(), 1, "{sip_answer}");
+    // The browser's choice, with the phone's number for it.
+    let chosen = Description::parse(&answer)
+        .expect("valid SDP")
+        .video()
+        .and_then(|(_, line)| line.first_video().map(|payload| payload.format))
+        .expect("the browser chose a video format");
+    let phone = Description::parse(&data("baresip-offer-video.sdp")).expect("valid SDP");
+    let phones = phone
+        .video()
+        .and_then(|(_, line)| line.payloads.iter().find(|p| p.format == chosen).cloned())
+        .expect("the phone offered it");
+    assert_eq!(video.payloads[0].pt, phones.pt, "{sip_answer}");
+    assert_eq!(video.payloads[0].format, chosen);
+}
+
+/// Without a video port pair, or without video codecs, video is declined and audio goes on.
+#[test]
+fn video_without_a_port_or_codecs_is_declined() {
+    let now = Instant::now();
+    let (mut relay, browser_offer) =
+        Relay::incoming(now, config(&ALL), Some(&data("baresip-offer-video.sdp"))).expect("relay");
+    assert!(!browser_offer.contains("m=video"), "{browser_offer}");
+    let sip_answer = relay
+        .accept_browser_answer(now, &browser_answer(&browser_offer))
+        .expect("a SIP answer");
+    let description = Description::parse(&sip_answer).expect("valid SDP");
+    assert_eq!(description.lines.len(), 2);
+    assert_eq!(description.lines[1].kind, "video");
+    assert_eq!(description.lines[1].port, 0, "{sip_answer}");
+}
+
+/// The browser's PLI becomes a FIR for a phone that takes only FIR, its sequence number raised
+/// for each new request, and no more often than the interval allows.
+#[test]
+fn keyframe_requests_toward_a_fir_phone_are_firs_with_rising_numbers() {
+    let now = Instant::now();
+    let (mut relay, _) =
+        Relay::outgoing(now, video_config(), &data("chrome-offer-audio-video.sdp")).expect("relay");
+    relay
+        .accept_sip_answer(now, &data("baresip-answer-video.sdp"))
+        .expect("accepted");
+    let phone: std::net::SocketAddr = "127.0.0.1:10022".parse().expect("addr");
+    // The phone's first video packet: learnt, and a keyframe asked for at once.
+    let mut packet = Vec::new();
+    crate::rtp::write_rtp(
+        &mut packet,
+        crate::rtp::RtpHeader {
+            pt: 39,
+            marker: false,
+            seq: 1,
+            timestamp: 0,
+            ssrc: 0x1234,
+        },
+        &[0u8; 20],
+    );
+    relay.handle_sip_video(now, phone, &packet, false);
+    let firs = |relay: &mut Relay| {
+        let mut sequences = Vec::new();
+        loop {
+            match relay.poll_output() {
+                Output::SipVideoRtcp { data, destination } => {
+                    assert_eq!(destination.port(), 10023);
+                    assert_eq!(data[1], 206);
+                    assert_eq!(data[0] & 0x1f, 4, "a FIR");
+                    sequences.push(data[16]);
+                }
+                Output::Timeout(_) => return sequences,
+                _ => {}
+            }
+        }
+    };
+    assert_eq!(firs(&mut relay), [1]);
+    let mid = relay
+        .video
+        .as_ref()
+        .and_then(|video| video.track.mid)
+        .expect("mid");
+    relay.browser_wants_keyframe(now + Duration::from_millis(100), mid);
+    assert_eq!(firs(&mut relay), Vec::<u8>::new(), "too soon");
+    relay.browser_wants_keyframe(now + Duration::from_millis(400), mid);
+    assert_eq!(firs(&mut relay), [2]);
+}

@@ -273,3 +273,22 @@ fn keys_are_left_out_of_error_texts() {
         assert!(!error.to_string().contains("c2VjcmV0"), "{error}");
     }
 }
+
+#[test]
+fn bandwidth_goes_after_the_connection_line_of_the_video_section() {
+    let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\nm=video 0 UDP/TLS/RTP/SAVPF 97\r\nc=IN IP4 0.0.0.0\r\n";
+    let out = with_bandwidth(
+        sdp,
+        "video",
+        &[("AS".to_owned(), 512), ("TIAS".to_owned(), 500_000)],
+    );
+    assert_eq!(out.matches("b=AS:512\r\n").count(), 1, "{out}");
+    assert!(
+        out.contains("m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\nb=AS:512\r\nb=TIAS:500000\r\na=mid:1"),
+        "{out}"
+    );
+    let read = Description::parse(&out).expect("valid SDP");
+    assert_eq!(read.lines[1].bandwidth.len(), 2);
+    assert!(read.lines[0].bandwidth.is_empty() && read.lines[2].bandwidth.is_empty());
+    assert_eq!(with_bandwidth(sdp, "video", &[]), sdp);
+}

@@ -53,15 +53,12 @@ pub(crate) async fn take_answer(page: &mut Chromium, pc: &str, answer: &str) {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct VideoStats {
     pub(crate) frames_decoded: u64,
-    pub(crate) freezes: u64,
     pub(crate) freezes_seconds: f64,
     pub(crate) packets_lost: i64,
-    pub(crate) packets_received: u64,
     pub(crate) nacks_sent: u64,
     pub(crate) nacks_received: u64,
     pub(crate) retransmitted_sent: u64,
     pub(crate) retransmitted_received: u64,
-    pub(crate) frames_sent: u64,
     pub(crate) codec: String,
 }
 
@@ -99,15 +96,12 @@ pub(crate) async fn video_stats(page: &mut Chromium, pc: &str) -> VideoStats {
     let number = |key: &str| stats[key].as_f64().unwrap_or(0.0);
     VideoStats {
         frames_decoded: number("framesDecoded") as u64,
-        freezes: number("freezeCount") as u64,
         freezes_seconds: number("totalFreezesDuration"),
         packets_lost: number("packetsLost") as i64,
-        packets_received: number("packetsReceived") as u64,
         nacks_sent: number("nackSent") as u64,
         nacks_received: number("nackReceived") as u64,
         retransmitted_sent: number("retransmittedSent") as u64,
         retransmitted_received: number("retransmittedReceived") as u64,
-        frames_sent: number("framesSent") as u64,
         codec: stats["codec"].as_str().unwrap_or_default().to_owned(),
     }
 }
@@ -519,6 +513,7 @@ async fn the_picture_keeps_moving_with_five_percent_loss_on_the_browser_leg() {
     eprintln!("with loss: {end:?}");
     assert!(end.frames_decoded - start.frames_decoded > 150, "{end:?}");
     assert!(end.freezes_seconds < 2.0, "{end:?}");
+    assert!(end.packets_lost > 0, "the shim lost nothing: {end:?}");
     assert!(end.nacks_sent > 0 && end.nacks_received > 0, "{end:?}");
     assert!(
         end.retransmitted_sent > 0,
