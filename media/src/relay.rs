@@ -172,6 +172,8 @@ pub struct Relay {
     track: Track,
     /// The video stream (its track and its SIP leg), when the call has video.
     video: Option<VideoStream>,
+    /// The video direction of the browser's latest new offer (for our re-offer to SIP).
+    video_offer_direction: Option<Direction>,
     /// The keys of our latest offer to the SIP side, which its answer picks from.
     offered_keys: Vec<Crypto>,
     /// Whether our SIP-side descriptions say `RTP/SAVP`.
@@ -206,6 +208,7 @@ impl Relay {
             sip: SipLeg::new(now, (seed as u32) ^ (seed >> 32) as u32 | 1),
             track: Track::default(),
             video: None,
+            video_offer_direction: None,
             offered_keys: Vec::new(),
             sip_secure: false,
             plain: Vec::with_capacity(1500),
@@ -620,7 +623,7 @@ impl Relay {
             let video_direction = if answering.is_some() {
                 video.sip.direction
             } else {
-                direction
+                self.video_offer_direction.unwrap_or(direction)
             };
             video.description(video_direction, &video_keys)
         });

@@ -25,6 +25,7 @@ impl Relay {
         let description = Description::parse(offer)?;
         let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
         let direction = audio.direction;
+        self.video_offer_direction = description.video().map(|(_, line)| line.direction);
         let parsed = SdpOffer::from_sdp_string(offer)
             .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
         self.negotiation = Negotiation::AwaitingSipReanswer {
@@ -77,6 +78,20 @@ impl Relay {
         };
         let mut api = rtc.sdp_api();
         api.set_direction(mid, direction);
+        if let Some(video) = &self.video
+            && let Some(video_mid) = video.track.mid
+        {
+            let sip = video.sip.direction;
+            api.set_direction(
+                video_mid,
+                match (sip.receives(), sip.sends()) {
+                    (true, true) => WebRtcDirection::SendRecv,
+                    (true, false) => WebRtcDirection::SendOnly,
+                    (false, true) => WebRtcDirection::RecvOnly,
+                    (false, false) => WebRtcDirection::Inactive,
+                },
+            );
+        }
         let Some((offer, pending)) = api.apply() else {
             return Ok(None);
         };
@@ -119,7 +134,13 @@ impl Relay {
     pub fn browser_offer_concerns_sip(&self, offer: &str) -> Result<bool> {
         let description = Description::parse(offer)?;
         let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
-        Ok(audio.direction != self.sip.direction)
+        let video_changed = match (&self.video, description.video()) {
+            (Some(video), Some((_, line))) => line.direction != video.sip.direction,
+            // Video added (or dropped): only the SIP side can say whether it takes it.
+            (Some(_), None) | (None, Some(_)) => true,
+            (None, None) => false,
+        };
+        Ok(audio.direction != self.sip.direction || video_changed)
     }
 
     /// Answers the browser's new offer on its leg alone (str0m's renegotiation: new ICE

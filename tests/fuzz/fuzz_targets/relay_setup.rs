@@ -4,10 +4,10 @@
 use std::time::{Duration, SystemTime};
 
 use media::srtp::{SrtpMode, SrtpPolicy};
-use media::{Codec, RelayConfig};
+use media::{Codec, RelayConfig, VideoCodec};
 
-/// Chrome's audio offer.
-pub const CHROME: &str = include_str!("../../data/sdp/chrome-offer-audio.sdp");
+/// Chrome's audio and video offer.
+pub const CHROME: &str = include_str!("../../data/sdp/chrome-offer-audio-video.sdp");
 
 /// A relay's configuration with every codec and best-effort SRTP (so that keys in the SDP are
 /// read and used).
@@ -21,5 +21,8 @@ pub fn config() -> RelayConfig {
         wallclock: SystemTime::UNIX_EPOCH,
         cname: "fuzz".into(),
         srtp: SrtpPolicy::with_all_suites(SrtpMode::Optional),
+        // Video on, so that video m-lines are read and relayed too.
+        sip_video: Some("127.0.0.1:30002".parse().expect("addr")),
+        video_codecs: VideoCodec::ALL.to_vec(),
     }
 }

@@ -528,3 +528,136 @@ async fn the_picture_keeps_moving_with_five_percent_loss_on_the_browser_leg() {
         .await;
     page.close().await;
 }
+
+/// Sets every transceiver of `window[pc]` to `direction` and returns the new offer.
+async fn offer_with_direction(page: &mut Chromium, pc: &str, direction: &str) -> String {
+    let expression = format!(
+        "(async () => {{
+            for (const t of {pc}.getTransceivers()) t.direction = '{direction}';
+            await {pc}.setLocalDescription(await {pc}.createOffer());
+            return {pc}.localDescription.sdp;
+        }})()"
+    );
+    let offer = page
+        .command(json!({"do": "evaluate", "expression": expression}))
+        .await;
+    offer.as_str().expect("an SDP offer").to_owned()
+}
+
+/// `window[pc]` answers the far end's new offer; returns the answer.
+async fn answer_remote_offer(page: &mut Chromium, pc: &str, offer: &str) -> String {
+    let expression = format!(
+        "(async () => {{
+            await {pc}.setRemoteDescription({{type: 'offer', sdp: {}}});
+            await {pc}.setLocalDescription(await {pc}.createAnswer());
+            return {pc}.localDescription.sdp;
+        }})()",
+        serde_json::to_string(offer).unwrap()
+    );
+    let answer = page
+        .command(json!({"do": "evaluate", "expression": expression}))
+        .await;
+    answer.as_str().expect("an SDP answer").to_owned()
+}
+
+/// The next `update` of `session`.
+async fn update_of(client: &mut gateway_tests::Client, session: &str) -> protocol::UpdateState {
+    loop {
+        if let protocol::ServerMessage::Event(protocol::Event::Session {
+            session: updated,
+            event: protocol::SessionEvent::Update(update),
+        }) = crate::calls::next(client).await
+            && updated == session
+        {
+            return update;
+        }
+    }
+}
+
+/// The browser's `session-update` with `offer`, and the answer it gets.
+async fn update(client: &mut gateway_tests::Client, session: &str, offer: &str) -> String {
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-update", "session": session, "sdp": offer}),
+        )
+        .await;
+    match update_of(client, session).await {
+        protocol::UpdateState::Accepted { sdp } => sdp,
+        other => panic!("the update is not accepted: {other:?}"),
+    }
+}
+
+/// A video call with a phone is held and resumed from the browser, then from the phone: each
+/// time both m-lines change direction on both sides, and after each resume the browser's
+/// picture moves again (a keyframe is asked for after every new description).
+#[tokio::test]
+async fn a_video_call_is_held_and_resumed_from_each_side() {
+    let dir = TempDir::new();
+    let gateway = gateway_tests::Gateway::start(shipped()).await;
+    let bob = video_phone(&gateway, "bob", "VP8").await;
+    let mut client = local_client(&gateway, "alice").await;
+    let mut page = browser(&dir);
+    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
+        .await;
+    let offer = camera_offer(&mut page, "pc").await;
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
+            "account": format!("alice@{DOMAIN}"), "session": "hold",
+            "uri": format!("bob@{DOMAIN}"), "sdp": offer}))
+        .await;
+    let answer = answered(&mut client, "hold").await;
+    take_answer(&mut page, "pc", &answer).await;
+    wait_for_frames(&mut page, "pc").await;
+
+    // The browser holds: both of its m-lines sendonly, answered recvonly.
+    let hold = offer_with_direction(&mut page, "pc", "sendonly").await;
+    let answer = update(&mut client, "hold", &hold).await;
+    assert_eq!(answer.matches("a=recvonly").count(), 2, "{answer}");
+    take_answer(&mut page, "pc", &answer).await;
+    // And resumes.
+    let resume = offer_with_direction(&mut page, "pc", "sendrecv").await;
+    let answer = update(&mut client, "hold", &resume).await;
+    assert_eq!(answer.matches("a=sendrecv").count(), 2, "{answer}");
+    take_answer(&mut page, "pc", &answer).await;
+    watch_moving(&mut page, "pc", 5).await;
+
+    // The phone holds (its offer says sendonly): the browser is offered both m-lines sendonly
+    // (it gets what the phone still sends, and sends nothing), and answers.
+    bob.command("hold", "");
+    let protocol::UpdateState::Received { sdp: offer } = update_of(&mut client, "hold").await
+    else {
+        panic!("the phone's hold reaches the browser");
+    };
+    assert_eq!(offer.matches("a=sendonly").count(), 2, "{offer}");
+    let answer = answer_remote_offer(&mut page, "pc", &offer).await;
+    assert_eq!(answer.matches("a=recvonly").count(), 2, "{answer}");
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-update", "session": "hold", "sdp": answer}),
+        )
+        .await;
+    bob.command("resume", "");
+    let protocol::UpdateState::Received { sdp: offer } = update_of(&mut client, "hold").await
+    else {
+        panic!("the phone's resume reaches the browser");
+    };
+    assert_eq!(offer.matches("a=sendrecv").count(), 2, "{offer}");
+    let answer = answer_remote_offer(&mut page, "pc", &offer).await;
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-update", "session": "hold", "sdp": answer}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watch_moving(&mut page, "pc", 5).await;
+    phone_sees_video(&bob, &dir, "after-resume").await;
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "hold"}))
+        .await;
+    assert!(
+        bob.wait_for("CALL_CLOSED", 1, Duration::from_secs(15))
+            .await
+    );
+    page.close().await;
+    nothing_left(&gateway).await;
+}
