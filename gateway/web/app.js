@@ -1,4 +1,5 @@
-// The web phone: sign in, register, call, answer, DTMF, call quality. Built on sylkrtc.js.
+// The web phone: sign in, register, call (audio, or audio and video), answer, DTMF, hold,
+// camera on and off, add video, share the screen, call quality. Built on sylkrtc.js.
 
 import { createConnection } from './sylkrtc.js';
 
@@ -117,8 +118,17 @@ function signOut() {
   setSignedIn(false);
 }
 
-async function microphone() {
-  return navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+async function microphone(video = false) {
+  return navigator.mediaDevices.getUserMedia({ audio: true, video });
+}
+
+async function camera() {
+  return navigator.mediaDevices.getUserMedia({ audio: false, video: true });
+}
+
+/** Whether an offer has video that is not declined. */
+function offersVideo(sdp) {
+  return /^m=video [1-9]/m.test(sdp || '');
 }
 
 async function dial(event) {
@@ -128,10 +138,11 @@ async function dial(event) {
   if (!uri) return;
   showError('');
   let localStream;
+  const video = $('with-video').checked;
   try {
-    localStream = await microphone();
+    localStream = await microphone(video);
   } catch (error) {
-    showError(`The microphone is not available: ${error.message}`);
+    showError(`The ${video ? 'camera or microphone' : 'microphone'} is not available: ${error.message}`);
     return;
   }
   track(phone.account.call(uri, { localStream }));
@@ -156,7 +167,7 @@ async function answer() {
   if (!call) return;
   $('incoming').hidden = true;
   try {
-    await call.answer({ localStream: await microphone() });
+    await call.answer({ localStream: await microphone(offersVideo(call._offer)) });
   } catch (error) {
     showError(`The call could not be answered: ${error.message}`);
   }
@@ -178,8 +189,28 @@ function track(call) {
       $('remote-audio').srcObject = stream;
     }
   });
+  call.on('localStreamAdded', () => showLocalVideo(call));
+  call.on('updateRequest', async ({ remoteMediaDirections }) => {
+    // The far end's new offer (hold, resume, video added): answered at once, with the camera
+    // when it adds video and we send none.
+    const wantsVideo = remoteMediaDirections.video.some((d) => d !== 'inactive');
+    let localStream;
+    if (wantsVideo && !call.hasLocalVideo) {
+      try { localStream = await camera(); } catch { /* answered without ours */ }
+    }
+    call.answerUpdate({ localStream }).catch((error) => showError(error.message));
+  });
+  call.on('mediaUpdated', ({ hasLocalVideo, onHold }) => {
+    $('hold').textContent = onHold ? 'Resume' : 'Hold';
+    badge($('call-state'), onHold ? 'on hold' : call.state, onHold ? '' : 'good');
+    if (!hasLocalVideo && call._pendingVideoRequested) showError('The other side does not take video.');
+    call._pendingVideoRequested = false;
+    showLocalVideo(call);
+  });
+  call.on('updateFailed', (error) => showError(`The change was refused: ${error.message}`));
   call.on('stateChanged', (old, state, data) => {
-    badge($('call-state'), state, state === 'established' ? 'good' : '');
+    if (state === 'accepted' || state === 'established') showLocalVideo(call);
+    badge($('call-state'), call.onHold ? 'on hold' : state, state === 'established' ? 'good' : '');
     if (state === 'accepting' || state === 'accepted' || state === 'established') $('in-call').hidden = false;
     if ((state === 'accepted' || state === 'established') && !timer) {
       timer = setInterval(() => tick(call), 1000);
@@ -187,6 +218,68 @@ function track(call) {
     }
     if (state === 'terminated') ended(call, data?.reason);
   });
+}
+
+/** The local preview and the video buttons, as the call's video stands. */
+function showLocalVideo(call) {
+  const stream = call.getLocalStreams()[0];
+  const video = call.hasLocalVideo || (stream?.getVideoTracks().length ?? 0) > 0;
+  $('local-video').srcObject = video ? stream : null;
+  $('local-video').hidden = !video;
+  $('camera').hidden = !video;
+  $('share-screen').hidden = !video || !navigator.mediaDevices.getDisplayMedia;
+  $('add-video').hidden = video;
+  const track = stream?.getVideoTracks()[0];
+  $('camera').textContent = track && !track.enabled ? 'Camera on' : 'Camera off';
+  $('share-screen').textContent = call.sharingScreen ? 'Stop sharing' : 'Share screen';
+}
+
+async function toggleHold() {
+  const call = phone.call;
+  if (!call) return;
+  try {
+    await (call.onHold ? call.unhold() : call.hold());
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+/** Camera off sends black frames (the track disabled), without renegotiation. */
+function toggleCamera() {
+  const track = phone.call?.getLocalStreams()[0]?.getVideoTracks()[0];
+  if (!track) return;
+  track.enabled = !track.enabled;
+  showLocalVideo(phone.call);
+}
+
+async function addVideo() {
+  const call = phone.call;
+  if (!call) return;
+  try {
+    call._pendingVideoRequested = true;
+    await call.addVideo({ localStream: await camera() });
+  } catch (error) {
+    showError(`Video could not be added: ${error.message}`);
+  }
+}
+
+async function toggleScreen() {
+  const call = phone.call;
+  if (!call) return;
+  try {
+    if (call.sharingScreen) {
+      await call.stopScreensharing();
+    } else {
+      const screen = await navigator.mediaDevices.getDisplayMedia({ video: true });
+      const [track] = screen.getVideoTracks();
+      // The browser's own "stop sharing" button puts the camera back.
+      track.addEventListener('ended', () => { if (call.sharingScreen) toggleScreen(); });
+      await call.startScreensharing(track);
+    }
+  } catch (error) {
+    showError(`The screen could not be shared: ${error.message}`);
+  }
+  showLocalVideo(call);
 }
 
 function tick(call) {
@@ -213,6 +306,14 @@ async function quality(call) {
   });
   const codec = codecId && report.get(codecId);
   if (codec) $('stat-codec').textContent = `${codec.mimeType.replace('audio/', '')} ${codec.clockRate / 1000} kHz`;
+  let video = '-';
+  report.forEach((stat) => {
+    if (stat.type === 'inbound-rtp' && stat.kind === 'video' && stat.framesDecoded) {
+      const name = report.get(stat.codecId)?.mimeType.replace('video/', '') || '';
+      video = `${name} ${stat.frameWidth || 0}x${stat.frameHeight || 0}, ${Math.round(stat.framesPerSecond || 0)} fps`;
+    }
+  });
+  $('stat-video').textContent = video;
 }
 
 function ended(call, reason) {
@@ -223,6 +324,11 @@ function ended(call, reason) {
   $('in-call').hidden = true;
   $('dial').hidden = false;
   $('remote-video').hidden = true;
+  $('remote-video').srcObject = null;
+  $('local-video').hidden = true;
+  $('local-video').srcObject = null;
+  $('hold').textContent = 'Hold';
+  for (const track of call.getLocalStreams()[0]?.getTracks() ?? []) track.stop();
   const who = call.remoteIdentity?.displayName || call.remoteIdentity?.uri || '';
   const ordinary = !reason || /^(local hangup|remote hangup|local)$/.test(reason);
   $('last-call').textContent = reason === 'remote hangup'
@@ -249,4 +355,8 @@ $('answer').addEventListener('click', answer);
 $('decline').addEventListener('click', () => phone.call?.terminate());
 $('hangup').addEventListener('click', () => phone.call?.terminate());
 $('keypad').addEventListener('click', keypad);
+$('hold').addEventListener('click', toggleHold);
+$('camera').addEventListener('click', toggleCamera);
+$('add-video').addEventListener('click', addVideo);
+$('share-screen').addEventListener('click', toggleScreen);
 loadSettings();

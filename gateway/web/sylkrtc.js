@@ -39,6 +39,9 @@ class Emitter {
     return this.on(event, wrapper);
   }
 
+  /** Whether anyone listens to `event`. */
+  listens(event) { return (this._handlers.get(event)?.size ?? 0) > 0; }
+
   emit(event, ...args) {
     for (const handler of [...(this._handlers.get(event) ?? [])]) {
       try { handler(...args); } catch (error) { console.error(`sylkrtc: ${event} handler failed`, error); }
@@ -343,6 +346,13 @@ export class Call extends Emitter {
     this._localStream = null;
     this._sent = false;
     this._queued = [];
+    // A renegotiation of ours (addVideo, hold) or the far end's waits for its answer.
+    this._upgrading = false;
+    this._pendingVideo = null;
+    this._previousTrack = null;
+    this._remoteOffer = null;
+    this.onHold = false;
+    this.sharingScreen = false;
   }
 
   get connection() { return this.account._connection; }
@@ -359,7 +369,7 @@ export class Call extends Emitter {
   _peer(localStream) {
     const pc = new RTCPeerConnection({ iceServers: [] });
     this._pc = pc;
-    this._localStream = localStream || null;
+    this._localStream = localStream ? new MediaStream(localStream.getTracks()) : null;
     if (localStream) for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
     else pc.addTransceiver('audio', { direction: 'recvonly' });
     pc.ontrack = (event) => {
@@ -440,6 +450,155 @@ export class Call extends Emitter {
 
   getLocalStreams() { return this._localStream ? [this._localStream] : []; }
 
+  /** Whether the call sends video (a camera or a shared screen). */
+  get hasLocalVideo() {
+    return (this._pc?.getTransceivers() ?? []).some((t) => t.sender.track?.kind === 'video'
+      && !t.stopped && (t.currentDirection === 'sendrecv' || t.currentDirection === 'sendonly'));
+  }
+
+  /** Whether the far end sends video. */
+  get hasRemoteVideo() {
+    return this._remoteStream.getVideoTracks().some((track) => track.readyState === 'live')
+      && (this._pc?.getTransceivers() ?? []).some((t) => t.receiver.track.kind === 'video'
+        && !t.stopped && (t.currentDirection === 'sendrecv' || t.currentDirection === 'recvonly'));
+  }
+
+  /** Adds the video of `localStream` to an audio call (a new offer through `session-update`);
+   * `mediaUpdated` follows the far end's answer, `updateFailed` a refusal. */
+  addVideo({ localStream } = {}) {
+    this._checkStable();
+    if (!localStream) throw new Error('Missing localStream');
+    const tracks = localStream.getVideoTracks();
+    if (tracks.length === 0) throw new Error('localStream contains no video tracks');
+    this._upgrading = true;
+    this._localStream = this._localStream || new MediaStream();
+    this._pendingVideo = tracks.map((track) => {
+      this._localStream.addTrack(track);
+      return { sender: this._pc.addTrack(track, this._localStream), track };
+    });
+    this.emit('localStreamAdded', localStream);
+    return this._offerUpdate();
+  }
+
+  /** Answers the far end's new offer (after `updateRequest`), adding the video of
+   * `localStream` when given. */
+  async answerUpdate({ localStream } = {}) {
+    const pc = this._pc;
+    if (!this._upgrading || !pc || pc.signalingState !== 'have-remote-offer') {
+      throw new Error('No update in progress');
+    }
+    if (localStream) {
+      this._localStream = this._localStream || new MediaStream();
+      for (const track of localStream.getVideoTracks()) {
+        this._localStream.addTrack(track);
+        pc.addTrack(track, this._localStream);
+      }
+      this.emit('localStreamAdded', localStream);
+    }
+    try {
+      await pc.setLocalDescription(await pc.createAnswer());
+      await this.connection.request('session-update', { session: this.id, sdp: pc.localDescription.sdp });
+      this._upgrading = false;
+      this._mediaUpdated();
+    } catch (error) {
+      this._upgrading = false;
+      this.emit('updateFailed', error);
+    }
+  }
+
+  /** Puts the far end on hold: our streams become `sendonly` (a new offer through
+   * `session-update`). Not in SylkServer's sylkrtc.js, where apps mute tracks instead. */
+  hold() { return this._setHold(true); }
+
+  /** Takes the far end off hold. */
+  unhold() { return this._setHold(false); }
+
+  _setHold(hold) {
+    this._checkStable();
+    if (hold === this.onHold) return Promise.resolve();
+    this._upgrading = true;
+    for (const transceiver of this._pc.getTransceivers()) {
+      if (!transceiver.stopped) transceiver.direction = hold ? 'sendonly' : 'sendrecv';
+    }
+    this._holding = hold;
+    return this._offerUpdate();
+  }
+
+  /** Sends `track` (a shared screen, from getDisplayMedia) instead of the camera; the camera's
+   * track is kept for stopScreensharing(). */
+  startScreensharing(track) {
+    const camera = this._localStream?.getVideoTracks()[0];
+    if (!camera) throw new Error('The call has no video to replace');
+    return this.replaceTrack(camera, track, true, () => { this.sharingScreen = true; });
+  }
+
+  /** Sends the camera again. */
+  stopScreensharing() {
+    const screen = this._localStream?.getVideoTracks()[0];
+    if (!screen || !this._previousTrack) return Promise.resolve();
+    return this.replaceTrack(screen, this._previousTrack, false, () => { this.sharingScreen = false; });
+  }
+
+  /** Replaces `oldTrack` with `newTrack` on its sender, without renegotiation; `keep` keeps the
+   * old track alive (to switch back), else it is stopped. */
+  async replaceTrack(oldTrack, newTrack, keep = false, callback = null) {
+    const sender = this._pc?.getSenders().find((s) => s.track === oldTrack);
+    if (!sender) throw new Error('No sender has that track');
+    await sender.replaceTrack(newTrack);
+    if (keep) {
+      this._previousTrack = oldTrack;
+    } else {
+      oldTrack?.stop();
+      if (newTrack === this._previousTrack) this._previousTrack = null;
+    }
+    if (oldTrack) this._localStream.removeTrack(oldTrack);
+    this._localStream.addTrack(newTrack);
+    if (callback) callback(true);
+  }
+
+  _checkStable() {
+    if (this.state !== 'established' && this.state !== 'accepted') throw new Error(`Call is not active: ${this.state}`);
+    if (this._upgrading) throw new Error('A renegotiation is already in progress');
+    if (!this._pc || this._pc.signalingState !== 'stable') {
+      throw new Error(`Peer connection is not stable: ${this._pc?.signalingState}`);
+    }
+  }
+
+  async _offerUpdate() {
+    const pc = this._pc;
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await this.connection.request('session-update', { session: this.id, sdp: pc.localDescription.sdp });
+    } catch (error) {
+      await this._rollback();
+      this.emit('updateFailed', error);
+    }
+  }
+
+  /** Our offer was refused: back to the session as it was. */
+  async _rollback() {
+    const pc = this._pc;
+    this._upgrading = false;
+    if (this._pendingVideo && pc) {
+      for (const { sender, track } of this._pendingVideo) {
+        try { pc.removeTrack(sender); } catch { /* closed */ }
+        this._localStream?.removeTrack(track);
+      }
+    }
+    this._pendingVideo = null;
+    this._holding = undefined;
+    if (pc && pc.signalingState === 'have-local-offer') {
+      try { await pc.setLocalDescription({ type: 'rollback' }); } catch { /* closed */ }
+    }
+  }
+
+  _mediaUpdated() {
+    this._pendingVideo = null;
+    if (this._holding !== undefined) this.onHold = this._holding;
+    this._holding = undefined;
+    this.emit('mediaUpdated', { hasLocalVideo: this.hasLocalVideo, hasRemoteVideo: this.hasRemoteVideo, onHold: this.onHold });
+  }
+
   getRemoteStreams() { return [this._remoteStream]; }
 
   /** The peer connection's statistics (RTCStatsReport). */
@@ -470,24 +629,41 @@ export class Call extends Emitter {
     this._setState(state, extra);
   }
 
-  /** The far end changed the session (hold, resume): its offer is answered at once, as
-   * sylkrtc.js's answerUpdate() would; the answer to our own update is applied. */
+  /** The far end's new offer (`update` `received`) is applied and told as `updateRequest`
+   * ({sdp, remoteMediaDirections}); the application answers with answerUpdate(). Without a
+   * listener it is answered at once. The answer to our own offer (`accepted`) is applied and
+   * told as `mediaUpdated`; a refusal (`failed`) rolls our offer back and is `updateFailed`. */
   async _update(data) {
     const pc = this._pc;
     if (!pc) return;
-    try {
-      if (data.state === 'received' && data.sdp) {
-        await pc.setRemoteDescription({ type: 'offer', sdp: data.sdp });
-        const answer = await pc.createAnswer();
-        await pc.setLocalDescription(answer);
-        await this.connection.request('session-update', { session: this.id, sdp: pc.localDescription.sdp });
-      } else if (data.state === 'accepted' && data.sdp && pc.signalingState === 'have-local-offer') {
-        await pc.setRemoteDescription({ type: 'answer', sdp: data.sdp });
-      } else if (data.state === 'failed' && pc.signalingState === 'have-local-offer') {
-        await pc.setLocalDescription({ type: 'rollback' });
+    if (data.state === 'received' && data.sdp) {
+      if (this._upgrading) {
+        this.emit('updateFailed', new Error('glare'));
+        return;
       }
-    } catch (error) {
-      console.warn(`sylkrtc: update ${data.state}: ${error.message}`);
+      this._upgrading = true;
+      try {
+        await pc.setRemoteDescription({ type: 'offer', sdp: data.sdp });
+      } catch (error) {
+        this._upgrading = false;
+        this.emit('updateFailed', error);
+        return;
+      }
+      const remoteMediaDirections = mediaDirections(data.sdp);
+      if (this.listens('updateRequest')) this.emit('updateRequest', { sdp: data.sdp, remoteMediaDirections });
+      else await this.answerUpdate();
+    } else if (data.state === 'accepted' && data.sdp && pc.signalingState === 'have-local-offer') {
+      try {
+        await pc.setRemoteDescription({ type: 'answer', sdp: data.sdp });
+        this._upgrading = false;
+        this._mediaUpdated();
+      } catch (error) {
+        await this._rollback();
+        this.emit('updateFailed', error);
+      }
+    } else if (data.state === 'failed') {
+      await this._rollback();
+      this.emit('updateFailed', new Error(data.reason || 'update rejected'));
     }
     this.emit('update', data.state, data.reason);
   }
@@ -499,4 +675,22 @@ export class Call extends Emitter {
     this.account.calls.delete(this.id);
     this._setState('terminated', { reason });
   }
+}
+
+/** The direction of each audio and video m-line of an SDP, as {audio: [...], video: [...]}
+ * (`inactive` for a declined one). */
+function mediaDirections(sdp) {
+  const directions = { audio: [], video: [] };
+  let kind = null;
+  for (const line of sdp.split(/\r?\n/)) {
+    if (line.startsWith('m=')) {
+      const [media, port] = line.slice(2).split(' ');
+      kind = media in directions ? media : null;
+      if (kind) directions[kind].push(port === '0' ? 'inactive' : 'sendrecv');
+    } else if (kind && /^a=(sendrecv|sendonly|recvonly|inactive)$/.test(line)) {
+      const list = directions[kind];
+      if (list[list.length - 1] !== 'inactive' || line === 'a=inactive') list[list.length - 1] = line.slice(2);
+    }
+  }
+  return directions;
 }

@@ -337,3 +337,70 @@ async fn declined_video_keeps_the_offers_proto_and_a_format_it_offered() {
         .await;
     page.close().await;
 }
+
+/// The web phone with its camera (Chromium's moving test picture) calls the echo test with
+/// video: the picture comes back moving, the quality panel names the video codec; hold and
+/// resume through sylkrtc.js's renegotiation, and the picture moves again; the camera turns
+/// off and on; the screen is shared instead of the camera and the camera comes back.
+#[tokio::test]
+async fn the_web_phone_makes_a_video_call_holds_it_and_shares_the_screen() {
+    use crate::video::{video_stats, wait_for_frames, watch_moving};
+    let dir = TempDir::new();
+    let gateway = Gateway::start(crate::local::shipped()).await;
+    let mut page = browser(&dir);
+    sign_in(&mut page, &gateway, "alice@local.test", "anything").await;
+    page.wait_text("#registration-state", "^registered$").await;
+    page.command(json!({"do": "fill", "selector": "#uri", "value": "echo"}))
+        .await;
+    page.command(json!({"do": "click", "selector": "#with-video"}))
+        .await;
+    page.command(json!({"do": "click", "selector": "#call"}))
+        .await;
+    page.wait_text("#call-state", "^established$").await;
+    let pc = "phone.call";
+    wait_for_frames(&mut page, pc).await;
+    watch_moving(&mut page, pc, 5).await;
+    page.wait_text("#stat-video", "^VP8 \\d+x\\d+").await;
+    assert!(page.command(json!({"do": "visible", "selector": "#local-video"})).await == json!(true));
+    page.screenshot(&screenshots().join("video-call.png")).await;
+
+    // Hold: the call's state says so; resume: the picture moves again.
+    page.command(json!({"do": "click", "selector": "#hold"}))
+        .await;
+    page.wait_text("#call-state", "^on hold$").await;
+    page.wait_text("#hold", "^Resume$").await;
+    page.command(json!({"do": "click", "selector": "#hold"}))
+        .await;
+    page.wait_text("#hold", "^Hold$").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watch_moving(&mut page, pc, 3).await;
+
+    // Camera off and on.
+    page.command(json!({"do": "click", "selector": "#camera"}))
+        .await;
+    page.wait_text("#camera", "^Camera on$").await;
+    page.command(json!({"do": "click", "selector": "#camera"}))
+        .await;
+    page.wait_text("#camera", "^Camera off$").await;
+
+    // The screen instead of the camera, and back.
+    page.command(json!({"do": "click", "selector": "#share-screen"}))
+        .await;
+    page.wait_text("#share-screen", "^Stop sharing$").await;
+    let sharing = page
+        .command(json!({"do": "evaluate", "expression":
+            "phone.call._pc.getSenders().find(s => s.track && s.track.kind === 'video').track.label"}))
+        .await;
+    eprintln!("sending {sharing}");
+    watch_moving(&mut page, pc, 3).await;
+    page.command(json!({"do": "click", "selector": "#share-screen"}))
+        .await;
+    page.wait_text("#share-screen", "^Share screen$").await;
+    let stats = video_stats(&mut page, pc).await;
+    assert_eq!(stats.codec, "video/VP8");
+    page.command(json!({"do": "click", "selector": "#hangup"}))
+        .await;
+    page.wait_text("#last-call", "ended").await;
+    page.close().await;
+    crate::video::nothing_left(&gateway).await;
+}
