@@ -78,11 +78,29 @@ async fn run(services: Arc<CallServices>, branch: PhoneBranch) {
             None,
         )));
     };
-    let _ports = [
+    let mut _ports = vec![
         services.metrics.ports_taken(),
         services.metrics.ports_taken(),
     ];
     let mut session = PairSession::new(caller_ports, callee_ports);
+    // Video takes a port pair on each side when the caller offers it and video is relayed.
+    let offers_video = media::sdp::Description::parse(&String::from_utf8_lossy(&invite.sdp))
+        .is_ok_and(|description| description.video().is_some());
+    if offers_video
+        && !media.video_codecs.is_empty()
+        && let (Ok(caller_video), Ok(callee_video)) =
+            (media.ports.allocate(), media.ports.allocate())
+    {
+        _ports.push(services.metrics.ports_taken());
+        _ports.push(services.metrics.ports_taken());
+        session.add_video(caller_video, callee_video);
+    }
+    let video = session.video_ports().map(|(caller, callee)| {
+        (
+            SocketAddr::new(media.advertised, caller),
+            SocketAddr::new(media.advertised, callee),
+        )
+    });
     let (Some(caller_port), Some(callee_port)) = session.rtp_ports() else {
         return say(LegCommand::Reject(Refusal::new(
             503,
@@ -96,6 +114,8 @@ async fn run(services: Arc<CallServices>, branch: PhoneBranch) {
         codecs: media.codecs.clone(),
         media_timeout: media.media_timeout,
         srtp: media.srtp.clone(),
+        video,
+        video_codecs: media.video_codecs.clone(),
     };
     let offer = String::from_utf8_lossy(&invite.sdp).into_owned();
     let (mut pair, callee_offer) = match RtpPair::new(StdInstant::now(), config, &offer) {

@@ -20,6 +20,8 @@ pub enum PairInput {
     Datagram {
         /// Whose leg.
         side: Side,
+        /// On the video port pair.
+        video: bool,
         /// On the RTCP port.
         rtcp: bool,
         /// Its length.
@@ -38,6 +40,8 @@ pub enum PairInput {
 pub struct PairSession {
     caller: PortPair,
     callee: PortPair,
+    /// The video legs' port pairs (caller's, callee's), when the call has video.
+    video: Option<(PortPair, PortPair)>,
     buffer: Vec<u8>,
     timer: Pin<Box<Sleep>>,
     deadline: Option<Instant>,
@@ -49,6 +53,7 @@ impl PairSession {
         PairSession {
             caller,
             callee,
+            video: None,
             buffer: vec![0; 2048],
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             deadline: None,
@@ -61,11 +66,20 @@ impl PairSession {
         (port(&self.caller), port(&self.callee))
     }
 
-    fn ports(&self, side: Side) -> &PortPair {
-        match side {
-            Side::Caller => &self.caller,
-            Side::Callee => &self.callee,
-        }
+    /// Gives the session the video legs' port pairs (caller's, callee's).
+    pub fn add_video(&mut self, caller: PortPair, callee: PortPair) {
+        self.video = Some((caller, callee));
+    }
+
+    /// The bound video RTP ports, when there are video legs.
+    pub fn video_ports(&self) -> Option<(u16, u16)> {
+        let (caller, callee) = self.video.as_ref()?;
+        let port = |pair: &PortPair| pair.rtp.local_addr().ok().map(|addr| addr.port());
+        Some((port(caller)?, port(callee)?))
+    }
+
+    fn ports(&self, side: Side, video: bool) -> Option<&PortPair> {
+        ports(&self.caller, &self.callee, self.video.as_ref(), side, video)
     }
 
     /// Waits for the next thing for the pair. Cancel-safe.
@@ -75,23 +89,35 @@ impl PairSession {
                 .as_mut()
                 .reset(tokio::time::Instant::from_std(deadline));
         }
-        // Readiness first, the read after: the four sockets share one buffer.
-        let (side, rtcp) = tokio::select! {
+        // Readiness first, the read after: the sockets share one buffer.
+        let video = self.video.as_ref();
+        let readable = |pick: fn(&(PortPair, PortPair)) -> &tokio::net::UdpSocket| async move {
+            match video {
+                Some(pairs) => pick(pairs).readable().await,
+                None => std::future::pending().await,
+            }
+        };
+        let (side, video, rtcp) = tokio::select! {
             biased;
-            Ok(()) = self.caller.rtp.readable() => (Side::Caller, false),
-            Ok(()) = self.callee.rtp.readable() => (Side::Callee, false),
-            Ok(()) = self.caller.rtcp.readable() => (Side::Caller, true),
-            Ok(()) = self.callee.rtcp.readable() => (Side::Callee, true),
+            Ok(()) = self.caller.rtp.readable() => (Side::Caller, false, false),
+            Ok(()) = self.callee.rtp.readable() => (Side::Callee, false, false),
+            Ok(()) = readable(|pairs| &pairs.0.rtp) => (Side::Caller, true, false),
+            Ok(()) = readable(|pairs| &pairs.1.rtp) => (Side::Callee, true, false),
+            Ok(()) = self.caller.rtcp.readable() => (Side::Caller, false, true),
+            Ok(()) = self.callee.rtcp.readable() => (Side::Callee, false, true),
+            Ok(()) = readable(|pairs| &pairs.0.rtcp) => (Side::Caller, true, true),
+            Ok(()) = readable(|pairs| &pairs.1.rtcp) => (Side::Callee, true, true),
             () = &mut self.timer => return PairInput::Timeout,
         };
-        let ports = match side {
-            Side::Caller => &self.caller,
-            Side::Callee => &self.callee,
+        let Some(ports) = ports(&self.caller, &self.callee, self.video.as_ref(), side, video)
+        else {
+            return PairInput::Nothing;
         };
         let socket = if rtcp { &ports.rtcp } else { &ports.rtp };
         match socket.try_recv_from(&mut self.buffer) {
             Ok((length, source)) => PairInput::Datagram {
                 side,
+                video,
                 rtcp,
                 length,
                 source,
@@ -105,10 +131,18 @@ impl PairSession {
         match input {
             PairInput::Datagram {
                 side,
+                video: false,
                 rtcp,
                 length,
                 source,
             } => pair.handle(Instant::now(), side, source, &self.buffer[..length], rtcp),
+            PairInput::Datagram {
+                side,
+                video: true,
+                rtcp,
+                length,
+                source,
+            } => pair.handle_video(Instant::now(), side, source, &self.buffer[..length], rtcp),
             PairInput::Timeout => pair.handle_timeout(Instant::now()),
             PairInput::Nothing => {}
         }
@@ -120,13 +154,15 @@ impl PairSession {
             match pair.poll_output() {
                 PairOutput::Send {
                     side,
+                    video,
                     rtcp,
                     destination,
                     data,
                 } => {
-                    let ports = self.ports(side);
-                    let socket = if rtcp { &ports.rtcp } else { &ports.rtp };
-                    let _ = socket.try_send_to(data, destination);
+                    if let Some(ports) = self.ports(side, video) {
+                        let socket = if rtcp { &ports.rtcp } else { &ports.rtp };
+                        let _ = socket.try_send_to(data, destination);
+                    }
                 }
                 PairOutput::Timeout(at) => {
                     self.deadline = Some(at);
@@ -134,5 +170,22 @@ impl PairSession {
                 }
             }
         }
+    }
+}
+
+/// The port pair of one leg (`video`: of its video stream).
+fn ports<'a>(
+    caller: &'a PortPair,
+    callee: &'a PortPair,
+    video_pairs: Option<&'a (PortPair, PortPair)>,
+    side: Side,
+    video: bool,
+) -> Option<&'a PortPair> {
+    match (side, video, video_pairs) {
+        (Side::Caller, false, _) => Some(caller),
+        (Side::Callee, false, _) => Some(callee),
+        (Side::Caller, true, Some((pair, _))) => Some(pair),
+        (Side::Callee, true, Some((_, pair))) => Some(pair),
+        (_, true, None) => None,
     }
 }

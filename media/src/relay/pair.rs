@@ -9,6 +9,10 @@
 //! the answer to the caller. Nothing is decoded, so nothing more is needed. Later offers from
 //! either phone (hold, a new address) are answered here, the direction mirrored, as the
 //! browser relay does.
+//!
+//! Video, when the caller offers it and the pair has a video port pair on each side, is a
+//! second stream of two legs relayed the same way (its own latches and keys); keyframe
+//! requests are RTCP and pass through. A callee that declines it leaves the call with audio.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -16,10 +20,13 @@ use std::time::{Duration, Instant};
 
 use super::Event;
 use super::sip_leg::{SipLeg, answered_key};
-use crate::codec::{Codec, Format, Payload};
+use crate::codec::{Codec, Format, Payload, VideoCodec};
 use crate::error::{Error, Result};
 use crate::rtp::is_rtcp;
-use crate::sdp::{Description, Direction, MediaLine, SipDescription, answered_payloads, relayable};
+use crate::sdp::{
+    Description, Direction, MediaLine, SipDescription, VideoDescription, answered_payloads,
+    common_video, relayable,
+};
 use crate::srtp::{Crypto, SessionKeys, SrtpMode, SrtpPolicy};
 
 /// A pair's settings.
@@ -36,6 +43,11 @@ pub struct PairConfig {
     /// SRTP toward the callee (our offer); the caller's leg follows the caller's offer within
     /// the same policy.
     pub srtp: SrtpPolicy,
+    /// The video legs' RTP addresses as written in SDP (caller's, callee's), when the pair has
+    /// video port pairs; without them video is declined.
+    pub video: Option<(SocketAddr, SocketAddr)>,
+    /// The video codecs relayed.
+    pub video_codecs: Vec<VideoCodec>,
 }
 
 /// One of the two legs.
@@ -70,6 +82,8 @@ pub enum PairOutput<'a> {
     Send {
         /// Which leg's ports.
         side: Side,
+        /// From the video port pair (else the audio's).
+        video: bool,
         /// From the RTCP port (else the RTP port).
         rtcp: bool,
         /// Where to.
@@ -95,12 +109,16 @@ struct Leg {
     version: u64,
     /// The latest description it sent (for answering in place).
     remote: Option<Description>,
+    /// Every payload type this leg's phone was offered or offered (video: a phone that
+    /// matched by codec name may send any of them for the agreed format).
+    known: Vec<u8>,
 }
 
 /// A datagram waiting to go.
 #[derive(Debug)]
 struct Outgoing {
     side: Side,
+    video: bool,
     rtcp: bool,
     destination: SocketAddr,
     data: Vec<u8>,
@@ -111,6 +129,8 @@ struct Outgoing {
 pub struct RtpPair {
     config: PairConfig,
     legs: [Leg; 2],
+    /// The video legs, when the call has video.
+    video: Option<[Leg; 2]>,
     session_id: u64,
     answered: bool,
     created: Instant,
@@ -134,19 +154,29 @@ impl RtpPair {
         let description = Description::parse(caller_offer)?;
         let (_, audio, _) = description.sip_audio_with(&config.srtp)?;
         let payloads = relayable(audio, &config.codecs)?;
-        let leg = |rtp: SocketAddr, ssrc: u32| Leg {
+        let leg = |rtp: SocketAddr, ssrc: u32, payloads: &[Payload]| Leg {
             sip: SipLeg::new(now, ssrc),
             rtp,
-            payloads: payloads.clone(),
+            payloads: payloads.to_vec(),
             secure: false,
             offered_keys: Vec::new(),
             version: 1,
             remote: None,
+            known: payloads.iter().map(|payload| payload.pt).collect(),
         };
+        let video = config.video.and_then(|(caller, callee)| {
+            let (_, line, _) = description.sip_video_with(&config.srtp)?;
+            let payloads = common_video(&line.payloads, &config.video_codecs);
+            (!payloads.is_empty()).then(|| [leg(caller, 3, &payloads), leg(callee, 4, &payloads)])
+        });
         let session_id =
             u64::from(config.caller_rtp.port()) << 20 | u64::from(config.callee_rtp.port());
         let mut pair = RtpPair {
-            legs: [leg(config.caller_rtp, 1), leg(config.callee_rtp, 2)],
+            legs: [
+                leg(config.caller_rtp, 1, &payloads),
+                leg(config.callee_rtp, 2, &payloads),
+            ],
+            video,
             session_id,
             answered: false,
             created: now,
@@ -163,6 +193,10 @@ impl RtpPair {
         let callee = &mut pair.legs[1];
         callee.offered_keys = pair.config.srtp.offer();
         callee.secure = pair.config.srtp.mode == SrtpMode::Mandatory;
+        if let Some(video) = &mut pair.video {
+            video[1].offered_keys = pair.config.srtp.offer();
+            video[1].secure = pair.config.srtp.mode == SrtpMode::Mandatory;
+        }
         let offer = pair.describe(Side::Callee, Direction::SendRecv, false);
         Ok((pair, offer))
     }
@@ -181,6 +215,7 @@ impl RtpPair {
                 audio.codec_names.join(", ")
             )));
         }
+        self.take_video_answer(&description)?;
         self.take_description(Side::Callee, description, false)?;
         // The caller's leg carries what the callee chose, with the caller's numbers.
         let formats: Vec<Format> = answered.iter().map(|payload| payload.format).collect();
@@ -252,25 +287,44 @@ impl RtpPair {
         let audio: MediaLine = audio.clone();
         let key = key.cloned();
         let leg = &mut self.legs[side.index()];
-        match (key, offer) {
-            (None, _) => {
-                leg.sip.srtp = None;
-                if offer {
-                    leg.secure = false;
-                }
-            }
-            (Some(remote), true) => {
-                let local = SessionKeys::answer_key(leg.sip.srtp.as_ref(), &remote);
-                leg.secure = audio.is_srtp_profile();
-                leg.sip.srtp = Some(SessionKeys::rekey(leg.sip.srtp.take(), local, remote));
-            }
-            (Some(remote), false) => {
-                let local = answered_key(&leg.offered_keys, &remote, &audio.proto)?;
-                leg.sip.srtp = Some(SessionKeys::rekey(leg.sip.srtp.take(), local, remote));
-            }
-        }
+        take_keys(leg, &audio, key, offer)?;
         leg.sip.take_remote(&audio, offer);
+        if let Some(video) = &mut self.video
+            && let Some((_, line, key)) = description.sip_video_with(&policy)
+        {
+            let leg = &mut video[side.index()];
+            take_keys(leg, line, key.cloned(), offer)?;
+            leg.sip.take_remote(line, offer);
+            leg.known
+                .extend(line.payloads.iter().map(|payload| payload.pt));
+            leg.remote = Some(description.clone());
+        }
+        let leg = &mut self.legs[side.index()];
         leg.remote = Some(description);
+        Ok(())
+    }
+
+    /// The callee's answer for video: the formats it took, on both legs with each leg's
+    /// numbers; a callee that declined video leaves the call without (the caller's answer
+    /// declines it).
+    fn take_video_answer(&mut self, description: &Description) -> Result<()> {
+        let Some(video) = &mut self.video else {
+            return Ok(());
+        };
+        let Some((_, line, _)) = description.sip_video_with(&self.config.srtp) else {
+            self.video = None;
+            return Ok(());
+        };
+        let answered = answered_payloads(line, &video[1].payloads);
+        let Some(first) = answered.first() else {
+            self.video = None;
+            return Ok(());
+        };
+        let format = first.format;
+        video[1].payloads = vec![first.clone()];
+        video[0].payloads.retain(|payload| payload.format == format);
+        video[0].payloads.truncate(1);
+        video[0].sip.last_rtp = video[0].sip.last_rtp.max(self.created);
         Ok(())
     }
 
@@ -286,6 +340,36 @@ impl RtpPair {
             .and_then(|remote| remote.sip_audio_with(&self.config.srtp).ok())
             .map(|(index, _, _)| index)
             .unwrap_or(0);
+        let video_keys: Vec<Crypto>;
+        let video = match &self.video {
+            Some(video) => {
+                let leg = &video[side.index()];
+                video_keys = match &leg.sip.srtp {
+                    Some(keys) => vec![keys.local.clone()],
+                    None => leg.offered_keys.clone(),
+                };
+                let answered_line = remote.and_then(|remote| {
+                    remote
+                        .sip_video_with(&self.config.srtp)
+                        .map(|(index, line, _)| (index, line.rtcp_mux))
+                });
+                Some(VideoDescription {
+                    index: answered_line.map(|(index, _)| index),
+                    rtp: leg.rtp,
+                    payloads: &leg.payloads,
+                    direction: if answering {
+                        leg.sip.direction
+                    } else {
+                        direction
+                    },
+                    crypto: &video_keys,
+                    secure: leg.secure,
+                    rtcp_mux: answered_line.is_some_and(|(_, mux)| mux),
+                    bandwidth: &[],
+                })
+            }
+            None => None,
+        };
         SipDescription {
             session_id: self.session_id,
             version: leg.version,
@@ -295,7 +379,7 @@ impl RtpPair {
             answering: remote.map(|remote| (remote, index)),
             crypto: &keys,
             secure: leg.secure,
-            video: None,
+            video,
         }
         .write()
     }
@@ -309,9 +393,41 @@ impl RtpPair {
         data: &[u8],
         rtcp_port: bool,
     ) {
+        self.handle_stream(now, side, false, source, data, rtcp_port);
+    }
+
+    /// A datagram from one phone on its video leg's ports.
+    pub fn handle_video(
+        &mut self,
+        now: Instant,
+        side: Side,
+        source: SocketAddr,
+        data: &[u8],
+        rtcp_port: bool,
+    ) {
+        self.handle_stream(now, side, true, source, data, rtcp_port);
+    }
+
+    fn handle_stream(
+        &mut self,
+        now: Instant,
+        side: Side,
+        video: bool,
+        source: SocketAddr,
+        data: &[u8],
+        rtcp_port: bool,
+    ) {
         let rtcp = rtcp_port || is_rtcp(data);
         let mut plain = std::mem::take(&mut self.plain);
-        let from = &mut self.legs[side.index()].sip;
+        let legs = match (video, &mut self.video) {
+            (false, _) => &mut self.legs,
+            (true, Some(legs)) => legs,
+            (true, None) => {
+                self.plain = plain;
+                return;
+            }
+        };
+        let from = &mut legs[side.index()].sip;
         let data = match &mut from.srtp {
             Some(keys) => {
                 let checked = if rtcp {
@@ -337,19 +453,24 @@ impl RtpPair {
             if !rtcp {
                 from.last_rtp = now;
             }
-            self.forward(side, rtcp, data);
+            self.forward(side, video, rtcp, data);
         }
         self.plain = plain;
     }
 
     /// Passes a packet from `side` to the other phone.
-    fn forward(&mut self, side: Side, rtcp: bool, packet: &[u8]) {
+    fn forward(&mut self, side: Side, video: bool, rtcp: bool, packet: &[u8]) {
         if !self.answered || self.out.len() >= QUEUE {
             return;
         }
+        let legs = match (video, &mut self.video) {
+            (false, _) => &mut self.legs,
+            (true, Some(legs)) => legs,
+            (true, None) => return,
+        };
         let (from, to) = match side {
-            Side::Caller => (&self.legs[0], &self.legs[1]),
-            Side::Callee => (&self.legs[1], &self.legs[0]),
+            Side::Caller => (&legs[0], &legs[1]),
+            Side::Callee => (&legs[1], &legs[0]),
         };
         if !rtcp && (!from.sip.direction.receives() || !to.sip.direction.sends()) {
             return;
@@ -367,7 +488,18 @@ impl RtpPair {
         if !rtcp {
             // The payload type by format: the answerer may have numbered it otherwise.
             let pt = packet[1] & 0x7f;
-            let format = from.payloads.iter().find(|p| p.pt == pt).map(|p| p.format);
+            let format = from
+                .payloads
+                .iter()
+                .find(|p| p.pt == pt)
+                .map(|p| p.format)
+                // Video carries one agreed format: a phone that matched our offer by codec name
+                // may send it with another number it was offered.
+                .or_else(|| {
+                    (video && from.known.contains(&pt))
+                        .then(|| from.payloads.first().map(|p| p.format))
+                        .flatten()
+                });
             let Some(mapped) =
                 format.and_then(|format| to.payloads.iter().find(|p| p.format == format))
             else {
@@ -377,7 +509,7 @@ impl RtpPair {
             data[1] = (packet[1] & 0x80) | mapped.pt;
         }
         let to_side = side.other();
-        let to = &mut self.legs[to_side.index()].sip;
+        let to = &mut legs[to_side.index()].sip;
         if let Some(keys) = &mut to.srtp {
             let mut protected = std::mem::take(&mut self.plain);
             let done = if rtcp {
@@ -394,6 +526,7 @@ impl RtpPair {
         }
         self.out.push_back(Outgoing {
             side: to_side,
+            video,
             rtcp: rtcp && !to.rtcp_mux,
             destination,
             data,
@@ -439,6 +572,7 @@ impl RtpPair {
                 let current = self.current.insert(outgoing);
                 PairOutput::Send {
                     side: current.side,
+                    video: current.video,
                     rtcp: current.rtcp,
                     destination: current.destination,
                     data: &current.data,
@@ -453,6 +587,11 @@ impl RtpPair {
         self.events.pop_front()
     }
 
+    /// Whether the call has video (the callee took it).
+    pub fn has_video(&self) -> bool {
+        self.video.is_some()
+    }
+
     /// The SRTP suite of a leg, when its media is protected.
     pub fn srtp(&self, side: Side) -> Option<crate::srtp::Suite> {
         self.legs[side.index()]
@@ -461,6 +600,28 @@ impl RtpPair {
             .as_ref()
             .map(|keys| keys.local.suite)
     }
+}
+
+/// Takes a phone's key from its m-line: an offer's (answered with ours) or the answer to ours.
+fn take_keys(leg: &mut Leg, line: &MediaLine, key: Option<Crypto>, offer: bool) -> Result<()> {
+    match (key, offer) {
+        (None, _) => {
+            leg.sip.srtp = None;
+            if offer {
+                leg.secure = false;
+            }
+        }
+        (Some(remote), true) => {
+            let local = SessionKeys::answer_key(leg.sip.srtp.as_ref(), &remote);
+            leg.secure = line.is_srtp_profile();
+            leg.sip.srtp = Some(SessionKeys::rekey(leg.sip.srtp.take(), local, remote));
+        }
+        (Some(remote), false) => {
+            let local = answered_key(&leg.offered_keys, &remote, &line.proto)?;
+            leg.sip.srtp = Some(SessionKeys::rekey(leg.sip.srtp.take(), local, remote));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ fuzz_target!(|data: &[u8]| {
         codecs: vec![Codec::Pcmu, Codec::Pcma],
         media_timeout: Duration::from_secs(30),
         srtp: SrtpPolicy::with_all_suites(SrtpMode::Optional),
+        video: None,
+        video_codecs: Vec::new(),
     };
     let Ok((mut pair, offer)) = RtpPair::new(now, config, CALLER) else {
         panic!("the caller's offer is taken");

@@ -661,3 +661,28 @@ async fn a_video_call_is_held_and_resumed_from_each_side() {
     page.close().await;
     nothing_left(&gateway).await;
 }
+
+/// Two video phones of the local domain call each other (VP8): each decodes the other's
+/// picture, through two video legs of the gateway (four port pairs during the call, none
+/// after).
+#[tokio::test]
+async fn two_video_phones_see_each_other_through_the_gateway() {
+    let dir = TempDir::new();
+    let gateway = gateway_tests::Gateway::start(shipped()).await;
+    let carol = video_phone(&gateway, "carol", "VP8").await;
+    let dave = video_phone(&gateway, "dave", "VP8").await;
+    carol.command("dial", &format!("sip:dave@{DOMAIN}"));
+    let wait = Duration::from_secs(15);
+    assert!(
+        carol.wait_for("CALL_ESTABLISHED", 1, wait).await,
+        "{}",
+        carol.log.text()
+    );
+    assert!(dave.wait_for("CALL_ESTABLISHED", 1, wait).await);
+    assert_eq!(gateway.metric("sylkrtc_media_ports").await, 4.0 * 2.0);
+    phone_sees_video(&carol, &dir, "carol").await;
+    phone_sees_video(&dave, &dir, "dave").await;
+    carol.command("hangup", "");
+    assert!(dave.wait_for("CALL_CLOSED", 1, wait).await);
+    nothing_left(&gateway).await;
+}

@@ -361,7 +361,11 @@ async fn the_web_phone_makes_a_video_call_holds_it_and_shares_the_screen() {
     wait_for_frames(&mut page, pc).await;
     watch_moving(&mut page, pc, 5).await;
     page.wait_text("#stat-video", "^VP8 \\d+x\\d+").await;
-    assert!(page.command(json!({"do": "visible", "selector": "#local-video"})).await == json!(true));
+    assert!(
+        page.command(json!({"do": "visible", "selector": "#local-video"}))
+            .await
+            == json!(true)
+    );
     page.screenshot(&screenshots().join("video-call.png")).await;
 
     // Hold: the call's state says so; resume: the picture moves again.

@@ -17,6 +17,8 @@ fn config(mode: SrtpMode) -> PairConfig {
         codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
         media_timeout: Duration::from_secs(5),
         srtp: SrtpPolicy::with_all_suites(mode),
+        video: None,
+        video_codecs: Vec::new(),
     }
 }
 
@@ -219,4 +221,122 @@ fn hold_is_answered_and_silence_ends_the_call() {
         pair.poll_event(),
         Some(Event::Failed("no RTP from the caller for 5 s".into()))
     );
+}
+
+/// A phone's audio and video description from `at` (video on the port above audio's port + 1):
+/// PCMU, and the video formats given as `(pt, rtpmap, fmtp)`.
+fn video_phone(at: &str, formats: &[(u8, &str, &str)]) -> String {
+    let at = addr(at);
+    let mut video = format!("m=video {} RTP/AVP", at.port() + 2);
+    for (pt, _, _) in formats {
+        video.push_str(&format!(" {pt}"));
+    }
+    video.push_str("\r\n");
+    for (pt, rtpmap, fmtp) in formats {
+        video.push_str(&format!("a=rtpmap:{pt} {rtpmap}\r\n"));
+        if !fmtp.is_empty() {
+            video.push_str(&format!("a=fmtp:{pt} {fmtp}\r\n"));
+        }
+    }
+    video.push_str("a=sendrecv\r\n");
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n{video}",
+        ip = at.ip(),
+        port = at.port()
+    )
+}
+
+fn video_config() -> PairConfig {
+    PairConfig {
+        video: Some((addr("127.0.0.1:30004"), addr("127.0.0.1:30006"))),
+        video_codecs: crate::codec::VideoCodec::ALL.to_vec(),
+        ..config(SrtpMode::Never)
+    }
+}
+
+/// Two phones with video: the callee's offer carries the caller's video formats on the
+/// callee's video port, the callee's choice (with its own number) goes back to the caller
+/// with the caller's number, and video packets cross on the video legs with their payload
+/// type mapped, as does a keyframe request (RTCP).
+#[test]
+fn video_between_two_phones_crosses_on_its_own_legs() {
+    let now = Instant::now();
+    let caller_offer = video_phone(CALLER, &[(96, "VP8/90000", ""), (100, "VP9/90000", "")]);
+    let (mut pair, offer) = RtpPair::new(now, video_config(), &caller_offer).expect("a pair");
+    let description = Description::parse(&offer).expect("valid SDP");
+    let (_, video) = description.video().expect("video offered to the callee");
+    assert_eq!(video.port, 30006);
+    assert_eq!(video.payloads.len(), 2);
+    let answer = pair
+        .accept_answer(now, &video_phone(CALLEE, &[(120, "VP9/90000", "")]))
+        .expect("answered");
+    assert!(pair.has_video());
+    let description = Description::parse(&answer).expect("valid SDP");
+    let (index, video) = description.video().expect("video answered to the caller");
+    assert_eq!((index, video.port), (1, 30004));
+    let pts: Vec<u8> = video.payloads.iter().map(|payload| payload.pt).collect();
+    assert_eq!(pts, [100], "the caller's number for VP9: {answer}");
+
+    let caller_video = SocketAddr::new(addr(CALLER).ip(), addr(CALLER).port() + 2);
+    let callee_video = SocketAddr::new(addr(CALLEE).ip(), addr(CALLEE).port() + 2);
+    pair.handle_video(
+        now,
+        Side::Caller,
+        caller_video,
+        &rtp(100, 1, &[7; 900]),
+        false,
+    );
+    match pair.poll_output() {
+        PairOutput::Send {
+            side,
+            video,
+            rtcp,
+            destination,
+            data,
+        } => {
+            assert_eq!((side, video, rtcp), (Side::Callee, true, false));
+            assert_eq!(destination, callee_video);
+            assert_eq!(data[1] & 0x7f, 120, "the callee's number");
+            assert_eq!(data.len(), 912);
+        }
+        PairOutput::Timeout(_) => panic!("nothing relayed"),
+    }
+    assert!(matches!(pair.poll_output(), PairOutput::Timeout(_)));
+    // The callee's PLI goes to the caller's video RTCP port.
+    let mut pli = Vec::new();
+    crate::rtp::write_pli(&mut pli, 1, 2);
+    let callee_rtcp = SocketAddr::new(callee_video.ip(), callee_video.port() + 1);
+    pair.handle_video(now, Side::Callee, callee_rtcp, &pli, true);
+    match pair.poll_output() {
+        PairOutput::Send {
+            side,
+            video,
+            rtcp,
+            destination,
+            data,
+        } => {
+            assert_eq!((side, video, rtcp), (Side::Caller, true, true));
+            assert_eq!(destination.port(), caller_video.port() + 1);
+            assert_eq!(data, &pli[..]);
+        }
+        PairOutput::Timeout(_) => panic!("the PLI was not relayed"),
+    }
+}
+
+/// A callee that declines video leaves the call with audio: the caller's answer declines its
+/// video m-line in place.
+#[test]
+fn a_callee_without_video_leaves_the_call_with_audio() {
+    let now = Instant::now();
+    let caller_offer = video_phone(CALLER, &[(96, "VP8/90000", "")]);
+    let (mut pair, _) = RtpPair::new(now, video_config(), &caller_offer).expect("a pair");
+    let answer = pair
+        .accept_answer(now, &phone(CALLEE, "RTP/AVP", 101, ""))
+        .expect("answered");
+    assert!(!pair.has_video());
+    let description = Description::parse(&answer).expect("valid SDP");
+    assert_eq!(description.lines.len(), 2, "{answer}");
+    assert_eq!(description.lines[1].kind, "video");
+    assert_eq!(description.lines[1].port, 0, "{answer}");
 }
