@@ -908,6 +908,11 @@ fn certificate() -> Option<str0m::config::DtlsCert> {
 /// poll at once, and audio is not resent): a few packets suffice where the default keeps 50.
 const SEND_BUFFER_AUDIO: usize = 4;
 
+/// What we sent on a video stream is kept this many packets for the browser's NACKs: about 2 s
+/// at 1 Mbit/s, far past any round trip a NACK is worth answering in. str0m's default (1,000)
+/// cost a megabyte per video call.
+const SEND_BUFFER_VIDEO: usize = 256;
+
 /// A str0m peer for the browser leg: ICE-lite with one host candidate at the advertised
 /// address, RTP mode, and exactly the given payloads.
 ///
@@ -939,6 +944,7 @@ fn build_rtc(
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .set_send_buffer_audio(SEND_BUFFER_AUDIO)
+        .set_send_buffer_video(SEND_BUFFER_VIDEO)
         .clear_codecs();
     if let Some(certificate) = certificate() {
         rtc_config = rtc_config.set_dtls_cert(certificate);

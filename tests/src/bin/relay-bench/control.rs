@@ -97,18 +97,25 @@ pub(crate) struct RtpengineControl {
     socket: UdpSocket,
     server: SocketAddr,
     echo: SocketAddr,
+    /// Video mode: the far end's answer has a video m-line too.
+    video: bool,
     next: usize,
     calls: Vec<String>,
 }
 
 impl RtpengineControl {
-    pub(crate) fn new(server: SocketAddr, echo: SocketAddr) -> std::io::Result<RtpengineControl> {
+    pub(crate) fn new(
+        server: SocketAddr,
+        echo: SocketAddr,
+        video: bool,
+    ) -> std::io::Result<RtpengineControl> {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
         socket.set_read_timeout(Some(Duration::from_secs(5)))?;
         Ok(RtpengineControl {
             socket,
             server,
             echo,
+            video,
             next: 0,
             calls: Vec::new(),
         })
@@ -170,10 +177,15 @@ impl RtpengineControl {
                 ("ICE", Value::text_of("remove")),
                 ("rtcp-mux", Value::List(vec![Value::text_of("demux")])),
             ])?;
+            let media = if self.video {
+                "m=video {port} RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n"
+            } else {
+                "m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+            };
             let plain = format!(
-                "v=0\r\no=echo 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
+                "v=0\r\no=echo 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n{media}a=sendrecv\r\n",
                 ip = self.echo.ip(),
-                port = self.echo.port()
+                media = media.replace("{port}", &self.echo.port().to_string()),
             );
             let reply = self.request(&[
                 ("command", Value::text_of("answer")),
@@ -186,6 +198,9 @@ impl RtpengineControl {
                 .get("sdp")
                 .and_then(Value::text)
                 .ok_or("rtpengine: no SDP")?;
+            if std::env::var_os("BENCH_SDP").is_some() {
+                eprintln!("{sdp}");
+            }
             answers.push(bundled(sdp));
             times.push(started.elapsed());
             self.calls.push(call);

@@ -57,6 +57,10 @@ struct Args {
     /// Where to draw CPU and loss against calls.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Video calls: each peer sends VP8-sized packets on a video m-line (about 1 Mbit/s, a
+    /// keyframe burst every 3 s) instead of audio.
+    #[arg(long)]
+    video: bool,
 }
 
 /// One measured step.
@@ -127,10 +131,13 @@ impl Generator {
         let _ = self.waker.wake();
     }
 
-    fn offers(&self, count: usize) -> Vec<(usize, String)> {
+    /// `count` new peers' offers; `with_audio`: in video mode, an audio m-line beside the video
+    /// (the gateway relays no call without audio; rtpengine, which does not bundle, gets the
+    /// video m-line alone).
+    fn offers(&self, count: usize, with_audio: bool) -> Vec<(usize, String)> {
         let (reply, offers) = channel();
         for _ in 0..count {
-            self.send(Command::Create(reply.clone()));
+            self.send(Command::Create(reply.clone(), with_audio));
         }
         (0..count).filter_map(|_| offers.recv().ok()).collect()
     }
@@ -202,6 +209,9 @@ impl System {
     }
 }
 
+/// Whether the run is in video mode (the `--video` flag; read by the systems' set-up).
+static VIDEO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 async fn start(system: &str, sip_port: u16, echo: SocketAddr) -> Result<System, Error> {
     match system {
         "gateway" => {
@@ -242,7 +252,8 @@ async fn start(system: &str, sip_port: u16, echo: SocketAddr) -> Result<System, 
                 // Errors (level 3) show, so that a crash under load says why.
                 .stderr(Stdio::inherit())
                 .spawn()?;
-            let control = RtpengineControl::new(ng, echo)?;
+            let video = VIDEO.load(std::sync::atomic::Ordering::Relaxed);
+            let control = RtpengineControl::new(ng, echo, video)?;
             // Wait until it answers the control protocol.
             let probe = UdpSocket::bind("127.0.0.1:0")?;
             probe.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -281,7 +292,7 @@ async fn ramp(
     };
     let mut calls = 0;
     for &target in steps {
-        let offers = generator.offers(target.saturating_sub(calls));
+        let offers = generator.offers(target.saturating_sub(calls), name == "gateway");
         let sdps: Vec<String> = offers.iter().map(|(_, sdp)| sdp.clone()).collect();
         let (answers, _) = match system.calls(&sdps).await {
             Ok(answers) => answers,
@@ -422,7 +433,11 @@ async fn main() -> Result<(), Error> {
         .args(["-c", "1"])
         .arg(require("sipp", "sip-tester"))
         .arg("-sf")
-        .arg(data_dir().join("sipp/uas_answer.xml"))
+        .arg(data_dir().join(if args.video {
+            "sipp/uas_answer_video.xml"
+        } else {
+            "sipp/uas_answer.xml"
+        }))
         .args(["-i", "127.0.0.1", "-p", &sip_port.to_string()])
         .args(["-mp", &free_port().to_string(), "-nostdin", "-m", "1000000"])
         .args([
@@ -443,8 +458,16 @@ async fn main() -> Result<(), Error> {
     let (commands, receiver) = channel();
     let (waker_tx, waker_rx) = channel();
     let zero_socket = reflector.try_clone()?;
+    let video = args.video;
+    VIDEO.store(video, std::sync::atomic::Ordering::Relaxed);
     let loop_thread = std::thread::spawn(move || {
-        peers::run(Ipv4Addr::LOCALHOST.into(), reflector, receiver, waker_tx)
+        peers::run(
+            Ipv4Addr::LOCALHOST.into(),
+            reflector,
+            receiver,
+            waker_tx,
+            video,
+        )
     });
     let waker = waker_rx.recv().map_err(|_| "the generator did not start")?;
     let generator = Generator { commands, waker };
@@ -471,7 +494,7 @@ async fn main() -> Result<(), Error> {
     if systems.contains(&"gateway") {
         let mut system = start("gateway", sip_port, echo).await?;
         for _ in 0..args.setup_calls {
-            let offers = generator.offers(1);
+            let offers = generator.offers(1, true);
             let sdps: Vec<String> = offers.iter().map(|(_, sdp)| sdp.clone()).collect();
             let started = Instant::now();
             if let Ok((_, times)) = system.calls(&sdps).await {

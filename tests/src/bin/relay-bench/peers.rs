@@ -1,7 +1,9 @@
 //! The load generator's browsers: str0m peers (full ICE, DTLS-SRTP, RTP mode), each on its own
 //! UDP socket, all driven from one thread with one mio poll. Each sends 160-byte audio packets
 //! at 50 per second, carrying its send time and a sequence number, and measures what comes
-//! back: loss, round-trip time, interarrival jitter.
+//! back: loss, round-trip time, interarrival jitter. In video mode a peer offers audio and VP8
+//! video and sends on the video m-line instead: 1,000-byte packets at 120 per second (about
+//! 1 Mbit/s), with a keyframe's burst of 20 more packets every 3 s.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -20,16 +22,21 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
-/// Packets per second each peer sends.
+/// Packets per second each peer sends (audio).
 pub(crate) const RATE: u32 = 50;
 const PAYLOAD: usize = 160;
+/// Video: packets per second, their payload, and a keyframe's extra packets every 3 s.
+pub(crate) const VIDEO_RATE: u32 = 120;
+const VIDEO_PAYLOAD: usize = 1000;
+const KEYFRAME_EXTRA: u64 = 20;
 const WAKER: Token = Token(usize::MAX);
 const REFLECTOR: Token = Token(usize::MAX - 1);
 
 /// What the control side asks of the loop.
 pub(crate) enum Command {
-    /// A new peer: its offer goes back on the channel.
-    Create(Sender<(usize, String)>),
+    /// A new peer: its offer goes back on the channel. In video mode, `false` makes a peer
+    /// with the video m-line alone (for a relay that does not bundle: rtpengine).
+    Create(Sender<(usize, String)>, bool),
     /// The answer for peer `id`.
     Answer(usize, String),
     /// Start or stop sending on every connected peer.
@@ -69,6 +76,10 @@ struct Peer {
     local: SocketAddr,
     pending: Option<SdpPendingOffer>,
     mid: Mid,
+    /// Video mode: the video m-line we send on.
+    video: Option<Mid>,
+    /// Send ticks so far.
+    ticks: u64,
     connected: bool,
     seq: u64,
     timestamp: u32,
@@ -91,7 +102,9 @@ pub(crate) fn run(
     reflector: std::net::UdpSocket,
     commands: Receiver<Command>,
     waker_out: Sender<Arc<Waker>>,
+    video: bool,
 ) {
+    let rate = if video { VIDEO_RATE } else { RATE };
     let mut poll = Poll::new().expect("a poll");
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).expect("a waker"));
     let _ = reflector.set_nonblocking(true);
@@ -149,6 +162,9 @@ pub(crate) fn run(
                         {
                             let _ = peer.rtc.handle_input(Input::Receive(now, receive));
                         }
+                        // str0m keeps one received RTP packet until polled: drained after
+                        // each datagram, or a batch would lose all but its last packet.
+                        drain(peer, token.0, started, &mut report, &mut timers);
                     }
                     Err(error) if error.kind() == ErrorKind::WouldBlock => break,
                     Err(_) => break,
@@ -159,9 +175,9 @@ pub(crate) fn run(
         // Commands from the control side.
         while let Ok(command) = commands.try_recv() {
             match command {
-                Command::Create(reply) => {
+                Command::Create(reply, with_audio) => {
                     let id = peers.len();
-                    match Peer::new(base, started) {
+                    match Peer::new(base, started, video, with_audio) {
                         Ok((mut peer, offer)) => {
                             poll.registry()
                                 .register(&mut peer.socket, Token(id), Interest::READABLE)
@@ -188,7 +204,7 @@ pub(crate) fn run(
                         .filter_map(|(i, p)| p.as_mut().map(|p| (i, p)))
                     {
                         // Spread the peers over the 20 ms period.
-                        peer.next_send = now + Duration::from_secs(1) / RATE * index as u32 / count;
+                        peer.next_send = now + Duration::from_secs(1) / rate * index as u32 / count;
                         timers.push(Reverse((peer.next_send, index)));
                     }
                 }
@@ -236,11 +252,10 @@ pub(crate) fn run(
                 peer.timer = None;
             }
             if send_due {
-                peer.send(started, now);
-                report.sent += 1;
-                peer.next_send += Duration::from_secs(1) / RATE;
+                report.sent += peer.send(started, now);
+                peer.next_send += Duration::from_secs(1) / rate;
                 if peer.next_send < now {
-                    peer.next_send = now + Duration::from_secs(1) / RATE;
+                    peer.next_send = now + Duration::from_secs(1) / rate;
                 }
                 timers.push(Reverse((peer.next_send, id)));
             }
@@ -303,19 +318,33 @@ fn drain(
 }
 
 impl Peer {
-    fn new(base: std::net::IpAddr, started: Instant) -> std::io::Result<(Peer, String)> {
+    fn new(
+        base: std::net::IpAddr,
+        started: Instant,
+        video: bool,
+        with_audio: bool,
+    ) -> std::io::Result<(Peer, String)> {
         let socket = std::net::UdpSocket::bind(SocketAddr::new(base, 0))?;
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
         let socket = UdpSocket::from_std(socket);
         let mut config = RtcConfig::new().clear_codecs().set_rtp_mode(true);
         config.codec_config().enable_pcmu(true, false);
+        if video {
+            config.codec_config().enable_vp8(true);
+        }
         let mut rtc = config.build(Instant::now());
         let candidate =
             Candidate::host(local, "udp").map_err(|e| std::io::Error::other(e.to_string()))?;
         rtc.add_local_candidate(candidate);
         let mut api = rtc.sdp_api();
-        let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let audio = (with_audio || !video)
+            .then(|| api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None));
+        let video =
+            video.then(|| api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
+        let mid = audio
+            .or(video)
+            .ok_or_else(|| std::io::Error::other("no m-line"))?;
         let (offer, pending) = api
             .apply()
             .ok_or_else(|| std::io::Error::other("no offer"))?;
@@ -327,6 +356,8 @@ impl Peer {
                 local,
                 pending: Some(pending),
                 mid,
+                video,
+                ticks: 0,
                 connected: false,
                 seq: 1,
                 timestamp: 0,
@@ -350,34 +381,59 @@ impl Peer {
         }
     }
 
-    fn send(&mut self, started: Instant, now: Instant) {
-        let mut payload = [0xffu8; PAYLOAD];
-        payload[..8].copy_from_slice(&self.seq.to_be_bytes());
-        let sent = now.saturating_duration_since(started).as_micros() as u64;
-        payload[8..16].copy_from_slice(&sent.to_be_bytes());
+    /// Sends this tick's packets; returns how many.
+    fn send(&mut self, started: Instant, now: Instant) -> u64 {
+        let (mid, size, count, clock) = match self.video {
+            // A keyframe every 3 s: its extra packets in the same tick.
+            Some(video) if self.ticks % u64::from(VIDEO_RATE * 3) == 0 => (
+                video,
+                VIDEO_PAYLOAD,
+                1 + KEYFRAME_EXTRA,
+                90_000 / VIDEO_RATE,
+            ),
+            Some(video) => (video, VIDEO_PAYLOAD, 1, 90_000 / VIDEO_RATE),
+            None => (self.mid, PAYLOAD, 1, 8000 / RATE),
+        };
         let mut api = self.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(self.mid, None) else {
-            return;
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            return 0;
         };
         let ssrc = *stream.ssrc();
         if !self.expecting {
             self.expecting = true;
-            api.expect_stream_rx((ssrc ^ 0x5a5a_5a5a).into(), None, self.mid, None);
+            api.expect_stream_rx((ssrc ^ 0x5a5a_5a5a).into(), None, mid, None);
         }
-        let mut api = self.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(self.mid, None) else {
-            return;
+        let pt = match self.video {
+            Some(_) => self
+                .rtc
+                .codec_config()
+                .params()
+                .iter()
+                .find(|params| params.spec().codec == Codec::Vp8)
+                .map_or(96, |params| *params.pt()),
+            None => stream_pt(),
         };
-        let pt = stream_pt();
-        stream.write_rtp(RtpWrite::new(
-            pt.into(),
-            SeqNo::from(self.seq),
-            self.timestamp,
-            now,
-            &payload[..],
-        ));
-        self.seq += 1;
-        self.timestamp = self.timestamp.wrapping_add(8000 / RATE);
+        let mut payload = vec![0xffu8; size];
+        let sent = now.saturating_duration_since(started).as_micros() as u64;
+        payload[8..16].copy_from_slice(&sent.to_be_bytes());
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            return 0;
+        };
+        for _ in 0..count {
+            payload[..8].copy_from_slice(&self.seq.to_be_bytes());
+            stream.write_rtp(RtpWrite::new(
+                pt.into(),
+                SeqNo::from(self.seq),
+                self.timestamp,
+                now,
+                &payload[..],
+            ));
+            self.seq += 1;
+        }
+        self.timestamp = self.timestamp.wrapping_add(clock);
+        self.ticks += 1;
+        count
     }
 }
 
