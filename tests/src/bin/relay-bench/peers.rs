@@ -385,7 +385,7 @@ impl Peer {
     fn send(&mut self, started: Instant, now: Instant) -> u64 {
         let (mid, size, count, clock) = match self.video {
             // A keyframe every 3 s: its extra packets in the same tick.
-            Some(video) if self.ticks % u64::from(VIDEO_RATE * 3) == 0 => (
+            Some(video) if self.ticks.is_multiple_of(u64::from(VIDEO_RATE * 3)) => (
                 video,
                 VIDEO_PAYLOAD,
                 1 + KEYFRAME_EXTRA,
