@@ -81,6 +81,8 @@ async fn run_browser(
             match event {
                 media::Event::Connected => update(CallUpdate::Established),
                 media::Event::Failed(reason) => failed = Some(reason),
+                // The browser echo has no SIP side to ask.
+                media::Event::KeyframeByInfo => {}
             }
         }
         if let Some(reason) = failed {

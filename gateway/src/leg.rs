@@ -30,6 +30,9 @@ pub(crate) enum LegCommand {
     AnsweredElsewhere,
     /// One DTMF tone, out of band.
     Dtmf { digit: char, duration: u32 },
+    /// Ask the far end for a video keyframe out of band (SIP INFO `picture_fast_update`, for
+    /// phones that take no RTCP keyframe request).
+    PictureFastUpdate,
     /// The answer to the far end's new offer (or the offer it asked for).
     AnswerOffer(String),
     /// The far end's new offer cannot be taken; the session stays as it was.
@@ -78,10 +81,12 @@ pub(crate) enum LegEvent {
     Answer { sdp: String },
     /// Our offer was refused (or could not be made); the session stays as it was.
     OfferRefused { code: u16, reason: String },
-    /// Our DTMF tone was taken (or refused, 300 and up), so the next may go.
+    /// Our DTMF tone (or other INFO) was taken (or refused, 300 and up), so the next may go.
     DtmfAnswered { code: u16 },
     /// A DTMF tone from it.
     Dtmf { digit: char, duration: u32 },
+    /// It asks for a video keyframe out of band (SIP INFO `picture_fast_update`).
+    PictureFastUpdate,
     /// It is over (reported once).
     Terminated(LegEnding),
 }
@@ -143,6 +148,10 @@ pub(crate) fn to_sip(command: LegCommand) -> CallCommand {
             content_type: DTMF_RELAY.to_owned(),
             body: Bytes::from(format!("Signal={digit}\r\nDuration={duration}\r\n")),
         },
+        LegCommand::PictureFastUpdate => CallCommand::Info {
+            content_type: MEDIA_CONTROL.to_owned(),
+            body: Bytes::from_static(PICTURE_FAST_UPDATE.as_bytes()),
+        },
         LegCommand::AnswerOffer(sdp) => CallCommand::AnswerOffer(Bytes::from(sdp)),
         LegCommand::Reoffer(sdp) => CallCommand::Reoffer(Bytes::from(sdp)),
         LegCommand::RefuseOffer(refused) => {
@@ -157,6 +166,11 @@ pub(crate) fn to_sip(command: LegCommand) -> CallCommand {
 }
 
 const DTMF_RELAY: &str = "application/dtmf-relay";
+const MEDIA_CONTROL: &str = "application/media_control+xml";
+/// The keyframe request of RFC 5168 (XML schema for media control).
+const PICTURE_FAST_UPDATE: &str = "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\r\n\
+<media_control><vc_primitive><to_encoder><picture_fast_update/></to_encoder></vc_primitive>\
+</media_control>\r\n";
 
 /// An event of a SIP leg, in the call's words; `None` for what a call has no use for (a
 /// redirection, which the SIP user agent follows itself; an INFO that is not a DTMF tone).
@@ -176,6 +190,15 @@ pub(crate) fn from_sip(event: sip::CallEvent) -> Option<LegEvent> {
         sip::CallEvent::Answer { sdp } => LegEvent::Answer { sdp: text(sdp) },
         sip::CallEvent::InfoAnswered { code } => LegEvent::DtmfAnswered { code },
         sip::CallEvent::OfferRefused { code, reason } => LegEvent::OfferRefused { code, reason },
+        sip::CallEvent::Info { content_type, body }
+            if content_type.trim().eq_ignore_ascii_case(MEDIA_CONTROL) =>
+        {
+            if !String::from_utf8_lossy(&body).contains("picture_fast_update") {
+                debug!("a media control INFO that asks for no keyframe");
+                return None;
+            }
+            LegEvent::PictureFastUpdate
+        }
         sip::CallEvent::Info { content_type, body } => {
             let tone = content_type
                 .trim()
@@ -221,6 +244,28 @@ fn dtmf_relay(body: &str) -> Option<(char, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keyframe_request_goes_to_sip_as_picture_fast_update_and_comes_back() {
+        let CallCommand::Info { content_type, body } = to_sip(LegCommand::PictureFastUpdate) else {
+            panic!("an INFO");
+        };
+        assert_eq!(content_type, "application/media_control+xml");
+        assert!(String::from_utf8_lossy(&body).contains("<picture_fast_update/>"));
+        let back = from_sip(sip::CallEvent::Info {
+            content_type: "Application/Media_Control+XML".to_owned(),
+            body,
+        });
+        assert_eq!(back, Some(LegEvent::PictureFastUpdate));
+        // Media control that asks for something else means nothing to a call.
+        let other = from_sip(sip::CallEvent::Info {
+            content_type: "application/media_control+xml".to_owned(),
+            body: Bytes::from_static(
+                b"<media_control><general_error>x</general_error></media_control>",
+            ),
+        });
+        assert_eq!(other, None);
+    }
 
     #[test]
     fn dtmf_goes_to_sip_as_an_info_and_comes_back_as_a_tone() {

@@ -403,6 +403,7 @@ impl Bridged {
             }
             LegCommand::AnsweredElsewhere => ended(None, "remote hangup", false),
             LegCommand::Dtmf { digit, duration } => Some(LegEvent::Dtmf { digit, duration }),
+            LegCommand::PictureFastUpdate => Some(LegEvent::PictureFastUpdate),
             // A browser's new offer (hold, resume) reaches the other side's call as a
             // re-INVITE would, and its answer or refusal comes back the same way.
             LegCommand::Reoffer(sdp) => Some(LegEvent::Offer { sdp: Some(sdp) }),

@@ -300,6 +300,8 @@ impl Branch<'_> {
                 let _ = pair.accept_reanswer(Side::Callee, &sdp);
             }
             LegEvent::Dtmf { digit, duration } => self.say(LegCommand::Dtmf { digit, duration }),
+            // A phone's out-of-band keyframe request goes to the other phone the same way.
+            LegEvent::PictureFastUpdate => self.say(LegCommand::PictureFastUpdate),
             LegEvent::Confirmed { .. }
             | LegEvent::DtmfAnswered { .. }
             | LegEvent::OfferRefused { .. } => {}
@@ -352,6 +354,7 @@ impl Branch<'_> {
             LegEvent::Dtmf { digit, duration } => {
                 self.to_callee(LegCommand::Dtmf { digit, duration });
             }
+            LegEvent::PictureFastUpdate => self.to_callee(LegCommand::PictureFastUpdate),
             LegEvent::Progress { .. }
             | LegEvent::Answered { .. }
             | LegEvent::Confirmed { .. }

@@ -86,6 +86,9 @@ pub enum Event {
     Connected,
     /// The call must end: a leg went silent, or the browser leg failed.
     Failed(String),
+    /// The SIP side should send a keyframe and takes neither PLI nor FIR: ask with a SIP INFO
+    /// (`application/media_control+xml`, `picture_fast_update`).
+    KeyframeByInfo,
 }
 
 /// A datagram to send, or when to call back.

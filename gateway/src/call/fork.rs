@@ -71,7 +71,7 @@ impl Fork {
             return None;
         }
         match command {
-            LegCommand::Dtmf { .. } => {
+            LegCommand::Dtmf { .. } | LegCommand::PictureFastUpdate => {
                 let Some(branch) = self.winner.or(self.early) else {
                     return Some(LegEvent::DtmfAnswered { code: 481 });
                 };

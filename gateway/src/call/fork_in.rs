@@ -128,11 +128,11 @@ impl IncomingFork {
                     reason: "491 Request Pending (the call is not answered)".to_owned(),
                 },
             )),
-            // A ringing browser sends no DTMF; if one did, no dialog carries it.
-            LegCommand::Dtmf { .. } => self.out.push_back(Deliver::Branch(
-                branch,
-                LegEvent::DtmfAnswered { code: 481 },
-            )),
+            // A ringing browser sends no DTMF (nor keyframe requests); if one did, no dialog
+            // carries it.
+            LegCommand::Dtmf { .. } | LegCommand::PictureFastUpdate => self.out.push_back(
+                Deliver::Branch(branch, LegEvent::DtmfAnswered { code: 481 }),
+            ),
         }
     }
 

@@ -363,6 +363,14 @@ impl Machine {
             match event {
                 media::Event::Connected => connected = true,
                 media::Event::Failed(reason) => failed = Some(reason),
+                // One INFO at a time in the dialog: a keyframe request goes when no DTMF tone
+                // is on its way (the relay asks again for the next one).
+                media::Event::KeyframeByInfo => {
+                    if !self.dtmf_in_flight && self.dtmf.is_empty() {
+                        self.dtmf_in_flight = true;
+                        self.far_end(LegCommand::PictureFastUpdate);
+                    }
+                }
             }
         }
         if connected && self.phase != Phase::Over {
@@ -439,6 +447,10 @@ impl Machine {
                     self.relay.abandon_browser_reoffer();
                     self.update(CallUpdate::UpdateFailed { reason });
                 }
+            }
+            LegEvent::PictureFastUpdate => {
+                debug!("the far end asks for a keyframe by INFO");
+                self.relay.keyframe_requested_by_info(now);
             }
             LegEvent::Dtmf { digit, duration } => {
                 // The front-end's protocol has no DTMF toward the browser: the tone is in the

@@ -371,6 +371,7 @@ impl Relay {
     /// The next datagram to send, or when to call [`Relay::handle_timeout`]. Call again until
     /// it returns [`Output::Timeout`]; each datagram is valid until the next call.
     pub fn poll_output(&mut self) -> Output<'_> {
+        self.raise_info_request();
         match self.next_output() {
             Next::Browser(destination) => Output::Browser {
                 destination,

@@ -732,3 +732,42 @@ fn keyframe_requests_toward_a_fir_phone_are_firs_with_rising_numbers() {
     relay.browser_wants_keyframe(now + Duration::from_millis(400), mid);
     assert_eq!(firs(&mut relay), [2]);
 }
+
+/// A phone whose `a=rtcp-fb` lists feedback but neither PLI nor FIR is asked for keyframes by
+/// SIP INFO: the relay raises the event instead of sending RTCP.
+#[test]
+fn a_phone_without_pli_or_fir_is_asked_by_info() {
+    let now = Instant::now();
+    let (mut relay, _) =
+        Relay::outgoing(now, video_config(), &data("chrome-offer-audio-video.sdp")).expect("relay");
+    let answer =
+        data("baresip-answer-video.sdp").replace("a=rtcp-fb:* ccm fir", "a=rtcp-fb:* nack");
+    relay.accept_sip_answer(now, &answer).expect("accepted");
+    let mut packet = Vec::new();
+    crate::rtp::write_rtp(
+        &mut packet,
+        crate::rtp::RtpHeader {
+            pt: 39,
+            marker: false,
+            seq: 1,
+            timestamp: 0,
+            ssrc: 0x1234,
+        },
+        &[0u8; 20],
+    );
+    relay.handle_sip_video(
+        now,
+        "127.0.0.1:10022".parse().expect("addr"),
+        &packet,
+        false,
+    );
+    loop {
+        match relay.poll_output() {
+            Output::SipVideoRtcp { .. } => panic!("no RTCP keyframe request for this phone"),
+            Output::Timeout(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(relay.poll_event(), Some(Event::KeyframeByInfo));
+    assert_eq!(relay.poll_event(), None);
+}

@@ -51,9 +51,11 @@ pub(super) struct VideoStream {
     pub(super) offer_index: Option<usize>,
     /// Whether the SIP side asked for rtcp-mux (in its offer).
     pub(super) rtcp_mux_offered: bool,
-    /// Whether the SIP side takes PLI, and FIR (its `a=rtcp-fb`).
+    /// Whether the SIP side takes PLI, and FIR (its `a=rtcp-fb`); a phone whose feedback
+    /// lists neither is asked by SIP INFO.
     pub(super) takes_pli: bool,
     pub(super) takes_fir: bool,
+    pub(super) takes_info: bool,
     /// The FIR command sequence number toward the SIP side.
     pub(super) fir_sequence: u8,
     /// A keyframe is wanted from the SIP side (for the browser) / from the browser.
@@ -72,6 +74,8 @@ pub(super) struct VideoStream {
     pub(super) browser_h264_level: Option<u8>,
     /// RTCP waiting to go to the SIP side.
     pub(super) rtcp_out: VecDeque<Vec<u8>>,
+    /// A keyframe request by SIP INFO is due (raised as an event).
+    pub(super) info_due: bool,
 }
 
 impl VideoStream {
@@ -91,6 +95,7 @@ impl VideoStream {
             rtcp_mux_offered: false,
             takes_pli: true,
             takes_fir: false,
+            takes_info: false,
             fir_sequence: 0,
             want_from_sip: true,
             want_from_browser: true,
@@ -102,6 +107,7 @@ impl VideoStream {
             remote_fmtp: None,
             browser_h264_level: None,
             rtcp_out: VecDeque::new(),
+            info_due: false,
         }
     }
 
@@ -214,8 +220,14 @@ impl VideoStream {
                 .and_then(|payload| payload.fmtp.clone());
             let pli = line.has_feedback(*pt, "nack pli");
             let fir = line.has_feedback(*pt, "ccm fir");
-            // A phone that says nothing of feedback gets PLI, which most honour.
-            self.takes_pli = pli || !fir;
+            let says_any = line
+                .feedback
+                .iter()
+                .any(|(of, _)| of.is_none_or(|of| of == *pt));
+            // A phone that says nothing of feedback gets PLI, which most honour; one that
+            // lists feedback without either is asked by SIP INFO.
+            self.takes_info = says_any && !pli && !fir;
+            self.takes_pli = pli || (!fir && !self.takes_info);
             self.takes_fir = fir;
         }
         self.sip.take_remote(line, offer);
@@ -246,6 +258,10 @@ impl VideoStream {
         }
         self.last_to_sip = Some(now);
         self.want_from_sip = false;
+        if self.takes_info {
+            self.info_due = true;
+            return;
+        }
         let mut packet = Vec::with_capacity(20);
         if self.takes_pli {
             write_pli(&mut packet, self.sip.ssrc, media);
@@ -431,6 +447,24 @@ impl Relay {
         {
             video.want_from_sip = true;
             video.request_from_sip(now);
+        }
+    }
+
+    /// The SIP side asked for a keyframe by SIP INFO (`picture_fast_update`): the browser is
+    /// asked for one.
+    pub fn keyframe_requested_by_info(&mut self, now: Instant) {
+        if let Some(video) = &mut self.video {
+            video.want_from_browser = true;
+        }
+        self.request_from_browser(now);
+    }
+
+    /// Raises the event for a keyframe request by SIP INFO, when one is due.
+    pub(super) fn raise_info_request(&mut self) {
+        if let Some(video) = &mut self.video
+            && std::mem::take(&mut video.info_due)
+        {
+            self.events.push_back(super::Event::KeyframeByInfo);
         }
     }
 

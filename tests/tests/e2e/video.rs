@@ -686,3 +686,63 @@ async fn two_video_phones_see_each_other_through_the_gateway() {
     assert!(dave.wait_for("CALL_CLOSED", 1, wait).await);
     nothing_left(&gateway).await;
 }
+
+/// A video phone that asks for keyframes by SIP INFO (`picture_fast_update`, its feedback
+/// listing neither PLI nor FIR): the INFO is answered 200 and becomes a PLI toward the
+/// browser, whose encoder counts it.
+#[tokio::test]
+async fn a_picture_fast_update_info_asks_the_browser_for_a_keyframe() {
+    let dir = TempDir::new();
+    let (port, sipp) = crate::sipp_calls::sipp_uas("uas_video_pfu.xml");
+    let mut config = gateway::Config::default();
+    config.sip.outbound_proxy = format!("sip:127.0.0.1:{port}");
+    let gateway = gateway_tests::Gateway::start(config).await;
+    let mut client = gateway.client().await;
+    let ha1 = sip::ha1("alice", "127.0.0.1", "alicepw");
+    client
+        .expect_ack(
+            json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1", "password": ha1}),
+        )
+        .await;
+    let mut page = browser(&dir);
+    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
+        .await;
+    let offer = camera_offer(&mut page, "pc").await;
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
+            "account": "alice@127.0.0.1", "session": "pfu",
+            "uri": "callee@127.0.0.1", "sdp": offer}))
+        .await;
+    let answer = answered(&mut client, "pfu").await;
+    assert!(answer.contains("VP8/90000"), "{answer}");
+    take_answer(&mut page, "pc", &answer).await;
+    // The relay asks for a keyframe once media starts; the INFO comes 4 s after the answer.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = plis(&mut page).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    let mut count = before;
+    while count == before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        count = plis(&mut page).await;
+    }
+    assert!(
+        count > before,
+        "no PLI reached the browser after the INFO ({before} before)"
+    );
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "pfu"}))
+        .await;
+    crate::sipp_calls::sipp_done(sipp).await;
+    page.close().await;
+    nothing_left(&gateway).await;
+}
+
+/// The PLIs `window.pc`'s video sender has received.
+async fn plis(page: &mut Chromium) -> u64 {
+    let expression = "(async () => { let n = 0; (await pc.getStats()).forEach(s => {
+        if (s.type === 'outbound-rtp' && s.kind === 'video') n = s.pliCount || 0; }); return n; })()";
+    page.command(json!({"do": "evaluate", "expression": expression}))
+        .await
+        .as_u64()
+        .unwrap_or(0)
+}

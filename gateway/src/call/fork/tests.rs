@@ -61,6 +61,7 @@ fn sent(fork: &mut Fork) -> Vec<String> {
                 LegCommand::Hangup => "hangup",
                 LegCommand::AnsweredElsewhere => "answered elsewhere",
                 LegCommand::Dtmf { .. } => "info",
+                LegCommand::PictureFastUpdate => "keyframe info",
                 LegCommand::RefuseOffer(_) => "refuse offer",
                 LegCommand::AnswerOffer(_) => "answer offer",
                 LegCommand::Reoffer(_) => "reoffer",
