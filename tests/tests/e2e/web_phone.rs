@@ -408,3 +408,33 @@ async fn the_web_phone_makes_a_video_call_holds_it_and_shares_the_screen() {
     page.close().await;
     crate::video::nothing_left(&gateway).await;
 }
+
+/// The web phone in an audio call with a phone that has no video asks to add video: the phone
+/// answers the re-INVITE without video, the page says the other side does not take video, and
+/// the call goes on with its audio.
+#[tokio::test]
+async fn adding_video_to_a_call_with_an_audio_phone_is_declined_and_the_call_goes_on() {
+    let dir = TempDir::new();
+    let gateway = Gateway::start(crate::local::shipped()).await;
+    let bob = crate::local::phone(&gateway, "bob", "x", BOB_TONE).await;
+    let mut page = browser(&dir);
+    sign_in(&mut page, &gateway, "alice@local.test", "anything").await;
+    page.wait_text("#registration-state", "^registered$").await;
+    page.command(json!({"do": "fill", "selector": "#uri", "value": "bob"}))
+        .await;
+    page.command(json!({"do": "click", "selector": "#call"}))
+        .await;
+    page.wait_text("#call-state", "^established$").await;
+    page.command(json!({"do": "click", "selector": "#add-video"}))
+        .await;
+    let error = page.wait_text("#error", "video").await;
+    assert!(error.contains("does not take video"), "{error}");
+    page.wait_text("#call-state", "^established$").await;
+    let heard = hears(&mut page, BOB_TONE).await;
+    assert!(near(heard, BOB_TONE), "the page still hears {heard} Hz");
+    page.command(json!({"do": "click", "selector": "#hangup"}))
+        .await;
+    page.wait_text("#last-call", "ended").await;
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
+    page.close().await;
+}
