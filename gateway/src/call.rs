@@ -459,7 +459,15 @@ impl Call {
                 biased;
                 input = media.next() => media.feed(machine.relay_mut(), input),
                 command = commands.recv() => match command {
-                    Some(command) => machine.handle_command(std::time::Instant::now(), command),
+                    Some(command) => {
+                        if let Command::Update { sdp } = &command
+                            && !machine.relay_mut().has_sip_video()
+                        {
+                            // The browser adds video: a port pair for it first.
+                            take_video_ports(&self.services, media, machine.relay_mut(), sdp, &mut self._gauges);
+                        }
+                        machine.handle_command(std::time::Instant::now(), command)
+                    }
                     // The front-end is gone: so is the call.
                     None => machine.front_end_gone(),
                 },
@@ -638,6 +646,32 @@ pub(crate) fn warning_for(error: &media::Error) -> Warning {
         _ => Warning::MISCELLANEOUS,
     };
     Warning::new(code, error.to_string())
+}
+
+/// Takes a video port pair for a call whose browser offers video it did not have, when the
+/// configuration relays video and the range has one; without, the video is declined.
+fn take_video_ports(
+    services: &CallServices,
+    session: &mut MediaSession,
+    relay: &mut Relay,
+    offer: &str,
+    gauges: &mut Vec<crate::metrics::Gauge>,
+) {
+    let media = &services.media;
+    let offers_video = media::sdp::Description::parse(offer)
+        .is_ok_and(|description| description.video().is_some());
+    if !offers_video || media.video_codecs.is_empty() {
+        return;
+    }
+    let Ok(pair) = media.ports.allocate() else {
+        return;
+    };
+    let Ok(addr) = pair.rtp.local_addr() else {
+        return;
+    };
+    gauges.push(services.metrics.ports_taken());
+    session.add_video_ports(pair);
+    relay.set_sip_video(SocketAddr::new(media.advertised, addr.port()));
 }
 
 #[cfg(test)]

@@ -309,8 +309,11 @@ impl Relay {
                 rtx.push((pt, payload.pt));
             }
             browser.extend(payloads.iter().cloned());
+        } else {
+            // Video may come later (the browser adds it): the peer knows the formats.
+            spare_video(&config.video_codecs, &mut browser, &mut rtx);
         }
-        let mut rtc = build_rtc(now, &config, &browser, &rtx)?;
+        let mut rtc = build_rtc(now, &config, &browser, &rtx, video.is_some())?;
         let mut api = rtc.sdp_api();
         let mid = api.add_media(
             MediaKind::Audio,
@@ -396,11 +399,23 @@ impl Relay {
                         })
                         .cloned(),
                 );
-                let rtx = self.browser_video_payload(&browser, &mut payloads);
-                let mut rtc = build_rtc(now, &self.config, &payloads, &rtx)?;
+                let mut rtx = self.browser_video_payload(&browser, &mut payloads);
+                let keep = self.browser_video_keep(&browser);
+                let video = self.video.is_some();
+                if !video {
+                    // Video may come later (the browser adds it): the peer knows the formats.
+                    spare_video(&self.config.video_codecs, &mut payloads, &mut rtx);
+                }
+                let mut rtc = build_rtc(now, &self.config, &payloads, &rtx, video)?;
+                drop(offer);
+                let offer = SdpOffer::from_sdp_string(&crate::sdp::restrict_video(
+                    &offer_text,
+                    keep.as_deref(),
+                ))
+                .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
                 let answer = rtc
                     .sdp_api()
-                    .accept_offer(*offer)
+                    .accept_offer(offer)
                     .map_err(|error| Error::WebRtc(error.to_string()))?;
                 self.browser.rtc = Some(rtc);
                 self.browser.last_stun = now;
@@ -701,6 +716,31 @@ impl Relay {
         rtx.into_iter().collect()
     }
 
+    /// The payload types of the browser's offer the browser leg may answer for video: the
+    /// agreed format's and its retransmission type; none when the call has no video.
+    pub(super) fn browser_video_keep(&self, browser: &Description) -> Option<Vec<u8>> {
+        let format = self.video.as_ref()?.format?;
+        let (_, line) = browser.video()?;
+        let payload = line
+            .payloads
+            .iter()
+            .find(|payload| payload.format == Format::Video(format))?;
+        let mut keep = vec![payload.pt];
+        keep.extend(line.rtx_for(payload.pt));
+        Some(keep)
+    }
+
+    /// Gives the call a SIP-side video address (its port pair was taken after the call began,
+    /// for the browser's offer that adds video).
+    pub fn set_sip_video(&mut self, rtp: SocketAddr) {
+        self.config.sip_video = Some(rtp);
+    }
+
+    /// Whether the call has a SIP-side video address.
+    pub fn has_sip_video(&self) -> bool {
+        self.config.sip_video.is_some()
+    }
+
     /// The browser answered our offer (incoming calls): the video format it chose, and the
     /// SIP side's payload of that format (its H.264 level lowered to the browser's); a
     /// browser that refused video leaves the call without.
@@ -884,6 +924,55 @@ fn h264_fmtp(fmtp: Option<&str>, profile: H264Profile, level: u8) -> String {
     parts.join(";")
 }
 
+/// Video formats the browser leg's peer knows besides those of the first negotiation, so that
+/// a later offer from the browser can add video: each configured codec (H.264 as constrained
+/// baseline, both packetization modes) with a retransmission type, on payload types not taken
+/// (the peer moves them to the browser's numbers when it offers).
+fn spare_video(codecs: &[VideoCodec], payloads: &mut Vec<Payload>, rtx: &mut Vec<(u8, u8)>) {
+    for codec in codecs {
+        let formats: &[(Video, Option<&str>)] = match codec {
+            VideoCodec::Vp8 => &[(Video::Vp8, None)],
+            VideoCodec::Vp9 => &[(Video::Vp9 { profile: 0 }, Some("profile-id=0"))],
+            VideoCodec::H264 => &[
+                (
+                    Video::H264 {
+                        mode: 1,
+                        profile: H264Profile::ConstrainedBaseline,
+                    },
+                    Some("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"),
+                ),
+                (
+                    Video::H264 {
+                        mode: 0,
+                        profile: H264Profile::ConstrainedBaseline,
+                    },
+                    Some("level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f"),
+                ),
+            ],
+        };
+        for (format, fmtp) in formats {
+            if payloads.iter().any(|p| p.format == Format::Video(*format)) {
+                continue;
+            }
+            let taken = |pt: u8, payloads: &[Payload], rtx: &[(u8, u8)]| {
+                payloads.iter().any(|p| p.pt == pt) || rtx.iter().any(|(r, _)| *r == pt)
+            };
+            let Some(pt) = (96..=127).find(|pt| !taken(*pt, payloads, rtx)) else {
+                return;
+            };
+            payloads.push(Payload {
+                pt,
+                format: Format::Video(*format),
+                fmtp: fmtp.map(str::to_owned),
+            });
+            let Some(repair) = (96..=127).find(|pt| !taken(*pt, payloads, rtx)) else {
+                return;
+            };
+            rtx.push((repair, pt));
+        }
+    }
+}
+
 /// A dynamic payload type not used yet.
 fn free_pt(payloads: &[Payload]) -> u8 {
     (96..=127)
@@ -917,7 +1006,8 @@ const SEND_BUFFER_AUDIO: usize = 4;
 const SEND_BUFFER_VIDEO: usize = 256;
 
 /// A str0m peer for the browser leg: ICE-lite with one host candidate at the advertised
-/// address, RTP mode, and exactly the given payloads.
+/// address, RTP mode, and exactly the given payloads; `video`: the call starts with video
+/// (transport-cc on).
 ///
 /// Its header extensions are str0m's standard ones without the two that only feed bandwidth
 /// estimation (transport-wide sequence numbers and abs-send-time): the relay estimates nothing,
@@ -927,10 +1017,8 @@ fn build_rtc(
     config: &RelayConfig,
     payloads: &[Payload],
     rtx: &[(u8, u8)],
+    video: bool,
 ) -> Result<Rtc> {
-    let video = payloads
-        .iter()
-        .any(|payload| matches!(payload.format, Format::Video(_)));
     let mut rtc_config = RtcConfig::new()
         .clear_extension_map()
         .set_extension(1, Extension::AudioLevel)

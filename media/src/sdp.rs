@@ -761,6 +761,100 @@ pub fn common_video(offered: &[Payload], preference: &[VideoCodec]) -> Vec<Paylo
         .collect()
 }
 
+/// The browser's offer as the browser leg's WebRTC peer is to answer it: its first video m-line
+/// (not declined) carries only the payload types in `keep` (the format agreed with the far end
+/// and its retransmission type), or is declined (port 0, out of the BUNDLE group) when `keep`
+/// is `None`; any further video m-line is declined. The peer knows every relayable video
+/// format (so that video can come later), so what it may answer is said here.
+pub fn restrict_video(offer: &str, keep: Option<&[u8]>) -> String {
+    let lines: Vec<&str> = offer.split_inclusive('\n').collect();
+    // Which m-lines are video, which one is relayed, and the mids to take out of the group.
+    let mut declined_mids: Vec<String> = Vec::new();
+    let mut sections: Vec<(usize, usize)> = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        if line.starts_with("m=") {
+            if let Some(last) = sections.last_mut() {
+                last.1 = index;
+            }
+            sections.push((index, lines.len()));
+        }
+    }
+    let mut relayed = None;
+    let mut declined: Vec<usize> = Vec::new();
+    for (number, (start, end)) in sections.iter().enumerate() {
+        let mut fields = lines[*start][2..].split_whitespace();
+        let (Some("video"), Some(port)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if port == "0" {
+            continue;
+        }
+        if relayed.is_none() && keep.is_some() {
+            relayed = Some(number);
+        } else {
+            declined.push(number);
+            if let Some(mid) = lines[*start..*end]
+                .iter()
+                .find_map(|line| line.trim_end().strip_prefix("a=mid:"))
+            {
+                declined_mids.push(mid.to_owned());
+            }
+        }
+    }
+    let section_of = |index: usize| sections.iter().rposition(|(start, _)| *start <= index);
+    let pt_of = |line: &str| -> Option<u8> {
+        let rest = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+            .iter()
+            .find_map(|prefix| line.strip_prefix(prefix))?;
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    let mut out = String::with_capacity(offer.len());
+    for (index, line) in lines.iter().enumerate() {
+        let ending = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
+        let text = line.trim_end();
+        if let Some(group) = text.strip_prefix("a=group:BUNDLE") {
+            let mids: Vec<&str> = group
+                .split_whitespace()
+                .filter(|mid| !declined_mids.iter().any(|declined| declined == mid))
+                .collect();
+            out.push_str(&format!("a=group:BUNDLE {}{ending}", mids.join(" ")));
+            continue;
+        }
+        let section = section_of(index);
+        if let Some(section) = section.filter(|section| declined.contains(section))
+            && sections[section].0 == index
+        {
+            let mut fields: Vec<&str> = text.split(' ').collect();
+            if fields.len() > 1 {
+                fields[1] = "0";
+            }
+            out.push_str(&format!("{}{ending}", fields.join(" ")));
+            continue;
+        }
+        if let (Some(section), Some(keep)) = (section, keep)
+            && Some(section) == relayed
+        {
+            if sections[section].0 == index {
+                let fields: Vec<&str> = text.split(' ').collect();
+                let mut kept: Vec<&str> = fields.iter().take(3).copied().collect();
+                kept.extend(
+                    fields
+                        .iter()
+                        .skip(3)
+                        .filter(|pt| pt.parse::<u8>().is_ok_and(|pt| keep.contains(&pt))),
+                );
+                out.push_str(&format!("{}{ending}", kept.join(" ")));
+                continue;
+            }
+            if pt_of(text).is_some_and(|pt| !keep.contains(&pt)) {
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 /// Adds `b=` lines to the m-line of `kind` in an SDP text (for the bandwidth a phone asked for,
 /// given to the browser), after its `c=` line, or after the `m=` line when it has none.
 pub fn with_bandwidth(sdp: &str, kind: &str, bandwidth: &[(String, u64)]) -> String {

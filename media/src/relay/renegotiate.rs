@@ -26,6 +26,10 @@ impl Relay {
         let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
         let direction = audio.direction;
         self.video_offer_direction = description.video().map(|(_, line)| line.direction);
+        if self.video.is_none() {
+            // The browser adds video: offered to the SIP side when the call has a port for it.
+            self.video_from_browser_offer(&description);
+        }
         let parsed = SdpOffer::from_sdp_string(offer)
             .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
         self.negotiation = Negotiation::AwaitingSipReanswer {
@@ -44,8 +48,9 @@ impl Relay {
         else {
             return Err(Error::WebRtc("no new offer is waiting".to_owned()));
         };
+        drop(offer);
         self.accept_sip_reanswer(sip_answer)?;
-        let answer = self.apply_browser_offer(*offer)?;
+        let answer = self.apply_browser_offer(&offer_text)?;
         let browser = Description::parse(&offer_text)?;
         let sends = browser
             .audio()
@@ -55,7 +60,8 @@ impl Relay {
             self.browser.last_rtp = now;
         }
         self.browser.sends = sends;
-        Ok(declined_as_offered(&answer.to_sdp_string(), &browser))
+        let answer = declined_as_offered(&answer.to_sdp_string(), &browser);
+        Ok(self.with_sip_bandwidth(answer))
     }
 
     /// After the SIP side's new offer was taken ([`Relay::answer_sip_offer`]): our offer to the
@@ -136,8 +142,10 @@ impl Relay {
         let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
         let video_changed = match (&self.video, description.video()) {
             (Some(video), Some((_, line))) => line.direction != video.sip.direction,
-            // Video added (or dropped): only the SIP side can say whether it takes it.
-            (Some(_), None) | (None, Some(_)) => true,
+            // Video dropped, or added where the call has a port for it: only the SIP side can
+            // say whether it takes it.
+            (Some(_), None) => true,
+            (None, Some(_)) => self.config.sip_video.is_some(),
             (None, None) => false,
         };
         Ok(audio.direction != self.sip.direction || video_changed)
@@ -152,16 +160,19 @@ impl Relay {
             ));
         }
         let browser = Description::parse(offer)?;
-        let parsed = SdpOffer::from_sdp_string(offer)
-            .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
-        let answer = self.apply_browser_offer(parsed)?;
+        let answer = self.apply_browser_offer(offer)?;
         // A new network: consent is counted from now.
         self.browser.last_stun = now;
         Ok(declined_as_offered(&answer.to_sdp_string(), &browser))
     }
 
-    /// Applies the browser's new offer to its leg: str0m's answer, and the payload types.
-    fn apply_browser_offer(&mut self, offer: SdpOffer) -> Result<str0m::change::SdpAnswer> {
+    /// Applies the browser's new offer to its leg (its video restricted to what the call
+    /// relays): str0m's answer, and the payload types.
+    fn apply_browser_offer(&mut self, offer: &str) -> Result<str0m::change::SdpAnswer> {
+        let browser = Description::parse(offer)?;
+        let keep = self.browser_video_keep(&browser);
+        let offer = SdpOffer::from_sdp_string(&crate::sdp::restrict_video(offer, keep.as_deref()))
+            .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
         let rtc = self
             .browser
             .rtc
@@ -179,6 +190,14 @@ impl Relay {
     pub fn abandon_browser_reoffer(&mut self) {
         if matches!(self.negotiation, Negotiation::AwaitingSipReanswer { .. }) {
             self.negotiation = Negotiation::Done;
+            // Video the browser wanted to add, which the SIP side never took.
+            if self
+                .video
+                .as_ref()
+                .is_some_and(|video| video.format.is_none())
+            {
+                self.video = None;
+            }
         }
     }
 }

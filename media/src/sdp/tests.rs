@@ -292,3 +292,29 @@ fn bandwidth_goes_after_the_connection_line_of_the_video_section() {
     assert!(read.lines[0].bandwidth.is_empty() && read.lines[2].bandwidth.is_empty());
     assert_eq!(with_bandwidth(sdp, "video", &[]), sdp);
 }
+
+#[test]
+fn the_browsers_video_is_restricted_to_the_agreed_format_or_declined() {
+    let offer = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/sdp/chrome-offer-audio-video.sdp"
+    ))
+    .unwrap();
+    let kept = restrict_video(&offer, Some(&[96, 97]));
+    let read = Description::parse(&kept).unwrap();
+    let (_, video) = read.video().unwrap();
+    assert_eq!(video.formats, ["96", "97"], "{kept}");
+    assert_eq!(video.rtx, [(97, 96)]);
+    assert!(!kept.contains("a=rtpmap:98 ") && !kept.contains("a=fmtp:102 "));
+    assert!(kept.contains("a=group:BUNDLE 0 1"), "{kept}");
+    // The audio m-line is untouched.
+    assert_eq!(
+        read.audio().unwrap().1,
+        Description::parse(&offer).unwrap().audio().unwrap().1
+    );
+    let declined = restrict_video(&offer, None);
+    let read = Description::parse(&declined).unwrap();
+    assert!(read.video().is_none(), "{declined}");
+    assert_eq!(read.lines[1].port, 0);
+    assert!(declined.contains("a=group:BUNDLE 0\r\n"), "{declined}");
+}

@@ -746,3 +746,53 @@ async fn plis(page: &mut Chromium) -> u64 {
         .as_u64()
         .unwrap_or(0)
 }
+
+/// The web phone calls a video phone with audio alone, then adds its camera (sylkrtc.js
+/// `addVideo`): the phone gets a re-INVITE with video on a new port pair and answers it, the
+/// page sees the phone's picture move and the phone decodes the page's.
+#[tokio::test]
+async fn the_web_phone_adds_video_to_an_audio_call() {
+    let dir = TempDir::new();
+    let gateway = gateway_tests::Gateway::start(shipped()).await;
+    let bob = video_phone(&gateway, "bob", "VP8").await;
+    let mut page = browser(&dir);
+    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
+        .await;
+    page.command(json!({"do": "fill", "selector": "#account", "value": "alice@local.test"}))
+        .await;
+    page.command(json!({"do": "fill", "selector": "#password", "value": "x"}))
+        .await;
+    page.command(json!({"do": "click", "selector": "#sign-in-button"}))
+        .await;
+    page.wait_text("#registration-state", "^registered$").await;
+    page.command(json!({"do": "fill", "selector": "#uri", "value": "bob"}))
+        .await;
+    page.command(json!({"do": "click", "selector": "#call"}))
+        .await;
+    page.wait_text("#call-state", "^established$").await;
+    assert_eq!(gateway.metric("sylkrtc_media_ports").await, 2.0);
+    page.command(json!({"do": "click", "selector": "#add-video"}))
+        .await;
+    let pc = "phone.call";
+    wait_for_frames(&mut page, pc).await;
+    let stats = watch_moving(&mut page, pc, 5).await;
+    assert_eq!(stats.codec, "video/VP8");
+    assert_eq!(gateway.metric("sylkrtc_media_ports").await, 4.0);
+    phone_sees_video(&bob, &dir, "added").await;
+    let error = page
+        .command(json!({"do": "text", "selector": "#error"}))
+        .await;
+    assert!(
+        !error.as_str().unwrap_or_default().contains("video"),
+        "{error}"
+    );
+    page.command(json!({"do": "click", "selector": "#hangup"}))
+        .await;
+    page.wait_text("#last-call", "ended").await;
+    assert!(
+        bob.wait_for("CALL_CLOSED", 1, Duration::from_secs(15))
+            .await
+    );
+    page.close().await;
+    nothing_left(&gateway).await;
+}
