@@ -28,6 +28,11 @@ const GATEWAY: &str = "127.0.0.1:40000";
 const GATEWAY_RTP: &str = "127.0.0.1:30000";
 /// The phone's RTP address, as its SDP gives it.
 const PHONE: &str = "127.0.0.2:6000";
+/// The gateway's video RTP port toward the phone.
+const GATEWAY_VIDEO: &str = "127.0.0.1:30002";
+/// The phone's video RTP and RTCP addresses.
+const PHONE_VIDEO: &str = "127.0.0.2:6002";
+const PHONE_VIDEO_RTCP: &str = "127.0.0.2:6003";
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().expect("an address")
@@ -57,6 +62,14 @@ struct Pair {
     relay_deadline: Instant,
     /// The phone's SRTP: its sending context and its receiving one (our key).
     phone_srtp: Option<(Srtp, Srtp)>,
+    /// The browser's video m-line, in a video call.
+    video_mid: Option<Mid>,
+    /// Relay-to-browser video datagrams (by this payload type) to lose: their ordinal numbers.
+    lose_to_browser: Option<(u8, Vec<usize>)>,
+    /// Video datagrams seen toward the browser so far.
+    video_to_browser: usize,
+    /// Keyframe requests the phone's video RTCP port got (PLI or FIR).
+    phone_keyframe_requests: usize,
 }
 
 impl Pair {
@@ -143,6 +156,10 @@ impl Pair {
             browser_deadline: now,
             relay_deadline: now,
             phone_srtp,
+            video_mid: None,
+            lose_to_browser: None,
+            video_to_browser: 0,
+            phone_keyframe_requests: 0,
         };
         pair.run_until(|pair| pair.browser_connected && pair.relay.is_connected());
         assert_eq!(pair.relay_events, [Event::Connected]);
@@ -180,6 +197,16 @@ impl Pair {
                 match self.relay.poll_output() {
                     Output::Browser { destination, data } => {
                         assert_eq!(destination, addr(BROWSER));
+                        if let Some((pt, lose)) = &self.lose_to_browser
+                            && data.len() > 12
+                            && (128..192).contains(&data[0])
+                            && data[1] & 0x7f == *pt
+                        {
+                            self.video_to_browser += 1;
+                            if lose.contains(&self.video_to_browser) {
+                                continue;
+                            }
+                        }
                         let receive = Receive::new(Protocol::Udp, addr(GATEWAY), destination, data)
                             .expect("a datagram str0m reads");
                         self.browser
@@ -187,10 +214,16 @@ impl Pair {
                             .expect("the browser peer takes it");
                         moved = true;
                     }
+                    Output::SipVideoRtcp { destination, data } => {
+                        assert_eq!(destination, addr(PHONE_VIDEO_RTCP));
+                        let ask = crate::rtp::read_keyframe_requests(data);
+                        if ask.pli || ask.fir {
+                            self.phone_keyframe_requests += 1;
+                        }
+                    }
                     Output::SipRtp { destination, data }
                     | Output::SipRtcp { destination, data }
-                    | Output::SipVideoRtp { destination, data }
-                    | Output::SipVideoRtcp { destination, data } => {
+                    | Output::SipVideoRtp { destination, data } => {
                         self.to_phone.push((destination, data.to_vec()));
                     }
                     Output::Timeout(at) => {
@@ -290,6 +323,7 @@ impl Pair {
             .to_phone
             .iter()
             .filter(|(_, data)| !is_rtcp(data))
+            .filter(|(destination, _)| *destination != addr(PHONE_VIDEO))
             .filter_map(|(destination, data)| {
                 assert_eq!(*destination, addr(PHONE));
                 let mut plain = data.clone();
@@ -447,4 +481,168 @@ fn an_answer_without_a_key_keeps_the_call_in_plain_rtp() {
     }
     assert_eq!(pair.phone_heard().len(), 10);
     assert_eq!(pair.browser_heard.len(), 10);
+}
+
+impl Pair {
+    /// A browser calls a video phone (audio PCMU, video VP8 with RTX on the browser leg): the
+    /// relay between them, up and connected.
+    fn outgoing_video_call() -> Pair {
+        crate::init_crypto();
+        let now = Instant::now();
+        let mut browser = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_pcmu(true, false)
+            .enable_vp8(true)
+            .build(now);
+        browser.add_local_candidate(Candidate::host(addr(BROWSER), "udp").expect("candidate"));
+        let mut change = browser.sdp_api();
+        let mid = change.add_media(
+            MediaKind::Audio,
+            WebRtcDirection::SendRecv,
+            None,
+            None,
+            None,
+        );
+        let video_mid = change.add_media(
+            MediaKind::Video,
+            WebRtcDirection::SendRecv,
+            None,
+            None,
+            None,
+        );
+        let (offer, pending) = change.apply().expect("an offer");
+        let config = RelayConfig {
+            browser: addr(GATEWAY),
+            sip_rtp: addr(GATEWAY_RTP),
+            codecs: vec![Codec::Pcmu],
+            media_timeout: Duration::from_secs(30),
+            ice_timeout: Duration::from_secs(30),
+            wallclock: SystemTime::now(),
+            cname: "pair".into(),
+            sip_video: Some(addr(GATEWAY_VIDEO)),
+            video_codecs: vec![crate::codec::VideoCodec::Vp8],
+            srtp: SrtpPolicy::never(),
+        };
+        let (mut relay, sip_offer) =
+            Relay::outgoing(now, config, &offer.to_sdp_string()).expect("a relay");
+        assert!(sip_offer.contains("m=video 30002 RTP/AVP"), "{sip_offer}");
+        let answer = phone_answer()
+            + "m=video 6002 RTP/AVP 100\r\na=rtpmap:100 VP8/90000\r\n\
+               a=rtcp-fb:100 nack pli\r\na=sendrecv\r\n";
+        let answer = relay
+            .accept_sip_answer(now, &answer)
+            .expect("the phone's answer taken")
+            .expect("an answer for the browser");
+        let answer = SdpAnswer::from_sdp_string(&answer).expect("a valid answer");
+        browser
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("the browser takes the answer");
+        let mut pair = Pair {
+            now,
+            browser,
+            mid,
+            relay,
+            to_phone: Vec::new(),
+            browser_heard: Vec::new(),
+            browser_connected: false,
+            relay_events: Vec::new(),
+            browser_deadline: now,
+            relay_deadline: now,
+            phone_srtp: None,
+            video_mid: Some(video_mid),
+            lose_to_browser: None,
+            video_to_browser: 0,
+            phone_keyframe_requests: 0,
+        };
+        pair.run_until(|pair| pair.browser_connected && pair.relay.is_connected());
+        pair
+    }
+
+    /// The browser's VP8 payload type.
+    fn vp8_pt(&self) -> u8 {
+        self.browser
+            .codec_config()
+            .params()
+            .iter()
+            .find(|params| params.spec().codec == str0m::format::Codec::Vp8)
+            .map(|params| *params.pt())
+            .expect("VP8")
+    }
+
+    /// The phone sends one video packet (VP8, its payload type 100) from its video address.
+    fn phone_sends_video(&mut self, seq: u16, payload: &[u8]) {
+        let mut packet = Vec::new();
+        let header = RtpHeader {
+            pt: 100,
+            marker: true,
+            seq,
+            timestamp: u32::from(seq) * 3000,
+            ssrc: 0x5151_5151,
+        };
+        write_rtp(&mut packet, header, payload);
+        self.relay
+            .handle_sip_video(self.now, addr(PHONE_VIDEO), &packet, false);
+        self.exchange();
+    }
+}
+
+/// Video crosses both ways on its own legs: the browser's VP8 reaches the phone's video port
+/// with the phone's payload type, the phone's reaches the browser's video m-line; the phone
+/// is asked for a keyframe as soon as its video starts; a video packet lost on the way to the
+/// browser is NACKed by the browser and resent by the relay (RTX), so the browser ends with
+/// every packet, in order of sequence.
+#[test]
+fn video_flows_both_ways_and_a_loss_toward_the_browser_is_repaired() {
+    let mut pair = Pair::outgoing_video_call();
+    let vp8 = pair.vp8_pt();
+    let video_mid = pair.video_mid.expect("a video m-line");
+    // Browser to phone.
+    for seq in 1..=5u64 {
+        let mut api = pair.browser.direct_api();
+        let stream = api
+            .stream_tx_by_mid(video_mid, None)
+            .expect("the browser's video stream");
+        stream.write_rtp(RtpWrite::new(
+            vp8.into(),
+            SeqNo::from(seq),
+            (seq * 3000) as u32,
+            pair.now,
+            Arc::<[u8]>::from(&[seq as u8; 700][..]),
+        ));
+        pair.advance(Duration::from_millis(33));
+    }
+    let video: Vec<(u8, usize)> = pair
+        .to_phone
+        .iter()
+        .filter(|(destination, _)| *destination == addr(PHONE_VIDEO))
+        .filter_map(|(_, data)| RtpView::parse(data).map(|view| (view.pt(), view.payload().len())))
+        .collect();
+    assert_eq!(video, vec![(100, 700); 5]);
+
+    // Phone to browser, the third packet lost on the browser leg.
+    pair.lose_to_browser = Some((vp8, vec![3]));
+    for seq in 1..=6u16 {
+        pair.phone_sends_video(seq, &[seq as u8; 600]);
+        pair.advance(Duration::from_millis(33));
+    }
+    assert!(
+        pair.phone_keyframe_requests >= 1,
+        "the phone is asked for a keyframe"
+    );
+    pair.advance(Duration::from_millis(500));
+    let mut heard: Vec<u8> = pair
+        .browser_heard
+        .iter()
+        .filter(|(pt, _, _)| *pt == vp8)
+        .map(|(_, _, payload)| payload[0])
+        .collect();
+    heard.sort_unstable();
+    heard.dedup();
+    assert_eq!(
+        heard,
+        [1, 2, 3, 4, 5, 6],
+        "the lost packet came again by RTX"
+    );
 }
