@@ -136,11 +136,9 @@ pub enum Output<'a> {
 /// Where the negotiation stands.
 #[derive(Debug)]
 enum Negotiation {
-    /// Outgoing: the browser's offer waits for the SIP answer.
-    AwaitingSipAnswer {
-        offer: Box<SdpOffer>,
-        offer_text: String,
-    },
+    /// Outgoing: the browser's offer (checked to be one the WebRTC peer reads) waits for the
+    /// SIP answer.
+    AwaitingSipAnswer { offer_text: String },
     /// Incoming: our offer to the browser waits for its answer.
     AwaitingBrowserAnswer {
         pending: Box<SdpPendingOffer>,
@@ -151,10 +149,7 @@ enum Negotiation {
     /// Our new offer to the browser (the SIP side changed the session) waits for its answer.
     AwaitingBrowserUpdate { pending: Box<SdpPendingOffer> },
     /// The browser's new offer mid-call went to the SIP side; its answer makes the browser's.
-    AwaitingSipReanswer {
-        offer: Box<SdpOffer>,
-        offer_text: String,
-    },
+    AwaitingSipReanswer { offer_text: String },
     /// Both sides agreed.
     Done,
 }
@@ -234,13 +229,13 @@ impl Relay {
         let description = Description::parse(browser_offer)?;
         let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
         let payloads = relayable(audio, &config.codecs)?;
-        let offer = SdpOffer::from_sdp_string(browser_offer)
+        // Read now, so that an offer the WebRTC peer would refuse fails before any SIP.
+        SdpOffer::from_sdp_string(browser_offer)
             .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
         let mut relay = Relay::new(
             now,
             config,
             Negotiation::AwaitingSipAnswer {
-                offer: Box::new(offer),
                 offer_text: browser_offer.to_owned(),
             },
             None,
@@ -374,7 +369,7 @@ impl Relay {
             )));
         };
         match std::mem::replace(&mut self.negotiation, Negotiation::Done) {
-            Negotiation::AwaitingSipAnswer { offer, offer_text } => {
+            Negotiation::AwaitingSipAnswer { offer_text } => {
                 self.track.codec = Some(codec);
                 self.apply_sip_answer(&description)?;
                 let browser = Description::parse(&offer_text)?;
@@ -407,7 +402,6 @@ impl Relay {
                     spare_video(&self.config.video_codecs, &mut payloads, &mut rtx);
                 }
                 let mut rtc = build_rtc(now, &self.config, &payloads, &rtx, video)?;
-                drop(offer);
                 let offer = SdpOffer::from_sdp_string(&crate::sdp::restrict_video(
                     &offer_text,
                     keep.as_deref(),

@@ -25,15 +25,14 @@ impl Relay {
         let description = Description::parse(offer)?;
         let (_, audio) = description.audio().ok_or(Error::NoAudio)?;
         let direction = audio.direction;
+        SdpOffer::from_sdp_string(offer)
+            .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
         self.video_offer_direction = description.video().map(|(_, line)| line.direction);
         if self.video.is_none() {
             // The browser adds video: offered to the SIP side when the call has a port for it.
             self.video_from_browser_offer(&description);
         }
-        let parsed = SdpOffer::from_sdp_string(offer)
-            .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
         self.negotiation = Negotiation::AwaitingSipReanswer {
-            offer: Box::new(parsed),
             offer_text: offer.to_owned(),
         };
         self.version += 1;
@@ -43,12 +42,11 @@ impl Relay {
 
     /// The SIP side's answer to [`Relay::browser_reoffer`]: the browser's answer.
     pub fn finish_browser_reoffer(&mut self, now: Instant, sip_answer: &str) -> Result<String> {
-        let Negotiation::AwaitingSipReanswer { offer, offer_text } =
+        let Negotiation::AwaitingSipReanswer { offer_text } =
             std::mem::replace(&mut self.negotiation, Negotiation::Done)
         else {
             return Err(Error::WebRtc("no new offer is waiting".to_owned()));
         };
-        drop(offer);
         self.accept_sip_reanswer(sip_answer)?;
         let answer = self.apply_browser_offer(&offer_text)?;
         let browser = Description::parse(&offer_text)?;
