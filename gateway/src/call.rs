@@ -481,6 +481,12 @@ impl Call {
                     };
                     far_end.flush(&self.services.sip);
                     if let Some(event) = heard {
+                        if let LegEvent::Offer { sdp: Some(sdp) } = &event
+                            && !machine.relay_mut().has_sip_video()
+                        {
+                            // The far end adds video: a port pair for it first.
+                            take_video_ports(&self.services, media, machine.relay_mut(), sdp, &mut self._gauges);
+                        }
                         machine.handle_far_end(std::time::Instant::now(), event);
                     }
                 }

@@ -571,6 +571,11 @@ impl Relay {
     /// mirrored (sendonly gets recvonly, so that hold works) and the RTP target moved.
     pub fn answer_sip_offer(&mut self, sdp: &str) -> Result<String> {
         let description = Description::parse(sdp)?;
+        if self.video.is_none() {
+            // The SIP side adds video: taken in a format the browser leg knows, offered to the
+            // browser by `browser_update`.
+            self.video_from_sip_reoffer(&description);
+        }
         let (audio_index, audio, _) = description.sip_audio_with(&self.config.srtp)?;
         let codec = self
             .track

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use str0m::change::SdpOffer;
-use str0m::media::Direction as WebRtcDirection;
+use str0m::media::{Direction as WebRtcDirection, MediaKind};
 
 use super::{Negotiation, Relay};
 use crate::error::{Error, Result};
@@ -69,7 +69,7 @@ impl Relay {
         if !matches!(self.negotiation, Negotiation::Done) {
             return Ok(None);
         }
-        let (Some(rtc), Some(mid)) = (self.browser.rtc.as_mut(), self.track.mid) else {
+        let (true, Some(mid)) = (self.browser.rtc.is_some(), self.track.mid) else {
             return Ok(None);
         };
         // Toward the browser we send what the SIP side sends us, and take from it what we
@@ -80,21 +80,32 @@ impl Relay {
             (false, true) => WebRtcDirection::RecvOnly,
             (false, false) => WebRtcDirection::Inactive,
         };
+        let keep = self.local_video_pts();
+        let rtc = self
+            .browser
+            .rtc
+            .as_mut()
+            .ok_or_else(|| Error::WebRtc("no WebRTC peer".to_owned()))?;
         let mut api = rtc.sdp_api();
         api.set_direction(mid, direction);
-        if let Some(video) = &self.video
-            && let Some(video_mid) = video.track.mid
-        {
+        let mut added_video = false;
+        if let Some(video) = &mut self.video {
             let sip = video.sip.direction;
-            api.set_direction(
-                video_mid,
-                match (sip.receives(), sip.sends()) {
-                    (true, true) => WebRtcDirection::SendRecv,
-                    (true, false) => WebRtcDirection::SendOnly,
-                    (false, true) => WebRtcDirection::RecvOnly,
-                    (false, false) => WebRtcDirection::Inactive,
-                },
-            );
+            let video_direction = match (sip.receives(), sip.sends()) {
+                (true, true) => WebRtcDirection::SendRecv,
+                (true, false) => WebRtcDirection::SendOnly,
+                (false, true) => WebRtcDirection::RecvOnly,
+                (false, false) => WebRtcDirection::Inactive,
+            };
+            match video.track.mid {
+                Some(video_mid) => api.set_direction(video_mid, video_direction),
+                // The SIP side added video: a new m-line for the browser.
+                None => {
+                    video.track.mid =
+                        Some(api.add_media(MediaKind::Video, video_direction, None, None, None));
+                    added_video = true;
+                }
+            }
         }
         let Some((offer, pending)) = api.apply() else {
             return Ok(None);
@@ -102,7 +113,13 @@ impl Relay {
         self.negotiation = Negotiation::AwaitingBrowserUpdate {
             pending: Box::new(pending),
         };
-        Ok(Some(offer.to_sdp_string()))
+        let offer = offer.to_sdp_string();
+        // The new video m-line offers only the format the SIP side's video is in.
+        Ok(Some(if added_video {
+            crate::sdp::restrict_video(&offer, keep.as_deref())
+        } else {
+            offer
+        }))
     }
 
     /// Whether an offer to the browser waits for its answer.

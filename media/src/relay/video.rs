@@ -307,6 +307,61 @@ impl Relay {
         self.video = Some(video);
     }
 
+    /// Makes the video stream for the SIP side's new offer that adds video (a call without it
+    /// so far): the first of its formats the configuration relays and the browser leg's peer
+    /// knows, when the call has a SIP-side video port.
+    pub(super) fn video_from_sip_reoffer(&mut self, offer: &Description) {
+        let Some(mut video) = VideoStream::from_sip_offer(self.now, &self.config, offer) else {
+            return;
+        };
+        let Some(rtc) = &self.browser.rtc else { return };
+        let known = super::browser_formats(rtc, None, true);
+        let Some(format) =
+            video
+                .track
+                .sip_payloads
+                .iter()
+                .find_map(|payload| match payload.format {
+                    Format::Video(format)
+                        if known
+                            .iter()
+                            .any(|(_, known)| *known == Format::Video(format)) =>
+                    {
+                        Some(format)
+                    }
+                    _ => None,
+                })
+        else {
+            return;
+        };
+        video.format = Some(format);
+        video
+            .track
+            .sip_payloads
+            .retain(|payload| payload.format == Format::Video(format));
+        video.track.sip_payloads.truncate(1);
+        video.sip.ssrc = self.sip.ssrc ^ 0x5555_5555;
+        self.video = Some(video);
+    }
+
+    /// The browser leg's payload type (and retransmission type) for the call's video format,
+    /// as its peer numbers it.
+    pub(super) fn local_video_pts(&self) -> Option<Vec<u8>> {
+        let format = self.video.as_ref()?.format?;
+        let rtc = self.browser.rtc.as_ref()?;
+        let (pt, _) = super::browser_formats(rtc, None, true)
+            .into_iter()
+            .find(|(_, known)| *known == Format::Video(format))?;
+        let rtx = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|params| *params.pt() == pt)
+            .and_then(|params| params.resend())
+            .map(|rtx| *rtx);
+        Some(std::iter::once(pt).chain(rtx).collect())
+    }
+
     /// Reads the SIP side's video m-line of a description (an offer we answer, or the answer
     /// to ours). A description without a usable video m-line stops the video: the stream is
     /// declined, the call goes on with audio.

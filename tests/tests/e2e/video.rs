@@ -796,3 +796,66 @@ async fn the_web_phone_adds_video_to_an_audio_call() {
     page.close().await;
     nothing_left(&gateway).await;
 }
+
+/// A phone in an audio call adds video with a re-INVITE: the gateway takes a video port pair,
+/// offers the browser a video m-line in the phone's format (`update` `received`), and once the
+/// browser answered gives the phone a 200 whose video is not declined (sipp checks it).
+#[tokio::test]
+async fn a_phone_adds_video_to_an_audio_call() {
+    let dir = TempDir::new();
+    let (port, sipp) = crate::sipp_calls::sipp_uas("uas_adds_video.xml");
+    let mut config = gateway::Config::default();
+    config.sip.outbound_proxy = format!("sip:127.0.0.1:{port}");
+    let gateway = gateway_tests::Gateway::start(config).await;
+    let mut client = gateway.client().await;
+    let ha1 = sip::ha1("alice", "127.0.0.1", "alicepw");
+    client
+        .expect_ack(
+            json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1", "password": ha1}),
+        )
+        .await;
+    let mut page = browser(&dir);
+    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
+        .await;
+    let offer = page
+        .command(json!({"do": "evaluate", "expression": "(async () => {
+            window.pc = new RTCPeerConnection();
+            const media = await navigator.mediaDevices.getUserMedia({audio: true});
+            for (const track of media.getTracks()) pc.addTrack(track, media);
+            await pc.setLocalDescription(await pc.createOffer());
+            return pc.localDescription.sdp;
+        })()"}))
+        .await;
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
+            "account": "alice@127.0.0.1", "session": "adds",
+            "uri": "callee@127.0.0.1", "sdp": offer}))
+        .await;
+    let answer = answered(&mut client, "adds").await;
+    assert!(!answer.contains("m=video"), "{answer}");
+    take_answer(&mut page, "pc", &answer).await;
+    let protocol::UpdateState::Received { sdp: offer } = update_of(&mut client, "adds").await
+    else {
+        panic!("the phone's video reaches the browser as an offer");
+    };
+    assert!(offer.contains("m=video 9"), "{offer}");
+    assert!(
+        offer.contains("VP8/90000") && !offer.contains("VP9/90000"),
+        "{offer}"
+    );
+    let answer = answer_remote_offer(&mut page, "pc", &offer).await;
+    assert!(answer.contains("m=video 9"), "{answer}");
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-update", "session": "adds", "sdp": answer}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(gateway.metric("sylkrtc_media_ports").await, 4.0);
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "adds"}))
+        .await;
+    crate::sipp_calls::sipp_done(sipp).await;
+    page.close().await;
+    nothing_left(&gateway).await;
+}
