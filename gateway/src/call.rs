@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use machine::{Machine, Output, Policy};
 
-use media::driver::MediaSession;
+use media::driver::{MediaSession, PortPair};
 use media::srtp::{SrtpMode, SrtpPolicy};
 use media::{Relay, RelayConfig};
 use sip::Warning;
@@ -196,24 +196,12 @@ impl Call {
             .port();
         self._gauges.push(self.services.metrics.ports_taken());
         let mut session = MediaSession::new(&media.browser, Some(pair));
-        let has_video = sdp.is_some_and(|sdp| {
-            media::sdp::Description::parse(sdp)
-                .is_ok_and(|description| description.video().is_some())
-        });
+        // Without a pair for video (none left), the video is declined and the call goes on.
         let mut sip_video = None;
-        if has_video && !media.video_codecs.is_empty() {
-            let pair = media
-                .ports
-                .allocate()
-                .map_err(|error| unavailable(&error))?;
-            let port = pair
-                .rtp
-                .local_addr()
-                .map_err(|error| unavailable(&error))?
-                .port();
-            self._gauges.push(self.services.metrics.ports_taken());
+        if let Some((pair, addr, gauge)) = sdp.and_then(|sdp| video_pair(&self.services, sdp)) {
+            self._gauges.push(gauge);
             session.add_video_ports(pair);
-            sip_video = Some(SocketAddr::new(media.advertised, port));
+            sip_video = Some(addr);
         }
         self.media = Some(session);
         Ok(RelayConfig {
@@ -654,30 +642,36 @@ pub(crate) fn warning_for(error: &media::Error) -> Warning {
     Warning::new(code, error.to_string())
 }
 
-/// Takes a video port pair for a call whose browser offers video it did not have, when the
-/// configuration relays video and the range has one; without, the video is declined.
+/// A video port pair for a call whose offer (the first, or a later one from either side) has
+/// video, when the configuration relays video and the range has a pair left: the pair, its
+/// address as written in SDP, and its gauge.
+fn video_pair(services: &CallServices, offer: &str) -> Option<(PortPair, SocketAddr, Gauge)> {
+    let media = &services.media;
+    let offers_video = media::sdp::Description::parse(offer)
+        .is_ok_and(|description| description.video().is_some());
+    if !offers_video || media.video_codecs.is_empty() {
+        return None;
+    }
+    let pair = media.ports.allocate().ok()?;
+    let port = pair.rtp.local_addr().ok()?.port();
+    let gauge = services.metrics.ports_taken();
+    Some((pair, SocketAddr::new(media.advertised, port), gauge))
+}
+
+/// Takes a video port pair for a call whose new offer brings video it did not have (see
+/// [`video_pair`]); without one the video is declined.
 fn take_video_ports(
     services: &CallServices,
     session: &mut MediaSession,
     relay: &mut Relay,
     offer: &str,
-    gauges: &mut Vec<crate::metrics::Gauge>,
+    gauges: &mut Vec<Gauge>,
 ) {
-    let media = &services.media;
-    let offers_video = media::sdp::Description::parse(offer)
-        .is_ok_and(|description| description.video().is_some());
-    if !offers_video || media.video_codecs.is_empty() {
-        return;
+    if let Some((pair, addr, gauge)) = video_pair(services, offer) {
+        gauges.push(gauge);
+        session.add_video_ports(pair);
+        relay.set_sip_video(addr);
     }
-    let Ok(pair) = media.ports.allocate() else {
-        return;
-    };
-    let Ok(addr) = pair.rtp.local_addr() else {
-        return;
-    };
-    gauges.push(services.metrics.ports_taken());
-    session.add_video_ports(pair);
-    relay.set_sip_video(SocketAddr::new(media.advertised, addr.port()));
 }
 
 #[cfg(test)]

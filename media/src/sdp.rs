@@ -561,6 +561,42 @@ impl SipDescription<'_> {
     }
 
     fn audio_line(&self) -> MediaDescription {
+        // RTCP on the RTP port when the offer asks for it (RFC 5761); port+1 otherwise.
+        let mux = self
+            .answering
+            .and_then(|(offer, index)| offer.lines.get(index))
+            .is_some_and(|line| line.rtcp_mux);
+        let line = Line {
+            kind: "audio",
+            rtp: self.rtp,
+            payloads: self.payloads,
+            direction: self.direction,
+            crypto: self.crypto,
+            secure: self.secure,
+            rtcp_mux: mux,
+        };
+        line.write(
+            &[],
+            &[Attribute::new("ptime".to_owned(), Some("20".to_owned()))],
+        )
+    }
+}
+
+/// What an audio and a video m-line of ours have in common.
+struct Line<'a> {
+    kind: &'static str,
+    rtp: SocketAddr,
+    payloads: &'a [Payload],
+    direction: Direction,
+    crypto: &'a [Crypto],
+    secure: bool,
+    rtcp_mux: bool,
+}
+
+impl Line<'_> {
+    /// The m-line: each payload's `rtpmap`, `fmtp` and the given `rtcp-fb` values, then
+    /// `extra`, rtcp-mux, the direction and the keys.
+    fn write(&self, feedback: &[&str], extra: &[Attribute]) -> MediaDescription {
         let mut attributes: Vec<Attribute> = Vec::new();
         for payload in self.payloads {
             attributes.push(Attribute::new("rtpmap".to_owned(), Some(payload.rtpmap())));
@@ -570,14 +606,15 @@ impl SipDescription<'_> {
                     Some(format!("{} {fmtp}", payload.pt)),
                 ));
             }
+            for value in feedback {
+                attributes.push(Attribute::new(
+                    "rtcp-fb".to_owned(),
+                    Some(format!("{} {value}", payload.pt)),
+                ));
+            }
         }
-        attributes.push(Attribute::new("ptime".to_owned(), Some("20".to_owned())));
-        // RTCP on the RTP port when the offer asks for it (RFC 5761); port+1 otherwise.
-        let mux = self
-            .answering
-            .and_then(|(offer, index)| offer.lines.get(index))
-            .is_some_and(|line| line.rtcp_mux);
-        if mux {
+        attributes.extend(extra.iter().cloned());
+        if self.rtcp_mux {
             attributes.push(Attribute::new("rtcp-mux".to_owned(), None));
         }
         attributes.push(Attribute::new(self.direction.to_string(), None));
@@ -589,7 +626,7 @@ impl SipDescription<'_> {
         }
         MediaDescription {
             media_name: MediaName {
-                media: "audio".to_owned(),
+                media: self.kind.to_owned(),
                 port: RangedPort {
                     value: isize::try_from(self.rtp.port()).unwrap_or(0),
                     range: None,
@@ -612,63 +649,28 @@ impl SipDescription<'_> {
 
 impl VideoDescription<'_> {
     fn line(&self) -> MediaDescription {
-        let mut attributes: Vec<Attribute> = Vec::new();
-        for payload in self.payloads {
-            attributes.push(Attribute::new("rtpmap".to_owned(), Some(payload.rtpmap())));
-            if let Some(fmtp) = &payload.fmtp {
-                attributes.push(Attribute::new(
-                    "fmtp".to_owned(),
-                    Some(format!("{} {fmtp}", payload.pt)),
-                ));
-            }
-            // The keyframe requests we take (RFC 4585, RFC 5104); phones on RTP/AVP send and
-            // honour them as well.
-            for feedback in ["nack pli", "ccm fir"] {
-                attributes.push(Attribute::new(
-                    "rtcp-fb".to_owned(),
-                    Some(format!("{} {feedback}", payload.pt)),
-                ));
-            }
-        }
-        if self.rtcp_mux {
-            attributes.push(Attribute::new("rtcp-mux".to_owned(), None));
-        }
-        attributes.push(Attribute::new(self.direction.to_string(), None));
-        for crypto in self.crypto {
-            attributes.push(Attribute::new(
-                "crypto".to_owned(),
-                Some(crypto.attribute()),
-            ));
-        }
-        MediaDescription {
-            media_name: MediaName {
-                media: "video".to_owned(),
-                port: RangedPort {
-                    value: isize::try_from(self.rtp.port()).unwrap_or(0),
-                    range: None,
-                },
-                protos: vec![
-                    "RTP".to_owned(),
-                    if self.secure { "SAVP" } else { "AVP" }.to_owned(),
-                ],
-                formats: self
-                    .payloads
-                    .iter()
-                    .map(|payload| payload.pt.to_string())
-                    .collect(),
-            },
-            bandwidth: self
-                .bandwidth
-                .iter()
-                .map(|(kind, value)| Bandwidth {
-                    experimental: false,
-                    bandwidth_type: kind.clone(),
-                    bandwidth: *value,
-                })
-                .collect(),
-            attributes,
-            ..MediaDescription::default()
-        }
+        let line = Line {
+            kind: "video",
+            rtp: self.rtp,
+            payloads: self.payloads,
+            direction: self.direction,
+            crypto: self.crypto,
+            secure: self.secure,
+            rtcp_mux: self.rtcp_mux,
+        };
+        // The keyframe requests we take (RFC 4585, RFC 5104); phones on RTP/AVP send and
+        // honour them as well.
+        let mut description = line.write(&["nack pli", "ccm fir"], &[]);
+        description.bandwidth = self
+            .bandwidth
+            .iter()
+            .map(|(kind, value)| Bandwidth {
+                experimental: false,
+                bandwidth_type: kind.clone(),
+                bandwidth: *value,
+            })
+            .collect();
+        description
     }
 }
 

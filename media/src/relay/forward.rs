@@ -55,21 +55,15 @@ impl Relay {
     pub fn handle_sip(&mut self, now: Instant, source: SocketAddr, data: &[u8], rtcp_port: bool) {
         self.now = self.now.max(now);
         let rtcp = rtcp_port || is_rtcp(data);
-        let Some(srtp) = &mut self.sip.srtp else {
+        if self.sip.srtp.is_none() {
             self.handle_sip_plain(now, source, data, rtcp, rtcp_port);
             return;
-        };
+        }
         // SRTP is checked before anything else: a packet that fails is not heard, and does not
         // teach the latch a source.
         let mut plain = std::mem::take(&mut self.plain);
-        let checked = if rtcp {
-            srtp.receive.unprotect_rtcp(data, &mut plain)
-        } else {
-            srtp.receive.unprotect_rtp(data, &mut plain)
-        };
-        match checked {
-            Ok(()) => self.handle_sip_plain(now, source, &plain, rtcp, rtcp_port),
-            Err(_) => self.sip.srtp_rejected += 1,
+        if self.sip.unprotect(data, rtcp, &mut plain) == Some(true) {
+            self.handle_sip_plain(now, source, &plain, rtcp, rtcp_port);
         }
         self.plain = plain;
     }
@@ -86,19 +80,11 @@ impl Relay {
         self.now = self.now.max(now);
         let rtcp = rtcp_port || is_rtcp(data);
         let Some(video) = &mut self.video else { return };
-        let Some(srtp) = &mut video.sip.srtp else {
-            self.handle_sip_video_plain(now, source, data, rtcp, rtcp_port);
-            return;
-        };
         let mut plain = std::mem::take(&mut self.plain);
-        let checked = if rtcp {
-            srtp.receive.unprotect_rtcp(data, &mut plain)
-        } else {
-            srtp.receive.unprotect_rtp(data, &mut plain)
-        };
-        match checked {
-            Ok(()) => self.handle_sip_video_plain(now, source, &plain, rtcp, rtcp_port),
-            Err(_) => video.sip.srtp_rejected += 1,
+        match video.sip.unprotect(data, rtcp, &mut plain) {
+            Some(false) => self.handle_sip_video_plain(now, source, data, rtcp, rtcp_port),
+            Some(true) => self.handle_sip_video_plain(now, source, &plain, rtcp, rtcp_port),
+            None => {}
         }
         self.plain = plain;
     }

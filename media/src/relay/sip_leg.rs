@@ -78,6 +78,33 @@ impl SipLeg {
         };
     }
 
+    /// Takes SRTP off a datagram from the SIP side into `plain` when the leg is SRTP: `Some(true)`
+    /// when `plain` holds it, `Some(false)` for a plain leg (the datagram is used as it is),
+    /// `None` when it fails SRTP's checks (counted for the reason of a silence). Nothing else
+    /// is done with a packet before this, so one that fails does not teach the latch a source.
+    pub(super) fn unprotect(
+        &mut self,
+        data: &[u8],
+        rtcp: bool,
+        plain: &mut Vec<u8>,
+    ) -> Option<bool> {
+        let Some(srtp) = &mut self.srtp else {
+            return Some(false);
+        };
+        let checked = if rtcp {
+            srtp.receive.unprotect_rtcp(data, plain)
+        } else {
+            srtp.receive.unprotect_rtp(data, plain)
+        };
+        match checked {
+            Ok(()) => Some(true),
+            Err(_) => {
+                self.srtp_rejected += 1;
+                None
+            }
+        }
+    }
+
     /// Where RTCP goes: the RTCP source (or the RTP source with rtcp-mux).
     pub(super) fn rtcp_destination(&self) -> Option<SocketAddr> {
         if self.rtcp_mux {

@@ -145,9 +145,7 @@ async fn the_echo_test_returns_the_cameras_picture_moving() {
     let dir = TempDir::new();
     let gateway = gateway_tests::Gateway::start(shipped()).await;
     let mut client = local_client(&gateway, "alice").await;
-    let mut page = browser(&dir);
-    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
-        .await;
+    let mut page = page_at(&dir, &gateway).await;
     let offer = camera_offer(&mut page, "pc").await;
     client
         .expect_ack_amid_events(json!({"sylkrtc": "session-create",
@@ -262,9 +260,7 @@ async fn a_browser_and_a_video_phone_see_each_other(codec: &str) {
     let gateway = gateway_tests::Gateway::start(shipped()).await;
     let bob = video_phone(&gateway, "bob", codec).await;
     let mut client = local_client(&gateway, "alice").await;
-    let mut page = browser(&dir);
-    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
-        .await;
+    let mut page = page_at(&dir, &gateway).await;
     let mime = format!("video/{codec}");
 
     // The browser calls the phone.
@@ -364,9 +360,7 @@ async fn two_browsers_see_each_other_through_the_gateway() {
     let gateway = gateway_tests::Gateway::start(shipped()).await;
     let mut alice = local_client(&gateway, "alice").await;
     let mut bob = local_client(&gateway, "bob").await;
-    let mut page = browser(&dir);
-    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
-        .await;
+    let mut page = page_at(&dir, &gateway).await;
     let offer = camera_offer(&mut page, "alice").await;
     alice
         .expect_ack_amid_events(json!({"sylkrtc": "session-create",
@@ -493,9 +487,7 @@ async fn the_picture_keeps_moving_with_five_percent_loss_on_the_browser_leg() {
     let dir = TempDir::new();
     let gateway = gateway_tests::Gateway::start(shipped()).await;
     let mut client = local_client(&gateway, "alice").await;
-    let mut page = browser(&dir);
-    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
-        .await;
+    let mut page = page_at(&dir, &gateway).await;
     let offer = camera_offer(&mut page, "pc").await;
     client
         .expect_ack_amid_events(json!({"sylkrtc": "session-create",
@@ -596,9 +588,7 @@ async fn a_video_call_is_held_and_resumed_from_each_side() {
     let gateway = gateway_tests::Gateway::start(shipped()).await;
     let bob = video_phone(&gateway, "bob", "VP8").await;
     let mut client = local_client(&gateway, "alice").await;
-    let mut page = browser(&dir);
-    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
-        .await;
+    let mut page = page_at(&dir, &gateway).await;
     let offer = camera_offer(&mut page, "pc").await;
     client
         .expect_ack_amid_events(json!({"sylkrtc": "session-create",
@@ -693,20 +683,8 @@ async fn two_video_phones_see_each_other_through_the_gateway() {
 #[tokio::test]
 async fn a_picture_fast_update_info_asks_the_browser_for_a_keyframe() {
     let dir = TempDir::new();
-    let (port, sipp) = crate::sipp_calls::sipp_uas("uas_video_pfu.xml");
-    let mut config = gateway::Config::default();
-    config.sip.outbound_proxy = format!("sip:127.0.0.1:{port}");
-    let gateway = gateway_tests::Gateway::start(config).await;
-    let mut client = gateway.client().await;
-    let ha1 = sip::ha1("alice", "127.0.0.1", "alicepw");
-    client
-        .expect_ack(
-            json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1", "password": ha1}),
-        )
-        .await;
-    let mut page = browser(&dir);
-    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
-        .await;
+    let (gateway, mut client, sipp) = through_sipp("uas_video_pfu.xml").await;
+    let mut page = page_at(&dir, &gateway).await;
     let offer = camera_offer(&mut page, "pc").await;
     client
         .expect_ack_amid_events(json!({"sylkrtc": "session-create",
@@ -755,9 +733,7 @@ async fn the_web_phone_adds_video_to_an_audio_call() {
     let dir = TempDir::new();
     let gateway = gateway_tests::Gateway::start(shipped()).await;
     let bob = video_phone(&gateway, "bob", "VP8").await;
-    let mut page = browser(&dir);
-    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
-        .await;
+    let mut page = page_at(&dir, &gateway).await;
     page.command(json!({"do": "fill", "selector": "#account", "value": "alice@local.test"}))
         .await;
     page.command(json!({"do": "fill", "selector": "#password", "value": "x"}))
@@ -803,20 +779,8 @@ async fn the_web_phone_adds_video_to_an_audio_call() {
 #[tokio::test]
 async fn a_phone_adds_video_to_an_audio_call() {
     let dir = TempDir::new();
-    let (port, sipp) = crate::sipp_calls::sipp_uas("uas_adds_video.xml");
-    let mut config = gateway::Config::default();
-    config.sip.outbound_proxy = format!("sip:127.0.0.1:{port}");
-    let gateway = gateway_tests::Gateway::start(config).await;
-    let mut client = gateway.client().await;
-    let ha1 = sip::ha1("alice", "127.0.0.1", "alicepw");
-    client
-        .expect_ack(
-            json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1", "password": ha1}),
-        )
-        .await;
-    let mut page = browser(&dir);
-    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
-        .await;
+    let (gateway, mut client, sipp) = through_sipp("uas_adds_video.xml").await;
+    let mut page = page_at(&dir, &gateway).await;
     let offer = page
         .command(json!({"do": "evaluate", "expression": "(async () => {
             window.pc = new RTCPeerConnection();
@@ -858,4 +822,34 @@ async fn a_phone_adds_video_to_an_audio_call() {
     crate::sipp_calls::sipp_done(sipp).await;
     page.close().await;
     nothing_left(&gateway).await;
+}
+
+/// A gateway whose calls go to sipp playing `scenario`, and a client with alice added.
+async fn through_sipp(
+    scenario: &str,
+) -> (
+    gateway_tests::Gateway,
+    gateway_tests::Client,
+    tokio::process::Child,
+) {
+    let (port, sipp) = crate::sipp_calls::sipp_uas(scenario);
+    let mut config = gateway::Config::default();
+    config.sip.outbound_proxy = format!("sip:127.0.0.1:{port}");
+    let gateway = gateway_tests::Gateway::start(config).await;
+    let mut client = gateway.client().await;
+    let ha1 = sip::ha1("alice", "127.0.0.1", "alicepw");
+    client
+        .expect_ack(
+            json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1", "password": ha1}),
+        )
+        .await;
+    (gateway, client, sipp)
+}
+
+/// Chromium with its fake camera, on the gateway's page (so that its scripts run from there).
+async fn page_at(dir: &TempDir, gateway: &gateway_tests::Gateway) -> Chromium {
+    let mut page = browser(dir);
+    page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
+        .await;
+    page
 }
