@@ -203,8 +203,8 @@ function track(call) {
   call.on('mediaUpdated', ({ hasLocalVideo, onHold }) => {
     $('hold').textContent = onHold ? 'Resume' : 'Hold';
     badge($('call-state'), onHold ? 'on hold' : call.state, onHold ? '' : 'good');
-    if (!hasLocalVideo && call._pendingVideoRequested) showError('The other side does not take video.');
-    call._pendingVideoRequested = false;
+    if (!hasLocalVideo && videoRequested) showError('The other side does not take video.');
+    videoRequested = false;
     showLocalVideo(call);
   });
   call.on('updateFailed', (error) => showError(`The change was refused: ${error.message}`));
@@ -252,11 +252,14 @@ function toggleCamera() {
   showLocalVideo(phone.call);
 }
 
+/** Whether our own offer to add video waits for its answer (to say so when it is declined). */
+let videoRequested = false;
+
 async function addVideo() {
   const call = phone.call;
   if (!call) return;
   try {
-    call._pendingVideoRequested = true;
+    videoRequested = true;
     await call.addVideo({ localStream: await camera() });
   } catch (error) {
     showError(`Video could not be added: ${error.message}`);

@@ -759,12 +759,7 @@ impl Relay {
             self.video = None;
             return;
         };
-        video.format = Some(format);
-        video
-            .track
-            .sip_payloads
-            .retain(|payload| payload.format == Format::Video(format));
-        video.track.sip_payloads.truncate(1);
+        video.agree(format);
         if let (Video::H264 { profile, .. }, Some(payload)) =
             (format, video.track.sip_payloads.first_mut())
         {

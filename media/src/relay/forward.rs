@@ -11,9 +11,7 @@ use str0m::{Event as WebRtcEvent, Input, Output as WebRtcOutput};
 
 use super::{Event, Output, Relay, rescale_events, rescale_timestamp};
 use crate::codec::Format;
-use crate::rtp::{
-    RtpHeader, RtpView, is_rtcp, ntp_time, read_sender_report, write_report, write_rtp,
-};
+use crate::rtp::{RtpHeader, RtpView, is_rtcp, ntp_time, write_report, write_rtp};
 
 /// How often RTCP reports go to the SIP side (RFC 3550's recommended minimum).
 const REPORT_INTERVAL: Duration = Duration::from_secs(5);
@@ -140,18 +138,7 @@ impl Relay {
         rtcp_port: bool,
     ) {
         if rtcp {
-            // RTCP on its own port is latched on its own; multiplexed, it follows RTP's source.
-            let taken = if rtcp_port {
-                self.sip.rtcp_source.accept(now, source)
-            } else {
-                self.sip.rtp_source.accept(now, source)
-            };
-            if !taken {
-                return;
-            }
-            if let Some((_, ntp)) = read_sender_report(data) {
-                self.sip.received.record_sender_report(ntp, now);
-            }
+            self.sip.take_rtcp(now, source, data, rtcp_port);
             return;
         }
         let Some(view) = RtpView::parse(data) else {

@@ -105,6 +105,27 @@ impl SipLeg {
         }
     }
 
+    /// RTCP from the SIP side, in the clear: whether its source is the one latched (RTCP on
+    /// its own port is latched on its own; multiplexed, it follows RTP's source), and its
+    /// sender report's time, kept for our reports.
+    pub(super) fn take_rtcp(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        data: &[u8],
+        rtcp_port: bool,
+    ) -> bool {
+        let taken = if rtcp_port {
+            self.rtcp_source.accept(now, source)
+        } else {
+            self.rtp_source.accept(now, source)
+        };
+        if taken && let Some((_, ntp)) = crate::rtp::read_sender_report(data) {
+            self.received.record_sender_report(ntp, now);
+        }
+        taken
+    }
+
     /// Where RTCP goes: the RTCP source (or the RTP source with rtcp-mux).
     pub(super) fn rtcp_destination(&self) -> Option<SocketAddr> {
         if self.rtcp_mux {

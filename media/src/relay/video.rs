@@ -150,6 +150,15 @@ impl VideoStream {
         Some(pt)
     }
 
+    /// The format both legs use from now on: the SIP side's payloads keep that one alone.
+    pub(super) fn agree(&mut self, format: Video) {
+        self.format = Some(format);
+        self.track
+            .sip_payloads
+            .retain(|payload| payload.format == Format::Video(format));
+        self.track.sip_payloads.truncate(1);
+    }
+
     /// The keys our next description gives: the one in use, else those of our offer.
     pub(super) fn keys(&self) -> Vec<Crypto> {
         match &self.sip.srtp {
@@ -334,12 +343,7 @@ impl Relay {
         else {
             return;
         };
-        video.format = Some(format);
-        video
-            .track
-            .sip_payloads
-            .retain(|payload| payload.format == Format::Video(format));
-        video.track.sip_payloads.truncate(1);
+        video.agree(format);
         video.sip.ssrc = self.sip.ssrc ^ 0x5555_5555;
         self.video = Some(video);
     }
@@ -406,16 +410,8 @@ impl Relay {
     ) {
         let Some(video) = &mut self.video else { return };
         if rtcp {
-            let taken = if rtcp_port {
-                video.sip.rtcp_source.accept(now, source)
-            } else {
-                video.sip.rtp_source.accept(now, source)
-            };
-            if !taken {
+            if !video.sip.take_rtcp(now, source, data, rtcp_port) {
                 return;
-            }
-            if let Some((_, ntp)) = crate::rtp::read_sender_report(data) {
-                video.sip.received.record_sender_report(ntp, now);
             }
             let ask = crate::rtp::read_keyframe_requests(data);
             if ask.pli || ask.fir {
