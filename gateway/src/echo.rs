@@ -272,6 +272,7 @@ impl EchoSession {
             crypto: &keys,
             secure: self.secure,
             video: None,
+            removed_video: None,
         }
         .write()
     }
@@ -294,6 +295,7 @@ impl EchoSession {
                 crypto: &keys,
                 secure: self.secure,
                 video: None,
+                removed_video: None,
             }
             .write();
             return CallCommand::AnswerOffer(Bytes::from(offer));

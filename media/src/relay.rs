@@ -172,6 +172,21 @@ pub struct Relay {
     video: Option<VideoStream>,
     /// The video direction of the browser's latest new offer (for our re-offer to SIP).
     video_offer_direction: Option<Direction>,
+    /// The browser's new offer removes the video (its m-line at port 0): our re-offer to the
+    /// SIP side declines it.
+    removing_video: bool,
+    /// The payload type of a video m-line the SIP side had and no longer has: our later offers
+    /// keep it, declined, so that m-lines keep their places (RFC 3264 section 8).
+    video_gone: Option<u8>,
+    /// The browser leg's video m-line to stop at our next offer to the browser (the SIP side
+    /// removed the video).
+    stop_browser_video: Option<Mid>,
+    /// The SIP side moved the call to another codec: our next offer to the browser has only
+    /// that one, so that the browser sends it.
+    codec_switched: bool,
+    /// The SIP side's latest offer and its audio m-line, while its answer may still change
+    /// with the browser's (video the browser declines).
+    answering: Option<(Description, usize)>,
     /// The keys of our latest offer to the SIP side, which its answer picks from.
     offered_keys: Vec<Crypto>,
     /// Whether our SIP-side descriptions say `RTP/SAVP`.
@@ -207,6 +222,11 @@ impl Relay {
             track: Track::default(),
             video: None,
             video_offer_direction: None,
+            removing_video: false,
+            video_gone: None,
+            stop_browser_video: None,
+            codec_switched: false,
+            answering: None,
             offered_keys: Vec::new(),
             sip_secure: false,
             plain: Vec::with_capacity(1500),
@@ -394,6 +414,26 @@ impl Relay {
                         })
                         .cloned(),
                 );
+                // The browser's other codecs that the call relays, after the one in use (the
+                // browser sends the first of the answer's): a later offer from the SIP side
+                // may move the call to one of them.
+                for payload in &browser_audio.payloads {
+                    let Format::Audio(other) = payload.format else {
+                        continue;
+                    };
+                    if !self.config.codecs.contains(&other)
+                        || payloads.iter().any(|p| p.format == payload.format)
+                    {
+                        continue;
+                    }
+                    payloads.push(payload.clone());
+                    let rate = other.clock_rate();
+                    if let Some(event) = browser_audio.telephone_event(rate)
+                        && !payloads.iter().any(|p| p.format == event.format)
+                    {
+                        payloads.push(event.clone());
+                    }
+                }
                 let mut rtx = self.browser_video_payload(&browser, &mut payloads);
                 let keep = self.browser_video_keep(&browser);
                 let video = self.video.is_some();
@@ -568,7 +608,9 @@ impl Relay {
     }
 
     /// A new offer from the SIP side (re-INVITE or UPDATE): the answer, with the direction
-    /// mirrored (sendonly gets recvonly, so that hold works) and the RTP target moved.
+    /// mirrored (sendonly gets recvonly, so that hold works) and the RTP target moved. An offer
+    /// without the call's codec moves the call to another the browser leg knows (the browser
+    /// is then offered that one alone, [`Relay::browser_update`]); one with none is refused.
     pub fn answer_sip_offer(&mut self, sdp: &str) -> Result<String> {
         let description = Description::parse(sdp)?;
         if self.video.is_none() {
@@ -577,36 +619,76 @@ impl Relay {
             self.video_from_sip_reoffer(&description);
         }
         let (audio_index, audio, _) = description.sip_audio_with(&self.config.srtp)?;
-        let codec = self
+        let current = self
             .track
             .codec
             .ok_or_else(|| Error::WebRtc("no codec chosen yet".to_owned()))?;
-        if !audio
+        let has = |codec: Codec| {
+            audio
+                .payloads
+                .iter()
+                .any(|p| p.format == Format::Audio(codec))
+        };
+        let codec = if has(current) {
+            current
+        } else {
+            let known: Vec<Codec> = self
+                .track
+                .mapping
+                .browser
+                .iter()
+                .filter_map(|(_, format)| match format {
+                    Format::Audio(codec) if self.config.codecs.contains(codec) => Some(*codec),
+                    _ => None,
+                })
+                .collect();
+            audio
+                .payloads
+                .iter()
+                .find_map(|payload| match payload.format {
+                    Format::Audio(codec) if known.contains(&codec) => Some(codec),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    Error::NoCommonCodec(format!(
+                        "the new offer drops {} and has no other codec the browser leg takes \
+                         (it has {})",
+                        current.name(),
+                        audio.codec_names.join(", ")
+                    ))
+                })?
+        };
+        let mut sip_payloads: Vec<Payload> = audio
             .payloads
             .iter()
-            .any(|p| p.format == Format::Audio(codec))
-        {
-            return Err(Error::NoCommonCodec(format!(
-                "the new offer drops {} (it has {})",
-                codec.name(),
-                audio.codec_names.join(", ")
-            )));
-        }
-        let wanted: Vec<Format> = self.track.sip_payloads.iter().map(|p| p.format).collect();
-        self.track.sip_payloads = audio
-            .payloads
-            .iter()
-            .filter(|p| wanted.contains(&p.format) || matches!(p.format, Format::TelephoneEvent(_)))
-            .filter(|p| match p.format {
-                Format::Audio(other) => other == codec,
-                Format::TelephoneEvent(_) => true,
-                Format::Video(_) => false,
-            })
+            .filter(|p| p.format == Format::Audio(codec))
+            .take(1)
             .cloned()
             .collect();
+        sip_payloads.extend(
+            audio
+                .payloads
+                .iter()
+                .filter(|p| matches!(p.format, Format::TelephoneEvent(_)))
+                .cloned(),
+        );
+        self.track.sip_payloads = sip_payloads;
         self.apply_sip_side(&description, true)?;
+        if codec != current {
+            self.track.codec = Some(codec);
+            self.codec_switched = true;
+        }
         self.version += 1;
-        Ok(self.sip_description(self.sip.direction, Some((&description, audio_index))))
+        let answer = self.sip_description(self.sip.direction, Some((&description, audio_index)));
+        self.answering = Some((description, audio_index));
+        Ok(answer)
+    }
+
+    /// The answer to the SIP side's latest offer as it stands now (after the browser declined
+    /// what that offer added).
+    fn sip_answer_again(&mut self) -> Option<String> {
+        let (description, audio_index) = self.answering.take()?;
+        Some(self.sip_description(self.sip.direction, Some((&description, audio_index))))
     }
 
     /// Our offer for an offerless re-INVITE from the SIP side (the call as it is).
@@ -636,14 +718,28 @@ impl Relay {
             .unwrap_or_default();
         // An offer puts video in the direction of the audio (hold is both); an answer mirrors
         // the offer's video direction.
-        let video = self.video.as_ref().map(|video| {
-            let video_direction = if answering.is_some() {
-                video.sip.direction
-            } else {
-                self.video_offer_direction.unwrap_or(direction)
-            };
-            video.description(video_direction, &video_keys)
-        });
+        // Video removed (by the browser's offer being made now, or earlier): its m-line stays,
+        // declined.
+        let removed = if self.removing_video {
+            self.video
+                .as_ref()
+                .and_then(|video| video.track.sip_payloads.first())
+                .map(|payload| payload.pt)
+        } else {
+            self.video_gone.filter(|_| self.video.is_none())
+        };
+        let video = self
+            .video
+            .as_ref()
+            .filter(|_| !self.removing_video)
+            .map(|video| {
+                let video_direction = if answering.is_some() {
+                    video.sip.direction
+                } else {
+                    self.video_offer_direction.unwrap_or(direction)
+                };
+                video.description(video_direction, &video_keys)
+            });
         SipDescription {
             session_id: self.session_id,
             version: self.version,
@@ -654,6 +750,7 @@ impl Relay {
             crypto: &keys,
             secure: self.sip_secure,
             video,
+            removed_video: removed,
         }
         .write()
     }

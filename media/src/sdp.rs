@@ -48,6 +48,19 @@ impl Direction {
         matches!(self, Direction::SendRecv | Direction::RecvOnly)
     }
 
+    /// What both allow: sending where both send, receiving where both receive.
+    pub fn narrowed(self, other: Direction) -> Direction {
+        match (
+            self.sends() && other.sends(),
+            self.receives() && other.receives(),
+        ) {
+            (true, true) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            (false, true) => Direction::RecvOnly,
+            (false, false) => Direction::Inactive,
+        }
+    }
+
     fn from_attribute(key: &str) -> Option<Direction> {
         match key {
             "sendrecv" => Some(Direction::SendRecv),
@@ -475,6 +488,9 @@ pub struct SipDescription<'a> {
     /// The video stream, if the call has one: written after the audio (an offer), or in the
     /// place of the offer's video m-line (an answer; `index`).
     pub video: Option<VideoDescription<'a>>,
+    /// A video m-line no longer in the session (its payload type): an offer keeps it in its
+    /// place, declined (RFC 3264 section 8: m-lines are never removed).
+    pub removed_video: Option<u8>,
 }
 
 /// The video m-line of a SIP-side description.
@@ -555,6 +571,14 @@ impl SipDescription<'_> {
             None => {
                 session.media_descriptions.push(audio);
                 session.media_descriptions.extend(video);
+                if let (None, Some(pt)) = (&self.video, self.removed_video) {
+                    let proto = if self.secure { "RTP/SAVP" } else { "RTP/AVP" };
+                    session.media_descriptions.push(declined_line(
+                        "video",
+                        proto,
+                        &[pt.to_string()],
+                    ));
+                }
             }
         }
         session.marshal()
@@ -676,18 +700,23 @@ impl VideoDescription<'_> {
 
 /// An m-line refused in an answer: same kind, proto and formats, port 0 (RFC 3264 section 6).
 fn declined(line: &MediaLine) -> MediaDescription {
+    declined_line(&line.kind, &line.proto, &line.formats)
+}
+
+/// A declined m-line (port 0) of `kind`, `proto` and `formats` (at least one).
+fn declined_line(kind: &str, proto: &str, formats: &[String]) -> MediaDescription {
     MediaDescription {
         media_name: MediaName {
-            media: line.kind.clone(),
+            media: kind.to_owned(),
             port: RangedPort {
                 value: 0,
                 range: None,
             },
-            protos: line.proto.split('/').map(str::to_owned).collect(),
-            formats: if line.formats.is_empty() {
+            protos: proto.split('/').map(str::to_owned).collect(),
+            formats: if formats.is_empty() {
                 vec!["0".to_owned()]
             } else {
-                line.formats.clone()
+                formats.to_vec()
             },
         },
         ..MediaDescription::default()
@@ -701,11 +730,19 @@ fn declined(line: &MediaLine) -> MediaDescription {
 pub fn declined_as_offered(answer: &str, offer: &Description) -> String {
     let mut index = 0;
     let mut out = String::with_capacity(answer.len());
+    // In a declined m-line rewritten: its formats' lines go with its other formats.
+    let mut declined = false;
     for line in answer.split_inclusive('\n') {
         let Some(media) = line.strip_prefix("m=") else {
-            out.push_str(line);
+            let format_line = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:", "a=ssrc"]
+                .iter()
+                .any(|prefix| line.starts_with(prefix));
+            if !(declined && format_line) {
+                out.push_str(line);
+            }
             continue;
         };
+        declined = false;
         let offered = offer.lines.get(index);
         index += 1;
         let mut fields = media.trim_end().split(' ');
@@ -717,6 +754,7 @@ pub fn declined_as_offered(answer: &str, offer: &Description) -> String {
             out.push_str(line);
             continue;
         };
+        declined = true;
         let ending = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
         out.push_str(&format!("m={kind} 0 {} {format}{ending}", offered.proto));
     }
@@ -770,19 +808,11 @@ pub fn common_video(offered: &[Payload], preference: &[VideoCodec]) -> Vec<Paylo
 /// format (so that video can come later), so what it may answer is said here.
 pub fn restrict_video(offer: &str, keep: Option<&[u8]>) -> String {
     let lines: Vec<&str> = offer.split_inclusive('\n').collect();
-    // Which m-lines are video, which one is relayed, and the mids to take out of the group.
+    let sections = sections(&lines);
+    // The video m-lines declined, and their mids to take out of the group.
     let mut declined_mids: Vec<String> = Vec::new();
-    let mut sections: Vec<(usize, usize)> = Vec::new();
-    for (index, line) in lines.iter().enumerate() {
-        if line.starts_with("m=") {
-            if let Some(last) = sections.last_mut() {
-                last.1 = index;
-            }
-            sections.push((index, lines.len()));
-        }
-    }
-    let mut relayed = None;
     let mut declined: Vec<usize> = Vec::new();
+    let mut relayed = false;
     for (number, (start, end)) in sections.iter().enumerate() {
         let mut fields = lines[*start][2..].split_whitespace();
         let (Some("video"), Some(port)) = (fields.next(), fields.next()) else {
@@ -791,8 +821,8 @@ pub fn restrict_video(offer: &str, keep: Option<&[u8]>) -> String {
         if port == "0" {
             continue;
         }
-        if relayed.is_none() && keep.is_some() {
-            relayed = Some(number);
+        if !relayed && keep.is_some() {
+            relayed = true;
         } else {
             declined.push(number);
             if let Some(mid) = lines[*start..*end]
@@ -803,13 +833,6 @@ pub fn restrict_video(offer: &str, keep: Option<&[u8]>) -> String {
             }
         }
     }
-    let section_of = |index: usize| sections.iter().rposition(|(start, _)| *start <= index);
-    let pt_of = |line: &str| -> Option<u8> {
-        let rest = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
-            .iter()
-            .find_map(|prefix| line.strip_prefix(prefix))?;
-        rest.split_whitespace().next()?.parse().ok()
-    };
     let mut out = String::with_capacity(offer.len());
     for (index, line) in lines.iter().enumerate() {
         let ending = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
@@ -822,9 +845,8 @@ pub fn restrict_video(offer: &str, keep: Option<&[u8]>) -> String {
             out.push_str(&format!("a=group:BUNDLE {}{ending}", mids.join(" ")));
             continue;
         }
-        let section = section_of(index);
-        if let Some(section) = section.filter(|section| declined.contains(section))
-            && sections[section].0 == index
+        if let Some(section) = sections.iter().position(|(start, _)| *start == index)
+            && declined.contains(&section)
         {
             let mut fields: Vec<&str> = text.split(' ').collect();
             if fields.len() > 1 {
@@ -833,28 +855,68 @@ pub fn restrict_video(offer: &str, keep: Option<&[u8]>) -> String {
             out.push_str(&format!("{}{ending}", fields.join(" ")));
             continue;
         }
-        if let (Some(section), Some(keep)) = (section, keep)
-            && Some(section) == relayed
+        out.push_str(line);
+    }
+    match keep {
+        Some(keep) => keep_formats(&out, "video", keep),
+        None => out,
+    }
+}
+
+/// An SDP text whose first m-line of `kind` (not declined) carries only the payload types in
+/// `keep`, in that order (the first preferred): the others leave its format list and their
+/// `rtpmap`, `fmtp` and `rtcp-fb` lines go.
+pub fn keep_formats(sdp: &str, kind: &str, keep: &[u8]) -> String {
+    let lines: Vec<&str> = sdp.split_inclusive('\n').collect();
+    let chosen = sections(&lines).into_iter().find(|(start, _)| {
+        let mut fields = lines[*start][2..].split_whitespace();
+        fields.next() == Some(kind) && fields.next().is_some_and(|port| port != "0")
+    });
+    let Some((start, end)) = chosen else {
+        return sdp.to_owned();
+    };
+    let pt_of = |line: &str| -> Option<u8> {
+        let rest = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+            .iter()
+            .find_map(|prefix| line.strip_prefix(prefix))?;
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    let mut out = String::with_capacity(sdp.len());
+    for (index, line) in lines.iter().enumerate() {
+        if index == start {
+            let ending = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
+            let fields: Vec<&str> = line.trim_end().split(' ').collect();
+            let mut kept: Vec<String> = fields.iter().take(3).map(|f| (*f).to_owned()).collect();
+            kept.extend(
+                keep.iter()
+                    .map(u8::to_string)
+                    .filter(|pt| fields.iter().skip(3).any(|field| field == pt)),
+            );
+            out.push_str(&format!("{}{ending}", kept.join(" ")));
+            continue;
+        }
+        if (start..end).contains(&index)
+            && pt_of(line.trim_end()).is_some_and(|pt| !keep.contains(&pt))
         {
-            if sections[section].0 == index {
-                let fields: Vec<&str> = text.split(' ').collect();
-                let mut kept: Vec<&str> = fields.iter().take(3).copied().collect();
-                kept.extend(
-                    fields
-                        .iter()
-                        .skip(3)
-                        .filter(|pt| pt.parse::<u8>().is_ok_and(|pt| keep.contains(&pt))),
-                );
-                out.push_str(&format!("{}{ending}", kept.join(" ")));
-                continue;
-            }
-            if pt_of(text).is_some_and(|pt| !keep.contains(&pt)) {
-                continue;
-            }
+            continue;
         }
         out.push_str(line);
     }
     out
+}
+
+/// The m-line sections of an SDP text split in lines: (first line, end), by line index.
+fn sections(lines: &[&str]) -> Vec<(usize, usize)> {
+    let mut sections: Vec<(usize, usize)> = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        if line.starts_with("m=") {
+            if let Some(last) = sections.last_mut() {
+                last.1 = index;
+            }
+            sections.push((index, lines.len()));
+        }
+    }
+    sections
 }
 
 /// Adds `b=` lines to the m-line of `kind` in an SDP text (for the bandwidth a phone asked for,

@@ -255,8 +255,12 @@ impl Machine {
 
     /// The front-end's answer to the far end's new offer: the far end gets its answer now.
     fn browser_update_answer(&mut self, now: Instant, sdp: &str) {
-        if let Err(error) = self.relay.accept_browser_update(now, sdp) {
-            warn!(%error, "the client's answer to the update cannot be used");
+        match self.relay.accept_browser_update(now, sdp) {
+            // The client took less than it was offered (declined the video the far end added,
+            // or answered a stream inactive): so does the far end's answer.
+            Ok(Some(answer)) if self.held_answer.is_some() => self.held_answer = Some(answer),
+            Ok(_) => {}
+            Err(error) => warn!(%error, "the client's answer to the update cannot be used"),
         }
         self.release_held_answer();
     }

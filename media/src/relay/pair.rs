@@ -380,6 +380,7 @@ impl RtpPair {
             crypto: &keys,
             secure: leg.secure,
             video,
+            removed_video: None,
         }
         .write()
     }

@@ -8,6 +8,7 @@ use str0m::change::SdpOffer;
 use str0m::media::{Direction as WebRtcDirection, MediaKind};
 
 use super::{Negotiation, Relay};
+use crate::codec::{Codec, Format};
 use crate::error::{Error, Result};
 use crate::sdp::{Description, declined_as_offered};
 
@@ -28,6 +29,12 @@ impl Relay {
         SdpOffer::from_sdp_string(offer)
             .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
         self.video_offer_direction = description.video().map(|(_, line)| line.direction);
+        // The browser stops its video (the m-line at port 0): declined toward the SIP side.
+        self.removing_video = description.video().is_none()
+            && self
+                .video
+                .as_ref()
+                .is_some_and(|video| video.format.is_some());
         if self.video.is_none() {
             // The browser adds video: offered to the SIP side when the call has a port for it.
             self.video_from_browser_offer(&description);
@@ -47,7 +54,15 @@ impl Relay {
         else {
             return Err(Error::WebRtc("no new offer is waiting".to_owned()));
         };
-        self.accept_sip_reanswer(sip_answer)?;
+        let accepted = self.accept_sip_reanswer(sip_answer);
+        if self.removing_video {
+            // Gone whatever the answer says of it.
+            self.drop_video();
+            self.removing_video = false;
+        }
+        // The browser's own offer says what becomes of its video m-line.
+        self.stop_browser_video = None;
+        accepted?;
         let answer = self.apply_browser_offer(&offer_text)?;
         let browser = Description::parse(&offer_text)?;
         let sends = browser
@@ -81,13 +96,32 @@ impl Relay {
             (false, false) => WebRtcDirection::Inactive,
         };
         let keep = self.local_video_pts();
+        // The SIP side moved to another codec: the browser is offered that one alone (with
+        // telephone-event), so that it sends it.
+        let switched = std::mem::take(&mut self.codec_switched);
+        let audio_keep = self.browser_audio_pts();
+        let stop = self.stop_browser_video.take();
         let rtc = self
             .browser
             .rtc
             .as_mut()
             .ok_or_else(|| Error::WebRtc("no WebRTC peer".to_owned()))?;
         let mut api = rtc.sdp_api();
+        if switched {
+            // The same direction makes no offer: away and back makes one (in the direction
+            // set last) whose codecs are then narrowed.
+            let away = if direction == WebRtcDirection::Inactive {
+                WebRtcDirection::SendRecv
+            } else {
+                WebRtcDirection::Inactive
+            };
+            api.set_direction(mid, away);
+        }
         api.set_direction(mid, direction);
+        if let Some(stopped) = stop {
+            // The SIP side removed the video: the browser's m-line goes to port 0.
+            api.stop_media(stopped);
+        }
         let mut added_video = false;
         if let Some(video) = &mut self.video {
             let sip = video.sip.direction;
@@ -113,13 +147,34 @@ impl Relay {
         self.negotiation = Negotiation::AwaitingBrowserUpdate {
             pending: Box::new(pending),
         };
-        let offer = offer.to_sdp_string();
-        // The new video m-line offers only the format the SIP side's video is in.
-        Ok(Some(if added_video {
-            crate::sdp::restrict_video(&offer, keep.as_deref())
-        } else {
-            offer
-        }))
+        let mut offer = offer.to_sdp_string();
+        if added_video {
+            // The new video m-line offers only the format the SIP side's video is in.
+            offer = crate::sdp::restrict_video(&offer, keep.as_deref());
+        }
+        if switched {
+            offer = crate::sdp::keep_formats(&offer, "audio", &audio_keep);
+        }
+        Ok(Some(offer))
+    }
+
+    /// The browser leg's payload types for the call's codec then telephone-event (at the
+    /// codec's rate when the leg has it, else every rate).
+    fn browser_audio_pts(&self) -> Vec<u8> {
+        let browser = &self.track.mapping.browser;
+        let codec = self.track.codec;
+        let rate = codec.map(Codec::clock_rate);
+        let at_rate = browser
+            .iter()
+            .any(|(_, format)| Some(*format) == rate.map(Format::TelephoneEvent));
+        let codec_pts = browser
+            .iter()
+            .filter(|(_, format)| codec.is_some_and(|codec| *format == Format::Audio(codec)));
+        let event_pts = browser.iter().filter(|(_, format)| match format {
+            Format::TelephoneEvent(other) => !at_rate || Some(*other) == rate,
+            Format::Audio(_) | Format::Video(_) => false,
+        });
+        codec_pts.chain(event_pts).map(|(pt, _)| *pt).collect()
     }
 
     /// Whether an offer to the browser waits for its answer.
@@ -127,8 +182,10 @@ impl Relay {
         matches!(self.negotiation, Negotiation::AwaitingBrowserUpdate { .. })
     }
 
-    /// The browser's answer to [`Relay::browser_update`].
-    pub fn accept_browser_update(&mut self, now: Instant, answer: &str) -> Result<()> {
+    /// The browser's answer to [`Relay::browser_update`]; when it takes less than was offered
+    /// (declines the video the SIP side added, or answers a stream inactive), the SIP side's
+    /// answer as it now stands, to replace the one held for it.
+    pub fn accept_browser_update(&mut self, now: Instant, answer: &str) -> Result<Option<String>> {
         let Negotiation::AwaitingBrowserUpdate { pending } =
             std::mem::replace(&mut self.negotiation, Negotiation::Done)
         else {
@@ -145,7 +202,44 @@ impl Relay {
             self.browser.last_rtp = now;
         }
         self.browser.sends = sends;
-        Ok(())
+        if self.answering.is_none() {
+            return Ok(None);
+        }
+        // The SIP side's answer says what the browser's says: what the browser sends the SIP
+        // side gets, what it takes the SIP side may send (never more than was offered).
+        let mut changed = false;
+        if let Some((_, audio)) = description.audio() {
+            let narrowed = self.sip.direction.narrowed(audio.direction);
+            changed |= narrowed != self.sip.direction;
+            self.sip.direction = narrowed;
+        }
+        let video_mid = self.video.as_ref().and_then(|video| video.track.mid);
+        let browser_video = video_mid.and_then(|mid| {
+            description
+                .lines
+                .iter()
+                .find(|line| line.mid.as_deref() == Some(&*mid))
+        });
+        match (&mut self.video, browser_video) {
+            // Declined by the browser: declined to the SIP side too, and gone. Its m-line on
+            // the browser leg is already stopped.
+            (Some(video), Some(line)) if line.port == 0 => {
+                self.video_gone = video.track.sip_payloads.first().map(|payload| payload.pt);
+                self.video = None;
+                changed = true;
+            }
+            (Some(video), Some(line)) => {
+                let narrowed = video.sip.direction.narrowed(line.direction);
+                changed |= narrowed != video.sip.direction;
+                video.sip.direction = narrowed;
+            }
+            _ => {}
+        }
+        if !changed {
+            self.answering = None;
+            return Ok(None);
+        }
+        Ok(self.sip_answer_again())
     }
 
     /// Whether the browser's new offer changes what the SIP side must hear (the direction of
@@ -205,6 +299,7 @@ impl Relay {
     pub fn abandon_browser_reoffer(&mut self) {
         if matches!(self.negotiation, Negotiation::AwaitingSipReanswer { .. }) {
             self.negotiation = Negotiation::Done;
+            self.removing_video = false;
             // Video the browser wanted to add, which the SIP side never took.
             if self
                 .video
@@ -216,3 +311,6 @@ impl Relay {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -348,6 +348,22 @@ impl Relay {
         self.video = Some(video);
     }
 
+    /// The SIP side declined or removed the video: the call goes on with audio. Video that was
+    /// in the session keeps a declined m-line in our later offers, and the browser's video
+    /// m-line is stopped at our next offer to it (unless the browser removed it itself).
+    pub(super) fn drop_video(&mut self) {
+        let Some(video) = self.video.take() else {
+            return;
+        };
+        if video.format.is_none() {
+            return;
+        }
+        self.video_gone = video.track.sip_payloads.first().map(|payload| payload.pt);
+        if !self.removing_video && matches!(self.negotiation, super::Negotiation::Done) {
+            self.stop_browser_video = video.track.mid;
+        }
+    }
+
     /// The browser leg's payload type (and retransmission type) for the call's video format,
     /// as its peer numbers it.
     pub(super) fn local_video_pts(&self) -> Option<Vec<u8>> {
@@ -374,7 +390,7 @@ impl Relay {
             return Ok(());
         };
         let Some((index, line, key)) = description.sip_video_with(&self.config.srtp) else {
-            self.video = None;
+            self.drop_video();
             return Ok(());
         };
         if !offer && video.format.is_none() {
@@ -383,7 +399,7 @@ impl Relay {
                 Format::Video(format) => Some(format),
                 _ => None,
             }) else {
-                self.video = None;
+                self.drop_video();
                 return Ok(());
             };
             video.format = Some(format);

@@ -111,6 +111,7 @@ fn writes_sip_offers_and_answers_that_read_back() {
         crypto: &[],
         secure: false,
         video: None,
+        removed_video: None,
     }
     .write();
     assert!(
@@ -141,6 +142,7 @@ fn writes_sip_offers_and_answers_that_read_back() {
         crypto: &[],
         secure: false,
         video: None,
+        removed_video: None,
     }
     .write();
     let read = Description::parse(&answer).unwrap();
@@ -251,6 +253,7 @@ fn keys_are_written_with_the_profile() {
             crypto: &keys,
             secure,
             video: None,
+            removed_video: None,
         }
         .write();
         let read = Description::parse(&text).unwrap();
@@ -317,4 +320,44 @@ fn the_browsers_video_is_restricted_to_the_agreed_format_or_declined() {
     assert!(read.video().is_none(), "{declined}");
     assert_eq!(read.lines[1].port, 0);
     assert!(declined.contains("a=group:BUNDLE 0\r\n"), "{declined}");
+}
+
+#[test]
+fn kept_formats_follow_the_given_order() {
+    let offer = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/sdp/chrome-offer-audio-video.sdp"
+    ))
+    .unwrap();
+    // PCMA before telephone-event, though the offer lists them the other way round.
+    let kept = keep_formats(&offer, "audio", &[8, 126, 250]);
+    let read = Description::parse(&kept).unwrap();
+    let (_, audio) = read.audio().unwrap();
+    assert_eq!(audio.formats, ["8", "126"], "{kept}");
+    assert!(!kept.contains("a=rtpmap:111 ") && !kept.contains("a=fmtp:111 "));
+    // The video m-line is untouched.
+    assert_eq!(
+        read.video().unwrap().1,
+        Description::parse(&offer).unwrap().video().unwrap().1
+    );
+}
+
+#[test]
+fn a_declined_answer_line_keeps_no_format_lines() {
+    let offer = Description::parse(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+         m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=rtpmap:0 PCMU/8000\r\n\
+         m=video 0 UDP/TLS/RTP/SAVPF 100\r\na=mid:1\r\na=rtpmap:100 VP8/90000\r\n",
+    )
+    .unwrap();
+    let answer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+         m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=rtpmap:0 PCMU/8000\r\n\
+         m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rtpmap:96 VP8/90000\r\n\
+         a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtcp-fb:96 nack\r\na=inactive\r\n";
+    let out = declined_as_offered(answer, &offer);
+    assert!(
+        out.ends_with("m=video 0 UDP/TLS/RTP/SAVPF 100\r\na=mid:1\r\na=inactive\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("a=rtpmap:0 PCMU/8000"), "{out}");
 }

@@ -25,6 +25,7 @@ mod nat;
 mod nextrtc;
 mod phones;
 mod register;
+mod renegotiation;
 mod requests;
 mod sipp_calls;
 mod srtp;

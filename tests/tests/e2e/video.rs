@@ -522,7 +522,7 @@ async fn the_picture_keeps_moving_with_five_percent_loss_on_the_browser_leg() {
 }
 
 /// Sets every transceiver of `window[pc]` to `direction` and returns the new offer.
-async fn offer_with_direction(page: &mut Chromium, pc: &str, direction: &str) -> String {
+pub(crate) async fn offer_with_direction(page: &mut Chromium, pc: &str, direction: &str) -> String {
     let expression = format!(
         "(async () => {{
             for (const t of {pc}.getTransceivers()) t.direction = '{direction}';
@@ -537,7 +537,7 @@ async fn offer_with_direction(page: &mut Chromium, pc: &str, direction: &str) ->
 }
 
 /// `window[pc]` answers the far end's new offer; returns the answer.
-async fn answer_remote_offer(page: &mut Chromium, pc: &str, offer: &str) -> String {
+pub(crate) async fn answer_remote_offer(page: &mut Chromium, pc: &str, offer: &str) -> String {
     let expression = format!(
         "(async () => {{
             await {pc}.setRemoteDescription({{type: 'offer', sdp: {}}});
@@ -553,7 +553,10 @@ async fn answer_remote_offer(page: &mut Chromium, pc: &str, offer: &str) -> Stri
 }
 
 /// The next `update` of `session`.
-async fn update_of(client: &mut gateway_tests::Client, session: &str) -> protocol::UpdateState {
+pub(crate) async fn update_of(
+    client: &mut gateway_tests::Client,
+    session: &str,
+) -> protocol::UpdateState {
     loop {
         if let protocol::ServerMessage::Event(protocol::Event::Session {
             session: updated,
@@ -567,7 +570,11 @@ async fn update_of(client: &mut gateway_tests::Client, session: &str) -> protoco
 }
 
 /// The browser's `session-update` with `offer`, and the answer it gets.
-async fn update(client: &mut gateway_tests::Client, session: &str, offer: &str) -> String {
+pub(crate) async fn update(
+    client: &mut gateway_tests::Client,
+    session: &str,
+    offer: &str,
+) -> String {
     client
         .expect_ack_amid_events(
             json!({"sylkrtc": "session-update", "session": session, "sdp": offer}),
@@ -832,7 +839,19 @@ async fn through_sipp(
     gateway_tests::Client,
     tokio::process::Child,
 ) {
-    let (port, sipp) = crate::sipp_calls::sipp_uas(scenario);
+    through_sipp_with(scenario, &[]).await
+}
+
+/// As [`through_sipp`], with more arguments for sipp.
+pub(crate) async fn through_sipp_with(
+    scenario: &str,
+    extra: &[&str],
+) -> (
+    gateway_tests::Gateway,
+    gateway_tests::Client,
+    tokio::process::Child,
+) {
+    let (port, sipp) = crate::sipp_calls::sipp_uas_with(scenario, extra);
     let mut config = gateway::Config::default();
     config.sip.outbound_proxy = format!("sip:127.0.0.1:{port}");
     let gateway = gateway_tests::Gateway::start(config).await;
@@ -847,7 +866,7 @@ async fn through_sipp(
 }
 
 /// Chromium with its fake camera, on the gateway's page (so that its scripts run from there).
-async fn page_at(dir: &TempDir, gateway: &gateway_tests::Gateway) -> Chromium {
+pub(crate) async fn page_at(dir: &TempDir, gateway: &gateway_tests::Gateway) -> Chromium {
     let mut page = browser(dir);
     page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
         .await;

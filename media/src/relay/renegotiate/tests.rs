@@ -1,0 +1,258 @@
+//! Mid-call changes on the relay alone: another codec from the SIP side, video removed by
+//! either side, the browser declining the video the SIP side added.
+
+use std::time::Instant;
+
+use super::super::Relay;
+use super::super::tests::{ALL, browser_answer, config, data, formats, phone_sdp, video_config};
+use crate::codec::{Codec, Format};
+use crate::error::Error;
+use crate::sdp::Description;
+
+/// The str0m peer playing the browser answers as the browser of `original` (its offer): the
+/// same ICE credentials and certificate, so that the answer is no ICE restart.
+fn as_browser_of(answer: &str, original: &str) -> String {
+    let kept = |prefix: &str| {
+        original
+            .lines()
+            .find(|line| line.starts_with(prefix))
+            .map(str::to_owned)
+    };
+    answer
+        .split("\r\n")
+        .map(|line| {
+            ["a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:"]
+                .iter()
+                .find(|prefix| line.starts_with(*prefix))
+                .and_then(|prefix| kept(prefix))
+                .unwrap_or_else(|| line.to_owned())
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+/// A call placed by Chrome's `offer` (a file of test data) and answered by `answer` (one too),
+/// and the offer's text.
+fn call(offer: &str, answer: &str, config: crate::relay::RelayConfig) -> (Relay, String) {
+    let now = Instant::now();
+    let chrome = data(offer);
+    let (mut relay, _) = Relay::outgoing(now, config, &chrome).expect("relay");
+    relay
+        .accept_sip_answer(now, &data(answer))
+        .expect("accepted");
+    (relay, chrome)
+}
+
+/// The m-line of `kind` of a description (declined or not).
+fn line(sdp: &str, kind: &str) -> crate::sdp::MediaLine {
+    Description::parse(sdp)
+        .expect("valid SDP")
+        .lines
+        .into_iter()
+        .find(|line| line.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} m-line in {sdp}"))
+}
+
+/// A browser call answered in PCMU, then the phone re-offers PCMA alone: the phone's answer
+/// has PCMA, and the browser is offered PCMA alone so that it sends it; once it answered, both
+/// legs carry PCMA. A codec the call does not relay is still refused.
+#[test]
+fn a_phone_moving_to_another_codec_moves_the_browser_too() {
+    let now = Instant::now();
+    let (mut relay, chrome) = call("chrome-offer-audio.sdp", "baresip-answer.sdp", config(&ALL));
+    assert_eq!(relay.codec(), Some(Codec::Pcmu));
+    let answer = relay
+        .answer_sip_offer(&phone_sdp(Codec::Pcma))
+        .expect("answered");
+    assert_eq!(
+        formats(&line(&answer, "audio")),
+        [Format::Audio(Codec::Pcma), Format::TelephoneEvent(8_000)]
+    );
+    assert_eq!(relay.codec(), Some(Codec::Pcma));
+    let offer = relay
+        .browser_update()
+        .expect("an offer")
+        .expect("the browser must move too");
+    assert_eq!(
+        formats(&line(&offer, "audio")),
+        [Format::Audio(Codec::Pcma), Format::TelephoneEvent(8_000)],
+        "PCMA alone, telephone-event at its rate: {offer}"
+    );
+    assert!(offer.contains("a=sendrecv"), "{offer}");
+    let replaced = relay
+        .accept_browser_update(now, &as_browser_of(&browser_answer(&offer), &chrome))
+        .expect("accepted");
+    assert_eq!(replaced, None, "the phone's answer stands");
+    assert_eq!(
+        relay.track.mapping.map(8, true).map(|(pt, _)| pt),
+        Some(8),
+        "the browser's PCMA goes to the phone as PCMA"
+    );
+
+    // Without PCMA in the list of relayed codecs, the move cannot be made.
+    let (mut relay, _) = call(
+        "chrome-offer-audio.sdp",
+        "baresip-answer.sdp",
+        config(&[Codec::Opus, Codec::Pcmu]),
+    );
+    assert!(matches!(
+        relay.answer_sip_offer(&phone_sdp(Codec::Pcma)),
+        Err(Error::NoCommonCodec(_))
+    ));
+    assert_eq!(relay.codec(), Some(Codec::Pcmu));
+}
+
+/// A video call whose phone re-offers its video at port 0: the answer declines it in place,
+/// the browser's video m-line is stopped by our next offer to it, and our later offers to
+/// the phone keep the video m-line, declined.
+#[test]
+fn the_phone_removing_video_stops_it_on_both_legs() {
+    let now = Instant::now();
+    let (mut relay, chrome) = call(
+        "chrome-offer-audio-video.sdp",
+        "baresip-answer-video.sdp",
+        video_config(),
+    );
+    assert!(relay.video.is_some());
+    let removed = data("baresip-answer-video.sdp").replace("m=video 10022", "m=video 0");
+    let answer = relay.answer_sip_offer(&removed).expect("answered");
+    assert_eq!(line(&answer, "video").port, 0, "{answer}");
+    assert_eq!(line(&answer, "audio").port, 30000, "{answer}");
+    assert!(relay.video.is_none());
+    let offer = relay
+        .browser_update()
+        .expect("an offer")
+        .expect("the browser's video stops");
+    assert_eq!(line(&offer, "video").port, 0, "{offer}");
+    assert_eq!(line(&offer, "audio").port, 9, "{offer}");
+    relay
+        .accept_browser_update(now, &as_browser_of(&browser_answer(&offer), &chrome))
+        .expect("accepted");
+    let ours = relay.sip_offer();
+    let description = Description::parse(&ours).expect("valid SDP");
+    assert_eq!(description.lines.len(), 2, "{ours}");
+    assert_eq!(description.lines[1].kind, "video");
+    assert_eq!(description.lines[1].port, 0, "{ours}");
+}
+
+/// The browser stops its video (its new offer has the video m-line at port 0): the phone is
+/// offered the video declined, in place, and the call goes on with audio.
+#[test]
+fn the_browser_removing_video_declines_it_toward_the_phone() {
+    let now = Instant::now();
+    let (mut relay, chrome) = call(
+        "chrome-offer-audio-video.sdp",
+        "baresip-answer-video.sdp",
+        video_config(),
+    );
+    let stopped = chrome
+        .replace("m=video 36490", "m=video 0")
+        .replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0");
+    assert!(relay.browser_offer_concerns_sip(&stopped).expect("read"));
+    let offer = relay.browser_reoffer(&stopped).expect("re-offered");
+    let description = Description::parse(&offer).expect("valid SDP");
+    assert_eq!(description.lines.len(), 2, "{offer}");
+    assert_eq!(description.lines[1].kind, "video");
+    assert_eq!(description.lines[1].port, 0, "{offer}");
+    assert_eq!(description.lines[0].port, 30000, "{offer}");
+    let phone = data("baresip-answer-video.sdp").replace("m=video 10022", "m=video 0");
+    let answer = relay
+        .finish_browser_reoffer(now, &phone)
+        .expect("the browser's answer");
+    assert_eq!(line(&answer, "video").port, 0, "{answer}");
+    assert!(relay.video.is_none());
+
+    // Refused by the phone instead: the video goes on.
+    let (mut relay, _) = call(
+        "chrome-offer-audio-video.sdp",
+        "baresip-answer-video.sdp",
+        video_config(),
+    );
+    relay.browser_reoffer(&stopped).expect("re-offered");
+    relay.abandon_browser_reoffer();
+    assert!(relay.video.is_some());
+    let ours = relay.sip_offer();
+    assert_eq!(line(&ours, "video").port, 30002, "{ours}");
+}
+
+/// The phone adds video to an audio call and the browser declines it: the answer held for the
+/// phone is made again with the video declined.
+#[test]
+fn a_browser_declining_the_phones_video_declines_it_in_the_phones_answer() {
+    let now = Instant::now();
+    let (mut relay, chrome) = call(
+        "chrome-offer-audio.sdp",
+        "baresip-answer.sdp",
+        video_config(),
+    );
+    let answer = relay
+        .answer_sip_offer(&data("baresip-offer-video.sdp"))
+        .expect("answered");
+    assert_eq!(line(&answer, "video").port, 30002, "{answer}");
+    let offer = relay
+        .browser_update()
+        .expect("an offer")
+        .expect("video offered to the browser");
+    let declined =
+        as_browser_of(&browser_answer(&offer), &chrome).replace("m=video 9", "m=video 0");
+    let again = relay
+        .accept_browser_update(now, &declined)
+        .expect("accepted")
+        .expect("the phone's answer made again");
+    assert_eq!(line(&again, "video").port, 0, "{again}");
+    assert_eq!(line(&again, "audio").port, 30000, "{again}");
+    assert!(relay.video.is_none());
+}
+
+/// The phone adds video and the browser answers it inactive (a transceiver it stopped while
+/// the offer was in hand): the phone's answer says inactive too; the video stays in the session.
+#[test]
+fn a_browser_answering_the_phones_video_inactive_makes_it_inactive_for_the_phone() {
+    let now = Instant::now();
+    let (mut relay, chrome) = call(
+        "chrome-offer-audio.sdp",
+        "baresip-answer.sdp",
+        video_config(),
+    );
+    relay
+        .answer_sip_offer(&data("baresip-offer-video.sdp"))
+        .expect("answered");
+    let offer = relay
+        .browser_update()
+        .expect("an offer")
+        .expect("video offered to the browser");
+    let answer = as_browser_of(&browser_answer(&offer), &chrome);
+    let video_at = answer.find("m=video").expect("a video m-line");
+    let inactive = format!(
+        "{}{}",
+        &answer[..video_at],
+        answer[video_at..].replace("a=sendrecv", "a=inactive")
+    );
+    let again = relay
+        .accept_browser_update(now, &inactive)
+        .expect("accepted")
+        .expect("the phone's answer made again");
+    let video = line(&again, "video");
+    assert_eq!(video.port, 30002, "{again}");
+    assert_eq!(video.direction, crate::sdp::Direction::Inactive, "{again}");
+    assert_eq!(
+        line(&again, "audio").direction,
+        crate::sdp::Direction::SendRecv
+    );
+    assert!(relay.video.is_some());
+    // An answer that takes all that was offered leaves the phone's answer as it was.
+    let (mut relay, _) = call(
+        "chrome-offer-audio.sdp",
+        "baresip-answer.sdp",
+        video_config(),
+    );
+    relay
+        .answer_sip_offer(&data("baresip-offer-video.sdp"))
+        .expect("answered");
+    let offer = relay.browser_update().expect("an offer").expect("offered");
+    let answer = as_browser_of(&browser_answer(&offer), &chrome);
+    assert_eq!(
+        relay.accept_browser_update(now, &answer).expect("accepted"),
+        None
+    );
+}

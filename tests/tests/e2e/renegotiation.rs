@@ -1,0 +1,346 @@
+//! Mid-call changes that take something away or swap it, with Chromium as the browser: a
+//! phone moving the call to another codec, a phone or the browser removing the video (its
+//! m-line kept at port 0), and a browser declining the video a phone adds. After each, the
+//! audio still flows both ways (sipp echoes it, `-rtp_echo`) in the new shape, and nothing is
+//! left when the call ends.
+
+use std::time::Duration;
+
+use gateway_tests::TempDir;
+use gateway_tests::chromium::Chromium;
+use serde_json::{Value, json};
+
+use crate::local::{DOMAIN, answered, local_client, shipped};
+use crate::sipp_calls::sipp_done;
+use crate::video::{
+    answer_remote_offer, camera_offer, nothing_left, page_at, take_answer, through_sipp_with,
+    update, update_of, video_phone, video_stats, wait_for_frames,
+};
+
+/// What Chromium says of the audio it sends and receives.
+#[derive(Debug, Clone, Default)]
+struct AudioStats {
+    sent_codec: String,
+    received_codec: String,
+    packets_received: u64,
+}
+
+async fn audio_stats(page: &mut Chromium, pc: &str) -> AudioStats {
+    let expression = format!(
+        "(async () => {{
+            const out = {{}};
+            const report = await {pc}.getStats();
+            report.forEach(s => {{
+                if (s.kind !== 'audio') return;
+                const codec = report.get(s.codecId);
+                if (s.type === 'inbound-rtp') {{
+                    out.packetsReceived = s.packetsReceived || 0;
+                    out.received = codec ? codec.mimeType : '';
+                }}
+                if (s.type === 'outbound-rtp') out.sent = codec ? codec.mimeType : '';
+            }});
+            return out;
+        }})()"
+    );
+    let stats: Value = page
+        .command(json!({"do": "evaluate", "expression": expression}))
+        .await;
+    AudioStats {
+        sent_codec: stats["sent"].as_str().unwrap_or_default().to_owned(),
+        received_codec: stats["received"].as_str().unwrap_or_default().to_owned(),
+        packets_received: stats["packetsReceived"].as_f64().unwrap_or(0.0) as u64,
+    }
+}
+
+/// Waits until the browser sends and receives `codec` and has received 50 more audio packets
+/// than `from` (its audio going round through the far end's echo, both ways).
+async fn audio_flows(page: &mut Chromium, pc: &str, codec: &str, from: u64) -> AudioStats {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let stats = audio_stats(page, pc).await;
+        if stats.sent_codec == codec
+            && stats.received_codec == codec
+            && stats.packets_received >= from + 50
+        {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {codec} audio both ways in 15 s: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Makes `window[pc]` with the microphone alone, and returns its offer.
+async fn microphone_offer(page: &mut Chromium, pc: &str) -> String {
+    let expression = format!(
+        "(async () => {{
+            const pc = window.{pc} = new RTCPeerConnection();
+            const media = await navigator.mediaDevices.getUserMedia({{audio: true}});
+            for (const track of media.getTracks()) pc.addTrack(track, media);
+            await pc.setLocalDescription(await pc.createOffer());
+            return pc.localDescription.sdp;
+        }})()"
+    );
+    let offer = page
+        .command(json!({"do": "evaluate", "expression": expression}))
+        .await;
+    offer.as_str().expect("an SDP offer").to_owned()
+}
+
+/// The browser `page` (its `pc`) places a call with `offer` through `client`: the session's
+/// answer, given to `pc`.
+async fn place(
+    client: &mut gateway_tests::Client,
+    page: &mut Chromium,
+    session: &str,
+    account: &str,
+    uri: &str,
+    offer: &str,
+) -> String {
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-create", "account": account,
+            "session": session, "uri": uri, "sdp": offer}))
+        .await;
+    let answer = answered(client, session).await;
+    take_answer(page, "pc", &answer).await;
+    answer
+}
+
+/// The media formats of the first m-line of `kind` in `sdp`.
+fn formats<'a>(sdp: &'a str, kind: &str) -> Vec<&'a str> {
+    sdp.lines()
+        .find_map(|line| line.strip_prefix(&format!("m={kind} ")))
+        .map(|line| line.split_whitespace().skip(2).collect())
+        .unwrap_or_default()
+}
+
+/// The payload type `sdp` gives `name` (an `a=rtpmap` encoding name).
+fn pt_of(sdp: &str, name: &str) -> Option<String> {
+    sdp.lines().find_map(|line| {
+        let rest = line.strip_prefix("a=rtpmap:")?;
+        let (pt, encoding) = rest.split_once(' ')?;
+        encoding
+            .to_ascii_uppercase()
+            .starts_with(&format!("{name}/"))
+            .then(|| pt.to_owned())
+    })
+}
+
+/// A browser calls a phone that answers PCMU, then re-INVITEs with PCMA alone (sipp checks
+/// that the 200 has PCMA alone): the browser is offered PCMA alone, answers, and from then on
+/// sends and receives PCMA, its audio going round through the phone.
+#[tokio::test]
+async fn a_phone_moving_to_another_codec_moves_the_browser_too() {
+    let dir = TempDir::new();
+    let (gateway, mut client, sipp) =
+        through_sipp_with("uas_changes_codec.xml", &["-rtp_echo"]).await;
+    let mut page = page_at(&dir, &gateway).await;
+    let offer = microphone_offer(&mut page, "pc").await;
+    let answer = place(
+        &mut client,
+        &mut page,
+        "codec",
+        "alice@127.0.0.1",
+        "callee@127.0.0.1",
+        &offer,
+    )
+    .await;
+    assert_eq!(
+        formats(&answer, "audio").first().copied(),
+        pt_of(&answer, "PCMU").as_deref(),
+        "the phone's codec first: {answer}"
+    );
+    let before = audio_flows(&mut page, "pc", "audio/PCMU", 0).await;
+
+    let protocol::UpdateState::Received { sdp: offer } = update_of(&mut client, "codec").await
+    else {
+        panic!("the phone's new codec reaches the browser as an offer");
+    };
+    let pcma = pt_of(&offer, "PCMA").expect("PCMA offered");
+    assert_eq!(formats(&offer, "audio")[0], pcma, "{offer}");
+    assert!(pt_of(&offer, "PCMU").is_none(), "PCMA alone: {offer}");
+    let answer = answer_remote_offer(&mut page, "pc", &offer).await;
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-update", "session": "codec", "sdp": answer}),
+        )
+        .await;
+    let after = audio_flows(&mut page, "pc", "audio/PCMA", before.packets_received).await;
+    assert!(after.packets_received > before.packets_received);
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "codec"}))
+        .await;
+    sipp_done(sipp).await;
+    page.close().await;
+    nothing_left(&gateway).await;
+}
+
+/// A video call whose phone removes the video (its re-INVITE has the video m-line at port 0;
+/// sipp checks that the 200 declines it and keeps the audio): the browser is offered its video
+/// m-line stopped, answers, and the audio goes on both ways.
+#[tokio::test]
+async fn a_phone_removing_the_video_stops_it_in_the_browser() {
+    let dir = TempDir::new();
+    let (gateway, mut client, sipp) =
+        through_sipp_with("uas_removes_video.xml", &["-rtp_echo"]).await;
+    let mut page = page_at(&dir, &gateway).await;
+    let offer = camera_offer(&mut page, "pc").await;
+    place(
+        &mut client,
+        &mut page,
+        "novideo",
+        "alice@127.0.0.1",
+        "callee@127.0.0.1",
+        &offer,
+    )
+    .await;
+    // The browser's own picture comes back through the phone's echo.
+    wait_for_frames(&mut page, "pc").await;
+    let before = audio_flows(&mut page, "pc", "audio/PCMU", 0).await;
+
+    let protocol::UpdateState::Received { sdp: offer } = update_of(&mut client, "novideo").await
+    else {
+        panic!("the phone's removal reaches the browser as an offer");
+    };
+    assert!(offer.contains("m=video 0 "), "{offer}");
+    assert!(!offer.contains("m=audio 0 "), "{offer}");
+    let answer = answer_remote_offer(&mut page, "pc", &offer).await;
+    assert!(answer.contains("m=video 0 "), "{answer}");
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-update", "session": "novideo", "sdp": answer}),
+        )
+        .await;
+    audio_flows(&mut page, "pc", "audio/PCMU", before.packets_received).await;
+    // No more video comes: the decoded frames stand still (what was in flight aside).
+    let stopped = video_stats(&mut page, "pc").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later = video_stats(&mut page, "pc").await;
+    assert!(
+        later.frames_decoded <= stopped.frames_decoded + 5,
+        "video still comes: {stopped:?} then {later:?}"
+    );
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "novideo"}))
+        .await;
+    sipp_done(sipp).await;
+    page.close().await;
+    nothing_left(&gateway).await;
+}
+
+/// A phone adds video to an audio call and the browser declines it (it stops the new video
+/// transceiver, which Chromium answers inactive): the phone's 200 says the same of the video
+/// (sipp checks it), and the audio call goes on.
+#[tokio::test]
+async fn a_browser_declining_the_phones_video_declines_it_to_the_phone() {
+    let dir = TempDir::new();
+    let (gateway, mut client, sipp) = through_sipp_with("uas_adds_video_declined.xml", &[]).await;
+    let mut page = page_at(&dir, &gateway).await;
+    let offer = microphone_offer(&mut page, "pc").await;
+    place(
+        &mut client,
+        &mut page,
+        "decline",
+        "alice@127.0.0.1",
+        "callee@127.0.0.1",
+        &offer,
+    )
+    .await;
+    let protocol::UpdateState::Received { sdp: offer } = update_of(&mut client, "decline").await
+    else {
+        panic!("the phone's video reaches the browser as an offer");
+    };
+    assert!(offer.contains("m=video 9"), "{offer}");
+    let expression = format!(
+        "(async () => {{
+            await pc.setRemoteDescription({{type: 'offer', sdp: {}}});
+            for (const t of pc.getTransceivers())
+                if (t.receiver.track.kind === 'video') t.stop();
+            await pc.setLocalDescription(await pc.createAnswer());
+            return pc.localDescription.sdp;
+        }})()",
+        serde_json::to_string(&offer).unwrap()
+    );
+    let answer = page
+        .command(json!({"do": "evaluate", "expression": expression}))
+        .await;
+    let answer = answer.as_str().expect("an SDP answer").to_owned();
+    // Chromium answers a transceiver stopped while the offer is in hand as inactive (and
+    // rejects it at the next negotiation).
+    let video = &answer[answer.find("m=video").expect("a video m-line")..];
+    assert!(
+        video.starts_with("m=video 0 ") || video.contains("a=inactive"),
+        "{answer}"
+    );
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-update", "session": "decline", "sdp": answer}),
+        )
+        .await;
+    let state = page
+        .command(json!({"do": "evaluate", "expression": "pc.connectionState"}))
+        .await;
+    assert_eq!(state, json!("connected"));
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "decline"}))
+        .await;
+    sipp_done(sipp).await;
+    page.close().await;
+    nothing_left(&gateway).await;
+}
+
+/// A browser in a video call with a baresip phone stops its video (its new offer has the video
+/// m-line at port 0): the phone gets a re-INVITE declining the video, the browser's answer
+/// declines it too, and the audio goes on.
+#[tokio::test]
+async fn a_browser_removing_the_video_removes_it_at_the_phone() {
+    let dir = TempDir::new();
+    let gateway = gateway_tests::Gateway::start(shipped()).await;
+    let bob = video_phone(&gateway, "bob", "VP8").await;
+    let mut client = local_client(&gateway, "alice").await;
+    let mut page = page_at(&dir, &gateway).await;
+    let offer = camera_offer(&mut page, "pc").await;
+    place(
+        &mut client,
+        &mut page,
+        "stop",
+        &format!("alice@{DOMAIN}"),
+        &format!("bob@{DOMAIN}"),
+        &offer,
+    )
+    .await;
+    wait_for_frames(&mut page, "pc").await;
+    let expression = "(async () => {
+        for (const t of pc.getTransceivers())
+            if (t.receiver.track.kind === 'video') t.stop();
+        await pc.setLocalDescription(await pc.createOffer());
+        return pc.localDescription.sdp;
+    })()";
+    let stopped = page
+        .command(json!({"do": "evaluate", "expression": expression}))
+        .await;
+    let stopped = stopped.as_str().expect("an SDP offer").to_owned();
+    assert!(stopped.contains("m=video 0 "), "{stopped}");
+    let answer = update(&mut client, "stop", &stopped).await;
+    assert!(answer.contains("m=video 0 "), "{answer}");
+    take_answer(&mut page, "pc", &answer).await;
+    assert!(
+        bob.wait_log("video stream is disabled", Duration::from_secs(15))
+            .await,
+        "the phone's re-INVITE declines the video:\n{}",
+        bob.log.text()
+    );
+    let before = audio_stats(&mut page, "pc").await;
+    audio_flows(&mut page, "pc", "audio/PCMU", before.packets_received).await;
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "stop"}))
+        .await;
+    assert!(
+        bob.wait_for("CALL_CLOSED", 1, Duration::from_secs(15))
+            .await
+    );
+    page.close().await;
+    nothing_left(&gateway).await;
+}
