@@ -333,6 +333,86 @@ pub fn read_keyframe_requests(data: &[u8]) -> KeyframeAsk {
     ask
 }
 
+/// A temporary maximum media stream bit rate request (TMMBR, RFC 5104 section 4.2.1): from
+/// `sender`, for the stream of `target`, at most `bitrate` bits per second counting `overhead`
+/// bytes of headers per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tmmbr {
+    /// The requester's SSRC.
+    pub sender: u32,
+    /// The SSRC of the stream it limits.
+    pub target: u32,
+    /// The limit, bits per second.
+    pub bitrate: u64,
+    /// The measured overhead per packet, bytes.
+    pub overhead: u16,
+}
+
+/// Reads the first TMMBR entry for `target` in a compound RTCP packet (RTPFB, FMT 3).
+pub fn read_tmmbr(data: &[u8], target: u32) -> Option<Tmmbr> {
+    let mut rest = data;
+    while rest.len() >= 4 && rest[0] >> 6 == 2 {
+        let length = (usize::from(u16::from_be_bytes([rest[2], rest[3]])) + 1) * 4;
+        if length > rest.len() {
+            break;
+        }
+        if rest[1] == 205 && rest[0] & 0x1f == 3 && length >= 20 {
+            let sender = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
+            for entry in rest[12..length].chunks_exact(8) {
+                let ssrc = u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]);
+                if ssrc != target {
+                    continue;
+                }
+                let word = u32::from_be_bytes([entry[4], entry[5], entry[6], entry[7]]);
+                let exponent = word >> 26;
+                let mantissa = u64::from((word >> 9) & 0x1_ffff);
+                return Some(Tmmbr {
+                    sender,
+                    target,
+                    bitrate: mantissa.checked_shl(exponent).unwrap_or(u64::MAX),
+                    overhead: (word & 0x1ff) as u16,
+                });
+            }
+        }
+        rest = &rest[length..];
+    }
+    None
+}
+
+/// The exponent and mantissa (17 bits) of a TMMBR/TMMBN bit rate, rounded down.
+fn tmmb_fields(bitrate: u64) -> (u32, u32) {
+    let mut exponent = 0;
+    let mut mantissa = bitrate;
+    while mantissa > 0x1_ffff {
+        mantissa >>= 1;
+        exponent += 1;
+    }
+    (exponent, mantissa as u32)
+}
+
+/// Writes a request of our own (TMMBR) from `sender` limiting `request.target`'s stream.
+pub fn write_tmmbr(out: &mut Vec<u8>, sender: u32, request: &Tmmbr) {
+    write_tmmb(out, 3, sender, request.target, request);
+}
+
+/// Writes the notification (TMMBN, RFC 5104 section 4.2.2) from `sender` that answers
+/// `request`: the bounding set is that request alone, owned by its sender.
+pub fn write_tmmbn(out: &mut Vec<u8>, sender: u32, request: &Tmmbr) {
+    write_tmmb(out, 4, sender, request.sender, request);
+}
+
+fn write_tmmb(out: &mut Vec<u8>, format: u8, sender: u32, ssrc: u32, request: &Tmmbr) {
+    let (exponent, mantissa) = tmmb_fields(request.bitrate);
+    let word = exponent << 26 | mantissa << 9 | u32::from(request.overhead & 0x1ff);
+    out.clear();
+    out.extend_from_slice(&[0x80 | format, 205, 0, 4]);
+    out.extend_from_slice(&sender.to_be_bytes());
+    // The media source field is unused (RFC 5104 section 4.2.1.1).
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&ssrc.to_be_bytes());
+    out.extend_from_slice(&word.to_be_bytes());
+}
+
 /// Writes a picture loss indication (RFC 4585 section 6.3.1) from `sender` about `media`.
 pub fn write_pli(out: &mut Vec<u8>, sender: u32, media: u32) {
     out.clear();
@@ -356,6 +436,32 @@ pub fn write_fir(out: &mut Vec<u8>, sender: u32, media: u32, sequence: u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tmmbr_is_read_and_answered_with_a_tmmbn() {
+        let request = Tmmbr {
+            sender: 7,
+            target: 9,
+            bitrate: 300_000,
+            overhead: 40,
+        };
+        let mut packet = Vec::new();
+        write_tmmbr(&mut packet, 7, &request);
+        let mut compound = vec![0x80, 201, 0, 1, 0, 0, 0, 7];
+        compound.extend_from_slice(&packet);
+        let read = read_tmmbr(&compound, 9).expect("a TMMBR");
+        // 300,000 needs a 2^2 exponent: the mantissa keeps 17 bits, rounded down.
+        assert_eq!(read.bitrate, (300_000 >> 2) << 2);
+        assert_eq!((read.sender, read.target, read.overhead), (7, 9, 40));
+        assert_eq!(read_tmmbr(&compound, 8), None, "another stream's");
+        let mut notification = Vec::new();
+        write_tmmbn(&mut notification, 9, &read);
+        assert_eq!(notification[0] & 0x1f, 4);
+        assert_eq!(notification[1], 205);
+        assert_eq!(&notification[12..16], &7u32.to_be_bytes(), "the owner");
+        // A truncated packet reads as nothing.
+        assert_eq!(read_tmmbr(&compound[..compound.len() - 4], 9), None);
+    }
 
     #[test]
     fn keyframe_requests_are_read_and_written() {

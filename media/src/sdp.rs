@@ -919,6 +919,12 @@ fn sections(lines: &[&str]) -> Vec<(usize, usize)> {
     sections
 }
 
+/// Whether a WebRTC description is an offer: only an offer says `a=setup:actpass` (RFC 5763
+/// section 5; an answer picks active or passive).
+pub fn is_dtls_offer(sdp: &str) -> bool {
+    sdp.lines().any(|line| line.trim_end() == "a=setup:actpass")
+}
+
 /// Adds `b=` lines to the m-line of `kind` in an SDP text (for the bandwidth a phone asked for,
 /// given to the browser), after its `c=` line, or after the `m=` line when it has none.
 pub fn with_bandwidth(sdp: &str, kind: &str, bandwidth: &[(String, u64)]) -> String {

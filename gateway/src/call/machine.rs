@@ -204,7 +204,11 @@ impl Machine {
                 _ => self.hang_up("local hangup"),
             },
             Command::Answer { sdp, headers } => self.answer(now, &sdp, headers),
-            Command::Update { sdp } if self.relay.browser_update_pending() => {
+            // An answer to our offer (a new offer says `a=setup:actpass`, RFC 5763; an offer
+            // of ours the client never answered is superseded by its own).
+            Command::Update { sdp }
+                if self.relay.browser_update_pending() && !media::sdp::is_dtls_offer(&sdp) =>
+            {
                 self.browser_update_answer(now, &sdp);
             }
             Command::Update { sdp } => self.reoffer(now, &sdp),
@@ -278,6 +282,9 @@ impl Machine {
     /// changes nothing the far end hears (an ICE restart) is answered on the browser leg alone.
     fn reoffer(&mut self, now: Instant, sdp: &str) {
         let refused = match (self.phase, self.updating) {
+            (Phase::Up, false) if self.held_answer.is_some() => {
+                "491 Request Pending (the far end's update waits for your answer)".to_owned()
+            }
             (Phase::Up, false)
                 if self.relay.browser_offer_concerns_sip(sdp).ok() == Some(false) =>
             {

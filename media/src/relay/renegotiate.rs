@@ -18,7 +18,7 @@ impl Relay {
     /// for. The browser's answer is made once the SIP side answers
     /// ([`Relay::finish_browser_reoffer`]); until then the call goes on as it was.
     pub fn browser_reoffer(&mut self, offer: &str) -> Result<String> {
-        if !matches!(self.negotiation, Negotiation::Done) || self.browser.rtc.is_none() {
+        if !self.ready_for_browser_offer() || self.browser.rtc.is_none() {
             return Err(Error::WebRtc(
                 "the call is not ready for a new offer".to_owned(),
             ));
@@ -81,7 +81,12 @@ impl Relay {
     /// browser when what the browser sends or receives changed (hold, resume), else none. Its
     /// answer goes to [`Relay::accept_browser_update`].
     pub fn browser_update(&mut self) -> Result<Option<String>> {
-        if !matches!(self.negotiation, Negotiation::Done) {
+        // An offer the browser has not answered (its owner gave up waiting and answered the
+        // SIP side without it) is superseded by the new one.
+        if !matches!(
+            self.negotiation,
+            Negotiation::Done | Negotiation::AwaitingBrowserUpdate { .. }
+        ) {
             return Ok(None);
         }
         let (true, Some(mid)) = (self.browser.rtc.is_some(), self.track.mid) else {
@@ -177,6 +182,15 @@ impl Relay {
         codec_pts.chain(event_pts).map(|(pt, _)| *pt).collect()
     }
 
+    /// Whether the browser may make a new offer: the session is agreed, or our offer to it
+    /// went unanswered (its own offer supersedes ours).
+    fn ready_for_browser_offer(&self) -> bool {
+        matches!(
+            self.negotiation,
+            Negotiation::Done | Negotiation::AwaitingBrowserUpdate { .. }
+        )
+    }
+
     /// Whether an offer to the browser waits for its answer.
     pub fn browser_update_pending(&self) -> bool {
         matches!(self.negotiation, Negotiation::AwaitingBrowserUpdate { .. })
@@ -263,13 +277,15 @@ impl Relay {
     /// Answers the browser's new offer on its leg alone (str0m's renegotiation: new ICE
     /// credentials, candidates).
     pub fn answer_browser_offer(&mut self, now: Instant, offer: &str) -> Result<String> {
-        if !matches!(self.negotiation, Negotiation::Done) {
+        if !self.ready_for_browser_offer() {
             return Err(Error::WebRtc(
                 "the call is not ready for a new offer".to_owned(),
             ));
         }
         let browser = Description::parse(offer)?;
         let answer = self.apply_browser_offer(offer)?;
+        // Our unanswered offer, if any, is superseded.
+        self.negotiation = Negotiation::Done;
         // A new network: consent is counted from now.
         self.browser.last_stun = now;
         Ok(declined_as_offered(&answer.to_sdp_string(), &browser))

@@ -70,6 +70,10 @@ struct Pair {
     video_to_browser: usize,
     /// Keyframe requests the phone's video RTCP port got (PLI or FIR).
     phone_keyframe_requests: usize,
+    /// The TMMBNs the phone got (their FCI: owner SSRC and bit rate word).
+    phone_tmmbns: Vec<Vec<u8>>,
+    /// The latest REMB the browser got, bits per second.
+    browser_remb: Option<u64>,
 }
 
 impl Pair {
@@ -160,6 +164,8 @@ impl Pair {
             lose_to_browser: None,
             video_to_browser: 0,
             phone_keyframe_requests: 0,
+            phone_tmmbns: Vec::new(),
+            browser_remb: None,
         };
         pair.run_until(|pair| pair.browser_connected && pair.relay.is_connected());
         assert_eq!(pair.relay_events, [Event::Connected]);
@@ -186,6 +192,9 @@ impl Pair {
                             packet.payload.to_vec(),
                         ));
                     }
+                    WebRtcOutput::Event(WebRtcEvent::EgressBitrateEstimate(
+                        str0m::bwe::BweKind::Remb { estimate, .. },
+                    )) => self.browser_remb = Some(estimate.as_u64()),
                     WebRtcOutput::Event(_) => {}
                     WebRtcOutput::Timeout(at) => {
                         self.browser_deadline = at;
@@ -219,6 +228,9 @@ impl Pair {
                         let ask = crate::rtp::read_keyframe_requests(data);
                         if ask.pli || ask.fir {
                             self.phone_keyframe_requests += 1;
+                        }
+                        if data.len() >= 20 && data[1] == 205 && data[0] & 0x1f == 4 {
+                            self.phone_tmmbns.push(data[12..20].to_vec());
                         }
                     }
                     Output::SipRtp { destination, data }
@@ -555,6 +567,8 @@ impl Pair {
             lose_to_browser: None,
             video_to_browser: 0,
             phone_keyframe_requests: 0,
+            phone_tmmbns: Vec::new(),
+            browser_remb: None,
         };
         pair.run_until(|pair| pair.browser_connected && pair.relay.is_connected());
         pair
@@ -645,4 +659,59 @@ fn video_flows_both_ways_and_a_loss_toward_the_browser_is_repaired() {
         [1, 2, 3, 4, 5, 6],
         "the lost packet came again by RTX"
     );
+}
+
+/// A phone's TMMBR on the video it receives reaches the browser as REMB (at the requested
+/// rate) and is acknowledged to the phone with a TMMBN naming the phone as the owner; a TMMBR
+/// about another stream is left alone.
+#[test]
+fn a_phones_tmmbr_limits_the_browser_by_remb_and_is_acknowledged() {
+    let mut pair = Pair::outgoing_video_call();
+    // The phone's video first (so that the relay knows the browser's stream once it sends).
+    let vp8 = pair.vp8_pt();
+    let video_mid = pair.video_mid.expect("a video m-line");
+    for seq in 1..=3u64 {
+        let mut api = pair.browser.direct_api();
+        let stream = api
+            .stream_tx_by_mid(video_mid, None)
+            .expect("the browser's video stream");
+        stream.write_rtp(RtpWrite::new(
+            vp8.into(),
+            SeqNo::from(seq),
+            (seq * 3000) as u32,
+            pair.now,
+            Arc::<[u8]>::from(&[seq as u8; 700][..]),
+        ));
+        pair.advance(Duration::from_millis(33));
+    }
+    let ours = pair
+        .to_phone
+        .iter()
+        .filter(|(destination, _)| *destination == addr(PHONE_VIDEO))
+        .find_map(|(_, data)| RtpView::parse(data).map(|view| view.ssrc()))
+        .expect("our video to the phone");
+    let request = crate::rtp::Tmmbr {
+        sender: 0x5151_5151,
+        target: ours ^ 1,
+        bitrate: 256_000,
+        overhead: 40,
+    };
+    let mut packet = Vec::new();
+    crate::rtp::write_tmmbr(&mut packet, request.sender, &request);
+    pair.relay
+        .handle_sip_video(pair.now, addr(PHONE_VIDEO_RTCP), &packet, true);
+    pair.advance(Duration::from_millis(100));
+    assert!(pair.phone_tmmbns.is_empty(), "another stream's request");
+    assert_eq!(pair.browser_remb, None);
+    let request = crate::rtp::Tmmbr {
+        target: ours,
+        ..request
+    };
+    crate::rtp::write_tmmbr(&mut packet, request.sender, &request);
+    pair.relay
+        .handle_sip_video(pair.now, addr(PHONE_VIDEO_RTCP), &packet, true);
+    pair.advance(Duration::from_millis(100));
+    assert_eq!(pair.phone_tmmbns.len(), 1);
+    assert_eq!(pair.phone_tmmbns[0][..4], 0x5151_5151u32.to_be_bytes());
+    assert_eq!(pair.browser_remb, Some(256_000));
 }

@@ -76,6 +76,9 @@ pub(super) struct VideoStream {
     pub(super) rtcp_out: VecDeque<Vec<u8>>,
     /// A keyframe request by SIP INFO is due (raised as an event).
     pub(super) info_due: bool,
+    /// The SIP side's latest TMMBR limit on the browser's video (bits per second), passed to
+    /// the browser as REMB.
+    pub(super) bitrate_limit: Option<u64>,
 }
 
 impl VideoStream {
@@ -108,6 +111,7 @@ impl VideoStream {
             browser_h264_level: None,
             rtcp_out: VecDeque::new(),
             info_due: false,
+            bitrate_limit: None,
         }
     }
 
@@ -248,6 +252,28 @@ impl VideoStream {
         Ok(())
     }
 
+    /// A TMMBR from the SIP side on the video we send it: its limit is kept (for the browser,
+    /// as REMB) and acknowledged with a TMMBN whose bounding set is that request (RFC 5104
+    /// section 4.2.2; we are the only sender on the stream).
+    fn take_tmmbr(&mut self, request: &crate::rtp::Tmmbr) {
+        self.bitrate_limit = Some(request.bitrate);
+        let mut packet = Vec::with_capacity(20);
+        crate::rtp::write_tmmbn(&mut packet, self.sip.ssrc, request);
+        self.queue_rtcp(packet);
+    }
+
+    /// Queues RTCP for the SIP side, protected when the leg is SRTP.
+    fn queue_rtcp(&mut self, mut packet: Vec<u8>) {
+        if let Some(srtp) = &mut self.sip.srtp {
+            let mut protected = Vec::with_capacity(packet.len() + 20);
+            if srtp.send.protect_rtcp(&packet, &mut protected).is_err() {
+                return;
+            }
+            packet = protected;
+        }
+        self.rtcp_out.push_back(packet);
+    }
+
     /// Queues a keyframe request toward the SIP side (PLI, or FIR for a phone that takes only
     /// that), unless one went very recently.
     fn request_from_sip(&mut self, now: Instant) {
@@ -278,14 +304,7 @@ impl VideoStream {
             self.fir_sequence = self.fir_sequence.wrapping_add(1);
             write_fir(&mut packet, self.sip.ssrc, media, self.fir_sequence);
         }
-        if let Some(srtp) = &mut self.sip.srtp {
-            let mut protected = Vec::with_capacity(packet.len() + 20);
-            if srtp.send.protect_rtcp(&packet, &mut protected).is_err() {
-                return;
-            }
-            packet = protected;
-        }
-        self.rtcp_out.push_back(packet);
+        self.queue_rtcp(packet);
     }
 }
 
@@ -430,10 +449,16 @@ impl Relay {
                 return;
             }
             let ask = crate::rtp::read_keyframe_requests(data);
+            if let Some(request) = crate::rtp::read_tmmbr(data, video.sip.ssrc) {
+                video.take_tmmbr(&request);
+            }
             if ask.pli || ask.fir {
                 video.want_from_browser = true;
                 self.request_from_browser(now);
             }
+            // The limit goes to the browser again with each report of the phone's, so that a
+            // browser stream not known at the request, or a lost REMB, still gets it.
+            self.limit_browser();
             return;
         }
         let Some(view) = crate::rtp::RtpView::parse(data) else {
@@ -505,6 +530,21 @@ impl Relay {
         stream.request_keyframe(KeyframeRequestKind::Pli);
         video.last_to_browser = Some(now);
         video.want_from_browser = false;
+    }
+
+    /// Passes the SIP side's bit rate limit to the browser as REMB (RFC 5104's TMMBR has no
+    /// WebRTC counterpart; browsers honour REMB as a cap on their estimate).
+    fn limit_browser(&mut self) {
+        let (Some(video), Some(rtc)) = (&mut self.video, &mut self.browser.rtc) else {
+            return;
+        };
+        let (Some(mid), Some(limit)) = (video.track.mid, video.bitrate_limit) else {
+            return;
+        };
+        let mut api = rtc.direct_api();
+        if let Some(stream) = api.stream_rx_by_mid(mid, None) {
+            stream.request_remb(str0m::bwe::Bitrate::bps(limit));
+        }
     }
 
     /// The browser asked for a keyframe on our video toward it.

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod autobahn;
+mod bandwidth;
 mod calls;
 mod closes;
 mod cuttlefish;

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use crate::local::{DOMAIN, answered, local_client, shipped};
 use crate::sipp_calls::sipp_done;
 use crate::video::{
-    answer_remote_offer, camera_offer, nothing_left, page_at, take_answer, through_sipp_with,
-    update, update_of, video_phone, video_stats, wait_for_frames,
+    answer_remote_offer, camera_offer, nothing_left, offer_with_direction, page_at, take_answer,
+    through_sipp_with, update, update_of, video_phone, video_stats, wait_for_frames,
 };
 
 /// What Chromium says of the audio it sends and receives.
@@ -108,6 +108,22 @@ async fn place(
     answer
 }
 
+/// The browser hangs up: sipp must have played its scenario through, and nothing is left.
+async fn hang_up(
+    client: &mut gateway_tests::Client,
+    session: &str,
+    sipp: tokio::process::Child,
+    page: Chromium,
+    gateway: &gateway_tests::Gateway,
+) {
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": session}))
+        .await;
+    sipp_done(sipp).await;
+    page.close().await;
+    nothing_left(gateway).await;
+}
+
 /// The media formats of the first m-line of `kind` in `sdp`.
 fn formats<'a>(sdp: &'a str, kind: &str) -> Vec<&'a str> {
     sdp.lines()
@@ -134,8 +150,12 @@ fn pt_of(sdp: &str, name: &str) -> Option<String> {
 #[tokio::test]
 async fn a_phone_moving_to_another_codec_moves_the_browser_too() {
     let dir = TempDir::new();
-    let (gateway, mut client, sipp) =
-        through_sipp_with("uas_changes_codec.xml", &["-rtp_echo"]).await;
+    let (gateway, mut client, sipp) = through_sipp_with(
+        "uas_changes_codec.xml",
+        &["-rtp_echo"],
+        gateway::Config::default(),
+    )
+    .await;
     let mut page = page_at(&dir, &gateway).await;
     let offer = microphone_offer(&mut page, "pc").await;
     let answer = place(
@@ -169,12 +189,7 @@ async fn a_phone_moving_to_another_codec_moves_the_browser_too() {
         .await;
     let after = audio_flows(&mut page, "pc", "audio/PCMA", before.packets_received).await;
     assert!(after.packets_received > before.packets_received);
-    client
-        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "codec"}))
-        .await;
-    sipp_done(sipp).await;
-    page.close().await;
-    nothing_left(&gateway).await;
+    hang_up(&mut client, "codec", sipp, page, &gateway).await;
 }
 
 /// A video call whose phone removes the video (its re-INVITE has the video m-line at port 0;
@@ -183,8 +198,12 @@ async fn a_phone_moving_to_another_codec_moves_the_browser_too() {
 #[tokio::test]
 async fn a_phone_removing_the_video_stops_it_in_the_browser() {
     let dir = TempDir::new();
-    let (gateway, mut client, sipp) =
-        through_sipp_with("uas_removes_video.xml", &["-rtp_echo"]).await;
+    let (gateway, mut client, sipp) = through_sipp_with(
+        "uas_removes_video.xml",
+        &["-rtp_echo"],
+        gateway::Config::default(),
+    )
+    .await;
     let mut page = page_at(&dir, &gateway).await;
     let offer = camera_offer(&mut page, "pc").await;
     place(
@@ -222,12 +241,7 @@ async fn a_phone_removing_the_video_stops_it_in_the_browser() {
         later.frames_decoded <= stopped.frames_decoded + 5,
         "video still comes: {stopped:?} then {later:?}"
     );
-    client
-        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "novideo"}))
-        .await;
-    sipp_done(sipp).await;
-    page.close().await;
-    nothing_left(&gateway).await;
+    hang_up(&mut client, "novideo", sipp, page, &gateway).await;
 }
 
 /// A phone adds video to an audio call and the browser declines it (it stops the new video
@@ -236,7 +250,12 @@ async fn a_phone_removing_the_video_stops_it_in_the_browser() {
 #[tokio::test]
 async fn a_browser_declining_the_phones_video_declines_it_to_the_phone() {
     let dir = TempDir::new();
-    let (gateway, mut client, sipp) = through_sipp_with("uas_adds_video_declined.xml", &[]).await;
+    let (gateway, mut client, sipp) = through_sipp_with(
+        "uas_adds_video_declined.xml",
+        &[],
+        gateway::Config::default(),
+    )
+    .await;
     let mut page = page_at(&dir, &gateway).await;
     let offer = microphone_offer(&mut page, "pc").await;
     place(
@@ -283,12 +302,7 @@ async fn a_browser_declining_the_phones_video_declines_it_to_the_phone() {
         .command(json!({"do": "evaluate", "expression": "pc.connectionState"}))
         .await;
     assert_eq!(state, json!("connected"));
-    client
-        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "decline"}))
-        .await;
-    sipp_done(sipp).await;
-    page.close().await;
-    nothing_left(&gateway).await;
+    hang_up(&mut client, "decline", sipp, page, &gateway).await;
 }
 
 /// A browser in a video call with a baresip phone stops its video (its new offer has the video
@@ -343,4 +357,88 @@ async fn a_browser_removing_the_video_removes_it_at_the_phone() {
     );
     page.close().await;
     nothing_left(&gateway).await;
+}
+
+/// Glare (RFC 3261 section 14.1): the browser holds while the phone sends a re-INVITE of its
+/// own before answering ours. The gateway refuses the phone's with 491 (sipp checks it), takes
+/// the phone's 491 for its own, retries it, and the browser's update is accepted (recvonly)
+/// once the retry is answered.
+#[tokio::test]
+async fn crossing_re_invites_get_491_and_ours_is_retried() {
+    let dir = TempDir::new();
+    let (gateway, mut client, sipp) =
+        through_sipp_with("uas_glare.xml", &["-rtp_echo"], gateway::Config::default()).await;
+    let mut page = page_at(&dir, &gateway).await;
+    let offer = microphone_offer(&mut page, "pc").await;
+    let session = "glare";
+    place(
+        &mut client,
+        &mut page,
+        session,
+        "alice@127.0.0.1",
+        "callee@127.0.0.1",
+        &offer,
+    )
+    .await;
+    let before = audio_flows(&mut page, "pc", "audio/PCMU", 0).await;
+    let hold = offer_with_direction(&mut page, "pc", "sendonly").await;
+    let started = tokio::time::Instant::now();
+    let answer = update(&mut client, session, &hold).await;
+    assert!(answer.contains("a=recvonly"), "{answer}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "accepted only after the retry: {:?}",
+        started.elapsed()
+    );
+    take_answer(&mut page, "pc", &answer).await;
+    // Held: the browser still sends, and its audio still reaches the phone (which echoes it,
+    // but nothing comes back to a browser that only sends).
+    let held = audio_stats(&mut page, "pc").await;
+    assert!(held.packets_received > before.packets_received);
+    hang_up(&mut client, session, sipp, page, &gateway).await;
+}
+
+/// The phone holds and the browser never answers the offer it gets: the phone's 200 comes at
+/// `[calls] update_timeout` with the session mirrored (sipp checks recvonly), and the phone's
+/// resume after it reaches the browser as a new offer, which it answers; the phone's 200 says
+/// sendrecv and the audio flows both ways again.
+#[tokio::test]
+async fn an_update_the_browser_never_answers_is_answered_and_does_not_hold_up_the_next() {
+    let dir = TempDir::new();
+    let mut config = gateway::Config::default();
+    config.calls.update_timeout = 2;
+    let (gateway, mut client, sipp) =
+        through_sipp_with("uas_unanswered_update.xml", &["-rtp_echo"], config).await;
+    let mut page = page_at(&dir, &gateway).await;
+    let offer = microphone_offer(&mut page, "pc").await;
+    let session = "silent";
+    place(
+        &mut client,
+        &mut page,
+        session,
+        "alice@127.0.0.1",
+        "callee@127.0.0.1",
+        &offer,
+    )
+    .await;
+    let protocol::UpdateState::Received { sdp: hold } = update_of(&mut client, session).await
+    else {
+        panic!("the phone's hold reaches the browser");
+    };
+    assert!(hold.contains("a=sendonly"), "{hold}");
+    // Not answered. The resume comes as a new offer once the hold was answered without us.
+    let protocol::UpdateState::Received { sdp: resume } = update_of(&mut client, session).await
+    else {
+        panic!("the phone's resume reaches the browser");
+    };
+    assert!(resume.contains("a=sendrecv"), "{resume}");
+    let answer = answer_remote_offer(&mut page, "pc", &resume).await;
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-update", "session": session, "sdp": answer}),
+        )
+        .await;
+    let before = audio_stats(&mut page, "pc").await;
+    audio_flows(&mut page, "pc", "audio/PCMU", before.packets_received).await;
+    hang_up(&mut client, session, sipp, page, &gateway).await;
 }

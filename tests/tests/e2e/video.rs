@@ -839,20 +839,20 @@ async fn through_sipp(
     gateway_tests::Client,
     tokio::process::Child,
 ) {
-    through_sipp_with(scenario, &[]).await
+    through_sipp_with(scenario, &[], gateway::Config::default()).await
 }
 
-/// As [`through_sipp`], with more arguments for sipp.
+/// As [`through_sipp`], with more arguments for sipp and the gateway's configuration.
 pub(crate) async fn through_sipp_with(
     scenario: &str,
     extra: &[&str],
+    mut config: gateway::Config,
 ) -> (
     gateway_tests::Gateway,
     gateway_tests::Client,
     tokio::process::Child,
 ) {
     let (port, sipp) = crate::sipp_calls::sipp_uas_with(scenario, extra);
-    let mut config = gateway::Config::default();
     config.sip.outbound_proxy = format!("sip:127.0.0.1:{port}");
     let gateway = gateway_tests::Gateway::start(config).await;
     let mut client = gateway.client().await;

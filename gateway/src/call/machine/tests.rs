@@ -355,7 +355,9 @@ fn an_update_from_the_front_end_is_reoffered_and_answered_or_refused() {
 
 /// A phone's hold asks the front-end first (its answer releases the 200's answer), or, when it
 /// does not answer in time, is answered with the session as it stands; a move that changes
-/// nothing for the front-end is answered at once.
+/// nothing for the front-end is answered at once. An offer of the front-end's crossing ours
+/// gets 491 while ours waits, and supersedes ours once the wait is over; so does the far end's
+/// next change.
 #[test]
 fn a_far_end_hold_asks_the_front_end_then_answers() {
     let now = Instant::now();
@@ -373,6 +375,15 @@ fn a_far_end_hold_asks_the_front_end_then_answers() {
     );
     let due = now + Duration::from_secs(10);
     assert_eq!(call.poll_timeout(), Some(due));
+    // An offer of the front-end's own crosses ours: refused while ours waits.
+    let hold = CHROME.replace("a=sendrecv", "a=sendonly");
+    call.handle_command(now, Command::Update { sdp: hold });
+    let out = outputs(&mut call);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(
+        out[0].contains("UpdateFailed") && out[0].contains("491"),
+        "{out:?}"
+    );
     // Nobody answers: the far end gets the answer at the deadline.
     call.handle_timeout(due);
     let out = outputs(&mut call);
@@ -386,4 +397,21 @@ fn a_far_end_hold_asks_the_front_end_then_answers() {
     call.handle_far_end(due, LegEvent::Offer { sdp: Some(again) });
     let out = outputs(&mut call);
     assert!(out[0].contains("AnswerOffer"), "{out:?}");
+    // The unanswered offer was given up: the resume asks the front-end again.
+    let resume = BARESIP_ANSWER.to_owned();
+    call.handle_far_end(due, LegEvent::Offer { sdp: Some(resume) });
+    let out = outputs(&mut call);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(
+        out[0].starts_with("update: UpdateReceived") && out[0].contains("a=sendrecv"),
+        "{out:?}"
+    );
+    // Unanswered again; then the front-end sends an offer of its own (a hold): it is taken as
+    // one, not as an answer, once the wait is over.
+    call.handle_timeout(due + Duration::from_secs(10));
+    let out = outputs(&mut call);
+    assert!(out[0].contains("AnswerOffer"), "{out:?}");
+    let hold = CHROME.replace("a=sendrecv", "a=sendonly");
+    call.handle_command(due, Command::Update { sdp: hold });
+    assert_eq!(outputs(&mut call), ["far end: re-offer sendonly"]);
 }
