@@ -40,6 +40,11 @@ enum Command {
         ufrag: String,
         sender: mpsc::Sender<Datagram>,
     },
+    /// Another ufrag for a registration (an ICE restart's).
+    Alias {
+        id: u64,
+        ufrag: String,
+    },
     Unregister(u64),
 }
 
@@ -58,6 +63,14 @@ pub struct BrowserPort {
 pub struct Route {
     id: u64,
     commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Route {
+    /// Claims datagrams for another ufrag as well (the call's new one after an ICE restart,
+    /// which may come from a new address).
+    pub fn also(&self, ufrag: String) {
+        let _ = self.commands.send(Command::Alias { id: self.id, ufrag });
+    }
 }
 
 impl Drop for Route {
@@ -144,6 +157,11 @@ async fn demultiplex(
                 Some(Command::Register { id, ufrag, sender }) => {
                     ufrags.insert(ufrag, id);
                     senders.insert(id, sender);
+                }
+                Some(Command::Alias { id, ufrag }) => {
+                    if senders.contains_key(&id) {
+                        ufrags.insert(ufrag, id);
+                    }
                 }
                 Some(Command::Unregister(id)) => {
                     senders.remove(&id);
@@ -332,6 +350,55 @@ mod tests {
         assert_eq!(range.in_use(), 1);
         drop(first);
         assert_eq!(range.in_use(), 0);
+    }
+
+    /// A STUN check with `ufrag` as the local part of its USERNAME.
+    fn check(ufrag: &str) -> Vec<u8> {
+        let username = format!("{ufrag}:remote");
+        let padded = username.len().div_ceil(4) * 4;
+        let mut message = vec![0x00, 0x01];
+        message.extend_from_slice(&u16::try_from(4 + padded).expect("short").to_be_bytes());
+        message.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        message.extend_from_slice(&[7; 12]);
+        message.extend_from_slice(&[0x00, 0x06]);
+        message.extend_from_slice(&u16::try_from(username.len()).expect("short").to_be_bytes());
+        message.extend_from_slice(username.as_bytes());
+        message.resize(20 + 4 + padded, 0);
+        message
+    }
+
+    /// A call's second ufrag (an ICE restart's) routes checks from a new address to it, and
+    /// that address's later datagrams too; an unknown ufrag from an unknown address goes
+    /// nowhere.
+    #[tokio::test]
+    async fn a_restarts_ufrag_from_a_new_address_reaches_the_call() {
+        let port = BrowserPort::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let to = port.local_addr().expect("addr");
+        let (sender, mut receiver) = mpsc::channel(8);
+        let route = port.register("first".to_owned(), sender);
+        route.also("second".to_owned());
+        let moved = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let stranger = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        // The commands reach the demultiplexer before the datagrams: same task, commands
+        // are read as they come; give it a moment.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        stranger.send_to(&check("unknown"), to).expect("send");
+        moved.send_to(&check("second"), to).expect("send");
+        moved.send_to(b"\x80media", to).expect("send");
+        let wait = std::time::Duration::from_secs(2);
+        let first = tokio::time::timeout(wait, receiver.recv())
+            .await
+            .expect("in time");
+        let second = tokio::time::timeout(wait, receiver.recv())
+            .await
+            .expect("in time");
+        let source = moved.local_addr().expect("addr");
+        assert_eq!(first.map(|datagram| datagram.source), Some(source));
+        assert_eq!(
+            second.map(|datagram| datagram.data.to_vec()),
+            Some(b"\x80media".to_vec())
+        );
+        assert_eq!(port.dropped(), 1, "the stranger's check");
     }
 
     /// Ports are not handed out in sequence, an exhausted range is refused, and a pair held by

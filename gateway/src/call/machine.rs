@@ -61,8 +61,9 @@ pub(crate) struct Machine {
     call_id: Option<String>,
     caller: Option<Caller>,
     relay: Relay,
-    /// The browser port is claimed for the relay's ufrag.
-    claimed: bool,
+    /// The relay's ufrag the browser port is claimed for (a new one after an ICE restart is
+    /// claimed too).
+    claimed: Option<String>,
     /// Early media was given to the front-end: the answer has no SDP for it.
     early: bool,
     /// When an unanswered call stops ringing.
@@ -128,7 +129,7 @@ impl Machine {
             call_id,
             caller,
             relay,
-            claimed: false,
+            claimed: None,
             early: false,
             ring_deadline: None,
             dtmf: VecDeque::new(),
@@ -181,11 +182,10 @@ impl Machine {
 
     /// Claims the browser's datagrams on the shared port, once the relay's ufrag exists.
     fn claim_browser_port(&mut self) {
-        if self.claimed {
-            return;
-        }
-        if let Some(ufrag) = self.relay.ice_ufrag() {
-            self.claimed = true;
+        if let Some(ufrag) = self.relay.ice_ufrag()
+            && self.claimed.as_ref() != Some(&ufrag)
+        {
+            self.claimed = Some(ufrag.clone());
             self.out.push_back(Output::ClaimBrowserPort(ufrag));
         }
     }
@@ -291,6 +291,8 @@ impl Machine {
                 match self.relay.answer_browser_offer(now, sdp) {
                     Ok(answer) => {
                         info!("new offer for the browser leg alone");
+                        // An ICE restart gives the leg a new ufrag.
+                        self.claim_browser_port();
                         return self.update(CallUpdate::Updated { sdp: answer });
                     }
                     Err(error) => format!("488 the new offer cannot be used: {error}"),
@@ -435,6 +437,7 @@ impl Machine {
                 match self.relay.finish_browser_reoffer(now, &sdp) {
                     Ok(answer) => {
                         info!(direction = %self.relay.sip_direction(), "update answered");
+                        self.claim_browser_port();
                         self.update(CallUpdate::Updated { sdp: answer });
                     }
                     // The far end took an offer the front-end's side cannot follow: the two

@@ -148,9 +148,14 @@ impl MediaSession {
     }
 
     /// Claims the browser datagrams for the ICE username fragment `ufrag` (and, once learnt,
-    /// their source address); the claim ends with the session.
+    /// their source address); the claim ends with the session. A later ufrag (after an ICE
+    /// restart) is claimed as well.
     pub fn claim(&mut self, ufrag: String) {
-        self.route = Some(self.port.register(ufrag, self.browser_tx.clone()));
+        match &self.route {
+            // A new ufrag (an ICE restart): claimed as well.
+            Some(route) => route.also(ufrag),
+            None => self.route = Some(self.port.register(ufrag, self.browser_tx.clone())),
+        }
     }
 
     /// Gives the session the SIP leg's video port pair.

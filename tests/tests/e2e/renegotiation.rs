@@ -108,6 +108,24 @@ async fn place(
     answer
 }
 
+/// As [`place`], alice calling sipp's callee.
+async fn call_sipp(
+    client: &mut gateway_tests::Client,
+    page: &mut Chromium,
+    session: &str,
+    offer: &str,
+) -> String {
+    place(
+        client,
+        page,
+        session,
+        "alice@127.0.0.1",
+        "callee@127.0.0.1",
+        offer,
+    )
+    .await
+}
+
 /// The browser hangs up: sipp must have played its scenario through, and nothing is left.
 async fn hang_up(
     client: &mut gateway_tests::Client,
@@ -158,15 +176,7 @@ async fn a_phone_moving_to_another_codec_moves_the_browser_too() {
     .await;
     let mut page = page_at(&dir, &gateway).await;
     let offer = microphone_offer(&mut page, "pc").await;
-    let answer = place(
-        &mut client,
-        &mut page,
-        "codec",
-        "alice@127.0.0.1",
-        "callee@127.0.0.1",
-        &offer,
-    )
-    .await;
+    let answer = call_sipp(&mut client, &mut page, "codec", &offer).await;
     assert_eq!(
         formats(&answer, "audio").first().copied(),
         pt_of(&answer, "PCMU").as_deref(),
@@ -206,15 +216,7 @@ async fn a_phone_removing_the_video_stops_it_in_the_browser() {
     .await;
     let mut page = page_at(&dir, &gateway).await;
     let offer = camera_offer(&mut page, "pc").await;
-    place(
-        &mut client,
-        &mut page,
-        "novideo",
-        "alice@127.0.0.1",
-        "callee@127.0.0.1",
-        &offer,
-    )
-    .await;
+    call_sipp(&mut client, &mut page, "novideo", &offer).await;
     // The browser's own picture comes back through the phone's echo.
     wait_for_frames(&mut page, "pc").await;
     let before = audio_flows(&mut page, "pc", "audio/PCMU", 0).await;
@@ -258,15 +260,7 @@ async fn a_browser_declining_the_phones_video_declines_it_to_the_phone() {
     .await;
     let mut page = page_at(&dir, &gateway).await;
     let offer = microphone_offer(&mut page, "pc").await;
-    place(
-        &mut client,
-        &mut page,
-        "decline",
-        "alice@127.0.0.1",
-        "callee@127.0.0.1",
-        &offer,
-    )
-    .await;
+    call_sipp(&mut client, &mut page, "decline", &offer).await;
     let protocol::UpdateState::Received { sdp: offer } = update_of(&mut client, "decline").await
     else {
         panic!("the phone's video reaches the browser as an offer");
@@ -371,15 +365,7 @@ async fn crossing_re_invites_get_491_and_ours_is_retried() {
     let mut page = page_at(&dir, &gateway).await;
     let offer = microphone_offer(&mut page, "pc").await;
     let session = "glare";
-    place(
-        &mut client,
-        &mut page,
-        session,
-        "alice@127.0.0.1",
-        "callee@127.0.0.1",
-        &offer,
-    )
-    .await;
+    call_sipp(&mut client, &mut page, session, &offer).await;
     let before = audio_flows(&mut page, "pc", "audio/PCMU", 0).await;
     let hold = offer_with_direction(&mut page, "pc", "sendonly").await;
     let started = tokio::time::Instant::now();
@@ -412,15 +398,7 @@ async fn an_update_the_browser_never_answers_is_answered_and_does_not_hold_up_th
     let mut page = page_at(&dir, &gateway).await;
     let offer = microphone_offer(&mut page, "pc").await;
     let session = "silent";
-    place(
-        &mut client,
-        &mut page,
-        session,
-        "alice@127.0.0.1",
-        "callee@127.0.0.1",
-        &offer,
-    )
-    .await;
+    call_sipp(&mut client, &mut page, session, &offer).await;
     let protocol::UpdateState::Received { sdp: hold } = update_of(&mut client, session).await
     else {
         panic!("the phone's hold reaches the browser");
@@ -440,5 +418,96 @@ async fn an_update_the_browser_never_answers_is_answered_and_does_not_hold_up_th
         .await;
     let before = audio_stats(&mut page, "pc").await;
     audio_flows(&mut page, "pc", "audio/PCMU", before.packets_received).await;
+    hang_up(&mut client, session, sipp, page, &gateway).await;
+}
+
+/// The local port of Chromium's selected candidate pair.
+async fn selected_local_port(page: &mut Chromium) -> u64 {
+    let expression = "(async () => {
+        const report = await pc.getStats();
+        let port = 0;
+        report.forEach(s => {
+            if (s.type === 'transport' && s.selectedCandidatePairId) {
+                const pair = report.get(s.selectedCandidatePairId);
+                const local = pair && report.get(pair.localCandidateId);
+                if (local) port = local.port;
+            }
+        });
+        return port;
+    })()";
+    let port: Value = page
+        .command(json!({"do": "evaluate", "expression": expression}))
+        .await;
+    port.as_u64().unwrap_or(0)
+}
+
+/// The browser restarts ICE (as after a change of network: new credentials and new local
+/// ports): the new offer is answered on the browser leg alone with new credentials of ours,
+/// the new checks from the new address reach the call, and past `[media] ice_timeout` the call
+/// is still up with its audio going both ways.
+#[tokio::test]
+async fn an_ice_restart_from_the_browser_keeps_the_call() {
+    let dir = TempDir::new();
+    let port = gateway_tests::peers::free_port().to_string();
+    let mut config = gateway::Config::default();
+    config.media.ice_timeout = 4;
+    let (gateway, mut client, sipp) = through_sipp_with(
+        "uas_answer.xml",
+        &[
+            "-rtp_echo",
+            "-mp",
+            &port,
+            "-key",
+            "echo_ip",
+            "127.0.0.1",
+            "-key",
+            "echo_port",
+            &port,
+        ],
+        config,
+    )
+    .await;
+    let mut page = page_at(&dir, &gateway).await;
+    let offer = microphone_offer(&mut page, "pc").await;
+    let session = "restart";
+    let first = call_sipp(&mut client, &mut page, session, &offer).await;
+    let before = audio_flows(&mut page, "pc", "audio/PCMU", 0).await;
+    let old_port = selected_local_port(&mut page).await;
+    let expression = "(async () => {
+        pc.restartIce();
+        await pc.setLocalDescription(await pc.createOffer());
+        return pc.localDescription.sdp;
+    })()";
+    let restart = page
+        .command(json!({"do": "evaluate", "expression": expression}))
+        .await;
+    let restart = restart.as_str().expect("an SDP offer").to_owned();
+    let ufrag = |sdp: &str| {
+        sdp.lines()
+            .find_map(|line| line.strip_prefix("a=ice-ufrag:"))
+            .map(str::to_owned)
+    };
+    assert_ne!(ufrag(&restart), ufrag(&offer), "a restart: {restart}");
+    let answer = update(&mut client, session, &restart).await;
+    assert_ne!(
+        ufrag(&answer),
+        ufrag(&first),
+        "new credentials of ours: {answer}"
+    );
+    take_answer(&mut page, "pc", &answer).await;
+    // Past the consent timeout: still up, on the new path.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let state = page
+        .command(json!({"do": "evaluate", "expression": "pc.iceConnectionState"}))
+        .await;
+    assert!(
+        state == json!("connected") || state == json!("completed"),
+        "{state}"
+    );
+    let new_port = selected_local_port(&mut page).await;
+    assert_ne!(new_port, old_port, "Chromium moved to a new local port");
+    let now = audio_stats(&mut page, "pc").await;
+    audio_flows(&mut page, "pc", "audio/PCMU", now.packets_received).await;
+    assert!(now.packets_received > before.packets_received);
     hang_up(&mut client, session, sipp, page, &gateway).await;
 }
