@@ -295,8 +295,8 @@ impl Relay {
             if !browser
                 .iter()
                 .any(|p| p.format == Format::TelephoneEvent(rate))
+                && let Some(pt) = free_pt(&browser)
             {
-                let pt = free_pt(&browser);
                 browser.push(Payload {
                     pt,
                     format: Format::TelephoneEvent(rate),
@@ -315,7 +315,8 @@ impl Relay {
             let mut taken = browser.clone();
             taken.extend(payloads.iter().cloned());
             for payload in payloads {
-                let pt = free_pt(&taken);
+                // Without a free payload type the format goes without retransmission.
+                let Some(pt) = free_pt(&taken) else { break };
                 taken.push(Payload {
                     pt,
                     format: Format::TelephoneEvent(0),
@@ -931,7 +932,9 @@ fn chosen(payloads: &[Payload], codec: Codec) -> Vec<Payload> {
 fn default_payloads(codecs: &[Codec]) -> Vec<Payload> {
     let mut payloads: Vec<Payload> = Vec::new();
     for codec in codecs {
-        let pt = codec.static_pt().unwrap_or_else(|| free_pt(&payloads));
+        let Some(pt) = codec.static_pt().or_else(|| free_pt(&payloads)) else {
+            continue;
+        };
         payloads.push(Payload {
             pt,
             format: Format::Audio(*codec),
@@ -943,8 +946,8 @@ fn default_payloads(codecs: &[Codec]) -> Vec<Payload> {
         if !payloads
             .iter()
             .any(|p| p.format == Format::TelephoneEvent(rate))
+            && let Some(pt) = free_pt(&payloads)
         {
-            let pt = free_pt(&payloads);
             payloads.push(Payload {
                 pt,
                 format: Format::TelephoneEvent(rate),
@@ -1064,12 +1067,11 @@ fn spare_video(codecs: &[VideoCodec], payloads: &mut Vec<Payload>, rtx: &mut Vec
     }
 }
 
-/// A dynamic payload type not used yet.
-fn free_pt(payloads: &[Payload]) -> u8 {
+/// A dynamic payload type not used yet, if one is left.
+fn free_pt(payloads: &[Payload]) -> Option<u8> {
     (96..=127)
         .rev()
         .find(|pt| !payloads.iter().any(|p| p.pt == *pt))
-        .unwrap_or(127)
 }
 
 /// The DTLS certificate of every browser leg: made once per process. A certificate per call

@@ -788,17 +788,23 @@ pub fn common_payloads(offered: &[Payload], preference: &[Codec]) -> Vec<Payload
 
 /// The video payloads of `offered` the relay can carry, ordered by `preference`: for each
 /// preferred codec, every offered format of it (H.264 in several modes or profiles), in the
-/// offer's order.
+/// offer's order, each format once.
 pub fn common_video(offered: &[Payload], preference: &[VideoCodec]) -> Vec<Payload> {
-    preference
-        .iter()
-        .flat_map(|codec| {
-            offered.iter().filter(move |payload| {
-                matches!(payload.format, Format::Video(video) if video.codec() == *codec)
-            })
-        })
-        .cloned()
-        .collect()
+    let mut kept: Vec<Payload> = Vec::new();
+    for codec in preference {
+        for payload in offered {
+            let Format::Video(video) = payload.format else {
+                continue;
+            };
+            // One payload type per format (the first): a phone listing H.264 at several
+            // levels, or the same format many times, would use up the payload types the
+            // browser leg needs for them and their retransmissions.
+            if video.codec() == *codec && !kept.iter().any(|p| p.format == payload.format) {
+                kept.push(payload.clone());
+            }
+        }
+    }
+    kept
 }
 
 /// The browser's offer as the browser leg's WebRTC peer is to answer it: its first video m-line

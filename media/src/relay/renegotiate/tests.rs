@@ -256,3 +256,37 @@ fn a_browser_answering_the_phones_video_inactive_makes_it_inactive_for_the_phone
         None
     );
 }
+
+/// A phone offering far more payload types than there are dynamic numbers (its video format
+/// listed again and again, events at odd rates): the browser is offered each relayed format
+/// once, with valid and distinct payload types, and its answer makes a SIP answer.
+#[test]
+fn a_phone_offering_a_flood_of_payload_types_gets_a_valid_browser_offer() {
+    let now = Instant::now();
+    let mut sdp = String::from(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio 10000 RTP/AVP 0",
+    );
+    for pt in 96..=127 {
+        sdp.push_str(&format!(" {pt}"));
+    }
+    sdp.push_str("\r\na=rtpmap:0 PCMU/8000\r\n");
+    for pt in 96u32..=127 {
+        sdp.push_str(&format!("a=rtpmap:{pt} telephone-event/{}\r\n", 8000 + pt));
+    }
+    sdp.push_str("m=video 10002 RTP/AVP");
+    for pt in 35..=127 {
+        sdp.push_str(&format!(" {pt}"));
+    }
+    sdp.push_str("\r\n");
+    for pt in 35..=127 {
+        sdp.push_str(&format!("a=rtpmap:{pt} VP8/90000\r\n"));
+    }
+    let (mut relay, offer) = Relay::incoming(now, video_config(), Some(&sdp)).expect("a relay");
+    let video = line(&offer, "video");
+    assert_eq!(video.payloads.len(), 1, "VP8 once: {offer}");
+    let answer = relay
+        .accept_browser_answer(now, &browser_answer(&offer))
+        .expect("a SIP answer");
+    assert_eq!(line(&answer, "video").payloads.len(), 1, "{answer}");
+}
