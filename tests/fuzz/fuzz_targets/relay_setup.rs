@@ -9,6 +9,10 @@ use media::{Codec, RelayConfig, VideoCodec};
 /// Chrome's audio and video offer.
 pub const CHROME: &str = include_str!("../../data/sdp/chrome-offer-audio-video.sdp");
 
+/// A video phone's answer to it (not every target uses it).
+#[allow(dead_code)]
+pub const PHONE_ANSWER: &str = include_str!("../../data/sdp/baresip-answer-video.sdp");
+
 /// A relay's configuration with every codec and best-effort SRTP (so that keys in the SDP are
 /// read and used).
 pub fn config() -> RelayConfig {
