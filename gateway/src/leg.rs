@@ -16,6 +16,9 @@ use tracing::debug;
 pub(crate) enum LegCommand {
     /// The call rings here (an incoming call).
     Ring,
+    /// The call rings with early media: a 183 with our answer (an incoming call); the answer
+    /// that follows carries the same SDP.
+    EarlyMedia { sdp: String },
     /// Accept the incoming call with this answer.
     Answer {
         sdp: String,
@@ -129,6 +132,7 @@ pub(crate) fn to_sip(command: LegCommand) -> CallCommand {
     let refusal = |refusal: Refusal| (refusal.code, refusal.reason, refusal.warning);
     match command {
         LegCommand::Ring => CallCommand::Ring,
+        LegCommand::EarlyMedia { sdp } => CallCommand::EarlyMedia(Bytes::from(sdp)),
         LegCommand::Answer { sdp, headers } => CallCommand::Answer {
             sdp: Bytes::from(sdp),
             headers,

@@ -387,8 +387,17 @@ impl Bridged {
                 &format!("{} {}", refusal.code, refusal.reason),
                 false,
             ),
+            // A called browser's side has no early media to give (only a phone's branch has).
+            LegCommand::EarlyMedia { .. } if !self.caller => Some(LegEvent::Progress {
+                code: 180,
+                reason: "Ringing".to_owned(),
+                sdp: None,
+            }),
             // Only the called side rings, answers or refuses: the caller's machine never asks.
-            LegCommand::Ring | LegCommand::Answer { .. } | LegCommand::Reject(_) => None,
+            LegCommand::Ring
+            | LegCommand::EarlyMedia { .. }
+            | LegCommand::Answer { .. }
+            | LegCommand::Reject(_) => None,
             LegCommand::Hangup => {
                 if self.caller && !self.state.answered.load(Ordering::Relaxed) {
                     ended(Some(487), "487 Request Terminated", true)

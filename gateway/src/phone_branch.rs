@@ -173,6 +173,7 @@ async fn run(services: Arc<CallServices>, branch: PhoneBranch) {
         commands: &commands,
         answered: false,
         rung: false,
+        early: None,
         over: false,
     };
     let ring_deadline = Instant::now() + media.ring_timeout;
@@ -226,6 +227,8 @@ struct Branch<'a> {
     commands: &'a mpsc::UnboundedSender<LegCommand>,
     answered: bool,
     rung: bool,
+    /// Our answer to the caller given with the callee's early media (its 200 repeats it).
+    early: Option<String>,
     over: bool,
 }
 
@@ -261,20 +264,47 @@ impl Branch<'_> {
     /// An event of the callee's call.
     fn callee_said(&mut self, pair: &mut RtpPair, event: LegEvent) {
         match event {
-            LegEvent::Progress { code, .. } => {
-                // Ringing once; the callee's early media has no way to the caller here.
+            LegEvent::Progress { code, sdp, .. } => {
+                // The callee's early media: relayed at once, the caller gets our answer in a
+                // 183 (its 200 repeats it). A later early description only moves the leg.
+                if let Some(sdp) = sdp {
+                    if self.early.is_some() {
+                        let _ = pair.accept_early_answer(StdInstant::now(), &sdp);
+                        return;
+                    }
+                    match pair.accept_early_answer(StdInstant::now(), &sdp) {
+                        Ok(answer) => {
+                            info!(code, "early media from the callee");
+                            self.rung = true;
+                            self.early = Some(answer.clone());
+                            self.say(LegCommand::EarlyMedia { sdp: answer });
+                            return;
+                        }
+                        Err(error) => info!(%error, "the callee's early media cannot be used"),
+                    }
+                }
+                // Ringing once.
                 if (180..=183).contains(&code) && !std::mem::replace(&mut self.rung, true) {
                     self.say(LegCommand::Ring);
                 }
             }
             LegEvent::Answered { sdp } => {
-                let answer = sdp
-                    .ok_or_else(|| media::Error::Sdp("the callee's answer has no SDP".into()))
-                    .and_then(|sdp| pair.accept_answer(StdInstant::now(), &sdp));
+                let answer = match (sdp, &self.early) {
+                    (Some(sdp), _) => pair.accept_answer(StdInstant::now(), &sdp),
+                    // The offer was answered in a reliable 183.
+                    (None, Some(_)) => {
+                        pair.confirm(StdInstant::now());
+                        Ok(String::new())
+                    }
+                    (None, None) => Err(media::Error::Sdp("the callee's answer has no SDP".into())),
+                };
                 match answer {
                     Ok(answer) => {
                         info!("the callee answered");
                         self.answered = true;
+                        // After early media the 200 repeats the 183's answer (RFC 3261
+                        // section 13.2.1).
+                        let answer = self.early.clone().unwrap_or(answer);
                         self.say(LegCommand::Answer {
                             sdp: answer,
                             headers: Vec::new(),

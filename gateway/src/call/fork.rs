@@ -97,6 +97,7 @@ impl Fork {
             LegCommand::Hangup
             | LegCommand::AnsweredElsewhere
             | LegCommand::Ring
+            | LegCommand::EarlyMedia { .. }
             | LegCommand::Answer { .. }
             | LegCommand::Reject(_) => match self.winner {
                 Some(branch) => self.out.push_back((branch, command)),

@@ -97,6 +97,20 @@ impl IncomingFork {
                     self.out.push_back(Deliver::Phone(LegCommand::Ring));
                 }
             }
+            // Early media reaches the phone only from a lone branch: the phone's dialog with
+            // the gateway is one, and its 200 must repeat the 183's answer, which another
+            // branch's answer would not. Among several, it is ringing.
+            LegCommand::EarlyMedia { sdp } => {
+                let command = if self.over.len() == 1 {
+                    LegCommand::EarlyMedia { sdp }
+                } else {
+                    LegCommand::Ring
+                };
+                let first = !std::mem::replace(&mut self.rung, true);
+                if first || matches!(command, LegCommand::EarlyMedia { .. }) {
+                    self.out.push_back(Deliver::Phone(command));
+                }
+            }
             LegCommand::Answer { sdp, headers } => {
                 self.winner = Some(branch);
                 self.offer_open = false;

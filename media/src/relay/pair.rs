@@ -133,6 +133,9 @@ pub struct RtpPair {
     video: Option<[Leg; 2]>,
     session_id: u64,
     answered: bool,
+    /// Answered early (the callee's 183): media flows, silence is not counted yet (the
+    /// caller's phone need not send before the 200).
+    early: bool,
     created: Instant,
     next_check: Instant,
     failed: bool,
@@ -179,6 +182,7 @@ impl RtpPair {
             video,
             session_id,
             answered: false,
+            early: false,
             created: now,
             next_check: now + Duration::from_secs(1),
             failed: false,
@@ -201,8 +205,26 @@ impl RtpPair {
         Ok((pair, offer))
     }
 
-    /// The callee's answer (or early answer): the answer for the caller.
+    /// The callee's early answer (its 183): the answer for the caller's 183. Media flows from
+    /// now on; silence counts from the final answer ([`RtpPair::accept_answer`]).
+    pub fn accept_early_answer(&mut self, now: Instant, answer: &str) -> Result<String> {
+        let answer = self.accept_answer(now, answer)?;
+        self.early = true;
+        Ok(answer)
+    }
+
+    /// The callee answered without SDP, its early answer standing (a reliable 183's): silence
+    /// counts from now.
+    pub fn confirm(&mut self, now: Instant) {
+        self.early = false;
+        for leg in &mut self.legs {
+            leg.sip.last_rtp = now;
+        }
+    }
+
+    /// The callee's answer: the answer for the caller (after an early answer, the same).
     pub fn accept_answer(&mut self, now: Instant, answer: &str) -> Result<String> {
+        self.early = false;
         let description = Description::parse(answer)?;
         let (_, audio, _) = description.sip_audio_with(&self.config.srtp)?;
         let answered = answered_payloads(audio, &self.legs[1].payloads);
@@ -540,7 +562,7 @@ impl RtpPair {
             return;
         }
         self.next_check = now + Duration::from_secs(1);
-        if !self.answered || self.failed {
+        if !self.answered || self.early || self.failed {
             return;
         }
         let timeout = self.config.media_timeout;

@@ -10,14 +10,30 @@ use super::*;
 use crate::message::Message;
 
 impl Call {
-    /// Sends 180 Ringing (unless the INVITE requires reliable provisional responses).
+    /// Sends 180 Ringing (reliably when the INVITE requires it).
     pub fn ring(&mut self, now: Instant) {
+        self.provisional(now, 180, "Ringing", None);
+    }
+
+    /// Sends 183 Session Progress with our answer (early media, RFC 3261 section 13.3.1.1;
+    /// reliably when the INVITE requires it). The 200 must then carry the same answer.
+    pub fn early_media(&mut self, now: Instant, sdp: Bytes) {
+        self.provisional(now, 183, "Session Progress", Some(sdp));
+    }
+
+    fn provisional(&mut self, now: Instant, code: u16, reason: &str, sdp: Option<Bytes>) {
         if self.phase != Phase::Ringing {
             return;
         }
-        let Some(mut response) = self.dialog_response(180, "Ringing") else {
+        let Some(mut response) = self.dialog_response(code, reason) else {
             return;
         };
+        if let Some(sdp) = sdp {
+            response
+                .headers
+                .insert(Name::CONTENT_TYPE, "application/sdp");
+            response.body = sdp;
+        }
         if self.reliable_required {
             // RFC 3262: reliable, retransmitted from T1 (doubling) until the PRACK. One at a
             // time: a second ring while the first waits changes nothing.
@@ -262,5 +278,44 @@ impl Call {
             }
         }
         let _ = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+    use ezk_sip_types::Name;
+
+    use crate::call::tests::{in_dialog, incoming, only_request};
+
+    /// Early media: a 183 with our answer (and its content type), then the 200 with the same
+    /// answer; with 100rel required the 183 is reliable (RSeq), as a 180 would be.
+    #[test]
+    fn early_media_is_a_183_with_the_answer_the_200_repeats() {
+        let now = Instant::now();
+        let (mut call, _) = incoming(now, true, "");
+        call.early_media(now, Bytes::from_static(b"answer"));
+        let progress = only_request(&mut call);
+        assert_eq!(progress.code(), Some(183));
+        assert_eq!(progress.body, Bytes::from_static(b"answer"));
+        assert_eq!(
+            progress.header(&Name::CONTENT_TYPE),
+            Some("application/sdp")
+        );
+        assert!(progress.header(&Name::CONTACT).is_some());
+        call.answer(now, Bytes::from_static(b"answer"), &[]);
+        let ok = only_request(&mut call);
+        assert_eq!(ok.code(), Some(200));
+        assert_eq!(ok.body, Bytes::from_static(b"answer"));
+        call.handle_request(now, &in_dialog("ACK", 20, "", ""));
+
+        let (mut call, _) = incoming(now, true, "Require: 100rel\n");
+        call.early_media(now, Bytes::from_static(b"answer"));
+        let progress = only_request(&mut call);
+        assert_eq!(progress.code(), Some(183));
+        assert!(progress.header(&Name::RSEQ).is_some());
+        assert_eq!(progress.body, Bytes::from_static(b"answer"));
     }
 }

@@ -70,7 +70,7 @@ fn method(message: &Message) -> String {
     message.method().map(|m| m.to_string()).unwrap_or_default()
 }
 
-fn only_request(call: &mut Call) -> Message {
+pub(super) fn only_request(call: &mut Call) -> Message {
     let sent = drain(call);
     assert_eq!(
         sent.len(),
@@ -457,7 +457,7 @@ Content-Length: 0
 
 ";
 
-fn incoming(now: Instant, sdp: bool, extra: &str) -> (Call, Message) {
+pub(super) fn incoming(now: Instant, sdp: bool, extra: &str) -> (Call, Message) {
     let mut text = INCOMING.replace(
         "Content-Length: 0\n",
         &format!("{extra}Content-Length: 0\n"),
@@ -478,7 +478,7 @@ fn incoming(now: Instant, sdp: bool, extra: &str) -> (Call, Message) {
 }
 
 /// A request from the far end in the dialog.
-fn in_dialog(method: &str, cseq: u32, extra: &str, body: &str) -> Message {
+pub(super) fn in_dialog(method: &str, cseq: u32, extra: &str, body: &str) -> Message {
     parse(&format!(
         "{method} sip:c0ffee@127.0.0.1:5062 SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK{method}{cseq}

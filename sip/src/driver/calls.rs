@@ -113,6 +113,8 @@ pub enum CallCommand {
     AnsweredElsewhere,
     /// Send 180 Ringing (incoming).
     Ring,
+    /// Send 183 Session Progress with our answer, for early media (incoming).
+    EarlyMedia(Bytes),
     /// Answer with 200 OK (incoming).
     Answer {
         /// The SDP.
@@ -413,6 +415,7 @@ impl Driver {
             CallCommand::Hangup => sip.hangup(now),
             CallCommand::AnsweredElsewhere => sip.hangup_answered_elsewhere(now),
             CallCommand::Ring => sip.ring(now),
+            CallCommand::EarlyMedia(sdp) => sip.early_media(now, sdp),
             CallCommand::Answer { sdp, headers } => sip.answer(now, sdp, &headers),
             CallCommand::Reject {
                 code,

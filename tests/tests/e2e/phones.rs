@@ -162,3 +162,60 @@ async fn a_phones_call_rings_the_callees_browser_and_phone() {
     assert_eq!(reasons, 1, "only the CANCEL of the second call said so");
     nothing_left(&gateway).await;
 }
+
+/// A callee with early media (baresip's `answermode=early`: a 183 with its SDP, then the 200
+/// once told to accept): the caller gets a 183 with our answer and the media path is up before
+/// the answer (baresip's early mode sends nothing before it accepts, so the early path is seen
+/// from the caller's side: the caller's RTP reaches the callee while its call still rings); the 200
+/// repeats the 183's answer, and then each hears the other.
+#[tokio::test]
+async fn a_phones_early_media_reaches_the_calling_phone() {
+    let gateway = Gateway::start(shipped()).await;
+    let carol = phone_with(&gateway, "carol", 1500.0, "answermode=auto").await;
+    let frank = phone_with(&gateway, "frank", 700.0, "answermode=early").await;
+    carol.command("dial", &format!("sip:frank@{DOMAIN}"));
+    assert!(
+        frank
+            .wait_log("incoming rtp for 'audio' established", WAIT)
+            .await,
+        "carol's audio reaches frank before he answers:\n{}",
+        frank.log.text()
+    );
+    assert!(!frank.log.text().contains("CALL_ESTABLISHED"));
+    let log = carol.log.text();
+    assert!(
+        log.contains("183 Session Progress (application/sdp)"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("CALL_ESTABLISHED"),
+        "not answered yet:\n{log}"
+    );
+    frank.command("accept", "");
+    assert!(
+        carol.wait_for("CALL_ESTABLISHED", 1, WAIT).await,
+        "{}",
+        carol.log.text()
+    );
+    assert!(
+        carol.until_received(700.0, 2.0, WAIT).await,
+        "carol hears frank: {:?}",
+        carol.received_tone()
+    );
+    // The 200's SDP is the 183's (our o= line, the same both times).
+    let log = carol.log.text();
+    let origins: Vec<&str> = log.lines().filter(|line| line.starts_with("o=")).collect();
+    // The first is carol's own (her INVITE's).
+    let ours: Vec<&str> = origins
+        .iter()
+        .filter(|line| Some(*line) != origins.first())
+        .copied()
+        .collect();
+    assert!(
+        ours.len() >= 2 && ours.windows(2).all(|pair| pair[0] == pair[1]),
+        "{ours:?}"
+    );
+    carol.command("hangup", "");
+    assert!(frank.wait_for("CALL_CLOSED", 1, WAIT).await);
+    nothing_left(&gateway).await;
+}

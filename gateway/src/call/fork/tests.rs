@@ -66,6 +66,7 @@ fn sent(fork: &mut Fork) -> Vec<String> {
                 LegCommand::AnswerOffer(_) => "answer offer",
                 LegCommand::Reoffer(_) => "reoffer",
                 LegCommand::Ring => "ring",
+                LegCommand::EarlyMedia { .. } => "early media",
                 LegCommand::Answer { .. } => "answer",
                 LegCommand::Reject(_) => "reject",
             };

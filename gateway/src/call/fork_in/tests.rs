@@ -165,3 +165,27 @@ fn the_phone_going_away_ends_every_branch() {
     );
     assert!(fork.is_over());
 }
+
+/// A lone branch's early media reaches the phone (a 183 with its answer); among several it is
+/// ringing, heard once.
+#[test]
+fn early_media_reaches_the_phone_only_from_a_lone_branch() {
+    let early = || LegCommand::EarlyMedia {
+        sdp: "ours".to_owned(),
+    };
+    let mut fork = IncomingFork::new(1);
+    fork.command(0, LegCommand::Ring);
+    fork.command(0, early());
+    assert_eq!(
+        delivered(&mut fork),
+        ["phone: ring", "phone: EarlyMedia { sdp: \"ours\" }"]
+    );
+    fork.command(0, answer("ours"));
+    assert_eq!(delivered(&mut fork), ["phone: answer ours"]);
+
+    let mut fork = IncomingFork::new(2);
+    fork.command(0, early());
+    fork.command(1, LegCommand::Ring);
+    fork.command(1, early());
+    assert_eq!(delivered(&mut fork), ["phone: ring"]);
+}

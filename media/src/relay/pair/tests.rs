@@ -340,3 +340,42 @@ fn a_callee_without_video_leaves_the_call_with_audio() {
     assert_eq!(description.lines[1].kind, "video");
     assert_eq!(description.lines[1].port, 0, "{answer}");
 }
+
+/// Early media: the callee's 183 makes the caller's answer and media flows at once, but
+/// silence is not counted until the final answer (a caller need not send before its 200),
+/// whose answer for the caller is the same.
+#[test]
+fn an_early_answer_relays_at_once_and_counts_silence_from_the_final_one() {
+    let now = Instant::now();
+    let (mut pair, _) = RtpPair::new(
+        now,
+        config(SrtpMode::Never),
+        &phone(CALLER, "RTP/AVP", 101, ""),
+    )
+    .expect("pair");
+    let callee = phone(CALLEE, "RTP/AVP", 96, "");
+    let early = pair
+        .accept_early_answer(now, &callee)
+        .expect("an early answer");
+    // The callee's early media reaches the caller at once.
+    pair.handle(
+        now,
+        Side::Callee,
+        addr(CALLEE),
+        &rtp(0, 1, b"ringback"),
+        false,
+    );
+    assert_eq!(sent(&mut pair).len(), 1);
+    let later = now + Duration::from_secs(60);
+    pair.handle_timeout(later);
+    assert_eq!(pair.poll_event(), None, "no silence counted while it rings");
+    let answer = pair
+        .accept_answer(later, &callee)
+        .expect("the final answer");
+    assert_eq!(answer, early);
+    pair.handle_timeout(later + Duration::from_secs(6));
+    assert!(matches!(
+        pair.poll_event(),
+        Some(crate::relay::Event::Failed(_))
+    ));
+}
