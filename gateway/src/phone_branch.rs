@@ -60,15 +60,9 @@ async fn run(services: Arc<CallServices>, branch: PhoneBranch) {
     let Some(local) = services.local.clone() else {
         return;
     };
-    if invite.sdp.iter().all(u8::is_ascii_whitespace) {
-        let why = "a call between phones needs an offer in the INVITE (none came)";
-        let warning = sip::Warning::new(sip::Warning::MISCELLANEOUS, why);
-        return say(LegCommand::Reject(Refusal::new(
-            488,
-            "Not Acceptable Here",
-            Some(warning),
-        )));
-    }
+    // An INVITE without an offer: the callee gets ours, its answer makes our offer to the
+    // caller (in the 200), whose answer comes in the ACK.
+    let offerless = invite.sdp.iter().all(u8::is_ascii_whitespace);
     let media = &services.media;
     let (Ok(caller_ports), Ok(callee_ports)) = (media.ports.allocate(), media.ports.allocate())
     else {
@@ -118,7 +112,12 @@ async fn run(services: Arc<CallServices>, branch: PhoneBranch) {
         video_codecs: media.video_codecs.clone(),
     };
     let offer = String::from_utf8_lossy(&invite.sdp).into_owned();
-    let (mut pair, callee_offer) = match RtpPair::new(StdInstant::now(), config, &offer) {
+    let made = if offerless {
+        Ok(RtpPair::offerless(StdInstant::now(), config))
+    } else {
+        RtpPair::new(StdInstant::now(), config, &offer)
+    };
+    let (mut pair, callee_offer) = match made {
         Ok(made) => made,
         Err(error) => {
             info!(%error, "the caller's offer cannot be relayed to a phone");
@@ -174,6 +173,7 @@ async fn run(services: Arc<CallServices>, branch: PhoneBranch) {
         answered: false,
         rung: false,
         early: None,
+        awaiting_ack_answer: offerless,
         over: false,
     };
     let ring_deadline = Instant::now() + media.ring_timeout;
@@ -229,6 +229,8 @@ struct Branch<'a> {
     rung: bool,
     /// Our answer to the caller given with the callee's early media (its 200 repeats it).
     early: Option<String>,
+    /// The caller's INVITE had no offer: its answer to ours comes in the ACK.
+    awaiting_ack_answer: bool,
     over: bool,
 }
 
@@ -267,7 +269,9 @@ impl Branch<'_> {
             LegEvent::Progress { code, sdp, .. } => {
                 // The callee's early media: relayed at once, the caller gets our answer in a
                 // 183 (its 200 repeats it). A later early description only moves the leg.
-                if let Some(sdp) = sdp {
+                // (Not for a caller that made no offer: ours could only go in a reliable
+                // response, and the 200 carries it.)
+                if let Some(sdp) = sdp.filter(|_| !self.awaiting_ack_answer) {
                     if self.early.is_some() {
                         let _ = pair.accept_early_answer(StdInstant::now(), &sdp);
                         return;
@@ -380,6 +384,18 @@ impl Branch<'_> {
             }
             LegEvent::Answer { sdp } => {
                 let _ = pair.accept_reanswer(Side::Caller, &sdp);
+            }
+            // The caller's answer to our offer in the 200 (its INVITE had none).
+            LegEvent::Confirmed { sdp } if std::mem::take(&mut self.awaiting_ack_answer) => {
+                let taken = sdp
+                    .ok_or_else(|| media::Error::Sdp("the ACK has no answer".into()))
+                    .and_then(|sdp| pair.accept_reanswer(Side::Caller, &sdp));
+                if let Err(error) = taken {
+                    info!(%error, "the caller's answer cannot be used");
+                    self.to_callee(LegCommand::Hangup);
+                    self.say(LegCommand::Hangup);
+                    self.over = true;
+                }
             }
             LegEvent::Dtmf { digit, duration } => {
                 self.to_callee(LegCommand::Dtmf { digit, duration });

@@ -929,7 +929,7 @@ fn chosen(payloads: &[Payload], codec: Codec) -> Vec<Payload> {
 
 /// Our payloads when we make the first offer: the configured codecs (static payload types where
 /// they have one) and telephone-event at their rates.
-fn default_payloads(codecs: &[Codec]) -> Vec<Payload> {
+pub(super) fn default_payloads(codecs: &[Codec]) -> Vec<Payload> {
     let mut payloads: Vec<Payload> = Vec::new();
     for codec in codecs {
         let Some(pt) = codec.static_pt().or_else(|| free_pt(&payloads)) else {

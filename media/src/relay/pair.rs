@@ -136,6 +136,8 @@ pub struct RtpPair {
     /// Answered early (the callee's 183): media flows, silence is not counted yet (the
     /// caller's phone need not send before the 200).
     early: bool,
+    /// The caller's INVITE had no offer: our answer to it is an offer.
+    offerless: bool,
     created: Instant,
     next_check: Instant,
     failed: bool,
@@ -157,6 +159,45 @@ impl RtpPair {
         let description = Description::parse(caller_offer)?;
         let (_, audio, _) = description.sip_audio_with(&config.srtp)?;
         let payloads = relayable(audio, &config.codecs)?;
+        let mut pair = RtpPair::with_payloads(now, config, &payloads, Some(&description));
+        pair.take_description(Side::Caller, description, true)?;
+        Ok(pair.offer_to_callee())
+    }
+
+    /// A call from a phone whose INVITE had no offer: the pair, and our offer for the callee
+    /// (every configured codec, audio alone). The callee's answer makes our offer to the
+    /// caller ([`RtpPair::accept_answer`]), whose answer comes in its ACK
+    /// ([`RtpPair::accept_reanswer`]).
+    pub fn offerless(now: Instant, config: PairConfig) -> (RtpPair, String) {
+        let payloads = super::default_payloads(&config.codecs);
+        let mut pair = RtpPair::with_payloads(now, config, &payloads, None);
+        pair.offerless = true;
+        let caller = &mut pair.legs[0];
+        caller.offered_keys = pair.config.srtp.offer();
+        caller.secure = pair.config.srtp.mode == SrtpMode::Mandatory;
+        pair.offer_to_callee()
+    }
+
+    /// Keys for the callee's leg, and our offer to it.
+    fn offer_to_callee(mut self) -> (RtpPair, String) {
+        let callee = &mut self.legs[1];
+        callee.offered_keys = self.config.srtp.offer();
+        callee.secure = self.config.srtp.mode == SrtpMode::Mandatory;
+        if let Some(video) = &mut self.video {
+            video[1].offered_keys = self.config.srtp.offer();
+            video[1].secure = self.config.srtp.mode == SrtpMode::Mandatory;
+        }
+        let offer = self.describe(Side::Callee, Direction::SendRecv, false);
+        (self, offer)
+    }
+
+    /// A pair whose legs start with `payloads` (video as the caller's offer has it).
+    fn with_payloads(
+        now: Instant,
+        config: PairConfig,
+        payloads: &[Payload],
+        description: Option<&Description>,
+    ) -> RtpPair {
         let leg = |rtp: SocketAddr, ssrc: u32, payloads: &[Payload]| Leg {
             sip: SipLeg::new(now, ssrc),
             rtp,
@@ -168,21 +209,22 @@ impl RtpPair {
             known: payloads.iter().map(|payload| payload.pt).collect(),
         };
         let video = config.video.and_then(|(caller, callee)| {
-            let (_, line, _) = description.sip_video_with(&config.srtp)?;
+            let (_, line, _) = description?.sip_video_with(&config.srtp)?;
             let payloads = common_video(&line.payloads, &config.video_codecs);
             (!payloads.is_empty()).then(|| [leg(caller, 3, &payloads), leg(callee, 4, &payloads)])
         });
         let session_id =
             u64::from(config.caller_rtp.port()) << 20 | u64::from(config.callee_rtp.port());
-        let mut pair = RtpPair {
+        RtpPair {
             legs: [
-                leg(config.caller_rtp, 1, &payloads),
-                leg(config.callee_rtp, 2, &payloads),
+                leg(config.caller_rtp, 1, payloads),
+                leg(config.callee_rtp, 2, payloads),
             ],
             video,
             session_id,
             answered: false,
             early: false,
+            offerless: false,
             created: now,
             next_check: now + Duration::from_secs(1),
             failed: false,
@@ -192,17 +234,7 @@ impl RtpPair {
             current: None,
             events: VecDeque::new(),
             config,
-        };
-        pair.take_description(Side::Caller, description, true)?;
-        let callee = &mut pair.legs[1];
-        callee.offered_keys = pair.config.srtp.offer();
-        callee.secure = pair.config.srtp.mode == SrtpMode::Mandatory;
-        if let Some(video) = &mut pair.video {
-            video[1].offered_keys = pair.config.srtp.offer();
-            video[1].secure = pair.config.srtp.mode == SrtpMode::Mandatory;
         }
-        let offer = pair.describe(Side::Callee, Direction::SendRecv, false);
-        Ok((pair, offer))
     }
 
     /// The callee's early answer (its 183): the answer for the caller's 183. Media flows from
@@ -222,7 +254,8 @@ impl RtpPair {
         }
     }
 
-    /// The callee's answer: the answer for the caller (after an early answer, the same).
+    /// The callee's answer: the answer for the caller (after an early answer, the same), or,
+    /// when the caller made no offer, our offer to it.
     pub fn accept_answer(&mut self, now: Instant, answer: &str) -> Result<String> {
         self.early = false;
         let description = Description::parse(answer)?;
@@ -248,6 +281,10 @@ impl RtpPair {
         self.answered = true;
         self.legs[0].sip.last_rtp = now;
         self.legs[1].sip.last_rtp = now;
+        if self.offerless {
+            // Our offer for the caller's 200, in what the callee chose.
+            return Ok(self.describe(Side::Caller, Direction::SendRecv, false));
+        }
         let direction = self.legs[0].sip.direction;
         Ok(self.describe(Side::Caller, direction, true))
     }

@@ -401,6 +401,16 @@ async fn sipp_phone(
     scenario: &str,
     service: &str,
 ) -> Result<(), String> {
+    sipp_phone_with(gateway, scenario, service, &[]).await
+}
+
+/// As [`sipp_phone`], with more arguments for sipp.
+pub(crate) async fn sipp_phone_with(
+    gateway: std::net::SocketAddr,
+    scenario: &str,
+    service: &str,
+    extra: &[&str],
+) -> Result<(), String> {
     let sipp = gateway_tests::peers::require("sipp", "sip-tester");
     let output = tokio::process::Command::new(sipp)
         .arg(gateway.to_string())
@@ -412,6 +422,7 @@ async fn sipp_phone(
         // Each answer must come at once: the echo used to leave re-INVITEs unanswered (the
         // phone's BYE then waited 32 s).
         .args(["-timeout", "8", "-timeout_error", "-recv_timeout", "3000"])
+        .args(extra)
         .current_dir(std::env::temp_dir())
         .output()
         .await

@@ -219,3 +219,30 @@ async fn a_phones_early_media_reaches_the_calling_phone() {
     assert!(frank.wait_for("CALL_CLOSED", 1, WAIT).await);
     nothing_left(&gateway).await;
 }
+
+/// A phone calls a phone of the local domain with an INVITE without an offer (sipp): the
+/// callee gets our offer, its answer makes the offer in the caller's 200 (sipp checks it), and
+/// the caller's answer in its ACK completes the call: the callee's tone goes round through the
+/// caller's echo and comes back to it.
+#[tokio::test]
+async fn an_offerless_call_between_phones_is_connected() {
+    let gateway = Gateway::start(shipped()).await;
+    let grace = phone(&gateway, "grace", "anything", 700.0).await;
+    let caller = tokio::spawn(crate::local::sipp_phone_with(
+        gateway.sip.0,
+        "uac_offerless_call.xml",
+        "grace",
+        &["-rtp_echo"],
+    ));
+    assert!(
+        grace.until_received(700.0, 1.0, WAIT).await,
+        "grace hears her own tone back: {:?}\n{}",
+        grace.received_tone(),
+        grace.log.text()
+    );
+    if let Err(output) = caller.await.expect("sipp ran") {
+        panic!("the offerless call did not go as a call does:\n{output}");
+    }
+    assert!(grace.wait_for("CALL_CLOSED", 1, WAIT).await);
+    nothing_left(&gateway).await;
+}

@@ -379,3 +379,44 @@ fn an_early_answer_relays_at_once_and_counts_silence_from_the_final_one() {
         Some(crate::relay::Event::Failed(_))
     ));
 }
+
+/// A caller whose INVITE had no offer: the callee is offered every configured codec, its
+/// answer makes our offer to the caller in that codec alone, and the caller's answer (in its
+/// ACK) completes the pair: packets cross both ways.
+#[test]
+fn an_offerless_caller_gets_our_offer_in_the_callees_codec() {
+    let now = Instant::now();
+    let (mut pair, offer) = RtpPair::offerless(now, config(SrtpMode::Never));
+    let offered = Description::parse(&offer).expect("SDP").lines[0].clone();
+    assert_eq!(offered.rtp_target(), Some(addr("127.0.0.1:30002")));
+    assert!(offered.formats.len() >= 4, "every codec: {offer}");
+    let ours = pair
+        .accept_answer(now, &phone(CALLEE, "RTP/AVP", 96, ""))
+        .expect("our offer to the caller");
+    let line = Description::parse(&ours).expect("SDP").lines[0].clone();
+    assert_eq!(line.rtp_target(), Some(addr("127.0.0.1:30000")), "{ours}");
+    assert_eq!(line.direction, Direction::SendRecv);
+    assert!(
+        line.payloads
+            .iter()
+            .all(|payload| !matches!(payload.format, Format::Audio(codec) if codec != Codec::Pcmu)),
+        "PCMU alone: {ours}"
+    );
+    let te = line
+        .payloads
+        .iter()
+        .find(|payload| matches!(payload.format, Format::TelephoneEvent(8_000)))
+        .map_or(101, |payload| payload.pt);
+    pair.accept_reanswer(Side::Caller, &phone(CALLER, "RTP/AVP", te, ""))
+        .expect("the caller's answer");
+    pair.handle(now, Side::Caller, addr(CALLER), &rtp(0, 1, b"hello"), false);
+    pair.handle(now, Side::Callee, addr(CALLEE), &rtp(0, 1, b"there"), false);
+    let crossed: Vec<(Side, SocketAddr)> = sent(&mut pair)
+        .into_iter()
+        .map(|(side, destination, _)| (side, destination))
+        .collect();
+    assert_eq!(
+        crossed,
+        [(Side::Callee, addr(CALLEE)), (Side::Caller, addr(CALLER))]
+    );
+}
