@@ -200,8 +200,10 @@ function track(call) {
     }
     call.answerUpdate({ localStream }).catch((error) => showError(error.message));
   });
-  call.on('mediaUpdated', ({ hasLocalVideo, onHold }) => {
+  call.on('mediaUpdated', ({ hasLocalVideo, hasRemoteVideo, onHold }) => {
     $('hold').textContent = onHold ? 'Resume' : 'Hold';
+    // The far end removed its video (or holds it): no frozen picture.
+    $('remote-video').hidden = !hasRemoteVideo;
     badge($('call-state'), onHold ? 'on hold' : call.state, onHold ? '' : 'good');
     if (!hasLocalVideo && videoRequested) showError('The other side does not take video.');
     videoRequested = false;

@@ -438,10 +438,10 @@ impl Relay {
                 let mut rtx = self.browser_video_payload(&browser, &mut payloads);
                 let keep = self.browser_video_keep(&browser);
                 let video = self.video.is_some();
-                if !video {
-                    // Video may come later (the browser adds it): the peer knows the formats.
-                    spare_video(&self.config.video_codecs, &mut payloads, &mut rtx);
-                }
+                // Video may come later (the browser or the phone adds it), or come back in
+                // another format after it was removed: the peer knows every configured format
+                // (the browser's answer is restricted to the agreed one).
+                spare_video(&self.config.video_codecs, &mut payloads, &mut rtx);
                 let mut rtc = build_rtc(now, &self.config, &payloads, &rtx, video)?;
                 let offer = SdpOffer::from_sdp_string(&crate::sdp::restrict_video(
                     &offer_text,

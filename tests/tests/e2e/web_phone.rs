@@ -368,14 +368,19 @@ async fn the_web_phone_makes_a_video_call_holds_it_and_shares_the_screen() {
     );
     page.screenshot(&screenshots().join("video-call.png")).await;
 
-    // Hold: the call's state says so; resume: the picture moves again.
+    // Hold: the call's state says so, and no frozen far-end picture stays shown; resume: the
+    // picture is back and moves again.
+    let remote_shown = json!({"do": "visible", "selector": "#remote-video"});
+    assert_eq!(page.command(remote_shown.clone()).await, json!(true));
     page.command(json!({"do": "click", "selector": "#hold"}))
         .await;
     page.wait_text("#call-state", "^on hold$").await;
     page.wait_text("#hold", "^Resume$").await;
+    assert_eq!(page.command(remote_shown.clone()).await, json!(false));
     page.command(json!({"do": "click", "selector": "#hold"}))
         .await;
     page.wait_text("#hold", "^Hold$").await;
+    assert_eq!(page.command(remote_shown).await, json!(true));
     tokio::time::sleep(Duration::from_millis(500)).await;
     watch_moving(&mut page, pc, 3).await;
 

@@ -290,3 +290,50 @@ fn a_phone_offering_a_flood_of_payload_types_gets_a_valid_browser_offer() {
         .expect("a SIP answer");
     assert_eq!(line(&answer, "video").payloads.len(), 1, "{answer}");
 }
+
+/// The phone removes its video and later adds it again in another format than the call's
+/// first: the browser's stopped video m-line gives way to a new one (or is recycled) in a
+/// valid offer of that format alone, and the answers on both sides carry the video again.
+#[test]
+fn video_removed_then_added_again_by_the_phone() {
+    let now = Instant::now();
+    let (mut relay, chrome) = call(
+        "chrome-offer-audio-video.sdp",
+        "baresip-answer-video.sdp",
+        video_config(),
+    );
+    let removed = data("baresip-answer-video.sdp").replace("m=video 10022", "m=video 0");
+    relay.answer_sip_offer(&removed).expect("answered");
+    let offer = relay.browser_update().expect("an offer").expect("stopped");
+    relay
+        .accept_browser_update(now, &as_browser_of(&browser_answer(&offer), &chrome))
+        .expect("accepted");
+    assert!(relay.video.is_none());
+    // Back, in another format (VP9 or VP8: VP8, the configuration's first): the browser leg's
+    // peer knows every configured one.
+    let again = data("baresip-offer-video.sdp");
+    let answer = relay.answer_sip_offer(&again).expect("answered");
+    assert_eq!(line(&answer, "video").port, 30002, "{answer}");
+    let offer = relay
+        .browser_update()
+        .expect("an offer")
+        .expect("video offered again");
+    let video_lines = offer.matches("m=video ").count();
+    assert!(video_lines >= 1, "{offer}");
+    assert!(
+        offer.contains("m=video 9 "),
+        "a live video m-line again: {offer}"
+    );
+    assert!(
+        offer.contains("VP8/90000") && !offer.contains("VP9/90000"),
+        "{offer}"
+    );
+    let browser = as_browser_of(&browser_answer(&offer), &chrome);
+    assert_eq!(
+        relay
+            .accept_browser_update(now, &browser)
+            .expect("accepted"),
+        None
+    );
+    assert!(relay.video.is_some());
+}
