@@ -511,3 +511,113 @@ async fn an_ice_restart_from_the_browser_keeps_the_call() {
     assert!(now.packets_received > before.packets_received);
     hang_up(&mut client, session, sipp, page, &gateway).await;
 }
+
+/// Runs `expression` in the page and returns the SDP it gives.
+async fn sdp_of(page: &mut Chromium, expression: String) -> String {
+    let sdp = page
+        .command(json!({"do": "evaluate", "expression": expression}))
+        .await;
+    sdp.as_str().expect("an SDP").to_owned()
+}
+
+/// Two browsers of the local domain in an audio call: the caller adds its camera (a new offer
+/// through `session-update`), the callee gets it as `update` `received` and answers with its
+/// own camera, and each then decodes the other's moving picture, across the gateway's bridge
+/// (both relays take a video port pair mid-call).
+#[tokio::test]
+async fn a_browser_adds_video_to_a_call_with_another_browser() {
+    let dir = TempDir::new();
+    let gateway = gateway_tests::Gateway::start(shipped()).await;
+    let mut alice = local_client(&gateway, "alice").await;
+    let mut bob = local_client(&gateway, "bob").await;
+    let mut page = page_at(&dir, &gateway).await;
+    let offer = microphone_offer(&mut page, "alice").await;
+    alice
+        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
+            "account": format!("alice@{DOMAIN}"), "session": "to-bob",
+            "uri": format!("bob@{DOMAIN}"), "sdp": offer}))
+        .await;
+    let (session, offer) = crate::fork::incoming(&mut bob).await;
+    let answer = sdp_of(
+        &mut page,
+        format!(
+            "(async () => {{
+                const pc = window.bob = new RTCPeerConnection();
+                const media = await navigator.mediaDevices.getUserMedia({{audio: true}});
+                await pc.setRemoteDescription({{type: 'offer', sdp: {}}});
+                for (const track of media.getTracks()) pc.addTrack(track, media);
+                await pc.setLocalDescription(await pc.createAnswer());
+                return pc.localDescription.sdp;
+            }})()",
+            serde_json::to_string(&offer).unwrap()
+        ),
+    )
+    .await;
+    bob.expect_ack_amid_events(
+        json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}),
+    )
+    .await;
+    let answer = answered(&mut alice, "to-bob").await;
+    take_answer(&mut page, "alice", &answer).await;
+    // Between browsers the call is in opus.
+    audio_flows(&mut page, "alice", "audio/opus", 0).await;
+
+    // Alice adds her camera.
+    let with_video = sdp_of(
+        &mut page,
+        "(async () => {
+            const media = await navigator.mediaDevices.getUserMedia(
+                {video: {width: 640, height: 480, frameRate: 30}});
+            for (const track of media.getTracks()) alice.addTrack(track, media);
+            await alice.setLocalDescription(await alice.createOffer());
+            return alice.localDescription.sdp;
+        })()"
+            .to_owned(),
+    )
+    .await;
+    alice
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-update", "session": "to-bob", "sdp": with_video}),
+        )
+        .await;
+    let protocol::UpdateState::Received { sdp: offer } = update_of(&mut bob, &session).await else {
+        panic!("alice's video reaches bob as an offer");
+    };
+    assert!(offer.contains("m=video 9"), "{offer}");
+    let answer = sdp_of(
+        &mut page,
+        format!(
+            "(async () => {{
+                await bob.setRemoteDescription({{type: 'offer', sdp: {}}});
+                const media = await navigator.mediaDevices.getUserMedia(
+                    {{video: {{width: 640, height: 480, frameRate: 30}}}});
+                for (const t of bob.getTransceivers())
+                    if (t.receiver.track.kind === 'video') {{
+                        await t.sender.replaceTrack(media.getVideoTracks()[0]);
+                        t.direction = 'sendrecv';
+                    }}
+                await bob.setLocalDescription(await bob.createAnswer());
+                return bob.localDescription.sdp;
+            }})()",
+            serde_json::to_string(&offer).unwrap()
+        ),
+    )
+    .await;
+    bob.expect_ack_amid_events(
+        json!({"sylkrtc": "session-update", "session": session, "sdp": answer}),
+    )
+    .await;
+    let protocol::UpdateState::Accepted { sdp: answer } = update_of(&mut alice, "to-bob").await
+    else {
+        panic!("alice's update is accepted");
+    };
+    assert!(answer.contains("m=video 9"), "{answer}");
+    take_answer(&mut page, "alice", &answer).await;
+    wait_for_frames(&mut page, "alice").await;
+    wait_for_frames(&mut page, "bob").await;
+    alice
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-bob"}))
+        .await;
+    page.close().await;
+    nothing_left(&gateway).await;
+}

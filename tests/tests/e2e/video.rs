@@ -367,15 +367,7 @@ async fn two_browsers_see_each_other_through_the_gateway() {
             "account": format!("alice@{DOMAIN}"), "session": "to-bob",
             "uri": format!("bob@{DOMAIN}"), "sdp": offer}))
         .await;
-    let (session, offer) = loop {
-        if let protocol::ServerMessage::Event(protocol::Event::Account {
-            event: protocol::AccountEvent::IncomingSession { session, sdp, .. },
-            ..
-        }) = crate::calls::next(&mut bob).await
-        {
-            break (session, sdp);
-        }
-    };
+    let (session, offer) = crate::fork::incoming(&mut bob).await;
     assert!(offer.contains("m=video"), "{offer}");
     let answer = camera_answer(&mut page, "bob", &offer).await;
     bob.expect_ack_amid_events(
