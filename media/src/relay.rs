@@ -310,6 +310,8 @@ impl Relay {
             .as_ref()
             .and_then(|description| VideoStream::from_sip_offer(now, &config, description));
         let mut rtx = Vec::new();
+        // What the browser is offered of the video: the SIP side's formats and their RTX.
+        let mut offered_video: Option<Vec<u8>> = None;
         if let Some(video) = &video {
             let payloads = &video.track.sip_payloads;
             let mut taken = browser.clone();
@@ -325,10 +327,18 @@ impl Relay {
                 rtx.push((pt, payload.pt));
             }
             browser.extend(payloads.iter().cloned());
-        } else {
-            // Video may come later (the browser adds it): the peer knows the formats.
-            spare_video(&config.video_codecs, &mut browser, &mut rtx);
+            offered_video = Some(
+                payloads
+                    .iter()
+                    .map(|payload| payload.pt)
+                    .chain(rtx.iter().map(|(repair, _)| *repair))
+                    .collect(),
+            );
         }
+        // Video may come later (either side adds it), or come back in another format after it
+        // was removed: the peer knows every configured format (the offer's video m-line is
+        // restricted to the SIP side's).
+        spare_video(&config.video_codecs, &mut browser, &mut rtx);
         let mut rtc = build_rtc(now, &config, &browser, &rtx, video.is_some())?;
         let mut api = rtc.sdp_api();
         let mid = api.add_media(
@@ -370,7 +380,14 @@ impl Relay {
             // Offerless INVITE: our offer goes in the 200.
             None => relay.offer_keys(),
         }
-        Ok((relay, offer.to_sdp_string()))
+        let offer = offer.to_sdp_string();
+        Ok((
+            relay,
+            match offered_video {
+                Some(keep) => crate::sdp::keep_formats(&offer, "video", &keep),
+                None => offer,
+            },
+        ))
     }
 
     /// The SIP side's answer (or early answer, from a 183) to our offer. The first time, returns

@@ -337,3 +337,41 @@ fn video_removed_then_added_again_by_the_phone() {
     );
     assert!(relay.video.is_some());
 }
+
+/// An incoming video call: the browser is offered the phone's video formats alone (its leg
+/// knows every configured one besides), and after the phone removed its video it can bring it
+/// back in another of them (H.264, which its first offer did not have).
+#[test]
+fn an_incoming_video_call_offers_the_phones_formats_and_takes_others_later() {
+    let now = Instant::now();
+    let (mut relay, offer) =
+        Relay::incoming(now, video_config(), Some(&data("baresip-offer-video.sdp")))
+            .expect("a relay");
+    assert!(
+        !offer.contains("H264/90000"),
+        "the phone's formats alone: {offer}"
+    );
+    assert!(
+        offer.contains("VP8/90000") && offer.contains("VP9/90000"),
+        "{offer}"
+    );
+    let browser = browser_answer(&offer);
+    relay
+        .accept_browser_answer(now, &browser)
+        .expect("a SIP answer");
+    assert!(relay.video.is_some());
+    let removed = data("baresip-offer-video.sdp").replace("m=video 10032", "m=video 0");
+    relay.answer_sip_offer(&removed).expect("answered");
+    let stop = relay.browser_update().expect("an offer").expect("stopped");
+    relay
+        .accept_browser_update(now, &as_browser_of(&browser_answer(&stop), &browser))
+        .expect("accepted");
+    let h264 = data("baresip-answer-video.sdp");
+    let answer = relay.answer_sip_offer(&h264).expect("answered");
+    assert_eq!(line(&answer, "video").port, 30002, "{answer}");
+    let again = relay
+        .browser_update()
+        .expect("an offer")
+        .expect("video offered again");
+    assert!(again.contains("H264/90000"), "{again}");
+}
