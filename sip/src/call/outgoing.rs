@@ -427,3 +427,6 @@ fn same_target(a: &str, b: &str) -> bool {
     };
     strip(a) == strip(b)
 }
+
+#[cfg(test)]
+mod tests;

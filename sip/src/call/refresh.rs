@@ -307,3 +307,6 @@ fn retry_after(request: &Message) -> String {
     request.header(&Name::CSEQ).hash(&mut hasher);
     (1 + hasher.finish() % 10).to_string()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ezk_sip_types::{Method, Name};
+use ezk_sip_types::Name;
 
 use super::*;
 use crate::auth::{Credentials, Secret};
@@ -9,9 +9,9 @@ use crate::message::Message;
 use crate::transaction::Timers;
 use crate::transport::Transport;
 
-const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+pub(super) const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
 
-fn config(transport: Transport) -> CallConfig {
+pub(super) fn config(transport: Transport) -> CallConfig {
     CallConfig {
         user: "alice".into(),
         domain: "example.com".into(),
@@ -32,7 +32,7 @@ fn config(transport: Transport) -> CallConfig {
     }
 }
 
-fn outgoing(now: Instant) -> Call {
+pub(super) fn outgoing(now: Instant) -> Call {
     Call::outgoing(
         now,
         config(Transport::Udp),
@@ -47,12 +47,12 @@ fn outgoing(now: Instant) -> Call {
     )
 }
 
-fn parse(text: &str) -> Message {
+pub(super) fn parse(text: &str) -> Message {
     Message::parse_datagram(text.replace('\n', "\r\n").as_bytes(), 65_535).expect("parses")
 }
 
 /// Everything the call sent, as (kind, message).
-fn drain(call: &mut Call) -> Vec<(&'static str, Message)> {
+pub(super) fn drain(call: &mut Call) -> Vec<(&'static str, Message)> {
     std::iter::from_fn(|| call.poll_output())
         .map(|output| match output {
             CallOutput::Request(message) => ("request", message),
@@ -62,11 +62,11 @@ fn drain(call: &mut Call) -> Vec<(&'static str, Message)> {
         .collect()
 }
 
-fn events(call: &mut Call) -> Vec<CallEvent> {
+pub(super) fn events(call: &mut Call) -> Vec<CallEvent> {
     std::iter::from_fn(|| call.poll_event()).collect()
 }
 
-fn method(message: &Message) -> String {
+pub(super) fn method(message: &Message) -> String {
     message.method().map(|m| m.to_string()).unwrap_or_default()
 }
 
@@ -82,7 +82,7 @@ pub(super) fn only_request(call: &mut Call) -> Message {
 }
 
 /// A response from the far end, with a To tag and optional extra headers and SDP body.
-fn reply(
+pub(super) fn reply(
     request: &Message,
     code: u16,
     tag: Option<&str>,
@@ -439,7 +439,7 @@ fn session_interval_too_small_is_retried_once_with_the_minimum() {
     ));
 }
 
-const INCOMING: &str = "INVITE sip:c0ffee@127.0.0.1:5062;transport=udp SIP/2.0
+pub(super) const INCOMING: &str = "INVITE sip:c0ffee@127.0.0.1:5062;transport=udp SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKproxy
 Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKphone
 Max-Forwards: 69
@@ -711,316 +711,6 @@ fn a_required_100rel_gets_a_reliable_180_until_its_prack() {
     ));
 }
 
-fn confirmed(now: Instant) -> Call {
-    let (mut call, _) = incoming(now, true, "");
-    call.answer(now, Bytes::from_static(b"answer"), &[]);
-    call.handle_request(now, &in_dialog("ACK", 20, "", ""));
-    drain(&mut call);
-    events(&mut call);
-    call
-}
-
-#[test]
-fn reinvites_are_handed_to_the_owner_and_glare_gets_491() {
-    let now = Instant::now();
-    let mut call = confirmed(now);
-    let hold = in_dialog(
-        "INVITE",
-        21,
-        "Content-Type: application/sdp\n",
-        "v=0 sendonly\n",
-    );
-    call.handle_request(now, &hold);
-    assert!(matches!(
-        &events(&mut call)[..],
-        [CallEvent::Offer { sdp: Some(_) }]
-    ));
-    // A second offer while the first is pending: glare.
-    call.handle_request(
-        now,
-        &in_dialog("UPDATE", 22, "Content-Type: application/sdp\n", "v=0\n"),
-    );
-    assert_eq!(only_request(&mut call).code(), Some(491));
-    call.answer_offer(now, Bytes::from_static(b"recvonly answer"));
-    let ok = only_request(&mut call);
-    assert_eq!(ok.code(), Some(200));
-    assert_eq!(ok.body, Bytes::from_static(b"recvonly answer"));
-    call.handle_request(now, &in_dialog("ACK", 21, "", ""));
-    // The new Contact of the re-INVITE is the new remote target.
-    call.hangup(now);
-    let bye = only_request(&mut call);
-    assert!(
-        String::from_utf8(bye.to_bytes())
-            .expect("utf-8")
-            .starts_with("BYE sip:bob@127.0.0.1:5071 SIP/2.0")
-    );
-
-    // Offerless re-INVITE: we offer in the 200, the ACK answers.
-    let mut call = confirmed(now);
-    call.handle_request(now, &in_dialog("INVITE", 21, "", ""));
-    assert!(matches!(
-        &events(&mut call)[..],
-        [CallEvent::Offer { sdp: None }]
-    ));
-    call.answer_offer(now, Bytes::from_static(b"our offer"));
-    assert_eq!(only_request(&mut call).code(), Some(200));
-    call.handle_request(
-        now,
-        &in_dialog("ACK", 21, "Content-Type: application/sdp\n", "their answer"),
-    );
-    assert!(
-        matches!(&events(&mut call)[..], [CallEvent::Answer { sdp }] if sdp == &Bytes::from_static(b"their answer"))
-    );
-
-    // An old CSeq is refused; INFO is passed on; an unknown method gets 405.
-    let mut call = confirmed(now);
-    call.handle_request(now, &in_dialog("INFO", 19, "", ""));
-    assert_eq!(only_request(&mut call).code(), Some(500));
-    call.handle_request(
-        now,
-        &in_dialog(
-            "INFO",
-            23,
-            "Content-Type: application/dtmf-relay\n",
-            "Signal=5\r\nDuration=160\r\n",
-        ),
-    );
-    assert_eq!(only_request(&mut call).code(), Some(200));
-    assert!(
-        matches!(&events(&mut call)[..], [CallEvent::Info { content_type, .. }] if content_type == "application/dtmf-relay")
-    );
-    call.handle_request(now, &in_dialog("MESSAGE", 24, "", ""));
-    assert_eq!(only_request(&mut call).code(), Some(405));
-}
-
-#[test]
-fn our_reoffer_goes_in_a_reinvite_and_its_answer_or_refusal_comes_back() {
-    let now = Instant::now();
-    let mut call = confirmed(now);
-    assert!(call.reoffer(now, Bytes::from_static(b"v=0 sendonly")));
-    let reinvite = only_request(&mut call);
-    assert_eq!(method(&reinvite), "INVITE");
-    assert_eq!(reinvite.body, Bytes::from_static(b"v=0 sendonly"));
-    // One offer at a time: a second one, and the far end's crossing one, wait.
-    assert!(!call.reoffer(now, Bytes::from_static(b"v=0 again")));
-    assert!(matches!(
-        &events(&mut call)[..],
-        [CallEvent::OfferRefused { code: 491, .. }]
-    ));
-    call.handle_request(
-        now,
-        &in_dialog("INVITE", 21, "Content-Type: application/sdp\n", "v=0\n"),
-    );
-    assert_eq!(only_request(&mut call).code(), Some(491));
-    // The answer comes in the 2xx, which is ACKed.
-    call.handle_response(now, &reply(&reinvite, 200, Some("x"), &[], true));
-    assert!(
-        matches!(&events(&mut call)[..], [CallEvent::Answer { sdp }] if sdp == &Bytes::from_static(OFFER.as_bytes()))
-    );
-    assert_eq!(method(&only_request(&mut call)), "ACK");
-
-    // Glare: retried after 2.5 s with the same offer; then refused: the old description is
-    // ours again (a refresh re-INVITE would resend it).
-    assert!(call.reoffer(now, Bytes::from_static(b"v=0 inactive")));
-    let reinvite = only_request(&mut call);
-    call.handle_response(now, &reply(&reinvite, 491, Some("x"), &[], false));
-    assert!(events(&mut call).is_empty());
-    let retry = call.poll_timeout().expect("a retry");
-    assert!(retry <= now + Duration::from_secs(4));
-    call.handle_timeout(retry);
-    let again = only_request(&mut call);
-    assert_eq!(again.body, Bytes::from_static(b"v=0 inactive"));
-    call.handle_response(retry, &reply(&again, 488, Some("x"), &[], false));
-    assert!(matches!(
-        &events(&mut call)[..],
-        [CallEvent::OfferRefused { code: 488, .. }]
-    ));
-    assert_eq!(call.local_sdp, Bytes::from_static(b"v=0 sendonly"));
-    // 481: the dialog is gone, and so is the call.
-    assert!(call.reoffer(retry, Bytes::from_static(b"v=0")));
-    let reinvite = only_request(&mut call);
-    call.handle_response(retry, &reply(&reinvite, 481, Some("x"), &[], false));
-    assert!(matches!(
-        events(&mut call).last(),
-        Some(CallEvent::Terminated(_))
-    ));
-}
-
-#[test]
-fn a_refresh_that_meets_glare_is_retried() {
-    let now = Instant::now();
-    let mut call = confirmed(now);
-    call.handle_timeout(now + Duration::from_secs(60));
-    let update = only_request(&mut call);
-    // The far end's own offer crosses ours.
-    call.handle_request(
-        now,
-        &in_dialog("INVITE", 21, "Content-Type: application/sdp\n", "v=0\n"),
-    );
-    assert_eq!(only_request(&mut call).code(), Some(491));
-    call.handle_response(now, &reply(&update, 491, None, &[], false));
-    let retry = call.poll_timeout().expect("a retry");
-    assert!(retry <= now + Duration::from_secs(4));
-    call.handle_timeout(retry);
-    assert_eq!(method(&only_request(&mut call)), "UPDATE");
-}
-
-#[test]
-fn the_far_ends_missing_refresh_ends_the_call() {
-    let now = Instant::now();
-    let invite = parse(&INCOMING.replace(
-        "Session-Expires: 120;refresher=uas",
-        "Session-Expires: 120;refresher=uac",
-    ));
-    let mut call = Call::incoming(now, config(Transport::Udp), &invite).expect("accepted");
-    call.answer(now, Bytes::from_static(b"answer"), &[]);
-    let ok = only_request(&mut call);
-    assert_eq!(ok.header(&Name::SESSION_EXPIRES), Some("120;refresher=uac"));
-    assert_eq!(ok.header(&Name::REQUIRE), Some("timer"));
-    call.handle_request(now, &in_dialog("ACK", 20, "", ""));
-    events(&mut call);
-    // A refresh by UPDATE without a body restarts the interval.
-    let refreshed = now + Duration::from_secs(50);
-    call.handle_request(
-        refreshed,
-        &in_dialog("UPDATE", 21, "Session-Expires: 120;refresher=uac\n", ""),
-    );
-    assert_eq!(only_request(&mut call).code(), Some(200));
-    assert_eq!(
-        call.poll_timeout(),
-        Some(refreshed + Duration::from_secs(88))
-    );
-    call.handle_timeout(refreshed + Duration::from_secs(88));
-    assert_eq!(method(&only_request(&mut call)), "BYE");
-    assert!(
-        matches!(&events(&mut call)[..], [CallEvent::Terminated(Ending { reason, .. })] if reason == "session timer expired")
-    );
-}
-
-#[test]
-fn info_is_sent_in_the_dialog() {
-    let now = Instant::now();
-    let mut call = confirmed(now);
-    call.info(
-        "application/dtmf-relay",
-        Bytes::from_static(b"Signal=1\r\nDuration=100\r\n"),
-    );
-    let info = only_request(&mut call);
-    assert_eq!(method(&info), "INFO");
-    assert_eq!(
-        info.header(&Name::CONTENT_TYPE),
-        Some("application/dtmf-relay")
-    );
-    let text = String::from_utf8(info.to_bytes()).expect("utf-8");
-    assert!(text.starts_with("INFO sip:bob@127.0.0.1:5070 SIP/2.0\r\n"));
-    assert_eq!(info.method(), Some(&Method::INFO));
-}
-
-/// Before the answer an INFO goes in the early dialog whose media the caller hears: the last
-/// fork that sent SDP, not one that only rang; with no early media there is nowhere to send it.
-#[test]
-fn info_in_early_media_goes_to_the_branch_that_sent_sdp() {
-    let now = Instant::now();
-    let mut call = outgoing(now);
-    let invite = only_request(&mut call);
-    let dtmf = || Bytes::from_static(b"Signal=5\r\nDuration=100\r\n");
-    call.handle_response(
-        now,
-        &reply(
-            &invite,
-            180,
-            Some("ringer"),
-            &[("Contact", "<sip:r@10.0.0.3>")],
-            false,
-        ),
-    );
-    events(&mut call);
-    assert!(
-        !call.info("application/dtmf-relay", dtmf()),
-        "only ringing: no early media"
-    );
-    assert!(matches!(
-        &events(&mut call)[..],
-        [CallEvent::InfoAnswered { code: 481 }]
-    ));
-    assert!(drain(&mut call).is_empty());
-    call.handle_response(
-        now,
-        &reply(
-            &invite,
-            183,
-            Some("media"),
-            &[("Contact", "<sip:m@10.0.0.2>")],
-            true,
-        ),
-    );
-    events(&mut call);
-    assert!(call.info("application/dtmf-relay", dtmf()));
-    let info = only_request(&mut call);
-    assert_eq!(method(&info), "INFO");
-    assert_eq!(info.tag(&Name::TO), Some("media"));
-    assert!(
-        String::from_utf8(info.to_bytes())
-            .expect("utf-8")
-            .starts_with("INFO sip:m@10.0.0.2 SIP/2.0\r\n")
-    );
-    let first = info.cseq().expect("cseq").cseq;
-    assert!(first > invite.cseq().expect("cseq").cseq);
-    call.handle_response(now, &reply(&info, 200, None, &[], false));
-    assert!(matches!(
-        &events(&mut call)[..],
-        [CallEvent::InfoAnswered { code: 200 }]
-    ));
-    // The next one has a higher CSeq, and the answer's dialog goes on from there.
-    call.info("application/dtmf-relay", dtmf());
-    let second = only_request(&mut call);
-    assert!(second.cseq().expect("cseq").cseq > first);
-}
-
-#[test]
-fn a_cancelled_reinvite_gets_487_and_the_call_goes_on() {
-    let now = Instant::now();
-    let mut call = confirmed(now);
-    let hold = in_dialog(
-        "INVITE",
-        21,
-        "Content-Type: application/sdp\n",
-        "v=0 sendonly\n",
-    );
-    call.handle_request(now, &hold);
-    events(&mut call);
-    // A CANCEL of another branch (the first INVITE, long answered) changes nothing.
-    call.handle_cancel_of(&in_dialog("CANCEL", 20, "", ""));
-    assert!(drain(&mut call).is_empty());
-    // The re-INVITE's own CANCEL: 487 for it, and no answer later.
-    let cancel = parse(
-        "CANCEL sip:c0ffee@127.0.0.1:5062 SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKINVITE21
-Max-Forwards: 70
-From: \"Bob\" <sip:bob@example.com>;tag=bobtag
-To: <sip:alice@example.com>;tag=ourtag
-Call-ID: in1
-CSeq: 21 CANCEL
-Content-Length: 0
-
-",
-    );
-    call.handle_cancel_of(&cancel);
-    assert_eq!(only_request(&mut call).code(), Some(487));
-    call.answer_offer(now, Bytes::from_static(b"late"));
-    assert!(drain(&mut call).is_empty());
-    assert!(!call.is_done());
-    // The next offer is taken as usual.
-    call.handle_request(
-        now,
-        &in_dialog("UPDATE", 22, "Content-Type: application/sdp\n", "v=0\n"),
-    );
-    assert!(matches!(
-        &events(&mut call)[..],
-        [CallEvent::Offer { sdp: Some(_) }]
-    ));
-}
-
 #[test]
 fn a_cancel_answered_elsewhere_is_not_a_missed_call() {
     let now = Instant::now();
@@ -1061,115 +751,6 @@ CSeq: 1 CANCEL
             }
             other => panic!("{other:?}"),
         }
-    }
-}
-
-/// A 3xx is reported with its Contacts (highest q first) and waits: followed, the INVITE goes
-/// again (same Call-ID and To, higher CSeq) to the new Request-URI; a loop back to a URI
-/// already tried, more than three redirections, or a refusal end the call with the reason.
-#[test]
-fn redirections_are_followed_once_each_and_loops_refused() {
-    let now = Instant::now();
-    let mut call = outgoing(now);
-    let invite = only_request(&mut call);
-    let moved = reply(
-        &invite,
-        302,
-        None,
-        &[(
-            "Contact",
-            "<sip:bob@b.example.com>;q=0.5, <sip:bob@a.example.com>;q=0.9",
-        )],
-        false,
-    );
-    call.handle_response(now, &moved);
-    match &events(&mut call)[..] {
-        [
-            CallEvent::Redirected {
-                code: 302,
-                contacts,
-                ..
-            },
-        ] => {
-            assert_eq!(
-                contacts,
-                &["sip:bob@a.example.com", "sip:bob@b.example.com"]
-            );
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(drain(&mut call).is_empty(), "waits for its owner");
-    assert!(!call.is_done());
-    call.follow_redirect(now, "sip:bob@a.example.com").unwrap();
-    let again = only_request(&mut call);
-    assert!(
-        String::from_utf8(again.to_bytes())
-            .unwrap()
-            .starts_with("INVITE sip:bob@a.example.com SIP/2.0\r\n")
-    );
-    assert_eq!(again.call_id(), invite.call_id());
-    assert_eq!(again.header(&Name::TO), invite.header(&Name::TO));
-    assert!(again.cseq().unwrap().cseq > invite.cseq().unwrap().cseq);
-    // Redirected back to the first URI: a loop, refused.
-    call.handle_response(
-        now,
-        &reply(
-            &again,
-            301,
-            None,
-            &[("Contact", "<sip:bob@example.com>")],
-            false,
-        ),
-    );
-    events(&mut call);
-    assert!(call.follow_redirect(now, "sip:bob@example.com").is_err());
-    assert!(matches!(
-        &events(&mut call)[..],
-        [CallEvent::Terminated(Ending { code: Some(301), reason, .. })] if reason.contains("loop")
-    ));
-    assert!(call.is_done());
-
-    // Three redirections are followed, not a fourth.
-    let mut call = outgoing(now);
-    let mut invite = only_request(&mut call);
-    for hop in 0..4 {
-        let contact = format!("<sip:bob@hop{hop}.example.com>");
-        call.handle_response(
-            now,
-            &reply(&invite, 302, None, &[("Contact", &contact)], false),
-        );
-        events(&mut call);
-        let result = call.follow_redirect(now, &format!("sip:bob@hop{hop}.example.com"));
-        if hop < 3 {
-            result.unwrap();
-            invite = only_request(&mut call);
-        } else {
-            assert!(result.unwrap_err().contains("more than 3"));
-        }
-    }
-    assert!(call.is_done());
-
-    // Refused by its owner, or hung up while the owner decides: over, nothing sent.
-    for hang_up in [false, true] {
-        let mut call = outgoing(now);
-        let invite = only_request(&mut call);
-        call.handle_response(
-            now,
-            &reply(&invite, 302, None, &[("Contact", "<sip:x@y>")], false),
-        );
-        events(&mut call);
-        if hang_up {
-            call.hangup(now);
-        } else {
-            call.refuse_redirect("not allowed");
-        }
-        assert!(drain(&mut call).is_empty());
-        assert!(call.is_done());
-        let ended = events(&mut call);
-        assert!(
-            matches!(&ended[..], [CallEvent::Terminated(_)]),
-            "{ended:?}"
-        );
     }
 }
 
