@@ -342,7 +342,7 @@ mod tests {
 
     #[tokio::test]
     async fn port_pairs_are_even_and_return_to_the_range() {
-        let range = PortRange::new("127.0.0.1".parse().expect("ip"), 41_001, 41_011);
+        let range = PortRange::new("127.0.0.1".parse().expect("ip"), 21_001, 21_011);
         let first = range.allocate().expect("a pair");
         let port = first.rtp.local_addr().expect("addr").port();
         assert_eq!(port % 2, 0);
@@ -402,13 +402,14 @@ mod tests {
     }
 
     /// Ports are not handed out in sequence, an exhausted range is refused, and a pair held by
-    /// another program is skipped.
+    /// another program is skipped. (The range lies below the kernel's ephemeral ports, which
+    /// other tests' sockets bound to port 0 may take meanwhile.)
     #[tokio::test]
     async fn ports_are_random_and_exhaustion_is_cheap() {
         let ip: IpAddr = "127.0.0.1".parse().expect("ip");
-        let range = PortRange::new(ip, 42_000, 42_199);
+        let range = PortRange::new(ip, 20_000, 20_199);
         assert_eq!(range.free(), 100);
-        let held = std::net::UdpSocket::bind((ip, 42_100)).expect("another program's port");
+        let held = std::net::UdpSocket::bind((ip, 20_100)).expect("another program's port");
         let mut pairs = Vec::new();
         while let Ok(pair) = range.allocate() {
             pairs.push(pair);
@@ -416,7 +417,7 @@ mod tests {
         // Every pair but the one another program holds (and, by chance, none other).
         assert!(pairs.len() >= 95, "{} pairs", pairs.len());
         let ports: Vec<u16> = pairs.iter().map(|pair| pair.port).collect();
-        assert!(!ports.contains(&42_100));
+        assert!(!ports.contains(&20_100));
         let in_order = ports
             .windows(2)
             .filter(|pair| pair[1] == pair[0] + 2)

@@ -119,7 +119,7 @@ impl Pair {
             video_codecs: Vec::new(),
             srtp: policy,
         };
-        let (mut relay, sip_offer) =
+        let (relay, sip_offer) =
             Relay::outgoing(now, config, &offer.to_sdp_string()).expect("a relay");
         assert!(sip_offer.contains("PCMU/8000"), "{sip_offer}");
         let mut phone_answer = phone_answer();
@@ -139,8 +139,32 @@ impl Pair {
             );
             phone_srtp = Some((Srtp::new(&theirs, true), Srtp::new(&ours, false)));
         }
+        let pair = Pair::connect(
+            now,
+            browser,
+            (mid, None),
+            pending,
+            relay,
+            &phone_answer,
+            phone_srtp,
+        );
+        assert_eq!(pair.relay_events, [Event::Connected]);
+        pair
+    }
+
+    /// The phone's answer through the relay to the browser, then ICE and DTLS until both sides
+    /// say they are connected.
+    fn connect(
+        now: Instant,
+        mut browser: Rtc,
+        (mid, video_mid): (str0m::media::Mid, Option<str0m::media::Mid>),
+        pending: str0m::change::SdpPendingOffer,
+        mut relay: Relay,
+        phone_answer: &str,
+        phone_srtp: Option<(Srtp, Srtp)>,
+    ) -> Pair {
         let answer = relay
-            .accept_sip_answer(now, &phone_answer)
+            .accept_sip_answer(now, phone_answer)
             .expect("the phone's answer taken")
             .expect("an answer for the browser");
         let answer = SdpAnswer::from_sdp_string(&answer).expect("a valid answer");
@@ -160,7 +184,7 @@ impl Pair {
             browser_deadline: now,
             relay_deadline: now,
             phone_srtp,
-            video_mid: None,
+            video_mid,
             lose_to_browser: None,
             video_to_browser: 0,
             phone_keyframe_requests: 0,
@@ -168,7 +192,6 @@ impl Pair {
             browser_remb: None,
         };
         pair.run_until(|pair| pair.browser_connected && pair.relay.is_connected());
-        assert_eq!(pair.relay_events, [Event::Connected]);
         pair
     }
 
@@ -536,42 +559,21 @@ impl Pair {
             video_codecs: vec![crate::codec::VideoCodec::Vp8],
             srtp: SrtpPolicy::never(),
         };
-        let (mut relay, sip_offer) =
+        let (relay, sip_offer) =
             Relay::outgoing(now, config, &offer.to_sdp_string()).expect("a relay");
         assert!(sip_offer.contains("m=video 30002 RTP/AVP"), "{sip_offer}");
         let answer = phone_answer()
             + "m=video 6002 RTP/AVP 100\r\na=rtpmap:100 VP8/90000\r\n\
                a=rtcp-fb:100 nack pli\r\na=sendrecv\r\n";
-        let answer = relay
-            .accept_sip_answer(now, &answer)
-            .expect("the phone's answer taken")
-            .expect("an answer for the browser");
-        let answer = SdpAnswer::from_sdp_string(&answer).expect("a valid answer");
-        browser
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .expect("the browser takes the answer");
-        let mut pair = Pair {
+        Pair::connect(
             now,
             browser,
-            mid,
+            (mid, Some(video_mid)),
+            pending,
             relay,
-            to_phone: Vec::new(),
-            browser_heard: Vec::new(),
-            browser_connected: false,
-            relay_events: Vec::new(),
-            browser_deadline: now,
-            relay_deadline: now,
-            phone_srtp: None,
-            video_mid: Some(video_mid),
-            lose_to_browser: None,
-            video_to_browser: 0,
-            phone_keyframe_requests: 0,
-            phone_tmmbns: Vec::new(),
-            browser_remb: None,
-        };
-        pair.run_until(|pair| pair.browser_connected && pair.relay.is_connected());
-        pair
+            &answer,
+            None,
+        )
     }
 
     /// The browser's VP8 payload type.
@@ -583,6 +585,26 @@ impl Pair {
             .find(|params| params.spec().codec == str0m::format::Codec::Vp8)
             .map(|params| *params.pt())
             .expect("VP8")
+    }
+
+    /// The browser sends VP8 packets of 700 bytes with these sequence numbers, 33 ms apart.
+    fn browser_sends_video(&mut self, seqs: std::ops::RangeInclusive<u64>) {
+        let vp8 = self.vp8_pt();
+        let video_mid = self.video_mid.expect("a video m-line");
+        for seq in seqs {
+            let mut api = self.browser.direct_api();
+            let stream = api
+                .stream_tx_by_mid(video_mid, None)
+                .expect("the browser's video stream");
+            stream.write_rtp(RtpWrite::new(
+                vp8.into(),
+                SeqNo::from(seq),
+                (seq * 3000) as u32,
+                self.now,
+                Arc::<[u8]>::from(&[seq as u8; 700][..]),
+            ));
+            self.advance(Duration::from_millis(33));
+        }
     }
 
     /// The phone sends one video packet (VP8, its payload type 100) from its video address.
@@ -611,22 +633,8 @@ impl Pair {
 fn video_flows_both_ways_and_a_loss_toward_the_browser_is_repaired() {
     let mut pair = Pair::outgoing_video_call();
     let vp8 = pair.vp8_pt();
-    let video_mid = pair.video_mid.expect("a video m-line");
     // Browser to phone.
-    for seq in 1..=5u64 {
-        let mut api = pair.browser.direct_api();
-        let stream = api
-            .stream_tx_by_mid(video_mid, None)
-            .expect("the browser's video stream");
-        stream.write_rtp(RtpWrite::new(
-            vp8.into(),
-            SeqNo::from(seq),
-            (seq * 3000) as u32,
-            pair.now,
-            Arc::<[u8]>::from(&[seq as u8; 700][..]),
-        ));
-        pair.advance(Duration::from_millis(33));
-    }
+    pair.browser_sends_video(1..=5);
     let video: Vec<(u8, usize)> = pair
         .to_phone
         .iter()
@@ -667,23 +675,9 @@ fn video_flows_both_ways_and_a_loss_toward_the_browser_is_repaired() {
 #[test]
 fn a_phones_tmmbr_limits_the_browser_by_remb_and_is_acknowledged() {
     let mut pair = Pair::outgoing_video_call();
-    // The phone's video first (so that the relay knows the browser's stream once it sends).
-    let vp8 = pair.vp8_pt();
-    let video_mid = pair.video_mid.expect("a video m-line");
-    for seq in 1..=3u64 {
-        let mut api = pair.browser.direct_api();
-        let stream = api
-            .stream_tx_by_mid(video_mid, None)
-            .expect("the browser's video stream");
-        stream.write_rtp(RtpWrite::new(
-            vp8.into(),
-            SeqNo::from(seq),
-            (seq * 3000) as u32,
-            pair.now,
-            Arc::<[u8]>::from(&[seq as u8; 700][..]),
-        ));
-        pair.advance(Duration::from_millis(33));
-    }
+    // The browser's video first: the relay knows its stream (for the REMB) once it sends, and
+    // the phone learns our SSRC (the TMMBR's target).
+    pair.browser_sends_video(1..=3);
     let ours = pair
         .to_phone
         .iter()

@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use crate::local::{DOMAIN, answered, local_client, shipped};
 use crate::sipp_calls::sipp_done;
 use crate::video::{
-    answer_remote_offer, camera_offer, nothing_left, offer_with_direction, page_at, take_answer,
-    through_sipp_with, update, update_of, video_phone, video_stats, wait_for_frames,
+    answer_remote_offer, camera_offer, hang_up_on_phone, nothing_left, offer_with_direction,
+    page_at, take_answer, through_sipp_with, update, update_of, video_phone, video_stats,
+    wait_for_frames,
 };
 
 /// What Chromium says of the audio it sends and receives.
@@ -342,15 +343,7 @@ async fn a_browser_removing_the_video_removes_it_at_the_phone() {
     );
     let before = audio_stats(&mut page, "pc").await;
     audio_flows(&mut page, "pc", "audio/PCMU", before.packets_received).await;
-    client
-        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "stop"}))
-        .await;
-    assert!(
-        bob.wait_for("CALL_CLOSED", 1, Duration::from_secs(15))
-            .await
-    );
-    page.close().await;
-    nothing_left(&gateway).await;
+    hang_up_on_phone(&mut client, "stop", &bob, page, &gateway).await;
 }
 
 /// Glare (RFC 3261 section 14.1): the browser holds while the phone sends a re-INVITE of its

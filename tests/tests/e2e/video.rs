@@ -190,6 +190,28 @@ pub(crate) async fn camera_answer(page: &mut Chromium, pc: &str, offer: &str) ->
     answer.as_str().expect("an SDP answer").to_owned()
 }
 
+/// The browser hangs up its `session` with `phone`: the phone hears it, and nothing is left.
+pub(crate) async fn hang_up_on_phone(
+    client: &mut gateway_tests::Client,
+    session: &str,
+    phone: &gateway_tests::baresip::Baresip,
+    page: Chromium,
+    gateway: &gateway_tests::Gateway,
+) {
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": session}))
+        .await;
+    assert!(
+        phone
+            .wait_for("CALL_CLOSED", 1, Duration::from_secs(15))
+            .await,
+        "the phone hears the hang-up:\n{}",
+        phone.log.text()
+    );
+    page.close().await;
+    nothing_left(gateway).await;
+}
+
 /// A baresip phone of the local domain with video (VP8 and VP9 in `codecs`' order).
 pub(crate) async fn video_phone(
     gateway: &gateway_tests::Gateway,
@@ -288,15 +310,7 @@ async fn a_browser_and_a_video_phone_see_each_other(codec: &str) {
 
     // The phone calls the browser.
     bob.command("dial", &format!("sip:alice@{DOMAIN}"));
-    let (session, offer) = loop {
-        if let protocol::ServerMessage::Event(protocol::Event::Account {
-            event: protocol::AccountEvent::IncomingSession { session, sdp, .. },
-            ..
-        }) = crate::calls::next(&mut client).await
-        {
-            break (session, sdp);
-        }
-    };
+    let (session, offer) = crate::fork::incoming(&mut client).await;
     assert!(offer.contains(&format!("{codec}/90000")), "{offer}");
     let answer = camera_answer(&mut page, "pc", &offer).await;
     client
@@ -640,15 +654,7 @@ async fn a_video_call_is_held_and_resumed_from_each_side() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     watch_moving(&mut page, "pc", 5).await;
     phone_sees_video(&bob, &dir, "after-resume").await;
-    client
-        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "hold"}))
-        .await;
-    assert!(
-        bob.wait_for("CALL_CLOSED", 1, Duration::from_secs(15))
-            .await
-    );
-    page.close().await;
-    nothing_left(&gateway).await;
+    hang_up_on_phone(&mut client, "hold", &bob, page, &gateway).await;
 }
 
 /// Two video phones of the local domain call each other (VP8): each decodes the other's

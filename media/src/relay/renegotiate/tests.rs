@@ -43,6 +43,24 @@ fn call(offer: &str, answer: &str, config: crate::relay::RelayConfig) -> (Relay,
     (relay, chrome)
 }
 
+/// An audio call (Chrome to baresip) to which the phone adds video (VP9, VP8): the relay, the
+/// phone's answer held for it, Chrome's first offer, and our offer to the browser.
+fn phone_adds_video() -> (Relay, String, String, String) {
+    let (mut relay, chrome) = call(
+        "chrome-offer-audio.sdp",
+        "baresip-answer.sdp",
+        video_config(),
+    );
+    let answer = relay
+        .answer_sip_offer(&data("baresip-offer-video.sdp"))
+        .expect("answered");
+    let offer = relay
+        .browser_update()
+        .expect("an offer")
+        .expect("video offered to the browser");
+    (relay, answer, chrome, offer)
+}
+
 /// The m-line of `kind` of a description (declined or not).
 fn line(sdp: &str, kind: &str) -> crate::sdp::MediaLine {
     Description::parse(sdp)
@@ -180,19 +198,8 @@ fn the_browser_removing_video_declines_it_toward_the_phone() {
 #[test]
 fn a_browser_declining_the_phones_video_declines_it_in_the_phones_answer() {
     let now = Instant::now();
-    let (mut relay, chrome) = call(
-        "chrome-offer-audio.sdp",
-        "baresip-answer.sdp",
-        video_config(),
-    );
-    let answer = relay
-        .answer_sip_offer(&data("baresip-offer-video.sdp"))
-        .expect("answered");
+    let (mut relay, answer, chrome, offer) = phone_adds_video();
     assert_eq!(line(&answer, "video").port, 30002, "{answer}");
-    let offer = relay
-        .browser_update()
-        .expect("an offer")
-        .expect("video offered to the browser");
     let declined =
         as_browser_of(&browser_answer(&offer), &chrome).replace("m=video 9", "m=video 0");
     let again = relay
@@ -209,18 +216,7 @@ fn a_browser_declining_the_phones_video_declines_it_in_the_phones_answer() {
 #[test]
 fn a_browser_answering_the_phones_video_inactive_makes_it_inactive_for_the_phone() {
     let now = Instant::now();
-    let (mut relay, chrome) = call(
-        "chrome-offer-audio.sdp",
-        "baresip-answer.sdp",
-        video_config(),
-    );
-    relay
-        .answer_sip_offer(&data("baresip-offer-video.sdp"))
-        .expect("answered");
-    let offer = relay
-        .browser_update()
-        .expect("an offer")
-        .expect("video offered to the browser");
+    let (mut relay, _, chrome, offer) = phone_adds_video();
     let answer = as_browser_of(&browser_answer(&offer), &chrome);
     let video_at = answer.find("m=video").expect("a video m-line");
     let inactive = format!(
@@ -241,15 +237,7 @@ fn a_browser_answering_the_phones_video_inactive_makes_it_inactive_for_the_phone
     );
     assert!(relay.video.is_some());
     // An answer that takes all that was offered leaves the phone's answer as it was.
-    let (mut relay, _) = call(
-        "chrome-offer-audio.sdp",
-        "baresip-answer.sdp",
-        video_config(),
-    );
-    relay
-        .answer_sip_offer(&data("baresip-offer-video.sdp"))
-        .expect("answered");
-    let offer = relay.browser_update().expect("an offer").expect("offered");
+    let (mut relay, _, _, offer) = phone_adds_video();
     let answer = as_browser_of(&browser_answer(&offer), &chrome);
     assert_eq!(
         relay.accept_browser_update(now, &answer).expect("accepted"),
