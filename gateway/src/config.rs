@@ -715,7 +715,10 @@ mod tests {
     #[test]
     fn an_empty_file_is_the_defaults() {
         let config = Config::from_toml("").unwrap();
-        assert_eq!(config.http.listen, "127.0.0.1:10888".parse().unwrap());
+        assert_eq!(
+            config.http.listen,
+            "127.0.0.1:10888".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(config.websocket.path, "/webrtcgateway/ws");
         assert_eq!(
             config.websocket.ping_interval(),

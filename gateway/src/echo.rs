@@ -273,6 +273,7 @@ impl EchoSession {
             secure: self.secure,
             video: None,
             removed_video: None,
+            dtls: None,
         }
         .write()
     }
@@ -296,6 +297,7 @@ impl EchoSession {
                 secure: self.secure,
                 video: None,
                 removed_video: None,
+                dtls: None,
             }
             .write();
             return CallCommand::AnswerOffer(Bytes::from(offer));
@@ -333,6 +335,13 @@ struct Offer {
 fn read_offer(sdp: &[u8], policy: &SrtpPolicy) -> Result<Offer, media::Error> {
     let description = Description::parse(&String::from_utf8_lossy(sdp))?;
     let (index, audio, key) = description.sip_audio_with(policy)?;
+    if audio.is_dtls_profile() {
+        return Err(media::Error::IncompatibleTransport(format!(
+            "{}: the echo test takes RTP/AVP and SDES-SRTP (RTP/SAVP) from phones, not \
+             DTLS-SRTP yet",
+            audio.proto
+        )));
+    }
     let payloads = relayable(audio, &Codec::ALL)?;
     Ok(Offer {
         index,

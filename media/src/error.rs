@@ -21,6 +21,9 @@ pub enum Error {
     /// The two sides share no codec; the text names what each side has.
     #[error("{0}")]
     NoCommonCodec(String),
+    /// DTLS-SRTP toward the SIP side failed (handshake, fingerprint, keys).
+    #[error("DTLS-SRTP: {0}")]
+    Dtls(String),
     /// The WebRTC engine refused something.
     #[error("WebRTC: {0}")]
     WebRtc(String),

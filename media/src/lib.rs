@@ -1,5 +1,6 @@
 //! The gateway's media relay: WebRTC termination (ICE-lite, DTLS-SRTP) toward the browser and
-//! plain RTP toward SIP endpoints, relaying audio without decoding it.
+//! RTP toward SIP endpoints (plain, SDES-SRTP in [`srtp`], or DTLS-SRTP in [`dtls`]), relaying
+//! audio and video without decoding them.
 //!
 //! The protocol logic is sans-IO: session descriptions are read and written by [`sdp`], and a
 //! call's relay is a state machine fed with datagrams and `now` (str0m does the WebRTC side).
@@ -11,6 +12,7 @@
 pub mod codec;
 #[cfg(feature = "tokio")]
 pub mod driver;
+pub mod dtls;
 pub mod echo;
 mod error;
 pub mod relay;

@@ -527,6 +527,17 @@ impl Relay {
         key: Option<&Crypto>,
         offer: bool,
     ) -> Result<()> {
+        if audio.is_dtls_profile() {
+            if !offer && self.sip.dtls.is_none() {
+                return Err(Error::IncompatibleTransport(format!(
+                    "{}: the answer has DTLS-SRTP, which our offer did not",
+                    audio.proto
+                )));
+            }
+            return self.sip.take_dtls(audio, offer);
+        }
+        self.sip.dtls = None;
+        self.sip.rtcp_keys = None;
         let Some(remote) = key else {
             self.sip.srtp = None;
             if offer {
@@ -549,8 +560,12 @@ impl Relay {
         Ok(())
     }
 
-    /// The keys our next SIP-side description gives: the one in use, else those of our offer.
+    /// The keys our next SIP-side description gives: the one in use, else those of our offer
+    /// (none with DTLS-SRTP, whose keys are never written).
     fn sip_keys(&self) -> Vec<Crypto> {
+        if self.sip.dtls.is_some() {
+            return Vec::new();
+        }
         match &self.sip.srtp {
             Some(srtp) => vec![srtp.local.clone()],
             None => self.offered_keys.clone(),
@@ -570,7 +585,23 @@ impl Relay {
             .collect();
         self.sip.take_remote(audio, offer);
         self.sip.last_rtp = self.sip.last_rtp.max(self.created);
-        self.apply_sip_video(description, offer)
+        self.apply_sip_video(description, offer)?;
+        if !offer {
+            // The answer to our offer is in: DTLS-SRTP starts now (for an offer, once our
+            // answer is out, `start_sip_dtls`).
+            self.start_sip_dtls()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the DTLS-SRTP handshakes that the latest descriptions call for.
+    fn start_sip_dtls(&mut self) -> Result<()> {
+        let now = self.now;
+        self.sip.start_dtls(now)?;
+        if let Some(video) = &mut self.video {
+            video.sip.start_dtls(now)?;
+        }
+        Ok(())
     }
 
     /// The browser's answer to our offer (incoming calls): returns the SIP answer, or for an
@@ -622,7 +653,10 @@ impl Relay {
             .sip_audio_with(&self.config.srtp)
             .map(|(index, _, _)| index)
             .unwrap_or(0);
-        Ok(self.sip_description(self.sip.direction, Some((&sip_offer, audio_index))))
+        let answer = self.sip_description(self.sip.direction, Some((&sip_offer, audio_index)));
+        self.now = self.now.max(now);
+        self.start_sip_dtls()?;
+        Ok(answer)
     }
 
     /// A new offer from the SIP side (re-INVITE or UPDATE): the answer, with the direction
@@ -699,6 +733,7 @@ impl Relay {
         self.version += 1;
         let answer = self.sip_description(self.sip.direction, Some((&description, audio_index)));
         self.answering = Some((description, audio_index));
+        self.start_sip_dtls()?;
         Ok(answer)
     }
 
@@ -769,6 +804,7 @@ impl Relay {
             secure: self.sip_secure,
             video,
             removed_video: removed,
+            dtls: self.sip.dtls.as_ref().map(|dtls| &dtls.line),
         }
         .write()
     }
@@ -923,10 +959,17 @@ impl Relay {
         self.events.pop_front()
     }
 
-    /// Ends the browser leg (DTLS close) so that the last datagrams go out.
+    /// Ends the browser leg (DTLS close), and DTLS-SRTP toward the SIP side, so that the
+    /// last datagrams go out.
     pub fn close(&mut self) {
         if let Some(rtc) = &mut self.browser.rtc {
             let _ = rtc.close();
+        }
+        let now = self.now;
+        for sip in std::iter::once(&mut self.sip).chain(self.video.as_mut().map(|v| &mut v.sip)) {
+            if let Some(session) = sip.dtls.as_mut().and_then(|dtls| dtls.session.as_mut()) {
+                session.close(now);
+            }
         }
     }
 }

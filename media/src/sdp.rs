@@ -10,6 +10,7 @@ use sdp::description::media::{MediaDescription, MediaName, RangedPort};
 use sdp::description::session::{Origin, SessionDescription, TimeDescription, Timing};
 
 use crate::codec::{Codec, Format, Payload, Video, VideoCodec};
+use crate::dtls::{Fingerprint, Setup};
 use crate::error::{Error, Result};
 use crate::srtp::{Crypto, SrtpMode, SrtpPolicy};
 
@@ -116,6 +117,10 @@ pub struct MediaLine {
     pub feedback: Vec<(Option<u8>, String)>,
     /// `b=` lines of the m-line: the type (`AS`, `TIAS`) and the value.
     pub bandwidth: Vec<(String, u64)>,
+    /// `a=fingerprint` (the m-line's, else the session's) when it is SHA-256 (DTLS-SRTP).
+    pub fingerprint: Option<Fingerprint>,
+    /// `a=setup` (the m-line's, else the session's): who starts the DTLS handshake.
+    pub setup: Option<String>,
 }
 
 /// A parsed session description.
@@ -135,10 +140,18 @@ impl Description {
             .attributes
             .iter()
             .find_map(|attribute| Direction::from_attribute(&attribute.key));
+        let session_value = |key: &str| {
+            session
+                .attributes
+                .iter()
+                .find(|attribute| attribute.key == key)
+                .and_then(|attribute| attribute.value.clone())
+        };
+        let session_dtls = (session_value("fingerprint"), session_value("setup"));
         let lines = session
             .media_descriptions
             .iter()
-            .map(|media| media_line(media, session_connection, session_direction))
+            .map(|media| media_line(media, session_connection, session_direction, &session_dtls))
             .collect();
         Ok(Description { lines })
     }
@@ -180,6 +193,9 @@ impl Description {
                 (Profile::Plain | Profile::Secure, SrtpMode::Mandatory, Some(key))
                 | (Profile::Secure, SrtpMode::Optional, Some(key)) => {
                     Some((index, line, Some(key)))
+                }
+                (Profile::Dtls, SrtpMode::Optional | SrtpMode::Mandatory, _) => {
+                    line.dtls_refusal().is_none().then_some((index, line, None))
                 }
                 _ => None,
             }
@@ -223,9 +239,13 @@ impl Description {
                 (Profile::Plain, SrtpMode::Mandatory, None) => {
                     format!("{}: the gateway requires SRTP toward SIP", line.proto)
                 }
-                (Profile::Secure, SrtpMode::Never, _) => {
+                (Profile::Secure | Profile::Dtls, SrtpMode::Never, _) => {
                     format!("{}: SRTP toward SIP is turned off here", line.proto)
                 }
+                (Profile::Dtls, _, _) => match line.dtls_refusal() {
+                    None => return Ok((index, line, None)),
+                    Some(why) => why,
+                },
                 (Profile::Secure, _, None) => format!(
                     "{} without a key the gateway can use (it takes {})",
                     line.proto,
@@ -237,7 +257,8 @@ impl Description {
                         .join(", ")
                 ),
                 (Profile::Other, _, _) => format!(
-                    "{}: the gateway speaks RTP/AVP and SDES-SRTP (RTP/SAVP) toward SIP",
+                    "{}: the gateway speaks RTP/AVP, SDES-SRTP (RTP/SAVP) and DTLS-SRTP \
+                     (UDP/TLS/RTP/SAVP) toward SIP",
                     line.proto
                 ),
             };
@@ -254,7 +275,9 @@ enum Profile {
     Plain,
     /// `RTP/SAVP`, `RTP/SAVPF` (SDES keys).
     Secure,
-    /// Anything else (DTLS-SRTP's `UDP/TLS/RTP/SAVP`, T.38, ...).
+    /// `UDP/TLS/RTP/SAVP`, `UDP/TLS/RTP/SAVPF` (DTLS-SRTP).
+    Dtls,
+    /// Anything else (T.38, TCP, ...).
     Other,
 }
 
@@ -264,8 +287,33 @@ impl MediaLine {
         match proto.as_str() {
             "RTP/AVP" | "RTP/AVPF" => Profile::Plain,
             "RTP/SAVP" | "RTP/SAVPF" => Profile::Secure,
+            "UDP/TLS/RTP/SAVP" | "UDP/TLS/RTP/SAVPF" => Profile::Dtls,
             _ => Profile::Other,
         }
+    }
+
+    /// Whether the m-line's profile is DTLS-SRTP (`UDP/TLS/RTP/SAVP`, `UDP/TLS/RTP/SAVPF`).
+    pub fn is_dtls_profile(&self) -> bool {
+        self.profile() == Profile::Dtls
+    }
+
+    /// Why a DTLS-SRTP m-line cannot be taken: no SHA-256 fingerprint, or a setup role that
+    /// cannot be answered. `None` when it can.
+    fn dtls_refusal(&self) -> Option<String> {
+        if self.fingerprint.is_none() {
+            return Some(format!(
+                "{} without a SHA-256 certificate fingerprint (a=fingerprint)",
+                self.proto
+            ));
+        }
+        if Setup::answering(self.setup.as_deref()).is_none() {
+            return Some(format!(
+                "{} with a=setup:{}, which the gateway cannot answer",
+                self.proto,
+                self.setup.as_deref().unwrap_or_default()
+            ));
+        }
+        None
     }
 
     /// Whether the m-line's profile is SDES-SRTP (`RTP/SAVP`, `RTP/SAVPF`).
@@ -345,6 +393,7 @@ fn media_line(
     media: &MediaDescription,
     session_connection: Option<IpAddr>,
     session_direction: Option<Direction>,
+    (session_fingerprint, session_setup): &(Option<String>, Option<String>),
 ) -> MediaLine {
     let value = |key: &str| -> Vec<&str> {
         media
@@ -461,6 +510,18 @@ fn media_line(
             .iter()
             .map(|bandwidth| (bandwidth.bandwidth_type.clone(), bandwidth.bandwidth))
             .collect(),
+        // The first SHA-256 one (an m-line may list several hash functions, RFC 8122).
+        fingerprint: {
+            let lines = value("fingerprint");
+            match lines.is_empty() {
+                false => lines.into_iter().find_map(Fingerprint::parse),
+                true => session_fingerprint.as_deref().and_then(Fingerprint::parse),
+            }
+        },
+        setup: value("setup")
+            .first()
+            .map(|setup| (*setup).to_owned())
+            .or_else(|| session_setup.clone()),
     }
 }
 
@@ -491,6 +552,20 @@ pub struct SipDescription<'a> {
     /// A video m-line no longer in the session (its payload type): an offer keeps it in its
     /// place, declined (RFC 3264 section 8: m-lines are never removed).
     pub removed_video: Option<u8>,
+    /// DTLS-SRTP on the audio m-line (instead of `crypto` and `secure`).
+    pub dtls: Option<&'a DtlsLine>,
+}
+
+/// What an m-line of ours says of DTLS-SRTP: its profile, our certificate's fingerprint and
+/// our role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtlsLine {
+    /// `UDP/TLS/RTP/SAVP` or `UDP/TLS/RTP/SAVPF`, as the far end wrote it.
+    pub proto: String,
+    /// Our certificate's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Our role.
+    pub setup: Setup,
 }
 
 /// The video m-line of a SIP-side description.
@@ -512,6 +587,8 @@ pub struct VideoDescription<'a> {
     pub rtcp_mux: bool,
     /// `b=` lines to carry across (type, value).
     pub bandwidth: &'a [(String, u64)],
+    /// DTLS-SRTP (instead of `crypto` and `secure`).
+    pub dtls: Option<&'a DtlsLine>,
 }
 
 impl SipDescription<'_> {
@@ -572,7 +649,11 @@ impl SipDescription<'_> {
                 session.media_descriptions.push(audio);
                 session.media_descriptions.extend(video);
                 if let (None, Some(pt)) = (&self.video, self.removed_video) {
-                    let proto = if self.secure { "RTP/SAVP" } else { "RTP/AVP" };
+                    let proto = match self.dtls {
+                        Some(dtls) => dtls.proto.as_str(),
+                        None if self.secure => "RTP/SAVP",
+                        None => "RTP/AVP",
+                    };
                     session.media_descriptions.push(declined_line(
                         "video",
                         proto,
@@ -598,6 +679,7 @@ impl SipDescription<'_> {
             crypto: self.crypto,
             secure: self.secure,
             rtcp_mux: mux,
+            dtls: self.dtls,
         };
         line.write(
             &[],
@@ -615,6 +697,7 @@ struct Line<'a> {
     crypto: &'a [Crypto],
     secure: bool,
     rtcp_mux: bool,
+    dtls: Option<&'a DtlsLine>,
 }
 
 impl Line<'_> {
@@ -648,6 +731,23 @@ impl Line<'_> {
                 Some(crypto.attribute()),
             ));
         }
+        let protos = match self.dtls {
+            Some(dtls) => {
+                attributes.push(Attribute::new(
+                    "fingerprint".to_owned(),
+                    Some(dtls.fingerprint.attribute()),
+                ));
+                attributes.push(Attribute::new(
+                    "setup".to_owned(),
+                    Some(dtls.setup.attribute().to_owned()),
+                ));
+                dtls.proto.split('/').map(str::to_owned).collect()
+            }
+            None => vec![
+                "RTP".to_owned(),
+                if self.secure { "SAVP" } else { "AVP" }.to_owned(),
+            ],
+        };
         MediaDescription {
             media_name: MediaName {
                 media: self.kind.to_owned(),
@@ -655,10 +755,7 @@ impl Line<'_> {
                     value: isize::try_from(self.rtp.port()).unwrap_or(0),
                     range: None,
                 },
-                protos: vec![
-                    "RTP".to_owned(),
-                    if self.secure { "SAVP" } else { "AVP" }.to_owned(),
-                ],
+                protos,
                 formats: self
                     .payloads
                     .iter()
@@ -681,6 +778,7 @@ impl VideoDescription<'_> {
             crypto: self.crypto,
             secure: self.secure,
             rtcp_mux: self.rtcp_mux,
+            dtls: self.dtls,
         };
         // The keyframe requests we take (RFC 4585, RFC 5104); phones on RTP/AVP send and
         // honour them as well.

@@ -111,7 +111,7 @@ impl Suite {
     }
 
     /// The length of the inline key: master key and master salt.
-    fn master_len(self) -> usize {
+    pub(crate) fn master_len(self) -> usize {
         16 + self.salt_len()
     }
 
@@ -214,6 +214,18 @@ impl Crypto {
         getrandom::fill(&mut master).expect("the system's random number generator");
         Crypto {
             tag,
+            suite,
+            master,
+            mki_len: 0,
+        }
+    }
+
+    /// A key of `suite` from its master key and salt (DTLS-SRTP's keying material): tag 0,
+    /// no MKI.
+    pub(crate) fn from_master(suite: Suite, master: Vec<u8>) -> Crypto {
+        debug_assert_eq!(master.len(), suite.master_len());
+        Crypto {
+            tag: 0,
             suite,
             master,
             mki_len: 0,

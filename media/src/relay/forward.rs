@@ -11,6 +11,7 @@ use str0m::{Event as WebRtcEvent, Input, Output as WebRtcOutput};
 
 use super::{Event, Output, Relay, rescale_events, rescale_timestamp};
 use crate::codec::Format;
+use crate::dtls::is_dtls;
 use crate::rtp::{RtpHeader, RtpView, is_rtcp, ntp_time, write_report, write_rtp};
 
 /// How often RTCP reports go to the SIP side (RFC 3550's recommended minimum).
@@ -52,15 +53,21 @@ impl Relay {
     /// A datagram from the SIP side, on the call's RTP port or (`rtcp_port`) its RTCP port.
     pub fn handle_sip(&mut self, now: Instant, source: SocketAddr, data: &[u8], rtcp_port: bool) {
         self.now = self.now.max(now);
+        if is_dtls(data) {
+            if let Err(error) = self.sip.handle_dtls(now, source, data, rtcp_port) {
+                self.fail(format!("SIP leg: {error}"));
+            }
+            return;
+        }
         let rtcp = rtcp_port || is_rtcp(data);
-        if self.sip.srtp.is_none() {
+        if self.sip.srtp.is_none() && self.sip.dtls.is_none() {
             self.handle_sip_plain(now, source, data, rtcp, rtcp_port);
             return;
         }
         // SRTP is checked before anything else: a packet that fails is not heard, and does not
         // teach the latch a source.
         let mut plain = std::mem::take(&mut self.plain);
-        if self.sip.unprotect(data, rtcp, &mut plain) == Some(true) {
+        if self.sip.unprotect(data, rtcp, rtcp_port, &mut plain) == Some(true) {
             self.handle_sip_plain(now, source, &plain, rtcp, rtcp_port);
         }
         self.plain = plain;
@@ -76,10 +83,16 @@ impl Relay {
         rtcp_port: bool,
     ) {
         self.now = self.now.max(now);
-        let rtcp = rtcp_port || is_rtcp(data);
         let Some(video) = &mut self.video else { return };
+        if is_dtls(data) {
+            if let Err(error) = video.sip.handle_dtls(now, source, data, rtcp_port) {
+                self.fail(format!("SIP leg's video: {error}"));
+            }
+            return;
+        }
+        let rtcp = rtcp_port || is_rtcp(data);
         let mut plain = std::mem::take(&mut self.plain);
-        match video.sip.unprotect(data, rtcp, &mut plain) {
+        match video.sip.unprotect(data, rtcp, rtcp_port, &mut plain) {
             Some(false) => self.handle_sip_video_plain(now, source, data, rtcp, rtcp_port),
             Some(true) => self.handle_sip_video_plain(now, source, &plain, rtcp, rtcp_port),
             None => {}
@@ -90,7 +103,7 @@ impl Relay {
     /// Browser video toward the SIP side: rewritten into `scratch`; returns where it goes.
     fn forward_video_to_sip(&mut self, now: Instant, packet: &RtpPacket) -> Option<SocketAddr> {
         let video = self.video.as_mut()?;
-        if !video.sip.direction.sends() {
+        if !video.sip.direction.sends() || video.sip.awaiting_keys() {
             return None;
         }
         let destination = video.sip.rtp_source.destination()?;
@@ -196,7 +209,7 @@ impl Relay {
     /// Browser RTP toward the SIP side: rewritten into `scratch`; returns where it goes.
     fn forward_to_sip(&mut self, now: Instant, packet: &RtpPacket) -> Option<SocketAddr> {
         self.browser.last_rtp = now;
-        if !self.sip.direction.sends() {
+        if !self.sip.direction.sends() || self.sip.awaiting_keys() {
             return None;
         }
         let destination = self.sip.rtp_source.destination()?;
@@ -263,6 +276,14 @@ impl Relay {
         {
             self.fail(format!("browser leg: {error}"));
         }
+        if let Err(error) = self.sip.dtls_handle_timeout(now) {
+            self.fail(format!("SIP leg: {error}"));
+        }
+        if let Some(video) = &mut self.video
+            && let Err(error) = video.sip.dtls_handle_timeout(now)
+        {
+            self.fail(format!("SIP leg's video: {error}"));
+        }
         if now >= self.next_check {
             self.next_check = now + Duration::from_secs(1);
             self.check_silence(now);
@@ -316,6 +337,7 @@ impl Relay {
         {
             // Packets that came but failed SRTP's checks say what is wrong: the keys.
             let rejected = match self.sip.srtp_rejected {
+                _ if self.sip.awaiting_keys() => " (no DTLS-SRTP handshake)".to_owned(),
                 0 => String::new(),
                 count => format!(" ({count} packets failed SRTP authentication)"),
             };
@@ -376,6 +398,24 @@ impl Relay {
 
     fn next_output(&mut self) -> Next {
         self.browser.held = None;
+        if let Some((rtcp_port, destination, data)) = self.sip.dtls_transmit() {
+            self.scratch = data;
+            return if rtcp_port {
+                Next::SipRtcp(destination)
+            } else {
+                Next::Sip(destination)
+            };
+        }
+        if let Some(video) = &mut self.video
+            && let Some((rtcp_port, destination, data)) = video.sip.dtls_transmit()
+        {
+            self.scratch = data;
+            return if rtcp_port {
+                Next::SipVideoRtcp(destination)
+            } else {
+                Next::SipVideo(destination)
+            };
+        }
         if let Some(video) = &mut self.video
             && let Some(destination) = video.sip.rtcp_destination()
             && let Some(packet) = video
@@ -401,7 +441,16 @@ impl Relay {
                 };
             }
         }
-        let mut deadline = self.sip.next_report;
+        let mut deadline = [
+            self.sip.next_report,
+            self.sip.dtls_timeout(),
+            self.video
+                .as_ref()
+                .and_then(|video| video.sip.dtls_timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let mut caught_up = 0;
         while let Some(rtc) = &mut self.browser.rtc {
             let output = match rtc.poll_output() {
@@ -497,10 +546,5 @@ fn make_report(
     });
     let mut report = Vec::with_capacity(96);
     write_report(&mut report, sip.ssrc, sender, block, cname);
-    if let Some(srtp) = &mut sip.srtp {
-        let mut protected = Vec::with_capacity(report.len() + 20);
-        srtp.send.protect_rtcp(&report, &mut protected).ok()?;
-        report = protected;
-    }
-    Some(report)
+    sip.protect_rtcp(report)
 }

@@ -48,6 +48,11 @@ impl Latch {
         false
     }
 
+    /// Whether `source` is where the SDP says the flow comes from.
+    pub(crate) fn is_expected(&self, source: SocketAddr) -> bool {
+        self.expected == Some(source)
+    }
+
     /// Where to send: the latched source, else the SDP's address.
     pub(crate) fn destination(&self) -> Option<SocketAddr> {
         self.latched.or(self.expected)

@@ -343,6 +343,18 @@ impl RtpPair {
     ) -> Result<()> {
         let policy = self.config.srtp.clone();
         let (_, audio, key) = description.sip_audio_with(&policy)?;
+        // DTLS-SRTP is taken from phones that call browsers; between two phones the pair
+        // would need a handshake on each leg, which it does not do yet.
+        if let Some(line) = std::iter::once(audio)
+            .chain(description.sip_video_with(&policy).map(|(_, line, _)| line))
+            .find(|line| line.is_dtls_profile())
+        {
+            return Err(Error::IncompatibleTransport(format!(
+                "{}: DTLS-SRTP between two phones of the local domain is not supported yet \
+                 (SDES-SRTP, RTP/SAVP, is)",
+                line.proto
+            )));
+        }
         let audio: MediaLine = audio.clone();
         let key = key.cloned();
         let leg = &mut self.legs[side.index()];
@@ -425,6 +437,7 @@ impl RtpPair {
                     secure: leg.secure,
                     rtcp_mux: answered_line.is_some_and(|(_, mux)| mux),
                     bandwidth: &[],
+                    dtls: None,
                 })
             }
             None => None,
@@ -440,6 +453,7 @@ impl RtpPair {
             secure: leg.secure,
             video,
             removed_video: None,
+            dtls: None,
         }
         .write()
     }

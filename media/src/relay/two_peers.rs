@@ -46,6 +46,33 @@ fn phone_answer() -> String {
         .to_owned()
 }
 
+/// A browser peer (full ICE, one host candidate) with PCMU alone.
+fn pcmu_browser(now: Instant) -> Rtc {
+    let mut browser = Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_pcmu(true, false)
+        .build(now);
+    browser.add_local_candidate(Candidate::host(addr(BROWSER), "udp").expect("candidate"));
+    browser
+}
+
+/// The relay's settings for an audio call (opus and PCMU).
+fn audio_config(media_timeout: Duration, srtp: SrtpPolicy) -> RelayConfig {
+    RelayConfig {
+        browser: addr(GATEWAY),
+        sip_rtp: addr(GATEWAY_RTP),
+        codecs: vec![Codec::Opus, Codec::Pcmu],
+        media_timeout,
+        ice_timeout: Duration::from_secs(30),
+        wallclock: SystemTime::now(),
+        cname: "pair".into(),
+        sip_video: None,
+        video_codecs: Vec::new(),
+        srtp,
+    }
+}
+
 /// The two peers, the relay between them, and the clock.
 struct Pair {
     now: Instant,
@@ -92,12 +119,7 @@ impl Pair {
     ) -> Pair {
         crate::init_crypto();
         let now = Instant::now();
-        let mut browser = Rtc::builder()
-            .set_rtp_mode(true)
-            .clear_codecs()
-            .enable_pcmu(true, false)
-            .build(now);
-        browser.add_local_candidate(Candidate::host(addr(BROWSER), "udp").expect("candidate"));
+        let mut browser = pcmu_browser(now);
         let mut change = browser.sdp_api();
         let mid = change.add_media(
             MediaKind::Audio,
@@ -107,18 +129,7 @@ impl Pair {
             None,
         );
         let (offer, pending) = change.apply().expect("an offer");
-        let config = RelayConfig {
-            browser: addr(GATEWAY),
-            sip_rtp: addr(GATEWAY_RTP),
-            codecs: vec![Codec::Opus, Codec::Pcmu],
-            media_timeout,
-            ice_timeout: Duration::from_secs(30),
-            wallclock: SystemTime::now(),
-            cname: "pair".into(),
-            sip_video: None,
-            video_codecs: Vec::new(),
-            srtp: policy,
-        };
+        let config = audio_config(media_timeout, policy);
         let (relay, sip_offer) =
             Relay::outgoing(now, config, &offer.to_sdp_string()).expect("a relay");
         assert!(sip_offer.contains("PCMU/8000"), "{sip_offer}");
@@ -172,7 +183,15 @@ impl Pair {
             .sdp_api()
             .accept_answer(pending, answer)
             .expect("the browser takes the answer");
-        let mut pair = Pair {
+        let mut pair = Pair::new(now, browser, (mid, video_mid), relay);
+        pair.phone_srtp = phone_srtp;
+        pair.run_until(|pair| pair.browser_connected && pair.relay.is_connected());
+        pair
+    }
+
+    /// The two peers and the relay, nothing exchanged yet.
+    fn new(now: Instant, browser: Rtc, (mid, video_mid): (Mid, Option<Mid>), relay: Relay) -> Pair {
+        Pair {
             now,
             browser,
             mid,
@@ -183,16 +202,14 @@ impl Pair {
             relay_events: Vec::new(),
             browser_deadline: now,
             relay_deadline: now,
-            phone_srtp,
+            phone_srtp: None,
             video_mid,
             lose_to_browser: None,
             video_to_browser: 0,
             phone_keyframe_requests: 0,
             phone_tmmbns: Vec::new(),
             browser_remb: None,
-        };
-        pair.run_until(|pair| pair.browser_connected && pair.relay.is_connected());
-        pair
+        }
     }
 
     /// Hands every datagram waiting on either side to the other, until both are idle.
@@ -709,3 +726,5 @@ fn a_phones_tmmbr_limits_the_browser_by_remb_and_is_acknowledged() {
     assert_eq!(pair.phone_tmmbns[0][..4], 0x5151_5151u32.to_be_bytes());
     assert_eq!(pair.browser_remb, Some(256_000));
 }
+
+mod dtls;

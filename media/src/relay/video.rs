@@ -22,7 +22,7 @@ use super::Relay;
 use super::sip_leg::{SipLeg, answered_key};
 use super::track::Track;
 use crate::codec::{Format, Video};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::rtp::{write_fir, write_pli};
 use crate::sdp::{Description, Direction, MediaLine, VideoDescription, answered_payloads};
 use crate::srtp::{Crypto, SessionKeys};
@@ -165,6 +165,9 @@ impl VideoStream {
 
     /// The keys our next description gives: the one in use, else those of our offer.
     pub(super) fn keys(&self) -> Vec<Crypto> {
+        if self.sip.dtls.is_some() {
+            return Vec::new();
+        }
         match &self.sip.srtp {
             Some(srtp) => vec![srtp.local.clone()],
             None => self.offered_keys.clone(),
@@ -186,6 +189,7 @@ impl VideoStream {
             secure: self.secure,
             rtcp_mux: self.rtcp_mux_offered,
             bandwidth: &self.browser_bandwidth,
+            dtls: self.sip.dtls.as_ref().map(|dtls| &dtls.line),
         }
     }
 
@@ -197,7 +201,20 @@ impl VideoStream {
         offer: bool,
         created: Instant,
     ) -> Result<()> {
+        if line.is_dtls_profile() {
+            if !offer && self.sip.dtls.is_none() {
+                return Err(Error::IncompatibleTransport(format!(
+                    "{}: the answer's video has DTLS-SRTP, which our offer did not",
+                    line.proto
+                )));
+            }
+            self.sip.take_dtls(line, offer)?;
+        } else {
+            self.sip.dtls = None;
+            self.sip.rtcp_keys = None;
+        }
         match key {
+            _ if self.sip.dtls.is_some() => {}
             None => {
                 self.sip.srtp = None;
                 if offer {
@@ -263,15 +280,10 @@ impl VideoStream {
     }
 
     /// Queues RTCP for the SIP side, protected when the leg is SRTP.
-    fn queue_rtcp(&mut self, mut packet: Vec<u8>) {
-        if let Some(srtp) = &mut self.sip.srtp {
-            let mut protected = Vec::with_capacity(packet.len() + 20);
-            if srtp.send.protect_rtcp(&packet, &mut protected).is_err() {
-                return;
-            }
-            packet = protected;
+    fn queue_rtcp(&mut self, packet: Vec<u8>) {
+        if let Some(packet) = self.sip.protect_rtcp(packet) {
+            self.rtcp_out.push_back(packet);
         }
-        self.rtcp_out.push_back(packet);
     }
 
     /// Queues a keyframe request toward the SIP side (PLI, or FIR for a phone that takes only

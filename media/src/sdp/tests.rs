@@ -112,6 +112,7 @@ fn writes_sip_offers_and_answers_that_read_back() {
         secure: false,
         video: None,
         removed_video: None,
+        dtls: None,
     }
     .write();
     assert!(
@@ -143,6 +144,7 @@ fn writes_sip_offers_and_answers_that_read_back() {
         secure: false,
         video: None,
         removed_video: None,
+        dtls: None,
     }
     .write();
     let read = Description::parse(&answer).unwrap();
@@ -227,7 +229,90 @@ fn the_sip_audio_stream_is_chosen_by_the_srtp_policy() {
     };
     assert!(refused(&savp, &only_80).contains("without a key the gateway can use"));
     let dtls = phone_with(&[("UDP/TLS/RTP/SAVP", false)]);
-    assert!(refused(&dtls, &optional).contains("UDP/TLS/RTP/SAVP"));
+    assert!(refused(&dtls, &optional).contains("without a SHA-256 certificate fingerprint"));
+    let tcp = phone_with(&[("udptl", false)]);
+    assert!(refused(&tcp, &optional).contains("DTLS-SRTP (UDP/TLS/RTP/SAVP)"));
+}
+
+/// A softphone's DTLS-SRTP offer (fingerprint at session level, as baresip writes it, or in
+/// the m-line).
+fn dtls_offer(session: &str, media: &str, proto: &str) -> Description {
+    let text = format!(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.7\r\ns=-\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\n{session}\
+         m=audio 4000 {proto} 0\r\na=rtpmap:0 PCMU/8000\r\n{media}"
+    );
+    Description::parse(&text).expect("valid")
+}
+
+#[test]
+fn dtls_srtp_lines_are_taken_with_a_sha_256_fingerprint() {
+    use crate::dtls::{Fingerprint, Setup};
+    use crate::srtp::{SrtpMode, SrtpPolicy};
+    let fingerprint = format!("sha-256 {}", ["AB"; 32].join(":"));
+    let optional = SrtpPolicy::with_all_suites(SrtpMode::Optional);
+    let session = dtls_offer(
+        &format!("a=fingerprint:{fingerprint}\r\na=setup:actpass\r\n"),
+        "",
+        "UDP/TLS/RTP/SAVP",
+    );
+    let (_, line, key) = session.sip_audio_with(&optional).unwrap();
+    assert!(line.is_dtls_profile() && key.is_none());
+    assert_eq!(line.fingerprint, Fingerprint::parse(&fingerprint));
+    assert_eq!(line.setup.as_deref(), Some("actpass"));
+    // The m-line's own attributes win; several hash functions, SHA-256 taken.
+    let media = dtls_offer(
+        "a=fingerprint:sha-1 00:11\r\n",
+        &format!("a=fingerprint:sha-1 00:11\r\na=fingerprint:{fingerprint}\r\na=setup:active\r\n"),
+        "UDP/TLS/RTP/SAVPF",
+    );
+    let (_, line, _) = media.sip_audio_with(&optional).unwrap();
+    assert_eq!(line.fingerprint, Fingerprint::parse(&fingerprint));
+    let refused =
+        |description: &Description, policy: &SrtpPolicy| match description.sip_audio_with(policy) {
+            Err(Error::IncompatibleTransport(why)) => why,
+            other => panic!("{other:?}"),
+        };
+    assert!(refused(&session, &SrtpPolicy::never()).contains("turned off"));
+    let sha1 = dtls_offer("a=fingerprint:sha-1 00:11\r\n", "", "UDP/TLS/RTP/SAVP");
+    assert!(refused(&sha1, &optional).contains("SHA-256"));
+    let holdconn = dtls_offer(
+        &format!("a=fingerprint:{fingerprint}\r\na=setup:holdconn\r\n"),
+        "",
+        "UDP/TLS/RTP/SAVP",
+    );
+    assert!(refused(&holdconn, &optional).contains("a=setup:holdconn"));
+
+    // Our answer: the offered profile, our fingerprint and role, no keys.
+    let payloads = session.lines[0].payloads.clone();
+    let ours = DtlsLine {
+        proto: "UDP/TLS/RTP/SAVP".to_owned(),
+        fingerprint: Fingerprint::parse(&format!("sha-256 {}", ["01"; 32].join(":"))).unwrap(),
+        setup: Setup::Active,
+    };
+    let answer = SipDescription {
+        session_id: 7,
+        version: 1,
+        rtp: "192.0.2.10:30000".parse().unwrap(),
+        payloads: &payloads,
+        direction: Direction::SendRecv,
+        answering: Some((&session, 0)),
+        crypto: &[],
+        secure: false,
+        video: None,
+        removed_video: None,
+        dtls: Some(&ours),
+    }
+    .write();
+    assert!(
+        answer.contains("m=audio 30000 UDP/TLS/RTP/SAVP 0\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains(&format!(
+        "a=fingerprint:{}\r\n",
+        ours.fingerprint.attribute()
+    )));
+    assert!(answer.contains("a=setup:active\r\n"), "{answer}");
+    assert!(!answer.contains("a=crypto"), "{answer}");
 }
 
 #[test]
@@ -254,6 +339,7 @@ fn keys_are_written_with_the_profile() {
             secure,
             video: None,
             removed_video: None,
+            dtls: None,
         }
         .write();
         let read = Description::parse(&text).unwrap();

@@ -331,6 +331,25 @@ async fn the_browser_calls_bob_and_tones_go_both_ways_pcmu() {
     setup.assert_nothing_left().await;
 }
 
+/// The next incoming call, answered by a new browser (PCMU) that connects, sees the session
+/// established and sends 440 Hz: the session, the browser and its payload type.
+pub(crate) async fn answer_and_talk(client: &mut Client) -> (String, Browser, u8) {
+    let (session, offer, _) = incoming(client).await;
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = browser.answer(&offer).await;
+    client
+        .expect_ack(json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}))
+        .await;
+    assert!(browser.connected(WAIT).await, "the browser leg connects");
+    until(client, &session, |state| {
+        *state == SessionState::Established
+    })
+    .await;
+    let pt = payload_type(&offer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 440.0);
+    (session, browser, pt)
+}
+
 /// The next incoming-session for alice: (session, offer).
 pub(crate) async fn incoming(client: &mut Client) -> (String, String, protocol::Party) {
     loop {

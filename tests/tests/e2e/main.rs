@@ -13,6 +13,7 @@ mod calls;
 mod closes;
 mod cuttlefish;
 mod dns;
+mod dtls_srtp;
 mod fork;
 mod gstreamer;
 mod handshake;

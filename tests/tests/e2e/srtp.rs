@@ -11,14 +11,14 @@ use protocol::SessionState;
 use serde_json::json;
 
 use crate::calls::{
-    Setup, answer_update, browser_tone, call_bob, incoming, payload_type, state, until, until_heard,
+    Setup, answer_and_talk, answer_update, browser_tone, call_bob, payload_type, state, until_heard,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
 
 /// bob (baresip) with `mediaenc` (`srtp`: best effort, `srtp-mand`: `RTP/SAVP` only),
 /// registered, tracing its SIP messages (and so their SDP) to its log.
-fn bob(setup: &Setup, mediaenc: &str, tone: f64) -> Baresip {
+pub(crate) fn bob(setup: &Setup, mediaenc: &str, tone: f64) -> Baresip {
     let account = format!(
         "<sip:bob@127.0.0.1:{port};transport=udp>;auth_pass=bobpw;answermode=auto;\
          audio_codecs=PCMU/8000/1;mediaenc={mediaenc};regint=300\n",
@@ -73,20 +73,7 @@ async fn a_phone_that_insists_on_srtp_talks_both_ways() {
 
     // bob calls the browser: its RTP/SAVP offer is answered with a key.
     setup.dial(&bob, "alice");
-    let (session, offer, _) = incoming(&mut setup.client).await;
-    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
-    let answer = browser.answer(&offer).await;
-    setup
-        .client
-        .expect_ack(json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}))
-        .await;
-    assert!(browser.connected(WAIT).await, "the browser leg connects");
-    until(&mut setup.client, &session, |state| {
-        *state == SessionState::Established
-    })
-    .await;
-    let pt = payload_type(&offer, media::Format::Audio(media::Codec::Pcmu));
-    browser.send_pcmu_tone(pt, 440.0);
+    let (session, browser, pt) = answer_and_talk(&mut setup.client).await;
     let (tone, _) = until_heard(1000.0, || browser_tone(&browser, pt, AudioCodec::Pcmu)).await;
     assert_eq!(tone, 1000.0);
     assert!(bob.until_received(440.0, 1.0, WAIT).await);

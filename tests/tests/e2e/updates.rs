@@ -21,7 +21,7 @@ use crate::local::{
 const WAIT: Duration = Duration::from_secs(15);
 
 /// The session's next `update` event.
-async fn update_of(client: &mut gateway_tests::Client, session: &str) -> UpdateState {
+pub(crate) async fn update_of(client: &mut gateway_tests::Client, session: &str) -> UpdateState {
     loop {
         if let ServerMessage::Event(Event::Session {
             session: updated,

@@ -212,14 +212,43 @@ pub(crate) async fn hang_up_on_phone(
     nothing_left(gateway).await;
 }
 
+/// `phone` calls alice, whose browser (`page`, its peer `pc`) answers with its camera and
+/// decodes the phone's first frames: the session and the offer the browser got.
+pub(crate) async fn phone_calls_browser(
+    client: &mut gateway_tests::Client,
+    page: &mut Chromium,
+    phone: &gateway_tests::baresip::Baresip,
+) -> (String, String) {
+    phone.command("dial", &format!("sip:alice@{DOMAIN}"));
+    let (session, offer) = crate::fork::incoming(client).await;
+    let answer = camera_answer(page, "pc", &offer).await;
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}),
+        )
+        .await;
+    wait_for_frames(page, "pc").await;
+    (session, offer)
+}
+
 /// A baresip phone of the local domain with video (VP8 and VP9 in `codecs`' order).
 pub(crate) async fn video_phone(
     gateway: &gateway_tests::Gateway,
     user: &str,
     codecs: &str,
 ) -> gateway_tests::baresip::Baresip {
+    video_phone_with(gateway, user, codecs, "").await
+}
+
+/// As [`video_phone`], with more account parameters (`;mediaenc=dtls_srtp`).
+pub(crate) async fn video_phone_with(
+    gateway: &gateway_tests::Gateway,
+    user: &str,
+    codecs: &str,
+    extra: &str,
+) -> gateway_tests::baresip::Baresip {
     let account = format!(
-        "<sip:{user}@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";auth_pass=x;answermode=auto;audio_codecs=PCMU/8000/1;video_codecs={codecs};regint=300\n",
+        "<sip:{user}@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";auth_pass=x;answermode=auto;audio_codecs=PCMU/8000/1;video_codecs={codecs};regint=300{extra}\n",
         gateway.sip.0.port()
     );
     let phone = gateway_tests::baresip::Baresip::start_video(&account, 1000.0);
@@ -309,16 +338,8 @@ async fn a_browser_and_a_video_phone_see_each_other(codec: &str) {
     );
 
     // The phone calls the browser.
-    bob.command("dial", &format!("sip:alice@{DOMAIN}"));
-    let (session, offer) = crate::fork::incoming(&mut client).await;
+    let (_, offer) = phone_calls_browser(&mut client, &mut page, &bob).await;
     assert!(offer.contains(&format!("{codec}/90000")), "{offer}");
-    let answer = camera_answer(&mut page, "pc", &offer).await;
-    client
-        .expect_ack_amid_events(
-            json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}),
-        )
-        .await;
-    wait_for_frames(&mut page, "pc").await;
     let stats = watch_moving(&mut page, "pc", 10).await;
     eprintln!("{codec}, the phone calls: {stats:?}");
     assert_eq!(stats.codec, mime);

@@ -420,3 +420,31 @@ fn an_offerless_caller_gets_our_offer_in_the_callees_codec() {
         [(Side::Callee, addr(CALLEE)), (Side::Caller, addr(CALLER))]
     );
 }
+
+/// DTLS-SRTP between two phones is refused with words that say so, as the caller's offer and
+/// as the callee's answer.
+#[test]
+fn dtls_srtp_between_two_phones_is_refused_with_the_reason() {
+    let fingerprint = format!(
+        "a=fingerprint:sha-256 {}\r\na=setup:actpass\r\n",
+        ["AB"; 32].join(":")
+    );
+    let offer = phone(CALLER, "UDP/TLS/RTP/SAVP", 101, &fingerprint);
+    let why = |result: Result<String>| match result {
+        Err(Error::IncompatibleTransport(why)) => why,
+        other => panic!("{other:?}"),
+    };
+    let refused = why(
+        RtpPair::new(Instant::now(), config(SrtpMode::Optional), &offer).map(|(_, offer)| offer),
+    );
+    assert!(refused.contains("between two phones"), "{refused}");
+    let (mut pair, _) = RtpPair::new(
+        Instant::now(),
+        config(SrtpMode::Optional),
+        &phone(CALLER, "RTP/AVP", 101, ""),
+    )
+    .unwrap();
+    let answer = phone(CALLEE, "UDP/TLS/RTP/SAVP", 101, &fingerprint);
+    let refused = why(pair.accept_answer(Instant::now(), &answer));
+    assert!(refused.contains("between two phones"), "{refused}");
+}
