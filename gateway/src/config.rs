@@ -103,6 +103,22 @@ pub struct MediaConfig {
     /// `AES_CM_128_HMAC_SHA1_32`, `AEAD_AES_128_GCM`.
     #[serde(default = "default_srtp_suites")]
     pub srtp_suites: Vec<String>,
+    /// How our offers toward SIP carry SRTP: SDES keys in the SDP, or DTLS-SRTP.
+    #[serde(default)]
+    pub srtp_offer: SrtpOffer,
+}
+
+/// `media.srtp_offer`: how the gateway's own offers toward SIP key SRTP (what it answers
+/// follows the offer).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpOffer {
+    /// `a=crypto` keys (RFC 4568): `RTP/AVP` with keys (best effort) or `RTP/SAVP`.
+    #[default]
+    Sdes,
+    /// `UDP/TLS/RTP/SAVP` with our certificate's fingerprint and `a=setup:actpass` (RFC
+    /// 5763): for phones that take only DTLS-SRTP. A phone without SRTP refuses such an offer.
+    Dtls,
 }
 
 /// `media.srtp`: whether the SIP side's media is protected with SRTP.
@@ -229,6 +245,7 @@ impl Default for MediaConfig {
             ice_timeout: default_ice_timeout(),
             srtp: SrtpSetting::default(),
             srtp_suites: default_srtp_suites(),
+            srtp_offer: SrtpOffer::default(),
         }
     }
 }
@@ -766,6 +783,10 @@ mod tests {
                 "[media]\nsrtp_suites = [\"AES_256_CM_HMAC_SHA1_80\"]",
                 "unknown suite",
             ),
+            (
+                "[media]\nsrtp_offer = \"zrtp\"",
+                "expected `sdes` or `dtls`",
+            ),
         ] {
             let error = Config::from_toml(text).unwrap_err().to_string();
             assert!(error.contains(needle), "{text:?}: {error}");
@@ -774,6 +795,9 @@ mod tests {
         assert_eq!(config.websocket.ping_interval(), None);
         let config = Config::from_toml("[sip]\ntransport = \"tls\"").unwrap();
         assert_eq!(config.sip.transport, SipTransport::Tls);
+        assert_eq!(config.media.srtp_offer, SrtpOffer::Sdes);
+        let config = Config::from_toml("[media]\nsrtp_offer = \"dtls\"").unwrap();
+        assert_eq!(config.media.srtp_offer, SrtpOffer::Dtls);
         let config = Config::from_toml("[media]\nsrtp = \"never\"\nsrtp_suites = []").unwrap();
         assert_eq!(config.media.srtp, SrtpSetting::Never);
     }

@@ -36,7 +36,7 @@ mod tls;
 pub use config::{
     AccountsConfig, CallsConfig, Config, ConversationType, CuttlefishConfig, GstreamerConfig,
     HttpConfig, LocalConfig, LocalUser, LogConfig, MediaConfig, NextRtcConfig, SipConfig,
-    SipTransport, SrtpSetting, WebSocketConfig, WebrtcsinkConfig,
+    SipTransport, SrtpOffer, SrtpSetting, WebSocketConfig, WebrtcsinkConfig,
 };
 pub use error::{Error, Result};
 pub use server::{Server, check, run};

@@ -83,6 +83,8 @@ pub enum Setup {
     Active,
     /// The far end connects (the DTLS server): the answer to `active`.
     Passive,
+    /// Either, as the answer chooses: what our offers say (RFC 5763 section 5).
+    ActPass,
 }
 
 impl Setup {
@@ -103,6 +105,7 @@ impl Setup {
         match self {
             Setup::Active => "active",
             Setup::Passive => "passive",
+            Setup::ActPass => "actpass",
         }
     }
 }
@@ -207,6 +210,11 @@ impl DtlsSrtp {
         rtp: SocketAddr,
         rtcp: Option<SocketAddr>,
     ) -> Result<DtlsSrtp> {
+        if setup == Setup::ActPass {
+            return Err(Error::Dtls(
+                "no handshake before the answer says who starts it".to_owned(),
+            ));
+        }
         let config = Arc::new(handshake_config(setup, &remote_fingerprint)?);
         let mut dtls = DtlsSrtp {
             setup,
@@ -320,8 +328,8 @@ impl Association {
     ) -> Result<Association> {
         let local: SocketAddr = ([0, 0, 0, 0], 0).into();
         let mut endpoint = match setup {
-            Setup::Active => Endpoint::new(local, TransportProtocol::UDP, None),
             Setup::Passive => Endpoint::new(local, TransportProtocol::UDP, Some(config.clone())),
+            Setup::Active | Setup::ActPass => Endpoint::new(local, TransportProtocol::UDP, None),
         };
         if setup == Setup::Active {
             endpoint

@@ -262,7 +262,7 @@ impl Relay {
         );
         relay.track.mid = audio.mid.as_deref().map(Mid::from);
         relay.track.sip_payloads = payloads;
-        relay.offer_keys();
+        relay.offer_keys()?;
         relay.video_from_browser_offer(&description);
         let sip_offer = relay.sip_description(Direction::SendRecv, None);
         Ok((relay, sip_offer))
@@ -378,7 +378,7 @@ impl Relay {
         match &description {
             Some(description) => relay.apply_sip_side(description, true)?,
             // Offerless INVITE: our offer goes in the 200.
-            None => relay.offer_keys(),
+            None => relay.offer_keys()?,
         }
         let offer = offer.to_sdp_string();
         Ok((
@@ -513,10 +513,17 @@ impl Relay {
         Ok(())
     }
 
-    /// New keys for an offer to the SIP side, as the policy says.
-    fn offer_keys(&mut self) {
-        self.offered_keys = self.config.srtp.offer();
-        self.sip_secure = self.config.srtp.mode == SrtpMode::Mandatory;
+    /// New keys for an offer to the SIP side, as the policy says: SDES keys, or DTLS-SRTP.
+    fn offer_keys(&mut self) -> Result<()> {
+        let policy = &self.config.srtp;
+        if policy.dtls_offers && policy.mode != SrtpMode::Never {
+            self.offered_keys = Vec::new();
+            self.sip_secure = true;
+            return self.sip.offer_dtls();
+        }
+        self.offered_keys = policy.offer();
+        self.sip_secure = policy.mode == SrtpMode::Mandatory;
+        Ok(())
     }
 
     /// Takes the SIP side's key (if any) from a description: an offer we answer, or the answer

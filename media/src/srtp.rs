@@ -36,6 +36,9 @@ pub struct SrtpPolicy {
     pub mode: SrtpMode,
     /// The suites taken, in the order offered.
     pub suites: Vec<Suite>,
+    /// Whether the relay's offers toward SIP carry DTLS-SRTP (`UDP/TLS/RTP/SAVP` and our
+    /// fingerprint, RFC 5763) instead of SDES keys, when SRTP is not off.
+    pub dtls_offers: bool,
 }
 
 impl SrtpPolicy {
@@ -44,6 +47,7 @@ impl SrtpPolicy {
         SrtpPolicy {
             mode: SrtpMode::Never,
             suites: Vec::new(),
+            dtls_offers: false,
         }
     }
 
@@ -52,6 +56,7 @@ impl SrtpPolicy {
         SrtpPolicy {
             mode,
             suites: Suite::ALL.to_vec(),
+            dtls_offers: false,
         }
     }
 

@@ -12,7 +12,7 @@ use media::srtp::{SrtpMode, SrtpPolicy, Suite};
 use sip::driver::SipHandle;
 use tracing::info;
 
-use crate::config::{Config, SrtpSetting};
+use crate::config::{Config, SrtpOffer, SrtpSetting};
 use crate::error::{Error, Result};
 use crate::local::Local;
 use crate::metrics::Metrics;
@@ -105,6 +105,7 @@ impl Media {
                     .iter()
                     .filter_map(|suite| Suite::from_name(suite))
                     .collect(),
+                dtls_offers: settings.srtp_offer == SrtpOffer::Dtls,
             },
             signalling_encrypted: is_tls_uri(&config.sip.outbound_proxy),
             media_timeout: Duration::from_secs(settings.media_timeout),

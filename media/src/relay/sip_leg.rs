@@ -49,8 +49,8 @@ pub(super) struct SipLeg {
 pub(super) struct SipDtls {
     /// What our m-line says: profile, fingerprint, role.
     pub(super) line: DtlsLine,
-    /// The far end's certificate fingerprint.
-    remote: crate::dtls::Fingerprint,
+    /// The far end's certificate fingerprint (none while our offer waits for its answer).
+    remote: Option<crate::dtls::Fingerprint>,
     /// The handshakes, once started.
     pub(super) session: Option<DtlsSrtp>,
 }
@@ -87,11 +87,16 @@ impl SipLeg {
         let setup = if offer {
             Setup::answering(line.setup.as_deref())
         } else {
-            // Their answer to our offer, which kept our role.
+            // Their answer to our offer: its role chooses ours; one that does not say (or says
+            // `actpass`, as some phones answer a re-offer) keeps ours, and to our first offer
+            // leaves us the one who starts.
             match line.setup.as_deref().map(str::trim) {
                 Some(value) if value.eq_ignore_ascii_case("active") => Some(Setup::Passive),
                 Some(value) if value.eq_ignore_ascii_case("passive") => Some(Setup::Active),
-                _ => self.dtls.as_ref().map(|dtls| dtls.line.setup),
+                _ => self.dtls.as_ref().map(|dtls| match dtls.line.setup {
+                    Setup::ActPass => Setup::Active,
+                    kept => kept,
+                }),
             }
         }
         .ok_or_else(|| {
@@ -102,7 +107,7 @@ impl SipLeg {
             ))
         })?;
         if let Some(dtls) = &mut self.dtls
-            && dtls.remote == remote
+            && dtls.remote.as_ref() == Some(&remote)
             && dtls.line.setup == setup
         {
             dtls.line.proto = line.proto.clone();
@@ -116,7 +121,24 @@ impl SipLeg {
                 fingerprint: local_fingerprint()?,
                 setup,
             },
-            remote,
+            remote: Some(remote),
+            session: None,
+        });
+        Ok(())
+    }
+
+    /// DTLS-SRTP for our offer (`UDP/TLS/RTP/SAVP`, our fingerprint, `a=setup:actpass`): the
+    /// answer says who starts the handshake.
+    pub(super) fn offer_dtls(&mut self) -> Result<()> {
+        self.srtp = None;
+        self.rtcp_keys = None;
+        self.dtls = Some(SipDtls {
+            line: DtlsLine {
+                proto: "UDP/TLS/RTP/SAVP".to_owned(),
+                fingerprint: local_fingerprint()?,
+                setup: Setup::ActPass,
+            },
+            remote: None,
             session: None,
         });
         Ok(())
@@ -135,11 +157,14 @@ impl SipLeg {
         let Some(dtls) = &mut self.dtls else {
             return Ok(());
         };
+        let Some(remote) = &dtls.remote else {
+            return Ok(()); // Our offer waits for its answer.
+        };
         if dtls.session.is_none() {
             dtls.session = Some(DtlsSrtp::new(
                 now,
                 dtls.line.setup,
-                dtls.remote.clone(),
+                remote.clone(),
                 target,
                 rtcp,
             )?);

@@ -57,6 +57,27 @@ fn pcmu_browser(now: Instant) -> Rtc {
     browser
 }
 
+/// A browser's audio offer (PCMU) through a new relay: the browser, its m-line, its pending
+/// offer, the relay and the SIP offer.
+fn outgoing_relay(
+    now: Instant,
+    config: RelayConfig,
+) -> (Rtc, Mid, str0m::change::SdpPendingOffer, Relay, String) {
+    crate::init_crypto();
+    let mut browser = pcmu_browser(now);
+    let mut change = browser.sdp_api();
+    let mid = change.add_media(
+        MediaKind::Audio,
+        WebRtcDirection::SendRecv,
+        None,
+        None,
+        None,
+    );
+    let (offer, pending) = change.apply().expect("an offer");
+    let (relay, sip_offer) = Relay::outgoing(now, config, &offer.to_sdp_string()).expect("a relay");
+    (browser, mid, pending, relay, sip_offer)
+}
+
 /// The relay's settings for an audio call (opus and PCMU).
 fn audio_config(media_timeout: Duration, srtp: SrtpPolicy) -> RelayConfig {
     RelayConfig {
@@ -117,21 +138,9 @@ impl Pair {
         policy: SrtpPolicy,
         suite: Option<Suite>,
     ) -> Pair {
-        crate::init_crypto();
         let now = Instant::now();
-        let mut browser = pcmu_browser(now);
-        let mut change = browser.sdp_api();
-        let mid = change.add_media(
-            MediaKind::Audio,
-            WebRtcDirection::SendRecv,
-            None,
-            None,
-            None,
-        );
-        let (offer, pending) = change.apply().expect("an offer");
-        let config = audio_config(media_timeout, policy);
-        let (relay, sip_offer) =
-            Relay::outgoing(now, config, &offer.to_sdp_string()).expect("a relay");
+        let (browser, mid, pending, relay, sip_offer) =
+            outgoing_relay(now, audio_config(media_timeout, policy));
         assert!(sip_offer.contains("PCMU/8000"), "{sip_offer}");
         let mut phone_answer = phone_answer();
         let mut phone_srtp = None;
@@ -472,10 +481,7 @@ fn a_third_party_is_not_heard_and_silence_ends_the_call() {
 #[test]
 fn srtp_with_every_suite_flows_both_ways_and_refuses_the_unprotected() {
     for suite in Suite::ALL {
-        let policy = SrtpPolicy {
-            mode: SrtpMode::Optional,
-            suites: Suite::ALL.to_vec(),
-        };
+        let policy = SrtpPolicy::with_all_suites(SrtpMode::Optional);
         let mut pair = Pair::outgoing_srtp_call(Duration::from_secs(5), policy, Some(suite));
         assert_eq!(pair.relay.sip_srtp(), Some(suite));
         let phone = addr(PHONE);

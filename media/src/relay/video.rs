@@ -344,6 +344,10 @@ impl Relay {
         video.browser_bandwidth = line.bandwidth.clone();
         video.offered_keys = self.config.srtp.offer();
         video.secure = self.sip_secure;
+        // Video offered on a DTLS-SRTP call is DTLS-SRTP too, on its own association.
+        if self.sip.dtls.is_some() && video.sip.offer_dtls().is_ok() {
+            video.offered_keys.clear();
+        }
         self.video = Some(video);
     }
 

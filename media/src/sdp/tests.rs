@@ -226,6 +226,7 @@ fn the_sip_audio_stream_is_chosen_by_the_srtp_policy() {
     let only_80 = SrtpPolicy {
         mode: SrtpMode::Optional,
         suites: vec![Suite::AesCm128HmacSha1_80],
+        dtls_offers: false,
     };
     assert!(refused(&savp, &only_80).contains("without a key the gateway can use"));
     let dtls = phone_with(&[("UDP/TLS/RTP/SAVP", false)]);

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use gateway::SrtpSetting;
+use gateway::{SrtpOffer, SrtpSetting};
 use gateway_tests::baresip::Baresip;
 use gateway_tests::browser::{AudioCodec, Browser};
 use protocol::{SessionState, UpdateState};
@@ -198,4 +198,24 @@ async fn a_dtls_srtp_phone_hears_why_where_it_is_not_taken_yet() {
         );
     }
     assert_eq!(carol.count("CALL_INCOMING"), 0, "carol never rang");
+}
+
+/// With `media.srtp_offer = "dtls"` the browser calls a phone that takes only DTLS-SRTP (it
+/// refuses an RTP/AVP offer with 488): our offer is `UDP/TLS/RTP/SAVP` with `a=setup:actpass`,
+/// bob answers as the server, the gateway connects, and audio flows both ways.
+#[tokio::test]
+async fn the_browser_calls_a_dtls_srtp_only_phone() {
+    let mut setup = Setup::new(|config| config.media.srtp_offer = SrtpOffer::Dtls).await;
+    let bob = bob(&setup, "dtls_srtp", 1000.0);
+    crate::srtp::browser_calls_bob(&mut setup, &bob, "to-bob").await;
+    let log = bob.log.text();
+    assert!(log.contains("a=setup:actpass"), "{log}");
+    assert!(!log.contains("a=crypto:"), "no SDES keys:\n{log}");
+    assert_eq!(
+        log.matches("DTLS-SRTP complete (audio/RTP)").count(),
+        1,
+        "{log}"
+    );
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
+    setup.assert_nothing_left().await;
 }

@@ -30,7 +30,7 @@ pub(crate) fn bob(setup: &Setup, mediaenc: &str, tone: f64) -> Baresip {
 }
 
 /// The browser calls bob; tones go both ways, then the browser hangs up.
-async fn browser_calls_bob(setup: &mut Setup, bob: &Baresip, session: &str) {
+pub(crate) async fn browser_calls_bob(setup: &mut Setup, bob: &Baresip, session: &str) {
     let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
     let answer = call_bob(setup, &mut browser, session).await;
     let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));

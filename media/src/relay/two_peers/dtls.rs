@@ -200,3 +200,50 @@ fn a_phone_that_never_does_the_handshake_is_named_in_the_silence() {
         pair.relay_events
     );
 }
+
+/// With `dtls_offers`, the relay's offer to the phone is DTLS-SRTP (`a=setup:actpass`, our
+/// fingerprint, no keys); the phone's answer chooses who starts: as the client (`active`) it
+/// connects to the relay, as the server (`passive`) the relay connects to it. Audio flows both
+/// ways either way.
+#[test]
+fn a_dtls_srtp_offer_is_answered_by_a_phone_in_either_role() {
+    for (role, theirs) in [("active", Setup::Active), ("passive", Setup::Passive)] {
+        let now = Instant::now();
+        let mut policy = SrtpPolicy::with_all_suites(SrtpMode::Optional);
+        policy.dtls_offers = true;
+        let (browser, mid, pending, relay, sip_offer) =
+            outgoing_relay(now, audio_config(Duration::from_secs(30), policy));
+        let (mut phone, fingerprint) = dtls_phone(now, theirs, true, false);
+        assert!(sip_offer.contains(" UDP/TLS/RTP/SAVP "), "{sip_offer}");
+        assert!(sip_offer.contains("a=setup:actpass\r\n"), "{sip_offer}");
+        let ours = local_fingerprint().unwrap().attribute();
+        assert!(
+            sip_offer.contains(&format!("a=fingerprint:{ours}\r\n")),
+            "{sip_offer}"
+        );
+        assert!(!sip_offer.contains("a=crypto"), "{sip_offer}");
+        let answer =
+            phone_offer(&fingerprint, true).replace("a=setup:actpass", &format!("a=setup:{role}"));
+        let mut pair = Pair::connect(now, browser, (mid, None), pending, relay, &answer, None);
+        let mut keys = pair.phone_handshake(&mut phone);
+        assert!(phone.is_done(), "{role}");
+        let (_, rtp_keys) = keys.pop().expect("the phone's keys");
+        pair.phone_srtp = Some((rtp_keys.send, rtp_keys.receive));
+        for seq in 0..20u16 {
+            pair.browser_sends(u64::from(seq) + 1000, &[seq as u8; 160]);
+            pair.phone_sends(addr(PHONE), seq, &[!(seq as u8); 160]);
+            pair.advance(Duration::from_millis(20));
+        }
+        assert_eq!(pair.phone_heard().len(), 20, "{role}");
+        assert_eq!(pair.browser_heard.len(), 20, "{role}");
+        // A later offer of ours (the browser's hold) keeps our role.
+        let again = pair.relay.sip_offer();
+        let kept = if role == "active" {
+            "passive"
+        } else {
+            "active"
+        };
+        assert!(again.contains(&format!("a=setup:{kept}\r\n")), "{again}");
+        assert_eq!(pair.relay_events, [Event::Connected]);
+    }
+}
