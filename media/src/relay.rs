@@ -1,6 +1,6 @@
 //! One call's media relay, sans-IO: the browser leg (str0m: ICE-lite, DTLS-SRTP, rtcp-mux,
-//! BUNDLE) and the SIP leg (plain RTP/AVP, or SDES-SRTP as the policy and the phone agree),
-//! with RTP forwarded both ways without decoding.
+//! BUNDLE) and the SIP leg (plain RTP/AVP, SDES-SRTP or DTLS-SRTP as the policy and the phone
+//! agree), with RTP forwarded both ways without decoding.
 //!
 //! The relay negotiates both sides: for an outgoing call it turns the browser's offer into a SIP
 //! offer, then the SIP answer into the browser's answer (which can only be made once the SIP
@@ -11,29 +11,25 @@
 //! It is fed datagrams from both legs and timer expiries, and drained with
 //! [`Relay::poll_output`] (datagrams to send, then the next timeout) and [`Relay::poll_event`].
 //!
-//! Inside, a relay is a browser leg (`browser_leg.rs`: str0m's peer and what is known of the
-//! browser), a SIP leg (`sip_leg.rs`: target, strict-source latches, SSRC, statistics and RTCP
-//! reports) and a track per m-line (`track.rs`: codec, payload type map, rewriting each way);
-//! the packet paths between them are in `forward.rs`. One audio track today; video and further
-//! streams add tracks.
+//! Inside, a relay is a browser leg (`browser_leg.rs`: str0m's peer, how it is built and what
+//! is known of the browser), a SIP leg (`sip_leg.rs`: target, strict-source latches, SSRC,
+//! statistics, RTCP reports, keys and DTLS-SRTP handshakes) and a track per m-line
+//! (`track.rs`: codec, payload type map, rewriting each way). The SIP side's descriptions, read
+//! and written, are in `sip_side.rs`, the mid-call changes in `renegotiate.rs`, the video
+//! stream in `video.rs`, and the packet paths between the legs in `forward.rs`.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
+use str0m::Rtc;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::format::{Codec as WebRtcCodec, FormatParams};
-use str0m::media::{Direction as WebRtcDirection, Frequency, MediaKind, Mid};
-use str0m::rtp::Extension;
-use str0m::{Candidate, Rtc, RtcConfig};
+use str0m::media::{Direction as WebRtcDirection, MediaKind, Mid};
 
-use crate::codec::{Codec, Format, H264Profile, Payload, Video, VideoCodec};
+use crate::codec::{Codec, Format, Payload, VideoCodec};
 use crate::error::{Error, Result};
-use crate::sdp::{
-    Description, Direction, MediaLine, SipDescription, answered_payloads, declined_as_offered,
-    relayable,
-};
-use crate::srtp::{Crypto, SessionKeys, SrtpMode, SrtpPolicy};
+use crate::sdp::{Description, Direction, answered_payloads, declined_as_offered, relayable};
+use crate::srtp::{Crypto, SrtpPolicy};
 
 mod browser_leg;
 mod forward;
@@ -41,12 +37,13 @@ mod latch;
 pub mod pair;
 mod renegotiate;
 mod sip_leg;
+mod sip_side;
 mod track;
 mod video;
 
-use browser_leg::BrowserLeg;
-use sip_leg::{SipLeg, answered_key};
-use track::Track;
+use browser_leg::{BrowserLeg, browser_formats, build_rtc, spare_video};
+use sip_leg::SipLeg;
+use track::{Track, chosen, default_payloads, free_pt};
 use video::VideoStream;
 
 pub use forward::is_stun;
@@ -507,110 +504,6 @@ impl Relay {
         }
     }
 
-    fn apply_sip_answer(&mut self, description: &Description) -> Result<()> {
-        self.apply_sip_side(description, false)?;
-        self.version += 1;
-        Ok(())
-    }
-
-    /// New keys for an offer to the SIP side, as the policy says: SDES keys, or DTLS-SRTP.
-    fn offer_keys(&mut self) -> Result<()> {
-        let policy = &self.config.srtp;
-        if policy.dtls_offers && policy.mode != SrtpMode::Never {
-            self.offered_keys = Vec::new();
-            self.sip_secure = true;
-            return self.sip.offer_dtls();
-        }
-        self.offered_keys = policy.offer();
-        self.sip_secure = policy.mode == SrtpMode::Mandatory;
-        Ok(())
-    }
-
-    /// Takes the SIP side's key (if any) from a description: an offer we answer, or the answer
-    /// to our offer (whose key must answer one of ours).
-    fn take_sip_keys(
-        &mut self,
-        audio: &MediaLine,
-        key: Option<&Crypto>,
-        offer: bool,
-    ) -> Result<()> {
-        if audio.is_dtls_profile() {
-            if !offer && self.sip.dtls.is_none() {
-                return Err(Error::IncompatibleTransport(format!(
-                    "{}: the answer has DTLS-SRTP, which our offer did not",
-                    audio.proto
-                )));
-            }
-            return self.sip.take_dtls(audio, offer);
-        }
-        self.sip.dtls = None;
-        self.sip.rtcp_keys = None;
-        let Some(remote) = key else {
-            self.sip.srtp = None;
-            if offer {
-                self.sip_secure = false;
-            }
-            return Ok(());
-        };
-        let local = if offer {
-            let local = SessionKeys::answer_key(self.sip.srtp.as_ref(), remote);
-            self.sip_secure = audio.is_srtp_profile();
-            local
-        } else {
-            answered_key(&self.offered_keys, remote, &audio.proto)?
-        };
-        self.sip.srtp = Some(SessionKeys::rekey(
-            self.sip.srtp.take(),
-            local,
-            remote.clone(),
-        ));
-        Ok(())
-    }
-
-    /// The keys our next SIP-side description gives: the one in use, else those of our offer
-    /// (none with DTLS-SRTP, whose keys are never written).
-    fn sip_keys(&self) -> Vec<Crypto> {
-        if self.sip.dtls.is_some() {
-            return Vec::new();
-        }
-        match &self.sip.srtp {
-            Some(srtp) => vec![srtp.local.clone()],
-            None => self.offered_keys.clone(),
-        }
-    }
-
-    /// Reads the SIP side's description: payload types, target, direction and keys.
-    fn apply_sip_side(&mut self, description: &Description, offer: bool) -> Result<()> {
-        let (_, audio, key) = description.sip_audio_with(&self.config.srtp)?;
-        self.take_sip_keys(audio, key, offer)?;
-        let formats: Vec<Format> = self.track.sip_payloads.iter().map(|p| p.format).collect();
-        self.track.mapping.sip = audio
-            .payloads
-            .iter()
-            .filter(|payload| formats.contains(&payload.format))
-            .map(|payload| (payload.pt, payload.format))
-            .collect();
-        self.sip.take_remote(audio, offer);
-        self.sip.last_rtp = self.sip.last_rtp.max(self.created);
-        self.apply_sip_video(description, offer)?;
-        if !offer {
-            // The answer to our offer is in: DTLS-SRTP starts now (for an offer, once our
-            // answer is out, `start_sip_dtls`).
-            self.start_sip_dtls()?;
-        }
-        Ok(())
-    }
-
-    /// Starts the DTLS-SRTP handshakes that the latest descriptions call for.
-    fn start_sip_dtls(&mut self) -> Result<()> {
-        let now = self.now;
-        self.sip.start_dtls(now)?;
-        if let Some(video) = &mut self.video {
-            video.sip.start_dtls(now)?;
-        }
-        Ok(())
-    }
-
     /// The browser's answer to our offer (incoming calls): returns the SIP answer, or for an
     /// offerless INVITE the SIP offer to put in the 200.
     pub fn accept_browser_answer(&mut self, now: Instant, answer: &str) -> Result<String> {
@@ -744,13 +637,6 @@ impl Relay {
         Ok(answer)
     }
 
-    /// The answer to the SIP side's latest offer as it stands now (after the browser declined
-    /// what that offer added).
-    fn sip_answer_again(&mut self) -> Option<String> {
-        let (description, audio_index) = self.answering.take()?;
-        Some(self.sip_description(self.sip.direction, Some((&description, audio_index))))
-    }
-
     /// Our offer for an offerless re-INVITE from the SIP side (the call as it is).
     pub fn sip_offer(&mut self) -> String {
         self.version += 1;
@@ -763,57 +649,6 @@ impl Relay {
     pub fn accept_sip_reanswer(&mut self, sdp: &str) -> Result<()> {
         let description = Description::parse(sdp)?;
         self.apply_sip_side(&description, false)
-    }
-
-    fn sip_description(
-        &self,
-        direction: Direction,
-        answering: Option<(&Description, usize)>,
-    ) -> String {
-        let keys = self.sip_keys();
-        let video_keys = self
-            .video
-            .as_ref()
-            .map(|video| video.keys())
-            .unwrap_or_default();
-        // An offer puts video in the direction of the audio (hold is both); an answer mirrors
-        // the offer's video direction.
-        // Video removed (by the browser's offer being made now, or earlier): its m-line stays,
-        // declined.
-        let removed = if self.removing_video {
-            self.video
-                .as_ref()
-                .and_then(|video| video.track.sip_payloads.first())
-                .map(|payload| payload.pt)
-        } else {
-            self.video_gone.filter(|_| self.video.is_none())
-        };
-        let video = self
-            .video
-            .as_ref()
-            .filter(|_| !self.removing_video)
-            .map(|video| {
-                let video_direction = if answering.is_some() {
-                    video.sip.direction
-                } else {
-                    self.video_offer_direction.unwrap_or(direction)
-                };
-                video.description(video_direction, &video_keys)
-            });
-        SipDescription {
-            session_id: self.session_id,
-            version: self.version,
-            rtp: self.config.sip_rtp,
-            payloads: &self.track.sip_payloads,
-            direction,
-            answering,
-            crypto: &keys,
-            secure: self.sip_secure,
-            video,
-            removed_video: removed,
-            dtls: self.sip.dtls.as_ref().map(|dtls| &dtls.line),
-        }
-        .write()
     }
 
     /// Applies the browser's answer to our pending offer, and reads the payload types it chose.
@@ -838,102 +673,6 @@ impl Relay {
         self.track.mapping.browser = browser_formats(rtc, self.track.mid, false);
         if let Some(video) = &mut self.video {
             video.track.mapping.browser = browser_formats(rtc, video.track.mid, true);
-        }
-    }
-
-    /// The browser's video payload for the format the SIP side answered (outgoing calls),
-    /// added to `payloads` with the lower H.264 level of the two; returns its retransmission
-    /// payload type (rtx, the payload it repairs), when the browser offered one.
-    fn browser_video_payload(
-        &self,
-        browser: &Description,
-        payloads: &mut Vec<Payload>,
-    ) -> Vec<(u8, u8)> {
-        let (Some(video), Some((_, line))) = (&self.video, browser.video()) else {
-            return Vec::new();
-        };
-        let Some(format) = video.format else {
-            return Vec::new();
-        };
-        let Some(payload) = line
-            .payloads
-            .iter()
-            .find(|payload| payload.format == Format::Video(format))
-        else {
-            return Vec::new();
-        };
-        let mut payload = payload.clone();
-        if let Video::H264 { profile, .. } = format {
-            let level = Video::h264_level(payload.fmtp.as_deref())
-                .min(Video::h264_level(video.remote_fmtp.as_deref()));
-            payload.fmtp = Some(h264_fmtp(payload.fmtp.as_deref(), profile, level));
-        }
-        let rtx = line.rtx_for(payload.pt).map(|rtx| (rtx, payload.pt));
-        payloads.push(payload);
-        rtx.into_iter().collect()
-    }
-
-    /// The payload types of the browser's offer the browser leg may answer for video: the
-    /// agreed format's and its retransmission type; none when the call has no video.
-    pub(super) fn browser_video_keep(&self, browser: &Description) -> Option<Vec<u8>> {
-        let format = self.video.as_ref()?.format?;
-        let (_, line) = browser.video()?;
-        let payload = line
-            .payloads
-            .iter()
-            .find(|payload| payload.format == Format::Video(format))?;
-        let mut keep = vec![payload.pt];
-        keep.extend(line.rtx_for(payload.pt));
-        Some(keep)
-    }
-
-    /// Gives the call a SIP-side video address (its port pair was taken after the call began,
-    /// for the browser's offer that adds video).
-    pub fn set_sip_video(&mut self, rtp: SocketAddr) {
-        self.config.sip_video = Some(rtp);
-    }
-
-    /// Whether the call has a SIP-side video address.
-    pub fn has_sip_video(&self) -> bool {
-        self.config.sip_video.is_some()
-    }
-
-    /// The browser answered our offer (incoming calls): the video format it chose, and the
-    /// SIP side's payload of that format (its H.264 level lowered to the browser's); a
-    /// browser that refused video leaves the call without.
-    fn take_browser_video_answer(&mut self) {
-        let Some(video) = &mut self.video else { return };
-        let Some(format) =
-            video
-                .track
-                .mapping
-                .browser
-                .iter()
-                .find_map(|(_, format)| match format {
-                    Format::Video(video) => Some(*video),
-                    _ => None,
-                })
-        else {
-            self.video = None;
-            return;
-        };
-        video.agree(format);
-        if let (Video::H264 { profile, .. }, Some(payload)) =
-            (format, video.track.sip_payloads.first_mut())
-        {
-            let browser_level = video.browser_h264_level.unwrap_or(0xff);
-            let level = Video::h264_level(payload.fmtp.as_deref()).min(browser_level);
-            payload.fmtp = Some(h264_fmtp(payload.fmtp.as_deref(), profile, level));
-        }
-    }
-
-    /// The browser's answer with the SIP side's `b=` lines in its video m-line.
-    fn with_sip_bandwidth(&self, answer: String) -> String {
-        match &self.video {
-            Some(video) if !video.sip_bandwidth.is_empty() => {
-                crate::sdp::with_bandwidth(&answer, "video", &video.sip_bandwidth)
-            }
-            _ => answer,
         }
     }
 
@@ -979,283 +718,6 @@ impl Relay {
             }
         }
     }
-}
-
-/// The payloads kept once `codec` is chosen: it, and telephone-event.
-fn chosen(payloads: &[Payload], codec: Codec) -> Vec<Payload> {
-    payloads
-        .iter()
-        .filter(|p| match p.format {
-            Format::Audio(other) => other == codec,
-            Format::TelephoneEvent(_) => true,
-            Format::Video(_) => false,
-        })
-        .cloned()
-        .collect()
-}
-
-/// Our payloads when we make the first offer: the configured codecs (static payload types where
-/// they have one) and telephone-event at their rates.
-pub(super) fn default_payloads(codecs: &[Codec]) -> Vec<Payload> {
-    let mut payloads: Vec<Payload> = Vec::new();
-    for codec in codecs {
-        let Some(pt) = codec.static_pt().or_else(|| free_pt(&payloads)) else {
-            continue;
-        };
-        payloads.push(Payload {
-            pt,
-            format: Format::Audio(*codec),
-            fmtp: (*codec == Codec::Opus).then(|| "useinbandfec=1".to_owned()),
-        });
-    }
-    let rates: Vec<u32> = codecs.iter().map(|codec| codec.clock_rate()).collect();
-    for rate in rates {
-        if !payloads
-            .iter()
-            .any(|p| p.format == Format::TelephoneEvent(rate))
-            && let Some(pt) = free_pt(&payloads)
-        {
-            payloads.push(Payload {
-                pt,
-                format: Format::TelephoneEvent(rate),
-                fmtp: Some("0-16".to_owned()),
-            });
-        }
-    }
-    payloads
-}
-
-/// The payload types of the browser leg's m-line `mid`, audio (and telephone-event) or video.
-fn browser_formats(rtc: &Rtc, mid: Option<Mid>, video: bool) -> Vec<(u8, Format)> {
-    let remote: Vec<u8> = mid
-        .and_then(|mid| rtc.media(mid))
-        .map(|media| media.remote_pts().iter().map(|pt| **pt).collect())
-        .unwrap_or_default();
-    rtc.codec_config()
-        .params()
-        .iter()
-        .filter(|params| remote.is_empty() || remote.contains(&*params.pt()))
-        .filter_map(|params| {
-            let spec = params.spec();
-            let format = match spec.codec {
-                WebRtcCodec::Opus => Format::Audio(Codec::Opus),
-                WebRtcCodec::PCMU => Format::Audio(Codec::Pcmu),
-                WebRtcCodec::PCMA => Format::Audio(Codec::Pcma),
-                WebRtcCodec::G722 => Format::Audio(Codec::G722),
-                WebRtcCodec::Tele => Format::TelephoneEvent(spec.clock_rate.get()),
-                WebRtcCodec::Vp8 => Format::Video(Video::Vp8),
-                WebRtcCodec::Vp9 => Format::Video(Video::Vp9 {
-                    profile: spec.format.profile_id.unwrap_or(0) as u8,
-                }),
-                WebRtcCodec::H264 => {
-                    let id = spec.format.profile_level_id.unwrap_or(0x42_00_0a);
-                    let (profile, _) = H264Profile::parse(&format!("{id:06x}"))?;
-                    Format::Video(Video::H264 {
-                        mode: spec.format.packetization_mode.unwrap_or(0),
-                        profile,
-                    })
-                }
-                _ => return None,
-            };
-            (matches!(format, Format::Video(_)) == video).then_some((*params.pt(), format))
-        })
-        .collect()
-}
-
-/// An H.264 `a=fmtp` with its `profile-level-id` set to `profile` at `level`, the other
-/// parameters kept.
-fn h264_fmtp(fmtp: Option<&str>, profile: H264Profile, level: u8) -> String {
-    let mut parts: Vec<String> = fmtp
-        .unwrap_or_default()
-        .split(';')
-        .map(str::trim)
-        .filter(|part| {
-            !part.is_empty()
-                && !part
-                    .split('=')
-                    .next()
-                    .is_some_and(|key| key.trim().eq_ignore_ascii_case("profile-level-id"))
-        })
-        .map(str::to_owned)
-        .collect();
-    parts.push(format!(
-        "profile-level-id={}",
-        profile.profile_level_id(level)
-    ));
-    parts.join(";")
-}
-
-/// Video formats the browser leg's peer knows besides those of the first negotiation, so that
-/// a later offer from the browser can add video: each configured codec (H.264 as constrained
-/// baseline, both packetization modes) with a retransmission type, on payload types not taken
-/// (the peer moves them to the browser's numbers when it offers).
-fn spare_video(codecs: &[VideoCodec], payloads: &mut Vec<Payload>, rtx: &mut Vec<(u8, u8)>) {
-    for codec in codecs {
-        let formats: &[(Video, Option<&str>)] = match codec {
-            VideoCodec::Vp8 => &[(Video::Vp8, None)],
-            VideoCodec::Vp9 => &[(Video::Vp9 { profile: 0 }, Some("profile-id=0"))],
-            VideoCodec::H264 => &[
-                (
-                    Video::H264 {
-                        mode: 1,
-                        profile: H264Profile::ConstrainedBaseline,
-                    },
-                    Some("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"),
-                ),
-                (
-                    Video::H264 {
-                        mode: 0,
-                        profile: H264Profile::ConstrainedBaseline,
-                    },
-                    Some("level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f"),
-                ),
-            ],
-        };
-        for (format, fmtp) in formats {
-            if payloads.iter().any(|p| p.format == Format::Video(*format)) {
-                continue;
-            }
-            let taken = |pt: u8, payloads: &[Payload], rtx: &[(u8, u8)]| {
-                payloads.iter().any(|p| p.pt == pt) || rtx.iter().any(|(r, _)| *r == pt)
-            };
-            let Some(pt) = (96..=127).find(|pt| !taken(*pt, payloads, rtx)) else {
-                return;
-            };
-            payloads.push(Payload {
-                pt,
-                format: Format::Video(*format),
-                fmtp: fmtp.map(str::to_owned),
-            });
-            let Some(repair) = (96..=127).find(|pt| !taken(*pt, payloads, rtx)) else {
-                return;
-            };
-            rtx.push((repair, pt));
-        }
-    }
-}
-
-/// A dynamic payload type not used yet, if one is left.
-fn free_pt(payloads: &[Payload]) -> Option<u8> {
-    (96..=127)
-        .rev()
-        .find(|pt| !payloads.iter().any(|p| p.pt == *pt))
-}
-
-/// The DTLS certificate of every browser leg: made once per process. A certificate per call
-/// cost a key generation at each set-up and its memory for the call's life; browsers only
-/// check that the fingerprint in the SDP matches.
-fn certificate() -> Option<str0m::config::DtlsCert> {
-    static CERTIFICATE: std::sync::OnceLock<Option<str0m::config::DtlsCert>> =
-        std::sync::OnceLock::new();
-    CERTIFICATE
-        .get_or_init(|| {
-            str0m::crypto::from_feature_flags()
-                .dtls_provider
-                .generate_certificate()
-        })
-        .clone()
-}
-
-/// Outgoing audio waits in str0m's send buffer only between a write and the next poll (we
-/// poll at once, and audio is not resent): a few packets suffice where the default keeps 50.
-const SEND_BUFFER_AUDIO: usize = 4;
-
-/// What we sent on a video stream is kept this many packets for the browser's NACKs: about 2 s
-/// at 1 Mbit/s, far past any round trip a NACK is worth answering in. str0m's default (1,000)
-/// cost a megabyte per video call.
-const SEND_BUFFER_VIDEO: usize = 256;
-
-/// A str0m peer for the browser leg: ICE-lite with one host candidate at the advertised
-/// address, RTP mode, and exactly the given payloads; `video`: the call starts with video
-/// (transport-cc on).
-///
-/// Its header extensions are str0m's standard ones without the two that only feed bandwidth
-/// estimation (transport-wide sequence numbers and abs-send-time): the relay estimates nothing,
-/// and transport-cc would cost a feedback packet each way every 100 ms or so per call.
-fn build_rtc(
-    now: Instant,
-    config: &RelayConfig,
-    payloads: &[Payload],
-    rtx: &[(u8, u8)],
-    video: bool,
-) -> Result<Rtc> {
-    let mut rtc_config = RtcConfig::new()
-        .clear_extension_map()
-        .set_extension(1, Extension::AudioLevel)
-        .set_extension(4, Extension::RtpMid)
-        .set_extension(10, Extension::RtpStreamId)
-        .set_extension(11, Extension::RepairedRtpStreamId)
-        .set_extension(13, Extension::VideoOrientation);
-    if video {
-        // Congestion feedback lets the browser's encoder ramp up to the video's bitrate;
-        // audio-only calls go without (a feedback packet each way every 100 ms or so).
-        rtc_config = rtc_config.set_extension(3, Extension::TransportSequenceNumber);
-    }
-    let mut rtc_config = rtc_config
-        .set_ice_lite(true)
-        .set_rtp_mode(true)
-        .set_send_buffer_audio(SEND_BUFFER_AUDIO)
-        .set_send_buffer_video(SEND_BUFFER_VIDEO)
-        .clear_codecs();
-    if let Some(certificate) = certificate() {
-        rtc_config = rtc_config.set_dtls_cert(certificate);
-    }
-    let codecs = rtc_config.codec_config();
-    for payload in payloads {
-        let (codec, rate, channels) = match payload.format {
-            Format::Audio(Codec::Opus) => (WebRtcCodec::Opus, 48_000, Some(2)),
-            Format::Audio(Codec::Pcmu) => (WebRtcCodec::PCMU, 8_000, None),
-            Format::Audio(Codec::Pcma) => (WebRtcCodec::PCMA, 8_000, None),
-            // str0m models G.722 at its 16 kHz sampling rate and writes (and matches) the
-            // 8 kHz RTP clock of RFC 3551 in SDP itself: configured at 8 kHz it matches no
-            // offered G.722 and the answer is left with telephone-event alone.
-            Format::Audio(Codec::G722) => (WebRtcCodec::G722, 16_000, None),
-            Format::TelephoneEvent(rate) => (WebRtcCodec::Tele, rate, None),
-            Format::Video(video) => (
-                match video {
-                    Video::Vp8 => WebRtcCodec::Vp8,
-                    Video::Vp9 { .. } => WebRtcCodec::Vp9,
-                    Video::H264 { .. } => WebRtcCodec::H264,
-                },
-                90_000,
-                None,
-            ),
-        };
-        let Some(rate) = Frequency::new(rate) else {
-            continue;
-        };
-        let format = payload
-            .fmtp
-            .as_deref()
-            .map(FormatParams::parse_line)
-            .unwrap_or_default();
-        let resend = rtx
-            .iter()
-            .find_map(|(rtx, apt)| (*apt == payload.pt).then_some((*rtx).into()));
-        codecs.add_config(payload.pt.into(), resend, codec, rate, channels, format);
-    }
-    let mut rtc = rtc_config.build(now);
-    let candidate =
-        Candidate::host(config.browser, "udp").map_err(|error| Error::WebRtc(error.to_string()))?;
-    rtc.add_local_candidate(candidate);
-    Ok(rtc)
-}
-
-/// Telephone-event payloads (RFC 4733 section 2.3) with their durations scaled from one clock
-/// rate to another, into `out`.
-fn rescale_events(payload: &[u8], (from, to): (u32, u32), out: &mut Vec<u8>) {
-    out.extend_from_slice(payload);
-    let start = out.len() - payload.len();
-    for block in out[start..].chunks_exact_mut(4) {
-        let duration = u64::from(u16::from_be_bytes([block[2], block[3]]));
-        let scaled = (duration * u64::from(to) / u64::from(from)).min(0xffff) as u16;
-        block[2..4].copy_from_slice(&scaled.to_be_bytes());
-    }
-}
-
-/// A timestamp moved from one clock rate to another.
-fn rescale_timestamp(timestamp: u32, (from, to): (u32, u32)) -> u32 {
-    (u64::from(timestamp) * u64::from(to) / u64::from(from)) as u32
 }
 
 #[cfg(test)]

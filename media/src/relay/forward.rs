@@ -9,7 +9,8 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
 use str0m::{Event as WebRtcEvent, Input, Output as WebRtcOutput};
 
-use super::{Event, Output, Relay, rescale_events, rescale_timestamp};
+use super::track::{rescale_events, rescale_timestamp};
+use super::{Event, Output, Relay};
 use crate::codec::Format;
 use crate::dtls::is_dtls;
 use crate::rtp::{RtpHeader, RtpView, is_rtcp, ntp_time, write_report, write_rtp};

@@ -169,7 +169,7 @@ impl RtpPair {
     /// caller ([`RtpPair::accept_answer`]), whose answer comes in its ACK
     /// ([`RtpPair::accept_reanswer`]).
     pub fn offerless(now: Instant, config: PairConfig) -> (RtpPair, String) {
-        let payloads = super::default_payloads(&config.codecs);
+        let payloads = super::track::default_payloads(&config.codecs);
         let mut pair = RtpPair::with_payloads(now, config, &payloads, None);
         pair.offerless = true;
         let caller = &mut pair.legs[0];

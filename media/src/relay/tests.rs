@@ -1,8 +1,9 @@
 use std::time::{Duration, Instant, SystemTime};
 
-use super::track::{Mapping, Rewrite};
+use super::track::{Mapping, Rewrite, rescale_events, rescale_timestamp};
 use super::*;
 use crate::srtp::{Crypto, SrtpMode, SrtpPolicy, Suite};
+use str0m::Candidate;
 
 pub(super) fn data(name: &str) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/sdp/");

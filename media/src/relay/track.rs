@@ -149,3 +149,71 @@ impl Rewrite {
         (extended, out_ts)
     }
 }
+
+/// The payloads kept once `codec` is chosen: it, and telephone-event.
+pub(super) fn chosen(payloads: &[Payload], codec: Codec) -> Vec<Payload> {
+    payloads
+        .iter()
+        .filter(|p| match p.format {
+            Format::Audio(other) => other == codec,
+            Format::TelephoneEvent(_) => true,
+            Format::Video(_) => false,
+        })
+        .cloned()
+        .collect()
+}
+
+/// Our payloads when we make the first offer: the configured codecs (static payload types where
+/// they have one) and telephone-event at their rates.
+pub(super) fn default_payloads(codecs: &[Codec]) -> Vec<Payload> {
+    let mut payloads: Vec<Payload> = Vec::new();
+    for codec in codecs {
+        let Some(pt) = codec.static_pt().or_else(|| free_pt(&payloads)) else {
+            continue;
+        };
+        payloads.push(Payload {
+            pt,
+            format: Format::Audio(*codec),
+            fmtp: (*codec == Codec::Opus).then(|| "useinbandfec=1".to_owned()),
+        });
+    }
+    let rates: Vec<u32> = codecs.iter().map(|codec| codec.clock_rate()).collect();
+    for rate in rates {
+        if !payloads
+            .iter()
+            .any(|p| p.format == Format::TelephoneEvent(rate))
+            && let Some(pt) = free_pt(&payloads)
+        {
+            payloads.push(Payload {
+                pt,
+                format: Format::TelephoneEvent(rate),
+                fmtp: Some("0-16".to_owned()),
+            });
+        }
+    }
+    payloads
+}
+
+/// Telephone-event payloads (RFC 4733 section 2.3) with their durations scaled from one clock
+/// rate to another, into `out`.
+pub(super) fn rescale_events(payload: &[u8], (from, to): (u32, u32), out: &mut Vec<u8>) {
+    out.extend_from_slice(payload);
+    let start = out.len() - payload.len();
+    for block in out[start..].chunks_exact_mut(4) {
+        let duration = u64::from(u16::from_be_bytes([block[2], block[3]]));
+        let scaled = (duration * u64::from(to) / u64::from(from)).min(0xffff) as u16;
+        block[2..4].copy_from_slice(&scaled.to_be_bytes());
+    }
+}
+
+/// A timestamp moved from one clock rate to another.
+pub(super) fn rescale_timestamp(timestamp: u32, (from, to): (u32, u32)) -> u32 {
+    (u64::from(timestamp) * u64::from(to) / u64::from(from)) as u32
+}
+
+/// A dynamic payload type not used yet, if one is left.
+pub(super) fn free_pt(payloads: &[Payload]) -> Option<u8> {
+    (96..=127)
+        .rev()
+        .find(|pt| !payloads.iter().any(|p| p.pt == *pt))
+}

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use str0m::media::KeyframeRequestKind;
 
 use super::Relay;
+use super::browser_leg::h264_fmtp;
 use super::sip_leg::{SipLeg, answered_key};
 use super::track::Track;
-use crate::codec::{Format, Video};
+use crate::codec::{Format, Payload, Video};
 use crate::error::{Error, Result};
 use crate::rtp::{write_fir, write_pli};
 use crate::sdp::{Description, Direction, MediaLine, VideoDescription, answered_payloads};
@@ -359,7 +360,7 @@ impl Relay {
             return;
         };
         let Some(rtc) = &self.browser.rtc else { return };
-        let known = super::browser_formats(rtc, None, true);
+        let known = super::browser_leg::browser_formats(rtc, None, true);
         let Some(format) =
             video
                 .track
@@ -404,7 +405,7 @@ impl Relay {
     pub(super) fn local_video_pts(&self) -> Option<Vec<u8>> {
         let format = self.video.as_ref()?.format?;
         let rtc = self.browser.rtc.as_ref()?;
-        let (pt, _) = super::browser_formats(rtc, None, true)
+        let (pt, _) = super::browser_leg::browser_formats(rtc, None, true)
             .into_iter()
             .find(|(_, known)| *known == Format::Video(format))?;
         let rtx = rtc
@@ -596,5 +597,104 @@ impl Relay {
         self.video
             .as_ref()
             .is_some_and(|video| video.track.mapping.browser.iter().any(|(p, _)| *p == pt))
+    }
+}
+
+/// The browser's side of the video when the two legs agree on it.
+impl Relay {
+    /// The browser's video payload for the format the SIP side answered (outgoing calls),
+    /// added to `payloads` with the lower H.264 level of the two; returns its retransmission
+    /// payload type (rtx, the payload it repairs), when the browser offered one.
+    pub(super) fn browser_video_payload(
+        &self,
+        browser: &Description,
+        payloads: &mut Vec<Payload>,
+    ) -> Vec<(u8, u8)> {
+        let (Some(video), Some((_, line))) = (&self.video, browser.video()) else {
+            return Vec::new();
+        };
+        let Some(format) = video.format else {
+            return Vec::new();
+        };
+        let Some(payload) = line
+            .payloads
+            .iter()
+            .find(|payload| payload.format == Format::Video(format))
+        else {
+            return Vec::new();
+        };
+        let mut payload = payload.clone();
+        if let Video::H264 { profile, .. } = format {
+            let level = Video::h264_level(payload.fmtp.as_deref())
+                .min(Video::h264_level(video.remote_fmtp.as_deref()));
+            payload.fmtp = Some(h264_fmtp(payload.fmtp.as_deref(), profile, level));
+        }
+        let rtx = line.rtx_for(payload.pt).map(|rtx| (rtx, payload.pt));
+        payloads.push(payload);
+        rtx.into_iter().collect()
+    }
+
+    /// The payload types of the browser's offer the browser leg may answer for video: the
+    /// agreed format's and its retransmission type; none when the call has no video.
+    pub(super) fn browser_video_keep(&self, browser: &Description) -> Option<Vec<u8>> {
+        let format = self.video.as_ref()?.format?;
+        let (_, line) = browser.video()?;
+        let payload = line
+            .payloads
+            .iter()
+            .find(|payload| payload.format == Format::Video(format))?;
+        let mut keep = vec![payload.pt];
+        keep.extend(line.rtx_for(payload.pt));
+        Some(keep)
+    }
+
+    /// Gives the call a SIP-side video address (its port pair was taken after the call began,
+    /// for the browser's offer that adds video).
+    pub fn set_sip_video(&mut self, rtp: SocketAddr) {
+        self.config.sip_video = Some(rtp);
+    }
+
+    /// Whether the call has a SIP-side video address.
+    pub fn has_sip_video(&self) -> bool {
+        self.config.sip_video.is_some()
+    }
+
+    /// The browser answered our offer (incoming calls): the video format it chose, and the
+    /// SIP side's payload of that format (its H.264 level lowered to the browser's); a
+    /// browser that refused video leaves the call without.
+    pub(super) fn take_browser_video_answer(&mut self) {
+        let Some(video) = &mut self.video else { return };
+        let Some(format) =
+            video
+                .track
+                .mapping
+                .browser
+                .iter()
+                .find_map(|(_, format)| match format {
+                    Format::Video(video) => Some(*video),
+                    _ => None,
+                })
+        else {
+            self.video = None;
+            return;
+        };
+        video.agree(format);
+        if let (Video::H264 { profile, .. }, Some(payload)) =
+            (format, video.track.sip_payloads.first_mut())
+        {
+            let browser_level = video.browser_h264_level.unwrap_or(0xff);
+            let level = Video::h264_level(payload.fmtp.as_deref()).min(browser_level);
+            payload.fmtp = Some(h264_fmtp(payload.fmtp.as_deref(), profile, level));
+        }
+    }
+
+    /// The browser's answer with the SIP side's `b=` lines in its video m-line.
+    pub(super) fn with_sip_bandwidth(&self, answer: String) -> String {
+        match &self.video {
+            Some(video) if !video.sip_bandwidth.is_empty() => {
+                crate::sdp::with_bandwidth(&answer, "video", &video.sip_bandwidth)
+            }
+            _ => answer,
+        }
     }
 }
