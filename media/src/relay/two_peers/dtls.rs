@@ -247,3 +247,52 @@ fn a_dtls_srtp_offer_is_answered_by_a_phone_in_either_role() {
         assert_eq!(pair.relay_events, [Event::Connected]);
     }
 }
+
+/// A phone's re-offer with the same fingerprint keeps the association (no handshake, the same
+/// keys); one with another certificate's fingerprint makes a new handshake, and audio flows
+/// under the new keys.
+#[test]
+fn a_reoffer_with_a_new_fingerprint_makes_a_new_handshake() {
+    let (mut phone, fingerprint) = dtls_phone(Instant::now(), Setup::Passive, true, false);
+    let offer = phone_offer(&fingerprint, true);
+    let (mut pair, _) = incoming_call(&offer, Duration::from_secs(30));
+    let (_, keys) = pair.phone_handshake(&mut phone).pop().expect("keys");
+    pair.phone_srtp = Some((keys.send, keys.receive));
+
+    let again = offer.replace("o=phone 1 1 ", "o=phone 1 2 ");
+    let answer = pair.relay.answer_sip_offer(&again).expect("answered");
+    assert!(answer.contains("a=setup:active\r\n"), "{answer}");
+    pair.exchange();
+    assert!(
+        pair.to_phone.iter().all(|(_, data)| !is_dtls(data)),
+        "no new handshake"
+    );
+    pair.phone_sends(addr(PHONE), 1, &[1; 160]);
+    assert_eq!(pair.browser_heard.len(), 1, "the same keys");
+
+    let (mut second, other) = dtls_phone(pair.now, Setup::Passive, true, false);
+    let new = phone_offer(&other, true).replace("o=phone 1 1 ", "o=phone 1 3 ");
+    pair.relay.answer_sip_offer(&new).expect("answered");
+    pair.to_phone.clear();
+    pair.exchange();
+    let (_, keys) = pair.phone_handshake(&mut second).pop().expect("new keys");
+    assert!(second.is_done());
+    pair.phone_srtp = Some((keys.send, keys.receive));
+    pair.to_phone.clear();
+    for seq in 2..12u16 {
+        pair.browser_sends(u64::from(seq) + 1000, &[seq as u8; 160]);
+        pair.phone_sends(addr(PHONE), seq, &[!(seq as u8); 160]);
+        pair.advance(Duration::from_millis(20));
+    }
+    assert_eq!(
+        pair.phone_heard().len(),
+        10,
+        "the phone hears under the new keys"
+    );
+    assert_eq!(
+        pair.browser_heard.len(),
+        11,
+        "the browser hears under the new keys"
+    );
+    assert_eq!(pair.relay_events, [Event::Connected]);
+}
