@@ -3,15 +3,18 @@
 //! * From a browser: a WebRTC peer of its own ([`media::Echo`]) answers the offer, audio and
 //!   video, and sends every packet back; no SIP is involved.
 //! * From a SIP phone: the gateway answers the INVITE with the codecs of the offer and sends
-//!   every RTP packet back to where it came from; with SDES-SRTP (as `media.srtp` allows), each
-//!   packet is checked and decrypted with the phone's key and protected again with ours.
+//!   every RTP packet back to where it came from; with SRTP (as `media.srtp` allows), each
+//!   packet is checked and decrypted with the phone's key and protected again with ours: SDES
+//!   keys from the SDP, or DTLS-SRTP's from a handshake on the RTP port (the RTCP port is not
+//!   read, so a phone without rtcp-mux has no SRTCP association with the echo).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
 use media::driver::MediaSession;
-use media::sdp::{Description, Direction, SipDescription, relayable};
+use media::dtls::{Component, DtlsSrtp, Fingerprint, Progress, Setup, is_dtls, local_fingerprint};
+use media::sdp::{Description, Direction, DtlsLine, SipDescription, relayable};
 use media::srtp::{Crypto, SessionKeys, SrtpPolicy};
 use media::{Codec, Echo};
 use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall};
@@ -164,10 +167,14 @@ async fn run_sip(
         policy,
         srtp: None,
         secure: false,
+        dtls: None,
         plain: Vec::with_capacity(1500),
         protected: Vec::with_capacity(1500),
     };
-    let answer = session.take(offer);
+    let answer = match session.take(offer) {
+        Ok(answer) => answer,
+        Err(error) => return not_acceptable(&error),
+    };
     info!(from = %invite.from_uri, "echo test call from SIP");
     services.sip.call(
         call,
@@ -179,6 +186,11 @@ async fn run_sip(
     let mut buffer = vec![0u8; 2048];
     let mut heard = Instant::now();
     loop {
+        // DTLS-SRTP: what the handshake has to send, and when it runs its timers next.
+        while let Some((_, destination, data)) = session.dtls_transmit() {
+            let _ = ports.rtp.try_send_to(&data, destination);
+        }
+        let dtls_timer = session.dtls_timeout();
         tokio::select! {
             event = events.recv() => match event {
                 Some(CallEvent::Terminated(_)) | None => return,
@@ -194,11 +206,20 @@ async fn run_sip(
                 Some(_) => {}
             },
             received = ports.rtp.recv_from(&mut buffer) => {
-                if let Ok((length, source)) = received
-                    && let Some(packet) = session.reflect(&buffer[..length])
-                {
-                    heard = Instant::now();
-                    let _ = ports.rtp.try_send_to(packet, source);
+                if let Ok((length, source)) = received {
+                    if is_dtls(&buffer[..length]) {
+                        session.handle_dtls(&buffer[..length]);
+                    } else if let Some(packet) = session.reflect(&buffer[..length]) {
+                        heard = Instant::now();
+                        let _ = ports.rtp.try_send_to(packet, source);
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(dtls_timer.unwrap_or(heard)), if dtls_timer.is_some() => {
+                if let Err(error) = session.dtls_timers() {
+                    info!("echo test: {error}, hanging up");
+                    services.sip.call(call, CallCommand::Hangup);
+                    return;
                 }
             }
             () = tokio::time::sleep_until(heard + SILENCE), if session.phone_sends => {
@@ -222,28 +243,93 @@ struct EchoSession {
     srtp: Option<SessionKeys>,
     /// Whether our answers say `RTP/SAVP`.
     secure: bool,
+    /// DTLS-SRTP, when the phone's m-line is `UDP/TLS/RTP/SAVP`: what our answer says, the
+    /// phone's fingerprint and the handshake (its keys go to `srtp`).
+    dtls: Option<(DtlsLine, Fingerprint, DtlsSrtp)>,
     plain: Vec<u8>,
     protected: Vec<u8>,
 }
 
 impl EchoSession {
-    /// Takes an offer: its payloads, direction and key; returns the answer.
-    fn take(&mut self, offer: Offer) -> String {
+    /// Takes an offer: its payloads, direction and key (or DTLS-SRTP: the handshake is kept
+    /// for the same fingerprint and role, else started anew); returns the answer.
+    fn take(&mut self, offer: Offer) -> Result<String, media::Error> {
         self.payloads = offer.payloads;
         self.phone_sends = offer.direction.sends();
         self.secure = offer.secure;
-        self.srtp = offer.key.map(|remote| {
-            let local = SessionKeys::answer_key(self.srtp.as_ref(), &remote);
-            SessionKeys::rekey(self.srtp.take(), local, remote)
-        });
-        self.answer(&offer.description, offer.index, offer.direction)
+        match offer.dtls {
+            Some(dtls) => {
+                let kept = self.dtls.as_ref().is_some_and(|(line, remote, _)| {
+                    line.setup == dtls.setup && *remote == dtls.fingerprint
+                });
+                if !kept {
+                    let line = DtlsLine {
+                        proto: dtls.proto,
+                        fingerprint: local_fingerprint()?,
+                        setup: dtls.setup,
+                    };
+                    // The phone checks our certificate against our answer, which goes out
+                    // as this returns; a ClientHello that comes first is sent again.
+                    let handshake = DtlsSrtp::new(
+                        std::time::Instant::now(),
+                        dtls.setup,
+                        dtls.fingerprint.clone(),
+                        dtls.target,
+                        None,
+                    )?;
+                    self.dtls = Some((line, dtls.fingerprint, handshake));
+                    self.srtp = None;
+                }
+            }
+            None => {
+                self.dtls = None;
+                self.srtp = offer.key.map(|remote| {
+                    let local = SessionKeys::answer_key(self.srtp.as_ref(), &remote);
+                    SessionKeys::rekey(self.srtp.take(), local, remote)
+                });
+            }
+        }
+        Ok(self.answer(&offer.description, offer.index, offer.direction))
+    }
+
+    /// A DTLS datagram from the phone: its keys, when it completes the handshake. A failed
+    /// handshake is left to the silence that ends the call.
+    fn handle_dtls(&mut self, data: &[u8]) {
+        let Some((_, _, handshake)) = &mut self.dtls else {
+            return;
+        };
+        if let Ok(Progress::Keys(keys)) =
+            handshake.handle(std::time::Instant::now(), Component::Rtp, data)
+        {
+            self.srtp = Some(*keys);
+        }
+    }
+
+    /// The handshake's next datagram for the phone.
+    fn dtls_transmit(&mut self) -> Option<(Component, std::net::SocketAddr, Vec<u8>)> {
+        self.dtls.as_mut()?.2.poll_transmit()
+    }
+
+    /// When the handshake's timers run next.
+    fn dtls_timeout(&self) -> Option<Instant> {
+        let at = self.dtls.as_ref()?.2.poll_timeout()?;
+        Some(Instant::from_std(at))
+    }
+
+    /// Runs the handshake's timers: an error when the phone never answered.
+    fn dtls_timers(&mut self) -> Result<(), media::Error> {
+        match &mut self.dtls {
+            Some((_, _, handshake)) => handshake.handle_timeout(std::time::Instant::now()),
+            None => Ok(()),
+        }
     }
 
     /// A packet from the phone as it goes back: as it came, or under our key once the phone's
     /// checked out; `None` for one that did not.
     fn reflect<'a>(&'a mut self, packet: &'a [u8]) -> Option<&'a [u8]> {
         let Some(keys) = &mut self.srtp else {
-            return Some(packet);
+            // DTLS-SRTP without keys yet: nothing goes back in the clear.
+            return self.dtls.is_none().then_some(packet);
         };
         if media::rtp::is_rtcp(packet) {
             keys.receive.unprotect_rtcp(packet, &mut self.plain).ok()?;
@@ -261,7 +347,7 @@ impl EchoSession {
 
     /// The answer to an offer: our port, the offer's payloads we carry, the direction mirrored.
     fn answer(&self, offer: &Description, audio_index: usize, direction: Direction) -> String {
-        let keys: Vec<Crypto> = self.srtp.iter().map(|keys| keys.local.clone()).collect();
+        let keys = self.keys();
         SipDescription {
             session_id: u64::from(self.rtp.port()) << 16,
             version: self.version,
@@ -273,7 +359,7 @@ impl EchoSession {
             secure: self.secure,
             video: None,
             removed_video: None,
-            dtls: None,
+            dtls: self.dtls.as_ref().map(|(line, _, _)| line),
         }
         .write()
     }
@@ -285,7 +371,7 @@ impl EchoSession {
         self.version += 1;
         let Some(sdp) = sdp else {
             self.phone_sends = true;
-            let keys: Vec<Crypto> = self.srtp.iter().map(|keys| keys.local.clone()).collect();
+            let keys = self.keys();
             let offer = SipDescription {
                 session_id: u64::from(self.rtp.port()) << 16,
                 version: self.version,
@@ -297,7 +383,7 @@ impl EchoSession {
                 secure: self.secure,
                 video: None,
                 removed_video: None,
-                dtls: None,
+                dtls: self.dtls.as_ref().map(|(line, _, _)| line),
             }
             .write();
             return CallCommand::AnswerOffer(Bytes::from(offer));
@@ -312,7 +398,18 @@ impl EchoSession {
             Err(error) => return refuse(&error),
         };
         info!(direction = %offer.direction.answer(), "echo test: new offer answered");
-        CallCommand::AnswerOffer(Bytes::from(self.take(offer)))
+        match self.take(offer) {
+            Ok(answer) => CallCommand::AnswerOffer(Bytes::from(answer)),
+            Err(error) => refuse(&error),
+        }
+    }
+
+    /// The SDES key our descriptions give (none with DTLS-SRTP, whose keys are never written).
+    fn keys(&self) -> Vec<Crypto> {
+        match &self.dtls {
+            Some(_) => Vec::new(),
+            None => self.srtp.iter().map(|keys| keys.local.clone()).collect(),
+        }
     }
 }
 
@@ -329,19 +426,45 @@ struct Offer {
     key: Option<Crypto>,
     /// Whether its profile is `RTP/SAVP`.
     secure: bool,
+    /// DTLS-SRTP, when its profile is `UDP/TLS/RTP/SAVP`.
+    dtls: Option<OfferedDtls>,
+}
+
+/// What a phone's DTLS-SRTP offer says.
+struct OfferedDtls {
+    proto: String,
+    fingerprint: Fingerprint,
+    /// Our role.
+    setup: Setup,
+    /// Where the phone receives.
+    target: std::net::SocketAddr,
 }
 
 /// Reads a phone's offer, or says why it cannot be taken.
 fn read_offer(sdp: &[u8], policy: &SrtpPolicy) -> Result<Offer, media::Error> {
     let description = Description::parse(&String::from_utf8_lossy(sdp))?;
     let (index, audio, key) = description.sip_audio_with(policy)?;
-    if audio.is_dtls_profile() {
-        return Err(media::Error::IncompatibleTransport(format!(
-            "{}: the echo test takes RTP/AVP and SDES-SRTP (RTP/SAVP) from phones, not \
-             DTLS-SRTP yet",
-            audio.proto
-        )));
-    }
+    let dtls = match (
+        audio.is_dtls_profile(),
+        &audio.fingerprint,
+        audio.rtp_target(),
+    ) {
+        (false, _, _) => None,
+        (true, Some(fingerprint), Some(target)) => Some(OfferedDtls {
+            proto: audio.proto.clone(),
+            fingerprint: fingerprint.clone(),
+            setup: Setup::answering(audio.setup.as_deref()).ok_or_else(|| {
+                media::Error::IncompatibleTransport(format!("{}: a=setup", audio.proto))
+            })?,
+            target,
+        }),
+        (true, _, _) => {
+            return Err(media::Error::IncompatibleTransport(format!(
+                "{} without a fingerprint or an address",
+                audio.proto
+            )));
+        }
+    };
     let payloads = relayable(audio, &Codec::ALL)?;
     Ok(Offer {
         index,
@@ -349,6 +472,7 @@ fn read_offer(sdp: &[u8], policy: &SrtpPolicy) -> Result<Offer, media::Error> {
         direction: audio.direction,
         key: key.cloned(),
         secure: audio.is_srtp_profile(),
+        dtls,
         description,
     })
 }
