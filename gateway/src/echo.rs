@@ -243,9 +243,9 @@ struct EchoSession {
     srtp: Option<SessionKeys>,
     /// Whether our answers say `RTP/SAVP`.
     secure: bool,
-    /// DTLS-SRTP, when the phone's m-line is `UDP/TLS/RTP/SAVP`: what our answer says, the
-    /// phone's fingerprint and the handshake (its keys go to `srtp`).
-    dtls: Option<(DtlsLine, Fingerprint, DtlsSrtp)>,
+    /// DTLS-SRTP, when the phone's m-line is `UDP/TLS/RTP/SAVP`: what our answer says and the
+    /// handshake (its keys go to `srtp`).
+    dtls: Option<(DtlsLine, DtlsSrtp)>,
     plain: Vec<u8>,
     protected: Vec<u8>,
 }
@@ -259,9 +259,10 @@ impl EchoSession {
         self.secure = offer.secure;
         match offer.dtls {
             Some(dtls) => {
-                let kept = self.dtls.as_ref().is_some_and(|(line, remote, _)| {
-                    line.setup == dtls.setup && *remote == dtls.fingerprint
-                });
+                let kept = self
+                    .dtls
+                    .as_ref()
+                    .is_some_and(|(_, handshake)| handshake.keeps(dtls.setup, &dtls.fingerprint));
                 if !kept {
                     let line = DtlsLine {
                         proto: dtls.proto,
@@ -273,11 +274,11 @@ impl EchoSession {
                     let handshake = DtlsSrtp::new(
                         std::time::Instant::now(),
                         dtls.setup,
-                        dtls.fingerprint.clone(),
+                        dtls.fingerprint,
                         dtls.target,
                         None,
                     )?;
-                    self.dtls = Some((line, dtls.fingerprint, handshake));
+                    self.dtls = Some((line, handshake));
                     self.srtp = None;
                 }
             }
@@ -295,7 +296,7 @@ impl EchoSession {
     /// A DTLS datagram from the phone: its keys, when it completes the handshake. A failed
     /// handshake is left to the silence that ends the call.
     fn handle_dtls(&mut self, data: &[u8]) {
-        let Some((_, _, handshake)) = &mut self.dtls else {
+        let Some((_, handshake)) = &mut self.dtls else {
             return;
         };
         if let Ok(Progress::Keys(keys)) =
@@ -307,19 +308,19 @@ impl EchoSession {
 
     /// The handshake's next datagram for the phone.
     fn dtls_transmit(&mut self) -> Option<(Component, std::net::SocketAddr, Vec<u8>)> {
-        self.dtls.as_mut()?.2.poll_transmit()
+        self.dtls.as_mut()?.1.poll_transmit()
     }
 
     /// When the handshake's timers run next.
     fn dtls_timeout(&self) -> Option<Instant> {
-        let at = self.dtls.as_ref()?.2.poll_timeout()?;
+        let at = self.dtls.as_ref()?.1.poll_timeout()?;
         Some(Instant::from_std(at))
     }
 
     /// Runs the handshake's timers: an error when the phone never answered.
     fn dtls_timers(&mut self) -> Result<(), media::Error> {
         match &mut self.dtls {
-            Some((_, _, handshake)) => handshake.handle_timeout(std::time::Instant::now()),
+            Some((_, handshake)) => handshake.handle_timeout(std::time::Instant::now()),
             None => Ok(()),
         }
     }
@@ -359,7 +360,7 @@ impl EchoSession {
             secure: self.secure,
             video: None,
             removed_video: None,
-            dtls: self.dtls.as_ref().map(|(line, _, _)| line),
+            dtls: self.dtls.as_ref().map(|(line, _)| line),
         }
         .write()
     }
@@ -383,7 +384,7 @@ impl EchoSession {
                 secure: self.secure,
                 video: None,
                 removed_video: None,
-                dtls: self.dtls.as_ref().map(|(line, _, _)| line),
+                dtls: self.dtls.as_ref().map(|(line, _)| line),
             }
             .write();
             return CallCommand::AnswerOffer(Bytes::from(offer));

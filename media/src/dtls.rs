@@ -235,11 +235,6 @@ impl DtlsSrtp {
         self.setup == setup && self.remote_fingerprint == *fingerprint
     }
 
-    /// Our role.
-    pub fn setup(&self) -> Setup {
-        self.setup
-    }
-
     /// A DTLS datagram from the far end on `component`: the keys when it completes that
     /// component's handshake; an error when the RTP port's handshake fails (a wrong
     /// fingerprint, an alert). The RTCP port's handshake failing only ends that association:

@@ -113,16 +113,15 @@ pub(crate) async fn refused(
 
 pub(crate) async fn place(client: &mut Client, browser: &Browser, session: &str, uri: &str) {
     let offer = browser.offer().await;
-    client
-        .expect_ack_amid_events(
-            json!({"sylkrtc": "session-create", "account": client_account(client),
-            "session": session, "uri": uri, "sdp": offer}),
-        )
-        .await;
+    create_session(client, session, uri, &offer).await;
 }
 
-fn client_account(_client: &Client) -> String {
-    format!("alice@{DOMAIN}")
+/// alice's `session-create` of `session` to `uri` with `offer`, acknowledged.
+pub(crate) async fn create_session(client: &mut Client, session: &str, uri: &str, offer: &str) {
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
+            "account": format!("alice@{DOMAIN}"), "session": session, "uri": uri, "sdp": offer}))
+        .await;
 }
 
 /// The answer SDP of an outgoing call, once accepted.

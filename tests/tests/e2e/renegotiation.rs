@@ -10,7 +10,7 @@ use gateway_tests::TempDir;
 use gateway_tests::chromium::Chromium;
 use serde_json::{Value, json};
 
-use crate::local::{DOMAIN, answered, local_client, shipped};
+use crate::local::{DOMAIN, answered, create_session, local_client, shipped};
 use crate::sipp_calls::sipp_done;
 use crate::video::{
     answer_remote_offer, camera_offer, hang_up_on_phone, nothing_left, offer_with_direction,
@@ -525,11 +525,7 @@ async fn a_browser_adds_video_to_a_call_with_another_browser() {
     let mut bob = local_client(&gateway, "bob").await;
     let mut page = page_at(&dir, &gateway).await;
     let offer = microphone_offer(&mut page, "alice").await;
-    alice
-        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
-            "account": format!("alice@{DOMAIN}"), "session": "to-bob",
-            "uri": format!("bob@{DOMAIN}"), "sdp": offer}))
-        .await;
+    create_session(&mut alice, "to-bob", &format!("bob@{DOMAIN}"), &offer).await;
     let (session, offer) = crate::fork::incoming(&mut bob).await;
     let answer = sdp_of(
         &mut page,

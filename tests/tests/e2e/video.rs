@@ -9,7 +9,7 @@ use gateway_tests::TempDir;
 use gateway_tests::chromium::Chromium;
 use serde_json::{Value, json};
 
-use crate::local::{DOMAIN, answered, local_client, shipped};
+use crate::local::{DOMAIN, answered, create_session, local_client, shipped};
 
 /// Chromium with its fake camera and microphone.
 pub(crate) fn browser(dir: &TempDir) -> Chromium {
@@ -147,11 +147,7 @@ async fn the_echo_test_returns_the_cameras_picture_moving() {
     let mut client = local_client(&gateway, "alice").await;
     let mut page = page_at(&dir, &gateway).await;
     let offer = camera_offer(&mut page, "pc").await;
-    client
-        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
-            "account": format!("alice@{DOMAIN}"), "session": "echo",
-            "uri": format!("echo@{DOMAIN}"), "sdp": offer}))
-        .await;
+    create_session(&mut client, "echo", &format!("echo@{DOMAIN}"), &offer).await;
     let answer = answered(&mut client, "echo").await;
     take_answer(&mut page, "pc", &answer).await;
     let start = wait_for_frames(&mut page, "pc").await;
@@ -316,11 +312,7 @@ async fn a_browser_and_a_video_phone_see_each_other(codec: &str) {
 
     // The browser calls the phone.
     let offer = camera_offer(&mut page, "pc").await;
-    client
-        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
-            "account": format!("alice@{DOMAIN}"), "session": "to-bob",
-            "uri": format!("bob@{DOMAIN}"), "sdp": offer}))
-        .await;
+    create_session(&mut client, "to-bob", &format!("bob@{DOMAIN}"), &offer).await;
     let answer = answered(&mut client, "to-bob").await;
     assert!(answer.contains(&format!("{codec}/90000")), "{answer}");
     take_answer(&mut page, "pc", &answer).await;
@@ -397,11 +389,7 @@ async fn two_browsers_see_each_other_through_the_gateway() {
     let mut bob = local_client(&gateway, "bob").await;
     let mut page = page_at(&dir, &gateway).await;
     let offer = camera_offer(&mut page, "alice").await;
-    alice
-        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
-            "account": format!("alice@{DOMAIN}"), "session": "to-bob",
-            "uri": format!("bob@{DOMAIN}"), "sdp": offer}))
-        .await;
+    create_session(&mut alice, "to-bob", &format!("bob@{DOMAIN}"), &offer).await;
     let (session, offer) = crate::fork::incoming(&mut bob).await;
     assert!(offer.contains("m=video"), "{offer}");
     let answer = camera_answer(&mut page, "bob", &offer).await;
@@ -516,11 +504,7 @@ async fn the_picture_keeps_moving_with_five_percent_loss_on_the_browser_leg() {
     let mut client = local_client(&gateway, "alice").await;
     let mut page = page_at(&dir, &gateway).await;
     let offer = camera_offer(&mut page, "pc").await;
-    client
-        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
-            "account": format!("alice@{DOMAIN}"), "session": "echo",
-            "uri": format!("echo@{DOMAIN}"), "sdp": offer}))
-        .await;
+    create_session(&mut client, "echo", &format!("echo@{DOMAIN}"), &offer).await;
     let answer = answered(&mut client, "echo").await;
     let media = candidate(&answer);
     let shim = lossy_shim(media, 20).await;
@@ -624,11 +608,7 @@ async fn a_video_call_is_held_and_resumed_from_each_side() {
     let mut client = local_client(&gateway, "alice").await;
     let mut page = page_at(&dir, &gateway).await;
     let offer = camera_offer(&mut page, "pc").await;
-    client
-        .expect_ack_amid_events(json!({"sylkrtc": "session-create",
-            "account": format!("alice@{DOMAIN}"), "session": "hold",
-            "uri": format!("bob@{DOMAIN}"), "sdp": offer}))
-        .await;
+    create_session(&mut client, "hold", &format!("bob@{DOMAIN}"), &offer).await;
     let answer = answered(&mut client, "hold").await;
     take_answer(&mut page, "pc", &answer).await;
     wait_for_frames(&mut page, "pc").await;

@@ -18,9 +18,8 @@ fn confirmed(now: Instant) -> Call {
     call
 }
 
-#[test]
-fn reinvites_are_handed_to_the_owner_and_glare_gets_491() {
-    let now = Instant::now();
+/// A confirmed call given the phone's hold (a re-INVITE with a sendonly offer).
+fn held(now: Instant) -> Call {
     let mut call = confirmed(now);
     let hold = in_dialog(
         "INVITE",
@@ -29,6 +28,13 @@ fn reinvites_are_handed_to_the_owner_and_glare_gets_491() {
         "v=0 sendonly\n",
     );
     call.handle_request(now, &hold);
+    call
+}
+
+#[test]
+fn reinvites_are_handed_to_the_owner_and_glare_gets_491() {
+    let now = Instant::now();
+    let mut call = held(now);
     assert!(matches!(
         &events(&mut call)[..],
         [CallEvent::Offer { sdp: Some(_) }]
@@ -278,14 +284,7 @@ fn info_in_early_media_goes_to_the_branch_that_sent_sdp() {
 #[test]
 fn a_cancelled_reinvite_gets_487_and_the_call_goes_on() {
     let now = Instant::now();
-    let mut call = confirmed(now);
-    let hold = in_dialog(
-        "INVITE",
-        21,
-        "Content-Type: application/sdp\n",
-        "v=0 sendonly\n",
-    );
-    call.handle_request(now, &hold);
+    let mut call = held(now);
     events(&mut call);
     // A CANCEL of another branch (the first INVITE, long answered) changes nothing.
     call.handle_cancel_of(&in_dialog("CANCEL", 20, "", ""));
