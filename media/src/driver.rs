@@ -17,8 +17,10 @@ use tracing::debug;
 use crate::error::{Error, Result};
 use crate::relay::is_stun;
 
+mod batch;
 mod pair;
 mod session;
+pub use batch::RecvBatch;
 pub use pair::{PairInput, PairSession};
 pub use session::{Engine, MediaInput, MediaSession};
 
@@ -125,7 +127,8 @@ impl BrowserPort {
     }
 }
 
-/// How many datagrams the demultiplexer reads before it lets the calls run.
+/// How many datagrams the demultiplexer reads at once (one `recvmmsg`) before it lets the calls
+/// run.
 const YIELD_EVERY: usize = 8;
 
 /// Routes the shared port's datagrams: STUN by the local ufrag of its USERNAME, the rest by the
@@ -138,20 +141,10 @@ async fn demultiplex(
     let mut ufrags: HashMap<String, u64> = HashMap::new();
     let mut addresses: HashMap<SocketAddr, u64> = HashMap::new();
     let mut senders: HashMap<u64, mpsc::Sender<Datagram>> = HashMap::new();
-    let mut buffer = BytesMut::with_capacity(64 * 1024);
-    let mut streak = 0;
+    let mut batch = RecvBatch::<YIELD_EVERY, 2048>::new();
+    // The datagrams handed to calls are cut from this arena (one allocation per 64 KiB).
+    let mut arena = BytesMut::with_capacity(64 * 1024);
     loop {
-        // Every datagram wakes a call task, which runs after this one yields: reading a long
-        // run in one go (up to the runtime's budget of 128) would hold the first call's packet
-        // until the whole run is read, and delay the SIP side's packets behind it as well.
-        streak += 1;
-        if streak == YIELD_EVERY {
-            streak = 0;
-            tokio::task::yield_now().await;
-        }
-        if buffer.capacity() < 2048 {
-            buffer.reserve(64 * 1024);
-        }
         tokio::select! {
             command = commands.recv() => match command {
                 Some(Command::Register { id, ufrag, sender }) => {
@@ -170,25 +163,40 @@ async fn demultiplex(
                 }
                 None => return,
             },
-            received = socket.recv_buf_from(&mut buffer) => {
-                let Ok((length, source)) = received else { continue };
-                let data = buffer.split_to(length).freeze();
-                let owner = if is_stun(&data) {
-                    let owner = crate::stun::stun_ufrag(&data).and_then(|ufrag| ufrags.get(ufrag)).copied();
-                    if let Some(owner) = owner {
-                        addresses.insert(source, owner);
+            received = batch.recv(&socket) => {
+                let Ok(count) = received else { continue };
+                let at = Instant::now();
+                for (data, source) in batch.iter() {
+                    let owner = if is_stun(data) {
+                        let owner = crate::stun::stun_ufrag(data)
+                            .and_then(|ufrag| ufrags.get(ufrag))
+                            .copied();
+                        if let Some(owner) = owner {
+                            addresses.insert(source, owner);
+                        }
+                        owner.or_else(|| addresses.get(&source).copied())
+                    } else {
+                        addresses.get(&source).copied()
+                    };
+                    let Some(sender) = owner.and_then(|owner| senders.get(&owner)) else {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    if arena.capacity() < data.len() {
+                        arena.reserve(64 * 1024);
                     }
-                    owner.or_else(|| addresses.get(&source).copied())
-                } else {
-                    addresses.get(&source).copied()
-                };
-                let Some(sender) = owner.and_then(|owner| senders.get(&owner)) else {
-                    dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                let datagram = Datagram { source, at: Instant::now(), data };
-                if sender.try_send(datagram).is_err() {
-                    dropped.fetch_add(1, Ordering::Relaxed);
+                    arena.extend_from_slice(data);
+                    let data = arena.split().freeze();
+                    if sender.try_send(Datagram { source, at, data }).is_err() {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                // Every datagram wakes a call task, which runs after this one yields: reading
+                // a long run in one go (up to the runtime's budget of 128) would hold the first
+                // call's packet until the whole run is read, and delay the SIP side's packets
+                // behind it as well. A short batch ends the run anyway: the socket is drained.
+                if count == YIELD_EVERY {
+                    tokio::task::yield_now().await;
                 }
             }
         }

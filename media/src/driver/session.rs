@@ -14,14 +14,18 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
-use super::{BrowserPort, Datagram, PortPair, Route};
+use super::{BrowserPort, Datagram, PortPair, RecvBatch, Route};
 use crate::echo::Echo;
 use crate::relay::{Output, Relay};
 
 /// Datagrams from the browser waiting for the call's task; past it they are dropped.
 const BROWSER_QUEUE: usize = 512;
-/// How many more datagrams are read from the SIP leg's socket once it is readable.
-const BATCH: usize = 32;
+
+/// What one read takes from a SIP-side RTP port: up to 4 datagrams (a phone sends one every
+/// 20 ms, a few at once for video frames), each up to 2048 bytes.
+type RtpBatch = RecvBatch<4, 2048>;
+/// From an RTCP port: reports, a few a second.
+type RtcpBatch = RecvBatch<2, 1500>;
 
 /// A sans-IO media engine a session drives.
 pub trait Engine {
@@ -89,14 +93,14 @@ impl Engine for Echo {
 pub enum MediaInput {
     /// A datagram from the browser.
     Browser(Datagram),
-    /// RTP of this length from the SIP side, in the session's RTP buffer.
-    Rtp(usize, SocketAddr),
-    /// RTCP of this length on the RTCP port, in the session's RTCP buffer.
-    Rtcp(usize, SocketAddr),
-    /// Video RTP of this length from the SIP side, in the session's video RTP buffer.
-    VideoRtp(usize, SocketAddr),
-    /// Video RTCP of this length on the video RTCP port, in its buffer.
-    VideoRtcp(usize, SocketAddr),
+    /// Datagrams from the SIP side, in the session's batch for that port: on the RTP port or
+    /// (`rtcp`) the RTCP port, of the audio or (`video`) the video port pair.
+    Sip {
+        /// On the video port pair.
+        video: bool,
+        /// On the RTCP port.
+        rtcp: bool,
+    },
     /// The engine's timer fired.
     Timeout,
     /// Nothing: a socket error, or the browser port's queue closed.
@@ -112,12 +116,11 @@ pub struct MediaSession {
     browser_rx: mpsc::Receiver<Datagram>,
     route: Option<Route>,
     ports: Option<PortPair>,
-    rtp_buffer: Vec<u8>,
-    rtcp_buffer: Vec<u8>,
-    /// The SIP leg's video port pair, when the call has video.
+    rtp: RtpBatch,
+    rtcp: RtcpBatch,
+    /// The SIP leg's video port pair, when the call has video, and its batches.
     video_ports: Option<PortPair>,
-    video_rtp_buffer: Vec<u8>,
-    video_rtcp_buffer: Vec<u8>,
+    video: Option<Box<(RtpBatch, RtcpBatch)>>,
     timer: Pin<Box<Sleep>>,
     /// When the timer is set for (it only ever moves earlier between fires).
     armed: Option<Instant>,
@@ -136,11 +139,10 @@ impl MediaSession {
             browser_rx,
             route: None,
             ports,
-            rtp_buffer: vec![0; 2048],
-            rtcp_buffer: vec![0; 1500],
+            rtp: RtpBatch::new(),
+            rtcp: RtcpBatch::new(),
             video_ports: None,
-            video_rtp_buffer: Vec::new(),
-            video_rtcp_buffer: Vec::new(),
+            video: None,
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             armed: None,
             deadline: None,
@@ -160,8 +162,8 @@ impl MediaSession {
 
     /// Gives the session the SIP leg's video port pair.
     pub fn add_video_ports(&mut self, ports: PortPair) {
-        self.video_rtp_buffer = vec![0; 2048];
-        self.video_rtcp_buffer = vec![0; 1500];
+        self.video
+            .get_or_insert_with(|| Box::new((RtpBatch::new(), RtcpBatch::new())));
         self.video_ports = Some(ports);
     }
 
@@ -193,28 +195,27 @@ impl MediaSession {
             Some(ports) => (Some(&ports.rtp), Some(&ports.rtcp)),
             None => (None, None),
         };
+        let (video_rtp_batch, video_rtcp_batch) = match &mut self.video {
+            Some(batches) => {
+                let (rtp, rtcp) = &mut **batches;
+                (Some(rtp), Some(rtcp))
+            }
+            None => (None, None),
+        };
+        let sip = |video, rtcp, read: Option<()>| match read {
+            Some(()) => MediaInput::Sip { video, rtcp },
+            None => MediaInput::Nothing,
+        };
         tokio::select! {
             biased;
             datagram = self.browser_rx.recv() => match datagram {
                 Some(datagram) => MediaInput::Browser(datagram),
                 None => MediaInput::Nothing,
             },
-            received = recv(rtp, &mut self.rtp_buffer) => match received {
-                Some((length, source)) => MediaInput::Rtp(length, source),
-                None => MediaInput::Nothing,
-            },
-            received = recv(rtcp, &mut self.rtcp_buffer) => match received {
-                Some((length, source)) => MediaInput::Rtcp(length, source),
-                None => MediaInput::Nothing,
-            },
-            received = recv(video_rtp, &mut self.video_rtp_buffer) => match received {
-                Some((length, source)) => MediaInput::VideoRtp(length, source),
-                None => MediaInput::Nothing,
-            },
-            received = recv(video_rtcp, &mut self.video_rtcp_buffer) => match received {
-                Some((length, source)) => MediaInput::VideoRtcp(length, source),
-                None => MediaInput::Nothing,
-            },
+            read = recv(rtp, Some(&mut self.rtp)) => sip(false, false, read),
+            read = recv(rtcp, Some(&mut self.rtcp)) => sip(false, true, read),
+            read = recv(video_rtp, video_rtp_batch) => sip(true, false, read),
+            read = recv(video_rtcp, video_rtcp_batch) => sip(true, true, read),
             () = &mut self.timer, if armed => {
                 self.armed = None;
                 self.deadline = None;
@@ -237,37 +238,22 @@ impl MediaSession {
                     engine.handle_browser(datagram.at, datagram.source, &datagram.data);
                 }
             }
-            MediaInput::Rtp(length, source) => {
+            MediaInput::Sip { video, rtcp } => {
                 let now = Instant::now();
-                engine.handle_sip(now, source, &self.rtp_buffer[..length], false);
-                let Some(ports) = &self.ports else { return };
-                for _ in 0..BATCH {
-                    let Ok((length, source)) = ports.rtp.try_recv_from(&mut self.rtp_buffer) else {
-                        break;
-                    };
-                    engine.handle_sip(now, source, &self.rtp_buffer[..length], false);
-                }
-            }
-            MediaInput::Rtcp(length, source) => {
-                engine.handle_sip(Instant::now(), source, &self.rtcp_buffer[..length], true);
-            }
-            MediaInput::VideoRtp(length, source) => {
-                let now = Instant::now();
-                engine.handle_sip_video(now, source, &self.video_rtp_buffer[..length], false);
-                let Some(ports) = &self.video_ports else {
-                    return;
+                let mut give = |data: &[u8], source: SocketAddr| {
+                    if video {
+                        engine.handle_sip_video(now, source, data, rtcp);
+                    } else {
+                        engine.handle_sip(now, source, data, rtcp);
+                    }
                 };
-                for _ in 0..BATCH {
-                    let Ok((length, source)) = ports.rtp.try_recv_from(&mut self.video_rtp_buffer)
-                    else {
-                        break;
-                    };
-                    engine.handle_sip_video(now, source, &self.video_rtp_buffer[..length], false);
+                match (video, rtcp, &self.video) {
+                    (false, false, _) => self.rtp.iter().for_each(|(d, s)| give(d, s)),
+                    (false, true, _) => self.rtcp.iter().for_each(|(d, s)| give(d, s)),
+                    (true, false, Some(batches)) => batches.0.iter().for_each(|(d, s)| give(d, s)),
+                    (true, true, Some(batches)) => batches.1.iter().for_each(|(d, s)| give(d, s)),
+                    (true, _, None) => {}
                 }
-            }
-            MediaInput::VideoRtcp(length, source) => {
-                let data = &self.video_rtcp_buffer[..length];
-                engine.handle_sip_video(Instant::now(), source, data, true);
             }
             MediaInput::Timeout => engine.handle_timeout(Instant::now()),
             MediaInput::Nothing => {}
@@ -311,11 +297,14 @@ impl MediaSession {
     }
 }
 
-/// Reads a datagram from `socket`; never resolves without one.
-async fn recv(socket: Option<&UdpSocket>, buffer: &mut [u8]) -> Option<(usize, SocketAddr)> {
-    match socket {
-        Some(socket) => socket.recv_from(buffer).await.ok(),
-        None => std::future::pending().await,
+/// Reads a batch of datagrams from `socket` into `batch`; never resolves without one.
+async fn recv<const N: usize, const SIZE: usize>(
+    socket: Option<&UdpSocket>,
+    batch: Option<&mut RecvBatch<N, SIZE>>,
+) -> Option<()> {
+    match (socket, batch) {
+        (Some(socket), Some(batch)) => batch.recv(socket).await.ok().map(|_| ()),
+        _ => std::future::pending().await,
     }
 }
 
@@ -382,7 +371,16 @@ mod tests {
             phone.send_to(&[0x80, index], rtp).await.unwrap();
         }
         let input = session.next().await;
-        assert!(matches!(input, MediaInput::Rtp(2, _)), "{input:?}");
+        assert!(
+            matches!(
+                input,
+                MediaInput::Sip {
+                    video: false,
+                    rtcp: false
+                }
+            ),
+            "{input:?}"
+        );
         session.feed(&mut engine, input);
         // The first datagram, and those already waiting behind it, in one feed.
         assert_eq!(engine.heard[0], [0x80, 0]);
