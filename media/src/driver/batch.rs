@@ -11,6 +11,7 @@
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
+use std::task::{Context, Poll, ready};
 
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use tokio::io::Interest;
@@ -61,6 +62,24 @@ impl<const N: usize, const SIZE: usize> RecvBatch<N, SIZE> {
         }
     }
 
+    /// Reads a batch when the socket has datagrams: `Ready` with how many (at least one), or
+    /// `Pending` with the task's waker kept for the socket (the one reader's slot: no waiter
+    /// is queued and unlinked per poll, as the `readable()` future does).
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        socket: &UdpSocket,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(socket.poll_recv_ready(cx))?;
+            match self.try_recv(socket) {
+                // A stale readiness, now cleared: polled again to keep the waker.
+                Ok(0) => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
     /// Reads what the socket has, up to `N` datagrams, without waiting: how many (none when
     /// the socket is not known to be readable). Datagrams longer than `SIZE` are dropped.
     pub fn try_recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
@@ -71,7 +90,9 @@ impl<const N: usize, const SIZE: usize> RecvBatch<N, SIZE> {
         // across an await: they are made for each read (two small allocations).
         let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(N, None);
         let result = socket.try_io(Interest::READABLE, || {
-            let mut slots = buffer.chunks_exact_mut(SIZE).map(|slot| [IoSliceMut::new(slot)]);
+            let mut slots = buffer
+                .chunks_exact_mut(SIZE)
+                .map(|slot| [IoSliceMut::new(slot)]);
             let mut slices: [[IoSliceMut<'_>; 1]; N] =
                 std::array::from_fn(|_| slots.next().unwrap_or([IoSliceMut::new(&mut [])]));
             let messages = recvmmsg(fd, &mut headers, slices.iter_mut(), MsgFlags::empty(), None)
@@ -150,11 +171,15 @@ mod tests {
         let mut batch = RecvBatch::<4, 64>::new();
         // Loopback delivery is synchronous: all seven are queued.
         assert_eq!(batch.recv(&socket).await.expect("recv"), 4);
-        let first: Vec<(Vec<u8>, SocketAddr)> =
-            batch.iter().map(|(data, source)| (data.to_vec(), source)).collect();
+        let first: Vec<(Vec<u8>, SocketAddr)> = batch
+            .iter()
+            .map(|(data, source)| (data.to_vec(), source))
+            .collect();
         assert_eq!(
             first,
-            (0..4u8).map(|index| (vec![index; 3], from)).collect::<Vec<_>>()
+            (0..4u8)
+                .map(|index| (vec![index; 3], from))
+                .collect::<Vec<_>>()
         );
         assert_eq!(batch.recv(&socket).await.expect("recv"), 3);
         assert_eq!(batch.get(0), Some((&[4u8; 3][..], from)));
@@ -167,7 +192,10 @@ mod tests {
             tried = true;
             Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
         });
-        assert!(!tried, "an empty read would be needed to learn the socket is drained");
+        assert!(
+            !tried,
+            "an empty read would be needed to learn the socket is drained"
+        );
         assert_eq!(batch.try_recv(&socket).expect("try"), 0);
         // A new datagram wakes it again.
         peer.send_to(&[7; 5], to).await.expect("send");

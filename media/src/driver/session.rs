@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
@@ -186,42 +187,46 @@ impl MediaSession {
                 .as_mut()
                 .reset(tokio::time::Instant::from_std(deadline));
         }
-        let armed = self.armed.is_some();
-        let (rtp, rtcp) = match &self.ports {
-            Some(ports) => (Some(&ports.rtp), Some(&ports.rtcp)),
-            None => (None, None),
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// One poll of everything the session waits on, media first. The sockets are polled for
+    /// readiness directly (their reader's waker slot) rather than through a future per socket
+    /// and wait: a call waits on up to four sockets a hundred times a second or more.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<MediaInput> {
+        match self.browser_rx.poll_recv(cx) {
+            Poll::Ready(Some(datagram)) => return Poll::Ready(MediaInput::Browser(datagram)),
+            Poll::Ready(None) => return Poll::Ready(MediaInput::Nothing),
+            Poll::Pending => {}
+        }
+        let read = |polled: Poll<std::io::Result<usize>>, video, rtcp| match polled {
+            Poll::Ready(Ok(_)) => Some(MediaInput::Sip { video, rtcp }),
+            Poll::Ready(Err(_)) => Some(MediaInput::Nothing),
+            Poll::Pending => None,
         };
-        let (video_rtp, video_rtcp) = match &self.video_ports {
-            Some(ports) => (Some(&ports.rtp), Some(&ports.rtcp)),
-            None => (None, None),
-        };
-        let (video_rtp_batch, video_rtcp_batch) = match &mut self.video {
-            Some(batches) => {
-                let (rtp, rtcp) = &mut **batches;
-                (Some(rtp), Some(rtcp))
+        if let Some(ports) = &self.ports {
+            if let Some(input) = read(self.rtp.poll_recv(cx, &ports.rtp), false, false) {
+                return Poll::Ready(input);
             }
-            None => (None, None),
-        };
-        let sip = |video, rtcp, read: Option<()>| match read {
-            Some(()) => MediaInput::Sip { video, rtcp },
-            None => MediaInput::Nothing,
-        };
-        tokio::select! {
-            biased;
-            datagram = self.browser_rx.recv() => match datagram {
-                Some(datagram) => MediaInput::Browser(datagram),
-                None => MediaInput::Nothing,
-            },
-            read = recv(rtp, Some(&mut self.rtp)) => sip(false, false, read),
-            read = recv(rtcp, Some(&mut self.rtcp)) => sip(false, true, read),
-            read = recv(video_rtp, video_rtp_batch) => sip(true, false, read),
-            read = recv(video_rtcp, video_rtcp_batch) => sip(true, true, read),
-            () = &mut self.timer, if armed => {
-                self.armed = None;
-                self.deadline = None;
-                MediaInput::Timeout
+            if let Some(input) = read(self.rtcp.poll_recv(cx, &ports.rtcp), false, true) {
+                return Poll::Ready(input);
             }
         }
+        if let (Some(ports), Some(batches)) = (&self.video_ports, &mut self.video) {
+            let (rtp, rtcp) = &mut **batches;
+            if let Some(input) = read(rtp.poll_recv(cx, &ports.rtp), true, false) {
+                return Poll::Ready(input);
+            }
+            if let Some(input) = read(rtcp.poll_recv(cx, &ports.rtcp), true, true) {
+                return Poll::Ready(input);
+            }
+        }
+        if self.armed.is_some() && self.timer.as_mut().poll(cx).is_ready() {
+            self.armed = None;
+            self.deadline = None;
+            return Poll::Ready(MediaInput::Timeout);
+        }
+        Poll::Pending
     }
 
     /// Gives what [`MediaSession::next`] found to the engine, with whatever else is already
@@ -294,17 +299,6 @@ impl MediaSession {
                 }
             }
         }
-    }
-}
-
-/// Reads a batch of datagrams from `socket` into `batch`; never resolves without one.
-async fn recv<const N: usize, const SIZE: usize>(
-    socket: Option<&UdpSocket>,
-    batch: Option<&mut RecvBatch<N, SIZE>>,
-) -> Option<()> {
-    match (socket, batch) {
-        (Some(socket), Some(batch)) => batch.recv(socket).await.ok().map(|_| ()),
-        _ => std::future::pending().await,
     }
 }
 
