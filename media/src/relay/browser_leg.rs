@@ -255,7 +255,7 @@ pub(super) fn build_rtc(
 /// poll at once, and audio is not resent): a few packets suffice where the default keeps 50.
 const SEND_BUFFER_AUDIO: usize = 4;
 
-/// What we sent on a video stream is kept this many packets for the browser's NACKs: about 2 s
-/// at 1 Mbit/s, far past any round trip a NACK is worth answering in. str0m's default (1,000)
-/// cost a megabyte per video call.
+/// What we sent on a video stream is kept this many packets for the browser's NACKs until the
+/// relay writes the stream's first packet and bounds its history by age instead
+/// (`video::HISTORY_AGE`). str0m's default (1,000) cost a megabyte per video call.
 const SEND_BUFFER_VIDEO: usize = 256;

@@ -28,6 +28,16 @@ use crate::rtp::{write_fir, write_pli};
 use crate::sdp::{Description, Direction, MediaLine, VideoDescription, answered_payloads};
 use crate::srtp::{Crypto, SessionKeys};
 
+/// What we sent on a video stream is kept for the browser's NACKs this long (libwebrtc keeps at
+/// least a second of its own): a NACK later than that comes too late for the picture anyway.
+/// Bounded by age, the history holds about 130 packets at 1 Mbit/s where a count of 256 held
+/// two seconds' worth (653 KiB per call in the benchmark).
+const HISTORY_AGE: Duration = Duration::from_secs(1);
+/// ... and at most this many packets (a second of about 4 Mbit/s).
+const HISTORY_PACKETS: usize = 512;
+/// str0m's default: queued resends are dropped while they exceed 15% of what is sent.
+const RTX_RATIO_CAP: Option<f32> = Some(0.15);
+
 /// Keyframe requests toward one side go no more often than this: a browser repeats its PLI
 /// while it waits, and every request makes an encoder spend a keyframe.
 const REQUEST_INTERVAL: Duration = Duration::from_millis(300);
@@ -80,6 +90,8 @@ pub(super) struct VideoStream {
     /// The SIP side's latest TMMBR limit on the browser's video (bits per second), passed to
     /// the browser as REMB.
     pub(super) bitrate_limit: Option<u64>,
+    /// The browser-side send stream whose history is bounded by age (each new stream's is).
+    history_for: Option<str0m::rtp::Ssrc>,
 }
 
 impl VideoStream {
@@ -113,6 +125,7 @@ impl VideoStream {
             rtcp_out: VecDeque::new(),
             info_due: false,
             bitrate_limit: None,
+            history_for: None,
         }
     }
 
@@ -513,6 +526,11 @@ impl Relay {
         let Some(stream) = api.stream_tx_by_mid(mid, None) else {
             return;
         };
+        if video.history_for != Some(stream.ssrc()) {
+            // A new stream (nothing sent on it yet, so nothing to lose): its history by age.
+            stream.set_rtx_cache(HISTORY_PACKETS, HISTORY_AGE, RTX_RATIO_CAP);
+            video.history_for = Some(stream.ssrc());
+        }
         stream.write_rtp(
             str0m::rtp::RtpWrite::new(
                 pt.into(),
