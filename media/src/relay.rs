@@ -285,20 +285,8 @@ impl Relay {
         // rate (browsers send DTMF only at the rate of the audio codec in use).
         let mut browser = payloads.clone();
         for payload in &payloads {
-            let rate = match payload.format {
-                Format::Audio(codec) => codec.clock_rate(),
-                Format::TelephoneEvent(_) | Format::Video(_) => continue,
-            };
-            if !browser
-                .iter()
-                .any(|p| p.format == Format::TelephoneEvent(rate))
-                && let Some(pt) = free_pt(&browser)
-            {
-                browser.push(Payload {
-                    pt,
-                    format: Format::TelephoneEvent(rate),
-                    fmtp: Some("0-16".to_owned()),
-                });
+            if let Format::Audio(codec) = payload.format {
+                track::add_telephone_event(&mut browser, codec.clock_rate());
             }
         }
         // Video for the browser: the SIP offer's formats, each with a retransmission payload

@@ -79,8 +79,15 @@ impl SipLeg {
     /// Takes a DTLS-SRTP m-line of the far end (an offer we answer, or the answer to an offer
     /// of ours that had DTLS): the associations in place are kept when the fingerprint and the
     /// roles stay (RFC 5763 section 6.7.1), else new ones are made, started by
-    /// [`SipLeg::start_dtls`] (for an offer, once our answer is out).
+    /// [`SipLeg::start_dtls`] (for an offer, once our answer is out). An answer with DTLS-SRTP
+    /// to an offer of ours without it is refused.
     pub(super) fn take_dtls(&mut self, line: &MediaLine, offer: bool) -> Result<()> {
+        if !offer && self.dtls.is_none() {
+            return Err(Error::IncompatibleTransport(format!(
+                "{}: the answer has DTLS-SRTP, which our offer did not",
+                line.proto
+            )));
+        }
         let remote = line.fingerprint.clone().ok_or_else(|| {
             Error::IncompatibleTransport(format!("{} without a fingerprint", line.proto))
         })?;

@@ -5,7 +5,7 @@
 use super::Relay;
 use super::sip_leg::answered_key;
 use crate::codec::Format;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::sdp::{Description, Direction, MediaLine, SipDescription};
 use crate::srtp::{Crypto, SessionKeys, SrtpMode};
 
@@ -38,12 +38,6 @@ impl Relay {
         offer: bool,
     ) -> Result<()> {
         if audio.is_dtls_profile() {
-            if !offer && self.sip.dtls.is_none() {
-                return Err(Error::IncompatibleTransport(format!(
-                    "{}: the answer has DTLS-SRTP, which our offer did not",
-                    audio.proto
-                )));
-            }
             return self.sip.take_dtls(audio, offer);
         }
         self.sip.dtls = None;

@@ -568,6 +568,18 @@ fn our_offers_carry_keys_and_the_answer_must_pick_one() {
     ));
     let (_, never) = Relay::outgoing(now, config(&ALL), &offer).expect("relay");
     assert!(!never.contains("a=crypto"), "{never}");
+    // A DTLS-SRTP answer to an offer without it.
+    let (mut relay, _) =
+        Relay::outgoing(now, srtp_config(SrtpMode::Optional), &offer).expect("relay");
+    let fingerprint = ["AB"; 32].join(":");
+    let answer = phone_sdp(Codec::Pcmu).replace("RTP/AVP", "UDP/TLS/RTP/SAVP")
+        + &format!("a=fingerprint:sha-256 {fingerprint}\r\na=setup:active\r\n");
+    match relay.accept_sip_answer(now, &answer) {
+        Err(Error::IncompatibleTransport(why)) => {
+            assert!(why.contains("which our offer did not"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 pub(super) fn video_config() -> RelayConfig {

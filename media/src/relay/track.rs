@@ -177,21 +177,25 @@ pub(super) fn default_payloads(codecs: &[Codec]) -> Vec<Payload> {
             fmtp: (*codec == Codec::Opus).then(|| "useinbandfec=1".to_owned()),
         });
     }
-    let rates: Vec<u32> = codecs.iter().map(|codec| codec.clock_rate()).collect();
-    for rate in rates {
-        if !payloads
-            .iter()
-            .any(|p| p.format == Format::TelephoneEvent(rate))
-            && let Some(pt) = free_pt(&payloads)
-        {
-            payloads.push(Payload {
-                pt,
-                format: Format::TelephoneEvent(rate),
-                fmtp: Some("0-16".to_owned()),
-            });
-        }
+    for codec in codecs {
+        add_telephone_event(&mut payloads, codec.clock_rate());
     }
     payloads
+}
+
+/// Adds telephone-event at `rate` (events 0-16) under a free payload type, unless there is one.
+pub(super) fn add_telephone_event(payloads: &mut Vec<Payload>, rate: u32) {
+    if !payloads
+        .iter()
+        .any(|p| p.format == Format::TelephoneEvent(rate))
+        && let Some(pt) = free_pt(payloads)
+    {
+        payloads.push(Payload {
+            pt,
+            format: Format::TelephoneEvent(rate),
+            fmtp: Some("0-16".to_owned()),
+        });
+    }
 }
 
 /// Telephone-event payloads (RFC 4733 section 2.3) with their durations scaled from one clock

@@ -57,6 +57,11 @@ fn pcmu_browser(now: Instant) -> Rtc {
     browser
 }
 
+/// A send-and-receive m-line of `kind` in the browser's next offer.
+fn add_media(change: &mut str0m::change::SdpApi<'_>, kind: MediaKind) -> Mid {
+    change.add_media(kind, WebRtcDirection::SendRecv, None, None, None)
+}
+
 /// A browser's audio offer (PCMU) through a new relay: the browser, its m-line, its pending
 /// offer, the relay and the SIP offer.
 fn outgoing_relay(
@@ -66,13 +71,7 @@ fn outgoing_relay(
     crate::init_crypto();
     let mut browser = pcmu_browser(now);
     let mut change = browser.sdp_api();
-    let mid = change.add_media(
-        MediaKind::Audio,
-        WebRtcDirection::SendRecv,
-        None,
-        None,
-        None,
-    );
+    let mid = add_media(&mut change, MediaKind::Audio);
     let (offer, pending) = change.apply().expect("an offer");
     let (relay, sip_offer) = Relay::outgoing(now, config, &offer.to_sdp_string()).expect("a relay");
     (browser, mid, pending, relay, sip_offer)
@@ -555,20 +554,8 @@ impl Pair {
             .build(now);
         browser.add_local_candidate(Candidate::host(addr(BROWSER), "udp").expect("candidate"));
         let mut change = browser.sdp_api();
-        let mid = change.add_media(
-            MediaKind::Audio,
-            WebRtcDirection::SendRecv,
-            None,
-            None,
-            None,
-        );
-        let video_mid = change.add_media(
-            MediaKind::Video,
-            WebRtcDirection::SendRecv,
-            None,
-            None,
-            None,
-        );
+        let mid = add_media(&mut change, MediaKind::Audio);
+        let video_mid = add_media(&mut change, MediaKind::Video);
         let (offer, pending) = change.apply().expect("an offer");
         let config = RelayConfig {
             browser: addr(GATEWAY),

@@ -23,7 +23,7 @@ use super::browser_leg::h264_fmtp;
 use super::sip_leg::{SipLeg, answered_key};
 use super::track::Track;
 use crate::codec::{Format, Payload, Video};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::rtp::{write_fir, write_pli};
 use crate::sdp::{Description, Direction, MediaLine, VideoDescription, answered_payloads};
 use crate::srtp::{Crypto, SessionKeys};
@@ -216,12 +216,6 @@ impl VideoStream {
         created: Instant,
     ) -> Result<()> {
         if line.is_dtls_profile() {
-            if !offer && self.sip.dtls.is_none() {
-                return Err(Error::IncompatibleTransport(format!(
-                    "{}: the answer's video has DTLS-SRTP, which our offer did not",
-                    line.proto
-                )));
-            }
             self.sip.take_dtls(line, offer)?;
         } else {
             self.sip.dtls = None;

@@ -249,6 +249,8 @@ async fn start(system: &str, sip_port: u16, echo: SocketAddr) -> Result<System, 
                 ))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
+                // A crash dumps its core in the working directory: not in the checkout.
+                .current_dir(std::env::temp_dir())
                 // Errors (level 3) show, so that a crash under load says why.
                 .stderr(Stdio::inherit())
                 .spawn()?;
