@@ -15,11 +15,13 @@ use crate::error::{Error, Result};
 
 mod signalling;
 mod sip_section;
+mod storage;
 
 pub use signalling::{
     ConversationType, CuttlefishConfig, GstreamerConfig, NextRtcConfig, WebrtcsinkConfig,
 };
 pub use sip_section::{SipConfig, SipTransport};
+pub use storage::StorageConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -61,6 +63,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The message store.
+    #[serde(default)]
+    pub storage: StorageConfig,
 }
 
 /// `[media]`: the relay between browsers (WebRTC) and SIP endpoints (RTP).
@@ -542,6 +547,16 @@ impl Config {
         }
         if gst.enabled && gst.keepalive_timeout == 0 {
             return invalid("gstreamer.keepalive_timeout must be at least 1 s".into());
+        }
+        let storage = &self.storage;
+        if storage.max_connections == 0 {
+            return invalid("storage.max_connections must be at least 1".into());
+        }
+        if !storage.postgres_url.is_empty()
+            && !storage.postgres_url.starts_with("postgres://")
+            && !storage.postgres_url.starts_with("postgresql://")
+        {
+            return invalid("storage.postgres_url must start with postgres://".into());
         }
         if ws.max_message_size < MIN_MESSAGE_SIZE {
             return invalid(format!(

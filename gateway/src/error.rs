@@ -51,6 +51,9 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The message store refused to open (its configuration, or a schema it does not know).
+    #[error("{0}")]
+    Store(store::Error),
     /// Serving failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),

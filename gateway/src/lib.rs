@@ -30,13 +30,14 @@ mod phone_branch;
 mod routing;
 mod server;
 mod signalling;
+mod storage;
 mod sylkrtc;
 mod tls;
 
 pub use config::{
     AccountsConfig, CallsConfig, Config, ConversationType, CuttlefishConfig, GstreamerConfig,
     HttpConfig, LocalConfig, LocalUser, LogConfig, MediaConfig, NextRtcConfig, SipConfig,
-    SipTransport, SrtpOffer, SrtpSetting, WebSocketConfig, WebrtcsinkConfig,
+    SipTransport, SrtpOffer, SrtpSetting, StorageConfig, WebSocketConfig, WebrtcsinkConfig,
 };
 pub use error::{Error, Result};
 pub use server::{Server, check, run};

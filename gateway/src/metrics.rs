@@ -27,10 +27,12 @@ pub(crate) enum ErrorKind {
     BinaryFrame,
     /// A message over `max_message_size`.
     TooBig,
+    /// The message store could not do what the request needed.
+    Store,
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 8] = [
+    const ALL: [ErrorKind; 9] = [
         ErrorKind::Malformed,
         ErrorKind::Invalid,
         ErrorKind::UnknownRequest,
@@ -39,6 +41,7 @@ impl ErrorKind {
         ErrorKind::QueueFull,
         ErrorKind::BinaryFrame,
         ErrorKind::TooBig,
+        ErrorKind::Store,
     ];
 
     fn label(self) -> &'static str {
@@ -51,6 +54,7 @@ impl ErrorKind {
             ErrorKind::QueueFull => "queue_full",
             ErrorKind::BinaryFrame => "binary_frame",
             ErrorKind::TooBig => "too_big",
+            ErrorKind::Store => "store",
         }
     }
 }

@@ -162,10 +162,12 @@ impl Server {
             admission,
         ));
         let hubs = Hubs::start(config);
+        let storage = crate::storage::Storage::open(&config.storage, sip_shutdown.clone()).await?;
         let sylkrtc = Arc::new(Sylkrtc {
             gate: gate.clone(),
             calls,
             domains: Arc::new(SipDomains::new(&config.accounts.sip_domains)),
+            storage,
         });
         // The paths were checked apart above (`check_routes`), so the merge cannot clash.
         let router = Router::new()

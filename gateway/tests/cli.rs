@@ -77,7 +77,16 @@ fn check_config_rejects_unknown_keys_and_missing_files() {
 
 #[test]
 fn serves_until_sigterm() {
-    let config = temp_file("run.toml", "[http]\nlisten = \"127.0.0.1:0\"\n");
+    // The store goes in a directory of its own, made by the gateway.
+    let data = std::env::temp_dir().join(format!("sylkrtc-gateway-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let config = temp_file(
+        "run.toml",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = {:?}\n",
+            data.join("store")
+        ),
+    );
     let mut child = Command::new(BINARY)
         .args(["--config", config.to_str().unwrap()])
         .env("RUST_LOG", "info")
@@ -100,6 +109,7 @@ fn serves_until_sigterm() {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains(r#""status":"ok""#), "{response}");
+    assert!(data.join("store/gateway.sqlite").exists());
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -120,4 +130,5 @@ fn serves_until_sigterm() {
     assert!(exit.success(), "{exit:?}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|line| line.contains("SIGTERM")), "{rest:?}");
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -65,6 +65,15 @@ impl Aor {
     pub fn domain(&self) -> String {
         self.host.to_ascii_lowercase()
     }
+
+    /// The address in one spelling for all that compare equal (the domain in lower case):
+    /// what stored state is keyed by.
+    pub fn key(&self) -> String {
+        match self.port {
+            Some(port) => format!("{}@{}:{port}", self.user, self.domain()),
+            None => format!("{}@{}", self.user, self.domain()),
+        }
+    }
 }
 
 impl PartialEq for Aor {
@@ -191,6 +200,18 @@ mod tests {
         let aor = Aor::parse("bob@[::1]:5080").unwrap();
         assert_eq!(aor.host(), "[::1]");
         assert_eq!(Aor::parse("a%20b@x.org").unwrap().user(), "a%20b");
+    }
+
+    /// Addresses that compare equal have one key; the user's case still counts.
+    #[test]
+    fn the_key_is_one_spelling_of_equal_addresses() {
+        let a = Aor::parse("sip:Bob@Example.COM").unwrap();
+        let b = Aor::parse("Bob@example.com").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.key(), "Bob@example.com");
+        assert_eq!(a.key(), b.key());
+        assert_ne!(a.key(), Aor::parse("bob@example.com").unwrap().key());
+        assert_eq!(Aor::parse("x@H.org:5080").unwrap().key(), "x@h.org:5080");
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct GatewayProcess {
     child: Child,
     /// Its HTTP address.
     pub addr: SocketAddr,
+    /// Its configuration file and its store's directory, removed with it.
+    files: (std::path::PathBuf, std::path::PathBuf),
 }
 
 impl GatewayProcess {
@@ -55,7 +57,11 @@ impl GatewayProcess {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let path = std::env::temp_dir().join(format!("bench-{}-{port}.toml", std::process::id()));
-        std::fs::write(&path, format!("[http]\nlisten = \"{addr}\"\n{config}"))?;
+        let data = std::env::temp_dir().join(format!("bench-{}-{port}-data", std::process::id()));
+        std::fs::write(
+            &path,
+            format!("[http]\nlisten = \"{addr}\"\n{config}\n[storage]\ndata_dir = {data:?}\n"),
+        )?;
         let mut command = match core {
             Some(core) => {
                 let mut command = Command::new(crate::peers::require("taskset", "util-linux"));
@@ -72,7 +78,11 @@ impl GatewayProcess {
             .arg(&path)
             .stdin(Stdio::null())
             .spawn()?;
-        let process = GatewayProcess { child, addr };
+        let process = GatewayProcess {
+            child,
+            addr,
+            files: (path, data),
+        };
         let started = Instant::now();
         while std::net::TcpStream::connect(addr).is_err() {
             if started.elapsed() > Duration::from_secs(10) {
@@ -98,6 +108,8 @@ impl Drop for GatewayProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.files.0);
+        let _ = std::fs::remove_dir_all(&self.files.1);
     }
 }
 

@@ -29,6 +29,7 @@ pub mod browser;
 pub mod chromium;
 pub mod opus;
 pub mod peers;
+pub mod postgres;
 
 /// How long a test waits for a message that must come.
 pub const PATIENCE: Duration = Duration::from_secs(5);
@@ -48,6 +49,8 @@ pub struct Gateway {
     pub gstreamer: Option<(SocketAddr, bool)>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<gateway::Result<()>>>,
+    /// The store's directory, when the harness made one (removed with the gateway).
+    _data: Option<TempDir>,
 }
 
 impl Gateway {
@@ -83,6 +86,12 @@ impl Gateway {
         if config.gstreamer.listen.port() == 8443 {
             config.gstreamer.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         }
+        // The store in a directory of the gateway's own, unless the test chose where.
+        let data = (config.storage.data_dir == gateway::StorageConfig::default().data_dir)
+            .then(TempDir::new);
+        if let Some(data) = &data {
+            config.storage.data_dir = data.path().to_path_buf();
+        }
         let server = gateway::Server::bind(&config)
             .await
             .expect("the gateway binds");
@@ -101,6 +110,7 @@ impl Gateway {
             gstreamer,
             shutdown,
             task: Some(task),
+            _data: data,
         }
     }
 

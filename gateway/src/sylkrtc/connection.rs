@@ -121,6 +121,25 @@ pub(crate) enum Output {
     RefuseCall(CallHandle),
     /// Pass a command to a call's task.
     Call { session: String, command: Command },
+    /// Ask the message store, for the request `transaction`, whose reply waits for the answer
+    /// ([`Connection::handle_store`]).
+    Store {
+        transaction: String,
+        query: StoreQuery,
+    },
+}
+
+/// A question for the message store.
+#[derive(Debug)]
+pub(crate) enum StoreQuery {
+    /// The public key an account published.
+    PublicKey { uri: Aor },
+}
+
+/// The message store's answer to a [`StoreQuery`].
+#[derive(Debug)]
+pub(crate) enum StoreAnswer {
+    PublicKey { uri: Aor, key: Option<String> },
 }
 
 /// A call of this connection, as far as requests need to know.
@@ -157,6 +176,8 @@ pub(crate) enum Outcome {
     Error { kind: ErrorKind, text: String },
     /// Not answerable (no transaction could be read): only logged.
     Unanswered { kind: ErrorKind, reason: String },
+    /// Answered later, once the message store has answered ([`Connection::handle_store`]).
+    Deferred,
 }
 
 /// The protocol state of one connection.
@@ -349,8 +370,14 @@ impl Connection {
         let result = match request.body {
             RequestBody::Ping => Ok(()),
             RequestBody::LookupPublicKey { uri } => {
-                self.lookup_public_key(&uri);
-                Ok(())
+                self.out.push_back(Output::Store {
+                    transaction: request.transaction,
+                    query: StoreQuery::PublicKey { uri },
+                });
+                return Handled {
+                    name: Some(name.to_owned()),
+                    outcome: Outcome::Deferred,
+                };
             }
             RequestBody::AccountAdd(add) => self.account_add(add),
             RequestBody::AccountRemove { account } => self.account_remove(&account),
@@ -496,14 +523,34 @@ impl Connection {
     /// The Sylk app asks for a contact's PGP key at every registration and waits for the event.
     /// The gateway stores no keys yet, so the answer is "none" (`public_key: null`), sent after
     /// the ack as the reference does.
-    fn lookup_public_key(&mut self, uri: &Aor) {
-        let event = Event::PublicKey {
-            uri: uri.to_string(),
-            public_key: None,
+    /// The message store's answer for the request `transaction` (or why there is none): its
+    /// `ack` and what follows it, or its `error`.
+    pub(crate) fn handle_store(
+        &mut self,
+        transaction: String,
+        answer: Result<StoreAnswer, String>,
+    ) -> Handled {
+        let outcome = match answer {
+            Ok(StoreAnswer::PublicKey { uri, key }) => {
+                self.send(ServerMessage::Ack { transaction });
+                self.send(ServerMessage::Event(Event::PublicKey {
+                    uri: uri.to_string(),
+                    public_key: key,
+                }));
+                Outcome::Ack
+            }
+            Err(text) => {
+                self.reply_error(transaction, text.clone());
+                Outcome::Error {
+                    kind: ErrorKind::Store,
+                    text,
+                }
+            }
         };
-        self.deferred.push(Output::Send(
-            ServerMessage::Event(event).encode(self.version),
-        ));
+        Handled {
+            name: None,
+            outcome,
+        }
     }
 
     fn send(&mut self, message: ServerMessage) {

@@ -33,6 +33,8 @@ pub(crate) struct Sylkrtc {
     pub(crate) gate: Arc<Gate>,
     pub(crate) calls: Arc<CallServices>,
     pub(crate) domains: Arc<SipDomains>,
+    /// The message store.
+    pub(crate) storage: Arc<crate::storage::Storage>,
 }
 
 impl Sylkrtc {

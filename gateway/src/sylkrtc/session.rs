@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Sylkrtc;
-use super::connection::{Connection, Handled, Outcome, Output, redact};
+use super::connection::{Connection, Handled, Outcome, Output, StoreAnswer, StoreQuery, redact};
 use super::pump::{Inbound, Outbound};
 use crate::call::{self, CallServices, CallTask, CallUpdate};
 use crate::leg::{LegCommand, Refusal};
@@ -40,6 +40,7 @@ pub(super) async fn handle_loop(
     let (reports, mut reports_rx) = mpsc::unbounded_channel();
     let mut session = Session {
         connection,
+        storage: &sylkrtc.storage,
         metrics: &services.metrics,
         services,
         sip: &services.sip,
@@ -94,6 +95,7 @@ pub(super) async fn handle_loop(
 /// SIP driver.
 struct Session<'a> {
     connection: Connection,
+    storage: &'a crate::storage::Storage,
     metrics: &'a Metrics,
     sip: &'a SipHandle,
     services: &'a Arc<CallServices>,
@@ -123,7 +125,7 @@ impl Session<'_> {
             self.metrics.request(name);
         }
         match handled.outcome {
-            Outcome::Ack => {}
+            Outcome::Ack | Outcome::Deferred => {}
             Outcome::Error { kind, text } => {
                 self.metrics.error(kind);
                 debug!(
@@ -244,6 +246,21 @@ impl Session<'_> {
         self.calls.insert(session, task);
     }
 
+    /// Asks the message store; an error is the text for the client.
+    async fn ask_store(&self, query: StoreQuery) -> Result<StoreAnswer, String> {
+        let store = self.storage.get().map_err(|error| error.to_string())?;
+        let result = match query {
+            StoreQuery::PublicKey { uri } => store
+                .public_key(&uri.key())
+                .await
+                .map(|key| StoreAnswer::PublicKey { uri, key }),
+        };
+        result.map_err(|error| {
+            warn!("{error}");
+            error.to_string()
+        })
+    }
+
     fn key(&self, handle: u64) -> RegistrationKey {
         RegistrationKey {
             owner: self.owner,
@@ -311,6 +328,13 @@ impl Session<'_> {
                     if let Some(task) = self.calls.get(&session) {
                         let _ = task.commands.send(command);
                     }
+                }
+                // Requests are handled in order: the next waits for this answer (at most the
+                // store's acquire timeout when the database is down).
+                Output::Store { transaction, query } => {
+                    let answer = self.ask_store(query).await;
+                    let handled = self.connection.handle_store(transaction, answer);
+                    self.record(handled);
                 }
             }
         }

@@ -198,6 +198,8 @@ async fn no_log_level_of_the_binary_prints_a_credential() {
         let mut child = std::process::Command::new(gateway_binary())
             .arg("--config")
             .arg(&config)
+            // Its store (`data/`) goes in the test's directory.
+            .current_dir(dir.path())
             .env("RUST_LOG", level)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

@@ -31,6 +31,7 @@ mod renegotiation;
 mod requests;
 mod sipp_calls;
 mod srtp;
+mod store;
 mod tls;
 mod updates;
 mod video;

@@ -50,6 +50,9 @@ fn outputs(connection: &mut Connection) -> Vec<Value> {
             Output::Call { session, command } => {
                 out.push(json!({"command": session, "what": format!("{command:?}")}))
             }
+            Output::Store { transaction, query } => {
+                out.push(json!({"store": transaction, "query": format!("{query:?}")}))
+            }
         }
     }
     out
@@ -166,20 +169,55 @@ fn features_not_built_say_so() {
     }
 }
 
+/// The store is asked first; the ack and the event (the key, or null when none is known)
+/// come with its answer, and a store that cannot answer gives the request an error.
 #[test]
-fn lookup_public_key_is_acked_then_answered_with_no_key() {
+fn lookup_public_key_waits_for_the_store() {
     for version in Version::PREFERENCE {
         let mut connection = connection(version, &["*"]);
         let (handled, out) = exchange(
             &mut connection,
             json!({"sylkrtc": "lookup-public-key", "transaction": "t", "uri": "sip:Bob@Example.com"}),
         );
-        assert_eq!(handled.outcome, Outcome::Ack);
+        assert_eq!(handled.outcome, Outcome::Deferred);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0]["store"], "t");
+        let uri = Aor::parse("Bob@Example.com").unwrap();
+        for (transaction, key) in [("t", None), ("t2", Some("KEY".to_owned()))] {
+            let handled = connection.handle_store(
+                transaction.to_owned(),
+                Ok(StoreAnswer::PublicKey {
+                    uri: uri.clone(),
+                    key: key.clone(),
+                }),
+            );
+            assert_eq!(handled.outcome, Outcome::Ack);
+            assert_eq!(
+                outputs(&mut connection),
+                [
+                    json!({"sylkrtc": "ack", "transaction": transaction}),
+                    json!({"sylkrtc": "lookup-public-key-event", "uri": "Bob@Example.com", "public_key": key}),
+                ]
+            );
+        }
+        let handled = connection.handle_store(
+            "t3".to_owned(),
+            Err("the message store is unavailable: down".to_owned()),
+        );
+        assert!(
+            matches!(
+                handled.outcome,
+                Outcome::Error {
+                    kind: ErrorKind::Store,
+                    ..
+                }
+            ),
+            "{handled:?}"
+        );
         assert_eq!(
-            out,
+            outputs(&mut connection),
             [
-                json!({"sylkrtc": "ack", "transaction": "t"}),
-                json!({"sylkrtc": "lookup-public-key-event", "uri": "Bob@Example.com", "public_key": null}),
+                json!({"sylkrtc": "error", "transaction": "t3", "error": "the message store is unavailable: down"})
             ]
         );
         let (_, out) = exchange(

@@ -1,0 +1,283 @@
+//! The gateway's stored state: the messages of every account (with their delivery state), and
+//! the public keys accounts published. One trait, [`Store`], and one implementation of it,
+//! [`SqlStore`], over two real databases: **SQLite**, embedded, the default (a file under the
+//! gateway's data directory, so that nothing else needs installing), and **PostgreSQL**, for
+//! deployments where several gateways share one store.
+//!
+//! Both have the same logical schema, created and upgraded at start-up by numbered migrations
+//! (one set per SQL dialect, `migrations/`). Every write returns only once it is committed,
+//! so a reply sent after it never promises something a crash could lose, and every message
+//! write is idempotent by (account, message id): UDP retransmissions, forked delivery and
+//! client resends repeat messages. A store that is down or refuses a write answers with an
+//! [`Error`] the caller turns into an error for that request alone.
+
+#![deny(missing_docs)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+mod migrations;
+mod sql;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use sql::{SqlStore, now_millis};
+
+/// What the store's operations return.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// The store's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why an operation of the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database cannot be reached or used (down, unreachable, a pool that stays busy).
+    #[error("the message store is unavailable: {0}")]
+    Unavailable(String),
+    /// The database refused the operation (disk full, read-only, a constraint).
+    #[error("the message store refused the write: {0}")]
+    Refused(String),
+    /// The database's schema is not one this gateway knows (a newer gateway migrated it).
+    #[error("the message store's schema: {0}")]
+    Schema(String),
+    /// The configuration names no usable database.
+    #[error("the message store's configuration: {0}")]
+    Config(String),
+}
+
+/// Where the store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite database file (created with its directory when missing).
+    Sqlite(PathBuf),
+    /// A PostgreSQL server: a `postgres://user:password@host:port/database` URL.
+    Postgres(String),
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The database.
+    pub backend: Backend,
+    /// The most connections open at once.
+    pub max_connections: u32,
+    /// How long an operation waits for a connection before it fails as
+    /// [`Error::Unavailable`].
+    pub acquire_timeout: Duration,
+}
+
+impl Options {
+    /// The defaults for `backend`: 8 connections, a 5 s wait.
+    pub fn new(backend: Backend) -> Options {
+        Options {
+            backend,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Which way a message went, seen from the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Sent to the account.
+    Incoming,
+    /// Sent by the account.
+    Outgoing,
+}
+
+impl Direction {
+    /// The protocol's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Incoming => "incoming",
+            Direction::Outgoing => "outgoing",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Direction> {
+        match text {
+            "incoming" => Some(Direction::Incoming),
+            "outgoing" => Some(Direction::Outgoing),
+            _ => None,
+        }
+    }
+}
+
+/// A message's delivery state: the sylkRTC protocol's `disposition-notification` states, and
+/// `pending` for an outgoing message whose SIP request has no final answer yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Stored, not yet answered.
+    Pending,
+    /// The SIP request got a 2xx.
+    Accepted,
+    /// Kept by a server for later delivery (an IMDN `stored`, or a 202).
+    Stored,
+    /// Processed by an intermediary (IMDN `processed`).
+    Processed,
+    /// Delivered to the recipient's device.
+    Delivered,
+    /// Shown to the recipient.
+    Displayed,
+    /// The SIP request failed.
+    Failed,
+    /// The recipient refused it.
+    Forbidden,
+    /// The recipient's device could not handle it.
+    Error,
+}
+
+impl State {
+    /// The protocol's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Accepted => "accepted",
+            State::Stored => "stored",
+            State::Processed => "processed",
+            State::Delivered => "delivered",
+            State::Displayed => "displayed",
+            State::Failed => "failed",
+            State::Forbidden => "forbidden",
+            State::Error => "error",
+        }
+    }
+
+    /// The state a name stands for.
+    pub fn parse(text: &str) -> Option<State> {
+        Some(match text {
+            "pending" => State::Pending,
+            "accepted" => State::Accepted,
+            "stored" => State::Stored,
+            "processed" => State::Processed,
+            "delivered" => State::Delivered,
+            "displayed" => State::Displayed,
+            "failed" => State::Failed,
+            "forbidden" => State::Forbidden,
+            "error" => State::Error,
+            _ => return None,
+        })
+    }
+
+    /// How far along the message is: a state only replaces one of a lower rank, since
+    /// notifications overtake each other (a `delivered` that arrives after `displayed` must
+    /// not take the message back), and a failure reported for a message already delivered is
+    /// about a copy, not the message.
+    fn rank(self) -> i64 {
+        match self {
+            State::Pending => 0,
+            State::Accepted | State::Stored | State::Processed => 1,
+            State::Failed | State::Forbidden | State::Error => 2,
+            State::Delivered => 3,
+            State::Displayed => 4,
+        }
+    }
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The account (`user@domain`) it belongs to.
+    pub account: String,
+    /// Its id (the client's, or the CPIM `imdn.Message-ID`).
+    pub message_id: String,
+    /// The other party (`user@domain`): the conversation it is part of.
+    pub contact: String,
+    /// Which way it went.
+    pub direction: Direction,
+    /// Its MIME type.
+    pub content_type: String,
+    /// Its body, as it came.
+    pub content: String,
+    /// Its timestamp as the sender gave it (ISO 8601), given back as it is.
+    pub timestamp: String,
+    /// The same instant in milliseconds since 1970: what syncs "since a time" and retention
+    /// compare.
+    pub at: i64,
+    /// Its delivery state.
+    pub state: State,
+    /// The notifications the sender asked for (`positive-delivery`, `display`, ...).
+    pub disposition: Vec<String>,
+}
+
+/// Whether a write stored something new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// Stored now.
+    New,
+    /// Already there (a repeat): nothing changed.
+    Duplicate,
+}
+
+/// Where a sync starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since<'a> {
+    /// From the first stored message.
+    Start,
+    /// After this message (the last one the client has); from the start when the store does
+    /// not know it.
+    Message(&'a str),
+    /// From this instant (milliseconds since 1970) on.
+    Time(i64),
+}
+
+/// How long messages are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Messages older than this many days go.
+    pub days: Option<u32>,
+    /// Past this many messages in one conversation, the oldest go.
+    pub per_conversation: Option<u32>,
+}
+
+/// The gateway's stored state.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Which database this is ("sqlite", "postgres").
+    fn backend(&self) -> &'static str;
+
+    /// Stores a message unless its (account, message id) is already stored.
+    fn add_message<'a>(&'a self, message: &'a Message) -> StoreFuture<'a, Added>;
+
+    /// Moves a message to `state`, unless it is already as far or further along; `false` when
+    /// it did not change (unknown, or already there).
+    fn update_state<'a>(
+        &'a self,
+        account: &'a str,
+        message_id: &'a str,
+        state: State,
+    ) -> StoreFuture<'a, bool>;
+
+    /// One message of an account.
+    fn message<'a>(
+        &'a self,
+        account: &'a str,
+        message_id: &'a str,
+    ) -> StoreFuture<'a, Option<Message>>;
+
+    /// An account's messages in the order they were stored, at most `limit`, from `since` on.
+    fn messages<'a>(
+        &'a self,
+        account: &'a str,
+        since: Since<'a>,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<Message>>;
+
+    /// The public key an account published, if any.
+    fn public_key<'a>(&'a self, account: &'a str) -> StoreFuture<'a, Option<String>>;
+
+    /// Stores an account's public key (replacing the one before), `at` milliseconds since 1970.
+    fn set_public_key<'a>(
+        &'a self,
+        account: &'a str,
+        public_key: &'a str,
+        at: i64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Deletes what `retention` no longer keeps, at `now` (milliseconds since 1970); returns
+    /// how many messages went.
+    fn prune(&self, retention: Retention, now: i64) -> StoreFuture<'_, u64>;
+}

@@ -1,0 +1,199 @@
+//! The checks every backend must pass, for the store's own tests (SQLite) and the end-to-end
+//! suite's (PostgreSQL started by the harness). Built with the `testing` feature.
+
+use crate::{Added, Direction, Message, Retention, Since, State, Store};
+
+/// A message of `account` to or from `contact`, stored `at`.
+pub fn message(account: &str, id: &str, contact: &str, at: i64) -> Message {
+    Message {
+        account: account.to_owned(),
+        message_id: id.to_owned(),
+        contact: contact.to_owned(),
+        direction: Direction::Outgoing,
+        content_type: "text/plain".to_owned(),
+        content: format!("hello {id} ✓"),
+        timestamp: "2026-12-04T10:00:00.000Z".to_owned(),
+        at,
+        state: State::Pending,
+        disposition: vec!["positive-delivery".to_owned(), "display".to_owned()],
+    }
+}
+
+/// Runs every check against `store`; `prefix` keeps its accounts apart from anything else the
+/// database holds (a shared server, an earlier run). Panics on the first failure.
+pub async fn conformance(store: &dyn Store, prefix: &str) {
+    let alice = format!("{prefix}alice@example.com");
+    let bob = format!("{prefix}bob@example.com");
+    let carol = format!("{prefix}carol@example.com");
+
+    // Idempotent by (account, message id): a repeat changes nothing, even with other content.
+    let first = message(&alice, "m1", &bob, 1_000);
+    assert_eq!(
+        store.add_message(&first).await.expect("the store answers"),
+        Added::New
+    );
+    let mut repeat = first.clone();
+    repeat.content = "something else".to_owned();
+    assert_eq!(
+        store.add_message(&repeat).await.expect("the store answers"),
+        Added::Duplicate
+    );
+    assert_eq!(
+        store
+            .message(&alice, "m1")
+            .await
+            .expect("the store answers"),
+        Some(first.clone())
+    );
+    // The same id in another account is another message.
+    let bobs = message(&bob, "m1", &alice, 1_000);
+    assert_eq!(
+        store.add_message(&bobs).await.expect("the store answers"),
+        Added::New
+    );
+
+    // States only move forward.
+    assert!(
+        store
+            .update_state(&alice, "m1", State::Accepted)
+            .await
+            .expect("the store answers")
+    );
+    assert!(
+        store
+            .update_state(&alice, "m1", State::Displayed)
+            .await
+            .expect("the store answers")
+    );
+    assert!(
+        !store
+            .update_state(&alice, "m1", State::Delivered)
+            .await
+            .expect("the store answers")
+    );
+    assert!(
+        !store
+            .update_state(&alice, "m1", State::Failed)
+            .await
+            .expect("the store answers")
+    );
+    assert!(
+        !store
+            .update_state(&alice, "unknown", State::Delivered)
+            .await
+            .expect("the store answers")
+    );
+    let stored = store
+        .message(&alice, "m1")
+        .await
+        .expect("the store answers")
+        .expect("stored");
+    assert_eq!(stored.state, State::Displayed);
+    assert_eq!(
+        store
+            .message(&bob, "m1")
+            .await
+            .expect("the store answers")
+            .expect("the store answers")
+            .state,
+        State::Pending
+    );
+
+    // Syncs: in the order stored, since a message, since a time, limited.
+    for (index, id) in ["m2", "m3", "m4"].iter().enumerate() {
+        let mut next = message(&alice, id, &carol, 2_000 + index as i64);
+        next.direction = Direction::Incoming;
+        store.add_message(&next).await.expect("the store answers");
+    }
+    let ids = |messages: Vec<Message>| -> Vec<String> {
+        messages
+            .into_iter()
+            .map(|message| message.message_id)
+            .collect()
+    };
+    let all = store
+        .messages(&alice, Since::Start, 100)
+        .await
+        .expect("the store answers");
+    assert_eq!(ids(all.clone()), ["m1", "m2", "m3", "m4"]);
+    assert_eq!(all[1].direction, Direction::Incoming);
+    assert_eq!(all[0].content, "hello m1 ✓");
+    assert_eq!(all[0].disposition, ["positive-delivery", "display"]);
+    let after = store
+        .messages(&alice, Since::Message("m2"), 100)
+        .await
+        .expect("the store answers");
+    assert_eq!(ids(after), ["m3", "m4"]);
+    let unknown = store
+        .messages(&alice, Since::Message("nope"), 100)
+        .await
+        .expect("the store answers");
+    assert_eq!(ids(unknown), ["m1", "m2", "m3", "m4"]);
+    let recent = store
+        .messages(&alice, Since::Time(2_001), 100)
+        .await
+        .expect("the store answers");
+    assert_eq!(ids(recent), ["m3", "m4"]);
+    let two = store
+        .messages(&alice, Since::Start, 2)
+        .await
+        .expect("the store answers");
+    assert_eq!(ids(two), ["m1", "m2"]);
+
+    // Public keys: none, then the latest.
+    assert_eq!(
+        store.public_key(&alice).await.expect("the store answers"),
+        None
+    );
+    store
+        .set_public_key(&alice, "KEY 1", 10)
+        .await
+        .expect("the store answers");
+    store
+        .set_public_key(&alice, "KEY 2", 20)
+        .await
+        .expect("the store answers");
+    assert_eq!(
+        store
+            .public_key(&alice)
+            .await
+            .expect("the store answers")
+            .as_deref(),
+        Some("KEY 2")
+    );
+
+    // Retention: per conversation keeps the newest; by age drops the old. Other prefixes'
+    // rows may go as well on a shared database (they are as old): only ours are checked.
+    let removed = store
+        .prune(
+            Retention {
+                days: None,
+                per_conversation: Some(2),
+            },
+            0,
+        )
+        .await
+        .expect("the store answers");
+    assert!(removed >= 1, "{removed}");
+    let kept = store
+        .messages(&alice, Since::Start, 100)
+        .await
+        .expect("the store answers");
+    assert_eq!(ids(kept), ["m1", "m3", "m4"]);
+    let day = 86_400_000;
+    store
+        .prune(
+            Retention {
+                days: Some(1),
+                per_conversation: None,
+            },
+            day + 2_002,
+        )
+        .await
+        .expect("the store answers");
+    let kept = store
+        .messages(&alice, Since::Start, 100)
+        .await
+        .expect("the store answers");
+    assert_eq!(ids(kept), ["m4"]);
+}
