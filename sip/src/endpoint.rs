@@ -23,11 +23,13 @@ pub(crate) use crate::transport::Target;
 mod calls;
 mod failover;
 mod local;
+mod outgoing;
 mod requests;
 mod transactions;
 use calls::CallEntry;
 pub(crate) use failover::{Failover, server_failed};
 pub(crate) use local::PendingInvite;
+pub use outgoing::RequestId;
 pub(crate) use requests::PendingRequest;
 use transactions::{ClientKind, ClientTransaction, ServerEntry, ServerTransaction};
 
@@ -101,6 +103,13 @@ pub enum EndpointEvent {
         /// The request.
         request: Box<Message>,
     },
+    /// A request sent with [`Endpoint::send_request`] has its outcome.
+    RequestDone {
+        /// Which.
+        id: RequestId,
+        /// Its final status.
+        outcome: crate::request::RequestOutcome,
+    },
 }
 
 impl PartialEq for EndpointEvent {
@@ -166,6 +175,13 @@ impl PartialEq for EndpointEvent {
             (EndpointEvent::RegistrationSettled(id), EndpointEvent::RegistrationSettled(other)) => {
                 id == other
             }
+            (
+                EndpointEvent::RequestDone { id, outcome },
+                EndpointEvent::RequestDone {
+                    id: other_id,
+                    outcome: other_outcome,
+                },
+            ) => id == other_id && outcome == other_outcome,
             _ => false,
         }
     }
@@ -208,6 +224,8 @@ pub(super) enum Owner {
     Call(CallId),
     /// An OPTIONS ping of a local phone (its entry in `Endpoint::pings`).
     Ping(u64),
+    /// A request sent for an account (its entry in `Endpoint::outgoing`).
+    Request(RequestId),
 }
 
 #[derive(Debug)]
@@ -234,6 +252,8 @@ pub struct Endpoint {
     /// Registrations by their Contact user part, for requests that reach us.
     contacts: HashMap<String, RegistrationId>,
     calls: HashMap<CallId, CallEntry>,
+    /// Requests sent for accounts (MESSAGE), until their outcome.
+    outgoing: HashMap<RequestId, outgoing::OutgoingEntry>,
     /// The registrar of the local domain.
     registrar: Option<crate::registrar::Registrar>,
     /// Calls by Call-ID and our tag, for the requests of their dialogs.
@@ -283,6 +303,7 @@ impl Endpoint {
             registrations: HashMap::new(),
             contacts: HashMap::new(),
             calls: HashMap::new(),
+            outgoing: HashMap::new(),
             dialogs: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -575,6 +596,7 @@ impl Endpoint {
                 return;
             }
             Owner::Ping(id) => return self.ping_outcomes(id, outcomes),
+            Owner::Request(id) => return self.outgoing_outcomes(now, id, outcomes),
         };
         for outcome in outcomes {
             let Some(entry) = self.registrations.get_mut(&owner) else {

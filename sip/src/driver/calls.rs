@@ -230,27 +230,7 @@ impl Driver {
         target: Target,
         contact: Option<String>,
     ) -> Option<CallId> {
-        let local = self.local_address(target);
-        let random = || uuid::Uuid::new_v4().simple().to_string();
-        let account = &outgoing.account;
-        let config = CallConfig {
-            user: account.user.clone(),
-            domain: account.domain.clone(),
-            display_name: account.display_name.clone(),
-            credentials: account.credentials.clone(),
-            transport: target.transport,
-            local,
-            contact_user: random()[..16].to_owned(),
-            user_agent: account
-                .user_agent
-                .clone()
-                .unwrap_or_else(|| self.config.endpoint.user_agent.clone()),
-            tag: random()[..12].to_owned(),
-            seed: random()[..8].to_owned(),
-            timers: self.config.endpoint.timers,
-            session_expires: self.config.endpoint.session_expires,
-            min_se: self.config.endpoint.min_se,
-        };
+        let config = self.call_config(&outgoing.account, target);
         let request = Outgoing {
             uri: outgoing.uri.clone(),
             target: contact.clone(),
@@ -270,6 +250,30 @@ impl Driver {
         self.calls.insert(call, CallSlot::Active(id));
         self.call_owners.insert(id, (call, events));
         Some(id)
+    }
+
+    /// What a call or request of `account` toward `target` says about us: the account, our
+    /// address toward the target, fresh tags.
+    pub(super) fn call_config(&self, account: &Account, target: Target) -> CallConfig {
+        let random = || uuid::Uuid::new_v4().simple().to_string();
+        CallConfig {
+            user: account.user.clone(),
+            domain: account.domain.clone(),
+            display_name: account.display_name.clone(),
+            credentials: account.credentials.clone(),
+            transport: target.transport,
+            local: self.local_address(target),
+            contact_user: random()[..16].to_owned(),
+            user_agent: account
+                .user_agent
+                .clone()
+                .unwrap_or_else(|| self.config.endpoint.user_agent.clone()),
+            tag: random()[..12].to_owned(),
+            seed: random()[..8].to_owned(),
+            timers: self.config.endpoint.timers,
+            session_expires: self.config.endpoint.session_expires,
+            min_se: self.config.endpoint.min_se,
+        }
     }
 
     /// The user of a URI of the local domain.

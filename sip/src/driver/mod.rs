@@ -10,7 +10,9 @@
 mod calls;
 mod connection;
 mod events;
+mod outgoing;
 pub use events::{Account, CallEvents, LocalEvent, LocalIncoming, RegistrationKey, SipEvent};
+pub use outgoing::{MAX_UDP_REQUEST, OutgoingMessage};
 mod requests;
 pub mod resolve;
 mod streams;
@@ -112,6 +114,10 @@ enum Command {
     Answer {
         request: RequestHandle,
         answer: Answer,
+    },
+    Message {
+        message: Box<OutgoingMessage>,
+        reply: tokio::sync::oneshot::Sender<crate::RequestOutcome>,
     },
 }
 
@@ -222,6 +228,9 @@ pub async fn start(config: DriverConfig, shutdown: CancellationToken) -> io::Res
         calls: HashMap::new(),
         call_owners: HashMap::new(),
         next_call: next_call.clone(),
+        messages: HashMap::new(),
+        next_message: 0,
+        message_owners: HashMap::new(),
         inputs,
     };
     info!(udp = %udp_addr, tcp = %tcp_addr, tls = ?tls_addr, "SIP transports listening");
@@ -257,6 +266,11 @@ enum Input {
     RedirectResolved {
         id: CallId,
         uri: String,
+        result: Result<(Vec<Target>, String), String>,
+    },
+    /// The server of a request (MESSAGE) was looked up.
+    MessageResolved {
+        key: u64,
         result: Result<(Vec<Target>, String), String>,
     },
     /// A call's proxy was looked up.
@@ -315,6 +329,11 @@ struct Driver {
     calls: HashMap<CallHandle, CallSlot>,
     call_owners: HashMap<CallId, (CallHandle, mpsc::UnboundedSender<CallEvent>)>,
     next_call: Arc<AtomicU64>,
+    /// Requests (MESSAGE) waiting for their server's look-up, and those sent, by the endpoint's
+    /// id, with where their outcome goes.
+    messages: HashMap<u64, outgoing::PendingMessage>,
+    next_message: u64,
+    message_owners: HashMap<crate::RequestId, tokio::sync::oneshot::Sender<crate::RequestOutcome>>,
     inputs: mpsc::UnboundedSender<Input>,
 }
 
@@ -438,6 +457,7 @@ impl Driver {
             } => self.start_call(call, outgoing, events),
             Command::Call { call, command } => self.call_command(call, command),
             Command::Answer { request, answer } => self.answer_request(request, answer),
+            Command::Message { message, reply } => self.start_message(message, reply),
             Command::Unregister { key } => match self.keys.remove(&key) {
                 Some(Slot::Active(id)) => {
                     // The owner no longer listens; the endpoint finishes the un-REGISTER alone.
@@ -517,6 +537,7 @@ impl Driver {
                 self.endpoint.handle_transport_error(now, target);
             }
             Input::CallResolved { call, result } => self.call_resolved(call, result),
+            Input::MessageResolved { key, result } => self.message_resolved(key, result),
             Input::RedirectResolved { id, uri, result } => self.redirect_resolved(id, &uri, result),
             Input::RetryResolve { key } => {
                 // Still wanted (not unregistered meanwhile): look it up again.
@@ -756,6 +777,10 @@ impl Driver {
                     request,
                 } => {
                     self.forward_request(pending, registration, request);
+                    continue;
+                }
+                EndpointEvent::RequestDone { id, outcome } => {
+                    self.message_done(id, outcome);
                     continue;
                 }
                 EndpointEvent::BindingLost(ping) => {

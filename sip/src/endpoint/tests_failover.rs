@@ -211,3 +211,89 @@ fn an_invite_fails_over_until_a_server_answers_and_not_after_a_provisional_respo
         EndpointEvent::Call { event: CallEvent::Terminated(ending), .. } if ending.code == Some(503)
     )));
 }
+
+/// A MESSAGE for an account: the first server answers nothing, so it goes to the next (a new
+/// transaction with a new CSeq), whose challenge it answers; the 2xx after that is its outcome,
+/// reported once.
+#[test]
+fn a_message_fails_over_answers_its_challenge_and_reports_its_outcome() {
+    let mut now = Instant::now();
+    let mut endpoint = endpoint();
+    let config = call_config();
+    let request = crate::request::OutgoingRequest {
+        method: Method::MESSAGE,
+        uri: crate::RequestUri::parse("sip:bob@127.0.0.1").unwrap(),
+        route: None,
+        call_id: "msg1".into(),
+        content_type: "text/plain".into(),
+        body: Bytes::from_static(b"hi"),
+        headers: vec![],
+    };
+    let id = endpoint.send_request(now, config, request, vec![server(5060), server(5070)]);
+    let first = sent(&mut endpoint);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0, server(5060));
+    // Retransmitted to the first server until timer F, then sent to the second.
+    let mut moved = Vec::new();
+    while moved.is_empty() {
+        let out = until_sent(&mut endpoint, &mut now, Duration::from_secs(40));
+        assert!(!out.is_empty(), "nothing sent");
+        moved = out
+            .into_iter()
+            .filter(|(to, _)| *to == server(5070))
+            .collect();
+    }
+    let (_, second) = moved.remove(0);
+    assert_eq!(second.cseq().unwrap().cseq, 2);
+    let mut challenge = second.response(401, "Unauthorized", Some("far"));
+    challenge.headers.insert(
+        Name::WWW_AUTHENTICATE,
+        "Digest realm=\"127.0.0.1\", nonce=\"n\", qop=\"auth\"",
+    );
+    endpoint
+        .handle_datagram(now, server(5070), &challenge.to_bytes())
+        .unwrap();
+    let third = sent(&mut endpoint);
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].0, server(5070));
+    assert!(third[0].1.header(&Name::AUTHORIZATION).is_some());
+    assert!(events(&mut endpoint).is_empty());
+    let ok = third[0].1.response(200, "OK", Some("far"));
+    endpoint
+        .handle_datagram(now, server(5070), &ok.to_bytes())
+        .unwrap();
+    assert_eq!(
+        events(&mut endpoint),
+        [EndpointEvent::RequestDone {
+            id,
+            outcome: crate::RequestOutcome {
+                code: 200,
+                reason: "OK".into()
+            }
+        }]
+    );
+    assert_eq!(endpoint.outgoing_requests(), 0);
+}
+
+/// A MESSAGE nobody answers, with no other server: 408 after timer F.
+#[test]
+fn an_unanswered_message_ends_with_408() {
+    let mut now = Instant::now();
+    let mut endpoint = endpoint();
+    let config = call_config();
+    let request = crate::request::OutgoingRequest {
+        method: Method::MESSAGE,
+        uri: crate::RequestUri::parse("sip:bob@127.0.0.1").unwrap(),
+        route: None,
+        call_id: "msg2".into(),
+        content_type: "text/plain".into(),
+        body: Bytes::from_static(b"hi"),
+        headers: vec![],
+    };
+    let id = endpoint.send_request(now, config, request, vec![server(5060)]);
+    while until_sent(&mut endpoint, &mut now, Duration::from_secs(40)).len() == 1 {}
+    assert!(matches!(
+        &events(&mut endpoint)[..],
+        [EndpointEvent::RequestDone { id: got, outcome }] if *got == id && outcome.code == 408
+    ));
+}
