@@ -522,13 +522,7 @@ impl Call {
 
     fn name_addr(&self) -> String {
         let aor = format!("sip:{}@{}", self.config.user, self.config.domain);
-        match &self.config.display_name {
-            Some(name) => format!(
-                "\"{}\" <{aor}>",
-                name.replace('\\', "\\\\").replace('"', "\\\"")
-            ),
-            None => format!("<{aor}>"),
-        }
+        crate::uri::name_addr(self.config.display_name.as_deref(), &aor)
     }
 
     fn report(&mut self, ending: Ending) {

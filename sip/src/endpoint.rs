@@ -518,25 +518,7 @@ impl Endpoint {
         let requests: Vec<Message> =
             std::iter::from_fn(|| entry.registration.poll_request()).collect();
         for request in requests {
-            let Some(branch) = client_key(&request) else {
-                continue;
-            };
-            let transaction = NonInviteClient::new(
-                Bytes::from(request.to_bytes()),
-                target.transport.reliable(),
-                self.config.timers,
-                now,
-            );
-            self.start_client(
-                branch,
-                ClientTransaction {
-                    transaction: ClientKind::NonInvite(transaction),
-                    target,
-                    owner: Owner::Registration(id),
-                    method: Method::REGISTER,
-                    request: None,
-                },
-            );
+            self.start_non_invite(now, &request, target, Owner::Registration(id));
         }
         let Some(entry) = self.registrations.get_mut(&id) else {
             return;
@@ -554,6 +536,29 @@ impl Endpoint {
             return;
         }
         self.schedule(Timer::Registration(id));
+    }
+
+    /// Sends `request` (not an INVITE) to `target` in a new client transaction of `owner`.
+    fn start_non_invite(&mut self, now: Instant, request: &Message, target: Target, owner: Owner) {
+        let (Some(branch), Some(method)) = (client_key(request), request.method().cloned()) else {
+            return;
+        };
+        let transaction = NonInviteClient::new(
+            Bytes::from(request.to_bytes()),
+            target.transport.reliable(),
+            self.config.timers,
+            now,
+        );
+        self.start_client(
+            branch,
+            ClientTransaction {
+                transaction: ClientKind::NonInvite(transaction),
+                target,
+                owner,
+                method,
+                request: None,
+            },
+        );
     }
 
     /// Starts a client transaction: its first transmission goes out.

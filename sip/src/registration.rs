@@ -446,13 +446,7 @@ impl Registration {
         self.cseq += 1;
         let config = &self.config;
         let aor = format!("sip:{}@{}", config.user, config.domain);
-        let name_addr = match &config.display_name {
-            Some(name) => format!(
-                "\"{}\" <{aor}>",
-                name.replace('\\', "\\\\").replace('"', "\\\"")
-            ),
-            None => format!("<{aor}>"),
-        };
+        let name_addr = crate::uri::name_addr(config.display_name.as_deref(), &aor);
         let registrar = format!("sip:{}", config.domain);
         let branch = format!("z9hG4bK{}", self.next_id());
         let mut headers = Headers::with_capacity(12);

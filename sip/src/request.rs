@@ -148,13 +148,7 @@ impl Request {
             headers.insert(Name::ROUTE, route.clone());
         }
         let aor = format!("sip:{}@{}", self.config.user, self.config.domain);
-        let from = match &self.config.display_name {
-            Some(name) => format!(
-                "\"{}\" <{aor}>",
-                name.replace('\\', "\\\\").replace('"', "\\\"")
-            ),
-            None => format!("<{aor}>"),
-        };
+        let from = crate::uri::name_addr(self.config.display_name.as_deref(), &aor);
         headers.insert(Name::FROM, format!("{from};tag={}", self.config.tag));
         headers.insert(Name::TO, format!("<{}>", self.request.uri));
         headers.insert(Name::CALL_ID, self.request.call_id.clone());

@@ -30,3 +30,15 @@ pub fn uri_host(uri: &str) -> Option<&str> {
         None => host.split(':').next().unwrap_or(host),
     })
 }
+
+/// A name-addr (`"Display" <uri>`, or `<uri>` without a display name), the display name quoted
+/// with its backslashes and quotes escaped (RFC 3261 section 25.1).
+pub(crate) fn name_addr(display_name: Option<&str>, uri: &str) -> String {
+    match display_name {
+        Some(name) => format!(
+            "\"{}\" <{uri}>",
+            name.replace('\\', "\\\\").replace('"', "\\\"")
+        ),
+        None => format!("<{uri}>"),
+    }
+}

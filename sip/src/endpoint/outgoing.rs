@@ -4,15 +4,10 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
-
-use super::{
-    ClientKind, ClientTransaction, Endpoint, EndpointEvent, Failover, Owner, Target, client_key,
-    server_failed,
-};
+use super::{Endpoint, EndpointEvent, Failover, Owner, Target, server_failed};
 use crate::call::CallConfig;
 use crate::request::{OutgoingRequest, Request};
-use crate::transaction::{Event, NonInviteClient};
+use crate::transaction::Event;
 
 /// Identifies a request the endpoint sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,28 +74,7 @@ impl Endpoint {
         let target = entry.target;
         let requests: Vec<_> = std::iter::from_fn(|| entry.request.poll_request()).collect();
         for request in requests {
-            let Some(branch) = client_key(&request) else {
-                continue;
-            };
-            let Some(method) = request.method().cloned() else {
-                continue;
-            };
-            let transaction = NonInviteClient::new(
-                Bytes::from(request.to_bytes()),
-                target.transport.reliable(),
-                self.config.timers,
-                now,
-            );
-            self.start_client(
-                branch,
-                ClientTransaction {
-                    transaction: ClientKind::NonInvite(transaction),
-                    target,
-                    owner: Owner::Request(id),
-                    method,
-                    request: None,
-                },
-            );
+            self.start_non_invite(now, &request, target, Owner::Request(id));
         }
     }
 

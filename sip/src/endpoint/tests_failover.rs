@@ -220,15 +220,7 @@ fn a_message_fails_over_answers_its_challenge_and_reports_its_outcome() {
     let mut now = Instant::now();
     let mut endpoint = endpoint();
     let config = call_config();
-    let request = crate::request::OutgoingRequest {
-        method: Method::MESSAGE,
-        uri: crate::RequestUri::parse("sip:bob@127.0.0.1").unwrap(),
-        route: None,
-        call_id: "msg1".into(),
-        content_type: "text/plain".into(),
-        body: Bytes::from_static(b"hi"),
-        headers: vec![],
-    };
+    let request = message_request("msg1");
     let id = endpoint.send_request(now, config, request, vec![server(5060), server(5070)]);
     let first = sent(&mut endpoint);
     assert_eq!(first.len(), 1);
@@ -281,19 +273,24 @@ fn an_unanswered_message_ends_with_408() {
     let mut now = Instant::now();
     let mut endpoint = endpoint();
     let config = call_config();
-    let request = crate::request::OutgoingRequest {
-        method: Method::MESSAGE,
-        uri: crate::RequestUri::parse("sip:bob@127.0.0.1").unwrap(),
-        route: None,
-        call_id: "msg2".into(),
-        content_type: "text/plain".into(),
-        body: Bytes::from_static(b"hi"),
-        headers: vec![],
-    };
+    let request = message_request("msg2");
     let id = endpoint.send_request(now, config, request, vec![server(5060)]);
     while until_sent(&mut endpoint, &mut now, Duration::from_secs(40)).len() == 1 {}
     assert!(matches!(
         &events(&mut endpoint)[..],
         [EndpointEvent::RequestDone { id: got, outcome }] if *got == id && outcome.code == 408
     ));
+}
+
+/// A short MESSAGE to bob with Call-ID `call_id`.
+fn message_request(call_id: &str) -> crate::request::OutgoingRequest {
+    crate::request::OutgoingRequest {
+        method: Method::MESSAGE,
+        uri: crate::RequestUri::parse("sip:bob@127.0.0.1").unwrap(),
+        route: None,
+        call_id: call_id.into(),
+        content_type: "text/plain".into(),
+        body: Bytes::from_static(b"hi"),
+        headers: vec![],
+    }
 }
