@@ -25,6 +25,7 @@ mod leg;
 mod listener;
 mod local;
 mod log_limit;
+mod messaging;
 mod metrics;
 mod phone_branch;
 mod routing;

@@ -87,6 +87,24 @@ pub enum AccountEvent {
         /// The caller.
         originator: Party,
     },
+    /// `disposition-notification`: what became of a message the account sent (its SIP
+    /// result, or an IMDN from the recipient).
+    DispositionNotification(DispositionNotification),
+}
+
+/// The fields of a `disposition-notification` account event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispositionNotification {
+    /// The message's id.
+    pub message_id: String,
+    /// The message's own timestamp.
+    pub message_timestamp: Option<String>,
+    /// `accepted`, `delivered`, `displayed`, `failed`, ...
+    pub state: String,
+    /// The SIP status code, when a SIP response decided it.
+    pub code: Option<u16>,
+    /// Its reason phrase.
+    pub reason: Option<String>,
 }
 
 /// The registration states an account goes through.
@@ -356,6 +374,20 @@ impl AccountEvent {
                 out.insert("originator".into(), originator.to_json(version));
                 "missed-session"
             }
+            AccountEvent::DispositionNotification(notification) => {
+                out.insert("message_id".into(), json!(notification.message_id));
+                if let Some(timestamp) = &notification.message_timestamp {
+                    out.insert("message_timestamp".into(), json!(timestamp));
+                }
+                out.insert("state".into(), json!(notification.state));
+                if let Some(code) = notification.code {
+                    out.insert("code".into(), json!(code));
+                }
+                if let Some(reason) = &notification.reason {
+                    out.insert("reason".into(), json!(reason));
+                }
+                "disposition-notification"
+            }
         };
         (name, out)
     }
@@ -388,6 +420,17 @@ impl AccountEvent {
             "missed-session" => Ok(AccountEvent::MissedSession {
                 originator: Party::from_fields(fields, version)?,
             }),
+            "disposition-notification" => Ok(AccountEvent::DispositionNotification(
+                DispositionNotification {
+                    message_id: fields.string("message_id")?.to_owned(),
+                    message_timestamp: fields.opt_string("message_timestamp")?.map(str::to_owned),
+                    state: fields.string("state")?.to_owned(),
+                    code: fields
+                        .opt_u32("code")?
+                        .map(|code| u16::try_from(code).unwrap_or(u16::MAX)),
+                    reason: fields.opt_string("reason")?.map(str::to_owned),
+                },
+            )),
             other => Err(Error::UnknownMessage(format!("account event {other}"))),
         }
     }

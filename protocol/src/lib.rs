@@ -25,12 +25,13 @@ mod request;
 pub use aor::Aor;
 pub use error::{Error, RequestError, Result};
 pub use event::{
-    AccountEvent, Event, Headers, Party, RegistrationState, ServerMessage, SessionEvent,
-    SessionState, UpdateState,
+    AccountEvent, DispositionNotification, Event, Headers, Party, RegistrationState, ServerMessage,
+    SessionEvent, SessionState, UpdateState,
 };
 pub use request::{
-    AccountAdd, Candidate, Header, NOT_MODELLED, REQUEST_NAMES, Request, RequestBody, Secret,
-    SessionAnswer, SessionCreate, SessionDtmfInfo, SessionTrickle, SessionUpdate,
+    AccountAdd, AccountMessage, Candidate, Header, NOT_MODELLED, REQUEST_NAMES, Request,
+    RequestBody, Secret, SessionAnswer, SessionCreate, SessionDtmfInfo, SessionTrickle,
+    SessionUpdate,
 };
 
 /// A wire version of the protocol, chosen by the WebSocket subprotocol.

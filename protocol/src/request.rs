@@ -53,7 +53,6 @@ pub const REQUEST_NAMES: &[&str] = &[
 /// "unknown request".
 pub const NOT_MODELLED: &[&str] = &[
     "account-devicetoken",
-    "account-message",
     "account-disposition-notification",
     "account-sync-conversations",
     "account-mark-conversation-read",
@@ -130,6 +129,8 @@ pub enum RequestBody {
     SessionUpdate(SessionUpdate),
     /// `session-dtmf-info`: DTMF tones sent as SIP INFO.
     SessionDtmfInfo(SessionDtmfInfo),
+    /// `account-message`: a message from an account, sent as SIP MESSAGE.
+    AccountMessage(AccountMessage),
     /// A request of the protocol whose fields this model does not carry (see [`NOT_MODELLED`]).
     NotModelled(&'static str),
 }
@@ -253,6 +254,23 @@ pub struct SessionDtmfInfo {
     pub duration: Option<u32>,
 }
 
+/// The fields of `account-message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountMessage {
+    /// The sending account.
+    pub account: Aor,
+    /// The recipient.
+    pub uri: Aor,
+    /// The client's id for the message (the CPIM `imdn.Message-ID`).
+    pub message_id: String,
+    /// The body.
+    pub content: String,
+    /// Its MIME type.
+    pub content_type: String,
+    /// When it was written (ISO 8601), as the client says; none: now.
+    pub timestamp: Option<String>,
+}
+
 /// The longest password (or HA1) the reference server accepts.
 const MAX_PASSWORD_LEN: usize = 9999;
 /// The DTMF duration range accepted, in milliseconds.
@@ -274,6 +292,7 @@ impl RequestBody {
             RequestBody::SessionTerminate { .. } => "session-terminate",
             RequestBody::SessionUpdate(_) => "session-update",
             RequestBody::SessionDtmfInfo(_) => "session-dtmf-info",
+            RequestBody::AccountMessage(_) => "account-message",
             RequestBody::NotModelled(name) => name,
         }
     }
@@ -319,6 +338,14 @@ impl RequestBody {
                 headers: headers(fields)?,
             }),
             "session-dtmf-info" => RequestBody::SessionDtmfInfo(SessionDtmfInfo::parse(fields)?),
+            "account-message" => RequestBody::AccountMessage(AccountMessage {
+                account: aor(fields, "account")?,
+                uri: aor(fields, "uri")?,
+                message_id: fields.non_empty("message_id")?.to_owned(),
+                content: fields.string("content")?.to_owned(),
+                content_type: fields.non_empty("content_type")?.to_owned(),
+                timestamp: fields.opt_string("timestamp")?.map(str::to_owned),
+            }),
             other => match NOT_MODELLED.iter().find(|known| **known == other) {
                 Some(known) => RequestBody::NotModelled(known),
                 None => return Err(Error::UnknownRequest(other.to_owned())),
@@ -380,6 +407,16 @@ impl RequestBody {
                 put("session", json!(update.session));
                 put("sdp", json!(update.sdp));
                 write_headers(&mut put, &update.headers);
+            }
+            RequestBody::AccountMessage(message) => {
+                put("account", json!(message.account.to_string()));
+                put("uri", json!(message.uri.to_string()));
+                put("message_id", json!(message.message_id));
+                put("content", json!(message.content));
+                put("content_type", json!(message.content_type));
+                if let Some(timestamp) = &message.timestamp {
+                    put("timestamp", json!(timestamp));
+                }
             }
             RequestBody::SessionDtmfInfo(dtmf) => {
                 put("session", json!(dtmf.session));

@@ -301,6 +301,25 @@ impl Kamailio {
         parse_dump(&String::from_utf8_lossy(&output.stdout))
     }
 
+    /// Adds a binding of `user` to `contact` (for an hour), as a registration would: for a
+    /// far end that cannot register itself (sipp).
+    pub fn add_binding(&self, user: &str, contact: &str) {
+        let kamcmd = require("kamcmd", "kamailio");
+        let output = Command::new(kamcmd)
+            .arg("-s")
+            .arg(format!("unix:{}", self.dir.path().join("ctl").display()))
+            .args(["ul.add", "location", user, contact, "3600", "1.0", "."])
+            .args(["0", "0", "0"])
+            .output()
+            .expect("run kamcmd");
+        assert!(
+            output.status.success() && self.bindings(user).iter().any(|b| b.address == contact),
+            "ul.add failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// The bindings of `user`, from `kamcmd ul.dump`.
     pub fn bindings(&self, user: &str) -> Vec<Binding> {
         self.all_bindings()

@@ -127,6 +127,9 @@ pub(crate) enum Output {
         transaction: String,
         query: StoreQuery,
     },
+    /// Send a stored message over SIP; its outcome comes back through
+    /// [`Connection::handle_message_sent`].
+    SendMessage(Box<crate::messaging::Outgoing>),
 }
 
 /// A question for the message store.
@@ -134,12 +137,22 @@ pub(crate) enum Output {
 pub(crate) enum StoreQuery {
     /// The public key an account published.
     PublicKey { uri: Aor },
+    /// Store a message an account sends, as pending.
+    AddMessage(Box<crate::messaging::Outgoing>),
 }
 
 /// The message store's answer to a [`StoreQuery`].
 #[derive(Debug)]
 pub(crate) enum StoreAnswer {
-    PublicKey { uri: Aor, key: Option<String> },
+    PublicKey {
+        uri: Aor,
+        key: Option<String>,
+    },
+    /// The message is stored: new, or a repeat of one stored before (its state then).
+    MessageStored {
+        outgoing: Box<crate::messaging::Outgoing>,
+        repeat_of: Option<store::State>,
+    },
 }
 
 /// A call of this connection, as far as requests need to know.
@@ -389,6 +402,18 @@ impl Connection {
             RequestBody::SessionTerminate { session } => self.session_terminate(session),
             RequestBody::SessionDtmfInfo(dtmf) => self.session_dtmf(dtmf),
             RequestBody::SessionUpdate(update) => self.session_update(update),
+            RequestBody::AccountMessage(message) => {
+                match self.account_message(request.transaction.clone(), message) {
+                    // The reply comes with the store's answer.
+                    Ok(()) => {
+                        return Handled {
+                            name: Some(name.to_owned()),
+                            outcome: Outcome::Deferred,
+                        };
+                    }
+                    Err(refusal) => Err(refusal),
+                }
+            }
             _ => Err((
                 ErrorKind::NotSupported,
                 format!("not supported yet: {name}"),
@@ -520,9 +545,6 @@ impl Connection {
         self.send(ServerMessage::Error { transaction, error });
     }
 
-    /// The Sylk app asks for a contact's PGP key at every registration and waits for the event.
-    /// The gateway stores no keys yet, so the answer is "none" (`public_key: null`), sent after
-    /// the ack as the reference does.
     /// The message store's answer for the request `transaction` (or why there is none): its
     /// `ack` and what follows it, or its `error`.
     pub(crate) fn handle_store(
@@ -537,6 +559,23 @@ impl Connection {
                     uri: uri.to_string(),
                     public_key: key,
                 }));
+                Outcome::Ack
+            }
+            Ok(StoreAnswer::MessageStored {
+                outgoing,
+                repeat_of,
+            }) => {
+                self.send(ServerMessage::Ack { transaction });
+                match repeat_of {
+                    // A repeat of a message that went out already: its state again.
+                    Some(state)
+                        if !matches!(state, store::State::Pending | store::State::Failed) =>
+                    {
+                        self.handle_message_sent(&outgoing, state, None);
+                    }
+                    // New, or one that never went out (a restart) or failed: sent now.
+                    _ => self.out.push_back(Output::SendMessage(outgoing)),
+                }
                 Outcome::Ack
             }
             Err(text) => {
@@ -583,6 +622,7 @@ pub(crate) fn redact(text: &str) -> String {
     }
 }
 
+mod messages;
 mod sessions;
 #[cfg(test)]
 mod tests;

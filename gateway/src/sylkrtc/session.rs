@@ -19,6 +19,7 @@ use crate::call::{self, CallServices, CallTask, CallUpdate};
 use crate::leg::{LegCommand, Refusal};
 use crate::local::{Arrival, Arriving};
 use crate::log_limit::LogLimit;
+use crate::messaging::Outgoing;
 use crate::metrics::Metrics;
 use crate::routing::Route;
 
@@ -38,7 +39,9 @@ pub(super) async fn handle_loop(
     let (sip_events, mut sip_rx) = mpsc::unbounded_channel();
     let (arrivals, mut arrivals_rx) = mpsc::unbounded_channel();
     let (reports, mut reports_rx) = mpsc::unbounded_channel();
+    let (sent, mut sent_rx) = mpsc::unbounded_channel();
     let mut session = Session {
+        sent,
         connection,
         storage: &sylkrtc.storage,
         metrics: &services.metrics,
@@ -84,6 +87,9 @@ pub(super) async fn handle_loop(
             }
             Some(arrival) = arrivals_rx.recv() => session.arrival(arrival),
             Some((call, report)) = reports_rx.recv() => session.report(call, report),
+            Some((outgoing, state, outcome)) = sent_rx.recv() => {
+                session.connection.handle_message_sent(&outgoing, state, Some(outcome));
+            }
         }
         if !session.flush(&out, trace).await {
             return;
@@ -95,6 +101,8 @@ pub(super) async fn handle_loop(
 /// SIP driver.
 struct Session<'a> {
     connection: Connection,
+    /// Where the tasks sending messages report what became of them.
+    sent: mpsc::UnboundedSender<(Box<Outgoing>, store::State, sip::RequestOutcome)>,
     storage: &'a crate::storage::Storage,
     metrics: &'a Metrics,
     sip: &'a SipHandle,
@@ -248,17 +256,51 @@ impl Session<'_> {
 
     /// Asks the message store; an error is the text for the client.
     async fn ask_store(&self, query: StoreQuery) -> Result<StoreAnswer, String> {
+        if let StoreQuery::AddMessage(outgoing) = &query
+            && let Some(local) = &self.services.local
+            && local.is_local(&outgoing.account.domain)
+        {
+            return Err(
+                "messages between accounts of the local domain are not supported yet".to_owned(),
+            );
+        }
         let store = self.storage.get().map_err(|error| error.to_string())?;
         let result = match query {
             StoreQuery::PublicKey { uri } => store
                 .public_key(&uri.key())
                 .await
                 .map(|key| StoreAnswer::PublicKey { uri, key }),
+            StoreQuery::AddMessage(outgoing) => add_message(&*store, outgoing).await,
         };
         result.map_err(|error| {
             warn!("{error}");
             error.to_string()
         })
+    }
+
+    /// Sends a stored message in a task of its own: its outcome goes to the store, then to
+    /// the connection (when it is still there).
+    fn send_message(&self, outgoing: Box<Outgoing>) {
+        let sip = self.sip.clone();
+        let store = self.storage.get().ok();
+        let sent = self.sent.clone();
+        tokio::spawn(async move {
+            let outcome = outgoing.send(&sip).await;
+            let state = if (200..300).contains(&outcome.code) {
+                store::State::Accepted
+            } else {
+                store::State::Failed
+            };
+            debug!(id = %outgoing.message_id, code = outcome.code, "message sent");
+            if let Some(store) = store
+                && let Err(error) = store
+                    .update_state(&outgoing.from.key(), &outgoing.message_id, state)
+                    .await
+            {
+                warn!("a message's state was not stored: {error}");
+            }
+            let _ = sent.send((outgoing, state, outcome));
+        });
     }
 
     fn key(&self, handle: u64) -> RegistrationKey {
@@ -336,6 +378,7 @@ impl Session<'_> {
                     let handled = self.connection.handle_store(transaction, answer);
                     self.record(handled);
                 }
+                Output::SendMessage(outgoing) => self.send_message(outgoing),
             }
         }
         true
@@ -362,4 +405,36 @@ impl Drop for Session<'_> {
             });
         }
     }
+}
+
+/// Stores a message an account sends (pending); a repeat is found, with its state.
+async fn add_message(
+    store: &dyn store::Store,
+    outgoing: Box<Outgoing>,
+) -> store::Result<StoreAnswer> {
+    let account = outgoing.from.key();
+    let message = store::Message {
+        account: account.clone(),
+        message_id: outgoing.message_id.clone(),
+        contact: outgoing.to.key(),
+        direction: store::Direction::Outgoing,
+        content_type: outgoing.content_type.clone(),
+        content: outgoing.content.clone(),
+        timestamp: outgoing.timestamp.clone(),
+        at: crate::messaging::parse_timestamp(&outgoing.timestamp)
+            .unwrap_or_else(store::now_millis),
+        state: store::State::Pending,
+        disposition: crate::messaging::DISPOSITION.map(str::to_owned).to_vec(),
+    };
+    let repeat_of = match store.add_message(&message).await? {
+        store::Added::New => None,
+        store::Added::Duplicate => store
+            .message(&account, &outgoing.message_id)
+            .await?
+            .map(|stored| stored.state),
+    };
+    Ok(StoreAnswer::MessageStored {
+        outgoing,
+        repeat_of,
+    })
 }

@@ -119,6 +119,24 @@ fn seed_examples_round_trip_as_sylkrtc_1() {
 fn spec_examples_round_trip_as_sylkrtc_2() {
     let v2 = Version::V2;
     assert_eq!(
+        round_trip(
+            v2,
+            json!({"sylkrtc": "account-event", "account": "saghul@sip2sip.info",
+                "event": "disposition-notification", "message_id": "m1",
+                "message_timestamp": "2026-12-04T10:00:00.000Z", "state": "failed", "code": 404,
+                "reason": "Not Found"})
+        ),
+        account(AccountEvent::DispositionNotification(
+            DispositionNotification {
+                message_id: "m1".into(),
+                message_timestamp: Some("2026-12-04T10:00:00.000Z".into()),
+                state: "failed".into(),
+                code: Some(404),
+                reason: Some("Not Found".into()),
+            }
+        ))
+    );
+    assert_eq!(
         round_trip(v2, json!({"sylkrtc": "ready-event"})),
         ServerMessage::Event(Event::Ready)
     );

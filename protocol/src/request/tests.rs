@@ -97,9 +97,36 @@ fn every_modelled_request_round_trips() {
         json!({"sylkrtc": "session-update", "transaction": "e", "session": "s1", "sdp": "v=0\r\n"}),
         json!({"sylkrtc": "session-dtmf-info", "transaction": "f", "session": "s1", "digit": "12#", "duration": 160}),
         json!({"sylkrtc": "session-dtmf-info", "transaction": "g", "session": "s1", "digit": "*"}),
+        // As sylkrtc.js's sendMessage sends it.
+        json!({"sylkrtc": "account-message", "transaction": "h", "account": "bob@example.org",
+            "uri": "alice@example.com", "message_id": "8f2c", "content": "hi ✓", "content_type": "text/plain",
+            "timestamp": "2026-12-04T10:00:00.000Z"}),
     ];
     for input in inputs {
         round_trip(input.clone(), input);
+    }
+}
+
+/// A message needs its id and type; the timestamp may be left out.
+#[test]
+fn account_message_fields_are_checked() {
+    let message = json!({"sylkrtc": "account-message", "transaction": "t", "account": "a@b.c",
+        "uri": "d@e.f", "message_id": "m", "content": "", "content_type": "text/plain"});
+    let request = round_trip(message.clone(), message.clone());
+    let RequestBody::AccountMessage(body) = request.body else {
+        panic!("not account-message")
+    };
+    assert_eq!(body.timestamp, None);
+    for (field, value) in [
+        ("message_id", json!("")),
+        ("content_type", json!("")),
+        ("uri", json!("nobody")),
+    ] {
+        let mut bad = message.clone();
+        bad[field] = value;
+        let error = parse_err(bad);
+        assert_eq!(error.transaction.as_deref(), Some("t"));
+        assert!(error.to_string().contains(field), "{error}");
     }
 }
 

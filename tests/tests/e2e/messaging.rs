@@ -1,12 +1,24 @@
-//! Out-of-dialog SIP requests a phone sends to a user (MESSAGE, SUBSCRIBE), for a user of the
-//! local domain or to the Contact a browser's account registered at its SIP service: the SIP
-//! stack hands them to the gateway, which answers each once, with a 405 whose Warning says
-//! that messaging and presence are not supported yet, and our Allow.
+//! Messages. Outgoing: `account-message` from a browser account registered through kamailio
+//! goes out as SIP MESSAGE in CPIM, through kamailio's digest challenge, to a phone that takes
+//! CPIM (sipp checks the document), and as plain text to one that does not (baresip 1.0 answers
+//! 415); the SIP result comes back as a `disposition-notification` and is stored.
+//!
+//! Incoming (not built yet): out-of-dialog SIP requests a phone sends to a user (MESSAGE,
+//! SUBSCRIBE), for a user of the local domain or to the Contact a browser's account registered
+//! at its SIP service: the SIP stack hands them to the gateway, which answers each once, with a
+//! 405 whose Warning says that messaging and presence are not supported yet, and our Allow.
 
-use gateway_tests::Gateway;
+use std::time::Duration;
 
-use crate::calls::Setup;
+use gateway_tests::baresip::Baresip;
+use gateway_tests::{Client, Gateway};
+use protocol::{AccountEvent, DispositionNotification, Event, ServerMessage};
+use serde_json::json;
+use store::Store;
+
+use crate::calls::{Setup, next};
 use crate::local::{DOMAIN, finals, local_client, shipped};
+use crate::sipp_calls::{sipp_done, sipp_uas};
 
 /// Sends `method` to `uri` at `gateway` from a fresh socket, with the headers and body in
 /// `rest`, and checks the final response: 405, the Warning that says why, our Allow.
@@ -51,4 +63,148 @@ async fn messages_and_subscriptions_for_the_local_domain_are_refused_saying_why(
     refused_saying_why(gateway.sip.0, "MESSAGE", &uri, TEXT).await;
     let subscription = "Event: presence\r\nExpires: 600\r\nContact: <sip:bob@127.0.0.1>\r\nContent-Length: 0\r\n\r\n";
     refused_saying_why(gateway.sip.0, "SUBSCRIBE", &uri, subscription).await;
+}
+
+/// The `disposition-notification` of message `id` (other messages are skipped).
+async fn notification(client: &mut Client, id: &str) -> DispositionNotification {
+    loop {
+        if let ServerMessage::Event(Event::Account {
+            event: AccountEvent::DispositionNotification(notification),
+            ..
+        }) = next(client).await
+            && notification.message_id == id
+        {
+            return notification;
+        }
+    }
+}
+
+fn message(id: &str, to: &str, content: &str) -> serde_json::Value {
+    json!({"sylkrtc": "account-message", "account": "alice@127.0.0.1", "uri": to,
+        "message_id": id, "content": content, "content_type": "text/plain",
+        "timestamp": "2026-12-04T10:00:00.000Z"})
+}
+
+/// A message through kamailio (which challenges it) to a phone that takes CPIM: the document
+/// is what RFC 3862 and RFC 5438 say (sipp checks it), the 200 comes back as `accepted`, and
+/// the store has the message, accepted. A repeat of the same message id is not sent again.
+#[tokio::test]
+async fn a_message_goes_out_in_cpim_and_is_stored() {
+    let data = gateway_tests::TempDir::new();
+    let dir = data.path().to_path_buf();
+    let mut setup = Setup::new(move |config| config.storage.data_dir = dir).await;
+    setup.register_alice().await;
+    let (port, sipp) = sipp_uas("uas_message_cpim.xml");
+    setup
+        .kamailio
+        .add_binding("carol", &format!("sip:carol@127.0.0.1:{port}"));
+    let request = message("cpim-1", "carol@127.0.0.1", "hello carol");
+    setup.client.expect_ack(request.clone()).await;
+    let accepted = notification(&mut setup.client, "cpim-1").await;
+    assert_eq!(accepted.state, "accepted");
+    assert_eq!(accepted.code, Some(200));
+    assert_eq!(
+        accepted.message_timestamp.as_deref(),
+        Some("2026-12-04T10:00:00.000Z")
+    );
+    sipp_done(sipp).await;
+    let store = store::SqlStore::open(&store::Options::new(store::Backend::Sqlite(
+        data.path().join("gateway.sqlite"),
+    )))
+    .await
+    .expect("the store opens");
+    let stored = store
+        .message("alice@127.0.0.1", "cpim-1")
+        .await
+        .expect("the store answers")
+        .expect("the message is stored");
+    assert_eq!(stored.state, store::State::Accepted);
+    assert_eq!(stored.contact, "carol@127.0.0.1");
+    assert_eq!(stored.content, "hello carol");
+    store.close().await;
+    // The client sends it again (a reconnect): acked, its state again, nothing sent (sipp
+    // is gone: a new MESSAGE would fail).
+    setup.client.expect_ack(request).await;
+    let again = notification(&mut setup.client, "cpim-1").await;
+    assert_eq!(again.state, "accepted");
+    assert_eq!(again.code, None);
+}
+
+/// baresip 1.0 takes text/plain only and answers CPIM with 415: the message goes again as it
+/// is, and the phone takes it.
+#[tokio::test]
+async fn a_phone_that_takes_no_cpim_gets_the_text_as_it_is() {
+    let mut setup = Setup::new(|_| {}).await;
+    setup.register_alice().await;
+    // Traced (`-s`): its log has the SIP messages it gets and sends.
+    let bob = Baresip::start_account_traced(
+        &format!(
+            "<sip:bob@127.0.0.1:{};transport=udp>;auth_pass=bobpw;regint=300\n",
+            setup.kamailio.port
+        ),
+        440.0,
+    );
+    setup
+        .kamailio
+        .wait_bindings("bob", 1, Duration::from_secs(10));
+    setup
+        .client
+        .expect_ack(message("plain-1", "bob@127.0.0.1", "hello bob"))
+        .await;
+    let accepted = notification(&mut setup.client, "plain-1").await;
+    assert_eq!(
+        (accepted.state.as_str(), accepted.code),
+        ("accepted", Some(200))
+    );
+    // Its answer to the CPIM, then the plain text it took.
+    assert!(
+        bob.wait_log("SIP/2.0 415 Unsupported Media Type", Duration::from_secs(5))
+            .await,
+        "baresip did not refuse the CPIM:\n{}",
+        bob.log.text()
+    );
+    let log = bob.log.text();
+    let plain = log
+        .split("MESSAGE sip:")
+        .find(|message| message.contains("Content-Type: text/plain"))
+        .unwrap_or_else(|| panic!("no plain MESSAGE reached baresip:\n{log}"));
+    assert!(plain.contains("hello bob"), "{plain}");
+}
+
+/// A message nobody can take (no binding at the proxy): `failed`, with the SIP status.
+/// Requests that cannot be sent get an error: an account that is not registered, a timestamp
+/// or message id that is not one.
+#[tokio::test]
+async fn messages_that_cannot_go_fail_clearly() {
+    let mut setup = Setup::new(|_| {}).await;
+    assert_eq!(
+        setup
+            .client
+            .expect_error(message("early", "bob@127.0.0.1", "hi"))
+            .await,
+        "Account not authenticated"
+    );
+    setup.register_alice().await;
+    setup
+        .client
+        .expect_ack(message("lost-1", "dave@127.0.0.1", "anyone?"))
+        .await;
+    let failed = notification(&mut setup.client, "lost-1").await;
+    assert_eq!(failed.state, "failed");
+    assert_eq!(failed.code, Some(404));
+    assert_eq!(failed.reason.as_deref(), Some("Not Found"));
+    let mut bad = message("bad-1", "bob@127.0.0.1", "hi");
+    bad["timestamp"] = json!("yesterday\r\nX-Injected: 1");
+    assert_eq!(
+        setup.client.expect_error(bad).await,
+        "timestamp must be an RFC 3339 date and time"
+    );
+    let bad = message("two words", "bob@127.0.0.1", "hi");
+    assert!(
+        setup
+            .client
+            .expect_error(bad)
+            .await
+            .starts_with("message_id must be")
+    );
 }

@@ -53,6 +53,7 @@ fn outputs(connection: &mut Connection) -> Vec<Value> {
             Output::Store { transaction, query } => {
                 out.push(json!({"store": transaction, "query": format!("{query:?}")}))
             }
+            Output::SendMessage(outgoing) => out.push(json!({"send": outgoing.message_id})),
         }
     }
     out

@@ -1,0 +1,234 @@
+//! The message requests of a connection: `account-message` is checked here, stored (the
+//! handler asks the store, [`Connection::handle_store`]), acked, then sent by the handler,
+//! whose outcome comes back as a `disposition-notification`.
+
+use protocol::{AccountEvent, AccountMessage, DispositionNotification, Event, ServerMessage};
+
+use super::{Connection, Output, Reported, StoreQuery};
+use crate::messaging::{self, Outgoing};
+use crate::metrics::ErrorKind;
+
+type Refusal = (ErrorKind, String);
+
+impl Connection {
+    /// `account-message`: a registered account's message, stored as pending before its ack.
+    pub(super) fn account_message(
+        &mut self,
+        transaction: String,
+        message: AccountMessage,
+    ) -> Result<(), Refusal> {
+        let index = self.account_index(&message.account)?;
+        let account = &self.accounts[index];
+        let registered = account
+            .registration
+            .as_ref()
+            .is_some_and(|registration| registration.reported == Some(Reported::Registered));
+        if !registered {
+            return Err((ErrorKind::Refused, "Account not authenticated".to_owned()));
+        }
+        if !messaging::valid_message_id(&message.message_id) {
+            return Err((
+                ErrorKind::Invalid,
+                "message_id must be 1 to 128 visible ASCII characters".to_owned(),
+            ));
+        }
+        if !messaging::valid_content_type(&message.content_type) {
+            return Err((
+                ErrorKind::Invalid,
+                "content_type must be a MIME type (type/subtype)".to_owned(),
+            ));
+        }
+        let timestamp = match message.timestamp {
+            Some(timestamp) if messaging::parse_timestamp(&timestamp).is_some() => timestamp,
+            Some(_) => {
+                return Err((
+                    ErrorKind::Invalid,
+                    "timestamp must be an RFC 3339 date and time".to_owned(),
+                ));
+            }
+            None => messaging::format_timestamp(store::now_millis()),
+        };
+        let outgoing = Outgoing {
+            account: account.sip(),
+            from: message.account,
+            to: message.uri,
+            message_id: message.message_id,
+            timestamp,
+            content_type: message.content_type,
+            content: message.content,
+        };
+        self.out.push_back(Output::Store {
+            transaction,
+            query: StoreQuery::AddMessage(Box::new(outgoing)),
+        });
+        Ok(())
+    }
+
+    /// What became of a message this connection sent: a `disposition-notification` event.
+    pub(crate) fn handle_message_sent(
+        &mut self,
+        outgoing: &Outgoing,
+        state: store::State,
+        outcome: Option<sip::RequestOutcome>,
+    ) {
+        let (code, reason) = match outcome {
+            Some(outcome) => (Some(outcome.code), Some(outcome.reason)),
+            None => (None, None),
+        };
+        self.send(ServerMessage::Event(Event::Account {
+            account: outgoing.from.to_string(),
+            event: AccountEvent::DispositionNotification(DispositionNotification {
+                message_id: outgoing.message_id.clone(),
+                message_timestamp: Some(outgoing.timestamp.clone()),
+                state: state.as_str().to_owned(),
+                code,
+                reason,
+            }),
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use protocol::Version;
+    use serde_json::{Value, json};
+    use sip::RegistrationEvent;
+
+    use super::super::{Connection, Outcome, Output, SipDomains, StoreAnswer, StoreQuery};
+
+    /// Sends `request`; what the connection queued, as JSON (driver work by name).
+    fn exchange(connection: &mut Connection, request: Value) -> (Outcome, Vec<Value>) {
+        let handled = connection.handle_text(&request.to_string());
+        (handled.outcome, drain(connection))
+    }
+
+    fn drain(connection: &mut Connection) -> Vec<Value> {
+        std::iter::from_fn(|| connection.poll_output())
+            .map(|output| match output {
+                Output::Send(text) => serde_json::from_str(&text).expect("JSON"),
+                Output::Store {
+                    transaction,
+                    query: StoreQuery::AddMessage(outgoing),
+                } => json!({"store": transaction, "id": outgoing.message_id,
+                    "to": outgoing.to.to_string(), "timestamp": outgoing.timestamp}),
+                Output::SendMessage(outgoing) => json!({"send": outgoing.message_id}),
+                other => json!({"other": format!("{other:?}")}),
+            })
+            .collect()
+    }
+
+    fn message(transaction: &str, id: &str) -> Value {
+        json!({"sylkrtc": "account-message", "transaction": transaction,
+            "account": "alice@example.com", "uri": "sip:bob@example.org", "message_id": id,
+            "content": "hi", "content_type": "text/plain", "timestamp": "2026-12-04T10:00:00Z"})
+    }
+
+    /// Stored before the ack, sent after it; a repeat already accepted is acked with its state
+    /// and not sent again; the SIP outcome becomes a `disposition-notification`.
+    #[test]
+    fn a_message_is_stored_then_acked_then_sent() {
+        let mut connection = Connection::new(Version::V2, Arc::new(SipDomains::new(&["*".into()])));
+        drain(&mut connection);
+        exchange(
+            &mut connection,
+            json!({"sylkrtc": "account-add", "transaction": "a", "account": "alice@example.com",
+                "password": "884edfee38ed471b8a15006700139485"}),
+        );
+        let (outcome, out) = exchange(&mut connection, message("m", "id1"));
+        assert_eq!(
+            outcome,
+            Outcome::Error {
+                kind: crate::metrics::ErrorKind::Refused,
+                text: "Account not authenticated".into()
+            }
+        );
+        assert_eq!(out[0]["error"], "Account not authenticated");
+        exchange(
+            &mut connection,
+            json!({"sylkrtc": "account-register", "transaction": "r", "account": "alice@example.com"}),
+        );
+        connection.handle_registration(1, RegistrationEvent::Registered { expires: 600 });
+        drain(&mut connection);
+
+        let (outcome, out) = exchange(&mut connection, message("m1", "id1"));
+        assert_eq!(outcome, Outcome::Deferred);
+        assert_eq!(
+            out,
+            [json!({"store": "m1", "id": "id1", "to": "bob@example.org",
+                "timestamp": "2026-12-04T10:00:00Z"})]
+        );
+        let outgoing = || {
+            Box::new(crate::messaging::Outgoing {
+                account: sip::driver::Account {
+                    user: "alice".into(),
+                    domain: "example.com".into(),
+                    display_name: None,
+                    credentials: sip::Credentials {
+                        username: "alice".into(),
+                        secret: sip::Secret::Password("pw".into()),
+                    },
+                    user_agent: None,
+                },
+                from: protocol::Aor::parse("alice@example.com").expect("an address"),
+                to: protocol::Aor::parse("bob@example.org").expect("an address"),
+                message_id: "id1".into(),
+                timestamp: "2026-12-04T10:00:00Z".into(),
+                content_type: "text/plain".into(),
+                content: "hi".into(),
+            })
+        };
+        connection.handle_store(
+            "m1".into(),
+            Ok(StoreAnswer::MessageStored {
+                outgoing: outgoing(),
+                repeat_of: None,
+            }),
+        );
+        assert_eq!(
+            drain(&mut connection),
+            [
+                json!({"sylkrtc": "ack", "transaction": "m1"}),
+                json!({"send": "id1"})
+            ]
+        );
+        connection.handle_message_sent(
+            &outgoing(),
+            store::State::Failed,
+            Some(sip::RequestOutcome {
+                code: 404,
+                reason: "Not Found".into(),
+            }),
+        );
+        assert_eq!(
+            drain(&mut connection),
+            [
+                json!({"sylkrtc": "account-event", "account": "alice@example.com",
+                "event": "disposition-notification", "message_id": "id1",
+                "message_timestamp": "2026-12-04T10:00:00Z", "state": "failed", "code": 404,
+                "reason": "Not Found"})
+            ]
+        );
+        // A repeat of a message that went out: its state, nothing sent.
+        connection.handle_store(
+            "m2".into(),
+            Ok(StoreAnswer::MessageStored {
+                outgoing: outgoing(),
+                repeat_of: Some(store::State::Delivered),
+            }),
+        );
+        let out = drain(&mut connection);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[1]["state"], "delivered");
+
+        // Fields that would break a SIP header are refused before anything is stored.
+        let mut bad = message("m3", "id2");
+        bad["content_type"] = json!("text/plain\r\nX-Injected: 1");
+        let (_, out) = exchange(&mut connection, bad);
+        assert_eq!(
+            out[0]["error"],
+            "content_type must be a MIME type (type/subtype)"
+        );
+    }
+}
