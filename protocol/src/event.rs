@@ -90,6 +90,25 @@ pub enum AccountEvent {
     /// `disposition-notification`: what became of a message the account sent (its SIP
     /// result, or an IMDN from the recipient).
     DispositionNotification(DispositionNotification),
+    /// `message`: a message for the account (SIP MESSAGE, CPIM unwrapped).
+    Message(IncomingMessage),
+}
+
+/// The fields of a `message` account event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingMessage {
+    /// Who sent it.
+    pub sender: Party,
+    /// When it was written (RFC 3339).
+    pub timestamp: String,
+    /// Its id (the CPIM `imdn.Message-ID`, or one the gateway gave it).
+    pub message_id: String,
+    /// Its body.
+    pub content: String,
+    /// Its MIME type.
+    pub content_type: String,
+    /// The notifications the sender asked for (`positive-delivery`, `display`, ...).
+    pub disposition_notification: Vec<String>,
 }
 
 /// The fields of a `disposition-notification` account event.
@@ -374,6 +393,24 @@ impl AccountEvent {
                 out.insert("originator".into(), originator.to_json(version));
                 "missed-session"
             }
+            AccountEvent::Message(message) => {
+                let mut sender = Map::new();
+                sender.insert("uri".into(), json!(message.sender.uri));
+                if let Some(name) = &message.sender.display_name {
+                    sender.insert("display_name".into(), json!(name));
+                }
+                out.insert("sender".into(), Value::Object(sender));
+                out.insert("timestamp".into(), json!(message.timestamp));
+                out.insert("message_id".into(), json!(message.message_id));
+                out.insert("content".into(), json!(message.content));
+                out.insert("content_type".into(), json!(message.content_type));
+                out.insert(
+                    "disposition_notification".into(),
+                    json!(message.disposition_notification),
+                );
+                out.insert("direction".into(), json!("incoming"));
+                "message"
+            }
             AccountEvent::DispositionNotification(notification) => {
                 out.insert("message_id".into(), json!(notification.message_id));
                 if let Some(timestamp) = &notification.message_timestamp {
@@ -420,6 +457,23 @@ impl AccountEvent {
             "missed-session" => Ok(AccountEvent::MissedSession {
                 originator: Party::from_fields(fields, version)?,
             }),
+            "message" => {
+                let path = fields.name("sender");
+                let sender = Fields::nested(fields.object("sender")?, &path);
+                Ok(AccountEvent::Message(IncomingMessage {
+                    sender: Party {
+                        uri: sender.string("uri")?.to_owned(),
+                        display_name: sender.opt_string("display_name")?.map(str::to_owned),
+                    },
+                    timestamp: fields.string("timestamp")?.to_owned(),
+                    message_id: fields.string("message_id")?.to_owned(),
+                    content: fields.string("content")?.to_owned(),
+                    content_type: fields.string("content_type")?.to_owned(),
+                    disposition_notification: fields
+                        .opt_strings("disposition_notification")?
+                        .unwrap_or_default(),
+                }))
+            }
             "disposition-notification" => Ok(AccountEvent::DispositionNotification(
                 DispositionNotification {
                     message_id: fields.string("message_id")?.to_owned(),

@@ -25,8 +25,8 @@ mod request;
 pub use aor::Aor;
 pub use error::{Error, RequestError, Result};
 pub use event::{
-    AccountEvent, DispositionNotification, Event, Headers, Party, RegistrationState, ServerMessage,
-    SessionEvent, SessionState, UpdateState,
+    AccountEvent, DispositionNotification, Event, Headers, IncomingMessage, Party,
+    RegistrationState, ServerMessage, SessionEvent, SessionState, UpdateState,
 };
 pub use request::{
     AccountAdd, AccountMessage, Candidate, Header, NOT_MODELLED, REQUEST_NAMES, Request,

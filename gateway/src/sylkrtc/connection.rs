@@ -232,6 +232,27 @@ impl Connection {
         self.out.pop_front()
     }
 
+    /// The account whose registration `handle` is.
+    pub(crate) fn registration_account(&self, handle: u64) -> Option<Aor> {
+        self.accounts
+            .iter()
+            .find(|account| {
+                account
+                    .registration
+                    .as_ref()
+                    .is_some_and(|registration| registration.handle == handle)
+            })
+            .map(|account| account.aor.clone())
+    }
+
+    /// An account event (a message for it, a notification about one it sent) for the client.
+    pub(crate) fn account_event(&mut self, account: &Aor, event: protocol::AccountEvent) {
+        self.send(ServerMessage::Event(Event::Account {
+            account: account.to_string(),
+            event,
+        }));
+    }
+
     /// The registrations to remove when the connection ends.
     pub(crate) fn registrations(&self) -> impl Iterator<Item = u64> + '_ {
         self.accounts.iter().filter_map(|account| {

@@ -19,9 +19,10 @@ use crate::call::{self, CallServices, CallTask, CallUpdate};
 use crate::leg::{LegCommand, Refusal};
 use crate::local::{Arrival, Arriving};
 use crate::log_limit::LogLimit;
-use crate::messaging::Outgoing;
 use crate::metrics::Metrics;
 use crate::routing::Route;
+
+mod messages;
 
 /// Handles queued requests in order, and SIP events as they come. The [`Connection`] and its
 /// accounts live in here, so that they are released (registrations removed) whenever this
@@ -40,6 +41,7 @@ pub(super) async fn handle_loop(
     let (arrivals, mut arrivals_rx) = mpsc::unbounded_channel();
     let (reports, mut reports_rx) = mpsc::unbounded_channel();
     let (sent, mut sent_rx) = mpsc::unbounded_channel();
+    let (arrived, mut arrived_rx) = mpsc::unbounded_channel();
     let mut session = Session {
         sent,
         connection,
@@ -83,8 +85,9 @@ pub(super) async fn handle_loop(
             }
             Some(event) = sip_rx.recv() => {
                 debug!(?event, "SIP event");
-                session.sip_event(event);
+                session.sip_event(event, &arrived);
             }
+            Some(message) = arrived_rx.recv() => session.arrived(message),
             Some(arrival) = arrivals_rx.recv() => session.arrival(arrival),
             Some((call, report)) = reports_rx.recv() => session.report(call, report),
             Some((outgoing, state, outcome)) = sent_rx.recv() => {
@@ -102,7 +105,7 @@ pub(super) async fn handle_loop(
 struct Session<'a> {
     connection: Connection,
     /// Where the tasks sending messages report what became of them.
-    sent: mpsc::UnboundedSender<(Box<Outgoing>, store::State, sip::RequestOutcome)>,
+    sent: mpsc::UnboundedSender<messages::Sent>,
     storage: &'a crate::storage::Storage,
     metrics: &'a Metrics,
     sip: &'a SipHandle,
@@ -160,7 +163,7 @@ impl Session<'_> {
 
     /// A SIP event for one of the connection's registrations. An incoming call's own events
     /// wait here until the connection takes the call (they go to its task) or refuses it.
-    fn sip_event(&mut self, event: SipEvent) {
+    fn sip_event(&mut self, event: SipEvent, arrived: &mpsc::UnboundedSender<messages::Arrived>) {
         match event {
             SipEvent::Registration { handle, event } => {
                 self.connection.handle_registration(handle, event);
@@ -175,12 +178,10 @@ impl Session<'_> {
                 self.connection.handle_incoming(handle, call, *invite);
             }
             SipEvent::Request {
-                request, message, ..
-            } => {
-                debug!(method = ?message.method(), "out-of-dialog request for an account");
-                self.sip
-                    .answer(request, crate::routing::request_answer(&message));
-            }
+                handle,
+                request,
+                message,
+            } => self.account_request(handle, request, &message, arrived),
         }
     }
 
@@ -270,37 +271,12 @@ impl Session<'_> {
                 .public_key(&uri.key())
                 .await
                 .map(|key| StoreAnswer::PublicKey { uri, key }),
-            StoreQuery::AddMessage(outgoing) => add_message(&*store, outgoing).await,
+            StoreQuery::AddMessage(outgoing) => messages::add_message(&*store, outgoing).await,
         };
         result.map_err(|error| {
             warn!("{error}");
             error.to_string()
         })
-    }
-
-    /// Sends a stored message in a task of its own: its outcome goes to the store, then to
-    /// the connection (when it is still there).
-    fn send_message(&self, outgoing: Box<Outgoing>) {
-        let sip = self.sip.clone();
-        let store = self.storage.get().ok();
-        let sent = self.sent.clone();
-        tokio::spawn(async move {
-            let outcome = outgoing.send(&sip).await;
-            let state = if (200..300).contains(&outcome.code) {
-                store::State::Accepted
-            } else {
-                store::State::Failed
-            };
-            debug!(id = %outgoing.message_id, code = outcome.code, "message sent");
-            if let Some(store) = store
-                && let Err(error) = store
-                    .update_state(&outgoing.from.key(), &outgoing.message_id, state)
-                    .await
-            {
-                warn!("a message's state was not stored: {error}");
-            }
-            let _ = sent.send((outgoing, state, outcome));
-        });
     }
 
     fn key(&self, handle: u64) -> RegistrationKey {
@@ -405,36 +381,4 @@ impl Drop for Session<'_> {
             });
         }
     }
-}
-
-/// Stores a message an account sends (pending); a repeat is found, with its state.
-async fn add_message(
-    store: &dyn store::Store,
-    outgoing: Box<Outgoing>,
-) -> store::Result<StoreAnswer> {
-    let account = outgoing.from.key();
-    let message = store::Message {
-        account: account.clone(),
-        message_id: outgoing.message_id.clone(),
-        contact: outgoing.to.key(),
-        direction: store::Direction::Outgoing,
-        content_type: outgoing.content_type.clone(),
-        content: outgoing.content.clone(),
-        timestamp: outgoing.timestamp.clone(),
-        at: crate::messaging::parse_timestamp(&outgoing.timestamp)
-            .unwrap_or_else(store::now_millis),
-        state: store::State::Pending,
-        disposition: crate::messaging::DISPOSITION.map(str::to_owned).to_vec(),
-    };
-    let repeat_of = match store.add_message(&message).await? {
-        store::Added::New => None,
-        store::Added::Duplicate => store
-            .message(&account, &outgoing.message_id)
-            .await?
-            .map(|stored| stored.state),
-    };
-    Ok(StoreAnswer::MessageStored {
-        outgoing,
-        repeat_of,
-    })
 }

@@ -113,6 +113,8 @@ impl Direction {
 pub enum State {
     /// Stored, not yet answered.
     Pending,
+    /// A message for the account, delivered to it.
+    Received,
     /// The SIP request got a 2xx.
     Accepted,
     /// Kept by a server for later delivery (an IMDN `stored`, or a 202).
@@ -136,6 +138,7 @@ impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Pending => "pending",
+            State::Received => "received",
             State::Accepted => "accepted",
             State::Stored => "stored",
             State::Processed => "processed",
@@ -151,6 +154,7 @@ impl State {
     pub fn parse(text: &str) -> Option<State> {
         Some(match text {
             "pending" => State::Pending,
+            "received" => State::Received,
             "accepted" => State::Accepted,
             "stored" => State::Stored,
             "processed" => State::Processed,
@@ -169,7 +173,7 @@ impl State {
     /// about a copy, not the message.
     fn rank(self) -> i64 {
         match self {
-            State::Pending => 0,
+            State::Pending | State::Received => 0,
             State::Accepted | State::Stored | State::Processed => 1,
             State::Failed | State::Forbidden | State::Error => 2,
             State::Delivered => 3,

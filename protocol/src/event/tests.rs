@@ -118,6 +118,14 @@ fn seed_examples_round_trip_as_sylkrtc_1() {
 #[test]
 fn spec_examples_round_trip_as_sylkrtc_2() {
     let v2 = Version::V2;
+    round_trip(
+        v2,
+        json!({"sylkrtc": "account-event", "account": "saghul@sip2sip.info", "event": "message",
+            "sender": {"uri": "bob@example.com", "display_name": "Bob"},
+            "timestamp": "2026-12-04T10:00:00.000Z", "message_id": "m2", "content": "hi",
+            "content_type": "text/plain", "disposition_notification": ["positive-delivery", "display"],
+            "direction": "incoming"}),
+    );
     assert_eq!(
         round_trip(
             v2,

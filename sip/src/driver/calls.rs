@@ -65,13 +65,19 @@ impl std::fmt::Debug for IncomingCall {
     }
 }
 
+/// The sender of a request: the URI of its From (without the tag) and its display name.
+pub fn sender(request: &Message) -> (String, Option<String>) {
+    let from = request.header(&Name::FROM).unwrap_or_default();
+    let from = without_tag(from);
+    let display_name = from.find('<').and_then(|open| display_name(&from[..open]));
+    (bare_uri(&from).to_owned(), display_name)
+}
+
 impl IncomingCall {
     fn from_invite(invite: &Message) -> Self {
-        let from = invite.header(&Name::FROM).unwrap_or_default();
-        let from = without_tag(from);
-        let display_name = from.find('<').and_then(|open| display_name(&from[..open]));
+        let (from_uri, display_name) = sender(invite);
         IncomingCall {
-            from_uri: bare_uri(&from).to_owned(),
+            from_uri,
             display_name,
             call_id: invite.call_id().unwrap_or_default().to_owned(),
             sdp: invite.body.clone(),

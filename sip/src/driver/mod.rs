@@ -18,7 +18,7 @@ pub mod resolve;
 mod streams;
 use streams::{Accepted, accept_tls};
 
-pub use calls::{CallCommand, CallHandle, IncomingCall, OutgoingCall};
+pub use calls::{CallCommand, CallHandle, IncomingCall, OutgoingCall, sender};
 pub use requests::{Answer, RequestHandle};
 
 use std::collections::HashMap;

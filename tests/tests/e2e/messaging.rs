@@ -3,10 +3,10 @@
 //! CPIM (sipp checks the document), and as plain text to one that does not (baresip 1.0 answers
 //! 415); the SIP result comes back as a `disposition-notification` and is stored.
 //!
-//! Incoming (not built yet): out-of-dialog SIP requests a phone sends to a user (MESSAGE,
-//! SUBSCRIBE), for a user of the local domain or to the Contact a browser's account registered
-//! at its SIP service: the SIP stack hands them to the gateway, which answers each once, with a
-//! 405 whose Warning says that messaging and presence are not supported yet, and our Allow.
+//! Incoming: a MESSAGE to the Contact of a browser account's registration is unwrapped,
+//! stored and delivered as `message` (or, for an IMDN, `disposition-notification`), then
+//! answered 200. Not built yet, and answered 405 saying so: SUBSCRIBE, and MESSAGE for the
+//! local domain.
 
 use std::time::Duration;
 
@@ -20,20 +20,36 @@ use crate::calls::{Setup, next};
 use crate::local::{DOMAIN, finals, local_client, shipped};
 use crate::sipp_calls::{sipp_done, sipp_uas};
 
-/// Sends `method` to `uri` at `gateway` from a fresh socket, with the headers and body in
-/// `rest`, and checks the final response: 405, the Warning that says why, our Allow.
-async fn refused_saying_why(gateway: std::net::SocketAddr, method: &str, uri: &str, rest: &str) {
+/// Sends `method` to `uri` at `gateway` from a fresh socket as bob@127.0.0.1 (Call-ID
+/// `call_id`), with the headers and body in `rest`; the final response (code and text).
+async fn send_request(
+    gateway: std::net::SocketAddr,
+    method: &str,
+    uri: &str,
+    call_id: &str,
+    rest: &str,
+) -> (u16, String) {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let local = socket.local_addr().unwrap();
-    let call_id = format!("{}-{}", method.to_ascii_lowercase(), local.port());
     let request = format!(
         "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{call_id}\r\n\
-         From: <sip:bob@elsewhere.test>;tag=b\r\nTo: <{uri}>\r\nCall-ID: {call_id}\r\n\
+         From: \"Bob\" <sip:bob@127.0.0.1>;tag=b\r\nTo: <{uri}>\r\nCall-ID: {call_id}\r\n\
          CSeq: 1 {method}\r\nMax-Forwards: 70\r\n{rest}"
     );
     socket.send_to(request.as_bytes(), gateway).await.unwrap();
+    let call_id = call_id.to_owned();
     let mut answers = finals(&socket, std::slice::from_ref(&call_id)).await;
-    let (code, text) = answers.remove(&call_id).expect("an answer");
+    answers.remove(&call_id).expect("an answer")
+}
+
+/// Sends `method` and checks the final response: 405, the Warning that says why, our Allow.
+async fn refused_saying_why(gateway: std::net::SocketAddr, method: &str, uri: &str, rest: &str) {
+    let call_id = format!(
+        "{}-{}",
+        method.to_ascii_lowercase(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let (code, text) = send_request(gateway, method, uri, &call_id, rest).await;
     assert_eq!(code, 405, "{text}");
     assert!(
         text.contains(&format!("{method} is not supported by this gateway yet")),
@@ -44,14 +60,120 @@ async fn refused_saying_why(gateway: std::net::SocketAddr, method: &str, uri: &s
 
 const TEXT: &str = "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
 
-/// A MESSAGE to the Contact of a browser account's registration (as its SIP service forwards
-/// it) reaches the connection that holds the account, which answers it.
+/// A body with its Content-Type and Content-Length headers.
+fn body(content_type: &str, body: &str) -> String {
+    format!(
+        "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// MESSAGEs to the Contact of a browser account's registration (as its SIP service forwards
+/// them): CPIM is unwrapped and delivered as `message` with its IMDN id, time and requests, a
+/// plain body as it is, an IMDN about a message the account sent as `disposition-notification`
+/// (and stored); each is answered 200 once the client has it. A retransmitted message (same
+/// IMDN id) is not delivered twice. A CPIM From that is not the SIP sender gets 403, a CPIM
+/// document without its parts 400. SUBSCRIBE is not built: 405 saying so.
 #[tokio::test]
-async fn a_message_to_a_registered_account_is_refused_saying_why() {
+async fn messages_reach_a_registered_account() {
     let mut setup = Setup::new(|_| {}).await;
     setup.register_alice().await;
     let contact = setup.kamailio.bindings("alice").remove(0).address;
-    refused_saying_why(setup.gateway.sip.0, "MESSAGE", &contact, TEXT).await;
+    let gateway = setup.gateway.sip.0;
+    let document = String::from(
+        "From: \"Bob\" <sip:bob@127.0.0.1>\r\nTo: <sip:alice@127.0.0.1>\r\n\
+         DateTime: 2026-12-04T09:00:00.000Z\r\nNS: imdn <urn:ietf:params:imdn>\r\n\
+         imdn.Message-ID: in-1\r\nimdn.Disposition-Notification: positive-delivery, display\r\n\r\n\
+         Content-Type: text/plain\r\nContent-Length: 9\r\n\r\nhello ✓",
+    );
+    let cpim = body("message/cpim", &document);
+    let (code, text) = send_request(gateway, "MESSAGE", &contact, "in-1", &cpim).await;
+    assert_eq!(code, 200, "{text}");
+    let ServerMessage::Event(Event::Account {
+        account,
+        event: AccountEvent::Message(got),
+    }) = next(&mut setup.client).await
+    else {
+        panic!("no message event");
+    };
+    assert_eq!(account, "alice@127.0.0.1");
+    assert_eq!(got.sender.uri, "bob@127.0.0.1");
+    assert_eq!(got.sender.display_name.as_deref(), Some("Bob"));
+    assert_eq!(got.message_id, "in-1");
+    assert_eq!(got.timestamp, "2026-12-04T09:00:00.000Z");
+    assert_eq!(
+        (got.content.as_str(), got.content_type.as_str()),
+        ("hello ✓", "text/plain")
+    );
+    assert_eq!(
+        got.disposition_notification,
+        ["positive-delivery", "display"]
+    );
+    // The same message again (a retransmission through another path): 200, not delivered.
+    let (code, _) = send_request(gateway, "MESSAGE", &contact, "in-1b", &cpim).await;
+    assert_eq!(code, 200);
+
+    let (code, _) = send_request(gateway, "MESSAGE", &contact, "plain-1", TEXT).await;
+    assert_eq!(code, 200);
+    let ServerMessage::Event(Event::Account {
+        event: AccountEvent::Message(plain),
+        ..
+    }) = next(&mut setup.client).await
+    else {
+        panic!("no message event for the plain one");
+    };
+    assert_eq!(
+        (plain.content.as_str(), plain.message_id.as_str()),
+        ("hello", "plain-1-1")
+    );
+
+    // An IMDN about a message alice sent.
+    setup
+        .client
+        .expect_ack(message("out-1", "dave@127.0.0.1", "are you there?"))
+        .await;
+    assert_eq!(
+        notification(&mut setup.client, "out-1").await.state,
+        "failed"
+    );
+    let imdn = body(
+        "message/imdn+xml",
+        "<?xml version=\"1.0\"?><imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">\
+         <message-id>out-1</message-id><datetime>2026-12-04T10:00:05Z</datetime>\
+         <delivery-notification><status><delivered/></status></delivery-notification></imdn>",
+    );
+    let (code, _) = send_request(gateway, "MESSAGE", &contact, "imdn-1", &imdn).await;
+    assert_eq!(code, 200);
+    let delivered = notification(&mut setup.client, "out-1").await;
+    assert_eq!(delivered.state, "delivered");
+
+    let forged = body(
+        "message/cpim",
+        &document.replace(
+            "From: \"Bob\" <sip:bob@127.0.0.1>",
+            "From: <sip:boss@127.0.0.1>",
+        ),
+    );
+    let (code, text) = send_request(gateway, "MESSAGE", &contact, "forged-1", &forged).await;
+    assert_eq!(code, 403, "{text}");
+    let broken = body(
+        "message/cpim",
+        "From: <sip:bob@127.0.0.1>\r\n\r\nno type\r\n\r\nx",
+    );
+    let (code, _) = send_request(gateway, "MESSAGE", &contact, "broken-1", &broken).await;
+    assert_eq!(code, 400);
+    refused_saying_why(
+        gateway,
+        "SUBSCRIBE",
+        &contact,
+        "Event: presence\r\nExpires: 600\r\nContact: <sip:bob@127.0.0.1>\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    // Nothing else reached the client.
+    setup
+        .client
+        .expect_silence(Duration::from_millis(300))
+        .await;
 }
 
 #[tokio::test]

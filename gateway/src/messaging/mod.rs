@@ -7,6 +7,9 @@
 //! Timestamps are RFC 3339 text (what `Date.toISOString()` gives) and milliseconds since 1970
 //! for the store; both ways are here, without a date library.
 
+mod incoming;
+
+pub(crate) use incoming::{Incoming, read};
 use protocol::Aor;
 use sip::RequestOutcome;
 use sip::driver::{Account, OutgoingMessage, SipHandle};

@@ -1,0 +1,228 @@
+//! The handler's side of messages: sending an account's stored message (a task of its own),
+//! and the MESSAGEs that reach an account's registration (stored, delivered to the client,
+//! answered).
+
+use ezk_sip_types::{Method, Name};
+use protocol::{AccountEvent, Aor, DispositionNotification, IncomingMessage, Party};
+use sip::driver::{Answer, RequestHandle};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::Session;
+use crate::messaging::{self, Incoming, Outgoing};
+use crate::sylkrtc::connection::StoreAnswer;
+
+/// What a task sending a message reports: the message, its new state and the SIP outcome.
+pub(super) type Sent = (Box<Outgoing>, store::State, sip::RequestOutcome);
+
+/// What a task handling a MESSAGE for an account reports: the request to answer, the account,
+/// and the event for the client (none for a repeat or an is-composing indication).
+pub(super) struct Arrived {
+    request: RequestHandle,
+    account: Aor,
+    event: Option<AccountEvent>,
+}
+
+impl Session<'_> {
+    /// Sends a stored message in a task of its own: its outcome goes to the store, then to
+    /// the connection (when it is still there).
+    pub(super) fn send_message(&self, outgoing: Box<Outgoing>) {
+        let sip = self.sip.clone();
+        let store = self.storage.get().ok();
+        let sent = self.sent.clone();
+        tokio::spawn(async move {
+            let outcome = outgoing.send(&sip).await;
+            let state = if (200..300).contains(&outcome.code) {
+                store::State::Accepted
+            } else {
+                store::State::Failed
+            };
+            debug!(id = %outgoing.message_id, code = outcome.code, "message sent");
+            if let Some(store) = store
+                && let Err(error) = store
+                    .update_state(&outgoing.from.key(), &outgoing.message_id, state)
+                    .await
+            {
+                warn!("a message's state was not stored: {error}");
+            }
+            let _ = sent.send((outgoing, state, outcome));
+        });
+    }
+
+    /// An out-of-dialog request for one of the connection's registrations: a MESSAGE is read,
+    /// then stored and delivered by a task (its answer waits for that); other methods get 405.
+    pub(super) fn account_request(
+        &mut self,
+        handle: u64,
+        request: RequestHandle,
+        message: &sip::Message,
+        arrived: &mpsc::UnboundedSender<Arrived>,
+    ) {
+        let account = self.connection.registration_account(handle);
+        let (Some(account), Some(&Method::MESSAGE)) = (account, message.method()) else {
+            debug!(method = ?message.method(), "out-of-dialog request for an account");
+            return self
+                .sip
+                .answer(request, crate::routing::request_answer(message));
+        };
+        let (from_uri, display_name) = sip::driver::sender(message);
+        let Ok(from) = Aor::parse(&from_uri) else {
+            return self
+                .sip
+                .answer(request, answer(403, "Forbidden (no SIP sender)"));
+        };
+        let fallback_id = match (message.call_id(), message.cseq()) {
+            (Some(call_id), Ok(cseq)) => format!("{call_id}-{}", cseq.cseq),
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
+        let fallback_id = if messaging::valid_message_id(&fallback_id) {
+            fallback_id
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        };
+        let content_type = message.header(&Name::CONTENT_TYPE).unwrap_or_default();
+        let now = messaging::format_timestamp(store::now_millis());
+        let incoming = match messaging::read(content_type, &message.body, &fallback_id, &now) {
+            Ok(incoming) => incoming,
+            Err((code, reason)) => {
+                debug!(code, reason, "a MESSAGE for an account was refused");
+                return self.sip.answer(request, answer(code, reason));
+            }
+        };
+        let store = self.storage.get().ok();
+        let arrived = arrived.clone();
+        match incoming {
+            Incoming::Composing => self.sip.answer(request, answer(200, "OK")),
+            Incoming::Message(received) => {
+                if received
+                    .cpim_from
+                    .as_deref()
+                    .is_some_and(|cpim| Aor::parse(cpim).ok().as_ref() != Some(&from))
+                {
+                    return self.sip.answer(
+                        request,
+                        answer(403, "Forbidden (the CPIM From is not the SIP From)"),
+                    );
+                }
+                tokio::spawn(async move {
+                    let stored = store::Message {
+                        account: account.key(),
+                        message_id: received.message_id.clone(),
+                        contact: from.key(),
+                        direction: store::Direction::Incoming,
+                        content_type: received.content_type.clone(),
+                        content: received.content.clone(),
+                        timestamp: received.timestamp.clone(),
+                        at: messaging::parse_timestamp(&received.timestamp)
+                            .unwrap_or_else(store::now_millis),
+                        state: store::State::Received,
+                        disposition: received.disposition.clone(),
+                    };
+                    // A store that fails does not stop delivery to the live connection.
+                    let repeat =
+                        match store.map(|store| async move { store.add_message(&stored).await }) {
+                            Some(adding) => match adding.await {
+                                Ok(added) => added == store::Added::Duplicate,
+                                Err(error) => {
+                                    warn!("an incoming message was not stored: {error}");
+                                    false
+                                }
+                            },
+                            None => false,
+                        };
+                    let event = (!repeat).then(|| {
+                        AccountEvent::Message(IncomingMessage {
+                            sender: Party {
+                                uri: from.to_string(),
+                                display_name,
+                            },
+                            timestamp: received.timestamp,
+                            message_id: received.message_id,
+                            content: received.content,
+                            content_type: received.content_type,
+                            disposition_notification: received.disposition,
+                        })
+                    });
+                    let _ = arrived.send(Arrived {
+                        request,
+                        account,
+                        event,
+                    });
+                });
+            }
+            Incoming::Notification {
+                message_id,
+                state,
+                datetime,
+            } => {
+                tokio::spawn(async move {
+                    if let Some(store) = store
+                        && let Err(error) =
+                            store.update_state(&account.key(), &message_id, state).await
+                    {
+                        warn!("a notification's state was not stored: {error}");
+                    }
+                    let event = AccountEvent::DispositionNotification(DispositionNotification {
+                        message_id,
+                        message_timestamp: datetime,
+                        state: state.as_str().to_owned(),
+                        code: None,
+                        reason: None,
+                    });
+                    let _ = arrived.send(Arrived {
+                        request,
+                        account,
+                        event: Some(event),
+                    });
+                });
+            }
+        }
+    }
+
+    /// A MESSAGE was stored: the client hears of it, then the sender gets 200.
+    pub(super) fn arrived(&mut self, arrived: Arrived) {
+        if let Some(event) = arrived.event {
+            self.connection.account_event(&arrived.account, event);
+        }
+        self.sip.answer(arrived.request, answer(200, "OK"));
+    }
+}
+
+fn answer(code: u16, reason: &str) -> Answer {
+    Answer {
+        code,
+        reason: reason.to_owned(),
+        headers: Vec::new(),
+    }
+}
+
+/// Stores a message an account sends (pending); a repeat is found, with its state.
+pub(super) async fn add_message(
+    store: &dyn store::Store,
+    outgoing: Box<Outgoing>,
+) -> store::Result<StoreAnswer> {
+    let account = outgoing.from.key();
+    let message = store::Message {
+        account: account.clone(),
+        message_id: outgoing.message_id.clone(),
+        contact: outgoing.to.key(),
+        direction: store::Direction::Outgoing,
+        content_type: outgoing.content_type.clone(),
+        content: outgoing.content.clone(),
+        timestamp: outgoing.timestamp.clone(),
+        at: messaging::parse_timestamp(&outgoing.timestamp).unwrap_or_else(store::now_millis),
+        state: store::State::Pending,
+        disposition: messaging::DISPOSITION.map(str::to_owned).to_vec(),
+    };
+    let repeat_of = match store.add_message(&message).await? {
+        store::Added::New => None,
+        store::Added::Duplicate => store
+            .message(&account, &outgoing.message_id)
+            .await?
+            .map(|stored| stored.state),
+    };
+    Ok(StoreAnswer::MessageStored {
+        outgoing,
+        repeat_of,
+    })
+}
