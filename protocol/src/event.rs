@@ -92,6 +92,33 @@ pub enum AccountEvent {
     DispositionNotification(DispositionNotification),
     /// `message`: a message for the account (SIP MESSAGE, CPIM unwrapped).
     Message(IncomingMessage),
+    /// `sync-conversations`: the answer to `account-sync-conversations`.
+    SyncConversations {
+        /// The stored messages, oldest first.
+        messages: Vec<SyncedMessage>,
+    },
+}
+
+/// One message of a `sync-conversations` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncedMessage {
+    /// The other party.
+    pub contact: String,
+    /// When it was written (RFC 3339).
+    pub timestamp: String,
+    /// Its id.
+    pub message_id: String,
+    /// Its MIME type.
+    pub content_type: String,
+    /// Its body.
+    pub content: String,
+    /// The notifications its sender asked for.
+    pub disposition: Vec<String>,
+    /// `incoming` or `outgoing`.
+    pub direction: String,
+    /// Its delivery state (`pending`, `accepted`, `delivered`, `displayed`, `failed`,
+    /// `received`, ...).
+    pub state: String,
 }
 
 /// The fields of a `message` account event.
@@ -411,6 +438,19 @@ impl AccountEvent {
                 out.insert("direction".into(), json!("incoming"));
                 "message"
             }
+            AccountEvent::SyncConversations { messages } => {
+                let messages: Vec<Value> = messages
+                    .iter()
+                    .map(|message| {
+                        json!({"contact": message.contact, "timestamp": message.timestamp,
+                            "message_id": message.message_id, "content_type": message.content_type,
+                            "content": message.content, "disposition": message.disposition,
+                            "direction": message.direction, "state": message.state})
+                    })
+                    .collect();
+                out.insert("messages".into(), Value::Array(messages));
+                "sync-conversations"
+            }
             AccountEvent::DispositionNotification(notification) => {
                 out.insert("message_id".into(), json!(notification.message_id));
                 if let Some(timestamp) = &notification.message_timestamp {
@@ -473,6 +513,30 @@ impl AccountEvent {
                         .opt_strings("disposition_notification")?
                         .unwrap_or_default(),
                 }))
+            }
+            "sync-conversations" => {
+                let path = fields.name("messages");
+                let messages = fields
+                    .array("messages")?
+                    .iter()
+                    .map(|item| {
+                        let map = item
+                            .as_object()
+                            .ok_or_else(|| Error::invalid(path.clone(), "expected objects"))?;
+                        let message = Fields::nested(map, &path);
+                        Ok(SyncedMessage {
+                            contact: message.string("contact")?.to_owned(),
+                            timestamp: message.string("timestamp")?.to_owned(),
+                            message_id: message.string("message_id")?.to_owned(),
+                            content_type: message.string("content_type")?.to_owned(),
+                            content: message.string("content")?.to_owned(),
+                            disposition: message.opt_strings("disposition")?.unwrap_or_default(),
+                            direction: message.string("direction")?.to_owned(),
+                            state: message.string("state")?.to_owned(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(AccountEvent::SyncConversations { messages })
             }
             "disposition-notification" => Ok(AccountEvent::DispositionNotification(
                 DispositionNotification {

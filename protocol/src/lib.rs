@@ -26,12 +26,12 @@ pub use aor::Aor;
 pub use error::{Error, RequestError, Result};
 pub use event::{
     AccountEvent, DispositionNotification, Event, Headers, IncomingMessage, Party,
-    RegistrationState, ServerMessage, SessionEvent, SessionState, UpdateState,
+    RegistrationState, ServerMessage, SessionEvent, SessionState, SyncedMessage, UpdateState,
 };
 pub use request::{
     AccountAdd, AccountMessage, Candidate, Header, NOT_MODELLED, REQUEST_NAMES, Request,
     RequestBody, Secret, SessionAnswer, SessionCreate, SessionDtmfInfo, SessionTrickle,
-    SessionUpdate,
+    SessionUpdate, SyncConversations,
 };
 
 /// A wire version of the protocol, chosen by the WebSocket subprotocol.

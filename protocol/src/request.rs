@@ -54,7 +54,6 @@ pub const REQUEST_NAMES: &[&str] = &[
 pub const NOT_MODELLED: &[&str] = &[
     "account-devicetoken",
     "account-disposition-notification",
-    "account-sync-conversations",
     "account-mark-conversation-read",
     "account-remove-message",
     "account-remove-conversation",
@@ -131,6 +130,8 @@ pub enum RequestBody {
     SessionDtmfInfo(SessionDtmfInfo),
     /// `account-message`: a message from an account, sent as SIP MESSAGE.
     AccountMessage(AccountMessage),
+    /// `account-sync-conversations`: the account's stored messages, from a point on.
+    AccountSyncConversations(SyncConversations),
     /// A request of the protocol whose fields this model does not carry (see [`NOT_MODELLED`]).
     NotModelled(&'static str),
 }
@@ -271,6 +272,19 @@ pub struct AccountMessage {
     pub timestamp: Option<String>,
 }
 
+/// The fields of `account-sync-conversations`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncConversations {
+    /// The account.
+    pub account: Aor,
+    /// The last message the client has: the sync starts after it.
+    pub message_id: Option<String>,
+    /// Or a time (RFC 3339): the sync starts there.
+    pub since: Option<String>,
+    /// The most messages to send.
+    pub limit: Option<u32>,
+}
+
 /// The longest password (or HA1) the reference server accepts.
 const MAX_PASSWORD_LEN: usize = 9999;
 /// The DTMF duration range accepted, in milliseconds.
@@ -293,6 +307,7 @@ impl RequestBody {
             RequestBody::SessionUpdate(_) => "session-update",
             RequestBody::SessionDtmfInfo(_) => "session-dtmf-info",
             RequestBody::AccountMessage(_) => "account-message",
+            RequestBody::AccountSyncConversations(_) => "account-sync-conversations",
             RequestBody::NotModelled(name) => name,
         }
     }
@@ -338,6 +353,14 @@ impl RequestBody {
                 headers: headers(fields)?,
             }),
             "session-dtmf-info" => RequestBody::SessionDtmfInfo(SessionDtmfInfo::parse(fields)?),
+            "account-sync-conversations" => {
+                RequestBody::AccountSyncConversations(SyncConversations {
+                    account: aor(fields, "account")?,
+                    message_id: fields.opt_string("message_id")?.map(str::to_owned),
+                    since: fields.opt_string("since")?.map(str::to_owned),
+                    limit: fields.opt_u32("limit")?,
+                })
+            }
             "account-message" => RequestBody::AccountMessage(AccountMessage {
                 account: aor(fields, "account")?,
                 uri: aor(fields, "uri")?,
@@ -407,6 +430,18 @@ impl RequestBody {
                 put("session", json!(update.session));
                 put("sdp", json!(update.sdp));
                 write_headers(&mut put, &update.headers);
+            }
+            RequestBody::AccountSyncConversations(sync) => {
+                put("account", json!(sync.account.to_string()));
+                if let Some(id) = &sync.message_id {
+                    put("message_id", json!(id));
+                }
+                if let Some(since) = &sync.since {
+                    put("since", json!(since));
+                }
+                if let Some(limit) = sync.limit {
+                    put("limit", json!(limit));
+                }
             }
             RequestBody::AccountMessage(message) => {
                 put("account", json!(message.account.to_string()));

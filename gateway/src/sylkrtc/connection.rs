@@ -139,6 +139,22 @@ pub(crate) enum StoreQuery {
     PublicKey { uri: Aor },
     /// Store a message an account sends, as pending.
     AddMessage(Box<crate::messaging::Outgoing>),
+    /// An account's stored messages from a point on.
+    Sync {
+        account: Aor,
+        from: SyncFrom,
+        limit: u32,
+    },
+}
+
+/// Where a sync starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SyncFrom {
+    Start,
+    /// After this message.
+    Message(String),
+    /// From this time (milliseconds since 1970).
+    Time(i64),
 }
 
 /// The message store's answer to a [`StoreQuery`].
@@ -152,6 +168,11 @@ pub(crate) enum StoreAnswer {
     MessageStored {
         outgoing: Box<crate::messaging::Outgoing>,
         repeat_of: Option<store::State>,
+    },
+    /// An account's messages, oldest first.
+    Synced {
+        account: Aor,
+        messages: Vec<store::Message>,
     },
 }
 
@@ -209,6 +230,8 @@ pub(crate) struct Connection {
     next_handle: u64,
     /// Live calls by session id.
     sessions: HashMap<String, Session>,
+    /// The request being handled asked the store: its reply waits for the answer.
+    asked_store: bool,
 }
 
 impl Connection {
@@ -222,6 +245,7 @@ impl Connection {
             deferred: Vec::new(),
             next_handle: 1,
             sessions: HashMap::new(),
+            asked_store: false,
         };
         connection.send(ServerMessage::Event(Event::Ready));
         connection
@@ -404,14 +428,8 @@ impl Connection {
         let result = match request.body {
             RequestBody::Ping => Ok(()),
             RequestBody::LookupPublicKey { uri } => {
-                self.out.push_back(Output::Store {
-                    transaction: request.transaction,
-                    query: StoreQuery::PublicKey { uri },
-                });
-                return Handled {
-                    name: Some(name.to_owned()),
-                    outcome: Outcome::Deferred,
-                };
+                self.ask_store(&request.transaction, StoreQuery::PublicKey { uri });
+                Ok(())
             }
             RequestBody::AccountAdd(add) => self.account_add(add),
             RequestBody::AccountRemove { account } => self.account_remove(&account),
@@ -423,24 +441,21 @@ impl Connection {
             RequestBody::SessionTerminate { session } => self.session_terminate(session),
             RequestBody::SessionDtmfInfo(dtmf) => self.session_dtmf(dtmf),
             RequestBody::SessionUpdate(update) => self.session_update(update),
+            RequestBody::AccountSyncConversations(sync) => {
+                self.account_sync(&request.transaction, sync)
+            }
             RequestBody::AccountMessage(message) => {
-                match self.account_message(request.transaction.clone(), message) {
-                    // The reply comes with the store's answer.
-                    Ok(()) => {
-                        return Handled {
-                            name: Some(name.to_owned()),
-                            outcome: Outcome::Deferred,
-                        };
-                    }
-                    Err(refusal) => Err(refusal),
-                }
+                self.account_message(&request.transaction, message)
             }
             _ => Err((
                 ErrorKind::NotSupported,
                 format!("not supported yet: {name}"),
             )),
         };
+        let asked_store = std::mem::take(&mut self.asked_store);
         let outcome = match result {
+            // The reply comes with the store's answer.
+            Ok(()) if asked_store => Outcome::Deferred,
             Ok(()) => {
                 self.send(ServerMessage::Ack {
                     transaction: request.transaction,
@@ -566,6 +581,15 @@ impl Connection {
         self.send(ServerMessage::Error { transaction, error });
     }
 
+    /// Asks the store for the request `transaction`, whose reply then waits for the answer.
+    fn ask_store(&mut self, transaction: &str, query: StoreQuery) {
+        self.asked_store = true;
+        self.out.push_back(Output::Store {
+            transaction: transaction.to_owned(),
+            query,
+        });
+    }
+
     /// The message store's answer for the request `transaction` (or why there is none): its
     /// `ack` and what follows it, or its `error`.
     pub(crate) fn handle_store(
@@ -580,6 +604,15 @@ impl Connection {
                     uri: uri.to_string(),
                     public_key: key,
                 }));
+                Outcome::Ack
+            }
+            Ok(StoreAnswer::Synced { account, messages }) => {
+                self.send(ServerMessage::Ack { transaction });
+                let messages = messages.into_iter().map(messages::synced).collect();
+                self.account_event(
+                    &account,
+                    protocol::AccountEvent::SyncConversations { messages },
+                );
                 Outcome::Ack
             }
             Ok(StoreAnswer::MessageStored {

@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Sylkrtc;
-use super::connection::{Connection, Handled, Outcome, Output, StoreAnswer, StoreQuery, redact};
+use super::connection::{
+    Connection, Handled, Outcome, Output, StoreAnswer, StoreQuery, SyncFrom, redact,
+};
 use super::pump::{Inbound, Outbound};
 use crate::call::{self, CallServices, CallTask, CallUpdate};
 use crate::leg::{LegCommand, Refusal};
@@ -272,6 +274,21 @@ impl Session<'_> {
                 .await
                 .map(|key| StoreAnswer::PublicKey { uri, key }),
             StoreQuery::AddMessage(outgoing) => messages::add_message(&*store, outgoing).await,
+            StoreQuery::Sync {
+                account,
+                from,
+                limit,
+            } => {
+                let since = match &from {
+                    SyncFrom::Start => store::Since::Start,
+                    SyncFrom::Message(id) => store::Since::Message(id),
+                    SyncFrom::Time(at) => store::Since::Time(*at),
+                };
+                store
+                    .messages(&account.key(), since, limit)
+                    .await
+                    .map(|messages| StoreAnswer::Synced { account, messages })
+            }
         };
         result.map_err(|error| {
             warn!("{error}");

@@ -120,6 +120,13 @@ fn spec_examples_round_trip_as_sylkrtc_2() {
     let v2 = Version::V2;
     round_trip(
         v2,
+        json!({"sylkrtc": "account-event", "account": "saghul@sip2sip.info",
+            "event": "sync-conversations", "messages": [{"contact": "bob@example.com",
+            "timestamp": "2026-12-04T10:00:00.000Z", "message_id": "m1", "content_type": "text/plain",
+            "content": "hi", "disposition": [], "direction": "incoming", "state": "received"}]}),
+    );
+    round_trip(
+        v2,
         json!({"sylkrtc": "account-event", "account": "saghul@sip2sip.info", "event": "message",
             "sender": {"uri": "bob@example.com", "display_name": "Bob"},
             "timestamp": "2026-12-04T10:00:00.000Z", "message_id": "m2", "content": "hi",

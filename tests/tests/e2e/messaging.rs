@@ -174,6 +174,74 @@ async fn messages_reach_a_registered_account() {
         .client
         .expect_silence(Duration::from_millis(300))
         .await;
+    // Another connection of alice syncs the conversations: what came in and what went out,
+    // oldest first, with their states; then what follows a message it has; then nothing.
+    let mut second = setup.gateway.client().await;
+    second
+        .expect_ack(
+            json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1",
+            "password": sip::ha1("alice", "127.0.0.1", "alicepw")}),
+        )
+        .await;
+    let sync = |more: serde_json::Value| {
+        let mut request =
+            json!({"sylkrtc": "account-sync-conversations", "account": "alice@127.0.0.1"});
+        request
+            .as_object_mut()
+            .expect("an object")
+            .extend(more.as_object().expect("an object").clone());
+        request
+    };
+    let mut synced = Vec::new();
+    for more in [
+        json!({"message_id": null}),
+        json!({"message_id": "in-1"}),
+        json!({"since": "2100-01-01T00:00:00Z"}),
+    ] {
+        second.expect_ack(sync(more)).await;
+        let ServerMessage::Event(Event::Account {
+            event: AccountEvent::SyncConversations { messages },
+            ..
+        }) = next(&mut second).await
+        else {
+            panic!("no sync-conversations event");
+        };
+        synced.push(messages);
+    }
+    let summary = |messages: &[protocol::SyncedMessage]| -> Vec<(String, String, String)> {
+        messages
+            .iter()
+            .map(|m| (m.message_id.clone(), m.direction.clone(), m.state.clone()))
+            .collect()
+    };
+    let row = |id: &str, direction: &str, state: &str| {
+        (id.to_owned(), direction.to_owned(), state.to_owned())
+    };
+    assert_eq!(
+        summary(&synced[0]),
+        [
+            row("in-1", "incoming", "received"),
+            row("plain-1-1", "incoming", "received"),
+            row("out-1", "outgoing", "delivered"),
+        ]
+    );
+    assert_eq!(synced[0][0].contact, "bob@127.0.0.1");
+    assert_eq!(synced[0][0].content, "hello ✓");
+    assert_eq!(synced[0][2].contact, "dave@127.0.0.1");
+    assert_eq!(
+        summary(&synced[1]),
+        [
+            row("plain-1-1", "incoming", "received"),
+            row("out-1", "outgoing", "delivered")
+        ]
+    );
+    assert!(synced[2].is_empty());
+    assert_eq!(
+        second
+            .expect_error(sync(json!({"since": "last week"})))
+            .await,
+        "since must be an RFC 3339 date and time"
+    );
 }
 
 #[tokio::test]

@@ -2,19 +2,39 @@
 //! handler asks the store, [`Connection::handle_store`]), acked, then sent by the handler,
 //! whose outcome comes back as a `disposition-notification`.
 
-use protocol::{AccountEvent, AccountMessage, DispositionNotification, Event, ServerMessage};
+use protocol::{
+    AccountEvent, AccountMessage, DispositionNotification, Event, ServerMessage, SyncConversations,
+    SyncedMessage,
+};
 
-use super::{Connection, Output, Reported, StoreQuery};
+use super::{Connection, Reported, StoreQuery, SyncFrom};
 use crate::messaging::{self, Outgoing};
 use crate::metrics::ErrorKind;
 
 type Refusal = (ErrorKind, String);
 
+/// The most messages one sync sends (the reference's default).
+const SYNC_LIMIT: u32 = 5000;
+
+/// A stored message as a sync gives it.
+pub(super) fn synced(message: store::Message) -> SyncedMessage {
+    SyncedMessage {
+        contact: message.contact,
+        timestamp: message.timestamp,
+        message_id: message.message_id,
+        content_type: message.content_type,
+        content: message.content,
+        disposition: message.disposition,
+        direction: message.direction.as_str().to_owned(),
+        state: message.state.as_str().to_owned(),
+    }
+}
+
 impl Connection {
     /// `account-message`: a registered account's message, stored as pending before its ack.
     pub(super) fn account_message(
         &mut self,
-        transaction: String,
+        transaction: &str,
         message: AccountMessage,
     ) -> Result<(), Refusal> {
         let index = self.account_index(&message.account)?;
@@ -57,10 +77,40 @@ impl Connection {
             content_type: message.content_type,
             content: message.content,
         };
-        self.out.push_back(Output::Store {
+        self.ask_store(transaction, StoreQuery::AddMessage(Box::new(outgoing)));
+        Ok(())
+    }
+
+    /// `account-sync-conversations`: the account's stored messages (after `message_id`, or
+    /// from `since`), at most `limit` (5,000), as `sync-conversations` after the ack.
+    pub(super) fn account_sync(
+        &mut self,
+        transaction: &str,
+        sync: SyncConversations,
+    ) -> Result<(), Refusal> {
+        self.account_index(&sync.account)?;
+        let from = match (sync.message_id, sync.since) {
+            (Some(id), _) => SyncFrom::Message(id),
+            (None, Some(since)) => match messaging::parse_timestamp(&since) {
+                Some(at) => SyncFrom::Time(at),
+                None => {
+                    return Err((
+                        ErrorKind::Invalid,
+                        "since must be an RFC 3339 date and time".to_owned(),
+                    ));
+                }
+            },
+            (None, None) => SyncFrom::Start,
+        };
+        let limit = sync.limit.unwrap_or(SYNC_LIMIT).clamp(1, SYNC_LIMIT);
+        self.ask_store(
             transaction,
-            query: StoreQuery::AddMessage(Box::new(outgoing)),
-        });
+            StoreQuery::Sync {
+                account: sync.account,
+                from,
+                limit,
+            },
+        );
         Ok(())
     }
 
@@ -114,6 +164,16 @@ mod tests {
                 } => json!({"store": transaction, "id": outgoing.message_id,
                     "to": outgoing.to.to_string(), "timestamp": outgoing.timestamp}),
                 Output::SendMessage(outgoing) => json!({"send": outgoing.message_id}),
+                Output::Store {
+                    transaction,
+                    query:
+                        StoreQuery::Sync {
+                            account,
+                            from,
+                            limit,
+                        },
+                } => json!({"sync": transaction, "account": account.to_string(),
+                    "from": format!("{from:?}"), "limit": limit}),
                 other => json!({"other": format!("{other:?}")}),
             })
             .collect()
@@ -230,5 +290,56 @@ mod tests {
             out[0]["error"],
             "content_type must be a MIME type (type/subtype)"
         );
+    }
+
+    /// A sync starts after a message, at a time, or at the start, for an added account (no
+    /// registration needed), and sends at most 5,000 messages.
+    #[test]
+    fn a_sync_asks_the_store_from_where_the_client_is() {
+        let mut connection = Connection::new(Version::V2, Arc::new(SipDomains::new(&["*".into()])));
+        drain(&mut connection);
+        let sync = |more: Value| {
+            let mut request = json!({"sylkrtc": "account-sync-conversations", "transaction": "s",
+                "account": "alice@example.com"});
+            request
+                .as_object_mut()
+                .expect("an object")
+                .extend(more.as_object().expect("an object").clone());
+            request
+        };
+        let (_, out) = exchange(&mut connection, sync(json!({})));
+        assert_eq!(
+            out[0]["error"],
+            "Unknown account specified: alice@example.com"
+        );
+        exchange(
+            &mut connection,
+            json!({"sylkrtc": "account-add", "transaction": "a", "account": "alice@example.com",
+                "password": "884edfee38ed471b8a15006700139485"}),
+        );
+        for (more, from, limit) in [
+            (json!({"message_id": null}), "Start", 5000),
+            (
+                json!({"message_id": "m7", "limit": 10}),
+                "Message(\"m7\")",
+                10,
+            ),
+            (
+                json!({"since": "1970-01-01T00:00:01Z", "limit": 99999}),
+                "Time(1000)",
+                5000,
+            ),
+        ] {
+            let (outcome, out) = exchange(&mut connection, sync(more));
+            assert_eq!(outcome, Outcome::Deferred);
+            assert_eq!(
+                out,
+                [
+                    json!({"sync": "s", "account": "alice@example.com", "from": from, "limit": limit})
+                ]
+            );
+        }
+        let (_, out) = exchange(&mut connection, sync(json!({"since": "soon"})));
+        assert_eq!(out[0]["error"], "since must be an RFC 3339 date and time");
     }
 }
