@@ -29,8 +29,8 @@ pub use event::{
     RegistrationState, ServerMessage, SessionEvent, SessionState, SyncedMessage, UpdateState,
 };
 pub use request::{
-    AccountAdd, AccountMessage, Candidate, Header, NOT_MODELLED, REQUEST_NAMES, Request,
-    RequestBody, Secret, SessionAnswer, SessionCreate, SessionDtmfInfo, SessionTrickle,
+    AccountAdd, AccountDisposition, AccountMessage, Candidate, Header, NOT_MODELLED, REQUEST_NAMES,
+    Request, RequestBody, Secret, SessionAnswer, SessionCreate, SessionDtmfInfo, SessionTrickle,
     SessionUpdate, SyncConversations,
 };
 

@@ -53,7 +53,6 @@ pub const REQUEST_NAMES: &[&str] = &[
 /// "unknown request".
 pub const NOT_MODELLED: &[&str] = &[
     "account-devicetoken",
-    "account-disposition-notification",
     "account-mark-conversation-read",
     "account-remove-message",
     "account-remove-conversation",
@@ -132,6 +131,9 @@ pub enum RequestBody {
     AccountMessage(AccountMessage),
     /// `account-sync-conversations`: the account's stored messages, from a point on.
     AccountSyncConversations(SyncConversations),
+    /// `account-disposition-notification`: tell a message's sender what became of it (an
+    /// IMDN).
+    AccountDispositionNotification(AccountDisposition),
     /// A request of the protocol whose fields this model does not carry (see [`NOT_MODELLED`]).
     NotModelled(&'static str),
 }
@@ -272,6 +274,21 @@ pub struct AccountMessage {
     pub timestamp: Option<String>,
 }
 
+/// The fields of `account-disposition-notification`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountDisposition {
+    /// The account that received the message.
+    pub account: Aor,
+    /// The message's sender, who gets the notification.
+    pub uri: Aor,
+    /// The message's id.
+    pub message_id: String,
+    /// `delivered`, `displayed`, `failed`, `forbidden` or `error`.
+    pub state: String,
+    /// The message's own timestamp (RFC 3339).
+    pub timestamp: Option<String>,
+}
+
 /// The fields of `account-sync-conversations`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncConversations {
@@ -308,6 +325,7 @@ impl RequestBody {
             RequestBody::SessionDtmfInfo(_) => "session-dtmf-info",
             RequestBody::AccountMessage(_) => "account-message",
             RequestBody::AccountSyncConversations(_) => "account-sync-conversations",
+            RequestBody::AccountDispositionNotification(_) => "account-disposition-notification",
             RequestBody::NotModelled(name) => name,
         }
     }
@@ -353,6 +371,22 @@ impl RequestBody {
                 headers: headers(fields)?,
             }),
             "session-dtmf-info" => RequestBody::SessionDtmfInfo(SessionDtmfInfo::parse(fields)?),
+            "account-disposition-notification" => {
+                let state = fields.string("state")?;
+                if !["delivered", "displayed", "failed", "forbidden", "error"].contains(&state) {
+                    return Err(Error::invalid(
+                        "state",
+                        "must be delivered, displayed, failed, forbidden or error",
+                    ));
+                }
+                RequestBody::AccountDispositionNotification(AccountDisposition {
+                    account: aor(fields, "account")?,
+                    uri: aor(fields, "uri")?,
+                    message_id: fields.non_empty("message_id")?.to_owned(),
+                    state: state.to_owned(),
+                    timestamp: fields.opt_string("timestamp")?.map(str::to_owned),
+                })
+            }
             "account-sync-conversations" => {
                 RequestBody::AccountSyncConversations(SyncConversations {
                     account: aor(fields, "account")?,
@@ -430,6 +464,15 @@ impl RequestBody {
                 put("session", json!(update.session));
                 put("sdp", json!(update.sdp));
                 write_headers(&mut put, &update.headers);
+            }
+            RequestBody::AccountDispositionNotification(notification) => {
+                put("account", json!(notification.account.to_string()));
+                put("uri", json!(notification.uri.to_string()));
+                put("message_id", json!(notification.message_id));
+                put("state", json!(notification.state));
+                if let Some(timestamp) = &notification.timestamp {
+                    put("timestamp", json!(timestamp));
+                }
             }
             RequestBody::AccountSyncConversations(sync) => {
                 put("account", json!(sync.account.to_string()));

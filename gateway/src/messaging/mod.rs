@@ -31,6 +31,9 @@ pub(crate) struct Outgoing {
     pub(crate) timestamp: String,
     pub(crate) content_type: String,
     pub(crate) content: String,
+    /// An IMDN (the content is one): it asks for no notification of its own and is marked as
+    /// a notification (RFC 5438 section 7.1.1).
+    pub(crate) notification: bool,
 }
 
 impl Outgoing {
@@ -45,14 +48,24 @@ impl Outgoing {
             ),
             None => format!("<sip:{}>", self.from),
         };
+        let (asks, disposition) = if self.notification {
+            (String::new(), "Content-Disposition: notification\r\n")
+        } else {
+            (
+                format!(
+                    "imdn.Disposition-Notification: {}\r\n",
+                    DISPOSITION.join(", ")
+                ),
+                "",
+            )
+        };
         format!(
             "From: {from}\r\nTo: <sip:{}>\r\nDateTime: {}\r\nNS: imdn <urn:ietf:params:imdn>\r\n\
-             imdn.Message-ID: {}\r\nimdn.Disposition-Notification: {}\r\n\r\n\
-             Content-Type: {}\r\nContent-Length: {}\r\n\r\n{}",
+             imdn.Message-ID: {}\r\n{asks}\r\n\
+             Content-Type: {}\r\n{disposition}Content-Length: {}\r\n\r\n{}",
             self.to,
             self.timestamp,
             self.message_id,
-            DISPOSITION.join(", "),
             self.content_type,
             self.content.len(),
             self.content
@@ -62,7 +75,8 @@ impl Outgoing {
     /// Sends the message: in CPIM, then, when the far end refuses CPIM with 415, as it is.
     pub(crate) async fn send(&self, sip: &SipHandle) -> RequestOutcome {
         let outcome = self.send_as(sip, "message/cpim", self.cpim()).await;
-        if outcome.code != 415 {
+        // A notification without its CPIM wrapper would name no sender: not sent again.
+        if outcome.code != 415 || self.notification {
             return outcome;
         }
         self.send_as(sip, &self.content_type, self.content.clone())
@@ -89,6 +103,30 @@ impl Outgoing {
             reason: "Service Unavailable (the SIP stack stopped)".to_owned(),
         })
     }
+}
+
+/// An IMDN document (RFC 5438 section 7.2) saying that the message `message_id`, sent at
+/// `datetime`, is now `state` (`delivered`, `displayed`, `failed`, `forbidden`, `error`).
+pub(crate) fn imdn(message_id: &str, datetime: &str, state: &str) -> String {
+    let kind = if state == "displayed" {
+        "display"
+    } else {
+        "delivery"
+    };
+    let escape = |text: &str| {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n\
+         <imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">\r\n\
+         <message-id>{}</message-id>\r\n<datetime>{}</datetime>\r\n\
+         <{kind}-notification><status><{state}/></status></{kind}-notification>\r\n</imdn>",
+        escape(message_id),
+        escape(datetime)
+    )
 }
 
 /// Whether a message id can go into a CPIM header as it is: 1 to 128 visible ASCII
@@ -291,6 +329,7 @@ mod tests {
             timestamp: "2026-12-04T10:00:00.000Z".into(),
             content_type: "text/plain".into(),
             content: "héllo".into(),
+            notification: false,
         };
         assert_eq!(
             outgoing.cpim(),
@@ -298,6 +337,37 @@ mod tests {
              DateTime: 2026-12-04T10:00:00.000Z\r\nNS: imdn <urn:ietf:params:imdn>\r\n\
              imdn.Message-ID: m1\r\nimdn.Disposition-Notification: positive-delivery, display\r\n\
              \r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nhéllo"
+        );
+        // A notification asks for none and says what it is; what it carries reads back.
+        let body = imdn("m&1", "2026-12-04T10:00:00.000Z", "displayed");
+        let notification = Outgoing {
+            content_type: "message/imdn+xml".into(),
+            content: body.clone(),
+            notification: true,
+            ..outgoing
+        };
+        let document = notification.cpim();
+        assert!(!document.contains("Disposition-Notification"), "{document}");
+        assert!(
+            document.contains(
+                "Content-Type: message/imdn+xml\r\nContent-Disposition: notification\r\n"
+            ),
+            "{document}"
+        );
+        assert!(body.contains("<message-id>m&amp;1</message-id>"), "{body}");
+        let read = read(
+            "message/imdn+xml",
+            imdn("m1", "2026-12-04T10:00:00.000Z", "delivered").as_bytes(),
+            "x",
+            "now",
+        );
+        assert_eq!(
+            read,
+            Ok(Incoming::Notification {
+                message_id: "m1".into(),
+                state: store::State::Delivered,
+                datetime: Some("2026-12-04T10:00:00.000Z".into()),
+            })
         );
     }
 }

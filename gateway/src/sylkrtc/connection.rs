@@ -139,6 +139,13 @@ pub(crate) enum StoreQuery {
     PublicKey { uri: Aor },
     /// Store a message an account sends, as pending.
     AddMessage(Box<crate::messaging::Outgoing>),
+    /// A message the account received moves to `state`; `imdn` then tells its sender.
+    Notify {
+        account: Aor,
+        message_id: String,
+        state: store::State,
+        imdn: Box<crate::messaging::Outgoing>,
+    },
     /// An account's stored messages from a point on.
     Sync {
         account: Aor,
@@ -169,6 +176,8 @@ pub(crate) enum StoreAnswer {
         outgoing: Box<crate::messaging::Outgoing>,
         repeat_of: Option<store::State>,
     },
+    /// A received message's state was stored (or was already further on): the IMDN to send.
+    Notified(Box<crate::messaging::Outgoing>),
     /// An account's messages, oldest first.
     Synced {
         account: Aor,
@@ -444,6 +453,9 @@ impl Connection {
             RequestBody::AccountSyncConversations(sync) => {
                 self.account_sync(&request.transaction, sync)
             }
+            RequestBody::AccountDispositionNotification(notification) => {
+                self.account_disposition(&request.transaction, notification)
+            }
             RequestBody::AccountMessage(message) => {
                 self.account_message(&request.transaction, message)
             }
@@ -604,6 +616,11 @@ impl Connection {
                     uri: uri.to_string(),
                     public_key: key,
                 }));
+                Outcome::Ack
+            }
+            Ok(StoreAnswer::Notified(imdn)) => {
+                self.send(ServerMessage::Ack { transaction });
+                self.out.push_back(Output::SendMessage(imdn));
                 Outcome::Ack
             }
             Ok(StoreAnswer::Synced { account, messages }) => {

@@ -274,6 +274,15 @@ impl Session<'_> {
                 .await
                 .map(|key| StoreAnswer::PublicKey { uri, key }),
             StoreQuery::AddMessage(outgoing) => messages::add_message(&*store, outgoing).await,
+            StoreQuery::Notify {
+                account,
+                message_id,
+                state,
+                imdn,
+            } => store
+                .update_state(&account.key(), &message_id, state)
+                .await
+                .map(|_| StoreAnswer::Notified(imdn)),
             StoreQuery::Sync {
                 account,
                 from,

@@ -99,6 +99,10 @@ fn every_modelled_request_round_trips() {
         json!({"sylkrtc": "session-dtmf-info", "transaction": "g", "session": "s1", "digit": "*"}),
         json!({"sylkrtc": "account-sync-conversations", "transaction": "i", "account": "bob@example.org",
             "message_id": "8f2c", "since": "2026-12-04T10:00:00Z", "limit": 100}),
+        // As sylkrtc.js's sendDispositionNotification sends it.
+        json!({"sylkrtc": "account-disposition-notification", "transaction": "j",
+            "account": "bob@example.org", "uri": "alice@example.com", "message_id": "8f2c",
+            "state": "delivered", "timestamp": "2026-12-04T10:00:00.000Z"}),
         // As sylkrtc.js's sendMessage sends it.
         json!({"sylkrtc": "account-message", "transaction": "h", "account": "bob@example.org",
             "uri": "alice@example.com", "message_id": "8f2c", "content": "hi ✓", "content_type": "text/plain",

@@ -174,6 +174,20 @@ async fn messages_reach_a_registered_account() {
         .client
         .expect_silence(Duration::from_millis(300))
         .await;
+
+    // Alice's browser says it has in-1: the IMDN reaches bob (sipp, which checks it), and the
+    // stored message is delivered (the sync below shows it).
+    let (port, sipp) = sipp_uas("uas_message_imdn.xml");
+    setup
+        .kamailio
+        .add_binding("bob", &format!("sip:bob@127.0.0.1:{port}"));
+    setup
+        .client
+        .expect_ack(json!({"sylkrtc": "account-disposition-notification",
+            "account": "alice@127.0.0.1", "uri": "bob@127.0.0.1", "message_id": "in-1",
+            "state": "delivered", "timestamp": "2026-12-04T09:00:00.000Z"}))
+        .await;
+    sipp_done(sipp).await;
     // Another connection of alice syncs the conversations: what came in and what went out,
     // oldest first, with their states; then what follows a message it has; then nothing.
     let mut second = setup.gateway.client().await;
@@ -220,7 +234,7 @@ async fn messages_reach_a_registered_account() {
     assert_eq!(
         summary(&synced[0]),
         [
-            row("in-1", "incoming", "received"),
+            row("in-1", "incoming", "delivered"),
             row("plain-1-1", "incoming", "received"),
             row("out-1", "outgoing", "delivered"),
         ]
@@ -383,6 +397,23 @@ async fn messages_that_cannot_go_fail_clearly() {
     assert_eq!(failed.state, "failed");
     assert_eq!(failed.code, Some(404));
     assert_eq!(failed.reason.as_deref(), Some("Not Found"));
+    // A public key alice sends (here to someone who is not there) is her key from then on.
+    let key = "-----BEGIN PGP PUBLIC KEY BLOCK-----\nalice\n-----END PGP PUBLIC KEY BLOCK-----";
+    let mut publish = message("key-1", "dave@127.0.0.1", key);
+    publish["content_type"] = json!("text/pgp-public-key");
+    setup.client.expect_ack(publish).await;
+    notification(&mut setup.client, "key-1").await;
+    setup
+        .client
+        .expect_ack(json!({"sylkrtc": "lookup-public-key", "uri": "alice@127.0.0.1"}))
+        .await;
+    assert_eq!(
+        next(&mut setup.client).await,
+        ServerMessage::Event(Event::PublicKey {
+            uri: "alice@127.0.0.1".into(),
+            public_key: Some(key.into())
+        })
+    );
     let mut bad = message("bad-1", "bob@127.0.0.1", "hi");
     bad["timestamp"] = json!("yesterday\r\nX-Injected: 1");
     assert_eq!(

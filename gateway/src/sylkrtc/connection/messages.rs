@@ -3,8 +3,8 @@
 //! whose outcome comes back as a `disposition-notification`.
 
 use protocol::{
-    AccountEvent, AccountMessage, DispositionNotification, Event, ServerMessage, SyncConversations,
-    SyncedMessage,
+    AccountDisposition, AccountEvent, AccountMessage, DispositionNotification, Event,
+    ServerMessage, SyncConversations, SyncedMessage,
 };
 
 use super::{Connection, Reported, StoreQuery, SyncFrom};
@@ -30,44 +30,54 @@ pub(super) fn synced(message: store::Message) -> SyncedMessage {
     }
 }
 
+/// A timestamp the client gave (RFC 3339), or now.
+fn checked_timestamp(timestamp: Option<String>) -> Result<String, Refusal> {
+    match timestamp {
+        Some(timestamp) if messaging::parse_timestamp(&timestamp).is_some() => Ok(timestamp),
+        Some(_) => Err((
+            ErrorKind::Invalid,
+            "timestamp must be an RFC 3339 date and time".to_owned(),
+        )),
+        None => Ok(messaging::format_timestamp(store::now_millis())),
+    }
+}
+
 impl Connection {
-    /// `account-message`: a registered account's message, stored as pending before its ack.
-    pub(super) fn account_message(
-        &mut self,
-        transaction: &str,
-        message: AccountMessage,
-    ) -> Result<(), Refusal> {
-        let index = self.account_index(&message.account)?;
-        let account = &self.accounts[index];
-        let registered = account
+    /// The account a message or notification goes out for: added here and registered, and
+    /// a message id that can go into a header.
+    fn sending_account(&self, aor: &protocol::Aor, message_id: &str) -> Result<usize, Refusal> {
+        let index = self.account_index(aor)?;
+        let registered = self.accounts[index]
             .registration
             .as_ref()
             .is_some_and(|registration| registration.reported == Some(Reported::Registered));
         if !registered {
             return Err((ErrorKind::Refused, "Account not authenticated".to_owned()));
         }
-        if !messaging::valid_message_id(&message.message_id) {
+        if !messaging::valid_message_id(message_id) {
             return Err((
                 ErrorKind::Invalid,
                 "message_id must be 1 to 128 visible ASCII characters".to_owned(),
             ));
         }
+        Ok(index)
+    }
+
+    /// `account-message`: a registered account's message, stored as pending before its ack.
+    pub(super) fn account_message(
+        &mut self,
+        transaction: &str,
+        message: AccountMessage,
+    ) -> Result<(), Refusal> {
+        let index = self.sending_account(&message.account, &message.message_id)?;
+        let account = &self.accounts[index];
         if !messaging::valid_content_type(&message.content_type) {
             return Err((
                 ErrorKind::Invalid,
                 "content_type must be a MIME type (type/subtype)".to_owned(),
             ));
         }
-        let timestamp = match message.timestamp {
-            Some(timestamp) if messaging::parse_timestamp(&timestamp).is_some() => timestamp,
-            Some(_) => {
-                return Err((
-                    ErrorKind::Invalid,
-                    "timestamp must be an RFC 3339 date and time".to_owned(),
-                ));
-            }
-            None => messaging::format_timestamp(store::now_millis()),
-        };
+        let timestamp = checked_timestamp(message.timestamp)?;
         let outgoing = Outgoing {
             account: account.sip(),
             from: message.account,
@@ -76,8 +86,46 @@ impl Connection {
             timestamp,
             content_type: message.content_type,
             content: message.content,
+            notification: false,
         };
         self.ask_store(transaction, StoreQuery::AddMessage(Box::new(outgoing)));
+        Ok(())
+    }
+
+    /// `account-disposition-notification`: the stored state of a message the account received
+    /// moves on, then (after the ack) an IMDN goes to its sender. Nothing reports the IMDN's
+    /// own SIP result, as in the reference.
+    pub(super) fn account_disposition(
+        &mut self,
+        transaction: &str,
+        notification: AccountDisposition,
+    ) -> Result<(), Refusal> {
+        let index = self.sending_account(&notification.account, &notification.message_id)?;
+        let account = &self.accounts[index];
+        let now = messaging::format_timestamp(store::now_millis());
+        let datetime = checked_timestamp(notification.timestamp)?;
+        let Some(state) = store::State::parse(&notification.state) else {
+            return Err((ErrorKind::Invalid, "unknown state".to_owned()));
+        };
+        let imdn = Outgoing {
+            account: account.sip(),
+            from: notification.account.clone(),
+            to: notification.uri,
+            message_id: uuid::Uuid::new_v4().to_string(),
+            timestamp: now,
+            content_type: "message/imdn+xml".to_owned(),
+            content: messaging::imdn(&notification.message_id, &datetime, &notification.state),
+            notification: true,
+        };
+        self.ask_store(
+            transaction,
+            StoreQuery::Notify {
+                account: notification.account,
+                message_id: notification.message_id,
+                state,
+                imdn: Box::new(imdn),
+            },
+        );
         Ok(())
     }
 
@@ -237,6 +285,7 @@ mod tests {
                 timestamp: "2026-12-04T10:00:00Z".into(),
                 content_type: "text/plain".into(),
                 content: "hi".into(),
+                notification: false,
             })
         };
         connection.handle_store(

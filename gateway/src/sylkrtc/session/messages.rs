@@ -32,6 +32,11 @@ impl Session<'_> {
         let sent = self.sent.clone();
         tokio::spawn(async move {
             let outcome = outgoing.send(&sip).await;
+            if outgoing.notification {
+                // An IMDN: nobody is told of its own result (as in the reference).
+                debug!(to = %outgoing.to, code = outcome.code, "notification sent");
+                return;
+            }
             let state = if (200..300).contains(&outcome.code) {
                 store::State::Accepted
             } else {
@@ -214,6 +219,18 @@ pub(super) async fn add_message(
         state: store::State::Pending,
         disposition: messaging::DISPOSITION.map(str::to_owned).to_vec(),
     };
+    // The key an account publishes in its own messages is its key (`lookup-public-key`); one
+    // that comes in a MESSAGE from elsewhere is not, since a SIP From proves nothing.
+    if outgoing
+        .content_type
+        .split(';')
+        .next()
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/pgp-public-key"))
+    {
+        store
+            .set_public_key(&account, &outgoing.content, store::now_millis())
+            .await?;
+    }
     let repeat_of = match store.add_message(&message).await? {
         store::Added::New => None,
         store::Added::Duplicate => store
