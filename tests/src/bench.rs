@@ -51,16 +51,28 @@ impl GatewayProcess {
         GatewayProcess::start_pinned(config, None)
     }
 
+    /// As [`GatewayProcess::start`], with more keys of its `[storage]` section (such as
+    /// `postgres_url`).
+    pub fn start_with_storage(config: &str, storage: &str) -> Result<GatewayProcess, Error> {
+        GatewayProcess::launch(config, storage, None)
+    }
+
     /// As [`GatewayProcess::start`], pinned to one CPU core (with `taskset`) when `core` is
     /// given.
     pub fn start_pinned(config: &str, core: Option<usize>) -> Result<GatewayProcess, Error> {
+        GatewayProcess::launch(config, "", core)
+    }
+
+    fn launch(config: &str, storage: &str, core: Option<usize>) -> Result<GatewayProcess, Error> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let path = std::env::temp_dir().join(format!("bench-{}-{port}.toml", std::process::id()));
         let data = std::env::temp_dir().join(format!("bench-{}-{port}-data", std::process::id()));
         std::fs::write(
             &path,
-            format!("[http]\nlisten = \"{addr}\"\n{config}\n[storage]\ndata_dir = {data:?}\n"),
+            format!(
+                "[http]\nlisten = \"{addr}\"\n{config}\n[storage]\ndata_dir = {data:?}\n{storage}"
+            ),
         )?;
         let mut command = match core {
             Some(core) => {
@@ -111,6 +123,24 @@ impl Drop for GatewayProcess {
         let _ = std::fs::remove_file(&self.files.0);
         let _ = std::fs::remove_dir_all(&self.files.1);
     }
+}
+
+/// A kamailio `db_text` directory whose subscriber table has `count` users `u0`, `u1`, ...
+/// at 127.0.0.1, each with the password `pw` and its number.
+pub fn subscribers(count: usize) -> Result<crate::TempDir, Error> {
+    let db = crate::TempDir::new();
+    std::fs::write(
+        db.path().join("version"),
+        "id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n",
+    )?;
+    let mut table = String::from(
+        "id(int,auto) username(string) domain(string) password(string) ha1(string,null) ha1b(string,null) \n",
+    );
+    for index in 0..count {
+        table.push_str(&format!("{}:u{index}:127.0.0.1:pw{index}::\n", index + 1));
+    }
+    std::fs::write(db.path().join("subscriber"), table)?;
+    Ok(db)
 }
 
 /// Opens a sylkRTC-2 connection with small buffers (thousands of clients must not exhaust the

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use gateway_tests::TempDir;
 use gateway_tests::bench::{
     Error, GatewayProcess, Ws, connect, cpu_seconds, rss_kib, tree_cpu_seconds,
 };
@@ -38,18 +37,7 @@ struct Args {
 
 fn main() -> Result<(), Error> {
     let args = Args::parse();
-    let db = TempDir::new();
-    std::fs::write(
-        db.path().join("version"),
-        "id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n",
-    )?;
-    let mut subscribers = String::from(
-        "id(int,auto) username(string) domain(string) password(string) ha1(string,null) ha1b(string,null) \n",
-    );
-    for index in 0..args.accounts {
-        subscribers.push_str(&format!("{}:u{index}:127.0.0.1:pw{index}::\n", index + 1));
-    }
-    std::fs::write(db.path().join("subscriber"), subscribers)?;
+    let db = gateway_tests::bench::subscribers(args.accounts)?;
     let kamailio = Kamailio::start(KamailioOptions {
         db: Some(db.path().to_path_buf()),
         ..KamailioOptions::default()
