@@ -127,25 +127,31 @@ async fn messages_reach_a_registered_account() {
         ("hello", "plain-1-1")
     );
 
-    // An IMDN about a message alice sent.
-    setup
-        .client
-        .expect_ack(message("out-1", "dave@127.0.0.1", "are you there?"))
-        .await;
-    assert_eq!(
-        notification(&mut setup.client, "out-1").await.state,
-        "failed"
-    );
-    let imdn = body(
-        "message/imdn+xml",
-        "<?xml version=\"1.0\"?><imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">\
-         <message-id>out-1</message-id><datetime>2026-12-04T10:00:05Z</datetime>\
-         <delivery-notification><status><delivered/></status></delivery-notification></imdn>",
-    );
-    let (code, _) = send_request(gateway, "MESSAGE", &contact, "imdn-1", &imdn).await;
+    // IMDNs about messages alice sent: from their recipient (bob, who is not registered
+    // yet, so the message failed), taken; bob's about a message to dave, dropped.
+    for (id, to) in [("out-1", "bob@127.0.0.1"), ("out-2", "dave@127.0.0.1")] {
+        setup
+            .client
+            .expect_ack(message(id, to, "are you there?"))
+            .await;
+        assert_eq!(notification(&mut setup.client, id).await.state, "failed");
+    }
+    let imdn = |id: &str| {
+        body(
+            "message/imdn+xml",
+            &format!(
+                "<?xml version=\"1.0\"?><imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">\
+                 <message-id>{id}</message-id><datetime>2026-12-04T10:00:05Z</datetime>\
+                 <delivery-notification><status><delivered/></status></delivery-notification></imdn>"
+            ),
+        )
+    };
+    let (code, _) = send_request(gateway, "MESSAGE", &contact, "imdn-1", &imdn("out-1")).await;
     assert_eq!(code, 200);
     let delivered = notification(&mut setup.client, "out-1").await;
     assert_eq!(delivered.state, "delivered");
+    let (code, _) = send_request(gateway, "MESSAGE", &contact, "imdn-2", &imdn("out-2")).await;
+    assert_eq!(code, 200);
 
     let forged = body(
         "message/cpim",
@@ -237,16 +243,19 @@ async fn messages_reach_a_registered_account() {
             row("in-1", "incoming", "delivered"),
             row("plain-1-1", "incoming", "received"),
             row("out-1", "outgoing", "delivered"),
+            row("out-2", "outgoing", "failed"),
         ]
     );
     assert_eq!(synced[0][0].contact, "bob@127.0.0.1");
     assert_eq!(synced[0][0].content, "hello ✓");
-    assert_eq!(synced[0][2].contact, "dave@127.0.0.1");
+    assert_eq!(synced[0][2].contact, "bob@127.0.0.1");
+    assert_eq!(synced[0][3].contact, "dave@127.0.0.1");
     assert_eq!(
         summary(&synced[1]),
         [
             row("plain-1-1", "incoming", "received"),
-            row("out-1", "outgoing", "delivered")
+            row("out-1", "outgoing", "delivered"),
+            row("out-2", "outgoing", "failed"),
         ]
     );
     assert!(synced[2].is_empty());
@@ -291,7 +300,8 @@ fn message(id: &str, to: &str, content: &str) -> serde_json::Value {
 
 /// A message through kamailio (which challenges it) to a phone that takes CPIM: the document
 /// is what RFC 3862 and RFC 5438 say (sipp checks it), the 200 comes back as `accepted`, and
-/// the store has the message, accepted. A repeat of the same message id is not sent again.
+/// the store has the message, accepted. A repeat of the same message id is not sent again,
+/// and a gateway restarted on the same store still has it.
 #[tokio::test]
 async fn a_message_goes_out_in_cpim_and_is_stored() {
     let data = gateway_tests::TempDir::new();
@@ -332,6 +342,63 @@ async fn a_message_goes_out_in_cpim_and_is_stored() {
     let again = notification(&mut setup.client, "cpim-1").await;
     assert_eq!(again.state, "accepted");
     assert_eq!(again.code, None);
+
+    // The gateway restarts on the same store: nothing acked is lost.
+    let Setup {
+        kamailio,
+        gateway,
+        client,
+    } = setup;
+    drop(client);
+    gateway.stop().await;
+    let mut config = gateway::Config::default();
+    config.sip.outbound_proxy = format!("sip:127.0.0.1:{}", kamailio.port);
+    config.storage.data_dir = data.path().to_path_buf();
+    let gateway = Gateway::start(config).await;
+    let mut client = gateway.client().await;
+    client
+        .expect_ack(
+            json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1",
+            "password": sip::ha1("alice", "127.0.0.1", "alicepw")}),
+        )
+        .await;
+    client
+        .expect_ack(json!({"sylkrtc": "account-sync-conversations", "account": "alice@127.0.0.1"}))
+        .await;
+    let ServerMessage::Event(Event::Account {
+        event: AccountEvent::SyncConversations { messages },
+        ..
+    }) = next(&mut client).await
+    else {
+        panic!("no sync-conversations event");
+    };
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(
+        (messages[0].message_id.as_str(), messages[0].state.as_str()),
+        ("cpim-1", "accepted")
+    );
+}
+
+/// A message over 1,300 bytes goes to the proxy over TCP, never UDP (RFC 3428): sipp, behind
+/// kamailio, finds TCP in the gateway's Via.
+#[tokio::test]
+async fn a_large_message_goes_over_tcp() {
+    let mut setup = Setup::new(|_| {}).await;
+    setup.register_alice().await;
+    let (port, sipp) = sipp_uas("uas_message_tcp.xml");
+    setup
+        .kamailio
+        .add_binding("carol", &format!("sip:carol@127.0.0.1:{port}"));
+    setup
+        .client
+        .expect_ack(message("big-1", "carol@127.0.0.1", &"x".repeat(2000)))
+        .await;
+    let accepted = notification(&mut setup.client, "big-1").await;
+    assert_eq!(
+        (accepted.state.as_str(), accepted.code),
+        ("accepted", Some(200))
+    );
+    sipp_done(sipp).await;
 }
 
 /// baresip 1.0 takes text/plain only and answers CPIM with 415: the message goes again as it

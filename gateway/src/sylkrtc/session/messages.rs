@@ -23,6 +23,17 @@ pub(super) struct Arrived {
     event: Option<AccountEvent>,
 }
 
+impl Arrived {
+    /// Answered, with nothing for the client.
+    fn answered(request: RequestHandle, account: Aor) -> Arrived {
+        Arrived {
+            request,
+            account,
+            event: None,
+        }
+    }
+}
+
 impl Session<'_> {
     /// Sends a stored message in a task of its own: its outcome goes to the store, then to
     /// the connection (when it is still there).
@@ -161,9 +172,24 @@ impl Session<'_> {
                 datetime,
             } => {
                 tokio::spawn(async move {
-                    if let Some(store) = store
-                        && let Err(error) =
-                            store.update_state(&account.key(), &message_id, state).await
+                    // Only the recipient of a message the account sent speaks for it: an IMDN
+                    // from anyone else (a SIP From anybody can write), about a message the
+                    // store does not know, or that cannot be checked, is answered and dropped.
+                    let Some(store) = store else {
+                        warn!("a notification was dropped: the message store is unavailable");
+                        let _ = arrived.send(Arrived::answered(request, account));
+                        return;
+                    };
+                    let about = store.message(&account.key(), &message_id).await;
+                    let from_recipient = matches!(&about, Ok(Some(message))
+                        if message.direction == store::Direction::Outgoing
+                            && message.contact == from.key());
+                    if !from_recipient {
+                        debug!(%from, %message_id, "a notification not from the message's recipient was dropped");
+                        let _ = arrived.send(Arrived::answered(request, account));
+                        return;
+                    }
+                    if let Err(error) = store.update_state(&account.key(), &message_id, state).await
                     {
                         warn!("a notification's state was not stored: {error}");
                     }
