@@ -168,6 +168,7 @@ impl Server {
             calls,
             domains: Arc::new(SipDomains::new(&config.accounts.sip_domains)),
             storage,
+            devices: Default::default(),
         });
         // The paths were checked apart above (`check_routes`), so the merge cannot clash.
         let router = Router::new()

@@ -97,6 +97,125 @@ pub enum AccountEvent {
         /// The stored messages, oldest first.
         messages: Vec<SyncedMessage>,
     },
+    /// `sync`: something another connection of the account did, so that every device shows
+    /// the same conversations.
+    Sync(SyncAction),
+}
+
+/// What a `sync` event replicates (its `type` and `action`, and its `content`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncAction {
+    /// `message` / `add`: the account sent a message from another connection (its content is
+    /// that `account-message` request's fields).
+    MessageAdded {
+        /// The account.
+        account: String,
+        /// The recipient.
+        uri: String,
+        /// The message's id.
+        message_id: String,
+        /// Its body.
+        content: String,
+        /// Its MIME type.
+        content_type: String,
+        /// When it was written.
+        timestamp: String,
+    },
+    /// `message` / `remove`: a message was removed.
+    MessageRemoved {
+        /// The conversation's other party.
+        contact: String,
+        /// The message.
+        message_id: String,
+        /// Which way the message had gone (`incoming`, `outgoing`).
+        direction: Option<String>,
+    },
+    /// `conversation` / `read`: a conversation was read.
+    ConversationRead {
+        /// The conversation's other party.
+        contact: String,
+    },
+    /// `conversation` / `remove`: a conversation was removed.
+    ConversationRemoved {
+        /// The conversation's other party.
+        contact: String,
+        /// When.
+        timestamp: String,
+    },
+}
+
+impl SyncAction {
+    /// The event's `type`, `action` and `content`.
+    fn to_json(&self) -> (&'static str, &'static str, Value) {
+        match self {
+            SyncAction::MessageAdded {
+                account,
+                uri,
+                message_id,
+                content,
+                content_type,
+                timestamp,
+            } => (
+                "message",
+                "add",
+                json!({"account": account, "uri": uri, "message_id": message_id,
+                    "content": content, "content_type": content_type, "timestamp": timestamp}),
+            ),
+            SyncAction::MessageRemoved {
+                contact,
+                message_id,
+                direction,
+            } => {
+                let mut content = json!({"contact": contact, "message_id": message_id});
+                if let Some(direction) = direction {
+                    content["direction"] = json!(direction);
+                }
+                ("message", "remove", content)
+            }
+            SyncAction::ConversationRead { contact } => {
+                ("conversation", "read", json!({"contact": contact}))
+            }
+            SyncAction::ConversationRemoved { contact, timestamp } => (
+                "conversation",
+                "remove",
+                json!({"contact": contact, "timestamp": timestamp}),
+            ),
+        }
+    }
+
+    fn from_fields(fields: Fields<'_>) -> Result<SyncAction> {
+        let path = fields.name("content");
+        let content = Fields::nested(fields.object("content")?, &path);
+        let string = |key: &str| content.string(key).map(str::to_owned);
+        Ok(match (fields.string("type")?, fields.string("action")?) {
+            ("message", "add") => SyncAction::MessageAdded {
+                account: string("account")?,
+                uri: string("uri")?,
+                message_id: string("message_id")?,
+                content: string("content")?,
+                content_type: string("content_type")?,
+                timestamp: string("timestamp")?,
+            },
+            ("message", "remove") => SyncAction::MessageRemoved {
+                contact: string("contact")?,
+                message_id: string("message_id")?,
+                direction: content.opt_string("direction")?.map(str::to_owned),
+            },
+            ("conversation", "read") => SyncAction::ConversationRead {
+                contact: string("contact")?,
+            },
+            ("conversation", "remove") => SyncAction::ConversationRemoved {
+                contact: string("contact")?,
+                timestamp: string("timestamp")?,
+            },
+            (kind, action) => {
+                return Err(Error::invalid(
+                    fields.name("action"),
+                    format!("unknown sync {kind} {action}"),
+                ));
+            }
+        })
+    }
 }
 
 /// One message of a `sync-conversations` event.
@@ -451,6 +570,13 @@ impl AccountEvent {
                 out.insert("messages".into(), Value::Array(messages));
                 "sync-conversations"
             }
+            AccountEvent::Sync(sync) => {
+                let (kind, action, content) = sync.to_json();
+                out.insert("type".into(), json!(kind));
+                out.insert("action".into(), json!(action));
+                out.insert("content".into(), content);
+                "sync"
+            }
             AccountEvent::DispositionNotification(notification) => {
                 out.insert("message_id".into(), json!(notification.message_id));
                 if let Some(timestamp) = &notification.message_timestamp {
@@ -549,6 +675,7 @@ impl AccountEvent {
                     reason: fields.opt_string("reason")?.map(str::to_owned),
                 },
             )),
+            "sync" => Ok(AccountEvent::Sync(SyncAction::from_fields(fields)?)),
             other => Err(Error::UnknownMessage(format!("account event {other}"))),
         }
     }

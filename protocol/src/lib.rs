@@ -26,7 +26,8 @@ pub use aor::Aor;
 pub use error::{Error, RequestError, Result};
 pub use event::{
     AccountEvent, DispositionNotification, Event, Headers, IncomingMessage, Party,
-    RegistrationState, ServerMessage, SessionEvent, SessionState, SyncedMessage, UpdateState,
+    RegistrationState, ServerMessage, SessionEvent, SessionState, SyncAction, SyncedMessage,
+    UpdateState,
 };
 pub use request::{
     AccountAdd, AccountDisposition, AccountMessage, Candidate, Header, NOT_MODELLED, REQUEST_NAMES,

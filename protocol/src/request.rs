@@ -53,9 +53,6 @@ pub const REQUEST_NAMES: &[&str] = &[
 /// "unknown request".
 pub const NOT_MODELLED: &[&str] = &[
     "account-devicetoken",
-    "account-mark-conversation-read",
-    "account-remove-message",
-    "account-remove-conversation",
     "account-fetch-addressbook",
     "account-update-addressbook",
     "session-message",
@@ -134,6 +131,29 @@ pub enum RequestBody {
     /// `account-disposition-notification`: tell a message's sender what became of it (an
     /// IMDN).
     AccountDispositionNotification(AccountDisposition),
+    /// `account-mark-conversation-read`: every message from a contact was read.
+    AccountMarkConversationRead {
+        /// The account.
+        account: Aor,
+        /// The other party of the conversation.
+        contact: Aor,
+    },
+    /// `account-remove-message`: remove one stored message of a conversation.
+    AccountRemoveMessage {
+        /// The account.
+        account: Aor,
+        /// The message.
+        message_id: String,
+        /// The other party of the conversation.
+        contact: Aor,
+    },
+    /// `account-remove-conversation`: remove a whole stored conversation.
+    AccountRemoveConversation {
+        /// The account.
+        account: Aor,
+        /// The other party of the conversation.
+        contact: Aor,
+    },
     /// A request of the protocol whose fields this model does not carry (see [`NOT_MODELLED`]).
     NotModelled(&'static str),
 }
@@ -326,6 +346,9 @@ impl RequestBody {
             RequestBody::AccountMessage(_) => "account-message",
             RequestBody::AccountSyncConversations(_) => "account-sync-conversations",
             RequestBody::AccountDispositionNotification(_) => "account-disposition-notification",
+            RequestBody::AccountMarkConversationRead { .. } => "account-mark-conversation-read",
+            RequestBody::AccountRemoveMessage { .. } => "account-remove-message",
+            RequestBody::AccountRemoveConversation { .. } => "account-remove-conversation",
             RequestBody::NotModelled(name) => name,
         }
     }
@@ -403,6 +426,19 @@ impl RequestBody {
                 content_type: fields.non_empty("content_type")?.to_owned(),
                 timestamp: fields.opt_string("timestamp")?.map(str::to_owned),
             }),
+            "account-mark-conversation-read" => RequestBody::AccountMarkConversationRead {
+                account: aor(fields, "account")?,
+                contact: aor(fields, "contact")?,
+            },
+            "account-remove-message" => RequestBody::AccountRemoveMessage {
+                account: aor(fields, "account")?,
+                message_id: fields.non_empty("message_id")?.to_owned(),
+                contact: aor(fields, "contact")?,
+            },
+            "account-remove-conversation" => RequestBody::AccountRemoveConversation {
+                account: aor(fields, "account")?,
+                contact: aor(fields, "contact")?,
+            },
             other => match NOT_MODELLED.iter().find(|known| **known == other) {
                 Some(known) => RequestBody::NotModelled(known),
                 None => return Err(Error::UnknownRequest(other.to_owned())),
@@ -495,6 +531,20 @@ impl RequestBody {
                 if let Some(timestamp) = &message.timestamp {
                     put("timestamp", json!(timestamp));
                 }
+            }
+            RequestBody::AccountMarkConversationRead { account, contact }
+            | RequestBody::AccountRemoveConversation { account, contact } => {
+                put("account", json!(account.to_string()));
+                put("contact", json!(contact.to_string()));
+            }
+            RequestBody::AccountRemoveMessage {
+                account,
+                message_id,
+                contact,
+            } => {
+                put("account", json!(account.to_string()));
+                put("message_id", json!(message_id));
+                put("contact", json!(contact.to_string()));
             }
             RequestBody::SessionDtmfInfo(dtmf) => {
                 put("session", json!(dtmf.session));

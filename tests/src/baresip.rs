@@ -95,6 +95,14 @@ impl Baresip {
         Baresip::launch(account, tone, false, false)
     }
 
+    /// As [`Baresip::start_account`], with `contact` (`<sip:user@domain>`) as its only and
+    /// current contact: the `message TEXT` command sends it a SIP MESSAGE.
+    pub fn start_messaging(account: &str, contact: &str) -> Baresip {
+        let baresip = Baresip::launch_with(account, 440.0, false, false, Some(contact));
+        baresip.command("contact_next", "");
+        baresip
+    }
+
     /// As [`Baresip::start_account`], with video: the `fakevideo` camera and display, the
     /// VP8, VP9 and H.264 (`avcodec`, from `baresip-ffmpeg`) codecs, and the `snapshot` module (`snapshot_recv PATH` saves the next
     /// received frame). The account line chooses the video codecs (`video_codecs=VP8`).
@@ -110,6 +118,16 @@ impl Baresip {
     }
 
     fn launch(account: &str, tone: f64, trace: bool, video: bool) -> Baresip {
+        Baresip::launch_with(account, tone, trace, video, None)
+    }
+
+    fn launch_with(
+        account: &str,
+        tone: f64,
+        trace: bool,
+        video: bool,
+        contact: Option<&str>,
+    ) -> Baresip {
         let binary = require("baresip", "baresip-core");
         let dir = TempDir::new();
         let sip_port = free_pair();
@@ -128,6 +146,11 @@ impl Baresip {
             .replace("@RTPPORTS@", &format!("{rtp}-{}", rtp + 19))
             .replace("@SRCWAV@", &source.display().to_string())
             .replace("@SNDPATH@", &sound.display().to_string());
+        let config = if contact.is_some() {
+            format!("{config}\nmodule_app\t\t\tcontact.so\n")
+        } else {
+            config
+        };
         let config = if video {
             format!("{config}\n{VIDEO}")
         } else {
@@ -135,6 +158,10 @@ impl Baresip {
         };
         std::fs::write(dir.path().join("config"), config).expect("write the config");
         std::fs::write(dir.path().join("accounts"), account).expect("write the account");
+        if let Some(contact) = contact {
+            std::fs::write(dir.path().join("contacts"), format!("{contact}\n"))
+                .expect("write the contacts");
+        }
         let mut child = Command::new(binary)
             .args(trace.then_some("-s"))
             .arg("-f")
@@ -187,6 +214,20 @@ impl Baresip {
                 messages
                     .iter()
                     .filter(|m| m["event"] == true)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every answer to a command so far (`{"response":true,"ok":true,"data":"...",...}`).
+    pub fn responses(&self) -> Vec<Value> {
+        self.messages
+            .lock()
+            .map(|messages| {
+                messages
+                    .iter()
+                    .filter(|m| m["response"] == true)
                     .cloned()
                     .collect()
             })

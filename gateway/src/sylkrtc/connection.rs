@@ -130,6 +130,8 @@ pub(crate) enum Output {
     /// Send a stored message over SIP; its outcome comes back through
     /// [`Connection::handle_message_sent`].
     SendMessage(Box<crate::messaging::Outgoing>),
+    /// Tell the account's other connections (its other devices) of this.
+    Fork { account: Aor, event: AccountEvent },
 }
 
 /// A question for the message store.
@@ -151,6 +153,11 @@ pub(crate) enum StoreQuery {
         account: Aor,
         from: SyncFrom,
         limit: u32,
+    },
+    /// A change to the account's conversations, with its journal entry.
+    Change {
+        account: Aor,
+        change: conversations::Change,
     },
 }
 
@@ -182,6 +189,12 @@ pub(crate) enum StoreAnswer {
     Synced {
         account: Aor,
         messages: Vec<store::Message>,
+    },
+    /// A change is stored: what the other connections are told (none when it changed
+    /// nothing).
+    Changed {
+        account: Aor,
+        sync: Option<protocol::SyncAction>,
     },
 }
 
@@ -284,6 +297,20 @@ impl Connection {
             account: account.to_string(),
             event,
         }));
+    }
+
+    /// The accounts registered here (their credentials were accepted): the ones this
+    /// connection hears of when another device of the account acts.
+    pub(crate) fn registered_accounts(&self) -> impl Iterator<Item = &Aor> + '_ {
+        self.accounts
+            .iter()
+            .filter(|account| {
+                account
+                    .registration
+                    .as_ref()
+                    .is_some_and(|registration| registration.reported == Some(Reported::Registered))
+            })
+            .map(|account| &account.aor)
     }
 
     /// The registrations to remove when the connection ends.
@@ -459,6 +486,30 @@ impl Connection {
             RequestBody::AccountMessage(message) => {
                 self.account_message(&request.transaction, message)
             }
+            RequestBody::AccountMarkConversationRead { account, contact } => self
+                .change_conversation(
+                    &request.transaction,
+                    account,
+                    conversations::Change::Read { contact },
+                ),
+            RequestBody::AccountRemoveMessage {
+                account,
+                message_id,
+                contact,
+            } => self.change_conversation(
+                &request.transaction,
+                account,
+                conversations::Change::RemoveMessage {
+                    contact,
+                    message_id,
+                },
+            ),
+            RequestBody::AccountRemoveConversation { account, contact } => self
+                .change_conversation(
+                    &request.transaction,
+                    account,
+                    conversations::Change::RemoveConversation { contact },
+                ),
             _ => Err((
                 ErrorKind::NotSupported,
                 format!("not supported yet: {name}"),
@@ -632,11 +683,22 @@ impl Connection {
                 );
                 Outcome::Ack
             }
+            Ok(StoreAnswer::Changed { account, sync }) => {
+                self.send(ServerMessage::Ack { transaction });
+                if let Some(sync) = sync {
+                    self.fork(&account, AccountEvent::Sync(sync));
+                }
+                Outcome::Ack
+            }
             Ok(StoreAnswer::MessageStored {
                 outgoing,
                 repeat_of,
             }) => {
                 self.send(ServerMessage::Ack { transaction });
+                if repeat_of.is_none() && !outgoing.notification {
+                    let event = AccountEvent::Sync(messages::added(&outgoing));
+                    self.fork(&outgoing.from, event);
+                }
                 match repeat_of {
                     // A repeat of a message that went out already: its state again.
                     Some(state)
@@ -693,6 +755,7 @@ pub(crate) fn redact(text: &str) -> String {
     }
 }
 
+pub(crate) mod conversations;
 mod messages;
 mod sessions;
 #[cfg(test)]

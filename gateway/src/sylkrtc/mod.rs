@@ -3,6 +3,7 @@
 //! handler, whose decisions are the sans-IO [`Connection`].
 
 mod connection;
+mod devices;
 mod pump;
 mod session;
 
@@ -35,6 +36,8 @@ pub(crate) struct Sylkrtc {
     pub(crate) domains: Arc<SipDomains>,
     /// The message store.
     pub(crate) storage: Arc<crate::storage::Storage>,
+    /// Which connections hold which accounts.
+    pub(crate) devices: devices::Devices,
 }
 
 impl Sylkrtc {

@@ -16,6 +16,7 @@ use super::Sylkrtc;
 use super::connection::{
     Connection, Handled, Outcome, Output, StoreAnswer, StoreQuery, SyncFrom, redact,
 };
+use super::devices::{Devices, Forked};
 use super::pump::{Inbound, Outbound};
 use crate::call::{self, CallServices, CallTask, CallUpdate};
 use crate::leg::{LegCommand, Refusal};
@@ -23,6 +24,7 @@ use crate::local::{Arrival, Arriving};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::routing::Route;
+use protocol::Aor;
 
 mod messages;
 
@@ -44,7 +46,11 @@ pub(super) async fn handle_loop(
     let (reports, mut reports_rx) = mpsc::unbounded_channel();
     let (sent, mut sent_rx) = mpsc::unbounded_channel();
     let (arrived, mut arrived_rx) = mpsc::unbounded_channel();
+    let (forked, mut forked_rx) = mpsc::unbounded_channel();
     let mut session = Session {
+        devices: &sylkrtc.devices,
+        forked,
+        joined: Vec::new(),
         sent,
         connection,
         storage: &sylkrtc.storage,
@@ -90,6 +96,7 @@ pub(super) async fn handle_loop(
                 session.sip_event(event, &arrived);
             }
             Some(message) = arrived_rx.recv() => session.arrived(message),
+            Some(forked) = forked_rx.recv() => session.forked(forked),
             Some(arrival) = arrivals_rx.recv() => session.arrival(arrival),
             Some((call, report)) = reports_rx.recv() => session.report(call, report),
             Some((outgoing, state, outcome)) = sent_rx.recv() => {
@@ -99,6 +106,7 @@ pub(super) async fn handle_loop(
         if !session.flush(&out, trace).await {
             return;
         }
+        session.join_devices();
     }
 }
 
@@ -109,6 +117,12 @@ struct Session<'a> {
     /// Where the tasks sending messages report what became of them.
     sent: mpsc::UnboundedSender<messages::Sent>,
     storage: &'a crate::storage::Storage,
+    /// Which connections hold which accounts.
+    devices: &'a Devices,
+    /// Where the other connections' events for this one's accounts arrive.
+    forked: mpsc::UnboundedSender<Forked>,
+    /// The accounts this connection is a member for in `devices`.
+    joined: Vec<Aor>,
     metrics: &'a Metrics,
     sip: &'a SipHandle,
     services: &'a Arc<CallServices>,
@@ -184,6 +198,36 @@ impl Session<'_> {
                 request,
                 message,
             } => self.account_request(handle, request, &message, arrived),
+        }
+    }
+
+    /// Joins the devices of the accounts registered here since the last time, and leaves
+    /// those no longer registered.
+    fn join_devices(&mut self) {
+        let registered: Vec<&Aor> = self.connection.registered_accounts().collect();
+        if registered.len() == self.joined.len()
+            && registered.iter().all(|aor| self.joined.contains(aor))
+        {
+            return;
+        }
+        for gone in self.joined.iter().filter(|aor| !registered.contains(aor)) {
+            self.devices.leave(gone, self.owner);
+        }
+        for aor in &registered {
+            self.devices.join(aor, self.owner, &self.forked);
+        }
+        self.joined = registered.into_iter().cloned().collect();
+    }
+
+    /// An event from elsewhere in the gateway for one of this connection's accounts, still
+    /// registered here.
+    fn forked(&mut self, forked: Forked) {
+        if self
+            .connection
+            .registered_accounts()
+            .any(|aor| *aor == forked.account)
+        {
+            self.connection.account_event(&forked.account, forked.event);
         }
     }
 
@@ -298,6 +342,9 @@ impl Session<'_> {
                     .await
                     .map(|messages| StoreAnswer::Synced { account, messages })
             }
+            StoreQuery::Change { account, change } => {
+                messages::change(&*store, account, change).await
+            }
         };
         result.map_err(|error| {
             warn!("{error}");
@@ -381,6 +428,9 @@ impl Session<'_> {
                     self.record(handled);
                 }
                 Output::SendMessage(outgoing) => self.send_message(outgoing),
+                Output::Fork { account, event } => {
+                    self.devices.fork(&account, Some(self.owner), &event);
+                }
             }
         }
         true
@@ -394,6 +444,9 @@ impl Drop for Session<'_> {
             warn!("{held_back} more warnings about ignored messages were not shown");
         }
         self.metrics.accounts_changed(-(self.accounts as i64));
+        for aor in &self.joined {
+            self.devices.leave(aor, self.owner);
+        }
         for handle in self.connection.registrations() {
             if self.local_registrations.contains(&handle) {
                 if let Some(local) = &self.services.local {

@@ -87,6 +87,9 @@ pub enum Direction {
     Incoming,
     /// Sent by the account.
     Outgoing,
+    /// Neither: a journal entry of something the account did to a whole conversation (read
+    /// it, removed it), which the protocol gives with an empty direction.
+    None,
 }
 
 impl Direction {
@@ -95,6 +98,7 @@ impl Direction {
         match self {
             Direction::Incoming => "incoming",
             Direction::Outgoing => "outgoing",
+            Direction::None => "",
         }
     }
 
@@ -102,6 +106,7 @@ impl Direction {
         match text {
             "incoming" => Some(Direction::Incoming),
             "outgoing" => Some(Direction::Outgoing),
+            "" => Some(Direction::None),
             _ => None,
         }
     }
@@ -269,6 +274,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         since: Since<'a>,
         limit: u32,
     ) -> StoreFuture<'a, Vec<Message>>;
+
+    /// Marks the account's conversation with `contact` read: every message it received there
+    /// becomes `displayed` (with no notification left to send), and `journal` (an
+    /// `application/sylk-conversation-read` entry) is stored, in one transaction. Returns how
+    /// many messages changed.
+    fn mark_read<'a>(
+        &'a self,
+        account: &'a str,
+        contact: &'a str,
+        journal: &'a Message,
+    ) -> StoreFuture<'a, u64>;
+
+    /// Removes one message of the account and stores `journal` (an
+    /// `application/sylk-message-remove` entry), in one transaction; `false`, and no journal
+    /// entry, when the store does not have the message.
+    fn remove_message<'a>(
+        &'a self,
+        account: &'a str,
+        message_id: &'a str,
+        journal: &'a Message,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Removes the account's whole conversation with `contact` (its journal entries too) and
+    /// stores `journal` (an `application/sylk-conversation-remove` entry), in one transaction.
+    /// Returns how many messages went.
+    fn remove_conversation<'a>(
+        &'a self,
+        account: &'a str,
+        contact: &'a str,
+        journal: &'a Message,
+    ) -> StoreFuture<'a, u64>;
 
     /// The public key an account published, if any.
     fn public_key<'a>(&'a self, account: &'a str) -> StoreFuture<'a, Option<String>>;

@@ -61,6 +61,32 @@ impl SqlStore {
         Ok(SqlStore { pool, dialect })
     }
 
+    /// Runs `change` and stores `journal` in one transaction; returns how many rows `change`
+    /// touched.
+    async fn journaled(
+        &self,
+        change: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+        journal: &Message,
+        when: Journal,
+    ) -> Result<u64> {
+        let mut transaction = self.pool.begin().await.map_err(error)?;
+        let changed = change
+            .execute(&mut *transaction)
+            .await
+            .map_err(error)?
+            .rows_affected();
+        if changed == 0 && when == Journal::IfChanged {
+            transaction.rollback().await.map_err(error)?;
+            return Ok(0);
+        }
+        insert(journal)
+            .execute(&mut *transaction)
+            .await
+            .map_err(error)?;
+        transaction.commit().await.map_err(error)?;
+        Ok(changed)
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -167,6 +193,34 @@ fn message(row: &AnyRow) -> Result<Message> {
     })
 }
 
+/// Whether a change's journal entry is stored when the change touched nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Journal {
+    Always,
+    IfChanged,
+}
+
+/// The statement that stores `message` unless its (account, message id) is there.
+fn insert(message: &Message) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO messages (account, message_id, contact, direction, content_type, \
+         content, timestamp, at, state, state_rank, disposition) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (account, message_id) DO NOTHING",
+    )
+    .bind(&message.account)
+    .bind(&message.message_id)
+    .bind(&message.contact)
+    .bind(message.direction.as_str())
+    .bind(&message.content_type)
+    .bind(&message.content)
+    .bind(&message.timestamp)
+    .bind(message.at)
+    .bind(message.state.as_str())
+    .bind(message.state.rank())
+    .bind(message.disposition.join(","))
+}
+
 impl Store for SqlStore {
     fn backend(&self) -> &'static str {
         match self.dialect {
@@ -177,26 +231,7 @@ impl Store for SqlStore {
 
     fn add_message<'a>(&'a self, message: &'a Message) -> StoreFuture<'a, Added> {
         Box::pin(async move {
-            let done = sqlx::query(
-                "INSERT INTO messages (account, message_id, contact, direction, content_type, \
-                 content, timestamp, at, state, state_rank, disposition) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (account, message_id) DO NOTHING",
-            )
-            .bind(&message.account)
-            .bind(&message.message_id)
-            .bind(&message.contact)
-            .bind(message.direction.as_str())
-            .bind(&message.content_type)
-            .bind(&message.content)
-            .bind(&message.timestamp)
-            .bind(message.at)
-            .bind(message.state.as_str())
-            .bind(message.state.rank())
-            .bind(message.disposition.join(","))
-            .execute(&self.pool)
-            .await
-            .map_err(error)?;
+            let done = insert(message).execute(&self.pool).await.map_err(error)?;
             Ok(if done.rows_affected() == 0 {
                 Added::Duplicate
             } else {
@@ -293,6 +328,51 @@ impl Store for SqlStore {
             .map_err(error)?;
             rows.iter().map(message).collect()
         })
+    }
+
+    fn mark_read<'a>(
+        &'a self,
+        account: &'a str,
+        contact: &'a str,
+        journal: &'a Message,
+    ) -> StoreFuture<'a, u64> {
+        let displayed = State::Displayed;
+        let change = sqlx::query(
+            "UPDATE messages SET state = $3, state_rank = $4, disposition = '' \
+             WHERE account = $1 AND contact = $2 AND direction = 'incoming' AND state_rank < $4",
+        )
+        .bind(account)
+        .bind(contact)
+        .bind(displayed.as_str())
+        .bind(displayed.rank());
+        Box::pin(self.journaled(change, journal, Journal::Always))
+    }
+
+    fn remove_message<'a>(
+        &'a self,
+        account: &'a str,
+        message_id: &'a str,
+        journal: &'a Message,
+    ) -> StoreFuture<'a, bool> {
+        let change = sqlx::query("DELETE FROM messages WHERE account = $1 AND message_id = $2")
+            .bind(account)
+            .bind(message_id);
+        Box::pin(async move {
+            let removed = self.journaled(change, journal, Journal::IfChanged).await?;
+            Ok(removed > 0)
+        })
+    }
+
+    fn remove_conversation<'a>(
+        &'a self,
+        account: &'a str,
+        contact: &'a str,
+        journal: &'a Message,
+    ) -> StoreFuture<'a, u64> {
+        let change = sqlx::query("DELETE FROM messages WHERE account = $1 AND contact = $2")
+            .bind(account)
+            .bind(contact);
+        Box::pin(self.journaled(change, journal, Journal::Always))
     }
 
     fn public_key<'a>(&'a self, account: &'a str) -> StoreFuture<'a, Option<String>> {

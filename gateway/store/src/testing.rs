@@ -196,4 +196,114 @@ pub async fn conformance(store: &dyn Store, prefix: &str) {
         .await
         .expect("the store answers");
     assert_eq!(ids(kept), ["m4"]);
+
+    journal_checks(store, prefix).await;
+}
+
+/// A journal entry of `account` about `contact`.
+fn journal(account: &str, id: &str, contact: &str, content_type: &str) -> Message {
+    Message {
+        direction: Direction::None,
+        content_type: content_type.to_owned(),
+        content: contact.to_owned(),
+        state: State::Accepted,
+        disposition: Vec::new(),
+        ..message(account, id, contact, 9_000)
+    }
+}
+
+/// Every stored message of `account`.
+async fn everything(store: &dyn Store, account: &str) -> Vec<Message> {
+    store
+        .messages(account, Since::Start, 100)
+        .await
+        .expect("the store answers")
+}
+
+/// Marking a conversation read, removing a message, removing a conversation: each changes the
+/// messages and stores its journal entry together.
+async fn journal_checks(store: &dyn Store, prefix: &str) {
+    let dave = format!("{prefix}dave@example.com");
+    let erin = format!("{prefix}erin@example.com");
+    let frank = format!("{prefix}frank@example.com");
+    let ids = |messages: &[Message]| -> Vec<String> {
+        messages
+            .iter()
+            .map(|message| message.message_id.clone())
+            .collect()
+    };
+    for (id, contact, direction) in [
+        ("d1", &erin, Direction::Incoming),
+        ("d2", &erin, Direction::Outgoing),
+        ("d3", &erin, Direction::Incoming),
+        ("d4", &frank, Direction::Incoming),
+    ] {
+        let mut next = message(&dave, id, contact, 5_000);
+        next.direction = direction;
+        next.state = match direction {
+            Direction::Incoming => State::Received,
+            _ => State::Pending,
+        };
+        store.add_message(&next).await.expect("the store answers");
+    }
+    store
+        .update_state(&dave, "d3", State::Displayed)
+        .await
+        .expect("the store answers");
+
+    // Read: the received messages not yet displayed, of that conversation only.
+    let read = journal(&dave, "j1", &erin, "application/sylk-conversation-read");
+    assert_eq!(
+        store
+            .mark_read(&dave, &erin, &read)
+            .await
+            .expect("the store answers"),
+        1
+    );
+    let all = everything(store, &dave).await;
+    assert_eq!(ids(&all), ["d1", "d2", "d3", "d4", "j1"]);
+    let states: Vec<State> = all.iter().map(|message| message.state).collect();
+    assert_eq!(
+        states,
+        [
+            State::Displayed,
+            State::Pending,
+            State::Displayed,
+            State::Received,
+            State::Accepted
+        ]
+    );
+    assert!(all[0].disposition.is_empty());
+    assert_eq!(all[4], read);
+
+    // One message, with its journal entry; an unknown one changes nothing.
+    let removal = journal(&dave, "j2", &erin, "application/sylk-message-remove");
+    assert!(
+        store
+            .remove_message(&dave, "d2", &removal)
+            .await
+            .expect("the store answers")
+    );
+    let again = journal(&dave, "j3", &erin, "application/sylk-message-remove");
+    assert!(
+        !store
+            .remove_message(&dave, "d2", &again)
+            .await
+            .expect("the store answers")
+    );
+    let all = everything(store, &dave).await;
+    assert_eq!(ids(&all), ["d1", "d3", "d4", "j1", "j2"]);
+
+    // A conversation, its journal entries with it; the others stay.
+    let gone = journal(&dave, "j4", &erin, "application/sylk-conversation-remove");
+    assert_eq!(
+        store
+            .remove_conversation(&dave, &erin, &gone)
+            .await
+            .expect("the store answers"),
+        4
+    );
+    let all = everything(store, &dave).await;
+    assert_eq!(ids(&all), ["d4", "j4"]);
+    assert_eq!(all[1].direction, Direction::None);
 }

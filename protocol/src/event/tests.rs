@@ -133,6 +133,44 @@ fn spec_examples_round_trip_as_sylkrtc_2() {
             "content_type": "text/plain", "disposition_notification": ["positive-delivery", "display"],
             "direction": "incoming"}),
     );
+    // `sync`, in the shapes sylkrtc.js reads.
+    for (kind, action, content) in [
+        (
+            "message",
+            "add",
+            json!({"account": "saghul@sip2sip.info", "uri": "bob@example.com",
+            "message_id": "m3", "content": "hi", "content_type": "text/plain",
+            "timestamp": "2026-12-04T10:00:00.000Z"}),
+        ),
+        (
+            "message",
+            "remove",
+            json!({"contact": "bob@example.com", "message_id": "m3"}),
+        ),
+        (
+            "message",
+            "remove",
+            json!({"contact": "bob@example.com", "message_id": "m3",
+            "direction": "incoming"}),
+        ),
+        (
+            "conversation",
+            "read",
+            json!({"contact": "bob@example.com"}),
+        ),
+        (
+            "conversation",
+            "remove",
+            json!({"contact": "bob@example.com",
+            "timestamp": "2026-12-04T10:00:00.000Z"}),
+        ),
+    ] {
+        round_trip(
+            v2,
+            json!({"sylkrtc": "account-event", "account": "saghul@sip2sip.info", "event": "sync",
+                "type": kind, "action": action, "content": content}),
+        );
+    }
     assert_eq!(
         round_trip(
             v2,

@@ -103,6 +103,13 @@ fn every_modelled_request_round_trips() {
         json!({"sylkrtc": "account-disposition-notification", "transaction": "j",
             "account": "bob@example.org", "uri": "alice@example.com", "message_id": "8f2c",
             "state": "delivered", "timestamp": "2026-12-04T10:00:00.000Z"}),
+        // As sylkrtc.js's markConversationRead, removeMessage and removeConversation send them.
+        json!({"sylkrtc": "account-mark-conversation-read", "transaction": "k",
+            "account": "bob@example.org", "contact": "alice@example.com"}),
+        json!({"sylkrtc": "account-remove-message", "transaction": "l",
+            "account": "bob@example.org", "message_id": "8f2c", "contact": "alice@example.com"}),
+        json!({"sylkrtc": "account-remove-conversation", "transaction": "m",
+            "account": "bob@example.org", "contact": "alice@example.com"}),
         // As sylkrtc.js's sendMessage sends it.
         json!({"sylkrtc": "account-message", "transaction": "h", "account": "bob@example.org",
             "uri": "alice@example.com", "message_id": "8f2c", "content": "hi ✓", "content_type": "text/plain",

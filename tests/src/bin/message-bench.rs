@@ -5,11 +5,12 @@
 //! It starts kamailio (digest auth), the release gateway (its store in SQLite, or with
 //! `--postgres` in a throwaway PostgreSQL server), and a recipient: a UDP socket bound in
 //! kamailio's location as `sink`, answering 200 to every MESSAGE. `--connections` WebSocket
-//! connections register one account (`u0`), then send `--messages` messages between them, all
-//! at once, each stored, acked, sent as CPIM through kamailio (407, then the authenticated
-//! MESSAGE, then 200) and reported back as a `disposition-notification`. Reported: messages per
+//! connections register one account (`u0`: one user's devices), then send `--messages` messages
+//! between them, all at once, each stored, acked, told to the account's other connections as a
+//! `sync`, sent as CPIM through kamailio (407, then the authenticated MESSAGE, then 200) and
+//! reported back to every connection as a `disposition-notification`. Reported: messages per
 //! second (first send to last notification), the CPU of the gateway (and of PostgreSQL) and of
-//! kamailio per message; then the time a new connection takes to sync the account's stored
+//! kamailio per message; then the time a new connection (registered) takes to sync the account's stored
 //! conversation (`--messages` messages, at most 5,000); then sipp sending as many MESSAGEs
 //! through the same kamailio to the same recipient (with the same challenge), its rate and
 //! kamailio's CPU per message.
@@ -140,7 +141,8 @@ async fn bench(args: &Args, gateway: &GatewayProcess, kamailio: &Kamailio) -> Re
     let waits = clients
         .into_iter()
         .zip(per_client)
-        .map(|(ws, count)| notifications(ws, count));
+        .enumerate()
+        .map(|(client, (ws, count))| notifications(ws, client, args.connections, count));
     let results = futures_util::future::join_all(waits).await;
     let wall = started.elapsed().as_secs_f64();
     let gateway_cpu = cpu_seconds(gateway.pid())? - gateway_cpu;
@@ -158,7 +160,11 @@ async fn bench(args: &Args, gateway: &GatewayProcess, kamailio: &Kamailio) -> Re
         r#"{{"sylkrtc":"account-add","transaction":"s0","account":"u0@127.0.0.1","password":"{ha1}"}}"#
     )))
     .await?;
-    until(&mut ws, "\"ack\"").await?;
+    ws.send(Message::text(
+        r#"{"sylkrtc":"account-register","transaction":"s2","account":"u0@127.0.0.1"}"#,
+    ))
+    .await?;
+    until(&mut ws, "\"state\":\"registered\"").await?;
     let sync_started = Instant::now();
     ws.send(Message::text(
         r#"{"sylkrtc":"account-sync-conversations","transaction":"s1","account":"u0@127.0.0.1","limit":5000}"#,
@@ -293,10 +299,26 @@ async fn until(ws: &mut Ws, needle: &str) -> Result<String, Error> {
 
 /// Waits for `count` disposition notifications on this connection; returns how many were not
 /// `accepted`.
-async fn notifications(mut ws: Ws, count: usize) -> Result<usize, Error> {
+async fn notifications(
+    mut ws: Ws,
+    client: usize,
+    connections: usize,
+    count: usize,
+) -> Result<usize, Error> {
     let (mut seen, mut failed) = (0, 0);
     while seen < count {
         let text = until(&mut ws, "\"disposition-notification\"").await?;
+        // Every connection of the account hears of every message's outcome: only its own
+        // count here.
+        let own = text
+            .split("\"message_id\":\"id-")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|index| index.parse::<usize>().ok())
+            .is_some_and(|index| index % connections == client);
+        if !own {
+            continue;
+        }
         seen += 1;
         if !text.contains("\"state\":\"accepted\"") {
             failed += 1;

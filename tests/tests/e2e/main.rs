@@ -11,6 +11,7 @@ mod autobahn;
 mod bandwidth;
 mod calls;
 mod closes;
+mod conversations;
 mod cuttlefish;
 mod dns;
 mod dtls_srtp;

@@ -194,15 +194,10 @@ async fn messages_reach_a_registered_account() {
             "state": "delivered", "timestamp": "2026-12-04T09:00:00.000Z"}))
         .await;
     sipp_done(sipp).await;
-    // Another connection of alice syncs the conversations: what came in and what went out,
-    // oldest first, with their states; then what follows a message it has; then nothing.
-    let mut second = setup.gateway.client().await;
-    second
-        .expect_ack(
-            json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1",
-            "password": sip::ha1("alice", "127.0.0.1", "alicepw")}),
-        )
-        .await;
+    // Another connection of alice (registered: adding the account proves nothing) syncs the
+    // conversations: what came in and what went out, oldest first, with their states; then
+    // what follows a message it has; then nothing.
+    let mut second = crate::conversations::alice(&setup.gateway).await;
     let sync = |more: serde_json::Value| {
         let mut request =
             json!({"sylkrtc": "account-sync-conversations", "account": "alice@127.0.0.1"});
@@ -355,13 +350,7 @@ async fn a_message_goes_out_in_cpim_and_is_stored() {
     config.sip.outbound_proxy = format!("sip:127.0.0.1:{}", kamailio.port);
     config.storage.data_dir = data.path().to_path_buf();
     let gateway = Gateway::start(config).await;
-    let mut client = gateway.client().await;
-    client
-        .expect_ack(
-            json!({"sylkrtc": "account-add", "account": "alice@127.0.0.1",
-            "password": sip::ha1("alice", "127.0.0.1", "alicepw")}),
-        )
-        .await;
+    let mut client = crate::conversations::alice(&gateway).await;
     client
         .expect_ack(json!({"sylkrtc": "account-sync-conversations", "account": "alice@127.0.0.1"}))
         .await;

@@ -4,7 +4,7 @@
 
 use protocol::{
     AccountDisposition, AccountEvent, AccountMessage, DispositionNotification, Event,
-    ServerMessage, SyncConversations, SyncedMessage,
+    ServerMessage, SyncAction, SyncConversations, SyncedMessage,
 };
 
 use super::{Connection, Reported, StoreQuery, SyncFrom};
@@ -42,10 +42,23 @@ fn checked_timestamp(timestamp: Option<String>) -> Result<String, Refusal> {
     }
 }
 
+/// The `sync` event that tells an account's other devices of a message it sent: the fields of
+/// its `account-message`.
+pub(super) fn added(outgoing: &Outgoing) -> SyncAction {
+    SyncAction::MessageAdded {
+        account: outgoing.from.to_string(),
+        uri: outgoing.to.to_string(),
+        message_id: outgoing.message_id.clone(),
+        content: outgoing.content.clone(),
+        content_type: outgoing.content_type.clone(),
+        timestamp: outgoing.timestamp.clone(),
+    }
+}
+
 impl Connection {
-    /// The account a message or notification goes out for: added here and registered, and
-    /// a message id that can go into a header.
-    fn sending_account(&self, aor: &protocol::Aor, message_id: &str) -> Result<usize, Refusal> {
+    /// An account added here and registered: its credentials were accepted, so its stored
+    /// conversations are the client's to read and change (adding an account proves nothing).
+    pub(super) fn authenticated(&self, aor: &protocol::Aor) -> Result<usize, Refusal> {
         let index = self.account_index(aor)?;
         let registered = self.accounts[index]
             .registration
@@ -54,6 +67,13 @@ impl Connection {
         if !registered {
             return Err((ErrorKind::Refused, "Account not authenticated".to_owned()));
         }
+        Ok(index)
+    }
+
+    /// The account a message or notification goes out for: authenticated here, and a message
+    /// id that can go into a header.
+    fn sending_account(&self, aor: &protocol::Aor, message_id: &str) -> Result<usize, Refusal> {
+        let index = self.authenticated(aor)?;
         if !messaging::valid_message_id(message_id) {
             return Err((
                 ErrorKind::Invalid,
@@ -136,7 +156,7 @@ impl Connection {
         transaction: &str,
         sync: SyncConversations,
     ) -> Result<(), Refusal> {
-        self.account_index(&sync.account)?;
+        self.authenticated(&sync.account)?;
         let from = match (sync.message_id, sync.since) {
             (Some(id), _) => SyncFrom::Message(id),
             (None, Some(since)) => match messaging::parse_timestamp(&since) {
@@ -162,26 +182,33 @@ impl Connection {
         Ok(())
     }
 
-    /// What became of a message this connection sent: a `disposition-notification` event.
+    /// What became of a message this connection sent: a `disposition-notification` event,
+    /// for the account's other connections too when it is the SIP outcome (they heard of the
+    /// message as a `sync`).
     pub(crate) fn handle_message_sent(
         &mut self,
         outgoing: &Outgoing,
         state: store::State,
         outcome: Option<sip::RequestOutcome>,
     ) {
+        let fork = outcome.is_some();
         let (code, reason) = match outcome {
             Some(outcome) => (Some(outcome.code), Some(outcome.reason)),
             None => (None, None),
         };
+        let event = AccountEvent::DispositionNotification(DispositionNotification {
+            message_id: outgoing.message_id.clone(),
+            message_timestamp: Some(outgoing.timestamp.clone()),
+            state: state.as_str().to_owned(),
+            code,
+            reason,
+        });
+        if fork {
+            self.fork(&outgoing.from, event.clone());
+        }
         self.send(ServerMessage::Event(Event::Account {
             account: outgoing.from.to_string(),
-            event: AccountEvent::DispositionNotification(DispositionNotification {
-                message_id: outgoing.message_id.clone(),
-                message_timestamp: Some(outgoing.timestamp.clone()),
-                state: state.as_str().to_owned(),
-                code,
-                reason,
-            }),
+            event,
         }));
     }
 }
@@ -212,6 +239,7 @@ mod tests {
                 } => json!({"store": transaction, "id": outgoing.message_id,
                     "to": outgoing.to.to_string(), "timestamp": outgoing.timestamp}),
                 Output::SendMessage(outgoing) => json!({"send": outgoing.message_id}),
+                Output::Fork { account, event } => super::super::tests::fork(account, event),
                 Output::Store {
                     transaction,
                     query:
@@ -295,10 +323,16 @@ mod tests {
                 repeat_of: None,
             }),
         );
+        // The account's other connections hear of the message (as sylkrtc.js reads it).
         assert_eq!(
             drain(&mut connection),
             [
                 json!({"sylkrtc": "ack", "transaction": "m1"}),
+                json!({"fork": {"sylkrtc": "account-event", "account": "alice@example.com",
+                    "event": "sync", "type": "message", "action": "add",
+                    "content": {"account": "alice@example.com", "uri": "bob@example.org",
+                        "message_id": "id1", "content": "hi", "content_type": "text/plain",
+                        "timestamp": "2026-12-04T10:00:00Z"}}}),
                 json!({"send": "id1"})
             ]
         );
@@ -310,16 +344,15 @@ mod tests {
                 reason: "Not Found".into(),
             }),
         );
+        let notification = json!({"sylkrtc": "account-event", "account": "alice@example.com",
+            "event": "disposition-notification", "message_id": "id1",
+            "message_timestamp": "2026-12-04T10:00:00Z", "state": "failed", "code": 404,
+            "reason": "Not Found"});
         assert_eq!(
             drain(&mut connection),
-            [
-                json!({"sylkrtc": "account-event", "account": "alice@example.com",
-                "event": "disposition-notification", "message_id": "id1",
-                "message_timestamp": "2026-12-04T10:00:00Z", "state": "failed", "code": 404,
-                "reason": "Not Found"})
-            ]
+            [json!({"fork": notification.clone()}), notification]
         );
-        // A repeat of a message that went out: its state, nothing sent.
+        // A repeat of a message that went out: its state, nothing sent, nobody else told.
         connection.handle_store(
             "m2".into(),
             Ok(StoreAnswer::MessageStored {
@@ -341,8 +374,8 @@ mod tests {
         );
     }
 
-    /// A sync starts after a message, at a time, or at the start, for an added account (no
-    /// registration needed), and sends at most 5,000 messages.
+    /// A sync starts after a message, at a time, or at the start, for a registered account,
+    /// and sends at most 5,000 messages.
     #[test]
     fn a_sync_asks_the_store_from_where_the_client_is() {
         let mut connection = Connection::new(Version::V2, Arc::new(SipDomains::new(&["*".into()])));
@@ -366,6 +399,15 @@ mod tests {
             json!({"sylkrtc": "account-add", "transaction": "a", "account": "alice@example.com",
                 "password": "884edfee38ed471b8a15006700139485"}),
         );
+        // Adding an account proves nothing: its conversations need its registration.
+        let (_, out) = exchange(&mut connection, sync(json!({})));
+        assert_eq!(out[0]["error"], "Account not authenticated");
+        connection.handle_text(
+            &json!({"sylkrtc": "account-register", "transaction": "r", "account": "alice@example.com"})
+                .to_string(),
+        );
+        connection.handle_registration(1, RegistrationEvent::Registered { expires: 600 });
+        drain(&mut connection);
         for (more, from, limit) in [
             (json!({"message_id": null}), "Start", 5000),
             (

@@ -54,9 +54,32 @@ fn outputs(connection: &mut Connection) -> Vec<Value> {
                 out.push(json!({"store": transaction, "query": format!("{query:?}")}))
             }
             Output::SendMessage(outgoing) => out.push(json!({"send": outgoing.message_id})),
+            Output::Fork { account, event } => out.push(fork(account, event)),
         }
     }
     out
+}
+
+/// Adds alice@example.com and registers her (the connection's first registration); what that
+/// queued is dropped.
+pub(super) fn register_alice(connection: &mut Connection) {
+    for request in [
+        add("a", "alice@example.com"),
+        json!({"sylkrtc": "account-register", "transaction": "r", "account": "alice@example.com"}),
+    ] {
+        connection.handle_text(&request.to_string());
+    }
+    connection.handle_registration(1, sip::RegistrationEvent::Registered { expires: 600 });
+    while connection.poll_output().is_some() {}
+}
+
+/// An event for the account's other connections, as JSON.
+pub(super) fn fork(account: protocol::Aor, event: protocol::AccountEvent) -> Value {
+    let event = protocol::ServerMessage::Event(protocol::Event::Account {
+        account: account.to_string(),
+        event,
+    });
+    json!({"fork": serde_json::from_str::<Value>(&event.encode(Version::V2)).unwrap()})
 }
 
 fn add(transaction: &str, account: &str) -> Value {

@@ -11,16 +11,21 @@ use tracing::{debug, warn};
 use super::Session;
 use crate::messaging::{self, Incoming, Outgoing};
 use crate::sylkrtc::connection::StoreAnswer;
+use crate::sylkrtc::connection::conversations::Change;
+use crate::sylkrtc::devices::Delivery;
 
 /// What a task sending a message reports: the message, its new state and the SIP outcome.
 pub(super) type Sent = (Box<Outgoing>, store::State, sip::RequestOutcome);
 
 /// What a task handling a MESSAGE for an account reports: the request to answer, the account,
-/// and the event for the client (none for a repeat or an is-composing indication).
+/// and the event for the account's connections with the id that tells repeats apart (none for
+/// an is-composing indication or a notification dropped).
 pub(super) struct Arrived {
     request: RequestHandle,
     account: Aor,
-    event: Option<AccountEvent>,
+    event: Option<(String, AccountEvent)>,
+    /// The message is in the store (now or from before).
+    stored: bool,
 }
 
 impl Arrived {
@@ -30,6 +35,7 @@ impl Arrived {
             request,
             account,
             event: None,
+            stored: false,
         }
     }
 }
@@ -134,35 +140,34 @@ impl Session<'_> {
                         state: store::State::Received,
                         disposition: received.disposition.clone(),
                     };
-                    // A store that fails does not stop delivery to the live connection.
-                    let repeat =
-                        match store.map(|store| async move { store.add_message(&stored).await }) {
-                            Some(adding) => match adding.await {
-                                Ok(added) => added == store::Added::Duplicate,
-                                Err(error) => {
-                                    warn!("an incoming message was not stored: {error}");
-                                    false
-                                }
-                            },
-                            None => false,
-                        };
-                    let event = (!repeat).then(|| {
-                        AccountEvent::Message(IncomingMessage {
-                            sender: Party {
-                                uri: from.to_string(),
-                                display_name,
-                            },
-                            timestamp: received.timestamp,
-                            message_id: received.message_id,
-                            content: received.content,
-                            content_type: received.content_type,
-                            disposition_notification: received.disposition,
-                        })
+                    // A store that fails does not stop delivery to the live connections.
+                    let stored = match store {
+                        Some(store) => match store.add_message(&stored).await {
+                            Ok(_) => true,
+                            Err(error) => {
+                                warn!("an incoming message was not stored: {error}");
+                                false
+                            }
+                        },
+                        None => false,
+                    };
+                    let key = received.message_id.clone();
+                    let event = AccountEvent::Message(IncomingMessage {
+                        sender: Party {
+                            uri: from.to_string(),
+                            display_name,
+                        },
+                        timestamp: received.timestamp,
+                        message_id: received.message_id,
+                        content: received.content,
+                        content_type: received.content_type,
+                        disposition_notification: received.disposition,
                     });
                     let _ = arrived.send(Arrived {
                         request,
                         account,
-                        event,
+                        event: Some((key, event)),
+                        stored,
                     });
                 });
             }
@@ -189,10 +194,15 @@ impl Session<'_> {
                         let _ = arrived.send(Arrived::answered(request, account));
                         return;
                     }
-                    if let Err(error) = store.update_state(&account.key(), &message_id, state).await
+                    let stored = match store.update_state(&account.key(), &message_id, state).await
                     {
-                        warn!("a notification's state was not stored: {error}");
-                    }
+                        Ok(_) => true,
+                        Err(error) => {
+                            warn!("a notification's state was not stored: {error}");
+                            false
+                        }
+                    };
+                    let key = format!("imdn {message_id} {}", state.as_str());
                     let event = AccountEvent::DispositionNotification(DispositionNotification {
                         message_id,
                         message_timestamp: datetime,
@@ -203,19 +213,31 @@ impl Session<'_> {
                     let _ = arrived.send(Arrived {
                         request,
                         account,
-                        event: Some(event),
+                        event: Some((key, event)),
+                        stored,
                     });
                 });
             }
         }
     }
 
-    /// A MESSAGE was stored: the client hears of it, then the sender gets 200.
+    /// A MESSAGE was read and stored: every connection holding the account hears of it (this
+    /// one too, through the same path), once however many copies the proxy forked here; the
+    /// sender gets 200 when it reached a connection (or did before), 202 when it is only stored
+    /// (the account's connections all went meanwhile), 480 when it is neither.
     pub(super) fn arrived(&mut self, arrived: Arrived) {
-        if let Some(event) = arrived.event {
-            self.connection.account_event(&arrived.account, event);
-        }
-        self.sip.answer(arrived.request, answer(200, "OK"));
+        let Some((key, event)) = arrived.event else {
+            return self.sip.answer(arrived.request, answer(200, "OK"));
+        };
+        let delivery =
+            self.devices
+                .deliver(&arrived.account, &key, &event, std::time::Instant::now());
+        let reply = match delivery {
+            Delivery::Repeat | Delivery::Reached(1..) => answer(200, "OK"),
+            Delivery::Reached(0) if arrived.stored => answer(202, "Accepted"),
+            Delivery::Reached(0) => answer(480, "Temporarily Unavailable"),
+        };
+        self.sip.answer(arrived.request, reply);
     }
 }
 
@@ -267,5 +289,35 @@ pub(super) async fn add_message(
     Ok(StoreAnswer::MessageStored {
         outgoing,
         repeat_of,
+    })
+}
+
+/// Stores a change to an account's conversations with its journal entry; the `sync` event for
+/// the other connections, when something changed.
+pub(super) async fn change(
+    store: &dyn store::Store,
+    account: Aor,
+    change: Change,
+) -> store::Result<StoreAnswer> {
+    let (journal, sync) = change.journal(&account, store::now_millis());
+    let key = account.key();
+    let changed = match &change {
+        Change::Read { contact } => {
+            store.mark_read(&key, &contact.key(), &journal).await?;
+            true
+        }
+        Change::RemoveMessage { message_id, .. } => {
+            store.remove_message(&key, message_id, &journal).await?
+        }
+        Change::RemoveConversation { contact } => {
+            store
+                .remove_conversation(&key, &contact.key(), &journal)
+                .await?;
+            true
+        }
+    };
+    Ok(StoreAnswer::Changed {
+        account,
+        sync: changed.then_some(sync),
     })
 }
