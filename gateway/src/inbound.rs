@@ -2,11 +2,15 @@
 //! ([`crate::routing::from_phone`]) to the browsers of the callee (several at once through a
 //! task that speaks for the fork), to the echo test, or refused;
 //! callers who did not authenticate only within the admission's limits. Their later events are
-//! forwarded to where they went.
+//! forwarded to where they went. MESSAGEs for the domain's users go to the post
+//! ([`crate::messaging::local`]).
 
 use std::sync::Arc;
 
-use sip::driver::{CallCommand, CallEvents, CallHandle, IncomingCall, LocalEvent, LocalIncoming};
+use sip::driver::{
+    Answer, CallCommand, CallEvents, CallHandle, IncomingCall, LocalEvent, LocalIncoming,
+    RequestHandle,
+};
 use sip::{CallEvent, Warning};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -16,6 +20,7 @@ use crate::call::CallServices;
 use crate::call::fork_in::{Deliver, IncomingFork};
 use crate::leg;
 use crate::local::{Arriving, BrowserBinding};
+use crate::messaging::local::{Post, SenderLimit};
 use crate::routing::PhoneRoute;
 
 /// Takes the local domain's calls from `calls` until the driver stops.
@@ -23,16 +28,18 @@ pub(crate) async fn route(
     services: Arc<CallServices>,
     mut calls: mpsc::UnboundedReceiver<LocalEvent>,
     mut admission: Admission,
+    post: Option<Post>,
 ) {
     // The admitted calls of callers who did not authenticate, as they end.
     let (ended, mut ended_rx) = mpsc::unbounded_channel();
+    let mut senders = SenderLimit::default();
     loop {
         let incoming = tokio::select! {
             incoming = calls.recv() => match incoming {
                 Some(LocalEvent::Call(incoming)) => incoming,
-                Some(LocalEvent::Request { request, message }) => {
-                    debug!(method = ?message.method(), "out-of-dialog request for the local domain");
-                    services.sip.answer(request, crate::routing::request_answer(&message));
+                Some(LocalEvent::Request { request, source, authenticated, message }) => {
+                    request_for_domain(&services, post.as_ref(), &mut senders, request,
+                        source, authenticated, *message);
                     continue;
                 }
                 None => return,
@@ -120,6 +127,60 @@ pub(crate) async fn route(
             }
         }
     }
+}
+
+/// An out-of-dialog request for the local domain: a MESSAGE for one of its users goes to the
+/// post (in a task; its answer waits for the delivery), within the limit of senders who did not
+/// authenticate; anything else is answered as the domain does not take it.
+fn request_for_domain(
+    services: &CallServices,
+    post: Option<&Post>,
+    senders: &mut SenderLimit,
+    request: RequestHandle,
+    source: std::net::SocketAddr,
+    authenticated: bool,
+    message: sip::Message,
+) {
+    let user = match (&message.start, post) {
+        (sip::StartLine::Request { uri, .. }, Some(_))
+            if message.method() == Some(&ezk_sip_types::Method::MESSAGE) =>
+        {
+            uri.user().map(str::to_owned)
+        }
+        _ => None,
+    };
+    let (Some(post), Some(user)) = (post, user) else {
+        debug!(method = ?message.method(), "out-of-dialog request for the local domain");
+        return services
+            .sip
+            .answer(request, crate::routing::request_answer(&message));
+    };
+    if !authenticated && !senders.allow(source.ip(), std::time::Instant::now()) {
+        debug!(%source, "a MESSAGE refused: too many from this source");
+        return services.sip.answer(
+            request,
+            Answer {
+                code: 503,
+                reason: "Service Unavailable (too many messages from this address)".to_owned(),
+                headers: vec![("Retry-After".to_owned(), "60".to_owned())],
+            },
+        );
+    }
+    let post = post.clone();
+    let sip = services.sip.clone();
+    tokio::spawn(async move {
+        let outcome = post
+            .phone_message(&message, &user, source, authenticated)
+            .await;
+        sip.answer(
+            request,
+            Answer {
+                code: outcome.code,
+                reason: outcome.reason,
+                headers: Vec::new(),
+            },
+        );
+    });
 }
 
 /// Where a local user takes calls.

@@ -156,19 +156,31 @@ impl Server {
             config.local.max_unauthenticated_calls,
             config.local.trusted_proxies.clone(),
         );
+        let storage = crate::storage::Storage::open(&config.storage, sip_shutdown.clone()).await?;
+        let devices = Arc::new(crate::devices::Devices::default());
+        let post = calls
+            .local
+            .clone()
+            .map(|local| crate::messaging::local::Post {
+                local,
+                devices: devices.clone(),
+                storage: storage.clone(),
+                sip: sip.handle.clone(),
+            });
         tokio::spawn(crate::inbound::route(
             calls.clone(),
             local_calls_rx,
             admission,
+            post.clone(),
         ));
         let hubs = Hubs::start(config);
-        let storage = crate::storage::Storage::open(&config.storage, sip_shutdown.clone()).await?;
         let sylkrtc = Arc::new(Sylkrtc {
             gate: gate.clone(),
             calls,
             domains: Arc::new(SipDomains::new(&config.accounts.sip_domains)),
             storage,
-            devices: Default::default(),
+            devices,
+            post,
         });
         // The paths were checked apart above (`check_routes`), so the merge cannot clash.
         let router = Router::new()

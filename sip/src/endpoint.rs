@@ -100,6 +100,10 @@ pub enum EndpointEvent {
         pending: PendingRequest,
         /// The registration it reached, if it is not for the local domain.
         registration: Option<RegistrationId>,
+        /// Where it came from.
+        source: std::net::SocketAddr,
+        /// For the local domain: its sender is a user of the domain who authenticated.
+        authenticated: bool,
         /// The request.
         request: Box<Message>,
     },
@@ -160,16 +164,22 @@ impl PartialEq for EndpointEvent {
                 EndpointEvent::Request {
                     pending,
                     registration,
+                    source,
+                    authenticated,
                     request,
                 },
                 EndpointEvent::Request {
                     pending: other_pending,
                     registration: other_registration,
+                    source: other_source,
+                    authenticated: other_authenticated,
                     request: other_request,
                 },
             ) => {
                 pending == other_pending
                     && registration == other_registration
+                    && source == other_source
+                    && authenticated == other_authenticated
                     && request.to_bytes() == other_request.to_bytes()
             }
             (EndpointEvent::RegistrationSettled(id), EndpointEvent::RegistrationSettled(other)) => {

@@ -16,8 +16,10 @@ use crate::message::{Message, RequestUri, StartLine};
 pub struct OutgoingRequest {
     /// The method (MESSAGE).
     pub method: Method,
-    /// The To, and the Request-URI.
+    /// The To, and the Request-URI unless `contact` is given.
     pub uri: RequestUri,
+    /// The Request-URI when it is not `uri`: a registered Contact of the recipient.
+    pub contact: Option<RequestUri>,
     /// A Route header value (an outbound proxy), if any.
     pub route: Option<String>,
     /// The Call-ID.
@@ -161,9 +163,10 @@ impl Request {
             headers.insert(Name::CONTENT_TYPE, self.request.content_type.clone());
         }
         let cnonce = format!("{}c{:x}", self.config.seed, self.counter);
+        let target = self.request.contact.as_ref().unwrap_or(&self.request.uri);
         if let Some((name, value)) = self.auth.authorize(
             &method.to_string(),
-            self.request.uri.as_str(),
+            target.as_str(),
             &self.request.body,
             &cnonce,
         ) {
@@ -172,7 +175,7 @@ impl Request {
         let message = Message {
             start: StartLine::Request {
                 method,
-                uri: self.request.uri.clone(),
+                uri: target.clone(),
             },
             headers,
             body: self.request.body.clone(),

@@ -96,9 +96,10 @@ impl Baresip {
     }
 
     /// As [`Baresip::start_account`], with `contact` (`<sip:user@domain>`) as its only and
-    /// current contact: the `message TEXT` command sends it a SIP MESSAGE.
+    /// current contact: the `message TEXT` command sends it a SIP MESSAGE. Traced (`-s`): the
+    /// MESSAGEs it receives are in its log.
     pub fn start_messaging(account: &str, contact: &str) -> Baresip {
-        let baresip = Baresip::launch_with(account, 440.0, false, false, Some(contact));
+        let baresip = Baresip::launch_with(account, 440.0, true, false, Some(contact));
         baresip.command("contact_next", "");
         baresip
     }

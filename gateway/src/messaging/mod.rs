@@ -8,11 +8,57 @@
 //! for the store; both ways are here, without a date library.
 
 mod incoming;
+pub(crate) mod local;
 
-pub(crate) use incoming::{Incoming, read};
+pub(crate) use incoming::{Incoming, Received, read};
 use protocol::Aor;
 use sip::RequestOutcome;
 use sip::driver::{Account, OutgoingMessage, SipHandle};
+
+/// A SIP MESSAGE read: its sender (address and display name) and what it brings.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) from: Aor,
+    pub(crate) display_name: Option<String>,
+    pub(crate) incoming: Incoming,
+}
+
+/// Reads a SIP MESSAGE: its sender, and its body (CPIM unwrapped, with the Call-ID and CSeq
+/// as the id of a body that has none); a SIP From that names nobody, or a CPIM From that is
+/// not the SIP From, is refused (403), and a body that cannot be read gets its status.
+pub(crate) fn read_request(message: &sip::Message) -> Result<Request, incoming::Refusal> {
+    let (from_uri, display_name) = sip::driver::sender(message);
+    let Ok(from) = Aor::parse(&from_uri) else {
+        return Err((403, "Forbidden (no SIP sender)"));
+    };
+    let fallback_id = match (message.call_id(), message.cseq()) {
+        (Some(call_id), Ok(cseq)) => format!("{call_id}-{}", cseq.cseq),
+        _ => uuid::Uuid::new_v4().to_string(),
+    };
+    let fallback_id = if valid_message_id(&fallback_id) {
+        fallback_id
+    } else {
+        uuid::Uuid::new_v4().to_string()
+    };
+    let content_type = message
+        .header(&ezk_sip_types::Name::CONTENT_TYPE)
+        .unwrap_or_default();
+    let now = format_timestamp(store::now_millis());
+    let incoming = read(content_type, &message.body, &fallback_id, &now)?;
+    if let Incoming::Message(received) = &incoming
+        && received
+            .cpim_from
+            .as_deref()
+            .is_some_and(|cpim| Aor::parse(cpim).ok().as_ref() != Some(&from))
+    {
+        return Err((403, "Forbidden (the CPIM From is not the SIP From)"));
+    }
+    Ok(Request {
+        from,
+        display_name,
+        incoming,
+    })
+}
 
 /// The notifications every message asks for, as the reference asks.
 pub(crate) const DISPOSITION: [&str; 2] = ["positive-delivery", "display"];
@@ -74,16 +120,33 @@ impl Outgoing {
 
     /// Sends the message: in CPIM, then, when the far end refuses CPIM with 415, as it is.
     pub(crate) async fn send(&self, sip: &SipHandle) -> RequestOutcome {
-        let outcome = self.send_as(sip, "message/cpim", self.cpim()).await;
+        self.send_to(sip, None).await
+    }
+
+    /// As [`Outgoing::send`], to `binding` (a phone of the local domain) when given.
+    pub(crate) async fn send_to(
+        &self,
+        sip: &SipHandle,
+        binding: Option<&sip::Binding>,
+    ) -> RequestOutcome {
+        let outcome = self
+            .send_as(sip, binding, "message/cpim", self.cpim())
+            .await;
         // A notification without its CPIM wrapper would name no sender: not sent again.
         if outcome.code != 415 || self.notification {
             return outcome;
         }
-        self.send_as(sip, &self.content_type, self.content.clone())
+        self.send_as(sip, binding, &self.content_type, self.content.clone())
             .await
     }
 
-    async fn send_as(&self, sip: &SipHandle, content_type: &str, body: String) -> RequestOutcome {
+    async fn send_as(
+        &self,
+        sip: &SipHandle,
+        binding: Option<&sip::Binding>,
+        content_type: &str,
+        body: String,
+    ) -> RequestOutcome {
         let Some(uri) = sip::RequestUri::parse(&format!("sip:{}", self.to)) else {
             return RequestOutcome {
                 code: 416,
@@ -97,6 +160,7 @@ impl Outgoing {
             body: body.into(),
             call_id: uuid::Uuid::new_v4().to_string(),
             headers: Vec::new(),
+            binding: binding.cloned(),
         });
         outcome.await.unwrap_or_else(|_| RequestOutcome {
             code: 503,

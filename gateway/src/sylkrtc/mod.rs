@@ -3,7 +3,6 @@
 //! handler, whose decisions are the sans-IO [`Connection`].
 
 mod connection;
-mod devices;
 mod pump;
 mod session;
 
@@ -37,7 +36,9 @@ pub(crate) struct Sylkrtc {
     /// The message store.
     pub(crate) storage: Arc<crate::storage::Storage>,
     /// Which connections hold which accounts.
-    pub(crate) devices: devices::Devices,
+    pub(crate) devices: Arc<crate::devices::Devices>,
+    /// Messages within the local domain, when there is one.
+    pub(crate) post: Option<crate::messaging::local::Post>,
 }
 
 impl Sylkrtc {

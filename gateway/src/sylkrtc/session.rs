@@ -16,9 +16,9 @@ use super::Sylkrtc;
 use super::connection::{
     Connection, Handled, Outcome, Output, StoreAnswer, StoreQuery, SyncFrom, redact,
 };
-use super::devices::{Devices, Forked};
 use super::pump::{Inbound, Outbound};
 use crate::call::{self, CallServices, CallTask, CallUpdate};
+use crate::devices::{Devices, Forked};
 use crate::leg::{LegCommand, Refusal};
 use crate::local::{Arrival, Arriving};
 use crate::log_limit::LogLimit;
@@ -49,6 +49,7 @@ pub(super) async fn handle_loop(
     let (forked, mut forked_rx) = mpsc::unbounded_channel();
     let mut session = Session {
         devices: &sylkrtc.devices,
+        post: sylkrtc.post.as_ref(),
         forked,
         joined: Vec::new(),
         sent,
@@ -119,6 +120,8 @@ struct Session<'a> {
     storage: &'a crate::storage::Storage,
     /// Which connections hold which accounts.
     devices: &'a Devices,
+    /// Messages within the local domain.
+    post: Option<&'a crate::messaging::local::Post>,
     /// Where the other connections' events for this one's accounts arrive.
     forked: mpsc::UnboundedSender<Forked>,
     /// The accounts this connection is a member for in `devices`.
@@ -305,11 +308,14 @@ impl Session<'_> {
     async fn ask_store(&self, query: StoreQuery) -> Result<StoreAnswer, String> {
         if let StoreQuery::AddMessage(outgoing) = &query
             && let Some(local) = &self.services.local
-            && local.is_local(&outgoing.account.domain)
+            && local.is_local(outgoing.from.host())
+            && !local.is_local(outgoing.to.host())
         {
-            return Err(
-                "messages between accounts of the local domain are not supported yet".to_owned(),
-            );
+            let domain = local.domain();
+            return Err(format!(
+                "accounts of the local domain {domain} can send messages only within {domain} \
+                 (messages to other domains are not supported yet)"
+            ));
         }
         let store = self.storage.get().map_err(|error| error.to_string())?;
         let result = match query {

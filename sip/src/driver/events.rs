@@ -80,6 +80,11 @@ pub enum LocalEvent {
     Request {
         /// Names it, for the answer.
         request: RequestHandle,
+        /// Where it came from.
+        source: std::net::SocketAddr,
+        /// Whether its sender authenticated (a user of the domain); senders of other domains
+        /// do not.
+        authenticated: bool,
         /// The request.
         message: Box<crate::Message>,
     },

@@ -774,9 +774,11 @@ impl Driver {
                 EndpointEvent::Request {
                     pending,
                     registration,
+                    source,
+                    authenticated,
                     request,
                 } => {
-                    self.forward_request(pending, registration, request);
+                    self.forward_request(pending, registration, source, authenticated, request);
                     continue;
                 }
                 EndpointEvent::RequestDone { id, outcome } => {

@@ -33,6 +33,9 @@ pub struct OutgoingMessage {
     pub call_id: String,
     /// Extra headers.
     pub headers: Vec<(String, String)>,
+    /// For a phone of the local domain: the binding to send it to, directly (its Contact as
+    /// the Request-URI, where its REGISTER came from), rather than through a server.
+    pub binding: Option<crate::Binding>,
 }
 
 /// Where a request stands in the driver.
@@ -62,6 +65,9 @@ impl Driver {
         message: Box<OutgoingMessage>,
         reply: oneshot::Sender<RequestOutcome>,
     ) {
+        if let Some(binding) = message.binding.clone() {
+            return self.send_message_to(message, reply, vec![binding.target], None);
+        }
         let server = self.server_of(&message.account);
         self.next_message += 1;
         let key = self.next_message;
@@ -78,7 +84,7 @@ impl Driver {
         let Some(PendingMessage { message, reply }) = self.messages.remove(&key) else {
             return;
         };
-        let mut targets = match result {
+        let targets = match result {
             Ok((targets, name)) => {
                 self.remember_tls_names(&targets, &name);
                 targets
@@ -92,6 +98,18 @@ impl Driver {
                 return;
             }
         };
+        let route = self.route();
+        self.send_message_to(message, reply, targets, route);
+    }
+
+    /// Sends the request to `targets` (failing over between them), through `route`.
+    fn send_message_to(
+        &mut self,
+        message: Box<OutgoingMessage>,
+        reply: oneshot::Sender<RequestOutcome>,
+        mut targets: Vec<Target>,
+        route: Option<String>,
+    ) {
         // The headers add a few hundred bytes to the body.
         if message.body.len() + 500 > MAX_UDP_REQUEST {
             for target in &mut targets {
@@ -112,7 +130,11 @@ impl Driver {
         let request = OutgoingRequest {
             method: Method::MESSAGE,
             uri: message.uri.clone(),
-            route: self.route(),
+            contact: message
+                .binding
+                .as_ref()
+                .and_then(|binding| crate::RequestUri::parse(&binding.contact)),
+            route,
             call_id: message.call_id.clone(),
             content_type: message.content_type.clone(),
             body: message.body.clone(),

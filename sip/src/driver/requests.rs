@@ -39,6 +39,8 @@ impl Driver {
         &mut self,
         pending: PendingRequest,
         registration: Option<RegistrationId>,
+        source: std::net::SocketAddr,
+        authenticated: bool,
         request: Box<Message>,
     ) {
         let handle = RequestHandle(pending.clone());
@@ -56,6 +58,8 @@ impl Driver {
                 owner
                     .send(LocalEvent::Request {
                         request: handle,
+                        source,
+                        authenticated,
                         message: request,
                     })
                     .is_ok()

@@ -158,6 +158,40 @@ impl Endpoint {
         }
     }
 
+    /// Whether the sender of a request for the local domain authenticated: one whose From is
+    /// of the domain must (407, then its credentials; 403 for wrong ones), and `None` says it
+    /// was answered so; senders of other domains cannot (`Some(false)`).
+    pub(super) fn local_sender(
+        &mut self,
+        now: Instant,
+        source: Target,
+        request: &Message,
+        key: &ServerKey,
+    ) -> Option<bool> {
+        let from = request
+            .header(&Name::FROM)
+            .map(|from| crate::uri::bare_uri(from).to_owned())
+            .unwrap_or_default();
+        let registrar = self.registrar.as_mut()?;
+        if !uri_host(&from).is_some_and(|host| registrar.is_local(host)) {
+            return Some(false);
+        }
+        let tag = self.new_tag();
+        let registrar = self.registrar.as_mut()?;
+        let user = crate::uri::uri_user(&from).unwrap_or_default().to_owned();
+        let refusal = registrar
+            .authenticate(now, request, &Name::PROXY_AUTHORIZATION, &user)
+            .err();
+        let response = match refusal {
+            None => return Some(true),
+            Some(Refusal::Missing) => registrar.challenge(now, request, 407, false, &tag),
+            Some(Refusal::Stale) => registrar.challenge(now, request, 407, true, &tag),
+            Some(Refusal::Forbidden) => request.response(403, "Forbidden", Some(&tag)),
+        };
+        self.respond_with(now, source, request, key.clone(), response);
+        None
+    }
+
     /// An INVITE for a user of the local domain: callers of the local domain authenticate (407),
     /// then the owner decides.
     pub(super) fn local_invite(
@@ -167,32 +201,9 @@ impl Endpoint {
         request: Message,
         key: ServerKey,
     ) {
-        let from = request
-            .header(&Name::FROM)
-            .map(|from| crate::uri::bare_uri(from).to_owned())
-            .unwrap_or_default();
-        let tag = self.new_tag();
-        let mut authenticated = false;
-        if let Some(registrar) = &mut self.registrar
-            && uri_host(&from).is_some_and(|host| registrar.is_local(host))
-        {
-            let user = crate::uri::uri_user(&from).unwrap_or_default().to_owned();
-            let refusal = registrar
-                .authenticate(now, &request, &Name::PROXY_AUTHORIZATION, &user)
-                .err();
-            let response = match refusal {
-                None => None,
-                Some(Refusal::Missing) => {
-                    Some(registrar.challenge(now, &request, 407, false, &tag))
-                }
-                Some(Refusal::Stale) => Some(registrar.challenge(now, &request, 407, true, &tag)),
-                Some(Refusal::Forbidden) => Some(request.response(403, "Forbidden", Some(&tag))),
-            };
-            if let Some(response) = response {
-                return self.respond_with(now, source, &request, key, response);
-            }
-            authenticated = true;
-        }
+        let Some(authenticated) = self.local_sender(now, source, &request, &key) else {
+            return;
+        };
         let transaction =
             InviteServer::new(&request, source.transport.reliable(), self.config.timers);
         self.servers.insert(

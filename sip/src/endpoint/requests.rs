@@ -91,7 +91,15 @@ impl Endpoint {
         if matches!(method, Method::MESSAGE | Method::SUBSCRIBE)
             && let Some(registration) = self.request_owner(&request)
         {
-            return self.hold_request(now, source, request, key, registration);
+            // The local domain's own users prove who they are, as for calls.
+            let authenticated = match registration {
+                Some(_) => false,
+                None => match self.local_sender(now, source, &request, &key) {
+                    Some(authenticated) => authenticated,
+                    None => return,
+                },
+            };
+            return self.hold_request(now, source, request, key, registration, authenticated);
         }
         let (code, reason) = self.decide(&request, &method);
         self.respond_new(now, source, &request, key, code, reason);
@@ -123,6 +131,7 @@ impl Endpoint {
         request: Message,
         key: ServerKey,
         registration: Option<RegistrationId>,
+        authenticated: bool,
     ) {
         let transaction = NonInviteServer::new(source.transport.reliable(), self.config.timers);
         self.servers.insert(
@@ -140,6 +149,8 @@ impl Endpoint {
         self.events.push_back(EndpointEvent::Request {
             pending: PendingRequest(key),
             registration,
+            source: source.addr,
+            authenticated,
             request: Box::new(request),
         });
     }

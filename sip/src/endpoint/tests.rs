@@ -220,6 +220,7 @@ fn requests_to_us_are_answered() {
         pending,
         registration,
         request: message,
+        ..
     }) = endpoint.poll_event()
     else {
         panic!("the MESSAGE is handed over");
@@ -670,10 +671,11 @@ fn held_requests_are_answered_once_or_by_their_deadline() {
     let Some(EndpointEvent::Request {
         pending,
         registration: None,
+        authenticated: false,
         ..
     }) = endpoint.poll_event()
     else {
-        panic!("the MESSAGE is handed over for the local domain");
+        panic!("the MESSAGE is handed over for the local domain, from a stranger");
     };
     assert_eq!(endpoint.pending_requests(), 1);
     // Its retransmission: nothing yet, and no second hand-over.
@@ -704,4 +706,48 @@ fn held_requests_are_answered_once_or_by_their_deadline() {
     assert_eq!(overdue.len(), 1);
     assert_eq!(overdue[0].1.code(), Some(500));
     assert_eq!(endpoint.pending_requests(), 0);
+}
+
+/// A MESSAGE for the local domain from one of its users is challenged (407) like a call, and
+/// handed over as authenticated once it carries the user's credentials; wrong ones get 403.
+#[test]
+fn local_users_messages_are_authenticated() {
+    let start = Instant::now();
+    let mut endpoint = local_endpoint(start, None);
+    let message = |branch: &str, extra: &str| {
+        format!(
+            "MESSAGE sip:dave@local.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\r\n\
+             From: <sip:carol@local.test>;tag=c\r\nTo: <sip:dave@local.test>\r\nCall-ID: m-{branch}\r\n\
+             CSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    };
+    endpoint
+        .handle_datagram(start, registrar(), message("z9hG4bKa1", "").as_bytes())
+        .unwrap();
+    let challenge = sent(&mut endpoint).remove(0).1;
+    assert_eq!(challenge.code(), Some(407));
+    assert!(events(&mut endpoint).is_empty());
+    let mut client = crate::auth::DigestClient::new(crate::Credentials {
+        username: "carol".into(),
+        secret: crate::Secret::Password("anything".into()),
+    });
+    client.challenge(&challenge).expect("a challenge");
+    let (_, value) = client
+        .authorize("MESSAGE", "sip:dave@local.test", b"", "cn0nce")
+        .expect("authorized");
+    let extra = format!("Proxy-Authorization: {value}\r\n");
+    endpoint
+        .handle_datagram(start, registrar(), message("z9hG4bKa2", &extra).as_bytes())
+        .unwrap();
+    assert!(sent(&mut endpoint).is_empty());
+    let Some(EndpointEvent::Request {
+        registration: None,
+        authenticated: true,
+        source,
+        ..
+    }) = endpoint.poll_event()
+    else {
+        panic!("the MESSAGE is handed over, authenticated");
+    };
+    assert_eq!(source, registrar().addr);
 }

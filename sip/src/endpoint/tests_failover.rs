@@ -287,6 +287,7 @@ fn message_request(call_id: &str) -> crate::request::OutgoingRequest {
     crate::request::OutgoingRequest {
         method: Method::MESSAGE,
         uri: crate::RequestUri::parse("sip:bob@127.0.0.1").unwrap(),
+        contact: None,
         route: None,
         call_id: call_id.into(),
         content_type: "text/plain".into(),

@@ -33,6 +33,7 @@ fn message() -> Request {
         OutgoingRequest {
             method: Method::MESSAGE,
             uri: RequestUri::parse("sip:bob@example.com").expect("a URI"),
+            contact: None,
             route: Some("<sip:proxy.example.com;lr>".into()),
             call_id: "m1".into(),
             content_type: "message/cpim".into(),

@@ -22,22 +22,28 @@ pub(crate) async fn alice(gateway: &Gateway) -> Client {
             "password": sip::ha1("alice", "127.0.0.1", "alicepw")}),
         )
         .await;
+    register(&mut client, "alice@127.0.0.1").await;
     client
-        .expect_ack(json!({"sylkrtc": "account-register", "account": "alice@127.0.0.1"}))
+}
+
+/// Registers `account` (added on `client`) and waits until it is.
+pub(crate) async fn register(client: &mut Client, account: &str) {
+    client
+        .expect_ack(json!({"sylkrtc": "account-register", "account": account}))
         .await;
     loop {
         if let ServerMessage::Event(Event::Account {
             event: AccountEvent::RegistrationState(protocol::RegistrationState::Registered),
             ..
-        }) = next(&mut client).await
+        }) = next(client).await
         {
-            return client;
+            return;
         }
     }
 }
 
 /// The next account event that is not a registration state.
-async fn event(client: &mut Client) -> AccountEvent {
+pub(crate) async fn event(client: &mut Client) -> AccountEvent {
     loop {
         match next(client).await {
             ServerMessage::Event(Event::Account {
@@ -50,7 +56,7 @@ async fn event(client: &mut Client) -> AccountEvent {
     }
 }
 
-async fn message(client: &mut Client) -> IncomingMessage {
+pub(crate) async fn message(client: &mut Client) -> IncomingMessage {
     match event(client).await {
         AccountEvent::Message(message) => message,
         other => panic!("not a message: {other:?}"),

@@ -22,6 +22,7 @@ mod http;
 mod keepalive;
 mod limits;
 mod local;
+mod local_messages;
 mod logging;
 mod messaging;
 mod nat;

@@ -5,8 +5,8 @@
 //!
 //! Incoming: a MESSAGE to the Contact of a browser account's registration is unwrapped,
 //! stored and delivered as `message` (or, for an IMDN, `disposition-notification`), then
-//! answered 200. Not built yet, and answered 405 saying so: SUBSCRIBE, and MESSAGE for the
-//! local domain.
+//! answered 200. Not built yet, and answered 405 saying so: SUBSCRIBE. Messages within the
+//! local domain: `local_messages.rs`.
 
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use crate::sipp_calls::{sipp_done, sipp_uas};
 
 /// Sends `method` to `uri` at `gateway` from a fresh socket as bob@127.0.0.1 (Call-ID
 /// `call_id`), with the headers and body in `rest`; the final response (code and text).
-async fn send_request(
+pub(crate) async fn send_request(
     gateway: std::net::SocketAddr,
     method: &str,
     uri: &str,
@@ -58,10 +58,10 @@ async fn refused_saying_why(gateway: std::net::SocketAddr, method: &str, uri: &s
     assert!(text.contains("Allow: "), "{text}");
 }
 
-const TEXT: &str = "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+pub(crate) const TEXT: &str = "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
 
 /// A body with its Content-Type and Content-Length headers.
-fn body(content_type: &str, body: &str) -> String {
+pub(crate) fn body(content_type: &str, body: &str) -> String {
     format!(
         "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -263,12 +263,10 @@ async fn messages_reach_a_registered_account() {
 }
 
 #[tokio::test]
-async fn messages_and_subscriptions_for_the_local_domain_are_refused_saying_why() {
+async fn subscriptions_for_the_local_domain_are_refused_saying_why() {
     let gateway = Gateway::start(shipped()).await;
-    // A browser of the user is there: the request is still not delivered anywhere yet.
     let _alice = local_client(&gateway, "alice").await;
     let uri = format!("sip:alice@{DOMAIN}");
-    refused_saying_why(gateway.sip.0, "MESSAGE", &uri, TEXT).await;
     let subscription = "Event: presence\r\nExpires: 600\r\nContact: <sip:bob@127.0.0.1>\r\nContent-Length: 0\r\n\r\n";
     refused_saying_why(gateway.sip.0, "SUBSCRIBE", &uri, subscription).await;
 }

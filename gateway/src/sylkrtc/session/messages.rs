@@ -2,17 +2,18 @@
 //! and the MESSAGEs that reach an account's registration (stored, delivered to the client,
 //! answered).
 
-use ezk_sip_types::{Method, Name};
+use ezk_sip_types::Method;
 use protocol::{AccountEvent, Aor, DispositionNotification, IncomingMessage, Party};
 use sip::driver::{Answer, RequestHandle};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::Session;
+use crate::devices::Delivery;
+use crate::messaging::local::{Letter, Post};
 use crate::messaging::{self, Incoming, Outgoing};
 use crate::sylkrtc::connection::StoreAnswer;
 use crate::sylkrtc::connection::conversations::Change;
-use crate::sylkrtc::devices::Delivery;
 
 /// What a task sending a message reports: the message, its new state and the SIP outcome.
 pub(super) type Sent = (Box<Outgoing>, store::State, sip::RequestOutcome);
@@ -47,8 +48,18 @@ impl Session<'_> {
         let sip = self.sip.clone();
         let store = self.storage.get().ok();
         let sent = self.sent.clone();
+        // Within the local domain the gateway delivers it itself.
+        let post = self
+            .services
+            .local
+            .as_ref()
+            .filter(|local| local.is_local(outgoing.from.host()))
+            .and(self.post.cloned());
         tokio::spawn(async move {
-            let outcome = outgoing.send(&sip).await;
+            let outcome = match &post {
+                Some(post) => local_send(post, &outgoing).await,
+                None => outgoing.send(&sip).await,
+            };
             if outgoing.notification {
                 // An IMDN: nobody is told of its own result (as in the reference).
                 debug!(to = %outgoing.to, code = outcome.code, "notification sent");
@@ -87,25 +98,12 @@ impl Session<'_> {
                 .sip
                 .answer(request, crate::routing::request_answer(message));
         };
-        let (from_uri, display_name) = sip::driver::sender(message);
-        let Ok(from) = Aor::parse(&from_uri) else {
-            return self
-                .sip
-                .answer(request, answer(403, "Forbidden (no SIP sender)"));
-        };
-        let fallback_id = match (message.call_id(), message.cseq()) {
-            (Some(call_id), Ok(cseq)) => format!("{call_id}-{}", cseq.cseq),
-            _ => uuid::Uuid::new_v4().to_string(),
-        };
-        let fallback_id = if messaging::valid_message_id(&fallback_id) {
-            fallback_id
-        } else {
-            uuid::Uuid::new_v4().to_string()
-        };
-        let content_type = message.header(&Name::CONTENT_TYPE).unwrap_or_default();
-        let now = messaging::format_timestamp(store::now_millis());
-        let incoming = match messaging::read(content_type, &message.body, &fallback_id, &now) {
-            Ok(incoming) => incoming,
+        let messaging::Request {
+            from,
+            display_name,
+            incoming,
+        } = match messaging::read_request(message) {
+            Ok(request) => request,
             Err((code, reason)) => {
                 debug!(code, reason, "a MESSAGE for an account was refused");
                 return self.sip.answer(request, answer(code, reason));
@@ -116,16 +114,6 @@ impl Session<'_> {
         match incoming {
             Incoming::Composing => self.sip.answer(request, answer(200, "OK")),
             Incoming::Message(received) => {
-                if received
-                    .cpim_from
-                    .as_deref()
-                    .is_some_and(|cpim| Aor::parse(cpim).ok().as_ref() != Some(&from))
-                {
-                    return self.sip.answer(
-                        request,
-                        answer(403, "Forbidden (the CPIM From is not the SIP From)"),
-                    );
-                }
                 tokio::spawn(async move {
                     let stored = store::Message {
                         account: account.key(),
@@ -238,6 +226,54 @@ impl Session<'_> {
             Delivery::Reached(0) => answer(480, "Temporarily Unavailable"),
         };
         self.sip.answer(arrived.request, reply);
+    }
+}
+
+/// Delivers a message or notification of a local-domain account to its recipient in the
+/// domain; the outcome as a SIP request's would be.
+async fn local_send(post: &Post, outgoing: &Outgoing) -> sip::RequestOutcome {
+    if !outgoing.notification {
+        let letter = Letter {
+            from: outgoing.from.clone(),
+            display_name: outgoing.account.display_name.clone(),
+            to: outgoing.to.clone(),
+            received: messaging::Received {
+                message_id: outgoing.message_id.clone(),
+                timestamp: outgoing.timestamp.clone(),
+                content_type: outgoing.content_type.clone(),
+                content: outgoing.content.clone(),
+                disposition: messaging::DISPOSITION.map(str::to_owned).to_vec(),
+                cpim_from: None,
+            },
+        };
+        return post.deliver(&letter, None).await;
+    }
+    // The IMDN this account's client asked for, read back for what it says.
+    match messaging::read(
+        &outgoing.content_type,
+        outgoing.content.as_bytes(),
+        &outgoing.message_id,
+        &outgoing.timestamp,
+    ) {
+        Ok(Incoming::Notification {
+            message_id,
+            state,
+            datetime,
+        }) => {
+            post.notify(
+                &outgoing.from,
+                &outgoing.to,
+                &message_id,
+                state,
+                datetime,
+                outgoing,
+            )
+            .await
+        }
+        _ => sip::RequestOutcome {
+            code: 500,
+            reason: "Server Internal Error (an unreadable notification)".to_owned(),
+        },
     }
 }
 
