@@ -599,6 +599,9 @@ impl Config {
         if sip.register_expires < 10 {
             return invalid("sip.register_expires must be at least 10 seconds".into());
         }
+        if self.storage.max_message_size < 1024 {
+            return invalid("storage.max_message_size must be at least 1024 bytes".into());
+        }
         if sip.max_message_size < 1500 {
             return invalid("sip.max_message_size must be at least 1500 bytes".into());
         }

@@ -166,6 +166,7 @@ impl Server {
                 devices: devices.clone(),
                 storage: storage.clone(),
                 sip: sip.handle.clone(),
+                max_size: config.storage.max_message_size,
             });
         tokio::spawn(crate::inbound::route(
             calls.clone(),
@@ -181,6 +182,7 @@ impl Server {
             storage,
             devices,
             post,
+            max_message_size: config.storage.max_message_size,
         });
         // The paths were checked apart above (`check_routes`), so the merge cannot clash.
         let router = Router::new()

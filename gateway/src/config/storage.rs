@@ -25,6 +25,10 @@ pub struct StorageConfig {
     /// Past this many messages in one conversation the oldest are deleted (0: no limit).
     #[serde(default)]
     pub retention_per_conversation: u32,
+    /// The largest message content the gateway takes, in bytes: a larger `account-message`
+    /// gets an error, a larger SIP MESSAGE body 413.
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: usize,
 }
 
 impl StorageConfig {
@@ -85,6 +89,7 @@ impl std::fmt::Debug for StorageConfig {
                 "retention_per_conversation",
                 &self.retention_per_conversation,
             )
+            .field("max_message_size", &self.max_message_size)
             .finish()
     }
 }
@@ -97,8 +102,13 @@ impl Default for StorageConfig {
             max_connections: default_max_connections(),
             retention_days: 0,
             retention_per_conversation: 0,
+            max_message_size: default_max_message_size(),
         }
     }
+}
+
+fn default_max_message_size() -> usize {
+    32 * 1024
 }
 
 fn default_data_dir() -> PathBuf {

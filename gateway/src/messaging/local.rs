@@ -33,6 +33,8 @@ pub(crate) struct Post {
     pub(crate) devices: Arc<Devices>,
     pub(crate) storage: Arc<Storage>,
     pub(crate) sip: SipHandle,
+    /// The largest message body taken (`[storage] max_message_size`).
+    pub(crate) max_size: usize,
 }
 
 /// A message between users of the local domain, as it is stored and delivered.
@@ -234,6 +236,9 @@ impl Post {
         source: SocketAddr,
         authenticated: bool,
     ) -> RequestOutcome {
+        if message.body.len() > self.max_size {
+            return outcome(413, "Request Entity Too Large");
+        }
         let request = match super::read_request(message) {
             Ok(request) => request,
             Err((code, reason)) => return outcome(code, reason),

@@ -39,6 +39,8 @@ pub(crate) struct Sylkrtc {
     pub(crate) devices: Arc<crate::devices::Devices>,
     /// Messages within the local domain, when there is one.
     pub(crate) post: Option<crate::messaging::local::Post>,
+    /// The largest message content taken (`[storage] max_message_size`).
+    pub(crate) max_message_size: usize,
 }
 
 impl Sylkrtc {

@@ -50,6 +50,7 @@ pub(super) async fn handle_loop(
     let mut session = Session {
         devices: &sylkrtc.devices,
         post: sylkrtc.post.as_ref(),
+        max_message_size: sylkrtc.max_message_size,
         forked,
         joined: Vec::new(),
         sent,
@@ -122,6 +123,8 @@ struct Session<'a> {
     devices: &'a Devices,
     /// Messages within the local domain.
     post: Option<&'a crate::messaging::local::Post>,
+    /// The largest message content taken.
+    max_message_size: usize,
     /// Where the other connections' events for this one's accounts arrive.
     forked: mpsc::UnboundedSender<Forked>,
     /// The accounts this connection is a member for in `devices`.
@@ -306,6 +309,15 @@ impl Session<'_> {
 
     /// Asks the message store; an error is the text for the client.
     async fn ask_store(&self, query: StoreQuery) -> Result<StoreAnswer, String> {
+        if let StoreQuery::AddMessage(outgoing) = &query
+            && outgoing.content.len() > self.max_message_size
+        {
+            return Err(format!(
+                "the message is too large: {} bytes (the limit is {})",
+                outgoing.content.len(),
+                self.max_message_size
+            ));
+        }
         if let StoreQuery::AddMessage(outgoing) = &query
             && let Some(local) = &self.services.local
             && local.is_local(outgoing.from.host())

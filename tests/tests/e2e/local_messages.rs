@@ -202,3 +202,87 @@ async fn strangers_messages_are_limited_per_address() {
     }
     alice.expect_silence(Duration::from_millis(200)).await;
 }
+
+/// Messages over `[storage] max_message_size` (32 KiB by default): an `account-message` gets
+/// an error and nothing is stored or sent, a SIP MESSAGE gets 413; smaller ones pass.
+#[tokio::test]
+async fn messages_over_the_size_limit_are_refused() {
+    let gateway = gateway_tests::Gateway::start(closed(&["alice", "bob"])).await;
+    let mut alice = browser(&gateway, "alice").await;
+    let mut bob = browser(&gateway, "bob").await;
+    let large = "x".repeat(32 * 1024 + 1);
+    let error = alice.expect_error(send("big-1", "bob", &large)).await;
+    assert_eq!(
+        error,
+        "the message is too large: 32769 bytes (the limit is 32768)"
+    );
+    let (code, text) = send_request(
+        gateway.sip.0,
+        "MESSAGE",
+        &format!("sip:bob@{DOMAIN}"),
+        "big-2",
+        &crate::messaging::body("text/plain", &large),
+    )
+    .await;
+    assert_eq!(code, 413, "{text}");
+    bob.expect_silence(Duration::from_millis(300)).await;
+    let fits = "y".repeat(32 * 1024);
+    alice.expect_ack(send("big-3", "bob", &fits)).await;
+    assert_eq!(message(&mut bob).await.content.len(), 32 * 1024);
+}
+
+/// A store that refuses writes (PostgreSQL raising "disk full" on every new message): the
+/// message gets an error and reaches nobody (nothing half-stored, nothing sent); the
+/// connection and its reads go on; once the store takes writes again, messages go.
+#[tokio::test]
+async fn a_store_that_refuses_writes_fails_the_message_alone() {
+    let postgres = gateway_tests::postgres::Postgres::shared();
+    let url = postgres.database();
+    let name = url.rsplit('/').next().expect("a database name").to_owned();
+    let mut config = closed(&["alice", "bob"]);
+    config.storage.postgres_url = url;
+    let gateway = gateway_tests::Gateway::start(config).await;
+    let mut alice = browser(&gateway, "alice").await;
+    let mut bob = browser(&gateway, "bob").await;
+    postgres.psql(
+        &name,
+        "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
+         RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = '53100'; \
+         END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER refuse BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse();",
+    );
+    let error = alice.expect_error(send("full-1", "bob", "hello")).await;
+    assert!(
+        error.starts_with("the message store refused the write:")
+            && error.contains("No space left on device"),
+        "{error}"
+    );
+    bob.expect_silence(Duration::from_millis(300)).await;
+    // Reads and the connection are not disturbed.
+    alice
+        .expect_ack(json!({"sylkrtc": "lookup-public-key", "uri": format!("bob@{DOMAIN}")}))
+        .await;
+    assert!(matches!(
+        crate::calls::next(&mut alice).await,
+        protocol::ServerMessage::Event(protocol::Event::PublicKey {
+            public_key: None,
+            ..
+        })
+    ));
+    alice.expect_ack(json!({"sylkrtc": "ping"})).await;
+    postgres.psql(&name, "DROP TRIGGER refuse ON messages");
+    alice.expect_ack(send("full-2", "bob", "hello again")).await;
+    assert_eq!(message(&mut bob).await.message_id, "full-2");
+    // The refused one was never stored.
+    alice
+        .expect_ack(json!({"sylkrtc": "account-sync-conversations",
+            "account": format!("alice@{DOMAIN}")}))
+        .await;
+    loop {
+        if let AccountEvent::SyncConversations { messages } = event(&mut alice).await {
+            let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
+            assert_eq!(ids, ["full-2"]);
+            break;
+        }
+    }
+}

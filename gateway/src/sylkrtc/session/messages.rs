@@ -98,6 +98,11 @@ impl Session<'_> {
                 .sip
                 .answer(request, crate::routing::request_answer(message));
         };
+        if message.body.len() > self.max_message_size {
+            return self
+                .sip
+                .answer(request, answer(413, "Request Entity Too Large"));
+        }
         let messaging::Request {
             from,
             display_name,
