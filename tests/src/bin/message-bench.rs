@@ -40,6 +40,9 @@ struct Args {
     /// The store in PostgreSQL (a server the benchmark starts) instead of SQLite.
     #[arg(long)]
     postgres: bool,
+    /// Browser to browser within the local domain instead of browser to SIP.
+    #[arg(long)]
+    local: bool,
 }
 
 fn main() -> Result<(), Error> {
@@ -57,11 +60,14 @@ fn main() -> Result<(), Error> {
     } else {
         String::new()
     };
-    let config = format!(
-        "[sip]\nlisten = \"127.0.0.1\"\nudp_port = 0\ntcp_port = 0\n\
+    let mut config = format!(
+        "[sip]\nlisten = \"127.0.0.1\"\nudp_port = 0\ntcp_port = 0\ntls_port = 0\n\
          outbound_proxy = \"sip:127.0.0.1:{}\"\n[log]\nlevel = \"warn\"\n",
         kamailio.port
     );
+    if args.local {
+        config.push_str("[local]\ndomain = \"local.test\"\nopen_registration = true\n");
+    }
     let gateway = GatewayProcess::start_with_storage(&config, &storage)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -104,6 +110,11 @@ async fn bench(args: &Args, gateway: &GatewayProcess, kamailio: &Kamailio) -> Re
     let received = Arc::new(AtomicUsize::new(0));
     tokio::spawn(sink(socket, received.clone()));
     kamailio.add_binding("sink", &format!("sip:sink@127.0.0.1:{sink_port}"));
+    if args.local {
+        let run = bench_local(args, gateway).await?;
+        let anchor = anchor(args, kamailio, &received).await?;
+        return report_local(args, &run, &anchor);
+    }
 
     let ha1 = sip::ha1("u0", "127.0.0.1", "pw0");
     let mut clients = Vec::with_capacity(args.connections);
@@ -175,33 +186,14 @@ async fn bench(args: &Args, gateway: &GatewayProcess, kamailio: &Kamailio) -> Re
     let synced_count = synced.matches("\"message_id\"").count();
     let sync_kib = synced.len() as f64 / 1024.0;
 
-    // The anchor: sipp sends as many MESSAGEs through kamailio (challenged the same way).
-    let anchor_kamailio = tree_cpu_seconds(kamailio.pid())?;
     let before = received.load(Ordering::Relaxed);
-    let anchor_started = Instant::now();
-    let output = tokio::process::Command::new(require("sipp", "sip-tester"))
-        .arg(format!("127.0.0.1:{}", kamailio.port))
-        .arg("-sf")
-        .arg(data_dir().join("sipp/uac_message_auth.xml"))
-        .args(["-s", "sink", "-au", "u0", "-ap", "pw0", "-i", "127.0.0.1"])
-        .args(["-p", &free_port().to_string()])
-        .args(["-m", &args.messages.to_string(), "-r", "5000", "-l", "500"])
-        .args(["-nostdin", "-recv_timeout", "5000", "-timeout", "60"])
-        .current_dir(std::env::temp_dir())
-        .output()
-        .await?;
-    let anchor_wall = anchor_started.elapsed().as_secs_f64();
-    let anchor_kamailio = tree_cpu_seconds(kamailio.pid())? - anchor_kamailio;
-    let anchor_received = received.load(Ordering::Relaxed) - before;
-    // Calls sipp gave up on (a lost datagram) are reported, not fatal: the rate counts what
-    // reached the recipient.
-    let anchor_note = if output.status.success() {
-        String::new()
-    } else {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let first = stderr.lines().nth(1).unwrap_or_default().to_owned();
-        format!(" (sipp: {first})")
-    };
+    let anchor = anchor(args, kamailio, &received).await?;
+    let (anchor_received, anchor_wall, anchor_kamailio, anchor_note) = (
+        anchor.received,
+        anchor.wall,
+        anchor.kamailio_cpu,
+        anchor.note,
+    );
 
     let store = if args.postgres {
         "PostgreSQL"
@@ -255,6 +247,56 @@ async fn bench(args: &Args, gateway: &GatewayProcess, kamailio: &Kamailio) -> Re
         return Err(format!("{failed} failed, {before} of {} received", args.messages).into());
     }
     Ok(())
+}
+
+/// The anchor's run.
+struct Anchor {
+    received: usize,
+    wall: f64,
+    kamailio_cpu: f64,
+    note: String,
+}
+
+/// The anchor: sipp sends as many MESSAGEs through kamailio to the recipient (challenged the
+/// same way).
+async fn anchor(
+    args: &Args,
+    kamailio: &Kamailio,
+    received: &Arc<AtomicUsize>,
+) -> Result<Anchor, Error> {
+    let anchor_kamailio = tree_cpu_seconds(kamailio.pid())?;
+    let before = received.load(Ordering::Relaxed);
+    let anchor_started = Instant::now();
+    let output = tokio::process::Command::new(require("sipp", "sip-tester"))
+        .arg(format!("127.0.0.1:{}", kamailio.port))
+        .arg("-sf")
+        .arg(data_dir().join("sipp/uac_message_auth.xml"))
+        .args(["-s", "sink", "-au", "u0", "-ap", "pw0", "-i", "127.0.0.1"])
+        .args(["-p", &free_port().to_string()])
+        .args(["-m", &args.messages.to_string(), "-r", "5000", "-l", "500"])
+        .args(["-nostdin", "-recv_timeout", "5000", "-timeout", "60"])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .await?;
+    let anchor_wall = anchor_started.elapsed().as_secs_f64();
+    let anchor_kamailio = tree_cpu_seconds(kamailio.pid())? - anchor_kamailio;
+    let anchor_received = received.load(Ordering::Relaxed) - before;
+    // Calls sipp gave up on (a lost datagram) are reported, not fatal: the rate counts what
+    // reached the recipient.
+    let anchor_note = if output.status.success() {
+        String::new()
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first = stderr.lines().nth(1).unwrap_or_default().to_owned();
+        format!(" (sipp: {first})")
+    };
+
+    Ok(Anchor {
+        received: anchor_received,
+        wall: anchor_wall,
+        kamailio_cpu: anchor_kamailio,
+        note: anchor_note,
+    })
 }
 
 /// The CPU seconds of every process of the benchmark's PostgreSQL server (none: 0).
@@ -325,4 +367,160 @@ async fn notifications(
         }
     }
     Ok(failed)
+}
+
+/// The local domain's benchmark: `--connections` browsers of distinct users of the local
+/// domain send `--messages` messages, all at once, to one more user's browser; each is stored
+/// for both, delivered to the recipient's browser and acked, its outcome reported to its
+/// sender. Measured: messages per second, first request until the last message and the last
+/// outcome arrived; the gateway's CPU per message; then the recipient's sync.
+async fn bench_local(args: &Args, gateway: &GatewayProcess) -> Result<LocalRun, Error> {
+    let mut recipient = connect(&gateway.url()).await?;
+    register_local(&mut recipient, "r").await?;
+    let mut clients = Vec::with_capacity(args.connections);
+    for index in 0..args.connections {
+        let mut ws = connect(&gateway.url()).await?;
+        register_local(&mut ws, &format!("s{index}")).await?;
+        clients.push(ws);
+    }
+    let per_client: Vec<usize> = (0..args.connections)
+        .map(|client| (client..args.messages).step_by(args.connections).count())
+        .collect();
+    let gateway_cpu = cpu_seconds(gateway.pid())?;
+    let postgres_before = postgres_cpu()?;
+    let started = Instant::now();
+    for (client, ws) in clients.iter_mut().enumerate() {
+        let from = format!("s{client}@local.test");
+        for index in (client..args.messages).step_by(args.connections) {
+            ws.feed(Message::text(format!(
+                r#"{{"sylkrtc":"account-message","transaction":"m{index}","account":"{from}","uri":"r@local.test","message_id":"id-{index}","content":"message {index} of the benchmark","content_type":"text/plain"}}"#
+            )))
+            .await?;
+        }
+        ws.flush().await?;
+    }
+    let messages = args.messages;
+    let receiving = async move {
+        for _ in 0..messages {
+            until(&mut recipient, "\"event\":\"message\"").await?;
+        }
+        Ok::<Ws, Error>(recipient)
+    };
+    let waits = clients
+        .into_iter()
+        .zip(per_client)
+        .enumerate()
+        .map(|(client, (ws, count))| notifications(ws, client, args.connections, count));
+    let (results, recipient) = tokio::join!(futures_util::future::join_all(waits), receiving);
+    let mut recipient = recipient?;
+    let wall = started.elapsed().as_secs_f64();
+    let gateway_cpu = cpu_seconds(gateway.pid())? - gateway_cpu;
+    let postgres_cpu = postgres_cpu()? - postgres_before;
+    let mut failed = 0;
+    for result in results {
+        failed += result?;
+    }
+    let sync_started = Instant::now();
+    recipient
+        .send(Message::text(
+            r#"{"sylkrtc":"account-sync-conversations","transaction":"s1","account":"r@local.test","limit":5000}"#,
+        ))
+        .await?;
+    let synced = until(&mut recipient, "\"sync-conversations\"").await?;
+    Ok(LocalRun {
+        wall,
+        gateway_cpu,
+        postgres_cpu,
+        failed,
+        sync_time: sync_started.elapsed().as_secs_f64(),
+        synced: synced.matches("\"message_id\"").count(),
+        sync_kib: synced.len() as f64 / 1024.0,
+    })
+}
+
+/// Prints the local domain's run beside the anchor.
+fn report_local(args: &Args, run: &LocalRun, anchor: &Anchor) -> Result<(), Error> {
+    let n = args.messages as f64;
+    let store = if args.postgres {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let anchor_rate = anchor.received as f64 / anchor.wall;
+    let anchor_cpu = anchor.kamailio_cpu / anchor.received.max(1) as f64;
+    println!("## message-bench --local ({store})");
+    println!();
+    println!("| measure | value |");
+    println!("| --- | --- |");
+    println!(
+        "| messages sent | {} from {} browsers of distinct users to one user's browser, {} failed |",
+        args.messages, args.connections, run.failed
+    );
+    println!(
+        "| wall time, first request to the last message and outcome | {:.2} s |",
+        run.wall
+    );
+    println!("| messages per second (gateway) | {:.0} |", n / run.wall);
+    println!(
+        "| gateway CPU | {:.2} s ({:.0} µs per message) |",
+        run.gateway_cpu,
+        run.gateway_cpu / n * 1e6
+    );
+    if args.postgres {
+        println!(
+            "| PostgreSQL CPU (all processes) | {:.2} s ({:.0} µs per message) |",
+            run.postgres_cpu,
+            run.postgres_cpu / n * 1e6
+        );
+    }
+    println!(
+        "| sync of the recipient's conversations | {} messages, {:.0} KiB, in {:.0} ms |",
+        run.synced,
+        run.sync_kib,
+        run.sync_time * 1e3
+    );
+    println!(
+        "| anchor: sipp through kamailio | {} MESSAGEs in {:.2} s ({anchor_rate:.0} per second), kamailio CPU {:.0} µs per message{} |",
+        anchor.received,
+        anchor.wall,
+        anchor_cpu * 1e6,
+        anchor.note
+    );
+    println!(
+        "| gateway messages per second / anchor's | {:.2} |",
+        (n / run.wall) / anchor_rate
+    );
+    println!(
+        "| gateway CPU per message / kamailio's in the anchor | {:.2} |",
+        (run.gateway_cpu / n) / anchor_cpu
+    );
+    if run.failed > 0 {
+        return Err(format!("{} failed", run.failed).into());
+    }
+    Ok(())
+}
+
+/// Adds and registers `user` of the local domain (open registration) on `ws`.
+async fn register_local(ws: &mut Ws, user: &str) -> Result<(), Error> {
+    let ha1 = sip::ha1(user, "local.test", "any");
+    ws.send(Message::text(format!(
+        r#"{{"sylkrtc":"account-add","transaction":"a","account":"{user}@local.test","password":"{ha1}"}}"#
+    )))
+    .await?;
+    ws.send(Message::text(format!(
+        r#"{{"sylkrtc":"account-register","transaction":"r","account":"{user}@local.test"}}"#
+    )))
+    .await?;
+    until(ws, "\"state\":\"registered\"").await.map(|_| ())
+}
+
+/// What the local domain's run measured.
+struct LocalRun {
+    wall: f64,
+    gateway_cpu: f64,
+    postgres_cpu: f64,
+    failed: usize,
+    sync_time: f64,
+    synced: usize,
+    sync_kib: f64,
 }
