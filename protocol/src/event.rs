@@ -100,6 +100,32 @@ pub enum AccountEvent {
     /// `sync`: something another connection of the account did, so that every device shows
     /// the same conversations.
     Sync(SyncAction),
+    /// `addressbook-fetched`: the answer to `account-fetch-addressbook`.
+    AddressbookFetched {
+        /// `{contacts, groups, policies}`.
+        addressbook: Value,
+    },
+    /// `addressbook-updated`: an item was added, changed or deleted (on this connection or
+    /// another of the account).
+    AddressbookUpdated {
+        /// `contact`, `group` or `policy`.
+        kind: String,
+        /// `add`, `update` or `delete`.
+        action: String,
+        /// The item (for a deletion, what is known of it: at least its `id`).
+        item: Value,
+    },
+    /// `addressbook-update-failed`: an update that could not be made.
+    AddressbookUpdateFailed {
+        /// As the request said.
+        kind: String,
+        /// As the request said.
+        action: String,
+        /// Why.
+        error: String,
+        /// The item's id.
+        id: String,
+    },
 }
 
 /// What a `sync` event replicates (its `type` and `action`, and its `content`).
@@ -570,6 +596,28 @@ impl AccountEvent {
                 out.insert("messages".into(), Value::Array(messages));
                 "sync-conversations"
             }
+            AccountEvent::AddressbookFetched { addressbook } => {
+                out.insert("addressbook".into(), addressbook.clone());
+                "addressbook-fetched"
+            }
+            AccountEvent::AddressbookUpdated { kind, action, item } => {
+                out.insert("type".into(), json!(kind));
+                out.insert("action".into(), json!(action));
+                out.insert(kind.clone(), item.clone());
+                "addressbook-updated"
+            }
+            AccountEvent::AddressbookUpdateFailed {
+                kind,
+                action,
+                error,
+                id,
+            } => {
+                out.insert("type".into(), json!(kind));
+                out.insert("action".into(), json!(action));
+                out.insert("error".into(), json!(error));
+                out.insert("id".into(), json!(id));
+                "addressbook-update-failed"
+            }
             AccountEvent::Sync(sync) => {
                 let (kind, action, content) = sync.to_json();
                 out.insert("type".into(), json!(kind));
@@ -676,6 +724,23 @@ impl AccountEvent {
                 },
             )),
             "sync" => Ok(AccountEvent::Sync(SyncAction::from_fields(fields)?)),
+            "addressbook-fetched" => Ok(AccountEvent::AddressbookFetched {
+                addressbook: Value::Object(fields.object("addressbook")?.clone()),
+            }),
+            "addressbook-updated" => {
+                let kind = fields.string("type")?.to_owned();
+                Ok(AccountEvent::AddressbookUpdated {
+                    action: fields.string("action")?.to_owned(),
+                    item: Value::Object(fields.object(&kind)?.clone()),
+                    kind,
+                })
+            }
+            "addressbook-update-failed" => Ok(AccountEvent::AddressbookUpdateFailed {
+                kind: fields.string("type")?.to_owned(),
+                action: fields.string("action")?.to_owned(),
+                error: fields.string("error")?.to_owned(),
+                id: fields.string("id")?.to_owned(),
+            }),
             other => Err(Error::UnknownMessage(format!("account event {other}"))),
         }
     }

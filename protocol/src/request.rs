@@ -53,8 +53,6 @@ pub const REQUEST_NAMES: &[&str] = &[
 /// "unknown request".
 pub const NOT_MODELLED: &[&str] = &[
     "account-devicetoken",
-    "account-fetch-addressbook",
-    "account-update-addressbook",
     "session-message",
     "videoroom-join",
     "videoroom-leave",
@@ -154,8 +152,29 @@ pub enum RequestBody {
         /// The other party of the conversation.
         contact: Aor,
     },
+    /// `account-fetch-addressbook`: the account's stored address book.
+    AccountFetchAddressbook {
+        /// The account.
+        account: Aor,
+    },
+    /// `account-update-addressbook`: add, change or delete an item of the address book.
+    AccountUpdateAddressbook(AddressbookUpdate),
     /// A request of the protocol whose fields this model does not carry (see [`NOT_MODELLED`]).
     NotModelled(&'static str),
+}
+
+/// The fields of `account-update-addressbook`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressbookUpdate {
+    /// The account.
+    pub account: Aor,
+    /// `add`, `update` or `delete`.
+    pub action: String,
+    /// `contact`, `group`, `policy`, or `groupMember` (sylkrtc.js's: `data` is then
+    /// `{groupId, contactId}`).
+    pub kind: String,
+    /// The item (its `id` names it), as the client gave it.
+    pub data: Map<String, Value>,
 }
 
 /// The fields of `account-add`.
@@ -349,6 +368,8 @@ impl RequestBody {
             RequestBody::AccountMarkConversationRead { .. } => "account-mark-conversation-read",
             RequestBody::AccountRemoveMessage { .. } => "account-remove-message",
             RequestBody::AccountRemoveConversation { .. } => "account-remove-conversation",
+            RequestBody::AccountFetchAddressbook { .. } => "account-fetch-addressbook",
+            RequestBody::AccountUpdateAddressbook(_) => "account-update-addressbook",
             RequestBody::NotModelled(name) => name,
         }
     }
@@ -439,6 +460,45 @@ impl RequestBody {
                 account: aor(fields, "account")?,
                 contact: aor(fields, "contact")?,
             },
+            "account-fetch-addressbook" => RequestBody::AccountFetchAddressbook {
+                account: aor(fields, "account")?,
+            },
+            "account-update-addressbook" => {
+                let action = fields.string("action")?;
+                if !["add", "update", "delete"].contains(&action) {
+                    return Err(Error::invalid("action", "must be add, update or delete"));
+                }
+                let kind = fields.string("type")?;
+                if !["contact", "group", "policy", "groupMember"].contains(&kind) {
+                    return Err(Error::invalid(
+                        "type",
+                        "must be contact, group, policy or groupMember",
+                    ));
+                }
+                let data = fields.object("data")?;
+                let names: &[&str] = if kind == "groupMember" {
+                    &["groupId", "contactId"]
+                } else {
+                    &["id"]
+                };
+                let path = fields.name("data");
+                let nested = Fields::nested(data, &path);
+                for name in names {
+                    let id = nested.non_empty(name)?;
+                    if id.len() > 128 {
+                        return Err(Error::invalid(
+                            nested.name(name),
+                            "must be at most 128 bytes",
+                        ));
+                    }
+                }
+                RequestBody::AccountUpdateAddressbook(AddressbookUpdate {
+                    account: aor(fields, "account")?,
+                    action: action.to_owned(),
+                    kind: kind.to_owned(),
+                    data: data.clone(),
+                })
+            }
             other => match NOT_MODELLED.iter().find(|known| **known == other) {
                 Some(known) => RequestBody::NotModelled(known),
                 None => return Err(Error::UnknownRequest(other.to_owned())),
@@ -536,6 +596,15 @@ impl RequestBody {
             | RequestBody::AccountRemoveConversation { account, contact } => {
                 put("account", json!(account.to_string()));
                 put("contact", json!(contact.to_string()));
+            }
+            RequestBody::AccountFetchAddressbook { account } => {
+                put("account", json!(account.to_string()));
+            }
+            RequestBody::AccountUpdateAddressbook(update) => {
+                put("account", json!(update.account.to_string()));
+                put("action", json!(update.action));
+                put("type", json!(update.kind));
+                put("data", Value::Object(update.data.clone()));
             }
             RequestBody::AccountRemoveMessage {
                 account,

@@ -159,6 +159,10 @@ pub(crate) enum StoreQuery {
         account: Aor,
         change: conversations::Change,
     },
+    /// The account's address book.
+    Addressbook { account: Aor },
+    /// A change to the account's address book.
+    UpdateAddressbook(Box<protocol::AddressbookUpdate>),
 }
 
 /// Where a sync starts.
@@ -195,6 +199,16 @@ pub(crate) enum StoreAnswer {
     Changed {
         account: Aor,
         sync: Option<protocol::SyncAction>,
+    },
+    /// The account's address book, as the event gives it.
+    Addressbook {
+        account: Aor,
+        addressbook: serde_json::Value,
+    },
+    /// What became of an address book update.
+    AddressbookUpdated {
+        account: Aor,
+        updated: addressbook::Updated,
     },
 }
 
@@ -504,6 +518,12 @@ impl Connection {
                     message_id,
                 },
             ),
+            RequestBody::AccountFetchAddressbook { account } => {
+                self.fetch_addressbook(&request.transaction, account)
+            }
+            RequestBody::AccountUpdateAddressbook(update) => {
+                self.update_addressbook(&request.transaction, update)
+            }
             RequestBody::AccountRemoveConversation { account, contact } => self
                 .change_conversation(
                     &request.transaction,
@@ -683,6 +703,19 @@ impl Connection {
                 );
                 Outcome::Ack
             }
+            Ok(StoreAnswer::Addressbook {
+                account,
+                addressbook,
+            }) => {
+                self.send(ServerMessage::Ack { transaction });
+                self.account_event(&account, AccountEvent::AddressbookFetched { addressbook });
+                Outcome::Ack
+            }
+            Ok(StoreAnswer::AddressbookUpdated { account, updated }) => {
+                self.send(ServerMessage::Ack { transaction });
+                self.addressbook_updated(&account, updated);
+                Outcome::Ack
+            }
             Ok(StoreAnswer::Changed { account, sync }) => {
                 self.send(ServerMessage::Ack { transaction });
                 if let Some(sync) = sync {
@@ -755,6 +788,7 @@ pub(crate) fn redact(text: &str) -> String {
     }
 }
 
+pub(crate) mod addressbook;
 pub(crate) mod conversations;
 mod messages;
 mod sessions;

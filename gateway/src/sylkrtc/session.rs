@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::routing::Route;
 use protocol::Aor;
 
+mod addressbook;
 mod messages;
 
 /// Handles queued requests in order, and SIP events as they come. The [`Connection`] and its
@@ -363,6 +364,8 @@ impl Session<'_> {
             StoreQuery::Change { account, change } => {
                 messages::change(&*store, account, change).await
             }
+            StoreQuery::Addressbook { account } => addressbook::fetch(&*store, account).await,
+            StoreQuery::UpdateAddressbook(update) => addressbook::update(&*store, *update).await,
         };
         result.map_err(|error| {
             warn!("{error}");

@@ -213,6 +213,27 @@ pub struct Message {
     pub disposition: Vec<String>,
 }
 
+/// An item of an account's address book: a contact, a group or a policy, as the protocol's
+/// JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// `contact`, `group` or `policy`.
+    pub kind: String,
+    /// Its id, unique within its kind.
+    pub id: String,
+    /// The item, JSON text.
+    pub item: String,
+}
+
+/// What storing an address book item did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// It is stored (new, or in place of the one with its id).
+    Stored,
+    /// The account has as many items as it may: nothing stored.
+    Full,
+}
+
 /// Whether a write stored something new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Added {
@@ -305,6 +326,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         contact: &'a str,
         journal: &'a Message,
     ) -> StoreFuture<'a, u64>;
+
+    /// An account's address book, in the order its items were added.
+    fn addressbook<'a>(&'a self, account: &'a str) -> StoreFuture<'a, Vec<Entry>>;
+
+    /// Stores an item of an account's address book, in place of the one of its kind and id
+    /// if there is one; a new one only while the account has fewer than `max` items.
+    fn put_entry<'a>(
+        &'a self,
+        account: &'a str,
+        entry: &'a Entry,
+        max: u32,
+    ) -> StoreFuture<'a, Put>;
+
+    /// Removes an item; `false` when there was none.
+    fn remove_entry<'a>(
+        &'a self,
+        account: &'a str,
+        kind: &'a str,
+        id: &'a str,
+    ) -> StoreFuture<'a, bool>;
 
     /// The public key an account published, if any.
     fn public_key<'a>(&'a self, account: &'a str) -> StoreFuture<'a, Option<String>>;

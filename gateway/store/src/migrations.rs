@@ -14,11 +14,18 @@ pub(crate) enum Dialect {
 }
 
 /// (version, SQLite, PostgreSQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    include_str!("../migrations/sqlite/0001_messages.sql"),
-    include_str!("../migrations/postgres/0001_messages.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/sqlite/0001_messages.sql"),
+        include_str!("../migrations/postgres/0001_messages.sql"),
+    ),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_addressbook.sql"),
+        include_str!("../migrations/postgres/0002_addressbook.sql"),
+    ),
+];
 
 /// The version this build's schema has.
 pub(crate) const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

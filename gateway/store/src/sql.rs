@@ -9,8 +9,8 @@ use sqlx::{AnyPool, Connection, Row};
 
 use crate::migrations::{self, Dialect};
 use crate::{
-    Added, Backend, Direction, Error, Message, Options, Result, Retention, Since, State, Store,
-    StoreFuture,
+    Added, Backend, Direction, Entry, Error, Message, Options, Put, Result, Retention, Since,
+    State, Store, StoreFuture,
 };
 
 /// The store on an SQLite file or a PostgreSQL server.
@@ -373,6 +373,95 @@ impl Store for SqlStore {
             .bind(account)
             .bind(contact);
         Box::pin(self.journaled(change, journal, Journal::Always))
+    }
+
+    fn addressbook<'a>(&'a self, account: &'a str) -> StoreFuture<'a, Vec<Entry>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT kind, id, item FROM addressbook WHERE account = $1 ORDER BY seq",
+            )
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(error)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Entry {
+                        kind: row.try_get(0).map_err(error)?,
+                        id: row.try_get(1).map_err(error)?,
+                        item: row.try_get(2).map_err(error)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn put_entry<'a>(
+        &'a self,
+        account: &'a str,
+        entry: &'a Entry,
+        max: u32,
+    ) -> StoreFuture<'a, Put> {
+        Box::pin(async move {
+            let mut transaction = self.pool.begin().await.map_err(error)?;
+            let replaced = sqlx::query(
+                "UPDATE addressbook SET item = $4 WHERE account = $1 AND kind = $2 AND id = $3",
+            )
+            .bind(account)
+            .bind(&entry.kind)
+            .bind(&entry.id)
+            .bind(&entry.item)
+            .execute(&mut *transaction)
+            .await
+            .map_err(error)?
+            .rows_affected();
+            if replaced == 0 {
+                let count: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM addressbook WHERE account = $1")
+                        .bind(account)
+                        .fetch_one(&mut *transaction)
+                        .await
+                        .map_err(error)?;
+                if count >= i64::from(max) {
+                    transaction.rollback().await.map_err(error)?;
+                    return Ok(Put::Full);
+                }
+                // Two devices adding the same item at once: the second's is kept.
+                sqlx::query(
+                    "INSERT INTO addressbook (account, kind, id, item) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (account, kind, id) DO UPDATE SET item = $4",
+                )
+                .bind(account)
+                .bind(&entry.kind)
+                .bind(&entry.id)
+                .bind(&entry.item)
+                .execute(&mut *transaction)
+                .await
+                .map_err(error)?;
+            }
+            transaction.commit().await.map_err(error)?;
+            Ok(Put::Stored)
+        })
+    }
+
+    fn remove_entry<'a>(
+        &'a self,
+        account: &'a str,
+        kind: &'a str,
+        id: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let removed =
+                sqlx::query("DELETE FROM addressbook WHERE account = $1 AND kind = $2 AND id = $3")
+                    .bind(account)
+                    .bind(kind)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(error)?
+                    .rows_affected();
+            Ok(removed > 0)
+        })
     }
 
     fn public_key<'a>(&'a self, account: &'a str) -> StoreFuture<'a, Option<String>> {

@@ -198,6 +198,83 @@ pub async fn conformance(store: &dyn Store, prefix: &str) {
     assert_eq!(ids(kept), ["m4"]);
 
     journal_checks(store, prefix).await;
+    addressbook_checks(store, prefix).await;
+}
+
+/// Address book items: stored in order, replaced by id within their kind, removed, bounded.
+async fn addressbook_checks(store: &dyn Store, prefix: &str) {
+    use crate::{Entry, Put};
+    let grace = format!("{prefix}grace@example.com");
+    let entry = |kind: &str, id: &str, item: &str| Entry {
+        kind: kind.to_owned(),
+        id: id.to_owned(),
+        item: item.to_owned(),
+    };
+    assert!(
+        store
+            .addressbook(&grace)
+            .await
+            .expect("the store answers")
+            .is_empty()
+    );
+    for item in [
+        entry("contact", "c1", r#"{"id":"c1","name":"Bob"}"#),
+        entry(
+            "group",
+            "c1",
+            r#"{"id":"c1","name":"Friends","contacts":[]}"#,
+        ),
+        entry("contact", "c2", r#"{"id":"c2","name":"Carol ✓"}"#),
+        entry("contact", "c1", r#"{"id":"c1","name":"Bobby"}"#),
+    ] {
+        assert_eq!(
+            store
+                .put_entry(&grace, &item, 3)
+                .await
+                .expect("the store answers"),
+            Put::Stored
+        );
+    }
+    assert_eq!(
+        store
+            .put_entry(&grace, &entry("policy", "p1", "{}"), 3)
+            .await
+            .expect("the store answers"),
+        Put::Full
+    );
+    let book = store.addressbook(&grace).await.expect("the store answers");
+    assert_eq!(
+        book,
+        [
+            entry("contact", "c1", r#"{"id":"c1","name":"Bobby"}"#),
+            entry(
+                "group",
+                "c1",
+                r#"{"id":"c1","name":"Friends","contacts":[]}"#
+            ),
+            entry("contact", "c2", r#"{"id":"c2","name":"Carol ✓"}"#),
+        ]
+    );
+    assert!(
+        store
+            .remove_entry(&grace, "contact", "c1")
+            .await
+            .expect("the store answers")
+    );
+    assert!(
+        !store
+            .remove_entry(&grace, "contact", "c1")
+            .await
+            .expect("the store answers")
+    );
+    assert_eq!(
+        store
+            .addressbook(&grace)
+            .await
+            .expect("the store answers")
+            .len(),
+        2
+    );
 }
 
 /// A journal entry of `account` about `contact`.

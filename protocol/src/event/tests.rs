@@ -133,6 +133,20 @@ fn spec_examples_round_trip_as_sylkrtc_2() {
             "content_type": "text/plain", "disposition_notification": ["positive-delivery", "display"],
             "direction": "incoming"}),
     );
+    // The address book's events, in the shapes sylkrtc.js reads.
+    for event in [
+        json!({"sylkrtc": "account-event", "account": "saghul@sip2sip.info",
+            "event": "addressbook-fetched",
+            "addressbook": {"contacts": [{"id": "c1", "name": "Bob"}], "groups": [], "policies": []}}),
+        json!({"sylkrtc": "account-event", "account": "saghul@sip2sip.info",
+            "event": "addressbook-updated", "type": "contact", "action": "add",
+            "contact": {"id": "c1", "name": "Bob"}}),
+        json!({"sylkrtc": "account-event", "account": "saghul@sip2sip.info",
+            "event": "addressbook-update-failed", "type": "group", "action": "update",
+            "error": "no group g1", "id": "g1"}),
+    ] {
+        round_trip(v2, event);
+    }
     // `sync`, in the shapes sylkrtc.js reads.
     for (kind, action, content) in [
         (

@@ -110,6 +110,17 @@ fn every_modelled_request_round_trips() {
             "account": "bob@example.org", "message_id": "8f2c", "contact": "alice@example.com"}),
         json!({"sylkrtc": "account-remove-conversation", "transaction": "m",
             "account": "bob@example.org", "contact": "alice@example.com"}),
+        // As sylkrtc.js's addressbook sends them.
+        json!({"sylkrtc": "account-fetch-addressbook", "transaction": "n",
+            "account": "bob@example.org"}),
+        json!({"sylkrtc": "account-update-addressbook", "transaction": "o",
+            "account": "bob@example.org", "action": "add", "type": "contact",
+            "data": {"id": "c1", "name": "Alice", "uris": [{"id": "u1", "uri": "alice@example.com"}],
+                "dialog": {"policy": "default", "subscribe": false},
+                "presence": {"policy": "default", "subscribe": true}}}),
+        json!({"sylkrtc": "account-update-addressbook", "transaction": "p",
+            "account": "bob@example.org", "action": "add", "type": "groupMember",
+            "data": {"groupId": "g1", "contactId": "c1"}}),
         // As sylkrtc.js's sendMessage sends it.
         json!({"sylkrtc": "account-message", "transaction": "h", "account": "bob@example.org",
             "uri": "alice@example.com", "message_id": "8f2c", "content": "hi ✓", "content_type": "text/plain",

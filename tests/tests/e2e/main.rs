@@ -7,6 +7,7 @@
 )]
 
 mod accounts;
+mod addressbook;
 mod autobahn;
 mod bandwidth;
 mod calls;

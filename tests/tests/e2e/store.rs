@@ -32,9 +32,9 @@ async fn gateways_that_open_one_database_together_migrate_it_once() {
     }
     assert_eq!(
         postgres
-            .psql(&name, "SELECT version FROM schema_version")
+            .psql(&name, "SELECT version FROM schema_version ORDER BY version")
             .trim(),
-        "1"
+        "1\n2"
     );
 }
 

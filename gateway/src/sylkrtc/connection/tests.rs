@@ -170,7 +170,7 @@ fn features_not_built_say_so() {
     let mut connection = connection(Version::V1, &["*"]);
     for (name, extra) in [
         ("videoroom-join", json!({})),
-        ("account-fetch-addressbook", json!({"account": "a@b.c"})),
+        ("account-devicetoken", json!({"account": "a@b.c"})),
     ] {
         let mut request = json!({"sylkrtc": name, "transaction": "t"});
         request
