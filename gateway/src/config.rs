@@ -383,6 +383,11 @@ pub struct AccountsConfig {
     /// The SIP domains accounts may belong to; `*` allows any domain.
     #[serde(default = "default_sip_domains")]
     pub sip_domains: Vec<String>,
+    /// The domains whose registrars take RFC 8599's push parameters (`pn-provider`,
+    /// `pn-prid`, `pn-param`) in a REGISTER's Contact; the others get the Sylk apps' (`pn-app`,
+    /// `pn-tok`, `pn-type`, `pn-device`, `pn-silent`).
+    #[serde(default)]
+    pub rfc8599_push_domains: Vec<String>,
 }
 
 /// `[log]`: logging.
@@ -468,6 +473,7 @@ impl Default for WebSocketConfig {
 impl Default for AccountsConfig {
     fn default() -> Self {
         AccountsConfig {
+            rfc8599_push_domains: Vec::new(),
             sip_domains: default_sip_domains(),
         }
     }

@@ -153,6 +153,7 @@ async fn run(services: Arc<CallServices>, branch: PhoneBranch) {
             secret: Secret::Password(String::new()),
         },
         user_agent: None,
+        contact_params: Vec::new(),
     };
     if callee_offer.contains("a=crypto:") && phone.target.transport != sip::Transport::Tls {
         crate::call::warn_keys_in_clear();

@@ -178,7 +178,10 @@ impl Server {
         let sylkrtc = Arc::new(Sylkrtc {
             gate: gate.clone(),
             calls,
-            domains: Arc::new(SipDomains::new(&config.accounts.sip_domains)),
+            domains: Arc::new(
+                SipDomains::new(&config.accounts.sip_domains)
+                    .with_rfc8599(&config.accounts.rfc8599_push_domains),
+            ),
             storage,
             devices,
             post,

@@ -30,9 +30,9 @@ pub use event::{
     UpdateState,
 };
 pub use request::{
-    AccountAdd, AccountDisposition, AccountMessage, AddressbookUpdate, Candidate, Header,
-    NOT_MODELLED, REQUEST_NAMES, Request, RequestBody, Secret, SessionAnswer, SessionCreate,
-    SessionDtmfInfo, SessionTrickle, SessionUpdate, SyncConversations,
+    AccountAdd, AccountDisposition, AccountMessage, AddressbookUpdate, Candidate, DeviceToken,
+    Header, NOT_MODELLED, REQUEST_NAMES, Request, RequestBody, Secret, SessionAnswer,
+    SessionCreate, SessionDtmfInfo, SessionTrickle, SessionUpdate, SyncConversations,
 };
 
 /// A wire version of the protocol, chosen by the WebSocket subprotocol.

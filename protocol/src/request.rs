@@ -52,7 +52,6 @@ pub const REQUEST_NAMES: &[&str] = &[
 /// [`RequestBody::NotModelled`], so that the gateway can say "not supported yet" rather than
 /// "unknown request".
 pub const NOT_MODELLED: &[&str] = &[
-    "account-devicetoken",
     "session-message",
     "videoroom-join",
     "videoroom-leave",
@@ -152,6 +151,8 @@ pub enum RequestBody {
         /// The other party of the conversation.
         contact: Aor,
     },
+    /// `account-devicetoken`: the push notification token of the device the account is on.
+    AccountDevicetoken(DeviceToken),
     /// `account-fetch-addressbook`: the account's stored address book.
     AccountFetchAddressbook {
         /// The account.
@@ -161,6 +162,23 @@ pub enum RequestBody {
     AccountUpdateAddressbook(AddressbookUpdate),
     /// A request of the protocol whose fields this model does not carry (see [`NOT_MODELLED`]).
     NotModelled(&'static str),
+}
+
+/// The fields of `account-devicetoken`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceToken {
+    /// The account.
+    pub account: Aor,
+    /// The push token; none (`null`) stops push notifications.
+    pub token: Option<String>,
+    /// The push platform (`ios`, `android`, `firebase`, `apple`, ...).
+    pub platform: Option<String>,
+    /// The device's id.
+    pub device: Option<String>,
+    /// The app's id.
+    pub app: Option<String>,
+    /// Whether pushes are silent.
+    pub silent: Option<bool>,
 }
 
 /// The fields of `account-update-addressbook`.
@@ -368,6 +386,7 @@ impl RequestBody {
             RequestBody::AccountMarkConversationRead { .. } => "account-mark-conversation-read",
             RequestBody::AccountRemoveMessage { .. } => "account-remove-message",
             RequestBody::AccountRemoveConversation { .. } => "account-remove-conversation",
+            RequestBody::AccountDevicetoken(_) => "account-devicetoken",
             RequestBody::AccountFetchAddressbook { .. } => "account-fetch-addressbook",
             RequestBody::AccountUpdateAddressbook(_) => "account-update-addressbook",
             RequestBody::NotModelled(name) => name,
@@ -460,6 +479,14 @@ impl RequestBody {
                 account: aor(fields, "account")?,
                 contact: aor(fields, "contact")?,
             },
+            "account-devicetoken" => RequestBody::AccountDevicetoken(DeviceToken {
+                account: aor(fields, "account")?,
+                token: fields.opt_string("token")?.map(str::to_owned),
+                platform: fields.opt_string("platform")?.map(str::to_owned),
+                device: fields.opt_string("device")?.map(str::to_owned),
+                app: fields.opt_string("app")?.map(str::to_owned),
+                silent: fields.opt_bool("silent")?,
+            }),
             "account-fetch-addressbook" => RequestBody::AccountFetchAddressbook {
                 account: aor(fields, "account")?,
             },
@@ -599,6 +626,22 @@ impl RequestBody {
             }
             RequestBody::AccountFetchAddressbook { account } => {
                 put("account", json!(account.to_string()));
+            }
+            RequestBody::AccountDevicetoken(token) => {
+                put("account", json!(token.account.to_string()));
+                put("token", json!(token.token));
+                for (name, value) in [
+                    ("platform", &token.platform),
+                    ("device", &token.device),
+                    ("app", &token.app),
+                ] {
+                    if let Some(value) = value {
+                        put(name, json!(value));
+                    }
+                }
+                if let Some(silent) = token.silent {
+                    put("silent", json!(silent));
+                }
             }
             RequestBody::AccountUpdateAddressbook(update) => {
                 put("account", json!(update.account.to_string()));

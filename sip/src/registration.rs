@@ -49,6 +49,8 @@ pub struct RegistrationConfig {
     pub contact_user: String,
     /// The `+sip.instance` URN of this binding (`urn:uuid:...`).
     pub instance: String,
+    /// Parameters of the Contact URI (name, value), escaped here as RFC 3261 requires.
+    pub contact_params: Vec<(String, String)>,
     /// The expiry to ask for, in seconds.
     pub expires: u32,
     /// The User-Agent header.
@@ -429,12 +431,19 @@ impl Registration {
 
     /// Our Contact URI (without brackets).
     fn contact_uri(&self) -> String {
-        format!(
+        let mut uri = format!(
             "sip:{}@{};transport={}",
             self.config.contact_user,
             self.config.local,
             self.config.transport.param()
-        )
+        );
+        for (name, value) in &self.config.contact_params {
+            uri.push(';');
+            uri.push_str(&escape_param(name));
+            uri.push('=');
+            uri.push_str(&escape_param(value));
+        }
+        uri
     }
 
     fn next_id(&mut self) -> String {
@@ -571,6 +580,20 @@ fn same_uri(a: &str, b: &str) -> bool {
 fn print_uri(uri: &ezk_sip_types::uri::SipUri) -> String {
     use ezk_sip_types::print::AppendCtx as _;
     uri.default_print_ctx().to_string()
+}
+
+/// A URI parameter's name or value with everything but its allowed characters (RFC 3261
+/// `paramchar`: unreserved and `[]/:&+$`) percent-encoded.
+fn escape_param(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.!~*'()[]/:&+$".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -304,6 +304,7 @@ fn sender_account(from: &Aor, display_name: Option<String>) -> sip::driver::Acco
             secret: sip::Secret::Password(String::new()),
         },
         user_agent: None,
+        contact_params: Vec::new(),
     }
 }
 

@@ -386,6 +386,7 @@ mod tests {
                     secret: sip::Secret::Password("pw".into()),
                 },
                 user_agent: None,
+                contact_params: Vec::new(),
             },
             from: Aor::parse("alice@example.com").unwrap(),
             to: Aor::parse("bob@example.org").unwrap(),

@@ -23,11 +23,14 @@ use sip::{Credentials, Secret as SipSecret};
 use crate::call::{Command, Incoming, StartCall};
 use crate::metrics::ErrorKind;
 
-/// The SIP domains accounts may belong to (`[accounts] sip_domains`).
+/// The SIP domains accounts may belong to (`[accounts] sip_domains`), and those whose
+/// registrars take RFC 8599's push parameters (`rfc8599_push_domains`).
 #[derive(Debug)]
 pub(crate) struct SipDomains {
     /// Lower-case domains; `None` when any domain is allowed.
     allowed: Option<Vec<String>>,
+    /// Lower-case domains.
+    rfc8599: Vec<String>,
 }
 
 impl SipDomains {
@@ -38,7 +41,23 @@ impl SipDomains {
                 .map(|domain| domain.to_ascii_lowercase())
                 .collect()
         });
-        SipDomains { allowed }
+        SipDomains {
+            allowed,
+            rfc8599: Vec::new(),
+        }
+    }
+
+    /// The domains whose registrars take RFC 8599's push parameters.
+    pub(crate) fn with_rfc8599(mut self, domains: &[String]) -> Self {
+        self.rfc8599 = domains
+            .iter()
+            .map(|domain| domain.to_ascii_lowercase())
+            .collect();
+        self
+    }
+
+    fn rfc8599(&self, domain: &str) -> bool {
+        self.rfc8599.iter().any(|wanted| wanted == domain)
     }
 
     fn allows(&self, domain: &str) -> bool {
@@ -57,6 +76,8 @@ struct Account {
     display_name: Option<String>,
     user_agent: Option<String>,
     incoming_header_prefixes: Vec<String>,
+    /// The push parameters of its registrations' Contact (`account-devicetoken`).
+    contact_params: Vec<(String, String)>,
     /// The account's SIP registration, when `account-register` started one.
     registration: Option<Registration>,
 }
@@ -81,6 +102,7 @@ impl Account {
                 secret,
             },
             user_agent: self.user_agent.clone(),
+            contact_params: self.contact_params.clone(),
         }
     }
 }
@@ -518,6 +540,7 @@ impl Connection {
                     message_id,
                 },
             ),
+            RequestBody::AccountDevicetoken(token) => self.account_devicetoken(token),
             RequestBody::AccountFetchAddressbook { account } => {
                 self.fetch_addressbook(&request.transaction, account)
             }
@@ -580,6 +603,7 @@ impl Connection {
             display_name: add.display_name,
             user_agent: add.user_agent,
             incoming_header_prefixes: add.incoming_header_prefixes,
+            contact_params: Vec::new(),
             registration: None,
         });
         Ok(())
@@ -622,6 +646,12 @@ impl Connection {
             let stale = registration.handle;
             self.deferred.push(Output::Unregister { handle: stale });
         }
+        self.start_registration(index);
+        Ok(())
+    }
+
+    /// Starts a new registration of the account at `index` (after the request's reply).
+    fn start_registration(&mut self, index: usize) {
         let handle = self.next_handle;
         self.next_handle += 1;
         let account = &mut self.accounts[index];
@@ -633,7 +663,6 @@ impl Connection {
             handle,
             account: Box::new(account.sip()),
         });
-        Ok(())
     }
 
     /// Removes the registration. The un-REGISTER runs after the ack; its outcome is only
@@ -791,6 +820,7 @@ pub(crate) fn redact(text: &str) -> String {
 pub(crate) mod addressbook;
 pub(crate) mod conversations;
 mod messages;
+mod push;
 mod sessions;
 #[cfg(test)]
 mod tests;

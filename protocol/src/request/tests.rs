@@ -110,6 +110,12 @@ fn every_modelled_request_round_trips() {
             "account": "bob@example.org", "message_id": "8f2c", "contact": "alice@example.com"}),
         json!({"sylkrtc": "account-remove-conversation", "transaction": "m",
             "account": "bob@example.org", "contact": "alice@example.com"}),
+        // As sylkrtc.js's setDeviceToken sends it.
+        json!({"sylkrtc": "account-devicetoken", "transaction": "q", "account": "bob@example.org",
+            "token": "f3:Ab-9_x", "platform": "android", "device": "d1", "silent": false,
+            "app": "com.agprojects.sylk"}),
+        json!({"sylkrtc": "account-devicetoken", "transaction": "r", "account": "bob@example.org",
+            "token": null}),
         // As sylkrtc.js's addressbook sends them.
         json!({"sylkrtc": "account-fetch-addressbook", "transaction": "n",
             "account": "bob@example.org"}),

@@ -22,6 +22,9 @@ pub struct Account {
     pub credentials: Credentials,
     /// A User-Agent for this account's requests (the endpoint's otherwise).
     pub user_agent: Option<String>,
+    /// Parameters for the Contact URI of its registrations (push notification parameters,
+    /// RFC 8599 or the Sylk apps' `pn-*`), names and values as they go, unescaped.
+    pub contact_params: Vec<(String, String)>,
 }
 
 /// Names a registration: the owner (a connection) and the owner's own number for it.

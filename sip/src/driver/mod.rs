@@ -682,6 +682,7 @@ impl Driver {
             local_fixed: self.config.advertised.is_some(),
             contact_user: random()[..16].to_owned(),
             instance: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+            contact_params: account.contact_params.clone(),
             expires: self.config.register_expires,
             user_agent: account
                 .user_agent

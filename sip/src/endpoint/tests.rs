@@ -65,6 +65,7 @@ pub(super) fn registration(contact_user: &str) -> RegistrationConfig {
         local_fixed: true,
         contact_user: contact_user.into(),
         instance: format!("urn:uuid:{contact_user}"),
+        contact_params: Vec::new(),
         expires: 600,
         user_agent: "test".into(),
         call_id: format!("call-{contact_user}"),

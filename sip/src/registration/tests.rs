@@ -18,6 +18,7 @@ fn config() -> RegistrationConfig {
         local_fixed: false,
         contact_user: "gw7f3a".into(),
         instance: "urn:uuid:00000000-0000-4000-8000-000000000001".into(),
+        contact_params: Vec::new(),
         expires: 600,
         user_agent: "sylkrtc-gateway".into(),
         call_id: "reg-call-1".into(),
@@ -431,4 +432,34 @@ fn backoff_doubles_from_30_s_to_30_min() {
         .map(|attempt| backoff(attempt).as_secs())
         .collect();
     assert_eq!(seconds, [30, 60, 120, 960, 1800, 1800, 1800, 1800]);
+}
+
+/// Push parameters go into the Contact URI, escaped where a URI parameter cannot hold a
+/// character as it is, and the REGISTER stays valid and is granted as usual.
+#[test]
+fn contact_parameters_are_escaped_into_the_contact_uri() {
+    let mut registration = Registration::new(RegistrationConfig {
+        contact_params: vec![
+            ("pn-tok".into(), "f3:Ab-9_x;y=z \"q\"".into()),
+            ("pn-silent".into(), "1".into()),
+        ],
+        ..config()
+    });
+    registration.register();
+    let request = registration.poll_request().unwrap();
+    request.validate().unwrap();
+    let contact = request.header(&Name::CONTACT).unwrap();
+    assert!(
+        contact.contains(";transport=udp;pn-tok=f3:Ab-9_x%3By%3Dz%20%22q%22;pn-silent=1>"),
+        "{contact}"
+    );
+    let ok = answer(&request, 200, "OK", &[&our_contact(&request, 600)]);
+    registration.handle_response(Instant::now(), &ok);
+    assert_eq!(
+        events(&mut registration),
+        [
+            RegistrationEvent::Registering,
+            RegistrationEvent::Registered { expires: 600 }
+        ]
+    );
 }

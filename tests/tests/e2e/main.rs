@@ -29,6 +29,7 @@ mod messaging;
 mod nat;
 mod nextrtc;
 mod phones;
+mod push;
 mod register;
 mod renegotiation;
 mod requests;

@@ -25,7 +25,7 @@ async fn every_request_gets_exactly_one_reply() {
                 .await,
             "Unknown session: s1"
         );
-        for name in ["videoroom-join", "account-devicetoken"] {
+        for name in ["videoroom-join", "session-message"] {
             let request = json!({"sylkrtc": name, "account": "alice@example.com", "session": "s1",
                 "uri": "bob@example.com", "sdp": "v=0"});
             assert_eq!(

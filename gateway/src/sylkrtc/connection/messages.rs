@@ -306,6 +306,7 @@ mod tests {
                         secret: sip::Secret::Password("pw".into()),
                     },
                     user_agent: None,
+                    contact_params: Vec::new(),
                 },
                 from: protocol::Aor::parse("alice@example.com").expect("an address"),
                 to: protocol::Aor::parse("bob@example.org").expect("an address"),

@@ -170,7 +170,7 @@ fn features_not_built_say_so() {
     let mut connection = connection(Version::V1, &["*"]);
     for (name, extra) in [
         ("videoroom-join", json!({})),
-        ("account-devicetoken", json!({"account": "a@b.c"})),
+        ("session-message", json!({"session": "s1"})),
     ] {
         let mut request = json!({"sylkrtc": name, "transaction": "t"});
         request
