@@ -38,6 +38,20 @@ pub(crate) enum Delivery {
     Reached(usize),
 }
 
+impl Delivery {
+    /// The status for the message's sender (RFC 3428): 200 when it reached a connection (or
+    /// did before) or `elsewhere` took it (a phone), 202 when it is only `kept` for later,
+    /// 480 when neither.
+    pub(crate) fn status(self, elsewhere: bool, kept: bool) -> u16 {
+        match self {
+            Delivery::Repeat | Delivery::Reached(1..) => 200,
+            Delivery::Reached(0) if elsewhere => 200,
+            Delivery::Reached(0) if kept => 202,
+            Delivery::Reached(0) => 480,
+        }
+    }
+}
+
 /// The gateway's accounts and their connections.
 #[derive(Debug, Default)]
 pub(crate) struct Devices {
@@ -201,6 +215,15 @@ mod tests {
         devices.leave(&alice, 3);
         assert_eq!(devices.fork(&alice, None, &event()), 0);
         assert_eq!(devices.accounts(), 1);
+    }
+
+    #[test]
+    fn the_sender_hears_where_the_message_went() {
+        assert_eq!(Delivery::Reached(2).status(false, false), 200);
+        assert_eq!(Delivery::Repeat.status(false, false), 200);
+        assert_eq!(Delivery::Reached(0).status(true, false), 200);
+        assert_eq!(Delivery::Reached(0).status(false, true), 202);
+        assert_eq!(Delivery::Reached(0).status(false, false), 480);
     }
 
     /// A message is delivered once per account until it is forgotten (ten minutes on); one

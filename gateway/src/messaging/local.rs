@@ -21,7 +21,7 @@ use sip::driver::SipHandle;
 use tracing::{debug, warn};
 
 use super::{Incoming, Outgoing, Received};
-use crate::devices::{Delivery, Devices};
+use crate::devices::Devices;
 use crate::local::Local;
 use crate::storage::Storage;
 
@@ -117,10 +117,9 @@ impl Post {
         };
         let phones = self.to_phones(&phone, source).await;
         debug!(to = %letter.to, ?browsers, phones, kept, "local message delivered");
-        match browsers {
-            Delivery::Repeat | Delivery::Reached(1..) => outcome(200, "OK"),
-            _ if phones => outcome(200, "OK"),
-            _ if kept => outcome(202, "Accepted"),
+        match browsers.status(phones, kept) {
+            200 => outcome(200, "OK"),
+            202 => outcome(202, "Accepted"),
             _ => outcome(
                 480,
                 format!("Temporarily Unavailable ({user} has no device registered)"),

@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::Session;
-use crate::devices::Delivery;
 use crate::messaging::local::{Letter, Post};
 use crate::messaging::{self, Incoming, Outgoing};
 use crate::sylkrtc::connection::StoreAnswer;
@@ -225,10 +224,10 @@ impl Session<'_> {
         let delivery =
             self.devices
                 .deliver(&arrived.account, &key, &event, std::time::Instant::now());
-        let reply = match delivery {
-            Delivery::Repeat | Delivery::Reached(1..) => answer(200, "OK"),
-            Delivery::Reached(0) if arrived.stored => answer(202, "Accepted"),
-            Delivery::Reached(0) => answer(480, "Temporarily Unavailable"),
+        let reply = match delivery.status(false, arrived.stored) {
+            200 => answer(200, "OK"),
+            202 => answer(202, "Accepted"),
+            _ => answer(480, "Temporarily Unavailable"),
         };
         self.sip.answer(arrived.request, reply);
     }
