@@ -101,6 +101,23 @@ async fn run_browser(
                     debug!(%digits, "DTMF to the echo test (nothing to send it to)");
                 }
                 Some(Command::Answer { .. }) => {}
+                // A message comes back too, as a new message of the echo's.
+                Some(Command::Message(text)) => {
+                    update(CallUpdate::MessageAnswered {
+                        message_id: text.message_id,
+                        timestamp: text.timestamp.clone(),
+                        code: 200,
+                        reason: "OK".to_owned(),
+                    });
+                    update(CallUpdate::Message(Box::new(crate::messaging::Received {
+                        message_id: uuid::Uuid::new_v4().to_string(),
+                        timestamp: text.timestamp,
+                        content_type: text.content_type,
+                        content: text.content,
+                        disposition: Vec::new(),
+                        cpim_from: None,
+                    })));
+                }
                 Some(Command::Update { sdp }) => match echo.reoffer(&sdp) {
                     Ok(answer) => update(CallUpdate::Updated { sdp: answer }),
                     Err(error) => update(CallUpdate::UpdateFailed {

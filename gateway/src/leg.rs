@@ -7,9 +7,12 @@
 //! Session descriptions are text: what the relay writes for the far end and reads from it.
 
 use bytes::Bytes;
+use protocol::Aor;
 use sip::Warning;
 use sip::driver::CallCommand;
 use tracing::debug;
+
+use crate::messaging::{self, Incoming, Received};
 
 /// What a call asks of its far end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +45,24 @@ pub(crate) enum LegCommand {
     RefuseOffer(Refusal),
     /// A new offer of ours mid-call (hold, resume).
     Reoffer(String),
+    /// A message in the call (a SIP MESSAGE in the dialog, RFC 3428); one at a time, the
+    /// next after `MessageAnswered`.
+    Message(Box<Text>),
+}
+
+/// A message said in a call, by the front-end's account to the far end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Text {
+    /// The sender (the front-end's account) and its display name.
+    pub(crate) from: Aor,
+    pub(crate) display_name: Option<String>,
+    /// The far end.
+    pub(crate) to: Aor,
+    pub(crate) message_id: String,
+    /// RFC 3339.
+    pub(crate) timestamp: String,
+    pub(crate) content_type: String,
+    pub(crate) content: String,
 }
 
 /// A refusal: a SIP status, as every far end understands one, and why.
@@ -90,6 +111,15 @@ pub(crate) enum LegEvent {
     Dtmf { digit: char, duration: u32 },
     /// It asks for a video keyframe out of band (SIP INFO `picture_fast_update`).
     PictureFastUpdate,
+    /// A message from it in the call (CPIM unwrapped).
+    Message(Box<Received>),
+    /// A notification (IMDN) about a message we sent it in the call.
+    Notification {
+        message_id: String,
+        state: store::State,
+    },
+    /// Our message was taken (2xx) or refused.
+    MessageAnswered { code: u16, reason: String },
     /// It is over (reported once).
     Terminated(LegEnding),
 }
@@ -166,6 +196,23 @@ pub(crate) fn to_sip(command: LegCommand) -> CallCommand {
                 warning,
             }
         }
+        // In CPIM with the IMDN headers, as an account's messages go.
+        LegCommand::Message(text) => CallCommand::Message {
+            content_type: "message/cpim".to_owned(),
+            body: Bytes::from(
+                messaging::Cpim {
+                    from: &text.from,
+                    display_name: text.display_name.as_deref(),
+                    to: &text.to,
+                    message_id: &text.message_id,
+                    timestamp: &text.timestamp,
+                    content_type: &text.content_type,
+                    content: &text.content,
+                    notification: false,
+                }
+                .to_string(),
+            ),
+        },
     }
 }
 
@@ -214,6 +261,25 @@ pub(crate) fn from_sip(event: sip::CallEvent) -> Option<LegEvent> {
             }
             let (digit, duration) = tone?;
             LegEvent::Dtmf { digit, duration }
+        }
+        sip::CallEvent::MessageAnswered { code, reason } => {
+            LegEvent::MessageAnswered { code, reason }
+        }
+        sip::CallEvent::Message { content_type, body } => {
+            let id = uuid::Uuid::new_v4().to_string();
+            let now = messaging::format_timestamp(store::now_millis());
+            match messaging::read(&content_type, &body, &id, &now) {
+                Ok(Incoming::Message(received)) => LegEvent::Message(Box::new(received)),
+                Ok(Incoming::Notification {
+                    message_id, state, ..
+                }) => LegEvent::Notification { message_id, state },
+                Ok(Incoming::Composing) => return None,
+                Err((code, reason)) => {
+                    // The dialog took it already (200); nothing readable reaches the client.
+                    debug!(code, reason, %content_type, "a MESSAGE in the call that cannot be read");
+                    return None;
+                }
+            }
         }
         sip::CallEvent::Redirected { code, contacts, .. } => {
             // The SIP user agent follows it or ends the call, as its policy says.

@@ -30,6 +30,7 @@ use tracing::{info, warn};
 
 use crate::config::LocalConfig;
 use crate::leg::{LegCommand, LegEnding, LegEvent};
+use crate::messaging::{DISPOSITION, Received};
 
 /// An incoming call for a browser connection of the local domain.
 #[derive(Debug)]
@@ -350,9 +351,18 @@ pub(crate) struct Bridged {
 impl Bridged {
     /// Carries this side's command to the other side.
     fn command(&self, command: LegCommand) {
-        if matches!(command, LegCommand::Dtmf { .. }) {
-            // The other side takes it at once, as a phone's 200 would say.
-            let _ = self.own.send(LegEvent::DtmfAnswered { code: 200 });
+        // The other side takes these at once, as a phone's 200 would say.
+        match &command {
+            LegCommand::Dtmf { .. } => {
+                let _ = self.own.send(LegEvent::DtmfAnswered { code: 200 });
+            }
+            LegCommand::Message(_) => {
+                let _ = self.own.send(LegEvent::MessageAnswered {
+                    code: 200,
+                    reason: "OK".to_owned(),
+                });
+            }
+            _ => {}
         }
         if let Some(event) = self.translate(command) {
             if matches!(event, LegEvent::Terminated(_)) {
@@ -413,6 +423,15 @@ impl Bridged {
             LegCommand::AnsweredElsewhere => ended(None, "remote hangup", false),
             LegCommand::Dtmf { digit, duration } => Some(LegEvent::Dtmf { digit, duration }),
             LegCommand::PictureFastUpdate => Some(LegEvent::PictureFastUpdate),
+            // As the CPIM a phone would get says it, asking for the same notifications.
+            LegCommand::Message(text) => Some(LegEvent::Message(Box::new(Received {
+                message_id: text.message_id,
+                timestamp: text.timestamp,
+                content_type: text.content_type,
+                content: text.content,
+                disposition: DISPOSITION.iter().map(|&kind| kind.to_owned()).collect(),
+                cpim_from: Some(text.from.to_string()),
+            }))),
             // A browser's new offer (hold, resume) reaches the other side's call as a
             // re-INVITE would, and its answer or refusal comes back the same way.
             LegCommand::Reoffer(sdp) => Some(LegEvent::Offer { sdp: Some(sdp) }),
@@ -515,6 +534,26 @@ mod tests {
                 duration: 100
             })
         );
+        // A message is taken at once and reaches the other side as a phone's CPIM would.
+        caller.command(LegCommand::Message(Box::new(crate::leg::Text {
+            from: protocol::Aor::parse("alice@local").unwrap(),
+            display_name: None,
+            to: protocol::Aor::parse("bob@local").unwrap(),
+            message_id: "m1".into(),
+            timestamp: "2026-12-04T10:00:00Z".into(),
+            content_type: "text/plain".into(),
+            content: "hi".into(),
+        })));
+        assert!(matches!(
+            caller_rx.try_recv().ok(),
+            Some(LegEvent::MessageAnswered { code: 200, .. })
+        ));
+        let Some(LegEvent::Message(received)) = called_rx.try_recv().ok() else {
+            panic!("the message crosses the bridge");
+        };
+        assert_eq!(received.message_id, "m1");
+        assert_eq!(received.cpim_from.as_deref(), Some("alice@local"));
+        assert_eq!(received.disposition, DISPOSITION);
         caller.command(LegCommand::Hangup);
         assert_eq!(
             called_rx.try_recv().ok(),

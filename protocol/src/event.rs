@@ -12,6 +12,9 @@ use crate::Version;
 use crate::error::{Error, Result};
 use crate::fields::{self, Fields};
 
+mod messages;
+pub use messages::{DispositionNotification, IncomingMessage};
+
 /// SIP headers passed to the browser, by name.
 pub type Headers = BTreeMap<String, String>;
 
@@ -266,38 +269,6 @@ pub struct SyncedMessage {
     pub state: String,
 }
 
-/// The fields of a `message` account event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncomingMessage {
-    /// Who sent it.
-    pub sender: Party,
-    /// When it was written (RFC 3339).
-    pub timestamp: String,
-    /// Its id (the CPIM `imdn.Message-ID`, or one the gateway gave it).
-    pub message_id: String,
-    /// Its body.
-    pub content: String,
-    /// Its MIME type.
-    pub content_type: String,
-    /// The notifications the sender asked for (`positive-delivery`, `display`, ...).
-    pub disposition_notification: Vec<String>,
-}
-
-/// The fields of a `disposition-notification` account event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DispositionNotification {
-    /// The message's id.
-    pub message_id: String,
-    /// The message's own timestamp.
-    pub message_timestamp: Option<String>,
-    /// `accepted`, `delivered`, `displayed`, `failed`, ...
-    pub state: String,
-    /// The SIP status code, when a SIP response decided it.
-    pub code: Option<u16>,
-    /// Its reason phrase.
-    pub reason: Option<String>,
-}
-
 /// The registration states an account goes through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistrationState {
@@ -329,6 +300,11 @@ pub enum SessionEvent {
     State(SessionState),
     /// `update`: a re-INVITE's progress.
     Update(UpdateState),
+    /// `message`: a MESSAGE in the call's dialog.
+    Message(IncomingMessage),
+    /// `disposition-notification`: what became of a `session-message`, or an IMDN in the
+    /// dialog.
+    DispositionNotification(DispositionNotification),
 }
 
 /// The states of a call, as sent in `state` events.
@@ -566,21 +542,7 @@ impl AccountEvent {
                 "missed-session"
             }
             AccountEvent::Message(message) => {
-                let mut sender = Map::new();
-                sender.insert("uri".into(), json!(message.sender.uri));
-                if let Some(name) = &message.sender.display_name {
-                    sender.insert("display_name".into(), json!(name));
-                }
-                out.insert("sender".into(), Value::Object(sender));
-                out.insert("timestamp".into(), json!(message.timestamp));
-                out.insert("message_id".into(), json!(message.message_id));
-                out.insert("content".into(), json!(message.content));
-                out.insert("content_type".into(), json!(message.content_type));
-                out.insert(
-                    "disposition_notification".into(),
-                    json!(message.disposition_notification),
-                );
-                out.insert("direction".into(), json!("incoming"));
+                message.write(&mut out);
                 "message"
             }
             AccountEvent::SyncConversations { messages } => {
@@ -626,17 +588,7 @@ impl AccountEvent {
                 "sync"
             }
             AccountEvent::DispositionNotification(notification) => {
-                out.insert("message_id".into(), json!(notification.message_id));
-                if let Some(timestamp) = &notification.message_timestamp {
-                    out.insert("message_timestamp".into(), json!(timestamp));
-                }
-                out.insert("state".into(), json!(notification.state));
-                if let Some(code) = notification.code {
-                    out.insert("code".into(), json!(code));
-                }
-                if let Some(reason) = &notification.reason {
-                    out.insert("reason".into(), json!(reason));
-                }
+                notification.write(&mut out);
                 "disposition-notification"
             }
         };
@@ -671,23 +623,7 @@ impl AccountEvent {
             "missed-session" => Ok(AccountEvent::MissedSession {
                 originator: Party::from_fields(fields, version)?,
             }),
-            "message" => {
-                let path = fields.name("sender");
-                let sender = Fields::nested(fields.object("sender")?, &path);
-                Ok(AccountEvent::Message(IncomingMessage {
-                    sender: Party {
-                        uri: sender.string("uri")?.to_owned(),
-                        display_name: sender.opt_string("display_name")?.map(str::to_owned),
-                    },
-                    timestamp: fields.string("timestamp")?.to_owned(),
-                    message_id: fields.string("message_id")?.to_owned(),
-                    content: fields.string("content")?.to_owned(),
-                    content_type: fields.string("content_type")?.to_owned(),
-                    disposition_notification: fields
-                        .opt_strings("disposition_notification")?
-                        .unwrap_or_default(),
-                }))
-            }
+            "message" => Ok(AccountEvent::Message(IncomingMessage::read(fields)?)),
             "sync-conversations" => {
                 let path = fields.name("messages");
                 let messages = fields
@@ -713,15 +649,7 @@ impl AccountEvent {
                 Ok(AccountEvent::SyncConversations { messages })
             }
             "disposition-notification" => Ok(AccountEvent::DispositionNotification(
-                DispositionNotification {
-                    message_id: fields.string("message_id")?.to_owned(),
-                    message_timestamp: fields.opt_string("message_timestamp")?.map(str::to_owned),
-                    state: fields.string("state")?.to_owned(),
-                    code: fields
-                        .opt_u32("code")?
-                        .map(|code| u16::try_from(code).unwrap_or(u16::MAX)),
-                    reason: fields.opt_string("reason")?.map(str::to_owned),
-                },
+                DispositionNotification::read(fields)?,
             )),
             "sync" => Ok(AccountEvent::Sync(SyncAction::from_fields(fields)?)),
             "addressbook-fetched" => Ok(AccountEvent::AddressbookFetched {
@@ -811,11 +739,28 @@ impl SessionEvent {
                 put("state", json!(text));
                 "update"
             }
+            SessionEvent::Message(message) => {
+                message.write(&mut out);
+                "message"
+            }
+            SessionEvent::DispositionNotification(notification) => {
+                notification.write(&mut out);
+                "disposition-notification"
+            }
         };
         (name, out)
     }
 
     fn from_fields(name: &str, fields: Fields<'_>) -> Result<SessionEvent> {
+        match name {
+            "message" => return Ok(SessionEvent::Message(IncomingMessage::read(fields)?)),
+            "disposition-notification" => {
+                return Ok(SessionEvent::DispositionNotification(
+                    DispositionNotification::read(fields)?,
+                ));
+            }
+            _ => {}
+        }
         let reason = || Ok::<_, Error>(fields.opt_string("reason")?.map(str::to_owned));
         let call_id = || Ok::<_, Error>(fields.opt_string("call_id")?.map(str::to_owned));
         let state = fields.string("state")?;

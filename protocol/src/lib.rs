@@ -32,7 +32,8 @@ pub use event::{
 pub use request::{
     AccountAdd, AccountDisposition, AccountMessage, AddressbookUpdate, Candidate, DeviceToken,
     Header, NOT_MODELLED, REQUEST_NAMES, Request, RequestBody, Secret, SessionAnswer,
-    SessionCreate, SessionDtmfInfo, SessionTrickle, SessionUpdate, SyncConversations,
+    SessionCreate, SessionDtmfInfo, SessionMessage, SessionTrickle, SessionUpdate,
+    SyncConversations,
 };
 
 /// A wire version of the protocol, chosen by the WebSocket subprotocol.

@@ -52,7 +52,6 @@ pub const REQUEST_NAMES: &[&str] = &[
 /// [`RequestBody::NotModelled`], so that the gateway can say "not supported yet" rather than
 /// "unknown request".
 pub const NOT_MODELLED: &[&str] = &[
-    "session-message",
     "videoroom-join",
     "videoroom-leave",
     "videoroom-configure",
@@ -121,6 +120,8 @@ pub enum RequestBody {
     SessionUpdate(SessionUpdate),
     /// `session-dtmf-info`: DTMF tones sent as SIP INFO.
     SessionDtmfInfo(SessionDtmfInfo),
+    /// `session-message`: a message in the call's dialog (SIP MESSAGE).
+    SessionMessage(SessionMessage),
     /// `account-message`: a message from an account, sent as SIP MESSAGE.
     AccountMessage(AccountMessage),
     /// `account-sync-conversations`: the account's stored messages, from a point on.
@@ -314,6 +315,21 @@ pub struct SessionDtmfInfo {
     pub duration: Option<u32>,
 }
 
+/// The fields of `session-message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionMessage {
+    /// The session id.
+    pub session: String,
+    /// The client's id for the message (the CPIM `imdn.Message-ID`).
+    pub message_id: String,
+    /// The body.
+    pub content: String,
+    /// Its MIME type.
+    pub content_type: String,
+    /// When it was written (ISO 8601), as the client says; none: now.
+    pub timestamp: Option<String>,
+}
+
 /// The fields of `account-message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountMessage {
@@ -380,6 +396,7 @@ impl RequestBody {
             RequestBody::SessionTerminate { .. } => "session-terminate",
             RequestBody::SessionUpdate(_) => "session-update",
             RequestBody::SessionDtmfInfo(_) => "session-dtmf-info",
+            RequestBody::SessionMessage(_) => "session-message",
             RequestBody::AccountMessage(_) => "account-message",
             RequestBody::AccountSyncConversations(_) => "account-sync-conversations",
             RequestBody::AccountDispositionNotification(_) => "account-disposition-notification",
@@ -434,6 +451,13 @@ impl RequestBody {
                 headers: headers(fields)?,
             }),
             "session-dtmf-info" => RequestBody::SessionDtmfInfo(SessionDtmfInfo::parse(fields)?),
+            "session-message" => RequestBody::SessionMessage(SessionMessage {
+                session: session(fields)?,
+                message_id: fields.non_empty("message_id")?.to_owned(),
+                content: fields.string("content")?.to_owned(),
+                content_type: fields.non_empty("content_type")?.to_owned(),
+                timestamp: fields.opt_string("timestamp")?.map(str::to_owned),
+            }),
             "account-disposition-notification" => {
                 let state = fields.string("state")?;
                 if !["delivered", "displayed", "failed", "forbidden", "error"].contains(&state) {
@@ -657,6 +681,15 @@ impl RequestBody {
                 put("account", json!(account.to_string()));
                 put("message_id", json!(message_id));
                 put("contact", json!(contact.to_string()));
+            }
+            RequestBody::SessionMessage(message) => {
+                put("session", json!(message.session));
+                put("message_id", json!(message.message_id));
+                put("content", json!(message.content));
+                put("content_type", json!(message.content_type));
+                if let Some(timestamp) = &message.timestamp {
+                    put("timestamp", json!(timestamp));
+                }
             }
             RequestBody::SessionDtmfInfo(dtmf) => {
                 put("session", json!(dtmf.session));

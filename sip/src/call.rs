@@ -53,7 +53,7 @@ fn answered_elsewhere(cancel: &Message) -> bool {
 mod tests;
 
 /// The methods a call accepts in its dialog, for Allow headers.
-pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK";
+pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, MESSAGE";
 /// The extensions we support.
 const SUPPORTED: &str = "100rel, timer";
 /// The `Reason` of a CANCEL sent because another branch of a fork answered (RFC 3326; the
@@ -223,6 +223,20 @@ pub enum CallEvent {
     },
     /// An INFO arrived.
     Info {
+        /// Its Content-Type.
+        content_type: String,
+        /// Its body.
+        body: Bytes,
+    },
+    /// Our MESSAGE got its final response (or failed: 408, 503, 481 with no dialog).
+    MessageAnswered {
+        /// The status code.
+        code: u16,
+        /// The status line's reason.
+        reason: String,
+    },
+    /// A MESSAGE arrived in the dialog (RFC 3428 allows them there).
+    Message {
         /// Its Content-Type.
         content_type: String,
         /// Its body.
@@ -650,6 +664,43 @@ impl Call {
         true
     }
 
+    /// Sends a MESSAGE in the confirmed dialog; its outcome comes as `MessageAnswered` (481
+    /// at once when there is no dialog to send it in).
+    pub fn message(&mut self, content_type: &str, body: Bytes) -> bool {
+        // RFC 3428 section 9: no large MESSAGE over UDP, and a dialog keeps its transport.
+        if !self.config.transport.reliable() && body.len() + 500 > crate::driver::MAX_UDP_REQUEST {
+            self.events.push_back(CallEvent::MessageAnswered {
+                code: 513,
+                reason: "Message Too Large (for a call over UDP)".to_owned(),
+            });
+            return false;
+        }
+        let via = self.via();
+        let dialog = match self.phase {
+            Phase::Confirmed => self.dialog.as_mut(),
+            _ => None,
+        };
+        let request = dialog.and_then(|dialog| {
+            self.cseq = self.cseq.max(dialog.local_seq) + 1;
+            dialog.local_seq = self.cseq;
+            dialog.request(Method::MESSAGE, self.cseq, via)
+        });
+        let Some(mut message) = request else {
+            self.events.push_back(CallEvent::MessageAnswered {
+                code: 481,
+                reason: "Call/Transaction Does Not Exist (the call is not established)".to_owned(),
+            });
+            return false;
+        };
+        message
+            .headers
+            .insert(Name::CONTENT_TYPE, content_type.to_owned());
+        message.body = body;
+        self.authorize(&mut message);
+        self.out.push_back(CallOutput::Request(message));
+        true
+    }
+
     /// A request of our dialog (or an ACK for our 2xx). Everything but ACK gets a response.
     pub fn handle_request(&mut self, now: Instant, request: &Message) {
         let (Some(method), Ok(cseq)) = (request.method().cloned(), request.cseq()) else {
@@ -689,17 +740,21 @@ impl Call {
                 self.out.push_back(CallOutput::Response(response));
             }
             Method::INVITE | Method::UPDATE => self.remote_offer(now, method, request),
-            Method::INFO => {
+            // Both are taken (200) and handed to the owner with their body.
+            Method::INFO | Method::MESSAGE => {
                 let response = self.respond_in_dialog(request, 200, "OK");
                 self.out.push_back(CallOutput::Response(response));
+                let content_type = request
+                    .header(&Name::CONTENT_TYPE)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                let body = request.body.clone();
                 if !ended {
-                    self.events.push_back(CallEvent::Info {
-                        content_type: request
-                            .header(&Name::CONTENT_TYPE)
-                            .unwrap_or_default()
-                            .trim()
-                            .to_owned(),
-                        body: request.body.clone(),
+                    self.events.push_back(if method == Method::INFO {
+                        CallEvent::Info { content_type, body }
+                    } else {
+                        CallEvent::Message { content_type, body }
                     });
                 }
             }
@@ -745,6 +800,11 @@ impl Call {
             Method::CANCEL => {
                 // The INVITE transaction times out on its own.
             }
+            // A message that did not go is the message's failure, not the call's.
+            Method::MESSAGE => self.events.push_back(CallEvent::MessageAnswered {
+                code,
+                reason: reason.to_owned(),
+            }),
             _ => {
                 if self.refreshing.as_ref().map(|(_, number)| *number) == Some(cseq.cseq) {
                     self.refreshing = None;

@@ -78,6 +78,17 @@ impl Fork {
                 self.info_to = Some(branch);
                 self.out.push_back((branch, command));
             }
+            // A message goes in the answered dialog only.
+            LegCommand::Message(_) => {
+                let Some(branch) = self.winner else {
+                    return Some(LegEvent::MessageAnswered {
+                        code: 481,
+                        reason: "Call/Transaction Does Not Exist (no branch has answered)"
+                            .to_owned(),
+                    });
+                };
+                self.out.push_back((branch, command));
+            }
             LegCommand::Reoffer(_) => {
                 let Some(branch) = self.winner else {
                     return Some(LegEvent::OfferRefused {

@@ -9,7 +9,9 @@ use std::fmt;
 
 use sip::driver::{Account, CallHandle, IncomingCall};
 
+use crate::leg::Text;
 use crate::local::BrowserBinding;
+use crate::messaging::Received;
 
 /// What an outgoing call's task starts from.
 #[derive(Debug)]
@@ -62,6 +64,9 @@ pub(crate) enum Command {
         digits: String,
         duration: u32,
     },
+    /// A message in the call (SIP MESSAGE in the dialog); its outcome comes as
+    /// `CallUpdate::MessageAnswered`.
+    Message(Box<Text>),
     /// The front-end's SDP mid-call: a new offer (hold, resume), re-offered to the far end, or
     /// the answer to the far end's (`CallUpdate::UpdateReceived`).
     Update {
@@ -146,6 +151,21 @@ pub(crate) enum CallUpdate {
     /// An incoming call was given up before it was answered (the caller cancelled, or no one
     /// answered in time). `Terminated` follows.
     Missed { caller: Caller },
+    /// What became of the front-end's message: the far end's status (2xx: taken).
+    MessageAnswered {
+        message_id: String,
+        /// The message's own timestamp.
+        timestamp: String,
+        code: u16,
+        reason: String,
+    },
+    /// A message from the far end in the call.
+    Message(Box<Received>),
+    /// The far end's notification (IMDN) about a message of the front-end's.
+    Notification {
+        message_id: String,
+        state: store::State,
+    },
     /// Over: nothing more comes.
     Terminated(Ending),
 }

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::interface::{CallUpdate, Caller, Command, Ending};
 use super::warning_for;
-use crate::leg::{LegCommand, LegEvent, Refusal};
+use crate::leg::{LegCommand, LegEvent, Refusal, Text};
 
 /// The timers and codes a call keeps to.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +76,11 @@ pub(crate) struct Machine {
     dtmf_in_flight: bool,
     /// When the next tone goes.
     dtmf_due: Option<Instant>,
+    /// Messages waiting to go, one MESSAGE at a time: the far end's answers name no message,
+    /// so the one in flight is the one answered (and the order is kept).
+    messages: VecDeque<Box<Text>>,
+    /// The id and timestamp of the message waiting for its answer.
+    message_in_flight: Option<(String, String)>,
     /// The front-end's new offer is with the far end.
     updating: bool,
     /// The answer to the far end's new offer, held while the front-end is asked (its
@@ -136,6 +141,8 @@ impl Machine {
             dtmf_duration: 0,
             dtmf_in_flight: false,
             dtmf_due: None,
+            messages: VecDeque::new(),
+            message_in_flight: None,
             updating: false,
             held_answer: None,
             update_deadline: None,
@@ -212,6 +219,20 @@ impl Machine {
                 self.browser_update_answer(now, &sdp);
             }
             Command::Update { sdp } => self.reoffer(now, &sdp),
+            Command::Message(text) => {
+                if self.phase != Phase::Up {
+                    return self.message_answered(
+                        text.message_id,
+                        text.timestamp,
+                        481,
+                        "Call/Transaction Does Not Exist (the call is not answered)",
+                    );
+                }
+                self.messages.push_back(text);
+                if self.message_in_flight.is_none() {
+                    self.send_message();
+                }
+            }
             Command::Dtmf { digits, duration } => {
                 self.dtmf.extend(digits.chars());
                 self.dtmf_duration = duration;
@@ -310,6 +331,23 @@ impl Machine {
             _ => "the call is not answered: no update yet".to_owned(),
         };
         self.update(CallUpdate::UpdateFailed { reason: refused });
+    }
+
+    /// Sends the next message waiting.
+    fn send_message(&mut self) {
+        if let Some(text) = self.messages.pop_front() {
+            self.message_in_flight = Some((text.message_id.clone(), text.timestamp.clone()));
+            self.far_end(LegCommand::Message(text));
+        }
+    }
+
+    fn message_answered(&mut self, message_id: String, timestamp: String, code: u16, reason: &str) {
+        self.update(CallUpdate::MessageAnswered {
+            message_id,
+            timestamp,
+            code,
+            reason: reason.to_owned(),
+        });
     }
 
     /// Sends the next DTMF tone (to SIP, one INFO).
@@ -466,6 +504,19 @@ impl Machine {
                 debug!("the far end asks for a keyframe by INFO");
                 self.relay.keyframe_requested_by_info(now);
             }
+            LegEvent::MessageAnswered { code, reason } => {
+                let Some((message_id, timestamp)) = self.message_in_flight.take() else {
+                    debug!(code, "an answer to no message");
+                    return;
+                };
+                debug!(%message_id, code, "message answered");
+                self.message_answered(message_id, timestamp, code, &reason);
+                self.send_message();
+            }
+            LegEvent::Message(received) => self.update(CallUpdate::Message(received)),
+            LegEvent::Notification { message_id, state } => {
+                self.update(CallUpdate::Notification { message_id, state });
+            }
             LegEvent::Dtmf { digit, duration } => {
                 // The front-end's protocol has no DTMF toward the browser: the tone is in the
                 // media too (telephone-event) where the phone sends it there.
@@ -591,6 +642,15 @@ impl Machine {
         self.phase = Phase::Over;
         self.ring_deadline = None;
         self.dtmf_due = None;
+        // Messages not answered yet failed with the call (before the front-end forgets it).
+        let unsent = self.message_in_flight.take().into_iter().chain(
+            std::mem::take(&mut self.messages)
+                .into_iter()
+                .map(|text| (text.message_id, text.timestamp)),
+        );
+        for (message_id, timestamp) in unsent.collect::<Vec<_>>() {
+            self.message_answered(message_id, timestamp, 481, "the call ended");
+        }
         self.update(CallUpdate::Terminated(Ending::new(reason)));
     }
 }

@@ -83,39 +83,19 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
-    /// The CPIM document (RFC 3862 section 2): its headers, then the message's MIME headers
-    /// and content.
+    /// The CPIM document (RFC 3862 section 2) of the message.
     pub(crate) fn cpim(&self) -> String {
-        let from = match &self.account.display_name {
-            Some(name) => format!(
-                "\"{}\" <sip:{}>",
-                name.replace('\\', "\\\\").replace('"', "\\\""),
-                self.from
-            ),
-            None => format!("<sip:{}>", self.from),
-        };
-        let (asks, disposition) = if self.notification {
-            (String::new(), "Content-Disposition: notification\r\n")
-        } else {
-            (
-                format!(
-                    "imdn.Disposition-Notification: {}\r\n",
-                    DISPOSITION.join(", ")
-                ),
-                "",
-            )
-        };
-        format!(
-            "From: {from}\r\nTo: <sip:{}>\r\nDateTime: {}\r\nNS: imdn <urn:ietf:params:imdn>\r\n\
-             imdn.Message-ID: {}\r\n{asks}\r\n\
-             Content-Type: {}\r\n{disposition}Content-Length: {}\r\n\r\n{}",
-            self.to,
-            self.timestamp,
-            self.message_id,
-            self.content_type,
-            self.content.len(),
-            self.content
-        )
+        Cpim {
+            from: &self.from,
+            display_name: self.account.display_name.as_deref(),
+            to: &self.to,
+            message_id: &self.message_id,
+            timestamp: &self.timestamp,
+            content_type: &self.content_type,
+            content: &self.content,
+            notification: self.notification,
+        }
+        .to_string()
     }
 
     /// Sends the message: in CPIM, then, when the far end refuses CPIM with 415, as it is.
@@ -166,6 +146,58 @@ impl Outgoing {
             code: 503,
             reason: "Service Unavailable (the SIP stack stopped)".to_owned(),
         })
+    }
+}
+
+/// A CPIM document (RFC 3862 section 2): its headers (with the IMDN ones that ask for
+/// notifications, RFC 5438), then the message's MIME headers and content.
+pub(crate) struct Cpim<'a> {
+    pub(crate) from: &'a Aor,
+    pub(crate) display_name: Option<&'a str>,
+    pub(crate) to: &'a Aor,
+    pub(crate) message_id: &'a str,
+    /// RFC 3339.
+    pub(crate) timestamp: &'a str,
+    pub(crate) content_type: &'a str,
+    pub(crate) content: &'a str,
+    /// An IMDN (the content is one): it asks for no notification of its own and is marked as
+    /// a notification (RFC 5438 section 7.1.1).
+    pub(crate) notification: bool,
+}
+
+impl std::fmt::Display for Cpim<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let from = match self.display_name {
+            Some(name) => format!(
+                "\"{}\" <sip:{}>",
+                name.replace('\\', "\\\\").replace('"', "\\\""),
+                self.from
+            ),
+            None => format!("<sip:{}>", self.from),
+        };
+        let (asks, disposition) = if self.notification {
+            (String::new(), "Content-Disposition: notification\r\n")
+        } else {
+            (
+                format!(
+                    "imdn.Disposition-Notification: {}\r\n",
+                    DISPOSITION.join(", ")
+                ),
+                "",
+            )
+        };
+        write!(
+            f,
+            "From: {from}\r\nTo: <sip:{}>\r\nDateTime: {}\r\nNS: imdn <urn:ietf:params:imdn>\r\n\
+             imdn.Message-ID: {}\r\n{asks}\r\n\
+             Content-Type: {}\r\n{disposition}Content-Length: {}\r\n\r\n{}",
+            self.to,
+            self.timestamp,
+            self.message_id,
+            self.content_type,
+            self.content.len(),
+            self.content
+        )
     }
 }
 

@@ -250,6 +250,8 @@ struct Session {
     /// The answer SDP an `early-media` state carried, held for a sylkRTC-1 client (which
     /// knows no such state) until `accepted`.
     early_sdp: Option<String>,
+    /// The far end (whom the call's messages go to and come from), once known.
+    peer: Option<protocol::Party>,
 }
 
 /// What became of one client message: for metrics and logs.
@@ -512,6 +514,7 @@ impl Connection {
             RequestBody::SessionTrickle(trickle) => self.session_live(&trickle.session).map(|_| ()),
             RequestBody::SessionTerminate { session } => self.session_terminate(session),
             RequestBody::SessionDtmfInfo(dtmf) => self.session_dtmf(dtmf),
+            RequestBody::SessionMessage(message) => self.session_message(message),
             RequestBody::SessionUpdate(update) => self.session_update(update),
             RequestBody::AccountSyncConversations(sync) => {
                 self.account_sync(&request.transaction, sync)

@@ -308,6 +308,48 @@ fn sylkrtc_1_nests_the_payload_and_drops_what_it_lacks() {
 }
 
 #[test]
+fn messages_in_a_session_read_back() {
+    let message = session(
+        "s",
+        SessionEvent::Message(IncomingMessage {
+            sender: Party {
+                uri: "bob@example.com".into(),
+                display_name: Some("Bob".into()),
+            },
+            timestamp: "2026-12-04T10:00:00Z".into(),
+            message_id: "m1".into(),
+            content: "hi".into(),
+            content_type: "text/plain".into(),
+            disposition_notification: vec!["display".into()],
+        }),
+    );
+    let notification = session(
+        "s",
+        SessionEvent::DispositionNotification(DispositionNotification {
+            message_id: "m2".into(),
+            message_timestamp: None,
+            state: "failed".into(),
+            code: Some(488),
+            reason: Some("Not Acceptable Here".into()),
+        }),
+    );
+    let v2: Value = serde_json::from_str(&notification.encode(Version::V2)).unwrap();
+    assert_eq!(
+        v2,
+        json!({"sylkrtc": "session-event", "session": "s", "event": "disposition-notification",
+            "message_id": "m2", "state": "failed", "code": 488, "reason": "Not Acceptable Here"})
+    );
+    for event in [message, notification] {
+        for version in Version::PREFERENCE {
+            assert_eq!(
+                ServerMessage::parse(&event.encode(version), version).unwrap(),
+                event
+            );
+        }
+    }
+}
+
+#[test]
 fn replies_escape_their_text() {
     let error = ServerMessage::Error {
         transaction: "a\"b".into(),

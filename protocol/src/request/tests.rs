@@ -97,6 +97,8 @@ fn every_modelled_request_round_trips() {
         json!({"sylkrtc": "session-update", "transaction": "e", "session": "s1", "sdp": "v=0\r\n"}),
         json!({"sylkrtc": "session-dtmf-info", "transaction": "f", "session": "s1", "digit": "12#", "duration": 160}),
         json!({"sylkrtc": "session-dtmf-info", "transaction": "g", "session": "s1", "digit": "*"}),
+        json!({"sylkrtc": "session-message", "transaction": "h", "session": "s1", "message_id": "9a1",
+            "content": "hi", "content_type": "text/plain", "timestamp": "2026-12-04T10:00:00.000Z"}),
         json!({"sylkrtc": "account-sync-conversations", "transaction": "i", "account": "bob@example.org",
             "message_id": "8f2c", "since": "2026-12-04T10:00:00Z", "limit": 100}),
         // As sylkrtc.js's sendDispositionNotification sends it.

@@ -188,6 +188,12 @@ impl Call {
                 401 | 407 if self.auth.challenge(response).is_ok() => self.send_bye(),
                 _ => self.phase = Phase::Done,
             },
+            Method::MESSAGE if code >= 200 => {
+                self.events.push_back(CallEvent::MessageAnswered {
+                    code,
+                    reason: response_reason(response),
+                });
+            }
             Method::INFO if code >= 200 => {
                 self.events.push_back(CallEvent::InfoAnswered { code });
                 // RFC 3261 section 12.2.1.2: these mean the dialog is gone.

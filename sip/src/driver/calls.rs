@@ -159,6 +159,13 @@ pub enum CallCommand {
         /// Its body.
         body: Bytes,
     },
+    /// Send a MESSAGE in the dialog.
+    Message {
+        /// Its Content-Type.
+        content_type: String,
+        /// Its body.
+        body: Bytes,
+    },
 }
 
 /// Where a call stands in the driver.
@@ -440,6 +447,9 @@ impl Driver {
             } => sip.refuse_offer(code, &reason, warning.as_ref()),
             CallCommand::Info { content_type, body } => {
                 sip.info(&content_type, body);
+            }
+            CallCommand::Message { content_type, body } => {
+                sip.message(&content_type, body);
             }
             CallCommand::Reoffer(sdp) => {
                 sip.reoffer(now, sdp);

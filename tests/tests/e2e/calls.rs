@@ -170,6 +170,31 @@ pub(crate) async fn state(client: &mut Client, session: &str) -> SessionState {
     }
 }
 
+/// The next event of `session` that `wanted` matches (other messages are skipped; the call
+/// ending first fails).
+pub(crate) async fn session_event(
+    client: &mut Client,
+    session: &str,
+    wanted: impl Fn(&SessionEvent) -> bool,
+) -> SessionEvent {
+    loop {
+        if let ServerMessage::Event(Event::Session {
+            session: got,
+            event,
+        }) = next(client).await
+            && got == session
+        {
+            if wanted(&event) {
+                return event;
+            }
+            assert!(
+                !matches!(event, SessionEvent::State(SessionState::Terminated { .. })),
+                "the call ended: {event:?}"
+            );
+        }
+    }
+}
+
 /// States until `wanted` matches, which is returned.
 pub(crate) async fn until(
     client: &mut Client,

@@ -269,6 +269,10 @@ async fn two_browsers_call_each_other_and_open_registration_stays_local() {
     let mut callee = answer_in_browser(&mut bob, &session, &offer).await;
     let caller_answer = answered(&mut alice, "b2b").await;
     tones_both_ways(&mut caller, &caller_answer, &mut callee, &offer).await;
+    // Messages in the call, both ways: each side hears the other by name, and the sender
+    // hears it taken.
+    chat(&mut alice, "b2b", &mut bob, &session, "alice").await;
+    chat(&mut bob, &session, &mut alice, "b2b", "bob").await;
     bob.expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": session}))
         .await;
     until(&mut alice, "b2b", |state| {
@@ -290,6 +294,44 @@ async fn two_browsers_call_each_other_and_open_registration_stays_local() {
     assert!(reason.starts_with("403"), "{reason}");
     browser.close().await;
     assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
+}
+
+/// `sender`'s message in a call of two browsers: the other side hears it by name, and the
+/// sender hears it taken.
+async fn chat(
+    from: &mut Client,
+    from_session: &str,
+    to: &mut Client,
+    to_session: &str,
+    sender: &str,
+) {
+    let id = format!("from-{sender}");
+    from.expect_ack_amid_events(
+        json!({"sylkrtc": "session-message", "session": from_session,
+        "message_id": id, "content": "hi", "content_type": "text/plain"}),
+    )
+    .await;
+    let message = crate::calls::session_event(to, to_session, |event| {
+        matches!(event, protocol::SessionEvent::Message(_))
+    })
+    .await;
+    let protocol::SessionEvent::Message(message) = message else {
+        unreachable!()
+    };
+    assert_eq!(message.sender.uri, format!("{sender}@{DOMAIN}"));
+    assert_eq!(
+        (message.message_id.as_str(), message.content.as_str()),
+        (id.as_str(), "hi")
+    );
+    let taken = crate::calls::session_event(from, from_session, |event| {
+        matches!(event, protocol::SessionEvent::DispositionNotification(_))
+    })
+    .await;
+    assert!(
+        matches!(&taken, protocol::SessionEvent::DispositionNotification(n)
+            if n.message_id == id && n.state == "accepted"),
+        "{taken:?}"
+    );
 }
 
 /// A new test browser (PCMU) answers `client`'s incoming `session`, which offered `offer`.
@@ -348,6 +390,20 @@ async fn the_echo_test_returns_the_callers_tone() {
     let (tone, packets) = until_heard(700.0, || browser_tone(&browser, pt, AudioCodec::Pcmu)).await;
     assert!(packets >= 50, "{packets} packets came back");
     assert_eq!(tone, 700.0);
+    // A message comes back too, from the echo test.
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-message", "session": "echo",
+            "message_id": "e1", "content": "ping", "content_type": "text/plain"}))
+        .await;
+    let back = crate::calls::session_event(&mut client, "echo", |event| {
+        matches!(event, protocol::SessionEvent::Message(_))
+    })
+    .await;
+    assert!(
+        matches!(&back, protocol::SessionEvent::Message(m)
+            if m.content == "ping" && m.sender.uri == format!("echo@{DOMAIN}")),
+        "{back:?}"
+    );
     client
         .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "echo"}))
         .await;

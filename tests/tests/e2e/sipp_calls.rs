@@ -8,7 +8,7 @@ use gateway::Config;
 use gateway_tests::browser::{AudioCodec, Browser};
 use gateway_tests::peers::{data_dir, free_port, require};
 use gateway_tests::{Client, Gateway};
-use protocol::SessionState;
+use protocol::{Event, ServerMessage, SessionEvent, SessionState};
 use serde_json::json;
 use tokio::process::Child;
 
@@ -247,6 +247,70 @@ async fn dtmf_goes_in_early_media_before_the_answer() {
         .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "ivr"}))
         .await;
     sipp_done(sipp).await;
+    assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
+    browser.close().await;
+}
+
+/// Messages in a call (`session-message`, RFC 3428 in the dialog) with sipp as the phone: two
+/// sent at once go one after the other in CPIM with the IMDN headers (sipp fails on one that
+/// overtakes), the first taken and the second refused, each outcome a session
+/// `disposition-notification`; the phone's own message (CPIM) and its IMDN come back as the
+/// session's `message` and `disposition-notification`.
+#[tokio::test]
+async fn messages_in_a_call_go_both_ways() {
+    let (port, sipp) = sipp_uas("uas_messages.xml");
+    let (gateway, mut client, browser) = call(port, "chat").await;
+    until(&mut client, "chat", |state| {
+        matches!(state, SessionState::Accepted { .. })
+    })
+    .await;
+    for (id, text) in [("m1", "hello phone"), ("m2", "again")] {
+        client
+            .expect_ack_amid_events(json!({"sylkrtc": "session-message", "session": "chat",
+                "message_id": id, "content": text, "content_type": "text/plain"}))
+            .await;
+    }
+    let mut heard = Vec::new();
+    loop {
+        match crate::calls::next(&mut client).await {
+            ServerMessage::Event(Event::Session { session, event }) if session == "chat" => {
+                if let SessionEvent::State(SessionState::Terminated { .. }) = event {
+                    break;
+                }
+                heard.push(event);
+            }
+            _ => {}
+        }
+    }
+    let notification = |id: &str, state: &str, code: Option<u16>| {
+        heard.iter().any(|event| {
+            matches!(event, SessionEvent::DispositionNotification(n)
+                if n.message_id == id && n.state == state && n.code == code)
+        })
+    };
+    assert!(notification("m1", "accepted", Some(200)), "{heard:#?}");
+    assert!(notification("m2", "failed", Some(415)), "{heard:#?}");
+    assert!(notification("m1", "displayed", None), "{heard:#?}");
+    let messages: Vec<_> = heard
+        .iter()
+        .filter_map(|event| match event {
+            SessionEvent::Message(message) => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages.len(), 1, "{heard:#?}");
+    assert_eq!(messages[0].message_id, "p1");
+    assert_eq!(messages[0].content.trim(), "hello browser");
+    assert_eq!(messages[0].content_type, "text/plain");
+    assert_eq!(messages[0].sender.uri, "callee@127.0.0.1");
+    assert_eq!(messages[0].disposition_notification, ["positive-delivery"]);
+    sipp_done(sipp).await;
+    // Once the call is over, there is no session to send in.
+    let error = client
+        .expect_error(json!({"sylkrtc": "session-message", "session": "chat",
+            "message_id": "m3", "content": "late", "content_type": "text/plain"}))
+        .await;
+    assert_eq!(error, "Unknown session: chat");
     assert_eq!(gateway.metric("sylkrtc_calls").await, 0.0);
     browser.close().await;
 }

@@ -69,6 +69,7 @@ fn sent(fork: &mut Fork) -> Vec<String> {
                 LegCommand::EarlyMedia { .. } => "early media",
                 LegCommand::Answer { .. } => "answer",
                 LegCommand::Reject(_) => "reject",
+                LegCommand::Message(_) => "message",
             };
             format!("{branch}: {name}")
         })

@@ -81,6 +81,7 @@ fn describe(command: &LegCommand) -> String {
     match command {
         LegCommand::Reject(refusal) => format!("reject {} {}", refusal.code, refusal.reason),
         LegCommand::Dtmf { digit, .. } => format!("DTMF {digit}"),
+        LegCommand::Message(text) => format!("message {}", text.message_id),
         LegCommand::Answer { .. } => "answer".to_owned(),
         LegCommand::Reoffer(sdp) if sdp.contains("a=sendonly") => "re-offer sendonly".to_owned(),
         LegCommand::Reoffer(_) => "re-offer".to_owned(),
@@ -258,6 +259,90 @@ fn dtmf_goes_one_info_at_a_time_spaced_by_the_duration() {
     assert_eq!(outputs(&mut call), ["far end: DTMF 3"]);
     call.handle_far_end(due, LegEvent::DtmfAnswered { code: 415 });
     assert_eq!(call.poll_timeout(), None);
+    assert!(outputs(&mut call).is_empty());
+}
+
+fn text(id: &str) -> Command {
+    Command::Message(Box::new(crate::leg::Text {
+        from: protocol::Aor::parse("alice@example.com").unwrap(),
+        display_name: None,
+        to: protocol::Aor::parse("bob@example.com").unwrap(),
+        message_id: id.into(),
+        timestamp: "2026-12-04T10:00:00Z".into(),
+        content_type: "text/plain".into(),
+        content: "hi".into(),
+    }))
+}
+
+fn answered_message(id: &str, code: u16, reason: &str) -> String {
+    format!(
+        "update: {:?}",
+        CallUpdate::MessageAnswered {
+            message_id: id.into(),
+            timestamp: "2026-12-04T10:00:00Z".into(),
+            code,
+            reason: reason.into(),
+        }
+    )
+}
+
+/// Messages go one MESSAGE at a time, each answer naming the one in flight; before the
+/// answer there is no dialog for them, and those not answered when the call ends failed.
+#[test]
+fn messages_go_one_at_a_time_and_fail_with_the_call() {
+    let now = Instant::now();
+    let mut call = outgoing(now);
+    outputs(&mut call);
+    call.handle_command(now, text("early"));
+    assert_eq!(
+        outputs(&mut call),
+        [answered_message(
+            "early",
+            481,
+            "Call/Transaction Does Not Exist (the call is not answered)"
+        )]
+    );
+    call.handle_far_end(now, LegEvent::Answered { sdp: sip_answer() });
+    outputs(&mut call);
+    for id in ["m1", "m2", "m3"] {
+        call.handle_command(now, text(id));
+    }
+    assert_eq!(outputs(&mut call), ["far end: message m1"]);
+    let answer = |code: u16, reason: &str| LegEvent::MessageAnswered {
+        code,
+        reason: reason.into(),
+    };
+    call.handle_far_end(now, answer(200, "OK"));
+    assert_eq!(
+        outputs(&mut call),
+        [
+            answered_message("m1", 200, "OK"),
+            "far end: message m2".into()
+        ]
+    );
+    // A refusal is that message's alone: the next one goes.
+    call.handle_far_end(now, answer(415, "Unsupported Media Type"));
+    assert_eq!(
+        outputs(&mut call),
+        [
+            answered_message("m2", 415, "Unsupported Media Type"),
+            "far end: message m3".into()
+        ]
+    );
+    call.handle_command(now, text("m4"));
+    call.handle_far_end(
+        now,
+        LegEvent::Terminated(LegEnding::new(None, "remote hangup", false)),
+    );
+    assert_eq!(
+        outputs(&mut call),
+        [
+            answered_message("m3", 481, "the call ended"),
+            answered_message("m4", 481, "the call ended"),
+            "update: terminated remote hangup".into()
+        ]
+    );
+    call.handle_far_end(now, answer(200, "OK"));
     assert!(outputs(&mut call).is_empty());
 }
 

@@ -31,7 +31,7 @@ pub(super) fn synced(message: store::Message) -> SyncedMessage {
 }
 
 /// A timestamp the client gave (RFC 3339), or now.
-fn checked_timestamp(timestamp: Option<String>) -> Result<String, Refusal> {
+pub(super) fn checked_timestamp(timestamp: Option<String>) -> Result<String, Refusal> {
     match timestamp {
         Some(timestamp) if messaging::parse_timestamp(&timestamp).is_some() => Ok(timestamp),
         Some(_) => Err((

@@ -3,13 +3,18 @@
 use std::collections::BTreeMap;
 
 use protocol::{
-    AccountEvent, Event, Party, SessionAnswer, SessionCreate, SessionDtmfInfo, SessionEvent,
-    SessionState, SessionUpdate, UpdateState,
+    AccountEvent, DispositionNotification, Event, IncomingMessage, Party, SessionAnswer,
+    SessionCreate, SessionDtmfInfo, SessionEvent, SessionMessage, SessionState, SessionUpdate,
+    UpdateState,
 };
 use sip::driver::{CallHandle, IncomingCall};
+use tracing::warn;
 
+use super::messages::checked_timestamp;
 use super::{Connection, Output, Session};
 use crate::call::{CallUpdate, Caller, Command, Incoming, StartCall};
+use crate::leg::Text;
+use crate::messaging;
 use crate::metrics::ErrorKind;
 
 type Refusal = (ErrorKind, String);
@@ -53,6 +58,10 @@ impl Connection {
                 accepted: false,
                 early_media: false,
                 early_sdp: None,
+                peer: Some(Party {
+                    uri: create.uri.to_string(),
+                    display_name: None,
+                }),
             },
         );
         let account = self.accounts[index].sip();
@@ -171,6 +180,63 @@ impl Connection {
         Ok(())
     }
 
+    /// `session-message`: a message in the answered call (SIP MESSAGE in its dialog, CPIM
+    /// with the IMDN headers); its outcome comes as the session's `disposition-notification`.
+    pub(super) fn session_message(&mut self, message: SessionMessage) -> Result<(), Refusal> {
+        let session = self.session_live(&message.session)?;
+        if !session.accepted {
+            return Err((
+                ErrorKind::Refused,
+                format!(
+                    "Session {} is not established: no message yet",
+                    message.session
+                ),
+            ));
+        }
+        let peer = session
+            .peer
+            .as_ref()
+            .and_then(|peer| protocol::Aor::parse(&peer.uri).ok());
+        let Some(to) = peer else {
+            return Err((
+                ErrorKind::Refused,
+                "the far end of the call has no address to send a message to".to_owned(),
+            ));
+        };
+        let from = session.account.clone();
+        if !messaging::valid_message_id(&message.message_id) {
+            return Err((
+                ErrorKind::Invalid,
+                "message_id must be 1 to 128 visible ASCII characters".to_owned(),
+            ));
+        }
+        if !messaging::valid_content_type(&message.content_type) {
+            return Err((
+                ErrorKind::Invalid,
+                "content_type must be a MIME type (type/subtype)".to_owned(),
+            ));
+        }
+        let timestamp = checked_timestamp(message.timestamp)?;
+        let display_name = self
+            .accounts
+            .iter()
+            .find(|account| account.aor == from)
+            .and_then(|account| account.display_name.clone());
+        self.deferred.push(Output::Call {
+            session: message.session,
+            command: Command::Message(Box::new(Text {
+                from,
+                display_name,
+                to,
+                message_id: message.message_id,
+                timestamp,
+                content_type: message.content_type,
+                content: message.content,
+            })),
+        });
+        Ok(())
+    }
+
     /// An INVITE reached the registration `handle`: a new session for its account.
     pub(super) fn incoming(&mut self, handle: u64, call: CallHandle, invite: IncomingCall) {
         let account = self.accounts.iter().find(|account| {
@@ -200,6 +266,7 @@ impl Connection {
                 accepted: false,
                 early_media: false,
                 early_sdp: None,
+                peer: None,
             },
         );
         self.out.push_back(Output::Incoming(Box::new(incoming)));
@@ -223,6 +290,7 @@ impl Connection {
                 headers,
             } => {
                 live.announced = true;
+                live.peer = Some(party(caller.clone()));
                 let account = live.account.to_string();
                 return self.send_event(Event::Account {
                     account,
@@ -277,6 +345,65 @@ impl Connection {
                     session: session.to_owned(),
                     event: SessionEvent::Update(UpdateState::Failed {
                         reason: Some(reason),
+                    }),
+                });
+            }
+            CallUpdate::MessageAnswered {
+                message_id,
+                timestamp,
+                code,
+                reason,
+            } => {
+                let state = if (200..300).contains(&code) {
+                    "accepted"
+                } else {
+                    "failed"
+                };
+                return self.send_event(Event::Session {
+                    session: session.to_owned(),
+                    event: SessionEvent::DispositionNotification(DispositionNotification {
+                        message_id,
+                        message_timestamp: Some(timestamp),
+                        state: state.to_owned(),
+                        code: Some(code),
+                        reason: Some(reason),
+                    }),
+                });
+            }
+            CallUpdate::Message(received) => {
+                // The sender is the far end of the call; a CPIM From that names someone else
+                // is not believed (as out of the dialog, where it gets 403).
+                let Some(sender) = live.peer.clone() else {
+                    return;
+                };
+                if let Some(cpim) = &received.cpim_from
+                    && protocol::Aor::parse(cpim).ok() != protocol::Aor::parse(&sender.uri).ok()
+                {
+                    warn!(%cpim, peer = %sender.uri, "a message in the call names another sender: dropped");
+                    return;
+                }
+                let received = *received;
+                return self.send_event(Event::Session {
+                    session: session.to_owned(),
+                    event: SessionEvent::Message(IncomingMessage {
+                        sender,
+                        timestamp: received.timestamp,
+                        message_id: received.message_id,
+                        content: received.content,
+                        content_type: received.content_type,
+                        disposition_notification: received.disposition,
+                    }),
+                });
+            }
+            CallUpdate::Notification { message_id, state } => {
+                return self.send_event(Event::Session {
+                    session: session.to_owned(),
+                    event: SessionEvent::DispositionNotification(DispositionNotification {
+                        message_id,
+                        message_timestamp: None,
+                        state: state.as_str().to_owned(),
+                        code: None,
+                        reason: None,
                     }),
                 });
             }

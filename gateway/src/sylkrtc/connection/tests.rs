@@ -5,6 +5,8 @@ use sip::RegistrationEvent;
 use super::*;
 use crate::call::{CallUpdate, Caller, Ending};
 
+mod session_messages;
+
 fn connection(version: Version, domains: &[&str]) -> Connection {
     let domains: Vec<String> = domains.iter().map(|d| (*d).to_owned()).collect();
     let mut connection = Connection::new(version, Arc::new(SipDomains::new(&domains)));
@@ -170,7 +172,7 @@ fn features_not_built_say_so() {
     let mut connection = connection(Version::V1, &["*"]);
     for (name, extra) in [
         ("videoroom-join", json!({})),
-        ("session-message", json!({"session": "s1"})),
+        ("videoroom-leave", json!({"session": "s1"})),
     ] {
         let mut request = json!({"sylkrtc": name, "transaction": "t"});
         request

@@ -93,8 +93,39 @@ fn reinvites_are_handed_to_the_owner_and_glare_gets_491() {
     assert!(
         matches!(&events(&mut call)[..], [CallEvent::Info { content_type, .. }] if content_type == "application/dtmf-relay")
     );
-    call.handle_request(now, &in_dialog("MESSAGE", 24, "", ""));
+    // A MESSAGE in the dialog is taken and handed over; a method the call has no use for
+    // gets 405.
+    call.handle_request(
+        now,
+        &in_dialog("MESSAGE", 24, "Content-Type: text/plain\n", "hi"),
+    );
+    assert_eq!(only_request(&mut call).code(), Some(200));
+    assert!(
+        matches!(&events(&mut call)[..], [CallEvent::Message { content_type, body }]
+            if content_type == "text/plain" && &body[..] == b"hi")
+    );
+    call.handle_request(now, &in_dialog("SUBSCRIBE", 25, "", ""));
     assert_eq!(only_request(&mut call).code(), Some(405));
+    // Ours goes in the dialog; its answer is reported.
+    assert!(call.message("text/plain", bytes::Bytes::from_static(b"hello")));
+    let sent = only_request(&mut call);
+    assert_eq!(sent.method(), Some(&ezk_sip_types::Method::MESSAGE));
+    assert_eq!(&sent.body[..], b"hello");
+    let ok = sent.response(200, "OK", None);
+    call.handle_response(now, &ok);
+    assert_eq!(
+        events(&mut call),
+        [CallEvent::MessageAnswered {
+            code: 200,
+            reason: "OK".into()
+        }]
+    );
+    // Too large for UDP: refused here, nothing sent.
+    assert!(!call.message("text/plain", bytes::Bytes::from(vec![b'x'; 1000])));
+    assert!(matches!(
+        &events(&mut call)[..],
+        [CallEvent::MessageAnswered { code: 513, .. }]
+    ));
 }
 
 #[test]
