@@ -109,7 +109,7 @@ async fn run_browser(
                         code: 200,
                         reason: "OK".to_owned(),
                     });
-                    update(CallUpdate::Message(Box::new(crate::messaging::Received {
+                    update(CallUpdate::Message(Box::new(crate::cpim::Received {
                         message_id: uuid::Uuid::new_v4().to_string(),
                         timestamp: text.timestamp,
                         content_type: text.content_type,

@@ -12,7 +12,7 @@ use sip::Warning;
 use sip::driver::CallCommand;
 use tracing::debug;
 
-use crate::messaging::{self, Incoming, Received};
+use crate::cpim::{self, Incoming, Received};
 
 /// What a call asks of its far end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,7 +200,7 @@ pub(crate) fn to_sip(command: LegCommand) -> CallCommand {
         LegCommand::Message(text) => CallCommand::Message {
             content_type: "message/cpim".to_owned(),
             body: Bytes::from(
-                messaging::Cpim {
+                cpim::Cpim {
                     from: &text.from,
                     display_name: text.display_name.as_deref(),
                     to: &text.to,
@@ -267,8 +267,8 @@ pub(crate) fn from_sip(event: sip::CallEvent) -> Option<LegEvent> {
         }
         sip::CallEvent::Message { content_type, body } => {
             let id = uuid::Uuid::new_v4().to_string();
-            let now = messaging::format_timestamp(store::now_millis());
-            match messaging::read(&content_type, &body, &id, &now) {
+            let now = cpim::format_timestamp(store::now_millis());
+            match cpim::read(&content_type, &body, &id, &now) {
                 Ok(Incoming::Message(received)) => LegEvent::Message(Box::new(received)),
                 Ok(Incoming::Notification {
                     message_id, state, ..

@@ -16,6 +16,7 @@
 mod admission;
 mod call;
 mod config;
+mod cpim;
 mod devices;
 mod echo;
 mod error;

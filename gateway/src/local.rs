@@ -29,8 +29,8 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::config::LocalConfig;
+use crate::cpim::{DISPOSITION, Received};
 use crate::leg::{LegCommand, LegEnding, LegEvent};
-use crate::messaging::{DISPOSITION, Received};
 
 /// An incoming call for a browser connection of the local domain.
 #[derive(Debug)]

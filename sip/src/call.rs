@@ -668,7 +668,8 @@ impl Call {
     /// at once when there is no dialog to send it in).
     pub fn message(&mut self, content_type: &str, body: Bytes) -> bool {
         // RFC 3428 section 9: no large MESSAGE over UDP, and a dialog keeps its transport.
-        if !self.config.transport.reliable() && body.len() + 500 > crate::driver::MAX_UDP_REQUEST {
+        if !self.config.transport.reliable() && body.len() + 500 > crate::transport::MAX_UDP_REQUEST
+        {
             self.events.push_back(CallEvent::MessageAnswered {
                 code: 513,
                 reason: "Message Too Large (for a call over UDP)".to_owned(),

@@ -42,5 +42,5 @@ pub use request::{OutgoingRequest, RequestOutcome};
 pub use slots::{ConnectionSlots, Slot};
 pub use stun::{binding_response, is_stun};
 pub use transaction::Timers;
-pub use transport::{Target, Transport};
+pub use transport::{MAX_UDP_REQUEST, Target, Transport};
 pub use uri::{uri_host, uri_user};

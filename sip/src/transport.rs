@@ -4,6 +4,11 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+/// A request larger than this never goes over UDP (RFC 3261 section 18.1.1: within 200 bytes
+/// of a 1,500-byte path MTU; RFC 3428 section 9 for MESSAGE): TCP to the same server, or, in
+/// a dialog that keeps its transport, not at all.
+pub const MAX_UDP_REQUEST: usize = 1300;
+
 /// A transport protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {

@@ -9,9 +9,9 @@ use std::fmt;
 
 use sip::driver::{Account, CallHandle, IncomingCall};
 
+use crate::cpim::Received;
 use crate::leg::Text;
 use crate::local::BrowserBinding;
-use crate::messaging::Received;
 
 /// What an outgoing call's task starts from.
 #[derive(Debug)]

@@ -14,9 +14,7 @@ use crate::endpoint::{RequestId, Target};
 use crate::request::{OutgoingRequest, RequestOutcome};
 use crate::transport::Transport;
 
-/// A request larger than this never goes over UDP (RFC 3261 section 18.1.1: within 200 bytes
-/// of a 1,500-byte path MTU; RFC 3428 section 9 for MESSAGE): TCP to the same server.
-pub const MAX_UDP_REQUEST: usize = 1300;
+pub use crate::transport::MAX_UDP_REQUEST;
 
 /// A request to send for an account.
 #[derive(Debug, Clone)]

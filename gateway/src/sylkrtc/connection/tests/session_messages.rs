@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::{add, connection, exchange, request, update};
 use crate::call::{CallUpdate, Caller};
-use crate::messaging::Received;
+use crate::cpim::Received;
 use protocol::Version;
 
 fn received(cpim_from: Option<&str>) -> CallUpdate {
