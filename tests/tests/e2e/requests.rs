@@ -25,7 +25,14 @@ async fn every_request_gets_exactly_one_reply() {
                 .await,
             "Unknown session: s1"
         );
-        for name in ["videoroom-join", "session-message"] {
+        assert_eq!(
+            client
+                .expect_error(json!({"sylkrtc": "session-message", "session": "s1",
+                    "message_id": "m1", "content": "hi", "content_type": "text/plain"}))
+                .await,
+            "Unknown session: s1"
+        );
+        for name in ["videoroom-join", "videoroom-leave"] {
             let request = json!({"sylkrtc": name, "account": "alice@example.com", "session": "s1",
                 "uri": "bob@example.com", "sdp": "v=0"});
             assert_eq!(
