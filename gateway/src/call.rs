@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+pub(crate) mod awaiting;
 mod fork;
 pub(crate) mod fork_in;
 mod interface;

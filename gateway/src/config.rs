@@ -13,10 +13,12 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+mod push_url;
 mod signalling;
 mod sip_section;
 mod storage;
 
+pub(crate) use push_url::PushUrl;
 pub use signalling::{
     ConversationType, CuttlefishConfig, GstreamerConfig, NextRtcConfig, WebrtcsinkConfig,
 };
@@ -173,6 +175,11 @@ pub struct LocalConfig {
     /// retransmissions is unregistered). 0: no pings.
     #[serde(default = "default_phone_ping_interval")]
     pub ping_interval: u64,
+    /// A push service (HTTP JSON, as sylk-pushserver takes: `http://host:port/path`) told of
+    /// calls and messages for users with no live connection, for the devices whose tokens
+    /// they gave (`account-devicetoken`). Empty: no pushes.
+    #[serde(default)]
+    pub push_url: String,
 }
 
 impl Default for LocalConfig {
@@ -185,6 +192,7 @@ impl Default for LocalConfig {
             max_unauthenticated_calls_per_source: default_max_unauthenticated_calls_per_source(),
             trusted_proxies: Vec::new(),
             ping_interval: default_phone_ping_interval(),
+            push_url: String::new(),
         }
     }
 }
@@ -522,6 +530,11 @@ impl Config {
                 "websocket.path must be a URL path starting with '/', not {:?}",
                 ws.path
             ));
+        }
+        if !self.local.push_url.is_empty()
+            && let Err(error) = PushUrl::parse(&self.local.push_url)
+        {
+            return invalid(format!("local.push_url: {error}"));
         }
         // Paths claimed twice are refused where the routers are merged (`http::check_routes`).
         let nextrtc = &self.nextrtc;

@@ -21,6 +21,7 @@ use crate::call::fork_in::{Deliver, IncomingFork};
 use crate::leg;
 use crate::local::{Arriving, BrowserBinding};
 use crate::messaging::local::{Post, SenderLimit};
+use crate::push::{CALL_POLL, CALL_WAIT, Wake};
 use crate::routing::PhoneRoute;
 
 /// Takes the local domain's calls from `calls` until the driver stops.
@@ -75,55 +76,164 @@ pub(crate) async fn route(
             }
             events = watched(call, events, ended.clone());
         }
-        match crate::routing::from_phone(local, &user, source) {
-            PhoneRoute::Echo => {
-                debug!(from = %invite.from_uri, "echo test call from SIP");
-                crate::echo::sip(services.clone(), call, *invite, events);
-            }
-            PhoneRoute::Local {
-                mut browsers,
-                phones,
-            } if browsers.len() == 1 && phones.is_empty() => {
-                debug!(%user, from = %invite.from_uri, "call from SIP to a local browser");
-                let binding = browsers.remove(0);
-                let arrival = crate::local::Arrival {
-                    handle: binding.handle,
-                    call,
-                    invite: *invite,
-                    from: Arriving::Sip(events),
-                };
-                if binding.calls.send(arrival).is_err() {
-                    // The browser's connection went away meanwhile.
-                    services.sip.call(
-                        call,
-                        CallCommand::Reject {
-                            code: 480,
-                            reason: "Temporarily Unavailable".to_owned(),
-                            warning: None,
-                        },
-                    );
-                }
-            }
-            PhoneRoute::Local { browsers, phones } => {
-                debug!(%user, from = %invite.from_uri, browsers = browsers.len(),
-                    phones = phones.len(), "call from SIP to every place of its local callee");
-                let places = Places {
-                    user,
-                    browsers,
-                    phones,
-                };
-                tokio::spawn(ring_all(services.clone(), call, *invite, events, places));
-            }
-            PhoneRoute::Refuse { code, reason, text } => {
-                info!(%user, from = %invite.from_uri, code, "call from SIP refused: {text}");
+        let route = crate::routing::from_phone(local, &user, source);
+        if let PhoneRoute::Refuse { code: 480, .. } = &route
+            && services.pusher.is_some()
+            && local.knows(&user)
+        {
+            tokio::spawn(wake_then_ring(
+                services.clone(),
+                call,
+                *invite,
+                events,
+                user,
+                source,
+                route,
+            ));
+            continue;
+        }
+        dispatch(&services, call, *invite, events, user, route);
+    }
+}
+
+/// Takes a phone's call where its route goes.
+fn dispatch(
+    services: &Arc<CallServices>,
+    call: CallHandle,
+    invite: IncomingCall,
+    events: CallEvents,
+    user: String,
+    route: PhoneRoute,
+) {
+    match route {
+        PhoneRoute::Echo => {
+            debug!(from = %invite.from_uri, "echo test call from SIP");
+            crate::echo::sip(services.clone(), call, invite, events);
+        }
+        PhoneRoute::Local {
+            mut browsers,
+            phones,
+        } if browsers.len() == 1 && phones.is_empty() => {
+            debug!(%user, from = %invite.from_uri, "call from SIP to a local browser");
+            let binding = browsers.remove(0);
+            let arrival = crate::local::Arrival {
+                handle: binding.handle,
+                call,
+                invite,
+                from: Arriving::Sip(events),
+            };
+            if binding.calls.send(arrival).is_err() {
+                // The browser's connection went away meanwhile.
                 services.sip.call(
                     call,
                     CallCommand::Reject {
-                        code,
-                        reason: reason.to_owned(),
-                        warning: Some(Warning::new(Warning::MISCELLANEOUS, text)),
+                        code: 480,
+                        reason: "Temporarily Unavailable".to_owned(),
+                        warning: None,
                     },
                 );
+            }
+        }
+        PhoneRoute::Local { browsers, phones } => {
+            debug!(%user, from = %invite.from_uri, browsers = browsers.len(),
+                phones = phones.len(), "call from SIP to every place of its local callee");
+            let places = Places {
+                user,
+                browsers,
+                phones,
+            };
+            tokio::spawn(ring_all(services.clone(), call, invite, events, places));
+        }
+        PhoneRoute::Refuse { code, reason, text } => {
+            info!(%user, from = %invite.from_uri, code, "call from SIP refused: {text}");
+            services.sip.call(
+                call,
+                CallCommand::Reject {
+                    code,
+                    reason: reason.to_owned(),
+                    warning: Some(Warning::new(Warning::MISCELLANEOUS, text)),
+                },
+            );
+        }
+    }
+}
+
+/// A call for a user none of whose browsers or phones is there to ring (its `route` is 480):
+/// when a device of theirs gave a push token, it is woken (`crate::push`), the caller hears
+/// ringing, and the call goes where the route then goes as soon as a place appears, for up to
+/// [`CALL_WAIT`]; a caller who gives up first, or the wait running out, sends the devices a
+/// `cancel`. Without a token the call is refused at once, as before.
+async fn wake_then_ring(
+    services: Arc<CallServices>,
+    call: CallHandle,
+    invite: IncomingCall,
+    mut events: CallEvents,
+    user: String,
+    source: std::net::SocketAddr,
+    route: PhoneRoute,
+) {
+    let (Some(local), Some(pusher)) = (services.local.clone(), services.pusher.clone()) else {
+        return dispatch(&services, call, invite, events, user, route);
+    };
+    let Ok(callee) = protocol::Aor::parse(&format!("{user}@{}", local.domain())) else {
+        return dispatch(&services, call, invite, events, user, route);
+    };
+    if !pusher.has_tokens(&callee).await {
+        return dispatch(&services, call, invite, events, user, route);
+    }
+    let from = invite
+        .from_uri
+        .trim_start_matches("sips:")
+        .trim_start_matches("sip:")
+        .to_owned();
+    pusher.wake(
+        &callee,
+        Wake::Call {
+            call_id: invite.call_id.clone(),
+            from: from.clone(),
+            display_name: invite.display_name.clone(),
+            video: crate::push::offers_video(&invite.sdp),
+        },
+    );
+    services.sip.call(call, CallCommand::Ring);
+    info!(%user, "no place to ring: the devices are woken");
+    let cancel = Wake::Cancel {
+        call_id: invite.call_id.clone(),
+        from,
+    };
+    let deadline = tokio::time::Instant::now() + CALL_WAIT;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(CallEvent::Terminated(ending)) => {
+                    info!(%user, reason = %ending.reason, "the caller gave up while the devices woke");
+                    pusher.wake(&callee, cancel);
+                    return;
+                }
+                Some(other) => debug!(?other, "caller's event while the devices wake"),
+                None => {
+                    pusher.wake(&callee, cancel);
+                    return;
+                }
+            },
+            () = tokio::time::sleep(CALL_POLL) => {
+                let route = crate::routing::from_phone(&local, &user, source);
+                if matches!(route, PhoneRoute::Local { .. }) {
+                    info!(%user, "a woken device is there: the call goes on");
+                    return dispatch(&services, call, invite, events, user, route);
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    pusher.wake(&callee, cancel);
+                    let text = format!(
+                        "{user} has no device registered (none woke within {} s)",
+                        CALL_WAIT.as_secs()
+                    );
+                    return dispatch(&services, call, invite, events, user, PhoneRoute::Refuse {
+                        code: 480,
+                        reason: "Temporarily Unavailable",
+                        text,
+                    });
+                }
             }
         }
     }

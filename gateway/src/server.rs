@@ -144,11 +144,16 @@ impl Server {
         if let Some(location) = &location {
             metrics.watch_location(location.clone());
         }
+        let storage = crate::storage::Storage::open(&config.storage, sip_shutdown.clone()).await?;
+        let local = location.map(|location| Arc::new(Local::new(location)));
         let calls = Arc::new(CallServices {
             sip: sip.handle.clone(),
             media,
             // The registrar's location service is the gateway's: one for the local domain.
-            local: location.map(|location| Arc::new(Local::new(location))),
+            pusher: local
+                .as_ref()
+                .and_then(|_| crate::push::Pusher::new(&config.local.push_url, storage.clone())),
+            local,
             metrics: metrics.clone(),
         });
         let admission = crate::admission::Admission::new(
@@ -156,7 +161,6 @@ impl Server {
             config.local.max_unauthenticated_calls,
             config.local.trusted_proxies.clone(),
         );
-        let storage = crate::storage::Storage::open(&config.storage, sip_shutdown.clone()).await?;
         let devices = Arc::new(crate::devices::Devices::default());
         let post = calls
             .local
@@ -167,6 +171,7 @@ impl Server {
                 storage: storage.clone(),
                 sip: sip.handle.clone(),
                 max_size: config.storage.max_message_size,
+                pusher: calls.pusher.clone(),
             });
         tokio::spawn(crate::inbound::route(
             calls.clone(),
@@ -180,7 +185,8 @@ impl Server {
             calls,
             domains: Arc::new(
                 SipDomains::new(&config.accounts.sip_domains)
-                    .with_rfc8599(&config.accounts.rfc8599_push_domains),
+                    .with_rfc8599(&config.accounts.rfc8599_push_domains)
+                    .with_local(&config.local.domain),
             ),
             storage,
             devices,

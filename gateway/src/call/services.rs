@@ -16,6 +16,7 @@ use crate::config::{Config, SrtpOffer, SrtpSetting};
 use crate::error::{Error, Result};
 use crate::local::Local;
 use crate::metrics::Metrics;
+use crate::push::Pusher;
 
 /// What every call's task shares.
 #[derive(Debug)]
@@ -26,6 +27,8 @@ pub(crate) struct CallServices {
     pub(crate) media: Media,
     /// The local domain, when one is configured.
     pub(crate) local: Option<Arc<Local>>,
+    /// Wakes the devices of the local domain's users (`[local] push_url`).
+    pub(crate) pusher: Option<Arc<Pusher>>,
     pub(crate) metrics: Arc<Metrics>,
 }
 

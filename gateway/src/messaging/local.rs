@@ -21,8 +21,9 @@ use sip::driver::SipHandle;
 use tracing::{debug, warn};
 
 use super::{Incoming, Outgoing, Received};
-use crate::devices::Devices;
+use crate::devices::{Delivery, Devices};
 use crate::local::Local;
+use crate::push::{Pusher, Wake};
 use crate::storage::Storage;
 
 /// What local delivery needs: the domain, the accounts' devices, the store and SIP (for
@@ -35,6 +36,8 @@ pub(crate) struct Post {
     pub(crate) sip: SipHandle,
     /// The largest message body taken (`[storage] max_message_size`).
     pub(crate) max_size: usize,
+    /// Wakes the devices of users with no live connection (`[local] push_url`).
+    pub(crate) pusher: Option<Arc<Pusher>>,
 }
 
 /// A message between users of the local domain, as it is stored and delivered.
@@ -105,6 +108,20 @@ impl Post {
         let browsers =
             self.devices
                 .deliver(&letter.to, &received.message_id, &event, Instant::now());
+        if matches!(browsers, Delivery::Reached(0))
+            && let Some(pusher) = &self.pusher
+        {
+            pusher.wake(
+                &letter.to,
+                Wake::Message {
+                    message_id: received.message_id.clone(),
+                    from: letter.from.to_string(),
+                    display_name: letter.display_name.clone(),
+                    content_type: received.content_type.clone(),
+                    content: received.content.clone(),
+                },
+            );
+        }
         let phone = Outgoing {
             account: sender_account(&letter.from, letter.display_name.clone()),
             from: letter.from.clone(),

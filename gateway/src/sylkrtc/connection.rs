@@ -31,6 +31,8 @@ pub(crate) struct SipDomains {
     allowed: Option<Vec<String>>,
     /// Lower-case domains.
     rfc8599: Vec<String>,
+    /// The local domain (lower case), whose accounts' push tokens the gateway keeps.
+    local: Option<String>,
 }
 
 impl SipDomains {
@@ -44,6 +46,7 @@ impl SipDomains {
         SipDomains {
             allowed,
             rfc8599: Vec::new(),
+            local: None,
         }
     }
 
@@ -54,6 +57,16 @@ impl SipDomains {
             .map(|domain| domain.to_ascii_lowercase())
             .collect();
         self
+    }
+
+    /// The local domain (empty: none).
+    pub(crate) fn with_local(mut self, domain: &str) -> Self {
+        self.local = (!domain.is_empty()).then(|| domain.to_ascii_lowercase());
+        self
+    }
+
+    fn is_local(&self, domain: &str) -> bool {
+        self.local.as_deref() == Some(domain)
     }
 
     fn rfc8599(&self, domain: &str) -> bool {
@@ -185,6 +198,13 @@ pub(crate) enum StoreQuery {
     Addressbook { account: Aor },
     /// A change to the account's address book.
     UpdateAddressbook(Box<protocol::AddressbookUpdate>),
+    /// Keep (or, with no token, forget) the push token of a device of a local account.
+    PushToken {
+        account: Aor,
+        device: String,
+        app: String,
+        token: Option<store::PushToken>,
+    },
 }
 
 /// Where a sync starts.
@@ -232,6 +252,8 @@ pub(crate) enum StoreAnswer {
         account: Aor,
         updated: addressbook::Updated,
     },
+    /// The write is durable: nothing more to say than `ack`.
+    Stored,
 }
 
 /// A call of this connection, as far as requests need to know.
@@ -543,7 +565,9 @@ impl Connection {
                     message_id,
                 },
             ),
-            RequestBody::AccountDevicetoken(token) => self.account_devicetoken(token),
+            RequestBody::AccountDevicetoken(token) => {
+                self.account_devicetoken(&request.transaction, token)
+            }
             RequestBody::AccountFetchAddressbook { account } => {
                 self.fetch_addressbook(&request.transaction, account)
             }
@@ -719,6 +743,10 @@ impl Connection {
                     uri: uri.to_string(),
                     public_key: key,
                 }));
+                Outcome::Ack
+            }
+            Ok(StoreAnswer::Stored) => {
+                self.send(ServerMessage::Ack { transaction });
                 Outcome::Ack
             }
             Ok(StoreAnswer::Notified(imdn)) => {

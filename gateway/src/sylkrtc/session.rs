@@ -294,14 +294,38 @@ impl Session<'_> {
             &start.account.domain,
             &start.uri,
         );
-        let task = match route {
-            Route::Echo => crate::echo::browser(self.services.clone(), start, self.reports.clone()),
-            Route::Refuse(ending) => {
+        let task = match (route, self.services.pusher.clone()) {
+            (Route::Echo, _) => {
+                crate::echo::browser(self.services.clone(), start, self.reports.clone())
+            }
+            // A user of the local domain with no place to ring: their devices may wake.
+            (Route::Refuse(ending), Some(pusher)) if ending.code == Some(480) => {
+                let (services, owner) = (self.services.clone(), self.owner);
+                let (domain, uri) = (start.account.domain.clone(), start.uri.clone());
+                let place = move || match crate::routing::outgoing(
+                    services.local.as_deref(),
+                    owner,
+                    &domain,
+                    &uri,
+                ) {
+                    Route::Call(far_end) => Some(far_end),
+                    _ => None,
+                };
+                call::awaiting::outgoing(
+                    self.services.clone(),
+                    pusher,
+                    start,
+                    place,
+                    ending,
+                    self.reports.clone(),
+                )
+            }
+            (Route::Refuse(ending), _) => {
                 self.connection
                     .handle_update(&session, CallUpdate::Terminated(ending));
                 return;
             }
-            Route::Call(far_end) => {
+            (Route::Call(far_end), _) => {
                 call::outgoing(self.services.clone(), start, far_end, self.reports.clone())
             }
         };
@@ -366,6 +390,21 @@ impl Session<'_> {
             }
             StoreQuery::Addressbook { account } => addressbook::fetch(&*store, account).await,
             StoreQuery::UpdateAddressbook(update) => addressbook::update(&*store, *update).await,
+            StoreQuery::PushToken {
+                account,
+                device,
+                app,
+                token,
+            } => match token {
+                Some(token) => store
+                    .set_push_token(&account.key(), &token, store::now_millis())
+                    .await
+                    .map(|()| StoreAnswer::Stored),
+                None => store
+                    .remove_push_token(&account.key(), &device, &app)
+                    .await
+                    .map(|_| StoreAnswer::Stored),
+            },
         };
         result.map_err(|error| {
             warn!("{error}");

@@ -225,6 +225,21 @@ pub struct Entry {
     pub item: String,
 }
 
+/// The push token of one device of an account (what `account-devicetoken` gave).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushToken {
+    /// The device's id (empty when the app gave none).
+    pub device: String,
+    /// The app's id (its bundle id).
+    pub app: String,
+    /// `apple`, `firebase`, ... as the app said.
+    pub platform: String,
+    /// The token.
+    pub token: String,
+    /// The app asked for silent notifications.
+    pub silent: bool,
+}
+
 /// What storing an address book item did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Put {
@@ -357,6 +372,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         public_key: &'a str,
         at: i64,
     ) -> StoreFuture<'a, ()>;
+
+    /// Stores the push token of one device and app of an account, in place of the one before,
+    /// `at` milliseconds since 1970.
+    fn set_push_token<'a>(
+        &'a self,
+        account: &'a str,
+        token: &'a PushToken,
+        at: i64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Removes the push token of one device and app; `false` when there was none.
+    fn remove_push_token<'a>(
+        &'a self,
+        account: &'a str,
+        device: &'a str,
+        app: &'a str,
+    ) -> StoreFuture<'a, bool>;
+
+    /// An account's push tokens, the latest first.
+    fn push_tokens<'a>(&'a self, account: &'a str) -> StoreFuture<'a, Vec<PushToken>>;
 
     /// Deletes what `retention` no longer keeps, at `now` (milliseconds since 1970); returns
     /// how many messages went.

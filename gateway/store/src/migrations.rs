@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0002_addressbook.sql"),
         include_str!("../migrations/postgres/0002_addressbook.sql"),
     ),
+    (
+        3,
+        include_str!("../migrations/sqlite/0003_push_tokens.sql"),
+        include_str!("../migrations/postgres/0003_push_tokens.sql"),
+    ),
 ];
 
 /// The version this build's schema has.

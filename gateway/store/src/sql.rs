@@ -9,8 +9,8 @@ use sqlx::{AnyPool, Connection, Row};
 
 use crate::migrations::{self, Dialect};
 use crate::{
-    Added, Backend, Direction, Entry, Error, Message, Options, Put, Result, Retention, Since,
-    State, Store, StoreFuture,
+    Added, Backend, Direction, Entry, Error, Message, Options, PushToken, Put, Result, Retention,
+    Since, State, Store, StoreFuture,
 };
 
 /// The store on an SQLite file or a PostgreSQL server.
@@ -492,6 +492,77 @@ impl Store for SqlStore {
             .await
             .map_err(error)?;
             Ok(())
+        })
+    }
+
+    fn set_push_token<'a>(
+        &'a self,
+        account: &'a str,
+        token: &'a PushToken,
+        at: i64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO push_tokens (account, device, app, platform, token, silent, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (account, device, app) \
+                 DO UPDATE SET platform = $4, token = $5, silent = $6, at = $7",
+            )
+            .bind(account)
+            .bind(&token.device)
+            .bind(&token.app)
+            .bind(&token.platform)
+            .bind(&token.token)
+            .bind(i64::from(token.silent))
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(error)?;
+            Ok(())
+        })
+    }
+
+    fn remove_push_token<'a>(
+        &'a self,
+        account: &'a str,
+        device: &'a str,
+        app: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let removed = sqlx::query(
+                "DELETE FROM push_tokens WHERE account = $1 AND device = $2 AND app = $3",
+            )
+            .bind(account)
+            .bind(device)
+            .bind(app)
+            .execute(&self.pool)
+            .await
+            .map_err(error)?
+            .rows_affected();
+            Ok(removed > 0)
+        })
+    }
+
+    fn push_tokens<'a>(&'a self, account: &'a str) -> StoreFuture<'a, Vec<PushToken>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT device, app, platform, token, silent FROM push_tokens \
+                 WHERE account = $1 ORDER BY at DESC",
+            )
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(error)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(PushToken {
+                        device: row.try_get(0).map_err(error)?,
+                        app: row.try_get(1).map_err(error)?,
+                        platform: row.try_get(2).map_err(error)?,
+                        token: row.try_get(3).map_err(error)?,
+                        silent: row.try_get::<i64, _>(4).map_err(error)? != 0,
+                    })
+                })
+                .collect()
         })
     }
 

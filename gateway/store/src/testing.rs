@@ -199,6 +199,51 @@ pub async fn conformance(store: &dyn Store, prefix: &str) {
 
     journal_checks(store, prefix).await;
     addressbook_checks(store, prefix).await;
+    push_token_checks(store, prefix).await;
+}
+
+/// Push tokens: one per (device, app), replaced in place, the latest first, removed.
+async fn push_token_checks(store: &dyn Store, prefix: &str) {
+    use crate::PushToken;
+    let heidi = format!("{prefix}heidi@example.com");
+    let token = |device: &str, value: &str| PushToken {
+        device: device.to_owned(),
+        app: "com.example.app".to_owned(),
+        platform: "firebase".to_owned(),
+        token: value.to_owned(),
+        silent: device == "phone",
+    };
+    assert!(store.push_tokens(&heidi).await.expect("answers").is_empty());
+    for (at, (device, value)) in [("phone", "t1"), ("tablet", "t2"), ("phone", "t3")]
+        .into_iter()
+        .enumerate()
+    {
+        let at = i64::try_from(at).expect("small");
+        store
+            .set_push_token(&heidi, &token(device, value), at)
+            .await
+            .expect("stored");
+    }
+    assert_eq!(
+        store.push_tokens(&heidi).await.expect("answers"),
+        [token("phone", "t3"), token("tablet", "t2")]
+    );
+    assert!(
+        store
+            .remove_push_token(&heidi, "tablet", "com.example.app")
+            .await
+            .expect("answers")
+    );
+    assert!(
+        !store
+            .remove_push_token(&heidi, "tablet", "com.example.app")
+            .await
+            .expect("answers")
+    );
+    assert_eq!(
+        store.push_tokens(&heidi).await.expect("answers"),
+        [token("phone", "t3")]
+    );
 }
 
 /// Address book items: stored in order, replaced by id within their kind, removed, bounded.

@@ -24,6 +24,7 @@ mod keepalive;
 mod limits;
 mod local;
 mod local_messages;
+mod local_push;
 mod logging;
 mod messaging;
 mod nat;

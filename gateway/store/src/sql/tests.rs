@@ -40,7 +40,10 @@ async fn a_reopened_store_keeps_its_messages() {
         .fetch_all(&store.pool)
         .await
         .unwrap();
-    assert_eq!(versions, [1, crate::migrations::LATEST]);
+    assert_eq!(
+        versions,
+        (1..=crate::migrations::LATEST).collect::<Vec<_>>()
+    );
     store.close().await;
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
