@@ -1,5 +1,7 @@
 // The web phone: sign in, register, call (audio, or audio and video), answer, DTMF, hold,
-// camera on and off, add video, share the screen, call quality. Built on sylkrtc.js.
+// camera on and off, add video, share the screen, call quality, and messages (the history
+// synced from the gateway, delivered and read marks, the same on every tab). Built on
+// sylkrtc.js.
 
 import { createConnection } from './sylkrtc.js';
 
@@ -100,6 +102,7 @@ async function signIn(event) {
     if (state === 'registered') showError('');
   });
   acc.on('incomingCall', (call) => incoming(call));
+  watchMessages(acc);
   acc.on('missedCall', ({ originator }) => {
     $('last-call').textContent = `Missed call from ${originator?.display_name || originator?.uri || 'unknown'}.`;
   });
@@ -365,3 +368,90 @@ $('camera').addEventListener('click', toggleCamera);
 $('add-video').addEventListener('click', addVideo);
 $('share-screen').addEventListener('click', toggleScreen);
 loadSettings();
+
+// Messages: one list, newest last; each line says who, what and (for ours) how far it got.
+
+/** The content types that are messages to show (the rest are the apps' own: keys, files). */
+function shown(message) {
+  return /^text\//.test(message.contentType || '');
+}
+
+function messageLine(message) {
+  let line = document.querySelector(`#messages li[data-id="${CSS.escape(message.id)}"]`);
+  if (!line) {
+    line = document.createElement('li');
+    line.dataset.id = message.id;
+    const who = document.createElement('span');
+    who.className = 'who';
+    const text = document.createElement('span');
+    text.className = 'text';
+    const state = document.createElement('span');
+    state.className = 'state badge';
+    line.append(who, text, state);
+    const list = $('messages');
+    const after = [...list.children].find((other) => Number(other.dataset.at) > message.timestamp.getTime());
+    line.dataset.at = String(message.timestamp.getTime());
+    list.insertBefore(line, after || null);
+  }
+  const incoming = message.direction === 'incoming';
+  line.className = incoming ? 'incoming' : 'outgoing';
+  line.querySelector('.who').textContent = incoming
+    ? `${message.sender?.displayName || message.sender?.uri}:`
+    : `to ${message.receiver}:`;
+  line.querySelector('.text').textContent = message.content;
+  setMessageState(message.id, incoming ? '' : message.state);
+  return line;
+}
+
+function setMessageState(id, state) {
+  const line = document.querySelector(`#messages li[data-id="${CSS.escape(id)}"]`);
+  if (line && line.className === 'outgoing') {
+    badge(line.querySelector('.state'), state || '', state === 'failed' ? 'bad' : (state === 'displayed' ? 'good' : ''));
+  }
+}
+
+function watchMessages(acc) {
+  $('messages').replaceChildren();
+  let synced = false;
+  acc.on('registrationStateChanged', (old, state) => {
+    // The history once per sign-in (and again after a reconnection): what came meanwhile.
+    if (state === 'registered' && !synced) {
+      synced = true;
+      acc.syncConversations();
+    }
+  });
+  acc.on('syncConversations', (messages) => {
+    for (const message of messages) if (shown(message)) messageLine(message);
+  });
+  acc.on('incomingMessage', (message) => {
+    if (!shown(message)) return;
+    messageLine(message);
+    // Shown at once: the sender hears it was delivered and read.
+    if (message.dispositionNotification.length) {
+      acc.sendDispositionNotification(message.sender.uri, message.id, message.timestamp, 'delivered');
+      acc.sendDispositionNotification(message.sender.uri, message.id, message.timestamp, 'displayed');
+    }
+  });
+  const outgoing = (message) => { if (shown(message)) messageLine(message); };
+  acc.on('sendingMessage', outgoing);
+  acc.on('outgoingMessage', outgoing);
+  acc.on('messageStateChanged', (id, state) => setMessageState(id, state));
+  acc.on('removeMessage', (message) => {
+    document.querySelector(`#messages li[data-id="${CSS.escape(message.id)}"]`)?.remove();
+  });
+}
+
+function sendMessage(event) {
+  event.preventDefault();
+  const to = $('message-to').value.trim();
+  const text = $('message-text').value;
+  if (!phone.account || !to || !text) return;
+  const domain = phone.account.id.split('@')[1];
+  const uri = to.includes('@') ? to : `${to}@${domain}`;
+  phone.account.sendMessage(uri, text, 'text/plain', {}, (error) => {
+    if (error) showError(`The message could not be sent: ${error.message}`);
+  });
+  $('message-text').value = '';
+}
+
+$('compose').addEventListener('submit', sendMessage);

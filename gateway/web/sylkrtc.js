@@ -1,6 +1,7 @@
 // A client of the sylkRTC-2 protocol for browsers, as an ES module. Its API follows sylkrtc.js
 // (createConnection, addAccount, register, call, incomingCall, answer, terminate, sendDtmf,
-// stateChanged events) so that applications written for it port with few changes.
+// stateChanged events; sendMessage, syncConversations and the other message methods of
+// messages.js) so that applications written for it port with few changes.
 //
 //   import { createConnection } from './sylkrtc.js';
 //   const connection = createConnection({ server: 'wss://host/webrtcgateway/ws' });
@@ -15,41 +16,14 @@
 // it reconnects (1 s, doubling to 30 s), adds its accounts again and registers those that were
 // registered. Calls in progress end with the connection that carried them.
 
+import { Emitter } from './emitter.js';
 import { md5 } from './md5.js';
+import { Message, messaging } from './messages.js';
+
+export { Message };
 
 const PROTOCOL = 'sylkRTC-2';
 
-/** A minimal event emitter: on, off, once, emit. */
-class Emitter {
-  constructor() { this._handlers = new Map(); }
-
-  on(event, handler) {
-    if (!this._handlers.has(event)) this._handlers.set(event, new Set());
-    this._handlers.get(event).add(handler);
-    return this;
-  }
-
-  off(event, handler) {
-    this._handlers.get(event)?.delete(handler);
-    return this;
-  }
-
-  once(event, handler) {
-    const wrapper = (...args) => { this.off(event, wrapper); handler(...args); };
-    return this.on(event, wrapper);
-  }
-
-  /** Whether anyone listens to `event`. */
-  listens(event) { return (this._handlers.get(event)?.size ?? 0) > 0; }
-
-  emit(event, ...args) {
-    for (const handler of [...(this._handlers.get(event) ?? [])]) {
-      try { handler(...args); } catch (error) { console.error(`sylkrtc: ${event} handler failed`, error); }
-    }
-  }
-}
-
-/** An error the server answered a request with. */
 export class RequestError extends Error {
   constructor(request, message) {
     super(message);
@@ -166,6 +140,12 @@ export class Connection extends Emitter {
       case 'account-event':
         this.accounts.get(data.account)?._event(data);
         return;
+      case 'lookup-public-key-event': {
+        const waiting = this._keyLookups?.get(data.uri) || [];
+        this._keyLookups?.delete(data.uri);
+        for (const resolve of waiting) resolve(data.public_key ?? null);
+        return;
+      }
       case 'session-event':
         for (const account of this.accounts.values()) {
           const call = account.calls.get(data.session);
@@ -238,6 +218,20 @@ export class Connection extends Emitter {
     });
     if (callback) done.then(() => callback(null), (error) => callback(error));
     return done;
+  }
+
+  /** The public key `uri` published, or null: a promise. */
+  lookupPublicKey(uri) {
+    if (!this._keyLookups) this._keyLookups = new Map();
+    return new Promise((resolve, reject) => {
+      const waiting = this._keyLookups.get(uri) || [];
+      waiting.push(resolve);
+      this._keyLookups.set(uri, waiting);
+      this.request('lookup-public-key', { uri }).catch((error) => {
+        this._keyLookups.delete(uri);
+        reject(error);
+      });
+    });
   }
 
   /** Closes the connection for good. */
@@ -321,6 +315,7 @@ export class Account extends Emitter {
         this.emit('missedCall', { originator: data.originator });
         return;
       default:
+        this._messageEvent(data);
     }
   }
 
@@ -329,6 +324,8 @@ export class Account extends Emitter {
     for (const call of [...this.calls.values()]) call._terminated(`connection lost: ${reason}`);
   }
 }
+
+Object.assign(Account.prototype, messaging);
 
 export class Call extends Emitter {
   constructor(account, id, direction) {

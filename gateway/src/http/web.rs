@@ -6,12 +6,14 @@ use axum::http::header;
 use axum::routing::get;
 
 /// (path, content type, contents).
-const FILES: [(&str, &str, &str); 6] = [
+const FILES: [(&str, &str, &str); 8] = [
     ("/", HTML, include_str!("../../web/index.html")),
     ("/index.html", HTML, include_str!("../../web/index.html")),
     ("/app.js", JS, include_str!("../../web/app.js")),
     ("/sylkrtc.js", JS, include_str!("../../web/sylkrtc.js")),
     ("/md5.js", JS, include_str!("../../web/md5.js")),
+    ("/emitter.js", JS, include_str!("../../web/emitter.js")),
+    ("/messages.js", JS, include_str!("../../web/messages.js")),
     (
         "/style.css",
         "text/css; charset=utf-8",

@@ -116,6 +116,9 @@ async fn registration_logs_never_show_the_ha1() {
         .with_max_level(tracing::Level::TRACE)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests run on other threads without a subscriber: one that reaches a log line first
+    // can leave it cached as disabled for every thread. Asked again now, it is enabled here.
+    tracing::callsite::rebuild_interest_cache();
 
     let kamailio =
         gateway_tests::peers::Kamailio::start(gateway_tests::peers::KamailioOptions::default());

@@ -40,5 +40,6 @@ mod store;
 mod tls;
 mod updates;
 mod video;
+mod web_messages;
 mod web_phone;
 mod webrtcsink;

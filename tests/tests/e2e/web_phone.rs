@@ -19,12 +19,12 @@ const WAIT: Duration = Duration::from_secs(15);
 const PAGE_TONE: f64 = 440.0;
 const BOB_TONE: f64 = 1000.0;
 
-fn screenshots() -> PathBuf {
+pub(crate) fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots")
 }
 
 /// A browser whose microphone plays the page's tone.
-fn browser(dir: &TempDir) -> Chromium {
+pub(crate) fn browser(dir: &TempDir) -> Chromium {
     let wav = dir.path().join("microphone.wav");
     let mut tone = Tone::new(PAGE_TONE, 48_000);
     write_wav(&wav, &tone.samples(48_000 * 30), 48_000).expect("write the microphone's tone");
@@ -32,7 +32,7 @@ fn browser(dir: &TempDir) -> Chromium {
 }
 
 /// Opens the page and signs in as `account`.
-async fn sign_in(page: &mut Chromium, gateway: &Gateway, account: &str, password: &str) {
+pub(crate) async fn sign_in(page: &mut Chromium, gateway: &Gateway, account: &str, password: &str) {
     page.command(json!({"do": "open", "url": format!("http://{}/", gateway.addr)}))
         .await;
     page.command(json!({"do": "fill", "selector": "#account", "value": account}))

@@ -1,0 +1,77 @@
+//! Messages in the web phone, in real browsers (chromium, headless): a user of the local
+//! domain sends to another, who sees it at once (the sender sees it delivered and read); the
+//! history comes back after a reload and on a second tab of the sender, and what that tab
+//! sends shows on the first.
+
+use gateway_tests::chromium::Chromium;
+use gateway_tests::{Gateway, TempDir};
+use serde_json::json;
+
+use crate::local::shipped;
+use crate::web_phone::{browser, screenshots, sign_in};
+
+/// A page signed in as `user@local.test` (open registration), registered.
+async fn signed_in(dir: &TempDir, gateway: &Gateway, user: &str) -> Chromium {
+    let mut page = browser(dir);
+    sign_in(&mut page, gateway, &format!("{user}@local.test"), "any").await;
+    page.wait_text("#registration-state", "^registered$").await;
+    page
+}
+
+async fn send(page: &mut Chromium, to: &str, text: &str) {
+    page.command(json!({"do": "fill", "selector": "#message-to", "value": to}))
+        .await;
+    page.command(json!({"do": "fill", "selector": "#message-text", "value": text}))
+        .await;
+    page.command(json!({"do": "click", "selector": "#send-message"}))
+        .await;
+}
+
+#[tokio::test]
+async fn the_page_sends_and_receives_messages_and_keeps_their_history() {
+    let (alice_dir, bob_dir, tab_dir) = (TempDir::new(), TempDir::new(), TempDir::new());
+    let gateway = Gateway::start(shipped()).await;
+    let mut alice = signed_in(&alice_dir, &gateway, "alice").await;
+    let mut bob = signed_in(&bob_dir, &gateway, "bob").await;
+
+    send(&mut alice, "bob", "hello bob").await;
+    bob.wait_text("#messages li.incoming .text", "^hello bob$")
+        .await;
+    bob.wait_text("#messages li.incoming .who", "alice@local.test")
+        .await;
+    // bob's page showed it: alice sees it read.
+    alice
+        .wait_text("#messages li.outgoing .state", "^displayed$")
+        .await;
+    alice.screenshot(&screenshots().join("messages.png")).await;
+
+    // After a reload, bob's history comes from the gateway.
+    sign_in(&mut bob, &gateway, "bob@local.test", "any").await;
+    bob.wait_text("#messages li.incoming .text", "^hello bob$")
+        .await;
+
+    // A second tab of alice: the same conversation, with its read mark; what it sends shows
+    // on the first tab too.
+    let mut tab = signed_in(&tab_dir, &gateway, "alice").await;
+    tab.wait_text("#messages li.outgoing .text", "^hello bob$")
+        .await;
+    tab.wait_text("#messages li.outgoing .state", "^displayed$")
+        .await;
+    send(&mut tab, "bob@local.test", "from my other tab").await;
+    alice
+        .wait_text(
+            "#messages li.outgoing:last-child .text",
+            "^from my other tab$",
+        )
+        .await;
+    bob.wait_text(
+        "#messages li.incoming:last-child .text",
+        "^from my other tab$",
+    )
+    .await;
+    tab.wait_text("#messages li.outgoing:last-child .state", "^displayed$")
+        .await;
+    for page in [alice, bob, tab] {
+        page.close().await;
+    }
+}
