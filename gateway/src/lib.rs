@@ -30,6 +30,7 @@ mod log_limit;
 mod messaging;
 mod metrics;
 mod phone_branch;
+mod presence;
 mod push;
 mod routing;
 mod server;

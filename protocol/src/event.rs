@@ -118,6 +118,14 @@ pub enum AccountEvent {
         /// The item (for a deletion, what is known of it: at least its `id`).
         item: Value,
     },
+    /// `presence` (an extension of this gateway): a contact of the account's address book is
+    /// now online or offline.
+    Presence {
+        /// The contact (`user@domain`).
+        contact: String,
+        /// `online` or `offline`.
+        state: String,
+    },
     /// `addressbook-update-failed`: an update that could not be made.
     AddressbookUpdateFailed {
         /// As the request said.
@@ -568,6 +576,11 @@ impl AccountEvent {
                 out.insert(kind.clone(), item.clone());
                 "addressbook-updated"
             }
+            AccountEvent::Presence { contact, state } => {
+                out.insert("contact".into(), json!(contact));
+                out.insert("state".into(), json!(state));
+                "presence"
+            }
             AccountEvent::AddressbookUpdateFailed {
                 kind,
                 action,
@@ -668,6 +681,10 @@ impl AccountEvent {
                 action: fields.string("action")?.to_owned(),
                 error: fields.string("error")?.to_owned(),
                 id: fields.string("id")?.to_owned(),
+            }),
+            "presence" => Ok(AccountEvent::Presence {
+                contact: fields.string("contact")?.to_owned(),
+                state: fields.string("state")?.to_owned(),
             }),
             other => Err(Error::UnknownMessage(format!("account event {other}"))),
         }

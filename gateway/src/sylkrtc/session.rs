@@ -28,6 +28,7 @@ use protocol::Aor;
 
 mod addressbook;
 mod messages;
+mod presence;
 
 /// Handles queued requests in order, and SIP events as they come. The [`Connection`] and its
 /// accounts live in here, so that they are released (registrations removed) whenever this
@@ -54,6 +55,7 @@ pub(super) async fn handle_loop(
         max_message_size: sylkrtc.max_message_size,
         forked,
         joined: Vec::new(),
+        watches: HashMap::new(),
         sent,
         connection,
         storage: &sylkrtc.storage,
@@ -74,8 +76,13 @@ pub(super) async fn handle_loop(
     if !session.flush(&out, trace).await {
         return;
     }
+    let mut presence = tokio::time::interval(presence::POLL);
+    presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = presence.tick(), if session.services.local.is_some() => {
+                session.presence_tick().await;
+            }
             inbound = requests.recv() => {
                 let Some(inbound) = inbound else { return };
                 let handled = match inbound {
@@ -130,6 +137,8 @@ struct Session<'a> {
     forked: mpsc::UnboundedSender<Forked>,
     /// The accounts this connection is a member for in `devices`.
     joined: Vec<Aor>,
+    /// What each local account registered here watches (presence).
+    watches: HashMap<Aor, presence::Watch>,
     metrics: &'a Metrics,
     sip: &'a SipHandle,
     services: &'a Arc<CallServices>,
@@ -483,6 +492,10 @@ impl Session<'_> {
                 // Requests are handled in order: the next waits for this answer (at most the
                 // store's acquire timeout when the database is down).
                 Output::Store { transaction, query } => {
+                    if let StoreQuery::UpdateAddressbook(update) = &query {
+                        // Whom the account watches is read again at the next look.
+                        self.watches.remove(&update.account);
+                    }
                     let answer = self.ask_store(query).await;
                     let handled = self.connection.handle_store(transaction, answer);
                     self.record(handled);

@@ -30,6 +30,7 @@ mod messaging;
 mod nat;
 mod nextrtc;
 mod phones;
+mod presence;
 mod push;
 mod register;
 mod renegotiation;
