@@ -1,7 +1,7 @@
 // The web phone: sign in, register, call (audio, or audio and video), answer, DTMF, hold,
-// camera on and off, add video, share the screen, call quality, and messages (the history
-// synced from the gateway, delivered and read marks, the same on every tab). Built on
-// sylkrtc.js.
+// camera on and off, add video, share the screen, call quality, messages (the history
+// synced from the gateway, delivered and read marks, the same on every tab), and contacts
+// with their presence. Built on sylkrtc.js.
 
 import { createConnection } from './sylkrtc.js';
 
@@ -103,6 +103,7 @@ async function signIn(event) {
   });
   acc.on('incomingCall', (call) => incoming(call));
   watchMessages(acc);
+  watchContacts(connection, acc);
   acc.on('missedCall', ({ originator }) => {
     $('last-call').textContent = `Missed call from ${originator?.display_name || originator?.uri || 'unknown'}.`;
   });
@@ -455,3 +456,65 @@ function sendMessage(event) {
 }
 
 $('compose').addEventListener('submit', sendMessage);
+
+// Contacts: the address book the gateway keeps, each with what the gateway says of its
+// presence (known only for users of the gateway's own domain who have us as a contact).
+
+const presenceOf = new Map();
+
+function renderContacts(connection) {
+  const list = $('contacts');
+  list.replaceChildren();
+  const domain = phone.account?.id.split('@')[1];
+  for (const contact of connection.addressbook.contacts) {
+    const uri = String(contact.uri || '').replace(/^sips?:/, '');
+    const line = document.createElement('li');
+    line.dataset.uri = uri;
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = contact.name ? `${contact.name} <${uri}>` : uri;
+    const state = document.createElement('span');
+    state.className = 'presence badge';
+    const known = presenceOf.get(uri);
+    badge(state, known || 'unknown', known === 'online' ? 'good' : '');
+    const write = document.createElement('button');
+    write.type = 'button';
+    write.className = 'link';
+    write.textContent = 'Message';
+    write.addEventListener('click', () => {
+      $('message-to').value = uri.endsWith(`@${domain}`) ? uri.split('@')[0] : uri;
+      $('message-text').focus();
+    });
+    line.append(name, state, write);
+    list.append(line);
+  }
+}
+
+function watchContacts(connection, acc) {
+  presenceOf.clear();
+  connection.addressbook.on('updated', () => renderContacts(connection));
+  connection.addressbook.on('updateFailed', ({ error }) => showError(`The address book was not changed: ${error}`));
+  acc.on('presence', (contact, state) => {
+    presenceOf.set(contact, state);
+    renderContacts(connection);
+  });
+  renderContacts(connection);
+}
+
+function addContact(event) {
+  event.preventDefault();
+  const connection = phone.connection;
+  if (!connection || !phone.account) return;
+  const domain = phone.account.id.split('@')[1];
+  const entered = $('contact-uri').value.trim().replace(/^sips?:/, '');
+  if (!entered) return;
+  const uri = entered.includes('@') ? entered : `${entered}@${domain}`;
+  const name = $('contact-name').value.trim();
+  connection.addressbook.addContact({ id: uri, uri, name }, (error) => {
+    if (error) showError(`The contact could not be added: ${error.message}`);
+  });
+  $('contact-uri').value = '';
+  $('contact-name').value = '';
+}
+
+$('add-contact').addEventListener('submit', addContact);

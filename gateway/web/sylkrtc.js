@@ -18,6 +18,7 @@
 
 import { Emitter } from './emitter.js';
 import { md5 } from './md5.js';
+import { Addressbook } from './addressbook.js';
 import { Message, messaging } from './messages.js';
 
 export { Message };
@@ -56,6 +57,7 @@ export function createConnection(options) {
 export class Connection extends Emitter {
   constructor({ server, pingInterval = 5000, reconnect = true } = {}) {
     super();
+    this.addressbook = new Addressbook(this);
     if (!server) throw new Error('createConnection needs a server URL');
     this.server = server;
     this.pingInterval = pingInterval;
@@ -268,6 +270,10 @@ export class Account extends Emitter {
     const old = this.registrationState;
     this.registrationState = state;
     this.emit('registrationStateChanged', old, state, data);
+    // As sylkrtc.js does: the address book once registered.
+    if (state === 'registered') {
+      this._connection.request('account-fetch-addressbook', { account: this.id }).catch(() => {});
+    }
   }
 
   /** Registers the account; the outcome comes as registrationStateChanged. */
@@ -314,8 +320,11 @@ export class Account extends Emitter {
       case 'missed-session':
         this.emit('missedCall', { originator: data.originator });
         return;
+      case 'presence':
+        this.emit('presence', data.contact, data.state);
+        return;
       default:
-        this._messageEvent(data);
+        if (!this._messageEvent(data)) this._connection.addressbook._event(data);
     }
   }
 

@@ -6,7 +6,7 @@ use axum::http::header;
 use axum::routing::get;
 
 /// (path, content type, contents).
-const FILES: [(&str, &str, &str); 8] = [
+const FILES: [(&str, &str, &str); 9] = [
     ("/", HTML, include_str!("../../web/index.html")),
     ("/index.html", HTML, include_str!("../../web/index.html")),
     ("/app.js", JS, include_str!("../../web/app.js")),
@@ -14,6 +14,11 @@ const FILES: [(&str, &str, &str); 8] = [
     ("/md5.js", JS, include_str!("../../web/md5.js")),
     ("/emitter.js", JS, include_str!("../../web/emitter.js")),
     ("/messages.js", JS, include_str!("../../web/messages.js")),
+    (
+        "/addressbook.js",
+        JS,
+        include_str!("../../web/addressbook.js"),
+    ),
     (
         "/style.css",
         "text/css; charset=utf-8",

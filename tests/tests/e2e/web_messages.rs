@@ -1,7 +1,8 @@
-//! Messages in the web phone, in real browsers (chromium, headless): a user of the local
-//! domain sends to another, who sees it at once (the sender sees it delivered and read); the
-//! history comes back after a reload and on a second tab of the sender, and what that tab
-//! sends shows on the first.
+//! Messages and contacts in the web phone, in real browsers (chromium, headless): a user of the
+//! local domain sends to another, who sees it at once (the sender sees it delivered and read);
+//! the history comes back after a reload and on a second tab of the sender, and what that tab
+//! sends shows on the first. Contacts added on the page are kept by the gateway, and show
+//! whether they are online.
 
 use gateway_tests::chromium::Chromium;
 use gateway_tests::{Gateway, TempDir};
@@ -72,6 +73,50 @@ async fn the_page_sends_and_receives_messages_and_keeps_their_history() {
     tab.wait_text("#messages li.outgoing:last-child .state", "^displayed$")
         .await;
     for page in [alice, bob, tab] {
+        page.close().await;
+    }
+}
+
+async fn add_contact(page: &mut Chromium, uri: &str, name: &str) {
+    page.command(json!({"do": "fill", "selector": "#contact-uri", "value": uri}))
+        .await;
+    page.command(json!({"do": "fill", "selector": "#contact-name", "value": name}))
+        .await;
+    page.command(json!({"do": "click", "selector": "#add-contact-button"}))
+        .await;
+}
+
+#[tokio::test]
+async fn contacts_show_who_is_online() {
+    let (alice_dir, bob_dir) = (TempDir::new(), TempDir::new());
+    let gateway = Gateway::start(shipped()).await;
+    let mut bob = signed_in(&bob_dir, &gateway, "bob").await;
+    add_contact(&mut bob, "alice", "Alice").await;
+    bob.wait_text("#contacts li .name", "^Alice <alice@local.test>$")
+        .await;
+    let mut alice = signed_in(&alice_dir, &gateway, "alice").await;
+    add_contact(&mut alice, "bob@local.test", "Bob").await;
+    alice
+        .wait_text(
+            "#contacts li[data-uri='bob@local.test'] .presence",
+            "^online$",
+        )
+        .await;
+    alice.screenshot(&screenshots().join("contacts.png")).await;
+    bob.command(json!({"do": "click", "selector": "#sign-out"}))
+        .await;
+    alice
+        .wait_text(
+            "#contacts li[data-uri='bob@local.test'] .presence",
+            "^offline$",
+        )
+        .await;
+    // The address book is the gateway's: after a reload it is still there.
+    sign_in(&mut alice, &gateway, "alice@local.test", "any").await;
+    alice
+        .wait_text("#contacts li .name", "^Bob <bob@local.test>$")
+        .await;
+    for page in [alice, bob] {
         page.close().await;
     }
 }
