@@ -421,17 +421,28 @@ function watchMessages(acc) {
       acc.syncConversations();
     }
   });
+  // Shown: the sender hears it was read (and delivered, for one that just came), when it
+  // asked; a message read before (on this tab or another) is not told again.
+  const read = (message, delivered) => {
+    const asks = message.dispositionNotification;
+    if (delivered && asks.includes('positive-delivery')) {
+      acc.sendDispositionNotification(message.sender.uri, message.id, message.timestamp, 'delivered');
+    }
+    if (asks.includes('display')) {
+      acc.sendDispositionNotification(message.sender.uri, message.id, message.timestamp, 'displayed');
+    }
+  };
   acc.on('syncConversations', (messages) => {
-    for (const message of messages) if (shown(message)) messageLine(message);
+    for (const message of messages) {
+      if (!shown(message)) continue;
+      messageLine(message);
+      if (message.direction === 'incoming' && message.state !== 'displayed') read(message, false);
+    }
   });
   acc.on('incomingMessage', (message) => {
     if (!shown(message)) return;
     messageLine(message);
-    // Shown at once: the sender hears it was delivered and read.
-    if (message.dispositionNotification.length) {
-      acc.sendDispositionNotification(message.sender.uri, message.id, message.timestamp, 'delivered');
-      acc.sendDispositionNotification(message.sender.uri, message.id, message.timestamp, 'displayed');
-    }
+    read(message, true);
   });
   const outgoing = (message) => { if (shown(message)) messageLine(message); };
   acc.on('sendingMessage', outgoing);

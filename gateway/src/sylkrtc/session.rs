@@ -49,6 +49,7 @@ pub(super) async fn handle_loop(
     let (sent, mut sent_rx) = mpsc::unbounded_channel();
     let (arrived, mut arrived_rx) = mpsc::unbounded_channel();
     let (forked, mut forked_rx) = mpsc::unbounded_channel();
+    let (presence_reads, mut presence_rx) = presence::channel();
     let mut session = Session {
         devices: &sylkrtc.devices,
         post: sylkrtc.post.as_ref(),
@@ -56,6 +57,7 @@ pub(super) async fn handle_loop(
         forked,
         joined: Vec::new(),
         watches: HashMap::new(),
+        presence_reads,
         sent,
         connection,
         storage: &sylkrtc.storage,
@@ -80,9 +82,8 @@ pub(super) async fn handle_loop(
     presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = presence.tick(), if session.services.local.is_some() => {
-                session.presence_tick().await;
-            }
+            _ = presence.tick(), if session.services.local.is_some() => session.presence_tick(),
+            Some(read) = presence_rx.recv() => session.presence_read(read),
             inbound = requests.recv() => {
                 let Some(inbound) = inbound else { return };
                 let handled = match inbound {
@@ -139,6 +140,8 @@ struct Session<'a> {
     joined: Vec<Aor>,
     /// What each local account registered here watches (presence).
     watches: HashMap<Aor, presence::Watch>,
+    /// Where the tasks reading whom an account may watch report.
+    presence_reads: mpsc::UnboundedSender<presence::Read>,
     metrics: &'a Metrics,
     sip: &'a SipHandle,
     services: &'a Arc<CallServices>,
@@ -493,8 +496,7 @@ impl Session<'_> {
                 // store's acquire timeout when the database is down).
                 Output::Store { transaction, query } => {
                     if let StoreQuery::UpdateAddressbook(update) = &query {
-                        // Whom the account watches is read again at the next look.
-                        self.watches.remove(&update.account);
+                        self.address_book_changed(&update.account);
                     }
                     let answer = self.ask_store(query).await;
                     let handled = self.connection.handle_store(transaction, answer);

@@ -46,9 +46,24 @@ async fn the_page_sends_and_receives_messages_and_keeps_their_history() {
         .await;
     alice.screenshot(&screenshots().join("messages.png")).await;
 
-    // After a reload, bob's history comes from the gateway.
+    // bob away: alice's message is kept (accepted). After a reload bob's history comes from
+    // the gateway, and what he had not read is read now.
+    bob.command(json!({"do": "click", "selector": "#sign-out"}))
+        .await;
+    send(&mut alice, "bob", "while you were away").await;
+    alice
+        .wait_text("#messages li.outgoing:last-child .state", "^accepted$")
+        .await;
     sign_in(&mut bob, &gateway, "bob@local.test", "any").await;
     bob.wait_text("#messages li.incoming .text", "^hello bob$")
+        .await;
+    bob.wait_text(
+        "#messages li.incoming:last-child .text",
+        "^while you were away$",
+    )
+    .await;
+    alice
+        .wait_text("#messages li.outgoing:last-child .state", "^displayed$")
         .await;
 
     // A second tab of alice: the same conversation, with its read mark; what it sends shows

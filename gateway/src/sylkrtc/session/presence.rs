@@ -1,15 +1,21 @@
 //! The handler's side of presence in the local domain: for each account of the domain
 //! registered here, the contacts of its address book who let it see them (`crate::presence`)
 //! are looked at every [`POLL`], and a change (online, offline) goes to the client as a
-//! `presence` account event; the first look sends every watched contact's state. The address
-//! books are read again every [`REFRESH`], so a contact added (or a policy changed) shows
-//! within that time. Looking is cheap (the location service, in memory), and a poll needs no
-//! notification path from the registrar to every watcher.
+//! `presence` account event; the first look sends every watched contact's state. Looking is
+//! cheap (the location service, in memory), and a poll needs no notification path from the
+//! registrar to every watcher.
+//!
+//! Whom an account may watch takes reading its address book and each contact's (up to 201
+//! store reads): that runs in a task of its own, every [`REFRESH`] and at once after the
+//! account changes its address book, so the connection's requests never wait for it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protocol::{AccountEvent, Aor};
+use store::Store;
+use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::Session;
@@ -19,18 +25,25 @@ pub(super) const POLL: Duration = Duration::from_secs(2);
 /// How often the address books (the watcher's and its contacts') are read again.
 const REFRESH: Duration = Duration::from_secs(30);
 
+/// What a reading task reports: the account, the reading's generation, whom it may watch.
+pub(super) type Read = (Aor, u64, Vec<Aor>);
+
 /// What one account of this connection watches.
 #[derive(Debug, Default)]
 pub(super) struct Watch {
     /// The contacts it may see, as of `read`.
     contacts: Vec<Aor>,
     read: Option<Instant>,
+    /// A reading is under way.
+    reading: bool,
+    /// Counts readings asked for: a reading that an address book change overtook is dropped.
+    generation: u64,
     /// What the client was told of each (online or not).
     told: HashMap<Aor, bool>,
 }
 
 impl Session<'_> {
-    pub(super) async fn presence_tick(&mut self) {
+    pub(super) fn presence_tick(&mut self) {
         let Some(local) = self.services.local.clone() else {
             return;
         };
@@ -42,70 +55,111 @@ impl Session<'_> {
             .collect();
         self.watches.retain(|aor, _| accounts.contains(aor));
         for account in accounts {
-            let stale = self
-                .watches
-                .get(&account)
-                .and_then(|watch| watch.read)
-                .is_none_or(|read| read.elapsed() >= REFRESH);
-            if stale {
-                let contacts = self.watchable(&account, local.domain()).await;
-                let watch = self.watches.entry(account.clone()).or_default();
-                watch.told.retain(|contact, _| contacts.contains(contact));
-                watch.contacts = contacts;
-                watch.read = Some(Instant::now());
+            let watch = self.watches.entry(account.clone()).or_default();
+            let stale = watch.read.is_none_or(|read| read.elapsed() >= REFRESH);
+            if stale && !watch.reading {
+                watch.reading = true;
+                watch.generation += 1;
+                let generation = watch.generation;
+                self.read_watchable(account.clone(), generation, local.domain());
             }
-            let Some(watch) = self.watches.get_mut(&account) else {
-                continue;
-            };
-            let mut changes = Vec::new();
-            for contact in &watch.contacts {
-                let user = contact.user();
-                let online =
-                    !local.browsers(user).is_empty() || !local.phone_bindings(user).is_empty();
-                if watch.told.insert(contact.clone(), online) != Some(online) {
-                    changes.push((contact.to_string(), online));
-                }
-            }
-            for (contact, online) in changes {
-                let state = if online { "online" } else { "offline" };
-                self.connection.account_event(
-                    &account,
-                    AccountEvent::Presence {
-                        contact,
-                        state: state.to_owned(),
-                    },
-                );
-            }
+            self.tell_presence(&account);
         }
     }
 
-    /// The contacts of `account`'s address book in the domain who let it see them.
-    async fn watchable(&self, account: &Aor, domain: &str) -> Vec<Aor> {
+    /// The account changed its address book: whom it watches is read again now.
+    pub(super) fn address_book_changed(&mut self, account: &Aor) {
+        if let Some(watch) = self.watches.get_mut(account) {
+            watch.read = None;
+            watch.reading = false;
+            watch.generation += 1;
+        }
+    }
+
+    /// A reading task's result: taken unless a change made it stale; the client hears the
+    /// contacts' states at once.
+    pub(super) fn presence_read(&mut self, (account, generation, contacts): Read) {
+        let Some(watch) = self.watches.get_mut(&account) else {
+            return;
+        };
+        if watch.generation != generation {
+            return;
+        }
+        watch.reading = false;
+        watch.read = Some(Instant::now());
+        watch.told.retain(|contact, _| contacts.contains(contact));
+        watch.contacts = contacts;
+        self.tell_presence(&account);
+    }
+
+    /// Tells the client of `account` each watched contact whose state changed.
+    fn tell_presence(&mut self, account: &Aor) {
+        let (Some(local), Some(watch)) = (&self.services.local, self.watches.get_mut(account))
+        else {
+            return;
+        };
+        let mut changes = Vec::new();
+        for contact in &watch.contacts {
+            let user = contact.user();
+            let online = !local.browsers(user).is_empty() || !local.phone_bindings(user).is_empty();
+            if watch.told.insert(contact.clone(), online) != Some(online) {
+                changes.push((contact.to_string(), online));
+            }
+        }
+        for (contact, online) in changes {
+            let state = if online { "online" } else { "offline" };
+            self.connection.account_event(
+                account,
+                AccountEvent::Presence {
+                    contact,
+                    state: state.to_owned(),
+                },
+            );
+        }
+    }
+
+    fn read_watchable(&self, account: Aor, generation: u64, domain: &str) {
         let store = match self.storage.get() {
             Ok(store) => store,
             Err(error) => {
                 warn!("no presence: {error}");
-                return Vec::new();
+                let _ = self.presence_reads.send((account, generation, Vec::new()));
+                return;
             }
         };
-        let book = match store.addressbook(&account.key()).await {
-            Ok(book) => book,
-            Err(error) => {
-                warn!("no presence: {error}");
-                return Vec::new();
-            }
-        };
-        let mut allowed = Vec::new();
-        for contact in crate::presence::contacts(&book, &domain.to_ascii_lowercase()) {
-            if &contact == account {
-                continue;
-            }
-            match store.addressbook(&contact.key()).await {
-                Ok(theirs) if crate::presence::allows(&theirs, account) => allowed.push(contact),
-                Ok(_) => {}
-                Err(error) => warn!("no presence of {contact}: {error}"),
-            }
-        }
-        allowed
+        let reads = self.presence_reads.clone();
+        let domain = domain.to_ascii_lowercase();
+        tokio::spawn(async move {
+            let contacts = watchable(store, &account, &domain).await;
+            let _ = reads.send((account, generation, contacts));
+        });
     }
+}
+
+/// The contacts of `account`'s address book in `domain` who let it see them.
+async fn watchable(store: Arc<dyn Store>, account: &Aor, domain: &str) -> Vec<Aor> {
+    let book = match store.addressbook(&account.key()).await {
+        Ok(book) => book,
+        Err(error) => {
+            warn!("no presence: {error}");
+            return Vec::new();
+        }
+    };
+    let mut allowed = Vec::new();
+    for contact in crate::presence::contacts(&book, domain) {
+        if &contact == account {
+            continue;
+        }
+        match store.addressbook(&contact.key()).await {
+            Ok(theirs) if crate::presence::allows(&theirs, account) => allowed.push(contact),
+            Ok(_) => {}
+            Err(error) => warn!("no presence of {contact}: {error}"),
+        }
+    }
+    allowed
+}
+
+/// The channel reading tasks report on.
+pub(super) fn channel() -> (mpsc::UnboundedSender<Read>, mpsc::UnboundedReceiver<Read>) {
+    mpsc::unbounded_channel()
 }
