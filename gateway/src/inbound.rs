@@ -30,6 +30,7 @@ pub(crate) async fn route(
     mut calls: mpsc::UnboundedReceiver<LocalEvent>,
     mut admission: Admission,
     post: Option<Post>,
+    presence: Option<crate::presence::server::PresenceServer>,
 ) {
     // The admitted calls of callers who did not authenticate, as they end.
     let (ended, mut ended_rx) = mpsc::unbounded_channel();
@@ -39,6 +40,23 @@ pub(crate) async fn route(
             incoming = calls.recv() => match incoming {
                 Some(LocalEvent::Call(incoming)) => incoming,
                 Some(LocalEvent::Request { request, source, authenticated, message }) => {
+                    if let Some(presence) = &presence
+                        && matches!(message.method(),
+                            Some(&ezk_sip_types::Method::SUBSCRIBE | &ezk_sip_types::Method::PUBLISH))
+                    {
+                        if !authenticated && !senders.allow(source.ip(), std::time::Instant::now()) {
+                            services.sip.answer(request, Answer {
+                                code: 503,
+                                reason: "Service Unavailable (too many requests from this address)".to_owned(),
+                                headers: vec![("Retry-After".to_owned(), "60".to_owned())],
+                            });
+                            continue;
+                        }
+                        presence.handle(crate::presence::server::PresenceRequest {
+                            request, authenticated, message: *message,
+                        });
+                        continue;
+                    }
                     request_for_domain(&services, post.as_ref(), &mut senders, request,
                         source, authenticated, *message);
                     continue;

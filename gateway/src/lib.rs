@@ -31,6 +31,7 @@ mod messaging;
 mod metrics;
 mod phone_branch;
 mod presence;
+mod publications;
 mod push;
 mod routing;
 mod server;

@@ -84,6 +84,8 @@ pub(crate) struct Local {
     location: Arc<dyn Location>,
     /// Where the browser bindings held by this gateway's connections are reached.
     channels: Mutex<HashMap<sip::BrowserBinding, mpsc::UnboundedSender<Arrival>>>,
+    /// What the users' phones published (presence).
+    publications: Mutex<crate::publications::Publications>,
 }
 
 /// Why a local registration was refused.
@@ -129,6 +131,7 @@ impl Local {
         Local {
             location,
             channels: Mutex::new(HashMap::new()),
+            publications: Mutex::new(crate::publications::Publications::default()),
         }
     }
 
@@ -158,6 +161,35 @@ impl Local {
         let mut phones = self.location.phones(user);
         phones.retain(|phone| phone.expires > now);
         phones
+    }
+
+    /// Whether `user` is online: a browser of theirs is connected and registered, or their
+    /// phones say so (what they published outranks their registrations).
+    pub(crate) fn online(&self, user: &str) -> bool {
+        if !self.browsers(user).is_empty() {
+            return true;
+        }
+        let published = self
+            .publications
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .state(std::time::Instant::now(), user);
+        published.unwrap_or_else(|| !self.phone_bindings(user).is_empty())
+    }
+
+    /// A phone of `user` publishes their presence (see
+    /// [`crate::publications::Publications::publish`]).
+    pub(crate) fn publish(
+        &self,
+        user: &str,
+        if_match: Option<&str>,
+        open: Option<bool>,
+        expires: std::time::Duration,
+    ) -> Result<Option<String>, crate::publications::Refusal> {
+        self.publications
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .publish(std::time::Instant::now(), user, if_match, open, expires)
     }
 
     /// The location service.

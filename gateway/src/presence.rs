@@ -7,6 +7,9 @@
 use protocol::Aor;
 use serde_json::Value;
 
+pub(crate) mod pidf;
+pub(crate) mod server;
+
 /// The most contacts one account watches (the first ones of its address book).
 pub(crate) const MAX_WATCHED: usize = 200;
 
@@ -43,22 +46,68 @@ pub(crate) fn contacts(book: &[store::Entry], domain: &str) -> Vec<Aor> {
     found
 }
 
-/// Whether the owner of `book` lets `watcher` see their presence: not when a policy for the
-/// watcher says `block` or `deny`; yes when a policy says `allow` or the watcher is one of the
-/// owner's contacts; no otherwise (a stranger learns nothing).
-pub(crate) fn allows(book: &[store::Entry], watcher: &Aor) -> bool {
-    let mut allowed = false;
+/// The contacts of `book` in any domain but `owner`'s own address, once each, at most
+/// [`MAX_WATCHED`].
+pub(crate) fn contacts_anywhere(book: &[store::Entry], owner: &Aor) -> Vec<Aor> {
+    let mut found: Vec<Aor> = Vec::new();
+    for item in items(book, "contact") {
+        if let Some(uri) = uri_of(&item)
+            && &uri != owner
+            && !found.contains(&uri)
+        {
+            found.push(uri);
+            if found.len() == MAX_WATCHED {
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// What the owner of an address book lets a watcher see of their presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Their state: a policy says `allow`, or the watcher is one of the owner's contacts.
+    Allow,
+    /// Nothing yet: a stranger waits until the owner decides (RFC 3857's `pending`).
+    Pending,
+    /// Always offline (`polite-block`, RFC 5025).
+    PoliteBlock,
+    /// Refused (`block` or `deny`).
+    Block,
+}
+
+/// What the owner of `book` lets `watcher` see: a `block`/`deny` policy for the watcher wins,
+/// then `polite-block`, then `allow` or being a contact; a stranger waits.
+pub(crate) fn decide(book: &[store::Entry], watcher: &Aor) -> Decision {
+    let mut decision = None;
     for policy in items(book, "policy") {
         if uri_of(&policy).as_ref() != Some(watcher) {
             continue;
         }
         match policy.get("action").and_then(Value::as_str) {
-            Some("block" | "deny" | "polite-block") => return false,
-            Some("allow") => allowed = true,
+            Some("block" | "deny") => return Decision::Block,
+            Some("polite-block") => decision = Some(Decision::PoliteBlock),
+            Some("allow") => {
+                decision.get_or_insert(Decision::Allow);
+            }
             _ => {}
         }
     }
-    allowed || items(book, "contact").any(|contact| uri_of(&contact).as_ref() == Some(watcher))
+    if let Some(decision) = decision {
+        return decision;
+    }
+    if items(book, "contact").any(|contact| uri_of(&contact).as_ref() == Some(watcher)) {
+        Decision::Allow
+    } else {
+        Decision::Pending
+    }
+}
+
+/// Whether the owner of `book` lets `watcher` see their presence (a browser watching in the
+/// domain: only [`Decision::Allow`]; a stranger learns nothing).
+pub(crate) fn allows(book: &[store::Entry], watcher: &Aor) -> bool {
+    decide(book, watcher) == Decision::Allow
 }
 
 #[cfg(test)]
@@ -126,8 +175,15 @@ mod tests {
         assert!(allows(std::slice::from_ref(&contact), &alice));
         assert!(allows(std::slice::from_ref(&allow), &alice));
         assert!(
-            !allows(&[contact, block], &alice),
+            !allows(&[contact.clone(), block], &alice),
             "blocked though a contact"
         );
+        let polite = entry(
+            "policy",
+            "r",
+            serde_json::json!({"id": "r", "uri": "alice@local.test", "action": "polite-block"}),
+        );
+        assert_eq!(decide(&[], &alice), Decision::Pending);
+        assert_eq!(decide(&[contact, polite], &alice), Decision::PoliteBlock);
     }
 }

@@ -134,16 +134,16 @@ pub(crate) fn from_phone(local: &Local, user: &str, source: std::net::SocketAddr
     PhoneRoute::Refuse { code, reason, text }
 }
 
-/// The answer to an out-of-dialog request for an account or the local domain (MESSAGE,
-/// SUBSCRIBE): messaging and presence are not built yet, which the Warning says; 405 (with our
-/// Allow) as before.
+/// The answer to an out-of-dialog request the gateway does not serve (a SUBSCRIBE to an
+/// account of another domain, whose own server is its presence server): 405 (with our Allow)
+/// and a Warning that says so.
 pub(crate) fn request_answer(message: &sip::Message) -> Answer {
     let method = message
         .method()
         .map_or_else(|| "the request".to_owned(), ToString::to_string);
     let warning = Warning::new(
         Warning::MISCELLANEOUS,
-        format!("{method} is not supported by this gateway yet"),
+        format!("{method} is not served here for this address"),
     );
     Answer {
         code: 405,

@@ -173,11 +173,19 @@ impl Server {
                 max_size: config.storage.max_message_size,
                 pusher: calls.pusher.clone(),
             });
+        let presence = calls.local.clone().map(|local| {
+            crate::presence::server::PresenceServer::start(
+                local,
+                sip.handle.clone(),
+                storage.clone(),
+            )
+        });
         tokio::spawn(crate::inbound::route(
             calls.clone(),
             local_calls_rx,
             admission,
             post.clone(),
+            presence,
         ));
         let hubs = Hubs::start(config);
         let sylkrtc = Arc::new(Sylkrtc {

@@ -123,8 +123,11 @@ pub enum AccountEvent {
     Presence {
         /// The contact (`user@domain`).
         contact: String,
-        /// `online` or `offline`.
+        /// `online`, `offline`, or `unknown` (its presence cannot be learned: its server
+        /// refused to tell, or the contact has not allowed the account yet).
         state: String,
+        /// What the contact's presence document says besides (its first note), if anything.
+        note: Option<String>,
     },
     /// `addressbook-update-failed`: an update that could not be made.
     AddressbookUpdateFailed {
@@ -576,9 +579,16 @@ impl AccountEvent {
                 out.insert(kind.clone(), item.clone());
                 "addressbook-updated"
             }
-            AccountEvent::Presence { contact, state } => {
+            AccountEvent::Presence {
+                contact,
+                state,
+                note,
+            } => {
                 out.insert("contact".into(), json!(contact));
                 out.insert("state".into(), json!(state));
+                if let Some(note) = note {
+                    out.insert("note".into(), json!(note));
+                }
                 "presence"
             }
             AccountEvent::AddressbookUpdateFailed {
@@ -685,6 +695,7 @@ impl AccountEvent {
             "presence" => Ok(AccountEvent::Presence {
                 contact: fields.string("contact")?.to_owned(),
                 state: fields.string("state")?.to_owned(),
+                note: fields.opt_string("note")?.map(str::to_owned),
             }),
             other => Err(Error::UnknownMessage(format!("account event {other}"))),
         }

@@ -25,12 +25,14 @@ mod failover;
 mod local;
 mod outgoing;
 mod requests;
+mod subscriptions;
 mod transactions;
 use calls::CallEntry;
 pub(crate) use failover::{Failover, server_failed};
 pub(crate) use local::PendingInvite;
 pub use outgoing::RequestId;
 pub(crate) use requests::PendingRequest;
+pub use subscriptions::SubscriptionId;
 use transactions::{ClientKind, ClientTransaction, ServerEntry, ServerTransaction};
 
 /// Bytes to send.
@@ -106,6 +108,16 @@ pub enum EndpointEvent {
         authenticated: bool,
         /// The request.
         request: Box<Message>,
+    },
+    /// A subscription's event (ours, [`Endpoint::subscribe`], or the far end's,
+    /// [`Endpoint::accept_subscription`]). After [`SubscriptionEvent::Ended`] it is gone.
+    ///
+    /// [`SubscriptionEvent::Ended`]: crate::subscription::SubscriptionEvent::Ended
+    Subscription {
+        /// Which.
+        id: SubscriptionId,
+        /// What happened.
+        event: crate::subscription::SubscriptionEvent,
     },
     /// A request sent with [`Endpoint::send_request`] has its outcome.
     RequestDone {
@@ -192,6 +204,13 @@ impl PartialEq for EndpointEvent {
                     outcome: other_outcome,
                 },
             ) => id == other_id && outcome == other_outcome,
+            (
+                EndpointEvent::Subscription { id, event },
+                EndpointEvent::Subscription {
+                    id: other_id,
+                    event: other_event,
+                },
+            ) => id == other_id && event == other_event,
             _ => false,
         }
     }
@@ -220,6 +239,9 @@ pub struct EndpointConfig {
     pub max_server_transactions: usize,
 }
 
+/// The longest subscription to us granted, in seconds (a longer Expires is cut to it).
+pub(crate) const SUBSCRIBE_MAX_EXPIRES: u32 = 3600;
+
 /// The methods the endpoint accepts outside calls (what Allow lists).
 pub(crate) const ALLOW: &str = "OPTIONS";
 
@@ -236,6 +258,8 @@ pub(super) enum Owner {
     Ping(u64),
     /// A request sent for an account (its entry in `Endpoint::outgoing`).
     Request(RequestId),
+    /// A SUBSCRIBE or NOTIFY of a subscription (its entry in `Endpoint::subscriptions`).
+    Subscription(SubscriptionId),
 }
 
 #[derive(Debug)]
@@ -268,6 +292,9 @@ pub struct Endpoint {
     registrar: Option<crate::registrar::Registrar>,
     /// Calls by Call-ID and our tag, for the requests of their dialogs.
     dialogs: HashMap<(String, String), CallId>,
+    /// Subscriptions, ours and the far end's, and the same by Call-ID and our tag.
+    subscriptions: HashMap<SubscriptionId, subscriptions::SubscriptionEntry>,
+    subscription_dialogs: HashMap<(String, String), SubscriptionId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<EndpointEvent>,
     /// OPTIONS pings of local phones: due ones waiting for [`Endpoint::send_ping`], sent ones
@@ -315,6 +342,8 @@ impl Endpoint {
             calls: HashMap::new(),
             outgoing: HashMap::new(),
             dialogs: HashMap::new(),
+            subscriptions: HashMap::new(),
+            subscription_dialogs: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             ping_queue: VecDeque::new(),
@@ -612,6 +641,7 @@ impl Endpoint {
             }
             Owner::Ping(id) => return self.ping_outcomes(id, outcomes),
             Owner::Request(id) => return self.outgoing_outcomes(now, id, outcomes),
+            Owner::Subscription(id) => return self.subscription_outcomes(now, id, outcomes),
         };
         for outcome in outcomes {
             let Some(entry) = self.registrations.get_mut(&owner) else {

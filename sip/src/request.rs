@@ -136,25 +136,19 @@ impl Request {
         self.counter += 1;
         let method = self.request.method.clone();
         let branch = format!("z9hG4bK{}r{:x}", self.config.seed, self.counter);
-        let mut headers = Headers::with_capacity(12);
-        headers.insert(
-            Name::VIA,
-            format!(
-                "SIP/2.0/{} {};rport;branch={branch}",
-                self.config.transport.via_name(),
-                self.config.local
-            ),
+        let via = format!(
+            "SIP/2.0/{} {};rport;branch={branch}",
+            self.config.transport.via_name(),
+            self.config.local
         );
-        headers.insert(Name::MAX_FORWARDS, "70");
-        if let Some(route) = &self.request.route {
-            headers.insert(Name::ROUTE, route.clone());
-        }
-        let aor = format!("sip:{}@{}", self.config.user, self.config.domain);
-        let from = crate::uri::name_addr(self.config.display_name.as_deref(), &aor);
-        headers.insert(Name::FROM, format!("{from};tag={}", self.config.tag));
-        headers.insert(Name::TO, format!("<{}>", self.request.uri));
-        headers.insert(Name::CALL_ID, self.request.call_id.clone());
-        headers.insert(Name::CSEQ, format!("{} {method}", self.cseq));
+        let mut headers = first_headers(
+            &self.config,
+            via,
+            self.request.route.as_deref(),
+            &self.request.uri,
+            &self.request.call_id,
+            &format!("{} {method}", self.cseq),
+        );
         headers.insert(Name::USER_AGENT, self.config.user_agent.clone());
         for (name, value) in &self.request.headers {
             headers.insert(Name::from(name.clone()), value.clone());
@@ -183,6 +177,31 @@ impl Request {
         self.sent = Some(message.clone());
         self.out.push_back(message);
     }
+}
+
+/// The headers that open an account's request outside a dialog: Via, Max-Forwards, Route (an
+/// outbound proxy), From (the account, our tag), To, Call-ID and CSeq.
+pub(crate) fn first_headers(
+    config: &CallConfig,
+    via: String,
+    route: Option<&str>,
+    to: &RequestUri,
+    call_id: &str,
+    cseq: &str,
+) -> Headers {
+    let mut headers = Headers::with_capacity(14);
+    headers.insert(Name::VIA, via);
+    headers.insert(Name::MAX_FORWARDS, "70");
+    if let Some(route) = route {
+        headers.insert(Name::ROUTE, route.to_owned());
+    }
+    let aor = format!("sip:{}@{}", config.user, config.domain);
+    let from = crate::uri::name_addr(config.display_name.as_deref(), &aor);
+    headers.insert(Name::FROM, format!("{from};tag={}", config.tag));
+    headers.insert(Name::TO, format!("<{to}>"));
+    headers.insert(Name::CALL_ID, call_id.to_owned());
+    headers.insert(Name::CSEQ, cseq.to_owned());
+    headers
 }
 
 #[cfg(test)]

@@ -104,6 +104,15 @@ impl Baresip {
         baresip
     }
 
+    /// As [`Baresip::start_account`], with baresip's `presence` module and `contacts`
+    /// (`<sip:user@domain>;presence=p2p` ones are subscribed to, through the account's
+    /// outbound proxy). Traced (`-s`): the SUBSCRIBE, NOTIFY and PUBLISH requests are in its
+    /// log. `presence_online` and `presence_offline` set what it publishes and notifies; an
+    /// account with `pubint=N` PUBLISHes its state.
+    pub fn start_presence(account: &str, contacts: &[&str]) -> Baresip {
+        Baresip::launch_full(account, 440.0, true, false, contacts, true)
+    }
+
     /// As [`Baresip::start_account`], with video: the `fakevideo` camera and display, the
     /// VP8, VP9 and H.264 (`avcodec`, from `baresip-ffmpeg`) codecs, and the `snapshot` module (`snapshot_recv PATH` saves the next
     /// received frame). The account line chooses the video codecs (`video_codecs=VP8`).
@@ -129,6 +138,18 @@ impl Baresip {
         video: bool,
         contact: Option<&str>,
     ) -> Baresip {
+        let contacts: Vec<&str> = contact.into_iter().collect();
+        Baresip::launch_full(account, tone, trace, video, &contacts, false)
+    }
+
+    fn launch_full(
+        account: &str,
+        tone: f64,
+        trace: bool,
+        video: bool,
+        contacts: &[&str],
+        presence: bool,
+    ) -> Baresip {
         let binary = require("baresip", "baresip-core");
         let dir = TempDir::new();
         let sip_port = free_pair();
@@ -147,8 +168,13 @@ impl Baresip {
             .replace("@RTPPORTS@", &format!("{rtp}-{}", rtp + 19))
             .replace("@SRCWAV@", &source.display().to_string())
             .replace("@SNDPATH@", &sound.display().to_string());
-        let config = if contact.is_some() {
+        let config = if contacts.is_empty() {
+            config
+        } else {
             format!("{config}\nmodule_app\t\t\tcontact.so\n")
+        };
+        let config = if presence {
+            format!("{config}\nmodule_app\t\t\tpresence.so\n")
         } else {
             config
         };
@@ -159,9 +185,12 @@ impl Baresip {
         };
         std::fs::write(dir.path().join("config"), config).expect("write the config");
         std::fs::write(dir.path().join("accounts"), account).expect("write the account");
-        if let Some(contact) = contact {
-            std::fs::write(dir.path().join("contacts"), format!("{contact}\n"))
-                .expect("write the contacts");
+        if !contacts.is_empty() {
+            let list: String = contacts
+                .iter()
+                .map(|contact| format!("{contact}\n"))
+                .collect();
+            std::fs::write(dir.path().join("contacts"), list).expect("write the contacts");
         }
         let mut child = Command::new(binary)
             .args(trace.then_some("-s"))

@@ -359,6 +359,14 @@ impl Connection {
         }));
     }
 
+    /// The account `aor` as the SIP driver needs it, if it was added here.
+    pub(crate) fn sip_account(&self, aor: &Aor) -> Option<SipAccount> {
+        self.accounts
+            .iter()
+            .find(|account| account.aor == *aor)
+            .map(Account::sip)
+    }
+
     /// The accounts registered here (their credentials were accepted): the ones this
     /// connection hears of when another device of the account acts.
     pub(crate) fn registered_accounts(&self) -> impl Iterator<Item = &Aor> + '_ {

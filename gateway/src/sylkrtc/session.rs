@@ -29,6 +29,7 @@ use protocol::Aor;
 mod addressbook;
 mod messages;
 mod presence;
+mod watching;
 
 /// Handles queued requests in order, and SIP events as they come. The [`Connection`] and its
 /// accounts live in here, so that they are released (registrations removed) whenever this
@@ -50,6 +51,7 @@ pub(super) async fn handle_loop(
     let (arrived, mut arrived_rx) = mpsc::unbounded_channel();
     let (forked, mut forked_rx) = mpsc::unbounded_channel();
     let (presence_reads, mut presence_rx) = presence::channel();
+    let (notices, mut notices_rx) = watching::channel();
     let mut session = Session {
         devices: &sylkrtc.devices,
         post: sylkrtc.post.as_ref(),
@@ -58,6 +60,8 @@ pub(super) async fn handle_loop(
         joined: Vec::new(),
         watches: HashMap::new(),
         presence_reads,
+        remote: HashMap::new(),
+        notices,
         sent,
         connection,
         storage: &sylkrtc.storage,
@@ -82,8 +86,9 @@ pub(super) async fn handle_loop(
     presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = presence.tick(), if session.services.local.is_some() => session.presence_tick(),
+            _ = presence.tick() => session.presence_tick(),
             Some(read) = presence_rx.recv() => session.presence_read(read),
+            Some(notice) = notices_rx.recv() => session.remote_notice(notice),
             inbound = requests.recv() => {
                 let Some(inbound) = inbound else { return };
                 let handled = match inbound {
@@ -142,6 +147,10 @@ struct Session<'a> {
     watches: HashMap<Aor, presence::Watch>,
     /// Where the tasks reading whom an account may watch report.
     presence_reads: mpsc::UnboundedSender<presence::Read>,
+    /// What each account of another domain registered here watches, through SIP.
+    remote: HashMap<Aor, watching::Remote>,
+    /// Where those subscriptions report.
+    notices: mpsc::UnboundedSender<watching::Notice>,
     metrics: &'a Metrics,
     sip: &'a SipHandle,
     services: &'a Arc<CallServices>,
@@ -519,6 +528,7 @@ impl Drop for Session<'_> {
             warn!("{held_back} more warnings about ignored messages were not shown");
         }
         self.metrics.accounts_changed(-(self.accounts as i64));
+        self.remote_leave(&[]);
         for aor in &self.joined {
             self.devices.leave(aor, self.owner);
         }

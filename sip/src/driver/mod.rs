@@ -16,7 +16,10 @@ pub use outgoing::{MAX_UDP_REQUEST, OutgoingMessage};
 mod requests;
 pub mod resolve;
 mod streams;
+mod subscriptions;
 use streams::{Accepted, accept_tls};
+pub use subscriptions::{OutgoingSubscription, SubscriptionEvents, SubscriptionHandle};
+use subscriptions::{SubscriptionCommand, SubscriptionSlot};
 
 pub use calls::{CallCommand, CallHandle, IncomingCall, OutgoingCall, sender};
 pub use requests::{Answer, RequestHandle};
@@ -118,6 +121,12 @@ enum Command {
     Message {
         message: Box<OutgoingMessage>,
         reply: tokio::sync::oneshot::Sender<crate::RequestOutcome>,
+    },
+    Subscription {
+        handle: SubscriptionHandle,
+        command: SubscriptionCommand,
+        /// Where a new subscription's events go.
+        events: Option<mpsc::UnboundedSender<crate::SubscriptionEvent>>,
     },
 }
 
@@ -231,6 +240,8 @@ pub async fn start(config: DriverConfig, shutdown: CancellationToken) -> io::Res
         messages: HashMap::new(),
         next_message: 0,
         message_owners: HashMap::new(),
+        subscriptions: HashMap::new(),
+        subscription_owners: HashMap::new(),
         inputs,
     };
     info!(udp = %udp_addr, tcp = %tcp_addr, tls = ?tls_addr, "SIP transports listening");
@@ -271,6 +282,11 @@ enum Input {
     /// The server of a request (MESSAGE) was looked up.
     MessageResolved {
         key: u64,
+        result: Result<(Vec<Target>, String), String>,
+    },
+    /// The server of our subscription was looked up.
+    SubscriptionResolved {
+        handle: SubscriptionHandle,
         result: Result<(Vec<Target>, String), String>,
     },
     /// A call's proxy was looked up.
@@ -334,6 +350,9 @@ struct Driver {
     messages: HashMap<u64, outgoing::PendingMessage>,
     next_message: u64,
     message_owners: HashMap<crate::RequestId, tokio::sync::oneshot::Sender<crate::RequestOutcome>>,
+    /// Subscriptions, ours and the far end's, by handle, and the handles by the endpoint's id.
+    subscriptions: HashMap<SubscriptionHandle, SubscriptionSlot>,
+    subscription_owners: HashMap<crate::SubscriptionId, SubscriptionHandle>,
     inputs: mpsc::UnboundedSender<Input>,
 }
 
@@ -458,6 +477,11 @@ impl Driver {
             Command::Call { call, command } => self.call_command(call, command),
             Command::Answer { request, answer } => self.answer_request(request, answer),
             Command::Message { message, reply } => self.start_message(message, reply),
+            Command::Subscription {
+                handle,
+                command,
+                events,
+            } => self.subscription_command(handle, command, events),
             Command::Unregister { key } => match self.keys.remove(&key) {
                 Some(Slot::Active(id)) => {
                     // The owner no longer listens; the endpoint finishes the un-REGISTER alone.
@@ -538,6 +562,9 @@ impl Driver {
             }
             Input::CallResolved { call, result } => self.call_resolved(call, result),
             Input::MessageResolved { key, result } => self.message_resolved(key, result),
+            Input::SubscriptionResolved { handle, result } => {
+                self.subscription_resolved(handle, result)
+            }
             Input::RedirectResolved { id, uri, result } => self.redirect_resolved(id, &uri, result),
             Input::RetryResolve { key } => {
                 // Still wanted (not unregistered meanwhile): look it up again.
@@ -784,6 +811,10 @@ impl Driver {
                 }
                 EndpointEvent::RequestDone { id, outcome } => {
                     self.message_done(id, outcome);
+                    continue;
+                }
+                EndpointEvent::Subscription { id, event } => {
+                    self.subscription_event(id, event);
                     continue;
                 }
                 EndpointEvent::BindingLost(ping) => {

@@ -229,6 +229,9 @@ impl Endpoint {
             if *method == Method::ACK {
                 return;
             }
+            if self.subscription_request(now, source, request, method, key.clone()) {
+                return;
+            }
             return self.respond_new(now, source, request, key, 481, NO_SUCH_CALL);
         };
         if *method != Method::ACK {

@@ -15,7 +15,7 @@ use super::*;
 /// An out-of-dialog request waiting for [`Endpoint::answer_request`] (see
 /// [`EndpointEvent::Request`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PendingRequest(ServerKey);
+pub struct PendingRequest(pub(super) ServerKey);
 
 impl Endpoint {
     pub(super) fn handle_request(&mut self, now: Instant, source: Target, request: Message) {
@@ -88,8 +88,12 @@ impl Endpoint {
                 return self.local_invite(now, source, request, key);
             }
         }
-        if matches!(method, Method::MESSAGE | Method::SUBSCRIBE)
-            && let Some(registration) = self.request_owner(&request)
+        if matches!(
+            method,
+            Method::MESSAGE | Method::SUBSCRIBE | Method::PUBLISH
+        ) && let Some(registration) = self.request_owner(&request)
+            // Only the local domain takes PUBLISH (it is the presence server of its users).
+            && (method != Method::PUBLISH || registration.is_none())
         {
             // The local domain's own users prove who they are, as for calls.
             let authenticated = match registration {
@@ -165,11 +169,24 @@ impl Endpoint {
         reason: &str,
         headers: &[(String, String)],
     ) {
+        let tag = self.new_tag();
+        self.answer_tagged(now, pending, code, reason, headers, &tag);
+    }
+
+    /// As [`Endpoint::answer_request`], with our To tag `tag`.
+    pub(super) fn answer_tagged(
+        &mut self,
+        now: Instant,
+        pending: &PendingRequest,
+        code: u16,
+        reason: &str,
+        headers: &[(String, String)],
+        tag: &str,
+    ) {
         let Some((request, _)) = self.pending_requests.remove(&pending.0) else {
             return;
         };
-        let tag = self.new_tag();
-        let mut response = request.response(code, reason, Some(&tag));
+        let mut response = request.response(code, reason, Some(tag));
         for (name, value) in headers {
             response
                 .headers
@@ -189,6 +206,12 @@ impl Endpoint {
             transaction.respond(now, &response);
         }
         self.drain_server(&pending.0);
+    }
+
+    /// Where a pending request came from (none once answered).
+    pub fn pending_source(&self, pending: &PendingRequest) -> Option<Target> {
+        self.pending_requests.get(&pending.0)?;
+        Some(self.servers.get(&pending.0)?.target)
     }
 
     /// A pending request's deadline passed: nobody answered it, so we do.

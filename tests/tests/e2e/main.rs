@@ -35,6 +35,7 @@ mod push;
 mod register;
 mod renegotiation;
 mod requests;
+mod sip_presence;
 mod sipp_calls;
 mod srtp;
 mod store;

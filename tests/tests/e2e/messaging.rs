@@ -5,8 +5,9 @@
 //!
 //! Incoming: a MESSAGE to the Contact of a browser account's registration is unwrapped,
 //! stored and delivered as `message` (or, for an IMDN, `disposition-notification`), then
-//! answered 200. Not built yet, and answered 405 saying so: SUBSCRIBE. Messages within the
-//! local domain: `local_messages.rs`.
+//! answered 200. A SUBSCRIBE to such a Contact is answered 405 saying why (the account's own
+//! server is its presence server). Messages within the local domain: `local_messages.rs`;
+//! presence over SIP: `sip_presence.rs`.
 
 use std::time::Duration;
 
@@ -52,7 +53,7 @@ async fn refused_saying_why(gateway: std::net::SocketAddr, method: &str, uri: &s
     let (code, text) = send_request(gateway, method, uri, &call_id, rest).await;
     assert_eq!(code, 405, "{text}");
     assert!(
-        text.contains(&format!("{method} is not supported by this gateway yet")),
+        text.contains(&format!("{method} is not served here for this address")),
         "{text}"
     );
     assert!(text.contains("Allow: "), "{text}");
@@ -263,12 +264,28 @@ async fn messages_reach_a_registered_account() {
 }
 
 #[tokio::test]
-async fn subscriptions_for_the_local_domain_are_refused_saying_why() {
+async fn subscriptions_for_the_local_domain_are_answered_as_a_presence_server() {
     let gateway = Gateway::start(shipped()).await;
     let _alice = local_client(&gateway, "alice").await;
     let uri = format!("sip:alice@{DOMAIN}");
+    // A stranger of another domain waits for alice to allow it.
     let subscription = "Event: presence\r\nExpires: 600\r\nContact: <sip:bob@127.0.0.1>\r\nContent-Length: 0\r\n\r\n";
-    refused_saying_why(gateway.sip.0, "SUBSCRIBE", &uri, subscription).await;
+    let (code, text) = send_request(gateway.sip.0, "SUBSCRIBE", &uri, "sub-1", subscription).await;
+    assert_eq!(code, 202, "{text}");
+    assert!(text.contains("Expires: 600"), "{text}");
+    // Another event package, too brief a subscription, and a PUBLISH for someone else.
+    let dialog = subscription.replace("presence", "dialog");
+    let (code, text) = send_request(gateway.sip.0, "SUBSCRIBE", &uri, "sub-2", &dialog).await;
+    assert_eq!(code, 489, "{text}");
+    assert!(text.contains("Allow-Events: presence"), "{text}");
+    let brief = subscription.replace("600", "5");
+    let (code, text) = send_request(gateway.sip.0, "SUBSCRIBE", &uri, "sub-3", &brief).await;
+    assert_eq!(code, 423, "{text}");
+    assert!(text.contains("Min-Expires: 60"), "{text}");
+    let publish = "Event: presence\r\nExpires: 600\r\nContent-Type: application/pidf+xml\r\n\
+        Content-Length: 0\r\n\r\n";
+    let (code, text) = send_request(gateway.sip.0, "PUBLISH", &uri, "pub-1", publish).await;
+    assert_eq!(code, 403, "{text}");
 }
 
 /// The `disposition-notification` of message `id` (other messages are skipped).

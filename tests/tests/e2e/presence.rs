@@ -18,10 +18,10 @@ fn add(owner: &str, kind: &str, data: serde_json::Value) -> serde_json::Value {
 }
 
 /// The next `presence` event of `client`: (contact, state).
-async fn presence(client: &mut Client) -> (String, String) {
+pub(crate) async fn presence(client: &mut Client) -> (String, String) {
     loop {
         if let ServerMessage::Event(Event::Account {
-            event: AccountEvent::Presence { contact, state },
+            event: AccountEvent::Presence { contact, state, .. },
             ..
         }) = next(client).await
         {
@@ -35,7 +35,7 @@ async fn no_presence(client: &mut Client, wait: Duration) {
     let deadline = tokio::time::Instant::now() + wait;
     while let Ok(message) = tokio::time::timeout_at(deadline, client.recv()).await {
         if let ServerMessage::Event(Event::Account {
-            event: AccountEvent::Presence { contact, state },
+            event: AccountEvent::Presence { contact, state, .. },
             ..
         }) = message
         {

@@ -44,26 +44,31 @@ pub(super) struct Watch {
 
 impl Session<'_> {
     pub(super) fn presence_tick(&mut self) {
-        let Some(local) = self.services.local.clone() else {
-            return;
-        };
-        let accounts: Vec<Aor> = self
-            .joined
-            .iter()
-            .filter(|aor| local.is_local(aor.host()))
-            .cloned()
-            .collect();
+        let local = self.services.local.clone();
+        let accounts: Vec<Aor> = self.joined.clone();
         self.watches.retain(|aor, _| accounts.contains(aor));
+        self.remote_leave(&accounts);
         for account in accounts {
+            let domain = match &local {
+                Some(local) if local.is_local(account.host()) => Some(local.domain().to_owned()),
+                _ => None,
+            };
             let watch = self.watches.entry(account.clone()).or_default();
             let stale = watch.read.is_none_or(|read| read.elapsed() >= REFRESH);
             if stale && !watch.reading {
                 watch.reading = true;
                 watch.generation += 1;
                 let generation = watch.generation;
-                self.read_watchable(account.clone(), generation, local.domain());
+                self.read_watchable(account.clone(), generation, domain.clone());
             }
-            self.tell_presence(&account);
+            if domain.is_some() {
+                self.tell_presence(&account);
+            } else if let Some(watch) = self.watches.get(&account)
+                && watch.read.is_some()
+            {
+                let contacts = watch.contacts.clone();
+                self.remote_sync(&account, &contacts);
+            }
         }
     }
 
@@ -89,6 +94,10 @@ impl Session<'_> {
         watch.read = Some(Instant::now());
         watch.told.retain(|contact, _| contacts.contains(contact));
         watch.contacts = contacts;
+        if self.remote.contains_key(&account) || !self.is_local_account(&account) {
+            let contacts = self.watches[&account].contacts.clone();
+            return self.remote_sync(&account, &contacts);
+        }
         self.tell_presence(&account);
     }
 
@@ -101,7 +110,7 @@ impl Session<'_> {
         let mut changes = Vec::new();
         for contact in &watch.contacts {
             let user = contact.user();
-            let online = !local.browsers(user).is_empty() || !local.phone_bindings(user).is_empty();
+            let online = local.online(user);
             if watch.told.insert(contact.clone(), online) != Some(online) {
                 changes.push((contact.to_string(), online));
             }
@@ -113,12 +122,22 @@ impl Session<'_> {
                 AccountEvent::Presence {
                     contact,
                     state: state.to_owned(),
+                    note: None,
                 },
             );
         }
     }
 
-    fn read_watchable(&self, account: Aor, generation: u64, domain: &str) {
+    fn is_local_account(&self, account: &Aor) -> bool {
+        self.services
+            .local
+            .as_ref()
+            .is_some_and(|local| local.is_local(account.host()))
+    }
+
+    /// Reads whom `account` may watch, in a task: for an account of the local `domain`, its
+    /// contacts there who let it; for another domain's, its contacts (their servers decide).
+    fn read_watchable(&self, account: Aor, generation: u64, domain: Option<String>) {
         let store = match self.storage.get() {
             Ok(store) => store,
             Err(error) => {
@@ -128,9 +147,17 @@ impl Session<'_> {
             }
         };
         let reads = self.presence_reads.clone();
-        let domain = domain.to_ascii_lowercase();
         tokio::spawn(async move {
-            let contacts = watchable(store, &account, &domain).await;
+            let contacts = match domain {
+                Some(domain) => watchable(store, &account, &domain.to_ascii_lowercase()).await,
+                None => match store.addressbook(&account.key()).await {
+                    Ok(book) => crate::presence::contacts_anywhere(&book, &account),
+                    Err(error) => {
+                        warn!("no presence: {error}");
+                        Vec::new()
+                    }
+                },
+            };
             let _ = reads.send((account, generation, contacts));
         });
     }

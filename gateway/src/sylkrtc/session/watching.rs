@@ -1,0 +1,244 @@
+//! The handler's side of presence for accounts of other domains (registered through their SIP
+//! server): while the account is registered here, the gateway SUBSCRIBEs (RFC 3856, through
+//! the account's server, with its credentials) to the first [`MAX_REMOTE`] contacts of its
+//! address book, and each NOTIFY's PIDF becomes a `presence` account event (`online`,
+//! `offline` with the document's note, or `unknown` when the contact's server will not tell).
+//!
+//! Subscriptions are refreshed before they run out, and ended (Expires 0) when a contact
+//! leaves the address book, the account leaves, or the connection closes. A refusal backs off:
+//! 489 (the server does no presence) for every contact of that domain for an hour, 403 or a
+//! `rejected` NOTIFY for that contact for an hour, other failures from 30 s doubling to an
+//! hour, and a Retry-After the server gives is taken when longer.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use protocol::{AccountEvent, Aor};
+use sip::SubscriptionEvent;
+use sip::driver::{OutgoingSubscription, SubscriptionHandle};
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::Session;
+
+/// The most contacts one account of another domain watches (the first of its address book).
+pub(super) const MAX_REMOTE: usize = 50;
+/// The duration asked for in SUBSCRIBEs.
+const EXPIRES: u32 = 600;
+/// The wait after a first failure, doubled for each next one up to [`LONG_WAIT`].
+const FIRST_RETRY: Duration = Duration::from_secs(30);
+/// The wait after a refusal (403, 489, `rejected`), and the longest wait.
+const LONG_WAIT: Duration = Duration::from_secs(3600);
+
+/// A subscription's event, with whose it is.
+pub(super) type Notice = (Aor, Aor, SubscriptionHandle, SubscriptionEvent);
+
+/// The channel subscriptions report on.
+pub(super) fn channel() -> (
+    mpsc::UnboundedSender<Notice>,
+    mpsc::UnboundedReceiver<Notice>,
+) {
+    mpsc::unbounded_channel()
+}
+
+/// One watched contact.
+#[derive(Debug, Default)]
+struct Watched {
+    handle: Option<SubscriptionHandle>,
+    /// When to refresh the live subscription.
+    refresh: Option<Instant>,
+    /// When to subscribe again after a failure.
+    retry: Option<Instant>,
+    failures: u32,
+    /// What the client was told (state and note).
+    told: Option<(String, Option<String>)>,
+}
+
+/// What one account of another domain watches.
+#[derive(Debug, Default)]
+pub(super) struct Remote {
+    contacts: HashMap<Aor, Watched>,
+    /// Domains that do no presence (489), until when.
+    quiet_domains: HashMap<String, Instant>,
+}
+
+impl Session<'_> {
+    /// Brings an account's subscriptions in line with `contacts` (its address book's first
+    /// ones), subscribing, refreshing and retrying as due.
+    pub(super) fn remote_sync(&mut self, account: &Aor, contacts: &[Aor]) {
+        let Some(sip_account) = self.connection.sip_account(account) else {
+            return;
+        };
+        let now = Instant::now();
+        let remote = self.remote.entry(account.clone()).or_default();
+        let gone: Vec<Aor> = remote
+            .contacts
+            .keys()
+            .filter(|contact| !contacts.contains(contact))
+            .cloned()
+            .collect();
+        for contact in gone {
+            if let Some(Watched {
+                handle: Some(handle),
+                ..
+            }) = remote.contacts.remove(&contact)
+            {
+                self.sip.refresh_subscription(handle, 0);
+            }
+        }
+        remote.quiet_domains.retain(|_, until| *until > now);
+        for contact in contacts.iter().take(MAX_REMOTE) {
+            let watched = remote.contacts.entry(contact.clone()).or_default();
+            if let Some(handle) = watched.handle {
+                if watched.refresh.is_some_and(|at| at <= now) {
+                    watched.refresh = None;
+                    self.sip.refresh_subscription(handle, EXPIRES);
+                }
+                continue;
+            }
+            if watched.retry.is_some_and(|at| at > now)
+                || remote.quiet_domains.contains_key(contact.host())
+            {
+                continue;
+            }
+            let Some(uri) = sip::RequestUri::parse(&format!("sip:{contact}")) else {
+                continue;
+            };
+            let (handle, mut events) = self.sip.subscribe(OutgoingSubscription {
+                account: sip_account.clone(),
+                uri,
+                event: "presence".to_owned(),
+                accept: "application/pidf+xml".to_owned(),
+                expires: EXPIRES,
+                call_id: uuid::Uuid::new_v4().to_string(),
+            });
+            debug!(%account, %contact, "subscribing to a contact's presence");
+            watched.handle = Some(handle);
+            watched.retry = None;
+            let notices = self.notices.clone();
+            let (account, contact) = (account.clone(), contact.clone());
+            tokio::spawn(async move {
+                while let Some(event) = events.recv().await {
+                    let notice = (account.clone(), contact.clone(), handle, event);
+                    if notices.send(notice).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Ends every subscription of accounts no longer registered here (all of them when
+    /// `keep` is empty).
+    pub(super) fn remote_leave(&mut self, keep: &[Aor]) {
+        let gone: Vec<Aor> = self
+            .remote
+            .keys()
+            .filter(|account| !keep.contains(account))
+            .cloned()
+            .collect();
+        for account in gone {
+            if let Some(remote) = self.remote.remove(&account) {
+                for watched in remote.contacts.into_values() {
+                    if let Some(handle) = watched.handle {
+                        self.sip.refresh_subscription(handle, 0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A subscription's event: a NOTIFY's state goes to the client; an end is retried later.
+    pub(super) fn remote_notice(&mut self, (account, contact, handle, event): Notice) {
+        let Some(remote) = self.remote.get_mut(&account) else {
+            return;
+        };
+        let Some(watched) = remote.contacts.get_mut(&contact) else {
+            return;
+        };
+        if watched.handle != Some(handle) {
+            return;
+        }
+        let now = Instant::now();
+        let tell = match event {
+            SubscriptionEvent::Accepted { expires } => {
+                watched.failures = 0;
+                // Refreshed at four fifths of its life (RFC 6665 leaves the margin to us).
+                let life = Duration::from_secs(u64::from(expires.max(30)) * 4 / 5);
+                watched.refresh = Some(now + life);
+                None
+            }
+            SubscriptionEvent::Notify {
+                state,
+                content_type,
+                body,
+                ..
+            } => {
+                let pidf = content_type.split(';').next().is_some_and(|essence| {
+                    essence.trim().eq_ignore_ascii_case("application/pidf+xml")
+                });
+                let status = std::str::from_utf8(&body)
+                    .ok()
+                    .filter(|_| pidf)
+                    .and_then(crate::presence::pidf::read);
+                match (state.as_str(), status) {
+                    (_, Some(status)) => Some((
+                        if status.open { "online" } else { "offline" }.to_owned(),
+                        status.note,
+                    )),
+                    ("pending", None) => Some(("unknown".to_owned(), None)),
+                    _ => None,
+                }
+            }
+            SubscriptionEvent::Ended {
+                code,
+                reason,
+                retry_after,
+            } => {
+                debug!(%account, %contact, code, %reason, "a presence subscription ended");
+                watched.handle = None;
+                watched.refresh = None;
+                let wait = match (code, reason.as_str()) {
+                    // The server ended it to make us subscribe again (RFC 6665 section 4.1.3).
+                    (0, "deactivated" | "timeout" | "unsubscribed") => Duration::ZERO,
+                    (489, _) => {
+                        remote
+                            .quiet_domains
+                            .insert(contact.host().to_owned(), now + LONG_WAIT);
+                        LONG_WAIT
+                    }
+                    (403 | 404 | 604, _) | (0, "rejected" | "noresource" | "giveup") => LONG_WAIT,
+                    _ => {
+                        watched.failures += 1;
+                        let doubled = FIRST_RETRY * 2u32.saturating_pow(watched.failures - 1);
+                        doubled.min(LONG_WAIT)
+                    }
+                };
+                let wait = wait.max(Duration::from_secs(retry_after.unwrap_or(0).into()));
+                let Some(watched) = remote.contacts.get_mut(&contact) else {
+                    return;
+                };
+                watched.retry = Some(now + wait);
+                (wait >= LONG_WAIT || code != 0).then(|| ("unknown".to_owned(), None))
+            }
+            SubscriptionEvent::Refreshed { .. } => None,
+        };
+        let Some(watched) = remote.contacts.get_mut(&contact) else {
+            return;
+        };
+        if let Some(told) = tell
+            && watched.told.as_ref() != Some(&told)
+        {
+            watched.told = Some(told.clone());
+            let (state, note) = told;
+            self.connection.account_event(
+                &account,
+                AccountEvent::Presence {
+                    contact: contact.to_string(),
+                    state,
+                    note,
+                },
+            );
+        }
+    }
+}
