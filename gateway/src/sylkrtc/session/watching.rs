@@ -62,6 +62,27 @@ pub(super) struct Remote {
     quiet_domains: HashMap<String, Instant>,
 }
 
+/// Reasons a server ends a subscription with that mean "not again soon" (RFC 6665 section
+/// 4.1.3).
+fn is_final_reason(reason: &str) -> bool {
+    matches!(reason, "rejected" | "noresource" | "giveup")
+}
+
+/// How long to wait before subscribing again after a subscription ended with `code` (0: a
+/// `terminated` NOTIFY or our unsubscribe, with its `reason`), after `failures` transient
+/// failures in a row, the server's Retry-After taken when longer (up to a day).
+fn backoff(code: u16, reason: &str, failures: u32, retry_after: Option<u32>) -> Duration {
+    let wait = match code {
+        0 if is_final_reason(reason) => LONG_WAIT,
+        // The server ended it to make us subscribe again.
+        0 => Duration::ZERO,
+        403 | 404 | 489 | 604 => LONG_WAIT,
+        _ => (FIRST_RETRY * 2u32.saturating_pow(failures.saturating_sub(1))).min(LONG_WAIT),
+    };
+    let asked = Duration::from_secs(u64::from(retry_after.unwrap_or(0))).min(LONG_WAIT * 24);
+    wait.max(asked)
+}
+
 impl Session<'_> {
     /// Brings an account's subscriptions in line with `contacts` (its address book's first
     /// ones), subscribing, refreshing and retrying as due.
@@ -198,23 +219,15 @@ impl Session<'_> {
                 debug!(%account, %contact, code, %reason, "a presence subscription ended");
                 watched.handle = None;
                 watched.refresh = None;
-                let wait = match (code, reason.as_str()) {
-                    // The server ended it to make us subscribe again (RFC 6665 section 4.1.3).
-                    (0, "deactivated" | "timeout" | "unsubscribed") => Duration::ZERO,
-                    (489, _) => {
-                        remote
-                            .quiet_domains
-                            .insert(contact.host().to_owned(), now + LONG_WAIT);
-                        LONG_WAIT
-                    }
-                    (403 | 404 | 604, _) | (0, "rejected" | "noresource" | "giveup") => LONG_WAIT,
-                    _ => {
-                        watched.failures += 1;
-                        let doubled = FIRST_RETRY * 2u32.saturating_pow(watched.failures - 1);
-                        doubled.min(LONG_WAIT)
-                    }
-                };
-                let wait = wait.max(Duration::from_secs(retry_after.unwrap_or(0).into()));
+                if code != 0 && !matches!(code, 403 | 404 | 489 | 604) {
+                    watched.failures += 1;
+                }
+                let wait = backoff(code, &reason, watched.failures, retry_after);
+                if code == 489 {
+                    remote
+                        .quiet_domains
+                        .insert(contact.host().to_owned(), now + wait);
+                }
                 let Some(watched) = remote.contacts.get_mut(&contact) else {
                     return;
                 };
@@ -240,5 +253,33 @@ impl Session<'_> {
                 },
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_wait_long_failures_double_and_retry_after_wins() {
+        assert_eq!(backoff(489, "Bad Event", 0, None), LONG_WAIT);
+        assert_eq!(backoff(403, "Forbidden", 0, None), LONG_WAIT);
+        assert_eq!(backoff(0, "rejected", 0, None), LONG_WAIT);
+        assert_eq!(backoff(0, "deactivated", 0, None), Duration::ZERO);
+        assert_eq!(backoff(0, "timeout", 0, None), Duration::ZERO);
+        assert_eq!(backoff(408, "Request Timeout", 1, None), FIRST_RETRY);
+        assert_eq!(
+            backoff(503, "Service Unavailable", 3, None),
+            FIRST_RETRY * 4
+        );
+        assert_eq!(backoff(500, "Server Error", 40, None), LONG_WAIT);
+        assert_eq!(
+            backoff(0, "probation", 0, Some(120)),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            backoff(503, "Service Unavailable", 1, Some(u32::MAX)),
+            LONG_WAIT * 24
+        );
     }
 }
