@@ -239,9 +239,6 @@ pub struct EndpointConfig {
     pub max_server_transactions: usize,
 }
 
-/// The longest subscription to us granted, in seconds (a longer Expires is cut to it).
-pub(crate) const SUBSCRIBE_MAX_EXPIRES: u32 = 3600;
-
 /// The methods the endpoint accepts outside calls (what Allow lists).
 pub(crate) const ALLOW: &str = "OPTIONS";
 

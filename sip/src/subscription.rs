@@ -356,6 +356,8 @@ pub(crate) struct Notifier {
     config: NotifierConfig,
     dialog: Dialog,
     event: String,
+    /// The longest refresh granted: what the owner granted the SUBSCRIBE.
+    max_expires: u32,
     counter: u64,
     /// The NOTIFY last sent, to recognise its answer.
     sent: Option<u32>,
@@ -365,12 +367,19 @@ pub(crate) struct Notifier {
 }
 
 impl Notifier {
-    /// The subscription a SUBSCRIBE asks for, our tag `tag` (the one its 2xx carries).
-    pub(crate) fn new(config: NotifierConfig, subscribe: &Message, tag: &str) -> Option<Notifier> {
+    /// The subscription a SUBSCRIBE asks for, our tag `tag` (the one its 2xx carries);
+    /// refreshes get at most `max_expires` seconds.
+    pub(crate) fn new(
+        config: NotifierConfig,
+        subscribe: &Message,
+        tag: &str,
+        max_expires: u32,
+    ) -> Option<Notifier> {
         let event = subscribe.header(&Name::EVENT)?.split(';').next()?.trim();
         Some(Notifier {
             dialog: Dialog::from_request(subscribe, tag, 0)?,
             event: event.to_owned(),
+            max_expires,
             config,
             counter: 0,
             sent: None,
@@ -397,8 +406,18 @@ impl Notifier {
         self.ended
     }
 
-    /// A refresh (or the end, `expires` 0) in the dialog: the status to answer it with.
-    pub(crate) fn handle_subscribe(&mut self, subscribe: &Message, expires: u32) -> u16 {
+    /// A refresh (or the end, Expires 0) in the dialog: the status to answer it with, and
+    /// the duration granted (its Expires, or the longest granted when it names none).
+    pub(crate) fn handle_subscribe(&mut self, subscribe: &Message) -> (u16, u32) {
+        let expires = subscribe
+            .header(&Name::EXPIRES)
+            .and_then(|value| value.trim().parse::<u32>().ok())
+            .unwrap_or(self.max_expires)
+            .min(self.max_expires);
+        (self.refresh(subscribe, expires), expires)
+    }
+
+    fn refresh(&mut self, subscribe: &Message, expires: u32) -> u16 {
         if self.ended {
             return 481;
         }

@@ -113,7 +113,7 @@ impl Endpoint {
             config.local,
             config.transport.param()
         );
-        let notifier = Notifier::new(config, request, &tag)?;
+        let notifier = Notifier::new(config, request, &tag, expires)?;
         let target = self.servers.get(&pending.0)?.target;
         let id = SubscriptionId(self.next_id);
         self.next_id += 1;
@@ -194,12 +194,7 @@ impl Endpoint {
                     (code, reason, Vec::new())
                 }
                 (Role::Theirs(notifier), &Method::SUBSCRIBE) => {
-                    let expires = request
-                        .header(&Name::EXPIRES)
-                        .and_then(|value| value.trim().parse::<u32>().ok())
-                        .unwrap_or(super::SUBSCRIBE_MAX_EXPIRES)
-                        .min(super::SUBSCRIBE_MAX_EXPIRES);
-                    let code = notifier.handle_subscribe(request, expires);
+                    let (code, expires) = notifier.handle_subscribe(request);
                     let reason = if code == 200 { "OK" } else { "Not Accepted" };
                     (code, reason, vec![(Name::EXPIRES, expires.to_string())])
                 }

@@ -106,7 +106,7 @@ fn a_watcher_and_a_presence_server_through_a_proxy() {
 
     // The presence server accepts what the proxy relayed, granting less than asked.
     let relayed = through_proxy(second.clone());
-    let mut theirs = Notifier::new(notifier_config(), &relayed, "srvtag").expect("a notifier");
+    let mut theirs = Notifier::new(notifier_config(), &relayed, "srvtag", 300).expect("a notifier");
     ours.handle_final(&accepted(&second, "srvtag", "300"));
     assert_eq!(
         ours.poll_event(),
@@ -147,10 +147,11 @@ fn a_watcher_and_a_presence_server_through_a_proxy() {
     assert!(written.contains("To: <sip:bob@example.com>;tag=srvtag\r\n"));
     assert!(written.contains("Route: <sip:127.0.0.1:5060;lr>\r\n"));
     assert!(written.contains("Proxy-Authorization: Digest"));
-    assert_eq!(theirs.handle_subscribe(&refresh, 600), 200);
+    // It asked for 600: it gets what the SUBSCRIBE was granted, 300.
+    assert_eq!(theirs.handle_subscribe(&refresh), (200, 300));
     assert_eq!(
         theirs.poll_event(),
-        Some(SubscriptionEvent::Refreshed { expires: 600 })
+        Some(SubscriptionEvent::Refreshed { expires: 300 })
     );
 
     // The server ends it: the watcher hears why.
@@ -178,7 +179,7 @@ fn a_watcher_and_a_presence_server_through_a_proxy() {
 fn a_notify_may_come_before_the_answer() {
     let mut ours = subscriber();
     let subscribe = ours.poll_request().unwrap();
-    let mut theirs = Notifier::new(notifier_config(), &subscribe, "t1").unwrap();
+    let mut theirs = Notifier::new(notifier_config(), &subscribe, "t1", 600).unwrap();
     theirs.notify("pending", "", Bytes::new());
     let notify = theirs.poll_request().unwrap();
     assert_eq!(ours.handle_notify(&notify), (200, "OK"));
@@ -223,7 +224,7 @@ fn refusals_end_it_with_their_code_and_retry_after() {
     // A NOTIFY for another package is refused.
     let mut other = subscriber();
     let subscribe = other.poll_request().unwrap();
-    let mut theirs = Notifier::new(notifier_config(), &subscribe, "t").unwrap();
+    let mut theirs = Notifier::new(notifier_config(), &subscribe, "t", 600).unwrap();
     theirs.event = "dialog".into();
     theirs.notify("active", "", Bytes::new());
     assert_eq!(other.handle_notify(&theirs.poll_request().unwrap()).0, 489);
@@ -233,7 +234,7 @@ fn refusals_end_it_with_their_code_and_retry_after() {
 fn a_notify_the_subscriber_refuses_ends_ours() {
     let mut ours = subscriber();
     let subscribe = ours.poll_request().unwrap();
-    let mut theirs = Notifier::new(notifier_config(), &subscribe, "t").unwrap();
+    let mut theirs = Notifier::new(notifier_config(), &subscribe, "t", 600).unwrap();
     theirs.notify("active", "", Bytes::new());
     let notify = theirs.poll_request().unwrap();
     // An answer to an earlier NOTIFY does not count; the last one's does.

@@ -94,7 +94,7 @@ impl Session<'_> {
         watch.read = Some(Instant::now());
         watch.told.retain(|contact, _| contacts.contains(contact));
         watch.contacts = contacts;
-        if self.remote.contains_key(&account) || !self.is_local_account(&account) {
+        if !self.is_local_account(&account) {
             let contacts = self.watches[&account].contacts.clone();
             return self.remote_sync(&account, &contacts);
         }
