@@ -48,6 +48,8 @@ pub(crate) enum LegCommand {
     /// A message in the call (a SIP MESSAGE in the dialog, RFC 3428); one at a time, the
     /// next after `MessageAnswered`.
     Message(Box<Text>),
+    /// A MESSAGE the other phone of a call between two phones said, passed on as it came.
+    Relay { content_type: String, body: Bytes },
 }
 
 /// A message said in a call, by the front-end's account to the far end.
@@ -111,6 +113,9 @@ pub(crate) enum LegEvent {
     Dtmf { digit: char, duration: u32 },
     /// It asks for a video keyframe out of band (SIP INFO `picture_fast_update`).
     PictureFastUpdate,
+    /// A MESSAGE from it in the call, as it came: a front-end reads it ([`read_said`]), a
+    /// call between two phones passes it on.
+    Said { content_type: String, body: Bytes },
     /// A message from it in the call (CPIM unwrapped).
     Message(Box<Received>),
     /// A notification (IMDN) about a message we sent it in the call.
@@ -197,6 +202,7 @@ pub(crate) fn to_sip(command: LegCommand) -> CallCommand {
             }
         }
         // In CPIM with the IMDN headers, as an account's messages go.
+        LegCommand::Relay { content_type, body } => CallCommand::Message { content_type, body },
         LegCommand::Message(text) => CallCommand::Message {
             content_type: "message/cpim".to_owned(),
             body: Bytes::from(
@@ -265,22 +271,7 @@ pub(crate) fn from_sip(event: sip::CallEvent) -> Option<LegEvent> {
         sip::CallEvent::MessageAnswered { code, reason } => {
             LegEvent::MessageAnswered { code, reason }
         }
-        sip::CallEvent::Message { content_type, body } => {
-            let id = uuid::Uuid::new_v4().to_string();
-            let now = cpim::format_timestamp(store::now_millis());
-            match cpim::read(&content_type, &body, &id, &now) {
-                Ok(Incoming::Message(received)) => LegEvent::Message(Box::new(received)),
-                Ok(Incoming::Notification {
-                    message_id, state, ..
-                }) => LegEvent::Notification { message_id, state },
-                Ok(Incoming::Composing) => return None,
-                Err((code, reason)) => {
-                    // The dialog took it already (200); nothing readable reaches the client.
-                    debug!(code, reason, %content_type, "a MESSAGE in the call that cannot be read");
-                    return None;
-                }
-            }
-        }
+        sip::CallEvent::Message { content_type, body } => LegEvent::Said { content_type, body },
         sip::CallEvent::Redirected { code, contacts, .. } => {
             // The SIP user agent follows it or ends the call, as its policy says.
             debug!(code, ?contacts, "call redirected");
@@ -290,6 +281,25 @@ pub(crate) fn from_sip(event: sip::CallEvent) -> Option<LegEvent> {
             LegEvent::Terminated(LegEnding::new(ending.code, ending.reason, ending.cancelled))
         }
     })
+}
+
+/// What a MESSAGE said in a call means to a front-end: a message (CPIM unwrapped) or a
+/// notification (IMDN) about one it sent; `None` for what is neither (a composing indication,
+/// or what cannot be read: the dialog took it already, 200, so nothing more can be said).
+pub(crate) fn read_said(content_type: &str, body: &[u8]) -> Option<LegEvent> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = cpim::format_timestamp(store::now_millis());
+    match cpim::read(content_type, body, &id, &now) {
+        Ok(Incoming::Message(received)) => Some(LegEvent::Message(Box::new(received))),
+        Ok(Incoming::Notification {
+            message_id, state, ..
+        }) => Some(LegEvent::Notification { message_id, state }),
+        Ok(Incoming::Composing) => None,
+        Err((code, reason)) => {
+            debug!(code, reason, %content_type, "a MESSAGE in the call that cannot be read");
+            None
+        }
+    }
 }
 
 /// The tone of an `application/dtmf-relay` body (`Signal=5`, `Duration=160`).

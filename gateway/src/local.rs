@@ -464,6 +464,8 @@ impl Bridged {
                 disposition: DISPOSITION.iter().map(|&kind| kind.to_owned()).collect(),
                 cpim_from: Some(text.from.to_string()),
             }))),
+            // What one phone said reaches the other side as it came.
+            LegCommand::Relay { content_type, body } => Some(LegEvent::Said { content_type, body }),
             // A browser's new offer (hold, resume) reaches the other side's call as a
             // re-INVITE would, and its answer or refusal comes back the same way.
             LegCommand::Reoffer(sdp) => Some(LegEvent::Offer { sdp: Some(sdp) }),

@@ -341,7 +341,11 @@ impl Branch<'_> {
             | LegEvent::DtmfAnswered { .. }
             | LegEvent::MessageAnswered { .. }
             | LegEvent::OfferRefused { .. } => {}
-            LegEvent::Message(_) | LegEvent::Notification { .. } => unrelayed_message(),
+            LegEvent::Said { content_type, body } => {
+                self.say(LegCommand::Relay { content_type, body });
+            }
+            // Only a front-end's own leg reads messages.
+            LegEvent::Message(_) | LegEvent::Notification { .. } => {}
             LegEvent::Terminated(ending) => {
                 info!(reason = %ending.reason, "the callee's call ended");
                 self.say(if self.answered {
@@ -410,15 +414,13 @@ impl Branch<'_> {
             | LegEvent::DtmfAnswered { .. }
             | LegEvent::MessageAnswered { .. }
             | LegEvent::OfferRefused { .. } => {}
-            LegEvent::Message(_) | LegEvent::Notification { .. } => unrelayed_message(),
+            LegEvent::Said { content_type, body } => {
+                self.to_callee(LegCommand::Relay { content_type, body });
+            }
+            // Only a front-end's own leg reads messages.
+            LegEvent::Message(_) | LegEvent::Notification { .. } => {}
         }
     }
-}
-
-/// A MESSAGE in the dialog of a call between two phones: the dialog took it (200), but the
-/// branch does not carry it to the other phone (a known limit, in `docs/protocol.md`).
-fn unrelayed_message() {
-    debug!("a MESSAGE in a call between two phones is not relayed");
 }
 
 /// The answer to one phone's new offer (or our offer for its offerless re-INVITE), answered

@@ -79,7 +79,7 @@ impl Fork {
                 self.out.push_back((branch, command));
             }
             // A message goes in the answered dialog only.
-            LegCommand::Message(_) => {
+            LegCommand::Message(_) | LegCommand::Relay { .. } => {
                 let Some(branch) = self.winner else {
                     return Some(LegEvent::MessageAnswered {
                         code: 481,

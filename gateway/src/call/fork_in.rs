@@ -147,13 +147,16 @@ impl IncomingFork {
             LegCommand::Dtmf { .. } | LegCommand::PictureFastUpdate => self.out.push_back(
                 Deliver::Branch(branch, LegEvent::DtmfAnswered { code: 481 }),
             ),
-            LegCommand::Message(_) => self.out.push_back(Deliver::Branch(
-                branch,
-                LegEvent::MessageAnswered {
-                    code: 481,
-                    reason: "Call/Transaction Does Not Exist (the call is not answered)".to_owned(),
-                },
-            )),
+            LegCommand::Message(_) | LegCommand::Relay { .. } => {
+                self.out.push_back(Deliver::Branch(
+                    branch,
+                    LegEvent::MessageAnswered {
+                        code: 481,
+                        reason: "Call/Transaction Does Not Exist (the call is not answered)"
+                            .to_owned(),
+                    },
+                ))
+            }
         }
     }
 

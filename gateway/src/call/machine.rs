@@ -513,6 +513,17 @@ impl Machine {
                 self.message_answered(message_id, timestamp, code, &reason);
                 self.send_message();
             }
+            LegEvent::Said { content_type, body } => {
+                match crate::leg::read_said(&content_type, &body) {
+                    Some(LegEvent::Message(received)) => {
+                        self.update(CallUpdate::Message(received));
+                    }
+                    Some(LegEvent::Notification { message_id, state }) => {
+                        self.update(CallUpdate::Notification { message_id, state });
+                    }
+                    _ => {}
+                }
+            }
             LegEvent::Message(received) => self.update(CallUpdate::Message(received)),
             LegEvent::Notification { message_id, state } => {
                 self.update(CallUpdate::Notification { message_id, state });

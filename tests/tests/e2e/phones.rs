@@ -1,8 +1,8 @@
 //! Calls between softphones of the local domain, through the gateway's relay: two phones talk
 //! both ways (with SRTP on one leg and plain RTP on the other), a user with a browser and a
 //! phone gets both ringing and the phone takes the call (the browser is told it was answered
-//! elsewhere, the phone's CANCEL says so when the browser wins), and a busy phone's refusal
-//! reaches the caller.
+//! elsewhere, the phone's CANCEL says so when the browser wins), a busy phone's refusal
+//! reaches the caller, and a MESSAGE in the call reaches the other phone.
 
 use gateway_tests::Gateway;
 use gateway_tests::baresip::Baresip;
@@ -242,6 +242,32 @@ async fn an_offerless_call_between_phones_is_connected() {
     );
     if let Err(output) = caller.await.expect("sipp ran") {
         panic!("the offerless call did not go as a call does:\n{output}");
+    }
+    assert!(grace.wait_for("CALL_CLOSED", 1, WAIT).await);
+    nothing_left(&gateway).await;
+}
+
+#[tokio::test]
+async fn a_message_in_a_call_between_phones_reaches_the_other_phone() {
+    let gateway = Gateway::start(shipped()).await;
+    let grace = phone_with(&gateway, "grace", 700.0, "answermode=auto").await;
+    let caller = tokio::spawn(crate::local::sipp_phone_with(
+        gateway.sip.0,
+        "uac_message_in_call.xml",
+        "grace",
+        &["-rtp_echo"],
+    ));
+    // grace's phone gets the caller's MESSAGE in her own dialog with the gateway, as it was.
+    assert!(
+        grace.wait_log("hello from the caller", WAIT).await,
+        "the MESSAGE reaches grace:\n{}",
+        grace.log.text()
+    );
+    let text = grace.log.text();
+    assert!(text.contains("MESSAGE sip:"), "{text}");
+    assert!(text.contains("Content-Type: text/plain"), "{text}");
+    if let Err(output) = caller.await.expect("sipp ran") {
+        panic!("the call with a message did not go as it should:\n{output}");
     }
     assert!(grace.wait_for("CALL_CLOSED", 1, WAIT).await);
     nothing_left(&gateway).await;

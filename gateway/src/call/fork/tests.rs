@@ -70,6 +70,7 @@ fn sent(fork: &mut Fork) -> Vec<String> {
                 LegCommand::Answer { .. } => "answer",
                 LegCommand::Reject(_) => "reject",
                 LegCommand::Message(_) => "message",
+                LegCommand::Relay { .. } => "relay",
             };
             format!("{branch}: {name}")
         })
