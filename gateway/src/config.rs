@@ -13,11 +13,13 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+mod accounts;
 mod push_url;
 mod signalling;
 mod sip_section;
 mod storage;
 
+pub use accounts::{AccountsConfig, ListAddress};
 pub(crate) use push_url::PushUrl;
 pub use signalling::{
     ConversationType, CuttlefishConfig, GstreamerConfig, NextRtcConfig, WebrtcsinkConfig,
@@ -384,20 +386,6 @@ pub struct WebSocketConfig {
     pub trace_client: bool,
 }
 
-/// `[accounts]`: what `account-add` accepts.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AccountsConfig {
-    /// The SIP domains accounts may belong to; `*` allows any domain.
-    #[serde(default = "default_sip_domains")]
-    pub sip_domains: Vec<String>,
-    /// The domains whose registrars take RFC 8599's push parameters (`pn-provider`,
-    /// `pn-prid`, `pn-param`) in a REGISTER's Contact; the others get the Sylk apps' (`pn-app`,
-    /// `pn-tok`, `pn-type`, `pn-device`, `pn-silent`).
-    #[serde(default)]
-    pub rfc8599_push_domains: Vec<String>,
-}
-
 /// `[log]`: logging.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -444,10 +432,6 @@ fn default_max_queued_requests() -> usize {
     100
 }
 
-fn default_sip_domains() -> Vec<String> {
-    vec!["*".to_owned()]
-}
-
 fn default_log_level() -> String {
     "info".to_owned()
 }
@@ -474,15 +458,6 @@ impl Default for WebSocketConfig {
             max_connections: default_max_connections(),
             max_queued_requests: default_max_queued_requests(),
             trace_client: false,
-        }
-    }
-}
-
-impl Default for AccountsConfig {
-    fn default() -> Self {
-        AccountsConfig {
-            rfc8599_push_domains: Vec::new(),
-            sip_domains: default_sip_domains(),
         }
     }
 }

@@ -42,8 +42,9 @@ mod tls;
 
 pub use config::{
     AccountsConfig, CallsConfig, Config, ConversationType, CuttlefishConfig, GstreamerConfig,
-    HttpConfig, LocalConfig, LocalUser, LogConfig, MediaConfig, NextRtcConfig, SipConfig,
-    SipTransport, SrtpOffer, SrtpSetting, StorageConfig, WebSocketConfig, WebrtcsinkConfig,
+    HttpConfig, ListAddress, LocalConfig, LocalUser, LogConfig, MediaConfig, NextRtcConfig,
+    SipConfig, SipTransport, SrtpOffer, SrtpSetting, StorageConfig, WebSocketConfig,
+    WebrtcsinkConfig,
 };
 pub use error::{Error, Result};
 pub use server::{Server, check, run};

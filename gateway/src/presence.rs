@@ -8,6 +8,7 @@ use protocol::Aor;
 use serde_json::Value;
 
 pub(crate) mod pidf;
+pub(crate) mod rlmi;
 pub(crate) mod server;
 
 /// The most contacts one account watches (the first ones of its address book).

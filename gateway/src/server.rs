@@ -194,6 +194,7 @@ impl Server {
             domains: Arc::new(
                 SipDomains::new(&config.accounts.sip_domains)
                     .with_rfc8599(&config.accounts.rfc8599_push_domains)
+                    .with_presence_lists(&config.accounts.presence_lists)
                     .with_local(&config.local.domain),
             ),
             storage,

@@ -902,7 +902,7 @@ impl Call {
 }
 
 /// The tokens of a comma-separated option header (Require, Supported), lower-cased.
-fn tokens(message: &Message, name: &Name) -> Vec<String> {
+pub(crate) fn tokens(message: &Message, name: &Name) -> Vec<String> {
     message
         .headers
         .get_raw(name)

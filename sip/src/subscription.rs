@@ -32,6 +32,9 @@ pub struct SubscribeRequest {
     pub accept: String,
     /// The duration asked for, in seconds.
     pub expires: u32,
+    /// Whether a resource list may answer (RFC 4662: `Supported: eventlist`, and NOTIFYs that
+    /// `Require` it are taken).
+    pub eventlist: bool,
 }
 
 /// What happens to a subscription.
@@ -52,6 +55,8 @@ pub enum SubscriptionEvent {
         content_type: String,
         /// The body.
         body: Bytes,
+        /// It required `eventlist`: a resource list's NOTIFY (RFC 4662 section 5.4).
+        eventlist: bool,
     },
     /// The far end's: it refreshed the subscription (answered 2xx by the endpoint) for
     /// `expires` seconds; 0 ends it. The owner sends a NOTIFY now (RFC 6665 section 4.2.1.2).
@@ -216,6 +221,14 @@ impl Subscriber {
         if !event.is_some_and(|event| event.eq_ignore_ascii_case(&self.request.event)) {
             return (489, "Bad Event");
         }
+        // RFC 3261 section 8.2.2.3; a list's NOTIFYs require `eventlist` (RFC 4662 section 5.4).
+        let required = crate::call::tokens(notify, &Name::REQUIRE);
+        let unknown = required
+            .iter()
+            .any(|tag| !(self.request.eventlist && tag == "eventlist"));
+        if unknown {
+            return (420, "Bad Extension");
+        }
         let Some(state) = notify.header(&Name::SUBSCRIPTION_STATE) else {
             return (400, "Bad Request (no Subscription-State)");
         };
@@ -254,6 +267,7 @@ impl Subscriber {
                 .trim()
                 .to_owned(),
             body: notify.body.clone(),
+            eventlist: !required.is_empty(),
         });
         if name == "terminated" {
             let reason = reason.unwrap_or_else(|| "terminated".to_owned());
@@ -300,6 +314,9 @@ impl Subscriber {
         );
         headers.insert(Name::EVENT, self.request.event.clone());
         headers.insert(Name::ACCEPT, self.request.accept.clone());
+        if self.request.eventlist {
+            headers.insert(Name::SUPPORTED, "eventlist");
+        }
         headers.insert(Name::EXPIRES, expires.to_string());
         headers.insert(Name::USER_AGENT, self.config.user_agent.clone());
         let cnonce = format!("{}c{:x}", self.config.seed, self.counter);

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::TempDir;
+use crate::postgres::Postgres;
 
 /// The users of the test registrar: (user, password), domain 127.0.0.1.
 pub const USERS: [(&str, &str); 3] = [("alice", "alicepw"), ("bob", "bobpw"), ("carol", "carolpw")];
@@ -120,6 +121,10 @@ pub struct KamailioOptions {
     pub realm: Option<String>,
     /// The digest algorithm it challenges with (`SHA-256`; MD5 otherwise).
     pub algorithm: Option<String>,
+    /// Also a presence server and a resource list server (RFC 4662), on a PostgreSQL database
+    /// of the test run's server made from kamailio's own schema; lists are added with
+    /// [`Kamailio::add_presence_list`].
+    pub presence: bool,
 }
 
 impl Default for KamailioOptions {
@@ -131,6 +136,7 @@ impl Default for KamailioOptions {
             db: None,
             realm: None,
             algorithm: None,
+            presence: false,
         }
     }
 }
@@ -144,6 +150,8 @@ pub struct Kamailio {
     /// Its TLS port, when it listens for TLS.
     pub tls_port: Option<u16>,
     options: KamailioOptions,
+    /// Its presence database's name and URL, when it serves presence.
+    presence: Option<(String, String)>,
     dir: TempDir,
     /// What it logged (`REGISTER ok ...` lines among others).
     pub log: Log,
@@ -155,12 +163,14 @@ impl Kamailio {
         let dir = TempDir::new();
         let port = free_port();
         let tls_port = options.tls.as_ref().map(|_| free_port());
-        let (child, log) = Self::spawn(&options, port, tls_port, dir.path());
+        let presence = options.presence.then(presence_database);
+        let (child, log) = Self::spawn(&options, presence.as_ref(), port, tls_port, dir.path());
         let kamailio = Kamailio {
             child,
             port,
             tls_port,
             options,
+            presence,
             dir,
             log,
         };
@@ -170,6 +180,7 @@ impl Kamailio {
 
     fn spawn(
         options: &KamailioOptions,
+        presence: Option<&(String, String)>,
         port: u16,
         tls_port: Option<u16>,
         dir: &Path,
@@ -203,6 +214,17 @@ impl Kamailio {
         if let Some(algorithm) = &options.algorithm {
             command.arg("-A").arg(format!("DIGESTALG=\"{algorithm}\""));
         }
+        if let Some((_, url)) = presence {
+            command
+                .arg("-A")
+                .arg(format!("PRESDB=\"{url}\""))
+                .arg("-A")
+                .arg(format!("PRESADDR=\"sip:presence@127.0.0.1:{port}\""))
+                .arg("-A")
+                .arg(format!("RLSADDR=\"sip:rls@127.0.0.1:{port}\""))
+                .arg("-A")
+                .arg(format!("SELF=\"sip:127.0.0.1:{port}\""));
+        }
         let mut child = command
             .args(["-DD", "-E", "-f"])
             .arg(data.join("kamailio.cfg"))
@@ -232,6 +254,37 @@ impl Kamailio {
             .expect("start kamailio");
         let log = Log::collect(&mut child);
         (child, log)
+    }
+
+    /// Gives `user` a presence list at `list_user`@127.0.0.1 naming `entries` (SIP URIs), as
+    /// an integrated XCAP server would store its rls-services document (RFC 4826).
+    pub fn add_presence_list(&self, user: &str, list_user: &str, entries: &[&str]) {
+        assert!(
+            self.options.presence,
+            "kamailio was started without presence"
+        );
+        let entries: String = entries
+            .iter()
+            .map(|uri| format!("<rl:entry uri=\"{uri}\"/>"))
+            .collect();
+        let document = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+             <rls-services xmlns=\"urn:ietf:params:xml:ns:rls-services\" \
+             xmlns:rl=\"urn:ietf:params:xml:ns:resource-lists\">\
+             <service uri=\"sip:{list_user}@127.0.0.1\"><list name=\"{list_user}\">{entries}</list>\
+             <packages><package>presence</package></packages></service></rls-services>"
+        );
+        // doc_type 8: rls-services (kamailio's RLS_SERVICE).
+        let sql = format!(
+            "INSERT INTO xcap (username, domain, doc, doc_type, etag, source, doc_uri, port) \
+             VALUES ('{user}', '127.0.0.1', convert_to('{document}', 'UTF8'), 8, 'e1', 0, \
+             '/xcap-root/rls-services/users/sip:{user}@127.0.0.1/index', 0);"
+        );
+        let (database, _) = self
+            .presence
+            .as_ref()
+            .expect("kamailio has a presence database");
+        Postgres::shared().psql(database, &sql);
     }
 
     /// The address to register with.
@@ -271,7 +324,13 @@ impl Kamailio {
     /// Stops it and starts it again on the same port (bindings are lost: they are in memory).
     pub fn restart(&mut self) {
         self.stop();
-        let (child, log) = Self::spawn(&self.options, self.port, self.tls_port, self.dir.path());
+        let (child, log) = Self::spawn(
+            &self.options,
+            self.presence.as_ref(),
+            self.port,
+            self.tls_port,
+            self.dir.path(),
+        );
         self.child = child;
         self.log = log;
         self.wait_ready();
@@ -369,6 +428,34 @@ pub struct Binding {
     pub instance: String,
     /// The User-Agent.
     pub user_agent: String,
+}
+
+/// Makes kamailio's presence and resource list tables in a new database of the test run's
+/// PostgreSQL server (from the schema kamailio-postgres-modules ships), and returns its name
+/// and kamailio's URL for it.
+fn presence_database() -> (String, String) {
+    require(
+        "/usr/lib/x86_64-linux-gnu/kamailio/modules/rls.so",
+        "kamailio-presence-modules",
+    );
+    let schema = require(
+        "/usr/share/kamailio/postgres/rls-create.sql",
+        "kamailio-postgres-modules",
+    );
+    let schema = schema.parent().expect("the schema's directory");
+    let postgres = Postgres::shared();
+    let url = postgres.database();
+    let name = url.rsplit('/').next().expect("a database name").to_owned();
+    let mut sql = String::new();
+    for table in ["standard", "presence", "rls"] {
+        let file = schema.join(format!("{table}-create.sql"));
+        sql += &std::fs::read_to_string(&file)
+            .unwrap_or_else(|error| panic!("{}: {error}", file.display()));
+    }
+    postgres.psql(&name, &sql);
+    // kamailio's URL wants a password; the test server trusts loopback.
+    let url = url.replacen("postgres@", "postgres:unused@", 1);
+    (name, url)
 }
 
 fn parse_dump(text: &str) -> Vec<Binding> {

@@ -83,7 +83,7 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn unescape(text: &str) -> String {
+pub(crate) fn unescape(text: &str) -> String {
     text.replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&quot;", "\"")

@@ -9,7 +9,7 @@
 //! needs SIP or media is started here as an [`Output`] for the driver, and reports back later as
 //! events ([`Connection::handle_sip_event`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use protocol::{
@@ -21,10 +21,12 @@ use sip::driver::{Account as SipAccount, CallHandle, IncomingCall};
 use sip::{Credentials, Secret as SipSecret};
 
 use crate::call::{Command, Incoming, StartCall};
+use crate::config::ListAddress;
 use crate::metrics::ErrorKind;
 
-/// The SIP domains accounts may belong to (`[accounts] sip_domains`), and those whose
-/// registrars take RFC 8599's push parameters (`rfc8599_push_domains`).
+/// The SIP domains accounts may belong to (`[accounts] sip_domains`), those whose
+/// registrars take RFC 8599's push parameters (`rfc8599_push_domains`), and those whose
+/// servers keep presence lists (`presence_lists`).
 #[derive(Debug)]
 pub(crate) struct SipDomains {
     /// Lower-case domains; `None` when any domain is allowed.
@@ -33,6 +35,8 @@ pub(crate) struct SipDomains {
     rfc8599: Vec<String>,
     /// The local domain (lower case), whose accounts' push tokens the gateway keeps.
     local: Option<String>,
+    /// Lower-case domains and their users' list address.
+    presence_lists: Vec<(String, ListAddress)>,
 }
 
 impl SipDomains {
@@ -47,6 +51,7 @@ impl SipDomains {
             allowed,
             rfc8599: Vec::new(),
             local: None,
+            presence_lists: Vec::new(),
         }
     }
 
@@ -57,6 +62,25 @@ impl SipDomains {
             .map(|domain| domain.to_ascii_lowercase())
             .collect();
         self
+    }
+
+    /// The domains whose servers keep each user's presence list, and its address.
+    pub(crate) fn with_presence_lists(mut self, lists: &BTreeMap<String, ListAddress>) -> Self {
+        self.presence_lists = lists
+            .iter()
+            .map(|(domain, address)| (domain.to_ascii_lowercase(), address.clone()))
+            .collect();
+        self
+    }
+
+    /// The presence list of `account`, when its domain's server keeps them.
+    pub(crate) fn presence_list(&self, account: &Aor) -> Option<Aor> {
+        let domain = account.domain();
+        let (_, address) = self
+            .presence_lists
+            .iter()
+            .find(|(listed, _)| *listed == domain)?;
+        address.for_user(account.user())
     }
 
     /// The local domain (empty: none).
@@ -360,6 +384,11 @@ impl Connection {
     }
 
     /// The account `aor` as the SIP driver needs it, if it was added here.
+    /// The presence list of `aor` on its domain's server, when it keeps them.
+    pub(crate) fn presence_list(&self, aor: &Aor) -> Option<Aor> {
+        self.domains.presence_list(aor)
+    }
+
     pub(crate) fn sip_account(&self, aor: &Aor) -> Option<SipAccount> {
         self.accounts
             .iter()

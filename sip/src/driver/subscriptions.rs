@@ -33,6 +33,8 @@ pub struct OutgoingSubscription {
     pub expires: u32,
     /// The Call-ID.
     pub call_id: String,
+    /// Whether a resource list may answer (RFC 4662, `Supported: eventlist`).
+    pub eventlist: bool,
 }
 
 #[derive(Debug)]
@@ -281,6 +283,7 @@ impl Driver {
             event: subscription.event.clone(),
             accept: subscription.accept.clone(),
             expires: subscription.expires,
+            eventlist: subscription.eventlist,
         };
         let id = self
             .endpoint

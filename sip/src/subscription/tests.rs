@@ -40,6 +40,7 @@ fn subscriber() -> Subscriber {
             event: "presence".into(),
             accept: "application/pidf+xml".into(),
             expires: 600,
+            eventlist: false,
         },
     )
 }
@@ -134,6 +135,7 @@ fn a_watcher_and_a_presence_server_through_a_proxy() {
             reason: None,
             content_type: "application/pidf+xml".into(),
             body: Bytes::from_static(b"<presence/>"),
+            eventlist: false,
         })
     );
     // The same NOTIFY again (a retransmission is the transaction's business; a stale CSeq
@@ -248,4 +250,51 @@ fn a_notify_the_subscriber_refuses_ends_ours() {
         theirs.poll_event(),
         Some(SubscriptionEvent::Ended { code: 481, .. })
     ));
+}
+
+#[test]
+fn a_list_subscription_says_it_takes_lists_and_takes_their_notifies() {
+    // Without eventlist: no Supported, and a NOTIFY that requires it is refused (RFC 3261
+    // section 8.2.2.3).
+    let mut plain = subscriber();
+    let subscribe = plain.poll_request().unwrap();
+    assert!(!text(&subscribe).contains("Supported:"));
+    let mut theirs = Notifier::new(notifier_config(), &subscribe, "t", 600).unwrap();
+    theirs.notify("active", "", Bytes::new());
+    let mut notify = theirs.poll_request().unwrap();
+    notify.headers.insert(Name::REQUIRE, "eventlist");
+    assert_eq!(plain.handle_notify(&notify).0, 420);
+    assert_eq!(plain.poll_event(), None);
+
+    // With it: Supported: eventlist, and the list's NOTIFY is taken; another extension is not.
+    let mut listed = Subscriber::new(
+        config(),
+        SubscribeRequest {
+            uri: RequestUri::parse("sip:alice-list@example.com").unwrap(),
+            route: None,
+            call_id: "sub2".into(),
+            event: "presence".into(),
+            accept: "multipart/related, application/rlmi+xml, application/pidf+xml".into(),
+            expires: 600,
+            eventlist: true,
+        },
+    );
+    let subscribe = listed.poll_request().unwrap();
+    assert!(text(&subscribe).contains("Supported: eventlist\r\n"));
+    let mut theirs = Notifier::new(notifier_config(), &subscribe, "t", 600).unwrap();
+    theirs.notify("active", "", Bytes::new());
+    let mut notify = theirs.poll_request().unwrap();
+    notify.headers.insert(Name::REQUIRE, "eventlist");
+    assert_eq!(listed.handle_notify(&notify), (200, "OK"));
+    assert!(matches!(
+        listed.poll_event(),
+        Some(SubscriptionEvent::Notify {
+            eventlist: true,
+            ..
+        })
+    ));
+    theirs.notify("active", "", Bytes::new());
+    let mut notify = theirs.poll_request().unwrap();
+    notify.headers.insert(Name::REQUIRE, "eventlist, foo");
+    assert_eq!(listed.handle_notify(&notify).0, 420);
 }

@@ -25,6 +25,14 @@ pub(crate) struct Setup {
 
 impl Setup {
     pub(crate) async fn new(configure: impl FnOnce(&mut Config)) -> Setup {
+        Setup::with_registrar(KamailioOptions::default(), configure).await
+    }
+
+    /// As [`Setup::new`], with a registrar started with `options`.
+    pub(crate) async fn with_registrar(
+        options: KamailioOptions,
+        configure: impl FnOnce(&mut Config),
+    ) -> Setup {
         // GATEWAY_LOG=debug shows the gateway's log of a failing test.
         if let Ok(filter) = std::env::var("GATEWAY_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -32,7 +40,7 @@ impl Setup {
                 .with_test_writer()
                 .try_init();
         }
-        let kamailio = Kamailio::start(KamailioOptions::default());
+        let kamailio = Kamailio::start(options);
         let mut config = Config::default();
         config.sip.outbound_proxy = format!("sip:127.0.0.1:{}", kamailio.port);
         config.media.media_timeout = 10;

@@ -1,13 +1,17 @@
 //! Presence over SIP (RFC 3856): phones of the local domain SUBSCRIBE to its users and hear
 //! NOTIFYs as they come and go, and PUBLISH their own state, which browsers of the domain see;
 //! a browser whose account is registered through another domain's server watches its contacts
-//! there, the gateway SUBSCRIBing on its behalf. baresip (with its `presence` module) is the
-//! phone on both sides.
+//! there, the gateway SUBSCRIBing on its behalf, through the account's presence list (RFC
+//! 4662) where its server keeps one. baresip (with its `presence` module) is the phone on both
+//! sides; kamailio, with its presence and rls modules, is the other domain's presence and
+//! resource list server.
 
 use std::time::Duration;
 
-use gateway_tests::Gateway;
+use gateway::ListAddress;
 use gateway_tests::baresip::Baresip;
+use gateway_tests::peers::{Kamailio, KamailioOptions};
+use gateway_tests::{Client, Gateway};
 use serde_json::json;
 
 use crate::calls::Setup;
@@ -122,45 +126,164 @@ async fn phones_watch_and_publish_in_the_local_domain() {
 async fn a_browser_watches_its_contacts_through_their_sip_server() {
     let mut setup = Setup::new(|_| {}).await;
     setup.register_alice().await;
-    let bob = Baresip::start_presence(
-        &format!(
-            "<sip:bob@127.0.0.1;transport=udp>;auth_pass=bobpw;regint=300;\
-             outbound=\"sip:127.0.0.1:{port};transport=udp\"\n",
-            port = setup.kamailio.port
-        ),
-        &[],
-    );
-    setup
-        .kamailio
-        .wait_bindings("bob", 1, Duration::from_secs(10));
-    bob.command("presence_online", "");
-    setup
-        .client
-        .expect_ack_amid_events(add(
-            "alice@127.0.0.1",
-            "contact",
-            json!({"id": "b", "uri": "bob@127.0.0.1", "name": "Bob"}),
-        ))
-        .await;
+    let bob = bob_phone(&setup.kamailio, "");
+    add_contacts(&mut setup.client, &["bob@127.0.0.1"]).await;
     // The gateway subscribes through kamailio (answering its challenge with alice's
     // credentials); bob's NOTIFYs come back through it.
-    assert_eq!(
-        presence(&mut setup.client).await,
-        ("bob@127.0.0.1".to_owned(), "online".to_owned())
-    );
-    bob.command("presence_offline", "");
-    assert_eq!(
-        presence(&mut setup.client).await,
-        ("bob@127.0.0.1".to_owned(), "offline".to_owned())
-    );
-    bob.command("presence_online", "");
-    assert_eq!(
-        presence(&mut setup.client).await,
-        ("bob@127.0.0.1".to_owned(), "online".to_owned())
-    );
+    follows_bob(&mut setup.client, &bob).await;
     // The browser goes: the gateway unsubscribes.
     let subscribes = bob.log.count("SUBSCRIBE sip:");
     setup.client.close().await;
     logged(&bob, "SUBSCRIBE sip:", subscribes + 1).await;
     logged(&bob, "Expires: 0", 1).await;
+}
+
+/// bob's phone (baresip with its presence module, these account parameters) registered at
+/// kamailio, and online.
+fn bob_phone(kamailio: &Kamailio, extra: &str) -> Baresip {
+    let bob = Baresip::start_presence(
+        &format!(
+            "<sip:bob@127.0.0.1;transport=udp>;auth_pass=bobpw;regint=300;{extra}\
+             outbound=\"sip:127.0.0.1:{port};transport=udp\"\n",
+            port = kamailio.port
+        ),
+        &[],
+    );
+    kamailio.wait_bindings("bob", 1, Duration::from_secs(10));
+    bob.command("presence_online", "");
+    bob
+}
+
+/// A gateway whose accounts of 127.0.0.1 have their presence list at
+/// `{user}-buddies@127.0.0.1` on kamailio, the presence and list server; bob's phone
+/// publishes his state there; alice, whose list names `listed` (none: she has no list), is
+/// registered through kamailio.
+async fn listed_setup(listed: &[&str]) -> (Setup, Baresip) {
+    let options = KamailioOptions {
+        presence: true,
+        ..KamailioOptions::default()
+    };
+    let mut setup = Setup::with_registrar(options, |config| {
+        let address = ListAddress::try_from("{user}-buddies@127.0.0.1".to_owned()).unwrap();
+        config
+            .accounts
+            .presence_lists
+            .insert("127.0.0.1".into(), address);
+    })
+    .await;
+    let bob = bob_phone(&setup.kamailio, "pubint=600;");
+    logged(&bob, "SIP-ETag", 1).await;
+    if !listed.is_empty() {
+        setup
+            .kamailio
+            .add_presence_list("alice", "alice-buddies", listed);
+    }
+    setup.register_alice().await;
+    (setup, bob)
+}
+
+/// Waits for `contact`'s next presence state, skipping other contacts'.
+async fn state_of(client: &mut Client, contact: &str) -> String {
+    loop {
+        let (whose, state) = presence(client).await;
+        if whose == contact {
+            return state;
+        }
+    }
+}
+
+/// Waits for `contact`'s first known state (the list's first NOTIFY may come before its
+/// server heard from the contact's).
+async fn known_state_of(client: &mut Client, contact: &str) -> String {
+    loop {
+        let state = state_of(client, contact).await;
+        if state != "unknown" {
+            return state;
+        }
+    }
+}
+
+/// kamailio's log lines of the gateway's SUBSCRIBEs to `target` (not its list server's
+/// back-end subscriptions).
+fn subscribes_to((kamailio, gateway): (&Kamailio, &Gateway), target: &str) -> Vec<String> {
+    let needle = format!("-> sip:{target} from 127.0.0.1:{} ", gateway.sip.0.port());
+    kamailio
+        .log
+        .text()
+        .lines()
+        .filter(|line| line.contains(&needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits until kamailio logged a SUBSCRIBE of the gateway to `target` whose line contains
+/// `needle`.
+async fn subscribed((kamailio, gateway): (&Kamailio, &Gateway), target: &str, needle: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !subscribes_to((kamailio, gateway), target)
+        .iter()
+        .any(|line| line.contains(needle))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no SUBSCRIBE to {target} with {needle:?}:\n{}",
+            kamailio.log.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Adds `contacts` to alice's address book.
+async fn add_contacts(client: &mut Client, contacts: &[&str]) {
+    for (id, uri) in contacts.iter().enumerate() {
+        client
+            .expect_ack_amid_events(add(
+                "alice@127.0.0.1",
+                "contact",
+                json!({"id": id.to_string(), "uri": uri, "name": uri}),
+            ))
+            .await;
+    }
+}
+
+/// alice's browser sees bob online, then offline and online again as his phone says.
+async fn follows_bob(client: &mut Client, bob: &Baresip) {
+    let bob_uri = "bob@127.0.0.1";
+    assert_eq!(known_state_of(client, bob_uri).await, "online");
+    bob.command("presence_offline", "");
+    assert_eq!(state_of(client, bob_uri).await, "offline");
+    bob.command("presence_online", "");
+    assert_eq!(state_of(client, bob_uri).await, "online");
+}
+
+#[tokio::test]
+async fn a_browser_watches_through_its_presence_list_where_its_server_keeps_one() {
+    let (mut setup, bob) = listed_setup(&["sip:bob@127.0.0.1"]).await;
+    add_contacts(&mut setup.client, &["bob@127.0.0.1", "carol@127.0.0.1"]).await;
+    // bob is on alice's list: his state comes in the list's NOTIFYs, as he publishes it.
+    follows_bob(&mut setup.client, &bob).await;
+    // One subscription to the list; carol, not on it, is watched on her own; bob never is.
+    let parts = (&setup.kamailio, &setup.gateway);
+    subscribed(parts, "alice-buddies@127.0.0.1", "expires 600").await;
+    subscribed(parts, "carol@127.0.0.1", "expires 600").await;
+    let to_bob = subscribes_to(parts, "bob@127.0.0.1");
+    assert!(to_bob.is_empty(), "bob was watched alone: {to_bob:?}");
+    // The browser goes: the list is unsubscribed (in its dialog, to the list server's Contact).
+    let list_server = format!("rls@127.0.0.1:{}", setup.kamailio.port);
+    setup.client.close().await;
+    subscribed((&setup.kamailio, &setup.gateway), &list_server, "expires 0").await;
+}
+
+#[tokio::test]
+async fn without_a_list_there_the_contacts_are_watched_one_by_one() {
+    let (mut setup, bob) = listed_setup(&[]).await;
+    // alice has no list: the server takes the address for a presentity, whose NOTIFY is no
+    // list's; the gateway ends that subscription and watches bob himself.
+    add_contacts(&mut setup.client, &["bob@127.0.0.1"]).await;
+    follows_bob(&mut setup.client, &bob).await;
+    let parts = (&setup.kamailio, &setup.gateway);
+    // The list's subscription was ended in its dialog (to the presence server's Contact).
+    let presence_server = format!("presence@127.0.0.1:{}", setup.kamailio.port);
+    subscribed(parts, &presence_server, "expires 0").await;
+    subscribed(parts, "bob@127.0.0.1", "expires 600").await;
 }

@@ -9,6 +9,10 @@
 //! 489 (the server does no presence) for every contact of that domain for an hour, 403 or a
 //! `rejected` NOTIFY for that contact for an hour, other failures from 30 s doubling to an
 //! hour, and a Retry-After the server gives is taken when longer.
+//!
+//! Where the account's domain keeps presence lists (`[accounts] presence_lists`), one
+//! subscription to the account's list (RFC 4662, [`list`]) covers every contact that is on
+//! it; only the contacts the list does not name are watched one by one.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -20,6 +24,8 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::Session;
+
+mod list;
 
 /// The most contacts one account of another domain watches (the first of its address book).
 pub(super) const MAX_REMOTE: usize = 50;
@@ -50,16 +56,24 @@ struct Watched {
     /// When to subscribe again after a failure.
     retry: Option<Instant>,
     failures: u32,
-    /// What the client was told (state and note).
-    told: Option<(String, Option<String>)>,
 }
+
+/// What the client is told of a contact: its state and note.
+type Told = (String, Option<String>);
 
 /// What one account of another domain watches.
 #[derive(Debug, Default)]
 pub(super) struct Remote {
+    /// The contacts watched one by one.
     contacts: HashMap<Aor, Watched>,
     /// Domains that do no presence (489), until when.
     quiet_domains: HashMap<String, Instant>,
+    /// The account's presence list, when its domain keeps them.
+    list: Option<list::Listed>,
+    /// The contacts the account watches (the address book's), as of the last look.
+    wanted: Vec<Aor>,
+    /// What the client was told of each.
+    told: HashMap<Aor, Told>,
 }
 
 /// Reasons a server ends a subscription with that mean "not again soon" (RFC 6665 section
@@ -84,18 +98,41 @@ fn backoff(code: u16, reason: &str, failures: u32, retry_after: Option<u32>) -> 
 }
 
 impl Session<'_> {
-    /// Brings an account's subscriptions in line with `contacts` (its address book's first
-    /// ones), subscribing, refreshing and retrying as due.
+    /// Brings an account's subscriptions in line with `contacts` (its address book's), through
+    /// its presence list where there is one and one by one for the rest (the first
+    /// [`MAX_REMOTE`]), subscribing, refreshing and retrying as due.
     pub(super) fn remote_sync(&mut self, account: &Aor, contacts: &[Aor]) {
         let Some(sip_account) = self.connection.sip_account(account) else {
             return;
         };
+        let list_address = self.connection.presence_list(account);
+        let (sip, notices) = (self.sip, self.notices.clone());
         let now = Instant::now();
         let remote = self.remote.entry(account.clone()).or_default();
+        remote.wanted = contacts.to_vec();
+        remote.told.retain(|contact, _| contacts.contains(contact));
+        let coverage = match list_address {
+            Some(address) => list::sync(remote, &address, (sip, &notices), account, &sip_account),
+            None => list::Coverage::Members(Default::default()),
+        };
+        // While the list's first NOTIFY is awaited, no one-by-one subscription starts (most
+        // would end as soon as it comes).
+        let (individual, waiting) = match &coverage {
+            list::Coverage::Waiting => (contacts.to_vec(), true),
+            list::Coverage::Members(members) => (
+                contacts
+                    .iter()
+                    .filter(|contact| !members.contains(*contact))
+                    .take(MAX_REMOTE)
+                    .cloned()
+                    .collect(),
+                false,
+            ),
+        };
         let gone: Vec<Aor> = remote
             .contacts
             .keys()
-            .filter(|contact| !contacts.contains(contact))
+            .filter(|contact| !individual.contains(contact))
             .cloned()
             .collect();
         for contact in gone {
@@ -104,16 +141,19 @@ impl Session<'_> {
                 ..
             }) = remote.contacts.remove(&contact)
             {
-                self.sip.refresh_subscription(handle, 0);
+                sip.refresh_subscription(handle, 0);
             }
         }
         remote.quiet_domains.retain(|_, until| *until > now);
-        for contact in contacts.iter().take(MAX_REMOTE) {
+        for contact in individual.iter().take(MAX_REMOTE) {
+            if waiting && !remote.contacts.contains_key(contact) {
+                continue;
+            }
             let watched = remote.contacts.entry(contact.clone()).or_default();
             if let Some(handle) = watched.handle {
                 if watched.refresh.is_some_and(|at| at <= now) {
                     watched.refresh = None;
-                    self.sip.refresh_subscription(handle, EXPIRES);
+                    sip.refresh_subscription(handle, EXPIRES);
                 }
                 continue;
             }
@@ -125,27 +165,19 @@ impl Session<'_> {
             let Some(uri) = sip::RequestUri::parse(&format!("sip:{contact}")) else {
                 continue;
             };
-            let (handle, mut events) = self.sip.subscribe(OutgoingSubscription {
+            let (handle, events) = sip.subscribe(OutgoingSubscription {
                 account: sip_account.clone(),
                 uri,
                 event: "presence".to_owned(),
                 accept: "application/pidf+xml".to_owned(),
                 expires: EXPIRES,
                 call_id: uuid::Uuid::new_v4().to_string(),
+                eventlist: false,
             });
             debug!(%account, %contact, "subscribing to a contact's presence");
             watched.handle = Some(handle);
             watched.retry = None;
-            let notices = self.notices.clone();
-            let (account, contact) = (account.clone(), contact.clone());
-            tokio::spawn(async move {
-                while let Some(event) = events.recv().await {
-                    let notice = (account.clone(), contact.clone(), handle, event);
-                    if notices.send(notice).is_err() {
-                        return;
-                    }
-                }
-            });
+            forward(events, &notices, account, contact, handle);
         }
     }
 
@@ -160,10 +192,14 @@ impl Session<'_> {
             .collect();
         for account in gone {
             if let Some(remote) = self.remote.remove(&account) {
-                for watched in remote.contacts.into_values() {
-                    if let Some(handle) = watched.handle {
-                        self.sip.refresh_subscription(handle, 0);
-                    }
+                let list = remote.list.and_then(|list| list.handle());
+                for handle in remote
+                    .contacts
+                    .into_values()
+                    .filter_map(|watched| watched.handle)
+                    .chain(list)
+                {
+                    self.sip.refresh_subscription(handle, 0);
                 }
             }
         }
@@ -174,6 +210,13 @@ impl Session<'_> {
         let Some(remote) = self.remote.get_mut(&account) else {
             return;
         };
+        if remote
+            .list
+            .as_ref()
+            .is_some_and(|list| list.handle() == Some(handle))
+        {
+            return self.list_notice(&account, event);
+        }
         let Some(watched) = remote.contacts.get_mut(&contact) else {
             return;
         };
@@ -236,24 +279,51 @@ impl Session<'_> {
             }
             SubscriptionEvent::Refreshed { .. } => None,
         };
-        let Some(watched) = remote.contacts.get_mut(&contact) else {
-            return;
-        };
-        if let Some(told) = tell
-            && watched.told.as_ref() != Some(&told)
-        {
-            watched.told = Some(told.clone());
-            let (state, note) = told;
-            self.connection.account_event(
-                &account,
-                AccountEvent::Presence {
-                    contact: contact.to_string(),
-                    state,
-                    note,
-                },
-            );
+        if let Some(told) = tell {
+            self.tell_remote(&account, &contact, told);
         }
     }
+
+    /// Tells the client of `account` what it now knows of `contact`, unless that is what it
+    /// was told last or the contact is not watched.
+    fn tell_remote(&mut self, account: &Aor, contact: &Aor, told: Told) {
+        let Some(remote) = self.remote.get_mut(account) else {
+            return;
+        };
+        if !remote.wanted.contains(contact) || remote.told.get(contact) == Some(&told) {
+            return;
+        }
+        remote.told.insert(contact.clone(), told.clone());
+        let (state, note) = told;
+        self.connection.account_event(
+            account,
+            AccountEvent::Presence {
+                contact: contact.to_string(),
+                state,
+                note,
+            },
+        );
+    }
+}
+
+/// Passes a subscription's events on to the connection's handler, as `contact`'s.
+fn forward(
+    mut events: mpsc::UnboundedReceiver<SubscriptionEvent>,
+    notices: &mpsc::UnboundedSender<Notice>,
+    account: &Aor,
+    contact: &Aor,
+    handle: SubscriptionHandle,
+) {
+    let notices = notices.clone();
+    let (account, contact) = (account.clone(), contact.clone());
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let notice = (account.clone(), contact.clone(), handle, event);
+            if notices.send(notice).is_err() {
+                return;
+            }
+        }
+    });
 }
 
 #[cfg(test)]
