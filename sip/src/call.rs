@@ -52,8 +52,11 @@ fn answered_elsewhere(cancel: &Message) -> bool {
 #[cfg(test)]
 mod tests;
 
-/// The methods a call accepts in its dialog, for Allow headers.
-pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, MESSAGE";
+/// The methods the gateway's user agent takes (Allow in calls, registrations and the
+/// endpoint's own answers): NOTIFY for its subscriptions; SUBSCRIBE is not among them since
+/// only the local domain's server takes it (an account's binding answers 405).
+pub(crate) const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, MESSAGE, NOTIFY";
 /// The extensions we support.
 const SUPPORTED: &str = "100rel, timer";
 /// The `Reason` of a CANCEL sent because another branch of a fork answered (RFC 3326; the

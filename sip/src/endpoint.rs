@@ -239,8 +239,8 @@ pub struct EndpointConfig {
     pub max_server_transactions: usize,
 }
 
-/// The methods the endpoint accepts outside calls (what Allow lists).
-pub(crate) const ALLOW: &str = "OPTIONS";
+/// What Allow lists in the endpoint's own answers (OPTIONS, 405): the user agent's methods.
+pub(crate) use crate::call::ALLOW;
 
 /// Identifies a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -23,6 +23,7 @@ use ezk_sip_types::header::typed::Contact;
 use ezk_sip_types::{Headers, Method, Name};
 
 use crate::auth::{AuthError, Credentials, DigestClient};
+use crate::call::ALLOW;
 use crate::message::{Message, RequestUri, StartLine, list};
 pub(crate) use crate::transport::Transport;
 
@@ -525,9 +526,6 @@ impl Registration {
         self.timer
     }
 }
-
-/// The methods the gateway accepts, for Allow headers.
-pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE";
 
 /// When to refresh a binding granted for `expires` seconds: a minute early for long ones, half
 /// way for short ones, so that a lost refresh still has time for its retransmissions.
