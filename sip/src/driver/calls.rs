@@ -193,12 +193,7 @@ impl Driver {
         if let Some(user) = self.local_user(&outgoing.uri) {
             return self.call_local(call, outgoing, events, &user);
         }
-        let server = self
-            .config
-            .outbound_proxy
-            .clone()
-            .or_else(|| outgoing.server.clone())
-            .unwrap_or_else(|| outgoing.account.domain.clone());
+        let server = self.server_for(&outgoing.account, outgoing.server.as_ref());
         self.calls
             .insert(call, CallSlot::Resolving { outgoing, events });
         self.resolve(server, move |result| Input::CallResolved { call, result });

@@ -495,9 +495,16 @@ impl Driver {
 
     /// The server an account registers with: the outbound proxy, else its domain.
     fn server_of(&self, account: &Account) -> String {
+        self.server_for(account, None)
+    }
+
+    /// Where a request of `account` goes: the outbound proxy, else `instead` (the far end's
+    /// domain, for a request of the local domain), else the account's domain.
+    fn server_for(&self, account: &Account, instead: Option<&String>) -> String {
         self.config
             .outbound_proxy
             .clone()
+            .or_else(|| instead.cloned())
             .unwrap_or_else(|| account.domain.clone())
     }
 

@@ -35,6 +35,10 @@ pub struct OutgoingSubscription {
     pub call_id: String,
     /// Whether a resource list may answer (RFC 4662, `Supported: eventlist`).
     pub eventlist: bool,
+    /// The server to send the SUBSCRIBE to instead of the account's (the watched contact's
+    /// domain, for an account whose own server is this gateway); the outbound proxy, when
+    /// there is one, still comes first, as for calls.
+    pub server: Option<String>,
 }
 
 #[derive(Debug)]
@@ -155,7 +159,7 @@ impl Driver {
         let now = Instant::now().into_std();
         match (command, events) {
             (SubscriptionCommand::Subscribe(subscription), Some(events)) => {
-                let server = self.server_of(&subscription.account);
+                let server = self.server_for(&subscription.account, subscription.server.as_ref());
                 self.subscriptions.insert(
                     handle,
                     SubscriptionSlot::Resolving {

@@ -127,10 +127,10 @@ async fn a_browser_watches_its_contacts_through_their_sip_server() {
     let mut setup = Setup::new(|_| {}).await;
     setup.register_alice().await;
     let bob = bob_phone(&setup.kamailio, "");
-    add_contacts(&mut setup.client, &["bob@127.0.0.1"]).await;
+    add_contacts(&mut setup.client, "alice@127.0.0.1", &["bob@127.0.0.1"]).await;
     // The gateway subscribes through kamailio (answering its challenge with alice's
     // credentials); bob's NOTIFYs come back through it.
-    follows_bob(&mut setup.client, &bob).await;
+    follows_bob(&mut setup.client, &bob, "bob@127.0.0.1").await;
     // The browser goes: the gateway unsubscribes.
     let subscribes = bob.log.count("SUBSCRIBE sip:");
     setup.client.close().await;
@@ -233,12 +233,12 @@ async fn subscribed((kamailio, gateway): (&Kamailio, &Gateway), target: &str, ne
     }
 }
 
-/// Adds `contacts` to alice's address book.
-async fn add_contacts(client: &mut Client, contacts: &[&str]) {
+/// Adds `contacts` to `account`'s address book.
+async fn add_contacts(client: &mut Client, account: &str, contacts: &[&str]) {
     for (id, uri) in contacts.iter().enumerate() {
         client
             .expect_ack_amid_events(add(
-                "alice@127.0.0.1",
+                account,
                 "contact",
                 json!({"id": id.to_string(), "uri": uri, "name": uri}),
             ))
@@ -246,9 +246,9 @@ async fn add_contacts(client: &mut Client, contacts: &[&str]) {
     }
 }
 
-/// alice's browser sees bob online, then offline and online again as his phone says.
-async fn follows_bob(client: &mut Client, bob: &Baresip) {
-    let bob_uri = "bob@127.0.0.1";
+/// alice's browser sees bob (as `bob_uri`) online, then offline and online again as his
+/// phone says.
+async fn follows_bob(client: &mut Client, bob: &Baresip, bob_uri: &str) {
     assert_eq!(known_state_of(client, bob_uri).await, "online");
     bob.command("presence_offline", "");
     assert_eq!(state_of(client, bob_uri).await, "offline");
@@ -259,9 +259,14 @@ async fn follows_bob(client: &mut Client, bob: &Baresip) {
 #[tokio::test]
 async fn a_browser_watches_through_its_presence_list_where_its_server_keeps_one() {
     let (mut setup, bob) = listed_setup(&["sip:bob@127.0.0.1"]).await;
-    add_contacts(&mut setup.client, &["bob@127.0.0.1", "carol@127.0.0.1"]).await;
+    add_contacts(
+        &mut setup.client,
+        "alice@127.0.0.1",
+        &["bob@127.0.0.1", "carol@127.0.0.1"],
+    )
+    .await;
     // bob is on alice's list: his state comes in the list's NOTIFYs, as he publishes it.
-    follows_bob(&mut setup.client, &bob).await;
+    follows_bob(&mut setup.client, &bob, "bob@127.0.0.1").await;
     // One subscription to the list; carol, not on it, is watched on her own; bob never is.
     let parts = (&setup.kamailio, &setup.gateway);
     subscribed(parts, "alice-buddies@127.0.0.1", "expires 600").await;
@@ -279,11 +284,69 @@ async fn without_a_list_there_the_contacts_are_watched_one_by_one() {
     let (mut setup, bob) = listed_setup(&[]).await;
     // alice has no list: the server takes the address for a presentity, whose NOTIFY is no
     // list's; the gateway ends that subscription and watches bob himself.
-    add_contacts(&mut setup.client, &["bob@127.0.0.1"]).await;
-    follows_bob(&mut setup.client, &bob).await;
+    add_contacts(&mut setup.client, "alice@127.0.0.1", &["bob@127.0.0.1"]).await;
+    follows_bob(&mut setup.client, &bob, "bob@127.0.0.1").await;
     let parts = (&setup.kamailio, &setup.gateway);
     // The list's subscription was ended in its dialog (to the presence server's Contact).
     let presence_server = format!("presence@127.0.0.1:{}", setup.kamailio.port);
     subscribed(parts, &presence_server, "expires 0").await;
     subscribed(parts, "bob@127.0.0.1", "expires 600").await;
+}
+
+#[tokio::test]
+async fn a_local_user_watches_contacts_of_other_domains_at_their_servers() {
+    let options = KamailioOptions {
+        presence: true,
+        ..KamailioOptions::default()
+    };
+    let kamailio = Kamailio::start(options);
+    let gateway = Gateway::start(crate::local::closed(&["alice"])).await;
+    let bob = bob_phone(&kamailio, "pubint=600;");
+    logged(&bob, "SIP-ETag", 1).await;
+    let alice_uri = format!("alice@{DOMAIN}");
+    let mut alice = crate::local::closed_client(&gateway, "alice").await;
+    crate::conversations::register(&mut alice, &alice_uri).await;
+    // bob is of another domain (kamailio, at its port): the gateway SUBSCRIBEs there from
+    // alice's address, and his server's NOTIFYs say what his phone publishes.
+    let bob_uri = format!("bob@127.0.0.1:{}", kamailio.port);
+    add_contacts(&mut alice, &alice_uri, &[&bob_uri]).await;
+    follows_bob(&mut alice, &bob, &bob_uri).await;
+    let from_alice = format!(
+        "SUBSCRIBE sip:{alice_uri} -> sip:{bob_uri} from 127.0.0.1:{} ",
+        gateway.sip.0.port()
+    );
+    assert!(
+        kamailio.log.count(&from_alice) >= 1,
+        "{}",
+        kamailio.log.text()
+    );
+    // alice goes: the gateway unsubscribes.
+    alice.close().await;
+    subscribed(
+        (&kamailio, &gateway),
+        &format!("presence@127.0.0.1:{}", kamailio.port),
+        "expires 0",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_open_domain_does_not_watch_other_domains() {
+    // Open registration (the shipped configuration): anybody may be alice here, so the
+    // gateway must not SUBSCRIBE elsewhere in her name.
+    let gateway = Gateway::start(shipped()).await;
+    let elsewhere = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let bob_uri = format!("bob@{}", elsewhere.local_addr().unwrap());
+    let alice_uri = format!("alice@{DOMAIN}");
+    let mut alice = local_client(&gateway, "alice").await;
+    add_contacts(&mut alice, &alice_uri, &[&bob_uri]).await;
+    let mut buffer = [0u8; 2048];
+    let heard =
+        tokio::time::timeout(Duration::from_secs(5), elsewhere.recv_from(&mut buffer)).await;
+    assert!(
+        heard.is_err(),
+        "the open domain sent {:?}",
+        heard.map(|received| String::from_utf8_lossy(&buffer[..received.unwrap().0]).into_owned())
+    );
+    alice.close().await;
 }

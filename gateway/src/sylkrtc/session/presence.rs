@@ -25,14 +25,17 @@ pub(super) const POLL: Duration = Duration::from_secs(2);
 /// How often the address books (the watcher's and its contacts') are read again.
 const REFRESH: Duration = Duration::from_secs(30);
 
-/// What a reading task reports: the account, the reading's generation, whom it may watch.
-pub(super) type Read = (Aor, u64, Vec<Aor>);
+/// What a reading task reports: the account, the reading's generation, whom it may watch (for
+/// an account of the local domain: its contacts there, then those of other domains).
+pub(super) type Read = (Aor, u64, Vec<Aor>, Vec<Aor>);
 
 /// What one account of this connection watches.
 #[derive(Debug, Default)]
 pub(super) struct Watch {
     /// The contacts it may see, as of `read`.
     contacts: Vec<Aor>,
+    /// An account of the local domain: its contacts of other domains, watched over SIP.
+    foreign: Vec<Aor>,
     read: Option<Instant>,
     /// A reading is under way.
     reading: bool,
@@ -63,10 +66,11 @@ impl Session<'_> {
             }
             if domain.is_some() {
                 self.tell_presence(&account);
-            } else if let Some(watch) = self.watches.get(&account)
+            }
+            if let Some(watch) = self.watches.get(&account)
                 && watch.read.is_some()
             {
-                let contacts = watch.contacts.clone();
+                let contacts = self.over_sip(&account, watch);
                 self.remote_sync(&account, &contacts);
             }
         }
@@ -83,7 +87,7 @@ impl Session<'_> {
 
     /// A reading task's result: taken unless a change made it stale; the client hears the
     /// contacts' states at once.
-    pub(super) fn presence_read(&mut self, (account, generation, contacts): Read) {
+    pub(super) fn presence_read(&mut self, (account, generation, contacts, foreign): Read) {
         let Some(watch) = self.watches.get_mut(&account) else {
             return;
         };
@@ -94,11 +98,28 @@ impl Session<'_> {
         watch.read = Some(Instant::now());
         watch.told.retain(|contact, _| contacts.contains(contact));
         watch.contacts = contacts;
-        if !self.is_local_account(&account) {
-            let contacts = self.watches[&account].contacts.clone();
-            return self.remote_sync(&account, &contacts);
+        watch.foreign = foreign;
+        let over_sip = self.over_sip(&account, &self.watches[&account]);
+        self.remote_sync(&account, &over_sip);
+        if self.is_local_account(&account) {
+            self.tell_presence(&account);
         }
-        self.tell_presence(&account);
+    }
+
+    /// The contacts `account` watches over SIP: all of an account of another domain's; the
+    /// other domains' contacts of an account of the local domain, unless registration is open
+    /// (an open domain must not reach out to other domains, as for calls).
+    fn over_sip(&self, account: &Aor, watch: &Watch) -> Vec<Aor> {
+        match &self.services.local {
+            Some(local) if local.is_local(account.host()) => {
+                if local.is_open() {
+                    Vec::new()
+                } else {
+                    watch.foreign.clone()
+                }
+            }
+            _ => watch.contacts.clone(),
+        }
     }
 
     /// Tells the client of `account` each watched contact whose state changed.
@@ -128,7 +149,7 @@ impl Session<'_> {
         }
     }
 
-    fn is_local_account(&self, account: &Aor) -> bool {
+    pub(super) fn is_local_account(&self, account: &Aor) -> bool {
         self.services
             .local
             .as_ref()
@@ -142,36 +163,46 @@ impl Session<'_> {
             Ok(store) => store,
             Err(error) => {
                 warn!("no presence: {error}");
-                let _ = self.presence_reads.send((account, generation, Vec::new()));
+                let _ = self
+                    .presence_reads
+                    .send((account, generation, Vec::new(), Vec::new()));
                 return;
             }
         };
         let reads = self.presence_reads.clone();
         tokio::spawn(async move {
-            let contacts = match domain {
+            let (contacts, foreign) = match domain {
                 Some(domain) => watchable(store, &account, &domain.to_ascii_lowercase()).await,
                 None => match store.addressbook(&account.key()).await {
-                    Ok(book) => crate::presence::contacts_anywhere(&book, &account),
+                    Ok(book) => (
+                        crate::presence::contacts_anywhere(&book, &account),
+                        Vec::new(),
+                    ),
                     Err(error) => {
                         warn!("no presence: {error}");
-                        Vec::new()
+                        (Vec::new(), Vec::new())
                     }
                 },
             };
-            let _ = reads.send((account, generation, contacts));
+            let _ = reads.send((account, generation, contacts, foreign));
         });
     }
 }
 
-/// The contacts of `account`'s address book in `domain` who let it see them.
-async fn watchable(store: Arc<dyn Store>, account: &Aor, domain: &str) -> Vec<Aor> {
+/// The contacts of `account`'s address book in `domain` who let it see them, and its contacts
+/// of other domains (whose servers decide).
+async fn watchable(store: Arc<dyn Store>, account: &Aor, domain: &str) -> (Vec<Aor>, Vec<Aor>) {
     let book = match store.addressbook(&account.key()).await {
         Ok(book) => book,
         Err(error) => {
             warn!("no presence: {error}");
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
     };
+    let foreign = crate::presence::contacts_anywhere(&book, account)
+        .into_iter()
+        .filter(|contact| contact.domain() != domain)
+        .collect();
     let mut allowed = Vec::new();
     for contact in crate::presence::contacts(&book, domain) {
         if &contact == account {
@@ -183,7 +214,7 @@ async fn watchable(store: Arc<dyn Store>, account: &Aor, domain: &str) -> Vec<Ao
             Err(error) => warn!("no presence of {contact}: {error}"),
         }
     }
-    allowed
+    (allowed, foreign)
 }
 
 /// The channel reading tasks report on.

@@ -1,8 +1,10 @@
-//! The handler's side of presence for accounts of other domains (registered through their SIP
-//! server): while the account is registered here, the gateway SUBSCRIBEs (RFC 3856, through
-//! the account's server, with its credentials) to the first [`MAX_REMOTE`] contacts of its
-//! address book, and each NOTIFY's PIDF becomes a `presence` account event (`online`,
-//! `offline` with the document's note, or `unknown` when the contact's server will not tell).
+//! The handler's side of presence over SIP, for accounts of other domains (registered through
+//! their SIP server) and for the contacts of other domains of the local domain's accounts:
+//! while the account is registered here, the gateway SUBSCRIBEs (RFC 3856; through the
+//! account's server with its credentials, or for a local account straight to each contact's
+//! domain) to the first [`MAX_REMOTE`] such contacts of its address book, and each NOTIFY's
+//! PIDF becomes a `presence` account event (`online`, `offline` with the document's note, or
+//! `unknown` when the contact's server will not tell).
 //!
 //! Subscriptions are refreshed before they run out, and ended (Expires 0) when a contact
 //! leaves the address book, the account leaves, or the connection closes. A refusal backs off:
@@ -105,7 +107,12 @@ impl Session<'_> {
         let Some(sip_account) = self.connection.sip_account(account) else {
             return;
         };
-        let list_address = self.connection.presence_list(account);
+        // An account of the local domain has no server elsewhere: each contact's own domain is
+        // asked (no list: the local domain's users keep none there).
+        let direct = self.is_local_account(account);
+        let list_address = (!direct)
+            .then(|| self.connection.presence_list(account))
+            .flatten();
         let (sip, notices) = (self.sip, self.notices.clone());
         let now = Instant::now();
         let remote = self.remote.entry(account.clone()).or_default();
@@ -173,6 +180,7 @@ impl Session<'_> {
                 expires: EXPIRES,
                 call_id: uuid::Uuid::new_v4().to_string(),
                 eventlist: false,
+                server: direct.then(|| contact.to_string()),
             });
             debug!(%account, %contact, "subscribing to a contact's presence");
             watched.handle = Some(handle);

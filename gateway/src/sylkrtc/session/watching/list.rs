@@ -97,6 +97,7 @@ pub(super) fn sync(
                 expires: EXPIRES,
                 call_id: uuid::Uuid::new_v4().to_string(),
                 eventlist: true,
+                server: None,
             });
             debug!(%account, list = %list.address, "subscribing to a presence list");
             list.handle = Some(handle);
