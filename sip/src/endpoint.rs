@@ -239,9 +239,6 @@ pub struct EndpointConfig {
     pub max_server_transactions: usize,
 }
 
-/// What Allow lists in the endpoint's own answers (OPTIONS, 405): the user agent's methods.
-pub(crate) use crate::call::ALLOW;
-
 /// Identifies a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallId(pub u64);

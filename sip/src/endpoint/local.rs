@@ -12,7 +12,7 @@ use super::{
     CallEntry, ClientKind, ClientTransaction, Endpoint, EndpointEvent, Owner, ServerEntry,
     ServerKey, ServerTransaction, Target, Timer,
 };
-use crate::call::{Call, CallConfig};
+use crate::call::{ALLOW, Call, CallConfig};
 use crate::endpoint::CallId;
 use crate::message::RequestUri;
 use crate::message::{Message, StartLine};
@@ -28,6 +28,16 @@ use crate::uri::uri_host;
 pub struct PendingInvite(ServerKey);
 
 impl Endpoint {
+    /// What Allow says in the endpoint's own answers to `request`: the user agent's methods,
+    /// and for the local domain also those its presence server takes.
+    pub(super) fn allow_for(&self, request: &Message) -> String {
+        if self.for_local_domain(request) {
+            format!("{ALLOW}, SUBSCRIBE, PUBLISH")
+        } else {
+            ALLOW.to_owned()
+        }
+    }
+
     /// Whether a request is for the local domain (by Request-URI, or To).
     pub(super) fn for_local_domain(&self, request: &Message) -> bool {
         let Some(registrar) = &self.registrar else {

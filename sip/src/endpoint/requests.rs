@@ -193,7 +193,9 @@ impl Endpoint {
                 .insert(Name::from(name.clone()), value.clone());
         }
         if code == 405 {
-            response.headers.insert(Name::ALLOW, ALLOW);
+            response
+                .headers
+                .insert(Name::ALLOW, self.allow_for(&request));
         }
         response
             .headers
@@ -253,7 +255,9 @@ impl Endpoint {
         let tag = self.new_tag();
         let mut response = request.response(code, reason, Some(&tag));
         if code == 405 || (method == Method::OPTIONS && code == 200) {
-            response.headers.insert(Name::ALLOW, ALLOW);
+            response
+                .headers
+                .insert(Name::ALLOW, self.allow_for(request));
         }
         if method == Method::OPTIONS && code == 200 {
             response.headers.insert(Name::ACCEPT, "application/sdp");

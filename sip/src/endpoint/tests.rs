@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::auth::{Credentials, Secret, ha1};
+use crate::call::ALLOW;
 use crate::transport::Transport;
 use ezk_sip_types::Name;
 
@@ -689,6 +690,11 @@ fn held_requests_are_answered_once_or_by_their_deadline() {
     assert_eq!(
         answered[0].1.header(&Name::WARNING),
         Some("399 x \"later\"")
+    );
+    // The local domain takes what its presence server does, too.
+    assert_eq!(
+        answered[0].1.header(&Name::ALLOW),
+        Some(format!("{ALLOW}, SUBSCRIBE, PUBLISH").as_str())
     );
     // Once only; a retransmission now gets the same answer from the transaction.
     endpoint.answer_request(start, &pending, 200, "OK", &[]);
