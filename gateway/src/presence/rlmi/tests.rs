@@ -163,3 +163,39 @@ fn hostile_bodies_never_panic() {
         b"--a\r\n<list version=\"1\"><resource uri=\"",
     );
 }
+
+#[test]
+fn mutated_bodies_never_panic() {
+    // Deterministic mutations of a real body (bytes changed, dropped, repeated), as a fuzzer
+    // would make them; the parser must only ever answer.
+    let (content_type, body) = notify_body();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let alphabet = b"<>/=\"' -\r\n:;abcdefgilmnoprstuvx0123456789&#\xff";
+    for _ in 0..20_000 {
+        let mut mutated = body.clone();
+        for _ in 0..(next() % 8 + 1) {
+            let at = (next() as usize) % mutated.len().max(1);
+            match next() % 3 {
+                0 if !mutated.is_empty() => {
+                    mutated[at] = alphabet[(next() as usize) % alphabet.len()];
+                }
+                1 if !mutated.is_empty() => {
+                    let end = (at + (next() as usize) % 40).min(mutated.len());
+                    mutated.drain(at..end);
+                }
+                _ => {
+                    let end = (at + (next() as usize) % 40).min(mutated.len());
+                    let copy = mutated[at..end].to_vec();
+                    mutated.splice(at..at, copy);
+                }
+            }
+        }
+        let _ = read(&content_type, &mutated);
+    }
+}
