@@ -56,6 +56,9 @@ pub(crate) fn outgoing(
             from,
         };
         info!(%callee, "no place to ring: the devices are woken");
+        // The caller hears it ring meanwhile, as a phone caller hears 180.
+        report(CallUpdate::Progress);
+        report(CallUpdate::Ringing);
         let deadline = tokio::time::Instant::now() + CALL_WAIT;
         let far_end = loop {
             tokio::select! {

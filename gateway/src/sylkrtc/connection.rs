@@ -298,6 +298,10 @@ struct Session {
     early_sdp: Option<String>,
     /// The far end (whom the call's messages go to and come from), once known.
     peer: Option<protocol::Party>,
+    /// The client was told `progress`, `ringing`: each once (a call that waits for the
+    /// callee's woken devices rings from the start, and the call placed then says it again).
+    progressed: bool,
+    rung: bool,
 }
 
 /// What became of one client message: for metrics and logs.

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::calls::{next, state, until};
+use crate::calls::{next, until};
 use crate::conversations::register;
 use crate::local::{DOMAIN, WAIT, closed, closed_client, create_session, phone};
 
@@ -199,9 +199,10 @@ async fn a_users_devices_are_woken_for_messages_and_calls() {
         (&pushed["call-id"], &pushed["media-type"]),
         (&json!("c1"), &json!("audio"))
     );
+    // alice hears it ring while bob's device wakes (as a phone caller hears 180).
+    until(&mut alice, "c1", |state| *state == SessionState::Ringing).await;
     let mut bob = registered(&gateway, "bob").await;
     let session = incoming(&mut bob).await;
-    until(&mut alice, "c1", |state| *state == SessionState::Ringing).await;
     bob.expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": session}))
         .await;
     let SessionState::Terminated { reason } = until(&mut alice, "c1", |state| {
@@ -234,10 +235,10 @@ async fn a_users_devices_are_woken_for_messages_and_calls() {
     let cancel = push.next().await;
     assert_for_bobs_device(&cancel, "cancel");
     assert_eq!(cancel["call-id"], "c2");
-    assert!(matches!(
-        state(&mut alice, "c2").await,
-        SessionState::Terminated { .. }
-    ));
+    until(&mut alice, "c2", |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await;
 
     // A phone calls bob while he is away: ringing, woken, and the call reaches his app.
     let carol = phone(&gateway, "carol", "carolpw", 1000.0).await;

@@ -62,6 +62,8 @@ impl Connection {
                     uri: create.uri.to_string(),
                     display_name: None,
                 }),
+                progressed: false,
+                rung: false,
             },
         );
         let account = self.accounts[index].sip();
@@ -267,6 +269,8 @@ impl Connection {
                 early_media: false,
                 early_sdp: None,
                 peer: None,
+                progressed: false,
+                rung: false,
             },
         );
         self.out.push_back(Output::Incoming(Box::new(incoming)));
@@ -312,7 +316,9 @@ impl Connection {
                     },
                 });
             }
+            CallUpdate::Progress if std::mem::replace(&mut live.progressed, true) => return,
             CallUpdate::Progress => SessionState::Progress,
+            CallUpdate::Ringing if std::mem::replace(&mut live.rung, true) => return,
             CallUpdate::Ringing => SessionState::Ringing,
             CallUpdate::Proceeding { code } => SessionState::Proceeding { code },
             CallUpdate::EarlyMedia { sdp, call_id } => {

@@ -680,6 +680,33 @@ fn early_then_accepted(version: Version) -> Vec<Value> {
     out
 }
 
+/// `progress` and `ringing` reach the client once each: a call that rang while the callee's
+/// devices woke says them again once it is placed.
+#[test]
+fn progress_and_ringing_are_told_once() {
+    let mut connection = connection(Version::V2, &["*"]);
+    exchange(&mut connection, add("1", "alice@example.com"));
+    let create = json!({"account": "alice@example.com", "session": "s1", "uri": "bob@example.com",
+        "sdp": "v=0"});
+    exchange(&mut connection, request("session-create", "2", create));
+    let mut states = Vec::new();
+    for news in [
+        CallUpdate::Progress,
+        CallUpdate::Ringing,
+        CallUpdate::Progress,
+        CallUpdate::Ringing,
+        CallUpdate::Accepted {
+            sdp: Some("v=0 answer".into()),
+            call_id: None,
+        },
+    ] {
+        for out in update(&mut connection, "s1", news) {
+            states.push(out["state"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(states, ["progress", "ringing", "accepted"]);
+}
+
 /// A sylkRTC-1 client knows no `early-media` state: the answer SDP of a 183 reaches it in
 /// `accepted`. sylkRTC-2 gets both states as they happen.
 #[test]
