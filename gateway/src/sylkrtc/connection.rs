@@ -9,7 +9,7 @@
 //! needs SIP or media is started here as an [`Output`] for the driver, and reports back later as
 //! events ([`Connection::handle_sip_event`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use protocol::{
@@ -21,89 +21,8 @@ use sip::driver::{Account as SipAccount, CallHandle, IncomingCall};
 use sip::{Credentials, Secret as SipSecret};
 
 use crate::call::{Command, Incoming, StartCall};
-use crate::config::ListAddress;
 use crate::metrics::ErrorKind;
-
-/// The SIP domains accounts may belong to (`[accounts] sip_domains`), those whose
-/// registrars take RFC 8599's push parameters (`rfc8599_push_domains`), and those whose
-/// servers keep presence lists (`presence_lists`).
-#[derive(Debug)]
-pub(crate) struct SipDomains {
-    /// Lower-case domains; `None` when any domain is allowed.
-    allowed: Option<Vec<String>>,
-    /// Lower-case domains.
-    rfc8599: Vec<String>,
-    /// The local domain (lower case), whose accounts' push tokens the gateway keeps.
-    local: Option<String>,
-    /// Lower-case domains and their users' list address.
-    presence_lists: Vec<(String, ListAddress)>,
-}
-
-impl SipDomains {
-    pub(crate) fn new(domains: &[String]) -> Self {
-        let allowed = (!domains.iter().any(|domain| domain == "*")).then(|| {
-            domains
-                .iter()
-                .map(|domain| domain.to_ascii_lowercase())
-                .collect()
-        });
-        SipDomains {
-            allowed,
-            rfc8599: Vec::new(),
-            local: None,
-            presence_lists: Vec::new(),
-        }
-    }
-
-    /// The domains whose registrars take RFC 8599's push parameters.
-    pub(crate) fn with_rfc8599(mut self, domains: &[String]) -> Self {
-        self.rfc8599 = domains
-            .iter()
-            .map(|domain| domain.to_ascii_lowercase())
-            .collect();
-        self
-    }
-
-    /// The domains whose servers keep each user's presence list, and its address.
-    pub(crate) fn with_presence_lists(mut self, lists: &BTreeMap<String, ListAddress>) -> Self {
-        self.presence_lists = lists
-            .iter()
-            .map(|(domain, address)| (domain.to_ascii_lowercase(), address.clone()))
-            .collect();
-        self
-    }
-
-    /// The presence list of `account`, when its domain's server keeps them.
-    pub(crate) fn presence_list(&self, account: &Aor) -> Option<Aor> {
-        let domain = account.domain();
-        let (_, address) = self
-            .presence_lists
-            .iter()
-            .find(|(listed, _)| *listed == domain)?;
-        address.for_user(account.user())
-    }
-
-    /// The local domain (empty: none).
-    pub(crate) fn with_local(mut self, domain: &str) -> Self {
-        self.local = (!domain.is_empty()).then(|| domain.to_ascii_lowercase());
-        self
-    }
-
-    fn is_local(&self, domain: &str) -> bool {
-        self.local.as_deref() == Some(domain)
-    }
-
-    fn rfc8599(&self, domain: &str) -> bool {
-        self.rfc8599.iter().any(|wanted| wanted == domain)
-    }
-
-    fn allows(&self, domain: &str) -> bool {
-        match &self.allowed {
-            None => true,
-            Some(list) => list.iter().any(|allowed| allowed == domain),
-        }
-    }
-}
+pub(crate) use domains::SipDomains;
 
 /// An account added on this connection.
 #[derive(Debug)]
@@ -891,6 +810,7 @@ pub(crate) fn redact(text: &str) -> String {
 
 pub(crate) mod addressbook;
 pub(crate) mod conversations;
+mod domains;
 mod messages;
 mod push;
 mod sessions;

@@ -6,6 +6,7 @@ use super::*;
 use crate::call::{CallUpdate, Caller, Ending};
 
 mod session_messages;
+mod session_states;
 
 fn connection(version: Version, domains: &[&str]) -> Connection {
     let domains: Vec<String> = domains.iter().map(|d| (*d).to_owned()).collect();
@@ -492,6 +493,16 @@ fn request(name: &str, transaction: &str, fields: Value) -> Value {
     request
 }
 
+/// A connection whose account alice@example.com has placed call `s1` to bob@example.com.
+fn calling(version: Version) -> Connection {
+    let mut connection = connection(version, &["*"]);
+    exchange(&mut connection, add("1", "alice@example.com"));
+    let create = json!({"account": "alice@example.com", "session": "s1", "uri": "bob@example.com",
+        "sdp": "v=0"});
+    exchange(&mut connection, request("session-create", "2", create));
+    connection
+}
+
 #[test]
 fn outgoing_sessions_are_checked_then_handed_to_their_task() {
     let mut connection = connection(Version::V2, &["*"]);
@@ -655,108 +666,6 @@ fn incoming_calls_become_sessions_of_their_account() {
         connection.poll_output(),
         Some(Output::RefuseCall(_))
     ));
-}
-
-/// The states the client is sent for early media then the answer, as JSON.
-fn early_then_accepted(version: Version) -> Vec<Value> {
-    let mut connection = connection(version, &["*"]);
-    exchange(&mut connection, add("1", "alice@example.com"));
-    let create = json!({"account": "alice@example.com", "session": "s1", "uri": "bob@example.com",
-        "sdp": "v=0"});
-    exchange(&mut connection, request("session-create", "2", create));
-    let mut out = Vec::new();
-    for news in [
-        CallUpdate::EarlyMedia {
-            sdp: "v=0 early answer".into(),
-            call_id: Some("c1".into()),
-        },
-        CallUpdate::Accepted {
-            sdp: None,
-            call_id: Some("c1".into()),
-        },
-    ] {
-        out.extend(update(&mut connection, "s1", news));
-    }
-    out
-}
-
-/// `progress` and `ringing` reach the client once each: a call that rang while the callee's
-/// devices woke says them again once it is placed.
-#[test]
-fn progress_and_ringing_are_told_once() {
-    let mut connection = connection(Version::V2, &["*"]);
-    exchange(&mut connection, add("1", "alice@example.com"));
-    let create = json!({"account": "alice@example.com", "session": "s1", "uri": "bob@example.com",
-        "sdp": "v=0"});
-    exchange(&mut connection, request("session-create", "2", create));
-    let mut states = Vec::new();
-    for news in [
-        CallUpdate::Progress,
-        CallUpdate::Ringing,
-        CallUpdate::Progress,
-        CallUpdate::Ringing,
-        CallUpdate::Accepted {
-            sdp: Some("v=0 answer".into()),
-            call_id: None,
-        },
-    ] {
-        for out in update(&mut connection, "s1", news) {
-            states.push(out["state"].as_str().unwrap_or_default().to_owned());
-        }
-    }
-    assert_eq!(states, ["progress", "ringing", "accepted"]);
-}
-
-/// A sylkRTC-1 client knows no `early-media` state: the answer SDP of a 183 reaches it in
-/// `accepted`. sylkRTC-2 gets both states as they happen.
-#[test]
-fn early_media_answer_goes_in_accepted_for_sylkrtc_1() {
-    let v1 = early_then_accepted(Version::V1);
-    assert_eq!(v1.len(), 1, "{v1:?}");
-    assert_eq!(v1[0]["event"], "state");
-    assert_eq!(v1[0]["data"]["state"], "accepted");
-    assert_eq!(v1[0]["data"]["sdp"], "v=0 early answer");
-    let v2 = early_then_accepted(Version::V2);
-    assert_eq!(v2.len(), 2, "{v2:?}");
-    assert_eq!(v2[0]["state"], "early-media");
-    assert_eq!(v2[0]["sdp"], "v=0 early answer");
-    assert_eq!(v2[1]["state"], "accepted");
-    assert!(v2[1].get("sdp").is_none(), "{v2:?}");
-}
-
-/// DTMF may go once the far end's early media reached the client (an IVR before it answers),
-/// for either protocol version, but not while the call only rings.
-#[test]
-fn dtmf_is_allowed_in_early_media() {
-    for version in [Version::V1, Version::V2] {
-        let mut connection = connection(version, &["*"]);
-        exchange(&mut connection, add("1", "alice@example.com"));
-        let create = json!({"account": "alice@example.com", "session": "s1", "uri": "bob@example.com",
-            "sdp": "v=0"});
-        exchange(&mut connection, request("session-create", "2", create));
-        let dtmf = json!({"session": "s1", "digit": "1"});
-        update(&mut connection, "s1", CallUpdate::Ringing);
-        let (_, out) = exchange(
-            &mut connection,
-            request("session-dtmf-info", "3", dtmf.clone()),
-        );
-        assert_eq!(out.last().unwrap()["sylkrtc"], "error", "{out:?}");
-        update(
-            &mut connection,
-            "s1",
-            CallUpdate::EarlyMedia {
-                sdp: "v=0 early answer".into(),
-                call_id: None,
-            },
-        );
-        let (_, out) = exchange(&mut connection, request("session-dtmf-info", "4", dtmf));
-        assert!(out.iter().any(|o| o["sylkrtc"] == "ack"), "{out:?}");
-        assert!(
-            out.iter()
-                .any(|o| o["what"] == "Dtmf { digits: \"1\", duration: 100 }"),
-            "{out:?}"
-        );
-    }
 }
 
 /// Removing an account ends its calls (after the ack), and only its calls.

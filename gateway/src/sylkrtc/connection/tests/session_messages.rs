@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{add, connection, exchange, request, update};
+use super::{calling, connection, exchange, request, update};
 use crate::call::{CallUpdate, Caller};
 use crate::cpim::Received;
 use protocol::Version;
@@ -23,11 +23,7 @@ fn received(cpim_from: Option<&str>) -> CallUpdate {
 /// messages come back as the session's events.
 #[test]
 fn messages_go_in_answered_calls_and_come_back_as_session_events() {
-    let mut connection = connection(Version::V2, &["*"]);
-    exchange(&mut connection, add("1", "alice@example.com"));
-    let create = json!({"account": "alice@example.com", "session": "s1", "uri": "bob@example.com",
-        "sdp": "v=0"});
-    exchange(&mut connection, request("session-create", "2", create));
+    let mut connection = calling(Version::V2);
     let message = json!({"session": "s1", "message_id": "m1", "content": "hi",
         "content_type": "text/plain", "timestamp": "2026-12-04T09:59:00Z"});
     let (_, out) = exchange(
