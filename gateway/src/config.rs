@@ -14,13 +14,13 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 mod accounts;
-mod push_url;
+mod http_url;
 mod signalling;
 mod sip_section;
 mod storage;
 
 pub use accounts::{AccountsConfig, ListAddress};
-pub(crate) use push_url::PushUrl;
+pub(crate) use http_url::HttpUrl;
 pub use signalling::{
     ConversationType, CuttlefishConfig, GstreamerConfig, NextRtcConfig, WebrtcsinkConfig,
 };
@@ -507,7 +507,7 @@ impl Config {
             ));
         }
         if !self.local.push_url.is_empty()
-            && let Err(error) = PushUrl::parse(&self.local.push_url)
+            && let Err(error) = HttpUrl::parse(&self.local.push_url)
         {
             return invalid(format!("local.push_url: {error}"));
         }

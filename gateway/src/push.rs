@@ -11,12 +11,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use protocol::Aor;
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
-use crate::config::PushUrl;
+use crate::config::HttpUrl;
 use crate::storage::Storage;
 
 /// How long one push request may take.
@@ -123,7 +122,7 @@ pub(crate) fn body(token: &store::PushToken, to: &Aor, wake: &Wake) -> Value {
 /// The push service and where the tokens are.
 #[derive(Debug)]
 pub(crate) struct Pusher {
-    url: PushUrl,
+    url: HttpUrl,
     storage: Arc<Storage>,
 }
 
@@ -133,7 +132,7 @@ impl Pusher {
         if url.is_empty() {
             return None;
         }
-        let url = PushUrl::parse(url).ok()?;
+        let url = HttpUrl::parse(url).ok()?;
         Some(Arc::new(Pusher { url, storage }))
     }
 
@@ -189,28 +188,10 @@ impl Pusher {
 
     /// One POST; the response's status.
     async fn post(&self, body: String) -> Result<u16, String> {
-        let stream = tokio::net::TcpStream::connect(&self.url.authority)
+        let path = self.url.path.clone();
+        crate::http::client::request(&self.url, hyper::Method::POST, &path, None, Some(body))
             .await
-            .map_err(|error| format!("{}: {error}", self.url.authority))?;
-        let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|error| error.to_string())?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                debug!("push connection: {error}");
-            }
-        });
-        let request = hyper::Request::post(self.url.path.as_str())
-            .header(hyper::header::HOST, self.url.authority.as_str())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(http_body_util::Full::new(Bytes::from(body)))
-            .map_err(|error| error.to_string())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|error| error.to_string())?;
-        Ok(response.status().as_u16())
+            .map(|(status, _)| status)
     }
 }
 

@@ -3,6 +3,7 @@
 //! phone's files ([`web`]), `/health` and `/metrics`. The endpoints' routers are merged by the
 //! server, each with its own state.
 
+pub(crate) mod client;
 pub(crate) mod gate;
 pub(crate) mod web;
 

@@ -1,18 +1,19 @@
-//! `[local] push_url`: the push service's address, checked when the configuration is read.
+//! The address of an HTTP service the gateway calls on its private network (`[local] push_url`,
+//! `[matrix] homeserver_url`), checked when the configuration is read.
 
-/// The push service's address, checked once.
+/// A service's address, checked once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PushUrl {
+pub(crate) struct HttpUrl {
     /// `host:port`, to connect to and for the Host header.
     pub(crate) authority: String,
     pub(crate) path: String,
 }
 
-impl PushUrl {
-    pub(crate) fn parse(url: &str) -> Result<PushUrl, String> {
+impl HttpUrl {
+    pub(crate) fn parse(url: &str) -> Result<HttpUrl, String> {
         let Some(rest) = url.strip_prefix("http://") else {
             return Err(format!(
-                "{url:?} is not an http:// URL (https is not supported: the push service is \
+                "{url:?} is not an http:// URL (https is not supported: the service is \
                  reached on a private network)"
             ));
         };
@@ -31,7 +32,7 @@ impl PushUrl {
         } else {
             format!("{authority}:80")
         };
-        Ok(PushUrl {
+        Ok(HttpUrl {
             authority,
             path: path.to_owned(),
         })
@@ -44,12 +45,12 @@ mod tests {
 
     #[test]
     fn urls_are_http_with_a_port() {
-        let url = PushUrl::parse("http://127.0.0.1:8400/push").unwrap();
+        let url = HttpUrl::parse("http://127.0.0.1:8400/push").unwrap();
         assert_eq!(
             (url.authority.as_str(), url.path.as_str()),
             ("127.0.0.1:8400", "/push")
         );
-        let url = PushUrl::parse("http://push.example.com").unwrap();
+        let url = HttpUrl::parse("http://push.example.com").unwrap();
         assert_eq!(
             (url.authority.as_str(), url.path.as_str()),
             ("push.example.com:80", "/")
@@ -60,7 +61,7 @@ mod tests {
             "http:///push",
             "http://a@b/",
         ] {
-            assert!(PushUrl::parse(bad).is_err(), "{bad}");
+            assert!(HttpUrl::parse(bad).is_err(), "{bad}");
         }
     }
 }
