@@ -15,12 +15,14 @@ use crate::error::{Error, Result};
 
 mod accounts;
 mod http_url;
+mod matrix;
 mod signalling;
 mod sip_section;
 mod storage;
 
 pub use accounts::{AccountsConfig, ListAddress};
 pub(crate) use http_url::HttpUrl;
+pub use matrix::MatrixConfig;
 pub use signalling::{
     ConversationType, CuttlefishConfig, GstreamerConfig, NextRtcConfig, WebrtcsinkConfig,
 };
@@ -70,6 +72,9 @@ pub struct Config {
     /// The message store.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// The Matrix application service (bridge), off by default.
+    #[serde(default)]
+    pub matrix: MatrixConfig,
 }
 
 /// `[media]`: the relay between browsers (WebRTC) and SIP endpoints (RTP).
@@ -541,6 +546,9 @@ impl Config {
         }
         if gst.enabled && gst.keepalive_timeout == 0 {
             return invalid("gstreamer.keepalive_timeout must be at least 1 s".into());
+        }
+        if let Err(error) = self.matrix.check() {
+            return invalid(format!("matrix.{error}"));
         }
         let storage = &self.storage;
         if storage.max_connections == 0 {

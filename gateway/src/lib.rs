@@ -27,6 +27,7 @@ mod leg;
 mod listener;
 mod local;
 mod log_limit;
+mod matrix;
 mod messaging;
 mod metrics;
 mod phone_branch;
@@ -42,9 +43,10 @@ mod tls;
 
 pub use config::{
     AccountsConfig, CallsConfig, Config, ConversationType, CuttlefishConfig, GstreamerConfig,
-    HttpConfig, ListAddress, LocalConfig, LocalUser, LogConfig, MediaConfig, NextRtcConfig,
-    SipConfig, SipTransport, SrtpOffer, SrtpSetting, StorageConfig, WebSocketConfig,
+    HttpConfig, ListAddress, LocalConfig, LocalUser, LogConfig, MatrixConfig, MediaConfig,
+    NextRtcConfig, SipConfig, SipTransport, SrtpOffer, SrtpSetting, StorageConfig, WebSocketConfig,
     WebrtcsinkConfig,
 };
 pub use error::{Error, Result};
+pub use matrix::registration as matrix_registration;
 pub use server::{Server, check, run};

@@ -23,6 +23,10 @@ struct Args {
     /// Check the configuration (and the TLS files it names), print the result and exit.
     #[arg(long)]
     check_config: bool,
+    /// Print the Matrix application service's registration file (from `[matrix]`), for the
+    /// homeserver, and exit.
+    #[arg(long)]
+    matrix_registration: bool,
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         || "built-in defaults".to_owned(),
         |path| path.display().to_string(),
     );
+    if args.matrix_registration {
+        let registration = gateway::matrix_registration(&config)
+            .map_err(|error| anyhow::anyhow!("matrix registration: {error}"))?;
+        // The file itself goes to standard output, to be redirected into place.
+        std::io::Write::write_all(&mut std::io::stdout(), registration.as_bytes())
+            .context("cannot write the registration")?;
+        return Ok(());
+    }
     if args.check_config {
         // Loading the TLS files is part of the check: a bad path or key is caught before deploying.
         gateway::check(&config)?;

@@ -203,12 +203,15 @@ impl Server {
             max_message_size: config.storage.max_message_size,
         });
         // The paths were checked apart above (`check_routes`), so the merge cannot clash.
-        let router = Router::new()
+        let mut router = Router::new()
             .merge(http::web::routes(&config.websocket.path))
             .merge(http::status_routes(metrics))
             .merge(hubs.routes(config, &gate))
-            .merge(sylkrtc.routes())
-            .fallback(http::not_found);
+            .merge(sylkrtc.routes());
+        if let Some(bridge) = crate::matrix::Bridge::start(&config.matrix) {
+            router = router.merge(crate::matrix::appservice::routes(bridge));
+        }
+        let router = router.fallback(http::not_found);
         let gst_router = hubs.gst_router(&gate);
         Ok(Server {
             listener,

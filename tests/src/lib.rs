@@ -30,6 +30,7 @@ pub mod chromium;
 pub mod opus;
 pub mod peers;
 pub mod postgres;
+pub mod synapse;
 
 /// How long a test waits for a message that must come.
 pub const PATIENCE: Duration = Duration::from_secs(5);

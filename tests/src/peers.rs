@@ -61,7 +61,7 @@ pub fn free_port() -> u16 {
 pub struct Log(Arc<Mutex<String>>);
 
 impl Log {
-    fn collect(child: &mut Child) -> Log {
+    pub(crate) fn collect(child: &mut Child) -> Log {
         let log = Log::default();
         if let Some(stderr) = child.stderr.take() {
             let sink = log.clone();

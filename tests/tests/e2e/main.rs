@@ -26,6 +26,7 @@ mod local;
 mod local_messages;
 mod local_push;
 mod logging;
+mod matrix;
 mod messaging;
 mod nat;
 mod nextrtc;

@@ -1,0 +1,331 @@
+//! Matrix VoIP through the gateway: the gateway is an application service (a bridge) of a
+//! homeserver (`[matrix]`), whose ghost users stand for SIP addresses ([`ghosts`]). The
+//! homeserver pushes the events of the ghosts' rooms to the gateway's routes
+//! ([`appservice`]); the gateway acts as its ghosts through the homeserver's client-server API
+//! ([`client`]).
+//!
+//! What is built: the registration file, the routes with the homeserver's token checked and
+//! transactions taken once, ghosts registered when the homeserver asks about them, and a ghost
+//! that is invited to a room joins it. Calls are not bridged yet: a call to a ghost
+//! (`m.call.invite`) is refused (`m.call.reject`, or `m.call.hangup` for a version 0 call)
+//! with a notice in the room saying so.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, HttpUrl, MatrixConfig};
+
+pub(crate) mod appservice;
+mod client;
+pub(crate) mod ghosts;
+
+use client::Homeserver;
+
+/// How many transaction ids are remembered (a homeserver retries only its latest).
+const MAX_SEEN: usize = 1000;
+/// Events waiting for the bridge's worker; past it, a transaction is refused for now (the
+/// homeserver sends it again later).
+const QUEUE: usize = 10_000;
+
+/// The bridge: the tokens, the homeserver, what it has seen.
+pub(crate) struct Bridge {
+    config: MatrixConfig,
+    homeserver: Homeserver,
+    /// Transaction ids taken.
+    seen: Mutex<Seen>,
+    /// The events taken, in order, for the worker.
+    events: mpsc::Sender<Value>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bridge {
+    /// The bridge of an enabled `[matrix]` section (checked when the configuration was read),
+    /// with its worker started.
+    pub(crate) fn start(config: &MatrixConfig) -> Option<Arc<Bridge>> {
+        if !config.enabled {
+            return None;
+        }
+        let url = HttpUrl::parse(&config.homeserver_url).ok()?;
+        let homeserver = Homeserver::new(url, config.as_token.clone());
+        let (events, events_rx) = mpsc::channel(QUEUE);
+        let bridge = Arc::new(Bridge {
+            config: config.clone(),
+            homeserver,
+            seen: Mutex::new(Seen::default()),
+            events,
+        });
+        tokio::spawn(worker(bridge.clone(), events_rx));
+        info!(
+            homeserver = %config.homeserver_url,
+            server_name = %config.server_name,
+            "Matrix application service on"
+        );
+        Some(bridge)
+    }
+
+    /// Whether a transaction is new (and remembers it).
+    fn first_time(&self, transaction: &str) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .first(transaction)
+    }
+
+    /// The SIP address a user id stands for, when it is one of our ghosts.
+    fn ghost(&self, user_id: &str) -> Option<protocol::Aor> {
+        ghosts::address(&self.config.user_prefix, &self.config.server_name, user_id)
+    }
+
+    /// Makes sure the ghost `user_id` exists on the homeserver.
+    async fn register(&self, user_id: &str) -> Result<(), String> {
+        let localpart = user_id
+            .strip_prefix('@')
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(localpart, _)| localpart)
+            .ok_or_else(|| format!("{user_id} is no user id"))?;
+        self.homeserver.register(localpart).await
+    }
+}
+
+/// The latest [`MAX_SEEN`] transaction ids, in order.
+#[derive(Debug, Default)]
+struct Seen {
+    order: VecDeque<String>,
+    set: HashSet<String>,
+}
+
+impl Seen {
+    /// Whether `id` is new (and remembers it, forgetting the oldest past [`MAX_SEEN`]).
+    fn first(&mut self, id: &str) -> bool {
+        if !self.set.insert(id.to_owned()) {
+            return false;
+        }
+        self.order.push_back(id.to_owned());
+        if self.order.len() > MAX_SEEN
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.set.remove(&oldest);
+        }
+        true
+    }
+}
+
+/// Takes the bridge's events in order.
+async fn worker(bridge: Arc<Bridge>, mut events: mpsc::Receiver<Value>) {
+    // The rooms our ghosts are in, and which ghost (one per room: a direct room with a user).
+    let mut rooms: HashMap<String, String> = HashMap::new();
+    while let Some(event) = events.recv().await {
+        handle(&bridge, &mut rooms, &event).await;
+    }
+}
+
+/// One event of a ghost's room.
+async fn handle(bridge: &Bridge, rooms: &mut HashMap<String, String>, event: &Value) {
+    let text = |field: &str| event.get(field).and_then(Value::as_str).unwrap_or_default();
+    let (kind, room, sender) = (text("type"), text("room_id"), text("sender"));
+    let content = event.get("content").cloned().unwrap_or(Value::Null);
+    if room.is_empty() || bridge.ghost(sender).is_some() {
+        // Our own events come back too.
+        return;
+    }
+    match kind {
+        "m.room.member" => {
+            let member = text("state_key");
+            if bridge.ghost(member).is_none() {
+                return;
+            }
+            match content.get("membership").and_then(Value::as_str) {
+                Some("invite") => {
+                    let joined = match bridge.register(member).await {
+                        Ok(()) => bridge.homeserver.join(room, member).await,
+                        Err(error) => Err(error),
+                    };
+                    match joined {
+                        Ok(()) => {
+                            info!(%room, ghost = %member, %sender, "a ghost joined the room it was invited to");
+                            rooms.insert(room.to_owned(), member.to_owned());
+                        }
+                        Err(error) => warn!(%room, ghost = %member, "a ghost cannot join: {error}"),
+                    }
+                }
+                Some("leave" | "ban") => {
+                    rooms.remove(room);
+                }
+                _ => {}
+            }
+        }
+        "m.call.invite" => {
+            let Some(ghost) = rooms.get(room) else {
+                debug!(%room, "a call in a room without a ghost");
+                return;
+            };
+            refuse_call(bridge, room, ghost, &content).await;
+        }
+        _ => {}
+    }
+}
+
+/// Refuses a call to `ghost`, saying why: calls are not bridged yet.
+async fn refuse_call(bridge: &Bridge, room: &str, ghost: &str, invite: &Value) {
+    let Some(call_id) = invite.get("call_id").and_then(Value::as_str) else {
+        return;
+    };
+    let version_0 = invite.get("version").and_then(Value::as_u64) == Some(0);
+    let address = bridge
+        .ghost(ghost)
+        .map(|sip| sip.to_string())
+        .unwrap_or_default();
+    info!(%room, %call_id, %address, "a Matrix call refused: calls are not bridged yet");
+    // VoIP version 1 refuses an unanswered call with m.call.reject; version 0 knows only
+    // m.call.hangup (MSC2746).
+    let (kind, refusal) = if version_0 {
+        ("m.call.hangup", json!({"call_id": call_id, "version": 0}))
+    } else {
+        (
+            "m.call.reject",
+            json!({"call_id": call_id, "version": "1", "party_id": party_id(ghost)}),
+        )
+    };
+    let notice = json!({
+        "msgtype": "m.notice",
+        "body": format!(
+            "Calls through this bridge are not supported yet: {address} cannot be called from Matrix."
+        ),
+    });
+    for (kind, content) in [(kind, refusal), ("m.room.message", notice)] {
+        if let Err(error) = bridge.homeserver.send(room, ghost, kind, &content).await {
+            warn!(%room, %kind, "the ghost cannot answer: {error}");
+        }
+    }
+}
+
+/// A ghost's `party_id` (the spec recommends 8 alphanumeric characters): the same for each
+/// ghost, so that its own events, when they come back, are known.
+fn party_id(ghost: &str) -> String {
+    let hash = ghost.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{:08x}", hash & 0xffff_ffff)
+}
+
+/// The registration file the homeserver needs (YAML), from `[matrix]`.
+pub fn registration(config: &Config) -> Result<String, String> {
+    let matrix = &config.matrix;
+    if !matrix.enabled {
+        return Err("[matrix] enabled is false".into());
+    }
+    matrix.check()?;
+    let url = if matrix.url.is_empty() {
+        format!("http://{}", config.http.listen)
+    } else {
+        matrix.url.clone()
+    };
+    let namespace = format!(
+        "@{}.*:{}",
+        regex_escape(&matrix.user_prefix),
+        regex_escape(&matrix.server_name)
+    );
+    // JSON strings are valid YAML scalars: each value quoted as JSON is read back as it is.
+    let quote = |text: &str| Value::from(text).to_string();
+    Ok(format!(
+        "# The sylkrtc-gateway Matrix bridge: give this file to the homeserver\n\
+         # (Synapse: app_service_config_files).\n\
+         id: {id}\n\
+         url: {url}\n\
+         as_token: {as_token}\n\
+         hs_token: {hs_token}\n\
+         sender_localpart: {sender}\n\
+         rate_limited: false\n\
+         namespaces:\n\
+         \x20 users:\n\
+         \x20   - exclusive: true\n\
+         \x20     regex: {namespace}\n\
+         \x20 aliases: []\n\
+         \x20 rooms: []\n",
+        id = quote("sylkrtc-gateway"),
+        url = quote(&url),
+        as_token = quote(&matrix.as_token),
+        hs_token = quote(&matrix.hs_token),
+        sender = quote(&format!("{}bridge", matrix.user_prefix)),
+        namespace = quote(&namespace),
+    ))
+}
+
+/// `text` with the regular expression metacharacters escaped.
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::new();
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registration_names_the_tokens_and_the_namespace() {
+        let mut config = Config {
+            matrix: MatrixConfig {
+                enabled: true,
+                server_name: "hs.example.com".into(),
+                as_token: "as-0123456789abcdef".into(),
+                hs_token: "hs-0123456789abcdef".into(),
+                ..MatrixConfig::default()
+            },
+            ..Config::default()
+        };
+        let yaml = registration(&config).unwrap();
+        assert!(
+            yaml.contains("as_token: \"as-0123456789abcdef\"\n"),
+            "{yaml}"
+        );
+        assert!(
+            yaml.contains("hs_token: \"hs-0123456789abcdef\"\n"),
+            "{yaml}"
+        );
+        assert!(
+            yaml.contains("regex: \"@sip_.*:hs\\\\.example\\\\.com\"\n"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("url: \"http://127.0.0.1:10888\"\n"), "{yaml}");
+        config.matrix.hs_token = "short".into();
+        assert!(registration(&config).is_err());
+    }
+
+    #[test]
+    fn a_transaction_is_taken_once() {
+        let mut seen = Seen::default();
+        assert!(seen.first("t1"));
+        assert!(!seen.first("t1"));
+        for index in 0..MAX_SEEN {
+            assert!(seen.first(&format!("x{index}")));
+        }
+        // Long forgotten: a homeserver only ever retries its latest.
+        assert!(seen.first("t1"));
+        assert_eq!(seen.order.len(), MAX_SEEN);
+    }
+
+    #[test]
+    fn a_ghost_keeps_its_party_id() {
+        let id = party_id("@sip_bob=40example.com:hs.test");
+        assert_eq!(id.len(), 8);
+        assert_eq!(id, party_id("@sip_bob=40example.com:hs.test"));
+        assert_ne!(id, party_id("@sip_carol=40example.com:hs.test"));
+    }
+}

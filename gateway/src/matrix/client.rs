@@ -1,0 +1,154 @@
+//! The homeserver's client-server API as the bridge uses it: registering its ghosts, joining
+//! rooms and sending events as them (the application service's token, `user_id=` naming the
+//! ghost, as the application service API has it).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Value, json};
+
+use crate::config::HttpUrl;
+use crate::http::client::request;
+
+/// The homeserver, and the bridge's token there.
+pub(super) struct Homeserver {
+    url: HttpUrl,
+    as_token: String,
+    /// Numbers the bridge's transactions (event sends), unique within this run.
+    next_transaction: AtomicU64,
+    /// Tells this run's transaction ids from an earlier run's.
+    run: String,
+}
+
+impl Homeserver {
+    pub(super) fn new(url: HttpUrl, as_token: String) -> Self {
+        Homeserver {
+            url,
+            as_token,
+            next_transaction: AtomicU64::new(1),
+            run: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+
+    /// Registers the ghost `localpart` (one that exists already is fine).
+    pub(super) async fn register(&self, localpart: &str) -> Result<(), String> {
+        let body = json!({"type": "m.login.application_service", "username": localpart});
+        let (status, answer) = self
+            .call(
+                hyper::Method::POST,
+                "/_matrix/client/v3/register".into(),
+                Some(body),
+            )
+            .await?;
+        if (200..300).contains(&status) || errcode(&answer) == Some("M_USER_IN_USE") {
+            Ok(())
+        } else {
+            Err(failure("register", status, &answer))
+        }
+    }
+
+    /// `user_id` joins `room`.
+    pub(super) async fn join(&self, room: &str, user_id: &str) -> Result<(), String> {
+        let path = format!(
+            "/_matrix/client/v3/join/{}?user_id={}",
+            encode(room),
+            encode(user_id)
+        );
+        let (status, answer) = self
+            .call(hyper::Method::POST, path, Some(json!({})))
+            .await?;
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(failure("join", status, &answer))
+        }
+    }
+
+    /// `user_id` sends an event of `kind` to `room`.
+    pub(super) async fn send(
+        &self,
+        room: &str,
+        user_id: &str,
+        kind: &str,
+        content: &Value,
+    ) -> Result<(), String> {
+        let transaction = format!(
+            "{}-{}",
+            self.run,
+            self.next_transaction.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/{}/{transaction}?user_id={}",
+            encode(room),
+            encode(kind),
+            encode(user_id)
+        );
+        let (status, answer) = self
+            .call(hyper::Method::PUT, path, Some(content.clone()))
+            .await?;
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(failure(kind, status, &answer))
+        }
+    }
+
+    async fn call(
+        &self,
+        method: hyper::Method,
+        path: String,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
+        let (status, bytes) = request(
+            &self.url,
+            method,
+            &path,
+            Some(&self.as_token),
+            body.map(|body| body.to_string()),
+        )
+        .await?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+}
+
+fn errcode(answer: &Value) -> Option<&str> {
+    answer.get("errcode").and_then(Value::as_str)
+}
+
+fn failure(what: &str, status: u16, answer: &Value) -> String {
+    let error = answer.get("error").and_then(Value::as_str).unwrap_or("");
+    format!(
+        "{what}: {status} {} {error}",
+        errcode(answer).unwrap_or("(no errcode)")
+    )
+}
+
+/// `text` percent-encoded for a path segment or a query value (only RFC 3986's unreserved
+/// characters stay).
+fn encode(text: &str) -> String {
+    let mut encoded = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_percent_encoded() {
+        assert_eq!(
+            encode("@sip_bob=40example.com:hs.test"),
+            "%40sip_bob%3D40example.com%3Ahs.test"
+        );
+        assert_eq!(encode("!abc-_DEF:hs.test"), "%21abc-_DEF%3Ahs.test");
+    }
+}
