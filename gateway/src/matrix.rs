@@ -170,10 +170,24 @@ async fn handle(bridge: &Bridge, rooms: &mut HashMap<String, String>, event: &Va
                 debug!(%room, "a call in a room without a ghost");
                 return;
             };
+            if !for_ghost(event, ghost) {
+                debug!(%room, "a call that is over or for someone else");
+                return;
+            }
             refuse_call(bridge, room, ghost, &content).await;
         }
         _ => {}
     }
+}
+
+/// Whether an `m.call.invite` still rings for `ghost`: not expired (its age past its
+/// `lifetime`, MSC2746) and for anybody in the room or for the ghost (`invitee`).
+fn for_ghost(invite: &Value, ghost: &str) -> bool {
+    let content = &invite["content"];
+    let age = invite["unsigned"]["age"].as_u64().unwrap_or(0);
+    let lifetime = content["lifetime"].as_u64().unwrap_or(u64::MAX);
+    let invitee = content["invitee"].as_str();
+    age <= lifetime && invitee.is_none_or(|invitee| invitee == ghost)
 }
 
 /// Refuses a call to `ghost`, saying why: calls are not bridged yet.
@@ -319,6 +333,19 @@ mod tests {
         // Long forgotten: a homeserver only ever retries its latest.
         assert!(seen.first("t1"));
         assert_eq!(seen.order.len(), MAX_SEEN);
+    }
+
+    #[test]
+    fn expired_invites_and_others_calls_are_not_the_ghosts() {
+        let ghost = "@sip_bob=40example.com:hs.test";
+        let invite = |age: u64, invitee: Option<&str>| {
+            json!({"type": "m.call.invite", "unsigned": {"age": age},
+                "content": {"call_id": "c", "lifetime": 60000, "invitee": invitee}})
+        };
+        assert!(for_ghost(&invite(100, None), ghost));
+        assert!(for_ghost(&invite(100, Some(ghost)), ghost));
+        assert!(!for_ghost(&invite(60001, None), ghost), "expired");
+        assert!(!for_ghost(&invite(100, Some("@carol:hs.test")), ghost));
     }
 
     #[test]

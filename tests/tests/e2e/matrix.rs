@@ -112,7 +112,18 @@ async fn a_ghost_invited_to_a_room_joins_and_refuses_calls_saying_why() {
         "{body}"
     );
 
-    // A version 0 call gets m.call.hangup (version 0 has no reject).
+    // A call for somebody else in the room is not the ghost's to refuse; a version 0 call
+    // gets m.call.hangup (version 0 has no reject). The bridge takes events in order, so by
+    // the hang-up the other call was seen and left alone.
+    alice
+        .send(
+            &room,
+            "m.call.invite",
+            json!({"call_id": "c2", "party_id": "alicedev", "version": "1", "lifetime": 60000,
+                "invitee": format!("@carol:{SERVER_NAME}"),
+                "offer": {"type": "offer", "sdp": "v=0\r\n"}}),
+        )
+        .await;
     alice
         .send(
             &room,
@@ -129,6 +140,13 @@ async fn a_ghost_invited_to_a_room_joins_and_refuses_calls_saying_why() {
         })
     })
     .await;
+    let events = alice.events(&room).await;
+    assert!(
+        !events
+            .iter()
+            .any(|event| event["sender"] == ghost.as_str() && event["content"]["call_id"] == "c2"),
+        "{events:#?}"
+    );
 }
 
 #[tokio::test]
