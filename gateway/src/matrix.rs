@@ -5,24 +5,26 @@
 //! ([`client`]).
 //!
 //! What is built: the registration file, the routes with the homeserver's token checked and
-//! transactions taken once, ghosts registered when the homeserver asks about them, and a ghost
-//! that is invited to a room joins it. Calls are not bridged yet: a call to a ghost
-//! (`m.call.invite`) is refused (`m.call.reject`, or `m.call.hangup` for a version 0 call)
-//! with a notice in the room saying so.
+//! transactions taken once, ghosts registered when the homeserver asks about them, a ghost
+//! that is invited to a room joins it, and a Matrix user's call to a ghost goes to its SIP
+//! address from the local domain ([`calls`]). Calls from SIP to Matrix are not built yet.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, HttpUrl, MatrixConfig};
 
 pub(crate) mod appservice;
+mod calls;
 mod client;
 pub(crate) mod ghosts;
 
+use crate::call::CallServices;
+use calls::{Calls, Reports};
 use client::Homeserver;
 
 /// How many transaction ids are remembered (a homeserver retries only its latest).
@@ -52,7 +54,7 @@ impl std::fmt::Debug for Bridge {
 impl Bridge {
     /// The bridge of an enabled `[matrix]` section (checked when the configuration was read),
     /// with its worker started.
-    pub(crate) fn start(config: &MatrixConfig) -> Option<Arc<Bridge>> {
+    pub(crate) fn start(config: &MatrixConfig, services: Arc<CallServices>) -> Option<Arc<Bridge>> {
         if !config.enabled {
             return None;
         }
@@ -65,7 +67,8 @@ impl Bridge {
             seen: Mutex::new(Seen::default()),
             events,
         });
-        tokio::spawn(worker(bridge.clone(), events_rx));
+        let (calls, reports) = Calls::new(services);
+        tokio::spawn(worker(bridge.clone(), events_rx, calls, reports));
         info!(
             homeserver = %config.homeserver_url,
             server_name = %config.server_name,
@@ -121,17 +124,35 @@ impl Seen {
     }
 }
 
-/// Takes the bridge's events in order.
-async fn worker(bridge: Arc<Bridge>, mut events: mpsc::Receiver<Value>) {
+/// Takes the bridge's events in order, and its calls' news.
+async fn worker(
+    bridge: Arc<Bridge>,
+    mut events: mpsc::Receiver<Value>,
+    mut calls: Calls,
+    mut reports: Reports,
+) {
     // The rooms our ghosts are in, and which ghost (one per room: a direct room with a user).
     let mut rooms: HashMap<String, String> = HashMap::new();
-    while let Some(event) = events.recv().await {
-        handle(&bridge, &mut rooms, &event).await;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => handle(&bridge, &mut rooms, &mut calls, &event).await,
+                None => return,
+            },
+            Some((session, update)) = reports.recv() => {
+                calls.report(&bridge, &session, update).await;
+            }
+        }
     }
 }
 
 /// One event of a ghost's room.
-async fn handle(bridge: &Bridge, rooms: &mut HashMap<String, String>, event: &Value) {
+async fn handle(
+    bridge: &Bridge,
+    rooms: &mut HashMap<String, String>,
+    calls: &mut Calls,
+    event: &Value,
+) {
     let text = |field: &str| event.get(field).and_then(Value::as_str).unwrap_or_default();
     let (kind, room, sender) = (text("type"), text("room_id"), text("sender"));
     let content = event.get("content").cloned().unwrap_or(Value::Null);
@@ -142,10 +163,14 @@ async fn handle(bridge: &Bridge, rooms: &mut HashMap<String, String>, event: &Va
     match kind {
         "m.room.member" => {
             let member = text("state_key");
+            let membership = content.get("membership").and_then(Value::as_str);
             if bridge.ghost(member).is_none() {
+                if matches!(membership, Some("leave" | "ban")) {
+                    calls.left(room, member);
+                }
                 return;
             }
-            match content.get("membership").and_then(Value::as_str) {
+            match membership {
                 Some("invite") => {
                     let joined = match bridge.register(member).await {
                         Ok(()) => bridge.homeserver.join(room, member).await,
@@ -174,7 +199,10 @@ async fn handle(bridge: &Bridge, rooms: &mut HashMap<String, String>, event: &Va
                 debug!(%room, "a call that is over or for someone else");
                 return;
             }
-            refuse_call(bridge, room, ghost, &content).await;
+            calls.invite(bridge, room, ghost, sender, &content).await;
+        }
+        "m.call.hangup" | "m.call.reject" | "m.call.select_answer" => {
+            calls.ended_there(room, kind, &content);
         }
         _ => {}
     }
@@ -188,40 +216,6 @@ fn for_ghost(invite: &Value, ghost: &str) -> bool {
     let lifetime = content["lifetime"].as_u64().unwrap_or(u64::MAX);
     let invitee = content["invitee"].as_str();
     age <= lifetime && invitee.is_none_or(|invitee| invitee == ghost)
-}
-
-/// Refuses a call to `ghost`, saying why: calls are not bridged yet.
-async fn refuse_call(bridge: &Bridge, room: &str, ghost: &str, invite: &Value) {
-    let Some(call_id) = invite.get("call_id").and_then(Value::as_str) else {
-        return;
-    };
-    let version_0 = invite.get("version").and_then(Value::as_u64) == Some(0);
-    let address = bridge
-        .ghost(ghost)
-        .map(|sip| sip.to_string())
-        .unwrap_or_default();
-    info!(%room, %call_id, %address, "a Matrix call refused: calls are not bridged yet");
-    // VoIP version 1 refuses an unanswered call with m.call.reject; version 0 knows only
-    // m.call.hangup (MSC2746).
-    let (kind, refusal) = if version_0 {
-        ("m.call.hangup", json!({"call_id": call_id, "version": 0}))
-    } else {
-        (
-            "m.call.reject",
-            json!({"call_id": call_id, "version": "1", "party_id": party_id(ghost)}),
-        )
-    };
-    let notice = json!({
-        "msgtype": "m.notice",
-        "body": format!(
-            "Calls through this bridge are not supported yet: {address} cannot be called from Matrix."
-        ),
-    });
-    for (kind, content) in [(kind, refusal), ("m.room.message", notice)] {
-        if let Err(error) = bridge.homeserver.send(room, ghost, kind, &content).await {
-            warn!(%room, %kind, "the ghost cannot answer: {error}");
-        }
-    }
 }
 
 /// A ghost's `party_id` (the spec recommends 8 alphanumeric characters): the same for each
@@ -290,6 +284,8 @@ fn regex_escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

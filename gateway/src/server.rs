@@ -188,6 +188,7 @@ impl Server {
             presence,
         ));
         let hubs = Hubs::start(config);
+        let matrix_calls = calls.clone();
         let sylkrtc = Arc::new(Sylkrtc {
             gate: gate.clone(),
             calls,
@@ -208,7 +209,7 @@ impl Server {
             .merge(http::status_routes(metrics))
             .merge(hubs.routes(config, &gate))
             .merge(sylkrtc.routes());
-        if let Some(bridge) = crate::matrix::Bridge::start(&config.matrix) {
+        if let Some(bridge) = crate::matrix::Bridge::start(&config.matrix, matrix_calls) {
             router = router.merge(crate::matrix::appservice::routes(bridge));
         }
         let router = router.fallback(http::not_found);

@@ -9,8 +9,14 @@ use protocol::Aor;
 
 /// The localpart of the ghost of `address`.
 pub(crate) fn localpart(prefix: &str, address: &Aor) -> String {
-    let mut localpart = prefix.to_owned();
-    for byte in address.to_string().bytes() {
+    format!("{prefix}{}", escape(&address.to_string()))
+}
+
+/// `text` escaped as ghosts' localparts are (also what a Matrix user's id becomes as a SIP
+/// user part, where only these characters are safe).
+pub(crate) fn escape(text: &str) -> String {
+    let mut localpart = String::new();
+    for byte in text.bytes() {
         match byte {
             b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' => localpart.push(char::from(byte)),
             b'_' => localpart.push_str("__"),

@@ -1,15 +1,21 @@
 //! The gateway as a Matrix application service (a bridge) of a real Synapse: the homeserver
-//! must show its token; a ghost user (a SIP address) invited to a room joins it; a call to a
-//! ghost, which the bridge does not carry yet, is refused saying so.
+//! must show its token; a ghost user (a SIP address) invited to a room joins it; a Matrix
+//! user's call to a ghost goes to its SIP address through the relay (the echo test answers it,
+//! media both ways), and one that cannot go is refused saying why. The Matrix client is the
+//! tests' WebRTC peer (webrtc-rs) sending MSC2746 events through Synapse's client-server API.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use gateway::{Config, MatrixConfig};
 use gateway_tests::Gateway;
+use gateway_tests::browser::{AudioCodec, Browser};
 use gateway_tests::peers::free_port;
-use gateway_tests::synapse::{SERVER_NAME, Synapse, http_json};
+use gateway_tests::synapse::{MatrixUser, SERVER_NAME, Synapse, http_json};
 use serde_json::{Value, json};
+
+use crate::calls::{browser_tone, payload_type, until_heard};
+use crate::local::{DOMAIN, hears_the_phone, phone, shipped};
 
 const AS_TOKEN: &str = "as-token-for-the-matrix-tests";
 const HS_TOKEN: &str = "hs-token-for-the-matrix-tests";
@@ -48,105 +54,189 @@ where
     }
 }
 
-#[tokio::test]
-async fn a_ghost_invited_to_a_room_joins_and_refuses_calls_saying_why() {
+/// A bridge of the shipped configuration (the local domain, open registration) with Synapse;
+/// alice, a Matrix user, logged in; the room she opened with `ghost`, who joined it.
+async fn with_ghost(ghost_address: &str) -> (Synapse, Gateway, MatrixUser, String, String) {
     let homeserver = free_port();
-    let config = bridge_config(homeserver);
+    let config = Config {
+        matrix: bridge_config(homeserver).matrix,
+        http: bridge_config(homeserver).http,
+        ..shipped()
+    };
     let registration = gateway::matrix_registration(&config).expect("a registration");
     let synapse = Synapse::start(homeserver, &registration);
-    let _gateway = Gateway::start_at(config).await;
+    let gateway = Gateway::start_at(config).await;
     synapse.register_user("alice", "alicepw");
-    let mut alice = synapse.login("alice", "alicepw").await;
-
-    // alice invites the ghost of bob@example.com: the homeserver asks the bridge about the user
-    // (which registers it), then the bridge hears of the invite and the ghost joins.
-    let ghost = format!("@sip_bob=40example.com:{SERVER_NAME}");
+    let alice = synapse.login("alice", "alicepw").await;
+    // alice invites the ghost: the homeserver asks the bridge about the user (which registers
+    // it), then the bridge hears of the invite and the ghost joins.
+    let ghost = format!("@sip_{ghost_address}:{SERVER_NAME}");
     let room = alice.create_direct_room(&ghost).await;
     eventually("the ghost joins the room", || async {
         alice.joined_members(&room).await.contains(&ghost)
     })
     .await;
+    (synapse, gateway, alice, room, ghost)
+}
 
-    // A call to the ghost: refused (m.call.reject, VoIP version 1), with a notice saying why.
-    alice
-        .send(
-            &room,
-            "m.call.invite",
-            json!({"call_id": "c1", "party_id": "alicedev", "version": "1", "lifetime": 60000,
-                "offer": {"type": "offer", "sdp": "v=0\r\n"}}),
-        )
-        .await;
-    let from_ghost = |events: &[Value], kind: &str| -> Option<Value> {
-        events
-            .iter()
-            .find(|event| event["type"] == kind && event["sender"] == ghost.as_str())
-            .map(|event| event["content"].clone())
-    };
+/// The content of the first event of `kind` from `sender` about `call_id`, once there is one.
+async fn from_ghost(
+    alice: &MatrixUser,
+    room: &str,
+    ghost: &str,
+    kind: &str,
+    call_id: &str,
+) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
-    let events = loop {
-        let events = alice.events(&room).await;
-        if from_ghost(&events, "m.call.reject").is_some()
-            && from_ghost(&events, "m.room.message").is_some()
-        {
-            break events;
+    loop {
+        let events = alice.events(room).await;
+        if let Some(event) = events.iter().find(|event| {
+            event["type"] == kind
+                && event["sender"] == ghost
+                && (call_id.is_empty() || event["content"]["call_id"] == call_id)
+        }) {
+            return event["content"].clone();
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the ghost refuses the call and says why: {events:#?}"
+            "no {kind} for {call_id:?} from the ghost: {events:#?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let reject = from_ghost(&events, "m.call.reject").unwrap();
-    assert_eq!(reject["call_id"], "c1");
-    assert_eq!(reject["version"], "1");
+    }
+}
+
+/// alice calls the ghost in `room` (call `c1`, version 1) from a new WebRTC peer: the peer and
+/// its offer.
+async fn call(alice: &mut MatrixUser, room: &str) -> (Browser, String) {
+    let browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let offer = browser.offer().await;
+    alice
+        .send(room, "m.call.invite", invite("c1", json!("1"), &offer))
+        .await;
+    (browser, offer)
+}
+
+/// The gateway's calls all end; the peer goes.
+async fn no_calls_left(gateway: &Gateway, browser: Browser) {
+    eventually("the call ends", || async {
+        gateway.metric("sylkrtc_calls").await == 0.0
+    })
+    .await;
+    browser.close().await;
+}
+
+fn invite(call_id: &str, version: Value, sdp: &str) -> Value {
+    let mut invite = json!({"call_id": call_id, "version": version, "lifetime": 60000,
+        "offer": {"type": "offer", "sdp": sdp}});
+    if version != json!(0) {
+        invite["party_id"] = json!("alicedev");
+    }
+    invite
+}
+
+#[tokio::test]
+async fn a_matrix_user_calls_the_echo_test_through_its_ghost() {
+    let (_synapse, gateway, mut alice, room, ghost) = with_ghost(&format!("echo=40{DOMAIN}")).await;
+    let (mut browser, _) = call(&mut alice, &room).await;
+    // The answer (version 1, the ghost's party), then the end of candidates.
+    let answer = from_ghost(&alice, &room, &ghost, "m.call.answer", "c1").await;
+    assert_eq!(answer["version"], "1");
     assert_eq!(
-        reject["party_id"].as_str().map(str::len),
+        answer["party_id"].as_str().map(str::len),
         Some(8),
-        "{reject}"
+        "{answer}"
     );
-    let notice = from_ghost(&events, "m.room.message").unwrap();
+    assert_eq!(answer["answer"]["type"], "answer");
+    let candidates = from_ghost(&alice, &room, &ghost, "m.call.candidates", "c1").await;
+    assert_eq!(candidates["candidates"][0]["candidate"], "", "{candidates}");
+    // Media through the relay: alice hears her own tone back.
+    let sdp = answer["answer"]["sdp"].as_str().expect("an answer SDP");
+    browser.accept_answer(sdp).await;
+    assert!(browser.connected(WAIT).await);
+    let pt = payload_type(sdp, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 700.0);
+    let (tone, packets) = until_heard(700.0, || browser_tone(&browser, pt, AudioCodec::Pcmu)).await;
+    assert!(packets >= 50, "{packets} packets came back");
+    assert_eq!(tone, 700.0);
+    assert_eq!(gateway.metric("sylkrtc_calls").await, 1.0);
+    // alice hangs up: the call ends, and the ghost says nothing more.
+    alice
+        .send(
+            &room,
+            "m.call.hangup",
+            json!({"call_id": "c1", "party_id": "alicedev", "version": "1", "reason": "user_hangup"}),
+        )
+        .await;
+    no_calls_left(&gateway, browser).await;
+}
+
+#[tokio::test]
+async fn a_matrix_user_and_a_phone_talk_and_the_phone_hangs_up() {
+    let (_synapse, gateway, mut alice, room, ghost) =
+        with_ghost(&format!("carol=40{DOMAIN}")).await;
+    let carol = phone(&gateway, "carol", "anything", 1000.0).await;
+    let (mut browser, _) = call(&mut alice, &room).await;
+    // carol's phone answers: each hears the other (440 Hz from alice, 1000 Hz from carol).
+    let answer = from_ghost(&alice, &room, &ghost, "m.call.answer", "c1").await;
+    let sdp = answer["answer"]["sdp"].as_str().expect("an answer SDP");
+    browser.accept_answer(sdp).await;
+    hears_the_phone(&mut browser, sdp).await;
+    // carol hangs up: alice's call is hung up, as the spec words it.
+    carol.command("hangup", "");
+    assert!(carol.wait_for("CALL_CLOSED", 1, WAIT).await);
+    assert_eq!(carol.received_tone().expect("carol's recording").0, 440.0);
+    let hangup = from_ghost(&alice, &room, &ghost, "m.call.hangup", "c1").await;
+    assert_eq!(hangup["reason"], "user_hangup", "{hangup}");
+    assert_eq!(hangup["version"], "1");
+    assert_eq!(hangup["party_id"], answer["party_id"]);
+    no_calls_left(&gateway, browser).await;
+}
+
+#[tokio::test]
+async fn calls_that_cannot_go_are_refused_saying_why() {
+    let (_synapse, _gateway, mut alice, room, ghost) =
+        with_ghost(&format!("nobody=40{DOMAIN}")).await;
+    // nobody has no device: a version 1 call is rejected, and the ghost says why.
+    let (browser, offer) = call(&mut alice, &room).await;
+    let reject = from_ghost(&alice, &room, &ghost, "m.call.reject", "c1").await;
+    assert_eq!(reject["version"], "1");
+    let notice = from_ghost(&alice, &room, &ghost, "m.room.message", "").await;
     assert_eq!(notice["msgtype"], "m.notice");
     let body = notice["body"].as_str().unwrap_or_default();
     assert!(
-        body.contains("not supported yet") && body.contains("bob@example.com"),
+        body.contains(&format!("nobody@{DOMAIN}")) && body.contains("480"),
         "{body}"
     );
-
-    // A call for somebody else in the room is not the ghost's to refuse; a version 0 call
-    // gets m.call.hangup (version 0 has no reject). The bridge takes events in order, so by
-    // the hang-up the other call was seen and left alone.
+    // A version 0 call has no reject: it is hung up, with the reason 480 maps to.
     alice
-        .send(
-            &room,
-            "m.call.invite",
-            json!({"call_id": "c2", "party_id": "alicedev", "version": "1", "lifetime": 60000,
-                "invitee": format!("@carol:{SERVER_NAME}"),
-                "offer": {"type": "offer", "sdp": "v=0\r\n"}}),
-        )
+        .send(&room, "m.call.invite", invite("c0", json!(0), &offer))
         .await;
+    let hangup = from_ghost(&alice, &room, &ghost, "m.call.hangup", "c0").await;
+    assert_eq!(hangup["reason"], "invite_timeout", "{hangup}");
+    assert_eq!(hangup["version"], 0);
+    // A call for somebody else in the room is not the ghost's; an expired one neither (the
+    // bridge takes events in order: by the third call's answer, both were seen).
+    let mut other = invite("c2", json!("1"), &offer);
+    other["invitee"] = json!(format!("@carol:{SERVER_NAME}"));
+    alice.send(&room, "m.call.invite", other).await;
+    let mut expired = invite("c3", json!("1"), &offer);
+    expired["lifetime"] = json!(0);
+    alice.send(&room, "m.call.invite", expired).await;
     alice
-        .send(
-            &room,
-            "m.call.invite",
-            json!({"call_id": "c0", "version": 0, "lifetime": 60000,
-                "offer": {"type": "offer", "sdp": "v=0\r\n"}}),
-        )
+        .send(&room, "m.call.invite", invite("c4", json!("1"), &offer))
         .await;
-    eventually("the ghost hangs up the version 0 call", || async {
-        alice.events(&room).await.iter().any(|event| {
-            event["type"] == "m.call.hangup"
-                && event["sender"] == ghost.as_str()
-                && event["content"]["call_id"] == "c0"
-        })
-    })
-    .await;
+    from_ghost(&alice, &room, &ghost, "m.call.reject", "c4").await;
     let events = alice.events(&room).await;
-    assert!(
-        !events
-            .iter()
-            .any(|event| event["sender"] == ghost.as_str() && event["content"]["call_id"] == "c2"),
-        "{events:#?}"
-    );
+    for call_id in ["c2", "c3"] {
+        assert!(
+            !events
+                .iter()
+                .any(|event| event["sender"] == ghost.as_str()
+                    && event["content"]["call_id"] == call_id),
+            "{call_id}: {events:#?}"
+        );
+    }
+    browser.close().await;
 }
 
 #[tokio::test]
