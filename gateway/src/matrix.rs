@@ -24,6 +24,7 @@ mod client;
 pub(crate) mod ghosts;
 
 use crate::call::CallServices;
+use crate::storage::Storage;
 use calls::{Calls, Reports};
 use client::Homeserver;
 
@@ -54,7 +55,11 @@ impl std::fmt::Debug for Bridge {
 impl Bridge {
     /// The bridge of an enabled `[matrix]` section (checked when the configuration was read),
     /// with its worker started.
-    pub(crate) fn start(config: &MatrixConfig, services: Arc<CallServices>) -> Option<Arc<Bridge>> {
+    pub(crate) fn start(
+        config: &MatrixConfig,
+        services: Arc<CallServices>,
+        storage: Arc<Storage>,
+    ) -> Option<Arc<Bridge>> {
         if !config.enabled {
             return None;
         }
@@ -68,7 +73,11 @@ impl Bridge {
             events,
         });
         let (calls, reports) = Calls::new(services);
-        tokio::spawn(worker(bridge.clone(), events_rx, calls, reports));
+        let rooms = Rooms {
+            storage,
+            known: HashMap::new(),
+        };
+        tokio::spawn(worker(bridge.clone(), events_rx, rooms, calls, reports));
         info!(
             homeserver = %config.homeserver_url,
             server_name = %config.server_name,
@@ -124,15 +133,67 @@ impl Seen {
     }
 }
 
+/// The rooms the ghosts are in, and which ghost (one per room: a direct room with a user),
+/// kept in the store so that a restarted gateway still knows them.
+struct Rooms {
+    storage: Arc<Storage>,
+    /// What the store said, and what happened since.
+    known: HashMap<String, String>,
+}
+
+impl Rooms {
+    /// The ghost in `room`: as known, else as the store says (read again: it may have been
+    /// out of reach before).
+    async fn ghost(&mut self, room: &str) -> Option<String> {
+        if let Some(ghost) = self.known.get(room) {
+            return Some(ghost.clone());
+        }
+        let stored = match self.storage.get() {
+            Ok(store) => store.matrix_rooms().await,
+            Err(error) => Err(error),
+        };
+        match stored {
+            Ok(rooms) => self.known.extend(rooms),
+            Err(error) => warn!("the ghosts' rooms cannot be read: {error}"),
+        }
+        self.known.get(room).cloned()
+    }
+
+    async fn joined(&mut self, room: &str, ghost: &str) {
+        self.known.insert(room.to_owned(), ghost.to_owned());
+        let stored = match self.storage.get() {
+            Ok(store) => {
+                store
+                    .set_matrix_room(room, ghost, store::now_millis())
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = stored {
+            warn!(%room, "a ghost's room is not stored (kept until a restart): {error}");
+        }
+    }
+
+    async fn left(&mut self, room: &str) {
+        self.known.remove(room);
+        let removed = match self.storage.get() {
+            Ok(store) => store.remove_matrix_room(room).await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = removed {
+            warn!(%room, "a ghost's room is not forgotten in the store: {error}");
+        }
+    }
+}
+
 /// Takes the bridge's events in order, and its calls' news.
 async fn worker(
     bridge: Arc<Bridge>,
     mut events: mpsc::Receiver<Value>,
+    mut rooms: Rooms,
     mut calls: Calls,
     mut reports: Reports,
 ) {
-    // The rooms our ghosts are in, and which ghost (one per room: a direct room with a user).
-    let mut rooms: HashMap<String, String> = HashMap::new();
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -147,12 +208,7 @@ async fn worker(
 }
 
 /// One event of a ghost's room.
-async fn handle(
-    bridge: &Bridge,
-    rooms: &mut HashMap<String, String>,
-    calls: &mut Calls,
-    event: &Value,
-) {
+async fn handle(bridge: &Bridge, rooms: &mut Rooms, calls: &mut Calls, event: &Value) {
     let text = |field: &str| event.get(field).and_then(Value::as_str).unwrap_or_default();
     let (kind, room, sender) = (text("type"), text("room_id"), text("sender"));
     let content = event.get("content").cloned().unwrap_or(Value::Null);
@@ -179,27 +235,25 @@ async fn handle(
                     match joined {
                         Ok(()) => {
                             info!(%room, ghost = %member, %sender, "a ghost joined the room it was invited to");
-                            rooms.insert(room.to_owned(), member.to_owned());
+                            rooms.joined(room, member).await;
                         }
                         Err(error) => warn!(%room, ghost = %member, "a ghost cannot join: {error}"),
                     }
                 }
-                Some("leave" | "ban") => {
-                    rooms.remove(room);
-                }
+                Some("leave" | "ban") => rooms.left(room).await,
                 _ => {}
             }
         }
         "m.call.invite" => {
-            let Some(ghost) = rooms.get(room) else {
-                debug!(%room, "a call in a room without a ghost");
+            let Some(ghost) = rooms.ghost(room).await else {
+                warn!(%room, "a call in a room the bridge knows no ghost of");
                 return;
             };
-            if !for_ghost(event, ghost) {
+            if !for_ghost(event, &ghost) {
                 debug!(%room, "a call that is over or for someone else");
                 return;
             }
-            calls.invite(bridge, room, ghost, sender, &content).await;
+            calls.invite(bridge, room, &ghost, sender, &content).await;
         }
         "m.call.hangup" | "m.call.reject" | "m.call.select_answer" => {
             calls.ended_there(room, kind, &content);

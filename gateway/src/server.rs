@@ -189,6 +189,7 @@ impl Server {
         ));
         let hubs = Hubs::start(config);
         let matrix_calls = calls.clone();
+        let matrix_storage = storage.clone();
         let sylkrtc = Arc::new(Sylkrtc {
             gate: gate.clone(),
             calls,
@@ -209,7 +210,9 @@ impl Server {
             .merge(http::status_routes(metrics))
             .merge(hubs.routes(config, &gate))
             .merge(sylkrtc.routes());
-        if let Some(bridge) = crate::matrix::Bridge::start(&config.matrix, matrix_calls) {
+        if let Some(bridge) =
+            crate::matrix::Bridge::start(&config.matrix, matrix_calls, matrix_storage)
+        {
             router = router.merge(crate::matrix::appservice::routes(bridge));
         }
         let router = router.fallback(http::not_found);

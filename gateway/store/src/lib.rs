@@ -396,4 +396,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes what `retention` no longer keeps, at `now` (milliseconds since 1970); returns
     /// how many messages went.
     fn prune(&self, retention: Retention, now: i64) -> StoreFuture<'_, u64>;
+
+    /// Remembers that the Matrix bridge's ghost user `ghost` is in room `room` (in place of
+    /// the one before), `at` milliseconds since 1970.
+    fn set_matrix_room<'a>(&'a self, room: &'a str, ghost: &'a str, at: i64)
+    -> StoreFuture<'a, ()>;
+
+    /// Forgets a Matrix room; `false` when it was not known.
+    fn remove_matrix_room<'a>(&'a self, room: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Every Matrix room a ghost is in: (room, ghost).
+    fn matrix_rooms(&self) -> StoreFuture<'_, Vec<(String, String)>>;
 }

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_push_tokens.sql"),
         include_str!("../migrations/postgres/0003_push_tokens.sql"),
     ),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_matrix_rooms.sql"),
+        include_str!("../migrations/postgres/0004_matrix_rooms.sql"),
+    ),
 ];
 
 /// The version this build's schema has.

@@ -566,6 +566,56 @@ impl Store for SqlStore {
         })
     }
 
+    fn set_matrix_room<'a>(
+        &'a self,
+        room: &'a str,
+        ghost: &'a str,
+        at: i64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO matrix_rooms (room, ghost, at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (room) DO UPDATE SET ghost = $2, at = $3",
+            )
+            .bind(room)
+            .bind(ghost)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(error)?;
+            Ok(())
+        })
+    }
+
+    fn remove_matrix_room<'a>(&'a self, room: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let removed = sqlx::query("DELETE FROM matrix_rooms WHERE room = $1")
+                .bind(room)
+                .execute(&self.pool)
+                .await
+                .map_err(error)?
+                .rows_affected();
+            Ok(removed > 0)
+        })
+    }
+
+    fn matrix_rooms(&self) -> StoreFuture<'_, Vec<(String, String)>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT room, ghost FROM matrix_rooms ORDER BY at")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(error)?;
+            rows.iter()
+                .map(|row| {
+                    Ok((
+                        row.try_get(0).map_err(error)?,
+                        row.try_get(1).map_err(error)?,
+                    ))
+                })
+                .collect()
+        })
+    }
+
     fn prune(&self, retention: Retention, now: i64) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let mut removed = 0;

@@ -200,6 +200,45 @@ pub async fn conformance(store: &dyn Store, prefix: &str) {
     journal_checks(store, prefix).await;
     addressbook_checks(store, prefix).await;
     push_token_checks(store, prefix).await;
+    matrix_room_checks(store, prefix).await;
+}
+
+/// Matrix rooms: one ghost per room, replaced in place, forgotten.
+async fn matrix_room_checks(store: &dyn Store, prefix: &str) {
+    let room = |name: &str| format!("!{prefix}{name}:hs.test");
+    let ours = |rooms: Vec<(String, String)>| -> Vec<(String, String)> {
+        rooms
+            .into_iter()
+            .filter(|(room, _)| room.starts_with(&format!("!{prefix}")))
+            .collect()
+    };
+    for (at, (name, ghost)) in [
+        ("a", "@sip_1:hs.test"),
+        ("b", "@sip_2:hs.test"),
+        ("a", "@sip_3:hs.test"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let at = i64::try_from(at).expect("small");
+        store
+            .set_matrix_room(&room(name), ghost, at)
+            .await
+            .expect("stored");
+    }
+    assert_eq!(
+        ours(store.matrix_rooms().await.expect("answers")),
+        [
+            (room("b"), "@sip_2:hs.test".to_owned()),
+            (room("a"), "@sip_3:hs.test".to_owned())
+        ]
+    );
+    assert!(store.remove_matrix_room(&room("b")).await.expect("answers"));
+    assert!(!store.remove_matrix_room(&room("b")).await.expect("answers"));
+    assert_eq!(
+        ours(store.matrix_rooms().await.expect("answers")),
+        [(room("a"), "@sip_3:hs.test".to_owned())]
+    );
 }
 
 /// Push tokens: one per (device, app), replaced in place, the latest first, removed.

@@ -63,6 +63,15 @@ async fn with_ghost(ghost_address: &str) -> (Synapse, Gateway, MatrixUser, Strin
         http: bridge_config(homeserver).http,
         ..shipped()
     };
+    with_ghost_in(config, homeserver, ghost_address).await
+}
+
+/// As [`with_ghost`], with this configuration and the homeserver on `homeserver`.
+async fn with_ghost_in(
+    config: Config,
+    homeserver: u16,
+    ghost_address: &str,
+) -> (Synapse, Gateway, MatrixUser, String, String) {
     let registration = gateway::matrix_registration(&config).expect("a registration");
     let synapse = Synapse::start(homeserver, &registration);
     let gateway = Gateway::start_at(config).await;
@@ -116,6 +125,13 @@ async fn call(alice: &mut MatrixUser, room: &str) -> (Browser, String) {
     (browser, offer)
 }
 
+/// alice hangs up call `c1`.
+async fn hang_up(alice: &mut MatrixUser, room: &str) {
+    let hangup =
+        json!({"call_id": "c1", "party_id": "alicedev", "version": "1", "reason": "user_hangup"});
+    alice.send(room, "m.call.hangup", hangup).await;
+}
+
 /// The gateway's calls all end; the peer goes.
 async fn no_calls_left(gateway: &Gateway, browser: Browser) {
     eventually("the call ends", || async {
@@ -160,13 +176,33 @@ async fn a_matrix_user_calls_the_echo_test_through_its_ghost() {
     assert_eq!(tone, 700.0);
     assert_eq!(gateway.metric("sylkrtc_calls").await, 1.0);
     // alice hangs up: the call ends, and the ghost says nothing more.
-    alice
-        .send(
-            &room,
-            "m.call.hangup",
-            json!({"call_id": "c1", "party_id": "alicedev", "version": "1", "reason": "user_hangup"}),
-        )
-        .await;
+    hang_up(&mut alice, &room).await;
+    no_calls_left(&gateway, browser).await;
+}
+
+#[tokio::test]
+async fn a_restarted_gateway_still_answers_calls_in_its_ghosts_rooms() {
+    let homeserver = free_port();
+    let data = gateway_tests::TempDir::new();
+    let config = Config {
+        matrix: bridge_config(homeserver).matrix,
+        http: bridge_config(homeserver).http,
+        storage: gateway::StorageConfig {
+            data_dir: data.path().to_path_buf(),
+            ..gateway::StorageConfig::default()
+        },
+        ..shipped()
+    };
+    let (_synapse, gateway, mut alice, room, ghost) =
+        with_ghost_in(config.clone(), homeserver, &format!("echo=40{DOMAIN}")).await;
+    // The gateway restarts (on the same store); the homeserver is not told. A call in the
+    // room is still the ghost's.
+    gateway.stop().await;
+    let gateway = Gateway::start_at(config).await;
+    let (browser, _) = call(&mut alice, &room).await;
+    let answer = from_ghost(&alice, &room, &ghost, "m.call.answer", "c1").await;
+    assert_eq!(answer["answer"]["type"], "answer");
+    hang_up(&mut alice, &room).await;
     no_calls_left(&gateway, browser).await;
 }
 
