@@ -25,6 +25,10 @@ use super::{Bridge, ghosts, party_id};
 use crate::call::{CallServices, CallTask, CallUpdate, Command, Ending, StartCall};
 use crate::routing::Route;
 
+/// The most calls one Matrix user has through the bridge at once: each holds relay ports, and
+/// a user's invites cost the bridge nothing else to send.
+const MAX_CALLS_PER_USER: usize = 4;
+
 /// A Matrix call in progress.
 struct MatrixCall {
     room: String,
@@ -94,6 +98,15 @@ impl Calls {
         let Some(address) = bridge.ghost(ghost) else {
             return;
         };
+        let ongoing = self
+            .calls
+            .values()
+            .filter(|call| call.caller == caller)
+            .count();
+        if ongoing >= MAX_CALLS_PER_USER {
+            let why = format!("{caller} has {ongoing} calls through this bridge already");
+            return refusal.refuse(bridge, Some(486), &why).await;
+        }
         let Some(offer) = invite["offer"]["sdp"].as_str() else {
             return refusal
                 .refuse(bridge, None, "the call came without an offer")

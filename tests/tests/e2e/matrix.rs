@@ -229,6 +229,35 @@ async fn a_matrix_user_and_a_phone_talk_and_the_phone_hangs_up() {
 }
 
 #[tokio::test]
+async fn a_matrix_user_has_at_most_four_calls_at_once() {
+    let (_synapse, gateway, mut alice, room, ghost) = with_ghost(&format!("echo=40{DOMAIN}")).await;
+    let browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let offer = browser.offer().await;
+    let calls = ["c1", "c2", "c3", "c4", "c5"];
+    for call_id in calls {
+        alice
+            .send(&room, "m.call.invite", invite(call_id, json!("1"), &offer))
+            .await;
+    }
+    for call_id in &calls[..4] {
+        from_ghost(&alice, &room, &ghost, "m.call.answer", call_id).await;
+    }
+    from_ghost(&alice, &room, &ghost, "m.call.reject", "c5").await;
+    let notice = from_ghost(&alice, &room, &ghost, "m.room.message", "").await;
+    let body = notice["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains("4 calls through this bridge already"),
+        "{body}"
+    );
+    for call_id in &calls[..4] {
+        let hangup = json!({"call_id": call_id, "party_id": "alicedev", "version": "1",
+            "reason": "user_hangup"});
+        alice.send(&room, "m.call.hangup", hangup).await;
+    }
+    no_calls_left(&gateway, browser).await;
+}
+
+#[tokio::test]
 async fn calls_that_cannot_go_are_refused_saying_why() {
     let (_synapse, _gateway, mut alice, room, ghost) =
         with_ghost(&format!("nobody=40{DOMAIN}")).await;
