@@ -258,6 +258,7 @@ async fn handle(bridge: &Bridge, rooms: &mut Rooms, calls: &mut Calls, event: &V
         "m.call.hangup" | "m.call.reject" | "m.call.select_answer" => {
             calls.ended_there(room, kind, &content);
         }
+        "m.call.negotiate" => calls.negotiate(room, &content),
         _ => {}
     }
 }

@@ -11,8 +11,9 @@
 //! the end-of-candidates marker; the call's end as `m.call.reject` (version 1, before an
 //! answer) or `m.call.hangup` with the reason the SIP status maps to. The Matrix side's
 //! `m.call.hangup` or `m.call.reject`, an `m.call.select_answer` that picks another party, or
-//! the caller leaving the room, hang up. Early media (SIP 183) has no Matrix counterpart and
-//! is not passed on.
+//! the caller leaving the room, hang up. `m.call.negotiate` carries new offers and their
+//! answers both ways, as a browser's `session-update` and `update` events do. Early media (SIP
+//! 183) has no Matrix counterpart and is not passed on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -189,6 +190,24 @@ impl Calls {
         let _ = call.task.commands.send(Command::Hangup);
     }
 
+    /// The Matrix side's `m.call.negotiate`: its new offer (hold, resume, a new codec) goes
+    /// to the call as the browser's would, and its answer to ours too.
+    pub(super) fn negotiate(&mut self, room: &str, content: &Value) {
+        let Some(call_id) = content["call_id"].as_str() else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&session_of(room, call_id)) else {
+            return;
+        };
+        let Some(sdp) = content["description"]["sdp"].as_str() else {
+            return;
+        };
+        debug!(%room, %call_id, kind = ?content["description"]["type"], "a renegotiation from Matrix");
+        let _ = call.task.commands.send(Command::Update {
+            sdp: sdp.to_owned(),
+        });
+    }
+
     /// `user` left `room`: their calls there end.
     pub(super) fn left(&mut self, room: &str, user: &str) {
         for call in self.calls.values_mut() {
@@ -232,6 +251,27 @@ impl Calls {
                     }
                 }
             }
+            // Our answer to the Matrix side's new offer, and the far end's new offer for it.
+            CallUpdate::Updated { sdp } => {
+                self.renegotiate(bridge, session, "answer", sdp).await;
+            }
+            CallUpdate::UpdateReceived { sdp } => {
+                self.renegotiate(bridge, session, "offer", sdp).await;
+            }
+            CallUpdate::UpdateFailed { reason } => {
+                // MSC2746 has no refusal of a negotiate: the ghost says why, the call goes on
+                // as it was.
+                let (room, ghost) = (call.room.clone(), call.ghost.clone());
+                let notice = json!({"msgtype": "m.notice",
+                    "body": format!("The change to the call failed: {reason}")});
+                if let Err(error) = bridge
+                    .homeserver
+                    .send(&room, &ghost, "m.room.message", &notice)
+                    .await
+                {
+                    warn!(%room, "the ghost cannot say why: {error}");
+                }
+            }
             CallUpdate::Terminated(ending) => {
                 let Some(call) = self.calls.remove(session) else {
                     return;
@@ -253,6 +293,29 @@ impl Calls {
         }
     }
 }
+
+impl Calls {
+    /// Sends `m.call.negotiate` with our description of `kind` (offer or answer).
+    async fn renegotiate(&self, bridge: &Bridge, session: &str, kind: &str, sdp: String) {
+        let Some(call) = self.calls.get(session) else {
+            return;
+        };
+        let mut content = json!({"call_id": call.call_id, "lifetime": NEGOTIATE_LIFETIME,
+            "description": {"type": kind, "sdp": sdp}});
+        stamp(&mut content, call.version_0, &call.ghost);
+        if let Err(error) = bridge
+            .homeserver
+            .send(&call.room, &call.ghost, "m.call.negotiate", &content)
+            .await
+        {
+            warn!(room = %call.room, "the ghost cannot renegotiate: {error}");
+        }
+    }
+}
+
+/// How long our new offer waits for the Matrix side's answer (ms): the call task answers the
+/// far end with the session as it stands after its own update timeout.
+const NEGOTIATE_LIFETIME: u64 = 10_000;
 
 /// Adds the version fields: `version` 0, or `version` "1" and the ghost's `party_id`.
 fn stamp(content: &mut Value, version_0: bool, ghost: &str) {

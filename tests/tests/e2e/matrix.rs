@@ -175,6 +175,19 @@ async fn a_matrix_user_calls_the_echo_test_through_its_ghost() {
     assert!(packets >= 50, "{packets} packets came back");
     assert_eq!(tone, 700.0);
     assert_eq!(gateway.metric("sylkrtc_calls").await, 1.0);
+    // alice puts the call on hold (m.call.negotiate with a sendonly offer): the ghost answers
+    // with a negotiate of its own, recvonly. (The test's peer only looks at the answer.)
+    let hold = browser.offer_with_direction("sendonly").await;
+    let negotiate = json!({"call_id": "c1", "party_id": "alicedev", "version": "1",
+        "lifetime": 10000, "description": {"type": "offer", "sdp": hold}});
+    alice.send(&room, "m.call.negotiate", negotiate).await;
+    let negotiated = from_ghost(&alice, &room, &ghost, "m.call.negotiate", "c1").await;
+    assert_eq!(negotiated["description"]["type"], "answer", "{negotiated}");
+    assert_eq!(negotiated["version"], "1");
+    let held = negotiated["description"]["sdp"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(held.contains("a=recvonly"), "{held}");
     // alice hangs up: the call ends, and the ghost says nothing more.
     hang_up(&mut alice, &room).await;
     no_calls_left(&gateway, browser).await;
