@@ -50,7 +50,7 @@ fn answered_elsewhere(cancel: &Message) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// The methods the gateway's user agent takes (Allow in calls, registrations and the
 /// endpoint's own answers): NOTIFY for its subscriptions; SUBSCRIBE is not among them since

@@ -11,7 +11,8 @@ use crate::transport::Transport;
 
 pub(super) const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
 
-pub(super) fn config(transport: Transport) -> CallConfig {
+/// The test account's call configuration (alice@example.com), also the other dialogs' tests'.
+pub(crate) fn config(transport: Transport) -> CallConfig {
     CallConfig {
         user: "alice".into(),
         domain: "example.com".into(),

@@ -654,6 +654,26 @@ impl Driver {
 
     /// The name to check the certificates of TLS targets against: the SIP domain (or proxy
     /// host) that was looked up, never the SRV target's name (RFC 5922 section 4).
+    /// The targets a request's server look-up found (their TLS names remembered), or the
+    /// reason of the 503 its sender gets when it found none.
+    fn looked_up(
+        &mut self,
+        result: Result<(Vec<Target>, String), String>,
+        method: &str,
+        uri: &crate::RequestUri,
+    ) -> Result<Vec<Target>, String> {
+        match result {
+            Ok((targets, name)) => {
+                self.remember_tls_names(&targets, &name);
+                Ok(targets)
+            }
+            Err(error) => {
+                warn!(%uri, %error, "cannot find the SIP server for a {method}");
+                Err(format!("Service Unavailable ({error})"))
+            }
+        }
+    }
+
     fn remember_tls_names(&mut self, targets: &[Target], name: &str) {
         for target in targets {
             if target.transport == Transport::Tls {

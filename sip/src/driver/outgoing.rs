@@ -7,7 +7,6 @@ use bytes::Bytes;
 use ezk_sip_types::Method;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tracing::warn;
 
 use super::{Account, Command, Driver, Input, SipHandle};
 use crate::endpoint::{RequestId, Target};
@@ -82,17 +81,10 @@ impl Driver {
         let Some(PendingMessage { message, reply }) = self.messages.remove(&key) else {
             return;
         };
-        let targets = match result {
-            Ok((targets, name)) => {
-                self.remember_tls_names(&targets, &name);
-                targets
-            }
-            Err(error) => {
-                warn!(uri = %message.uri, %error, "cannot find the SIP server for a MESSAGE");
-                let _ = reply.send(RequestOutcome {
-                    code: 503,
-                    reason: format!("Service Unavailable ({error})"),
-                });
+        let targets = match self.looked_up(result, "MESSAGE", &message.uri) {
+            Ok(targets) => targets,
+            Err(reason) => {
+                let _ = reply.send(RequestOutcome { code: 503, reason });
                 return;
             }
         };

@@ -5,7 +5,6 @@
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::warn;
 
 use super::{Account, Command, Driver, Input, RequestHandle, SipHandle};
 use crate::endpoint::{SubscriptionId, Target};
@@ -261,16 +260,12 @@ impl Driver {
         else {
             return;
         };
-        let targets = match result {
-            Ok((targets, name)) => {
-                self.remember_tls_names(&targets, &name);
-                targets
-            }
-            Err(error) => {
-                warn!(uri = %subscription.uri, %error, "cannot find the SIP server for a SUBSCRIBE");
+        let targets = match self.looked_up(result, "SUBSCRIBE", &subscription.uri) {
+            Ok(targets) => targets,
+            Err(reason) => {
                 let _ = events.send(SubscriptionEvent::Ended {
                     code: 503,
-                    reason: format!("Service Unavailable ({error})"),
+                    reason,
                     retry_after: None,
                 });
                 return;

@@ -5,28 +5,13 @@ use bytes::Bytes;
 use ezk_sip_types::Name;
 
 use super::*;
-use crate::auth::{Credentials, Secret};
-use crate::transaction::Timers;
 use crate::transport::Transport;
 
 fn config() -> CallConfig {
     CallConfig {
-        user: "alice".into(),
-        domain: "example.com".into(),
         display_name: None,
-        credentials: Credentials {
-            username: "alice".into(),
-            secret: Secret::Password("secret".into()),
-        },
-        transport: Transport::Udp,
-        local: "127.0.0.1:5062".into(),
-        contact_user: "c0ffee".into(),
-        user_agent: "test".into(),
-        tag: "ourtag".into(),
-        seed: "s".into(),
-        timers: Timers::default(),
         session_expires: None,
-        min_se: 90,
+        ..crate::call::tests::config(Transport::Udp)
     }
 }
 

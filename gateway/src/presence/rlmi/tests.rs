@@ -1,12 +1,23 @@
 use super::*;
 
+/// One of carol's two instances' presence documents, as a part with Content-ID `<cid@...>`.
+fn carol(cid: &str, basic: &str) -> String {
+    format!(
+        "--b0und;ary\r\nContent-ID: <{cid}@rls.example.com>\r\n\
+         Content-Type: application/pidf+xml\r\n\r\n\
+         <presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:carol@example.com\">\
+         <tuple id=\"{cid}\"><status><basic>{basic}</basic></status></tuple></presence>\r\n"
+    )
+}
+
 /// A list NOTIFY body as list servers write them: the RLMI root first, then one PIDF part per
 /// active instance.
 fn notify_body() -> (String, Vec<u8>) {
     let content_type = "multipart/related;type=\"application/rlmi+xml\";\
          start=\"<root1@rls.example.com>\";boundary=\"b0und;ary\""
         .to_owned();
-    let body = "\r\n--b0und;ary\r\n\
+    let body = format!(
+        "\r\n--b0und;ary\r\n\
         Content-Transfer-Encoding: binary\r\n\
         Content-ID: <root1@rls.example.com>\r\n\
         Content-Type: application/rlmi+xml;charset=\"UTF-8\"\r\n\
@@ -38,21 +49,11 @@ fn notify_body() -> (String, Vec<u8>) {
         <?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \
         entity=\"sip:bob@example.com\"><tuple id=\"t\"><status><basic>closed</basic></status>\
         </tuple><note>At lunch</note></presence>\r\n\
-        --b0und;ary\r\n\
-        Content-ID: <carol1@rls.example.com>\r\n\
-        Content-Type: application/pidf+xml\r\n\
-        \r\n\
-        <presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:carol@example.com\">\
-        <tuple id=\"a\"><status><basic>closed</basic></status></tuple></presence>\r\n\
-        --b0und;ary\r\n\
-        Content-ID: <carol2@rls.example.com>\r\n\
-        Content-Type: application/pidf+xml\r\n\
-        \r\n\
-        <presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:carol@example.com\">\
-        <tuple id=\"b\"><status><basic>open</basic></status></tuple></presence>\r\n\
-        --b0und;ary--\r\n"
-        .as_bytes()
-        .to_vec();
+        {carol1}{carol2}--b0und;ary--\r\n",
+        carol1 = carol("carol1", "closed"),
+        carol2 = carol("carol2", "open"),
+    )
+    .into_bytes();
     (content_type, body)
 }
 
