@@ -23,6 +23,7 @@ mod storage;
 pub use accounts::{AccountsConfig, ListAddress};
 pub(crate) use http_url::HttpUrl;
 pub use matrix::MatrixConfig;
+pub(crate) use matrix::is_user_id;
 pub use signalling::{
     ConversationType, CuttlefishConfig, GstreamerConfig, NextRtcConfig, WebrtcsinkConfig,
 };

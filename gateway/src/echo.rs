@@ -96,7 +96,9 @@ async fn run_browser(
             biased;
             input = session.next() => session.feed(&mut echo, input),
             command = commands.recv() => match command {
-                Some(Command::Hangup) | None => break "local hangup".to_owned(),
+                Some(Command::Hangup | Command::Refuse { .. }) | None => {
+                    break "local hangup".to_owned();
+                }
                 Some(Command::Dtmf { digits, .. }) => {
                     debug!(%digits, "DTMF to the echo test (nothing to send it to)");
                 }

@@ -20,18 +20,33 @@ use crate::call::CallServices;
 use crate::call::fork_in::{Deliver, IncomingFork};
 use crate::leg;
 use crate::local::{Arriving, BrowserBinding};
+use crate::matrix::{SipCall, ToMatrix};
 use crate::messaging::local::{Post, SenderLimit};
 use crate::push::{CALL_POLL, CALL_WAIT, Wake};
 use crate::routing::PhoneRoute;
+
+/// What the local domain's requests go to besides calls.
+pub(crate) struct Services {
+    /// The post, for MESSAGEs.
+    pub(crate) post: Option<Post>,
+    /// The presence server, for SUBSCRIBE and PUBLISH.
+    pub(crate) presence: Option<crate::presence::server::PresenceServer>,
+    /// The Matrix bridge, for the addresses that are Matrix users.
+    pub(crate) to_matrix: Option<ToMatrix>,
+}
 
 /// Takes the local domain's calls from `calls` until the driver stops.
 pub(crate) async fn route(
     services: Arc<CallServices>,
     mut calls: mpsc::UnboundedReceiver<LocalEvent>,
     mut admission: Admission,
-    post: Option<Post>,
-    presence: Option<crate::presence::server::PresenceServer>,
+    others: Services,
 ) {
+    let Services {
+        post,
+        presence,
+        to_matrix,
+    } = others;
     // The admitted calls of callers who did not authenticate, as they end.
     let (ended, mut ended_rx) = mpsc::unbounded_channel();
     let mut senders = SenderLimit::default();
@@ -93,6 +108,19 @@ pub(crate) async fn route(
                 continue;
             }
             events = watched(call, events, ended.clone());
+        }
+        if let Some(to_matrix) = &to_matrix
+            && let Some(callee) = to_matrix.matrix_user(&user)
+        {
+            debug!(%user, %callee, from = %invite.from_uri, "call from SIP to a Matrix user");
+            let call = SipCall {
+                call,
+                invite: *invite,
+                events,
+                callee,
+            };
+            to_matrix.call(&services.sip, call);
+            continue;
         }
         let route = crate::routing::from_phone(local, &user, source);
         if let PhoneRoute::Refuse { code: 480, .. } = &route

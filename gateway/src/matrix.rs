@@ -7,7 +7,9 @@
 //! What is built: the registration file, the routes with the homeserver's token checked and
 //! transactions taken once, ghosts registered when the homeserver asks about them, a ghost
 //! that is invited to a room joins it, and a Matrix user's call to a ghost goes to its SIP
-//! address from the local domain ([`calls`]). Calls from SIP to Matrix are not built yet.
+//! address from the local domain, and a SIP call for an address of the local domain that is a
+//! Matrix user goes to them from the caller's ghost ([`to_matrix`], [`calls`]). Encrypted
+//! rooms cannot carry the bridge's calls: the ghost says so there.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -22,11 +24,14 @@ pub(crate) mod appservice;
 mod calls;
 mod client;
 pub(crate) mod ghosts;
+mod to_matrix;
 
 use crate::call::CallServices;
 use crate::storage::Storage;
 use calls::{Calls, Reports};
 use client::Homeserver;
+use to_matrix::Setup;
+pub(crate) use to_matrix::{SipCall, ToMatrix};
 
 /// How many transaction ids are remembered (a homeserver retries only its latest).
 const MAX_SEEN: usize = 1000;
@@ -54,12 +59,12 @@ impl std::fmt::Debug for Bridge {
 
 impl Bridge {
     /// The bridge of an enabled `[matrix]` section (checked when the configuration was read),
-    /// with its worker started.
+    /// with its worker started, and the local domain's way to it.
     pub(crate) fn start(
         config: &MatrixConfig,
         services: Arc<CallServices>,
         storage: Arc<Storage>,
-    ) -> Option<Arc<Bridge>> {
+    ) -> Option<(Arc<Bridge>, ToMatrix)> {
         if !config.enabled {
             return None;
         }
@@ -72,18 +77,28 @@ impl Bridge {
             seen: Mutex::new(Seen::default()),
             events,
         });
-        let (calls, reports) = Calls::new(services);
+        let (sip_calls, sip_calls_rx) = mpsc::unbounded_channel();
+        let to_matrix = ToMatrix::new(config, sip_calls);
+        let (calls, reports) = Calls::new(services.clone());
         let rooms = Rooms {
             storage,
             known: HashMap::new(),
+            loaded: false,
+            told_encrypted: HashSet::new(),
         };
-        tokio::spawn(worker(bridge.clone(), events_rx, rooms, calls, reports));
+        let worker = Worker {
+            bridge: bridge.clone(),
+            sip: services.sip.clone(),
+            rooms,
+            calls,
+        };
+        tokio::spawn(worker.run(events_rx, reports, sip_calls_rx));
         info!(
             homeserver = %config.homeserver_url,
             server_name = %config.server_name,
             "Matrix application service on"
         );
-        Some(bridge)
+        Some((bridge, to_matrix))
     }
 
     /// Whether a transaction is new (and remembers it).
@@ -139,24 +154,51 @@ struct Rooms {
     storage: Arc<Storage>,
     /// What the store said, and what happened since.
     known: HashMap<String, String>,
+    /// Whether the store was read.
+    loaded: bool,
+    /// The encrypted rooms whose ghost said it cannot read them (this run).
+    told_encrypted: HashSet<String>,
 }
 
 impl Rooms {
     /// The ghost in `room`: as known, else as the store says (read again: it may have been
     /// out of reach before).
     async fn ghost(&mut self, room: &str) -> Option<String> {
-        if let Some(ghost) = self.known.get(room) {
-            return Some(ghost.clone());
+        if !self.known.contains_key(room) {
+            self.load().await;
         }
+        self.known.get(room).cloned()
+    }
+
+    /// The rooms `ghost` is in.
+    async fn of(&mut self, ghost: &str) -> Vec<String> {
+        if !self.loaded {
+            self.load().await;
+        }
+        let mut rooms: Vec<String> = self
+            .known
+            .iter()
+            .filter(|(_, known)| *known == ghost)
+            .map(|(room, _)| room.clone())
+            .collect();
+        rooms.sort();
+        rooms
+    }
+
+    async fn load(&mut self) {
         let stored = match self.storage.get() {
             Ok(store) => store.matrix_rooms().await,
             Err(error) => Err(error),
         };
         match stored {
-            Ok(rooms) => self.known.extend(rooms),
+            Ok(rooms) => {
+                self.loaded = true;
+                for (room, ghost) in rooms {
+                    self.known.entry(room).or_insert(ghost);
+                }
+            }
             Err(error) => warn!("the ghosts' rooms cannot be read: {error}"),
         }
-        self.known.get(room).cloned()
     }
 
     async fn joined(&mut self, room: &str, ghost: &str) {
@@ -186,24 +228,70 @@ impl Rooms {
     }
 }
 
-/// Takes the bridge's events in order, and its calls' news.
-async fn worker(
+/// The bridge's worker: the homeserver's events in order, its calls' news, the calls from
+/// SIP for Matrix users and their rooms as they are set up.
+struct Worker {
     bridge: Arc<Bridge>,
-    mut events: mpsc::Receiver<Value>,
-    mut rooms: Rooms,
-    mut calls: Calls,
-    mut reports: Reports,
-) {
-    loop {
-        tokio::select! {
-            event = events.recv() => match event {
-                Some(event) => handle(&bridge, &mut rooms, &mut calls, &event).await,
-                None => return,
-            },
-            Some((session, update)) = reports.recv() => {
-                calls.report(&bridge, &session, update).await;
+    sip: sip::driver::SipHandle,
+    rooms: Rooms,
+    calls: Calls,
+}
+
+impl Worker {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Value>,
+        mut reports: Reports,
+        mut sip_calls: mpsc::UnboundedReceiver<SipCall>,
+    ) {
+        let (setup, mut setups) = mpsc::unbounded_channel();
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => {
+                        handle(&self.bridge, &mut self.rooms, &mut self.calls, &event).await;
+                    }
+                    None => return,
+                },
+                Some((session, update)) = reports.recv() => {
+                    self.calls.report(&self.bridge, &session, update).await;
+                }
+                Some(call) = sip_calls.recv() => {
+                    let Some(ghost) = self.caller_ghost(&call) else {
+                        to_matrix::reject(&self.sip, call.call, "the caller has no Matrix ghost");
+                        continue;
+                    };
+                    let rooms = self.rooms.of(&ghost).await;
+                    tokio::spawn(to_matrix::open_room(
+                        self.bridge.clone(), self.sip.clone(), call, ghost, rooms, setup.clone(),
+                    ));
+                }
+                Some(ready) = setups.recv() => match ready {
+                    Setup::Opened { room, ghost } => {
+                        if self.rooms.ghost(&room).await.is_none() {
+                            self.rooms.joined(&room, &ghost).await;
+                        }
+                    }
+                    Setup::Ready { room, ghost, call } => self.calls.call_matrix_user(&room, &ghost, call),
+                },
             }
         }
+    }
+
+    /// The ghost user id of a SIP call's caller (its From address).
+    fn caller_ghost(&self, call: &SipCall) -> Option<String> {
+        let from = call
+            .invite
+            .from_uri
+            .trim_start_matches("sips:")
+            .trim_start_matches("sip:");
+        let address = protocol::Aor::parse(from.split(';').next().unwrap_or_default()).ok()?;
+        let config = &self.bridge.config;
+        Some(format!(
+            "@{}:{}",
+            ghosts::localpart(&config.user_prefix, &address),
+            config.server_name
+        ))
     }
 }
 
@@ -254,6 +342,24 @@ async fn handle(bridge: &Bridge, rooms: &mut Rooms, calls: &mut Calls, event: &V
                 return;
             }
             calls.invite(bridge, room, &ghost, sender, &content).await;
+        }
+        "m.call.answer" => calls.answer(bridge, room, sender, &content).await,
+        "m.room.encryption" | "m.room.encrypted" => {
+            let Some(ghost) = rooms.ghost(room).await else {
+                return;
+            };
+            if rooms.told_encrypted.insert(room.to_owned()) {
+                let notice = serde_json::json!({"msgtype": "m.notice", "body":
+                    "This room is encrypted: the SIP bridge cannot read it, so calls here \
+                     cannot reach SIP. Call from a room without encryption."});
+                if let Err(error) = bridge
+                    .homeserver
+                    .send(room, &ghost, "m.room.message", &notice)
+                    .await
+                {
+                    warn!(%room, "the ghost cannot say the room is encrypted: {error}");
+                }
+            }
         }
         "m.call.hangup" | "m.call.reject" | "m.call.select_answer" => {
             calls.ended_there(room, kind, &content);

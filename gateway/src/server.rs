@@ -180,16 +180,19 @@ impl Server {
                 storage.clone(),
             )
         });
+        let bridge = crate::matrix::Bridge::start(&config.matrix, calls.clone(), storage.clone());
+        let (bridge, to_matrix) = bridge.unzip();
         tokio::spawn(crate::inbound::route(
             calls.clone(),
             local_calls_rx,
             admission,
-            post.clone(),
-            presence,
+            crate::inbound::Services {
+                post: post.clone(),
+                presence,
+                to_matrix,
+            },
         ));
         let hubs = Hubs::start(config);
-        let matrix_calls = calls.clone();
-        let matrix_storage = storage.clone();
         let sylkrtc = Arc::new(Sylkrtc {
             gate: gate.clone(),
             calls,
@@ -210,9 +213,7 @@ impl Server {
             .merge(http::status_routes(metrics))
             .merge(hubs.routes(config, &gate))
             .merge(sylkrtc.routes());
-        if let Some(bridge) =
-            crate::matrix::Bridge::start(&config.matrix, matrix_calls, matrix_storage)
-        {
+        if let Some(bridge) = bridge {
             router = router.merge(crate::matrix::appservice::routes(bridge));
         }
         let router = router.fallback(http::not_found);

@@ -166,6 +166,7 @@ impl Synapse {
             token: answer["access_token"].as_str().expect("a token").to_owned(),
             user_id: answer["user_id"].as_str().expect("a user id").to_owned(),
             next_transaction: 0,
+            since: std::sync::Mutex::new(None),
         }
     }
 
@@ -190,6 +191,8 @@ pub struct MatrixUser {
     /// Their user id.
     pub user_id: String,
     next_transaction: u64,
+    /// Where the next sync goes on from.
+    since: std::sync::Mutex<Option<String>>,
 }
 
 impl MatrixUser {
@@ -210,6 +213,39 @@ impl MatrixUser {
             .await;
         assert_eq!(status, 200, "createRoom: {answer}");
         answer["room_id"].as_str().expect("a room id").to_owned()
+    }
+
+    /// The rooms the user was invited to since the last look (Synapse keeps an initial sync's
+    /// answer for a while: each look goes on from the last).
+    pub async fn invited_rooms(&self) -> Vec<String> {
+        let since = self.since.lock().expect("sync token").clone();
+        let path = match since {
+            Some(since) => format!("/_matrix/client/v3/sync?timeout=0&since={}", encode(&since)),
+            None => "/_matrix/client/v3/sync?timeout=0".to_owned(),
+        };
+        let (status, answer) = self.request("GET", &path, None).await;
+        assert_eq!(status, 200, "sync: {answer}");
+        if let Some(next) = answer["next_batch"].as_str() {
+            *self.since.lock().expect("sync token") = Some(next.to_owned());
+        }
+        answer["rooms"]["invite"]
+            .as_object()
+            .map(|rooms| rooms.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Joins `room`.
+    pub async fn join(&self, room: &str) {
+        let path = format!("/_matrix/client/v3/join/{}", encode(room));
+        let (status, answer) = self.request("POST", &path, Some(json!({}))).await;
+        assert_eq!(status, 200, "join: {answer}");
+    }
+
+    /// Leaves `room`.
+    pub async fn leave(&self, room: &str) {
+        let path = format!("/_matrix/client/v3/rooms/{}/leave", encode(room));
+        let (status, answer) = self.request("POST", &path, Some(json!({}))).await;
+        assert_eq!(status, 200, "leave: {answer}");
     }
 
     /// The users joined to `room`.

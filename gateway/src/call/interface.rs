@@ -60,6 +60,13 @@ pub(crate) enum Command {
     },
     /// Hang up (decline, cancel or end, as the call stands).
     Hangup,
+    /// Decline an incoming call with this status and why (a `Warning`), when the front-end
+    /// cannot take it; a call past ringing is hung up.
+    Refuse {
+        code: u16,
+        reason: String,
+        text: String,
+    },
     Dtmf {
         digits: String,
         duration: u32,

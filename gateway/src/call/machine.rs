@@ -210,6 +210,19 @@ impl Machine {
                 }
                 _ => self.hang_up("local hangup"),
             },
+            Command::Refuse { code, reason, text } => match self.phase {
+                Phase::Ringing => {
+                    let warning = sip::Warning::new(sip::Warning::MISCELLANEOUS, &text);
+                    self.far_end(LegCommand::Reject(Refusal::new(
+                        code,
+                        &reason,
+                        Some(warning),
+                    )));
+                    self.far_end_over = true;
+                    self.finish(&format!("{code} {reason} ({text})"));
+                }
+                _ => self.hang_up(&text),
+            },
             Command::Answer { sdp, headers } => self.answer(now, &sdp, headers),
             // An answer to our offer (a new offer says `a=setup:actpass`, RFC 5763; an offer
             // of ours the client never answered is superseded by its own).

@@ -1,6 +1,8 @@
 //! `[matrix]`: the gateway as a Matrix application service (a bridge of a homeserver), off by
 //! default.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use super::HttpUrl;
@@ -32,6 +34,12 @@ pub struct MatrixConfig {
     /// registration's `url`). Empty: `http://` and the HTTP listener's address.
     #[serde(default)]
     pub url: String,
+    /// The local domain's users who are Matrix users (`carol = "@carol:example.com"`): a call
+    /// from SIP to `carol@LOCAL-DOMAIN` rings the Matrix user through a direct room with the
+    /// caller's ghost. A Matrix user of `server_name` is also reached at the address their own
+    /// calls come from (`=40carol=3aexample.com@LOCAL-DOMAIN`) without being named here.
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for MatrixConfig {
@@ -43,6 +51,7 @@ impl std::fmt::Debug for MatrixConfig {
             .field("server_name", &self.server_name)
             .field("user_prefix", &self.user_prefix)
             .field("url", &self.url)
+            .field("users", &self.users)
             .finish_non_exhaustive()
     }
 }
@@ -57,6 +66,7 @@ impl Default for MatrixConfig {
             hs_token: String::new(),
             user_prefix: default_user_prefix(),
             url: String::new(),
+            users: BTreeMap::new(),
         }
     }
 }
@@ -101,8 +111,49 @@ impl MatrixConfig {
         if !self.url.is_empty() {
             HttpUrl::parse(&self.url).map_err(|error| format!("url: {error}"))?;
         }
+        for (user, matrix_user) in &self.users {
+            let user_ok = !user.is_empty()
+                && user
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"._-+=~!$&'*,;?/".contains(&byte));
+            if !user_ok {
+                return Err(format!("users: {user:?} is not a SIP user name"));
+            }
+            if !is_user_id(matrix_user) {
+                return Err(format!(
+                    "users: {user} = {matrix_user:?} is not a Matrix user id (@name:server)"
+                ));
+            }
+            if matrix_user.starts_with(&format!("@{}", self.user_prefix))
+                && matrix_user.ends_with(&format!(":{}", self.server_name))
+            {
+                return Err(format!(
+                    "users: {matrix_user} is in the bridge's own namespace (a ghost)"
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// Whether `text` is a Matrix user id: `@localpart:server`, the localpart of the characters
+/// the specification allows (historical ones too, but no `:`), the server a host name, an
+/// IPv4 address or a bracketed IPv6 one with an optional port.
+pub(crate) fn is_user_id(text: &str) -> bool {
+    let Some((localpart, server)) = text.strip_prefix('@').and_then(|rest| rest.split_once(':'))
+    else {
+        return false;
+    };
+    let localpart_ok = !localpart.is_empty()
+        && localpart
+            .bytes()
+            .all(|byte| (0x21..=0x7e).contains(&byte) && byte != b':');
+    let server_ok = !server.is_empty()
+        && text.len() <= 255
+        && server
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b".-:[]".contains(&byte));
+    localpart_ok && server_ok
 }
 
 fn default_homeserver_url() -> String {
@@ -111,4 +162,51 @@ fn default_homeserver_url() -> String {
 
 fn default_user_prefix() -> String {
     "sip_".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enabled() -> MatrixConfig {
+        MatrixConfig {
+            enabled: true,
+            server_name: "hs.test".into(),
+            as_token: "as-0123456789abcdef".into(),
+            hs_token: "hs-0123456789abcdef".into(),
+            ..MatrixConfig::default()
+        }
+    }
+
+    #[test]
+    fn named_matrix_users_are_checked() {
+        let mut config = enabled();
+        config
+            .users
+            .insert("carol".into(), "@carol:other.test".into());
+        assert_eq!(config.check(), Ok(()));
+        for (user, id) in [
+            ("carol", "carol:other.test"),
+            ("carol", "@carol"),
+            ("carol", "@:other.test"),
+            ("carol", "@sip_bob=40example.com:hs.test"),
+            ("ca rol", "@carol:other.test"),
+            ("", "@carol:other.test"),
+        ] {
+            let mut config = enabled();
+            config.users.insert(user.into(), id.into());
+            assert!(config.check().is_err(), "{user} = {id}");
+        }
+    }
+
+    #[test]
+    fn user_ids_are_told_apart() {
+        assert!(is_user_id("@alice:hs.test"));
+        assert!(is_user_id("@alice:[::1]:8448"));
+        assert!(is_user_id("@a.b_c=d/e+f:hs.test:8448"));
+        assert!(!is_user_id("alice:hs.test"));
+        assert!(!is_user_id("@alice"));
+        assert!(!is_user_id("@ali ce:hs.test"));
+        assert!(!is_user_id("@alice:hs test"));
+    }
 }

@@ -22,8 +22,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::to_matrix::SipCall;
 use super::{Bridge, ghosts, party_id};
-use crate::call::{CallServices, CallTask, CallUpdate, Command, Ending, StartCall};
+use crate::call::{CallServices, CallTask, CallUpdate, Command, Ending, Incoming, StartCall};
+use crate::local::Arriving;
 use crate::routing::Route;
 
 /// The most calls one Matrix user has through the bridge at once: each holds relay ports, and
@@ -34,9 +36,13 @@ const MAX_CALLS_PER_USER: usize = 4;
 struct MatrixCall {
     room: String,
     call_id: String,
-    /// The Matrix user who called.
-    caller: String,
+    /// The Matrix user in the call: who called, or whom the SIP caller calls.
+    user: String,
     ghost: String,
+    /// The bridge called the Matrix user (a call from SIP): it picks the answer.
+    to_matrix: bool,
+    /// The Matrix party whose answer was taken (a call to Matrix, version 1).
+    selected: Option<String>,
     version_0: bool,
     task: CallTask,
     /// The answer SDP of early media, for an answer that brings none.
@@ -99,10 +105,20 @@ impl Calls {
         let Some(address) = bridge.ghost(ghost) else {
             return;
         };
+        if let Some(ours) = self.crossing(room, caller) {
+            // Glare (MSC2746): the smaller call id goes on.
+            if ours.as_str() < call_id {
+                debug!(%room, %call_id, "an invite crossed ours: ours goes on");
+                return;
+            }
+            info!(%room, %call_id, "an invite crossed ours: theirs goes on");
+            self.withdraw(bridge, &session_of(room, &ours), caller)
+                .await;
+        }
         let ongoing = self
             .calls
             .values()
-            .filter(|call| call.caller == caller)
+            .filter(|call| call.user == caller)
             .count();
         if ongoing >= MAX_CALLS_PER_USER {
             let why = format!("{caller} has {ongoing} calls through this bridge already");
@@ -161,8 +177,10 @@ impl Calls {
             MatrixCall {
                 room: room.to_owned(),
                 call_id: call_id.to_owned(),
-                caller: caller.to_owned(),
+                user: caller.to_owned(),
                 ghost: ghost.to_owned(),
+                to_matrix: false,
+                selected: None,
                 version_0,
                 task,
                 early_sdp: None,
@@ -180,7 +198,18 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&session_of(room, call_id)) else {
             return;
         };
-        if kind == "m.call.select_answer"
+        if call.to_matrix {
+            // We called: a select_answer is not theirs to send, and once an answer is taken
+            // the other devices' rejections and hang-ups are theirs alone.
+            let other_party = call.selected.as_deref().is_some_and(|selected| {
+                content["party_id"]
+                    .as_str()
+                    .is_some_and(|party| party != selected)
+            });
+            if kind == "m.call.select_answer" || other_party {
+                return;
+            }
+        } else if kind == "m.call.select_answer"
             && content["selected_party_id"].as_str() == Some(party_id(&call.ghost).as_str())
         {
             return;
@@ -188,6 +217,136 @@ impl Calls {
         debug!(%room, %call_id, %kind, "the Matrix side ends the call");
         call.ended_there = true;
         let _ = call.task.commands.send(Command::Hangup);
+    }
+
+    /// A SIP call for `callee` goes to them through `room`, the caller's ghost calling: the
+    /// call task makes the relay's offer, which becomes the `m.call.invite`.
+    pub(super) fn call_matrix_user(&mut self, room: &str, ghost: &str, sip: SipCall) {
+        let SipCall {
+            call,
+            invite,
+            events,
+            callee,
+        } = sip;
+        let ongoing = self.calls.values().filter(|c| c.user == callee).count();
+        if ongoing >= MAX_CALLS_PER_USER {
+            let why = format!("{callee} has {ongoing} calls through the Matrix bridge already");
+            return self.services.sip.call(
+                call,
+                sip::driver::CallCommand::Reject {
+                    code: 486,
+                    reason: "Busy Here".to_owned(),
+                    warning: Some(sip::Warning::new(sip::Warning::MISCELLANEOUS, why)),
+                },
+            );
+        }
+        let call_id = uuid::Uuid::new_v4().simple().to_string();
+        let session = session_of(room, &call_id);
+        info!(%room, %call_id, from = %invite.from_uri, %callee, "a SIP call to a Matrix user");
+        let incoming = Incoming {
+            session: session.clone(),
+            call,
+            invite,
+            header_prefixes: Vec::new(),
+        };
+        let task = crate::call::incoming(
+            self.services.clone(),
+            incoming,
+            Arriving::Sip(events),
+            self.reports.clone(),
+        );
+        self.calls.insert(
+            session,
+            MatrixCall {
+                room: room.to_owned(),
+                call_id,
+                user: callee,
+                ghost: ghost.to_owned(),
+                to_matrix: true,
+                selected: None,
+                version_0: false,
+                task,
+                early_sdp: None,
+                answered: false,
+                ended_there: false,
+            },
+        );
+    }
+
+    /// An `m.call.answer` from `sender` to a call the bridge placed: the first one is taken
+    /// (and selected, MSC2746), later ones are not.
+    pub(super) async fn answer(
+        &mut self,
+        bridge: &Bridge,
+        room: &str,
+        sender: &str,
+        content: &Value,
+    ) {
+        let Some(call_id) = content["call_id"].as_str() else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&session_of(room, call_id)) else {
+            return;
+        };
+        if !call.to_matrix || call.user != sender || call.answered {
+            debug!(%room, %call_id, %sender, "an answer not taken");
+            return;
+        }
+        let Some(sdp) = content["answer"]["sdp"].as_str() else {
+            debug!(%room, %call_id, "an answer without a description");
+            return;
+        };
+        call.answered = true;
+        call.selected = content["party_id"].as_str().map(str::to_owned);
+        let _ = call.task.commands.send(Command::Answer {
+            sdp: sdp.to_owned(),
+            headers: Vec::new(),
+        });
+        if let Some(selected) = call.selected.clone() {
+            let mut select = json!({"call_id": call_id, "selected_party_id": selected});
+            stamp(&mut select, false, &call.ghost);
+            let (room, ghost) = (call.room.clone(), call.ghost.clone());
+            if let Err(error) = bridge
+                .homeserver
+                .send(&room, &ghost, "m.call.select_answer", &select)
+                .await
+            {
+                warn!(%room, "the ghost cannot select the answer: {error}");
+            }
+        }
+    }
+
+    /// The bridge's unanswered call to `user` in `room`, when there is one (its call id).
+    fn crossing(&self, room: &str, user: &str) -> Option<String> {
+        self.calls
+            .values()
+            .find(|call| call.to_matrix && !call.answered && call.room == room && call.user == user)
+            .map(|call| call.call_id.clone())
+    }
+
+    /// Withdraws the bridge's call `session`, which lost a glare to `user`'s: the SIP caller
+    /// is told the two crossed (486, `user`'s call to them goes on), the Matrix side that it
+    /// was replaced.
+    async fn withdraw(&mut self, bridge: &Bridge, session: &str, user: &str) {
+        let Some(call) = self.calls.get_mut(session) else {
+            return;
+        };
+        call.ended_there = true;
+        let _ = call.task.commands.send(Command::Refuse {
+            code: 486,
+            reason: "Busy Here".to_owned(),
+            text: format!("the call crossed one from {user}, which rings you now"),
+        });
+        let mut hangup = json!({"call_id": call.call_id, "reason": "user_hangup"});
+        stamp(&mut hangup, false, &call.ghost);
+        let (room, ghost) = (call.room.clone(), call.ghost.clone());
+        if let Err(error) = bridge
+            .homeserver
+            .send(&room, &ghost, "m.call.hangup", &hangup)
+            .await
+        {
+            warn!(%room, "the ghost cannot withdraw its call: {error}");
+        }
     }
 
     /// The Matrix side's `m.call.negotiate`: its new offer (hold, resume, a new codec) goes
@@ -211,7 +370,7 @@ impl Calls {
     /// `user` left `room`: their calls there end.
     pub(super) fn left(&mut self, room: &str, user: &str) {
         for call in self.calls.values_mut() {
-            if call.room == room && call.caller == user {
+            if call.room == room && call.user == user {
                 call.ended_there = true;
                 let _ = call.task.commands.send(Command::Hangup);
             }
@@ -224,6 +383,9 @@ impl Calls {
             return;
         };
         match update {
+            CallUpdate::Incoming { sdp, .. } => self.invite_matrix(bridge, session, sdp).await,
+            // A call to Matrix: its answer came from there.
+            CallUpdate::EarlyMedia { .. } | CallUpdate::Accepted { .. } if call.to_matrix => {}
             CallUpdate::EarlyMedia { sdp, .. } => call.early_sdp = Some(sdp),
             CallUpdate::Accepted { sdp, .. } => {
                 let Some(sdp) = sdp.or_else(|| call.early_sdp.take()) else {
@@ -280,6 +442,9 @@ impl Calls {
                 if call.ended_there {
                     return;
                 }
+                if call.to_matrix {
+                    return hang_up_matrix(bridge, &call, &ending).await;
+                }
                 let refusal = Refusal {
                     room: &call.room,
                     call_id: &call.call_id,
@@ -295,6 +460,38 @@ impl Calls {
 }
 
 impl Calls {
+    /// Sends the Matrix user the `m.call.invite` of the bridge's call `session` with `sdp`,
+    /// the relay's offer (its one candidate in it: the end of candidates follows at once).
+    async fn invite_matrix(&mut self, bridge: &Bridge, session: &str, sdp: String) {
+        let Some(call) = self.calls.get_mut(session) else {
+            return;
+        };
+        let lifetime =
+            u64::try_from(self.services.media.ring_timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut invite = json!({"call_id": call.call_id, "lifetime": lifetime,
+            "invitee": call.user, "offer": {"type": "offer", "sdp": sdp}});
+        stamp(&mut invite, false, &call.ghost);
+        let mut candidates = json!({"call_id": call.call_id,
+            "candidates": [{"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}]});
+        stamp(&mut candidates, false, &call.ghost);
+        for (kind, content) in [("m.call.invite", invite), ("m.call.candidates", candidates)] {
+            if let Err(error) = bridge
+                .homeserver
+                .send(&call.room, &call.ghost, kind, &content)
+                .await
+            {
+                warn!(room = %call.room, %kind, "the ghost cannot call: {error}");
+                call.ended_there = true;
+                let _ = call.task.commands.send(Command::Refuse {
+                    code: 480,
+                    reason: "Temporarily Unavailable".to_owned(),
+                    text: format!("the Matrix homeserver: {error}"),
+                });
+                return;
+            }
+        }
+    }
+
     /// Sends `m.call.negotiate` with our description of `kind` (offer or answer).
     async fn renegotiate(&self, bridge: &Bridge, session: &str, kind: &str, sdp: String) {
         let Some(call) = self.calls.get(session) else {
@@ -382,6 +579,27 @@ impl Refusal<'_> {
         {
             warn!(room = %self.room, %kind, "the ghost cannot end the call: {error}");
         }
+    }
+}
+
+/// Ends the bridge's call to a Matrix user as the SIP side's `ending` says: `m.call.hangup`
+/// (the caller has no reject), with `invite_timeout` when nobody answered in time.
+async fn hang_up_matrix(bridge: &Bridge, call: &MatrixCall, ending: &Ending) {
+    let reason = if call.answered {
+        hangup_reason(ending.code, &ending.text)
+    } else if matches!(ending.code, Some(408 | 480)) {
+        "invite_timeout"
+    } else {
+        "user_hangup"
+    };
+    let mut hangup = json!({"call_id": call.call_id, "reason": reason});
+    stamp(&mut hangup, false, &call.ghost);
+    if let Err(error) = bridge
+        .homeserver
+        .send(&call.room, &call.ghost, "m.call.hangup", &hangup)
+        .await
+    {
+        warn!(room = %call.room, "the ghost cannot hang up: {error}");
     }
 }
 

@@ -9,6 +9,10 @@ use serde_json::{Value, json};
 use crate::config::HttpUrl;
 use crate::http::client::request;
 
+/// How long a request to the homeserver may take: past it, what it was for fails (a call is
+/// refused or ended saying so) instead of holding the bridge.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The homeserver, and the bridge's token there.
 pub(super) struct Homeserver {
     url: HttpUrl,
@@ -92,20 +96,123 @@ impl Homeserver {
         }
     }
 
+    /// `user_id` opens a direct room with `invitee` (invited, not encrypted): its id.
+    pub(super) async fn create_direct_room(
+        &self,
+        user_id: &str,
+        invitee: &str,
+        name: &str,
+    ) -> Result<String, String> {
+        let path = format!("/_matrix/client/v3/createRoom?user_id={}", encode(user_id));
+        let body = json!({"preset": "trusted_private_chat", "is_direct": true,
+            "invite": [invitee], "name": name});
+        let (status, answer) = self.call(hyper::Method::POST, path, Some(body)).await?;
+        match answer.get("room_id").and_then(Value::as_str) {
+            Some(room) if (200..300).contains(&status) => Ok(room.to_owned()),
+            _ => Err(failure("createRoom", status, &answer)),
+        }
+    }
+
+    /// What the room `room` says of `member`'s membership (`join`, `invite`, `leave`, ...),
+    /// read as `user_id`; `None` when it has no such state.
+    pub(super) async fn membership(
+        &self,
+        room: &str,
+        user_id: &str,
+        member: &str,
+    ) -> Result<Option<String>, String> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}?user_id={}",
+            encode(room),
+            encode(member),
+            encode(user_id)
+        );
+        let (status, answer) = self.call(hyper::Method::GET, path, None).await?;
+        match status {
+            200..300 => Ok(answer
+                .get("membership")
+                .and_then(Value::as_str)
+                .map(str::to_owned)),
+            404 => Ok(None),
+            _ => Err(failure("membership", status, &answer)),
+        }
+    }
+
+    /// The members who joined `room`, read as `user_id`.
+    pub(super) async fn joined_members(
+        &self,
+        room: &str,
+        user_id: &str,
+    ) -> Result<Vec<String>, String> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/joined_members?user_id={}",
+            encode(room),
+            encode(user_id)
+        );
+        let (status, answer) = self.call(hyper::Method::GET, path, None).await?;
+        if !(200..300).contains(&status) {
+            return Err(failure("joined_members", status, &answer));
+        }
+        Ok(answer
+            .get("joined")
+            .and_then(Value::as_object)
+            .map(|joined| joined.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// Whether `room` has end-to-end encryption turned on, read as `user_id`.
+    pub(super) async fn encrypted(&self, room: &str, user_id: &str) -> Result<bool, String> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.encryption/?user_id={}",
+            encode(room),
+            encode(user_id)
+        );
+        let (status, answer) = self.call(hyper::Method::GET, path, None).await?;
+        match status {
+            200..300 => Ok(true),
+            404 => Ok(false),
+            _ => Err(failure("m.room.encryption", status, &answer)),
+        }
+    }
+
+    /// `user_id`'s display name becomes `name`.
+    pub(super) async fn set_display_name(&self, user_id: &str, name: &str) -> Result<(), String> {
+        let path = format!(
+            "/_matrix/client/v3/profile/{}/displayname?user_id={}",
+            encode(user_id),
+            encode(user_id)
+        );
+        let body = json!({"displayname": name});
+        let (status, answer) = self.call(hyper::Method::PUT, path, Some(body)).await?;
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(failure("displayname", status, &answer))
+        }
+    }
+
     async fn call(
         &self,
         method: hyper::Method,
         path: String,
         body: Option<Value>,
     ) -> Result<(u16, Value), String> {
-        let (status, bytes) = request(
+        let sent = request(
             &self.url,
             method,
             &path,
             Some(&self.as_token),
             body.map(|body| body.to_string()),
-        )
-        .await?;
+        );
+        let (status, bytes) =
+            tokio::time::timeout(REQUEST_TIMEOUT, sent)
+                .await
+                .map_err(|_| {
+                    format!(
+                        "the homeserver did not answer within {} s",
+                        REQUEST_TIMEOUT.as_secs()
+                    )
+                })??;
         Ok((
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),

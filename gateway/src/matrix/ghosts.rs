@@ -38,7 +38,14 @@ pub(crate) fn address(prefix: &str, server_name: &str, user_id: &str) -> Option<
     if server != server_name {
         return None;
     }
-    let escaped = localpart.strip_prefix(prefix)?;
+    let text = unescape(localpart.strip_prefix(prefix)?)?;
+    let address = Aor::parse(&text).ok()?;
+    // The address must come back to the same ghost (Aor keeps the text as given).
+    (localpart == self::localpart(prefix, &address)).then_some(address)
+}
+
+/// The text `escaped` stands for, when it is [`escape`]'s one spelling of it.
+pub(crate) fn unescape(escaped: &str) -> Option<String> {
     let mut bytes = Vec::with_capacity(escaped.len());
     let mut chars = escaped.bytes();
     while let Some(byte) = chars.next() {
@@ -53,7 +60,7 @@ pub(crate) fn address(prefix: &str, server_name: &str, user_id: &str) -> Option<
                 let high = char::from(chars.next()?).to_digit(16)?;
                 let low = char::from(chars.next()?).to_digit(16)?;
                 let value = u8::try_from(high * 16 + low).ok()?;
-                // Only what `localpart` escapes this way: one spelling per address.
+                // Only what `escape` escapes this way: one spelling per text.
                 if value.is_ascii_lowercase()
                     || value.is_ascii_uppercase()
                     || value.is_ascii_digit()
@@ -66,10 +73,7 @@ pub(crate) fn address(prefix: &str, server_name: &str, user_id: &str) -> Option<
             _ => return None,
         }
     }
-    let text = String::from_utf8(bytes).ok()?;
-    let address = Aor::parse(&text).ok()?;
-    // The address must come back to the same ghost (Aor keeps the text as given).
-    (localpart == self::localpart(prefix, &address)).then_some(address)
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]

@@ -17,13 +17,13 @@ use serde_json::{Value, json};
 use crate::calls::{browser_tone, payload_type, until_heard};
 use crate::local::{DOMAIN, hears_the_phone, phone, shipped};
 
-const AS_TOKEN: &str = "as-token-for-the-matrix-tests";
-const HS_TOKEN: &str = "hs-token-for-the-matrix-tests";
-const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const AS_TOKEN: &str = "as-token-for-the-matrix-tests";
+pub(crate) const HS_TOKEN: &str = "hs-token-for-the-matrix-tests";
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
 /// A configuration with the bridge on, the homeserver at `homeserver` and the gateway's HTTP
 /// listener on a port chosen now (the registration names it).
-fn bridge_config(homeserver: u16) -> Config {
+pub(crate) fn bridge_config(homeserver: u16) -> Config {
     Config {
         matrix: MatrixConfig {
             enabled: true,
@@ -42,7 +42,7 @@ fn bridge_config(homeserver: u16) -> Config {
 }
 
 /// Polls `check` until it holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -89,7 +89,7 @@ async fn with_ghost_in(
 }
 
 /// The content of the first event of `kind` from `sender` about `call_id`, once there is one.
-async fn from_ghost(
+pub(crate) async fn from_ghost(
     alice: &MatrixUser,
     room: &str,
     ghost: &str,
@@ -141,7 +141,7 @@ async fn no_calls_left(gateway: &Gateway, browser: Browser) {
     browser.close().await;
 }
 
-fn invite(call_id: &str, version: Value, sdp: &str) -> Value {
+pub(crate) fn invite(call_id: &str, version: Value, sdp: &str) -> Value {
     let mut invite = json!({"call_id": call_id, "version": version, "lifetime": 60000,
         "offer": {"type": "offer", "sdp": sdp}});
     if version != json!(0) {

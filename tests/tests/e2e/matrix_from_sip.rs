@@ -1,0 +1,350 @@
+//! Calls from SIP phones to Matrix users through the bridge, with a real Synapse and baresip:
+//! the caller's ghost opens a direct room with the Matrix user (or takes the one it has),
+//! waits for them to join and calls with the relay's offer; the first answer is selected;
+//! tones and DTMF go both ways; hang-ups, rejections, crossed invites and encrypted rooms end
+//! calls as MSC2746 and SIP say. The Matrix client is the tests' WebRTC peer (webrtc-rs)
+//! sending MSC2746 events through Synapse's client-server API.
+
+use std::time::Duration;
+
+use gateway::Config;
+use gateway_tests::Gateway;
+use gateway_tests::baresip::Baresip;
+use gateway_tests::browser::{AudioCodec, Browser};
+use gateway_tests::peers::free_port;
+use gateway_tests::synapse::{MatrixUser, SERVER_NAME, Synapse, encode};
+use serde_json::{Value, json};
+
+use crate::calls::{browser_tone, payload_type, until_heard};
+use crate::local::{DOMAIN, phone, shipped};
+use crate::matrix::{WAIT, bridge_config, eventually, from_ghost, invite};
+
+/// A bridge of the shipped configuration (the local domain, open registration) with `users`
+/// named in `[matrix] users`, Synapse, alice logged in there, and bob's phone (1000 Hz).
+async fn bridge(users: &[(&str, &str)]) -> (Synapse, Gateway, MatrixUser, Baresip) {
+    // GATEWAY_LOG=debug shows the gateway's log of a failing test.
+    if let Ok(filter) = std::env::var("GATEWAY_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+    let homeserver = free_port();
+    let mut bridge = bridge_config(homeserver);
+    bridge.matrix.users = users
+        .iter()
+        .map(|(user, id)| ((*user).to_owned(), (*id).to_owned()))
+        .collect();
+    let config = Config {
+        matrix: bridge.matrix,
+        http: bridge.http,
+        ..shipped()
+    };
+    let registration = gateway::matrix_registration(&config).expect("a registration");
+    let synapse = Synapse::start(homeserver, &registration);
+    let gateway = Gateway::start_at(config).await;
+    synapse.register_user("alice", "alicepw");
+    let alice = synapse.login("alice", "alicepw").await;
+    let bob = phone(&gateway, "bob", "anything", 1000.0).await;
+    (synapse, gateway, alice, bob)
+}
+
+fn alice_id() -> String {
+    format!("@alice:{SERVER_NAME}")
+}
+
+/// bob's ghost.
+fn bob_ghost() -> String {
+    format!("@sip_bob=40{DOMAIN}:{SERVER_NAME}")
+}
+
+/// The SIP address a Matrix user's own calls come from: the user id escaped as ghosts'
+/// localparts are, at the local domain.
+fn address_of(user_id: &str) -> String {
+    let escaped: String = user_id
+        .bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' => char::from(byte).to_string(),
+            other => format!("={other:02x}"),
+        })
+        .collect();
+    format!("sip:{escaped}@{DOMAIN}")
+}
+
+/// The room alice is invited to, once she is; she joins it.
+async fn joins_the_invited_room(alice: &MatrixUser, bob: &Baresip) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(room) = alice.invited_rooms().await.into_iter().next() {
+            alice.join(&room).await;
+            return room;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice is never invited; bob's call:\n{}",
+            bob.log.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The ghost's `m.call.invite` other than those of `seen`, once there is one.
+async fn ghost_invite(alice: &MatrixUser, room: &str, seen: &[&str]) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let events = alice.events(room).await;
+        if let Some(event) = events.iter().find(|event| {
+            event["type"] == "m.call.invite"
+                && event["sender"] == bob_ghost().as_str()
+                && !seen.contains(&event["content"]["call_id"].as_str().unwrap_or_default())
+        }) {
+            return event["content"].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new invite from the ghost: {events:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// alice answers the ghost's `invite` from `browser` (party `alicedev`): her answer SDP.
+async fn answers(alice: &mut MatrixUser, room: &str, browser: &Browser, invite: &Value) -> String {
+    let offer = invite["offer"]["sdp"].as_str().expect("an offer");
+    let answer = browser.answer(offer).await;
+    let content = json!({"call_id": invite["call_id"], "party_id": "alicedev", "version": "1",
+        "answer": {"type": "answer", "sdp": answer}});
+    alice.send(room, "m.call.answer", content).await;
+    answer
+}
+
+/// The reason of bob's closed call, once it closed `count` times.
+async fn bob_closed(bob: &Baresip, count: usize) -> String {
+    assert!(
+        bob.wait_for("CALL_CLOSED", count, WAIT).await,
+        "bob's call does not close: {:?}",
+        bob.events()
+    );
+    bob.events()
+        .iter()
+        .filter(|event| event["type"] == "CALL_CLOSED")
+        .nth(count - 1)
+        .map(|event| event["param"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+async fn no_calls_left(gateway: &Gateway) {
+    eventually("the calls end", || async {
+        gateway.metric("sylkrtc_calls").await == 0.0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_phone_calls_a_matrix_user_who_answers_talks_and_hangs_up() {
+    let (_synapse, gateway, mut alice, bob) = bridge(&[]).await;
+    // bob calls alice at the address her own calls come from.
+    bob.command("dial", &address_of(&alice_id()));
+    let room = joins_the_invited_room(&alice, &bob).await;
+    let offer = ghost_invite(&alice, &room, &[]).await;
+    assert_eq!(offer["version"], "1");
+    assert_eq!(offer["invitee"], alice_id().as_str());
+    assert_eq!(offer["lifetime"], 60000);
+    assert_eq!(offer["offer"]["type"], "offer");
+    let call_id = offer["call_id"].as_str().expect("a call id").to_owned();
+    let candidates = from_ghost(&alice, &room, &bob_ghost(), "m.call.candidates", &call_id).await;
+    assert_eq!(candidates["candidates"][0]["candidate"], "", "{candidates}");
+
+    // alice answers: her answer is selected, and each hears the other.
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = answers(&mut alice, &room, &browser, &offer).await;
+    let select = from_ghost(
+        &alice,
+        &room,
+        &bob_ghost(),
+        "m.call.select_answer",
+        &call_id,
+    )
+    .await;
+    assert_eq!(select["selected_party_id"], "alicedev", "{select}");
+    assert_eq!(select["party_id"], offer["party_id"]);
+    assert!(browser.connected(WAIT).await);
+    assert!(bob.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
+    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 440.0);
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
+
+    // DTMF from Matrix goes in RTP (RFC 4733), as MSC2746 has it: bob sees the key.
+    let event_pt = payload_type(&answer, media::Format::TelephoneEvent(8000));
+    browser.send_event(event_pt, 9, 800).await;
+    browser.send_pcmu_tone(pt, 440.0);
+    assert!(
+        bob.wait_for("CALL_DTMF_START", 1, WAIT).await,
+        "bob sees no DTMF: {:?}",
+        bob.events()
+    );
+
+    // alice hangs up: bob's call ends; he heard her.
+    let hangup = json!({"call_id": call_id, "party_id": "alicedev", "version": "1",
+        "reason": "user_hangup"});
+    alice.send(&room, "m.call.hangup", hangup).await;
+    bob_closed(&bob, 1).await;
+    assert_eq!(bob.received_tone().expect("bob's recording").0, 440.0);
+    no_calls_left(&gateway).await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_matrix_user_who_rejects_and_a_caller_who_gives_up_in_the_same_room() {
+    // alice is also reached at a name of the local domain.
+    let alice_id = alice_id();
+    let (_synapse, gateway, mut alice, bob) = bridge(&[("alice", &alice_id)]).await;
+    bob.command("dial", &format!("sip:alice@{DOMAIN}"));
+    let room = joins_the_invited_room(&alice, &bob).await;
+    let first = ghost_invite(&alice, &room, &[]).await;
+    let first_id = first["call_id"].as_str().expect("a call id").to_owned();
+    // alice rejects: bob hears busy (the gateway's decline code).
+    let reject = json!({"call_id": first_id, "party_id": "alicedev", "version": "1"});
+    alice.send(&room, "m.call.reject", reject).await;
+    let reason = bob_closed(&bob, 1).await;
+    assert!(reason.contains("486"), "{reason}");
+
+    // bob calls again: the same room (alice is not invited anew), a new call; he gives up
+    // before she answers, and the ghost hangs up.
+    bob.command("dial", &format!("sip:alice@{DOMAIN}"));
+    let second = ghost_invite(&alice, &room, &[&first_id]).await;
+    let second_id = second["call_id"].as_str().expect("a call id").to_owned();
+    assert!(alice.invited_rooms().await.is_empty());
+    bob.command("hangup", "");
+    let hangup = from_ghost(&alice, &room, &bob_ghost(), "m.call.hangup", &second_id).await;
+    assert_eq!(hangup["reason"], "user_hangup", "{hangup}");
+    no_calls_left(&gateway).await;
+
+    // alice leaves the room and declines the next one: bob's call is unavailable.
+    alice.leave(&room).await;
+    bob.command("dial", &format!("sip:alice@{DOMAIN}"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let next = loop {
+        if let Some(next) = alice.invited_rooms().await.into_iter().next() {
+            break next;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no new room");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(next, room);
+    alice.leave(&next).await;
+    let reason = bob_closed(&bob, 3).await;
+    assert!(reason.contains("480"), "{reason}");
+}
+
+#[tokio::test]
+async fn invites_that_cross_go_on_as_the_smaller_call_id() {
+    let (_synapse, gateway, mut alice, bob) = bridge(&[]).await;
+    bob.command("dial", &address_of(&alice_id()));
+    let room = joins_the_invited_room(&alice, &bob).await;
+    let ours = ghost_invite(&alice, &room, &[]).await;
+    let ours_id = ours["call_id"].as_str().expect("a call id").to_owned();
+
+    // alice calls bob meanwhile, with a call id larger than the ghost's: hers is dropped
+    // (nothing is said of it) and she answers the ghost's.
+    let browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let her_offer = browser.offer().await;
+    alice
+        .send(
+            &room,
+            "m.call.invite",
+            invite("~later", json!("1"), &her_offer),
+        )
+        .await;
+    let answering = Browser::new(&[AudioCodec::Pcmu]).await;
+    answers(&mut alice, &room, &answering, &ours).await;
+    from_ghost(
+        &alice,
+        &room,
+        &bob_ghost(),
+        "m.call.select_answer",
+        &ours_id,
+    )
+    .await;
+    assert!(bob.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
+    let events = alice.events(&room).await;
+    assert!(
+        !events
+            .iter()
+            .any(|event| event["sender"] == bob_ghost().as_str()
+                && event["content"]["call_id"] == "~later"),
+        "{events:#?}"
+    );
+    bob.command("hangup", "");
+    bob_closed(&bob, 1).await;
+    no_calls_left(&gateway).await;
+
+    // bob calls again and alice's invite crosses it with a smaller call id: hers goes on.
+    // bob's call is refused (busy, saying why), the ghost withdraws its invite, and bob's
+    // phone takes alice's call.
+    bob.command("dial", &address_of(&alice_id()));
+    let again = ghost_invite(&alice, &room, &[&ours_id]).await;
+    let again_id = again["call_id"].as_str().expect("a call id").to_owned();
+    alice
+        .send(&room, "m.call.invite", invite("0", json!("1"), &her_offer))
+        .await;
+    let withdrawn = from_ghost(&alice, &room, &bob_ghost(), "m.call.hangup", &again_id).await;
+    assert_eq!(withdrawn["reason"], "user_hangup");
+    let reason = bob_closed(&bob, 2).await;
+    assert!(reason.contains("486"), "{reason}");
+    let answer = from_ghost(&alice, &room, &bob_ghost(), "m.call.answer", "0").await;
+    assert_eq!(answer["answer"]["type"], "answer");
+    let hangup = json!({"call_id": "0", "party_id": "alicedev", "version": "1",
+        "reason": "user_hangup"});
+    alice.send(&room, "m.call.hangup", hangup).await;
+    no_calls_left(&gateway).await;
+    browser.close().await;
+    answering.close().await;
+}
+
+#[tokio::test]
+async fn an_encrypted_room_is_refused_saying_why() {
+    let (_synapse, _gateway, alice, bob) = bridge(&[]).await;
+    bob.command("dial", &address_of(&alice_id()));
+    let room = joins_the_invited_room(&alice, &bob).await;
+    let first = ghost_invite(&alice, &room, &[]).await;
+    bob.command("hangup", "");
+    let first_id = first["call_id"].as_str().unwrap_or_default();
+    from_ghost(&alice, &room, &bob_ghost(), "m.call.hangup", first_id).await;
+    // alice turns encryption on: the ghost says it cannot read the room, and bob's next call
+    // is unavailable with a Warning that says why.
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.encryption/",
+        encode(&room)
+    );
+    let (status, answer) = alice
+        .request(
+            "PUT",
+            &path,
+            Some(json!({"algorithm": "m.megolm.v1.aes-sha2"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let notice = from_ghost(&alice, &room, &bob_ghost(), "m.room.message", "").await;
+    assert!(
+        notice["body"]
+            .as_str()
+            .is_some_and(|body| body.contains("encrypted")),
+        "{notice}"
+    );
+    bob.command("dial", &address_of(&alice_id()));
+    let reason = bob_closed(&bob, 2).await;
+    assert!(reason.contains("480"), "{reason}");
+    let events = alice.events(&room).await;
+    let notices = events
+        .iter()
+        .filter(|event| {
+            event["sender"] == bob_ghost().as_str() && event["type"] == "m.room.message"
+        })
+        .count();
+    assert_eq!(
+        notices, 2,
+        "the ghost says why the call cannot ring: {events:#?}"
+    );
+}
