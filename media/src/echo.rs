@@ -55,6 +55,7 @@ impl Echo {
         let candidate =
             Candidate::host(browser, "udp").map_err(|error| Error::WebRtc(error.to_string()))?;
         rtc.add_local_candidate(candidate);
+        let offer_text = offer;
         let offer = SdpOffer::from_sdp_string(offer)
             .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
         let answer = rtc
@@ -74,20 +75,23 @@ impl Echo {
             next_check: now + Duration::from_secs(1),
             deadline: now,
         };
-        Ok((echo, answer.to_sdp_string()))
+        Ok((
+            echo,
+            crate::sdp::own_msid(&answer.to_sdp_string(), offer_text),
+        ))
     }
 
     /// The browser's new offer mid-call (hold, resume, video added): the answer. The echo
     /// sends back whatever still comes.
-    pub fn reoffer(&mut self, offer: &str) -> Result<String> {
-        let offer = SdpOffer::from_sdp_string(offer)
+    pub fn reoffer(&mut self, offer_text: &str) -> Result<String> {
+        let offer = SdpOffer::from_sdp_string(offer_text)
             .map_err(|error| Error::Sdp(crate::sdp::without_keys(&error.to_string())))?;
         let answer = self
             .rtc
             .sdp_api()
             .accept_offer(offer)
             .map_err(|error| Error::WebRtc(error.to_string()))?;
-        Ok(answer.to_sdp_string())
+        Ok(crate::sdp::own_msid(&answer.to_sdp_string(), offer_text))
     }
 
     /// The ICE username fragment (for the browser port's demultiplexing).

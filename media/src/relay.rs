@@ -470,6 +470,7 @@ impl Relay {
                     )));
                 }
                 let answer = declined_as_offered(&answer.to_sdp_string(), &browser);
+                let answer = crate::sdp::own_msid(&answer, &offer_text);
                 Ok(Some(self.with_sip_bandwidth(answer)))
             }
             Negotiation::AwaitingSipAck => {

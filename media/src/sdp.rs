@@ -629,7 +629,9 @@ pub fn no_common_codec(offered: &MediaLine, preference: &[Codec]) -> String {
 mod edit;
 mod write;
 
-pub use edit::{declined_as_offered, is_dtls_offer, keep_formats, restrict_video, with_bandwidth};
+pub use edit::{
+    declined_as_offered, is_dtls_offer, keep_formats, own_msid, restrict_video, with_bandwidth,
+};
 pub use write::{DtlsLine, SipDescription, VideoDescription};
 
 #[cfg(test)]

@@ -77,6 +77,7 @@ const commands = {
       { timeout },
     ).then(() => page.textContent(selector)),
   evaluate: ({ expression }) => page.evaluate(expression),
+  script: ({ path }) => page.addScriptTag({ path }).then(() => null),
   tone: ({ seconds = 2 }) => tone(seconds),
   screenshot: ({ file }) => page.screenshot({ path: file, fullPage: true }).then(() => null),
   log: () => log.join('\n'),

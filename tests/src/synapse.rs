@@ -196,6 +196,16 @@ pub struct MatrixUser {
 }
 
 impl MatrixUser {
+    /// The user's access token.
+    pub fn access_token(&self) -> &str {
+        &self.token
+    }
+
+    /// The homeserver's client-server API address.
+    pub fn homeserver(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// A request with the user's token; the status and the JSON answer.
     pub async fn request(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         http_json(self.addr, method, path, Some(&self.token), body).await

@@ -10,7 +10,7 @@ use str0m::media::{Direction as WebRtcDirection, MediaKind};
 use super::{Negotiation, Relay};
 use crate::codec::{Codec, Format};
 use crate::error::{Error, Result};
-use crate::sdp::{Description, declined_as_offered};
+use crate::sdp::{Description, declined_as_offered, own_msid};
 
 impl Relay {
     /// The browser's new offer mid-call (hold, resume, a new address after it changed
@@ -74,7 +74,7 @@ impl Relay {
         }
         self.browser.sends = sends;
         let answer = declined_as_offered(&answer.to_sdp_string(), &browser);
-        Ok(self.with_sip_bandwidth(answer))
+        Ok(self.with_sip_bandwidth(own_msid(&answer, &offer_text)))
     }
 
     /// After the SIP side's new offer was taken ([`Relay::answer_sip_offer`]): our offer to the
@@ -288,7 +288,10 @@ impl Relay {
         self.negotiation = Negotiation::Done;
         // A new network: consent is counted from now.
         self.browser.last_stun = now;
-        Ok(declined_as_offered(&answer.to_sdp_string(), &browser))
+        Ok(own_msid(
+            &declined_as_offered(&answer.to_sdp_string(), &browser),
+            offer,
+        ))
     }
 
     /// Applies the browser's new offer to its leg (its video restricted to what the call

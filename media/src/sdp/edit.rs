@@ -198,3 +198,48 @@ pub fn with_bandwidth(sdp: &str, kind: &str, bandwidth: &[(String, u64)]) -> Str
     }
     out
 }
+
+/// Gives the media streams and tracks of `answer` ids of their own where they repeat the ids
+/// of `offer`'s `a=msid` lines. The WebRTC engine answers a browser's m-line with the browser's
+/// own stream and track ids; a client that tells streams apart by id (matrix-js-sdk, so
+/// Element) then takes the remote stream for its own local one and never plays it. An id of
+/// the offer becomes `gw-` and the id, the same in every answer, so that a renegotiation keeps
+/// the streams the browser knows.
+pub fn own_msid(answer: &str, offer: &str) -> String {
+    let offered: std::collections::HashSet<&str> = offer
+        .lines()
+        .filter_map(|line| line.trim_end().strip_prefix("a=msid:"))
+        .flat_map(str::split_whitespace)
+        .filter(|id| *id != "-")
+        .collect();
+    if offered.is_empty() {
+        return answer.to_owned();
+    }
+    let own = |token: &str| -> String {
+        // A token is an id, or ends in one after a colon (`a=msid:ID`, `msid:ID`).
+        let (head, id) = token
+            .rsplit_once(':')
+            .map_or(("", token), |(head, id)| (head, id));
+        let colon = if token.contains(':') { ":" } else { "" };
+        if offered.contains(id) {
+            format!("{head}{colon}gw-{id}")
+        } else {
+            token.to_owned()
+        }
+    };
+    let mut out = String::with_capacity(answer.len() + 64);
+    for line in answer.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let names_ids = ["a=msid:", "a=msid-semantic:", "a=ssrc:"]
+            .iter()
+            .any(|prefix| body.starts_with(prefix));
+        if !names_ids {
+            out.push_str(line);
+            continue;
+        }
+        let rewritten: Vec<String> = body.split(' ').map(own).collect();
+        out.push_str(&rewritten.join(" "));
+        out.push_str(&line[body.len()..]);
+    }
+    out
+}

@@ -448,3 +448,23 @@ fn a_declined_answer_line_keeps_no_format_lines() {
     );
     assert!(out.contains("a=rtpmap:0 PCMU/8000"), "{out}");
 }
+
+#[test]
+fn an_answer_gets_stream_and_track_ids_of_its_own() {
+    let offer = "v=0\r\na=msid-semantic: WMS s1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n\
+                 a=msid:s1 t1\r\na=ssrc:5 msid:s1 t1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+                 a=msid:- t2\r\n";
+    let answer = "v=0\r\na=msid-semantic: WMS s1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n\
+                  a=msid:s1 t1\r\na=ssrc:7 msid:s1 t1\r\na=ssrc:7 cname:s1x\r\n\
+                  m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=msid:mine t2\r\n";
+    let own = own_msid(answer, offer);
+    assert_eq!(
+        own,
+        "v=0\r\na=msid-semantic: WMS gw-s1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n\
+         a=msid:gw-s1 gw-t1\r\na=ssrc:7 msid:gw-s1 gw-t1\r\na=ssrc:7 cname:s1x\r\n\
+         m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=msid:mine gw-t2\r\n"
+    );
+    // The same in every answer; ids of our own, and offers without any, untouched.
+    assert_eq!(own_msid(answer, offer), own);
+    assert_eq!(own_msid(answer, "v=0\r\nm=audio 9 RTP/AVP 0\r\n"), answer);
+}

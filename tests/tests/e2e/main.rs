@@ -27,6 +27,7 @@ mod local_messages;
 mod local_push;
 mod logging;
 mod matrix;
+mod matrix_client;
 mod matrix_from_sip;
 mod messaging;
 mod nat;

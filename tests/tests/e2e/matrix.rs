@@ -41,6 +41,35 @@ pub(crate) fn bridge_config(homeserver: u16) -> Config {
     }
 }
 
+/// The shipped configuration (the local domain, open registration) with the bridge on and
+/// `users` named in `[matrix] users`, a Synapse, the gateway, and alice logged in there.
+pub(crate) async fn synapse_and_bridge(users: &[(&str, &str)]) -> (Synapse, Gateway, MatrixUser) {
+    // GATEWAY_LOG=debug shows the gateway's log of a failing test.
+    if let Ok(filter) = std::env::var("GATEWAY_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+    let homeserver = free_port();
+    let mut bridge = bridge_config(homeserver);
+    bridge.matrix.users = users
+        .iter()
+        .map(|(user, id)| ((*user).to_owned(), (*id).to_owned()))
+        .collect();
+    let config = Config {
+        matrix: bridge.matrix,
+        http: bridge.http,
+        ..shipped()
+    };
+    let registration = gateway::matrix_registration(&config).expect("a registration");
+    let synapse = Synapse::start(homeserver, &registration);
+    let gateway = Gateway::start_at(config).await;
+    synapse.register_user("alice", "alicepw");
+    let alice = synapse.login("alice", "alicepw").await;
+    (synapse, gateway, alice)
+}
+
 /// Polls `check` until it holds.
 pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
 where

@@ -7,60 +7,36 @@
 
 use std::time::Duration;
 
-use gateway::Config;
 use gateway_tests::Gateway;
 use gateway_tests::baresip::Baresip;
 use gateway_tests::browser::{AudioCodec, Browser};
-use gateway_tests::peers::free_port;
 use gateway_tests::synapse::{MatrixUser, SERVER_NAME, Synapse, encode};
 use serde_json::{Value, json};
 
 use crate::calls::{browser_tone, payload_type, until_heard};
-use crate::local::{DOMAIN, phone, shipped};
-use crate::matrix::{WAIT, bridge_config, eventually, from_ghost, invite};
+use crate::local::{DOMAIN, phone};
+use crate::matrix::{WAIT, eventually, from_ghost, invite, synapse_and_bridge};
 
 /// A bridge of the shipped configuration (the local domain, open registration) with `users`
 /// named in `[matrix] users`, Synapse, alice logged in there, and bob's phone (1000 Hz).
 async fn bridge(users: &[(&str, &str)]) -> (Synapse, Gateway, MatrixUser, Baresip) {
-    // GATEWAY_LOG=debug shows the gateway's log of a failing test.
-    if let Ok(filter) = std::env::var("GATEWAY_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_test_writer()
-            .try_init();
-    }
-    let homeserver = free_port();
-    let mut bridge = bridge_config(homeserver);
-    bridge.matrix.users = users
-        .iter()
-        .map(|(user, id)| ((*user).to_owned(), (*id).to_owned()))
-        .collect();
-    let config = Config {
-        matrix: bridge.matrix,
-        http: bridge.http,
-        ..shipped()
-    };
-    let registration = gateway::matrix_registration(&config).expect("a registration");
-    let synapse = Synapse::start(homeserver, &registration);
-    let gateway = Gateway::start_at(config).await;
-    synapse.register_user("alice", "alicepw");
-    let alice = synapse.login("alice", "alicepw").await;
+    let (synapse, gateway, alice) = synapse_and_bridge(users).await;
     let bob = phone(&gateway, "bob", "anything", 1000.0).await;
     (synapse, gateway, alice, bob)
 }
 
-fn alice_id() -> String {
+pub(crate) fn alice_id() -> String {
     format!("@alice:{SERVER_NAME}")
 }
 
 /// bob's ghost.
-fn bob_ghost() -> String {
+pub(crate) fn bob_ghost() -> String {
     format!("@sip_bob=40{DOMAIN}:{SERVER_NAME}")
 }
 
 /// The SIP address a Matrix user's own calls come from: the user id escaped as ghosts'
 /// localparts are, at the local domain.
-fn address_of(user_id: &str) -> String {
+pub(crate) fn address_of(user_id: &str) -> String {
     let escaped: String = user_id
         .bytes()
         .map(|byte| match byte {
@@ -119,7 +95,7 @@ async fn answers(alice: &mut MatrixUser, room: &str, browser: &Browser, invite: 
 }
 
 /// The reason of bob's closed call, once it closed `count` times.
-async fn bob_closed(bob: &Baresip, count: usize) -> String {
+pub(crate) async fn bob_closed(bob: &Baresip, count: usize) -> String {
     assert!(
         bob.wait_for("CALL_CLOSED", count, WAIT).await,
         "bob's call does not close: {:?}",
@@ -133,7 +109,7 @@ async fn bob_closed(bob: &Baresip, count: usize) -> String {
         .unwrap_or_default()
 }
 
-async fn no_calls_left(gateway: &Gateway) {
+pub(crate) async fn no_calls_left(gateway: &Gateway) {
     eventually("the calls end", || async {
         gateway.metric("sylkrtc_calls").await == 0.0
     })

@@ -14,7 +14,7 @@ use crate::local::{
 
 /// A phone of the local domain with this account line's extra parameters, ringing until told
 /// (`answermode=manual`) or answering at once, tracing its SIP.
-async fn phone_with(gateway: &Gateway, user: &str, tone: f64, extra: &str) -> Baresip {
+pub(crate) async fn phone_with(gateway: &Gateway, user: &str, tone: f64, extra: &str) -> Baresip {
     let account = format!(
         "<sip:{user}@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";\
          auth_pass=anything;audio_codecs=PCMU/8000/1;regint=300;{extra}\n",

@@ -44,14 +44,14 @@ pub(crate) async fn sign_in(page: &mut Chromium, gateway: &Gateway, account: &st
 }
 
 /// Whether `heard` is `expected` within the analyser's resolution.
-fn near(heard: f64, expected: f64) -> bool {
+pub(crate) fn near(heard: f64, expected: f64) -> bool {
     (heard - expected).abs() < 15.0
 }
 
 /// Listens on the page, a second at a time, until it has heard `expected` for two seconds in a
 /// row (so that the far end, which hears the page from the same moment, has recorded as much),
 /// for at most 15 s; returns the last frequency heard, which the caller checks.
-async fn hears(page: &mut Chromium, expected: f64) -> f64 {
+pub(crate) async fn hears(page: &mut Chromium, expected: f64) -> f64 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let mut in_a_row = 0;
     loop {
