@@ -54,8 +54,9 @@ pub(crate) fn outgoing(
         )));
     }
     if !to_local {
+        // RFC 3263 on the callee's URI itself: its port and transport count.
         return Route::Call(FarEnd::Sip {
-            server: from_local.then(|| host.to_owned()),
+            server: from_local.then(|| uri.as_str().to_owned()),
         });
     }
     let mut browsers = latest_browsers(local, user);
@@ -301,7 +302,16 @@ mod tests {
         );
         assert_eq!(
             route(Some(&closed), "local.test", "sip:carol@example.com"),
-            "sip Some(\"example.com\")"
+            "sip Some(\"sip:carol@example.com\")"
+        );
+        // The callee's port and transport are the server's (RFC 3263).
+        assert_eq!(
+            route(
+                Some(&closed),
+                "local.test",
+                "sip:carol@127.0.0.1:5070;transport=tcp"
+            ),
+            "sip Some(\"sip:carol@127.0.0.1:5070;transport=tcp\")"
         );
         assert_eq!(
             route(Some(&closed), "example.com", "sip:carol@example.com"),

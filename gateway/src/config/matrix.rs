@@ -40,6 +40,12 @@ pub struct MatrixConfig {
     /// calls come from (`=40carol=3aexample.com@LOCAL-DOMAIN`) without being named here.
     #[serde(default)]
     pub users: BTreeMap<String, String>,
+    /// Whether a Matrix user's call is answered on Matrix as soon as the SIP side sends early
+    /// media (183 with SDP), so that announcements and ringing tones are heard; the Matrix
+    /// side then shows the call as answered while the phone still rings. Off: early media is
+    /// not heard (Matrix has no early media).
+    #[serde(default)]
+    pub answer_on_183: bool,
 }
 
 impl std::fmt::Debug for MatrixConfig {
@@ -52,6 +58,7 @@ impl std::fmt::Debug for MatrixConfig {
             .field("user_prefix", &self.user_prefix)
             .field("url", &self.url)
             .field("users", &self.users)
+            .field("answer_on_183", &self.answer_on_183)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +74,7 @@ impl Default for MatrixConfig {
             user_prefix: default_user_prefix(),
             url: String::new(),
             users: BTreeMap::new(),
+            answer_on_183: false,
         }
     }
 }

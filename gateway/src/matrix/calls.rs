@@ -386,32 +386,21 @@ impl Calls {
             CallUpdate::Incoming { sdp, .. } => self.invite_matrix(bridge, session, sdp).await,
             // A call to Matrix: its answer came from there.
             CallUpdate::EarlyMedia { .. } | CallUpdate::Accepted { .. } if call.to_matrix => {}
+            // Early media (SIP 183) has no Matrix counterpart: with `answer_on_183` the call
+            // is answered on Matrix now (announcements and ringing tones are heard), else its
+            // description waits for the answer.
+            CallUpdate::EarlyMedia { sdp, .. } if bridge.config.answer_on_183 => {
+                self.answer_matrix(bridge, session, sdp).await;
+            }
             CallUpdate::EarlyMedia { sdp, .. } => call.early_sdp = Some(sdp),
+            CallUpdate::Accepted { .. } if call.answered => {}
             CallUpdate::Accepted { sdp, .. } => {
                 let Some(sdp) = sdp.or_else(|| call.early_sdp.take()) else {
                     warn!(call_id = %call.call_id, "an answer without a description");
                     let _ = call.task.commands.send(Command::Hangup);
                     return;
                 };
-                call.answered = true;
-                let (room, ghost) = (call.room.clone(), call.ghost.clone());
-                let mut answer = json!({"call_id": call.call_id,
-                    "answer": {"type": "answer", "sdp": sdp}});
-                stamp(&mut answer, call.version_0, &ghost);
-                let mut events = vec![("m.call.answer", answer)];
-                if !call.version_0 {
-                    // The relay's one candidate is in the answer: the end of candidates now.
-                    let mut candidates = json!({"call_id": call.call_id,
-                        "candidates": [{"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}]});
-                    stamp(&mut candidates, false, &ghost);
-                    events.push(("m.call.candidates", candidates));
-                }
-                for (kind, content) in events {
-                    if let Err(error) = bridge.homeserver.send(&room, &ghost, kind, &content).await
-                    {
-                        warn!(%room, %kind, "the ghost cannot answer: {error}");
-                    }
-                }
+                self.answer_matrix(bridge, session, sdp).await;
             }
             // Our answer to the Matrix side's new offer, and the far end's new offer for it.
             CallUpdate::Updated { sdp } => {
@@ -460,6 +449,34 @@ impl Calls {
 }
 
 impl Calls {
+    /// Answers the Matrix caller of `session` with `sdp` (`m.call.answer`, then in version 1
+    /// the end of candidates: the relay's one candidate is in the answer).
+    async fn answer_matrix(&mut self, bridge: &Bridge, session: &str, sdp: String) {
+        let Some(call) = self.calls.get_mut(session) else {
+            return;
+        };
+        call.answered = true;
+        let mut answer = json!({"call_id": call.call_id,
+            "answer": {"type": "answer", "sdp": sdp}});
+        stamp(&mut answer, call.version_0, &call.ghost);
+        let mut events = vec![("m.call.answer", answer)];
+        if !call.version_0 {
+            let mut candidates = json!({"call_id": call.call_id,
+                "candidates": [{"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}]});
+            stamp(&mut candidates, false, &call.ghost);
+            events.push(("m.call.candidates", candidates));
+        }
+        for (kind, content) in events {
+            if let Err(error) = bridge
+                .homeserver
+                .send(&call.room, &call.ghost, kind, &content)
+                .await
+            {
+                warn!(room = %call.room, %kind, "the ghost cannot answer: {error}");
+            }
+        }
+    }
+
     /// Sends the Matrix user the `m.call.invite` of the bridge's call `session` with `sdp`,
     /// the relay's offer (its one candidate in it: the end of candidates follows at once).
     async fn invite_matrix(&mut self, bridge: &Bridge, session: &str, sdp: String) {

@@ -41,16 +41,20 @@ pub(crate) fn bridge_config(homeserver: u16) -> Config {
     }
 }
 
-/// The shipped configuration (the local domain, open registration) with the bridge on and
-/// `users` named in `[matrix] users`, a Synapse, the gateway, and alice logged in there.
-pub(crate) async fn synapse_and_bridge(users: &[(&str, &str)]) -> (Synapse, Gateway, MatrixUser) {
-    // GATEWAY_LOG=debug shows the gateway's log of a failing test.
+/// GATEWAY_LOG=debug shows the gateway's log of a failing test.
+fn show_logs() {
     if let Ok(filter) = std::env::var("GATEWAY_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_test_writer()
             .try_init();
     }
+}
+
+/// The shipped configuration (the local domain, open registration) with the bridge on and
+/// `users` named in `[matrix] users`, a Synapse, the gateway, and alice logged in there.
+pub(crate) async fn synapse_and_bridge(users: &[(&str, &str)]) -> (Synapse, Gateway, MatrixUser) {
+    show_logs();
     let homeserver = free_port();
     let mut bridge = bridge_config(homeserver);
     bridge.matrix.users = users
@@ -101,6 +105,7 @@ async fn with_ghost_in(
     homeserver: u16,
     ghost_address: &str,
 ) -> (Synapse, Gateway, MatrixUser, String, String) {
+    show_logs();
     let registration = gateway::matrix_registration(&config).expect("a registration");
     let synapse = Synapse::start(homeserver, &registration);
     let gateway = Gateway::start_at(config).await;
@@ -419,4 +424,30 @@ async fn the_homeserver_must_show_its_token() {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+/// With `answer_on_183`, a far end's early media is answered on Matrix at once (Matrix has no
+/// early media): the caller hears announcements while the phone never answers; her hang-up
+/// then cancels the SIP call. The far end is sipp in another domain (registration closed, so
+/// the local domain calls out).
+#[tokio::test]
+async fn early_media_is_answered_on_matrix_when_configured() {
+    let (port, sipp) = crate::sipp_calls::sipp_uas("uas_183_then_cancel.xml");
+    let homeserver = free_port();
+    let mut bridge = bridge_config(homeserver);
+    bridge.matrix.answer_on_183 = true;
+    let config = Config {
+        matrix: bridge.matrix,
+        http: bridge.http,
+        ..crate::local::closed(&[])
+    };
+    let (_synapse, gateway, mut alice, room, ghost) =
+        with_ghost_in(config, homeserver, &format!("ivr=40127.0.0.1=3a{port}")).await;
+    let (browser, _) = call(&mut alice, &room).await;
+    let answer = from_ghost(&alice, &room, &ghost, "m.call.answer", "c1").await;
+    assert_eq!(answer["answer"]["type"], "answer");
+    // The far end never answered: alice's hang-up is its CANCEL (sipp checks it).
+    hang_up(&mut alice, &room).await;
+    crate::sipp_calls::sipp_done(sipp).await;
+    no_calls_left(&gateway, browser).await;
 }
