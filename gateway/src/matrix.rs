@@ -33,8 +33,9 @@ use client::Homeserver;
 use to_matrix::Setup;
 pub(crate) use to_matrix::{SipCall, ToMatrix};
 
-/// How many transaction ids are remembered (a homeserver retries only its latest).
-const MAX_SEEN: usize = 1000;
+/// How many event ids are remembered (a homeserver sends again only its latest
+/// transactions).
+const MAX_SEEN: usize = 10_000;
 /// Events waiting for the bridge's worker; past it, a transaction is refused for now (the
 /// homeserver sends it again later).
 const QUEUE: usize = 10_000;
@@ -43,7 +44,7 @@ const QUEUE: usize = 10_000;
 pub(crate) struct Bridge {
     config: MatrixConfig,
     homeserver: Homeserver,
-    /// Transaction ids taken.
+    /// Event ids taken.
     seen: Mutex<Seen>,
     /// The events taken, in order, for the worker.
     events: mpsc::Sender<Value>,
@@ -101,12 +102,12 @@ impl Bridge {
         Some((bridge, to_matrix))
     }
 
-    /// Whether a transaction is new (and remembers it).
-    fn first_time(&self, transaction: &str) -> bool {
+    /// Whether an event is new (and remembers it).
+    fn first_time(&self, event_id: &str) -> bool {
         self.seen
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .first(transaction)
+            .first(event_id)
     }
 
     /// The SIP address a user id stands for, when it is one of our ghosts.
@@ -125,7 +126,7 @@ impl Bridge {
     }
 }
 
-/// The latest [`MAX_SEEN`] transaction ids, in order.
+/// The latest [`MAX_SEEN`] event ids, in order.
 #[derive(Debug, Default)]
 struct Seen {
     order: VecDeque<String>,
@@ -480,14 +481,14 @@ mod tests {
     }
 
     #[test]
-    fn a_transaction_is_taken_once() {
+    fn an_event_is_taken_once() {
         let mut seen = Seen::default();
         assert!(seen.first("t1"));
         assert!(!seen.first("t1"));
         for index in 0..MAX_SEEN {
             assert!(seen.first(&format!("x{index}")));
         }
-        // Long forgotten: a homeserver only ever retries its latest.
+        // Long forgotten: a homeserver only ever sends its latest again.
         assert!(seen.first("t1"));
         assert_eq!(seen.order.len(), MAX_SEEN);
     }

@@ -95,15 +95,7 @@ impl Synapse {
             "synapse --generate-keys: {}",
             String::from_utf8_lossy(&keys.stderr)
         );
-        let mut child = Command::new(&python)
-            .args(["-m", "synapse.app.homeserver", "-c"])
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start synapse");
-        let log = Log::collect(&mut child);
+        let (child, log) = spawn(&config_path);
         let synapse = Synapse {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -112,6 +104,22 @@ impl Synapse {
         };
         synapse.wait_ready();
         synapse
+    }
+
+    /// Stops it (as a crash would: killed).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port, database and configuration, and waits until it
+    /// answers.
+    pub fn start_again(&mut self) {
+        self.stop();
+        let (child, log) = spawn(&self.dir.path().join("homeserver.yaml"));
+        self.child = child;
+        self.log = log;
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
@@ -174,6 +182,20 @@ impl Synapse {
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
     }
+}
+
+/// Runs Synapse with the configuration at `config`: the process and its log.
+fn spawn(config: &std::path::Path) -> (Child, Log) {
+    let mut child = Command::new(venv().join("bin/python"))
+        .args(["-m", "synapse.app.homeserver", "-c"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start synapse");
+    let log = Log::collect(&mut child);
+    (child, log)
 }
 
 impl Drop for Synapse {

@@ -105,14 +105,22 @@ async fn transaction(
             "the bridge is busy",
         );
     }
-    if !bridge.first_time(&txn) {
-        debug!(%txn, "a transaction again: already taken");
-        return answer(StatusCode::OK, json!({}));
-    }
+    // Events are taken once by their ids, not by the transaction's: a homeserver sends a
+    // transaction again when our answer was lost, and Synapse numbers its transactions afresh
+    // after a restart (a new transaction with an old id).
+    let mut again = 0;
     for event in events {
+        let id = event.get("event_id").and_then(Value::as_str);
+        if id.is_some_and(|id| !bridge.first_time(id)) {
+            again += 1;
+            continue;
+        }
         if bridge.events.try_send(event.clone()).is_err() {
             warn!(%txn, "an event dropped: the bridge's queue is full");
         }
+    }
+    if again > 0 {
+        debug!(%txn, again, "events seen before are not taken again");
     }
     answer(StatusCode::OK, json!({}))
 }

@@ -122,25 +122,21 @@ impl Calls {
             .count();
         if ongoing >= MAX_CALLS_PER_USER {
             let why = format!("{caller} has {ongoing} calls through this bridge already");
-            return refusal.refuse(bridge, Some(486), &why).await;
+            return refusal.refuse(bridge, Some(486), &why);
         }
         let Some(offer) = invite["offer"]["sdp"].as_str() else {
-            return refusal
-                .refuse(bridge, None, "the call came without an offer")
-                .await;
+            return refusal.refuse(bridge, None, "the call came without an offer");
         };
         let Some(local) = self.services.local.clone() else {
-            return refusal
-                .refuse(
-                    bridge,
-                    None,
-                    "this gateway has no local SIP domain for Matrix callers ([local] domain)",
-                )
-                .await;
+            return refusal.refuse(
+                bridge,
+                None,
+                "this gateway has no local SIP domain for Matrix callers ([local] domain)",
+            );
         };
         let Some(uri) = sip::RequestUri::parse(&format!("sip:{address}")) else {
             let why = format!("{address} is not a SIP address");
-            return refusal.refuse(bridge, None, &why).await;
+            return refusal.refuse(bridge, None, &why);
         };
         let account = sip::driver::Account {
             user: ghosts::escape(caller),
@@ -168,7 +164,7 @@ impl Calls {
             Route::Call(far_end) => crate::call::outgoing(services, start, far_end, reports),
             Route::Refuse(ending) => {
                 let why = format!("{address}: {}", ending.text);
-                return refusal.refuse(bridge, ending.code, &why).await;
+                return refusal.refuse(bridge, ending.code, &why);
             }
         };
         info!(%room, %call_id, %caller, %address, "a Matrix call placed");
@@ -339,14 +335,9 @@ impl Calls {
         });
         let mut hangup = json!({"call_id": call.call_id, "reason": "user_hangup"});
         stamp(&mut hangup, false, &call.ghost);
-        let (room, ghost) = (call.room.clone(), call.ghost.clone());
-        if let Err(error) = bridge
+        bridge
             .homeserver
-            .send(&room, &ghost, "m.call.hangup", &hangup)
-            .await
-        {
-            warn!(%room, "the ghost cannot withdraw its call: {error}");
-        }
+            .send_reliably(&call.room, &call.ghost, "m.call.hangup", hangup);
     }
 
     /// The Matrix side's `m.call.negotiate`: its new offer (hold, resume, a new codec) goes
@@ -432,7 +423,7 @@ impl Calls {
                     return;
                 }
                 if call.to_matrix {
-                    return hang_up_matrix(bridge, &call, &ending).await;
+                    return hang_up_matrix(bridge, &call, &ending);
                 }
                 let refusal = Refusal {
                     room: &call.room,
@@ -441,7 +432,7 @@ impl Calls {
                     version_0: call.version_0,
                     answered: call.answered,
                 };
-                refusal.ended(bridge, &ending).await;
+                refusal.ended(bridge, &ending);
             }
             _ => {}
         }
@@ -553,31 +544,27 @@ struct Refusal<'a> {
 impl Refusal<'_> {
     /// Ends the call as the SIP side's `ending` says; one that never connected also gets a
     /// notice saying why.
-    async fn ended(&self, bridge: &Bridge, ending: &Ending) {
-        self.send_event(bridge, ending.code, &ending.text).await;
+    fn ended(&self, bridge: &Bridge, ending: &Ending) {
+        self.send_event(bridge, ending.code, &ending.text);
         if !self.answered && ending.code.is_some_and(|code| code >= 300) {
-            self.notice(bridge, &ending.text).await;
+            self.notice(bridge, &ending.text);
         }
     }
 
     /// Refuses the call before it is placed, with a notice saying why.
-    async fn refuse(&self, bridge: &Bridge, code: Option<u16>, why: &str) {
-        self.send_event(bridge, code, why).await;
-        self.notice(bridge, why).await;
+    fn refuse(&self, bridge: &Bridge, code: Option<u16>, why: &str) {
+        self.send_event(bridge, code, why);
+        self.notice(bridge, why);
     }
 
-    async fn notice(&self, bridge: &Bridge, why: &str) {
+    fn notice(&self, bridge: &Bridge, why: &str) {
         let notice = json!({"msgtype": "m.notice", "body": format!("The call failed: {why}")});
-        if let Err(error) = bridge
+        bridge
             .homeserver
-            .send(self.room, self.ghost, "m.room.message", &notice)
-            .await
-        {
-            warn!(room = %self.room, "the ghost cannot say why: {error}");
-        }
+            .send_reliably(self.room, self.ghost, "m.room.message", notice);
     }
 
-    async fn send_event(&self, bridge: &Bridge, code: Option<u16>, text: &str) {
+    fn send_event(&self, bridge: &Bridge, code: Option<u16>, text: &str) {
         // MSC2746: a version 1 call never answered is rejected; otherwise it is hung up, with
         // the reason its SIP status maps to.
         let (kind, mut content) = if !self.version_0 && !self.answered {
@@ -589,19 +576,15 @@ impl Refusal<'_> {
             )
         };
         stamp(&mut content, self.version_0, self.ghost);
-        if let Err(error) = bridge
+        bridge
             .homeserver
-            .send(self.room, self.ghost, kind, &content)
-            .await
-        {
-            warn!(room = %self.room, %kind, "the ghost cannot end the call: {error}");
-        }
+            .send_reliably(self.room, self.ghost, kind, content);
     }
 }
 
 /// Ends the bridge's call to a Matrix user as the SIP side's `ending` says: `m.call.hangup`
 /// (the caller has no reject), with `invite_timeout` when nobody answered in time.
-async fn hang_up_matrix(bridge: &Bridge, call: &MatrixCall, ending: &Ending) {
+fn hang_up_matrix(bridge: &Bridge, call: &MatrixCall, ending: &Ending) {
     let reason = if call.answered {
         hangup_reason(ending.code, &ending.text)
     } else if matches!(ending.code, Some(408 | 480)) {
@@ -611,13 +594,9 @@ async fn hang_up_matrix(bridge: &Bridge, call: &MatrixCall, ending: &Ending) {
     };
     let mut hangup = json!({"call_id": call.call_id, "reason": reason});
     stamp(&mut hangup, false, &call.ghost);
-    if let Err(error) = bridge
+    bridge
         .homeserver
-        .send(&call.room, &call.ghost, "m.call.hangup", &hangup)
-        .await
-    {
-        warn!(room = %call.room, "the ghost cannot hang up: {error}");
-    }
+        .send_reliably(&call.room, &call.ghost, "m.call.hangup", hangup);
 }
 
 /// The `m.call.hangup` reason of a SIP ending (MSC2746's list).

@@ -13,12 +13,17 @@ use crate::http::client::request;
 /// refused or ended saying so) instead of holding the bridge.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The homeserver, and the bridge's token there.
+/// How long an event that ends something (a hang-up, a rejection, a notice) is tried again
+/// while the homeserver cannot be reached (restarted, say), a second apart.
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The homeserver, and the bridge's token there (cheap to clone: one client).
+#[derive(Clone)]
 pub(super) struct Homeserver {
     url: HttpUrl,
     as_token: String,
     /// Numbers the bridge's transactions (event sends), unique within this run.
-    next_transaction: AtomicU64,
+    next_transaction: std::sync::Arc<AtomicU64>,
     /// Tells this run's transaction ids from an earlier run's.
     run: String,
 }
@@ -28,7 +33,7 @@ impl Homeserver {
         Homeserver {
             url,
             as_token,
-            next_transaction: AtomicU64::new(1),
+            next_transaction: std::sync::Arc::new(AtomicU64::new(1)),
             run: uuid::Uuid::new_v4().simple().to_string(),
         }
     }
@@ -75,24 +80,76 @@ impl Homeserver {
         kind: &str,
         content: &Value,
     ) -> Result<(), String> {
-        let transaction = format!(
+        let transaction = self.transaction();
+        self.send_as(&transaction, room, user_id, kind, content)
+            .await
+            .map_err(|(error, _)| error)
+    }
+
+    /// As [`Homeserver::send`], in a task of its own that tries again (the same transaction,
+    /// so the homeserver takes it once) while the homeserver cannot be reached or fails
+    /// (5xx, 429), for up to [`RETRY_FOR`]: what ends a call reaches the room once the
+    /// homeserver is back.
+    pub(super) fn send_reliably(&self, room: &str, user_id: &str, kind: &str, content: Value) {
+        let homeserver = self.clone();
+        let (room, user_id, kind) = (room.to_owned(), user_id.to_owned(), kind.to_owned());
+        tokio::spawn(async move {
+            let transaction = homeserver.transaction();
+            let deadline = tokio::time::Instant::now() + RETRY_FOR;
+            loop {
+                let sent = homeserver
+                    .send_as(&transaction, &room, &user_id, &kind, &content)
+                    .await;
+                match sent {
+                    Ok(()) => return,
+                    Err((error, retry)) if retry && tokio::time::Instant::now() < deadline => {
+                        tracing::debug!(%room, %kind, "tried again in a second: {error}");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                    Err((error, _)) => {
+                        tracing::warn!(%room, %kind, "the ghost's event is not sent: {error}");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    fn transaction(&self) -> String {
+        format!(
             "{}-{}",
             self.run,
             self.next_transaction.fetch_add(1, Ordering::Relaxed)
-        );
+        )
+    }
+
+    /// Sends the event; an error says whether trying again may help.
+    async fn send_as(
+        &self,
+        transaction: &str,
+        room: &str,
+        user_id: &str,
+        kind: &str,
+        content: &Value,
+    ) -> Result<(), (String, bool)> {
         let path = format!(
-            "/_matrix/client/v3/rooms/{}/send/{}/{transaction}?user_id={}",
+            "/_matrix/client/v3/rooms/{}/send/{}/{}?user_id={}",
             encode(room),
             encode(kind),
+            encode(transaction),
             encode(user_id)
         );
         let (status, answer) = self
             .call(hyper::Method::PUT, path, Some(content.clone()))
-            .await?;
+            .await
+            .map_err(|error| (error, true))?;
         if (200..300).contains(&status) {
             Ok(())
         } else {
-            Err(failure(kind, status, &answer))
+            Err((
+                failure(kind, status, &answer),
+                status >= 500 || status == 429,
+            ))
         }
     }
 

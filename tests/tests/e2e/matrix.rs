@@ -451,3 +451,77 @@ async fn early_media_is_answered_on_matrix_when_configured() {
     crate::sipp_calls::sipp_done(sipp).await;
     no_calls_left(&gateway, browser).await;
 }
+
+/// Events the homeserver would never send, or sends twice, straight to the bridge's route:
+/// nothing breaks, nothing is taken twice, and calls go on as before.
+#[tokio::test]
+async fn bad_events_and_replays_change_nothing() {
+    let (_synapse, gateway, mut alice, room, ghost) = with_ghost(&format!("echo=40{DOMAIN}")).await;
+    let event = |id: &str, kind: &str, content: Value| {
+        json!({"event_id": id, "type": kind, "room_id": room, "sender": alice.user_id,
+            "origin_server_ts": 1, "content": content})
+    };
+    let put = |txn: &str, events: Vec<Value>| {
+        let path = format!("/_matrix/app/v1/transactions/{txn}");
+        let body = json!({"events": events});
+        async move { http_json(gateway.addr, "PUT", &path, Some(HS_TOKEN), Some(body)).await }
+    };
+    let junk = vec![
+        json!("not an event"),
+        json!({"type": "m.call.invite"}),
+        json!({"type": 5, "room_id": [], "sender": {}}),
+        event("$a", "m.call.invite", json!({"call_id": 7, "offer": "x"})),
+        event(
+            "$b",
+            "m.call.invite",
+            json!({"call_id": "bad-sdp", "version": "1",
+            "lifetime": 60000, "offer": {"type": "offer", "sdp": "v=0 not sdp"}}),
+        ),
+        event(
+            "$c",
+            "m.call.answer",
+            json!({"call_id": "nobody", "answer": {"sdp": 1}}),
+        ),
+        event("$d", "m.call.hangup", json!({"call_id": "nobody"})),
+        event(
+            "$e",
+            "m.call.negotiate",
+            json!({"call_id": "nobody", "description": null}),
+        ),
+        event(
+            "$f",
+            "m.call.candidates",
+            json!({"call_id": "bad-sdp", "candidates": "x"}),
+        ),
+        event("$g", "m.room.member", json!({"membership": 3})),
+    ];
+    let (status, _) = put("junk-1", junk).await;
+    assert_eq!(status, 200);
+    // The unreadable offer is refused, saying so.
+    from_ghost(&alice, &room, &ghost, "m.call.reject", "bad-sdp").await;
+    // The same invite without an offer, once by its event id whatever the transaction.
+    let offerless = event(
+        "$h",
+        "m.call.invite",
+        json!({"call_id": "no-offer", "version": "1"}),
+    );
+    for txn in ["replay-1", "replay-2"] {
+        let (status, _) = put(txn, vec![offerless.clone()]).await;
+        assert_eq!(status, 200);
+    }
+    from_ghost(&alice, &room, &ghost, "m.call.reject", "no-offer").await;
+    // A real call still goes through, and then the replayed invite was taken once.
+    let (browser, _) = call(&mut alice, &room).await;
+    from_ghost(&alice, &room, &ghost, "m.call.answer", "c1").await;
+    let rejects = alice
+        .events(&room)
+        .await
+        .iter()
+        .filter(|event| {
+            event["type"] == "m.call.reject" && event["content"]["call_id"] == "no-offer"
+        })
+        .count();
+    assert_eq!(rejects, 1);
+    hang_up(&mut alice, &room).await;
+    no_calls_left(&gateway, browser).await;
+}

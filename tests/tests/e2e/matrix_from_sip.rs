@@ -324,3 +324,47 @@ async fn an_encrypted_room_is_refused_saying_why() {
         "the ghost says why the call cannot ring: {events:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_homeserver_restarted_during_a_call() {
+    let (mut synapse, gateway, mut alice, bob) = bridge(&[]).await;
+    bob.command("dial", &address_of(&alice_id()));
+    let room = joins_the_invited_room(&alice, &bob).await;
+    let offer = ghost_invite(&alice, &room, &[]).await;
+    let call_id = offer["call_id"].as_str().expect("a call id").to_owned();
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = answers(&mut alice, &room, &browser, &offer).await;
+    assert!(browser.connected(WAIT).await);
+    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 440.0);
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
+
+    // The homeserver goes away: the call goes on (its media never went through it), and a
+    // call for alice meanwhile is unavailable, saying why.
+    synapse.stop();
+    browser.clear_received();
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
+    let carol = phone(&gateway, "carol", "anything", 1000.0).await;
+    carol.command("dial", &address_of(&alice_id()));
+    let reason = bob_closed(&carol, 1).await;
+    assert!(reason.contains("480"), "{reason}");
+
+    // bob hangs up while it is away: the ghost's hang-up reaches the room once it is back.
+    bob.command("hangup", "");
+    bob_closed(&bob, 1).await;
+    synapse.start_again();
+    let hangup = from_ghost(&alice, &room, &bob_ghost(), "m.call.hangup", &call_id).await;
+    assert_eq!(hangup["reason"], "user_hangup", "{hangup}");
+    no_calls_left(&gateway).await;
+
+    // The bridge takes calls again: bob is rung through to alice in the same room.
+    bob.command("dial", &address_of(&alice_id()));
+    let again = ghost_invite(&alice, &room, &[&call_id]).await;
+    let reject = json!({"call_id": again["call_id"], "party_id": "alicedev", "version": "1"});
+    alice.send(&room, "m.call.reject", reject).await;
+    let reason = bob_closed(&bob, 2).await;
+    assert!(reason.contains("486"), "{reason}");
+    browser.close().await;
+}
