@@ -56,6 +56,22 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A free TCP port on 127.0.0.1 below the kernel's ephemeral range (32768 and up), for a
+/// server that takes a while to bind it (Synapse): a port of [`free_port`] can meanwhile become
+/// the local port of some outgoing connection, which never happens below that range.
+pub fn free_listening_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    // Test binaries running at once start at different places.
+    let start = 20_000 + (std::process::id() % 500) as u16 * 16;
+    loop {
+        let offset = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10_000;
+        let port = 20_000 + (start - 20_000 + offset) % 10_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// The output of a child process, collected by a thread.
 #[derive(Debug, Clone, Default)]
 pub struct Log(Arc<Mutex<String>>);

@@ -671,7 +671,10 @@ async fn a_forked_call_connects_to_the_phone_that_answers() {
     assert!(first.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
     assert!(
         second.wait_for("CALL_CLOSED", 1, WAIT).await,
-        "the other phone stops ringing"
+        "the other phone stops ringing: {:?}\n{}\nkamailio:\n{}",
+        second.events(),
+        second.log.text(),
+        setup.kamailio.log.text()
     );
     let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
     assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);

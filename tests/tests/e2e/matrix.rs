@@ -10,7 +10,7 @@ use std::time::Duration;
 use gateway::{Config, MatrixConfig};
 use gateway_tests::Gateway;
 use gateway_tests::browser::{AudioCodec, Browser};
-use gateway_tests::peers::free_port;
+use gateway_tests::peers::free_listening_port;
 use gateway_tests::synapse::{MatrixUser, SERVER_NAME, Synapse, http_json};
 use serde_json::{Value, json};
 
@@ -34,7 +34,7 @@ pub(crate) fn bridge_config(homeserver: u16) -> Config {
             ..MatrixConfig::default()
         },
         http: gateway::HttpConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            listen: SocketAddr::from(([127, 0, 0, 1], free_listening_port())),
             ..gateway::HttpConfig::default()
         },
         ..Config::default()
@@ -55,7 +55,7 @@ fn show_logs() {
 /// `users` named in `[matrix] users`, a Synapse, the gateway, and alice logged in there.
 pub(crate) async fn synapse_and_bridge(users: &[(&str, &str)]) -> (Synapse, Gateway, MatrixUser) {
     show_logs();
-    let homeserver = free_port();
+    let homeserver = free_listening_port();
     let mut bridge = bridge_config(homeserver);
     bridge.matrix.users = users
         .iter()
@@ -90,7 +90,7 @@ where
 /// A bridge of the shipped configuration (the local domain, open registration) with Synapse;
 /// alice, a Matrix user, logged in; the room she opened with `ghost`, who joined it.
 async fn with_ghost(ghost_address: &str) -> (Synapse, Gateway, MatrixUser, String, String) {
-    let homeserver = free_port();
+    let homeserver = free_listening_port();
     let config = Config {
         matrix: bridge_config(homeserver).matrix,
         http: bridge_config(homeserver).http,
@@ -229,7 +229,7 @@ async fn a_matrix_user_calls_the_echo_test_through_its_ghost() {
 
 #[tokio::test]
 async fn a_restarted_gateway_still_answers_calls_in_its_ghosts_rooms() {
-    let homeserver = free_port();
+    let homeserver = free_listening_port();
     let data = gateway_tests::TempDir::new();
     let config = Config {
         matrix: bridge_config(homeserver).matrix,
@@ -354,7 +354,7 @@ async fn calls_that_cannot_go_are_refused_saying_why() {
 #[tokio::test]
 async fn the_homeserver_must_show_its_token() {
     // No homeserver is needed to refuse one that is not.
-    let config = bridge_config(free_port());
+    let config = bridge_config(free_listening_port());
     let gateway = Gateway::start_at(config).await;
     let transaction = |txn: &str, token: Option<&'static str>, body: Value| {
         let path = format!("/_matrix/app/v1/transactions/{txn}");
@@ -433,7 +433,7 @@ async fn the_homeserver_must_show_its_token() {
 #[tokio::test]
 async fn early_media_is_answered_on_matrix_when_configured() {
     let (port, sipp) = crate::sipp_calls::sipp_uas("uas_183_then_cancel.xml");
-    let homeserver = free_port();
+    let homeserver = free_listening_port();
     let mut bridge = bridge_config(homeserver);
     bridge.matrix.answer_on_183 = true;
     let config = Config {
