@@ -23,6 +23,7 @@ use crate::config::{Config, HttpUrl, MatrixConfig};
 pub(crate) mod appservice;
 mod calls;
 mod client;
+mod events;
 pub(crate) mod ghosts;
 mod to_matrix;
 
@@ -30,6 +31,8 @@ use crate::call::CallServices;
 use crate::storage::Storage;
 use calls::{Calls, Reports};
 use client::Homeserver;
+use events::CallEvent;
+use ruma_events::call::invite::CallInviteEventContent;
 use to_matrix::Setup;
 pub(crate) use to_matrix::{SipCall, ToMatrix};
 
@@ -305,6 +308,13 @@ async fn handle(bridge: &Bridge, rooms: &mut Rooms, calls: &mut Calls, event: &V
         // Our own events come back too.
         return;
     }
+    if let Some(read) = CallEvent::read(kind, &content) {
+        match read {
+            Ok(call) => call_event(bridge, rooms, calls, event, call).await,
+            Err(error) => debug!(%room, %kind, "a call event that cannot be read: {error}"),
+        }
+        return;
+    }
     match kind {
         "m.room.member" => {
             let member = text("state_key");
@@ -333,18 +343,6 @@ async fn handle(bridge: &Bridge, rooms: &mut Rooms, calls: &mut Calls, event: &V
                 _ => {}
             }
         }
-        "m.call.invite" => {
-            let Some(ghost) = rooms.ghost(room).await else {
-                warn!(%room, "a call in a room the bridge knows no ghost of");
-                return;
-            };
-            if !for_ghost(event, &ghost) {
-                debug!(%room, "a call that is over or for someone else");
-                return;
-            }
-            calls.invite(bridge, room, &ghost, sender, &content).await;
-        }
-        "m.call.answer" => calls.answer(bridge, room, sender, &content).await,
         "m.room.encryption" | "m.room.encrypted" => {
             let Some(ghost) = rooms.ghost(room).await else {
                 return;
@@ -362,22 +360,52 @@ async fn handle(bridge: &Bridge, rooms: &mut Rooms, calls: &mut Calls, event: &V
                 }
             }
         }
-        "m.call.hangup" | "m.call.reject" | "m.call.select_answer" => {
-            calls.ended_there(room, kind, &content);
-        }
-        "m.call.negotiate" => calls.negotiate(room, &content),
         _ => {}
+    }
+}
+
+/// A call event of a ghost's room, read.
+async fn call_event(
+    bridge: &Bridge,
+    rooms: &mut Rooms,
+    calls: &mut Calls,
+    event: &Value,
+    call: CallEvent,
+) {
+    let text = |field: &str| event.get(field).and_then(Value::as_str).unwrap_or_default();
+    let (room, sender) = (text("room_id"), text("sender"));
+    match &call {
+        CallEvent::Invite(invite) => {
+            let Some(ghost) = rooms.ghost(room).await else {
+                warn!(%room, "a call in a room the bridge knows no ghost of");
+                return;
+            };
+            let age = event["unsigned"]["age"].as_u64().unwrap_or(0);
+            if !for_ghost(invite, age, &ghost) {
+                debug!(%room, "a call that is over or for someone else");
+                return;
+            }
+            calls.invite(bridge, room, &ghost, sender, invite).await;
+        }
+        CallEvent::Answer(answer) => calls.answer(bridge, room, sender, answer).await,
+        CallEvent::Hangup(_) | CallEvent::Reject(_) | CallEvent::SelectAnswer(_) => {
+            calls.ended_there(room, &call);
+        }
+        CallEvent::Negotiate(negotiate) => calls.negotiate(room, negotiate),
+        // The relay is ICE-lite: its own candidate is all the Matrix side needs.
+        CallEvent::Candidates(_) => {}
     }
 }
 
 /// Whether an `m.call.invite` still rings for `ghost`: not expired (its age past its
 /// `lifetime`, MSC2746) and for anybody in the room or for the ghost (`invitee`).
-fn for_ghost(invite: &Value, ghost: &str) -> bool {
-    let content = &invite["content"];
-    let age = invite["unsigned"]["age"].as_u64().unwrap_or(0);
-    let lifetime = content["lifetime"].as_u64().unwrap_or(u64::MAX);
-    let invitee = content["invitee"].as_str();
-    age <= lifetime && invitee.is_none_or(|invitee| invitee == ghost)
+fn for_ghost(invite: &CallInviteEventContent, age: u64, ghost: &str) -> bool {
+    let lifetime = u64::from(invite.lifetime);
+    let for_ghost = invite
+        .invitee
+        .as_ref()
+        .is_none_or(|invitee| invitee.as_str() == ghost);
+    age <= lifetime && for_ghost
 }
 
 /// A ghost's `party_id` (the spec recommends 8 alphanumeric characters): the same for each
@@ -496,14 +524,16 @@ mod tests {
     #[test]
     fn expired_invites_and_others_calls_are_not_the_ghosts() {
         let ghost = "@sip_bob=40example.com:hs.test";
-        let invite = |age: u64, invitee: Option<&str>| {
-            json!({"type": "m.call.invite", "unsigned": {"age": age},
-                "content": {"call_id": "c", "lifetime": 60000, "invitee": invitee}})
+        let invite = |invitee: Option<&str>| -> CallInviteEventContent {
+            serde_json::from_value(json!({"call_id": "c", "version": "1", "party_id": "p",
+                "lifetime": 60000, "invitee": invitee,
+                "offer": {"type": "offer", "sdp": "v=0"}}))
+            .unwrap()
         };
-        assert!(for_ghost(&invite(100, None), ghost));
-        assert!(for_ghost(&invite(100, Some(ghost)), ghost));
-        assert!(!for_ghost(&invite(60001, None), ghost), "expired");
-        assert!(!for_ghost(&invite(100, Some("@carol:hs.test")), ghost));
+        assert!(for_ghost(&invite(None), 100, ghost));
+        assert!(for_ghost(&invite(Some(ghost)), 100, ghost));
+        assert!(!for_ghost(&invite(None), 60001, ghost), "expired");
+        assert!(!for_ghost(&invite(Some("@carol:hs.test")), 100, ghost));
     }
 
     #[test]

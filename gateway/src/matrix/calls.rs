@@ -18,10 +18,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use ruma_events::call::answer::CallAnswerEventContent;
+use ruma_events::call::hangup::Reason;
+use ruma_events::call::invite::CallInviteEventContent;
+use ruma_events::call::negotiate::CallNegotiateEventContent;
+
+use super::events::{CallEvent, Speaker, is_version_0};
 use super::to_matrix::SipCall;
 use super::{Bridge, ghosts, party_id};
 use crate::call::{CallServices, CallTask, CallUpdate, Command, Ending, Incoming, StartCall};
@@ -50,6 +56,17 @@ struct MatrixCall {
     answered: bool,
     /// The Matrix side ended it: nothing to tell it.
     ended_there: bool,
+}
+
+impl MatrixCall {
+    /// The ghost's events in this call.
+    fn speaker(&self) -> Speaker<'_> {
+        Speaker {
+            call_id: &self.call_id,
+            version_0: self.version_0,
+            party_id: party_id(&self.ghost),
+        }
+    }
 }
 
 /// The bridge's calls, by session (room and call id).
@@ -84,12 +101,10 @@ impl Calls {
         room: &str,
         ghost: &str,
         caller: &str,
-        invite: &Value,
+        invite: &CallInviteEventContent,
     ) {
-        let Some(call_id) = invite["call_id"].as_str() else {
-            return;
-        };
-        let version_0 = invite["version"].as_u64() == Some(0);
+        let call_id = invite.call_id.as_str();
+        let version_0 = is_version_0(&invite.version);
         let session = session_of(room, call_id);
         if self.calls.contains_key(&session) {
             debug!(%room, %call_id, "the same call again");
@@ -124,9 +139,7 @@ impl Calls {
             let why = format!("{caller} has {ongoing} calls through this bridge already");
             return refusal.refuse(bridge, Some(486), &why);
         }
-        let Some(offer) = invite["offer"]["sdp"].as_str() else {
-            return refusal.refuse(bridge, None, "the call came without an offer");
-        };
+        let offer = invite.offer.sdp.as_str();
         let Some(local) = self.services.local.clone() else {
             return refusal.refuse(
                 bridge,
@@ -187,30 +200,29 @@ impl Calls {
     }
 
     /// The Matrix side's `m.call.hangup`, `m.call.reject` or `m.call.select_answer`.
-    pub(super) fn ended_there(&mut self, room: &str, kind: &str, content: &Value) {
-        let Some(call_id) = content["call_id"].as_str() else {
-            return;
-        };
+    pub(super) fn ended_there(&mut self, room: &str, event: &CallEvent) {
+        let call_id = event.call_id();
         let Some(call) = self.calls.get_mut(&session_of(room, call_id)) else {
             return;
+        };
+        let select_answer = match event {
+            CallEvent::SelectAnswer(select) => Some(select.selected_party_id.as_str()),
+            _ => None,
         };
         if call.to_matrix {
             // We called: a select_answer is not theirs to send, and once an answer is taken
             // the other devices' rejections and hang-ups are theirs alone.
-            let other_party = call.selected.as_deref().is_some_and(|selected| {
-                content["party_id"]
-                    .as_str()
-                    .is_some_and(|party| party != selected)
-            });
-            if kind == "m.call.select_answer" || other_party {
+            let other_party = call
+                .selected
+                .as_deref()
+                .is_some_and(|selected| event.party_id().is_some_and(|party| party != selected));
+            if select_answer.is_some() || other_party {
                 return;
             }
-        } else if kind == "m.call.select_answer"
-            && content["selected_party_id"].as_str() == Some(party_id(&call.ghost).as_str())
-        {
+        } else if select_answer == Some(party_id(&call.ghost).as_str()) {
             return;
         }
-        debug!(%room, %call_id, %kind, "the Matrix side ends the call");
+        debug!(%room, %call_id, ?event, "the Matrix side ends the call");
         call.ended_there = true;
         let _ = call.task.commands.send(Command::Hangup);
     }
@@ -276,11 +288,9 @@ impl Calls {
         bridge: &Bridge,
         room: &str,
         sender: &str,
-        content: &Value,
+        answer: &CallAnswerEventContent,
     ) {
-        let Some(call_id) = content["call_id"].as_str() else {
-            return;
-        };
+        let call_id = answer.call_id.as_str();
         let Some(call) = self.calls.get_mut(&session_of(room, call_id)) else {
             return;
         };
@@ -288,23 +298,20 @@ impl Calls {
             debug!(%room, %call_id, %sender, "an answer not taken");
             return;
         }
-        let Some(sdp) = content["answer"]["sdp"].as_str() else {
-            debug!(%room, %call_id, "an answer without a description");
-            return;
-        };
         call.answered = true;
-        call.selected = content["party_id"].as_str().map(str::to_owned);
+        call.selected = answer
+            .party_id
+            .as_ref()
+            .map(|party| party.as_str().to_owned());
         let _ = call.task.commands.send(Command::Answer {
-            sdp: sdp.to_owned(),
+            sdp: answer.answer.sdp.clone(),
             headers: Vec::new(),
         });
-        if let Some(selected) = call.selected.clone() {
-            let mut select = json!({"call_id": call_id, "selected_party_id": selected});
-            stamp(&mut select, false, &call.ghost);
-            let (room, ghost) = (call.room.clone(), call.ghost.clone());
+        if let Some(selected) = &call.selected {
+            let select = call.speaker().select_answer(selected);
             if let Err(error) = bridge
                 .homeserver
-                .send(&room, &ghost, "m.call.select_answer", &select)
+                .send(&call.room, &call.ghost, "m.call.select_answer", &select)
                 .await
             {
                 warn!(%room, "the ghost cannot select the answer: {error}");
@@ -333,8 +340,7 @@ impl Calls {
             reason: "Busy Here".to_owned(),
             text: format!("the call crossed one from {user}, which rings you now"),
         });
-        let mut hangup = json!({"call_id": call.call_id, "reason": "user_hangup"});
-        stamp(&mut hangup, false, &call.ghost);
+        let hangup = call.speaker().hangup(Reason::UserHangup);
         bridge
             .homeserver
             .send_reliably(&call.room, &call.ghost, "m.call.hangup", hangup);
@@ -342,19 +348,15 @@ impl Calls {
 
     /// The Matrix side's `m.call.negotiate`: its new offer (hold, resume, a new codec) goes
     /// to the call as the browser's would, and its answer to ours too.
-    pub(super) fn negotiate(&mut self, room: &str, content: &Value) {
-        let Some(call_id) = content["call_id"].as_str() else {
-            return;
-        };
+    pub(super) fn negotiate(&mut self, room: &str, negotiate: &CallNegotiateEventContent) {
+        let call_id = negotiate.call_id.as_str();
         let Some(call) = self.calls.get_mut(&session_of(room, call_id)) else {
             return;
         };
-        let Some(sdp) = content["description"]["sdp"].as_str() else {
-            return;
-        };
-        debug!(%room, %call_id, kind = ?content["description"]["type"], "a renegotiation from Matrix");
+        let description = &negotiate.description;
+        debug!(%room, %call_id, kind = %description.session_type, "a renegotiation from Matrix");
         let _ = call.task.commands.send(Command::Update {
-            sdp: sdp.to_owned(),
+            sdp: description.sdp.clone(),
         });
     }
 
@@ -447,15 +449,10 @@ impl Calls {
             return;
         };
         call.answered = true;
-        let mut answer = json!({"call_id": call.call_id,
-            "answer": {"type": "answer", "sdp": sdp}});
-        stamp(&mut answer, call.version_0, &call.ghost);
-        let mut events = vec![("m.call.answer", answer)];
+        let speaker = call.speaker();
+        let mut events = vec![("m.call.answer", speaker.answer(&sdp))];
         if !call.version_0 {
-            let mut candidates = json!({"call_id": call.call_id,
-                "candidates": [{"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}]});
-            stamp(&mut candidates, false, &call.ghost);
-            events.push(("m.call.candidates", candidates));
+            events.push(("m.call.candidates", speaker.end_of_candidates()));
         }
         for (kind, content) in events {
             if let Err(error) = bridge
@@ -475,13 +472,10 @@ impl Calls {
             return;
         };
         let lifetime =
-            u64::try_from(self.services.media.ring_timeout.as_millis()).unwrap_or(u64::MAX);
-        let mut invite = json!({"call_id": call.call_id, "lifetime": lifetime,
-            "invitee": call.user, "offer": {"type": "offer", "sdp": sdp}});
-        stamp(&mut invite, false, &call.ghost);
-        let mut candidates = json!({"call_id": call.call_id,
-            "candidates": [{"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}]});
-        stamp(&mut candidates, false, &call.ghost);
+            u32::try_from(self.services.media.ring_timeout.as_millis()).unwrap_or(u32::MAX);
+        let speaker = call.speaker();
+        let invite = speaker.invite(lifetime, &call.user, &sdp);
+        let candidates = speaker.end_of_candidates();
         for (kind, content) in [("m.call.invite", invite), ("m.call.candidates", candidates)] {
             if let Err(error) = bridge
                 .homeserver
@@ -505,9 +499,7 @@ impl Calls {
         let Some(call) = self.calls.get(session) else {
             return;
         };
-        let mut content = json!({"call_id": call.call_id, "lifetime": NEGOTIATE_LIFETIME,
-            "description": {"type": kind, "sdp": sdp}});
-        stamp(&mut content, call.version_0, &call.ghost);
+        let content = call.speaker().negotiate(kind, &sdp, NEGOTIATE_LIFETIME);
         if let Err(error) = bridge
             .homeserver
             .send(&call.room, &call.ghost, "m.call.negotiate", &content)
@@ -520,17 +512,7 @@ impl Calls {
 
 /// How long our new offer waits for the Matrix side's answer (ms): the call task answers the
 /// far end with the session as it stands after its own update timeout.
-const NEGOTIATE_LIFETIME: u64 = 10_000;
-
-/// Adds the version fields: `version` 0, or `version` "1" and the ghost's `party_id`.
-fn stamp(content: &mut Value, version_0: bool, ghost: &str) {
-    if version_0 {
-        content["version"] = json!(0);
-    } else {
-        content["version"] = json!("1");
-        content["party_id"] = json!(party_id(ghost));
-    }
-}
+const NEGOTIATE_LIFETIME: u32 = 10_000;
 
 /// A call ending on the ghost's side, before or after an answer.
 struct Refusal<'a> {
@@ -567,15 +549,16 @@ impl Refusal<'_> {
     fn send_event(&self, bridge: &Bridge, code: Option<u16>, text: &str) {
         // MSC2746: a version 1 call never answered is rejected; otherwise it is hung up, with
         // the reason its SIP status maps to.
-        let (kind, mut content) = if !self.version_0 && !self.answered {
-            ("m.call.reject", json!({"call_id": self.call_id}))
-        } else {
-            (
-                "m.call.hangup",
-                json!({"call_id": self.call_id, "reason": hangup_reason(code, text)}),
-            )
+        let speaker = Speaker {
+            call_id: self.call_id,
+            version_0: self.version_0,
+            party_id: party_id(self.ghost),
         };
-        stamp(&mut content, self.version_0, self.ghost);
+        let (kind, content) = if !self.version_0 && !self.answered {
+            ("m.call.reject", speaker.reject())
+        } else {
+            ("m.call.hangup", speaker.hangup(hangup_reason(code, text)))
+        };
         bridge
             .homeserver
             .send_reliably(self.room, self.ghost, kind, content);
@@ -588,25 +571,24 @@ fn hang_up_matrix(bridge: &Bridge, call: &MatrixCall, ending: &Ending) {
     let reason = if call.answered {
         hangup_reason(ending.code, &ending.text)
     } else if matches!(ending.code, Some(408 | 480)) {
-        "invite_timeout"
+        Reason::InviteTimeout
     } else {
-        "user_hangup"
+        Reason::UserHangup
     };
-    let mut hangup = json!({"call_id": call.call_id, "reason": reason});
-    stamp(&mut hangup, false, &call.ghost);
+    let hangup = call.speaker().hangup(reason);
     bridge
         .homeserver
         .send_reliably(&call.room, &call.ghost, "m.call.hangup", hangup);
 }
 
 /// The `m.call.hangup` reason of a SIP ending (MSC2746's list).
-pub(super) fn hangup_reason(code: Option<u16>, text: &str) -> &'static str {
+pub(super) fn hangup_reason(code: Option<u16>, text: &str) -> Reason {
     match code {
-        Some(486 | 600) => "user_busy",
-        Some(408 | 480 | 487) => "invite_timeout",
-        Some(code) if code >= 400 => "unknown_error",
-        _ if text.contains("ICE") || text.contains("ice") => "ice_failed",
-        _ => "user_hangup",
+        Some(486 | 600) => Reason::UserBusy,
+        Some(408 | 480 | 487) => Reason::InviteTimeout,
+        Some(code) if code >= 400 => Reason::UnknownError,
+        _ if text.contains("ICE") || text.contains("ice") => Reason::IceFailed,
+        _ => Reason::UserHangup,
     }
 }
 
@@ -616,21 +598,27 @@ mod tests {
 
     #[test]
     fn sip_endings_become_hangup_reasons() {
-        assert_eq!(hangup_reason(Some(486), "486 Busy Here"), "user_busy");
         assert_eq!(
-            hangup_reason(Some(480), "480 Temporarily Unavailable"),
+            hangup_reason(Some(486), "486 Busy Here").as_str(),
+            "user_busy"
+        );
+        assert_eq!(
+            hangup_reason(Some(480), "480 Temporarily Unavailable").as_str(),
             "invite_timeout"
         );
         assert_eq!(
-            hangup_reason(Some(408), "408 Request Timeout"),
+            hangup_reason(Some(408), "408 Request Timeout").as_str(),
             "invite_timeout"
         );
         assert_eq!(
-            hangup_reason(Some(503), "503 Service Unavailable"),
+            hangup_reason(Some(503), "503 Service Unavailable").as_str(),
             "unknown_error"
         );
-        assert_eq!(hangup_reason(Some(404), "404 Not Found"), "unknown_error");
-        assert_eq!(hangup_reason(None, "remote hangup"), "user_hangup");
-        assert_eq!(hangup_reason(None, "ICE failed"), "ice_failed");
+        assert_eq!(
+            hangup_reason(Some(404), "404 Not Found").as_str(),
+            "unknown_error"
+        );
+        assert_eq!(hangup_reason(None, "remote hangup").as_str(), "user_hangup");
+        assert_eq!(hangup_reason(None, "ICE failed").as_str(), "ice_failed");
     }
 }
