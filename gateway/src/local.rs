@@ -86,6 +86,14 @@ pub(crate) struct Local {
     channels: Mutex<HashMap<sip::BrowserBinding, mpsc::UnboundedSender<Arrival>>>,
     /// What the users' phones published (presence).
     publications: Mutex<crate::publications::Publications>,
+    /// Which of the domain's names are Matrix users (the Matrix bridge, when it runs).
+    matrix_users: std::sync::OnceLock<Arc<dyn MatrixUsers>>,
+}
+
+/// Which of the local domain's names are Matrix users, reached through the Matrix bridge.
+pub(crate) trait MatrixUsers: Send + Sync + std::fmt::Debug {
+    /// The Matrix user `user` is, if it is one.
+    fn matrix_user(&self, user: &str) -> Option<String>;
 }
 
 /// Why a local registration was refused.
@@ -132,7 +140,18 @@ impl Local {
             location,
             channels: Mutex::new(HashMap::new()),
             publications: Mutex::new(crate::publications::Publications::default()),
+            matrix_users: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Tells the domain which of its names are Matrix users (once, when the bridge starts).
+    pub(crate) fn set_matrix_users(&self, users: Arc<dyn MatrixUsers>) {
+        let _ = self.matrix_users.set(users);
+    }
+
+    /// The Matrix user the domain's `user` is, if it is one.
+    pub(crate) fn matrix_user(&self, user: &str) -> Option<String> {
+        self.matrix_users.get()?.matrix_user(user)
     }
 
     /// The domain.

@@ -59,6 +59,13 @@ pub(crate) fn outgoing(
             server: from_local.then(|| uri.as_str().to_owned()),
         });
     }
+    if let Some(matrix_user) = local.matrix_user(user) {
+        return Route::Refuse(Ending::new(format!(
+            "480 Temporarily Unavailable ({user} is the Matrix user {matrix_user}: calls to \
+             Matrix users are taken from SIP phones; from browsers and Matrix they are not \
+             supported yet)"
+        )));
+    }
     let mut browsers = latest_browsers(local, user);
     browsers.retain(|browser| browser.owner != connection);
     let phones = local.phone_bindings(user);
@@ -330,6 +337,29 @@ mod tests {
             route(Some(&open), "example.com", "sip:carol@example.com"),
             "sip None"
         );
+    }
+
+    /// A name of the domain that is a Matrix user is refused to browsers saying why (only
+    /// phones' calls go to Matrix).
+    #[test]
+    fn a_matrix_user_is_not_called_from_the_web() {
+        #[derive(Debug)]
+        struct Carol;
+        impl crate::local::MatrixUsers for Carol {
+            fn matrix_user(&self, user: &str) -> Option<String> {
+                (user == "carol").then(|| "@carol:hs.test".to_owned())
+            }
+        }
+        let domain = local(false);
+        domain.set_matrix_users(std::sync::Arc::new(Carol));
+        let to = sip::RequestUri::parse("sip:carol@local.test").expect("a SIP URI");
+        let refused = name(&outgoing(Some(&domain), 1, "local.test", &to));
+        assert!(
+            refused.starts_with("refuse 480") && refused.contains("@carol:hs.test"),
+            "{refused}"
+        );
+        let to = sip::RequestUri::parse("sip:zed@local.test").expect("a SIP URI");
+        assert!(name(&outgoing(Some(&domain), 1, "local.test", &to)).contains("404"));
     }
 
     /// A phone's call reaches the echo, the callee's browsers and other phones, or is refused

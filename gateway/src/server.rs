@@ -182,6 +182,9 @@ impl Server {
         });
         let bridge = crate::matrix::Bridge::start(&config.matrix, calls.clone(), storage.clone());
         let (bridge, to_matrix) = bridge.unzip();
+        if let (Some(local), Some(to_matrix)) = (&calls.local, &to_matrix) {
+            local.set_matrix_users(Arc::new(to_matrix.clone()));
+        }
         tokio::spawn(crate::inbound::route(
             calls.clone(),
             local_calls_rx,

@@ -48,6 +48,12 @@ pub(crate) struct SipCall {
     pub(crate) callee: String,
 }
 
+impl crate::local::MatrixUsers for ToMatrix {
+    fn matrix_user(&self, user: &str) -> Option<String> {
+        ToMatrix::matrix_user(self, user)
+    }
+}
+
 impl ToMatrix {
     pub(super) fn new(config: &MatrixConfig, calls: mpsc::UnboundedSender<SipCall>) -> ToMatrix {
         ToMatrix {

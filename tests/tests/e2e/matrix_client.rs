@@ -92,6 +92,8 @@ async fn element_s_call_client_calls_a_phone_and_the_phone_calls_it() {
     bob.command("hangup", "");
     let status = client.wait_state("ended", WAIT).await;
     assert_eq!(status["reason"], "user_hangup", "{status:#}");
+    let (tone, _) = bob.received_tone().expect("bob's recording");
+    assert_eq!(tone, CLIENT_TONE, "bob hears alice's microphone again");
     no_calls_left(&gateway).await;
     client.close().await;
 }

@@ -1,8 +1,9 @@
 //! Calls from SIP phones to Matrix users through the bridge, with a real Synapse and baresip:
 //! the caller's ghost opens a direct room with the Matrix user (or takes the one it has),
 //! waits for them to join and calls with the relay's offer; the first answer is selected;
-//! tones and DTMF go both ways; hang-ups, rejections, crossed invites and encrypted rooms end
-//! calls as MSC2746 and SIP say. The Matrix client is the tests' WebRTC peer (webrtc-rs)
+//! tones go both ways and the Matrix side's DTMF reaches the phone; hang-ups, rejections,
+//! crossed invites, encrypted rooms and a homeserver that restarts end calls as MSC2746 and
+//! SIP say. The Matrix client is the tests' WebRTC peer (webrtc-rs)
 //! sending MSC2746 events through Synapse's client-server API.
 
 use std::time::Duration;
