@@ -1,7 +1,7 @@
 //! Calls from SIP phones to Matrix users through the bridge, with a real Synapse and baresip:
 //! the caller's ghost opens a direct room with the Matrix user (or takes the one it has),
 //! waits for them to join and calls with the relay's offer; the first answer is selected;
-//! tones go both ways and the Matrix side's DTMF reaches the phone; hang-ups, rejections,
+//! tones and DTMF (RFC 4733) go both ways; hang-ups, rejections,
 //! crossed invites, encrypted rooms and a homeserver that restarts end calls as MSC2746 and
 //! SIP say. The Matrix client is the tests' WebRTC peer (webrtc-rs)
 //! sending MSC2746 events through Synapse's client-server API.
@@ -161,6 +161,22 @@ async fn a_phone_calls_a_matrix_user_who_answers_talks_and_hangs_up() {
         "bob sees no DTMF: {:?}",
         bob.events()
     );
+    // And the phone's key (RFC 4733) reaches Matrix: event 4 in the relay's telephone-events.
+    browser.clear_received();
+    bob.command("sndcode", "4");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !browser
+        .received()
+        .iter()
+        .any(|packet| packet.header.payload_type == event_pt && packet.payload.first() == Some(&4))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice gets no telephone-event from bob:\n{}",
+            bob.log.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // alice hangs up: bob's call ends; he heard her.
     let hangup = json!({"call_id": call_id, "party_id": "alicedev", "version": "1",
