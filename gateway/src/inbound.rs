@@ -112,6 +112,21 @@ pub(crate) async fn route(
         if let Some(to_matrix) = &to_matrix
             && let Some(callee) = to_matrix.matrix_user(&user)
         {
+            if !authenticated {
+                // The caller's ghost would speak in Matrix under a From nobody checked.
+                info!(%user, from = %invite.from_uri, "call to a Matrix user refused: caller not authenticated");
+                let text = "calls to Matrix users are taken from the local domain's \
+                            authenticated users only";
+                services.sip.call(
+                    call,
+                    CallCommand::Reject {
+                        code: 403,
+                        reason: "Forbidden".to_owned(),
+                        warning: Some(Warning::new(Warning::MISCELLANEOUS, text)),
+                    },
+                );
+                continue;
+            }
             debug!(%user, %callee, from = %invite.from_uri, "call from SIP to a Matrix user");
             let call = SipCall {
                 call,

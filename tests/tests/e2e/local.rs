@@ -506,6 +506,11 @@ async fn the_echo_test_answers_hold_resume_update_and_offerless_reinvites() {
 /// An INVITE to `echo@local.test` from a caller of another domain (who cannot authenticate),
 /// as a phone at `local` would send it.
 fn foreign_invite(local: std::net::SocketAddr, call_id: &str) -> String {
+    foreign_invite_to(local, call_id, "echo")
+}
+
+/// As [`foreign_invite`], to `user@local.test`.
+pub(crate) fn foreign_invite_to(local: std::net::SocketAddr, call_id: &str, user: &str) -> String {
     let sdp = format!(
         "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
          m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
@@ -513,8 +518,8 @@ fn foreign_invite(local: std::net::SocketAddr, call_id: &str) -> String {
         port = local.port() + 1000
     );
     format!(
-        "INVITE sip:echo@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{call_id}\r\n\
-         From: <sip:mallory@elsewhere.test>;tag={call_id}\r\nTo: <sip:echo@{DOMAIN}>\r\n\
+        "INVITE sip:{user}@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{call_id}\r\n\
+         From: <sip:mallory@elsewhere.test>;tag={call_id}\r\nTo: <sip:{user}@{DOMAIN}>\r\n\
          Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:mallory@{local}>\r\nMax-Forwards: 70\r\n\
          Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
         sdp.len()

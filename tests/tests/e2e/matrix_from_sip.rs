@@ -385,3 +385,34 @@ async fn a_homeserver_restarted_during_a_call() {
     assert!(reason.contains("486"), "{reason}");
     browser.close().await;
 }
+
+/// A caller of another domain cannot authenticate: its From is nobody's word, and a ghost
+/// would speak under it in Matrix. Its call to a Matrix user is refused, saying why.
+#[tokio::test]
+async fn callers_who_cannot_authenticate_do_not_reach_matrix() {
+    let (_synapse, gateway, alice, _bob) = bridge(&[]).await;
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("a socket");
+    let local = socket.local_addr().expect("its address");
+    let user = address_of(&alice_id())
+        .trim_start_matches("sip:")
+        .trim_end_matches(&format!("@{DOMAIN}"))
+        .to_owned();
+    let invite = crate::local::foreign_invite_to(local, "mallory-1", &user);
+    socket
+        .send_to(invite.as_bytes(), gateway.sip.0)
+        .await
+        .expect("send the INVITE");
+    let finals = crate::local::finals(&socket, &["mallory-1".to_owned()]).await;
+    let (code, text) = &finals["mallory-1"];
+    assert_eq!(*code, 403, "{text}");
+    assert!(
+        text.contains("Warning:") && text.contains("authenticated"),
+        "{text}"
+    );
+    assert!(
+        alice.invited_rooms().await.is_empty(),
+        "no room for mallory"
+    );
+}
