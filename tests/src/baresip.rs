@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::TempDir;
 use crate::audio::{PROBES, Tone, dominant, read_wav, voiced, write_wav};
-use crate::peers::{Log, data_dir, free_port, require};
+use crate::peers::{Log, data_dir, free_port, free_ports, require};
 
 /// A baresip user agent.
 #[derive(Debug)]
@@ -36,13 +36,9 @@ module\t\t\tsnapshot.so\nvideo_source\t\tfakevideo,nil\nvideo_display\t\tfakevid
 video_size\t\t320x240\nvideo_bitrate\t\t300000\nvideo_fps\t\t15\n";
 
 /// A port that is free together with the one above it (baresip opens TLS on port+1).
+/// A port for baresip's SIP, whose TLS listener takes the next one too.
 fn free_pair() -> u16 {
-    loop {
-        let port = free_port();
-        if port < 65_000 && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
+    free_ports(2)
 }
 
 impl Baresip {
@@ -154,7 +150,7 @@ impl Baresip {
         let dir = TempDir::new();
         let sip_port = free_pair();
         let control_port = free_port();
-        let rtp = free_port() & !1;
+        let rtp = free_ports(20);
         let sound = dir.path().join("sound");
         std::fs::create_dir_all(&sound).expect("a sound directory");
         let source = dir.path().join("tone.wav");

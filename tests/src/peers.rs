@@ -45,29 +45,45 @@ pub fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data")
 }
 
-/// A free port on 127.0.0.1 for both UDP and TCP (as far as can be known without holding it).
+/// A free port on 127.0.0.1 for both UDP and TCP (as far as can be known without holding it),
+/// below the kernel's ephemeral range (32768 and up): a peer started with it (baresip,
+/// kamailio, sipp) binds it a moment later, and meanwhile an ephemeral port could become some
+/// outgoing connection's or socket's local port, which never happens below that range.
+/// Ports 10000-19999; each process starts at its own place, and never hands a port out twice
+/// in a row.
 pub fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP probe");
-        let port = udp.local_addr().expect("probe address").port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    free_in(10_000, 1)
 }
 
-/// A free TCP port on 127.0.0.1 below the kernel's ephemeral range (32768 and up), for a
-/// server that takes a while to bind it (Synapse): a port of [`free_port`] can meanwhile become
-/// the local port of some outgoing connection, which never happens below that range.
+/// The first of `count` consecutive free ports (an even one), as [`free_port`] picks them: no
+/// other pick of this process hands them out while the counter goes round.
+pub fn free_ports(count: u16) -> u16 {
+    free_in(10_000, count)
+}
+
+/// As [`free_port`], in 20000-29999 (for servers such as Synapse, so that they never meet the
+/// peers' ports).
 pub fn free_listening_port() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    // Test binaries running at once start at different places.
-    let start = 20_000 + (std::process::id() % 500) as u16 * 16;
+    free_in(20_000, 1)
+}
+
+fn free_in(base: u16, count: u16) -> u16 {
+    static NEXT: [std::sync::atomic::AtomicU16; 2] = [
+        std::sync::atomic::AtomicU16::new(0),
+        std::sync::atomic::AtomicU16::new(0),
+    ];
+    let next = &NEXT[usize::from(base >= 20_000)];
+    let start = (std::process::id() % 625) as u16 * 16;
+    let free = |port: u16| {
+        UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    };
     loop {
-        let offset = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10_000;
-        let port = 20_000 + (start - 20_000 + offset) % 10_000;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        // Even and whole: a range never wraps past the top.
+        let offset = next.fetch_add(count + count % 2, std::sync::atomic::Ordering::Relaxed);
+        let first = base + ((start + offset) % (10_000 - 2 * count)) / 2 * 2;
+        if (first..first + count).all(free) {
+            return first;
         }
     }
 }

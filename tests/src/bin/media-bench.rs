@@ -15,7 +15,7 @@ use clap::Parser;
 use gateway_tests::Client;
 use gateway_tests::bench::{Error, GatewayProcess, cpu_seconds, rss_kib};
 use gateway_tests::browser::{AudioCodec, Browser};
-use gateway_tests::peers::{data_dir, free_port, require};
+use gateway_tests::peers::{data_dir, free_port, free_ports, require};
 use protocol::{Event, ServerMessage, SessionEvent, SessionState};
 use serde_json::json;
 
@@ -36,7 +36,7 @@ struct Args {
 async fn main() -> Result<(), Error> {
     let args = Args::parse();
     let sip_port = free_port();
-    let echo_port = free_port() & !1;
+    let echo_port = free_ports(4);
     let mut sipp = tokio::process::Command::new(require("sipp", "sip-tester"))
         .arg("-sf")
         .arg(data_dir().join("sipp/uas_answer.xml"))

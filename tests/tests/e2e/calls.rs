@@ -835,7 +835,7 @@ async fn two_calls_at_once_on_one_connection() {
 #[tokio::test]
 async fn a_third_party_sending_to_a_calls_ports_is_never_heard() {
     let (first, last) = {
-        let base = gateway_tests::peers::free_port() & !1;
+        let base = gateway_tests::peers::free_ports(10);
         (base, base + 9)
     };
     let mut setup = Setup::new(|config| {

@@ -473,7 +473,7 @@ pub(crate) async fn sipp_phone_with(
         .arg(gateway_tests::peers::data_dir().join("sipp").join(scenario))
         .args(["-s", service, "-i", "127.0.0.1", "-m", "1", "-nostdin"])
         .args(["-p", &gateway_tests::peers::free_port().to_string()])
-        .args(["-mp", &gateway_tests::peers::free_port().to_string()])
+        .args(["-mp", &gateway_tests::peers::free_ports(4).to_string()])
         // Each answer must come at once: the echo used to leave re-INVITEs unanswered (the
         // phone's BYE then waited 32 s).
         .args(["-timeout", "8", "-timeout_error", "-recv_timeout", "3000"])

@@ -441,7 +441,7 @@ async fn selected_local_port(page: &mut Chromium) -> u64 {
 #[tokio::test]
 async fn an_ice_restart_from_the_browser_keeps_the_call() {
     let dir = TempDir::new();
-    let port = gateway_tests::peers::free_port().to_string();
+    let port = gateway_tests::peers::free_ports(4).to_string();
     let mut config = gateway::Config::default();
     config.media.ice_timeout = 4;
     let (gateway, mut client, sipp) = through_sipp_with(

@@ -35,7 +35,7 @@ pub(crate) fn sipp_uas_with(scenario: &str, extra: &[&str]) -> (u16, Child) {
             "1",
             "-nostdin",
         ])
-        .args(["-mp", &free_port().to_string()])
+        .args(["-mp", &gateway_tests::peers::free_ports(4).to_string()])
         .args(["-timeout", "20", "-timeout_error"])
         .args(extra)
         .arg("-trace_err")

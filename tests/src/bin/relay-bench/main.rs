@@ -441,7 +441,13 @@ async fn main() -> Result<(), Error> {
             "sipp/uas_answer.xml"
         }))
         .args(["-i", "127.0.0.1", "-p", &sip_port.to_string()])
-        .args(["-mp", &free_port().to_string(), "-nostdin", "-m", "1000000"])
+        .args([
+            "-mp",
+            &gateway_tests::peers::free_ports(4).to_string(),
+            "-nostdin",
+            "-m",
+            "1000000",
+        ])
         .args([
             "-key",
             "echo_ip",
