@@ -68,20 +68,27 @@ pub fn free_listening_port() -> u16 {
 }
 
 fn free_in(base: u16, count: u16) -> u16 {
-    static NEXT: [std::sync::atomic::AtomicU16; 2] = [
-        std::sync::atomic::AtomicU16::new(0),
-        std::sync::atomic::AtomicU16::new(0),
+    static NEXT: [std::sync::atomic::AtomicU32; 2] = [
+        std::sync::atomic::AtomicU32::new(0),
+        std::sync::atomic::AtomicU32::new(0),
     ];
     let next = &NEXT[usize::from(base >= 20_000)];
-    let start = (std::process::id() % 625) as u16 * 16;
+    let start = std::process::id() % 625 * 16;
     let free = |port: u16| {
         UdpSocket::bind(("127.0.0.1", port)).is_ok()
             && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
     };
     loop {
-        // Even and whole: a range never wraps past the top.
-        let offset = next.fetch_add(count + count % 2, std::sync::atomic::Ordering::Relaxed);
-        let first = base + ((start + offset) % (10_000 - 2 * count)) / 2 * 2;
+        // Each pick takes the next `count` places (rounded up to even) of one cycle of 10000,
+        // so picks never overlap until the counter goes round; a range that would run past the
+        // top is skipped whole.
+        let step = u32::from(count + count % 2);
+        let offset = next.fetch_add(step, std::sync::atomic::Ordering::Relaxed);
+        let place = (start + offset) % 10_000;
+        if place + u32::from(count) > 10_000 {
+            continue;
+        }
+        let first = base + u16::try_from(place).unwrap_or_default();
         if (first..first + count).all(free) {
             return first;
         }
@@ -627,5 +634,25 @@ mod tests {
         assert_eq!(bindings[0].socket, "udp:127.0.0.1:5060");
         assert_eq!(bindings[0].instance, "<urn:uuid:1>");
         assert_eq!(bindings[1].address, "sip:def@127.0.0.1:5062");
+    }
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::*;
+
+    /// Ports and ranges handed out in one run never overlap, whatever their sizes (until the
+    /// counter goes round 10000 places: these picks take about 5600).
+    #[test]
+    fn picks_never_overlap() {
+        let mut taken = std::collections::HashSet::new();
+        for pick in 0..800_u32 {
+            let count = [1, 2, 20, 4][(pick % 4) as usize];
+            let first = free_ports(count);
+            assert!((10_000..20_000).contains(&first) && first % 2 == 0, "{first}");
+            for port in first..first + count {
+                assert!(taken.insert(port), "port {port} handed out twice");
+            }
+        }
     }
 }
