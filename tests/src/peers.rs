@@ -649,7 +649,10 @@ mod port_tests {
         for pick in 0..800_u32 {
             let count = [1, 2, 20, 4][(pick % 4) as usize];
             let first = free_ports(count);
-            assert!((10_000..20_000).contains(&first) && first % 2 == 0, "{first}");
+            assert!(
+                (10_000..20_000).contains(&first) && first % 2 == 0,
+                "{first}"
+            );
             for port in first..first + count {
                 assert!(taken.insert(port), "port {port} handed out twice");
             }
