@@ -650,7 +650,7 @@ mod port_tests {
             let count = [1, 2, 20, 4][(pick % 4) as usize];
             let first = free_ports(count);
             assert!(
-                (10_000..20_000).contains(&first) && first % 2 == 0,
+                (10_000..20_000).contains(&first) && first.is_multiple_of(2),
                 "{first}"
             );
             for port in first..first + count {
