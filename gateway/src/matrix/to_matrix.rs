@@ -75,8 +75,8 @@ impl ToMatrix {
         let ours = id
             .rsplit_once(':')
             .is_some_and(|(_, server)| server == self.server_name);
-        let ghost = ghosts::address(&self.prefix, &self.server_name, &id).is_some()
-            || id.starts_with(&format!("@{}", self.prefix));
+        // The bridge's whole namespace, ghost or not, is never a Matrix user to call.
+        let ghost = id.starts_with(&format!("@{}", self.prefix));
         (ours && !ghost && is_user_id(&id)).then_some(id)
     }
 

@@ -48,12 +48,11 @@ pub(crate) fn address_of(user_id: &str) -> String {
     format!("sip:{escaped}@{DOMAIN}")
 }
 
-/// The room alice is invited to, once she is; she joins it.
-async fn joins_the_invited_room(alice: &MatrixUser, bob: &Baresip) -> String {
+/// The room alice is newly invited to, once she is.
+async fn invited_room(alice: &MatrixUser, bob: &Baresip) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if let Some(room) = alice.invited_rooms().await.into_iter().next() {
-            alice.join(&room).await;
             return room;
         }
         assert!(
@@ -63,6 +62,13 @@ async fn joins_the_invited_room(alice: &MatrixUser, bob: &Baresip) -> String {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The room alice is invited to, once she is; she joins it.
+async fn joins_the_invited_room(alice: &MatrixUser, bob: &Baresip) -> String {
+    let room = invited_room(alice, bob).await;
+    alice.join(&room).await;
+    room
 }
 
 /// The ghost's `m.call.invite` other than those of `seen`, once there is one.
@@ -217,14 +223,7 @@ async fn a_matrix_user_who_rejects_and_a_caller_who_gives_up_in_the_same_room() 
     // alice leaves the room and declines the next one: bob's call is unavailable.
     alice.leave(&room).await;
     bob.command("dial", &format!("sip:alice@{DOMAIN}"));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let next = loop {
-        if let Some(next) = alice.invited_rooms().await.into_iter().next() {
-            break next;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no new room");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let next = invited_room(&alice, &bob).await;
     assert_ne!(next, room);
     alice.leave(&next).await;
     let reason = bob_closed(&bob, 3).await;
