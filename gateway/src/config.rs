@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 
 mod accounts;
 mod http_url;
+mod instance;
 mod matrix;
 mod signalling;
 mod sip_section;
@@ -22,6 +23,7 @@ mod storage;
 
 pub use accounts::{AccountsConfig, ListAddress};
 pub(crate) use http_url::HttpUrl;
+pub use instance::InstanceConfig;
 pub use matrix::MatrixConfig;
 pub(crate) use matrix::is_user_id;
 pub use signalling::{
@@ -76,6 +78,9 @@ pub struct Config {
     /// The Matrix application service (bridge), off by default.
     #[serde(default)]
     pub matrix: MatrixConfig,
+    /// This instance among several: its id, draining, the admin endpoint.
+    #[serde(default)]
+    pub instance: InstanceConfig,
 }
 
 /// `[media]`: the relay between browsers (WebRTC) and SIP endpoints (RTP).
@@ -363,6 +368,11 @@ pub struct HttpConfig {
     /// all its clients).
     #[serde(default = "default_http_max_connections_per_source")]
     pub max_connections_per_source: usize,
+    /// The load balancers (such as HAProxy with `send-proxy-v2`) whose connections begin with
+    /// a PROXY protocol v2 header naming the client: limits and logs then see the client.
+    /// A connection from one of them without the header is closed; other sources send none.
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<IpAddr>,
 }
 
 /// `[websocket]`: the sylkRTC endpoint.
@@ -451,6 +461,7 @@ impl Default for HttpConfig {
             web_origins: default_web_origins(),
             max_connections: default_http_max_connections(),
             max_connections_per_source: default_http_max_connections_per_source(),
+            proxy_protocol_from: Vec::new(),
         }
     }
 }
@@ -550,6 +561,9 @@ impl Config {
         }
         if let Err(error) = self.matrix.check() {
             return invalid(format!("matrix.{error}"));
+        }
+        if let Err(error) = self.instance.check() {
+            return invalid(format!("instance.{error}"));
         }
         let storage = &self.storage;
         if storage.max_connections == 0 {

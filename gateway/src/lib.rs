@@ -18,6 +18,7 @@ mod call;
 mod config;
 mod cpim;
 mod devices;
+mod drain;
 mod echo;
 mod error;
 mod http;
@@ -32,6 +33,7 @@ mod messaging;
 mod metrics;
 mod phone_branch;
 mod presence;
+mod proxy_protocol;
 mod publications;
 mod push;
 mod routing;
@@ -43,10 +45,11 @@ mod tls;
 
 pub use config::{
     AccountsConfig, CallsConfig, Config, ConversationType, CuttlefishConfig, GstreamerConfig,
-    HttpConfig, ListAddress, LocalConfig, LocalUser, LogConfig, MatrixConfig, MediaConfig,
-    NextRtcConfig, SipConfig, SipTransport, SrtpOffer, SrtpSetting, StorageConfig, WebSocketConfig,
-    WebrtcsinkConfig,
+    HttpConfig, InstanceConfig, ListAddress, LocalConfig, LocalUser, LogConfig, MatrixConfig,
+    MediaConfig, NextRtcConfig, SipConfig, SipTransport, SrtpOffer, SrtpSetting, StorageConfig,
+    WebSocketConfig, WebrtcsinkConfig,
 };
+pub use drain::Drain;
 pub use error::{Error, Result};
 pub use matrix::registration as matrix_registration;
 pub use server::{Server, check, run};

@@ -8,8 +8,9 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,9 +20,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use sip::{ConnectionSlots, Slot};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
+
+use crate::proxy_protocol::accept_from_balancer;
 
 /// How long a connection may take to send a request's headers (and may stay idle between
 /// requests). The TLS handshake has its own 10 s before that.
@@ -37,31 +41,58 @@ pub(crate) trait Accept: Send + 'static {
     fn accept(&mut self) -> impl Future<Output = (Self::Io, SocketAddr, Slot)> + Send;
 }
 
+/// A connection ready to serve: its stream, its client's address and its slot.
+type Ready = (TcpStream, SocketAddr, Slot);
+
 /// Plain TCP connections.
 pub(crate) struct Plain {
     listener: TcpListener,
     slots: ConnectionSlots,
+    /// The load balancers whose connections begin with a PROXY header.
+    balancers: Arc<[IpAddr]>,
+    /// Connections from balancers, once their header is read (apart, so that a slow one
+    /// holds up nobody).
+    ready: (mpsc::Sender<Ready>, mpsc::Receiver<Ready>),
 }
 
 impl Plain {
-    pub(crate) fn new(listener: TcpListener, slots: ConnectionSlots) -> Self {
-        Plain { listener, slots }
+    pub(crate) fn new(listener: TcpListener, slots: ConnectionSlots, balancers: &[IpAddr]) -> Self {
+        Plain {
+            listener,
+            slots,
+            balancers: balancers.into(),
+            ready: mpsc::channel(64),
+        }
     }
 }
 
 impl Accept for Plain {
-    type Io = tokio::net::TcpStream;
+    type Io = TcpStream;
 
     async fn accept(&mut self) -> (Self::Io, SocketAddr, Slot) {
         loop {
-            match self.listener.accept().await {
-                Ok((stream, peer)) => {
+            let accepted = tokio::select! {
+                Some(ready) = self.ready.1.recv() => return ready,
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((mut stream, peer)) => {
                     let Some(slot) = take_slot(&self.slots, peer) else {
                         continue;
                     };
                     // Replies are small and latency matters more than packet count.
                     let _ = stream.set_nodelay(true);
-                    return (stream, peer, slot);
+                    if !self.balancers.contains(&peer.ip()) {
+                        return (stream, peer, slot);
+                    }
+                    let (slots, ready) = (self.slots.clone(), self.ready.0.clone());
+                    tokio::spawn(async move {
+                        if let Some((client, slot)) =
+                            accept_from_balancer(&mut stream, peer, &slots, slot).await
+                        {
+                            let _ = ready.send((stream, client, slot)).await;
+                        }
+                    });
                 }
                 Err(error) => {
                     // Usually out of file descriptors: wait instead of spinning.

@@ -1,5 +1,5 @@
 //! The `sylkrtc-gateway` binary: reads the configuration, sets up logging and runs the gateway
-//! until SIGINT or SIGTERM.
+//! until SIGINT, or until SIGTERM's drain is over.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -75,7 +75,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let server = gateway::Server::bind(&config).await?;
-        tokio::spawn(stop_on_signal(shutdown.clone()));
+        tokio::spawn(stop_on_signal(shutdown.clone(), server.drain()));
         server.run(shutdown).await?;
         anyhow::Ok(())
     })
@@ -118,7 +118,9 @@ fn raise_descriptor_limit() {
     }
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// SIGTERM drains the gateway (its calls go on, up to `[instance] drain_timeout`, while new
+/// ones go to other instances); SIGINT, or a second SIGTERM, shuts it down at once.
+async fn stop_on_signal(shutdown: CancellationToken, drain: gateway::Drain) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
         signal(SignalKind::interrupt()),
@@ -127,9 +129,21 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         warn!("cannot install signal handlers: stop the gateway with SIGKILL");
         return;
     };
-    tokio::select! {
-        _ = interrupt.recv() => info!("SIGINT: shutting down"),
-        _ = terminate.recv() => info!("SIGTERM: shutting down"),
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => {
+                info!("SIGINT: shutting down");
+                break;
+            }
+            _ = terminate.recv() => {
+                if drain.begin() {
+                    info!("SIGTERM: draining (a second SIGTERM, or SIGINT, stops at once)");
+                    continue;
+                }
+                info!("SIGTERM again: shutting down");
+                break;
+            }
+        }
     }
     shutdown.cancel();
 }

@@ -68,13 +68,16 @@ pub(crate) enum Rejection {
     Subprotocol,
     /// `max_connections` are open.
     Capacity,
+    /// The gateway is draining.
+    Draining,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 3] = [
+    const ALL: [Rejection; 4] = [
         Rejection::Origin,
         Rejection::Subprotocol,
         Rejection::Capacity,
+        Rejection::Draining,
     ];
 
     fn label(self) -> &'static str {
@@ -82,6 +85,7 @@ impl Rejection {
             Rejection::Origin => "origin",
             Rejection::Subprotocol => "subprotocol",
             Rejection::Capacity => "capacity",
+            Rejection::Draining => "draining",
         }
     }
 }
@@ -140,6 +144,10 @@ pub(crate) struct Metrics {
     errors: [AtomicU64; ErrorKind::ALL.len()],
     /// The local domain's location service, whose bindings are counted when rendered.
     location: std::sync::OnceLock<std::sync::Arc<dyn sip::Location>>,
+    /// This instance's id (`[instance] id`), a label of `sylkrtc_instance_info`.
+    instance: std::sync::OnceLock<String>,
+    /// Whether the gateway drains.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Metrics {
@@ -153,6 +161,8 @@ impl Default for Metrics {
             calls: AtomicI64::new(0),
             calls_total: AtomicU64::new(0),
             media_ports: AtomicI64::new(0),
+            instance: std::sync::OnceLock::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
             requests: (0..=REQUEST_NAMES.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -195,6 +205,21 @@ impl Metrics {
 
     pub(crate) fn connections(&self) -> i64 {
         self.connections.load(Relaxed)
+    }
+
+    /// Calls whose task runs (sylkRTC, phones, Matrix, echo).
+    pub(crate) fn calls(&self) -> i64 {
+        self.calls.load(Relaxed)
+    }
+
+    /// Names the instance in the rendered metrics (once; later names are ignored).
+    pub(crate) fn set_instance(&self, id: &str) {
+        let _ = self.instance.set(id.to_owned());
+    }
+
+    /// The gateway began draining.
+    pub(crate) fn set_draining(&self) {
+        self.draining.store(true, Relaxed);
     }
 
     pub(crate) fn rejected(&self, why: Rejection) {
@@ -249,6 +274,30 @@ impl Metrics {
 
     pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
+        if let Some(instance) = self.instance.get() {
+            family(
+                &mut out,
+                "sylkrtc_instance_info",
+                "gauge",
+                "This gateway instance: its id and version.",
+            );
+            let _ = writeln!(
+                out,
+                "sylkrtc_instance_info{{instance=\"{instance}\",version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            );
+        }
+        family(
+            &mut out,
+            "sylkrtc_draining",
+            "gauge",
+            "1 while the gateway drains (no new connections or calls), else 0.",
+        );
+        let _ = writeln!(
+            out,
+            "sylkrtc_draining {}",
+            u8::from(self.draining.load(Relaxed))
+        );
         family(
             &mut out,
             "sylkrtc_connections",

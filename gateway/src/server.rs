@@ -2,7 +2,7 @@
 //! WebSocket admission, the call services, the signalling hubs) and hands each to those that
 //! use it, merges the endpoints' routers, and orders shutdown. No module imports it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::call::{CallServices, Media};
 use crate::config::{Config, SipTransport};
+use crate::drain::Drain;
 use crate::error::{Error, Result};
 use crate::http::{self, gate::Gate};
 use crate::listener;
@@ -36,6 +37,7 @@ async fn serve_gst(
     tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     slots: ConnectionSlots,
+    balancers: Arc<[IpAddr]>,
     stop: CancellationToken,
 ) {
     let addr = listener.local_addr().ok();
@@ -45,10 +47,10 @@ async fn serve_gst(
     );
     match tls {
         None => {
-            let plain = listener::Plain::new(listener, slots);
+            let plain = listener::Plain::new(listener, slots, &balancers);
             listener::serve(plain, router, listener::HEADER_TIMEOUT, stop).await;
         }
-        Some(config) => match TlsListener::new(listener, config, slots) {
+        Some(config) => match TlsListener::new(listener, config, slots, &balancers) {
             Ok(tls) => listener::serve(tls, router, listener::HEADER_TIMEOUT, stop).await,
             Err(error) => warn!(%error, "the GStreamer signalling listener failed"),
         },
@@ -74,6 +76,13 @@ pub struct Server {
     gst_addr: Option<SocketAddr>,
     /// The HTTP listeners' connections, per source and in all.
     http_slots: ConnectionSlots,
+    /// The load balancers whose connections begin with a PROXY header.
+    balancers: Arc<[IpAddr]>,
+    /// Begins draining.
+    drain: Drain,
+    drain_timeout: Duration,
+    metrics: Arc<Metrics>,
+    instance: Arc<str>,
 }
 
 impl Server {
@@ -136,11 +145,14 @@ impl Server {
             None => None,
         };
         let metrics = Arc::new(Metrics::default());
+        let instance: Arc<str> = config.instance.resolved_id(local_addr.port()).into();
+        metrics.set_instance(&instance);
         let gate = Arc::new(Gate::new(
             &config.websocket,
             &config.http.web_origins,
             metrics.clone(),
         ));
+        let drain = Drain::new(gate.draining().clone());
         if let Some(location) = &location {
             metrics.watch_location(location.clone());
         }
@@ -213,7 +225,12 @@ impl Server {
         // The paths were checked apart above (`check_routes`), so the merge cannot clash.
         let mut router = Router::new()
             .merge(http::web::routes(&config.websocket.path))
-            .merge(http::status_routes(metrics))
+            .merge(http::status_routes(http::Status {
+                metrics: metrics.clone(),
+                drain: drain.clone(),
+                instance: instance.clone(),
+                admin_token: config.instance.admin_token.as_str().into(),
+            }))
             .merge(hubs.routes(config, &gate))
             .merge(sylkrtc.routes());
         if let Some(bridge) = bridge {
@@ -236,7 +253,22 @@ impl Server {
                 config.http.max_connections,
                 config.http.max_connections_per_source,
             ),
+            balancers: config.http.proxy_protocol_from.as_slice().into(),
+            drain,
+            drain_timeout: Duration::from_secs(config.instance.drain_timeout),
+            metrics,
+            instance,
         })
+    }
+
+    /// Begins draining (SIGTERM does, and `POST /admin/drain`).
+    pub fn drain(&self) -> Drain {
+        self.drain.clone()
+    }
+
+    /// This instance's id (`[instance] id`, or the host name and HTTP port).
+    pub fn instance_id(&self) -> &str {
+        &self.instance
     }
 
     /// The GStreamer signalling listener's address and whether it is TLS, when enabled.
@@ -270,21 +302,37 @@ impl Server {
         format!("{scheme}://{}{}", self.local_addr, self.gate.websocket.path)
     }
 
-    /// Serves until `shutdown` is cancelled, then closes every connection (code 1001) and
-    /// waits briefly for them to finish.
+    /// Serves until `shutdown` is cancelled, or a drain (see [`Server::drain`]) has finished,
+    /// then closes every connection (code 1001) and waits briefly for them to finish.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let gate = self.gate;
         info!(
             url = %format!("{}://{}{}", if self.tls.is_some() { "wss" } else { "ws" }, self.local_addr, gate.websocket.path),
+            instance = %self.instance,
             "sylkRTC endpoint listening"
         );
         let router = self.router;
         let slots = self.http_slots;
-        // The listeners stop accepting at shutdown; the connections then close (1001) below.
-        let stop = shutdown.clone();
+        let balancers = self.balancers;
+        // The listeners stop accepting at shutdown, or once a drain is over; the connections
+        // then close (1001) below.
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let (stop, drain, sip, metrics) = (
+                stop.clone(),
+                self.drain.clone(),
+                self.sip.handle.clone(),
+                self.metrics.clone(),
+            );
+            let timeout = self.drain_timeout;
+            async move {
+                crate::drain::supervise(drain, shutdown, stop, &metrics, sip, timeout).await;
+            }
+        });
         let connections = gate.clone();
+        let stopped = stop.clone();
         tokio::spawn(async move {
-            shutdown.cancelled().await;
+            stopped.cancelled().await;
             connections.shutdown().cancel();
         });
         let gst = self
@@ -296,16 +344,17 @@ impl Server {
                     tls,
                     router,
                     slots.clone(),
+                    balancers.clone(),
                     stop.clone(),
                 ))
             });
         match self.tls {
             None => {
-                let plain = listener::Plain::new(self.listener, slots);
+                let plain = listener::Plain::new(self.listener, slots, &balancers);
                 listener::serve(plain, router, listener::HEADER_TIMEOUT, stop).await;
             }
             Some(config) => {
-                let tls = TlsListener::new(self.listener, config, slots)?;
+                let tls = TlsListener::new(self.listener, config, slots, &balancers)?;
                 listener::serve(tls, router, listener::HEADER_TIMEOUT, stop).await;
             }
         }

@@ -127,6 +127,7 @@ impl TlsListener {
         listener: TcpListener,
         config: Arc<ServerConfig>,
         slots: ConnectionSlots,
+        balancers: &[std::net::IpAddr],
     ) -> std::io::Result<Self> {
         let (ready_tx, ready) = mpsc::channel(READY_QUEUE);
         let acceptor = tokio::spawn(accept_loop(
@@ -134,6 +135,7 @@ impl TlsListener {
             TlsAcceptor::from(config),
             ready_tx,
             slots,
+            balancers.to_vec(),
         ));
         Ok(TlsListener { ready, acceptor })
     }
@@ -150,6 +152,7 @@ async fn accept_loop(
     acceptor: TlsAcceptor,
     ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr, Slot)>,
     slots: ConnectionSlots,
+    balancers: Vec<std::net::IpAddr>,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -167,7 +170,19 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let ready = ready.clone();
+        let from_balancer = balancers.contains(&peer.ip());
+        let slots = slots.clone();
         tokio::spawn(async move {
+            // A balancer's PROXY header comes before the TLS handshake.
+            let (mut stream, mut peer, mut slot) = (stream, peer, slot);
+            if from_balancer {
+                match crate::proxy_protocol::accept_from_balancer(&mut stream, peer, &slots, slot)
+                    .await
+                {
+                    Some((client, client_slot)) => (peer, slot) = (client, client_slot),
+                    None => return,
+                }
+            }
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
                     let _ = ready.send((stream, peer, slot)).await;

@@ -272,6 +272,9 @@ pub struct Endpoint {
     next_tag: u64,
     /// Requests refused because the transaction table was full.
     shed: u64,
+    /// Whether new dialogs and bindings are refused (503) while the gateway drains: see
+    /// [`Endpoint::set_draining`].
+    draining: bool,
     /// Client transactions by branch.
     clients: HashMap<String, ClientTransaction>,
     /// Server transactions by (branch, sent-by, method), RFC 3261 section 17.2.3.
@@ -329,6 +332,7 @@ impl Endpoint {
             next_id: 1,
             next_tag: 1,
             shed: 0,
+            draining: false,
             clients: HashMap::new(),
             servers: HashMap::new(),
             registrations: HashMap::new(),
@@ -507,6 +511,20 @@ impl Endpoint {
         }
         client.transaction.handle_response(now, response);
         self.drive_client(now, &branch);
+    }
+
+    /// While draining, requests that would start something new here (INVITE, REGISTER and
+    /// SUBSCRIBE outside a dialog) and OPTIONS probes get 503, so that a load balancer (such as
+    /// Kamailio's dispatcher) and phones turn to another gateway; requests within dialogs,
+    /// CANCELs and the rest (MESSAGE, PUBLISH, NOTIFY) are handled as before, so that the calls
+    /// and subscriptions here go on until they end.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    /// Whether the endpoint is draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining
     }
 
     /// How many requests were refused because the transaction table was full.

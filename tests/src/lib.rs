@@ -27,6 +27,7 @@ pub mod baresip;
 pub mod bench;
 pub mod browser;
 pub mod chromium;
+pub mod cluster;
 pub mod matrix_client;
 pub mod opus;
 pub mod peers;

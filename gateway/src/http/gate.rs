@@ -36,6 +36,9 @@ pub(crate) struct Gate {
     slots: Arc<Semaphore>,
     /// Cancelled at shutdown, so that every connection closes with code 1001.
     shutdown: CancellationToken,
+    /// Cancelled when the gateway begins draining: new connections are refused (503), and
+    /// those without calls close (1012).
+    draining: CancellationToken,
     /// The connection tasks, so that shutdown can wait for their close frames.
     tracker: TaskTracker,
     /// Numbers connections for the logs (and their registrations in the SIP driver).
@@ -54,6 +57,7 @@ impl Gate {
             metrics,
             slots: Arc::new(Semaphore::new(websocket.max_connections)),
             shutdown: CancellationToken::new(),
+            draining: CancellationToken::new(),
             tracker: TaskTracker::new(),
             next_id: AtomicU64::new(1),
         }
@@ -89,6 +93,17 @@ impl Gate {
         &self,
         peer: SocketAddr,
     ) -> Result<OwnedSemaphorePermit, Box<Response>> {
+        if self.draining.is_cancelled() {
+            self.metrics.rejected(Rejection::Draining);
+            info!(%peer, "upgrade refused: the gateway is draining");
+            return Err(Box::new(
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The gateway is draining: connect to another one\n",
+                )
+                    .into_response(),
+            ));
+        }
         let limit = self.websocket.max_connections;
         self.slots.clone().try_acquire_owned().map_err(|_| {
             self.metrics.rejected(Rejection::Capacity);
@@ -124,6 +139,11 @@ impl Gate {
     /// A new connection's number.
     pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Cancelled once the gateway drains.
+    pub(crate) fn draining(&self) -> &CancellationToken {
+        &self.draining
     }
 
     /// Resolves once shutdown has begun.

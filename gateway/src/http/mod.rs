@@ -11,11 +11,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
+use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::drain::Drain;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
@@ -33,6 +35,7 @@ fn planned_routes(config: &Config) -> Vec<(String, &'static str)> {
     let mut routes = vec![
         ("/health".to_owned(), "the built-in /health"),
         ("/metrics".to_owned(), "the built-in /metrics"),
+        ("/admin/drain".to_owned(), "the built-in /admin/drain"),
     ];
     routes.extend(web::paths().map(|path| (path.to_owned(), "the web phone")));
     if config.cuttlefish.enabled {
@@ -66,35 +69,90 @@ pub(crate) fn check_routes(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// `/health` and `/metrics`, for load balancers, operators and Prometheus.
-pub(crate) fn status_routes(metrics: Arc<Metrics>) -> Router {
+/// What the status routes read.
+#[derive(Clone)]
+pub(crate) struct Status {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) drain: Drain,
+    /// This instance's id.
+    pub(crate) instance: Arc<str>,
+    /// The bearer token of `/admin/drain` (empty: the route answers 404).
+    pub(crate) admin_token: Arc<str>,
+}
+
+/// `/health`, `/metrics` and `/admin/drain`, for load balancers, operators and Prometheus.
+pub(crate) fn status_routes(status: Status) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(render_metrics))
-        .with_state(metrics)
+        .route("/admin/drain", post(admin_drain))
+        .with_state(status)
 }
 
-/// Liveness for load balancers and operators: 200 while the gateway serves.
-async fn health(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+/// For load balancers and operators: 200 while the gateway takes new connections and calls,
+/// 503 while it drains (its open connections and calls go on).
+async fn health(State(status): State<Status>) -> impl IntoResponse {
+    let draining = status.drain.is_draining();
     let body = serde_json::json!({
-        "status": "ok",
-        "connections": metrics.connections(),
+        "status": if draining { "draining" } else { "ok" },
+        "instance": &*status.instance,
+        "connections": status.metrics.connections(),
+        "calls": status.metrics.calls(),
         "version": env!("CARGO_PKG_VERSION"),
     });
+    let code = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     (
+        code,
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )
 }
 
-async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn render_metrics(State(status): State<Status>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics.render(),
+        status.metrics.render(),
     )
+}
+
+/// `POST /admin/drain` with `Authorization: Bearer <[instance] admin_token>`: begins draining,
+/// as SIGTERM does (202; again: 200). Without a configured token the route does not exist.
+async fn admin_drain(State(status): State<Status>, headers: HeaderMap) -> impl IntoResponse {
+    if status.admin_token.is_empty() {
+        return (StatusCode::NOT_FOUND, "Not found\n".to_owned());
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !same_secret(given.as_bytes(), status.admin_token.as_bytes()) {
+        warn!("POST /admin/drain refused: wrong or missing token");
+        return (StatusCode::UNAUTHORIZED, "Unauthorized\n".to_owned());
+    }
+    if status.drain.begin() {
+        info!("POST /admin/drain: draining");
+        (StatusCode::ACCEPTED, "Draining\n".to_owned())
+    } else {
+        (StatusCode::OK, "Already draining\n".to_owned())
+    }
+}
+
+/// Compares a secret in time that does not depend on where the first difference is.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
 }
 
 /// What a path no endpoint serves gets.
@@ -105,6 +163,14 @@ pub(crate) async fn not_found() -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!same_secret(b"0123456789abcdeF", b"0123456789abcdef"));
+        assert!(!same_secret(b"0123456789abcde", b"0123456789abcdef"));
+        assert!(!same_secret(b"", b"0123456789abcdef"));
+    }
 
     /// A path two endpoints claim is refused with both named; distinct paths pass.
     #[test]

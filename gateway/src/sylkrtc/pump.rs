@@ -66,6 +66,9 @@ pub(super) enum Ended {
     Overflow(usize),
     /// The gateway is shutting down.
     Shutdown,
+    /// The gateway is draining and the connection has no call left: the client connects again
+    /// (through the load balancer, to another gateway).
+    Draining,
     /// The writer or handler stopped (the socket can no longer be written).
     WriterGone,
 }
@@ -98,6 +101,8 @@ impl Ended {
             Ended::NoPong(wait) => (1001, format!("no pong within {} ms", wait.as_millis())),
             Ended::Overflow(limit) => (1008, format!("too many queued requests (limit {limit})")),
             Ended::Shutdown => (1001, "server shutting down".to_owned()),
+            // 1012 (Service Restart, IANA's registry): the client may connect again at once.
+            Ended::Draining => (1012, "gateway draining: connect again".to_owned()),
         };
         Some(CloseFrame {
             code,
@@ -124,7 +129,8 @@ impl fmt::Display for Ended {
 
 /// Runs a connection over any frame stream and sink (a WebSocket, or channels in the tests):
 /// the reader and the writer around `handler`, which gets the queued requests and the writer's
-/// queue. The handler is dropped when the connection ends, whatever ends it.
+/// queue, and may end the connection itself (with what to tell the client; `None`: it can no
+/// longer write). The handler is dropped when the connection ends, whatever ends it.
 pub(super) async fn drive<S, K, H, F>(
     stream: S,
     sink: K,
@@ -136,14 +142,14 @@ where
     S: Stream<Item = Result<Message, axum::Error>> + Unpin,
     K: Sink<Message> + Unpin,
     H: FnOnce(mpsc::Receiver<Inbound>, mpsc::Sender<Outbound>) -> F,
-    F: Future<Output = ()>,
+    F: Future<Output = Option<Ended>>,
 {
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let (request_tx, request_rx) = mpsc::channel(gate.websocket.max_queued_requests);
     let (close_tx, close_rx) = oneshot::channel();
     let trace = gate.websocket.trace_client;
 
-    let reader = read_loop(stream, request_tx, out_tx.clone(), close_tx, gate, version);
+    let reader = read_loop(stream, request_tx, out_tx.clone(), gate, version);
     let handler = handler(request_rx, out_tx);
     let writer = write_loop(sink, out_rx, close_rx, trace);
     tokio::pin!(writer);
@@ -151,9 +157,12 @@ where
         ended = async {
             tokio::select! {
                 ended = reader => ended,
-                () = handler => Ended::WriterGone,
+                left = handler => left.unwrap_or(Ended::WriterGone),
             }
         } => {
+            if let Some(reply) = ended.close_reply() {
+                let _ = close_tx.send(reply);
+            }
             let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
             ended
         }
@@ -165,12 +174,11 @@ async fn read_loop(
     mut stream: impl Stream<Item = Result<Message, axum::Error>> + Unpin,
     requests: mpsc::Sender<Inbound>,
     out: mpsc::Sender<Outbound>,
-    close: oneshot::Sender<Option<CloseFrame>>,
     gate: &Gate,
     version: Version,
 ) -> Ended {
     let mut keepalive = Keepalive::new(gate.websocket.ping_interval(), Instant::now().into_std());
-    let ended = loop {
+    loop {
         let timer = keepalive.poll_timeout();
         let step = tokio::select! {
             () = gate.shutdown().cancelled() => Some(Ended::Shutdown),
@@ -202,11 +210,7 @@ async fn read_loop(
         if let Some(ended) = step {
             break ended;
         }
-    };
-    if let Some(reply) = ended.close_reply() {
-        let _ = close.send(reply);
     }
-    ended
 }
 
 /// Queues a frame for the handler. When the queue stays full for [`QUEUE_WAIT`], the request is
@@ -300,6 +304,14 @@ async fn write_loop(
             biased;
             close = &mut close => {
                 if let Ok(close) = close {
+                    // What the handler queued before it ended the connection (a call's last
+                    // state before a drain's close) goes first. A client that does not read
+                    // holds this up for the close grace at most.
+                    while let Ok(message) = out.try_recv() {
+                        if sink.feed(frame(message)).await.is_err() {
+                            return;
+                        }
+                    }
                     // After a client's Close the WebSocket library has queued the echo itself
                     // and refuses another Close: flushing sends the queued one.
                     if sink.send(Message::Close(close)).await.is_err() {

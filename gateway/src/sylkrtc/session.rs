@@ -16,7 +16,7 @@ use super::Sylkrtc;
 use super::connection::{
     Connection, Handled, Outcome, Output, StoreAnswer, StoreQuery, SyncFrom, redact,
 };
-use super::pump::{Inbound, Outbound};
+use super::pump::{Ended, Inbound, Outbound};
 use crate::call::{self, CallServices, CallTask, CallUpdate};
 use crate::devices::{Devices, Forked};
 use crate::leg::{LegCommand, Refusal};
@@ -40,7 +40,7 @@ pub(super) async fn handle_loop(
     out: mpsc::Sender<Outbound>,
     sylkrtc: &Sylkrtc,
     id: u64,
-) {
+) -> Option<Ended> {
     let services = &sylkrtc.calls;
     // Unbounded, like the driver's own queues: the driver must never wait on one connection,
     // nor a call's task.
@@ -72,6 +72,7 @@ pub(super) async fn handle_loop(
         arrivals,
         reports,
         calls: HashMap::new(),
+        draining: false,
         incoming_events: HashMap::new(),
         local_registrations: std::collections::HashSet::new(),
         owner: id,
@@ -80,17 +81,21 @@ pub(super) async fn handle_loop(
     };
     let trace = sylkrtc.gate.websocket.trace_client;
     if !session.flush(&out, trace).await {
-        return;
+        return None;
     }
+    // Once the gateway drains, the connection ends as soon as it has no call: its client
+    // connects again, through the load balancer, to a gateway that is not draining.
+    let draining = sylkrtc.gate.draining().clone();
     let mut presence = tokio::time::interval(presence::POLL);
     presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            () = draining.cancelled(), if !session.draining => session.draining = true,
             _ = presence.tick() => session.presence_tick(),
             Some(read) = presence_rx.recv() => session.presence_read(read),
             Some(notice) = notices_rx.recv() => session.remote_notice(notice),
             inbound = requests.recv() => {
-                let Some(inbound) = inbound else { return };
+                let inbound = inbound?;
                 let handled = match inbound {
                     Inbound::Text(text) => {
                         if trace {
@@ -120,7 +125,10 @@ pub(super) async fn handle_loop(
             }
         }
         if !session.flush(&out, trace).await {
-            return;
+            return None;
+        }
+        if session.draining && session.calls.is_empty() {
+            return Some(Ended::Draining);
         }
         session.join_devices();
     }
@@ -162,6 +170,8 @@ struct Session<'a> {
     reports: mpsc::UnboundedSender<(String, CallUpdate)>,
     /// The calls' tasks, by session id.
     calls: HashMap<String, CallTask>,
+    /// Set once the gateway drains: no new call starts here.
+    draining: bool,
     /// Incoming calls' far ends, until the connection takes or refuses the call.
     incoming_events: HashMap<CallHandle, Arriving>,
     /// Registrations of local-domain accounts (held by the gateway, not a SIP registrar).
@@ -309,6 +319,14 @@ impl Session<'_> {
     /// call through the relay.
     fn start_call(&mut self, start: crate::call::StartCall) {
         let session = start.session.clone();
+        if self.draining {
+            let ending = call::Ending::new(
+                "503 Service Unavailable (the gateway is draining: call again once reconnected)",
+            );
+            self.connection
+                .handle_update(&session, CallUpdate::Terminated(ending));
+            return;
+        }
         let route = crate::routing::outgoing(
             self.services.local.as_deref(),
             self.owner,

@@ -128,6 +128,7 @@ enum Command {
         /// Where a new subscription's events go.
         events: Option<mpsc::UnboundedSender<crate::SubscriptionEvent>>,
     },
+    Draining(bool),
 }
 
 /// Talks to the driver. Cheap to clone.
@@ -173,6 +174,12 @@ impl SipHandle {
     /// SIP, such as two browsers of the local domain).
     pub fn new_call_handle(&self) -> CallHandle {
         CallHandle(self.next_call.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Starts (or stops) draining: new calls, bindings and subscriptions, and OPTIONS probes,
+    /// get 503 (see `Endpoint::set_draining`).
+    pub fn set_draining(&self, draining: bool) {
+        let _ = self.commands.send(Command::Draining(draining));
     }
 
     /// Steers a call (hang up, ring, answer...). Commands for a call that is over are ignored.
@@ -482,6 +489,7 @@ impl Driver {
                 command,
                 events,
             } => self.subscription_command(handle, command, events),
+            Command::Draining(draining) => self.endpoint.set_draining(draining),
             Command::Unregister { key } => match self.keys.remove(&key) {
                 Some(Slot::Active(id)) => {
                     // The owner no longer listens; the endpoint finishes the un-REGISTER alone.

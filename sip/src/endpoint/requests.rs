@@ -75,6 +75,21 @@ impl Endpoint {
         if method == Method::ACK {
             return; // An ACK for nothing we know: nothing to answer.
         }
+        if self.draining
+            && matches!(
+                method,
+                Method::INVITE | Method::REGISTER | Method::SUBSCRIBE | Method::OPTIONS
+            )
+        {
+            return self.respond_new(
+                now,
+                source,
+                &request,
+                key,
+                503,
+                "Service Unavailable (draining)",
+            );
+        }
         if method == Method::INVITE
             && let Some(registration) = self.invite_target(&request)
         {
@@ -308,6 +323,10 @@ impl Endpoint {
         }
         if !KNOWN_METHODS.contains(method) {
             return (501, "Not Implemented");
+        }
+        // An OPTIONS to no user asks about the server itself, as a load balancer's probe does.
+        if *method == Method::OPTIONS && uri.user().is_none() {
+            return (200, "OK");
         }
         if self.for_local_domain(request) {
             return match *method {

@@ -192,6 +192,50 @@ fn an_unanswered_register_is_retransmitted_then_fails_with_408() {
     );
 }
 
+/// A probe's OPTIONS to the server itself (no user) is 200; while draining it is 503, as are
+/// new calls, while a registration's MESSAGE is still handed over and in-dialog requests are
+/// still matched (here: 481, no dialog).
+#[test]
+fn draining_refuses_what_is_new() {
+    let now = Instant::now();
+    let mut endpoint = endpoint();
+    let id = registered(&mut endpoint, now, "gw1");
+    let probe = "sip:127.0.0.1:5062";
+    assert_eq!(
+        answer(&mut endpoint, now, &request("OPTIONS", probe, "z9hG4bKp1")),
+        [200]
+    );
+    endpoint.set_draining(true);
+    assert!(endpoint.is_draining());
+    assert_eq!(
+        answer(&mut endpoint, now, &request("OPTIONS", probe, "z9hG4bKp2")),
+        [503]
+    );
+    let live = "sip:gw1@127.0.0.1:5062";
+    assert_eq!(
+        answer(&mut endpoint, now, &request("INVITE", live, "z9hG4bKp3")),
+        [100, 503]
+    );
+    assert_eq!(
+        answer(&mut endpoint, now, &request("MESSAGE", live, "z9hG4bKp4")),
+        Vec::<u16>::new()
+    );
+    assert!(matches!(
+        endpoint.poll_event(),
+        Some(EndpointEvent::Request { registration, .. }) if registration == Some(id)
+    ));
+    let in_dialog = request("BYE", live, "z9hG4bKp5").replace(
+        "To: <sip:gw1@127.0.0.1:5062>",
+        "To: <sip:gw1@127.0.0.1:5062>;tag=x",
+    );
+    assert_eq!(answer(&mut endpoint, now, &in_dialog), [481]);
+    endpoint.set_draining(false);
+    assert_eq!(
+        answer(&mut endpoint, now, &request("OPTIONS", probe, "z9hG4bKp6")),
+        [200]
+    );
+}
+
 #[test]
 fn requests_to_us_are_answered() {
     let now = Instant::now();
@@ -248,14 +292,11 @@ fn requests_to_us_are_answered() {
         answer(&mut endpoint, now, &request("FROBNICATE", live, "z9hG4bK4")),
         [501]
     );
-    // Scanners: any Request-URI that is no live binding gets 404.
-    for (index, uri) in [
-        "sip:100@127.0.0.1:5062",
-        "sip:127.0.0.1:5062",
-        "sip:alice@127.0.0.1",
-    ]
-    .iter()
-    .enumerate()
+    // Scanners: any Request-URI that is no live binding gets 404 (the server itself, with no
+    // user, answers 200: see `draining_refuses_what_is_new`).
+    for (index, uri) in ["sip:100@127.0.0.1:5062", "sip:alice@127.0.0.1"]
+        .iter()
+        .enumerate()
     {
         assert_eq!(
             answer(
@@ -522,7 +563,7 @@ fn an_outgoing_call_runs_through_transactions() {
 fn transactions_are_bounded_and_the_excess_shed_with_503() {
     let now = Instant::now();
     let mut endpoint = endpoint_with(100);
-    let uri = "sip:127.0.0.1:5062";
+    let uri = "sip:nobody@127.0.0.1:5062";
     for index in 0..1000 {
         let codes = answer(
             &mut endpoint,

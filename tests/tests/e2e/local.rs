@@ -36,14 +36,20 @@ pub(crate) async fn local_client(gateway: &Gateway, user: &str) -> Client {
     client
         .expect_ack(json!({"sylkrtc": "account-register", "account": account}))
         .await;
+    until_registered(&mut client).await;
+    client
+}
+
+/// Skips messages until an account of `client` is registered.
+pub(crate) async fn until_registered(client: &mut Client) {
     loop {
         if let protocol::ServerMessage::Event(protocol::Event::Account {
             event:
                 protocol::AccountEvent::RegistrationState(protocol::RegistrationState::Registered),
             ..
-        }) = next(&mut client).await
+        }) = next(client).await
         {
-            return client;
+            return;
         }
     }
 }

@@ -160,22 +160,6 @@ async fn registration_logs_never_show_the_ha1() {
     );
 }
 
-/// The gateway binary next to this test (`cargo test --workspace` builds it).
-fn gateway_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let binary = dir.join("sylkrtc-gateway");
-    assert!(
-        binary.exists(),
-        "{} is missing: build it with `cargo build -p gateway`",
-        binary.display()
-    );
-    binary
-}
-
 /// The real binary, whose logging goes through `log` as well as `tracing` (the WebSocket library
 /// logs every frame through `log` at trace level): at no level, whatever `RUST_LOG` says, does a
 /// password or HA1 reach its log.
@@ -201,7 +185,7 @@ async fn no_log_level_of_the_binary_prints_a_credential() {
         )
         .unwrap();
         let log = dir.path().join("stderr.log");
-        let mut child = std::process::Command::new(gateway_binary())
+        let mut child = std::process::Command::new(gateway_tests::cluster::gateway_binary())
             .arg("--config")
             .arg(&config)
             // Its store (`data/`) goes in the test's directory.

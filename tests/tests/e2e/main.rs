@@ -12,6 +12,7 @@ mod autobahn;
 mod bandwidth;
 mod calls;
 mod closes;
+mod cluster;
 mod conversations;
 mod cuttlefish;
 mod dns;

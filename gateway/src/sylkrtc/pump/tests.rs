@@ -40,7 +40,7 @@ async fn handler(
     mut requests: mpsc::Receiver<Inbound>,
     out: mpsc::Sender<Outbound>,
     dropped: Arc<AtomicBool>,
-) {
+) -> Option<Ended> {
     let _flag = DropFlag(dropped);
     let mut connection = Connection::new(Version::V2, Arc::new(SipDomains::new(&["*".to_owned()])));
     loop {
@@ -48,12 +48,10 @@ async fn handler(
             if let Output::Send(text) = output
                 && out.send(Outbound::Text(text)).await.is_err()
             {
-                return;
+                return None;
             }
         }
-        let Some(inbound) = requests.recv().await else {
-            return;
-        };
+        let inbound = requests.recv().await?;
         match inbound {
             Inbound::Text(text) => connection.handle_text(&text),
             Inbound::Binary(data) => connection.handle_binary(&data),

@@ -1,0 +1,368 @@
+//! Three gateway processes as one service, behind HAProxy (WebSocket) and Kamailio's
+//! dispatcher (SIP), with the configuration files of `docs/deployment/`: where connections
+//! and calls go, draining, restarts and an instance killed mid-call.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use gateway_tests::Client;
+use gateway_tests::baresip::Baresip;
+use gateway_tests::browser::{AudioCodec, Browser};
+use gateway_tests::cluster::{ADMIN_TOKEN, Dispatcher, Haproxy, Instance};
+use gateway_tests::peers::{Kamailio, KamailioOptions};
+use protocol::SessionState;
+use serde_json::json;
+
+use crate::calls::{browser_tone, payload_type, until, until_heard};
+
+const WAIT: Duration = Duration::from_secs(15);
+const DOMAIN: &str = "local.test";
+
+/// The registrar of 127.0.0.1 (alice, bob, carol), three instances using it, HAProxy and the
+/// dispatcher in front of them.
+struct Cluster {
+    registrar: Kamailio,
+    instances: Vec<Instance>,
+    haproxy: Haproxy,
+    dispatcher: Dispatcher,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let registrar = Kamailio::start(KamailioOptions::default());
+        let instances: Vec<Instance> = (1..=3)
+            .map(|number| Instance::start(number, registrar.port, ""))
+            .collect();
+        let haproxy = Haproxy::start(&instances);
+        let dispatcher = Dispatcher::start(&instances);
+        for instance in &instances {
+            dispatcher.wait_state(instance, "A").await;
+        }
+        Cluster {
+            registrar,
+            instances,
+            haproxy,
+            dispatcher,
+        }
+    }
+
+    /// Each running instance's open sylkRTC connections.
+    async fn connections(&mut self) -> Vec<f64> {
+        let mut counts = Vec::new();
+        for index in 0..self.instances.len() {
+            let count = if self.instances[index].running() {
+                self.instances[index].metric("sylkrtc_connections").await
+            } else {
+                0.0
+            };
+            counts.push(count);
+        }
+        counts
+    }
+
+    /// A client through HAProxy from `source`, and the index of the instance it reached.
+    async fn connect(&mut self, source: Ipv4Addr) -> (Client, usize) {
+        let before = self.connections().await;
+        let client = self.haproxy.client_from(source).await;
+        let after = self.connections().await;
+        let reached: Vec<usize> = (0..after.len())
+            .filter(|&index| after[index] > before[index])
+            .collect();
+        assert_eq!(
+            reached.len(),
+            1,
+            "one instance got the connection: {before:?} -> {after:?}"
+        );
+        (client, reached[0])
+    }
+}
+
+// A failing test shows what every process logged.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for instance in &self.instances {
+                eprintln!("---- {} ----\n{}", instance.id, instance.log.text());
+            }
+            eprintln!("---- haproxy ----\n{}", self.haproxy.log.text());
+            eprintln!("---- dispatcher ----\n{}", self.dispatcher.log.text());
+        }
+    }
+}
+
+/// Adds and registers `account` (`user@127.0.0.1` at the registrar, or `user@local.test`).
+async fn register(client: &mut Client, account: &str, password: &str) {
+    let (user, domain) = account.split_once('@').expect("user@domain");
+    let ha1 = sip::ha1(user, domain, password);
+    client
+        .expect_ack(json!({"sylkrtc": "account-add", "account": account, "password": ha1}))
+        .await;
+    client
+        .expect_ack(json!({"sylkrtc": "account-register", "account": account}))
+        .await;
+    crate::local::until_registered(client).await;
+}
+
+/// Calls `uri` from `account` and waits until media flows both ways: the browser and the
+/// payload type of PCMU, on which it sends `tone`.
+async fn talk(
+    client: &mut Client,
+    account: &str,
+    session: &str,
+    uri: &str,
+    tone: f64,
+) -> (Browser, u8) {
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let offer = browser.offer().await;
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-create", "account": account,
+            "session": session, "uri": uri, "sdp": offer}))
+        .await;
+    let answer = match until(client, session, |state| {
+        matches!(state, SessionState::Accepted { .. })
+    })
+    .await
+    {
+        SessionState::Accepted { sdp: Some(sdp), .. } => sdp,
+        other => panic!("no answer: {other:?}"),
+    };
+    browser.accept_answer(&answer).await;
+    assert!(browser.connected(WAIT).await, "the browser leg connects");
+    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, tone);
+    (browser, pt)
+}
+
+/// How many packets of `pt` the browser receives over one second (media still flows).
+async fn flowing(browser: &Browser, pt: u8) -> usize {
+    let count = || {
+        browser
+            .received()
+            .iter()
+            .filter(|packet| packet.header.payload_type == pt)
+            .count()
+    };
+    let before = count();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    count() - before
+}
+
+/// A phone of the local domain calls the echo test through the dispatcher, hears itself and
+/// hangs up.
+async fn phone_calls_echo(phone: &Baresip, calls_before: usize) {
+    phone.command("dial", &format!("sip:echo@{DOMAIN}"));
+    assert!(
+        phone
+            .wait_for("CALL_ESTABLISHED", calls_before + 1, WAIT)
+            .await,
+        "the echo answers through the dispatcher:\n{}",
+        phone.log.text()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    phone.command("hangup", "");
+    assert!(phone.wait_for("CALL_CLOSED", calls_before + 1, WAIT).await);
+}
+
+/// Calls every instance took, in all.
+async fn calls_total(cluster: &mut Cluster) -> Vec<f64> {
+    let mut totals = Vec::new();
+    for instance in &mut cluster.instances {
+        totals.push(if instance.running() {
+            instance.metric("sylkrtc_calls_total").await
+        } else {
+            0.0
+        });
+    }
+    totals
+}
+
+/// Connections spread over the instances; one drained (POST /admin/drain) while it and the
+/// others carry calls: its idle client is closed with 1012 and connects again to another
+/// instance, new connections and new SIP calls (through the dispatcher, which sees its 503 to
+/// OPTIONS) go elsewhere, its own call goes on until the phone hangs up, then it stops; the
+/// other instances' calls never notice. Restarted, it is taken back by both balancers. The
+/// instances see each browser's own address (PROXY protocol), not HAProxy's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_instance_keeps_its_calls_while_new_ones_go_elsewhere() {
+    let mut cluster = Cluster::start().await;
+    // Six browsers, two per instance (leastconn), each from its own loopback address.
+    let mut clients = Vec::new();
+    for number in 0..6u8 {
+        let source = Ipv4Addr::new(127, 0, 1, 10 + number);
+        let (client, instance) = cluster.connect(source).await;
+        clients.push((client, instance, source));
+    }
+    let counts = cluster.connections().await;
+    assert_eq!(counts, [2.0, 2.0, 2.0], "leastconn spreads the WebSockets");
+    for (_, instance, source) in &clients {
+        let log = cluster.instances[*instance].log.text();
+        assert!(
+            log.contains(&format!("peer={source}:")),
+            "{} logs the browser's own address {source} (PROXY protocol):\n{log}",
+            cluster.instances[*instance].id
+        );
+    }
+
+    // alice (the first browser) calls bob, a phone at the registrar.
+    let (mut alice, drained, _) = clients.remove(0);
+    let bob = Baresip::start(
+        "bob",
+        "bobpw",
+        cluster.registrar.port,
+        "PCMU/8000/1",
+        1000.0,
+    );
+    cluster.registrar.wait_bindings("bob", 1, WAIT);
+    register(&mut alice, "alice@127.0.0.1", "alicepw").await;
+    let (alice_browser, alice_pt) = talk(
+        &mut alice,
+        "alice@127.0.0.1",
+        "to-bob",
+        "bob@127.0.0.1",
+        440.0,
+    )
+    .await;
+    let tone = || browser_tone(&alice_browser, alice_pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0, "alice hears bob");
+    // On each other instance one browser calls the echo test.
+    let mut echoes = Vec::new();
+    for index in (0..3).filter(|index| *index != drained) {
+        let position = clients
+            .iter()
+            .position(|(_, instance, _)| *instance == index)
+            .expect("a browser on each instance");
+        let (mut client, instance, _) = clients.remove(position);
+        let account = format!("user{index}@{DOMAIN}");
+        register(&mut client, &account, "any").await;
+        let (browser, pt) = talk(
+            &mut client,
+            &account,
+            "echo",
+            &format!("echo@{DOMAIN}"),
+            700.0,
+        )
+        .await;
+        let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+        assert_eq!(
+            until_heard(700.0, tone).await.0,
+            700.0,
+            "the echo on instance {instance}"
+        );
+        echoes.push((client, browser, pt, instance));
+    }
+    let idle_position = clients
+        .iter()
+        .position(|(_, instance, _)| *instance == drained)
+        .expect("an idle browser on the drained instance");
+    let (mut idle, _, idle_source) = clients.remove(idle_position);
+
+    // The drain: a wrong token is refused, the right one drains.
+    let target = &cluster.instances[drained];
+    assert_eq!(target.post_drain(None).await, 401);
+    assert_eq!(
+        target.post_drain(Some("cluster-test-admin-tokem")).await,
+        401
+    );
+    assert_eq!(target.post_drain(Some(ADMIN_TOKEN)).await, 202);
+    assert_eq!(target.post_drain(Some(ADMIN_TOKEN)).await, 200);
+    let (status, body) = target.get("/health").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("\"draining\"") && body.contains(&target.id),
+        "{body}"
+    );
+    assert_eq!(target.metric("sylkrtc_draining").await, 1.0);
+    let drained_id = target.id.clone();
+    // The idle browser is told to connect again, and does, to another instance.
+    let (code, reason) = tokio::time::timeout(WAIT, idle.expect_close())
+        .await
+        .expect("the idle browser is closed in time");
+    assert_eq!(code, 1012, "{reason}");
+    let (_idle, now_on) = cluster.connect(idle_source).await;
+    assert_ne!(
+        now_on, drained,
+        "the browser came back to the drained instance"
+    );
+    // A new browser goes elsewhere too; the drained instance refuses it when asked directly.
+    let (_new, new_on) = cluster.connect(Ipv4Addr::new(127, 0, 1, 30)).await;
+    assert_ne!(new_on, drained);
+    assert!(
+        cluster.instances[drained].client().await.is_err(),
+        "the draining instance refuses new WebSockets"
+    );
+    // SIP: the dispatcher sees the 503 to its OPTIONS, and phones' calls go elsewhere.
+    cluster
+        .dispatcher
+        .wait_state(&cluster.instances[drained], "I")
+        .await;
+    let dave = Baresip::start_account(
+        &format!(
+            "<sip:dave@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";\
+             auth_pass=any;answermode=auto;audio_codecs=PCMU/8000/1;regint=0\n",
+            cluster.dispatcher.port
+        ),
+        1500.0,
+    );
+    let before = calls_total(&mut cluster).await;
+    for call in 0..3 {
+        phone_calls_echo(&dave, call).await;
+    }
+    let after = calls_total(&mut cluster).await;
+    assert_eq!(
+        after[drained], before[drained],
+        "no new call reached the draining instance: {before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after.iter().sum::<f64>() - before.iter().sum::<f64>(),
+        3.0,
+        "{before:?} -> {after:?}"
+    );
+
+    // alice's call on the draining instance goes on, and so do the echoes elsewhere.
+    assert!(
+        flowing(&alice_browser, alice_pt).await > 20,
+        "alice's call goes on"
+    );
+    // bob hangs up (his BYE reaches the draining instance): alice's call ends, her connection
+    // is closed, and the instance stops by itself.
+    bob.command("hangup", "");
+    until(&mut alice, "to-bob", |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await;
+    let (code, _) = tokio::time::timeout(WAIT, alice.expect_close())
+        .await
+        .expect("alice is closed once her call ended");
+    assert_eq!(code, 1012);
+    let status = cluster.instances[drained].wait_exit(WAIT).await;
+    assert!(
+        status.success(),
+        "the drained instance exits cleanly: {status}"
+    );
+    for (_, browser, pt, instance) in &echoes {
+        assert!(
+            flowing(browser, *pt).await > 20,
+            "the echo call on instance {instance} went on"
+        );
+    }
+
+    // Restarted, both balancers take it back, and it gets the next WebSocket (it has the
+    // fewest).
+    cluster.haproxy.wait_server(&drained_id, "DOWN", 1).await;
+    cluster.instances[drained].restart();
+    cluster
+        .dispatcher
+        .wait_state(&cluster.instances[drained], "A")
+        .await;
+    cluster.haproxy.wait_server(&drained_id, "UP", 1).await;
+    let (_back, back_on) = cluster.connect(Ipv4Addr::new(127, 0, 1, 31)).await;
+    assert_eq!(
+        back_on, drained,
+        "the restarted instance takes the next WebSocket"
+    );
+    for (client, browser, _, _) in echoes {
+        drop(client);
+        browser.close().await;
+    }
+    alice_browser.close().await;
+}
