@@ -176,11 +176,12 @@ async fn calls_total(cluster: &mut Cluster) -> Vec<f64> {
     totals
 }
 
-/// Connections spread over the instances; one drained (POST /admin/drain) while it and the
+/// Connections spread over the instances; one drained (SIGTERM) while it and the
 /// others carry calls: its idle client is closed with 1012 and connects again to another
 /// instance, new connections and new SIP calls (through the dispatcher, which sees its 503 to
 /// OPTIONS) go elsewhere, its own call goes on until the phone hangs up, then it stops; the
-/// other instances' calls never notice. Restarted, it is taken back by both balancers. The
+/// other instances' calls never notice. Restarted, it is taken back by both balancers, then
+/// drained by `POST /admin/drain` with no call and stops at once. The
 /// instances see each browser's own address (PROXY protocol), not HAProxy's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_instance_keeps_its_calls_while_new_ones_go_elsewhere() {
@@ -256,15 +257,20 @@ async fn a_drained_instance_keeps_its_calls_while_new_ones_go_elsewhere() {
         .expect("an idle browser on the drained instance");
     let (mut idle, _, idle_source) = clients.remove(idle_position);
 
-    // The drain: a wrong token is refused, the right one drains.
+    // The drain: a wrong token is refused; SIGTERM drains.
     let target = &cluster.instances[drained];
     assert_eq!(target.post_drain(None).await, 401);
     assert_eq!(
         target.post_drain(Some("cluster-test-admin-tokem")).await,
         401
     );
-    assert_eq!(target.post_drain(Some(ADMIN_TOKEN)).await, 202);
-    assert_eq!(target.post_drain(Some(ADMIN_TOKEN)).await, 200);
+    assert_eq!(target.get("/health").await.0, 200);
+    target.signal("TERM");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while target.get("/health").await.0 != 503 {
+        assert!(tokio::time::Instant::now() < deadline, "SIGTERM drains");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (status, body) = target.get("/health").await;
     assert_eq!(status, 503, "{body}");
     assert!(
@@ -355,14 +361,124 @@ async fn a_drained_instance_keeps_its_calls_while_new_ones_go_elsewhere() {
         .wait_state(&cluster.instances[drained], "A")
         .await;
     cluster.haproxy.wait_server(&drained_id, "UP", 1).await;
-    let (_back, back_on) = cluster.connect(Ipv4Addr::new(127, 0, 1, 31)).await;
+    let (mut back, back_on) = cluster.connect(Ipv4Addr::new(127, 0, 1, 31)).await;
     assert_eq!(
         back_on, drained,
         "the restarted instance takes the next WebSocket"
     );
+    // Drained again, by the admin endpoint: with no call it closes its browser and stops.
+    assert_eq!(
+        cluster.instances[drained]
+            .post_drain(Some(ADMIN_TOKEN))
+            .await,
+        202
+    );
+    let (code, _) = tokio::time::timeout(WAIT, back.expect_close())
+        .await
+        .expect("the idle browser is closed in time");
+    assert_eq!(code, 1012);
+    let status = cluster.instances[drained].wait_exit(WAIT).await;
+    assert!(status.success(), "{status}");
     for (client, browser, _, _) in echoes {
         drop(client);
         browser.close().await;
     }
     alice_browser.close().await;
+}
+
+/// One instance killed (SIGKILL) mid-call: its browser loses the connection, connects again
+/// through HAProxy to another instance and registers again there, and the phone's next call
+/// reaches it (the registrar forks to the dead instance's stale binding as well, which does not
+/// answer); a call on another instance goes on untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_loses_only_its_own_calls() {
+    let mut cluster = Cluster::start().await;
+    let alice_source = Ipv4Addr::new(127, 0, 1, 40);
+    let (mut alice, killed) = cluster.connect(alice_source).await;
+    let (mut other, other_on) = cluster.connect(Ipv4Addr::new(127, 0, 1, 41)).await;
+    assert_ne!(killed, other_on, "leastconn spreads the WebSockets");
+    let account = format!("user{other_on}@{DOMAIN}");
+    register(&mut other, &account, "any").await;
+    let (echo, echo_pt) = talk(
+        &mut other,
+        &account,
+        "echo",
+        &format!("echo@{DOMAIN}"),
+        700.0,
+    )
+    .await;
+
+    let bob = Baresip::start_with(
+        "bob",
+        "bobpw",
+        cluster.registrar.port,
+        "PCMU/8000/1",
+        1000.0,
+        true,
+    );
+    cluster.registrar.wait_bindings("bob", 1, WAIT);
+    register(&mut alice, "alice@127.0.0.1", "alicepw").await;
+    let (browser, pt) = talk(
+        &mut alice,
+        "alice@127.0.0.1",
+        "to-bob",
+        "bob@127.0.0.1",
+        440.0,
+    )
+    .await;
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
+    browser.close().await;
+
+    cluster.instances[killed].signal("KILL");
+    let status = cluster.instances[killed].wait_exit(WAIT).await;
+    assert!(!status.success(), "{status}");
+    // alice's connection ends without a close frame.
+    loop {
+        match tokio::time::timeout(WAIT, alice.recv_frame()).await {
+            Ok(None) => break,
+            Ok(Some(_)) => continue,
+            Err(_) => panic!("alice's connection outlives its instance"),
+        }
+    }
+    // bob's side of the dead call: no BYE can come, so he hangs up himself (or his media
+    // timeout would); then he calls alice, who came back on another instance.
+    bob.command("hangup", "");
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
+    let (mut alice, now_on) = cluster.connect(alice_source).await;
+    assert_ne!(now_on, killed);
+    register(&mut alice, "alice@127.0.0.1", "alicepw").await;
+    bob.command(
+        "dial",
+        &format!("sip:alice@127.0.0.1:{}", cluster.registrar.port),
+    );
+    let (session, offer) = loop {
+        if let protocol::ServerMessage::Event(protocol::Event::Account {
+            event: protocol::AccountEvent::IncomingSession { session, sdp, .. },
+            ..
+        }) = crate::calls::next(&mut alice).await
+        {
+            break (session, sdp);
+        }
+    };
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = browser.answer(&offer).await;
+    alice
+        .expect_ack(json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}))
+        .await;
+    assert!(browser.connected(WAIT).await);
+    let pt = payload_type(&offer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 440.0);
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(
+        until_heard(1000.0, tone).await.0,
+        1000.0,
+        "alice hears bob again"
+    );
+    assert!(
+        flowing(&echo, echo_pt).await > 20,
+        "the call on the other instance went on"
+    );
+    browser.close().await;
+    echo.close().await;
 }
