@@ -31,10 +31,12 @@ mod fork;
 pub(crate) mod fork_in;
 mod interface;
 mod machine;
+mod record;
 mod services;
 use crate::leg::{self, LegCommand, LegEnding, LegEvent, Refusal};
 use crate::local::{Arriving, BridgeEnd};
 use crate::metrics::Gauge;
+use crate::metrics::calls::Direction;
 use fork::Fork;
 pub(crate) use interface::{CallUpdate, Caller, Command, Ending, FarEnd, Incoming, StartCall};
 pub(crate) use services::{CallServices, Media};
@@ -57,7 +59,7 @@ pub(crate) fn outgoing(
     let span = info_span!("call", session = %start.session, direction = "out");
     let session = start.session.clone();
     let task = async move {
-        let mut call = Call::new(services, session, reports);
+        let mut call = Call::new(services, session, reports, Direction::Out);
         match call.start_outgoing(start, far_end) {
             Ok(events) => call.run(commands_rx, events).await,
             Err(reason) => call.update(CallUpdate::Terminated(Ending::new(reason))),
@@ -78,7 +80,7 @@ pub(crate) fn incoming(
     let span = info_span!("call", session = %incoming.session, direction = "in");
     let task = async move {
         let session = incoming.session.clone();
-        let mut call = Call::new(services, session, reports);
+        let mut call = Call::new(services, session, reports, Direction::In);
         if let Some(events) = call.start_incoming(incoming, from) {
             call.run(commands_rx, vec![events]).await;
         }
@@ -144,6 +146,8 @@ struct Call {
     /// The call's media I/O: its SIP leg's ports, its claim on the browser port.
     media: Option<MediaSession>,
     _gauges: Vec<Gauge>,
+    /// Its entry in the metrics.
+    record: record::Record,
 }
 
 impl Call {
@@ -151,9 +155,11 @@ impl Call {
         services: Arc<CallServices>,
         session: String,
         reports: mpsc::UnboundedSender<(String, CallUpdate)>,
+        direction: crate::metrics::calls::Direction,
     ) -> Call {
         let gauge = services.metrics.call_started();
         Call {
+            record: record::Record::new(services.metrics.clone(), direction),
             services,
             session,
             reports,
@@ -166,6 +172,7 @@ impl Call {
 
     /// News for the front-end, in order.
     fn update(&self, update: CallUpdate) {
+        self.record.update(&update);
         let _ = self.reports.send((self.session.clone(), update));
     }
 

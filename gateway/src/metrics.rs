@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use protocol::REQUEST_NAMES;
 
+pub(crate) mod calls;
+mod sip_wire;
+
 /// Why a request got an `error`, or was dropped unanswered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ErrorKind {
@@ -148,6 +151,10 @@ pub(crate) struct Metrics {
     instance: std::sync::OnceLock<String>,
     /// Whether the gateway drains.
     draining: std::sync::atomic::AtomicBool,
+    /// Calls by outcome and their set-up times.
+    pub(crate) calls_ended: calls::CallStats,
+    /// The SIP driver's counters.
+    sip: std::sync::OnceLock<std::sync::Arc<sip::driver::wire::WireStats>>,
 }
 
 impl Default for Metrics {
@@ -163,6 +170,8 @@ impl Default for Metrics {
             media_ports: AtomicI64::new(0),
             instance: std::sync::OnceLock::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            calls_ended: calls::CallStats::default(),
+            sip: std::sync::OnceLock::new(),
             requests: (0..=REQUEST_NAMES.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -210,6 +219,11 @@ impl Metrics {
     /// Calls whose task runs (sylkRTC, phones, Matrix, echo).
     pub(crate) fn calls(&self) -> i64 {
         self.calls.load(Relaxed)
+    }
+
+    /// Renders the SIP driver's counters too.
+    pub(crate) fn watch_sip(&self, stats: std::sync::Arc<sip::driver::wire::WireStats>) {
+        let _ = self.sip.set(stats);
     }
 
     /// Names the instance in the rendered metrics (once; later names are ignored).
@@ -343,6 +357,10 @@ impl Metrics {
         let _ = writeln!(out, "sylkrtc_accounts {}", self.accounts.load(Relaxed));
         family(&mut out, "sylkrtc_calls", "gauge", "Calls in progress.");
         let _ = writeln!(out, "sylkrtc_calls {}", self.calls.load(Relaxed));
+        self.calls_ended.render(&mut out);
+        if let Some(sip) = self.sip.get() {
+            sip_wire::render(sip, &mut out);
+        }
         family(
             &mut out,
             "sylkrtc_calls_total",

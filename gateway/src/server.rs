@@ -156,6 +156,7 @@ impl Server {
         if let Some(location) = &location {
             metrics.watch_location(location.clone());
         }
+        metrics.watch_sip(sip.wire.clone());
         let storage = crate::storage::Storage::open(&config.storage, sip_shutdown.clone()).await?;
         let local = location.map(|location| Arc::new(Local::new(location)));
         let calls = Arc::new(CallServices {

@@ -537,6 +537,11 @@ impl Endpoint {
         self.servers.len()
     }
 
+    /// How many client transactions are held.
+    pub fn client_transactions(&self) -> usize {
+        self.clients.len()
+    }
+
     fn new_tag(&mut self) -> String {
         self.next_tag += 1;
         format!("{}{:x}", self.config.tag_seed, self.next_tag)

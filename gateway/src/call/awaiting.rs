@@ -86,7 +86,12 @@ pub(crate) fn outgoing(
                 }
             }
         };
-        let mut call = Call::new(services, session.clone(), reports.clone());
+        let mut call = Call::new(
+            services,
+            session.clone(),
+            reports.clone(),
+            crate::metrics::calls::Direction::Out,
+        );
         match call.start_outgoing(start, far_end) {
             Ok(events) => call.run(commands_rx, events).await,
             Err(reason) => call.update(CallUpdate::Terminated(Ending::new(reason))),

@@ -17,6 +17,7 @@ mod requests;
 pub mod resolve;
 mod streams;
 mod subscriptions;
+pub mod wire;
 use streams::{Accepted, accept_tls};
 pub use subscriptions::{OutgoingSubscription, SubscriptionEvents, SubscriptionHandle};
 use subscriptions::{SubscriptionCommand, SubscriptionSlot};
@@ -201,6 +202,8 @@ pub struct Sip {
     pub tls: Option<SocketAddr>,
     /// The driver task; it ends after shutdown, once un-registrations are done.
     pub task: JoinHandle<()>,
+    /// The messages in and out, counted, and the transactions held.
+    pub wire: Arc<wire::WireStats>,
 }
 
 /// Binds the transports and starts the driver. `shutdown` makes it remove every binding and
@@ -225,7 +228,10 @@ pub async fn start(config: DriverConfig, shutdown: CancellationToken) -> io::Res
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (inputs, inputs_rx) = mpsc::unbounded_channel();
     let next_call = Arc::new(AtomicU64::new(1));
+    let wire = Arc::new(wire::WireStats::default());
     let driver = Driver {
+        wire: wire.clone(),
+        registered: std::collections::HashSet::new(),
         endpoint: Endpoint::new(config.endpoint.clone(), Instant::now().into_std()),
         slots: ConnectionSlots::new(config.max_connections, config.max_connections_per_source),
         config,
@@ -262,6 +268,7 @@ pub async fn start(config: DriverConfig, shutdown: CancellationToken) -> io::Res
         tcp: tcp_addr,
         tls: tls_addr,
         task,
+        wire,
     })
 }
 
@@ -361,6 +368,10 @@ struct Driver {
     subscriptions: HashMap<SubscriptionHandle, SubscriptionSlot>,
     subscription_owners: HashMap<crate::SubscriptionId, SubscriptionHandle>,
     inputs: mpsc::UnboundedSender<Input>,
+    /// Counts and logs every message.
+    wire: Arc<wire::WireStats>,
+    /// The registrations whose binding is in place.
+    registered: std::collections::HashSet<RegistrationId>,
 }
 
 /// How long shutdown waits for un-REGISTERs to be answered.
@@ -407,6 +418,7 @@ impl Driver {
                     Ok((length, source)) => {
                         let target = Target { transport: Transport::Udp, addr: source };
                         let now = Instant::now().into_std();
+                        self.wire.bytes(wire::Direction::In, target, &buffer[..length]);
                         if let Err(error) = self.endpoint.handle_datagram(now, target, &buffer[..length]) {
                             debug!(%source, %error, "dropped a UDP datagram");
                         }
@@ -559,6 +571,9 @@ impl Driver {
         let now = Instant::now().into_std();
         match input {
             Input::Connection(ConnectionInput::Frame(source, frame)) => {
+                if let crate::message::Frame::Message(message) = &frame {
+                    self.wire.message(source, message);
+                }
                 if let Err(error) = self.endpoint.handle_frame(now, source, frame) {
                     debug!(remote = %source.addr, %error, "dropped a SIP message");
                 }
@@ -785,10 +800,18 @@ impl Driver {
         while self.endpoint.has_output() {
             self.flush_once().await;
         }
+        self.wire.set_transactions(
+            self.endpoint.server_transactions(),
+            self.endpoint.client_transactions(),
+        );
+        self.wire
+            .set_registrations(self.registered.len(), self.endpoint.registration_count());
     }
 
     async fn flush_once(&mut self) {
         while let Some(transmit) = self.endpoint.poll_transmit() {
+            self.wire
+                .bytes(wire::Direction::Out, transmit.target, &transmit.bytes);
             match transmit.target.transport {
                 Transport::Udp => {
                     if let Err(error) = self
@@ -859,6 +882,15 @@ impl Driver {
                 }
             };
             let done = event == RegistrationEvent::Unregistered;
+            match event {
+                RegistrationEvent::Registered { .. } => {
+                    self.registered.insert(id);
+                }
+                RegistrationEvent::Failed { .. } | RegistrationEvent::Unregistered => {
+                    self.registered.remove(&id);
+                }
+                _ => {}
+            }
             if let Some((key, events)) = self.owners.get(&id) {
                 let _ = events.send(SipEvent::Registration {
                     handle: key.handle,

@@ -150,6 +150,19 @@ async fn registration_logs_never_show_the_ha1() {
     gateway.stop().await;
 
     let logs = captured.text();
+    // Every SIP message is logged under sip::wire, the digest response masked.
+    assert!(
+        logs.contains("sip::wire") && logs.contains("REGISTER sip:127.0.0.1"),
+        "the SIP messages are logged:\n{logs}"
+    );
+    assert!(logs.contains("response=\"***\""), "{logs}");
+    for (at, _) in logs.match_indices("response=\"") {
+        assert!(
+            logs[at..].starts_with("response=\"***\""),
+            "a digest response is shown: {}",
+            &logs[at..(at + 60).min(logs.len())]
+        );
+    }
     assert!(
         logs.contains("SIP event"),
         "the SIP side logged at this level:\n{logs}"

@@ -33,6 +33,7 @@ mod matrix_from_sip;
 mod messaging;
 mod nat;
 mod nextrtc;
+mod observability;
 mod phones;
 mod presence;
 mod push;

@@ -1,0 +1,70 @@
+//! A call's entry in the metrics: how long it took to reach its far end, and how it ended,
+//! read off the updates it gives its front-end.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::CallUpdate;
+use crate::metrics::Metrics;
+use crate::metrics::calls::{Direction, Outcome};
+
+pub(super) struct Record {
+    metrics: Arc<Metrics>,
+    direction: Direction,
+    started: Instant,
+    reached: Cell<bool>,
+    answered: Cell<bool>,
+    ended: Cell<bool>,
+}
+
+impl Record {
+    pub(super) fn new(metrics: Arc<Metrics>, direction: Direction) -> Record {
+        Record {
+            metrics,
+            direction,
+            started: Instant::now(),
+            reached: Cell::new(false),
+            answered: Cell::new(false),
+            ended: Cell::new(false),
+        }
+    }
+
+    pub(super) fn update(&self, update: &CallUpdate) {
+        let reached = matches!(
+            update,
+            CallUpdate::Ringing | CallUpdate::EarlyMedia { .. } | CallUpdate::Accepted { .. }
+        );
+        if reached && !self.reached.replace(true) {
+            self.metrics.calls_ended.reached(self.started.elapsed());
+        }
+        if matches!(update, CallUpdate::Accepted { .. }) {
+            self.answered.set(true);
+        }
+        if let CallUpdate::Terminated(ending) = update
+            && !self.ended.replace(true)
+        {
+            let outcome = if self.answered.get() {
+                Outcome::Answered
+            } else {
+                Outcome::unanswered(ending.code)
+            };
+            self.metrics.calls_ended.ended(self.direction, outcome);
+        }
+    }
+}
+
+impl Drop for Record {
+    // A call whose task is dropped (its client went away) ended without a last update.
+    fn drop(&mut self) {
+        if !self.ended.get() {
+            let outcome = if self.answered.get() {
+                Outcome::Answered
+            } else {
+                Outcome::Cancelled
+            };
+            self.metrics.calls_ended.ended(self.direction, outcome);
+        }
+    }
+}
