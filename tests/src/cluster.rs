@@ -70,9 +70,15 @@ pub struct Instance {
 
 impl Instance {
     /// Starts instance `number` (1, 2, ...) at 127.0.0.(number + 1), whose configuration is the
-    /// common part below plus `extra` (TOML for sections the common part does not name), and
+    /// common part below (its message store in PostgreSQL at `postgres_url` when given, else
+    /// SQLite of its own) plus `extra` (TOML for sections the common part does not name), and
     /// waits until `/health` answers.
-    pub fn start(number: u8, sip_registrar: u16, extra: &str) -> Instance {
+    pub fn start(
+        number: u8,
+        sip_registrar: u16,
+        postgres_url: Option<&str>,
+        extra: &str,
+    ) -> Instance {
         let ip = Ipv4Addr::new(127, 0, 0, number + 1);
         let dir = TempDir::new();
         let http = SocketAddr::new(IpAddr::V4(ip), free_port());
@@ -88,10 +94,11 @@ impl Instance {
              [media]\nlisten = \"{ip}\"\nbrowser_port = {browser_port}\nrtp_port_min = {rtp}\n\
              rtp_port_max = {rtp_max}\nmedia_timeout = 10\n\
              [local]\ndomain = \"local.test\"\nopen_registration = true\n\
-             [storage]\ndata_dir = \"{data}\"\n{extra}",
+             [storage]\ndata_dir = \"{data}\"\npostgres_url = \"{postgres}\"\n{extra}",
             port = sip.port(),
             rtp_max = rtp + 39,
             data = dir.path().join("data").display(),
+            postgres = postgres_url.unwrap_or_default(),
         );
         let config = dir.path().join("config.toml");
         std::fs::write(&config, text).expect("write the instance's configuration");

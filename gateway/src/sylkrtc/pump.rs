@@ -181,7 +181,12 @@ async fn read_loop(
     loop {
         let timer = keepalive.poll_timeout();
         let step = tokio::select! {
-            () = gate.shutdown().cancelled() => Some(Ended::Shutdown),
+            // The end of a drain tells the client to connect again, as the drain's own closes do.
+            () = gate.shutdown().cancelled() => Some(if gate.draining().is_cancelled() {
+                Ended::Draining
+            } else {
+                Ended::Shutdown
+            }),
             () = sleep_until(timer) => match keepalive.handle_timeout(Instant::now().into_std()) {
                 Some(Action::Ping) => {
                     // A full queue means the client is not reading: the Pong deadline decides.

@@ -29,9 +29,14 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
+        Cluster::start_with(None).await
+    }
+
+    /// As [`Cluster::start`], the instances sharing the message store at `postgres_url`.
+    async fn start_with(postgres_url: Option<&str>) -> Cluster {
         let registrar = Kamailio::start(KamailioOptions::default());
         let instances: Vec<Instance> = (1..=3)
-            .map(|number| Instance::start(number, registrar.port, ""))
+            .map(|number| Instance::start(number, registrar.port, postgres_url, ""))
             .collect();
         let haproxy = Haproxy::start(&instances);
         let dispatcher = Dispatcher::start(&instances);
@@ -481,4 +486,127 @@ async fn a_killed_instance_loses_only_its_own_calls() {
     );
     browser.close().await;
     echo.close().await;
+}
+
+/// Browsers on different instances reach each other through their accounts' registrar: a
+/// call (tones both ways) and a message. The instances share PostgreSQL: once the callee's
+/// instance drains and it comes back on another one, the message is in its history there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_on_different_instances_call_and_message_each_other() {
+    let postgres = gateway_tests::postgres::Postgres::shared();
+    let url = postgres.database();
+    let mut cluster = Cluster::start_with(Some(&url)).await;
+    let (mut alice, alice_on) = cluster.connect(Ipv4Addr::new(127, 0, 1, 50)).await;
+    let bob_source = Ipv4Addr::new(127, 0, 1, 51);
+    let (mut bob, bob_on) = cluster.connect(bob_source).await;
+    assert_ne!(alice_on, bob_on, "leastconn spreads the WebSockets");
+    register(&mut alice, "alice@127.0.0.1", "alicepw").await;
+    register(&mut bob, "bob@127.0.0.1", "bobpw").await;
+
+    // alice calls bob: the registrar sends the call to bob's instance.
+    let (alice_browser, alice_pt, bob_browser) = {
+        let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+        let offer = browser.offer().await;
+        alice
+            .expect_ack_amid_events(json!({"sylkrtc": "session-create",
+                "account": "alice@127.0.0.1", "session": "to-bob", "uri": "bob@127.0.0.1",
+                "sdp": offer}))
+            .await;
+        let (session, bob_offer) = loop {
+            if let protocol::ServerMessage::Event(protocol::Event::Account {
+                event: protocol::AccountEvent::IncomingSession { session, sdp, .. },
+                ..
+            }) = crate::calls::next(&mut bob).await
+            {
+                break (session, sdp);
+            }
+        };
+        let mut bob_browser = Browser::new(&[AudioCodec::Pcmu]).await;
+        let answer = bob_browser.answer(&bob_offer).await;
+        bob.expect_ack(json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}))
+            .await;
+        assert!(bob_browser.connected(WAIT).await, "bob's leg connects");
+        let bob_pt = payload_type(&bob_offer, media::Format::Audio(media::Codec::Pcmu));
+        bob_browser.send_pcmu_tone(bob_pt, 1000.0);
+        let alice_answer = match until(&mut alice, "to-bob", |state| {
+            matches!(state, SessionState::Accepted { .. })
+        })
+        .await
+        {
+            SessionState::Accepted { sdp: Some(sdp), .. } => sdp,
+            other => panic!("no answer: {other:?}"),
+        };
+        browser.accept_answer(&alice_answer).await;
+        assert!(browser.connected(WAIT).await, "alice's leg connects");
+        let pt = payload_type(&alice_answer, media::Format::Audio(media::Codec::Pcmu));
+        browser.send_pcmu_tone(pt, 440.0);
+        let tone = || browser_tone(&bob_browser, bob_pt, AudioCodec::Pcmu);
+        assert_eq!(until_heard(440.0, tone).await.0, 440.0, "bob hears alice");
+        (browser, pt, bob_browser)
+    };
+    let tone = || browser_tone(&alice_browser, alice_pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0, "alice hears bob");
+    alice
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-bob"}))
+        .await;
+    alice_browser.close().await;
+    bob_browser.close().await;
+
+    // A message from alice reaches bob on his instance.
+    alice
+        .expect_ack_amid_events(json!({"sylkrtc": "account-message",
+            "account": "alice@127.0.0.1", "uri": "bob@127.0.0.1", "message_id": "across-1",
+            "content": "hello across instances", "content_type": "text/plain",
+            "timestamp": "2026-12-05T10:00:00.000Z"}))
+        .await;
+    let got = loop {
+        if let protocol::ServerMessage::Event(protocol::Event::Account {
+            event: protocol::AccountEvent::Message(message),
+            ..
+        }) = crate::calls::next(&mut bob).await
+        {
+            break message;
+        }
+    };
+    assert_eq!(got.content, "hello across instances");
+
+    // bob's instance drains; bob comes back on another one, whose store (the same) has it.
+    cluster.instances[bob_on].signal("TERM");
+    let (code, _) = tokio::time::timeout(WAIT, async {
+        loop {
+            match bob.recv_frame().await {
+                Some(tokio_tungstenite::tungstenite::Message::Close(Some(frame))) => {
+                    return (u16::from(frame.code), frame.reason.to_string());
+                }
+                Some(_) => continue,
+                None => panic!("bob's connection ended without a close frame"),
+            }
+        }
+    })
+    .await
+    .expect("bob is closed in time");
+    assert_eq!(code, 1012);
+    // With no call left it stops at once.
+    let status = cluster.instances[bob_on].wait_exit(WAIT).await;
+    assert!(status.success(), "{status}");
+    let (mut bob, now_on) = cluster.connect(bob_source).await;
+    assert_ne!(now_on, bob_on);
+    register(&mut bob, "bob@127.0.0.1", "bobpw").await;
+    bob.expect_ack(json!({"sylkrtc": "account-sync-conversations", "account": "bob@127.0.0.1"}))
+        .await;
+    let messages = loop {
+        if let protocol::ServerMessage::Event(protocol::Event::Account {
+            event: protocol::AccountEvent::SyncConversations { messages },
+            ..
+        }) = crate::calls::next(&mut bob).await
+        {
+            break messages;
+        }
+    };
+    assert!(
+        messages
+            .iter()
+            .any(|message| message.content == "hello across instances"),
+        "the message is in bob's history on another instance: {messages:?}"
+    );
 }
