@@ -88,6 +88,8 @@ pub(crate) struct Local {
     publications: Mutex<crate::publications::Publications>,
     /// Which of the domain's names are Matrix users (the Matrix bridge, when it runs).
     matrix_users: std::sync::OnceLock<Arc<dyn MatrixUsers>>,
+    /// The other gateways that serve the domain (`[instance] peers`).
+    peers: Vec<std::net::SocketAddr>,
 }
 
 /// Which of the local domain's names are Matrix users, reached through the Matrix bridge.
@@ -141,7 +143,40 @@ impl Local {
             channels: Mutex::new(HashMap::new()),
             publications: Mutex::new(crate::publications::Publications::default()),
             matrix_users: std::sync::OnceLock::new(),
+            peers: Vec::new(),
         }
+    }
+
+    /// With `peers`: the other gateways that serve the domain, whose places of a user its
+    /// calls ring too.
+    pub(crate) fn with_peers(mut self, peers: &[std::net::SocketAddr]) -> Local {
+        self.peers = peers.to_vec();
+        self
+    }
+
+    /// The other gateways as branches of a call to `user`: each rings the places it holds of
+    /// the user (and answers 480 when it holds none).
+    pub(crate) fn peer_branches(&self, user: &str) -> Vec<sip::Binding> {
+        // Never expires: the branch lives as long as the call's fork.
+        let expires = std::time::Instant::now() + std::time::Duration::from_secs(24 * 3600);
+        self.peers
+            .iter()
+            .map(|peer| sip::Binding {
+                contact: format!("sip:{user}@{peer}"),
+                target: sip::Target {
+                    transport: sip::Transport::Udp,
+                    addr: *peer,
+                },
+                expires,
+                outbound: true,
+            })
+            .collect()
+    }
+
+    /// Whether `source` is another gateway of the domain (its calls ring this one's places
+    /// only, so that a call never goes round).
+    pub(crate) fn is_peer(&self, source: std::net::SocketAddr) -> bool {
+        self.peers.iter().any(|peer| peer.ip() == source.ip())
     }
 
     /// Tells the domain which of its names are Matrix users (once, when the bridge starts).

@@ -68,7 +68,10 @@ pub(crate) fn outgoing(
     }
     let mut browsers = latest_browsers(local, user);
     browsers.retain(|browser| browser.owner != connection);
-    let phones = local.phone_bindings(user);
+    let mut phones = local.phone_bindings(user);
+    if local.knows(user) {
+        phones.extend(local.peer_branches(user));
+    }
     if !browsers.is_empty() || !phones.is_empty() {
         return Route::Call(FarEnd::Local { browsers, phones });
     }
@@ -127,6 +130,11 @@ pub(crate) fn from_phone(local: &Local, user: &str, source: std::net::SocketAddr
     // A phone calling its own user rings the user's other places, not itself.
     let all = phones.len();
     phones.retain(|phone| phone.target.addr != source);
+    // The other gateways' places too, unless the call comes from one of them (which rang
+    // the rest itself).
+    if local.knows(user) && !local.is_peer(source) {
+        phones.extend(local.peer_branches(user));
+    }
     if !browsers.is_empty() || !phones.is_empty() {
         return PhoneRoute::Local { browsers, phones };
     }
@@ -211,6 +219,55 @@ mod tests {
             Route::Call(FarEnd::Sip { server }) => format!("sip {server:?}"),
             Route::Refuse(ending) => format!("refuse {}", ending.text),
         }
+    }
+
+    /// With peers, a user of the domain is also rung on every other gateway (even with no
+    /// place here), an unknown name is not; a phone's call from a peer rings this gateway's
+    /// places only, so that no call goes round.
+    #[test]
+    fn peers_are_branches_unless_the_call_comes_from_one() {
+        let peers: Vec<std::net::SocketAddr> = vec![
+            "10.0.0.12:5060".parse().unwrap(),
+            "10.0.0.13:5060".parse().unwrap(),
+        ];
+        let local = local(false).with_peers(&peers);
+        let to = |uri: &str| sip::RequestUri::parse(uri).expect("a SIP URI");
+        let Route::Call(FarEnd::Local { browsers, phones }) =
+            outgoing(Some(&local), 99, "local.test", &to("sip:bob@local.test"))
+        else {
+            panic!("bob is rung on the peers");
+        };
+        assert!(browsers.is_empty());
+        let contacts: Vec<&str> = phones.iter().map(|phone| phone.contact.as_str()).collect();
+        assert_eq!(
+            contacts,
+            ["sip:bob@10.0.0.12:5060", "sip:bob@10.0.0.13:5060"]
+        );
+        assert_eq!(phones[1].target.addr, peers[1]);
+        assert!(
+            name(&outgoing(
+                Some(&local),
+                99,
+                "local.test",
+                &to("sip:nobody@local.test")
+            ))
+            .starts_with("refuse 404")
+        );
+        phone(&local, "carol");
+        let phone_source: std::net::SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        let PhoneRoute::Local { phones, .. } = from_phone(&local, "carol", phone_source) else {
+            panic!("carol is rung");
+        };
+        assert_eq!(phones.len(), 3, "her phone and the two peers");
+        let from_peer: std::net::SocketAddr = "10.0.0.12:5060".parse().unwrap();
+        let PhoneRoute::Local { phones, .. } = from_phone(&local, "carol", from_peer) else {
+            panic!("carol is rung");
+        };
+        assert_eq!(phones.len(), 1, "her phone only");
+        assert!(matches!(
+            from_phone(&local, "dave", from_peer),
+            PhoneRoute::Refuse { code: 480, .. }
+        ));
     }
 
     /// Each kind of call goes one way: the echo test, every browser and phone of a user of the

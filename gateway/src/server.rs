@@ -158,7 +158,15 @@ impl Server {
         }
         metrics.watch_sip(sip.wire.clone());
         let storage = crate::storage::Storage::open(&config.storage, sip_shutdown.clone()).await?;
-        let local = location.map(|location| Arc::new(Local::new(location)));
+        // A gateway listed among its own peers would ring its places twice.
+        let peers: Vec<SocketAddr> = config
+            .instance
+            .peers
+            .iter()
+            .copied()
+            .filter(|peer| *peer != sip.udp && *peer != sip.tcp)
+            .collect();
+        let local = location.map(|location| Arc::new(Local::new(location).with_peers(&peers)));
         let calls = Arc::new(CallServices {
             sip: sip.handle.clone(),
             media,
@@ -457,6 +465,7 @@ fn local_domain(config: &Config) -> Option<sip::LocalDomain> {
         min_expires: 60,
         ping_interval: (config.local.ping_interval > 0)
             .then(|| Duration::from_secs(config.local.ping_interval)),
+        peers: config.instance.peers.iter().map(|peer| peer.ip()).collect(),
     })
 }
 

@@ -154,6 +154,7 @@ mod tests {
                     max_expires: 3600,
                     min_expires: 60,
                     ping_interval: Some(Duration::from_secs(30)),
+                    peers: Vec::new(),
                 }),
                 max_server_transactions: 1000,
             },

@@ -41,6 +41,11 @@ pub struct LocalDomain {
     /// registration's flow (UDP only), which keeps their NAT binding open and finds phones that
     /// are gone; none: never.
     pub ping_interval: Option<Duration>,
+    /// The other gateways that serve the domain with this one, by IP address: an INVITE from
+    /// one of them for a user of the domain, from a user of the domain, is taken without a
+    /// digest challenge (that gateway challenged the caller), and it is sent straight to them
+    /// as a branch of a call (see `Endpoint::is_peer`).
+    pub peers: Vec<std::net::IpAddr>,
 }
 
 pub(crate) use crate::location::Binding;
@@ -122,6 +127,11 @@ impl Registrar {
     /// The local domain.
     pub(crate) fn domain(&self) -> &str {
         self.config.location.domain()
+    }
+
+    /// Whether `ip` is another gateway's of the domain.
+    pub(crate) fn is_peer(&self, ip: std::net::IpAddr) -> bool {
+        self.config.peers.contains(&ip)
     }
 
     /// Whether `host` is the local domain.

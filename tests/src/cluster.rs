@@ -50,6 +50,18 @@ pub fn gateway_binary() -> PathBuf {
     binary
 }
 
+/// What the instances of a test share.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    /// The SIP port of the registrar (on 127.0.0.1) their accounts' REGISTERs go to.
+    pub registrar: u16,
+    /// The PostgreSQL message store they share, if any (else each has SQLite of its own).
+    pub postgres_url: Option<&'a str>,
+    /// Whether each knows the others as `[instance] peers` (the local domain's calls ring
+    /// the places the others hold).
+    pub peers: bool,
+}
+
 /// One gateway process.
 #[derive(Debug)]
 pub struct Instance {
@@ -69,36 +81,64 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Starts instance `number` (1, 2, ...) at 127.0.0.(number + 1), whose configuration is the
-    /// common part below (its message store in PostgreSQL at `postgres_url` when given, else
-    /// SQLite of its own) plus `extra` (TOML for sections the common part does not name), and
+    /// Starts `count` instances with `settings`, each knowing the others' SIP addresses as its
+    /// peers when `settings.peers` says so.
+    pub fn start_all(count: u8, settings: &Settings<'_>) -> Vec<Instance> {
+        let sips: Vec<SocketAddr> = (1..=count)
+            .map(|number| {
+                SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::new(127, 0, 0, number + 1)),
+                    free_port(),
+                )
+            })
+            .collect();
+        (1..=count)
+            .map(|number| {
+                let sip = sips[usize::from(number - 1)];
+                let peers: Vec<SocketAddr> = if settings.peers {
+                    sips.iter().copied().filter(|peer| *peer != sip).collect()
+                } else {
+                    Vec::new()
+                };
+                Instance::start(number, sip, settings, &peers)
+            })
+            .collect()
+    }
+
+    /// Starts instance `number` (1, 2, ...) at 127.0.0.(number + 1) with its SIP listener at
+    /// `sip`, whose configuration is the common part below (its message store in PostgreSQL
+    /// when `settings` names one, else SQLite of its own; `peers` as `[instance] peers`), and
     /// waits until `/health` answers.
-    pub fn start(
+    fn start(
         number: u8,
-        sip_registrar: u16,
-        postgres_url: Option<&str>,
-        extra: &str,
+        sip: SocketAddr,
+        settings: &Settings<'_>,
+        peers: &[SocketAddr],
     ) -> Instance {
         let ip = Ipv4Addr::new(127, 0, 0, number + 1);
         let dir = TempDir::new();
         let http = SocketAddr::new(IpAddr::V4(ip), free_port());
-        let sip = SocketAddr::new(IpAddr::V4(ip), free_port());
+        let sip_registrar = settings.registrar;
+        let postgres_url = settings.postgres_url;
+        let peers: Vec<String> = peers.iter().map(|peer| format!("\"{peer}\"")).collect();
         let browser_port = free_port();
         let rtp = crate::peers::free_ports(40);
         let id = format!("gw{number}");
         let text = format!(
             "[http]\nlisten = \"{http}\"\nproxy_protocol_from = [\"127.0.0.1\"]\n\
              [instance]\nid = \"{id}\"\nadmin_token = \"{ADMIN_TOKEN}\"\ndrain_timeout = 60\n\
+             peers = [{peers}]\n\
              [sip]\nlisten = \"{ip}\"\nudp_port = {port}\ntcp_port = {port}\ntls_port = 0\n\
              outbound_proxy = \"sip:127.0.0.1:{sip_registrar}\"\nregister_expires = 60\n\
              [media]\nlisten = \"{ip}\"\nbrowser_port = {browser_port}\nrtp_port_min = {rtp}\n\
              rtp_port_max = {rtp_max}\nmedia_timeout = 10\n\
              [local]\ndomain = \"local.test\"\nopen_registration = true\n\
-             [storage]\ndata_dir = \"{data}\"\npostgres_url = \"{postgres}\"\n{extra}",
+             [storage]\ndata_dir = \"{data}\"\npostgres_url = \"{postgres}\"\n",
             port = sip.port(),
             rtp_max = rtp + 39,
             data = dir.path().join("data").display(),
             postgres = postgres_url.unwrap_or_default(),
+            peers = peers.join(", "),
         );
         let config = dir.path().join("config.toml");
         std::fs::write(&config, text).expect("write the instance's configuration");

@@ -20,6 +20,11 @@ pub struct InstanceConfig {
     /// The bearer token of `POST /admin/drain`. Empty: no admin endpoint (404).
     #[serde(default)]
     pub admin_token: String,
+    /// The other instances' SIP addresses (UDP): a call for a user of the local domain also
+    /// rings the places the user has on them, and their calls for the domain's users are taken
+    /// without a digest challenge.
+    #[serde(default)]
+    pub peers: Vec<std::net::SocketAddr>,
 }
 
 impl Default for InstanceConfig {
@@ -28,6 +33,7 @@ impl Default for InstanceConfig {
             id: String::new(),
             drain_timeout: default_drain_timeout(),
             admin_token: String::new(),
+            peers: Vec::new(),
         }
     }
 }
@@ -42,6 +48,7 @@ impl std::fmt::Debug for InstanceConfig {
                 "admin_token",
                 &(!self.admin_token.is_empty()).then_some("***"),
             )
+            .field("peers", &self.peers)
             .finish()
     }
 }

@@ -186,6 +186,10 @@ impl Endpoint {
         if !uri_host(&from).is_some_and(|host| registrar.is_local(host)) {
             return Some(false);
         }
+        // Another gateway of the domain challenged its caller already.
+        if registrar.is_peer(source.addr.ip()) {
+            return Some(true);
+        }
         let tag = self.new_tag();
         let registrar = self.registrar.as_mut()?;
         let user = crate::uri::uri_user(&from).unwrap_or_default().to_owned();
@@ -307,6 +311,13 @@ impl Endpoint {
         self.registrar
             .as_ref()
             .is_some_and(|registrar| registrar.knows(user))
+    }
+
+    /// Whether `ip` is another gateway's of the local domain (`LocalDomain::peers`).
+    pub fn is_peer(&self, ip: std::net::IpAddr) -> bool {
+        self.registrar
+            .as_ref()
+            .is_some_and(|registrar| registrar.is_peer(ip))
     }
 
     /// The local domain, if there is one.

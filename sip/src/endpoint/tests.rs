@@ -43,6 +43,7 @@ fn local_endpoint(now: Instant, ping_interval: Option<Duration>) -> Endpoint {
         max_expires: 3600,
         min_expires: 60,
         ping_interval,
+        peers: vec!["127.0.0.3".parse().unwrap()],
     });
     Endpoint::new(config, now)
 }
@@ -798,4 +799,41 @@ fn local_users_messages_are_authenticated() {
         panic!("the MESSAGE is handed over, authenticated");
     };
     assert_eq!(source, registrar().addr);
+}
+
+/// Another gateway of the domain (a peer) is not challenged for its calls from the domain's
+/// users: it challenged them; the same call from elsewhere is.
+#[test]
+fn peers_calls_are_taken_without_a_challenge() {
+    let start = Instant::now();
+    let mut endpoint = local_endpoint(start, None);
+    let invite = |branch: &str| {
+        format!(
+            "INVITE sip:dave@127.0.0.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.3:5060;branch={branch}\r\n\
+             From: <sip:carol@local.test>;tag=c\r\nTo: <sip:dave@local.test>\r\nCall-ID: i-{branch}\r\n\
+             CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:gw@127.0.0.3:5060>\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let peer = Target {
+        transport: Transport::Udp,
+        addr: "127.0.0.3:5060".parse().unwrap(),
+    };
+    assert!(endpoint.is_peer(peer.addr.ip()));
+    endpoint
+        .handle_datagram(start, peer, invite("z9hG4bKp1").as_bytes())
+        .unwrap();
+    let codes: Vec<Option<u16>> = sent(&mut endpoint).iter().map(|(_, m)| m.code()).collect();
+    assert!(!codes.contains(&Some(407)), "{codes:?}");
+    assert!(matches!(
+        endpoint.poll_event(),
+        Some(EndpointEvent::LocalInvite {
+            authenticated: true,
+            ..
+        })
+    ));
+    endpoint
+        .handle_datagram(start, registrar(), invite("z9hG4bKp2").as_bytes())
+        .unwrap();
+    let codes: Vec<Option<u16>> = sent(&mut endpoint).iter().map(|(_, m)| m.code()).collect();
+    assert!(codes.contains(&Some(407)), "{codes:?}");
 }

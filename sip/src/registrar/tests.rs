@@ -23,6 +23,7 @@ fn registrar(open: bool, now: Instant) -> Registrar {
             max_expires: 3600,
             min_expires: 60,
             ping_interval: Some(Duration::from_secs(30)),
+            peers: Vec::new(),
         },
         now,
     )

@@ -8,7 +8,7 @@ use std::time::Duration;
 use gateway_tests::Client;
 use gateway_tests::baresip::Baresip;
 use gateway_tests::browser::{AudioCodec, Browser};
-use gateway_tests::cluster::{ADMIN_TOKEN, Dispatcher, Haproxy, Instance};
+use gateway_tests::cluster::{ADMIN_TOKEN, Dispatcher, Haproxy, Instance, Settings};
 use gateway_tests::peers::{Kamailio, KamailioOptions};
 use protocol::SessionState;
 use serde_json::json;
@@ -29,15 +29,19 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
-        Cluster::start_with(None).await
+        Cluster::start_with(None, false).await
     }
 
-    /// As [`Cluster::start`], the instances sharing the message store at `postgres_url`.
-    async fn start_with(postgres_url: Option<&str>) -> Cluster {
+    /// As [`Cluster::start`], the instances sharing the message store at `postgres_url`, and
+    /// knowing each other as peers when `peers` says so.
+    async fn start_with(postgres_url: Option<&str>, peers: bool) -> Cluster {
         let registrar = Kamailio::start(KamailioOptions::default());
-        let instances: Vec<Instance> = (1..=3)
-            .map(|number| Instance::start(number, registrar.port, postgres_url, ""))
-            .collect();
+        let settings = Settings {
+            registrar: registrar.port,
+            postgres_url,
+            peers,
+        };
+        let instances = Instance::start_all(3, &settings);
         let haproxy = Haproxy::start(&instances);
         let dispatcher = Dispatcher::start(&instances);
         for instance in &instances {
@@ -166,6 +170,74 @@ async fn phone_calls_echo(phone: &Baresip, calls_before: usize) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     phone.command("hangup", "");
     assert!(phone.wait_for("CALL_CLOSED", calls_before + 1, WAIT).await);
+}
+
+/// The next incoming call of `client`'s accounts: its session and offer.
+async fn incoming_call(client: &mut Client) -> (String, String) {
+    loop {
+        if let protocol::ServerMessage::Event(protocol::Event::Account {
+            event: protocol::AccountEvent::IncomingSession { session, sdp, .. },
+            ..
+        }) = crate::calls::next(client).await
+        {
+            return (session, sdp);
+        }
+    }
+}
+
+/// `caller` (with `account`) calls `uri` as `session`; `callee` takes the call in a browser
+/// that sends 1000 Hz and hears the caller's 440 Hz: the caller's browser, its PCMU payload
+/// type, and the callee's browser.
+async fn browser_call(
+    caller: &mut Client,
+    account: &str,
+    session: &str,
+    callee: &mut Client,
+    uri: &str,
+) -> (Browser, u8, Browser) {
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let offer = browser.offer().await;
+    caller
+        .expect_ack_amid_events(json!({"sylkrtc": "session-create", "account": account,
+            "session": session, "uri": uri, "sdp": offer}))
+        .await;
+    let (incoming, callee_offer) = incoming_call(callee).await;
+    let mut callee_browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = callee_browser.answer(&callee_offer).await;
+    callee
+        .expect_ack(json!({"sylkrtc": "session-answer", "session": incoming, "sdp": answer}))
+        .await;
+    assert!(
+        callee_browser.connected(WAIT).await,
+        "the callee's leg connects"
+    );
+    let callee_pt = payload_type(&callee_offer, media::Format::Audio(media::Codec::Pcmu));
+    callee_browser.send_pcmu_tone(callee_pt, 1000.0);
+    let caller_answer = match until(caller, session, |state| {
+        matches!(state, SessionState::Accepted { .. })
+    })
+    .await
+    {
+        SessionState::Accepted { sdp: Some(sdp), .. } => sdp,
+        other => panic!("no answer: {other:?}"),
+    };
+    browser.accept_answer(&caller_answer).await;
+    assert!(browser.connected(WAIT).await, "the caller's leg connects");
+    let pt = payload_type(&caller_answer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 440.0);
+    let tone = || browser_tone(&callee_browser, callee_pt, AudioCodec::Pcmu);
+    assert_eq!(
+        until_heard(440.0, tone).await.0,
+        440.0,
+        "the callee hears the caller"
+    );
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(
+        until_heard(1000.0, tone).await.0,
+        1000.0,
+        "the caller hears the callee"
+    );
+    (browser, pt, callee_browser)
 }
 
 /// Calls every instance took, in all.
@@ -457,15 +529,7 @@ async fn a_killed_instance_loses_only_its_own_calls() {
         "dial",
         &format!("sip:alice@127.0.0.1:{}", cluster.registrar.port),
     );
-    let (session, offer) = loop {
-        if let protocol::ServerMessage::Event(protocol::Event::Account {
-            event: protocol::AccountEvent::IncomingSession { session, sdp, .. },
-            ..
-        }) = crate::calls::next(&mut alice).await
-        {
-            break (session, sdp);
-        }
-    };
+    let (session, offer) = incoming_call(&mut alice).await;
     let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
     let answer = browser.answer(&offer).await;
     alice
@@ -495,7 +559,7 @@ async fn a_killed_instance_loses_only_its_own_calls() {
 async fn browsers_on_different_instances_call_and_message_each_other() {
     let postgres = gateway_tests::postgres::Postgres::shared();
     let url = postgres.database();
-    let mut cluster = Cluster::start_with(Some(&url)).await;
+    let mut cluster = Cluster::start_with(Some(&url), false).await;
     let (mut alice, alice_on) = cluster.connect(Ipv4Addr::new(127, 0, 1, 50)).await;
     let bob_source = Ipv4Addr::new(127, 0, 1, 51);
     let (mut bob, bob_on) = cluster.connect(bob_source).await;
@@ -504,46 +568,14 @@ async fn browsers_on_different_instances_call_and_message_each_other() {
     register(&mut bob, "bob@127.0.0.1", "bobpw").await;
 
     // alice calls bob: the registrar sends the call to bob's instance.
-    let (alice_browser, alice_pt, bob_browser) = {
-        let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
-        let offer = browser.offer().await;
-        alice
-            .expect_ack_amid_events(json!({"sylkrtc": "session-create",
-                "account": "alice@127.0.0.1", "session": "to-bob", "uri": "bob@127.0.0.1",
-                "sdp": offer}))
-            .await;
-        let (session, bob_offer) = loop {
-            if let protocol::ServerMessage::Event(protocol::Event::Account {
-                event: protocol::AccountEvent::IncomingSession { session, sdp, .. },
-                ..
-            }) = crate::calls::next(&mut bob).await
-            {
-                break (session, sdp);
-            }
-        };
-        let mut bob_browser = Browser::new(&[AudioCodec::Pcmu]).await;
-        let answer = bob_browser.answer(&bob_offer).await;
-        bob.expect_ack(json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}))
-            .await;
-        assert!(bob_browser.connected(WAIT).await, "bob's leg connects");
-        let bob_pt = payload_type(&bob_offer, media::Format::Audio(media::Codec::Pcmu));
-        bob_browser.send_pcmu_tone(bob_pt, 1000.0);
-        let alice_answer = match until(&mut alice, "to-bob", |state| {
-            matches!(state, SessionState::Accepted { .. })
-        })
-        .await
-        {
-            SessionState::Accepted { sdp: Some(sdp), .. } => sdp,
-            other => panic!("no answer: {other:?}"),
-        };
-        browser.accept_answer(&alice_answer).await;
-        assert!(browser.connected(WAIT).await, "alice's leg connects");
-        let pt = payload_type(&alice_answer, media::Format::Audio(media::Codec::Pcmu));
-        browser.send_pcmu_tone(pt, 440.0);
-        let tone = || browser_tone(&bob_browser, bob_pt, AudioCodec::Pcmu);
-        assert_eq!(until_heard(440.0, tone).await.0, 440.0, "bob hears alice");
-        (browser, pt, bob_browser)
-    };
+    let (alice_browser, alice_pt, bob_browser) = browser_call(
+        &mut alice,
+        "alice@127.0.0.1",
+        "to-bob",
+        &mut bob,
+        "bob@127.0.0.1",
+    )
+    .await;
     let tone = || browser_tone(&alice_browser, alice_pt, AudioCodec::Pcmu);
     assert_eq!(until_heard(1000.0, tone).await.0, 1000.0, "alice hears bob");
     alice
@@ -609,4 +641,102 @@ async fn browsers_on_different_instances_call_and_message_each_other() {
             .any(|message| message.content == "hello across instances"),
         "the message is in bob's history on another instance: {messages:?}"
     );
+}
+
+/// The local domain over three instances that know each other as peers: a browser calls a
+/// browser of the domain on another instance, that browser calls a phone that registered
+/// through the dispatcher (to whichever instance), and a phone's call through the dispatcher
+/// reaches the browser's instance. Each instance rings the places it holds and its peers,
+/// which ring theirs (never their peers again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_users_on_different_instances_reach_each_other() {
+    let mut cluster = Cluster::start_with(None, true).await;
+    let (mut alice, alice_on) = cluster.connect(Ipv4Addr::new(127, 0, 1, 60)).await;
+    let (mut bob, bob_on) = cluster.connect(Ipv4Addr::new(127, 0, 1, 61)).await;
+    assert_ne!(alice_on, bob_on, "leastconn spreads the WebSockets");
+    register(&mut alice, &format!("alice@{DOMAIN}"), "any").await;
+    register(&mut bob, &format!("bob@{DOMAIN}"), "any").await;
+
+    // Browser to browser across instances.
+    let (alice_browser, _, bob_browser) = browser_call(
+        &mut alice,
+        &format!("alice@{DOMAIN}"),
+        "to-bob",
+        &mut bob,
+        &format!("bob@{DOMAIN}"),
+    )
+    .await;
+    alice
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-bob"}))
+        .await;
+    until(&mut alice, "to-bob", |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await;
+    alice_browser.close().await;
+    bob_browser.close().await;
+
+    // carol's phone registers through the dispatcher, at whichever instance its Call-ID
+    // hashes to; bob calls her from his.
+    let carol = Baresip::start_account(
+        &format!(
+            "<sip:carol@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";\
+             auth_pass=any;answermode=auto;audio_codecs=PCMU/8000/1;regint=300\n",
+            cluster.dispatcher.port
+        ),
+        1500.0,
+    );
+    assert!(
+        carol.wait_log("200 OK", WAIT).await,
+        "carol registers through the dispatcher:\n{}",
+        carol.log.text()
+    );
+    let (to_carol, pt) = talk(
+        &mut bob,
+        &format!("bob@{DOMAIN}"),
+        "to-carol",
+        &format!("carol@{DOMAIN}"),
+        440.0,
+    )
+    .await;
+    let tone = || browser_tone(&to_carol, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1500.0, tone).await.0, 1500.0, "bob hears carol");
+    assert!(
+        carol.until_received(440.0, 2.0, WAIT).await,
+        "carol hears bob: {:?}",
+        carol.received_tone()
+    );
+    bob.expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-carol"}))
+        .await;
+    until(&mut bob, "to-carol", |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await;
+    to_carol.close().await;
+    assert!(carol.wait_for("CALL_CLOSED", 1, WAIT).await);
+
+    // dave's phone (not registered) calls bob through the dispatcher, whichever instance it
+    // reaches: bob's browser rings on his.
+    let dave = Baresip::start_account(
+        &format!(
+            "<sip:dave@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";\
+             auth_pass=any;answermode=auto;audio_codecs=PCMU/8000/1;regint=0\n",
+            cluster.dispatcher.port
+        ),
+        700.0,
+    );
+    dave.command("dial", &format!("sip:bob@{DOMAIN}"));
+    let (session, offer) = incoming_call(&mut bob).await;
+    let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
+    let answer = browser.answer(&offer).await;
+    bob.expect_ack(json!({"sylkrtc": "session-answer", "session": session, "sdp": answer}))
+        .await;
+    assert!(browser.connected(WAIT).await);
+    let pt = payload_type(&offer, media::Format::Audio(media::Codec::Pcmu));
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(700.0, tone).await.0, 700.0, "bob hears dave");
+    assert!(dave.wait_for("CALL_ESTABLISHED", 1, WAIT).await);
+    dave.command("hangup", "");
+    assert!(dave.wait_for("CALL_CLOSED", 1, WAIT).await);
+    browser.close().await;
 }
