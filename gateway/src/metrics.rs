@@ -293,11 +293,11 @@ impl Metrics {
                 &mut out,
                 "sylkrtc_instance_info",
                 "gauge",
-                "This gateway instance: its id and version.",
+                "This gateway instance: its id ([instance] id; Prometheus adds its own instance label) and version.",
             );
             let _ = writeln!(
                 out,
-                "sylkrtc_instance_info{{instance=\"{instance}\",version=\"{}\"}} 1",
+                "sylkrtc_instance_info{{id=\"{instance}\",version=\"{}\"}} 1",
                 env!("CARGO_PKG_VERSION")
             );
         }

@@ -34,14 +34,17 @@ fn deployment_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/deployment")
 }
 
-/// The gateway binary the workspace's tests are built with (`cargo build --workspace`).
+/// The gateway binary beside the running program: a test's (in `target/PROFILE/deps`) or a
+/// benchmark's (in `target/PROFILE`).
 pub fn gateway_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let binary = dir.join("sylkrtc-gateway");
+    let here = exe.parent().expect("the program's directory");
+    let beside = here.join("sylkrtc-gateway");
+    let binary = if beside.exists() {
+        beside
+    } else {
+        here.parent().expect("target dir").join("sylkrtc-gateway")
+    };
     assert!(
         binary.exists(),
         "{} is missing: build it with `cargo build -p gateway`",
@@ -60,6 +63,10 @@ pub struct Settings<'a> {
     /// Whether each knows the others as `[instance] peers` (the local domain's calls ring
     /// the places the others hold).
     pub peers: bool,
+    /// More keys of `[local]` (TOML lines), such as limits for a benchmark.
+    pub local_extra: &'a str,
+    /// How many RTP ports each has.
+    pub rtp_ports: u16,
 }
 
 /// One gateway process.
@@ -122,7 +129,7 @@ impl Instance {
         let postgres_url = settings.postgres_url;
         let peers: Vec<String> = peers.iter().map(|peer| format!("\"{peer}\"")).collect();
         let browser_port = free_port();
-        let rtp = crate::peers::free_ports(40);
+        let rtp = crate::peers::free_ports(settings.rtp_ports);
         let id = format!("gw{number}");
         let text = format!(
             "[http]\nlisten = \"{http}\"\nproxy_protocol_from = [\"127.0.0.1\"]\n\
@@ -132,13 +139,14 @@ impl Instance {
              outbound_proxy = \"sip:127.0.0.1:{sip_registrar}\"\nregister_expires = 60\n\
              [media]\nlisten = \"{ip}\"\nbrowser_port = {browser_port}\nrtp_port_min = {rtp}\n\
              rtp_port_max = {rtp_max}\nmedia_timeout = 10\n\
-             [local]\ndomain = \"local.test\"\nopen_registration = true\n\
+             [local]\ndomain = \"local.test\"\nopen_registration = true\n{local_extra}\n\
              [storage]\ndata_dir = \"{data}\"\npostgres_url = \"{postgres}\"\n",
             port = sip.port(),
-            rtp_max = rtp + 39,
+            rtp_max = rtp + settings.rtp_ports - 1,
             data = dir.path().join("data").display(),
             postgres = postgres_url.unwrap_or_default(),
             peers = peers.join(", "),
+            local_extra = settings.local_extra,
         );
         let config = dir.path().join("config.toml");
         std::fs::write(&config, text).expect("write the instance's configuration");
@@ -284,6 +292,11 @@ impl Instance {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Whether the process runs.
@@ -459,6 +472,11 @@ impl Dispatcher {
             std::thread::sleep(Duration::from_millis(20));
         }
         dispatcher
+    }
+
+    /// Its main process's id (its children do the work).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The instances' state as the dispatcher sees it (`kamcmd dispatcher.list`): for each

@@ -40,6 +40,8 @@ impl Cluster {
             registrar: registrar.port,
             postgres_url,
             peers,
+            local_extra: "",
+            rtp_ports: 40,
         };
         let instances = Instance::start_all(3, &settings);
         let haproxy = Haproxy::start(&instances);
