@@ -65,6 +65,8 @@ pub struct Settings<'a> {
     pub peers: bool,
     /// More keys of `[local]` (TOML lines), such as limits for a benchmark.
     pub local_extra: &'a str,
+    /// More keys of `[sip]` (TOML lines).
+    pub sip_extra: &'a str,
     /// How many RTP ports each has.
     pub rtp_ports: u16,
 }
@@ -136,7 +138,7 @@ impl Instance {
              [instance]\nid = \"{id}\"\nadmin_token = \"{ADMIN_TOKEN}\"\ndrain_timeout = 60\n\
              peers = [{peers}]\n\
              [sip]\nlisten = \"{ip}\"\nudp_port = {port}\ntcp_port = {port}\ntls_port = 0\n\
-             outbound_proxy = \"sip:127.0.0.1:{sip_registrar}\"\nregister_expires = 60\n\
+             outbound_proxy = \"sip:127.0.0.1:{sip_registrar}\"\nregister_expires = 60\n{sip_extra}\n\
              [media]\nlisten = \"{ip}\"\nbrowser_port = {browser_port}\nrtp_port_min = {rtp}\n\
              rtp_port_max = {rtp_max}\nmedia_timeout = 10\n\
              [local]\ndomain = \"local.test\"\nopen_registration = true\n{local_extra}\n\
@@ -147,6 +149,7 @@ impl Instance {
             postgres = postgres_url.unwrap_or_default(),
             peers = peers.join(", "),
             local_extra = settings.local_extra,
+            sip_extra = settings.sip_extra,
         );
         let config = dir.path().join("config.toml");
         std::fs::write(&config, text).expect("write the instance's configuration");
@@ -433,7 +436,9 @@ impl Dispatcher {
         std::fs::write(&list, lines).expect("write the dispatcher list");
         let port = free_port();
         let mut child = Command::new(binary)
-            .args(["-DD", "-E", "-f"])
+            // Shared memory for its transactions: the default 64 MB runs out at about 2,000
+            // requests a second (each kept a few seconds after its answer).
+            .args(["-m", "512", "-DD", "-E", "-f"])
             .arg(deployment_dir().join("kamailio.cfg"))
             .arg("-Y")
             .arg(dir.path())

@@ -41,6 +41,7 @@ impl Cluster {
             postgres_url,
             peers,
             local_extra: "",
+            sip_extra: "",
             rtp_ports: 40,
         };
         let instances = Instance::start_all(3, &settings);
