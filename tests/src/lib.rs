@@ -363,14 +363,35 @@ impl Client {
 
     /// Sends `request` and asserts it is acked, where events (of calls running meanwhile) may
     /// come before the reply: they are kept for `recv`, in order.
-    pub async fn expect_ack_amid_events(&mut self, mut request: Value) {
+    pub async fn expect_ack_amid_events(&mut self, request: Value) {
+        let reply = self.request_amid_events(request.clone()).await;
+        assert!(
+            matches!(reply, ServerMessage::Ack { .. }),
+            "{request} -> {reply:?}"
+        );
+    }
+
+    /// Sends `request` and returns its reply (ack or error), where events (of calls running
+    /// meanwhile) may come before it: they are kept for `recv`, in order.
+    pub async fn request_amid_events(&mut self, mut request: Value) -> ServerMessage {
         let transaction = self.transaction();
         request["transaction"] = Value::from(transaction.clone());
         self.send_json(&request).await;
         loop {
             match self.recv_wire().await {
-                ServerMessage::Ack { transaction: t } if t == transaction => return,
                 ServerMessage::Event(event) => self.pending.push_back(ServerMessage::Event(event)),
+                ServerMessage::Ack { transaction: t } if t == transaction => {
+                    return ServerMessage::Ack { transaction: t };
+                }
+                ServerMessage::Error {
+                    transaction: t,
+                    error,
+                } if t == transaction => {
+                    return ServerMessage::Error {
+                        transaction: t,
+                        error,
+                    };
+                }
                 other => panic!("{request} -> {other:?}"),
             }
         }

@@ -743,3 +743,78 @@ async fn local_users_on_different_instances_reach_each_other() {
     assert!(dave.wait_for("CALL_CLOSED", 1, WAIT).await);
     browser.close().await;
 }
+
+/// The shared PostgreSQL goes away while a browser is in a call: the request that needs the
+/// store gets an error that says so, the call goes on, and once the database is back the same
+/// request works again, without any restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_going_away_leaves_calls_alone() {
+    let postgres = gateway_tests::postgres::Postgres::shared();
+    let url = postgres.database();
+    let name = url.rsplit('/').next().expect("a database name").to_owned();
+    let mut cluster = Cluster::start_with(Some(&url), false).await;
+    let (mut alice, _) = cluster.connect(Ipv4Addr::new(127, 0, 1, 70)).await;
+    let bob = Baresip::start(
+        "bob",
+        "bobpw",
+        cluster.registrar.port,
+        "PCMU/8000/1",
+        1000.0,
+    );
+    cluster.registrar.wait_bindings("bob", 1, WAIT);
+    register(&mut alice, "alice@127.0.0.1", "alicepw").await;
+    let (browser, pt) = talk(
+        &mut alice,
+        "alice@127.0.0.1",
+        "to-bob",
+        "bob@127.0.0.1",
+        440.0,
+    )
+    .await;
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
+
+    // Every connection to the database is ended and new ones are refused.
+    postgres.psql(
+        "postgres",
+        &format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"),
+    );
+    postgres.psql(
+        "postgres",
+        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
+    );
+    let lookup = json!({"sylkrtc": "account-sync-conversations", "account": "alice@127.0.0.1"});
+    let reply = alice.request_amid_events(lookup.clone()).await;
+    assert!(
+        matches!(&reply, protocol::ServerMessage::Error { error, .. } if error.contains("message store")),
+        "{reply:?}"
+    );
+    assert!(
+        flowing(&browser, pt).await > 20,
+        "the call goes on without the store"
+    );
+
+    postgres.psql(
+        "postgres",
+        &format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"),
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match alice.request_amid_events(lookup.clone()).await {
+            protocol::ServerMessage::Ack { .. } => break,
+            other => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the store was not reached again: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    assert!(flowing(&browser, pt).await > 20, "the call still goes on");
+    alice
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-bob"}))
+        .await;
+    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
+    browser.close().await;
+}
