@@ -45,6 +45,29 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// Ends every connection to the database `name` and refuses new ones, as when its
+    /// server goes away.
+    pub fn cut_off(&self, name: &str) {
+        self.psql(
+            "postgres",
+            &format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"),
+        );
+        self.psql(
+            "postgres",
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ),
+        );
+    }
+
+    /// Takes connections to the database `name` again.
+    pub fn allow(&self, name: &str) {
+        self.psql(
+            "postgres",
+            &format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"),
+        );
+    }
+
     /// Runs SQL on database `name` with psql; its output.
     pub fn psql(&self, name: &str, sql: &str) -> String {
         self.client("psql", &["-d", name, "-tAc", sql])

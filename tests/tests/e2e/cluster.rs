@@ -145,6 +145,24 @@ async fn talk(
     (browser, pt)
 }
 
+/// bob (a phone at the registrar, 1000 Hz) is started, alice registers and calls him and
+/// hears him: bob, alice's browser (sending 440 Hz) and its payload type.
+async fn alice_calls_bob(cluster: &Cluster, alice: &mut Client) -> (Baresip, Browser, u8) {
+    let bob = Baresip::start(
+        "bob",
+        "bobpw",
+        cluster.registrar.port,
+        "PCMU/8000/1",
+        1000.0,
+    );
+    cluster.registrar.wait_bindings("bob", 1, WAIT);
+    register(alice, "alice@127.0.0.1", "alicepw").await;
+    let (browser, pt) = talk(alice, "alice@127.0.0.1", "to-bob", "bob@127.0.0.1", 440.0).await;
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0, "alice hears bob");
+    (bob, browser, pt)
+}
+
 /// How many packets of `pt` the browser receives over one second (media still flows).
 async fn flowing(browser: &Browser, pt: u8) -> usize {
     let count = || {
@@ -286,25 +304,7 @@ async fn a_drained_instance_keeps_its_calls_while_new_ones_go_elsewhere() {
 
     // alice (the first browser) calls bob, a phone at the registrar.
     let (mut alice, drained, _) = clients.remove(0);
-    let bob = Baresip::start(
-        "bob",
-        "bobpw",
-        cluster.registrar.port,
-        "PCMU/8000/1",
-        1000.0,
-    );
-    cluster.registrar.wait_bindings("bob", 1, WAIT);
-    register(&mut alice, "alice@127.0.0.1", "alicepw").await;
-    let (alice_browser, alice_pt) = talk(
-        &mut alice,
-        "alice@127.0.0.1",
-        "to-bob",
-        "bob@127.0.0.1",
-        440.0,
-    )
-    .await;
-    let tone = || browser_tone(&alice_browser, alice_pt, AudioCodec::Pcmu);
-    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0, "alice hears bob");
+    let (bob, alice_browser, alice_pt) = alice_calls_bob(&cluster, &mut alice).await;
     // On each other instance one browser calls the echo test.
     let mut echoes = Vec::new();
     for index in (0..3).filter(|index| *index != drained) {
@@ -754,35 +754,10 @@ async fn the_store_going_away_leaves_calls_alone() {
     let name = url.rsplit('/').next().expect("a database name").to_owned();
     let mut cluster = Cluster::start_with(Some(&url), false).await;
     let (mut alice, _) = cluster.connect(Ipv4Addr::new(127, 0, 1, 70)).await;
-    let bob = Baresip::start(
-        "bob",
-        "bobpw",
-        cluster.registrar.port,
-        "PCMU/8000/1",
-        1000.0,
-    );
-    cluster.registrar.wait_bindings("bob", 1, WAIT);
-    register(&mut alice, "alice@127.0.0.1", "alicepw").await;
-    let (browser, pt) = talk(
-        &mut alice,
-        "alice@127.0.0.1",
-        "to-bob",
-        "bob@127.0.0.1",
-        440.0,
-    )
-    .await;
-    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
-    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
+    let (bob, browser, pt) = alice_calls_bob(&cluster, &mut alice).await;
 
     // Every connection to the database is ended and new ones are refused.
-    postgres.psql(
-        "postgres",
-        &format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"),
-    );
-    postgres.psql(
-        "postgres",
-        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
-    );
+    postgres.cut_off(&name);
     let lookup = json!({"sylkrtc": "account-sync-conversations", "account": "alice@127.0.0.1"});
     let reply = alice.request_amid_events(lookup.clone()).await;
     assert!(
@@ -794,10 +769,7 @@ async fn the_store_going_away_leaves_calls_alone() {
         "the call goes on without the store"
     );
 
-    postgres.psql(
-        "postgres",
-        &format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"),
-    );
+    postgres.allow(&name);
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         match alice.request_amid_events(lookup.clone()).await {
@@ -817,4 +789,104 @@ async fn the_store_going_away_leaves_calls_alone() {
         .await;
     assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
     browser.close().await;
+}
+
+/// A rolling restart: each instance in turn is drained (SIGTERM), its calls end (their
+/// browsers hang up), it stops and starts again, and the balancers take it back; meanwhile every
+/// call on the other instances goes on, and the browsers that were moved call again from
+/// wherever they landed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_drops_no_call_of_the_other_instances() {
+    let mut cluster = Cluster::start().await;
+    // One browser per instance, each in a call to the echo test.
+    struct Talker {
+        client: Client,
+        browser: Browser,
+        pt: u8,
+        on: usize,
+        source: Ipv4Addr,
+        account: String,
+        calls: u32,
+    }
+    let mut talkers = Vec::new();
+    for number in 0..3u8 {
+        let source = Ipv4Addr::new(127, 0, 1, 80 + number);
+        let (mut client, on) = cluster.connect(source).await;
+        let account = format!("roll{number}@{DOMAIN}");
+        register(&mut client, &account, "any").await;
+        let (browser, pt) = talk(
+            &mut client,
+            &account,
+            "echo-0",
+            &format!("echo@{DOMAIN}"),
+            700.0,
+        )
+        .await;
+        talkers.push(Talker {
+            client,
+            browser,
+            pt,
+            on,
+            source,
+            account,
+            calls: 1,
+        });
+    }
+    for restarted in 0..3 {
+        let id = cluster.instances[restarted].id.clone();
+        cluster.instances[restarted].signal("TERM");
+        for talker in talkers.iter().filter(|talker| talker.on != restarted) {
+            assert!(
+                flowing(&talker.browser, talker.pt).await > 20,
+                "a call on another instance goes on while {id} drains"
+            );
+        }
+        // The calls on the draining instance end; their browsers come back elsewhere and call
+        // again.
+        for talker in talkers.iter_mut().filter(|talker| talker.on == restarted) {
+            let session = format!("echo-{}", talker.calls - 1);
+            talker
+                .client
+                .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": session}))
+                .await;
+            let (code, _) = tokio::time::timeout(WAIT, talker.client.expect_close())
+                .await
+                .expect("closed once its call ended");
+            assert_eq!(code, 1012);
+        }
+        let status = cluster.instances[restarted].wait_exit(WAIT).await;
+        assert!(status.success(), "{id} stops cleanly: {status}");
+        for talker in talkers.iter_mut().filter(|talker| talker.on == restarted) {
+            let (mut client, on) = cluster.connect(talker.source).await;
+            assert_ne!(on, restarted);
+            register(&mut client, &talker.account, "any").await;
+            let session = format!("echo-{}", talker.calls);
+            let (browser, pt) = talk(
+                &mut client,
+                &talker.account,
+                &session,
+                &format!("echo@{DOMAIN}"),
+                700.0,
+            )
+            .await;
+            let old = std::mem::replace(&mut talker.browser, browser);
+            old.close().await;
+            (talker.client, talker.pt, talker.on) = (client, pt, on);
+            talker.calls += 1;
+        }
+        cluster.haproxy.wait_server(&id, "DOWN", 1).await;
+        cluster.instances[restarted].restart();
+        cluster
+            .dispatcher
+            .wait_state(&cluster.instances[restarted], "A")
+            .await;
+        cluster.haproxy.wait_server(&id, "UP", 1).await;
+    }
+    for talker in talkers {
+        assert!(
+            flowing(&talker.browser, talker.pt).await > 20,
+            "every call is up at the end"
+        );
+        talker.browser.close().await;
+    }
 }

@@ -51,14 +51,7 @@ async fn a_database_that_goes_away_fails_operations_clearly() {
     let message = store::testing::message("alice@example.com", "m1", "bob@example.com", 1);
     store.add_message(&message).await.expect("stored");
     // Every connection to it is ended and new ones are refused.
-    postgres.psql(
-        "postgres",
-        &format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"),
-    );
-    postgres.psql(
-        "postgres",
-        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
-    );
+    postgres.cut_off(&name);
     let failed = store
         .add_message(&store::testing::message(
             "alice@example.com",
