@@ -516,6 +516,10 @@ impl Drop for Call {
         if let Some(command) = self.machine.as_mut().and_then(Machine::abandon) {
             self.send_far_end(command);
         }
+        if let Some(machine) = self.machine.as_mut() {
+            let relay = machine.relay_mut();
+            self.record.quality(relay.sip_quality(), relay.codec());
+        }
     }
 }
 

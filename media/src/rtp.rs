@@ -152,6 +152,21 @@ impl ReceiveStats {
         self.transit = Some(transit);
     }
 
+    /// Since the first packet: (packets received, packets lost, interarrival jitter in the
+    /// codec's clock units). Reads without touching the report's interval counters.
+    pub fn totals(&self) -> (u32, u32, u32) {
+        if !self.started {
+            return (0, 0, 0);
+        }
+        let extended = self.cycles + u32::from(self.max_seq);
+        let expected = extended.wrapping_sub(self.base_seq) + 1;
+        (
+            self.received,
+            expected.saturating_sub(self.received),
+            self.jitter >> 4,
+        )
+    }
+
     /// A sender report from this source came (its NTP timestamp).
     pub fn record_sender_report(&mut self, ntp: u64, now: Instant) {
         self.last_sr = Some(((ntp >> 16) as u32, now));
@@ -543,6 +558,12 @@ mod tests {
         for seq in [65_534u16, 65_535, 1, 2] {
             stats.record(7, seq, u32::from(seq) * 160, i64::from(seq) * 160);
         }
+        assert_eq!(
+            stats.totals(),
+            (4, 1, 0),
+            "received, lost, no jitter (on time)"
+        );
+        assert_eq!(ReceiveStats::default().totals(), (0, 0, 0));
         stats.record_sender_report(0x0001_0002_0003_0004, now);
         let block = stats
             .report(now + Duration::from_millis(500))
@@ -554,6 +575,8 @@ mod tests {
         assert_eq!(block.fraction_lost, 51);
         assert_eq!(block.lsr, 0x0002_0003);
         assert_eq!(block.dlsr, 32_768);
+        // Reports do not reset the call's totals.
+        assert_eq!(stats.totals(), (4, 1, 0));
 
         let mut out = Vec::new();
         let sent = SendStats {

@@ -55,6 +55,25 @@ impl Record {
     }
 }
 
+impl Record {
+    /// The call's end: how its SIP leg's audio fared, in the log and the metrics.
+    pub(super) fn quality(&self, quality: media::SipQuality, codec: Option<media::Codec>) {
+        if quality.sent == 0 && quality.received == 0 {
+            return;
+        }
+        tracing::info!(
+            codec = codec.map(|codec| codec.name()),
+            duration_s = self.started.elapsed().as_secs(),
+            sip_sent = quality.sent,
+            sip_received = quality.received,
+            sip_lost = quality.lost,
+            sip_jitter_ms = format!("{:.1}", quality.jitter_ms),
+            "call quality"
+        );
+        self.metrics.calls_ended.media(quality);
+    }
+}
+
 impl Drop for Record {
     // A call whose task is dropped (its client went away) ended without a last update.
     fn drop(&mut self) {

@@ -81,6 +81,10 @@ pub(crate) struct CallStats {
     /// Cumulative counts per bucket, then the +Inf bucket.
     setup_buckets: [AtomicU64; BUCKETS.len() + 1],
     setup_micros: AtomicU64,
+    /// The SIP legs' RTP of ended calls: sent, received, lost.
+    sip_sent: AtomicU64,
+    sip_received: AtomicU64,
+    sip_lost: AtomicU64,
 }
 
 impl CallStats {
@@ -98,6 +102,14 @@ impl CallStats {
         self.setup_buckets[bucket].fetch_add(1, Relaxed);
         let micros = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
         self.setup_micros.fetch_add(micros, Relaxed);
+    }
+
+    /// An ended call's SIP leg.
+    pub(crate) fn media(&self, quality: media::SipQuality) {
+        self.sip_sent.fetch_add(u64::from(quality.sent), Relaxed);
+        self.sip_received
+            .fetch_add(u64::from(quality.received), Relaxed);
+        self.sip_lost.fetch_add(u64::from(quality.lost), Relaxed);
     }
 
     pub(crate) fn render(&self, out: &mut String) {
@@ -141,6 +153,30 @@ impl CallStats {
         let sum = self.setup_micros.load(Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "sylkrtc_call_setup_seconds_sum {sum}");
         let _ = writeln!(out, "sylkrtc_call_setup_seconds_count {cumulative}");
+        family(
+            out,
+            "sylkrtc_sip_leg_packets_total",
+            "counter",
+            "RTP packets of ended calls' SIP legs: sent to and received from the SIP side.",
+        );
+        for (direction, counter) in [("out", &self.sip_sent), ("in", &self.sip_received)] {
+            let _ = writeln!(
+                out,
+                "sylkrtc_sip_leg_packets_total{{direction=\"{direction}\"}} {}",
+                counter.load(Relaxed)
+            );
+        }
+        family(
+            out,
+            "sylkrtc_sip_leg_lost_packets_total",
+            "counter",
+            "RTP packets the SIP side of ended calls sent that never came (by sequence number).",
+        );
+        let _ = writeln!(
+            out,
+            "sylkrtc_sip_leg_lost_packets_total {}",
+            self.sip_lost.load(Relaxed)
+        );
     }
 }
 

@@ -5,7 +5,7 @@ use gateway_tests::browser::{AudioCodec, Browser};
 use protocol::SessionState;
 use serde_json::json;
 
-use crate::calls::{Setup, call_bob, state, until};
+use crate::calls::{Setup, browser_tone, call_bob, payload_type, state, until, until_heard};
 
 /// A sample of `/metrics` by its full series (labels included), 0 when absent.
 async fn sample(setup: &Setup, series: &str) -> f64 {
@@ -48,7 +48,12 @@ async fn metrics_count_known_calls() {
     );
     let _bob = setup.bob("PCMU/8000/1", 1000.0);
     let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;
-    call_bob(&mut setup, &mut browser, "to-bob").await;
+    let answer = call_bob(&mut setup, &mut browser, "to-bob").await;
+    // Two seconds of audio both ways before the hang-up.
+    let pt = payload_type(&answer, media::Format::Audio(media::Codec::Pcmu));
+    browser.send_pcmu_tone(pt, 440.0);
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
     setup
         .client
         .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-bob"}))
@@ -121,6 +126,16 @@ async fn metrics_count_known_calls() {
         let value = sample(&setup, series).await;
         assert!(value >= at_least, "{series} = {value}");
     }
+    // bob's call carried audio both ways (a few seconds at 50 packets a second), none lost.
+    for direction in ["in", "out"] {
+        let series = format!("sylkrtc_sip_leg_packets_total{{direction=\"{direction}\"}}");
+        let packets = sample(&setup, &series).await;
+        assert!(packets >= 50.0, "{series} = {packets}");
+    }
+    assert_eq!(
+        sample(&setup, "sylkrtc_sip_leg_lost_packets_total").await,
+        0.0
+    );
     let (_, body) = setup.gateway.get("/metrics").await;
     assert!(
         body.contains("sylkrtc_sip_transactions{kind=\"server\"}"),
