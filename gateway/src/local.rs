@@ -174,9 +174,10 @@ impl Local {
     }
 
     /// Whether `source` is another gateway of the domain (its calls ring this one's places
-    /// only, so that a call never goes round).
+    /// only, so that a call never goes round): its SIP address exactly, since a proxy or phone
+    /// may share its host.
     pub(crate) fn is_peer(&self, source: std::net::SocketAddr) -> bool {
-        self.peers.iter().any(|peer| peer.ip() == source.ip())
+        self.peers.contains(&source)
     }
 
     /// Tells the domain which of its names are Matrix users (once, when the bridge starts).

@@ -465,7 +465,7 @@ fn local_domain(config: &Config) -> Option<sip::LocalDomain> {
         min_expires: 60,
         ping_interval: (config.local.ping_interval > 0)
             .then(|| Duration::from_secs(config.local.ping_interval)),
-        peers: config.instance.peers.iter().map(|peer| peer.ip()).collect(),
+        peers: config.instance.peers.clone(),
     })
 }
 

@@ -41,11 +41,13 @@ pub struct LocalDomain {
     /// registration's flow (UDP only), which keeps their NAT binding open and finds phones that
     /// are gone; none: never.
     pub ping_interval: Option<Duration>,
-    /// The other gateways that serve the domain with this one, by IP address: an INVITE from
-    /// one of them for a user of the domain, from a user of the domain, is taken without a
-    /// digest challenge (that gateway challenged the caller), and it is sent straight to them
-    /// as a branch of a call (see `Endpoint::is_peer`).
-    pub peers: Vec<std::net::IpAddr>,
+    /// The other gateways that serve the domain with this one, by their SIP address (UDP, which
+    /// their requests come from): an INVITE from one of them for a user of the domain, from a
+    /// user of the domain, is taken without a digest challenge (that gateway challenged the
+    /// caller), and it is sent straight to them as a branch of a call (see
+    /// `Endpoint::is_peer`). The whole address counts, not the host alone: a proxy or phone on
+    /// a peer's host is no peer.
+    pub peers: Vec<std::net::SocketAddr>,
 }
 
 pub(crate) use crate::location::Binding;
@@ -129,9 +131,9 @@ impl Registrar {
         self.config.location.domain()
     }
 
-    /// Whether `ip` is another gateway's of the domain.
-    pub(crate) fn is_peer(&self, ip: std::net::IpAddr) -> bool {
-        self.config.peers.contains(&ip)
+    /// Whether `addr` is another gateway's of the domain.
+    pub(crate) fn is_peer(&self, addr: std::net::SocketAddr) -> bool {
+        self.config.peers.contains(&addr)
     }
 
     /// Whether `host` is the local domain.

@@ -21,8 +21,8 @@ pub struct InstanceConfig {
     #[serde(default)]
     pub admin_token: String,
     /// The other instances' SIP addresses (UDP): a call for a user of the local domain also
-    /// rings the places the user has on them, and their calls for the domain's users are taken
-    /// without a digest challenge.
+    /// rings the places the user has on them, and their calls for the domain's users, from
+    /// exactly these addresses, are taken without a digest challenge.
     #[serde(default)]
     pub peers: Vec<std::net::SocketAddr>,
 }

@@ -306,7 +306,7 @@ impl Driver {
         let mut bindings = self.endpoint.local_bindings(now, user);
         let chosen = match &outgoing.binding {
             // Another gateway of the domain, which rings the user's places it holds.
-            Some(wanted) if self.endpoint.is_peer(wanted.target.addr.ip()) => Some(wanted.clone()),
+            Some(wanted) if self.endpoint.is_peer(wanted.target.addr) => Some(wanted.clone()),
             Some(wanted) => bindings.into_iter().find(|binding| {
                 binding.contact == wanted.contact && binding.target == wanted.target
             }),

@@ -187,7 +187,7 @@ impl Endpoint {
             return Some(false);
         }
         // Another gateway of the domain challenged its caller already.
-        if registrar.is_peer(source.addr.ip()) {
+        if source.transport == crate::Transport::Udp && registrar.is_peer(source.addr) {
             return Some(true);
         }
         let tag = self.new_tag();
@@ -313,11 +313,11 @@ impl Endpoint {
             .is_some_and(|registrar| registrar.knows(user))
     }
 
-    /// Whether `ip` is another gateway's of the local domain (`LocalDomain::peers`).
-    pub fn is_peer(&self, ip: std::net::IpAddr) -> bool {
+    /// Whether `addr` is another gateway's of the local domain (`LocalDomain::peers`).
+    pub fn is_peer(&self, addr: std::net::SocketAddr) -> bool {
         self.registrar
             .as_ref()
-            .is_some_and(|registrar| registrar.is_peer(ip))
+            .is_some_and(|registrar| registrar.is_peer(addr))
     }
 
     /// The local domain, if there is one.

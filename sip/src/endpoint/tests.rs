@@ -43,7 +43,7 @@ fn local_endpoint(now: Instant, ping_interval: Option<Duration>) -> Endpoint {
         max_expires: 3600,
         min_expires: 60,
         ping_interval,
-        peers: vec!["127.0.0.3".parse().unwrap()],
+        peers: vec!["127.0.0.3:5060".parse().unwrap()],
     });
     Endpoint::new(config, now)
 }
@@ -818,7 +818,7 @@ fn peers_calls_are_taken_without_a_challenge() {
         transport: Transport::Udp,
         addr: "127.0.0.3:5060".parse().unwrap(),
     };
-    assert!(endpoint.is_peer(peer.addr.ip()));
+    assert!(endpoint.is_peer(peer.addr));
     endpoint
         .handle_datagram(start, peer, invite("z9hG4bKp1").as_bytes())
         .unwrap();
@@ -833,6 +833,16 @@ fn peers_calls_are_taken_without_a_challenge() {
     ));
     endpoint
         .handle_datagram(start, registrar(), invite("z9hG4bKp2").as_bytes())
+        .unwrap();
+    let codes: Vec<Option<u16>> = sent(&mut endpoint).iter().map(|(_, m)| m.code()).collect();
+    assert!(codes.contains(&Some(407)), "{codes:?}");
+    // Another port of the peer's host (a proxy or phone beside it) is no peer.
+    let beside = Target {
+        transport: Transport::Udp,
+        addr: "127.0.0.3:5070".parse().unwrap(),
+    };
+    endpoint
+        .handle_datagram(start, beside, invite("z9hG4bKp3").as_bytes())
         .unwrap();
     let codes: Vec<Option<u16>> = sent(&mut endpoint).iter().map(|(_, m)| m.code()).collect();
     assert!(codes.contains(&Some(407)), "{codes:?}");
