@@ -372,10 +372,13 @@ async fn a_drained_instance_keeps_its_calls_while_new_ones_go_elsewhere() {
     // A new browser goes elsewhere too; the drained instance refuses it when asked directly.
     let (_new, new_on) = cluster.connect(Ipv4Addr::new(127, 0, 1, 30)).await;
     assert_ne!(new_on, drained);
-    assert!(
-        cluster.instances[drained].client().await.is_err(),
-        "the draining instance refuses new WebSockets"
-    );
+    let refused = cluster.instances[drained]
+        .client()
+        .await
+        .err()
+        .expect("the draining instance refuses new WebSockets");
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(refused.body.contains("draining"), "{}", refused.body);
     // SIP: the dispatcher sees the 503 to its OPTIONS, and phones' calls go elsewhere.
     cluster
         .dispatcher
@@ -405,6 +408,30 @@ async fn a_drained_instance_keeps_its_calls_while_new_ones_go_elsewhere() {
     );
 
     // alice's call on the draining instance goes on, and so do the echoes elsewhere.
+    // A new call from alice's connection, still open for her call, is refused saying why.
+    let second = Browser::new(&[AudioCodec::Pcmu]).await;
+    let offer = second.offer().await;
+    alice
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "session-create", "account": "alice@127.0.0.1",
+            "session": "second", "uri": "bob@127.0.0.1", "sdp": offer}),
+        )
+        .await;
+    match until(&mut alice, "second", |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await
+    {
+        SessionState::Terminated { reason } => {
+            let reason = reason.unwrap_or_default();
+            assert!(
+                reason.starts_with("503") && reason.contains("draining"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    second.close().await;
     assert!(
         flowing(&alice_browser, alice_pt).await > 20,
         "alice's call goes on"
