@@ -170,8 +170,16 @@ impl Call {
         }
     }
 
-    /// News for the front-end, in order.
-    fn update(&self, update: CallUpdate) {
+    /// News for the front-end, in order. The call's end is preceded by its quality summary.
+    fn update(&mut self, update: CallUpdate) {
+        if matches!(update, CallUpdate::Terminated(_))
+            && let Some(machine) = &mut self.machine
+            && let Some(quality) = self.record.finish(machine.relay_mut().quality())
+        {
+            let _ = self
+                .reports
+                .send((self.session.clone(), CallUpdate::Quality(Box::new(quality))));
+        }
         self.record.update(&update);
         let _ = self.reports.send((self.session.clone(), update));
     }
@@ -450,6 +458,9 @@ impl Call {
                 break;
             };
             let call_deadline = machine.poll_timeout().map(Instant::from_std);
+            // The media's tally for the metrics shares the call's timer.
+            let tally_at = self.record.tally_at();
+            let wake = call_deadline.map_or(tally_at, |at| at.min(tally_at));
             // Media first: it is what arrives 100 times a second; signalling waits a packet.
             tokio::select! {
                 biased;
@@ -486,7 +497,15 @@ impl Call {
                         machine.handle_far_end(std::time::Instant::now(), event);
                     }
                 }
-                () = sleep_until(call_deadline) => machine.handle_timeout(std::time::Instant::now()),
+                () = sleep_until(Some(wake)) => {
+                    let now = Instant::now();
+                    if now >= tally_at {
+                        self.record.tally(machine.relay_mut().quality());
+                    }
+                    if call_deadline.is_some_and(|at| at <= now) {
+                        machine.handle_timeout(std::time::Instant::now());
+                    }
+                }
             }
             self.drain();
         }
@@ -517,8 +536,7 @@ impl Drop for Call {
             self.send_far_end(command);
         }
         if let Some(machine) = self.machine.as_mut() {
-            let relay = machine.relay_mut();
-            self.record.quality(relay.sip_quality(), relay.codec());
+            self.record.finish(machine.relay_mut().quality());
         }
     }
 }

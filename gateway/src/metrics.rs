@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use protocol::REQUEST_NAMES;
 
 pub(crate) mod calls;
+mod histogram;
+pub(crate) mod media;
 mod sip_wire;
+pub(crate) mod store;
 
 /// Why a request got an `error`, or was dropped unanswered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +156,10 @@ pub(crate) struct Metrics {
     draining: std::sync::atomic::AtomicBool,
     /// Calls by outcome and their set-up times.
     pub(crate) calls_ended: calls::CallStats,
+    /// Calls' media per leg.
+    pub(crate) media: media::MediaStats,
+    /// The message store's latency.
+    pub(crate) store: store::StoreStats,
     /// The SIP driver's counters.
     sip: std::sync::OnceLock<std::sync::Arc<sip::driver::wire::WireStats>>,
 }
@@ -171,6 +178,8 @@ impl Default for Metrics {
             instance: std::sync::OnceLock::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
             calls_ended: calls::CallStats::default(),
+            media: media::MediaStats::default(),
+            store: store::StoreStats::default(),
             sip: std::sync::OnceLock::new(),
             requests: (0..=REQUEST_NAMES.len())
                 .map(|_| AtomicU64::new(0))
@@ -358,6 +367,8 @@ impl Metrics {
         family(&mut out, "sylkrtc_calls", "gauge", "Calls in progress.");
         let _ = writeln!(out, "sylkrtc_calls {}", self.calls.load(Relaxed));
         self.calls_ended.render(&mut out);
+        self.media.render(&mut out);
+        self.store.render(&mut out);
         if let Some(sip) = self.sip.get() {
             sip_wire::render(sip, &mut out);
         }

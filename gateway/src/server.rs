@@ -157,7 +157,9 @@ impl Server {
             metrics.watch_location(location.clone());
         }
         metrics.watch_sip(sip.wire.clone());
-        let storage = crate::storage::Storage::open(&config.storage, sip_shutdown.clone()).await?;
+        let storage =
+            crate::storage::Storage::open(&config.storage, metrics.clone(), sip_shutdown.clone())
+                .await?;
         // A gateway listed among its own peers would ring its places twice.
         let peers: Vec<SocketAddr> = config
             .instance

@@ -1,7 +1,8 @@
 //! The gateway's handle on its message store ([`store`]): opened at start-up, and reopened in
 //! the background while the database cannot be reached, so that a PostgreSQL server that is
 //! down when the gateway starts costs the requests that need it a clear error, not the calls.
-//! Retention runs here too, once an hour.
+//! Retention runs here too, once an hour. Every operation is timed into the metrics
+//! (`timed.rs`).
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -12,6 +13,9 @@ use tracing::{info, warn};
 
 use crate::config::StorageConfig;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+
+mod timed;
 
 /// How often an unreachable database is tried again.
 const RETRY: Duration = Duration::from_secs(5);
@@ -31,6 +35,7 @@ impl Storage {
     /// until it can; a configuration or schema the store refuses stops the gateway.
     pub(crate) async fn open(
         config: &StorageConfig,
+        metrics: Arc<Metrics>,
         stop: CancellationToken,
     ) -> Result<Arc<Storage>> {
         let storage = Arc::new(Storage {
@@ -42,7 +47,7 @@ impl Storage {
         match SqlStore::open(&options).await {
             Ok(store) => {
                 info!("message store: {place}");
-                let _ = storage.store.set(Arc::new(store));
+                let _ = storage.store.set(timed(store, &metrics));
             }
             Err(store::Error::Unavailable(reason)) => {
                 warn!(
@@ -61,7 +66,7 @@ impl Storage {
                         match SqlStore::open(&options).await {
                             Ok(store) => {
                                 info!("message store: {place} reached");
-                                let _ = retrying.store.set(Arc::new(store));
+                                let _ = retrying.store.set(timed(store, &metrics));
                                 return;
                             }
                             Err(error) => retrying.set_failure(error.to_string()),
@@ -111,4 +116,12 @@ impl Storage {
             *failure = reason;
         }
     }
+}
+
+/// The opened store, its operations timed into `metrics`.
+fn timed(store: SqlStore, metrics: &Arc<Metrics>) -> Arc<dyn Store> {
+    Arc::new(timed::Timed {
+        inner: Arc::new(store),
+        metrics: metrics.clone(),
+    })
 }

@@ -612,6 +612,12 @@ export class Call extends Emitter {
 
   async _event(data) {
     if (data.event === 'update') return this._update(data);
+    if (data.event === 'quality') {
+      // The gateway's summary of the call's audio on each leg, just before 'terminated'.
+      this.quality = { codec: data.codec, duration: data.duration, browser: data.browser, sip: data.sip };
+      this.emit('quality', this.quality);
+      return;
+    }
     if (data.event !== 'state') return;
     const state = data.state;
     if (data.call_id) this.callId = data.call_id;

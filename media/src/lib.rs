@@ -25,7 +25,7 @@ pub use codec::{Codec, Format, H264Profile, Payload, Video, VideoCodec};
 pub use echo::Echo;
 pub use error::{Error, Result};
 pub use relay::pair::{PairConfig, PairOutput, RtpPair, Side};
-pub use relay::{Event, Output, Relay, RelayConfig, SipQuality};
+pub use relay::{CallQuality, Event, LegQuality, Output, Relay, RelayConfig};
 
 /// Installs the process-wide crypto provider of the WebRTC stack (DTLS, SRTP). Call once at
 /// start-up, before any relay is made; later calls do nothing.

@@ -35,6 +35,7 @@ mod browser_leg;
 mod forward;
 mod latch;
 pub mod pair;
+mod quality;
 mod renegotiate;
 mod sip_leg;
 mod sip_side;
@@ -47,6 +48,7 @@ use track::{Track, chosen, default_payloads, free_pt};
 use video::VideoStream;
 
 pub use forward::is_stun;
+pub use quality::{CallQuality, LegQuality};
 
 /// A relay's settings.
 #[derive(Debug, Clone)]
@@ -149,19 +151,6 @@ enum Negotiation {
     AwaitingSipReanswer { offer_text: String },
     /// Both sides agreed.
     Done,
-}
-
-/// The SIP leg's audio over the call so far, from its RTP (RFC 3550 receive statistics).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct SipQuality {
-    /// Packets sent to the SIP side.
-    pub sent: u32,
-    /// Packets received from it.
-    pub received: u32,
-    /// Packets it sent that never came (by sequence number).
-    pub lost: u32,
-    /// Interarrival jitter, in milliseconds.
-    pub jitter_ms: f64,
 }
 
 /// One call's relay.
@@ -685,18 +674,6 @@ impl Relay {
             .rtc
             .as_mut()
             .map(|rtc| rtc.direct_api().local_ice_credentials().ufrag)
-    }
-
-    /// How the SIP leg's audio has fared so far.
-    pub fn sip_quality(&self) -> SipQuality {
-        let (received, lost, jitter) = self.sip.received.totals();
-        let clock = self.codec().map_or(8000, Codec::clock_rate);
-        SipQuality {
-            sent: self.sip.sent.packets,
-            received,
-            lost,
-            jitter_ms: f64::from(jitter) * 1000.0 / f64::from(clock),
-        }
     }
 
     /// The codec in use, once negotiated.

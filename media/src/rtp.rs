@@ -317,6 +317,49 @@ pub fn read_sender_report(data: &[u8]) -> Option<(u32, u64)> {
     Some((ssrc, u64::from_be_bytes(ntp)))
 }
 
+/// The reception report blocks of the sender and receiver reports in a compound RTCP packet
+/// (RFC 3550 sections 6.4.1 and 6.4.2), in order; a truncated packet ends the walk.
+pub fn read_report_blocks(data: &[u8]) -> impl Iterator<Item = ReportBlock> + '_ {
+    let mut rest = data;
+    let mut pending: &[u8] = &[];
+    std::iter::from_fn(move || {
+        loop {
+            if pending.len() >= 24 {
+                let (block, after) = pending.split_at(24);
+                pending = after;
+                let word = |at: usize| {
+                    u32::from_be_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]])
+                };
+                let lost = word(4) & 0x00ff_ffff;
+                // 24 bits, signed.
+                let cumulative_lost = ((lost << 8) as i32) >> 8;
+                return Some(ReportBlock {
+                    ssrc: word(0),
+                    fraction_lost: block[4],
+                    cumulative_lost,
+                    highest_seq: word(8),
+                    jitter: word(12),
+                    lsr: word(16),
+                    dlsr: word(20),
+                });
+            }
+            if rest.len() < 8 || rest[0] >> 6 != 2 {
+                return None;
+            }
+            let length = (usize::from(u16::from_be_bytes([rest[2], rest[3]])) + 1) * 4;
+            let packet = rest.get(..length)?;
+            rest = &rest[length..];
+            let count = usize::from(packet[0] & 0x1f);
+            let start = match packet[1] {
+                200 => 28,
+                201 => 8,
+                _ => continue,
+            };
+            pending = packet.get(start..start + 24 * count).unwrap_or(&[]);
+        }
+    })
+}
+
 /// The keyframe requests of a compound RTCP packet (RFC 4585 PLI, RFC 5104 FIR).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeyframeAsk {
@@ -598,9 +641,28 @@ mod tests {
         let sr_len = (usize::from(u16::from_be_bytes([out[2], out[3]])) + 1) * 4;
         assert_eq!(sr_len, 52);
         assert_eq!(out[sr_len + 1], 202);
+        // The block reads back, after the SR's sender info.
+        assert_eq!(read_report_blocks(&out).collect::<Vec<_>>(), vec![block]);
         write_report(&mut out, 9, None, None, "gw");
         assert_eq!(out[1], 201);
         assert_eq!(out.len() % 4, 0);
         assert!(is_rtcp(&out));
+        assert_eq!(read_report_blocks(&out).count(), 0);
+        // An RR with a block, behind an SDES; a negative loss (duplicates) keeps its sign.
+        let negative = ReportBlock {
+            cumulative_lost: -3,
+            ..block
+        };
+        let mut rr = Vec::new();
+        write_report(&mut rr, 9, None, Some(negative), "gw");
+        let mut compound = out.clone();
+        compound.extend_from_slice(&rr);
+        assert_eq!(
+            read_report_blocks(&compound).collect::<Vec<_>>(),
+            vec![negative]
+        );
+        // A block cut short, or a length past the end, yields nothing.
+        assert_eq!(read_report_blocks(&rr[..rr.len() - 30]).count(), 0);
+        assert_eq!(read_report_blocks(&rr[..20]).count(), 0);
     }
 }

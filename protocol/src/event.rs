@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::fields::{self, Fields};
 
 mod messages;
+mod quality;
 pub use messages::{DispositionNotification, IncomingMessage};
+pub use quality::{CallQuality, LegQuality};
 
 /// SIP headers passed to the browser, by name.
 pub type Headers = BTreeMap<String, String>;
@@ -316,6 +318,8 @@ pub enum SessionEvent {
     /// `disposition-notification`: what became of a `session-message`, or an IMDN in the
     /// dialog.
     DispositionNotification(DispositionNotification),
+    /// `quality`: how the call's audio fared on each leg, once, as it ends (an extension).
+    Quality(Box<CallQuality>),
 }
 
 /// The states of a call, as sent in `state` events.
@@ -775,6 +779,10 @@ impl SessionEvent {
                 notification.write(&mut out);
                 "disposition-notification"
             }
+            SessionEvent::Quality(quality) => {
+                quality.write(&mut out);
+                "quality"
+            }
         };
         (name, out)
     }
@@ -782,6 +790,7 @@ impl SessionEvent {
     fn from_fields(name: &str, fields: Fields<'_>) -> Result<SessionEvent> {
         match name {
             "message" => return Ok(SessionEvent::Message(IncomingMessage::read(fields)?)),
+            "quality" => return Ok(SessionEvent::Quality(Box::new(CallQuality::read(fields)?))),
             "disposition-notification" => {
                 return Ok(SessionEvent::DispositionNotification(
                     DispositionNotification::read(fields)?,

@@ -79,6 +79,28 @@ impl<'a> Fields<'a> {
         }
     }
 
+    pub(crate) fn opt_u64(&self, key: &str) -> Result<Option<u64>> {
+        match self.value(key) {
+            None => Ok(None),
+            Some(value) => value
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| Error::invalid(self.name(key), "expected a non-negative integer")),
+        }
+    }
+
+    /// A non-negative number of seconds (a fraction allowed) as a duration.
+    pub(crate) fn opt_seconds(&self, key: &str) -> Result<Option<std::time::Duration>> {
+        match self.value(key) {
+            None => Ok(None),
+            Some(value) => value
+                .as_f64()
+                .and_then(|seconds| std::time::Duration::try_from_secs_f64(seconds).ok())
+                .map(Some)
+                .ok_or_else(|| Error::invalid(self.name(key), "expected a number of seconds")),
+        }
+    }
+
     pub(crate) fn array(&self, key: &str) -> Result<&'a [Value]> {
         self.opt_array(key)?
             .ok_or_else(|| Error::MissingField(self.name(key)))

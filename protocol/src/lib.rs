@@ -25,9 +25,9 @@ mod request;
 pub use aor::Aor;
 pub use error::{Error, RequestError, Result};
 pub use event::{
-    AccountEvent, DispositionNotification, Event, Headers, IncomingMessage, Party,
-    RegistrationState, ServerMessage, SessionEvent, SessionState, SyncAction, SyncedMessage,
-    UpdateState,
+    AccountEvent, CallQuality, DispositionNotification, Event, Headers, IncomingMessage,
+    LegQuality, Party, RegistrationState, ServerMessage, SessionEvent, SessionState, SyncAction,
+    SyncedMessage, UpdateState,
 };
 pub use request::{
     AccountAdd, AccountDisposition, AccountMessage, AddressbookUpdate, Candidate, DeviceToken,

@@ -110,6 +110,8 @@ pub struct Browser {
     sender: Option<JoinHandle<()>>,
     /// The next sequence number and timestamp of what we send.
     position: Arc<Mutex<(u16, u32)>>,
+    /// Every how many packets one is lost on the way (its sequence number skipped); 0: none.
+    lose_every: Arc<std::sync::atomic::AtomicU16>,
 }
 
 impl Browser {
@@ -184,6 +186,7 @@ impl Browser {
             received,
             sender: None,
             position: Arc::new(Mutex::new((1000, 0))),
+            lose_every: Arc::new(std::sync::atomic::AtomicU16::new(0)),
         }
     }
 
@@ -289,6 +292,7 @@ impl Browser {
         let track = self.track.clone();
         let ssrc = self.ssrc;
         let position = self.position.clone();
+        let lose_every = self.lose_every.clone();
         self.sender = Some(tokio::spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_millis(20));
             loop {
@@ -301,7 +305,12 @@ impl Browser {
                     *position = (now.0.wrapping_add(1), now.1.wrapping_add(step));
                     now
                 };
-                let packet = packet(pt, seq, timestamp, ssrc, false, next());
+                let payload = next();
+                let every = lose_every.load(std::sync::atomic::Ordering::Relaxed);
+                if every > 0 && seq % every == 0 {
+                    continue;
+                }
+                let packet = packet(pt, seq, timestamp, ssrc, false, payload);
                 if track.write_rtp(packet).await.is_err() {
                     return;
                 }
@@ -340,6 +349,13 @@ impl Browser {
         if let Ok(mut position) = self.position.lock() {
             *position = (seq, timestamp.wrapping_add(u32::from(duration)));
         }
+    }
+
+    /// Loses one packet in `every` of what is sent from now on (their sequence numbers are
+    /// skipped, as on a lossy path); 0 loses none.
+    pub fn lose_every(&self, every: u16) {
+        self.lose_every
+            .store(every, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Stops the tone.

@@ -173,6 +173,9 @@ pub(crate) enum CallUpdate {
         message_id: String,
         state: store::State,
     },
+    /// How the call's audio fared on each leg, once, just before `Terminated` (calls that
+    /// carried media only).
+    Quality(Box<protocol::CallQuality>),
     /// Over: nothing more comes.
     Terminated(Ending),
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use super::family;
+use super::histogram::Histogram;
 
 /// Which way a call goes, seen from the gateway's client (browser or Matrix user).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,16 +76,19 @@ impl Outcome {
 const BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// The counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct CallStats {
     ended: [[AtomicU64; Outcome::ALL.len()]; Direction::ALL.len()],
-    /// Cumulative counts per bucket, then the +Inf bucket.
-    setup_buckets: [AtomicU64; BUCKETS.len() + 1],
-    setup_micros: AtomicU64,
-    /// The SIP legs' RTP of ended calls: sent, received, lost.
-    sip_sent: AtomicU64,
-    sip_received: AtomicU64,
-    sip_lost: AtomicU64,
+    setup: Histogram,
+}
+
+impl Default for CallStats {
+    fn default() -> Self {
+        CallStats {
+            ended: Default::default(),
+            setup: Histogram::new(&BUCKETS),
+        }
+    }
 }
 
 impl CallStats {
@@ -94,22 +98,7 @@ impl CallStats {
 
     /// A call reached its far end (ringing, early media or an answer) `after` it started.
     pub(crate) fn reached(&self, after: Duration) {
-        let seconds = after.as_secs_f64();
-        let bucket = BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(BUCKETS.len());
-        self.setup_buckets[bucket].fetch_add(1, Relaxed);
-        let micros = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
-        self.setup_micros.fetch_add(micros, Relaxed);
-    }
-
-    /// An ended call's SIP leg.
-    pub(crate) fn media(&self, quality: media::SipQuality) {
-        self.sip_sent.fetch_add(u64::from(quality.sent), Relaxed);
-        self.sip_received
-            .fetch_add(u64::from(quality.received), Relaxed);
-        self.sip_lost.fetch_add(u64::from(quality.lost), Relaxed);
+        self.setup.observe(after);
     }
 
     pub(crate) fn render(&self, out: &mut String) {
@@ -137,46 +126,7 @@ impl CallStats {
             "Time from a call's start to its far end's first sign (ringing, early media or \
              an answer).",
         );
-        let mut cumulative = 0;
-        for (index, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.setup_buckets[index].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "sylkrtc_call_setup_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        cumulative += self.setup_buckets[BUCKETS.len()].load(Relaxed);
-        let _ = writeln!(
-            out,
-            "sylkrtc_call_setup_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
-        );
-        let sum = self.setup_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "sylkrtc_call_setup_seconds_sum {sum}");
-        let _ = writeln!(out, "sylkrtc_call_setup_seconds_count {cumulative}");
-        family(
-            out,
-            "sylkrtc_sip_leg_packets_total",
-            "counter",
-            "RTP packets of ended calls' SIP legs: sent to and received from the SIP side.",
-        );
-        for (direction, counter) in [("out", &self.sip_sent), ("in", &self.sip_received)] {
-            let _ = writeln!(
-                out,
-                "sylkrtc_sip_leg_packets_total{{direction=\"{direction}\"}} {}",
-                counter.load(Relaxed)
-            );
-        }
-        family(
-            out,
-            "sylkrtc_sip_leg_lost_packets_total",
-            "counter",
-            "RTP packets the SIP side of ended calls sent that never came (by sequence number).",
-        );
-        let _ = writeln!(
-            out,
-            "sylkrtc_sip_leg_lost_packets_total {}",
-            self.sip_lost.load(Relaxed)
-        );
+        self.setup.render(out, "sylkrtc_call_setup_seconds", "");
     }
 }
 

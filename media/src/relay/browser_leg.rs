@@ -12,6 +12,7 @@ use str0m::rtp::Extension;
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use super::RelayConfig;
+use super::quality::BrowserCounts;
 use crate::codec::{Codec, Format, H264Profile, Payload, Video, VideoCodec};
 use crate::error::{Error, Result};
 
@@ -32,6 +33,8 @@ pub(super) struct BrowserLeg {
     pub(super) sends: bool,
     /// The datagram handed out by `poll_output`, kept until the next call.
     pub(super) held: Option<Transmit>,
+    /// The audio sent and received, and the browser's reports on it.
+    pub(super) counts: BrowserCounts,
 }
 
 impl BrowserLeg {
@@ -43,6 +46,7 @@ impl BrowserLeg {
             last_rtp: now,
             sends: true,
             held: None,
+            counts: BrowserCounts::default(),
         }
     }
 }
@@ -204,6 +208,9 @@ pub(super) fn build_rtc(
     let mut rtc_config = rtc_config
         .set_ice_lite(true)
         .set_rtp_mode(true)
+        // The browser's reports on our audio (loss, jitter, round trip) for the call's quality:
+        // a look every few seconds is plenty, and costs nothing per packet.
+        .set_stats_interval(Some(STATS_INTERVAL))
         .set_send_buffer_audio(SEND_BUFFER_AUDIO)
         .set_send_buffer_video(SEND_BUFFER_VIDEO)
         .clear_codecs();
@@ -259,3 +266,6 @@ const SEND_BUFFER_AUDIO: usize = 4;
 /// relay writes the stream's first packet and bounds its history by age instead
 /// (`video::HISTORY_AGE`). str0m's default (1,000) cost a megabyte per video call.
 const SEND_BUFFER_VIDEO: usize = 256;
+
+/// How often str0m gives its statistics (the browser's receiver reports on our audio).
+const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);

@@ -169,6 +169,7 @@ impl Relay {
         self.sip
             .received
             .record(view.ssrc(), view.seq(), view.timestamp(), arrival);
+        self.sip.bytes_received += view.payload().len() as u64;
         if !self.sip.direction.receives() {
             return;
         }
@@ -196,10 +197,13 @@ impl Relay {
         let Some(stream) = api.stream_tx_by_mid(mid, None) else {
             return;
         };
+        let bytes = payload.len() as u64;
         stream.write_rtp(
             RtpWrite::new(pt.into(), SeqNo::from(seq), timestamp, now, payload)
                 .marker(view.marker()),
         );
+        self.browser.counts.packets_sent += 1;
+        self.browser.counts.bytes_sent += bytes;
     }
 
     /// The RTP clock rate of the codec in use.
@@ -210,6 +214,17 @@ impl Relay {
     /// Browser RTP toward the SIP side: rewritten into `scratch`; returns where it goes.
     fn forward_to_sip(&mut self, now: Instant, packet: &RtpPacket) -> Option<SocketAddr> {
         self.browser.last_rtp = now;
+        let header = &packet.header;
+        let arrival = (now.saturating_duration_since(self.created).as_secs_f64()
+            * f64::from(self.clock())) as i64;
+        let counts = &mut self.browser.counts;
+        counts.received.record(
+            *header.ssrc,
+            header.sequence_number,
+            header.timestamp,
+            arrival,
+        );
+        counts.bytes_received += packet.payload.len() as u64;
         if !self.sip.direction.sends() || self.sip.awaiting_keys() {
             return None;
         }
@@ -496,6 +511,9 @@ impl Relay {
                         let now = self.now;
                         self.browser_wants_keyframe(now, request.mid);
                     }
+                    WebRtcEvent::MediaEgressStats(stats) if Some(stats.mid) == self.track.mid => {
+                        self.browser.counts.take_egress(stats);
+                    }
                     WebRtcEvent::Closed => {
                         self.fail("the browser closed the connection".to_owned())
                     }
@@ -545,6 +563,9 @@ fn make_report(
             &sip.sent,
         )
     });
+    if let Some((ntp, _, _)) = sender {
+        sip.far.sent(ntp, now);
+    }
     let mut report = Vec::with_capacity(96);
     write_report(&mut report, sip.ssrc, sender, block, cname);
     sip.protect_rtcp(report)

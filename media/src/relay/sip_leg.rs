@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::latch::Latch;
+use super::quality::FarReports;
 use crate::dtls::{Component, DtlsSrtp, Progress, Setup, local_fingerprint};
 use crate::error::{Error, Result};
 use crate::rtp::{ReceiveStats, SendStats};
@@ -28,6 +29,10 @@ pub(super) struct SipLeg {
     pub(super) ssrc: u32,
     pub(super) sent: SendStats,
     pub(super) received: ReceiveStats,
+    /// Payload bytes received.
+    pub(super) bytes_received: u64,
+    /// What the SIP side reports of our stream, and the round trip.
+    pub(super) far: FarReports,
     pub(super) next_report: Option<Instant>,
     /// A report for the SIP side waiting to go.
     pub(super) report: Option<Vec<u8>>,
@@ -66,6 +71,8 @@ impl SipLeg {
             ssrc,
             sent: SendStats::default(),
             received: ReceiveStats::default(),
+            bytes_received: 0,
+            far: FarReports::default(),
             next_report: None,
             report: None,
             last_rtp: now,
@@ -336,10 +343,18 @@ impl SipLeg {
         } else {
             self.rtp_source.accept(now, source)
         };
-        if taken && let Some((_, ntp)) = crate::rtp::read_sender_report(data) {
+        if !taken {
+            return false;
+        }
+        if let Some((_, ntp)) = crate::rtp::read_sender_report(data) {
             self.received.record_sender_report(ntp, now);
         }
-        taken
+        for block in crate::rtp::read_report_blocks(data) {
+            if block.ssrc == self.ssrc {
+                self.far.take(block, now);
+            }
+        }
+        true
     }
 
     /// Where RTCP goes: the RTCP source (or the RTP source with rtcp-mux).

@@ -432,6 +432,79 @@ fn audio_flows_both_ways() {
     assert_eq!(pair.relay_events, [Event::Connected]);
 }
 
+/// The call's quality counts each leg on its own: packets skipped by the browser are lost on
+/// the browser leg alone, packets skipped by the phone on the SIP leg alone; the browser's
+/// reports on our audio come through str0m, and the phone's report on our sender report gives
+/// the SIP leg's round trip (answered 80 ms after it went, held 30 ms: 50 ms).
+#[test]
+fn quality_counts_each_leg_and_its_own_loss() {
+    let mut pair = Pair::outgoing_call(Duration::from_secs(30));
+    let phone = addr(PHONE);
+    let mut sender_report = None;
+    for seq in 0..400u16 {
+        if seq % 10 != 9 {
+            pair.browser_sends(u64::from(seq) + 1000, &[1; 160]);
+        }
+        if !(100..103).contains(&seq) {
+            pair.phone_sends(phone, seq, &[2; 80]);
+        }
+        let until = pair.now + Duration::from_millis(20);
+        while pair.now < until {
+            let before = pair.to_phone.len();
+            pair.step(until);
+            let report = pair.to_phone[before..]
+                .iter()
+                .find(|(_, data)| is_rtcp(data) && data[1] == 200);
+            if sender_report.is_none()
+                && let Some((_, data)) = report
+            {
+                let (_, ntp) = crate::rtp::read_sender_report(data).expect("an SR");
+                sender_report = Some(((ntp >> 16) as u32, pair.now));
+            }
+        }
+    }
+    let (lsr, sent_at) = sender_report.expect("the relay sent the phone a sender report");
+    assert!(pair.now >= sent_at + Duration::from_millis(80));
+    let block = crate::rtp::ReportBlock {
+        ssrc: pair.relay.sip.ssrc,
+        fraction_lost: 0,
+        cumulative_lost: 0,
+        highest_seq: 0,
+        jitter: 8,
+        lsr,
+        dlsr: 65_536 * 30 / 1000,
+    };
+    let mut report = Vec::new();
+    crate::rtp::write_report(&mut report, 0x1234_5678, None, Some(block), "phone");
+    let answered = sent_at + Duration::from_millis(80);
+    pair.relay.handle_sip(answered, phone, &report, false);
+
+    let quality = pair.relay.quality();
+    assert_eq!(quality.codec, Some(Codec::Pcmu));
+    let browser = quality.browser;
+    // 40 skipped; the last (399) is not known lost, as nothing came after it.
+    assert_eq!((browser.packets_received, browser.packets_lost), (360, 39));
+    assert_eq!(browser.bytes_received, 360 * 160);
+    assert_eq!((browser.packets_sent, browser.bytes_sent), (397, 397 * 80));
+    // The phone's three lost packets leave gaps toward the browser too: end to end, the
+    // browser reports them.
+    assert_eq!(browser.remote_packets_lost, Some(3), "{browser:?}");
+    // No round trip on the browser leg here: both peers' report timers run on one made-up
+    // clock, so the browser answers each sender report the instant it comes (DLSR 0, which
+    // RFC 3550 reserves for "no SR"); the end-to-end tests see it with real peers.
+    let sip = quality.sip;
+    assert_eq!((sip.packets_received, sip.packets_lost), (397, 3));
+    assert_eq!(sip.bytes_received, 397 * 80);
+    assert_eq!((sip.packets_sent, sip.bytes_sent), (360, 360 * 160));
+    assert_eq!(sip.remote_packets_lost, Some(0));
+    assert_eq!(sip.remote_jitter, Some(Duration::from_millis(1)));
+    let rtt = sip.round_trip_time.expect("the SIP leg's round trip");
+    assert!(
+        rtt.abs_diff(Duration::from_millis(50)) < Duration::from_millis(1),
+        "{rtt:?}"
+    );
+}
+
 /// Once the phone's source is learnt (a 3 s window after its first packet), a third party
 /// sending to the call's port is not heard; when the phone then goes silent, the call fails
 /// after the media timeout, and not before.

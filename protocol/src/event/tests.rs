@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use super::*;
@@ -382,5 +384,54 @@ fn messages_of_the_other_version_are_not_understood() {
     assert_eq!(
         error.to_string(),
         "invalid field `state`: unknown state \"odd\""
+    );
+}
+
+#[test]
+fn the_quality_extension_reads_back() {
+    let leg = |lost: u64, rtt: Option<u64>| LegQuality {
+        packets_sent: 500,
+        bytes_sent: 80_000,
+        packets_received: 498,
+        bytes_received: 79_680,
+        packets_lost: lost,
+        jitter: Duration::from_micros(1_500),
+        remote_packets_lost: rtt.map(|_| 1),
+        remote_jitter: rtt.map(|_| Duration::from_millis(2)),
+        round_trip_time: rtt.map(Duration::from_millis),
+    };
+    let event = session(
+        "s",
+        SessionEvent::Quality(Box::new(CallQuality {
+            codec: Some("PCMU".into()),
+            duration: Duration::from_millis(10_250),
+            browser: leg(2, Some(24)),
+            sip: leg(0, None),
+        })),
+    );
+    let v2: Value = serde_json::from_str(&event.encode(Version::V2)).unwrap();
+    assert_eq!(
+        v2,
+        json!({"sylkrtc": "session-event", "session": "s", "event": "quality",
+            "codec": "PCMU", "duration": 10.25,
+            "browser": {"packets_sent": 500, "bytes_sent": 80_000, "packets_received": 498,
+                "bytes_received": 79_680, "packets_lost": 2, "jitter": 0.0015,
+                "remote_packets_lost": 1, "remote_jitter": 0.002, "round_trip_time": 0.024},
+            "sip": {"packets_sent": 500, "bytes_sent": 80_000, "packets_received": 498,
+                "bytes_received": 79_680, "packets_lost": 0, "jitter": 0.0015}})
+    );
+    for version in Version::PREFERENCE {
+        assert_eq!(
+            ServerMessage::parse(&event.encode(version), version).unwrap(),
+            event
+        );
+    }
+    // A leg that is not an object, or a count that is not one, is named.
+    let broken = r#"{"sylkrtc": "session-event", "session": "s", "event": "quality",
+        "browser": {"packets_lost": -1}, "sip": {}}"#;
+    let error = ServerMessage::parse(broken, Version::V2).unwrap_err();
+    assert!(
+        error.to_string().contains("browser.packets_lost"),
+        "{error}"
     );
 }

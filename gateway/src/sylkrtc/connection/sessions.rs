@@ -340,6 +340,12 @@ impl Connection {
                     event: SessionEvent::Update(UpdateState::Accepted { sdp }),
                 });
             }
+            CallUpdate::Quality(quality) => {
+                return self.send_event(Event::Session {
+                    session: session.to_owned(),
+                    event: SessionEvent::Quality(quality),
+                });
+            }
             CallUpdate::UpdateReceived { sdp } => {
                 return self.send_event(Event::Session {
                     session: session.to_owned(),
