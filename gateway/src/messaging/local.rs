@@ -7,6 +7,11 @@
 //! the stored state of the message they are about and reach its sender's browsers and phones
 //! the same way.
 //!
+//! With several gateways for the domain (`[instance] peers`), the gateway a message or
+//! notification enters also sends it to each peer, which delivers it to the browsers and
+//! phones it holds (and sends it on to no one), so a user is reached on whichever gateway
+//! their browser is connected to; only the entry gateway wakes devices by push.
+//!
 //! Phones of other domains send without authenticating: each source address may send only so
 //! many messages a minute ([`SenderLimit`]).
 
@@ -48,6 +53,9 @@ pub(crate) struct Letter {
     pub(crate) to: Aor,
     pub(crate) received: Received,
 }
+
+/// How long a message for the domain waits for the other gateways' answers.
+const PEER_WAIT: Duration = Duration::from_secs(2);
 
 fn outcome(code: u16, reason: impl Into<String>) -> RequestOutcome {
     RequestOutcome {
@@ -108,7 +116,26 @@ impl Post {
         let browsers =
             self.devices
                 .deliver(&letter.to, &received.message_id, &event, Instant::now());
+        let phone = Outgoing {
+            account: sender_account(&letter.from, letter.display_name.clone()),
+            from: letter.from.clone(),
+            to: letter.to.clone(),
+            message_id: received.message_id.clone(),
+            timestamp: received.timestamp.clone(),
+            content_type: received.content_type.clone(),
+            content: received.content.clone(),
+            notification: false,
+        };
+        let (phones, peers) = futures_util::future::join(
+            self.to_phones(&phone, source),
+            self.to_peers(&phone, source),
+        )
+        .await;
+        // The gateway the message entered wakes the user's devices, when no browser here and
+        // no other gateway reached them.
         if matches!(browsers, Delivery::Reached(0))
+            && !peers
+            && !source.is_some_and(|source| self.local.is_peer(source))
             && let Some(pusher) = &self.pusher
         {
             pusher.wake(
@@ -122,19 +149,8 @@ impl Post {
                 },
             );
         }
-        let phone = Outgoing {
-            account: sender_account(&letter.from, letter.display_name.clone()),
-            from: letter.from.clone(),
-            to: letter.to.clone(),
-            message_id: received.message_id.clone(),
-            timestamp: received.timestamp.clone(),
-            content_type: received.content_type.clone(),
-            content: received.content.clone(),
-            notification: false,
-        };
-        let phones = self.to_phones(&phone, source).await;
-        debug!(to = %letter.to, ?browsers, phones, kept, "local message delivered");
-        match browsers.status(phones, kept) {
+        debug!(to = %letter.to, ?browsers, phones, peers, kept, "local message delivered");
+        match browsers.status(phones || peers, kept) {
             200 => outcome(200, "OK"),
             202 => outcome(202, "Accepted"),
             _ => outcome(
@@ -162,18 +178,38 @@ impl Post {
             .any(|outcome| (200..300).contains(&outcome.code))
     }
 
-    /// An IMDN from `from` about the message `message_id` that `to` (a user of the domain)
-    /// sent it: the stored state moves, `to`'s browsers hear of it, and its phones get the IMDN
-    /// (`imdn`). Only the message's recipient speaks for it: anything else is dropped.
+    /// The other gateways of the domain (`[instance] peers`), for a message or notification
+    /// that entered here (not from one of them: nothing goes round): each delivers it to the
+    /// browsers and phones it holds. Whether one reached someone (200; 202 is "only stored").
+    /// A gateway that does not answer within [`PEER_WAIT`] is not waited for: one that is gone
+    /// must not hold every message of the domain for a transaction's 32 s.
+    async fn to_peers(&self, message: &Outgoing, source: Option<SocketAddr>) -> bool {
+        if source.is_some_and(|source| self.local.is_peer(source)) {
+            return false;
+        }
+        let peers = self.local.peer_branches(message.to.user());
+        let sends = peers
+            .iter()
+            .map(|peer| tokio::time::timeout(PEER_WAIT, message.send_to(&self.sip, Some(peer))));
+        futures_util::future::join_all(sends)
+            .await
+            .iter()
+            .any(|outcome| matches!(outcome, Ok(outcome) if outcome.code == 200))
+    }
+
+    /// An IMDN (`imdn`, from its `from` to its `to`, a user of the domain) about the message
+    /// `message_id` that `to` sent: the stored state moves, `to`'s browsers hear of it, and its
+    /// phones and the domain's other gateways get the IMDN (but the one at `source`). Only the
+    /// message's recipient speaks for it: anything else is dropped.
     pub(crate) async fn notify(
         &self,
-        from: &Aor,
-        to: &Aor,
         message_id: &str,
         state: store::State,
         datetime: Option<String>,
         imdn: &Outgoing,
+        source: Option<SocketAddr>,
     ) -> RequestOutcome {
+        let (from, to) = (&imdn.from, &imdn.to);
         if !self.local.knows(to.user()) {
             return outcome(404, format!("Not Found (no user {})", to.user()));
         }
@@ -203,8 +239,9 @@ impl Post {
         } else {
             debug!(%from, %to, message_id, "a notification not from the message's recipient was dropped");
         }
-        // Phones keep their own record: they get the IMDN whatever the store knows.
-        self.to_phones(imdn, None).await;
+        // Phones keep their own record: they get the IMDN whatever the store knows; the other
+        // gateways check their own store.
+        futures_util::future::join(self.to_phones(imdn, None), self.to_peers(imdn, source)).await;
         outcome(200, "OK")
     }
 
@@ -301,7 +338,7 @@ impl Post {
                     ),
                     notification: true,
                 };
-                self.notify(&request.from, &to, &message_id, state, datetime, &imdn)
+                self.notify(&message_id, state, datetime, &imdn, Some(source))
                     .await
             }
         }

@@ -264,15 +264,8 @@ async fn local_send(post: &Post, outgoing: &Outgoing) -> sip::RequestOutcome {
             state,
             datetime,
         }) => {
-            post.notify(
-                &outgoing.from,
-                &outgoing.to,
-                &message_id,
-                state,
-                datetime,
-                outgoing,
-            )
-            .await
+            post.notify(&message_id, state, datetime, outgoing, None)
+                .await
         }
         _ => sip::RequestOutcome {
             code: 500,
