@@ -59,6 +59,20 @@ pub(crate) fn outgoing(
     let span = info_span!("call", session = %start.session, direction = "out");
     let session = start.session.clone();
     let task = async move {
+        let far_end = match (far_end, &services.local) {
+            (
+                FarEnd::Local {
+                    browsers,
+                    mut phones,
+                },
+                Some(local),
+            ) => {
+                let user = start.uri.user().unwrap_or_default();
+                local.add_stored_phones(user, &mut phones).await;
+                FarEnd::Local { browsers, phones }
+            }
+            (far_end, _) => far_end,
+        };
         let mut call = Call::new(services, session, reports, Direction::Out);
         match call.start_outgoing(start, far_end) {
             Ok(events) => call.run(commands_rx, events).await,

@@ -86,6 +86,7 @@ pub(crate) async fn route(
         let LocalIncoming {
             call,
             user,
+            uri_params,
             source,
             authenticated,
             invite,
@@ -137,7 +138,10 @@ pub(crate) async fn route(
             to_matrix.call(&services.sip, call);
             continue;
         }
-        let route = crate::routing::from_phone(local, &user, source);
+        let stored_rung = uri_params
+            .split(';')
+            .any(|param| param.eq_ignore_ascii_case(crate::local::STORED_PHONES_RUNG));
+        let route = crate::routing::from_phone(local, &user, source, stored_rung);
         if let PhoneRoute::Refuse { code: 480, .. } = &route
             && services.pusher.is_some()
             && local.knows(&user)
@@ -278,7 +282,7 @@ async fn wake_then_ring(
                 }
             },
             () = tokio::time::sleep(CALL_POLL) => {
-                let route = crate::routing::from_phone(&local, &user, source);
+                let route = crate::routing::from_phone(&local, &user, source, false);
                 if matches!(route, PhoneRoute::Local { .. }) {
                     info!(%user, "a woken device is there: the call goes on");
                     return dispatch(&services, call, invite, events, user, route);
@@ -371,11 +375,14 @@ async fn ring_all(
     call: CallHandle,
     invite: IncomingCall,
     mut phone: CallEvents,
-    places: Places,
+    mut places: Places,
 ) {
     let Some(local) = services.local.clone() else {
         return;
     };
+    local
+        .add_stored_phones(&places.user, &mut places.phones)
+        .await;
     let mut to_branches = Vec::new();
     let mut from_branches = Vec::new();
     for browser in &places.browsers {

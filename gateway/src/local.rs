@@ -32,6 +32,10 @@ use crate::config::LocalConfig;
 use crate::cpim::{DISPOSITION, Received};
 use crate::leg::{LegCommand, LegEnding, LegEvent};
 
+mod shared;
+
+pub(crate) use shared::SharedLocation;
+
 /// An incoming call for a browser connection of the local domain.
 #[derive(Debug)]
 pub(crate) struct Arrival {
@@ -90,7 +94,17 @@ pub(crate) struct Local {
     matrix_users: std::sync::OnceLock<Arc<dyn MatrixUsers>>,
     /// The other gateways that serve the domain (`[instance] peers`).
     peers: Vec<std::net::SocketAddr>,
+    /// The phone bindings the gateways share, and the store they are in (with peers).
+    shared: Option<(Arc<SharedLocation>, Arc<crate::storage::Storage>)>,
 }
+
+/// The Request-URI parameter of a branch sent to a peer when the sender rang the UDP phones
+/// of the stored location itself: the peer then rings only its browsers and the phones whose
+/// connection it holds (without it, as when the store could not be read, all its places).
+pub(crate) const STORED_PHONES_RUNG: &str = "stored-phones-rung";
+
+/// How long a call waits for the stored location before it rings without it.
+const STORED_LOOKUP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Which of the local domain's names are Matrix users, reached through the Matrix bridge.
 pub(crate) trait MatrixUsers: Send + Sync + std::fmt::Debug {
@@ -144,6 +158,53 @@ impl Local {
             publications: Mutex::new(crate::publications::Publications::default()),
             matrix_users: std::sync::OnceLock::new(),
             peers: Vec::new(),
+            shared: None,
+        }
+    }
+
+    /// With the phone bindings the gateways share in `storage` (see [`SharedLocation`]).
+    pub(crate) fn with_shared(
+        mut self,
+        shared: Arc<SharedLocation>,
+        storage: Arc<crate::storage::Storage>,
+    ) -> Local {
+        self.shared = Some((shared, storage));
+        self
+    }
+
+    /// Adds to the places of a call for `user` the UDP phones other gateways hold, from the
+    /// shared store, and tells the peers' branches among `phones` so. A store that does not
+    /// answer within [`STORED_LOOKUP`] leaves `phones` as they are: the peers then ring their
+    /// phones themselves.
+    pub(crate) async fn add_stored_phones(&self, user: &str, phones: &mut Vec<sip::Binding>) {
+        let Some((shared, storage)) = &self.shared else {
+            return;
+        };
+        // Only the gateway the call entered asks: the one that rings its peers.
+        if !phones.iter().any(|phone| self.is_peer(phone.target.addr)) {
+            return;
+        }
+        let stored = match tokio::time::timeout(STORED_LOOKUP, shared.others(storage, user)).await {
+            Ok(Ok(stored)) => stored,
+            Ok(Err(error)) => {
+                warn!(%user, "the stored phone bindings cannot be read ({error}): the peers ring their own");
+                return;
+            }
+            Err(_) => {
+                warn!(%user, "the stored phone bindings did not come within {} s: the peers ring their own",
+                        STORED_LOOKUP.as_secs());
+                return;
+            }
+        };
+        for phone in phones.iter_mut() {
+            if self.is_peer(phone.target.addr) {
+                phone.contact = format!("{};{STORED_PHONES_RUNG}", phone.contact);
+            }
+        }
+        for binding in stored {
+            if phones.iter().all(|known| known.contact != binding.contact) {
+                phones.push(binding);
+            }
         }
     }
 
@@ -169,6 +230,7 @@ impl Local {
                 },
                 expires,
                 outbound: true,
+                shared: false,
             })
             .collect()
     }

@@ -121,12 +121,22 @@ pub(crate) enum PhoneRoute {
 
 /// The route of a phone's call (from `source`) to `user` of the local domain: every browser
 /// and every other phone of the user at once; otherwise 480 or 404 as for a browser calling.
-pub(crate) fn from_phone(local: &Local, user: &str, source: std::net::SocketAddr) -> PhoneRoute {
+/// `stored_rung`: the call is a peer's branch whose sender rang the UDP phones of the shared
+/// location itself (its Request-URI said [`crate::local::STORED_PHONES_RUNG`]).
+pub(crate) fn from_phone(
+    local: &Local,
+    user: &str,
+    source: std::net::SocketAddr,
+    stored_rung: bool,
+) -> PhoneRoute {
     if user.eq_ignore_ascii_case("echo") {
         return PhoneRoute::Echo;
     }
     let browsers = latest_browsers(local, user);
     let mut phones = local.phone_bindings(user);
+    if stored_rung && local.is_peer(source) {
+        phones.retain(|phone| phone.target.transport != sip::Transport::Udp);
+    }
     // A phone calling its own user rings the user's other places, not itself.
     let all = phones.len();
     phones.retain(|phone| phone.target.addr != source);
@@ -205,6 +215,7 @@ mod tests {
                 },
                 expires: std::time::Instant::now() + std::time::Duration::from_secs(60),
                 outbound: false,
+                shared: false,
             }],
         );
     }
@@ -255,19 +266,31 @@ mod tests {
         );
         phone(&local, "carol");
         let phone_source: std::net::SocketAddr = "127.0.0.1:9999".parse().unwrap();
-        let PhoneRoute::Local { phones, .. } = from_phone(&local, "carol", phone_source) else {
+        let PhoneRoute::Local { phones, .. } = from_phone(&local, "carol", phone_source, false)
+        else {
             panic!("carol is rung");
         };
         assert_eq!(phones.len(), 3, "her phone and the two peers");
         let from_peer: std::net::SocketAddr = "10.0.0.12:5060".parse().unwrap();
-        let PhoneRoute::Local { phones, .. } = from_phone(&local, "carol", from_peer) else {
+        let PhoneRoute::Local { phones, .. } = from_phone(&local, "carol", from_peer, false) else {
             panic!("carol is rung");
         };
         assert_eq!(phones.len(), 1, "her phone only");
         assert!(matches!(
-            from_phone(&local, "dave", from_peer),
+            from_phone(&local, "dave", from_peer, false),
             PhoneRoute::Refuse { code: 480, .. }
         ));
+        // The peer rang her UDP phone from the shared location itself: nothing is left here.
+        assert!(matches!(
+            from_phone(&local, "carol", from_peer, true),
+            PhoneRoute::Refuse { code: 480, .. }
+        ));
+        // Only a peer's word counts.
+        let PhoneRoute::Local { phones, .. } = from_phone(&local, "carol", phone_source, true)
+        else {
+            panic!("carol is rung");
+        };
+        assert_eq!(phones.len(), 3);
     }
 
     /// Each kind of call goes one way: the echo test, every browser and phone of a user of the
@@ -434,7 +457,7 @@ mod tests {
             .register("alice", &sip::Secret::Password("pw".into()), binding)
             .expect("registered");
         let caller: std::net::SocketAddr = "127.0.0.1:6000".parse().expect("addr");
-        let route_from = |user: &str, source| match from_phone(&domain, user, source) {
+        let route_from = |user: &str, source| match from_phone(&domain, user, source, false) {
             PhoneRoute::Echo => "echo".to_owned(),
             PhoneRoute::Local { browsers, phones } => {
                 let handles: Vec<u64> = browsers.iter().map(|binding| binding.handle).collect();

@@ -17,7 +17,7 @@ use crate::drain::Drain;
 use crate::error::{Error, Result};
 use crate::http::{self, gate::Gate};
 use crate::listener;
-use crate::local::Local;
+use crate::local::{Local, SharedLocation};
 use crate::metrics::Metrics;
 use crate::signalling::Hubs;
 use crate::sylkrtc::{SipDomains, Sylkrtc};
@@ -100,6 +100,22 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let sip_shutdown = CancellationToken::new();
         let mut driver = sip_config(config)?;
+        // With peers and a store they share, so are phone bindings (each instance's own
+        // SQLite would share nothing: the peers then ring their phones themselves).
+        let shared = match driver.endpoint.local.as_mut() {
+            Some(local)
+                if !config.instance.peers.is_empty()
+                    && matches!(
+                        config.storage.options().backend,
+                        store::Backend::Postgres(_)
+                    ) =>
+            {
+                let shared = Arc::new(SharedLocation::new(local.location.clone()));
+                local.location = shared.clone();
+                Some(shared)
+            }
+            _ => None,
+        };
         let location = driver
             .endpoint
             .local
@@ -168,7 +184,16 @@ impl Server {
             .copied()
             .filter(|peer| *peer != sip.udp && *peer != sip.tcp)
             .collect();
-        let local = location.map(|location| Arc::new(Local::new(location).with_peers(&peers)));
+        let local = location.map(|location| {
+            let local = Local::new(location).with_peers(&peers);
+            Arc::new(match &shared {
+                Some(shared) => {
+                    shared.start(storage.clone(), instance.clone(), sip_shutdown.clone());
+                    local.with_shared(shared.clone(), storage.clone())
+                }
+                None => local,
+            })
+        });
         let calls = Arc::new(CallServices {
             sip: sip.handle.clone(),
             media,

@@ -45,4 +45,4 @@ pub use stun::{binding_response, is_stun};
 pub use subscription::{NotifierConfig, SubscribeRequest, SubscriptionEvent};
 pub use transaction::Timers;
 pub use transport::{MAX_UDP_REQUEST, Target, Transport};
-pub use uri::{uri_host, uri_user};
+pub use uri::{uri_host, uri_parameters, uri_user};

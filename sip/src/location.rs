@@ -36,6 +36,9 @@ pub struct Binding {
     /// The phone does SIP Outbound (RFC 5626: `+sip.instance` and `reg-id`, or `;ob`): it keeps
     /// its flow alive itself (CRLF or STUN keep-alives), so it needs no OPTIONS pings.
     pub outbound: bool,
+    /// Read from the location the gateways of a cluster share, for a registration another
+    /// gateway holds: a call goes to it as it is, not checked against this gateway's own.
+    pub shared: bool,
 }
 
 /// A browser connection where a user takes calls: the connection's number and its number for
@@ -208,6 +211,7 @@ mod tests {
             },
             expires: now + Duration::from_secs(60),
             outbound: false,
+            shared: false,
         }
     }
 

@@ -420,6 +420,7 @@ impl Registrar {
                         target: source,
                         expires: now + Duration::from_secs(u64::from(granted)),
                         outbound,
+                        shared: false,
                     });
                 }
             }

@@ -31,6 +31,14 @@ pub fn uri_host(uri: &str) -> Option<&str> {
     })
 }
 
+/// The parameters of a SIP URI after its host (`sip:bob@h:5060;lr;x=y?h=v` gives `;lr;x=y`);
+/// empty when there are none.
+pub fn uri_parameters(uri: &str) -> &str {
+    let rest = uri.rsplit_once('@').map_or(uri, |(_, host)| host);
+    let rest = rest.split('?').next().unwrap_or(rest);
+    rest.find(';').map_or("", |start| &rest[start..])
+}
+
 /// A name-addr (`"Display" <uri>`, or `<uri>` without a display name), the display name quoted
 /// with its backslashes and quotes escaped (RFC 3261 section 25.1).
 pub(crate) fn name_addr(display_name: Option<&str>, uri: &str) -> String {
@@ -40,5 +48,21 @@ pub(crate) fn name_addr(display_name: Option<&str>, uri: &str) -> String {
             name.replace('\\', "\\\\").replace('"', "\\\"")
         ),
         None => format!("<{uri}>"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_come_after_the_host_and_before_headers() {
+        assert_eq!(
+            uri_parameters("sip:bob@10.0.0.1:5060;lr;x=y?subject=hi"),
+            ";lr;x=y"
+        );
+        assert_eq!(uri_parameters("sip:bob;phone@h"), "");
+        assert_eq!(uri_parameters("sip:h;transport=tcp"), ";transport=tcp");
+        assert_eq!(uri_parameters("sip:bob@h"), "");
     }
 }

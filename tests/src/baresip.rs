@@ -41,6 +41,9 @@ fn free_pair() -> u16 {
     free_ports(2)
 }
 
+/// How long a call waits for RTP before baresip ends it, unless a test says otherwise.
+const RTP_TIMEOUT: u32 = 60;
+
 impl Baresip {
     /// Starts `user` (password `password`, registering with the registrar on `registrar_port`),
     /// offering `codecs` (baresip's full names, such as `PCMU/8000/1`), playing `tone` Hz.
@@ -106,7 +109,7 @@ impl Baresip {
     /// log. `presence_online` and `presence_offline` set what it publishes and notifies; an
     /// account with `pubint=N` PUBLISHes its state.
     pub fn start_presence(account: &str, contacts: &[&str]) -> Baresip {
-        Baresip::launch_full(account, 440.0, true, false, contacts, true)
+        Baresip::launch_full(account, 440.0, true, false, contacts, true, RTP_TIMEOUT)
     }
 
     /// As [`Baresip::start_account`], with video: the `fakevideo` camera and display, the
@@ -135,7 +138,13 @@ impl Baresip {
         contact: Option<&str>,
     ) -> Baresip {
         let contacts: Vec<&str> = contact.into_iter().collect();
-        Baresip::launch_full(account, tone, trace, video, &contacts, false)
+        Baresip::launch_full(account, tone, trace, video, &contacts, false, RTP_TIMEOUT)
+    }
+
+    /// As [`Baresip::start_account`], ending a call by itself once no RTP has come for
+    /// `seconds` (a far end that vanished).
+    pub fn start_with_rtp_timeout(account: &str, tone: f64, seconds: u32) -> Baresip {
+        Baresip::launch_full(account, tone, false, false, &[], false, seconds)
     }
 
     fn launch_full(
@@ -145,6 +154,7 @@ impl Baresip {
         video: bool,
         contacts: &[&str],
         presence: bool,
+        rtp_timeout: u32,
     ) -> Baresip {
         let binary = require("baresip", "baresip-core");
         let dir = TempDir::new();
@@ -163,7 +173,8 @@ impl Baresip {
             .replace("@CTRLPORT@", &control_port.to_string())
             .replace("@RTPPORTS@", &format!("{rtp}-{}", rtp + 19))
             .replace("@SRCWAV@", &source.display().to_string())
-            .replace("@SNDPATH@", &sound.display().to_string());
+            .replace("@SNDPATH@", &sound.display().to_string())
+            .replace("@RTPTIMEOUT@", &rtp_timeout.to_string());
         let config = if contacts.is_empty() {
             config
         } else {

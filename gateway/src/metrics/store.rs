@@ -27,10 +27,12 @@ pub(crate) enum StoreOp {
     Matrix,
     /// Retention.
     Prune,
+    /// The local domain's shared phone bindings: written, removed, looked up.
+    Phones,
 }
 
 impl StoreOp {
-    const ALL: [StoreOp; 8] = [
+    const ALL: [StoreOp; 9] = [
         StoreOp::AddMessage,
         StoreOp::UpdateState,
         StoreOp::ReadMessages,
@@ -39,6 +41,7 @@ impl StoreOp {
         StoreOp::Keys,
         StoreOp::Matrix,
         StoreOp::Prune,
+        StoreOp::Phones,
     ];
 
     fn label(self) -> &'static str {
@@ -51,6 +54,7 @@ impl StoreOp {
             StoreOp::Keys => "keys",
             StoreOp::Matrix => "matrix",
             StoreOp::Prune => "prune",
+            StoreOp::Phones => "phones",
         }
     }
 }

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use store::{Added, Entry, Message, PushToken, Put, Retention, Since, State, Store, StoreFuture};
+use store::{
+    Added, Entry, Message, PhoneBinding, PushToken, Put, Retention, Since, State, Store,
+    StoreFuture,
+};
 
 use crate::metrics::Metrics;
 use crate::metrics::store::StoreOp;
@@ -201,5 +204,41 @@ impl Store for Timed {
 
     fn matrix_rooms(&self) -> StoreFuture<'_, Vec<(String, String)>> {
         self.time(StoreOp::Matrix, self.inner.matrix_rooms())
+    }
+
+    fn put_phone<'a>(&'a self, binding: &'a PhoneBinding) -> StoreFuture<'a, ()> {
+        self.time(StoreOp::Phones, self.inner.put_phone(binding))
+    }
+
+    fn remove_phone<'a>(
+        &'a self,
+        user: &'a str,
+        contact: &'a str,
+        instance: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        self.time(
+            StoreOp::Phones,
+            self.inner.remove_phone(user, contact, instance),
+        )
+    }
+
+    fn phones<'a>(&'a self, user: &'a str, now: i64) -> StoreFuture<'a, Vec<PhoneBinding>> {
+        self.time(StoreOp::Phones, self.inner.phones(user, now))
+    }
+
+    fn instance_phones<'a>(
+        &'a self,
+        instance: &'a str,
+        now: i64,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<PhoneBinding>> {
+        self.time(
+            StoreOp::Phones,
+            self.inner.instance_phones(instance, now, limit),
+        )
+    }
+
+    fn remove_expired_phones(&self, now: i64) -> StoreFuture<'_, u64> {
+        self.time(StoreOp::Phones, self.inner.remove_expired_phones(now))
     }
 }

@@ -240,6 +240,26 @@ pub struct PushToken {
     pub silent: bool,
 }
 
+/// A phone's registration with the local domain, as the gateways that serve the domain share
+/// it: one per (user, Contact).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneBinding {
+    /// The user of the domain.
+    pub user: String,
+    /// The Contact URI.
+    pub contact: String,
+    /// The gateway that took the registration (its `[instance] id`): it holds the flow.
+    pub instance: String,
+    /// The transport of the flow (`udp`, `tcp`, `tls`).
+    pub transport: String,
+    /// Where the REGISTER came from (`address:port`): requests to the phone go there.
+    pub target: String,
+    /// When it expires, in milliseconds since 1970.
+    pub expires: i64,
+    /// The phone does SIP Outbound (RFC 5626): it keeps its flow alive itself.
+    pub outbound: bool,
+}
+
 /// What storing an address book item did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Put {
@@ -407,4 +427,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every Matrix room a ghost is in: (room, ghost).
     fn matrix_rooms(&self) -> StoreFuture<'_, Vec<(String, String)>>;
+
+    /// Stores a phone binding, in place of the one of its user and Contact (whichever gateway
+    /// had it).
+    fn put_phone<'a>(&'a self, binding: &'a PhoneBinding) -> StoreFuture<'a, ()>;
+
+    /// Removes the binding of `user` at `contact` if gateway `instance` holds it (one another
+    /// gateway took over stays); `false` when there was none.
+    fn remove_phone<'a>(
+        &'a self,
+        user: &'a str,
+        contact: &'a str,
+        instance: &'a str,
+    ) -> StoreFuture<'a, bool>;
+
+    /// The bindings of `user` that have not expired at `now` (milliseconds since 1970).
+    fn phones<'a>(&'a self, user: &'a str, now: i64) -> StoreFuture<'a, Vec<PhoneBinding>>;
+
+    /// The bindings gateway `instance` holds that have not expired at `now`, at most `limit`.
+    fn instance_phones<'a>(
+        &'a self,
+        instance: &'a str,
+        now: i64,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<PhoneBinding>>;
+
+    /// Deletes the bindings expired at `now`; returns how many went.
+    fn remove_expired_phones(&self, now: i64) -> StoreFuture<'_, u64>;
 }

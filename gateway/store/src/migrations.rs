@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0004_matrix_rooms.sql"),
         include_str!("../migrations/postgres/0004_matrix_rooms.sql"),
     ),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_phone_bindings.sql"),
+        include_str!("../migrations/postgres/0005_phone_bindings.sql"),
+    ),
 ];
 
 /// The version this build's schema has.

@@ -8,9 +8,11 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Connection, Row};
 
 use crate::migrations::{self, Dialect};
+
+mod phones;
 use crate::{
-    Added, Backend, Direction, Entry, Error, Message, Options, PushToken, Put, Result, Retention,
-    Since, State, Store, StoreFuture,
+    Added, Backend, Direction, Entry, Error, Message, Options, PhoneBinding, PushToken, Put,
+    Result, Retention, Since, State, Store, StoreFuture,
 };
 
 /// The store on an SQLite file or a PostgreSQL server.
@@ -614,6 +616,36 @@ impl Store for SqlStore {
                 })
                 .collect()
         })
+    }
+
+    fn put_phone<'a>(&'a self, binding: &'a PhoneBinding) -> StoreFuture<'a, ()> {
+        Box::pin(phones::put(&self.pool, binding))
+    }
+
+    fn remove_phone<'a>(
+        &'a self,
+        user: &'a str,
+        contact: &'a str,
+        instance: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(phones::remove(&self.pool, user, contact, instance))
+    }
+
+    fn phones<'a>(&'a self, user: &'a str, now: i64) -> StoreFuture<'a, Vec<PhoneBinding>> {
+        Box::pin(phones::of_user(&self.pool, user, now))
+    }
+
+    fn instance_phones<'a>(
+        &'a self,
+        instance: &'a str,
+        now: i64,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<PhoneBinding>> {
+        Box::pin(phones::of_instance(&self.pool, instance, now, limit))
+    }
+
+    fn remove_expired_phones(&self, now: i64) -> StoreFuture<'_, u64> {
+        Box::pin(phones::remove_expired(&self.pool, now))
     }
 
     fn prune(&self, retention: Retention, now: i64) -> StoreFuture<'_, u64> {

@@ -1,7 +1,7 @@
 //! The checks every backend must pass, for the store's own tests (SQLite) and the end-to-end
 //! suite's (PostgreSQL started by the harness). Built with the `testing` feature.
 
-use crate::{Added, Direction, Message, Retention, Since, State, Store};
+use crate::{Added, Direction, Message, PhoneBinding, Retention, Since, State, Store};
 
 /// A message of `account` to or from `contact`, stored `at`.
 pub fn message(account: &str, id: &str, contact: &str, at: i64) -> Message {
@@ -201,6 +201,77 @@ pub async fn conformance(store: &dyn Store, prefix: &str) {
     addressbook_checks(store, prefix).await;
     push_token_checks(store, prefix).await;
     matrix_room_checks(store, prefix).await;
+    phone_checks(store, prefix).await;
+}
+
+/// Phone bindings: one per (user, Contact), taken over in place by another gateway, removed
+/// only by the gateway that holds them, gone once expired.
+async fn phone_checks(store: &dyn Store, prefix: &str) {
+    let user = format!("{prefix}carol");
+    let (one, two) = (format!("{prefix}gw-1"), format!("{prefix}gw-2"));
+    let binding = |contact: &str, instance: &str, expires: i64| PhoneBinding {
+        user: user.clone(),
+        contact: contact.to_owned(),
+        instance: instance.to_owned(),
+        transport: "udp".to_owned(),
+        target: "127.0.0.1:5080".to_owned(),
+        expires,
+        outbound: false,
+    };
+    let desk = binding("sip:carol@10.0.0.1", &one, 10_000);
+    let mut mobile = binding("sip:carol@10.0.0.2;ob", &one, 20_000);
+    mobile.transport = "tls".to_owned();
+    mobile.outbound = true;
+    store.put_phone(&desk).await.expect("stored");
+    store.put_phone(&mobile).await.expect("stored");
+    assert_eq!(
+        store.phones(&user, 5_000).await.expect("answers"),
+        [desk.clone(), mobile.clone()]
+    );
+    assert_eq!(
+        store.phones(&user, 15_000).await.expect("answers"),
+        std::slice::from_ref(&mobile),
+        "an expired binding is not given"
+    );
+    // The desk phone registers again through the other gateway: its row moves there.
+    let moved = binding("sip:carol@10.0.0.1", &two, 30_000);
+    store.put_phone(&moved).await.expect("stored");
+    assert_eq!(
+        store
+            .instance_phones(&one, 5_000, 10)
+            .await
+            .expect("answers"),
+        std::slice::from_ref(&mobile)
+    );
+    assert_eq!(
+        store
+            .instance_phones(&two, 5_000, 10)
+            .await
+            .expect("answers"),
+        std::slice::from_ref(&moved)
+    );
+    assert_eq!(
+        store
+            .instance_phones(&one, 5_000, 0)
+            .await
+            .expect("answers"),
+        []
+    );
+    assert!(
+        !store
+            .remove_phone(&user, &moved.contact, &one)
+            .await
+            .expect("answers"),
+        "the first gateway's sweep leaves the binding the second took"
+    );
+    assert!(
+        store
+            .remove_phone(&user, &moved.contact, &two)
+            .await
+            .expect("answers")
+    );
+    assert!(store.remove_expired_phones(25_000).await.expect("answers") >= 1);
+    assert_eq!(store.phones(&user, 0).await.expect("answers"), []);
 }
 
 /// Matrix rooms: one ghost per room, replaced in place, forgotten.

@@ -307,6 +307,8 @@ impl Driver {
         let chosen = match &outgoing.binding {
             // Another gateway of the domain, which rings the user's places it holds.
             Some(wanted) if self.endpoint.is_peer(wanted.target.addr) => Some(wanted.clone()),
+            // Another gateway's registration, read from the shared location just now.
+            Some(wanted) if wanted.shared => Some(wanted.clone()),
             Some(wanted) => bindings.into_iter().find(|binding| {
                 binding.contact == wanted.contact && binding.target == wanted.target
             }),
@@ -349,9 +351,12 @@ impl Driver {
         invite: &Message,
     ) {
         let now = Instant::now().into_std();
-        let user = match &invite.start {
-            StartLine::Request { uri, .. } => crate::uri::uri_user(uri.as_str()).map(str::to_owned),
-            StartLine::Response { .. } => None,
+        let (user, uri_params) = match &invite.start {
+            StartLine::Request { uri, .. } => (
+                crate::uri::uri_user(uri.as_str()).map(str::to_owned),
+                crate::uri::uri_parameters(uri.as_str()).to_owned(),
+            ),
+            StartLine::Response { .. } => (None, String::new()),
         };
         let (Some(user), Some(router), Some(domain)) = (
             user,
@@ -398,6 +403,7 @@ impl Driver {
         let _ = router.send(LocalEvent::Call(LocalIncoming {
             call,
             user,
+            uri_params,
             source: source.addr,
             authenticated,
             invite: Box::new(IncomingCall::from_invite(invite)),

@@ -102,6 +102,8 @@ pub struct LocalIncoming {
     pub call: CallHandle,
     /// The callee (the Request-URI's user).
     pub user: String,
+    /// The Request-URI's parameters (`;name=value` after the host), as they came.
+    pub uri_params: String,
     /// The address the INVITE came from.
     pub source: std::net::SocketAddr,
     /// Whether the caller authenticated (a local user); callers of other domains do not.

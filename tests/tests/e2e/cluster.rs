@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::calls::{browser_tone, payload_type, until, until_heard};
 
+mod location;
 mod users;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -75,6 +76,19 @@ impl Cluster {
         counts
     }
 
+    /// A phone of the local domain, `user`, through the dispatcher (its outbound proxy),
+    /// auto-answering with `tone`, registering every `regint` seconds (0: never).
+    fn phone(&self, user: &str, tone: f64, regint: u32) -> Baresip {
+        Baresip::start_account(
+            &format!(
+                "<sip:{user}@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";\
+                 auth_pass=any;answermode=auto;audio_codecs=PCMU/8000/1;regint={regint}\n",
+                self.dispatcher.port
+            ),
+            tone,
+        )
+    }
+
     /// A client through HAProxy from `source`, and the index of the instance it reached.
     async fn connect(&mut self, source: Ipv4Addr) -> (Client, usize) {
         let before = self.connections().await;
@@ -116,6 +130,46 @@ async fn register(client: &mut Client, account: &str, password: &str) {
         .expect_ack(json!({"sylkrtc": "account-register", "account": account}))
         .await;
     crate::local::until_registered(client).await;
+}
+
+/// Calls `user`'s `phone` (of the local domain, playing `phone_tone`) from `account`: tones
+/// heard both ways, then hung up on both sides.
+async fn calls_phone(
+    client: &mut Client,
+    account: &str,
+    phone: &Baresip,
+    user: &str,
+    phone_tone: f64,
+) {
+    let session = format!("to-{user}");
+    let (browser, pt) = talk(
+        client,
+        account,
+        &session,
+        &format!("{user}@{DOMAIN}"),
+        440.0,
+    )
+    .await;
+    let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
+    assert_eq!(
+        until_heard(phone_tone, tone).await.0,
+        phone_tone,
+        "{account} hears {user}"
+    );
+    assert!(
+        phone.until_received(440.0, 2.0, WAIT).await,
+        "{user} hears {account}: {:?}",
+        phone.received_tone()
+    );
+    client
+        .expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": session}))
+        .await;
+    until(client, &session, |state| {
+        matches!(state, SessionState::Terminated { .. })
+    })
+    .await;
+    browser.close().await;
+    assert!(phone.wait_for("CALL_CLOSED", 1, WAIT).await);
 }
 
 /// Calls `uri` from `account` and waits until media flows both ways: the browser and the
@@ -385,14 +439,7 @@ async fn a_drained_instance_keeps_its_calls_while_new_ones_go_elsewhere() {
         .dispatcher
         .wait_state(&cluster.instances[drained], "I")
         .await;
-    let dave = Baresip::start_account(
-        &format!(
-            "<sip:dave@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";\
-             auth_pass=any;answermode=auto;audio_codecs=PCMU/8000/1;regint=0\n",
-            cluster.dispatcher.port
-        ),
-        1500.0,
-    );
+    let dave = cluster.phone("dave", 1500.0, 0);
     let before = calls_total(&mut cluster).await;
     for call in 0..3 {
         phone_calls_echo(&dave, call).await;
@@ -494,7 +541,8 @@ async fn a_drained_instance_keeps_its_calls_while_new_ones_go_elsewhere() {
     alice_browser.close().await;
 }
 
-/// One instance killed (SIGKILL) mid-call: its browser loses the connection, connects again
+/// One instance killed (SIGKILL) mid-call: the phone's side of the call ends on its media
+/// timeout (no BYE can come); its browser loses the connection, connects again
 /// through HAProxy to another instance and registers again there, and the phone's next call
 /// reaches it (the registrar forks to the dead instance's stale binding as well, which does not
 /// answer); a call on another instance goes on untouched.
@@ -516,13 +564,15 @@ async fn a_killed_instance_loses_only_its_own_calls() {
     )
     .await;
 
-    let bob = Baresip::start_with(
-        "bob",
-        "bobpw",
-        cluster.registrar.port,
-        "PCMU/8000/1",
+    // bob ends a call by himself once no RTP has come for 5 s.
+    let bob = Baresip::start_with_rtp_timeout(
+        &format!(
+            "<sip:bob@127.0.0.1:{};transport=udp>;auth_pass=bobpw;answermode=auto;\
+             audio_codecs=PCMU/8000/1;regint=300\n",
+            cluster.registrar.port
+        ),
         1000.0,
-        true,
+        5,
     );
     cluster.registrar.wait_bindings("bob", 1, WAIT);
     register(&mut alice, "alice@127.0.0.1", "alicepw").await;
@@ -536,11 +586,11 @@ async fn a_killed_instance_loses_only_its_own_calls() {
     .await;
     let tone = || browser_tone(&browser, pt, AudioCodec::Pcmu);
     assert_eq!(until_heard(1000.0, tone).await.0, 1000.0);
-    browser.close().await;
 
     cluster.instances[killed].signal("KILL");
     let status = cluster.instances[killed].wait_exit(WAIT).await;
     assert!(!status.success(), "{status}");
+    browser.close().await;
     // alice's connection ends without a close frame.
     loop {
         match tokio::time::timeout(WAIT, alice.recv_frame()).await {
@@ -549,10 +599,13 @@ async fn a_killed_instance_loses_only_its_own_calls() {
             Err(_) => panic!("alice's connection outlives its instance"),
         }
     }
-    // bob's side of the dead call: no BYE can come, so he hangs up himself (or his media
-    // timeout would); then he calls alice, who came back on another instance.
-    bob.command("hangup", "");
-    assert!(bob.wait_for("CALL_CLOSED", 1, WAIT).await);
+    // bob's side of the dead call: no BYE can come; his media timeout ends it. Then he calls
+    // alice, who came back on another instance.
+    assert!(
+        bob.wait_for("CALL_CLOSED", 1, WAIT).await,
+        "bob's call ends on its media timeout:\n{}",
+        bob.log.text()
+    );
     let (mut alice, now_on) = cluster.connect(alice_source).await;
     assert_ne!(now_on, killed);
     register(&mut alice, "alice@127.0.0.1", "alicepw").await;

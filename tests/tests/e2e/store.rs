@@ -34,7 +34,7 @@ async fn gateways_that_open_one_database_together_migrate_it_once() {
         postgres
             .psql(&name, "SELECT version FROM schema_version ORDER BY version")
             .trim(),
-        "1\n2\n3\n4"
+        "1\n2\n3\n4\n5"
     );
 }
 

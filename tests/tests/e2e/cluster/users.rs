@@ -6,13 +6,13 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use gateway_tests::Client;
-use gateway_tests::baresip::Baresip;
 use gateway_tests::browser::{AudioCodec, Browser};
 use protocol::{AccountEvent, SessionState};
 use serde_json::json;
 
 use super::{
-    Cluster, DOMAIN, WAIT, alice_calls_bob, browser_call, flowing, incoming_call, register, talk,
+    Cluster, DOMAIN, WAIT, alice_calls_bob, browser_call, calls_phone, flowing, incoming_call,
+    register,
 };
 use crate::calls::{browser_tone, payload_type, until, until_heard};
 
@@ -203,53 +203,17 @@ async fn local_users_on_different_instances_reach_each_other() {
 
     // carol's phone registers through the dispatcher, at whichever instance its Call-ID
     // hashes to; bob calls her from his.
-    let carol = Baresip::start_account(
-        &format!(
-            "<sip:carol@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";\
-             auth_pass=any;answermode=auto;audio_codecs=PCMU/8000/1;regint=300\n",
-            cluster.dispatcher.port
-        ),
-        1500.0,
-    );
+    let carol = cluster.phone("carol", 1500.0, 300);
     assert!(
         carol.wait_log("200 OK", WAIT).await,
         "carol registers through the dispatcher:\n{}",
         carol.log.text()
     );
-    let (to_carol, pt) = talk(
-        &mut bob,
-        &format!("bob@{DOMAIN}"),
-        "to-carol",
-        &format!("carol@{DOMAIN}"),
-        440.0,
-    )
-    .await;
-    let tone = || browser_tone(&to_carol, pt, AudioCodec::Pcmu);
-    assert_eq!(until_heard(1500.0, tone).await.0, 1500.0, "bob hears carol");
-    assert!(
-        carol.until_received(440.0, 2.0, WAIT).await,
-        "carol hears bob: {:?}",
-        carol.received_tone()
-    );
-    bob.expect_ack_amid_events(json!({"sylkrtc": "session-terminate", "session": "to-carol"}))
-        .await;
-    until(&mut bob, "to-carol", |state| {
-        matches!(state, SessionState::Terminated { .. })
-    })
-    .await;
-    to_carol.close().await;
-    assert!(carol.wait_for("CALL_CLOSED", 1, WAIT).await);
+    calls_phone(&mut bob, &format!("bob@{DOMAIN}"), &carol, "carol", 1500.0).await;
 
     // dave's phone (not registered) calls bob through the dispatcher, whichever instance it
     // reaches: bob's browser rings on his.
-    let dave = Baresip::start_account(
-        &format!(
-            "<sip:dave@{DOMAIN};transport=udp>;outbound=\"sip:127.0.0.1:{};transport=udp\";\
-             auth_pass=any;answermode=auto;audio_codecs=PCMU/8000/1;regint=0\n",
-            cluster.dispatcher.port
-        ),
-        700.0,
-    );
+    let dave = cluster.phone("dave", 700.0, 0);
     dave.command("dial", &format!("sip:bob@{DOMAIN}"));
     let (session, offer) = incoming_call(&mut bob).await;
     let mut browser = Browser::new(&[AudioCodec::Pcmu]).await;

@@ -1,0 +1,68 @@
+//! The local domain's phone bindings shared through PostgreSQL: a phone stays reachable while
+//! the instance it registered with is gone, and that instance takes its bindings back when it
+//! comes back.
+
+use std::net::Ipv4Addr;
+
+use super::{Cluster, DOMAIN, WAIT, calls_phone, register};
+
+const PHONES: &str = "sylkrtc_local_bindings{kind=\"phone\"}";
+
+/// carol's phone registers through the dispatcher with one instance, whose binding is written
+/// to the shared store; that instance is killed (SIGKILL): a browser on another instance
+/// still calls her (its instance rings her stored binding through the dispatcher), with tones
+/// both ways. Restarted under the same id, the instance holds her binding again, from the
+/// store, before she registers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_stays_reachable_while_its_instance_is_gone() {
+    let postgres = gateway_tests::postgres::Postgres::shared();
+    let url = postgres.database();
+    let name = url.rsplit('/').next().expect("a database name").to_owned();
+    let mut cluster = Cluster::start_with(Some(&url), true).await;
+    let carol = cluster.phone("carol", 1500.0, 3600);
+    assert!(
+        carol.wait_log("200 OK", WAIT).await,
+        "carol registers through the dispatcher:\n{}",
+        carol.log.text()
+    );
+    let mut holder = None;
+    for (index, instance) in cluster.instances.iter().enumerate() {
+        if instance.metric(PHONES).await == 1.0 {
+            holder = Some(index);
+        }
+    }
+    let holder = holder.expect("one instance took carol's registration");
+    let stored = postgres.psql(
+        &name,
+        "SELECT instance, transport FROM phone_bindings WHERE username = 'carol'",
+    );
+    assert!(
+        stored.contains(&cluster.instances[holder].id) && stored.contains("udp"),
+        "the binding is in the store under its instance: {stored}"
+    );
+
+    cluster.instances[holder].signal("KILL");
+    let status = cluster.instances[holder].wait_exit(WAIT).await;
+    assert!(!status.success(), "{status}");
+    let (mut bob, bob_on) = cluster.connect(Ipv4Addr::new(127, 0, 1, 80)).await;
+    assert_ne!(bob_on, holder);
+    register(&mut bob, &format!("bob@{DOMAIN}"), "any").await;
+    calls_phone(&mut bob, &format!("bob@{DOMAIN}"), &carol, "carol", 1500.0).await;
+
+    // Back under the same id: it holds carol's binding again without her registering.
+    cluster.instances[holder].restart();
+    let deadline = std::time::Instant::now() + WAIT;
+    while cluster.instances[holder].metric(PHONES).await != 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restarted instance did not take its binding back:\n{}",
+            cluster.instances[holder].log.text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let log = cluster.instances[holder].log.text();
+    assert!(
+        log.contains("phone bindings taken back from the store") && log.contains("restored=1"),
+        "from the store, not from a new registration:\n{log}"
+    );
+}
