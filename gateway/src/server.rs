@@ -471,6 +471,7 @@ pub(crate) fn sip_config(config: &Config) -> Result<DriverConfig> {
             min_se: sip.min_se,
             local: local_domain(config),
             max_server_transactions: sip.max_transactions,
+            siblings: config.instance.peers.clone(),
         },
         tls_client: tls::client_config(sip.tls_ca_file.as_deref())?,
         tls_server,

@@ -25,6 +25,7 @@ mod failover;
 mod local;
 mod outgoing;
 mod requests;
+mod siblings;
 mod subscriptions;
 mod transactions;
 use calls::CallEntry;
@@ -94,6 +95,14 @@ pub enum EndpointEvent {
     RegistrationSettled(RegistrationId),
     /// A phone of the local domain did not answer its OPTIONS ping: its binding is gone.
     BindingLost(crate::registrar::Ping),
+    /// Another binding of a registration's account, at a sibling gateway that no longer
+    /// serves it (gone, or restarted), is being removed at the registrar.
+    SiblingBindingRemoved {
+        /// The account (`user@domain`).
+        account: String,
+        /// The binding's Contact.
+        contact: String,
+    },
     /// An out-of-dialog request the owner answers (MESSAGE, SUBSCRIBE), for a registration or
     /// for the local domain (`registration` none): answer it with
     /// [`Endpoint::answer_request`]; unanswered, it gets 500 by its deadline.
@@ -173,6 +182,13 @@ impl PartialEq for EndpointEvent {
             ) => pending == other_pending && invite.to_bytes() == other_invite.to_bytes(),
             (EndpointEvent::BindingLost(ping), EndpointEvent::BindingLost(other)) => ping == other,
             (
+                EndpointEvent::SiblingBindingRemoved { account, contact },
+                EndpointEvent::SiblingBindingRemoved {
+                    account: other_account,
+                    contact: other_contact,
+                },
+            ) => account == other_account && contact == other_contact,
+            (
                 EndpointEvent::Request {
                     pending,
                     registration,
@@ -237,6 +253,11 @@ pub struct EndpointConfig {
     /// response to absorb retransmissions); a new request past it gets a stateless 503 with
     /// Retry-After, which holds nothing.
     pub max_server_transactions: usize,
+    /// The other gateways of a cluster (`[instance] peers`), by their SIP address: when one of
+    /// our accounts is first registered, a binding the registrar lists for it at one of them
+    /// is asked (OPTIONS to its Contact) whether it is still served, and removed when it is
+    /// not (the gateway is gone or no longer holds it), so that calls do not fork to it.
+    pub siblings: Vec<std::net::SocketAddr>,
 }
 
 /// Identifies a call.
@@ -254,6 +275,9 @@ pub(super) enum Owner {
     Request(RequestId),
     /// A SUBSCRIBE or NOTIFY of a subscription (its entry in `Endpoint::subscriptions`).
     Subscription(SubscriptionId),
+    /// An OPTIONS to another gateway's binding of an account (its entry in
+    /// `Endpoint::probes`).
+    Probe(u64),
 }
 
 #[derive(Debug)]
@@ -299,6 +323,9 @@ pub struct Endpoint {
     ping_queue: VecDeque<crate::registrar::Ping>,
     pings: HashMap<u64, crate::registrar::Ping>,
     ping_timer: Option<Instant>,
+    /// Other gateways' bindings of our accounts being asked whether they are still served:
+    /// the registration and the Contact.
+    probes: HashMap<u64, (RegistrationId, String)>,
     /// Out-of-dialog requests waiting for their owner's answer: each request and its deadline.
     pending_requests: HashMap<ServerKey, (Message, Instant)>,
     /// Every timer, soonest first. An entry may be stale (its owner gone, or its deadline
@@ -347,6 +374,7 @@ impl Endpoint {
             ping_queue: VecDeque::new(),
             pings: HashMap::new(),
             ping_timer: None,
+            probes: HashMap::new(),
             pending_requests: HashMap::new(),
             timers: BinaryHeap::new(),
         }
@@ -579,6 +607,14 @@ impl Endpoint {
         let Some(entry) = self.registrations.get_mut(&id) else {
             return;
         };
+        let others: Vec<String> =
+            std::iter::from_fn(|| entry.registration.poll_other_contact()).collect();
+        for contact in others {
+            self.probe_sibling(now, id, contact);
+        }
+        let Some(entry) = self.registrations.get_mut(&id) else {
+            return;
+        };
         let mut done = false;
         while let Some(event) = entry.registration.poll_event() {
             done |= event == RegistrationEvent::Unregistered;
@@ -657,6 +693,7 @@ impl Endpoint {
                 return;
             }
             Owner::Ping(id) => return self.ping_outcomes(id, outcomes),
+            Owner::Probe(id) => return self.probe_outcomes(now, id, outcomes),
             Owner::Request(id) => return self.outgoing_outcomes(now, id, outcomes),
             Owner::Subscription(id) => return self.subscription_outcomes(now, id, outcomes),
         };

@@ -157,6 +157,7 @@ mod tests {
                     peers: Vec::new(),
                 }),
                 max_server_transactions: 1000,
+                siblings: Vec::new(),
             },
             now,
         )

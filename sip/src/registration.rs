@@ -134,6 +134,14 @@ pub(crate) struct Registration {
     expires: u32,
     /// A Contact we must remove in the next REGISTER (our old address, after a NAT rewrite).
     stale_contact: Option<String>,
+    /// The account's other Contacts the registrar listed when our binding was first made,
+    /// for the endpoint to look at ([`Registration::poll_other_contact`]).
+    others: VecDeque<String>,
+    /// Other Contacts to remove ([`Registration::remove_contact`]): sent with each REGISTER
+    /// until one is accepted (a challenge's retry carries them again).
+    removals: Vec<String>,
+    /// The removals the outstanding REGISTER carries.
+    removals_sent: usize,
     /// When to refresh or retry.
     timer: Option<Instant>,
     backoff: Duration,
@@ -154,6 +162,9 @@ impl Registration {
             cseq: 0,
             counter: 0,
             stale_contact: None,
+            others: VecDeque::new(),
+            removals: Vec::new(),
+            removals_sent: 0,
             timer: None,
             backoff: FIRST_BACKOFF,
             reported: None,
@@ -212,6 +223,25 @@ impl Registration {
         self.send_register(0);
     }
 
+    /// Removes another binding of the account, `contact` (one a gateway that is gone left
+    /// behind): with the next REGISTER, at once when ours is in place.
+    pub(crate) fn remove_contact(&mut self, contact: String) {
+        if self.removals.contains(&contact)
+            || matches!(self.phase, Phase::Unregistering | Phase::Done)
+        {
+            return;
+        }
+        self.removals.push(contact);
+        if self.phase == Phase::Registered {
+            self.register();
+        }
+    }
+
+    /// The next of the account's other Contacts seen when our binding was first made.
+    pub(crate) fn poll_other_contact(&mut self) -> Option<String> {
+        self.others.pop_front()
+    }
+
     /// The outstanding REGISTER's server failed (no response, a transport error, 503): the
     /// same REGISTER again in a new transaction, for the next server of the domain (RFC 3263
     /// section 4.3). False when nothing is outstanding.
@@ -251,6 +281,7 @@ impl Registration {
         code: u16,
         status: String,
     ) {
+        let first = self.phase == Phase::Registering { refresh: false };
         match code {
             200..=299 => {
                 self.auth.succeeded();
@@ -267,6 +298,16 @@ impl Registration {
                 self.backoff = FIRST_BACKOFF;
                 self.timer = Some(now + refresh_delay(granted));
                 self.report(RegistrationEvent::Registered { expires: granted });
+                if first {
+                    self.others = self.other_contacts(response).into();
+                }
+                self.removals
+                    .drain(..self.removals_sent.min(self.removals.len()));
+                self.removals_sent = 0;
+                if !self.removals.is_empty() {
+                    // Asked for while this REGISTER was out.
+                    self.register();
+                }
             }
             401 | 407 => match self.auth.challenge(response) {
                 Ok(()) => self.send_register(self.expires),
@@ -426,6 +467,25 @@ impl Registration {
             .unwrap_or(self.expires)
     }
 
+    /// The Contacts of a 2xx that are not ours.
+    fn other_contacts(&self, response: &Message) -> Vec<String> {
+        let ours = self.contact_uri();
+        let instance = self.instance_param();
+        list::<Contact>(&response.headers, &Name::CONTACT)
+            .ok()
+            .into_iter()
+            .flatten()
+            .filter(|contact| {
+                contact
+                    .params
+                    .get_val("+sip.instance")
+                    .is_none_or(|value| value.trim_matches('"') != instance)
+            })
+            .map(|contact| print_uri(&contact.uri.uri))
+            .filter(|uri| !same_uri(uri, &ours))
+            .collect()
+    }
+
     fn instance_param(&self) -> String {
         format!("<{}>", self.config.instance)
     }
@@ -488,6 +548,12 @@ impl Registration {
         );
         if let Some(stale) = self.stale_contact.take() {
             contact.push_str(&format!(", <{stale}>;expires=0"));
+        }
+        if expires > 0 {
+            for stale in &self.removals {
+                contact.push_str(&format!(", <{stale}>;expires=0"));
+            }
+            self.removals_sent = self.removals.len();
         }
         headers.insert(Name::CONTACT, contact);
         headers.insert(Name::EXPIRES, expires.to_string());

@@ -880,6 +880,11 @@ impl Driver {
                         "a phone did not answer its OPTIONS ping: its registration is removed");
                     continue;
                 }
+                EndpointEvent::SiblingBindingRemoved { account, contact } => {
+                    info!(%account, %contact, "removing the binding a gone gateway left at the \
+                        registrar for this account (it no longer answers for it)");
+                    continue;
+                }
             };
             let done = event == RegistrationEvent::Unregistered;
             match event {

@@ -5,12 +5,9 @@ use std::time::Instant;
 
 use ezk_sip_types::Name;
 
-use bytes::Bytes;
-use ezk_sip_types::{Headers, Method};
-
 use super::{
-    CallEntry, ClientKind, ClientTransaction, Endpoint, EndpointEvent, Owner, ServerEntry,
-    ServerKey, ServerTransaction, Target, Timer,
+    CallEntry, Endpoint, EndpointEvent, Owner, ServerEntry, ServerKey, ServerTransaction, Target,
+    Timer,
 };
 use crate::call::{ALLOW, Call, CallConfig};
 use crate::endpoint::CallId;
@@ -18,8 +15,8 @@ use crate::message::RequestUri;
 use crate::message::{Message, StartLine};
 use crate::registrar::Ping;
 use crate::registrar::{Binding, Refusal};
+use crate::transaction::Event;
 use crate::transaction::InviteServer;
-use crate::transaction::{Event, NonInviteClient};
 use crate::uri::uri_host;
 
 /// An INVITE for a user of the local domain, waiting for [`Endpoint::accept_local`] or
@@ -99,50 +96,15 @@ impl Endpoint {
         };
         self.next_id += 1;
         let id = self.next_id;
-        let tag = self.new_tag();
-        let branch = format!("z9hG4bK{tag}p{id}");
-        let mut headers = Headers::with_capacity(8);
-        headers.insert(
-            Name::VIA,
-            format!(
-                "SIP/2.0/{} {local};rport;branch={branch}",
-                ping.target.transport.via_name()
-            ),
-        );
-        headers.insert(Name::MAX_FORWARDS, "70");
-        headers.insert(Name::FROM, format!("<sip:ping@{domain}>;tag={tag}"));
-        headers.insert(Name::TO, format!("<{}>", ping.contact));
-        headers.insert(Name::CALL_ID, format!("{tag}p{id}@{domain}"));
-        headers.insert(Name::CSEQ, "1 OPTIONS");
-        headers.insert(Name::USER_AGENT, self.config.user_agent.clone());
-        let request = Message {
-            start: StartLine::Request {
-                method: Method::OPTIONS,
-                uri,
-            },
-            headers,
-            body: Bytes::new(),
-        };
-        let transaction = NonInviteClient::new(
-            Bytes::from(request.to_bytes()),
-            ping.target.transport.reliable(),
-            self.config.timers,
-            now,
-        );
         let target = ping.target;
-        let Some(key) = super::client_key(&request) else {
-            return;
-        };
         self.pings.insert(id, ping);
-        self.start_client(
-            key,
-            ClientTransaction {
-                transaction: ClientKind::NonInvite(transaction),
-                target,
-                owner: Owner::Ping(id),
-                method: Method::OPTIONS,
-                request: None,
-            },
+        self.send_options(
+            now,
+            uri,
+            &format!("sip:ping@{domain}"),
+            local,
+            target,
+            Owner::Ping(id),
         );
     }
 

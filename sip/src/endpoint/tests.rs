@@ -8,7 +8,7 @@ use ezk_sip_types::Name;
 
 const REGISTRAR: &str = "127.0.0.1:5060";
 
-pub(super) fn endpoint() -> Endpoint {
+pub(crate) fn endpoint() -> Endpoint {
     endpoint_with(20_000)
 }
 
@@ -23,6 +23,7 @@ fn endpoint_with(max_server_transactions: usize) -> Endpoint {
             min_se: 90,
             local: None,
             max_server_transactions,
+            siblings: Vec::new(),
         },
         Instant::now(),
     )
@@ -48,14 +49,14 @@ fn local_endpoint(now: Instant, ping_interval: Option<Duration>) -> Endpoint {
     Endpoint::new(config, now)
 }
 
-fn registrar() -> Target {
+pub(crate) fn registrar() -> Target {
     Target {
         transport: Transport::Udp,
         addr: REGISTRAR.parse().unwrap(),
     }
 }
 
-pub(super) fn registration(contact_user: &str) -> RegistrationConfig {
+pub(crate) fn registration(contact_user: &str) -> RegistrationConfig {
     RegistrationConfig {
         user: "alice".into(),
         domain: "127.0.0.1".into(),
@@ -83,7 +84,7 @@ pub(super) fn alice() -> Credentials {
     }
 }
 
-pub(super) fn sent(endpoint: &mut Endpoint) -> Vec<(Target, Message)> {
+pub(crate) fn sent(endpoint: &mut Endpoint) -> Vec<(Target, Message)> {
     std::iter::from_fn(|| endpoint.poll_transmit())
         .map(|transmit| {
             (
@@ -94,7 +95,7 @@ pub(super) fn sent(endpoint: &mut Endpoint) -> Vec<(Target, Message)> {
         .collect()
 }
 
-pub(super) fn events(endpoint: &mut Endpoint) -> Vec<EndpointEvent> {
+pub(crate) fn events(endpoint: &mut Endpoint) -> Vec<EndpointEvent> {
     std::iter::from_fn(|| endpoint.poll_event()).collect()
 }
 

@@ -463,3 +463,56 @@ fn contact_parameters_are_escaped_into_the_contact_uri() {
         ]
     );
 }
+
+/// The registrar's list of the account's other Contacts, from the first 2xx only, is handed
+/// over; a Contact asked to go is removed with a REGISTER at once (carried again through a
+/// challenge) and not in the refreshes after it.
+#[test]
+fn other_bindings_are_listed_once_and_removed_on_request() {
+    let now = Instant::now();
+    let mut registration = Registration::new(config());
+    registration.register();
+    let first = registration.poll_request().unwrap();
+    let listed = [
+        our_contact(&first, 600),
+        "Contact: <sip:gw11aa@127.0.0.3:5060;transport=udp>;expires=400".to_owned(),
+        "Contact: <sip:alice@192.0.2.9:5070>;expires=100".to_owned(),
+    ];
+    let listed: Vec<&str> = listed.iter().map(String::as_str).collect();
+    registration.handle_response(now, &answer(&first, 200, "OK", &listed));
+    let others: Vec<String> = std::iter::from_fn(|| registration.poll_other_contact()).collect();
+    assert_eq!(
+        others,
+        [
+            "sip:gw11aa@127.0.0.3:5060;transport=udp",
+            "sip:alice@192.0.2.9:5070"
+        ]
+    );
+    assert!(registration.poll_request().is_none());
+
+    registration.remove_contact("sip:gw11aa@127.0.0.3:5060;transport=udp".into());
+    let removal = registration.poll_request().expect("a REGISTER at once");
+    let contact = removal.header(&Name::CONTACT).unwrap().to_owned();
+    assert!(
+        contact.ends_with(", <sip:gw11aa@127.0.0.3:5060;transport=udp>;expires=0"),
+        "{contact}"
+    );
+    assert!(contact.contains(";expires=600"), "ours stays: {contact}");
+    registration.handle_response(
+        now,
+        &answer(&removal, 401, "Unauthorized", &[&challenge(false)]),
+    );
+    let again = registration.poll_request().expect("the challenge's answer");
+    assert_eq!(again.header(&Name::CONTACT).unwrap(), contact);
+    // The registrar lists the account's Contacts again: a refresh's 2xx hands nothing over.
+    let refreshed = [our_contact(&again, 600)];
+    let refreshed: Vec<&str> = refreshed.iter().map(String::as_str).collect();
+    registration.handle_response(now, &answer(&again, 200, "OK", &refreshed));
+    assert!(registration.poll_other_contact().is_none());
+    registration.handle_timeout(now + Duration::from_secs(600));
+    let refresh = registration.poll_request().expect("a refresh");
+    assert!(
+        !refresh.header(&Name::CONTACT).unwrap().contains("gw11aa"),
+        "removed once"
+    );
+}

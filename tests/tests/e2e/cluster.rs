@@ -543,12 +543,13 @@ async fn a_drained_instance_keeps_its_calls_while_new_ones_go_elsewhere() {
 
 /// One instance killed (SIGKILL) mid-call: the phone's side of the call ends on its media
 /// timeout (no BYE can come); its browser loses the connection, connects again
-/// through HAProxy to another instance and registers again there, and the phone's next call
-/// reaches it (the registrar forks to the dead instance's stale binding as well, which does not
-/// answer); a call on another instance goes on untouched.
+/// through HAProxy to another instance and registers again there, and that instance removes
+/// the binding the dead one left at the registrar (its OPTIONS got no answer), so the phone's
+/// next call reaches the browser alone; a call on another instance goes on untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instance_loses_only_its_own_calls() {
-    let mut cluster = Cluster::start().await;
+    // Peers: the instances know each other's addresses.
+    let mut cluster = Cluster::start_with(None, true).await;
     let alice_source = Ipv4Addr::new(127, 0, 1, 40);
     let (mut alice, killed) = cluster.connect(alice_source).await;
     let (mut other, other_on) = cluster.connect(Ipv4Addr::new(127, 0, 1, 41)).await;
@@ -609,6 +610,13 @@ async fn a_killed_instance_loses_only_its_own_calls() {
     let (mut alice, now_on) = cluster.connect(alice_source).await;
     assert_ne!(now_on, killed);
     register(&mut alice, "alice@127.0.0.1", "alicepw").await;
+    // Her new instance saw the binding the killed one left at the registrar, asked it, got no
+    // answer, and removed it: calls no longer fork to it.
+    tokio::task::block_in_place(|| {
+        cluster
+            .registrar
+            .wait_bindings("alice", 1, Duration::from_secs(20))
+    });
     bob.command(
         "dial",
         &format!("sip:alice@127.0.0.1:{}", cluster.registrar.port),
