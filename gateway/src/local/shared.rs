@@ -27,6 +27,8 @@ use crate::storage::Storage;
 
 /// How long a failed write waits before it is tried again.
 const RETRY: Duration = Duration::from_secs(2);
+/// How long a change waits for the ones after it, to be written with them.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
 /// How often expired rows (of every gateway) are deleted.
 const SWEEP: Duration = Duration::from_secs(600);
 /// The most bindings a restarted gateway takes back (as many as its registrar holds).
@@ -206,23 +208,24 @@ impl SharedLocation {
         }
     }
 
-    /// Applies the registrar's changes to the store, in order; the latest change of each
-    /// binding waits while the store is away.
+    /// Applies the registrar's changes to the store, in order, as many as are waiting at
+    /// once (the bindings to store in one statement); the latest change of each binding
+    /// waits while the store is away.
     async fn write_through(
         &self,
         storage: &Storage,
         mut receiver: mpsc::UnboundedReceiver<Write>,
         stop: CancellationToken,
     ) {
-        let mut waiting: Vec<Write> = Vec::new();
+        let mut pending = Pending::default();
         let mut next_sweep = tokio::time::Instant::now() + SWEEP;
         let mut failing = false;
         loop {
-            let retry_at = (!waiting.is_empty()).then(|| tokio::time::Instant::now() + RETRY);
+            let retry_at = (!pending.is_empty()).then(|| tokio::time::Instant::now() + RETRY);
             tokio::select! {
                 () = stop.cancelled() => return,
                 write = receiver.recv() => match write {
-                    Some(write) => queue(&mut waiting, write),
+                    Some(write) => pending.push(write),
                     None => return,
                 },
                 () = sleep_until(retry_at) => {}
@@ -236,21 +239,27 @@ impl SharedLocation {
                     continue;
                 }
             }
+            // The registrations of the next moments go in the same statement: under load a
+            // statement per binding costs the gateway more than the registration itself.
+            tokio::time::sleep(BATCH_WINDOW).await;
             while let Ok(write) = receiver.try_recv() {
-                queue(&mut waiting, write);
+                pending.push(write);
             }
             let Ok(store) = storage.get() else {
                 continue;
             };
             let instance = self.instance.get().map_or("", |id| &**id);
-            while let Some(write) = waiting.first() {
-                let result = match write {
-                    Write::Put {
-                        user,
-                        binding,
-                        expires,
-                    } => {
-                        let row = PhoneBinding {
+            while !pending.is_empty() {
+                let batch = pending.next_batch();
+                let mut rows = Vec::new();
+                let mut removals = Vec::new();
+                for write in &batch {
+                    match write {
+                        Write::Put {
+                            user,
+                            binding,
+                            expires,
+                        } => rows.push(PhoneBinding {
                             user: user.clone(),
                             contact: binding.contact.clone(),
                             instance: instance.to_owned(),
@@ -258,17 +267,22 @@ impl SharedLocation {
                             target: binding.target.addr.to_string(),
                             expires: *expires,
                             outbound: binding.outbound,
-                        };
-                        store.put_phone(&row).await
+                        }),
+                        Write::Remove { user, contact } => removals.push((user, contact)),
                     }
-                    Write::Remove { user, contact } => store
-                        .remove_phone(user, contact, instance)
-                        .await
-                        .map(|_| ()),
-                };
+                }
+                let mut result = store.put_phones(&rows).await;
+                for (user, contact) in removals {
+                    if result.is_ok() {
+                        result = store
+                            .remove_phone(user, contact, instance)
+                            .await
+                            .map(|_| ());
+                    }
+                }
                 match result {
                     Ok(()) => {
-                        waiting.remove(0);
+                        pending.done(batch.len());
                         if failing {
                             failing = false;
                             info!("phone bindings are written to the store again");
@@ -278,7 +292,7 @@ impl SharedLocation {
                         if !failing {
                             failing = true;
                             warn!(
-                                waiting = waiting.len(),
+                                waiting = pending.len(),
                                 "phone bindings cannot be written to the store ({error}); \
                                  kept, and tried again every {} s",
                                 RETRY.as_secs()
@@ -342,12 +356,45 @@ fn needs_write(old: &Written, new: &Written, now: i64) -> bool {
         || old.expires - now < (new.expires - now) / 2
 }
 
-/// Keeps only the latest change of each binding, in the order of their first change.
-fn queue(waiting: &mut Vec<Write>, write: Write) {
-    let key = write.key();
-    match waiting.iter_mut().find(|queued| queued.key() == key) {
-        Some(queued) => *queued = write,
-        None => waiting.push(write),
+/// The changes waiting for the store: only the latest of each binding, in the order the
+/// bindings first changed (constant time per change, however many wait).
+#[derive(Debug, Default)]
+struct Pending {
+    order: std::collections::VecDeque<(String, String)>,
+    latest: HashMap<(String, String), Write>,
+}
+
+impl Pending {
+    fn push(&mut self, write: Write) {
+        let key = write.key();
+        if self.latest.insert(key.clone(), write).is_none() {
+            self.order.push_back(key);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The next changes to write together, oldest first, still waiting until
+    /// [`Pending::done`].
+    fn next_batch(&self) -> Vec<Write> {
+        self.order
+            .iter()
+            .take(store::MAX_PHONES_PER_PUT)
+            .filter_map(|key| self.latest.get(key).cloned())
+            .collect()
+    }
+
+    /// The first `count` changes are in the store.
+    fn done(&mut self, count: usize) {
+        for key in self.order.drain(..count.min(self.order.len())) {
+            self.latest.remove(&key);
+        }
     }
 }
 
@@ -524,25 +571,24 @@ mod tests {
     }
 
     /// While the store is away only the latest change of each binding waits, in the order
-    /// the bindings first changed.
+    /// the bindings first changed; they go in batches of at most a statement's worth, and
+    /// stay until written.
     #[test]
     fn a_waiting_change_is_replaced_by_the_next_one() {
-        let mut waiting = Vec::new();
+        let mut pending = Pending::default();
         let put = |contact: &str| Write::Put {
             user: "carol".into(),
             binding: phone(contact, 5080, 60),
             expires: 1,
         };
-        queue(&mut waiting, put("sip:a"));
-        queue(&mut waiting, put("sip:b"));
-        queue(
-            &mut waiting,
-            Write::Remove {
-                user: "carol".into(),
-                contact: "sip:a".into(),
-            },
-        );
-        let keys: Vec<_> = waiting.iter().map(Write::key).collect();
+        pending.push(put("sip:a"));
+        pending.push(put("sip:b"));
+        pending.push(Write::Remove {
+            user: "carol".into(),
+            contact: "sip:a".into(),
+        });
+        let batch = pending.next_batch();
+        let keys: Vec<_> = batch.iter().map(Write::key).collect();
         assert_eq!(
             keys,
             [
@@ -550,7 +596,16 @@ mod tests {
                 ("carol".to_owned(), "sip:b".to_owned())
             ]
         );
-        assert!(matches!(waiting[0], Write::Remove { .. }));
+        assert!(matches!(batch[0], Write::Remove { .. }));
+        assert_eq!(pending.len(), 2, "nothing goes before it is written");
+        for n in 0..store::MAX_PHONES_PER_PUT {
+            pending.push(put(&format!("sip:{n}")));
+        }
+        assert_eq!(pending.next_batch().len(), store::MAX_PHONES_PER_PUT);
+        pending.done(store::MAX_PHONES_PER_PUT);
+        assert_eq!(pending.len(), 2);
+        pending.done(2);
+        assert!(pending.is_empty() && pending.latest.is_empty());
     }
 
     /// Stored rows come back as bindings with what is left of their lifetime; rows of

@@ -206,8 +206,8 @@ impl Store for Timed {
         self.time(StoreOp::Matrix, self.inner.matrix_rooms())
     }
 
-    fn put_phone<'a>(&'a self, binding: &'a PhoneBinding) -> StoreFuture<'a, ()> {
-        self.time(StoreOp::Phones, self.inner.put_phone(binding))
+    fn put_phones<'a>(&'a self, bindings: &'a [PhoneBinding]) -> StoreFuture<'a, ()> {
+        self.time(StoreOp::Phones, self.inner.put_phones(bindings))
     }
 
     fn remove_phone<'a>(

@@ -260,6 +260,10 @@ pub struct PhoneBinding {
     pub outbound: bool,
 }
 
+/// The most phone bindings one [`Store::put_phones`] takes (a statement's parameters are
+/// bounded: 7 per binding).
+pub const MAX_PHONES_PER_PUT: usize = 500;
+
 /// What storing an address book item did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Put {
@@ -428,9 +432,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every Matrix room a ghost is in: (room, ghost).
     fn matrix_rooms(&self) -> StoreFuture<'_, Vec<(String, String)>>;
 
-    /// Stores a phone binding, in place of the one of its user and Contact (whichever gateway
-    /// had it).
-    fn put_phone<'a>(&'a self, binding: &'a PhoneBinding) -> StoreFuture<'a, ()>;
+    /// Stores phone bindings (each of its own user and Contact), each in place of the one of
+    /// its user and Contact (whichever gateway had it), in one statement: at most
+    /// [`MAX_PHONES_PER_PUT`].
+    fn put_phones<'a>(&'a self, bindings: &'a [PhoneBinding]) -> StoreFuture<'a, ()>;
 
     /// Removes the binding of `user` at `contact` if gateway `instance` holds it (one another
     /// gateway took over stays); `false` when there was none.

@@ -618,8 +618,8 @@ impl Store for SqlStore {
         })
     }
 
-    fn put_phone<'a>(&'a self, binding: &'a PhoneBinding) -> StoreFuture<'a, ()> {
-        Box::pin(phones::put(&self.pool, binding))
+    fn put_phones<'a>(&'a self, bindings: &'a [PhoneBinding]) -> StoreFuture<'a, ()> {
+        Box::pin(phones::put(&self.pool, bindings))
     }
 
     fn remove_phone<'a>(

@@ -222,8 +222,11 @@ async fn phone_checks(store: &dyn Store, prefix: &str) {
     let mut mobile = binding("sip:carol@10.0.0.2;ob", &one, 20_000);
     mobile.transport = "tls".to_owned();
     mobile.outbound = true;
-    store.put_phone(&desk).await.expect("stored");
-    store.put_phone(&mobile).await.expect("stored");
+    store
+        .put_phones(&[desk.clone(), mobile.clone()])
+        .await
+        .expect("stored");
+    store.put_phones(&[]).await.expect("nothing to store");
     assert_eq!(
         store.phones(&user, 5_000).await.expect("answers"),
         [desk.clone(), mobile.clone()]
@@ -235,7 +238,10 @@ async fn phone_checks(store: &dyn Store, prefix: &str) {
     );
     // The desk phone registers again through the other gateway: its row moves there.
     let moved = binding("sip:carol@10.0.0.1", &two, 30_000);
-    store.put_phone(&moved).await.expect("stored");
+    store
+        .put_phones(std::slice::from_ref(&moved))
+        .await
+        .expect("stored");
     assert_eq!(
         store
             .instance_phones(&one, 5_000, 10)

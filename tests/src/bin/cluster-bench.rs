@@ -12,6 +12,11 @@
 //! answer within 5 s of the last request, or a refusal), and the CPU time the instances
 //! (together) and Kamailio (all its processes) spent per operation. The load generators' own
 //! CPU is not counted.
+//!
+//! With `--shared`, the instances know each other as peers and share a PostgreSQL database
+//! (the harness's server, which runs with fsync off): the local domain's phone bindings are
+//! written through to it, and after each registration step the report says how long the
+//! store took to hold every binding the step made (the writers' lag).
 
 #![allow(
     clippy::print_stdout,
@@ -42,6 +47,9 @@ struct Args {
     /// Seconds of load per step.
     #[arg(long, default_value_t = 5)]
     seconds: u32,
+    /// Peers sharing a PostgreSQL store (phone bindings written through to it).
+    #[arg(long)]
+    shared: bool,
 }
 
 /// What one step measured.
@@ -60,14 +68,24 @@ async fn main() -> Result<(), Error> {
     let dir = gateway_tests::TempDir::new();
     println!("## cluster-bench\n");
     println!(
-        "| instances | load | asked per s | completed per s | failed | instances' CPU per op | kamailio CPU per op | instances / kamailio |"
+        "| instances | load | asked per s | completed per s | failed | instances' CPU per op | kamailio CPU per op | instances / kamailio |{}",
+        if args.shared {
+            " all in the store after |"
+        } else {
+            ""
+        }
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| --- | --- | --- | --- | --- | --- | --- | --- |{}",
+        if args.shared { " --- |" } else { "" }
+    );
+    let postgres = args.shared.then(gateway_tests::postgres::Postgres::shared);
     for &count in &args.instances {
+        let url = postgres.map(gateway_tests::postgres::Postgres::database);
         let settings = Settings {
             registrar: free_port(),
-            postgres_url: None,
-            peers: false,
+            postgres_url: url.as_deref(),
+            peers: args.shared,
             local_extra: "ping_interval = 0\nmax_unauthenticated_calls = 100000\n\
                           trusted_proxies = [\"127.0.0.1\"]",
             rtp_ports: 400,
@@ -88,7 +106,20 @@ async fn main() -> Result<(), Error> {
                 register(dispatcher.port, rate, total, &prefix).await
             })
             .await?;
-            report(count, "registrations", rate, &step);
+            let stored = match (postgres, &url) {
+                (Some(postgres), Some(url)) => {
+                    let database = url.rsplit('/').next().unwrap_or_default();
+                    Some(stored_after(postgres, database, &prefix, step.completed).await)
+                }
+                _ => None,
+            };
+            println!(
+                "{}{}",
+                row(count, "registrations", rate, &step),
+                stored
+                    .map(|stored| format!("{stored} |"))
+                    .unwrap_or_default()
+            );
         }
         for &rate in &args.call_rates {
             let total = rate * args.seconds;
@@ -104,7 +135,8 @@ async fn main() -> Result<(), Error> {
                 .await
             })
             .await?;
-            report(count, "calls", rate, &step);
+            let no_store = if args.shared { " |" } else { "" };
+            println!("{}{no_store}", row(count, "calls", rate, &step));
         }
     }
     Ok(())
@@ -142,16 +174,39 @@ async fn measure(
     })
 }
 
-fn report(count: u8, load: &str, rate: u32, step: &Step) {
+/// How long after the step the store held a binding for each of its `completed`
+/// registrations (users `PREFIX...`), waiting up to a minute.
+async fn stored_after(
+    postgres: &gateway_tests::postgres::Postgres,
+    database: &str,
+    prefix: &str,
+    completed: u64,
+) -> String {
+    let started = Instant::now();
+    let query = format!("SELECT count(*) FROM phone_bindings WHERE username LIKE '{prefix}%'");
+    loop {
+        let stored: u64 = postgres.psql(database, &query).trim().parse().unwrap_or(0);
+        if stored >= completed {
+            return format!(" {:.1} s", started.elapsed().as_secs_f64());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            return format!(" {stored} of {completed} after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The report's row for a step.
+fn row(count: u8, load: &str, rate: u32, step: &Step) -> String {
     let done = step.completed.max(1) as f64;
-    println!(
+    format!(
         "| {count} | {load} | {rate} | {:.0} | {} | {:.0} µs | {:.0} µs | {:.2} |",
         step.completed as f64 / step.wall.as_secs_f64(),
         step.failed,
         step.gateways_cpu / done * 1e6,
         step.kamailio_cpu / done * 1e6,
         step.gateways_cpu / step.kamailio_cpu.max(1e-9),
-    );
+    )
 }
 
 /// Registers `total` users (`PREFIX0`, `PREFIX1`...) of the local domain through the

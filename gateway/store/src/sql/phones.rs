@@ -9,23 +9,46 @@ use crate::{PhoneBinding, Result};
 /// The columns of a binding, in the order [`binding`] reads them.
 const COLUMNS: &str = "username, contact, instance, transport, target, expires, outbound";
 
-pub(crate) async fn put(pool: &AnyPool, binding: &PhoneBinding) -> Result<()> {
-    sqlx::query(
+pub(crate) async fn put(pool: &AnyPool, bindings: &[PhoneBinding]) -> Result<()> {
+    if bindings.is_empty() {
+        return Ok(());
+    }
+    if bindings.len() > crate::MAX_PHONES_PER_PUT {
+        return Err(crate::Error::Refused(format!(
+            "{} phone bindings in one write (at most {})",
+            bindings.len(),
+            crate::MAX_PHONES_PER_PUT
+        )));
+    }
+    // One statement for the batch: the writer of a busy registrar sends many at once, and a
+    // statement costs far more than a row.
+    let rows: Vec<String> = (0..bindings.len())
+        .map(|row| {
+            let first = row * 7;
+            let params: Vec<String> = (1..=7).map(|n| format!("${}", first + n)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    let statement = format!(
         "INSERT INTO phone_bindings (username, contact, instance, transport, target, expires, \
-         outbound) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (username, contact) DO UPDATE SET instance = $3, transport = $4, \
-         target = $5, expires = $6, outbound = $7",
-    )
-    .bind(&binding.user)
-    .bind(&binding.contact)
-    .bind(&binding.instance)
-    .bind(&binding.transport)
-    .bind(&binding.target)
-    .bind(binding.expires)
-    .bind(i64::from(binding.outbound))
-    .execute(pool)
-    .await
-    .map_err(error)?;
+         outbound) VALUES {} \
+         ON CONFLICT (username, contact) DO UPDATE SET instance = excluded.instance, \
+         transport = excluded.transport, target = excluded.target, \
+         expires = excluded.expires, outbound = excluded.outbound",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+    for binding in bindings {
+        query = query
+            .bind(&binding.user)
+            .bind(&binding.contact)
+            .bind(&binding.instance)
+            .bind(&binding.transport)
+            .bind(&binding.target)
+            .bind(binding.expires)
+            .bind(i64::from(binding.outbound));
+    }
+    query.execute(pool).await.map_err(error)?;
     Ok(())
 }
 
