@@ -132,6 +132,24 @@ async fn register(client: &mut Client, account: &str, password: &str) {
     crate::local::until_registered(client).await;
 }
 
+/// `account`'s stored messages, as `account-sync-conversations` gives them.
+async fn history(client: &mut Client, account: &str) -> Vec<protocol::SyncedMessage> {
+    client
+        .expect_ack_amid_events(
+            json!({"sylkrtc": "account-sync-conversations", "account": account}),
+        )
+        .await;
+    loop {
+        if let protocol::ServerMessage::Event(protocol::Event::Account {
+            event: protocol::AccountEvent::SyncConversations { messages },
+            ..
+        }) = crate::calls::next(client).await
+        {
+            return messages;
+        }
+    }
+}
+
 /// Calls `user`'s `phone` (of the local domain, playing `phone_tone`) from `account`: tones
 /// heard both ways, then hung up on both sides.
 async fn calls_phone(

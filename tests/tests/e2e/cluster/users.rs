@@ -11,8 +11,8 @@ use protocol::{AccountEvent, SessionState};
 use serde_json::json;
 
 use super::{
-    Cluster, DOMAIN, WAIT, alice_calls_bob, browser_call, calls_phone, flowing, incoming_call,
-    register,
+    Cluster, DOMAIN, WAIT, alice_calls_bob, browser_call, calls_phone, flowing, history,
+    incoming_call, register,
 };
 use crate::calls::{browser_tone, payload_type, until, until_heard};
 
@@ -88,17 +88,7 @@ async fn browsers_on_different_instances_call_and_message_each_other() {
     let (mut bob, now_on) = cluster.connect(bob_source).await;
     assert_ne!(now_on, bob_on);
     register(&mut bob, "bob@127.0.0.1", "bobpw").await;
-    bob.expect_ack(json!({"sylkrtc": "account-sync-conversations", "account": "bob@127.0.0.1"}))
-        .await;
-    let messages = loop {
-        if let protocol::ServerMessage::Event(protocol::Event::Account {
-            event: protocol::AccountEvent::SyncConversations { messages },
-            ..
-        }) = crate::calls::next(&mut bob).await
-        {
-            break messages;
-        }
-    };
+    let messages = history(&mut bob, "bob@127.0.0.1").await;
     assert!(
         messages
             .iter()
