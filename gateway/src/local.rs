@@ -94,8 +94,8 @@ pub(crate) struct Local {
     matrix_users: std::sync::OnceLock<Arc<dyn MatrixUsers>>,
     /// The other gateways that serve the domain (`[instance] peers`).
     peers: Vec<std::net::SocketAddr>,
-    /// The phone bindings the gateways share, and the store they are in (with peers).
-    shared: Option<(Arc<SharedLocation>, Arc<crate::storage::Storage>)>,
+    /// The phone bindings the gateways share through the store (with peers).
+    shared: Option<Arc<SharedLocation>>,
 }
 
 /// The Request-URI parameter of a branch sent to a peer when the sender rang the UDP phones
@@ -162,14 +162,19 @@ impl Local {
         }
     }
 
-    /// With the phone bindings the gateways share in `storage` (see [`SharedLocation`]).
-    pub(crate) fn with_shared(
-        mut self,
-        shared: Arc<SharedLocation>,
-        storage: Arc<crate::storage::Storage>,
-    ) -> Local {
-        self.shared = Some((shared, storage));
+    /// With the phone bindings the gateways share (see [`SharedLocation`]).
+    pub(crate) fn with_shared(mut self, shared: Arc<SharedLocation>) -> Local {
+        self.shared = Some(shared);
         self
+    }
+
+    /// Whether the shared store has this gateway's latest of `user`'s phone at `contact`: a
+    /// peer that rang the stored phones rang it (one changed a moment ago, or while the store
+    /// was away, it did not).
+    pub(crate) fn in_store(&self, user: &str, contact: &str) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|shared| shared.in_store(user, contact))
     }
 
     /// Adds to the places of a call for `user` the UDP phones other gateways hold, from the
@@ -177,14 +182,14 @@ impl Local {
     /// answer within [`STORED_LOOKUP`] leaves `phones` as they are: the peers then ring their
     /// phones themselves.
     pub(crate) async fn add_stored_phones(&self, user: &str, phones: &mut Vec<sip::Binding>) {
-        let Some((shared, storage)) = &self.shared else {
+        let Some(shared) = &self.shared else {
             return;
         };
         // Only the gateway the call entered asks: the one that rings its peers.
         if !phones.iter().any(|phone| self.is_peer(phone.target.addr)) {
             return;
         }
-        let stored = match tokio::time::timeout(STORED_LOOKUP, shared.others(storage, user)).await {
+        let stored = match tokio::time::timeout(STORED_LOOKUP, shared.others(user)).await {
             Ok(Ok(stored)) => stored,
             Ok(Err(error)) => {
                 warn!(%user, "the stored phone bindings cannot be read ({error}): the peers ring their own");

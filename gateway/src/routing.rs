@@ -135,7 +135,11 @@ pub(crate) fn from_phone(
     let browsers = latest_browsers(local, user);
     let mut phones = local.phone_bindings(user);
     if stored_rung && local.is_peer(source) {
-        phones.retain(|phone| phone.target.transport != sip::Transport::Udp);
+        // The peer rang the UDP phones the store has; one whose latest is not there yet is
+        // this gateway's to ring.
+        phones.retain(|phone| {
+            phone.target.transport != sip::Transport::Udp || !local.in_store(user, &phone.contact)
+        });
     }
     // A phone calling its own user rings the user's other places, not itself.
     let all = phones.len();
@@ -186,7 +190,11 @@ mod tests {
     use crate::config::{LocalConfig, LocalUser};
 
     fn local(open: bool) -> Local {
-        let location = crate::local::location(&LocalConfig {
+        Local::new(location(open))
+    }
+
+    fn location(open: bool) -> std::sync::Arc<dyn sip::Location> {
+        crate::local::location(&LocalConfig {
             domain: "local.test".into(),
             open_registration: open,
             users: ["alice", "bob", "carol", "dave"]
@@ -199,8 +207,7 @@ mod tests {
                 .collect(),
             ..LocalConfig::default()
         })
-        .expect("a local domain");
-        Local::new(location)
+        .expect("a local domain")
     }
 
     /// Gives `user` a phone registered for a minute.
@@ -280,9 +287,26 @@ mod tests {
             from_phone(&local, "dave", from_peer, false),
             PhoneRoute::Refuse { code: 480, .. }
         ));
-        // The peer rang her UDP phone from the shared location itself: nothing is left here.
+        // The peer says it rang the stored UDP phones, but this gateway shares none: it rings
+        // its own.
+        let PhoneRoute::Local { phones, .. } = from_phone(&local, "carol", from_peer, true) else {
+            panic!("carol is rung");
+        };
+        assert_eq!(phones.len(), 1);
+        // Sharing them, it leaves to the peer her phone once the store has it.
+        let shared = std::sync::Arc::new(crate::local::SharedLocation::new(location(false)));
+        let sharing = Local::new(shared.clone())
+            .with_peers(&peers)
+            .with_shared(shared.clone());
+        phone(&sharing, "carol");
+        let PhoneRoute::Local { phones, .. } = from_phone(&sharing, "carol", from_peer, true)
+        else {
+            panic!("carol's phone is not in the store yet: rung here");
+        };
+        assert_eq!(phones.len(), 1);
+        shared.confirm_all();
         assert!(matches!(
-            from_phone(&local, "carol", from_peer, true),
+            from_phone(&sharing, "carol", from_peer, true),
             PhoneRoute::Refuse { code: 480, .. }
         ));
         // Only a peer's word counts.

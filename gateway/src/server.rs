@@ -189,7 +189,7 @@ impl Server {
             Arc::new(match &shared {
                 Some(shared) => {
                     shared.start(storage.clone(), instance.clone(), sip_shutdown.clone());
-                    local.with_shared(shared.clone(), storage.clone())
+                    local.with_shared(shared.clone())
                 }
                 None => local,
             })

@@ -73,11 +73,17 @@ pub(crate) struct SharedLocation {
     inner: Arc<dyn Location>,
     /// This gateway's id, once the server knows it.
     instance: OnceLock<Arc<str>>,
-    writes: mpsc::UnboundedSender<Write>,
+    /// The store, once the server has it.
+    storage: OnceLock<Arc<Storage>>,
+    writes: mpsc::UnboundedSender<(u64, Write)>,
     /// The writer's end, until it starts.
-    pending: Mutex<Option<mpsc::UnboundedReceiver<Write>>>,
+    pending: Mutex<Option<mpsc::UnboundedReceiver<(u64, Write)>>>,
     /// What was last written per user and Contact.
     written: Mutex<HashMap<String, HashMap<String, Written>>>,
+    /// The bindings (user, Contact) whose latest change is not in the store yet, with that
+    /// change's serial number: a peer that rang the stored bindings has not seen them.
+    unconfirmed: Mutex<HashMap<(String, String), u64>>,
+    serial: std::sync::atomic::AtomicU64,
 }
 
 impl SharedLocation {
@@ -87,10 +93,47 @@ impl SharedLocation {
         SharedLocation {
             inner,
             instance: OnceLock::new(),
+            storage: OnceLock::new(),
             writes,
             pending: Mutex::new(Some(pending)),
             written: Mutex::default(),
+            unconfirmed: Mutex::default(),
+            serial: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Queues `write` for the writer; its binding is unconfirmed until it is in the store.
+    fn send(&self, write: Write) {
+        let serial = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        lock(&self.unconfirmed).insert(write.key(), serial);
+        // The writer ends only with the gateway.
+        let _ = self.writes.send((serial, write));
+    }
+
+    /// These changes are in the store: their bindings are confirmed, unless changed since.
+    fn confirm(&self, written: &[(u64, Write)]) {
+        let mut unconfirmed = lock(&self.unconfirmed);
+        for (serial, write) in written {
+            let key = write.key();
+            if unconfirmed.get(&key) == Some(serial) {
+                unconfirmed.remove(&key);
+            }
+        }
+    }
+
+    /// Takes every change as written (for tests of what a written binding does).
+    #[cfg(test)]
+    pub(crate) fn confirm_all(&self) {
+        lock(&self.unconfirmed).clear();
+    }
+
+    /// Whether the store has this gateway's latest of `user`'s binding at `contact` (so that
+    /// the gateway a call entered rang it from there).
+    pub(crate) fn in_store(&self, user: &str, contact: &str) -> bool {
+        !lock(&self.unconfirmed).contains_key(&(user.to_owned(), contact.to_owned()))
     }
 
     /// Takes this gateway's bindings back from the store, then writes changes through until
@@ -102,6 +145,7 @@ impl SharedLocation {
         stop: CancellationToken,
     ) {
         let _ = self.instance.set(instance);
+        let _ = self.storage.set(storage.clone());
         let Some(receiver) = lock(&self.pending).take() else {
             return;
         };
@@ -113,12 +157,11 @@ impl SharedLocation {
     }
 
     /// The UDP bindings of `user` that other gateways hold, from the store.
-    pub(crate) async fn others(
-        &self,
-        storage: &Storage,
-        user: &str,
-    ) -> Result<Vec<Binding>, store::Error> {
+    pub(crate) async fn others(&self, user: &str) -> Result<Vec<Binding>, store::Error> {
         let instance = self.instance.get().map_or("", |id| &**id);
+        let Some(storage) = self.storage.get() else {
+            return Err(store::Error::Unavailable("not started yet".to_owned()));
+        };
         let rows = storage.get()?.phones(user, store::now_millis()).await?;
         Ok(rows
             .iter()
@@ -204,7 +247,7 @@ impl SharedLocation {
             );
         }
         for write in dead_flows {
-            let _ = self.writes.send(write);
+            self.send(write);
         }
     }
 
@@ -214,7 +257,7 @@ impl SharedLocation {
     async fn write_through(
         &self,
         storage: &Storage,
-        mut receiver: mpsc::UnboundedReceiver<Write>,
+        mut receiver: mpsc::UnboundedReceiver<(u64, Write)>,
         stop: CancellationToken,
     ) {
         let mut pending = Pending::default();
@@ -253,7 +296,7 @@ impl SharedLocation {
                 let batch = pending.next_batch();
                 let mut rows = Vec::new();
                 let mut removals = Vec::new();
-                for write in &batch {
+                for (_, write) in &batch {
                     match write {
                         Write::Put {
                             user,
@@ -283,6 +326,7 @@ impl SharedLocation {
                 match result {
                     Ok(()) => {
                         pending.done(batch.len());
+                        self.confirm(&batch);
                         if failing {
                             failing = false;
                             info!("phone bindings are written to the store again");
@@ -361,13 +405,13 @@ fn needs_write(old: &Written, new: &Written, now: i64) -> bool {
 #[derive(Debug, Default)]
 struct Pending {
     order: std::collections::VecDeque<(String, String)>,
-    latest: HashMap<(String, String), Write>,
+    latest: HashMap<(String, String), (u64, Write)>,
 }
 
 impl Pending {
-    fn push(&mut self, write: Write) {
+    fn push(&mut self, (serial, write): (u64, Write)) {
         let key = write.key();
-        if self.latest.insert(key.clone(), write).is_none() {
+        if self.latest.insert(key.clone(), (serial, write)).is_none() {
             self.order.push_back(key);
         }
     }
@@ -382,7 +426,7 @@ impl Pending {
 
     /// The next changes to write together, oldest first, still waiting until
     /// [`Pending::done`].
-    fn next_batch(&self) -> Vec<Write> {
+    fn next_batch(&self) -> Vec<(u64, Write)> {
         self.order
             .iter()
             .take(store::MAX_PHONES_PER_PUT)
@@ -464,8 +508,7 @@ impl Location for SharedLocation {
 
     fn set_phones(&self, user: &str, bindings: Vec<Binding>) {
         for write in self.changes(user, &bindings) {
-            // The writer ends only with the gateway.
-            let _ = self.writes.send(write);
+            self.send(write);
         }
         self.inner.set_phones(user, bindings);
     }
@@ -516,16 +559,16 @@ mod tests {
         }
     }
 
-    fn shared() -> (SharedLocation, mpsc::UnboundedReceiver<Write>) {
+    fn shared() -> (SharedLocation, mpsc::UnboundedReceiver<(u64, Write)>) {
         let memory = MemoryLocation::new("local.test", HashMap::new(), true);
         let shared = SharedLocation::new(Arc::new(memory));
         let receiver = lock(&shared.pending).take().expect("not started");
         (shared, receiver)
     }
 
-    fn drained(receiver: &mut mpsc::UnboundedReceiver<Write>) -> Vec<String> {
+    fn drained(receiver: &mut mpsc::UnboundedReceiver<(u64, Write)>) -> Vec<String> {
         let mut seen = Vec::new();
-        while let Ok(write) = receiver.try_recv() {
+        while let Ok((_, write)) = receiver.try_recv() {
             seen.push(match write {
                 Write::Put { binding, .. } => format!("put {}", binding.contact),
                 Write::Remove { contact, .. } => format!("remove {contact}"),
@@ -581,14 +624,17 @@ mod tests {
             binding: phone(contact, 5080, 60),
             expires: 1,
         };
-        pending.push(put("sip:a"));
-        pending.push(put("sip:b"));
-        pending.push(Write::Remove {
-            user: "carol".into(),
-            contact: "sip:a".into(),
-        });
+        pending.push((1, put("sip:a")));
+        pending.push((2, put("sip:b")));
+        pending.push((
+            3,
+            Write::Remove {
+                user: "carol".into(),
+                contact: "sip:a".into(),
+            },
+        ));
         let batch = pending.next_batch();
-        let keys: Vec<_> = batch.iter().map(Write::key).collect();
+        let keys: Vec<_> = batch.iter().map(|(_, write)| write.key()).collect();
         assert_eq!(
             keys,
             [
@@ -596,16 +642,32 @@ mod tests {
                 ("carol".to_owned(), "sip:b".to_owned())
             ]
         );
-        assert!(matches!(batch[0], Write::Remove { .. }));
+        assert!(matches!(batch[0], (3, Write::Remove { .. })));
         assert_eq!(pending.len(), 2, "nothing goes before it is written");
         for n in 0..store::MAX_PHONES_PER_PUT {
-            pending.push(put(&format!("sip:{n}")));
+            pending.push((4, put(&format!("sip:{n}"))));
         }
         assert_eq!(pending.next_batch().len(), store::MAX_PHONES_PER_PUT);
         pending.done(store::MAX_PHONES_PER_PUT);
         assert_eq!(pending.len(), 2);
         pending.done(2);
         assert!(pending.is_empty() && pending.latest.is_empty());
+    }
+
+    /// A binding is in the store once its latest change is written, not an earlier one.
+    #[test]
+    fn a_binding_is_in_the_store_once_its_latest_change_is_written() {
+        let (shared, mut writes) = shared();
+        shared.set_phones("carol", vec![phone("sip:carol@a", 5080, 600)]);
+        let first: Vec<_> = std::iter::from_fn(|| writes.try_recv().ok()).collect();
+        assert!(!shared.in_store("carol", "sip:carol@a"));
+        // It moves before the first write is done: that write confirms nothing.
+        shared.set_phones("carol", vec![phone("sip:carol@a", 5090, 600)]);
+        let second: Vec<_> = std::iter::from_fn(|| writes.try_recv().ok()).collect();
+        shared.confirm(&first);
+        assert!(!shared.in_store("carol", "sip:carol@a"));
+        shared.confirm(&second);
+        assert!(shared.in_store("carol", "sip:carol@a"));
     }
 
     /// Stored rows come back as bindings with what is left of their lifetime; rows of

@@ -1,5 +1,6 @@
-//! The gateway's stored state: the messages of every account (with their delivery state), and
-//! the public keys accounts published. One trait, [`Store`], and one implementation of it,
+//! The gateway's stored state: the messages of every account (with their delivery state), the
+//! public keys accounts published, address books, push tokens, the Matrix bridge's rooms, and
+//! the local domain's phone bindings that several gateways share. One trait, [`Store`], and one implementation of it,
 //! [`SqlStore`], over two real databases: **SQLite**, embedded, the default (a file under the
 //! gateway's data directory, so that nothing else needs installing), and **PostgreSQL**, for
 //! deployments where several gateways share one store.
