@@ -1,24 +1,27 @@
-//! The media relay benchmark, side by side with rtpengine.
+//! The media relay benchmark: the gateway side by side with rtpengine and Janus.
 //!
 //! The generator plays browsers: str0m peers on one thread (see `peers.rs`), each sending
 //! 160-byte packets at 50 per second with a send time and a sequence number. The system under
-//! test relays them (DTLS-SRTP and ICE toward the peers, plain RTP toward the far end) to sipp's
-//! RTP echo port, which sends them back. The gateway is set up over sylkRTC (sipp answers its
-//! INVITEs), rtpengine over its ng protocol; the far end is the same echo port for both.
+//! test relays them (DTLS-SRTP and ICE toward the peers, plain RTP toward the far end) to the
+//! generator's RTP reflector, which sends them back. The gateway is set up over sylkRTC and
+//! Janus over its WebSocket API (its SIP plugin; sipp answers both systems' INVITEs with the
+//! reflector's address), rtpengine over its ng protocol; the far end is the same for all.
 //!
-//! For each system, alternating gateway/rtpengine `--reps` times, with the system pinned to
-//! core 0 and the generator (and sipp) to core 1, it ramps up the calls in `--steps` and
-//! measures, at each step, over `--seconds`: loss, the peers' p99 interarrival jitter, the round
-//! trip, the system's CPU per 1,000 relayed packets and its memory per call. The ramp stops at
-//! the first step with 1% loss or more, or p99 jitter of 5 ms or more. Then it measures call
-//! set-up time on the gateway at a fixed rate, and prints the medians and the ratios to
-//! rtpengine; `--svg FILE` draws CPU and loss against calls.
+//! For each system, alternating `--reps` times, with the system pinned to core 0 and the
+//! generator (and sipp) to core 1, it ramps up the calls in `--steps` and measures, at each
+//! step, over `--seconds`: loss, the peers' p99 interarrival jitter, the round trip, the
+//! system's CPU per 1,000 relayed packets and its memory per call. The ramp stops at the first
+//! step with 1% loss or more, or p99 jitter of 5 ms or more. Then it measures call set-up on
+//! each system: the time per call at 20 calls per second, and the calls per second of a burst
+//! placed at once. It prints the medians and the ratios of the gateway to each other system;
+//! `--svg FILE` draws CPU and loss against calls.
 //!
-//! Run it with `tests/bench-relay`. Everything goes to 127.0.0.1.
+//! Run it with `tests/bench-relay`. Everything goes to 127.0.0.0/8.
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
 mod control;
+mod janus;
 mod peers;
 mod svg;
 
@@ -35,6 +38,7 @@ use gateway_tests::peers::{data_dir, free_port, require};
 use mio::Waker;
 
 use control::{GatewayControl, RtpengineControl};
+use janus::{JanusControl, JanusProcess};
 use peers::{Command, Report};
 
 #[derive(Debug, Parser)]
@@ -48,12 +52,15 @@ struct Args {
     /// Repetitions (gateway, rtpengine, gateway, rtpengine...).
     #[arg(long, default_value_t = 3)]
     reps: usize,
-    /// Systems: gateway, rtpengine, or both.
-    #[arg(long, default_value = "gateway,rtpengine")]
+    /// Systems: any of gateway, rtpengine and janus.
+    #[arg(long, default_value = "gateway,rtpengine,janus")]
     systems: String,
     /// Calls for the set-up time measurement, placed at 20 per second.
     #[arg(long, default_value_t = 50)]
     setup_calls: usize,
+    /// Calls placed at once for the set-up rate (calls per second completed in a burst).
+    #[arg(long, default_value_t = 200)]
+    burst: usize,
     /// Where to draw CPU and loss against calls.
     #[arg(long)]
     svg: Option<PathBuf>,
@@ -174,6 +181,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 enum System {
     Gateway(GatewayProcess, Option<GatewayControl>),
     Rtpengine(Child, RtpengineControl),
+    Janus(JanusProcess, Option<JanusControl>),
 }
 
 impl System {
@@ -181,6 +189,16 @@ impl System {
         match self {
             System::Gateway(process, _) => process.pid(),
             System::Rtpengine(child, _) => child.id(),
+            System::Janus(process, _) => process.pid(),
+        }
+    }
+
+    /// Readies what each call needs before it is placed, as a user's client does when it
+    /// connects (Janus: a SIP plugin handle registered as a guest); not counted in set-up.
+    async fn prepare(&mut self, calls: usize) -> Result<(), Error> {
+        match self {
+            System::Janus(_, Some(control)) => control.prepare(calls).await,
+            _ => Ok(()),
         }
     }
 
@@ -189,6 +207,8 @@ impl System {
             System::Gateway(_, Some(control)) => Ok(control.calls(offers).await?),
             System::Gateway(_, None) => Err("not connected".into()),
             System::Rtpengine(_, control) => Ok(control.calls(offers)?),
+            System::Janus(_, Some(control)) => control.calls(offers).await,
+            System::Janus(_, None) => Err("not connected".into()),
         }
     }
 
@@ -205,6 +225,15 @@ impl System {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+            System::Janus(mut process, control) => {
+                if let Some(control) = control {
+                    control.close().await;
+                }
+                if !process.alive() {
+                    println!("  janus: the process had exited");
+                }
+                drop(process);
+            }
         }
     }
 }
@@ -219,12 +248,19 @@ async fn start(system: &str, sip_port: u16, echo: SocketAddr) -> Result<System, 
                 "max_connections_per_source = 1000\n[websocket]\nmax_connections = 100\n\
                  [sip]\nlisten = \"127.0.0.1\"\nudp_port = 0\ntcp_port = 0\n\
                  outbound_proxy = \"sip:127.0.0.1:{sip_port}\"\nsession_expires = 0\n\
-                 [media]\nlisten = \"127.0.0.1\"\nbrowser_port = 0\nrtp_port_min = 30000\nrtp_port_max = 39999\n\
+                 [media]\nlisten = \"127.0.0.1\"\nbrowser_port = 0\nrtp_port_min = 30000\nrtp_port_max = 39999\nsrtp = \"never\"\n\
                  [log]\nlevel = \"warn\"\n"
             );
             let process = GatewayProcess::start_pinned(&config, Some(0))?;
             let control = GatewayControl::connect(&process.url()).await?;
             Ok(System::Gateway(process, Some(control)))
+        }
+        "janus" => {
+            let process = JanusProcess::start(0)?;
+            let control =
+                JanusControl::connect(&process.url, SocketAddr::from(([127, 0, 0, 1], sip_port)))
+                    .await?;
+            Ok(System::Janus(process, Some(control)))
         }
         _ => {
             let ng = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
@@ -294,8 +330,12 @@ async fn ramp(
     };
     let mut calls = 0;
     for &target in steps {
-        let offers = generator.offers(target.saturating_sub(calls), name == "gateway");
+        let offers = generator.offers(target.saturating_sub(calls), name != "rtpengine");
         let sdps: Vec<String> = offers.iter().map(|(_, sdp)| sdp.clone()).collect();
+        if let Err(error) = system.prepare(sdps.len()).await {
+            println!("  {name}: could not prepare {} calls: {error}", sdps.len());
+            break;
+        }
         let (answers, _) = match system.calls(&sdps).await {
             Ok(answers) => answers,
             Err(error) => {
@@ -421,7 +461,7 @@ async fn main() -> Result<(), Error> {
         .split(',')
         .filter_map(|step| step.trim().parse().ok())
         .collect();
-    let systems: Vec<&'static str> = ["gateway", "rtpengine"]
+    let systems: Vec<&'static str> = ["gateway", "rtpengine", "janus"]
         .into_iter()
         .filter(|system| args.systems.contains(system))
         .collect();
@@ -497,24 +537,29 @@ async fn main() -> Result<(), Error> {
         }
     }
 
-    // Set-up time, gateway alone, at 20 calls per second.
-    let mut setup = Vec::new();
-    if systems.contains(&"gateway") {
-        let mut system = start("gateway", sip_port, echo).await?;
-        for _ in 0..args.setup_calls {
-            let offers = generator.offers(1, true);
-            let sdps: Vec<String> = offers.iter().map(|(_, sdp)| sdp.clone()).collect();
-            let started = Instant::now();
-            if let Ok((_, times)) = system.calls(&sdps).await {
-                setup.extend(times.iter().map(|t| t.as_micros() as u32));
+    // Call set-up: time per call at 20 calls per second, then the rate of a burst.
+    let mut setups = Vec::new();
+    for rep in 0..args.reps {
+        for system in &systems {
+            match setup(system, &generator, &args, sip_port, echo).await {
+                Ok(result) => {
+                    println!(
+                        "set-up {} of {system}: p50 {:.1} ms, p99 {:.1} ms at 20 calls/s; {} calls at once in {:.0} ms: {:.0} calls/s",
+                        rep + 1,
+                        result.p50_ms,
+                        result.p99_ms,
+                        args.burst,
+                        result.burst_ms,
+                        result.rate
+                    );
+                    setups.push(result);
+                }
+                Err(error) => println!("  set-up of {system}: {error}"),
             }
-            tokio::time::sleep(Duration::from_millis(50).saturating_sub(started.elapsed())).await;
         }
-        generator.send(Command::Clear);
-        system.stop().await;
     }
 
-    report(&runs, &systems, zero_p50, zero_p99, &mut setup, &args);
+    report(&runs, &systems, zero_p50, zero_p99, &setups, &args);
     if let Some(path) = &args.svg {
         svg::write(
             path,
@@ -540,21 +585,82 @@ async fn main() -> Result<(), Error> {
     Ok(())
 }
 
+/// Call set-up on one system.
+#[derive(Debug, Clone)]
+struct Setup {
+    system: &'static str,
+    /// Time per call (request to answer) at 20 calls per second.
+    p50_ms: f64,
+    p99_ms: f64,
+    /// `--burst` calls placed at once: until the last answer, and calls per second.
+    burst_ms: f64,
+    rate: f64,
+}
+
+/// Measures call set-up on a fresh `system`: `--setup-calls` calls at 20 per second, then
+/// `--burst` calls at once. What a call needs before it is placed (Janus's handles) is readied
+/// first, as the sylkRTC account is added when the gateway's connection opens.
+async fn setup(
+    system: &'static str,
+    generator: &Generator,
+    args: &Args,
+    sip_port: u16,
+    echo: SocketAddr,
+) -> Result<Setup, Error> {
+    let mut running = start(system, sip_port, echo).await?;
+    let result = async {
+        running.prepare(args.setup_calls + args.burst).await?;
+        let mut times = Vec::new();
+        for _ in 0..args.setup_calls {
+            let offers = generator.offers(1, system != "rtpengine");
+            let sdps: Vec<String> = offers.into_iter().map(|(_, sdp)| sdp).collect();
+            let started = Instant::now();
+            let (_, took) = running.calls(&sdps).await?;
+            times.extend(took.iter().map(|t| t.as_micros() as u32));
+            tokio::time::sleep(Duration::from_millis(50).saturating_sub(started.elapsed())).await;
+        }
+        let offers = generator.offers(args.burst, system != "rtpengine");
+        let sdps: Vec<String> = offers.into_iter().map(|(_, sdp)| sdp).collect();
+        let started = Instant::now();
+        let (answers, _) = running.calls(&sdps).await?;
+        let burst = started.elapsed().as_secs_f64();
+        if answers.len() < sdps.len() {
+            return Err(format!("{} of {} calls answered", answers.len(), sdps.len()).into());
+        }
+        Ok::<_, Error>(Setup {
+            system,
+            p50_ms: percentile(&mut times, 0.5) / 1000.0,
+            p99_ms: percentile(&mut times, 0.99) / 1000.0,
+            burst_ms: 1000.0 * burst,
+            rate: sdps.len() as f64 / burst,
+        })
+    }
+    .await;
+    generator.send(Command::Clear);
+    running.stop().await;
+    result
+}
+
 fn report(
     runs: &[Run],
     systems: &[&'static str],
     zero_p50: f64,
     zero_p99: f64,
-    setup: &mut [u32],
+    setups: &[Setup],
     args: &Args,
 ) {
     println!();
+    let second = args
+        .steps
+        .split(',')
+        .nth(1)
+        .and_then(|step| step.trim().parse::<usize>().ok());
     println!(
         "medians of {} runs (fixed load = {} calls)",
         args.reps,
-        args.steps.split(',').next().unwrap_or("?")
+        args.steps.split(',').next().unwrap_or("?"),
     );
-    let mut table: Vec<(&str, [f64; 6])> = Vec::new();
+    let mut table: Vec<(&str, [f64; 8])> = Vec::new();
     for system in systems {
         let runs: Vec<&Run> = runs.iter().filter(|run| run.system == *system).collect();
         let first = |f: &dyn Fn(&Step) -> f64| {
@@ -565,6 +671,16 @@ fn report(
             )
         };
         let cpu = first(&|step| step.cpu_per_1000_ms);
+        let cpu_second = median(
+            runs.iter()
+                .filter_map(|run| {
+                    run.steps
+                        .iter()
+                        .find(|s| Some(s.calls) == second)
+                        .map(|s| s.cpu_per_1000_ms)
+                })
+                .collect(),
+        );
         let memory = first(&|step| step.memory_per_call_kib);
         let generator = first(&|step| step.generator_percent);
         let max = median(runs.iter().map(|run| run.max_calls() as f64).collect());
@@ -573,28 +689,59 @@ fn report(
         };
         let p50 = (at_80(&|step| step.rtt_p50_ms) - zero_p50).max(0.0) / 2.0;
         let p99 = (at_80(&|step| step.rtt_p99_ms) - zero_p99).max(0.0) / 2.0;
-        println!(
-            "{system:9}: CPU per 1,000 relayed packets {cpu:.2} ms; max calls (<1% loss, p99 jitter <5 ms) {max:.0}; \
-             added one-way latency at 80% of max p50 {p50:.3} ms, p99 {p99:.3} ms; memory per call {memory:.0} KiB; generator CPU {generator:.1}%"
+        let generator_at_max = median(
+            runs.iter()
+                .filter_map(|run| {
+                    run.steps
+                        .iter()
+                        .find(|s| s.calls == run.max_calls())
+                        .map(|s| s.generator_percent)
+                })
+                .collect(),
         );
-        table.push((system, [cpu, max, p50, p99, memory, generator]));
-    }
-    if let (Some((_, gateway)), Some((_, rtpengine))) = (
-        table.iter().find(|(s, _)| *s == "gateway"),
-        table.iter().find(|(s, _)| *s == "rtpengine"),
-    ) {
-        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        let rate = median(
+            setups
+                .iter()
+                .filter(|s| s.system == *system)
+                .map(|s| s.rate)
+                .collect(),
+        );
         println!(
-            "gateway / rtpengine: CPU per packet {:.2}, max calls {:.2}, p50 latency {:.2}, p99 latency {:.2}, memory per call {:.2}",
-            ratio(gateway[0], rtpengine[0]),
-            ratio(gateway[1], rtpengine[1]),
-            ratio(gateway[2], rtpengine[2]),
-            ratio(gateway[3], rtpengine[3]),
-            ratio(gateway[4], rtpengine[4])
+            "{system:9}: CPU per 1,000 relayed packets {cpu:.2} ms (second step {cpu_second:.2} ms); \
+             max calls (<1% loss, p99 jitter <5 ms) {max:.0}; added one-way latency at 80% of max \
+             p50 {p50:.3} ms, p99 {p99:.3} ms; memory per call {memory:.0} KiB; generator CPU \
+             {generator:.1}% (at the max {generator_at_max:.1}%); set-up {rate:.0} calls/s"
+        );
+        for setup in setups.iter().filter(|s| s.system == *system) {
+            println!(
+                "           set-up p50 {:.1} ms, p99 {:.1} ms at 20 calls/s; {} at once in {:.0} ms",
+                setup.p50_ms, setup.p99_ms, args.burst, setup.burst_ms
+            );
+        }
+        table.push((
+            system,
+            [cpu, max, p50, p99, memory, generator, cpu_second, rate],
+        ));
+    }
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    let Some((_, gateway)) = table.iter().find(|(s, _)| *s == "gateway") else {
+        return;
+    };
+    for (other, theirs) in table.iter().filter(|(s, _)| *s != "gateway") {
+        println!(
+            "gateway / {other}: CPU per packet {:.2} (second step {:.2}), max calls {:.2}, p50 latency {:.2}, \
+             p99 latency {:.2}, memory per call {:.2}, set-up rate {:.2}",
+            ratio(gateway[0], theirs[0]),
+            ratio(gateway[6], theirs[6]),
+            ratio(gateway[1], theirs[1]),
+            ratio(gateway[2], theirs[2]),
+            ratio(gateway[3], theirs[3]),
+            ratio(gateway[4], theirs[4]),
+            ratio(gateway[7], theirs[7]),
         );
         // Each system's own 80% point may be a different load: compare one load as well, the
         // step nearest 80% of the smaller maximum.
-        let target = 0.8 * gateway[1].min(rtpengine[1]);
+        let target = 0.8 * gateway[1].min(theirs[1]);
         let load = args
             .steps
             .split(',')
@@ -614,18 +761,11 @@ fn report(
                     .collect();
                 (median(rtts) - zero_p99).max(0.0) / 2.0
             };
-            let (ours, theirs) = (added_p99("gateway"), added_p99("rtpengine"));
+            let (ours, theirs) = (added_p99("gateway"), added_p99(other));
             println!(
-                "added one-way latency p99 at {load} calls for both: gateway {ours:.3} ms, rtpengine {theirs:.3} ms, ratio {:.2}",
+                "added one-way latency p99 at {load} calls for both: gateway {ours:.3} ms, {other} {theirs:.3} ms, ratio {:.2}",
                 ratio(ours, theirs)
             );
         }
-    }
-    if !setup.is_empty() {
-        println!(
-            "gateway call set-up (session-create to accepted, sipp answering at once, 20 calls/s): p50 {:.1} ms, p99 {:.1} ms",
-            percentile(setup, 0.5) / 1000.0,
-            percentile(setup, 0.99) / 1000.0
-        );
     }
 }

@@ -1,5 +1,5 @@
 //! A small SVG plot of the ramps: CPU (% of a core) and loss (%) against concurrent calls, one
-//! line per run, gateway in blue, rtpengine in orange.
+//! line per run, gateway in blue, rtpengine in orange, Janus in green.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -83,11 +83,7 @@ pub(crate) fn write(path: &Path, runs: &Series<'_>) -> std::io::Result<()> {
             y0 + plot_h + 34.0
         );
         for (system, points) in runs {
-            let colour = if *system == "gateway" {
-                "#1f5fbf"
-            } else {
-                "#e07b00"
-            };
+            let colour = colour(system);
             let coordinates: Vec<String> = points
                 .iter()
                 .map(|point| {
@@ -105,29 +101,37 @@ pub(crate) fn write(path: &Path, runs: &Series<'_>) -> std::io::Result<()> {
         }
     }
     let legend_y = height - 20.0;
-    let _ = writeln!(
-        svg,
-        r##"<line x1="{left}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="#1f5fbf" stroke-width="3"/>"##,
-        left + 30.0
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="{}">sylkrtc-gateway</text>"#,
-        left + 36.0,
-        legend_y + 4.0
-    );
-    let _ = writeln!(
-        svg,
-        r##"<line x1="{}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="#e07b00" stroke-width="3"/>"##,
-        left + 170.0,
-        left + 200.0
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="{}">rtpengine (userspace)</text>"#,
-        left + 206.0,
-        legend_y + 4.0
-    );
+    let mut x = left;
+    for (system, label) in [
+        ("gateway", "sylkrtc-gateway"),
+        ("rtpengine", "rtpengine (userspace)"),
+        ("janus", "Janus (SIP plugin)"),
+    ] {
+        if !runs.iter().any(|(name, _)| *name == system) {
+            continue;
+        }
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{x}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="{}" stroke-width="3"/>"#,
+            x + 30.0,
+            colour(system)
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}">{label}</text>"#,
+            x + 36.0,
+            legend_y + 4.0
+        );
+        x += 190.0;
+    }
     svg.push_str("</svg>\n");
     std::fs::write(path, svg)
+}
+
+fn colour(system: &str) -> &'static str {
+    match system {
+        "gateway" => "#1f5fbf",
+        "janus" => "#2e9e44",
+        _ => "#e07b00",
+    }
 }
