@@ -544,13 +544,15 @@ async fn main() -> Result<(), Error> {
             match setup(system, &generator, &args, sip_port, echo).await {
                 Ok(result) => {
                     println!(
-                        "set-up {} of {system}: p50 {:.1} ms, p99 {:.1} ms at 20 calls/s; {} calls at once in {:.0} ms: {:.0} calls/s",
+                        "set-up {} of {system}: p50 {:.1} ms, p99 {:.1} ms at 20 calls/s; {} calls at once answered in {:.0} ms ({:.0} calls/s), connected in {:.0} ms, {:.2} ms of CPU per call",
                         rep + 1,
                         result.p50_ms,
                         result.p99_ms,
                         args.burst,
                         result.burst_ms,
-                        result.rate
+                        result.rate,
+                        result.connected_ms,
+                        result.cpu_per_call_ms
                     );
                     setups.push(result);
                 }
@@ -595,6 +597,10 @@ struct Setup {
     /// `--burst` calls placed at once: until the last answer, and calls per second.
     burst_ms: f64,
     rate: f64,
+    /// Until every call of the burst had ICE and DTLS up, in ms.
+    connected_ms: f64,
+    /// The system's CPU per call of the burst (until connected), in ms.
+    cpu_per_call_ms: f64,
 }
 
 /// Measures call set-up on a fresh `system`: `--setup-calls` calls at 20 per second, then
@@ -613,19 +619,43 @@ async fn setup(
         let mut times = Vec::new();
         for _ in 0..args.setup_calls {
             let offers = generator.offers(1, system != "rtpengine");
-            let sdps: Vec<String> = offers.into_iter().map(|(_, sdp)| sdp).collect();
+            let sdps: Vec<String> = offers.iter().map(|(_, sdp)| sdp.clone()).collect();
             let started = Instant::now();
-            let (_, took) = running.calls(&sdps).await?;
+            let (answers, took) = running.calls(&sdps).await?;
+            // The peers take their answers, so that every call connects as a real one does
+            // (ICE and DTLS run beside the next set-ups).
+            for ((id, _), answer) in offers.iter().zip(answers) {
+                generator.send(Command::Answer(*id, answer));
+            }
             times.extend(took.iter().map(|t| t.as_micros() as u32));
             tokio::time::sleep(Duration::from_millis(50).saturating_sub(started.elapsed())).await;
         }
         let offers = generator.offers(args.burst, system != "rtpengine");
-        let sdps: Vec<String> = offers.into_iter().map(|(_, sdp)| sdp).collect();
+        let sdps: Vec<String> = offers.iter().map(|(_, sdp)| sdp.clone()).collect();
+        let connected_before = generator.report().connected;
+        let cpu_before = cpu_seconds(running.pid())?;
         let started = Instant::now();
         let (answers, _) = running.calls(&sdps).await?;
         let burst = started.elapsed().as_secs_f64();
-        if answers.len() < sdps.len() {
-            return Err(format!("{} of {} calls answered", answers.len(), sdps.len()).into());
+        let answered = answers.len();
+        for ((id, _), answer) in offers.iter().zip(answers) {
+            generator.send(Command::Answer(*id, answer));
+        }
+        // Until every call of the burst has ICE and DTLS up (or 30 s).
+        while generator.report().connected < connected_before + answered
+            && started.elapsed() < Duration::from_secs(30)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let connected = started.elapsed().as_secs_f64();
+        let connected_calls = generator.report().connected - connected_before;
+        let cpu = cpu_seconds(running.pid())? - cpu_before;
+        if answered < sdps.len() || connected_calls < sdps.len() {
+            return Err(format!(
+                "{answered} of {} calls answered, {connected_calls} connected",
+                sdps.len()
+            )
+            .into());
         }
         Ok::<_, Error>(Setup {
             system,
@@ -633,6 +663,8 @@ async fn setup(
             p99_ms: percentile(&mut times, 0.99) / 1000.0,
             burst_ms: 1000.0 * burst,
             rate: sdps.len() as f64 / burst,
+            connected_ms: 1000.0 * connected,
+            cpu_per_call_ms: 1000.0 * cpu / sdps.len() as f64,
         })
     }
     .await;
@@ -660,7 +692,7 @@ fn report(
         args.reps,
         args.steps.split(',').next().unwrap_or("?"),
     );
-    let mut table: Vec<(&str, [f64; 8])> = Vec::new();
+    let mut table: Vec<(&str, [f64; 9])> = Vec::new();
     for system in systems {
         let runs: Vec<&Run> = runs.iter().filter(|run| run.system == *system).collect();
         let first = |f: &dyn Fn(&Step) -> f64| {
@@ -706,21 +738,44 @@ fn report(
                 .map(|s| s.rate)
                 .collect(),
         );
+        let connected_rate = median(
+            setups
+                .iter()
+                .filter(|s| s.system == *system)
+                .map(|s| args.burst as f64 * 1000.0 / s.connected_ms)
+                .collect(),
+        );
         println!(
             "{system:9}: CPU per 1,000 relayed packets {cpu:.2} ms (second step {cpu_second:.2} ms); \
              max calls (<1% loss, p99 jitter <5 ms) {max:.0}; added one-way latency at 80% of max \
              p50 {p50:.3} ms, p99 {p99:.3} ms; memory per call {memory:.0} KiB; generator CPU \
-             {generator:.1}% (at the max {generator_at_max:.1}%); set-up {rate:.0} calls/s"
+             {generator:.1}% (at the max {generator_at_max:.1}%); set-up {rate:.0} calls/s answered, \
+             {connected_rate:.0} calls/s connected"
         );
         for setup in setups.iter().filter(|s| s.system == *system) {
             println!(
-                "           set-up p50 {:.1} ms, p99 {:.1} ms at 20 calls/s; {} at once in {:.0} ms",
-                setup.p50_ms, setup.p99_ms, args.burst, setup.burst_ms
+                "           set-up p50 {:.1} ms, p99 {:.1} ms at 20 calls/s; {} at once answered in {:.0} ms, connected in {:.0} ms, {:.2} ms of CPU per call",
+                setup.p50_ms,
+                setup.p99_ms,
+                args.burst,
+                setup.burst_ms,
+                setup.connected_ms,
+                setup.cpu_per_call_ms
             );
         }
         table.push((
             system,
-            [cpu, max, p50, p99, memory, generator, cpu_second, rate],
+            [
+                cpu,
+                max,
+                p50,
+                p99,
+                memory,
+                generator,
+                cpu_second,
+                rate,
+                connected_rate,
+            ],
         ));
     }
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
@@ -730,7 +785,7 @@ fn report(
     for (other, theirs) in table.iter().filter(|(s, _)| *s != "gateway") {
         println!(
             "gateway / {other}: CPU per packet {:.2} (second step {:.2}), max calls {:.2}, p50 latency {:.2}, \
-             p99 latency {:.2}, memory per call {:.2}, set-up rate {:.2}",
+             p99 latency {:.2}, memory per call {:.2}, set-up rate answered {:.2}, connected {:.2}",
             ratio(gateway[0], theirs[0]),
             ratio(gateway[6], theirs[6]),
             ratio(gateway[1], theirs[1]),
@@ -738,6 +793,7 @@ fn report(
             ratio(gateway[3], theirs[3]),
             ratio(gateway[4], theirs[4]),
             ratio(gateway[7], theirs[7]),
+            ratio(gateway[8], theirs[8]),
         );
         // Each system's own 80% point may be a different load: compare one load as well, the
         // step nearest 80% of the smaller maximum.
