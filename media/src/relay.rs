@@ -32,6 +32,7 @@ use crate::sdp::{Description, Direction, answered_payloads, declined_as_offered,
 use crate::srtp::{Crypto, SrtpPolicy};
 
 mod browser_leg;
+mod dtls_provider;
 mod forward;
 mod latch;
 pub mod pair;

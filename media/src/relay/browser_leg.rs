@@ -217,6 +217,7 @@ pub(super) fn build_rtc(
     if let Some(certificate) = certificate() {
         rtc_config = rtc_config.set_dtls_cert(certificate);
     }
+    rtc_config = rtc_config.set_crypto_provider(super::dtls_provider::crypto_provider());
     let codecs = rtc_config.codec_config();
     for payload in payloads {
         let (codec, rate, channels) = match payload.format {
