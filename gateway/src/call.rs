@@ -461,6 +461,11 @@ impl Call {
     async fn run(&mut self, mut commands: mpsc::UnboundedReceiver<Command>, events: Vec<Events>) {
         let mut branches: Vec<Option<Events>> = events.into_iter().map(Some).collect();
         self.drain();
+        // The call's own timer, kept across the loop and moved only when its deadline does: a
+        // timer made per pass would be entered into the runtime's timer wheel and taken out
+        // again for every packet the call relays.
+        let mut timer = Box::pin(tokio::time::sleep_until(Instant::now()));
+        let mut armed: Option<Instant> = None;
         while !self.is_over() {
             // The media session stays in the call (the machine may claim the browser port at
             // any time); the select borrows it and the machine side by side.
@@ -475,6 +480,10 @@ impl Call {
             // The media's tally for the metrics shares the call's timer.
             let tally_at = self.record.tally_at();
             let wake = call_deadline.map_or(tally_at, |at| at.min(tally_at));
+            if armed != Some(wake) {
+                timer.as_mut().reset(wake);
+                armed = Some(wake);
+            }
             // Media first: it is what arrives 100 times a second; signalling waits a packet.
             tokio::select! {
                 biased;
@@ -511,7 +520,9 @@ impl Call {
                         machine.handle_far_end(std::time::Instant::now(), event);
                     }
                 }
-                () = sleep_until(Some(wake)) => {
+                () = &mut timer => {
+                    // Fired: armed again on the next pass, even for the same deadline.
+                    armed = None;
                     let now = Instant::now();
                     if now >= tally_at {
                         self.record.tally(machine.relay_mut().quality());
@@ -605,13 +616,6 @@ async fn next_event(branches: &mut [Option<Events>]) -> (usize, Option<LegEvent>
 /// How a branch whose channel closed without a final word ended.
 fn gone() -> LegEnding {
     LegEnding::new(Some(500), "500 the SIP user agent stopped", false)
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The SRTP policy of an outgoing call to `uri`: best-effort SRTP is not offered to telephone
