@@ -51,6 +51,11 @@ use video::VideoStream;
 pub use forward::is_stun;
 pub use quality::{CallQuality, LegQuality};
 
+/// Makes the browser legs' shared DTLS certificate and configuration (see [`crate::init_crypto`]).
+pub(crate) fn prepare_shared() {
+    browser_leg::prepare_shared();
+}
+
 /// A relay's settings.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {

@@ -179,6 +179,18 @@ pub(super) fn certificate() -> Option<str0m::config::DtlsCert> {
         .clone()
 }
 
+/// Makes the shared certificate and, by building a throwaway peer with it, the shared DTLS
+/// configuration for str0m's default MTU: the first call took 70 ms instead of 3 ms making
+/// them.
+pub(super) fn prepare_shared() {
+    let mut rtc_config =
+        RtcConfig::new().set_crypto_provider(super::dtls_provider::crypto_provider());
+    if let Some(certificate) = certificate() {
+        rtc_config = rtc_config.set_dtls_cert(certificate);
+    }
+    drop(rtc_config.build(Instant::now()));
+}
+
 /// A str0m peer for the browser leg: ICE-lite with one host candidate at the advertised
 /// address, RTP mode, and exactly the given payloads; `video`: the call starts with video
 /// (transport-cc on).

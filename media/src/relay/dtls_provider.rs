@@ -165,4 +165,11 @@ mod tests {
         assert!(!engine.is_closed());
         assert_eq!(shared.configs.lock().unwrap().len(), 2);
     }
+
+    /// Start-up makes the configuration the browser legs use, so the first call finds it.
+    #[test]
+    fn start_up_makes_the_shared_configuration() {
+        crate::init_crypto();
+        assert!(!SHARED.configs.lock().unwrap().is_empty());
+    }
 }

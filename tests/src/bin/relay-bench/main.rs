@@ -630,6 +630,10 @@ async fn setup(
             times.extend(took.iter().map(|t| t.as_micros() as u32));
             tokio::time::sleep(Duration::from_millis(50).saturating_sub(started.elapsed())).await;
         }
+        if std::env::var_os("BENCH_SETUP_TIMES").is_some() {
+            // Each call's time in order, to tell a warm-up from a periodic stall.
+            println!("  {system} set-up times (µs, in order): {times:?}");
+        }
         let offers = generator.offers(args.burst, system != "rtpengine");
         let sdps: Vec<String> = offers.iter().map(|(_, sdp)| sdp.clone()).collect();
         let connected_before = generator.report().connected;
