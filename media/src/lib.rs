@@ -27,14 +27,16 @@ pub use error::{Error, Result};
 pub use relay::pair::{PairConfig, PairOutput, RtpPair, Side};
 pub use relay::{CallQuality, Event, LegQuality, Output, Relay, RelayConfig};
 
-/// Installs the process-wide crypto provider of the WebRTC stack (DTLS, SRTP) and makes what
-/// every browser leg shares (the DTLS certificate and configuration), so that the first call
-/// does not wait for them. Call once at start-up, before any relay is made; later calls do
-/// nothing.
+/// Installs the process-wide crypto provider of the WebRTC stack (DTLS, SRTP) and starts making
+/// what every browser leg shares (the DTLS certificate and configuration) on a thread of its
+/// own, so that neither start-up nor the first call waits for them (a call that comes first
+/// makes them itself). Call once at start-up, before any relay is made; later calls do nothing.
 pub fn init_crypto() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         str0m::crypto::from_feature_flags().install_process_default();
-        relay::prepare_shared();
+        let _ = std::thread::Builder::new()
+            .name("dtls-prepare".into())
+            .spawn(relay::prepare_shared);
     });
 }

@@ -170,6 +170,14 @@ mod tests {
     #[test]
     fn start_up_makes_the_shared_configuration() {
         crate::init_crypto();
-        assert!(!SHARED.configs.lock().unwrap().is_empty());
+        // Made on a thread of its own: it is there within moments.
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while SHARED.configs.lock().unwrap().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "no shared configuration after 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
