@@ -61,20 +61,17 @@ pub(crate) fn report(
                 })
                 .collect(),
         );
-        let rate = median(
-            setups
-                .iter()
-                .filter(|s| s.system == *system)
-                .map(|s| s.rate)
-                .collect(),
-        );
-        let connected_rate = median(
-            setups
-                .iter()
-                .filter(|s| s.system == *system)
-                .map(|s| args.burst as f64 * 1000.0 / s.connected_ms)
-                .collect(),
-        );
+        let of_setups = |f: &dyn Fn(&Setup) -> f64| {
+            median(
+                setups
+                    .iter()
+                    .filter(|s| s.system == *system)
+                    .map(f)
+                    .collect(),
+            )
+        };
+        let rate = of_setups(&|s| s.rate);
+        let connected_rate = of_setups(&|s| args.burst as f64 * 1000.0 / s.connected_ms);
         println!(
             "{system:9}: CPU per 1,000 relayed packets {cpu:.2} ms (second step {cpu_second:.2} ms); \
              max calls (<1% loss, p99 jitter <5 ms) {max:.0}; added one-way latency at 80% of max \
