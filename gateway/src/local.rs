@@ -305,13 +305,13 @@ impl Local {
         &self,
         user: &str,
         if_match: Option<&str>,
-        open: Option<bool>,
+        tuples: Option<crate::publications::Tuples>,
         expires: std::time::Duration,
     ) -> Result<Option<String>, crate::publications::Refusal> {
         self.publications
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .publish(std::time::Instant::now(), user, if_match, open, expires)
+            .publish(std::time::Instant::now(), user, if_match, tuples, expires)
     }
 
     /// The location service.

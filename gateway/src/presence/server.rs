@@ -267,7 +267,7 @@ impl Server {
                 answer(403, "Forbidden (publish your own state)", Vec::new()),
             );
         }
-        let open =
+        let tuples =
             if message.body.is_empty() {
                 None
             } else {
@@ -284,16 +284,19 @@ impl Server {
                         ),
                     );
                 }
-                let Some(status) = std::str::from_utf8(&message.body)
-                    .ok()
-                    .and_then(super::pidf::read)
-                else {
+                let body = std::str::from_utf8(&message.body).ok();
+                let Some(status) = body.and_then(super::pidf::read) else {
                     return self.sip.answer(
                         handle,
                         answer(400, "Bad Request (malformed PIDF)", Vec::new()),
                     );
                 };
-                Some(status.open)
+                let mut tuples = body.map(super::pidf::tuples).unwrap_or_default();
+                if tuples.is_empty() {
+                    // Statuses outside any tuple: one tuple of no id.
+                    tuples.push((None, status.open));
+                }
+                Some(tuples)
             };
         let if_match = message
             .header(&Name::from("SIP-If-Match"))
@@ -301,7 +304,7 @@ impl Server {
         let result = self.local.publish(
             user,
             if_match.as_deref(),
-            open,
+            tuples,
             Duration::from_secs(expires.into()),
         );
         match result {
@@ -310,7 +313,7 @@ impl Server {
                 if let Some(tag) = tag {
                     headers.push(("SIP-ETag".to_owned(), tag));
                 }
-                debug!(%user, ?open, expires, "presence published");
+                debug!(%user, expires, "presence published");
                 self.sip.answer(handle, answer(200, "OK", headers));
                 self.poll();
             }
