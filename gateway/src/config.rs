@@ -126,24 +126,6 @@ pub struct MediaConfig {
     /// How our offers toward SIP carry SRTP: SDES keys in the SDP, or DTLS-SRTP.
     #[serde(default)]
     pub srtp_offer: SrtpOffer,
-    /// Whether calls get sockets of their own on the browser port, connected to their
-    /// browser.
-    #[serde(default)]
-    pub browser_sockets: BrowserSocketsSetting,
-}
-
-/// `media.browser_sockets`: how the browser port's datagrams reach their calls.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum BrowserSocketsSetting {
-    /// Connected where the kernel finds them in one step (Linux 6.13 and later, `listen` not
-    /// the wildcard), shared elsewhere.
-    #[default]
-    Auto,
-    /// One socket read by one task for every call.
-    Shared,
-    /// A socket per browser, connected to it, whatever the kernel.
-    Connected,
 }
 
 /// `media.srtp_offer`: how the gateway's own offers toward SIP key SRTP (what it answers
@@ -290,7 +272,6 @@ impl Default for MediaConfig {
             srtp: SrtpSetting::default(),
             srtp_suites: default_srtp_suites(),
             srtp_offer: SrtpOffer::default(),
-            browser_sockets: BrowserSocketsSetting::default(),
         }
     }
 }
@@ -852,9 +833,6 @@ mod tests {
         assert_eq!(config.media.srtp_offer, SrtpOffer::Sdes);
         let config = Config::from_toml("[media]\nsrtp_offer = \"dtls\"").unwrap();
         assert_eq!(config.media.srtp_offer, SrtpOffer::Dtls);
-        let config = Config::from_toml("[media]\nbrowser_sockets = \"shared\"").unwrap();
-        assert_eq!(config.media.browser_sockets, BrowserSocketsSetting::Shared);
-        assert!(Config::from_toml("[media]\nbrowser_sockets = \"ebpf\"").is_err());
         let config = Config::from_toml("[media]\nsrtp = \"never\"\nsrtp_suites = []").unwrap();
         assert_eq!(config.media.srtp, SrtpSetting::Never);
     }

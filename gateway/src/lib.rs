@@ -44,10 +44,10 @@ mod sylkrtc;
 mod tls;
 
 pub use config::{
-    AccountsConfig, BrowserSocketsSetting, CallsConfig, Config, ConversationType, CuttlefishConfig,
-    GstreamerConfig, HttpConfig, InstanceConfig, ListAddress, LocalConfig, LocalUser, LogConfig,
-    MatrixConfig, MediaConfig, NextRtcConfig, SipConfig, SipTransport, SrtpOffer, SrtpSetting,
-    StorageConfig, WebSocketConfig, WebrtcsinkConfig,
+    AccountsConfig, CallsConfig, Config, ConversationType, CuttlefishConfig, GstreamerConfig,
+    HttpConfig, InstanceConfig, ListAddress, LocalConfig, LocalUser, LogConfig, MatrixConfig,
+    MediaConfig, NextRtcConfig, SipConfig, SipTransport, SrtpOffer, SrtpSetting, StorageConfig,
+    WebSocketConfig, WebrtcsinkConfig,
 };
 pub use drain::Drain;
 pub use error::{Error, Result};

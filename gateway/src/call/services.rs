@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use media::Codec;
-use media::driver::{BrowserPort, BrowserSockets, PortRange};
+use media::driver::{BrowserPort, PortRange};
 use media::srtp::{SrtpMode, SrtpPolicy, Suite};
 use sip::driver::SipHandle;
 use tracing::info;
 
-use crate::config::{BrowserSocketsSetting, Config, SrtpOffer, SrtpSetting};
+use crate::config::{Config, SrtpOffer, SrtpSetting};
 use crate::error::{Error, Result};
 use crate::local::Local;
 use crate::metrics::Metrics;
@@ -64,13 +64,8 @@ impl Media {
         media::init_crypto();
         let settings = &config.media;
         let addr = SocketAddr::new(settings.listen, settings.browser_port);
-        let sockets = match settings.browser_sockets {
-            BrowserSocketsSetting::Auto => BrowserSockets::auto(addr),
-            BrowserSocketsSetting::Shared => BrowserSockets::Shared,
-            BrowserSocketsSetting::Connected => BrowserSockets::Connected,
-        };
-        let browser = BrowserPort::bind_with(addr, sockets)
-            .map_err(|source| Error::MediaBind { addr, source })?;
+        let browser =
+            BrowserPort::bind(addr).map_err(|source| Error::MediaBind { addr, source })?;
         let port = browser.local_addr()?.port();
         let advertised = match settings.advertised_address.parse::<IpAddr>() {
             Ok(ip) => ip,
@@ -81,7 +76,6 @@ impl Media {
             browser_port = %SocketAddr::new(settings.listen, port),
             %advertised,
             rtp_ports = %format!("{}-{}", settings.rtp_port_min, settings.rtp_port_max),
-            browser_sockets = ?browser.sockets(),
             "media relay listening"
         );
         Ok(Media {

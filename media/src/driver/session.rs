@@ -15,7 +15,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
-use super::{BrowserPort, Datagram, Delivery, PortPair, RecvBatch, Route};
+use super::{BrowserPort, Datagram, PortPair, RecvBatch, Route};
 use crate::echo::Echo;
 use crate::relay::{Output, Relay};
 
@@ -92,11 +92,8 @@ impl Engine for Echo {
 /// What came for the engine (the data stays in the session until [`MediaSession::feed`]).
 #[derive(Debug)]
 pub enum MediaInput {
-    /// A datagram from the browser, through the shared port's queue.
+    /// A datagram from the browser.
     Browser(Datagram),
-    /// Datagrams from the browser on one of the call's connected sockets, in the session's
-    /// RTP batch.
-    Connected,
     /// Datagrams from the SIP side, in the session's batch for that port: on the RTP port or
     /// (`rtcp`) the RTCP port, of the audio or (`video`) the video port pair.
     Sip {
@@ -116,12 +113,9 @@ pub enum MediaInput {
 pub struct MediaSession {
     browser: Arc<UdpSocket>,
     port: BrowserPort,
-    browser_tx: mpsc::Sender<Delivery>,
-    browser_rx: mpsc::Receiver<Delivery>,
+    browser_tx: mpsc::Sender<Datagram>,
+    browser_rx: mpsc::Receiver<Datagram>,
     route: Option<Route>,
-    /// Sockets on the shared port connected to the browser's addresses, when the port makes
-    /// them; read into the RTP batch (one read at a time, fed at once).
-    connected: Vec<(SocketAddr, UdpSocket)>,
     ports: Option<PortPair>,
     rtp: RtpBatch,
     rtcp: RtcpBatch,
@@ -145,7 +139,6 @@ impl MediaSession {
             browser_tx,
             browser_rx,
             route: None,
-            connected: Vec::new(),
             ports,
             rtp: RtpBatch::new(),
             rtcp: RtcpBatch::new(),
@@ -201,26 +194,10 @@ impl MediaSession {
     /// readiness directly (their reader's waker slot) rather than through a future per socket
     /// and wait: a call waits on up to four sockets a hundred times a second or more.
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<MediaInput> {
-        loop {
-            match self.browser_rx.poll_recv(cx) {
-                Poll::Ready(Some(Delivery::Datagram(datagram))) => {
-                    return Poll::Ready(MediaInput::Browser(datagram));
-                }
-                Poll::Ready(Some(Delivery::Connected(peer, socket))) => {
-                    self.connected.push((peer, socket));
-                }
-                Poll::Ready(None) => return Poll::Ready(MediaInput::Nothing),
-                Poll::Pending => break,
-            }
-        }
-        for (_, socket) in &self.connected {
-            match self.rtp.poll_recv(cx, socket) {
-                Poll::Ready(Ok(_)) => return Poll::Ready(MediaInput::Connected),
-                // An ICMP error the kernel reports on a connected socket (the browser's port
-                // closed): told once, and the socket goes on.
-                Poll::Ready(Err(_)) => return Poll::Ready(MediaInput::Nothing),
-                Poll::Pending => {}
-            }
+        match self.browser_rx.poll_recv(cx) {
+            Poll::Ready(Some(datagram)) => return Poll::Ready(MediaInput::Browser(datagram)),
+            Poll::Ready(None) => return Poll::Ready(MediaInput::Nothing),
+            Poll::Pending => {}
         }
         let read = |polled: Poll<std::io::Result<usize>>, video, rtcp| match polled {
             Poll::Ready(Ok(_)) => Some(MediaInput::Sip { video, rtcp }),
@@ -258,34 +235,12 @@ impl MediaSession {
         match input {
             MediaInput::Browser(datagram) => {
                 engine.handle_browser(datagram.at, datagram.source, &datagram.data);
-                while let Ok(delivery) = self.browser_rx.try_recv() {
-                    match delivery {
-                        Delivery::Datagram(datagram) => {
-                            // The WebRTC stack holds one received RTP packet until its output
-                            // is polled: a second datagram fed before that would overwrite the
-                            // first (half of a video frame's packets, which come in bursts).
-                            self.flush(engine);
-                            engine.handle_browser(datagram.at, datagram.source, &datagram.data);
-                        }
-                        Delivery::Connected(peer, socket) => self.connected.push((peer, socket)),
-                    }
-                }
-            }
-            MediaInput::Connected => {
-                let now = Instant::now();
-                let mut sends = Sends {
-                    browser: &self.browser,
-                    connected: &self.connected,
-                    ports: self.ports.as_ref(),
-                    video_ports: self.video_ports.as_ref(),
-                    deadline: &mut self.deadline,
-                };
-                for (index, (data, source)) in self.rtp.iter().enumerate() {
-                    if index > 0 {
-                        // As for the queue's datagrams: the engine's output is polled between.
-                        sends.flush(engine);
-                    }
-                    engine.handle_browser(now, source, data);
+                while let Ok(datagram) = self.browser_rx.try_recv() {
+                    // The WebRTC stack holds one received RTP packet until its output is
+                    // polled: a second datagram fed before that would overwrite the first
+                    // (half of a video frame's packets, which come in bursts).
+                    self.flush(engine);
+                    engine.handle_browser(datagram.at, datagram.source, &datagram.data);
                 }
             }
             MediaInput::Sip { video, rtcp } => {
@@ -313,63 +268,33 @@ impl MediaSession {
     /// Sends everything the engine has for the network and learns when it wants its timer.
     /// Sends never wait: a full socket buffer drops the datagram, as the network would.
     pub fn flush(&mut self, engine: &mut impl Engine) {
-        Sends {
-            browser: &self.browser,
-            connected: &self.connected,
-            ports: self.ports.as_ref(),
-            video_ports: self.video_ports.as_ref(),
-            deadline: &mut self.deadline,
-        }
-        .flush(engine);
-    }
-}
-
-/// The session's sockets to send from, borrowed apart from its read batches (a batch's
-/// datagrams are fed with the engine's output sent between them).
-struct Sends<'a> {
-    browser: &'a UdpSocket,
-    connected: &'a [(SocketAddr, UdpSocket)],
-    ports: Option<&'a PortPair>,
-    video_ports: Option<&'a PortPair>,
-    deadline: &'a mut Option<Instant>,
-}
-
-impl Sends<'_> {
-    fn flush(&mut self, engine: &mut impl Engine) {
         loop {
             match engine.poll_output() {
                 Output::Browser { destination, data } => {
-                    match self.connected.iter().find(|(peer, _)| *peer == destination) {
-                        Some((_, socket)) => {
-                            let _ = socket.try_send(data);
-                        }
-                        None => {
-                            let _ = self.browser.try_send_to(data, destination);
-                        }
-                    }
+                    let _ = self.browser.try_send_to(data, destination);
                 }
                 Output::SipRtp { destination, data } => {
-                    if let Some(ports) = self.ports {
+                    if let Some(ports) = &self.ports {
                         let _ = ports.rtp.try_send_to(data, destination);
                     }
                 }
                 Output::SipRtcp { destination, data } => {
-                    if let Some(ports) = self.ports {
+                    if let Some(ports) = &self.ports {
                         let _ = ports.rtcp.try_send_to(data, destination);
                     }
                 }
                 Output::SipVideoRtp { destination, data } => {
-                    if let Some(ports) = self.video_ports {
+                    if let Some(ports) = &self.video_ports {
                         let _ = ports.rtp.try_send_to(data, destination);
                     }
                 }
                 Output::SipVideoRtcp { destination, data } => {
-                    if let Some(ports) = self.video_ports {
+                    if let Some(ports) = &self.video_ports {
                         let _ = ports.rtcp.try_send_to(data, destination);
                     }
                 }
                 Output::Timeout(at) => {
-                    *self.deadline = Some(at);
+                    self.deadline = Some(at);
                     return;
                 }
             }
@@ -522,10 +447,7 @@ mod tests {
                 at: Instant::now(),
                 data: bytes::Bytes::from(vec![0x80, index]),
             };
-            session
-                .browser_tx
-                .try_send(Delivery::Datagram(datagram))
-                .unwrap();
+            session.browser_tx.try_send(datagram).unwrap();
         }
         let mut engine = OneSlot::default();
         let input = session.next().await;

@@ -53,8 +53,7 @@ struct Args {
     /// Repetitions (gateway, rtpengine, gateway, rtpengine...).
     #[arg(long, default_value_t = 3)]
     reps: usize,
-    /// Systems: any of gateway, rtpengine and janus; gateway-shared is the gateway with its
-    /// browser port read by one task for every call (`media.browser_sockets = "shared"`).
+    /// Systems: any of gateway, rtpengine and janus.
     #[arg(long, default_value = "gateway,rtpengine,janus")]
     systems: String,
     /// Calls for the set-up time measurement, placed at 20 per second.
@@ -245,20 +244,12 @@ static VIDEO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new
 
 async fn start(system: &str, sip_port: u16, echo: SocketAddr) -> Result<System, Error> {
     match system {
-        "gateway" | "gateway-shared" => {
-            // gateway-shared: the browser port read by one task for every call, as before
-            // connected sockets (and as on kernels older than 6.13).
-            let sockets = if system == "gateway" {
-                "auto"
-            } else {
-                "shared"
-            };
+        "gateway" => {
             let config = format!(
                 "max_connections_per_source = 1000\n[websocket]\nmax_connections = 100\n\
                  [sip]\nlisten = \"127.0.0.1\"\nudp_port = 0\ntcp_port = 0\n\
                  outbound_proxy = \"sip:127.0.0.1:{sip_port}\"\nsession_expires = 0\n\
                  [media]\nlisten = \"127.0.0.1\"\nbrowser_port = 0\nrtp_port_min = 30000\nrtp_port_max = 39999\nsrtp = \"never\"\n\
-                 browser_sockets = \"{sockets}\"\n\
                  [log]\nlevel = \"warn\"\n"
             );
             let process = GatewayProcess::start_pinned(&config, Some(0))?;
@@ -471,10 +462,9 @@ async fn main() -> Result<(), Error> {
         .split(',')
         .filter_map(|step| step.trim().parse().ok())
         .collect();
-    let named: Vec<&str> = args.systems.split(',').map(str::trim).collect();
-    let systems: Vec<&'static str> = ["gateway", "gateway-shared", "rtpengine", "janus"]
+    let systems: Vec<&'static str> = ["gateway", "rtpengine", "janus"]
         .into_iter()
-        .filter(|system| named.contains(system))
+        .filter(|system| args.systems.contains(system))
         .collect();
 
     // The far end: sipp answering the gateway's INVITEs with the reflector's address, and the

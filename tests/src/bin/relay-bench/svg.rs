@@ -104,7 +104,6 @@ pub(crate) fn write(path: &Path, runs: &Series<'_>) -> std::io::Result<()> {
     let mut x = left;
     for (system, label) in [
         ("gateway", "sylkrtc-gateway"),
-        ("gateway-shared", "gateway, shared socket"),
         ("rtpengine", "rtpengine (userspace)"),
         ("janus", "Janus (SIP plugin)"),
     ] {
@@ -133,7 +132,6 @@ fn colour(system: &str) -> &'static str {
     match system {
         "gateway" => "#1f5fbf",
         "janus" => "#2e9e44",
-        "gateway-shared" => "#8c54c0",
         _ => "#e07b00",
     }
 }
