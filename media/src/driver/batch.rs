@@ -11,7 +11,6 @@
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
-use std::task::{Context, Poll, ready};
 
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use tokio::io::Interest;
@@ -58,24 +57,6 @@ impl<const N: usize, const SIZE: usize> RecvBatch<N, SIZE> {
             match self.try_recv(socket) {
                 Ok(0) => continue,
                 other => return other,
-            }
-        }
-    }
-
-    /// Reads a batch when the socket has datagrams: `Ready` with how many (at least one), or
-    /// `Pending` with the task's waker kept for the socket (the one reader's slot: no waiter
-    /// is queued and unlinked per poll, as the `readable()` future does).
-    pub fn poll_recv(
-        &mut self,
-        cx: &mut Context<'_>,
-        socket: &UdpSocket,
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(socket.poll_recv_ready(cx))?;
-            match self.try_recv(socket) {
-                // A stale readiness, now cleared: polled again to keep the waker.
-                Ok(0) => continue,
-                other => return Poll::Ready(other),
             }
         }
     }
