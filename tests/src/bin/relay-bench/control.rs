@@ -211,11 +211,16 @@ impl RtpengineControl {
     /// Deletes every call.
     pub(crate) fn close(&mut self) {
         for call in std::mem::take(&mut self.calls) {
-            let _ = self.request(&[
+            let deleted = self.request(&[
                 ("command", Value::text_of("delete")),
                 ("call-id", Value::text_of(&call)),
                 ("from-tag", Value::text_of("caller")),
             ]);
+            if deleted.is_err() {
+                // rtpengine is not answering (it may have exited): the rest would each wait
+                // for the read timeout too.
+                break;
+            }
         }
     }
 }

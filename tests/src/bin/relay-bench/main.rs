@@ -222,7 +222,10 @@ impl System {
                 drop(process);
             }
             System::Rtpengine(mut child, mut control) => {
-                control.close();
+                match child.try_wait() {
+                    Ok(Some(status)) => println!("  rtpengine: the process had exited ({status})"),
+                    _ => control.close(),
+                }
                 let _ = child.kill();
                 let _ = child.wait();
             }
