@@ -66,18 +66,18 @@ impl Publications {
         if expires.is_zero() {
             return Ok(None);
         }
-        if self.by_tag.len() >= MAX_PUBLICATIONS {
-            return Err((503, "Service Unavailable (too many publications)"));
-        }
-        self.counter += 1;
         let (tuples, changed) = match (tuples, previous) {
-            (Some(tuples), _) => (tuples, self.counter),
+            (Some(tuples), _) => (tuples, self.counter + 1),
             // A refresh: the state and its age as they were.
             (None, Some((_, kept))) => kept,
             (None, None) => {
                 return Err((400, "Bad Request (a new publication needs a PIDF body)"));
             }
         };
+        if self.by_tag.len() >= MAX_PUBLICATIONS {
+            return Err((503, "Service Unavailable (too many publications)"));
+        }
+        self.counter += 1;
         let tag = format!(
             "{:x}{:x}",
             self.counter,

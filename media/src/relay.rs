@@ -54,7 +54,14 @@ pub use quality::{CallQuality, LegQuality};
 /// Makes the browser legs' shared DTLS certificate and configuration (see [`crate::init_crypto`]).
 pub(crate) fn prepare_shared() {
     browser_leg::prepare_shared();
+    #[cfg(test)]
+    PREPARED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
+
+/// How many times [`prepare_shared`] ran: the shared configuration may come from any test's
+/// relay as well, so the start-up test counts the preparation itself.
+#[cfg(test)]
+pub(crate) static PREPARED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A relay's settings.
 #[derive(Debug, Clone)]

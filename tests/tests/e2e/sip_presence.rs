@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use gateway::ListAddress;
 use gateway_tests::baresip::Baresip;
-use gateway_tests::peers::{Kamailio, KamailioOptions};
+use gateway_tests::peers::{Kamailio, KamailioOptions, data_dir, free_port, require};
 use gateway_tests::{Client, Gateway};
 use serde_json::json;
 
@@ -67,6 +67,35 @@ async fn presence_or_log(client: &mut Client, phone: &Baresip) -> (String, Strin
     }
 }
 
+/// carol lets alice see her (from a browser, then gone); alice, on a browser, adds her as a
+/// contact and sees her offline. alice's client.
+async fn alice_watches_carol(gateway: &Gateway) -> Client {
+    let alice_uri = format!("alice@{DOMAIN}");
+    let carol_uri = format!("carol@{DOMAIN}");
+    let mut carol = local_client(gateway, "carol").await;
+    carol
+        .expect_ack_amid_events(add(
+            &carol_uri,
+            "policy",
+            json!({"id": "p", "uri": alice_uri, "action": "allow"}),
+        ))
+        .await;
+    carol.close().await;
+    let mut alice = local_client(gateway, "alice").await;
+    alice
+        .expect_ack_amid_events(add(
+            &alice_uri,
+            "contact",
+            json!({"id": "c", "uri": carol_uri, "name": "Carol"}),
+        ))
+        .await;
+    assert_eq!(
+        presence(&mut alice).await,
+        (carol_uri, "offline".to_owned())
+    );
+    alice
+}
+
 /// A baresip phone registered at the gateway's local domain with the presence module.
 fn presence_phone(gateway: &Gateway, user: &str, extra: &str, contacts: &[&str]) -> Baresip {
     let account = format!(
@@ -113,27 +142,7 @@ async fn phones_watch_and_publish_in_the_local_domain() {
     // carol lets alice see her (from a browser, then gone), then her phone publishes: alice,
     // back on a browser, sees what it publishes, whatever its registration says.
     let carol_uri = format!("carol@{DOMAIN}");
-    let mut carol = local_client(&gateway, "carol").await;
-    carol
-        .expect_ack_amid_events(add(
-            &carol_uri,
-            "policy",
-            json!({"id": "p", "uri": alice_uri, "action": "allow"}),
-        ))
-        .await;
-    carol.close().await;
-    let mut alice = local_client(&gateway, "alice").await;
-    alice
-        .expect_ack_amid_events(add(
-            &alice_uri,
-            "contact",
-            json!({"id": "c", "uri": carol_uri, "name": "Carol"}),
-        ))
-        .await;
-    assert_eq!(
-        presence(&mut alice).await,
-        (carol_uri.clone(), "offline".to_owned())
-    );
+    let mut alice = alice_watches_carol(&gateway).await;
     let carol_phone = presence_phone(&gateway, "carol", ";pubint=600", &[]);
     published(&carol_phone, "open").await;
     assert_eq!(
@@ -153,6 +162,39 @@ async fn phones_watch_and_publish_in_the_local_domain() {
     );
     // bob hears alice again too.
     logged(&bob, "<basic>open</basic>", 2).await;
+    alice.close().await;
+}
+
+/// A phone whose first two PUBLISHes raced (two publications of its one tuple, as baresip's
+/// under load) and that then publishes closed through the entity tag it kept: the state it
+/// published last stands, and its watcher sees it go offline. sipp plays the phone.
+#[tokio::test]
+async fn a_tuples_latest_publication_stands() {
+    let gateway = Gateway::start(shipped()).await;
+    let carol_uri = format!("carol@{DOMAIN}");
+    let mut alice = alice_watches_carol(&gateway).await;
+    let carol_is = |state: &str| (carol_uri.clone(), state.to_owned());
+    let sipp = tokio::process::Command::new(require("sipp", "sip-tester"))
+        .arg(gateway.sip.0.to_string())
+        .arg("-sf")
+        .arg(data_dir().join("sipp/uac_publish_twice.xml"))
+        .args(["-s", "carol", "-key", "domain", DOMAIN])
+        .args(["-au", "carol", "-ap", "whatever", "-i", "127.0.0.1"])
+        .args(["-p", &free_port().to_string(), "-m", "1", "-nostdin"])
+        .args(["-timeout", "20", "-timeout_error"])
+        .output();
+    // The events wait on alice's connection while the phone publishes.
+    let output = sipp.await.expect("run sipp");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let online = presence(&mut alice).await;
+    let offline = presence(&mut alice).await;
+    assert_eq!(online, carol_is("online"));
+    assert_eq!(offline, carol_is("offline"));
     alice.close().await;
 }
 

@@ -217,8 +217,9 @@ impl RtpengineControl {
                 ("from-tag", Value::text_of("caller")),
             ]);
             if deleted.is_err() {
-                // rtpengine is not answering (it may have exited): the rest would each wait
-                // for the read timeout too.
+                // No answer, or a refusal: the deletes end here. rtpengine is stopped next
+                // anyway, and one that has exited would make each delete wait out the read
+                // timeout (5 s a call).
                 break;
             }
         }
