@@ -1,6 +1,7 @@
 //! The media relay benchmark: the gateway side by side with rtpengine and Janus.
 //!
-//! The generator plays browsers: str0m peers on one thread (see `peers.rs`), each sending
+//! The generator plays browsers: peers on one thread (see `peers.rs`; lean audio peers by
+//! default, `lean.rs`, or str0m's full WebRTC stack with `--peers str0m`), each sending
 //! 160-byte packets at 50 per second with a send time and a sequence number. The system under
 //! test relays them (DTLS-SRTP and ICE toward the peers, plain RTP toward the far end) to the
 //! generator's RTP reflector, which sends them back. The gateway is set up over sylkRTC and
@@ -22,6 +23,7 @@
 
 mod control;
 mod janus;
+mod lean;
 mod peers;
 mod report;
 mod svg;
@@ -69,6 +71,11 @@ struct Args {
     /// keyframe burst every 3 s) instead of audio.
     #[arg(long)]
     video: bool,
+    /// The generator's audio peers: `lean` (what a browser puts on the wire, on the gateway's
+    /// own DTLS-SRTP and SRTP: cheaper per packet than the systems it measures) or `str0m`
+    /// (a full WebRTC stack per peer). Video calls always use str0m.
+    #[arg(long, default_value = "lean", value_parser = ["lean", "str0m"])]
+    peers: String,
 }
 
 /// One measured step.
@@ -511,6 +518,7 @@ async fn main() -> Result<(), Error> {
     let (waker_tx, waker_rx) = channel();
     let zero_socket = reflector.try_clone()?;
     let video = args.video;
+    let lean = args.peers == "lean";
     VIDEO.store(video, std::sync::atomic::Ordering::Relaxed);
     let loop_thread = std::thread::spawn(move || {
         peers::run(
@@ -519,6 +527,7 @@ async fn main() -> Result<(), Error> {
             receiver,
             waker_tx,
             video,
+            lean,
         )
     });
     let waker = waker_rx.recv().map_err(|_| "the generator did not start")?;

@@ -1,5 +1,6 @@
-//! The load generator's browsers: str0m peers (full ICE, DTLS-SRTP, RTP mode), each on its own
-//! UDP socket, all driven from one thread with one mio poll. Each sends 160-byte audio packets
+//! The load generator's browsers, each on its own UDP socket, all driven from one thread with
+//! one mio poll: lean audio peers (`lean.rs`) by default, or str0m peers (full ICE, DTLS-SRTP,
+//! RTP mode), which video calls use and `--peers str0m` chooses for audio. Each sends 160-byte audio packets
 //! at 50 per second, carrying its send time and a sequence number, and measures what comes
 //! back: loss, round-trip time, interarrival jitter. In video mode a peer offers audio and VP8
 //! video and sends on the video m-line instead: 1,000-byte packets at 120 per second (about
@@ -21,6 +22,9 @@ use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+
+use crate::lean::Lean;
+use media::rtp::RtpHeader;
 
 /// Packets per second each peer sends (audio).
 pub(crate) const RATE: u32 = 50;
@@ -72,13 +76,8 @@ pub(crate) struct Report {
 }
 
 struct Peer {
-    rtc: Rtc,
+    engine: Engine,
     socket: UdpSocket,
-    local: SocketAddr,
-    pending: Option<SdpPendingOffer>,
-    mid: Mid,
-    /// Video mode: the video m-line we send on.
-    video: Option<Mid>,
     /// Send ticks so far.
     ticks: u64,
     connected: bool,
@@ -88,8 +87,24 @@ struct Peer {
     /// RFC 3550 jitter, in microseconds (scaled by 16), and the last transit time.
     jitter: u64,
     transit: Option<i64>,
-    /// The deadline str0m asked for last (timers with another deadline are stale).
+    /// The deadline the engine asked for last (timers with another deadline are stale).
     timer: Option<Instant>,
+}
+
+/// What speaks WebRTC for a peer.
+enum Engine {
+    Lean(Box<Lean>),
+    Str0m(Box<Str0mPeer>),
+}
+
+/// A str0m peer's own state.
+struct Str0mPeer {
+    rtc: Rtc,
+    local: SocketAddr,
+    pending: Option<SdpPendingOffer>,
+    mid: Mid,
+    /// Video mode: the video m-line we send on.
+    video: Option<Mid>,
     /// The stream of our own packets coming back through a relay that keeps SSRCs (with the
     /// reflector's change) is declared.
     expecting: bool,
@@ -98,12 +113,14 @@ struct Peer {
 /// Runs the peers until told to quit. `base` is the address peers bind their sockets to;
 /// `reflector` is the far end's RTP socket: every packet goes back where it came from, with
 /// its SSRC changed (a relay that passes SSRCs through would otherwise hand the peer its own).
+/// `lean`: audio peers are lean ones.
 pub(crate) fn run(
     base: std::net::IpAddr,
     reflector: std::net::UdpSocket,
     commands: Receiver<Command>,
     waker_out: Sender<Arc<Waker>>,
     video: bool,
+    lean: bool,
 ) {
     let rate = if video { VIDEO_RATE } else { RATE };
     let mut poll = Poll::new().expect("a poll");
@@ -158,14 +175,35 @@ pub(crate) fn run(
                             report.datagrams += 1;
                         }
                         let now = Instant::now();
-                        if let Ok(receive) =
-                            Receive::new(Protocol::Udp, source, peer.local, &buffer[..length])
-                        {
-                            let _ = peer.rtc.handle_input(Input::Receive(now, receive));
+                        match &mut peer.engine {
+                            Engine::Lean(lean) => {
+                                if let Some(payload) =
+                                    lean.handle(now, &buffer[..length], source, &peer.socket)
+                                {
+                                    let arrival = now.saturating_duration_since(started);
+                                    record(
+                                        &mut peer.jitter,
+                                        &mut peer.transit,
+                                        &mut report,
+                                        payload,
+                                        arrival,
+                                    );
+                                }
+                            }
+                            Engine::Str0m(engine) => {
+                                if let Ok(receive) = Receive::new(
+                                    Protocol::Udp,
+                                    source,
+                                    engine.local,
+                                    &buffer[..length],
+                                ) {
+                                    let _ = engine.rtc.handle_input(Input::Receive(now, receive));
+                                }
+                                // str0m keeps one received RTP packet until polled: drained
+                                // after each datagram, or a batch would lose all but its last.
+                                drain(peer, token.0, started, &mut report, &mut timers);
+                            }
                         }
-                        // str0m keeps one received RTP packet until polled: drained after
-                        // each datagram, or a batch would lose all but its last packet.
-                        drain(peer, token.0, started, &mut report, &mut timers);
                     }
                     Err(error) if error.kind() == ErrorKind::WouldBlock => break,
                     Err(_) => break,
@@ -178,7 +216,7 @@ pub(crate) fn run(
             match command {
                 Command::Create(reply, with_audio) => {
                     let id = peers.len();
-                    match Peer::new(base, started, video, with_audio) {
+                    match Peer::new(base, video, with_audio, lean && !video) {
                         Ok((mut peer, offer)) => {
                             poll.registry()
                                 .register(&mut peer.socket, Token(id), Interest::READABLE)
@@ -260,7 +298,12 @@ pub(crate) fn run(
                 }
                 timers.push(Reverse((peer.next_send, id)));
             }
-            let _ = peer.rtc.handle_input(Input::Timeout(now));
+            match &mut peer.engine {
+                Engine::Lean(lean) => lean.handle_timeout(now, &peer.socket),
+                Engine::Str0m(engine) => {
+                    let _ = engine.rtc.handle_input(Input::Timeout(now));
+                }
+            }
             drain(peer, id, started, &mut report, &mut timers);
         }
     }
@@ -274,42 +317,45 @@ fn drain(
     report: &mut Report,
     timers: &mut BinaryHeap<Reverse<(Instant, usize)>>,
 ) {
+    let mut schedule = |timer: &mut Option<Instant>, at: Instant| {
+        // One live timer per peer: a new one only when the deadline moves earlier.
+        if timer.is_none_or(|current| at < current) {
+            *timer = Some(at);
+            timers.push(Reverse((at, id)));
+        }
+    };
+    let engine = match &mut peer.engine {
+        Engine::Lean(lean) => {
+            peer.connected |= lean.connected();
+            if let Some(at) = lean.poll_timeout() {
+                schedule(&mut peer.timer, at);
+            }
+            return;
+        }
+        Engine::Str0m(engine) => engine,
+    };
     loop {
-        match peer.rtc.poll_output() {
+        match engine.rtc.poll_output() {
             Ok(Output::Transmit(transmit)) => {
                 let _ = peer
                     .socket
                     .send_to(&transmit.contents, transmit.destination);
             }
             Ok(Output::Timeout(at)) => {
-                // One live timer per peer: a new one only when the deadline moves earlier.
-                if peer.timer.is_none_or(|current| at < current) {
-                    peer.timer = Some(at);
-                    timers.push(Reverse((at, id)));
-                }
+                schedule(&mut peer.timer, at);
                 return;
             }
             Ok(Output::Event(event)) => match event {
                 Event::Connected => peer.connected = true,
-                Event::RtpPacket(packet) if packet.payload.len() >= 16 => {
-                    {
-                        let mut sent = [0u8; 8];
-                        sent.copy_from_slice(&packet.payload[8..16]);
-                        let sent = u64::from_be_bytes(sent);
-                        let now = packet
-                            .timestamp
-                            .saturating_duration_since(started)
-                            .as_micros() as u64;
-                        report.received += 1;
-                        report.rtts.push(now.saturating_sub(sent) as u32);
-                        // Jitter of the arrival against the 20 ms send rhythm (RFC 3550 A.8).
-                        let transit = now as i64 - sent as i64;
-                        if let Some(previous) = peer.transit {
-                            let d = (transit - previous).unsigned_abs();
-                            peer.jitter = peer.jitter + d - ((peer.jitter + 8) >> 4);
-                        }
-                        peer.transit = Some(transit);
-                    }
+                Event::RtpPacket(packet) => {
+                    let arrival = packet.timestamp.saturating_duration_since(started);
+                    record(
+                        &mut peer.jitter,
+                        &mut peer.transit,
+                        report,
+                        &packet.payload,
+                        arrival,
+                    );
                 }
                 _ => {}
             },
@@ -318,17 +364,160 @@ fn drain(
     }
 }
 
+/// One of our packets came back (its payload) at `arrival` since the start: its round trip,
+/// and the peer's jitter.
+fn record(
+    jitter: &mut u64,
+    transit: &mut Option<i64>,
+    report: &mut Report,
+    payload: &[u8],
+    arrival: Duration,
+) {
+    let Some(sent) = payload.get(8..16) else {
+        return;
+    };
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(sent);
+    let sent = u64::from_be_bytes(bytes);
+    let now = arrival.as_micros() as u64;
+    report.received += 1;
+    report.rtts.push(now.saturating_sub(sent) as u32);
+    // Jitter of the arrival against the 20 ms send rhythm (RFC 3550 A.8).
+    let this = now as i64 - sent as i64;
+    if let Some(previous) = *transit {
+        let d = (this - previous).unsigned_abs();
+        *jitter = *jitter + d - ((*jitter + 8) >> 4);
+    }
+    *transit = Some(this);
+}
+
 impl Peer {
+    /// A peer on a socket of its own, lean or str0m, and its offer.
     fn new(
         base: std::net::IpAddr,
-        started: Instant,
         video: bool,
         with_audio: bool,
+        lean: bool,
     ) -> std::io::Result<(Peer, String)> {
         let socket = std::net::UdpSocket::bind(SocketAddr::new(base, 0))?;
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
         let socket = UdpSocket::from_std(socket);
+        let (engine, offer) = if lean {
+            let (lean, offer) = Lean::new(local)?;
+            (Engine::Lean(Box::new(lean)), offer)
+        } else {
+            let (engine, offer) = Str0mPeer::new(local, video, with_audio)?;
+            (Engine::Str0m(Box::new(engine)), offer)
+        };
+        Ok((
+            Peer {
+                engine,
+                socket,
+                ticks: 0,
+                connected: false,
+                seq: 1,
+                timestamp: 0,
+                next_send: Instant::now(),
+                jitter: 0,
+                transit: None,
+                timer: None,
+            },
+            offer,
+        ))
+    }
+
+    fn accept(&mut self, sdp: &str) {
+        let outcome = match &mut self.engine {
+            Engine::Lean(lean) => lean.accept(Instant::now(), sdp),
+            Engine::Str0m(engine) => engine.accept(sdp),
+        };
+        if let Err(error) = outcome {
+            eprintln!("an answer was refused: {error}");
+        }
+    }
+
+    /// Sends this tick's packets; returns how many.
+    fn send(&mut self, started: Instant, now: Instant) -> u64 {
+        let sent = now.saturating_duration_since(started).as_micros() as u64;
+        let engine = match &mut self.engine {
+            Engine::Lean(lean) => {
+                let mut payload = [0xffu8; PAYLOAD];
+                payload[..8].copy_from_slice(&self.seq.to_be_bytes());
+                payload[8..16].copy_from_slice(&sent.to_be_bytes());
+                let header = RtpHeader {
+                    pt: 0,
+                    marker: false,
+                    seq: self.seq as u16,
+                    timestamp: self.timestamp,
+                    ssrc: lean.ssrc,
+                };
+                let sent = lean.send(header, &payload, &self.socket);
+                self.seq += 1;
+                self.timestamp = self.timestamp.wrapping_add(8000 / RATE);
+                self.ticks += 1;
+                return u64::from(sent);
+            }
+            Engine::Str0m(engine) => engine,
+        };
+        let (mid, size, count, clock) = match engine.video {
+            // A keyframe every 3 s: its extra packets paced over the next ticks, as a
+            // browser's pacer spreads a keyframe (sent at once, a burst of 20 overflows
+            // receive queues on this machine for every system alike).
+            Some(video) if self.ticks % u64::from(VIDEO_RATE * 3) < KEYFRAME_EXTRA => {
+                (video, VIDEO_PAYLOAD, 2, 90_000 / VIDEO_RATE)
+            }
+            Some(video) => (video, VIDEO_PAYLOAD, 1, 90_000 / VIDEO_RATE),
+            None => (engine.mid, PAYLOAD, 1, 8000 / RATE),
+        };
+        let mut api = engine.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            return 0;
+        };
+        let ssrc = *stream.ssrc();
+        if !engine.expecting {
+            engine.expecting = true;
+            api.expect_stream_rx((ssrc ^ 0x5a5a_5a5a).into(), None, mid, None);
+        }
+        let pt = match engine.video {
+            Some(_) => engine
+                .rtc
+                .codec_config()
+                .params()
+                .iter()
+                .find(|params| params.spec().codec == Codec::Vp8)
+                .map_or(96, |params| *params.pt()),
+            None => stream_pt(),
+        };
+        let mut payload = vec![0xffu8; size];
+        payload[8..16].copy_from_slice(&sent.to_be_bytes());
+        let mut api = engine.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            return 0;
+        };
+        for _ in 0..count {
+            payload[..8].copy_from_slice(&self.seq.to_be_bytes());
+            stream.write_rtp(RtpWrite::new(
+                pt.into(),
+                SeqNo::from(self.seq),
+                self.timestamp,
+                now,
+                &payload[..],
+            ));
+            self.seq += 1;
+        }
+        self.timestamp = self.timestamp.wrapping_add(clock);
+        self.ticks += 1;
+        count
+    }
+}
+
+impl Str0mPeer {
+    fn new(
+        local: SocketAddr,
+        video: bool,
+        with_audio: bool,
+    ) -> std::io::Result<(Str0mPeer, String)> {
         let mut config = RtcConfig::new().clear_codecs().set_rtp_mode(true);
         config.codec_config().enable_pcmu(true, false);
         if video {
@@ -349,91 +538,26 @@ impl Peer {
         let (offer, pending) = api
             .apply()
             .ok_or_else(|| std::io::Error::other("no offer"))?;
-        let _ = started;
         Ok((
-            Peer {
+            Str0mPeer {
                 rtc,
-                socket,
                 local,
                 pending: Some(pending),
                 mid,
                 video,
-                ticks: 0,
-                connected: false,
-                seq: 1,
-                timestamp: 0,
-                next_send: Instant::now(),
-                jitter: 0,
-                transit: None,
                 expecting: false,
-                timer: None,
             },
             offer.to_sdp_string(),
         ))
     }
 
-    fn accept(&mut self, sdp: &str) {
-        let (Some(pending), Ok(answer)) = (self.pending.take(), SdpAnswer::from_sdp_string(sdp))
-        else {
-            return;
-        };
-        if let Err(error) = self.rtc.sdp_api().accept_answer(pending, answer) {
-            eprintln!("an answer was refused: {error}");
-        }
-    }
-
-    /// Sends this tick's packets; returns how many.
-    fn send(&mut self, started: Instant, now: Instant) -> u64 {
-        let (mid, size, count, clock) = match self.video {
-            // A keyframe every 3 s: its extra packets paced over the next ticks, as a
-            // browser's pacer spreads a keyframe (sent at once, a burst of 20 overflows
-            // receive queues on this machine for every system alike).
-            Some(video) if self.ticks % u64::from(VIDEO_RATE * 3) < KEYFRAME_EXTRA => {
-                (video, VIDEO_PAYLOAD, 2, 90_000 / VIDEO_RATE)
-            }
-            Some(video) => (video, VIDEO_PAYLOAD, 1, 90_000 / VIDEO_RATE),
-            None => (self.mid, PAYLOAD, 1, 8000 / RATE),
-        };
-        let mut api = self.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-            return 0;
-        };
-        let ssrc = *stream.ssrc();
-        if !self.expecting {
-            self.expecting = true;
-            api.expect_stream_rx((ssrc ^ 0x5a5a_5a5a).into(), None, mid, None);
-        }
-        let pt = match self.video {
-            Some(_) => self
-                .rtc
-                .codec_config()
-                .params()
-                .iter()
-                .find(|params| params.spec().codec == Codec::Vp8)
-                .map_or(96, |params| *params.pt()),
-            None => stream_pt(),
-        };
-        let mut payload = vec![0xffu8; size];
-        let sent = now.saturating_duration_since(started).as_micros() as u64;
-        payload[8..16].copy_from_slice(&sent.to_be_bytes());
-        let mut api = self.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-            return 0;
-        };
-        for _ in 0..count {
-            payload[..8].copy_from_slice(&self.seq.to_be_bytes());
-            stream.write_rtp(RtpWrite::new(
-                pt.into(),
-                SeqNo::from(self.seq),
-                self.timestamp,
-                now,
-                &payload[..],
-            ));
-            self.seq += 1;
-        }
-        self.timestamp = self.timestamp.wrapping_add(clock);
-        self.ticks += 1;
-        count
+    fn accept(&mut self, sdp: &str) -> Result<(), String> {
+        let pending = self.pending.take().ok_or("no offer pending")?;
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|error| error.to_string())?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|error| error.to_string())
     }
 }
 
