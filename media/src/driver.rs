@@ -16,9 +16,11 @@ use tracing::debug;
 
 use crate::error::{Error, Result};
 use crate::relay::is_stun;
+use queue::BrowserQueue;
 
 mod batch;
 mod pair;
+mod queue;
 mod session;
 pub use batch::RecvBatch;
 pub use pair::{PairInput, PairSession};
@@ -40,7 +42,7 @@ enum Command {
     Register {
         id: u64,
         ufrag: String,
-        sender: mpsc::Sender<Datagram>,
+        queue: BrowserQueue,
     },
     /// Another ufrag for a registration (an ICE restart's).
     Alias {
@@ -111,10 +113,10 @@ impl BrowserPort {
     }
 
     /// Sends datagrams whose STUN USERNAME starts with `ufrag` (and everything else later from
-    /// the addresses they came from) to `sender`.
-    pub fn register(&self, ufrag: String, sender: mpsc::Sender<Datagram>) -> Route {
+    /// the addresses they came from) to `queue`.
+    pub(crate) fn register(&self, ufrag: String, queue: BrowserQueue) -> Route {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let _ = self.commands.send(Command::Register { id, ufrag, sender });
+        let _ = self.commands.send(Command::Register { id, ufrag, queue });
         Route {
             id,
             commands: self.commands.clone(),
@@ -140,24 +142,24 @@ async fn demultiplex(
 ) {
     let mut ufrags: HashMap<String, u64> = HashMap::new();
     let mut addresses: HashMap<SocketAddr, u64> = HashMap::new();
-    let mut senders: HashMap<u64, mpsc::Sender<Datagram>> = HashMap::new();
+    let mut queues: HashMap<u64, BrowserQueue> = HashMap::new();
     let mut batch = RecvBatch::<YIELD_EVERY, 2048>::new();
     // The datagrams handed to calls are cut from this arena (one allocation per 64 KiB).
     let mut arena = BytesMut::with_capacity(64 * 1024);
     loop {
         tokio::select! {
             command = commands.recv() => match command {
-                Some(Command::Register { id, ufrag, sender }) => {
+                Some(Command::Register { id, ufrag, queue }) => {
                     ufrags.insert(ufrag, id);
-                    senders.insert(id, sender);
+                    queues.insert(id, queue);
                 }
                 Some(Command::Alias { id, ufrag }) => {
-                    if senders.contains_key(&id) {
+                    if queues.contains_key(&id) {
                         ufrags.insert(ufrag, id);
                     }
                 }
                 Some(Command::Unregister(id)) => {
-                    senders.remove(&id);
+                    queues.remove(&id);
                     ufrags.retain(|_, owner| *owner != id);
                     addresses.retain(|_, owner| *owner != id);
                 }
@@ -178,7 +180,7 @@ async fn demultiplex(
                     } else {
                         addresses.get(&source).copied()
                     };
-                    let Some(sender) = owner.and_then(|owner| senders.get(&owner)) else {
+                    let Some(queue) = owner.and_then(|owner| queues.get(&owner)) else {
                         dropped.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
@@ -187,7 +189,7 @@ async fn demultiplex(
                     }
                     arena.extend_from_slice(data);
                     let data = arena.split().freeze();
-                    if sender.try_send(Datagram { source, at, data }).is_err() {
+                    if !queue.push(Datagram { source, at, data }) {
                         dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -382,8 +384,8 @@ mod tests {
     async fn a_restarts_ufrag_from_a_new_address_reaches_the_call() {
         let port = BrowserPort::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let to = port.local_addr().expect("addr");
-        let (sender, mut receiver) = mpsc::channel(8);
-        let route = port.register("first".to_owned(), sender);
+        let queue = BrowserQueue::default();
+        let route = port.register("first".to_owned(), queue.clone());
         route.also("second".to_owned());
         let moved = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let stranger = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -394,12 +396,9 @@ mod tests {
         moved.send_to(&check("second"), to).expect("send");
         moved.send_to(b"\x80media", to).expect("send");
         let wait = std::time::Duration::from_secs(2);
-        let first = tokio::time::timeout(wait, receiver.recv())
-            .await
-            .expect("in time");
-        let second = tokio::time::timeout(wait, receiver.recv())
-            .await
-            .expect("in time");
+        let next = || std::future::poll_fn(|cx| queue.poll_pop(cx));
+        let first = Some(tokio::time::timeout(wait, next()).await.expect("in time"));
+        let second = Some(tokio::time::timeout(wait, next()).await.expect("in time"));
         let source = moved.local_addr().expect("addr");
         assert_eq!(first.map(|datagram| datagram.source), Some(source));
         assert_eq!(

@@ -13,15 +13,11 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
-use super::{BrowserPort, Datagram, PortPair, RecvBatch, Route};
+use super::{BrowserPort, BrowserQueue, Datagram, PortPair, RecvBatch, Route};
 use crate::echo::Echo;
 use crate::relay::{Output, Relay};
-
-/// Datagrams from the browser waiting for the call's task; past it they are dropped.
-const BROWSER_QUEUE: usize = 512;
 
 /// What one read takes from a SIP-side RTP port: up to 4 datagrams (a phone sends one every
 /// 20 ms, a few at once for video frames), each up to 2048 bytes.
@@ -123,8 +119,8 @@ pub enum MediaInput {
 pub struct MediaSession {
     browser: Arc<UdpSocket>,
     port: BrowserPort,
-    browser_tx: mpsc::Sender<Datagram>,
-    browser_rx: mpsc::Receiver<Datagram>,
+    /// What the browser port has for this call.
+    queue: BrowserQueue,
     route: Option<Route>,
     ports: Option<PortPair>,
     /// The SIP leg's video port pair, when the call has video.
@@ -136,15 +132,20 @@ pub struct MediaSession {
     deadline: Option<Instant>,
 }
 
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        // The port may push until it reads the route's end: nothing more is kept.
+        self.queue.close();
+    }
+}
+
 impl MediaSession {
     /// A session on the shared browser port, with the SIP leg's ports when there is one.
     pub fn new(port: &BrowserPort, ports: Option<PortPair>) -> MediaSession {
-        let (browser_tx, browser_rx) = mpsc::channel(BROWSER_QUEUE);
         MediaSession {
             browser: port.socket().clone(),
             port: port.clone(),
-            browser_tx,
-            browser_rx,
+            queue: BrowserQueue::default(),
             route: None,
             ports,
             video_ports: None,
@@ -161,7 +162,7 @@ impl MediaSession {
         match &self.route {
             // A new ufrag (an ICE restart): claimed as well.
             Some(route) => route.also(ufrag),
-            None => self.route = Some(self.port.register(ufrag, self.browser_tx.clone())),
+            None => self.route = Some(self.port.register(ufrag, self.queue.clone())),
         }
     }
 
@@ -196,10 +197,8 @@ impl MediaSession {
     /// readiness directly (their reader's waker slot) rather than through a future per socket
     /// and wait: a call waits on up to four sockets a hundred times a second or more.
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<MediaInput> {
-        match self.browser_rx.poll_recv(cx) {
-            Poll::Ready(Some(datagram)) => return Poll::Ready(MediaInput::Browser(datagram)),
-            Poll::Ready(None) => return Poll::Ready(MediaInput::Nothing),
-            Poll::Pending => {}
+        if let Poll::Ready(datagram) = self.queue.poll_pop(cx) {
+            return Poll::Ready(MediaInput::Browser(datagram));
         }
         let ready = |polled: Poll<std::io::Result<()>>, video, rtcp| match polled {
             Poll::Ready(Ok(())) => Some(MediaInput::Sip { video, rtcp }),
@@ -229,7 +228,7 @@ impl MediaSession {
         match input {
             MediaInput::Browser(datagram) => {
                 engine.handle_browser(datagram.at, datagram.source, &datagram.data);
-                while let Ok(datagram) = self.browser_rx.try_recv() {
+                while let Some(datagram) = self.queue.pop() {
                     // The WebRTC stack holds one received RTP packet until its output is
                     // polled: a second datagram fed before that would overwrite the first
                     // (half of a video frame's packets, which come in bursts).
@@ -451,7 +450,7 @@ mod tests {
                 at: Instant::now(),
                 data: bytes::Bytes::from(vec![0x80, index]),
             };
-            session.browser_tx.try_send(datagram).unwrap();
+            assert!(session.queue.push(datagram));
         }
         let mut engine = OneSlot::default();
         let input = session.next().await;
