@@ -21,7 +21,6 @@ use queue::BrowserQueue;
 mod batch;
 mod pair;
 mod queue;
-mod send_batch;
 mod session;
 pub use batch::RecvBatch;
 pub use pair::{PairInput, PairSession};

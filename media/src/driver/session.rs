@@ -15,7 +15,6 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::time::Sleep;
 
-use super::send_batch::SendBatch;
 use super::{BrowserPort, BrowserQueue, Datagram, PortPair, RecvBatch, Route};
 use crate::echo::Echo;
 use crate::relay::{Output, Relay};
@@ -131,8 +130,6 @@ pub struct MediaSession {
     armed: Option<Instant>,
     /// When the engine wants its timer.
     deadline: Option<Instant>,
-    /// What a flush holds to send at its end.
-    sends: SendBatch,
 }
 
 impl Drop for MediaSession {
@@ -155,7 +152,6 @@ impl MediaSession {
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             armed: None,
             deadline: None,
-            sends: SendBatch::default(),
         }
     }
 
@@ -235,9 +231,8 @@ impl MediaSession {
                 while let Some(datagram) = self.queue.pop() {
                     // The WebRTC stack holds one received RTP packet until its output is
                     // polled: a second datagram fed before that would overwrite the first
-                    // (half of a video frame's packets, which come in bursts). What it put out
-                    // is held and sent with the next flush, in one system call per socket.
-                    self.collect(engine);
+                    // (half of a video frame's packets, which come in bursts).
+                    self.flush(engine);
                     engine.handle_browser(datagram.at, datagram.source, &datagram.data);
                 }
             }
@@ -274,59 +269,41 @@ impl MediaSession {
     }
 
     /// Sends everything the engine has for the network and learns when it wants its timer.
-    /// Sends never wait: a full socket buffer drops the datagram, as the network would. What
-    /// the engine puts out (and what [`MediaSession::collect`] held before) goes out at the
-    /// end, per socket in order: one `sendto` for one datagram, one `sendmmsg` for several.
+    /// Sends never wait: a full socket buffer drops the datagram, as the network would.
     pub fn flush(&mut self, engine: &mut impl Engine) {
-        self.collect(engine);
-        if !self.sends.is_empty() {
-            for socket in self.sends.sockets() {
-                if let Some(udp) = self.socket(socket) {
-                    self.sends.send(socket, udp);
-                }
-            }
-            self.sends.clear();
-        }
-    }
-
-    /// Takes everything the engine has for the network without sending it: the next
-    /// [`MediaSession::flush`] sends it, in order, with its own.
-    fn collect(&mut self, engine: &mut impl Engine) {
         loop {
-            let (socket, destination, data) = match engine.poll_output() {
+            match engine.poll_output() {
+                Output::Browser { destination, data } => {
+                    let _ = self.browser.try_send_to(data, destination);
+                }
+                Output::SipRtp { destination, data } => {
+                    if let Some(ports) = &self.ports {
+                        let _ = ports.rtp.try_send_to(data, destination);
+                    }
+                }
+                Output::SipRtcp { destination, data } => {
+                    if let Some(ports) = &self.ports {
+                        let _ = ports.rtcp.try_send_to(data, destination);
+                    }
+                }
+                Output::SipVideoRtp { destination, data } => {
+                    if let Some(ports) = &self.video_ports {
+                        let _ = ports.rtp.try_send_to(data, destination);
+                    }
+                }
+                Output::SipVideoRtcp { destination, data } => {
+                    if let Some(ports) = &self.video_ports {
+                        let _ = ports.rtcp.try_send_to(data, destination);
+                    }
+                }
                 Output::Timeout(at) => {
                     self.deadline = Some(at);
                     return;
                 }
-                Output::Browser { destination, data } => (BROWSER, destination, data),
-                Output::SipRtp { destination, data } => (SIP_RTP, destination, data),
-                Output::SipRtcp { destination, data } => (SIP_RTCP, destination, data),
-                Output::SipVideoRtp { destination, data } => (VIDEO_RTP, destination, data),
-                Output::SipVideoRtcp { destination, data } => (VIDEO_RTCP, destination, data),
-            };
-            self.sends.hold(socket, data, destination);
-        }
-    }
-
-    /// The socket a datagram for `socket` leaves from, if the session has it.
-    fn socket(&self, socket: u8) -> Option<&UdpSocket> {
-        match socket {
-            BROWSER => Some(self.browser.as_ref()),
-            SIP_RTP => self.ports.as_ref().map(|ports| &ports.rtp),
-            SIP_RTCP => self.ports.as_ref().map(|ports| &ports.rtcp),
-            VIDEO_RTP => self.video_ports.as_ref().map(|ports| &ports.rtp),
-            VIDEO_RTCP => self.video_ports.as_ref().map(|ports| &ports.rtcp),
-            _ => None,
+            }
         }
     }
 }
-
-/// The sockets a session sends from, as its send batch tags them.
-const BROWSER: u8 = 0;
-const SIP_RTP: u8 = 1;
-const SIP_RTCP: u8 = 2;
-const VIDEO_RTP: u8 = 3;
-const VIDEO_RTCP: u8 = 4;
 
 #[cfg(test)]
 mod tests {
@@ -434,8 +411,6 @@ mod tests {
         overwritten: usize,
         passed: Vec<Vec<u8>>,
         out: Vec<u8>,
-        /// Where it sends what it passes on.
-        to: Option<SocketAddr>,
     }
 
     impl Engine for OneSlot {
@@ -454,7 +429,7 @@ mod tests {
                 self.passed.push(held.clone());
                 self.out = held;
                 return Output::Browser {
-                    destination: self.to.unwrap_or_else(|| "127.0.0.1:9".parse().unwrap()),
+                    destination: "127.0.0.1:9".parse().unwrap(),
                     data: &self.out,
                 };
             }
@@ -463,15 +438,11 @@ mod tests {
     }
 
     /// A burst of browser datagrams (a video frame's packets) is fed one at a time, the
-    /// engine's output polled between them: none is lost in an engine with one slot. What it
-    /// put out is held and sent at the flush, all of it, in order.
+    /// engine's output polled between them: none is lost in an engine with one slot.
     #[tokio::test]
     async fn a_burst_from_the_browser_is_polled_between_datagrams() {
-        let receiver = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let browser = BrowserPort::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let mut session = MediaSession::new(&browser, None);
-        // The runtime learns that a new socket is writable from its first poll.
-        browser.socket().writable().await.unwrap();
         let source: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         for index in 0..5u8 {
             let datagram = Datagram {
@@ -481,28 +452,12 @@ mod tests {
             };
             assert!(session.queue.push(datagram));
         }
-        let mut engine = OneSlot {
-            to: Some(receiver.local_addr().unwrap()),
-            ..OneSlot::default()
-        };
+        let mut engine = OneSlot::default();
         let input = session.next().await;
         session.feed(&mut engine, input);
-        assert!(!session.sends.is_empty(), "held until the flush");
         session.flush(&mut engine);
-        assert!(session.sends.is_empty());
         assert_eq!(engine.overwritten, 0);
         let passed: Vec<u8> = engine.passed.iter().map(|data| data[1]).collect();
         assert_eq!(passed, [0, 1, 2, 3, 4]);
-        let mut sent = Vec::new();
-        let mut buffer = [0u8; 16];
-        for _ in 0..5 {
-            let wait = Duration::from_secs(2);
-            let (length, _) = tokio::time::timeout(wait, receiver.recv_from(&mut buffer))
-                .await
-                .unwrap()
-                .unwrap();
-            sent.push(buffer[..length][1]);
-        }
-        assert_eq!(sent, [0, 1, 2, 3, 4]);
     }
 }
