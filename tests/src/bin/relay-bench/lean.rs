@@ -5,10 +5,10 @@
 //! On the wire it is a browser's audio call: an offer with ICE credentials, a host candidate,
 //! the DTLS fingerprint and `actpass`; ICE checks as the controlling agent with USE-CANDIDATE,
 //! every 50 ms until one is answered and then every 2.5 s (consent, RFC 7675); answers to the
-//! system's own checks; the DTLS-SRTP handshake in the role the answer gives; SRTP audio and an
-//! SRTCP receiver report every second. It is built from the gateway's own SIP-side DTLS-SRTP
-//! and SRTP (`media::dtls`, `media::srtp`, which offer the profiles desk phones take, AES-CM
-//! and AES-128-GCM) and str0m's STUN messages. What it leaves out is what a relay does not
+//! system's own checks; the DTLS-SRTP handshake in the role the answer gives, once the pair is
+//! up; SRTP audio and an SRTCP receiver report every second. It is built from the gateway's
+//! own SIP-side DTLS-SRTP and SRTP (`media::dtls`, `media::srtp`, which offer the profiles
+//! desk phones take, AES-CM and AES-128-GCM) and str0m's STUN messages. What it leaves out is what a relay does not
 //! see: no jitter buffer, no NACK or resend history, no bandwidth estimation.
 
 use std::net::SocketAddr;
@@ -312,4 +312,101 @@ fn hmac(key: &[u8], payloads: &[&[u8]]) -> [u8; 20] {
         .get_or_init(str0m::crypto::from_feature_flags)
         .sha1_hmac_provider
         .sha1_hmac(key, payloads)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use str0m::change::SdpOffer;
+    use str0m::net::{Protocol, Receive};
+    use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+
+    use super::*;
+
+    /// A lean peer calls a full WebRTC stack (str0m, full ICE, as a browser's far end would
+    /// be) over loopback: ICE and DTLS come up both ways, its SRTP packets are read there, and
+    /// what the stack sends back is read by the lean peer.
+    #[test]
+    fn a_lean_peer_connects_to_a_webrtc_stack_and_its_audio_is_heard() {
+        let lean_socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let (mut lean, offer) = Lean::new(lean_socket.local_addr().unwrap()).unwrap();
+        let stack_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        stack_socket.set_nonblocking(true).unwrap();
+        let stack_addr = stack_socket.local_addr().unwrap();
+        let mut config = RtcConfig::new().clear_codecs().set_rtp_mode(true);
+        config.codec_config().enable_pcmu(true, false);
+        let mut rtc: Rtc = config.build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(stack_addr, "udp").unwrap());
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(SdpOffer::from_sdp_string(&offer).unwrap())
+            .unwrap();
+        lean.accept(Instant::now(), &answer.to_sdp_string())
+            .unwrap();
+        let mid = str0m::media::Mid::from("0");
+        let (mut stack_up, mut heard, mut back, mut seq) = (false, Vec::new(), Vec::new(), 1u16);
+        let mut buffer = [0u8; 2048];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while heard.len() < 3 || back.len() < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "up {stack_up}/{} heard {heard:?}",
+                lean.connected()
+            );
+            let now = Instant::now();
+            lean.handle_timeout(now, &lean_socket);
+            let _ = rtc.handle_input(Input::Timeout(now));
+            while let Ok(output) = rtc.poll_output() {
+                match output {
+                    Output::Transmit(send) => {
+                        let _ = stack_socket.send_to(&send.contents, send.destination);
+                    }
+                    Output::Event(Event::Connected) => stack_up = true,
+                    Output::Event(Event::RtpPacket(packet)) => {
+                        heard.push(packet.payload[0]);
+                        // Sent back on the stack's own stream, as a relay would.
+                        let mut api = rtc.direct_api();
+                        if let Some(stream) = api.stream_tx_by_mid(mid, None) {
+                            stream.write_rtp(str0m::rtp::RtpWrite::new(
+                                packet.header.payload_type,
+                                packet.seq_no,
+                                packet.header.timestamp,
+                                now,
+                                &packet.payload[..],
+                            ));
+                        }
+                    }
+                    Output::Event(_) => {}
+                    Output::Timeout(_) => break,
+                }
+            }
+            while let Ok((length, source)) = lean_socket.recv_from(&mut buffer) {
+                if let Some(payload) =
+                    lean.handle(Instant::now(), &buffer[..length], source, &lean_socket)
+                {
+                    back.push(payload[0]);
+                }
+            }
+            while let Ok((length, source)) = stack_socket.recv_from(&mut buffer) {
+                let receive =
+                    Receive::new(Protocol::Udp, source, stack_addr, &buffer[..length]).unwrap();
+                let _ = rtc.handle_input(Input::Receive(Instant::now(), receive));
+            }
+            if stack_up && lean.connected() {
+                let header = RtpHeader {
+                    pt: 0,
+                    marker: false,
+                    seq,
+                    timestamp: u32::from(seq) * 160,
+                    ssrc: lean.ssrc,
+                };
+                assert!(lean.send(header, &[seq as u8; 160], &lean_socket));
+                seq += 1;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(heard[..3], [1, 2, 3]);
+        assert_eq!(back[..3], [1, 2, 3]);
+    }
 }
